@@ -1,0 +1,236 @@
+"""Actors and the per-tick context they are given.
+
+An :class:`Actor` declares its ports and implements ``run(self, ctx)`` (plain or ``async def``).
+One *tick* is one call of ``run`` with the packets that woke the node in ``ctx.inputs``; it
+ends with exactly one of ``ctx.done()`` or ``ctx.fail()`` — an exception raised by ``run``
+counts as ``fail``, and returning without either is reported as a failure of that tick.
+
+``execution`` says where ticks run: ``"inline"`` on the scheduler thread (plain ``run``),
+``"async"`` on the scheduler's event loop (chosen automatically for ``async def run``) or
+``"worker"`` on a worker thread (for code that releases the GIL: sandboxed and native actors,
+numpy). A node never runs two ticks at once, whatever its execution.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ._errors import ActorError, TickStateError
+from ._messages import Message, as_message
+
+if TYPE_CHECKING:
+    from ._scheduler import _Node
+
+__all__ = ["Actor", "ActorCallContext", "ActorContext"]
+
+EXECUTIONS = ("inline", "async", "worker")
+
+
+class Actor:
+    """Base class for actors written in Python.
+
+    Subclass it, declare ports as class attributes and override :meth:`run`::
+
+        class Doubler(Actor):
+            component = "doubler"
+            inports = ["in"]
+            outports = ["out"]
+
+            def run(self, ctx):
+                ctx.done({"out": Message.integer(ctx.inputs["in"]["data"] * 2)})
+
+    Register an instance with ``Network.register_actor(template_id, instance)``; every node of
+    that template shares the instance (per-node state belongs in ``ctx.pool_*``), unless
+    :meth:`open_node` returns a fresh actor per node.
+    """
+
+    component: str = "anonymous"
+    inports: ClassVar[list[str]] = []
+    outports: ClassVar[list[str]] = []
+    await_all_inports: bool = False
+    #: Optional port typing, e.g. ``{"in": "Integer"}``; checked when ports are connected.
+    inport_types: ClassVar[dict[str, str]] = {}
+    outport_types: ClassVar[dict[str, str]] = {}
+    #: Where ticks run: "inline", "async" (implied by ``async def run``) or "worker".
+    execution: str = "inline"
+
+    def run(self, ctx: ActorContext) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")
+
+    def open_node(self, node_id: str, config: dict[str, Any]) -> Actor:
+        """Called once for each node built from this template; returns the actor that node
+        runs. The default shares this instance; engines return one instance per node."""
+        return self
+
+    def close(self) -> None:
+        """Release what :meth:`open_node` acquired. Called at network shutdown; idempotent."""
+
+    def _execution(self) -> str:
+        mode = self.execution
+        if inspect.iscoroutinefunction(self.run):
+            return "async"
+        if mode not in EXECUTIONS:
+            raise ActorError(
+                f"actor {type(self).__name__} declares execution={mode!r}; "
+                f"expected one of {', '.join(EXECUTIONS)}",
+                component=self.component,
+            )
+        return mode
+
+
+_OPEN, _DONE, _FAILED = 0, 1, 2
+
+
+class ActorContext:
+    """What ``run(ctx)`` receives. Also exported as ``ActorCallContext`` (the SDK's name).
+
+    ``inputs`` maps in-port names to messages; ``config`` is the node's configuration.
+    ``done(outputs)`` ends the tick and delivers ``outputs`` (and any ``emit``-ed packets);
+    ``fail(message)`` ends it as failed; ``send(...)`` delivers packets at once, mid-tick.
+    """
+
+    __slots__ = ("_emitted", "_error", "_node", "_sched", "_state", "inputs")
+
+    def __init__(self, sched: Any, node: _Node) -> None:
+        self._sched = sched
+        self._node = node
+        self.inputs: dict[str, Message] = {}
+        self._state = _OPEN
+        self._emitted: list[tuple[str, Message]] | None = None
+        self._error: str | None = None
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        return self._node.config
+
+    @property
+    def node(self) -> str:
+        return self._node.id
+
+    @property
+    def component(self) -> str:
+        return self._node.component
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self._node.log
+
+    logger = log
+
+    # -- ending the tick ------------------------------------------------------------------
+    def done(self, outputs: dict[str, Any] | None = None) -> None:
+        """End the tick; deliver ``emit``-ed packets, then ``outputs`` (port -> message)."""
+        if self._state:
+            self._misuse("done")
+        self._state = _DONE
+        if self._emitted:
+            emitted, self._emitted = self._emitted, None
+            self._sched._deliver(self._node, emitted)
+        if outputs:
+            if type(outputs) is not dict:
+                if not isinstance(outputs, dict):
+                    raise TickStateError(
+                        f"ctx.done(outputs) expects a dict keyed by output port, "
+                        f"got {type(outputs).__name__}",
+                        node=self._node.id,
+                        component=self._node.component,
+                    )
+            self._sched._deliver_map(self._node, outputs)
+
+    def fail(self, message: Any = "failed") -> None:
+        """End the tick as failed; packets queued with ``emit`` are discarded."""
+        if self._state:
+            self._misuse("fail")
+        self._state = _FAILED
+        self._emitted = None
+        self._error = str(message)
+
+    def _misuse(self, what: str) -> None:
+        ended = "done()" if self._state == _DONE else "fail()"
+        raise TickStateError(
+            f"ctx.{what}() called after the tick of node {self._node.id!r} was already "
+            f"ended by {ended}: call exactly one of done/fail per tick",
+            node=self._node.id,
+            component=self._node.component,
+        )
+
+    # -- output ---------------------------------------------------------------------------
+    def emit(self, port: str, message: Any) -> None:
+        """Queue one packet on ``port``; queued packets are delivered, in order, by done()."""
+        if self._state:
+            self._misuse("emit")
+        if self._emitted is None:
+            self._emitted = []
+        self._emitted.append((port, message))
+
+    def send(self, messages: dict[str, Any]) -> None:
+        """Deliver packets now, before the tick ends (streaming actors).
+
+        If a receiving edge is full, the scheduler first runs downstream nodes to make room,
+        so one tick may stream any number of packets in bounded memory.
+        """
+        if self._state:
+            self._misuse("send")
+        self._sched._deliver_map(self._node, messages)
+        if self._node.nfull:
+            self._sched._relieve(self._node)
+
+    # -- pools: per-node {id: value} maps that outlive ticks -------------------------------
+    def pool_upsert(self, pool_name: str, id: str, value: Any) -> None:
+        self._node.pools.setdefault(pool_name, {})[id] = value
+
+    def pool_remove(self, pool_name: str, id: str) -> None:
+        pool = self._node.pools.get(pool_name)
+        if pool is not None:
+            pool.pop(id, None)
+
+    def pool(self, pool_name: str) -> dict[str, Any]:
+        return dict(self._node.pools.get(pool_name, ()))
+
+    def pool_count(self, pool_name: str) -> int:
+        return len(self._node.pools.get(pool_name, ()))
+
+    def pool_clear(self, pool_name: str) -> None:
+        self._node.pools.pop(pool_name, None)
+
+
+ActorCallContext = ActorContext
+
+
+class BufferedContext(ActorContext):
+    """Context for ticks on worker threads: done() records outputs, the scheduler thread
+    delivers them when the tick comes back; send() hands packets to the scheduler thread
+    and waits while the receiving edge is full."""
+
+    __slots__ = ("_outputs",)
+
+    def __init__(self, sched: Any, node: _Node) -> None:
+        super().__init__(sched, node)
+        self._outputs: list[tuple[str, Any]] = []
+
+    def done(self, outputs: dict[str, Any] | None = None) -> None:
+        if self._state:
+            self._misuse("done")
+        self._state = _DONE
+        if self._emitted:
+            self._outputs.extend(self._emitted)
+            self._emitted = None
+        if outputs:
+            if not isinstance(outputs, dict):
+                raise TickStateError(
+                    f"ctx.done(outputs) expects a dict keyed by output port, "
+                    f"got {type(outputs).__name__}",
+                    node=self._node.id,
+                    component=self._node.component,
+                )
+            self._outputs.extend(outputs.items())
+
+    def send(self, messages: dict[str, Any]) -> None:
+        if self._state:
+            self._misuse("send")
+        checked = [(port, as_message(m, f"$.{port}")) for port, m in messages.items()
+                   if m is not None]
+        self._sched._send_from_worker(self._node, checked)

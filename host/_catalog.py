@@ -1,0 +1,58 @@
+"""The template catalog: actors available by template id without ``register_actor``.
+
+``template_actor(id)`` and ``template_list()`` (the SDK's names) look here. Templates come from
+the built-in library, from loaded packs and from Python plugins; each source registers its
+templates with :func:`register_template`.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ._actor import Actor
+from ._errors import GraphError, UnknownComponentError
+
+__all__ = ["lookup_template", "register_template", "template_actor", "template_list",
+           "unregister_template"]
+
+_lock = threading.Lock()
+_templates: dict[str, Actor] = {}
+_owners: dict[str, str] = {}
+
+
+def register_template(template_id: str, actor: Actor, *, owner: str = "python") -> None:
+    """Add ``actor`` to the catalog as ``template_id``. Two owners may not share an id."""
+    if not isinstance(actor, Actor):
+        raise GraphError(f"template {template_id!r} must be an Actor, got {type(actor).__name__}")
+    with _lock:
+        prev = _owners.get(template_id)
+        if prev is not None and prev != owner:
+            raise GraphError(
+                f"template id {template_id!r} is already provided by {prev}; "
+                f"{owner} cannot provide it too"
+            )
+        _templates[template_id] = actor
+        _owners[template_id] = owner
+
+
+def unregister_template(template_id: str) -> None:
+    with _lock:
+        _templates.pop(template_id, None)
+        _owners.pop(template_id, None)
+
+
+def lookup_template(template_id: str) -> Actor | None:
+    return _templates.get(template_id)
+
+
+def template_actor(template_id: str) -> Actor:
+    """The catalog's actor for ``template_id``; raises UnknownComponentError naming it."""
+    actor = _templates.get(template_id)
+    if actor is None:
+        raise UnknownComponentError(template_id, list(_templates))
+    return actor
+
+
+def template_list() -> list[str]:
+    """Every template id in the catalog, sorted."""
+    return sorted(_templates)

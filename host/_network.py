@@ -1,0 +1,612 @@
+"""Network: the public object that holds a graph of actors and runs it.
+
+It mirrors ``offbit_reflow.Network`` (``register_actor``, ``add_node``, ``add_connection``,
+``add_initial``, ``start``, ``shutdown``, ``events``, ``from_graph``) and adds what that SDK
+lacks: ``run(timeout=)`` and ``await arun()`` that return when the graph is idle with a
+:class:`RunSummary`, and :meth:`Network.collect` to capture what reaches a port.
+
+Every call that builds the graph checks its arguments at once and raises a
+:class:`~reflow.GraphError` naming the node, port or component at fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._actor import Actor, ActorContext
+from ._errors import (
+    DuplicateNodeError,
+    GraphError,
+    MessageError,
+    NetworkStateError,
+    PortTypeError,
+    RunTimeout,
+    UnknownComponentError,
+    UnknownNodeError,
+    UnknownPortError,
+)
+from ._events import EventHub, EventStream
+from ._messages import Message, as_message
+from ._scheduler import _NEVER, ActorFailure, Scheduler, _Edge, _Node, _Sink
+
+if TYPE_CHECKING:
+    from ._graph import Graph
+
+__all__ = ["Collector", "Network", "RunSummary"]
+
+DEFAULT_CAPACITY = 64
+
+
+@dataclass
+class RunSummary:
+    """What one ``run()`` did. ``ok`` is False when any tick failed."""
+
+    ticks: int
+    node_ticks: dict[str, int]
+    failures: list[ActorFailure]
+    failure_count: int
+    overflowed: int
+    dropped: int
+    elapsed: float
+    pending: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure_count == 0
+
+    def raise_for_failures(self) -> None:
+        """Raise :class:`~reflow.ActorError` for the first failure, if any."""
+        if self.failures:
+            from ._errors import ActorError
+
+            first = self.failures[0]
+            more = f" (and {self.failure_count - 1} more)" if self.failure_count > 1 else ""
+            raise ActorError(f"{first}{more}", node=first.node, component=first.component)
+
+
+class Collector:
+    """The messages that reached a port, in arrival order. Unbounded: meant for results
+    and tests, not for a firehose (use an actor for that)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.messages: list[Message] = []
+
+    def values(self) -> list[Any]:
+        """The payloads (``message["data"]``) of the collected messages."""
+        return [m.get("data") for m in self.messages]
+
+    def clear(self) -> None:
+        self.messages.clear()
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.messages)
+
+    def __getitem__(self, i: int) -> Message:
+        return self.messages[i]
+
+    def __repr__(self) -> str:
+        return f"<Collector {self.label}: {len(self.messages)} messages>"
+
+
+def _int_option(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GraphError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class Network:
+    """A graph of actor nodes and the scheduler that runs it.
+
+    ``capacity`` bounds every edge (packets waiting between two nodes) unless a connection
+    sets its own; ``workers`` sizes the thread pool for worker (sandboxed/native) actors.
+    ``config`` may carry the same keys as a dict (the SDK's constructor signature).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        *,
+        capacity: int | None = None,
+        workers: int | None = None,
+    ) -> None:
+        config = dict(config or {})
+        unknown = set(config) - {"capacity", "workers", "event_buffer"}
+        if unknown:
+            raise GraphError(
+                f"unknown network config key(s) {', '.join(sorted(unknown))}; "
+                f"expected capacity, workers, event_buffer"
+            )
+        self.capacity = _int_option(
+            capacity if capacity is not None else config.get("capacity", DEFAULT_CAPACITY),
+            "capacity",
+        )
+        w = workers if workers is not None else config.get("workers")
+        self._event_buffer = _int_option(config.get("event_buffer", 65536), "event_buffer")
+        self._hub = EventHub()
+        self._sched = Scheduler(self._hub, _int_option(w, "workers") if w is not None else None)
+        self._templates: dict[str, Actor] = {}
+        self._iips: dict[tuple[str, str], _Edge] = {}
+        self._connections: set[tuple[str, str, str, str]] = set()
+        self._taps: dict[tuple[str, str], list[Collector]] = {}
+        self._aliases_in: dict[tuple[str, str], tuple[str, str]] = {}
+        self._aliases_out: dict[tuple[str, str], tuple[str, str]] = {}
+        self._exported_in: dict[str, tuple[str, str]] = {}
+        self._exported_out: dict[str, tuple[str, str]] = {}
+        self._armed: set[str] = set()
+        self._lock = threading.Lock()
+        self._running = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._stop_flag = False
+        self._idle = threading.Condition()
+        self._busy = False
+        self._thread_error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending_spec: Any = None
+
+    # ------------------------------------------------------------------ building
+    def register_actor(self, template_id: str, actor: Any) -> None:
+        """Make ``actor`` (an :class:`Actor` instance) available as ``template_id``."""
+        self._check_open()
+        if isinstance(actor, type) and issubclass(actor, Actor):
+            actor = actor()
+        if not isinstance(actor, Actor):
+            raise GraphError(
+                f"register_actor({template_id!r}, ...) expects an Actor instance, "
+                f"got {type(actor).__name__}"
+            )
+        if not isinstance(template_id, str) or not template_id:
+            raise GraphError(f"template id must be a non-empty string, got {template_id!r}")
+        self._templates[template_id] = actor
+
+    def _template(self, template_id: str) -> Actor:
+        actor = self._templates.get(template_id)
+        if actor is not None:
+            return actor
+        from ._catalog import lookup_template, template_list
+
+        found = lookup_template(template_id)
+        if found is None:
+            raise UnknownComponentError(template_id, [*self._templates, *template_list()])
+        return found
+
+    def add_node(
+        self, id: str, template_id: str, config: dict[str, Any] | None = None
+    ) -> None:
+        """Add node ``id`` running the actor registered as ``template_id``."""
+        self._check_mutable()
+        if not isinstance(id, str) or not id:
+            raise GraphError(f"node id must be a non-empty string, got {id!r}")
+        if id in self._sched.nodes or any(a[0] == id for a in self._aliases_in):
+            raise DuplicateNodeError(id)
+        if config is not None and not isinstance(config, dict):
+            raise GraphError(f"config of node {id!r} must be a dict, got {type(config).__name__}")
+        template = self._template(template_id)
+        from ._subgraph import SubgraphActor
+
+        if isinstance(template, SubgraphActor):
+            template.expand_into(self, id, dict(config or {}))
+            return
+        actor = template.open_node(id, dict(config or {}))
+        node = _Node(id, template.component if actor is template else actor.component,
+                     actor, dict(config or {}))
+        node.ctx = ActorContext(self._sched, node)
+        self._sched.nodes[id] = node
+
+    def _node(self, node_id: str, context: str) -> _Node:
+        node = self._sched.nodes.get(node_id)
+        if node is None:
+            raise UnknownNodeError(node_id, context, list(self._sched.nodes))
+        return node
+
+    def add_connection(
+        self,
+        from_actor: str,
+        from_port: str,
+        to_actor: str,
+        to_port: str,
+        capacity: int | None = None,
+    ) -> None:
+        """Connect ``from_actor.from_port`` to ``to_actor.to_port``."""
+        self._check_mutable()
+        if self._pending_spec is not None:
+            self._materialize()
+        from_actor, from_port = self._aliases_out.get((from_actor, from_port),
+                                                      (from_actor, from_port))
+        to_actor, to_port = self._aliases_in.get((to_actor, to_port), (to_actor, to_port))
+        label = f"connection {from_actor}.{from_port} -> {to_actor}.{to_port}"
+        src = self._node(from_actor, f"source of {label}")
+        dst = self._node(to_actor, f"target of {label}")
+        if from_port not in src.routes:
+            raise UnknownPortError(from_actor, from_port, "out", list(src.routes))
+        if to_port not in dst.actor.inports:
+            raise UnknownPortError(to_actor, to_port, "in", list(dst.actor.inports))
+        out_t = src.actor.outport_types.get(from_port, "Any")
+        in_t = dst.actor.inport_types.get(to_port, "Any")
+        if out_t != in_t and "Any" not in (out_t, in_t) and not (
+            out_t == "Integer" and in_t == "Float"
+        ):
+            raise PortTypeError(
+                f"{label}: out-port {from_actor}.{from_port} sends {out_t} but in-port "
+                f"{to_actor}.{to_port} accepts {in_t}",
+                source=f"{from_actor}.{from_port}",
+                target=f"{to_actor}.{to_port}",
+            )
+        key = (from_actor, from_port, to_actor, to_port)
+        if key in self._connections:
+            raise GraphError(f"{label} already exists")
+        cap = _int_option(capacity, "capacity") if capacity is not None else self.capacity
+        edge = _Edge(src, from_port, dst, to_port, cap)
+        self._connections.add(key)
+        src.routes[from_port].append(edge)
+        self._attach_in(dst, edge)
+        for coll in self._taps.get((to_actor, to_port), ()):
+            src.routes[from_port].append(self._collector_edge(coll))
+
+    def _attach_in(self, dst: _Node, edge: _Edge) -> None:
+        dst.in_edges.append(edge)
+        dst.port_edges.setdefault(edge.dst_port, []).append(edge)
+        dst.await_ports = [p for p in dst.actor.inports if dst.port_edges.get(p)]
+        if edge.queue and not dst.queued:
+            dst.queued = True
+            self._sched.ready.append(dst)
+
+    def add_initial(self, actor: str, port: str, message: Any) -> None:
+        """Queue ``message`` (a Message or its JSON form) on ``actor.port``.
+
+        Allowed at any time, also while the network runs (thread-safe)."""
+        self._check_open()
+        if self._pending_spec is not None:
+            self._materialize()
+        actor, port = self._aliases_in.get((actor, port), (actor, port))
+        node = self._node(actor, f"initial packet for {actor}.{port}")
+        if port not in node.actor.inports:
+            raise UnknownPortError(actor, port, "in", list(node.actor.inports))
+        try:
+            msg = as_message(message)
+        except MessageError as exc:
+            raise MessageError(
+                f"initial packet for {actor}.{port} is not a valid message: {exc}",
+                path=exc.path,
+            ) from exc
+        if self._thread is not None and self._thread.is_alive():
+            self._mark_busy()
+            self._sched.call_soon(lambda: self._queue_initial(node, port, msg))
+        else:
+            self._queue_initial(node, port, msg)
+
+    def _queue_initial(self, node: _Node, port: str, msg: Message) -> None:
+        key = (node.id, port)
+        edge = self._iips.get(key)
+        if edge is None:
+            edge = _Edge(None, "", node, port, _NEVER)
+            self._iips[key] = edge
+            self._attach_in(node, edge)
+        edge.queue.append(msg)
+        for coll in self._taps.get(key, ()):
+            coll.messages.append(msg)
+        if not node.queued:
+            node.queued = True
+            self._sched.ready.append(node)
+
+    def export_inport(self, name: str, node: str, port: str) -> None:
+        """Name ``node.port`` as the graph's in-port ``name`` (for ``add_initial(name, ...)``
+        on subgraphs and :meth:`send_inport`)."""
+        self._exported_in[name] = (node, port)
+
+    def export_outport(self, name: str, node: str, port: str) -> None:
+        """Name ``node.port`` as the graph's out-port ``name`` (see :meth:`collect`)."""
+        self._exported_out[name] = (node, port)
+
+    # ------------------------------------------------------------------ collecting
+    def _collector_edge(self, coll: Collector) -> _Edge:
+        edge = _Edge(None, "", _Sink(coll.label), "", _NEVER)
+        edge.queue = coll.messages
+        return edge
+
+    def collect(self, node: str, port: str | None = None) -> Collector:
+        """Capture every message that reaches ``node.port``.
+
+        ``port`` may be an out-port of ``node`` (what it emits, connected or not) or an
+        in-port (what arrives there; call after wiring it). With ``port=None``, ``node`` names
+        an exported out-port of the graph (``Network.from_graph``)."""
+        self._check_mutable()
+        self._materialize()
+        if port is None:
+            if node not in self._exported_out:
+                known = ", ".join(sorted(self._exported_out)) or "none"
+                raise UnknownPortError("<graph>", node, "exported out", known.split(", "))
+            node, port = self._exported_out[node]
+        node, port = self._aliases_out.get((node, port), (node, port))
+        node, port = self._aliases_in.get((node, port), (node, port))
+        target = self._node(node, f"collect({node!r}, {port!r})")
+        coll = Collector(f"{node}.{port}")
+        if port in target.routes:
+            target.routes[port].append(self._collector_edge(coll))
+        elif port in target.actor.inports:
+            self._taps.setdefault((node, port), []).append(coll)
+            for edge in target.port_edges.get(port, ()):
+                if edge.src is not None:
+                    edge.src.routes[edge.src_port].append(self._collector_edge(coll))
+        else:
+            raise UnknownPortError(
+                node, port, "in or out", [*target.actor.inports, *target.routes]
+            )
+        return coll
+
+    # ------------------------------------------------------------------ running
+    def events(self, maxlen: int | None = None) -> EventStream:
+        """Subscribe to trace events (subscribe before ``start()`` to miss none)."""
+        return self._hub.subscribe(maxlen or self._event_buffer)
+
+    def _arm_sources(self) -> None:
+        """Nodes with nothing wired into them run one tick (with empty inputs) on first run."""
+        for node in self._sched.nodes.values():
+            if node.id in self._armed:
+                continue
+            self._armed.add(node.id)
+            if not node.in_edges:
+                node.source_pending = True
+                if not node.queued:
+                    node.queued = True
+                    self._sched.ready.append(node)
+
+    def _summary(self, t0: float, ticks0: dict[str, int], fails0: int) -> RunSummary:
+        sched = self._sched
+        node_ticks = {n.id: n.ticks - ticks0.get(n.id, 0) for n in sched.nodes.values()}
+        return RunSummary(
+            ticks=sum(node_ticks.values()),
+            node_ticks=node_ticks,
+            failures=list(sched.failures),
+            failure_count=sched.failure_count - fails0,
+            overflowed=sched.overflowed,
+            dropped=sched.dropped,
+            elapsed=time.perf_counter() - t0,
+            pending=sched.pending(),
+        )
+
+    def _enter_run(self) -> None:
+        self._check_open()
+        with self._lock:
+            if self._running:
+                raise NetworkStateError(
+                    "run() is already running on this network; wait for it to return "
+                    "(run() must not be called from inside an actor)"
+                )
+            self._running = True
+
+    def run(self, timeout: float | None = None) -> RunSummary:
+        """Run until the graph is idle — nothing queued, nothing running — and return a
+        :class:`RunSummary`. Raises :class:`~reflow.RunTimeout` if ``timeout`` seconds pass
+        first; the network keeps its state and a later ``run()`` goes on from there."""
+        if self._thread is not None:
+            return self._wait_idle(timeout)
+        self._materialize()
+        self._enter_run()
+        t0 = time.perf_counter()
+        ticks0 = {n.id: n.ticks for n in self._sched.nodes.values()}
+        fails0 = self._sched.failure_count
+        self._sched.failures.clear()
+        try:
+            self._arm_sources()
+            if self._loop is None or self._loop.is_closed():
+                self._loop = asyncio.new_event_loop()
+            loop = self._loop
+            coro = self._sched.drive(until_idle=True)
+            try:
+                loop.run_until_complete(asyncio.wait_for(coro, timeout))
+            except TimeoutError:
+                raise RunTimeout(
+                    f"the graph was not idle after {timeout} s; packets still waiting per "
+                    f"node: {self._sched.pending()}",
+                    pending=self._sched.pending(),
+                ) from None
+        finally:
+            self._running = False
+        return self._summary(t0, ticks0, fails0)
+
+    async def arun(self, timeout: float | None = None) -> RunSummary:
+        """``run()`` for async code: drives the graph on the running event loop."""
+        if self._thread is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self._wait_idle, timeout
+            )
+        self._materialize()
+        self._enter_run()
+        t0 = time.perf_counter()
+        ticks0 = {n.id: n.ticks for n in self._sched.nodes.values()}
+        fails0 = self._sched.failure_count
+        self._sched.failures.clear()
+        try:
+            self._arm_sources()
+            try:
+                await asyncio.wait_for(self._sched.drive(until_idle=True), timeout)
+            except TimeoutError:
+                raise RunTimeout(
+                    f"the graph was not idle after {timeout} s; packets still waiting per "
+                    f"node: {self._sched.pending()}",
+                    pending=self._sched.pending(),
+                ) from None
+        finally:
+            self._running = False
+        return self._summary(t0, ticks0, fails0)
+
+    def start(self) -> None:
+        """Start running in a background thread and return at once (SDK-compatible).
+        Use :meth:`run` to wait for idle, :meth:`shutdown` to stop."""
+        self._materialize()
+        self._enter_run()
+        self._arm_sources()
+        self._busy = True
+        self._t0 = time.perf_counter()
+        self._ticks0 = {n.id: n.ticks for n in self._sched.nodes.values()}
+        self._fails0 = self._sched.failure_count
+        self._thread = threading.Thread(target=self._thread_main, name="reflow-scheduler",
+                                        daemon=True)
+        self._thread.start()
+
+    def _thread_main(self) -> None:
+        if self._hub.active:
+            self._hub.publish("NetworkStarted")
+        try:
+            asyncio.run(
+                self._sched.drive(until_idle=False, on_idle=self._on_idle,
+                                  stop=lambda: self._stop_flag)
+            )
+        except BaseException as exc:  # surfaced by run()/shutdown()
+            self._thread_error = exc
+        finally:
+            with self._idle:
+                self._busy = False
+                self._idle.notify_all()
+
+    def _on_idle(self) -> None:
+        with self._idle:
+            if self._busy and not self._sched.completions:
+                self._busy = False
+                if self._hub.active:
+                    self._hub.publish("NetworkIdle", sum(n.ticks for n in
+                                                        self._sched.nodes.values()))
+                self._idle.notify_all()
+
+    def _mark_busy(self) -> None:
+        with self._idle:
+            self._busy = True
+
+    def _wait_idle(self, timeout: float | None) -> RunSummary:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._busy:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise RunTimeout(
+                        f"the graph was not idle after {timeout} s",
+                        pending=self._sched.pending(),
+                    )
+                self._idle.wait(left)
+        if self._thread_error is not None:
+            raise NetworkStateError("the scheduler thread died") from self._thread_error
+        return self._summary(self._t0, self._ticks0, self._fails0)
+
+    def shutdown(self) -> None:
+        """Stop the network, release every actor's resources. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_flag = True
+        if self._thread is not None:
+            self._sched.wake()
+            self._thread.join()
+        left = self._sched.stop()
+        if self._loop is not None and not self._loop.is_closed():
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.close()
+        for node in self._sched.nodes.values():
+            try:
+                node.actor.close()
+            except Exception as exc:  # one actor's close must not stop the others
+                self._sched._record_failure(node, f"close() failed: {exc}", "", exc)
+        if self._hub.active:
+            self._hub.publish("NetworkShutdown", left)
+        self._hub.close()
+        self._running = False
+        if self._thread_error is not None:
+            raise NetworkStateError("the scheduler thread died") from self._thread_error
+
+    close = shutdown
+
+    def __enter__(self) -> Network:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------------ state checks
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NetworkStateError("this network was shut down; build a new Network")
+
+    def _check_mutable(self) -> None:
+        self._check_open()
+        if self._running:
+            raise NetworkStateError(
+                "the graph cannot be changed while the network runs; add nodes and "
+                "connections before start()/run(), or after run() returned"
+            )
+
+    # ------------------------------------------------------------------ introspection
+    def nodes(self) -> list[str]:
+        return list(self._sched.nodes)
+
+    @property
+    def failures(self) -> list[ActorFailure]:
+        """Failed ticks of the last run (the first 1000)."""
+        return list(self._sched.failures)
+
+    # ------------------------------------------------------------------ graphs
+    @staticmethod
+    def from_graph(graph: Graph | dict[str, Any], **kwargs: Any) -> Network:
+        """Build a network from a :class:`~reflow.Graph` (or its JSON). Templates are looked up
+        when nodes are added: register yours with :meth:`register_actor` first by passing
+        ``templates={"tpl_x": actor}``, or load them into the catalog."""
+        from ._graph import Graph, graph_to_network_spec
+
+        templates = kwargs.pop("templates", None) or {}
+        net = Network(**kwargs)
+        for tid, actor in templates.items():
+            net.register_actor(tid, actor)
+        if not isinstance(graph, Graph):
+            graph = Graph.from_json(graph)
+        # Templates may be registered after from_graph (the SDK's order), so the graph is
+        # applied on the first call that needs its nodes; errors surface there.
+        net._pending_spec = graph_to_network_spec(graph)
+        return net
+
+    def _materialize(self) -> None:
+        spec, self._pending_spec = self._pending_spec, None
+        if spec is not None:
+            self.load_spec(spec)
+
+    def load_spec(self, spec: Any) -> None:
+        """Add the nodes, connections, initial packets and exports of a graph spec."""
+        for node_id, component, config, _meta in spec.nodes:
+            self.add_node(node_id, component, config)
+        for src, sport, dst, dport, cap in spec.connections:
+            self.add_connection(src, sport, dst, dport, capacity=cap)
+        for node_id, port, data, _index in spec.initials:
+            msg = data if isinstance(data, dict) and "type" in data else _wrap_plain(data)
+            self.add_initial(node_id, port, msg)
+        for name, (node_id, port) in spec.inports.items():
+            self.export_inport(name, node_id, port)
+        for name, (node_id, port) in spec.outports.items():
+            self.export_outport(name, node_id, port)
+
+
+def _wrap_plain(value: Any) -> Message:
+    """Plain JSON initial data (FBP graphs often carry bare values) as a message."""
+    if isinstance(value, bool):
+        return Message.boolean(value)
+    if isinstance(value, int):
+        return Message.integer(value)
+    if isinstance(value, float):
+        return Message.float(value)
+    if isinstance(value, str):
+        return Message.string(value)
+    if isinstance(value, list):
+        return Message.array(value)
+    if isinstance(value, dict):
+        return Message.object(value)
+    if value is None:
+        return Message.null()
+    return Message.any(value)

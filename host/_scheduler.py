@@ -1,0 +1,738 @@
+"""The scheduler: moves packets along bounded edges and runs ticks.
+
+Invariants, in plain words:
+
+* Every edge is a FIFO with a capacity. A node whose out-edge is full is *parked*: it is not
+  given another tick until a consumer takes a packet from that edge. Only that node waits;
+  the scheduler goes on with every other node.
+* A node runs at most one tick at a time. Sync (inline) actors run on the scheduler thread in
+  batches of up to ``BATCH`` ticks, with one reused context and no task or future per packet;
+  ``async def`` actors run as tasks on the scheduler's event loop; "worker" actors run on a
+  thread pool and hand their outputs back through a thread-safe completion queue.
+* ``ctx.send`` into a full edge from a sync tick runs downstream nodes (nested, up to
+  ``MAX_NESTING`` deep) until there is room, so one tick can stream without bound in bounded
+  memory. A worker tick's ``send`` blocks its worker thread instead.
+* When nothing can run, nothing is in flight and some parked node still has input, the graph
+  would deadlock (a full cycle, or a join waiting on a parked producer). The scheduler then
+  lets one parked node run one tick past its edge's capacity and counts it in ``overflowed``.
+  So no graph can deadlock, and capacity is exceeded only where the graph leaves no choice.
+* The network is idle when no node is ready, no tick is in flight and no completion is
+  waiting. ``drive(until_idle=True)`` returns then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._actor import Actor, ActorContext, BufferedContext
+from ._errors import ActorError, MessageError, NetworkStateError, TickStateError
+from ._events import EventHub
+from ._messages import Message, as_message
+
+__all__ = ["ActorFailure", "Scheduler"]
+
+log = logging.getLogger("reflow")
+
+BATCH = 256  # ticks one node runs before the scheduler looks at other nodes
+SLICE = 64  # node batches between two yields to the event loop
+MAX_NESTING = 48  # depth of nested draining from ctx.send inside a sync tick
+FAILURES_KEPT = 1000
+_NEVER = -1  # capacity of an unbounded edge (initial packets, collectors)
+
+
+@dataclass
+class ActorFailure:
+    """One failed tick: which node, which component, what went wrong."""
+
+    node: str
+    component: str
+    error: str
+    traceback: str = ""
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        return f"node {self.node!r} ({self.component}): {self.error}"
+
+
+class _Edge:
+    __slots__ = ("capacity", "dst", "dst_port", "queue", "src", "src_port")
+
+    def __init__(self, src: Any, src_port: str, dst: Any, dst_port: str, capacity: int) -> None:
+        self.src = src
+        self.src_port = src_port
+        self.dst = dst
+        self.dst_port = dst_port
+        self.capacity = capacity
+        self.queue: Any = deque()
+
+
+class _Sink:
+    """Stands where a node would for a collector edge: always 'queued', never scheduled."""
+
+    __slots__ = ("id", "queued")
+
+    def __init__(self, name: str) -> None:
+        self.id = name
+        self.queued = True
+
+
+class _Node:
+    __slots__ = (
+        "actor",
+        "await_all",
+        "await_ports",
+        "busy",
+        "component",
+        "config",
+        "ctx",
+        "failures",
+        "id",
+        "in_edges",
+        "log",
+        "mode",
+        "nfull",
+        "out_count",
+        "parked",
+        "pools",
+        "port_edges",
+        "queued",
+        "routes",
+        "rr",
+        "run",
+        "send_waiter",
+        "source_pending",
+        "ticks",
+    )
+
+    def __init__(self, node_id: str, component: str, actor: Actor, config: dict[str, Any]):
+        self.id = node_id
+        self.component = component
+        self.actor = actor
+        self.run = actor.run
+        self.mode = actor._execution()
+        self.config = config
+        self.log = logging.LoggerAdapter(
+            logging.getLogger(f"reflow.actor.{component}"), {"node": node_id}
+        )
+        self.await_all = bool(actor.await_all_inports)
+        self.await_ports: list[str] = []
+        self.in_edges: list[_Edge] = []
+        self.port_edges: dict[str, list[_Edge]] = {}
+        self.routes: dict[str, list[_Edge]] = {p: [] for p in actor.outports}
+        self.nfull = 0
+        self.queued = False
+        self.busy = False
+        self.parked = False
+        self.pools: dict[str, dict[str, Any]] = {}
+        self.ticks = 0
+        self.failures = 0
+        self.out_count = 0
+        self.rr = 0
+        self.source_pending = False
+        self.send_waiter: _SendRequest | None = None
+        self.ctx: ActorContext | None = None
+
+
+class _SendRequest:
+    __slots__ = ("error", "event")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.error: BaseException | None = None
+
+
+class Scheduler:
+    """Runs one network's nodes. Everything here runs on the scheduler thread, except the
+    methods documented as thread-safe (``inject``, ``_send_from_worker``, ``wake``)."""
+
+    def __init__(self, hub: EventHub, workers: int | None = None) -> None:
+        self.hub = hub
+        self.nodes: dict[str, _Node] = {}
+        self.ready: deque[_Node] = deque()
+        self.completions: deque[tuple[Any, ...]] = deque()
+        self.failures: list[ActorFailure] = []
+        self.failure_count = 0
+        self.overflowed = 0
+        self.dropped = 0
+        self.async_inflight = 0
+        self.worker_inflight = 0
+        self.blocked_senders = 0
+        self._workers = workers or max(2, os.cpu_count() or 2)
+        self._executor: ThreadPoolExecutor | None = None
+        self._nesting = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_evt: asyncio.Event | None = None
+        self._sleeping = False
+        self._completion_evt = threading.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._thread_id = 0
+
+    # ------------------------------------------------------------------ delivery (hot path)
+    def _deliver_map(self, node: _Node, outputs: Any) -> None:
+        routes = node.routes
+        ready = self.ready
+        for port, msg in outputs.items():
+            if msg is None:
+                continue
+            if type(msg) is not Message:
+                msg = self._checked(node, port, msg)
+            edges = routes.get(port)
+            if edges is None:
+                raise self._undeclared(node, port)
+            if not edges:
+                self.dropped += 1
+                continue
+            for e in edges:
+                q = e.queue
+                q.append(msg)
+                if len(q) == e.capacity:
+                    node.nfull += 1
+                d = e.dst
+                if not d.queued:
+                    d.queued = True
+                    ready.append(d)
+            if self.hub.active:
+                self._trace_sent(node, port, msg, edges)
+
+    def _deliver(self, node: _Node, pairs: Iterable[tuple[str, Any]]) -> None:
+        for port, msg in pairs:
+            self._deliver_one(node, port, msg)
+
+    def _deliver_one(self, node: _Node, port: str, msg: Any) -> None:
+        if msg is None:
+            return
+        if type(msg) is not Message:
+            msg = self._checked(node, port, msg)
+        edges = node.routes.get(port)
+        if edges is None:
+            raise self._undeclared(node, port)
+        if not edges:
+            self.dropped += 1
+            return
+        ready = self.ready
+        for e in edges:
+            q = e.queue
+            q.append(msg)
+            if len(q) == e.capacity:
+                node.nfull += 1
+            d = e.dst
+            if not d.queued:
+                d.queued = True
+                ready.append(d)
+        if self.hub.active:
+            self._trace_sent(node, port, msg, edges)
+
+    def _trace_sent(self, node: _Node, port: str, msg: Message, edges: list[_Edge]) -> None:
+        node.out_count += 1
+        for e in edges:
+            self.hub.publish("MessageSent", node.id, port, e.dst.id, e.dst_port, msg)
+
+    def _checked(self, node: _Node, port: str, msg: Any) -> Message:
+        try:
+            return as_message(msg, f"$.{port}")
+        except MessageError as exc:
+            raise TickStateError(
+                f"node {node.id!r} ({node.component}) produced an invalid message on port "
+                f"{port!r}: {exc} (at {exc.path})",
+                node=node.id,
+                component=node.component,
+            ) from exc
+
+    def _undeclared(self, node: _Node, port: str) -> TickStateError:
+        declared = ", ".join(node.routes) or "none"
+        return TickStateError(
+            f"node {node.id!r} ({node.component}) sent on undeclared out-port {port!r}; "
+            f"declared out-ports: {declared}",
+            node=node.id,
+            component=node.component,
+        )
+
+    def _unfull(self, src: _Node) -> None:
+        """An out-edge of ``src`` dropped below capacity."""
+        src.nfull -= 1
+        if src.nfull == 0:
+            if src.parked:
+                src.parked = False
+                if not src.queued:
+                    src.queued = True
+                    self.ready.append(src)
+            waiter = src.send_waiter
+            if waiter is not None:
+                src.send_waiter = None
+                self.blocked_senders -= 1
+                waiter.event.set()
+
+    # ------------------------------------------------------------------ taking input
+    def _has_input(self, node: _Node) -> bool:
+        if node.source_pending:
+            return True
+        if node.await_all:
+            if not node.await_ports:
+                return False
+            for port in node.await_ports:
+                if not any(e.queue for e in node.port_edges[port]):
+                    return False
+            return True
+        return any(e.queue for e in node.in_edges)
+
+    def _pop(self, e: _Edge) -> Message:
+        q = e.queue
+        msg: Message = q.popleft()
+        if len(q) == e.capacity - 1:
+            self._unfull(e.src)
+        return msg
+
+    def _take(self, node: _Node) -> dict[str, Message] | None:
+        """The inputs of the node's next tick, removed from its edges; None if not ready."""
+        if node.source_pending:
+            node.source_pending = False
+            return {}
+        if node.await_all:
+            chosen = []
+            for port in node.await_ports:
+                for e in node.port_edges[port]:
+                    if e.queue:
+                        chosen.append(e)
+                        break
+                else:
+                    return None
+            if not chosen:
+                return None
+            return {e.dst_port: self._pop(e) for e in chosen}
+        edges = node.in_edges
+        n = len(edges)
+        start = node.rr
+        for i in range(n):
+            e = edges[(start + i) % n]
+            if e.queue:
+                node.rr = (start + i + 1) % n
+                return {e.dst_port: self._pop(e)}
+        return None
+
+    # ------------------------------------------------------------------ running ticks
+    def _requeue(self, node: _Node) -> None:
+        if self._has_input(node):
+            if node.nfull:
+                node.parked = True
+            elif not node.queued:
+                node.queued = True
+                self.ready.append(node)
+
+    def _run(self, node: _Node, force: bool = False) -> bool:
+        """Give ``node`` its next tick(s). Returns True if anything started."""
+        if node.busy:
+            return False
+        if node.nfull and not force:
+            if self._has_input(node):
+                node.parked = True
+            return False
+        mode = node.mode
+        if mode == "inline":
+            if (
+                not force
+                and not node.await_all
+                and not node.source_pending
+                and len(node.in_edges) == 1
+                and not self.hub.active
+            ):
+                return self._run_inline_fast(node)
+            return self._run_inline(node, force)
+        if mode == "async":
+            return self._start_async(node)
+        return self._start_worker(node)
+
+    def _run_inline_fast(self, node: _Node) -> bool:
+        """Single in-edge, sync actor, no tracing: the hot loop."""
+        e = node.in_edges[0]
+        q = e.queue
+        if not q:
+            return False
+        pop = q.popleft
+        below = e.capacity - 1
+        src = e.src
+        port = e.dst_port
+        ctx = node.ctx
+        assert ctx is not None
+        run = node.run
+        n = 0
+        node.busy = True
+        try:
+            while q and not node.nfull and n < BATCH:
+                msg = pop()
+                if len(q) == below:
+                    self._unfull(src)
+                ctx.inputs = {port: msg}
+                ctx._state = 0
+                n += 1
+                try:
+                    run(ctx)
+                except Exception as exc:
+                    self._tick_failed(node, exc)
+                    continue
+                if ctx._state != 1:
+                    self._tick_unresolved(node, ctx)
+        finally:
+            node.busy = False
+            node.ticks += n
+        self._requeue(node)
+        return True
+
+    def _run_inline(self, node: _Node, force: bool) -> bool:
+        """General sync path: joins, several in-edges, sources, forced ticks, tracing."""
+        ctx = node.ctx
+        assert ctx is not None
+        run = node.run
+        hub = self.hub
+        n = 0
+        node.busy = True
+        try:
+            while n < BATCH and (force or not node.nfull):
+                inputs = self._take(node)
+                if inputs is None:
+                    break
+                force = False
+                ctx.inputs = inputs
+                ctx._state = 0
+                n += 1
+                traced = hub.active
+                if traced:
+                    hub.publish("ActorStarted", node.id, node.component)
+                    node.out_count = 0
+                    t0 = time.perf_counter()
+                try:
+                    run(ctx)
+                except Exception as exc:
+                    self._tick_failed(node, exc)
+                    continue
+                if ctx._state != 1:
+                    self._tick_unresolved(node, ctx)
+                elif traced:
+                    hub.publish(
+                        "ActorCompleted", node.id, node.component,
+                        time.perf_counter() - t0, node.out_count,
+                    )
+        finally:
+            node.busy = False
+            node.ticks += n
+        self._requeue(node)
+        return n > 0
+
+    def _tick_failed(self, node: _Node, exc: BaseException) -> None:
+        if isinstance(exc, ActorError) and not exc.node:
+            exc.node, exc.component = node.id, node.component
+        self._record_failure(
+            node,
+            f"{type(exc).__name__}: {exc}",
+            "".join(traceback.format_exception(exc)),
+            exc,
+        )
+
+    def _tick_unresolved(self, node: _Node, ctx: ActorContext) -> None:
+        if ctx._state == 2:
+            self._record_failure(node, ctx._error or "failed", "", None)
+        else:
+            self._record_failure(
+                node,
+                "run() returned without calling ctx.done() or ctx.fail(); "
+                "each tick must end with exactly one of them",
+                "",
+                None,
+            )
+
+    def _record_failure(
+        self, node: _Node, error: str, tb: str, exc: BaseException | None
+    ) -> None:
+        node.failures += 1
+        self.failure_count += 1
+        failure = ActorFailure(node.id, node.component, error, tb, exc)
+        if len(self.failures) < FAILURES_KEPT:
+            self.failures.append(failure)
+        log.warning("tick failed: %s", failure)
+        if self.hub.active:
+            self.hub.publish("ActorFailed", node.id, node.component, error, tb)
+
+    # -- async ticks ------------------------------------------------------------------------
+    def _start_async(self, node: _Node) -> bool:
+        inputs = self._take(node)
+        if inputs is None:
+            return False
+        assert self._loop is not None
+        node.busy = True
+        self.async_inflight += 1
+        ctx = ActorContext(self, node)
+        ctx.inputs = inputs
+        task = self._loop.create_task(self._async_tick(node, ctx))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _async_tick(self, node: _Node, ctx: ActorContext) -> None:
+        hub = self.hub
+        if hub.active:
+            hub.publish("ActorStarted", node.id, node.component)
+        t0 = time.perf_counter()
+        try:
+            await node.run(ctx)
+        except asyncio.CancelledError:
+            self._record_failure(node, "tick cancelled by network shutdown", "", None)
+            raise
+        except Exception as exc:
+            self._tick_failed(node, exc)
+        else:
+            if ctx._state != 1:
+                self._tick_unresolved(node, ctx)
+            elif hub.active:
+                hub.publish("ActorCompleted", node.id, node.component,
+                            time.perf_counter() - t0, node.out_count)
+        finally:
+            node.busy = False
+            node.ticks += 1
+            self.async_inflight -= 1
+            self._requeue(node)
+            self.wake()
+
+    # -- worker ticks ---------------------------------------------------------------------
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="reflow-worker")
+        return self._executor
+
+    def _start_worker(self, node: _Node) -> bool:
+        inputs = self._take(node)
+        if inputs is None:
+            return False
+        node.busy = True
+        self.worker_inflight += 1
+        ctx = BufferedContext(self, node)
+        ctx.inputs = inputs
+        if self.hub.active:
+            self.hub.publish("ActorStarted", node.id, node.component)
+        self._pool().submit(self._worker_tick, node, ctx)
+        return True
+
+    def _worker_tick(self, node: _Node, ctx: BufferedContext) -> None:
+        """Runs on a worker thread."""
+        t0 = time.perf_counter()
+        exc: BaseException | None = None
+        try:
+            node.run(ctx)
+        except Exception as e:
+            exc = e
+        self._post(("tick", node, ctx, exc, time.perf_counter() - t0))
+
+    def _send_from_worker(self, node: _Node, pairs: list[tuple[str, Message]]) -> None:
+        """ctx.send from a worker thread: deliver on the scheduler thread, wait for room."""
+        req = _SendRequest()
+        self._post(("send", node, pairs, req))
+        while not req.event.wait(0.5):
+            if self._stopping:
+                raise NetworkStateError("network shut down while a worker tick was sending")
+        if req.error is not None:
+            raise req.error
+
+    def _post(self, item: tuple[Any, ...]) -> None:
+        self.completions.append(item)
+        self._completion_evt.set()
+        if self._sleeping:
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake the driver (thread-safe)."""
+        loop, evt = self._loop, self._wake_evt
+        if loop is None or evt is None:
+            return
+        try:
+            if threading.get_ident() == self._thread_id:
+                evt.set()
+            else:
+                loop.call_soon_threadsafe(evt.set)
+        except RuntimeError:  # loop already closed
+            pass
+
+    def _drain_completions(self) -> bool:
+        comps = self.completions
+        if not comps:
+            return False
+        self._completion_evt.clear()
+        while comps:
+            item = comps.popleft()
+            if item[0] == "tick":
+                _, node, ctx, exc, dur = item
+                self.worker_inflight -= 1
+                node.busy = False
+                node.ticks += 1
+                if exc is not None:
+                    self._tick_failed(node, exc)
+                elif ctx._state != 1:
+                    self._tick_unresolved(node, ctx)
+                else:
+                    node.out_count = 0
+                    try:
+                        for port, msg in ctx._outputs:
+                            self._deliver_one(node, port, msg)
+                    except TickStateError as err:
+                        self._tick_failed(node, err)
+                    else:
+                        if self.hub.active:
+                            self.hub.publish("ActorCompleted", node.id, node.component,
+                                             dur, len(ctx._outputs))
+                self._requeue(node)
+            elif item[0] == "send":
+                _, node, pairs, req = item
+                try:
+                    for port, msg in pairs:
+                        self._deliver_one(node, port, msg)
+                except TickStateError as err:
+                    req.error = err
+                if node.nfull and req.error is None:
+                    node.send_waiter = req
+                    self.blocked_senders += 1
+                else:
+                    req.event.set()
+            elif item[0] == "call":
+                item[1]()
+        return True
+
+    # ------------------------------------------------------------------ nested draining
+    def _relieve(self, node: _Node) -> None:
+        """A sync tick of ``node`` filled an out-edge mid-tick: make room before it goes on."""
+        if self._nesting >= MAX_NESTING:
+            self.overflowed += 1
+            return
+        self._nesting += 1
+        try:
+            while node.nfull:
+                if self._step():
+                    continue
+                if self.worker_inflight > self.blocked_senders:
+                    self._completion_evt.wait(0.05)
+                    continue
+                self.overflowed += 1  # nothing else can make room: let this edge grow
+                return
+        finally:
+            self._nesting -= 1
+
+    def _step(self) -> bool:
+        """Run one ready node's batch (or handle completions). False if nothing could run."""
+        progressed = self._drain_completions()
+        ready = self.ready
+        while ready:
+            node = ready.popleft()
+            node.queued = False
+            if self._run(node):
+                return True
+        return progressed
+
+    # ------------------------------------------------------------------ deadlock breaking
+    def _break_deadlock(self) -> bool:
+        for node in self.nodes.values():
+            if node.parked and not node.busy and self._has_input(node):
+                self.overflowed += 1
+                node.parked = False
+                if node.mode == "inline":
+                    self._run_inline(node, force=True)
+                elif node.mode == "async":
+                    self._start_async(node)
+                else:
+                    self._start_worker(node)
+                return True
+        if self.blocked_senders and self.blocked_senders == self.worker_inflight:
+            for node in self.nodes.values():
+                if node.send_waiter is not None:
+                    self.overflowed += 1
+                    waiter, node.send_waiter = node.send_waiter, None
+                    self.blocked_senders -= 1
+                    waiter.event.set()
+                    return True
+        return False
+
+    # ------------------------------------------------------------------ the run loop
+    @property
+    def inflight(self) -> int:
+        return self.async_inflight + self.worker_inflight
+
+    async def drive(self, until_idle: bool, on_idle: Any = None, stop: Any = None) -> None:
+        """The run loop. Runs ready nodes in slices, lets async ticks and worker
+        completions in between, and sleeps when there is nothing to do.
+
+        Returns at idle when ``until_idle``; otherwise when ``stop()`` is true.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
+        self._wake_evt = asyncio.Event()
+        ready = self.ready
+        while True:
+            if stop is not None and stop():
+                return
+            self._drain_completions()
+            if ready:
+                for _ in range(SLICE):
+                    if not ready:
+                        break
+                    node = ready.popleft()
+                    node.queued = False
+                    self._run(node)
+                await asyncio.sleep(0)
+                continue
+            if self.inflight == 0 and not self.completions:
+                if self._break_deadlock():
+                    continue
+                if on_idle is not None:
+                    on_idle()
+                if until_idle:
+                    return
+            # nothing runnable now: sleep until a tick completes or work is injected
+            self._wake_evt.clear()
+            self._sleeping = True
+            try:
+                if self.completions or ready or (stop is not None and stop()):
+                    continue
+                if self.inflight == 0 and until_idle:
+                    continue
+                await self._wake_evt.wait()
+            finally:
+                self._sleeping = False
+
+    def call_soon(self, fn: Any) -> None:
+        """Run ``fn()`` on the scheduler thread (thread-safe)."""
+        self._post(("call", fn))
+
+    # ------------------------------------------------------------------ shutdown
+    def stop(self) -> int:
+        """Stop workers and release blocked senders. Returns the packets left undelivered."""
+        self._stopping = True
+        for node in self.nodes.values():
+            if node.send_waiter is not None:
+                node.send_waiter.error = NetworkStateError("network shut down")
+                node.send_waiter.event.set()
+                node.send_waiter = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        left = 0
+        for node in self.nodes.values():
+            for e in node.in_edges:
+                left += len(e.queue)
+        return left
+
+    def pending(self) -> dict[str, int]:
+        """Packets waiting per node, for timeouts and summaries."""
+        out = {}
+        for node in self.nodes.values():
+            n = sum(len(e.queue) for e in node.in_edges)
+            if n or node.busy:
+                out[node.id] = n
+        return out

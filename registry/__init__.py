@@ -1,0 +1,1 @@
+"""reflow.registry — placeholder package; filled by later issues."""

@@ -1,0 +1,225 @@
+"""Runtime core benchmarks: items/s and hops/s of pure-Python actor graphs.
+
+Run: ``python tests/bench/bench_core.py`` (add ``--n 200000`` for a quicker run).
+
+Each case prints its throughput and the ratio to a baseline measured in the same process: a
+bare Python loop that calls the same ``run`` functions per item through a minimal context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import time
+from typing import Any
+
+from reflow import Actor, Message, Network
+
+
+class Source(Actor):
+    """Streams ``count`` integers from one tick through ctx.send."""
+
+    component = "bench_source"
+    inports: list[str] = []
+    outports = ["out"]
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def run(self, ctx: Any) -> None:
+        send = ctx.send
+        integer = Message.integer
+        for i in range(self.count):
+            send({"out": integer(i)})
+        ctx.done()
+
+
+class Inc(Actor):
+    component = "bench_inc"
+    inports = ["in"]
+    outports = ["out"]
+
+    def run(self, ctx: Any) -> None:
+        ctx.done({"out": Message.integer(ctx.inputs["in"]["data"] + 1)})
+
+
+class Sink(Actor):
+    component = "bench_sink"
+    inports = ["in"]
+    outports: list[str] = []
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: Any = None
+
+    def run(self, ctx: Any) -> None:
+        self.count += 1
+        self.last = ctx.inputs["in"]["data"]
+        ctx.done()
+
+
+class AsyncInc(Actor):
+    component = "bench_async_inc"
+    inports = ["in"]
+    outports = ["out"]
+
+    async def run(self, ctx: Any) -> None:
+        await asyncio.sleep(0)
+        ctx.done({"out": Message.integer(ctx.inputs["in"]["data"] + 1)})
+
+
+class Merge(Actor):
+    component = "bench_merge"
+    inports = ["a", "b"]
+    outports = ["out"]
+
+    def run(self, ctx: Any) -> None:
+        (msg,) = ctx.inputs.values()
+        ctx.done({"out": msg})
+
+
+class _StubCtx:
+    """The least a run() needs: inputs, done() recording outputs."""
+
+    __slots__ = ("inputs", "out")
+
+    def __init__(self) -> None:
+        self.inputs: dict[str, Any] = {}
+        self.out: Any = None
+
+    def done(self, outputs: Any = None) -> None:
+        self.out = outputs
+
+
+def bare_chain(n: int) -> float:
+    """Items/s of a bare loop calling Inc, Inc, Sink run() per item."""
+    a, b, sink = Inc(), Inc(), Sink()
+    ctx = _StubCtx()
+    integer = Message.integer
+    t0 = time.perf_counter()
+    for i in range(n):
+        ctx.inputs = {"in": integer(i)}
+        a.run(ctx)
+        ctx.inputs = {"in": ctx.out["out"]}
+        b.run(ctx)
+        ctx.inputs = {"in": ctx.out["out"]}
+        sink.run(ctx)
+    dt = time.perf_counter() - t0
+    assert sink.count == n
+    return n / dt
+
+
+def chain(n: int, capacity: int = 64) -> float:
+    net = Network(capacity=capacity)
+    sink = Sink()
+    net.register_actor("src", Source(n))
+    net.register_actor("inc", Inc())
+    net.register_actor("sink", sink)
+    net.add_node("s", "src")
+    net.add_node("a", "inc")
+    net.add_node("b", "inc")
+    net.add_node("c", "sink")
+    net.add_connection("s", "out", "a", "in")
+    net.add_connection("a", "out", "b", "in")
+    net.add_connection("b", "out", "c", "in")
+    t0 = time.perf_counter()
+    summary = net.run()
+    dt = time.perf_counter() - t0
+    net.shutdown()
+    assert sink.count == n and sink.last == n + 1, (sink.count, sink.last)
+    assert summary.ok
+    return n / dt
+
+
+def fan_out_in(n: int) -> float:
+    """source -> (inc, inc) -> merge -> sink: every item crosses 4 edges... twice."""
+    net = Network()
+    sink = Sink()
+    net.register_actor("src", Source(n))
+    net.register_actor("inc", Inc())
+    net.register_actor("merge", Merge())
+    net.register_actor("sink", sink)
+    for node, tpl in [("s", "src"), ("l", "inc"), ("r", "inc"), ("m", "merge"), ("k", "sink")]:
+        net.add_node(node, tpl)
+    net.add_connection("s", "out", "l", "in")
+    net.add_connection("s", "out", "r", "in")
+    net.add_connection("l", "out", "m", "a")
+    net.add_connection("r", "out", "m", "b")
+    net.add_connection("m", "out", "k", "in")
+    t0 = time.perf_counter()
+    net.run()
+    dt = time.perf_counter() - t0
+    net.shutdown()
+    assert sink.count == 2 * n
+    return n / dt
+
+
+def async_chain(n: int) -> float:
+    net = Network()
+    sink = Sink()
+    net.register_actor("src", Source(n))
+    net.register_actor("ainc", AsyncInc())
+    net.register_actor("sink", sink)
+    net.add_node("s", "src")
+    net.add_node("a", "ainc")
+    net.add_node("c", "sink")
+    net.add_connection("s", "out", "a", "in")
+    net.add_connection("a", "out", "c", "in")
+    t0 = time.perf_counter()
+    net.run()
+    dt = time.perf_counter() - t0
+    net.shutdown()
+    assert sink.count == n
+    return n / dt
+
+
+def bare_async(n: int) -> float:
+    a, sink = AsyncInc(), Sink()
+    ctx = _StubCtx()
+
+    async def loop() -> None:
+        for i in range(n):
+            ctx.inputs = {"in": Message.integer(i)}
+            await a.run(ctx)
+            ctx.inputs = {"in": ctx.out["out"]}
+            sink.run(ctx)
+
+    t0 = time.perf_counter()
+    asyncio.run(loop())
+    return n / (time.perf_counter() - t0)
+
+
+def best(fn: Any, *args: Any, repeat: int = 3) -> float:
+    results = []
+    for _ in range(repeat):
+        gc.collect()
+        results.append(fn(*args))
+    return max(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=1_000_000, help="packets per case")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    n = args.n
+    base = best(bare_chain, n, repeat=args.repeat)
+    print(f"bare loop, 3 run() calls/item : {base:12,.0f} items/s  {3 * base:12,.0f} calls/s")
+    rate = best(chain, n, repeat=args.repeat)
+    print(f"chain src->inc->inc->sink      : {rate:12,.0f} items/s  {3 * rate:12,.0f} hops/s"
+          f"  ratio to bare loop {rate / base:.2f}")
+    rate1 = best(chain, n, 1, repeat=1)
+    print(f"same chain, capacity 1         : {rate1:12,.0f} items/s  ratio {rate1 / base:.2f}")
+    fan = best(fan_out_in, n // 2, repeat=args.repeat)
+    print(f"fan-out 2 / fan-in (join)      : {fan:12,.0f} items/s  ratio {fan / base:.2f}"
+          f"  ({5 * fan:,.0f} hops/s)")
+    m = max(n // 20, 1000)
+    abase = best(bare_async, m, repeat=args.repeat)
+    arate = best(async_chain, m, repeat=args.repeat)
+    print(f"async actor chain              : {arate:12,.0f} items/s  ratio to bare async "
+          f"loop {arate / abase:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""reflow.tools — placeholder package; filled by later issues."""
