@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ActorError, TickStateError
 from ._messages import Message, as_message
@@ -47,12 +47,12 @@ class Actor:
     """
 
     component: str = "anonymous"
-    inports: ClassVar[list[str]] = []
-    outports: ClassVar[list[str]] = []
+    inports: list[str] = []
+    outports: list[str] = []
     await_all_inports: bool = False
     #: Optional port typing, e.g. ``{"in": "Integer"}``; checked when ports are connected.
-    inport_types: ClassVar[dict[str, str]] = {}
-    outport_types: ClassVar[dict[str, str]] = {}
+    inport_types: dict[str, str] = {}
+    outport_types: dict[str, str] = {}
     #: Where ticks run: "inline", "async" (implied by ``async def run``) or "worker".
     execution: str = "inline"
 
@@ -130,14 +130,13 @@ class ActorContext:
             emitted, self._emitted = self._emitted, None
             self._sched._deliver(self._node, emitted)
         if outputs:
-            if type(outputs) is not dict:
-                if not isinstance(outputs, dict):
-                    raise TickStateError(
-                        f"ctx.done(outputs) expects a dict keyed by output port, "
-                        f"got {type(outputs).__name__}",
-                        node=self._node.id,
-                        component=self._node.component,
-                    )
+            if type(outputs) is not dict and not isinstance(outputs, dict):
+                raise TickStateError(
+                    f"ctx.done(outputs) expects a dict keyed by output port, "
+                    f"got {type(outputs).__name__}",
+                    node=self._node.id,
+                    component=self._node.component,
+                )
             self._sched._deliver_map(self._node, outputs)
 
     def fail(self, message: Any = "failed") -> None:

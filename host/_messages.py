@@ -13,6 +13,7 @@ the typed constructors; it raises :class:`~reflow.MessageError` naming the bad p
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 from typing import Any
 
@@ -45,7 +46,7 @@ _new = dict.__new__
 
 
 def _check_json(value: Any, path: str, depth: int = 0) -> None:
-    """Raise MessageError unless ``value`` is plain JSON data (dict/list/str/int/float/bool/None)."""
+    """Raise MessageError unless ``value`` is plain JSON data (dict, list, str, number...)."""
     if depth > 200:
         raise MessageError("value nests deeper than 200 levels", path=path)
     if value is None or isinstance(value, (str, int, float)):
@@ -118,13 +119,12 @@ def _validate(kind: str, data: Any, path: str) -> Any:
         if isinstance(data, dict) and isinstance(data.get("type"), str) and data["type"] in _KINDS:
             return Message.from_json(data, _path=path)
         _check_json(data, path)
-    elif kind in _NO_DATA:
-        if data is not None:
-            raise MessageError(f"{kind} carries no data, got {type(data).__name__}", path=path)
+    elif kind in _NO_DATA and data is not None:
+        raise MessageError(f"{kind} carries no data, got {type(data).__name__}", path=path)
     return data
 
 
-class Message(dict):  # type: ignore[type-arg]
+class Message(dict[str, Any]):
     """One message: ``{"type": kind, "data": payload}``.
 
     Build with the typed constructors (``Message.integer(42)``), or ``Message.from_json`` for
@@ -272,7 +272,7 @@ class Message(dict):  # type: ignore[type-arg]
     @property
     def kind(self) -> str:
         """The message type name, e.g. ``"Integer"``."""
-        return self["type"]  # type: ignore[no-any-return]
+        return self["type"]
 
     def data(self) -> Any:
         """The payload as a Python value (``None`` for Flow and Null; ``bytes`` for Bytes)."""
@@ -301,21 +301,21 @@ class Message(dict):  # type: ignore[type-arg]
         return self["data"]
 
     def as_integer(self) -> int:
-        return self._expect("Integer")  # type: ignore[no-any-return]
+        return self._expect("Integer")
 
-    def as_float(self) -> float:
+    def as_float(self) -> builtins.float:
         if self["type"] == "Integer":
             return float(self["data"])
-        return self._expect("Float")  # type: ignore[no-any-return]
+        return self._expect("Float")
 
     def as_string(self) -> str:
-        return self._expect("String")  # type: ignore[no-any-return]
+        return self._expect("String")
 
     def as_boolean(self) -> bool:
-        return self._expect("Boolean")  # type: ignore[no-any-return]
+        return self._expect("Boolean")
 
-    def as_bytes(self) -> bytes:
-        return self._expect("Bytes")  # type: ignore[no-any-return]
+    def as_bytes(self) -> builtins.bytes:
+        return self._expect("Bytes")
 
     def take_stream(self) -> Any:
         """The consumer side of a Stream message (a ``StreamReader``); only one reader."""

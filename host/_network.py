@@ -142,6 +142,7 @@ class Network:
         self._exported_in: dict[str, tuple[str, str]] = {}
         self._exported_out: dict[str, tuple[str, str]] = {}
         self._armed: set[str] = set()
+        self._announced = False
         self._lock = threading.Lock()
         self._running = False
         self._closed = False
@@ -349,12 +350,20 @@ class Network:
         return self._hub.subscribe(maxlen or self._event_buffer)
 
     def _arm_sources(self) -> None:
-        """Nodes with nothing wired into them run one tick (with empty inputs) on first run."""
+        if not self._announced:
+            self._announced = True
+            if self._hub.active:
+                self._hub.publish("NetworkStarted")
+        self._arm_sources_now()
+
+    def _arm_sources_now(self) -> None:
+        """Nodes that declare no in-ports (sources) run one tick, with empty inputs, on the
+        network's first run."""
         for node in self._sched.nodes.values():
             if node.id in self._armed:
                 continue
             self._armed.add(node.id)
-            if not node.in_edges:
+            if not node.in_edges and not node.actor.inports:
                 node.source_pending = True
                 if not node.queued:
                     node.queued = True
@@ -401,7 +410,7 @@ class Network:
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
             loop = self._loop
-            coro = self._sched.drive(until_idle=True)
+            coro = self._sched.drive(until_idle=True, on_idle=self._publish_idle)
             try:
                 loop.run_until_complete(asyncio.wait_for(coro, timeout))
             except TimeoutError:
@@ -429,7 +438,9 @@ class Network:
         try:
             self._arm_sources()
             try:
-                await asyncio.wait_for(self._sched.drive(until_idle=True), timeout)
+                await asyncio.wait_for(
+                    self._sched.drive(until_idle=True, on_idle=self._publish_idle), timeout
+                )
             except TimeoutError:
                 raise RunTimeout(
                     f"the graph was not idle after {timeout} s; packets still waiting per "
@@ -455,8 +466,6 @@ class Network:
         self._thread.start()
 
     def _thread_main(self) -> None:
-        if self._hub.active:
-            self._hub.publish("NetworkStarted")
         try:
             asyncio.run(
                 self._sched.drive(until_idle=False, on_idle=self._on_idle,
@@ -477,6 +486,10 @@ class Network:
                     self._hub.publish("NetworkIdle", sum(n.ticks for n in
                                                         self._sched.nodes.values()))
                 self._idle.notify_all()
+
+    def _publish_idle(self) -> None:
+        if self._hub.active:
+            self._hub.publish("NetworkIdle", sum(n.ticks for n in self._sched.nodes.values()))
 
     def _mark_busy(self) -> None:
         with self._idle:

@@ -278,12 +278,10 @@ class Scheduler:
         if node.source_pending:
             return True
         if node.await_all:
-            if not node.await_ports:
-                return False
-            for port in node.await_ports:
-                if not any(e.queue for e in node.port_edges[port]):
-                    return False
-            return True
+            ports = node.await_ports
+            return bool(ports) and all(
+                any(e.queue for e in node.port_edges[p]) for p in ports
+            )
         return any(e.queue for e in node.in_edges)
 
     def _pop(self, e: _Edge) -> Message:

@@ -9,7 +9,7 @@ nothing at run time — there is one scheduler, and backpressure crosses its bor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from ._actor import Actor
 from ._errors import GraphError, UnknownComponentError
@@ -25,16 +25,12 @@ class SubgraphActor(Actor):
     """A graph packaged as an actor; see :class:`SubgraphBuilder`. Its in-ports and out-ports
     are the graph's exported ports."""
 
-    inports: ClassVar[list[str]] = []
-    outports: ClassVar[list[str]] = []
-
     def __init__(self, spec: Any, templates: dict[str, Actor], name: str) -> None:
         self._spec = spec
         self._templates = templates
         self.component = name
-        # instance attributes shadow the class-level port lists
-        self.inports = list(spec.inports)  # type: ignore[misc]
-        self.outports = list(spec.outports)  # type: ignore[misc]
+        self.inports = list(spec.inports)
+        self.outports = list(spec.outports)
 
     def run(self, ctx: Any) -> None:  # pragma: no cover - never called: the graph is inlined
         raise GraphError("a subgraph runs as the nodes it expands into, not as one actor")

@@ -1,0 +1,5 @@
+"""``python -m reflow`` runs the demo pipeline."""
+
+from ._demo import main
+
+main()
