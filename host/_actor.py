@@ -177,6 +177,16 @@ class ActorContext:
         if self._node.nfull:
             self._sched._relieve(self._node)
 
+    async def asend(self, messages: dict[str, Any]) -> None:
+        """``send`` for ``async def run``: delivers now, then waits (without blocking the
+        event loop) until the receiving edges have room again. The way for an async actor
+        to stream with backpressure."""
+        if self._state:
+            self._misuse("send")
+        self._sched._deliver_map(self._node, messages)
+        if self._node.nfull:
+            await self._sched._room(self._node)
+
     # -- pools: per-node {id: value} maps that outlive ticks -------------------------------
     def pool_upsert(self, pool_name: str, id: str, value: Any) -> None:
         self._node.pools.setdefault(pool_name, {})[id] = value

@@ -106,6 +106,7 @@ class _Node:
         "pools",
         "port_edges",
         "queued",
+        "room_waiter",
         "routes",
         "rr",
         "run",
@@ -140,6 +141,7 @@ class _Node:
         self.rr = 0
         self.source_pending = False
         self.send_waiter: _SendRequest | None = None
+        self.room_waiter: asyncio.Future[None] | None = None
         self.ctx: ActorContext | None = None
 
 
@@ -166,7 +168,8 @@ class Scheduler:
         self.dropped = 0
         self.async_inflight = 0
         self.worker_inflight = 0
-        self.blocked_senders = 0
+        self.blocked_senders = 0  # worker ticks waiting in send() for room
+        self.blocked_async = 0  # async ticks waiting in asend() for room
         self._workers = workers or max(2, os.cpu_count() or 2)
         self._executor: ThreadPoolExecutor | None = None
         self._nesting = 0
@@ -272,6 +275,12 @@ class Scheduler:
                 src.send_waiter = None
                 self.blocked_senders -= 1
                 waiter.event.set()
+            room = src.room_waiter
+            if room is not None:
+                src.room_waiter = None
+                self.blocked_async -= 1
+                if not room.done():
+                    room.set_result(None)
 
     # ------------------------------------------------------------------ taking input
     def _has_input(self, node: _Node) -> bool:
@@ -539,6 +548,22 @@ class Scheduler:
         if req.error is not None:
             raise req.error
 
+    async def _room(self, node: _Node) -> None:
+        """Wait until ``node`` has no full out-edge (for ``ctx.asend``)."""
+        assert self._loop is not None
+        while node.nfull:
+            fut = self._loop.create_future()
+            node.room_waiter = fut
+            self.blocked_async += 1
+            try:
+                await fut
+            finally:
+                if node.room_waiter is fut:
+                    node.room_waiter = None
+                    self.blocked_async -= 1
+            if fut.result() is not None:  # released by the deadlock breaker
+                return
+
     def _post(self, item: tuple[Any, ...]) -> None:
         self.completions.append(item)
         self._completion_evt.set()
@@ -645,15 +670,26 @@ class Scheduler:
                 else:
                     self._start_worker(node)
                 return True
-        if self.blocked_senders and self.blocked_senders == self.worker_inflight:
-            for node in self.nodes.values():
-                if node.send_waiter is not None:
-                    self.overflowed += 1
-                    waiter, node.send_waiter = node.send_waiter, None
-                    self.blocked_senders -= 1
-                    waiter.event.set()
-                    return True
+        for node in self.nodes.values():
+            if node.send_waiter is not None:
+                self.overflowed += 1
+                waiter, node.send_waiter = node.send_waiter, None
+                self.blocked_senders -= 1
+                waiter.event.set()
+                return True
+            room = node.room_waiter
+            if room is not None:
+                self.overflowed += 1
+                node.room_waiter = None
+                self.blocked_async -= 1
+                if not room.done():
+                    room.set_result(True)
+                return True
         return False
+
+    def _stuck(self) -> bool:
+        """Nothing in flight can finish on its own: every in-flight tick waits for room."""
+        return self.inflight == self.blocked_senders + self.blocked_async
 
     # ------------------------------------------------------------------ the run loop
     @property
@@ -683,13 +719,14 @@ class Scheduler:
                     self._run(node)
                 await asyncio.sleep(0)
                 continue
-            if self.inflight == 0 and not self.completions:
+            if not self.completions and self._stuck():
                 if self._break_deadlock():
                     continue
-                if on_idle is not None:
-                    on_idle()
-                if until_idle:
-                    return
+                if self.inflight == 0:
+                    if on_idle is not None:
+                        on_idle()
+                    if until_idle:
+                        return
             # nothing runnable now: sleep until a tick completes or work is injected
             self._wake_evt.clear()
             self._sleeping = True
