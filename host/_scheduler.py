@@ -141,7 +141,7 @@ class _Node:
         self.rr = 0
         self.source_pending = False
         self.send_waiter: _SendRequest | None = None
-        self.room_waiter: asyncio.Future[None] | None = None
+        self.room_waiter: asyncio.Future[bool | None] | None = None
         self.ctx: ActorContext | None = None
 
 
@@ -552,7 +552,7 @@ class Scheduler:
         """Wait until ``node`` has no full out-edge (for ``ctx.asend``)."""
         assert self._loop is not None
         while node.nfull:
-            fut = self._loop.create_future()
+            fut: asyncio.Future[bool | None] = self._loop.create_future()
             node.room_waiter = fut
             self.blocked_async += 1
             try:
