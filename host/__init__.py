@@ -27,6 +27,7 @@ from ._errors import (
     UnknownPortError,
 )
 from ._events import EventStream
+from ._graph import Graph, compose_graphs
 from ._messages import Message
 from ._network import Collector, Network, RunSummary
 from ._scheduler import ActorFailure
@@ -43,6 +44,7 @@ __all__ = [
     "Collector",
     "DuplicateNodeError",
     "EventStream",
+    "Graph",
     "GraphError",
     "GraphFormatError",
     "Message",
@@ -62,6 +64,7 @@ __all__ = [
     "UnknownNodeError",
     "UnknownPortError",
     "__version__",
+    "compose_graphs",
     "register_template",
     "template_actor",
     "template_list",

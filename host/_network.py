@@ -143,6 +143,7 @@ class Network:
         self._exported_out: dict[str, tuple[str, str]] = {}
         self._armed: set[str] = set()
         self._announced = False
+        self._subgraph_nodes: set[str] = set()
         self._lock = threading.Lock()
         self._running = False
         self._closed = False
@@ -187,7 +188,7 @@ class Network:
         self._check_mutable()
         if not isinstance(id, str) or not id:
             raise GraphError(f"node id must be a non-empty string, got {id!r}")
-        if id in self._sched.nodes or any(a[0] == id for a in self._aliases_in):
+        if id in self._sched.nodes or id in self._subgraph_nodes:
             raise DuplicateNodeError(id)
         if config is not None and not isinstance(config, dict):
             raise GraphError(f"config of node {id!r} must be a dict, got {type(config).__name__}")
@@ -195,6 +196,7 @@ class Network:
         from ._subgraph import SubgraphActor
 
         if isinstance(template, SubgraphActor):
+            self._subgraph_nodes.add(id)
             template.expand_into(self, id, dict(config or {}))
             return
         actor = template.open_node(id, dict(config or {}))
@@ -591,19 +593,66 @@ class Network:
         if spec is not None:
             self.load_spec(spec)
 
-    def load_spec(self, spec: Any) -> None:
-        """Add the nodes, connections, initial packets and exports of a graph spec."""
+    def _port_name(self, node_id: str, port: str, out: bool) -> str:
+        """The actor's own spelling of ``port`` (graphs that are not case-sensitive store
+        port names lower-cased)."""
+        if (node_id, port) in (self._aliases_out if out else self._aliases_in):
+            return port
+        node = self._sched.nodes.get(node_id)
+        if node is None:
+            return port
+        names = list(node.routes) if out else list(node.actor.inports)
+        if port in names:
+            return port
+        folded = [n for n in names if n.lower() == port.lower()]
+        return folded[0] if len(folded) == 1 else port
+
+    def load_spec(
+        self,
+        spec: Any,
+        *,
+        prefix: str = "",
+        components: dict[str, str] | None = None,
+        configs: dict[str, dict[str, Any]] | None = None,
+        as_node: str | None = None,
+    ) -> None:
+        """Add the nodes, connections, initial packets and exports of a graph spec
+        (``reflow._graph.GraphSpec``). With ``as_node``, the graph is inlined as that node:
+        inner ids get ``prefix`` and its exported ports become the node's ports."""
+        from ._graph import is_tagged_message
+
+        fold = not getattr(spec, "case_sensitive", True)
+        components = components or {}
+        configs = configs or {}
+
+        def port(node_id: str, name: str, out: bool) -> str:
+            return self._port_name(node_id, name, out) if fold else name
+
         for node_id, component, config, _meta in spec.nodes:
-            self.add_node(node_id, component, config)
+            merged = {**config, **configs.get(node_id, {})}
+            self.add_node(prefix + node_id, components.get(component, component), merged)
         for src, sport, dst, dport, cap in spec.connections:
-            self.add_connection(src, sport, dst, dport, capacity=cap)
-        for node_id, port, data, _index in spec.initials:
-            msg = data if isinstance(data, dict) and "type" in data else _wrap_plain(data)
-            self.add_initial(node_id, port, msg)
-        for name, (node_id, port) in spec.inports.items():
-            self.export_inport(name, node_id, port)
-        for name, (node_id, port) in spec.outports.items():
-            self.export_outport(name, node_id, port)
+            src, dst = prefix + src, prefix + dst
+            self.add_connection(src, port(src, sport, True), dst, port(dst, dport, False),
+                                capacity=cap)
+        for node_id, name, data, _index in spec.initials:
+            msg = data if is_tagged_message(data) else _wrap_plain(data)
+            node_id = prefix + node_id
+            self.add_initial(node_id, port(node_id, name, False), msg)
+        for name, (node_id, pname) in spec.inports.items():
+            node_id = prefix + node_id
+            target = (node_id, port(node_id, pname, False))
+            if as_node is None:
+                self._exported_in[name] = target
+            else:
+                self._aliases_in[(as_node, name)] = target
+        for name, (node_id, pname) in spec.outports.items():
+            node_id = prefix + node_id
+            target = (node_id, port(node_id, pname, True))
+            if as_node is None:
+                self._exported_out[name] = target
+            else:
+                self._aliases_out[(as_node, name)] = target
 
 
 def _wrap_plain(value: Any) -> Message:

@@ -36,28 +36,16 @@ class SubgraphActor(Actor):
         raise GraphError("a subgraph runs as the nodes it expands into, not as one actor")
 
     def expand_into(self, net: Network, node_id: str, config: dict[str, Any]) -> None:
-        """Add this subgraph's nodes to ``net`` under ``node_id/``."""
-        spec = self._spec
+        """Add this subgraph's nodes to ``net`` as ``node_id/<inner id>``. ``config`` may
+        hold per-inner-node config overrides: ``{"inner_id": {...}}``."""
         prefix = f"{node_id}/"
         local: dict[str, str] = {}
         for tid, actor in self._templates.items():
             scoped = f"{prefix}{tid}"
             net.register_actor(scoped, actor)
             local[tid] = scoped
-        for inner, component, inner_config, _meta in spec.nodes:
-            merged = {**inner_config, **config.get(inner, {})} if config else inner_config
-            net.add_node(prefix + inner, local.get(component, component), merged)
-        for src, sport, dst, dport, cap in spec.connections:
-            net.add_connection(prefix + src, sport, prefix + dst, dport, capacity=cap)
-        from ._network import _wrap_plain
-
-        for inner, port, data, _index in spec.initials:
-            msg = data if isinstance(data, dict) and "type" in data else _wrap_plain(data)
-            net.add_initial(prefix + inner, port, msg)
-        for name, (inner, port) in spec.inports.items():
-            net._aliases_in[(node_id, name)] = (prefix + inner, port)
-        for name, (inner, port) in spec.outports.items():
-            net._aliases_out[(node_id, name)] = (prefix + inner, port)
+        net.load_spec(self._spec, prefix=prefix, components=local, configs=config,
+                      as_node=node_id)
 
 
 class SubgraphBuilder:
