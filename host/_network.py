@@ -282,8 +282,10 @@ class Network:
                 path=exc.path,
             ) from exc
         if self._thread is not None and self._thread.is_alive():
-            self._mark_busy()
-            self._sched.call_soon(lambda: self._queue_initial(node, port, msg))
+            # under the idle lock, so the scheduler cannot report idle in between
+            with self._idle:
+                self._busy = True
+                self._sched.call_soon(lambda: self._queue_initial(node, port, msg))
         else:
             self._queue_initial(node, port, msg)
 
@@ -492,10 +494,6 @@ class Network:
     def _publish_idle(self) -> None:
         if self._hub.active:
             self._hub.publish("NetworkIdle", sum(n.ticks for n in self._sched.nodes.values()))
-
-    def _mark_busy(self) -> None:
-        with self._idle:
-            self._busy = True
 
     def _wait_idle(self, timeout: float | None) -> RunSummary:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -30,7 +30,6 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +37,7 @@ from ._actor import Actor, ActorContext, BufferedContext
 from ._errors import ActorError, MessageError, NetworkStateError, TickStateError
 from ._events import EventHub
 from ._messages import Message, as_message
+from ._workers import WorkerPool
 
 __all__ = ["ActorFailure", "Scheduler"]
 
@@ -45,6 +45,7 @@ log = logging.getLogger("reflow")
 
 BATCH = 256  # ticks one node runs before the scheduler looks at other nodes
 SLICE = 64  # node batches between two yields to the event loop
+WORKER_BATCH = 32  # ticks of one worker node handed to a thread at once
 MAX_NESTING = 48  # depth of nested draining from ctx.send inside a sync tick
 FAILURES_KEPT = 1000
 _NEVER = -1  # capacity of an unbounded edge (initial packets, collectors)
@@ -171,7 +172,7 @@ class Scheduler:
         self.blocked_senders = 0  # worker ticks waiting in send() for room
         self.blocked_async = 0  # async ticks waiting in asend() for room
         self._workers = workers or max(2, os.cpu_count() or 2)
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: WorkerPool | None = None
         self._nesting = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_evt: asyncio.Event | None = None
@@ -510,33 +511,52 @@ class Scheduler:
             self.wake()
 
     # -- worker ticks ---------------------------------------------------------------------
-    def _pool(self) -> ThreadPoolExecutor:
+    def _pool(self) -> WorkerPool:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="reflow-worker")
+            self._executor = WorkerPool(self._workers)
         return self._executor
 
     def _start_worker(self, node: _Node) -> bool:
-        inputs = self._take(node)
-        if inputs is None:
+        """Hand a batch of ``node``'s ticks to a worker thread: as many as have input, up
+        to WORKER_BATCH and to the room left on its out-edges (one at a time when traced)."""
+        limit = 1
+        if not self.hub.active:
+            limit = WORKER_BATCH
+            for edges in node.routes.values():
+                for e in edges:
+                    if e.capacity > 0:
+                        limit = min(limit, e.capacity - len(e.queue))
+            limit = max(limit, 1)
+        batch = []
+        while len(batch) < limit:
+            inputs = self._take(node)
+            if inputs is None:
+                break
+            ctx = BufferedContext(self, node)
+            ctx.inputs = inputs
+            batch.append(ctx)
+        if not batch:
             return False
         node.busy = True
         self.worker_inflight += 1
-        ctx = BufferedContext(self, node)
-        ctx.inputs = inputs
         if self.hub.active:
             self.hub.publish("ActorStarted", node.id, node.component)
-        self._pool().submit(self._worker_tick, node, ctx)
+        self._pool().submit(lambda: self._worker_ticks(node, batch))
         return True
 
-    def _worker_tick(self, node: _Node, ctx: BufferedContext) -> None:
-        """Runs on a worker thread."""
-        t0 = time.perf_counter()
-        exc: BaseException | None = None
-        try:
-            node.run(ctx)
-        except Exception as e:
-            exc = e
-        self._post(("tick", node, ctx, exc, time.perf_counter() - t0))
+    def _worker_ticks(self, node: _Node, batch: list[BufferedContext]) -> None:
+        """Runs on a worker thread: the batch's ticks in order, then one completion."""
+        results = []
+        run = node.run
+        for ctx in batch:
+            t0 = time.perf_counter()
+            exc: BaseException | None = None
+            try:
+                run(ctx)
+            except Exception as e:
+                exc = e
+            results.append((ctx, exc, time.perf_counter() - t0))
+        self._post(("ticks", node, results))
 
     def _send_from_worker(self, node: _Node, pairs: list[tuple[str, Message]]) -> None:
         """ctx.send from a worker thread: deliver on the scheduler thread, wait for room."""
@@ -590,26 +610,13 @@ class Scheduler:
         self._completion_evt.clear()
         while comps:
             item = comps.popleft()
-            if item[0] == "tick":
-                _, node, ctx, exc, dur = item
+            if item[0] == "ticks":
+                _, node, results = item
                 self.worker_inflight -= 1
                 node.busy = False
-                node.ticks += 1
-                if exc is not None:
-                    self._tick_failed(node, exc)
-                elif ctx._state != 1:
-                    self._tick_unresolved(node, ctx)
-                else:
-                    node.out_count = 0
-                    try:
-                        for port, msg in ctx._outputs:
-                            self._deliver_one(node, port, msg)
-                    except TickStateError as err:
-                        self._tick_failed(node, err)
-                    else:
-                        if self.hub.active:
-                            self.hub.publish("ActorCompleted", node.id, node.component,
-                                             dur, len(ctx._outputs))
+                node.ticks += len(results)
+                for ctx, exc, dur in results:
+                    self._worker_done(node, ctx, exc, dur)
                 self._requeue(node)
             elif item[0] == "send":
                 _, node, pairs, req = item
@@ -626,6 +633,24 @@ class Scheduler:
             elif item[0] == "call":
                 item[1]()
         return True
+
+    def _worker_done(
+        self, node: _Node, ctx: BufferedContext, exc: BaseException | None, dur: float
+    ) -> None:
+        if exc is not None:
+            self._tick_failed(node, exc)
+        elif ctx._state != 1:
+            self._tick_unresolved(node, ctx)
+        else:
+            try:
+                for port, msg in ctx._outputs:
+                    self._deliver_one(node, port, msg)
+            except TickStateError as err:
+                self._tick_failed(node, err)
+            else:
+                if self.hub.active:
+                    self.hub.publish("ActorCompleted", node.id, node.component,
+                                     dur, len(ctx._outputs))
 
     # ------------------------------------------------------------------ nested draining
     def _relieve(self, node: _Node) -> None:
@@ -755,7 +780,7 @@ class Scheduler:
         for task in list(self._tasks):
             task.cancel()
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor.close()
             self._executor = None
         left = 0
         for node in self.nodes.values():
