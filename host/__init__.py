@@ -31,6 +31,7 @@ from ._graph import Graph, compose_graphs
 from ._messages import Message
 from ._network import Collector, Network, RunSummary
 from ._scheduler import ActorFailure
+from ._streams import Stream, StreamReader
 from ._subgraph import SubgraphActor, SubgraphBuilder
 
 __version__ = "0.1.0"
@@ -56,7 +57,9 @@ __all__ = [
     "ReflowError",
     "RunSummary",
     "RunTimeout",
+    "Stream",
     "StreamError",
+    "StreamReader",
     "SubgraphActor",
     "SubgraphBuilder",
     "TickStateError",

@@ -37,6 +37,7 @@ from ._actor import Actor, ActorContext, BufferedContext
 from ._errors import ActorError, MessageError, NetworkStateError, TickStateError
 from ._events import EventHub
 from ._messages import Message, as_message
+from ._streams import set_wait_hook
 from ._workers import WorkerPool
 
 __all__ = ["ActorFailure", "Scheduler"]
@@ -527,7 +528,7 @@ class Scheduler:
                     if e.capacity > 0:
                         limit = min(limit, e.capacity - len(e.queue))
             limit = max(limit, 1)
-        batch = []
+        batch: list[BufferedContext] = []
         while len(batch) < limit:
             inputs = self._take(node)
             if inputs is None:
@@ -671,6 +672,17 @@ class Scheduler:
         finally:
             self._nesting -= 1
 
+    def _help(self) -> bool:
+        """Wait hook for blocking calls made inside a sync tick (Stream send/recv): run one
+        step of other work, unless nested too deep. True if anything happened."""
+        if self._nesting >= MAX_NESTING:
+            return False
+        self._nesting += 1
+        try:
+            return self._step()
+        finally:
+            self._nesting -= 1
+
     def _step(self) -> bool:
         """Run one ready node's batch (or handle completions). False if nothing could run."""
         progressed = self._drain_completions()
@@ -730,6 +742,14 @@ class Scheduler:
         self._loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
         self._wake_evt = asyncio.Event()
+        set_wait_hook(self._help)
+        try:
+            await self._drive(until_idle, on_idle, stop)
+        finally:
+            set_wait_hook(None)
+
+    async def _drive(self, until_idle: bool, on_idle: Any, stop: Any) -> None:
+        assert self._wake_evt is not None
         ready = self.ready
         while True:
             if stop is not None and stop():
