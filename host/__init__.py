@@ -10,21 +10,41 @@ from __future__ import annotations
 from ._actor import Actor, ActorCallContext, ActorContext
 from ._catalog import register_template, template_actor, template_list
 from ._errors import (
+    ABIVersionError,
     ActorError,
+    CapabilityError,
     DuplicateNodeError,
     GraphError,
     GraphFormatError,
+    GuestABIError,
+    GuestBuildError,
+    GuestMemoryError,
+    GuestOutputError,
+    GuestTimeout,
+    GuestTrap,
     MessageError,
     NetworkError,
     NetworkStateError,
+    OutputLimitError,
+    PackError,
+    PackFormatError,
+    PackIntegrityError,
+    PackNotFoundError,
+    PackSignatureError,
+    PackVetoError,
+    PlatformError,
     PortTypeError,
     ReflowError,
     RunTimeout,
+    SandboxError,
     StreamError,
+    TemplateConflictError,
     TickStateError,
     UnknownComponentError,
     UnknownNodeError,
     UnknownPortError,
+    UnsafeArchiveError,
+    UntrustedKeyError,
 )
 from ._events import EventStream
 from ._graph import Graph, compose_graphs
@@ -37,38 +57,89 @@ from ._subgraph import SubgraphActor, SubgraphBuilder
 __version__ = "0.1.0"
 
 __all__ = [
+    "ABIVersionError",
     "Actor",
     "ActorCallContext",
     "ActorContext",
     "ActorError",
     "ActorFailure",
+    "CapabilityError",
     "Collector",
     "DuplicateNodeError",
     "EventStream",
     "Graph",
     "GraphError",
     "GraphFormatError",
+    "GuestABIError",
+    "GuestBuildError",
+    "GuestGrants",
+    "GuestLimits",
+    "GuestMemoryError",
+    "GuestOutputError",
+    "GuestTimeout",
+    "GuestTrap",
     "Message",
     "MessageError",
+    "NativeActor",
+    "NativeLibrary",
     "Network",
     "NetworkError",
     "NetworkStateError",
+    "OutputLimitError",
+    "PackError",
+    "PackFormatError",
+    "PackIntegrityError",
+    "PackNotFoundError",
+    "PackSignatureError",
+    "PackVetoError",
+    "PlatformError",
     "PortTypeError",
     "ReflowError",
     "RunSummary",
     "RunTimeout",
+    "SandboxError",
     "Stream",
     "StreamError",
     "StreamReader",
     "SubgraphActor",
     "SubgraphBuilder",
+    "TemplateConflictError",
     "TickStateError",
     "UnknownComponentError",
     "UnknownNodeError",
     "UnknownPortError",
+    "UnsafeArchiveError",
+    "UntrustedKeyError",
+    "WasmActor",
+    "WasmEngine",
+    "WasmModule",
     "__version__",
     "compose_graphs",
+    "default_engine",
     "register_template",
     "template_actor",
     "template_list",
 ]
+
+# The engines import wasmtime/ctypes; load them on first use so ``import reflow`` stays light.
+_LAZY = {
+    "GuestGrants": "._guest_host",
+    "GuestLimits": "._guest_host",
+    "NativeActor": "._native_engine",
+    "NativeLibrary": "._native_engine",
+    "WasmActor": "._wasm_engine",
+    "WasmEngine": "._wasm_engine",
+    "WasmModule": "._wasm_engine",
+    "default_engine": "._wasm_engine",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reflow' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

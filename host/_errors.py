@@ -19,15 +19,26 @@ one boundary per dependency and chained with ``raise ... from exc``::
     │   ├── NetworkStateError     a call that the network's state does not allow
     │   └── RunTimeout            run(timeout=...) expired before the graph went idle
     ├── StreamError               misuse of a Stream (write after end, second reader, ...)
-    └── SandboxError              a guest module / native library misbehaved (.node, .component)
-        ├── GuestABIError         the guest does not follow the guest ABI (exports, imports, frames)
-        │   ├── ABIVersionError   built for an ABI this host cannot load (.guest, .host)
-        │   └── GuestOutputError  garbage output: bad encoding, undeclared port, bad pointer
-        ├── GuestTrap             the guest trapped (unreachable, divide by zero, ...) (.trap_code)
-        │   └── GuestTimeout      the tick ran past its time limit (.limit_ms)
-        ├── GuestMemoryError      the guest needed more linear memory than its cap (.limit)
-        ├── CapabilityError       a host function the guest was not granted (.capability)
-        └── OutputLimitError      a tick produced more output bytes than allowed (.size, .limit)
+    ├── SandboxError              a guest module / native library misbehaved (.node, .component)
+    │   ├── GuestABIError         the guest does not follow the guest ABI (exports, imports, frames)
+    │   │   ├── ABIVersionError   built for an ABI this host cannot load (.guest, .host)
+    │   │   └── GuestOutputError  garbage output: bad encoding, undeclared port, bad pointer
+    │   ├── GuestTrap             the guest trapped (unreachable, divide by zero, ...) (.trap_code)
+    │   │   └── GuestTimeout      the tick ran past its time limit (.limit_ms)
+    │   ├── GuestMemoryError      the guest needed more linear memory than its cap (.limit)
+    │   ├── CapabilityError       a host function the guest was not granted (.capability)
+    │   └── OutputLimitError      a tick produced more output bytes than allowed (.size, .limit)
+    ├── GuestBuildError           compiling a guest from source failed (.target, .stderr)
+    └── PackError                 a pack cannot be built, read, verified or loaded (.pack)
+        ├── PackFormatError       not a valid .rflpack or manifest (.member, .field)
+        │   └── UnsafeArchiveError traversal, link, duplicate, oversize entry, bomb (.member)
+        ├── PackSignatureError    unsigned, or a signature that does not verify (.key_id)
+        │   └── UntrustedKeyError signed by a key that is not in the trust store (.key_id)
+        ├── PackIntegrityError    bytes that do not match the manifest (.file, .expected, .actual)
+        ├── PlatformError         no artifact for this host's triple (.wanted, .available)
+        ├── PackNotFoundError     load_pack(name) names no installed pack (.pack)
+        ├── PackVetoError         a plugin refused to let the pack load (.plugin, .reason)
+        └── TemplateConflictError a template id another owner already provides (.template, .owner)
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ __all__ = [
     "GraphError",
     "GraphFormatError",
     "GuestABIError",
+    "GuestBuildError",
     "GuestMemoryError",
     "GuestOutputError",
     "GuestTimeout",
@@ -48,15 +60,25 @@ __all__ = [
     "NetworkError",
     "NetworkStateError",
     "OutputLimitError",
+    "PackError",
+    "PackFormatError",
+    "PackIntegrityError",
+    "PackNotFoundError",
+    "PackSignatureError",
+    "PackVetoError",
+    "PlatformError",
     "PortTypeError",
     "ReflowError",
     "RunTimeout",
     "SandboxError",
     "StreamError",
+    "TemplateConflictError",
     "TickStateError",
     "UnknownComponentError",
     "UnknownNodeError",
     "UnknownPortError",
+    "UnsafeArchiveError",
+    "UntrustedKeyError",
 ]
 
 
@@ -272,3 +294,102 @@ class OutputLimitError(SandboxError):
         super().__init__(message, node=node, component=component)
         self.size = size
         self.limit = limit
+
+
+class GuestBuildError(ReflowError):
+    """Compiling a guest actor from source failed. ``target`` is the triple being built and
+    ``stderr`` the compiler's output."""
+
+    def __init__(self, message: str, *, target: str = "", stderr: str = "") -> None:
+        super().__init__(message)
+        self.target = target
+        self.stderr = stderr
+
+
+# -- packs and trust (issue 4) ------------------------------------------------------------------
+
+
+class PackError(ReflowError):
+    """A pack cannot be built, read, verified or loaded. ``pack`` names it (file or name)."""
+
+    def __init__(self, message: str, *, pack: str = "") -> None:
+        super().__init__(message)
+        self.pack = pack
+
+
+class PackFormatError(PackError, ValueError):
+    """Not a valid ``.rflpack`` bundle or pack manifest. ``member`` is the bundle member and
+    ``field`` the manifest field at fault, when known."""
+
+    def __init__(self, message: str, *, pack: str = "", member: str = "", field: str = "") -> None:
+        super().__init__(message, pack=pack)
+        self.member = member
+        self.field = field
+
+
+class UnsafeArchiveError(PackFormatError):
+    """The bundle tries something extraction refuses: a path outside the pack (``..``,
+    absolute), a link or device entry, a duplicate name, an entry over the size limit, a
+    manifest over its limit, or more decompressed bytes than the limits allow (a bomb)."""
+
+
+class PackSignatureError(PackError):
+    """The pack is unsigned, or its signature does not verify. ``key_id`` names the key."""
+
+    def __init__(self, message: str, *, pack: str = "", key_id: str = "") -> None:
+        super().__init__(message, pack=pack)
+        self.key_id = key_id
+
+
+class UntrustedKeyError(PackSignatureError):
+    """The signature is valid but its key (``key_id``) is not in the trust store."""
+
+
+class PackIntegrityError(PackError):
+    """A file's bytes do not match the manifest: ``file`` with ``expected`` and ``actual``
+    sha256 (or sizes, when the size already differs)."""
+
+    def __init__(
+        self, message: str, *, pack: str = "", file: str = "", expected: str = "", actual: str = ""
+    ) -> None:
+        super().__init__(message, pack=pack)
+        self.file = file
+        self.expected = expected
+        self.actual = actual
+
+
+class PlatformError(PackError):
+    """The pack has no artifact this host can run: ``wanted`` lists the triples tried and
+    ``available`` the ones the pack carries."""
+
+    def __init__(
+        self, message: str, *, pack: str = "", wanted: tuple[str, ...] = (),
+        available: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, pack=pack)
+        self.wanted = wanted
+        self.available = available
+
+
+class PackNotFoundError(PackError, LookupError):
+    """``load_pack(name)`` names a pack that is neither a file nor installed in the cache."""
+
+
+class PackVetoError(PackError):
+    """A plugin's ``reflow_before_pack_load`` hook refused the pack."""
+
+    def __init__(self, message: str, *, pack: str = "", plugin: str = "", reason: str = "") -> None:
+        super().__init__(message, pack=pack)
+        self.plugin = plugin
+        self.reason = reason
+
+
+class TemplateConflictError(PackError):
+    """A template id (``template``) is already provided by another owner (``owner``)."""
+
+    def __init__(
+        self, message: str, *, pack: str = "", template: str = "", owner: str = ""
+    ) -> None:
+        super().__init__(message, pack=pack)
+        self.template = template
+        self.owner = owner

@@ -401,6 +401,7 @@ class Network:
         """Run until the graph is idle — nothing queued, nothing running — and return a
         :class:`RunSummary`. Raises :class:`~reflow.RunTimeout` if ``timeout`` seconds pass
         first; the network keeps its state and a later ``run()`` goes on from there."""
+        self._check_open()
         if self._thread is not None:
             return self._wait_idle(timeout)
         self._materialize()
@@ -429,6 +430,7 @@ class Network:
 
     async def arun(self, timeout: float | None = None) -> RunSummary:
         """``run()`` for async code: drives the graph on the running event loop."""
+        self._check_open()
         if self._thread is not None:
             return await asyncio.get_running_loop().run_in_executor(
                 None, self._wait_idle, timeout

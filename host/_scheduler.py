@@ -157,7 +157,7 @@ class _SendRequest:
 
 class Scheduler:
     """Runs one network's nodes. Everything here runs on the scheduler thread, except the
-    methods documented as thread-safe (``inject``, ``_send_from_worker``, ``wake``)."""
+    methods documented as thread-safe (``call_soon``, ``_send_from_worker``, ``wake``)."""
 
     def __init__(self, hub: EventHub, workers: int | None = None) -> None:
         self.hub = hub
@@ -387,6 +387,7 @@ class Scheduler:
                 try:
                     run(ctx)
                 except Exception as exc:
+                    ctx._emitted = None
                     self._tick_failed(node, exc)
                     continue
                 if ctx._state != 1:
@@ -422,6 +423,7 @@ class Scheduler:
                 try:
                     run(ctx)
                 except Exception as exc:
+                    ctx._emitted = None
                     self._tick_failed(node, exc)
                     continue
                 if ctx._state != 1:
@@ -448,6 +450,7 @@ class Scheduler:
         )
 
     def _tick_unresolved(self, node: _Node, ctx: ActorContext) -> None:
+        ctx._emitted = None
         if ctx._state == 2:
             self._record_failure(node, ctx._error or "failed", "", None)
         else:
@@ -572,6 +575,7 @@ class Scheduler:
     async def _room(self, node: _Node) -> None:
         """Wait until ``node`` has no full out-edge (for ``ctx.asend``)."""
         assert self._loop is not None
+        self.wake()  # the driver may be asleep: it has to run the consumer to make room
         while node.nfull:
             fut: asyncio.Future[bool | None] = self._loop.create_future()
             node.room_waiter = fut

@@ -110,8 +110,9 @@ def bare_chain(n: int) -> float:
     return n / dt
 
 
-def chain(n: int, capacity: int = 64) -> float:
+def chain(n: int, capacity: int = 64, traced: bool = False) -> float:
     net = Network(capacity=capacity)
+    events = net.events(maxlen=1024) if traced else None
     sink = Sink()
     net.register_actor("src", Source(n))
     net.register_actor("inc", Inc())
@@ -129,6 +130,8 @@ def chain(n: int, capacity: int = 64) -> float:
     net.shutdown()
     assert sink.count == n and sink.last == n + 1, (sink.count, sink.last)
     assert summary.ok
+    if events is not None:
+        assert events.lost > 0  # the subscriber never read: it lost events, nothing stalled
     return n / dt
 
 
@@ -211,6 +214,8 @@ def main() -> None:
           f"  ratio to bare loop {rate / base:.2f}")
     rate1 = best(chain, n, 1, repeat=1)
     print(f"same chain, capacity 1         : {rate1:12,.0f} items/s  ratio {rate1 / base:.2f}")
+    traced = best(chain, n // 4, 64, True, repeat=1)
+    print(f"same chain, events subscribed  : {traced:12,.0f} items/s  ratio {traced / base:.2f}")
     fan = best(fan_out_in, n // 2, repeat=args.repeat)
     print(f"fan-out 2 / fan-in (join)      : {fan:12,.0f} items/s  ratio {fan / base:.2f}"
           f"  ({5 * fan:,.0f} hops/s)")

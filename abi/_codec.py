@@ -1,0 +1,518 @@
+"""The wire format of guest ABI v1: messages and frames as bytes (see ``abi/ABI.md``).
+
+A compact little-endian binary layout: one kind byte per message, fixed-width scalars, and
+length-prefixed UTF-8 / raw bytes; structured data (Object, Array, Event, Optional, Any) is
+carried as length-prefixed JSON text. It was chosen by measurement (ABI.md, "Why this
+encoding"): scalars and Bytes — the hot cases — cost one ``struct`` call each way and no
+base64, and a C guest parses it with a few lines of pointer arithmetic instead of a JSON or
+msgpack library.
+
+Encoding host values raises :class:`~reflow.MessageError` (a Stream, an Integer outside 64
+bits); decoding what a guest produced raises :class:`~reflow.GuestOutputError` naming the byte
+offset and what was wrong. Both directions are pure functions with no runtime state.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any, NamedTuple
+
+from .._errors import GuestOutputError, MessageError
+from .._messages import Message
+
+__all__ = [
+    "KIND_CODES",
+    "TickResult",
+    "decode_message",
+    "decode_open",
+    "decode_outputs",
+    "decode_result",
+    "decode_tick_input",
+    "encode_message",
+    "encode_open",
+    "encode_outputs",
+    "encode_result_done",
+    "encode_result_fail",
+    "encode_tick_input",
+    "encode_tick_input_into",
+]
+
+#: Kind byte of every message kind. Stream (13) is reserved: ABI 1.0 cannot carry a live
+#: stream across the boundary, and both sides refuse it.
+KIND_CODES: dict[str, int] = {
+    "Null": 0,
+    "Flow": 1,
+    "Boolean": 2,
+    "Integer": 3,
+    "Float": 4,
+    "String": 5,
+    "Bytes": 6,
+    "Error": 7,
+    "Object": 8,
+    "Array": 9,
+    "Event": 10,
+    "Optional": 11,
+    "Any": 12,
+    "Stream": 13,
+}
+_KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
+
+STATUS_DONE = 0
+STATUS_FAIL = 1
+
+_INT = struct.Struct("<Bq")
+_FLOAT = struct.Struct("<Bd")
+_LEN = struct.Struct("<BI")  # kind + u32 length prefix
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+_RESULT_HEAD = struct.Struct("<BH")
+
+_B_NULL = b"\x00"
+_B_FLOW = b"\x01"
+_B_FALSE = b"\x02\x00"
+_B_TRUE = b"\x02\x01"
+
+_new = dict.__new__
+_JSON_SHAPE = {8: "object", 9: "array", 10: "object"}
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_loads = json.loads
+
+# Port-name prefixes (u8 length + UTF-8) are cached: the same few names repeat every tick.
+_PORT_CACHE: dict[str, bytes] = {}
+
+
+def _port_prefix(port: str) -> bytes:
+    b = _PORT_CACHE.get(port)
+    if b is None:
+        raw = port.encode("utf-8")
+        if not 0 < len(raw) < 256:
+            raise MessageError(f"port name {port!r} must be 1..255 bytes of UTF-8", path=port)
+        b = bytes((len(raw),)) + raw
+        if len(_PORT_CACHE) < 4096:
+            _PORT_CACHE[port] = b
+    return b
+
+
+def _json_data(data: Any) -> Any:
+    if isinstance(data, Message):
+        return data.as_json()
+    return data
+
+
+def _append_message(out: bytearray, m: Any, path: str) -> None:
+    """Append one message to ``out``. Hot path: the common kinds come first."""
+    kind = m["type"]
+    if kind == "Integer":
+        v = m["data"]
+        try:
+            out += _INT.pack(3, v)
+        except struct.error as exc:
+            raise MessageError(
+                f"Integer {v!r} does not fit in 64 bits and cannot cross the guest boundary",
+                path=path,
+            ) from exc
+    elif kind == "Bytes":
+        v = m["data"]
+        out += _LEN.pack(6, len(v))
+        out += v
+    elif kind == "String":
+        v = m["data"].encode("utf-8")
+        out += _LEN.pack(5, len(v))
+        out += v
+    elif kind == "Float":
+        out += _FLOAT.pack(4, m["data"])
+    elif kind == "Boolean":
+        out += _B_TRUE if m["data"] else _B_FALSE
+    elif kind == "Flow":
+        out += _B_FLOW
+    elif kind == "Null":
+        out += _B_NULL
+    elif kind == "Error":
+        v = str(m["data"]).encode("utf-8")
+        out += _LEN.pack(7, len(v))
+        out += v
+    elif kind == "Stream":
+        raise MessageError(
+            "a Stream message cannot cross the guest boundary in ABI 1.0; send its frames "
+            "as Bytes messages instead",
+            path=path,
+        )
+    else:
+        code = KIND_CODES.get(kind)
+        if code is None:
+            raise MessageError(f"unknown message type {kind!r}", path=path)
+        try:
+            v = _dumps(_json_data(m.get("data"))).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise MessageError(f"{kind} data is not JSON-encodable: {exc}", path=path) from exc
+        out += _LEN.pack(code, len(v))
+        out += v
+
+
+def encode_message(m: Any) -> bytes:
+    """One message as bytes (the ``msg`` production of ABI.md)."""
+    out = bytearray()
+    _append_message(out, m, "$")
+    return bytes(out)
+
+
+def _append_entries(out: bytearray, entries: Any) -> None:
+    for port, m in entries:
+        out += _port_prefix(port)
+        _append_message(out, m, f"$.{port}")
+
+
+_ONE = b"\x01\x00"
+_join = b"".join
+
+
+def encode_tick_input(inputs: dict[str, Any]) -> bytes:
+    """The input frame of one tick: u16 count, then (port, message) entries."""
+    if len(inputs) == 1:  # the common tick: one packet of a hot kind, no bytearray
+        ((port, m),) = inputs.items()
+        kind = m["type"]
+        if kind == "Integer":
+            v = m["data"]
+            if type(v) is int and -0x8000000000000000 <= v <= 0x7FFFFFFFFFFFFFFF:
+                return _ONE + (_PORT_CACHE.get(port) or _port_prefix(port)) + _INT.pack(3, v)
+        elif kind == "Bytes":
+            d = m["data"]
+            return _join(
+                (_ONE, _PORT_CACHE.get(port) or _port_prefix(port), _LEN.pack(6, len(d)), d)
+            )
+    out = bytearray(_U16.pack(len(inputs)))
+    _append_entries(out, inputs.items())
+    return bytes(out)
+
+
+_INT_INPUT: dict[str, struct.Struct] = {}
+_BYTES_INPUT: dict[str, struct.Struct] = {}
+
+
+def encode_tick_input_into(inputs: dict[str, Any], buf: Any, offset: int, capacity: int) -> int:
+    """Encode the input frame straight into a writable buffer (a guest's linear memory).
+
+    Returns the number of bytes written, or ``-needed`` when the frame needs more than
+    ``capacity`` bytes (nothing is written then). Same bytes as :func:`encode_tick_input`;
+    a single Integer or Bytes packet is packed in place without an intermediate object.
+    """
+    if len(inputs) == 1:
+        ((port, m),) = inputs.items()
+        kind = m["type"]
+        if kind == "Integer":
+            v = m["data"]
+            if type(v) is int and -0x8000000000000000 <= v <= 0x7FFFFFFFFFFFFFFF:
+                st = _INT_INPUT.get(port)
+                if st is None:
+                    raw = _port_prefix(port)
+                    st = struct.Struct(f"<H{len(raw)}sBq")
+                    if len(_INT_INPUT) < 4096:
+                        _INT_INPUT[port] = st
+                if st.size > capacity:
+                    return -st.size
+                st.pack_into(buf, offset, 1, _PORT_CACHE.get(port) or _port_prefix(port), 3, v)
+                return st.size
+        elif kind == "Bytes":
+            d = m["data"]
+            st = _BYTES_INPUT.get(port)
+            if st is None:
+                raw = _port_prefix(port)
+                st = struct.Struct(f"<H{len(raw)}sBI")
+                if len(_BYTES_INPUT) < 4096:
+                    _BYTES_INPUT[port] = st
+            n = st.size + len(d)
+            if n > capacity:
+                return -n
+            st.pack_into(buf, offset, 1, _PORT_CACHE.get(port) or _port_prefix(port), 6, len(d))
+            buf[offset + st.size : offset + n] = d
+            return n
+    frame = encode_tick_input(inputs)
+    n = len(frame)
+    if n > capacity:
+        return -n
+    buf[offset : offset + n] = frame
+    return n
+
+
+def encode_outputs(outputs: Any) -> bytes:
+    """An outputs list (the emit frame): u16 count, then (port, message) entries.
+
+    ``outputs`` is a mapping or an iterable of ``(port, message)`` pairs.
+    """
+    items = list(outputs.items()) if isinstance(outputs, dict) else list(outputs)
+    if len(items) > 0xFFFF:
+        raise MessageError(f"{len(items)} outputs in one frame; the limit is 65535")
+    out = bytearray(_U16.pack(len(items)))
+    _append_entries(out, items)
+    return bytes(out)
+
+
+def encode_result_done(outputs: Any = ()) -> bytes:
+    """A result frame that ends the tick with ``done(outputs)``."""
+    return bytes((STATUS_DONE,)) + encode_outputs(outputs)
+
+
+def encode_result_fail(message: str) -> bytes:
+    """A result frame that ends the tick with ``fail(message)``."""
+    raw = message.encode("utf-8")
+    return bytes((STATUS_FAIL,)) + _U32.pack(len(raw)) + raw
+
+
+def encode_open(template: str, node: str, config: dict[str, Any]) -> bytes:
+    """The frame given to ``reflow_open``: template id, node id, config as JSON text."""
+    t = template.encode("utf-8")
+    n = node.encode("utf-8")
+    if not 0 < len(t) < 256 or len(n) > 255:
+        raise MessageError("template and node ids must be at most 255 bytes of UTF-8")
+    try:
+        c = _dumps(config if config is not None else {}).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"node config is not JSON-encodable: {exc}") from exc
+    return bytes((len(t),)) + t + bytes((len(n),)) + n + _U32.pack(len(c)) + c
+
+
+# -- decoding (guest -> host: every byte is untrusted) ----------------------------------------
+
+
+def _bad(offset: int, what: str) -> GuestOutputError:
+    return GuestOutputError(f"invalid output encoding at byte {offset}: {what}")
+
+
+def _read_len(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    if pos + 4 > end:
+        raise _bad(pos, "truncated length prefix")
+    n = _U32.unpack_from(buf, pos)[0]
+    pos += 4
+    if n > end - pos:
+        raise _bad(pos, f"length {n} runs past the end of the frame ({end - pos} bytes left)")
+    return n, pos
+
+
+def _utf8(buf: bytes, pos: int, n: int) -> str:
+    try:
+        return buf[pos : pos + n].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad(pos + exc.start, "text is not valid UTF-8") from None
+
+
+def _read_message(buf: bytes, pos: int, end: int) -> tuple[Message, int]:
+    if pos >= end:
+        raise _bad(pos, "truncated: expected a message kind byte")
+    code = buf[pos]
+    pos += 1
+    m = _new(Message)
+    if code == 3:
+        if pos + 8 > end:
+            raise _bad(pos, "truncated Integer")
+        m["type"] = "Integer"
+        m["data"] = _I64.unpack_from(buf, pos)[0]
+        return m, pos + 8
+    if code == 6:
+        n, pos = _read_len(buf, pos, end)
+        m["type"] = "Bytes"
+        m["data"] = bytes(buf[pos : pos + n])
+        return m, pos + n
+    if code == 5 or code == 7:
+        n, pos = _read_len(buf, pos, end)
+        m["type"] = "String" if code == 5 else "Error"
+        m["data"] = _utf8(buf, pos, n)
+        return m, pos + n
+    if code == 4:
+        if pos + 8 > end:
+            raise _bad(pos, "truncated Float")
+        m["type"] = "Float"
+        m["data"] = _F64.unpack_from(buf, pos)[0]
+        return m, pos + 8
+    if code == 2:
+        if pos >= end:
+            raise _bad(pos, "truncated Boolean")
+        b = buf[pos]
+        if b > 1:
+            raise _bad(pos, f"Boolean byte must be 0 or 1, got {b}")
+        m["type"] = "Boolean"
+        m["data"] = b == 1
+        return m, pos + 1
+    if code == 1 or code == 0:
+        m["type"] = "Flow" if code == 1 else "Null"
+        return m, pos
+    if 8 <= code <= 12:
+        kind = _KIND_NAMES[code]
+        n, pos = _read_len(buf, pos, end)
+        text = _utf8(buf, pos, n)
+        try:
+            data = _loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise _bad(pos, f"{kind} data is not valid JSON ({exc})") from None
+        if code == 9:
+            ok = type(data) is list
+        elif code == 8 or code == 10:
+            ok = type(data) is dict
+        else:
+            ok = True
+        if not ok:
+            raise _bad(pos, f"{kind} data must be a JSON {_JSON_SHAPE[code]}, got {text[:40]!r}")
+        if code >= 11 and type(data) is dict and isinstance(data.get("type"), str):
+            # Optional/Any may wrap a message in its JSON form: let the Message rules decide.
+            try:
+                return Message.from_json({"type": kind, "data": data}), pos + n
+            except MessageError as exc:
+                raise _bad(pos, f"{kind} data does not fit the kind: {exc}") from None
+        m["type"] = kind
+        m["data"] = data
+        return m, pos + n
+    if code == 13:
+        raise _bad(pos - 1, "a Stream message cannot cross the guest boundary in ABI 1.0")
+    raise _bad(pos - 1, f"unknown message kind byte {code}")
+
+
+def _read_port(buf: bytes, pos: int, end: int) -> tuple[str, int]:
+    if pos >= end:
+        raise _bad(pos, "truncated: expected a port name")
+    n = buf[pos]
+    pos += 1
+    if n == 0:
+        raise _bad(pos - 1, "empty port name")
+    if pos + n > end:
+        raise _bad(pos, "port name runs past the end of the frame")
+    return _utf8(buf, pos, n), pos + n
+
+
+_PORT_NAMES: dict[bytes, str] = {}
+
+
+def _read_entries(buf: bytes, pos: int, end: int) -> tuple[list[tuple[str, Message]], int]:
+    """Decode ``u16 count`` + entries. Integer and Bytes are decoded inline (the hot kinds);
+    everything else goes through :func:`_read_message`."""
+    if pos + 2 > end:
+        raise _bad(pos, "truncated: expected a u16 entry count")
+    count = buf[pos] | (buf[pos + 1] << 8)
+    pos += 2
+    entries = []
+    for _ in range(count):
+        if pos >= end:
+            raise _bad(pos, "truncated: expected a port name")
+        n = buf[pos]
+        stop = pos + 1 + n
+        if n == 0 or stop > end:
+            raise _bad(pos, "empty port name" if n == 0 else "port name runs past the frame")
+        raw = buf[pos + 1 : stop]
+        port = _PORT_NAMES.get(raw)
+        if port is None:
+            port = _utf8(buf, pos + 1, n)
+            if len(_PORT_NAMES) < 4096:
+                _PORT_NAMES[raw] = port
+        pos = stop
+        code = buf[pos] if pos < end else -1
+        if code == 3 and pos + 9 <= end:
+            m = _new(Message)
+            m["type"] = "Integer"
+            m["data"] = _I64.unpack_from(buf, pos + 1)[0]
+            pos += 9
+        elif code == 6 and pos + 5 <= end:
+            n = _U32.unpack_from(buf, pos + 1)[0]
+            pos += 5
+            if n > end - pos:
+                raise _bad(pos, f"length {n} runs past the end of the frame ({end - pos} left)")
+            m = _new(Message)
+            m["type"] = "Bytes"
+            m["data"] = buf[pos : pos + n]
+            pos += n
+        else:
+            m, pos = _read_message(buf, pos, end)
+        entries.append((port, m))
+    return entries, pos
+
+
+def _check_end(pos: int, end: int) -> None:
+    if pos != end:
+        raise _bad(pos, f"{end - pos} unexpected trailing byte(s)")
+
+
+def decode_message(buf: bytes) -> Message:
+    """Inverse of :func:`encode_message`; the whole buffer must be one message."""
+    m, pos = _read_message(buf, 0, len(buf))
+    _check_end(pos, len(buf))
+    return m
+
+
+def decode_outputs(buf: bytes) -> list[tuple[str, Message]]:
+    """Inverse of :func:`encode_outputs`."""
+    entries, pos = _read_entries(buf, 0, len(buf))
+    _check_end(pos, len(buf))
+    return entries
+
+
+def decode_tick_input(buf: bytes) -> dict[str, Message]:
+    """Inverse of :func:`encode_tick_input`."""
+    return dict(decode_outputs(buf))
+
+
+class TickResult(NamedTuple):
+    """A decoded result frame: ``ok`` with ``outputs``, or not ok with ``error``."""
+
+    ok: bool
+    outputs: list[tuple[str, Message]]
+    error: str
+
+
+_tuple_new = tuple.__new__
+
+
+def decode_result(buf: bytes) -> TickResult:
+    """Decode the result frame a guest returned from ``reflow_open`` / ``reflow_tick``."""
+    end = len(buf)
+    if end == 0:
+        raise _bad(0, "empty result frame")
+    status = buf[0]
+    if status == 0 and end > 13 and buf[1] == 1 and buf[2] == 0:
+        # Hot path: exactly one output, an Integer or a Bytes. Any deviation falls through.
+        stop = 4 + buf[3]
+        port = _PORT_NAMES.get(buf[4:stop])
+        if port is not None and stop < end:
+            code = buf[stop]
+            if code == 3 and stop + 9 == end:
+                m = _new(Message)
+                m["type"] = "Integer"
+                m["data"] = _I64.unpack_from(buf, stop + 1)[0]
+                return _tuple_new(TickResult, (True, [(port, m)], ""))
+            n = end - 5 - stop
+            if code == 6 and n >= 0 and _U32.unpack_from(buf, stop + 1)[0] == n:
+                m = _new(Message)
+                m["type"] = "Bytes"
+                m["data"] = buf[stop + 5 :]
+                return _tuple_new(TickResult, (True, [(port, m)], ""))
+    if status == STATUS_DONE:
+        entries, pos = _read_entries(buf, 1, end)
+        if pos != end:
+            raise _bad(pos, f"{end - pos} unexpected trailing byte(s)")
+        return _tuple_new(TickResult, (True, entries, ""))
+    if status == STATUS_FAIL:
+        n, pos = _read_len(buf, 1, end)
+        text = buf[pos : pos + n].decode("utf-8", errors="replace")
+        _check_end(pos + n, end)
+        return TickResult(False, [], text)
+    raise _bad(0, f"result status byte must be 0 (done) or 1 (fail), got {status}")
+
+
+def decode_open(buf: bytes) -> tuple[str, str, dict[str, Any]]:
+    """Inverse of :func:`encode_open`: (template, node, config)."""
+    end = len(buf)
+    template, pos = _read_port(buf, 0, end)
+    if pos >= end:
+        raise _bad(pos, "truncated: expected the node id")
+    n = buf[pos]
+    pos += 1
+    if pos + n > end:
+        raise _bad(pos, "node id runs past the end of the frame")
+    node = _utf8(buf, pos, n)
+    pos += n
+    clen, pos = _read_len(buf, pos, end)
+    try:
+        config = _loads(_utf8(buf, pos, clen))
+    except ValueError as exc:
+        raise _bad(pos, f"config is not valid JSON ({exc})") from None
+    _check_end(pos + clen, end)
+    return template, node, config

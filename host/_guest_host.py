@@ -1,0 +1,363 @@
+"""The host side of guest ABI v1, shared by the wasmtime and native engines.
+
+What a guest may ask of the host — log, emit mid-tick, pools, HTTP — implemented once against
+the tick's ``ctx``, with capability checks, output accounting and the output-port check. The
+engines translate raw memory to bytes and call into a :class:`GuestNodeHost`; whatever it
+raises is kept in ``pending`` and re-raised on the Python side after the guest returns (an
+exception never crosses into guest code).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._errors import CapabilityError, GuestOutputError, OutputLimitError, SandboxError
+from ._messages import Message, as_message
+from .abi._codec import decode_message, decode_outputs, encode_message
+
+__all__ = ["GuestGrants", "GuestLimits", "GuestNodeHost", "GuestTemplate", "parse_describe"]
+
+_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+_MAX_LOG = 64 * 1024
+
+
+@dataclass(frozen=True)
+class GuestLimits:
+    """Per-node limits. ``memory_bytes``/``tick_ms``/``max_stack_bytes`` apply to WebAssembly
+    guests only (a native library cannot be limited); ``output_bytes`` to both."""
+
+    memory_bytes: int = 64 * 1024 * 1024
+    tick_ms: float = 1000.0
+    output_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.memory_bytes < 65536:
+            raise ValueError("memory_bytes must be at least one wasm page (65536)")
+        if self.tick_ms <= 0:
+            raise ValueError("tick_ms must be positive")
+        if self.output_bytes <= 0:
+            raise ValueError("output_bytes must be positive")
+
+
+@dataclass(frozen=True)
+class GuestGrants:
+    """Capabilities the user grants beyond the baseline (log, emit, pools).
+
+    ``http_hosts``: host names (or ``host:port``) the guest may reach over HTTP; empty means
+    the ``http`` capability is not granted. ``"*"`` allows any host. ``wasi``: see below.
+    """
+
+    http_hosts: tuple[str, ...] = ()
+    http_timeout: float = 10.0
+    http_max_response: int = 1024 * 1024
+    #: Let a module that imports WASI (wasi_snapshot_preview1) run, with an empty WASI
+    #: context: no files, no environment, no arguments, no sockets; stdout/stderr go to the
+    #: node's logger. Clocks and random numbers are what it gains.
+    wasi: bool = False
+
+    def allows_http(self) -> bool:
+        return bool(self.http_hosts)
+
+
+@dataclass(frozen=True)
+class GuestTemplate:
+    """One template from a guest's describe document."""
+
+    id: str
+    inports: tuple[str, ...]
+    outports: tuple[str, ...]
+    await_all_inports: bool = False
+    description: str = ""
+    config_schema: dict[str, Any] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = ()
+    index: int = 0
+
+
+def _names(value: Any, what: str, where: str) -> tuple[str, ...]:
+    from ._errors import GuestABIError
+
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise GuestABIError(f"describe document: {where}.{what} must be a list of names")
+    for v in value:
+        if len(v.encode("utf-8")) > 255:
+            raise GuestABIError(f"describe document: {where}.{what}: {v[:40]!r}... too long")
+    if len(set(value)) != len(value):
+        raise GuestABIError(f"describe document: {where}.{what} lists a name twice")
+    return tuple(value)
+
+
+def parse_describe(raw: bytes, abi: tuple[int, int]) -> dict[str, GuestTemplate]:
+    """Validate a describe document (ABI.md §4); return templates by id."""
+    from ._errors import GuestABIError
+
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise GuestABIError(f"describe document is not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("templates"), list):
+        raise GuestABIError('describe document must be an object with a "templates" list')
+    declared = doc.get("abi")
+    if declared != f"{abi[0]}.{abi[1]}":
+        raise GuestABIError(
+            f"describe document says abi {declared!r} but reflow_abi_version returned "
+            f"{abi[0]}.{abi[1]}"
+        )
+    out: dict[str, GuestTemplate] = {}
+    for i, t in enumerate(doc["templates"]):
+        where = f"templates[{i}]"
+        if not isinstance(t, dict) or not isinstance(t.get("id"), str) or not t["id"]:
+            raise GuestABIError(f"describe document: {where} needs a non-empty string id")
+        if t["id"] in out:
+            raise GuestABIError(f"describe document: template id {t['id']!r} appears twice")
+        schema = t.get("config_schema", {})
+        out[t["id"]] = GuestTemplate(
+            id=t["id"],
+            inports=_names(t.get("inports", []), "inports", where),
+            outports=_names(t.get("outports", []), "outports", where),
+            await_all_inports=bool(t.get("await_all_inports", False)),
+            description=str(t.get("description", "")),
+            config_schema=schema if isinstance(schema, dict) else {},
+            capabilities=_names(t.get("capabilities", []), "capabilities", where),
+            index=i,
+        )
+    if not out:
+        raise GuestABIError("describe document lists no templates")
+    return out
+
+
+class GuestNodeHost:
+    """Host functions for one node. ``ctx`` is set for the duration of each tick."""
+
+    __slots__ = (
+        "capabilities",
+        "component",
+        "ctx",
+        "grants",
+        "limits",
+        "log",
+        "node",
+        "on_resume",
+        "out_bytes",
+        "outports",
+        "pending",
+        "result",
+    )
+
+    def __init__(
+        self,
+        node: str,
+        template: GuestTemplate,
+        limits: GuestLimits,
+        grants: GuestGrants,
+    ) -> None:
+        self.node = node
+        self.component = template.id
+        self.outports = frozenset(template.outports)
+        self.capabilities = frozenset(template.capabilities)
+        self.limits = limits
+        self.grants = grants
+        self.ctx: Any = None
+        self.out_bytes = 0
+        self.result = b""
+        self.pending: BaseException | None = None
+        self.on_resume: Any = None  # called after a host call that may have blocked
+        self.log = logging.getLogger(f"reflow.guest.{template.id}")
+
+    # -- bookkeeping used by the engines ------------------------------------------------------
+    def begin(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.out_bytes = 0
+        self.pending = None
+
+    def end(self) -> None:
+        self.ctx = None
+        self.result = b""
+
+    def tag(self, exc: SandboxError) -> SandboxError:
+        if not exc.node:
+            exc.node = self.node
+        if not exc.component:
+            exc.component = self.component
+        return exc
+
+    def count_output(self, size: int) -> None:
+        self.out_bytes += size
+        if self.out_bytes > self.limits.output_bytes:
+            raise self.tag(
+                OutputLimitError(
+                    f"node {self.node!r} produced {self.out_bytes} output bytes in one tick; "
+                    f"the limit is {self.limits.output_bytes}",
+                    size=self.out_bytes,
+                    limit=self.limits.output_bytes,
+                )
+            )
+
+    def check_ports(self, outputs: list[tuple[str, Message]]) -> None:
+        ports = self.outports
+        for port, _ in outputs:
+            if port not in ports:
+                shown = ", ".join(sorted(ports)) or "none"
+                raise self.tag(
+                    GuestOutputError(
+                        f"guest output names undeclared out-port {port!r}; "
+                        f"declared out-ports: {shown}"
+                    )
+                )
+
+    def _need_ctx(self, what: str) -> Any:
+        if self.ctx is None:
+            raise self.tag(SandboxError(f"guest called {what} outside a tick"))
+        return self.ctx
+
+    # -- the imports ------------------------------------------------------------------------
+    def host_log(self, level: int, text: bytes) -> None:
+        lvl = _LEVELS[level] if 0 <= level < 4 else logging.INFO
+        msg = text[:_MAX_LOG].decode("utf-8", "replace")
+        ctx = self.ctx
+        if ctx is not None:
+            ctx.log.log(lvl, "%s", msg)
+        else:
+            self.log.log(lvl, "[%s] %s", self.node, msg)
+
+    def host_stdio(self, stream: str, data: bytes) -> None:
+        """WASI stdout/stderr of a guest granted ``wasi``: one log record per write."""
+        text = data[:_MAX_LOG].decode("utf-8", "replace").rstrip("\n")
+        if text:
+            level = logging.WARNING if stream == "stderr" else logging.INFO
+            ctx = self.ctx
+            if ctx is not None:
+                ctx.log.log(level, "[%s] %s", stream, text)
+            else:
+                self.log.log(level, "[%s %s] %s", self.node, stream, text)
+
+    def host_emit(self, frame: bytes) -> int:
+        ctx = self._need_ctx("emit")
+        self.count_output(len(frame))
+        outputs = decode_outputs(frame)
+        self.check_ports(outputs)
+        for port, msg in outputs:
+            ctx.send({port: msg})
+        if self.on_resume is not None:
+            self.on_resume()
+        return 0
+
+    def host_pool_upsert(self, pool: bytes, key: bytes, msg: bytes) -> int:
+        ctx = self._need_ctx("pool_upsert")
+        ctx.pool_upsert(_text(pool), _text(key), decode_message(msg))
+        return 0
+
+    def host_pool_get(self, pool: bytes, key: bytes) -> int:
+        ctx = self._need_ctx("pool_get")
+        value = ctx.pool(_text(pool)).get(_text(key))
+        if value is None:
+            self.result = b""
+            return -1
+        self.result = encode_message(as_message(value))
+        return len(self.result)
+
+    def host_pool_remove(self, pool: bytes, key: bytes) -> int:
+        ctx = self._need_ctx("pool_remove")
+        p, k = _text(pool), _text(key)
+        present = k in ctx.pool(p)
+        ctx.pool_remove(p, k)
+        return 1 if present else 0
+
+    def host_pool_count(self, pool: bytes) -> int:
+        return int(self._need_ctx("pool_count").pool_count(_text(pool)))
+
+    def host_pool_clear(self, pool: bytes) -> int:
+        self._need_ctx("pool_clear").pool_clear(_text(pool))
+        return 0
+
+    def host_result_read(self, cap: int) -> bytes:
+        return self.result[: max(cap, 0)]
+
+    def host_http_request(self, request: bytes) -> int:
+        self._need_ctx("http_request")
+        if "http" not in self.capabilities:
+            raise self.tag(
+                CapabilityError(
+                    f"node {self.node!r} ({self.component}) called http_request but its "
+                    f"template does not declare the 'http' capability in its describe document",
+                    capability="http",
+                )
+            )
+        if not self.grants.allows_http():
+            raise self.tag(
+                CapabilityError(
+                    f"node {self.node!r} ({self.component}) called http_request but was not "
+                    f"granted the 'http' capability; grant it with the hosts it may reach",
+                    capability="http",
+                )
+            )
+        try:
+            req = json.loads(request.decode("utf-8"))
+            method = str(req.get("method", "GET")).upper()
+            url = str(req["url"])
+            headers = {str(k): str(v) for k, v in dict(req.get("headers") or {}).items()}
+            body = req.get("body")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self.tag(
+                GuestOutputError(f"http_request: request is not valid JSON with a url: {exc}")
+            ) from exc
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        allowed = {h.lower() for h in self.grants.http_hosts}
+        hostport = f"{host}:{parts.port}" if parts.port else host
+        if parts.scheme not in ("http", "https") or not host:
+            raise self.tag(
+                CapabilityError(f"http_request: {url!r} is not an http(s) URL", capability="http")
+            )
+        if "*" not in allowed and host not in allowed and hostport not in allowed:
+            raise self.tag(
+                CapabilityError(
+                    f"node {self.node!r} may not reach host {hostport!r} over HTTP; allowed "
+                    f"hosts: {', '.join(sorted(allowed))}",
+                    capability="http",
+                )
+            )
+        self.result = _http(method, url, headers, body, self.grants)
+        if self.on_resume is not None:
+            self.on_resume()
+        return len(self.result)
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GuestOutputError(f"pool name or id is not valid UTF-8: {exc}") from exc
+
+
+def _http(method: str, url: str, headers: dict[str, str], body: Any, grants: GuestGrants) -> bytes:
+    """Do one request through httpx; transport errors become ``{"status": 0, "error": ...}``."""
+    import httpx
+
+    content = body.encode("utf-8") if isinstance(body, str) else None
+    try:
+        with (
+            httpx.Client(timeout=grants.http_timeout, follow_redirects=False) as client,
+            client.stream(method, url, headers=headers, content=content) as resp,
+        ):
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > grants.http_max_response:
+                    raise httpx.HTTPError(
+                        f"response larger than {grants.http_max_response} bytes"
+                    )
+                chunks.append(chunk)
+            data = b"".join(chunks)
+            out = {
+                "status": resp.status_code,
+                "headers": dict(resp.headers),
+                "body": data.decode("utf-8", "replace"),
+            }
+    except httpx.HTTPError as exc:
+        out = {"status": 0, "error": f"{type(exc).__name__}: {exc}"}
+    return json.dumps(out, ensure_ascii=False).encode("utf-8")

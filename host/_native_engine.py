@@ -1,0 +1,342 @@
+"""The native engine: guest actors built as shared libraries, called through ctypes.
+
+**Not sandboxed.** A native library runs inside the host process with all of its privileges:
+no memory cap, time limit or capability check can stop it from reading files, opening
+sockets or corrupting the interpreter, and a crash in it takes the process down. Load one only
+from a trusted, signed pack; the pack loader is what enforces that, not this module.
+
+The library speaks the native binding of guest ABI v1 (abi/ABI.md §7), which the C guest SDK
+produces from the same source as the WebAssembly build: the same frames, native pointers, a
+per-node handle from ``reflow_open``, and host functions passed once as a table of C function
+pointers. Those callbacks find the calling node through a thread-local (each node ticks on one
+worker thread at a time), never raise into C (they return -1 and the exception is re-raised
+after the call returns), and check capabilities exactly as for WebAssembly guests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from ._actor import Actor
+from ._errors import GuestABIError, GuestOutputError, SandboxError
+from ._guest_host import GuestGrants, GuestLimits, GuestNodeHost, GuestTemplate, parse_describe
+from .abi._codec import decode_result, encode_open, encode_tick_input
+from .abi._version import ABI_VERSION, check_abi_compatible, pack_abi_word, unpack_abi_word
+
+__all__ = ["NativeActor", "NativeLibrary", "NativeNodeActor"]
+
+_u8p = ctypes.c_void_p
+_u32 = ctypes.c_uint32
+_i32 = ctypes.c_int32
+
+_LOG = ctypes.CFUNCTYPE(None, _i32, _u8p, _u32)
+_EMIT = ctypes.CFUNCTYPE(_i32, _u8p, _u32)
+_POOL3 = ctypes.CFUNCTYPE(_i32, _u8p, _u32, _u8p, _u32, _u8p, _u32)
+_POOL2 = ctypes.CFUNCTYPE(_i32, _u8p, _u32, _u8p, _u32)
+_POOL1 = ctypes.CFUNCTYPE(_i32, _u8p, _u32)
+_READ = ctypes.CFUNCTYPE(_i32, _u8p, _u32)
+
+
+class _HostApi(ctypes.Structure):
+    """Mirror of ``reflow_host_api`` in sdk-guest/reflow.h (field order is ABI)."""
+
+    _fields_ = (
+        ("abi", _u32),
+        ("size", _u32),
+        ("log", _LOG),
+        ("emit", _EMIT),
+        ("pool_upsert", _POOL3),
+        ("pool_get", _POOL2),
+        ("pool_remove", _POOL2),
+        ("pool_count", _POOL1),
+        ("pool_clear", _POOL1),
+        ("http_request", _EMIT),
+        ("result_read", _READ),
+    )
+
+
+_current = threading.local()
+_string_at = ctypes.string_at
+
+
+def _host() -> GuestNodeHost:
+    host = getattr(_current, "host", None)
+    if host is None:
+        raise SandboxError("a native guest called a host function outside a tick")
+    return host
+
+
+def _bytes(ptr: int | None, n: int) -> bytes:
+    if n == 0:
+        return b""
+    if not ptr:
+        raise GuestOutputError("a native guest passed a NULL pointer to a host function")
+    return ctypes.string_at(ptr, n)
+
+
+def _guarded(fn: Any, failure: Any) -> Any:
+    """Run a host function; on error remember it for the caller and return ``failure``."""
+
+    def call(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except BaseException as exc:  # never unwind through C frames
+            host = getattr(_current, "host", None)
+            if host is not None and host.pending is None:
+                host.pending = exc
+            return failure
+
+    return call
+
+
+def _result_read(ptr: int | None, cap: int) -> int:
+    data = _host().host_result_read(cap)
+    if data:
+        if not ptr:
+            raise GuestOutputError("a native guest passed a NULL buffer to result_read")
+        ctypes.memmove(ptr, data, len(data))
+    return len(data)
+
+
+def _make_api() -> _HostApi:
+    return _HostApi(
+        pack_abi_word(ABI_VERSION),
+        ctypes.sizeof(_HostApi),
+        _LOG(_guarded(lambda lvl, p, n: _host().host_log(lvl, _bytes(p, n)), None)),
+        _EMIT(_guarded(lambda p, n: _host().host_emit(_bytes(p, n)), -1)),
+        _POOL3(
+            _guarded(
+                lambda pp, pn, ip, in_, mp, mn: _host().host_pool_upsert(
+                    _bytes(pp, pn), _bytes(ip, in_), _bytes(mp, mn)
+                ),
+                -1,
+            )
+        ),
+        _POOL2(
+            _guarded(
+                lambda pp, pn, ip, in_: _host().host_pool_get(_bytes(pp, pn), _bytes(ip, in_)),
+                -1,
+            )
+        ),
+        _POOL2(
+            _guarded(
+                lambda pp, pn, ip, in_: _host().host_pool_remove(
+                    _bytes(pp, pn), _bytes(ip, in_)
+                ),
+                -1,
+            )
+        ),
+        _POOL1(_guarded(lambda pp, pn: _host().host_pool_count(_bytes(pp, pn)), -1)),
+        _POOL1(_guarded(lambda pp, pn: _host().host_pool_clear(_bytes(pp, pn)), -1)),
+        _EMIT(_guarded(lambda p, n: _host().host_http_request(_bytes(p, n)), -1)),
+        _READ(_guarded(_result_read, -1)),
+    )
+
+
+_REQUIRED = (
+    "reflow_abi_version",
+    "reflow_native_bind",
+    "reflow_describe",
+    "reflow_open",
+    "reflow_tick",
+    "reflow_close",
+)
+
+
+class NativeLibrary:
+    """A loaded native guest library (NOT sandboxed: see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+        try:
+            lib = ctypes.CDLL(str(self.path))
+        except OSError as exc:
+            raise GuestABIError(
+                f"cannot load native library {self.path}: {exc}", component=self.name
+            ) from exc
+        missing = [n for n in _REQUIRED if not hasattr(lib, n)]
+        if missing:
+            raise GuestABIError(
+                f"native library {self.name!r} does not export the reflow native binding: "
+                f"missing {', '.join(missing)} (see abi/ABI.md §7)",
+                component=self.name,
+            )
+        self._lib = lib
+        lib.reflow_abi_version.restype = _u32
+        lib.reflow_abi_version.argtypes = []
+        self.abi_version = check_abi_compatible(
+            unpack_abi_word(lib.reflow_abi_version()), what=f"native library {self.name!r}"
+        )
+        lib.reflow_native_bind.restype = None
+        lib.reflow_native_bind.argtypes = [ctypes.POINTER(_HostApi)]
+        lib.reflow_describe.restype = ctypes.c_void_p
+        lib.reflow_describe.argtypes = [ctypes.POINTER(_u32)]
+        lib.reflow_open.restype = ctypes.c_void_p
+        lib.reflow_open.argtypes = [
+            ctypes.c_char_p,
+            _u32,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.POINTER(_u32),
+        ]
+        lib.reflow_tick.restype = ctypes.c_void_p
+        lib.reflow_tick.argtypes = [ctypes.c_void_p, ctypes.c_char_p, _u32, ctypes.POINTER(_u32)]
+        lib.reflow_close.restype = None
+        lib.reflow_close.argtypes = [ctypes.c_void_p]
+        self._api = _make_api()  # kept alive as long as the library object
+        lib.reflow_native_bind(ctypes.byref(self._api))
+        n = _u32()
+        ptr = lib.reflow_describe(ctypes.byref(n))
+        if not ptr:
+            raise GuestABIError(f"{self.name}: reflow_describe returned NULL", component=self.name)
+        self.templates = parse_describe(ctypes.string_at(ptr, n.value), self.abi_version)
+
+    def actor(
+        self,
+        template: str | None = None,
+        *,
+        limits: GuestLimits | None = None,
+        grants: GuestGrants | None = None,
+    ) -> NativeActor:
+        """An actor for one template (the only one when ``template`` is None).
+
+        Only ``limits.output_bytes`` applies: a native guest cannot be limited otherwise."""
+        if template is None:
+            if len(self.templates) != 1:
+                raise GuestABIError(
+                    f"{self.name} has {len(self.templates)} templates; name one of: "
+                    f"{', '.join(sorted(self.templates))}",
+                    component=self.name,
+                )
+            template = next(iter(self.templates))
+        spec = self.templates.get(template)
+        if spec is None:
+            raise GuestABIError(
+                f"{self.name} has no template {template!r}; it has: "
+                f"{', '.join(sorted(self.templates))}",
+                component=template,
+            )
+        return NativeActor(self, spec, limits or GuestLimits(), grants or GuestGrants())
+
+
+class NativeActor(Actor):
+    """A template of a native library; each node gets its own guest handle (open_node)."""
+
+    execution = "worker"
+
+    def __init__(
+        self, lib: NativeLibrary, template: GuestTemplate, limits: GuestLimits, grants: GuestGrants
+    ) -> None:
+        self.library = lib
+        self.template = template
+        self.limits = limits
+        self.grants = grants
+        self.component = template.id
+        self.inports = list(template.inports)
+        self.outports = list(template.outports)
+        self.await_all_inports = template.await_all_inports
+
+    def open_node(self, node_id: str, config: dict[str, Any]) -> NativeNodeActor:
+        return NativeNodeActor(self, node_id, config or {})
+
+    def run(self, ctx: Any) -> None:
+        raise SandboxError(
+            f"{self.component}: a NativeActor runs through the per-node actor that open_node() "
+            f"returns",
+            node=getattr(ctx, "node", ""),
+            component=self.component,
+        )
+
+
+class NativeNodeActor(Actor):
+    """One node of a native library: a guest-side handle plus the host functions' state."""
+
+    execution = "worker"
+
+    def __init__(self, owner: NativeActor, node_id: str, config: dict[str, Any]) -> None:
+        t = owner.template
+        self.component = t.id
+        self.inports = list(owner.inports)
+        self.outports = list(owner.outports)
+        self.await_all_inports = t.await_all_inports
+        self.node = node_id
+        self._lib = owner.library._lib
+        self._owner = owner
+        self._host = GuestNodeHost(node_id, t, owner.limits, owner.grants)
+        self._lock = threading.Lock()
+        self._out_len = _u32()
+        self._out_ref = ctypes.byref(self._out_len)
+        self._tick = self._lib.reflow_tick
+        self._out_limit = owner.limits.output_bytes
+        handle = ctypes.c_void_p()
+        frame = encode_open(t.id, node_id, config)
+        _current.host = self._host
+        try:
+            ptr = self._lib.reflow_open(frame, len(frame), ctypes.byref(handle), self._out_ref)
+        finally:
+            _current.host = None
+        self._handle: int | None = handle.value
+        res = decode_result(self._take(ptr, "reflow_open"))
+        if not res.ok:
+            self.close()
+            raise SandboxError(
+                f"node {node_id!r} ({t.id}): the guest refused to open: {res.error}",
+                node=node_id,
+                component=t.id,
+            )
+
+    def _take(self, ptr: int | None, what: str) -> bytes:
+        n = self._out_len.value
+        if not ptr:
+            raise self._host.tag(GuestOutputError(f"{what} returned NULL"))
+        return ctypes.string_at(ptr, n)
+
+    def run(self, ctx: Any) -> None:
+        handle = self._handle
+        if handle is None:
+            raise SandboxError(
+                f"node {self.node!r} ({self.component}) is closed",
+                node=self.node,
+                component=self.component,
+            )
+        host = self._host
+        host.ctx = ctx
+        host.out_bytes = 0
+        _current.host = host
+        try:
+            frame = encode_tick_input(ctx.inputs)
+            ptr = self._tick(handle, frame, len(frame), self._out_ref)
+            if host.pending is not None:
+                pending = host.pending
+                raise host.tag(pending) if isinstance(pending, SandboxError) else pending
+            n = self._out_len.value
+            if n > self._out_limit - host.out_bytes:
+                host.count_output(n)  # raises OutputLimitError with the details
+            if not ptr:
+                raise GuestOutputError("reflow_tick returned NULL")
+            ok, outputs, error = decode_result(_string_at(ptr, n))
+        except GuestOutputError as exc:
+            raise host.tag(exc) from None
+        finally:
+            _current.host = None
+            host.ctx = None
+            host.pending = None
+        if not ok:
+            ctx.fail(error)
+        elif len(outputs) == 1 and outputs[0][0] in host.outports:
+            ctx.done(dict(outputs))
+        else:
+            host.check_ports(outputs)
+            for port, msg in outputs:
+                ctx.emit(port, msg)
+            ctx.done()
+
+    def close(self) -> None:
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            self._lib.reflow_close(handle)

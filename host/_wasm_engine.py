@@ -1,0 +1,914 @@
+"""The wasmtime engine: sandboxed WebAssembly actors speaking guest ABI v1 (abi/ABI.md).
+
+``WasmEngine.load(wasm)`` compiles (or fetches from the module cache), checks the exports,
+imports, ABI version and describe document, and returns a :class:`WasmModule`;
+``module.actor(template_id)`` is an :class:`~reflow.Actor` to register in a network. Every node
+gets its own wasmtime store and instance (``open_node``), with its own limits: a linear-memory
+cap, an epoch deadline per tick and an output-size cap. Nothing but module ``reflow`` is
+importable: no WASI, and ``http_request`` only with a grant. Ticks run on the runtime's worker
+pool (``execution = "worker"``); wasmtime releases the GIL while guest code runs, so
+independent nodes use all cores.
+
+Calls go through :mod:`reflow._wasm_fastcall` (unchecked C-API calls, ~15x cheaper than
+``Func.__call__``) when it is available, else through wasmtime-py's public API (whose host
+functions re-raise through a process-global slot, so with the fallback two nodes failing in
+host functions at the same instant could swap their exceptions). Errors from wasmtime are
+translated here, and only here, into the :class:`~reflow.SandboxError` tree.
+
+Memory: each linear memory gets a fixed reservation (256 MiB of address space by default
+instead of wasmtime's 4 GiB + guard, so tens of thousands of nodes fit in one process) and
+never moves, which lets a node keep a memoryview over its memory across ticks. A node's memory
+cap must not exceed the reservation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import logging
+import math
+import os
+import platform
+import threading
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from . import _wasm_fastcall as fastcall
+from ._actor import Actor
+from ._errors import (
+    CapabilityError,
+    GuestABIError,
+    GuestMemoryError,
+    GuestOutputError,
+    GuestTimeout,
+    GuestTrap,
+    SandboxError,
+)
+from ._guest_host import GuestGrants, GuestLimits, GuestNodeHost, GuestTemplate, parse_describe
+from .abi._codec import (
+    decode_result,
+    encode_open,
+    encode_tick_input,
+    encode_tick_input_into,
+)
+from .abi._version import check_abi_compatible, unpack_abi_word
+
+__all__ = ["WasmActor", "WasmEngine", "WasmModule", "WasmNodeActor", "default_engine"]
+
+log = logging.getLogger("reflow.wasm")
+
+_I32 = wasmtime.ValType.i32()
+_I64 = wasmtime.ValType.i64()
+
+#: Exports every guest must have: name -> (params, results).
+EXPORTS: dict[str, tuple[list[str], list[str]]] = {
+    "reflow_abi_version": ([], ["i32"]),
+    "reflow_alloc": (["i32"], ["i32"]),
+    "reflow_describe": ([], ["i64"]),
+    "reflow_open": (["i32", "i32"], ["i64"]),
+    "reflow_tick": (["i32", "i32"], ["i64"]),
+}
+#: Imports a guest may use (module "reflow"): name -> (params, results).
+IMPORTS: dict[str, tuple[list[str], list[str]]] = {
+    "log": (["i32"] * 3, []),
+    "emit": (["i32"] * 2, ["i32"]),
+    "pool_upsert": (["i32"] * 6, ["i32"]),
+    "pool_get": (["i32"] * 4, ["i32"]),
+    "pool_remove": (["i32"] * 4, ["i32"]),
+    "pool_count": (["i32"] * 2, ["i32"]),
+    "pool_clear": (["i32"] * 2, ["i32"]),
+    "http_request": (["i32"] * 2, ["i32"]),
+    "result_read": (["i32"] * 2, ["i32"]),
+}
+
+_PAGE = 65536
+_MASK32 = 0xFFFFFFFF
+
+
+def _valtypes(names: list[str]) -> list[wasmtime.ValType]:
+    return [_I32 if n == "i32" else _I64 for n in names]
+
+
+def _type_names(types: Any) -> list[str]:
+    return [str(t) for t in types]
+
+
+class WasmEngine:
+    """One wasmtime engine with its config, module cache and epoch ticker.
+
+    ``cache_dir``: where compiled modules are kept (``None`` = ``$REFLOW_CACHE_DIR`` or
+    ``~/.cache/reflow/wasmtime``; ``False`` = memory only). ``epoch_ms``: granularity of
+    tick deadlines. ``memory_reservation``: virtual address space reserved per linear memory
+    (wasmtime's default is 4 GiB, which limits a process to a few thousand nodes).
+    ``fast_path``: force the private fast path on/off (``None`` = use it when available).
+    """
+
+    def __init__(
+        self,
+        *,
+        cache_dir: str | os.PathLike[str] | bool | None = None,
+        epoch_ms: float = 5.0,
+        max_wasm_stack: int = 512 * 1024,
+        memory_reservation: int | None = 256 * 1024 * 1024,
+        memory_guard: int = 64 * 1024 * 1024,
+        fast_path: bool | None = None,
+    ) -> None:
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        config.max_wasm_stack = max_wasm_stack
+        config.cranelift_opt_level = "speed"
+        if memory_reservation is not None:
+            # Memories never move: the host can cache a node's memory base across ticks.
+            config.memory_reservation = memory_reservation
+            config.memory_guard_size = memory_guard
+            config.memory_reservation_for_growth = 0
+            config.memory_may_move = False
+        self.memory_reservation = memory_reservation
+        self._fingerprint = hashlib.sha256(
+            repr(
+                (
+                    fastcall._version if fastcall.AVAILABLE else wasmtime.__name__,
+                    platform.machine(),
+                    max_wasm_stack,
+                    memory_reservation,
+                    memory_guard,
+                    "epoch",
+                    "speed",
+                )
+            ).encode()
+        ).hexdigest()[:16]
+        self.engine = wasmtime.Engine(config)
+        self.epoch_ms = float(epoch_ms)
+        if fast_path and not fastcall.AVAILABLE:
+            raise SandboxError(f"the wasmtime fast path is not available: {fastcall.REASON}")
+        self.fast_path = fastcall.AVAILABLE if fast_path is None else bool(fast_path)
+        if cache_dir is None:
+            env = os.environ.get("REFLOW_CACHE_DIR")
+            base = Path(env) if env else Path.home() / ".cache" / "reflow"
+            self.cache_dir: Path | None = base / "wasmtime"
+        elif cache_dir is False:
+            self.cache_dir = None
+        else:
+            self.cache_dir = Path(cache_dir)  # type: ignore[arg-type]
+        self._modules: dict[str, WasmModule] = {}
+        self._lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.stats = {"compiled": 0, "deserialized": 0, "memory_hits": 0}
+        #: Epochs elapsed, as counted by the ticker (read without a C call on the hot path).
+        self.epoch = 0
+
+    # -- epoch ticker -------------------------------------------------------------------------
+    def _ensure_ticker(self) -> None:
+        if self._ticker is not None:
+            return
+        with self._lock:
+            if self._ticker is not None:
+                return
+            stop, period = self._stop, self.epoch_ms / 1000.0
+            ref = weakref.ref(self)
+
+            def tick() -> None:
+                # Holds the engine only weakly: an engine nobody uses stops its ticker.
+                while not stop.wait(period):
+                    eng = ref()
+                    if eng is None:
+                        return
+                    eng.engine.increment_epoch()
+                    eng.epoch += 1
+                    del eng
+
+            self._ticker = threading.Thread(target=tick, name="reflow-wasm-epoch", daemon=True)
+            self._ticker.start()
+            weakref.finalize(self, stop.set)
+
+    def deadline_ticks(self, tick_ms: float) -> int:
+        """Epoch ticks for a time limit: the guest is interrupted between ``tick_ms`` and
+        ``tick_ms + epoch_ms`` after the deadline was set."""
+        return max(1, math.ceil(tick_ms / self.epoch_ms)) + 1
+
+    def close(self) -> None:
+        """Stop the epoch ticker. Idempotent; loaded modules stay usable for inspection."""
+        self._stop.set()
+        t, self._ticker = self._ticker, None
+        if t is not None:
+            t.join(timeout=1.0)
+
+    # -- loading ---------------------------------------------------------------------------
+    def compile(self, wasm: bytes) -> wasmtime.Module:
+        """A compiled module for ``wasm``, from the disk cache when possible."""
+        digest = hashlib.sha256(wasm).hexdigest()
+        path = None
+        if self.cache_dir is not None:
+            path = self.cache_dir / f"{digest}-{self._fingerprint}.cwasm"
+            module = self._from_cache(path)
+            if module is not None:
+                self.stats["deserialized"] += 1
+                return module
+        try:
+            module = wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise GuestABIError(f"not a valid WebAssembly module: {_first_line(exc)}") from exc
+        self.stats["compiled"] += 1
+        if path is not None:
+            self._to_cache(path, bytes(module.serialize()))
+        return module
+
+    def _from_cache(self, path: Path) -> wasmtime.Module | None:
+        sidecar = path.with_suffix(".sha256")
+        try:
+            data = path.read_bytes()
+            want = sidecar.read_text().strip()
+        except OSError:
+            return None
+        # Deserializing runs native code: only bytes that hash to what we wrote are loaded.
+        if hashlib.sha256(data).hexdigest() != want:
+            log.warning("compiled-module cache entry %s does not match its hash; ignoring", path)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        try:
+            return wasmtime.Module.deserialize(self.engine, data)
+        except wasmtime.WasmtimeError as exc:
+            log.warning("cannot deserialize %s (%s); recompiling", path, _first_line(exc))
+            return None
+
+    def _to_cache(self, path: Path, data: bytes) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            path.with_suffix(".sha256").write_text(hashlib.sha256(data).hexdigest())
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write compiled-module cache %s: %s", path, exc)
+
+    def load(self, wasm: bytes | str | os.PathLike[str], *, name: str | None = None) -> WasmModule:
+        """Compile, validate and describe a guest module (idempotent per content hash)."""
+        if isinstance(wasm, (str, os.PathLike)):
+            name = name or Path(wasm).name
+            wasm = Path(wasm).read_bytes()
+        wasm = bytes(wasm)
+        digest = hashlib.sha256(wasm).hexdigest()
+        with self._lock:
+            cached = self._modules.get(digest)
+        if cached is not None:
+            self.stats["memory_hits"] += 1
+            return cached
+        module = WasmModule(self, self.compile(wasm), digest, name or digest[:12])
+        with self._lock:
+            return self._modules.setdefault(digest, module)
+
+
+_default: WasmEngine | None = None
+_default_lock = threading.Lock()
+
+
+def default_engine() -> WasmEngine:
+    """The process-wide engine used when none is given."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = WasmEngine()
+        return _default
+
+
+def _trap_text(exc: BaseException) -> str:
+    """The cause of a wasmtime trap without its backtrace ("wasm trap: integer divide by
+    zero")."""
+    text = str(exc).strip()
+    if "Caused by:" in text:
+        cause = text.split("Caused by:", 1)[1].strip().splitlines()
+        if cause:
+            return cause[0].strip()
+    return _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class WasmModule:
+    """A validated guest module: its templates and a factory for actors."""
+
+    def __init__(self, engine: WasmEngine, module: wasmtime.Module, digest: str, name: str):
+        self.engine = engine
+        self.module = module
+        self.sha256 = digest
+        self.name = name
+        self._check_exports()
+        self.imports = self._check_imports()
+        probe = _GuestInstance(self, None, GuestLimits(), GuestGrants(), "<load>")
+        try:
+            word = probe.call_i32("reflow_abi_version")
+            self.abi_version = check_abi_compatible(
+                unpack_abi_word(word), what=f"module {name!r}"
+            )
+            self.templates = parse_describe(probe.call_slice("reflow_describe"), self.abi_version)
+        except SandboxError as exc:
+            if not exc.component:
+                exc.component = name
+            raise
+        finally:
+            probe.close()
+
+    def _check_exports(self) -> None:
+        found = {e.name: e.type for e in self.module.exports}
+        problems = []
+        if not isinstance(found.get("memory"), wasmtime.MemoryType):
+            problems.append("memory (a linear memory)")
+        for name, (params, results) in EXPORTS.items():
+            ty = found.get(name)
+            if not isinstance(ty, wasmtime.FuncType):
+                problems.append(f"{name} (a function)")
+                continue
+            got = (_type_names(ty.params), _type_names(ty.results))
+            if got != (params, results):
+                problems.append(f"{name} with type {params} -> {results}, not {got[0]} -> {got[1]}")
+        if problems:
+            raise GuestABIError(
+                f"module {self.name!r} does not export the reflow guest ABI: missing or "
+                f"mistyped export(s): {'; '.join(problems)} (see abi/ABI.md)",
+                component=self.name,
+            )
+
+    def _check_imports(self) -> list[str]:
+        names = []
+        self.wasi_imports: list[str] = []
+        for imp in self.module.imports:
+            if imp.module == "wasi_snapshot_preview1":
+                # Provided only to nodes granted "wasi" (checked when a node opens).
+                self.wasi_imports.append(imp.name or "")
+                continue
+            spec = IMPORTS.get(imp.name or "") if imp.module == "reflow" else None
+            if spec is None:
+                hint = (
+                    " (of WASI only wasi_snapshot_preview1 exists, and only with a grant)"
+                    if str(imp.module).startswith("wasi")
+                    else ""
+                )
+                raise GuestABIError(
+                    f"module {self.name!r} imports {imp.module}.{imp.name}, which the host "
+                    f"does not provide{hint}",
+                    component=self.name,
+                )
+            ty = imp.type
+            if not isinstance(ty, wasmtime.FuncType) or (
+                _type_names(ty.params),
+                _type_names(ty.results),
+            ) != spec:
+                raise GuestABIError(
+                    f"module {self.name!r} imports reflow.{imp.name} with the wrong type; "
+                    f"expected {spec[0]} -> {spec[1]}",
+                    component=self.name,
+                )
+            names.append(imp.name or "")
+        return names
+
+    def actor(
+        self,
+        template: str | None = None,
+        *,
+        limits: GuestLimits | None = None,
+        grants: GuestGrants | None = None,
+    ) -> WasmActor:
+        """An actor for one template (the only one when ``template`` is None)."""
+        if template is None:
+            if len(self.templates) != 1:
+                raise GuestABIError(
+                    f"module {self.name!r} has {len(self.templates)} templates; name one of: "
+                    f"{', '.join(sorted(self.templates))}",
+                    component=self.name,
+                )
+            template = next(iter(self.templates))
+        spec = self.templates.get(template)
+        if spec is None:
+            raise GuestABIError(
+                f"module {self.name!r} has no template {template!r}; it has: "
+                f"{', '.join(sorted(self.templates))}",
+                component=template,
+            )
+        return WasmActor(self, spec, limits or GuestLimits(), grants or GuestGrants())
+
+
+class _GuestInstance:
+    """One store + instance, and the ways to call into it (fast path or public API)."""
+
+    def __init__(
+        self,
+        module: WasmModule,
+        template: GuestTemplate | None,
+        limits: GuestLimits,
+        grants: GuestGrants,
+        node: str,
+    ) -> None:
+        eng = module.engine
+        eng._ensure_ticker()
+        self.module = module
+        self.limits = limits
+        self.ticks = eng.deadline_ticks(limits.tick_ms)
+        tmpl = template or GuestTemplate(id=module.name, inports=(), outports=())
+        self.host = GuestNodeHost(node, tmpl, limits, grants)
+        self.out_limit = limits.output_bytes
+        self.store = wasmtime.Store(eng.engine)
+        self.store.set_limits(memory_size=limits.memory_bytes, instances=1, memories=1, tables=4)
+        self.fast = eng.fast_path
+        self.fp = fastcall.FastPath(self.store) if self.fast else None
+        self.engine = eng
+        self.deadline_epoch = -1
+        # With a fixed reservation that covers the cap, memory.grow never moves the memory.
+        self.stable = (
+            eng.memory_reservation is not None and limits.memory_bytes <= eng.memory_reservation
+        )
+        if eng.memory_reservation is not None and not self.stable:
+            raise SandboxError(
+                f"memory cap {limits.memory_bytes} bytes is larger than the engine's memory "
+                f"reservation ({eng.memory_reservation} bytes); raise "
+                f"WasmEngine(memory_reservation=...) or lower the cap"
+            )
+        self.memory: wasmtime.Memory | None = None
+        self.view: memoryview | None = None
+        self.base = 0
+        self.size = 0
+        self.in_ptr = 0
+        self.in_cap = 0
+        self.closed = False
+        imports = [self._host_func(name) for name in module.imports]
+        if module.wasi_imports and template is not None and not grants.wasi:
+            shown = ", ".join(module.wasi_imports[:5])
+            raise self.host.tag(
+                CapabilityError(
+                    f"node {node!r} ({tmpl.id}): module {module.name!r} imports WASI "
+                    f"({shown}) but the node was not granted the 'wasi' capability",
+                    capability="wasi",
+                )
+            )
+        self.set_deadline(self.ticks)
+        try:
+            if module.wasi_imports:
+                instance = self._instantiate_with_wasi(imports)
+            else:
+                instance = wasmtime.Instance(self.store, module.module, imports)
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+            raise self.translate(exc, "instantiation") from exc
+        exports = instance.exports(self.store)
+        init = exports.get("_initialize")
+        if isinstance(init, wasmtime.Func):  # a WASI reactor's constructors
+            try:
+                init(self.store)
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+                raise self.translate(exc, "_initialize") from exc
+        mem = exports["memory"]
+        assert isinstance(mem, wasmtime.Memory)
+        self.memory = mem
+        funcs = {name: exports[name] for name in EXPORTS}
+        self.host.on_resume = lambda: self.set_deadline(self.ticks)
+        if self.fp is not None:
+            self.fp.bind_memory(mem)
+            self.callers: dict[str, Callable[..., tuple[int, Any]]] = {
+                name: self.fp.make_caller(f, max(len(EXPORTS[name][0]), 1))  # type: ignore[arg-type]
+                for name, f in funcs.items()
+            }
+        else:
+            self.callers = {name: self._public_caller(f) for name, f in funcs.items()}  # type: ignore[arg-type]
+        self.tick_call = self.callers["reflow_tick"]
+        self.tick_parts = getattr(self.tick_call, "parts", None)
+        self.tick_trap = getattr(self.tick_call, "trap", None)
+        self.refresh()
+
+    def _instantiate_with_wasi(self, imports: list[wasmtime.Func]) -> wasmtime.Instance:
+        """Instantiate with an empty WASI context (no preopens, env or args); stdio is
+        routed to the node's logger."""
+        host = self.host
+        wasi = wasmtime.WasiConfig()
+        wasi.stdout_custom = lambda data: host.host_stdio("stdout", data)
+        wasi.stderr_custom = lambda data: host.host_stdio("stderr", data)
+        self.store.set_wasi(wasi)
+        linker = wasmtime.Linker(self.module.engine.engine)
+        linker.define_wasi()
+        for name, func in zip(self.module.imports, imports, strict=True):
+            linker.define(self.store, "reflow", name, func)
+        return linker.instantiate(self.store, self.module.module)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def set_deadline(self, ticks: int) -> None:
+        self.deadline_epoch = self.engine.epoch
+        if self.fp is not None:
+            self.fp.set_deadline(ticks)
+        else:
+            self.store.set_epoch_deadline(ticks)
+
+    def refresh(self) -> None:
+        old = self.size
+        if self.fp is not None:
+            self.base, self.size = self.fp.memory_data()
+        else:
+            assert self.memory is not None
+            self.size = self.memory.data_len(self.store)
+            self.base = ctypes.cast(self.memory.data_ptr(self.store), ctypes.c_void_p).value or 0
+        if self.stable and (self.view is None or self.size != old):
+            # A view over linear memory: slicing it is ~4x cheaper than a ctypes call. Valid
+            # because the memory never moves and never shrinks; dropped before the store.
+            self.view = memoryview((ctypes.c_ubyte * self.size).from_address(self.base)).cast("B")
+
+    def _public_caller(self, func: wasmtime.Func) -> Callable[..., tuple[int, Any]]:
+        store = self.store
+
+        def invoke(*params: int) -> tuple[int, Any]:
+            try:
+                return int(func(store, *params)), None
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+                return 0, exc
+
+        return invoke
+
+    def _host_func(self, name: str) -> wasmtime.Func:
+        params, results = IMPORTS[name]
+        ty = wasmtime.FuncType(_valtypes(params), _valtypes(results))
+        impl = self._impl(name)
+        nargs = len(params)
+        has_result = bool(results)
+        host = self.host
+
+        if self.fp is not None:
+            memory_at = fastcall.FastPath.memory_at
+            make_trap = fastcall.make_trap
+            i32 = ctypes.c_int32
+
+            def callback(cctx: int, args: int) -> int:
+                try:
+                    assert self.memory is not None
+                    base, size = memory_at(cctx, self.memory)
+                    vals = [i32.from_address(args + 16 * i).value for i in range(nargs)]
+                    r = impl(base, size, *vals)
+                    if has_result:
+                        i32.from_address(args).value = int(r)
+                    return 0
+                except BaseException as exc:  # never let it cross into the guest
+                    host.pending = exc
+                    return make_trap(f"host function reflow.{name} failed: {exc}")
+
+            return self.fp.new_host_func(ty, callback)
+
+        def public(caller: wasmtime.Caller, *vals: int) -> Any:
+            try:
+                assert self.memory is not None
+                size = self.memory.data_len(caller)
+                base = ctypes.cast(self.memory.data_ptr(caller), ctypes.c_void_p).value or 0
+                r = impl(base, size, *vals)
+                return int(r) if has_result else None
+            except BaseException as exc:
+                host.pending = exc
+                raise
+
+        return wasmtime.Func(self.store, ty, public, access_caller=True)
+
+    def _impl(self, name: str) -> Callable[..., Any]:
+        host = self.host
+
+        def read(base: int, size: int, ptr: int, n: int) -> bytes:
+            ptr &= _MASK32
+            n &= _MASK32
+            if ptr + n > size:
+                raise host.tag(
+                    GuestOutputError(
+                        f"guest passed the slice [{ptr}, {ptr + n}) to reflow.{name}, outside "
+                        f"its linear memory ({size} bytes)"
+                    )
+                )
+            return ctypes.string_at(base + ptr, n)
+
+        if name == "log":
+            return lambda b, s, lvl, p, n: host.host_log(lvl, read(b, s, p, n))
+        if name == "emit":
+            return lambda b, s, p, n: host.host_emit(read(b, s, p, n))
+        if name == "pool_upsert":
+            return lambda b, s, pp, pn, ip, in_, mp, mn: host.host_pool_upsert(
+                read(b, s, pp, pn), read(b, s, ip, in_), read(b, s, mp, mn)
+            )
+        if name == "pool_get":
+            return lambda b, s, pp, pn, ip, in_: host.host_pool_get(
+                read(b, s, pp, pn), read(b, s, ip, in_)
+            )
+        if name == "pool_remove":
+            return lambda b, s, pp, pn, ip, in_: host.host_pool_remove(
+                read(b, s, pp, pn), read(b, s, ip, in_)
+            )
+        if name == "pool_count":
+            return lambda b, s, pp, pn: host.host_pool_count(read(b, s, pp, pn))
+        if name == "pool_clear":
+            return lambda b, s, pp, pn: host.host_pool_clear(read(b, s, pp, pn))
+        if name == "http_request":
+            return lambda b, s, p, n: host.host_http_request(read(b, s, p, n))
+        if name == "result_read":
+
+            def result_read(base: int, size: int, ptr: int, cap: int) -> int:
+                data = host.host_result_read(cap & _MASK32)
+                ptr &= _MASK32
+                if ptr + len(data) > size:
+                    raise host.tag(
+                        GuestOutputError(
+                            f"guest asked reflow.result_read to write [{ptr}, "
+                            f"{ptr + len(data)}), outside its linear memory ({size} bytes)"
+                        )
+                    )
+                ctypes.memmove(base + ptr, data, len(data))
+                return len(data)
+
+            return result_read
+        raise AssertionError(name)  # pragma: no cover - IMPORTS and this table agree
+
+    # -- calls -----------------------------------------------------------------------------
+    def translate(self, exc: BaseException, what: str) -> BaseException:
+        host = self.host
+        pending, host.pending = host.pending, None
+        if pending is not None:
+            return host.tag(pending) if isinstance(pending, SandboxError) else pending
+        who = f"node {host.node!r} ({host.component})"
+        if isinstance(exc, wasmtime.Trap):
+            code = exc.trap_code
+            code_name = code.name if code is not None else None
+            text = _trap_text(exc)
+            if code_name == "INTERRUPT":
+                return host.tag(
+                    GuestTimeout(
+                        f"{who}: {what} ran past its time limit of {self.limits.tick_ms:g} ms "
+                        f"and was interrupted",
+                        limit_ms=self.limits.tick_ms,
+                    )
+                )
+            if code_name == "STACK_OVERFLOW":
+                return host.tag(
+                    GuestTrap(
+                        f"{who}: stack overflow in {what} (call stack exhausted)",
+                        trap_code=code_name,
+                    )
+                )
+            with contextlib.suppress(Exception):
+                self.refresh()
+            if self.size + _PAGE > self.limits.memory_bytes and code_name in (
+                "UNREACHABLE",
+                "MEMORY_OUT_OF_BOUNDS",
+            ):
+                return host.tag(
+                    GuestMemoryError(
+                        f"{who}: trapped ({text}) in {what} with its linear memory at the cap "
+                        f"of {self.limits.memory_bytes} bytes: the guest ran out of memory",
+                        limit=self.limits.memory_bytes,
+                    )
+                )
+            return host.tag(
+                GuestTrap(f"{who}: guest trapped in {what}: {text}", trap_code=code_name)
+            )
+        text = _first_line(exc)
+        if "memory minimum size" in str(exc) or "exceeds memory limits" in str(exc):
+            return host.tag(
+                GuestMemoryError(
+                    f"{who}: {what} needs more linear memory than the cap of "
+                    f"{self.limits.memory_bytes} bytes ({text})",
+                    limit=self.limits.memory_bytes,
+                )
+            )
+        return host.tag(SandboxError(f"{who}: wasmtime failed in {what}: {text}"))
+
+    def call_i32(self, export: str, *args: int) -> int:
+        self.set_deadline(self.ticks)
+        raw, err = self.callers[export](*args)
+        self.refresh()
+        if err is not None:
+            raise self.translate(err, export)
+        raw &= _MASK32
+        return raw - (1 << 32) if raw & 0x80000000 else raw
+
+    def read_slice(self, raw: int, what: str, count: bool = False) -> bytes:
+        ptr = raw & _MASK32
+        n = (raw >> 32) & _MASK32
+        if count:  # before copying: a hostile length must not make the host allocate it
+            self.host.count_output(n)
+        if ptr + n > self.size:
+            raise self.host.tag(
+                GuestOutputError(
+                    f"{what} returned the slice [{ptr}, {ptr + n}), outside the guest's linear "
+                    f"memory ({self.size} bytes)"
+                )
+            )
+        return ctypes.string_at(self.base + ptr, n)
+
+    def call_slice(self, export: str) -> bytes:
+        self.set_deadline(self.ticks)
+        raw, err = self.callers[export]()
+        self.refresh()
+        if err is not None:
+            raise self.translate(err, export)
+        return self.read_slice(raw, export)
+
+    def write_input(self, frame: bytes) -> int:
+        """Put ``frame`` in the guest's input buffer (growing it with reflow_alloc)."""
+        n = len(frame)
+        if n > self.in_cap:
+            # Ask for headroom so frames that grow a little do not call reflow_alloc each tick.
+            want = max(n, 1024, min(2 * self.in_cap, n + (1 << 20)))
+            ptr = self.call_i32("reflow_alloc", want) & _MASK32
+            if ptr == 0 and want > n:
+                want = n
+                ptr = self.call_i32("reflow_alloc", n) & _MASK32
+            if ptr == 0:
+                raise self.host.tag(
+                    GuestMemoryError(
+                        f"node {self.host.node!r}: reflow_alloc({n}) returned 0 — the guest "
+                        f"could not allocate its input buffer (memory cap "
+                        f"{self.limits.memory_bytes} bytes)",
+                        limit=self.limits.memory_bytes,
+                    )
+                )
+            if ptr + want > self.size:
+                raise self.host.tag(
+                    GuestOutputError(
+                        f"reflow_alloc({want}) returned the buffer [{ptr}, {ptr + want}), outside "
+                        f"the guest's linear memory ({self.size} bytes)"
+                    )
+                )
+            self.in_ptr, self.in_cap = ptr, want
+        ctypes.memmove(self.base + self.in_ptr, frame, n)
+        return n
+
+    def call_frame(self, export: str, frame: bytes, count: bool = False) -> bytes:
+        n = self.write_input(frame)
+        self.set_deadline(self.ticks)
+        raw, err = self.callers[export](self.in_ptr, n)
+        self.refresh()
+        if err is not None:
+            raise self.translate(err, export)
+        if self.host.pending is not None:
+            pending, self.host.pending = self.host.pending, None
+            raise pending
+        return self.read_slice(raw, export, count)
+
+    def tick(self, inputs: dict[str, Any]) -> bytes:
+        """One ``reflow_tick`` call: the hot path, kept flat on purpose."""
+        view = self.view
+        if view is not None:  # encode straight into the guest's input buffer
+            n = encode_tick_input_into(inputs, view, self.in_ptr, self.in_cap)
+            if n < 0:
+                self.write_input(encode_tick_input(inputs))
+                view = self.view
+                n = -n
+        else:
+            frame = encode_tick_input(inputs)
+            n = self.write_input(frame)
+        if self.engine.epoch != self.deadline_epoch:
+            # A deadline set in this epoch still stands; re-arm only once the epoch moved on.
+            self.set_deadline(self.ticks)
+        parts = self.tick_parts
+        if parts is not None:  # the fast path's unchecked call, inlined
+            call, cctx, faddr, args, args_addr, trap_addr = parts
+            args[0] = self.in_ptr
+            args[2] = n
+            e = call(cctx, faddr, args_addr, 2, trap_addr)
+            if e or self.tick_trap.value:  # type: ignore[union-attr]
+                raw, err = 0, self.tick_call.failure(e)  # type: ignore[attr-defined]
+            else:
+                raw, err = args[0], None
+        else:
+            raw, err = self.tick_call(self.in_ptr, n)
+        if not self.stable:
+            self.refresh()
+        if err is not None:
+            raise self.translate(err, "reflow_tick")
+        if self.host.pending is not None:
+            pending, self.host.pending = self.host.pending, None
+            raise pending
+        ptr = raw & _MASK32
+        ln = (raw >> 32) & _MASK32
+        if self.host.out_bytes + ln > self.out_limit:
+            self.host.count_output(ln)  # raises OutputLimitError with the details
+        if ptr + ln > self.size:
+            self.refresh()
+            if ptr + ln > self.size:
+                return self.read_slice(raw, "reflow_tick")  # raises with the details
+            view = self.view
+        if view is not None:
+            return view[ptr : ptr + ln].tobytes()
+        return ctypes.string_at(self.base + ptr, ln)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+        self.callers = {}
+        self.fp = None
+        self.memory = None
+        self.store.close()
+
+
+class WasmActor(Actor):
+    """A template of a guest module, registered in a network like any actor. Each node built
+    from it gets its own sandboxed instance from :meth:`open_node`."""
+
+    execution = "worker"
+
+    def __init__(
+        self, module: WasmModule, template: GuestTemplate, limits: GuestLimits, grants: GuestGrants
+    ) -> None:
+        self.module = module
+        self.template = template
+        self.limits = limits
+        self.grants = grants
+        self.component = template.id
+        self.inports = list(template.inports)
+        self.outports = list(template.outports)
+        self.await_all_inports = template.await_all_inports
+
+    def open_node(self, node_id: str, config: dict[str, Any]) -> WasmNodeActor:
+        return WasmNodeActor(self, node_id, config or {})
+
+    def run(self, ctx: Any) -> None:
+        raise SandboxError(
+            f"{self.component}: a WasmActor runs through the per-node actor that open_node() "
+            f"returns",
+            node=getattr(ctx, "node", ""),
+            component=self.component,
+        )
+
+
+
+
+class WasmNodeActor(Actor):
+    """One node's sandboxed instance. ``run`` is one tick; ``close`` frees the store."""
+
+    execution = "worker"
+
+    def __init__(self, template_actor: WasmActor, node_id: str, config: dict[str, Any]) -> None:
+        self.template_actor = template_actor
+        t = template_actor.template
+        self.component = t.id
+        self.inports = list(t.inports)
+        self.outports = list(t.outports)
+        self.await_all_inports = t.await_all_inports
+        self.node = node_id
+        self._lock = threading.Lock()
+        self._inst: _GuestInstance | None = _GuestInstance(
+            template_actor.module, t, template_actor.limits, template_actor.grants, node_id
+        )
+        try:
+            res = decode_result(
+                self._inst.call_frame("reflow_open", encode_open(t.id, node_id, config))
+            )
+        except BaseException:
+            self._inst.close()
+            self._inst = None
+            raise
+        if not res.ok:
+            self._inst.close()
+            self._inst = None
+            raise SandboxError(
+                f"node {node_id!r} ({t.id}): the guest refused to open: {res.error}",
+                node=node_id,
+                component=t.id,
+            )
+
+    def run(self, ctx: Any) -> None:
+        with self._lock:  # close() waits for a running tick: it frees the memory we use
+            inst = self._inst
+            if inst is None:
+                raise SandboxError(
+                    f"node {self.node!r} ({self.component}) is closed",
+                    node=self.node,
+                    component=self.component,
+                )
+            host = inst.host
+            # ctx stays set until the next tick: host functions only run inside our calls.
+            host.ctx = ctx
+            host.out_bytes = 0
+            host.pending = None
+            try:
+                ok, outputs, error = decode_result(inst.tick(ctx.inputs))
+            except GuestOutputError as exc:
+                raise host.tag(exc) from None
+        if not ok:
+            ctx.fail(error)
+            return
+        if len(outputs) == 1:
+            port, msg = outputs[0]
+            if port in host.outports:
+                ctx.done({port: msg})
+                return
+        host.check_ports(outputs)
+        for port, msg in outputs:
+            ctx.emit(port, msg)
+        ctx.done()
+
+    def close(self) -> None:
+        with self._lock:
+            inst, self._inst = self._inst, None
+        if inst is not None:
+            inst.close()

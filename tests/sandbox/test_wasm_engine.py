@@ -1,0 +1,206 @@
+"""reflow._wasm_engine: the example guests run through the Actor contract (open_node + run
+with a real tick context), on the fast path and the public-API fallback, and in a Network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reflow._errors import GuestABIError, SandboxError
+from reflow._guest_host import GuestLimits
+from reflow._messages import Message
+from reflow._wasm_engine import WasmEngine, WasmNodeActor
+from sandbox_helpers import TickCtx
+
+M = Message
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "public"])
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    eng = WasmEngine(cache_dir=tmp_path / "cache", fast_path=request.param)
+    yield eng
+    eng.close()
+
+
+def test_doubler_ticks(any_engine: WasmEngine, guest_wasm: dict[str, Path]) -> None:
+    module = any_engine.load(guest_wasm["doubler"])
+    actor = module.actor()
+    assert actor.component == "example/doubler"
+    assert actor.inports == ["in"] and actor.outports == ["out"]
+    assert actor.execution == "worker"
+    node = actor.open_node("d1", {})
+    try:
+        for value in (0, 21, -5, 2**40):
+            ctx = TickCtx({"in": M.integer(value)})
+            node.run(ctx)
+            assert ctx.outputs == [("out", M.integer(value * 2))]
+        ctx = TickCtx({"in": M.float(1.25)})
+        node.run(ctx)
+        assert ctx.outputs == [("out", M.float(2.5))]
+    finally:
+        node.close()
+
+
+def test_config_reaches_the_guest(engine: WasmEngine, guest_wasm: dict[str, Path]) -> None:
+    node = engine.load(guest_wasm["doubler"]).actor().open_node("d1", {"factor": 7})
+    ctx = TickCtx({"in": M.integer(3)})
+    node.run(ctx)
+    assert ctx.outputs == [("out", M.integer(21))]
+    node.close()
+
+
+def test_guest_fail_becomes_ctx_fail(engine: WasmEngine, guest_wasm: dict[str, Path]) -> None:
+    node = engine.load(guest_wasm["doubler"]).actor().open_node("d1", {})
+    ctx = TickCtx({"in": M.string("nope")})
+    node.run(ctx)
+    assert ctx.outputs is None
+    assert ctx.error is not None and "expected an Integer or Float" in ctx.error
+    ctx = TickCtx({"in": M.integer(1)})  # and the node keeps working
+    node.run(ctx)
+    assert ctx.outputs == [("out", M.integer(2))]
+    node.close()
+
+
+def test_counter_keeps_state_in_pools_and_node_state(
+    any_engine: WasmEngine, guest_wasm: dict[str, Path]
+) -> None:
+    actor = any_engine.load(guest_wasm["counter"]).actor()
+    a, b = actor.open_node("a", {}), actor.open_node("b", {})
+    pools_a: dict[str, dict[str, Any]] = {}
+    pools_b: dict[str, dict[str, Any]] = {}
+    for i in range(1, 4):
+        ctx = TickCtx({"in": M.flow()}, pools=pools_a)
+        a.run(ctx)
+        assert ctx.outputs == [("count", M.integer(i)), ("ticks", M.integer(i))]
+    assert pools_a["state"]["count"] == M.integer(3)
+    ctx = TickCtx({"in": M.flow()}, pools=pools_b)  # node b has its own state
+    b.run(ctx)
+    assert ctx.outputs == [("count", M.integer(1)), ("ticks", M.integer(1))]
+    ctx = TickCtx({"reset": M.flow()}, pools=pools_a)
+    a.run(ctx)
+    assert ctx.outputs == [("count", M.integer(0))]
+    assert "count" not in pools_a["state"]
+    a.close()
+    b.close()
+
+
+def test_stream_emits_mid_tick(any_engine: WasmEngine, guest_wasm: dict[str, Path]) -> None:
+    node = any_engine.load(guest_wasm["stream"]).actor().open_node("s", {})
+    ctx = TickCtx({"in": M.integer(50)})
+    node.run(ctx)
+    assert ctx.sent == [("out", M.integer(i)) for i in range(50)]
+    assert ctx.outputs == [("done", M.integer(50))]
+    node.close()
+
+
+def test_await_all_template(engine: WasmEngine, guest_wasm: dict[str, Path]) -> None:
+    actor = engine.load(guest_wasm["await_all"]).actor()
+    assert actor.await_all_inports is True
+    assert actor.inports == ["a", "b"]
+    node = actor.open_node("add", {})
+    ctx = TickCtx({"a": M.integer(2), "b": M.integer(40)})
+    node.run(ctx)
+    assert ctx.outputs == [("sum", M.integer(42))]
+    ctx = TickCtx({"a": M.integer(2), "b": M.float(0.5)})
+    node.run(ctx)
+    assert ctx.outputs == [("sum", M.float(2.5))]
+    node.close()
+
+
+def test_echo_carries_every_kind(engine: WasmEngine, guest_wasm: dict[str, Path]) -> None:
+    node = engine.load(guest_wasm["echo"]).actor().open_node("e", {})
+    msgs = [
+        M.null(), M.flow(), M.boolean(True), M.integer(-7), M.float(3.5), M.string("héllo"),
+        M.bytes(bytes(range(256)) * 8), M.error("bad"), M.object({"a": [1, {"b": None}]}),
+        M.array([1, "x"]), M.event({"e": 1}), M.optional(None), M.any(5),
+    ]
+    for m in msgs:
+        ctx = TickCtx({"in": m})
+        node.run(ctx)
+        assert ctx.outputs == [("in", m)], m
+    node.close()
+
+
+def test_module_cache_deserializes_and_rejects_tampering(
+    tmp_path: Path, guest_wasm: dict[str, Path]
+) -> None:
+    cache = tmp_path / "cache"
+    first = WasmEngine(cache_dir=cache)
+    first.load(guest_wasm["doubler"])
+    assert first.stats["compiled"] == 1
+    again = first.load(guest_wasm["doubler"])
+    assert first.stats["memory_hits"] == 1
+    assert again is first.load(guest_wasm["doubler"])
+    entries = list(cache.glob("*.cwasm"))
+    assert len(entries) == 1
+    second = WasmEngine(cache_dir=cache)
+    second.load(guest_wasm["doubler"])
+    assert second.stats == {"compiled": 0, "deserialized": 1, "memory_hits": 0}
+    data = bytearray(entries[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    entries[0].write_bytes(bytes(data))
+    third = WasmEngine(cache_dir=cache)
+    node = third.load(guest_wasm["doubler"]).actor().open_node("d", {})
+    assert third.stats["compiled"] == 1 and third.stats["deserialized"] == 0
+    ctx = TickCtx({"in": M.integer(4)})
+    node.run(ctx)
+    assert ctx.outputs == [("out", M.integer(8))]
+    node.close()
+    for e in (first, second, third):
+        e.close()
+
+
+def test_cache_key_depends_on_config(tmp_path: Path, guest_wasm: dict[str, Path]) -> None:
+    a = WasmEngine(cache_dir=tmp_path, max_wasm_stack=256 * 1024)
+    b = WasmEngine(cache_dir=tmp_path, max_wasm_stack=384 * 1024)
+    a.load(guest_wasm["doubler"])
+    b.load(guest_wasm["doubler"])
+    assert b.stats["compiled"] == 1
+    assert len(list(tmp_path.glob("*.cwasm"))) == 2
+
+
+def test_close_is_idempotent_and_run_after_close_raises(
+    engine: WasmEngine, guest_wasm: dict[str, Path]
+) -> None:
+    node = engine.load(guest_wasm["doubler"]).actor().open_node("d", {})
+    node.close()
+    node.close()
+    with pytest.raises(SandboxError, match="is closed"):
+        node.run(TickCtx({"in": M.integer(1)}))
+
+
+def test_template_actor_itself_does_not_run(
+    engine: WasmEngine, guest_wasm: dict[str, Path]
+) -> None:
+    actor = engine.load(guest_wasm["doubler"]).actor()
+    with pytest.raises(SandboxError, match="open_node"):
+        actor.run(TickCtx())
+
+
+def test_unknown_template(engine: WasmEngine, guest_wasm: dict[str, Path]) -> None:
+    with pytest.raises(GuestABIError, match="no template 'nope'"):
+        engine.load(guest_wasm["doubler"]).actor("nope")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"memory_bytes": 100}, "memory_bytes"),
+        ({"tick_ms": 0}, "tick_ms"),
+        ({"output_bytes": 0}, "output_bytes"),
+    ],
+)
+def test_limits_validate(kwargs: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        GuestLimits(**kwargs)
+
+
+def test_each_node_has_its_own_store(engine: WasmEngine, guest_wasm: dict[str, Path]) -> None:
+    actor = engine.load(guest_wasm["doubler"]).actor()
+    a, b = actor.open_node("a", {}), actor.open_node("b", {})
+    assert isinstance(a, WasmNodeActor) and a is not b
+    assert a._inst is not None and b._inst is not None
+    assert a._inst.store is not b._inst.store
+    a.close()
+    b.close()

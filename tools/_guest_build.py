@@ -1,0 +1,200 @@
+"""Build a C guest actor with the ``ziglang`` toolchain from PyPI: to a WebAssembly module
+(wasm32, freestanding, no WASI) and to native shared libraries for several platforms, from the
+same source, with no system compiler.
+
+``build_guest(["doubler.c"], out_dir, name="doubler")`` compiles the sources together with the
+guest SDK runtime (``sdk-guest/reflow.c``) and returns ``{target: path}``. Native targets are
+cross-compiled; only the host's own library can be loaded here (see :func:`host_target`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .._errors import GuestBuildError
+from ..sdk_guest import SDK_DIR  # the SDK sources, shipped as package data
+
+__all__ = [
+    "NATIVE_TARGETS",
+    "SDK_DIR",
+    "WASI_TARGET",
+    "WASM_TARGET",
+    "artifact_name",
+    "build_guest",
+    "host_target",
+]
+
+#: The portable target: a core WebAssembly module for the sandbox, no libc, no WASI.
+WASM_TARGET = "wasm32"
+#: The same with wasi-libc (malloc, snprintf, ...). Only the libc functions that make system
+#: calls import WASI, and a node of a module that does needs the user's "wasi" grant.
+WASI_TARGET = "wasm32-wasi"
+
+#: Native shared-library targets (reflow triple -> zig target).
+NATIVE_TARGETS: dict[str, str] = {
+    "x86_64-linux-gnu": "x86_64-linux-gnu",
+    "aarch64-linux-gnu": "aarch64-linux-gnu",
+    "x86_64-macos": "x86_64-macos",
+    "aarch64-macos": "aarch64-macos",
+    "x86_64-windows": "x86_64-windows-gnu",
+}
+
+_WASI_FLAGS = [
+    "-target",
+    "wasm32-wasi",
+    "-mbulk-memory",
+    "-mexec-model=reactor",
+    "-Wl,-z,stack-size=131072",
+    "-s",
+]
+_WASM_FLAGS = [
+    "-target",
+    "wasm32-freestanding",
+    "-nostdlib",
+    "-mbulk-memory",
+    "-Wl,--no-entry",
+    "-Wl,-z,stack-size=131072",
+    "-s",
+]
+
+
+def host_target() -> str | None:
+    """The native target this Python runs on, or ``None`` if no native target matches."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
+        machine
+    )
+    if arch is None:
+        return None
+    if sys.platform.startswith("linux"):
+        return f"{arch}-linux-gnu"
+    if sys.platform == "darwin":
+        return f"{arch}-macos"
+    if sys.platform == "win32" and arch == "x86_64":
+        return "x86_64-windows"
+    return None
+
+
+def artifact_name(name: str, target: str) -> str:
+    """File name of the artifact for ``target``: ``name.wasm``, ``libname.so``, ..."""
+    if target in (WASM_TARGET, WASI_TARGET):
+        return f"{name}.wasm"
+    if target.endswith("-windows"):
+        return f"{name}.dll"
+    if target.endswith("-macos"):
+        return f"lib{name}.dylib"
+    return f"lib{name}.so"
+
+
+def _command(
+    target: str, sources: list[Path], out: Path, sdk_dir: Path, optimize: str, extra: list[str]
+) -> list[str]:
+    cmd = [sys.executable, "-m", "ziglang", "cc", f"-{optimize}", f"-I{sdk_dir}"]
+    if target == WASM_TARGET:
+        cmd += _WASM_FLAGS
+    elif target == WASI_TARGET:
+        cmd += _WASI_FLAGS
+    else:
+        cmd += ["-target", NATIVE_TARGETS[target], "-shared", "-fPIC", "-s"]
+        if not target.endswith("-windows"):
+            cmd.append("-fvisibility=hidden")
+    cmd += extra
+    cmd += [str(sdk_dir / "reflow.c"), *map(str, sources), "-o", str(out)]
+    return cmd
+
+
+def _build_one(
+    target: str,
+    sources: list[Path],
+    out_dir: Path,
+    name: str,
+    sdk_dir: Path,
+    optimize: str,
+    extra: list[str],
+    timeout: float,
+) -> Path:
+    sub = out_dir / target
+    sub.mkdir(parents=True, exist_ok=True)
+    out = sub / artifact_name(name, target)
+    tmp = out.with_name(out.name + ".tmp")
+    cmd = _command(target, sources, tmp, sdk_dir, optimize, extra)
+    before = set(sub.glob("*.lib")) | set(sub.glob("*.pdb"))
+    env = dict(os.environ)
+    env.setdefault("ZIG_GLOBAL_CACHE_DIR", str(Path.home() / ".cache" / "zig"))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except FileNotFoundError as exc:  # pragma: no cover - python itself missing
+        raise GuestBuildError(f"cannot run the zig toolchain: {exc}", target=target) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise GuestBuildError(
+            f"building {name} for {target} took longer than {timeout:.0f} s", target=target
+        ) from exc
+    if proc.returncode != 0:
+        stderr = proc.stderr.strip()
+        hint = ""
+        if "No module named ziglang" in stderr:
+            hint = " (install the 'ziglang' package: pip install ziglang)"
+        raise GuestBuildError(
+            f"building {name} for {target} failed{hint}:\n{stderr[-4000:]}",
+            target=target,
+            stderr=stderr,
+        )
+    os.replace(tmp, out)
+    # zig leaves an import library / debug database next to a DLL; the pack needs neither.
+    for leftover in set(sub.glob("*.lib")) | set(sub.glob("*.pdb")):
+        if leftover not in before:
+            leftover.unlink(missing_ok=True)
+    return out
+
+
+def build_guest(
+    sources: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str,
+    targets: Iterable[str] = (WASM_TARGET,),
+    sdk_dir: str | os.PathLike[str] | None = None,
+    optimize: str = "O2",
+    extra_flags: Sequence[str] = (),
+    jobs: int | None = None,
+    timeout: float = 300.0,
+) -> dict[str, Path]:
+    """Compile ``sources`` (plus the SDK runtime) for each target; return ``{target: path}``.
+
+    ``targets`` holds ``"wasm32"``, ``"wasm32-wasi"`` and/or keys of :data:`NATIVE_TARGETS`
+    (``"all"`` = wasm32 and every native target). Artifacts go to ``out_dir/<target>/``.
+    Raises :class:`~reflow.GuestBuildError` with the compiler output when a build fails.
+    """
+    wanted = list(targets)
+    if "all" in wanted:
+        wanted = [WASM_TARGET, *NATIVE_TARGETS]
+    for t in wanted:
+        if t not in (WASM_TARGET, WASI_TARGET) and t not in NATIVE_TARGETS:
+            known = ", ".join([WASM_TARGET, WASI_TARGET, *NATIVE_TARGETS])
+            raise GuestBuildError(f"unknown target {t!r}; known targets: {known}", target=t)
+    if optimize not in ("O0", "O1", "O2", "O3", "Os", "Oz"):
+        raise GuestBuildError(f"optimize must be one of O0..O3, Os, Oz; got {optimize!r}")
+    srcs = [Path(s).resolve() for s in sources]
+    for s in srcs:
+        if not s.is_file():
+            raise GuestBuildError(f"source file {s} does not exist")
+    sdk = Path(sdk_dir).resolve() if sdk_dir else SDK_DIR
+    if not (sdk / "reflow.h").is_file() or not (sdk / "reflow.c").is_file():
+        raise GuestBuildError(f"guest SDK not found in {sdk} (expected reflow.h and reflow.c)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = jobs or min(len(wanted), os.cpu_count() or 1) or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            t: pool.submit(
+                _build_one, t, srcs, out, name, sdk, optimize, list(extra_flags), timeout
+            )
+            for t in wanted
+        }
+        return {t: f.result() for t, f in futures.items()}
