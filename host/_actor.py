@@ -173,9 +173,12 @@ class ActorContext:
         """
         if self._state:
             self._misuse("send")
-        self._sched._deliver_map(self._node, messages)
+        sched = self._sched
+        sched._deliver_map(self._node, messages)
         if self._node.nfull:
-            self._sched._relieve(self._node)
+            sched._relieve(self._node)
+        elif sched._sleeping:  # an async tick sending while the driver waits for it
+            sched.wake()
 
     async def asend(self, messages: dict[str, Any]) -> None:
         """``send`` for ``async def run``: delivers now, then waits (without blocking the
@@ -183,9 +186,12 @@ class ActorContext:
         to stream with backpressure."""
         if self._state:
             self._misuse("send")
-        self._sched._deliver_map(self._node, messages)
+        sched = self._sched
+        sched._deliver_map(self._node, messages)
         if self._node.nfull:
-            await self._sched._room(self._node)
+            await sched._room(self._node)
+        elif sched._sleeping:
+            sched.wake()
 
     # -- pools: per-node {id: value} maps that outlive ticks -------------------------------
     def pool_upsert(self, pool_name: str, id: str, value: Any) -> None:

@@ -144,6 +144,7 @@ class Network:
         self._armed: set[str] = set()
         self._announced = False
         self._subgraph_nodes: set[str] = set()
+        self._base = (0, 0)  # overflowed, dropped at the start of the current run
         self._lock = threading.Lock()
         self._running = False
         self._closed = False
@@ -351,6 +352,7 @@ class Network:
     # ------------------------------------------------------------------ running
     def events(self, maxlen: int | None = None) -> EventStream:
         """Subscribe to trace events (subscribe before ``start()`` to miss none)."""
+        self._check_open()
         return self._hub.subscribe(maxlen or self._event_buffer)
 
     def _arm_sources(self) -> None:
@@ -381,8 +383,8 @@ class Network:
             node_ticks=node_ticks,
             failures=list(sched.failures),
             failure_count=sched.failure_count - fails0,
-            overflowed=sched.overflowed,
-            dropped=sched.dropped,
+            overflowed=sched.overflowed - self._base[0],
+            dropped=sched.dropped - self._base[1],
             elapsed=time.perf_counter() - t0,
             pending=sched.pending(),
         )
@@ -409,6 +411,7 @@ class Network:
         t0 = time.perf_counter()
         ticks0 = {n.id: n.ticks for n in self._sched.nodes.values()}
         fails0 = self._sched.failure_count
+        self._base = (self._sched.overflowed, self._sched.dropped)
         self._sched.failures.clear()
         try:
             self._arm_sources()
@@ -440,6 +443,7 @@ class Network:
         t0 = time.perf_counter()
         ticks0 = {n.id: n.ticks for n in self._sched.nodes.values()}
         fails0 = self._sched.failure_count
+        self._base = (self._sched.overflowed, self._sched.dropped)
         self._sched.failures.clear()
         try:
             self._arm_sources()
@@ -467,6 +471,7 @@ class Network:
         self._t0 = time.perf_counter()
         self._ticks0 = {n.id: n.ticks for n in self._sched.nodes.values()}
         self._fails0 = self._sched.failure_count
+        self._base = (self._sched.overflowed, self._sched.dropped)
         self._thread = threading.Thread(target=self._thread_main, name="reflow-scheduler",
                                         daemon=True)
         self._thread.start()

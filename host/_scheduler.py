@@ -643,6 +643,12 @@ class Scheduler:
         self, node: _Node, ctx: BufferedContext, exc: BaseException | None, dur: float
     ) -> None:
         if exc is not None:
+            if ctx._state == 1:  # done() came first: its packets go out, as inline ticks do
+                try:
+                    for port, msg in ctx._outputs:
+                        self._deliver_one(node, port, msg)
+                except TickStateError:
+                    pass  # the tick is reported as failed below either way
             self._tick_failed(node, exc)
         elif ctx._state != 1:
             self._tick_unresolved(node, ctx)
@@ -668,7 +674,7 @@ class Scheduler:
             while node.nfull:
                 if self._step():
                     continue
-                if self.worker_inflight > self.blocked_senders:
+                if not self._workers_stuck():
                     self._completion_evt.wait(0.05)
                     continue
                 self.overflowed += 1  # nothing else can make room: let this edge grow
@@ -728,9 +734,15 @@ class Scheduler:
                 return True
         return False
 
+    def _workers_stuck(self) -> bool:
+        """No worker tick can finish on its own: each waits for room in send(), or every
+        pool thread is taken by such a tick, so the queued batches cannot start."""
+        return (self.worker_inflight == self.blocked_senders
+                or self.blocked_senders >= self._workers)
+
     def _stuck(self) -> bool:
         """Nothing in flight can finish on its own: every in-flight tick waits for room."""
-        return self.inflight == self.blocked_senders + self.blocked_async
+        return self.async_inflight == self.blocked_async and self._workers_stuck()
 
     # ------------------------------------------------------------------ the run loop
     @property

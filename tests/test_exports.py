@@ -1,0 +1,123 @@
+"""The public names of ``reflow``: the flat namespace users import from.
+
+STYLE.md: everything else lives in private ``reflow._*`` modules and is free to change; this
+test pins the public surface so that adding or removing a name is a deliberate change.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import reflow
+
+EXPECTED = [
+    "ABIVersionError",
+    "Actor",
+    "ActorCallContext",
+    "ActorContext",
+    "ActorError",
+    "ActorFailure",
+    "CapabilityError",
+    "Collector",
+    "DuplicateNodeError",
+    "EventStream",
+    "Graph",
+    "GraphError",
+    "GraphFormatError",
+    "GuestABIError",
+    "GuestBuildError",
+    "GuestGrants",
+    "GuestLimits",
+    "GuestMemoryError",
+    "GuestOutputError",
+    "GuestTimeout",
+    "GuestTrap",
+    "Message",
+    "MessageError",
+    "NativeActor",
+    "NativeLibrary",
+    "Network",
+    "NetworkError",
+    "NetworkStateError",
+    "OutputLimitError",
+    "PackError",
+    "PackFormatError",
+    "PackIntegrityError",
+    "PackNotFoundError",
+    "PackSignatureError",
+    "PackVetoError",
+    "PlatformError",
+    "PortTypeError",
+    "ReflowError",
+    "RunSummary",
+    "RunTimeout",
+    "SandboxError",
+    "Stream",
+    "StreamError",
+    "StreamReader",
+    "SubgraphActor",
+    "SubgraphBuilder",
+    "TemplateConflictError",
+    "TickStateError",
+    "UnknownComponentError",
+    "UnknownNodeError",
+    "UnknownPortError",
+    "UnsafeArchiveError",
+    "UntrustedKeyError",
+    "WasmActor",
+    "WasmEngine",
+    "WasmModule",
+    "__version__",
+    "compose_graphs",
+    "default_engine",
+    "register_template",
+    "template_actor",
+    "template_list",
+]
+
+
+def test_all_is_pinned() -> None:
+    assert reflow.__all__ == EXPECTED
+
+
+def test_all_is_sorted_and_unique() -> None:
+    assert reflow.__all__ == sorted(reflow.__all__)
+    assert len(set(reflow.__all__)) == len(reflow.__all__)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_name_resolves(name: str) -> None:
+    assert getattr(reflow, name) is not None
+
+
+def test_star_import_gives_exactly_all() -> None:
+    namespace: dict[str, object] = {}
+    exec("from reflow import *", namespace)
+    assert sorted(k for k in namespace if k != "__builtins__") == sorted(EXPECTED)
+
+
+def test_public_classes_live_in_private_modules() -> None:
+    for name in EXPECTED:
+        obj = getattr(reflow, name)
+        module = getattr(obj, "__module__", None)
+        if isinstance(obj, type) and module is not None:
+            assert module.startswith("reflow._"), (name, module)
+
+
+def test_errors_share_one_root() -> None:
+    for name in EXPECTED:
+        obj = getattr(reflow, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, reflow.ReflowError), name
+
+
+def test_version() -> None:
+    assert isinstance(reflow.__version__, str)
+    assert reflow.__version__.count(".") >= 1
+
+
+@pytest.mark.parametrize("module", ["reflow", "reflow.abi", "reflow.registry", "reflow.tools"])
+def test_packages_import(module: str) -> None:
+    importlib.import_module(module)

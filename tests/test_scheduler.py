@@ -1,0 +1,1028 @@
+"""reflow._scheduler: bounded edges, parking, per-edge order, exactly-once delivery, and the
+promise that no graph deadlocks (capacity is exceeded only where the graph leaves no choice).
+
+Packets in the graph tests carry ``{"seq": i, "path": [source, relay, ...]}``: each relay
+records what it receives and forwards it with its own id appended, until the path is ``hops``
+long (which is what makes cycles terminate). Every walk of the graph then has to deliver the
+source's sequence numbers exactly once and in order, which checks per-edge FIFO order along
+the whole walk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from reflow import Actor, Message, Network
+
+MODES = ("inline", "async", "worker")
+
+# -- the packet-tracing graph family ---------------------------------------------------------
+
+
+class Recorder:
+    """What each node received: node -> path -> sequence numbers in arrival order."""
+
+    def __init__(self) -> None:
+        self.got: dict[str, dict[tuple[str, ...], list[int]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+
+    def record(self, node: str, path: list[str], seq: int) -> None:
+        self.got[node][tuple(path)].append(seq)
+
+    def as_plain(self) -> dict[str, dict[tuple[str, ...], list[int]]]:
+        return {node: dict(paths) for node, paths in self.got.items() if paths}
+
+
+def source_tick(ctx: Any) -> None:
+    cfg = ctx.config
+    for i in range(cfg["count"]):
+        msg = Message.object({"seq": i, "path": [ctx.node]})
+        if cfg["style"] == "send":
+            ctx.send({"out": msg})
+        else:
+            ctx.emit("out", msg)
+    ctx.done()
+
+
+def relay_tick(rec: Recorder, ctx: Any) -> None:
+    data = ctx.inputs["in"]["data"]
+    path = data["path"]
+    rec.record(ctx.node, path, data["seq"])
+    cfg = ctx.config
+    if len(path) < cfg["hops"]:
+        out = Message.object({"seq": data["seq"], "path": [*path, ctx.node]})
+        if cfg["style"] == "done":
+            ctx.done({"out": out})
+            return
+        if cfg["style"] == "emit":
+            ctx.emit("out", out)
+        else:
+            ctx.send({"out": out})
+    ctx.done()
+
+
+class Source(Actor):
+    component = "trace_source"
+    inports: list[str] = []
+    outports = ["out"]
+
+    def run(self, ctx: Any) -> None:
+        source_tick(ctx)
+
+
+class AsyncSource(Source):
+    async def run(self, ctx: Any) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        if ctx.config["style"] != "asend":
+            source_tick(ctx)
+            return
+        for i in range(ctx.config["count"]):
+            await ctx.asend({"out": Message.object({"seq": i, "path": [ctx.node]})})
+        ctx.done()
+
+
+class WorkerSource(Source):
+    execution = "worker"
+
+
+class Relay(Actor):
+    component = "trace_relay"
+    inports = ["in"]
+    outports = ["out"]
+
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+
+    def run(self, ctx: Any) -> None:
+        relay_tick(self.rec, ctx)
+
+
+class AsyncRelay(Relay):
+    async def run(self, ctx: Any) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        if ctx.config["style"] != "asend":
+            relay_tick(self.rec, ctx)
+            return
+        data = ctx.inputs["in"]["data"]
+        path = data["path"]
+        self.rec.record(ctx.node, path, data["seq"])
+        if len(path) < ctx.config["hops"]:
+            await ctx.asend({"out": Message.object({"seq": data["seq"],
+                                                    "path": [*path, ctx.node]})})
+        ctx.done()
+
+
+class WorkerRelay(Relay):
+    execution = "worker"
+
+
+@dataclass
+class Spec:
+    """A traced graph: sources ``id -> (mode, style, count)``, relays ``id -> (mode, style)``,
+    edges ``(src, dst, capacity or None)``."""
+
+    sources: dict[str, tuple[str, str, int]]
+    relays: dict[str, tuple[str, str]]
+    edges: list[tuple[str, str, int | None]]
+    capacity: int = 64
+    hops: int = 16
+    workers: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def expected(self) -> dict[str, dict[tuple[str, ...], list[int]]]:
+        out: dict[str, list[str]] = defaultdict(list)
+        for src, dst, _ in self.edges:
+            out[src].append(dst)
+        exp: dict[str, dict[tuple[str, ...], list[int]]] = defaultdict(dict)
+
+        def walk(path: list[str], seqs: list[int]) -> None:
+            for nxt in out[path[-1]]:
+                exp[nxt][tuple(path)] = seqs
+                if len(path) < self.hops:
+                    walk([*path, nxt], seqs)
+
+        for sid, (_, _, count) in self.sources.items():
+            if count:
+                walk([sid], list(range(count)))
+        return dict(exp)
+
+
+def build(spec: Spec) -> tuple[Network, Recorder]:
+    rec = Recorder()
+    net = Network(capacity=spec.capacity, workers=spec.workers)
+    templates: dict[str, Actor] = {
+        "src-inline": Source(), "src-async": AsyncSource(), "src-worker": WorkerSource(),
+        "rel-inline": Relay(rec), "rel-async": AsyncRelay(rec), "rel-worker": WorkerRelay(rec),
+    }
+    for tid, actor in templates.items():
+        net.register_actor(tid, actor)
+    for sid, (mode, style, count) in spec.sources.items():
+        net.add_node(sid, f"src-{mode}", {"style": style, "count": count})
+    for rid, (mode, style) in spec.relays.items():
+        net.add_node(rid, f"rel-{mode}", {"style": style, "hops": spec.hops})
+    for src, dst, cap in spec.edges:
+        net.add_connection(src, "out", dst, "in", capacity=cap)
+    return net, rec
+
+
+def run_guarded(net: Network, timeout: float) -> Any:
+    """``net.run(timeout=...)`` then shutdown, on a helper thread so that a scheduler stuck
+    inside a sync tick (where run's own timeout cannot fire) fails the test instead of
+    hanging the suite. A stuck network is left behind (its threads are daemons)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["summary"] = net.run(timeout=timeout)
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=target, name="run-guarded", daemon=True)
+    t.start()
+    t.join(timeout + 10)
+    if t.is_alive():
+        pytest.fail(f"run(timeout={timeout}) did not return {timeout + 10} s later: the "
+                    f"scheduler is stuck inside a tick; pending {net._sched.pending()}")
+    net.shutdown()
+    if "error" in box:
+        raise box["error"]
+    return box["summary"]
+
+
+def run_spec(spec: Spec, timeout: float = 5) -> Any:
+    """Run ``spec``; check exactly-once, per-path order, no failure, nothing left."""
+    net, rec = build(spec)
+    summary = run_guarded(net, timeout)
+    assert summary.ok, summary.failures[:3]
+    assert summary.pending == {}
+    got, want = rec.as_plain(), spec.expected()
+    assert got.keys() == want.keys()
+    for node in want:
+        assert got[node] == want[node], f"node {node}"
+    return summary
+
+
+@st.composite
+def specs(draw: Any) -> Spec:
+    n_src = draw(st.integers(1, 2))
+    n_rel = draw(st.integers(1, 4))
+    cyclic = draw(st.booleans())
+    sources = [f"s{i}" for i in range(n_src)]
+    relays = [f"r{i}" for i in range(n_rel)]
+    pairs: list[tuple[str, str]] = []
+    for s in sources:  # fan-out from sources, fan-in at relays
+        targets = draw(st.lists(st.sampled_from(relays), min_size=1, max_size=n_rel,
+                                unique=True))
+        pairs += [(s, t) for t in targets]
+    for i, a in enumerate(relays):
+        for j, b in enumerate(relays):
+            if (j > i or cyclic) and draw(st.booleans()):
+                pairs.append((a, b))
+    edge_cap = st.none() | st.integers(1, 8)
+    def mode_and_style(styles: list[str]) -> tuple[str, str]:
+        mode = draw(st.sampled_from(MODES))
+        return mode, draw(st.sampled_from(styles + (["asend"] if mode == "async" else [])))
+
+    return Spec(
+        sources={s: (*mode_and_style(["send", "emit"]), draw(st.integers(0, 6)))
+                 for s in sources},
+        relays={r: mode_and_style(["done", "emit", "send"]) for r in relays},
+        edges=[(a, b, draw(edge_cap)) for a, b in pairs],
+        capacity=draw(st.integers(1, 8)),
+        hops=3 if cyclic else n_rel + 1,
+        workers=2,
+    )
+
+
+# No shrinking: a deadlock shows as a run timeout, and shrinking would repeat it many times;
+# the graphs drawn are small enough to read as they are.
+@settings(max_examples=200, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(specs())
+def test_generated_graphs_deliver_exactly_once_in_order(spec: Spec) -> None:
+    run_spec(spec, timeout=5)
+
+
+# -- named no-deadlock cases -----------------------------------------------------------------
+
+
+MODE_STYLES = [(m, s) for m in MODES for s in ("done", "emit", "send")] + [("async", "asend")]
+
+
+@pytest.mark.parametrize(("mode", "style"), MODE_STYLES)
+def test_capacity_one_everywhere(mode: str, style: str) -> None:
+    """A diamond with a fan-in relay and a cycle back, every edge of capacity 1."""
+    sync_style = "send" if style == "asend" else style
+    summary = run_spec(Spec(
+        sources={"s": (mode, "asend" if style == "asend" else "send", 300)},
+        relays={"a": (mode, style), "b": ("inline", sync_style), "j": (mode, "done"),
+                "k": ("inline", sync_style)},
+        edges=[("s", "a", None), ("s", "b", None), ("a", "j", None), ("b", "j", None),
+               ("j", "k", None), ("k", "a", None)],
+        capacity=1,
+        hops=5,
+    ))
+    assert summary.node_ticks["s"] == 1
+
+
+@pytest.mark.parametrize(("mode", "style"), [(m, "send") for m in MODES] + [("async", "asend")])
+def test_fan_in_of_ten_producers_into_one_capacity_one_port(mode: str, style: str) -> None:
+    run_spec(Spec(
+        sources={f"p{i}": (mode, style, 100) for i in range(10)},
+        relays={"k": ("inline", "done")},
+        edges=[(f"p{i}", "k", 1) for i in range(10)],
+    ))
+
+
+@pytest.mark.parametrize(("mode", "style"), MODE_STYLES)
+def test_two_node_cycle_capacity_one_amplifies(mode: str, style: str) -> None:
+    """a sends every packet twice to b, b sends it back: 2**k packets per generation."""
+
+    class Doubler(Actor):
+        component = "amp"
+        inports = ["in"]
+        outports = ["out"]
+
+        def tick(self, ctx: Any) -> None:
+            ttl = ctx.inputs["in"]["data"]
+            outs = [Message.integer(ttl - 1)] * 2 if ttl else []
+            if style == "done" and outs:
+                ctx.emit("out", outs[0])
+                ctx.done({"out": outs[1]})
+                return
+            for out in outs:
+                if style == "send":
+                    ctx.send({"out": out})
+                else:
+                    ctx.emit("out", out)
+            ctx.done()
+
+        def run(self, ctx: Any) -> None:
+            self.tick(ctx)
+
+    class AsyncDoubler(Doubler):
+        async def run(self, ctx: Any) -> None:  # type: ignore[override]
+            await asyncio.sleep(0)
+            if style != "asend":
+                self.tick(ctx)
+                return
+            ttl = ctx.inputs["in"]["data"]
+            for _ in range(2 if ttl else 0):
+                await ctx.asend({"out": Message.integer(ttl - 1)})
+            ctx.done()
+
+    class WorkerDoubler(Doubler):
+        execution = "worker"
+
+    class Back(Actor):
+        component = "back"
+        inports = ["in"]
+        outports = ["out"]
+
+        def run(self, ctx: Any) -> None:
+            ctx.done({"out": ctx.inputs["in"]})
+
+    amp = {"inline": Doubler, "async": AsyncDoubler, "worker": WorkerDoubler}[mode]
+    net = Network(capacity=1)
+    net.register_actor("amp", amp())
+    net.register_actor("back", Back())
+    net.add_node("a", "amp")
+    net.add_node("b", "back")
+    net.add_connection("a", "out", "b", "in")
+    net.add_connection("b", "out", "a", "in")
+    net.add_initial("a", "in", Message.integer(9))
+    summary = run_guarded(net, 10)
+    assert summary.ok
+    assert summary.node_ticks == {"a": 2**10 - 1, "b": 2**10 - 2}
+    assert summary.pending == {}
+
+
+class Join(Actor):
+    """await_all join: forwards the pair it fires with."""
+
+    component = "join"
+    inports = ["a", "b"]
+    outports = ["out"]
+    await_all_inports = True
+
+    def run(self, ctx: Any) -> None:
+        assert set(ctx.inputs) == {"a", "b"}
+        ctx.done({"out": Message.array([ctx.inputs["a"]["data"], ctx.inputs["b"]["data"]])})
+
+
+class Batch(Actor):
+    """Holds packets back until it has ``size`` of them, then emits them all."""
+
+    component = "batch"
+    inports = ["in"]
+    outports = ["out"]
+
+    def run(self, ctx: Any) -> None:
+        ctx.pool_upsert("held", str(ctx.pool_count("held")), ctx.inputs["in"]["data"])
+        if ctx.pool_count("held") == ctx.config.get("size", 10):
+            held = ctx.pool("held")
+            for i in range(len(held)):
+                ctx.emit("out", Message.integer(held[str(i)]))
+            ctx.pool_clear("held")
+        ctx.done()
+
+
+class Split(Actor):
+    """Sends each input on both out-ports."""
+
+    component = "split"
+    inports = ["in"]
+    outports = ["a", "b"]
+
+    def run(self, ctx: Any) -> None:
+        msg = ctx.inputs["in"]
+        ctx.done({"a": msg, "b": msg})
+
+
+class AsyncSplit(Split):
+    async def run(self, ctx: Any) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        Split.run(self, ctx)
+
+
+class WorkerSplit(Split):
+    execution = "worker"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_join_whose_producer_is_parked(mode: str) -> None:
+    """split -> join.a directly, split -> batch(10) -> join.b. The join cannot fire until the
+    batch lets go, the batch needs ten packets, and split's edge into join.a is full after one:
+    only letting that edge grow gets out of it."""
+    split = {"inline": Split, "async": AsyncSplit, "worker": WorkerSplit}[mode]
+    net = Network(capacity=1)
+    for tid, actor in [("split", split()), ("batch", Batch()), ("join", Join())]:
+        net.register_actor(tid, actor)
+    net.add_node("p", "split")
+    net.add_node("m", "batch", {"size": 10})
+    net.add_node("j", "join")
+    net.add_connection("p", "a", "j", "a")
+    net.add_connection("p", "b", "m", "in")
+    net.add_connection("m", "out", "j", "b")
+    got = net.collect("j", "out")
+    for i in range(200):
+        net.add_initial("p", "in", Message.integer(i))
+    summary = run_guarded(net, 10)
+    assert summary.ok
+    assert got.values() == [[i, i] for i in range(200)]
+    assert summary.overflowed > 0  # the graph left no choice
+
+
+@pytest.mark.parametrize("mode", [*MODES, "async-asend"])
+def test_join_fed_by_one_tick_that_sends_everything_on_one_port_first(mode: str) -> None:
+    class Both(Actor):
+        component = "both"
+        inports: list[str] = []
+        outports = ["a", "b"]
+
+        def tick(self, ctx: Any) -> None:
+            for port in ("a", "b"):
+                for i in range(100):
+                    ctx.send({port: Message.integer(i)})
+            ctx.done()
+
+        def run(self, ctx: Any) -> None:
+            self.tick(ctx)
+
+    class AsyncBoth(Both):
+        async def run(self, ctx: Any) -> None:  # type: ignore[override]
+            self.tick(ctx)
+
+    class AsyncSendBoth(Both):
+        async def run(self, ctx: Any) -> None:  # type: ignore[override]
+            for port in ("a", "b"):
+                for i in range(100):
+                    await ctx.asend({port: Message.integer(i)})
+            ctx.done()
+
+    class WorkerBoth(Both):
+        execution = "worker"
+
+    src = {"inline": Both, "async": AsyncBoth, "worker": WorkerBoth,
+           "async-asend": AsyncSendBoth}[mode]
+    net = Network(capacity=1)
+    net.register_actor("both", src())
+    net.register_actor("join", Join())
+    net.add_node("s", "both")
+    net.add_node("j", "join")
+    net.add_connection("s", "a", "j", "a")
+    net.add_connection("s", "b", "j", "b")
+    got = net.collect("j", "out")
+    summary = run_guarded(net, 10)
+    assert summary.ok
+    assert got.values() == [[i, i] for i in range(100)]
+
+
+class Counting(Actor):
+    """Sink that checks the integers it gets are 0, 1, 2, ... and does a little work."""
+
+    component = "counting"
+    inports = ["in"]
+    outports = ["out"]
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.in_order = True
+
+    def tick(self, ctx: Any) -> None:
+        if ctx.inputs["in"]["data"] != self.n:
+            self.in_order = False
+        self.n += 1
+        sum(range(ctx.config.get("work", 0)))
+        ctx.done({"out": ctx.inputs["in"]})
+
+    def run(self, ctx: Any) -> None:
+        self.tick(ctx)
+
+
+class AsyncCounting(Counting):
+    async def run(self, ctx: Any) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        self.tick(ctx)
+
+
+class WorkerCounting(Counting):
+    execution = "worker"
+
+
+class Stream(Actor):
+    """Source: ctx.send()s ``count`` integers in one tick."""
+
+    component = "stream"
+    inports: list[str] = []
+    outports = ["out"]
+
+    def run(self, ctx: Any) -> None:
+        send, integer = ctx.send, Message.integer
+        for i in range(ctx.config["count"]):
+            send({"out": integer(i)})
+        ctx.done()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ten_thousand_packets_into_one_slow_node(mode: str) -> None:
+    """The offbit SDK hangs once 52 packets wait for one Python node."""
+    slow = {"inline": Counting, "async": AsyncCounting, "worker": WorkerCounting}[mode]()
+    sink = Counting()
+    net = Network()
+    net.register_actor("stream", Stream())
+    net.register_actor("slow", slow)
+    net.register_actor("sink", sink)
+    net.add_node("s", "stream", {"count": 10_000})
+    net.add_node("n", "slow", {"work": 200})
+    net.add_node("k", "sink")
+    net.add_connection("s", "out", "n", "in")
+    net.add_connection("n", "out", "k", "in")
+    summary = run_guarded(net, 30)
+    assert summary.ok
+    assert slow.n == sink.n == 10_000
+    assert slow.in_order and sink.in_order
+
+
+def test_million_packets_sent_in_one_tick_through_a_chain() -> None:
+    counters = [Counting() for _ in range(3)]
+    net = Network(capacity=64)
+    net.register_actor("stream", Stream())
+    net.add_node("s", "stream", {"count": 10**6})
+    prev = "s"
+    for i, c in enumerate(counters):
+        net.register_actor(f"c{i}", c)
+        net.add_node(f"c{i}", f"c{i}")
+        net.add_connection(prev, "out", f"c{i}", "in")
+        prev = f"c{i}"
+    summary = run_guarded(net, 60)
+    assert summary.ok
+    assert summary.overflowed == 0
+    assert [c.n for c in counters] == [10**6] * 3
+    assert all(c.in_order for c in counters)
+    assert summary.node_ticks == {"s": 1, "c0": 10**6, "c1": 10**6, "c2": 10**6}
+
+
+def test_million_packet_stream_memory_bounded() -> None:
+    """10**6 packets through capacity-64 edges: RSS does not grow by more than ~40 MB and no
+    queue ever holds more than its capacity."""
+    proc = psutil.Process()
+    holder: list[Network] = []
+    peak = {"rss": 0, "queue": 0}
+
+    class Probe(Counting):
+        def run(self, ctx: Any) -> None:
+            if self.n % 20_000 == 0:
+                peak["rss"] = max(peak["rss"], proc.memory_info().rss)
+            if self.n % 97 == 0:
+                for node in holder[0]._sched.nodes.values():
+                    for e in node.in_edges:
+                        peak["queue"] = max(peak["queue"], len(e.queue))
+            self.tick(ctx)
+
+    probe = Probe()
+    net = Network(capacity=64)
+    holder.append(net)
+    net.register_actor("stream", Stream())
+    net.register_actor("pass", Counting())
+    net.register_actor("probe", probe)
+    net.add_node("s", "stream", {"count": 10**6})
+    net.add_node("a", "pass")
+    net.add_node("b", "pass")
+    net.add_node("k", "probe")
+    net.add_connection("s", "out", "a", "in")
+    net.add_connection("a", "out", "b", "in")
+    net.add_connection("b", "out", "k", "in")
+    gc.collect()
+    base = proc.memory_info().rss
+    summary = run_guarded(net, 60)
+    assert summary.ok and probe.n == 10**6 and probe.in_order
+    peak["rss"] = max(peak["rss"], proc.memory_info().rss)
+    assert peak["rss"] - base < 40 * 2**20, f"RSS grew by {(peak['rss'] - base) / 2**20:.1f} MB"
+    assert 0 < peak["queue"] <= 64
+
+
+def test_slow_async_actor_does_not_hold_up_sync_nodes() -> None:
+    """An async tick that waits lets the sync branch run meanwhile: the slow actor only
+    finishes once it has seen the sync sink take every packet, so if the scheduler waited
+    for it the run would time out instead."""
+    n_fast = 20_000
+    log: list[str] = []
+    sink = Counting()
+
+    class SlowAsync(Actor):
+        component = "slow_async"
+        inports = ["in"]
+        outports = ["out"]
+
+        async def run(self, ctx: Any) -> None:
+            log.append("slow-start")
+            for _ in range(10_000):  # a bound, not a timing: ~10 s of polling at most
+                if sink.n == n_fast:
+                    break
+                await asyncio.sleep(0.001)
+            log.append(f"slow-end fast={sink.n}")
+            ctx.done({"out": ctx.inputs["in"]})
+
+    class LoggingSink(Counting):
+        def run(self, ctx: Any) -> None:
+            self.tick(ctx)
+            if self.n == n_fast:
+                log.append("fast-end")
+
+    sink = LoggingSink()
+    net = Network(capacity=8)
+    net.register_actor("slow", SlowAsync())
+    net.register_actor("pass", Counting())
+    net.register_actor("sink", sink)
+    net.add_node("w", "slow")
+    net.add_node("a", "pass")
+    net.add_node("b", "pass")
+    net.add_node("k", "sink")
+    net.add_connection("a", "out", "b", "in")
+    net.add_connection("b", "out", "k", "in")
+    done = net.collect("w", "out")
+    stream = net.events(maxlen=10**6)
+    net.add_initial("w", "in", Message.integer(-1))
+    for i in range(n_fast):
+        net.add_initial("a", "in", Message.integer(i))
+    summary = run_guarded(net, 30)
+    assert summary.ok
+    assert done.values() == [-1]
+    assert log == ["slow-start", "fast-end", f"slow-end fast={n_fast}"]
+    # the same story told by the events: the sink's last tick completed before the slow one
+    completed = [e["actorId"] for e in stream.drain() if e["_type"] == "ActorCompleted"]
+    assert completed.count("k") == n_fast
+    assert completed.index("w") > len(completed) - 1 - completed[::-1].index("k")
+
+
+# -- scheduling rules ------------------------------------------------------------------------
+
+
+def test_per_connection_and_network_capacity_bound_queues() -> None:
+    seen: dict[str, int] = defaultdict(int)
+    holder: list[Network] = []
+
+    class Watch(Actor):
+        component = "watch"
+        inports = ["in"]
+
+        def run(self, ctx: Any) -> None:
+            for node in holder[0]._sched.nodes.values():
+                for e in node.in_edges:
+                    if e.src is not None:
+                        key = f"{e.src.id}->{node.id}"
+                        seen[key] = max(seen[key], len(e.queue))
+            ctx.done()
+
+    net = Network(capacity=5)
+    holder.append(net)
+    net.register_actor("stream", Stream())
+    net.register_actor("watch", Watch())
+    net.add_node("s", "stream", {"count": 1000})
+    net.add_node("x", "watch")
+    net.add_node("y", "watch")
+    net.add_connection("s", "out", "x", "in", capacity=3)
+    net.add_connection("s", "out", "y", "in")
+    summary = run_guarded(net, 10)
+    assert summary.ok and summary.overflowed == 0
+    assert summary.node_ticks == {"s": 1, "x": 1000, "y": 1000}
+    assert 0 < seen["s->x"] <= 3
+    assert 3 < seen["s->y"] <= 5
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_full_edge_parks_its_producer(mode: str) -> None:
+    """A producer is not ticked while its out-edge is full: each time it runs there is room."""
+    queue_at_tick: list[int] = []
+    holder: list[Network] = []
+
+    class Producer(Actor):
+        component = "producer"
+        inports = ["in"]
+        outports = ["out"]
+
+        def run(self, ctx: Any) -> None:
+            queue_at_tick.append(len(holder[0]._sched.nodes["c"].in_edges[0].queue))
+            ctx.done({"out": ctx.inputs["in"]})
+
+    consumer = {"inline": Counting, "async": AsyncCounting, "worker": WorkerCounting}[mode]()
+    net = Network(capacity=2)
+    holder.append(net)
+    net.register_actor("producer", Producer())
+    net.register_actor("consumer", consumer)
+    net.add_node("p", "producer")
+    net.add_node("c", "consumer", {"work": 100})
+    net.add_connection("p", "out", "c", "in")
+    for i in range(300):
+        net.add_initial("p", "in", Message.integer(i))
+    summary = run_guarded(net, 20)
+    assert summary.ok and summary.overflowed == 0
+    assert consumer.n == 300 and consumer.in_order
+    assert max(queue_at_tick) <= 1
+
+
+def test_non_await_node_takes_one_packet_per_tick_round_robin() -> None:
+    ticks: list[dict[str, Any]] = []
+
+    class Any3(Actor):
+        component = "any3"
+        inports = ["a", "b", "c"]
+
+        def run(self, ctx: Any) -> None:
+            ticks.append({p: m["data"] for p, m in ctx.inputs.items()})
+            ctx.done()
+
+    net = Network()
+    net.register_actor("any3", Any3())
+    net.add_node("n", "any3")
+    for port in "abc":
+        for i in range(3 if port != "b" else 1):
+            net.add_initial("n", port, Message.string(f"{port}{i}"))
+    assert net.run(timeout=10).ok
+    net.shutdown()
+    assert ticks == [{"a": "a0"}, {"b": "b0"}, {"c": "c0"}, {"a": "a1"}, {"c": "c1"},
+                     {"a": "a2"}, {"c": "c2"}]
+
+
+def test_await_all_fires_when_every_connected_port_has_a_packet() -> None:
+    ticks: list[dict[str, Any]] = []
+
+    class All3(Actor):
+        component = "all3"
+        inports = ["a", "b", "c"]  # c stays unconnected: not awaited
+        await_all_inports = True
+
+        def run(self, ctx: Any) -> None:
+            ticks.append({p: m["data"] for p, m in ctx.inputs.items()})
+            ctx.done()
+
+    net = Network()
+    net.register_actor("all3", All3())
+    net.register_actor("pass", Counting())
+    net.add_node("j", "all3")
+    net.add_node("p", "pass")
+    net.add_connection("p", "out", "j", "b")
+    for i in (1, 2, 3):
+        net.add_initial("j", "a", Message.integer(i))
+    summary = net.run(timeout=10)
+    assert ticks == []  # b is connected and has nothing yet
+    assert summary.pending == {"j": 3}
+    for i in (0, 1):
+        net.add_initial("p", "in", Message.integer(i))
+    summary = run_guarded(net, 10)
+    assert ticks == [{"a": 1, "b": 0}, {"a": 2, "b": 1}]
+    assert summary.pending == {"j": 1}
+
+
+def test_await_all_counts_an_initial_packet_port_as_connected_once_it_has_one() -> None:
+    """As implemented: an in-port fed only by initial packets is "connected" from its first
+    add_initial on, so a join with initial packets on one port only fires with that port."""
+    ticks: list[dict[str, Any]] = []
+
+    class All2(Actor):
+        component = "all2"
+        inports = ["a", "b"]
+        await_all_inports = True
+
+        def run(self, ctx: Any) -> None:
+            ticks.append({p: m["data"] for p, m in ctx.inputs.items()})
+            ctx.done()
+
+    net = Network()
+    net.register_actor("all2", All2())
+    net.add_node("j", "all2")
+    net.add_initial("j", "a", Message.integer(1))
+    net.add_initial("j", "b", Message.integer(2))
+    net.add_initial("j", "a", Message.integer(3))
+    run_guarded(net, 10)
+    assert ticks == [{"a": 1, "b": 2}]
+
+
+def test_sources_run_once_with_empty_inputs() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Src(Actor):
+        component = "src"
+        outports = ["out"]
+
+        def run(self, ctx: Any) -> None:
+            seen.append(dict(ctx.inputs))
+            ctx.done({"out": Message.flow()})
+
+    net = Network()
+    net.register_actor("src", Src())
+    net.add_node("s", "src")
+    assert net.run(timeout=10).node_ticks == {"s": 1}
+    assert net.run(timeout=10).node_ticks == {"s": 0}
+    net.shutdown()
+    assert seen == [{}]
+
+
+@pytest.mark.parametrize("mode", ["async", "worker"])
+def test_a_node_runs_one_tick_at_a_time(mode: str) -> None:
+    state = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def enter() -> None:
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+
+    def leave() -> None:
+        with lock:
+            state["now"] -= 1
+
+    class AsyncOne(Actor):
+        component = "one"
+        inports = ["in"]
+
+        async def run(self, ctx: Any) -> None:
+            enter()
+            await asyncio.sleep(0.001)
+            leave()
+            ctx.done()
+
+    class WorkerOne(Actor):
+        component = "one"
+        inports = ["in"]
+        execution = "worker"
+
+        def run(self, ctx: Any) -> None:
+            enter()
+            time.sleep(0.001)
+            leave()
+            ctx.done()
+
+    net = Network(workers=4)
+    net.register_actor("one", AsyncOne() if mode == "async" else WorkerOne())
+    net.add_node("n", "one")
+    for i in range(30):
+        net.add_initial("n", "in", Message.integer(i))
+    summary = run_guarded(net, 10)
+    assert summary.node_ticks == {"n": 30}
+    assert state["max"] == 1
+
+
+def test_independent_worker_nodes_run_at_the_same_time() -> None:
+    barrier = threading.Barrier(2, timeout=10)
+
+    class Meet(Actor):
+        component = "meet"
+        inports = ["in"]
+        execution = "worker"
+
+        def run(self, ctx: Any) -> None:
+            barrier.wait()  # breaks (and fails the tick) unless both nodes run at once
+            ctx.done()
+
+    net = Network(workers=2)
+    net.register_actor("meet", Meet())
+    net.add_node("x", "meet")
+    net.add_node("y", "meet")
+    net.add_initial("x", "in", Message.flow())
+    net.add_initial("y", "in", Message.flow())
+    summary = run_guarded(net, 20)
+    assert summary.ok, summary.failures
+
+
+def test_async_ticks_of_different_nodes_overlap() -> None:
+    started = {"n": 0}
+
+    class Wait(Actor):
+        component = "wait"
+        inports = ["in"]
+
+        async def run(self, ctx: Any) -> None:
+            started["n"] += 1
+            for _ in range(5000):  # until the other node has started too
+                if started["n"] == 2:
+                    break
+                await asyncio.sleep(0.001)
+            ctx.done() if started["n"] == 2 else ctx.fail("the other node never started")
+
+    net = Network()
+    net.register_actor("wait", Wait())
+    net.add_node("x", "wait")
+    net.add_node("y", "wait")
+    net.add_initial("x", "in", Message.flow())
+    net.add_initial("y", "in", Message.flow())
+    summary = run_guarded(net, 20)
+    assert summary.ok, summary.failures
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_failing_node_does_not_stop_the_rest(mode: str) -> None:
+    """s -> bad -> k1 and s -> good -> k2: bad raises on every third packet."""
+
+    def tick(ctx: Any) -> None:
+        n = ctx.inputs["in"]["data"]
+        if n % 3 == 0:
+            raise ZeroDivisionError(f"bad packet {n}")
+        ctx.done({"out": ctx.inputs["in"]})
+
+    class Bad(Actor):
+        component = "bad"
+        inports = ["in"]
+        outports = ["out"]
+
+        def run(self, ctx: Any) -> None:
+            tick(ctx)
+
+    class AsyncBad(Bad):
+        async def run(self, ctx: Any) -> None:  # type: ignore[override]
+            tick(ctx)
+
+    class WorkerBad(Bad):
+        execution = "worker"
+
+    bad = {"inline": Bad, "async": AsyncBad, "worker": WorkerBad}[mode]
+    good = Counting()
+    net = Network(capacity=4)
+    net.register_actor("stream", Stream())
+    net.register_actor("bad", bad())
+    net.register_actor("good", good)
+    net.add_node("s", "stream", {"count": 30})
+    net.add_node("bad", "bad")
+    net.add_node("good", "good")
+    net.add_connection("s", "out", "bad", "in")
+    net.add_connection("s", "out", "good", "in")
+    from_bad = net.collect("bad", "out")
+    stream = net.events()
+    summary = run_guarded(net, 10)
+    assert good.n == 30 and good.in_order
+    assert from_bad.values() == [i for i in range(30) if i % 3]
+    assert summary.failure_count == 10
+    assert [f.error for f in summary.failures] == [
+        f"ZeroDivisionError: bad packet {i}" for i in range(0, 30, 3)]
+    assert all(f.node == "bad" and f.component == "bad" for f in summary.failures)
+    assert all("in tick" in f.traceback for f in summary.failures)
+    failed = [e for e in stream.drain() if e["_type"] == "ActorFailed"]
+    assert len(failed) == 10
+    assert failed[0]["actorId"] == "bad"
+    assert "ZeroDivisionError: bad packet 0" in failed[0]["traceback"]
+
+
+def test_failures_kept_are_bounded_but_all_counted() -> None:
+    class Fail(Actor):
+        component = "fail"
+        inports = ["in"]
+
+        def run(self, ctx: Any) -> None:
+            ctx.fail("no")
+
+    net = Network()
+    net.register_actor("stream", Stream())
+    net.register_actor("fail", Fail())
+    net.add_node("s", "stream", {"count": 1500})
+    net.add_node("f", "fail")
+    net.add_connection("s", "out", "f", "in")
+    summary = run_guarded(net, 10)
+    assert summary.failure_count == 1500
+    assert len(summary.failures) == 1000
+
+
+@pytest.mark.parametrize("capacity", [1, 4])
+@pytest.mark.parametrize("how", ["send", "asend"])
+def test_packets_sent_by_an_async_tick_flow_while_it_awaits(how: str, capacity: int) -> None:
+    """An async tick that sends and then waits: the packet is processed downstream meanwhile
+    (the tick waits for the sink to have it, so a stall would end as a failed tick)."""
+    sink = Counting()
+
+    class Talker(Actor):
+        component = "talker"
+        inports = ["in"]
+        outports = ["out"]
+
+        async def run(self, ctx: Any) -> None:
+            await asyncio.sleep(0.01)  # let the driver go idle first
+            msg = {"out": Message.integer(0)}
+            if how == "send":
+                ctx.send(msg)
+            else:
+                await ctx.asend(msg)
+            for _ in range(2000):  # a bound, not a timing
+                if sink.n:
+                    break
+                await asyncio.sleep(0.001)
+            ctx.done() if sink.n else ctx.fail("the sent packet was not processed meanwhile")
+
+    net = Network(capacity=capacity)
+    net.register_actor("talker", Talker())
+    net.register_actor("sink", sink)
+    net.add_node("t", "talker")
+    net.add_node("k", "sink")
+    net.add_connection("t", "out", "k", "in")
+    net.add_initial("t", "in", Message.flow())
+    summary = run_guarded(net, 20)
+    assert summary.ok, summary.failures
+    assert sink.n == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_more_blocked_worker_senders_than_pool_threads(workers: int) -> None:
+    """Every pool thread holds a worker tick blocked in send() while the consumer's worker
+    tick waits in the pool's queue: the scheduler must not count that queued tick as
+    progress to wait for."""
+    spec = Spec(
+        sources={f"s{i}": ("worker", "send", 20) for i in range(workers)},
+        relays={"k": ("worker", "done")},
+        edges=[(f"s{i}", "k", 1) for i in range(workers)],
+        workers=workers,
+    )
+    run_spec(spec, timeout=5)
