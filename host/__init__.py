@@ -78,6 +78,7 @@ __all__ = [
     "GuestOutputError",
     "GuestTimeout",
     "GuestTrap",
+    "LoadedPack",
     "Message",
     "MessageError",
     "NativeActor",
@@ -88,6 +89,7 @@ __all__ = [
     "OutputLimitError",
     "PackError",
     "PackFormatError",
+    "PackInspection",
     "PackIntegrityError",
     "PackNotFoundError",
     "PackSignatureError",
@@ -105,6 +107,7 @@ __all__ = [
     "SubgraphBuilder",
     "TemplateConflictError",
     "TickStateError",
+    "TrustStore",
     "UnknownComponentError",
     "UnknownNodeError",
     "UnknownPortError",
@@ -116,21 +119,37 @@ __all__ = [
     "__version__",
     "compose_graphs",
     "default_engine",
+    "inspect_pack",
+    "installed_packs",
+    "list_packs",
+    "load_pack",
+    "pack_abi_version",
     "register_template",
     "template_actor",
     "template_list",
+    "unload_pack",
 ]
 
-# The engines import wasmtime/ctypes; load them on first use so ``import reflow`` stays light.
+# Engines and pack loading import wasmtime, zstandard, cryptography: load them on first use so
+# ``import reflow`` stays light.
 _LAZY = {
     "GuestGrants": "._guest_host",
     "GuestLimits": "._guest_host",
+    "LoadedPack": "._packs",
     "NativeActor": "._native_engine",
     "NativeLibrary": "._native_engine",
+    "PackInspection": "._packs",
+    "TrustStore": "._trust",
     "WasmActor": "._wasm_engine",
     "WasmEngine": "._wasm_engine",
     "WasmModule": "._wasm_engine",
     "default_engine": "._wasm_engine",
+    "inspect_pack": "._packs",
+    "installed_packs": "._packs",
+    "list_packs": "._packs",
+    "load_pack": "._packs",
+    "pack_abi_version": ".abi._version",
+    "unload_pack": "._packs",
 }
 
 

@@ -13,11 +13,24 @@ from ._actor import Actor
 from ._errors import GraphError, UnknownComponentError
 
 __all__ = ["lookup_template", "register_template", "template_actor", "template_list",
-           "unregister_template"]
+           "template_owner", "unregister_template"]
 
 _lock = threading.Lock()
 _templates: dict[str, Actor] = {}
 _owners: dict[str, str] = {}
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Pull in templates contributed by plugins (hook ``reflow_templates`` and the
+    ``reflow.templates`` entry-point group), once, the first time the catalog is asked."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from ._plugins import load_plugin_templates
+
+    load_plugin_templates()
 
 
 def register_template(template_id: str, actor: Actor, *, owner: str = "python") -> None:
@@ -42,12 +55,21 @@ def unregister_template(template_id: str) -> None:
 
 
 def lookup_template(template_id: str) -> Actor | None:
-    return _templates.get(template_id)
+    actor = _templates.get(template_id)
+    if actor is None and not _plugins_loaded:
+        _load_plugins()
+        actor = _templates.get(template_id)
+    return actor
+
+
+def template_owner(template_id: str) -> str | None:
+    """Who provides ``template_id``: a pack name, ``plugin:<name>``, ``python``; or None."""
+    return _owners.get(template_id)
 
 
 def template_actor(template_id: str) -> Actor:
     """The catalog's actor for ``template_id``; raises UnknownComponentError naming it."""
-    actor = _templates.get(template_id)
+    actor = lookup_template(template_id)
     if actor is None:
         raise UnknownComponentError(template_id, list(_templates))
     return actor
@@ -55,4 +77,5 @@ def template_actor(template_id: str) -> Actor:
 
 def template_list() -> list[str]:
     """Every template id in the catalog, sorted."""
+    _load_plugins()
     return sorted(_templates)

@@ -358,6 +358,12 @@ class Network:
     def _arm_sources(self) -> None:
         if not self._announced:
             self._announced = True
+            from ._plugins import observes_network_events
+
+            if observes_network_events():
+                from ._plugins import forward_network_events
+
+                forward_network_events(self.events())
             if self._hub.active:
                 self._hub.publish("NetworkStarted")
         self._arm_sources_now()

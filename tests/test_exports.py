@@ -34,6 +34,7 @@ EXPECTED = [
     "GuestOutputError",
     "GuestTimeout",
     "GuestTrap",
+    "LoadedPack",
     "Message",
     "MessageError",
     "NativeActor",
@@ -44,6 +45,7 @@ EXPECTED = [
     "OutputLimitError",
     "PackError",
     "PackFormatError",
+    "PackInspection",
     "PackIntegrityError",
     "PackNotFoundError",
     "PackSignatureError",
@@ -61,6 +63,7 @@ EXPECTED = [
     "SubgraphBuilder",
     "TemplateConflictError",
     "TickStateError",
+    "TrustStore",
     "UnknownComponentError",
     "UnknownNodeError",
     "UnknownPortError",
@@ -72,9 +75,15 @@ EXPECTED = [
     "__version__",
     "compose_graphs",
     "default_engine",
+    "inspect_pack",
+    "installed_packs",
+    "list_packs",
+    "load_pack",
+    "pack_abi_version",
     "register_template",
     "template_actor",
     "template_list",
+    "unload_pack",
 ]
 
 
@@ -121,3 +130,13 @@ def test_version() -> None:
 @pytest.mark.parametrize("module", ["reflow", "reflow.abi", "reflow.registry", "reflow.tools"])
 def test_packages_import(module: str) -> None:
     importlib.import_module(module)
+
+
+def test_import_reflow_stays_light() -> None:
+    """Engines and pack loading are exported lazily: importing reflow loads no wasmtime."""
+    import subprocess
+    import sys
+
+    code = "import sys, reflow; print('wasmtime' in sys.modules, 'zstandard' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -1,0 +1,505 @@
+"""The pack manifest: what a ``.rflpack`` holds, as TOML (``manifest.toml``, PACK_FORMAT.md §3).
+
+:class:`PackManifest` is parsed with :mod:`tomllib` and written with ``tomli_w`` in a fixed key
+order, so the same manifest always serialises to the same bytes — the bytes the signature
+covers. Validation is strict: an unknown key, a wrong type or a malformed value is a
+:class:`~reflow.PackFormatError` whose message and ``field`` name the offending field
+(``templates[2].inports``).
+
+Platforms are named by Rust target triples (``x86_64-unknown-linux-gnu``); the portable
+WebAssembly lives under :data:`PORTABLE_TRIPLE` (``wasm32-unknown-unknown``).
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import tomli_w
+
+from .._errors import PackFormatError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "KNOWN_TRIPLES",
+    "MANIFEST_NAME",
+    "PORTABLE_TRIPLE",
+    "SIGNATURE_NAME",
+    "Artifact",
+    "PackFile",
+    "PackManifest",
+    "TemplateSpec",
+    "host_triples",
+    "parse_manifest",
+]
+
+#: Version of the manifest/bundle layout described in PACK_FORMAT.md.
+FORMAT_VERSION = 1
+#: Member names fixed by the format.
+MANIFEST_NAME = "manifest.toml"
+SIGNATURE_NAME = "signature.toml"
+#: The key under which the portable WebAssembly artifacts live.
+PORTABLE_TRIPLE = "wasm32-unknown-unknown"
+#: Triples the first-party tooling builds; any well-formed triple is accepted in a manifest.
+KNOWN_TRIPLES = (
+    PORTABLE_TRIPLE,
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-gnu",
+    "x86_64-apple-darwin",
+    "aarch64-apple-darwin",
+    "x86_64-pc-windows-gnu",
+)
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}(/[a-z0-9][a-z0-9._-]{0,63})?")
+_VERSION = re.compile(r"(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
+                      r"(-[0-9A-Za-z.-]{1,64})?(\+[0-9A-Za-z.-]{1,64})?")
+_ABI = re.compile(r"\d{1,5}\.\d{1,5}")
+_TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:-]{0,127}")
+_ENTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_TRIPLE = re.compile(r"[a-z0-9_.]+(-[a-z0-9_.]+){1,3}")
+_PORT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
+_MAX_PATH = 255
+
+
+def host_triples() -> tuple[str, ...]:
+    """Triples whose native artifacts this Python can load, best first (may be empty)."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
+        machine
+    )
+    if arch is None:
+        return ()
+    if sys.platform.startswith("linux"):
+        libc = platform.libc_ver()[0]
+        return (f"{arch}-unknown-linux-{'musl' if libc == 'musl' else 'gnu'}",)
+    if sys.platform == "darwin":
+        return (f"{arch}-apple-darwin",)
+    if sys.platform == "win32":
+        # A DLL with a C ABI loads the same whichever toolchain built it.
+        return (f"{arch}-pc-windows-msvc", f"{arch}-pc-windows-gnu")
+    return ()
+
+
+def check_member_path(path: str, where: str) -> str:
+    """``path`` if it is a safe relative POSIX path inside the pack, else PackFormatError."""
+    if not isinstance(path, str) or not path:
+        raise _fail(where, "a path must be a non-empty string")
+    if len(path) > _MAX_PATH:
+        raise _fail(where, f"path {path[:40]!r}... is over {_MAX_PATH} chars")
+    for seg in path.split("/"):
+        if seg in ("", ".", "..") or not _SEGMENT.fullmatch(seg):
+            raise _fail(
+                where,
+                f"{path!r} is not a safe relative path (segments of letters, digits and _.+-, "
+                "no '..', no leading '/')",
+            )
+    return path
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """One actor template the pack provides. ``entry`` is the module (artifact group) that
+    implements it; ``engine`` is ``"auto"`` (host native artifact, else portable wasm) or an
+    artifact kind to insist on."""
+
+    id: str
+    entry: str
+    inports: tuple[str, ...] = ()
+    outports: tuple[str, ...] = ()
+    await_all_inports: bool = False
+    description: str = ""
+    engine: str = "auto"
+    capabilities: tuple[str, ...] = ()
+    config_schema: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "entry": self.entry,
+            "engine": self.engine,
+            "description": self.description,
+            "inports": list(self.inports),
+            "outports": list(self.outports),
+            "await_all_inports": self.await_all_inports,
+            "capabilities": list(self.capabilities),
+        }
+        if self.config_schema:
+            d["config_schema"] = dict(self.config_schema)
+        return d
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One compiled module for one triple: ``kind`` picks the engine (``wasm``, ``native``,
+    or a kind a plugin contributes)."""
+
+    entry: str
+    triple: str
+    kind: str
+    path: str
+    sha256: str
+    size: int
+
+    @property
+    def portable(self) -> bool:
+        return self.triple == PORTABLE_TRIPLE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry": self.entry,
+            "triple": self.triple,
+            "kind": self.kind,
+            "path": self.path,
+            "sha256": self.sha256,
+            "size": self.size,
+        }
+
+
+@dataclass(frozen=True)
+class PackFile:
+    """A non-code file the pack carries (README, licence), hashed like an artifact."""
+
+    path: str
+    sha256: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass(frozen=True)
+class PackManifest:
+    """The parsed, validated ``manifest.toml`` of a pack."""
+
+    name: str
+    version: str
+    abi: str
+    templates: tuple[TemplateSpec, ...]
+    artifacts: tuple[Artifact, ...]
+    files: tuple[PackFile, ...] = ()
+    description: str = ""
+    license: str = ""
+    authors: tuple[str, ...] = ()
+    readme: str = ""
+    license_file: str = ""
+    #: Requested capabilities: ``{"http": ["api.example.com"]}``. The user grants them.
+    capabilities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- queries --------------------------------------------------------------------------
+    @property
+    def abi_version(self) -> tuple[int, int]:
+        major, minor = self.abi.split(".")
+        return int(major), int(minor)
+
+    def triples(self) -> tuple[str, ...]:
+        """Every triple the manifest lists an artifact for, portable first, then sorted."""
+        ts = {a.triple for a in self.artifacts}
+        return tuple(sorted(ts, key=lambda t: (t != PORTABLE_TRIPLE, t)))
+
+    def members(self) -> dict[str, str]:
+        """Member path -> expected sha256, for every artifact and file."""
+        out = {a.path: a.sha256 for a in self.artifacts}
+        out.update({f.path: f.sha256 for f in self.files})
+        return out
+
+    def sizes(self) -> dict[str, int]:
+        out = {a.path: a.size for a in self.artifacts}
+        out.update({f.path: f.size for f in self.files})
+        return out
+
+    def entries(self) -> tuple[str, ...]:
+        return tuple(sorted({a.entry for a in self.artifacts}))
+
+    def template(self, template_id: str) -> TemplateSpec:
+        for t in self.templates:
+            if t.id == template_id:
+                return t
+        raise KeyError(template_id)
+
+    def with_(self, **changes: Any) -> PackManifest:
+        """A copy with ``changes`` applied (and validated again)."""
+        return replace(self, **changes)
+
+    # -- TOML -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "format": self.format,
+            "name": self.name,
+            "version": self.version,
+            "abi": self.abi,
+            "description": self.description,
+            "license": self.license,
+            "authors": list(self.authors),
+        }
+        if self.readme:
+            d["readme"] = self.readme
+        if self.license_file:
+            d["license_file"] = self.license_file
+        d["capabilities"] = {k: list(v) for k, v in sorted(self.capabilities.items())}
+        d["templates"] = [t.to_dict() for t in self.templates]
+        d["artifacts"] = [a.to_dict() for a in self.artifacts]
+        if self.files:
+            d["files"] = [f.to_dict() for f in self.files]
+        return d
+
+    def to_toml(self) -> bytes:
+        """The canonical bytes: same manifest, same bytes (the signature covers them)."""
+        return tomli_w.dumps(self.to_dict()).encode("utf-8")
+
+    @classmethod
+    def from_toml(cls, data: bytes | str) -> PackManifest:
+        return parse_manifest(data)
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+_TOP = {"format", "name", "version", "abi", "description", "license", "authors", "readme",
+        "license_file", "capabilities", "templates", "artifacts", "files"}
+_TEMPLATE_KEYS = {"id", "entry", "engine", "description", "inports", "outports",
+                  "await_all_inports", "capabilities", "config_schema"}
+_ARTIFACT_KEYS = {"entry", "triple", "kind", "path", "sha256", "size"}
+_FILE_KEYS = {"path", "sha256", "size"}
+
+
+def _fail(where: str, what: str) -> PackFormatError:
+    return PackFormatError(f"manifest field {where}: {what}", member=MANIFEST_NAME, field=where)
+
+
+def _get(table: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str,
+         default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise _fail(f"{where}{key}", "is required")
+        return default
+    value = table[key]
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        name = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise _fail(f"{where}{key}", f"must be a {_TOML_TYPES.get(name, name)}, "
+                                     f"got {type(value).__name__}")
+    return value
+
+
+_TOML_TYPES = {"str": "string", "int": "integer", "bool": "boolean", "list": "array",
+               "dict": "table"}
+
+
+def _strs(table: Mapping[str, Any], key: str, where: str, pattern: re.Pattern[str] | None = None,
+          unique: bool = True) -> tuple[str, ...]:
+    items = _get(table, key, list, where, [])
+    for i, v in enumerate(items):
+        if not isinstance(v, str):
+            raise _fail(f"{where}{key}[{i}]", f"must be a string, got {type(v).__name__}")
+        if pattern is not None and not pattern.fullmatch(v):
+            raise _fail(f"{where}{key}[{i}]", f"{v!r} is not a valid name")
+    if unique and len(set(items)) != len(items):
+        dup = next(v for v in items if items.count(v) > 1)
+        raise _fail(f"{where}{key}", f"lists {dup!r} twice")
+    return tuple(items)
+
+
+def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise _fail(f"{where}{extra[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def parse_manifest(data: bytes | str) -> PackManifest:
+    """Parse and validate manifest TOML; raises PackFormatError naming the field at fault."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PackFormatError(f"{MANIFEST_NAME} is not UTF-8: {exc}",
+                                  member=MANIFEST_NAME) from exc
+    else:
+        text = data
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PackFormatError(f"{MANIFEST_NAME} is not valid TOML: {exc}",
+                              member=MANIFEST_NAME) from exc
+    return manifest_from_dict(doc)
+
+
+def manifest_from_dict(doc: Mapping[str, Any]) -> PackManifest:
+    """Build a manifest from a parsed TOML document (validated)."""
+    _unknown(doc, _TOP, "")
+    fmt = _get(doc, "format", int, "")
+    if fmt != FORMAT_VERSION:
+        raise _fail("format", f"this reflow reads pack format {FORMAT_VERSION}, not {fmt}; "
+                              "upgrade reflow to read newer packs")
+    templates = []
+    for i, t in enumerate(_get(doc, "templates", list, "")):
+        where = f"templates[{i}]."
+        if not isinstance(t, dict):
+            raise _fail(f"templates[{i}]", "must be a table")
+        _unknown(t, _TEMPLATE_KEYS, where)
+        templates.append(TemplateSpec(
+            id=_get(t, "id", str, where),
+            entry=_get(t, "entry", str, where),
+            engine=_get(t, "engine", str, where, "auto"),
+            description=_get(t, "description", str, where, ""),
+            inports=_strs(t, "inports", where),
+            outports=_strs(t, "outports", where),
+            await_all_inports=_get(t, "await_all_inports", bool, where, False),
+            capabilities=_strs(t, "capabilities", where),
+            config_schema=_get(t, "config_schema", dict, where, {}),
+        ))
+    artifacts = []
+    for i, a in enumerate(_get(doc, "artifacts", list, "")):
+        where = f"artifacts[{i}]."
+        if not isinstance(a, dict):
+            raise _fail(f"artifacts[{i}]", "must be a table")
+        _unknown(a, _ARTIFACT_KEYS, where)
+        artifacts.append(Artifact(
+            entry=_get(a, "entry", str, where),
+            triple=_get(a, "triple", str, where),
+            kind=_get(a, "kind", str, where),
+            path=_get(a, "path", str, where),
+            sha256=_get(a, "sha256", str, where),
+            size=_get(a, "size", int, where),
+        ))
+    files = []
+    for i, f in enumerate(_get(doc, "files", list, "", [])):
+        where = f"files[{i}]."
+        if not isinstance(f, dict):
+            raise _fail(f"files[{i}]", "must be a table")
+        _unknown(f, _FILE_KEYS, where)
+        files.append(PackFile(path=_get(f, "path", str, where),
+                              sha256=_get(f, "sha256", str, where),
+                              size=_get(f, "size", int, where)))
+    caps_doc = _get(doc, "capabilities", dict, "", {})
+    caps = {k: _strs(caps_doc, k, "capabilities.") for k in caps_doc}
+    return PackManifest(
+        format=fmt,
+        name=_get(doc, "name", str, ""),
+        version=_get(doc, "version", str, ""),
+        abi=_get(doc, "abi", str, ""),
+        description=_get(doc, "description", str, "", ""),
+        license=_get(doc, "license", str, "", ""),
+        authors=_strs(doc, "authors", "", unique=False),
+        readme=_get(doc, "readme", str, "", ""),
+        license_file=_get(doc, "license_file", str, "", ""),
+        capabilities=caps,
+        templates=tuple(templates),
+        artifacts=tuple(artifacts),
+        files=tuple(files),
+    )
+
+
+def _validate(m: PackManifest) -> None:
+    """Checks that do not depend on where the manifest came from (TOML or code)."""
+    if not _NAME.fullmatch(m.name):
+        raise _fail("name", f"{m.name!r} is not a pack name (lowercase letters, digits, ._-, "
+                            "optionally 'namespace/name', each part at most 64 chars)")
+    if not _VERSION.fullmatch(m.version):
+        raise _fail("version", f"{m.version!r} is not a semantic version (e.g. 1.2.0)")
+    if not _ABI.fullmatch(m.abi):
+        raise _fail("abi", f"{m.abi!r} is not an ABI version 'major.minor' (e.g. '1.0')")
+    if len(m.description) > 4096:
+        raise _fail("description", "is over 4096 characters")
+    for key, hosts in m.capabilities.items():
+        if not _KIND.fullmatch(key):
+            raise _fail(f"capabilities.{key}", "is not a capability name")
+        if not all(isinstance(h, str) and h and len(h) <= 253 for h in hosts):
+            raise _fail(f"capabilities.{key}", "must list non-empty strings")
+    paths: dict[str, str] = {}
+
+    def claim(path: str, where: str) -> None:
+        check_member_path(path, where)
+        if path in (MANIFEST_NAME, SIGNATURE_NAME):
+            raise _fail(where, f"{path!r} is reserved for the format")
+        if path in paths:
+            raise _fail(where, f"path {path!r} is already used by {paths[path]}")
+        paths[path] = where
+
+    if not m.artifacts:
+        raise _fail("artifacts", "a pack needs at least one artifact")
+    seen: set[tuple[str, str]] = set()
+    for i, a in enumerate(m.artifacts):
+        w = f"artifacts[{i}]"
+        if not _ENTRY.fullmatch(a.entry):
+            raise _fail(f"{w}.entry", f"{a.entry!r} is not a module name")
+        if not _TRIPLE.fullmatch(a.triple):
+            raise _fail(f"{w}.triple", f"{a.triple!r} is not a target triple (e.g. "
+                                       f"x86_64-unknown-linux-gnu or {PORTABLE_TRIPLE})")
+        if not _KIND.fullmatch(a.kind):
+            raise _fail(f"{w}.kind", f"{a.kind!r} is not an artifact kind (e.g. wasm, native)")
+        if a.kind == "native" and a.portable:
+            raise _fail(f"{w}.kind", f"a native artifact cannot be under {PORTABLE_TRIPLE}")
+        if a.kind == "wasm" and not a.portable:
+            raise _fail(f"{w}.triple", f"a wasm artifact belongs under {PORTABLE_TRIPLE}")
+        if (a.entry, a.triple) in seen:
+            raise _fail(w, f"a second artifact for entry {a.entry!r} and triple {a.triple!r}")
+        seen.add((a.entry, a.triple))
+        claim(a.path, f"{w}.path")
+        _check_hash(a.sha256, a.size, w)
+    for i, f in enumerate(m.files):
+        claim(f.path, f"files[{i}].path")
+        _check_hash(f.sha256, f.size, f"files[{i}]")
+    for key in ("readme", "license_file"):
+        ref = getattr(m, key)
+        if ref and not any(f.path == ref for f in m.files):
+            raise _fail(key, f"{ref!r} is not listed in [[files]]")
+    if not m.templates:
+        raise _fail("templates", "a pack needs at least one template")
+    entries = {a.entry for a in m.artifacts}
+    ids: set[str] = set()
+    for i, t in enumerate(m.templates):
+        w = f"templates[{i}]"
+        if not _TEMPLATE_ID.fullmatch(t.id):
+            raise _fail(f"{w}.id", f"{t.id!r} is not a template id (letters, digits, _./:-)")
+        if t.id in ids:
+            raise _fail(f"{w}.id", f"template id {t.id!r} appears twice")
+        ids.add(t.id)
+        if t.entry not in entries:
+            raise _fail(f"{w}.entry", f"{t.entry!r} names no artifact entry; entries: "
+                                      f"{', '.join(sorted(entries))}")
+        if t.engine != "auto" and not _KIND.fullmatch(t.engine):
+            raise _fail(f"{w}.engine", f"{t.engine!r} is not 'auto' or an artifact kind")
+        if t.engine != "auto" and not any(
+            a.entry == t.entry and a.kind == t.engine for a in m.artifacts
+        ):
+            raise _fail(f"{w}.engine", f"entry {t.entry!r} has no artifact of kind {t.engine!r}")
+        for port_key in ("inports", "outports"):
+            for p in getattr(t, port_key):
+                if not _PORT.fullmatch(p):
+                    raise _fail(f"{w}.{port_key}", f"{p!r} is not a port name")
+
+
+def _check_hash(sha: str, size: int, where: str) -> None:
+    if not _HEX64.fullmatch(sha):
+        raise _fail(f"{where}.sha256", "must be 64 lowercase hex digits")
+    if size < 0:
+        raise _fail(f"{where}.size", "must not be negative")
+
+
+def templates_from_describe(
+    describe: Iterable[Any], entry: str
+) -> list[TemplateSpec]:
+    """TemplateSpecs from guest describe templates (objects with id, inports, outports, ...)."""
+    out = []
+    for t in describe:
+        out.append(TemplateSpec(
+            id=t.id,
+            entry=entry,
+            inports=tuple(t.inports),
+            outports=tuple(t.outports),
+            await_all_inports=bool(t.await_all_inports),
+            description=str(getattr(t, "description", "")),
+            capabilities=tuple(getattr(t, "capabilities", ())),
+            config_schema=dict(getattr(t, "config_schema", {}) or {}),
+        ))
+    return out

@@ -1,0 +1,103 @@
+"""The pluggy hook specifications of reflow — every hook a plugin may implement.
+
+Implement a hook with ``@reflow.hookspecs.hookimpl`` on a module or object and register it
+(``reflow._plugins.register_plugin(obj)``) or expose it through the ``reflow.plugins`` entry
+point group. Pure-Python actor libraries may instead expose an object through the
+``reflow.templates`` entry point group: a plugin implementing :func:`reflow_templates`, a
+mapping ``{template_id: Actor}``, or a callable returning one.
+
+The host's own engines (``wasm`` via wasmtime, ``native`` via ctypes) are registered as
+plugins through :func:`reflow_pack_engine`, exactly as a third-party engine would be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ._actor import Actor
+    from .abi._manifest import Artifact, PackManifest, TemplateSpec
+
+__all__ = [
+    "PROJECT",
+    "ArtifactEngine",
+    "hookimpl",
+    "hookspec",
+    "reflow_after_pack_load",
+    "reflow_before_pack_load",
+    "reflow_network_event",
+    "reflow_pack_engine",
+    "reflow_resolve_pack",
+    "reflow_templates",
+]
+
+PROJECT = "reflow"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@runtime_checkable
+class ArtifactEngine(Protocol):
+    """What :func:`reflow_pack_engine` returns: turns one verified artifact file into actors.
+
+    ``load_artifact`` gets the artifact's path in the pack cache (already re-hashed), the
+    manifest's templates implemented by it and the capabilities the user granted; it returns
+    ``{template_id: Actor}`` with one actor per template (template actors: the network calls
+    ``open_node`` on them per node).
+    """
+
+    kind: str
+
+    def load_artifact(
+        self,
+        path: Path,
+        *,
+        artifact: Artifact,
+        templates: Sequence[TemplateSpec],
+        manifest: PackManifest,
+        grants: Any,
+    ) -> Mapping[str, Actor]: ...
+
+
+@hookspec(firstresult=True)
+def reflow_pack_engine(kind: str) -> ArtifactEngine | None:
+    """Return an engine for artifacts of ``kind`` (``"wasm"``, ``"native"``, or a new kind
+    such as ``"extism"``), or ``None``. The most recently registered plugin is asked first,
+    so a plugin can replace a built-in engine."""
+
+
+@hookspec(firstresult=True)
+def reflow_resolve_pack(name: str, version: str | None) -> Path | None:
+    """``load_pack(name)`` or ``load_pack("name@range")`` found no installed pack: return the
+    path of a ``.rflpack`` to load (a registry client downloads it here), or ``None``. The
+    file is verified like any other."""
+
+
+@hookspec
+def reflow_before_pack_load(
+    manifest: PackManifest, source: str, signer: str | None
+) -> str | None:
+    """Called after a pack verified and before any of its code is loaded. Return a reason
+    (a string) to veto the load; ``None`` to allow it. ``signer`` is the trusted key id, or
+    ``None`` for a pack loaded with ``allow_unsigned=True``."""
+
+
+@hookspec
+def reflow_after_pack_load(pack: Any) -> None:
+    """Called once a pack's templates are in the catalog (``pack`` is a ``LoadedPack``)."""
+
+
+@hookspec
+def reflow_templates() -> Mapping[str, Actor] | None:
+    """Contribute Python actors to the catalog: ``{template_id: Actor}``."""
+
+
+@hookspec
+def reflow_network_event(event: dict[str, Any]) -> None:
+    """Observe one network trace event (``{"_type": "ActorCompleted", ...}``). Called from a
+    forwarding thread, never from the scheduler: a slow observer loses events, it does not
+    slow the graph."""

@@ -1,0 +1,503 @@
+"""reflow._packs: load_pack / inspect_pack / list_packs — the round trip from sources to a
+running graph, and a table of hostile packs, each refused with its error class and message."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from reflow import Message, Network, template_actor, template_list
+from reflow._errors import (
+    ABIVersionError,
+    PackError,
+    PackFormatError,
+    PackIntegrityError,
+    PackNotFoundError,
+    PackSignatureError,
+    PackVetoError,
+    PlatformError,
+    TemplateConflictError,
+    UnsafeArchiveError,
+    UntrustedKeyError,
+)
+from reflow._guest_host import GuestGrants
+from reflow._packs import (
+    _grants_for,
+    cache_root,
+    inspect_pack,
+    installed_packs,
+    list_packs,
+    load_pack,
+    unload_pack,
+)
+from reflow._plugins import register_plugin, unregister_plugin
+from reflow._trust import TrustStore
+from reflow.abi._bundle import read_bundle, strip_bundle, write_bundle
+from reflow.abi._manifest import PORTABLE_TRIPLE, host_triples, parse_manifest
+from reflow.abi._signing import (
+    generate_key,
+    key_id,
+    load_private_key,
+    sign_manifest,
+    signatures_to_toml,
+    write_keypair,
+)
+from reflow.hookspecs import hookimpl
+from reflow.tools._pack_build import build_pack
+
+PACKS = Path(__file__).resolve().parent.parent / "packs"
+HOST = host_triples()[0] if host_triples() else None
+
+
+@dataclass
+class Built:
+    key: Any
+    pub: Path
+    bytes_pack: Path  # reflow/bytes: wasm + 5 native triples
+    math_pack: Path   # reflow/math: wasm only, 4 templates
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    root = tmp_path_factory.mktemp("packs")
+    priv, pub, _ = write_keypair(root / "keys" / "publisher")
+    key = load_private_key(priv)
+    return Built(
+        key, pub,
+        build_pack(PACKS / "bytes-native", out_dir=root / "dist", key=key),
+        build_pack(PACKS / "math-wasm", out_dir=root / "dist", key=key),
+    )
+
+
+@pytest.fixture(autouse=True)
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("REFLOW_TRUST_DIR", str(tmp_path / "trust"))
+    yield
+    for p in list_packs():
+        unload_pack(p.name)
+
+
+@pytest.fixture
+def trusted(built: Built) -> TrustStore:
+    store = TrustStore()
+    store.add(built.pub)
+    return store
+
+
+def run_one(template: str, inputs: dict[str, Any], config: dict[str, Any] | None = None,
+            out: str = "out") -> list[Any]:
+    net = Network()
+    net.register_actor("t", template_actor(template))
+    net.add_node("n", "t", config or {})
+    coll = net.collect("n", out)
+    for port, msg in inputs.items():
+        net.add_initial("n", port, msg)
+    net.run(timeout=20)
+    net.shutdown()
+    return list(coll.messages)
+
+
+# -- round trip ------------------------------------------------------------------------------
+
+
+def test_round_trip_build_strip_verify_load_run(built: Built, trusted: TrustStore,
+                                                 tmp_path: Path) -> None:
+    full = built.bytes_pack
+    info = inspect_pack(full)
+    assert info.signer == key_id(built.key) and info.signature_status.startswith("valid")
+    assert len(info.present_triples) == 6 and not info.stripped
+    assert HOST is None or info.loads_as == {"bytes": f"native ({HOST})"}
+    assert HOST is not None
+    slim = tmp_path / f"slim-{HOST}.rflpack"
+    slim.write_bytes(strip_bundle(full, HOST))
+    assert slim.stat().st_size * 3 <= full.stat().st_size  # target: stripped <= 1/3 of full
+    sinfo = inspect_pack(slim)  # verifies without re-signing
+    assert sinfo.stripped and sinfo.signer == key_id(built.key)
+    assert sinfo.present_triples == (PORTABLE_TRIPLE, HOST)
+
+    pack = load_pack(slim)
+    assert pack.artifacts["bytes"].kind == "native" and pack.signer == key_id(built.key)
+    assert {"reflow/bytes/length", "reflow/bytes/fnv1a", "reflow/bytes/reverse"} <= set(
+        template_list())
+    assert list_packs() == [pack]
+    load_pack(built.math_pack)
+
+    # one graph with a native node and sandboxed nodes side by side
+    net = Network()
+    for tid in ("reflow/bytes/length", "reflow/math/add", "reflow/math/sum"):
+        net.register_actor(tid, template_actor(tid))
+    net.add_node("len", "reflow/bytes/length")
+    net.add_node("add", "reflow/math/add", {"add": 100})
+    net.add_node("sum", "reflow/math/sum")
+    net.add_connection("len", "out", "add", "in")
+    net.add_connection("add", "out", "sum", "in")
+    coll = net.collect("sum", "out")
+    for text in ("hello", "wasm!", "xyz"):
+        net.add_initial("len", "in", Message.string(text))
+    net.run(timeout=20)
+    net.shutdown()
+    assert [m["data"] for m in coll.messages] == [105, 210, 313]
+
+
+def test_wasm_preferred_and_stripped_to_foreign_triple(built: Built, trusted: TrustStore,
+                                                       tmp_path: Path) -> None:
+    foreign = next(t for t in ("aarch64-apple-darwin", "x86_64-apple-darwin") if t != HOST)
+    slim = tmp_path / "foreign.rflpack"
+    slim.write_bytes(strip_bundle(built.bytes_pack, foreign))
+    pack = load_pack(slim)  # no host library in it: falls back to the portable wasm
+    assert pack.artifacts["bytes"].kind == "wasm"
+    assert run_one("reflow/bytes/reverse", {"in": Message.string("abc")}) == [
+        Message.bytes(b"cba")]
+    unload_pack("reflow/bytes")
+    pack = load_pack(built.bytes_pack, prefer="wasm")
+    assert pack.artifacts["bytes"].kind == "wasm"
+
+
+def test_math_templates_run(built: Built, trusted: TrustStore) -> None:
+    load_pack(built.math_pack)
+    assert run_one("reflow/math/clamp", {"in": Message.integer(500)}, {"max": 42}) == [
+        Message.integer(42)]
+    assert run_one("reflow/math/multiply", {"a": Message.integer(6), "b": Message.integer(7)}
+                   ) == [Message.integer(42)]
+
+
+def test_build_is_deterministic(built: Built, tmp_path: Path) -> None:
+    again = build_pack(PACKS / "bytes-native", out_dir=tmp_path, key=built.key)
+    assert again.read_bytes() == built.bytes_pack.read_bytes()
+    assert strip_bundle(again, PORTABLE_TRIPLE) == strip_bundle(built.bytes_pack,
+                                                                PORTABLE_TRIPLE)
+
+
+def test_idempotent_load_and_by_name(built: Built, trusted: TrustStore) -> None:
+    a = load_pack(built.math_pack)
+    assert load_pack(built.math_pack) is a
+    assert load_pack("reflow/math") is a
+    assert unload_pack("reflow/math") and not unload_pack("reflow/math")
+    assert "reflow/math/add" not in template_list()
+    b = load_pack("reflow/math")  # from the cache, verified again
+    assert b is not a and b.digest == a.digest and b.source == str(a.directory)
+    assert installed_packs() == [("reflow/math", "0.1.0")]
+    assert cache_root().name == "packs"
+    with pytest.raises(PackNotFoundError, match="no pack 'reflow/nope'"):
+        load_pack("reflow/nope")
+
+
+def test_other_version_of_a_loaded_pack(built: Built, trusted: TrustStore,
+                                        tmp_path: Path) -> None:
+    load_pack(built.math_pack)
+    b = read_bundle(built.math_pack)
+    m2 = b.manifest.with_(version="0.2.0").to_toml()
+    other = tmp_path / "math-0.2.0.rflpack"
+    other.write_bytes(write_bundle(m2, b.contents, signatures_to_toml(
+        [sign_manifest(m2, built.key)])))
+    with pytest.raises(PackError, match=r"'reflow/math' 0\.1\.0 is already loaded"):
+        load_pack(other)
+
+
+def test_allow_unsigned_is_loud_and_sandboxed_only(built: Built, tmp_path: Path) -> None:
+    unsigned = tmp_path / "unsigned.rflpack"
+    b = read_bundle(built.bytes_pack)
+    unsigned.write_bytes(write_bundle(b.manifest_bytes, b.contents))
+    with pytest.warns(UserWarning, match="WITHOUT a verified signature"):
+        pack = load_pack(unsigned, allow_unsigned=True)
+    assert pack.signer is None and pack.artifacts["bytes"].kind == "wasm"
+
+
+def test_cached_artifact_is_rehashed(built: Built, trusted: TrustStore) -> None:
+    pack = load_pack(built.math_pack)
+    unload_pack("reflow/math")
+    art = pack.directory / pack.artifacts["math"].path
+    data = bytearray(art.read_bytes())
+    data[-1] ^= 0xFF
+    art.write_bytes(bytes(data))
+    with pytest.raises(PackIntegrityError, match="modified after extraction") as info:
+        load_pack(built.math_pack)
+    assert info.value.expected == pack.artifacts["math"].sha256
+    assert info.value.file == str(art)
+
+
+def test_grants_are_limited_to_requested_hosts(built: Built) -> None:
+    m = read_bundle(built.math_pack, head_only=True).manifest
+    m = m.with_(capabilities={"http": ("api.example.com",)})
+    g = _grants_for(m, GuestGrants(http_hosts=("api.example.com", "evil.example")))
+    assert g.http_hosts == ("api.example.com",)
+    assert _grants_for(m, None) is None
+
+
+def test_veto_and_after_hooks(built: Built, trusted: TrustStore) -> None:
+    seen: list[str] = []
+
+    class Policy:
+        @hookimpl
+        def reflow_before_pack_load(self, manifest: Any, source: str, signer: str | None
+                                    ) -> str | None:
+            return "math is forbidden here" if manifest.name == "reflow/math" else None
+
+        @hookimpl
+        def reflow_after_pack_load(self, pack: Any) -> None:
+            seen.append(pack.name)
+
+    name = register_plugin(Policy(), name="test-policy")
+    try:
+        with pytest.raises(PackVetoError, match="plugin 'test-policy' refused") as info:
+            load_pack(built.math_pack)
+        assert info.value.reason == "math is forbidden here"
+        load_pack(built.bytes_pack)
+        assert seen == ["reflow/bytes"]
+    finally:
+        unregister_plugin(name)
+
+
+# -- hostile packs -----------------------------------------------------------------------------
+
+
+def resign(b: Any, key: Any, manifest: bytes | None = None,
+           contents: dict[str, bytes] | None = None) -> bytes:
+    mb = manifest if manifest is not None else b.manifest_bytes
+    sig = signatures_to_toml([sign_manifest(mb, key)]) if key is not None else None
+    return write_bundle(mb, contents if contents is not None else b.contents, sig)
+
+
+def flip_member(member: str) -> Callable[[Built], bytes]:
+    def make(bt: Built) -> bytes:
+        b = read_bundle(bt.bytes_pack)
+        if member == "manifest.toml":
+            mb = b.manifest_bytes.replace(b"Byte-level", b"Byte-levEl")
+            return write_bundle(mb, b.contents, b.signature_bytes)
+        if member == "signature.toml":
+            sig = bytearray(b.signature_bytes or b"")
+            i = sig.index(b'signature = "') + len(b'signature = "')
+            sig[i] = ord("A") if sig[i] != ord("A") else ord("B")
+            return write_bundle(b.manifest_bytes, b.contents, bytes(sig))
+        contents = dict(b.contents)
+        data = bytearray(contents[member])
+        data[len(data) // 2] ^= 0x01
+        contents[member] = bytes(data)
+        return write_bundle(b.manifest_bytes, contents, b.signature_bytes)
+    return make
+
+
+def wrong_key(bt: Built) -> bytes:
+    return resign(read_bundle(bt.bytes_pack), generate_key())
+
+
+def unsigned(bt: Built) -> bytes:
+    return resign(read_bundle(bt.bytes_pack), None)
+
+
+def no_host_triple(bt: Built) -> bytes:
+    b = read_bundle(bt.bytes_pack)
+    arts = tuple(a for a in b.manifest.artifacts if a.triple not in (PORTABLE_TRIPLE, HOST))
+    m = b.manifest.with_(artifacts=arts).to_toml()
+    keep = {a.path for a in arts} | {f.path for f in b.manifest.files}
+    return resign(b, bt.key, m, {k: v for k, v in b.contents.items() if k in keep})
+
+
+def abi(version: str) -> Callable[[Built], bytes]:
+    def make(bt: Built) -> bytes:
+        b = read_bundle(bt.bytes_pack)
+        return resign(b, bt.key, b.manifest.with_(abi=version).to_toml())
+    return make
+
+
+def raw_tar(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for info, data in entries:
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def entry(name: str, data: bytes | None = None, kind: bytes = tarfile.REGTYPE,
+          target: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    info.size = len(data or b"")
+    return info, data
+
+
+def crafted(extra: Callable[[Any], list[tuple[tarfile.TarInfo, bytes | None]]]
+            ) -> Callable[[Built], bytes]:
+    def make(bt: Built) -> bytes:
+        b = read_bundle(bt.bytes_pack)
+        head = [entry("manifest.toml", b.manifest_bytes),
+                entry("signature.toml", b.signature_bytes)]
+        return zstandard.ZstdCompressor(level=1).compress(raw_tar(head + extra(b)))
+    return make
+
+
+def bomb(bt: Built) -> bytes:
+    b = read_bundle(bt.bytes_pack)
+    big = bytes(64 << 20)  # a manifest that claims it: only the limits stop it
+    wasm = f"artifacts/{PORTABLE_TRIPLE}/bytes.wasm"
+    m = b.manifest_bytes.replace(str(len(b.contents[wasm])).encode(), str(len(big)).encode())
+    sig = signatures_to_toml([sign_manifest(m, bt.key)])  # a trusted publisher gone rogue
+    return zstandard.ZstdCompressor(level=1).compress(raw_tar(
+        [entry("manifest.toml", m), entry("signature.toml", sig), entry(wasm, big)]))
+
+
+def huge_manifest(bt: Built) -> bytes:
+    return zstandard.ZstdCompressor(level=1).compress(
+        raw_tar([entry("manifest.toml", b"#" * (100 << 20))]))
+
+
+def corrupt_frame(bt: Built) -> bytes:
+    data = bytearray(bt.bytes_pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    return bytes(data)
+
+
+MEMBERS = ["manifest.toml", "signature.toml", f"artifacts/{PORTABLE_TRIPLE}/bytes.wasm",
+           "artifacts/x86_64-unknown-linux-gnu/libbytes.so",
+           "artifacts/aarch64-apple-darwin/libbytes.dylib",
+           "artifacts/x86_64-pc-windows-gnu/bytes.dll", "README.md", "LICENSE"]
+
+HOSTILE: list[tuple[str, Callable[[Built], bytes], type[Exception], str]] = [
+    ("flip manifest.toml", flip_member("manifest.toml"), PackSignatureError,
+     "does not match signature.toml"),
+    ("flip signature.toml", flip_member("signature.toml"), PackSignatureError,
+     "manifest or signature was altered"),
+    *[(f"flip {m}", flip_member(m), PackIntegrityError, f"{m} does not match the manifest: "
+       "sha256 expected") for m in MEMBERS[2:]],
+    ("flip a compressed byte", corrupt_frame, PackError, ""),
+    ("wrong key", wrong_key, UntrustedKeyError, "which is not in the trust store"),
+    ("unsigned", unsigned, PackSignatureError, "is not signed"),
+    ("missing host triple", no_host_triple, PlatformError, "available triples: "),
+    ("ABI major mismatch", abi("2.0"), ABIVersionError,
+     "built for guest ABI 2.0 but this host speaks ABI 1.0"),
+    ("ABI minor newer", abi("1.9"), ABIVersionError, "newer than this host's ABI 1.0"),
+    ("path traversal", crafted(lambda b: [entry("../../escape.so", b"x")]), UnsafeArchiveError,
+     "unsafe path"),
+    ("absolute path", crafted(lambda b: [entry("/tmp/escape.so", b"x")]), UnsafeArchiveError,
+     "unsafe path"),
+    ("symlink entry", crafted(lambda b: [entry("README.md", kind=tarfile.SYMTYPE,
+                                               target="/etc/passwd")]),
+     UnsafeArchiveError, "is a symbolic link"),
+    ("hardlink entry", crafted(lambda b: [entry("README.md", kind=tarfile.LNKTYPE,
+                                                target="manifest.toml")]),
+     UnsafeArchiveError, "is a hard link"),
+    ("duplicate member", crafted(lambda b: [entry("README.md", b.contents["README.md"])] * 2),
+     UnsafeArchiveError, "appears twice"),
+    ("zstd bomb", bomb, UnsafeArchiveError, "decompression bomb"),
+    ("100 MB manifest", huge_manifest, UnsafeArchiveError, "the manifest declares 104857600"),
+]
+
+
+@pytest.mark.parametrize(("make", "error", "fragment"), [h[1:] for h in HOSTILE],
+                         ids=[h[0] for h in HOSTILE])
+def test_hostile_packs(built: Built, trusted: TrustStore, tmp_path: Path,
+                       make: Callable[[Built], bytes], error: type[Exception],
+                       fragment: str) -> None:
+    if HOST is None:
+        pytest.skip("no native triple for this machine")
+    path = tmp_path / "hostile.rflpack"
+    path.write_bytes(make(built))
+    before = set(template_list())
+    with pytest.raises(error) as info:
+        load_pack(path)
+    assert fragment in str(info.value)
+    assert set(template_list()) == before and list_packs() == []
+    assert not list((tmp_path / "cache" / "packs").glob("*/*/*.so"))
+
+
+def test_integrity_error_attributes(built: Built, trusted: TrustStore, tmp_path: Path) -> None:
+    member = f"artifacts/{PORTABLE_TRIPLE}/bytes.wasm"
+    path = tmp_path / "p.rflpack"
+    path.write_bytes(flip_member(member)(built))
+    with pytest.raises(PackIntegrityError) as info:
+        load_pack(path)
+    err = info.value
+    expected = parse_manifest(read_bundle(built.bytes_pack, head_only=True).manifest_bytes
+                              ).members()[member]
+    assert (err.file, err.expected) == (member, expected)
+    assert err.actual != expected and err.actual in str(err)
+
+
+def test_tampered_is_refused_even_with_allow_unsigned(built: Built, trusted: TrustStore,
+                                                      tmp_path: Path) -> None:
+    path = tmp_path / "p.rflpack"
+    path.write_bytes(flip_member("manifest.toml")(built))
+    with warnings.catch_warnings(), pytest.raises(PackSignatureError, match="was altered"):
+        warnings.simplefilter("error")
+        load_pack(path, allow_unsigned=True)
+
+
+def test_duplicate_template_id_between_packs(built: Built, trusted: TrustStore,
+                                             tmp_path: Path) -> None:
+    load_pack(built.math_pack)
+    b = read_bundle(built.math_pack)
+    clone = b.manifest.with_(name="someone/else").to_toml()
+    path = tmp_path / "clone.rflpack"
+    path.write_bytes(resign(b, built.key, clone))
+    with pytest.raises(TemplateConflictError, match="'reflow/math/add', which reflow/math "
+                                                    "already provides") as info:
+        load_pack(path)
+    assert (info.value.template, info.value.owner) == ("reflow/math/add", "reflow/math")
+
+
+def test_manifest_ports_must_match_module(built: Built, trusted: TrustStore,
+                                          tmp_path: Path) -> None:
+    b = read_bundle(built.math_pack)
+    m = b.manifest
+    t0 = m.templates[0]
+    lying = m.with_(templates=(t0.__class__(**{**t0.__dict__, "outports": ("result",)}),
+                               *m.templates[1:])).to_toml()
+    path = tmp_path / "lying.rflpack"
+    path.write_bytes(resign(b, built.key, lying))
+    with pytest.raises(PackFormatError, match=r"declares ports in=\['in'\] out=\['result'\]"):
+        load_pack(path)
+
+
+def test_inspect_runs_no_code_and_reports_trust(built: Built, tmp_path: Path) -> None:
+    info = inspect_pack(built.bytes_pack)  # empty trust store
+    assert info.signer is None and "not in the trust store" in info.signature_status
+    d = info.to_dict()
+    assert d["name"] == "reflow/bytes" and d["abi_compatible"]
+    assert d["members"]["manifest.toml"] > 0 and len(d["artifacts"]) == 6
+    assert all(a["present"] for a in d["artifacts"])
+    assert [t["id"] for t in d["templates"]] == ["reflow/bytes/length", "reflow/bytes/fnv1a",
+                                                 "reflow/bytes/reverse"]
+    path = tmp_path / "abi2.rflpack"
+    path.write_bytes(abi("2.0")(built))
+    assert not inspect_pack(path).abi_ok
+
+
+def test_resolve_hook_supplies_a_pack_by_name(built: Built, trusted: TrustStore) -> None:
+    asked: list[tuple[str, str | None]] = []
+
+    class Registry:
+        @hookimpl
+        def reflow_resolve_pack(self, name: str, version: str | None) -> Path | None:
+            asked.append((name, version))
+            return built.math_pack if name == "reflow/math" else None
+
+    register_plugin(Registry(), name="test-registry")
+    try:
+        pack = load_pack("reflow/math@^0.1")
+        assert asked == [("reflow/math", "^0.1")] and pack.source == str(built.math_pack)
+        with pytest.raises(PackNotFoundError):
+            load_pack("reflow/other")
+    finally:
+        unregister_plugin("test-registry")
+
+
+def test_tampered_cache_is_refused_by_name(built: Built, trusted: TrustStore) -> None:
+    pack = load_pack(built.math_pack)
+    unload_pack("reflow/math")
+    cached = pack.directory / "manifest.toml"
+    cached.write_bytes(cached.read_bytes().replace(b"Integer arithmetic", b"Integer arithmetiX"))
+    with pytest.raises(PackSignatureError, match="was altered"):
+        load_pack("reflow/math")
+    assert load_pack(built.math_pack).directory == pack.directory  # the file still verifies
+    unload_pack("reflow/math")
+    assert load_pack("reflow/math").digest == pack.digest  # and repaired the cached manifest

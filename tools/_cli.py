@@ -1,0 +1,245 @@
+"""``reflow-pack``: build, strip, inspect, sign and verify ``.rflpack`` packs; manage trust.
+
+Every verb has ``--help``. A failure prints one line, ``error: ...``, on stderr and exits
+with status 1 (2 for usage errors); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .._errors import ReflowError
+from .._trust import TrustStore
+from ..abi._bundle import add_signatures, read_bundle, strip_bundle
+from ..abi._manifest import KNOWN_TRIPLES
+from ..abi._signing import (
+    key_id,
+    load_private_key,
+    load_public_key,
+    sign_manifest,
+    verify_manifest,
+    write_keypair,
+)
+from ..abi._version import ABI_VERSION, check_abi_compatible
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    """Turns reflow errors (and OS errors) into one line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ReflowError, OSError) as exc:
+            if ctx.params.get("debug") or os.environ.get("REFLOW_DEBUG"):
+                raise
+            msg = str(exc).strip().replace("\n", " ")
+            if isinstance(exc, OSError) and not isinstance(exc, ReflowError):
+                msg = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+            click.echo(f"error: {msg}", err=True)
+            ctx.exit(1)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+_trust_dir = click.option(
+    "--trust-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Trust store directory (default: $REFLOW_TRUST_DIR or ~/.config/reflow/trust).",
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="reflow", prog_name="reflow-pack")
+def main(debug: bool) -> None:
+    """Build, sign, strip, inspect and verify reflow packs (.rflpack)."""
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--name", help="Pack name (default: the directory name).")
+@click.option("--lang", type=click.Choice(["c"]), default="c", show_default=True,
+              help="Language of the starter actor.")
+def new(directory: Path, name: str | None, lang: str) -> None:
+    """Create a working pack project in DIRECTORY."""
+    from ._pack_build import new_project
+
+    root = new_project(directory, name=name, lang=lang)
+    click.echo(f"created {root}: edit src/, then 'reflow-pack build {root}'")
+
+
+@main.command()
+@click.argument("project", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                default=Path("."))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("dist"), show_default=True, help="Output directory.")
+@click.option("--sign", "key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Private key to sign the pack with.")
+@click.option("--triple", "triples", multiple=True, type=click.Choice(KNOWN_TRIPLES),
+              help="Build only these triples (repeatable; default: the project's targets).")
+@click.option("--jobs", type=int, default=None, help="Parallel compiler processes.")
+def build(project: Path, out_dir: Path, key_path: Path | None,
+          triples: tuple[str, ...], jobs: int | None) -> None:
+    """Compile PROJECT's modules with the guest SDK and write a .rflpack."""
+    from ._pack_build import build_pack
+
+    key = load_private_key(key_path) if key_path else None
+    path = build_pack(project, out_dir=out_dir, key=key, triples=triples or None,
+                      progress=lambda m: click.echo(m, err=True), jobs=jobs)
+    if key is None:
+        click.echo("warning: the pack is unsigned; load_pack refuses it by default "
+                   "(sign it with 'reflow-pack sign')", err=True)
+    click.echo(str(path))
+
+
+@main.command()
+@click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--triple", required=True, help="The triple to keep (portable parts are kept).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file (default: PACK with -TRIPLE before .rflpack).")
+def strip(pack: Path, triple: str, out: Path | None) -> None:
+    """Keep the portable artifacts plus one TRIPLE; the signature stays valid."""
+    data = strip_bundle(pack, triple)
+    stem = pack.name[:-len(".rflpack")] if pack.name.endswith(".rflpack") else pack.name
+    out = out or pack.with_name(f"{stem}-{triple}.rflpack")
+    _write(out, data)
+    click.echo(f"{out} ({len(data)} bytes, was {pack.stat().st_size})")
+
+
+@main.command()
+@click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_trust_dir
+def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
+    """Show what PACK holds and whether it verifies. Runs none of its code."""
+    from .._packs import inspect_pack
+
+    info = inspect_pack(pack, trust=TrustStore(trust_dir))
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), indent=2, sort_keys=True))
+        return
+    m = info.manifest
+    rows = [
+        ("pack", f"{m.name} {m.version}"),
+        ("file", f"{info.path} ({info.size} bytes{', stripped' if info.stripped else ''})"),
+        ("description", m.description),
+        ("license", m.license),
+        ("authors", ", ".join(m.authors)),
+        ("abi", f"{m.abi} ({'ok' if info.abi_ok else info.abi_message})"),
+        ("signature", info.signature_status),
+        ("capabilities", ", ".join(f"{k}: {', '.join(v)}" for k, v in m.capabilities.items())
+         or "none"),
+        ("loads as", ", ".join(f"{k}: {v}" for k, v in info.loads_as.items())),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        click.echo(f"{k:<{width}}  {v}")
+    click.echo("\ntemplates:")
+    for t in m.templates:
+        click.echo(f"  {t.id:<32} in={','.join(t.inports) or '-'} "
+                   f"out={','.join(t.outports) or '-'}  [{t.entry}]  {t.description}")
+    click.echo("\nartifacts:")
+    for a in m.artifacts:
+        here = "present" if a.path in info.members else "stripped"
+        click.echo(f"  {a.triple:<28} {a.kind:<7} {a.size:>9}  {here:<8} {a.path}")
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Private key file to write (the public key goes to OUT.pub).")
+@click.option("--force", is_flag=True, help="Overwrite an existing key.")
+def keygen(out: Path, force: bool) -> None:
+    """Create an Ed25519 signing key pair."""
+    priv, pub, kid = write_keypair(out, overwrite=force)
+    click.echo(f"key id {kid}\nprivate key {priv} (keep it secret)\npublic key  {pub} "
+               "(share it: 'reflow-pack trust add')")
+
+
+@main.command()
+@click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "key_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Private key to sign with.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file (default: sign PACK in place).")
+def sign(pack: Path, key_path: Path, out: Path | None) -> None:
+    """Sign PACK's manifest (other signatures are kept)."""
+    key = load_private_key(key_path)
+    head = read_bundle(pack, head_only=True)
+    sig = sign_manifest(head.manifest_bytes, key)
+    data = add_signatures(pack, [sig])
+    _write(out or pack, data)
+    click.echo(f"signed {out or pack} with key {sig.key_id}")
+
+
+@main.command()
+@click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "pub_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Verify against this public key instead of the trust store.")
+@_trust_dir
+def verify(pack: Path, pub_path: Path | None, trust_dir: Path | None) -> None:
+    """Check PACK's container, every member's hash, its signature and its ABI."""
+    b = read_bundle(pack)
+    m = b.manifest
+    if pub_path is not None:
+        pub = load_public_key(pub_path)
+        keys = {key_id(pub): pub}
+    else:
+        keys = TrustStore(trust_dir).keys()
+    signer = verify_manifest(b.manifest_bytes, b.signatures, keys, pack=f"pack {m.name!r}")
+    check_abi_compatible(m.abi_version, ABI_VERSION, what=f"pack {m.name!r} {m.version}")
+    present = ", ".join(b.present_triples())
+    click.echo(f"OK {m.name} {m.version}: signed by {signer}, {len(b.contents)} members "
+               f"match the manifest, triples present: {present}")
+
+
+@main.group()
+def trust() -> None:
+    """Manage the trust store of publisher keys."""
+
+
+@trust.command("add")
+@click.argument("key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_trust_dir
+def trust_add(key: Path, trust_dir: Path | None) -> None:
+    """Trust the public key in KEY (a .pub file)."""
+    store = TrustStore(trust_dir)
+    kid = store.add(key)
+    click.echo(f"trusted key {kid} ({store.path})")
+
+
+@trust.command("list")
+@_trust_dir
+def trust_list(trust_dir: Path | None) -> None:
+    """List trusted keys."""
+    store = TrustStore(trust_dir)
+    keys = store.list()
+    if not keys:
+        click.echo(f"no trusted keys in {store.path}", err=True)
+    for k in keys:
+        click.echo(f"{k.key_id}  {k.path}")
+
+
+@trust.command("remove")
+@click.argument("key_id")
+@_trust_dir
+def trust_remove(key_id: str, trust_dir: Path | None) -> None:
+    """Stop trusting KEY_ID (a key id or an unambiguous prefix)."""
+    removed = TrustStore(trust_dir).remove(key_id)
+    click.echo(f"removed key {removed}")
+
+
+if __name__ == "__main__":  # python -m reflow.tools._cli
+    sys.exit(main())

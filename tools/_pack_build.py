@@ -1,0 +1,308 @@
+"""Build a pack project (a folder with ``pack.toml``) into a ``.rflpack``; scaffold new ones.
+
+A project's ``pack.toml`` (PACK_FORMAT.md §6)::
+
+    [pack]
+    name = "my-pack"
+    version = "0.1.0"
+    description = "..."
+    license = "MIT"
+    authors = ["Me <me@example.com>"]
+    readme = "README.md"            # optional, shipped in the pack
+    license_file = "LICENSE"        # optional, shipped in the pack
+    targets = ["wasm32-unknown-unknown", "x86_64-unknown-linux-gnu"]   # default: all
+
+    [capabilities]
+    http = ["api.example.com"]
+
+    [[modules]]                     # one compiled module per entry; several templates each
+    name = "my_pack"
+    language = "c"
+    sources = ["src/my_pack.c"]
+
+Templates (ids, ports, config schema) come from the module itself — its describe document,
+read from the freshly built WebAssembly (or the host's native library) — unless the project
+lists ``[[templates]]`` explicitly. Building the same sources twice gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._errors import GuestBuildError, PackFormatError
+from ..abi._bundle import artifact_entry, build_bundle, file_entry
+from ..abi._manifest import (
+    KNOWN_TRIPLES,
+    PORTABLE_TRIPLE,
+    Artifact,
+    PackFile,
+    PackManifest,
+    TemplateSpec,
+    host_triples,
+    manifest_from_dict,
+    templates_from_describe,
+)
+from ..abi._signing import sign_manifest
+from ..abi._version import pack_abi_version
+from ._guest_build import NATIVE_TARGETS, WASM_TARGET, artifact_name, build_guest
+
+__all__ = [
+    "BUILD_TARGETS",
+    "PackProject",
+    "build_pack",
+    "new_project",
+    "pack_file_name",
+    "read_project",
+]
+
+#: Rust triple -> target name of reflow.tools._guest_build.
+BUILD_TARGETS: dict[str, str] = {
+    PORTABLE_TRIPLE: WASM_TARGET,
+    "x86_64-unknown-linux-gnu": "x86_64-linux-gnu",
+    "aarch64-unknown-linux-gnu": "aarch64-linux-gnu",
+    "x86_64-apple-darwin": "x86_64-macos",
+    "aarch64-apple-darwin": "aarch64-macos",
+    "x86_64-pc-windows-gnu": "x86_64-windows",
+}
+assert set(BUILD_TARGETS.values()) == {WASM_TARGET, *NATIVE_TARGETS}
+assert set(BUILD_TARGETS) == set(KNOWN_TRIPLES)
+
+PROJECT_FILE = "pack.toml"
+
+
+@dataclass
+class PackModule:
+    name: str
+    sources: list[Path]
+    language: str = "c"
+
+
+@dataclass
+class PackProject:
+    root: Path
+    meta: dict[str, Any]
+    modules: list[PackModule]
+    targets: list[str]
+    capabilities: dict[str, list[str]] = field(default_factory=dict)
+    templates: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _bad(project: Path, what: str) -> PackFormatError:
+    return PackFormatError(f"{project / PROJECT_FILE}: {what}", member=PROJECT_FILE)
+
+
+def read_project(root: str | os.PathLike[str]) -> PackProject:
+    """Parse and check ``root/pack.toml``."""
+    root = Path(root)
+    path = root / PROJECT_FILE
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise PackFormatError(f"{root} is not a pack project: no {PROJECT_FILE} "
+                              "(create one with 'reflow-pack new')") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise _bad(root, f"not valid TOML: {exc}") from exc
+    extra = sorted(set(doc) - {"pack", "capabilities", "modules", "templates"})
+    if extra:
+        raise _bad(root, f"unknown table [{extra[0]}]")
+    meta = doc.get("pack")
+    if not isinstance(meta, dict):
+        raise _bad(root, "needs a [pack] table with name and version")
+    targets = meta.pop("targets", list(KNOWN_TRIPLES))
+    if not isinstance(targets, list) or not all(t in BUILD_TARGETS for t in targets):
+        raise _bad(root, f"pack.targets must list triples from: {', '.join(KNOWN_TRIPLES)}")
+    modules = []
+    for i, mod in enumerate(doc.get("modules", [])):
+        if not isinstance(mod, dict) or not isinstance(mod.get("name"), str):
+            raise _bad(root, f"modules[{i}] needs a name")
+        if mod.get("language", "c") != "c":
+            raise _bad(root, f"modules[{i}].language {mod.get('language')!r}: only 'c' is "
+                             "supported by this build")
+        srcs = mod.get("sources")
+        if not isinstance(srcs, list) or not srcs or not all(isinstance(s, str) for s in srcs):
+            raise _bad(root, f"modules[{i}].sources must list source files")
+        modules.append(PackModule(mod["name"], [root / s for s in srcs]))
+    if not modules:
+        raise _bad(root, "needs at least one [[modules]] table")
+    return PackProject(root, meta, modules, list(targets), doc.get("capabilities", {}),
+                       doc.get("templates", []))
+
+
+def _describe(built: dict[str, Path], entry: str) -> list[TemplateSpec]:
+    """Templates from the module's own describe document (the author's code, at build time)."""
+    if WASM_TARGET in built:
+        from .._wasm_engine import WasmEngine
+
+        engine = WasmEngine(cache_dir=False)
+        try:
+            module = engine.load(built[WASM_TARGET].read_bytes(), name=entry)
+            return templates_from_describe(
+                sorted(module.templates.values(), key=lambda t: t.index), entry)
+        finally:
+            engine.close()
+    for triple in host_triples():
+        target = BUILD_TARGETS.get(triple)
+        if target in built:
+            from .._native_engine import NativeLibrary
+
+            lib = NativeLibrary(built[target])
+            return templates_from_describe(
+                sorted(lib.templates.values(), key=lambda t: t.index), entry)
+    raise GuestBuildError(
+        f"cannot read the templates of module {entry!r}: build {PORTABLE_TRIPLE} or this "
+        "host's triple, or list [[templates]] in pack.toml"
+    )
+
+
+def _compile(mod: PackModule, out: Path, targets: list[str], jobs: int | None) -> dict[str, Path]:
+    """build_guest, with macOS libraries given a fixed install name: the linker would
+    otherwise record the (temporary) output path, and the same sources would not give the
+    same bytes."""
+    macos = [t for t in targets if t.endswith("-macos")]
+    others = [t for t in targets if t not in macos]
+    built: dict[str, Path] = {}
+    if others:
+        built.update(build_guest(mod.sources, out, name=mod.name, targets=others, jobs=jobs))
+    if macos:
+        flags = [f"-Wl,-install_name,@rpath/{artifact_name(mod.name, macos[0])}"]
+        built.update(build_guest(mod.sources, out, name=mod.name, targets=macos, jobs=jobs,
+                                 extra_flags=flags))
+    return built
+
+
+def pack_file_name(manifest: PackManifest, triple: str | None = None) -> str:
+    stem = f"{manifest.name.replace('/', '-')}-{manifest.version}"
+    return f"{stem}-{triple}.rflpack" if triple else f"{stem}.rflpack"
+
+
+def build_pack(
+    project_dir: str | os.PathLike[str],
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    key: Any = None,
+    triples: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    jobs: int | None = None,
+) -> Path:
+    """Compile every module for every target, write ``out_dir/<name>-<version>.rflpack``
+    (default ``project/dist``), signed with ``key`` (an Ed25519 private key) if given."""
+    say = progress or (lambda _msg: None)
+    proj = read_project(project_dir)
+    wanted = list(triples) if triples else proj.targets
+    for t in wanted:
+        if t not in BUILD_TARGETS:
+            raise GuestBuildError(f"unknown triple {t!r}; known: {', '.join(KNOWN_TRIPLES)}",
+                                  target=t)
+    wanted = sorted(set(wanted), key=lambda t: KNOWN_TRIPLES.index(t))
+    contents: dict[str, bytes] = {}
+    artifacts: list[Artifact] = []
+    templates: list[TemplateSpec] = []
+    with tempfile.TemporaryDirectory(prefix="reflow-build-") as tmp:
+        for mod in proj.modules:
+            say(f"compiling {mod.name} for {', '.join(wanted)}")
+            built = _compile(mod, Path(tmp) / mod.name, [BUILD_TARGETS[t] for t in wanted],
+                             jobs)
+            for triple in wanted:
+                target = BUILD_TARGETS[triple]
+                data = built[target].read_bytes()
+                path = f"artifacts/{triple}/{artifact_name(mod.name, target)}"
+                kind = "wasm" if triple == PORTABLE_TRIPLE else "native"
+                contents[path] = data
+                artifacts.append(artifact_entry(mod.name, triple, kind, path, data))
+                say(f"  {path} ({len(data)} bytes)")
+            if not proj.templates:
+                templates += _describe(built, mod.name)
+    files: list[PackFile] = []
+    for key_name in ("readme", "license_file"):
+        rel = proj.meta.get(key_name)
+        if rel:
+            data = (proj.root / rel).read_bytes()
+            contents[rel] = data
+            files.append(file_entry(rel, data))
+    doc: dict[str, Any] = {
+        "format": 1,
+        "abi": pack_abi_version(),
+        **proj.meta,
+        "capabilities": proj.capabilities,
+        "templates": [t.to_dict() for t in templates] if templates else proj.templates,
+        "artifacts": [a.to_dict() for a in sorted(artifacts,
+                                                  key=lambda a: (a.entry, a.triple))],
+        "files": [f.to_dict() for f in files],
+    }
+    manifest = manifest_from_dict(doc)
+    mbytes = manifest.to_toml()
+    sigs = [sign_manifest(mbytes, key)] if key is not None else []
+    data = build_bundle(mbytes, contents, sigs)
+    out = Path(out_dir) if out_dir is not None else proj.root / "dist"
+    out.mkdir(parents=True, exist_ok=True)
+    target_path = out / pack_file_name(manifest)
+    tmp_path = target_path.with_name(target_path.name + ".tmp")
+    tmp_path.write_bytes(data)
+    os.replace(tmp_path, target_path)
+    say(f"wrote {target_path} ({len(data)} bytes{', signed' if sigs else ', UNSIGNED'})")
+    return target_path
+
+
+_C_TEMPLATE = """\
+/* {module}: a starter actor. Integer in -> Integer + config "add" (default 1) out. */
+#include "reflow.h"
+
+static int add_tick(reflow_ctx *ctx) {{
+    reflow_msg in;
+    if (!reflow_input(ctx, "in", &in) || in.kind != REFLOW_INTEGER)
+        return reflow_fail(ctx, "{name}: expected an Integer on 'in'");
+    reflow_output(ctx, "out", reflow_integer(in.i + reflow_config_int(ctx, "add", 1)));
+    return reflow_done(ctx);
+}}
+
+REFLOW_TEMPLATES(
+    {{.id = "{name}/add",
+     .description = "Adds config.add (default 1) to an Integer.",
+     .inports = "in",
+     .outports = "out",
+     .config_schema = "{{\\"type\\":\\"object\\","
+                      "\\"properties\\":{{\\"add\\":{{\\"type\\":\\"integer\\"}}}}}}",
+     .tick = add_tick}},
+)
+"""
+
+
+def new_project(directory: str | os.PathLike[str], *, name: str | None = None,
+                lang: str = "c", targets: Iterable[str] | None = None) -> Path:
+    """Scaffold a working pack project in ``directory`` (which must not exist or be empty)."""
+    root = Path(directory)
+    if lang != "c":
+        raise GuestBuildError(f"language {lang!r} is not supported yet; use --lang c")
+    if root.exists() and any(root.iterdir()):
+        raise PackFormatError(f"{root} exists and is not empty")
+    name = name or root.name
+    module = name.replace("-", "_").replace(".", "_").replace("/", "_")
+    # Validate the name the way the manifest will.
+    manifest_from_dict({
+        "format": 1, "name": name, "version": "0.1.0", "abi": pack_abi_version(),
+        "templates": [{"id": f"{name}/add", "entry": module}],
+        "artifacts": [{"entry": module, "triple": PORTABLE_TRIPLE, "kind": "wasm",
+                       "path": "a.wasm", "sha256": "0" * 64, "size": 0}],
+    })
+    (root / "src").mkdir(parents=True, exist_ok=True)
+    tlist = ", ".join(f'"{t}"' for t in (targets or KNOWN_TRIPLES))
+    (root / PROJECT_FILE).write_text(
+        f'[pack]\nname = "{name}"\nversion = "0.1.0"\ndescription = "A reflow pack."\n'
+        f'license = "MIT"\nauthors = []\nreadme = "README.md"\nlicense_file = "LICENSE"\n'
+        f"targets = [{tlist}]\n\n[capabilities]\n\n"
+        f'[[modules]]\nname = "{module}"\nlanguage = "c"\nsources = ["src/{module}.c"]\n',
+        "utf-8",
+    )
+    (root / "src" / f"{module}.c").write_text(_C_TEMPLATE.format(module=module, name=name),
+                                              "utf-8")
+    (root / "README.md").write_text(
+        f"# {name}\n\nA reflow pack. Build it with `reflow-pack build .`; its template "
+        f"`{name}/add` adds config `add` to an Integer.\n", "utf-8")
+    (root / "LICENSE").write_text("MIT License\n", "utf-8")
+    return root
