@@ -9,7 +9,8 @@ msgpack library.
 
 Encoding host values raises :class:`~reflow.MessageError` (a Stream, an Integer outside 64
 bits); decoding what a guest produced raises :class:`~reflow.GuestOutputError` naming the byte
-offset and what was wrong. Both directions are pure functions with no runtime state.
+offset and what was wrong. Both directions are pure functions with no runtime state;
+:class:`TickCodec` is the same codec with one node's port names precomputed, for the hot tick.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .._messages import Message
 
 __all__ = [
     "KIND_CODES",
+    "TickCodec",
     "TickResult",
     "decode_message",
     "decode_open",
@@ -35,7 +37,6 @@ __all__ = [
     "encode_result_done",
     "encode_result_fail",
     "encode_tick_input",
-    "encode_tick_input_into",
 ]
 
 #: Kind byte of every message kind. Stream (13) is reserved: ABI 1.0 cannot carry a live
@@ -165,76 +166,132 @@ def _append_entries(out: bytearray, entries: Any) -> None:
         _append_message(out, m, f"$.{port}")
 
 
-_ONE = b"\x01\x00"
-_join = b"".join
-
-
 def encode_tick_input(inputs: dict[str, Any]) -> bytes:
     """The input frame of one tick: u16 count, then (port, message) entries."""
-    if len(inputs) == 1:  # the common tick: one packet of a hot kind, no bytearray
-        ((port, m),) = inputs.items()
-        kind = m["type"]
-        if kind == "Integer":
-            v = m["data"]
-            if type(v) is int and -0x8000000000000000 <= v <= 0x7FFFFFFFFFFFFFFF:
-                return _ONE + (_PORT_CACHE.get(port) or _port_prefix(port)) + _INT.pack(3, v)
-        elif kind == "Bytes":
-            d = m["data"]
-            return _join(
-                (_ONE, _PORT_CACHE.get(port) or _port_prefix(port), _LEN.pack(6, len(d)), d)
-            )
     out = bytearray(_U16.pack(len(inputs)))
     _append_entries(out, inputs.items())
     return bytes(out)
 
 
-_INT_INPUT: dict[str, struct.Struct] = {}
-_BYTES_INPUT: dict[str, struct.Struct] = {}
+class TickCodec:
+    """The hot tick of one node, with everything that depends only on its ports precomputed.
 
+    Built once per node from its template's in- and out-ports. :meth:`encode_into` writes an
+    input frame straight into a buffer (a guest's linear memory); :meth:`decode_single` reads
+    a result frame that carries exactly one Integer or Bytes output on a declared out-port —
+    the common tick — straight from a buffer, and returns ``None`` for anything else, which
+    the caller then hands to :func:`decode_result`. Same bytes and same results as the general
+    functions (``tests/abi/test_codec.py`` checks both against every vector).
 
-def encode_tick_input_into(inputs: dict[str, Any], buf: Any, offset: int, capacity: int) -> int:
-    """Encode the input frame straight into a writable buffer (a guest's linear memory).
-
-    Returns the number of bytes written, or ``-needed`` when the frame needs more than
-    ``capacity`` bytes (nothing is written then). Same bytes as :func:`encode_tick_input`;
-    a single Integer or Bytes packet is packed in place without an intermediate object.
+    One codec per node, used by one tick at a time: it remembers the shape of the last result
+    it decoded, because a node's next result almost always has the same port and kind.
     """
-    if len(inputs) == 1:
-        ((port, m),) = inputs.items()
-        kind = m["type"]
-        if kind == "Integer":
-            v = m["data"]
-            if type(v) is int and -0x8000000000000000 <= v <= 0x7FFFFFFFFFFFFFFF:
-                st = _INT_INPUT.get(port)
-                if st is None:
-                    raw = _port_prefix(port)
-                    st = struct.Struct(f"<H{len(raw)}sBq")
-                    if len(_INT_INPUT) < 4096:
-                        _INT_INPUT[port] = st
-                if st.size > capacity:
-                    return -st.size
-                st.pack_into(buf, offset, 1, _PORT_CACHE.get(port) or _port_prefix(port), 3, v)
-                return st.size
-        elif kind == "Bytes":
-            d = m["data"]
-            st = _BYTES_INPUT.get(port)
-            if st is None:
-                raw = _port_prefix(port)
-                st = struct.Struct(f"<H{len(raw)}sBI")
-                if len(_BYTES_INPUT) < 4096:
-                    _BYTES_INPUT[port] = st
-            n = st.size + len(d)
-            if n > capacity:
-                return -n
-            st.pack_into(buf, offset, 1, _PORT_CACHE.get(port) or _port_prefix(port), 6, len(d))
-            buf[offset + st.size : offset + n] = d
-            return n
-    frame = encode_tick_input(inputs)
-    n = len(frame)
-    if n > capacity:
-        return -n
-    buf[offset : offset + n] = frame
-    return n
+
+    __slots__ = ("_inputs", "_last", "_outputs")
+
+    def __init__(self, inports: Any, outports: Any) -> None:
+        # in-port -> (Struct, head, size) of an Integer frame, then of a Bytes frame's header,
+        # where head = entry count 1 + port + kind byte: one pack_into writes the whole header.
+        self._inputs: dict[str, tuple[Any, ...]] = {}
+        for port in inports:
+            prefix = _port_prefix(port)
+            k = 3 + len(prefix)
+            as_int, as_bytes = struct.Struct(f"<{k}sq"), struct.Struct(f"<{k}sI")
+            self._inputs[port] = (
+                as_int,
+                b"\x01\x00" + prefix + b"\x03",
+                as_int.size,
+                as_bytes,
+                b"\x01\x00" + prefix + b"\x06",
+                as_bytes.size,
+            )
+        # head = status done + entry count 1 + port + kind byte -> (Struct reading the head and
+        # then the i64 value or the u32 length, its size, head, port, kind code)
+        self._outputs: dict[bytes, tuple[struct.Struct, int, bytes, str, int]] = {}
+        for port in outports:
+            prefix = _port_prefix(port)
+            for code, tail in ((3, "q"), (6, "I")):
+                head = b"\x00\x01\x00" + prefix + bytes((code,))
+                st = struct.Struct(f"<{len(head)}s{tail}")
+                self._outputs[head] = (st, st.size, head, port, code)
+        self._last: tuple[struct.Struct, int, bytes, str, int] | None = None
+
+    def encode_into(self, inputs: dict[str, Any], buf: Any, offset: int, capacity: int) -> int:
+        """Encode the input frame of ``inputs`` into ``buf[offset:]``.
+
+        Returns the number of bytes written, or ``-needed`` (writing nothing) when the frame
+        needs more than ``capacity`` bytes. Raises :class:`~reflow.MessageError` like
+        :func:`encode_tick_input` (the buffer may then hold part of a frame).
+        """
+        if len(inputs) == 1:
+            for port, m in inputs.items():
+                spec = self._inputs.get(port)
+                if spec is None:
+                    break
+                kind = m["type"]
+                if kind == "Integer":
+                    size = spec[2]
+                    if size > capacity:
+                        return -size
+                    try:
+                        spec[0].pack_into(buf, offset, spec[1], m["data"])
+                        return size
+                    except struct.error:
+                        break  # not a 64-bit int: the general encoder raises the right error
+                if kind == "Bytes":
+                    d = m["data"]
+                    size = spec[5]
+                    n = size + len(d)
+                    if n > capacity:
+                        return -n
+                    spec[3].pack_into(buf, offset, spec[4], n - size)
+                    buf[offset + size : offset + n] = d
+                    return n
+        frame = encode_tick_input(inputs)
+        n = len(frame)
+        if n > capacity:
+            return -n
+        buf[offset : offset + n] = frame
+        return n
+
+    def decode_single(self, view: memoryview, pos: int, end: int) -> dict[str, Message] | None:
+        """``{port: message}`` if ``view[pos:end]`` is a done result frame with exactly one
+        Integer or Bytes output on a declared out-port; else ``None`` (decode it in full).
+
+        ``end`` must not exceed ``len(view)``; nothing outside ``view[pos:end]`` is read or
+        trusted.
+        """
+        n = end - pos
+        spec = self._last
+        if spec is not None and n >= spec[1]:  # one unpack checks the head and reads on
+            head, value = spec[0].unpack_from(view, pos)
+            if head != spec[2]:
+                spec = None
+        else:
+            spec = None
+        if spec is None:
+            if n < 10:  # shorter than any frame this recognises
+                return None
+            k = 5 + view[pos + 3]
+            if k > n:  # never read past ``end``: a native guest's frame may end a mapping
+                return None
+            spec = self._outputs.get(view[pos : pos + k].tobytes())
+            if spec is None or n < spec[1]:
+                return None
+            self._last = spec
+            value = spec[0].unpack_from(view, pos)[1]
+        m = _new(Message)
+        if spec[4] == 3:
+            if n != spec[1]:
+                return None
+            m["type"] = "Integer"
+            m["data"] = value
+        else:
+            if value != n - spec[1]:
+                return None
+            m["type"] = "Bytes"
+            m["data"] = view[pos + spec[1] : end].tobytes()
+        return {spec[3]: m}
 
 
 def encode_outputs(outputs: Any) -> bytes:
@@ -467,23 +524,6 @@ def decode_result(buf: bytes) -> TickResult:
     if end == 0:
         raise _bad(0, "empty result frame")
     status = buf[0]
-    if status == 0 and end > 13 and buf[1] == 1 and buf[2] == 0:
-        # Hot path: exactly one output, an Integer or a Bytes. Any deviation falls through.
-        stop = 4 + buf[3]
-        port = _PORT_NAMES.get(buf[4:stop])
-        if port is not None and stop < end:
-            code = buf[stop]
-            if code == 3 and stop + 9 == end:
-                m = _new(Message)
-                m["type"] = "Integer"
-                m["data"] = _I64.unpack_from(buf, stop + 1)[0]
-                return _tuple_new(TickResult, (True, [(port, m)], ""))
-            n = end - 5 - stop
-            if code == 6 and n >= 0 and _U32.unpack_from(buf, stop + 1)[0] == n:
-                m = _new(Message)
-                m["type"] = "Bytes"
-                m["data"] = buf[stop + 5 :]
-                return _tuple_new(TickResult, (True, [(port, m)], ""))
     if status == STATUS_DONE:
         entries, pos = _read_entries(buf, 1, end)
         if pos != end:

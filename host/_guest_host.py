@@ -5,6 +5,10 @@ the tick's ``ctx``, with capability checks, output accounting and the output-por
 engines translate raw memory to bytes and call into a :class:`GuestNodeHost`; whatever it
 raises is kept in ``pending`` and re-raised on the Python side after the guest returns (an
 exception never crosses into guest code).
+
+Also the actors both engines build on: :class:`GuestActor` (a template, registered in a
+network) and :class:`GuestNodeActor` (one node: its ports, its tick codec, delivering a
+decoded result, and a close that is safe while a tick runs).
 """
 
 from __future__ import annotations
@@ -15,11 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._actor import Actor
 from ._errors import CapabilityError, GuestOutputError, OutputLimitError, SandboxError
 from ._messages import Message, as_message
-from .abi._codec import decode_message, decode_outputs, encode_message
+from .abi._codec import TickCodec, decode_message, decode_outputs, decode_result, encode_message
 
-__all__ = ["GuestGrants", "GuestLimits", "GuestNodeHost", "GuestTemplate", "parse_describe"]
+__all__ = [
+    "GuestActor",
+    "GuestGrants",
+    "GuestLimits",
+    "GuestNodeActor",
+    "GuestNodeHost",
+    "GuestTemplate",
+    "parse_describe",
+    "pick_template",
+]
 
 _LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 _MAX_LOG = 64 * 1024
@@ -324,6 +338,156 @@ class GuestNodeHost:
         if self.on_resume is not None:
             self.on_resume()
         return len(self.result)
+
+
+def pick_template(
+    templates: dict[str, GuestTemplate], template: str | None, name: str, owner: str
+) -> GuestTemplate:
+    """The template named ``template`` of guest ``name`` (``owner`` is how errors name it);
+    the only one when ``template`` is None."""
+    from ._errors import GuestABIError
+
+    names = ", ".join(sorted(templates))
+    if template is None:
+        if len(templates) != 1:
+            raise GuestABIError(
+                f"{owner} has {len(templates)} templates; name one of: {names}", component=name
+            )
+        template = next(iter(templates))
+    spec = templates.get(template)
+    if spec is None:
+        raise GuestABIError(
+            f"{owner} has no template {template!r}; it has: {names}", component=template
+        )
+    return spec
+
+
+class GuestActor(Actor):
+    """A template of a guest (a module or a library), registered in a network like any
+    actor. It never ticks itself: each node built from it gets its own per-node actor from
+    :meth:`open_node`, an instance of :attr:`node_type`."""
+
+    execution = "worker"
+    node_type: type[GuestNodeActor]
+
+    def __init__(self, template: GuestTemplate, limits: GuestLimits, grants: GuestGrants) -> None:
+        self.template = template
+        self.limits = limits
+        self.grants = grants
+        self.component = template.id
+        self.inports = list(template.inports)
+        self.outports = list(template.outports)
+        self.await_all_inports = template.await_all_inports
+
+    def open_node(self, node_id: str, config: dict[str, Any]) -> GuestNodeActor:
+        return self.node_type(self, node_id, config or {})
+
+    def run(self, ctx: Any) -> None:
+        raise SandboxError(
+            f"{self.component}: a {type(self).__name__} runs through the per-node actor that "
+            f"open_node() returns",
+            node=getattr(ctx, "node", ""),
+            component=self.component,
+        )
+
+
+class GuestNodeActor(Actor):
+    """One node of a guest. Subclasses open the guest-side node in ``__init__`` (and put it in
+    ``_owned``), implement :meth:`_tick` (one tick's guest call) and :meth:`_release` (free
+    the guest-side node; called exactly once).
+
+    No lock on the tick path: it relies on the runtime running **at most one tick of a node
+    at a time** (``Scheduler._run`` skips a ``busy`` node; ``_start_worker`` sets ``busy``
+    before the batch goes to a worker and only the scheduler thread clears it, in
+    ``_drain_completions``, after the whole batch returned), so ``run`` never overlaps
+    itself. What may overlap a tick is :meth:`close` from another thread (``Network.shutdown``
+    does not: it joins the workers first). ``run`` sets ``_running`` for the time it touches
+    guest memory; ``close`` marks the node closed and frees the guest only if no tick is
+    running, else the tick frees it on its way out; ``_release_once`` makes sure exactly one
+    of them does. Each step is one bytecode-level read or write, which the GIL orders.
+    """
+
+    execution = "worker"
+
+    def __init__(self, owner: GuestActor, node_id: str, config: dict[str, Any]) -> None:
+        # ``config`` is for the subclass, which opens the guest-side node with it.
+        t = owner.template
+        self.component = t.id
+        self.inports = list(t.inports)
+        self.outports = list(t.outports)
+        self.await_all_inports = t.await_all_inports
+        self.node = node_id
+        self.codec = TickCodec(t.inports, t.outports)
+        self._running = False
+        self._closing = False
+        self._owned: list[Any] = []  # the guest-side node; popped by exactly one releaser
+
+    def _closed_error(self) -> SandboxError:
+        return SandboxError(
+            f"node {self.node!r} ({self.component}) is closed",
+            node=self.node,
+            component=self.component,
+        )
+
+    def _refused(self, error: str) -> SandboxError:
+        return SandboxError(
+            f"node {self.node!r} ({self.component}): the guest refused to open: {error}",
+            node=self.node,
+            component=self.component,
+        )
+
+    def run(self, ctx: Any) -> None:
+        """One tick. The guard around :meth:`_tick` is the lock-free close protocol above."""
+        self._running = True  # before reading _closing
+        try:
+            if self._closing:
+                raise self._closed_error()
+            outputs = self._tick(ctx)
+        finally:
+            self._running = False
+            if self._closing:
+                self._release_once()
+        if outputs is not None:
+            ctx.done(outputs)
+
+    def _tick(self, ctx: Any) -> dict[str, Message] | None:
+        """Run the guest on ``ctx.inputs``. Return the outputs of a hot result for ``run`` to
+        deliver with ``ctx.done`` after the guard, or end the tick itself (``_finish``) and
+        return None."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _finish(ctx: Any, host: GuestNodeHost, frame: bytes) -> None:
+        """End the tick with a result frame the fast decoder did not take (several outputs,
+        other kinds, a fail, or something invalid)."""
+        try:
+            ok, outputs, error = decode_result(frame)
+        except GuestOutputError as exc:
+            raise host.tag(exc) from None
+        if not ok:
+            ctx.fail(error)
+            return
+        host.check_ports(outputs)
+        for port, msg in outputs:
+            ctx.emit(port, msg)
+        ctx.done()
+
+    def _release(self, owned: Any) -> None:
+        raise NotImplementedError
+
+    def _release_once(self) -> None:
+        try:
+            owned = self._owned.pop()  # atomic: a second caller finds the list empty
+        except IndexError:
+            return
+        self._release(owned)
+
+    def close(self) -> None:
+        """Free the guest-side node (idempotent). Safe while a tick runs: that tick frees
+        it when it returns; later ticks raise ``SandboxError: ... is closed``."""
+        self._closing = True
+        if not self._running:
+            self._release_once()
 
 
 def _text(raw: bytes) -> str:

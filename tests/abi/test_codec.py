@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from reflow._errors import GuestOutputError, MessageError
 from reflow._messages import Message
 from reflow.abi import (
@@ -27,7 +28,7 @@ from reflow.abi import (
     encode_result_fail,
     encode_tick_input,
 )
-from reflow.abi._codec import encode_tick_input_into
+from reflow.abi._codec import TickCodec
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -170,15 +171,121 @@ def test_garbage_never_crashes_the_decoder(raw: bytes) -> None:
         decode_result(raw)
 
 
+def _codec_for(inputs: dict[str, Message]) -> TickCodec:
+    return TickCodec(list(inputs), ["out", "in", "a"])
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.text(min_size=1, max_size=10), _messages, max_size=3))
-def test_encode_into_matches_encode(inputs: dict[str, Message]) -> None:
+def test_tick_codec_encode_into_matches_encode(inputs: dict[str, Message]) -> None:
     inputs = {p: m for p, m in inputs.items() if 0 < len(p.encode()) < 256}
     want = encode_tick_input(inputs)
-    buf = bytearray(b"\xee" * (len(want) + 8))
-    assert encode_tick_input_into(inputs, buf, 4, len(want)) == len(want)
-    assert bytes(buf[4 : 4 + len(want)]) == want
-    assert buf[:4] == b"\xee" * 4 and buf[4 + len(want) :] == b"\xee" * 4
-    small = bytearray(len(want))
-    assert encode_tick_input_into(inputs, small, 0, len(want) - 1) == -len(want)
-    assert small == bytearray(len(want))
+    for codec in (_codec_for(inputs), TickCodec([], [])):  # declared ports, and none
+        buf = bytearray(b"\xee" * (len(want) + 8))
+        assert codec.encode_into(inputs, buf, 4, len(want)) == len(want)
+        assert bytes(buf[4 : 4 + len(want)]) == want
+        assert buf[:4] == b"\xee" * 4 and buf[4 + len(want) :] == b"\xee" * 4
+        assert codec.encode_into(inputs, bytearray(len(want)), 0, len(want) - 1) == -len(want)
+
+
+@pytest.mark.parametrize(
+    "vector", [v for v in FRAMES if v["frame"] == "tick_input"], ids=lambda v: v["name"]
+)
+def test_tick_codec_encodes_input_vectors(vector: dict[str, Any]) -> None:
+    value = _frame_value(vector)
+    raw = bytes.fromhex(vector["hex"])
+    buf = bytearray(len(raw))
+    assert TickCodec(list(value), []).encode_into(value, buf, 0, len(raw)) == len(raw)
+    assert bytes(buf) == raw
+
+
+@pytest.mark.parametrize(
+    ("message", "fragment"),
+    [(Message.integer(2**63), "does not fit in 64 bits"), (Message.integer(1.5), "64 bits")],  # type: ignore[arg-type]
+)
+def test_tick_codec_rejects_like_the_encoder(message: Message, fragment: str) -> None:
+    with pytest.raises(MessageError, match=fragment):
+        TickCodec(["in"], []).encode_into({"in": message}, bytearray(64), 0, 64)
+
+
+def _decode_single(codec: TickCodec, raw: bytes) -> Any:
+    # Surrounded by other bytes, as in linear memory: nothing outside the frame may count.
+    before = b"\x00\x01\x00\x03out\x03"
+    view = memoryview(before + raw + b"\x06\x00\x00\x00\x00" * 4)
+    return codec.decode_single(view, len(before), len(before) + len(raw))
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [v for v in FRAMES if v["frame"] in ("result_done", "result_fail")],
+    ids=lambda v: v["name"],
+)
+def test_tick_codec_decodes_result_vectors_like_decode_result(vector: dict[str, Any]) -> None:
+    raw = bytes.fromhex(vector["hex"])
+    full = decode_result(raw)
+    ports = [p for p, _ in full.outputs]
+    got = _decode_single(TickCodec([], ports), raw)
+    hot = (
+        full.ok
+        and len(full.outputs) == 1
+        and full.outputs[0][1].kind in ("Integer", "Bytes")
+    )
+    if hot:
+        assert got == dict(full.outputs)
+        assert all(type(m) is Message for m in got.values())
+    else:
+        assert got is None
+    # An undeclared port is never taken by the fast decoder.
+    assert _decode_single(TickCodec([], ["zz"]), raw) is None
+
+
+@pytest.mark.parametrize("vector", INVALID, ids=[v["name"] for v in INVALID])
+def test_tick_codec_leaves_invalid_frames_to_decode_result(vector: dict[str, Any]) -> None:
+    raw = bytes.fromhex(vector["hex"])
+    assert _decode_single(TickCodec([], ["out", "in", "a", "x"]), raw) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40), st.sampled_from(["out", "in"]))
+def test_tick_codec_decode_agrees_with_decode_result(raw: bytes, port: str) -> None:
+    frame = bytes((0, 1, 0, len(port))) + port.encode() + raw
+    got = _decode_single(TickCodec([], [port]), frame)
+    if got is not None:
+        assert decode_result(frame).outputs == list(got.items())
+
+
+def test_tick_codec_decodes_the_hot_kinds() -> None:
+    codec = TickCodec([], ["out"])
+    for m in (Message.integer(-7), Message.bytes(b""), Message.bytes(bytes(range(256)) * 4)):
+        raw = encode_result_done([("out", m)])
+        assert _decode_single(codec, raw) == {"out": m}
+        assert _decode_single(codec, raw[:-1]) is None
+        assert _decode_single(codec, raw + b"\x00") is None
+
+
+def test_tick_codec_remembers_the_last_shape_without_trusting_it() -> None:
+    # The decoder first tries the shape of the previous result; every kind of change after it
+    # (port, kind, length, garbage) must still decode exactly like decode_result, or be None.
+    codec = TickCodec([], ["out", "in"])
+    frames = [
+        encode_result_done([("out", Message.integer(1))]),
+        encode_result_done([("out", Message.integer(2))]),
+        encode_result_done([("in", Message.integer(3))]),
+        encode_result_done([("in", Message.bytes(b"xyz"))]),
+        encode_result_done([("in", Message.bytes(b""))]),
+        encode_result_done([("in", Message.bytes(b"xyz"))])[:-1],
+        encode_result_done([("out", Message.string("s"))]),
+        encode_result_done([("out", Message.integer(4)), ("in", Message.integer(5))]),
+        encode_result_done([("out", Message.integer(6))]) + b"\x00",
+        encode_result_fail("no"),
+        encode_result_done([("out", Message.integer(7))]),
+    ]
+    for raw in frames:
+        got = _decode_single(codec, raw)
+        try:
+            full = decode_result(raw)
+        except GuestOutputError:
+            assert got is None
+            continue
+        hot = full.ok and len(full.outputs) == 1 and full.outputs[0][1].kind in ("Integer", "Bytes")
+        assert got == (dict(full.outputs) if hot else None), raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from reflow._errors import ABIVersionError, GuestABIError, ReflowError
 from reflow.abi import (
     ABI_VERSION,

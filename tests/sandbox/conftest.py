@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sandbox_helpers import TickCtx
+
 from reflow._wasm_engine import WasmEngine
 from reflow.tools._guest_build import SDK_DIR, build_guest, host_target
-from sandbox_helpers import TickCtx
 
 EXAMPLES = ("doubler", "counter", "stream", "await_all", "http", "echo")
 

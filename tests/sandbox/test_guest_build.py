@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from reflow._errors import GuestBuildError
 from reflow.tools._guest_build import (
     NATIVE_TARGETS,
@@ -104,10 +105,11 @@ def test_artifact_names(target: str, name: str) -> None:
 def test_wasi_libc_build_runs_in_the_sandbox(tmp_path: Path) -> None:
     """wasm32-wasi links wasi-libc (malloc etc.); echo makes no system call, so it imports no
     WASI and runs without the 'wasi' grant."""
+    from sandbox_helpers import TickCtx
+
     from reflow._messages import Message
     from reflow._wasm_engine import WasmEngine
     from reflow.tools._guest_build import WASI_TARGET
-    from sandbox_helpers import TickCtx
 
     path = build_guest(
         [SDK_DIR / "examples" / "echo.c"], tmp_path, name="echo", targets=[WASI_TARGET]

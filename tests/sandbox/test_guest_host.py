@@ -10,13 +10,21 @@ from typing import Any
 
 import pytest
 import wasmtime
+from sandbox_helpers import TickCtx
+
 from reflow._errors import GuestABIError, OutputLimitError
-from reflow._guest_host import GuestLimits, parse_describe
+from reflow._guest_host import (
+    GuestActor,
+    GuestGrants,
+    GuestLimits,
+    GuestNodeActor,
+    GuestTemplate,
+    parse_describe,
+)
 from reflow._messages import Message
 from reflow._native_engine import NativeLibrary
 from reflow._wasm_engine import WasmEngine
 from reflow.abi import encode_outputs
-from sandbox_helpers import TickCtx
 
 M = Message
 
@@ -165,3 +173,51 @@ def test_wasi_granted_gives_an_empty_context_with_stdout_logged(
     assert port == "out" and msg.kind == "Bytes" and len(msg["data"]) == 8
     assert any("hi from wasi" in r.getMessage() for r in caplog.records)
     node.close()
+
+
+class _BlockingNode(GuestNodeActor):
+    """A node whose tick blocks until told to go on; records what it released."""
+
+    def __init__(self, owner: GuestActor, node_id: str, config: dict[str, Any]) -> None:
+        super().__init__(owner, node_id, config)
+        self._owned.append("guest-side node")
+        self.released: list[str] = []
+        self.started = threading.Event()
+        self.go_on = threading.Event()
+
+    def run(self, ctx: Any) -> None:
+        self._running = True
+        try:
+            if self._closing:
+                raise self._closed_error()
+            self.started.set()
+            self.go_on.wait(5)
+        finally:
+            self._running = False
+            if self._closing:
+                self._release_once()
+
+    def _release(self, owned: Any) -> None:
+        self.released.append(owned)
+
+
+class _BlockingActor(GuestActor):
+    node_type = _BlockingNode
+
+
+def test_guest_node_close_waits_for_a_running_tick_without_a_lock() -> None:
+    template = GuestTemplate(id="t/block", inports=("in",), outports=("out",))
+    node = _BlockingActor(template, GuestLimits(), GuestGrants()).open_node("b", {})
+    assert isinstance(node, _BlockingNode)
+    t = threading.Thread(target=node.run, args=(TickCtx(),))
+    t.start()
+    assert node.started.wait(5)
+    node.close()
+    assert node.released == []  # the tick is still using it
+    node.go_on.set()
+    t.join()
+    assert node.released == ["guest-side node"]
+    node.close()
+    assert node.released == ["guest-side node"]  # exactly once
+    with pytest.raises(Exception, match="is closed"):
+        node.run(TickCtx())

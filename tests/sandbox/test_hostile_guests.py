@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import wasmtime
+from sandbox_helpers import TickCtx
+
 from reflow import Message, Network
 from reflow._errors import (
     ABIVersionError,
@@ -29,7 +31,6 @@ from reflow._errors import (
 from reflow._guest_host import GuestGrants, GuestLimits
 from reflow._wasm_engine import WasmEngine
 from reflow.abi import encode_outputs, encode_result_done
-from sandbox_helpers import TickCtx
 
 M = Message
 DESCRIBE = (
@@ -146,6 +147,8 @@ ROWS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], str, type,
      {"imports": HTTP_IMPORT, "data": HTTP_REQ, "tick": CALL_HTTP, "describe": UNDECLARED_HTTP},
      {}, {"http_hosts": ("*",)}, "tick", CapabilityError,
      "template does not declare the 'http' capability"),
+    ("length_with_the_high_bit_set", {"tick": _slice(3000, 0xFFFFFFF0)}, {}, {}, "tick",
+     OutputLimitError, "4294967280 output bytes"),
     ("pointer_outside_memory", {"tick": _slice(0xFFFF0000, 16)}, {}, {}, "tick",
      GuestOutputError, "outside the guest's linear memory"),
     ("import_pointer_outside_memory",
@@ -252,6 +255,56 @@ def test_timeout_is_a_trap_with_its_limit(hostile_engine: WasmEngine) -> None:
     assert isinstance(info.value, GuestTrap)
     assert info.value.limit_ms == 20
     assert info.value.trap_code == "INTERRUPT"
+    node.close()
+
+
+def test_a_tick_over_the_output_cap_does_not_count_against_the_next(
+    hostile_engine: WasmEngine,
+) -> None:
+    # Big input -> a result slice over the cap; small input -> an empty done frame.
+    tick = (f"(if (result i64) (i32.gt_u (local.get 1) (i32.const 100)) "
+            f"(then {_slice(0, 2 * MIB)}) (else {DONE_EMPTY}))")
+    actor = hostile_engine.load(guest(tick=tick, memory="64")).actor(
+        limits=GuestLimits(output_bytes=MIB)
+    )
+    node = actor.open_node("cap", {})
+    for _ in range(2):
+        with pytest.raises(OutputLimitError, match="produced 2097152 output bytes"):
+            node.run(TickCtx({"in": M.bytes(bytes(200))}))
+        ctx = TickCtx({"in": M.integer(1)})
+        node.run(ctx)
+        assert ctx.outputs == [] and ctx.error is None
+    node.close()
+
+
+def test_close_during_a_tick_frees_the_store_after_the_tick(
+    hostile_engine: WasmEngine,
+) -> None:
+    # run() takes no lock; a close() from another thread while a tick runs must not free the
+    # store under the guest: the tick frees it on its way out, and later ticks raise.
+    actor = hostile_engine.load(guest(tick="(loop $l (br $l)) (i64.const 0)")).actor(
+        limits=GuestLimits(tick_ms=200)
+    )
+    node = actor.open_node("spin", {})
+    errors: list[BaseException] = []
+
+    def tick() -> None:
+        try:
+            node.run(TickCtx({"in": M.integer(1)}))
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=tick)
+    t.start()
+    while not node._running:  # type: ignore[attr-defined]
+        pass
+    node.close()
+    assert node._inst is not None  # type: ignore[attr-defined]  # still in use by the tick
+    t.join()
+    assert len(errors) == 1 and isinstance(errors[0], GuestTimeout)
+    assert node._inst is None  # type: ignore[attr-defined]
+    with pytest.raises(SandboxError, match="is closed"):
+        node.run(TickCtx({"in": M.integer(1)}))
     node.close()
 
 

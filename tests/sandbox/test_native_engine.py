@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_helpers import TickCtx
+
 from reflow import Message, Network
 from reflow._errors import CapabilityError, GuestABIError, OutputLimitError, SandboxError
 from reflow._guest_host import GuestGrants, GuestLimits
 from reflow._native_engine import NativeLibrary
-from sandbox_helpers import TickCtx
 
 M = Message
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from reflow._messages import Message
 from reflow._wasm_engine import WasmEngine, WasmNodeActor
 from reflow.abi import VECTORS_DIR, decode_result, encode_result_done

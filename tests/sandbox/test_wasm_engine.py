@@ -7,18 +7,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_helpers import TickCtx
+
 from reflow._errors import GuestABIError, SandboxError
 from reflow._guest_host import GuestLimits
 from reflow._messages import Message
 from reflow._wasm_engine import WasmEngine, WasmNodeActor
-from sandbox_helpers import TickCtx
 
 M = Message
 
 
-@pytest.fixture(params=[True, False], ids=["fast", "public"])
+@pytest.fixture(
+    params=[(True, 256 << 20), (False, 256 << 20), (True, None)],
+    ids=["fast", "public", "fast-movable-memory"],
+)
 def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    eng = WasmEngine(cache_dir=tmp_path / "cache", fast_path=request.param)
+    # Without a fixed reservation the memory may move: no view over it, base re-read per tick.
+    fast, reservation = request.param
+    eng = WasmEngine(cache_dir=tmp_path / "cache", fast_path=fast, memory_reservation=reservation)
     yield eng
     eng.close()
 

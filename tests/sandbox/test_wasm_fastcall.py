@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import wasmtime
+from sandbox_helpers import TickCtx
+
 from reflow import _wasm_fastcall as fastcall
 from reflow._messages import Message
 from reflow._wasm_engine import WasmEngine
-from sandbox_helpers import TickCtx
 
 
 def test_fast_path_is_available_with_the_pinned_wasmtime() -> None:
@@ -62,6 +63,27 @@ def test_fast_path_trap_comes_back_as_a_trap() -> None:
     _value, err = f(1, 2)
     assert isinstance(err, wasmtime.Trap)
     assert err.trap_code == wasmtime.TrapCode.UNREACHABLE
+
+
+def test_bound_call_returns_results_and_recovers_from_a_trap() -> None:
+    # The engine's per-tick call: arguments in args[0], args[2]; result in args[0].
+    wat = """(module (func (export "div") (param i32 i32) (result i64)
+        (i64.extend_i32_u (i32.div_u (local.get 0) (local.get 1)))))"""
+    store = wasmtime.Store(wasmtime.Engine())
+    inst = wasmtime.Instance(store, wasmtime.Module(store.engine, wasmtime.wat2wasm(wat)), [])
+    bound = fastcall.FastPath(store).bind(inst.exports(store)["div"], 2)  # type: ignore[arg-type]
+    for a, b, want in ((84, 2, 42), (1, 0, None), (9, 3, 3)):
+        bound.args[0], bound.args[2] = a, b
+        err = bound.call()
+        if want is None:
+            assert bound.trap.value
+            trap = bound.failure(err)
+            assert isinstance(trap, wasmtime.Trap)
+            assert trap.trap_code == wasmtime.TrapCode.INTEGER_DIVISION_BY_ZERO
+            assert not bound.trap.value
+        else:
+            assert not err and not bound.trap.value
+            assert bound.args[0] == want
 
 
 @pytest.mark.parametrize("fast", [True, False])

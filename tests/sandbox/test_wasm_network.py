@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from reflow import Actor, Message, Network
 from reflow._wasm_engine import WasmEngine
 
