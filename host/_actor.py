@@ -223,16 +223,27 @@ class BufferedContext(ActorContext):
     __slots__ = ("_outputs",)
 
     def __init__(self, sched: Any, node: _Node) -> None:
-        super().__init__(sched, node)
-        self._outputs: list[tuple[str, Any]] = []
+        # flat on purpose: one of these is built per worker tick on the scheduler thread
+        self._sched = sched
+        self._node = node
+        self.inputs = {}
+        self._state = _OPEN
+        self._emitted = None
+        self._error = None
+        self._outputs: Any = ()
 
     def done(self, outputs: dict[str, Any] | None = None) -> None:
         if self._state:
             self._misuse("done")
         self._state = _DONE
-        if self._emitted:
-            self._outputs.extend(self._emitted)
-            self._emitted = None
+        if self._emitted is None:
+            if type(outputs) is dict:  # the common case: keep the dict as it is
+                self._outputs = outputs
+                return
+            if outputs is None:
+                return
+        pairs = list(self._emitted or ())
+        self._emitted = None
         if outputs:
             if not isinstance(outputs, dict):
                 raise TickStateError(
@@ -241,7 +252,13 @@ class BufferedContext(ActorContext):
                     node=self._node.id,
                     component=self._node.component,
                 )
-            self._outputs.extend(outputs.items())
+            pairs.extend(outputs.items())
+        self._outputs = pairs
+
+    def output_pairs(self) -> Any:
+        """The tick's packets as (port, message) pairs, in order."""
+        out = self._outputs
+        return out.items() if type(out) is dict else out
 
     def send(self, messages: dict[str, Any]) -> None:
         if self._state:

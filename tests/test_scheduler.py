@@ -1026,3 +1026,42 @@ def test_more_blocked_worker_senders_than_pool_threads(workers: int) -> None:
         workers=workers,
     )
     run_spec(spec, timeout=5)
+
+
+def test_worker_run_batch_gets_whole_batches_and_reports_each_tick() -> None:
+    """An actor with run_batch receives several ticks per call; a tick it reports as failed
+    fails alone, the others deliver, in order."""
+    sizes: list[int] = []
+
+    class Batched(Actor):
+        component = "batched"
+        inports = ["in"]
+        outports = ["out"]
+        execution = "worker"
+
+        def run(self, ctx: Any) -> None:
+            ctx.done({"out": Message.integer(ctx.inputs["in"]["data"] * 10)})
+
+        def run_batch(self, ctxs: list[Any]) -> list[BaseException | None]:
+            sizes.append(len(ctxs))
+            errors: list[BaseException | None] = []
+            for ctx in ctxs:
+                n = ctx.inputs["in"]["data"]
+                if n == 7:
+                    errors.append(ValueError("seven is refused"))
+                    continue
+                ctx.done({"out": Message.integer(n * 10)})
+                errors.append(None)
+            return errors
+
+    net = Network(capacity=64)
+    net.register_actor("b", Batched())
+    net.add_node("b", "b")
+    out = net.collect("b", "out")
+    for i in range(50):
+        net.add_initial("b", "in", Message.integer(i))
+    summary = net.run(timeout=30)
+    net.shutdown()
+    assert out.values() == [i * 10 for i in range(50) if i != 7]
+    assert summary.failure_count == 1 and "seven is refused" in summary.failures[0].error
+    assert max(sizes) > 1 and sum(sizes) >= 49
