@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from reflow._errors import ReflowError, StreamError
 from reflow._streams import Stream, StreamChannel, StreamReader, take_stream
 
