@@ -16,6 +16,8 @@ from typing import Any
 
 __all__ = ["EVENT_TYPES", "EventHub", "EventStream"]
 
+_now = time.time
+
 EVENT_TYPES = (
     "NetworkStarted",
     "ActorStarted",
@@ -55,22 +57,22 @@ class EventStream:
 
     def __init__(self, hub: EventHub, maxlen: int) -> None:
         self._hub = hub
-        self._buf: deque[tuple[Any, ...]] = deque()
-        self._maxlen = maxlen
+        # a full deque drops its oldest entry by itself; ``lost`` is derived from counts
+        self._buf: deque[tuple[Any, ...]] = deque(maxlen=maxlen)
         self._cond = threading.Condition(threading.Lock())
         self._waiting = False
-        self.lost = 0
+        self._start = hub.seq
+        self._taken = 0
         self.closed = False
 
-    def _push(self, ev: tuple[Any, ...]) -> None:
-        buf = self._buf
-        if len(buf) >= self._maxlen:
-            buf.popleft()
-            self.lost += 1
-        buf.append(ev)
-        if self._waiting:
-            with self._cond:
-                self._cond.notify_all()
+    @property
+    def lost(self) -> int:
+        """Events dropped because this subscriber fell behind."""
+        return self._hub.seq - self._start - self._taken - len(self._buf)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def _close(self) -> None:
         self.closed = True
@@ -96,6 +98,7 @@ class EventStream:
             ev = buf.popleft()
         except IndexError:
             return None
+        self._taken += 1
         return _as_dict(ev)
 
     async def arecv(self, timeout_ms: int = 0) -> dict[str, Any] | None:
@@ -112,9 +115,11 @@ class EventStream:
         out = []
         while True:
             try:
-                out.append(_as_dict(self._buf.popleft()))
+                ev = self._buf.popleft()
             except IndexError:
                 return out
+            self._taken += 1
+            out.append(_as_dict(ev))
 
     def close(self) -> None:
         """Stop receiving events (idempotent)."""
@@ -132,9 +137,9 @@ class EventStream:
 
 
 def _as_dict(ev: tuple[Any, ...]) -> dict[str, Any]:
-    kind, ts = ev[0], ev[1]
-    out: dict[str, Any] = {"_type": kind, "timestamp": ts}
-    for name, value in zip(_FIELDS[kind], ev[2:], strict=False):
+    kind, ts, fields = ev
+    out: dict[str, Any] = {"_type": kind, "timestamp": int(ts * 1000)}
+    for name, value in zip(_FIELDS[kind], fields, strict=False):
         out[name] = value
     if kind == "MessageSent":
         msg = out["message"]
@@ -149,6 +154,7 @@ class EventHub:
     def __init__(self) -> None:
         self._subs: list[EventStream] = []
         self.active = False
+        self.seq = 0  # events published so far
 
     def subscribe(self, maxlen: int = 65536) -> EventStream:
         stream = EventStream(self, maxlen)
@@ -161,9 +167,12 @@ class EventHub:
         self.active = bool(self._subs)
 
     def publish(self, kind: str, *fields: Any) -> None:
-        ev = (kind, int(time.time() * 1000), *fields)
+        ev = (kind, _now(), fields)
+        self.seq += 1
         for sub in self._subs:
-            sub._push(ev)
+            sub._buf.append(ev)
+            if sub._waiting:
+                sub._wake()
 
     def close(self) -> None:
         for sub in self._subs:
