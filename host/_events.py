@@ -112,7 +112,7 @@ class EventStream:
 
     def drain(self) -> list[dict[str, Any]]:
         """Every event buffered right now, oldest first."""
-        out = []
+        out: list[dict[str, Any]] = []
         while True:
             try:
                 ev = self._buf.popleft()
