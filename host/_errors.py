@@ -29,16 +29,25 @@ one boundary per dependency and chained with ``raise ... from exc``::
     │   ├── CapabilityError       a host function the guest was not granted (.capability)
     │   └── OutputLimitError      a tick produced more output bytes than allowed (.size, .limit)
     ├── GuestBuildError           compiling a guest from source failed (.target, .stderr)
-    └── PackError                 a pack cannot be built, read, verified or loaded (.pack)
-        ├── PackFormatError       not a valid .rflpack or manifest (.member, .field)
-        │   └── UnsafeArchiveError traversal, link, duplicate, oversize entry, bomb (.member)
-        ├── PackSignatureError    unsigned, or a signature that does not verify (.key_id)
-        │   └── UntrustedKeyError signed by a key that is not in the trust store (.key_id)
-        ├── PackIntegrityError    bytes that do not match the manifest (.file, .expected, .actual)
-        ├── PlatformError         no artifact for this host's triple (.wanted, .available)
-        ├── PackNotFoundError     load_pack(name) names no installed pack (.pack)
-        ├── PackVetoError         a plugin refused to let the pack load (.plugin, .reason)
-        └── TemplateConflictError a template id another owner already provides (.template, .owner)
+    ├── PackError                 a pack cannot be built, read, verified or loaded (.pack)
+    │   ├── PackFormatError       not a valid .rflpack or manifest (.member, .field)
+    │   │   └── UnsafeArchiveError traversal, link, duplicate, oversize entry, bomb (.member)
+    │   ├── PackSignatureError    unsigned, or a signature that does not verify (.key_id)
+    │   │   └── UntrustedKeyError signed by a key that is not in the trust store (.key_id)
+    │   ├── PackIntegrityError    bytes that do not match the manifest (.file, .expected, .actual)
+    │   ├── PlatformError         no artifact for this host's triple (.wanted, .available)
+    │   ├── PackNotFoundError     load_pack(name) names no installed pack (.pack)
+    │   ├── PackVetoError         a plugin refused to let the pack load (.plugin, .reason)
+    │   └── TemplateConflictError a template id another owner already provides (.template, .owner)
+    └── RegistryError             talking to a pack registry went wrong (.url)
+        ├── RegistryHTTPError     the registry answered with an error (.status, .code)
+        │   ├── RegistryAuthError missing, invalid or expired token; scope or namespace refused
+        │   └── RegistryNotFoundError no such namespace, pack, version or variant
+        ├── RegistryIntegrityError a download's size or sha256 is not what was published
+        │                         (.what, .expected, .actual)
+        ├── RegistrySignatureError a downloaded pack's signature does not verify (.key_id)
+        └── RegistryUnavailableError the registry cannot be reached (after retries) and the
+                                  cache cannot answer
 """
 
 from __future__ import annotations
@@ -69,6 +78,13 @@ __all__ = [
     "PlatformError",
     "PortTypeError",
     "ReflowError",
+    "RegistryAuthError",
+    "RegistryError",
+    "RegistryHTTPError",
+    "RegistryIntegrityError",
+    "RegistryNotFoundError",
+    "RegistrySignatureError",
+    "RegistryUnavailableError",
     "RunTimeout",
     "SandboxError",
     "StreamError",
@@ -393,3 +409,61 @@ class TemplateConflictError(PackError):
         super().__init__(message, pack=pack)
         self.template = template
         self.owner = owner
+
+
+# -- registry (issue 5) ------------------------------------------------------------------------
+
+
+class RegistryError(ReflowError):
+    """Talking to a pack registry went wrong. ``url`` is the request's URL when known."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class RegistryHTTPError(RegistryError):
+    """The registry answered with an error status. ``status`` is the HTTP status and ``code``
+    the registry's machine-readable error code (``"version_exists"``, ``"too_large"``, ...;
+    ``"http_<status>"`` when the body carried none)."""
+
+    def __init__(self, message: str, *, status: int, code: str, url: str = "") -> None:
+        super().__init__(message, url=url)
+        self.status = status
+        self.code = code
+
+
+class RegistryAuthError(RegistryHTTPError):
+    """401 or 403: the token is missing, invalid or expired, or lacks the scope or namespace."""
+
+
+class RegistryNotFoundError(RegistryHTTPError, LookupError):
+    """404: no such namespace, pack, version, or no variant for the requested triple."""
+
+
+class RegistryIntegrityError(RegistryError):
+    """A downloaded file is not what the registry published: ``what`` is ``"size"`` or
+    ``"sha256"``, with the ``expected`` and ``actual`` values. Never raised for an HTTP
+    error status (a 404 is a :class:`RegistryNotFoundError`)."""
+
+    def __init__(
+        self, message: str, *, what: str, expected: str, actual: str, url: str = ""
+    ) -> None:
+        super().__init__(message, url=url)
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+
+
+class RegistrySignatureError(RegistryError):
+    """A downloaded pack (or its published manifest) does not verify against the local
+    trust store: unsigned, signed by an untrusted key, or tampered. ``key_id`` names the key."""
+
+    def __init__(self, message: str, *, key_id: str = "", url: str = "") -> None:
+        super().__init__(message, url=url)
+        self.key_id = key_id
+
+
+class RegistryUnavailableError(RegistryError):
+    """The registry could not be reached (connection refused, timeouts, 5xx after every
+    retry) and the local cache could not answer instead."""

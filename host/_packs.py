@@ -362,9 +362,17 @@ def load_pack(
     prefer: str = "native",
     cache_dir: str | os.PathLike[str] | None = None,
     limits: BundleLimits | None = None,
+    registry: str | None = None,
+    registry_options: Mapping[str, Any] | None = None,
 ) -> LoadedPack:
     """Verify and load a pack (a ``.rflpack`` file, or the name of an installed pack) and
     register its templates in the catalog. Idempotent; see the module docstring.
+
+    With ``registry`` (a URL), ``path_or_name`` may be ``"namespace/name@range"``: the
+    variant for this machine is downloaded (or taken from the download cache when the
+    registry cannot be reached), verified against ``trust`` and loaded.
+    ``registry_options`` go to ``reflow.registry.RegistryClient`` (``token``, ``cache_dir``,
+    ``offline``, ...).
 
     ``trust``: the trust store (default: ``TrustStore()``). ``allow_unsigned``: development
     only — accept unsigned or untrusted packs (sandboxed code only), with a warning.
@@ -382,6 +390,12 @@ def load_pack(
             loaded = _loaded.get(str(path_or_name).split("@", 1)[0])
             if loaded is not None and not _looks_like_path(str(path_or_name)):
                 return loaded
+        if registry is not None and not _looks_like_path(str(path_or_name)):
+            from .registry._client import install_pack
+
+            options = dict(registry_options or {})
+            options.setdefault("trust", store)
+            path_or_name = install_pack(str(path_or_name), registry, **options).path
         head = _head(path_or_name, root, limits)
         m = head.manifest
         digest = hashlib.sha256(head.manifest_bytes).hexdigest()

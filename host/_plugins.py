@@ -109,6 +109,9 @@ def plugin_manager() -> pluggy.PluginManager:
             pm.add_hookspecs(hookspecs)
             pm.register(WasmEnginePlugin(), name="reflow.engine.wasm")
             pm.register(NativeEnginePlugin(), name="reflow.engine.native")
+            from ._extism_engine import ExtismEnginePlugin  # extism itself loads on first use
+
+            pm.register(ExtismEnginePlugin(), name="reflow.engine.extism")
             try:
                 pm.load_setuptools_entrypoints(PLUGINS_GROUP)
             except Exception as exc:  # a broken third-party plugin must not break reflow

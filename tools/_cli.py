@@ -27,6 +27,7 @@ from ..abi._signing import (
     write_keypair,
 )
 from ..abi._version import ABI_VERSION, check_abi_compatible
+from ._registry_cli import add_registry_commands
 
 __all__ = ["main"]
 
@@ -240,6 +241,8 @@ def trust_remove(key_id: str, trust_dir: Path | None) -> None:
     removed = TrustStore(trust_dir).remove(key_id)
     click.echo(f"removed key {removed}")
 
+
+add_registry_commands(main)  # publish, install, search, yank (reflow.registry client)
 
 if __name__ == "__main__":  # python -m reflow.tools._cli
     sys.exit(main())

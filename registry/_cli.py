@@ -1,0 +1,232 @@
+"""``reflow-registry``: run a registry and administer its data directory.
+
+``serve`` runs the app with uvicorn on the embedded defaults (SQLite + blobs under
+``--data``). ``token``, ``key`` and ``namespace`` work directly on the data directory, so
+they need no running server (and are safe while one runs: SQLite in WAL mode). The data
+directory is ``--data``, else ``$REFLOW_REGISTRY_DATA``, else ``./registry-data``.
+
+A failure prints one line, ``error: ...``, and exits 1; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .._errors import ReflowError
+from ._auth import SCOPES, Authenticator
+from ._storage import LocalStorage
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ReflowError, ValueError, OSError) as exc:
+            if ctx.params.get("debug") or os.environ.get("REFLOW_DEBUG"):
+                raise
+            click.echo(f"error: {str(exc).strip()}", err=True)
+            ctx.exit(1)
+
+
+_data = click.option(
+    "--data", "data", type=click.Path(file_okay=False, path_type=Path),
+    envvar="REFLOW_REGISTRY_DATA", default=Path("registry-data"), show_default=True,
+    help="Registry data directory (index + blobs); env REFLOW_REGISTRY_DATA.",
+)
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    mult = units.get(t[-1:], 1)
+    try:
+        return int(float(t[:-1] if mult > 1 else t) * mult)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a size (e.g. 256M)") from None
+
+
+def _ensure_namespace(auth: Authenticator, name: str, owner: str | None) -> None:
+    if name != "*" and auth.storage.get_namespace(name) is None:
+        who = owner or os.environ.get("USER") or "admin"
+        auth.create_namespace(name, who)
+        click.echo(f"created namespace {name!r} (owner {who})", err=True)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="reflow", prog_name="reflow-registry")
+def main(debug: bool) -> None:
+    """Run and administer a private reflow pack registry."""
+
+
+@main.command()
+@_data
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8700, show_default=True, type=int)
+@click.option("--max-upload", default="256M", show_default=True,
+              help="Largest pack accepted (bytes, or with K/M/G).")
+@click.option("--private", is_flag=True,
+              help="Require a read token for search and downloads too.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(data: Path, host: str, port: int, max_upload: str, private: bool,
+          log_level: str) -> None:
+    """Serve the registry in DATA over HTTP (uvicorn)."""
+    import uvicorn
+
+    from ._app import RegistryConfig, create_app
+
+    storage = LocalStorage(data)
+    temps, blobs = storage.collect_garbage()
+    if temps or blobs:
+        click.echo(f"removed {temps} abandoned upload(s) and {blobs} unreferenced blob(s)",
+                   err=True)
+    app = create_app(storage, RegistryConfig(max_upload=_size(max_upload),
+                                             anonymous_read=not private))
+    click.echo(f"reflow registry on http://{host}:{port} (data: {storage.root})", err=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                    timeout_keep_alive=30)
+    finally:
+        storage.close()
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """Create, list and revoke API tokens."""
+
+
+@token.command("create")
+@_data
+@click.option("--namespace", required=True, help="Namespace the token acts in ('*': all).")
+@click.option("--scope", type=click.Choice(SCOPES), required=True)
+@click.option("--ttl-days", type=float, default=None, help="Expire after this many days.")
+@click.option("--label", default="", help="What the token is for (shown by 'token list').")
+@click.option("--owner", default=None, help="Owner if the namespace must be created.")
+def token_create(data: Path, namespace: str, scope: str, ttl_days: float | None, label: str,
+                 owner: str | None) -> None:
+    """Create a token and print it (once: only its hash is stored)."""
+    with LocalStorage(data) as storage:
+        auth = Authenticator(storage)
+        _ensure_namespace(auth, namespace, owner)
+        rec, secret = auth.create_token(namespace, scope, label=label,
+                                        ttl=ttl_days * 86400 if ttl_days else None)
+    expiry = time.strftime("%Y-%m-%d", time.gmtime(rec.expires_at)) if rec.expires_at else \
+        "never"
+    click.echo(f"token {rec.token_id}: scope {scope} in {namespace}, expires {expiry}",
+               err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@_data
+def token_list(data: Path) -> None:
+    """List tokens (ids, never secrets)."""
+    now = time.time()
+    with LocalStorage(data) as storage:
+        for t in storage.list_tokens():
+            state = "revoked" if t.revoked else (
+                "expired" if t.expires_at and t.expires_at <= now else "active")
+            exp = time.strftime("%Y-%m-%d", time.gmtime(t.expires_at)) if t.expires_at else "-"
+            click.echo(f"{t.token_id}  {t.namespace:<16} {t.scope:<8} {state:<8} "
+                       f"expires {exp:<10} {t.label}")
+
+
+@token.command("revoke")
+@_data
+@click.argument("token_id")
+def token_revoke(data: Path, token_id: str) -> None:
+    """Revoke a token by its id."""
+    with LocalStorage(data) as storage:
+        if not storage.revoke_token(token_id):
+            raise ValueError(f"no token {token_id!r}")
+    click.echo(f"revoked {token_id}")
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+
+@main.group()
+def key() -> None:
+    """Register the publisher keys a namespace accepts."""
+
+
+@key.command("add")
+@_data
+@click.option("--namespace", required=True)
+@click.option("--owner", default=None, help="Owner if the namespace must be created.")
+@click.argument("public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def key_add(data: Path, namespace: str, owner: str | None, public_key: Path) -> None:
+    """Accept packs signed by PUBLIC_KEY (a .pub PEM file) in NAMESPACE."""
+    from ..abi._signing import key_id, load_public_key, public_key_pem
+
+    public = load_public_key(public_key)
+    with LocalStorage(data) as storage:
+        _ensure_namespace(Authenticator(storage), namespace, owner)
+        storage.add_key(namespace, key_id(public), public_key_pem(public))
+    click.echo(key_id(public))
+
+
+@key.command("list")
+@_data
+@click.option("--namespace", required=True)
+def key_list(data: Path, namespace: str) -> None:
+    """List a namespace's keys."""
+    with LocalStorage(data) as storage:
+        for k in storage.list_keys(namespace):
+            added = time.strftime("%Y-%m-%d", time.gmtime(k.added_at))
+            click.echo(f"{k.key_id}  added {added}")
+
+
+@key.command("remove")
+@_data
+@click.option("--namespace", required=True)
+@click.argument("key_id")
+def key_remove(data: Path, namespace: str, key_id: str) -> None:
+    """Stop accepting packs signed by KEY_ID (published versions stay)."""
+    with LocalStorage(data) as storage:
+        if not storage.remove_key(namespace, key_id):
+            raise ValueError(f"no key {key_id!r} in namespace {namespace!r}")
+    click.echo(f"removed {key_id}")
+
+
+# -- namespaces --------------------------------------------------------------------------------
+
+
+@main.group()
+def namespace() -> None:
+    """Create and list namespaces."""
+
+
+@namespace.command("create")
+@_data
+@click.argument("name")
+@click.option("--owner", required=True, help="Who owns it (a team, an email).")
+def namespace_create(data: Path, name: str, owner: str) -> None:
+    """Create namespace NAME."""
+    with LocalStorage(data) as storage:
+        Authenticator(storage).create_namespace(name, owner)
+    click.echo(f"created namespace {name!r} (owner {owner})")
+
+
+@namespace.command("list")
+@_data
+def namespace_list(data: Path) -> None:
+    """List namespaces and owners."""
+    with LocalStorage(data) as storage:
+        for ns in storage.list_namespaces():
+            click.echo(f"{ns.name:<24} {ns.owner}")
+
+
+if __name__ == "__main__":
+    main()

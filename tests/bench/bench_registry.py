@@ -1,0 +1,160 @@
+"""Registry benchmarks: download throughput of a 20 MB pack against static file servers
+serving the same bytes in the same run, and publish latency.
+
+Run: ``python tests/bench/bench_registry.py`` (``--size-mb 5 --repeat 3`` for a quicker run).
+
+Baselines, measured in the same run on 127.0.0.1: uvicorn + Starlette ``StaticFiles`` (the
+same server stack without the registry's auth, index lookup and headers) and
+``python -m http.server``. Every server runs in its own process; the client streams each
+download with httpx and discards it. Target (issue 5): registry throughput >= 50% of the
+static server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from reflow.abi._bundle import artifact_entry, build_bundle
+from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
+from reflow.abi._signing import generate_key, key_id, public_key_pem, sign_manifest
+from reflow.registry._auth import Authenticator
+from reflow.registry._storage import LocalStorage
+
+_STATIC = (
+    "import sys, uvicorn\n"
+    "from starlette.applications import Starlette\n"
+    "from starlette.routing import Mount\n"
+    "from starlette.staticfiles import StaticFiles\n"
+    "app = Starlette(routes=[Mount('/', StaticFiles(directory=sys.argv[1]))])\n"
+    "uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[2]), log_level='warning',"
+    " access_log=False)\n"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pack(name: str, version: str, key: object, size: int) -> bytes:
+    data = os.urandom(size)  # incompressible: the pack is as big as its artifact
+    art = artifact_entry("m", PORTABLE_TRIPLE, "wasm", "artifacts/m.wasm", data)
+    m = PackManifest(name=name, version=version, abi="1.0", artifacts=(art,),
+                     templates=(TemplateSpec(id=f"{name}/t", entry="m"),))
+    mbytes = m.to_toml()
+    return build_bundle(mbytes, {art.path: data}, [sign_manifest(mbytes, key)])  # type: ignore[arg-type]
+
+
+def start(args: list[str], url: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{args[:3]} did not start")
+
+
+def throughput(url: str, size: int, repeat: int, headers: dict[str, str] | None = None
+               ) -> float:
+    """Median MB/s of ``repeat`` full downloads (after one warm-up)."""
+    rates = []
+    with httpx.Client(timeout=60, headers=headers) as c:
+        for i in range(repeat + 1):
+            t0 = time.perf_counter()
+            got = 0
+            with c.stream("GET", url) as r:
+                r.raise_for_status()
+                for chunk in r.iter_raw():
+                    got += len(chunk)
+            dt = time.perf_counter() - t0
+            assert got == size, (got, size)
+            if i:
+                rates.append(size / dt / 1e6)
+    return statistics.median(rates)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size-mb", type=float, default=20)
+    ap.add_argument("--repeat", type=int, default=5)
+    opts = ap.parse_args()
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="reflow-bench-registry-") as tmp:
+        root = Path(tmp)
+        key = generate_key()
+        with LocalStorage(root / "data") as storage:
+            auth = Authenticator(storage)
+            auth.create_namespace("bench", "bench")
+            storage.add_key("bench", key_id(key), public_key_pem(key))
+            _, token = auth.create_token("bench", "publish")
+        big = pack("bench/big", "1.0.0", key, int(opts.size_mb * (1 << 20)))
+        static_dir = root / "static"
+        static_dir.mkdir()
+        (static_dir / "big.rflpack").write_bytes(big)
+        try:
+            port = free_port()
+            reg = f"http://127.0.0.1:{port}"
+            procs.append(start([sys.executable, "-m", "reflow.registry._cli", "serve",
+                                "--data", str(root / "data"), "--port", str(port),
+                                "--max-upload", "1G", "--log-level", "warning"],
+                               f"{reg}/api/v1/health"))
+            sport = free_port()
+            procs.append(start([sys.executable, "-c", _STATIC, str(static_dir), str(sport)],
+                               f"http://127.0.0.1:{sport}/big.rflpack"))
+            hport = free_port()
+            procs.append(start([sys.executable, "-m", "http.server", str(hport), "--bind",
+                                "127.0.0.1", "--directory", str(static_dir)],
+                               f"http://127.0.0.1:{hport}/"))
+            auth_header = {"Authorization": f"Bearer {token}"}
+
+            with httpx.Client(base_url=reg, headers=auth_header, timeout=120) as c:
+                t0 = time.perf_counter()
+                r = c.put("/api/v1/packs/bench/big/1.0.0", content=big)
+                big_ms = (time.perf_counter() - t0) * 1000
+                r.raise_for_status()
+                small = []
+                for i in range(opts.repeat * 4):
+                    body = pack("bench/small", f"1.0.{i}", key, 20_000)
+                    t0 = time.perf_counter()
+                    c.put(f"/api/v1/packs/bench/small/1.0.{i}", content=body).raise_for_status()
+                    small.append((time.perf_counter() - t0) * 1000)
+
+            size = len(big)
+            mb = size / (1 << 20)
+            rate_reg = throughput(f"{reg}/api/v1/packs/bench/big/1.0.0/download", size,
+                                  opts.repeat)
+            rate_static = throughput(f"http://127.0.0.1:{sport}/big.rflpack", size,
+                                     opts.repeat)
+            rate_http = throughput(f"http://127.0.0.1:{hport}/big.rflpack", size, opts.repeat)
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait(10)
+    print(f"download of a {mb:.1f} MB pack over 127.0.0.1 (median of {opts.repeat}):")
+    print(f"  registry                    {rate_reg:8.0f} MB/s")
+    print(f"  uvicorn + StaticFiles       {rate_static:8.0f} MB/s   "
+          f"ratio registry/static = {rate_reg / rate_static:.2f}  (target >= 0.50)")
+    print(f"  python -m http.server       {rate_http:8.0f} MB/s   "
+          f"ratio registry/http.server = {rate_reg / rate_http:.2f}")
+    print("publish latency (verify, slim variants, fsync, index commit):")
+    print(f"  {mb:.1f} MB pack             {big_ms:8.1f} ms")
+    print(f"  20 KB pack (median of {len(small)})  {statistics.median(small):8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

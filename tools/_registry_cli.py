@@ -1,0 +1,191 @@
+"""The registry verbs of ``reflow-pack``: publish, install, search, yank.
+
+They are plain click commands; ``add_registry_commands(group)`` adds them to the
+``reflow-pack`` group (whose error handling turns a ReflowError into one ``error: ...`` line).
+``main`` is the same commands as a group of their own, for tests and for use without the
+rest of the CLI.
+
+The registry is ``--registry``, else ``$REFLOW_REGISTRY``, else ``http://127.0.0.1:8700``;
+the token ``--token``, else ``$REFLOW_REGISTRY_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .._errors import ReflowError
+
+__all__ = ["COMMANDS", "add_registry_commands", "install", "main", "publish", "search", "yank"]
+
+DEFAULT_REGISTRY = "http://127.0.0.1:8700"
+
+_registry = click.option(
+    "--registry", envvar="REFLOW_REGISTRY", default=DEFAULT_REGISTRY, show_default=True,
+    help="Registry URL (env REFLOW_REGISTRY).",
+)
+_token = click.option("--token", envvar="REFLOW_REGISTRY_TOKEN", default=None,
+                      help="API token (env REFLOW_REGISTRY_TOKEN).")
+_trust = click.option(
+    "--trust-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Trust store directory (default: $REFLOW_TRUST_DIR or ~/.config/reflow/trust).",
+)
+_cache = click.option(
+    "--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Download cache (default: $REFLOW_CACHE_DIR/registry or ~/.cache/reflow/registry).",
+)
+
+
+def _client(registry: str, token: str | None, **kw: Any) -> Any:
+    from ..registry._client import RegistryClient
+
+    return RegistryClient(registry, token=token, **kw)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress callback drawing a bar on stderr (silent when stderr is not a terminal)."""
+    bar: Any = None
+    last = 0
+
+    def update(done: int, total: int | None) -> None:
+        nonlocal bar, last
+        if bar is None:
+            bar = click.progressbar(length=total or 0, label=label, file=sys.stderr,
+                                    show_pos=False, show_percent=True)
+            bar.__enter__()
+        bar.update(done - last)
+        last = done
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def _spec(spec: str) -> str:
+    from ..registry._semver import parse_spec
+
+    try:
+        parse_spec(spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SPEC") from None
+    return spec
+
+
+@click.command()
+@click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_registry
+@_token
+def publish(pack: Path, registry: str, token: str | None) -> None:
+    """Upload PACK (a full, signed .rflpack) to the registry."""
+    with _client(registry, token) as client, _progress(f"uploading {pack.name}") as bar:
+        doc = client.publish(pack, progress=bar)
+    variants = ", ".join(sorted(k for k in doc["variants"] if k != "full")) or "none"
+    click.echo(f"published {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed by "
+               f"{doc['key_id']}; slim variants: {variants})")
+
+
+@click.command()
+@click.argument("spec")
+@_registry
+@_token
+@click.option("--triple", default=None, help="Download the variant for this triple "
+                                             "(default: this machine's).")
+@_trust
+@_cache
+@click.option("--offline", is_flag=True, help="Use only the local cache.")
+@click.option("--load", "do_load", is_flag=True, help="Also load it now (checks it runs here).")
+def install(spec: str, registry: str, token: str | None, triple: str | None,
+            trust_dir: Path | None, cache_dir: Path | None, offline: bool,
+            do_load: bool) -> None:
+    """Install SPEC (namespace/name@range, e.g. acme/tools@^1.2): resolve, download the
+    variant for this machine, verify it against the trust store, and cache it."""
+    _spec(spec)
+    with _client(registry, token, trust=trust_dir, cache_dir=cache_dir,
+                 offline=offline) as client, _progress(f"downloading {spec}") as bar:
+        got = client.install(spec, triple=triple, progress=bar)
+    source = "cache" if got.from_cache else registry
+    click.echo(f"installed {got.name} {got.version} ({got.variant}) from {source}, signed by "
+               f"{got.signer}: {got.path}")
+    if do_load:
+        from .._packs import load_pack
+
+        pack = load_pack(got.path, trust=trust_dir)
+        click.echo(f"loaded templates: {', '.join(sorted(pack.templates))}")
+
+
+@click.command()
+@click.argument("query", default="")
+@_registry
+@_token
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def search(query: str, registry: str, token: str | None, limit: int, as_json: bool) -> None:
+    """Find packs whose name, description or templates contain QUERY."""
+    with _client(registry, token) as client:
+        hits = client.search(query, limit=limit)
+    if as_json:
+        click.echo(json.dumps(hits, indent=2))
+        return
+    if not hits:
+        click.echo(f"no packs match {query!r}", err=True)
+        return
+    width = max(len(h["full_name"]) for h in hits)
+    for h in hits:
+        click.echo(f"{h['full_name']:<{width}}  {h['version']:<10}  {h['description'][:70]}")
+
+
+@click.command()
+@click.argument("spec")
+@_registry
+@_token
+@click.option("--reason", default="", help="Why (shown to anyone who looks at the version).")
+@click.option("--undo", is_flag=True, help="Unyank: make the version installable by ranges again.")
+def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool) -> None:
+    """Withdraw SPEC (namespace/name@version): ranges stop choosing it; exact pins still
+    install it, so nothing that depends on it breaks."""
+    _spec(spec)
+    with _client(registry, token) as client:
+        try:
+            doc = client.unyank(spec) if undo else client.yank(spec, reason)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="SPEC") from None
+    state = "yanked" if doc["yanked"] else "restored"
+    click.echo(f"{state} {doc['full_name']} {doc['version']}")
+
+
+COMMANDS: tuple[click.Command, ...] = (publish, install, search, yank)
+
+
+def add_registry_commands(group: click.Group) -> None:
+    """Add publish / install / search / yank to ``group`` (the ``reflow-pack`` CLI)."""
+    for command in COMMANDS:
+        group.add_command(command)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ReflowError, OSError) as exc:
+            if os.environ.get("REFLOW_DEBUG"):
+                raise
+            click.echo(f"error: {str(exc).strip()}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Publish, install, search and yank packs on a reflow registry."""
+
+
+add_registry_commands(main)
