@@ -112,6 +112,9 @@ def plugin_manager() -> pluggy.PluginManager:
             from ._extism_engine import ExtismEnginePlugin  # extism itself loads on first use
 
             pm.register(ExtismEnginePlugin(), name="reflow.engine.extism")
+            from .library import BuiltinLibraryPlugin  # numpy/httpx load on first use
+
+            pm.register(BuiltinLibraryPlugin(), name="reflow.library")
             try:
                 pm.load_setuptools_entrypoints(PLUGINS_GROUP)
             except Exception as exc:  # a broken third-party plugin must not break reflow

@@ -36,6 +36,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
         "reflow/abi/PACK_FORMAT.md",
         "reflow/abi/vectors/messages.json",
         "reflow/registry/__init__.py",
+        "reflow/library/__init__.py",
         "reflow/tools/__init__.py",
         "reflow/sdk_guest/reflow.h",
         "reflow/sdk_guest/reflow.c",

@@ -88,9 +88,10 @@ def test_builtin_engines_are_plugins() -> None:
     assert isinstance(pm.get_plugin("reflow.engine.native"), NativeEnginePlugin)
     assert engine_for("wasm").kind == "wasm" and engine_for("native").kind == "native"
     assert isinstance(engine_for("wasm"), ArtifactEngine)
-    with pytest.raises(PackError, match="no engine for artifacts of kind 'extism'; engines: "
-                                        "native, wasm"):
-        engine_for("extism")
+    assert engine_for("extism").kind == "extism"
+    with pytest.raises(PackError, match="no engine for artifacts of kind 'jvm'; engines: "
+                                        "extism, native, wasm"):
+        engine_for("jvm")
 
 
 def test_plugin_engine_loads_a_new_artifact_kind(tmp_path: Path, env: TrustStore) -> None:
