@@ -16,9 +16,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,9 @@ class _Registry:
     storage: Storage
     auth: Authenticator
     config: RegistryConfig
+    #: Held from the "not published elsewhere" check to the index commit (publishes run in
+    #: worker threads), so two namespaces cannot both take the same un-namespaced manifest.
+    publish_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _reg(request: Request) -> _Registry:
@@ -218,6 +222,18 @@ async def health(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     return JSONResponse(openapi_document(_reg(request).config.max_upload))
+
+
+async def whoami(request: Request) -> Response:
+    """The caller's token: its namespace and scope (so a client can tell where a pack named
+    without a namespace goes)."""
+    token = _reg(request).auth.authenticate(request.headers.get("authorization"))
+    if token is None:
+        raise AuthDenied(401, "unauthorized", "this needs a token; pass 'Authorization: "
+                                              "Bearer <token>'")
+    return JSONResponse({"token_id": token.token_id, "namespace": token.namespace,
+                         "scope": token.scope, "label": token.label,
+                         "expires_at": _iso(token.expires_at) if token.expires_at else None})
 
 
 async def search(request: Request) -> Response:
@@ -447,6 +463,7 @@ def _verify_and_store(reg: _Registry, upload: BlobUpload, ns: str, name: str, ve
                       who: str) -> VersionRecord:
     """Verify the uploaded pack, commit its blobs, then its index row (worker thread)."""
     bundle, signer = _verify(reg, upload.path, ns, name, ver)
+    _refuse_published_elsewhere(reg, bundle, ns)
     m = bundle.manifest
     variants = []
     natives = [t for t in m.triples() if t != PORTABLE_TRIPLE]
@@ -468,11 +485,29 @@ def _verify_and_store(reg: _Registry, upload: BlobUpload, ns: str, name: str, ve
         templates=tuple(t.id for t in m.templates), triples=m.triples(),
         published_at=time.time(), published_by=who, variants=tuple(variants),
     )
-    try:
-        reg.storage.add_version(rec)
-    except StorageConflict as exc:
-        raise APIError(409, "version_exists", str(exc)) from exc
+    with reg.publish_lock:
+        _refuse_published_elsewhere(reg, bundle, ns)
+        try:
+            reg.storage.add_version(rec)
+        except StorageConflict as exc:
+            raise APIError(409, "version_exists", str(exc)) from exc
     return rec
+
+
+def _refuse_published_elsewhere(reg: _Registry, bundle: Bundle, ns: str) -> None:
+    """A manifest named without a namespace fits any namespace whose keys include its
+    signer's; public keys are public, so refuse the same signed manifest in a second one."""
+    m = bundle.manifest
+    if "/" in m.name:
+        return  # its name fixes its namespace: _verify already checked it
+    for other in reg.storage.find_versions(m.name, m.version):
+        if other.namespace != ns and other.manifest == bundle.manifest_bytes:
+            raise APIError(409, "published_elsewhere",
+                           f"this signed manifest of {m.name} {m.version} is already "
+                           f"published as {other.full_name}; a pack named without a "
+                           "namespace is published in one namespace only (name it "
+                           f"'{ns}/{m.name}' to publish it here)",
+                           namespace=other.namespace)
 
 
 def _verify(reg: _Registry, path: Path, ns: str, name: str, ver: str) -> tuple[Bundle, str]:
@@ -487,7 +522,8 @@ def _verify(reg: _Registry, path: Path, ns: str, name: str, ver: str) -> tuple[B
         raise APIError(422, "invalid_pack", f"{label}: not a valid .rflpack: "
                                             f"{str(exc).replace('<bytes>: ', '')}") from exc
     m = bundle.manifest
-    if m.name != f"{ns}/{name}":
+    # "acme/tools" publishes only as acme/tools; "tools" (no namespace) as any ns/tools.
+    if m.name != f"{ns}/{name}" and m.name != name:
         raise APIError(400, "name_mismatch", f"the pack's manifest names {m.name!r}, but it "
                                              f"is being published as {ns}/{name!s}")
     if m.version != ver:
@@ -613,6 +649,7 @@ _P = "/api/v1/packs/{ns}/{name}"
 ROUTES: list[tuple[str, _Endpoint, list[str]]] = [
     ("/api/v1/health", health, ["GET"]),
     ("/openapi.json", openapi, ["GET"]),
+    ("/api/v1/token", whoami, ["GET"]),
     ("/api/v1/search", search, ["GET"]),
     (_P, pack_versions, ["GET"]),
     (_P + "/{version}", version_metadata, ["GET"]),

@@ -8,7 +8,8 @@ acts on is the pack's manifest and signature exactly as the publisher signed the
 download is written to the cache as usable, the client checks
 
 1. the published manifest's signature against the local :class:`~reflow._trust.TrustStore`
-   (and that the signed manifest names the pack and version that was asked for — a registry
+   (and that the signed manifest names the pack and version that was asked for — the full
+   ``ns/name``, or exactly ``name`` for a pack named without a namespace — so a registry
    cannot pass one signed pack off as another);
 2. the downloaded file's size and sha256 against the metadata (:class:`RegistryIntegrityError`
    — never raised for an HTTP error: a 404 is a :class:`RegistryNotFoundError`);
@@ -58,7 +59,8 @@ from .._trust import TrustStore
 from ..abi._bundle import read_bundle
 from ..abi._manifest import PORTABLE_TRIPLE, host_triples, parse_manifest
 from ..abi._signing import parse_signatures, verify_manifest
-from ._semver import VersionRange, parse_spec, pick_version
+from ._names import is_valid_name
+from ._semver import RegistrySpecError, VersionRange, parse_spec, pick_version
 
 __all__ = [
     "InstalledPack",
@@ -120,10 +122,18 @@ class RegistryClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url.rstrip("/")
+        try:
+            parsed = httpx.URL(self.url)
+        except httpx.InvalidURL as exc:
+            raise RegistrySpecError(f"{url!r} is not a registry URL: {exc}") from exc
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise RegistrySpecError(
+                f"{url!r} is not a registry URL (e.g. http://127.0.0.1:8700)")
         token = token if token is not None else os.environ.get("REFLOW_REGISTRY_TOKEN")
         headers = {"User-Agent": "reflow-registry-client/1"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        self.has_token = bool(token)
         self._http: httpx.Client | None = httpx.Client(
             base_url=self.url, headers=headers, transport=transport,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -236,6 +246,11 @@ class RegistryClient:
         ns, short, _ = parse_spec(name)
         return dict(self._json("GET", f"/api/v1/packs/{ns}/{short}/{version}"))
 
+    def whoami(self) -> dict[str, Any]:
+        """What the registry knows about this client's token: ``token_id``, ``namespace``
+        (``*`` for every namespace), ``scope``, ``label``, ``expires_at``."""
+        return dict(self._json("GET", "/api/v1/token"))
+
     def resolve(self, spec: str) -> str:
         """The version ``namespace/name@range`` resolves to on the registry."""
         ns, short, rng = parse_spec(spec)
@@ -249,16 +264,21 @@ class RegistryClient:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def publish(self, path: str | os.PathLike[str], *,
+    def publish(self, path: str | os.PathLike[str], *, namespace: str | None = None,
                 progress: Progress | None = None) -> dict[str, Any]:
         """Upload a full ``.rflpack``; returns the published version's metadata. Publishing
-        the identical file again is not an error (a retried upload may have landed)."""
+        the identical file again is not an error (a retried upload may have landed).
+
+        A pack named ``ns/name`` goes to ``ns`` (``namespace``, if given, must agree). A pack
+        named without a namespace (``my-pack``, as ``reflow-pack new`` makes it) goes to
+        ``namespace``, else to the namespace of the token (:meth:`whoami`); a token for
+        every namespace (``*``) needs ``namespace``."""
         p = Path(path)
         try:
             head = read_bundle(p, head_only=True)
         except PackFormatError as exc:
             raise RegistryError(f"{p} is not a publishable pack: {exc}") from exc
-        ns, short, _ = parse_spec(head.manifest.name)
+        ns, short = self.publish_target(head.manifest.name, namespace)
         version = head.manifest.version
         size = p.stat().st_size
         sha = _sha256_file(p)
@@ -280,10 +300,48 @@ class RegistryClient:
         except RegistryHTTPError as exc:
             if exc.code != "version_exists":
                 raise
-            existing = self.metadata(head.manifest.name, version)
+            existing = self.metadata(f"{ns}/{short}", version)
             if existing.get("sha256") != sha:
                 raise
             return existing
+
+    def publish_target(self, pack_name: str, namespace: str | None = None) -> tuple[str, str]:
+        """``(namespace, name)`` a pack whose manifest says ``pack_name`` is published as
+        (see :meth:`publish`)."""
+        if namespace is not None and not is_valid_name(namespace):
+            raise RegistrySpecError(
+                f"{namespace!r} is not a valid namespace (lowercase letters, digits and ._-, "
+                "starting with a letter or digit)")
+        if "/" in pack_name:
+            ns, short, _ = parse_spec(pack_name)
+            if namespace is not None and namespace != ns:
+                raise RegistrySpecError(
+                    f"the pack is named {pack_name!r}, so it is published in namespace "
+                    f"{ns!r}, not {namespace!r}; drop --namespace or rename the pack")
+            return ns, short
+        if not is_valid_name(pack_name):
+            raise RegistrySpecError(f"{pack_name!r} is not a valid pack name")
+        if namespace is not None:
+            return namespace, pack_name
+        if not self.has_token:
+            raise RegistrySpecError(
+                f"the pack is named {pack_name!r}, without a namespace: pass --namespace NS "
+                "(and a publish token: --token or $REFLOW_REGISTRY_TOKEN)")
+        try:
+            token_ns = str(self.whoami()["namespace"])
+        except RegistryNotFoundError as exc:
+            raise RegistrySpecError(
+                f"the pack is named {pack_name!r}, without a namespace, and this registry "
+                "does not say which namespace the token is for: pass --namespace NS") from exc
+        except (KeyError, TypeError) as exc:
+            raise RegistryHTTPError(f"GET {self.url}/api/v1/token: unexpected answer",
+                                    status=200, code="bad_response",
+                                    url=f"{self.url}/api/v1/token") from exc
+        if token_ns == "*":
+            raise RegistrySpecError(
+                f"the pack is named {pack_name!r}, without a namespace, and the token is for "
+                "every namespace ('*'): pass --namespace NS to choose one")
+        return token_ns, pack_name
 
     def yank(self, spec: str, reason: str = "") -> dict[str, Any]:
         """Withdraw ``namespace/name@version``: ranges skip it; exact pins still install."""
@@ -300,7 +358,8 @@ class RegistryClient:
     def _exact(spec: str) -> tuple[str, str, str]:
         ns, short, rng = parse_spec(spec)
         if rng.exact is None:
-            raise ValueError(f"{spec!r}: name one exact version, e.g. {ns}/{short}@1.2.0")
+            raise RegistrySpecError(
+                f"{spec!r}: name one exact version, e.g. {ns}/{short}@1.2.0")
         return ns, short, str(rng.exact)
 
     # -- installing --------------------------------------------------------------------------
@@ -324,6 +383,12 @@ class RegistryClient:
             if exc.status < 500:
                 raise
             return self._from_cache(ns, short, rng, triple, exc)
+        served = (meta.get("namespace"), meta.get("name"), meta.get("version"))
+        if served != (ns, short, version):
+            raise RegistrySignatureError(
+                f"asked the registry for {ns}/{short} {version}, it answered with "
+                f"{served[0]}/{served[1]} {served[2]}: refusing a mixed-up pack",
+                url=f"{self.url}/api/v1/packs/{ns}/{short}/{version}")
         return self._fetch(meta, triple, progress)
 
     def _variant(self, meta: dict[str, Any], triple: str) -> str:
@@ -339,7 +404,10 @@ class RegistryClient:
 
     def _verify_meta(self, meta: dict[str, Any], url: str) -> tuple[bytes, str]:
         """Check the published manifest's signature and that it is the pack asked for;
-        return the signed manifest bytes and the signer."""
+        return the signed manifest bytes and the signer.
+
+        The signed name must be the full ``namespace/name``, or exactly ``name`` for a pack
+        named without a namespace (API.md, "Packs named without a namespace")."""
         full = f"{meta['namespace']}/{meta['name']}"
         try:
             manifest = base64.b64decode(meta["manifest_b64"], validate=True)
@@ -354,7 +422,8 @@ class RegistryClient:
             raise RegistrySignatureError(f"{full} {meta.get('version')}: the published "
                                          f"manifest or signature is unreadable: {exc}",
                                          url=url) from exc
-        if parsed.name != full or parsed.version != meta["version"]:
+        short_ok = "/" not in parsed.name and parsed.name == meta["name"]
+        if (parsed.name != full and not short_ok) or parsed.version != meta["version"]:
             raise RegistrySignatureError(
                 f"the registry served the signed manifest of {parsed.name} {parsed.version} "
                 f"as {full} {meta['version']}: refusing a mixed-up pack", url=url)

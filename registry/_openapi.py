@@ -42,6 +42,9 @@ def openapi_document(max_upload: int) -> dict[str, Any]:
                                 "See registry/API.md."},
         "paths": {
             "/api/v1/health": {"get": _op("liveness and the server's ABI", errors=())},
+            "/api/v1/token": {"get": _op(
+                "the caller's token: token_id, namespace ('*': all), scope, label, expires_at",
+                security=True, errors=("401",))},
             "/api/v1/search": {"get": _op("search packs (untrusted hints)", params=[
                 {"name": "q", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
@@ -52,7 +55,8 @@ def openapi_document(max_upload: int) -> dict[str, Any]:
             "/api/v1/packs/{ns}/{name}/{version}": {
                 "get": _op("version metadata: the signed manifest and signature, variants",
                            params=ver),
-                "put": _op(f"publish (body: the full .rflpack, at most {max_upload} bytes)",
+                "put": _op(f"publish (body: the full .rflpack, at most {max_upload} bytes, "
+                           "whose manifest names '{ns}/{name}' or just '{name}')",
                            params=ver, ok="201", ok_desc="published", security=True,
                            errors=("400", "401", "403", "404", "409", "413", "422"),
                            body={"required": True, "content": {

@@ -13,7 +13,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Version", "VersionRange", "parse_spec", "pick_version"]
+from .._errors import RegistryError
+from ._names import is_valid_name
+
+__all__ = ["RegistrySpecError", "Version", "VersionRange", "parse_spec", "pick_version"]
+
+
+class RegistrySpecError(RegistryError, ValueError):
+    """A pack spec (``namespace/name[@range]``), pack name or namespace the registry client
+    cannot use. A :class:`~reflow._errors.ReflowError` (command lines print it as one line)
+    and a ``ValueError`` (what it used to be)."""
 
 _VERSION = re.compile(
     r"(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
@@ -150,12 +159,24 @@ def _pre0(v: Version) -> Version:
 
 
 def parse_spec(spec: str) -> tuple[str, str, VersionRange]:
-    """``"acme/tools@^1.2"`` -> ``("acme", "tools", VersionRange("^1.2"))``."""
+    """``"acme/tools@^1.2"`` -> ``("acme", "tools", VersionRange("^1.2"))``; a
+    :class:`RegistrySpecError` for anything else."""
     name, _, rng = spec.partition("@")
     ns, sep, short = name.partition("/")
     if not sep or not ns or not short or "/" in short:
-        raise ValueError(f"{spec!r} is not 'namespace/name[@range]'")
-    return ns, short, VersionRange.parse(rng)
+        hint = ""
+        if not sep and is_valid_name(name):
+            hint = f" (e.g. acme/{name}{'@' + rng if rng else ''}: name the namespace too)"
+        raise RegistrySpecError(f"{spec!r} is not 'namespace/name[@range]'{hint}")
+    for label, part in (("namespace", ns), ("pack name", short)):
+        if not is_valid_name(part):
+            raise RegistrySpecError(
+                f"{spec!r} is not 'namespace/name[@range]': {part!r} is not a valid {label} "
+                "(lowercase letters, digits and ._-, starting with a letter or digit)")
+    try:
+        return ns, short, VersionRange.parse(rng)
+    except ValueError as exc:
+        raise RegistrySpecError(f"{spec!r}: {exc}") from None
 
 
 def pick_version(

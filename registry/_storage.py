@@ -218,6 +218,11 @@ class Storage(ABC):
     def list_versions(self, namespace: str, name: str) -> list[VersionRecord]: ...
 
     @abstractmethod
+    def find_versions(self, name: str, version: str) -> list[VersionRecord]:
+        """``name`` at ``version`` in every namespace (pack names without a namespace may
+        be published in several)."""
+
+    @abstractmethod
     def set_yanked(self, namespace: str, name: str, version: str, yanked: bool,
                    reason: str = "") -> bool: ...
 
@@ -471,6 +476,9 @@ class LocalStorage(Storage):
     def list_versions(self, namespace: str, name: str) -> list[VersionRecord]:
         found = self._versions("namespace = ? AND name = ?", (namespace, name))
         return sorted(found, key=lambda r: Version.parse(r.version).key())
+
+    def find_versions(self, name: str, version: str) -> list[VersionRecord]:
+        return self._versions("name = ? AND version = ?", (name, version))
 
     def set_yanked(self, namespace: str, name: str, version: str, yanked: bool,
                    reason: str = "") -> bool:

@@ -49,6 +49,13 @@ def _client(registry: str, token: str | None, **kw: Any) -> Any:
     return RegistryClient(registry, token=token, **kw)
 
 
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
     """A progress callback drawing a bar on stderr (silent when stderr is not a terminal)."""
@@ -58,6 +65,8 @@ def _progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
     def update(done: int, total: int | None) -> None:
         nonlocal bar, last
         if bar is None:
+            if not _isatty(sys.stderr):
+                return  # click would still print the label once: keep logs clean
             bar = click.progressbar(length=total or 0, label=label, file=sys.stderr,
                                     show_pos=False, show_percent=True)
             bar.__enter__()
@@ -71,13 +80,20 @@ def _progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
             bar.__exit__(None, None, None)
 
 
+class _BadSpec(click.BadParameter):
+    """A usage error (exit status 2) shown as one line, like every other error here."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
 def _spec(spec: str) -> str:
     from ..registry._semver import parse_spec
 
     try:
         parse_spec(spec)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="SPEC") from None
+        raise _BadSpec(str(exc), param_hint="SPEC") from None
     return spec
 
 
@@ -85,10 +101,17 @@ def _spec(spec: str) -> str:
 @click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_registry
 @_token
-def publish(pack: Path, registry: str, token: str | None) -> None:
-    """Upload PACK (a full, signed .rflpack) to the registry."""
+@click.option("--namespace", default=None, metavar="NS",
+              help="Namespace for a pack named without one (e.g. 'my-pack'); default: the "
+                   "token's namespace. A pack named 'ns/name' always goes to 'ns'.")
+def publish(pack: Path, registry: str, token: str | None, namespace: str | None) -> None:
+    """Upload PACK (a full, signed .rflpack) to the registry.
+
+    A pack named 'acme/my-pack' is published as acme/my-pack. A pack named just 'my-pack'
+    (as 'reflow-pack new' makes it) is published in --namespace, else in the namespace of
+    the token; namespaced names are recommended for published packs (see registry/API.md)."""
     with _client(registry, token) as client, _progress(f"uploading {pack.name}") as bar:
-        doc = client.publish(pack, progress=bar)
+        doc = client.publish(pack, namespace=namespace, progress=bar)
     variants = ", ".join(sorted(k for k in doc["variants"] if k != "full")) or "none"
     click.echo(f"published {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed by "
                f"{doc['key_id']}; slim variants: {variants})")
@@ -158,7 +181,7 @@ def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool) -
         try:
             doc = client.unyank(spec) if undo else client.yank(spec, reason)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="SPEC") from None
+            raise _BadSpec(str(exc), param_hint="SPEC") from None
     state = "yanked" if doc["yanked"] else "restored"
     click.echo(f"{state} {doc['full_name']} {doc['version']}")
 
@@ -173,18 +196,24 @@ def add_registry_commands(group: click.Group) -> None:
 
 
 class _Group(click.Group):
+    """One line, ``error: ...``, and exit status 1 (like ``reflow-pack``'s own group)."""
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (ReflowError, OSError) as exc:
-            if os.environ.get("REFLOW_DEBUG"):
+            if ctx.params.get("debug") or os.environ.get("REFLOW_DEBUG"):
                 raise
-            click.echo(f"error: {str(exc).strip()}", err=True)
+            msg = str(exc).strip().replace("\n", " ")
+            if isinstance(exc, OSError) and not isinstance(exc, ReflowError):
+                msg = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+            click.echo(f"error: {msg}", err=True)
             ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def main(debug: bool) -> None:
     """Publish, install, search and yank packs on a reflow registry."""
 
 
