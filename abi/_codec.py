@@ -11,6 +11,8 @@ Encoding host values raises :class:`~reflow.MessageError` (a Stream, an Integer 
 bits); decoding what a guest produced raises :class:`~reflow.GuestOutputError` naming the byte
 offset and what was wrong. Both directions are pure functions with no runtime state;
 :class:`TickCodec` is the same codec with one node's port names precomputed, for the hot tick.
+Batch frames (ABI 1.1: several ticks in one ``reflow_tick_batch`` call) are a 24-byte header
+followed by length-prefixed input frames (:func:`encode_batch`, :func:`decode_batch_head`).
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from .._errors import GuestOutputError, MessageError
 from .._messages import Message
 
 __all__ = [
+    "BATCH_HEAD",
     "KIND_CODES",
     "TickCodec",
     "TickResult",
+    "decode_batch_head",
+    "decode_batch_results",
     "decode_message",
     "decode_open",
     "decode_outputs",
     "decode_result",
     "decode_tick_input",
+    "encode_batch",
     "encode_message",
     "encode_open",
     "encode_outputs",
@@ -70,6 +76,9 @@ _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
 _RESULT_HEAD = struct.Struct("<BH")
+#: The batch frame header: count (host), done, results pointer, results length (guest), 0.
+_BATCH_HEAD = struct.Struct("<IIQII")
+BATCH_HEAD = _BATCH_HEAD.size  # 24
 
 _B_NULL = b"\x00"
 _B_FLOW = b"\x01"
@@ -187,12 +196,15 @@ class TickCodec:
     it decoded, because a node's next result almost always has the same port and kind.
     """
 
-    __slots__ = ("_inputs", "_last", "_outputs")
+    __slots__ = ("_batch_inputs", "_batch_outputs", "_inputs", "_last", "_outputs", "_sized")
 
     def __init__(self, inports: Any, outports: Any) -> None:
         # in-port -> (Struct, head, size) of an Integer frame, then of a Bytes frame's header,
         # where head = entry count 1 + port + kind byte: one pack_into writes the whole header.
         self._inputs: dict[str, tuple[Any, ...]] = {}
+        # The same for batch frames, where each frame has a u32 length in front:
+        # (in-port, kind) -> (Struct of length + head + i64 | u32, head, its size, is Integer)
+        self._batch_inputs: dict[tuple[str, str], tuple[struct.Struct, bytes, int, bool]] = {}
         for port in inports:
             prefix = _port_prefix(port)
             k = 3 + len(prefix)
@@ -205,6 +217,11 @@ class TickCodec:
                 b"\x01\x00" + prefix + b"\x06",
                 as_bytes.size,
             )
+            bi = struct.Struct(f"<I{k}sq")
+            bb = struct.Struct(f"<I{k}sI")
+            heads = self._inputs[port]
+            self._batch_inputs[port, "Integer"] = (bi, heads[1], bi.size, True)
+            self._batch_inputs[port, "Bytes"] = (bb, heads[4], bb.size, False)
         # head = status done + entry count 1 + port + kind byte -> (Struct reading the head and
         # then the i64 value or the u32 length, its size, head, port, kind code)
         self._outputs: dict[bytes, tuple[struct.Struct, int, bytes, str, int]] = {}
@@ -215,6 +232,23 @@ class TickCodec:
                 st = struct.Struct(f"<{len(head)}s{tail}")
                 self._outputs[head] = (st, st.size, head, port, code)
         self._last: tuple[struct.Struct, int, bytes, str, int] | None = None
+        # head -> (Struct of u32 length + head + i64 | u32, its size, head, port, kind code)
+        self._batch_outputs: dict[bytes, tuple[struct.Struct, int, bytes, str, int]] = {
+            head: (struct.Struct("<I" + spec[0].format[1:]), spec[1] + 4, head, spec[3], spec[4])
+            for head, spec in self._outputs.items()
+        }
+        # A Bytes frame's header Struct extended by the payload of one length ("...I1024s"):
+        # a batch of equal-sized Bytes (the usual stream of records) costs one call per frame.
+        self._sized: dict[tuple[str, int], struct.Struct] = {}
+
+    def _with_payload(self, st: struct.Struct, n: int) -> struct.Struct:
+        key = (st.format, n)
+        sized = self._sized.get(key)
+        if sized is None:
+            if len(self._sized) >= 64:
+                self._sized.clear()
+            sized = self._sized[key] = struct.Struct(f"{st.format}{n}s")
+        return sized
 
     def encode_into(self, inputs: dict[str, Any], buf: Any, offset: int, capacity: int) -> int:
         """Encode the input frame of ``inputs`` into ``buf[offset:]``.
@@ -253,6 +287,162 @@ class TickCodec:
             return -n
         buf[offset : offset + n] = frame
         return n
+
+    def encode_batch_into(
+        self, inputs: list[dict[str, Any]], buf: Any, offset: int, capacity: int
+    ) -> tuple[int, int, bool]:
+        """Write a batch frame for the first ticks of ``inputs`` into ``buf[offset:]``.
+
+        Returns (ticks written, bytes written, full): ``full`` when it stopped because the
+        next frame did not fit in ``capacity``. It also stops before a tick whose inputs raise
+        :class:`~reflow.MessageError`, and raises it if that is the first tick. A tick with
+        one Integer or Bytes input (the hot case) costs one ``pack_into``."""
+        pos = offset + BATCH_HEAD
+        end = offset + capacity
+        m = 0
+        total = len(inputs)
+        full = False
+        specs = self._batch_inputs
+        while m < total:
+            tick = inputs[m]
+            if len(tick) == 1:
+                [(port, msg)] = tick.items()
+                kind = msg["type"]
+                spec = specs.get((port, kind))
+                if spec is not None:  # a run of ticks with one input of this port and kind
+                    pack, head, size = spec[0].pack_into, spec[1], spec[2]
+                    sized, sized_n = pack, -1
+                    start = m
+                    while True:
+                        if spec[3]:
+                            if pos + size > end:
+                                full = True
+                                break
+                            try:
+                                pack(buf, pos, size - 4, head, msg["data"])
+                            except struct.error:
+                                break  # not a 64-bit int: the general path raises
+                            pos += size
+                        else:
+                            d = msg["data"]
+                            n = size + len(d)
+                            if pos + n > end:
+                                full = True
+                                break
+                            if type(d) is bytes:
+                                if n != sized_n:
+                                    sized_n = n
+                                    sized = self._with_payload(spec[0], n - size).pack_into
+                                sized(buf, pos, n - 4, head, n - size, d)
+                            else:
+                                pack(buf, pos, n - 4, head, n - size)
+                                buf[pos + size : pos + n] = d
+                            pos += n
+                        m += 1
+                        if m == total:
+                            break
+                        tick = inputs[m]
+                        if len(tick) != 1:
+                            break
+                        [(p, msg)] = tick.items()
+                        if p != port or msg["type"] != kind:
+                            break
+                    if full:
+                        break
+                    if m > start:
+                        continue
+            if pos + 4 > end:
+                full = True
+                break
+            try:
+                n = self.encode_into(tick, buf, pos + 4, end - pos - 4)
+            except MessageError:
+                if m == 0:
+                    raise
+                break
+            if n < 0:
+                full = True
+                break
+            _U32.pack_into(buf, pos, n)
+            pos += 4 + n
+            m += 1
+        if m:
+            _BATCH_HEAD.pack_into(buf, offset, m, 0, 0, 0, 0)
+        return m, pos - offset if m else 0, full
+
+    def decode_batch(self, view: Any, pos: int, end: int, count: int, limit: int) -> list[Any]:
+        """The ``count`` result frames of a batch at ``view[pos:end]`` (each ``u32 n`` +
+        frame), one entry per frame: the ``{port: message}`` outputs of a hot frame (one
+        Integer or Bytes output on a declared out-port, as :meth:`decode_single` reads it),
+        ``(start, stop)`` of a frame to decode in full (anything else, or longer than
+        ``limit``), or ``None`` for each frame the results end before. ``end`` must not exceed
+        ``len(view)``; nothing outside ``view[pos:end]`` is read.
+
+        Consecutive frames of the same shape — the usual batch — are read in a tight loop."""
+        out: list[Any] = []
+        append = out.append
+        outputs = self._batch_outputs
+        u32 = _U32.unpack_from
+        new = _new
+        while len(out) < count:
+            if pos + 4 > end or u32(view, pos)[0] > end - pos - 4:
+                out.extend([None] * (count - len(out)))
+                break
+            n = u32(view, pos)[0]
+            spec = None
+            if 10 <= n <= limit:
+                k = 5 + view[pos + 7]
+                if k <= n:
+                    spec = outputs.get(view[pos + 4 : pos + 4 + k].tobytes())
+            before = len(out)
+            if spec is not None:
+                unpack, size, head, port = spec[0].unpack_from, spec[1], spec[2], spec[3]
+                todo = count - before
+                if spec[4] == 3:  # a run of Integer frames
+                    want = size - 4
+                    while todo and pos + size <= end:
+                        n, h, value = unpack(view, pos)
+                        if n != want or h != head:
+                            break
+                        m = new(Message)
+                        m["type"] = "Integer"
+                        m["data"] = value
+                        append({port: m})
+                        pos += size
+                        todo -= 1
+                else:  # a run of Bytes frames
+                    fixed = size - 4
+                    same = -1  # payload length of the previous frame, read with ``sized``
+                    sized = unpack
+                    while todo and pos + size <= end:
+                        if pos + size + same <= end and same >= 0:
+                            n, h, value, data = sized(view, pos)
+                            if h == head and value == same and n == fixed + value:
+                                m = new(Message)
+                                m["type"] = "Bytes"
+                                m["data"] = data
+                                append({port: m})
+                                pos += size + same
+                                todo -= 1
+                                continue
+                        n, h, value = unpack(view, pos)
+                        stop = pos + 4 + n
+                        if h != head or n != fixed + value or stop > end or n > limit:
+                            break
+                        m = new(Message)
+                        m["type"] = "Bytes"
+                        m["data"] = view[pos + size : stop].tobytes()
+                        append({port: m})
+                        pos = stop
+                        todo -= 1
+                        if value != same:
+                            same = value
+                            sized = self._with_payload(spec[0], value).unpack_from
+            if len(out) == before:  # not a hot frame: the caller decodes it in full
+                n = u32(view, pos)[0]
+                append((pos + 4, pos + 4 + n))
+                pos += 4 + n
+        return out
 
     def decode_single(self, view: memoryview, pos: int, end: int) -> dict[str, Message] | None:
         """``{port: message}`` if ``view[pos:end]`` is a done result frame with exactly one
@@ -316,6 +506,44 @@ def encode_result_fail(message: str) -> bytes:
     """A result frame that ends the tick with ``fail(message)``."""
     raw = message.encode("utf-8")
     return bytes((STATUS_FAIL,)) + _U32.pack(len(raw)) + raw
+
+
+def encode_batch(frames: Any) -> bytes:
+    """A batch frame (ABI 1.1) of already encoded input frames: the 24-byte header (count,
+    then the guest's fields zeroed), then each frame as ``u32 n`` + frame."""
+    frames = list(frames)
+    out = bytearray(_BATCH_HEAD.pack(len(frames), 0, 0, 0, 0))
+    for f in frames:
+        out += _U32.pack(len(f))
+        out += f
+    return bytes(out)
+
+
+def decode_batch_head(buf: Any, offset: int = 0) -> tuple[int, int, int, int]:
+    """(count, done, results pointer, results length) of the batch frame at ``buf[offset:]``:
+    what the guest reported so far. Untrusted: the caller checks them."""
+    count, done, ptr, n, _ = _BATCH_HEAD.unpack_from(buf, offset)
+    return count, done, ptr, n
+
+
+def decode_batch_results(buf: bytes, count: int) -> list[TickResult | GuestOutputError]:
+    """The ``count`` result frames of a batch (each ``u32 n`` + result frame), each decoded
+    with :func:`decode_result`, or the error that frame (alone) fails with. Bytes after the
+    last frame are ignored."""
+    out: list[TickResult | GuestOutputError] = []
+    pos, end = 0, len(buf)
+    for j in range(count):
+        if pos + 4 > end or _U32.unpack_from(buf, pos)[0] > end - pos - 4:
+            err = _bad(pos, f"the batch results end before the result of tick {j + 1}")
+            out.extend([err] * (count - j))
+            break
+        n = _U32.unpack_from(buf, pos)[0]
+        try:
+            out.append(decode_result(buf[pos + 4 : pos + 4 + n]))
+        except GuestOutputError as exc:
+            out.append(exc)
+        pos += 4 + n
+    return out
 
 
 def encode_open(template: str, node: str, config: dict[str, Any]) -> bytes:

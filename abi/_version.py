@@ -21,11 +21,12 @@ __all__ = [
 ]
 
 #: The guest ABI version implemented by this host: (major, minor).
-ABI_VERSION: tuple[int, int] = (1, 0)
+#: 1.1 added the optional ``reflow_tick_batch`` export (several ticks per guest call).
+ABI_VERSION: tuple[int, int] = (1, 1)
 
 
 def pack_abi_version() -> str:
-    """The host's ABI version as ``"major.minor"`` (``"1.0"``)."""
+    """The host's ABI version as ``"major.minor"`` (``"1.1"``)."""
     return f"{ABI_VERSION[0]}.{ABI_VERSION[1]}"
 
 

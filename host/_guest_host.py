@@ -8,21 +8,39 @@ exception never crosses into guest code).
 
 Also the actors both engines build on: :class:`GuestActor` (a template, registered in a
 network) and :class:`GuestNodeActor` (one node: its ports, its tick codec, delivering a
-decoded result, and a close that is safe while a tick runs).
+decoded result, batches of ticks in one guest call (ABI 1.1), and a close that is safe while a
+tick runs).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from ._actor import Actor
-from ._errors import CapabilityError, GuestOutputError, OutputLimitError, SandboxError
+from ._errors import (
+    CapabilityError,
+    GuestOutputError,
+    MessageError,
+    OutputLimitError,
+    SandboxError,
+)
 from ._messages import Message, as_message
-from .abi._codec import TickCodec, decode_message, decode_outputs, decode_result, encode_message
+from .abi._codec import (
+    BATCH_HEAD,
+    TickCodec,
+    decode_message,
+    decode_outputs,
+    decode_result,
+    encode_batch,
+    encode_message,
+    encode_tick_input,
+)
 
 __all__ = [
     "GuestActor",
@@ -31,6 +49,7 @@ __all__ = [
     "GuestNodeActor",
     "GuestNodeHost",
     "GuestTemplate",
+    "batch_progress",
     "parse_describe",
     "pick_template",
 ]
@@ -42,11 +61,17 @@ _MAX_LOG = 64 * 1024
 @dataclass(frozen=True)
 class GuestLimits:
     """Per-node limits. ``memory_bytes``/``tick_ms``/``max_stack_bytes`` apply to WebAssembly
-    guests only (a native library cannot be limited); ``output_bytes`` to both."""
+    guests only (a native library cannot be limited); ``output_bytes`` to both.
+
+    ``batch_ticks``: at most this many ticks of a node per guest call, for guests that export
+    ``reflow_tick_batch`` (ABI 1.1). A batch of ``n`` ticks gets one time limit of
+    ``n * tick_ms``, so one slow tick may use the time its batch-mates did not; ``1`` turns
+    batching off and gives every tick its own ``tick_ms``."""
 
     memory_bytes: int = 64 * 1024 * 1024
     tick_ms: float = 1000.0
     output_bytes: int = 16 * 1024 * 1024
+    batch_ticks: int = 32
 
     def __post_init__(self) -> None:
         if self.memory_bytes < 65536:
@@ -55,6 +80,8 @@ class GuestLimits:
             raise ValueError("tick_ms must be positive")
         if self.output_bytes <= 0:
             raise ValueError("output_bytes must be positive")
+        if self.batch_ticks < 1:
+            raise ValueError("batch_ticks must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -147,6 +174,11 @@ class GuestNodeHost:
     """Host functions for one node. ``ctx`` is set for the duration of each tick."""
 
     __slots__ = (
+        "_batch",
+        "_batch_at",
+        "_batch_errors",
+        "_batch_out",
+        "_progress",
         "capabilities",
         "component",
         "ctx",
@@ -180,6 +212,14 @@ class GuestNodeHost:
         self.pending: BaseException | None = None
         self.on_resume: Any = None  # called after a host call that may have blocked
         self.log = logging.getLogger(f"reflow.guest.{template.id}")
+        # While a batch runs (begin_batch .. end_batch): its ctxs, a reader of the guest's
+        # progress counter (= index of the tick it is running), the tick the host functions
+        # last acted for, and per tick the bytes emitted and the first host-function error.
+        self._batch: list[Any] | None = None
+        self._progress: Callable[[], int] = _no_progress
+        self._batch_at = -1
+        self._batch_out: dict[int, int] = {}
+        self._batch_errors: dict[int, BaseException] = {}
 
     # -- bookkeeping used by the engines ------------------------------------------------------
     def begin(self, ctx: Any) -> None:
@@ -190,6 +230,53 @@ class GuestNodeHost:
     def end(self) -> None:
         self.ctx = None
         self.result = b""
+
+    def set_pending(self, exc: BaseException) -> None:
+        """Remember a host function's error for the Python side (the first one per tick)."""
+        if self._batch is not None:
+            self._follow()
+            self._batch_errors.setdefault(self._batch_at, exc)
+        elif self.pending is None:
+            self.pending = exc
+
+    def begin_batch(self, ctxs: list[Any], progress: Callable[[], int]) -> None:
+        """Host functions called from now on act for ``ctxs[progress()]``: the guest's
+        progress counter says which tick of the batch is running."""
+        self._batch = ctxs
+        self._progress = progress
+        self._batch_at = -1
+        self._batch_out = {}
+        self._batch_errors = {}
+        self.ctx = None
+        self.out_bytes = 0
+        self.pending = None
+
+    def end_batch(self) -> tuple[dict[int, int], dict[int, BaseException]]:
+        """End batch mode; returns (bytes emitted, first host-function error) by tick index."""
+        if self._batch_at >= 0:
+            self._batch_out[self._batch_at] = self.out_bytes
+        self._batch = None
+        self._progress = _no_progress
+        self.ctx = None
+        self.out_bytes = 0
+        return self._batch_out, self._batch_errors
+
+    def _follow(self) -> None:
+        """In a batch: point ``ctx`` and ``out_bytes`` at the tick the guest is running."""
+        batch = self._batch
+        if batch is None:
+            return
+        try:
+            i = int(self._progress())
+        except (struct.error, ValueError, TypeError):
+            i = -1
+        if i == self._batch_at:
+            return
+        if self._batch_at >= 0:
+            self._batch_out[self._batch_at] = self.out_bytes
+        self._batch_at = i
+        self.out_bytes = self._batch_out.get(i, 0)
+        self.ctx = batch[i] if 0 <= i < len(batch) else None
 
     def tag(self, exc: SandboxError) -> SandboxError:
         if not exc.node:
@@ -223,6 +310,8 @@ class GuestNodeHost:
                 )
 
     def _need_ctx(self, what: str) -> Any:
+        if self._batch is not None:
+            self._follow()
         if self.ctx is None:
             raise self.tag(SandboxError(f"guest called {what} outside a tick"))
         return self.ctx
@@ -231,6 +320,7 @@ class GuestNodeHost:
     def host_log(self, level: int, text: bytes) -> None:
         lvl = _LEVELS[level] if 0 <= level < 4 else logging.INFO
         msg = text[:_MAX_LOG].decode("utf-8", "replace")
+        self._follow()
         ctx = self.ctx
         if ctx is not None:
             ctx.log.log(lvl, "%s", msg)
@@ -242,6 +332,7 @@ class GuestNodeHost:
         text = data[:_MAX_LOG].decode("utf-8", "replace").rstrip("\n")
         if text:
             level = logging.WARNING if stream == "stderr" else logging.INFO
+            self._follow()
             ctx = self.ctx
             if ctx is not None:
                 ctx.log.log(level, "[%s] %s", stream, text)
@@ -408,6 +499,10 @@ class GuestNodeActor(Actor):
     """
 
     execution = "worker"
+    #: Whether :meth:`run_batch` hands several ticks to the guest in one call (an engine sets
+    #: it for a guest that exports ``reflow_tick_batch``), and at most how many.
+    _batching = False
+    _batch_max = 1
 
     def __init__(self, owner: GuestActor, node_id: str, config: dict[str, Any]) -> None:
         # ``config`` is for the subclass, which opens the guest-side node with it.
@@ -450,11 +545,135 @@ class GuestNodeActor(Actor):
         if outputs is not None:
             ctx.done(outputs)
 
+    def run_batch(self, ctxs: list[Any]) -> list[BaseException | None]:
+        """Consecutive ticks of this node (``Scheduler._worker_ticks``): each ctx ends resolved
+        or has its exception in the returned list. With a batching guest, up to
+        ``_batch_max`` ticks go to the guest in one ``reflow_tick_batch`` call; a trap ends
+        that call, and the ticks after the one that trapped then run one call each, so that
+        every tick has its own time limit again (ABI.md, "Batched ticks")."""
+        errors: list[BaseException | None] = [None] * len(ctxs)
+        self._running = True  # the close protocol of ``run``, held for the whole batch
+        try:
+            if self._closing:
+                return [self._closed_error()] * len(ctxs)
+            i, n = 0, len(ctxs)
+            batching = self._batching
+            while i < n:
+                if batching and n - i > 1:
+                    used, trapped = self._tick_batch(ctxs[i : i + self._batch_max], errors, i)
+                    i += used
+                    batching = not trapped
+                    continue
+                errors[i] = self._one(ctxs[i])
+                i += 1
+        finally:
+            self._running = False
+            if self._closing:
+                self._release_once()
+        return errors
+
+    def _one(self, ctx: Any) -> BaseException | None:
+        try:
+            outputs = self._tick(ctx)
+            if outputs is not None:
+                ctx.done(outputs)
+        except Exception as exc:
+            return exc
+        return None
+
     def _tick(self, ctx: Any) -> dict[str, Message] | None:
         """Run the guest on ``ctx.inputs``. Return the outputs of a hot result for ``run`` to
         deliver with ``ctx.done`` after the guard, or end the tick itself (``_finish``) and
         return None."""
         raise NotImplementedError
+
+    def _tick_batch(
+        self, ctxs: list[Any], errors: list[BaseException | None], base: int
+    ) -> tuple[int, bool]:
+        """One ``reflow_tick_batch`` call for the first ticks of ``ctxs`` (at least one).
+        Resolve each tick it covered or set ``errors[base + i]``; return (ticks covered,
+        whether the call trapped)."""
+        raise NotImplementedError
+
+    def _encode_batch(
+        self, ctxs: list[Any], buf: Any, offset: int, capacity: int
+    ) -> tuple[int, int, bytes | None]:
+        """Write a batch frame for the first ticks of ``ctxs`` into ``buf[offset:]``.
+
+        Returns (ticks, size, None); or, when the buffer is too small and smaller than
+        ``_BATCH_BYTES``, (ticks, size, frame) with the frame as bytes, for the caller to grow
+        its buffer and copy (a batch frame grows the buffer to about ``_BATCH_BYTES`` at most:
+        beyond that, batches get shorter). A tick whose inputs cannot cross the boundary ends
+        the batch before it; if it is the first, its MessageError is raised."""
+        inputs = [c.inputs for c in ctxs]
+        m, size, full = self.codec.encode_batch_into(inputs, buf, offset, capacity)
+        if m and (not full or capacity >= _BATCH_BYTES):
+            return m, size, None
+        room = max(_BATCH_BYTES, capacity)
+        frames: list[bytes] = []
+        total = BATCH_HEAD
+        for i in inputs:
+            try:
+                f = encode_tick_input(i)
+            except MessageError:
+                if not frames:
+                    raise
+                break
+            if frames and total + 4 + len(f) > room:
+                break
+            frames.append(f)
+            total += 4 + len(f)
+        frame = encode_batch(frames)
+        return len(frames), len(frame), frame
+
+    def _deliver_batch(
+        self,
+        ctxs: list[Any],
+        errors: list[BaseException | None],
+        base: int,
+        view: Any,
+        pos: int,
+        end: int,
+        count: int,
+        host: GuestNodeHost,
+        emitted: dict[int, int] | None = None,
+        failed: dict[int, BaseException] | None = None,
+    ) -> None:
+        """End ticks ``0..count-1`` of ``ctxs`` with the result frames at ``view[pos:end]``
+        (each ``u32 n`` + frame). A frame that is invalid, over the output cap, or of a tick
+        whose host function failed (``failed``) fails that tick alone; ``emitted`` is what each
+        tick already emitted, which counts toward its cap. ``end`` must lie inside ``view``."""
+        limit = host.limits.output_bytes
+        # With bytes emitted mid-tick, every frame takes the full path, which counts them.
+        frames = self.codec.decode_batch(view, pos, end, count, -1 if emitted else limit)
+        hot = 0
+        if not failed:  # the hot loop
+            for ctx, out in zip(ctxs, frames, strict=False):
+                if type(out) is not dict:
+                    break
+                ctx.done(out)
+                hot += 1
+        for j in range(hot, count):
+            ctx, out = ctxs[j], frames[j]
+            if failed and j in failed:
+                err = failed[j]
+                errors[base + j] = host.tag(err) if isinstance(err, SandboxError) else err
+            elif out is None:
+                errors[base + j] = host.tag(
+                    GuestOutputError(
+                        f"invalid output encoding: the results of reflow_tick_batch end "
+                        f"before the result of tick {j + 1} of {count}"
+                    )
+                )
+            elif type(out) is dict:
+                ctx.done(out)
+            else:
+                try:
+                    host.out_bytes = emitted.get(j, 0) if emitted else 0
+                    host.count_output(out[1] - out[0])
+                    self._finish(ctx, host, view[out[0] : out[1]].tobytes())
+                except Exception as exc:
+                    errors[base + j] = exc
 
     @staticmethod
     def _finish(ctx: Any, host: GuestNodeHost, frame: bytes) -> None:
@@ -488,6 +707,24 @@ class GuestNodeActor(Actor):
         self._closing = True
         if not self._running:
             self._release_once()
+
+
+_U32 = struct.Struct("<I")
+#: A batch frame grows a node's input buffer up to about this size; beyond it, batches of big
+#: ticks get shorter instead (the guest's memory is capped, and a 1 MiB call already amortises
+#: the per-call cost).
+_BATCH_BYTES = 1 << 20
+
+
+def _no_progress() -> int:
+    return -1
+
+
+def batch_progress(view: Any, offset: int) -> Callable[[], int]:
+    """A reader of the ``done`` counter of the batch frame at ``view[offset:]``."""
+    unpack = _U32.unpack_from
+    at = offset + 4
+    return lambda: unpack(view, at)[0]
 
 
 def _text(raw: bytes) -> str:

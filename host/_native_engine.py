@@ -7,8 +7,9 @@ from a trusted, signed pack; the pack loader is what enforces that, not this mod
 
 The library speaks the native binding of guest ABI v1 (abi/ABI.md §7), which the C guest SDK
 produces from the same source as the WebAssembly build: the same frames, native pointers, a
-per-node handle from ``reflow_open``, and host functions passed once as a table of C function
-pointers. Those callbacks find the calling node through a thread-local (each node ticks on one
+per-node handle from ``reflow_open``, host functions passed once as a table of C function
+pointers, and (ABI 1.1, optional) ``reflow_tick_batch`` for several ticks per call. The
+callbacks find the calling node through a thread-local (each node ticks on one
 worker thread at a time), never raise into C (they return -1 and the exception is re-raised
 after the call returns), and check capabilities exactly as for WebAssembly guests.
 """
@@ -30,11 +31,12 @@ from ._guest_host import (
     GuestNodeActor,
     GuestNodeHost,
     GuestTemplate,
+    batch_progress,
     parse_describe,
     pick_template,
 )
 from ._messages import Message
-from .abi._codec import decode_result, encode_open
+from .abi._codec import decode_batch_head, decode_result, encode_open
 from .abi._version import ABI_VERSION, check_abi_compatible, pack_abi_word, unpack_abi_word
 
 __all__ = ["NativeActor", "NativeLibrary", "NativeNodeActor"]
@@ -101,8 +103,8 @@ def _guarded(fn: Any, failure: Any) -> Any:
             return fn(*args)
         except BaseException as exc:  # never unwind through C frames
             host = getattr(_current, "host", None)
-            if host is not None and host.pending is None:
-                host.pending = exc
+            if host is not None:
+                host.set_pending(exc)
             return failure
 
     return call
@@ -206,6 +208,11 @@ class NativeLibrary:
         # a small int (the frame length), which skips ctypes' per-call conversions.
         self._tick_unchecked = lib._FuncPtr(("reflow_tick", lib))
         self._tick_unchecked.restype = ctypes.c_void_p
+        #: reflow_tick_batch (ABI 1.1, optional), called like reflow_tick; None without it.
+        self._batch_unchecked = None
+        if self.abi_version >= (1, 1) and hasattr(lib, "reflow_tick_batch"):
+            self._batch_unchecked = lib._FuncPtr(("reflow_tick_batch", lib))
+            self._batch_unchecked.restype = ctypes.c_void_p
         self._api = _make_api()  # kept alive as long as the library object
         lib.reflow_native_bind(ctypes.byref(self._api))
         n = _u32()
@@ -242,6 +249,9 @@ class NativeNodeActor(GuestNodeActor):
         self._out_len = _u32()
         self._out_ref = ctypes.byref(self._out_len)
         self._tick_fn = lib._tick_unchecked
+        self._batch_fn = lib._batch_unchecked
+        self._batching = self._batch_fn is not None and owner.limits.batch_ticks > 1
+        self._batch_max = owner.limits.batch_ticks
         self._out_limit = owner.limits.output_bytes
         self._grow_input(256)
         handle = ctypes.c_void_p()
@@ -298,6 +308,43 @@ class NativeNodeActor(GuestNodeActor):
         if outputs is None:
             self._finish(ctx, host, ctypes.string_at(ptr, ln))
         return outputs
+
+    def _tick_batch(
+        self, ctxs: list[Any], errors: list[BaseException | None], base: int
+    ) -> tuple[int, bool]:
+        """One reflow_tick_batch call. A native guest cannot trap (a crash ends the process),
+        so this never reports one; a host function that fails during tick ``i`` fails tick
+        ``i`` alone (the guest's progress counter says which tick was running)."""
+        host = self._host
+        _current.host = host
+        try:
+            m, size, frame = self._encode_batch(ctxs, self._in_view, 0, self._in_cap)
+        except Exception as bad:
+            errors[base] = bad
+            return 1, False
+        if frame is not None:
+            self._grow_input(max(size, 2 * self._in_cap))
+            self._in_view[:size] = frame
+        host.begin_batch(ctxs[:m], batch_progress(self._in_view, 0))
+        try:
+            ptr = self._batch_fn(self._handle, self._in_buf, size, self._out_ref)  # type: ignore[misc]
+        finally:
+            emitted, failed = host.end_batch()
+        done = decode_batch_head(self._in_view, 0)[1]
+        if not ptr or not 1 <= done <= m:
+            exc = host.tag(
+                GuestOutputError(f"reflow_tick_batch reported {done} of {m} ticks done")
+                if ptr
+                else GuestOutputError("reflow_tick_batch returned NULL")
+            )
+            for j in range(m):
+                errors[base + j] = failed.get(j, exc)
+            return m, False
+        ln = self._out_len.value
+        self._deliver_batch(
+            ctxs, errors, base, _PROCESS_MEMORY, ptr, ptr + ln, done, host, emitted, failed
+        )
+        return done, False
 
     def _release(self, handle: int) -> None:
         self._lib.reflow_close(handle)

@@ -4,7 +4,8 @@
 imports, ABI version and describe document, and returns a :class:`WasmModule`;
 ``module.actor(template_id)`` is an :class:`~reflow.Actor` to register in a network. Every node
 gets its own wasmtime store and instance (``open_node``), with its own limits: a linear-memory
-cap, an epoch deadline per tick and an output-size cap. Nothing but module ``reflow`` is
+cap, an epoch deadline per tick (per batch of ticks, for a guest that exports
+``reflow_tick_batch``: ABI 1.1) and an output-size cap. Nothing but module ``reflow`` is
 importable: no WASI, and ``http_request`` only with a grant. Ticks run on the runtime's worker
 pool (``execution = "worker"``); wasmtime releases the GIL while guest code runs, so
 independent nodes use all cores.
@@ -55,11 +56,17 @@ from ._guest_host import (
     GuestNodeActor,
     GuestNodeHost,
     GuestTemplate,
+    batch_progress,
     parse_describe,
     pick_template,
 )
 from ._messages import Message
-from .abi._codec import decode_result, encode_open, encode_tick_input
+from .abi._codec import (
+    decode_batch_head,
+    decode_result,
+    encode_open,
+    encode_tick_input,
+)
 from .abi._version import check_abi_compatible, unpack_abi_word
 
 __all__ = ["WasmActor", "WasmEngine", "WasmModule", "WasmNodeActor", "default_engine"]
@@ -76,6 +83,10 @@ EXPORTS: dict[str, tuple[list[str], list[str]]] = {
     "reflow_describe": ([], ["i64"]),
     "reflow_open": (["i32", "i32"], ["i64"]),
     "reflow_tick": (["i32", "i32"], ["i64"]),
+}
+#: Exports a guest may have (ABI 1.1); used only from a guest that reports 1.1 or later.
+OPTIONAL_EXPORTS: dict[str, tuple[list[str], list[str]]] = {
+    "reflow_tick_batch": (["i32", "i32"], ["i64"]),
 }
 #: Imports a guest may use (module "reflow"): name -> (params, results).
 IMPORTS: dict[str, tuple[list[str], list[str]]] = {
@@ -306,6 +317,8 @@ class WasmModule:
         self.module = module
         self.sha256 = digest
         self.name = name
+        #: Whether nodes get several ticks per call (reflow_tick_batch); decided below.
+        self.batch = False
         self._check_exports()
         self.imports = self._check_imports()
         probe = _GuestInstance(self, None, GuestLimits(), GuestGrants(), "<load>")
@@ -315,6 +328,7 @@ class WasmModule:
                 unpack_abi_word(word), what=f"module {name!r}"
             )
             self.templates = parse_describe(probe.call_slice("reflow_describe"), self.abi_version)
+            self.batch = self.has_batch and self.abi_version >= (1, 1)
         except SandboxError as exc:
             if not exc.component:
                 exc.component = name
@@ -335,6 +349,18 @@ class WasmModule:
             got = (_type_names(ty.params), _type_names(ty.results))
             if got != (params, results):
                 problems.append(f"{name} with type {params} -> {results}, not {got[0]} -> {got[1]}")
+        self.has_batch = False
+        for name, (params, results) in OPTIONAL_EXPORTS.items():
+            if name not in found:
+                continue
+            ty = found[name]
+            if not isinstance(ty, wasmtime.FuncType) or (
+                _type_names(ty.params),
+                _type_names(ty.results),
+            ) != (params, results):
+                problems.append(f"{name} (optional) with type {params} -> {results}")
+            else:
+                self.has_batch = True
         if problems:
             raise GuestABIError(
                 f"module {self.name!r} does not export the reflow guest ABI: missing or "
@@ -403,6 +429,8 @@ class _GuestInstance:
         self.module = module
         self.limits = limits
         self.ticks = eng.deadline_ticks(limits.tick_ms)
+        #: The deadline a blocking host call re-arms: ``ticks``, or a batch's while one runs.
+        self.cur_ticks = self.ticks
         tmpl = template or GuestTemplate(id=module.name, inports=(), outports=())
         self.host = GuestNodeHost(node, tmpl, limits, grants)
         self.out_limit = limits.output_bytes
@@ -412,6 +440,7 @@ class _GuestInstance:
         self.fp = fastcall.FastPath(self.store) if self.fast else None
         self.engine = eng
         self.deadline_epoch = -1
+        self.armed_ticks = 0  # the ticks of the deadline set in ``deadline_epoch``
         # With a fixed reservation that covers the cap, memory.grow never moves the memory.
         self.stable = (
             eng.memory_reservation is not None and limits.memory_bytes <= eng.memory_reservation
@@ -458,7 +487,7 @@ class _GuestInstance:
         assert isinstance(mem, wasmtime.Memory)
         self.memory = mem
         funcs = {name: exports[name] for name in EXPORTS}
-        self.host.on_resume = lambda: self.set_deadline(self.ticks)
+        self.host.on_resume = lambda: self.set_deadline(self.cur_ticks)
         if self.fp is not None:
             self.fp.bind_memory(mem)
             self.callers: dict[str, Callable[..., tuple[int, Any]]] = {
@@ -476,6 +505,11 @@ class _GuestInstance:
         #: host's per-tick bookkeeping).
         self.host_calls = bool(module.imports or module.wasi_imports)
         self.refresh()
+        #: reflow_tick_batch, bound like reflow_tick. Batches need the fast path and a view
+        #: over linear memory (the public-API fallback runs one tick per call).
+        self.batch_bound = None
+        if module.batch and self.fp is not None and self.view is not None:
+            self.batch_bound = self.fp.bind(exports["reflow_tick_batch"], 2)
 
     def _instantiate_with_wasi(self, imports: list[wasmtime.Func]) -> wasmtime.Instance:
         """Instantiate with an empty WASI context (no preopens, env or args); stdio is
@@ -494,6 +528,7 @@ class _GuestInstance:
     # -- plumbing ------------------------------------------------------------------------------
     def set_deadline(self, ticks: int) -> None:
         self.deadline_epoch = self.engine.epoch
+        self.armed_ticks = ticks
         if self.fp is not None:
             self.fp.set_deadline(ticks)
         else:
@@ -620,7 +655,9 @@ class _GuestInstance:
         raise AssertionError(name)  # pragma: no cover - IMPORTS and this table agree
 
     # -- calls -----------------------------------------------------------------------------
-    def translate(self, exc: BaseException, what: str) -> BaseException:
+    def translate(
+        self, exc: BaseException, what: str, limit_ms: float | None = None
+    ) -> BaseException:
         host = self.host
         pending, host.pending = host.pending, None
         if pending is not None:
@@ -631,11 +668,12 @@ class _GuestInstance:
             code_name = code.name if code is not None else None
             text = _trap_text(exc)
             if code_name == "INTERRUPT":
+                limit = self.limits.tick_ms if limit_ms is None else limit_ms
                 return host.tag(
                     GuestTimeout(
-                        f"{who}: {what} ran past its time limit of {self.limits.tick_ms:g} ms "
+                        f"{who}: {what} ran past its time limit of {limit:g} ms "
                         f"and was interrupted",
-                        limit_ms=self.limits.tick_ms,
+                        limit_ms=limit,
                     )
                 )
             if code_name == "STACK_OVERFLOW":
@@ -778,6 +816,8 @@ class WasmNodeActor(GuestNodeActor):
             raise self._refused(res.error)
         self._inst: _GuestInstance | None = inst
         self._owned.append(inst)
+        self._batching = inst.batch_bound is not None and owner.limits.batch_ticks > 1
+        self._batch_max = owner.limits.batch_ticks
 
     def _tick(self, ctx: Any) -> dict[str, Message] | None:
         """The hot path, kept flat on purpose (each call saved is ~0.1 us of a ~2 us tick):
@@ -798,10 +838,11 @@ class WasmNodeActor(GuestNodeActor):
             if n < 0:
                 n = inst.write_input(encode_tick_input(ctx.inputs))
                 in_ptr = inst.in_ptr
+                view = inst.view  # growing the buffer may have grown the memory
         else:
             n = inst.write_input(encode_tick_input(ctx.inputs))
             in_ptr = inst.in_ptr
-        if inst.engine.epoch != inst.deadline_epoch:
+        if inst.engine.epoch != inst.deadline_epoch or inst.armed_ticks != inst.ticks:
             # A deadline set in this epoch still stands; re-arm once the epoch moved on.
             inst.set_deadline(inst.ticks)
         bound = inst.tick_bound
@@ -837,6 +878,80 @@ class WasmNodeActor(GuestNodeActor):
         if outputs is None:
             self._finish(ctx, host, view[ptr : ptr + ln].tobytes())
         return outputs
+
+    def _tick_batch(
+        self, ctxs: list[Any], errors: list[BaseException | None], base: int
+    ) -> tuple[int, bool]:
+        """One reflow_tick_batch call (ABI.md, "Batched ticks"): encode the ticks' inputs into
+        the guest's input buffer, one unchecked call with a deadline of ``tick_ms`` per tick,
+        then each result frame decoded into its ctx. After a trap, the guest's progress
+        header says which results are complete: those are delivered and the tick that was
+        running gets the error."""
+        inst = self._inst
+        assert inst is not None and inst.view is not None and inst.batch_bound is not None
+        host = inst.host
+        try:
+            m, size, frame = self._encode_batch(ctxs, inst.view, inst.in_ptr, inst.in_cap)
+            if frame is not None:  # the input buffer is too small: grow it (reflow_alloc)
+                inst.write_input(frame)
+        except Exception as exc:  # the first tick's inputs cannot cross, or alloc failed
+            errors[base] = exc
+            return 1, False
+        view, in_ptr = inst.view, inst.in_ptr
+        limit_ms = inst.limits.tick_ms * m
+        ticks = inst.engine.deadline_ticks(limit_ms)
+        # As for single ticks: a deadline armed in this epoch for as many ticks still stands
+        # (re-arming is one more foreign call, and one more GIL release).
+        if inst.engine.epoch != inst.deadline_epoch or inst.armed_ticks != ticks:
+            inst.set_deadline(ticks)
+        inst.cur_ticks = ticks
+        host_calls = inst.host_calls
+        if host_calls:
+            host.begin_batch(ctxs[:m], batch_progress(view, in_ptr))
+        bound = inst.batch_bound
+        args = bound.args
+        args[0] = in_ptr
+        args[2] = size
+        emitted = None
+        try:
+            e = bound.call()
+            failure = bound.failure(e) if e or bound.trap.value else None
+        finally:
+            inst.cur_ticks = inst.ticks
+            if host_calls:
+                emitted = host.end_batch()[0]
+        _, done, rptr, rlen = decode_batch_head(view, in_ptr)
+        if failure is None:
+            raw = args[0]
+            rptr = raw & _MASK32
+            rlen = (raw >> 32) & _MASK32
+        if rptr + rlen > inst.size:
+            inst.refresh()  # the guest grew its memory during the call
+            view = inst.view
+        if failure is not None:
+            if done >= m or rptr + rlen > inst.size:  # no usable progress: all of them fail
+                exc = inst.translate(failure, f"reflow_tick_batch ({m} ticks)", limit_ms)
+                for j in range(m):
+                    errors[base + j] = exc
+                return m, True
+            exc = inst.translate(
+                failure, f"reflow_tick_batch (tick {done + 1} of {m})", limit_ms
+            )
+            self._deliver_batch(ctxs, errors, base, view, rptr, rptr + rlen, done, host, emitted)
+            errors[base + done] = exc
+            return done + 1, True
+        if not 1 <= done <= m or rptr + rlen > inst.size:
+            exc = host.tag(
+                GuestOutputError(
+                    f"reflow_tick_batch reported {done} of {m} ticks done with the results "
+                    f"[{rptr}, {rptr + rlen}) (linear memory: {inst.size} bytes)"
+                )
+            )
+            for j in range(m):
+                errors[base + j] = exc
+            return m, False
+        self._deliver_batch(ctxs, errors, base, view, rptr, rptr + rlen, done, host, emitted)
+        return done, False
 
     def _release(self, inst: _GuestInstance) -> None:
         self._inst = None

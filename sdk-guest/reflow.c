@@ -1,5 +1,5 @@
 /*
- * reflow.c — the runtime of the C guest SDK (guest ABI 1.0, abi/ABI.md).
+ * reflow.c — the runtime of the C guest SDK (guest ABI 1.1, abi/ABI.md).
  *
  * Compiled together with an actor's source. On wasm32 it exports the ABI entry points and
  * imports the host functions from module "reflow"; built natively it exports the native
@@ -68,6 +68,7 @@ size_t strlen(const char *s) {
 extern unsigned char __heap_base;
 static uintptr_t heap_top;   /* end of persistent blocks */
 static uintptr_t arena_top;  /* end of the current call's arena */
+static uint32_t arena_used;  /* bytes handed out since the last reset (batch budget) */
 
 static int wasm_ensure(uintptr_t end) {
     uintptr_t have = (uintptr_t)__builtin_wasm_memory_size(0) * 65536u;
@@ -81,12 +82,14 @@ static void heap_init(void) {
 static void arena_reset(void) {
     heap_init();
     arena_top = heap_top;
+    arena_used = 0;
 }
 static void *arena_alloc(uint32_t size) {
     heap_init();
     uintptr_t p = (arena_top + 7u) & ~(uintptr_t)7u;
     if (p + size < p || !wasm_ensure(p + size)) return 0;
     arena_top = p + size;
+    arena_used += size;
     return (void *)p;
 }
 /* Persistent block: placed after anything live in the arena, so a mid-tick call is safe. */
@@ -150,8 +153,10 @@ typedef struct chunk {
     unsigned char data[];
 } chunk;
 static TLS chunk *arena_head;
+static TLS uint32_t arena_used; /* bytes handed out since the last reset (batch budget) */
 
 static void arena_reset(void) {
+    arena_used = 0;
     while (arena_head && arena_head->next) {
         chunk *next = arena_head->next;
         free(arena_head);
@@ -172,6 +177,7 @@ static void *arena_alloc(uint32_t size) {
     }
     void *p = arena_head->data + arena_head->top;
     arena_head->top += need;
+    arena_used += (uint32_t)need;
     return p;
 }
 static void *persist_alloc(uint32_t size) { return calloc(1, size ? size : 1); }
@@ -205,7 +211,8 @@ struct reflow_ctx {
     reflow_node *node;
     uint32_t n_inputs;
     in_entry *inputs;
-    obuf out;        /* result frame: status, u16 count, entries */
+    obuf out;        /* result frame from out_start: status, u16 count, entries */
+    uint32_t out_start;
     uint32_t out_count;
     int ended;       /* 0 running, 1 done, 2 failed */
     const char *fail_msg;
@@ -676,9 +683,23 @@ static void json_list(obuf *b, const char *csv) {
 }
 static void obuf_str(obuf *b, const char *s) { obuf_put(b, s, (uint32_t)strlen(s)); }
 
+static void obuf_uint(obuf *b, uint32_t v) {
+    char tmp[11];
+    int i = 10;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    obuf_put(b, tmp + i, (uint32_t)(10 - i));
+}
+
 static obuf build_describe(void) {
     obuf b = {0, 0, 0, 0};
-    obuf_str(&b, "{\"abi\":\"1.0\",\"templates\":[");
+    obuf_str(&b, "{\"abi\":\"");
+    obuf_uint(&b, REFLOW_ABI_MAJOR);
+    obuf_u8(&b, '.');
+    obuf_uint(&b, REFLOW_ABI_MINOR);
+    obuf_str(&b, "\",\"templates\":[");
     for (uint32_t i = 0; i < reflow_user_template_count; i++) {
         const reflow_template *t = &reflow_user_templates[i];
         if (i) obuf_u8(&b, ',');
@@ -712,23 +733,37 @@ static obuf fail_frame(const char *message) {
     return b;
 }
 
+/* The buffer the tick's result frame was appended to (from ctx->out_start): its outputs, or a
+ * fail frame in their place. out.failed only if not even a fail frame fit. */
 static obuf finish(reflow_ctx *ctx, int rc) {
-    if (ctx->ended == 2 || (rc != 0 && ctx->ended != 1)) {
-        return fail_frame(ctx->fail_msg ? ctx->fail_msg : "tick failed");
+    obuf *o = &ctx->out;
+    uint32_t s = ctx->out_start;
+    const char *err = 0;
+    if (ctx->ended == 2 || (rc != 0 && ctx->ended != 1))
+        err = ctx->fail_msg ? ctx->fail_msg : "tick failed";
+    else if (o->failed)
+        err = "reflow sdk: out of memory building outputs";
+    if (err) {
+        uint32_t n = (uint32_t)strlen(err);
+        o->len = s;
+        o->failed = 0;
+        obuf_u8(o, 1);
+        obuf_u32(o, n);
+        obuf_put(o, err, n);
+        return *o;
     }
-    if (ctx->out.failed) return fail_frame("reflow sdk: out of memory building outputs");
-    ctx->out.p[1] = (uint8_t)(ctx->out_count & 0xff);
-    ctx->out.p[2] = (uint8_t)(ctx->out_count >> 8);
-    return ctx->out;
+    o->p[s + 1] = (uint8_t)(ctx->out_count & 0xff);
+    o->p[s + 2] = (uint8_t)(ctx->out_count >> 8);
+    return *o;
 }
 
-static void ctx_init(reflow_ctx *ctx, reflow_node *node) {
+/* The result frame is appended to `out` (empty for a single tick; the batch's results). */
+static void ctx_init(reflow_ctx *ctx, reflow_node *node, obuf out) {
     ctx->node = node;
     ctx->n_inputs = 0;
     ctx->inputs = 0;
-    ctx->out.p = 0;
-    ctx->out.len = ctx->out.cap = 0;
-    ctx->out.failed = 0;
+    ctx->out = out;
+    ctx->out_start = out.len;
     ctx->out_count = 0;
     ctx->ended = 0;
     ctx->fail_msg = 0;
@@ -769,34 +804,94 @@ static obuf run_open(reflow_node *node, const uint8_t *p, uint32_t len) {
     const char *err = open_node(node, p, len);
     if (err) return fail_frame(err);
     reflow_ctx ctx;
-    ctx_init(&ctx, node);
+    obuf empty = {0, 0, 0, 0};
+    ctx_init(&ctx, node, empty);
     int rc = node->t->open ? node->t->open(&ctx) : reflow_done(&ctx);
     return finish(&ctx, rc);
 }
 
-static obuf run_tick(reflow_node *node, const uint8_t *p, uint32_t len) {
+static obuf run_tick(reflow_node *node, const uint8_t *p, uint32_t len, obuf out) {
     reflow_ctx ctx;
-    if (!node || !node->t) return fail_frame("reflow sdk: tick before open");
-    ctx_init(&ctx, node);
-    if (len < 2) return fail_frame("reflow sdk: malformed input frame");
+    ctx_init(&ctx, node, out);
+    if (!node || !node->t) return finish(&ctx, reflow_fail(&ctx, "reflow sdk: tick before open"));
+    if (len < 2) return finish(&ctx, reflow_fail(&ctx, "reflow sdk: malformed input frame"));
     uint32_t count = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
     ctx.inputs = (in_entry *)arena_alloc(count * (uint32_t)sizeof(in_entry) + 1);
-    if (!ctx.inputs) return fail_frame("reflow sdk: out of memory decoding inputs");
+    if (!ctx.inputs)
+        return finish(&ctx, reflow_fail(&ctx, "reflow sdk: out of memory decoding inputs"));
     uint32_t pos = 2;
     for (uint32_t i = 0; i < count; i++) {
         if (pos >= len || p[pos] == 0 || pos + 1 + p[pos] > len)
-            return fail_frame("reflow sdk: malformed input frame");
+            return finish(&ctx, reflow_fail(&ctx, "reflow sdk: malformed input frame"));
         ctx.inputs[i].port_len = p[pos];
         ctx.inputs[i].port = p + pos + 1;
         pos += 1 + p[pos];
         uint32_t used = get_msg(p + pos, len - pos, &ctx.inputs[i].msg);
-        if (!used) return fail_frame("reflow sdk: malformed input frame");
+        if (!used) return finish(&ctx, reflow_fail(&ctx, "reflow sdk: malformed input frame"));
         pos += used;
     }
     ctx.n_inputs = count;
     int rc = node->t->tick(&ctx);
     return finish(&ctx, rc);
 }
+
+/* -- batches (ABI 1.1, abi/ABI.md "Batched ticks") ------------------------------------------
+ * The batch frame starts with a 24-byte header the guest updates after every tick, so that the
+ * host finds the results of the completed ticks even if a later tick traps:
+ *   0 u32 count (host)  4 u32 done (guest)  8 u64 results ptr (guest)  16 u32 results len
+ *   (guest)  20 u32 reserved
+ * then count x (u32 n + input frame). The results are count' x (u32 n + result frame), count'
+ * = done <= count: the runtime stops early once the ticks of this call have used
+ * REFLOW_BATCH_ARENA_BUDGET bytes of arena, and the host sends the rest again. */
+#if REFLOW_ABI_MINOR >= 1
+#ifndef REFLOW_BATCH_ARENA_BUDGET
+#define REFLOW_BATCH_ARENA_BUDGET (1u << 20)
+#endif
+#define BATCH_HEAD 24u
+
+static void wr_u32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+static void wr_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static obuf run_batch(reflow_node *node, uint8_t *p, uint32_t len) {
+    obuf res = {0, 0, 0, 0};
+    if (len < BATCH_HEAD) {
+        res.failed = 1;
+        return res;
+    }
+    uint32_t count = rd_u32(p), pos = BATCH_HEAD;
+    wr_u32(p + 4, 0);
+    for (uint32_t i = 0; i < count; i++) {
+        if (pos + 4 > len || rd_u32(p + pos) > len - pos - 4) break; /* host bug: stop */
+        uint32_t n = rd_u32(p + pos);
+        /* Room for the result's length first: a tick whose result could not be recorded
+         * must not run (the host would send it again). The tick then writes its result
+         * frame straight after it, into the results. */
+        if (!obuf_reserve(&res, 4)) break;
+        uint32_t at = res.len;
+        res.len += 4;
+        res = run_tick(node, p + pos + 4, n, res);
+        pos += 4 + n;
+        if (res.failed) { /* not even a fail frame fit: an empty frame fails the tick alone */
+            res.failed = 0;
+            res.len = at + 4;
+        }
+        wr_u32(res.p + at, res.len - at - 4);
+        wr_u64(p + 8, (uint64_t)(uintptr_t)res.p);
+        wr_u32(p + 16, res.len);
+        wr_u32(p + 4, i + 1);
+        if (arena_used > REFLOW_BATCH_ARENA_BUDGET) break;
+    }
+    return res;
+}
+
+#endif /* REFLOW_ABI_MINOR >= 1 */
 
 #if REFLOW_WASM
 static reflow_node the_node;
@@ -834,8 +929,18 @@ EXPORT("reflow_open") uint64_t reflow_open(const uint8_t *p, uint32_t len) {
 }
 EXPORT("reflow_tick") uint64_t reflow_tick(const uint8_t *p, uint32_t len) {
     arena_reset();
-    return slice(run_tick(&the_node, p, len));
+    obuf empty = {0, 0, 0, 0};
+    return slice(run_tick(&the_node, p, len, empty));
 }
+#if REFLOW_ABI_MINOR >= 1
+EXPORT("reflow_tick_batch") uint64_t reflow_tick_batch(uint8_t *p, uint32_t len) {
+    arena_reset();
+    obuf r = run_batch(&the_node, p, len);
+    if (r.failed && len >= BATCH_HEAD) /* out of memory: hand back what was published */
+        return ((uint64_t)rd_u32(p + 16) << 32) | (uint32_t)rd_u64(p + 8);
+    return slice(r);
+}
+#endif
 
 #else /* native binding */
 
@@ -864,8 +969,21 @@ const uint8_t *reflow_open(const uint8_t *frame, uint32_t len, void **node_out,
 EXPORT("reflow_tick")
 const uint8_t *reflow_tick(void *node, const uint8_t *frame, uint32_t len, uint32_t *out_len) {
     arena_reset();
-    return give(run_tick((reflow_node *)node, frame, len), out_len);
+    obuf empty = {0, 0, 0, 0};
+    return give(run_tick((reflow_node *)node, frame, len, empty), out_len);
 }
+#if REFLOW_ABI_MINOR >= 1
+EXPORT("reflow_tick_batch")
+const uint8_t *reflow_tick_batch(void *node, uint8_t *frame, uint32_t len, uint32_t *out_len) {
+    arena_reset();
+    obuf r = run_batch((reflow_node *)node, frame, len);
+    if (r.failed && len >= BATCH_HEAD) { /* out of memory: hand back what was published */
+        *out_len = rd_u32(frame + 16);
+        return (const uint8_t *)(uintptr_t)rd_u64(frame + 8);
+    }
+    return give(r, out_len);
+}
+#endif
 EXPORT("reflow_close") void reflow_close(void *node) {
     reflow_node *n = (reflow_node *)node;
     if (!n) return;

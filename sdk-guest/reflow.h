@@ -1,5 +1,5 @@
 /*
- * reflow.h — the C guest SDK for reflow guest ABI 1.0 (see abi/ABI.md).
+ * reflow.h — the C guest SDK for reflow guest ABI 1.1 (see abi/ABI.md).
  *
  * Write an actor as a tick function, list it in a template table, and build the same source
  * to WebAssembly (sandboxed) or to a native shared library (not sandboxed) with
@@ -38,7 +38,12 @@ extern "C" {
 #endif
 
 #define REFLOW_ABI_MAJOR 1
+#if defined(REFLOW_ABI_1_0)
+/* -DREFLOW_ABI_1_0: a guest for hosts that speak only ABI 1.0 (no reflow_tick_batch). */
 #define REFLOW_ABI_MINOR 0
+#else
+#define REFLOW_ABI_MINOR 1
+#endif
 
 /* Message kinds: the kind byte of the wire format. */
 typedef enum reflow_kind {

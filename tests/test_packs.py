@@ -50,6 +50,7 @@ from reflow.abi._signing import (
     signatures_to_toml,
     write_keypair,
 )
+from reflow.abi._version import pack_abi_version
 from reflow.hookspecs import hookimpl
 from reflow.tools._pack_build import build_pack
 
@@ -374,8 +375,9 @@ HOSTILE: list[tuple[str, Callable[[Built], bytes], type[Exception], str]] = [
     ("unsigned", unsigned, PackSignatureError, "is not signed"),
     ("missing host triple", no_host_triple, PlatformError, "available triples: "),
     ("ABI major mismatch", abi("2.0"), ABIVersionError,
-     "built for guest ABI 2.0 but this host speaks ABI 1.0"),
-    ("ABI minor newer", abi("1.9"), ABIVersionError, "newer than this host's ABI 1.0"),
+     f"built for guest ABI 2.0 but this host speaks ABI {pack_abi_version()}"),
+    ("ABI minor newer", abi("1.9"), ABIVersionError,
+     f"newer than this host's ABI {pack_abi_version()}"),
     ("path traversal", crafted(lambda b: [entry("../../escape.so", b"x")]), UnsafeArchiveError,
      "unsafe path"),
     ("absolute path", crafted(lambda b: [entry("/tmp/escape.so", b"x")]), UnsafeArchiveError,

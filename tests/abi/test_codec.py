@@ -28,7 +28,13 @@ from reflow.abi import (
     encode_result_fail,
     encode_tick_input,
 )
-from reflow.abi._codec import TickCodec
+from reflow.abi._codec import (
+    BATCH_HEAD,
+    TickCodec,
+    decode_batch_head,
+    decode_batch_results,
+    encode_batch,
+)
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -289,3 +295,114 @@ def test_tick_codec_remembers_the_last_shape_without_trusting_it() -> None:
             continue
         hot = full.ok and len(full.outputs) == 1 and full.outputs[0][1].kind in ("Integer", "Bytes")
         assert got == (dict(full.outputs) if hot else None), raw
+
+
+# -- batch frames (ABI 1.1) ----------------------------------------------------------------------
+_ticks = st.lists(
+    st.dictionaries(st.sampled_from(["in", "a", "zz"]), _messages, min_size=0, max_size=2),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ticks)
+def test_encode_batch_into_matches_encode_batch(ticks: list[dict[str, Message]]) -> None:
+    want = encode_batch([encode_tick_input(t) for t in ticks])
+    codec = TickCodec(["in", "a"], [])
+    buf = bytearray(b"\xee" * (len(want) + 8))
+    assert codec.encode_batch_into(ticks, buf, 4, len(want)) == (len(ticks), len(want), False)
+    assert bytes(buf[4 : 4 + len(want)]) == want
+    assert buf[:4] == b"\xee" * 4 and buf[4 + len(want) :] == b"\xee" * 4
+    # One byte short: every tick but the last fits, and it says the buffer was full.
+    m, size, full = codec.encode_batch_into(ticks, bytearray(len(want)), 0, len(want) - 1)
+    assert full and m == len(ticks) - 1
+    assert size == (len(encode_batch([encode_tick_input(t) for t in ticks[:-1]])) if m else 0)
+
+
+def test_encode_batch_layout() -> None:
+    frames = [encode_tick_input({"in": Message.integer(i)}) for i in (1, 2)]
+    raw = encode_batch(frames)
+    assert raw[:24] == struct.pack("<IIQII", 2, 0, 0, 0, 0) and len(raw) == BATCH_HEAD + 2 * 18
+    assert raw[24:28] == struct.pack("<I", 14) and raw[28:42] == frames[0]
+    assert decode_batch_head(raw) == (2, 0, 0, 0)
+
+
+def test_encode_batch_into_stops_before_a_tick_that_cannot_cross() -> None:
+    codec = TickCodec(["in"], [])
+    good, bad = {"in": Message.integer(1)}, {"in": Message.integer(2**64)}
+    buf = bytearray(256)
+    assert codec.encode_batch_into([good, good, bad, good], buf, 0, 256)[:1] == (2,)
+    with pytest.raises(MessageError, match="64 bits"):
+        codec.encode_batch_into([bad, good], buf, 0, 256)
+
+
+def _results(frames: list[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(f)) + f for f in frames)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(st.tuples(st.sampled_from(["out", "in", "zz"]), _messages), max_size=2).map(
+                encode_result_done
+            ),
+            st.text(max_size=8).map(encode_result_fail),
+            st.binary(max_size=24),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(0, 40),
+)
+def test_decode_batch_agrees_with_decode_batch_results(frames: list[bytes], limit: int) -> None:
+    raw = _results(frames)
+    codec = TickCodec([], ["out", "in"])
+    view = memoryview(b"\x00\x01\x00\x03out\x03" + raw + b"\x00" * 16)  # bytes around it
+    got = codec.decode_batch(view, 8, 8 + len(raw), len(frames), limit)
+    want = decode_batch_results(raw, len(frames))
+    assert len(got) == len(want) == len(frames)
+    for g, w, f in zip(got, want, frames, strict=True):
+        if type(g) is dict:  # a hot frame: exactly what decode_result makes of it
+            assert isinstance(w, tuple) and w.ok and w.outputs == list(g.items())
+            assert len(f) <= limit
+        else:  # the span of the frame, for the full decoder
+            assert bytes(view[g[0] : g[1]]) == f
+
+
+def test_decode_batch_reports_truncated_results() -> None:
+    frames = [encode_result_done([("out", Message.integer(i))]) for i in range(3)]
+    raw = _results(frames)[:-5]
+    codec = TickCodec([], ["out"])
+    got = codec.decode_batch(memoryview(raw), 0, len(raw), 3, 1 << 20)
+    assert got[:2] == [{"out": Message.integer(0)}, {"out": Message.integer(1)}]
+    assert got[2] is None
+    errs = decode_batch_results(raw, 3)
+    assert isinstance(errs[2], GuestOutputError) and "before the result of tick 3" in str(errs[2])
+
+
+def test_decode_batch_reads_runs_of_hot_frames() -> None:
+    kib = bytes(range(256)) * 4
+    frames = [encode_result_done([("out", Message.bytes(kib[: 1000 + i]))]) for i in range(5)]
+    frames += [encode_result_done([("out", Message.integer(i))]) for i in range(5)]
+    # equal-sized Bytes (read with one Struct each), then a frame of the same size that is
+    # not hot (an undeclared port) and one with a bad length
+    frames += [encode_result_done([("out", Message.bytes(kib[i:] + kib[:i]))]) for i in range(4)]
+    frames += [encode_result_done([("zz", Message.bytes(kib))])]
+    frames += [encode_result_done([("out", Message.bytes(kib))])[:-1] + b"\x00\x00"]
+    frames += [encode_result_done([("out", Message.bytes(kib))])]
+    raw = _results(frames)
+    got = TickCodec([], ["out"]).decode_batch(memoryview(raw), 0, len(raw), len(frames), 1 << 20)
+    assert got[:-3] == [dict(decode_result(f).outputs) for f in frames[:-3]]
+    assert isinstance(got[-3], tuple) and isinstance(got[-2], tuple)  # left to decode_result
+    assert got[-1] == {"out": Message.bytes(kib)}
+
+
+def test_encode_batch_into_equal_sized_bytes() -> None:
+    ticks = [{"in": Message.bytes(bytes([i]) * 1024)} for i in range(5)]
+    ticks += [{"in": Message.bytes(b"y" * 1024)}, {"in": Message.bytes(b"z" * 9)}]
+    want = encode_batch([encode_tick_input(t) for t in ticks])
+    buf = bytearray(len(want))
+    assert TickCodec(["in"], []).encode_batch_into(ticks, buf, 0, len(want))[:2] == (7, len(want))
+    assert bytes(buf) == want

@@ -15,9 +15,24 @@ from reflow.abi import (
 )
 
 
-def test_version_is_1_0() -> None:
-    assert ABI_VERSION == (1, 0)
-    assert pack_abi_version() == "1.0"
+def test_version_is_1_1() -> None:
+    assert ABI_VERSION == (1, 1)
+    assert pack_abi_version() == "1.1"
+
+
+@pytest.mark.parametrize(
+    ("guest", "expected"), [("1.0", (1, 0)), ("1.1", (1, 1)), ((1, 0), (1, 0)), ((1, 1), (1, 1))]
+)
+def test_host_loads_1_0_and_1_1_guests(
+    guest: str | tuple[int, int], expected: tuple[int, int]
+) -> None:
+    """1.1 only added an optional export: guests built for 1.0 still load."""
+    assert check_abi_compatible(guest) == expected
+
+
+def test_host_refuses_1_2_guest() -> None:
+    with pytest.raises(ABIVersionError, match=r"newer than this host's ABI 1\.1"):
+        check_abi_compatible("1.2")
 
 
 @pytest.mark.parametrize(
@@ -76,7 +91,7 @@ def test_reflow_abi_imports_without_wasmtime() -> None:
     code = (
         "import sys; sys.modules['wasmtime'] = None\n"
         "import reflow.abi\n"
-        "assert reflow.abi.pack_abi_version() == '1.0'\n"
+        "assert reflow.abi.pack_abi_version() == '1.1'\n"
         "assert 'wasmtime' not in {m for m in sys.modules if sys.modules[m] is not None}\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

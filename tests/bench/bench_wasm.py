@@ -3,12 +3,19 @@
 Run: ``python tests/bench/bench_wasm.py [--quick]``. Every number is printed as a ratio against
 a baseline measured in the same run; nothing here asserts an absolute time.
 
-What is measured as "engine tick" is the real per-tick path of a node in a ``Network``: the
-node's ``run`` (what ``Scheduler._worker_ticks`` calls on a worker thread) with real
-``BufferedContext`` objects built as ``Scheduler._start_worker`` builds them, a batch of
-``WORKER_BATCH`` at a time (building them is the scheduler thread's work and is not timed).
-A tick and its baselines are sampled in turns (``paired``), so load from other processes
-lands on both sides of a ratio.
+What is measured as "engine tick" is the real per-tick path of a node in a ``Network``, with
+real ``BufferedContext`` objects built as ``Scheduler._start_worker`` builds them, a batch of
+``WORKER_BATCH`` at a time (building them is the scheduler thread's work and is not timed),
+two ways:
+
+* "single-tick path": ``node.run(ctx)`` for each ctx — one guest call per tick, what a guest
+  built for ABI 1.0 (no ``reflow_tick_batch``) or a node with ``batch_ticks=1`` gets;
+* "batched (ABI 1.1)": ``node.run_batch(batch)``, exactly what ``Scheduler._worker_ticks``
+  calls on a worker thread for these nodes — one ``reflow_tick_batch`` guest call for the
+  batch; the number printed is the batch's time divided by its ticks.
+
+Both are compared with the same per-call raw baselines below. A tick and its baselines are
+sampled in turns (``paired``), so load from other processes lands on both sides of a ratio.
 
 1. WASM tick (doubler; 1 KiB passthrough) vs raw wasmtime calls + copy of the same bytes in and
    out through a memoryview over linear memory, with the same unchecked-call primitive the
@@ -16,9 +23,12 @@ lands on both sides of a ratio.
    * "raw passthrough": a hand-written WAT export that returns its input (the target's
      baseline: the engine must pay for everything, the guest's own work included);
    * "raw same guest": the very ``reflow_tick`` export of the guest with the same input frame
-     (so the ratio is the host's overhead alone).
+     (so the ratio is the host's overhead alone);
+   * "raw same guest, batched": one raw ``reflow_tick_batch`` call with the batch frame of
+     ``WORKER_BATCH`` such inputs + copy of the results out, per tick (the host's overhead alone
+     for the batched path).
    The public ``Func.__call__`` + ``Memory.write/read`` is shown for reference.
-   Target: tick <= 2x raw.
+   Target: tick <= 2x raw passthrough.
 2. Native tick (1 KiB passthrough) vs a bare ctypes call of the same entry point with the same
    pre-encoded frame, with the cheapest primitives (no argtypes, prebuilt arguments, copy out
    through the same memoryview the engine uses). Target: <= 3x.
@@ -46,6 +56,7 @@ from reflow._native_engine import _PROCESS_MEMORY, NativeLibrary
 from reflow._scheduler import WORKER_BATCH
 from reflow._wasm_engine import WasmEngine
 from reflow.abi import encode_tick_input
+from reflow.abi._codec import TickResult, decode_batch_results, encode_batch
 from reflow.tools._guest_build import SDK_DIR, build_guest, host_target
 
 M = Message
@@ -91,6 +102,33 @@ def ticks(net: Network, node_id: str, inputs: dict[str, Message], n: int) -> Sam
             total += clock() - t0
             if batch[-1]._state != 1:
                 raise AssertionError(f"tick did not end with done(): {batch[-1]._error}")
+        return total / (batches * WORKER_BATCH)
+
+    return sample
+
+
+def batched_ticks(net: Network, node_id: str, inputs: dict[str, Message], n: int) -> Sampler:
+    """Like :func:`ticks`, but each batch goes through ``node.run_batch(batch)`` — the call
+    ``Scheduler._worker_ticks`` makes for an actor that has it."""
+    node = net._sched.nodes[node_id]
+    run_batch, sched = node.run_batch, net._sched
+    assert run_batch is not None
+    clock = time.perf_counter
+    batches = max(n // WORKER_BATCH, 1)
+
+    def sample() -> float:
+        total = 0.0
+        for _ in range(batches):
+            batch = []
+            for _ in range(WORKER_BATCH):
+                ctx = BufferedContext(sched, node)
+                ctx.inputs = dict(inputs)
+                batch.append(ctx)
+            t0 = clock()
+            errors = run_batch(batch)
+            total += clock() - t0
+            if errors[-1] is not None or batch[-1]._state != 1:
+                raise AssertionError(f"tick did not end with done(): {errors[-1]}")
         return total / (batches * WORKER_BATCH)
 
     return sample
@@ -150,7 +188,7 @@ def raw_round_trip(
 def passthrough(frame: bytes) -> tuple[Callable[[], bytes], Callable[[], bytes]]:
     """(unchecked, public API) raw round trips through a passthrough export."""
     store = wasmtime.Store(wasmtime.Engine())
-    module = wasmtime.Module(store.engine, wasmtime.wat2wasm(PASSTHROUGH_WAT))
+    module = wasmtime.Module(store.engine, bytes(wasmtime.wat2wasm(PASSTHROUGH_WAT)))
     ex = wasmtime.Instance(store, module, []).exports(store)
     func, mem = ex["pass"], ex["memory"]
     assert isinstance(func, wasmtime.Func) and isinstance(mem, wasmtime.Memory)
@@ -164,6 +202,22 @@ def passthrough(frame: bytes) -> tuple[Callable[[], bytes], Callable[[], bytes]]
     fast = raw_round_trip(store, func, mem, frame, 1024)
     assert fast() == frame and public() == frame
     return fast, public
+
+
+def same_guest_batched(node: Any, frame: bytes) -> Callable[[], bytes]:
+    """One raw reflow_tick_batch call with WORKER_BATCH copies of ``frame`` through an open
+    node's own export, results copied out (no engine around it); divide its time by
+    WORKER_BATCH for a per-tick figure."""
+    inst = node._inst
+    batch = encode_batch([frame] * WORKER_BATCH)
+    inst.write_input(batch)
+    inst.set_deadline(1 << 40)
+    func = inst.batch_bound.func
+    raw_round_trip(inst.store, func, inst.memory, batch, inst.in_ptr)()  # grows the arena
+    call = raw_round_trip(inst.store, func, inst.memory, batch, inst.in_ptr)  # full view
+    results = decode_batch_results(call(), WORKER_BATCH)
+    assert all(isinstance(r, TickResult) and r.ok for r in results), results[:1]
+    return call
 
 
 def same_guest(node: Any, frame: bytes) -> Callable[[], bytes]:
@@ -186,24 +240,38 @@ def bench_wasm_ticks(guests: dict[str, Path], n: int) -> list[tuple[str, float]]
         actor = eng.load(guests[name]).actor()
         net = network_node(actor)
         raw_node = actor.open_node("raw", {})
+        raw_batch_node = actor.open_node("raw-batch", {})
         fast, public = passthrough(frame)
+        per_tick = 1 / WORKER_BATCH
         t = paired({
             "tick": ticks(net, "n", inputs, n),
+            "batched": batched_ticks(net, "n", inputs, n),
             "raw": calls(fast, n),
             "same": calls(same_guest(raw_node, frame), n),
+            "same_batched": calls(same_guest_batched(raw_batch_node, frame), n // WORKER_BATCH),
             "public": calls(public, max(n // 20, 50)),
         })
-        tick, raw, same = t["tick"], t["raw"], t["same"]
+        tick, batched, raw, same = t["tick"], t["batched"], t["raw"], t["same"]
+        same_b = t["same_batched"] * per_tick
         print(f"  {len(frame)} B input frame:")
         print(f"    raw passthrough, unchecked call + copy : {raw * 1e6:6.2f} us")
         print(f"    raw same guest, unchecked call + copy  : {same * 1e6:6.2f} us")
+        print(f"    raw same guest, 1 batch call of {WORKER_BATCH}     : {same_b * 1e6:6.2f} us "
+              f"per tick")
         print(f"    raw passthrough, public Func call      : {t['public'] * 1e6:6.2f} us")
-        print(f"    {label:38s} : {tick * 1e6:6.2f} us   ratio {tick / raw:4.2f}x raw "
-              f"passthrough (target <= 2x), {tick / same:4.2f}x raw same guest, "
-              f"{tick / t['public']:4.2f}x public")
-        rows += [(f"wasm {name} / raw passthrough", tick / raw),
-                 (f"wasm {name} / raw same guest", tick / same)]
+        print(f"    {label}:")
+        print(f"      single-tick path (ABI 1.0 guest)     : {tick * 1e6:6.2f} us   ratio "
+              f"{tick / raw:4.2f}x raw passthrough (target <= 2x), {tick / same:4.2f}x raw "
+              f"same guest, {tick / t['public']:4.2f}x public")
+        print(f"      batched, run_batch of {WORKER_BATCH} (ABI 1.1)   : {batched * 1e6:6.2f} us   "
+              f"ratio {batched / raw:4.2f}x raw passthrough (target <= 2x), "
+              f"{batched / same_b:4.2f}x raw same guest batched")
+        rows += [(f"wasm {name} single / raw passthrough", tick / raw),
+                 (f"wasm {name} batched / raw passthrough", batched / raw),
+                 (f"wasm {name} single / raw same guest", tick / same),
+                 (f"wasm {name} batched / raw same batched", batched / same_b)]
         raw_node.close()
+        raw_batch_node.close()
         net.shutdown()
     eng.close()
     return rows
@@ -214,7 +282,7 @@ def bench_native(native: dict[str, Path], n: int) -> list[tuple[str, float]]:
     node = lib.actor().open_node("raw", {})
     inputs = {"in": M.bytes(KIB)}
     frame = encode_tick_input(inputs)
-    handle = node._handle  # type: ignore[attr-defined]
+    handle = node._handle
     out_len = ctypes.c_uint32()
     ref = ctypes.byref(out_len)
     tick = lib._tick_unchecked  # reflow_tick without argtypes: the cheapest ctypes call
@@ -225,15 +293,37 @@ def bench_native(native: dict[str, Path], n: int) -> list[tuple[str, float]]:
         return memory[ptr : ptr + out_len.value].tobytes()
 
     assert bare()[-len(KIB):] == KIB
+    batch_frame = (ctypes.c_ubyte * (24 + WORKER_BATCH * (4 + len(frame))))()
+    batch_frame[:] = encode_batch([frame] * WORKER_BATCH)
+    tick_batch = lib._batch_unchecked  # reflow_tick_batch, called like reflow_tick
+
+    def bare_batch() -> bytes:
+        ptr = tick_batch(handle, batch_frame, len(batch_frame), ref)
+        return memory[ptr : ptr + out_len.value].tobytes()
+
+    assert len(decode_batch_results(bare_batch(), WORKER_BATCH)) == WORKER_BATCH
     net = network_node(lib.actor())
-    t = paired({"tick": ticks(net, "n", inputs, n), "bare": calls(bare, n)})
+    t = paired({
+        "tick": ticks(net, "n", inputs, n),
+        "batched": batched_ticks(net, "n", inputs, n),
+        "bare": calls(bare, n),
+        "bare_batch": calls(bare_batch, n // WORKER_BATCH),
+    })
     net.shutdown()
     node.close()
+    tick, batched, bare_t = t["tick"], t["batched"], t["bare"]
+    bare_b = t["bare_batch"] / WORKER_BATCH
     print("Native tick vs a bare ctypes call with the same data (same run):")
-    print(f"  bare ctypes reflow_tick + copy, 1 KiB: {t['bare'] * 1e6:6.2f} us")
-    print(f"  native engine tick, 1 KiB           : {t['tick'] * 1e6:6.2f} us   "
-          f"ratio {t['tick'] / t['bare']:4.2f}x   (target <= 3x)")
-    return [("native echo / bare ctypes", t["tick"] / t["bare"])]
+    print(f"  bare ctypes reflow_tick + copy, 1 KiB           : {bare_t * 1e6:6.2f} us")
+    print(f"  bare ctypes reflow_tick_batch of {WORKER_BATCH} + copy      : {bare_b * 1e6:6.2f} us "
+          f"per tick")
+    print(f"  native engine, single-tick path (ABI 1.0 guest) : {tick * 1e6:6.2f} us   "
+          f"ratio {tick / bare_t:4.2f}x bare call   (target <= 3x)")
+    print(f"  native engine, batched run_batch of {WORKER_BATCH} (ABI 1.1): "
+          f"{batched * 1e6:6.2f} us   ratio {batched / bare_t:4.2f}x bare call   (target <= 3x), "
+          f"{batched / bare_b:4.2f}x bare batch call")
+    return [("native echo single / bare ctypes", tick / bare_t),
+            ("native echo batched / bare ctypes", batched / bare_t)]
 
 
 BUSY_WAT = """(module (memory (export "memory") 1)
@@ -260,7 +350,7 @@ def busy_module(iterations: int) -> bytes:
         describe_slice=(len(describe) << 32) | 1024,
         iterations=iterations,
     )
-    return wasmtime.wat2wasm(wat)
+    return bytes(wasmtime.wat2wasm(wat))
 
 
 def _control_speedup() -> float:
@@ -339,7 +429,7 @@ def main(argv: list[str]) -> int:
         )
     print("summary:")
     for name, ratio in rows:
-        print(f"  {name:32s} {ratio:6.2f}x")
+        print(f"  {name:42s} {ratio:6.2f}x")
     return 0
 
 

@@ -78,4 +78,5 @@ def test_sdk_describe_document(engine: WasmEngine, guest_wasm: dict[str, Path]) 
     assert t.inports == ("in", "reset")
     assert t.outports == ("count", "ticks")
     assert t.await_all_inports is False
-    assert module.abi_version == (1, 0)
+    assert module.abi_version == (1, 1)
+    assert module.batch  # the SDK exports reflow_tick_batch
