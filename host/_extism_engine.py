@@ -458,19 +458,7 @@ def _plain_message(value: Any, where: str) -> Message:
     }:
         return _guest_message(value, where)
     try:
-        if value is None:
-            return Message.null()
-        if isinstance(value, bool):
-            return Message.boolean(value)
-        if isinstance(value, int):
-            return Message.integer(value)
-        if isinstance(value, float):
-            return Message.float(value)
-        if isinstance(value, str):
-            return Message.string(value)
-        if isinstance(value, list):
-            return Message.array(value)
-        return Message.object(value)
+        return Message.from_value(value)
     except MessageError as exc:
         raise GuestOutputError(f"the guest sent an invalid value at {where}: {exc}") from exc
 

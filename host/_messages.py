@@ -268,6 +268,31 @@ class Message(dict[str, Any]):
             raise MessageError(f'a {kind} message needs a "data" field', path=f"{_path}.data")
         return Message._make(kind, _validate(kind, value.get("data"), f"{_path}.data"))
 
+    @staticmethod
+    def from_value(value: Any) -> Message:
+        """A message for a plain Python/JSON value, its kind inferred: None → Null, bool →
+        Boolean, int → Integer, float → Float, str → String, bytes → Bytes, list → Array,
+        dict → Object. A Message is returned as it is. Raises MessageError otherwise."""
+        if type(value) is Message:
+            return value
+        if value is None:
+            return Message.null()
+        if isinstance(value, bool):
+            return Message.boolean(value)
+        if isinstance(value, int):
+            return Message.integer(value)
+        if isinstance(value, builtins.float):
+            return Message.float(value)
+        if isinstance(value, str):
+            return Message.string(value)
+        if isinstance(value, (builtins.bytes, bytearray, memoryview)):
+            return Message.bytes(value)
+        if isinstance(value, (list, tuple)):
+            return Message.array(list(value))
+        if isinstance(value, dict):
+            return Message.object(value)
+        raise MessageError(f"no message kind for a {type(value).__name__} value")
+
     # -- accessors -------------------------------------------------------------------------
     @property
     def kind(self) -> str:

@@ -405,6 +405,23 @@ class Network:
                 )
             self._running = True
 
+    def _begin(self) -> tuple[float, dict[str, int], int]:
+        """Mark the start of a run: the baselines its summary is measured against."""
+        sched = self._sched
+        self._base = (sched.overflowed, sched.dropped)
+        sched.failures.clear()
+        self._arm_sources()
+        return (time.perf_counter(), {n.id: n.ticks for n in sched.nodes.values()},
+                sched.failure_count)
+
+    def _timed_out(self, timeout: float | None) -> RunTimeout:
+        pending = self._sched.pending()
+        return RunTimeout(
+            f"the graph was not idle after {timeout} s; packets still waiting per node: "
+            f"{pending}",
+            pending=pending,
+        )
+
     def run(self, timeout: float | None = None) -> RunSummary:
         """Run until the graph is idle — nothing queued, nothing running — and return a
         :class:`RunSummary`. Raises :class:`~reflow.RunTimeout` if ``timeout`` seconds pass
@@ -414,25 +431,15 @@ class Network:
             return self._wait_idle(timeout)
         self._materialize()
         self._enter_run()
-        t0 = time.perf_counter()
-        ticks0 = {n.id: n.ticks for n in self._sched.nodes.values()}
-        fails0 = self._sched.failure_count
-        self._base = (self._sched.overflowed, self._sched.dropped)
-        self._sched.failures.clear()
         try:
-            self._arm_sources()
+            t0, ticks0, fails0 = self._begin()
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
-            loop = self._loop
             coro = self._sched.drive(until_idle=True, on_idle=self._publish_idle)
             try:
-                loop.run_until_complete(asyncio.wait_for(coro, timeout))
+                self._loop.run_until_complete(asyncio.wait_for(coro, timeout))
             except TimeoutError:
-                raise RunTimeout(
-                    f"the graph was not idle after {timeout} s; packets still waiting per "
-                    f"node: {self._sched.pending()}",
-                    pending=self._sched.pending(),
-                ) from None
+                raise self._timed_out(timeout) from None
         finally:
             self._running = False
         return self._summary(t0, ticks0, fails0)
@@ -446,23 +453,14 @@ class Network:
             )
         self._materialize()
         self._enter_run()
-        t0 = time.perf_counter()
-        ticks0 = {n.id: n.ticks for n in self._sched.nodes.values()}
-        fails0 = self._sched.failure_count
-        self._base = (self._sched.overflowed, self._sched.dropped)
-        self._sched.failures.clear()
         try:
-            self._arm_sources()
+            t0, ticks0, fails0 = self._begin()
             try:
                 await asyncio.wait_for(
                     self._sched.drive(until_idle=True, on_idle=self._publish_idle), timeout
                 )
             except TimeoutError:
-                raise RunTimeout(
-                    f"the graph was not idle after {timeout} s; packets still waiting per "
-                    f"node: {self._sched.pending()}",
-                    pending=self._sched.pending(),
-                ) from None
+                raise self._timed_out(timeout) from None
         finally:
             self._running = False
         return self._summary(t0, ticks0, fails0)
@@ -472,12 +470,8 @@ class Network:
         Use :meth:`run` to wait for idle, :meth:`shutdown` to stop."""
         self._materialize()
         self._enter_run()
-        self._arm_sources()
         self._busy = True
-        self._t0 = time.perf_counter()
-        self._ticks0 = {n.id: n.ticks for n in self._sched.nodes.values()}
-        self._fails0 = self._sched.failure_count
-        self._base = (self._sched.overflowed, self._sched.dropped)
+        self._t0, self._ticks0, self._fails0 = self._begin()
         self._thread = threading.Thread(target=self._thread_main, name="reflow-scheduler",
                                         daemon=True)
         self._thread.start()
@@ -668,18 +662,4 @@ class Network:
 
 def _wrap_plain(value: Any) -> Message:
     """Plain JSON initial data (FBP graphs often carry bare values) as a message."""
-    if isinstance(value, bool):
-        return Message.boolean(value)
-    if isinstance(value, int):
-        return Message.integer(value)
-    if isinstance(value, float):
-        return Message.float(value)
-    if isinstance(value, str):
-        return Message.string(value)
-    if isinstance(value, list):
-        return Message.array(value)
-    if isinstance(value, dict):
-        return Message.object(value)
-    if value is None:
-        return Message.null()
-    return Message.any(value)
+    return Message.from_value(value)

@@ -271,3 +271,30 @@ def test_copy_pickle_deepcopy() -> None:
         back = pickle.loads(pickle.dumps(original))
         assert back == original
         assert type(back) is Message
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (None, "Null"),
+        (True, "Boolean"),
+        (3, "Integer"),
+        (2.5, "Float"),
+        ("x", "String"),
+        (b"ab", "Bytes"),
+        ([1, 2], "Array"),
+        ((1, 2), "Array"),
+        ({"a": 1}, "Object"),
+    ],
+)
+def test_from_value_infers_the_kind(value: object, kind: str) -> None:
+    assert Message.from_value(value).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [(object(), "no message kind for a object"), ({1: 2}, "keys must be strings")],
+)
+def test_from_value_refuses(value: object, fragment: str) -> None:
+    with pytest.raises(MessageError, match=fragment):
+        Message.from_value(value)

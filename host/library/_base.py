@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from .._actor import Actor, ActorContext
-from .._errors import ActorError
+from .._errors import ActorError, MessageError
 from .._messages import Message
 
 __all__ = [
@@ -181,25 +181,8 @@ def input_bytes(ctx: ActorContext, port: str) -> bytes:
 
 
 def to_message(value: Any) -> Message:
-    """The message of the natural kind for a Python value (int → Integer, dict → Object...).
-
-    A Message is passed through; ``None`` becomes Null; bytes become Bytes."""
-    if isinstance(value, Message):
-        return value
-    if value is None:
-        return Message.null()
-    if isinstance(value, bool):
-        return Message.boolean(value)
-    if isinstance(value, int):
-        return Message.integer(value)
-    if isinstance(value, float):
-        return Message.float(value)
-    if isinstance(value, str):
-        return Message.string(value)
-    if isinstance(value, dict):
-        return Message.object(value)
-    if isinstance(value, (list, tuple)):
-        return Message.array(list(value))
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return Message.bytes(value)
-    raise ActorError(f"cannot send a {_kind(value)} as a message")
+    """The message of the natural kind for a Python value (see ``Message.from_value``)."""
+    try:
+        return Message.from_value(value)
+    except MessageError as exc:
+        raise ActorError(f"cannot send a {_kind(value)} as a message: {exc}") from exc
