@@ -110,7 +110,8 @@ def token() -> None:
 @_data
 @click.option("--namespace", required=True, help="Namespace the token acts in ('*': all).")
 @click.option("--scope", type=click.Choice(SCOPES), required=True)
-@click.option("--ttl-days", type=float, default=None, help="Expire after this many days.")
+@click.option("--ttl-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Expire after this many days.")
 @click.option("--label", default="", help="What the token is for (shown by 'token list').")
 @click.option("--owner", default=None, help="Owner if the namespace must be created.")
 def token_create(data: Path, namespace: str, scope: str, ttl_days: float | None, label: str,

@@ -108,3 +108,13 @@ def test_readme_sequence(runner: CliRunner, tmp_path: Path) -> None:
 def test_bad_spec_is_a_usage_error(runner: CliRunner) -> None:
     r = runner.invoke(pack_cli, ["install", "no-namespace"])
     assert r.exit_code == 2 and "namespace/name" in r.stderr
+
+
+def test_token_with_a_negative_ttl_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = CliRunner().invoke(registry_cli, ["token", "create", "--data", str(data),
+                                               "--namespace", "zz", "--scope", "read",
+                                               "--ttl-days", "-1"])
+    assert result.exit_code == 2
+    assert "--ttl-days" in result.output
+    assert not data.exists()
