@@ -377,6 +377,10 @@ class Network:
             self._armed.add(node.id)
             if not node.in_edges and not node.actor.inports:
                 node.source_pending = True
+                if node.mode == "inline" and _feeds_async(node):
+                    # Its send() must be able to wait for async consumers, which need the
+                    # scheduler's loop: run this source's tick on a worker thread instead.
+                    node.mode = "worker"
                 if not node.queued:
                     node.queued = True
                     self._sched.ready.append(node)
@@ -658,6 +662,24 @@ class Network:
                 self._exported_out[name] = target
             else:
                 self._aliases_out[(as_node, name)] = target
+
+
+def _feeds_async(source: _Node) -> bool:
+    """Whether an async node is downstream of ``source``."""
+    seen = {source.id}
+    todo = [source]
+    while todo:
+        node = todo.pop()
+        for edges in node.routes.values():
+            for e in edges:
+                dst = e.dst
+                if not isinstance(dst, _Node) or dst.id in seen:
+                    continue
+                if dst.mode == "async":
+                    return True
+                seen.add(dst.id)
+                todo.append(dst)
+    return False
 
 
 def _wrap_plain(value: Any) -> Message:

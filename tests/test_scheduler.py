@@ -1065,3 +1065,40 @@ def test_worker_run_batch_gets_whole_batches_and_reports_each_tick() -> None:
     assert out.values() == [i * 10 for i in range(50) if i != 7]
     assert summary.failure_count == 1 and "seven is refused" in summary.failures[0].error
     assert max(sizes) > 1 and sum(sizes) >= 49
+
+
+def test_sync_source_streaming_into_an_async_actor_stays_bounded() -> None:
+    """A sync source feeding async consumers runs its tick on a worker thread, so its send()
+    waits for room instead of growing the edge."""
+
+    class Numbers(Actor):
+        component = "numbers"
+        inports: list[str] = []
+        outports = ["out"]
+
+        def run(self, ctx: Any) -> None:
+            for i in range(3000):
+                ctx.send({"out": Message.integer(i)})
+            ctx.done()
+
+    class SlowInc(Actor):
+        component = "slow_inc"
+        inports = ["in"]
+        outports = ["out"]
+
+        async def run(self, ctx: Any) -> None:
+            await asyncio.sleep(0)
+            ctx.done({"out": Message.integer(ctx.inputs["in"]["data"] + 1)})
+
+    net = Network(capacity=4)
+    net.register_actor("numbers", Numbers())
+    net.register_actor("inc", SlowInc())
+    net.add_node("src", "numbers")
+    net.add_node("inc", "inc")
+    net.add_connection("src", "out", "inc", "in")
+    out = net.collect("inc", "out")
+    summary = net.run(timeout=60)
+    net.shutdown()
+    assert summary.ok
+    assert summary.overflowed == 0
+    assert out.values() == list(range(1, 3001))
