@@ -107,13 +107,16 @@ class _Node:
         "parked",
         "pools",
         "port_edges",
+        "posted",
         "queued",
         "room_waiter",
+        "routed",
         "routes",
         "rr",
         "run",
         "run_batch",
         "send_waiter",
+        "send_window",
         "source_pending",
         "ticks",
     )
@@ -145,6 +148,9 @@ class _Node:
         self.rr = 0
         self.source_pending = False
         self.send_waiter: _SendRequest | None = None
+        self.send_window = 0  # computed on the first worker send
+        self.posted = 0
+        self.routed = 0
         self.room_waiter: asyncio.Future[bool | None] | None = None
         self.ctx: ActorContext | None = None
 
@@ -580,7 +586,23 @@ class Scheduler:
         self._post(("ticks", node, results))
 
     def _send_from_worker(self, node: _Node, pairs: list[tuple[str, Message]]) -> None:
-        """ctx.send from a worker thread: deliver on the scheduler thread, wait for room."""
+        """ctx.send from a worker thread: deliver on the scheduler thread, wait for room.
+
+        While no out-edge is full, up to ``send_window`` sends (the smallest out-edge
+        capacity) are posted without waiting, so a streaming worker does not pay a thread
+        round trip per packet; an edge can then hold at most about twice its capacity."""
+        routes = node.routes
+        for port, _msg in pairs:
+            if port not in routes:
+                raise self._undeclared(node, port)
+        if node.send_window == 0:
+            caps = [e.capacity for edges in routes.values() for e in edges if e.capacity > 0]
+            node.send_window = min(caps, default=BATCH)
+        # posted is written only by this worker thread, routed only by the scheduler thread
+        if not node.nfull and node.posted - node.routed < node.send_window:
+            node.posted += 1
+            self._post(("send", node, pairs, None))
+            return
         req = _SendRequest()
         self._post(("send", node, pairs, req))
         while not req.event.wait(0.5):
@@ -642,6 +664,14 @@ class Scheduler:
                 self._requeue(node)
             elif item[0] == "send":
                 _, node, pairs, req = item
+                if req is None:  # posted without waiting (see _send_from_worker)
+                    node.routed += 1
+                    try:
+                        for port, msg in pairs:
+                            self._deliver_one(node, port, msg)
+                    except TickStateError as err:
+                        self._tick_failed(node, err)
+                    continue
                 try:
                     for port, msg in pairs:
                         self._deliver_one(node, port, msg)

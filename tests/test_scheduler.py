@@ -1102,3 +1102,41 @@ def test_sync_source_streaming_into_an_async_actor_stays_bounded() -> None:
     assert summary.ok
     assert summary.overflowed == 0
     assert out.values() == list(range(1, 3001))
+
+
+def test_worker_send_posts_ahead_but_stays_within_twice_the_capacity() -> None:
+    """A worker tick's send() does not wait per packet while there is room, yet the edge
+    never holds more than about twice its capacity."""
+    seen: list[int] = []
+
+    class Numbers(Actor):
+        component = "numbers"
+        inports: list[str] = []
+        outports = ["out"]
+        execution = "worker"
+
+        def run(self, ctx: Any) -> None:
+            for i in range(5000):
+                ctx.send({"out": Message.integer(i)})
+            ctx.done()
+
+    net = Network(capacity=8)
+
+    class Probe(Actor):
+        component = "probe"
+        inports = ["in"]
+        outports: list[str] = []
+
+        def run(self, ctx: Any) -> None:
+            seen.append(len(net._sched.nodes["probe"].in_edges[0].queue))
+            ctx.done()
+
+    net.register_actor("numbers", Numbers())
+    net.register_actor("probe", Probe())
+    net.add_node("src", "numbers")
+    net.add_node("probe", "probe")
+    net.add_connection("src", "out", "probe", "in")
+    summary = net.run(timeout=60)
+    net.shutdown()
+    assert summary.ok and len(seen) == 5000
+    assert max(seen) <= 2 * 8
