@@ -12,6 +12,7 @@ Every call that builds the graph checks its arguments at once and raises a
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from ._graph import Graph
 
 __all__ = ["Collector", "Network", "RunSummary"]
+
+log = logging.getLogger("reflow")
 
 DEFAULT_CAPACITY = 64
 
@@ -521,16 +524,30 @@ class Network:
             raise NetworkStateError("the scheduler thread died") from self._thread_error
         return self._summary(self._t0, self._ticks0, self._fails0)
 
-    def shutdown(self) -> None:
-        """Stop the network, release every actor's resources. Idempotent."""
+    def shutdown(self, wait: float | None = 5.0) -> None:
+        """Stop the network and release every actor's resources. Idempotent.
+
+        After ``start()``, the graph first gets up to ``wait`` seconds to go idle, so the
+        packets already in flight are delivered (``None``: as long as it takes; ``0``: stop
+        at once). Packets still queued after that are counted in the ``NetworkShutdown``
+        event and logged."""
         if self._closed:
             return
+        if self._thread is not None and self._thread.is_alive() and wait != 0:
+            try:
+                self._wait_idle(wait)
+            except RunTimeout:
+                pass  # stop anyway; what is left is reported below
+            except NetworkStateError:
+                pass  # the scheduler thread died: raised again below
         self._closed = True
         self._stop_flag = True
         if self._thread is not None:
             self._sched.wake()
             self._thread.join()
         left = self._sched.stop()
+        if left:
+            log.warning("network shut down with %d packets undelivered", left)
         if self._loop is not None and not self._loop.is_closed():
             for task in asyncio.all_tasks(self._loop):
                 task.cancel()

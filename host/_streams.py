@@ -144,6 +144,9 @@ class StreamChannel:
         self._not_full = threading.Condition(self._lock)
         self._readers_waiting = 0
         self._producers_waiting = 0
+        # threads whose producer / reader is waiting right now (see _same_thread_deadlock)
+        self._producer_threads: list[int] = []
+        self._reader_threads: list[int] = []
         self._watchers: list[Callable[[], None]] = []  # async readers to wake on any change
         self._state = _OPEN
         self._sent_any = False
@@ -213,8 +216,12 @@ class StreamChannel:
                     )
                 deadline = None if timeout is None else time.monotonic() + timeout
                 self._producers_waiting += 1
+                me = threading.get_ident()
+                self._producer_threads.append(me)
                 try:
                     while len(frames) >= bound:
+                        if me in self._reader_threads:
+                            raise self._break_same_thread_deadlock("producer", "reader")
                         if deadline is None:
                             _wait(self._not_full, self._lock, None)
                         else:
@@ -228,6 +235,7 @@ class StreamChannel:
                         self._refuse_send()
                 finally:
                     self._producers_waiting -= 1
+                    self._producer_threads.remove(me)
             frames.append(frame)
             self._sent_any = True
             if self._readers_waiting:
@@ -292,6 +300,20 @@ class StreamChannel:
         watchers, self._watchers = self._watchers, []
         return watchers
 
+    def _break_same_thread_deadlock(self, me: str, other: str) -> StreamError:
+        # A sync producer waiting on the scheduler thread lets the scheduler run the sync
+        # reader on top of it (or the other way round); if that one now waits too, the
+        # party it waits for is suspended underneath it and can never go on. Close the
+        # reading side (with the lock held) so that both ends fail instead of hanging.
+        self._reader_closed = True
+        self._not_empty.notify_all()
+        self._not_full.notify_all()
+        return StreamError(
+            f"stream {self.stream_id}: the {me} would wait for its {other}, which is itself "
+            f"waiting further down this thread's stack (both are sync actors on the "
+            f"scheduler thread); make one of them async or execution='worker'"
+        )
+
     def _closed_reader_error(self) -> StreamError:
         return StreamError(f"the reader of stream {self.stream_id} is closed")
 
@@ -304,8 +326,12 @@ class StreamChannel:
             if not frames and self._state == _OPEN and timeout != 0:
                 deadline = None if timeout is None else time.monotonic() + timeout
                 self._readers_waiting += 1
+                me = threading.get_ident()
+                self._reader_threads.append(me)
                 try:
                     while not frames and self._state == _OPEN:
+                        if me in self._producer_threads:
+                            raise self._break_same_thread_deadlock("reader", "producer")
                         if deadline is None:
                             _wait(self._not_empty, self._lock, None)
                         else:
@@ -317,6 +343,7 @@ class StreamChannel:
                             raise self._closed_reader_error()
                 finally:
                     self._readers_waiting -= 1
+                    self._reader_threads.remove(me)
             if frames:
                 frame = frames.popleft()
                 if self._producers_waiting:
