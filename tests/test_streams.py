@@ -669,3 +669,42 @@ def test_bounded_stream_crosses_a_network(producer: str, consumer: str) -> None:
     # a 4-frame stream carrying 2000 frames: the producer must wait for the consumer many
     # times; an inline producer waits by letting the scheduler run the consumer
     assert _stream_graph(producer, consumer, 2000) == [2000]
+
+
+def test_sync_reader_of_a_sync_producer_fails_both_ticks_instead_of_hanging() -> None:
+    from reflow import Actor, Network
+
+    class Producer(Actor):
+        component = "producer"
+        inports: list[str] = []
+        outports = ["out"]
+
+        def run(self, ctx):
+            s = Stream.create(4)
+            ctx.send({"out": s.into_message()})
+            for _ in range(10):
+                s.send_bytes(b"x")
+            s.end()
+            ctx.done()
+
+    class Reader(Actor):
+        component = "reader"
+        inports = ["in"]
+        outports: list[str] = []
+
+        def run(self, ctx):
+            for _ in ctx.inputs["in"].take_stream():
+                pass
+            ctx.done()
+
+    net = Network()
+    net.register_actor("p", Producer())
+    net.register_actor("r", Reader())
+    net.add_node("p", "p")
+    net.add_node("r", "r")
+    net.add_connection("p", "out", "r", "in")
+    summary = net.run(timeout=30)
+    net.shutdown()
+    assert sorted(f.node for f in summary.failures) == ["p", "r"]
+    assert all("StreamError" in f.error for f in summary.failures)
+    assert any("execution='worker'" in f.error for f in summary.failures)
