@@ -205,6 +205,11 @@ class ActorContext:
     def pool(self, pool_name: str) -> dict[str, Any]:
         return dict(self._node.pools.get(pool_name, ()))
 
+    def pool_get(self, pool_name: str, id: str, default: Any = None) -> Any:
+        """One entry of a pool (``default`` if absent), without copying the pool."""
+        pool = self._node.pools.get(pool_name)
+        return default if pool is None else pool.get(id, default)
+
     def pool_count(self, pool_name: str) -> int:
         return len(self._node.pools.get(pool_name, ()))
 

@@ -54,6 +54,7 @@ __all__ = [
     "pick_template",
 ]
 
+_ABSENT = object()  # pool_get's default when "no entry" must differ from a stored None
 _LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 _MAX_LOG = 64 * 1024
 
@@ -357,7 +358,7 @@ class GuestNodeHost:
 
     def host_pool_get(self, pool: bytes, key: bytes) -> int:
         ctx = self._need_ctx("pool_get")
-        value = ctx.pool(_text(pool)).get(_text(key))
+        value = ctx.pool_get(_text(pool), _text(key))
         if value is None:
             self.result = b""
             return -1
@@ -367,7 +368,7 @@ class GuestNodeHost:
     def host_pool_remove(self, pool: bytes, key: bytes) -> int:
         ctx = self._need_ctx("pool_remove")
         p, k = _text(pool), _text(key)
-        present = k in ctx.pool(p)
+        present = ctx.pool_get(p, k, _ABSENT) is not _ABSENT
         ctx.pool_remove(p, k)
         return 1 if present else 0
 

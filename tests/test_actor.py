@@ -535,3 +535,20 @@ def test_register_actor_checks(
     with pytest.raises(error) as info:
         net.register_actor(template_id, actor)
     assert fragment is not None and fragment in str(info.value)
+
+
+def test_pool_get_reads_one_entry() -> None:
+    from reflow.testing import run_ticks
+
+    class Remember(Actor):
+        component = "remember"
+        inports = ["in"]
+        outports = ["out"]
+
+        def run(self, ctx: Any) -> None:
+            before = ctx.pool_get("seen", "last", "none")
+            ctx.pool_upsert("seen", "last", ctx.inputs["in"]["data"])
+            ctx.done({"out": Message.string(str(before))})
+
+    result = run_ticks(Remember(), [{"in": Message.integer(1)}, {"in": Message.integer(2)}])
+    assert result.values("out") == ["none", "1"]

@@ -56,7 +56,7 @@ def _apply(ctx: ActorContext, key: str, port: str, test: bool) -> Any:
 
 
 def _state(ctx: ActorContext, key: str, default: Any) -> Any:
-    return ctx.pool(_STATE).get(key, default)
+    return ctx.pool_get(_STATE, key, default)
 
 
 def _set_state(ctx: ActorContext, key: str, value: Any) -> None:

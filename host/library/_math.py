@@ -300,7 +300,7 @@ class MathRandom(LibraryActor):
         integer = config_value(ctx, "integer", False)
         if not isinstance(integer, bool):
             raise ActorError(f"config 'integer' must be true or false, got {integer!r}")
-        rng = ctx.pool("random").get("rng")
+        rng = ctx.pool_get("random", "rng")
         if rng is None:
             seed = ctx.config.get("seed")
             if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):

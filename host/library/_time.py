@@ -94,7 +94,7 @@ class TimerDebounce(_Timed):
     def run(self, ctx: ActorContext) -> None:
         wait = config_number(ctx, "wait_ms", minimum=0) / 1000
         now = self.clock()
-        last = ctx.pool("timer").get("last")
+        last = ctx.pool_get("timer", "last")
         ctx.pool_upsert("timer", "last", now)
         port = "out" if last is None or now - last >= wait else "dropped"
         ctx.done({port: ctx.inputs["in"]})
@@ -117,7 +117,7 @@ class TimerThrottle(_Timed):
         interval = config_number(ctx, "interval_ms", minimum=0, exclusive_minimum=True) / 1000
         mode = config_choice(ctx, "mode", ("drop", "wait"), "drop")
         now = self.clock()
-        last = ctx.pool("timer").get("last")
+        last = ctx.pool_get("timer", "last")
         if last is not None and now - last < interval:
             if mode == "drop":
                 ctx.done({"dropped": ctx.inputs["in"]})

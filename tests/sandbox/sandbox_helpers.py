@@ -52,6 +52,9 @@ class TickCtx:
     def pool(self, pool: str) -> dict[str, Any]:
         return dict(self.pools.get(pool, {}))
 
+    def pool_get(self, pool: str, key: str, default: Any = None) -> Any:
+        return self.pools.get(pool, {}).get(key, default)
+
     def pool_count(self, pool: str) -> int:
         return len(self.pools.get(pool, {}))
 
