@@ -554,9 +554,23 @@ def test_shutdown_stops_a_busy_network() -> None:
     net.add_initial("w", "in", M.integer(1))
     stream = net.events()
     net.start()
-    net.shutdown()  # must not wait for the 30 s tick
+    net.shutdown(wait=0.2)  # gives the graph 0.2 s to go idle, then stops: not 30 s
     events = stream.drain()
     assert events[-1]["_type"] == "NetworkShutdown"
+
+
+def test_shutdown_lets_a_started_graph_finish_first() -> None:
+    """The SDK's start() ... shutdown() delivers what is in flight (up to ``wait``)."""
+    net = build()
+    net.add_node("w", "slow", {"sleep": 0.2})
+    net.add_node("s", "sink")
+    net.add_connection("w", "out", "s", "in")
+    out = net.collect("s", "in")
+    for i in range(3):
+        net.add_initial("w", "in", M.integer(i))
+    net.start()
+    net.shutdown()
+    assert len(out) == 3
 
 
 # -- collect ---------------------------------------------------------------------------------
