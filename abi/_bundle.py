@@ -209,6 +209,8 @@ class _Reader:
         self._limits = limits
 
     def read(self, n: int) -> bytes:
+        if n < 0:
+            raise PackFormatError(f"{self._label}: negative read of {n} bytes", pack=self._label)
         chunks = []
         want = n
         while want:
@@ -276,11 +278,13 @@ def _parse_header(block: bytes, label: str) -> tuple[str, int] | None:
             "hold plain files (no directories, devices or extension headers)",
             pack=label, member=name,
         )
-    try:
-        size = int(block[124:136].rstrip(b"\x00 ").decode("ascii") or "0", 8)
-    except ValueError as exc:
-        raise PackFormatError(f"{label}: member {name!r} has a malformed size", pack=label,
-                              member=name) from exc
+    raw = block[124:136].rstrip(b"\x00 ")
+    # octal digits only: int(..., 8) would also take a sign, and a negative size would
+    # make the reader decompress everything that follows before any limit applies
+    if raw and raw.strip(b"01234567"):
+        raise PackFormatError(f"{label}: member {name!r} has a malformed size {raw!r}",
+                              pack=label, member=name)
+    size = int(raw or b"0", 8)
     try:
         check_member_path(name, "member")
     except PackFormatError as exc:

@@ -56,9 +56,9 @@ KNOWN_TRIPLES = (
 )
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}(/[a-z0-9][a-z0-9._-]{0,63})?")
-_VERSION = re.compile(r"(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
+_VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
                       r"(-[0-9A-Za-z.-]{1,64})?(\+[0-9A-Za-z.-]{1,64})?")
-_ABI = re.compile(r"\d{1,5}\.\d{1,5}")
+_ABI = re.compile(r"[0-9]{1,5}\.[0-9]{1,5}")
 _TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:-]{0,127}")
 _ENTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -461,6 +461,10 @@ def _validate(m: PackManifest) -> None:
         w = f"templates[{i}]"
         if not _TEMPLATE_ID.fullmatch(t.id):
             raise _fail(f"{w}.id", f"{t.id!r} is not a template id (letters, digits, _./:-)")
+        if t.id != m.name and not t.id.startswith(m.name + "/"):
+            # ids are bound to the (signed) pack name, so no pack can take another's ids
+            raise _fail(f"{w}.id", f"template id {t.id!r} must be the pack name or start "
+                                   f"with '{m.name}/'")
         if t.id in ids:
             raise _fail(f"{w}.id", f"template id {t.id!r} appears twice")
         ids.add(t.id)

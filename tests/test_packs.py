@@ -3,7 +3,9 @@ running graph, and a table of hostile packs, each refused with its error class a
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import tarfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -14,7 +16,8 @@ from typing import Any
 import pytest
 import zstandard
 
-from reflow import Message, Network, template_actor, template_list
+from reflow import Actor, Message, Network, template_actor, template_list
+from reflow._catalog import register_template, template_owner, unregister_template
 from reflow._errors import (
     ABIVersionError,
     PackError,
@@ -434,17 +437,36 @@ def test_tampered_is_refused_even_with_allow_unsigned(built: Built, trusted: Tru
         load_pack(path, allow_unsigned=True)
 
 
-def test_duplicate_template_id_between_packs(built: Built, trusted: TrustStore,
-                                             tmp_path: Path) -> None:
-    load_pack(built.math_pack)
+def test_a_pack_cannot_take_another_packs_template_ids(built: Built, trusted: TrustStore,
+                                                       tmp_path: Path) -> None:
+    # template ids are bound to the signed pack name: a trusted publisher renaming a copy of
+    # reflow/math cannot squat 'reflow/math/add'
     b = read_bundle(built.math_pack)
-    clone = b.manifest.with_(name="someone/else").to_toml()
-    path = tmp_path / "clone.rflpack"
-    path.write_bytes(resign(b, built.key, clone))
-    with pytest.raises(TemplateConflictError, match="'reflow/math/add', which reflow/math "
-                                                    "already provides") as info:
-        load_pack(path)
-    assert (info.value.template, info.value.owner) == ("reflow/math/add", "reflow/math")
+    with pytest.raises(PackFormatError, match="template id 'reflow/math/add' must be the pack "
+                                              "name or start with 'someone/else/'"):
+        b.manifest.with_(name="someone/else")
+    load_pack(built.math_pack)
+    assert template_owner("reflow/math/add") == "reflow/math"
+
+
+class _Echo(Actor):
+    component = "echo"
+    inports = ["in"]
+    outports = ["out"]
+
+    def run(self, ctx: Any) -> None:
+        ctx.done({"out": ctx.inputs["in"]})
+
+
+def test_template_id_taken_by_a_python_plugin_is_a_conflict(built: Built, trusted: TrustStore
+                                                            ) -> None:
+    register_template("reflow/math/add", _Echo(), owner="plugin:squatter")
+    try:
+        with pytest.raises(TemplateConflictError, match="'reflow/math/add'") as info:
+            load_pack(built.math_pack)
+        assert info.value.template == "reflow/math/add"
+    finally:
+        unregister_template("reflow/math/add")
 
 
 def test_manifest_ports_must_match_module(built: Built, trusted: TrustStore,
@@ -503,3 +525,149 @@ def test_tampered_cache_is_refused_by_name(built: Built, trusted: TrustStore) ->
     assert load_pack(built.math_pack).directory == pack.directory  # the file still verifies
     unload_pack("reflow/math")
     assert load_pack("reflow/math").digest == pack.digest  # and repaired the cached manifest
+
+
+# -- the engine loads exactly the bytes that were re-hashed (no re-read of the cache) -------
+
+
+def _swap_after_rehash(monkeypatch: pytest.MonkeyPatch, evil: Callable[[bytes], bytes]
+                       ) -> list[Path]:
+    """Make _rehash's caller race the worst way: right after the cached artifact verified,
+    its file is replaced by other bytes. Returns the files swapped."""
+    import reflow._packs as packs
+
+    orig = packs._rehash
+    swapped: list[Path] = []
+
+    def rehash(d: Path, art: Any, pack: str) -> bytes:
+        data = orig(d, art, pack)
+        target = d.joinpath(*art.path.split("/"))
+        tmp = target.with_name(target.name + ".evil")
+        tmp.write_bytes(evil(data))
+        tmp.replace(target)
+        swapped.append(target)
+        return data
+
+    monkeypatch.setattr(packs, "_rehash", rehash)
+    return swapped
+
+
+def test_wasm_engine_gets_the_verified_bytes_not_the_swapped_file(
+        built: Built, trusted: TrustStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reflow._wasm_engine import WasmEngine
+
+    received: list[Any] = []
+    orig_load = WasmEngine.load
+
+    def spy(self: WasmEngine, wasm: Any, *, name: str | None = None) -> Any:
+        received.append(wasm)
+        return orig_load(self, wasm, name=name)
+
+    monkeypatch.setattr(WasmEngine, "load", spy)
+    # still a valid module (a custom section appended), but other bytes
+    swapped = _swap_after_rehash(monkeypatch, lambda good: good + b"\x00\x05\x04evil")
+    pack = load_pack(built.math_pack)
+    art = pack.artifacts["math"]
+    assert swapped and swapped[0].read_bytes() != b""  # the cache file really was replaced
+    assert sha256_of(swapped[0].read_bytes()) != art.sha256
+    assert len(received) == 1 and isinstance(received[0], bytes)
+    assert sha256_of(received[0]) == art.sha256
+    actor: Any = pack.templates["reflow/math/add"]
+    assert actor.module.sha256 == art.sha256  # what runs is what the manifest signed
+    assert run_one("reflow/math/add", {"in": Message.integer(1)}, {"add": 41}) == [
+        Message.integer(42)]
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_native_library_loads_a_private_copy_of_the_verified_bytes(
+        built: Built, trusted: TrustStore, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if HOST is None:
+        pytest.skip("no native triple for this machine")
+    import ctypes
+    import stat
+
+    opened: list[tuple[Path, str, int]] = []
+    real_cdll = ctypes.CDLL
+
+    def cdll(name: Any, *args: Any, **kwargs: Any) -> Any:
+        p = Path(name)
+        opened.append((p, sha256_of(p.read_bytes()), stat.S_IMODE(p.parent.stat().st_mode)))
+        return real_cdll(name, *args, **kwargs)
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    swapped = _swap_after_rehash(monkeypatch, lambda good: b"\x7fELF not this library")
+    pack = load_pack(built.bytes_pack)
+    art = pack.artifacts["bytes"]
+    assert art.kind == "native" and swapped
+    assert swapped[0].read_bytes() == b"\x7fELF not this library"
+    assert len(opened) == 1
+    path, digest, mode = opened[0]
+    assert digest == art.sha256  # dlopen'ed bytes are the manifest's
+    assert not path.resolve().is_relative_to(cache_root().resolve())
+    assert os.name != "posix" or mode == 0o700
+    actor: Any = pack.templates["reflow/bytes/length"]
+    assert actor.library.loaded_from == path and actor.library.path == swapped[0]
+    assert [m["data"] for m in run_one("reflow/bytes/length", {"in": Message.string("hello")})
+            ] == [5]
+    # the same verified bytes again: the same private copy (and library), not a new one
+    unload_pack("reflow/bytes")
+    swapped[0].write_bytes(path.read_bytes())  # (the swapped cache file would not verify)
+    load_pack(built.bytes_pack)
+    assert len(opened) == 2 and opened[-1][0] == path
+
+
+def test_extism_engine_reads_the_verified_bytes_from_a_private_copy(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import stat
+    from types import SimpleNamespace
+
+    import reflow._extism_engine as ext
+    from reflow._plugins import engine_for
+
+    seen: list[tuple[Path, bytes, int]] = []
+
+    def load(wasm: Any, *, name: str | None = None, grants: Any = None) -> Any:
+        p = Path(wasm)
+        seen.append((p, p.read_bytes(), stat.S_IMODE(p.parent.stat().st_mode)))
+        return SimpleNamespace(has_metadata=True)
+
+    monkeypatch.setattr(ext.ExtismModule, "load", staticmethod(load))
+    cached = tmp_path / "cache" / "plugin.wasm"
+    cached.parent.mkdir()
+    cached.write_bytes(b"swapped")
+    engine = engine_for("extism")
+    assert engine.load_artifact(cached, artifact=SimpleNamespace(entry="e"), templates=[],  # type: ignore[call-arg]
+                                manifest=SimpleNamespace(name="p"), grants=None,
+                                data=b"verified") == {}
+    (path, data, mode), = seen
+    assert data == b"verified" and path != cached and path.name == "plugin.wasm"
+    assert os.name != "posix" or mode == 0o700
+    assert not path.exists()  # removed once the module was read
+    engine.load_artifact(cached, artifact=SimpleNamespace(entry="e"), templates=[],
+                         manifest=SimpleNamespace(name="p"), grants=None)
+    assert seen[-1][:2] == (cached, b"swapped")  # without data=: the path, as before
+
+
+def test_rehash_refuses_links_and_fifos_without_blocking(built: Built, trusted: TrustStore,
+                                                       tmp_path: Path) -> None:
+    from reflow._packs import _rehash
+
+    pack = load_pack(built.math_pack)
+    art = pack.artifacts["math"]
+    assert sha256_of(_rehash(pack.directory, art, pack.name)) == art.sha256
+    target = pack.directory / art.path
+    good = tmp_path / "good.wasm"
+    good.write_bytes(target.read_bytes())
+    target.unlink()
+    target.symlink_to(good)
+    with pytest.raises(PackIntegrityError, match="not a plain file"):
+        _rehash(pack.directory, art, pack.name)
+    if hasattr(os, "mkfifo"):
+        target.unlink()
+        os.mkfifo(target)
+        with pytest.raises(PackIntegrityError, match="not a plain file"):
+            _rehash(pack.directory, art, pack.name)

@@ -37,7 +37,7 @@ def fake_pack() -> tuple[PackManifest, dict[str, bytes]]:
     contents["README.md"] = b"# m\n"
     manifest = PackManifest(
         name="acme/m", version="0.1.0", abi="1.0",
-        templates=(TemplateSpec("acme/t", "m", ("in",), ("out",)),),
+        templates=(TemplateSpec("acme/m/t", "m", ("in",), ("out",)),),
         artifacts=tuple(arts), files=(file_entry("README.md", contents["README.md"]),),
         readme="README.md",
     )
@@ -160,7 +160,19 @@ def bomb() -> bytes:
 
 MANIFEST_OK = fake_pack()[0].to_toml()
 
+
+def signed_size(size_field: bytes) -> bytes:
+    """A first member whose header says size ``size_field`` (e.g. b"-1"), then 64 MiB of
+    zeros: a negative size must be refused before any of them is decompressed."""
+    raw = bytearray(raw_tar([reg("manifest.toml", MANIFEST_OK)]))
+    raw[124:136] = size_field.ljust(11, b" ") + b"\0"
+    raw[148:156] = b"        "
+    raw[148:155] = b"%06o\0" % sum(raw[:512])
+    return z(bytes(raw[:512]) + bytes(64 << 20), level=1)
+
 HOSTILE = [
+    ("negative size", signed_size(b"-1"), PackFormatError, "malformed size"),
+    ("signed size", signed_size(b"+7"), PackFormatError, "malformed size"),
     ("traversal", hostile([reg("../../etc/evil", b"x")]), UnsafeArchiveError, "unsafe path"),
     ("absolute", hostile([reg("/etc/evil", b"x")]), UnsafeArchiveError, "unsafe path"),
     ("symlink", hostile([link("README.md", "/etc/passwd")]), UnsafeArchiveError,

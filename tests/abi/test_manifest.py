@@ -33,9 +33,9 @@ def manifest_doc() -> dict[str, Any]:
         "readme": "README.md",
         "capabilities": {"http": ["api.example.com"]},
         "templates": [
-            {"id": "acme/double", "entry": "tools", "inports": ["in"], "outports": ["out"],
+            {"id": "acme/tools/double", "entry": "tools", "inports": ["in"], "outports": ["out"],
              "config_schema": {"type": "object"}},
-            {"id": "acme/count", "entry": "tools", "engine": "wasm", "inports": ["in"]},
+            {"id": "acme/tools/count", "entry": "tools", "engine": "wasm", "inports": ["in"]},
         ],
         "artifacts": [
             {"entry": "tools", "triple": PORTABLE_TRIPLE, "kind": "wasm",
@@ -50,8 +50,8 @@ def manifest_doc() -> dict[str, Any]:
 def test_round_trip_is_byte_stable() -> None:
     m = parse_manifest(tomli_w.dumps(manifest_doc()))
     assert m.name == "acme/tools" and m.abi_version == (1, 0)
-    assert m.template("acme/double").inports == ("in",)
-    assert m.template("acme/count").engine == "wasm"
+    assert m.template("acme/tools/double").inports == ("in",)
+    assert m.template("acme/tools/count").engine == "wasm"
     assert m.triples() == (PORTABLE_TRIPLE, "x86_64-unknown-linux-gnu")
     assert m.capabilities == {"http": ("api.example.com",)}
     data = m.to_toml()
@@ -96,7 +96,10 @@ BAD = [
     ("extra", 1, "extra", "unknown key"),
     ("templates", [], "templates", "at least one"),
     ("templates.0.id", "", "templates[0].id", "not a template id"),
-    ("templates.1.id", "acme/double", "templates[1].id", "appears twice"),
+    ("templates.1.id", "acme/tools/double", "templates[1].id", "appears twice"),
+    ("templates.0.id", "other/tools/double", "templates[0].id",
+     "must be the pack name or start with 'acme/tools/'"),
+    ("version", "1.0.1\u0660", "version", "version"),
     ("templates.0.entry", "nope", "templates[0].entry", "names no artifact entry"),
     ("templates.0.inports", ["in", "in"], "templates[0].inports", "lists 'in' twice"),
     ("templates.0.inports", "in", "templates[0].inports", "must be a array"),
