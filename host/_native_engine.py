@@ -16,9 +16,13 @@ after the call returns), and check capabilities exactly as for WebAssembly guest
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import hashlib
 import os
+import shutil
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -164,17 +168,86 @@ _REQUIRED = (
 )
 
 
-class NativeLibrary:
-    """A loaded native guest library (NOT sandboxed: see the module docstring)."""
+_private_lock = threading.Lock()
+#: sha256 of verified library bytes -> the private copy they were loaded from. A copy stays
+#: until the process exits: the library stays mapped (ctypes never unloads one), and a deleted
+#: file's inode can be reused, which glibc's dlopen would take for the library still loaded.
+_private_copies: dict[str, Path] = {}
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+
+def _private_copy(data: bytes, name: str) -> Path:
+    """``data`` (verified bytes) in a fresh directory only this user can reach (0700); the
+    same bytes loaded again reuse their copy (dlopen then returns the same library, as it
+    did for the same path)."""
+    digest = hashlib.sha256(data).hexdigest()
+    with _private_lock:
+        found = _private_copies.get(digest)
+        if found is not None and found.is_file():
+            return found
+        d = Path(tempfile.mkdtemp(prefix="reflow-native-"))
+        target = d / (name or "guest")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(
+            os, "O_BINARY", 0)
+        try:
+            with os.fdopen(os.open(target, flags, 0o700), "wb") as fh:
+                fh.write(data)
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        _private_copies[digest] = target
+        return target
+
+
+def _drop_private_copy(path: Path) -> None:
+    """Forget a copy that did not load (nothing maps it)."""
+    with _private_lock:
+        for digest, found in list(_private_copies.items()):
+            if found == path:
+                del _private_copies[digest]
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+@atexit.register
+def _remove_private_copies() -> None:
+    with _private_lock:
+        dirs = [p.parent for p in _private_copies.values()]
+        _private_copies.clear()
+    for d in dirs:  # best effort: Windows keeps a loaded DLL's file
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class NativeLibrary:
+    """A loaded native guest library (NOT sandboxed: see the module docstring).
+
+    With ``data`` (the verified bytes of the library; what the pack loader passes), ``path``
+    only names it: the library is loaded from a private copy of ``data`` (``loaded_from``) in
+    a fresh 0700 directory, so the file at ``path`` changing after it was verified changes
+    nothing. Without ``data`` the library at ``path`` is loaded as it is.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, data: bytes | None = None) -> None:
         self.path = Path(path)
         self.name = self.path.name
         try:
-            lib = ctypes.CDLL(str(self.path))
+            self.loaded_from = (
+                self.path if data is None else _private_copy(bytes(data), self.path.name)
+            )
         except OSError as exc:
             raise GuestABIError(
-                f"cannot load native library {self.path}: {exc}", component=self.name
+                f"cannot load native library {self.path}: cannot write its private copy in "
+                f"{tempfile.gettempdir()}: {exc}",
+                component=self.name,
+            ) from exc
+        try:
+            lib = ctypes.CDLL(str(self.loaded_from))
+        except OSError as exc:
+            if data is not None:
+                _drop_private_copy(self.loaded_from)
+            raise GuestABIError(
+                f"cannot load native library {self.path}: {exc}"
+                + ("" if data is None else " (loaded from a private copy in the temporary "
+                   "directory: if it is mounted noexec, point TMPDIR elsewhere)"),
+                component=self.name,
             ) from exc
         missing = [n for n in _REQUIRED if not hasattr(lib, n)]
         if missing:

@@ -11,8 +11,9 @@
 5. choose, per entry, the host triple's artifact or the portable WebAssembly;
 6. extract the bundle into the pack cache (limits and path checks of ``reflow.abi._bundle``,
    files created exclusively, never following links), unless already cached;
-7. re-hash every chosen artifact in the cache, then hand it to the engine a plugin
-   contributes for its kind, and check the actors' ports against the manifest;
+7. re-hash every chosen artifact in the cache, then hand exactly the bytes that were hashed
+   to the engine a plugin contributes for its kind (as ``data=``, when its ``load_artifact``
+   takes it: the built-in engines do), and check the actors' ports against the manifest;
 8. register the templates (owner = pack name); a template id another owner has is an error.
 
 Loading is idempotent: loading the same pack again returns the same :class:`LoadedPack`.
@@ -22,8 +23,10 @@ Loading is idempotent: loading the same pack again returns the same :class:`Load
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
+import stat
 import tempfile
 import threading
 import warnings
@@ -332,14 +335,28 @@ def _present_in_cache(d: Path, manifest: PackManifest) -> set[str]:
     return {p for p in manifest.members() if d.joinpath(*p.split("/")).is_file()}
 
 
-def _rehash(d: Path, art: Artifact, pack: str) -> Path:
+def _rehash(d: Path, art: Artifact, pack: str) -> bytes:
+    """The cached artifact's bytes, read once and checked against the manifest. Engines that
+    take ``data=`` (the built-in ones) load these bytes and never read the path again, so
+    swapping the file after the check changes nothing."""
     path = d.joinpath(*art.path.split("/"))
-    if path.is_symlink() or not path.is_file():
-        raise PackIntegrityError(
+
+    def missing() -> PackIntegrityError:
+        return PackIntegrityError(
             f"pack {pack!r}: cached artifact {path} is missing or not a plain file",
             pack=pack, file=str(path), expected=art.sha256, actual="missing",
         )
-    data = path.read_bytes()
+
+    try:
+        # no link followed; a FIFO put there must not block the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError:
+        raise missing() from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise missing()
+        data = fh.read(art.size + 1)  # a longer file is wrong anyway: do not read all of it
     actual = sha256_hex(data)
     if actual != art.sha256 or len(data) != art.size:
         raise PackIntegrityError(
@@ -347,7 +364,17 @@ def _rehash(d: Path, art: Artifact, pack: str) -> Path:
             f"expected {art.sha256}, got {actual}; delete {d} and load the pack again",
             pack=pack, file=str(path), expected=art.sha256, actual=actual,
         )
-    return path
+    return data
+
+
+def _takes_data(engine: Any) -> bool:
+    """Whether ``engine.load_artifact`` accepts the verified bytes as ``data=``."""
+    try:
+        params = inspect.signature(engine.load_artifact).parameters
+    except (TypeError, ValueError):
+        return False
+    p = params.get("data")
+    return p is not None and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -468,12 +495,21 @@ def _create_actors(
     effective = _grants_for(m, grants)
     actors: dict[str, Actor] = {}
     for entry, art in chosen.items():
-        path = _rehash(pack_dir, art, m.name)
+        data = _rehash(pack_dir, art, m.name)
         specs = [t for t in m.templates if t.entry == entry]
         engine = engine_for(art.kind)
+        path = pack_dir.joinpath(*art.path.split("/"))
+        kwargs: dict[str, Any] = {"artifact": art, "templates": specs, "manifest": m,
+                                  "grants": effective}
+        if _takes_data(engine):
+            # The engine loads exactly the bytes that were hashed; ``path`` only names them.
+            kwargs["data"] = data
+        else:
+            # A third-party engine that only takes a path reads the cache file again itself
+            # (the ArtifactEngine protocol); it should accept ``data=`` to close that window.
+            log.debug("engine for kind %r takes no data=; it re-reads %s", art.kind, path)
         try:
-            made = dict(engine.load_artifact(path, artifact=art, templates=specs, manifest=m,
-                                             grants=effective))
+            made = dict(engine.load_artifact(path, **kwargs))
         except ABIVersionError:
             raise
         except GuestABIError as exc:

@@ -10,6 +10,8 @@ and from ``reflow_templates`` hooks are put in the catalog by :func:`load_plugin
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
@@ -68,10 +70,14 @@ class WasmEnginePlugin:
         templates: Sequence[TemplateSpec],
         manifest: PackManifest,
         grants: Any,
+        data: bytes | None = None,
     ) -> Mapping[str, Actor]:
+        """``data``: the artifact's verified bytes (the pack loader passes them; the file at
+        ``path`` is not read again then)."""
         from ._wasm_engine import default_engine
 
-        module = default_engine().load(path, name=f"{manifest.name}:{artifact.entry}")
+        wasm = data if data is not None else path
+        module = default_engine().load(wasm, name=f"{manifest.name}:{artifact.entry}")
         return {t.id: module.actor(t.id, grants=grants) for t in templates}
 
 
@@ -93,11 +99,47 @@ class NativeEnginePlugin:
         templates: Sequence[TemplateSpec],
         manifest: PackManifest,
         grants: Any,
+        data: bytes | None = None,
     ) -> Mapping[str, Actor]:
+        """``data``: the artifact's verified bytes; the library is loaded from a private
+        copy of them, never from ``path`` (which may change after it was verified)."""
         from ._native_engine import NativeLibrary
 
-        lib = NativeLibrary(path)
+        lib = NativeLibrary(path, data=data)
         return {t.id: lib.actor(t.id, grants=grants) for t in templates}
+
+
+def _extism_plugin() -> ArtifactEngine:
+    """The built-in extism engine, taking the verified bytes (``data=``) from the pack
+    loader: they reach it as a private copy (a fresh 0700 directory, removed as soon as the
+    module is read), never as the pack-cache path, which may change after it was hashed."""
+    from ._extism_engine import ExtismEnginePlugin  # extism itself loads on first use
+
+    class VerifiedExtismEnginePlugin(ExtismEnginePlugin):
+        def load_artifact(
+            self,
+            path: Path,
+            *,
+            artifact: Artifact,
+            templates: Sequence[TemplateSpec],
+            manifest: PackManifest,
+            grants: Any,
+            data: bytes | None = None,
+        ) -> Mapping[str, Actor]:
+            kw = {"artifact": artifact, "templates": templates, "manifest": manifest,
+                  "grants": grants}
+            if data is None:
+                return super().load_artifact(path, **kw)
+            # ExtismModule.load reads the whole file before returning (no lazy re-read).
+            with tempfile.TemporaryDirectory(prefix="reflow-extism-") as d:
+                copy = Path(d) / path.name
+                fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                             | getattr(os, "O_BINARY", 0), 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                return super().load_artifact(copy, **kw)
+
+    return VerifiedExtismEnginePlugin()
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -109,9 +151,7 @@ def plugin_manager() -> pluggy.PluginManager:
             pm.add_hookspecs(hookspecs)
             pm.register(WasmEnginePlugin(), name="reflow.engine.wasm")
             pm.register(NativeEnginePlugin(), name="reflow.engine.native")
-            from ._extism_engine import ExtismEnginePlugin  # extism itself loads on first use
-
-            pm.register(ExtismEnginePlugin(), name="reflow.engine.extism")
+            pm.register(_extism_plugin(), name="reflow.engine.extism")
             from .library import BuiltinLibraryPlugin  # numpy/httpx load on first use
 
             pm.register(BuiltinLibraryPlugin(), name="reflow.library")

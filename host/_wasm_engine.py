@@ -16,6 +16,12 @@ functions re-raise through a process-global slot, so with the fallback two nodes
 host functions at the same instant could swap their exceptions). Errors from wasmtime are
 translated here, and only here, into the :class:`~reflow.SandboxError` tree.
 
+Compiled-module cache: ``Module.deserialize`` runs the cached machine code as is, so an entry
+is used only if it carries an HMAC-SHA256 over the wasm's sha256, the engine configuration
+(wasmtime version included) and the compiled bytes, keyed by a secret kept outside the cache
+(``cache.key`` in ``$REFLOW_CONFIG_DIR``, else ``~/.config/reflow``; created 0600). Anything
+else found in the cache is recompiled from the verified wasm and overwritten.
+
 Memory: each linear memory gets a fixed reservation (256 MiB of address space by default
 instead of wasmtime's 4 GiB + guard, so tens of thousands of nodes fit in one process) and
 never moves, which lets a node keep a memoryview over its memory across ticks. A node's memory
@@ -27,11 +33,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import hmac
 import logging
 import math
 import os
 import platform
+import secrets
+import stat
+import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -121,6 +132,9 @@ class WasmEngine:
     tick deadlines. ``memory_reservation``: virtual address space reserved per linear memory
     (wasmtime's default is 4 GiB, which limits a process to a few thousand nodes).
     ``fast_path``: force the private fast path on/off (``None`` = use it when available).
+    ``cache_key_file``: the secret that authenticates disk-cache entries (``None`` =
+    ``$REFLOW_CONFIG_DIR/cache.key``, else ``~/.config/reflow/cache.key``); created (0600) on
+    first use. Keep it outside the cache: whoever can read it can forge compiled code.
     """
 
     def __init__(
@@ -132,6 +146,7 @@ class WasmEngine:
         memory_reservation: int | None = 256 * 1024 * 1024,
         memory_guard: int = 64 * 1024 * 1024,
         fast_path: bool | None = None,
+        cache_key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         config = wasmtime.Config()
         config.epoch_interruption = True
@@ -144,19 +159,21 @@ class WasmEngine:
             config.memory_reservation_for_growth = 0
             config.memory_may_move = False
         self.memory_reservation = memory_reservation
-        self._fingerprint = hashlib.sha256(
-            repr(
-                (
-                    fastcall._version if fastcall.AVAILABLE else wasmtime.__name__,
-                    platform.machine(),
-                    max_wasm_stack,
-                    memory_reservation,
-                    memory_guard,
-                    "epoch",
-                    "speed",
-                )
-            ).encode()
-        ).hexdigest()[:16]
+        #: Everything compiled code depends on; part of the cache key and of its HMAC.
+        self._cache_config = repr(
+            (
+                _CACHE_FORMAT,
+                _wasmtime_version(),
+                fastcall._version if fastcall.AVAILABLE else None,
+                platform.machine(),
+                max_wasm_stack,
+                memory_reservation,
+                memory_guard,
+                "epoch",
+                "speed",
+            )
+        )
+        self._fingerprint = hashlib.sha256(self._cache_config.encode()).hexdigest()[:16]
         self.engine = wasmtime.Engine(config)
         self.epoch_ms = float(epoch_ms)
         if fast_path and not fastcall.AVAILABLE:
@@ -170,6 +187,12 @@ class WasmEngine:
             self.cache_dir = None
         else:
             self.cache_dir = Path(cache_dir)  # type: ignore[arg-type]
+        self.cache_key_file = (
+            Path(cache_key_file) if cache_key_file is not None else default_cache_key_file()
+        )
+        self._cache_key: bytes | None = None
+        self._cache_key_failed = False
+        self._key_lock = threading.Lock()
         self._modules: dict[str, WasmModule] = {}
         self._lock = threading.Lock()
         self._ticker: threading.Thread | None = None
@@ -218,10 +241,13 @@ class WasmEngine:
     def compile(self, wasm: bytes) -> wasmtime.Module:
         """A compiled module for ``wasm``, from the disk cache when possible."""
         digest = hashlib.sha256(wasm).hexdigest()
-        path = None
+        path = key = None
         if self.cache_dir is not None:
+            key = self._key()
+        if key is not None:
+            assert self.cache_dir is not None
             path = self.cache_dir / f"{digest}-{self._fingerprint}.cwasm"
-            module = self._from_cache(path)
+            module = self._from_cache(path, key, digest)
             if module is not None:
                 self.stats["deserialized"] += 1
                 return module
@@ -230,22 +256,46 @@ class WasmEngine:
         except wasmtime.WasmtimeError as exc:
             raise GuestABIError(f"not a valid WebAssembly module: {_first_line(exc)}") from exc
         self.stats["compiled"] += 1
-        if path is not None:
-            self._to_cache(path, bytes(module.serialize()))
+        if path is not None and key is not None:
+            self._to_cache(path, key, digest, bytes(module.serialize()))
         return module
 
-    def _from_cache(self, path: Path) -> wasmtime.Module | None:
-        sidecar = path.with_suffix(".sha256")
+    def _key(self) -> bytes | None:
+        """The cache's HMAC key (loaded or created on first use); None = no disk cache."""
+        if self._cache_key is not None or self._cache_key_failed:
+            return self._cache_key
+        with self._key_lock:
+            if self._cache_key is None and not self._cache_key_failed:
+                try:
+                    self._cache_key = load_cache_key(self.cache_key_file)
+                except (OSError, ValueError) as exc:
+                    self._cache_key_failed = True
+                    log.warning(
+                        "compiled-module disk cache disabled: cannot use the cache key %s (%s)",
+                        self.cache_key_file, exc,
+                    )
+        return self._cache_key
+
+    def _tag(self, key: bytes, digest: str, data: bytes) -> bytes:
+        mac = hmac.new(key, digestmod=hashlib.sha256)
+        mac.update(_CACHE_MAGIC)
+        mac.update(f"{digest}\0{self._cache_config}\0".encode())
+        mac.update(data)
+        return mac.digest()
+
+    def _from_cache(self, path: Path, key: bytes, digest: str) -> wasmtime.Module | None:
         try:
-            data = path.read_bytes()
-            want = sidecar.read_text().strip()
+            blob = path.read_bytes()
         except OSError:
             return None
-        # Deserializing runs native code: only bytes that hash to what we wrote are loaded.
-        if hashlib.sha256(data).hexdigest() != want:
-            log.warning("compiled-module cache entry %s does not match its hash; ignoring", path)
-            with contextlib.suppress(OSError):
-                path.unlink()
+        head = len(_CACHE_MAGIC)
+        tag, data = blob[head : head + _TAG_SIZE], blob[head + _TAG_SIZE :]
+        # Deserializing runs native code: only bytes we wrote (authenticated with the key
+        # kept outside the cache, for this wasm and this config) are loaded.
+        if not blob.startswith(_CACHE_MAGIC) or not hmac.compare_digest(
+            tag, self._tag(key, digest, data)
+        ):
+            log.debug("compiled-module cache entry %s fails authentication; recompiling", path)
             return None
         try:
             return wasmtime.Module.deserialize(self.engine, data)
@@ -253,15 +303,24 @@ class WasmEngine:
             log.warning("cannot deserialize %s (%s); recompiling", path, _first_line(exc))
             return None
 
-    def _to_cache(self, path: Path, data: bytes) -> None:
+    def _to_cache(self, path: Path, key: bytes, digest: str, data: bytes) -> None:
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            path.with_suffix(".sha256").write_text(hashlib.sha256(data).hexdigest())
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            tmp = Path(name)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_CACHE_MAGIC + self._tag(key, digest, data) + data)
             os.replace(tmp, path)
+            tmp = None
+            with contextlib.suppress(OSError):  # the sidecar of the old format
+                path.with_suffix(".sha256").unlink()
         except OSError as exc:
             log.warning("cannot write compiled-module cache %s: %s", path, exc)
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
     def load(self, wasm: bytes | str | os.PathLike[str], *, name: str | None = None) -> WasmModule:
         """Compile, validate and describe a guest module (idempotent per content hash)."""
@@ -278,6 +337,70 @@ class WasmEngine:
         module = WasmModule(self, self.compile(wasm), digest, name or digest[:12])
         with self._lock:
             return self._modules.setdefault(digest, module)
+
+
+_CACHE_FORMAT = "cwasm-hmac-v1"
+_CACHE_MAGIC = b"RFLCWv1\n"
+_TAG_SIZE = 32
+_KEY_NAME = "cache.key"
+
+
+def _wasmtime_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("wasmtime")
+    except metadata.PackageNotFoundError:  # pragma: no cover - wasmtime imported above
+        return getattr(wasmtime, "__version__", "unknown")
+
+
+def default_cache_key_file() -> Path:
+    """``$REFLOW_CONFIG_DIR/cache.key``, else ``~/.config/reflow/cache.key``."""
+    env = os.environ.get("REFLOW_CONFIG_DIR")
+    base = Path(env).expanduser() if env else Path.home() / ".config" / "reflow"
+    return base / _KEY_NAME
+
+
+def load_cache_key(path: str | os.PathLike[str]) -> bytes:
+    """The secret in ``path`` (64 hex digits), created with 32 random bytes (mode 0600,
+    exclusively) if missing. Raises OSError/ValueError if it cannot be used safely."""
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0), 0o600)
+    except FileExistsError:
+        return _read_cache_key(path)
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.hex().encode() + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return key
+
+
+def _read_cache_key(path: Path) -> bytes:
+    deadline = time.monotonic() + 2.0
+    while True:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError("not a regular file")
+            if os.name == "posix" and (st.st_mode & 0o077 or st.st_uid != os.geteuid()):
+                raise ValueError(
+                    f"must be owned by this user and private (mode 0600), not "
+                    f"{stat.filemode(st.st_mode)} uid {st.st_uid}"
+                )
+            text = fh.read(200).strip()
+        if len(text) == 64:
+            try:
+                return bytes.fromhex(text.decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                pass
+        if text or time.monotonic() > deadline:  # empty: another process is writing it
+            raise ValueError("not 64 hex digits (delete it to make a new key)")
+        time.sleep(0.01)
 
 
 _default: WasmEngine | None = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -47,12 +48,13 @@ from ..abi._version import ABI_VERSION, check_abi_compatible
 from ._auth import AuthDenied, Authenticator
 from ._names import is_valid_name
 from ._openapi import openapi_document
-from ._semver import Version
+from ._semver import Version, precedence
 from ._storage import (
     BlobUpload,
     Storage,
     StorageConflict,
     VariantRecord,
+    VersionConflict,
     VersionRecord,
 )
 
@@ -298,6 +300,12 @@ def _pick_variant(rec: VersionRecord, triple: str | None) -> VariantRecord:
                    f"{', '.join(rec.triples)}", available=list(rec.triples))
 
 
+#: One byte range. ASCII digits only (``str.isdigit`` also takes "²", which ``int`` refuses),
+#: at most 19 of them (``int`` refuses more than 4300, and no file is that large anyway).
+_RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+
+
 def _parse_range(header: str, size: int) -> tuple[int, int]:
     """``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` -> [start, end). Anything else is 416."""
     def bad(why: str) -> APIError:
@@ -308,9 +316,10 @@ def _parse_range(header: str, size: int) -> tuple[int, int]:
         raise bad("only 'bytes=' ranges are supported")
     if "," in spec:
         raise bad("only a single range is supported")
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+    m = _RANGE.fullmatch(f"bytes={spec.strip()}")
+    if m is None:
         raise bad("malformed range")
+    first, last = m[1], m[2]
     if first == "":
         if last == "" or int(last) == 0:
             raise bad("malformed suffix range")
@@ -412,11 +421,13 @@ async def publish(request: Request) -> Response:
         raise APIError(409, "version_exists",
                        f"{ns}/{name} {ver} is already published; versions are immutable, "
                        "publish a new version")
+    _refuse_same_precedence(reg, ns, name, ver)
     limit = reg.config.max_upload
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if _CONTENT_LENGTH.fullmatch(declared.strip()) is None:
             raise APIError(400, "bad_request", "Content-Length is not a number")
+        declared = declared.strip()
         if int(declared) > limit:
             await _drain(request, int(declared))
             raise APIError(413, "too_large",
@@ -489,9 +500,27 @@ def _verify_and_store(reg: _Registry, upload: BlobUpload, ns: str, name: str, ve
         _refuse_published_elsewhere(reg, bundle, ns)
         try:
             reg.storage.add_version(rec)
+        except VersionConflict as exc:
+            raise _version_conflict(ns, name, ver, exc.existing) from exc
         except StorageConflict as exc:
             raise APIError(409, "version_exists", str(exc)) from exc
     return rec
+
+
+def _version_conflict(ns: str, name: str, ver: str, existing: str) -> APIError:
+    return APIError(409, "version_conflict",
+                    f"{ns}/{name} {existing} is already published and {ver} has the same "
+                    "version precedence (build metadata does not count), so a range could "
+                    "not tell them apart; publish a higher version", existing=existing)
+
+
+def _refuse_same_precedence(reg: _Registry, ns: str, name: str, ver: str) -> None:
+    """Fail fast, before the upload, on ``1.0.10+rebuild`` next to ``1.0.10`` (storage
+    checks again in the transaction that commits the row)."""
+    mine = precedence(ver)
+    for r in reg.storage.list_versions(ns, name):
+        if r.version != ver and precedence(r.version) == mine:
+            raise _version_conflict(ns, name, ver, r.version)
 
 
 def _refuse_published_elsewhere(reg: _Registry, bundle: Bundle, ns: str) -> None:
@@ -627,15 +656,20 @@ async def remove_key(request: Request) -> Response:
 
 
 async def create_token(request: Request) -> Response:
+    """A new token, made by (and recorded as a child of) the caller's admin token: it
+    expires no later than the caller's, and is revoked with it (``_auth``)."""
     doc = await _json_body(request)
     ns = str(doc.get("namespace", ""))
-    _require(request, "admin", ns)
+    reg = _reg(request)
+    parent = reg.auth.require(request.headers.get("authorization"), "admin", ns)
     ttl = doc.get("ttl_seconds")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))):
+        raise APIError(400, "bad_request", "ttl_seconds must be a number of seconds or null")
     try:
-        rec, token = _reg(request).auth.create_token(
+        rec, token = reg.auth.create_token(
             ns, str(doc.get("scope", "")), ttl=float(ttl) if ttl is not None else None,
-            label=str(doc.get("label", ""))[:200])
-    except (TypeError, ValueError) as exc:
+            label=str(doc.get("label", ""))[:200], parent=parent)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise APIError(400, "bad_request", str(exc)) from exc
     return JSONResponse({"token": token, "token_id": rec.token_id, "namespace": rec.namespace,
                          "scope": rec.scope, "expires_at": _iso(rec.expires_at)

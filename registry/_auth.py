@@ -6,6 +6,11 @@ its namespace (``*`` for all), its scope and its expiry; the secret itself is sh
 when the token is created, and never stored. Scopes are ordered: ``read`` < ``publish`` <
 ``admin``; a token grants its scope and every lower one, in its namespace only.
 
+A token created over the API by another token records it as its ``parent_id``: it never
+outlives an expiring parent (its expiry is clamped to the parent's), and revoking a token
+revokes every token it created, transitively (a token whose ancestor is revoked is refused
+too, so one created while its parent was being revoked does not survive it).
+
 A request fails with 401 (``unauthorized``) when a token is needed and missing, malformed,
 unknown, revoked or expired, and with 403 (``forbidden``) when a valid token lacks the scope
 or the namespace.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import time
@@ -28,6 +34,10 @@ __all__ = ["SCOPES", "AuthDenied", "Authenticator", "parse_token"]
 SCOPES = ("read", "publish", "admin")
 _RANK = {s: i for i, s in enumerate(SCOPES)}
 _TOKEN = re.compile(r"rfl_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+#: The longest ttl a token may be given (100 years); longer is an error, not "forever".
+MAX_TTL = 100 * 365 * 86400.0
+#: How many ancestors ``authenticate`` follows at most (a deeper chain is refused).
+_MAX_DEPTH = 64
 
 
 class AuthDenied(Exception):
@@ -75,9 +85,12 @@ class Authenticator:
             raise ValueError(f"namespace {name!r} already exists") from None
 
     def create_token(self, namespace: str, scope: str, *, ttl: float | None = None,
-                     label: str = "") -> tuple[TokenRecord, str]:
+                     label: str = "", parent: TokenRecord | None = None
+                     ) -> tuple[TokenRecord, str]:
         """A new token; returns its record and the token string (shown once, never stored).
-        ``ttl`` in seconds (None: it does not expire)."""
+        ``ttl`` in seconds (None: it does not expire). ``parent``: the token creating it
+        (over the API); the new token expires no later than an expiring parent (a longer or
+        missing ``ttl`` is clamped to the parent's expiry), and is revoked with it."""
         if scope not in _RANK:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
         if namespace != "*":
@@ -85,14 +98,20 @@ class Authenticator:
                 raise ValueError(f"{namespace!r} is not a namespace name")
             if self.storage.get_namespace(namespace) is None:
                 raise ValueError(f"no namespace {namespace!r}; create it first")
-        if ttl is not None and ttl <= 0:
-            raise ValueError("ttl must be positive")
+        if ttl is not None and (isinstance(ttl, bool) or not math.isfinite(ttl) or ttl <= 0
+                                or ttl > MAX_TTL):
+            raise ValueError(f"ttl must be a positive number of seconds, at most {MAX_TTL:.0f} "
+                             f"(100 years), not {ttl!r}; leave it out for no expiry")
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         now = self.clock()
+        expires = None if ttl is None else now + ttl
+        if parent is not None and parent.expires_at is not None:
+            expires = parent.expires_at if expires is None else min(expires, parent.expires_at)
         record = TokenRecord(token_id=token_id, secret_sha256=_digest(secret),
                              namespace=namespace, scope=scope, label=label, created_at=now,
-                             expires_at=None if ttl is None else now + ttl)
+                             expires_at=expires,
+                             parent_id=parent.token_id if parent is not None else None)
         self.storage.add_token(record)
         return record, f"rfl_{token_id}_{secret}"
 
@@ -117,7 +136,26 @@ class Authenticator:
             raise AuthDenied(401, "unauthorized", f"token {token_id} was revoked")
         if record.expires_at is not None and record.expires_at <= self.clock():
             raise AuthDenied(401, "unauthorized", f"token {token_id} has expired")
+        self._check_ancestors(record)
         return record
+
+    def _check_ancestors(self, record: TokenRecord) -> None:
+        """A token lives only as long as the tokens that created it (revocation cascades in
+        storage too; this also covers a token created while its parent was being revoked)."""
+        now = self.clock()
+        seen = {record.token_id}
+        parent_id = record.parent_id
+        while parent_id is not None:
+            parent = self.storage.get_token(parent_id)
+            if parent is None or parent.revoked or len(seen) > _MAX_DEPTH or (
+                    parent.expires_at is not None and parent.expires_at <= now):
+                raise AuthDenied(401, "unauthorized",
+                                 f"token {record.token_id} was created by token {parent_id}, "
+                                 "which is revoked, expired or gone")
+            if parent.token_id in seen:
+                break
+            seen.add(parent.token_id)
+            parent_id = parent.parent_id
 
     def require(self, authorization: str | None, scope: str,
                 namespace: str | None = "*") -> TokenRecord | None:

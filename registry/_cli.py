@@ -139,15 +139,16 @@ def token_list(data: Path) -> None:
             state = "revoked" if t.revoked else (
                 "expired" if t.expires_at and t.expires_at <= now else "active")
             exp = time.strftime("%Y-%m-%d", time.gmtime(t.expires_at)) if t.expires_at else "-"
+            made_by = f" (made by {t.parent_id})" if t.parent_id else ""
             click.echo(f"{t.token_id}  {t.namespace:<16} {t.scope:<8} {state:<8} "
-                       f"expires {exp:<10} {t.label}")
+                       f"expires {exp:<10} {t.label}{made_by}")
 
 
 @token.command("revoke")
 @_data
 @click.argument("token_id")
 def token_revoke(data: Path, token_id: str) -> None:
-    """Revoke a token by its id."""
+    """Revoke a token by its id, and every token it made over the API (transitively)."""
     with LocalStorage(data) as storage:
         if not storage.revoke_token(token_id):
             raise ValueError(f"no token {token_id!r}")

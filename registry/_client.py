@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ from .._errors import (
     RegistryUnavailableError,
 )
 from .._trust import TrustStore
-from ..abi._bundle import read_bundle
+from ..abi._bundle import BundleLimits, read_bundle
 from ..abi._manifest import PORTABLE_TRIPLE, host_triples, parse_manifest
 from ..abi._signing import parse_signatures, verify_manifest
 from ._names import is_valid_name
@@ -75,6 +76,11 @@ __all__ = [
 Progress = Callable[[int, "int | None"], None]
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _CHUNK = 1 << 20
+#: The largest pack ``install`` downloads unless told otherwise: what ``read_bundle`` would
+#: accept anyway. The size in the version metadata is the registry's word, not signed.
+DEFAULT_MAX_DOWNLOAD = BundleLimits().max_total
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)")
 
 
 def default_cache_dir() -> Path:
@@ -104,6 +110,9 @@ class RegistryClient:
     downloads are verified against. ``cache_dir``: where verified packs are kept.
     ``offline``: never use the network, answer from the cache. ``retries``/``backoff``:
     attempts after the first and the base delay in seconds. ``sleep`` is injectable for tests.
+    ``max_download``: the largest pack file it downloads, in bytes (the size a registry
+    publishes is not signed; a bigger one is refused before any byte is fetched, and no
+    download is ever written past the published size).
     """
 
     def __init__(
@@ -120,8 +129,10 @@ class RegistryClient:
         max_backoff: float = 30.0,
         timeout: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
+        max_download: int = DEFAULT_MAX_DOWNLOAD,
     ) -> None:
         self.url = url.rstrip("/")
+        self.max_download = max_download
         try:
             parsed = httpx.URL(self.url)
         except httpx.InvalidURL as exc:
@@ -436,6 +447,7 @@ class RegistryClient:
         manifest, signer = self._verify_meta(meta, url)
         variant = self._variant(meta, triple)
         expect = meta["variants"][variant]
+        self._check_expect(expect, f"{url}/download")
         d = self._dir(ns, short, version)
         final = d / f"{variant}.rflpack"
         if final.is_file():
@@ -454,10 +466,36 @@ class RegistryClient:
         return InstalledPack(f"{ns}/{short}", version, variant, final, expect["sha256"],
                              signer, from_cache=False)
 
+    def _check_expect(self, expect: Any, url: str) -> None:
+        """The (unsigned) size and sha256 the registry publishes for a variant: sane, and
+        the size within ``max_download``, before a byte is downloaded."""
+        size = expect.get("size") if isinstance(expect, dict) else None
+        sha = expect.get("sha256") if isinstance(expect, dict) else None
+        if not isinstance(sha, str) or _SHA256.fullmatch(sha) is None:
+            raise RegistryIntegrityError(
+                f"{url}: the registry published {sha!r} as the sha256", what="sha256",
+                expected="64 lowercase hex digits", actual=repr(sha)[:80], url=url)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise RegistryIntegrityError(
+                f"{url}: the registry published {size!r} as the size", what="size",
+                expected="a byte count", actual=repr(size)[:80], url=url)
+        if size > self.max_download:
+            raise RegistryIntegrityError(
+                f"{url}: the registry says the pack is {size} bytes, over this client's "
+                f"limit of {self.max_download} (RegistryClient(max_download=...)); refusing "
+                "to download it", what="size", expected=f"<= {self.max_download}",
+                actual=str(size), url=url)
+
     def _download(self, path: str, params: dict[str, str], part: Path, size: int,
                   etag: str, progress: Progress | None) -> None:
         """Fill ``part`` with the file, resuming from what it already holds (the registry's
-        ETag is the blob's sha256, so ``If-Range`` never splices two different files)."""
+        ETag is the blob's sha256, so ``If-Range`` never splices two different files).
+
+        Never writes past ``size``: a body longer than that stops the download with a
+        RegistryIntegrityError (and deletes ``part``). A ``206`` whose ``Content-Range``
+        does not start where ``part`` ends (or is for another length) is not appended:
+        the download starts again from byte 0."""
+        url = f"{self.url}{path}"
         for attempt in range(self.retries + 1):
             have = part.stat().st_size if part.exists() else 0
             if have > size:
@@ -465,16 +503,31 @@ class RegistryClient:
                 have = 0
             if have == size and size > 0:
                 return
-            headers = {}
-            if have:
-                headers = {"Range": f"bytes={have}-", "If-Range": etag}
-            resp = self._send("GET", path, params=params, headers=headers, stream=True,
-                              ok=(200, 206))
+            resp = self._get_from(path, params, have, etag)
             try:
+                if resp.status_code == 206 and not _resumes_at(resp, have, size):
+                    resp.close()
+                    part.unlink(missing_ok=True)
+                    have = 0
+                    resp = self._get_from(path, params, 0, etag)
+                    if resp.status_code == 206 and not _resumes_at(resp, 0, size):
+                        raise RegistryIntegrityError(
+                            f"{url}: asked for the whole file, the registry answered 206 "
+                            f"with Content-Range {resp.headers.get('content-range')!r}",
+                            what="size", expected=f"bytes 0-{size - 1}/{size}",
+                            actual=str(resp.headers.get("content-range"))[:80], url=url)
                 mode = "ab" if resp.status_code == 206 else "wb"
                 done = have if resp.status_code == 206 else 0
                 with part.open(mode) as fh:
                     for chunk in resp.iter_bytes():
+                        if done + len(chunk) > size:
+                            fh.close()
+                            part.unlink(missing_ok=True)
+                            raise RegistryIntegrityError(
+                                f"{url}: the download is longer than the {size} bytes the "
+                                "registry published; stopped", what="size",
+                                expected=str(size), actual=f">{size} ({done + len(chunk)} "
+                                "so far)", url=url)
                         fh.write(chunk)
                         done += len(chunk)
                         if progress is not None:
@@ -488,6 +541,12 @@ class RegistryClient:
                 self._sleep(self._delay(attempt))
             finally:
                 resp.close()
+
+    def _get_from(self, path: str, params: dict[str, str], have: int,
+                  etag: str) -> httpx.Response:
+        headers = {"Range": f"bytes={have}-", "If-Range": etag} if have else {}
+        return self._send("GET", path, params=params, headers=headers, stream=True,
+                          ok=(200, 206))
 
     def _check_file(self, path: Path, expect: dict[str, Any], manifest: bytes,
                     url: str) -> str:
@@ -569,6 +628,14 @@ def _sha256_file(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _resumes_at(resp: httpx.Response, offset: int, size: int) -> bool:
+    """Whether a 206's ``Content-Range`` is ``bytes offset-(size-1)/size`` (the total may be
+    ``*``): the rest of this file, from where the part file ends."""
+    m = _CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())
+    return (m is not None and int(m[1]) == offset and int(m[2]) == size - 1
+            and m[3] in ("*", str(size)))
 
 
 def _no_match(ns: str, short: str, rng: VersionRange, versions: list[str],

@@ -92,7 +92,8 @@ def openapi_document(max_upload: int) -> dict[str, Any]:
                                                       "schema": {"type": "string"}}],
                 ok="204", security=True)},
             "/api/v1/tokens": {"post": _op(
-                "create a token ({namespace, scope, ttl_seconds, label}; admin)", ok="201",
+                "create a token ({namespace, scope, ttl_seconds, label}; admin); it expires "
+                "no later than the caller's token and is revoked with it", ok="201",
                 security=True)},
         },
         "components": {

@@ -1,8 +1,9 @@
 """Semantic versions and the version ranges ``install`` accepts.
 
-Ranges: ``1.2.3`` or ``=1.2.3`` (exact), ``^1.2`` (compatible: same major, or same minor
-while the major is 0), ``~1.2`` (same minor), comparisons ``>=1.0,<2.0`` (comma or space
-separated, all must hold), ``*`` or empty (anything). Partial versions fill with zeros.
+Ranges: ``1.2.3`` or ``=1.2.3`` (exact: that text, build metadata included), ``^1.2``
+(compatible: same major, or same minor while the major is 0), ``~1.2`` (same minor),
+comparisons ``>=1.0,<2.0`` (comma or space separated, all must hold), ``*`` or empty
+(anything). Partial versions fill with zeros. Digits are ASCII ``0-9`` only.
 Pre-releases and yanked versions are only chosen when pinned exactly: a range never
 silently picks ``2.0.0-rc.1`` or a version its publisher withdrew.
 """
@@ -16,7 +17,14 @@ from dataclasses import dataclass
 from .._errors import RegistryError
 from ._names import is_valid_name
 
-__all__ = ["RegistrySpecError", "Version", "VersionRange", "parse_spec", "pick_version"]
+__all__ = [
+    "RegistrySpecError",
+    "Version",
+    "VersionRange",
+    "parse_spec",
+    "pick_version",
+    "precedence",
+]
 
 
 class RegistrySpecError(RegistryError, ValueError):
@@ -24,12 +32,21 @@ class RegistrySpecError(RegistryError, ValueError):
     cannot use. A :class:`~reflow._errors.ReflowError` (command lines print it as one line)
     and a ``ValueError`` (what it used to be)."""
 
+# ASCII digits only: ``\d`` would also take U+0660 ARABIC-INDIC DIGIT ZERO (and every other
+# Unicode decimal digit), which int() reads as 0, so "1.0.1" + U+0660 would be a second
+# spelling of 1.0.10.
 _VERSION = re.compile(
+    r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
+    r"(?:-([0-9A-Za-z.-]{1,64}))?(?:\+([0-9A-Za-z.-]{1,64}))?"
+)
+_PARTIAL = re.compile(r"(0|[1-9][0-9]{0,8})(?:\.(0|[1-9][0-9]{0,8}))?"
+                      r"(?:\.(0|[1-9][0-9]{0,8}))?(?:-([0-9A-Za-z.-]{1,64}))?")
+# What versions looked like before the ASCII-only rule: only to compare new versions with
+# rows an older registry may have stored (see :func:`precedence`).
+_LEGACY_VERSION = re.compile(
     r"(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
     r"(?:-([0-9A-Za-z.-]{1,64}))?(?:\+([0-9A-Za-z.-]{1,64}))?"
 )
-_PARTIAL = re.compile(r"(0|[1-9]\d{0,8})(?:\.(0|[1-9]\d{0,8}))?(?:\.(0|[1-9]\d{0,8}))?"
-                      r"(?:-([0-9A-Za-z.-]{1,64}))?")
 _OPS = ("^", "~", ">=", "<=", ">", "<", "==", "=")
 
 
@@ -78,6 +95,21 @@ class Version:
             f"-{self.pre}" if self.pre else "")
 
 
+def precedence(text: str) -> tuple[object, ...] | None:
+    """The semver precedence key of ``text`` (build metadata ignored), also for versions an
+    older registry accepted with non-ASCII digits; None if it is no version at all. The
+    registry refuses to publish a version whose precedence equals a published one's."""
+    if Version.is_valid(text):
+        return Version.parse(text).key()
+    m = _LEGACY_VERSION.fullmatch(text)
+    if m is None:
+        return None
+    try:
+        return Version(int(m[1]), int(m[2]), int(m[3]), m[4] or "").key()
+    except ValueError:
+        return None
+
+
 def _partial(text: str) -> tuple[Version, int]:
     """A possibly partial version (``1``, ``1.2``, ``1.2.3-rc.1``) and how many parts it had."""
     m = _PARTIAL.fullmatch(text)
@@ -120,7 +152,9 @@ class VersionRange:
 
     def matches(self, v: Version) -> bool:
         if self.exact is not None:
-            return v.key() == self.exact.key()
+            # An exact pin names one published text: "1.0.10" is not "1.0.10+rebuild"
+            # (equal precedence, possibly different bytes).
+            return str(v) == str(self.exact)
         if v.pre:
             return False
         for op, bound in self.clauses:

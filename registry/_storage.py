@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ._semver import Version
+from ._semver import Version, precedence
 
 __all__ = [
     "BlobUpload",
@@ -43,12 +43,22 @@ __all__ = [
     "StorageConflict",
     "TokenRecord",
     "VariantRecord",
+    "VersionConflict",
     "VersionRecord",
 ]
 
 
 class StorageConflict(Exception):
     """A uniqueness rule was broken (version already published, namespace exists, ...)."""
+
+
+class VersionConflict(StorageConflict):
+    """Another version of the pack has the same semver precedence (``1.0.10`` and
+    ``1.0.10+rebuild``): ranges could not tell them apart. ``existing`` is its text."""
+
+    def __init__(self, message: str, existing: str) -> None:
+        super().__init__(message)
+        self.existing = existing
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,9 @@ class TokenRecord:
     created_at: float
     expires_at: float | None
     revoked: bool = False
+    #: The token that created this one over the API (None: made by the command line).
+    #: Revoking a token revokes every token it created, transitively.
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,13 +216,16 @@ class Storage(ABC):
     def list_tokens(self) -> list[TokenRecord]: ...
 
     @abstractmethod
-    def revoke_token(self, token_id: str) -> bool: ...
+    def revoke_token(self, token_id: str) -> bool:
+        """Revoke the token and every token it created, transitively (``parent_id``);
+        False if there is no such token."""
 
     # -- versions --
     @abstractmethod
     def add_version(self, record: VersionRecord) -> None:
         """Commit a version row (and its variants). Every blob it names must already be
-        committed. Raises StorageConflict if the version exists."""
+        committed. Raises StorageConflict if the version exists, and its subclass
+        VersionConflict if another version of the pack has the same precedence."""
 
     @abstractmethod
     def get_version(self, namespace: str, name: str, version: str) -> VersionRecord | None: ...
@@ -244,7 +260,7 @@ CREATE TABLE IF NOT EXISTS keys (
 CREATE TABLE IF NOT EXISTS tokens (
     token_id TEXT PRIMARY KEY, secret_sha256 TEXT NOT NULL, namespace TEXT NOT NULL,
     scope TEXT NOT NULL, label TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL,
-    revoked INTEGER NOT NULL DEFAULT 0);
+    revoked INTEGER NOT NULL DEFAULT 0, parent_id TEXT);
 CREATE TABLE IF NOT EXISTS versions (
     namespace TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
     sha256 TEXT NOT NULL, size INTEGER NOT NULL, manifest BLOB NOT NULL,
@@ -259,6 +275,8 @@ CREATE TABLE IF NOT EXISTS variants (
     PRIMARY KEY (namespace, name, version, triple));
 """
 
+_TOKEN_COLS = ("token_id, secret_sha256, namespace, scope, label, created_at, expires_at, "
+               "revoked, parent_id")
 _VERSION_COLS = ("namespace, name, version, sha256, size, manifest, signature, key_id, abi, "
                  "description, templates, triples, published_at, published_by, yanked, "
                  "yank_reason")
@@ -281,6 +299,23 @@ class LocalStorage(Storage):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an index made by an older version up to date (idempotent; safe when two
+        processes open the same directory at once)."""
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cols = {row[1] for row in db.execute("PRAGMA table_info(tokens)")}
+                if "parent_id" not in cols:
+                    # Existing tokens get NULL: made before tokens could make tokens.
+                    db.execute("ALTER TABLE tokens ADD COLUMN parent_id TEXT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
@@ -398,24 +433,32 @@ class LocalStorage(Storage):
     # -- tokens -----------------------------------------------------------------------------
     def add_token(self, record: TokenRecord) -> None:
         r = record
-        self._write("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._write(f"INSERT INTO tokens ({_TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (r.token_id, r.secret_sha256, r.namespace, r.scope, r.label, r.created_at,
-                     r.expires_at, int(r.revoked)))
+                     r.expires_at, int(r.revoked), r.parent_id))
 
     def _token(self, row: tuple[Any, ...]) -> TokenRecord:
         return TokenRecord(token_id=row[0], secret_sha256=row[1], namespace=row[2],
                            scope=row[3], label=row[4], created_at=row[5], expires_at=row[6],
-                           revoked=bool(row[7]))
+                           revoked=bool(row[7]), parent_id=row[8])
 
     def get_token(self, token_id: str) -> TokenRecord | None:
-        rows = self._query("SELECT * FROM tokens WHERE token_id = ?", (token_id,))
+        rows = self._query(f"SELECT {_TOKEN_COLS} FROM tokens WHERE token_id = ?",
+                           (token_id,))
         return self._token(rows[0]) if rows else None
 
     def list_tokens(self) -> list[TokenRecord]:
-        return [self._token(r) for r in self._query("SELECT * FROM tokens ORDER BY created_at")]
+        return [self._token(r) for r in self._query(
+            f"SELECT {_TOKEN_COLS} FROM tokens ORDER BY created_at")]
 
     def revoke_token(self, token_id: str) -> bool:
-        return self._write("UPDATE tokens SET revoked = 1 WHERE token_id = ?", (token_id,)) > 0
+        # UNION (not UNION ALL) stops at a token already seen, so even a cycle ends.
+        # (The statement starts with UPDATE so sqlite3 reports its rowcount.)
+        return self._write(
+            "UPDATE tokens SET revoked = 1 WHERE token_id IN ("
+            "WITH RECURSIVE tree(id) AS (SELECT token_id FROM tokens WHERE token_id = ? "
+            "UNION SELECT t.token_id FROM tokens t JOIN tree ON t.parent_id = tree.id) "
+            "SELECT id FROM tree)", (token_id,)) > 0
 
     # -- versions ---------------------------------------------------------------------------
     def add_version(self, record: VersionRecord) -> None:
@@ -427,6 +470,14 @@ class LocalStorage(Storage):
             db = self.db
             db.execute("BEGIN IMMEDIATE")
             try:
+                mine = precedence(r.version)
+                for (other,) in db.execute(
+                        "SELECT version FROM versions WHERE namespace = ? AND name = ?",
+                        (r.namespace, r.name)).fetchall():
+                    if other != r.version and mine is not None and precedence(other) == mine:
+                        raise VersionConflict(
+                            f"{r.namespace}/{r.name} {other} is already published, and "
+                            f"{r.version} has the same version precedence", other)
                 db.execute(
                     f"INSERT INTO versions ({_VERSION_COLS}) VALUES "
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -475,7 +526,7 @@ class LocalStorage(Storage):
 
     def list_versions(self, namespace: str, name: str) -> list[VersionRecord]:
         found = self._versions("namespace = ? AND name = ?", (namespace, name))
-        return sorted(found, key=lambda r: Version.parse(r.version).key())
+        return sorted(found, key=lambda r: _sort_key(r.version))
 
     def find_versions(self, name: str, version: str) -> list[VersionRecord]:
         return self._versions("name = ? AND version = ?", (name, version))
@@ -497,6 +548,8 @@ class LocalStorage(Storage):
         )
         newest: dict[tuple[str, str], tuple[tuple[object, ...], VersionRecord]] = {}
         for r in rows:
+            if not Version.is_valid(r.version):
+                continue  # stored by an older registry, no longer addressable (_semver)
             v = Version.parse(r.version)
             rank = (not v.pre, v.key())  # a release beats any pre-release
             cur = newest.get((r.namespace, r.name))
@@ -508,6 +561,12 @@ class LocalStorage(Storage):
     def iter_blob_files(self) -> Iterator[Path]:
         """Every committed blob file (for tests and maintenance)."""
         yield from self.blobs.glob("*/*")
+
+
+def _sort_key(version: str) -> tuple[object, ...]:
+    # Rows an older registry stored with non-ASCII digits still sort (and never crash a list).
+    key = precedence(version)
+    return (0, key, version) if key is not None else (1, (), version)
 
 
 def _fsync_dir(path: Path) -> None:

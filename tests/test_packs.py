@@ -640,7 +640,7 @@ def test_extism_engine_reads_the_verified_bytes_from_a_private_copy(
     cached.parent.mkdir()
     cached.write_bytes(b"swapped")
     engine = engine_for("extism")
-    assert engine.load_artifact(cached, artifact=SimpleNamespace(entry="e"), templates=[],  # type: ignore[call-arg]
+    assert engine.load_artifact(cached, artifact=SimpleNamespace(entry="e"), templates=[],
                                 manifest=SimpleNamespace(name="p"), grants=None,
                                 data=b"verified") == {}
     (path, data, mode), = seen

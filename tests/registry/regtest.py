@@ -194,7 +194,8 @@ class Row:
     body: str | None  # a kind for body_for()
     status: int
     code: str
-    headers: tuple[tuple[str, str], ...] = ()
+    #: bytes values go on the wire as they are (latin-1 text such as "²" in a header)
+    headers: tuple[tuple[str, str | bytes], ...] = ()
 
 
 #: The table's uploads are checked against this limit (the server is started with it).
@@ -253,6 +254,21 @@ FAILURE_TABLE = [
         (("Range", "items=0-5"),)),
     Row("range: empty suffix", "GET", _DL, None, None, 416, "bad_range",
         (("Range", "bytes=-0"),)),
+    # str.isdigit() takes these and int() does not: was an unhandled ValueError (500)
+    Row("range: superscript digit start", "GET", _DL, None, None, 416, "bad_range",
+        (("Range", "bytes=\u00b2-".encode("latin-1")),)),
+    Row("range: superscript digit end", "GET", _DL, None, None, 416, "bad_range",
+        (("Range", "bytes=0-\u00b9".encode("latin-1")),)),
+    Row("range: 5000 digits", "GET", _DL, None, None, 416, "bad_range",
+        (("Range", "bytes=" + "9" * 5000 + "-"),)),
+    Row("version: same precedence as a published one", "PUT", f"{_V}/0.1.0+rebuild",
+        "publish", "good:0.1.0+rebuild", 409, "version_conflict"),
+    Row("version: non-ASCII digit", "GET", f"{_V}/0.1.1%D9%A0", None, None, 400,
+        "invalid_version"),
+    Row("token: infinite ttl", "POST", "/api/v1/tokens", "admin", "token-inf", 400,
+        "bad_request"),
+    Row("token: ttl not a number", "POST", "/api/v1/tokens", "admin", "token-str", 400,
+        "bad_request"),
     Row("unknown version", "GET", f"{_V}/9.9.9", None, None, 404, "version_not_found"),
     Row("unknown pack", "GET", "/api/v1/packs/acme/nothing", None, None, 404,
         "pack_not_found"),
@@ -305,6 +321,9 @@ def body_for(kind: str | None, key: Ed25519PrivateKey) -> bytes:
         "json-bad": lambda: b"{",
         "ns-exists": lambda: b'{"name": "acme", "owner": "x"}',
         "ns-new": lambda: b'{"name": "fresh", "owner": "x"}',
+        # Python's json reads Infinity; a token "expiring" at inf would never expire
+        "token-inf": lambda: b'{"namespace": "acme", "scope": "read", "ttl_seconds": Infinity}',
+        "token-str": lambda: b'{"namespace": "acme", "scope": "read", "ttl_seconds": "60"}',
     }
     return simple[kind]()  # type: ignore[no-any-return]
 

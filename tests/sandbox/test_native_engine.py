@@ -115,3 +115,41 @@ def test_native_in_a_network(libs: dict[str, NativeLibrary]) -> None:
     assert summary.ok, summary.failures
     assert [m["data"] for m in out] == [6]
     net.shutdown()
+
+
+def test_library_from_verified_bytes_loads_a_private_copy(
+    guest_native: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``data`` (what the pack loader passes after re-hashing the cache), the file at
+    ``path`` is only a name: what is dlopen'ed is a private copy of ``data`` (0700 dir)."""
+    import hashlib
+    import os
+    import stat
+
+    good = guest_native["doubler"].read_bytes()
+    cached = tmp_path / "cache" / "libdoubler.so"
+    cached.parent.mkdir()
+    cached.write_bytes(b"\x7fELF swapped after the hash")  # what the cache holds now
+    lib = NativeLibrary(cached, data=good)
+    assert lib.path == cached and lib.name == "libdoubler.so"
+    copy = lib.loaded_from
+    assert copy != cached and copy.name == cached.name
+    assert not copy.resolve().is_relative_to(tmp_path.resolve())
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == hashlib.sha256(good).hexdigest()
+    assert os.name != "posix" or stat.S_IMODE(copy.parent.stat().st_mode) == 0o700
+    node = lib.actor().open_node("d", {"factor": 3})
+    ctx = TickCtx({"in": M.integer(5)})
+    node.run(ctx)
+    assert ctx.outputs == [("out", M.integer(15))]
+    node.close()
+    # the same bytes again reuse the copy (dlopen returns the library already loaded)
+    assert NativeLibrary(cached, data=good).loaded_from == copy
+    # bytes that do not load leave no copy behind
+    import tempfile
+
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    with pytest.raises(GuestABIError, match=r"cannot load native library .*libbad\.so"):
+        NativeLibrary(tmp_path / "libbad.so", data=b"not a library")
+    assert list(private_tmp.iterdir()) == []

@@ -3,6 +3,7 @@ with a real tick context), on the fast path and the public-API fallback, and in 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +211,111 @@ def test_each_node_has_its_own_store(engine: WasmEngine, guest_wasm: dict[str, P
     assert a._inst.store is not b._inst.store
     a.close()
     b.close()
+
+
+# -- the compiled-module cache is authenticated (HMAC keyed outside the cache) ---------------
+
+_WHO = '(module (func (export "who") (result i32) i32.const {}))'
+
+
+def _who(eng: WasmEngine, module: Any) -> int:
+    import wasmtime
+
+    store = wasmtime.Store(eng.engine)
+    store.set_epoch_deadline(1 << 30)
+    inst = wasmtime.Instance(store, module, [])
+    who: Any = inst.exports(store)["who"]
+    return int(who(store))
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "config"
+    monkeypatch.setenv("REFLOW_CONFIG_DIR", str(d))
+    return d
+
+
+def test_forged_cache_entry_is_recompiled_from_the_verified_wasm(
+    tmp_path: Path, config_dir: Path
+) -> None:
+    """poc6: someone who can write the cache replaces the compiled code of a verified module
+    (with a matching .sha256 sidecar, as the old format trusted); it must never run."""
+    import hashlib
+
+    import wasmtime
+
+    good = wasmtime.wat2wasm(_WHO.format(1))
+    evil = wasmtime.wat2wasm(_WHO.format(666))
+    cache = tmp_path / "cache"
+    first = WasmEngine(cache_dir=cache)
+    first.compile(good)
+    (entry,) = cache.glob(hashlib.sha256(good).hexdigest() + "-*.cwasm")
+    forged = bytes(wasmtime.Module(first.engine, bytes(evil)).serialize())
+    for data in (forged, entry.read_bytes()[:40] + forged):  # raw, and behind our header
+        entry.write_bytes(data)
+        entry.with_suffix(".sha256").write_text(hashlib.sha256(data).hexdigest())
+        eng = WasmEngine(cache_dir=cache)
+        assert _who(eng, eng.compile(good)) == 1
+        assert eng.stats["compiled"] == 1 and eng.stats["deserialized"] == 0
+        eng.close()
+    assert not entry.with_suffix(".sha256").exists()
+    again = WasmEngine(cache_dir=cache)  # the entry was overwritten with an authentic one
+    assert _who(again, again.compile(good)) == 1 and again.stats["deserialized"] == 1
+    # an entry is bound to its wasm: the authentic entry of `evil` under good's name fails
+    again.compile(evil)
+    (evil_entry,) = cache.glob(hashlib.sha256(evil).hexdigest() + "-*.cwasm")
+    entry.write_bytes(evil_entry.read_bytes())
+    last = WasmEngine(cache_dir=cache)
+    assert _who(last, last.compile(good)) == 1 and last.stats["compiled"] == 1
+    for e in (first, again, last):
+        e.close()
+
+
+def test_cache_key_is_private_and_outside_the_cache(tmp_path: Path, config_dir: Path) -> None:
+    import stat
+
+    import wasmtime
+
+    wasm = wasmtime.wat2wasm(_WHO.format(7))
+    cache = tmp_path / "cache"
+    eng = WasmEngine(cache_dir=cache)
+    assert eng.cache_key_file == config_dir / "cache.key"
+    assert not eng.cache_key_file.exists()  # created on first use of the disk cache
+    eng.compile(wasm)
+    key = eng.cache_key_file
+    assert os.name != "posix" or stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(bytes.fromhex(key.read_text().strip())) == 32
+    same = WasmEngine(cache_dir=cache)
+    same.compile(wasm)
+    assert same.stats["deserialized"] == 1 and key.read_text() == eng.cache_key_file.read_text()
+    # another key (the constructor's) does not trust these entries
+    other = WasmEngine(cache_dir=cache, cache_key_file=tmp_path / "elsewhere" / "k")
+    assert _who(other, other.compile(wasm)) == 7 and other.stats["compiled"] == 1
+    assert (tmp_path / "elsewhere" / "k").is_file()
+    for e in (eng, same, other):
+        e.close()
+
+
+def test_unusable_cache_key_disables_the_disk_cache(
+    tmp_path: Path, config_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import wasmtime
+
+    wasm = wasmtime.wat2wasm(_WHO.format(3))
+    config_dir.mkdir()
+    key = config_dir / "cache.key"
+    key.write_text("ab" * 32)
+    if os.name == "posix":
+        key.chmod(0o644)  # readable by others: anyone could forge entries
+        bad = "private"
+    else:  # pragma: no cover
+        key.write_text("not hex")
+        bad = "hex"
+    cache = tmp_path / "cache"
+    eng = WasmEngine(cache_dir=cache)
+    with caplog.at_level("WARNING", logger="reflow.wasm"):
+        assert _who(eng, eng.compile(wasm)) == 3
+        eng.compile(wasm)
+    assert eng.stats["compiled"] == 2 and not list(cache.glob("*.cwasm"))
+    assert "disk cache disabled" in caplog.text and bad in caplog.text
+    eng.close()
