@@ -13,10 +13,11 @@ the sha256 of its raw 32-byte public key. Errors from ``cryptography`` are trans
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .._errors import PackFormatError, PackSignatureError, UntrustedKeyError
-from ._manifest import MANIFEST_NAME, SIGNATURE_NAME
+from ._manifest import MANIFEST_NAME, SIGNATURE_NAME, parse_manifest
 
 __all__ = [
     "DOMAIN",
@@ -35,6 +36,7 @@ __all__ = [
     "key_id",
     "load_private_key",
     "load_public_key",
+    "name_allowed",
     "parse_signatures",
     "public_key_pem",
     "sign_manifest",
@@ -183,23 +185,37 @@ def parse_signatures(data: bytes) -> list[Signature]:
     return out
 
 
+def name_allowed(name: str, patterns: Sequence[str] | None) -> bool:
+    """Whether a key limited to ``patterns`` (``None``: no limit) may sign pack ``name``.
+    fnmatch-style, case-sensitive; ``*`` also matches ``/``."""
+    return patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
 def verify_manifest(
     manifest_bytes: bytes,
     signatures: Iterable[Signature],
     trusted: Mapping[str, Ed25519PublicKey],
     *,
     pack: str = "",
+    names: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
     """Return the key id of a trusted key whose signature verifies.
 
+    ``names``: key id -> the pack-name patterns that key is trusted for (a key absent from it
+    is trusted for every name). A signature counts only when the manifest's own (signed) name
+    matches one of its key's patterns.
+
     Raises PackSignatureError when there is no signature or a trusted key's signature does
-    not verify (tampered manifest), UntrustedKeyError when no signer is trusted.
+    not verify (tampered manifest), UntrustedKeyError when no signer is trusted (for this
+    pack name).
     """
     sigs = list(signatures)
     if not sigs:
         raise PackSignatureError(f"{pack or 'the pack'} is not signed", pack=pack)
     message = DOMAIN + manifest_bytes
     bad: list[str] = []
+    out_of_scope: list[str] = []
+    signed_name: str | None = None
     for sig in sigs:
         public = trusted.get(sig.key_id)
         if public is None:
@@ -209,6 +225,13 @@ def verify_manifest(
         except InvalidSignature:
             bad.append(sig.key_id)
             continue
+        patterns = names.get(sig.key_id) if names is not None else None
+        if patterns is not None:
+            if signed_name is None:
+                signed_name = parse_manifest(manifest_bytes).name
+            if not name_allowed(signed_name, patterns):
+                out_of_scope.append(sig.key_id)
+                continue
         return sig.key_id
     if bad:
         raise PackSignatureError(
@@ -217,6 +240,18 @@ def verify_manifest(
             pack=pack,
             key_id=bad[0],
         )
+    if out_of_scope and names is not None:
+        kid = out_of_scope[0]
+        allowed = ", ".join(repr(p) for p in names[kid]) or "no pack names"
+        raise UntrustedKeyError(
+            f"{pack or 'the pack'} is named {signed_name!r} and signed by trusted key {kid}, "
+            f"but that key is trusted only for {allowed}: refusing it (another publisher's "
+            f"key signing this name can be an attack); only if you know this key's owner "
+            f"publishes {signed_name!r}, run 'reflow-pack trust add KEY.pub --for "
+            f"{signed_name}'",
+            pack=pack,
+            key_id=kid,
+        )
     ids = ", ".join(s.key_id for s in sigs)
     raise UntrustedKeyError(
         f"{pack or 'the pack'} is signed by key {ids}, which is not in the trust store; if you "
@@ -224,4 +259,3 @@ def verify_manifest(
         pack=pack,
         key_id=sigs[0].key_id,
     )
-

@@ -48,6 +48,7 @@ from ._errors import (
     PlatformError,
     TemplateConflictError,
     UnsafeArchiveError,
+    UntrustedKeyError,
 )
 from ._plugins import before_pack_load, engine_for, plugin_manager, template_owner
 from ._trust import TrustStore
@@ -62,7 +63,7 @@ from .abi._manifest import (
     host_triples,
     parse_manifest,
 )
-from .abi._signing import Signature, parse_signatures, verify_manifest
+from .abi._signing import Signature, parse_signatures
 from .abi._version import ABI_VERSION, check_abi_compatible
 
 __all__ = [
@@ -202,10 +203,13 @@ def _version_key(v: str) -> tuple[Any, ...]:
 def _verify(head: _Head, trust: TrustStore, allow_unsigned: bool) -> str | None:
     name = head.manifest.name
     try:
-        return verify_manifest(head.manifest_bytes, head.signatures, trust.keys(),
-                               pack=f"pack {name!r} ({head.source})")
+        signer = trust.verify(head.manifest_bytes, head.signatures,
+                              pack=f"pack {name!r} ({head.source})")
     except PackSignatureError as exc:
-        tampered = bool(exc.key_id) and exc.key_id in trust
+        # a trusted key whose signature does not verify: altered, never loaded. A trusted key
+        # not allowed to sign this name counts as untrusted (allow_unsigned may load it).
+        tampered = (bool(exc.key_id) and exc.key_id in trust
+                    and not isinstance(exc, UntrustedKeyError))
         if not allow_unsigned or tampered:
             raise
         warnings.warn(
@@ -215,6 +219,23 @@ def _verify(head: _Head, trust: TrustStore, allow_unsigned: bool) -> str | None:
         )
         log.warning("pack %s loaded with allow_unsigned=True: %s", name, exc)
         return None
+    _warn_unscoped(trust, signer, name)
+    return signer
+
+
+_warned_unscoped: set[str] = set()
+
+
+def _warn_unscoped(trust: TrustStore, signer: str, name: str) -> None:
+    """Once per key: a key trusted for every pack name can sign any pack (say so)."""
+    if signer in _warned_unscoped:
+        return
+    if any(k.key_id == signer and k.names is None for k in trust):
+        _warned_unscoped.add(signer)
+        log.warning(
+            "trusted key %s (which signed pack %r) may sign packs of ANY name; limit it to its "
+            "publisher's own packs: 'reflow-pack trust add KEY.pub --for \"NAMESPACE/*\"'",
+            signer, name)
 
 
 # -- choosing artifacts ----------------------------------------------------------------------
@@ -632,8 +653,7 @@ def inspect_pack(
     m = b.manifest
     signer = None
     try:
-        signer = verify_manifest(b.manifest_bytes, b.signatures, store.keys(),
-                                 pack=f"pack {m.name!r}")
+        signer = store.verify(b.manifest_bytes, b.signatures, pack=f"pack {m.name!r}")
         status = f"valid, trusted key {signer}"
     except PackSignatureError as exc:
         status = str(exc)

@@ -4,23 +4,40 @@ A directory of public keys, one PEM file per key named ``<key id>.pub``. Its loc
 ``path`` argument, else ``$REFLOW_TRUST_DIR``, else ``~/.config/reflow/trust``. The store is
 read on each query (it is a handful of small files), so a key added or removed by the CLI is
 seen at once by a running process.
+
+A key may be trusted only for some pack names: ``<key id>.names`` next to its ``.pub`` holds
+fnmatch-style patterns (``acme/*``), one per line, over the *signed* manifest name. A key
+without a ``.names`` file is trusted for every name (the old behaviour); a ``.names`` file
+with no valid pattern trusts the key for no name at all (fail closed).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ._errors import PackSignatureError, UntrustedKeyError
-from .abi._signing import key_id, load_public_key, public_key_pem
+from .abi._signing import Signature, key_id, load_public_key, public_key_pem, verify_manifest
 
-__all__ = ["TrustStore", "TrustedKey", "default_trust_dir"]
+__all__ = ["TrustStore", "TrustedKey", "default_trust_dir", "validate_name_pattern"]
 
 _SUFFIX = ".pub"
+_NAMES = ".names"
+_PATTERN = re.compile(r"[a-z0-9._/*-]+")
+
+
+def validate_name_pattern(pattern: str) -> str:
+    """A pack-name pattern (``acme/*``): only ``a-z 0-9 . _ / * -``; return it stripped."""
+    p = pattern.strip()
+    if not _PATTERN.fullmatch(p):
+        raise ValueError(f"invalid pack-name pattern {pattern!r}: use only lowercase letters, "
+                         "digits and . _ / * - (for example 'acme/*')")
+    return p
 
 
 def default_trust_dir() -> Path:
@@ -35,6 +52,8 @@ class TrustedKey:
     key_id: str
     path: Path
     public_key: Ed25519PublicKey
+    #: Pack-name patterns this key is trusted for; ``None``: every name (no ``.names`` file).
+    names: tuple[str, ...] | None = None
 
 
 class TrustStore:
@@ -46,22 +65,31 @@ class TrustStore:
     def __repr__(self) -> str:
         return f"TrustStore({str(self.path)!r})"
 
-    def add(self, key: str | os.PathLike[str] | bytes | Ed25519PublicKey) -> str:
+    def add(self, key: str | os.PathLike[str] | bytes | Ed25519PublicKey,
+            names: Iterable[str] | None = None) -> str:
         """Trust a public key (a PEM file, PEM bytes or a key object); return its key id.
-        Adding a key twice is harmless."""
+        Adding a key twice is harmless.
+
+        ``names``: pack-name patterns (``("acme/*",)``) the key is trusted for; they are added
+        to the key's existing patterns. Without ``names`` the key's patterns are left as they
+        are, so a new key is trusted for every pack name."""
+        patterns = [validate_name_pattern(n) for n in ([names] if isinstance(names, str)
+                                                       else names or ())]
         public = key if isinstance(key, Ed25519PublicKey) else load_public_key(key)
         kid = key_id(public)
         self.path.mkdir(parents=True, exist_ok=True)
-        target = self.path / f"{kid}{_SUFFIX}"
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(public_key_pem(public))
-        os.replace(tmp, target)
+        if patterns:
+            old = _read_names(self.path / f"{kid}{_NAMES}") or ()
+            merged = list(dict.fromkeys([*old, *patterns]))
+            _write(self.path / f"{kid}{_NAMES}", "".join(f"{p}\n" for p in merged).encode())
+        _write(self.path / f"{kid}{_SUFFIX}", public_key_pem(public))
         return kid
 
     def remove(self, key: str) -> str:
         """Stop trusting a key, named by its id or an unambiguous id prefix (>= 4 digits)."""
         found = self._resolve(key)
         found.path.unlink()
+        found.path.with_suffix(_NAMES).unlink(missing_ok=True)
         return found.key_id
 
     def _resolve(self, key: str) -> TrustedKey:
@@ -86,11 +114,25 @@ class TrustStore:
                 public = load_public_key(p)
             except PackSignatureError:
                 continue  # a stray file is not a key; `trust list` shows only real keys
-            yield TrustedKey(key_id(public), p, public)
+            yield TrustedKey(key_id(public), p, public, _read_names(p.with_suffix(_NAMES)))
 
     def keys(self) -> dict[str, Ed25519PublicKey]:
         """key id -> public key, for every trusted key."""
         return {k.key_id: k.public_key for k in self}
+
+    def names(self) -> dict[str, tuple[str, ...]]:
+        """key id -> pack-name patterns, for every trusted key limited to some names (a key
+        trusted for every name is absent)."""
+        return {k.key_id: k.names for k in self if k.names is not None}
+
+    def verify(self, manifest_bytes: bytes, signatures: Iterable[Signature], *,
+               pack: str = "") -> str:
+        """``verify_manifest`` against this store (one read of it): the key and, for a key
+        limited to some pack names, the manifest's name. Returns the signer's key id."""
+        entries = self.list()
+        return verify_manifest(manifest_bytes, signatures,
+                               {k.key_id: k.public_key for k in entries}, pack=pack,
+                               names={k.key_id: k.names for k in entries if k.names is not None})
 
     def list(self) -> list[TrustedKey]:
         return list(self)
@@ -100,3 +142,30 @@ class TrustStore:
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _write(target: Path, data: bytes) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
+def _read_names(path: Path) -> tuple[str, ...] | None:
+    """The patterns in a ``.names`` file; ``None`` when there is none. Blank lines and
+    ``#`` comments are skipped, invalid patterns ignored (which can only narrow the trust)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ()  # there, but unreadable: trust the key for no name (fail closed)
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            out.append(validate_name_pattern(line))
+        except ValueError:
+            continue
+    return tuple(dict.fromkeys(out))

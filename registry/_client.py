@@ -59,7 +59,7 @@ from .._errors import (
 from .._trust import TrustStore
 from ..abi._bundle import BundleLimits, read_bundle
 from ..abi._manifest import PORTABLE_TRIPLE, host_triples, parse_manifest
-from ..abi._signing import parse_signatures, verify_manifest
+from ..abi._signing import parse_signatures
 from ._names import is_valid_name
 from ._semver import RegistrySpecError, VersionRange, parse_spec, pick_version
 
@@ -423,8 +423,7 @@ class RegistryClient:
         try:
             manifest = base64.b64decode(meta["manifest_b64"], validate=True)
             sigs = parse_signatures(base64.b64decode(meta["signature_b64"], validate=True))
-            signer = verify_manifest(manifest, sigs, self.trust.keys(),
-                                     pack=f"{full} {meta['version']}")
+            signer = self.trust.verify(manifest, sigs, pack=f"{full} {meta['version']}")
             parsed = parse_manifest(manifest)
         except PackSignatureError as exc:
             raise RegistrySignatureError(f"{exc} (from {url})", key_id=exc.key_id,
@@ -579,8 +578,8 @@ class RegistryClient:
                 raise RegistrySignatureError(
                     f"{url}: the file's manifest is not the one its publisher signed", url=url)
             try:
-                return verify_manifest(bundle.manifest_bytes, bundle.signatures,
-                                       self.trust.keys(), pack=bundle.manifest.name)
+                return self.trust.verify(bundle.manifest_bytes, bundle.signatures,
+                                         pack=bundle.manifest.name)
             except PackSignatureError as exc:
                 raise RegistrySignatureError(f"{url}: {exc}", key_id=exc.key_id,
                                              url=url) from exc

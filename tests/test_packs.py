@@ -174,6 +174,62 @@ def test_math_templates_run(built: Built, trusted: TrustStore) -> None:
                    ) == [Message.integer(42)]
 
 
+# -- keys limited to pack names (trust add --for) ---------------------------------------------
+
+
+@pytest.mark.parametrize("patterns, loads", [
+    (("reflow/*",), True),
+    (("other/tools", "reflow/math"), True),
+    (("*",), True),
+    (("other/*",), False),
+    (("reflow/bytes",), False),
+    (("reflow",), False),
+])
+def test_key_limited_to_pack_names(built: Built, tmp_path: Path,
+                                   patterns: tuple[str, ...], loads: bool) -> None:
+    store = TrustStore(tmp_path / "scoped")
+    kid = store.add(built.pub, names=patterns)
+    if loads:
+        assert load_pack(built.math_pack, trust=store).signer == kid
+        return
+    with pytest.raises(UntrustedKeyError) as info:
+        load_pack(built.math_pack, trust=store)
+    msg = str(info.value)
+    assert kid in msg and "'reflow/math'" in msg and all(repr(p) in msg for p in patterns)
+    assert info.value.key_id == kid and list_packs() == []
+    # out of scope is "untrusted", not "tampered": allow_unsigned loads it, sandboxed only
+    with pytest.warns(UserWarning, match="WITHOUT a verified signature"):
+        assert load_pack(built.math_pack, trust=store, allow_unsigned=True).signer is None
+    assert inspect_pack(built.math_pack, trust=store).signer is None
+
+
+def test_unlimited_key_still_loads_and_warns_once(built: Built, trusted: TrustStore,
+                                                  caplog: pytest.LogCaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from reflow import _packs
+
+    monkeypatch.setattr(_packs, "_warned_unscoped", set())
+    kid = key_id(built.key)
+    with caplog.at_level("WARNING", logger=_packs.log.name):
+        load_pack(built.math_pack)
+        load_pack(built.bytes_pack, prefer="wasm")
+    warned = [r.getMessage() for r in caplog.records if "ANY name" in r.getMessage()]
+    assert len(warned) == 1 and kid in warned[0] and "--for" in warned[0]
+
+
+def test_a_second_signer_in_scope_is_enough(built: Built, tmp_path: Path) -> None:
+    """A pack signed by two trusted keys loads when one of them may sign its name."""
+    b = read_bundle(built.math_pack)
+    other = generate_key()
+    sigs = [*b.signatures, sign_manifest(b.manifest_bytes, other)]
+    both = tmp_path / "both.rflpack"
+    both.write_bytes(write_bundle(b.manifest_bytes, b.contents, signatures_to_toml(sigs)))
+    store = TrustStore(tmp_path / "scoped")
+    store.add(built.pub, names=("other/*",))
+    oid = store.add(other.public_key(), names=("reflow/math",))
+    assert load_pack(both, trust=store).signer == oid
+
+
 def test_build_is_deterministic(built: Built, tmp_path: Path) -> None:
     again = build_pack(PACKS / "bytes-native", out_dir=tmp_path, key=built.key)
     assert again.read_bytes() == built.bytes_pack.read_bytes()

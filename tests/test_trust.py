@@ -47,3 +47,35 @@ def test_add_rejects_non_keys(tmp_path: Path) -> None:
     with pytest.raises(PackSignatureError):
         TrustStore(tmp_path / "t").add(tmp_path / "x.pub")
     assert key_id(generate_key())  # sanity
+
+
+# -- keys limited to pack names (`trust add --for`) -------------------------------------------
+
+
+def test_names_are_stored_merged_and_removed(tmp_path: Path) -> None:
+    store = TrustStore(tmp_path / "trust")
+    key = generate_key().public_key()
+    kid = store.add(key)
+    assert store.list()[0].names is None and store.names() == {}  # any name (old behaviour)
+    assert store.add(key, names=("acme/*",)) == kid
+    assert (store.path / f"{kid}.names").read_text() == "acme/*\n"
+    store.add(key, names=["acme/*", "acme-labs/tools"])  # added to, never duplicated
+    store.add(key)  # re-adding without names keeps the patterns
+    assert store.names() == {kid: ("acme/*", "acme-labs/tools")}
+    store.remove(kid)
+    assert not list(store.path.iterdir())
+
+
+@pytest.mark.parametrize("bad", ["", "ACME/*", "acme/[ab]", "acme/?", "acme tools", "a\nb"])
+def test_names_are_validated(tmp_path: Path, bad: str) -> None:
+    store = TrustStore(tmp_path / "trust")
+    with pytest.raises(ValueError, match="invalid pack-name pattern"):
+        store.add(generate_key().public_key(), names=(bad,))
+    assert store.list() == []  # nothing half-added
+
+
+def test_a_names_file_without_valid_patterns_trusts_no_name(tmp_path: Path) -> None:
+    store = TrustStore(tmp_path / "trust")
+    kid = store.add(generate_key().public_key())
+    (store.path / f"{kid}.names").write_text("# hand-edited\n\nACME/[x]\n")
+    assert store.names() == {kid: ()}  # fail closed, not "any name"

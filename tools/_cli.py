@@ -196,10 +196,11 @@ def verify(pack: Path, pub_path: Path | None, trust_dir: Path | None) -> None:
     m = b.manifest
     if pub_path is not None:
         pub = load_public_key(pub_path)
-        keys = {key_id(pub): pub}
+        signer = verify_manifest(b.manifest_bytes, b.signatures, {key_id(pub): pub},
+                                 pack=f"pack {m.name!r}")
     else:
-        keys = TrustStore(trust_dir).keys()
-    signer = verify_manifest(b.manifest_bytes, b.signatures, keys, pack=f"pack {m.name!r}")
+        signer = TrustStore(trust_dir).verify(b.manifest_bytes, b.signatures,
+                                              pack=f"pack {m.name!r}")
     check_abi_compatible(m.abi_version, ABI_VERSION, what=f"pack {m.name!r} {m.version}")
     present = ", ".join(b.present_triples())
     click.echo(f"OK {m.name} {m.version}: signed by {signer}, {len(b.contents)} members "
@@ -213,12 +214,22 @@ def trust() -> None:
 
 @trust.command("add")
 @click.argument("key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--for", "names", multiple=True, metavar="PATTERN",
+              help="Trust the key only for packs whose name matches PATTERN (fnmatch-style, "
+                   "e.g. 'acme/*'); repeatable, added to the key's existing patterns. "
+                   "Without it the key may sign packs of any name.")
 @_trust_dir
-def trust_add(key: Path, trust_dir: Path | None) -> None:
+def trust_add(key: Path, names: tuple[str, ...], trust_dir: Path | None) -> None:
     """Trust the public key in KEY (a .pub file)."""
     store = TrustStore(trust_dir)
-    kid = store.add(key)
-    click.echo(f"trusted key {kid} ({store.path})")
+    try:
+        kid = store.add(key, names=names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--for'") from exc
+    scope = next((k.names for k in store if k.key_id == kid), None)
+    where = f"for {', '.join(scope) or 'no pack names'}" if scope is not None else \
+        "for ANY pack name (limit it with --for 'namespace/*')"
+    click.echo(f"trusted key {kid} {where} ({store.path})")
 
 
 @trust.command("list")
@@ -230,7 +241,8 @@ def trust_list(trust_dir: Path | None) -> None:
     if not keys:
         click.echo(f"no trusted keys in {store.path}", err=True)
     for k in keys:
-        click.echo(f"{k.key_id}  {k.path}")
+        scope = "*  (any pack name)" if k.names is None else (" ".join(k.names) or "(no names)")
+        click.echo(f"{k.key_id}  {k.path}  {scope}")
 
 
 @trust.command("remove")

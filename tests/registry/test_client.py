@@ -338,3 +338,61 @@ def test_resolver_plugin_supplies_load_pack(registry: Registry, tmp_path: Path,
                            trust=TrustStore(tmp_path / "empty"), cache_dir=tmp_path / "c3")
     with pytest.raises(RegistrySignatureError):
         bad.reflow_resolve_pack(name="acme/tools", version="1.0.0")
+
+
+def test_key_not_bound_to_the_pack_name_is_refused(registry: Registry, tmp_path: Path,
+                                                   client: RegistryClient) -> None:
+    """poc3: Alice's key is trusted (for alice/*); a registry serves an ``acme/tools`` that
+    Alice signed. Trusting a key for some names only refuses it, before any download."""
+    import base64
+
+    from reflow.abi._signing import key_id, sign_manifest, signatures_to_toml
+
+    alice = generate_key()
+    evil = make_pack("acme/tools", "9.0.0", alice)
+    mbytes = read_bundle_bytes(evil, tmp_path)
+    meta = {"namespace": "acme", "name": "tools", "version": "9.0.0",
+            "manifest_b64": base64.b64encode(mbytes).decode(),
+            "signature_b64": base64.b64encode(
+                signatures_to_toml([sign_manifest(mbytes, alice)])).decode(),
+            "variants": {"full": {"sha256": hashlib.sha256(evil).hexdigest(),
+                                  "size": len(evil)}}}
+
+    def fault(r: httpx.Request, n: int) -> httpx.Response | None:
+        if r.url.path.endswith("/9.0.0/download"):
+            return httpx.Response(200, content=evil)
+        if r.url.path == "/api/v1/packs/acme/tools/9.0.0":
+            return httpx.Response(200, json=meta)
+        if r.url.path == "/api/v1/packs/acme/tools":
+            return httpx.Response(200, json={"versions": [
+                {"version": "1.0.0", "yanked": False}, {"version": "9.0.0", "yanked": False}]})
+        return None
+
+    unbound = TrustStore(tmp_path / "unbound")  # the old flat store: the attack works
+    unbound.add(registry.key.public_key())
+    unbound.add(alice.public_key())
+    c, _, _ = make_client(registry, tmp_path / "a", unbound, fault=fault)
+    assert c.install("acme/tools@9.0.0").signer == key_id(alice)
+    c.close()
+
+    bound = TrustStore(tmp_path / "bound")
+    bound.add(registry.key.public_key(), names=("acme/*",))
+    bound.add(alice.public_key(), names=("alice/*",))
+    c, transport, _ = make_client(registry, tmp_path / "b", bound, fault=fault)
+    with pytest.raises(RegistrySignatureError, match=r"'alice/\*'") as info:
+        c.install("acme/tools@9.0.0")
+    assert info.value.key_id == key_id(alice) and "'acme/tools'" in str(info.value)
+    assert transport.downloads() == []
+    assert c.install("acme/tools@1.0.0").signer == key_id(registry.key)  # the real acme
+    c.close()
+    # the copy cached while the key was unbound is re-checked against the bound store
+    c, _, _ = make_client(registry, tmp_path / "a", bound, offline=True)
+    with pytest.raises(RegistrySignatureError, match=r"trusted only for 'alice/\*'"):
+        c.install("acme/tools@9.0.0")
+    c.close()
+
+
+def read_bundle_bytes(pack: bytes, tmp_path: Path) -> bytes:
+    p = tmp_path / "tmp.rflpack"
+    p.write_bytes(pack)
+    return read_bundle(p).manifest_bytes

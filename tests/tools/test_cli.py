@@ -76,6 +76,12 @@ def test_issue_command_sequence(runner: CliRunner, tmp_path: Path) -> None:
     assert "removed key" in ok(runner, "trust", "remove", kid[:8])
     assert "not in the trust store" in fails(runner, "verify", str(slim))
     assert kid in ok(runner, "verify", "--key", "keys/me.pub", str(slim))
+    # a key trusted only for some pack names (trust add --for)
+    assert "for other/*" in ok(runner, "trust", "add", "keys/me.pub", "--for", "other/*")
+    line = fails(runner, "verify", str(slim))
+    assert kid in line and "'my-pack'" in line and "trusted only for 'other/*'" in line
+    ok(runner, "trust", "add", "keys/me.pub", "--for", "my-*")
+    assert ok(runner, "verify", str(slim)).startswith("OK my-pack 0.1.0: signed by")
 
 
 def test_sign_unsigned_pack(runner: CliRunner) -> None:
@@ -146,3 +152,19 @@ def test_real_subprocess(tmp_path: Path) -> None:
     assert bad.stderr.strip() == f"error: pack 'p' ({Path(pack).name}) is not signed" or (
         bad.stderr.startswith("error: ") and "not signed" in bad.stderr
         and bad.stderr.count("\n") == 1)
+
+
+def test_trust_add_for_and_list(runner: CliRunner, tmp_path: Path) -> None:
+    ok(runner, "keygen", "--out", "keys/a")
+    ok(runner, "keygen", "--out", "keys/b")
+    out = ok(runner, "trust", "add", "keys/a.pub", "--for", "acme/*", "--for", "acme-labs/x")
+    assert "for acme/*, acme-labs/x" in out
+    assert "ANY pack name" in ok(runner, "trust", "add", "keys/b.pub")
+    rows = {line.split()[0]: line for line in ok(runner, "trust", "list").splitlines()}
+    assert len(rows) == 2
+    a = next(r for r in rows.values() if "acme" in r)
+    assert a.endswith("acme/* acme-labs/x")
+    assert any("any pack name" in r for r in rows.values())
+    result = runner.invoke(main, ["trust", "add", "keys/a.pub", "--for", "Acme/[x]"])
+    assert result.exit_code == 2 and "invalid pack-name pattern" in result.output
+    assert ok(runner, "trust", "list").count("acme-labs/x") == 1
