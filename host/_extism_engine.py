@@ -62,7 +62,7 @@ from ._guest_host import (
     pick_template,
 )
 from ._messages import Message
-from .hookspecs import ArtifactEngine, hookimpl
+from ._plugins import EngineForKind
 
 if TYPE_CHECKING:
     import extism
@@ -748,7 +748,7 @@ class ExtismActor(GuestActor):
         self.output = output
 
 
-class ExtismEnginePlugin:
+class ExtismEnginePlugin(EngineForKind):
     """Engine for ``kind = "extism"`` artifacts.
 
     A plugin exporting ``get_metadata``/``process`` provides the template its metadata names.
@@ -759,10 +759,6 @@ class ExtismEnginePlugin:
 
     kind = "extism"
 
-    @hookimpl
-    def reflow_pack_engine(self, kind: str) -> ArtifactEngine | None:
-        return self if kind == self.kind else None
-
     def load_artifact(
         self,
         path: Path,
@@ -771,9 +767,13 @@ class ExtismEnginePlugin:
         templates: Sequence[TemplateSpec],
         manifest: PackManifest,
         grants: Any,
+        data: bytes | None = None,
     ) -> Mapping[str, Actor]:
+        """``data``: the artifact's verified bytes (the pack loader passes them; the file at
+        ``path`` is not read again then)."""
         g = grants if isinstance(grants, GuestGrants) else GuestGrants()
-        module = ExtismModule.load(path, name=f"{manifest.name}:{artifact.entry}", grants=g)
+        module = ExtismModule.load(data if data is not None else path,
+                                   name=f"{manifest.name}:{artifact.entry}", grants=g)
         actors: dict[str, Actor] = {}
         for t in templates:
             if module.has_metadata:

@@ -10,8 +10,6 @@ and from ``reflow_templates`` hooks are put in the catalog by :func:`load_plugin
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
@@ -53,14 +51,20 @@ _lock = threading.RLock()
 _pm: pluggy.PluginManager | None = None
 
 
-class WasmEnginePlugin:
-    """Built-in engine for ``kind = "wasm"``: the wasmtime sandbox (reflow._wasm_engine)."""
+class EngineForKind:
+    """Base of engine plugins: answers ``reflow_pack_engine`` for its own ``kind``."""
 
-    kind = "wasm"
+    kind = ""
 
     @hookimpl
     def reflow_pack_engine(self, kind: str) -> ArtifactEngine | None:
-        return self if kind == self.kind else None
+        return self if kind == self.kind else None  # type: ignore[return-value]
+
+
+class WasmEnginePlugin(EngineForKind):
+    """Built-in engine for ``kind = "wasm"``: the wasmtime sandbox (reflow._wasm_engine)."""
+
+    kind = "wasm"
 
     def load_artifact(
         self,
@@ -81,15 +85,11 @@ class WasmEnginePlugin:
         return {t.id: module.actor(t.id, grants=grants) for t in templates}
 
 
-class NativeEnginePlugin:
+class NativeEnginePlugin(EngineForKind):
     """Built-in engine for ``kind = "native"``: shared libraries via ctypes. NOT sandboxed;
     the pack loader only hands it artifacts of verified, trusted packs."""
 
     kind = "native"
-
-    @hookimpl
-    def reflow_pack_engine(self, kind: str) -> ArtifactEngine | None:
-        return self if kind == self.kind else None
 
     def load_artifact(
         self,
@@ -109,39 +109,6 @@ class NativeEnginePlugin:
         return {t.id: lib.actor(t.id, grants=grants) for t in templates}
 
 
-def _extism_plugin() -> ArtifactEngine:
-    """The built-in extism engine, taking the verified bytes (``data=``) from the pack
-    loader: they reach it as a private copy (a fresh 0700 directory, removed as soon as the
-    module is read), never as the pack-cache path, which may change after it was hashed."""
-    from ._extism_engine import ExtismEnginePlugin  # extism itself loads on first use
-
-    class VerifiedExtismEnginePlugin(ExtismEnginePlugin):
-        def load_artifact(
-            self,
-            path: Path,
-            *,
-            artifact: Artifact,
-            templates: Sequence[TemplateSpec],
-            manifest: PackManifest,
-            grants: Any,
-            data: bytes | None = None,
-        ) -> Mapping[str, Actor]:
-            kw = {"artifact": artifact, "templates": templates, "manifest": manifest,
-                  "grants": grants}
-            if data is None:
-                return super().load_artifact(path, **kw)
-            # ExtismModule.load reads the whole file before returning (no lazy re-read).
-            with tempfile.TemporaryDirectory(prefix="reflow-extism-") as d:
-                copy = Path(d) / path.name
-                fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                             | getattr(os, "O_BINARY", 0), 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                return super().load_artifact(copy, **kw)
-
-    return VerifiedExtismEnginePlugin()
-
-
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager (built-in engines and entry-point plugins loaded)."""
     global _pm
@@ -151,7 +118,9 @@ def plugin_manager() -> pluggy.PluginManager:
             pm.add_hookspecs(hookspecs)
             pm.register(WasmEnginePlugin(), name="reflow.engine.wasm")
             pm.register(NativeEnginePlugin(), name="reflow.engine.native")
-            pm.register(_extism_plugin(), name="reflow.engine.extism")
+            from ._extism_engine import ExtismEnginePlugin  # extism itself loads on first use
+
+            pm.register(ExtismEnginePlugin(), name="reflow.engine.extism")
             from .library import BuiltinLibraryPlugin  # numpy/httpx load on first use
 
             pm.register(BuiltinLibraryPlugin(), name="reflow.library")
