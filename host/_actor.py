@@ -137,7 +137,7 @@ class ActorContext:
                     node=self._node.id,
                     component=self._node.component,
                 )
-            self._sched._deliver_map(self._node, outputs)
+            self._sched._deliver(self._node, outputs.items())
 
     def fail(self, message: Any = "failed") -> None:
         """End the tick as failed; packets queued with ``emit`` are discarded."""
@@ -174,7 +174,7 @@ class ActorContext:
         if self._state:
             self._misuse("send")
         sched = self._sched
-        sched._deliver_map(self._node, messages)
+        sched._deliver(self._node, messages.items())
         if self._node.nfull:
             sched._relieve(self._node)
         elif sched._sleeping:  # an async tick sending while the driver waits for it
@@ -187,7 +187,7 @@ class ActorContext:
         if self._state:
             self._misuse("send")
         sched = self._sched
-        sched._deliver_map(self._node, messages)
+        sched._deliver(self._node, messages.items())
         if self._node.nfull:
             await sched._room(self._node)
         elif sched._sleeping:

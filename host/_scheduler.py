@@ -23,6 +23,7 @@ Invariants, in plain words:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -192,10 +193,13 @@ class Scheduler:
         self._thread_id = 0
 
     # ------------------------------------------------------------------ delivery (hot path)
-    def _deliver_map(self, node: _Node, outputs: Any) -> None:
+    def _deliver(self, node: _Node, pairs: Iterable[tuple[str, Any]]) -> None:
+        """Append each (port, message) to the port's edges and mark their consumers ready.
+        The one delivery path: done/send pass ``outputs.items()``, worker completions pass
+        their recorded pairs."""
         routes = node.routes
         ready = self.ready
-        for port, msg in outputs.items():
+        for port, msg in pairs:
             if msg is None:
                 continue
             if type(msg) is not Message:
@@ -217,34 +221,6 @@ class Scheduler:
                     ready.append(d)
             if self.hub.active:
                 self._trace_sent(node, port, msg, edges)
-
-    def _deliver(self, node: _Node, pairs: Iterable[tuple[str, Any]]) -> None:
-        for port, msg in pairs:
-            self._deliver_one(node, port, msg)
-
-    def _deliver_one(self, node: _Node, port: str, msg: Any) -> None:
-        if msg is None:
-            return
-        if type(msg) is not Message:
-            msg = self._checked(node, port, msg)
-        edges = node.routes.get(port)
-        if edges is None:
-            raise self._undeclared(node, port)
-        if not edges:
-            self.dropped += 1
-            return
-        ready = self.ready
-        for e in edges:
-            q = e.queue
-            q.append(msg)
-            if len(q) == e.capacity:
-                node.nfull += 1
-            d = e.dst
-            if not d.queued:
-                d.queued = True
-                ready.append(d)
-        if self.hub.active:
-            self._trace_sent(node, port, msg, edges)
 
     def _trace_sent(self, node: _Node, port: str, msg: Message, edges: list[_Edge]) -> None:
         node.out_count += 1
@@ -667,14 +643,12 @@ class Scheduler:
                 if req is None:  # posted without waiting (see _send_from_worker)
                     node.routed += 1
                     try:
-                        for port, msg in pairs:
-                            self._deliver_one(node, port, msg)
+                        self._deliver(node, pairs)
                     except TickStateError as err:
                         self._tick_failed(node, err)
                     continue
                 try:
-                    for port, msg in pairs:
-                        self._deliver_one(node, port, msg)
+                    self._deliver(node, pairs)
                 except TickStateError as err:
                     req.error = err
                 if node.nfull and req.error is None:
@@ -691,19 +665,15 @@ class Scheduler:
     ) -> None:
         if exc is not None:
             if ctx._state == 1:  # done() came first: its packets go out, as inline ticks do
-                try:
-                    for port, msg in ctx.output_pairs():
-                        self._deliver_one(node, port, msg)
-                except TickStateError:
-                    pass  # the tick is reported as failed below either way
+                with contextlib.suppress(TickStateError):  # reported as failed below anyway
+                    self._deliver(node, ctx.output_pairs())
             self._tick_failed(node, exc)
         elif ctx._state != 1:
             self._tick_unresolved(node, ctx)
         else:
             pairs = ctx.output_pairs()
             try:
-                for port, msg in pairs:
-                    self._deliver_one(node, port, msg)
+                self._deliver(node, pairs)
             except TickStateError as err:
                 self._tick_failed(node, err)
             else:
