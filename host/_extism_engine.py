@@ -62,7 +62,6 @@ from ._guest_host import (
     pick_template,
 )
 from ._messages import Message
-from ._plugins import EngineForKind
 
 if TYPE_CHECKING:
     import extism
@@ -72,9 +71,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ExtismActor",
-    "ExtismEnginePlugin",
     "ExtismModule",
     "ExtismNodeActor",
+    "load_extism_artifact",
 ]
 
 _PAGE = 65536
@@ -748,44 +747,38 @@ class ExtismActor(GuestActor):
         self.output = output
 
 
-class ExtismEnginePlugin(EngineForKind):
-    """Engine for ``kind = "extism"`` artifacts.
+def load_extism_artifact(
+    path: Path,
+    *,
+    artifact: Artifact,
+    templates: Sequence[TemplateSpec],
+    manifest: PackManifest,
+    grants: Any,
+    data: bytes | None = None,
+) -> Mapping[str, Actor]:
+    """Actors for a pack's ``kind = "extism"`` artifact (see ``reflow._plugins``).
 
     A plugin exporting ``get_metadata``/``process`` provides the template its metadata names.
     Otherwise each manifest template wraps one export: ``config_schema["x-extism"]`` may say
     ``{"export": name, "output": "string" | "bytes" | "json" | "message"}`` (the export
     defaults to the template id), with the template's one in-port and one out-port.
+    ``data``: the artifact's verified bytes (the file at ``path`` is not read again then).
     """
-
-    kind = "extism"
-
-    def load_artifact(
-        self,
-        path: Path,
-        *,
-        artifact: Artifact,
-        templates: Sequence[TemplateSpec],
-        manifest: PackManifest,
-        grants: Any,
-        data: bytes | None = None,
-    ) -> Mapping[str, Actor]:
-        """``data``: the artifact's verified bytes (the pack loader passes them; the file at
-        ``path`` is not read again then)."""
-        g = grants if isinstance(grants, GuestGrants) else GuestGrants()
-        module = ExtismModule.load(data if data is not None else path,
-                                   name=f"{manifest.name}:{artifact.entry}", grants=g)
-        actors: dict[str, Actor] = {}
-        for t in templates:
-            if module.has_metadata:
-                actors[t.id] = module.actor(t.id, grants=g)
-                continue
-            opts = dict(t.config_schema or {}).get("x-extism") or {}
-            actors[t.id] = module.function_actor(
-                str(opts.get("export", t.id)),
-                component=t.id,
-                inport=t.inports[0] if t.inports else "in",
-                outport=t.outports[0] if t.outports else "out",
-                output=str(opts.get("output", "string")),
-                grants=g,
-            )
-        return actors
+    g = grants if isinstance(grants, GuestGrants) else GuestGrants()
+    module = ExtismModule.load(data if data is not None else path,
+                               name=f"{manifest.name}:{artifact.entry}", grants=g)
+    actors: dict[str, Actor] = {}
+    for t in templates:
+        if module.has_metadata:
+            actors[t.id] = module.actor(t.id, grants=g)
+            continue
+        opts = dict(t.config_schema or {}).get("x-extism") or {}
+        actors[t.id] = module.function_actor(
+            str(opts.get("export", t.id)),
+            component=t.id,
+            inport=t.inports[0] if t.inports else "in",
+            outport=t.outports[0] if t.outports else "out",
+            output=str(opts.get("output", "string")),
+            grants=g,
+        )
+    return actors

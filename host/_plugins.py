@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .abi._manifest import Artifact, PackManifest, TemplateSpec
 
 __all__ = [
+    "EngineForKind",
+    "ExtismEnginePlugin",
     "NativeEnginePlugin",
     "WasmEnginePlugin",
     "engine_for",
@@ -109,6 +111,28 @@ class NativeEnginePlugin(EngineForKind):
         return {t.id: lib.actor(t.id, grants=grants) for t in templates}
 
 
+class ExtismEnginePlugin(EngineForKind):
+    """Built-in engine for ``kind = "extism"``: Extism plugins, sandboxed
+    (reflow._extism_engine.load_extism_artifact says how templates map to exports)."""
+
+    kind = "extism"
+
+    def load_artifact(
+        self,
+        path: Path,
+        *,
+        artifact: Artifact,
+        templates: Sequence[TemplateSpec],
+        manifest: PackManifest,
+        grants: Any,
+        data: bytes | None = None,
+    ) -> Mapping[str, Actor]:
+        from ._extism_engine import load_extism_artifact
+
+        return load_extism_artifact(path, artifact=artifact, templates=templates,
+                                    manifest=manifest, grants=grants, data=data)
+
+
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager (built-in engines and entry-point plugins loaded)."""
     global _pm
@@ -118,8 +142,6 @@ def plugin_manager() -> pluggy.PluginManager:
             pm.add_hookspecs(hookspecs)
             pm.register(WasmEnginePlugin(), name="reflow.engine.wasm")
             pm.register(NativeEnginePlugin(), name="reflow.engine.native")
-            from ._extism_engine import ExtismEnginePlugin  # extism itself loads on first use
-
             pm.register(ExtismEnginePlugin(), name="reflow.engine.extism")
             from .library import BuiltinLibraryPlugin  # numpy/httpx load on first use
 
