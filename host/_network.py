@@ -662,7 +662,8 @@ class Network:
             self.add_connection(src, port(src, sport, True), dst, port(dst, dport, False),
                                 capacity=cap)
         for node_id, name, data, _index in spec.initials:
-            msg = data if is_tagged_message(data) else _wrap_plain(data)
+            # FBP graphs often carry bare JSON values as initial data
+            msg = data if is_tagged_message(data) else Message.from_value(data)
             node_id = prefix + node_id
             self.add_initial(node_id, port(node_id, name, False), msg)
         for name, (node_id, pname) in spec.inports.items():
@@ -697,8 +698,3 @@ def _feeds_async(source: _Node) -> bool:
                 seen.add(dst.id)
                 todo.append(dst)
     return False
-
-
-def _wrap_plain(value: Any) -> Message:
-    """Plain JSON initial data (FBP graphs often carry bare values) as a message."""
-    return Message.from_value(value)
