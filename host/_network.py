@@ -209,6 +209,18 @@ class Network:
         node.ctx = ActorContext(self._sched, node)
         self._sched.nodes[id] = node
 
+    def _resolve(self, node: str, port: str, *, out: bool) -> tuple[str, str]:
+        """Map a subgraph node's exported port to the inner node and port it stands for."""
+        if node not in self._subgraph_nodes:
+            return node, port
+        aliases = self._aliases_out if out else self._aliases_in
+        target = aliases.get((node, port))
+        if target is None:
+            direction = "out" if out else "in"
+            exported = [p for (n, p) in aliases if n == node]
+            raise UnknownPortError(node, port, f"exported {direction}", exported)
+        return target
+
     def _node(self, node_id: str, context: str) -> _Node:
         node = self._sched.nodes.get(node_id)
         if node is None:
@@ -227,9 +239,8 @@ class Network:
         self._check_mutable()
         if self._pending_spec is not None:
             self._materialize()
-        from_actor, from_port = self._aliases_out.get((from_actor, from_port),
-                                                      (from_actor, from_port))
-        to_actor, to_port = self._aliases_in.get((to_actor, to_port), (to_actor, to_port))
+        from_actor, from_port = self._resolve(from_actor, from_port, out=True)
+        to_actor, to_port = self._resolve(to_actor, to_port, out=False)
         label = f"connection {from_actor}.{from_port} -> {to_actor}.{to_port}"
         src = self._node(from_actor, f"source of {label}")
         dst = self._node(to_actor, f"target of {label}")
@@ -274,7 +285,7 @@ class Network:
         self._check_open()
         if self._pending_spec is not None:
             self._materialize()
-        actor, port = self._aliases_in.get((actor, port), (actor, port))
+        actor, port = self._resolve(actor, port, out=False)
         node = self._node(actor, f"initial packet for {actor}.{port}")
         if port not in node.actor.inports:
             raise UnknownPortError(actor, port, "in", list(node.actor.inports))
@@ -335,8 +346,9 @@ class Network:
                 known = ", ".join(sorted(self._exported_out)) or "none"
                 raise UnknownPortError("<graph>", node, "exported out", known.split(", "))
             node, port = self._exported_out[node]
-        node, port = self._aliases_out.get((node, port), (node, port))
-        node, port = self._aliases_in.get((node, port), (node, port))
+        if node in self._subgraph_nodes:
+            outs = [p for (n, p) in self._aliases_out if n == node]
+            node, port = self._resolve(node, port, out=port in outs)
         target = self._node(node, f"collect({node!r}, {port!r})")
         coll = Collector(f"{node}.{port}")
         if port in target.routes:
