@@ -47,7 +47,10 @@ class ArtifactEngine(Protocol):
     ``load_artifact`` gets the artifact's path in the pack cache (already re-hashed), the
     manifest's templates implemented by it and the capabilities the user granted; it returns
     ``{template_id: Actor}`` with one actor per template (template actors: the network calls
-    ``open_node`` on them per node).
+    ``open_node`` on them per node). An engine that also accepts ``data: bytes | None = None``
+    is given the verified bytes and should load those, never re-reading ``path`` (which
+    someone with write access to the cache could swap after it was hashed); the built-in
+    engines do.
     """
 
     kind: str
