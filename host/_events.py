@@ -14,7 +14,9 @@ import time
 from collections import deque
 from typing import Any
 
-__all__ = ["EVENT_TYPES", "EventHub", "EventStream"]
+from ._errors import NetworkStateError
+
+__all__ = ["EVENT_TYPES", "EventHub", "EventStream", "check_kinds"]
 
 _now = time.time
 
@@ -40,6 +42,36 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Event types the hot loop produces per tick and per packet; a hub whose subscribers all
+#: filter them out lets the scheduler skip making them.
+TICK_EVENTS = frozenset({"ActorStarted", "ActorCompleted"})
+SENT_EVENTS = frozenset({"MessageSent"})
+
+
+def check_kinds(kinds: Any) -> frozenset[str] | None:
+    """Validate an ``events(kinds=...)`` filter: ``None`` (every type) or event type names."""
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    try:
+        chosen = frozenset(kinds)
+    except TypeError:
+        chosen = None
+    if chosen is None or not chosen or not all(isinstance(k, str) for k in chosen):
+        raise NetworkStateError(
+            f"events(kinds=...) expects event type names, got {kinds!r}; "
+            f"types: {', '.join(EVENT_TYPES)}"
+        )
+    unknown = sorted(chosen - set(EVENT_TYPES))
+    if unknown:
+        raise NetworkStateError(
+            f"events(kinds=...): unknown event type {', '.join(map(repr, unknown))}; "
+            f"types: {', '.join(EVENT_TYPES)}"
+        )
+    return chosen
+
+
 def message_size(message: Any) -> int:
     """An estimate of a message's payload size in bytes (exact for Bytes and String)."""
     data = message.get("data") if isinstance(message, dict) else message
@@ -55,8 +87,11 @@ class EventStream:
     event dict, or ``None`` when none arrived in time (or the network was shut down and
     everything was read)."""
 
-    def __init__(self, hub: EventHub, maxlen: int) -> None:
+    def __init__(self, hub: EventHub, maxlen: int, kinds: frozenset[str] | None = None) -> None:
         self._hub = hub
+        #: The event types this subscriber receives (``None``: all).
+        self.kinds = kinds
+        self._skipped = 0  # events of other types, never buffered
         # a full deque drops its oldest entry by itself; ``lost`` is derived from counts
         self._buf: deque[tuple[Any, ...]] = deque(maxlen=maxlen)
         self._cond = threading.Condition(threading.Lock())
@@ -68,7 +103,7 @@ class EventStream:
     @property
     def lost(self) -> int:
         """Events dropped because this subscriber fell behind."""
-        return self._hub.seq - self._start - self._taken - len(self._buf)
+        return self._hub.seq - self._start - self._skipped - self._taken - len(self._buf)
 
     def _wake(self) -> None:
         with self._cond:
@@ -79,27 +114,49 @@ class EventStream:
         with self._cond:
             self._cond.notify_all()
 
+    def _wait(self, timeout_ms: float) -> None:
+        """Block until an event is buffered, the stream closes or ``timeout_ms`` passes."""
+        buf = self._buf
+        deadline = time.monotonic() + timeout_ms / 1000
+        with self._cond:
+            self._waiting = True
+            try:
+                while not buf and not self.closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            finally:
+                self._waiting = False
+
     def recv(self, timeout_ms: int = 0) -> dict[str, Any] | None:
         """Wait up to ``timeout_ms`` for the next event; ``None`` on timeout."""
         buf = self._buf
         if not buf and timeout_ms > 0 and not self.closed:
-            deadline = time.monotonic() + timeout_ms / 1000
-            with self._cond:
-                self._waiting = True
-                try:
-                    while not buf and not self.closed:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        self._cond.wait(left)
-                finally:
-                    self._waiting = False
+            self._wait(timeout_ms)
         try:
             ev = buf.popleft()
         except IndexError:
             return None
         self._taken += 1
         return _as_dict(ev)
+
+    def recv_batch(self, max_events: int = 1024, timeout_ms: int = 0) -> list[dict[str, Any]]:
+        """Wait up to ``timeout_ms`` for events; return every buffered one, oldest first, up
+        to ``max_events`` (``[]`` on timeout). A reader that keeps up with a busy graph pays
+        one wake-up per batch instead of one per event."""
+        buf = self._buf
+        if not buf and timeout_ms > 0 and not self.closed:
+            self._wait(timeout_ms)
+        out: list[dict[str, Any]] = []
+        pop, add = buf.popleft, out.append
+        try:
+            for _ in range(min(max_events, len(buf))):
+                add(_as_dict(pop()))
+        except IndexError:  # the writer evicted the oldest while we read
+            pass
+        self._taken += len(out)
+        return out
 
     async def arecv(self, timeout_ms: int = 0) -> dict[str, Any] | None:
         """``recv`` for async code: polls without blocking the event loop."""
@@ -136,16 +193,46 @@ class EventStream:
             yield ev
 
 
+def _started(ts: float, f: tuple[Any, ...]) -> dict[str, Any]:
+    actor, component = f
+    return {"_type": "ActorStarted", "timestamp": int(ts * 1000), "actorId": actor,
+            "component": component}
+
+
+def _completed(ts: float, f: tuple[Any, ...]) -> dict[str, Any]:
+    actor, component, duration, size = f
+    return {"_type": "ActorCompleted", "timestamp": int(ts * 1000), "actorId": actor,
+            "component": component, "duration": duration, "outputSize": size}
+
+
+def _sent(ts: float, f: tuple[Any, ...]) -> dict[str, Any]:
+    src, src_port, dst, dst_port, msg = f
+    return {"_type": "MessageSent", "timestamp": int(ts * 1000), "fromActor": src,
+            "fromPort": src_port, "toActor": dst, "toPort": dst_port,
+            "message": msg.get("data") if isinstance(msg, dict) else msg,
+            "size": message_size(msg)}
+
+
+def _generic(kind: str) -> Any:
+    keys = _FIELDS[kind]
+
+    def convert(ts: float, f: tuple[Any, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {"_type": kind, "timestamp": int(ts * 1000)}
+        out.update(zip(keys, f, strict=False))
+        return out
+
+    return convert
+
+
+# one converter per event type: dict literals for the three the hot loop makes (the reader's
+# cost per event counts against the graph: both share the GIL)
+_CONVERT = {kind: _generic(kind) for kind in EVENT_TYPES}
+_CONVERT.update(ActorStarted=_started, ActorCompleted=_completed, MessageSent=_sent)
+
+
 def _as_dict(ev: tuple[Any, ...]) -> dict[str, Any]:
     kind, ts, fields = ev
-    out: dict[str, Any] = {"_type": kind, "timestamp": int(ts * 1000)}
-    for name, value in zip(_FIELDS[kind], fields, strict=False):
-        out[name] = value
-    if kind == "MessageSent":
-        msg = out["message"]
-        out["size"] = message_size(msg)
-        out["message"] = msg.get("data") if isinstance(msg, dict) else msg
-    return out
+    return _CONVERT[kind](ts, fields)  # type: ignore[no-any-return,unused-ignore]
 
 
 class EventHub:
@@ -154,26 +241,61 @@ class EventHub:
     def __init__(self) -> None:
         self._subs: list[EventStream] = []
         self.active = False
-        self.seq = 0  # events published so far
+        #: Somebody wants ActorStarted/ActorCompleted (resp. MessageSent): the scheduler
+        #: checks these before making per-tick (per-packet) events.
+        self.wants_ticks = False
+        self.wants_sent = False
+        self.seq = 0  # events handed to subscribers so far
+        #: Events the scheduler's hot loop appended and not yet handed out; the scheduler
+        #: flushes once per batch of ticks (and ``publish`` at once), so a subscriber pays
+        #: one deque ``extend`` and at most one wake-up per batch, not per event.
+        self.pending: list[tuple[Any, ...]] = []
 
-    def subscribe(self, maxlen: int = 65536) -> EventStream:
-        stream = EventStream(self, maxlen)
+    def subscribe(self, maxlen: int = 65536, kinds: Any = None) -> EventStream:
+        stream = EventStream(self, maxlen, check_kinds(kinds))
+        self.flush()  # what was published before subscribing is not this stream's
+        stream._start = self.seq
         self._subs = [*self._subs, stream]
-        self.active = True
+        self._update()
         return stream
 
     def unsubscribe(self, stream: EventStream) -> None:
+        self.flush()
         self._subs = [s for s in self._subs if s is not stream]
-        self.active = bool(self._subs)
+        self._update()
+
+    def _update(self) -> None:
+        subs = self._subs
+        self.active = bool(subs)
+        self.wants_ticks = any(s.kinds is None or s.kinds & TICK_EVENTS for s in subs)
+        self.wants_sent = any(s.kinds is None or s.kinds & SENT_EVENTS for s in subs)
 
     def publish(self, kind: str, *fields: Any) -> None:
-        ev = (kind, _now(), fields)
-        self.seq += 1
+        """Publish one event now (after any pending ones, keeping their order)."""
+        self.pending.append((kind, _now(), fields))
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand pending events to every subscriber, waking those that wait."""
+        evs = self.pending
+        if not evs:
+            return
+        self.pending = []
+        self.seq += len(evs)
         for sub in self._subs:
-            sub._buf.append(ev)
+            kinds = sub.kinds
+            if kinds is None:
+                sub._buf.extend(evs)
+            else:
+                kept = [ev for ev in evs if ev[0] in kinds]
+                sub._skipped += len(evs) - len(kept)
+                if not kept:
+                    continue
+                sub._buf.extend(kept)
             if sub._waiting:
                 sub._wake()
 
     def close(self) -> None:
+        self.flush()
         for sub in self._subs:
             sub._close()

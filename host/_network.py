@@ -365,10 +365,13 @@ class Network:
         return coll
 
     # ------------------------------------------------------------------ running
-    def events(self, maxlen: int | None = None) -> EventStream:
-        """Subscribe to trace events (subscribe before ``start()`` to miss none)."""
+    def events(self, maxlen: int | None = None, kinds: Any = None) -> EventStream:
+        """Subscribe to trace events (subscribe before ``start()`` to miss none).
+
+        ``kinds``: event type names to receive (e.g. ``["ActorFailed"]``); ``None`` = all.
+        Per-tick and per-packet events are not even made while no subscriber wants them."""
         self._check_open()
-        return self._hub.subscribe(maxlen or self._event_buffer)
+        return self._hub.subscribe(maxlen or self._event_buffer, kinds)
 
     def _arm_sources(self) -> None:
         if not self._announced:

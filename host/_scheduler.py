@@ -36,7 +36,7 @@ from typing import Any
 
 from ._actor import Actor, ActorContext, BufferedContext
 from ._errors import ActorError, MessageError, NetworkStateError, TickStateError
-from ._events import EventHub
+from ._events import EventHub, _now
 from ._messages import Message, as_message
 from ._streams import set_wait_hook
 from ._workers import WorkerPool
@@ -191,6 +191,7 @@ class Scheduler:
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._thread_id = 0
+        self._inline_depth = 0  # nested inline batches running (their end flushes events)
 
     # ------------------------------------------------------------------ delivery (hot path)
     def _deliver(self, node: _Node, pairs: Iterable[tuple[str, Any]]) -> None:
@@ -219,13 +220,16 @@ class Scheduler:
                 if not d.queued:
                     d.queued = True
                     ready.append(d)
-            if self.hub.active:
-                self._trace_sent(node, port, msg, edges)
-
-    def _trace_sent(self, node: _Node, port: str, msg: Message, edges: list[_Edge]) -> None:
-        node.out_count += 1
-        for e in edges:
-            self.hub.publish("MessageSent", node.id, port, e.dst.id, e.dst_port, msg)
+            if self.hub.wants_sent:  # _trace_sent, inlined: this runs once per traced packet
+                node.out_count += 1
+                hub = self.hub
+                pending = hub.pending
+                ts = _now()
+                nid = node.id
+                for e in edges:
+                    pending.append(("MessageSent", ts, (nid, port, e.dst.id, e.dst_port, msg)))
+                if not self._inline_depth:  # inside an inline batch the batch's end flushes
+                    hub.flush()
 
     def _checked(self, node: _Node, port: str, msg: Any) -> Message:
         try:
@@ -337,8 +341,9 @@ class Scheduler:
                 and not node.await_all
                 and not node.source_pending
                 and len(node.in_edges) == 1
-                and not self.hub.active
             ):
+                if self.hub.wants_ticks:
+                    return self._run_inline_traced(node)
                 return self._run_inline_fast(node)
             return self._run_inline(node, force)
         if mode == "async":
@@ -382,6 +387,59 @@ class Scheduler:
         self._requeue(node)
         return True
 
+    def _run_inline_traced(self, node: _Node) -> bool:
+        """The hot loop while someone listens: as ``_run_inline_fast``, with each tick's
+        events appended to the hub's pending list and handed out once per batch."""
+        e = node.in_edges[0]
+        q = e.queue
+        if not q:
+            return False
+        hub = self.hub
+        pop = q.popleft
+        below = e.capacity - 1
+        src = e.src
+        port = e.dst_port
+        ctx = node.ctx
+        assert ctx is not None
+        run = node.run
+        nid, comp = node.id, node.component
+        started = (nid, comp)
+        now, clock = _now, time.perf_counter
+        n = 0
+        node.busy = True
+        self._inline_depth += 1
+        try:
+            while q and not node.nfull and n < BATCH:
+                msg = pop()
+                if len(q) == below:
+                    self._unfull(src)
+                ctx.inputs = {port: msg}
+                ctx._state = 0
+                n += 1
+                hub.pending.append(("ActorStarted", now(), started))
+                node.out_count = 0
+                t0 = clock()
+                try:
+                    run(ctx)
+                except Exception as exc:
+                    ctx._emitted = None
+                    self._tick_failed(node, exc)
+                    continue
+                if ctx._state != 1:
+                    self._tick_unresolved(node, ctx)
+                else:
+                    dur = clock() - t0  # monotonic: wall-clock steps never show here
+                    hub.pending.append(
+                        ("ActorCompleted", now(), (nid, comp, dur, node.out_count))
+                    )
+        finally:
+            node.busy = False
+            node.ticks += n
+            self._inline_depth -= 1
+            hub.flush()
+        self._requeue(node)
+        return True
+
     def _run_inline(self, node: _Node, force: bool) -> bool:
         """General sync path: joins, several in-edges, sources, forced ticks, tracing."""
         ctx = node.ctx
@@ -390,6 +448,7 @@ class Scheduler:
         hub = self.hub
         n = 0
         node.busy = True
+        self._inline_depth += 1
         try:
             while n < BATCH and (force or not node.nfull):
                 inputs = self._take(node)
@@ -399,7 +458,7 @@ class Scheduler:
                 ctx.inputs = inputs
                 ctx._state = 0
                 n += 1
-                traced = hub.active
+                traced = hub.wants_ticks
                 if traced:
                     hub.publish("ActorStarted", node.id, node.component)
                     node.out_count = 0
@@ -420,6 +479,8 @@ class Scheduler:
         finally:
             node.busy = False
             node.ticks += n
+            self._inline_depth -= 1
+            hub.flush()
         self._requeue(node)
         return n > 0
 
@@ -475,7 +536,7 @@ class Scheduler:
 
     async def _async_tick(self, node: _Node, ctx: ActorContext) -> None:
         hub = self.hub
-        if hub.active:
+        if hub.wants_ticks:
             hub.publish("ActorStarted", node.id, node.component)
         t0 = time.perf_counter()
         try:
@@ -488,7 +549,7 @@ class Scheduler:
         else:
             if ctx._state != 1:
                 self._tick_unresolved(node, ctx)
-            elif hub.active:
+            elif hub.wants_ticks:
                 hub.publish("ActorCompleted", node.id, node.component,
                             time.perf_counter() - t0, node.out_count)
         finally:
@@ -508,7 +569,7 @@ class Scheduler:
         """Hand a batch of ``node``'s ticks to a worker thread: as many as have input, up
         to WORKER_BATCH and to the room left on its out-edges (one at a time when traced)."""
         limit = 1
-        if not self.hub.active:
+        if not self.hub.wants_ticks:
             limit = WORKER_BATCH
             for edges in node.routes.values():
                 for e in edges:
@@ -527,7 +588,7 @@ class Scheduler:
             return False
         node.busy = True
         self.worker_inflight += 1
-        if self.hub.active:
+        if self.hub.wants_ticks:
             self.hub.publish("ActorStarted", node.id, node.component)
         self._pool().submit(lambda: self._worker_ticks(node, batch))
         return True
@@ -677,7 +738,7 @@ class Scheduler:
             except TickStateError as err:
                 self._tick_failed(node, err)
             else:
-                if self.hub.active:
+                if self.hub.wants_ticks:
                     self.hub.publish("ActorCompleted", node.id, node.component,
                                      dur, len(pairs))
 
