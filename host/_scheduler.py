@@ -384,7 +384,12 @@ class Scheduler:
         finally:
             node.busy = False
             node.ticks += n
-        self._requeue(node)
+        if q:  # _requeue, inlined for the one in-edge
+            if node.nfull:
+                node.parked = True
+            elif not node.queued:
+                node.queued = True
+                self.ready.append(node)
         return True
 
     def _run_inline_traced(self, node: _Node) -> bool:
@@ -774,7 +779,7 @@ class Scheduler:
 
     def _step(self) -> bool:
         """Run one ready node's batch (or handle completions). False if nothing could run."""
-        progressed = self._drain_completions()
+        progressed = self._drain_completions() if self.completions else False
         ready = self.ready
         while ready:
             node = ready.popleft()
