@@ -7,6 +7,7 @@ is private and may change.
 
 from __future__ import annotations
 
+from . import _catalog
 from ._actor import Actor, ActorCallContext, ActorContext
 from ._catalog import register_template, template_actor, template_list
 from ._errors import (
@@ -169,6 +170,15 @@ _LAZY = {
     "pack_abi_version": ".abi._version",
     "unload_pack": "._packs",
 }
+
+
+def _load_plugin_templates() -> object:
+    from ._plugins import load_plugin_templates  # pluggy and entry points: on first use
+
+    return load_plugin_templates()
+
+
+_catalog.set_plugin_loader(_load_plugin_templates)
 
 
 def __getattr__(name: str) -> object:

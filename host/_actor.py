@@ -15,17 +15,26 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ._errors import ActorError, TickStateError
+from ._errors import ActorError, GraphError, TickStateError
 from ._messages import Message, as_message
-
-if TYPE_CHECKING:
-    from ._scheduler import _Node
 
 __all__ = ["Actor", "ActorCallContext", "ActorContext"]
 
 EXECUTIONS = ("inline", "async", "worker")
+
+
+class _Node(Protocol):
+    """What a context reads of the node it serves; the scheduler's node record is one.
+    (A protocol, so this module does not import the scheduler that imports it.)"""
+
+    id: str
+    component: str
+    config: dict[str, Any]
+    log: logging.LoggerAdapter[logging.Logger]
+    nfull: int
+    pools: dict[str, dict[str, Any]]
 
 
 class Actor:
@@ -55,6 +64,13 @@ class Actor:
     outport_types: dict[str, str] = {}
     #: Where ticks run: "inline", "async" (implied by ``async def run``) or "worker".
     execution: str = "inline"
+    #: True for composite actors (subgraphs): a network adds their inner nodes with
+    #: ``expand_into(net, node_id, config)`` instead of one node running ``run``.
+    _expands: bool = False
+
+    def expand_into(self, net: Any, node_id: str, config: dict[str, Any]) -> None:
+        """Composite actors only (see ``_expands``)."""
+        raise GraphError(f"{type(self).__name__} is not a composite actor")
 
     def run(self, ctx: ActorContext) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")

@@ -8,6 +8,7 @@ templates with :func:`register_template`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from ._actor import Actor
 from ._errors import GraphError, UnknownComponentError
@@ -19,18 +20,26 @@ _lock = threading.Lock()
 _templates: dict[str, Actor] = {}
 _owners: dict[str, str] = {}
 _plugins_loaded = False
+# Set by the package (``reflow/__init__``): a call that puts plugin-contributed templates in
+# the catalog. A hook rather than an import: the plugin layer registers templates here, so
+# this module must not import it.
+_plugin_loader: Callable[[], object] | None = None
+
+
+def set_plugin_loader(loader: Callable[[], object]) -> None:
+    """Install the function that pulls in plugin templates on the catalog's first use."""
+    global _plugin_loader
+    _plugin_loader = loader
 
 
 def _load_plugins() -> None:
     """Pull in templates contributed by plugins (hook ``reflow_templates`` and the
     ``reflow.templates`` entry-point group), once, the first time the catalog is asked."""
     global _plugins_loaded
-    if _plugins_loaded:
+    if _plugins_loaded or _plugin_loader is None:
         return
     _plugins_loaded = True
-    from ._plugins import load_plugin_templates
-
-    load_plugin_templates()
+    _plugin_loader()
 
 
 def register_template(template_id: str, actor: Actor, *, owner: str = "python") -> None:

@@ -197,9 +197,7 @@ class Network:
         if config is not None and not isinstance(config, dict):
             raise GraphError(f"config of node {id!r} must be a dict, got {type(config).__name__}")
         template = self._template(template_id)
-        from ._subgraph import SubgraphActor
-
-        if isinstance(template, SubgraphActor):
+        if template._expands:  # a subgraph: its inner nodes join this network
             self._subgraph_nodes.add(id)
             template.expand_into(self, id, dict(config or {}))
             return

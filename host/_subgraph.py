@@ -32,6 +32,8 @@ class SubgraphActor(Actor):
         self.inports = list(spec.inports)
         self.outports = list(spec.outports)
 
+    _expands = True
+
     def run(self, ctx: Any) -> None:  # pragma: no cover - never called: the graph is inlined
         raise GraphError("a subgraph runs as the nodes it expands into, not as one actor")
 

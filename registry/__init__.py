@@ -21,7 +21,6 @@ if TYPE_CHECKING:
         RegistryClient,
         default_cache_dir,
         install_pack,
-        load_from_registry,
     )
     from ._resolver import RegistryResolver
     from ._semver import Version, VersionRange, parse_spec
@@ -59,9 +58,26 @@ _LAZY = {
     "create_app": "._app",
     "default_cache_dir": "._client",
     "install_pack": "._client",
-    "load_from_registry": "._client",
     "parse_spec": "._semver",
 }
+
+
+def load_from_registry(spec: str, registry: str, *, trust: Any = None,
+                       client_options: dict[str, Any] | None = None,
+                       **load_options: Any) -> Any:
+    """``load_pack("ns/name@range", registry=...)``: install (or take from the cache) the
+    variant for this host, then load it with :func:`reflow.load_pack` (which verifies it once
+    more against the same trust store). Returns the ``LoadedPack``.
+
+    Defined here, where the client and pack loading meet: ``reflow._packs`` uses the client
+    for ``load_pack(..., registry=)``, so the client module must not import pack loading."""
+    from .._packs import load_pack
+    from .._trust import TrustStore
+    from ._client import install_pack
+
+    store = trust if isinstance(trust, TrustStore) else TrustStore(trust)
+    installed = install_pack(spec, registry, trust=store, **(client_options or {}))
+    return load_pack(installed.path, trust=store, **load_options)
 
 
 def __getattr__(name: str) -> Any:

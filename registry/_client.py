@@ -69,7 +69,6 @@ __all__ = [
     "RegistryClient",
     "default_cache_dir",
     "install_pack",
-    "load_from_registry",
 ]
 
 #: ``progress(done_bytes, total_bytes_or_None)``, called as a transfer advances.
@@ -669,16 +668,3 @@ def install_pack(spec: str, registry: str, **client_options: Any) -> InstalledPa
     progress = client_options.pop("progress", None)
     with RegistryClient(registry, **client_options) as client:
         return client.install(spec, triple=triple, progress=progress)
-
-
-def load_from_registry(spec: str, registry: str, *, trust: Any = None,
-                       client_options: dict[str, Any] | None = None,
-                       **load_options: Any) -> Any:
-    """``load_pack("ns/name@range", registry=...)``: install (or take from the cache) the
-    variant for this host, then load it with :func:`reflow.load_pack` (which verifies it once
-    more against the same trust store). Returns the ``LoadedPack``."""
-    from .._packs import load_pack
-
-    store = trust if isinstance(trust, TrustStore) else TrustStore(trust)
-    installed = install_pack(spec, registry, trust=store, **(client_options or {}))
-    return load_pack(installed.path, trust=store, **load_options)
