@@ -32,9 +32,11 @@ class _Node(Protocol):
     id: str
     component: str
     config: dict[str, Any]
-    log: logging.LoggerAdapter[logging.Logger]
     nfull: int
     pools: dict[str, dict[str, Any]]
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]: ...
 
 
 class Actor:

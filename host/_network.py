@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -308,6 +309,7 @@ class Network:
         if edge is None:
             edge = _Edge(None, "", node, port, _NEVER)
             self._iips[key] = edge
+            edge.queue = deque()
             self._attach_in(node, edge)
         edge.queue.append(msg)
         for coll in self._taps.get(key, ()):
