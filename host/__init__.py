@@ -58,7 +58,7 @@ from ._events import EventStream
 from ._graph import Graph, compose_graphs
 from ._messages import Message
 from ._network import Collector, Network, RunSummary
-from ._scheduler import ActorFailure
+from ._nodes import ActorFailure
 from ._streams import Stream, StreamReader
 from ._subgraph import SubgraphActor, SubgraphBuilder
 

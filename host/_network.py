@@ -34,7 +34,8 @@ from ._errors import (
 )
 from ._events import EventHub, EventStream
 from ._messages import Message, as_message
-from ._scheduler import _NEVER, ActorFailure, Scheduler, _Edge, _Node, _Sink
+from ._nodes import _NEVER, ActorFailure, _Edge, _Node, _Sink
+from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
     from ._graph import Graph

@@ -17,7 +17,7 @@ from typing import Any
 from ._actor import Actor
 from ._errors import ActorError
 from ._network import Network
-from ._scheduler import ActorFailure
+from ._nodes import ActorFailure
 
 __all__ = ["TickResult", "run_tick", "run_ticks"]
 
