@@ -88,15 +88,16 @@ class Scheduler:
         their recorded pairs."""
         routes = node.routes
         ready = self.ready
+        traced = self.hub.wants_sent
         for port, msg in pairs:
             if msg is None:
                 continue
             if type(msg) is not Message:
                 msg = self._checked(node, port, msg)
             edges = routes.get(port)
-            if edges is None:
-                raise self._undeclared(node, port)
             if not edges:
+                if edges is None:
+                    raise self._undeclared(node, port)
                 self.dropped += 1
                 continue
             for e in edges:
@@ -110,7 +111,7 @@ class Scheduler:
                 if not d.queued:
                     d.queued = True
                     ready.append(d)
-            if self.hub.wants_sent:  # _trace_sent, inlined: this runs once per traced packet
+            if traced:  # _trace_sent, inlined: this runs once per traced packet
                 node.out_count += 1
                 hub = self.hub
                 pending = hub.pending
