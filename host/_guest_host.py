@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,6 +185,7 @@ class GuestNodeHost:
         "component",
         "ctx",
         "grants",
+        "http_waited",
         "limits",
         "log",
         "node",
@@ -211,7 +213,10 @@ class GuestNodeHost:
         self.out_bytes = 0
         self.result = b""
         self.pending: BaseException | None = None
-        self.on_resume: Any = None  # called after a host call that may have blocked
+        #: ``on_resume(seconds)``: a host call kept the guest waiting that long (for room on
+        #: a full edge, for an HTTP server); the engine moves the tick's deadline by as much.
+        self.on_resume: Any = None
+        self.http_waited = 0.0  # HTTP wait given back this tick (at most grants.http_timeout)
         self.log = logging.getLogger(f"reflow.guest.{template.id}")
         # While a batch runs (begin_batch .. end_batch): its ctxs, a reader of the guest's
         # progress counter (= index of the tick it is running), the tick the host functions
@@ -227,6 +232,7 @@ class GuestNodeHost:
         self.ctx = ctx
         self.out_bytes = 0
         self.pending = None
+        self.http_waited = 0.0
 
     def end(self) -> None:
         self.ctx = None
@@ -251,6 +257,7 @@ class GuestNodeHost:
         self.ctx = None
         self.out_bytes = 0
         self.pending = None
+        self.http_waited = 0.0
 
     def end_batch(self) -> tuple[dict[int, int], dict[int, BaseException]]:
         """End batch mode; returns (bytes emitted, first host-function error) by tick index."""
@@ -345,10 +352,16 @@ class GuestNodeHost:
         self.count_output(len(frame))
         outputs = decode_outputs(frame)
         self.check_ports(outputs)
+        # Only the time ctx.send spends waiting for room downstream is the host's; encoding
+        # and delivering count against the guest's tick like its own instructions do.
+        node = getattr(ctx, "_node", None)
+        before = getattr(node, "blocked_s", 0.0)
         for port, msg in outputs:
             ctx.send({port: msg})
         if self.on_resume is not None:
-            self.on_resume()
+            waited = getattr(node, "blocked_s", 0.0) - before
+            if waited > 0:
+                self.on_resume(waited)
         return 0
 
     def host_pool_upsert(self, pool: bytes, key: bytes, msg: bytes) -> int:
@@ -426,9 +439,16 @@ class GuestNodeHost:
                     capability="http",
                 )
             )
-        self.result = _http(method, url, headers, body, self.grants)
-        if self.on_resume is not None:
-            self.on_resume()
+        t0 = time.monotonic()
+        try:
+            self.result = _http(method, url, headers, body, self.grants)
+        finally:
+            # waiting on the server is given back, up to http_timeout per tick in all, so a
+            # guest calling a slow server in a loop still ends within a bounded time
+            waited = min(time.monotonic() - t0, self.grants.http_timeout - self.http_waited)
+            if waited > 0 and self.on_resume is not None:
+                self.http_waited += waited
+                self.on_resume(waited)
         return len(self.result)
 
 
@@ -747,7 +767,14 @@ def _http(method: str, url: str, headers: dict[str, str], body: Any, grants: Gue
         ):
             chunks: list[bytes] = []
             size = 0
+            # httpx's timeout bounds each read; a server dripping bytes must not hold the
+            # guest past http_timeout in all
+            deadline = time.monotonic() + grants.http_timeout
             for chunk in resp.iter_bytes():
+                if time.monotonic() > deadline:
+                    raise httpx.TimeoutException(
+                        f"response not complete within {grants.http_timeout} s"
+                    )
                 size += len(chunk)
                 if size > grants.http_max_response:
                     raise httpx.HTTPError(

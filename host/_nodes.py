@@ -68,6 +68,7 @@ class _Node:
         "actor",
         "await_all",
         "await_ports",
+        "blocked_s",
         "busy",
         "component",
         "config",
@@ -112,6 +113,10 @@ class _Node:
         self.nfull = 0
         self.queued = False
         self.busy = False
+        #: Seconds this node's ticks spent waiting for room on a full out-edge (running
+        #: downstream nodes from ctx.send, or a worker waiting for the scheduler): the
+        #: host's time, which sandboxed ticks get back on their time limit.
+        self.blocked_s = 0.0
         self.parked = False
         self.pools: dict[str, dict[str, Any]] = {}
         self.ticks = 0

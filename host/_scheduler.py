@@ -551,11 +551,18 @@ class Scheduler:
             return
         req = _SendRequest()
         self._post(("send", node, pairs, req))
+        t0 = time.perf_counter()
+        try:
+            self._wait_sent(req)
+        finally:
+            node.blocked_s += time.perf_counter() - t0  # only this worker writes it now
+        if req.error is not None:
+            raise req.error
+
+    def _wait_sent(self, req: _SendRequest) -> None:
         while not req.event.wait(0.5):
             if self._stopping:
                 raise NetworkStateError("network shut down while a worker tick was sending")
-        if req.error is not None:
-            raise req.error
 
     async def _room(self, node: _Node) -> None:
         """Wait until ``node`` has no full out-edge (for ``ctx.asend``)."""
@@ -658,6 +665,7 @@ class Scheduler:
             self.overflowed += 1
             return
         self._nesting += 1
+        t0 = time.perf_counter()
         try:
             while node.nfull:
                 if self._step():
@@ -669,6 +677,7 @@ class Scheduler:
                 return
         finally:
             self._nesting -= 1
+            node.blocked_s += time.perf_counter() - t0
 
     def _help(self) -> bool:
         """Wait hook for blocking calls made inside a sync tick (Stream send/recv): run one

@@ -552,8 +552,9 @@ class _GuestInstance:
         self.module = module
         self.limits = limits
         self.ticks = eng.deadline_ticks(limits.tick_ms)
-        #: The deadline a blocking host call re-arms: ``ticks``, or a batch's while one runs.
-        self.cur_ticks = self.ticks
+        #: Host wait not yet given back, in epochs (below one: the deadline moves in whole
+        #: epochs, and rounding up would let a guest gain time by waiting often and briefly).
+        self.credit = 0.0
         tmpl = template or GuestTemplate(id=module.name, inports=(), outports=())
         self.host = GuestNodeHost(node, tmpl, limits, grants)
         self.out_limit = limits.output_bytes
@@ -610,7 +611,7 @@ class _GuestInstance:
         assert isinstance(mem, wasmtime.Memory)
         self.memory = mem
         funcs = {name: exports[name] for name in EXPORTS}
-        self.host.on_resume = lambda: self.set_deadline(self.cur_ticks)
+        self.host.on_resume = self.give_back
         if self.fp is not None:
             self.fp.bind_memory(mem)
             self.callers: dict[str, Callable[..., tuple[int, Any]]] = {
@@ -656,6 +657,20 @@ class _GuestInstance:
             self.fp.set_deadline(ticks)
         else:
             self.store.set_epoch_deadline(ticks)
+
+    def give_back(self, seconds: float) -> None:
+        """A host call kept the guest waiting ``seconds`` (room on a full edge, an HTTP
+        server): move the armed deadline later by that much and no more. The guest's own
+        time, host work done for it included, still counts: a host call never re-arms the
+        full limit (ABI.md, "Time limits")."""
+        eng = self.engine
+        self.credit += seconds * 1000.0 / eng.epoch_ms
+        whole = int(self.credit)
+        if whole <= 0:
+            return
+        self.credit -= whole
+        remaining = self.deadline_epoch + self.armed_ticks - eng.epoch
+        self.set_deadline(max(1, remaining + whole))
 
     def refresh(self) -> None:
         old = self.size
@@ -1027,7 +1042,6 @@ class WasmNodeActor(GuestNodeActor):
         # (re-arming is one more foreign call, and one more GIL release).
         if inst.engine.epoch != inst.deadline_epoch or inst.armed_ticks != ticks:
             inst.set_deadline(ticks)
-        inst.cur_ticks = ticks
         host_calls = inst.host_calls
         if host_calls:
             host.begin_batch(ctxs[:m], batch_progress(view, in_ptr))
@@ -1040,7 +1054,6 @@ class WasmNodeActor(GuestNodeActor):
             e = bound.call()
             failure = bound.failure(e) if e or bound.trap.value else None
         finally:
-            inst.cur_ticks = inst.ticks
             if host_calls:
                 emitted = host.end_batch()[0]
         _, done, rptr, rlen = decode_batch_head(view, in_ptr)
