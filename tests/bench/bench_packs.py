@@ -40,7 +40,7 @@ def make_project(root: Path) -> Path:
             f'  reflow_output(ctx, "out", reflow_integer(m.i + {i}));\n'
             f"  return reflow_done(ctx); }}\n"
         )
-        table.append(f'{{.id = "bench/t{i}", .inports = "in", .outports = "out", .tick = t{i}}}')
+        table.append(f'{{.id = "bench/ten/t{i}", .inports = "in", .outports = "out", .tick = t{i}}}')
     src.append("REFLOW_TEMPLATES(" + ",\n".join(table) + ",)\n")
     (root / "src").mkdir(parents=True)
     (root / "src" / "bench.c").write_text("".join(src))
