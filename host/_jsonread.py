@@ -1,0 +1,245 @@
+"""Bounded JSON reading: how deep a value nests is checked before anything recurses into it.
+
+Every reader of user JSON in the host (messages, graphs, compositions, guest documents, the
+``json_parse`` actor) goes through :func:`loads` for text and :func:`check_depth` for values
+built in Python, so text like ``[[[[...`` or a value nested a million levels deep is refused
+with :class:`JSONDepthError` — naming how deep it goes, the limit and where — in time linear in
+its size, instead of a ``RecursionError`` from somewhere below. Huge but shallow input is not
+limited here.
+
+Depth counts containers (objects and arrays): ``1`` and ``"x"`` are 0 deep, ``[1]`` is 1,
+``{"a": [1]}`` is 2. :data:`MAX_DEPTH` is low enough that everything downstream (``deepcopy``,
+``json.dumps``, ``repr``, the readers' own recursion) stays far from Python's recursion limit.
+
+:class:`JSONDepthError` is a ``ValueError`` on purpose: callers that already turn a JSON
+``ValueError`` into their own :class:`~reflow.ReflowError` subclass keep doing so; the message
+and graph readers catch it and raise ``MessageError`` / ``GraphFormatError`` with its path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from itertools import accumulate
+from typing import Any
+
+__all__ = ["MAX_DEPTH", "JSONDepthError", "check_depth", "loads", "measure_depth"]
+
+#: Deepest nesting of objects and arrays any host JSON reader accepts.
+MAX_DEPTH = 200
+
+#: A JSON string token; one that never closes runs to the end of the text. Possessive, and it
+#: matches from every quote it starts at, so scanning hostile text stays linear.
+_STRING = re.compile(r'"(?:[^"\\]++|\\[\s\S]?+)*+(?:"|\Z)')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_TOKEN = re.compile(r'"(?:[^"\\]++|\\[\s\S]?+)*+(?:"|\Z)|[\[\]{},:]')
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_CONTAINERS = (dict, list, tuple)
+_SHOWN_SEGMENTS = 8  # a path deeper than this is shortened in messages
+
+
+class JSONDepthError(ValueError):
+    """JSON (text or value) nests deeper than ``limit``.
+
+    ``depth`` is how deep it goes (None: not known, or ``cyclic``: a Python value that contains
+    itself), ``path`` the JSON path of the first container past the limit (shortened when
+    long), ``position`` ``"line L column C"`` for text, else ``""``.
+    """
+
+    def __init__(self, *, depth: int | None, limit: int, path: str, position: str = "",
+                 what: str = "JSON", cyclic: bool = False) -> None:
+        self.depth = depth
+        self.limit = limit
+        path = shorten_path(path)
+        self.path = path
+        self.position = position
+        how = ("without end (it contains itself)" if cyclic
+               else f"{depth} levels deep" if depth is not None
+               else f"more than {limit} levels deep")
+        at = f" ({position})" if position else ""
+        #: the message without the path, for errors that print their path themselves
+        self.detail = f"{what} nests {how}, deeper than {limit} (the limit){at}"
+        super().__init__(f"{what} nests {how}, deeper than {limit} (the limit), at {path}{at}")
+
+
+_SEGMENT = re.compile(r"\.[^.\[]+|\[[^\]]*\]")
+
+
+def shorten_path(path: str) -> str:
+    """``path`` itself, or, when it is very deep, its start and end with the middle left out:
+    ``$.data.data[...190 levels...].data``."""
+    if len(path) <= 80:
+        return path
+    root = path[: len(path) - len(path.lstrip("$"))] or ""
+    segments = _SEGMENT.findall(path, len(root))
+    if len(segments) <= _SHOWN_SEGMENTS + 2:
+        return path
+    head = "".join(segments[:_SHOWN_SEGMENTS])
+    return f"{root}{head}[...{len(segments) - _SHOWN_SEGMENTS - 1} levels...]{segments[-1]}"
+
+
+def short_path(segments: list[str], root: str = "$") -> str:
+    """``root`` + segments, shortened by :func:`shorten_path`."""
+    return shorten_path(root + "".join(segments))
+
+
+def segment(key: Any) -> str:
+    """The JSON path segment for ``key``: ``.name``, ``["odd key"]`` or ``[3]``."""
+    if isinstance(key, int):
+        return f"[{key}]"
+    text = str(key)
+    return f".{text}" if text.isidentifier() else f"[{json.dumps(text)}]"
+
+
+# -- text --------------------------------------------------------------------------------------
+
+
+def text_depth(text: str) -> int:
+    """How deep the objects and arrays of JSON ``text`` nest (linear time; strings skipped).
+    For text that is not JSON the answer is only an estimate; the parser reports the error."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if not brackets:
+        return 0
+    return max(0, max(accumulate(map(_STEP.__getitem__, brackets))))
+
+
+def _text_error(text: str, depth: int, limit: int, what: str) -> JSONDepthError:
+    """Where in ``text`` nesting first goes past ``limit``: its JSON path and line/column."""
+    stack: list[list[Any]] = []  # per open container: [is_object, key or index, last string]
+    for match in _TOKEN.finditer(text):
+        tok = match.group()
+        if tok in "[{":
+            if len(stack) >= limit:
+                segments = [segment(frame[1]) for frame in stack if frame[1] is not None]
+                line = text.count("\n", 0, match.start()) + 1
+                column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+                return JSONDepthError(depth=depth, limit=limit, path=short_path(segments),
+                                      position=f"line {line} column {column}", what=what)
+            stack.append([tok == "{", None if tok == "{" else 0, None])
+        elif tok in "]}":
+            if stack:
+                stack.pop()
+        elif not stack:
+            continue
+        elif tok == ",":
+            top = stack[-1]
+            top[1] = None if top[0] else top[1] + 1
+        elif tok == ":":
+            top = stack[-1]
+            if top[0] and top[2] is not None:
+                try:
+                    top[1] = json.loads(top[2])
+                except ValueError:
+                    top[1] = top[2]
+        else:  # a string: maybe the key of the next value
+            stack[-1][2] = tok
+    return JSONDepthError(depth=depth, limit=limit, path="$", what=what)  # pragma: no cover
+
+
+def loads(text: str | bytes | bytearray, *, limit: int = MAX_DEPTH, what: str = "JSON",
+          **kwargs: Any) -> Any:
+    """``json.loads(text, **kwargs)``, refusing text that nests deeper than ``limit`` with
+    :class:`JSONDepthError` before it is parsed. Other bad text raises ``ValueError`` as
+    ``json.loads`` does (``UnicodeDecodeError`` included, for bytes)."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode(json.detect_encoding(text), "surrogatepass")
+    if not isinstance(text, str):
+        raise TypeError(f"JSON text must be str or bytes, not {type(text).__name__}")
+    if len(text) > limit and text.count("[") + text.count("{") > limit:  # else: cannot be
+        depth = text_depth(text)
+        if depth > limit:
+            raise _text_error(text, depth, limit, what)
+    try:
+        return json.loads(text, **kwargs)
+    except RecursionError as exc:  # only if the estimate was wrong on text that is not JSON
+        raise JSONDepthError(depth=None, limit=limit, path="$", what=what) from exc
+
+
+# -- Python values -----------------------------------------------------------------------------
+
+
+def measure_depth(value: Any) -> int | None:
+    """How deep ``value``'s dicts, lists and tuples nest, without recursion; ``None`` when it
+    contains itself. Shared sub-values are measured once, so time is linear in the number of
+    distinct containers and their items."""
+    if not isinstance(value, _CONTAINERS):
+        return 0
+    heights: dict[int, int] = {}
+    on_path: set[int] = {id(value)}
+    # frames: [container, iterator over its items, tallest child so far]
+    stack: list[list[Any]] = [[value, iter(_items(value)), 0]]
+    while True:
+        frame = stack[-1]
+        for child in frame[1]:
+            if not isinstance(child, _CONTAINERS):
+                continue
+            known = heights.get(id(child))
+            if known is not None:
+                frame[2] = max(frame[2], known)
+                continue
+            if id(child) in on_path:
+                return None
+            on_path.add(id(child))
+            stack.append([child, iter(_items(child)), 0])
+            break
+        else:
+            stack.pop()
+            height = frame[2] + 1
+            heights[id(frame[0])] = height
+            on_path.discard(id(frame[0]))
+            if not stack:
+                return height
+            stack[-1][2] = max(stack[-1][2], height)
+
+
+def _items(value: Any) -> Any:
+    return value.values() if isinstance(value, dict) else value
+
+
+class _TooDeep(Exception):
+    """Unwinds check_depth's recursion, collecting the path on the way out."""
+
+    def __init__(self) -> None:
+        self.segments: list[str] = []
+
+
+def _walk(value: Any, level: int, limit: int, heights: dict[int, int]) -> int:
+    """Height of ``value`` (a container at ``level``); raises _TooDeep past ``limit``."""
+    known = heights.get(id(value))
+    if known is not None:
+        if level + known - 1 > limit:
+            raise _TooDeep
+        return known
+    if level > limit:
+        raise _TooDeep
+    tallest = 0
+    if isinstance(value, dict):
+        items: Any = value.items()
+    else:
+        items = enumerate(value)
+    for key, child in items:
+        if isinstance(child, _CONTAINERS):
+            try:
+                tallest = max(tallest, _walk(child, level + 1, limit, heights))
+            except _TooDeep as exc:
+                exc.segments.append(segment(key))
+                raise
+    heights[id(value)] = tallest + 1
+    return tallest + 1
+
+
+def check_depth(value: Any, *, limit: int = MAX_DEPTH, level: int = 1, path: str = "$",
+                what: str = "value") -> None:
+    """Raise :class:`JSONDepthError` if ``value`` (counted as being at ``level``: 1 for a
+    document's root) nests its dicts, lists and tuples past ``limit``; ``path`` is where the
+    value sits, for the error. Recursion is bounded by ``limit``; shared sub-values are walked
+    once; a value that contains itself is reported, not followed."""
+    if not isinstance(value, _CONTAINERS):
+        return
+    try:
+        _walk(value, level, limit, {})
+    except _TooDeep as exc:
+        height = measure_depth(value)
+        depth = None if height is None else height + level - 1
+        raise JSONDepthError(depth=depth, limit=limit, what=what, cyclic=height is None,
+                             path=short_path(exc.segments[::-1], path)) from None
