@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-from itertools import accumulate
 from typing import Any
 
 __all__ = ["MAX_DEPTH", "JSONDepthError", "check_depth", "loads", "measure_depth"]
@@ -28,12 +27,12 @@ __all__ = ["MAX_DEPTH", "JSONDepthError", "check_depth", "loads", "measure_depth
 #: Deepest nesting of objects and arrays any host JSON reader accepts.
 MAX_DEPTH = 200
 
-#: A JSON string token; one that never closes runs to the end of the text. Possessive, and it
-#: matches from every quote it starts at, so scanning hostile text stays linear.
-_STRING = re.compile(r'"(?:[^"\\]++|\\[\s\S]?+)*+(?:"|\Z)')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
-_TOKEN = re.compile(r'"(?:[^"\\]++|\\[\s\S]?+)*+(?:"|\Z)|[\[\]{},:]')
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+#: JSON string tokens (one that never closes runs to the end of the text) and runs of opening
+#: or closing brackets. Possessive, and a string matches from every quote it starts at, so a
+#: scan of hostile text stays linear; finditer keeps it in constant memory.
+_STRING_RE = r'"(?:[^"\\]++|\\[\s\S]?+)*+(?:"|\Z)'
+_DEPTH_TOKEN = re.compile(_STRING_RE + r"|[\[{]++|[\]}]++")
+_TOKEN = re.compile(_STRING_RE + r"|[\[\]{},:]")
 _CONTAINERS = (dict, list, tuple)
 _SHOWN_SEGMENTS = 8  # a path deeper than this is shortened in messages
 
@@ -95,12 +94,17 @@ def segment(key: Any) -> str:
 
 
 def text_depth(text: str) -> int:
-    """How deep the objects and arrays of JSON ``text`` nest (linear time; strings skipped).
-    For text that is not JSON the answer is only an estimate; the parser reports the error."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    if not brackets:
-        return 0
-    return max(0, max(accumulate(map(_STEP.__getitem__, brackets))))
+    """How deep the objects and arrays of JSON ``text`` nest (strings skipped), in linear time
+    and constant memory. For text that is not JSON the answer is only an estimate."""
+    depth = deepest = 0
+    for match in _DEPTH_TOKEN.finditer(text):
+        token = match.group()
+        if token[0] in "[{":
+            depth += len(token)
+            deepest = max(deepest, depth)
+        elif token[0] != '"':
+            depth = max(0, depth - len(token))
+    return deepest
 
 
 def _text_error(text: str, depth: int, limit: int, what: str) -> JSONDepthError:
@@ -139,20 +143,40 @@ def _text_error(text: str, depth: int, limit: int, what: str) -> JSONDepthError:
 def loads(text: str | bytes | bytearray, *, limit: int = MAX_DEPTH, what: str = "JSON",
           **kwargs: Any) -> Any:
     """``json.loads(text, **kwargs)``, refusing text that nests deeper than ``limit`` with
-    :class:`JSONDepthError` before it is parsed. Other bad text raises ``ValueError`` as
-    ``json.loads`` does (``UnicodeDecodeError`` included, for bytes)."""
+    :class:`JSONDepthError`. Other bad text raises ``ValueError`` as ``json.loads`` does
+    (``UnicodeDecodeError`` included, for bytes).
+
+    The parser itself gives up on very deep text early (its own recursion guard), in little
+    memory; only then, when the text is not JSON, or when the parsed value turns out too deep,
+    is the text scanned to say how deep and where. Shallow text costs one walk over the parsed
+    containers."""
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode(json.detect_encoding(text), "surrogatepass")
     if not isinstance(text, str):
         raise TypeError(f"JSON text must be str or bytes, not {type(text).__name__}")
-    if len(text) > limit and text.count("[") + text.count("{") > limit:  # else: cannot be
-        depth = text_depth(text)
-        if depth > limit:
-            raise _text_error(text, depth, limit, what)
     try:
-        return json.loads(text, **kwargs)
-    except RecursionError as exc:  # only if the estimate was wrong on text that is not JSON
-        raise JSONDepthError(depth=None, limit=limit, path="$", what=what) from exc
+        value = json.loads(text, **kwargs)
+    except RecursionError:
+        depth = text_depth(text)
+        if depth <= limit:  # the parser ran out of stack for another reason: say so
+            raise JSONDepthError(depth=None, limit=limit, path="$", what=what) from None
+        raise _text_error(text, depth, limit, what) from None
+    except ValueError:
+        depth = text_depth(text)  # bad text that is also too deep: the depth is the news
+        if depth > limit:
+            raise _text_error(text, depth, limit, what) from None
+        raise
+    if isinstance(value, _CONTAINERS) and _too_deep(value, limit):
+        raise _text_error(text, measure_depth(value) or limit + 1, limit, what)
+    return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    try:
+        _walk(value, 1, limit, {})
+    except _TooDeep:
+        return True
+    return False
 
 
 # -- Python values -----------------------------------------------------------------------------
