@@ -1,13 +1,16 @@
 """Messages: the values that travel along edges.
 
 A :class:`Message` *is* a dict of the JSON shape ``{"type": "Integer", "data": 42}`` (a ``dict``
-subclass), so code written for the JSON form — ``ctx.inputs["in"]["data"]`` — works unchanged and
-printing one shows its JSON. Building one costs about as much as building a small object, and a
+subclass), so code written for the JSON form — ``ctx.inputs["in"]["data"]`` — works unchanged, and
+printing one shows the dict, as ``offbit_reflow``'s plain dicts print (``to_json_string()`` is
+its JSON text). Building one costs about as much as building a small object, and a
 message goes from one Python actor to the next as the same object: no JSON round trip on the
 hot path. Treat messages as immutable: a fan-out hands the same object to every consumer.
 
 ``Message.from_json`` is the validating entry point for anything that did not come from one of
-the typed constructors; it raises :class:`~reflow.MessageError` naming the bad part.
+the typed constructors; it raises :class:`~reflow.MessageError` naming the bad part. Objects
+and arrays nest at most ``MAX_DEPTH`` (200) levels, the message itself and messages inside
+``Any``/``Optional`` counted, so no deep value can make anything downstream recurse too far.
 """
 
 from __future__ import annotations
@@ -409,6 +412,7 @@ class Message(dict[str, Any]):
         return {"type": kind, "data": data}
 
     def to_json_string(self) -> str:
+        """The message as compact JSON text (what ``from_json`` reads back)."""
         return json.dumps(self.as_json(), separators=(",", ":"))
 
     def _expect(self, kind: str) -> Any:
@@ -439,7 +443,8 @@ class Message(dict[str, Any]):
         return channel.take_reader()
 
     def __repr__(self) -> str:
-        # Prints as its JSON form, like the dicts offbit_reflow hands to actors.
+        # The dict's repr, as the plain dicts offbit_reflow hands to actors print (programs
+        # written for it print the same); to_json_string() is the JSON text.
         return dict.__repr__(self)
 
     def __copy__(self) -> Message:
