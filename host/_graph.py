@@ -25,7 +25,10 @@ What the module promises:
   classic if anything in the document was classic, verbose otherwise (and for ``Graph()``).
   ``Graph.from_json(g.to_json()).to_json() == g.to_json()`` always holds.
 * **Validated.** :meth:`Graph.from_json` raises :class:`~reflow.GraphFormatError` whose ``path``
-  is the JSON path of the first problem (``$.connections[3].tgt.process``). Methods raise
+  is the JSON path of the first problem (``$.connections[3].tgt.process``). Nothing nests
+  deeper than the JSON depth limit (``reflow._jsonread.MAX_DEPTH``, 200 levels): not a
+  document, not a composition, not a value handed to a method (metadata, initial data,
+  properties, port types, counted where they sit in the document). Methods raise
   :class:`~reflow.DuplicateNodeError` / :class:`~reflow.UnknownNodeError` for node ids, and
   :class:`~reflow.GraphError` for other missing or duplicate items, where ``offbit_reflow``
   silently ignores the call.

@@ -1,11 +1,12 @@
-"""Bounded JSON reading: how deep a value nests is checked before anything recurses into it.
+"""Bounded JSON reading: how deep a value nests is checked before the host recurses into it.
 
-Every reader of user JSON in the host (messages, graphs, compositions, guest documents, the
-``json_parse`` actor) goes through :func:`loads` for text and :func:`check_depth` for values
-built in Python, so text like ``[[[[...`` or a value nested a million levels deep is refused
-with :class:`JSONDepthError` — naming how deep it goes, the limit and where — in time linear in
-its size, instead of a ``RecursionError`` from somewhere below. Huge but shallow input is not
-limited here.
+The readers of user JSON in the host (messages, graphs, compositions, subgraphs, a guest's
+``http_request`` document, the ``json_parse`` and ``http_request`` actors) go through
+:func:`loads` for text and :func:`check_depth` for values built in Python, so text like
+``[[[[...`` or a value nested a million levels deep is refused with :class:`JSONDepthError` —
+naming how deep it goes, the limit and where — in time linear in its size and little memory,
+instead of a ``RecursionError`` from somewhere below. Huge but shallow input is not limited
+here.
 
 Depth counts containers (objects and arrays): ``1`` and ``"x"`` are 0 deep, ``[1]`` is 1,
 ``{"a": [1]}`` is 2. :data:`MAX_DEPTH` is low enough that everything downstream (``deepcopy``,
