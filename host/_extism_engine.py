@@ -61,6 +61,7 @@ from ._guest_host import (
     GuestTemplate,
     pick_template,
 )
+from ._jsonread import loads
 from ._messages import Message
 
 if TYPE_CHECKING:
@@ -263,7 +264,7 @@ class _ExtismHost(GuestNodeHost):
         not cover raises CapabilityError naming the host (extism itself would only trap)."""
         self._need_ctx("http_request")
         try:
-            req = json.loads(request.decode("utf-8"))
+            req = loads(request.decode("utf-8"))  # bounded depth (a ValueError)
             url = str(req["url"])
             method = str(req.get("method") or "GET").upper()
             headers = {str(k): str(v) for k, v in dict(req.get("headers") or {}).items()}

@@ -25,7 +25,10 @@ What the module promises:
   classic if anything in the document was classic, verbose otherwise (and for ``Graph()``).
   ``Graph.from_json(g.to_json()).to_json() == g.to_json()`` always holds.
 * **Validated.** :meth:`Graph.from_json` raises :class:`~reflow.GraphFormatError` whose ``path``
-  is the JSON path of the first problem (``$.connections[3].tgt.process``). Methods raise
+  is the JSON path of the first problem (``$.connections[3].tgt.process``). Nothing nests
+  deeper than the JSON depth limit (``reflow._jsonread.MAX_DEPTH``, 200 levels): not a
+  document, not a composition, not a value handed to a method (metadata, initial data,
+  properties, port types, counted where they sit in the document). Methods raise
   :class:`~reflow.DuplicateNodeError` / :class:`~reflow.UnknownNodeError` for node ids, and
   :class:`~reflow.GraphError` for other missing or duplicate items, where ``offbit_reflow``
   silently ignores the call.
@@ -43,6 +46,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -55,6 +59,7 @@ from ._errors import (
     PortTypeError,
     UnknownNodeError,
 )
+from ._jsonread import JSONDepthError, check_depth, loads
 
 __all__ = [
     "PORT_TYPES",
@@ -106,6 +111,21 @@ def _type_name(value: Any) -> str:
     )
 
 
+#: The deepest a value handed to a Graph method sits in the graph's JSON (the document is
+#: level 1; a verbose edge's metadata is ``$.connections[i].from.metadata``, level 5). Values
+#: are checked at this level, so every graph reads back from its own ``to_json()``.
+_VALUE_LEVEL = 5
+
+
+def _bounded(value: Any, path: str, level: int = _VALUE_LEVEL, what: str = "value") -> None:
+    """Refuse ``value`` (sitting at ``level`` of the graph JSON, at ``path``) with a
+    GraphFormatError if it nests deeper than the JSON depth limit."""
+    try:
+        check_depth(value, level=level, path=path, what=what)
+    except JSONDepthError as exc:
+        raise GraphFormatError(exc.detail, path=exc.path) from None
+
+
 def is_tagged_message(value: Any) -> bool:
     """True when ``value`` is meant as a tagged message: a dict with a ``"type"`` key and no
     keys other than ``"type"`` and ``"data"``. Any other value is plain JSON data, which an
@@ -152,7 +172,7 @@ def _index(value: Any, path: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise GraphFormatError(
-            f"index must be a non-negative integer or null, got {value!r}", path=path
+            f"index must be a non-negative integer or null, got {reprlib.repr(value)}", path=path
         )
     return value
 
@@ -541,6 +561,8 @@ class Graph:
         raise GraphError(f"no group {group_id!r}; groups: {shown}")
 
     def _new_metadata(self, metadata: Any, path: str) -> dict[str, Any] | None:
+        """Metadata handed to a method (not read from a document, which is checked whole)."""
+        _bounded(metadata, path, what="metadata")
         return _metadata(metadata, path)
 
     # -- nodes ------------------------------------------------------------------------------
@@ -614,7 +636,7 @@ class Graph:
     def set_node_metadata(self, id: str, metadata: dict[str, Any]) -> None:
         """Merge ``metadata`` into the node's (a None value deletes a key; ``{}`` clears)."""
         node = self._need_node(id, "set_node_metadata")
-        update = _metadata(metadata, f"{_key_path('$.processes', id)}.metadata")
+        update = self._new_metadata(metadata, f"{_key_path('$.processes', id)}.metadata")
         node.metadata = _merge_metadata(node.metadata, update)
 
     def nodes(self) -> list[dict[str, Any]]:
@@ -674,7 +696,7 @@ class Graph:
                                 metadata: dict[str, Any]) -> None:
         """Merge ``metadata`` into the connection's (a None value deletes; ``{}`` clears)."""
         conn = self._need_connection(out_node, out_port, in_node, in_port)
-        conn.metadata = _merge_metadata(conn.metadata, _metadata(metadata, "$.metadata"))
+        conn.metadata = _merge_metadata(conn.metadata, self._new_metadata(metadata, "$.metadata"))
 
     @staticmethod
     def _connection_view(conn: _Connection) -> dict[str, Any]:
@@ -691,6 +713,7 @@ class Graph:
     def _add_iip(self, node: str, port: str, data: Any, index: int | None,
                  metadata: dict[str, Any] | None, via: str | None = None) -> None:
         path = f"$.connections[{len(self._connections)}]"
+        _bounded(data, f"{path}.data", what="initial packet")
         _check_iip_data(data, f"{path}.data")
         tgt = _End(node=node, port=port, index=_index(index, f"{path}.to.index"), via=via)
         self._connections.append(_Connection(
@@ -763,6 +786,7 @@ class Graph:
         if self._find_port(table, name) is not None:
             raise GraphError(f"exported {direction} {name!r} already exists; remove it first")
         path = _key_path(f"$.{direction}s", name)
+        _bounded(port_type, f"{path}.portType", what="port type")
         table[name] = _Exported(
             node=node_id,
             port=self._port(port_key, "port_key"),
@@ -834,11 +858,11 @@ class Graph:
 
     def set_inport_metadata(self, port_id: str, metadata: dict[str, Any]) -> None:
         port = self._inports[self._need_port(self._inports, port_id, "inport")]
-        port.metadata = _merge_metadata(port.metadata, _metadata(metadata, "$.metadata"))
+        port.metadata = _merge_metadata(port.metadata, self._new_metadata(metadata, "$.metadata"))
 
     def set_outport_metadata(self, port_id: str, metadata: dict[str, Any]) -> None:
         port = self._outports[self._need_port(self._outports, port_id, "outport")]
-        port.metadata = _merge_metadata(port.metadata, _metadata(metadata, "$.metadata"))
+        port.metadata = _merge_metadata(port.metadata, self._new_metadata(metadata, "$.metadata"))
 
     def inports(self) -> dict[str, dict[str, Any]]:
         """Exported in-ports: public name -> edge (``nodeId``, ``portName`` = node port, ...)."""
@@ -883,7 +907,7 @@ class Graph:
 
     def set_group_metadata(self, group_id: str, metadata: dict[str, Any]) -> None:
         group = self._need_group(group_id)
-        group.metadata = _merge_metadata(group.metadata, _metadata(metadata, "$.metadata"))
+        group.metadata = _merge_metadata(group.metadata, self._new_metadata(metadata, "$.metadata"))
 
     def groups(self) -> list[dict[str, Any]]:
         """Every group as ``{"id", "nodes", "metadata"}``, in order."""
@@ -895,6 +919,7 @@ class Graph:
         """Merge ``properties`` into the graph's properties (``name`` included)."""
         if not isinstance(properties, dict):
             raise GraphFormatError("properties must be an object", path="$.properties")
+        _bounded(properties, "$.properties", level=2, what="properties")
         self._properties.update(copy.deepcopy(properties))
 
     def properties(self) -> dict[str, Any]:
@@ -965,10 +990,14 @@ class Graph:
         """
         if isinstance(value, (str, bytes, bytearray)):
             try:
-                value = json.loads(value, object_pairs_hook=_pairs_hook)
+                value = loads(value, what="graph JSON", object_pairs_hook=_pairs_hook)
+            except JSONDepthError as exc:
+                raise GraphFormatError(exc.detail, path=exc.path) from None
             except ValueError as exc:
                 raise GraphFormatError(f"not valid JSON: {exc}", path="$") from exc
             _reject_duplicate_keys(value, "$")
+        else:
+            _bounded(value, "$", level=1, what="graph")
         return _GraphReader(value).read()
 
 
@@ -988,7 +1017,8 @@ class _GraphReader:
         cs = doc.get("caseSensitive", False)
         if not isinstance(cs, bool):
             raise GraphFormatError(
-                f"caseSensitive must be true or false, got {cs!r}", path="$.caseSensitive"
+                f"caseSensitive must be true or false, got {reprlib.repr(cs)}",
+                path="$.caseSensitive",
             )
         self.graph = Graph(case_sensitive=cs)
 
@@ -1285,6 +1315,9 @@ def compose_graphs(composition: dict[str, Any]) -> dict[str, Any]:
         raise GraphFormatError(
             f"a composition must be an object, got {_type_name(composition)}", path="$"
         )
+    for key, value in composition.items():
+        if key != "graphs":  # each graph is checked as the document it is
+            _bounded(value, _key_path("$", str(key)), level=2, what="composition")
     graphs = composition.get("graphs")
     if not isinstance(graphs, list) or not graphs:
         raise GraphFormatError("graphs must be a non-empty array of graphs", path="$.graphs")

@@ -31,6 +31,7 @@ from ._errors import (
     OutputLimitError,
     SandboxError,
 )
+from ._jsonread import loads
 from ._messages import Message, as_message
 from .abi._codec import (
     BATCH_HEAD,
@@ -414,7 +415,7 @@ class GuestNodeHost:
                 )
             )
         try:
-            req = json.loads(request.decode("utf-8"))
+            req = loads(request.decode("utf-8"))  # bounded depth (a ValueError)
             method = str(req.get("method", "GET")).upper()
             url = str(req["url"])
             headers = {str(k): str(v) for k, v in dict(req.get("headers") or {}).items()}

@@ -1,13 +1,16 @@
 """Messages: the values that travel along edges.
 
 A :class:`Message` *is* a dict of the JSON shape ``{"type": "Integer", "data": 42}`` (a ``dict``
-subclass), so code written for the JSON form — ``ctx.inputs["in"]["data"]`` — works unchanged and
-printing one shows its JSON. Building one costs about as much as building a small object, and a
+subclass), so code written for the JSON form — ``ctx.inputs["in"]["data"]`` — works unchanged, and
+printing one shows the dict, as ``offbit_reflow``'s plain dicts print (``to_json_string()`` is
+its JSON text). Building one costs about as much as building a small object, and a
 message goes from one Python actor to the next as the same object: no JSON round trip on the
 hot path. Treat messages as immutable: a fan-out hands the same object to every consumer.
 
 ``Message.from_json`` is the validating entry point for anything that did not come from one of
-the typed constructors; it raises :class:`~reflow.MessageError` naming the bad part.
+the typed constructors; it raises :class:`~reflow.MessageError` naming the bad part. Objects
+and arrays nest at most ``MAX_DEPTH`` (200) levels, the message itself and messages inside
+``Any``/``Optional`` counted, so no deep value can make anything downstream recurse too far.
 """
 
 from __future__ import annotations
@@ -15,9 +18,19 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import reprlib
 from typing import Any
 
 from ._errors import MessageError
+from ._jsonread import (
+    MAX_DEPTH,
+    JSONDepthError,
+    check_depth,
+    loads,
+    measure_depth,
+    segment,
+    shorten_path,
+)
 
 __all__ = ["KINDS", "Message", "as_message"]
 
@@ -45,23 +58,71 @@ _NO_DATA = frozenset(("Flow", "Null"))
 _new = dict.__new__
 
 
-def _check_json(value: Any, path: str, depth: int = 0) -> None:
-    """Raise MessageError unless ``value`` is plain JSON data (dict, list, str, number...)."""
-    if depth > 200:
-        raise MessageError("value nests deeper than 200 levels", path=path)
+class _NotJSON(Exception):
+    """Unwinds _plain's recursion, collecting the path of the bad part on the way out."""
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason  # empty: nested past MAX_DEPTH
+        self.segments: list[str] = []
+
+
+def _plain(value: Any, level: int, heights: dict[int, int]) -> int:
+    """The height of ``value`` (0 for a scalar), which sits at ``level``; raises _NotJSON for
+    anything that is not plain JSON data or nests past MAX_DEPTH. A container met again (a
+    value shared by several parents) is checked once."""
     if value is None or isinstance(value, (str, int, float)):
-        return
+        return 0
     if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise MessageError(f"object keys must be strings, got {key!r}", path=path)
-            _check_json(item, f"{path}.{key}", depth + 1)
-        return
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_json(item, f"{path}[{i}]", depth + 1)
-        return
-    raise MessageError(f"{type(value).__name__} is not JSON data", path=path)
+        items: Any = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        raise _NotJSON(f"{type(value).__name__} is not JSON data")
+    known = heights.get(id(value))
+    if known is not None:
+        if level + known - 1 > MAX_DEPTH:
+            raise _NotJSON
+        return known
+    if level > MAX_DEPTH:
+        raise _NotJSON
+    tallest = 0
+    check_keys = isinstance(value, dict)
+    for key, item in items:
+        if check_keys and not isinstance(key, str):
+            raise _NotJSON(f"object keys must be strings, got {reprlib.repr(key)}")
+        if item is None or isinstance(item, (str, int, float)):
+            continue
+        try:
+            tallest = max(tallest, _plain(item, level + 1, heights))
+        except _NotJSON as exc:
+            exc.segments.append(segment(key))
+            raise
+    heights[id(value)] = tallest + 1
+    return tallest + 1
+
+
+def _check_json(value: Any, path: str, level: int) -> None:
+    """Raise MessageError unless ``value`` is plain JSON data (dict, list, str, number...)
+    that, sitting at ``level`` of a message's JSON (the message itself is level 1), nests no
+    deeper than MAX_DEPTH."""
+    try:
+        _plain(value, level, {})
+    except _NotJSON as exc:
+        if exc.reason:
+            raise MessageError(exc.reason, path=path + "".join(exc.segments[::-1])) from None
+        _too_deep(value, path, level)
+
+
+def _too_deep(value: Any, path: str, level: int) -> None:
+    """Raise the MessageError for a ``value`` at ``level`` that nests past MAX_DEPTH."""
+    try:
+        check_depth(value, level=level, path=path, what="message")
+    except JSONDepthError as exc:
+        raise MessageError(str(exc), path=exc.path) from None
+    height = measure_depth(value)  # reached through a Message check_depth does not walk
+    raise MessageError(str(JSONDepthError(
+        depth=None if height is None else height + level - 1, limit=MAX_DEPTH, path=path,
+        what="message", cyclic=height is None)), path=shorten_path(path))
 
 
 def _coerce_bytes(value: Any, path: str) -> bytes:
@@ -88,15 +149,23 @@ def _coerce_bytes(value: Any, path: str) -> bytes:
     )
 
 
-def _validate(kind: str, data: Any, path: str) -> Any:
-    """Check ``data`` against ``kind``; return the stored form (bytes for Bytes)."""
+def _validate(kind: str, data: Any, path: str, level: int = 2) -> Any:
+    """Check ``data`` (at ``level`` of the message's JSON; the message itself is level 1)
+    against ``kind``; return the stored form (bytes for Bytes)."""
     if kind == "Integer":
         if isinstance(data, bool) or not isinstance(data, int):
             raise MessageError(f"Integer data must be an int, got {type(data).__name__}", path=path)
     elif kind == "Float":
         if isinstance(data, bool) or not isinstance(data, (int, float)):
             raise MessageError(f"Float data must be a number, got {type(data).__name__}", path=path)
-        return float(data)
+        try:
+            return float(data)
+        except OverflowError:
+            raise MessageError(
+                f"Float data must fit a 64-bit float, got an integer of "
+                f"{int(data).bit_length()} bits",
+                path=path,
+            ) from None
     elif kind == "Boolean":
         if not isinstance(data, bool):
             raise MessageError(f"Boolean data must be a bool, got {type(data).__name__}", path=path)
@@ -107,21 +176,36 @@ def _validate(kind: str, data: Any, path: str) -> Any:
         if not isinstance(data, dict):
             raise MessageError(f"{kind} data must be an object, got {type(data).__name__}",
                                path=path)
-        _check_json(data, path)
+        _check_json(data, path, level)
     elif kind == "Array":
         if not isinstance(data, (list, tuple)):
             raise MessageError(f"Array data must be a list, got {type(data).__name__}", path=path)
-        _check_json(data, path)
+        _check_json(data, path, level)
         return list(data)
     elif kind == "Bytes":
         return _coerce_bytes(data, path)
     elif kind == "Optional" or kind == "Any":
+        if type(data) is Message:  # built already; only its depth here is new
+            if level > MAX_DEPTH or data.get("type") in _NESTING:
+                _check_message_depth(data, path, level)
+            return data
         if isinstance(data, dict) and isinstance(data.get("type"), str) and data["type"] in _KINDS:
-            return Message.from_json(data, _path=path)
-        _check_json(data, path)
+            return Message.from_json(data, _path=path, _level=level)
+        _check_json(data, path, level)
     elif kind in _NO_DATA and data is not None:
         raise MessageError(f"{kind} carries no data, got {type(data).__name__}", path=path)
     return data
+
+
+_NESTING = frozenset(("Object", "Event", "Array", "Optional", "Any"))
+
+
+def _check_message_depth(msg: Message, path: str, level: int) -> None:
+    """A built message ``msg`` placed at ``level``: refuse it if that takes it past MAX_DEPTH."""
+    try:
+        check_depth(msg, level=level, path=path, what="message")
+    except JSONDepthError as exc:
+        raise MessageError(str(exc), path=exc.path) from None
 
 
 class Message(dict[str, Any]):
@@ -219,16 +303,21 @@ class Message(dict[str, Any]):
         return m
 
     @staticmethod
-    def from_json(value: Any, _path: str = "$") -> Message:
+    def from_json(value: Any, _path: str = "$", _level: int = 1) -> Message:
         """Parse the tagged JSON form (a dict, or a JSON string) and validate it.
 
-        Raises :class:`~reflow.MessageError` naming what is wrong and where.
+        Raises :class:`~reflow.MessageError` naming what is wrong and where; JSON that nests
+        objects and arrays more than 200 levels deep is refused before it is parsed.
         """
         if type(value) is Message:
+            if _level > 1:
+                _check_message_depth(value, _path, _level)
             return value
         if isinstance(value, (str, bytes)):
             try:
-                value = json.loads(value)
+                value = loads(value, what="message JSON")
+            except JSONDepthError as exc:
+                raise MessageError(str(exc), path=exc.path) from None
             except ValueError as exc:
                 raise MessageError(f"not valid JSON: {exc}", path=_path) from exc
         if not isinstance(value, dict):
@@ -237,19 +326,23 @@ class Message(dict[str, Any]):
                 f"got {type(value).__name__}",
                 path=_path,
             )
+        if _level > MAX_DEPTH:
+            _too_deep(value, _path, _level)
         kind = value.get("type")
         if kind is None:
             raise MessageError('a message needs a "type" field', path=f"{_path}.type")
         if not isinstance(kind, str) or (kind not in _KINDS and kind not in _ALIASES):
             raise MessageError(
-                f"unknown message type {kind!r}; expected one of {', '.join(KINDS)}",
+                f"unknown message type {reprlib.repr(kind)}; expected one of {', '.join(KINDS)}",
                 path=f"{_path}.type",
             )
         kind = _ALIASES.get(kind, kind)
         extra = set(value) - {"type", "data"}
         if extra:
+            shown = sorted(reprlib.repr(k) if not isinstance(k, str) else k for k in extra)
+            more = f" (and {len(shown) - 5} more)" if len(shown) > 5 else ""
             raise MessageError(
-                f"unexpected field(s) {', '.join(sorted(extra))}; a message has only "
+                f"unexpected field(s) {', '.join(shown[:5])}{more}; a message has only "
                 f'"type" and "data"',
                 path=_path,
             )
@@ -266,7 +359,8 @@ class Message(dict[str, Any]):
             if kind == "Optional":
                 return Message._make(kind, None)
             raise MessageError(f'a {kind} message needs a "data" field', path=f"{_path}.data")
-        return Message._make(kind, _validate(kind, value.get("data"), f"{_path}.data"))
+        return Message._make(kind, _validate(kind, value.get("data"), f"{_path}.data",
+                                             _level + 1))
 
     @staticmethod
     def from_value(value: Any) -> Message:
@@ -318,6 +412,7 @@ class Message(dict[str, Any]):
         return {"type": kind, "data": data}
 
     def to_json_string(self) -> str:
+        """The message as compact JSON text (what ``from_json`` reads back)."""
         return json.dumps(self.as_json(), separators=(",", ":"))
 
     def _expect(self, kind: str) -> Any:
@@ -348,7 +443,8 @@ class Message(dict[str, Any]):
         return channel.take_reader()
 
     def __repr__(self) -> str:
-        # Prints as its JSON form, like the dicts offbit_reflow hands to actors.
+        # The dict's repr, as the plain dicts offbit_reflow hands to actors print (programs
+        # written for it print the same); to_json_string() is the JSON text.
         return dict.__repr__(self)
 
     def __copy__(self) -> Message:

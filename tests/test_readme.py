@@ -59,6 +59,7 @@ CLAIMS: dict[tuple[str, str], str] = {
     ("python", "class Doubler(Actor)"): "test_quick_start_*",
     ("python", 'net.collect("a", "out")'): "test_collect_and_run",
     ("python", "class Sum(Actor)"): "test_actor_sum_*",
+    ("python", "compose_graphs({"): "test_compose_graphs_snippet",
     ("python", "Stream.create("): "test_streams_*",
     ("python", "from reflow.testing import run_tick"): "test_testing_harness",
     ("c", "acme/doubler"): "test_guest_actor_build_and_run",
@@ -68,8 +69,8 @@ CLAIMS: dict[tuple[str, str], str] = {
     ("sh", "reflow-pack new my-pack"): "test_cli_block",
     ("sh", "reflow-registry serve"): "test_registry_blocks",
     ("python", 'registry="http://127.0.0.1:8700"'): "test_registry_blocks",
-    ("sh", "bench_core.py"): "skipped: a benchmark (minutes); run by hand",
-    ("sh", "bench_wasm.py"): "skipped: a benchmark (minutes); run by hand",
+    ("sh", "tests/bench/run_all.py"): "tests/test_bench_smoke.py runs every benchmark with "
+                                      "--smoke, and run_all.py itself",
 }
 
 
@@ -139,10 +140,12 @@ def test_quick_start_as_written_prints_42() -> None:
 
 
 def test_collect_and_run() -> None:
-    # "Instead of start() + shutdown()": the quick start's network, then this block
-    ns, printed = run_block(QUICK_SETUP + block("python", 'net.collect("a", "out")'))
+    # read in order: the quick start (which shuts its network down), then this block
+    ns, _ = run_block(QUICK_START)
+    ns, printed = run_block(block("python", 'net.collect("a", "out")'), ns)
     try:
         assert printed == "got: {'type': 'Integer', 'data': 42}\n[42] 2 []\n"
+        assert "# [42] 2 []" in block("python", 'net.collect("a", "out")')
         summary = ns["summary"]
         assert summary.ok and summary.node_ticks == {"a": 1, "b": 1}
     finally:
@@ -445,8 +448,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
             out = ws.sh(line.replace(" [--json]", ""))
             assert "my-pack/add" in out and "artifacts:" in out
             line = line.replace("[--json]", "--json")
-        line = line.replace("sign PACK --key KEY",
-                            f"sign {stripped} --key ~/.config/reflow/keys/me")
         out = ws.sh(line)
         if line.startswith("reflow-pack verify"):
             assert out.startswith("OK my-pack 0.1.0: signed by"), out
@@ -545,3 +546,78 @@ def test_registry_blocks(workspace: Workspace) -> None:
     # "later: works offline": the server is gone, the cache answers
     out = ws.python(check, fresh)
     assert "my-pack/add" in out
+
+
+# -- Messages and graphs -----------------------------------------------------------------------
+
+
+def test_messages_print_as_the_readme_says() -> None:
+    msg = Message.integer(42)
+    shown, text = "{'type': 'Integer', 'data': 42}", '{"type":"Integer","data":42}'
+    assert str(msg) == repr(msg) == shown
+    assert msg.to_json_string() == text
+    section = README[README.index("### Messages"):README.index("### Actors")]
+    assert f"`print(msg)` shows the dict,\n`{shown}`" in section
+    assert f"`msg.to_json_string()` is its JSON text, `{text}`" in section
+    assert "prints as its JSON" not in README
+
+
+def test_compose_graphs_snippet() -> None:
+    code = block("python", "compose_graphs({")
+    ns, printed = run_block(code)
+    assert printed == "['left/times', 'right/show']\n[42]\n"
+    for line in printed.splitlines():  # each printed line is the comment beside its print
+        assert f"# {line}" in code
+    assert ns["merged"]["properties"] == {"name": "both"}
+
+
+def test_json_depth_limit_is_documented_as_enforced() -> None:
+    with pytest.raises(reflow.MessageError, match="deeper than 200"):
+        Message.from_json("[" * 201)
+    with pytest.raises(reflow.GraphFormatError, match="deeper than 200"):
+        reflow.Graph.from_json("[" * 201)
+    assert "nest at most 200 levels deep" in README
+    assert "nests at most 200\nlevels deep" in README
+
+
+# -- Read in order, as a new user does ---------------------------------------------------------
+
+
+def _at(lang: str, marker: str) -> int:
+    code = block(lang, marker)
+    return README.index(f"```{lang}\n{code}")
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "why"),
+    [
+        (("python", "class Doubler(Actor)"), ("python", 'net.collect("a", "out")'),
+         "uses Doubler and Log"),
+        (("python", "class Doubler(Actor)"), ("python", "from reflow.testing import run_tick"),
+         "uses Doubler"),
+        (("c", "acme/doubler"), ("python", "build_guest("), "builds doubler.c"),
+        (("python", "build_guest("), ("python", "default_engine().load("), "uses built"),
+        (("sh", "reflow-pack new my-pack"), ("python", 'reflow.load_pack("dist/'),
+         "loads the pack the CLI builds"),
+        (("sh", "reflow-pack new my-pack"), ("sh", "reflow-registry serve"),
+         "publishes the pack and key the CLI made"),
+        (("sh", "reflow-registry serve"), ("python", 'registry="http://127.0.0.1:8700"'),
+         "installs from the registry"),
+    ],
+)
+def test_blocks_come_after_what_they_use(first: tuple[str, str], then: tuple[str, str],
+                                         why: str) -> None:
+    assert _at(*first) < _at(*then), f"{then} {why}, so it must come after {first}"
+
+
+def test_building_says_it_needs_the_build_extra() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    extras = pyproject[pyproject.index("[project.optional-dependencies]"):]
+    build_extra = extras[extras.index("build = ["):]
+    assert "ziglang" in build_extra[:build_extra.index("]")]
+    first_build = _at("python", "build_guest(")
+    said = README.index('pip install "reflow[build]"')
+    assert said < first_build, "the [build] extra must be named before the first build"
+    assert "cannot build them" in README[said:first_build]
+    cli = _at("sh", "reflow-pack new my-pack")
+    assert "needs the `build`\nextra" in README[first_build:cli]

@@ -16,6 +16,7 @@ from typing import Any
 
 from .._actor import ActorContext
 from .._errors import ActorError
+from .._jsonread import loads
 from .._messages import Message
 from ._base import (
     MISSING,
@@ -77,7 +78,7 @@ class JsonParse(LibraryActor):
         else:
             text = input_text(ctx, "in")
         try:
-            value = json.loads(text)
+            value = loads(text)  # nesting past the depth limit is a ValueError too
         except ValueError as exc:
             raise ActorError(f"in-port 'in': not valid JSON: {exc}") from exc
         ctx.done({"out": to_message(value)})

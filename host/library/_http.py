@@ -8,13 +8,13 @@ connection refused, an error status).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 
 from .._actor import ActorContext
 from .._errors import ActorError
+from .._jsonread import loads
 from .._messages import Message
 from ._base import LibraryActor, config_bool, config_int, config_number, config_str
 
@@ -169,7 +169,7 @@ class HttpRequest(LibraryActor):
         parsed = None
         if "json" in response.headers.get("content-type", ""):
             try:
-                parsed = json.loads(text)
+                parsed = loads(text)  # too deep: kept as text, like bad JSON
             except ValueError:
                 parsed = None
         ctx.done({

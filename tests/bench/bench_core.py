@@ -1,6 +1,7 @@
 """Runtime core benchmarks: items/s and hops/s of pure-Python actor graphs.
 
-Run: ``python tests/bench/bench_core.py`` (add ``--n 200000`` for a quicker run).
+Run: ``python tests/bench/bench_core.py`` (add ``--n 200000`` for a quicker run; ``--smoke``
+runs every case on a few thousand packets, only to show they all still work).
 
 Each case prints its throughput and the ratio to a baseline measured in the same process: a
 bare Python loop that calls the same ``run`` functions per item through a minimal context.
@@ -11,8 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import sys
 import time
 from typing import Any
+
+from _ratios import print_ratios
 
 from reflow import Actor, Message, Network
 
@@ -201,11 +205,15 @@ def best(fn: Any, *args: Any, repeat: int = 3) -> float:
     return max(results)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=1_000_000, help="packets per case")
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, one repeat: checks the cases run, measures nothing")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.n, args.repeat = 4000, 1
     n = args.n
     base = best(bare_chain, n, repeat=args.repeat)
     print(f"bare loop, 3 run() calls/item : {base:12,.0f} items/s  {3 * base:12,.0f} calls/s")
@@ -224,7 +232,15 @@ def main() -> None:
     arate = best(async_chain, m, repeat=args.repeat)
     print(f"async actor chain              : {arate:12,.0f} items/s  ratio to bare async "
           f"loop {arate / abase:.2f}")
+    print_ratios([
+        ("chain, capacity 64 / bare loop", rate / base),
+        ("chain, capacity 1 / bare loop", rate1 / base),
+        ("chain, events subscribed / bare loop", traced / base),
+        ("fan-out/fan-in / bare loop", fan / base),
+        ("async chain / bare async loop", arate / abase),
+    ])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """Registry benchmarks: download throughput of a 20 MB pack against static file servers
 serving the same bytes in the same run, and publish latency.
 
-Run: ``python tests/bench/bench_registry.py`` (``--size-mb 5 --repeat 3`` for a quicker run).
+Run: ``python tests/bench/bench_registry.py`` (``--size-mb 5 --repeat 3`` for a quicker run;
+``--smoke``: a 1 MB pack, one download each, only to show it all still works).
 
 Baselines, measured in the same run on 127.0.0.1: uvicorn + Starlette ``StaticFiles`` (the
 same server stack without the registry's auth, index lookup and headers) and
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _ratios import print_ratios
 
 from reflow.abi._bundle import artifact_entry, build_bundle
 from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
@@ -88,11 +90,15 @@ def throughput(url: str, size: int, repeat: int, headers: dict[str, str] | None 
     return statistics.median(rates)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mb", type=float, default=20)
     ap.add_argument("--repeat", type=int, default=5)
-    opts = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true",
+                    help="a 1 MB pack, one download each: checks it runs, measures nothing")
+    opts = ap.parse_args(argv)
+    if opts.smoke:
+        opts.size_mb, opts.repeat = 1, 1
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="reflow-bench-registry-") as tmp:
         root = Path(tmp)
@@ -154,7 +160,10 @@ def main() -> None:
     print("publish latency (verify, slim variants, fsync, index commit):")
     print(f"  {mb:.1f} MB pack             {big_ms:8.1f} ms")
     print(f"  20 KB pack (median of {len(small)})  {statistics.median(small):8.1f} ms")
+    print_ratios([("registry download / uvicorn StaticFiles", rate_reg / rate_static),
+                  ("registry download / python -m http.server", rate_reg / rate_http)])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

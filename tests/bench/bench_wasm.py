@@ -1,6 +1,7 @@
 """Benchmarks of the sandboxed (wasmtime) and native (ctypes) engines.
 
-Run: ``python tests/bench/bench_wasm.py [--quick]``. Every number is printed as a ratio against
+Run: ``python tests/bench/bench_wasm.py [--quick | --smoke]`` (``--smoke``: a few hundred ticks,
+one sample each, only to show every case still works). Every number is printed as a ratio against
 a baseline measured in the same run; nothing here asserts an absolute time.
 
 What is measured as "engine tick" is the real per-tick path of a node in a ``Network``, with
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
+from _ratios import print_ratios
 
 from reflow import Message, Network
 from reflow import _wasm_fastcall as fastcall
@@ -141,13 +143,16 @@ def network_node(template: Actor) -> Network:
     return net
 
 
-def paired(samplers: dict[str, Sampler], repeats: int = 9) -> dict[str, float]:
+REPEATS = 9  # samples per sampler in paired(); --smoke takes 1
+
+
+def paired(samplers: dict[str, Sampler], repeats: int | None = None) -> dict[str, float]:
     """Median seconds per operation of each sampler. The samplers take turns within every
     repeat, so a burst of load from other processes hits a tick and its baseline alike."""
     samples: dict[str, list[float]] = {name: [] for name in samplers}
     for fn in samplers.values():
         fn()  # warm up
-    for _ in range(repeats):
+    for _ in range(REPEATS if repeats is None else repeats):
         for name, fn in samplers.items():
             samples[name].append(fn())
     return {name: statistics.median(v) for name, v in samples.items()}
@@ -248,7 +253,8 @@ def bench_wasm_ticks(guests: dict[str, Path], n: int) -> list[tuple[str, float]]
             "batched": batched_ticks(net, "n", inputs, n),
             "raw": calls(fast, n),
             "same": calls(same_guest(raw_node, frame), n),
-            "same_batched": calls(same_guest_batched(raw_batch_node, frame), n // WORKER_BATCH),
+            "same_batched": calls(same_guest_batched(raw_batch_node, frame),
+                                  max(n // WORKER_BATCH, 1)),
             "public": calls(public, max(n // 20, 50)),
         })
         tick, batched, raw, same = t["tick"], t["batched"], t["raw"], t["same"]
@@ -307,7 +313,7 @@ def bench_native(native: dict[str, Path], n: int) -> list[tuple[str, float]]:
         "tick": ticks(net, "n", inputs, n),
         "batched": batched_ticks(net, "n", inputs, n),
         "bare": calls(bare, n),
-        "bare_batch": calls(bare_batch, n // WORKER_BATCH),
+        "bare_batch": calls(bare_batch, max(n // WORKER_BATCH, 1)),
     })
     net.shutdown()
     node.close()
@@ -375,7 +381,7 @@ def _control_speedup() -> float:
     return (2 / (time.perf_counter() - t0)) / one
 
 
-def bench_parallel(ticks: int, iterations: int) -> list[tuple[str, float]]:
+def bench_parallel(ticks: int, iterations: int, samples: int = 3) -> list[tuple[str, float]]:
     eng = WasmEngine(cache_dir=False)
     actor = eng.load(busy_module(iterations)).actor()
 
@@ -394,8 +400,8 @@ def bench_parallel(ticks: int, iterations: int) -> list[tuple[str, float]]:
         return nodes * ticks / elapsed
 
     run(1)  # warm up the worker pool and the code
-    one = statistics.median(run(1) for _ in range(3))
-    two = statistics.median(run(2) for _ in range(3))
+    one = statistics.median(run(1) for _ in range(samples))
+    two = statistics.median(run(2) for _ in range(samples))
     control = _control_speedup()
     print("2 CPU-bound WASM nodes in parallel vs 1 (Network, worker pool):")
     print(f"  1 node : {one:8.1f} ticks/s")
@@ -406,9 +412,19 @@ def bench_parallel(ticks: int, iterations: int) -> list[tuple[str, float]]:
     return [("2 nodes / 1 node throughput", two / one)]
 
 
-def main(argv: list[str]) -> int:
-    quick = "--quick" in argv
-    n = 2000 if quick else 20000
+def main(argv: list[str] | None = None) -> int:
+    global REPEATS
+    args = sys.argv[1:] if argv is None else argv
+    unknown = set(args) - {"--quick", "--smoke"}
+    if unknown:
+        print(f"usage: bench_wasm.py [--quick | --smoke]; unknown: {' '.join(sorted(unknown))}",
+              file=sys.stderr)
+        return 2
+    smoke = "--smoke" in args
+    quick = "--quick" in args
+    n = 200 if smoke else 2000 if quick else 20000
+    if smoke:
+        REPEATS = 1
     with tempfile.TemporaryDirectory() as tmp:
         guests = {
             name: build_guest([SDK_DIR / "examples" / f"{name}.c"], tmp, name=name)["wasm32"]
@@ -424,14 +440,15 @@ def main(argv: list[str]) -> int:
                 )[target]
             }
             rows += bench_native(native, n)
-        rows += bench_parallel(
-            ticks=10 if quick else 40, iterations=2_000_000 if quick else 10_000_000
-        )
-    print("summary:")
-    for name, ratio in rows:
-        print(f"  {name:42s} {ratio:6.2f}x")
+        if smoke:
+            rows += bench_parallel(ticks=2, iterations=200_000, samples=1)
+        else:
+            rows += bench_parallel(
+                ticks=10 if quick else 40, iterations=2_000_000 if quick else 10_000_000
+            )
+    print_ratios(rows)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
