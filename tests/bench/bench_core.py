@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import gc
 import sys
+import threading
 import time
 from typing import Any
 
@@ -197,6 +198,62 @@ def bare_async(n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def drained_chain(n: int, kinds: Any = None) -> float:
+    """The chain while a reader thread takes every event (of ``kinds``) as it comes, in
+    batches: the reader's own cost counts, since it shares the GIL with the graph."""
+    net = Network()
+    stream = net.events(maxlen=1 << 20, kinds=kinds)
+    sink = Sink()
+    net.register_actor("src", Source(n))
+    net.register_actor("inc", Inc())
+    net.register_actor("sink", sink)
+    for node, tpl in [("s", "src"), ("a", "inc"), ("b", "inc"), ("c", "sink")]:
+        net.add_node(node, tpl)
+    net.add_connection("s", "out", "a", "in")
+    net.add_connection("a", "out", "b", "in")
+    net.add_connection("b", "out", "c", "in")
+    got = [0]
+    finished = threading.Event()
+
+    def reader() -> None:
+        while True:
+            events = stream.recv_batch(4096, timeout_ms=20)
+            got[0] += len(events)
+            if not events and finished.is_set():
+                return
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    t0 = time.perf_counter()
+    net.run()
+    finished.set()
+    thread.join()
+    dt = time.perf_counter() - t0
+    net.shutdown()
+    assert sink.count == n and stream.lost == 0 and got[0] > 0
+    return n / dt
+
+
+def build_chain(n: int) -> tuple[float, float]:
+    """Seconds to build an ``n``-node chain, and bytes of RSS per idle node."""
+    import psutil
+
+    gc.collect()
+    rss0 = psutil.Process().memory_info().rss
+    t0 = time.perf_counter()
+    net = Network()
+    net.register_actor("inc", Inc())
+    net.add_node("n0", "inc")
+    for i in range(1, n):
+        net.add_node(f"n{i}", "inc")
+        net.add_connection(f"n{i - 1}", "out", f"n{i}", "in")
+    dt = time.perf_counter() - t0
+    gc.collect()
+    per_node = (psutil.Process().memory_info().rss - rss0) / n
+    net.shutdown()
+    return dt, per_node
+
+
 def best(fn: Any, *args: Any, repeat: int = 3) -> float:
     results = []
     for _ in range(repeat):
@@ -232,12 +289,27 @@ def main(argv: list[str] | None = None) -> int:
     arate = best(async_chain, m, repeat=args.repeat)
     print(f"async actor chain              : {arate:12,.0f} items/s  ratio to bare async "
           f"loop {arate / abase:.2f}")
+    drained = best(drained_chain, n // 4, repeat=1)
+    print(f"same chain, a thread reads all : {drained:12,.0f} items/s  ratio {drained / base:.2f}")
+    done_only = best(drained_chain, n // 4, ["ActorCompleted", "ActorFailed"], repeat=1)
+    print(f"  ... reads only tick results  : {done_only:12,.0f} items/s  "
+          f"ratio {done_only / base:.2f}")
+    small, big = max(n // 100, 1000), max(n // 10, 10000)
+    t_small, _ = build_chain(small)  # too small for RSS to show (freed memory is reused)
+    t_big, per_big = build_chain(big)
+    print(f"build a {small:,}-node chain     : {t_small * 1000:8.1f} ms")
+    print(f"build a {big:,}-node chain    : {t_big * 1000:8.1f} ms  "
+          f"{per_big / 1024:.2f} KiB RSS per idle node")
     print_ratios([
         ("chain, capacity 64 / bare loop", rate / base),
         ("chain, capacity 1 / bare loop", rate1 / base),
         ("chain, events subscribed / bare loop", traced / base),
         ("fan-out/fan-in / bare loop", fan / base),
         ("async chain / bare async loop", arate / abase),
+        ("chain, a thread reading every event / bare loop", drained / base),
+        ("chain, a thread reading tick results / bare loop", done_only / base),
+        # 1.0 is linear in nodes; a build that slows as the graph grows shows above 1
+        (f"build time per node, {big:,} / {small:,} nodes", (t_big / big) / (t_small / small)),
     ])
     return 0
 
