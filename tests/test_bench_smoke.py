@@ -30,6 +30,9 @@ RATIOS: dict[str, list[str]] = {
         "chain, events subscribed / bare loop",
         "fan-out/fan-in / bare loop",
         "async chain / bare async loop",
+        "chain, a thread reading every event / bare loop",
+        "chain, a thread reading tick results / bare loop",
+        "build time per node, 10,000 / 1,000 nodes",
     ],
     "bench_packs": [
         "stripped size / full size",
