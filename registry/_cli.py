@@ -105,13 +105,15 @@ _POSITIVE = click.IntRange(min=1)
               help="Seconds an idle connection stays open.")
 @click.option("--max-connections", default=512, show_default=True, type=_POSITIVE,
               help="Open connections at once (more: 503).")
+@click.option("--backlog", default=128, show_default=True, type=_POSITIVE,
+              help="Listen queue, and connections accepted per turn of the event loop.")
 @click.option("--max-uploads", default=16, show_default=True, type=_POSITIVE,
               help="Publishes in progress at once (more: 503 with Retry-After).")
 @click.option("--max-builds", default=2, show_default=True, type=_POSITIVE,
               help="Publishes building slim variants at once (~64 MiB each; more wait).")
 def serve(data: Path, host: str, port: int, max_upload: str, private: bool,
           log_level: str, header_timeout: float, body_timeout: str, min_body_rate: str,
-          keep_alive: float, max_connections: int, max_uploads: int,
+          keep_alive: float, max_connections: int, backlog: int, max_uploads: int,
           max_builds: int) -> None:
     """Serve the registry in DATA over HTTP (uvicorn)."""
     from ._app import RegistryConfig, create_app
@@ -123,7 +125,7 @@ def serve(data: Path, host: str, port: int, max_upload: str, private: bool,
                             max_uploads=max_uploads, max_builds=max_builds,
                             body_timeout=_seconds(body_timeout), min_body_rate=rate or None)
     limits = ServerLimits(header_timeout=header_timeout, keep_alive=keep_alive,
-                          max_connections=max_connections)
+                          max_connections=max_connections, backlog=backlog)
     storage = LocalStorage(data)
     temps, blobs = storage.collect_garbage()
     if temps or blobs:

@@ -11,7 +11,10 @@ adds both bounds to uvicorn's h11 protocol (a subclass; the ``http=`` setting of
   (or after the connection opened): else ``408 request_timeout`` if part of one came, or a
   silent close if nothing did;
 - at most ``max_connections`` connections are open at once: one more is answered ``503
-  too_many_connections`` with ``Retry-After`` and closed at once.
+  too_many_connections`` with ``Retry-After`` and closed at once. asyncio accepts up to
+  ``backlog`` connections per turn of the event loop before it gets to refuse them, so the
+  process holds ``max_connections`` client sockets plus a few ``backlog`` batches at worst,
+  however many clients knock.
 
 Request bodies are timed by the app itself (:class:`RegistryConfig` ``body_timeout`` and
 ``min_body_rate``: 408), and concurrent publishes capped there (``max_uploads``: 503), so
@@ -36,15 +39,18 @@ __all__ = ["ServerLimits", "protocol_class", "serve", "server_config"]
 @dataclass(frozen=True)
 class ServerLimits:
     """Connection-level limits (see the module docstring). ``keep_alive``: seconds an idle
-    connection stays open between requests; ``max_head``: bytes a request head may take."""
+    connection stays open between requests; ``max_head``: bytes a request head may take;
+    ``backlog``: the listen queue (also how many connections asyncio accepts at once)."""
 
     header_timeout: float = 10.0
     keep_alive: float = 5.0
     max_connections: int = 512
     max_head: int = 16 << 10
+    backlog: int = 128
 
     def __post_init__(self) -> None:
-        for name in ("header_timeout", "keep_alive", "max_connections", "max_head"):
+        for name in ("header_timeout", "keep_alive", "max_connections", "max_head",
+                     "backlog"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"ServerLimits.{name} must be a positive number, not "
@@ -136,7 +142,7 @@ def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 8700,
         app, host=host, port=port, log_level=log_level, access_log=False,
         http=protocol_class(limits), ws="none",
         timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]  # a float works
-        h11_max_incomplete_event_size=limits.max_head,
+        h11_max_incomplete_event_size=limits.max_head, backlog=int(limits.backlog),
     )
 
 
