@@ -455,3 +455,224 @@ def artifact_entry(entry: str, triple: str, kind: str, path: str, data: bytes) -
 def file_entry(path: str, data: bytes) -> PackFile:
     """The manifest's :class:`PackFile` record for ``data`` stored at ``path``."""
     return PackFile(path=path, sha256=sha256_hex(data), size=len(data))
+
+
+# -- streaming (bounded memory) --------------------------------------------------------------
+#
+# The registry checks and re-packs uploads of up to a gigabyte. These helpers apply the same
+# rules as ``read_bundle`` while holding at most one chunk of any artifact: member bytes are
+# hashed (and, when copying, compressed) as they come out of the zstd stream.
+
+_STREAM_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class BundleScan:
+    """What :func:`scan_bundle` found: a :class:`Bundle` without the member bytes. Every
+    member in ``present`` (file order) matched the manifest's sha256 and size."""
+
+    manifest: PackManifest
+    manifest_bytes: bytes
+    signature_bytes: bytes | None
+    signatures: list[Signature]
+    present: tuple[str, ...]
+    source: str = ""
+    compressed_size: int = 0
+
+    def present_triples(self) -> tuple[str, ...]:
+        """Triples with at least one artifact present (portable first)."""
+        got = {a.triple for a in self.manifest.artifacts if a.path in self.present}
+        return tuple(t for t in self.manifest.triples() if t in got)
+
+    def is_stripped(self) -> bool:
+        return any(a.path not in self.present for a in self.manifest.artifacts)
+
+
+class _MemberStream:
+    """The members of a pack, in file order, with ``read_bundle``'s checks: :meth:`members` gives
+    ``(name, size, chunks)``; the manifest and signature come whole (and are kept on the
+    object), every other member as chunks of at most ``_STREAM_CHUNK`` bytes whose sha256 and
+    size are checked once its last chunk is out. Chunks a consumer leaves unread are still
+    read (and checked) before the next member."""
+
+    def __init__(self, fh: IO[bytes], compressed: int, label: str, limits: BundleLimits) -> None:
+        if fh.read(4) != b"\x28\xb5\x2f\xfd":
+            raise PackFormatError(f"{label} is not a .rflpack (no zstd frame at the start)",
+                                  pack=label)
+        fh.seek(0)
+        self._r = _Reader(fh, compressed, limits, label)
+        self._label = label
+        self._limits = limits
+        self.manifest: PackManifest | None = None
+        self.manifest_bytes = b""
+        self.signature_bytes: bytes | None = None
+
+    def members(self) -> Iterable[tuple[str, int, Iterable[bytes]]]:
+        r, label, limits = self._r, self._label, self._limits
+        seen: set[str] = set()
+        expected: dict[str, str] = {}
+        sizes: dict[str, int] = {}
+        index = 0
+        while True:
+            head = r.read(_BLOCK)
+            if len(head) == 0 and self.manifest is not None:
+                break  # tolerate a missing end-of-archive marker after complete members
+            if len(head) != _BLOCK:
+                raise PackFormatError(f"{label}: truncated tar header", pack=label)
+            parsed = _parse_header(head, label)
+            if parsed is None:
+                break
+            name, size = parsed
+            if name in seen:
+                raise UnsafeArchiveError(f"{label}: member {name!r} appears twice", pack=label,
+                                         member=name)
+            seen.add(name)
+            if index >= limits.max_members:
+                raise UnsafeArchiveError(f"{label}: more than {limits.max_members} members",
+                                         pack=label)
+            if index == 0 and name != MANIFEST_NAME:
+                raise PackFormatError(f"{label}: the first member must be {MANIFEST_NAME}, "
+                                      f"found {name!r}", pack=label, member=name)
+            if name == MANIFEST_NAME:
+                cap = limits.max_manifest
+            elif name == SIGNATURE_NAME:
+                if index != 1:
+                    raise PackFormatError(f"{label}: {SIGNATURE_NAME} must directly follow "
+                                          f"{MANIFEST_NAME}", pack=label, member=name)
+                cap = limits.max_signature
+            else:
+                if name not in expected:
+                    raise UnsafeArchiveError(
+                        f"{label}: member {name!r} is not listed in the manifest", pack=label,
+                        member=name,
+                    )
+                cap = min(limits.max_member, sizes[name])
+            if size > cap:
+                what = "the manifest" if name == MANIFEST_NAME else f"member {name!r}"
+                raise UnsafeArchiveError(
+                    f"{label}: {what} declares {size} bytes, over its limit of {cap}",
+                    pack=label, member=name,
+                )
+            index += 1
+            if name in (MANIFEST_NAME, SIGNATURE_NAME):
+                data = r.exact(size, name)
+                r.exact(-size % _BLOCK, name)
+                if name == MANIFEST_NAME:
+                    self.manifest_bytes = data
+                    self.manifest = _with_pack(parse_manifest, data, label)
+                    expected, sizes = self.manifest.members(), self.manifest.sizes()
+                else:
+                    self.signature_bytes = data
+                yield name, size, iter((data,))
+                continue
+            assert self.manifest is not None
+            chunks = self._chunks(name, size, expected[name], sizes[name])
+            yield name, size, chunks
+            for _ in chunks:
+                pass
+
+    def _chunks(self, name: str, size: int, sha: str, want: int) -> Iterable[bytes]:
+        assert self.manifest is not None
+        pack = self.manifest.name
+        if size != want:
+            raise PackIntegrityError(
+                f"{pack}: {name} is {size} bytes but the manifest says {want}",
+                pack=pack, file=name, expected=str(want), actual=str(size),
+            )
+        digest = hashlib.sha256()
+        left = size
+        while left:
+            chunk = self._r.exact(min(left, _STREAM_CHUNK), name)
+            digest.update(chunk)
+            left -= len(chunk)
+            yield chunk
+        self._r.exact(-size % _BLOCK, name)
+        actual = digest.hexdigest()
+        if actual != sha:
+            raise PackIntegrityError(
+                f"{pack}: {name} does not match the manifest: sha256 expected {sha}, got "
+                f"{actual}", pack=pack, file=name, expected=sha, actual=actual,
+            )
+
+
+def _open_pack(source: str | os.PathLike[str]) -> tuple[IO[bytes], int, str]:
+    path = Path(source)
+    try:
+        fh = path.open("rb")
+        return fh, os.fstat(fh.fileno()).st_size, path.name
+    except OSError as exc:
+        raise PackFormatError(f"cannot read {path}: {exc.strerror}", pack=path.name) from exc
+
+
+def scan_bundle(source: str | os.PathLike[str], *, limits: BundleLimits | None = None
+                ) -> BundleScan:
+    """Check a pack file exactly as :func:`read_bundle` does, in memory bounded by the
+    manifest, the signature and one chunk, whatever the pack's size."""
+    fh, compressed, label = _open_pack(source)
+    present: list[str] = []
+    with fh:
+        try:
+            members = _MemberStream(fh, compressed, label, limits or BundleLimits())
+            for name, _, chunks in members.members():
+                for _ in chunks:
+                    pass
+                if name not in (MANIFEST_NAME, SIGNATURE_NAME):
+                    present.append(name)
+        except OSError as exc:
+            raise PackFormatError(f"cannot read {source}: {exc.strerror}", pack=label) from exc
+    if members.manifest is None:
+        raise PackFormatError(f"{label}: empty archive, no {MANIFEST_NAME}", pack=label)
+    sigs = (_with_pack(parse_signatures, members.signature_bytes, label)
+            if members.signature_bytes else [])
+    return BundleScan(members.manifest, members.manifest_bytes, members.signature_bytes, sigs,
+                      tuple(present), label, compressed)
+
+
+def stream_bundle(source: str | os.PathLike[str], scan: BundleScan, keep: Iterable[str], *,
+                  limits: BundleLimits | None = None) -> Iterable[bytes]:
+    """The bytes of a pack with ``scan``'s manifest and signature and only the members of
+    ``source`` named in ``keep`` (each must be present), in ``source``'s order, as compressed
+    chunks. ``scan`` is :func:`scan_bundle` of ``source``; members are checked again as they
+    are copied, and memory stays bounded as for :func:`scan_bundle`. The same source and
+    ``keep`` always give the same bytes. They hold what :func:`strip_bundle` keeps, but the
+    zstd frame is written as a stream, so it need not equal ``write_bundle``'s one-shot
+    frame byte for byte."""
+    wanted = set(keep)
+    missing = sorted(wanted - set(scan.present))
+    if missing:
+        raise PackFormatError(f"{scan.source}: cannot keep {missing[0]!r}: the pack does not "
+                              "carry it", pack=scan.source, member=missing[0])
+    sizes = scan.manifest.sizes()
+    lengths = [len(scan.manifest_bytes)]
+    if scan.signature_bytes is not None:
+        lengths.append(len(scan.signature_bytes))
+    lengths += [sizes[p] for p in wanted]
+    total = 2 * _BLOCK + sum(_BLOCK + n + (-n % _BLOCK) for n in lengths)
+    z = zstandard.ZstdCompressor(
+        level=COMPRESSION_LEVEL, write_checksum=True, write_content_size=True, threads=0
+    ).compressobj(size=total)
+    fh, compressed, label = _open_pack(source)
+    with fh:
+        members = _MemberStream(fh, compressed, label, limits or BundleLimits())
+        copied: set[str] = set()
+        for name, size, chunks in members.members():
+            if name == MANIFEST_NAME and members.manifest_bytes != scan.manifest_bytes:
+                raise PackFormatError(f"{label}: the manifest changed since it was checked",
+                                      pack=label)
+            if name not in (MANIFEST_NAME, SIGNATURE_NAME) and name not in wanted:
+                continue
+            out = z.compress(_header(name, size))
+            for chunk in chunks:
+                out += z.compress(chunk)
+                if out:
+                    yield out
+                    out = b""
+            out += z.compress(b"\x00" * (-size % _BLOCK))
+            if out:
+                yield out
+            copied.add(name)
+        if (members.signature_bytes != scan.signature_bytes
+                or copied - {MANIFEST_NAME, SIGNATURE_NAME} != wanted):
+            raise PackFormatError(f"{label}: the pack changed since it was checked",
+                                  pack=label)
+    yield z.compress(b"\x00" * (2 * _BLOCK)) + z.flush()

@@ -8,7 +8,15 @@ Publishing streams the body into a temp blob (counting bytes against the upload 
 ``too_large``), then, in a worker thread, verifies the pack exactly as ``load_pack`` would —
 container and member hashes, manifest name and version against the URL, ABI version, the
 signature against the namespace's registered keys — builds the slim per-triple variants,
-commits every blob (fsync, rename) and only then commits the index row.
+commits every blob (fsync, rename) and only then commits the index row. Checking and
+re-packing stream from the temp file (``scan_bundle``, ``stream_bundle``), so a publish holds
+about one zstd context and a few chunks in memory whatever the pack's size.
+
+Slow or greedy clients are bounded here too: a request body must keep arriving
+(:class:`RegistryConfig` ``body_timeout``, ``min_body_rate``: else ``408 request_timeout``),
+at most ``max_uploads`` publishes run at once (else ``503 too_many_uploads`` with
+``Retry-After``) and at most ``max_builds`` of them build variants at once. Timeouts on
+request heads and the connection cap live in the server (``_serve``).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -28,10 +36,11 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import (
     ABIVersionError,
@@ -40,7 +49,7 @@ from .._errors import (
     PackSignatureError,
     UntrustedKeyError,
 )
-from ..abi._bundle import Bundle, read_bundle, strip_bundle, write_bundle
+from ..abi._bundle import BundleScan, scan_bundle, stream_bundle
 from ..abi._manifest import PORTABLE_TRIPLE
 from ..abi._signing import key_id as key_id_of
 from ..abi._signing import load_public_key, public_key_pem, verify_manifest
@@ -53,6 +62,7 @@ from ._storage import (
     BlobUpload,
     Storage,
     StorageConflict,
+    StorageFull,
     VariantRecord,
     VersionConflict,
     VersionRecord,
@@ -80,10 +90,37 @@ class APIError(Exception):
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    """Server settings. ``max_upload``: largest accepted pack in bytes."""
+    """Server settings.
+
+    ``max_upload``: largest accepted pack in bytes. ``max_uploads``: publishes that may
+    receive or process a body at once (more: 503 with ``Retry-After: retry_after``).
+    ``max_builds``: publishes that may build slim variants at once (each holds a zstd
+    context of about 64 MiB; the others wait). ``body_timeout``: longest wait in seconds for
+    the next piece of any request body; ``min_body_rate``: bytes per second a body must
+    average once ``body_timeout`` seconds of grace are used up (each byte buys
+    ``1 / min_body_rate`` seconds). A body that falls behind is ``408 request_timeout``.
+    ``None`` turns a bound off.
+    """
 
     max_upload: int = 256 << 20
     anonymous_read: bool = True
+    max_uploads: int = 16
+    max_builds: int = 2
+    body_timeout: float | None = 30.0
+    min_body_rate: int | None = 16 << 10
+    retry_after: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload", "max_uploads", "max_builds", "retry_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"RegistryConfig.{name} must be a positive integer, not "
+                                 f"{value!r}")
+        for name in ("body_timeout", "min_body_rate"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not value > 0):
+                raise ValueError(f"RegistryConfig.{name} must be positive or None, not "
+                                 f"{value!r}")
 
 
 @dataclass
@@ -94,6 +131,12 @@ class _Registry:
     #: Held from the "not published elsewhere" check to the index commit (publishes run in
     #: worker threads), so two namespaces cannot both take the same un-namespaced manifest.
     publish_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Publishes receiving or processing a body now (only the event loop thread counts).
+    uploads: int = 0
+    builds: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.builds = threading.BoundedSemaphore(self.config.max_builds)
 
 
 def _reg(request: Request) -> _Registry:
@@ -112,6 +155,11 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if exc.code == "bad_range" and "size" in exc.extra:
         headers = {"Content-Range": f"bytes */{exc.extra['size']}"}
+    if exc.status == 503 and "retry_after" in exc.extra:
+        headers = {"Retry-After": str(exc.extra["retry_after"])}
+    if exc.status == 408:
+        # The rest of a slow body is not worth waiting for: uvicorn closes after this.
+        headers = {"Connection": "close"}
     return _error(exc.status, exc.code, str(exc), headers, **exc.extra)
 
 
@@ -129,6 +177,63 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 async def _internal(request: Request, exc: Exception) -> Response:
     return _error(500, "internal", f"internal error: {type(exc).__name__}")
+
+
+class _BodyDeadline:
+    """ASGI middleware: a request body must keep arriving. Each ``receive()`` while the body
+    is incomplete waits at most ``timeout`` seconds, and never past ``start + timeout +
+    received / min_rate`` (``start``: the first ``receive()``); past that the endpoint gets
+    ``408 request_timeout`` raised from ``receive()``, so an upload cleans up as for any
+    other error. Once the body is complete, ``receive()`` is passed through untimed (a
+    download waits on it for the disconnect)."""
+
+    def __init__(self, app: ASGIApp, timeout: float | None, min_rate: int | None) -> None:
+        self.app, self.timeout, self.min_rate = app, timeout, min_rate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (self.timeout is None and self.min_rate is None):
+            await self.app(scope, receive, send)
+            return
+        timeout, min_rate = self.timeout, self.min_rate
+        grace = timeout if timeout is not None else 0.0
+        done = False
+        got = 0
+        start: float | None = None
+
+        async def guarded() -> Message:
+            nonlocal done, got, start
+            if done:
+                return await receive()
+            now = time.monotonic()
+            if start is None:
+                start = now
+            deadline = float("inf") if timeout is None else now + timeout
+            if min_rate is not None:
+                deadline = min(deadline, start + grace + got / min_rate)
+            message: Message | None = None
+            with anyio.move_on_after(max(0.0, deadline - now)):
+                message = await receive()
+            if message is None:
+                raise APIError(408, "request_timeout", _too_slow(got, time.monotonic() - start,
+                                                                  timeout, min_rate))
+            if message["type"] == "http.request":
+                got += len(message.get("body", b""))
+                done = not message.get("more_body", False)
+            else:
+                done = True
+            return message
+
+        await self.app(scope, guarded, send)
+
+
+def _too_slow(got: int, elapsed: float, timeout: float | None, min_rate: int | None) -> str:
+    rules = []
+    if timeout is not None:
+        rules.append(f"no pause longer than {timeout:g} s")
+    if min_rate is not None:
+        rules.append(f"at least {min_rate} bytes/s after {timeout or 0:g} s")
+    return (f"the request body is too slow: {got} bytes in {elapsed:.1f} s; this registry "
+            f"needs {' and '.join(rules)}")
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -417,47 +522,114 @@ async def publish(request: Request) -> Response:
     who = _require(request, "publish", ns)
     if reg.storage.get_namespace(ns) is None:
         raise APIError(404, "namespace_not_found", f"no namespace {ns!r}")
-    if reg.storage.get_version(ns, name, ver) is not None:
-        raise APIError(409, "version_exists",
-                       f"{ns}/{name} {ver} is already published; versions are immutable, "
-                       "publish a new version")
-    _refuse_same_precedence(reg, ns, name, ver)
+    existing = reg.storage.get_version(ns, name, ver)
+    if existing is None:
+        _refuse_same_precedence(reg, ns, name, ver)
     limit = reg.config.max_upload
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if _CONTENT_LENGTH.fullmatch(declared.strip()) is None:
-            raise APIError(400, "bad_request", "Content-Length is not a number")
-        declared = declared.strip()
-        if int(declared) > limit:
-            await _drain(request, int(declared))
-            raise APIError(413, "too_large",
-                           f"the pack is {declared} bytes; this registry accepts at most "
-                           f"{limit}", limit=limit)
-    upload = reg.storage.new_upload()
+    declared = _declared_length(request)
+    if existing is not None and declared is not None and declared != existing.size:
+        raise _version_exists(ns, name, ver)  # cannot be the same file: no need to read it
+    if declared is not None and declared > limit:
+        await _drain(request, declared)
+        raise APIError(413, "too_large", f"the pack is {declared} bytes; this registry "
+                                         f"accepts at most {limit}", limit=limit)
+    if reg.uploads >= reg.config.max_uploads:
+        raise APIError(503, "too_many_uploads",
+                       f"this registry takes {reg.config.max_uploads} uploads at once and is "
+                       f"busy; retry in {reg.config.retry_after} s",
+                       retry_after=reg.config.retry_after)
+    reg.uploads += 1
     try:
+        if existing is not None:
+            return await _republish(request, reg, existing)
+        return await _publish_new(request, reg, ns, name, ver, who)
+    finally:
+        reg.uploads -= 1
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return None
+    if _CONTENT_LENGTH.fullmatch(declared.strip()) is None:
+        raise APIError(400, "bad_request", "Content-Length is not a number")
+    return int(declared.strip())
+
+
+def _version_exists(ns: str, name: str, ver: str) -> APIError:
+    return APIError(409, "version_exists",
+                    f"{ns}/{name} {ver} is already published with different bytes; versions "
+                    "are immutable, publish a new version")
+
+
+def _no_room(ns: str, name: str, ver: str, exc: StorageFull) -> APIError:
+    return APIError(507, "insufficient_storage",
+                    f"the registry has no room to store {ns}/{name} {ver} ({exc}); nothing "
+                    "was published, try again once its disk has space")
+
+
+async def _receive(request: Request, limit: int, write: Callable[[bytes], None],
+                   drop: Callable[[], None], label: tuple[str, str, str]) -> int:
+    """Feed the body to ``write``; the byte count. Over ``limit`` (413) or no room (507):
+    ``drop`` what was kept, read what the client still sends (bounded), then raise."""
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                drop()
+                await _drain(request, None)
+                raise APIError(413, "too_large", f"the upload is over this registry's limit "
+                                                 f"of {limit} bytes", limit=limit)
+            try:
+                write(chunk)
+            except StorageFull as exc:
+                drop()
+                await _drain(request, None)
+                raise _no_room(*label, exc) from exc
+    except ClientDisconnect as exc:
+        raise APIError(400, "incomplete_upload", "the client went away mid-upload") from exc
+    if size == 0:
+        raise APIError(400, "empty_body", "the body must be the .rflpack file")
+    return size
+
+
+async def _republish(request: Request, reg: _Registry, existing: VersionRecord) -> Response:
+    """The version exists: the same bytes again are a success that changes nothing (200,
+    ``unchanged``); anything else is 409. Only hashed, never written to disk."""
+    digest = hashlib.sha256()
+    ns, name, ver = existing.namespace, existing.name, existing.version
+    size = await _receive(request, reg.config.max_upload, digest.update, lambda: None,
+                          (ns, name, ver))
+    if size != existing.size or digest.hexdigest() != existing.sha256:
+        raise _version_exists(ns, name, ver)
+    return JSONResponse({**_version_doc(request, existing), "unchanged": True})
+
+
+async def _publish_new(request: Request, reg: _Registry, ns: str, name: str, ver: str,
+                       who: str) -> Response:
+    try:
+        upload = reg.storage.new_upload()
+    except StorageFull as exc:
+        raise _no_room(ns, name, ver, exc) from exc
+    try:
+        await _receive(request, reg.config.max_upload, upload.write, upload.discard,
+                       (ns, name, ver))
         try:
-            async for chunk in request.stream():
-                upload.write(chunk)
-                if upload.size > limit:
-                    upload.discard()
-                    await _drain(request, None)
-                    raise APIError(413, "too_large",
-                                   f"the upload is over this registry's limit of {limit} "
-                                   "bytes", limit=limit)
-        except ClientDisconnect as exc:
-            raise APIError(400, "incomplete_upload", "the client went away mid-upload") from exc
-        if upload.size == 0:
-            raise APIError(400, "empty_body", "the body must be the .rflpack file")
-        upload.finish()
-        rec = await anyio.to_thread.run_sync(_verify_and_store, reg, upload, ns, name, ver,
-                                             who)
-    except BaseException:
-        upload.discard()
-        raise
-    return JSONResponse(_version_doc(request, rec), status_code=201)
+            upload.finish()
+            rec, unchanged = await anyio.to_thread.run_sync(
+                _verify_and_store, reg, upload, ns, name, ver, who)
+        except StorageFull as exc:
+            raise _no_room(ns, name, ver, exc) from exc
+    finally:
+        upload.discard()  # a no-op once committed (the file was renamed to its blob)
+    return JSONResponse({**_version_doc(request, rec), "unchanged": unchanged},
+                        status_code=200 if unchanged else 201)
 
 
 async def _drain(request: Request, declared: int | None) -> None:
+    """Read and drop what the client still sends (at most ``_DRAIN_LIMIT`` bytes), so an
+    HTTP/1.1 client that writes its whole body before reading gets the error response."""
     if declared is not None and declared > _DRAIN_LIMIT:
         return
     seen = 0
@@ -466,45 +638,76 @@ async def _drain(request: Request, declared: int | None) -> None:
             seen += len(chunk)
             if seen > _DRAIN_LIMIT:
                 return
-    except ClientDisconnect:
+    except (ClientDisconnect, APIError):  # gone, or too slow (408): answer anyway
         return
 
 
-def _verify_and_store(reg: _Registry, upload: BlobUpload, ns: str, name: str, ver: str,
-                      who: str) -> VersionRecord:
-    """Verify the uploaded pack, commit its blobs, then its index row (worker thread)."""
-    bundle, signer = _verify(reg, upload.path, ns, name, ver)
-    _refuse_published_elsewhere(reg, bundle, ns)
-    m = bundle.manifest
-    variants = []
+def _variant_members(scan: BundleScan) -> list[tuple[str, set[str]]]:
+    """Each slim variant's triple and the members it keeps: one per native triple (its own
+    and the portable artifacts), and a portable-only one when the pack has both kinds."""
+    m = scan.manifest
+    present = set(scan.present)
+    files = {f.path for f in m.files}
     natives = [t for t in m.triples() if t != PORTABLE_TRIPLE]
-    for triple in natives:
-        data = strip_bundle(upload.path, triple)
-        variants.append(VariantRecord(triple, reg.storage.put_blob(data), len(data)))
+    out = [(t, {a.path for a in m.artifacts if a.triple in (PORTABLE_TRIPLE, t)} | files)
+           for t in natives]
     if natives and PORTABLE_TRIPLE in m.triples():
-        keep = {a.path for a in m.artifacts if a.portable} | {f.path for f in m.files}
-        data = write_bundle(bundle.manifest_bytes,
-                            {p: d for p, d in bundle.contents.items() if p in keep},
-                            bundle.signature_bytes)
-        variants.append(VariantRecord(PORTABLE_TRIPLE, reg.storage.put_blob(data), len(data)))
+        out.append((PORTABLE_TRIPLE, {a.path for a in m.artifacts if a.portable} | files))
+    return [(t, keep & present) for t, keep in out]
+
+
+def _write_blob(storage: Storage, chunks: Iterable[bytes]) -> BlobUpload:
+    part = storage.new_upload()
+    try:
+        for chunk in chunks:
+            part.write(chunk)
+        part.finish()
+    except BaseException:
+        part.discard()
+        raise
+    return part
+
+
+def _verify_and_store(reg: _Registry, upload: BlobUpload, ns: str, name: str, ver: str,
+                      who: str) -> tuple[VersionRecord, bool]:
+    """Verify the uploaded pack, write its variants, commit every blob, then the index row
+    (worker thread). Returns the row and whether it was there already, with these bytes
+    (a racing publish of the identical file won)."""
+    scan, signer = _verify(reg, upload.path, ns, name, ver)
+    _refuse_published_elsewhere(reg, scan, ns)
+    m = scan.manifest
+    parts: list[tuple[str, BlobUpload]] = []
+    try:
+        with reg.builds:
+            for triple, keep in _variant_members(scan):
+                parts.append((triple, _write_blob(
+                    reg.storage, stream_bundle(upload.path, scan, keep))))
+        variants = tuple(VariantRecord(t, reg.storage.commit_blob(p), p.size)
+                         for t, p in parts)
+    finally:
+        for _, p in parts:
+            p.discard()  # a no-op for those committed
     size = upload.size
     sha = reg.storage.commit_blob(upload)
     rec = VersionRecord(
         namespace=ns, name=name, version=ver, sha256=sha, size=size,
-        manifest=bundle.manifest_bytes, signature=bundle.signature_bytes or b"",
+        manifest=scan.manifest_bytes, signature=scan.signature_bytes or b"",
         key_id=signer, abi=m.abi, description=m.description,
         templates=tuple(t.id for t in m.templates), triples=m.triples(),
-        published_at=time.time(), published_by=who, variants=tuple(variants),
+        published_at=time.time(), published_by=who, variants=variants,
     )
     with reg.publish_lock:
-        _refuse_published_elsewhere(reg, bundle, ns)
+        _refuse_published_elsewhere(reg, scan, ns)
         try:
             reg.storage.add_version(rec)
         except VersionConflict as exc:
             raise _version_conflict(ns, name, ver, exc.existing) from exc
         except StorageConflict as exc:
-            raise APIError(409, "version_exists", str(exc)) from exc
-    return rec
+            won = reg.storage.get_version(ns, name, ver)
+            if won is not None and (won.sha256, won.size) == (sha, size):
+                return won, True
+            raise _version_exists(ns, name, ver) from exc
+    return rec, False
 
 
 def _version_conflict(ns: str, name: str, ver: str, existing: str) -> APIError:
@@ -523,7 +726,7 @@ def _refuse_same_precedence(reg: _Registry, ns: str, name: str, ver: str) -> Non
             raise _version_conflict(ns, name, ver, r.version)
 
 
-def _refuse_published_elsewhere(reg: _Registry, bundle: Bundle, ns: str) -> None:
+def _refuse_published_elsewhere(reg: _Registry, bundle: BundleScan, ns: str) -> None:
     """A manifest named without a namespace fits any namespace whose keys include its
     signer's; public keys are public, so refuse the same signed manifest in a second one."""
     m = bundle.manifest
@@ -539,11 +742,13 @@ def _refuse_published_elsewhere(reg: _Registry, bundle: Bundle, ns: str) -> None
                            namespace=other.namespace)
 
 
-def _verify(reg: _Registry, path: Path, ns: str, name: str, ver: str) -> tuple[Bundle, str]:
-    """The parsed, checked pack and the registered key that signed it; APIError if not."""
+def _verify(reg: _Registry, path: Path, ns: str, name: str, ver: str
+            ) -> tuple[BundleScan, str]:
+    """The checked pack (streamed: its members are hashed, not kept) and the registered key
+    that signed it; APIError if not."""
     label = f"{ns}/{name} {ver}"
     try:
-        bundle = read_bundle(path)
+        bundle = scan_bundle(path)
     except PackIntegrityError as exc:
         raise APIError(422, "integrity_mismatch", f"{label}: {exc}", file=exc.file,
                        expected=exc.expected, actual=exc.actual) from exc
@@ -704,6 +909,8 @@ def create_app(storage: Storage, config: RegistryConfig | None = None, *,
     config = config or RegistryConfig()
     app = Starlette(
         routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES],
+        middleware=[Middleware(_BodyDeadline, timeout=config.body_timeout,
+                               min_rate=config.min_body_rate)],
         exception_handlers={
             APIError: _api_error,
             AuthDenied: _auth_denied,

@@ -48,7 +48,7 @@ def _size(text: str) -> int:
     mult = units.get(t[-1:], 1)
     try:
         return int(float(t[:-1] if mult > 1 else t) * mult)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise click.BadParameter(f"{text!r} is not a size (e.g. 256M)") from None
 
 
@@ -66,6 +66,22 @@ def main(debug: bool) -> None:
     """Run and administer a private reflow pack registry."""
 
 
+def _seconds(text: str) -> float | None:
+    """A positive number of seconds, or 0 / "off" for no limit."""
+    if text.strip().lower() in ("0", "off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1e9:
+        raise click.BadParameter(f"{text!r} is not a number of seconds (or 'off')")
+    return value
+
+
+_POSITIVE = click.IntRange(min=1)
+
+
 @main.command()
 @_data
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
@@ -76,24 +92,49 @@ def main(debug: bool) -> None:
               help="Require a read token for search and downloads too.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--header-timeout", default=10.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a request head may take to arrive (else 408).")
+@click.option("--body-timeout", default="30", show_default=True,
+              help="Longest pause in seconds within a request body (else 408); 'off'.")
+@click.option("--min-body-rate", default="16K", show_default=True,
+              help="Bytes/s a body must average after --body-timeout seconds of grace "
+                   "(else 408); 0 for none.")
+@click.option("--keep-alive", default=5.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds an idle connection stays open.")
+@click.option("--max-connections", default=512, show_default=True, type=_POSITIVE,
+              help="Open connections at once (more: 503).")
+@click.option("--backlog", default=128, show_default=True, type=_POSITIVE,
+              help="Listen queue, and connections accepted per turn of the event loop.")
+@click.option("--max-uploads", default=16, show_default=True, type=_POSITIVE,
+              help="Publishes in progress at once (more: 503 with Retry-After).")
+@click.option("--max-builds", default=2, show_default=True, type=_POSITIVE,
+              help="Publishes building slim variants at once (~64 MiB each; more wait).")
 def serve(data: Path, host: str, port: int, max_upload: str, private: bool,
-          log_level: str) -> None:
+          log_level: str, header_timeout: float, body_timeout: str, min_body_rate: str,
+          keep_alive: float, max_connections: int, backlog: int, max_uploads: int,
+          max_builds: int) -> None:
     """Serve the registry in DATA over HTTP (uvicorn)."""
-    import uvicorn
-
     from ._app import RegistryConfig, create_app
+    from ._serve import ServerLimits
+    from ._serve import serve as run_server
 
+    rate = _size(min_body_rate)
+    config = RegistryConfig(max_upload=_size(max_upload), anonymous_read=not private,
+                            max_uploads=max_uploads, max_builds=max_builds,
+                            body_timeout=_seconds(body_timeout), min_body_rate=rate or None)
+    limits = ServerLimits(header_timeout=header_timeout, keep_alive=keep_alive,
+                          max_connections=max_connections, backlog=backlog)
     storage = LocalStorage(data)
     temps, blobs = storage.collect_garbage()
     if temps or blobs:
         click.echo(f"removed {temps} abandoned upload(s) and {blobs} unreferenced blob(s)",
                    err=True)
-    app = create_app(storage, RegistryConfig(max_upload=_size(max_upload),
-                                             anonymous_read=not private))
+    app = create_app(storage, config)
     click.echo(f"reflow registry on http://{host}:{port} (data: {storage.root})", err=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                    timeout_keep_alive=30)
+        run_server(app, host=host, port=port, limits=limits, log_level=log_level)
     finally:
         storage.close()
 

@@ -277,7 +277,8 @@ class RegistryClient:
     def publish(self, path: str | os.PathLike[str], *, namespace: str | None = None,
                 progress: Progress | None = None) -> dict[str, Any]:
         """Upload a full ``.rflpack``; returns the published version's metadata. Publishing
-        the identical file again is not an error (a retried upload may have landed).
+        the identical file again is not an error (a retried upload may have landed): the answer
+        then has ``"unchanged": True``.
 
         A pack named ``ns/name`` goes to ``ns`` (``namespace``, if given, must agree). A pack
         named without a namespace (``my-pack``, as ``reflow-pack new`` makes it) goes to
@@ -304,7 +305,7 @@ class RegistryClient:
 
         route = f"/api/v1/packs/{ns}/{short}/{version}"
         try:
-            return dict(self._json("PUT", route, content=body, ok=(201,), headers={
+            return dict(self._json("PUT", route, content=body, ok=(200, 201), headers={
                 "Content-Type": "application/vnd.reflow.rflpack",
                 "Content-Length": str(size)}))
         except RegistryHTTPError as exc:
@@ -313,7 +314,7 @@ class RegistryClient:
             existing = self.metadata(f"{ns}/{short}", version)
             if existing.get("sha256") != sha:
                 raise
-            return existing
+            return {**existing, "unchanged": True}
 
     def publish_target(self, pack_name: str, namespace: str | None = None) -> tuple[str, str]:
         """``(namespace, name)`` a pack whose manifest says ``pack_name`` is published as

@@ -56,9 +56,11 @@ def openapi_document(max_upload: int) -> dict[str, Any]:
                 "get": _op("version metadata: the signed manifest and signature, variants",
                            params=ver),
                 "put": _op(f"publish (body: the full .rflpack, at most {max_upload} bytes, "
-                           "whose manifest names '{ns}/{name}' or just '{name}')",
+                           "whose manifest names '{ns}/{name}' or just '{name}'; the "
+                           "identical bytes again: 200 with unchanged=true)",
                            params=ver, ok="201", ok_desc="published", security=True,
-                           errors=("400", "401", "403", "404", "409", "413", "422"),
+                           errors=("400", "401", "403", "404", "408", "409", "413", "422",
+                                   "503", "507"),
                            body={"required": True, "content": {
                                "application/vnd.reflow.rflpack": {}}}),
             },

@@ -19,6 +19,8 @@ serves a blob that no committed row points to, so a partial upload is never visi
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -41,6 +43,7 @@ __all__ = [
     "NamespaceRecord",
     "Storage",
     "StorageConflict",
+    "StorageFull",
     "TokenRecord",
     "VariantRecord",
     "VersionConflict",
@@ -59,6 +62,28 @@ class VersionConflict(StorageConflict):
     def __init__(self, message: str, existing: str) -> None:
         super().__init__(message)
         self.existing = existing
+
+
+class StorageFull(Exception):
+    """The disk (or a quota, or the process's file size limit) has no room for a write.
+    Whatever the failed operation had written is removed again; ``__cause__`` is the
+    ``OSError`` or ``sqlite3`` error."""
+
+
+#: errno values that mean "no room": disk full, quota exceeded, file size limit reached.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _no_room(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in _NO_ROOM
+    return isinstance(exc, sqlite3.Error) and getattr(
+        exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def _full(exc: BaseException, what: str) -> StorageFull:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return StorageFull(f"no room to store {what}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -131,17 +156,28 @@ class VersionRecord:
 
 class BlobUpload:
     """A blob being written: bytes go to a temp file while their sha256 and size are
-    counted. :meth:`Storage.commit_blob` makes it durable; :meth:`discard` drops it."""
+    counted. :meth:`Storage.commit_blob` makes it durable; :meth:`discard` drops it. A write
+    that finds no room raises :class:`StorageFull` (then :meth:`discard` still cleans up)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh: IO[bytes] | None = open(path, "xb")  # noqa: SIM115 - closed by commit/discard
+        try:
+            self._fh: IO[bytes] | None = open(path, "xb")  # noqa: SIM115 - closed by finish/discard
+        except OSError as exc:
+            if _no_room(exc):
+                raise _full(exc, "an upload") from exc
+            raise
         self._hash = hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes) -> None:
         assert self._fh is not None, "upload already finished"
-        self._fh.write(data)
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            if _no_room(exc):
+                raise _full(exc, "the upload") from exc
+            raise
         self._hash.update(data)
         self.size += len(data)
 
@@ -152,15 +188,25 @@ class BlobUpload:
     def finish(self) -> None:
         """Flush and fsync the temp file (idempotent)."""
         if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                try:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                finally:
+                    fh.close()
+            except OSError as exc:
+                if _no_room(exc):
+                    raise _full(exc, "the upload") from exc
+                raise
 
     def discard(self) -> None:
+        """Close and delete the temp file (idempotent; never raises for a full disk: the
+        bytes that did not fit are dropped with the file)."""
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            with contextlib.suppress(OSError):  # buffered bytes with no room: dropped
+                fh.close()
         self.path.unlink(missing_ok=True)
 
 
@@ -379,10 +425,15 @@ class LocalStorage(Storage):
     def commit_blob(self, upload: BlobUpload) -> str:
         upload.finish()
         target = self._address(upload.sha256)
-        target.parent.mkdir(exist_ok=True)
-        # Same content, same name: replacing an existing blob changes nothing visible.
-        os.replace(upload.path, target)
-        _fsync_dir(target.parent)
+        try:
+            target.parent.mkdir(exist_ok=True)
+            # Same content, same name: replacing an existing blob changes nothing visible.
+            os.replace(upload.path, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            if _no_room(exc):
+                raise _full(exc, f"blob {upload.sha256}") from exc
+            raise
         return upload.sha256
 
     def put_blob(self, data: bytes) -> str:
@@ -468,8 +519,8 @@ class LocalStorage(Storage):
                 raise ValueError(f"blob {sha} is not committed; commit blobs before the row")
         with self._lock:
             db = self.db
-            db.execute("BEGIN IMMEDIATE")
             try:
+                db.execute("BEGIN IMMEDIATE")
                 mine = precedence(r.version)
                 for (other,) in db.execute(
                         "SELECT version FROM versions WHERE namespace = ? AND name = ?",
@@ -491,14 +542,17 @@ class LocalStorage(Storage):
                     [(r.namespace, r.name, r.version, v.triple, v.sha256, v.size)
                      for v in r.variants],
                 )
+                db.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise StorageConflict(
                     f"{r.namespace}/{r.name} {r.version} is already published") from exc
-            except BaseException:
-                db.execute("ROLLBACK")
+            except BaseException as exc:
+                _rollback(db)
+                if _no_room(exc):
+                    raise _full(exc, f"the index row of {r.namespace}/{r.name} "
+                                     f"{r.version}") from exc
                 raise
-            db.execute("COMMIT")
 
     def _versions(self, where: str, args: Sequence[Any]) -> list[VersionRecord]:
         with self._lock:
@@ -567,6 +621,13 @@ def _sort_key(version: str) -> tuple[object, ...]:
     # Rows an older registry stored with non-ASCII digits still sort (and never crash a list).
     key = precedence(version)
     return (0, key, version) if key is not None else (1, (), version)
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back by itself (a full disk does that): a second
+    # ROLLBACK would raise and hide the real error.
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -113,7 +113,8 @@ def publish(pack: Path, registry: str, token: str | None, namespace: str | None)
     with _client(registry, token) as client, _progress(f"uploading {pack.name}") as bar:
         doc = client.publish(pack, namespace=namespace, progress=bar)
     variants = ", ".join(sorted(k for k in doc["variants"] if k != "full")) or "none"
-    click.echo(f"published {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed by "
+    done = "already published, unchanged:" if doc.get("unchanged") else "published"
+    click.echo(f"{done} {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed by "
                f"{doc['key_id']}; slim variants: {variants})")
 
 
