@@ -108,10 +108,11 @@ class GuestLimits:
     module_bytes: int = 64 * _MIB
     compile_memory_bytes: int = 1024 * _MIB
     compile_ms: float = 60_000.0
-    #: The describe document: its size (checked before it is copied or parsed) and the
-    #: number of templates it lists.
-    describe_bytes: int = 4 * _MIB
-    describe_templates: int = 4096
+    #: The describe document: its size (checked before it is copied or parsed, which bounds
+    #: what parsing costs: JSON text parses to at most ~25x its size) and the number of
+    #: templates it lists.
+    describe_bytes: int = 1 * _MIB
+    describe_templates: int = 1024
 
     def __post_init__(self) -> None:
         for name, minimum in _LIMIT_MINIMA:

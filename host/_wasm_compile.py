@@ -101,6 +101,7 @@ class _Compiler:
     def __init__(self) -> None:
         env = dict(os.environ)
         env["MALLOC_ARENA_MAX"] = "2"  # glibc reserves 64 MiB of address space per arena
+        env["RUST_BACKTRACE"] = "0"  # a dying compiler says why in one line
         # Lives as long as the process (closed in died/kill/close): not a with-block.
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -135,7 +136,10 @@ class _Compiler:
         tail = self.stderr.read().decode("utf-8", "replace").strip()
         self.stderr.close()
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
-        return f"{how}{': ' + tail.splitlines()[-1] if tail else ''}"
+        lines = [ln for ln in tail.splitlines() if ln.strip()]
+        oom = [ln for ln in lines if any(m in ln.lower() for m in _OOM_TEXT)]
+        said = (oom or lines[-1:] or [""])[0]
+        return f"{how}: {said}" if said else how
 
     def kill(self) -> None:
         self.proc.kill()

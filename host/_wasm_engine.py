@@ -543,7 +543,7 @@ class WasmModule:
         self.batch = False
         self._check_exports()
         self.imports = self._check_imports()
-        probe = _GuestInstance(self, None, GuestLimits(), GuestGrants(), "<load>")
+        probe = _GuestInstance(self, None, limits, GuestGrants(), "<load>")
         try:
             word = probe.call_i32("reflow_abi_version")
             self.abi_version = check_abi_compatible(
