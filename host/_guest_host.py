@@ -436,14 +436,14 @@ class GuestNodeHost:
             raise self._limit("output_packets", self._packets, limit, "packets sent in one tick")
 
     def _limit(self, resource: str, value: int, limit: int, what: str) -> GuestLimitError:
-        return self.tag(
-            GuestLimitError(
-                f"node {self.node!r} ({self.component}): {what}: {value} exceeds the limit "
-                f"GuestLimits.{resource}={limit}",
-                resource=resource,
-                value=value,
-                limit=limit,
-            )
+        return GuestLimitError(
+            f"node {self.node!r} ({self.component}): {what}: {value} exceeds the limit "
+            f"GuestLimits.{resource}={limit}",
+            resource=resource,
+            value=value,
+            limit=limit,
+            node=self.node,
+            component=self.component,
         )
 
     def _need_ctx(self, what: str) -> Any:

@@ -102,6 +102,8 @@ class _Compiler:
         env = dict(os.environ)
         env["MALLOC_ARENA_MAX"] = "2"  # glibc reserves 64 MiB of address space per arena
         env["RUST_BACKTRACE"] = "0"  # a dying compiler says why in one line
+        # Import reflow from wherever this process did (a source tree on sys.path included).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         # Lives as long as the process (closed in died/kill/close): not a with-block.
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -271,7 +273,8 @@ def _serve() -> None:
         if engine is None:
             engine = engines[key] = wasmtime.Engine(engine_config(req["config"]))
             # Start the compiler's threads before the limit, so their stacks are baseline.
-            wasmtime.Module(engine, b"\0asm\1\0\0\0\1\4\1\x60\0\0\3\2\1\0\n\4\1\2\0\x0b")
+            warm = wasmtime.wat2wasm("(module (func) (func) (func) (func))")
+            wasmtime.Module(engine, bytes(warm))
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         base = _vm_size()
         status, payload = _OK, b""

@@ -5,10 +5,13 @@ imports, ABI version and describe document, and returns a :class:`WasmModule`;
 ``module.actor(template_id)`` is an :class:`~reflow.Actor` to register in a network. Every node
 gets its own wasmtime store and instance (``open_node``), with its own limits: a linear-memory
 cap, an epoch deadline per tick (per batch of ticks, for a guest that exports
-``reflow_tick_batch``: ABI 1.1) and an output-size cap. Nothing but module ``reflow`` is
-importable: no WASI, and ``http_request`` only with a grant. Ticks run on the runtime's worker
-pool (``execution = "worker"``); wasmtime releases the GIL while guest code runs, so
-independent nodes use all cores.
+``reflow_tick_batch``: ABI 1.1), an output-size cap and store limits (tables, table
+elements, instances, memories: ``GuestLimits``). Modules are compiled in a child process under
+``GuestLimits.compile_memory_bytes``/``compile_ms`` (:mod:`reflow._wasm_compile`) and their
+size and describe document are bounded before use (abi/ABI.md §8). Nothing but module
+``reflow`` is importable: no WASI, and ``http_request`` only with a grant. Ticks run on the
+runtime's worker pool (``execution = "worker"``); wasmtime releases the GIL while guest code
+runs, so independent nodes use all cores.
 
 Calls go through :mod:`reflow._wasm_fastcall` (unchecked C-API calls, ~15x cheaper than
 ``Func.__call__``) when it is available, else through wasmtime-py's public API (whose host
@@ -265,18 +268,21 @@ class WasmEngine:
             if module is not None:
                 self.stats["deserialized"] += 1
                 return module
-        module = self._compile(wasm, limits, name or digest[:12])
+        module, data = self._compile(wasm, limits, name or digest[:12])
         self.stats["compiled"] += 1
         if path is not None and key is not None:
-            self._to_cache(path, key, digest, bytes(module.serialize()))
+            self._to_cache(path, key, digest, data or bytes(module.serialize()))
         return module
 
-    def _compile(self, wasm: bytes, limits: GuestLimits, name: str) -> wasmtime.Module:
-        """Compile (in a compiler process when ``isolate_compile``); wasmtime's and the
-        compiler's failures become GuestABIError / GuestLimitError here."""
+    def _compile(
+        self, wasm: bytes, limits: GuestLimits, name: str
+    ) -> tuple[wasmtime.Module, bytes | None]:
+        """Compile (in a compiler process when ``isolate_compile``, which also returns the
+        serialized module); wasmtime's and the compiler's failures become GuestABIError /
+        GuestLimitError here."""
         if not self.isolate_compile:
             try:
-                return wasmtime.Module(self.engine, wasm)
+                return wasmtime.Module(self.engine, wasm), None
             except wasmtime.WasmtimeError as exc:
                 raise GuestABIError(
                     f"not a valid WebAssembly module: {_first_line(exc)}", component=name
@@ -314,7 +320,7 @@ class WasmEngine:
                 f"{who}: the compiler process failed: {_first_line(exc)}", component=name
             ) from None
         try:
-            return wasmtime.Module.deserialize(self.engine, data)
+            return wasmtime.Module.deserialize(self.engine, data), data
         except wasmtime.WasmtimeError as exc:
             raise SandboxError(
                 f"{who}: the compiler process returned a module this engine cannot load: "
