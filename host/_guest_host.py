@@ -515,6 +515,7 @@ class GuestNodeHost:
                               f"pool_upsert({_short(p)}, {_short(k)}): bytes in the node's pools")
         ctx.pool_upsert(p, k, value)
         sizes[k] = cost
+        self._pools[p] = sizes  # only now: a refused write to a new pool leaves no trace
         self._pool_entries, self._pool_size = entries, size
         return 0
 
@@ -523,25 +524,29 @@ class GuestNodeHost:
         (filled before the node ran, e.g. by a test harness) is charged for them first."""
         sizes = self._pools.get(pool)
         if sizes is None:
-            sizes = self._pools[pool] = {}
+            sizes = {}
             if ctx.pool_count(pool):
                 for k, v in ctx.pool(pool).items():
                     sizes[k] = _ENTRY_COST + len(pool) + len(k) + _stored_cost(v)
+                self._pools[pool] = sizes
                 self._pool_entries += len(sizes)
                 self._pool_size += sum(sizes.values())
         return sizes
 
     def _forget(self, pool: str, key: str | None = None) -> None:
         sizes = self._pools.get(pool)
-        if not sizes:
+        if sizes is None:
             return
         if key is None:
             self._pools.pop(pool)
             self._pool_entries -= len(sizes)
             self._pool_size -= sum(sizes.values())
-        elif key in sizes:
+            return
+        if key in sizes:
             self._pool_entries -= 1
             self._pool_size -= sizes.pop(key)
+        if not sizes:
+            del self._pools[pool]
 
     def host_pool_get(self, pool: bytes, key: bytes) -> int:
         ctx = self._need_ctx("pool_get")
@@ -557,6 +562,10 @@ class GuestNodeHost:
         p, k = _text(pool), _text(key)
         present = ctx.pool_get(p, k, _ABSENT) is not _ABSENT
         ctx.pool_remove(p, k)
+        if present and not ctx.pool_count(p):
+            # An empty pool reads as an absent one; dropping it keeps a guest cycling through
+            # pool names from leaving an empty dict (and its name) behind for each.
+            ctx.pool_clear(p)
         self._forget(p, k)
         return 1 if present else 0
 
