@@ -505,11 +505,13 @@ class GuestNodeHost:
         sizes = self._pool_sizes(ctx, p)
         old = sizes.get(k)
         cost = _ENTRY_COST + len(pool) + len(key) + _value_cost(msg)
+        # A pool costs its name until pool_clear, even once emptied (it stays in the ctx).
+        new_pool = 0 if p in self._pools else _POOL_COST + len(pool)
         entries = self._pool_entries + (old is None)
         if entries > lim.pool_entries:
             raise self._limit("pool_entries", entries, lim.pool_entries,
                               f"pool_upsert({_short(p)}, {_short(k)}): entries in the node's pools")
-        size = self._pool_size - (old or 0) + cost
+        size = self._pool_size - (old or 0) + cost + new_pool
         if size > lim.pool_bytes:
             raise self._limit("pool_bytes", size, lim.pool_bytes,
                               f"pool_upsert({_short(p)}, {_short(k)}): bytes in the node's pools")
@@ -530,7 +532,7 @@ class GuestNodeHost:
                     sizes[k] = _ENTRY_COST + len(pool) + len(k) + _stored_cost(v)
                 self._pools[pool] = sizes
                 self._pool_entries += len(sizes)
-                self._pool_size += sum(sizes.values())
+                self._pool_size += sum(sizes.values()) + _POOL_COST + len(pool.encode())
         return sizes
 
     def _forget(self, pool: str, key: str | None = None) -> None:
@@ -540,13 +542,11 @@ class GuestNodeHost:
         if key is None:
             self._pools.pop(pool)
             self._pool_entries -= len(sizes)
-            self._pool_size -= sum(sizes.values())
+            self._pool_size -= sum(sizes.values()) + _POOL_COST + len(pool.encode())
             return
-        if key in sizes:
+        if key in sizes:  # the emptied pool stays (as in the ctx) and keeps its charge
             self._pool_entries -= 1
             self._pool_size -= sizes.pop(key)
-        if not sizes:
-            del self._pools[pool]
 
     def host_pool_get(self, pool: bytes, key: bytes) -> int:
         ctx = self._need_ctx("pool_get")
@@ -562,10 +562,6 @@ class GuestNodeHost:
         p, k = _text(pool), _text(key)
         present = ctx.pool_get(p, k, _ABSENT) is not _ABSENT
         ctx.pool_remove(p, k)
-        if present and not ctx.pool_count(p):
-            # An empty pool reads as an absent one; dropping it keeps a guest cycling through
-            # pool names from leaving an empty dict (and its name) behind for each.
-            ctx.pool_clear(p)
         self._forget(p, k)
         return 1 if present else 0
 
@@ -930,6 +926,8 @@ def batch_progress(view: Any, offset: int) -> Callable[[], int]:
 #: Charged per pool entry on top of its bytes: the id's str object, the dict slot and the
 #: decoded Message dict cost about this much host memory in CPython.
 _ENTRY_COST = 320
+#: Charged per pool on top of its name: its dict in the ctx and in the host's accounting.
+_POOL_COST = 512
 _JSON_KINDS = frozenset(range(8, 13))  # Object, Array, Event, Optional, Any (ABI.md §3)
 _TEXT_KINDS = frozenset((5, 7, *_JSON_KINDS))
 

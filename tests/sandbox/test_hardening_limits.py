@@ -228,25 +228,32 @@ def test_pool_room_comes_back_after_remove_and_clear() -> None:
     host.end()
 
 
-def test_cycling_pool_names_leaves_nothing_behind() -> None:
-    """Upsert + remove under ever new pool names (1 KiB each), and refused writes to new
-    names: neither the node's pools nor the host's accounting keep an empty pool per name."""
+def test_cycling_pool_names_is_bounded() -> None:
+    """Upsert + remove under ever new pool names (1 KiB each): an emptied pool stays (as in
+    any ctx) and keeps its name charged until pool_clear, so the names are bounded by
+    pool_bytes; a refused write to a new name leaves no accounting behind."""
+    limit = 64 * 1024
     host = GuestNodeHost("n", GuestTemplate(id="t", inports=(), outports=()),
-                         GuestLimits(pool_entries=1), GuestGrants())
+                         GuestLimits(pool_bytes=limit), GuestGrants())
     ctx = TickCtx()
     host.begin(ctx)
-    value = b"\x00"  # Null
-    host.host_pool_upsert(b"keep", b"k", value)
+    refused = 0
     for i in range(2000):
         name = str(i).encode().rjust(1024, b"p")
-        with pytest.raises(GuestLimitError, match="pool_entries=1"):
-            host.host_pool_upsert(name, b"k", value)
-        host.host_pool_remove(b"keep", b"k")
-        host.host_pool_upsert(name, b"k", value)
+        try:
+            host.host_pool_upsert(name, b"k", b"\x00")
+        except GuestLimitError as exc:
+            assert exc.resource == "pool_bytes" and exc.limit == limit
+            refused += 1
+            continue
         assert host.host_pool_remove(name, b"k") == 1
-        host.host_pool_upsert(b"keep", b"k", value)
-    assert list(ctx.pools) == ["keep"] and list(host._pools) == ["keep"]
-    assert host._pool_entries == 1
+    assert refused > 1900
+    assert len(ctx.pools) == len(host._pools) < limit // 1024
+    assert host._pool_entries == 0 and host._pool_size <= limit
+    for name in list(ctx.pools):  # pool_clear gives the room back
+        host.host_pool_clear(name.encode())
+    assert host._pool_size == 0 and not host._pools
+    host.host_pool_upsert(b"p" * 1024, b"k", b"\x00")
     host.end()
 
 
