@@ -27,7 +27,11 @@ one boundary per dependency and chained with ``raise ... from exc``::
     │   │   └── GuestTimeout      the tick ran past its time limit (.limit_ms)
     │   ├── GuestMemoryError      the guest needed more linear memory than its cap (.limit)
     │   ├── CapabilityError       a host function the guest was not granted (.capability)
-    │   └── OutputLimitError      a tick produced more output bytes than allowed (.size, .limit)
+    │   ├── OutputLimitError      a tick produced more output bytes than allowed (.size, .limit)
+    │   └── GuestLimitError       a guest-controlled resource passed its GuestLimits field:
+    │                             pools, packets per tick, tables, module size, compile cost,
+    │                             describe document (.resource, .value, .limit)
+    ├── InvalidLimitsError        a GuestLimits field with an unusable value (.field, .value)
     ├── GuestBuildError           compiling a guest from source failed (.target, .stderr)
     ├── PackError                 a pack cannot be built, read, verified or loaded (.pack)
     │   ├── PackFormatError       not a valid .rflpack or manifest (.member, .field)
@@ -61,10 +65,12 @@ __all__ = [
     "GraphFormatError",
     "GuestABIError",
     "GuestBuildError",
+    "GuestLimitError",
     "GuestMemoryError",
     "GuestOutputError",
     "GuestTimeout",
     "GuestTrap",
+    "InvalidLimitsError",
     "MessageError",
     "NetworkError",
     "NetworkStateError",
@@ -310,6 +316,40 @@ class OutputLimitError(SandboxError):
         super().__init__(message, node=node, component=component)
         self.size = size
         self.limit = limit
+
+
+class GuestLimitError(SandboxError):
+    """A guest-controlled resource would pass its limit, so the host refused it: ``resource``
+    is the :class:`~reflow.GuestLimits` field (``"pool_bytes"``, ``"output_packets"``,
+    ``"table_elements"``, ``"module_bytes"``, ``"compile_memory_bytes"``, ...), ``value`` what
+    the guest asked for (``None`` when it is not known, e.g. a compile killed at its memory
+    limit) and ``limit`` the field's value. During a tick it fails that tick only; at load it
+    refuses the module."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        resource: str,
+        value: float | None,
+        limit: float,
+        node: str = "",
+        component: str = "",
+    ) -> None:
+        super().__init__(message, node=node, component=component)
+        self.resource = resource
+        self.value = value
+        self.limit = limit
+
+
+class InvalidLimitsError(ReflowError, ValueError):
+    """A :class:`~reflow.GuestLimits` field was given a value it cannot take. ``field`` names
+    it and ``value`` is what was given."""
+
+    def __init__(self, message: str, *, field: str, value: object) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
 
 
 class GuestBuildError(ReflowError):

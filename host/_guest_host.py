@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import struct
 import time
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from urllib.parse import urlsplit
 from ._actor import Actor
 from ._errors import (
     CapabilityError,
+    GuestLimitError,
     GuestOutputError,
+    InvalidLimitsError,
     MessageError,
     OutputLimitError,
     SandboxError,
@@ -61,30 +64,104 @@ _LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 _MAX_LOG = 64 * 1024
 
 
+_KIB = 1024
+_MIB = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class GuestLimits:
-    """Per-node limits. ``memory_bytes``/``tick_ms``/``max_stack_bytes`` apply to WebAssembly
-    guests only (a native library cannot be limited); ``output_bytes`` to both.
+    """Per-node limits on everything a guest controls. Exceeding one raises
+    :class:`~reflow.GuestLimitError` naming the field (``OutputLimitError`` for
+    ``output_bytes``, ``GuestMemoryError`` for ``memory_bytes``, ``GuestTimeout`` for
+    ``tick_ms``); a per-tick limit fails that tick only. abi/ABI.md, "Resource limits", says
+    what each one counts.
+
+    Linear memory, time, stack, store contents and compiling apply to WebAssembly guests only
+    (a native library cannot be limited); output, packets, pools and the describe document to
+    every engine.
 
     ``batch_ticks``: at most this many ticks of a node per guest call, for guests that export
     ``reflow_tick_batch`` (ABI 1.1). A batch of ``n`` ticks gets one time limit of
     ``n * tick_ms``, so one slow tick may use the time its batch-mates did not; ``1`` turns
     batching off and gives every tick its own ``tick_ms``."""
 
-    memory_bytes: int = 64 * 1024 * 1024
+    memory_bytes: int = 64 * _MIB
     tick_ms: float = 1000.0
-    output_bytes: int = 16 * 1024 * 1024
+    output_bytes: int = 16 * _MIB
     batch_ticks: int = 32
+    #: Packets one tick may send: those emitted mid-tick plus the outputs of its result frame.
+    output_packets: int = 10_000
+    #: A node's pools together (host memory that outlives ticks): bytes charged (pool name,
+    #: id, encoded value, the parsed size of JSON values and a fixed cost per entry), entries,
+    #: and the size of one pool name or id and of one encoded value.
+    pool_bytes: int = 16 * _MIB
+    pool_entries: int = 65_536
+    pool_key_bytes: int = 1 * _KIB
+    pool_value_bytes: int = 1 * _MIB
+    #: What one node's wasmtime store may hold (``Store.set_limits``): elements per table,
+    #: tables, instances and linear memories.
+    table_elements: int = 65_536
+    tables: int = 4
+    instances: int = 1
+    memories: int = 1
+    #: Loading a module: its size, and what compiling it may cost (address space the
+    #: compiler may add, and wall-clock time; the compiler runs in a child process so both
+    #: can be enforced).
+    module_bytes: int = 64 * _MIB
+    compile_memory_bytes: int = 1024 * _MIB
+    compile_ms: float = 60_000.0
+    #: The describe document: its size (checked before it is copied or parsed, which bounds
+    #: what parsing costs: JSON text parses to at most ~25x its size) and the number of
+    #: templates it lists.
+    describe_bytes: int = 1 * _MIB
+    describe_templates: int = 1024
 
     def __post_init__(self) -> None:
-        if self.memory_bytes < 65536:
-            raise ValueError("memory_bytes must be at least one wasm page (65536)")
-        if self.tick_ms <= 0:
-            raise ValueError("tick_ms must be positive")
-        if self.output_bytes <= 0:
-            raise ValueError("output_bytes must be positive")
-        if self.batch_ticks < 1:
-            raise ValueError("batch_ticks must be at least 1")
+        for name, minimum in _LIMIT_MINIMA:
+            value = getattr(self, name)
+            floats = name in _FLOAT_LIMITS
+            kind = "a number" if floats else "an integer"
+            if isinstance(value, bool) or not isinstance(value, (int, float) if floats else int):
+                raise InvalidLimitsError(
+                    f"GuestLimits.{name} must be {kind}, not {value!r}", field=name, value=value
+                )
+            if floats and not (value > 0 and math.isfinite(value)):
+                raise InvalidLimitsError(
+                    f"GuestLimits.{name} must be positive and finite, not {value!r}",
+                    field=name,
+                    value=value,
+                )
+            if value < minimum:
+                raise InvalidLimitsError(
+                    f"GuestLimits.{name} must be at least {minimum}"
+                    f"{' (one wasm page)' if name == 'memory_bytes' else ''}, not {value!r}",
+                    field=name,
+                    value=value,
+                )
+
+
+#: (field, minimum) for every GuestLimits field.
+_LIMIT_MINIMA: tuple[tuple[str, float], ...] = (
+    ("memory_bytes", 65536),
+    ("tick_ms", 0),
+    ("output_bytes", 1),
+    ("batch_ticks", 1),
+    ("output_packets", 1),
+    ("pool_bytes", 1),
+    ("pool_entries", 1),
+    ("pool_key_bytes", 1),
+    ("pool_value_bytes", 1),
+    ("table_elements", 0),
+    ("tables", 0),
+    ("instances", 1),
+    ("memories", 1),
+    ("module_bytes", 8),
+    ("compile_memory_bytes", 16 * _MIB),
+    ("compile_ms", 0),
+    ("describe_bytes", 2),
+    ("describe_templates", 1),
+)
+_FLOAT_LIMITS = frozenset({"tick_ms", "compile_ms"})
 
 
 @dataclass(frozen=True)
@@ -134,10 +211,23 @@ def _names(value: Any, what: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse_describe(raw: bytes, abi: tuple[int, int]) -> dict[str, GuestTemplate]:
-    """Validate a describe document (ABI.md §4); return templates by id."""
+def parse_describe(
+    raw: bytes, abi: tuple[int, int], limits: GuestLimits | None = None
+) -> dict[str, GuestTemplate]:
+    """Validate a describe document (ABI.md §4); return templates by id. Its size is checked
+    against ``limits.describe_bytes`` before it is parsed (which bounds what parsing costs)
+    and its template count against ``describe_templates`` before any template is read."""
     from ._errors import GuestABIError
 
+    limits = limits or GuestLimits()
+    if len(raw) > limits.describe_bytes:
+        raise GuestLimitError(
+            f"describe document is {len(raw)} bytes, more than GuestLimits.describe_bytes="
+            f"{limits.describe_bytes}",
+            resource="describe_bytes",
+            value=len(raw),
+            limit=limits.describe_bytes,
+        )
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -149,6 +239,15 @@ def parse_describe(raw: bytes, abi: tuple[int, int]) -> dict[str, GuestTemplate]
         raise GuestABIError(
             f"describe document says abi {declared!r} but reflow_abi_version returned "
             f"{abi[0]}.{abi[1]}"
+        )
+    count = len(doc["templates"])
+    if count > limits.describe_templates:
+        raise GuestLimitError(
+            f"describe document lists {count} templates, more than "
+            f"GuestLimits.describe_templates={limits.describe_templates}",
+            resource="describe_templates",
+            value=count,
+            limit=limits.describe_templates,
         )
     out: dict[str, GuestTemplate] = {}
     for i, t in enumerate(doc["templates"]):
@@ -181,6 +280,11 @@ class GuestNodeHost:
         "_batch_at",
         "_batch_errors",
         "_batch_out",
+        "_packets",
+        "_packets_ctx",
+        "_pool_entries",
+        "_pool_size",
+        "_pools",
         "_progress",
         "capabilities",
         "component",
@@ -227,6 +331,14 @@ class GuestNodeHost:
         self._batch_at = -1
         self._batch_out: dict[int, int] = {}
         self._batch_errors: dict[int, BaseException] = {}
+        # Packets sent by the tick of ``_packets_ctx`` (held, so its id cannot be reused).
+        self._packets_ctx: Any = None
+        self._packets = 0
+        # What this node's pools are charged against GuestLimits: pool -> id -> bytes, and
+        # the totals. Mirrors the ctx's pools (which outlive ticks) for this node's writes.
+        self._pools: dict[str, dict[str, int]] = {}
+        self._pool_size = 0
+        self._pool_entries = 0
 
     # -- bookkeeping used by the engines ------------------------------------------------------
     def begin(self, ctx: Any) -> None:
@@ -306,7 +418,9 @@ class GuestNodeHost:
                 )
             )
 
-    def check_ports(self, outputs: list[tuple[str, Message]]) -> None:
+    def check_ports(self, outputs: list[tuple[str, Message]], ctx: Any = None) -> None:
+        """Refuse outputs on undeclared ports, and count them toward the packets of the tick
+        of ``ctx`` (default: the current one)."""
         ports = self.outports
         for port, _ in outputs:
             if port not in ports:
@@ -317,6 +431,28 @@ class GuestNodeHost:
                         f"declared out-ports: {shown}"
                     )
                 )
+        self.count_packets(len(outputs), self.ctx if ctx is None else ctx)
+
+    def count_packets(self, n: int, ctx: Any) -> None:
+        """Count ``n`` packets toward ``GuestLimits.output_packets`` for the tick of ``ctx``."""
+        if ctx is not self._packets_ctx:
+            self._packets_ctx = ctx
+            self._packets = 0
+        self._packets += n
+        limit = self.limits.output_packets
+        if self._packets > limit:
+            raise self._limit("output_packets", self._packets, limit, "packets sent in one tick")
+
+    def _limit(self, resource: str, value: int, limit: int, what: str) -> GuestLimitError:
+        return GuestLimitError(
+            f"node {self.node!r} ({self.component}): {what}: {value} exceeds the limit "
+            f"GuestLimits.{resource}={limit}",
+            resource=resource,
+            value=value,
+            limit=limit,
+            node=self.node,
+            component=self.component,
+        )
 
     def _need_ctx(self, what: str) -> Any:
         if self._batch is not None:
@@ -366,9 +502,65 @@ class GuestNodeHost:
         return 0
 
     def host_pool_upsert(self, pool: bytes, key: bytes, msg: bytes) -> int:
+        """Store a value, or refuse it (GuestLimitError, the pool unchanged) when the id, the
+        value or the node's pools would pass their limits. Sizes are checked before the value
+        is decoded, so a refused write costs the host nothing that outlives the call."""
         ctx = self._need_ctx("pool_upsert")
-        ctx.pool_upsert(_text(pool), _text(key), decode_message(msg))
+        lim = self.limits
+        for part, raw in (("pool name", pool), ("pool id", key)):
+            if len(raw) > lim.pool_key_bytes:
+                raise self._limit("pool_key_bytes", len(raw), lim.pool_key_bytes,
+                                  f"pool_upsert: bytes in the {part}")
+        if len(msg) > lim.pool_value_bytes:
+            raise self._limit("pool_value_bytes", len(msg), lim.pool_value_bytes,
+                              "pool_upsert: bytes in the encoded value")
+        p, k = _text(pool), _text(key)
+        value = decode_message(msg)
+        sizes = self._pool_sizes(ctx, p)
+        old = sizes.get(k)
+        cost = _ENTRY_COST + len(pool) + len(key) + _value_cost(msg)
+        # A pool costs its name until pool_clear, even once emptied (it stays in the ctx).
+        new_pool = 0 if p in self._pools else _POOL_COST + len(pool)
+        entries = self._pool_entries + (old is None)
+        if entries > lim.pool_entries:
+            raise self._limit("pool_entries", entries, lim.pool_entries,
+                              f"pool_upsert({_short(p)}, {_short(k)}): entries in the node's pools")
+        size = self._pool_size - (old or 0) + cost + new_pool
+        if size > lim.pool_bytes:
+            raise self._limit("pool_bytes", size, lim.pool_bytes,
+                              f"pool_upsert({_short(p)}, {_short(k)}): bytes in the node's pools")
+        ctx.pool_upsert(p, k, value)
+        sizes[k] = cost
+        self._pools[p] = sizes  # only now: a refused write to a new pool leaves no trace
+        self._pool_entries, self._pool_size = entries, size
         return 0
+
+    def _pool_sizes(self, ctx: Any, pool: str) -> dict[str, int]:
+        """The charges of ``pool``; a pool that already holds entries this host did not write
+        (filled before the node ran, e.g. by a test harness) is charged for them first."""
+        sizes = self._pools.get(pool)
+        if sizes is None:
+            sizes = {}
+            if ctx.pool_count(pool):
+                for k, v in ctx.pool(pool).items():
+                    sizes[k] = _ENTRY_COST + len(pool) + len(k) + _stored_cost(v)
+                self._pools[pool] = sizes
+                self._pool_entries += len(sizes)
+                self._pool_size += sum(sizes.values()) + _POOL_COST + len(pool.encode())
+        return sizes
+
+    def _forget(self, pool: str, key: str | None = None) -> None:
+        sizes = self._pools.get(pool)
+        if sizes is None:
+            return
+        if key is None:
+            self._pools.pop(pool)
+            self._pool_entries -= len(sizes)
+            self._pool_size -= sum(sizes.values()) + _POOL_COST + len(pool.encode())
+            return
+        if key in sizes:  # the emptied pool stays (as in the ctx) and keeps its charge
+            self._pool_entries -= 1
+            self._pool_size -= sizes.pop(key)
 
     def host_pool_get(self, pool: bytes, key: bytes) -> int:
         ctx = self._need_ctx("pool_get")
@@ -384,13 +576,16 @@ class GuestNodeHost:
         p, k = _text(pool), _text(key)
         present = ctx.pool_get(p, k, _ABSENT) is not _ABSENT
         ctx.pool_remove(p, k)
+        self._forget(p, k)
         return 1 if present else 0
 
     def host_pool_count(self, pool: bytes) -> int:
         return int(self._need_ctx("pool_count").pool_count(_text(pool)))
 
     def host_pool_clear(self, pool: bytes) -> int:
-        self._need_ctx("pool_clear").pool_clear(_text(pool))
+        p = _text(pool)
+        self._need_ctx("pool_clear").pool_clear(p)
+        self._forget(p)
         return 0
 
     def host_result_read(self, cap: int) -> bytes:
@@ -708,7 +903,7 @@ class GuestNodeActor(Actor):
         if not ok:
             ctx.fail(error)
             return
-        host.check_ports(outputs)
+        host.check_ports(outputs, ctx)
         for port, msg in outputs:
             ctx.emit(port, msg)
         ctx.done()
@@ -747,6 +942,40 @@ def batch_progress(view: Any, offset: int) -> Callable[[], int]:
     unpack = _U32.unpack_from
     at = offset + 4
     return lambda: unpack(view, at)[0]
+
+
+#: Charged per pool entry on top of its bytes: the id's str object, the dict slot and the
+#: decoded Message dict cost about this much host memory in CPython.
+_ENTRY_COST = 320
+#: Charged per pool on top of its name: its dict in the ctx and in the host's accounting.
+_POOL_COST = 512
+_JSON_KINDS = frozenset(range(8, 13))  # Object, Array, Event, Optional, Any (ABI.md §3)
+_TEXT_KINDS = frozenset((5, 7, *_JSON_KINDS))
+
+
+def _value_cost(msg: bytes) -> int:
+    """Host memory an encoded message takes once decoded, estimated from its bytes in C-speed
+    passes, erring high: text that is not ASCII may decode to 4 bytes a character, and JSON
+    text parses to objects (a container costs ~80 bytes, each element or member ~40) that
+    can be 25x the text (``[{},{},...]``)."""
+    n = len(msg)
+    kind = msg[0] if msg else 0
+    if kind in _TEXT_KINDS and not msg.isascii():
+        n *= 4
+    if kind in _JSON_KINDS:
+        n += 80 * (msg.count(b"{") + msg.count(b"[")) + 40 * (msg.count(b",") + msg.count(b":"))
+    return n
+
+
+def _stored_cost(value: Any) -> int:
+    try:
+        return _value_cost(encode_message(as_message(value)))
+    except (MessageError, TypeError, ValueError):
+        return len(repr(value))
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
 def _text(raw: bytes) -> str:

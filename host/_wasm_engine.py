@@ -5,10 +5,13 @@ imports, ABI version and describe document, and returns a :class:`WasmModule`;
 ``module.actor(template_id)`` is an :class:`~reflow.Actor` to register in a network. Every node
 gets its own wasmtime store and instance (``open_node``), with its own limits: a linear-memory
 cap, an epoch deadline per tick (per batch of ticks, for a guest that exports
-``reflow_tick_batch``: ABI 1.1) and an output-size cap. Nothing but module ``reflow`` is
-importable: no WASI, and ``http_request`` only with a grant. Ticks run on the runtime's worker
-pool (``execution = "worker"``); wasmtime releases the GIL while guest code runs, so
-independent nodes use all cores.
+``reflow_tick_batch``: ABI 1.1), an output-size cap and store limits (tables, table
+elements, instances, memories: ``GuestLimits``). Modules are compiled in a child process under
+``GuestLimits.compile_memory_bytes``/``compile_ms`` (:mod:`reflow._wasm_compile`) and their
+size and describe document are bounded before use (abi/ABI.md §8). Nothing but module
+``reflow`` is importable: no WASI, and ``http_request`` only with a grant. Ticks run on the
+runtime's worker pool (``execution = "worker"``); wasmtime releases the GIL while guest code
+runs, so independent nodes use all cores.
 
 Calls go through :mod:`reflow._wasm_fastcall` (unchecked C-API calls, ~15x cheaper than
 ``Func.__call__``) when it is available, else through wasmtime-py's public API (whose host
@@ -38,6 +41,7 @@ import logging
 import math
 import os
 import platform
+import re
 import secrets
 import stat
 import tempfile
@@ -50,10 +54,12 @@ from typing import Any
 
 import wasmtime
 
+from . import _wasm_compile as _compile
 from . import _wasm_fastcall as fastcall
 from ._errors import (
     CapabilityError,
     GuestABIError,
+    GuestLimitError,
     GuestMemoryError,
     GuestOutputError,
     GuestTimeout,
@@ -135,6 +141,10 @@ class WasmEngine:
     ``cache_key_file``: the secret that authenticates disk-cache entries (``None`` =
     ``$REFLOW_CONFIG_DIR/cache.key``, else ``~/.config/reflow/cache.key``); created (0600) on
     first use. Keep it outside the cache: whoever can read it can forge compiled code.
+    ``isolate_compile``: compile in a child process, so that ``GuestLimits.compile_memory_bytes``
+    and ``compile_ms`` hold (``None`` = wherever it can: POSIX; see
+    :mod:`reflow._wasm_compile`). ``False`` compiles in this process, with no bound on what a
+    hostile module's compile costs.
     """
 
     def __init__(
@@ -147,18 +157,20 @@ class WasmEngine:
         memory_guard: int = 64 * 1024 * 1024,
         fast_path: bool | None = None,
         cache_key_file: str | os.PathLike[str] | None = None,
+        isolate_compile: bool | None = None,
     ) -> None:
-        config = wasmtime.Config()
-        config.epoch_interruption = True
-        config.max_wasm_stack = max_wasm_stack
-        config.cranelift_opt_level = "speed"
-        if memory_reservation is not None:
-            # Memories never move: the host can cache a node's memory base across ticks.
-            config.memory_reservation = memory_reservation
-            config.memory_guard_size = memory_guard
-            config.memory_reservation_for_growth = 0
-            config.memory_may_move = False
+        #: What the engine's config is made from; a compiler process rebuilds it from this.
+        self._compile_params = {
+            "max_wasm_stack": max_wasm_stack,
+            "memory_reservation": memory_reservation,
+            "memory_guard": memory_guard,
+        }
+        config = _compile.engine_config(self._compile_params)
         self.memory_reservation = memory_reservation
+        if isolate_compile and not _compile.AVAILABLE:
+            raise SandboxError("compiling in a child process needs a POSIX system")
+        #: Whether modules are compiled in a child process under GuestLimits' compile limits.
+        self.isolate_compile = _compile.AVAILABLE if isolate_compile is None else isolate_compile
         #: Everything compiled code depends on; part of the cache key and of its HMAC.
         self._cache_config = repr(
             (
@@ -238,8 +250,13 @@ class WasmEngine:
             t.join(timeout=1.0)
 
     # -- loading ---------------------------------------------------------------------------
-    def compile(self, wasm: bytes) -> wasmtime.Module:
-        """A compiled module for ``wasm``, from the disk cache when possible."""
+    def compile(
+        self, wasm: bytes, limits: GuestLimits | None = None, *, name: str = ""
+    ) -> wasmtime.Module:
+        """A compiled module for ``wasm``, from the disk cache when possible; compiled
+        within ``limits`` (module size, compile memory and time) otherwise."""
+        limits = limits or GuestLimits()
+        _check_module_size(len(wasm), limits, name)
         digest = hashlib.sha256(wasm).hexdigest()
         path = key = None
         if self.cache_dir is not None:
@@ -251,14 +268,65 @@ class WasmEngine:
             if module is not None:
                 self.stats["deserialized"] += 1
                 return module
-        try:
-            module = wasmtime.Module(self.engine, wasm)
-        except wasmtime.WasmtimeError as exc:
-            raise GuestABIError(f"not a valid WebAssembly module: {_first_line(exc)}") from exc
+        module, data = self._compile(wasm, limits, name or digest[:12])
         self.stats["compiled"] += 1
         if path is not None and key is not None:
-            self._to_cache(path, key, digest, bytes(module.serialize()))
+            self._to_cache(path, key, digest, data or bytes(module.serialize()))
         return module
+
+    def _compile(
+        self, wasm: bytes, limits: GuestLimits, name: str
+    ) -> tuple[wasmtime.Module, bytes | None]:
+        """Compile (in a compiler process when ``isolate_compile``, which also returns the
+        serialized module); wasmtime's and the compiler's failures become GuestABIError /
+        GuestLimitError here."""
+        if not self.isolate_compile:
+            try:
+                return wasmtime.Module(self.engine, wasm), None
+            except wasmtime.WasmtimeError as exc:
+                raise GuestABIError(
+                    f"not a valid WebAssembly module: {_first_line(exc)}", component=name
+                ) from exc
+        who = f"compiling module {name!r} ({len(wasm)} bytes)"
+        try:
+            data = _compile.compile_isolated(
+                wasm, self._compile_params, limits.compile_memory_bytes, limits.compile_ms
+            )
+        except _compile.CompileInvalid as exc:
+            raise GuestABIError(
+                f"not a valid WebAssembly module: {_first_line(exc)}", component=name
+            ) from None
+        except _compile.CompileOutOfMemory as exc:
+            raise GuestLimitError(
+                f"{who} needed more memory than GuestLimits.compile_memory_bytes="
+                f"{limits.compile_memory_bytes}; the compiler was stopped ({_first_line(exc)})",
+                resource="compile_memory_bytes",
+                value=None,
+                limit=limits.compile_memory_bytes,
+                component=name,
+            ) from None
+        except _compile.CompileTimeout as exc:
+            ran = float(exc.args[0]) * 1000.0
+            raise GuestLimitError(
+                f"{who} ran {ran:.0f} ms, past GuestLimits.compile_ms={limits.compile_ms:g}; "
+                f"the compiler was stopped",
+                resource="compile_ms",
+                value=ran,
+                limit=limits.compile_ms,
+                component=name,
+            ) from None
+        except (_compile.CompileDied, OSError) as exc:
+            raise SandboxError(
+                f"{who}: the compiler process failed: {_first_line(exc)}", component=name
+            ) from None
+        try:
+            return wasmtime.Module.deserialize(self.engine, data), data
+        except wasmtime.WasmtimeError as exc:
+            raise SandboxError(
+                f"{who}: the compiler process returned a module this engine cannot load: "
+                f"{_first_line(exc)}",
+                component=name,
+            ) from exc
 
     def _key(self) -> bytes | None:
         """The cache's HMAC key (loaded or created on first use); None = no disk cache."""
@@ -322,21 +390,50 @@ class WasmEngine:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
 
-    def load(self, wasm: bytes | str | os.PathLike[str], *, name: str | None = None) -> WasmModule:
-        """Compile, validate and describe a guest module (idempotent per content hash)."""
+    def load(
+        self,
+        wasm: bytes | str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        limits: GuestLimits | None = None,
+    ) -> WasmModule:
+        """Compile, validate and describe a guest module (idempotent per content hash).
+        ``limits``: its ``module_bytes``, ``compile_*`` and ``describe_*`` fields bound the
+        loading (the defaults when None)."""
+        limits = limits or GuestLimits()
         if isinstance(wasm, (str, os.PathLike)):
             name = name or Path(wasm).name
-            wasm = Path(wasm).read_bytes()
+            path = Path(wasm)
+            try:
+                size = path.stat().st_size
+            except OSError as exc:
+                raise SandboxError(f"cannot read module {str(path)!r}: {exc}") from exc
+            _check_module_size(size, limits, name)
+            wasm = path.read_bytes()
         wasm = bytes(wasm)
+        _check_module_size(len(wasm), limits, name or "")
         digest = hashlib.sha256(wasm).hexdigest()
         with self._lock:
             cached = self._modules.get(digest)
         if cached is not None:
             self.stats["memory_hits"] += 1
             return cached
-        module = WasmModule(self, self.compile(wasm), digest, name or digest[:12])
+        label = name or digest[:12]
+        module = WasmModule(self, self.compile(wasm, limits, name=label), digest, label, limits)
         with self._lock:
             return self._modules.setdefault(digest, module)
+
+
+def _check_module_size(size: int, limits: GuestLimits, name: str) -> None:
+    if size > limits.module_bytes:
+        raise GuestLimitError(
+            f"module {name!r} is {size} bytes, more than GuestLimits.module_bytes="
+            f"{limits.module_bytes}",
+            resource="module_bytes",
+            value=size,
+            limit=limits.module_bytes,
+            component=name,
+        )
 
 
 _CACHE_FORMAT = "cwasm-hmac-v1"
@@ -435,7 +532,15 @@ def _first_line(exc: BaseException) -> str:
 class WasmModule:
     """A validated guest module: its templates and a factory for actors."""
 
-    def __init__(self, engine: WasmEngine, module: wasmtime.Module, digest: str, name: str):
+    def __init__(
+        self,
+        engine: WasmEngine,
+        module: wasmtime.Module,
+        digest: str,
+        name: str,
+        limits: GuestLimits | None = None,
+    ):
+        limits = limits or GuestLimits()
         self.engine = engine
         self.module = module
         self.sha256 = digest
@@ -444,13 +549,13 @@ class WasmModule:
         self.batch = False
         self._check_exports()
         self.imports = self._check_imports()
-        probe = _GuestInstance(self, None, GuestLimits(), GuestGrants(), "<load>")
+        probe = _GuestInstance(self, None, limits, GuestGrants(), "<load>")
         try:
             word = probe.call_i32("reflow_abi_version")
             self.abi_version = check_abi_compatible(
                 unpack_abi_word(word), what=f"module {name!r}"
             )
-            self.templates = parse_describe(probe.call_slice("reflow_describe"), self.abi_version)
+            self.templates = parse_describe(self._describe(probe, limits), self.abi_version, limits)
             self.batch = self.has_batch and self.abi_version >= (1, 1)
         except SandboxError as exc:
             if not exc.component:
@@ -458,6 +563,25 @@ class WasmModule:
             raise
         finally:
             probe.close()
+
+    def _describe(self, probe: _GuestInstance, limits: GuestLimits) -> bytes:
+        """The describe document, its length checked before a byte of it is copied."""
+        probe.set_deadline(probe.ticks)
+        raw, err = probe.callers["reflow_describe"]()
+        probe.refresh()
+        if err is not None:
+            raise probe.translate(err, "reflow_describe")
+        n = (raw >> 32) & _MASK32
+        if n > limits.describe_bytes:
+            raise GuestLimitError(
+                f"module {self.name!r}: reflow_describe returned a document of {n} bytes, more "
+                f"than GuestLimits.describe_bytes={limits.describe_bytes}",
+                resource="describe_bytes",
+                value=n,
+                limit=limits.describe_bytes,
+                component=self.name,
+            )
+        return probe.read_slice(raw, "reflow_describe")
 
     def _check_exports(self) -> None:
         found = {e.name: e.type for e in self.module.exports}
@@ -559,7 +683,13 @@ class _GuestInstance:
         self.host = GuestNodeHost(node, tmpl, limits, grants)
         self.out_limit = limits.output_bytes
         self.store = wasmtime.Store(eng.engine)
-        self.store.set_limits(memory_size=limits.memory_bytes, instances=1, memories=1, tables=4)
+        self.store.set_limits(
+            memory_size=limits.memory_bytes,
+            table_elements=limits.table_elements,
+            instances=limits.instances,
+            tables=limits.tables,
+            memories=limits.memories,
+        )
         self.fast = eng.fast_path
         self.fp = fastcall.FastPath(self.store) if self.fast else None
         self.engine = eng
@@ -599,7 +729,9 @@ class _GuestInstance:
             else:
                 instance = wasmtime.Instance(self.store, module.module, imports)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
-            raise self.translate(exc, "instantiation") from exc
+            raise (_store_limit_error(exc, self.host, limits) or self.translate(
+                exc, "instantiation"
+            )) from exc
         exports = instance.exports(self.store)
         init = exports.get("_initialize")
         if isinstance(init, wasmtime.Func):  # a WASI reactor's constructors
@@ -932,6 +1064,36 @@ class _GuestInstance:
         self.fp = None
         self.memory = None
         self.store.close()
+
+
+#: wasmtime's words for a store limit hit at instantiation -> the GuestLimits field.
+_STORE_LIMITS = (
+    (re.compile(r"table minimum size of (\d+) elements exceeds table limits"), "table_elements"),
+    (re.compile(r"table count too high at (\d+)"), "tables"),
+    (re.compile(r"memory count too high at (\d+)"), "memories"),
+    (re.compile(r"instance count too high at (\d+)"), "instances"),
+)
+
+
+def _store_limit_error(
+    exc: BaseException, host: GuestNodeHost, limits: GuestLimits
+) -> GuestLimitError | None:
+    """The GuestLimitError for an instantiation that a store limit refused, else None."""
+    text = str(exc)
+    for pattern, field in _STORE_LIMITS:
+        m = pattern.search(text)
+        if m is not None:
+            limit = getattr(limits, field)
+            err = GuestLimitError(
+                f"node {host.node!r} ({host.component}): the module needs {m.group(1)} "
+                f"{field.replace('_', ' ')} but GuestLimits.{field}={limit}",
+                resource=field,
+                value=int(m.group(1)),
+                limit=limit,
+            )
+            host.tag(err)
+            return err
+    return None
 
 
 class WasmNodeActor(GuestNodeActor):
