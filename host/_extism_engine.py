@@ -60,6 +60,7 @@ from ._guest_host import (
     GuestNodeHost,
     GuestTemplate,
     pick_template,
+    read_module_file,
 )
 from ._jsonread import loads
 from ._messages import Message
@@ -558,7 +559,7 @@ class ExtismModule:
         """Load a plugin from bytes or a ``.wasm`` path."""
         if isinstance(wasm, (str, os.PathLike)):
             name = name or Path(wasm).name
-            wasm = Path(wasm).read_bytes()
+            wasm = read_module_file(wasm, "Extism plugin")
         return cls(wasm, name=name, grants=grants)
 
     def _manifest(self, limits: GuestLimits, grants: GuestGrants) -> dict[str, Any]:

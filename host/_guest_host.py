@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import stat
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -209,6 +212,25 @@ def _names(value: Any, what: str, where: str) -> tuple[str, ...]:
     if len(set(value)) != len(value):
         raise GuestABIError(f"describe document: {where}.{what} lists a name twice")
     return tuple(value)
+
+
+def read_module_file(path: str | os.PathLike[str], what: str = "module",
+                     max_bytes: int | None = None) -> bytes:
+    """The bytes of a guest module at ``path``, or a SandboxError naming the path and what
+    is wrong with it (missing, a directory, unreadable, larger than ``max_bytes``)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise SandboxError(f"cannot read {what} {str(p)!r}: not a regular file")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise SandboxError(
+                f"{what} {str(p)!r} is {st.st_size} bytes, more than the limit of {max_bytes}"
+            )
+        return p.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SandboxError(f"cannot read {what} {str(p)!r}: {reason}") from exc
 
 
 def parse_describe(

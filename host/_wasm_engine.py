@@ -75,6 +75,7 @@ from ._guest_host import (
     GuestTemplate,
     batch_progress,
     parse_describe,
+    read_module_file,
     pick_template,
 )
 from ._messages import Message
@@ -285,7 +286,8 @@ class WasmEngine:
                 return wasmtime.Module(self.engine, wasm), None
             except wasmtime.WasmtimeError as exc:
                 raise GuestABIError(
-                    f"not a valid WebAssembly module: {_first_line(exc)}", component=name
+                    f"module {name!r} is not a valid WebAssembly module: {_first_line(exc)}",
+                    component=name,
                 ) from exc
         who = f"compiling module {name!r} ({len(wasm)} bytes)"
         try:
@@ -294,7 +296,8 @@ class WasmEngine:
             )
         except _compile.CompileInvalid as exc:
             raise GuestABIError(
-                f"not a valid WebAssembly module: {_first_line(exc)}", component=name
+                f"module {name!r} is not a valid WebAssembly module: {_first_line(exc)}",
+                component=name,
             ) from None
         except _compile.CompileOutOfMemory as exc:
             raise GuestLimitError(
@@ -406,10 +409,10 @@ class WasmEngine:
             path = Path(wasm)
             try:
                 size = path.stat().st_size
-            except OSError as exc:
-                raise SandboxError(f"cannot read module {str(path)!r}: {exc}") from exc
+            except OSError:
+                size = 0  # read_module_file says what is wrong
             _check_module_size(size, limits, name)
-            wasm = path.read_bytes()
+            wasm = read_module_file(path)
         wasm = bytes(wasm)
         _check_module_size(len(wasm), limits, name or "")
         digest = hashlib.sha256(wasm).hexdigest()
