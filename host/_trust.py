@@ -66,13 +66,14 @@ class TrustStore:
         return f"TrustStore({str(self.path)!r})"
 
     def add(self, key: str | os.PathLike[str] | bytes | Ed25519PublicKey,
-            names: Iterable[str] | None = None) -> str:
+            names: Iterable[str] | None = None, *, any_name: bool = False) -> str:
         """Trust a public key (a PEM file, PEM bytes or a key object); return its key id.
         Adding a key twice is harmless.
 
         ``names``: pack-name patterns (``("acme/*",)``) the key is trusted for; they are added
         to the key's existing patterns. Without ``names`` the key's patterns are left as they
-        are, so a new key is trusted for every pack name."""
+        are, so a new key is trusted for every pack name. ``any_name=True`` drops the key's
+        patterns: it is trusted for every pack name."""
         patterns = [validate_name_pattern(n) for n in ([names] if isinstance(names, str)
                                                        else names or ())]
         public = key if isinstance(key, Ed25519PublicKey) else load_public_key(key)
@@ -82,6 +83,8 @@ class TrustStore:
             old = _read_names(self.path / f"{kid}{_NAMES}") or ()
             merged = list(dict.fromkeys([*old, *patterns]))
             _write(self.path / f"{kid}{_NAMES}", "".join(f"{p}\n" for p in merged).encode())
+        elif any_name:
+            (self.path / f"{kid}{_NAMES}").unlink(missing_ok=True)
         _write(self.path / f"{kid}{_SUFFIX}", public_key_pem(public))
         return kid
 

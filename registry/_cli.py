@@ -13,32 +13,29 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
-from .._errors import ReflowError
+from ..tools._term import ReflowGroup, echo, echo_json
 from ._auth import SCOPES, Authenticator
 from ._storage import LocalStorage
 
 __all__ = ["main"]
 
 
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (ReflowError, ValueError, OSError) as exc:
-            if ctx.params.get("debug") or os.environ.get("REFLOW_DEBUG"):
-                raise
-            click.echo(f"error: {str(exc).strip()}", err=True)
-            ctx.exit(1)
-
-
 _data = click.option(
     "--data", "data", type=click.Path(file_okay=False, path_type=Path),
     envvar="REFLOW_REGISTRY_DATA", default=Path("registry-data"), show_default=True,
     help="Registry data directory (index + blobs); env REFLOW_REGISTRY_DATA.",
+)
+# read-only commands (list, revoke, remove): a mistyped --data must not create an empty
+# registry and answer "nothing there"
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors too).")
+
+_data_existing = click.option(
+    "--data", "data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="REFLOW_REGISTRY_DATA", default=Path("registry-data"), show_default=True,
+    help="Registry data directory (must exist); env REFLOW_REGISTRY_DATA.",
 )
 
 
@@ -56,10 +53,10 @@ def _ensure_namespace(auth: Authenticator, name: str, owner: str | None) -> None
     if name != "*" and auth.storage.get_namespace(name) is None:
         who = owner or os.environ.get("USER") or "admin"
         auth.create_namespace(name, who)
-        click.echo(f"created namespace {name!r} (owner {who})", err=True)
+        echo(f"created namespace {name!r} (owner {who})", err=True)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ReflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="reflow", prog_name="reflow-registry")
 def main(debug: bool) -> None:
@@ -129,10 +126,10 @@ def serve(data: Path, host: str, port: int, max_upload: str, private: bool,
     storage = LocalStorage(data)
     temps, blobs = storage.collect_garbage()
     if temps or blobs:
-        click.echo(f"removed {temps} abandoned upload(s) and {blobs} unreferenced blob(s)",
+        echo(f"removed {temps} abandoned upload(s) and {blobs} unreferenced blob(s)",
                    err=True)
     app = create_app(storage, config)
-    click.echo(f"reflow registry on http://{host}:{port} (data: {storage.root})", err=True)
+    echo(f"reflow registry on http://{host}:{port} (data: {storage.root})", err=True)
     try:
         run_server(app, host=host, port=port, limits=limits, log_level=log_level)
     finally:
@@ -165,35 +162,42 @@ def token_create(data: Path, namespace: str, scope: str, ttl_days: float | None,
                                         ttl=ttl_days * 86400 if ttl_days else None)
     expiry = time.strftime("%Y-%m-%d", time.gmtime(rec.expires_at)) if rec.expires_at else \
         "never"
-    click.echo(f"token {rec.token_id}: scope {scope} in {namespace}, expires {expiry}",
+    echo(f"token {rec.token_id}: scope {scope} in {namespace}, expires {expiry}",
                err=True)
-    click.echo(secret)
+    echo(secret)
 
 
 @token.command("list")
-@_data
-def token_list(data: Path) -> None:
+@_data_existing
+@_json
+def token_list(data: Path, as_json: bool) -> None:
     """List tokens (ids, never secrets)."""
     now = time.time()
     with LocalStorage(data) as storage:
-        for t in storage.list_tokens():
+        tokens = storage.list_tokens()
+        if as_json:
+            echo_json([{"id": t.token_id, "namespace": t.namespace, "scope": t.scope,
+                        "revoked": bool(t.revoked), "expires_at": t.expires_at,
+                        "label": t.label, "parent": t.parent_id} for t in tokens])
+            return
+        for t in tokens:
             state = "revoked" if t.revoked else (
                 "expired" if t.expires_at and t.expires_at <= now else "active")
             exp = time.strftime("%Y-%m-%d", time.gmtime(t.expires_at)) if t.expires_at else "-"
             made_by = f" (made by {t.parent_id})" if t.parent_id else ""
-            click.echo(f"{t.token_id}  {t.namespace:<16} {t.scope:<8} {state:<8} "
+            echo(f"{t.token_id}  {t.namespace:<16} {t.scope:<8} {state:<8} "
                        f"expires {exp:<10} {t.label}{made_by}")
 
 
 @token.command("revoke")
-@_data
+@_data_existing
 @click.argument("token_id")
 def token_revoke(data: Path, token_id: str) -> None:
     """Revoke a token by its id, and every token it made over the API (transitively)."""
     with LocalStorage(data) as storage:
         if not storage.revoke_token(token_id):
             raise ValueError(f"no token {token_id!r}")
-    click.echo(f"revoked {token_id}")
+    echo(f"revoked {token_id}")
 
 
 # -- keys --------------------------------------------------------------------------------------
@@ -217,22 +221,27 @@ def key_add(data: Path, namespace: str, owner: str | None, public_key: Path) -> 
     with LocalStorage(data) as storage:
         _ensure_namespace(Authenticator(storage), namespace, owner)
         storage.add_key(namespace, key_id(public), public_key_pem(public))
-    click.echo(key_id(public))
+    echo(key_id(public))
 
 
 @key.command("list")
-@_data
+@_data_existing
 @click.option("--namespace", required=True)
-def key_list(data: Path, namespace: str) -> None:
+@_json
+def key_list(data: Path, namespace: str, as_json: bool) -> None:
     """List a namespace's keys."""
     with LocalStorage(data) as storage:
-        for k in storage.list_keys(namespace):
+        keys = storage.list_keys(namespace)
+        if as_json:
+            echo_json([{"key_id": k.key_id, "added_at": k.added_at} for k in keys])
+            return
+        for k in keys:
             added = time.strftime("%Y-%m-%d", time.gmtime(k.added_at))
-            click.echo(f"{k.key_id}  added {added}")
+            echo(f"{k.key_id}  added {added}")
 
 
 @key.command("remove")
-@_data
+@_data_existing
 @click.option("--namespace", required=True)
 @click.argument("key_id")
 def key_remove(data: Path, namespace: str, key_id: str) -> None:
@@ -240,7 +249,7 @@ def key_remove(data: Path, namespace: str, key_id: str) -> None:
     with LocalStorage(data) as storage:
         if not storage.remove_key(namespace, key_id):
             raise ValueError(f"no key {key_id!r} in namespace {namespace!r}")
-    click.echo(f"removed {key_id}")
+    echo(f"removed {key_id}")
 
 
 # -- namespaces --------------------------------------------------------------------------------
@@ -259,16 +268,21 @@ def namespace_create(data: Path, name: str, owner: str) -> None:
     """Create namespace NAME."""
     with LocalStorage(data) as storage:
         Authenticator(storage).create_namespace(name, owner)
-    click.echo(f"created namespace {name!r} (owner {owner})")
+    echo(f"created namespace {name!r} (owner {owner})")
 
 
 @namespace.command("list")
-@_data
-def namespace_list(data: Path) -> None:
+@_data_existing
+@_json
+def namespace_list(data: Path, as_json: bool) -> None:
     """List namespaces and owners."""
     with LocalStorage(data) as storage:
-        for ns in storage.list_namespaces():
-            click.echo(f"{ns.name:<24} {ns.owner}")
+        spaces = storage.list_namespaces()
+        if as_json:
+            echo_json([{"name": ns.name, "owner": ns.owner} for ns in spaces])
+            return
+        for ns in spaces:
+            echo(f"{ns.name:<24} {ns.owner}")
 
 
 if __name__ == "__main__":

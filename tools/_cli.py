@@ -6,15 +6,12 @@ with status 1 (2 for usage errors); ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from .._errors import ReflowError
 from .._trust import TrustStore
 from ..abi._bundle import add_signatures, read_bundle, strip_bundle
 from ..abi._manifest import KNOWN_TRIPLES
@@ -28,24 +25,9 @@ from ..abi._signing import (
 )
 from ..abi._version import ABI_VERSION, check_abi_compatible
 from ._registry_cli import add_registry_commands
+from ._term import ReflowGroup, echo, echo_json
 
 __all__ = ["main"]
-
-
-class _Group(click.Group):
-    """Turns reflow errors (and OS errors) into one line and exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (ReflowError, OSError) as exc:
-            if ctx.params.get("debug") or os.environ.get("REFLOW_DEBUG"):
-                raise
-            msg = str(exc).strip().replace("\n", " ")
-            if isinstance(exc, OSError) and not isinstance(exc, ReflowError):
-                msg = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-            click.echo(f"error: {msg}", err=True)
-            ctx.exit(1)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -61,7 +43,7 @@ _trust_dir = click.option(
 )
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ReflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="reflow", prog_name="reflow-pack")
 def main(debug: bool) -> None:
@@ -78,7 +60,7 @@ def new(directory: Path, name: str | None, lang: str) -> None:
     from ._pack_build import new_project
 
     root = new_project(directory, name=name, lang=lang)
-    click.echo(f"created {root}: edit src/, then 'reflow-pack build {root}'")
+    echo(f"created {root}: edit src/, then 'reflow-pack build {root}'")
 
 
 @main.command()
@@ -98,11 +80,11 @@ def build(project: Path, out_dir: Path, key_path: Path | None,
 
     key = load_private_key(key_path) if key_path else None
     path = build_pack(project, out_dir=out_dir, key=key, triples=triples or None,
-                      progress=lambda m: click.echo(m, err=True), jobs=jobs)
+                      progress=lambda m: echo(m, err=True), jobs=jobs)
     if key is None:
-        click.echo("warning: the pack is unsigned; load_pack refuses it by default "
+        echo("warning: the pack is unsigned; load_pack refuses it by default "
                    "(sign it with 'reflow-pack sign')", err=True)
-    click.echo(str(path))
+    echo(str(path))
 
 
 @main.command()
@@ -116,7 +98,7 @@ def strip(pack: Path, triple: str, out: Path | None) -> None:
     stem = pack.name[:-len(".rflpack")] if pack.name.endswith(".rflpack") else pack.name
     out = out or pack.with_name(f"{stem}-{triple}.rflpack")
     _write(out, data)
-    click.echo(f"{out} ({len(data)} bytes, was {pack.stat().st_size})")
+    echo(f"{out} ({len(data)} bytes, was {pack.stat().st_size})")
 
 
 @main.command()
@@ -129,7 +111,7 @@ def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
 
     info = inspect_pack(pack, trust=TrustStore(trust_dir))
     if as_json:
-        click.echo(json.dumps(info.to_dict(), indent=2, sort_keys=True))
+        echo_json(info.to_dict())
         return
     m = info.manifest
     rows = [
@@ -146,15 +128,15 @@ def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
-        click.echo(f"{k:<{width}}  {v}")
-    click.echo("\ntemplates:")
+        echo(f"{k:<{width}}  {v}")
+    echo("\ntemplates:")
     for t in m.templates:
-        click.echo(f"  {t.id:<32} in={','.join(t.inports) or '-'} "
+        echo(f"  {t.id:<32} in={','.join(t.inports) or '-'} "
                    f"out={','.join(t.outports) or '-'}  [{t.entry}]  {t.description}")
-    click.echo("\nartifacts:")
+    echo("\nartifacts:")
     for a in m.artifacts:
         here = "present" if a.path in info.members else "stripped"
-        click.echo(f"  {a.triple:<28} {a.kind:<7} {a.size:>9}  {here:<8} {a.path}")
+        echo(f"  {a.triple:<28} {a.kind:<7} {a.size:>9}  {here:<8} {a.path}")
 
 
 @main.command()
@@ -164,7 +146,7 @@ def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
 def keygen(out: Path, force: bool) -> None:
     """Create an Ed25519 signing key pair."""
     priv, pub, kid = write_keypair(out, overwrite=force)
-    click.echo(f"key id {kid}\nprivate key {priv} (keep it secret)\npublic key  {pub} "
+    echo(f"key id {kid}\nprivate key {priv} (keep it secret)\npublic key  {pub} "
                "(share it: 'reflow-pack trust add')")
 
 
@@ -182,7 +164,7 @@ def sign(pack: Path, key_path: Path, out: Path | None) -> None:
     sig = sign_manifest(head.manifest_bytes, key)
     data = add_signatures(pack, [sig])
     _write(out or pack, data)
-    click.echo(f"signed {out or pack} with key {sig.key_id}")
+    echo(f"signed {out or pack} with key {sig.key_id}")
 
 
 @main.command()
@@ -190,7 +172,8 @@ def sign(pack: Path, key_path: Path, out: Path | None) -> None:
 @click.option("--key", "pub_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Verify against this public key instead of the trust store.")
 @_trust_dir
-def verify(pack: Path, pub_path: Path | None, trust_dir: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (errors too).")
+def verify(pack: Path, pub_path: Path | None, trust_dir: Path | None, as_json: bool) -> None:
     """Check PACK's container, every member's hash, its signature and its ABI."""
     b = read_bundle(pack)
     m = b.manifest
@@ -202,8 +185,12 @@ def verify(pack: Path, pub_path: Path | None, trust_dir: Path | None) -> None:
         signer = TrustStore(trust_dir).verify(b.manifest_bytes, b.signatures,
                                               pack=f"pack {m.name!r}")
     check_abi_compatible(m.abi_version, ABI_VERSION, what=f"pack {m.name!r} {m.version}")
+    if as_json:
+        echo_json({"ok": True, "name": m.name, "version": m.version, "signer": signer,
+                   "members": len(b.contents), "present_triples": b.present_triples()})
+        return
     present = ", ".join(b.present_triples())
-    click.echo(f"OK {m.name} {m.version}: signed by {signer}, {len(b.contents)} members "
+    echo(f"OK {m.name} {m.version}: signed by {signer}, {len(b.contents)} members "
                f"match the manifest, triples present: {present}")
 
 
@@ -216,33 +203,48 @@ def trust() -> None:
 @click.argument("key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--for", "names", multiple=True, metavar="PATTERN",
               help="Trust the key only for packs whose name matches PATTERN (fnmatch-style, "
-                   "e.g. 'acme/*'); repeatable, added to the key's existing patterns. "
-                   "Without it the key may sign packs of any name.")
+                   "e.g. 'acme/*'); repeatable, added to the key's existing patterns.")
+@click.option("--any-name", is_flag=True,
+              help="Trust the key for packs of ANY name (it can then sign as any publisher).")
 @_trust_dir
-def trust_add(key: Path, names: tuple[str, ...], trust_dir: Path | None) -> None:
-    """Trust the public key in KEY (a .pub file)."""
+def trust_add(key: Path, names: tuple[str, ...], any_name: bool,
+              trust_dir: Path | None) -> None:
+    """Trust the public key in KEY (a .pub file) for the pack names given with --for
+    (or, explicitly, for any name with --any-name)."""
+    if not names and not any_name:
+        raise click.UsageError(
+            "say which packs KEY may sign: --for PATTERN (e.g. --for 'acme/*'; repeatable), "
+            "or --any-name to trust it for every pack name"
+        )
+    if names and any_name:
+        raise click.UsageError("--for and --any-name exclude each other")
     store = TrustStore(trust_dir)
     try:
-        kid = store.add(key, names=names)
+        kid = store.add(key, names=names, any_name=any_name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--for'") from exc
     scope = next((k.names for k in store if k.key_id == kid), None)
     where = f"for {', '.join(scope) or 'no pack names'}" if scope is not None else \
         "for ANY pack name (limit it with --for 'namespace/*')"
-    click.echo(f"trusted key {kid} {where} ({store.path})")
+    echo(f"trusted key {kid} {where} ({store.path})")
 
 
 @trust.command("list")
 @_trust_dir
-def trust_list(trust_dir: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (errors too).")
+def trust_list(trust_dir: Path | None, as_json: bool) -> None:
     """List trusted keys."""
     store = TrustStore(trust_dir)
     keys = store.list()
+    if as_json:
+        echo_json([{"key_id": k.key_id, "path": str(k.path),
+                    "names": None if k.names is None else list(k.names)} for k in keys])
+        return
     if not keys:
-        click.echo(f"no trusted keys in {store.path}", err=True)
+        echo(f"no trusted keys in {store.path}", err=True)
     for k in keys:
         scope = "*  (any pack name)" if k.names is None else (" ".join(k.names) or "(no names)")
-        click.echo(f"{k.key_id}  {k.path}  {scope}")
+        echo(f"{k.key_id}  {k.path}  {scope}")
 
 
 @trust.command("remove")
@@ -251,7 +253,7 @@ def trust_list(trust_dir: Path | None) -> None:
 def trust_remove(key_id: str, trust_dir: Path | None) -> None:
     """Stop trusting KEY_ID (a key id or an unambiguous prefix)."""
     removed = TrustStore(trust_dir).remove(key_id)
-    click.echo(f"removed key {removed}")
+    echo(f"removed key {removed}")
 
 
 add_registry_commands(main)  # publish, install, search, yank (reflow.registry client)

@@ -12,7 +12,6 @@ the token ``--token``, else ``$REFLOW_REGISTRY_TOKEN``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from typing import Any
 
 import click
 
-from .._errors import ReflowError
+from ._term import ReflowGroup, echo
 
 __all__ = ["COMMANDS", "add_registry_commands", "install", "main", "publish", "search", "yank"]
 
@@ -84,7 +83,7 @@ class _BadSpec(click.BadParameter):
     """A usage error (exit status 2) shown as one line, like every other error here."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        echo(f"error: {self.format_message()}", err=True)
 
 
 def _spec(spec: str) -> str:
@@ -114,7 +113,7 @@ def publish(pack: Path, registry: str, token: str | None, namespace: str | None)
         doc = client.publish(pack, namespace=namespace, progress=bar)
     variants = ", ".join(sorted(k for k in doc["variants"] if k != "full")) or "none"
     done = "already published, unchanged:" if doc.get("unchanged") else "published"
-    click.echo(f"{done} {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed by "
+    echo(f"{done} {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed by "
                f"{doc['key_id']}; slim variants: {variants})")
 
 
@@ -138,13 +137,13 @@ def install(spec: str, registry: str, token: str | None, triple: str | None,
                  offline=offline) as client, _progress(f"downloading {spec}") as bar:
         got = client.install(spec, triple=triple, progress=bar)
     source = "cache" if got.from_cache else registry
-    click.echo(f"installed {got.name} {got.version} ({got.variant}) from {source}, signed by "
+    echo(f"installed {got.name} {got.version} ({got.variant}) from {source}, signed by "
                f"{got.signer}: {got.path}")
     if do_load:
         from .._packs import load_pack
 
         pack = load_pack(got.path, trust=trust_dir)
-        click.echo(f"loaded templates: {', '.join(sorted(pack.templates))}")
+        echo(f"loaded templates: {', '.join(sorted(pack.templates))}")
 
 
 @click.command()
@@ -158,14 +157,14 @@ def search(query: str, registry: str, token: str | None, limit: int, as_json: bo
     with _client(registry, token) as client:
         hits = client.search(query, limit=limit)
     if as_json:
-        click.echo(json.dumps(hits, indent=2))
+        echo(json.dumps(hits, indent=2))
         return
     if not hits:
-        click.echo(f"no packs match {query!r}", err=True)
+        echo(f"no packs match {query!r}", err=True)
         return
     width = max(len(h["full_name"]) for h in hits)
     for h in hits:
-        click.echo(f"{h['full_name']:<{width}}  {h['version']:<10}  {h['description'][:70]}")
+        echo(f"{h['full_name']:<{width}}  {h['version']:<10}  {h['description'][:70]}")
 
 
 @click.command()
@@ -184,7 +183,7 @@ def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool) -
         except ValueError as exc:
             raise _BadSpec(str(exc), param_hint="SPEC") from None
     state = "yanked" if doc["yanked"] else "restored"
-    click.echo(f"{state} {doc['full_name']} {doc['version']}")
+    echo(f"{state} {doc['full_name']} {doc['version']}")
 
 
 COMMANDS: tuple[click.Command, ...] = (publish, install, search, yank)
@@ -196,23 +195,7 @@ def add_registry_commands(group: click.Group) -> None:
         group.add_command(command)
 
 
-class _Group(click.Group):
-    """One line, ``error: ...``, and exit status 1 (like ``reflow-pack``'s own group)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (ReflowError, OSError) as exc:
-            if ctx.params.get("debug") or os.environ.get("REFLOW_DEBUG"):
-                raise
-            msg = str(exc).strip().replace("\n", " ")
-            if isinstance(exc, OSError) and not isinstance(exc, ReflowError):
-                msg = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-            click.echo(f"error: {msg}", err=True)
-            ctx.exit(1)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ReflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def main(debug: bool) -> None:
     """Publish, install, search and yank packs on a reflow registry."""

@@ -54,7 +54,9 @@ def test_admin_commands(runner: CliRunner, tmp_path: Path) -> None:
     (["namespace", "create", "x", "--owner", " "], "owner"),
     (["key", "remove", "--namespace", "acme", "abcd"], "no key"),
 ])
-def test_admin_errors_are_one_line(runner: CliRunner, args: list[str], fragment: str) -> None:
+def test_admin_errors_are_one_line(runner: CliRunner, args: list[str], fragment: str,
+                                   tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()  # read-only commands refuse a data directory that is missing
     r = runner.invoke(registry_cli, args)
     assert r.exit_code == 1 and r.stderr.startswith("error: ") and fragment in r.stderr
     assert r.stderr.count("\n") == 1

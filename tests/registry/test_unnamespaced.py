@@ -107,7 +107,7 @@ def test_readme_sequence_with_a_pack_from_reflow_pack_new(built: Built, env: Pat
         assert "acme/my-pack 0.1.0" in ok(runner.invoke(
             reflow_pack, ["publish", str(built.pack), *reg, "--token", token]))
         assert "acme/my-pack" in ok(runner.invoke(reflow_pack, ["search", "my-pack", *reg]))
-        ok(runner.invoke(reflow_pack, ["trust", "add", f"{built.key}.pub"]))
+        ok(runner.invoke(reflow_pack, ["trust", "add", f"{built.key}.pub", "--for", "my-pack"]))
         out = ok(runner.invoke(reflow_pack, ["install", "acme/my-pack@^0.1", *reg, "--load"]))
         assert out.startswith("installed acme/my-pack 0.1.0 ")
         assert "loaded templates: my-pack/add" in out

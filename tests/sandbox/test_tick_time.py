@@ -64,7 +64,8 @@ class Slow(Actor):
 def run_guest(engine: WasmEngine, wasm: bytes, *, tick_ms: float, sink: Actor | None = None,
               capacity: int = 64, grants: GuestGrants | None = None,
               execution: str | None = None) -> tuple[Network, float]:
-    limits = GuestLimits(tick_ms=tick_ms, output_bytes=1 << 30)
+    # output caps far away: the time limit is what must stop these guests
+    limits = GuestLimits(tick_ms=tick_ms, output_bytes=1 << 30, output_packets=1 << 30)
     actor = engine.load(wasm).actor(limits=limits, grants=grants or GuestGrants())
     if execution is not None:
         actor.execution = execution

@@ -65,7 +65,7 @@ def test_issue_command_sequence(runner: CliRunner, tmp_path: Path) -> None:
 
     line = fails(runner, "verify", str(slim))
     assert "not in the trust store" in line
-    assert "trusted key" in ok(runner, "trust", "add", "keys/me.pub")
+    assert "trusted key" in ok(runner, "trust", "add", "keys/me.pub", "--any-name")
     assert ok(runner, "verify", str(slim)).startswith("OK my-pack 0.1.0: signed by")
     kid = ok(runner, "trust", "list").split()[0]
     table = ok(runner, "inspect", str(full))
@@ -90,7 +90,7 @@ def test_sign_unsigned_pack(runner: CliRunner) -> None:
     assert result.exit_code == 0 and "unsigned" in result.stderr
     pack = result.stdout.strip()
     ok(runner, "keygen", "--out", "k")
-    ok(runner, "trust", "add", "k.pub")
+    ok(runner, "trust", "add", "k.pub", "--for", "p")
     assert "is not signed" in fails(runner, "verify", pack)
     assert "signed" in ok(runner, "sign", pack, "--key", "k")
     assert ok(runner, "verify", pack).startswith("OK p 0.1.0")
@@ -102,7 +102,7 @@ def test_sign_unsigned_pack(runner: CliRunner) -> None:
     (["build", "k.pub"], "is a file"),
     (["keygen", "--out", "k"], "already exists"),
     (["trust", "remove", "abcdef"], "not in the trust store"),
-    (["trust", "add", "k"], None),
+    (["trust", "add", "k", "--any-name"], None),
     (["new", "Bad Name"], "not a pack name"),
 ])
 def test_errors_are_one_line(runner: CliRunner, tmp_path: Path, args: list[str],
@@ -159,7 +159,7 @@ def test_trust_add_for_and_list(runner: CliRunner, tmp_path: Path) -> None:
     ok(runner, "keygen", "--out", "keys/b")
     out = ok(runner, "trust", "add", "keys/a.pub", "--for", "acme/*", "--for", "acme-labs/x")
     assert "for acme/*, acme-labs/x" in out
-    assert "ANY pack name" in ok(runner, "trust", "add", "keys/b.pub")
+    assert "ANY pack name" in ok(runner, "trust", "add", "keys/b.pub", "--any-name")
     rows = {line.split()[0]: line for line in ok(runner, "trust", "list").splitlines()}
     assert len(rows) == 2
     a = next(r for r in rows.values() if "acme" in r)
@@ -168,3 +168,18 @@ def test_trust_add_for_and_list(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["trust", "add", "keys/a.pub", "--for", "Acme/[x]"])
     assert result.exit_code == 2 and "invalid pack-name pattern" in result.output
     assert ok(runner, "trust", "list").count("acme-labs/x") == 1
+
+
+def test_trust_add_needs_a_scope_or_an_explicit_any_name(runner: CliRunner) -> None:
+    ok(runner, "keygen", "--out", "keys/a")
+    result = runner.invoke(main, ["trust", "add", "keys/a.pub"])
+    assert result.exit_code == 2
+    assert "--for PATTERN" in result.output and "--any-name" in result.output
+    result = runner.invoke(main, ["trust", "add", "keys/a.pub", "--any-name", "--for", "x/*"])
+    assert result.exit_code == 2 and "exclude each other" in result.output
+    assert "no trusted keys" in runner.invoke(main, ["trust", "list"]).stderr
+    # --any-name on a scoped key drops its patterns, explicitly
+    ok(runner, "trust", "add", "keys/a.pub", "--for", "acme/*")
+    assert ok(runner, "trust", "list").rstrip().endswith("acme/*")
+    ok(runner, "trust", "add", "keys/a.pub", "--any-name")
+    assert "any pack name" in ok(runner, "trust", "list")
