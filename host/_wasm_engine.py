@@ -75,8 +75,8 @@ from ._guest_host import (
     GuestTemplate,
     batch_progress,
     parse_describe,
-    read_module_file,
     pick_template,
+    read_module_file,
 )
 from ._messages import Message
 from .abi._codec import (
