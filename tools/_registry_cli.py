@@ -11,7 +11,6 @@ the token ``--token``, else ``$REFLOW_REGISTRY_TOKEN``.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from typing import Any
 
 import click
 
-from ._term import ReflowGroup, echo
+from ._term import ReflowGroup, echo, echo_json
 
 __all__ = ["COMMANDS", "add_registry_commands", "install", "main", "publish", "search", "yank"]
 
@@ -96,6 +95,9 @@ def _spec(spec: str) -> str:
     return spec
 
 
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors too).")
+
+
 @click.command()
 @click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_registry
@@ -103,7 +105,9 @@ def _spec(spec: str) -> str:
 @click.option("--namespace", default=None, metavar="NS",
               help="Namespace for a pack named without one (e.g. 'my-pack'); default: the "
                    "token's namespace. A pack named 'ns/name' always goes to 'ns'.")
-def publish(pack: Path, registry: str, token: str | None, namespace: str | None) -> None:
+@_json
+def publish(pack: Path, registry: str, token: str | None, namespace: str | None,
+            as_json: bool) -> None:
     """Upload PACK (a full, signed .rflpack) to the registry.
 
     A pack named 'acme/my-pack' is published as acme/my-pack. A pack named just 'my-pack'
@@ -111,6 +115,9 @@ def publish(pack: Path, registry: str, token: str | None, namespace: str | None)
     the token; namespaced names are recommended for published packs (see registry/API.md)."""
     with _client(registry, token) as client, _progress(f"uploading {pack.name}") as bar:
         doc = client.publish(pack, namespace=namespace, progress=bar)
+    if as_json:
+        echo_json({**doc, "unchanged": bool(doc.get("unchanged"))})
+        return
     variants = ", ".join(sorted(k for k in doc["variants"] if k != "full")) or "none"
     done = "already published, unchanged:" if doc.get("unchanged") else "published"
     echo(f"{done} {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed by "
@@ -127,9 +134,10 @@ def publish(pack: Path, registry: str, token: str | None, namespace: str | None)
 @_cache
 @click.option("--offline", is_flag=True, help="Use only the local cache.")
 @click.option("--load", "do_load", is_flag=True, help="Also load it now (checks it runs here).")
+@_json
 def install(spec: str, registry: str, token: str | None, triple: str | None,
             trust_dir: Path | None, cache_dir: Path | None, offline: bool,
-            do_load: bool) -> None:
+            do_load: bool, as_json: bool) -> None:
     """Install SPEC (namespace/name@range, e.g. acme/tools@^1.2): resolve, download the
     variant for this machine, verify it against the trust store, and cache it."""
     _spec(spec)
@@ -137,13 +145,20 @@ def install(spec: str, registry: str, token: str | None, triple: str | None,
                  offline=offline) as client, _progress(f"downloading {spec}") as bar:
         got = client.install(spec, triple=triple, progress=bar)
     source = "cache" if got.from_cache else registry
-    echo(f"installed {got.name} {got.version} ({got.variant}) from {source}, signed by "
-               f"{got.signer}: {got.path}")
+    templates = None
     if do_load:
         from .._packs import load_pack
 
-        pack = load_pack(got.path, trust=trust_dir)
-        echo(f"loaded templates: {', '.join(sorted(pack.templates))}")
+        templates = sorted(load_pack(got.path, trust=trust_dir).templates)
+    if as_json:
+        echo_json({"name": got.name, "version": got.version, "variant": got.variant,
+                   "from_cache": got.from_cache, "signer": got.signer, "path": str(got.path),
+                   "templates": templates})
+        return
+    echo(f"installed {got.name} {got.version} ({got.variant}) from {source}, signed by "
+         f"{got.signer}: {got.path}")
+    if templates is not None:
+        echo(f"loaded templates: {', '.join(templates)}")
 
 
 @click.command()
@@ -157,7 +172,7 @@ def search(query: str, registry: str, token: str | None, limit: int, as_json: bo
     with _client(registry, token) as client:
         hits = client.search(query, limit=limit)
     if as_json:
-        echo(json.dumps(hits, indent=2))
+        echo_json(hits)
         return
     if not hits:
         echo(f"no packs match {query!r}", err=True)

@@ -7,6 +7,7 @@ manifest is not published in a second namespace, and the client accepts the shor
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +107,15 @@ def test_readme_sequence_with_a_pack_from_reflow_pack_new(built: Built, env: Pat
         # a retried upload of the identical file is fine
         assert "acme/my-pack 0.1.0" in ok(runner.invoke(
             reflow_pack, ["publish", str(built.pack), *reg, "--token", token]))
+        doc = json.loads(ok(runner.invoke(
+            reflow_pack, ["publish", str(built.pack), *reg, "--token", token, "--json"])))
+        assert doc["full_name"] == "acme/my-pack" and doc["unchanged"] is True
         assert "acme/my-pack" in ok(runner.invoke(reflow_pack, ["search", "my-pack", *reg]))
         ok(runner.invoke(reflow_pack, ["trust", "add", f"{built.key}.pub", "--for", "my-pack"]))
+        doc = json.loads(ok(runner.invoke(
+            reflow_pack, ["install", "acme/my-pack@^0.1", *reg, "--json"])))
+        assert doc["name"] == "acme/my-pack" and doc["version"] == "0.1.0"
+        assert Path(doc["path"]).is_file() and doc["templates"] is None
         out = ok(runner.invoke(reflow_pack, ["install", "acme/my-pack@^0.1", *reg, "--load"]))
         assert out.startswith("installed acme/my-pack 0.1.0 ")
         assert "loaded templates: my-pack/add" in out
