@@ -20,6 +20,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -320,13 +321,96 @@ def read_bundle(
         raise PackFormatError(f"cannot read {path}: {exc.strerror}", pack=label) from exc
 
 
-def _read(fh: IO[bytes], compressed: int, label: str, limits: BundleLimits,
-          head_only: bool) -> Bundle:
-    magic = fh.read(4)
-    fh.seek(0)
-    if magic != b"\x28\xb5\x2f\xfd":
+_MAGIC = b"\x28\xb5\x2f\xfd"
+_BLOCK_MAX = 128 << 10
+
+
+def _describe_tail(tail: bytes) -> str:
+    if tail[:4] == _MAGIC:
+        return "a second zstd frame"
+    if len(tail) >= 4 and 0x184D2A50 <= int.from_bytes(tail[:4], "little") <= 0x184D2A5F:
+        return "a skippable zstd frame"
+    return "trailing bytes"
+
+
+def _frame(fh: IO[bytes], size: int, label: str, limits: BundleLimits) -> int:
+    """Check that the file is exactly one zstd frame as §2 requires, by walking its block
+    headers (no decompression); return the content size the frame records.
+
+    Refused: a first frame that is skippable, a dictionary, a window over ``max_window``, no
+    recorded content size or one over ``max_total``, a reserved block type or an oversize
+    block, more than one block per KiB of content (plus 64), a frame cut short, and anything
+    after the frame (a second frame, a skippable frame, trailing bytes)."""
+    def bad(what: str, cls: type[PackFormatError] = PackFormatError) -> PackFormatError:
+        return cls(f"{label}: {what}", pack=label)
+
+    head = fh.read(18)
+    if head[:4] != _MAGIC:
+        if len(head) >= 4 and _describe_tail(head) == "a skippable zstd frame":
+            raise bad("starts with a skippable zstd frame; a .rflpack is exactly one zstd "
+                      "frame")
         raise PackFormatError(f"{label} is not a .rflpack (no zstd frame at the start)",
                               pack=label)
+    try:
+        header_size = zstandard.frame_header_size(head)
+        params = zstandard.get_frame_parameters(head)
+        content = zstandard.frame_content_size(head)
+    except zstandard.ZstdError as exc:
+        raise bad(f"the zstd frame header is truncated or corrupt ({exc})") from exc
+    if header_size > size:
+        raise bad("truncated inside the zstd frame header")
+    if params.dict_id:
+        raise bad(f"the zstd frame needs dictionary {params.dict_id}; packs use none")
+    if params.window_size > limits.max_window:
+        raise bad(f"the zstd frame asks for a {params.window_size}-byte window, over the "
+                  f"limit of {limits.max_window}", UnsafeArchiveError)
+    if content < 0:
+        raise bad("the zstd frame does not record its content size (PACK_FORMAT.md §2 "
+                  "requires it)")
+    if content > limits.max_total:
+        raise bad(f"the zstd frame declares {content} bytes of content, over the limit of "
+                  f"{limits.max_total}: refusing a possible decompression bomb",
+                  UnsafeArchiveError)
+    max_blocks = 64 + content // 1024
+    block_max = min(_BLOCK_MAX, max(params.window_size, 1))
+    pos, blocks = header_size, 0
+    while True:
+        fh.seek(pos)
+        raw = fh.read(3)
+        if len(raw) < 3:
+            raise bad(f"truncated: the zstd frame is cut off at byte {size} (block "
+                      f"{blocks} has no header)")
+        value = int.from_bytes(raw, "little")
+        last, kind, bsize = value & 1, (value >> 1) & 3, value >> 3
+        if kind == 3 or bsize > block_max:
+            raise bad(f"the zstd stream is corrupt (block {blocks} at byte {pos} has "
+                      f"{'a reserved type' if kind == 3 else f'{bsize} bytes'})")
+        pos += 3 + (1 if kind == 1 else bsize)
+        blocks += 1
+        if blocks > max_blocks:
+            raise bad(f"the zstd frame has more than {max_blocks} blocks for {content} bytes "
+                      "of content", UnsafeArchiveError)
+        if pos > size:
+            raise bad(f"truncated: the zstd frame needs {pos - size} more bytes than the "
+                      f"{size} there are")
+        if last:
+            break
+    if params.has_checksum:
+        pos += 4
+        if pos > size:
+            raise bad("truncated: the zstd frame's checksum is cut off")
+    if pos != size:
+        fh.seek(pos)
+        what = _describe_tail(fh.read(4))
+        raise bad(f"{what} after the zstd frame ({size - pos} bytes from byte {pos}); a "
+                  ".rflpack is exactly one frame")
+    fh.seek(0)
+    return content
+
+
+def _read(fh: IO[bytes], compressed: int, label: str, limits: BundleLimits,
+          head_only: bool) -> Bundle:
+    content = _frame(fh, compressed, label, limits)
     r = _Reader(fh, compressed, limits, label)
     manifest: PackManifest | None = None
     manifest_bytes = b""
@@ -338,12 +422,14 @@ def _read(fh: IO[bytes], compressed: int, label: str, limits: BundleLimits,
     index = 0
     while True:
         head = r.read(_BLOCK)
-        if len(head) == 0 and manifest is not None:
-            break  # tolerate a missing end-of-archive marker after complete members
         if len(head) != _BLOCK:
-            raise PackFormatError(f"{label}: truncated tar header", pack=label)
+            what = "a tar header" if head or manifest is None else "the end-of-archive marker"
+            raise PackFormatError(f"{label}: truncated: the tar stream ends without {what}",
+                                  pack=label)
         parsed = _parse_header(head, label)
         if parsed is None:
+            if manifest is not None and not head_only:
+                _end_of_archive(r, content, label)
             break
         name, size = parsed
         if name in seen:
@@ -382,7 +468,8 @@ def _read(fh: IO[bytes], compressed: int, label: str, limits: BundleLimits,
         r.exact(-size % _BLOCK, name)
         if name == MANIFEST_NAME:
             manifest_bytes = data
-            manifest = _with_pack(parse_manifest, data, label)
+            manifest = _with_pack(partial(parse_manifest, max_size=limits.max_manifest), data,
+                                  label)
             expected, sizes = manifest.members(), manifest.sizes()
         elif name == SIGNATURE_NAME:
             signature_bytes = data
@@ -395,8 +482,28 @@ def _read(fh: IO[bytes], compressed: int, label: str, limits: BundleLimits,
             break
     if manifest is None:
         raise PackFormatError(f"{label}: empty archive, no {MANIFEST_NAME}", pack=label)
-    sigs = _with_pack(parse_signatures, signature_bytes, label) if signature_bytes else []
+    sigs = (_with_pack(partial(parse_signatures, max_size=limits.max_signature),
+                       signature_bytes, label) if signature_bytes is not None else [])
     return Bundle(manifest, manifest_bytes, signature_bytes, sigs, contents, label, compressed)
+
+
+def _end_of_archive(r: _Reader, content: int, label: str) -> None:
+    """After the first zero block: a second one, then only zero padding (as ``tar`` writes)
+    up to the content size the frame records, then the frame's end (which checks its
+    checksum)."""
+    if r.read(_BLOCK) != b"\x00" * _BLOCK:
+        raise PackFormatError(f"{label}: the tar stream's end-of-archive marker is not two "
+                              "zero blocks", pack=label)
+    while True:
+        chunk = r.read(1 << 20)
+        if not chunk:
+            break
+        if chunk.count(0) != len(chunk):
+            raise PackFormatError(f"{label}: data after the tar end-of-archive marker",
+                                  pack=label)
+    if r.total != content:
+        raise PackFormatError(f"{label}: the zstd frame holds {r.total} bytes but records "
+                              f"{content}", pack=label)
 
 
 def _with_pack(fn: Any, data: bytes, label: str) -> Any:

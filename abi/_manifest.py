@@ -15,7 +15,6 @@ from __future__ import annotations
 import platform
 import re
 import sys
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import tomli_w
 
 from .._errors import PackFormatError
+from ._bounded import MAX_DEPTH, load_toml
 
 __all__ = [
     "FORMAT_VERSION",
@@ -67,6 +67,15 @@ _PORT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
 _MAX_PATH = 255
+_DEVICES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                      *(f"lpt{i}" for i in range(10))})
+#: Most templates, and most artifacts + files, a manifest may list (bounded validation time;
+#: a bundle holds at most 4096 members anyway).
+MAX_TEMPLATES = 4096
+MAX_MEMBERS = 4096
+#: Most strings in one list field (ports, authors, capabilities, hosts).
+MAX_LIST = 1024
+MAX_MANIFEST = 1 << 20
 
 
 def host_triples() -> tuple[str, ...]:
@@ -89,18 +98,31 @@ def host_triples() -> tuple[str, ...]:
 
 
 def check_member_path(path: str, where: str) -> str:
-    """``path`` if it is a safe relative POSIX path inside the pack, else PackFormatError."""
+    """``path`` if it is a safe relative POSIX path inside the pack, else PackFormatError.
+
+    Safe on every filesystem the cache may live on: segments of ``[A-Za-z0-9_.+-]`` that do
+    not start or end with ``.`` and are no Windows device name (``con``, ``nul.txt``, ...),
+    at most 255 bytes, and short enough for a ustar header (100 bytes, or a ``/`` splitting
+    it into at most 155 + 100)."""
     if not isinstance(path, str) or not path:
         raise _fail(where, "a path must be a non-empty string")
     if len(path) > _MAX_PATH:
         raise _fail(where, f"path {path[:40]!r}... is over {_MAX_PATH} chars")
     for seg in path.split("/"):
-        if seg in ("", ".", "..") or not _SEGMENT.fullmatch(seg):
+        if seg in ("", ".", "..") or not _SEGMENT.fullmatch(seg) or seg.endswith("."):
             raise _fail(
                 where,
                 f"{path!r} is not a safe relative path (segments of letters, digits and _.+-, "
-                "no '..', no leading '/')",
+                "not starting or ending with '.', no '..', no leading '/')",
             )
+        if seg.split(".", 1)[0].lower() in _DEVICES:
+            raise _fail(where, f"{path!r} has segment {seg!r}, a reserved device name on "
+                               "Windows")
+    if len(path) > 100:
+        cut = path.rfind("/", 0, 156)
+        if cut <= 0 or len(path) - cut - 1 > 100:
+            raise _fail(where, f"path {path[:40]!r}... does not fit a ustar header (over 100 "
+                               "bytes and no '/' splitting it into at most 155 + 100)")
     return path
 
 
@@ -298,14 +320,17 @@ _TOML_TYPES = {"str": "string", "int": "integer", "bool": "boolean", "list": "ar
 def _strs(table: Mapping[str, Any], key: str, where: str, pattern: re.Pattern[str] | None = None,
           unique: bool = True) -> tuple[str, ...]:
     items = _get(table, key, list, where, [])
+    if len(items) > MAX_LIST:
+        raise _fail(f"{where}{key}", f"lists {len(items)} items, over the limit of {MAX_LIST}")
+    seen: set[str] = set()
     for i, v in enumerate(items):
         if not isinstance(v, str):
             raise _fail(f"{where}{key}[{i}]", f"must be a string, got {type(v).__name__}")
         if pattern is not None and not pattern.fullmatch(v):
             raise _fail(f"{where}{key}[{i}]", f"{v!r} is not a valid name")
-    if unique and len(set(items)) != len(items):
-        dup = next(v for v in items if items.count(v) > 1)
-        raise _fail(f"{where}{key}", f"lists {dup!r} twice")
+        if unique and v in seen:
+            raise _fail(f"{where}{key}", f"lists {v[:80]!r} twice")
+        seen.add(v)
     return tuple(items)
 
 
@@ -315,22 +340,10 @@ def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
         raise _fail(f"{where}{extra[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def parse_manifest(data: bytes | str) -> PackManifest:
-    """Parse and validate manifest TOML; raises PackFormatError naming the field at fault."""
-    if isinstance(data, bytes):
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PackFormatError(f"{MANIFEST_NAME} is not UTF-8: {exc}",
-                                  member=MANIFEST_NAME) from exc
-    else:
-        text = data
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PackFormatError(f"{MANIFEST_NAME} is not valid TOML: {exc}",
-                              member=MANIFEST_NAME) from exc
-    return manifest_from_dict(doc)
+def parse_manifest(data: bytes | str, *, max_size: int = MAX_MANIFEST) -> PackManifest:
+    """Parse and validate manifest TOML; raises PackFormatError naming the field at fault.
+    The document is size- and depth-checked before ``tomllib`` sees it (``_bounded``)."""
+    return manifest_from_dict(load_toml(data, MANIFEST_NAME, max_size=max_size))
 
 
 def manifest_from_dict(doc: Mapping[str, Any]) -> PackManifest:
@@ -415,15 +428,38 @@ def _validate(m: PackManifest) -> None:
             raise _fail(f"capabilities.{key}", "is not a capability name")
         if not all(isinstance(h, str) and h and len(h) <= 253 for h in hosts):
             raise _fail(f"capabilities.{key}", "must list non-empty strings")
-    paths: dict[str, str] = {}
+    if len(m.templates) > MAX_TEMPLATES:
+        raise _fail("templates", f"lists {len(m.templates)} templates, over the limit of "
+                                 f"{MAX_TEMPLATES}")
+    if len(m.artifacts) + len(m.files) > MAX_MEMBERS:
+        raise _fail("artifacts", f"artifacts and files list {len(m.artifacts) + len(m.files)} "
+                                 f"paths, over the limit of {MAX_MEMBERS}")
+    # Paths compared case-folded: the cache may sit on a case-insensitive filesystem, where
+    # 'README.md' and 'readme.md' are one file, and a file 'docs' leaves no room for 'docs/x'.
+    files: dict[str, tuple[str, str]] = {n: ("the format", n)
+                                         for n in (MANIFEST_NAME, SIGNATURE_NAME)}
+    dirs: dict[str, tuple[str, str]] = {}
 
     def claim(path: str, where: str) -> None:
         check_member_path(path, where)
-        if path in (MANIFEST_NAME, SIGNATURE_NAME):
+        folded = path.lower()
+        if folded in (MANIFEST_NAME, SIGNATURE_NAME):
             raise _fail(where, f"{path!r} is reserved for the format")
-        if path in paths:
-            raise _fail(where, f"path {path!r} is already used by {paths[path]}")
-        paths[path] = where
+        if folded in files:
+            other = files[folded]
+            how = "is already used by" if other[1] == path else "differs only in case from"
+            raise _fail(where, f"path {path!r} {how} {other[0]} ({other[1]!r})")
+        if folded in dirs:
+            raise _fail(where, f"path {path!r} is a file but also a directory of "
+                               f"{dirs[folded][0]} ({dirs[folded][1]!r})")
+        parts = folded.split("/")
+        for n in range(1, len(parts)):
+            prefix = "/".join(parts[:n])
+            if prefix in files:
+                raise _fail(where, f"path {path!r} needs {prefix!r} to be a directory, but "
+                                   f"it is the file of {files[prefix][0]}")
+            dirs.setdefault(prefix, (where, path))
+        files[folded] = (where, path)
 
     if not m.artifacts:
         raise _fail("artifacts", "a pack needs at least one artifact")
@@ -456,6 +492,7 @@ def _validate(m: PackManifest) -> None:
     if not m.templates:
         raise _fail("templates", "a pack needs at least one template")
     entries = {a.entry for a in m.artifacts}
+    kinds = {(a.entry, a.kind) for a in m.artifacts}
     ids: set[str] = set()
     for i, t in enumerate(m.templates):
         w = f"templates[{i}]"
@@ -473,14 +510,35 @@ def _validate(m: PackManifest) -> None:
                                       f"{', '.join(sorted(entries))}")
         if t.engine != "auto" and not _KIND.fullmatch(t.engine):
             raise _fail(f"{w}.engine", f"{t.engine!r} is not 'auto' or an artifact kind")
-        if t.engine != "auto" and not any(
-            a.entry == t.entry and a.kind == t.engine for a in m.artifacts
-        ):
+        if t.engine != "auto" and (t.entry, t.engine) not in kinds:
             raise _fail(f"{w}.engine", f"entry {t.entry!r} has no artifact of kind {t.engine!r}")
         for port_key in ("inports", "outports"):
             for p in getattr(t, port_key):
                 if not _PORT.fullmatch(p):
                     raise _fail(f"{w}.{port_key}", f"{p!r} is not a port name")
+        if t.config_schema:
+            _check_json_like(t.config_schema, f"{w}.config_schema")
+
+
+def _check_json_like(doc: Any, where: str) -> None:
+    """A config schema is JSON Schema: only values JSON can hold (TOML's dates cannot be),
+    at most MAX_DEPTH deep. Iterative, so no input can exhaust the stack."""
+    todo: list[tuple[Any, str, int]] = [(doc, where, 0)]
+    while todo:
+        obj, at, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise _fail(where, f"nests deeper than {MAX_DEPTH} levels")
+        if isinstance(obj, Mapping):
+            for k, v in obj.items():
+                if not isinstance(k, str):
+                    raise _fail(at, f"has a key of type {type(k).__name__}; keys are strings")
+                todo.append((v, f"{at}.{k}" if len(at) < 200 else at, depth + 1))
+        elif isinstance(obj, (list, tuple)):
+            todo.extend((v, f"{at}[{i}]" if len(at) < 200 else at, depth + 1)
+                        for i, v in enumerate(obj))
+        elif obj is not None and not isinstance(obj, (str, int, float, bool)):
+            raise _fail(at, f"is a {type(obj).__name__}; a config schema holds only JSON "
+                            "values (strings, numbers, booleans, arrays, tables)")
 
 
 def _check_hash(sha: str, size: int, where: str) -> None:

@@ -16,7 +16,6 @@ import base64
 import fnmatch
 import hashlib
 import os
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .._errors import PackFormatError, PackSignatureError, UntrustedKeyError
+from ._bounded import load_toml
 from ._manifest import MANIFEST_NAME, SIGNATURE_NAME, parse_manifest
 
 __all__ = [
@@ -49,6 +49,8 @@ __all__ = [
 DOMAIN = b"reflow-pack-manifest-v1\x00"
 ALGORITHM = "ed25519"
 _MAX_SIGNATURES = 16
+#: Largest signature.toml read (PACK_FORMAT.md §2).
+MAX_SIGNATURE = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -153,34 +155,36 @@ def signatures_to_toml(signatures: Iterable[Signature]) -> bytes:
     return tomli_w.dumps(doc).encode("utf-8")
 
 
-def parse_signatures(data: bytes) -> list[Signature]:
-    def bad(what: str) -> PackFormatError:
-        return PackFormatError(f"{SIGNATURE_NAME}: {what}", member=SIGNATURE_NAME)
+def parse_signatures(data: bytes, *, max_size: int = MAX_SIGNATURE) -> list[Signature]:
+    """The signatures in ``signature.toml`` (size- and depth-checked before parsing)."""
+    def bad(what: str, field: str = "signatures") -> PackFormatError:
+        return PackFormatError(f"{SIGNATURE_NAME}: field {field}: {what}",
+                               member=SIGNATURE_NAME, field=field)
 
-    try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise bad(f"not valid TOML: {exc}") from exc
+    doc = load_toml(data, SIGNATURE_NAME, max_size=max_size)
+    extra = sorted(set(doc) - {"signatures"})
+    if extra:
+        raise bad("unknown key (allowed: signatures)", extra[0][:60])
     items = doc.get("signatures")
     if not isinstance(items, list) or not items or len(items) > _MAX_SIGNATURES:
         raise bad(f"needs 1..{_MAX_SIGNATURES} [[signatures]] tables")
     out = []
     for i, s in enumerate(items):
         if not isinstance(s, dict) or set(s) != {"algorithm", "key_id", "signature"}:
-            raise bad(f"signatures[{i}] needs exactly algorithm, key_id and signature")
+            raise bad("needs exactly algorithm, key_id and signature", f"signatures[{i}]")
         if s["algorithm"] != ALGORITHM:
-            raise bad(f"signatures[{i}].algorithm {s['algorithm']!r} is not supported "
-                      f"(only {ALGORITHM})")
+            raise bad(f"{str(s['algorithm'])[:40]!r} is not supported (only {ALGORITHM})",
+                      f"signatures[{i}].algorithm")
         kid, sig = s["key_id"], s["signature"]
         if not isinstance(kid, str) or len(kid) != 16 or not all(c in "0123456789abcdef"
                                                                   for c in kid):
-            raise bad(f"signatures[{i}].key_id must be 16 lowercase hex digits")
+            raise bad("must be 16 lowercase hex digits", f"signatures[{i}].key_id")
         try:
             raw = base64.b64decode(sig, validate=True) if isinstance(sig, str) else b""
         except ValueError as exc:
-            raise bad(f"signatures[{i}].signature is not base64") from exc
+            raise bad("is not base64", f"signatures[{i}].signature") from exc
         if len(raw) != 64:
-            raise bad(f"signatures[{i}].signature must be 64 bytes, got {len(raw)}")
+            raise bad(f"must be 64 bytes, got {len(raw)}", f"signatures[{i}].signature")
         out.append(Signature(key_id=kid, signature=raw))
     return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -44,6 +45,8 @@ NATIVE_TARGETS: dict[str, str] = {
     "aarch64-macos": "aarch64-macos",
     "x86_64-windows": "x86_64-windows-gnu",
 }
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?")
 
 _WASI_FLAGS = [
     "-target",
@@ -82,7 +85,9 @@ def host_target() -> str | None:
 
 
 def artifact_name(name: str, target: str) -> str:
-    """File name of the artifact for ``target``: ``name.wasm``, ``libname.so``, ..."""
+    """File name of the artifact for ``target``: ``name.wasm``, ``libname.so``, ...
+    (a namespaced ``acme/name`` gives ``acme-name``: never a directory)."""
+    name = name.replace("/", "-")
     if target in (WASM_TARGET, WASI_TARGET):
         return f"{name}.wasm"
     if target.endswith("-windows"):
@@ -178,6 +183,9 @@ def build_guest(
         if t not in (WASM_TARGET, WASI_TARGET) and t not in NATIVE_TARGETS:
             known = ", ".join([WASM_TARGET, WASI_TARGET, *NATIVE_TARGETS])
             raise GuestBuildError(f"unknown target {t!r}; known targets: {known}", target=t)
+    if not _NAME.fullmatch(name):
+        raise GuestBuildError(f"module name {name[:80]!r} is not a file name stem (letters, "
+                              "digits, _.-, optionally 'namespace/name')")
     if optimize not in ("O0", "O1", "O2", "O3", "Os", "Oz"):
         raise GuestBuildError(f"optimize must be one of O0..O3, Os, Oz; got {optimize!r}")
     srcs = [Path(s).resolve() for s in sources]

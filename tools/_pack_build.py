@@ -28,14 +28,15 @@ lists ``[[templates]]`` explicitly. Building the same sources twice gives the sa
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._errors import GuestBuildError, PackFormatError
+from ..abi._bounded import load_toml
 from ..abi._bundle import artifact_entry, build_bundle, file_entry
 from ..abi._manifest import (
     KNOWN_TRIPLES,
@@ -44,6 +45,7 @@ from ..abi._manifest import (
     PackFile,
     PackManifest,
     TemplateSpec,
+    check_member_path,
     host_triples,
     manifest_from_dict,
     templates_from_describe,
@@ -76,11 +78,26 @@ assert set(BUILD_TARGETS) == set(KNOWN_TRIPLES)
 PROJECT_FILE = "pack.toml"
 
 
+_MODULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?")
+_MAX_PROJECT_FILE = 1 << 20
+
+
+def module_entry(name: str) -> str:
+    """The manifest entry (and artifact file stem) of module ``name``: a namespaced name
+    (``acme/my-pack``) gets ``-`` for ``/``, as the pack file name does, so no build output
+    or pack member gains a directory level from it."""
+    return name.replace("/", "-")
+
+
 @dataclass
 class PackModule:
     name: str
     sources: list[Path]
     language: str = "c"
+
+    @property
+    def entry(self) -> str:
+        return module_entry(self.name)
 
 
 @dataclass
@@ -102,12 +119,14 @@ def read_project(root: str | os.PathLike[str]) -> PackProject:
     root = Path(root)
     path = root / PROJECT_FILE
     try:
-        doc = tomllib.loads(path.read_text("utf-8"))
+        with path.open("rb") as fh:
+            raw = fh.read(_MAX_PROJECT_FILE + 1)
     except FileNotFoundError:
         raise PackFormatError(f"{root} is not a pack project: no {PROJECT_FILE} "
                               "(create one with 'reflow-pack new')") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise _bad(root, f"not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise _bad(root, f"cannot be read: {exc.strerror}") from exc
+    doc = load_toml(raw, str(path), max_size=_MAX_PROJECT_FILE)
     extra = sorted(set(doc) - {"pack", "capabilities", "modules", "templates"})
     if extra:
         raise _bad(root, f"unknown table [{extra[0]}]")
@@ -118,9 +137,19 @@ def read_project(root: str | os.PathLike[str]) -> PackProject:
     if not isinstance(targets, list) or not all(t in BUILD_TARGETS for t in targets):
         raise _bad(root, f"pack.targets must list triples from: {', '.join(KNOWN_TRIPLES)}")
     modules = []
-    for i, mod in enumerate(doc.get("modules", [])):
+    entries: dict[str, int] = {}
+    mods = doc.get("modules", [])
+    for i, mod in enumerate(mods if isinstance(mods, list) else [mods]):
         if not isinstance(mod, dict) or not isinstance(mod.get("name"), str):
             raise _bad(root, f"modules[{i}] needs a name")
+        if not _MODULE.fullmatch(mod["name"]):
+            raise _bad(root, f"modules[{i}].name {mod['name'][:80]!r} is not a module name "
+                             "(letters, digits, _.-, optionally 'namespace/name')")
+        entry = module_entry(mod["name"])
+        if entry in entries:
+            raise _bad(root, f"modules[{i}].name {mod['name']!r} gives entry {entry!r}, as "
+                             f"modules[{entries[entry]}] does")
+        entries[entry] = i
         if mod.get("language", "c") != "c":
             raise _bad(root, f"modules[{i}].language {mod.get('language')!r}: only 'c' is "
                              "supported by this build")
@@ -168,10 +197,10 @@ def _compile(mod: PackModule, out: Path, targets: list[str], jobs: int | None) -
     others = [t for t in targets if t not in macos]
     built: dict[str, Path] = {}
     if others:
-        built.update(build_guest(mod.sources, out, name=mod.name, targets=others, jobs=jobs))
+        built.update(build_guest(mod.sources, out, name=mod.entry, targets=others, jobs=jobs))
     if macos:
-        flags = [f"-Wl,-install_name,@rpath/{artifact_name(mod.name, macos[0])}"]
-        built.update(build_guest(mod.sources, out, name=mod.name, targets=macos, jobs=jobs,
+        flags = [f"-Wl,-install_name,@rpath/{artifact_name(mod.entry, macos[0])}"]
+        built.update(build_guest(mod.sources, out, name=mod.entry, targets=macos, jobs=jobs,
                                  extra_flags=flags))
     return built
 
@@ -206,23 +235,32 @@ def build_pack(
     with tempfile.TemporaryDirectory(prefix="reflow-build-") as tmp:
         for mod in proj.modules:
             say(f"compiling {mod.name} for {', '.join(wanted)}")
-            built = _compile(mod, Path(tmp) / mod.name, [BUILD_TARGETS[t] for t in wanted],
+            built = _compile(mod, Path(tmp) / mod.entry, [BUILD_TARGETS[t] for t in wanted],
                              jobs)
             for triple in wanted:
                 target = BUILD_TARGETS[triple]
                 data = built[target].read_bytes()
-                path = f"artifacts/{triple}/{artifact_name(mod.name, target)}"
+                path = f"artifacts/{triple}/{artifact_name(mod.entry, target)}"
                 kind = "wasm" if triple == PORTABLE_TRIPLE else "native"
                 contents[path] = data
-                artifacts.append(artifact_entry(mod.name, triple, kind, path, data))
+                artifacts.append(artifact_entry(mod.entry, triple, kind, path, data))
                 say(f"  {path} ({len(data)} bytes)")
             if not proj.templates:
-                templates += _describe(built, mod.name)
+                templates += _describe(built, mod.entry)
     files: list[PackFile] = []
     for key_name in ("readme", "license_file"):
         rel = proj.meta.get(key_name)
         if rel:
-            data = (proj.root / rel).read_bytes()
+            if not isinstance(rel, str):
+                raise _bad(proj.root, f"pack.{key_name} must be a path (a string)")
+            try:
+                check_member_path(rel, f"pack.{key_name}")
+                data = (proj.root / rel).read_bytes()
+            except PackFormatError as exc:
+                raise _bad(proj.root, f"pack.{key_name}: {exc}") from exc
+            except OSError as exc:
+                raise _bad(proj.root, f"pack.{key_name}: cannot read {rel!r}: "
+                                      f"{exc.strerror}") from exc
             contents[rel] = data
             files.append(file_entry(rel, data))
     doc: dict[str, Any] = {
