@@ -18,6 +18,7 @@ followed by length-prefixed input frames (:func:`encode_batch`, :func:`decode_ba
 from __future__ import annotations
 
 import json
+import re
 import struct
 from typing import Any, NamedTuple
 
@@ -27,6 +28,7 @@ from .._messages import Message
 __all__ = [
     "BATCH_HEAD",
     "KIND_CODES",
+    "MAX_JSON_DEPTH",
     "TickCodec",
     "TickResult",
     "decode_batch_head",
@@ -89,6 +91,13 @@ _new = dict.__new__
 _JSON_SHAPE = {8: "object", 9: "array", 10: "object"}
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
+
+#: How deeply the JSON text of one message (or the open frame's config) may nest: objects and
+#: arrays, nested messages in Optional/Any included (ABI.md, section 3). Deeper text is
+#: refused by the decoder, so nothing recursive on either side can run out of stack.
+MAX_JSON_DEPTH = 64
+#: A number literal that could overflow a float to infinity: an exponent, or 300+ digits.
+_RISKY_NUMBER = re.compile(r"[0-9][eE]|[0-9]{300}")
 
 # Port-name prefixes (u8 length + UTF-8) are cached: the same few names repeat every tick.
 _PORT_CACHE: dict[str, bytes] = {}
@@ -156,7 +165,7 @@ def _append_message(out: bytearray, m: Any, path: str) -> None:
             raise MessageError(f"unknown message type {kind!r}", path=path)
         try:
             v = _dumps(_json_data(m.get("data"))).encode("utf-8")
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise MessageError(f"{kind} data is not JSON-encodable: {exc}", path=path) from exc
         out += _LEN.pack(code, len(v))
         out += v
@@ -522,7 +531,10 @@ def encode_batch(frames: Any) -> bytes:
 def decode_batch_head(buf: Any, offset: int = 0) -> tuple[int, int, int, int]:
     """(count, done, results pointer, results length) of the batch frame at ``buf[offset:]``:
     what the guest reported so far. Untrusted: the caller checks them."""
-    count, done, ptr, n, _ = _BATCH_HEAD.unpack_from(buf, offset)
+    try:
+        count, done, ptr, n, _ = _BATCH_HEAD.unpack_from(buf, offset)
+    except struct.error:
+        raise _bad(offset, f"a batch frame starts with a {BATCH_HEAD}-byte header") from None
     return count, done, ptr, n
 
 
@@ -554,7 +566,7 @@ def encode_open(template: str, node: str, config: dict[str, Any]) -> bytes:
         raise MessageError("template and node ids must be at most 255 bytes of UTF-8")
     try:
         c = _dumps(config if config is not None else {}).encode("utf-8")
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise MessageError(f"node config is not JSON-encodable: {exc}") from exc
     return bytes((len(t),)) + t + bytes((len(n),)) + n + _U32.pack(len(c)) + c
 
@@ -581,6 +593,70 @@ def _utf8(buf: bytes, pos: int, n: int) -> str:
         return buf[pos : pos + n].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _bad(pos + exc.start, "text is not valid UTF-8") from None
+
+
+class _JSONRefused(Exception):
+    """Raised inside json.loads by the hooks below; turned into a GuestOutputError."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _JSONRefused(f"{name} is not JSON (ABI.md, section 3: no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf and nan - nan are nan
+        raise _JSONRefused(
+            f"the number {text[:40]} overflows a 64-bit float (ABI.md, section 3: no NaN or "
+            f"Infinity)"
+        )
+    return value
+
+
+def _json_depth(data: Any) -> int:
+    """How deeply ``data`` nests (a scalar 0, ``[]`` 1, ``[[1]]`` 2); iterative."""
+    deepest = 0
+    stack = [(data, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        if type(value) is dict:
+            value = value.values()
+        elif type(value) is not list:
+            continue
+        if depth > deepest:
+            deepest = depth
+        for item in value:
+            if type(item) is dict or type(item) is list:
+                push((item, depth + 1))
+    return deepest
+
+
+def _parse_json(text: str, pos: int, what: str) -> Any:
+    """``text`` (the JSON of ``what``, starting at byte ``pos``) parsed as strict JSON: no
+    NaN/Infinity, no number that overflows a float, at most :data:`MAX_JSON_DEPTH` levels."""
+    try:
+        if _RISKY_NUMBER.search(text) is None:
+            data = _loads(text, parse_constant=_refuse_constant)
+        else:
+            data = _loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _JSONRefused as exc:
+        raise _bad(pos, f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _bad(
+            pos, f"{what} nests too deeply to parse (far more than the limit of "
+            f"{MAX_JSON_DEPTH} levels)"
+        ) from None
+    except ValueError as exc:
+        raise _bad(pos, f"{what} is not valid JSON ({exc})") from None
+    # Depth can only pass the limit if there are that many brackets: count them in C first.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        depth = _json_depth(data)
+        if depth > MAX_JSON_DEPTH:
+            raise _bad(
+                pos, f"{what} nests {depth} levels deep; the limit is {MAX_JSON_DEPTH} levels"
+            )
+    return data
 
 
 def _read_message(buf: bytes, pos: int, end: int) -> tuple[Message, int]:
@@ -627,10 +703,7 @@ def _read_message(buf: bytes, pos: int, end: int) -> tuple[Message, int]:
         kind = _KIND_NAMES[code]
         n, pos = _read_len(buf, pos, end)
         text = _utf8(buf, pos, n)
-        try:
-            data = _loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise _bad(pos, f"{kind} data is not valid JSON ({exc})") from None
+        data = _parse_json(text, pos, f"{kind} data")
         if code == 9:
             ok = type(data) is list
         elif code == 8 or code == 10:
@@ -645,6 +718,8 @@ def _read_message(buf: bytes, pos: int, end: int) -> tuple[Message, int]:
                 return Message.from_json({"type": kind, "data": data}), pos + n
             except MessageError as exc:
                 raise _bad(pos, f"{kind} data does not fit the kind: {exc}") from None
+            except (RecursionError, TypeError, ValueError) as exc:  # belt and braces
+                raise _bad(pos, f"{kind} data is not a valid nested message ({exc})") from None
         m["type"] = kind
         m["data"] = data
         return m, pos + n
@@ -759,7 +834,7 @@ def decode_result(buf: bytes) -> TickResult:
         return _tuple_new(TickResult, (True, entries, ""))
     if status == STATUS_FAIL:
         n, pos = _read_len(buf, 1, end)
-        text = buf[pos : pos + n].decode("utf-8", errors="replace")
+        text = _utf8(buf, pos, n)
         _check_end(pos + n, end)
         return TickResult(False, [], text)
     raise _bad(0, f"result status byte must be 0 (done) or 1 (fail), got {status}")
@@ -778,9 +853,8 @@ def decode_open(buf: bytes) -> tuple[str, str, dict[str, Any]]:
     node = _utf8(buf, pos, n)
     pos += n
     clen, pos = _read_len(buf, pos, end)
-    try:
-        config = _loads(_utf8(buf, pos, clen))
-    except ValueError as exc:
-        raise _bad(pos, f"config is not valid JSON ({exc})") from None
+    config = _parse_json(_utf8(buf, pos, clen), pos, "config")
+    if type(config) is not dict:
+        raise _bad(pos, f"config must be a JSON object, got {type(config).__name__}")
     _check_end(pos + clen, end)
     return template, node, config

@@ -134,9 +134,11 @@ def test_integer_is_little_endian_i64() -> None:
     assert encode_message(Message.integer(-1)) == b"\x03" + struct.pack("<q", -1)
 
 
-def test_fail_text_with_bad_utf8_is_replaced_not_raised() -> None:
+def test_fail_text_with_bad_utf8_is_refused() -> None:
+    # ABI.md section 3: the fail message is UTF-8 like every text field (issue #8).
     raw = b"\x01" + struct.pack("<I", 2) + b"\xc3\x28"
-    assert "\ufffd" in decode_result(raw).error
+    with pytest.raises(GuestOutputError, match="at byte 5: text is not valid UTF-8"):
+        decode_result(raw)
 
 
 _json = st.recursive(
