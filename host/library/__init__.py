@@ -41,6 +41,7 @@ _FAMILIES = (
     ("_flow", "FLOW_TEMPLATES"),
     ("_math", "MATH_TEMPLATES"),
     ("_data", "DATA_TEMPLATES"),
+    ("_text", "TEXT_TEMPLATES"),
     ("_time", "TIME_TEMPLATES"),
     ("_http", "HTTP_TEMPLATES"),
     ("_stream_ops", "STREAM_TEMPLATES"),

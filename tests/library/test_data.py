@@ -1,4 +1,5 @@
-"""reflow.library._data: JSON, object, array, text and regex templates, through real ticks."""
+"""reflow.library._data and ._text: JSON, object, array, text and regex templates, through
+real ticks."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from reflow.library._data import (
     ObjectMerge,
     ObjectPick,
     ObjectSet,
+)
+from reflow.library._text import (
     RegexExtract,
     RegexMatch,
     RegexReplace,

@@ -128,7 +128,7 @@ def test_random_is_reproducible_with_a_seed_and_in_range() -> None:
 
 
 def test_typed_ports_refuse_a_string_producer() -> None:
-    from reflow.library._data import TextCase
+    from reflow.library._text import TextCase
 
     net = Network()
     net.register_actor("case", TextCase())
