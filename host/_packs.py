@@ -160,10 +160,11 @@ def _read_file(path: Path, limits: BundleLimits) -> bytes:
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else str(exc)
         raise PackFormatError(f"cannot read {path}: {why}", pack=str(path)) from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise PackFormatError(f"{path} is not a plain file", pack=str(path))
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise PackFormatError(f"{path} is not a plain file", pack=str(path))
         if st.st_size > limits.max_total:
             raise UnsafeArchiveError(f"{path} is {st.st_size} bytes, over the limit of "
                                      f"{limits.max_total}", pack=str(path))
@@ -227,9 +228,10 @@ def _read_small(path: Path, limit: int, d: Path, member: str) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
                      | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(0, "not a plain file")
         with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise OSError(0, "not a plain file")
             data = fh.read(limit + 1)
     except OSError as exc:
         raise PackIntegrityError(
@@ -496,19 +498,22 @@ def _write_record(pack_dir: Path, file_digest: str, members: list[str]) -> None:
         log.debug("cannot write %s: %s", pack_dir / _RECORD, exc)
 
 
-def _check_file(head: _Head, pack_dir: Path, limits: BundleLimits) -> None:
+def _check_file(head: _Head, pack_dir: Path, limits: BundleLimits) -> set[str]:
     """The file ``load_pack`` was handed, checked — never stood in for by the cache: either
     it is byte for byte (sha256) a file already verified in full into ``pack_dir``, whose
     members are all there, or it is verified in full now (every member against the signed
-    manifest, the container's every limit) and its members added to the cache."""
+    manifest, the container's every limit) and its members added to the cache. Returns the
+    members the file carries. (A member changed in the cache is not replaced: re-hashing
+    refuses it before it loads.)"""
     assert head.data is not None
     members = _read_record(pack_dir).get(head.file_digest)
     if members is not None and (pack_dir / _COMPLETE).is_file() and all(
             os.path.lexists(pack_dir.joinpath(*p.split("/"))) for p in members):
-        return
+        return set(members) & set(head.manifest.members())
     bundle = read_bundle(head.data, limits=limits, label=head.label)
     _extract(bundle, pack_dir)
     _write_record(pack_dir, head.file_digest, sorted(bundle.contents))
+    return set(bundle.contents)
 
 
 def _rmtree(path: Path) -> None:
@@ -539,9 +544,10 @@ def _rehash(d: Path, art: Artifact, pack: str) -> bytes:
                      | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError:
         raise missing() from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
+        os.close(fd)
+        raise missing()
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise missing()
         data = fh.read(art.size + 1)  # a longer file is wrong anyway: do not read all of it
     actual = sha256_hex(data)
     if actual != art.sha256 or len(data) != art.size:
@@ -647,10 +653,12 @@ def load_pack(
                     pack=m.name, template=t.id, owner=owner,
                 )
         pack_dir = head.cached_dir or _pack_dir(root, m, digest)
+        carried: set[str] = set()
         if head.data is not None:
-            _check_file(head, pack_dir, limits)
+            carried = _check_file(head, pack_dir, limits)
             _repair_head(pack_dir, head)
         present = _present_in_cache(pack_dir, m) if (pack_dir / _COMPLETE).is_file() else set()
+        present |= carried  # one the cache lost since is refused by re-hashing, not skipped
         chosen = _choose(m, present, signer is not None, prefer, host_triples(), head.source)
         actors = _create_actors(m, pack_dir, chosen, grants)
         for tid, actor in actors.items():
