@@ -301,19 +301,21 @@ def read_bundle(
     *,
     limits: BundleLimits | None = None,
     head_only: bool = False,
+    label: str | None = None,
 ) -> Bundle:
     """Parse and check a pack. ``head_only`` stops after the manifest and signature (cheap:
-    what ``inspect`` and a warm load need)."""
+    what ``inspect`` and a warm load need); the frame's structure is checked either way.
+    ``label`` names bytes in errors (default ``<bytes>``)."""
     limits = limits or BundleLimits()
     if isinstance(source, (bytes, bytearray, memoryview)):
         import io
 
-        label = "<bytes>"
+        label = label or "<bytes>"
         data = bytes(source)
         with io.BytesIO(data) as fh:
             return _read(fh, len(data), label, limits, head_only)
     path = Path(source)
-    label = path.name
+    label = label or path.name
     try:
         with path.open("rb") as fh:
             return _read(fh, os.fstat(fh.fileno()).st_size, label, limits, head_only)

@@ -3,14 +3,18 @@
 ``load_pack(path_or_name)`` does, in this order, and stops at the first problem:
 
 1. read the manifest and signature (the head of the bundle, or an installed pack's cache);
+   a file is read once, whole, and hashed, so what is checked is what is loaded;
 2. verify the signature against the trust store — unsigned, untrusted and tampered packs are
    refused unless ``allow_unsigned=True`` (which warns loudly, and never lets native code of
    an unverified pack load);
 3. check the pack's ABI version against the host's;
 4. ask ``reflow_before_pack_load`` plugins (a veto stops here);
 5. choose, per entry, the host triple's artifact or the portable WebAssembly;
-6. extract the bundle into the pack cache (limits and path checks of ``reflow.abi._bundle``,
-   files created exclusively, never following links), unless already cached;
+6. check the file given: byte for byte one verified in full before into this pack's cache
+   directory (its sha256 is in the directory's ``.verified`` record), or else verified in
+   full now — every member against the signed manifest, every container limit — and its
+   members extracted into the cache (limits and path checks of ``reflow.abi._bundle``,
+   files created exclusively, never following links);
 7. re-hash every chosen artifact in the cache, then hand exactly the bytes that were hashed
    to the engine a plugin contributes for its kind (as ``data=``, when its ``load_artifact``
    takes it: the built-in engines do), and check the actors' ports against the manifest;
@@ -24,8 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -52,7 +58,9 @@ from ._errors import (
 )
 from ._plugins import before_pack_load, engine_for, plugin_manager, template_owner
 from ._trust import TrustStore
+from .abi._bounded import load_json
 from .abi._bundle import Bundle, BundleLimits, read_bundle, sha256_hex
+from .abi._manifest import _NAME as _PACK_NAME
 from .abi._manifest import (
     MANIFEST_NAME,
     PORTABLE_TRIPLE,
@@ -80,6 +88,10 @@ __all__ = [
 log = logging.getLogger("reflow.packs")
 
 _COMPLETE = ".complete"
+#: Which whole files (sha256) were verified in full and extracted into a cache directory.
+_RECORD = ".verified"
+_RECORD_MAX = 32
+_PIN = re.compile(r"[0-9A-Za-z.+-]{1,200}")
 _lock = threading.RLock()
 _loaded: dict[str, LoadedPack] = {}
 
@@ -122,48 +134,131 @@ class _Head:
     manifest_bytes: bytes
     signatures: list[Signature]
     source: str
-    bundle_path: Path | None
     cached_dir: Path | None
+    #: The whole file (or bytes) given: checked against the cache record, or verified fully.
+    data: bytes | None = None
+    file_digest: str = ""
+    label: str = ""
+    signature_bytes: bytes | None = None
 
 
 def _looks_like_path(text: str) -> bool:
-    return text.endswith(".rflpack") or Path(text).is_file()
+    if text.endswith(".rflpack"):
+        return True
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # NUL in it, a name too long for the OS
+        return False
 
 
-def _head(path_or_name: str | os.PathLike[str], root: Path, limits: BundleLimits) -> _Head:
+def _read_file(path: Path, limits: BundleLimits) -> bytes:
+    """The whole pack file, read once (what is checked is what is loaded), bounded."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise PackNotFoundError(f"no pack file {path}", pack=str(path)) from None
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise PackFormatError(f"cannot read {path}: {why}", pack=str(path)) from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise PackFormatError(f"{path} is not a plain file", pack=str(path))
+    with os.fdopen(fd, "rb") as fh:
+        if st.st_size > limits.max_total:
+            raise UnsafeArchiveError(f"{path} is {st.st_size} bytes, over the limit of "
+                                     f"{limits.max_total}", pack=str(path))
+        try:
+            data = fh.read(limits.max_total + 1)
+        except OSError as exc:
+            raise PackFormatError(f"cannot read {path}: {exc.strerror}", pack=str(path)) from exc
+    if len(data) > limits.max_total:
+        raise UnsafeArchiveError(f"{path} grew past the limit of {limits.max_total} bytes "
+                                 "while being read", pack=str(path))
+    return data
+
+
+def _file_head(data: bytes, source: str, label: str, limits: BundleLimits) -> _Head:
+    b = read_bundle(data, limits=limits, head_only=True, label=label)
+    return _Head(b.manifest, b.manifest_bytes, b.signatures, source, None, data,
+                 hashlib.sha256(data).hexdigest(), label, b.signature_bytes)
+
+
+def _head(path_or_name: str | os.PathLike[str] | bytes, root: Path,
+          limits: BundleLimits) -> _Head:
+    if isinstance(path_or_name, (bytes, bytearray, memoryview)):
+        return _file_head(bytes(path_or_name), "<bytes>", "<bytes>", limits)
     if isinstance(path_or_name, os.PathLike) or _looks_like_path(str(path_or_name)):
         path = Path(path_or_name)
-        if not path.is_file():
-            raise PackNotFoundError(f"no pack file {path}", pack=str(path))
-        head = read_bundle(path, limits=limits, head_only=True)
-        return _Head(head.manifest, head.manifest_bytes, head.signatures, str(path), path, None)
+        return _file_head(_read_file(path, limits), str(path), path.name, limits)
     name = str(path_or_name)
     found = _installed_dir(name, root)
     if found is None:
         bare, _, version = name.partition("@")
         resolved = plugin_manager().hook.reflow_resolve_pack(name=bare, version=version or None)
         if resolved is not None:
-            head = read_bundle(resolved, limits=limits, head_only=True)
-            return _Head(head.manifest, head.manifest_bytes, head.signatures, str(resolved),
-                         Path(resolved), None)
+            rpath = Path(resolved)
+            return _file_head(_read_file(rpath, limits), str(rpath), rpath.name, limits)
         raise PackNotFoundError(
-            f"no pack {name!r}: not a file, and not installed in {root} "
+            f"no pack {name[:200]!r}: not a file, and not installed in {root} "
             "(load it once from its .rflpack file)",
-            pack=name,
+            pack=name[:200],
         )
     return _read_cached_head(found, limits)
 
 
+def _check_cached_dir(head: _Head, digest: str) -> None:
+    """A verified manifest read from a cache directory must be the one the directory was
+    made for (its name and digest are in the path), not another signed manifest put there."""
+    d = head.cached_dir
+    assert d is not None
+    m = head.manifest
+    if d.parent.name != _dir_name(m.name) or d.name != f"{m.version}-{digest[:16]}":
+        raise PackIntegrityError(
+            f"cached pack {d}: its manifest is that of {m.name!r} {m.version} "
+            f"(sha256 {digest[:16]}...), not the one the directory was made for; delete {d} "
+            "and load the pack from its file again",
+            pack=m.name, file=str(d / MANIFEST_NAME), expected=d.name,
+            actual=f"{m.version}-{digest[:16]}",
+        )
+
+
+def _read_small(path: Path, limit: int, d: Path, member: str) -> bytes:
+    """A cached manifest or signature, without following links, at most ``limit`` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(0, "not a plain file")
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise PackIntegrityError(
+            f"cached {member} {path} cannot be read ({exc.strerror}); delete {d} and load "
+            "the pack from its file again", pack=str(d), file=str(path),
+            expected="a plain file", actual="unreadable",
+        ) from exc
+    if len(data) > limit:
+        raise UnsafeArchiveError(f"{path}: cached {member} is over its limit of {limit} bytes",
+                                 pack=str(d), member=member)
+    return data
+
+
 def _read_cached_head(d: Path, limits: BundleLimits) -> _Head:
-    mpath = d / MANIFEST_NAME
-    size = mpath.stat().st_size
-    if size > limits.max_manifest:
-        raise UnsafeArchiveError(f"{mpath}: manifest is {size} bytes, over its limit",
-                                 pack=str(d), member=MANIFEST_NAME)
-    mbytes = mpath.read_bytes()
+    mbytes = _read_small(d / MANIFEST_NAME, limits.max_manifest, d, MANIFEST_NAME)
     spath = d / SIGNATURE_NAME
-    sigs = parse_signatures(spath.read_bytes()) if spath.is_file() else []
-    return _Head(parse_manifest(mbytes), mbytes, sigs, str(d), None, d)
+    sbytes = (_read_small(spath, limits.max_signature, d, SIGNATURE_NAME)
+              if os.path.lexists(spath) else None)
+    try:
+        manifest = parse_manifest(mbytes, max_size=limits.max_manifest)
+        sigs = (parse_signatures(sbytes, max_size=limits.max_signature)
+                if sbytes is not None else [])
+    except PackFormatError as exc:
+        exc.pack = str(d)
+        exc.args = (f"cached pack {d}: {exc.args[0]}",)
+        raise
+    return _Head(manifest, mbytes, sigs, str(d), d, signature_bytes=sbytes)
 
 
 def _dir_name(name: str) -> str:
@@ -175,6 +270,9 @@ def _installed_dir(name: str, root: Path) -> Path | None:
     version = None
     if "@" in name:
         name, version = name.split("@", 1)
+    if not _PACK_NAME.fullmatch(name) or (version is not None
+                                          and not _PIN.fullmatch(version)):
+        return None  # not a name a cache directory can have ('..', '/x', NUL, ...)
     base = root / _dir_name(name)
     if not base.is_dir():
         return None
@@ -288,24 +386,40 @@ def _pack_dir(root: Path, manifest: PackManifest, digest: str) -> Path:
     return root / _dir_name(manifest.name) / f"{manifest.version}-{digest[:16]}"
 
 
-def _safe_write(root: Path, rel: str, data: bytes) -> None:
+def _safe_write(root: Path, rel: str, data: bytes, *, replace: bool = False) -> None:
+    """Create ``root/rel`` exclusively, never through a link. ``replace``: write a hidden
+    sibling (a name no member can have) and rename it over ``rel``."""
     check_member_path(rel, "member")
     target = root.joinpath(*rel.split("/"))
     if not target.resolve().is_relative_to(root.resolve()):
         raise UnsafeArchiveError(f"member {rel!r} escapes the pack directory", member=rel)
     target.parent.mkdir(parents=True, exist_ok=True)
+    dest = target.with_name(f".{target.name}.{os.getpid()}.tmp") if replace else target
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(
         os, "O_BINARY", 0)
-    fd = os.open(target, flags, 0o644)
+    if replace and os.path.lexists(dest):
+        os.unlink(dest)
+    fd = os.open(dest, flags, 0o644)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+    if replace:
+        os.replace(dest, target)
 
 
 def _extract(bundle: Bundle, pack_dir: Path) -> None:
     """Write the bundle's members into ``pack_dir`` (created atomically; a directory from an
-    earlier, stripped copy of the same pack gets the missing members added)."""
+    earlier, stripped copy of the same pack gets the missing members added). A cache that
+    cannot be written is a PackError naming it."""
+    try:
+        _extract_into(bundle, pack_dir)
+    except OSError as exc:
+        raise PackError(f"pack {bundle.manifest.name!r}: cannot extract into the cache "
+                        f"{pack_dir}: {exc.strerror or exc}", pack=bundle.manifest.name) from exc
+
+
+def _extract_into(bundle: Bundle, pack_dir: Path) -> None:
     pack_dir.parent.mkdir(parents=True, exist_ok=True)
-    if not pack_dir.exists():
+    if not os.path.lexists(pack_dir):
         tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=pack_dir.parent))
         try:
             _safe_write(tmp, MANIFEST_NAME, bundle.manifest_bytes)
@@ -318,32 +432,88 @@ def _extract(bundle: Bundle, pack_dir: Path) -> None:
             return
         except OSError:
             _rmtree(tmp)
-            if not pack_dir.exists():
+            if not pack_dir.is_dir():
                 raise
     for rel, data in bundle.contents.items():
-        target = pack_dir.joinpath(*rel.split("/"))
-        if not target.is_file():
-            tmp_name = f"{rel}.{os.getpid()}.tmp"
-            _safe_write(pack_dir, tmp_name, data)
-            os.replace(pack_dir.joinpath(*tmp_name.split("/")), target)
-    if bundle.signature_bytes is not None and not (pack_dir / SIGNATURE_NAME).is_file():
+        if not os.path.lexists(pack_dir.joinpath(*rel.split("/"))):
+            _safe_write(pack_dir, rel, data, replace=True)
+    if bundle.signature_bytes is not None and not os.path.lexists(pack_dir / SIGNATURE_NAME):
         _safe_write(pack_dir, SIGNATURE_NAME, bundle.signature_bytes)
+    if not (pack_dir / _COMPLETE).is_file():
+        (pack_dir / _COMPLETE).write_bytes(b"")
 
 
 def _repair_head(pack_dir: Path, head: _Head) -> None:
-    """Put the verified manifest back if the cached copy was altered, so a later load by name
-    (which trusts only what verifies) finds the pack again."""
-    mpath = pack_dir / MANIFEST_NAME
+    """Put the verified manifest and signature back if the cached copies were altered, so a
+    later load by name (which trusts only what verifies) finds the pack again. Best effort:
+    a cache that cannot be repaired fails that later load with its own error."""
+    for name, good in ((MANIFEST_NAME, head.manifest_bytes),
+                       (SIGNATURE_NAME, head.signature_bytes)):
+        if good is None:
+            continue
+        try:
+            if _read_small(pack_dir / name, len(good), pack_dir, name) == good:
+                continue
+        except PackError:
+            pass
+        try:
+            _safe_write(pack_dir, name, good, replace=True)
+        except OSError as exc:
+            log.warning("pack %s: cannot repair the cached %s in %s: %s", head.manifest.name,
+                        name, pack_dir, exc)
+            continue
+        log.warning("pack %s: repaired the altered cached %s in %s", head.manifest.name, name,
+                    pack_dir)
+
+
+def _read_record(pack_dir: Path) -> dict[str, list[str]]:
+    """The cache directory's record of fully verified files (file sha256 -> the members the
+    file carries). Anything unreadable counts as no record: the file is verified again."""
     try:
-        if mpath.read_bytes() == head.manifest_bytes:
-            return
-    except OSError:
-        return
-    tmp = pack_dir / f"{MANIFEST_NAME}.{os.getpid()}.tmp"
-    tmp.write_bytes(head.manifest_bytes)
-    os.replace(tmp, mpath)
-    log.warning("pack %s: repaired the altered cached manifest in %s", head.manifest.name,
-                pack_dir)
+        data = _read_small(pack_dir / _RECORD, 1 << 20, pack_dir, _RECORD)
+        doc = load_json(data, _RECORD, max_size=1 << 20, max_depth=2)
+    except PackError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {k: v for k, v in doc.items()
+            if isinstance(k, str) and len(k) == 64 and isinstance(v, list)
+            and all(isinstance(p, str) for p in v)}
+
+
+def _write_record(pack_dir: Path, file_digest: str, members: list[str]) -> None:
+    record = _read_record(pack_dir)
+    record.pop(file_digest, None)
+    record[file_digest] = members
+    keep = dict(list(record.items())[-_RECORD_MAX:])
+    tmp = pack_dir / f"{_RECORD}.{os.getpid()}.tmp"
+    try:
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                     0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(keep, fh)
+        os.replace(tmp, pack_dir / _RECORD)
+    except OSError as exc:  # only an optimisation: the next load verifies the file again
+        log.debug("cannot write %s: %s", pack_dir / _RECORD, exc)
+
+
+def _check_file(head: _Head, pack_dir: Path, limits: BundleLimits) -> set[str]:
+    """The file ``load_pack`` was handed, checked — never stood in for by the cache: either
+    it is byte for byte (sha256) a file already verified in full into ``pack_dir``, whose
+    members are all there, or it is verified in full now (every member against the signed
+    manifest, the container's every limit) and its members added to the cache. Returns the
+    members the file carries. (A member changed in the cache is not replaced: re-hashing
+    refuses it before it loads.)"""
+    assert head.data is not None
+    members = _read_record(pack_dir).get(head.file_digest)
+    if members is not None and (pack_dir / _COMPLETE).is_file() and all(
+            os.path.lexists(pack_dir.joinpath(*p.split("/"))) for p in members):
+        return set(members) & set(head.manifest.members())
+    bundle = read_bundle(head.data, limits=limits, label=head.label)
+    _extract(bundle, pack_dir)
+    _write_record(pack_dir, head.file_digest, sorted(bundle.contents))
+    return set(bundle.contents)
 
 
 def _rmtree(path: Path) -> None:
@@ -374,9 +544,10 @@ def _rehash(d: Path, art: Artifact, pack: str) -> bytes:
                      | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError:
         raise missing() from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
+        os.close(fd)
+        raise missing()
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise missing()
         data = fh.read(art.size + 1)  # a longer file is wrong anyway: do not read all of it
     actual = sha256_hex(data)
     if actual != art.sha256 or len(data) != art.size:
@@ -402,7 +573,7 @@ def _takes_data(engine: Any) -> bool:
 
 
 def load_pack(
-    path_or_name: str | os.PathLike[str],
+    path_or_name: str | os.PathLike[str] | bytes,
     *,
     trust: TrustStore | str | os.PathLike[str] | None = None,
     allow_unsigned: bool = False,
@@ -413,8 +584,13 @@ def load_pack(
     registry: str | None = None,
     registry_options: Mapping[str, Any] | None = None,
 ) -> LoadedPack:
-    """Verify and load a pack (a ``.rflpack`` file, or the name of an installed pack) and
-    register its templates in the catalog. Idempotent; see the module docstring.
+    """Verify and load a pack (a ``.rflpack`` file, its bytes, or the name of an installed
+    pack) and register its templates in the catalog. Idempotent; see the module docstring.
+
+    A file or bytes given is always checked itself, even when that pack is cached or loaded
+    already: it must be byte for byte a file verified in full before (its sha256 is in the
+    cache directory's record) or verify in full now, so a tampered or truncated copy of a
+    good pack is refused, never answered with the cached one.
 
     With ``registry`` (a URL), ``path_or_name`` may be ``"namespace/name@range"``: the
     variant for this machine is downloaded (or taken from the download cache when the
@@ -433,12 +609,14 @@ def load_pack(
     store = trust if isinstance(trust, TrustStore) else TrustStore(trust)
     root = cache_root(cache_dir)
     limits = limits or BundleLimits()
+    given_bytes = isinstance(path_or_name, (bytes, bytearray, memoryview))
     with _lock:
-        if not isinstance(path_or_name, os.PathLike):
+        if not given_bytes and not isinstance(path_or_name, os.PathLike):
             loaded = _loaded.get(str(path_or_name).split("@", 1)[0])
             if loaded is not None and not _looks_like_path(str(path_or_name)):
                 return loaded
-        if registry is not None and not _looks_like_path(str(path_or_name)):
+        if registry is not None and not given_bytes and not _looks_like_path(
+                str(path_or_name)):
             from .registry._client import install_pack
 
             options = dict(registry_options or {})
@@ -448,15 +626,22 @@ def load_pack(
         m = head.manifest
         digest = hashlib.sha256(head.manifest_bytes).hexdigest()
         loaded = _loaded.get(m.name)
-        if loaded is not None:
-            if loaded.digest == digest:
-                return loaded
+        if loaded is not None and loaded.digest != digest:
             raise PackError(
                 f"pack {m.name!r} {loaded.version} is already loaded (from {loaded.source}); "
                 f"call unload_pack({m.name!r}) before loading {m.version}",
                 pack=m.name,
             )
+        if loaded is not None and head.data is None:
+            return loaded
         signer = _verify(head, store, allow_unsigned)
+        if head.cached_dir is not None:
+            _check_cached_dir(head, digest)
+        if loaded is not None:
+            # Loaded already, but this file is checked all the same: a tampered or cut copy
+            # of a loaded pack is refused, not answered with the good one.
+            _check_file(head, loaded.directory, limits)
+            return loaded
         check_abi_compatible(m.abi_version, ABI_VERSION, what=f"pack {m.name!r} {m.version}")
         before_pack_load(m, head.source, signer)
         for t in m.templates:
@@ -468,22 +653,13 @@ def load_pack(
                     pack=m.name, template=t.id, owner=owner,
                 )
         pack_dir = head.cached_dir or _pack_dir(root, m, digest)
-        triples = host_triples()
-        present = _present_in_cache(pack_dir, m) if (pack_dir / _COMPLETE).is_file() else set()
-        try:
-            chosen = _choose(m, present, signer is not None, prefer, triples, head.source)
-        except PlatformError:
-            if head.bundle_path is None:
-                raise
-            bundle = read_bundle(head.bundle_path, limits=limits)
-            if bundle.manifest_bytes != head.manifest_bytes:
-                raise PackFormatError(f"{head.source} changed while it was being loaded",
-                                      pack=m.name) from None
-            chosen = _choose(m, set(bundle.contents), signer is not None, prefer, triples,
-                             head.source)
-            _extract(bundle, pack_dir)
-        if head.bundle_path is not None:
+        carried: set[str] = set()
+        if head.data is not None:
+            carried = _check_file(head, pack_dir, limits)
             _repair_head(pack_dir, head)
+        present = _present_in_cache(pack_dir, m) if (pack_dir / _COMPLETE).is_file() else set()
+        present |= carried  # one the cache lost since is refused by re-hashing, not skipped
+        chosen = _choose(m, present, signer is not None, prefer, host_triples(), head.source)
         actors = _create_actors(m, pack_dir, chosen, grants)
         for tid, actor in actors.items():
             register_template(tid, actor, owner=m.name)
