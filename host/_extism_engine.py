@@ -31,11 +31,14 @@ non-zero return — a PDK function returning ``Err``) fails the tick with the gu
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
-import math
 import os
+import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +53,7 @@ from ._errors import (
     GuestTimeout,
     GuestTrap,
     MessageError,
+    ReflowError,
     SandboxError,
 )
 from ._guest_host import (
@@ -60,7 +64,6 @@ from ._guest_host import (
     GuestNodeHost,
     GuestTemplate,
     pick_template,
-    read_module_file,
 )
 from ._jsonread import loads
 from ._messages import Message
@@ -87,6 +90,400 @@ _KERNEL = "extism:host/env"
 _LOADING = ("compilation", "instantiation")
 
 
+# -- what the module imports (read from its bytes, before extism sees it) ----------------------
+
+_VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128",
+             0x70: "funcref", 0x6F: "externref"}
+_KINDS = {0: "function", 1: "table", 2: "memory", 3: "global", 4: "tag"}
+Signature = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+class _Malformed(Exception):
+    """A structural error in the module bytes (offset, what)."""
+
+
+class _Unsupported(Exception):
+    """An encoding this reader does not know (a newer proposal): extism decides."""
+
+
+class _Reader:
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes, pos: int, end: int) -> None:
+        self.data, self.pos, self.end = data, pos, end
+
+    def byte(self) -> int:
+        if self.pos >= self.end:
+            raise _Malformed(f"unexpected end at offset {self.pos}")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def uleb(self, bits: int = 32) -> int:
+        result = shift = 0
+        while True:
+            b = self.byte()
+            result |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return result
+            if shift >= bits + 7:
+                raise _Malformed(f"integer too long at offset {self.pos}")
+
+    def name(self) -> str:
+        n = self.uleb()
+        if n > self.end - self.pos:
+            raise _Malformed(f"a name of {n} bytes at offset {self.pos} runs past its section")
+        raw = self.data[self.pos:self.pos + n]
+        self.pos += n
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Malformed(f"a name at offset {self.pos - n} is not UTF-8") from exc
+
+    def count(self, min_size: int = 1) -> int:
+        n = self.uleb()
+        if n * min_size > self.end - self.pos:  # every entry takes at least min_size bytes
+            raise _Malformed(f"a count of {n} at offset {self.pos} exceeds its section")
+        return n
+
+    def valtype(self) -> str:
+        b = self.byte()
+        if b in _VALTYPES:
+            return _VALTYPES[b]
+        raise _Unsupported(f"value type 0x{b:02x}")
+
+    def limits(self) -> None:
+        flags = self.byte()
+        if flags > 0x07:
+            raise _Unsupported(f"limits flags 0x{flags:02x}")
+        self.uleb(64)
+        if flags & 1:
+            self.uleb(64)
+
+
+class WasmInfo:
+    """The parts of a core WebAssembly module the extism engine checks before compiling it:
+    its imports (with function signatures where the type section is one this reader knows)
+    and where each function body lies (to name a trap's instruction)."""
+
+    def __init__(self, imports: list[tuple[str, str, str, Signature | None]],
+                 func_imports: int, bodies: list[tuple[int, int]]) -> None:
+        self.imports = imports
+        self.func_imports = func_imports
+        self.bodies = bodies
+
+
+def read_wasm(wasm: bytes, where: str) -> WasmInfo:
+    """Check that ``wasm`` is a core WebAssembly module and read its imports; a
+    GuestABIError naming ``where`` and what was expected otherwise (bounded: one pass)."""
+    expected = "expected a WebAssembly core module (a .wasm file starting with \\0asm, version 1)"
+    if not wasm:
+        raise GuestABIError(f"{where} is empty; {expected}")
+    if wasm[:4] != b"\0asm":
+        raise GuestABIError(f"{where} is not WebAssembly: it starts with {bytes(wasm[:8])!r}; "
+                            f"{expected}")
+    if len(wasm) < 8:
+        raise GuestABIError(f"{where} is truncated: {len(wasm)} bytes, shorter than the "
+                            f"8-byte header; {expected}")
+    version = int.from_bytes(wasm[4:8], "little")
+    if version != 1:
+        kind = "a WebAssembly component" if wasm[6:8] == b"\x01\x00" else "an unknown version"
+        raise GuestABIError(f"{where} is {kind} (version bytes {bytes(wasm[4:8]).hex()}), not a "
+                            f"core module; {expected}")
+    types: list[Signature | None] | None = []
+    imports: list[tuple[str, str, str, Signature | None]] = []
+    func_imports = 0
+    bodies: list[tuple[int, int]] = []
+    top = _Reader(wasm, 8, len(wasm))
+    try:
+        while top.pos < top.end:
+            sid, start = top.byte(), top.pos
+            if sid > 13:
+                raise _Malformed(f"unknown section id {sid} at offset {start - 1}")
+            size = top.uleb()
+            if size > top.end - top.pos:
+                raise _Malformed(f"section {sid} at offset {start - 1} declares {size} bytes "
+                                 f"but only {top.end - top.pos} remain (truncated?)")
+            sec = _Reader(wasm, top.pos, top.pos + size)
+            top.pos += size
+            try:
+                if sid == 1:
+                    types = _read_types(sec)
+                elif sid == 2:
+                    func_imports = _read_imports(sec, types, imports)
+                elif sid == 10:
+                    for _ in range(sec.count()):
+                        n = sec.uleb()
+                        if n > sec.end - sec.pos:
+                            raise _Malformed(f"a function body at offset {sec.pos} runs past "
+                                             "the code section")
+                        bodies.append((sec.pos, sec.pos + n))
+                        sec.pos += n
+            except _Unsupported:
+                if sid == 1:
+                    types = None  # signatures unknown: extism checks them at link time
+                # an import or body this reader cannot decode: extism has the last word
+    except _Malformed as exc:
+        raise GuestABIError(f"{where} is not a valid WebAssembly module: {exc}; {expected}") \
+            from None
+    return WasmInfo(imports, func_imports, bodies)
+
+
+def _read_types(sec: _Reader) -> list[Signature | None]:
+    types: list[Signature | None] = []
+    for _ in range(sec.count()):
+        form = sec.byte()
+        if form != 0x60:
+            raise _Unsupported(f"type form 0x{form:02x}")  # rec/sub/struct/array (GC)
+        params = tuple(sec.valtype() for _ in range(sec.count()))
+        results = tuple(sec.valtype() for _ in range(sec.count()))
+        types.append((params, results))
+    return types
+
+
+def _read_imports(sec: _Reader, types: list[Signature | None] | None,
+                  out: list[tuple[str, str, str, Signature | None]]) -> int:
+    funcs = 0
+    for _ in range(sec.count(3)):
+        module, name = sec.name(), sec.name()
+        kind = sec.byte()
+        sig: Signature | None = None
+        if kind == 0:
+            idx = sec.uleb()
+            funcs += 1
+            if types is not None:
+                if idx >= len(types):
+                    raise _Malformed(f"import {module}.{name} names type {idx}, but the module "
+                                     f"has {len(types)}")
+                sig = types[idx]
+        elif kind == 1:
+            sec.valtype()
+            sec.limits()
+        elif kind == 2:
+            sec.limits()
+        elif kind == 3:
+            sec.valtype()
+            sec.byte()
+        elif kind == 4:
+            sec.byte()
+            sec.uleb()
+        else:
+            raise _Malformed(f"import {module}.{name} has unknown kind 0x{kind:02x}")
+        out.append((module, name, _KINDS[kind], sig))
+    return funcs
+
+
+def _show(sig: Signature | None) -> str:
+    if sig is None:
+        return "(unknown)"
+    params, results = sig
+    return f"({', '.join(params)}) -> ({', '.join(results)})"
+
+
+#: The host functions a plugin may import from the Reflow SDK namespace: every signature
+#: generation the original SDKs produced (extism-pdk's ``#[host_fn]`` before 1.0 gave
+#: every import an i64 result; the Go SDK and later Rust SDKs have none where nothing is
+#: returned). The one bound is the one the module imports.
+_USER_SIGNATURES: dict[str, tuple[Signature, ...]] = {
+    "__send_output": ((("i64",), ()), (("i64",), ("i64",))),
+    "__get_state": ((("i64",), ("i64",)),),
+    "__set_state": ((("i64", "i64"), ()), (("i64", "i64"), ("i64",))),
+}
+#: Kernel functions this host replaces (HTTP goes through the node's grants).
+_KERNEL_OVERRIDES: dict[str, Signature] = {
+    "http_request": (("i64", "i64"), ("i64",)),
+    "http_status_code": ((), ("i32",)),
+    "http_headers": ((), ("i64",)),
+}
+_WASI = ("wasi_snapshot_preview1", "wasi_unstable")
+
+
+def bind_imports(info: WasmInfo, where: str) -> list[tuple[str, str, Signature]]:
+    """The host functions to link for a module with these imports, each with the signature
+    the module imports; GuestABIError naming the import that is missing or mistyped."""
+    provided = ", ".join(f"{_USER}.{n}" for n in _USER_SIGNATURES)
+    bound: dict[tuple[str, str], Signature] = {
+        (_KERNEL, n): sig for n, sig in _KERNEL_OVERRIDES.items()
+    }
+    for module, name, kind, sig in info.imports:
+        label = f"{module}.{name}"
+        if kind != "function":
+            raise GuestABIError(f"{where} imports the {kind} {label}; an Extism plugin may "
+                                "import only functions (its memory is its own)")
+        if module == _USER:
+            accepted = _USER_SIGNATURES.get(name)
+            if accepted is None:
+                raise GuestABIError(
+                    f"{where} imports {label}, which this host does not provide; it provides "
+                    f"{provided}"
+                )
+            if sig is not None and sig not in accepted:
+                raise GuestABIError(
+                    f"{where} imports {label} with signature {_show(sig)}; expected "
+                    + " or ".join(_show(s) for s in accepted)
+                )
+            bound[(module, name)] = sig or accepted[0]
+        elif module == _KERNEL:
+            want = _KERNEL_OVERRIDES.get(name)
+            if want is not None and sig is not None and sig != want:
+                raise GuestABIError(f"{where} imports {label} with signature {_show(sig)}; "
+                                    f"expected {_show(want)}")
+        elif module in _WASI:
+            continue  # allowed with the 'wasi' grant (checked per instance)
+        elif module == "env" and (name in _USER_SIGNATURES or name.startswith("extism_")):
+            if name in _USER_SIGNATURES:
+                hint = (f"the Reflow SDK's host functions are in {_USER} (expected "
+                        f"{_USER}.{name} {_show(_USER_SIGNATURES[name][0])})")
+            else:
+                hint = ("that is the kernel of Extism before 1.0; rebuild the plugin with an "
+                        f"Extism 1.x PDK (kernel imports in {_KERNEL})")
+            raise GuestABIError(f"{where} imports {label}: {hint}")
+        else:
+            raise GuestABIError(
+                f"{where} imports {label}, which the host does not provide; it provides the "
+                f"Extism kernel ({_KERNEL}), WASI with the 'wasi' grant and {provided}"
+            )
+    return [(ns, name, sig) for (ns, name), sig in bound.items()]
+
+
+def wasi_imports(info: WasmInfo) -> list[str]:
+    return [f"{m}.{n}" for m, n, _k, _s in info.imports if m in _WASI]
+
+
+# -- tick deadlines --------------------------------------------------------------------------
+
+
+class _Call:
+    """One guest call's deadline. The limit bounds the guest's own time: the wasm it runs and
+    the host work it asks for (parsing, HTTP, ...). Only time a host function spends parked
+    waiting for room downstream (backpressure, another node's doing) moves the deadline, by
+    exactly that long; nothing re-arms the full limit."""
+
+    __slots__ = ("deadline", "done", "fired", "handle", "paused_at")
+
+    def __init__(self, handle: Any, limit_s: float) -> None:
+        self.handle = handle
+        self.deadline = time.monotonic() + limit_s
+        self.paused_at: float | None = None
+        self.fired = False  # the deadline passed and the watchdog cancelled it
+        self.done = False
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+class _Watchdog:
+    """One thread for every extism call of the process: it cancels a call (extism's cancel
+    handle: an epoch interrupt of that plugin's own engine) once its deadline passes. A
+    cancel is sent only while the call is running, under the lock that ends it, so it can
+    never reach the next call of the same plugin."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._calls: set[_Call] = set()
+        self._thread: threading.Thread | None = None
+
+    def start(self, handle: Any, limit_ms: float) -> _Call:
+        call = _Call(handle, limit_ms / 1000.0)
+        with self._cond:
+            self._calls.add(call)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="reflow-extism-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return call
+
+    def finish(self, call: _Call) -> None:
+        with self._cond:
+            call.done = True
+            self._calls.discard(call)
+
+    def cancel(self, call: _Call) -> None:
+        """Stop the guest now (a host function failed: what it does next is moot)."""
+        with self._cond:
+            if not call.done:
+                call.paused_at = None
+                call.deadline = time.monotonic()
+                self._cond.notify()
+
+    def pause(self, call: _Call) -> None:
+        with self._cond:
+            if call.paused_at is None:
+                call.paused_at = time.monotonic()
+
+    def resume(self, call: _Call) -> None:
+        with self._cond:
+            if call.paused_at is not None:
+                call.deadline += time.monotonic() - call.paused_at
+                call.paused_at = None
+                self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                wait: float | None = None
+                for call in list(self._calls):
+                    if call.paused_at is not None:
+                        continue
+                    if call.deadline <= now:
+                        # Sent again until the call ends: a cancel that reaches extism before
+                        # the call has started its timer entry is dropped there.
+                        call.fired = True
+                        call.deadline = now + _RECANCEL_S
+                        call.handle.cancel()
+                    else:
+                        left = call.deadline - now
+                        wait = left if wait is None else min(wait, left)
+                self._cond.wait(wait)
+
+
+_RECANCEL_S = 0.05
+_watchdog = _Watchdog()
+
+
+# -- what a trap was (extism reports only the backtrace) --------------------------------------
+
+#: opcode -> (wasmtime trap code, what it means), for instructions that can trap.
+_TRAPS: dict[int, tuple[str, str]] = {0x00: ("UNREACHABLE", "wasm `unreachable` executed")}
+for _op in (0x6D, 0x6E, 0x6F, 0x70, 0x7F, 0x80, 0x81, 0x82):
+    _TRAPS[_op] = ("INTEGER_DIVISION_BY_ZERO", "integer divide by zero (or overflow)")
+for _op in range(0x28, 0x3F):
+    _TRAPS[_op] = ("MEMORY_OUT_OF_BOUNDS", "out-of-bounds memory access")
+for _op in (0x11, 0x13):
+    _TRAPS[_op] = ("BAD_SIGNATURE", "indirect call to a null, missing or mistyped table entry")
+for _op in (0xA8, 0xA9, 0xAA, 0xAB, 0xAE, 0xAF, 0xB0, 0xB1):
+    _TRAPS[_op] = ("BAD_CONVERSION_TO_INTEGER", "invalid float-to-integer conversion")
+for _op in (0x25, 0x26):
+    _TRAPS[_op] = ("TABLE_OUT_OF_BOUNDS", "out-of-bounds table access")
+_FRAME = re.compile(r"^\s*\d+:\s*(?:0x([0-9a-fA-F]+)\s*-\s*)?(.*)$")
+
+
+def _describe_trap(text: str, wasm: bytes, info: WasmInfo | None) -> tuple[str | None, str]:
+    """(trap code, a description) of the trap a backtrace ends in: the instruction at the
+    innermost frame's offset when that offset lies in a function body of this module."""
+    frames = [m for m in (_FRAME.match(line) for line in text.splitlines()[1:]) if m]
+    if not frames:
+        return None, text.splitlines()[0].strip() if text.strip() else "no backtrace"
+    shown = "; ".join(f.group(0).strip() for f in frames[:3])
+    more = f" (+{len(frames) - 3} frames)" if len(frames) > 3 else ""
+    where = f"wasm backtrace: {shown}{more}"
+    first = frames[0]
+    if first.group(1) is None:
+        # wasmtime checks the stack at function entry: a frame without an offset trapped there
+        if len(frames) > 64:
+            return "STACK_OVERFLOW", f"call stack exhausted ({where})"
+        return None, where
+    offset = int(first.group(1), 16)
+    if info is not None and any(a <= offset < b for a, b in info.bodies) and offset < len(wasm):
+        op = wasm[offset]
+        code, what = _TRAPS.get(op, (None, f"a trap at instruction 0x{op:02x}"))
+        return code, f"{what} at offset 0x{offset:x} ({where})"
+    return None, where
+
+
 # -- the one boundary with extism ------------------------------------------------------------
 
 
@@ -94,18 +491,24 @@ class _GuestReported(Exception):
     """The guest failed the call itself (``error_set`` / a non-zero return code)."""
 
 
-def _translate(exc: BaseException, what: str, host: GuestNodeHost, module: str) -> BaseException:
+def _translate(exc: BaseException, what: str, host: GuestNodeHost,
+               module: ExtismModule | str, *, input_size: int = 0) -> BaseException:
     """Map an ``extism.Error`` to the SandboxError tree (or to a guest-reported failure).
 
-    Extism reports runtime failures as text only: ``timeout``, ``oom``, ``Function not found``,
-    a wasm backtrace for a trap, ``unknown import`` when linking. Anything else came from the
-    guest (``error_set``) or is its bare return code (``Error code: N``).
+    Extism reports runtime failures as text only: ``timeout`` (an epoch interrupt: our
+    watchdog's cancel), ``oom`` (the memory limiter), ``failed to allocate extism memory``
+    (the input does not fit), ``Function not found``, a wasm backtrace for a trap (without its
+    cause: :func:`_describe_trap` names it from the module's bytes), ``unknown import`` when
+    linking. Anything else came from the guest (``error_set``) or is its bare return code
+    (``Error code: N``).
     """
     text = str(exc.args[0] if exc.args else exc).strip()
     first = text.splitlines()[0].strip() if text else type(exc).__name__
     low = text.lower()
-    who = f"node {host.node!r} ({host.component})" if host.node else f"module {module!r}"
+    name = module if isinstance(module, str) else module.name
+    who = f"node {host.node!r} ({host.component})" if host.node else f"plugin {name!r}"
     limits = host.limits
+    cap = f"{limits.memory_bytes} bytes ({limits.memory_bytes // _PAGE} pages)"
     if first == "timeout":
         return host.tag(
             GuestTimeout(
@@ -117,53 +520,64 @@ def _translate(exc: BaseException, what: str, host: GuestNodeHost, module: str) 
     if first == "oom" or "out of memory" in low or "memory limit" in low:
         return host.tag(
             GuestMemoryError(
-                f"{who}: {what} needed more memory than the cap of {limits.memory_bytes} bytes "
-                f"({limits.memory_bytes // _PAGE} pages): the guest ran out of memory ({first})",
+                f"{who}: {what} needed more memory than the cap of {cap}: the guest's memory "
+                f"grew past it and it ran out of memory (extism: {first})",
+                limit=limits.memory_bytes,
+            )
+        )
+    if "failed to allocate" in low or "allocate extism memory" in low:
+        return host.tag(
+            GuestMemoryError(
+                f"{who}: the input of {what} ({input_size} bytes) does not fit in the guest's "
+                f"memory cap of {cap}; raise memory_bytes or send smaller messages "
+                f"(extism: {first})",
                 limit=limits.memory_bytes,
             )
         )
     if first.startswith("Function not found"):
-        return host.tag(GuestABIError(f"{who}: plugin {module!r} has no export {what!r}"))
-    if "unknown import" in low:
-        if "wasi" in low:
-            return host.tag(
-                CapabilityError(
-                    f"{who}: plugin {module!r} imports WASI but was not granted the 'wasi' "
-                    f"capability ({first})",
-                    capability="wasi",
-                )
-            )
-        return host.tag(
-            GuestABIError(
-                f"{who}: plugin {module!r} imports a function the host does not provide "
-                f"({first}); it provides the Extism kernel (extism:host/env) and the Reflow "
-                "SDK's extism:host/user __send_output, __get_state, __set_state"
-            )
-        )
+        return host.tag(GuestABIError(f"{who}: plugin {name!r} has no export {what!r}"))
+    if "results, expected 0 or 1" in low or ("expected" in low and "arguments" in low):
+        return host.tag(GuestABIError(
+            f"{who}: export {what!r} of plugin {name!r} has the wrong signature: an "
+            f"Extism function takes no parameters and returns nothing or an i32 ({first})"))
+    if "unknown import" in low or "incompatible import" in low:
+        kind = CapabilityError if "wasi" in low else GuestABIError
+        detail = " ".join(line.strip() for line in text.splitlines() if line.strip())
+        message = (f"{who}: plugin {name!r} cannot be linked: {detail}; the host "
+                   f"provides the Extism kernel ({_KERNEL}), WASI with the 'wasi' grant and "
+                   f"the Reflow SDK's {_USER} functions")
+        if kind is CapabilityError:
+            return host.tag(CapabilityError(message, capability="wasi"))
+        return host.tag(GuestABIError(message))
     if "wasm backtrace" in low or "wasm trap" in low or "unreachable" in low:
-        # Extism keeps only the backtrace, not the trap's cause: show the innermost frame.
-        frames = [line.strip() for line in text.splitlines()[1:] if line.strip()]
-        detail = f"wasm backtrace: {frames[0]}" if frames else first
-        return host.tag(GuestTrap(f"{who}: guest trapped in {what} ({detail})"))
+        if isinstance(module, str):
+            code, detail = _describe_trap(text, b"", None)
+        else:
+            code, detail = _describe_trap(text, module.wasm, module.info)
+        return host.tag(GuestTrap(f"{who}: guest trapped in {what}: {detail}", trap_code=code))
     if what in _LOADING or first.startswith(("Unable to create", "Unable to compile")):
-        return host.tag(GuestABIError(f"{who}: not a valid Extism plugin: {first}"))
+        detail = " ".join(line.strip() for line in text.splitlines() if line.strip())
+        return host.tag(GuestABIError(f"{who}: not a valid Extism plugin: {detail}"))
     return _GuestReported(text)
 
 
 class _Instance:
-    """One extism plugin instance and its host side (one per node, or a load-time probe)."""
+    """One extism plugin instance and its host side (one per node, or a load-time probe).
+    Each instance has its own compiled plugin, so its own wasmtime engine: the epoch
+    interrupt that stops it at its deadline cannot reach any other node."""
 
     def __init__(self, module: ExtismModule, host: _ExtismHost, config: Mapping[str, Any]) -> None:
         self.module = module
         self.host = host
         sdk = _sdk()
-        compiled = module._compiled(host.limits, host.grants)
+        self.compiled = module._compile(host)
         try:
             self.plugin: extism.Plugin | None = sdk.extism.Plugin(
-                compiled, config=_extism_config(config)
+                self.compiled, config=_extism_config(config)
             )
         except sdk.extism.Error as exc:
-            raise _translate(exc, "instantiation", host, module.name) from exc
+            raise _translate(exc, "instantiation", host, module) from exc
+        self.cancel = self.plugin.cancel_handle()
 
     def has(self, export: str) -> bool:
         assert self.plugin is not None
@@ -175,13 +589,19 @@ class _Instance:
         if plugin is None:
             raise host.tag(SandboxError(f"node {host.node!r} ({host.component}) is closed"))
         host.pending = None
+        call = _watchdog.start(self.cancel, host.limits.tick_ms)
+        host.call = call
         try:
             buf = plugin.call(export, data, parse=None, host_context=host)
         except _sdk().extism.Error as exc:
+            _watchdog.finish(call)
             pending, host.pending = host.pending, None
             if pending is not None:  # a host function failed: that is the real cause
                 raise pending from exc
-            raise _translate(exc, export, host, self.module.name) from exc
+            raise _translate(exc, export, host, self.module, input_size=len(data)) from exc
+        finally:
+            _watchdog.finish(call)
+            host.call = None
         pending, host.pending = host.pending, None
         if pending is not None:
             raise pending
@@ -192,6 +612,7 @@ class _Instance:
         plugin, self.plugin = self.plugin, None
         if plugin is not None:
             plugin.__exit__(None, None, None)
+        self.compiled = None
 
 
 def _extism_config(config: Mapping[str, Any]) -> dict[str, str]:
@@ -209,7 +630,7 @@ class _ExtismHost(GuestNodeHost):
     """What a node's host functions act on: the tick's ctx (from GuestNodeHost), the node's
     Reflow-SDK state and the status and headers of its last HTTP response."""
 
-    __slots__ = ("http_headers", "http_status", "state")
+    __slots__ = ("call", "http_headers", "http_status", "passed_through", "state")
 
     def __init__(self, node: str, template: GuestTemplate, limits: GuestLimits,
                  grants: GuestGrants) -> None:
@@ -217,6 +638,39 @@ class _ExtismHost(GuestNodeHost):
         self.state: Any = {}
         self.http_status = 0
         self.http_headers: dict[str, str] = {}
+        self.call: _Call | None = None
+        #: Messages on out-ports the plugin's metadata does not declare, by port.
+        self.passed_through: dict[str, int] = {}
+
+    def declared(self, outputs: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
+        """The outputs on declared out-ports. The original Reflow host passes every port a
+        plugin names through to the network, where a port nothing is connected to goes
+        nowhere; undeclared ports cannot be connected here, so their messages are counted
+        (``passed_through``) and dropped instead of failing the tick and losing the rest."""
+        ports = self.outports
+        kept = [(p, m) for p, m in outputs if p in ports]
+        if len(kept) != len(outputs):
+            for port, _ in outputs:
+                if port not in ports:
+                    if port not in self.passed_through:
+                        self.log.debug("node %r sent on undeclared out-port %r (not connected; "
+                                       "dropped, as the original Reflow host does)",
+                                       self.node, port)
+                    self.passed_through[port] = self.passed_through.get(port, 0) + 1
+        return kept
+
+    def send_parked(self, ctx: Any, port: str, msg: Message) -> None:
+        """``ctx.send`` with the tick's deadline paused: waiting for room downstream is not
+        the guest's time."""
+        call = self.call
+        if call is None:
+            ctx.send({port: msg})
+            return
+        _watchdog.pause(call)
+        try:
+            ctx.send({port: msg})
+        finally:
+            _watchdog.resume(call)
 
     def dispatch(
         self, name: str, plugin: extism.CurrentPlugin, args: list[int]
@@ -237,9 +691,8 @@ class _ExtismHost(GuestNodeHost):
             if not isinstance(outputs, dict):
                 raise self.tag(GuestOutputError(f"{name} expects a JSON object of port: value"))
             messages = [(str(p), _plain_message(v, f"{name}.{p}")) for p, v in outputs.items()]
-            self.check_ports(messages)
-            for port, msg in messages:
-                ctx.send({port: msg})
+            for port, msg in self.declared(messages):
+                self.send_parked(ctx, port, msg)
             return None
         if name == "__get_state":
             key = _text(read(args[0]), name)
@@ -298,7 +751,12 @@ class _ExtismHost(GuestNodeHost):
                     capability="http",
                 )
             )
-        timeout = min(self.grants.http_timeout, self.limits.tick_ms / 1000.0)
+        left = self.call.remaining() if self.call is not None else self.limits.tick_ms / 1000.0
+        if left <= 0:
+            raise self.tag(GuestTimeout(
+                f"{who}: http_request to {url!r} came after the tick's time limit of "
+                f"{self.limits.tick_ms:g} ms", limit_ms=self.limits.tick_ms))
+        timeout = min(self.grants.http_timeout, left)
         self.http_status, self.http_headers, data = _fetch(
             method, url, headers, body, timeout, self.grants.http_max_response, who
         )
@@ -337,11 +795,12 @@ def _fetch(
 
 def _host_call(current: Any, inputs: Any, n_in: int, outputs: Any, n_out: int, data: Any) -> None:
     """Every host function lands here (``data`` names it). Never lets a Python exception
-    cross into the guest: it is kept in ``host.pending`` and re-raised by _Instance.call once
-    the guest returns."""
+    cross into the guest: the first one is kept in ``host.pending`` (as a ReflowError), the
+    guest is cancelled at once, and _Instance.call re-raises it once extism returns."""
     for i in range(n_out):
         outputs[i].v.i64 = 0
     host = None
+    name = "?"
     try:
         sdk = _sdk()
         plugin = sdk.extism.CurrentPlugin(current)
@@ -351,20 +810,43 @@ def _host_call(current: Any, inputs: Any, n_in: int, outputs: Any, n_out: int, d
             return  # not called through _Instance.call: nothing to act on
         result = host.dispatch(name, plugin, [inputs[i].v.i64 for i in range(n_in)])
         if isinstance(result, bytes) and n_out:
-            mem = plugin.alloc(len(result))
-            plugin.memory(mem)[:] = result
-            outputs[0].v.i64 = mem.offset
+            outputs[0].v.i64 = _return_bytes(host, plugin, name, result)
         elif isinstance(result, int) and n_out:
             outputs[0].v.i32 = result
     except BaseException as exc:
-        if isinstance(host, _ExtismHost) and host.pending is None:
-            host.pending = host.tag(exc) if isinstance(exc, SandboxError) else exc
+        if isinstance(host, _ExtismHost):
+            if isinstance(exc, Exception) and not isinstance(exc, ReflowError):
+                exc = SandboxError(f"node {host.node!r} ({host.component}): host function "
+                                   f"{name} failed: {type(exc).__name__}: {exc}")
+            if host.pending is None:
+                host.pending = host.tag(exc) if isinstance(exc, SandboxError) else exc
+            if host.call is not None:
+                _watchdog.cancel(host.call)
+
+
+def _return_bytes(host: _ExtismHost, plugin: Any, name: str, data: bytes) -> int:
+    """``data`` as a new block of the plugin's kernel memory; its offset."""
+    if not data:
+        return 0
+    mem = plugin.alloc(len(data))
+    # extism answers a failed allocation with offset 0; writing there would run past memory
+    if not mem.offset or plugin.memory_at_offset(mem.offset).length < len(data):
+        limits = host.limits
+        raise host.tag(GuestMemoryError(
+            f"node {host.node!r} ({host.component}): {name} could not hand {len(data)} bytes "
+            f"to the guest: they do not fit in its memory cap of {limits.memory_bytes} bytes "
+            f"({limits.memory_bytes // _PAGE} pages)", limit=limits.memory_bytes))
+    view = plugin.memory(mem)
+    if view is None:
+        raise host.tag(SandboxError(f"{name}: the plugin has no memory"))
+    view[:] = data
+    return int(mem.offset)
 
 
 class _ExtismSDK:
     """extism, loaded on first use (importing reflow, or registering this engine, must not
-    load libextism), with the host functions every plugin gets: the Reflow SDK's, and the
-    kernel's HTTP functions replaced by ones that go through the node's grants and httpx."""
+    load libextism), with the host functions plugins get: the Reflow SDK's, and the kernel's
+    HTTP functions replaced by ones that go through the node's grants and httpx."""
 
     def __init__(self) -> None:
         import extism
@@ -378,18 +860,16 @@ class _ExtismSDK:
             "void(ExtismCurrentPlugin*, const ExtismVal*, ExtismSize, ExtismVal*, ExtismSize, "
             "void*)"
         )(_host_call)
-        i32, i64 = extism.ValType.I32, extism.ValType.I64
-        table = [
-            (_USER, "__send_output", [i64], []),
-            (_USER, "__get_state", [i64], [i64]),
-            (_USER, "__set_state", [i64, i64], []),
-            (_KERNEL, "http_request", [i64, i64], [i64]),
-            (_KERNEL, "http_status_code", [], [i32]),
-            (_KERNEL, "http_headers", [], [i64]),
-        ]
-        self.functions = [
-            extism.Function(ns, name, params, results, self.callback, name)
-            for ns, name, params, results in table
+        self.types = {"i32": extism.ValType.I32, "i64": extism.ValType.I64}
+        self.cache_lock = threading.Lock()
+
+    def functions(self, bound: Sequence[tuple[str, str, Signature]]) -> list[extism.Function]:
+        """Host functions for the imports of one module, each with the signature it imports."""
+        t = self.types
+        return [
+            self.extism.Function(ns, name, [t[p] for p in sig[0]], [t[r] for r in sig[1]],
+                                 self.callback, name)
+            for ns, name, sig in bound
         ]
 
 
@@ -408,6 +888,34 @@ def _sdk() -> _ExtismSDK:
     return sdk
 
 
+def extism_cache_dir() -> Path:
+    """Where wasmtime keeps what it compiled for extism plugins: ``$REFLOW_CACHE_DIR/extism``,
+    else ``~/.cache/reflow/extism``. Extism would otherwise use wasmtime's default,
+    ``~/.cache/wasmtime``: nothing of reflow's is written outside reflow's cache."""
+    env = os.environ.get("REFLOW_CACHE_DIR")
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "reflow"
+    return base / "extism"
+
+
+def _point_cache(sdk: _ExtismSDK, where: str) -> None:
+    """Point extism's wasmtime cache (``EXTISM_CACHE_CONFIG``, read at each compile) at
+    :func:`extism_cache_dir`. Called with ``sdk.cache_lock`` held, around every compile."""
+    root = extism_cache_dir()
+    config = root / "wasmtime-cache.toml"
+    text = f"[cache]\ndirectory = {json.dumps(str(root / 'wasmtime'))}\n"
+    try:
+        if not config.is_file() or config.read_text(encoding="utf-8") != text:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = root / f".wasmtime-cache.toml.{os.getpid()}.{threading.get_ident()}"
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, config)
+    except OSError as exc:
+        raise SandboxError(f"{where}: cannot write extism's cache configuration {config}: "
+                           f"{exc.strerror or exc}") from exc
+    if os.environ.get("EXTISM_CACHE_CONFIG") != str(config):
+        os.environ["EXTISM_CACHE_CONFIG"] = str(config)
+
+
 def _loads(raw: bytes, what: str) -> Any:
     try:
         return json.loads(raw.decode("utf-8"))
@@ -415,6 +923,19 @@ def _loads(raw: bytes, what: str) -> Any:
         raise GuestOutputError(
             f"{what}: the guest's output is not valid UTF-8 JSON: {exc}"
         ) from exc
+
+
+def _sdk_result(doc: Any) -> Any:
+    """``process``'s result; a JSON string is the base64 of the JSON result (what the Go
+    SDK's ``pdk.OutputJSON`` of marshalled bytes gives, and the original host accepts)."""
+    if not isinstance(doc, str):
+        return doc
+    try:
+        raw = base64.b64decode(doc, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise GuestOutputError(f"process returned a JSON string that is not base64: {exc}") \
+            from exc
+    return _loads(raw, "process (base64)")
 
 
 def _text(raw: bytes, what: str) -> str:
@@ -529,11 +1050,20 @@ class ExtismModule:
 
     def __init__(self, wasm: bytes, *, name: str | None = None,
                  grants: GuestGrants | None = None) -> None:
+        if not isinstance(wasm, (bytes, bytearray, memoryview)):
+            raise GuestABIError(f"plugin {name or '?'!r}: expected the bytes of a WebAssembly "
+                                f"module, not {type(wasm).__name__}")
         self.wasm = bytes(wasm)
         self.sha256 = hashlib.sha256(self.wasm).hexdigest()
         self.name = name or self.sha256[:12]
-        self._lock = threading.Lock()
-        self._compiled_plugins: dict[tuple[GuestLimits, GuestGrants], CompiledPlugin] = {}
+        where = f"plugin {self.name!r}"
+        try:
+            self.info = read_wasm(self.wasm, where)
+            #: The host functions to link, with the signatures this module imports them with.
+            self.bound = bind_imports(self.info, where)
+        except GuestABIError as exc:
+            exc.component = self.name
+            raise
         probe_tmpl = GuestTemplate(id=self.name, inports=(), outports=())
         host = _ExtismHost("", probe_tmpl, GuestLimits(), grants or GuestGrants())
         probe = _Instance(self, host, {})
@@ -556,10 +1086,39 @@ class ExtismModule:
     @classmethod
     def load(cls, wasm: bytes | str | os.PathLike[str], *, name: str | None = None,
              grants: GuestGrants | None = None) -> ExtismModule:
-        """Load a plugin from bytes or a ``.wasm`` path."""
+        """Load a plugin from bytes or a ``.wasm`` path. A path that is missing, not a file or
+        unreadable, and bytes that are not a WebAssembly module, are a GuestABIError naming
+        the path and what was expected."""
         if isinstance(wasm, (str, os.PathLike)):
-            name = name or Path(wasm).name
-            wasm = read_module_file(wasm, "Extism plugin")
+            path = Path(wasm)
+            name = name or path.name
+            expected = "expected a WebAssembly module file (.wasm)"
+            try:
+                if not path.exists():
+                    raise GuestABIError(f"plugin file {str(path)!r} does not exist; {expected}",
+                                        component=name)
+                if not path.is_file():
+                    raise GuestABIError(f"plugin path {str(path)!r} is not a regular file; "
+                                        f"{expected}", component=name)
+                wasm = path.read_bytes()
+            except OSError as exc:
+                raise GuestABIError(f"plugin file {str(path)!r} cannot be read: "
+                                    f"{exc.strerror or exc}; {expected}", component=name) \
+                    from exc
+            except ValueError as exc:  # e.g. a NUL byte in the path
+                raise GuestABIError(f"plugin path {str(path)!r} is not a valid path: {exc}; "
+                                    f"{expected}", component=name) from exc
+            try:
+                read_wasm(wasm, f"plugin file {str(path)!r}")
+            except GuestABIError as exc:
+                exc.component = name
+                raise
+            try:
+                return cls(wasm, name=name, grants=grants)
+            except SandboxError as exc:
+                if str(path) not in str(exc):
+                    exc.args = (f"{exc} (plugin file {str(path)!r})", *exc.args[1:])
+                raise
         return cls(wasm, name=name, grants=grants)
 
     def _manifest(self, limits: GuestLimits, grants: GuestGrants) -> dict[str, Any]:
@@ -570,29 +1129,31 @@ class ExtismModule:
                 "max_pages": max(1, limits.memory_bytes // _PAGE),
                 "max_http_response_bytes": int(grants.http_max_response),
             },
-            "timeout_ms": max(1, math.ceil(limits.tick_ms)),
+            # No "timeout_ms": extism's timer is wall-clock from the call's start, host calls
+            # included; the tick deadline is kept by _watchdog (see _Call) instead.
             # Extism matches host names only; a "host:port" grant never matches (fails closed).
             "allowed_hosts": hosts,
             "allowed_paths": {},
         }
 
-    def _compiled(self, limits: GuestLimits, grants: GuestGrants) -> CompiledPlugin:
-        key = (limits, grants)
-        with self._lock:
-            compiled = self._compiled_plugins.get(key)
-            if compiled is None:
-                sdk = _sdk()
-                host = _ExtismHost("", GuestTemplate(id=self.name, inports=(), outports=()),
-                                   limits, grants)
-                try:
-                    compiled = sdk.CompiledPlugin(
-                        self._manifest(limits, grants), wasi=bool(grants.wasi),
-                        functions=sdk.functions,
-                    )
-                except sdk.extism.Error as exc:
-                    raise _translate(exc, "compilation", host, self.name) from exc
-                self._compiled_plugins[key] = compiled
-            return compiled
+    def _compile(self, host: _ExtismHost) -> CompiledPlugin:
+        """A compiled plugin (and wasmtime engine) of its own for one instance. Wasmtime's
+        cache under :func:`extism_cache_dir` makes every compile after the first a load."""
+        limits, grants = host.limits, host.grants
+        who = f"node {host.node!r} ({host.component})" if host.node else f"plugin {self.name!r}"
+        wasi = wasi_imports(self.info)
+        if wasi and not grants.wasi:
+            raise host.tag(CapabilityError(
+                f"{who} imports WASI ({', '.join(wasi[:3])}{', ...' if len(wasi) > 3 else ''}) "
+                "but was not granted the 'wasi' capability", capability="wasi"))
+        sdk = _sdk()
+        with sdk.cache_lock:
+            _point_cache(sdk, who)
+            try:
+                return sdk.CompiledPlugin(self._manifest(limits, grants), wasi=bool(grants.wasi),
+                                          functions=sdk.functions(self.bound))
+            except sdk.extism.Error as exc:
+                raise _translate(exc, "compilation", host, self) from exc
 
     def actor(self, template: str | None = None, *, limits: GuestLimits | None = None,
               grants: GuestGrants | None = None) -> ExtismActor:
@@ -687,7 +1248,7 @@ class ExtismNodeActor(GuestNodeActor):
         }
         raw = inst.call("process", json.dumps(context, separators=(",", ":")).encode("utf-8"))
         try:
-            doc = _loads(raw, "process")
+            doc = _sdk_result(_loads(raw, "process"))
             if not isinstance(doc, dict) or not isinstance(doc.get("outputs", {}), dict):
                 raise GuestOutputError(
                     'process must return a JSON object {"outputs": {port: message}, "state": ...}'
@@ -698,10 +1259,9 @@ class ExtismNodeActor(GuestNodeActor):
             ]
         except GuestOutputError as exc:
             raise host.tag(GuestOutputError(f"{self._who()}: {exc}")) from exc
-        host.check_ports(outputs)
         if doc.get("state") is not None:
             host.state = doc["state"]
-        return dict(outputs)
+        return dict(host.declared(outputs))
 
     def _function(self, ctx: Any, inst: _Instance, host: _ExtismHost) -> dict[str, Message]:
         owner = self.template_actor

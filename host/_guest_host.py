@@ -231,6 +231,8 @@ def read_module_file(path: str | os.PathLike[str], what: str = "module",
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise SandboxError(f"cannot read {what} {str(p)!r}: {reason}") from exc
+    except ValueError as exc:  # a NUL byte in the path
+        raise SandboxError(f"{what} path {str(p)!r} is not a valid path: {exc}") from exc
 
 
 def parse_describe(
