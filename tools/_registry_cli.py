@@ -31,6 +31,10 @@ _registry = click.option(
 )
 _token = click.option("--token", envvar="REFLOW_REGISTRY_TOKEN", default=None,
                       help="API token (env REFLOW_REGISTRY_TOKEN).")
+_insecure = click.option(
+    "--insecure", is_flag=True, expose_value=False,
+    callback=lambda ctx, _param, value: ctx.meta.__setitem__("reflow.insecure", value),
+    help="Send the token even over plain http:// to a registry that is not on loopback.")
 _trust = click.option(
     "--trust-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Trust store directory (default: $REFLOW_TRUST_DIR or ~/.config/reflow/trust).",
@@ -44,7 +48,8 @@ _cache = click.option(
 def _client(registry: str, token: str | None, **kw: Any) -> Any:
     from ..registry._client import RegistryClient
 
-    return RegistryClient(registry, token=token, **kw)
+    insecure = bool(click.get_current_context().meta.get("reflow.insecure"))
+    return RegistryClient(registry, token=token, insecure=insecure, **kw)
 
 
 def _isatty(stream: Any) -> bool:
@@ -102,6 +107,7 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors
 @click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_registry
 @_token
+@_insecure
 @click.option("--namespace", default=None, metavar="NS",
               help="Namespace for a pack named without one (e.g. 'my-pack'); default: the "
                    "token's namespace. A pack named 'ns/name' always goes to 'ns'.")
@@ -128,6 +134,7 @@ def publish(pack: Path, registry: str, token: str | None, namespace: str | None,
 @click.argument("spec")
 @_registry
 @_token
+@_insecure
 @click.option("--triple", default=None, help="Download the variant for this triple "
                                              "(default: this machine's).")
 @_trust
@@ -165,6 +172,7 @@ def install(spec: str, registry: str, token: str | None, triple: str | None,
 @click.argument("query", default="")
 @_registry
 @_token
+@_insecure
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def search(query: str, registry: str, token: str | None, limit: int, as_json: bool) -> None:
@@ -186,6 +194,7 @@ def search(query: str, registry: str, token: str | None, limit: int, as_json: bo
 @click.argument("spec")
 @_registry
 @_token
+@_insecure
 @click.option("--reason", default="", help="Why (shown to anyone who looks at the version).")
 @click.option("--undo", is_flag=True, help="Unyank: make the version installable by ranges again.")
 def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool) -> None:

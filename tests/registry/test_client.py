@@ -72,7 +72,7 @@ def make_client(reg: Registry, tmp_path: Path, trust: TrustStore, *, token: str 
     sleeps = Sleeps()
     client = RegistryClient("http://registry.test", token=token or reg.publish,
                             transport=transport, trust=trust, cache_dir=tmp_path / "cache",
-                            sleep=sleeps, **kw)  # type: ignore[arg-type]
+                            sleep=sleeps, insecure=True, **kw)  # type: ignore[arg-type]
     return client, transport, sleeps
 
 

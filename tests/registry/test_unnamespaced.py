@@ -239,7 +239,7 @@ def test_whoami(registry: Registry) -> None:
 
 
 def _client(reg: Registry, tmp_path: Path, token: str | None, **kw: object) -> RegistryClient:
-    return RegistryClient("http://registry.test", token=token,
+    return RegistryClient("http://registry.test", token=token, insecure=True,
                           transport=SyncASGITransport(reg.app), cache_dir=tmp_path / "cache",
                           **kw)  # type: ignore[arg-type]
 
