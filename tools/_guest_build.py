@@ -5,16 +5,25 @@ same source, with no system compiler.
 ``build_guest(["doubler.c"], out_dir, name="doubler")`` compiles the sources together with the
 guest SDK runtime (``sdk-guest/reflow.c``) and returns ``{target: path}``. Native targets are
 cross-compiled; only the host's own library can be loaded here (see :func:`host_target`).
+
+The toolchain is the ``ziglang`` package (the ``build`` extra: ``pip install "reflow[build]"``);
+without it a build fails at once with one line saying so. ``progress`` (a callable taking one
+line) hears what is compiled (each target and its files), a heartbeat while a compiler runs
+long, and, the first time a target is built on this machine, a note that zig fills its cache
+once (1-2 minutes).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -114,6 +123,38 @@ def _command(
     return cmd
 
 
+#: How often a long compile says it is still running (seconds).
+HEARTBEAT_S = 20.0
+_MISSING_TOOLCHAIN = ('the C toolchain is not installed (the "ziglang" package): '
+                      'pip install "reflow[build]"')
+# Marks, in zig's cache, the targets a build has already filled it for (for the first-build note).
+_SEEN_DIR = "reflow-targets"
+
+
+def _zig_cache_dir() -> Path:
+    return Path(os.environ.get("ZIG_GLOBAL_CACHE_DIR") or Path.home() / ".cache" / "zig")
+
+
+def _run_compiler(cmd: list[str], env: dict[str, str], timeout: float, say: Callable[[str], None],
+                  what: str) -> subprocess.CompletedProcess[str]:
+    """Run one compiler command, saying every HEARTBEAT_S seconds that it still runs."""
+    start = time.monotonic()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, errors="replace") as proc:
+        while True:
+            left = timeout - (time.monotonic() - start)
+            try:
+                out, err = proc.communicate(timeout=max(0.0, min(HEARTBEAT_S, left)))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() - start >= timeout:
+                    proc.kill()
+                    proc.communicate()
+                    raise
+                say(f"  still compiling {what} ({time.monotonic() - start:.0f} s)")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _build_one(
     target: str,
     sources: list[Path],
@@ -123,6 +164,7 @@ def _build_one(
     optimize: str,
     extra: list[str],
     timeout: float,
+    say: Callable[[str], None] = lambda _line: None,
 ) -> Path:
     sub = out_dir / target
     sub.mkdir(parents=True, exist_ok=True)
@@ -131,9 +173,12 @@ def _build_one(
     cmd = _command(target, sources, tmp, sdk_dir, optimize, extra)
     before = set(sub.glob("*.lib")) | set(sub.glob("*.pdb"))
     env = dict(os.environ)
-    env.setdefault("ZIG_GLOBAL_CACHE_DIR", str(Path.home() / ".cache" / "zig"))
+    env.setdefault("ZIG_GLOBAL_CACHE_DIR", str(_zig_cache_dir()))
+    files = ", ".join(p.name for p in [sdk_dir / "reflow.c", *sources])
+    say(f"  compiling {name} for {target}: {files}")
+    start = time.monotonic()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        proc = _run_compiler(cmd, env, timeout, say, f"{name} for {target}")
     except FileNotFoundError as exc:  # pragma: no cover - python itself missing
         raise GuestBuildError(f"cannot run the zig toolchain: {exc}", target=target) from exc
     except subprocess.TimeoutExpired as exc:
@@ -142,15 +187,21 @@ def _build_one(
         ) from exc
     if proc.returncode != 0:
         stderr = proc.stderr.strip()
-        hint = ""
         if "No module named ziglang" in stderr:
-            hint = " (install the 'ziglang' package: pip install ziglang)"
+            raise GuestBuildError(_MISSING_TOOLCHAIN, target=target)
         raise GuestBuildError(
-            f"building {name} for {target} failed{hint}:\n{stderr[-4000:]}",
+            f"building {name} for {target} failed:\n{stderr[-4000:]}",
             target=target,
             stderr=stderr,
         )
     os.replace(tmp, out)
+    say(f"  built {name} for {target} in {time.monotonic() - start:.1f} s")
+    seen = Path(env["ZIG_GLOBAL_CACHE_DIR"]) / _SEEN_DIR
+    try:
+        seen.mkdir(parents=True, exist_ok=True)
+        (seen / target).touch()
+    except OSError:
+        pass  # only the first-build note depends on it
     # zig leaves an import library / debug database next to a DLL; the pack needs neither.
     for leftover in set(sub.glob("*.lib")) | set(sub.glob("*.pdb")):
         if leftover not in before:
@@ -169,12 +220,15 @@ def build_guest(
     extra_flags: Sequence[str] = (),
     jobs: int | None = None,
     timeout: float = 300.0,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
     """Compile ``sources`` (plus the SDK runtime) for each target; return ``{target: path}``.
 
     ``targets`` holds ``"wasm32"``, ``"wasm32-wasi"`` and/or keys of :data:`NATIVE_TARGETS`
     (``"all"`` = wasm32 and every native target). Artifacts go to ``out_dir/<target>/``.
-    Raises :class:`~reflow.GuestBuildError` with the compiler output when a build fails.
+    ``progress`` gets one line at a time (from several threads, never at once).
+    Raises :class:`~reflow.GuestBuildError` with the compiler output when a build fails, and
+    at once when the toolchain is not installed.
     """
     wanted = list(targets)
     if "all" in wanted:
@@ -195,13 +249,27 @@ def build_guest(
     sdk = Path(sdk_dir).resolve() if sdk_dir else SDK_DIR
     if not (sdk / "reflow.h").is_file() or not (sdk / "reflow.c").is_file():
         raise GuestBuildError(f"guest SDK not found in {sdk} (expected reflow.h and reflow.c)")
+    if importlib.util.find_spec("ziglang") is None:
+        raise GuestBuildError(_MISSING_TOOLCHAIN)
+    lock = threading.Lock()
+
+    def say(line: str) -> None:
+        if progress is not None:
+            with lock:
+                progress(line)
+
+    seen = _zig_cache_dir() / _SEEN_DIR
+    first = [t for t in wanted if not (seen / t).exists()]
+    if first:
+        say(f"note: first build for {', '.join(first)} on this machine: zig fills its cache "
+            f"({_zig_cache_dir()}) once, which can take 1-2 minutes; later builds take seconds")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     workers = jobs or min(len(wanted), os.cpu_count() or 1) or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
             t: pool.submit(
-                _build_one, t, srcs, out, name, sdk, optimize, list(extra_flags), timeout
+                _build_one, t, srcs, out, name, sdk, optimize, list(extra_flags), timeout, say
             )
             for t in wanted
         }

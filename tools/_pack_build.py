@@ -189,7 +189,8 @@ def _describe(built: dict[str, Path], entry: str) -> list[TemplateSpec]:
     )
 
 
-def _compile(mod: PackModule, out: Path, targets: list[str], jobs: int | None) -> dict[str, Path]:
+def _compile(mod: PackModule, out: Path, targets: list[str], jobs: int | None,
+             say: Callable[[str], None] | None = None) -> dict[str, Path]:
     """build_guest, with macOS libraries given a fixed install name: the linker would
     otherwise record the (temporary) output path, and the same sources would not give the
     same bytes."""
@@ -197,11 +198,12 @@ def _compile(mod: PackModule, out: Path, targets: list[str], jobs: int | None) -
     others = [t for t in targets if t not in macos]
     built: dict[str, Path] = {}
     if others:
-        built.update(build_guest(mod.sources, out, name=mod.entry, targets=others, jobs=jobs))
+        built.update(build_guest(mod.sources, out, name=mod.entry, targets=others, jobs=jobs,
+                                 progress=say))
     if macos:
         flags = [f"-Wl,-install_name,@rpath/{artifact_name(mod.entry, macos[0])}"]
         built.update(build_guest(mod.sources, out, name=mod.entry, targets=macos, jobs=jobs,
-                                 extra_flags=flags))
+                                 extra_flags=flags, progress=say))
     return built
 
 
@@ -236,7 +238,7 @@ def build_pack(
         for mod in proj.modules:
             say(f"compiling {mod.name} for {', '.join(wanted)}")
             built = _compile(mod, Path(tmp) / mod.entry, [BUILD_TARGETS[t] for t in wanted],
-                             jobs)
+                             jobs, say)
             for triple in wanted:
                 target = BUILD_TARGETS[triple]
                 data = built[target].read_bytes()
