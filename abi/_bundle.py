@@ -624,10 +624,11 @@ class _MemberStream:
         index = 0
         while True:
             head = r.read(_BLOCK)
-            if len(head) == 0 and self.manifest is not None:
-                break  # tolerate a missing end-of-archive marker after complete members
-            if len(head) != _BLOCK:
-                raise PackFormatError(f"{label}: truncated tar header", pack=label)
+            if len(head) != _BLOCK:  # as read_bundle: the end-of-archive marker is required
+                what = ("a tar header" if head or self.manifest is None
+                        else "the end-of-archive marker")
+                raise PackFormatError(f"{label}: truncated: the tar stream ends without {what}",
+                                      pack=label)
             parsed = _parse_header(head, label)
             if parsed is None:
                 break
@@ -719,9 +720,11 @@ def scan_bundle(source: str | os.PathLike[str], *, limits: BundleLimits | None =
     manifest, the signature and one chunk, whatever the pack's size."""
     fh, compressed, label = _open_pack(source)
     present: list[str] = []
+    lim = limits or BundleLimits()
     with fh:
         try:
-            members = _MemberStream(fh, compressed, label, limits or BundleLimits())
+            _frame(fh, compressed, label, lim)  # exactly one zstd frame, as read_bundle checks
+            members = _MemberStream(fh, compressed, label, lim)
             for name, _, chunks in members.members():
                 for _ in chunks:
                     pass

@@ -219,7 +219,7 @@ def _case(kind: str) -> bytes:
     ("member short of its listed size", PackIntegrityError, "bytes but the manifest says"),
     ("member bytes tampered", PackIntegrityError, "does not match the manifest"),
     ("member cut short", PackFormatError, "truncated"),
-    ("header cut short", PackFormatError, "truncated tar header"),
+    ("header cut short", PackFormatError, "ends without a tar header"),
     ("empty archive", PackFormatError, "empty archive"),
     ("bomb", UnsafeArchiveError, "decompression bomb"),
 ])
