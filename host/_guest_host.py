@@ -214,19 +214,15 @@ def _names(value: Any, what: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def read_module_file(path: str | os.PathLike[str], what: str = "module",
-                     max_bytes: int | None = None) -> bytes:
+def read_module_file(path: str | os.PathLike[str], what: str = "module") -> bytes:
     """The bytes of a guest module at ``path``, or a SandboxError naming the path and what
-    is wrong with it (missing, a directory, unreadable, larger than ``max_bytes``)."""
+    is wrong with it (missing, a directory, unreadable). Size limits are the caller's
+    (``WasmEngine.load`` checks ``GuestLimits.module_bytes`` first)."""
     p = Path(path)
     try:
         st = p.stat()
         if not stat.S_ISREG(st.st_mode):
             raise SandboxError(f"cannot read {what} {str(p)!r}: not a regular file")
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise SandboxError(
-                f"{what} {str(p)!r} is {st.st_size} bytes, more than the limit of {max_bytes}"
-            )
         return p.read_bytes()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
