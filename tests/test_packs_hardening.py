@@ -264,3 +264,26 @@ def test_a_missing_or_odd_file(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(PackError, match="not a plain file"):
         load_pack(fifo)
+
+
+@pytest.mark.parametrize(("paths", "fragment"), [
+    (("docs", "docs/x"), "'docs/x' needs 'docs' to be a directory"),
+    (("docs/x", "docs"), "'docs' is a file but also a directory"),
+    (("README.txt", "readme.txt"), "differs only in case"),
+])
+def test_a_signed_manifest_with_clashing_paths_is_refused_before_extraction(
+        built: Built, tmp_path: Path, paths: tuple[str, ...], fragment: str) -> None:
+    """A trusted publisher gone rogue: the manifest is signed, its paths would make
+    extraction fail (FileExistsError) or collide on a case-insensitive disk."""
+    import tomli_w
+
+    b = read_bundle(built.data)
+    doc = b.manifest.to_dict()
+    doc["files"] += [{"path": p, "sha256": sha256_hex(b"x"), "size": 1} for p in paths]
+    m = tomli_w.dumps(doc).encode()
+    contents = {**b.contents, **dict.fromkeys(paths, b"x")}
+    p = tmp_path / "clash.rflpack"
+    p.write_bytes(write_bundle(m, contents, signatures_to_toml([sign_manifest(m, built.key)])))
+    with pytest.raises(PackFormatError, match=fragment):
+        load_pack(p)
+    assert not list((tmp_path / "cache").rglob("docs"))

@@ -443,3 +443,23 @@ def test_duplicate_and_unlisted_members_in_the_tar() -> None:
 def test_limits_still_configurable() -> None:
     with pytest.raises(UnsafeArchiveError, match="window"):
         read_bundle(frame(good_tar(), window_log=20), limits=BundleLimits(max_window=1 << 19))
+
+
+@pytest.mark.parametrize(("manifest", "fragment"), [
+    (b"x = " + b"[" * 100_000 + b"]" * 100_000, "manifest.toml: field x: nests deeper"),
+    (b"format = " + b"9" * 5000, "field format: has a number of more than 100 digits"),
+    (b"[" + b".".join([b"t"] * 50_000) + b"]\n", "manifest.toml: field t.t.t"),
+])
+@pytest.mark.parametrize("command", ["verify", "inspect"])
+def test_cli_reports_bombs_in_one_line(tmp_path: Any, command: str, manifest: bytes,
+                                       fragment: str) -> None:
+    from click.testing import CliRunner
+
+    from reflow.tools._cli import main
+
+    pack = tmp_path / "bomb.rflpack"
+    pack.write_bytes(frame(tar(ustar(b"manifest.toml", manifest))))
+    result = CliRunner().invoke(main, [command, str(pack)])
+    assert result.exit_code != 0
+    assert fragment in result.output and "Traceback" not in result.output
+    assert len(result.output.splitlines()) <= 3
