@@ -169,7 +169,30 @@ def test_a_verified_file_is_recorded_and_not_verified_twice(built: Built) -> Non
     pack = load_pack(built.path)
     record = json.loads((pack.directory / ".verified").read_text())
     assert set(record) == {sha256_hex(built.data)}
-    assert sorted(record[sha256_hex(built.data)]) == sorted(read_bundle(built.data).contents)
+    entry = record[sha256_hex(built.data)]
+    assert sorted(entry["members"]) == sorted(read_bundle(built.data).contents)
+    assert len(entry["tag"]) == 64
+
+
+@pytest.mark.parametrize("tag", ["copied", "missing", "zeros"])
+def test_a_forged_record_does_not_vouch_for_a_tampered_file(built: Built, tmp_path: Path,
+                                                            tag: str) -> None:
+    """Whoever can write the cache cannot make load_pack take a bad file for the good one:
+    record entries are authenticated with the user's secret key."""
+    pack = load_pack(built.path)
+    unload_pack(pack.name)
+    bad = flip_artifact(built)
+    rec_path = pack.directory / ".verified"
+    record = json.loads(rec_path.read_text())
+    good = record[sha256_hex(built.data)]
+    forged = {"members": good["members"], "tag": {"copied": good["tag"], "missing": None,
+                                                   "zeros": "0" * 64}[tag]}
+    record[sha256_hex(bad)] = forged
+    rec_path.write_text(json.dumps(record))
+    p = tmp_path / "bad.rflpack"
+    p.write_bytes(bad)
+    with pytest.raises(PackIntegrityError, match="does not match the manifest"):
+        load_pack(p)
 
 
 # -- a cache changed on disk -------------------------------------------------------------------
@@ -200,8 +223,8 @@ CACHE_EDITS: list[tuple[str, Callable[[Path], None], type[ReflowError] | None, s
     ("record garbage", lambda d: (d / ".verified").write_bytes(b"[" * 100_000), None, ""),
     ("record not a table", lambda d: (d / ".verified").write_text("[1, 2]"), None, ""),
     ("record lists a missing member", lambda d: (d / ".verified").write_text(json.dumps(
-        {k: [*v, "nope.txt"] for k, v in json.loads((d / ".verified").read_text()).items()})),
-     None, ""),
+        {k: {**v, "members": [*v["members"], "nope.txt"]}
+         for k, v in json.loads((d / ".verified").read_text()).items()})), None, ""),
 ]
 
 
