@@ -474,3 +474,15 @@ def test_cli_reports_bombs_in_one_line(tmp_path: Any, command: str, manifest: by
     assert result.exit_code != 0
     assert fragment in result.output and "Traceback" not in result.output
     assert len(result.output.splitlines()) <= 3
+
+
+def test_reading_a_fifo_or_directory_does_not_hang(tmp_path: Any) -> None:
+    import os
+
+    fifo = tmp_path / "p.rflpack"
+    os.mkfifo(fifo)
+    t0 = time.perf_counter()
+    for path in (fifo, tmp_path, tmp_path / "missing.rflpack", "a\0b"):
+        with pytest.raises(PackFormatError, match="cannot read"):
+            read_bundle(path)
+    assert time.perf_counter() - t0 < 2
