@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -317,8 +318,18 @@ def read_bundle(
     path = Path(source)
     label = label or path.name
     try:
-        with path.open("rb") as fh:
-            return _read(fh, os.fstat(fh.fileno()).st_size, label, limits, head_only)
+        # non-blocking: a FIFO put where a pack should be must not hang the reader
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise PackFormatError(f"cannot read {path}: {why}", pack=label) from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise PackFormatError(f"cannot read {path}: not a plain file", pack=label)
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            return _read(fh, st.st_size, label, limits, head_only)
     except OSError as exc:
         raise PackFormatError(f"cannot read {path}: {exc.strerror}", pack=label) from exc
 

@@ -27,6 +27,7 @@ Loading is idempotent: loading the same pack again returns the same :class:`Load
 from __future__ import annotations
 
 import hashlib
+import hmac
 import inspect
 import json
 import logging
@@ -466,26 +467,69 @@ def _repair_head(pack_dir: Path, head: _Head) -> None:
                     pack_dir)
 
 
+def _record_key() -> bytes | None:
+    """The per-user secret that authenticates ``.verified`` records (the one the wasm engine's
+    compiled-module cache uses, ``$REFLOW_CONFIG_DIR/cache.key``), so whoever can write the
+    cache cannot vouch for a file; None (no fast path: always verify in full) if unusable."""
+    try:
+        from ._wasm_engine import default_cache_key_file, load_cache_key
+
+        path = default_cache_key_file()
+        key = _record_keys.get(str(path))
+        if key is None:
+            key = _record_keys[str(path)] = load_cache_key(path)
+        return key
+    except (ImportError, OSError, ValueError) as exc:
+        log.debug("pack cache records disabled: %s", exc)
+        return None
+
+
+_record_keys: dict[str, bytes] = {}
+
+
+def _record_tag(key: bytes, pack_dir: Path, file_digest: str, members: list[str]) -> str:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    mac.update(b"reflow-pack-verified-v1\x00")
+    mac.update(f"{pack_dir.parent.name}/{pack_dir.name}\x00{file_digest}\x00".encode())
+    mac.update("\n".join(members).encode())
+    return mac.hexdigest()
+
+
 def _read_record(pack_dir: Path) -> dict[str, list[str]]:
     """The cache directory's record of fully verified files (file sha256 -> the members the
-    file carries). Anything unreadable counts as no record: the file is verified again."""
+    file carries), each entry authenticated. Anything unreadable or not authentic counts as
+    no record: the file is verified again."""
+    key = _record_key()
+    if key is None:
+        return {}
     try:
         data = _read_small(pack_dir / _RECORD, 1 << 20, pack_dir, _RECORD)
-        doc = load_json(data, _RECORD, max_size=1 << 20, max_depth=2)
+        doc = load_json(data, _RECORD, max_size=1 << 20, max_depth=3)
     except PackError:
         return {}
     if not isinstance(doc, dict):
         return {}
-    return {k: v for k, v in doc.items()
-            if isinstance(k, str) and len(k) == 64 and isinstance(v, list)
-            and all(isinstance(p, str) for p in v)}
+    out: dict[str, list[str]] = {}
+    for digest, entry in doc.items():
+        if not isinstance(entry, dict):
+            continue
+        members, tag = entry.get("members"), entry.get("tag")
+        if (isinstance(members, list) and all(isinstance(p, str) for p in members)
+                and isinstance(tag, str) and hmac.compare_digest(
+                    tag, _record_tag(key, pack_dir, digest, members))):
+            out[digest] = members
+    return out
 
 
 def _write_record(pack_dir: Path, file_digest: str, members: list[str]) -> None:
+    key = _record_key()
+    if key is None:
+        return
     record = _read_record(pack_dir)
     record.pop(file_digest, None)
     record[file_digest] = members
-    keep = dict(list(record.items())[-_RECORD_MAX:])
+    keep = {d: {"members": m, "tag": _record_tag(key, pack_dir, d, m)}
+            for d, m in list(record.items())[-_RECORD_MAX:]}
     tmp = pack_dir / f"{_RECORD}.{os.getpid()}.tmp"
     try:
         tmp.unlink(missing_ok=True)

@@ -169,7 +169,30 @@ def test_a_verified_file_is_recorded_and_not_verified_twice(built: Built) -> Non
     pack = load_pack(built.path)
     record = json.loads((pack.directory / ".verified").read_text())
     assert set(record) == {sha256_hex(built.data)}
-    assert sorted(record[sha256_hex(built.data)]) == sorted(read_bundle(built.data).contents)
+    entry = record[sha256_hex(built.data)]
+    assert sorted(entry["members"]) == sorted(read_bundle(built.data).contents)
+    assert len(entry["tag"]) == 64
+
+
+@pytest.mark.parametrize("tag", ["copied", "missing", "zeros"])
+def test_a_forged_record_does_not_vouch_for_a_tampered_file(built: Built, tmp_path: Path,
+                                                            tag: str) -> None:
+    """Whoever can write the cache cannot make load_pack take a bad file for the good one:
+    record entries are authenticated with the user's secret key."""
+    pack = load_pack(built.path)
+    unload_pack(pack.name)
+    bad = flip_artifact(built)
+    rec_path = pack.directory / ".verified"
+    record = json.loads(rec_path.read_text())
+    good = record[sha256_hex(built.data)]
+    forged = {"members": good["members"], "tag": {"copied": good["tag"], "missing": None,
+                                                   "zeros": "0" * 64}[tag]}
+    record[sha256_hex(bad)] = forged
+    rec_path.write_text(json.dumps(record))
+    p = tmp_path / "bad.rflpack"
+    p.write_bytes(bad)
+    with pytest.raises(PackIntegrityError, match="does not match the manifest"):
+        load_pack(p)
 
 
 # -- a cache changed on disk -------------------------------------------------------------------
@@ -200,8 +223,8 @@ CACHE_EDITS: list[tuple[str, Callable[[Path], None], type[ReflowError] | None, s
     ("record garbage", lambda d: (d / ".verified").write_bytes(b"[" * 100_000), None, ""),
     ("record not a table", lambda d: (d / ".verified").write_text("[1, 2]"), None, ""),
     ("record lists a missing member", lambda d: (d / ".verified").write_text(json.dumps(
-        {k: [*v, "nope.txt"] for k, v in json.loads((d / ".verified").read_text()).items()})),
-     None, ""),
+        {k: {**v, "members": [*v["members"], "nope.txt"]}
+         for k, v in json.loads((d / ".verified").read_text()).items()})), None, ""),
 ]
 
 
@@ -264,3 +287,26 @@ def test_a_missing_or_odd_file(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(PackError, match="not a plain file"):
         load_pack(fifo)
+
+
+@pytest.mark.parametrize(("paths", "fragment"), [
+    (("docs", "docs/x"), "'docs/x' needs 'docs' to be a directory"),
+    (("docs/x", "docs"), "'docs' is a file but also a directory"),
+    (("README.txt", "readme.txt"), "differs only in case"),
+])
+def test_a_signed_manifest_with_clashing_paths_is_refused_before_extraction(
+        built: Built, tmp_path: Path, paths: tuple[str, ...], fragment: str) -> None:
+    """A trusted publisher gone rogue: the manifest is signed, its paths would make
+    extraction fail (FileExistsError) or collide on a case-insensitive disk."""
+    import tomli_w
+
+    b = read_bundle(built.data)
+    doc = b.manifest.to_dict()
+    doc["files"] += [{"path": p, "sha256": sha256_hex(b"x"), "size": 1} for p in paths]
+    m = tomli_w.dumps(doc).encode()
+    contents = {**b.contents, **dict.fromkeys(paths, b"x")}
+    p = tmp_path / "clash.rflpack"
+    p.write_bytes(write_bundle(m, contents, signatures_to_toml([sign_manifest(m, built.key)])))
+    with pytest.raises(PackFormatError, match=fragment):
+        load_pack(p)
+    assert not list((tmp_path / "cache").rglob("docs"))

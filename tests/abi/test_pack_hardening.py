@@ -237,22 +237,33 @@ def test_decompression_streams_with_bounded_memory() -> None:
             w.write(bytes(1024))
         data = buf.getvalue()
         del buf
-        before = psutil.Process().memory_info().rss
+        import threading
+        rss = psutil.Process().memory_info().rss
+        peak = [rss]
+        done = threading.Event()
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], psutil.Process().memory_info().rss)
+                done.wait(0.002)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
         try:
             read_bundle(data)
         except UnsafeArchiveError as exc:
             assert "decompression bomb" in str(exc), exc
         else:
             raise SystemExit("not refused")
-        grew = psutil.Process().memory_info().rss - before
-        print(len(data), grew)
+        finally:
+            done.set()
+            sampler.join()
+        print(len(data), peak[0] - rss)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
     compressed, grew = map(int, out.stdout.split())
     assert compressed < 1 << 20
-    assert grew < 64 << 20, f"RSS grew {grew} bytes"
+    assert grew < 64 << 20, f"peak RSS grew {grew} bytes"
 
 
 # -- TOML and JSON bombs (row 7) ---------------------------------------------------------------
@@ -443,3 +454,35 @@ def test_duplicate_and_unlisted_members_in_the_tar() -> None:
 def test_limits_still_configurable() -> None:
     with pytest.raises(UnsafeArchiveError, match="window"):
         read_bundle(frame(good_tar(), window_log=20), limits=BundleLimits(max_window=1 << 19))
+
+
+@pytest.mark.parametrize(("manifest", "fragment"), [
+    (b"x = " + b"[" * 100_000 + b"]" * 100_000, "manifest.toml: field x: nests deeper"),
+    (b"format = " + b"9" * 5000, "field format: has a number of more than 100 digits"),
+    (b"[" + b".".join([b"t"] * 50_000) + b"]\n", "manifest.toml: field t.t.t"),
+])
+@pytest.mark.parametrize("command", ["verify", "inspect"])
+def test_cli_reports_bombs_in_one_line(tmp_path: Any, command: str, manifest: bytes,
+                                       fragment: str) -> None:
+    from click.testing import CliRunner
+
+    from reflow.tools._cli import main
+
+    pack = tmp_path / "bomb.rflpack"
+    pack.write_bytes(frame(tar(ustar(b"manifest.toml", manifest))))
+    result = CliRunner().invoke(main, [command, str(pack)])
+    assert result.exit_code != 0
+    assert fragment in result.output and "Traceback" not in result.output
+    assert len(result.output.splitlines()) <= 3
+
+
+def test_reading_a_fifo_or_directory_does_not_hang(tmp_path: Any) -> None:
+    import os
+
+    fifo = tmp_path / "p.rflpack"
+    os.mkfifo(fifo)
+    t0 = time.perf_counter()
+    for path in (fifo, tmp_path, tmp_path / "missing.rflpack", "a\0b"):
+        with pytest.raises(PackFormatError, match="cannot read"):
+            read_bundle(path)
+    assert time.perf_counter() - t0 < 2
