@@ -117,7 +117,7 @@ DEFAULT_MIN_RATE = 1024.0
 DEFAULT_RATE_WINDOW = 10.0
 DEFAULT_MAX_RETRY_AFTER = 10.0
 #: How much of an error answer is read (to find its code and message); the rest is dropped.
-_ERROR_BODY = 64 << 10
+_ERROR_BODY = 1 << 20
 #: How many characters of anything the registry said an error message quotes.
 _QUOTE = 200
 _SHA256 = re.compile(r"[0-9a-f]{64}")
