@@ -269,11 +269,20 @@ class RegistryClient:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise RegistrySpecError(
                 f"{url!r} is not a registry URL (e.g. http://127.0.0.1:8700)")
-        for label, value in (("deadline", deadline), ("timeout", timeout),
-                             ("rate_window", rate_window)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise RegistrySpecError(f"RegistryClient({label}=...) must be a positive "
-                                        f"number of seconds, not {value!r}")
+        for label, value, least in (
+                ("deadline", deadline, 0), ("timeout", timeout, 0), ("rate_window", rate_window, 0),
+                ("min_rate", min_rate, -1), ("backoff", backoff, -1),
+                ("max_backoff", max_backoff, -1), ("max_retry_after", max_retry_after, -1)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value <= least or value < 0:
+                raise RegistrySpecError(
+                    f"RegistryClient({label}=...) must be a finite number "
+                    f"{'above' if least == 0 else 'of at least'} 0, not {value!r}")
+        for label, count in (("retries", retries), ("max_metadata", max_metadata),
+                             ("max_download", max_download)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise RegistrySpecError(
+                    f"RegistryClient({label}=...) must be a whole number >= 0, not {count!r}")
         token = token if token is not None else os.environ.get("REFLOW_REGISTRY_TOKEN")
         if token and parsed.scheme == "http" and not _is_loopback(parsed.host) \
                 and not insecure:

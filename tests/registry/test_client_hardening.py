@@ -652,3 +652,28 @@ def test_metadata_fields_from_the_registry_are_quoted_clean(canned: Canned, tmp_
     assert "mixed-up" in str(info.value) and "\x1b" not in str(info.value)
     assert len(str(info.value)) < 600
 
+
+
+@pytest.mark.parametrize(("option", "value", "fragment"), [
+    ("deadline", 0, "above 0"), ("deadline", float("inf"), "finite"),
+    ("timeout", -1, "above 0"), ("rate_window", float("nan"), "finite"),
+    ("min_rate", -5, "at least 0"), ("max_retry_after", "10", "number"),
+    ("backoff", True, "number"), ("retries", -1, "whole number"),
+    ("retries", 1.5, "whole number"), ("max_metadata", True, "whole number"),
+])
+def test_bad_client_settings(option: str, value: object, fragment: str,
+                             tmp_path: Path) -> None:
+    with pytest.raises(RegistrySpecError, match=rf"RegistryClient\({option}=\.\.\.\)") as info:
+        RegistryClient("http://127.0.0.1:1", cache_dir=tmp_path, **{option: value})  # type: ignore[arg-type]
+    assert fragment in str(info.value)
+
+
+def test_max_metadata_is_configurable(canned: Canned, tmp_path: Path) -> None:
+    with Hostile(routes=canned.routes()) as srv:
+        small, _ = client(srv.url, tmp_path, max_metadata=64)
+        with small, pytest.raises(RegistryHTTPError, match="64-byte limit") as info:
+            small.versions("acme/tools")
+        assert info.value.code == "too_large"
+        roomy, _ = client(srv.url, tmp_path, max_metadata=1 << 16)
+        with roomy:
+            assert [v["version"] for v in roomy.versions("acme/tools")] == ["1.0.0"]
