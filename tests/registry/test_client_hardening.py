@@ -11,6 +11,7 @@ import gzip
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -153,8 +154,14 @@ class Hostile:
 
     def __enter__(self) -> Hostile:
         self._loop = asyncio.new_event_loop()
+        sock = socket.socket()
+        # a small, fixed receive buffer (no autotuning): an upload it never reads stalls
+        # after a few MiB on any kernel
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0))
+            asyncio.start_server(self._handle, sock=sock))
         self.port = self._server.sockets[0].getsockname()[1]
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -315,9 +322,9 @@ def test_hostile_timing_is_bounded(row: TimeRow, canned: Canned, tmp_path: Path,
         c, _ = client(srv.url, tmp_path, trust, token=registry.publish, **dict(row.options))
         big = None
         if row.op == "publish":
-            big = tmp_path / "big.rflpack"  # more than loopback socket buffers take unread
+            big = tmp_path / "big.rflpack"  # more than the socket buffers take unread
             big.write_bytes(make_pack("acme/tools", "1.0.0", registry.key,
-                                      artifact_size=24 << 20, noise=True))
+                                      artifact_size=8 << 20, noise=True))
         start = time.monotonic()
         with c, pytest.raises(row.error) as info:
             _call(c, row.op, big)
