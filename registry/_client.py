@@ -388,20 +388,17 @@ class RegistryClient:
                 wait = self._backoff(n)
                 cause: BaseException = exc
             except _Retry as r:
-                if last:
-                    raise r.error from None
-                error, cause = r.error, r.error
-                why = f"the registry answered {r.error.status} to {method} {path}"
-                if r.retry_after is None:
-                    wait = self._backoff(n)
-                elif r.retry_after > self.max_retry_after:
+                if r.retry_after is not None and r.retry_after > self.max_retry_after:
                     raise RegistryHTTPError(
                         f"{r.error}; it asks to retry after {r.retry_after:g} s, longer than "
                         f"this client waits ({self.max_retry_after:g} s, "
                         "RegistryClient(max_retry_after=...))", status=r.error.status,
                         code=r.error.code, url=url) from None
-                else:
-                    wait = r.retry_after
+                if last:
+                    raise r.error from None
+                error, cause = r.error, r.error
+                why = f"the registry answered {r.error.status} to {method} {path}"
+                wait = self._backoff(n) if r.retry_after is None else r.retry_after
             left = self._pace.left()
             if left is not None and wait >= left:
                 raise RegistryUnavailableError(
