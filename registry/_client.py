@@ -116,7 +116,7 @@ DEFAULT_MIN_RATE = 1024.0
 DEFAULT_RATE_WINDOW = 10.0
 DEFAULT_MAX_RETRY_AFTER = 10.0
 #: How much of an error answer is read (to find its code and message); the rest is dropped.
-_ERROR_BODY = 64 << 10
+_ERROR_BODY = 1 << 20
 #: How many characters of anything the registry said an error message quotes.
 _QUOTE = 200
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -268,11 +268,20 @@ class RegistryClient:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise RegistrySpecError(
                 f"{url!r} is not a registry URL (e.g. http://127.0.0.1:8700)")
-        for label, value in (("deadline", deadline), ("timeout", timeout),
-                             ("rate_window", rate_window)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise RegistrySpecError(f"RegistryClient({label}=...) must be a positive "
-                                        f"number of seconds, not {value!r}")
+        for label, value, least in (
+                ("deadline", deadline, 0), ("timeout", timeout, 0), ("rate_window", rate_window, 0),
+                ("min_rate", min_rate, -1), ("backoff", backoff, -1),
+                ("max_backoff", max_backoff, -1), ("max_retry_after", max_retry_after, -1)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value <= least or value < 0:
+                raise RegistrySpecError(
+                    f"RegistryClient({label}=...) must be a finite number "
+                    f"{'above' if least == 0 else 'of at least'} 0, not {value!r}")
+        for label, count in (("retries", retries), ("max_metadata", max_metadata),
+                             ("max_download", max_download)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise RegistrySpecError(
+                    f"RegistryClient({label}=...) must be a whole number >= 0, not {count!r}")
         token = token if token is not None else os.environ.get("REFLOW_REGISTRY_TOKEN")
         if token and parsed.scheme == "http" and not _is_loopback(parsed.host) \
                 and not insecure:
@@ -378,20 +387,17 @@ class RegistryClient:
                 wait = self._backoff(n)
                 cause: BaseException = exc
             except _Retry as r:
-                if last:
-                    raise r.error from None
-                error, cause = r.error, r.error
-                why = f"the registry answered {r.error.status} to {method} {path}"
-                if r.retry_after is None:
-                    wait = self._backoff(n)
-                elif r.retry_after > self.max_retry_after:
+                if r.retry_after is not None and r.retry_after > self.max_retry_after:
                     raise RegistryHTTPError(
                         f"{r.error}; it asks to retry after {r.retry_after:g} s, longer than "
                         f"this client waits ({self.max_retry_after:g} s, "
                         "RegistryClient(max_retry_after=...))", status=r.error.status,
                         code=r.error.code, url=url) from None
-                else:
-                    wait = r.retry_after
+                if last:
+                    raise r.error from None
+                error, cause = r.error, r.error
+                why = f"the registry answered {r.error.status} to {method} {path}"
+                wait = self._backoff(n) if r.retry_after is None else r.retry_after
             left = self._pace.left()
             if left is not None and wait >= left:
                 raise RegistryUnavailableError(

@@ -29,7 +29,9 @@ __all__ = ["RegistryResolver"]
 
 class RegistryResolver:
     """Resolve pack names through the registry at ``url``; ``client_options`` go to
-    :class:`RegistryClient` (``token``, ``trust``, ``cache_dir``, ``offline``, ...)."""
+    :class:`RegistryClient` (``token``, ``trust``, ``cache_dir``, ``offline``, ``insecure``,
+    ``deadline``, ``notify``, ...). Each resolve is one client operation: bounded by its
+    deadline, answered from the cache (and said so) when the registry cannot answer."""
 
     def __init__(self, url: str, **client_options: Any) -> None:
         self.url = url
