@@ -10,19 +10,26 @@ Any module built with an Extism PDK runs here, in one of two ways:
   "component", "resolved_env", "config", "namespace"}, "state": ...}`` and expects
   ``{"outputs": {port: message}, "state": ...}`` back; a non-null ``state`` replaces the node's
   state for the next tick. The SDK's host functions ``__send_output`` / ``__get_state`` /
-  ``__set_state`` (namespace ``extism:host/user``) are provided.
+  ``__set_state`` (namespace ``extism:host/user``) are provided, each bound with the
+  signature the module imports (the Go SDK's, or the earlier Rust SDK's with i64 results;
+  see :func:`bind_imports`). As in the original host, outputs on ports the metadata does not
+  declare do not fail the tick (:meth:`_ExtismHost.declared`).
 * **Plain Extism functions**: :meth:`ExtismModule.function_actor` wraps one export as a
   one-in/one-out actor — bytes or text in, text / bytes / JSON / a message out.
 
-Every node gets its own plugin instance (``open_node``) with the limits of
-:class:`~reflow._guest_host.GuestLimits` and only what :class:`~reflow._guest_host.GuestGrants`
-grants: linear memory capped through the manifest's ``memory.max_pages``, a wall-clock
-``timeout_ms`` per call, WASI only with the ``wasi`` grant, and HTTP only to the granted
-hosts: the kernel's ``http_request`` is replaced by one that checks the grant (``host`` or
-``host:port``, ``*`` for any) and raises :class:`~reflow.CapabilityError` naming the host, then
-fetches through httpx within the tick's time and the grant's response cap (the manifest's
-``allowed_hosts`` carries the same hosts as a second fence). Ticks run on the
-worker pool (``execution = "worker"``); the extism call releases the GIL.
+Every node gets its own plugin instance (``open_node``), compiled on its own wasmtime engine
+(wasmtime's cache under ``$REFLOW_CACHE_DIR/extism`` makes that a load after the first), with
+the limits of :class:`~reflow._guest_host.GuestLimits` and only what
+:class:`~reflow._guest_host.GuestGrants` grants: linear memory capped through the manifest's
+``memory.max_pages``, a tick deadline kept by one watchdog thread (see :class:`_Call`: the
+guest's own time, host calls included, except waiting for room downstream; it cancels through
+the node's own engine, so no other node is interrupted), WASI only with the ``wasi`` grant,
+and HTTP only to the granted hosts: the kernel's ``http_request`` is replaced by one that
+checks the grant (``host`` or ``host:port``, ``*`` for any) and raises
+:class:`~reflow.CapabilityError` naming the host, then fetches through httpx within the
+tick's remaining time and the grant's response cap (the manifest's ``allowed_hosts`` carries
+the same hosts as a second fence). Ticks run on the worker pool (``execution = "worker"``);
+the extism call releases the GIL.
 
 Errors from extism are translated here, in :func:`_translate`, into the
 :class:`~reflow.SandboxError` tree. An error the guest reports itself (``error_set`` and a
