@@ -42,6 +42,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -87,6 +88,7 @@ __all__ = [
     "load_extism_artifact",
 ]
 
+log = logging.getLogger("reflow.extism")
 _PAGE = 65536
 #: How a function actor turns the export's output into a message.
 OUTPUT_MODES = ("string", "bytes", "json", "message")
@@ -937,8 +939,12 @@ def _point_cache(sdk: _ExtismSDK, where: str) -> None:
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, config)
     except OSError as exc:
-        raise SandboxError(f"{where}: cannot write extism's cache configuration {config}: "
-                           f"{exc.strerror or exc}") from exc
+        # No cache then (an empty EXTISM_CACHE_CONFIG disables it): slower, never elsewhere.
+        if os.environ.get("EXTISM_CACHE_CONFIG") != "":
+            log.warning("%s: cannot write extism's cache configuration %s (%s); compiling "
+                        "without a cache", where, config, exc.strerror or exc)
+            os.environ["EXTISM_CACHE_CONFIG"] = ""
+        return
     if os.environ.get("EXTISM_CACHE_CONFIG") != str(config):
         os.environ["EXTISM_CACHE_CONFIG"] = str(config)
 

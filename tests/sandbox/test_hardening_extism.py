@@ -6,6 +6,7 @@ is a clear error. Hostile guests are hand-written WAT.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 import wasmtime
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sandbox_helpers import TickCtx
 
 from reflow import Actor, Message, Network
@@ -412,6 +415,26 @@ def test_a_bad_path_or_bytes_is_a_clear_error(tmp_path: Path, case: str, fragmen
     assert fragment in str(info.value)
     assert str(path) in str(info.value)
     assert "expected a WebAssembly" in str(info.value)
+
+
+def test_every_truncation_of_a_module_is_refused_cleanly() -> None:
+    """A cut at a section boundary can leave a valid (smaller) module; any other cut is a
+    GuestABIError, never another exception."""
+    wasm = bytes(wasmtime.wat2wasm(GUEST_WAT))
+    refused = 0
+    for n in range(len(wasm)):
+        try:
+            ExtismModule(wasm[:n], name="cut")
+        except GuestABIError:
+            refused += 1
+    assert refused >= len(wasm) - 12
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_random_bytes_after_the_header_are_refused_cleanly(tail: bytes) -> None:
+    with contextlib.suppress(SandboxError):
+        ExtismModule(b"\0asm\x01\x00\x00\x00" + tail, name="fuzz")
 
 
 @pytest.mark.parametrize("value", [12, None, ["wasm"]], ids=["int", "none", "list"])
