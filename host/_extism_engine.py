@@ -10,19 +10,26 @@ Any module built with an Extism PDK runs here, in one of two ways:
   "component", "resolved_env", "config", "namespace"}, "state": ...}`` and expects
   ``{"outputs": {port: message}, "state": ...}`` back; a non-null ``state`` replaces the node's
   state for the next tick. The SDK's host functions ``__send_output`` / ``__get_state`` /
-  ``__set_state`` (namespace ``extism:host/user``) are provided.
+  ``__set_state`` (namespace ``extism:host/user``) are provided, each bound with the
+  signature the module imports (the Go SDK's, or the earlier Rust SDK's with i64 results;
+  see :func:`bind_imports`). As in the original host, outputs on ports the metadata does not
+  declare do not fail the tick (:meth:`_ExtismHost.declared`).
 * **Plain Extism functions**: :meth:`ExtismModule.function_actor` wraps one export as a
   one-in/one-out actor — bytes or text in, text / bytes / JSON / a message out.
 
-Every node gets its own plugin instance (``open_node``) with the limits of
-:class:`~reflow._guest_host.GuestLimits` and only what :class:`~reflow._guest_host.GuestGrants`
-grants: linear memory capped through the manifest's ``memory.max_pages``, a wall-clock
-``timeout_ms`` per call, WASI only with the ``wasi`` grant, and HTTP only to the granted
-hosts: the kernel's ``http_request`` is replaced by one that checks the grant (``host`` or
-``host:port``, ``*`` for any) and raises :class:`~reflow.CapabilityError` naming the host, then
-fetches through httpx within the tick's time and the grant's response cap (the manifest's
-``allowed_hosts`` carries the same hosts as a second fence). Ticks run on the
-worker pool (``execution = "worker"``); the extism call releases the GIL.
+Every node gets its own plugin instance (``open_node``), compiled on its own wasmtime engine
+(wasmtime's cache under ``$REFLOW_CACHE_DIR/extism`` makes that a load after the first), with
+the limits of :class:`~reflow._guest_host.GuestLimits` and only what
+:class:`~reflow._guest_host.GuestGrants` grants: linear memory capped through the manifest's
+``memory.max_pages``, a tick deadline kept by one watchdog thread (see :class:`_Call`: the
+guest's own time, host calls included, except waiting for room downstream; it cancels through
+the node's own engine, so no other node is interrupted), WASI only with the ``wasi`` grant,
+and HTTP only to the granted hosts: the kernel's ``http_request`` is replaced by one that
+checks the grant (``host`` or ``host:port``, ``*`` for any) and raises
+:class:`~reflow.CapabilityError` naming the host, then fetches through httpx within the
+tick's remaining time and the grant's response cap (the manifest's ``allowed_hosts`` carries
+the same hosts as a second fence). Ticks run on the worker pool (``execution = "worker"``);
+the extism call releases the GIL.
 
 Errors from extism are translated here, in :func:`_translate`, into the
 :class:`~reflow.SandboxError` tree. An error the guest reports itself (``error_set`` and a
@@ -35,6 +42,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -81,6 +89,7 @@ __all__ = [
     "load_extism_artifact",
 ]
 
+log = logging.getLogger("reflow.extism")
 _PAGE = 65536
 #: How a function actor turns the export's output into a message.
 OUTPUT_MODES = ("string", "bytes", "json", "message")
@@ -447,7 +456,7 @@ _watchdog = _Watchdog()
 # -- what a trap was (extism reports only the backtrace) --------------------------------------
 
 #: opcode -> (wasmtime trap code, what it means), for instructions that can trap.
-_TRAPS: dict[int, tuple[str, str]] = {0x00: ("UNREACHABLE", "wasm `unreachable` executed")}
+_TRAPS: dict[int, tuple[str | None, str]] = {0x00: ("UNREACHABLE", "wasm `unreachable` executed")}
 for _op in (0x6D, 0x6E, 0x6F, 0x70, 0x7F, 0x80, 0x81, 0x82):
     _TRAPS[_op] = ("INTEGER_DIVISION_BY_ZERO", "integer divide by zero (or overflow)")
 for _op in range(0x28, 0x3F):
@@ -458,6 +467,10 @@ for _op in (0xA8, 0xA9, 0xAA, 0xAB, 0xAE, 0xAF, 0xB0, 0xB1):
     _TRAPS[_op] = ("BAD_CONVERSION_TO_INTEGER", "invalid float-to-integer conversion")
 for _op in (0x25, 0x26):
     _TRAPS[_op] = ("TABLE_OUT_OF_BOUNDS", "out-of-bounds table access")
+for _op in (0x10, 0x12):
+    # a trap at a call that is not a stack overflow: the callee, an import, failed
+    _TRAPS[_op] = (None, "a host or kernel function it called failed (extism "
+                   "does not say why: e.g. a memory handle that is not a live block)")
 _FRAME = re.compile(r"^\s*\d+:\s*(?:0x([0-9a-fA-F]+)\s*-\s*)?(.*)$")
 
 
@@ -472,10 +485,10 @@ def _describe_trap(text: str, wasm: bytes, info: WasmInfo | None) -> tuple[str |
     where = f"wasm backtrace: {shown}{more}"
     first = frames[0]
     if first.group(1) is None:
-        # wasmtime checks the stack at function entry: a frame without an offset trapped there
-        if len(frames) > 64:
-            return "STACK_OVERFLOW", f"call stack exhausted ({where})"
-        return None, where
+        # Wasmtime checks the stack in a function's prologue, before its first instruction:
+        # the one trap whose innermost frame has no offset (an interrupt, the other one that
+        # happens there, is reported as "timeout").
+        return "STACK_OVERFLOW", f"call stack exhausted ({where})"
     offset = int(first.group(1), 16)
     if info is not None and any(a <= offset < b for a, b in info.bodies) and offset < len(wasm):
         op = wasm[offset]
@@ -510,13 +523,7 @@ def _translate(exc: BaseException, what: str, host: GuestNodeHost,
     limits = host.limits
     cap = f"{limits.memory_bytes} bytes ({limits.memory_bytes // _PAGE} pages)"
     if first == "timeout":
-        return host.tag(
-            GuestTimeout(
-                f"{who}: {what} ran past its time limit of {limits.tick_ms:g} ms and was "
-                "cancelled",
-                limit_ms=limits.tick_ms,
-            )
-        )
+        return _timeout(host, what)
     if first == "oom" or "out of memory" in low or "memory limit" in low:
         return host.tag(
             GuestMemoryError(
@@ -561,6 +568,15 @@ def _translate(exc: BaseException, what: str, host: GuestNodeHost,
     return _GuestReported(text)
 
 
+def _timeout(host: GuestNodeHost, what: str) -> GuestTimeout:
+    who = f"node {host.node!r} ({host.component})" if host.node else "the load-time probe"
+    limit = host.limits.tick_ms
+    exc = GuestTimeout(f"{who}: {what} ran past its time limit of {limit:g} ms and was "
+                       "cancelled", limit_ms=limit)
+    host.tag(exc)
+    return exc
+
+
 class _Instance:
     """One extism plugin instance and its host side (one per node, or a load-time probe).
     Each instance has its own compiled plugin, so its own wasmtime engine: the epoch
@@ -598,6 +614,10 @@ class _Instance:
             pending, host.pending = host.pending, None
             if pending is not None:  # a host function failed: that is the real cause
                 raise pending from exc
+            if call.fired:
+                # Past the deadline the interrupt also fails what the guest or a host function
+                # runs in the kernel (extism then reports that, not "timeout").
+                raise _timeout(host, export) from exc
             raise _translate(exc, export, host, self.module, input_size=len(data)) from exc
         finally:
             _watchdog.finish(call)
@@ -814,14 +834,24 @@ def _host_call(current: Any, inputs: Any, n_in: int, outputs: Any, n_out: int, d
         elif isinstance(result, int) and n_out:
             outputs[0].v.i32 = result
     except BaseException as exc:
-        if isinstance(host, _ExtismHost):
-            if isinstance(exc, Exception) and not isinstance(exc, ReflowError):
-                exc = SandboxError(f"node {host.node!r} ({host.component}): host function "
-                                   f"{name} failed: {type(exc).__name__}: {exc}")
-            if host.pending is None:
-                host.pending = host.tag(exc) if isinstance(exc, SandboxError) else exc
-            if host.call is not None:
-                _watchdog.cancel(host.call)
+        if isinstance(host, _ExtismHost) and host.pending is None:
+            host.pending = _host_failure(host, name, exc)
+        if isinstance(host, _ExtismHost) and host.call is not None:
+            _watchdog.cancel(host.call)
+
+
+def _host_failure(host: _ExtismHost, name: str, exc: BaseException) -> BaseException:
+    """What a host function's exception means for the tick (always a ReflowError, except
+    KeyboardInterrupt and the like)."""
+    call = host.call
+    if call is not None and call.fired:
+        return _timeout(host, name)  # the deadline came first: this failure is its consequence
+    if isinstance(exc, SandboxError):
+        return host.tag(exc)
+    if isinstance(exc, Exception) and not isinstance(exc, ReflowError):
+        return host.tag(SandboxError(f"node {host.node!r} ({host.component}): host function "
+                                     f"{name} failed: {type(exc).__name__}: {exc}"))
+    return exc
 
 
 def _return_bytes(host: _ExtismHost, plugin: Any, name: str, data: bytes) -> int:
@@ -910,8 +940,12 @@ def _point_cache(sdk: _ExtismSDK, where: str) -> None:
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, config)
     except OSError as exc:
-        raise SandboxError(f"{where}: cannot write extism's cache configuration {config}: "
-                           f"{exc.strerror or exc}") from exc
+        # No cache then (an empty EXTISM_CACHE_CONFIG disables it): slower, never elsewhere.
+        if os.environ.get("EXTISM_CACHE_CONFIG") != "":
+            log.warning("%s: cannot write extism's cache configuration %s (%s); compiling "
+                        "without a cache", where, config, exc.strerror or exc)
+            os.environ["EXTISM_CACHE_CONFIG"] = ""
+        return
     if os.environ.get("EXTISM_CACHE_CONFIG") != str(config):
         os.environ["EXTISM_CACHE_CONFIG"] = str(config)
 
