@@ -467,16 +467,20 @@ def _repair_head(pack_dir: Path, head: _Head) -> None:
                     pack_dir)
 
 
-def _record_key() -> bytes | None:
+def _record_key(create: bool) -> bytes | None:
     """The per-user secret that authenticates ``.verified`` records (the one the wasm engine's
     compiled-module cache uses, ``$REFLOW_CONFIG_DIR/cache.key``), so whoever can write the
-    cache cannot vouch for a file; None (no fast path: always verify in full) if unusable."""
+    cache cannot vouch for a file; None (no fast path: always verify in full) if unusable.
+    Only a file verified in full creates it (``create``): looking records up, as every load
+    does before it has verified anything, writes nothing."""
     try:
         from ._wasm_engine import default_cache_key_file, load_cache_key
 
         path = default_cache_key_file()
         key = _record_keys.get(str(path))
         if key is None:
+            if not create and not os.path.lexists(path):
+                return None
             key = _record_keys[str(path)] = load_cache_key(path)
         return key
     except (ImportError, OSError, ValueError) as exc:
@@ -499,7 +503,7 @@ def _read_record(pack_dir: Path) -> dict[str, list[str]]:
     """The cache directory's record of fully verified files (file sha256 -> the members the
     file carries), each entry authenticated. Anything unreadable or not authentic counts as
     no record: the file is verified again."""
-    key = _record_key()
+    key = _record_key(create=False)
     if key is None:
         return {}
     try:
@@ -522,7 +526,7 @@ def _read_record(pack_dir: Path) -> dict[str, list[str]]:
 
 
 def _write_record(pack_dir: Path, file_digest: str, members: list[str]) -> None:
-    key = _record_key()
+    key = _record_key(create=True)
     if key is None:
         return
     record = _read_record(pack_dir)

@@ -310,3 +310,21 @@ def test_a_signed_manifest_with_clashing_paths_is_refused_before_extraction(
     with pytest.raises(PackFormatError, match=fragment):
         load_pack(p)
     assert not list((tmp_path / "cache").rglob("docs"))
+
+
+def test_the_record_secret_is_created_only_by_a_full_verification(
+        built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Looking a record up (every load does, before verifying anything) writes nothing: a
+    refused file leaves no trace outside the cache; the first file verified in full creates
+    the per-user secret, private to the user."""
+    from reflow import _packs
+
+    monkeypatch.setenv("REFLOW_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setattr(_packs, "_record_keys", {})
+    secret = tmp_path / "config" / "cache.key"
+    for _, make, error, _fragment in BAD:
+        with pytest.raises(error):
+            load_pack(make(built))
+        assert not secret.exists(), "a refused file created the record secret"
+    load_pack(built.path)
+    assert secret.is_file() and (secret.stat().st_mode & 0o077) == 0
