@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from ._actor import Actor
 from ._errors import (
     CapabilityError,
+    GuestABIError,
     GuestLimitError,
     GuestOutputError,
     InvalidLimitsError,
@@ -84,9 +85,8 @@ class GuestLimits:
     every engine.
 
     ``batch_ticks``: at most this many ticks of a node per guest call, for guests that export
-    ``reflow_tick_batch`` (ABI 1.1). A batch of ``n`` ticks gets one time limit of
-    ``n * tick_ms``, so one slow tick may use the time its batch-mates did not; ``1`` turns
-    batching off and gives every tick its own ``tick_ms``."""
+    ``reflow_tick_batch`` (ABI 1.1); ``1`` turns batching off. Every tick, batched or not,
+    has its own budget of ``tick_ms`` (abi/ABI.md, section 3a)."""
 
     memory_bytes: int = 64 * _MIB
     tick_ms: float = 1000.0
@@ -214,21 +214,29 @@ def _names(value: Any, what: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def read_module_file(path: str | os.PathLike[str], what: str = "module") -> bytes:
-    """The bytes of a guest module at ``path``, or a SandboxError naming the path and what
-    is wrong with it (missing, a directory, unreadable). Size limits are the caller's
-    (``WasmEngine.load`` checks ``GuestLimits.module_bytes`` first)."""
-    p = Path(path)
+def read_module_file(
+    path: str | os.PathLike[str], expected: str = "a WebAssembly module (a .wasm file)"
+) -> bytes:
+    """The bytes of a guest module at ``path``, or a GuestABIError naming the path, what is
+    wrong with it (missing, a directory, unreadable, not a valid path) and ``expected``. Size
+    limits are the caller's (``WasmEngine.load`` checks ``GuestLimits.module_bytes`` first)."""
+    shown = repr(str(path))  # control characters (a NUL) escaped
+    name = Path(str(path)).name
     try:
+        p = Path(path)
         st = p.stat()
         if not stat.S_ISREG(st.st_mode):
-            raise SandboxError(f"cannot read {what} {str(p)!r}: not a regular file")
+            what = "is a directory" if stat.S_ISDIR(st.st_mode) else "is not a regular file"
+            raise GuestABIError(f"cannot read {shown}: it {what}; expected {expected}",
+                                component=name)
         return p.read_bytes()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise SandboxError(f"cannot read {what} {str(p)!r}: {reason}") from exc
-    except ValueError as exc:  # a NUL byte in the path
-        raise SandboxError(f"{what} path {str(p)!r} is not a valid path: {exc}") from exc
+        raise GuestABIError(f"cannot read {shown}: {reason}; expected {expected}",
+                            component=name) from exc
+    except (ValueError, TypeError) as exc:  # a NUL byte in the path, not a path at all
+        raise GuestABIError(f"cannot read {shown}: not a valid path ({exc}); expected "
+                            f"{expected}", component=name) from exc
 
 
 def parse_describe(

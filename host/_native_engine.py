@@ -2,7 +2,9 @@
 
 **Not sandboxed.** A native library runs inside the host process with all of its privileges:
 no memory cap, time limit or capability check can stop it from reading files, opening
-sockets or corrupting the interpreter, and a crash in it takes the process down. Load one only
+sockets or corrupting the interpreter, and a crash in it takes the process down. In particular
+``GuestLimits.tick_ms`` does not apply: a native tick that never returns keeps its worker
+thread, because nothing can interrupt a C function safely from outside. Load one only
 from a trusted, signed pack; the pack loader is what enforces that, not this module.
 
 The library speaks the native binding of guest ABI v1 (abi/ABI.md §7), which the C guest SDK
@@ -48,6 +50,23 @@ __all__ = ["NativeActor", "NativeLibrary", "NativeNodeActor"]
 _u8p = ctypes.c_void_p
 _u32 = ctypes.c_uint32
 _i32 = ctypes.c_int32
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+#: What a path given to NativeLibrary must be (named in its errors).
+_EXPECTED = "a shared library for this platform built with the reflow guest SDK (abi/ABI.md §7)"
 
 _LOG = ctypes.CFUNCTYPE(None, _i32, _u8p, _u32)
 _EMIT = ctypes.CFUNCTYPE(_i32, _u8p, _u32)
@@ -228,6 +247,14 @@ class NativeLibrary:
     def __init__(self, path: str | os.PathLike[str], *, data: bytes | None = None) -> None:
         self.path = Path(path)
         self.name = self.path.name
+        # A bare name ("libm.so.6") is for the dynamic loader to search; a path must exist.
+        has_dir = os.sep in str(path) or (os.altsep is not None and os.altsep in str(path))
+        if data is None and has_dir and not _is_file(self.path):
+            what = "is a directory" if _is_dir(self.path) else "no such file"
+            raise GuestABIError(
+                f"cannot load native library {self.path}: {what}; expected {_EXPECTED}",
+                component=self.name,
+            )
         try:
             self.loaded_from = (
                 self.path if data is None else _private_copy(bytes(data), self.path.name)
@@ -240,11 +267,11 @@ class NativeLibrary:
             ) from exc
         try:
             lib = ctypes.CDLL(str(self.loaded_from))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             if data is not None:
                 _drop_private_copy(self.loaded_from)
             raise GuestABIError(
-                f"cannot load native library {self.path}: {exc}"
+                f"cannot load native library {self.path}: {exc}; expected {_EXPECTED}"
                 + ("" if data is None else " (loaded from a private copy in the temporary "
                    "directory: if it is mounted noexec, point TMPDIR elsewhere)"),
                 component=self.name,

@@ -404,12 +404,13 @@ class WasmEngine:
         ``limits``: its ``module_bytes``, ``compile_*`` and ``describe_*`` fields bound the
         loading (the defaults when None)."""
         limits = limits or GuestLimits()
+        path: Path | None = None
         if isinstance(wasm, (str, os.PathLike)):
             name = name or Path(wasm).name
             path = Path(wasm)
             try:
                 size = path.stat().st_size
-            except OSError:
+            except (OSError, ValueError):
                 size = 0  # read_module_file says what is wrong
             _check_module_size(size, limits, name)
             wasm = read_module_file(path)
@@ -422,7 +423,18 @@ class WasmEngine:
             self.stats["memory_hits"] += 1
             return cached
         label = name or digest[:12]
-        module = WasmModule(self, self.compile(wasm, limits, name=label), digest, label, limits)
+        try:
+            compiled = self.compile(wasm, limits, name=label)
+        except GuestABIError as exc:
+            if path is None:
+                raise
+            shown = repr(str(path))
+            detail = (str(exc) if wasm.startswith(b"\0asm") else
+                      f"it does not start with the WebAssembly magic bytes \\0asm "
+                      f"({len(wasm)} bytes)")
+            raise GuestABIError(f"cannot load {shown}: {detail}; expected a WebAssembly "
+                                f"module (a .wasm file)", component=label) from exc
+        module = WasmModule(self, compiled, digest, label, limits)
         with self._lock:
             return self._modules.setdefault(digest, module)
 
@@ -516,15 +528,28 @@ def default_engine() -> WasmEngine:
         return _default
 
 
-def _trap_text(exc: BaseException) -> str:
-    """The cause of a wasmtime trap without its backtrace ("wasm trap: integer divide by
-    zero")."""
+#: A frame of a wasm backtrace ("  0:   0xb8 - <unknown>!<wasm function 4>") or its notes.
+_BACKTRACE_LINE = re.compile(
+    r"^\s*(\d+:\s+(0x[0-9a-f]+ - |<unknown>)|note: |error while executing at wasm backtrace"
+    r"|wasm backtrace:)"
+)
+
+
+def _cause_text(exc: BaseException) -> str:
+    """What went wrong in a wasmtime error, without its backtrace: the "Caused by:" chain
+    (every link, joined by "; ") or else the lines that are not backtrace, so the cause is
+    never cut off ("wasm trap: integer divide by zero", "GC heap out of memory"). At most
+    500 characters."""
     text = str(exc).strip()
-    if "Caused by:" in text:
-        cause = text.split("Caused by:", 1)[1].strip().splitlines()
-        if cause:
-            return cause[0].strip()
-    return _first_line(exc)
+    head, sep, tail = text.partition("Caused by:")
+    lines = [ln.strip() for ln in (tail if sep else head).splitlines() if ln.strip()]
+    if sep:
+        lines = [re.sub(r"^\d+:\s*", "", ln) for ln in lines]
+    lines = [ln for ln in lines if not _BACKTRACE_LINE.match(ln)]
+    cause = "; ".join(lines)
+    if not cause:
+        return type(exc).__name__
+    return cause if len(cause) <= 500 else cause[:497] + "..."
 
 
 def _first_line(exc: BaseException) -> str:
@@ -682,6 +707,16 @@ class _GuestInstance:
         #: Host wait not yet given back, in epochs (below one: the deadline moves in whole
         #: epochs, and rounding up would let a guest gain time by waiting often and briefly).
         self.credit = 0.0
+        #: Set when the deadline callback stopped the guest (read by :meth:`translate`).
+        self.timed_out = False
+        #: While a batch runs (fast path): a reader of its progress counter, its tick count,
+        #: the tick whose budget is running and when that budget started, and how many epochs
+        #: apart the deadline callback looks (see :meth:`_on_deadline`).
+        self.batch_progress: Callable[[], int] | None = None
+        self.batch_count = 0
+        self.batch_at = 0
+        self.batch_start = 0.0
+        self.batch_poll = max(1, self.ticks // 4)
         tmpl = template or GuestTemplate(id=module.name, inports=(), outports=())
         self.host = GuestNodeHost(node, tmpl, limits, grants)
         self.out_limit = limits.output_bytes
@@ -748,6 +783,7 @@ class _GuestInstance:
         funcs = {name: exports[name] for name in EXPORTS}
         self.host.on_resume = self.give_back
         if self.fp is not None:
+            self.fp.on_deadline(self._on_deadline)
             self.fp.bind_memory(mem)
             self.callers: dict[str, Callable[..., tuple[int, Any]]] = {
                 name: self.fp.make_caller(f, max(len(EXPORTS[name][0]), 1))  # type: ignore[arg-type]
@@ -798,6 +834,9 @@ class _GuestInstance:
         server): move the armed deadline later by that much and no more. The guest's own
         time, host work done for it included, still counts: a host call never re-arms the
         full limit (ABI.md, "Time limits")."""
+        if self.batch_progress is not None:  # the running batch tick's budget starts later
+            self.batch_start += seconds
+            return
         eng = self.engine
         self.credit += seconds * 1000.0 / eng.epoch_ms
         whole = int(self.credit)
@@ -806,6 +845,35 @@ class _GuestInstance:
         self.credit -= whole
         remaining = self.deadline_epoch + self.armed_ticks - eng.epoch
         self.set_deadline(max(1, remaining + whole))
+
+    def _on_deadline(self) -> int:
+        """The fast path's epoch-deadline callback: the epochs the guest may run on, 0 to
+        stop it. Outside a batch the deadline is the tick's limit: stop. In a batch each
+        tick has a budget of its own (``tick_ms``): the callback comes every
+        ``batch_poll`` epochs (a quarter of the limit), reads the guest's progress counter
+        and starts a new budget when it has moved on to a later tick of the batch; a tick
+        still running after ``tick_ms`` is stopped. A tick is timed from the first look that
+        saw it, so it may overrun by one look (a quarter of the limit) at most; the counter
+        is the guest's to write, but it only starts a budget by moving forward to a tick of
+        the batch, so ``m`` ticks get at most ``m`` budgets."""
+        progress = self.batch_progress
+        if progress is None:
+            self.timed_out = True
+            return 0
+        now = time.monotonic()
+        try:
+            at = int(progress())
+        except Exception:  # never into wasmtime
+            at = -1
+        if self.batch_at < at < self.batch_count:
+            self.batch_at = at
+            self.batch_start = now
+        elif now - self.batch_start >= self.limits.tick_ms / 1000.0:
+            self.timed_out = True
+            return 0
+        self.deadline_epoch = self.engine.epoch
+        self.armed_ticks = -1  # the next call arms its own deadline
+        return self.batch_poll
 
     def refresh(self) -> None:
         old = self.size
@@ -935,20 +1003,32 @@ class _GuestInstance:
         pending, host.pending = host.pending, None
         if pending is not None:
             return host.tag(pending) if isinstance(pending, SandboxError) else pending
+        timed_out, self.timed_out = self.timed_out, False
         who = f"node {host.node!r} ({host.component})"
+        code_name = None
         if isinstance(exc, wasmtime.Trap):
             code = exc.trap_code
             code_name = code.name if code is not None else None
-            text = _trap_text(exc)
-            if code_name == "INTERRUPT":
-                limit = self.limits.tick_ms if limit_ms is None else limit_ms
-                return host.tag(
-                    GuestTimeout(
-                        f"{who}: {what} ran past its time limit of {limit:g} ms "
-                        f"and was interrupted",
-                        limit_ms=limit,
-                    )
+        if timed_out or code_name == "INTERRUPT":
+            limit = self.limits.tick_ms if limit_ms is None else limit_ms
+            return host.tag(
+                GuestTimeout(
+                    f"{who}: {what} ran past its time limit of {limit:g} ms "
+                    f"and was interrupted",
+                    limit_ms=limit,
                 )
+            )
+        if isinstance(exc, wasmtime.ExitTrap):
+            return host.tag(
+                GuestTrap(
+                    f"{who}: the guest called WASI proc_exit with status "
+                    f"{getattr(exc, 'code', '?')} in {what}; a guest must return a result "
+                    f"frame, not exit",
+                    trap_code="PROC_EXIT",
+                )
+            )
+        if isinstance(exc, wasmtime.Trap):
+            text = _cause_text(exc)
             if code_name == "STACK_OVERFLOW":
                 return host.tag(
                     GuestTrap(
@@ -972,7 +1052,14 @@ class _GuestInstance:
             return host.tag(
                 GuestTrap(f"{who}: guest trapped in {what}: {text}", trap_code=code_name)
             )
-        text = _first_line(exc)
+        text = _cause_text(exc)
+        if "GC heap" in text and ("out of memory" in text or "exhausted" in text):
+            return host.tag(
+                GuestMemoryError(
+                    f"{who}: {what} exhausted the guest's GC heap ({text})",
+                    limit=self.limits.memory_bytes,
+                )
+            )
         if "memory minimum size" in str(exc) or "exceeds memory limits" in str(exc):
             return host.tag(
                 GuestMemoryError(
@@ -1201,12 +1288,14 @@ class WasmNodeActor(GuestNodeActor):
             errors[base] = exc
             return 1, False
         view, in_ptr = inst.view, inst.in_ptr
-        limit_ms = inst.limits.tick_ms * m
-        ticks = inst.engine.deadline_ticks(limit_ms)
-        # As for single ticks: a deadline armed in this epoch for as many ticks still stands
-        # (re-arming is one more foreign call, and one more GIL release).
-        if inst.engine.epoch != inst.deadline_epoch or inst.armed_ticks != ticks:
-            inst.set_deadline(ticks)
+        # Each tick of the batch has its own budget of tick_ms (see _on_deadline): the first
+        # look comes after a quarter of it.
+        limit_ms = inst.limits.tick_ms
+        inst.batch_progress = batch_progress(view, in_ptr)
+        inst.batch_count = m
+        inst.batch_at = 0
+        inst.batch_start = time.monotonic()
+        inst.set_deadline(inst.batch_poll)
         host_calls = inst.host_calls
         if host_calls:
             host.begin_batch(ctxs[:m], batch_progress(view, in_ptr))
@@ -1219,6 +1308,7 @@ class WasmNodeActor(GuestNodeActor):
             e = bound.call()
             failure = bound.failure(e) if e or bound.trap.value else None
         finally:
+            inst.batch_progress = None
             if host_calls:
                 emitted = host.end_batch()[0]
         _, done, rptr, rlen = decode_batch_head(view, in_ptr)

@@ -9,6 +9,10 @@ fails, :data:`AVAILABLE` is False with :data:`REASON` saying why, and the engine
 public API instead (slower, same behaviour). ``tests/sandbox/test_wasm_fastcall.py`` fails
 loudly when the fast path is not available with the pinned wasmtime.
 
+Deadlines: :meth:`FastPath.on_deadline` installs a store's epoch-deadline callback, so the
+engine decides at each deadline whether the guest has time left (its per-tick budget of guest
+time) instead of the store trapping at a fixed epoch.
+
 Host functions made here (``new_host_func``) never raise into wasmtime: a Python callback
 returns 0 or a trap pointer built with :func:`make_trap`, so no exception crosses into guest
 code and wasmtime-py's process-global "last exception" slot is never used.
@@ -69,6 +73,14 @@ try:  # every private name used below, resolved once
     _TrapPtr = ctypes.POINTER(_ffi.wasm_trap_t)
     _ErrPtr = ctypes.POINTER(_ffi.wasmtime_error_t)
     _func_t = _ffi.wasmtime_func_t
+    # The epoch-deadline callback: (context, env, *delta, *update kind) -> error or NULL.
+    _EPOCH_CALLBACK = ctypes.CFUNCTYPE(
+        ctypes.c_size_t, _vp, _vp, ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint8)
+    )
+    _store_epoch_callback = _fn(
+        "wasmtime_store_epoch_deadline_callback", None, _vp, _EPOCH_CALLBACK, _vp, _vp
+    )
+    _error_new = _fn("wasmtime_error_new", _vp, ctypes.c_char_p)
     if ctypes.sizeof(_ffi.wasmtime_val_raw_t) != _VAL_RAW_SIZE:
         raise RuntimeError("wasmtime_val_raw_t changed size")
     if not _version.startswith(SUPPORTED):
@@ -118,6 +130,28 @@ class FastPath:
 
     def set_deadline(self, ticks: int) -> None:
         _set_epoch_deadline(self._ctx, ticks)
+
+    def on_deadline(self, decide: Callable[[], int]) -> None:
+        """Call ``decide()`` whenever guest code reaches its epoch deadline, instead of
+        trapping at once: it returns the epochs to run on (> 0), or 0 to stop the guest, whose
+        call then fails with a :class:`wasmtime.WasmtimeError`. ``decide`` must not raise (an
+        exception stops the guest too)."""
+        message = b"reflow: the guest's time budget is spent"
+
+        def raw(ctx: int, env: int, delta: Any, kind: Any) -> int:
+            try:
+                more = int(decide())
+            except BaseException:  # never into wasmtime
+                more = 0
+            if more > 0:
+                delta[0] = more
+                kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+                return 0
+            return int(_error_new(message) or 0)
+
+        cb = _EPOCH_CALLBACK(raw)
+        self._keep.append(cb)  # as long as the store: wasmtime keeps only the pointer
+        _store_epoch_callback(ctypes.cast(self._store.ptr(), ctypes.c_void_p), cb, None, None)
 
     def bind(self, func: wasmtime.Func, nslots: int) -> BoundCall:
         """Everything needed to call ``func`` with ``nslots`` i32/i64 slots, bound once."""
