@@ -407,6 +407,8 @@ class NativeNodeActor(GuestNodeActor):
         outputs = self.codec.decode_single(_PROCESS_MEMORY, ptr, ptr + ln)
         if outputs is None:
             self._finish(ctx, host, ctypes.string_at(ptr, ln))
+        elif host._packets_ctx is ctx:  # the tick emitted: the returned packet counts too
+            host.count_packets(len(outputs), ctx)
         return outputs
 
     def _tick_batch(

@@ -1267,6 +1267,8 @@ class WasmNodeActor(GuestNodeActor):
         outputs = codec.decode_single(view, ptr, ptr + ln)
         if outputs is None:
             self._finish(ctx, host, view[ptr : ptr + ln].tobytes())
+        elif host._packets_ctx is ctx:  # the tick emitted: the returned packet counts too
+            host.count_packets(len(outputs), ctx)
         return outputs
 
     def _tick_batch(

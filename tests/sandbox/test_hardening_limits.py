@@ -277,9 +277,17 @@ def _many_outputs(n: int) -> bytes:
     return b"\x00" + struct.pack("<H", n) + b"\x03out\x00" * n  # done, n x out=Null
 
 
+#: A done result frame of one Integer output: what the hot path decodes in place.
+ONE_INTEGER = b"\x00" + struct.pack("<H", 1) + b"\x03out\x03" + struct.pack("<q", 7)
+
+
 PACKET_ROWS = [
     ("emitted_mid_tick", {"tick": _emit_loop(50), "imports": EMIT,
                           "data": ((EMIT_AT, ONE_PACKET),)}, 20, 21),
+    # emits exactly the cap, then returns one more packet through the hot single-output path
+    ("emitted_then_returned",
+     {"tick": _emit_loop(20).replace(DONE_EMPTY, _slice(EMIT_AT + 512, len(ONE_INTEGER))),
+      "imports": EMIT, "data": ((EMIT_AT, ONE_PACKET), (EMIT_AT + 512, ONE_INTEGER))}, 20, 21),
     ("result_frame", {"tick": _slice(EMIT_AT, len(_many_outputs(30))),
                       "data": ((EMIT_AT, _many_outputs(30)),)}, 20, 30),
     ("result_frame_of_max_entries",
