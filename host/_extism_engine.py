@@ -13,7 +13,9 @@ Any module built with an Extism PDK runs here, in one of two ways:
   ``__set_state`` (namespace ``extism:host/user``) are provided, each bound with the
   signature the module imports (the Go SDK's, or the earlier Rust SDK's with i64 results;
   see :func:`bind_imports`). As in the original host, outputs on ports the metadata does not
-  declare do not fail the tick (:meth:`_ExtismHost.declared`).
+  declare do not fail the tick (:meth:`_ExtismHost.declared`). The state outlives ticks, so
+  it is held to the pool limits (``GuestLimits.pool_entries`` / ``pool_bytes`` /
+  ``pool_key_bytes`` / ``pool_value_bytes``), whether set key by key or handed back whole.
 * **Plain Extism functions**: :meth:`ExtismModule.function_actor` wraps one export as a
   one-in/one-out actor — bytes or text in, text / bytes / JSON / a message out.
 
@@ -650,17 +652,56 @@ class _ExtismHost(GuestNodeHost):
     """What a node's host functions act on: the tick's ctx (from GuestNodeHost), the node's
     Reflow-SDK state and the status and headers of its last HTTP response."""
 
-    __slots__ = ("call", "http_headers", "http_status", "passed_through", "state")
+    __slots__ = ("call", "http_headers", "http_status", "passed_through", "state",
+                 "state_bytes", "state_sizes")
 
     def __init__(self, node: str, template: GuestTemplate, limits: GuestLimits,
                  grants: GuestGrants) -> None:
         super().__init__(node, template, limits, grants)
         self.state: Any = {}
+        #: Bytes of each state key (its UTF-8 and its JSON value): the state outlives ticks,
+        #: so it is held to the pool limits (GuestLimits.pool_*), like a wasm guest's pools.
+        self.state_sizes: dict[str, int] = {}
+        self.state_bytes = 0
         self.http_status = 0
         self.http_headers: dict[str, str] = {}
         self.call: _Call | None = None
         #: Messages on out-ports the plugin's metadata does not declare, by port.
         self.passed_through: dict[str, int] = {}
+
+    def put_state(self, key: str, value: Any, size: int, what: str) -> None:
+        """Set one state key, held to GuestLimits.pool_entries and pool_bytes."""
+        lim = self.limits
+        sizes = self.state_sizes
+        old = sizes.get(key)
+        if old is None and len(sizes) + 1 > lim.pool_entries:
+            raise self._limit("pool_entries", len(sizes) + 1, lim.pool_entries,
+                              f"{what}: keys in the node's state")
+        total = self.state_bytes - (old or 0) + size
+        if total > lim.pool_bytes:
+            raise self._limit("pool_bytes", total, lim.pool_bytes,
+                              f"{what}: bytes in the node's state")
+        sizes[key] = size
+        self.state_bytes = total
+        self.state[key] = value
+
+    def replace_state(self, state: Any) -> None:
+        """The state a process result hands back (already bounded by output_bytes), held to
+        the same limits as state set key by key."""
+        sizes: dict[str, int] = {}
+        if isinstance(state, dict):
+            for k, v in state.items():
+                sizes[str(k)] = len(str(k).encode("utf-8", "surrogatepass")) + len(
+                    json.dumps(v, separators=(",", ":")))
+        total = sum(sizes.values()) if sizes else len(json.dumps(state))
+        lim = self.limits
+        if len(sizes) > lim.pool_entries:
+            raise self._limit("pool_entries", len(sizes), lim.pool_entries,
+                              "process: keys in the returned state")
+        if total > lim.pool_bytes:
+            raise self._limit("pool_bytes", total, lim.pool_bytes,
+                              "process: bytes in the returned state")
+        self.state, self.state_sizes, self.state_bytes = state, sizes, total
 
     def declared(self, outputs: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
         """The outputs on declared out-ports. The original Reflow host passes every port a
@@ -719,11 +760,19 @@ class _ExtismHost(GuestNodeHost):
             state = self.state if isinstance(self.state, dict) else {}
             return json.dumps(state.get(key)).encode("utf-8")
         if name == "__set_state":
-            key = _text(read(args[0]), name)
-            value = _loads(read(args[1]), name)
+            raw_key, raw_value = read(args[0]), read(args[1])
+            lim = self.limits
+            if len(raw_key) > lim.pool_key_bytes:
+                raise self._limit("pool_key_bytes", len(raw_key), lim.pool_key_bytes,
+                                  f"{name}: bytes in the key")
+            if len(raw_value) > lim.pool_value_bytes:
+                raise self._limit("pool_value_bytes", len(raw_value), lim.pool_value_bytes,
+                                  f"{name}: bytes in the value")
+            key = _text(raw_key, name)
+            value = _loads(raw_value, name)
             if not isinstance(self.state, dict):
-                self.state = {}
-            self.state[key] = value
+                self.state, self.state_sizes, self.state_bytes = {}, {}, 0
+            self.put_state(key, value, len(raw_key) + len(raw_value), name)
             return None
         if name == "http_request":
             return self.http_request(read(args[0]), read(args[1]) if args[1] else None)
@@ -1294,7 +1343,7 @@ class ExtismNodeActor(GuestNodeActor):
         except GuestOutputError as exc:
             raise host.tag(GuestOutputError(f"{self._who()}: {exc}")) from exc
         if doc.get("state") is not None:
-            host.state = doc["state"]
+            host.replace_state(doc["state"])
         return dict(host.declared(outputs))
 
     def _function(self, ctx: Any, inst: _Instance, host: _ExtismHost) -> dict[str, Message]:
