@@ -47,6 +47,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -988,15 +989,31 @@ def _point_cache(sdk: _ExtismSDK, where: str) -> None:
             tmp = root / f".wasmtime-cache.toml.{os.getpid()}.{threading.get_ident()}"
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, config)
+        (root / "wasmtime").mkdir(mode=0o700, exist_ok=True)
+        # wasmtime loads compiled code from this cache as it finds it (extism gives no way to
+        # authenticate entries, unlike reflow's own wasm cache): use it only while nobody
+        # else can write it.
+        for p in (root, root / "wasmtime", config):
+            _check_private(p)
     except OSError as exc:
         # No cache then (an empty EXTISM_CACHE_CONFIG disables it): slower, never elsewhere.
         if os.environ.get("EXTISM_CACHE_CONFIG") != "":
-            log.warning("%s: cannot write extism's cache configuration %s (%s); compiling "
-                        "without a cache", where, config, exc.strerror or exc)
+            log.warning("%s: cannot use extism's cache %s (%s); compiling without a cache",
+                        where, root, exc.strerror or exc)
             os.environ["EXTISM_CACHE_CONFIG"] = ""
         return
     if os.environ.get("EXTISM_CACHE_CONFIG") != str(config):
         os.environ["EXTISM_CACHE_CONFIG"] = str(config)
+
+
+def _check_private(path: Path) -> None:
+    """OSError unless ``path`` (not a link) is this user's and writable by nobody else."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(f"{path} is a symbolic link")
+    if os.name == "posix" and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
+        raise OSError(f"{path} is writable by others or not this user's "
+                      f"({stat.filemode(st.st_mode)}, uid {st.st_uid})")
 
 
 def _loads(raw: bytes, what: str) -> Any:

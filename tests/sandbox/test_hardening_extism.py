@@ -527,6 +527,30 @@ def test_the_extism_cache_dir_follows_reflow_cache_dir(tmp_path: Path,
     assert (tmp_path / "rc" / "extism" / "wasmtime").is_dir()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("which", ["root", "wasmtime", "config"])
+def test_an_extism_cache_others_can_write_is_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        which: str) -> None:
+    """wasmtime loads compiled code from extism's cache as it finds it: a cache directory (or
+    its configuration) that others can write is not used; the plugin still compiles and runs."""
+    monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path / "rc"))
+    monkeypatch.setenv("EXTISM_CACHE_CONFIG", "unset")
+    root = tmp_path / "rc" / "extism"
+    ExtismModule(VALID, name="warm").function_actor("f").open_node("w", {}).close()
+    target = {"root": root, "wasmtime": root / "wasmtime",
+              "config": root / "wasmtime-cache.toml"}[which]
+    target.chmod(target.stat().st_mode | 0o002)
+    try:
+        with caplog.at_level("WARNING", logger="reflow"):
+            node = ExtismModule(VALID, name="shared").function_actor("f").open_node("c", {})
+            node.close()
+        assert os.environ["EXTISM_CACHE_CONFIG"] == ""
+        assert "compiling without a cache" in caplog.text and "writable by others" in caplog.text
+    finally:
+        target.chmod(target.stat().st_mode & ~0o002)
+
+
 def test_wasi_without_the_grant_names_the_import() -> None:
     wasm = bytes(wasmtime.wat2wasm(
         '(module (import "wasi_snapshot_preview1" "fd_write" '
