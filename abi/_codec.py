@@ -22,8 +22,8 @@ import re
 import struct
 from typing import Any, NamedTuple
 
+from .._core._messages import Message
 from .._errors import GuestOutputError, MessageError
-from .._messages import Message
 
 __all__ = [
     "BATCH_HEAD",

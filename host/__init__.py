@@ -7,9 +7,16 @@ is private and may change.
 
 from __future__ import annotations
 
-from . import _catalog
-from ._actor import Actor, ActorCallContext, ActorContext
-from ._catalog import register_template, template_actor, template_list
+from ._core import _catalog
+from ._core._actor import Actor, ActorCallContext, ActorContext
+from ._core._catalog import register_template, template_actor, template_list
+from ._core._events import EventStream
+from ._core._graph import Graph, compose_graphs
+from ._core._messages import Message
+from ._core._network import Collector, Network, RunSummary
+from ._core._nodes import ActorFailure
+from ._core._streams import Stream, StreamReader
+from ._core._subgraph import SubgraphActor, SubgraphBuilder
 from ._errors import (
     ABIVersionError,
     ActorError,
@@ -56,13 +63,6 @@ from ._errors import (
     UnsafeArchiveError,
     UntrustedKeyError,
 )
-from ._events import EventStream
-from ._graph import Graph, compose_graphs
-from ._messages import Message
-from ._network import Collector, Network, RunSummary
-from ._nodes import ActorFailure
-from ._streams import Stream, StreamReader
-from ._subgraph import SubgraphActor, SubgraphBuilder
 
 __version__ = "0.1.0"
 
@@ -154,30 +154,30 @@ __all__ = [
 # Engines and pack loading import wasmtime, zstandard, cryptography: load them on first use so
 # ``import reflow`` stays light.
 _LAZY = {
-    "ExtismActor": "._extism_engine",
-    "ExtismModule": "._extism_engine",
-    "GuestGrants": "._guest_host",
-    "GuestLimits": "._guest_host",
-    "LoadedPack": "._packs",
-    "NativeActor": "._native_engine",
-    "NativeLibrary": "._native_engine",
-    "PackInspection": "._packs",
-    "TrustStore": "._trust",
-    "WasmActor": "._wasm_engine",
-    "WasmEngine": "._wasm_engine",
-    "WasmModule": "._wasm_engine",
-    "default_engine": "._wasm_engine",
-    "inspect_pack": "._packs",
-    "installed_packs": "._packs",
-    "list_packs": "._packs",
-    "load_pack": "._packs",
+    "ExtismActor": "._sandbox._extism_engine",
+    "ExtismModule": "._sandbox._extism_engine",
+    "GuestGrants": "._sandbox._guest_host",
+    "GuestLimits": "._sandbox._guest_host",
+    "LoadedPack": "._loader._packs",
+    "NativeActor": "._sandbox._native_engine",
+    "NativeLibrary": "._sandbox._native_engine",
+    "PackInspection": "._loader._packs",
+    "TrustStore": "._loader._trust",
+    "WasmActor": "._sandbox._wasm_engine",
+    "WasmEngine": "._sandbox._wasm_engine",
+    "WasmModule": "._sandbox._wasm_engine",
+    "default_engine": "._sandbox._wasm_engine",
+    "inspect_pack": "._loader._packs",
+    "installed_packs": "._loader._packs",
+    "list_packs": "._loader._packs",
+    "load_pack": "._loader._packs",
     "pack_abi_version": ".abi._version",
-    "unload_pack": "._packs",
+    "unload_pack": "._loader._packs",
 }
 
 
 def _load_plugin_templates() -> object:
-    from ._plugins import load_plugin_templates  # pluggy and entry points: on first use
+    from ._loader._plugins import load_plugin_templates  # pluggy and entry points: on first use
 
     return load_plugin_templates()
 

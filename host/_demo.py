@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._actor import Actor
-from ._messages import Message
-from ._network import Network
+from ._core._actor import Actor
+from ._core._messages import Message
+from ._core._network import Network
 
 
 class Numbers(Actor):
@@ -112,8 +112,8 @@ def main() -> None:
 
 def sandboxed_demo() -> None:
     """Library templates and a C guest compiled to WebAssembly, in one graph."""
-    from ._catalog import template_actor
-    from ._wasm_engine import default_engine
+    from ._core._catalog import template_actor
+    from ._sandbox._wasm_engine import default_engine
     from .sdk_guest import SDK_DIR
     from .tools import build_guest
 

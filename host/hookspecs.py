@@ -1,7 +1,7 @@
 """The pluggy hook specifications of reflow — every hook a plugin may implement.
 
 Implement a hook with ``@reflow.hookspecs.hookimpl`` on a module or object and register it
-(``reflow._plugins.register_plugin(obj)``) or expose it through the ``reflow.plugins`` entry
+(``reflow._loader._plugins.register_plugin(obj)``) or expose it through the ``reflow.plugins`` entry
 point group. Pure-Python actor libraries may instead expose an object through the
 ``reflow.templates`` entry point group: a plugin implementing :func:`reflow_templates`, a
 mapping ``{template_id: Actor}``, or a callable returning one.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import pluggy
 
 if TYPE_CHECKING:
-    from ._actor import Actor
+    from ._core._actor import Actor
     from .abi._manifest import Artifact, PackManifest, TemplateSpec
 
 __all__ = [

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._actor import Actor
+from ._core._actor import Actor
+from ._core._network import Network
+from ._core._nodes import ActorFailure
 from ._errors import ActorError
-from ._network import Network
-from ._nodes import ActorFailure
 
 __all__ = ["TickResult", "run_tick", "run_ticks"]
 

@@ -69,10 +69,10 @@ def load_from_registry(spec: str, registry: str, *, trust: Any = None,
     variant for this host, then load it with :func:`reflow.load_pack` (which verifies it once
     more against the same trust store). Returns the ``LoadedPack``.
 
-    Defined here, where the client and pack loading meet: ``reflow._packs`` uses the client
+    Defined here, where the client and pack loading meet: ``reflow._loader._packs`` uses the client
     for ``load_pack(..., registry=)``, so the client module must not import pack loading."""
-    from .._packs import load_pack
-    from .._trust import TrustStore
+    from .._loader._packs import load_pack
+    from .._loader._trust import TrustStore
     from ._client import install_pack
 
     store = trust if isinstance(trust, TrustStore) else TrustStore(trust)

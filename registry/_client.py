@@ -7,7 +7,7 @@ What the client trusts, and why: the version list and search results are *hints*
 acts on is the pack's manifest and signature exactly as the publisher signed them: before a
 download is written to the cache as usable, the client checks
 
-1. the published manifest's signature against the local :class:`~reflow._trust.TrustStore`
+1. the published manifest's signature against the local :class:`~reflow._loader._trust.TrustStore`
    (and that the signed manifest names the pack and version that was asked for — the full
    ``ns/name``, or exactly ``name`` for a pack named without a namespace — so a registry
    cannot pass one signed pack off as another);
@@ -83,7 +83,7 @@ from .._errors import (
     RegistrySignatureError,
     RegistryUnavailableError,
 )
-from .._trust import TrustStore
+from .._loader._trust import TrustStore
 from ..abi._bundle import BundleLimits, read_bundle
 from ..abi._manifest import PORTABLE_TRIPLE, host_triples, parse_manifest
 from ..abi._signing import parse_signatures

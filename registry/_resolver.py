@@ -6,7 +6,7 @@ installs the pack through :class:`~reflow.registry.RegistryClient` — verified,
 the cache answering when the registry is unreachable — and hands back the file, which
 ``load_pack`` then verifies once more against its own trust store::
 
-    from reflow._plugins import register_plugin
+    from reflow._loader._plugins import register_plugin
     register_plugin(RegistryResolver("http://127.0.0.1:8700"))
     reflow.load_pack("acme/tools@^1.2")
 

@@ -1,4 +1,4 @@
-"""reflow._actor: the Actor base class and the per-tick context (done/fail/emit/send, pools).
+"""reflow._core._actor: the Actor base class and the per-tick context (done/fail/emit/send, pools).
 
 Every context rule is checked for each place a tick can run: inline on the scheduler thread
 (untraced, which takes the scheduler's single-edge fast path, and traced, which takes the

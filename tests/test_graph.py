@@ -1,4 +1,4 @@
-"""Tests for reflow._graph: the FBP graph, its JSON dialects, composition and the network spec."""
+"""Tests for reflow._core._graph: the FBP graph, its JSON dialects, composition, network spec."""
 
 from __future__ import annotations
 
@@ -10,14 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reflow._errors import (
-    DuplicateNodeError,
-    GraphError,
-    GraphFormatError,
-    PortTypeError,
-    UnknownNodeError,
-)
-from reflow._graph import (
+from reflow._core._graph import (
     ConnectionSpec,
     Graph,
     InitialSpec,
@@ -26,6 +19,13 @@ from reflow._graph import (
     graph_to_network_spec,
     is_tagged_message,
     port_types_compatible,
+)
+from reflow._errors import (
+    DuplicateNodeError,
+    GraphError,
+    GraphFormatError,
+    PortTypeError,
+    UnknownNodeError,
 )
 
 ANY = {"type": "any"}

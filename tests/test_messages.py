@@ -1,4 +1,4 @@
-"""reflow._messages: Message kinds, constructors, validation, JSON form."""
+"""reflow._core._messages: Message kinds, constructors, validation, JSON form."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from reflow import Message, MessageError, ReflowError
-from reflow._messages import KINDS, as_message
+from reflow._core._messages import KINDS, as_message
 
 # -- constructors ----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""reflow._network: building a network (errors at the call that caused them), running it
+"""reflow._core._network: building a network (errors at the call that caused them), running it
 (run/arun/start/shutdown), collecting what reaches a port, the run summary and events."""
 
 from __future__ import annotations

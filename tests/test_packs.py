@@ -1,4 +1,4 @@
-"""reflow._packs: load_pack / inspect_pack / list_packs — the round trip from sources to a
+"""reflow._loader._packs: load_pack / inspect_pack / list_packs — the round trip from sources to a
 running graph, and a table of hostile packs, each refused with its error class and message."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import zstandard
 
 from reflow import Actor, Message, Network, template_actor, template_list
-from reflow._catalog import register_template, template_owner, unregister_template
+from reflow._core._catalog import register_template, template_owner, unregister_template
 from reflow._errors import (
     ABIVersionError,
     PackError,
@@ -31,8 +31,7 @@ from reflow._errors import (
     UnsafeArchiveError,
     UntrustedKeyError,
 )
-from reflow._guest_host import GuestGrants
-from reflow._packs import (
+from reflow._loader._packs import (
     _grants_for,
     cache_root,
     inspect_pack,
@@ -41,8 +40,9 @@ from reflow._packs import (
     load_pack,
     unload_pack,
 )
-from reflow._plugins import register_plugin, unregister_plugin
-from reflow._trust import TrustStore
+from reflow._loader._plugins import register_plugin, unregister_plugin
+from reflow._loader._trust import TrustStore
+from reflow._sandbox._guest_host import GuestGrants
 from reflow.abi._bundle import read_bundle, strip_bundle, write_bundle
 from reflow.abi._manifest import PORTABLE_TRIPLE, host_triples, parse_manifest
 from reflow.abi._signing import (
@@ -206,7 +206,7 @@ def test_key_limited_to_pack_names(built: Built, tmp_path: Path,
 def test_unlimited_key_still_loads_and_warns_once(built: Built, trusted: TrustStore,
                                                   caplog: pytest.LogCaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from reflow import _packs
+    from reflow._loader import _packs
 
     monkeypatch.setattr(_packs, "_warned_unscoped", set())
     kid = key_id(built.key)
@@ -590,7 +590,7 @@ def _swap_after_rehash(monkeypatch: pytest.MonkeyPatch, evil: Callable[[bytes], 
                        ) -> list[Path]:
     """Make _rehash's caller race the worst way: right after the cached artifact verified,
     its file is replaced by other bytes. Returns the files swapped."""
-    import reflow._packs as packs
+    import reflow._loader._packs as packs
 
     orig = packs._rehash
     swapped: list[Path] = []
@@ -610,7 +610,7 @@ def _swap_after_rehash(monkeypatch: pytest.MonkeyPatch, evil: Callable[[bytes], 
 
 def test_wasm_engine_gets_the_verified_bytes_not_the_swapped_file(
         built: Built, trusted: TrustStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from reflow._wasm_engine import WasmEngine
+    from reflow._sandbox._wasm_engine import WasmEngine
 
     received: list[Any] = []
     orig_load = WasmEngine.load
@@ -680,8 +680,8 @@ def test_extism_engine_loads_the_verified_bytes_not_the_cache_path(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    import reflow._extism_engine as ext
-    from reflow._plugins import engine_for
+    import reflow._sandbox._extism_engine as ext
+    from reflow._loader._plugins import engine_for
 
     seen: list[Any] = []
 
@@ -705,7 +705,7 @@ def test_extism_engine_loads_the_verified_bytes_not_the_cache_path(
 
 def test_rehash_refuses_links_and_fifos_without_blocking(built: Built, trusted: TrustStore,
                                                        tmp_path: Path) -> None:
-    from reflow._packs import _rehash
+    from reflow._loader._packs import _rehash
 
     pack = load_pack(built.math_pack)
     art = pack.artifacts["math"]

@@ -26,8 +26,8 @@ from reflow._errors import (
     PackSignatureError,
     ReflowError,
 )
-from reflow._packs import list_packs, load_pack, unload_pack
-from reflow._trust import TrustStore
+from reflow._loader._packs import list_packs, load_pack, unload_pack
+from reflow._loader._trust import TrustStore
 from reflow.abi._bundle import read_bundle, sha256_hex, write_bundle
 from reflow.abi._signing import (
     generate_key,
@@ -317,7 +317,7 @@ def test_the_record_secret_is_created_only_by_a_full_verification(
     """Looking a record up (every load does, before verifying anything) writes nothing: a
     refused file leaves no trace outside the cache; the first file verified in full creates
     the per-user secret, private to the user."""
-    from reflow import _packs
+    from reflow._loader import _packs
 
     monkeypatch.setenv("REFLOW_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setattr(_packs, "_record_keys", {})

@@ -1,4 +1,4 @@
-"""reflow._plugins / reflow.hookspecs: the hook machinery, tested below load_pack too."""
+"""reflow._loader._plugins / reflow.hookspecs: the hook machinery, tested below load_pack too."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from reflow import Actor, Message, Network, template_actor, template_list
-from reflow._catalog import register_template, unregister_template
+from reflow._core._catalog import register_template, unregister_template
 from reflow._errors import PackError, TemplateConflictError
-from reflow._packs import list_packs, load_pack, unload_pack
-from reflow._plugins import (
+from reflow._loader._packs import list_packs, load_pack, unload_pack
+from reflow._loader._plugins import (
     NativeEnginePlugin,
     WasmEnginePlugin,
     engine_for,
@@ -25,7 +25,7 @@ from reflow._plugins import (
     template_owner,
     unregister_plugin,
 )
-from reflow._trust import TrustStore
+from reflow._loader._trust import TrustStore
 from reflow.abi._bundle import artifact_entry, build_bundle
 from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
 from reflow.abi._signing import generate_key, sign_manifest
@@ -156,7 +156,7 @@ def test_reflow_templates_hook_and_conflicts() -> None:
 
 
 def test_templates_entry_point_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    import reflow._plugins as plugins
+    import reflow._loader._plugins as plugins
 
     ep = EntryPoint(name="demo", value="tests_demo_templates:TEMPLATES",
                     group="reflow.templates")

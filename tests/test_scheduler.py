@@ -1,4 +1,4 @@
-"""reflow._scheduler: bounded edges, parking, per-edge order, exactly-once delivery, and the
+"""reflow._core._scheduler: bounded edges, parking, per-edge order, exactly-once delivery, and the
 promise that no graph deadlocks (capacity is exceeded only where the graph leaves no choice).
 
 Packets in the graph tests carry ``{"seq": i, "path": [source, relay, ...]}``: each relay

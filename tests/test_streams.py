@@ -1,4 +1,4 @@
-"""Tests for reflow._streams: frames, bounds and blocking, misuse, threads and asyncio."""
+"""Tests for reflow._core._streams: frames, bounds and blocking, misuse, threads and asyncio."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from reflow._core._streams import Stream, StreamChannel, StreamReader, take_stream
 from reflow._errors import ReflowError, StreamError
-from reflow._streams import Stream, StreamChannel, StreamReader, take_stream
 
 WAIT = 10.0  # generous limit for anything that should happen "soon"; never a performance bound
 
@@ -462,7 +462,7 @@ def test_two_producer_threads_share_one_bounded_stream() -> None:
 
 
 def test_into_message_carries_the_channel() -> None:
-    from reflow._messages import Message
+    from reflow._core._messages import Message
 
     s = Stream.create(8, "node1", "out", content_type="application/json")
     m = s.into_message()

@@ -1,4 +1,4 @@
-"""reflow._trust: the directory of trusted publisher keys."""
+"""reflow._loader._trust: the directory of trusted publisher keys."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reflow._errors import PackSignatureError, UntrustedKeyError
-from reflow._trust import TrustStore, default_trust_dir
+from reflow._loader._trust import TrustStore, default_trust_dir
 from reflow.abi._signing import generate_key, key_id, write_keypair
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .._trust import TrustStore
+from .._loader._trust import TrustStore
 from ..abi._bundle import add_signatures, read_bundle, strip_bundle
 from ..abi._manifest import KNOWN_TRIPLES
 from ..abi._signing import (
@@ -107,7 +107,7 @@ def strip(pack: Path, triple: str, out: Path | None) -> None:
 @_trust_dir
 def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
     """Show what PACK holds and whether it verifies. Runs none of its code."""
-    from .._packs import inspect_pack
+    from .._loader._packs import inspect_pack
 
     info = inspect_pack(pack, trust=TrustStore(trust_dir))
     if as_json:

@@ -166,7 +166,7 @@ def read_project(root: str | os.PathLike[str]) -> PackProject:
 def _describe(built: dict[str, Path], entry: str) -> list[TemplateSpec]:
     """Templates from the module's own describe document (the author's code, at build time)."""
     if WASM_TARGET in built:
-        from .._wasm_engine import WasmEngine
+        from .._sandbox._wasm_engine import WasmEngine
 
         engine = WasmEngine(cache_dir=False)
         try:
@@ -178,7 +178,7 @@ def _describe(built: dict[str, Path], entry: str) -> list[TemplateSpec]:
     for triple in host_triples():
         target = BUILD_TARGETS.get(triple)
         if target in built:
-            from .._native_engine import NativeLibrary
+            from .._sandbox._native_engine import NativeLibrary
 
             lib = NativeLibrary(built[target])
             return templates_from_describe(

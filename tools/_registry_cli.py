@@ -154,7 +154,7 @@ def install(spec: str, registry: str, token: str | None, triple: str | None,
     source = "cache" if got.from_cache else registry
     templates = None
     if do_load:
-        from .._packs import load_pack
+        from .._loader._packs import load_pack
 
         templates = sorted(load_pack(got.path, trust=trust_dir).templates)
     if as_json:

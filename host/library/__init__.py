@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from .._actor import Actor
+    from .._core._actor import Actor
     from ._base import LibraryActor
 
 __all__ = [

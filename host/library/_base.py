@@ -12,9 +12,9 @@ import inspect
 import math
 from typing import Any
 
-from .._actor import Actor, ActorContext
+from .._core._actor import Actor, ActorContext
+from .._core._messages import Message
 from .._errors import ActorError, MessageError
-from .._messages import Message
 
 __all__ = [
     "MISSING",

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .._actor import ActorContext
+from .._core._actor import ActorContext
+from .._core._messages import Message
 from .._errors import ActorError
 from .._jsonread import loads
-from .._messages import Message
 from ._base import (
     MISSING,
     LibraryActor,

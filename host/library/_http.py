@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 
-from .._actor import ActorContext
+from .._core._actor import ActorContext
+from .._core._messages import Message
 from .._errors import ActorError
 from .._jsonread import loads
-from .._messages import Message
 from ._base import LibraryActor, config_bool, config_int, config_number, config_str
 
 __all__ = ["HTTP_TEMPLATES"]

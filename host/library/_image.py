@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._actor import ActorContext
+from .._core._actor import ActorContext
+from .._core._messages import Message
 from .._errors import ActorError
-from .._messages import Message
 from ._base import (
     LibraryActor,
     config_bool,

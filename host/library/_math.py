@@ -14,9 +14,9 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from .._actor import ActorContext
+from .._core._actor import ActorContext
+from .._core._messages import Message
 from .._errors import ActorError
-from .._messages import Message
 from ._base import (
     LibraryActor,
     config_choice,

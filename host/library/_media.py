@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .._core._messages import Message
 from .._errors import ActorError
-from .._messages import Message
 
 __all__ = ["decode_audio", "decode_image", "encode_audio", "encode_image"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._actor import ActorContext
+from .._core._actor import ActorContext
+from .._core._messages import Message
+from .._core._streams import Stream
 from .._errors import ActorError
-from .._messages import Message
-from .._streams import Stream
 from ._base import LibraryActor, config_bool, config_int, config_str
 
 __all__ = ["STREAM_TEMPLATES"]

@@ -12,9 +12,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .._actor import ActorContext
+from .._core._actor import ActorContext
+from .._core._messages import Message
 from .._errors import ActorError
-from .._messages import Message
 from ._base import (
     LibraryActor,
     config_bool,

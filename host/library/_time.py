@@ -19,8 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._actor import ActorContext
-from .._messages import Message
+from .._core._actor import ActorContext
+from .._core._messages import Message
 from ._base import LibraryActor, config_bool, config_choice, config_int, config_number
 
 __all__ = ["TIME_TEMPLATES"]

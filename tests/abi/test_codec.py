@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reflow._core._messages import Message
 from reflow._errors import GuestOutputError, MessageError
-from reflow._messages import Message
 from reflow.abi import (
     KIND_CODES,
     VECTORS_DIR,

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reflow._core._messages import Message
 from reflow._errors import GuestOutputError, MessageError, ReflowError
-from reflow._messages import Message
 from reflow.abi import VECTORS_DIR
 from reflow.abi._codec import (
     MAX_JSON_DEPTH,

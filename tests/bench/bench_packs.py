@@ -24,8 +24,8 @@ from pathlib import Path
 
 from _ratios import print_ratios
 
-from reflow._packs import load_pack, unload_pack
-from reflow._trust import TrustStore
+from reflow._loader._packs import load_pack, unload_pack
+from reflow._loader._trust import TrustStore
 from reflow.abi._bundle import strip_bundle
 from reflow.abi._manifest import KNOWN_TRIPLES, PORTABLE_TRIPLE, host_triples
 from reflow.abi._signing import generate_key

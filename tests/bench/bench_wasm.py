@@ -52,11 +52,11 @@ import wasmtime
 from _ratios import print_ratios
 
 from reflow import Message, Network
-from reflow import _wasm_fastcall as fastcall
-from reflow._actor import Actor, BufferedContext
-from reflow._native_engine import _PROCESS_MEMORY, NativeLibrary
-from reflow._scheduler import WORKER_BATCH
-from reflow._wasm_engine import WasmEngine
+from reflow._core._actor import Actor, BufferedContext
+from reflow._core._scheduler import WORKER_BATCH
+from reflow._sandbox import _wasm_fastcall as fastcall
+from reflow._sandbox._native_engine import _PROCESS_MEMORY, NativeLibrary
+from reflow._sandbox._wasm_engine import WasmEngine
 from reflow.abi import encode_tick_input
 from reflow.abi._codec import TickResult, decode_batch_results, encode_batch
 from reflow.tools._guest_build import SDK_DIR, build_guest, host_target

@@ -10,8 +10,8 @@ import pytest
 
 import reflow
 from reflow import Actor, Message
-from reflow._catalog import template_owner
-from reflow._plugins import load_plugin_templates, plugin_manager, register_plugin
+from reflow._core._catalog import template_owner
+from reflow._loader._plugins import load_plugin_templates, plugin_manager, register_plugin
 from reflow.library import BuiltinLibraryPlugin, builtin_templates, describe_template
 from reflow.testing import run_tick
 

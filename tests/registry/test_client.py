@@ -21,7 +21,7 @@ from reflow._errors import (
     RegistrySignatureError,
     RegistryUnavailableError,
 )
-from reflow._trust import TrustStore
+from reflow._loader._trust import TrustStore
 from reflow.abi._bundle import read_bundle
 from reflow.abi._manifest import PORTABLE_TRIPLE
 from reflow.abi._signing import generate_key

@@ -35,7 +35,7 @@ from reflow._errors import (
     RegistryNotFoundError,
     RegistryUnavailableError,
 )
-from reflow._trust import TrustStore
+from reflow._loader._trust import TrustStore
 from reflow.abi._manifest import PORTABLE_TRIPLE
 from reflow.registry import RegistryClient
 from reflow.registry._semver import RegistrySpecError

@@ -30,9 +30,9 @@ from regtest import (
 
 from reflow import Message, Network, template_actor
 from reflow._errors import RegistryUnavailableError
-from reflow._packs import list_packs, load_pack, unload_pack
-from reflow._plugins import register_plugin, unregister_plugin
-from reflow._trust import TrustStore
+from reflow._loader._packs import list_packs, load_pack, unload_pack
+from reflow._loader._plugins import register_plugin, unregister_plugin
+from reflow._loader._trust import TrustStore
 from reflow.abi._manifest import host_triples
 from reflow.abi._signing import public_key_pem
 from reflow.registry import RegistryClient, RegistryResolver, load_from_registry

@@ -21,7 +21,7 @@ from test_client import make_client
 from test_storage import version
 
 from reflow._errors import RegistryHTTPError, RegistryIntegrityError
-from reflow._trust import TrustStore
+from reflow._loader._trust import TrustStore
 from reflow.abi._bundle import BundleLimits, read_bundle
 from reflow.abi._manifest import PORTABLE_TRIPLE
 from reflow.registry._auth import AuthDenied, Authenticator

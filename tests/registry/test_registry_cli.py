@@ -83,7 +83,7 @@ def test_readme_sequence(runner: CliRunner, tmp_path: Path) -> None:
         r = runner.invoke(pack_cli, ["install", "acme/my-pack@^0.1", *reg])
         assert r.exit_code == 1 and "not in the trust store" in r.stderr  # not trusted yet
         (tmp_path / "trust").mkdir()
-        from reflow._trust import TrustStore
+        from reflow._loader._trust import TrustStore
 
         TrustStore(tmp_path / "trust").add(pub)
         out = ok(runner.invoke(pack_cli, ["install", "acme/my-pack@^0.1", *reg]))

@@ -19,8 +19,8 @@ from regtest import Registry, Server, SyncASGITransport, free_port, make_pack, s
 
 from reflow import Message, Network, template_actor
 from reflow._errors import RegistryAuthError, RegistrySignatureError
-from reflow._packs import list_packs, load_pack, unload_pack
-from reflow._trust import TrustStore
+from reflow._loader._packs import list_packs, load_pack, unload_pack
+from reflow._loader._trust import TrustStore
 from reflow.abi._manifest import PORTABLE_TRIPLE, host_triples
 from reflow.abi._signing import generate_key, key_id, load_private_key, public_key_pem
 from reflow.registry import RegistryClient

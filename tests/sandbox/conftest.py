@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sandbox_helpers import TickCtx
 
-from reflow._wasm_engine import WasmEngine
+from reflow._sandbox._wasm_engine import WasmEngine
 from reflow.tools._guest_build import SDK_DIR, build_guest, host_target
 
 EXAMPLES = ("doubler", "counter", "stream", "await_all", "http", "echo")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from reflow._messages import Message
+from reflow._core._messages import Message
 
 
 class TickCtx:

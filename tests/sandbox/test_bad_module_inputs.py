@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from reflow import ReflowError, default_engine
-from reflow._extism_engine import ExtismModule
-from reflow._native_engine import NativeLibrary
+from reflow._sandbox._extism_engine import ExtismModule
+from reflow._sandbox._native_engine import NativeLibrary
 
 
 def _missing(tmp: Path) -> Path:

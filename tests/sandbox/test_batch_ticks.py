@@ -23,9 +23,9 @@ from reflow._errors import (
     GuestTrap,
     OutputLimitError,
 )
-from reflow._guest_host import GuestGrants, GuestLimits, GuestNodeActor
-from reflow._native_engine import NativeLibrary
-from reflow._wasm_engine import WasmEngine
+from reflow._sandbox._guest_host import GuestGrants, GuestLimits, GuestNodeActor
+from reflow._sandbox._native_engine import NativeLibrary
+from reflow._sandbox._wasm_engine import WasmEngine
 from reflow.abi import VECTORS_DIR
 from reflow.tools._guest_build import SDK_DIR, build_guest, host_target
 

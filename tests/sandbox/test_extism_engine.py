@@ -34,15 +34,20 @@ from reflow._errors import (
     OutputLimitError,
     SandboxError,
 )
-from reflow._extism_engine import (
+from reflow._loader._plugins import (
+    ExtismEnginePlugin,
+    engine_for,
+    register_plugin,
+    unregister_plugin,
+)
+from reflow._sandbox._extism_engine import (
     ExtismActor,
     ExtismModule,
     _GuestReported,
     _translate,
     parse_metadata,
 )
-from reflow._guest_host import GuestGrants, GuestLimits, GuestNodeHost, GuestTemplate
-from reflow._plugins import ExtismEnginePlugin, engine_for, register_plugin, unregister_plugin
+from reflow._sandbox._guest_host import GuestGrants, GuestLimits, GuestNodeHost, GuestTemplate
 from reflow.abi._manifest import TemplateSpec
 
 M = Message
@@ -766,7 +771,8 @@ def test_engine_plugin_through_the_plugin_manager() -> None:
 
 
 def test_importing_the_engine_does_not_load_extism() -> None:
-    code = ("import sys, reflow._extism_engine, reflow._plugins as p; p.ExtismEnginePlugin(); "
+    code = ("import sys, reflow._sandbox._extism_engine, reflow._loader._plugins as p; "
+            "p.ExtismEnginePlugin(); "
             "assert 'extism' not in sys.modules and 'extism_sys' not in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)

@@ -14,8 +14,8 @@ from sandbox_helpers import TickCtx
 
 from reflow import Message
 from reflow._errors import GuestLimitError
-from reflow._extism_engine import ExtismModule
-from reflow._guest_host import GuestLimits
+from reflow._sandbox._extism_engine import ExtismModule
+from reflow._sandbox._guest_host import GuestLimits
 
 #: Memory: "1" at 16, 8 hex digits built at 100, a 64-byte JSON string at 200,
 #: "0123456789abcdef" at 300.

@@ -107,8 +107,8 @@ def test_wasi_libc_build_runs_in_the_sandbox(tmp_path: Path) -> None:
     WASI and runs without the 'wasi' grant."""
     from sandbox_helpers import TickCtx
 
-    from reflow._messages import Message
-    from reflow._wasm_engine import WasmEngine
+    from reflow._core._messages import Message
+    from reflow._sandbox._wasm_engine import WasmEngine
     from reflow.tools._guest_build import WASI_TARGET
 
     path = build_guest(

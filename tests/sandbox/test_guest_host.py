@@ -1,5 +1,5 @@
-"""reflow._guest_host: the describe-document checks, host functions (log, pools) seen from a
-guest, output accounting across emit + result, and concurrent ticks of different nodes."""
+"""reflow._sandbox._guest_host: the describe-document checks, host functions (log, pools) seen
+from a guest, output accounting across emit + result, and concurrent ticks of different nodes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 import wasmtime
 from sandbox_helpers import TickCtx
 
+from reflow._core._messages import Message
 from reflow._errors import GuestABIError, OutputLimitError
-from reflow._guest_host import (
+from reflow._sandbox._guest_host import (
     GuestActor,
     GuestGrants,
     GuestLimits,
@@ -21,9 +22,8 @@ from reflow._guest_host import (
     GuestTemplate,
     parse_describe,
 )
-from reflow._messages import Message
-from reflow._native_engine import NativeLibrary
-from reflow._wasm_engine import WasmEngine
+from reflow._sandbox._native_engine import NativeLibrary
+from reflow._sandbox._wasm_engine import WasmEngine
 from reflow.abi import encode_outputs
 
 M = Message
@@ -159,7 +159,7 @@ def test_wasi_granted_gives_an_empty_context_with_stdout_logged(
     engine: WasmEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     from reflow._errors import CapabilityError
-    from reflow._guest_host import GuestGrants
+    from reflow._sandbox._guest_host import GuestGrants
 
     module = engine.load(_wasi_guest())
     with pytest.raises(CapabilityError, match="'wasi' capability"):

@@ -35,8 +35,8 @@ from reflow._errors import (
     GuestTrap,
     SandboxError,
 )
-from reflow._extism_engine import ExtismModule
-from reflow._guest_host import GuestGrants, GuestLimits
+from reflow._sandbox._extism_engine import ExtismModule
+from reflow._sandbox._guest_host import GuestGrants, GuestLimits
 
 M = Message
 MIB = 1024 * 1024
@@ -450,7 +450,7 @@ _CHILD = textwrap.dedent('''
     from pathlib import Path
     from reflow import load_pack, Message
     from reflow._errors import PackError
-    from reflow._trust import TrustStore
+    from reflow._loader._trust import TrustStore
     from reflow.abi._bundle import artifact_entry, build_bundle
     from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
     from reflow.abi._signing import generate_key, sign_manifest, write_keypair

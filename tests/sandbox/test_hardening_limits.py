@@ -30,8 +30,8 @@ from reflow import (
     ReflowError,
 )
 from reflow._errors import GuestABIError
-from reflow._guest_host import GuestNodeHost, GuestTemplate, parse_describe
-from reflow._wasm_engine import WasmEngine
+from reflow._sandbox._guest_host import GuestNodeHost, GuestTemplate, parse_describe
+from reflow._sandbox._wasm_engine import WasmEngine
 
 MIB = 1024 * 1024
 HERE = Path(__file__).parent
@@ -553,7 +553,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from sandbox_helpers import TickCtx
     from reflow import GuestLimits, Message, ReflowError
-    from reflow._wasm_engine import WasmEngine
+    from reflow._sandbox._wasm_engine import WasmEngine
     spec = json.loads(sys.argv[2])
     wasm = open(spec["wasm"], "rb").read()
     eng = WasmEngine(cache_dir=False)

@@ -17,8 +17,8 @@ from sandbox_helpers import TickCtx
 
 from reflow import Actor, Message, Network
 from reflow._errors import GuestOutputError, GuestTimeout, ReflowError
-from reflow._guest_host import GuestLimits
-from reflow._wasm_engine import WasmEngine
+from reflow._sandbox._guest_host import GuestLimits
+from reflow._sandbox._wasm_engine import WasmEngine
 from reflow.abi import encode_message, encode_outputs
 
 M = Message
@@ -275,8 +275,8 @@ import psutil
 sys.path.insert(0, sys.argv[1])
 from test_hardening_time import CALLS, LIMIT_MS, forever, guest, tick_with_local
 from reflow import Actor, Message, Network
-from reflow._guest_host import GuestLimits
-from reflow._wasm_engine import WasmEngine
+from reflow._sandbox._guest_host import GuestLimits
+from reflow._sandbox._wasm_engine import WasmEngine
 
 class Sink(Actor):
     component = "test/sink"

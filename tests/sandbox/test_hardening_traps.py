@@ -24,9 +24,9 @@ from reflow._errors import (
     ReflowError,
     SandboxError,
 )
-from reflow._guest_host import GuestGrants
-from reflow._native_engine import NativeLibrary
-from reflow._wasm_engine import WasmEngine, default_engine
+from reflow._sandbox._guest_host import GuestGrants
+from reflow._sandbox._native_engine import NativeLibrary
+from reflow._sandbox._wasm_engine import WasmEngine, default_engine
 
 M = Message
 DESCRIBE = b'{"abi":"1.0","templates":[{"id":"trap/x","inports":["in"],"outports":["out"]}]}'
@@ -230,7 +230,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 def test_extism_load_of_a_missing_path(tmp_path: Path) -> None:
     pytest.importorskip("extism")
-    from reflow._extism_engine import ExtismModule
+    from reflow._sandbox._extism_engine import ExtismModule
 
     with pytest.raises(ReflowError, match="expected a WebAssembly module") as info:
         ExtismModule.load(tmp_path / "nope.wasm")

@@ -28,8 +28,8 @@ from reflow._errors import (
     ReflowError,
     SandboxError,
 )
-from reflow._guest_host import GuestGrants, GuestLimits
-from reflow._wasm_engine import WasmEngine
+from reflow._sandbox._guest_host import GuestGrants, GuestLimits
+from reflow._sandbox._wasm_engine import WasmEngine
 from reflow.abi import encode_outputs, encode_result_done
 
 M = Message

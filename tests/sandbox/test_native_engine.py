@@ -1,4 +1,4 @@
-"""reflow._native_engine: the same example sources, built as this machine's shared library,
+"""reflow._sandbox._native_engine: the same example sources, built as this machine's shared library,
 run through ctypes with the Actor contract (NOT sandboxed: only behaviour is tested here)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from sandbox_helpers import TickCtx
 
 from reflow import Message, Network
 from reflow._errors import CapabilityError, GuestABIError, OutputLimitError, SandboxError
-from reflow._guest_host import GuestGrants, GuestLimits
-from reflow._native_engine import NativeLibrary
+from reflow._sandbox._guest_host import GuestGrants, GuestLimits
+from reflow._sandbox._native_engine import NativeLibrary
 
 M = Message
 

@@ -33,8 +33,8 @@ from sandbox_helpers import TickCtx
 
 from reflow import Actor, Message, Network
 from reflow._errors import GuestABIError, GuestOutputError
-from reflow._extism_engine import ExtismModule, bind_imports, read_wasm
-from reflow._guest_host import GuestGrants, GuestLimits, GuestNodeHost, GuestTemplate
+from reflow._sandbox._extism_engine import ExtismModule, bind_imports, read_wasm
+from reflow._sandbox._guest_host import GuestGrants, GuestLimits, GuestNodeHost, GuestTemplate
 
 M = Message
 WASI = GuestGrants(wasi=True)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from reflow._messages import Message
-from reflow._wasm_engine import WasmEngine, WasmNodeActor
+from reflow._core._messages import Message
+from reflow._sandbox._wasm_engine import WasmEngine, WasmNodeActor
 from reflow.abi import VECTORS_DIR, decode_result, encode_result_done
 
 MESSAGES = json.loads((VECTORS_DIR / "messages.json").read_text(encoding="utf-8"))["messages"]

@@ -18,8 +18,8 @@ from test_hostile_guests import DATA, DESCRIBE, DONE_EMPTY, guest
 
 from reflow import Actor, Message, Network
 from reflow._errors import GuestTimeout
-from reflow._guest_host import GuestGrants, GuestLimits
-from reflow._wasm_engine import WasmEngine
+from reflow._sandbox._guest_host import GuestGrants, GuestLimits
+from reflow._sandbox._wasm_engine import WasmEngine
 from reflow.abi import encode_outputs
 
 M = Message

@@ -1,4 +1,4 @@
-"""reflow._wasm_engine: the example guests run through the Actor contract (open_node + run
+"""reflow._sandbox._wasm_engine: the example guests run through the Actor contract (open_node + run
 with a real tick context), on the fast path and the public-API fallback, and in a Network."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sandbox_helpers import TickCtx
 
+from reflow._core._messages import Message
 from reflow._errors import GuestABIError, SandboxError
-from reflow._guest_host import GuestLimits
-from reflow._messages import Message
-from reflow._wasm_engine import WasmEngine, WasmNodeActor
+from reflow._sandbox._guest_host import GuestLimits
+from reflow._sandbox._wasm_engine import WasmEngine, WasmNodeActor
 
 M = Message
 

@@ -1,9 +1,9 @@
-"""The private wasmtime fast path (reflow._wasm_fastcall).
+"""The private wasmtime fast path (reflow._sandbox._wasm_fastcall).
 
 These tests fail LOUDLY when the private path breaks with the pinned wasmtime: the engine
 would silently fall back to the public API and every sandboxed tick would become ~6x
 slower. If this fails after a wasmtime upgrade, re-check the private names used in
-host/_wasm_fastcall.py against the new wasmtime-py, then add its major to SUPPORTED.
+host/_sandbox/_wasm_fastcall.py against the new wasmtime-py, then add its major to SUPPORTED.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import pytest
 import wasmtime
 from sandbox_helpers import TickCtx
 
-from reflow import _wasm_fastcall as fastcall
-from reflow._messages import Message
-from reflow._wasm_engine import WasmEngine
+from reflow._core._messages import Message
+from reflow._sandbox import _wasm_fastcall as fastcall
+from reflow._sandbox._wasm_engine import WasmEngine
 
 
 def test_fast_path_is_available_with_the_pinned_wasmtime() -> None:
     assert fastcall.AVAILABLE, (
         f"PRIVATE WASMTIME FAST PATH BROKEN — {fastcall.REASON}. Sandboxed ticks now use the "
-        f"slow public API; fix host/_wasm_fastcall.py for this wasmtime-py version."
+        f"slow public API; fix host/_sandbox/_wasm_fastcall.py for this wasmtime-py version."
     )
 
 

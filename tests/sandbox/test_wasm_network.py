@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reflow import Actor, Message, Network
-from reflow._wasm_engine import WasmEngine
+from reflow._sandbox._wasm_engine import WasmEngine
 
 M = Message
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from reflow import Message, Network, template_actor
 from reflow._errors import GuestBuildError, PackFormatError
-from reflow._packs import list_packs, load_pack, unload_pack
-from reflow._trust import TrustStore
+from reflow._loader._packs import list_packs, load_pack, unload_pack
+from reflow._loader._trust import TrustStore
 from reflow.abi._bundle import read_bundle
 from reflow.abi._manifest import PORTABLE_TRIPLE, host_triples
 from reflow.abi._signing import write_keypair

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reflow._trust import TrustStore
+from reflow._loader._trust import TrustStore
 from reflow.abi._bundle import artifact_entry, build_bundle
 from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
 from reflow.abi._signing import generate_key

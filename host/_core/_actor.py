@@ -17,7 +17,7 @@ import inspect
 import logging
 from typing import Any, Protocol
 
-from ._errors import ActorError, GraphError, TickStateError
+from .._errors import ActorError, GraphError, TickStateError
 from ._messages import Message, as_message
 
 __all__ = ["Actor", "ActorCallContext", "ActorContext"]

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._actor import Actor
-from ._catalog import register_template, unregister_template
-from ._errors import (
+from .._core._actor import Actor
+from .._core._catalog import register_template, unregister_template
+from .._errors import (
     ABIVersionError,
     GuestABIError,
     PackError,
@@ -57,12 +57,10 @@ from ._errors import (
     UnsafeArchiveError,
     UntrustedKeyError,
 )
-from ._plugins import before_pack_load, engine_for, plugin_manager, template_owner
-from ._trust import TrustStore
-from .abi._bounded import load_json
-from .abi._bundle import Bundle, BundleLimits, read_bundle, sha256_hex
-from .abi._manifest import _NAME as _PACK_NAME
-from .abi._manifest import (
+from ..abi._bounded import load_json
+from ..abi._bundle import Bundle, BundleLimits, read_bundle, sha256_hex
+from ..abi._manifest import _NAME as _PACK_NAME
+from ..abi._manifest import (
     MANIFEST_NAME,
     PORTABLE_TRIPLE,
     SIGNATURE_NAME,
@@ -72,8 +70,10 @@ from .abi._manifest import (
     host_triples,
     parse_manifest,
 )
-from .abi._signing import Signature, parse_signatures
-from .abi._version import ABI_VERSION, check_abi_compatible
+from ..abi._signing import Signature, parse_signatures
+from ..abi._version import ABI_VERSION, check_abi_compatible
+from ._plugins import before_pack_load, engine_for, plugin_manager, template_owner
+from ._trust import TrustStore
 
 __all__ = [
     "LoadedPack",
@@ -474,7 +474,7 @@ def _record_key(create: bool) -> bytes | None:
     Only a file verified in full creates it (``create``): looking records up, as every load
     does before it has verified anything, writes nothing."""
     try:
-        from ._wasm_engine import default_cache_key_file, load_cache_key
+        from .._sandbox._wasm_engine import default_cache_key_file, load_cache_key
 
         path = default_cache_key_file()
         key = _record_keys.get(str(path))
@@ -665,7 +665,7 @@ def load_pack(
                 return loaded
         if registry is not None and not given_bytes and not _looks_like_path(
                 str(path_or_name)):
-            from .registry._client import install_pack
+            from ..registry._client import install_pack
 
             options = dict(registry_options or {})
             options.setdefault("trust", store)

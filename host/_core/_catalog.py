@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from .._errors import GraphError, UnknownComponentError
 from ._actor import Actor
-from ._errors import GraphError, UnknownComponentError
 
 __all__ = ["lookup_template", "register_template", "template_actor", "template_list",
            "template_owner", "unregister_template"]

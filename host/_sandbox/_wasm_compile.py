@@ -3,9 +3,9 @@
 Cranelift's cost is not proportional to a module's size: 117 KB of 40 000 nested
 ``(block (result i32) ...)`` took 3.1 GB and 9 s to compile in process, 480 KB of nested
 ``if``\\s 10 s, and a compile in progress cannot be interrupted. So the wasmtime engine hands
-the bytes to a compiler process (``python -m reflow._wasm_compile``) that compiles them with
-the same engine configuration under ``RLIMIT_AS`` (the address space a compile may add) and
-sends back ``Module.serialize()``; the parent deserializes it. A compile that passes its
+the bytes to a compiler process (``python -m reflow._sandbox._wasm_compile``) that compiles
+them with the same engine configuration under ``RLIMIT_AS`` (the address space a compile may
+add) and sends back ``Module.serialize()``; the parent deserializes it. A compile that passes its
 memory limit dies in the child (wasmtime aborts when an allocation fails) and one that passes
 its time limit is killed; either way the parent's memory never grows. The compiler
 processes are kept (one per compile running at the same time) and end when their stdin
@@ -107,7 +107,7 @@ class _Compiler:
         # Lives as long as the process (closed in died/kill/close): not a with-block.
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reflow._wasm_compile"],
+            [sys.executable, "-m", "reflow._sandbox._wasm_compile"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import Any
 
-from ._errors import NetworkStateError
+from .._errors import NetworkStateError
 
 __all__ = ["EVENT_TYPES", "EventHub", "EventStream", "check_kinds"]
 

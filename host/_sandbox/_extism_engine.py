@@ -21,8 +21,8 @@ Any module built with an Extism PDK runs here, in one of two ways:
 
 Every node gets its own plugin instance (``open_node``), compiled on its own wasmtime engine
 (wasmtime's cache under ``$REFLOW_CACHE_DIR/extism`` makes that a load after the first), with
-the limits of :class:`~reflow._guest_host.GuestLimits` and only what
-:class:`~reflow._guest_host.GuestGrants` grants: linear memory capped through the manifest's
+the limits of :class:`~reflow.GuestLimits` and only what
+:class:`~reflow.GuestGrants` grants: linear memory capped through the manifest's
 ``memory.max_pages``, a tick deadline kept by one watchdog thread (see :class:`_Call`: the
 guest's own time, host calls included, except waiting for room downstream; it cancels through
 the node's own engine, so no other node is interrupted), WASI only with the ``wasi`` grant,
@@ -55,8 +55,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._actor import Actor
-from ._errors import (
+from .._core._actor import Actor
+from .._core._messages import Message
+from .._errors import (
     CapabilityError,
     GuestABIError,
     GuestMemoryError,
@@ -67,6 +68,7 @@ from ._errors import (
     ReflowError,
     SandboxError,
 )
+from .._jsonread import loads
 from ._guest_host import (
     GuestActor,
     GuestGrants,
@@ -76,14 +78,12 @@ from ._guest_host import (
     GuestTemplate,
     pick_template,
 )
-from ._jsonread import loads
-from ._messages import Message
 
 if TYPE_CHECKING:
     import extism
     from extism.extism import CompiledPlugin
 
-    from .abi._manifest import Artifact, PackManifest, TemplateSpec
+    from ..abi._manifest import Artifact, PackManifest, TemplateSpec
 
 __all__ = [
     "ExtismActor",
@@ -1309,7 +1309,7 @@ class ExtismModule:
 
 class ExtismNodeActor(GuestNodeActor):
     """One node: its own plugin instance. ``run`` is one tick; ``close`` frees the instance
-    (the close protocol of :class:`~reflow._guest_host.GuestNodeActor`)."""
+    (the close protocol of :class:`~reflow._sandbox._guest_host.GuestNodeActor`)."""
 
     def __init__(self, owner: ExtismActor, node_id: str, config: dict[str, Any]) -> None:
         super().__init__(owner, node_id, config)
@@ -1418,7 +1418,7 @@ def load_extism_artifact(
     grants: Any,
     data: bytes | None = None,
 ) -> Mapping[str, Actor]:
-    """Actors for a pack's ``kind = "extism"`` artifact (see ``reflow._plugins``).
+    """Actors for a pack's ``kind = "extism"`` artifact (see ``reflow._loader._plugins``).
 
     A plugin exporting ``get_metadata``/``process`` provides the template its metadata names.
     Otherwise each manifest template wraps one export: ``config_schema["x-extism"]`` may say

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ._errors import PackSignatureError, UntrustedKeyError
-from .abi._signing import Signature, key_id, load_public_key, public_key_pem, verify_manifest
+from .._errors import PackSignatureError, UntrustedKeyError
+from ..abi._signing import Signature, key_id, load_public_key, public_key_pem, verify_manifest
 
 __all__ = ["TrustStore", "TrustedKey", "default_trust_dir", "validate_name_pattern"]
 

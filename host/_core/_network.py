@@ -20,8 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._actor import Actor, ActorContext
-from ._errors import (
+from .._errors import (
     DuplicateNodeError,
     GraphError,
     MessageError,
@@ -32,6 +31,7 @@ from ._errors import (
     UnknownNodeError,
     UnknownPortError,
 )
+from ._actor import Actor, ActorContext
 from ._events import EventHub, EventStream
 from ._messages import Message, as_message
 from ._nodes import _NEVER, ActorFailure, _Edge, _Node, _Sink
@@ -67,7 +67,7 @@ class RunSummary:
     def raise_for_failures(self) -> None:
         """Raise :class:`~reflow.ActorError` for the first failure, if any."""
         if self.failures:
-            from ._errors import ActorError
+            from .._errors import ActorError
 
             first = self.failures[0]
             more = f" (and {self.failure_count - 1} more)" if self.failure_count > 1 else ""
@@ -377,10 +377,10 @@ class Network:
     def _arm_sources(self) -> None:
         if not self._announced:
             self._announced = True
-            from ._plugins import observes_network_events
+            from .._loader._plugins import observes_network_events
 
             if observes_network_events():
-                from ._plugins import forward_network_events
+                from .._loader._plugins import forward_network_events
 
                 forward_network_events(self.events())
             if self._hub.active:
@@ -659,7 +659,7 @@ class Network:
         as_node: str | None = None,
     ) -> None:
         """Add the nodes, connections, initial packets and exports of a graph spec
-        (``reflow._graph.GraphSpec``). With ``as_node``, the graph is inlined as that node:
+        (``reflow._core._graph.GraphSpec``). With ``as_node``, the graph is inlined as that node:
         inner ids get ``prefix`` and its exported ports become the node's ports."""
         from ._graph import is_tagged_message
 

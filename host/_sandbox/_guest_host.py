@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._actor import Actor
-from ._errors import (
+from .._core._actor import Actor
+from .._core._messages import Message, as_message
+from .._errors import (
     CapabilityError,
     GuestABIError,
     GuestLimitError,
@@ -38,9 +39,8 @@ from ._errors import (
     OutputLimitError,
     SandboxError,
 )
-from ._jsonread import loads
-from ._messages import Message, as_message
-from .abi._codec import (
+from .._jsonread import loads
+from ..abi._codec import (
     BATCH_HEAD,
     TickCodec,
     decode_message,
@@ -202,7 +202,7 @@ class GuestTemplate:
 
 
 def _names(value: Any, what: str, where: str) -> tuple[str, ...]:
-    from ._errors import GuestABIError
+    from .._errors import GuestABIError
 
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise GuestABIError(f"describe document: {where}.{what} must be a list of names")
@@ -245,7 +245,7 @@ def parse_describe(
     """Validate a describe document (ABI.md §4); return templates by id. Its size is checked
     against ``limits.describe_bytes`` before it is parsed (which bounds what parsing costs)
     and its template count against ``describe_templates`` before any template is read."""
-    from ._errors import GuestABIError
+    from .._errors import GuestABIError
 
     limits = limits or GuestLimits()
     if len(raw) > limits.describe_bytes:
@@ -681,7 +681,7 @@ def pick_template(
 ) -> GuestTemplate:
     """The template named ``template`` of guest ``name`` (``owner`` is how errors name it);
     the only one when ``template`` is None."""
-    from ._errors import GuestABIError
+    from .._errors import GuestABIError
 
     names = ", ".join(sorted(templates))
     if template is None:

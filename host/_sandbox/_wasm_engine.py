@@ -7,13 +7,13 @@ gets its own wasmtime store and instance (``open_node``), with its own limits: a
 cap, an epoch deadline per tick (per batch of ticks, for a guest that exports
 ``reflow_tick_batch``: ABI 1.1), an output-size cap and store limits (tables, table
 elements, instances, memories: ``GuestLimits``). Modules are compiled in a child process under
-``GuestLimits.compile_memory_bytes``/``compile_ms`` (:mod:`reflow._wasm_compile`) and their
+``GuestLimits.compile_memory_bytes``/``compile_ms`` (:mod:`reflow._sandbox._wasm_compile`) and their
 size and describe document are bounded before use (abi/ABI.md §8). Nothing but module
 ``reflow`` is importable: no WASI, and ``http_request`` only with a grant. Ticks run on the
 runtime's worker pool (``execution = "worker"``); wasmtime releases the GIL while guest code
 runs, so independent nodes use all cores.
 
-Calls go through :mod:`reflow._wasm_fastcall` (unchecked C-API calls, ~15x cheaper than
+Calls go through :mod:`reflow._sandbox._wasm_fastcall` (unchecked C-API calls, ~15x cheaper than
 ``Func.__call__``) when it is available, else through wasmtime-py's public API (whose host
 functions re-raise through a process-global slot, so with the fallback two nodes failing in
 host functions at the same instant could swap their exceptions). Errors from wasmtime are
@@ -54,9 +54,8 @@ from typing import Any
 
 import wasmtime
 
-from . import _wasm_compile as _compile
-from . import _wasm_fastcall as fastcall
-from ._errors import (
+from .._core._messages import Message
+from .._errors import (
     CapabilityError,
     GuestABIError,
     GuestLimitError,
@@ -66,6 +65,15 @@ from ._errors import (
     GuestTrap,
     SandboxError,
 )
+from ..abi._codec import (
+    decode_batch_head,
+    decode_result,
+    encode_open,
+    encode_tick_input,
+)
+from ..abi._version import check_abi_compatible, unpack_abi_word
+from . import _wasm_compile as _compile
+from . import _wasm_fastcall as fastcall
 from ._guest_host import (
     GuestActor,
     GuestGrants,
@@ -78,14 +86,6 @@ from ._guest_host import (
     pick_template,
     read_module_file,
 )
-from ._messages import Message
-from .abi._codec import (
-    decode_batch_head,
-    decode_result,
-    encode_open,
-    encode_tick_input,
-)
-from .abi._version import check_abi_compatible, unpack_abi_word
 
 __all__ = ["WasmActor", "WasmEngine", "WasmModule", "WasmNodeActor", "default_engine"]
 
@@ -144,8 +144,8 @@ class WasmEngine:
     first use. Keep it outside the cache: whoever can read it can forge compiled code.
     ``isolate_compile``: compile in a child process, so that ``GuestLimits.compile_memory_bytes``
     and ``compile_ms`` hold (``None`` = wherever it can: POSIX; see
-    :mod:`reflow._wasm_compile`). ``False`` compiles in this process, with no bound on what a
-    hostile module's compile costs.
+    :mod:`reflow._sandbox._wasm_compile`). ``False`` compiles in this process, with no bound on
+    what a hostile module's compile costs.
     """
 
     def __init__(
@@ -1188,7 +1188,7 @@ def _store_limit_error(
 
 class WasmNodeActor(GuestNodeActor):
     """One node's sandboxed instance (its own store). ``run`` is one tick; ``close`` frees
-    the store (see :class:`~reflow._guest_host.GuestNodeActor` for why ``run`` takes no
+    the store (see :class:`~reflow._sandbox._guest_host.GuestNodeActor` for why ``run`` takes no
     lock)."""
 
     def __init__(self, owner: WasmActor, node_id: str, config: dict[str, Any]) -> None:

@@ -29,7 +29,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ._errors import GuestABIError, GuestOutputError, SandboxError
+from .._core._messages import Message
+from .._errors import GuestABIError, GuestOutputError, SandboxError
+from ..abi._codec import decode_batch_head, decode_result, encode_open
+from ..abi._version import ABI_VERSION, check_abi_compatible, pack_abi_word, unpack_abi_word
 from ._guest_host import (
     GuestActor,
     GuestGrants,
@@ -41,9 +44,6 @@ from ._guest_host import (
     parse_describe,
     pick_template,
 )
-from ._messages import Message
-from .abi._codec import decode_batch_head, decode_result, encode_open
-from .abi._version import ABI_VERSION, check_abi_compatible, pack_abi_word, unpack_abi_word
 
 __all__ = ["NativeActor", "NativeLibrary", "NativeNodeActor"]
 
@@ -337,7 +337,7 @@ class NativeLibrary:
 
 class NativeNodeActor(GuestNodeActor):
     """One node of a native library: a guest-side handle plus the host functions' state.
-    ``run`` takes no lock: see :class:`~reflow._guest_host.GuestNodeActor`."""
+    ``run`` takes no lock: see :class:`~reflow._sandbox._guest_host.GuestNodeActor`."""
 
     def __init__(self, owner: NativeActor, node_id: str, config: dict[str, Any]) -> None:
         super().__init__(owner, node_id, config)

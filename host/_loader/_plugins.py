@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from . import _catalog, hookspecs
-from ._actor import Actor
-from ._catalog import register_template
-from ._errors import PackError, TemplateConflictError
-from ._events import EventStream
-from .hookspecs import ArtifactEngine, hookimpl
+from .. import hookspecs
+from .._core import _catalog
+from .._core._actor import Actor
+from .._core._catalog import register_template
+from .._core._events import EventStream
+from .._errors import PackError, TemplateConflictError
+from ..hookspecs import ArtifactEngine, hookimpl
 
 if TYPE_CHECKING:
-    from .abi._manifest import Artifact, PackManifest, TemplateSpec
+    from ..abi._manifest import Artifact, PackManifest, TemplateSpec
 
 __all__ = [
     "EngineForKind",
@@ -64,7 +65,8 @@ class EngineForKind:
 
 
 class WasmEnginePlugin(EngineForKind):
-    """Built-in engine for ``kind = "wasm"``: the wasmtime sandbox (reflow._wasm_engine)."""
+    """Built-in engine for ``kind = "wasm"``: the wasmtime sandbox
+    (reflow._sandbox._wasm_engine)."""
 
     kind = "wasm"
 
@@ -80,7 +82,7 @@ class WasmEnginePlugin(EngineForKind):
     ) -> Mapping[str, Actor]:
         """``data``: the artifact's verified bytes (the pack loader passes them; the file at
         ``path`` is not read again then)."""
-        from ._wasm_engine import default_engine
+        from .._sandbox._wasm_engine import default_engine
 
         wasm = data if data is not None else path
         module = default_engine().load(wasm, name=f"{manifest.name}:{artifact.entry}")
@@ -105,7 +107,7 @@ class NativeEnginePlugin(EngineForKind):
     ) -> Mapping[str, Actor]:
         """``data``: the artifact's verified bytes; the library is loaded from a private
         copy of them, never from ``path`` (which may change after it was verified)."""
-        from ._native_engine import NativeLibrary
+        from .._sandbox._native_engine import NativeLibrary
 
         lib = NativeLibrary(path, data=data)
         return {t.id: lib.actor(t.id, grants=grants) for t in templates}
@@ -113,7 +115,7 @@ class NativeEnginePlugin(EngineForKind):
 
 class ExtismEnginePlugin(EngineForKind):
     """Built-in engine for ``kind = "extism"``: Extism plugins, sandboxed
-    (reflow._extism_engine.load_extism_artifact says how templates map to exports)."""
+    (reflow._sandbox._extism_engine.load_extism_artifact says how templates map to exports)."""
 
     kind = "extism"
 
@@ -127,7 +129,7 @@ class ExtismEnginePlugin(EngineForKind):
         grants: Any,
         data: bytes | None = None,
     ) -> Mapping[str, Actor]:
-        from ._extism_engine import load_extism_artifact
+        from .._sandbox._extism_engine import load_extism_artifact
 
         return load_extism_artifact(path, artifact=artifact, templates=templates,
                                     manifest=manifest, grants=grants, data=data)
@@ -143,7 +145,7 @@ def plugin_manager() -> pluggy.PluginManager:
             pm.register(WasmEnginePlugin(), name="reflow.engine.wasm")
             pm.register(NativeEnginePlugin(), name="reflow.engine.native")
             pm.register(ExtismEnginePlugin(), name="reflow.engine.extism")
-            from .library import BuiltinLibraryPlugin  # numpy/httpx load on first use
+            from ..library import BuiltinLibraryPlugin  # numpy/httpx load on first use
 
             pm.register(BuiltinLibraryPlugin(), name="reflow.library")
             try:
@@ -203,7 +205,7 @@ def template_owner(template_id: str) -> str | None:
 
 def before_pack_load(manifest: PackManifest, source: str, signer: str | None) -> None:
     """Ask every ``reflow_before_pack_load`` hook; the first veto raises PackVetoError."""
-    from ._errors import PackVetoError
+    from .._errors import PackVetoError
 
     caller = plugin_manager().hook.reflow_before_pack_load
     # Called one by one (newest first, as pluggy would) so the veto can name its plugin.

@@ -51,7 +51,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from ._errors import (
+from .._errors import (
     DuplicateNodeError,
     GraphError,
     GraphFormatError,
@@ -59,7 +59,7 @@ from ._errors import (
     PortTypeError,
     UnknownNodeError,
 )
-from ._jsonread import JSONDepthError, check_depth, loads
+from .._jsonread import JSONDepthError, check_depth, loads
 
 __all__ = [
     "PORT_TYPES",

@@ -33,8 +33,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from .._errors import ActorError, MessageError, NetworkStateError, TickStateError
 from ._actor import ActorContext, BufferedContext
-from ._errors import ActorError, MessageError, NetworkStateError, TickStateError
 from ._events import EventHub, _now
 from ._messages import Message, as_message
 from ._nodes import _NO_QUEUE, ActorFailure, _Edge, _Node, _SendRequest

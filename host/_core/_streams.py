@@ -37,7 +37,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._errors import StreamError
+from .._errors import StreamError
 
 if TYPE_CHECKING:
     from ._messages import Message

@@ -21,8 +21,8 @@ import json
 import reprlib
 from typing import Any
 
-from ._errors import MessageError
-from ._jsonread import (
+from .._errors import MessageError
+from .._jsonread import (
     MAX_DEPTH,
     JSONDepthError,
     check_depth,
@@ -296,7 +296,7 @@ class Message(dict[str, Any]):
 
     @staticmethod
     def _stream(channel: Any) -> Message:
-        """A Stream message around a live stream channel (see ``reflow._streams``)."""
+        """A Stream message around a live stream channel (see ``reflow._core._streams``)."""
         m = _new(Message)
         m["type"] = "Stream"
         m["data"] = channel

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._errors import GraphError, UnknownComponentError
 from ._actor import Actor
-from ._errors import GraphError, UnknownComponentError
 
 if TYPE_CHECKING:
     from ._graph import Graph

@@ -1,0 +1,16 @@
+"""The runtime core: what runs a graph, with no sandbox and no packs in it.
+
+Layers, lowest first (a module imports only those above it in this list, and
+``reflow._errors`` / ``reflow._jsonread``):
+
+* ``_messages`` — the typed :class:`~reflow.Message` and its JSON form.
+* ``_actor`` — :class:`~reflow.Actor`, the contexts a tick sees.
+* ``_catalog`` — the template registry (ids to actors) that graphs name.
+* ``_streams``, ``_events``, ``_workers`` — streams between actors, the trace-event hub, the
+  worker threads that run sandboxed ticks off the scheduler thread.
+* ``_nodes`` — a node, its edges and their bounded queues (the scheduler's data).
+* ``_scheduler`` — the run loop: who ticks next, backpressure, completion.
+* ``_graph`` — the graph model, FBP JSON reading and writing, composition.
+* ``_network`` — :class:`~reflow.Network`, the public face of a running graph.
+* ``_subgraph`` — a graph used as one actor inside another.
+"""
