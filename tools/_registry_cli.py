@@ -197,7 +197,9 @@ def search(query: str, registry: str, token: str | None, limit: int, as_json: bo
 @_insecure
 @click.option("--reason", default="", help="Why (shown to anyone who looks at the version).")
 @click.option("--undo", is_flag=True, help="Unyank: make the version installable by ranges again.")
-def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool) -> None:
+@_json
+def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool,
+         as_json: bool) -> None:
     """Withdraw SPEC (namespace/name@version): ranges stop choosing it; exact pins still
     install it, so nothing that depends on it breaks."""
     _spec(spec)
@@ -206,6 +208,9 @@ def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool) -
             doc = client.unyank(spec) if undo else client.yank(spec, reason)
         except ValueError as exc:
             raise _BadSpec(str(exc), param_hint="SPEC") from None
+    if as_json:
+        echo_json(doc)
+        return
     state = "yanked" if doc["yanked"] else "restored"
     echo(f"{state} {doc['full_name']} {doc['version']}")
 

@@ -181,6 +181,7 @@ class ReflowGroup(click.Group):
         except Exception as exc:
             if ReflowGroup.debug:
                 raise
+            exc = self.translate(exc)
             head, detail = _message(exc)
             if ReflowGroup.json_errors:
                 self._report_json(type(exc).__name__, head, detail)
@@ -199,6 +200,11 @@ class ReflowGroup(click.Group):
             echo_json({"error": doc})
         except BrokenPipeError:
             _quiet_broken_pipe()
+
+    def translate(self, exc: Exception) -> Exception:
+        """The exception to report for ``exc``: a subclass may turn a dependency's error into
+        the reflow error it stands for (default: ``exc`` itself)."""
+        return exc
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_options(ctx, formatter)
