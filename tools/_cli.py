@@ -27,7 +27,7 @@ from ..abi._signing import (
 )
 from ..abi._version import ABI_VERSION, check_abi_compatible
 from ._registry_cli import add_registry_commands
-from ._term import ReflowGroup, echo, echo_json
+from ._term import ReflowGroup, echo, echo_json, sanitize
 
 __all__ = ["main"]
 
@@ -151,16 +151,17 @@ def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
         ("loads as", ", ".join(f"{k}: {v}" for k, v in info.loads_as.items())),
     ]
     width = max(len(k) for k, _ in rows)
+    # one line per field: a pack's newline must not start a line of its own ("signature ok")
     for k, v in rows:
-        echo(f"{k:<{width}}  {v}")
+        echo(sanitize(f"{k:<{width}}  {v}"))
     echo("\ntemplates:")
     for t in m.templates:
-        echo(f"  {t.id:<32} in={','.join(t.inports) or '-'} "
-                   f"out={','.join(t.outports) or '-'}  [{t.entry}]  {t.description}")
+        echo(sanitize(f"  {t.id:<32} in={','.join(t.inports) or '-'} "
+                      f"out={','.join(t.outports) or '-'}  [{t.entry}]  {t.description}"))
     echo("\nartifacts:")
     for a in m.artifacts:
         here = "present" if a.path in info.members else "stripped"
-        echo(f"  {a.triple:<28} {a.kind:<7} {a.size:>9}  {here:<8} {a.path}")
+        echo(sanitize(f"  {a.triple:<28} {a.kind:<7} {a.size:>9}  {here:<8} {a.path}"))
 
 
 @main.command()

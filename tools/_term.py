@@ -37,11 +37,12 @@ from .._errors import GuestBuildError, ReflowError
 __all__ = ["ReflowGroup", "echo", "echo_json", "sanitize"]
 
 # ESC-introduced sequences: CSI (ESC [ ... final), OSC/DCS/APC/PM/SOS (ESC ] ... BEL or ST),
-# and two-character escapes (ESC + one byte)
+# and the other escapes (ESC, intermediate bytes, one final byte: charset designations,
+# ESC c which resets the terminal, ...)
 _ESCAPES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"
     r"|\x1b[\]PX^_].*?(?:\x07|\x1b\\|\x9c|$)"
-    r"|\x1b[@-Z\\-_]?"
+    r"|\x1b[ -/]*[0-~]?"
     r"|\x9b[0-?]*[ -/]*[@-~]"
     r"|[\x9d\x90\x98\x9e\x9f].*?(?:\x07|\x1b\\|\x9c|$)",
     re.DOTALL,
