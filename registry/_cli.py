@@ -3,24 +3,84 @@
 ``serve`` runs the app with uvicorn on the embedded defaults (SQLite + blobs under
 ``--data``). ``token``, ``key`` and ``namespace`` work directly on the data directory, so
 they need no running server (and are safe while one runs: SQLite in WAL mode). The data
-directory is ``--data``, else ``$REFLOW_REGISTRY_DATA``, else ``./registry-data``.
+directory is ``--data``, else ``$REFLOW_REGISTRY_DATA``, else ``./registry-data``. Only
+``init`` and ``serve`` create a missing data directory; every other command refuses one, and
+a directory that holds no registry index (a typo must not start an empty registry).
 
-A failure prints one line, ``error: ...``, and exits 1; ``--debug`` shows the traceback.
+A failure prints one line, ``error: ...``, and exits 1 (a :class:`RegistryAdminError` for a
+refused administration command); ``--debug`` anywhere shows the traceback; ``--json`` prints
+the result or the error as JSON (the conventions of :mod:`reflow.tools._term`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
+import sqlite3
 import time
 from pathlib import Path
 
 import click
 
+from .._errors import RegistryError
 from ..tools._term import ReflowGroup, echo, echo_json
 from ._auth import SCOPES, Authenticator
 from ._storage import LocalStorage
 
-__all__ = ["main"]
+__all__ = ["RegistryAdminError", "main"]
+
+_INDEX = "index.sqlite3"
+
+
+class RegistryAdminError(RegistryError):
+    """An administration command was refused: a missing or foreign data directory, an
+    unknown token or key, an invalid name, an address ``serve`` cannot bind, ..."""
+
+
+class _Group(ReflowGroup):
+    """ReflowGroup, with the storage's and authenticator's refusals (``ValueError``) and a
+    damaged index (``sqlite3.Error``) shown as the administration errors they are."""
+
+    def translate(self, exc: Exception) -> Exception:
+        if isinstance(exc, (ValueError, sqlite3.Error)) and not isinstance(exc, RegistryError):
+            return RegistryAdminError(str(exc))
+        return exc
+
+
+def _storage(data: Path) -> LocalStorage:
+    """The registry in ``data``, which must exist (only ``init`` and ``serve`` create one)."""
+    if not data.is_dir():
+        raise RegistryAdminError(
+            f"registry data directory {data} does not exist (a typo? 'reflow-registry init "
+            f"--data {data}' creates it)")
+    if not (data / _INDEX).is_file():
+        raise RegistryAdminError(
+            f"{data} is not a registry data directory (it has no {_INDEX}; "
+            f"'reflow-registry init --data {data}' makes it one)")
+    return LocalStorage(data)
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address the server could not bind (uvicorn itself logs a few
+    lines and exits); a race with another process is still caught around the server."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise RegistryAdminError(f"cannot serve on {host}:{port}: unknown address "
+                                 f"({exc})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        if os.name != "nt":  # as asyncio does for a server socket
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            why = ("is already in use (another registry or server listens there; pick "
+                   "another --port)" if exc.errno == errno.EADDRINUSE
+                   else f"cannot be bound: {exc.strerror or exc}")
+            raise RegistryAdminError(f"address {host}:{port} {why}") from None
 
 
 _data = click.option(
@@ -28,15 +88,7 @@ _data = click.option(
     envvar="REFLOW_REGISTRY_DATA", default=Path("registry-data"), show_default=True,
     help="Registry data directory (index + blobs); env REFLOW_REGISTRY_DATA.",
 )
-# read-only commands (list, revoke, remove): a mistyped --data must not create an empty
-# registry and answer "nothing there"
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors too).")
-
-_data_existing = click.option(
-    "--data", "data", type=click.Path(exists=True, file_okay=False, path_type=Path),
-    envvar="REFLOW_REGISTRY_DATA", default=Path("registry-data"), show_default=True,
-    help="Registry data directory (must exist); env REFLOW_REGISTRY_DATA.",
-)
 
 
 def _size(text: str) -> int:
@@ -56,11 +108,35 @@ def _ensure_namespace(auth: Authenticator, name: str, owner: str | None) -> None
         echo(f"created namespace {name!r} (owner {who})", err=True)
 
 
-@click.group(cls=ReflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True,
+              help="Show tracebacks on errors (accepted anywhere on the command line).")
 @click.version_option(package_name="reflow", prog_name="reflow-registry")
 def main(debug: bool) -> None:
-    """Run and administer a private reflow pack registry."""
+    """Run and administer a private reflow pack registry.
+
+    The data directory is --data, else $REFLOW_REGISTRY_DATA, else ./registry-data. Only
+    'init' and 'serve' create it; the other commands refuse a missing one."""
+
+
+@main.command()
+@_data
+@_json
+def init(data: Path, as_json: bool) -> None:
+    """Create an empty registry in DATA (harmless if it is one already)."""
+    if data.exists() and not data.is_dir():
+        raise RegistryAdminError(f"{data} exists and is not a directory")
+    fresh = not (data / _INDEX).is_file()
+    if fresh and data.is_dir() and any(data.iterdir()):
+        raise RegistryAdminError(
+            f"{data} is not empty and holds no registry ({_INDEX}); pick an empty or new "
+            "directory")
+    with LocalStorage(data) as storage:
+        root = storage.root
+    if as_json:
+        echo_json({"data": str(root), "created": fresh})
+        return
+    echo(f"registry data directory {root} is {'ready' if fresh else 'already a registry'}")
 
 
 def _seconds(text: str) -> float | None:
@@ -82,7 +158,7 @@ _POSITIVE = click.IntRange(min=1)
 @main.command()
 @_data
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8700, show_default=True, type=int)
+@click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--max-upload", default="256M", show_default=True,
               help="Largest pack accepted (bytes, or with K/M/G).")
 @click.option("--private", is_flag=True,
@@ -112,7 +188,7 @@ def serve(data: Path, host: str, port: int, max_upload: str, private: bool,
           log_level: str, header_timeout: float, body_timeout: str, min_body_rate: str,
           keep_alive: float, max_connections: int, backlog: int, max_uploads: int,
           max_builds: int) -> None:
-    """Serve the registry in DATA over HTTP (uvicorn)."""
+    """Serve the registry in DATA over HTTP (uvicorn); creates DATA if it is missing."""
     from ._app import RegistryConfig, create_app
     from ._serve import ServerLimits
     from ._serve import serve as run_server
@@ -123,6 +199,7 @@ def serve(data: Path, host: str, port: int, max_upload: str, private: bool,
                             body_timeout=_seconds(body_timeout), min_body_rate=rate or None)
     limits = ServerLimits(header_timeout=header_timeout, keep_alive=keep_alive,
                           max_connections=max_connections, backlog=backlog)
+    _check_address(host, port)  # before DATA is created: a busy port leaves nothing behind
     storage = LocalStorage(data)
     temps, blobs = storage.collect_garbage()
     if temps or blobs:
@@ -132,6 +209,11 @@ def serve(data: Path, host: str, port: int, max_upload: str, private: bool,
     echo(f"reflow registry on http://{host}:{port} (data: {storage.root})", err=True)
     try:
         run_server(app, host=host, port=port, limits=limits, log_level=log_level)
+    except SystemExit as exc:  # uvicorn gives up with sys.exit(1) (it logged why)
+        if exc.code:
+            raise RegistryAdminError(f"the server on {host}:{port} could not start (uvicorn "
+                                     f"exit status {exc.code})") from None
+        raise
     finally:
         storage.close()
 
@@ -152,14 +234,19 @@ def token() -> None:
               help="Expire after this many days.")
 @click.option("--label", default="", help="What the token is for (shown by 'token list').")
 @click.option("--owner", default=None, help="Owner if the namespace must be created.")
+@_json
 def token_create(data: Path, namespace: str, scope: str, ttl_days: float | None, label: str,
-                 owner: str | None) -> None:
+                 owner: str | None, as_json: bool) -> None:
     """Create a token and print it (once: only its hash is stored)."""
-    with LocalStorage(data) as storage:
+    with _storage(data) as storage:
         auth = Authenticator(storage)
         _ensure_namespace(auth, namespace, owner)
         rec, secret = auth.create_token(namespace, scope, label=label,
                                         ttl=ttl_days * 86400 if ttl_days else None)
+    if as_json:
+        echo_json({"id": rec.token_id, "token": secret, "namespace": namespace,
+                   "scope": scope, "expires_at": rec.expires_at, "label": label})
+        return
     expiry = time.strftime("%Y-%m-%d", time.gmtime(rec.expires_at)) if rec.expires_at else \
         "never"
     echo(f"token {rec.token_id}: scope {scope} in {namespace}, expires {expiry}",
@@ -168,12 +255,12 @@ def token_create(data: Path, namespace: str, scope: str, ttl_days: float | None,
 
 
 @token.command("list")
-@_data_existing
+@_data
 @_json
 def token_list(data: Path, as_json: bool) -> None:
     """List tokens (ids, never secrets)."""
     now = time.time()
-    with LocalStorage(data) as storage:
+    with _storage(data) as storage:
         tokens = storage.list_tokens()
         if as_json:
             echo_json([{"id": t.token_id, "namespace": t.namespace, "scope": t.scope,
@@ -190,13 +277,17 @@ def token_list(data: Path, as_json: bool) -> None:
 
 
 @token.command("revoke")
-@_data_existing
+@_data
 @click.argument("token_id")
-def token_revoke(data: Path, token_id: str) -> None:
+@_json
+def token_revoke(data: Path, token_id: str, as_json: bool) -> None:
     """Revoke a token by its id, and every token it made over the API (transitively)."""
-    with LocalStorage(data) as storage:
+    with _storage(data) as storage:
         if not storage.revoke_token(token_id):
-            raise ValueError(f"no token {token_id!r}")
+            raise RegistryAdminError(f"no token {token_id!r} in {storage.root}")
+    if as_json:
+        echo_json({"revoked": token_id})
+        return
     echo(f"revoked {token_id}")
 
 
@@ -213,24 +304,29 @@ def key() -> None:
 @click.option("--namespace", required=True)
 @click.option("--owner", default=None, help="Owner if the namespace must be created.")
 @click.argument("public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def key_add(data: Path, namespace: str, owner: str | None, public_key: Path) -> None:
+@_json
+def key_add(data: Path, namespace: str, owner: str | None, public_key: Path,
+            as_json: bool) -> None:
     """Accept packs signed by PUBLIC_KEY (a .pub PEM file) in NAMESPACE."""
     from ..abi._signing import key_id, load_public_key, public_key_pem
 
     public = load_public_key(public_key)
-    with LocalStorage(data) as storage:
+    with _storage(data) as storage:
         _ensure_namespace(Authenticator(storage), namespace, owner)
         storage.add_key(namespace, key_id(public), public_key_pem(public))
+    if as_json:
+        echo_json({"key_id": key_id(public), "namespace": namespace})
+        return
     echo(key_id(public))
 
 
 @key.command("list")
-@_data_existing
+@_data
 @click.option("--namespace", required=True)
 @_json
 def key_list(data: Path, namespace: str, as_json: bool) -> None:
     """List a namespace's keys."""
-    with LocalStorage(data) as storage:
+    with _storage(data) as storage:
         keys = storage.list_keys(namespace)
         if as_json:
             echo_json([{"key_id": k.key_id, "added_at": k.added_at} for k in keys])
@@ -241,14 +337,18 @@ def key_list(data: Path, namespace: str, as_json: bool) -> None:
 
 
 @key.command("remove")
-@_data_existing
+@_data
 @click.option("--namespace", required=True)
 @click.argument("key_id")
-def key_remove(data: Path, namespace: str, key_id: str) -> None:
+@_json
+def key_remove(data: Path, namespace: str, key_id: str, as_json: bool) -> None:
     """Stop accepting packs signed by KEY_ID (published versions stay)."""
-    with LocalStorage(data) as storage:
+    with _storage(data) as storage:
         if not storage.remove_key(namespace, key_id):
-            raise ValueError(f"no key {key_id!r} in namespace {namespace!r}")
+            raise RegistryAdminError(f"no key {key_id!r} in namespace {namespace!r}")
+    if as_json:
+        echo_json({"removed": key_id, "namespace": namespace})
+        return
     echo(f"removed {key_id}")
 
 
@@ -264,19 +364,23 @@ def namespace() -> None:
 @_data
 @click.argument("name")
 @click.option("--owner", required=True, help="Who owns it (a team, an email).")
-def namespace_create(data: Path, name: str, owner: str) -> None:
+@_json
+def namespace_create(data: Path, name: str, owner: str, as_json: bool) -> None:
     """Create namespace NAME."""
-    with LocalStorage(data) as storage:
+    with _storage(data) as storage:
         Authenticator(storage).create_namespace(name, owner)
+    if as_json:
+        echo_json({"name": name, "owner": owner})
+        return
     echo(f"created namespace {name!r} (owner {owner})")
 
 
 @namespace.command("list")
-@_data_existing
+@_data
 @_json
 def namespace_list(data: Path, as_json: bool) -> None:
     """List namespaces and owners."""
-    with LocalStorage(data) as storage:
+    with _storage(data) as storage:
         spaces = storage.list_namespaces()
         if as_json:
             echo_json([{"name": ns.name, "owner": ns.owner} for ns in spaces])

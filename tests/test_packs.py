@@ -206,11 +206,11 @@ def test_key_limited_to_pack_names(built: Built, tmp_path: Path,
 def test_unlimited_key_still_loads_and_warns_once(built: Built, trusted: TrustStore,
                                                   caplog: pytest.LogCaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from reflow._loader import _packs
+    from reflow._loader import _trust
 
-    monkeypatch.setattr(_packs, "_warned_unscoped", set())
+    monkeypatch.setattr(_trust, "_warned_unscoped", set())
     kid = key_id(built.key)
-    with caplog.at_level("WARNING", logger=_packs.log.name):
+    with caplog.at_level("WARNING", logger=_trust.log.name):
         load_pack(built.math_pack)
         load_pack(built.bytes_pack, prefer="wasm")
     warned = [r.getMessage() for r in caplog.records if "ANY name" in r.getMessage()]

@@ -1,7 +1,9 @@
 """``reflow-pack``: build, strip, inspect, sign and verify ``.rflpack`` packs; manage trust.
 
 Every verb has ``--help``. A failure prints one line, ``error: ...``, on stderr and exits
-with status 1 (2 for usage errors); ``--debug`` shows the traceback instead.
+with status 1 (2 for usage errors); ``--debug`` anywhere shows the traceback instead; every
+verb that reports something takes ``--json`` (its result, or its error, as JSON on stdout).
+The conventions are :mod:`reflow.tools._term`'s.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..abi._signing import (
 )
 from ..abi._version import ABI_VERSION, check_abi_compatible
 from ._registry_cli import add_registry_commands
-from ._term import ReflowGroup, echo, echo_json
+from ._term import ReflowGroup, echo, echo_json, sanitize
 
 __all__ = ["main"]
 
@@ -36,6 +38,9 @@ def _write(path: Path, data: bytes) -> None:
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
+
+_json = click.option("--json", "as_json", is_flag=True,
+                     help="Print the result as JSON on stdout (errors too).")
 
 _trust_dir = click.option(
     "--trust-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -55,11 +60,15 @@ def main(debug: bool) -> None:
 @click.option("--name", help="Pack name (default: the directory name).")
 @click.option("--lang", type=click.Choice(["c"]), default="c", show_default=True,
               help="Language of the starter actor.")
-def new(directory: Path, name: str | None, lang: str) -> None:
+@_json
+def new(directory: Path, name: str | None, lang: str, as_json: bool) -> None:
     """Create a working pack project in DIRECTORY."""
     from ._pack_build import new_project
 
     root = new_project(directory, name=name, lang=lang)
+    if as_json:
+        echo_json({"created": str(root)})
+        return
     echo(f"created {root}: edit src/, then 'reflow-pack build {root}'")
 
 
@@ -72,15 +81,25 @@ def new(directory: Path, name: str | None, lang: str) -> None:
               help="Private key to sign the pack with.")
 @click.option("--triple", "triples", multiple=True, type=click.Choice(KNOWN_TRIPLES),
               help="Build only these triples (repeatable; default: the project's targets).")
-@click.option("--jobs", type=int, default=None, help="Parallel compiler processes.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Parallel compiler processes.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds one compiler run may take (default: $REFLOW_BUILD_TIMEOUT or 300; "
+                   "a target's first build on this machine, which fills zig's cache, gets at "
+                   "least $REFLOW_FIRST_BUILD_TIMEOUT or 900).")
+@_json
 def build(project: Path, out_dir: Path, key_path: Path | None,
-          triples: tuple[str, ...], jobs: int | None) -> None:
+          triples: tuple[str, ...], jobs: int | None, timeout: float | None,
+          as_json: bool) -> None:
     """Compile PROJECT's modules with the guest SDK and write a .rflpack."""
     from ._pack_build import build_pack
 
     key = load_private_key(key_path) if key_path else None
     path = build_pack(project, out_dir=out_dir, key=key, triples=triples or None,
-                      progress=lambda m: echo(m, err=True), jobs=jobs)
+                      progress=lambda m: echo(m, err=True), jobs=jobs, timeout=timeout)
+    if as_json:
+        echo_json({"path": str(path), "signed": key is not None})
+        return
     if key is None:
         echo("warning: the pack is unsigned; load_pack refuses it by default "
                    "(sign it with 'reflow-pack sign')", err=True)
@@ -92,13 +111,18 @@ def build(project: Path, out_dir: Path, key_path: Path | None,
 @click.option("--triple", required=True, help="The triple to keep (portable parts are kept).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: PACK with -TRIPLE before .rflpack).")
-def strip(pack: Path, triple: str, out: Path | None) -> None:
+@_json
+def strip(pack: Path, triple: str, out: Path | None, as_json: bool) -> None:
     """Keep the portable artifacts plus one TRIPLE; the signature stays valid."""
     data = strip_bundle(pack, triple)
     stem = pack.name[:-len(".rflpack")] if pack.name.endswith(".rflpack") else pack.name
     out = out or pack.with_name(f"{stem}-{triple}.rflpack")
+    was = pack.stat().st_size
     _write(out, data)
-    echo(f"{out} ({len(data)} bytes, was {pack.stat().st_size})")
+    if as_json:
+        echo_json({"path": str(out), "size": len(data), "was": was})
+        return
+    echo(f"{out} ({len(data)} bytes, was {was})")
 
 
 @main.command()
@@ -127,25 +151,30 @@ def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
         ("loads as", ", ".join(f"{k}: {v}" for k, v in info.loads_as.items())),
     ]
     width = max(len(k) for k, _ in rows)
+    # one line per field: a pack's newline must not start a line of its own ("signature ok")
     for k, v in rows:
-        echo(f"{k:<{width}}  {v}")
+        echo(sanitize(f"{k:<{width}}  {v}"))
     echo("\ntemplates:")
     for t in m.templates:
-        echo(f"  {t.id:<32} in={','.join(t.inports) or '-'} "
-                   f"out={','.join(t.outports) or '-'}  [{t.entry}]  {t.description}")
+        echo(sanitize(f"  {t.id:<32} in={','.join(t.inports) or '-'} "
+                      f"out={','.join(t.outports) or '-'}  [{t.entry}]  {t.description}"))
     echo("\nartifacts:")
     for a in m.artifacts:
         here = "present" if a.path in info.members else "stripped"
-        echo(f"  {a.triple:<28} {a.kind:<7} {a.size:>9}  {here:<8} {a.path}")
+        echo(sanitize(f"  {a.triple:<28} {a.kind:<7} {a.size:>9}  {here:<8} {a.path}"))
 
 
 @main.command()
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Private key file to write (the public key goes to OUT.pub).")
 @click.option("--force", is_flag=True, help="Overwrite an existing key.")
-def keygen(out: Path, force: bool) -> None:
+@_json
+def keygen(out: Path, force: bool, as_json: bool) -> None:
     """Create an Ed25519 signing key pair."""
     priv, pub, kid = write_keypair(out, overwrite=force)
+    if as_json:
+        echo_json({"key_id": kid, "private_key": str(priv), "public_key": str(pub)})
+        return
     echo(f"key id {kid}\nprivate key {priv} (keep it secret)\npublic key  {pub} "
                "(share it: 'reflow-pack trust add')")
 
@@ -157,13 +186,17 @@ def keygen(out: Path, force: bool) -> None:
               help="Private key to sign with.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: sign PACK in place).")
-def sign(pack: Path, key_path: Path, out: Path | None) -> None:
+@_json
+def sign(pack: Path, key_path: Path, out: Path | None, as_json: bool) -> None:
     """Sign PACK's manifest (other signatures are kept)."""
     key = load_private_key(key_path)
     head = read_bundle(pack, head_only=True)
     sig = sign_manifest(head.manifest_bytes, key)
     data = add_signatures(pack, [sig])
     _write(out or pack, data)
+    if as_json:
+        echo_json({"path": str(out or pack), "key_id": sig.key_id})
+        return
     echo(f"signed {out or pack} with key {sig.key_id}")
 
 
@@ -207,8 +240,9 @@ def trust() -> None:
 @click.option("--any-name", is_flag=True,
               help="Trust the key for packs of ANY name (it can then sign as any publisher).")
 @_trust_dir
+@_json
 def trust_add(key: Path, names: tuple[str, ...], any_name: bool,
-              trust_dir: Path | None) -> None:
+              trust_dir: Path | None, as_json: bool) -> None:
     """Trust the public key in KEY (a .pub file) for the pack names given with --for
     (or, explicitly, for any name with --any-name)."""
     if not names and not any_name:
@@ -223,9 +257,12 @@ def trust_add(key: Path, names: tuple[str, ...], any_name: bool,
         kid = store.add(key, names=names, any_name=any_name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--for'") from exc
-    scope = next((k.names for k in store if k.key_id == kid), None)
-    where = f"for {', '.join(scope) or 'no pack names'}" if scope is not None else \
-        "for ANY pack name (limit it with --for 'namespace/*')"
+    entry = next(k for k in store if k.key_id == kid)
+    if as_json:
+        echo_json({"key_id": kid, "names": list(entry.names or ()), "path": str(store.path)})
+        return
+    where = ("for ANY pack name (limit it with --for 'namespace/*')" if entry.any_name
+             else f"for {', '.join(entry.names or ()) or 'no pack names'}")
     echo(f"trusted key {kid} {where} ({store.path})")
 
 
@@ -238,21 +275,31 @@ def trust_list(trust_dir: Path | None, as_json: bool) -> None:
     keys = store.list()
     if as_json:
         echo_json([{"key_id": k.key_id, "path": str(k.path),
-                    "names": None if k.names is None else list(k.names)} for k in keys])
+                    "names": None if k.names is None else list(k.names),
+                    "scoped": k.names is not None} for k in keys])
         return
     if not keys:
         echo(f"no trusted keys in {store.path}", err=True)
     for k in keys:
-        scope = "*  (any pack name)" if k.names is None else (" ".join(k.names) or "(no names)")
+        if k.names is None:
+            scope = "*  (any pack name; unscoped: bind it with 'trust add KEY.pub --for ...')"
+        elif k.names == ("*",):
+            scope = "*  (any pack name)"
+        else:
+            scope = " ".join(k.names) or "(no names)"
         echo(f"{k.key_id}  {k.path}  {scope}")
 
 
 @trust.command("remove")
 @click.argument("key_id")
 @_trust_dir
-def trust_remove(key_id: str, trust_dir: Path | None) -> None:
+@_json
+def trust_remove(key_id: str, trust_dir: Path | None, as_json: bool) -> None:
     """Stop trusting KEY_ID (a key id or an unambiguous prefix)."""
     removed = TrustStore(trust_dir).remove(key_id)
+    if as_json:
+        echo_json({"removed": removed})
+        return
     echo(f"removed key {removed}")
 
 

@@ -190,7 +190,8 @@ def _describe(built: dict[str, Path], entry: str) -> list[TemplateSpec]:
 
 
 def _compile(mod: PackModule, out: Path, targets: list[str], jobs: int | None,
-             say: Callable[[str], None] | None = None) -> dict[str, Path]:
+             say: Callable[[str], None] | None = None,
+             timeout: float | None = None) -> dict[str, Path]:
     """build_guest, with macOS libraries given a fixed install name: the linker would
     otherwise record the (temporary) output path, and the same sources would not give the
     same bytes."""
@@ -199,11 +200,11 @@ def _compile(mod: PackModule, out: Path, targets: list[str], jobs: int | None,
     built: dict[str, Path] = {}
     if others:
         built.update(build_guest(mod.sources, out, name=mod.entry, targets=others, jobs=jobs,
-                                 progress=say))
+                                 progress=say, timeout=timeout))
     if macos:
         flags = [f"-Wl,-install_name,@rpath/{artifact_name(mod.entry, macos[0])}"]
         built.update(build_guest(mod.sources, out, name=mod.entry, targets=macos, jobs=jobs,
-                                 extra_flags=flags, progress=say))
+                                 extra_flags=flags, progress=say, timeout=timeout))
     return built
 
 
@@ -220,9 +221,11 @@ def build_pack(
     triples: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
     jobs: int | None = None,
+    timeout: float | None = None,
 ) -> Path:
     """Compile every module for every target, write ``out_dir/<name>-<version>.rflpack``
-    (default ``project/dist``), signed with ``key`` (an Ed25519 private key) if given."""
+    (default ``project/dist``), signed with ``key`` (an Ed25519 private key) if given.
+    ``timeout``: seconds one compiler run may take (see ``build_guest``)."""
     say = progress or (lambda _msg: None)
     proj = read_project(project_dir)
     wanted = list(triples) if triples else proj.targets
@@ -238,7 +241,7 @@ def build_pack(
         for mod in proj.modules:
             say(f"compiling {mod.name} for {', '.join(wanted)}")
             built = _compile(mod, Path(tmp) / mod.entry, [BUILD_TARGETS[t] for t in wanted],
-                             jobs, say)
+                             jobs, say, timeout)
             for triple in wanted:
                 target = BUILD_TARGETS[triple]
                 data = built[target].read_bytes()

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from ._term import ReflowGroup, echo, echo_json
+from ._term import ReflowGroup, echo, echo_json, sanitize
 
 __all__ = ["COMMANDS", "add_registry_commands", "install", "main", "publish", "search", "yank"]
 
@@ -87,7 +87,7 @@ class _BadSpec(click.BadParameter):
     """A usage error (exit status 2) shown as one line, like every other error here."""
 
     def show(self, file: Any = None) -> None:
-        echo(f"error: {self.format_message()}", err=True)
+        echo(f"error: {sanitize(self.format_message())}", err=True)
 
 
 def _spec(spec: str) -> str:
@@ -126,8 +126,8 @@ def publish(pack: Path, registry: str, token: str | None, namespace: str | None,
         return
     variants = ", ".join(sorted(k for k in doc["variants"] if k != "full")) or "none"
     done = "already published, unchanged:" if doc.get("unchanged") else "published"
-    echo(f"{done} {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed by "
-               f"{doc['key_id']}; slim variants: {variants})")
+    echo(sanitize(f"{done} {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed "
+                  f"by {doc['key_id']}; slim variants: {variants})"))
 
 
 @click.command()
@@ -162,10 +162,10 @@ def install(spec: str, registry: str, token: str | None, triple: str | None,
                    "from_cache": got.from_cache, "signer": got.signer, "path": str(got.path),
                    "templates": templates})
         return
-    echo(f"installed {got.name} {got.version} ({got.variant}) from {source}, signed by "
-         f"{got.signer}: {got.path}")
+    echo(sanitize(f"installed {got.name} {got.version} ({got.variant}) from {source}, signed "
+                  f"by {got.signer}: {got.path}"))
     if templates is not None:
-        echo(f"loaded templates: {', '.join(templates)}")
+        echo(sanitize(f"loaded templates: {', '.join(templates)}"))
 
 
 @click.command()
@@ -187,7 +187,7 @@ def search(query: str, registry: str, token: str | None, limit: int, as_json: bo
         return
     width = max(len(h["full_name"]) for h in hits)
     for h in hits:
-        echo(f"{h['full_name']:<{width}}  {h['version']:<10}  {h['description'][:70]}")
+        echo(sanitize(f"{h['full_name']:<{width}}  {h['version']:<10}  {h['description'][:70]}"))
 
 
 @click.command()
@@ -197,7 +197,9 @@ def search(query: str, registry: str, token: str | None, limit: int, as_json: bo
 @_insecure
 @click.option("--reason", default="", help="Why (shown to anyone who looks at the version).")
 @click.option("--undo", is_flag=True, help="Unyank: make the version installable by ranges again.")
-def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool) -> None:
+@_json
+def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool,
+         as_json: bool) -> None:
     """Withdraw SPEC (namespace/name@version): ranges stop choosing it; exact pins still
     install it, so nothing that depends on it breaks."""
     _spec(spec)
@@ -206,8 +208,11 @@ def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool) -
             doc = client.unyank(spec) if undo else client.yank(spec, reason)
         except ValueError as exc:
             raise _BadSpec(str(exc), param_hint="SPEC") from None
+    if as_json:
+        echo_json(doc)
+        return
     state = "yanked" if doc["yanked"] else "restored"
-    echo(f"{state} {doc['full_name']} {doc['version']}")
+    echo(sanitize(f"{state} {doc['full_name']} {doc['version']}"))
 
 
 COMMANDS: tuple[click.Command, ...] = (publish, install, search, yank)

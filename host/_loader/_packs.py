@@ -318,23 +318,7 @@ def _verify(head: _Head, trust: TrustStore, allow_unsigned: bool) -> str | None:
         )
         log.warning("pack %s loaded with allow_unsigned=True: %s", name, exc)
         return None
-    _warn_unscoped(trust, signer, name)
-    return signer
-
-
-_warned_unscoped: set[str] = set()
-
-
-def _warn_unscoped(trust: TrustStore, signer: str, name: str) -> None:
-    """Once per key: a key trusted for every pack name can sign any pack (say so)."""
-    if signer in _warned_unscoped:
-        return
-    if any(k.key_id == signer and k.names is None for k in trust):
-        _warned_unscoped.add(signer)
-        log.warning(
-            "trusted key %s (which signed pack %r) may sign packs of ANY name; limit it to its "
-            "publisher's own packs: 'reflow-pack trust add KEY.pub --for \"NAMESPACE/*\"'",
-            signer, name)
+    return signer  # (an unscoped signer was warned about once, by TrustStore.verify)
 
 
 # -- choosing artifacts ----------------------------------------------------------------------

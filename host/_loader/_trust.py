@@ -6,15 +6,25 @@ read on each query (it is a handful of small files), so a key added or removed b
 seen at once by a running process.
 
 A key may be trusted only for some pack names: ``<key id>.names`` next to its ``.pub`` holds
-fnmatch-style patterns (``acme/*``), one per line, over the *signed* manifest name. A key
-without a ``.names`` file is trusted for every name (the old behaviour); a ``.names`` file
-with no valid pattern trusts the key for no name at all (fail closed).
+fnmatch-style patterns (``acme/*``), one per line, over the *signed* manifest name; the
+pattern ``*`` (what ``reflow-pack trust add --any-name`` writes) is a deliberate "every name".
+A ``.names`` file with no valid pattern trusts the key for no name at all (fail closed). A
+pattern is at most 256 characters, and only the first 64 KiB of a ``.names`` file are read
+(whole lines only: a cut pattern could widen the trust).
+
+A key without a ``.names`` file (added before pack names could be bound, or by
+``add(key)`` with no ``names``) is still trusted for every name, but it is an unscoped entry:
+the first time it vouches for a pack in a process, :meth:`TrustStore.verify` logs one warning
+(one per key per process, whichever path asked: ``load_pack``, ``inspect_pack``,
+``reflow-pack verify``, the registry client).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +34,43 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from .._errors import PackSignatureError, UntrustedKeyError
 from ..abi._signing import Signature, key_id, load_public_key, public_key_pem, verify_manifest
 
-__all__ = ["TrustStore", "TrustedKey", "default_trust_dir", "validate_name_pattern"]
+__all__ = ["ANY_NAME", "TrustStore", "TrustedKey", "default_trust_dir",
+           "validate_name_pattern"]
+
+log = logging.getLogger("reflow.trust")
 
 _SUFFIX = ".pub"
 _NAMES = ".names"
 _PATTERN = re.compile(r"[a-z0-9._/*-]+")
+_MAX_PATTERN = 256  # characters: longer than any pack name needs
+_MAX_NAMES_FILE = 64 << 10  # bytes of a .names file read; the rest is ignored (fail closed)
+#: The pattern of a key trusted for every pack name on purpose (``--any-name``).
+ANY_NAME = "*"
+
+# Unscoped keys already warned about in this process (key ids), whichever store asked.
+_warned_unscoped: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_unscoped(kid: str, pack: str) -> None:
+    with _warned_lock:
+        if kid in _warned_unscoped:
+            return
+        _warned_unscoped.add(kid)
+    log.warning(
+        "trusted key %s (which signed %s) was added without pack names, so it may sign packs "
+        "of ANY name; bind it to its publisher's packs: "
+        "'reflow-pack trust add KEY.pub --for \"NAMESPACE/*\"' (or --any-name to keep this "
+        "on purpose)", kid, pack or "a pack")
 
 
 def validate_name_pattern(pattern: str) -> str:
-    """A pack-name pattern (``acme/*``): only ``a-z 0-9 . _ / * -``; return it stripped."""
+    """A pack-name pattern (``acme/*``): only ``a-z 0-9 . _ / * -``, at most 256 characters;
+    return it stripped. Raises ``ValueError`` naming the pattern otherwise."""
     p = pattern.strip()
+    if len(p) > _MAX_PATTERN:
+        raise ValueError(f"invalid pack-name pattern {pattern[:40]!r}...: over {_MAX_PATTERN} "
+                         "characters")
     if not _PATTERN.fullmatch(p):
         raise ValueError(f"invalid pack-name pattern {pattern!r}: use only lowercase letters, "
                          "digits and . _ / * - (for example 'acme/*')")
@@ -52,8 +89,14 @@ class TrustedKey:
     key_id: str
     path: Path
     public_key: Ed25519PublicKey
-    #: Pack-name patterns this key is trusted for; ``None``: every name (no ``.names`` file).
+    #: Pack-name patterns this key is trusted for (``("*",)``: every name, on purpose);
+    #: ``None``: an unscoped entry (no ``.names`` file), also trusted for every name.
     names: tuple[str, ...] | None = None
+
+    @property
+    def any_name(self) -> bool:
+        """Whether this key may sign packs of every name (on purpose or unscoped)."""
+        return self.names is None or ANY_NAME in self.names
 
 
 class TrustStore:
@@ -71,20 +114,21 @@ class TrustStore:
         Adding a key twice is harmless.
 
         ``names``: pack-name patterns (``("acme/*",)``) the key is trusted for; they are added
-        to the key's existing patterns. Without ``names`` the key's patterns are left as they
-        are, so a new key is trusted for every pack name. ``any_name=True`` drops the key's
-        patterns: it is trusted for every pack name."""
+        to the key's existing patterns. ``any_name=True`` replaces the key's patterns with
+        ``*``: trusted for every pack name, on purpose. With neither, the key's patterns are
+        left as they are, so a new key is an unscoped entry (trusted for every name, with one
+        warning per process when it is used)."""
         patterns = [validate_name_pattern(n) for n in ([names] if isinstance(names, str)
                                                        else names or ())]
         public = key if isinstance(key, Ed25519PublicKey) else load_public_key(key)
         kid = key_id(public)
         self.path.mkdir(parents=True, exist_ok=True)
-        if patterns:
+        if any_name:
+            _write(self.path / f"{kid}{_NAMES}", f"{ANY_NAME}\n".encode())
+        elif patterns:
             old = _read_names(self.path / f"{kid}{_NAMES}") or ()
             merged = list(dict.fromkeys([*old, *patterns]))
             _write(self.path / f"{kid}{_NAMES}", "".join(f"{p}\n" for p in merged).encode())
-        elif any_name:
-            (self.path / f"{kid}{_NAMES}").unlink(missing_ok=True)
         _write(self.path / f"{kid}{_SUFFIX}", public_key_pem(public))
         return kid
 
@@ -131,11 +175,15 @@ class TrustStore:
     def verify(self, manifest_bytes: bytes, signatures: Iterable[Signature], *,
                pack: str = "") -> str:
         """``verify_manifest`` against this store (one read of it): the key and, for a key
-        limited to some pack names, the manifest's name. Returns the signer's key id."""
+        limited to some pack names, the manifest's name. Returns the signer's key id. An
+        unscoped signer (no ``.names`` file) is warned about once per key per process."""
         entries = self.list()
-        return verify_manifest(manifest_bytes, signatures,
-                               {k.key_id: k.public_key for k in entries}, pack=pack,
-                               names={k.key_id: k.names for k in entries if k.names is not None})
+        signer = verify_manifest(
+            manifest_bytes, signatures, {k.key_id: k.public_key for k in entries}, pack=pack,
+            names={k.key_id: k.names for k in entries if k.names is not None})
+        if any(k.key_id == signer and k.names is None for k in entries):
+            _warn_unscoped(signer, pack)
+        return signer
 
     def list(self) -> list[TrustedKey]:
         return list(self)
@@ -157,7 +205,11 @@ def _read_names(path: Path) -> tuple[str, ...] | None:
     """The patterns in a ``.names`` file; ``None`` when there is none. Blank lines and
     ``#`` comments are skipped, invalid patterns ignored (which can only narrow the trust)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with path.open("rb") as fh:
+            raw = fh.read(_MAX_NAMES_FILE + 1)
+        if len(raw) > _MAX_NAMES_FILE:  # whole lines only: a cut "acme*x" would be "acme*"
+            raw = raw[:raw.rfind(b"\n", 0, _MAX_NAMES_FILE) + 1]
+        text = raw.decode("utf-8", errors="replace")
     except FileNotFoundError:
         return None
     except OSError:

@@ -21,6 +21,7 @@ def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
     monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("REFLOW_TRUST_DIR", str(tmp_path / "trust"))
     monkeypatch.delenv("REFLOW_REGISTRY_TOKEN", raising=False)
+    assert CliRunner().invoke(registry_cli, ["init"]).exit_code == 0  # admin needs a registry
     return CliRunner()
 
 
@@ -56,7 +57,6 @@ def test_admin_commands(runner: CliRunner, tmp_path: Path) -> None:
 ])
 def test_admin_errors_are_one_line(runner: CliRunner, args: list[str], fragment: str,
                                    tmp_path: Path) -> None:
-    (tmp_path / "data").mkdir()  # read-only commands refuse a data directory that is missing
     r = runner.invoke(registry_cli, args)
     assert r.exit_code == 1 and r.stderr.startswith("error: ") and fragment in r.stderr
     assert r.stderr.count("\n") == 1

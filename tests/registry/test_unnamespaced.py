@@ -76,6 +76,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     monkeypatch.setenv("REFLOW_TRUST_DIR", str(tmp_path / "trust"))
     monkeypatch.delenv("REFLOW_REGISTRY_TOKEN", raising=False)
     monkeypatch.delenv("REFLOW_REGISTRY", raising=False)
+    assert CliRunner().invoke(registry_cli, ["init"]).exit_code == 0  # admin needs a registry
     yield tmp_path
     for p in list_packs():
         unload_pack(p.name)
