@@ -45,7 +45,8 @@ def test_constructors(msg: Message, kind: str, data: Any) -> None:
     assert type(msg) is Message
     assert msg.kind == kind
     assert msg["type"] == kind
-    assert msg.data() == data
+    # as offbit_reflow: Bytes has no portable JSON payload (as_bytes() gives the bytes)
+    assert msg.data() == (None if kind == "Bytes" else data)
     if kind in ("Flow", "Null"):
         assert "data" not in msg
     else:
@@ -113,7 +114,7 @@ def test_from_json_nested_message_in_any_and_optional() -> None:
     assert inner.kind == "Integer"
     assert m.as_json() == {"type": "Optional", "data": {"type": "Integer", "data": 3}}
     a = Message.from_json({"type": "Any", "data": {"type": "Bytes", "data": [1]}})
-    assert a.data().data() == b"\x01"
+    assert a.data().as_bytes() == b"\x01"
     assert a.as_json() == {"type": "Any", "data": {"type": "Bytes", "data": [1]}}
 
 
@@ -235,7 +236,6 @@ def test_as_json_round_trips(msg: Message, as_json: dict[str, Any]) -> None:
     ("msg", "accessor", "value"),
     [
         (Message.integer(3), "as_integer", 3),
-        (Message.integer(3), "as_float", 3.0),
         (Message.float(2.5), "as_float", 2.5),
         (Message.string("s"), "as_string", "s"),
         (Message.boolean(True), "as_boolean", True),
@@ -249,9 +249,6 @@ def test_typed_accessors(msg: Message, accessor: str, value: Any) -> None:
 @pytest.mark.parametrize(
     ("msg", "accessor", "fragment"),
     [
-        (Message.string("3"), "as_integer", "message is String, not Integer"),
-        (Message.integer(3), "as_string", "message is Integer, not String"),
-        (Message.flow(), "as_boolean", "message is Flow, not Boolean"),
         (Message.integer(1), "take_stream", "not Stream"),
     ],
 )
@@ -298,3 +295,26 @@ def test_from_value_infers_the_kind(value: object, kind: str) -> None:
 def test_from_value_refuses(value: object, fragment: str) -> None:
     with pytest.raises(MessageError, match=fragment):
         Message.from_value(value)
+
+
+ACCESSORS = ["as_integer", "as_float", "as_string", "as_boolean", "as_bytes"]
+ANSWERS: list[tuple[Message, dict[str, Any]]] = [
+    (Message.integer(42), {"as_integer": 42}),  # no conversion: as_float() is None
+    (Message.float(1.5), {"as_float": 1.5}),
+    (Message.string("abc"), {"as_string": "abc"}),
+    (Message.error("bad"), {"as_string": "bad"}),
+    (Message.boolean(False), {"as_boolean": False}),
+    (Message.bytes(b"abc"), {"as_bytes": b"abc"}),
+    (Message.flow(), {}),
+    (Message.null(), {}),
+    (Message.object({"a": 1}), {}),
+    (Message.array([1]), {}),
+]
+
+
+@pytest.mark.parametrize(("msg", "answers"), ANSWERS, ids=[m.kind for m, _ in ANSWERS])
+def test_typed_accessors_answer_none_for_other_kinds(msg: Message, answers: dict[str, Any]) -> None:
+    """offbit_reflow's accessors return None for a message of another kind; so do these."""
+    for name in ACCESSORS:
+        got = getattr(msg, name)()
+        assert got == answers.get(name) and (name in answers or got is None), (name, got)

@@ -390,12 +390,23 @@ class Message(dict[str, Any]):
     # -- accessors -------------------------------------------------------------------------
     @property
     def kind(self) -> str:
-        """The message type name, e.g. ``"Integer"``."""
-        return self["type"]
+        """The message type name, e.g. ``"Integer"`` — ``"StreamHandle"`` for a stream, the
+        name offbit_reflow gives it (``msg["type"]`` and the JSON form say ``"Stream"``; both
+        names are read back)."""
+        kind: str = self["type"]
+        return "StreamHandle" if kind == "Stream" else kind
 
     def data(self) -> Any:
-        """The payload as a Python value (``None`` for Flow and Null; ``bytes`` for Bytes)."""
-        return self.get("data")
+        """The payload as a plain Python value, as offbit_reflow's ``data()`` gives it: scalars,
+        dicts and lists as they are, a stream's locator; ``None`` for kinds without a portable
+        JSON payload (Flow, Null, Bytes — ``as_bytes()`` gives the bytes)."""
+        kind = self["type"]
+        if kind in _NO_DATA or kind == "Bytes":
+            return None
+        data = self["data"]
+        if kind == "Stream":
+            return data.locator()
+        return data
 
     def as_json(self) -> dict[str, Any]:
         """A plain-JSON dict of this message (Bytes as a list of ints, Stream as its locator)."""
@@ -420,22 +431,27 @@ class Message(dict[str, Any]):
             raise MessageError(f"message is {self['type']}, not {kind}")
         return self["data"]
 
-    def as_integer(self) -> int:
-        return self._expect("Integer")
+    # The typed accessors answer None for a message of another kind, as offbit_reflow's do
+    # (no conversion: as_float() of an Integer is None there too).
+    def as_integer(self) -> int | None:
+        """The value of an Integer message, else None."""
+        return self["data"] if self["type"] == "Integer" else None
 
-    def as_float(self) -> builtins.float:
-        if self["type"] == "Integer":
-            return float(self["data"])
-        return self._expect("Float")
+    def as_float(self) -> builtins.float | None:
+        """The value of a Float message, else None."""
+        return self["data"] if self["type"] == "Float" else None
 
-    def as_string(self) -> str:
-        return self._expect("String")
+    def as_string(self) -> str | None:
+        """The text of a String (or Error) message, else None."""
+        return self["data"] if self["type"] in ("String", "Error") else None
 
-    def as_boolean(self) -> bool:
-        return self._expect("Boolean")
+    def as_boolean(self) -> bool | None:
+        """The value of a Boolean message, else None."""
+        return self["data"] if self["type"] == "Boolean" else None
 
-    def as_bytes(self) -> builtins.bytes:
-        return self._expect("Bytes")
+    def as_bytes(self) -> builtins.bytes | None:
+        """The bytes of a Bytes message, else None."""
+        return self["data"] if self["type"] == "Bytes" else None
 
     def take_stream(self) -> Any:
         """The consumer side of a Stream message (a ``StreamReader``); only one reader."""
