@@ -18,6 +18,11 @@ Invariants, in plain words:
   So no graph can deadlock, and capacity is exceeded only where the graph leaves no choice.
 * The network is idle when no node is ready, no tick is in flight and no completion is
   waiting. ``drive(until_idle=True)`` returns then.
+
+Hot paths (each mirrors a general one and must stay in step with it): ``_run_inline_fast``
+(one in-edge), ``_run_inline_rr`` (several, round robin as ``_take``) and
+``_run_inline_traced`` run sync batches; ``ActorContext.done`` inlines ``_deliver`` while
+nobody traces packets. ``tests/test_sched_hotpath.py`` runs each against its general path.
 """
 
 from __future__ import annotations
@@ -802,6 +807,18 @@ class Scheduler:
         finally:
             set_wait_hook(None)
 
+    # The run loop, one pass per iteration:
+    #   1. completions posted by worker threads are handled first (they free nodes, add input);
+    #   2. up to SLICE ready nodes get a batch each, then the event loop runs once, so async
+    #      ticks and thread-safe calls interleave with sync batches;
+    #   3. with nothing ready: if every in-flight tick waits for room, one parked node is let
+    #      past its capacity (the only place capacity is exceeded); with nothing in flight the
+    #      network is idle;
+    #   4. otherwise sleep until a completion, an injected packet or a finished async tick
+    #      wakes the loop (``_sleeping`` tells senders on other threads to wake it).
+    # Invariants at the top of each pass: a node is in ``ready`` at most once (``queued``); a
+    # node with a full out-edge is never in ``ready`` on its own account (it is ``parked``);
+    # ``busy`` nodes are skipped by ``_run`` and re-queued by whoever ends their tick.
     async def _drive(self, until_idle: bool, on_idle: Any, stop: Any) -> None:
         assert self._wake_evt is not None
         ready = self.ready
