@@ -31,6 +31,7 @@ RATIOS: dict[str, list[str]] = {
         "fan-out/fan-in / bare loop",
         "async chain / bare async loop",
         "chain, a thread reading every event / bare loop",
+        "chain, a thread reading every event as dicts / bare",
         "chain, a thread reading tick results / bare loop",
         "build time per node, 10,000 / 1,000 nodes",
     ],

@@ -2,8 +2,14 @@
 
 The scheduler publishes events only while somebody listens (one attribute check otherwise).
 Each subscriber has its own bounded buffer; a subscriber that falls behind loses the oldest
-events — counted in ``EventStream.lost`` — and never slows the graph down. Events are stored
-as tuples and turned into dicts (``{"_type": "ActorCompleted", ...}``) only when read.
+events — counted in ``EventStream.lost`` — and never slows the graph down.
+
+An event is stored as one flat tuple, its *record*: ``(type, t, *fields)``, where ``t`` is
+``time.perf_counter()`` seconds and ``fields`` follow ``EVENT_FIELDS[type]``. Making one costs a
+tuple and a clock read; the dict form (``{"_type": "ActorCompleted", "timestamp": ms, ...}``)
+is built only when a reader asks for dicts. ``recv_records`` hands out the records themselves
+(``EventStream.as_dict`` converts one), for readers that keep up with a busy graph: the GIL is
+shared, so the reader's cost per event counts against the graph's.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ from typing import Any
 
 from .._errors import NetworkStateError
 
-__all__ = ["EVENT_TYPES", "EventHub", "EventStream", "check_kinds"]
+__all__ = ["EVENT_FIELDS", "EVENT_TYPES", "EventHub", "EventStream", "check_kinds"]
 
-_now = time.time
+#: The clock of every record: monotonic, so events are stamped in the order they happen
+#: even when the wall clock steps. ``_EPOCH`` turns it into seconds since the epoch.
+_clock = time.perf_counter
+_EPOCH = time.time() - time.perf_counter()
 
 EVENT_TYPES = (
     "NetworkStarted",
@@ -30,8 +39,8 @@ EVENT_TYPES = (
     "NetworkShutdown",
 )
 
-# field names per event type, in the order the scheduler publishes them
-_FIELDS: dict[str, tuple[str, ...]] = {
+#: Field names per event type, in the order they follow ``(type, t)`` in a record.
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "NetworkStarted": (),
     "ActorStarted": ("actorId", "component"),
     "ActorCompleted": ("actorId", "component", "duration", "outputSize"),
@@ -158,6 +167,30 @@ class EventStream:
         self._taken += len(out)
         return out
 
+    def recv_records(
+        self, max_events: int = 1024, timeout_ms: int = 0
+    ) -> list[tuple[Any, ...]]:
+        """``recv_batch`` without the dicts: the events as records ``(type, t, *fields)``
+        (see the module docstring; ``EventStream.as_dict(record)`` gives the dict form).
+        The cheapest way to read every event of a busy graph."""
+        buf = self._buf
+        if not buf and timeout_ms > 0 and not self.closed:
+            self._wait(timeout_ms)
+        out: list[tuple[Any, ...]] = []
+        pop, add = buf.popleft, out.append
+        try:
+            for _ in range(min(max_events, len(buf))):
+                add(pop())
+        except IndexError:  # the writer evicted the oldest while we read
+            pass
+        self._taken += len(out)
+        return out
+
+    @staticmethod
+    def as_dict(record: tuple[Any, ...]) -> dict[str, Any]:
+        """The dict form of one record from :meth:`recv_records`."""
+        return _as_dict(record)
+
     async def arecv(self, timeout_ms: int = 0) -> dict[str, Any] | None:
         """``recv`` for async code: polls without blocking the event loop."""
         deadline = time.monotonic() + timeout_ms / 1000
@@ -193,32 +226,36 @@ class EventStream:
             yield ev
 
 
-def _started(ts: float, f: tuple[Any, ...]) -> dict[str, Any]:
-    actor, component = f
-    return {"_type": "ActorStarted", "timestamp": int(ts * 1000), "actorId": actor,
+def _ms(t: float) -> int:
+    return int((t + _EPOCH) * 1000)
+
+
+def _started(r: tuple[Any, ...]) -> dict[str, Any]:
+    _, t, actor, component = r
+    return {"_type": "ActorStarted", "timestamp": _ms(t), "actorId": actor,
             "component": component}
 
 
-def _completed(ts: float, f: tuple[Any, ...]) -> dict[str, Any]:
-    actor, component, duration, size = f
-    return {"_type": "ActorCompleted", "timestamp": int(ts * 1000), "actorId": actor,
+def _completed(r: tuple[Any, ...]) -> dict[str, Any]:
+    _, t, actor, component, duration, size = r
+    return {"_type": "ActorCompleted", "timestamp": _ms(t), "actorId": actor,
             "component": component, "duration": duration, "outputSize": size}
 
 
-def _sent(ts: float, f: tuple[Any, ...]) -> dict[str, Any]:
-    src, src_port, dst, dst_port, msg = f
-    return {"_type": "MessageSent", "timestamp": int(ts * 1000), "fromActor": src,
+def _sent(r: tuple[Any, ...]) -> dict[str, Any]:
+    _, t, src, src_port, dst, dst_port, msg = r
+    return {"_type": "MessageSent", "timestamp": _ms(t), "fromActor": src,
             "fromPort": src_port, "toActor": dst, "toPort": dst_port,
             "message": msg.get("data") if isinstance(msg, dict) else msg,
             "size": message_size(msg)}
 
 
 def _generic(kind: str) -> Any:
-    keys = _FIELDS[kind]
+    keys = EVENT_FIELDS[kind]
 
-    def convert(ts: float, f: tuple[Any, ...]) -> dict[str, Any]:
-        out: dict[str, Any] = {"_type": kind, "timestamp": int(ts * 1000)}
-        out.update(zip(keys, f, strict=False))
+    def convert(r: tuple[Any, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {"_type": kind, "timestamp": _ms(r[1])}
+        out.update(zip(keys, r[2:], strict=False))
         return out
 
     return convert
@@ -230,9 +267,8 @@ _CONVERT = {kind: _generic(kind) for kind in EVENT_TYPES}
 _CONVERT.update(ActorStarted=_started, ActorCompleted=_completed, MessageSent=_sent)
 
 
-def _as_dict(ev: tuple[Any, ...]) -> dict[str, Any]:
-    kind, ts, fields = ev
-    return _CONVERT[kind](ts, fields)  # type: ignore[no-any-return,unused-ignore]
+def _as_dict(record: tuple[Any, ...]) -> dict[str, Any]:
+    return _CONVERT[record[0]](record)  # type: ignore[no-any-return,unused-ignore]
 
 
 class EventHub:
@@ -272,7 +308,7 @@ class EventHub:
 
     def publish(self, kind: str, *fields: Any) -> None:
         """Publish one event now (after any pending ones, keeping their order)."""
-        self.pending.append((kind, _now(), fields))
+        self.pending.append((kind, _clock(), *fields))
         self.flush()
 
     def flush(self) -> None:

@@ -18,6 +18,11 @@ Invariants, in plain words:
   So no graph can deadlock, and capacity is exceeded only where the graph leaves no choice.
 * The network is idle when no node is ready, no tick is in flight and no completion is
   waiting. ``drive(until_idle=True)`` returns then.
+
+Hot paths (each mirrors a general one and must stay in step with it): ``_run_inline_fast``
+(one in-edge), ``_run_inline_rr`` (several, round robin as ``_take``) and
+``_run_inline_traced`` run sync batches; ``ActorContext.done`` inlines ``_deliver`` while
+nobody traces packets. ``tests/test_sched_hotpath.py`` runs each against its general path.
 """
 
 from __future__ import annotations
@@ -35,9 +40,9 @@ from typing import Any
 
 from .._errors import ActorError, MessageError, NetworkStateError, TickStateError
 from ._actor import ActorContext, BufferedContext
-from ._events import EventHub, _now
+from ._events import EventHub, _clock
 from ._messages import Message, as_message
-from ._nodes import _NO_QUEUE, ActorFailure, _Edge, _Node, _SendRequest
+from ._nodes import ActorFailure, _Edge, _Node, _SendRequest
 from ._streams import set_wait_hook
 from ._workers import WorkerPool
 
@@ -94,17 +99,19 @@ class Scheduler:
                 continue
             if type(msg) is not Message:
                 msg = self._checked(node, port, msg)
-            edges = routes.get(port)
+            try:
+                edges = routes[port]
+            except KeyError:
+                raise self._undeclared(node, port) from None
             if not edges:
-                if edges is None:
-                    raise self._undeclared(node, port)
                 self.dropped += 1
                 continue
             for e in edges:
                 q = e.queue
-                if q is _NO_QUEUE:
-                    q = e.queue = deque()
-                q.append(msg)
+                try:
+                    q.append(msg)
+                except AttributeError:  # the shared empty queue of an unused edge
+                    q = e.queue = deque((msg,))
                 if len(q) == e.capacity:
                     node.nfull += 1
                 d = e.dst
@@ -115,10 +122,10 @@ class Scheduler:
                 node.out_count += 1
                 hub = self.hub
                 pending = hub.pending
-                ts = _now()
+                ts = _clock()
                 nid = node.id
                 for e in edges:
-                    pending.append(("MessageSent", ts, (nid, port, e.dst.id, e.dst_port, msg)))
+                    pending.append(("MessageSent", ts, nid, port, e.dst.id, e.dst_port, msg))
                 if not self._inline_depth:  # inside an inline batch the batch's end flushes
                     hub.flush()
 
@@ -227,16 +234,15 @@ class Scheduler:
             return False
         mode = node.mode
         if mode == "inline":
-            if (
-                not force
-                and not node.await_all
-                and not node.source_pending
-                and len(node.in_edges) == 1
-            ):
+            if force or node.await_all or node.source_pending:
+                return self._run_inline(node, force)
+            if len(node.in_edges) == 1:
                 if self.hub.wants_ticks:
                     return self._run_inline_traced(node)
                 return self._run_inline_fast(node)
-            return self._run_inline(node, force)
+            if self.hub.wants_ticks:
+                return self._run_inline(node, force)
+            return self._run_inline_rr(node)
         if mode == "async":
             return self._start_async(node)
         return self._start_worker(node)
@@ -283,6 +289,48 @@ class Scheduler:
                 self.ready.append(node)
         return True
 
+    def _run_inline_rr(self, node: _Node) -> bool:
+        """Several in-edges, sync actor, no tracing: as ``_run_inline_fast``, each tick taking
+        the next packet round robin over the in-edges (as ``_take`` does)."""
+        edges = node.in_edges
+        k = len(edges)
+        ctx = node.ctx
+        assert ctx is not None
+        run = node.run
+        i = node.rr
+        n = 0
+        node.busy = True
+        try:
+            while n < BATCH and not node.nfull:
+                for j in range(k):
+                    e = edges[(i + j) % k]
+                    q = e.queue
+                    if q:
+                        break
+                else:
+                    break
+                i = (i + j + 1) % k
+                msg = q.popleft()
+                if len(q) == e.capacity - 1:
+                    self._unfull(e.src)
+                ctx.inputs = {e.dst_port: msg}
+                ctx._state = 0
+                n += 1
+                try:
+                    run(ctx)
+                except Exception as exc:
+                    ctx._emitted = None
+                    self._tick_failed(node, exc)
+                    continue
+                if ctx._state != 1:
+                    self._tick_unresolved(node, ctx)
+        finally:
+            node.rr = i
+            node.busy = False
+            node.ticks += n
+        self._requeue(node)
+        return n > 0
+
     def _run_inline_traced(self, node: _Node) -> bool:
         """The hot loop while someone listens: as ``_run_inline_fast``, with each tick's
         events appended to the hub's pending list and handed out once per batch."""
@@ -299,8 +347,7 @@ class Scheduler:
         assert ctx is not None
         run = node.run
         nid, comp = node.id, node.component
-        started = (nid, comp)
-        now, clock = _now, time.perf_counter
+        clock = _clock
         n = 0
         node.busy = True
         self._inline_depth += 1
@@ -312,9 +359,9 @@ class Scheduler:
                 ctx.inputs = {port: msg}
                 ctx._state = 0
                 n += 1
-                hub.pending.append(("ActorStarted", now(), started))
                 node.out_count = 0
-                t0 = clock()
+                t0 = clock()  # the Started stamp, and the start of the tick's duration
+                hub.pending.append(("ActorStarted", t0, nid, comp))
                 try:
                     run(ctx)
                 except Exception as exc:
@@ -324,10 +371,9 @@ class Scheduler:
                 if ctx._state != 1:
                     self._tick_unresolved(node, ctx)
                 else:
-                    dur = clock() - t0  # monotonic: wall-clock steps never show here
-                    hub.pending.append(
-                        ("ActorCompleted", now(), (nid, comp, dur, node.out_count))
-                    )
+                    t1 = clock()  # monotonic: wall-clock steps never show here
+                    hub.pending.append(("ActorCompleted", t1, nid, comp, t1 - t0,
+                                        node.out_count))
         finally:
             node.busy = False
             node.ticks += n
@@ -761,6 +807,18 @@ class Scheduler:
         finally:
             set_wait_hook(None)
 
+    # The run loop, one pass per iteration:
+    #   1. completions posted by worker threads are handled first (they free nodes, add input);
+    #   2. up to SLICE ready nodes get a batch each, then the event loop runs once, so async
+    #      ticks and thread-safe calls interleave with sync batches;
+    #   3. with nothing ready: if every in-flight tick waits for room, one parked node is let
+    #      past its capacity (the only place capacity is exceeded); with nothing in flight the
+    #      network is idle;
+    #   4. otherwise sleep until a completion, an injected packet or a finished async tick
+    #      wakes the loop (``_sleeping`` tells senders on other threads to wake it).
+    # Invariants at the top of each pass: a node is in ``ready`` at most once (``queued``); a
+    # node with a full out-edge is never in ``ready`` on its own account (it is ``parked``);
+    # ``busy`` nodes are skipped by ``_run`` and re-queued by whoever ends their tick.
     async def _drive(self, until_idle: bool, on_idle: Any, stop: Any) -> None:
         assert self._wake_evt is not None
         ready = self.ready
