@@ -244,6 +244,16 @@ class ActorContext:
         elif sched._sleeping:
             sched.wake()
 
+    # -- waking later ---------------------------------------------------------------------
+    def wake_after(self, seconds: float) -> None:
+        """Give this node a tick of its own ``seconds`` from now, with empty ``inputs`` (as a
+        source's first tick has): timers, delays, debounce and throttle without a packet to
+        wake them. May be called from any tick, any number of times: each call is one tick
+        (wakes that come due together run one after another). While a wake is
+        pending the network is not idle (``run()`` waits for it); ``shutdown()`` cancels
+        every pending wake. ``seconds``: a finite number, 0 to one day."""
+        self._sched.wake_after(self._node, seconds)
+
     # -- pools: per-node {id: value} maps that outlive ticks -------------------------------
     def pool_upsert(self, pool_name: str, id: str, value: Any) -> None:
         self._node.pools.setdefault(pool_name, {})[id] = value

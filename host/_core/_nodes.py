@@ -123,7 +123,7 @@ class _Node:
         self.failures = 0
         self.out_count = 0
         self.rr = 0
-        self.source_pending = False
+        self.source_pending = 0  # ticks due with empty inputs: a source's first, each wake_after
         self.send_waiter: _SendRequest | None = None
         self.send_window = 0  # computed on the first worker send
         self.posted = 0

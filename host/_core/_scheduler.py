@@ -85,6 +85,11 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._thread_id = 0
         self._inline_depth = 0  # nested inline batches running (their end flushes events)
+        #: ctx.wake_after timers not yet fired (the network is not idle while any is), their
+        #: handles on the loop, and the lock a worker thread takes to add one.
+        self.wakes_pending = 0
+        self._wake_handles: set[asyncio.TimerHandle] = set()
+        self._wake_lock = threading.Lock()
 
     # ------------------------------------------------------------------ delivery (hot path)
     def _deliver(self, node: _Node, pairs: Iterable[tuple[str, Any]]) -> None:
@@ -190,8 +195,8 @@ class Scheduler:
 
     def _take(self, node: _Node) -> dict[str, Message] | None:
         """The inputs of the node's next tick, removed from its edges; None if not ready."""
-        if node.source_pending:
-            node.source_pending = False
+        if node.source_pending:  # a source's first tick, or a ctx.wake_after (a count)
+            node.source_pending -= 1
             return {}
         if node.await_all:
             chosen = []
@@ -838,7 +843,7 @@ class Scheduler:
             if not self.completions and self._stuck():
                 if self._break_deadlock():
                     continue
-                if self.inflight == 0:
+                if self.inflight == 0 and not self.wakes_pending:
                     if on_idle is not None:
                         on_idle()
                     if until_idle:
@@ -849,7 +854,7 @@ class Scheduler:
             try:
                 if self.completions or ready or (stop is not None and stop()):
                     continue
-                if self.inflight == 0 and until_idle:
+                if self.inflight == 0 and until_idle and not self.wakes_pending:
                     continue
                 await self._wake_evt.wait()
             finally:
@@ -858,6 +863,48 @@ class Scheduler:
     def call_soon(self, fn: Any) -> None:
         """Run ``fn()`` on the scheduler thread (thread-safe)."""
         self._post(("call", fn))
+
+    # ------------------------------------------------------------------ waking later
+    def wake_after(self, node: _Node, seconds: Any) -> None:
+        """``ctx.wake_after``: give ``node`` a tick with empty inputs in ``seconds``
+        (thread-safe; counted in ``wakes_pending`` at once, so the network cannot go idle
+        between the call and the timer's start)."""
+        if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                or not 0 <= seconds <= 86_400):
+            raise TickStateError(
+                f"ctx.wake_after({seconds!r}) in node {node.id!r}: expected a number of "
+                f"seconds from 0 to 86400",
+                node=node.id,
+                component=node.component,
+            )
+        if self._stopping:
+            raise NetworkStateError(f"ctx.wake_after in node {node.id!r}: the network is "
+                                    f"shutting down")
+        with self._wake_lock:
+            self.wakes_pending += 1
+        if self._loop is not None and threading.get_ident() == self._thread_id:
+            self._arm_wake(node, float(seconds))
+        else:
+            self._post(("call", lambda: self._arm_wake(node, float(seconds))))
+
+    def _arm_wake(self, node: _Node, seconds: float) -> None:
+        assert self._loop is not None
+        box: list[asyncio.TimerHandle] = []
+        handle = self._loop.call_later(seconds, self._woken, node, box)
+        box.append(handle)
+        self._wake_handles.add(handle)
+
+    def _woken(self, node: _Node, box: list[asyncio.TimerHandle]) -> None:
+        self._wake_handles.discard(box[0])
+        with self._wake_lock:
+            self.wakes_pending -= 1
+        if self._stopping:
+            return
+        node.source_pending += 1  # one more tick with empty inputs (as a source's first)
+        if not node.busy and not node.queued:
+            node.queued = True
+            self.ready.append(node)
+        self.wake()
 
     # ------------------------------------------------------------------ shutdown
     def stop(self) -> int:
@@ -870,6 +917,10 @@ class Scheduler:
                 node.send_waiter = None
         for task in list(self._tasks):
             task.cancel()
+        for handle in list(self._wake_handles):  # pending ctx.wake_after timers
+            handle.cancel()
+        self._wake_handles.clear()
+        self.wakes_pending = 0
         if self._executor is not None:
             self._executor.close()
             self._executor = None
