@@ -347,20 +347,21 @@ class CronSchedule:
 
 
 class CronTrigger(_Timed):
-    """Emits ``trigger`` at each minute a cron schedule names (UTC), from the network's start.
+    """Emits ``trigger`` at each minute a cron schedule names (UTC), once started.
 
     (The SDK maps a few expressions onto fixed intervals; this follows the expression.)
     ``commonSchedules`` picks a preset (Every minute, Every 5/15/30 minutes, Every hour, Every
     day at midnight, Every Monday at 9 AM, First day of month); ``Custom`` uses
-    ``cronExpression``. After ``maxExecutions`` triggers (0 = no end) it stops.
-    Ports: no in-ports (it starts with the network) → out ``trigger``.
+    ``cronExpression``. The first packet on ``start`` (any message) starts it; later packets
+    are ignored. After ``maxExecutions`` triggers (0 = no end) it stops.
+    Ports: in ``start`` → out ``trigger``.
     Config: ``commonSchedules`` (default Custom), ``cronExpression`` (default ``0 * * * *``),
     ``maxExecutions`` (integer >= 0, default 0), ``payload`` (JSON text with ``${timestamp}``
     and ``${schedule}``; default ``{"timestamp": "${timestamp}", "schedule": "${schedule}"}``).
     """
 
     component = "tpl_cron_trigger"
-    inports: list[str] = []
+    inports = ["start"]
     outports = ["trigger"]
     config_schema = {
         "commonSchedules": {"type": "string", "default": "Custom"},
@@ -381,7 +382,11 @@ class CronTrigger(_Timed):
         limit = config_int(ctx, "maxExecutions", 0, minimum=0)
         template = config_str(
             ctx, "payload", '{"timestamp": "${timestamp}", "schedule": "${schedule}"}')
-        state = ctx.pool_get("_cron", "state") or {"count": 0, "due": None}
+        state = ctx.pool_get("_cron", "state")
+        if (state is None) != bool(ctx.inputs):  # a packet once running, or a stray wake
+            ctx.done()
+            return
+        state = state or {"count": 0, "due": None}
         now = self.wall_clock()
         after = now
         due = state["due"]

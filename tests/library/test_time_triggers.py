@@ -151,7 +151,8 @@ def test_cron_trigger_fires_at_due_minutes_and_stops_at_max() -> None:
     actor.wall_clock = fake_wall(["2026-12-06T12:00:59.990", "2026-12-06T12:01:59.995",
                                   "2026-12-06T12:02:00.000"])
     net, sinks = graph(actor, {"commonSchedules": "Every minute", "maxExecutions": 2},
-                       ["trigger"])
+                       ["trigger"], ("start", Message.flow()))
+    net.add_initial("t", "start", Message.flow())  # ignored: already running
     assert net.run(timeout=30).ok
     net.shutdown()
     got = [m["data"] for m in sinks["trigger"].got]
@@ -160,7 +161,8 @@ def test_cron_trigger_fires_at_due_minutes_and_stops_at_max() -> None:
 
 
 def test_cron_trigger_refuses_an_unknown_preset() -> None:
-    net, _ = graph(CronTrigger(), {"commonSchedules": "Weekly"}, ["trigger"])
+    net, _ = graph(CronTrigger(), {"commonSchedules": "Weekly"}, ["trigger"],
+                   ("start", Message.flow()))
     summary = net.run(timeout=30)
     net.shutdown()
     assert "commonSchedules" in str(summary.failures[0].exception)
@@ -220,8 +222,8 @@ BAD_CONFIG = [
     (IntervalTrigger, {"startImmediately": "yes"}, "start", "startImmediately"),
     (Delay, {"delayMs": "soon"}, "input", "delayMs"),
     (Delay, {"delayMs": -5}, "input", "delayMs"),
-    (CronTrigger, {"cronExpression": "every day"}, None, "cronExpression"),
-    (CronTrigger, {"maxExecutions": 1.5}, None, "maxExecutions"),
+    (CronTrigger, {"cronExpression": "every day"}, "start", "cronExpression"),
+    (CronTrigger, {"maxExecutions": 1.5}, "start", "maxExecutions"),
     (DateTime, {"format": 3}, None, "format"),
 ]
 
