@@ -588,11 +588,11 @@ def test_tampered_cache_is_refused_by_name(built: Built, trusted: TrustStore) ->
 
 def _swap_after_rehash(monkeypatch: pytest.MonkeyPatch, evil: Callable[[bytes], bytes]
                        ) -> list[Path]:
-    """Make _rehash's caller race the worst way: right after the cached artifact verified,
-    its file is replaced by other bytes. Returns the files swapped."""
+    """Make rehash_artifact's caller race the worst way: right after the cached artifact
+    verified, its file is replaced by other bytes. Returns the files swapped."""
     import reflow._loader._packs as packs
 
-    orig = packs._rehash
+    orig = packs.rehash_artifact
     swapped: list[Path] = []
 
     def rehash(d: Path, art: Any, pack: str) -> bytes:
@@ -604,7 +604,7 @@ def _swap_after_rehash(monkeypatch: pytest.MonkeyPatch, evil: Callable[[bytes], 
         swapped.append(target)
         return data
 
-    monkeypatch.setattr(packs, "_rehash", rehash)
+    monkeypatch.setattr(packs, "rehash_artifact", rehash)
     return swapped
 
 
@@ -705,20 +705,20 @@ def test_extism_engine_loads_the_verified_bytes_not_the_cache_path(
 
 def test_rehash_refuses_links_and_fifos_without_blocking(built: Built, trusted: TrustStore,
                                                        tmp_path: Path) -> None:
-    from reflow._loader._packs import _rehash
+    from reflow._loader._pack_cache import rehash_artifact
 
     pack = load_pack(built.math_pack)
     art = pack.artifacts["math"]
-    assert sha256_of(_rehash(pack.directory, art, pack.name)) == art.sha256
+    assert sha256_of(rehash_artifact(pack.directory, art, pack.name)) == art.sha256
     target = pack.directory / art.path
     good = tmp_path / "good.wasm"
     good.write_bytes(target.read_bytes())
     target.unlink()
     target.symlink_to(good)
     with pytest.raises(PackIntegrityError, match="not a plain file"):
-        _rehash(pack.directory, art, pack.name)
+        rehash_artifact(pack.directory, art, pack.name)
     if hasattr(os, "mkfifo"):
         target.unlink()
         os.mkfifo(target)
         with pytest.raises(PackIntegrityError, match="not a plain file"):
-            _rehash(pack.directory, art, pack.name)
+            rehash_artifact(pack.directory, art, pack.name)

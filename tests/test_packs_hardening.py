@@ -317,10 +317,10 @@ def test_the_record_secret_is_created_only_by_a_full_verification(
     """Looking a record up (every load does, before verifying anything) writes nothing: a
     refused file leaves no trace outside the cache; the first file verified in full creates
     the per-user secret, private to the user."""
-    from reflow._loader import _packs
+    from reflow._loader import _pack_cache
 
     monkeypatch.setenv("REFLOW_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setattr(_packs, "_record_keys", {})
+    monkeypatch.setattr(_pack_cache, "_record_keys", {})
     secret = tmp_path / "config" / "cache.key"
     for _, make, error, _fragment in BAD:
         with pytest.raises(error):

@@ -1,11 +1,15 @@
 """Running other people's code: the guest engines behind one node interface.
 
-* ``_guest_host`` — what every engine shares: :class:`~reflow.GuestLimits` and
-  :class:`~reflow.GuestGrants`, the host functions a guest may call (emit, pools, log, HTTP),
-  describe documents, the per-node actor protocol.
+* ``_guest_host`` — what every engine shares: the host functions a guest may call (emit,
+  pools, log, HTTP), the per-node actor protocol; over ``_guest_limits``
+  (:class:`~reflow.GuestLimits`, :class:`~reflow.GuestGrants`), ``_guest_describe``
+  (describe documents, templates, module files) and ``_guest_http`` (the request itself).
 * ``_wasm_engine`` (with ``_wasm_fastcall``, wasmtime's unchecked call path, and
   ``_wasm_compile``, compiling in a child process under resource limits) — WebAssembly guests
   of the reflow ABI (``abi/ABI.md``), sandboxed.
-* ``_extism_engine`` — Extism plugins, including those built with the original Reflow SDKs.
+* ``_extism_engine`` — Extism plugins, including those built with the original Reflow SDKs
+  (with ``_extism_wasm``, ``_extism_watchdog``, ``_extism_protocol``, ``_extism_traps``,
+  ``_extism_host`` and ``_extism_sdk``: reading imports, tick deadlines, the SDK's JSON,
+  errors, host functions, the extism SDK).
 * ``_native_engine`` — signed native libraries of the same ABI: **not** sandboxed.
 """

@@ -10,20 +10,19 @@ Also the actors both engines build on: :class:`GuestActor` (a template, register
 network) and :class:`GuestNodeActor` (one node: its ports, its tick codec, delivering a
 decoded result, batches of ticks in one guest call (ABI 1.1), and a close that is safe while a
 tick runs).
+
+What is decided before a tick runs lives beside it: :mod:`._guest_limits` (GuestLimits,
+GuestGrants), :mod:`._guest_describe` (describe documents, templates, module files) and
+:mod:`._guest_http` (the request ``http_request`` makes once its grant is checked); their
+names stay importable from here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import stat
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,10 +30,8 @@ from .._core._actor import Actor
 from .._core._messages import Message, as_message
 from .._errors import (
     CapabilityError,
-    GuestABIError,
     GuestLimitError,
     GuestOutputError,
-    InvalidLimitsError,
     MessageError,
     OutputLimitError,
     SandboxError,
@@ -50,6 +47,9 @@ from ..abi._codec import (
     encode_message,
     encode_tick_input,
 )
+from ._guest_describe import GuestTemplate, parse_describe, pick_template, read_module_file
+from ._guest_http import http_fetch
+from ._guest_limits import GuestGrants, GuestLimits
 
 __all__ = [
     "GuestActor",
@@ -61,243 +61,12 @@ __all__ = [
     "batch_progress",
     "parse_describe",
     "pick_template",
+    "read_module_file",
 ]
 
 _ABSENT = object()  # pool_get's default when "no entry" must differ from a stored None
 _LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 _MAX_LOG = 64 * 1024
-
-
-_KIB = 1024
-_MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class GuestLimits:
-    """Per-node limits on everything a guest controls. Exceeding one raises
-    :class:`~reflow.GuestLimitError` naming the field (``OutputLimitError`` for
-    ``output_bytes``, ``GuestMemoryError`` for ``memory_bytes``, ``GuestTimeout`` for
-    ``tick_ms``); a per-tick limit fails that tick only. abi/ABI.md, "Resource limits", says
-    what each one counts.
-
-    Linear memory, time, stack, store contents and compiling apply to WebAssembly guests only
-    (a native library cannot be limited); output, packets, pools and the describe document to
-    every engine.
-
-    ``batch_ticks``: at most this many ticks of a node per guest call, for guests that export
-    ``reflow_tick_batch`` (ABI 1.1); ``1`` turns batching off. Every tick, batched or not,
-    has its own budget of ``tick_ms`` (abi/ABI.md, section 3a)."""
-
-    memory_bytes: int = 64 * _MIB
-    tick_ms: float = 1000.0
-    output_bytes: int = 16 * _MIB
-    batch_ticks: int = 32
-    #: Packets one tick may send: those emitted mid-tick plus the outputs of its result frame.
-    output_packets: int = 10_000
-    #: A node's pools together (host memory that outlives ticks): bytes charged (pool name,
-    #: id, encoded value, the parsed size of JSON values and a fixed cost per entry), entries,
-    #: and the size of one pool name or id and of one encoded value.
-    pool_bytes: int = 16 * _MIB
-    pool_entries: int = 65_536
-    pool_key_bytes: int = 1 * _KIB
-    pool_value_bytes: int = 1 * _MIB
-    #: What one node's wasmtime store may hold (``Store.set_limits``): elements per table,
-    #: tables, instances and linear memories.
-    table_elements: int = 65_536
-    tables: int = 4
-    instances: int = 1
-    memories: int = 1
-    #: Loading a module: its size, and what compiling it may cost (address space the
-    #: compiler may add, and wall-clock time; the compiler runs in a child process so both
-    #: can be enforced).
-    module_bytes: int = 64 * _MIB
-    compile_memory_bytes: int = 1024 * _MIB
-    compile_ms: float = 60_000.0
-    #: The describe document: its size (checked before it is copied or parsed, which bounds
-    #: what parsing costs: JSON text parses to at most ~25x its size) and the number of
-    #: templates it lists.
-    describe_bytes: int = 1 * _MIB
-    describe_templates: int = 1024
-
-    def __post_init__(self) -> None:
-        for name, minimum in _LIMIT_MINIMA:
-            value = getattr(self, name)
-            floats = name in _FLOAT_LIMITS
-            kind = "a number" if floats else "an integer"
-            if isinstance(value, bool) or not isinstance(value, (int, float) if floats else int):
-                raise InvalidLimitsError(
-                    f"GuestLimits.{name} must be {kind}, not {value!r}", field=name, value=value
-                )
-            if floats and not (value > 0 and math.isfinite(value)):
-                raise InvalidLimitsError(
-                    f"GuestLimits.{name} must be positive and finite, not {value!r}",
-                    field=name,
-                    value=value,
-                )
-            if value < minimum:
-                raise InvalidLimitsError(
-                    f"GuestLimits.{name} must be at least {minimum}"
-                    f"{' (one wasm page)' if name == 'memory_bytes' else ''}, not {value!r}",
-                    field=name,
-                    value=value,
-                )
-
-
-#: (field, minimum) for every GuestLimits field.
-_LIMIT_MINIMA: tuple[tuple[str, float], ...] = (
-    ("memory_bytes", 65536),
-    ("tick_ms", 0),
-    ("output_bytes", 1),
-    ("batch_ticks", 1),
-    ("output_packets", 1),
-    ("pool_bytes", 1),
-    ("pool_entries", 1),
-    ("pool_key_bytes", 1),
-    ("pool_value_bytes", 1),
-    ("table_elements", 0),
-    ("tables", 0),
-    ("instances", 1),
-    ("memories", 1),
-    ("module_bytes", 8),
-    ("compile_memory_bytes", 16 * _MIB),
-    ("compile_ms", 0),
-    ("describe_bytes", 2),
-    ("describe_templates", 1),
-)
-_FLOAT_LIMITS = frozenset({"tick_ms", "compile_ms"})
-
-
-@dataclass(frozen=True)
-class GuestGrants:
-    """Capabilities the user grants beyond the baseline (log, emit, pools).
-
-    ``http_hosts``: host names (or ``host:port``) the guest may reach over HTTP; empty means
-    the ``http`` capability is not granted. ``"*"`` allows any host. ``wasi``: see below.
-    """
-
-    http_hosts: tuple[str, ...] = ()
-    http_timeout: float = 10.0
-    http_max_response: int = 1024 * 1024
-    #: Let a module that imports WASI (wasi_snapshot_preview1) run, with an empty WASI
-    #: context: no files, no environment, no arguments, no sockets; stdout/stderr go to the
-    #: node's logger. Clocks and random numbers are what it gains.
-    wasi: bool = False
-
-    def allows_http(self) -> bool:
-        return bool(self.http_hosts)
-
-
-@dataclass(frozen=True)
-class GuestTemplate:
-    """One template from a guest's describe document."""
-
-    id: str
-    inports: tuple[str, ...]
-    outports: tuple[str, ...]
-    await_all_inports: bool = False
-    description: str = ""
-    config_schema: dict[str, Any] = field(default_factory=dict)
-    capabilities: tuple[str, ...] = ()
-    index: int = 0
-
-
-def _names(value: Any, what: str, where: str) -> tuple[str, ...]:
-    from .._errors import GuestABIError
-
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise GuestABIError(f"describe document: {where}.{what} must be a list of names")
-    for v in value:
-        if len(v.encode("utf-8")) > 255:
-            raise GuestABIError(f"describe document: {where}.{what}: {v[:40]!r}... too long")
-    if len(set(value)) != len(value):
-        raise GuestABIError(f"describe document: {where}.{what} lists a name twice")
-    return tuple(value)
-
-
-def read_module_file(
-    path: str | os.PathLike[str], expected: str = "a WebAssembly module (a .wasm file)"
-) -> bytes:
-    """The bytes of a guest module at ``path``, or a GuestABIError naming the path, what is
-    wrong with it (missing, a directory, unreadable, not a valid path) and ``expected``. Size
-    limits are the caller's (``WasmEngine.load`` checks ``GuestLimits.module_bytes`` first)."""
-    shown = repr(str(path))  # control characters (a NUL) escaped
-    name = Path(str(path)).name
-    try:
-        p = Path(path)
-        st = p.stat()
-        if not stat.S_ISREG(st.st_mode):
-            what = "is a directory" if stat.S_ISDIR(st.st_mode) else "is not a regular file"
-            raise GuestABIError(f"cannot read {shown}: it {what}; expected {expected}",
-                                component=name)
-        return p.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise GuestABIError(f"cannot read {shown}: {reason}; expected {expected}",
-                            component=name) from exc
-    except (ValueError, TypeError) as exc:  # a NUL byte in the path, not a path at all
-        raise GuestABIError(f"cannot read {shown}: not a valid path ({exc}); expected "
-                            f"{expected}", component=name) from exc
-
-
-def parse_describe(
-    raw: bytes, abi: tuple[int, int], limits: GuestLimits | None = None
-) -> dict[str, GuestTemplate]:
-    """Validate a describe document (ABI.md §4); return templates by id. Its size is checked
-    against ``limits.describe_bytes`` before it is parsed (which bounds what parsing costs)
-    and its template count against ``describe_templates`` before any template is read."""
-    from .._errors import GuestABIError
-
-    limits = limits or GuestLimits()
-    if len(raw) > limits.describe_bytes:
-        raise GuestLimitError(
-            f"describe document is {len(raw)} bytes, more than GuestLimits.describe_bytes="
-            f"{limits.describe_bytes}",
-            resource="describe_bytes",
-            value=len(raw),
-            limit=limits.describe_bytes,
-        )
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise GuestABIError(f"describe document is not valid UTF-8 JSON: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("templates"), list):
-        raise GuestABIError('describe document must be an object with a "templates" list')
-    declared = doc.get("abi")
-    if declared != f"{abi[0]}.{abi[1]}":
-        raise GuestABIError(
-            f"describe document says abi {declared!r} but reflow_abi_version returned "
-            f"{abi[0]}.{abi[1]}"
-        )
-    count = len(doc["templates"])
-    if count > limits.describe_templates:
-        raise GuestLimitError(
-            f"describe document lists {count} templates, more than "
-            f"GuestLimits.describe_templates={limits.describe_templates}",
-            resource="describe_templates",
-            value=count,
-            limit=limits.describe_templates,
-        )
-    out: dict[str, GuestTemplate] = {}
-    for i, t in enumerate(doc["templates"]):
-        where = f"templates[{i}]"
-        if not isinstance(t, dict) or not isinstance(t.get("id"), str) or not t["id"]:
-            raise GuestABIError(f"describe document: {where} needs a non-empty string id")
-        if t["id"] in out:
-            raise GuestABIError(f"describe document: template id {t['id']!r} appears twice")
-        schema = t.get("config_schema", {})
-        out[t["id"]] = GuestTemplate(
-            id=t["id"],
-            inports=_names(t.get("inports", []), "inports", where),
-            outports=_names(t.get("outports", []), "outports", where),
-            await_all_inports=bool(t.get("await_all_inports", False)),
-            description=str(t.get("description", "")),
-            config_schema=schema if isinstance(schema, dict) else {},
-            capabilities=_names(t.get("capabilities", []), "capabilities", where),
-            index=i,
-        )
-    if not out:
-        raise GuestABIError("describe document lists no templates")
-    return out
 
 
 class GuestNodeHost:
@@ -665,7 +434,7 @@ class GuestNodeHost:
             )
         t0 = time.monotonic()
         try:
-            self.result = _http(method, url, headers, body, self.grants)
+            self.result = http_fetch(method, url, headers, body, self.grants)
         finally:
             # waiting on the server is given back, up to http_timeout per tick in all, so a
             # guest calling a slow server in a loop still ends within a bounded time
@@ -674,28 +443,6 @@ class GuestNodeHost:
                 self.http_waited += waited
                 self.on_resume(waited)
         return len(self.result)
-
-
-def pick_template(
-    templates: dict[str, GuestTemplate], template: str | None, name: str, owner: str
-) -> GuestTemplate:
-    """The template named ``template`` of guest ``name`` (``owner`` is how errors name it);
-    the only one when ``template`` is None."""
-    from .._errors import GuestABIError
-
-    names = ", ".join(sorted(templates))
-    if template is None:
-        if len(templates) != 1:
-            raise GuestABIError(
-                f"{owner} has {len(templates)} templates; name one of: {names}", component=name
-            )
-        template = next(iter(templates))
-    spec = templates.get(template)
-    if spec is None:
-        raise GuestABIError(
-            f"{owner} has no template {template!r}; it has: {names}", component=template
-        )
-    return spec
 
 
 class GuestActor(Actor):
@@ -1011,40 +758,3 @@ def _text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise GuestOutputError(f"pool name or id is not valid UTF-8: {exc}") from exc
-
-
-def _http(method: str, url: str, headers: dict[str, str], body: Any, grants: GuestGrants) -> bytes:
-    """Do one request through httpx; transport errors become ``{"status": 0, "error": ...}``."""
-    import httpx
-
-    content = body.encode("utf-8") if isinstance(body, str) else None
-    try:
-        with (
-            httpx.Client(timeout=grants.http_timeout, follow_redirects=False) as client,
-            client.stream(method, url, headers=headers, content=content) as resp,
-        ):
-            chunks: list[bytes] = []
-            size = 0
-            # httpx's timeout bounds each read; a server dripping bytes must not hold the
-            # guest past http_timeout in all
-            deadline = time.monotonic() + grants.http_timeout
-            for chunk in resp.iter_bytes():
-                if time.monotonic() > deadline:
-                    raise httpx.TimeoutException(
-                        f"response not complete within {grants.http_timeout} s"
-                    )
-                size += len(chunk)
-                if size > grants.http_max_response:
-                    raise httpx.HTTPError(
-                        f"response larger than {grants.http_max_response} bytes"
-                    )
-                chunks.append(chunk)
-            data = b"".join(chunks)
-            out = {
-                "status": resp.status_code,
-                "headers": dict(resp.headers),
-                "body": data.decode("utf-8", "replace"),
-            }
-    except httpx.HTTPError as exc:
-        out = {"status": 0, "error": f"{type(exc).__name__}: {exc}"}
-    return json.dumps(out, ensure_ascii=False).encode("utf-8")
