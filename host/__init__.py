@@ -11,7 +11,8 @@ from ._core import _catalog
 from ._core._actor import Actor, ActorCallContext, ActorContext
 from ._core._catalog import register_template, template_actor, template_list
 from ._core._events import EventStream
-from ._core._graph import Graph, compose_graphs
+from ._core._graph import Graph
+from ._core._graph_compose import compose_graphs
 from ._core._messages import Message
 from ._core._network import Collector, Network, RunSummary
 from ._core._nodes import ActorFailure

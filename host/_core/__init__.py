@@ -10,7 +10,11 @@ Layers, lowest first (a module imports only those above it in this list, and
   worker threads that run sandboxed ticks off the scheduler thread.
 * ``_nodes`` — a node, its edges and their bounded queues (the scheduler's data).
 * ``_scheduler`` — the run loop: who ticks next, backpressure, completion.
-* ``_graph`` — the graph model, FBP JSON reading and writing, composition.
+* ``_graph_values``, ``_graph_records``, ``_graph_reader`` — the values a graph document
+  holds, its records (each written back in its own dialect), reading FBP JSON into them.
+* ``_graph`` — :class:`~reflow.Graph`, the graph model.
+* ``_graph_compose``, ``_graph_spec`` — composition of graphs; the flat view of a graph that
+  a network is built from.
 * ``_network`` — :class:`~reflow.Network`, the public face of a running graph.
 * ``_subgraph`` — a graph used as one actor inside another.
 """

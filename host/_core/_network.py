@@ -617,7 +617,8 @@ class Network:
         """Build a network from a :class:`~reflow.Graph` (or its JSON). Templates are looked up
         when nodes are added: register yours with :meth:`register_actor` first by passing
         ``templates={"tpl_x": actor}``, or load them into the catalog."""
-        from ._graph import Graph, graph_to_network_spec
+        from ._graph import Graph
+        from ._graph_spec import graph_to_network_spec
 
         templates = kwargs.pop("templates", None) or {}
         net = Network(**kwargs)
@@ -661,7 +662,7 @@ class Network:
         """Add the nodes, connections, initial packets and exports of a graph spec
         (``reflow._core._graph.GraphSpec``). With ``as_node``, the graph is inlined as that node:
         inner ids get ``prefix`` and its exported ports become the node's ports."""
-        from ._graph import is_tagged_message
+        from ._graph_values import is_tagged_message
 
         fold = not getattr(spec, "case_sensitive", True)
         components = components or {}
