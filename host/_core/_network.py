@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,19 @@ __all__ = ["Collector", "Network", "RunSummary"]
 log = logging.getLogger("reflow")
 
 DEFAULT_CAPACITY = 64
+
+# Set by the package (``reflow/__init__``): called once per network, on its first run, with
+# the network's ``events`` method, to hand its events to whoever observes networks (plugins'
+# ``reflow_network_event`` hooks). A hook rather than an import: plugins live in the loader,
+# a layer above the core, and pluggy is loaded only when a network first runs.
+_network_observer: Callable[[Callable[[], EventStream]], object] | None = None
+
+
+def set_network_observer(observer: Callable[[Callable[[], EventStream]], object] | None) -> None:
+    """Install the function that may subscribe to every network's events when it first runs
+    (it is given ``net.events``; ``None`` removes it)."""
+    global _network_observer
+    _network_observer = observer
 
 
 @dataclass
@@ -377,12 +390,8 @@ class Network:
     def _arm_sources(self) -> None:
         if not self._announced:
             self._announced = True
-            from .._loader._plugins import observes_network_events
-
-            if observes_network_events():
-                from .._loader._plugins import forward_network_events
-
-                forward_network_events(self.events())
+            if _network_observer is not None:
+                _network_observer(self.events)
             if self._hub.active:
                 self._hub.publish("NetworkStarted")
         self._arm_sources_now()
