@@ -44,6 +44,7 @@ from .._errors import (
     PortTypeError,
     UnknownNodeError,
 )
+from ._gcdefer import building, bulk
 from ._graph_reader import read_graph
 from ._graph_records import (
     ConnectionRecord,
@@ -139,6 +140,7 @@ class Graph(GraphData):
     # -- nodes ------------------------------------------------------------------------------
     def add_node(self, id: str, component: str, metadata: dict[str, Any] | None = None) -> None:
         """Add a node running ``component``. Raises DuplicateNodeError if ``id`` is taken."""
+        building()
         if not isinstance(id, str) or not id:
             raise GraphFormatError(f"a node id must be a non-empty string, got {id!r}",
                                    path="$.processes")
@@ -593,4 +595,5 @@ class Graph(GraphData):
 
         Raises GraphFormatError with the JSON path of the first problem found.
         """
-        return read_graph(value, Graph)
+        with bulk():
+            return read_graph(value, Graph)

@@ -33,6 +33,7 @@ from .._errors import (
 )
 from ._actor import Actor, ActorContext
 from ._events import EventHub, EventStream
+from ._gcdefer import building, built, bulk
 from ._messages import Message, as_message
 from ._nodes import _NEVER, ActorFailure, _Edge, _Node, _Sink
 from ._scheduler import Scheduler
@@ -45,6 +46,7 @@ __all__ = ["Collector", "Network", "RunSummary"]
 log = logging.getLogger("reflow")
 
 DEFAULT_CAPACITY = 64
+_WIDE_ROUTE = 8  # a route with this many edges keeps a set of its targets (see _connected)
 
 # Set by the package (``reflow/__init__``): called once per network, on its first run, with
 # the network's ``events`` method, to hand its events to whoever observes networks (plugins'
@@ -152,8 +154,11 @@ class Network:
         self._hub = EventHub()
         self._sched = Scheduler(self._hub, _int_option(w, "workers") if w is not None else None)
         self._templates: dict[str, Actor] = {}
+        self._modes: dict[str, tuple[Actor, str, Any, str]] = {}  # see _shared_mode
         self._iips: dict[tuple[str, str], _Edge] = {}
-        self._connections: set[tuple[str, str, str, str]] = set()
+        # (node, out-port) -> the (node, in-port) pairs it feeds, only for routes too wide
+        # to search for a duplicate (the rest are searched: most have one or two edges)
+        self._wide_routes: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._taps: dict[tuple[str, str], list[Collector]] = {}
         self._aliases_in: dict[tuple[str, str], tuple[str, str]] = {}
         self._aliases_out: dict[tuple[str, str], tuple[str, str]] = {}
@@ -204,23 +209,41 @@ class Network:
         self, id: str, template_id: str, config: dict[str, Any] | None = None
     ) -> None:
         """Add node ``id`` running the actor registered as ``template_id``."""
-        self._check_mutable()
+        if self._running or self._closed:
+            self._check_mutable()
+        building()
         if not isinstance(id, str) or not id:
             raise GraphError(f"node id must be a non-empty string, got {id!r}")
-        if id in self._sched.nodes or id in self._subgraph_nodes:
+        nodes = self._sched.nodes
+        if id in nodes or id in self._subgraph_nodes:
             raise DuplicateNodeError(id)
         if config is not None and not isinstance(config, dict):
             raise GraphError(f"config of node {id!r} must be a dict, got {type(config).__name__}")
-        template = self._template(template_id)
+        template = self._templates.get(template_id) or self._template(template_id)
         if template._expands:  # a subgraph: its inner nodes join this network
             self._subgraph_nodes.add(id)
             template.expand_into(self, id, dict(config or {}))
             return
-        actor = template.open_node(id, dict(config or {}))
-        node = _Node(id, template.component if actor is template else actor.component,
-                     actor, dict(config or {}))
+        actor = template.open_node(id, dict(config) if config else {})
+        if actor is template:  # one actor shared by all its nodes: its mode is known
+            node = _Node(id, template.component, actor, dict(config) if config else {},
+                         self._shared_mode(template_id, template))
+        else:
+            node = _Node(id, actor.component, actor, dict(config) if config else {})
         node.ctx = ActorContext(self._sched, node)
-        self._sched.nodes[id] = node
+        nodes[id] = node
+
+    def _shared_mode(self, template_id: str, template: Actor) -> str:
+        """``template._execution()``, worked out once per template while what it depends on
+        (the template itself, its ``execution`` and ``run``) stays the same."""
+        run = template.run
+        seen = self._modes.get(template_id)
+        if seen is not None and seen[0] is template and seen[2] == run \
+                and seen[1] == template.execution:
+            return seen[3]
+        mode = template._execution()
+        self._modes[template_id] = (template, template.execution, run, mode)
+        return mode
 
     def _resolve(self, node: str, port: str, *, out: bool) -> tuple[str, str]:
         """Map a subgraph node's exported port to the inner node and port it stands for."""
@@ -249,44 +272,118 @@ class Network:
         capacity: int | None = None,
     ) -> None:
         """Connect ``from_actor.from_port`` to ``to_actor.to_port``."""
-        self._check_mutable()
+        if self._running or self._closed:
+            self._check_mutable()
+        building()
         if self._pending_spec is not None:
             self._materialize()
-        from_actor, from_port = self._resolve(from_actor, from_port, out=True)
-        to_actor, to_port = self._resolve(to_actor, to_port, out=False)
-        label = f"connection {from_actor}.{from_port} -> {to_actor}.{to_port}"
-        src = self._node(from_actor, f"source of {label}")
-        dst = self._node(to_actor, f"target of {label}")
-        if from_port not in src.routes:
+        if self._subgraph_nodes:
+            from_actor, from_port = self._resolve(from_actor, from_port, out=True)
+            to_actor, to_port = self._resolve(to_actor, to_port, out=False)
+        nodes = self._sched.nodes
+        src = nodes.get(from_actor)
+        dst = nodes.get(to_actor)
+        if src is None or dst is None:
+            label = f"connection {from_actor}.{from_port} -> {to_actor}.{to_port}"
+            self._node(from_actor, f"source of {label}")
+            self._node(to_actor, f"target of {label}")
+        assert src is not None and dst is not None
+        route = src.routes.get(from_port) if isinstance(from_port, str) else None
+        if route is None:
             raise UnknownPortError(from_actor, from_port, "out", list(src.routes))
         if to_port not in dst.actor.inports:
             raise UnknownPortError(to_actor, to_port, "in", list(dst.actor.inports))
+        if src.actor.outport_types or dst.actor.inport_types:
+            self._check_types(src, from_port, dst, to_port)
+        if route and self._connected(route, from_actor, from_port, to_actor, to_port):
+            raise GraphError(
+                f"connection {from_actor}.{from_port} -> {to_actor}.{to_port} already exists"
+            )
+        cap = _int_option(capacity, "capacity") if capacity is not None else self.capacity
+        edge = _Edge(src, from_port, dst, to_port, cap)
+        if route.__class__ is list:
+            route.append(edge)
+        else:
+            route = src.routes[from_port] = [edge]
+        self._attach_in(dst, edge)
+        if self._taps:
+            for coll in self._taps.get((to_actor, to_port), ()):
+                route.append(self._collector_edge(coll))
+
+    @staticmethod
+    def _add_route(node: _Node, port: str, edge: _Edge) -> None:
+        """Add ``edge`` to ``node.port``'s out-edges. A route with no edge yet is a shared
+        empty tuple (see ``_Node``): it is replaced, never appended to."""
+        route = node.routes[port]
+        if route.__class__ is list:
+            route.append(edge)
+        else:
+            node.routes[port] = [edge]
+
+    def _connected(self, route: list[_Edge], from_actor: str, from_port: str, to_actor: str,
+                   to_port: str) -> bool:
+        """Whether ``route`` (the edges of ``from_actor.from_port``) reaches ``to_actor.to_port``
+        already. Called before each new edge is added, so a wide route's set stays complete."""
+        if len(route) < _WIDE_ROUTE:
+            for e in route:
+                if e.dst_port == to_port and e.dst.id == to_actor and e.dst.__class__ is _Node:
+                    return True
+            return False
+        targets = self._wide_routes.get((from_actor, from_port))
+        if targets is None:
+            targets = self._wide_routes[(from_actor, from_port)] = {
+                (e.dst.id, e.dst_port) for e in route if e.dst.__class__ is _Node
+            }
+        if (to_actor, to_port) in targets:
+            return True
+        targets.add((to_actor, to_port))  # the edge is added next
+        return False
+
+    @property
+    def _connections(self) -> set[tuple[str, str, str, str]]:
+        """Every connection as ``(from node, out-port, to node, in-port)``."""
+        return {
+            (node.id, port, e.dst.id, e.dst_port)
+            for node in self._sched.nodes.values()
+            for port, edges in node.routes.items()
+            for e in edges
+            if e.dst.__class__ is _Node
+        }
+
+    @staticmethod
+    def _check_types(src: _Node, from_port: str, dst: _Node, to_port: str) -> None:
         out_t = src.actor.outport_types.get(from_port, "Any")
         in_t = dst.actor.inport_types.get(to_port, "Any")
         if out_t != in_t and "Any" not in (out_t, in_t) and not (
             out_t == "Integer" and in_t == "Float"
         ):
+            label = f"connection {src.id}.{from_port} -> {dst.id}.{to_port}"
             raise PortTypeError(
-                f"{label}: out-port {from_actor}.{from_port} sends {out_t} but in-port "
-                f"{to_actor}.{to_port} accepts {in_t}",
-                source=f"{from_actor}.{from_port}",
-                target=f"{to_actor}.{to_port}",
+                f"{label}: out-port {src.id}.{from_port} sends {out_t} but in-port "
+                f"{dst.id}.{to_port} accepts {in_t}",
+                source=f"{src.id}.{from_port}",
+                target=f"{dst.id}.{to_port}",
             )
-        key = (from_actor, from_port, to_actor, to_port)
-        if key in self._connections:
-            raise GraphError(f"{label} already exists")
-        cap = _int_option(capacity, "capacity") if capacity is not None else self.capacity
-        edge = _Edge(src, from_port, dst, to_port, cap)
-        self._connections.add(key)
-        src.routes[from_port].append(edge)
-        self._attach_in(dst, edge)
-        for coll in self._taps.get((to_actor, to_port), ()):
-            src.routes[from_port].append(self._collector_edge(coll))
 
     def _attach_in(self, dst: _Node, edge: _Edge) -> None:
-        dst.in_edges.append(edge)
-        dst.port_edges.setdefault(edge.dst_port, []).append(edge)
-        dst.await_ports = [p for p in dst.actor.inports if dst.port_edges.get(p)]
+        port = edge.dst_port
+        edges = dst.port_edges.get(port)
+        if edges is None:
+            if not dst.in_edges and len(dst.actor.inports) == 1:
+                # one in-port: its edges are all the node's in-edges, so one list is both
+                dst.in_edges = dst.port_edges[port] = [edge]
+            else:
+                dst.in_edges.append(edge)
+                dst.port_edges[port] = [edge]
+            # the in-ports that have an edge, in declaration order: changes only here
+            if len(dst.port_edges) == 1:
+                dst.await_ports = [port]
+            else:
+                dst.await_ports = [p for p in dst.actor.inports if p in dst.port_edges]
+        else:
+            edges.append(edge)
+            if edges is not dst.in_edges:
+                dst.in_edges.append(edge)
         if edge.queue and not dst.queued:
             dst.queued = True
             self._sched.ready.append(dst)
@@ -366,12 +463,12 @@ class Network:
         target = self._node(node, f"collect({node!r}, {port!r})")
         coll = Collector(f"{node}.{port}")
         if port in target.routes:
-            target.routes[port].append(self._collector_edge(coll))
+            self._add_route(target, port, self._collector_edge(coll))
         elif port in target.actor.inports:
             self._taps.setdefault((node, port), []).append(coll)
             for edge in target.port_edges.get(port, ()):
                 if edge.src is not None:
-                    edge.src.routes[edge.src_port].append(self._collector_edge(coll))
+                    self._add_route(edge.src, edge.src_port, self._collector_edge(coll))
         else:
             raise UnknownPortError(
                 node, port, "in or out", [*target.actor.inports, *target.routes]
@@ -439,6 +536,7 @@ class Network:
 
     def _begin(self) -> tuple[float, dict[str, int], int]:
         """Mark the start of a run: the baselines its summary is measured against."""
+        built()  # the graph is built: full collections of the collector may run again
         sched = self._sched
         self._base = (sched.overflowed, sched.dropped)
         sched.failures.clear()
@@ -558,6 +656,7 @@ class Network:
         event and logged."""
         if self._closed:
             return
+        built()
         if self._thread is not None and self._thread.is_alive() and wait != 0:
             try:
                 self._wait_idle(wait)
@@ -671,11 +770,14 @@ class Network:
         """Add the nodes, connections, initial packets and exports of a graph spec
         (``reflow._core._graph.GraphSpec``). With ``as_node``, the graph is inlined as that node:
         inner ids get ``prefix`` and its exported ports become the node's ports."""
+        with bulk():
+            self._load_spec(spec, prefix, components or {}, configs or {}, as_node)
+
+    def _load_spec(self, spec: Any, prefix: str, components: dict[str, str],
+                   configs: dict[str, dict[str, Any]], as_node: str | None) -> None:
         from ._graph_values import is_tagged_message
 
         fold = not getattr(spec, "case_sensitive", True)
-        components = components or {}
-        configs = configs or {}
 
         def port(node_id: str, name: str, out: bool) -> str:
             return self._port_name(node_id, name, out) if fold else name
