@@ -3,6 +3,7 @@
 Layers, lowest first (a module imports only those above it in this list, and
 ``reflow._errors`` / ``reflow._jsonread``):
 
+* ``_gcdefer`` — holds the collector's full collections back while a graph is built.
 * ``_messages`` — the typed :class:`~reflow.Message` and its JSON form.
 * ``_actor`` — :class:`~reflow.Actor`, the contexts a tick sees.
 * ``_catalog`` — the template registry (ids to actors) that graphs name.
@@ -15,6 +16,8 @@ Layers, lowest first (a module imports only those above it in this list, and
 * ``_graph`` — :class:`~reflow.Graph`, the graph model.
 * ``_graph_compose``, ``_graph_spec`` — composition of graphs; the flat view of a graph that
   a network is built from.
-* ``_network`` — :class:`~reflow.Network`, the public face of a running graph.
+* ``_results`` — what a run gives back: :class:`~reflow.RunSummary`, collectors.
+* ``_wiring`` — making and checking a network's nodes and edges (nothing that runs).
+* ``_network`` — :class:`~reflow.Network` (wiring plus running it), the public face.
 * ``_subgraph`` — a graph used as one actor inside another.
 """
