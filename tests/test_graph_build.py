@@ -28,6 +28,7 @@ from reflow import (
     GraphFormatError,
     Message,
     Network,
+    UnknownComponentError,
     UnknownNodeError,
     compose_graphs,
 )
@@ -540,3 +541,43 @@ def test_importing_reflow_loads_neither_the_loader_nor_pluggy() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_network_from_a_graph_lists_its_nodes() -> None:
+    g = Graph("g")
+    g.add_node("a", "inc")
+    g.add_node("b", "inc")
+    g.add_connection("a", "out", "b", "in")
+    net = Network.from_graph(g, templates={"inc": Inc()})
+    assert net.nodes() == ["a", "b"]
+    assert net._connections == {("a", "out", "b", "in")}
+    net.shutdown()
+    missing = Network.from_graph(g)
+    with pytest.raises(UnknownComponentError, match="unknown component 'inc'"):
+        missing.nodes()  # the graph is applied here, so its errors surface here
+    missing.shutdown()
+
+
+def test_a_hold_that_lasts_too_long_lets_one_full_collection_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process that never stops building still gets its old garbage collected: after
+    MAX_HOLD_S the threshold goes back until one full collection has run, then holds again."""
+    monkeypatch.setattr(_gcdefer, "MAX_HOLD_S", 0.2)
+    net = _net()
+    net.add_node("n0", "inc")
+    assert _held()
+    deadline = time.monotonic() + 10
+    i = 0
+    while _held() and time.monotonic() < deadline:  # building on and on, never idle
+        i += 1
+        net.add_node(f"n{i}", "inc")
+        gc.collect(0)
+    assert not _held()
+    net.add_node("again", "inc")
+    assert not _held()  # no new hold before the full collection
+    gc.collect()  # the full collection (a young one that grows into it does the same)
+    net.add_node("after", "inc")
+    assert _held()
+    net.shutdown()
+    assert not _held()

@@ -347,6 +347,9 @@ class Wiring:
             )
 
     def nodes(self) -> list[str]:
+        """The node ids, in the order they were added (a graph given to ``from_graph`` is
+        applied first)."""
+        self._materialize()
         return list(self._sched.nodes)
 
     # ------------------------------------------------------------------ graphs
