@@ -555,13 +555,17 @@ class Graph(GraphData):
         found: dict[tuple[str, Direction, str], list[tuple[str, Any]]] = {}
         fold = self.port_key
         for i, conn in enumerate(self._connections):
-            ends = ((conn.tgt, "in"),) if conn.iip or conn.src is None else (
-                (conn.tgt, "in"), (conn.src, "out"))
+            ends: tuple[tuple[EndRecord, Direction], ...] = (
+                ((conn.tgt, "in"),) if conn.iip or conn.src is None
+                else ((conn.tgt, "in"), (conn.src, "out"))
+            )
             for end, direction in ends:
                 if end.port_type is not None:
                     found.setdefault((end.node, direction, fold(end.port)), []).append(
                         (self._end_label(i, conn, direction), end.port_type))
-        for table, direction in ((self._inports, "in"), (self._outports, "out")):
+        tables: tuple[tuple[dict[str, ExportRecord], Direction], ...] = (
+            (self._inports, "in"), (self._outports, "out"))
+        for table, direction in tables:
             for name, exported in table.items():
                 if exported.port_type is not None:
                     found.setdefault((exported.node, direction, fold(exported.port)), []).append(

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._errors import GraphError, MessageError, NetworkStateError, RunTimeout, UnknownPortError
+from .._errors import GraphError, NetworkStateError, RunTimeout
 from ._events import EventHub, EventStream
 from ._gcdefer import built
-from ._messages import as_message
+from ._messages import Message
 from ._nodes import ActorFailure, _Node
 from ._results import Collector, RunSummary
 from ._scheduler import Scheduler
@@ -92,24 +92,7 @@ class Network(Wiring):
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ initial packets
-    def add_initial(self, actor: str, port: str, message: Any) -> None:
-        """Queue ``message`` (a Message or its JSON form) on ``actor.port``.
-
-        Allowed at any time, also while the network runs (thread-safe)."""
-        self._check_open()
-        if self._pending_spec is not None:
-            self._materialize()
-        actor, port = self._resolve(actor, port, out=False)
-        node = self._node(actor, f"initial packet for {actor}.{port}")
-        if port not in node.actor.inports:
-            raise UnknownPortError(actor, port, "in", list(node.actor.inports))
-        try:
-            msg = as_message(message)
-        except MessageError as exc:
-            raise MessageError(
-                f"initial packet for {actor}.{port} is not a valid message: {exc}",
-                path=exc.path,
-            ) from exc
+    def _deliver_initial(self, node: _Node, port: str, msg: Message) -> None:
         if self._thread is not None and self._thread.is_alive():
             # under the idle lock, so the scheduler cannot report idle in between
             with self._idle:

@@ -17,6 +17,7 @@ from typing import Any
 from .._errors import (
     DuplicateNodeError,
     GraphError,
+    MessageError,
     NetworkStateError,
     PortTypeError,
     UnknownComponentError,
@@ -25,7 +26,7 @@ from .._errors import (
 )
 from ._actor import Actor, ActorContext
 from ._gcdefer import building, bulk
-from ._messages import Message
+from ._messages import Message, as_message
 from ._nodes import _NEVER, _Edge, _Node, _Sink
 from ._results import Collector
 from ._scheduler import Scheduler
@@ -271,6 +272,30 @@ class Wiring:
         if edge.queue and not dst.queued:
             dst.queued = True
             self._sched.ready.append(dst)
+
+    def add_initial(self, actor: str, port: str, message: Any) -> None:
+        """Queue ``message`` (a Message or its JSON form) on ``actor.port``.
+
+        Allowed at any time, also while the network runs (thread-safe)."""
+        self._check_open()
+        if self._pending_spec is not None:
+            self._materialize()
+        actor, port = self._resolve(actor, port, out=False)
+        node = self._node(actor, f"initial packet for {actor}.{port}")
+        if port not in node.actor.inports:
+            raise UnknownPortError(actor, port, "in", list(node.actor.inports))
+        try:
+            msg = as_message(message)
+        except MessageError as exc:
+            raise MessageError(
+                f"initial packet for {actor}.{port} is not a valid message: {exc}",
+                path=exc.path,
+            ) from exc
+        self._deliver_initial(node, port, msg)
+
+    def _deliver_initial(self, node: _Node, port: str, msg: Message) -> None:
+        """Queue a checked initial packet; a running network hands it to its scheduler."""
+        self._queue_initial(node, port, msg)
 
     def _queue_initial(self, node: _Node, port: str, msg: Message) -> None:
         key = (node.id, port)
