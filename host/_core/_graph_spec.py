@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .._errors import GraphFormatError, PortTypeError
+from ._gcdefer import bulk
 from ._graph import Graph
 from ._graph_values import Direction, key_path, port_types_compatible, type_label, type_name
 
@@ -71,6 +72,11 @@ def graph_to_network_spec(graph: Graph) -> GraphSpec:
     * Typed ports are checked here: a connection whose ends, or a port whose declarations,
       disagree raises PortTypeError naming both ends.
     """
+    with bulk():  # a bulk build: the collector's full collections wait (see _gcdefer)
+        return _flatten(graph)
+
+
+def _flatten(graph: Graph) -> GraphSpec:
     nodes = []
     for node in graph._nodes.values():
         metadata = copy.deepcopy(node.metadata) or {}
