@@ -7,11 +7,14 @@ is private and may change.
 
 from __future__ import annotations
 
-from ._core import _catalog
+from typing import TYPE_CHECKING
+
+from ._core import _catalog, _network
 from ._core._actor import Actor, ActorCallContext, ActorContext
 from ._core._catalog import register_template, template_actor, template_list
 from ._core._events import EventStream
-from ._core._graph import Graph, compose_graphs
+from ._core._graph import Graph
+from ._core._graph_compose import compose_graphs
 from ._core._messages import Message
 from ._core._network import Collector, Network, RunSummary
 from ._core._nodes import ActorFailure
@@ -63,6 +66,9 @@ from ._errors import (
     UnsafeArchiveError,
     UntrustedKeyError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __version__ = "0.1.0"
 
@@ -182,7 +188,17 @@ def _load_plugin_templates() -> object:
     return load_plugin_templates()
 
 
+def _observe_network(subscribe: Callable[[], EventStream]) -> None:
+    """Forward a network's events to plugins' ``reflow_network_event`` hooks, if any plugin
+    implements one (``subscribe`` is the network's ``events``)."""
+    from ._loader._plugins import forward_network_events, observes_network_events
+
+    if observes_network_events():
+        forward_network_events(subscribe())
+
+
 _catalog.set_plugin_loader(_load_plugin_templates)
+_network.set_network_observer(_observe_network)
 
 
 def __getattr__(name: str) -> object:

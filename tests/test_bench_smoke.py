@@ -34,6 +34,7 @@ RATIOS: dict[str, list[str]] = {
         "chain, a thread reading every event as dicts / bare",
         "chain, a thread reading tick results / bare loop",
         "build time per node, 10,000 / 1,000 nodes",
+        "build from graph JSON per node, 10,000 / 1,000 nodes",
     ],
     "bench_packs": [
         "stripped size / full size",

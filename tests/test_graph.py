@@ -1,4 +1,5 @@
-"""Tests for reflow._core._graph: the FBP graph, its JSON dialects, composition, network spec."""
+"""Tests for the graph modules of reflow._core: the FBP graph model (_graph), its JSON dialects
+(_graph_reader, _graph_records), composition (_graph_compose) and network spec (_graph_spec)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reflow._core._graph import (
+from reflow._core._graph import Graph
+from reflow._core._graph_compose import compose_graphs
+from reflow._core._graph_spec import (
     ConnectionSpec,
-    Graph,
     InitialSpec,
     NodeSpec,
-    compose_graphs,
     graph_to_network_spec,
-    is_tagged_message,
-    port_types_compatible,
 )
+from reflow._core._graph_values import is_tagged_message, port_types_compatible
 from reflow._errors import (
     DuplicateNodeError,
     GraphError,

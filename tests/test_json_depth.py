@@ -421,7 +421,8 @@ def test_deep_graphs_are_refused(call: Callable[[], Any], fragments: tuple[str, 
 
 
 def test_a_graph_as_deep_as_methods_allow_reads_back_from_its_own_json() -> None:
-    # values handed to methods are counted at level 5 of the document (see _graph._VALUE_LEVEL)
+    # values handed to methods are counted at level 5 of the document
+    # (see reflow._core._graph_values.VALUE_LEVEL)
     g = _graph()
     g.add_initial("n", "in", nested_lists(MAX_DEPTH - 4))  # the deepest add_initial allows
     g.add_node("m", "c", nested_dicts(MAX_DEPTH - 4))

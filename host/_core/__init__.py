@@ -3,6 +3,7 @@
 Layers, lowest first (a module imports only those above it in this list, and
 ``reflow._errors`` / ``reflow._jsonread``):
 
+* ``_gcdefer`` — holds the collector's full collections back while a graph is built.
 * ``_messages`` — the typed :class:`~reflow.Message` and its JSON form.
 * ``_actor`` — :class:`~reflow.Actor`, the contexts a tick sees.
 * ``_catalog`` — the template registry (ids to actors) that graphs name.
@@ -10,7 +11,13 @@ Layers, lowest first (a module imports only those above it in this list, and
   worker threads that run sandboxed ticks off the scheduler thread.
 * ``_nodes`` — a node, its edges and their bounded queues (the scheduler's data).
 * ``_scheduler`` — the run loop: who ticks next, backpressure, completion.
-* ``_graph`` — the graph model, FBP JSON reading and writing, composition.
-* ``_network`` — :class:`~reflow.Network`, the public face of a running graph.
+* ``_graph_values``, ``_graph_records``, ``_graph_reader`` — the values a graph document
+  holds, its records (each written back in its own dialect), reading FBP JSON into them.
+* ``_graph`` — :class:`~reflow.Graph`, the graph model.
+* ``_graph_compose``, ``_graph_spec`` — composition of graphs; the flat view of a graph that
+  a network is built from.
+* ``_results`` — what a run gives back: :class:`~reflow.RunSummary`, collectors.
+* ``_wiring`` — making and checking a network's nodes and edges (nothing that runs).
+* ``_network`` — :class:`~reflow.Network` (wiring plus running it), the public face.
 * ``_subgraph`` — a graph used as one actor inside another.
 """

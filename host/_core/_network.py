@@ -5,8 +5,8 @@ It mirrors ``offbit_reflow.Network`` (``register_actor``, ``add_node``, ``add_co
 lacks: ``run(timeout=)`` and ``await arun()`` that return when the graph is idle with a
 :class:`RunSummary`, and :meth:`Network.collect` to capture what reaches a port.
 
-Every call that builds the graph checks its arguments at once and raises a
-:class:`~reflow.GraphError` naming the node, port or component at fault.
+Building the graph is :class:`~reflow._core._wiring.Wiring`'s part; this module runs it: the
+scheduler's thread or event loop, waiting for idle, shutting down, the network's events.
 """
 
 from __future__ import annotations
@@ -15,100 +15,40 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._errors import (
-    DuplicateNodeError,
-    GraphError,
-    MessageError,
-    NetworkStateError,
-    PortTypeError,
-    RunTimeout,
-    UnknownComponentError,
-    UnknownNodeError,
-    UnknownPortError,
-)
-from ._actor import Actor, ActorContext
+from .._errors import GraphError, NetworkStateError, RunTimeout
 from ._events import EventHub, EventStream
-from ._messages import Message, as_message
-from ._nodes import _NEVER, ActorFailure, _Edge, _Node, _Sink
+from ._gcdefer import built
+from ._messages import Message
+from ._nodes import ActorFailure, _Node
+from ._results import Collector, RunSummary
 from ._scheduler import Scheduler
+from ._wiring import DEFAULT_CAPACITY, Wiring, int_option
 
 if TYPE_CHECKING:
     from ._graph import Graph
 
-__all__ = ["Collector", "Network", "RunSummary"]
+__all__ = ["Collector", "Network", "RunSummary", "set_network_observer"]
 
 log = logging.getLogger("reflow")
 
-DEFAULT_CAPACITY = 64
+# Set by the package (``reflow/__init__``): called once per network, on its first run, with
+# the network's ``events`` method, to hand its events to whoever observes networks (plugins'
+# ``reflow_network_event`` hooks). A hook rather than an import: plugins live in the loader,
+# a layer above the core, and pluggy is loaded only when a network first runs.
+_network_observer: Callable[[Callable[[], EventStream]], object] | None = None
 
 
-@dataclass
-class RunSummary:
-    """What one ``run()`` did. ``ok`` is False when any tick failed."""
-
-    ticks: int
-    node_ticks: dict[str, int]
-    failures: list[ActorFailure]
-    failure_count: int
-    overflowed: int
-    dropped: int
-    elapsed: float
-    pending: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.failure_count == 0
-
-    def raise_for_failures(self) -> None:
-        """Raise :class:`~reflow.ActorError` for the first failure, if any."""
-        if self.failures:
-            from .._errors import ActorError
-
-            first = self.failures[0]
-            more = f" (and {self.failure_count - 1} more)" if self.failure_count > 1 else ""
-            raise ActorError(f"{first}{more}", node=first.node, component=first.component)
+def set_network_observer(observer: Callable[[Callable[[], EventStream]], object] | None) -> None:
+    """Install the function that may subscribe to every network's events when it first runs
+    (it is given ``net.events``; ``None`` removes it)."""
+    global _network_observer
+    _network_observer = observer
 
 
-class Collector:
-    """The messages that reached a port, in arrival order. Unbounded: meant for results
-    and tests, not for a firehose (use an actor for that)."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.messages: list[Message] = []
-
-    def values(self) -> list[Any]:
-        """The payloads (``message["data"]``) of the collected messages."""
-        return [m.get("data") for m in self.messages]
-
-    def clear(self) -> None:
-        self.messages.clear()
-
-    def __len__(self) -> int:
-        return len(self.messages)
-
-    def __iter__(self) -> Iterator[Message]:
-        return iter(self.messages)
-
-    def __getitem__(self, i: int) -> Message:
-        return self.messages[i]
-
-    def __repr__(self) -> str:
-        return f"<Collector {self.label}: {len(self.messages)} messages>"
-
-
-def _int_option(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GraphError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-class Network:
+class Network(Wiring):
     """A graph of actor nodes and the scheduler that runs it.
 
     ``capacity`` bounds every edge (packets waiting between two nodes) unless a connection
@@ -130,172 +70,29 @@ class Network:
                 f"unknown network config key(s) {', '.join(sorted(unknown))}; "
                 f"expected capacity, workers, event_buffer"
             )
-        self.capacity = _int_option(
+        cap = int_option(
             capacity if capacity is not None else config.get("capacity", DEFAULT_CAPACITY),
             "capacity",
         )
         w = workers if workers is not None else config.get("workers")
-        self._event_buffer = _int_option(config.get("event_buffer", 65536), "event_buffer")
+        self._event_buffer = int_option(config.get("event_buffer", 65536), "event_buffer")
         self._hub = EventHub()
-        self._sched = Scheduler(self._hub, _int_option(w, "workers") if w is not None else None)
-        self._templates: dict[str, Actor] = {}
-        self._iips: dict[tuple[str, str], _Edge] = {}
-        self._connections: set[tuple[str, str, str, str]] = set()
-        self._taps: dict[tuple[str, str], list[Collector]] = {}
-        self._aliases_in: dict[tuple[str, str], tuple[str, str]] = {}
-        self._aliases_out: dict[tuple[str, str], tuple[str, str]] = {}
-        self._exported_in: dict[str, tuple[str, str]] = {}
-        self._exported_out: dict[str, tuple[str, str]] = {}
+        super().__init__(
+            Scheduler(self._hub, int_option(w, "workers") if w is not None else None), cap
+        )
         self._armed: set[str] = set()
         self._announced = False
-        self._subgraph_nodes: set[str] = set()
         self._base = (0, 0)  # overflowed, dropped at the start of the current run
         self._lock = threading.Lock()
-        self._running = False
-        self._closed = False
         self._thread: threading.Thread | None = None
         self._stop_flag = False
         self._idle = threading.Condition()
         self._busy = False
         self._thread_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending_spec: Any = None
 
-    # ------------------------------------------------------------------ building
-    def register_actor(self, template_id: str, actor: Any) -> None:
-        """Make ``actor`` (an :class:`Actor` instance) available as ``template_id``."""
-        self._check_open()
-        if isinstance(actor, type) and issubclass(actor, Actor):
-            actor = actor()
-        if not isinstance(actor, Actor):
-            raise GraphError(
-                f"register_actor({template_id!r}, ...) expects an Actor instance, "
-                f"got {type(actor).__name__}"
-            )
-        if not isinstance(template_id, str) or not template_id:
-            raise GraphError(f"template id must be a non-empty string, got {template_id!r}")
-        self._templates[template_id] = actor
-
-    def _template(self, template_id: str) -> Actor:
-        actor = self._templates.get(template_id)
-        if actor is not None:
-            return actor
-        from ._catalog import lookup_template, template_list
-
-        found = lookup_template(template_id)
-        if found is None:
-            raise UnknownComponentError(template_id, [*self._templates, *template_list()])
-        return found
-
-    def add_node(
-        self, id: str, template_id: str, config: dict[str, Any] | None = None
-    ) -> None:
-        """Add node ``id`` running the actor registered as ``template_id``."""
-        self._check_mutable()
-        if not isinstance(id, str) or not id:
-            raise GraphError(f"node id must be a non-empty string, got {id!r}")
-        if id in self._sched.nodes or id in self._subgraph_nodes:
-            raise DuplicateNodeError(id)
-        if config is not None and not isinstance(config, dict):
-            raise GraphError(f"config of node {id!r} must be a dict, got {type(config).__name__}")
-        template = self._template(template_id)
-        if template._expands:  # a subgraph: its inner nodes join this network
-            self._subgraph_nodes.add(id)
-            template.expand_into(self, id, dict(config or {}))
-            return
-        actor = template.open_node(id, dict(config or {}))
-        node = _Node(id, template.component if actor is template else actor.component,
-                     actor, dict(config or {}))
-        node.ctx = ActorContext(self._sched, node)
-        self._sched.nodes[id] = node
-
-    def _resolve(self, node: str, port: str, *, out: bool) -> tuple[str, str]:
-        """Map a subgraph node's exported port to the inner node and port it stands for."""
-        if node not in self._subgraph_nodes:
-            return node, port
-        aliases = self._aliases_out if out else self._aliases_in
-        target = aliases.get((node, port))
-        if target is None:
-            direction = "out" if out else "in"
-            exported = [p for (n, p) in aliases if n == node]
-            raise UnknownPortError(node, port, f"exported {direction}", exported)
-        return target
-
-    def _node(self, node_id: str, context: str) -> _Node:
-        node = self._sched.nodes.get(node_id)
-        if node is None:
-            raise UnknownNodeError(node_id, context, list(self._sched.nodes))
-        return node
-
-    def add_connection(
-        self,
-        from_actor: str,
-        from_port: str,
-        to_actor: str,
-        to_port: str,
-        capacity: int | None = None,
-    ) -> None:
-        """Connect ``from_actor.from_port`` to ``to_actor.to_port``."""
-        self._check_mutable()
-        if self._pending_spec is not None:
-            self._materialize()
-        from_actor, from_port = self._resolve(from_actor, from_port, out=True)
-        to_actor, to_port = self._resolve(to_actor, to_port, out=False)
-        label = f"connection {from_actor}.{from_port} -> {to_actor}.{to_port}"
-        src = self._node(from_actor, f"source of {label}")
-        dst = self._node(to_actor, f"target of {label}")
-        if from_port not in src.routes:
-            raise UnknownPortError(from_actor, from_port, "out", list(src.routes))
-        if to_port not in dst.actor.inports:
-            raise UnknownPortError(to_actor, to_port, "in", list(dst.actor.inports))
-        out_t = src.actor.outport_types.get(from_port, "Any")
-        in_t = dst.actor.inport_types.get(to_port, "Any")
-        if out_t != in_t and "Any" not in (out_t, in_t) and not (
-            out_t == "Integer" and in_t == "Float"
-        ):
-            raise PortTypeError(
-                f"{label}: out-port {from_actor}.{from_port} sends {out_t} but in-port "
-                f"{to_actor}.{to_port} accepts {in_t}",
-                source=f"{from_actor}.{from_port}",
-                target=f"{to_actor}.{to_port}",
-            )
-        key = (from_actor, from_port, to_actor, to_port)
-        if key in self._connections:
-            raise GraphError(f"{label} already exists")
-        cap = _int_option(capacity, "capacity") if capacity is not None else self.capacity
-        edge = _Edge(src, from_port, dst, to_port, cap)
-        self._connections.add(key)
-        src.routes[from_port].append(edge)
-        self._attach_in(dst, edge)
-        for coll in self._taps.get((to_actor, to_port), ()):
-            src.routes[from_port].append(self._collector_edge(coll))
-
-    def _attach_in(self, dst: _Node, edge: _Edge) -> None:
-        dst.in_edges.append(edge)
-        dst.port_edges.setdefault(edge.dst_port, []).append(edge)
-        dst.await_ports = [p for p in dst.actor.inports if dst.port_edges.get(p)]
-        if edge.queue and not dst.queued:
-            dst.queued = True
-            self._sched.ready.append(dst)
-
-    def add_initial(self, actor: str, port: str, message: Any) -> None:
-        """Queue ``message`` (a Message or its JSON form) on ``actor.port``.
-
-        Allowed at any time, also while the network runs (thread-safe)."""
-        self._check_open()
-        if self._pending_spec is not None:
-            self._materialize()
-        actor, port = self._resolve(actor, port, out=False)
-        node = self._node(actor, f"initial packet for {actor}.{port}")
-        if port not in node.actor.inports:
-            raise UnknownPortError(actor, port, "in", list(node.actor.inports))
-        try:
-            msg = as_message(message)
-        except MessageError as exc:
-            raise MessageError(
-                f"initial packet for {actor}.{port} is not a valid message: {exc}",
-                path=exc.path,
-            ) from exc
+    # ------------------------------------------------------------------ initial packets
+    def _deliver_initial(self, node: _Node, port: str, msg: Message) -> None:
         if self._thread is not None and self._thread.is_alive():
             # under the idle lock, so the scheduler cannot report idle in between
             with self._idle:
@@ -303,67 +100,6 @@ class Network:
                 self._sched.call_soon(lambda: self._queue_initial(node, port, msg))
         else:
             self._queue_initial(node, port, msg)
-
-    def _queue_initial(self, node: _Node, port: str, msg: Message) -> None:
-        key = (node.id, port)
-        edge = self._iips.get(key)
-        if edge is None:
-            edge = _Edge(None, "", node, port, _NEVER)
-            self._iips[key] = edge
-            edge.queue = deque()
-            self._attach_in(node, edge)
-        edge.queue.append(msg)
-        for coll in self._taps.get(key, ()):
-            coll.messages.append(msg)
-        if not node.queued:
-            node.queued = True
-            self._sched.ready.append(node)
-
-    def export_inport(self, name: str, node: str, port: str) -> None:
-        """Name ``node.port`` as the graph's in-port ``name`` (for ``add_initial(name, ...)``
-        on subgraphs and :meth:`send_inport`)."""
-        self._exported_in[name] = (node, port)
-
-    def export_outport(self, name: str, node: str, port: str) -> None:
-        """Name ``node.port`` as the graph's out-port ``name`` (see :meth:`collect`)."""
-        self._exported_out[name] = (node, port)
-
-    # ------------------------------------------------------------------ collecting
-    def _collector_edge(self, coll: Collector) -> _Edge:
-        edge = _Edge(None, "", _Sink(coll.label), "", _NEVER)
-        edge.queue = coll.messages
-        return edge
-
-    def collect(self, node: str, port: str | None = None) -> Collector:
-        """Capture every message that reaches ``node.port``.
-
-        ``port`` may be an out-port of ``node`` (what it emits, connected or not) or an
-        in-port (what arrives there; call after wiring it). With ``port=None``, ``node`` names
-        an exported out-port of the graph (``Network.from_graph``)."""
-        self._check_mutable()
-        self._materialize()
-        if port is None:
-            if node not in self._exported_out:
-                known = ", ".join(sorted(self._exported_out)) or "none"
-                raise UnknownPortError("<graph>", node, "exported out", known.split(", "))
-            node, port = self._exported_out[node]
-        if node in self._subgraph_nodes:
-            outs = [p for (n, p) in self._aliases_out if n == node]
-            node, port = self._resolve(node, port, out=port in outs)
-        target = self._node(node, f"collect({node!r}, {port!r})")
-        coll = Collector(f"{node}.{port}")
-        if port in target.routes:
-            target.routes[port].append(self._collector_edge(coll))
-        elif port in target.actor.inports:
-            self._taps.setdefault((node, port), []).append(coll)
-            for edge in target.port_edges.get(port, ()):
-                if edge.src is not None:
-                    edge.src.routes[edge.src_port].append(self._collector_edge(coll))
-        else:
-            raise UnknownPortError(
-                node, port, "in or out", [*target.actor.inports, *target.routes]
-            )
-        return coll
 
     # ------------------------------------------------------------------ running
     def events(self, maxlen: int | None = None, kinds: Any = None) -> EventStream:
@@ -377,12 +113,8 @@ class Network:
     def _arm_sources(self) -> None:
         if not self._announced:
             self._announced = True
-            from .._loader._plugins import observes_network_events
-
-            if observes_network_events():
-                from .._loader._plugins import forward_network_events
-
-                forward_network_events(self.events())
+            if _network_observer is not None:
+                _network_observer(self.events)
             if self._hub.active:
                 self._hub.publish("NetworkStarted")
         self._arm_sources_now()
@@ -390,13 +122,16 @@ class Network:
     def _arm_sources_now(self) -> None:
         """Nodes that declare no in-ports (sources) run one tick, with empty inputs, on the
         network's first run."""
+        feeding_async: set[str] | None = None  # worked out once, when first needed
         for node in self._sched.nodes.values():
             if node.id in self._armed:
                 continue
             self._armed.add(node.id)
             if not node.in_edges and not node.actor.inports:
                 node.source_pending = True
-                if node.mode == "inline" and _feeds_async(node):
+                if node.mode == "inline" and feeding_async is None:
+                    feeding_async = _upstream_of_async(self._sched.nodes.values())
+                if node.mode == "inline" and node.id in (feeding_async or ()):
                     # Its send() must be able to wait for async consumers, which need the
                     # scheduler's loop: run this source's tick on a worker thread instead.
                     node.mode = "worker"
@@ -430,6 +165,7 @@ class Network:
 
     def _begin(self) -> tuple[float, dict[str, int], int]:
         """Mark the start of a run: the baselines its summary is measured against."""
+        built()  # the graph is built: full collections of the collector may run again
         sched = self._sched
         self._base = (sched.overflowed, sched.dropped)
         sched.failures.clear()
@@ -549,6 +285,7 @@ class Network:
         event and logged."""
         if self._closed:
             return
+        built()
         if self._thread is not None and self._thread.is_alive() and wait != 0:
             try:
                 self._wait_idle(wait)
@@ -589,23 +326,6 @@ class Network:
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
-    # ------------------------------------------------------------------ state checks
-    def _check_open(self) -> None:
-        if self._closed:
-            raise NetworkStateError("this network was shut down; build a new Network")
-
-    def _check_mutable(self) -> None:
-        self._check_open()
-        if self._running:
-            raise NetworkStateError(
-                "the graph cannot be changed while the network runs; add nodes and "
-                "connections before start()/run(), or after run() returned"
-            )
-
-    # ------------------------------------------------------------------ introspection
-    def nodes(self) -> list[str]:
-        return list(self._sched.nodes)
-
     @property
     def failures(self) -> list[ActorFailure]:
         """Failed ticks of the last run (the first 1000)."""
@@ -617,7 +337,8 @@ class Network:
         """Build a network from a :class:`~reflow.Graph` (or its JSON). Templates are looked up
         when nodes are added: register yours with :meth:`register_actor` first by passing
         ``templates={"tpl_x": actor}``, or load them into the catalog."""
-        from ._graph import Graph, graph_to_network_spec
+        from ._graph import Graph
+        from ._graph_spec import graph_to_network_spec
 
         templates = kwargs.pop("templates", None) or {}
         net = Network(**kwargs)
@@ -630,87 +351,17 @@ class Network:
         net._pending_spec = graph_to_network_spec(graph)
         return net
 
-    def _materialize(self) -> None:
-        spec, self._pending_spec = self._pending_spec, None
-        if spec is not None:
-            self.load_spec(spec)
 
-    def _port_name(self, node_id: str, port: str, out: bool) -> str:
-        """The actor's own spelling of ``port`` (graphs that are not case-sensitive store
-        port names lower-cased)."""
-        if (node_id, port) in (self._aliases_out if out else self._aliases_in):
-            return port
-        node = self._sched.nodes.get(node_id)
-        if node is None:
-            return port
-        names = list(node.routes) if out else list(node.actor.inports)
-        if port in names:
-            return port
-        folded = [n for n in names if n.lower() == port.lower()]
-        return folded[0] if len(folded) == 1 else port
-
-    def load_spec(
-        self,
-        spec: Any,
-        *,
-        prefix: str = "",
-        components: dict[str, str] | None = None,
-        configs: dict[str, dict[str, Any]] | None = None,
-        as_node: str | None = None,
-    ) -> None:
-        """Add the nodes, connections, initial packets and exports of a graph spec
-        (``reflow._core._graph.GraphSpec``). With ``as_node``, the graph is inlined as that node:
-        inner ids get ``prefix`` and its exported ports become the node's ports."""
-        from ._graph import is_tagged_message
-
-        fold = not getattr(spec, "case_sensitive", True)
-        components = components or {}
-        configs = configs or {}
-
-        def port(node_id: str, name: str, out: bool) -> str:
-            return self._port_name(node_id, name, out) if fold else name
-
-        for node_id, component, config, _meta in spec.nodes:
-            merged = {**config, **configs.get(node_id, {})}
-            self.add_node(prefix + node_id, components.get(component, component), merged)
-        for src, sport, dst, dport, cap in spec.connections:
-            src, dst = prefix + src, prefix + dst
-            self.add_connection(src, port(src, sport, True), dst, port(dst, dport, False),
-                                capacity=cap)
-        for node_id, name, data, _index in spec.initials:
-            # FBP graphs often carry bare JSON values as initial data
-            msg = data if is_tagged_message(data) else Message.from_value(data)
-            node_id = prefix + node_id
-            self.add_initial(node_id, port(node_id, name, False), msg)
-        for name, (node_id, pname) in spec.inports.items():
-            node_id = prefix + node_id
-            target = (node_id, port(node_id, pname, False))
-            if as_node is None:
-                self._exported_in[name] = target
-            else:
-                self._aliases_in[(as_node, name)] = target
-        for name, (node_id, pname) in spec.outports.items():
-            node_id = prefix + node_id
-            target = (node_id, port(node_id, pname, True))
-            if as_node is None:
-                self._exported_out[name] = target
-            else:
-                self._aliases_out[(as_node, name)] = target
-
-
-def _feeds_async(source: _Node) -> bool:
-    """Whether an async node is downstream of ``source``."""
-    seen = {source.id}
-    todo = [source]
+def _upstream_of_async(nodes: Iterable[_Node]) -> set[str]:
+    """The ids of the nodes an async node is downstream of: one walk up the edges from every
+    async node, so finding which sources feed one costs time linear in the graph."""
+    todo = [n for n in nodes if n.mode == "async"]
+    seen: set[str] = set()
     while todo:
         node = todo.pop()
-        for edges in node.routes.values():
-            for e in edges:
-                dst = e.dst
-                if not isinstance(dst, _Node) or dst.id in seen:
-                    continue
-                if dst.mode == "async":
-                    return True
-                seen.add(dst.id)
-                todo.append(dst)
-    return False
+        for e in node.in_edges:
+            src = e.src
+            if src is not None and src.id not in seen:
+                seen.add(src.id)
+                todo.append(src)
+    return seen

@@ -96,20 +96,23 @@ class _Node:
         "ticks",
     )
 
-    def __init__(self, node_id: str, component: str, actor: Actor, config: dict[str, Any]):
+    def __init__(self, node_id: str, component: str, actor: Actor, config: dict[str, Any],
+                 mode: str | None = None):
+        # mode: actor._execution(), when the caller knows it already (it costs a microsecond)
         self.id = node_id
         self.component = component
         self.actor = actor
         self.run = actor.run
         self.run_batch = getattr(actor, "run_batch", None)
-        self.mode = actor._execution()
+        self.mode = actor._execution() if mode is None else mode
         self.config = config
         self._log: logging.LoggerAdapter[logging.Logger] | None = None
         self.await_all = bool(actor.await_all_inports)
         self.await_ports: list[str] = []
         self.in_edges: list[_Edge] = []
         self.port_edges: dict[str, list[_Edge]] = {}
-        self.routes: dict[str, list[_Edge]] = {p: [] for p in actor.outports}
+        # an out-port with no edge yet shares the empty tuple; the network swaps in a list
+        self.routes: dict[str, list[_Edge]] = dict.fromkeys(actor.outports, _NO_QUEUE)
         self.nfull = 0
         self.queued = False
         self.busy = False

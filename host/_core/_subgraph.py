@@ -81,7 +81,7 @@ class SubgraphBuilder:
                     self._templates[component] = found
 
     def _spec(self) -> Any:
-        from ._graph import graph_to_network_spec
+        from ._graph_spec import graph_to_network_spec
 
         return graph_to_network_spec(self._graph)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import sys
 import threading
 import time
@@ -263,6 +264,23 @@ def build_chain(n: int) -> tuple[float, float]:
     return dt, per_node
 
 
+def build_from_graph(n: int) -> float:
+    """Seconds to read an ``n``-node chain's FBP JSON and build its network from it."""
+    from reflow import Graph
+
+    doc = {"processes": {f"n{i}": {"component": "inc"} for i in range(n)},
+           "connections": [{"src": {"process": f"n{i - 1}", "port": "out"},
+                            "tgt": {"process": f"n{i}", "port": "in"}} for i in range(1, n)]}
+    text = json.dumps(doc)
+    gc.collect()
+    t0 = time.perf_counter()
+    net = Network.from_graph(Graph.from_json(text), templates={"inc": Inc()})
+    assert len(net.nodes()) == n  # applies the graph
+    dt = time.perf_counter() - t0
+    net.shutdown()
+    return dt
+
+
 def best(fn: Any, *args: Any, repeat: int = 3) -> float:
     results = []
     for _ in range(repeat):
@@ -313,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"build a {small:,}-node chain     : {t_small * 1000:8.1f} ms")
     print(f"build a {big:,}-node chain    : {t_big * 1000:8.1f} ms  "
           f"{per_big / 1024:.2f} KiB RSS per idle node")
+    g_small, g_big = build_from_graph(small), build_from_graph(big)
+    print(f"same from FBP JSON, {small:,} / {big:,} : {g_small * 1000:8.1f} ms / "
+          f"{g_big * 1000:.1f} ms")
     print_ratios([
         ("chain, capacity 64 / bare loop", rate / base),
         ("chain, capacity 1 / bare loop", rate1 / base),
@@ -324,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         ("chain, a thread reading tick results / bare loop", done_only / base),
         # 1.0 is linear in nodes; a build that slows as the graph grows shows above 1
         (f"build time per node, {big:,} / {small:,} nodes", (t_big / big) / (t_small / small)),
+        (f"build from graph JSON per node, {big:,} / {small:,} nodes",
+         (g_big / big) / (g_small / small)),
     ])
     return 0
 
