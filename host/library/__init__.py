@@ -47,6 +47,7 @@ _FAMILIES = (
     ("_stream_ops", "STREAM_TEMPLATES"),
     ("_image", "IMAGE_TEMPLATES"),
     ("_audio", "AUDIO_TEMPLATES"),
+    ("_sdk_flow", "SDK_FLOW_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None
