@@ -48,6 +48,8 @@ _FAMILIES = (
     ("_image", "IMAGE_TEMPLATES"),
     ("_audio", "AUDIO_TEMPLATES"),
     ("_sdk_flow", "SDK_FLOW_TEMPLATES"),
+    ("_sdk_data", "SDK_DATA_TEMPLATES"),
+    ("_sdk_data", "SDK_TEXT_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None
