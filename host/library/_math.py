@@ -26,6 +26,7 @@ from ._base import (
     input_array,
     input_number,
 )
+from ._sdk_config import with_sdk_config
 from ._sdk_support import payload, precision, reject
 
 __all__ = ["MATH_TEMPLATES"]
@@ -669,10 +670,10 @@ class _ArithmeticParser:
             raise _ArithmeticError(f"expected a number at position {start}") from None
 
 
-MATH_TEMPLATES: dict[str, type[LibraryActor]] = {
+MATH_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
     cls.component: cls
     for cls in (MathAdd, MathSubtract, MathMultiply, MathDivide, MathModulo, MathPower,
                 MathMin, MathMax, MathCompare, MathRound, MathAbs, MathClamp, MathSqrt,
                 MathStats, MathRandom, MathAbsolute, MathMinMax, MathSum, MathAverage,
                 MathStatistics, MathExpression)
-}
+})

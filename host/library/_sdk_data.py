@@ -22,6 +22,7 @@ from .._errors import ActorError
 from .._jsonread import loads
 from ._base import LibraryActor, config_bool, config_int, config_str
 from ._expr import Expression, ExpressionError, get_path, parse_path
+from ._sdk_config import with_sdk_config
 from ._sdk_support import payload, reject, value_message
 
 __all__ = ["SDK_DATA_TEMPLATES", "SDK_TEXT_TEMPLATES"]
@@ -510,9 +511,9 @@ class RegexMatcher(LibraryActor):
                   "groups": Message.object(first.groupdict())})
 
 
-SDK_DATA_TEMPLATES: dict[str, type[LibraryActor]] = {
+SDK_DATA_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
     cls.component: cls for cls in (DataEmit, DataOperations, DataTransformer, Generator)
-}
-SDK_TEXT_TEMPLATES: dict[str, type[LibraryActor]] = {
+})
+SDK_TEXT_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
     cls.component: cls for cls in (JsonParser, RegexMatcher)
-}
+})

@@ -18,6 +18,7 @@ from .._core._actor import ActorContext
 from .._core._messages import Message
 from .._errors import ActorError
 from ._base import LibraryActor, config_int, config_number, config_str
+from ._sdk_config import with_sdk_config
 from ._sdk_fsm import Fsm
 from ._sdk_support import (
     json_equal,
@@ -390,8 +391,8 @@ class Switch(LibraryActor):
 
     Ports: in ``data`` (any) → out ``case1``, ``case2``, ``case3``, ``case4`` (matched that
     case), ``default`` (no case matched). Config: ``switch_field`` (or ``field``: compare that
-    field of an Object payload; else the payload itself), ``case1_value`` … ``case4_value``
-    (JSON values; 1 equals 1.0, true never equals 1).
+    field of an Object payload; else the payload itself), ``case1_value``, ``case2_value``,
+    ``case3_value``, ``case4_value`` (JSON values; 1 equals 1.0, true never equals 1).
     """
 
     component = "tpl_switch"
@@ -594,8 +595,8 @@ class HitTest(LibraryActor):
                  else {"leave": Message.string("LEAVE")})
 
 
-SDK_FLOW_TEMPLATES: dict[str, type[LibraryActor]] = {
+SDK_FLOW_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
     cls.component: cls
     for cls in (Collect, Filter, Fsm, Gate, HitTest, IfBranch, Loop, Map, Merge, Passthrough,
                 Reduce, RulesEngine, Signal, Split, Subscriber, Switch)
-}
+})
