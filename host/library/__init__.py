@@ -50,6 +50,7 @@ _FAMILIES = (
     ("_sdk_flow", "SDK_FLOW_TEMPLATES"),
     ("_sdk_data", "SDK_DATA_TEMPLATES"),
     ("_sdk_data", "SDK_TEXT_TEMPLATES"),
+    ("_sdk_stream", "SDK_STREAM_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None
