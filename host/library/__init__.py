@@ -51,6 +51,7 @@ _FAMILIES = (
     ("_sdk_data", "SDK_DATA_TEMPLATES"),
     ("_sdk_data", "SDK_TEXT_TEMPLATES"),
     ("_sdk_stream", "SDK_STREAM_TEMPLATES"),
+    ("_sdk_io", "SDK_IO_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None
