@@ -95,10 +95,14 @@ class _Forward(LibraryActor):
         self.check_config(ctx)
         reader = _reader(ctx)
         source = reader._channel
+        # An out-port without an edge gets no stream: nobody could ever read it, and a
+        # bounded stream nobody reads would stall the forwarding for good.
+        ports = [p for p in self.out_ports if ctx._node.routes.get(p)]
         outs = [Stream.create(depth, ctx.node, port, content_type=source.content_type)
-                for port in self.out_ports]
-        await ctx.asend({port: s.into_message() for port, s in zip(self.out_ports, outs,
-                                                                  strict=True)})
+                for port in ports]
+        if outs:
+            await ctx.asend({port: s.into_message() for port, s in zip(ports, outs,
+                                                                      strict=True)})
         stats = {"totalBytes": 0, "dataFrames": 0, "sizeHint": None}
         started = time.monotonic()
         batch_size, pending = self.batch(ctx), bytearray()
