@@ -87,6 +87,11 @@ class Actor:
     def close(self) -> None:
         """Release what :meth:`open_node` acquired. Called at network shutdown; idempotent."""
 
+    def _build(self) -> Actor:
+        """This actor, ready to register: offbit_reflow programs call ``Actor()._build()``
+        before ``register_actor``; here an Actor is registered as it is."""
+        return self
+
     def _execution(self) -> str:
         mode = self.execution
         if inspect.iscoroutinefunction(self.run):

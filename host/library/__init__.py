@@ -47,6 +47,11 @@ _FAMILIES = (
     ("_stream_ops", "STREAM_TEMPLATES"),
     ("_image", "IMAGE_TEMPLATES"),
     ("_audio", "AUDIO_TEMPLATES"),
+    ("_sdk_flow", "SDK_FLOW_TEMPLATES"),
+    ("_sdk_data", "SDK_DATA_TEMPLATES"),
+    ("_sdk_data", "SDK_TEXT_TEMPLATES"),
+    ("_sdk_stream", "SDK_STREAM_TEMPLATES"),
+    ("_sdk_io", "SDK_IO_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None

@@ -41,6 +41,10 @@ _NUMERIC = ("Integer", "Float")
 class LibraryActor(Actor):
     """Base of the built-in templates. Its docstring is what the catalog shows."""
 
+    #: Config keys with their JSON type and default (``{"count": {"type": "integer",
+    #: "default": 10}}``), where a template declares them.
+    config_schema: dict[str, dict[str, Any]] = {}
+
     @classmethod
     def describe(cls) -> dict[str, Any]:
         """Ports, types and documentation of this template, for catalogs and tooling."""
@@ -51,6 +55,7 @@ class LibraryActor(Actor):
             "inport_types": dict(cls.inport_types),
             "outport_types": dict(cls.outport_types),
             "await_all_inports": cls.await_all_inports,
+            "config": {k: dict(v) for k, v in cls.config_schema.items()},
             "doc": inspect.cleandoc(cls.__doc__ or ""),
         }
 

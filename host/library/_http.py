@@ -17,6 +17,8 @@ from .._core._messages import Message
 from .._errors import ActorError
 from .._jsonread import loads
 from ._base import LibraryActor, config_bool, config_int, config_number, config_str
+from ._sdk_config import with_sdk_config
+from ._sdk_support import payload
 
 __all__ = ["HTTP_TEMPLATES"]
 
@@ -52,12 +54,20 @@ class HttpRequest(LibraryActor):
 
     Failures name the request: ``GET http://host/x timed out after 200 ms (config
     'timeout_ms')``, ``... connection failed: ...``, ``... answered 404 Not Found``.
+
+    As offbit_reflow (Zeal naming): a packet on ``data_in`` (any: its payload is sent as the
+    JSON body) or ``headers_in`` (Object of header strings) sends config ``method`` to config
+    ``url`` → out ``response_out`` (Object ``{status, headers, body, url, method}``, ``body``
+    the parsed JSON or the text; any status), ``error_out`` (Error, when the request fails;
+    the tick fails too). Config for this form: ``timeout`` (ms, default 30000), ``headers``,
+    ``body`` (JSON, sent instead of ``data_in``'s payload), ``max_bytes`` as above.
     """
 
     component = "tpl_http_request"
-    inports = ["in"]
-    outports = ["response", "body"]
-    outport_types = {"response": "Object", "body": "Bytes"}
+    inports = ["in", "data_in", "headers_in"]
+    outports = ["response", "body", "response_out", "error_out"]
+    outport_types = {"response": "Object", "body": "Bytes", "response_out": "Object",
+                     "error_out": "Error"}
 
     #: Injectable transport (tests, or a proxy); ``None``: httpx's default network transport.
     transport: httpx.AsyncBaseTransport | None = None
@@ -123,7 +133,68 @@ class HttpRequest(LibraryActor):
         except httpx.InvalidURL as exc:
             raise ActorError(f"config 'url' {base!r} is not a valid URL: {exc}") from exc
 
+    async def _zeal(self, ctx: ActorContext) -> None:
+        url = config_str(ctx, "url")
+        method = config_str(ctx, "method", "GET").upper()
+        if method not in _METHODS:
+            raise ActorError(f"config 'method': {method!r} is not one of {', '.join(_METHODS)}")
+        timeout_ms = config_int(ctx, "timeout", 30_000, minimum=1)
+        max_bytes = config_int(ctx, "max_bytes", 10 << 20, minimum=0)
+        headers = _str_map(ctx.config.get("headers"), "config 'headers'")
+        extra = ctx.inputs.get("headers_in")
+        if extra is not None and extra["type"] == "Object":
+            headers = {**_str_map(extra["data"], "in-port 'headers_in'"), **headers}
+        body: Any = None
+        has_body = False
+        if "body" in ctx.config:
+            body, has_body = ctx.config["body"], True
+        elif "data_in" in ctx.inputs:
+            body, has_body = payload(ctx.inputs["data_in"]), True
+        try:
+            parsed_url = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ActorError(f"config 'url' {url!r} is not a valid URL: {exc}") from exc
+        if parsed_url.scheme not in ("http", "https") or not parsed_url.host:
+            raise ActorError(f"config 'url' {url!r} must be absolute http:// or https://")
+        what = f"{method} {url}"
+        try:
+            async with httpx.AsyncClient(timeout=timeout_ms / 1000,
+                                         transport=self.transport) as client:
+                kwargs: dict[str, Any] = {"headers": headers}
+                if has_body:
+                    kwargs["json"] = body
+                response = await client.send(client.build_request(method, url, **kwargs),
+                                             stream=True)
+                try:
+                    raw = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        raw += chunk
+                        if len(raw) > max_bytes:
+                            raise ActorError(f"{what}: response is larger than config "
+                                             f"'max_bytes' ({max_bytes} bytes)")
+                finally:
+                    await response.aclose()
+        except (httpx.HTTPError, ActorError) as exc:
+            text = (f"{what} timed out after {timeout_ms} ms (config 'timeout')"
+                    if isinstance(exc, httpx.TimeoutException) else
+                    str(exc) if isinstance(exc, ActorError) else
+                    f"HTTP request failed: {exc or type(exc).__name__} (url: {url}, method: "
+                    f"{method})")
+            ctx.send({"error_out": Message.error(text)})
+            raise ActorError(text) from None
+        text = bytes(raw).decode(response.encoding or "utf-8", "replace")
+        try:
+            data: Any = loads(text)
+        except ValueError:
+            data = text
+        ctx.done({"response_out": Message.object({
+            "status": response.status_code, "headers": dict(response.headers.items()),
+            "body": data, "url": url, "method": method})})
+
     async def run(self, ctx: ActorContext) -> None:
+        if "in" not in ctx.inputs:
+            await self._zeal(ctx)
+            return
         req = self._request(ctx)
         timeout_ms = config_number(ctx, "timeout_ms", 10_000, minimum=0, exclusive_minimum=True)
         fail_on_status = config_bool(ctx, "fail_on_status", True)
@@ -185,4 +256,5 @@ class HttpRequest(LibraryActor):
         })
 
 
-HTTP_TEMPLATES: dict[str, type[LibraryActor]] = {HttpRequest.component: HttpRequest}
+HTTP_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config(
+    {HttpRequest.component: HttpRequest})

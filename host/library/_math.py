@@ -26,6 +26,8 @@ from ._base import (
     input_array,
     input_number,
 )
+from ._sdk_config import with_sdk_config
+from ._sdk_support import payload, precision, reject
 
 __all__ = ["MATH_TEMPLATES"]
 
@@ -40,28 +42,72 @@ def _number_message(value: Number, integer: bool) -> Message:
     return Message.float(float(value))
 
 
+def round_to(value: float, decimals: int) -> float:
+    """``value`` rounded to ``decimals`` places, halves away from zero (as offbit_reflow)."""
+    factor = 10.0 ** decimals
+    scaled = value * factor
+    if not math.isfinite(scaled) or abs(scaled) >= 2.0 ** 52:
+        return value
+    return math.copysign(math.floor(abs(scaled) + 0.5), scaled) / factor
+
+
+def _operand(ctx: ActorContext, port: str) -> Number:
+    """An Integer, Float or numeric String on ``port`` (an Any/Optional number too)."""
+    msg = ctx.inputs.get(port)
+    if msg is not None and msg["type"] in ("String", "Any", "Optional"):
+        data = payload(msg)
+        if isinstance(data, str):
+            try:
+                value = float(data.strip())
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise reject(ctx, f"in-port {port!r}: expected a number, got the String "
+                                  f"{data[:40]!r}")
+            return int(value) if value.is_integer() and "." not in data else value
+    return input_number(ctx, port)
+
+
 class _Binary(LibraryActor):
     inports = ["a", "b"]
-    outports = ["out"]
+    outports = ["out", "result"]
     await_all_inports = True
     inport_types = {"a": "Float", "b": "Float"}  # Integer connects to Float too
     op: Callable[[Number, Number], Number] = operator.add
-    exact = True  # Integer in, Integer out
+    #: The offbit-reflow form, sent as a Float rounded to config ``precision`` on ``result``.
+    sdk_op: Callable[[float, float], float] = operator.add
+    exact = True  # Integer in, Integer out (on ``out``)
+    #: (first, second) in-port names as offbit_reflow has them, when they differ from a, b.
+    sdk_ports: tuple[str, str] | None = None
+    zero_error: str | None = None
 
     def operands(self, ctx: ActorContext) -> tuple[Number, Number]:
-        a = input_number(ctx, "a")
-        b = input_number(ctx, "b") if "b" in ctx.inputs else config_number(ctx, "b")
+        first, second = ("a", "b")
+        if self.sdk_ports and self.sdk_ports[0] in ctx.inputs:
+            first = self.sdk_ports[0]
+        if self.sdk_ports and self.sdk_ports[1] in ctx.inputs:
+            second = self.sdk_ports[1]
+        a = _operand(ctx, first)
+        b = _operand(ctx, second) if second in ctx.inputs else config_number(ctx, "b")
         return a, b
 
     def run(self, ctx: ActorContext) -> None:
+        prec = precision(ctx)
         a, b = self.operands(ctx)
+        if self.zero_error and b == 0:
+            ctx.send({"error": Message.error(self.zero_error)})
+            raise ActorError("in-port 'b' (or config 'b') is zero: division by zero")
         self.check(a, b)
         integer = self.exact and isinstance(a, int) and isinstance(b, int)
         try:
             result = type(self).op(a, b)
-        except OverflowError as exc:
+            sdk = type(self).sdk_op(float(a), float(b))
+        except (OverflowError, ZeroDivisionError) as exc:
             raise ActorError(f"result overflows: {exc}") from exc
-        ctx.done({"out": _number_message(result, integer)})
+        outputs = {"out": _number_message(result, integer)}
+        if "result" in self.outports:
+            outputs["result"] = _number_message(round_to(sdk, prec), False)
+        ctx.done(outputs)
 
     def check(self, a: Number, b: Number) -> None:
         """Reject operands the operation is not defined for."""
@@ -69,29 +115,48 @@ class _Binary(LibraryActor):
 
 _BINARY_DOC = """{what}.
 
-    Ports: in ``a``, ``b`` (Integer or Float; ``b`` falls back to config ``b`` when not
-    connected) → out ``out`` ({result}). Config: ``b`` (number, used when in-port ``b`` is not
-    connected).
+    Ports: in ``a``, ``b`` (Integer, Float or numeric String; ``b`` falls back to config ``b``
+    when not connected){extra_in} → out ``out`` ({result}), ``result`` (Float rounded to
+    ``precision`` decimals, as offbit_reflow sends it){extra_out}. Config: ``b`` (number,
+    used when in-port ``b`` is not connected), ``precision`` (int 0-15, default 10).
+    """
+
+
+_LEGACY_DOC = """{what}.
+
+    Ports: in ``a``, ``b`` (Integer, Float or numeric String; ``b`` falls back to config ``b``
+    when not connected) → out ``out`` (Integer when both are Integer, else Float). Config:
+    ``b`` (number, used when in-port ``b`` is not connected).
     """
 
 
 def _binary(name: str, op: Callable[[Any, Any], Any], what: str, result: str,
-            exact: bool = True, check: Callable[[Number, Number], None] | None = None
-            ) -> type[_Binary]:
+            exact: bool = True, check: Callable[[Number, Number], None] | None = None,
+            sdk_op: Callable[[float, float], float] | None = None,
+            zero_error: str | None = None,
+            sdk_ports: tuple[str, str] | None = None) -> type[_Binary]:
+    extra_in = extra_out = ""
     attrs: dict[str, Any] = {
         "component": f"tpl_math_{name}",
         "op": staticmethod(op),
+        "sdk_op": staticmethod(sdk_op or op),
         "exact": exact,
-        "__doc__": _BINARY_DOC.format(what=what, result=result),
+        "zero_error": zero_error,
+        "sdk_ports": sdk_ports,
     }
+    if zero_error:
+        attrs["outports"] = ["out", "result", "error"]
+        attrs["outport_types"] = {"error": "Error"}
+        extra_out = f", ``error`` (Error {zero_error!r} when b is 0; the tick fails too)"
+    if sdk_ports:
+        attrs["inports"] = ["a", "b", *sdk_ports]
+        extra_in = (f"; or ``{sdk_ports[0]}``, ``{sdk_ports[1]}`` (offbit_reflow's names, "
+                    f"for ``a`` and ``b``)")
+    attrs["__doc__"] = _BINARY_DOC.format(what=what, result=result, extra_in=extra_in,
+                                          extra_out=extra_out)
     if check is not None:
         attrs["check"] = lambda self, a, b: check(a, b)
     return type(f"Math{name.title()}", (_Binary,), attrs)
-
-
-def _nonzero_b(a: Number, b: Number) -> None:
-    if b == 0:
-        raise ActorError("in-port 'b' (or config 'b') is zero: division by zero")
 
 
 def _power_ok(a: Number, b: Number) -> None:
@@ -114,13 +179,18 @@ MathAdd = _binary("add", operator.add, "Adds ``a + b``", _INT_OR_FLOAT)
 MathSubtract = _binary("subtract", operator.sub, "Subtracts ``a - b``", _INT_OR_FLOAT)
 MathMultiply = _binary("multiply", operator.mul, "Multiplies ``a * b``", _INT_OR_FLOAT)
 MathDivide = _binary("divide", operator.truediv, "Divides ``a / b``; b = 0 fails the tick",
-                     "Float", exact=False, check=_nonzero_b)
+                     "Float", exact=False, zero_error="Division by zero")
 MathModulo = _binary("modulo", operator.mod,
-                     "Remainder of ``a / b`` (Python's sign rule); b = 0 fails the tick",
-                     _INT_OR_FLOAT, check=_nonzero_b)
-MathPower = _binary("power", _power, "Raises ``a ** b``", _INT_OR_FLOAT, check=_power_ok)
+                     "Remainder of ``a / b`` (on ``out`` with Python's sign rule, on "
+                     "``result`` with the dividend's sign, as offbit_reflow); b = 0 fails the "
+                     "tick", _INT_OR_FLOAT, sdk_op=math.fmod, zero_error="Modulo by zero")
+MathPower = _binary("power", _power, "Raises ``a ** b``", _INT_OR_FLOAT, check=_power_ok,
+                    sdk_op=lambda a, b: float(_power(a, b)), sdk_ports=("base", "exponent"))
 MathMin = _binary("min", min, "The smaller of ``a`` and ``b``", _INT_OR_FLOAT)
 MathMax = _binary("max", max, "The larger of ``a`` and ``b``", _INT_OR_FLOAT)
+for _legacy in (MathMin, MathMax):  # not offbit_reflow templates (it has tpl_math_min_max)
+    _legacy.outports = ["out"]
+    _legacy.__doc__ = _LEGACY_DOC.format(what=(_legacy.__doc__ or "").split(".")[0])
 
 
 _COMPARE = {
@@ -137,6 +207,7 @@ class MathCompare(_Binary):
     """
 
     component = "tpl_math_compare"
+    outports = ["out"]
     outport_types = {"out": "Boolean"}
 
     def run(self, ctx: ActorContext) -> None:
@@ -149,17 +220,30 @@ class MathRound(LibraryActor):
     """Rounds a number.
 
     Ports: in ``in`` (Integer or Float) → out ``out`` (Integer when ``digits`` is 0, else
-    Float). Config: ``mode`` (``"round"`` half to even, ``"floor"``, ``"ceil"``, ``"trunc"``;
-    default ``"round"``), ``digits`` (int 0-15, default 0; ``round`` mode only).
+    Float); or, as offbit_reflow, in ``input`` (Integer, Float or numeric String) → out
+    ``result`` (Float: ``round`` to ``precision`` decimals, halves away from zero; or
+    ``floor``/``ceil``/``trunc`` to a whole number). Config: ``mode`` (``"round"`` (on
+    ``out`` half to even), ``"floor"``, ``"ceil"``, ``"trunc"``; default ``"round"``),
+    ``digits`` (int 0-15, default 0; ``round`` mode, ``out`` only), ``precision`` (int 0-15,
+    default 10; ``result`` only).
     """
 
     component = "tpl_math_round"
-    inports = ["in"]
-    outports = ["out"]
+    inports = ["in", "input"]
+    outports = ["out", "result"]
     inport_types = {"in": "Float"}
+    outport_types = {"result": "Float"}
 
     def run(self, ctx: ActorContext) -> None:
         mode = config_choice(ctx, "mode", ("round", "floor", "ceil", "trunc"), "round")
+        if "input" in ctx.inputs:
+            prec = precision(ctx)
+            x = float(_operand(ctx, "input"))
+            whole: dict[str, Callable[[float], float]] = {
+                "floor": math.floor, "ceil": math.ceil, "trunc": math.trunc}
+            value = whole.get(mode, lambda v: round_to(v, prec))(x) if math.isfinite(x) else x
+            ctx.done({"result": _number_message(round_to(float(value), prec), False)})
+            return
         digits = config_int(ctx, "digits", 0, minimum=0, maximum=15)
         x = input_number(ctx, "in")
         if digits and mode != "round":
@@ -206,10 +290,27 @@ class MathClamp(_Unary):
     """Limits a number to ``[min, max]``.
 
     Ports: in ``in`` (Integer or Float) → out ``out`` (same kind as the input unless a bound
-    is a Float). Config: ``min``, ``max`` (numbers; at least one required; min ≤ max).
+    is a Float; ``min`` or ``max`` required); or, as offbit_reflow, in ``input`` (Integer,
+    Float or numeric String) → out ``result`` (Float rounded to ``precision``; bounds default
+    to 0 and 1). Config: ``min``, ``max`` (numbers, min ≤ max), ``precision`` (int 0-15,
+    default 10).
     """
 
     component = "tpl_math_clamp"
+    inports = ["in", "input"]
+    outports = ["out", "result"]
+    outport_types = {"result": "Float"}
+
+    def run(self, ctx: ActorContext) -> None:
+        if "input" not in ctx.inputs:
+            super().run(ctx)
+            return
+        prec = precision(ctx)
+        lo, hi = config_number(ctx, "min", 0.0), config_number(ctx, "max", 1.0)
+        if lo > hi:
+            raise ActorError(f"config 'min' ({lo}) is greater than 'max' ({hi})")
+        x = float(_operand(ctx, "input"))
+        ctx.done({"result": _number_message(round_to(min(max(x, lo), hi), prec), False)})
 
     def compute(self, ctx: ActorContext, x: Number) -> Number:
         lo = config_number(ctx, "min", None) if ctx.config.get("min") is not None else None
@@ -228,20 +329,30 @@ class MathClamp(_Unary):
 class MathSqrt(LibraryActor):
     """Square root.
 
-    Ports: in ``in`` (Integer or Float ≥ 0) → out ``out`` (Float). Config: none.
+    Ports: in ``in`` (Integer or Float ≥ 0) → out ``out`` (Float); or, as offbit_reflow, in
+    ``input`` (Integer, Float or numeric String) → out ``result`` (Float rounded to
+    ``precision``), ``error`` (Error, for a negative input; the tick fails too). Config:
+    ``precision`` (int 0-15, default 10; ``result`` only).
     """
 
     component = "tpl_math_sqrt"
-    inports = ["in"]
-    outports = ["out"]
+    inports = ["in", "input"]
+    outports = ["out", "result", "error"]
     inport_types = {"in": "Float"}
-    outport_types = {"out": "Float"}
+    outport_types = {"out": "Float", "result": "Float", "error": "Error"}
 
     def run(self, ctx: ActorContext) -> None:
-        x = input_number(ctx, "in")
+        port = "input" if "input" in ctx.inputs else "in"
+        prec = precision(ctx) if port == "input" else 10
+        x = _operand(ctx, port) if port == "input" else input_number(ctx, port)
         if x < 0:
-            raise ActorError(f"in-port 'in': square root of a negative number ({x})")
-        ctx.done({"out": Message.float(math.sqrt(x))})
+            if port == "input":
+                ctx.send({"error": Message.error("Square root of negative number")})
+            raise ActorError(f"in-port {port!r}: square root of a negative number ({x})")
+        if port == "input":
+            ctx.done({"result": _number_message(round_to(math.sqrt(x), prec), False)})
+        else:
+            ctx.done({"out": Message.float(math.sqrt(x))})
 
 
 class MathStats(LibraryActor):
@@ -282,13 +393,16 @@ class MathRandom(LibraryActor):
     """A random number for every trigger packet.
 
     Ports: in ``in`` (any, a trigger) → out ``out`` (Float in ``[min, max)``, or Integer in
-    ``[min, max]`` when ``integer`` is true). Config: ``min`` (default 0), ``max`` (default 1),
-    ``integer`` (bool, default false), ``seed`` (int: a reproducible sequence per node).
+    ``[min, max]`` when ``integer`` is true); or, as offbit_reflow, in ``trigger`` (any) →
+    out ``result`` (Float in ``[min, max)`` rounded to ``precision``). Config: ``min``
+    (default 0), ``max`` (default 1), ``integer`` (bool, default false; ``out`` only),
+    ``seed`` (int: a reproducible sequence per node), ``precision`` (int 0-15, default 10).
     """
 
     component = "tpl_math_random"
-    inports = ["in"]
-    outports = ["out"]
+    inports = ["in", "trigger"]
+    outports = ["out", "result"]
+    outport_types = {"result": "Float"}
 
     def run(self, ctx: ActorContext) -> None:
         import random
@@ -307,15 +421,260 @@ class MathRandom(LibraryActor):
                 raise ActorError(f"config 'seed' must be an integer, got {seed!r}")
             rng = random.Random(seed)
             ctx.pool_upsert("random", "rng", rng)
-        if integer:
+        if "trigger" in ctx.inputs:
+            prec = precision(ctx)
+            ctx.done({"result": Message.float(round_to(rng.uniform(lo, hi), prec))})
+        elif integer:
             ctx.done({"out": Message.integer(rng.randint(math.ceil(lo), math.floor(hi)))})
         else:
             ctx.done({"out": Message.float(rng.uniform(lo, hi))})
 
 
-MATH_TEMPLATES: dict[str, type[LibraryActor]] = {
+class MathAbsolute(LibraryActor):
+    """Absolute value, as offbit_reflow has it.
+
+    Ports: in ``input`` (Integer, Float or numeric String) → out ``result`` (Float rounded
+    to ``precision``). Config: ``precision`` (int 0-15, default 10).
+    """
+
+    component = "tpl_math_absolute"
+    inports = ["input"]
+    outports = ["result"]
+    outport_types = {"result": "Float"}
+
+    def run(self, ctx: ActorContext) -> None:
+        prec = precision(ctx)
+        x = float(_operand(ctx, "input"))
+        ctx.done({"result": _number_message(round_to(abs(x), prec), False)})
+
+
+class MathMinMax(_Binary):
+    """The smaller and the larger of two numbers.
+
+    Ports: in ``a``, ``b`` (Integer, Float or numeric String) → out ``min``, ``max``
+    (Float rounded to ``precision``). Config: ``precision`` (int 0-15, default 10).
+    """
+
+    component = "tpl_math_min_max"
+    outports = ["min", "max"]
+    outport_types = {"min": "Float", "max": "Float"}
+
+    def run(self, ctx: ActorContext) -> None:
+        prec = precision(ctx)
+        a, b = (float(v) for v in self.operands(ctx))
+        ctx.done({"min": _number_message(round_to(min(a, b), prec), False),
+                  "max": _number_message(round_to(max(a, b), prec), False)})
+
+
+def _values(ctx: ActorContext) -> list[float]:
+    values = input_array(ctx, "values")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ActorError(f"in-port 'values': item [{i}] is not a number: {v!r}")
+    return [float(v) for v in values]
+
+
+class MathSum(LibraryActor):
+    """Sum of an Array of numbers (0 for an empty one).
+
+    Ports: in ``values`` (Array of numbers) → out ``result`` (Float rounded to
+    ``precision``). Config: ``precision`` (int 0-15, default 10).
+    """
+
+    component = "tpl_math_sum"
+    inports = ["values"]
+    outports = ["result"]
+    inport_types = {"values": "Array"}
+    outport_types = {"result": "Float"}
+
+    def run(self, ctx: ActorContext) -> None:
+        prec = precision(ctx)
+        ctx.done({"result": _number_message(round_to(math.fsum(_values(ctx)), prec), False)})
+
+
+class MathAverage(LibraryActor):
+    """Arithmetic mean of an Array of numbers (0 for an empty one).
+
+    Ports: in ``values`` (Array of numbers) → out ``result`` (Float rounded to
+    ``precision``). Config: ``precision`` (int 0-15, default 10).
+    """
+
+    component = "tpl_math_average"
+    inports = ["values"]
+    outports = ["result"]
+    inport_types = {"values": "Array"}
+    outport_types = {"result": "Float"}
+
+    def run(self, ctx: ActorContext) -> None:
+        prec = precision(ctx)
+        values = _values(ctx)
+        mean = math.fsum(values) / len(values) if values else 0.0
+        ctx.done({"result": _number_message(round_to(mean, prec), False)})
+
+
+class MathStatistics(LibraryActor):
+    """Statistics of an Array of numbers.
+
+    Ports: in ``values`` (Array of numbers) → out ``mean``, ``median``, ``stddev``
+    (population), ``min``, ``max`` (Floats rounded to ``precision``; not sent for an empty
+    Array), ``count`` (Integer). Config: ``precision`` (int 0-15, default 10).
+    """
+
+    component = "tpl_math_statistics"
+    inports = ["values"]
+    outports = ["mean", "median", "stddev", "min", "max", "count"]
+    inport_types = {"values": "Array"}
+    outport_types = {"mean": "Float", "median": "Float", "stddev": "Float", "min": "Float",
+                     "max": "Float", "count": "Integer"}
+
+    def run(self, ctx: ActorContext) -> None:
+        prec = precision(ctx)
+        values = sorted(_values(ctx))
+        n = len(values)
+        if not n:
+            ctx.done({"count": Message.integer(0)})
+            return
+        mean = math.fsum(values) / n
+        mid = n // 2
+        median = values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / n)
+
+        def out(v: float) -> Message:
+            return _number_message(round_to(v, prec), False)
+
+        ctx.done({"mean": out(mean), "median": out(median), "stddev": out(std),
+                  "min": out(values[0]), "max": out(values[-1]), "count": Message.integer(n)})
+
+
+class MathExpression(LibraryActor):
+    """Evaluates an arithmetic expression of the input.
+
+    Ports: in ``input`` (Integer, Float or numeric String; read when the expression uses it)
+    → out ``result`` (Float rounded to ``precision``), ``error`` (Error, when the expression
+    cannot be evaluated; the tick fails too). Config: ``expression`` (string, default
+    ``"0"``: numbers, ``+ - * / %``, ``^`` (power, right-associative), parentheses, unary
+    minus, ``$input`` or ``$x`` for the input; at most 10 000 characters and 100 levels of
+    nesting), ``precision`` (int 0-15, default 10).
+    """
+
+    component = "tpl_math_expression"
+    inports = ["input"]
+    outports = ["result", "error"]
+    outport_types = {"result": "Float", "error": "Error"}
+
+    def run(self, ctx: ActorContext) -> None:
+        prec = precision(ctx)
+        source = config_value(ctx, "expression", "0")
+        if not isinstance(source, str):
+            raise ActorError(f"config 'expression' must be a string, got {source!r}")
+        if len(source) > 10_000:
+            raise ActorError(f"config 'expression' is {len(source)} characters long "
+                             f"(limit 10000)")
+        x = 0.0
+        if "$input" in source or "$x" in source:
+            x = float(_operand(ctx, "input")) if "input" in ctx.inputs else 0.0
+        try:
+            value = _ArithmeticParser(source, x).parse()
+            if not math.isfinite(value):
+                raise _ArithmeticError(f"the result is not a finite number ({value})")
+        except _ArithmeticError as exc:
+            ctx.send({"error": Message.error(str(exc))})
+            raise ActorError(f"config 'expression': {exc} (in {source[:80]!r})") from None
+        ctx.done({"result": _number_message(round_to(value, prec), False)})
+
+
+class _ArithmeticError(Exception):
+    pass
+
+
+class _ArithmeticParser:
+    """Recursive descent over ``+ - * / % ^ ( )`` with a depth limit."""
+
+    def __init__(self, source: str, x: float) -> None:
+        self.text = "".join(source.replace("$input", "\0").replace("$x", "\0").split())
+        self.x = x
+        self.pos = 0
+        self.depth = 0
+
+    def parse(self) -> float:
+        value = self.additive()
+        if self.pos < len(self.text):
+            raise _ArithmeticError(f"unexpected {self.text[self.pos]!r} at position "
+                                   f"{self.pos}")
+        return value
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def additive(self) -> float:
+        left = self.multiplicative()
+        while self.peek() in ("+", "-") and self.peek():
+            op = self.text[self.pos]
+            self.pos += 1
+            right = self.multiplicative()
+            left = left + right if op == "+" else left - right
+        return left
+
+    def multiplicative(self) -> float:
+        left = self.power()
+        while self.peek() and self.peek() in "*/%":
+            op = self.text[self.pos]
+            self.pos += 1
+            right = self.power()
+            if op != "*" and right == 0:
+                raise _ArithmeticError("Division by zero" if op == "/" else "Modulo by zero")
+            left = left * right if op == "*" else left / right if op == "/" else math.fmod(
+                left, right)
+        return left
+
+    def power(self) -> float:
+        self.depth += 1
+        if self.depth > 100:
+            raise _ArithmeticError("nested more than 100 levels deep")
+        base = self.unary()
+        if self.peek() == "^":
+            self.pos += 1
+            exponent = self.power()
+            try:
+                base = math.pow(base, exponent)
+            except (OverflowError, ValueError) as exc:
+                raise _ArithmeticError(f"{base} ^ {exponent}: {exc}") from None
+        self.depth -= 1
+        return base
+
+    def unary(self) -> float:
+        if self.peek() == "-":
+            self.pos += 1
+            return -self.atom()
+        return self.atom()
+
+    def atom(self) -> float:
+        c = self.peek()
+        if not c:
+            raise _ArithmeticError("unexpected end of expression")
+        if c == "(":
+            self.pos += 1
+            value = self.additive()
+            if self.peek() != ")":
+                raise _ArithmeticError(f"missing ')' at position {self.pos}")
+            self.pos += 1
+            return value
+        if c == "\0":
+            self.pos += 1
+            return self.x
+        start = self.pos
+        while self.peek() and (self.peek().isdigit() or self.peek() == "."):
+            self.pos += 1
+        try:
+            return float(self.text[start:self.pos])
+        except ValueError:
+            raise _ArithmeticError(f"expected a number at position {start}") from None
+
+
+MATH_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
     cls.component: cls
     for cls in (MathAdd, MathSubtract, MathMultiply, MathDivide, MathModulo, MathPower,
                 MathMin, MathMax, MathCompare, MathRound, MathAbs, MathClamp, MathSqrt,
-                MathStats, MathRandom)
-}
+                MathStats, MathRandom, MathAbsolute, MathMinMax, MathSum, MathAverage,
+                MathStatistics, MathExpression)
+})
