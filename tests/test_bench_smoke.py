@@ -49,6 +49,9 @@ RATIOS: dict[str, list[str]] = {
         "registry download / uvicorn StaticFiles",
         "registry download / python -m http.server",
     ],
+    "bench_sdk": [
+        "passthrough chain / bare loop of the same calls",
+    ],
     "bench_wasm": [
         "wasm doubler single / raw passthrough",
         "wasm doubler batched / raw passthrough",
