@@ -73,9 +73,15 @@ def test_unfiltered_stream_sees_every_event_in_causal_order() -> None:
     assert stream.lost == 0
     kinds = [e["_type"] for e in events]
     assert kinds.count("ActorFailed") == 1
-    # node a: every Started is followed by its Completed/Failed before the next Started
+    # each node's actor starts once with the network, as in offbit_reflow: one ActorStarted
+    # per node right after NetworkStarted, before any tick
+    nodes = {"a", "b", "c", "s"} & {e.get("actorId") for e in events}
+    assert kinds[0] == "NetworkStarted"
+    assert kinds[1:1 + len(nodes)] == ["ActorStarted"] * len(nodes)
+    assert {e["actorId"] for e in events[1:1 + len(nodes)]} == nodes
+    # then, node a: every tick's Started is followed by its Completed/Failed before the next
     open_tick = False
-    for e in events:
+    for e in events[1 + len(nodes):]:
         if e.get("actorId") == "a":
             if e["_type"] == "ActorStarted":
                 assert not open_tick

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._errors import GraphError, NetworkStateError, RunTimeout
-from ._events import EventHub, EventStream
+from ._events import EventHub, EventStream, _clock
 from ._gcdefer import built
 from ._messages import Message
 from ._nodes import ActorFailure, _Node
@@ -115,8 +115,13 @@ class Network(Wiring):
             self._announced = True
             if _network_observer is not None:
                 _network_observer(self.events)
-            if self._hub.active:
-                self._hub.publish("NetworkStarted")
+            hub = self._hub
+            if hub.active:
+                hub.publish("NetworkStarted")
+            if hub.wants_ticks:  # as offbit_reflow: each node's actor starts with the network
+                hub.pending.extend(("ActorStarted", _clock(), node.id, node.component)
+                                   for node in self._sched.nodes.values())
+                hub.flush()
         self._arm_sources_now()
 
     def _arm_sources_now(self) -> None:
