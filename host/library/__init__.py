@@ -47,6 +47,7 @@ _FAMILIES = (
     ("_stream_ops", "STREAM_TEMPLATES"),
     ("_image", "IMAGE_TEMPLATES"),
     ("_audio", "AUDIO_TEMPLATES"),
+    ("_vector", "VECTOR_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None
