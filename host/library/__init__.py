@@ -48,6 +48,7 @@ _FAMILIES = (
     ("_image", "IMAGE_TEMPLATES"),
     ("_audio", "AUDIO_TEMPLATES"),
     ("_vector", "VECTOR_TEMPLATES"),
+    ("_image_streams", "IMAGE_STREAM_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None

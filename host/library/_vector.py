@@ -11,6 +11,7 @@ in-port. Angles are in degrees.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from .._core._actor import ActorContext
@@ -149,9 +150,14 @@ class _Vector(SyncSdkTemplate):
         ctx.done({"result": self.compute(ctx)})
 
 
+Compute = Callable[[ActorContext], Message]
+
+
 def _template(component: str, inports: list[str], doc: str, *, await_all: bool = True,
-              result: str = "Object", config: dict[str, float] | None = None):  # type: ignore[no-untyped-def]
-    def wrap(fn):  # type: ignore[no-untyped-def]
+              result: str = "Object", config: dict[str, float] | None = None
+              ) -> Callable[[Compute], type[_Vector]]:
+    """A _Vector subclass whose result is ``fn(ctx)``; the decorated name is the class."""
+    def wrap(fn: Compute) -> type[_Vector]:
         attrs = {
             "component": component, "inports": inports, "await_all_inports": await_all,
             "outport_types": {"result": result}, "__doc__": doc, "config_defaults":
@@ -308,7 +314,8 @@ def Mat4Transform(ctx: ActorContext) -> Message:
     return _vec3_msg([c / w for c in out[:3]])
 
 
-def _xyz_template(component: str, default: float, what: str, build):  # type: ignore[no-untyped-def]
+def _xyz_template(component: str, default: float, what: str,
+                  build: Callable[[float, float, float], Vec]) -> type[_Vector]:
     doc = f"""{what} matrix from ``x``, ``y``, ``z``.
 
     Ports: in ``x``, ``y``, ``z`` (Integer or Float; config for those without a packet) →
