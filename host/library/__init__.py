@@ -49,6 +49,7 @@ _FAMILIES = (
     ("_audio", "AUDIO_TEMPLATES"),
     ("_vector", "VECTOR_TEMPLATES"),
     ("_image_streams", "IMAGE_STREAM_TEMPLATES"),
+    ("_audio_streams", "AUDIO_STREAM_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None
