@@ -50,6 +50,7 @@ _FAMILIES = (
     ("_vector", "VECTOR_TEMPLATES"),
     ("_image_streams", "IMAGE_STREAM_TEMPLATES"),
     ("_audio_streams", "AUDIO_STREAM_TEMPLATES"),
+    ("_canvas", "CANVAS_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None

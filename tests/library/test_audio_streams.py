@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import signal
+from sdk_media_streams import broken_stream, bytes_stream, collect, pcm_stream, samples_of
 
 from reflow import Message, template_actor
 from reflow.library import encode_audio
 from reflow.testing import run_tick, run_ticks
-from sdk_media_streams import broken_stream, bytes_stream, collect, pcm_stream, samples_of
 
 RATE = 8000
 

@@ -291,3 +291,58 @@ def test_ifft_matches_sdk() -> None:
     np.testing.assert_allclose(_ours_pcm("tpl_ifft", config, frames.flatten()),
                                _sdk_pcm("tpl_ifft", config, frames.flatten(), chunk=129 * 4),
                                atol=1e-5)
+
+
+def _bytes_close(a: bytes, b: bytes, tol: int = 1) -> None:
+    assert len(a) == len(b)
+    diff = np.abs(np.frombuffer(a, np.uint8).astype(int) - np.frombuffer(b, np.uint8))
+    assert int(diff.max(initial=0)) <= tol
+
+
+GRAD = {"width": 7, "height": 5}
+SQUARE = np.random.default_rng(11).integers(0, 256, (6, 6, 4), dtype=np.uint8)
+CANVAS_CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = [
+    ("tpl_shape_2d", [{"params": {"type": "Object", "data": {"shape": s, "cx": 1.5,
+                                                             "cy": -2}}}], None)
+    for s in ("rect", "ellipse", "circle", "polygon", "star", "line")
+] + [
+    ("tpl_shape_2d", [{"params": {"type": "Object", "data": {"shape": "rect",
+                                                             "cornerRadius": 10}}}], None),
+    ("tpl_shape_2d", [{"params": {"type": "Object", "data": {"shape": "path",
+                                                             "d": "M1,2 L3,4 L5,1 Z"}}}],
+     None),
+    ("tpl_background", [{"tick": {"type": "Flow", "data": None}}],
+     {**GRAD, "color": [1, 2, 3, 4]}),
+    ("tpl_background", [{"tick": {"type": "Flow", "data": None}}],
+     {**GRAD, "type": "linearGradient", "angle": 30}),
+    ("tpl_background", [{"tick": {"type": "Flow", "data": None}}],
+     {**GRAD, "type": "radialGradient", "center": [0.3, 0.6]}),
+    ("tpl_gaussian_blur", [{"image": {"type": "Bytes", "data": SQUARE.tobytes()}}],
+     {"width": 6, "radius": 2}),
+]
+
+
+@pytest.mark.parametrize(("tid", "ticks", "config"), CANVAS_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CANVAS_CASES)])
+def test_vector_2d_matches_sdk(tid: str, ticks: list[dict[str, Any]],
+                               config: dict[str, Any] | None) -> None:
+    from reflow.testing import run_ticks
+    actor = template_actor(tid)
+    theirs = sdk({"n": [tid, config]}, [["n", p, m] for t in ticks for p, m in t.items()],
+                 [("n", p) for p in actor.outports])
+    r = run_ticks(actor, [{p: Message.from_json(m) if m["type"] != "Bytes"
+                           else Message.bytes(m["data"]) for p, m in t.items()}
+                          for t in ticks], config)
+    r.raise_for_failures()
+    for key, msgs in theirs.items():
+        port = key.split(".", 1)[1]
+        ours = r.outputs[port][-1]
+        if msgs[-1]["type"] == "Bytes":
+            _bytes_close(ours["data"], msgs[-1]["data"])
+        elif port == "metadata" and "length" in msgs[-1]["data"]:
+            meta, want = dict(ours["data"]), dict(msgs[-1]["data"])
+            # the SDK measures length on a coarse polyline: within 1% here
+            assert meta.pop("length") == pytest.approx(want.pop("length"), rel=1e-2)
+            same(meta, want, 1e-9)
+        else:
+            same(dict(ours), msgs[-1], 1e-9)
