@@ -51,6 +51,7 @@ _FAMILIES = (
     ("_image_streams", "IMAGE_STREAM_TEMPLATES"),
     ("_audio_streams", "AUDIO_STREAM_TEMPLATES"),
     ("_canvas", "CANVAS_TEMPLATES"),
+    ("_procedural", "PROCEDURAL_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None
