@@ -52,6 +52,7 @@ _FAMILIES = (
     ("_audio_streams", "AUDIO_STREAM_TEMPLATES"),
     ("_canvas", "CANVAS_TEMPLATES"),
     ("_procedural", "PROCEDURAL_TEMPLATES"),
+    ("_video", "VIDEO_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None

@@ -402,3 +402,14 @@ def test_procedural_matches_sdk(tid: str, ticks: list[dict[str, Any]],
                 _float_bytes_close(ours["data"], want["data"], dtypes.get(port, "<f8"))
         else:
             same(dict(ours), want, 1e-6)
+
+
+def test_camera_test_pattern_matches_sdk() -> None:
+    from reflow.library._video import test_pattern
+    out = sdk({"c": ["tpl_camera_capture", {"width": 40, "height": 35, "frameCount": 2,
+                                            "fps": 100}],
+               "s": ["tpl_stream_to_bytes", {}]},
+              [["c", "start", {"type": "Flow", "data": None}]], [("s", "output")],
+              [["c", "stream", "s", "stream"]])
+    theirs = out["s.output"][0]["data"]
+    assert theirs == test_pattern(40, 35, 0) + test_pattern(40, 35, 1)
