@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sdk_media_streams import collect
 
 from reflow import Message, Network, template_actor
 from reflow.testing import run_tick, run_ticks
-from sdk_media_streams import collect
 
 
 def _pattern_ref(w: int, h: int, i: int) -> np.ndarray:
