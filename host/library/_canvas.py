@@ -27,7 +27,7 @@ from ._sdk import SyncSdkTemplate
 __all__ = ["CANVAS_TEMPLATES", "blend"]
 
 MAX_SIDE = 16384
-MAX_PIXELS = 1 << 26
+MAX_PIXELS = 1 << 24  # 16 Mpx: blending works on a few float32 copies of an image
 
 
 def _size(params: dict[str, Any], key: str, default: int, where: str = "config") -> int:
@@ -267,8 +267,9 @@ _LAYER_PORTS = [f"layer{i}" for i in range(8)]
 class Canvas2D(SyncSdkTemplate):
     """Composites RGBA layers onto a background when ``tick`` arrives.
 
-    Layer images (RGBA Bytes of ``width x height``) arrive on ``layer0`` … ``layer7`` and are
-    kept; ``background`` replaces the solid background. (The SDK takes any in-port name as a
+    Layer images (RGBA Bytes of ``width x height``) arrive on ``layer0``, ``layer1``,
+    ``layer2``, ``layer3``, ``layer4``, ``layer5``, ``layer6``, ``layer7`` and are kept;
+    ``background`` replaces the solid background. (The SDK takes any in-port name as a
     layer; this runtime checks port names when a graph is built, so the layer ports are
     these eight.) Ports: in ``tick``, ``background``, ``layer0``-``layer7`` → out ``frame``
     (RGBA Bytes), ``metadata`` (Object ``{width, height, layerCount}``). Config: ``width``

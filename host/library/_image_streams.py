@@ -29,7 +29,7 @@ from ._sdk import SdkTemplate, StreamData, read_stream, write_stream
 
 __all__ = ["IMAGE_STREAM_TEMPLATES", "load_source", "pil_image", "raw_image"]
 
-MAX_IMAGE_PIXELS = 1 << 26  # 64 Mpx: a larger image (or decompression bomb) fails its tick
+MAX_IMAGE_PIXELS = 1 << 25  # 32 Mpx: a larger image (or decompression bomb) fails its tick
 _STREAM_DOC = ("raw image Stream: ``begin`` metadata ``{width, height, channels, format}``, "
                "rows of 8-bit pixels")
 
@@ -141,7 +141,7 @@ class ImageDecode(SdkTemplate):
 
     Ports: in ``input`` (Bytes: the encoded image) → out ``stream`` ({stream}; RGBA),
     ``error`` (Error: the same text the failed tick records). Config: none. An image of more
-    than 64 Mpx fails the tick instead of being decoded.
+    than 32 Mpx fails the tick instead of being decoded.
     """
 
     component = "tpl_image_decode"

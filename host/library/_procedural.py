@@ -25,7 +25,8 @@ from ._sdk import SyncSdkTemplate
 
 __all__ = ["PROCEDURAL_TEMPLATES", "value_noise"]
 
-MAX_GRID = 1 << 24  # cells of one grid (16 M: 128 MiB of float64)
+MAX_GRID = 1 << 22  # cells of one grid (4 Mi: 32 MiB of float64; the noise sums hold a few)
+MAX_VORONOI_WORK = 1 << 28  # cells x points
 
 
 def _fract(x: np.ndarray) -> np.ndarray:
@@ -236,6 +237,9 @@ class Voronoi(SyncSdkTemplate):
     def tick(self, ctx: ActorContext) -> None:
         w, h = _grid_dims(ctx)
         n = config_int(ctx, "cellCount", 32, minimum=1, maximum=4096)
+        if n * w * h > MAX_VORONOI_WORK:
+            raise ActorError(f"config 'cellCount' x 'width' x 'height' ({n}x{w}x{h}) is more "
+                             f"than {MAX_VORONOI_WORK} distance evaluations")
         seed = _number(ctx, "seed", 0.0, "seed")
         config_choice(ctx, "mode", ("distance", "cell_id"), "distance")
         idx = np.arange(n, dtype=np.float64)

@@ -217,3 +217,37 @@ def test_bad_input_and_config_fail_the_tick(tid: str, inputs: dict[str, Any],
     (err,) = r.outputs["error"]
     assert err["type"] == "Error" and fragment in err["data"]
     assert not r.outputs.get("stream") and not r.outputs.get("output")
+
+
+MEMORY_CHILD = r'''
+import resource, struct, sys, zlib
+from reflow import Message, template_actor
+from reflow.testing import run_tick
+
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+w = h = 6000  # 36 Mpx: under Pillow's own bomb limit, over the template's
+comp = zlib.compressobj(9)
+row = b"\0" * (1 + w * 4)
+body = b"".join(comp.compress(row) for _ in range(h)) + comp.flush()
+png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+       + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+r = run_tick(template_actor("tpl_image_decode"), {"input": Message.bytes(png)})
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert r.failures and "more than" in r.failures[0].error, r.failures
+print(len(png), (after - before) // 1024)
+'''
+
+
+def test_a_compressed_bomb_is_refused_before_it_is_inflated() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", MEMORY_CHILD], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    size, grown_mib = (int(v) for v in done.stdout.split()[-2:])
+    assert size < 1 << 20  # a few hundred KiB that would inflate to 144 MB of pixels
+    assert grown_mib < 64, f"peak RSS grew {grown_mib} MiB"

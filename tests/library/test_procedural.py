@@ -140,6 +140,8 @@ BAD: list[tuple[str, dict[str, Any], dict[str, Any] | None, str]] = [
      "config 'octaves'"),
     ("tpl_voronoi", {"seed": Message.float(1.0)}, {"cellCount": 0}, "config 'cellCount'"),
     ("tpl_voronoi", {"seed": Message.float(1.0)}, {"mode": "edges"}, "config 'mode'"),
+    ("tpl_voronoi", {"seed": Message.float(1.0)}, {"cellCount": 4096, "width": 2048,
+                                                   "height": 2048}, "distance evaluations"),
     ("tpl_lsystem", {"axiom": Message.integer(1)}, None, "in-port 'axiom'"),
     ("tpl_lsystem", {"axiom": Message.string("F")}, {"iterations": 30}, "config 'iterations'"),
     ("tpl_lsystem", {"axiom": Message.string("F")}, {"rules": 5}, "config 'rules'"),
