@@ -45,9 +45,12 @@ class SdkTemplate(LibraryActor):
 
     async def run(self, ctx: ActorContext) -> None:
         try:
-            result = self.tick(ctx)
-            if inspect.isawaitable(result):
-                await result
+            try:
+                result = self.tick(ctx)
+                if inspect.isawaitable(result):
+                    await result
+            except (ArithmeticError, ValueError, TypeError) as exc:
+                raise _unexpected(exc) from exc
         except ActorError as exc:
             if "error" in self.outports:
                 await ctx.asend({"error": Message.error(str(exc))})
@@ -59,11 +62,19 @@ class SyncSdkTemplate(SdkTemplate):
 
     def run(self, ctx: ActorContext) -> None:  # type: ignore[override]
         try:
-            self.tick(ctx)
+            try:
+                self.tick(ctx)
+            except (ArithmeticError, ValueError, TypeError) as exc:
+                raise _unexpected(exc) from exc
         except ActorError as exc:
             if "error" in self.outports:
                 ctx.send({"error": Message.error(str(exc))})
             raise
+
+
+def _unexpected(exc: Exception) -> ActorError:
+    """A value no check caught (an integer too large for a float, say) as a tick failure."""
+    return ActorError(f"bad config or input value ({type(exc).__name__}: {exc})")
 
 
 class StreamData:

@@ -188,6 +188,7 @@ def test_bad_input_fails_the_tick_naming_the_port(tid: str, inputs: dict[str, An
     ("tpl_mat4_perspective", "fov", {"near": 5, "far": 5}, "'near' and 'far'"),
     ("tpl_quat_from_euler", "x", {"z": True}, "config 'z'"),
     ("tpl_mat4_scale", "x", {"y": math.nan}, "config 'y'"),
+    ("tpl_mat4_translate", "x", {"y": 10**400}, "bad config or input value"),
 ])
 def test_bad_config_fails_the_tick_naming_the_key(tid: str, trigger: str,
                                                   config: dict[str, Any], fragment: str
