@@ -52,6 +52,12 @@ _FAMILIES = (
     ("_sdk_data", "SDK_TEXT_TEMPLATES"),
     ("_sdk_stream", "SDK_STREAM_TEMPLATES"),
     ("_sdk_io", "SDK_IO_TEMPLATES"),
+    ("_vector", "VECTOR_TEMPLATES"),
+    ("_image_streams", "IMAGE_STREAM_TEMPLATES"),
+    ("_audio_streams", "AUDIO_STREAM_TEMPLATES"),
+    ("_canvas", "CANVAS_TEMPLATES"),
+    ("_procedural", "PROCEDURAL_TEMPLATES"),
+    ("_video", "VIDEO_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None
