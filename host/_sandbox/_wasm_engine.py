@@ -47,7 +47,6 @@ import stat
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,6 +85,9 @@ from ._guest_host import (
     pick_template,
     read_module_file,
 )
+from ._wasm_epoch import NATIVE as EPOCH_NATIVE
+from ._wasm_epoch import NATIVE_REASON as EPOCH_NATIVE_REASON
+from ._wasm_epoch import EpochTicker
 
 __all__ = ["WasmActor", "WasmEngine", "WasmModule", "WasmNodeActor", "default_engine"]
 
@@ -120,6 +122,7 @@ IMPORTS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 _PAGE = 65536
+_monotonic = time.monotonic
 _MASK32 = 0xFFFFFFFF
 
 
@@ -159,6 +162,7 @@ class WasmEngine:
         fast_path: bool | None = None,
         cache_key_file: str | os.PathLike[str] | None = None,
         isolate_compile: bool | None = None,
+        native_ticker: bool | None = None,
     ) -> None:
         #: What the engine's config is made from; a compiler process rebuilds it from this.
         self._compile_params = {
@@ -208,47 +212,35 @@ class WasmEngine:
         self._key_lock = threading.Lock()
         self._modules: dict[str, WasmModule] = {}
         self._lock = threading.Lock()
-        self._ticker: threading.Thread | None = None
-        self._stop = threading.Event()
         self.stats = {"compiled": 0, "deserialized": 0, "memory_hits": 0}
-        #: Epochs elapsed, as counted by the ticker (read without a C call on the hot path).
-        self.epoch = 0
+        #: Seconds per epoch: a deadline armed less than this long ago still stands.
+        self.epoch_s = self.epoch_ms / 1000.0
+        if native_ticker and not EPOCH_NATIVE:
+            raise SandboxError(f"no native epoch ticker here: {EPOCH_NATIVE_REASON}")
+        self._ticker = EpochTicker(self.engine, self.epoch_s, native_ticker)
 
     # -- epoch ticker -------------------------------------------------------------------------
     def _ensure_ticker(self) -> None:
-        if self._ticker is not None:
-            return
-        with self._lock:
-            if self._ticker is not None:
-                return
-            stop, period = self._stop, self.epoch_ms / 1000.0
-            ref = weakref.ref(self)
-
-            def tick() -> None:
-                # Holds the engine only weakly: an engine nobody uses stops its ticker.
-                while not stop.wait(period):
-                    eng = ref()
-                    if eng is None:
-                        return
-                    eng.engine.increment_epoch()
-                    eng.epoch += 1
-                    del eng
-
-            self._ticker = threading.Thread(target=tick, name="reflow-wasm-epoch", daemon=True)
+        """Start the epoch ticker (:mod:`reflow._sandbox._wasm_epoch`) if it is not running."""
+        if not self._ticker.running:
             self._ticker.start()
-            weakref.finalize(self, stop.set)
+
+    @property
+    def native_ticker(self) -> bool:
+        """Whether the epoch ticks without the GIL (a POSIX timer), not from a Python thread."""
+        return self._ticker.native
 
     def deadline_ticks(self, tick_ms: float) -> int:
         """Epoch ticks for a time limit: the guest is interrupted between ``tick_ms`` and
-        ``tick_ms + epoch_ms`` after the deadline was set."""
-        return max(1, math.ceil(tick_ms / self.epoch_ms)) + 1
+        ``tick_ms + 2 * epoch_ms`` after the deadline was set. Two epochs of slack, not one:
+        a deadline is re-armed only once ``epoch_ms`` has passed since it was armed (the hot
+        path reads the clock, not the engine's counter, which has no getter), and an
+        increment due before the arming may land just after it."""
+        return max(1, math.ceil(tick_ms / self.epoch_ms)) + 2
 
     def close(self) -> None:
         """Stop the epoch ticker. Idempotent; loaded modules stay usable for inspection."""
-        self._stop.set()
-        t, self._ticker = self._ticker, None
-        if t is not None:
-            t.join(timeout=1.0)
+        self._ticker.close()
 
     # -- loading ---------------------------------------------------------------------------
     def compile(
@@ -731,8 +723,11 @@ class _GuestInstance:
         self.fast = eng.fast_path
         self.fp = fastcall.FastPath(self.store) if self.fast else None
         self.engine = eng
-        self.deadline_epoch = -1
-        self.armed_ticks = 0  # the ticks of the deadline set in ``deadline_epoch``
+        #: When the deadline was armed (time.monotonic), with how many epochs, and from when
+        #: it must be armed again (``epoch_s`` later: until then it still stands).
+        self.armed_at = 0.0
+        self.armed_ticks = 0
+        self.rearm_at = 0.0
         # With a fixed reservation that covers the cap, memory.grow never moves the memory.
         self.stable = (
             eng.memory_reservation is not None and limits.memory_bytes <= eng.memory_reservation
@@ -822,7 +817,9 @@ class _GuestInstance:
 
     # -- plumbing ------------------------------------------------------------------------------
     def set_deadline(self, ticks: int) -> None:
-        self.deadline_epoch = self.engine.epoch
+        now = time.monotonic()
+        self.armed_at = now
+        self.rearm_at = now + self.engine.epoch_s
         self.armed_ticks = ticks
         if self.fp is not None:
             self.fp.set_deadline(ticks)
@@ -843,7 +840,7 @@ class _GuestInstance:
         if whole <= 0:
             return
         self.credit -= whole
-        remaining = self.deadline_epoch + self.armed_ticks - eng.epoch
+        remaining = self.armed_ticks - int((time.monotonic() - self.armed_at) / eng.epoch_s)
         self.set_deadline(max(1, remaining + whole))
 
     def _on_deadline(self) -> int:
@@ -871,7 +868,6 @@ class _GuestInstance:
         elif now - self.batch_start >= self.limits.tick_ms / 1000.0:
             self.timed_out = True
             return 0
-        self.deadline_epoch = self.engine.epoch
         self.armed_ticks = -1  # the next call arms its own deadline
         return self.batch_poll
 
@@ -1232,8 +1228,8 @@ class WasmNodeActor(GuestNodeActor):
         else:
             n = inst.write_input(encode_tick_input(ctx.inputs))
             in_ptr = inst.in_ptr
-        if inst.engine.epoch != inst.deadline_epoch or inst.armed_ticks != inst.ticks:
-            # A deadline set in this epoch still stands; re-arm once the epoch moved on.
+        if _monotonic() >= inst.rearm_at or inst.armed_ticks != inst.ticks:
+            # A deadline armed less than an epoch ago still stands (deadline_ticks' slack).
             inst.set_deadline(inst.ticks)
         bound = inst.tick_bound
         if bound is not None:  # the fast path's unchecked call
