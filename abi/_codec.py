@@ -207,7 +207,8 @@ class TickCodec:
     """
 
     __slots__ = (
-        "_batch_inputs", "_batch_outputs", "_inputs", "_last", "_outputs", "_runs", "_sized"
+        "_batch_inputs", "_batch_outputs", "_inputs", "_last", "_last_bytes", "_outputs",
+        "_runs", "_sized",
     )
 
     def __init__(self, inports: Any, outports: Any) -> None:
@@ -244,6 +245,9 @@ class TickCodec:
                 st = struct.Struct(f"<{len(head)}s{tail}")
                 self._outputs[head] = (st, st.size, head, port, code)
         self._last: tuple[struct.Struct, int, bytes, str, int] | None = None
+        # The last Bytes result frame: (its length, Struct reading head + length + payload,
+        # the payload length, out-port); the next frame of the same length costs one unpack.
+        self._last_bytes: tuple[int, struct.Struct, int, str] | None = None
         # head -> (Struct of u32 length + head + i64 | u32, its size, head, port, kind code)
         self._batch_outputs: dict[bytes, tuple[struct.Struct, int, bytes, str, int]] = {
             head: (struct.Struct("<I" + spec[0].format[1:]), spec[1] + 4, head, spec[3], spec[4])
@@ -327,10 +331,9 @@ class TickCodec:
         :func:`encode_tick_input` (the buffer may then hold part of a frame).
         """
         if len(inputs) == 1:
-            for port, m in inputs.items():
-                spec = self._inputs.get(port)
-                if spec is None:
-                    break
+            [(port, m)] = inputs.items()
+            spec = self._inputs.get(port)
+            while spec is not None:  # a block to break out of
                 kind = m["type"]
                 if kind == "Integer":
                     size = spec[2]
@@ -350,6 +353,7 @@ class TickCodec:
                     spec[3].pack_into(buf, offset, spec[4], n - size)
                     buf[offset + size : offset + n] = d
                     return n
+                break
         frame = encode_tick_input(inputs)
         n = len(frame)
         if n > capacity:
@@ -568,6 +572,15 @@ class TickCodec:
         trusted.
         """
         n = end - pos
+        last = self._last_bytes
+        if last is not None and last[0] == n:  # a Bytes frame like the last: one unpack
+            head, value, data = last[1].unpack_from(view, pos)
+            spec = self._last
+            if spec is not None and head == spec[2] and value == last[2]:
+                m = _new(Message)
+                m["type"] = "Bytes"
+                m["data"] = data
+                return {last[3]: m}
         spec = self._last
         if spec is not None and n >= spec[1]:  # one unpack checks the head and reads on
             head, value = spec[0].unpack_from(view, pos)
@@ -597,6 +610,7 @@ class TickCodec:
                 return None
             m["type"] = "Bytes"
             m["data"] = view[pos + spec[1] : end].tobytes()
+            self._last_bytes = (n, self._with_payload(spec[0], value), value, spec[3])
         return {spec[3]: m}
 
 

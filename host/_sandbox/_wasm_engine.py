@@ -44,6 +44,7 @@ import platform
 import re
 import secrets
 import stat
+import struct
 import tempfile
 import threading
 import time
@@ -123,6 +124,7 @@ IMPORTS: dict[str, tuple[list[str], list[str]]] = {
 
 _PAGE = 65536
 _monotonic = time.monotonic
+_batch_done = struct.Struct("<I").unpack_from
 _MASK32 = 0xFFFFFFFF
 
 
@@ -709,6 +711,8 @@ class _GuestInstance:
         self.batch_at = 0
         self.batch_start = 0.0
         self.batch_poll = max(1, self.ticks // 4)
+        #: (view, input pointer, reader of the batch frame's progress counter there).
+        self.progress_reader: tuple[Any, int, Callable[[], int]] | None = None
         tmpl = template or GuestTemplate(id=module.name, inports=(), outports=())
         self.host = GuestNodeHost(node, tmpl, limits, grants)
         self.out_limit = limits.output_bytes
@@ -1288,15 +1292,18 @@ class WasmNodeActor(GuestNodeActor):
         view, in_ptr = inst.view, inst.in_ptr
         # Each tick of the batch has its own budget of tick_ms (see _on_deadline): the first
         # look comes after a quarter of it.
-        limit_ms = inst.limits.tick_ms
-        inst.batch_progress = batch_progress(view, in_ptr)
+        progress = inst.progress_reader
+        if progress is None or progress[0] is not view or progress[1] != in_ptr:
+            progress = inst.progress_reader = (view, in_ptr, batch_progress(view, in_ptr))
+        inst.batch_progress = progress[2]
         inst.batch_count = m
         inst.batch_at = 0
-        inst.batch_start = time.monotonic()
-        inst.set_deadline(inst.batch_poll)
+        now = inst.batch_start = _monotonic()
+        if now >= inst.rearm_at or inst.armed_ticks != inst.batch_poll:
+            inst.set_deadline(inst.batch_poll)  # else the one armed < an epoch ago stands
         host_calls = inst.host_calls
         if host_calls:
-            host.begin_batch(ctxs[:m], batch_progress(view, in_ptr))
+            host.begin_batch(ctxs[:m], progress[2])
         bound = inst.batch_bound
         args = bound.args
         args[0] = in_ptr
@@ -1309,15 +1316,18 @@ class WasmNodeActor(GuestNodeActor):
             inst.batch_progress = None
             if host_calls:
                 emitted = host.end_batch()[0]
-        _, done, rptr, rlen = decode_batch_head(view, in_ptr)
         if failure is None:
             raw = args[0]
             rptr = raw & _MASK32
             rlen = (raw >> 32) & _MASK32
+            done = _batch_done(view, in_ptr + 4)[0]
+        else:  # what the guest reported before it trapped
+            _, done, rptr, rlen = decode_batch_head(view, in_ptr)
         if rptr + rlen > inst.size:
             inst.refresh()  # the guest grew its memory during the call
             view = inst.view
         if failure is not None:
+            limit_ms = inst.limits.tick_ms
             if done >= m or rptr + rlen > inst.size:  # no usable progress: all of them fail
                 exc = inst.translate(failure, f"reflow_tick_batch ({m} ticks)", limit_ms)
                 for j in range(m):
