@@ -3,9 +3,13 @@
 * ``_guest_host`` — what every engine shares: :class:`~reflow.GuestLimits` and
   :class:`~reflow.GuestGrants`, the host functions a guest may call (emit, pools, log, HTTP),
   describe documents, the per-node actor protocol.
-* ``_wasm_engine`` (with ``_wasm_fastcall``, wasmtime's unchecked call path, and
-  ``_wasm_compile``, compiling in a child process under resource limits) — WebAssembly guests
-  of the reflow ABI (``abi/ABI.md``), sandboxed.
+* ``_wasm_engine`` — WebAssembly guests of the reflow ABI (``abi/ABI.md``), sandboxed: the
+  engine and its compiled-module cache; below it, one job each: ``_wasm_module`` (checking a
+  module at load), ``_wasm_node`` (the node actor and its hot tick path), ``_wasm_instance``
+  (one node's store, its calls, deadlines and error translation), ``_wasm_cache`` (the cache
+  key), ``_wasm_epoch`` (the epoch ticker: a POSIX timer, no GIL), ``_wasm_fastcall``
+  (wasmtime's unchecked call path) and ``_wasm_compile`` (compiling in a child process under
+  resource limits).
 * ``_extism_engine`` — Extism plugins, including those built with the original Reflow SDKs.
 * ``_native_engine`` — signed native libraries of the same ABI: **not** sandboxed.
 """
