@@ -19,7 +19,8 @@ path only needs to know whether a deadline it armed may have been eaten into sin
 Lifetime: :meth:`EpochTicker.close` deletes the timer (idempotent), and keeps the engine alive
 for a grace period after, because a notify thread libc already started may still run; every
 live timer is deleted at interpreter exit, before the engines are freed, and a forked child
-(which inherits no timers) restarts the tickers of the engines it inherited.
+(which inherits no timers) restarts the ticker of an engine it inherited when that engine
+next arms a deadline.
 """
 
 from __future__ import annotations
@@ -119,10 +120,18 @@ class EpochTicker:
         self._stop = threading.Event()
         self._closed = False
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     @property
     def running(self) -> bool:
         return self._timer is not None or self._thread is not None
+
+    def restart_if_forked(self) -> None:
+        """In a forked child, start again what the parent had running (cheap otherwise)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            if not self._closed and not self.running:
+                self.start()
 
     def start(self) -> None:
         """Start ticking (idempotent; a closed ticker stays closed)."""
@@ -192,20 +201,13 @@ class EpochTicker:
             self._halt()
 
     def _after_fork(self) -> None:
-        # A child inherits no timers and no threads: forget them and start again.
+        # A child inherits no timers and no threads: forget them. Nothing is started here —
+        # between fork and exec (subprocess's preexec_fn) a child must not start threads —
+        # the engine restarts the ticker the next time it arms a deadline.
         self._timer = None
         self._thread = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        if self._closed:
-            return
-        if self.native:
-            try:
-                self._start_timer()
-                return
-            except OSError:  # deadlines must hold in the child too: tick from Python
-                self.native = False
-        self._start_thread()
 
 
 @atexit.register

@@ -251,6 +251,8 @@ class _GuestInstance:
 
     # -- plumbing ------------------------------------------------------------------------------
     def set_deadline(self, ticks: int) -> None:
+        # Armed at least once an epoch while ticks run: cheap enough to see a fork here.
+        self.engine._ticker.restart_if_forked()
         now = time.monotonic()
         self.armed_at = now
         self.rearm_at = now + self.engine.epoch_s

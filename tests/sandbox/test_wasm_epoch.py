@@ -163,3 +163,17 @@ def test_forked_child_keeps_deadlines() -> None:
     proc = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_subprocess_with_preexec_fn_does_not_hang_on_the_ticker() -> None:
+    """Between fork and exec nothing may start a thread: with a ticker running, a child made
+    with ``preexec_fn`` (which runs the at-fork handlers) still gets to exec."""
+    eng = WasmEngine(cache_dir=False)
+    eng._ensure_ticker()
+    try:
+        for _ in range(3):
+            proc = subprocess.run([sys.executable, "-c", "print('ok')"], preexec_fn=lambda: None,
+                                  timeout=30, capture_output=True, text=True)
+            assert proc.stdout.strip() == "ok"
+    finally:
+        eng.close()
