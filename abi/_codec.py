@@ -293,7 +293,7 @@ class TickCodec:
         spec = self._batch_inputs.get((port, kind))
         if spec is None or list(map(len, inputs)).count(1) != total:
             return None
-        msgs = [t.get(port) for t in inputs]
+        msgs: list[Any] = [t.get(port) for t in inputs]
         if not all(msgs) or [m["type"] for m in msgs].count(kind) != total:
             return None
         data = [m["data"] for m in msgs]
