@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from .._core._messages import Message
@@ -205,7 +206,10 @@ class TickCodec:
     it decoded, because a node's next result almost always has the same port and kind.
     """
 
-    __slots__ = ("_batch_inputs", "_batch_outputs", "_inputs", "_last", "_outputs", "_sized")
+    __slots__ = (
+        "_batch_inputs", "_batch_outputs", "_inputs", "_last", "_last_bytes", "_outputs",
+        "_runs", "_sized",
+    )
 
     def __init__(self, inports: Any, outports: Any) -> None:
         # in-port -> (Struct, head, size) of an Integer frame, then of a Bytes frame's header,
@@ -241,6 +245,9 @@ class TickCodec:
                 st = struct.Struct(f"<{len(head)}s{tail}")
                 self._outputs[head] = (st, st.size, head, port, code)
         self._last: tuple[struct.Struct, int, bytes, str, int] | None = None
+        # The last Bytes result frame: (its length, Struct reading head + length + payload,
+        # the payload length, out-port); the next frame of the same length costs one unpack.
+        self._last_bytes: tuple[int, struct.Struct, int, str] | None = None
         # head -> (Struct of u32 length + head + i64 | u32, its size, head, port, kind code)
         self._batch_outputs: dict[bytes, tuple[struct.Struct, int, bytes, str, int]] = {
             head: (struct.Struct("<I" + spec[0].format[1:]), spec[1] + 4, head, spec[3], spec[4])
@@ -249,6 +256,9 @@ class TickCodec:
         # A Bytes frame's header Struct extended by the payload of one length ("...I1024s"):
         # a batch of equal-sized Bytes (the usual stream of records) costs one call per frame.
         self._sized: dict[tuple[str, int], struct.Struct] = {}
+        # A whole run of equal result frames read by one unpack ("<I6sI1024sI6sI1024s..."):
+        # (frame format, frames) -> Struct.
+        self._runs: dict[tuple[str, int], struct.Struct] = {}
 
     def _with_payload(self, st: struct.Struct, n: int) -> struct.Struct:
         key = (st.format, n)
@@ -259,6 +269,60 @@ class TickCodec:
             sized = self._sized[key] = struct.Struct(f"{st.format}{n}s")
         return sized
 
+    def _run(self, fmt: str, k: int) -> struct.Struct:
+        key = (fmt, k)
+        st = self._runs.get(key)
+        if st is None:
+            if len(self._runs) >= 64:
+                self._runs.clear()
+            st = self._runs[key] = struct.Struct("<" + fmt * k)
+        return st
+
+    def _encode_uniform(
+        self, inputs: list[dict[str, Any]], buf: Any, offset: int, capacity: int
+    ) -> tuple[int, int, bool] | None:
+        """The whole batch in a few C-level passes when every tick has one input, on the
+        same port, of the same kind (Integer, or Bytes of one length): the usual batch.
+        None when it is not such a batch or does not fit (the general loop decides)."""
+        total = len(inputs)
+        first = inputs[0]
+        if len(first) != 1:
+            return None
+        [(port, msg)] = first.items()
+        kind = msg["type"]
+        spec = self._batch_inputs.get((port, kind))
+        if spec is None or list(map(len, inputs)).count(1) != total:
+            return None
+        msgs: list[Any] = [t.get(port) for t in inputs]
+        if not all(msgs) or [m["type"] for m in msgs].count(kind) != total:
+            return None
+        data = [m["data"] for m in msgs]
+        st, head, size, is_int = spec
+        pos = offset + BATCH_HEAD
+        if is_int:
+            n = BATCH_HEAD + total * size
+            if n > capacity:
+                return None
+            try:
+                body = b"".join(map(st.pack, repeat(size - 4, total), repeat(head, total), data))
+            except struct.error:
+                return None  # not a 64-bit int: the general loop raises the right error
+            buf[pos : pos + len(body)] = body
+        else:
+            if list(map(type, data)).count(bytes) != total:
+                return None
+            lengths = list(map(len, data))
+            ln = lengths[0]
+            n = BATCH_HEAD + total * (size + ln)
+            if lengths.count(ln) != total or n > capacity:
+                return None
+            pre = st.pack(size - 4 + ln, head, ln)
+            buf[pos : pos + size] = pre
+            body = pre.join(data)
+            buf[pos + size : pos + size + len(body)] = body
+        _BATCH_HEAD.pack_into(buf, offset, total, 0, 0, 0, 0)
+        return total, n, False
+
     def encode_into(self, inputs: dict[str, Any], buf: Any, offset: int, capacity: int) -> int:
         """Encode the input frame of ``inputs`` into ``buf[offset:]``.
 
@@ -267,10 +331,9 @@ class TickCodec:
         :func:`encode_tick_input` (the buffer may then hold part of a frame).
         """
         if len(inputs) == 1:
-            for port, m in inputs.items():
-                spec = self._inputs.get(port)
-                if spec is None:
-                    break
+            [(port, m)] = inputs.items()
+            spec = self._inputs.get(port)
+            while spec is not None:  # a block to break out of
                 kind = m["type"]
                 if kind == "Integer":
                     size = spec[2]
@@ -290,6 +353,7 @@ class TickCodec:
                     spec[3].pack_into(buf, offset, spec[4], n - size)
                     buf[offset + size : offset + n] = d
                     return n
+                break
         frame = encode_tick_input(inputs)
         n = len(frame)
         if n > capacity:
@@ -305,7 +369,12 @@ class TickCodec:
         Returns (ticks written, bytes written, full): ``full`` when it stopped because the
         next frame did not fit in ``capacity``. It also stops before a tick whose inputs raise
         :class:`~reflow.MessageError`, and raises it if that is the first tick. A tick with
-        one Integer or Bytes input (the hot case) costs one ``pack_into``."""
+        one Integer or Bytes input (the hot case) costs one ``pack_into``, and a batch of
+        nothing but such ticks, all alike, a few C-level passes."""
+        if len(inputs) > 1:
+            done = self._encode_uniform(inputs, buf, offset, capacity)
+            if done is not None:
+                return done
         pos = offset + BATCH_HEAD
         end = offset + capacity
         m = 0
@@ -404,9 +473,11 @@ class TickCodec:
                 if k <= n:
                     spec = outputs.get(view[pos + 4 : pos + 4 + k].tobytes())
             before = len(out)
-            if spec is not None:
+            if spec is not None and count - before > 1:
+                pos = self._decode_uniform(view, pos, end, count - before, spec, n, append)
+            if spec is not None and len(out) < count:
                 unpack, size, head, port = spec[0].unpack_from, spec[1], spec[2], spec[3]
-                todo = count - before
+                todo = count - len(out)
                 if spec[4] == 3:  # a run of Integer frames
                     want = size - 4
                     while todo and pos + size <= end:
@@ -447,11 +518,51 @@ class TickCodec:
                         if value != same:
                             same = value
                             sized = self._with_payload(spec[0], value).unpack_from
-            if len(out) == before:  # not a hot frame: the caller decodes it in full
+            if len(out) == before and len(out) < count:  # not hot: the caller decodes it
                 n = u32(view, pos)[0]
                 append((pos + 4, pos + 4 + n))
                 pos += 4 + n
         return out
+
+    def _decode_uniform(
+        self, view: Any, pos: int, end: int, todo: int, spec: tuple[Any, ...], n: int, append: Any
+    ) -> int:
+        """Read as many of the next ``todo`` frames as are exactly like the one at ``pos``
+        (``u32 n`` + the head of ``spec`` + its Integer, or a Bytes payload of the same
+        length) with one unpack, appending their outputs; returns the new position (``pos``
+        when fewer than two frames are alike: the per-frame loop takes over)."""
+        st, size, head, port, code = spec
+        stride = 4 + n
+        k = min(todo, (end - pos) // stride)
+        if k < 2:
+            return pos
+        fmt = st.format[1:]
+        if code == 3:
+            if n != size - 4:
+                return pos
+            vals = self._run(fmt, k).unpack_from(view, pos)
+            if vals[0::3].count(n) != k or vals[1::3].count(head) != k:
+                return pos
+            new = _new
+            for value in vals[2::3]:
+                m = new(Message)
+                m["type"] = "Integer"
+                m["data"] = value
+                append({port: m})
+            return pos + k * stride
+        ln = n - (size - 4)
+        if ln < 0:
+            return pos
+        vals = self._run(f"{fmt}{ln}s", k).unpack_from(view, pos)
+        if vals[0::4].count(n) != k or vals[1::4].count(head) != k or vals[2::4].count(ln) != k:
+            return pos
+        new = _new
+        for data in vals[3::4]:
+            m = new(Message)
+            m["type"] = "Bytes"
+            m["data"] = data
+            append({port: m})
+        return pos + k * stride
 
     def decode_single(self, view: memoryview, pos: int, end: int) -> dict[str, Message] | None:
         """``{port: message}`` if ``view[pos:end]`` is a done result frame with exactly one
@@ -461,6 +572,15 @@ class TickCodec:
         trusted.
         """
         n = end - pos
+        last = self._last_bytes
+        if last is not None and last[0] == n:  # a Bytes frame like the last: one unpack
+            head, value, data = last[1].unpack_from(view, pos)
+            spec = self._last
+            if spec is not None and head == spec[2] and value == last[2]:
+                m = _new(Message)
+                m["type"] = "Bytes"
+                m["data"] = data
+                return {last[3]: m}
         spec = self._last
         if spec is not None and n >= spec[1]:  # one unpack checks the head and reads on
             head, value = spec[0].unpack_from(view, pos)
@@ -490,6 +610,7 @@ class TickCodec:
                 return None
             m["type"] = "Bytes"
             m["data"] = view[pos + spec[1] : end].tobytes()
+            self._last_bytes = (n, self._with_payload(spec[0], value), value, spec[3])
         return {spec[3]: m}
 
 

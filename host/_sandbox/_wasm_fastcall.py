@@ -27,7 +27,7 @@ from typing import Any
 
 import wasmtime
 
-__all__ = ["AVAILABLE", "REASON", "SUPPORTED", "BoundCall", "FastPath"]
+__all__ = ["AVAILABLE", "REASON", "SUPPORTED", "BoundCall", "FastPath", "engine_address"]
 
 #: wasmtime-py major versions whose private layout this module was checked against.
 SUPPORTED = ("50.",)
@@ -81,6 +81,11 @@ try:  # every private name used below, resolved once
         "wasmtime_store_epoch_deadline_callback", None, _vp, _EPOCH_CALLBACK, _vp, _vp
     )
     _error_new = _fn("wasmtime_error_new", _vp, ctypes.c_char_p)
+    #: Address of ``wasmtime_engine_increment_epoch`` (for a timer that calls it from C).
+    INCREMENT_EPOCH: int = ctypes.cast(_fn("wasmtime_engine_increment_epoch", None, _vp),
+                                       _vp).value or 0
+    if not INCREMENT_EPOCH:
+        raise RuntimeError("wasmtime_engine_increment_epoch not found")
     if ctypes.sizeof(_ffi.wasmtime_val_raw_t) != _VAL_RAW_SIZE:
         raise RuntimeError("wasmtime_val_raw_t changed size")
     if not _version.startswith(SUPPORTED):
@@ -93,6 +98,11 @@ try:  # every private name used below, resolved once
 except Exception as exc:  # any drift in the private layout disables the fast path
     AVAILABLE = False
     REASON = f"fast path disabled: {type(exc).__name__}: {exc}"
+
+
+def engine_address(engine: wasmtime.Engine) -> int:
+    """The ``wasm_engine_t*`` of ``engine``, as an int."""
+    return ctypes.cast(engine.ptr(), ctypes.c_void_p).value or 0
 
 
 def make_trap(message: str) -> int:
