@@ -112,8 +112,11 @@ def _scan_toml(text: str, member: str, max_depth: int) -> None:
         return ".".join(p for p in (table, _short(line_key)) if p)
 
     def too_deep(where: str) -> PackFormatError:
-        return _fail(member, where, f"nests deeper than {max_depth} levels (arrays, tables and "
-                                    "dotted-key segments count)")
+        return _fail(
+            member,
+            where,
+            f"nests deeper than {max_depth} levels (arrays, tables and dotted-key segments count)",
+        )
 
     pos = 0
     while True:
@@ -226,8 +229,9 @@ def _depth(doc: Any) -> int:
     return deepest
 
 
-def load_toml(data: bytes | str, member: str, *, max_size: int,
-              max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+def load_toml(
+    data: bytes | str, member: str, *, max_size: int, max_depth: int = MAX_DEPTH
+) -> dict[str, Any]:
     """``member`` (a TOML document) parsed, within ``max_size`` bytes and ``max_depth`` levels.
     Raises PackFormatError naming the member (and the field, where known)."""
     text = _text(data, member, max_size, "TOML")
@@ -237,8 +241,7 @@ def load_toml(data: bytes | str, member: str, *, max_size: int,
     except tomllib.TOMLDecodeError as exc:
         raise _fail(member, "", f"not valid TOML: {exc}") from exc
     except (ValueError, RecursionError, OverflowError) as exc:
-        raise _fail(member, "", f"not valid TOML ({type(exc).__name__}: "
-                                f"{str(exc)[:200]})") from exc
+        raise _fail(member, "", f"not valid TOML ({type(exc).__name__}: {str(exc)[:200]})") from exc
     if _depth(doc) > max_depth:
         raise _fail(member, "", f"nests deeper than {max_depth} levels")
     return doc
@@ -269,8 +272,7 @@ def _scan_json(text: str, member: str, max_depth: int) -> None:
             depth -= 1
 
 
-def load_json(data: bytes | str, member: str, *, max_size: int,
-              max_depth: int = MAX_DEPTH) -> Any:
+def load_json(data: bytes | str, member: str, *, max_size: int, max_depth: int = MAX_DEPTH) -> Any:
     """``member`` (a JSON document) parsed, within ``max_size`` bytes and ``max_depth``
     levels. Raises PackFormatError naming the member."""
     text = _text(data, member, max_size, "JSON")
@@ -278,8 +280,7 @@ def load_json(data: bytes | str, member: str, *, max_size: int,
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError, OverflowError) as exc:
-        raise _fail(member, "", f"not valid JSON ({type(exc).__name__}: "
-                                f"{str(exc)[:200]})") from exc
+        raise _fail(member, "", f"not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from exc
     if _depth(doc) > max_depth:
         raise _fail(member, "", f"nests deeper than {max_depth} levels")
     return doc

@@ -86,8 +86,9 @@ def build_bundle(
         raise PackFormatError(f"{extra[0]!r} is not listed in the manifest", member=extra[0])
     for path, sha in expected.items():
         if path not in contents:
-            raise PackFormatError(f"the manifest lists {path!r} but no content was given",
-                                  member=path)
+            raise PackFormatError(
+                f"the manifest lists {path!r} but no content was given", member=path
+            )
         check_member(path, contents[path], sha, parsed.sizes()[path], parsed.name)
     sigs = list(signatures)
     return write_bundle(manifest_bytes, contents, signatures_to_toml(sigs) if sigs else None)
@@ -153,8 +154,9 @@ def read_bundle(
         raise PackFormatError(f"cannot read {path}: {exc.strerror}", pack=label) from exc
 
 
-def _read(fh: IO[bytes], compressed: int, label: str, limits: BundleLimits,
-          head_only: bool) -> Bundle:
+def _read(
+    fh: IO[bytes], compressed: int, label: str, limits: BundleLimits, head_only: bool
+) -> Bundle:
     content = check_frame(fh, compressed, label, limits)
     walk = MemberWalk(fh, compressed, label, limits, content=content, head_only=head_only)
     contents: dict[str, bytes] = {}
@@ -163,8 +165,15 @@ def _read(fh: IO[bytes], compressed: int, label: str, limits: BundleLimits,
         if name not in (MANIFEST_NAME, SIGNATURE_NAME):
             contents[name] = data
     assert walk.manifest is not None  # the walk refuses a pack without one
-    return Bundle(walk.manifest, walk.manifest_bytes, walk.signature_bytes, walk.signatures(),
-                  contents, label, compressed)
+    return Bundle(
+        walk.manifest,
+        walk.manifest_bytes,
+        walk.signature_bytes,
+        walk.signatures(),
+        contents,
+        label,
+        compressed,
+    )
 
 
 # -- transforming ----------------------------------------------------------------------------
@@ -195,8 +204,10 @@ def strip_bundle(
 
 
 def add_signatures(
-    source: bytes | str | os.PathLike[str], signatures: Iterable[Signature],
-    *, limits: BundleLimits | None = None,
+    source: bytes | str | os.PathLike[str],
+    signatures: Iterable[Signature],
+    *,
+    limits: BundleLimits | None = None,
 ) -> bytes:
     """The same pack with ``signatures`` added (a key's earlier signature is replaced)."""
     b = read_bundle(source, limits=limits)
@@ -207,11 +218,11 @@ def add_signatures(
 
 def artifact_entry(entry: str, triple: str, kind: str, path: str, data: bytes) -> Artifact:
     """The manifest's :class:`Artifact` record for ``data`` stored at ``path``."""
-    return Artifact(entry=entry, triple=triple, kind=kind, path=path, sha256=sha256_hex(data),
-                    size=len(data))
+    return Artifact(
+        entry=entry, triple=triple, kind=kind, path=path, sha256=sha256_hex(data), size=len(data)
+    )
 
 
 def file_entry(path: str, data: bytes) -> PackFile:
     """The manifest's :class:`PackFile` record for ``data`` stored at ``path``."""
     return PackFile(path=path, sha256=sha256_hex(data), size=len(data))
-

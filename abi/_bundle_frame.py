@@ -68,7 +68,8 @@ class FrameReader:
             except zstandard.ZstdError as exc:
                 raise PackFormatError(
                     f"{self._label}: the zstd stream is corrupt ({exc}); the file is damaged or "
-                    "not a .rflpack", pack=self._label,
+                    "not a .rflpack",
+                    pack=self._label,
                 ) from exc
             if not chunk:
                 break
@@ -87,8 +88,9 @@ class FrameReader:
     def exact(self, n: int, what: str) -> bytes:
         data = self.read(n)
         if len(data) != n:
-            raise PackFormatError(f"{self._label}: truncated while reading {what}",
-                                  pack=self._label, member=what)
+            raise PackFormatError(
+                f"{self._label}: truncated while reading {what}", pack=self._label, member=what
+            )
         return data
 
 
@@ -112,16 +114,15 @@ def check_frame(fh: IO[bytes], size: int, label: str, limits: BundleLimits) -> i
     recorded content size or one over ``max_total``, a reserved block type or an oversize
     block, more than one block per KiB of content (plus 64), a frame cut short, and anything
     after the frame (a second frame, a skippable frame, trailing bytes)."""
+
     def bad(what: str, cls: type[PackFormatError] = PackFormatError) -> PackFormatError:
         return cls(f"{label}: {what}", pack=label)
 
     head = fh.read(18)
     if head[:4] != _MAGIC:
         if len(head) >= 4 and _describe_tail(head) == "a skippable zstd frame":
-            raise bad("starts with a skippable zstd frame; a .rflpack is exactly one zstd "
-                      "frame")
-        raise PackFormatError(f"{label} is not a .rflpack (no zstd frame at the start)",
-                              pack=label)
+            raise bad("starts with a skippable zstd frame; a .rflpack is exactly one zstd frame")
+        raise PackFormatError(f"{label} is not a .rflpack (no zstd frame at the start)", pack=label)
     try:
         header_size = zstandard.frame_header_size(head)
         params = zstandard.get_frame_parameters(head)
@@ -133,15 +134,19 @@ def check_frame(fh: IO[bytes], size: int, label: str, limits: BundleLimits) -> i
     if params.dict_id:
         raise bad(f"the zstd frame needs dictionary {params.dict_id}; packs use none")
     if params.window_size > limits.max_window:
-        raise bad(f"the zstd frame asks for a {params.window_size}-byte window, over the "
-                  f"limit of {limits.max_window}", UnsafeArchiveError)
+        raise bad(
+            f"the zstd frame asks for a {params.window_size}-byte window, over the "
+            f"limit of {limits.max_window}",
+            UnsafeArchiveError,
+        )
     if content < 0:
-        raise bad("the zstd frame does not record its content size (PACK_FORMAT.md §2 "
-                  "requires it)")
+        raise bad("the zstd frame does not record its content size (PACK_FORMAT.md §2 requires it)")
     if content > limits.max_total:
-        raise bad(f"the zstd frame declares {content} bytes of content, over the limit of "
-                  f"{limits.max_total}: refusing a possible decompression bomb",
-                  UnsafeArchiveError)
+        raise bad(
+            f"the zstd frame declares {content} bytes of content, over the limit of "
+            f"{limits.max_total}: refusing a possible decompression bomb",
+            UnsafeArchiveError,
+        )
     max_blocks = 64 + content // 1024
     block_max = min(_BLOCK_MAX, max(params.window_size, 1))
     pos, blocks = header_size, 0
@@ -149,21 +154,28 @@ def check_frame(fh: IO[bytes], size: int, label: str, limits: BundleLimits) -> i
         fh.seek(pos)
         raw = fh.read(3)
         if len(raw) < 3:
-            raise bad(f"truncated: the zstd frame is cut off at byte {size} (block "
-                      f"{blocks} has no header)")
+            raise bad(
+                f"truncated: the zstd frame is cut off at byte {size} (block "
+                f"{blocks} has no header)"
+            )
         value = int.from_bytes(raw, "little")
         last, kind, bsize = value & 1, (value >> 1) & 3, value >> 3
         if kind == 3 or bsize > block_max:
-            raise bad(f"the zstd stream is corrupt (block {blocks} at byte {pos} has "
-                      f"{'a reserved type' if kind == 3 else f'{bsize} bytes'})")
+            raise bad(
+                f"the zstd stream is corrupt (block {blocks} at byte {pos} has "
+                f"{'a reserved type' if kind == 3 else f'{bsize} bytes'})"
+            )
         pos += 3 + (1 if kind == 1 else bsize)
         blocks += 1
         if blocks > max_blocks:
-            raise bad(f"the zstd frame has more than {max_blocks} blocks for {content} bytes "
-                      "of content", UnsafeArchiveError)
+            raise bad(
+                f"the zstd frame has more than {max_blocks} blocks for {content} bytes of content",
+                UnsafeArchiveError,
+            )
         if pos > size:
-            raise bad(f"truncated: the zstd frame needs {pos - size} more bytes than the "
-                      f"{size} there are")
+            raise bad(
+                f"truncated: the zstd frame needs {pos - size} more bytes than the {size} there are"
+            )
         if last:
             break
     if params.has_checksum:
@@ -173,7 +185,9 @@ def check_frame(fh: IO[bytes], size: int, label: str, limits: BundleLimits) -> i
     if pos != size:
         fh.seek(pos)
         what = _describe_tail(fh.read(4))
-        raise bad(f"{what} after the zstd frame ({size - pos} bytes from byte {pos}); a "
-                  ".rflpack is exactly one frame")
+        raise bad(
+            f"{what} after the zstd frame ({size - pos} bytes from byte {pos}); a "
+            ".rflpack is exactly one frame"
+        )
     fh.seek(0)
     return content

@@ -38,14 +38,20 @@ def sha256_hex(data: bytes) -> str:
 def _size_error(pack: str, path: str, size: int, want: int) -> PackIntegrityError:
     return PackIntegrityError(
         f"{pack}: {path} is {size} bytes but the manifest says {want}",
-        pack=pack, file=path, expected=str(want), actual=str(size),
+        pack=pack,
+        file=path,
+        expected=str(want),
+        actual=str(size),
     )
 
 
 def _hash_error(pack: str, path: str, sha: str, actual: str) -> PackIntegrityError:
     return PackIntegrityError(
         f"{pack}: {path} does not match the manifest: sha256 expected {sha}, got {actual}",
-        pack=pack, file=path, expected=sha, actual=actual,
+        pack=pack,
+        file=path,
+        expected=sha,
+        actual=actual,
     )
 
 
@@ -79,11 +85,20 @@ class MemberWalk:
     (from :func:`~reflow.abi._bundle_frame.check_frame`); the end of the archive is checked
     against it. ``head_only`` stops after the manifest and signature, unchecked beyond them."""
 
-    def __init__(self, fh: IO[bytes], compressed: int, label: str, limits: BundleLimits, *,
-                 content: int, head_only: bool = False) -> None:
+    def __init__(
+        self,
+        fh: IO[bytes],
+        compressed: int,
+        label: str,
+        limits: BundleLimits,
+        *,
+        content: int,
+        head_only: bool = False,
+    ) -> None:
         if fh.read(4) != _MAGIC:
-            raise PackFormatError(f"{label} is not a .rflpack (no zstd frame at the start)",
-                                  pack=label)
+            raise PackFormatError(
+                f"{label} is not a .rflpack (no zstd frame at the start)", pack=label
+            )
         fh.seek(0)
         self._r = FrameReader(fh, compressed, limits, label)
         self._label = label
@@ -98,8 +113,11 @@ class MemberWalk:
         """The signatures the pack carries (parsed within ``max_signature``)."""
         if self.signature_bytes is None:
             return []
-        return with_pack(partial(parse_signatures, max_size=self._limits.max_signature),
-                         self.signature_bytes, self._label)
+        return with_pack(
+            partial(parse_signatures, max_size=self._limits.max_signature),
+            self.signature_bytes,
+            self._label,
+        )
 
     def members(self) -> Iterator[tuple[str, int, Iterator[bytes]]]:
         r, label, limits = self._r, self._label, self._limits
@@ -110,42 +128,52 @@ class MemberWalk:
         while True:
             head = r.read(BLOCK)
             if len(head) != BLOCK:
-                what = ("a tar header" if head or self.manifest is None
-                        else "the end-of-archive marker")
-                raise PackFormatError(f"{label}: truncated: the tar stream ends without {what}",
-                                      pack=label)
+                what = (
+                    "a tar header" if head or self.manifest is None else "the end-of-archive marker"
+                )
+                raise PackFormatError(
+                    f"{label}: truncated: the tar stream ends without {what}", pack=label
+                )
             parsed = parse_header(head, label)
             if parsed is None:
                 if self.manifest is None:
-                    raise PackFormatError(f"{label}: empty archive, no {MANIFEST_NAME}",
-                                          pack=label)
+                    raise PackFormatError(f"{label}: empty archive, no {MANIFEST_NAME}", pack=label)
                 if not self._head_only:
                     self._end_of_archive()
                 return
             name, size = parsed
             if name in seen:
-                raise UnsafeArchiveError(f"{label}: member {name!r} appears twice", pack=label,
-                                         member=name)
+                raise UnsafeArchiveError(
+                    f"{label}: member {name!r} appears twice", pack=label, member=name
+                )
             seen.add(name)
             if index >= limits.max_members:
-                raise UnsafeArchiveError(f"{label}: more than {limits.max_members} members",
-                                         pack=label)
+                raise UnsafeArchiveError(
+                    f"{label}: more than {limits.max_members} members", pack=label
+                )
             if index == 0 and name != MANIFEST_NAME:
-                raise PackFormatError(f"{label}: the first member must be {MANIFEST_NAME}, "
-                                      f"found {name!r}", pack=label, member=name)
+                raise PackFormatError(
+                    f"{label}: the first member must be {MANIFEST_NAME}, found {name!r}",
+                    pack=label,
+                    member=name,
+                )
             if name == MANIFEST_NAME:
                 cap = limits.max_manifest
             elif name == SIGNATURE_NAME:
                 if index != 1:
-                    raise PackFormatError(f"{label}: {SIGNATURE_NAME} must directly follow "
-                                          f"{MANIFEST_NAME}", pack=label, member=name)
+                    raise PackFormatError(
+                        f"{label}: {SIGNATURE_NAME} must directly follow {MANIFEST_NAME}",
+                        pack=label,
+                        member=name,
+                    )
                 cap = limits.max_signature
             else:
                 if self._head_only:
                     return
                 if name not in expected:
                     raise UnsafeArchiveError(
-                        f"{label}: member {name!r} is not listed in the manifest", pack=label,
+                        f"{label}: member {name!r} is not listed in the manifest",
+                        pack=label,
                         member=name,
                     )
                 cap = min(limits.max_member, sizes[name])
@@ -153,7 +181,8 @@ class MemberWalk:
                 what = "the manifest" if name == MANIFEST_NAME else f"member {name!r}"
                 raise UnsafeArchiveError(
                     f"{label}: {what} declares {size} bytes, over its limit of {cap}",
-                    pack=label, member=name,
+                    pack=label,
+                    member=name,
                 )
             index += 1
             if name in (MANIFEST_NAME, SIGNATURE_NAME):
@@ -162,7 +191,8 @@ class MemberWalk:
                 if name == MANIFEST_NAME:
                     self.manifest_bytes = data
                     self.manifest = with_pack(
-                        partial(parse_manifest, max_size=limits.max_manifest), data, label)
+                        partial(parse_manifest, max_size=limits.max_manifest), data, label
+                    )
                     expected, sizes = self.manifest.members(), self.manifest.sizes()
                 else:
                     self.signature_bytes = data
@@ -198,15 +228,20 @@ class MemberWalk:
         its checksum)."""
         r, label = self._r, self._label
         if r.read(BLOCK) != ZERO_BLOCK:
-            raise PackFormatError(f"{label}: the tar stream's end-of-archive marker is not two "
-                                  "zero blocks", pack=label)
+            raise PackFormatError(
+                f"{label}: the tar stream's end-of-archive marker is not two zero blocks",
+                pack=label,
+            )
         while True:
             chunk = r.read(1 << 20)
             if not chunk:
                 break
             if chunk.count(0) != len(chunk):
-                raise PackFormatError(f"{label}: data after the tar end-of-archive marker",
-                                      pack=label)
+                raise PackFormatError(
+                    f"{label}: data after the tar end-of-archive marker", pack=label
+                )
         if r.total != self._content:
-            raise PackFormatError(f"{label}: the zstd frame holds {r.total} bytes but records "
-                                  f"{self._content}", pack=label)
+            raise PackFormatError(
+                f"{label}: the zstd frame holds {r.total} bytes but records {self._content}",
+                pack=label,
+            )

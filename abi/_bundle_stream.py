@@ -47,7 +47,6 @@ class BundleScan:
         return any(a.path not in self.present for a in self.manifest.artifacts)
 
 
-
 def _open_pack(source: str | os.PathLike[str]) -> tuple[IO[bytes], int, str]:
     path = Path(source)
     try:
@@ -57,8 +56,9 @@ def _open_pack(source: str | os.PathLike[str]) -> tuple[IO[bytes], int, str]:
         raise PackFormatError(f"cannot read {path}: {exc.strerror}", pack=path.name) from exc
 
 
-def scan_bundle(source: str | os.PathLike[str], *, limits: BundleLimits | None = None
-                ) -> BundleScan:
+def scan_bundle(
+    source: str | os.PathLike[str], *, limits: BundleLimits | None = None
+) -> BundleScan:
     """Check a pack file exactly as :func:`~reflow.abi._bundle.read_bundle` does, in memory
     bounded by the manifest, the signature and one chunk, whatever the pack's size."""
     fh, compressed, label = _open_pack(source)
@@ -76,12 +76,24 @@ def scan_bundle(source: str | os.PathLike[str], *, limits: BundleLimits | None =
         except OSError as exc:
             raise PackFormatError(f"cannot read {source}: {exc.strerror}", pack=label) from exc
     assert walk.manifest is not None  # the walk refuses a pack without one
-    return BundleScan(walk.manifest, walk.manifest_bytes, walk.signature_bytes,
-                      walk.signatures(), tuple(present), label, compressed)
+    return BundleScan(
+        walk.manifest,
+        walk.manifest_bytes,
+        walk.signature_bytes,
+        walk.signatures(),
+        tuple(present),
+        label,
+        compressed,
+    )
 
 
-def stream_bundle(source: str | os.PathLike[str], scan: BundleScan, keep: Iterable[str], *,
-                  limits: BundleLimits | None = None) -> Iterator[bytes]:
+def stream_bundle(
+    source: str | os.PathLike[str],
+    scan: BundleScan,
+    keep: Iterable[str],
+    *,
+    limits: BundleLimits | None = None,
+) -> Iterator[bytes]:
     """The bytes of a pack with ``scan``'s manifest and signature and only the members of
     ``source`` named in ``keep`` (each must be present), in ``source``'s order, as compressed
     chunks. ``scan`` is :func:`scan_bundle` of ``source``; members are checked again as they
@@ -92,8 +104,11 @@ def stream_bundle(source: str | os.PathLike[str], scan: BundleScan, keep: Iterab
     wanted = set(keep)
     missing = sorted(wanted - set(scan.present))
     if missing:
-        raise PackFormatError(f"{scan.source}: cannot keep {missing[0]!r}: the pack does not "
-                              "carry it", pack=scan.source, member=missing[0])
+        raise PackFormatError(
+            f"{scan.source}: cannot keep {missing[0]!r}: the pack does not carry it",
+            pack=scan.source,
+            member=missing[0],
+        )
     sizes = scan.manifest.sizes()
     lengths = [len(scan.manifest_bytes)]
     if scan.signature_bytes is not None:
@@ -109,8 +124,9 @@ def stream_bundle(source: str | os.PathLike[str], scan: BundleScan, keep: Iterab
         copied: set[str] = set()
         for name, size, chunks in members.members():
             if name == MANIFEST_NAME and members.manifest_bytes != scan.manifest_bytes:
-                raise PackFormatError(f"{label}: the manifest changed since it was checked",
-                                      pack=label)
+                raise PackFormatError(
+                    f"{label}: the manifest changed since it was checked", pack=label
+                )
             if name not in (MANIFEST_NAME, SIGNATURE_NAME) and name not in wanted:
                 continue
             out = z.compress(header(name, size))
@@ -123,8 +139,9 @@ def stream_bundle(source: str | os.PathLike[str], scan: BundleScan, keep: Iterab
             if out:
                 yield out
             copied.add(name)
-        if (members.signature_bytes != scan.signature_bytes
-                or copied - {MANIFEST_NAME, SIGNATURE_NAME} != wanted):
-            raise PackFormatError(f"{label}: the pack changed since it was checked",
-                                  pack=label)
+        if (
+            members.signature_bytes != scan.signature_bytes
+            or copied - {MANIFEST_NAME, SIGNATURE_NAME} != wanted
+        ):
+            raise PackFormatError(f"{label}: the pack changed since it was checked", pack=label)
     yield z.compress(b"\x00" * (2 * BLOCK)) + z.flush()

@@ -37,9 +37,9 @@ def header(name: str, size: int) -> bytes:
         cut = raw.rfind(b"/", 0, 156)
         if cut <= 0 or len(raw) - cut - 1 > 100:
             raise PackFormatError(f"member path {name!r} is too long for the container")
-        prefix, raw = raw[:cut], raw[cut + 1:]
+        prefix, raw = raw[:cut], raw[cut + 1 :]
     h = bytearray(BLOCK)
-    h[0:len(raw)] = raw
+    h[0 : len(raw)] = raw
     h[100:108] = _octal(_MODE, 8)
     h[108:116] = _octal(0, 8)
     h[116:124] = _octal(0, 8)
@@ -48,7 +48,7 @@ def header(name: str, size: int) -> bytes:
     h[148:156] = b" " * 8
     h[156:157] = b"0"
     h[257:265] = b"ustar\x0000"
-    h[345:345 + len(prefix)] = prefix
+    h[345 : 345 + len(prefix)] = prefix
     h[148:156] = f"{sum(h):06o}".encode("ascii") + b"\x00 "
     return bytes(h)
 
@@ -63,7 +63,6 @@ def tar_stream(members: Iterable[tuple[str, bytes]]) -> bytes:
     return bytes(out)
 
 
-
 def parse_header(block: bytes, label: str) -> tuple[str, int] | None:
     if block == ZERO_BLOCK:
         return None
@@ -74,8 +73,9 @@ def parse_header(block: bytes, label: str) -> tuple[str, int] | None:
     except ValueError:
         want = -1
     if want != check:
-        raise PackFormatError(f"{label}: a tar header has a bad checksum; not a .rflpack",
-                              pack=label)
+        raise PackFormatError(
+            f"{label}: a tar header has a bad checksum; not a .rflpack", pack=label
+        )
     if block[257:263] != b"ustar\x00":
         raise UnsafeArchiveError(f"{label}: only POSIX ustar headers are accepted", pack=label)
     raw_name = block[0:100].split(b"\x00", 1)[0]
@@ -91,26 +91,31 @@ def parse_header(block: bytes, label: str) -> tuple[str, int] | None:
         raise UnsafeArchiveError(
             f"{label}: member {name!r} is a {'hard' if kind == b'1' else 'symbolic'} link "
             f"(to {target!r}); packs may only hold plain files",
-            pack=label, member=name,
+            pack=label,
+            member=name,
         )
     if kind not in _REG:
         raise UnsafeArchiveError(
             f"{label}: member {name!r} has tar type {kind.decode('latin-1')!r}; packs may only "
             "hold plain files (no directories, devices or extension headers)",
-            pack=label, member=name,
+            pack=label,
+            member=name,
         )
     raw = block[124:136].rstrip(b"\x00 ")
     # octal digits only: int(..., 8) would also take a sign, and a negative size would
     # make the reader decompress everything that follows before any limit applies
     if raw and raw.strip(b"01234567"):
-        raise PackFormatError(f"{label}: member {name!r} has a malformed size {raw!r}",
-                              pack=label, member=name)
+        raise PackFormatError(
+            f"{label}: member {name!r} has a malformed size {raw!r}", pack=label, member=name
+        )
     size = int(raw or b"0", 8)
     try:
         check_member_path(name, "member")
     except PackFormatError as exc:
         raise UnsafeArchiveError(
             f"{label}: member {name!r} has an unsafe path (absolute, '..' or odd characters); "
-            "refusing to extract it", pack=label, member=name,
+            "refusing to extract it",
+            pack=label,
+            member=name,
         ) from exc
     return name, size

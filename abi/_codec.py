@@ -207,8 +207,14 @@ class TickCodec:
     """
 
     __slots__ = (
-        "_batch_inputs", "_batch_outputs", "_inputs", "_last", "_last_bytes", "_outputs",
-        "_runs", "_sized",
+        "_batch_inputs",
+        "_batch_outputs",
+        "_inputs",
+        "_last",
+        "_last_bytes",
+        "_outputs",
+        "_runs",
+        "_sized",
     )
 
     def __init__(self, inports: Any, outports: Any) -> None:
@@ -765,8 +771,9 @@ def _parse_json(text: str, pos: int, what: str) -> Any:
         raise _bad(pos, f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise _bad(
-            pos, f"{what} nests too deeply to parse (far more than the limit of "
-            f"{MAX_JSON_DEPTH} levels)"
+            pos,
+            f"{what} nests too deeply to parse (far more than the limit of "
+            f"{MAX_JSON_DEPTH} levels)",
         ) from None
     except ValueError as exc:
         raise _bad(pos, f"{what} is not valid JSON ({exc})") from None

@@ -56,8 +56,10 @@ KNOWN_TRIPLES = (
 )
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}(/[a-z0-9][a-z0-9._-]{0,63})?")
-_VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
-                      r"(-[0-9A-Za-z.-]{1,64})?(\+[0-9A-Za-z.-]{1,64})?")
+_VERSION = re.compile(
+    r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
+    r"(-[0-9A-Za-z.-]{1,64})?(\+[0-9A-Za-z.-]{1,64})?"
+)
 _ABI = re.compile(r"[0-9]{1,5}\.[0-9]{1,5}")
 _TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:-]{0,127}")
 _ENTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -67,8 +69,9 @@ _PORT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
 _MAX_PATH = 255
-_DEVICES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
-                      *(f"lpt{i}" for i in range(10))})
+_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+)
 #: Most templates, and most artifacts + files, a manifest may list (bounded validation time;
 #: a bundle holds at most 4096 members anyway).
 MAX_TEMPLATES = 4096
@@ -116,13 +119,15 @@ def check_member_path(path: str, where: str) -> str:
                 "not starting or ending with '.', no '..', no leading '/')",
             )
         if seg.split(".", 1)[0].lower() in _DEVICES:
-            raise _fail(where, f"{path!r} has segment {seg!r}, a reserved device name on "
-                               "Windows")
+            raise _fail(where, f"{path!r} has segment {seg!r}, a reserved device name on Windows")
     if len(path) > 100:
         cut = path.rfind("/", 0, 156)
         if cut <= 0 or len(path) - cut - 1 > 100:
-            raise _fail(where, f"path {path[:40]!r}... does not fit a ustar header (over 100 "
-                               "bytes and no '/' splitting it into at most 155 + 100)")
+            raise _fail(
+                where,
+                f"path {path[:40]!r}... does not fit a ustar header (over 100 "
+                "bytes and no '/' splitting it into at most 155 + 100)",
+            )
     return path
 
 
@@ -287,10 +292,32 @@ class PackManifest:
 
 # -- parsing ---------------------------------------------------------------------------------
 
-_TOP = {"format", "name", "version", "abi", "description", "license", "authors", "readme",
-        "license_file", "capabilities", "templates", "artifacts", "files"}
-_TEMPLATE_KEYS = {"id", "entry", "engine", "description", "inports", "outports",
-                  "await_all_inports", "capabilities", "config_schema"}
+_TOP = {
+    "format",
+    "name",
+    "version",
+    "abi",
+    "description",
+    "license",
+    "authors",
+    "readme",
+    "license_file",
+    "capabilities",
+    "templates",
+    "artifacts",
+    "files",
+}
+_TEMPLATE_KEYS = {
+    "id",
+    "entry",
+    "engine",
+    "description",
+    "inports",
+    "outports",
+    "await_all_inports",
+    "capabilities",
+    "config_schema",
+}
 _ARTIFACT_KEYS = {"entry", "triple", "kind", "path", "sha256", "size"}
 _FILE_KEYS = {"path", "sha256", "size"}
 
@@ -299,8 +326,9 @@ def _fail(where: str, what: str) -> PackFormatError:
     return PackFormatError(f"manifest field {where}: {what}", member=MANIFEST_NAME, field=where)
 
 
-def _get(table: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str,
-         default: Any = ...) -> Any:
+def _get(
+    table: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str, default: Any = ...
+) -> Any:
     if key not in table:
         if default is ...:
             raise _fail(f"{where}{key}", "is required")
@@ -308,17 +336,28 @@ def _get(table: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where
     value = table[key]
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         name = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        raise _fail(f"{where}{key}", f"must be a {_TOML_TYPES.get(name, name)}, "
-                                     f"got {type(value).__name__}")
+        raise _fail(
+            f"{where}{key}", f"must be a {_TOML_TYPES.get(name, name)}, got {type(value).__name__}"
+        )
     return value
 
 
-_TOML_TYPES = {"str": "string", "int": "integer", "bool": "boolean", "list": "array",
-               "dict": "table"}
+_TOML_TYPES = {
+    "str": "string",
+    "int": "integer",
+    "bool": "boolean",
+    "list": "array",
+    "dict": "table",
+}
 
 
-def _strs(table: Mapping[str, Any], key: str, where: str, pattern: re.Pattern[str] | None = None,
-          unique: bool = True) -> tuple[str, ...]:
+def _strs(
+    table: Mapping[str, Any],
+    key: str,
+    where: str,
+    pattern: re.Pattern[str] | None = None,
+    unique: bool = True,
+) -> tuple[str, ...]:
     items = _get(table, key, list, where, [])
     if len(items) > MAX_LIST:
         raise _fail(f"{where}{key}", f"lists {len(items)} items, over the limit of {MAX_LIST}")
@@ -351,48 +390,59 @@ def manifest_from_dict(doc: Mapping[str, Any]) -> PackManifest:
     _unknown(doc, _TOP, "")
     fmt = _get(doc, "format", int, "")
     if fmt != FORMAT_VERSION:
-        raise _fail("format", f"this reflow reads pack format {FORMAT_VERSION}, not {fmt}; "
-                              "upgrade reflow to read newer packs")
+        raise _fail(
+            "format",
+            f"this reflow reads pack format {FORMAT_VERSION}, not {fmt}; "
+            "upgrade reflow to read newer packs",
+        )
     templates = []
     for i, t in enumerate(_get(doc, "templates", list, "")):
         where = f"templates[{i}]."
         if not isinstance(t, dict):
             raise _fail(f"templates[{i}]", "must be a table")
         _unknown(t, _TEMPLATE_KEYS, where)
-        templates.append(TemplateSpec(
-            id=_get(t, "id", str, where),
-            entry=_get(t, "entry", str, where),
-            engine=_get(t, "engine", str, where, "auto"),
-            description=_get(t, "description", str, where, ""),
-            inports=_strs(t, "inports", where),
-            outports=_strs(t, "outports", where),
-            await_all_inports=_get(t, "await_all_inports", bool, where, False),
-            capabilities=_strs(t, "capabilities", where),
-            config_schema=_get(t, "config_schema", dict, where, {}),
-        ))
+        templates.append(
+            TemplateSpec(
+                id=_get(t, "id", str, where),
+                entry=_get(t, "entry", str, where),
+                engine=_get(t, "engine", str, where, "auto"),
+                description=_get(t, "description", str, where, ""),
+                inports=_strs(t, "inports", where),
+                outports=_strs(t, "outports", where),
+                await_all_inports=_get(t, "await_all_inports", bool, where, False),
+                capabilities=_strs(t, "capabilities", where),
+                config_schema=_get(t, "config_schema", dict, where, {}),
+            )
+        )
     artifacts = []
     for i, a in enumerate(_get(doc, "artifacts", list, "")):
         where = f"artifacts[{i}]."
         if not isinstance(a, dict):
             raise _fail(f"artifacts[{i}]", "must be a table")
         _unknown(a, _ARTIFACT_KEYS, where)
-        artifacts.append(Artifact(
-            entry=_get(a, "entry", str, where),
-            triple=_get(a, "triple", str, where),
-            kind=_get(a, "kind", str, where),
-            path=_get(a, "path", str, where),
-            sha256=_get(a, "sha256", str, where),
-            size=_get(a, "size", int, where),
-        ))
+        artifacts.append(
+            Artifact(
+                entry=_get(a, "entry", str, where),
+                triple=_get(a, "triple", str, where),
+                kind=_get(a, "kind", str, where),
+                path=_get(a, "path", str, where),
+                sha256=_get(a, "sha256", str, where),
+                size=_get(a, "size", int, where),
+            )
+        )
     files = []
     for i, f in enumerate(_get(doc, "files", list, "", [])):
         where = f"files[{i}]."
         if not isinstance(f, dict):
             raise _fail(f"files[{i}]", "must be a table")
         _unknown(f, _FILE_KEYS, where)
-        files.append(PackFile(path=_get(f, "path", str, where),
-                              sha256=_get(f, "sha256", str, where),
-                              size=_get(f, "size", int, where)))
+        files.append(
+            PackFile(
+                path=_get(f, "path", str, where),
+                sha256=_get(f, "sha256", str, where),
+                size=_get(f, "size", int, where),
+            )
+        )
     caps_doc = _get(doc, "capabilities", dict, "", {})
     caps = {k: _strs(caps_doc, k, "capabilities.") for k in caps_doc}
     return PackManifest(
@@ -415,8 +465,11 @@ def manifest_from_dict(doc: Mapping[str, Any]) -> PackManifest:
 def _validate(m: PackManifest) -> None:
     """Checks that do not depend on where the manifest came from (TOML or code)."""
     if not _NAME.fullmatch(m.name):
-        raise _fail("name", f"{m.name!r} is not a pack name (lowercase letters, digits, ._-, "
-                            "optionally 'namespace/name', each part at most 64 chars)")
+        raise _fail(
+            "name",
+            f"{m.name!r} is not a pack name (lowercase letters, digits, ._-, "
+            "optionally 'namespace/name', each part at most 64 chars)",
+        )
     if not _VERSION.fullmatch(m.version):
         raise _fail("version", f"{m.version!r} is not a semantic version (e.g. 1.2.0)")
     if not _ABI.fullmatch(m.abi):
@@ -429,15 +482,20 @@ def _validate(m: PackManifest) -> None:
         if not all(isinstance(h, str) and h and len(h) <= 253 for h in hosts):
             raise _fail(f"capabilities.{key}", "must list non-empty strings")
     if len(m.templates) > MAX_TEMPLATES:
-        raise _fail("templates", f"lists {len(m.templates)} templates, over the limit of "
-                                 f"{MAX_TEMPLATES}")
+        raise _fail(
+            "templates", f"lists {len(m.templates)} templates, over the limit of {MAX_TEMPLATES}"
+        )
     if len(m.artifacts) + len(m.files) > MAX_MEMBERS:
-        raise _fail("artifacts", f"artifacts and files list {len(m.artifacts) + len(m.files)} "
-                                 f"paths, over the limit of {MAX_MEMBERS}")
+        raise _fail(
+            "artifacts",
+            f"artifacts and files list {len(m.artifacts) + len(m.files)} "
+            f"paths, over the limit of {MAX_MEMBERS}",
+        )
     # Paths compared case-folded: the cache may sit on a case-insensitive filesystem, where
     # 'README.md' and 'readme.md' are one file, and a file 'docs' leaves no room for 'docs/x'.
-    files: dict[str, tuple[str, str]] = {n: ("the format", n)
-                                         for n in (MANIFEST_NAME, SIGNATURE_NAME)}
+    files: dict[str, tuple[str, str]] = {
+        n: ("the format", n) for n in (MANIFEST_NAME, SIGNATURE_NAME)
+    }
     dirs: dict[str, tuple[str, str]] = {}
 
     def claim(path: str, where: str) -> None:
@@ -450,14 +508,20 @@ def _validate(m: PackManifest) -> None:
             how = "is already used by" if other[1] == path else "differs only in case from"
             raise _fail(where, f"path {path!r} {how} {other[0]} ({other[1]!r})")
         if folded in dirs:
-            raise _fail(where, f"path {path!r} is a file but also a directory of "
-                               f"{dirs[folded][0]} ({dirs[folded][1]!r})")
+            raise _fail(
+                where,
+                f"path {path!r} is a file but also a directory of "
+                f"{dirs[folded][0]} ({dirs[folded][1]!r})",
+            )
         parts = folded.split("/")
         for n in range(1, len(parts)):
             prefix = "/".join(parts[:n])
             if prefix in files:
-                raise _fail(where, f"path {path!r} needs {prefix!r} to be a directory, but "
-                                   f"it is the file of {files[prefix][0]}")
+                raise _fail(
+                    where,
+                    f"path {path!r} needs {prefix!r} to be a directory, but "
+                    f"it is the file of {files[prefix][0]}",
+                )
             dirs.setdefault(prefix, (where, path))
         files[folded] = (where, path)
 
@@ -469,8 +533,11 @@ def _validate(m: PackManifest) -> None:
         if not _ENTRY.fullmatch(a.entry):
             raise _fail(f"{w}.entry", f"{a.entry!r} is not a module name")
         if not _TRIPLE.fullmatch(a.triple):
-            raise _fail(f"{w}.triple", f"{a.triple!r} is not a target triple (e.g. "
-                                       f"x86_64-unknown-linux-gnu or {PORTABLE_TRIPLE})")
+            raise _fail(
+                f"{w}.triple",
+                f"{a.triple!r} is not a target triple (e.g. "
+                f"x86_64-unknown-linux-gnu or {PORTABLE_TRIPLE})",
+            )
         if not _KIND.fullmatch(a.kind):
             raise _fail(f"{w}.kind", f"{a.kind!r} is not an artifact kind (e.g. wasm, native)")
         if a.kind == "native" and a.portable:
@@ -500,14 +567,17 @@ def _validate(m: PackManifest) -> None:
             raise _fail(f"{w}.id", f"{t.id!r} is not a template id (letters, digits, _./:-)")
         if t.id != m.name and not t.id.startswith(m.name + "/"):
             # ids are bound to the (signed) pack name, so no pack can take another's ids
-            raise _fail(f"{w}.id", f"template id {t.id!r} must be the pack name or start "
-                                   f"with '{m.name}/'")
+            raise _fail(
+                f"{w}.id", f"template id {t.id!r} must be the pack name or start with '{m.name}/'"
+            )
         if t.id in ids:
             raise _fail(f"{w}.id", f"template id {t.id!r} appears twice")
         ids.add(t.id)
         if t.entry not in entries:
-            raise _fail(f"{w}.entry", f"{t.entry!r} names no artifact entry; entries: "
-                                      f"{', '.join(sorted(entries))}")
+            raise _fail(
+                f"{w}.entry",
+                f"{t.entry!r} names no artifact entry; entries: {', '.join(sorted(entries))}",
+            )
         if t.engine != "auto" and not _KIND.fullmatch(t.engine):
             raise _fail(f"{w}.engine", f"{t.engine!r} is not 'auto' or an artifact kind")
         if t.engine != "auto" and (t.entry, t.engine) not in kinds:
@@ -534,11 +604,15 @@ def _check_json_like(doc: Any, where: str) -> None:
                     raise _fail(at, f"has a key of type {type(k).__name__}; keys are strings")
                 todo.append((v, f"{at}.{k}" if len(at) < 200 else at, depth + 1))
         elif isinstance(obj, (list, tuple)):
-            todo.extend((v, f"{at}[{i}]" if len(at) < 200 else at, depth + 1)
-                        for i, v in enumerate(obj))
+            todo.extend(
+                (v, f"{at}[{i}]" if len(at) < 200 else at, depth + 1) for i, v in enumerate(obj)
+            )
         elif obj is not None and not isinstance(obj, (str, int, float, bool)):
-            raise _fail(at, f"is a {type(obj).__name__}; a config schema holds only JSON "
-                            "values (strings, numbers, booleans, arrays, tables)")
+            raise _fail(
+                at,
+                f"is a {type(obj).__name__}; a config schema holds only JSON "
+                "values (strings, numbers, booleans, arrays, tables)",
+            )
 
 
 def _check_hash(sha: str, size: int, where: str) -> None:
@@ -548,20 +622,20 @@ def _check_hash(sha: str, size: int, where: str) -> None:
         raise _fail(f"{where}.size", "must not be negative")
 
 
-def templates_from_describe(
-    describe: Iterable[Any], entry: str
-) -> list[TemplateSpec]:
+def templates_from_describe(describe: Iterable[Any], entry: str) -> list[TemplateSpec]:
     """TemplateSpecs from guest describe templates (objects with id, inports, outports, ...)."""
     out = []
     for t in describe:
-        out.append(TemplateSpec(
-            id=t.id,
-            entry=entry,
-            inports=tuple(t.inports),
-            outports=tuple(t.outports),
-            await_all_inports=bool(t.await_all_inports),
-            description=str(getattr(t, "description", "")),
-            capabilities=tuple(getattr(t, "capabilities", ())),
-            config_schema=dict(getattr(t, "config_schema", {}) or {}),
-        ))
+        out.append(
+            TemplateSpec(
+                id=t.id,
+                entry=entry,
+                inports=tuple(t.inports),
+                outports=tuple(t.outports),
+                await_all_inports=bool(t.await_all_inports),
+                description=str(getattr(t, "description", "")),
+                capabilities=tuple(getattr(t, "capabilities", ())),
+                config_schema=dict(getattr(t, "config_schema", {}) or {}),
+            )
+        )
     return out

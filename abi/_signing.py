@@ -83,8 +83,9 @@ def public_key_pem(key: Ed25519PublicKey | Ed25519PrivateKey) -> bytes:
     )
 
 
-def write_keypair(path: str | os.PathLike[str], key: Ed25519PrivateKey | None = None,
-                  *, overwrite: bool = False) -> tuple[Path, Path, str]:
+def write_keypair(
+    path: str | os.PathLike[str], key: Ed25519PrivateKey | None = None, *, overwrite: bool = False
+) -> tuple[Path, Path, str]:
     """Write ``path`` (private, 0600) and ``path.pub``; return both paths and the key id."""
     key = key or generate_key()
     priv = Path(path).expanduser()
@@ -94,8 +95,9 @@ def write_keypair(path: str | os.PathLike[str], key: Ed25519PrivateKey | None = 
             if p.exists():
                 raise PackSignatureError(f"{p} already exists; refusing to overwrite a key")
     priv.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
@@ -147,19 +149,26 @@ def sign_manifest(manifest_bytes: bytes, key: Ed25519PrivateKey) -> Signature:
 def signatures_to_toml(signatures: Iterable[Signature]) -> bytes:
     """``signature.toml``: ``[[signatures]]`` tables sorted by key id (deterministic)."""
     sigs = sorted({s.key_id: s for s in signatures}.values(), key=lambda s: s.key_id)
-    doc = {"signatures": [
-        {"algorithm": s.algorithm, "key_id": s.key_id,
-         "signature": base64.b64encode(s.signature).decode("ascii")}
-        for s in sigs
-    ]}
+    doc = {
+        "signatures": [
+            {
+                "algorithm": s.algorithm,
+                "key_id": s.key_id,
+                "signature": base64.b64encode(s.signature).decode("ascii"),
+            }
+            for s in sigs
+        ]
+    }
     return tomli_w.dumps(doc).encode("utf-8")
 
 
 def parse_signatures(data: bytes, *, max_size: int = MAX_SIGNATURE) -> list[Signature]:
     """The signatures in ``signature.toml`` (size- and depth-checked before parsing)."""
+
     def bad(what: str, field: str = "signatures") -> PackFormatError:
-        return PackFormatError(f"{SIGNATURE_NAME}: field {field}: {what}",
-                               member=SIGNATURE_NAME, field=field)
+        return PackFormatError(
+            f"{SIGNATURE_NAME}: field {field}: {what}", member=SIGNATURE_NAME, field=field
+        )
 
     doc = load_toml(data, SIGNATURE_NAME, max_size=max_size)
     extra = sorted(set(doc) - {"signatures"})
@@ -173,11 +182,16 @@ def parse_signatures(data: bytes, *, max_size: int = MAX_SIGNATURE) -> list[Sign
         if not isinstance(s, dict) or set(s) != {"algorithm", "key_id", "signature"}:
             raise bad("needs exactly algorithm, key_id and signature", f"signatures[{i}]")
         if s["algorithm"] != ALGORITHM:
-            raise bad(f"{str(s['algorithm'])[:40]!r} is not supported (only {ALGORITHM})",
-                      f"signatures[{i}].algorithm")
+            raise bad(
+                f"{str(s['algorithm'])[:40]!r} is not supported (only {ALGORITHM})",
+                f"signatures[{i}].algorithm",
+            )
         kid, sig = s["key_id"], s["signature"]
-        if not isinstance(kid, str) or len(kid) != 16 or not all(c in "0123456789abcdef"
-                                                                  for c in kid):
+        if (
+            not isinstance(kid, str)
+            or len(kid) != 16
+            or not all(c in "0123456789abcdef" for c in kid)
+        ):
             raise bad("must be 16 lowercase hex digits", f"signatures[{i}].key_id")
         try:
             raw = base64.b64decode(sig, validate=True) if isinstance(sig, str) else b""

@@ -35,8 +35,7 @@ def parse_abi_version(text: str) -> tuple[int, int]:
     parts = text.split(".") if isinstance(text, str) else []
     if len(parts) != 2 or not all(p.isdigit() and len(p) <= 5 for p in parts):
         raise ABIVersionError(
-            f"ABI version {text!r} is not of the form 'major.minor' (e.g. "
-            f"{pack_abi_version()!r})",
+            f"ABI version {text!r} is not of the form 'major.minor' (e.g. {pack_abi_version()!r})",
             guest=(-1, -1),
             host=ABI_VERSION,
         )
@@ -70,7 +69,7 @@ def check_abi_compatible(
     gs, hs = f"{g[0]}.{g[1]}", f"{host[0]}.{host[1]}"
     if g[0] != host[0]:
         if g[0] > host[0]:
-            todo = "upgrade reflow to a release that speaks guest ABI " f"{g[0]}.x"
+            todo = f"upgrade reflow to a release that speaks guest ABI {g[0]}.x"
         else:
             todo = (
                 f"rebuild it against the current guest SDK (ABI {hs}) or use an older "

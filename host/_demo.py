@@ -61,14 +61,23 @@ class Label(Actor):
     def run(self, ctx: Any) -> None:
         label = ctx.inputs["label"]["data"]
         ctx.pool_upsert("seen", str(ctx.pool_count("seen")), 1)
-        ctx.done({"out": Message.string(f"{label} #{ctx.pool_count('seen')}: "
-                                        f"{ctx.inputs['value']['data']}")})
+        ctx.done(
+            {
+                "out": Message.string(
+                    f"{label} #{ctx.pool_count('seen')}: {ctx.inputs['value']['data']}"
+                )
+            }
+        )
 
 
 def main() -> None:
     net = Network()
-    for tid, actor in [("numbers", Numbers()), ("square", Square()), ("enrich", Enrich()),
-                       ("label", Label())]:
+    for tid, actor in [
+        ("numbers", Numbers()),
+        ("square", Square()),
+        ("enrich", Enrich()),
+        ("label", Label()),
+    ]:
         net.register_actor(tid, actor)
     net.add_node("numbers", "numbers", {"count": 5})
     net.add_node("square", "square")
@@ -106,8 +115,10 @@ def main() -> None:
     net.run()
     dt = time.perf_counter() - t0
     net.shutdown()
-    print(f"{n:,} packets through 2 sync actors in {dt:.2f} s "
-          f"({2 * n / dt:,.0f} hops/s); last value {last[-1]['data']}")
+    print(
+        f"{n:,} packets through 2 sync actors in {dt:.2f} s "
+        f"({2 * n / dt:,.0f} hops/s); last value {last[-1]['data']}"
+    )
 
 
 def sandboxed_demo() -> None:
@@ -119,8 +130,9 @@ def sandboxed_demo() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            built = build_guest([SDK_DIR / "examples" / "doubler.c"], Path(tmp), name="doubler",
-                                targets=["wasm32"])
+            built = build_guest(
+                [SDK_DIR / "examples" / "doubler.c"], Path(tmp), name="doubler", targets=["wasm32"]
+            )
         except Exception as exc:  # no ziglang: say so and go on
             print(f"(skipping the WebAssembly step: {exc})")
             return

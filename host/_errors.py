@@ -419,7 +419,11 @@ class PlatformError(PackError):
     ``available`` the ones the pack carries."""
 
     def __init__(
-        self, message: str, *, pack: str = "", wanted: tuple[str, ...] = (),
+        self,
+        message: str,
+        *,
+        pack: str = "",
+        wanted: tuple[str, ...] = (),
         available: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message, pack=pack)

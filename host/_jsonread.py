@@ -46,16 +46,28 @@ class JSONDepthError(ValueError):
     long), ``position`` ``"line L column C"`` for text, else ``""``.
     """
 
-    def __init__(self, *, depth: int | None, limit: int, path: str, position: str = "",
-                 what: str = "JSON", cyclic: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        depth: int | None,
+        limit: int,
+        path: str,
+        position: str = "",
+        what: str = "JSON",
+        cyclic: bool = False,
+    ) -> None:
         self.depth = depth
         self.limit = limit
         path = shorten_path(path)
         self.path = path
         self.position = position
-        how = ("without end (it contains itself)" if cyclic
-               else f"{depth} levels deep" if depth is not None
-               else f"more than {limit} levels deep")
+        how = (
+            "without end (it contains itself)"
+            if cyclic
+            else f"{depth} levels deep"
+            if depth is not None
+            else f"more than {limit} levels deep"
+        )
         at = f" ({position})" if position else ""
         #: the message without the path, for errors that print their path themselves
         self.detail = f"{what} nests {how}, deeper than {limit} (the limit){at}"
@@ -118,8 +130,13 @@ def _text_error(text: str, depth: int, limit: int, what: str) -> JSONDepthError:
                 segments = [segment(frame[1]) for frame in stack if frame[1] is not None]
                 line = text.count("\n", 0, match.start()) + 1
                 column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
-                return JSONDepthError(depth=depth, limit=limit, path=short_path(segments),
-                                      position=f"line {line} column {column}", what=what)
+                return JSONDepthError(
+                    depth=depth,
+                    limit=limit,
+                    path=short_path(segments),
+                    position=f"line {line} column {column}",
+                    what=what,
+                )
             stack.append([tok == "{", None if tok == "{" else 0, None])
         elif tok in "]}":
             if stack:
@@ -141,8 +158,9 @@ def _text_error(text: str, depth: int, limit: int, what: str) -> JSONDepthError:
     return JSONDepthError(depth=depth, limit=limit, path="$", what=what)  # pragma: no cover
 
 
-def loads(text: str | bytes | bytearray, *, limit: int = MAX_DEPTH, what: str = "JSON",
-          **kwargs: Any) -> Any:
+def loads(
+    text: str | bytes | bytearray, *, limit: int = MAX_DEPTH, what: str = "JSON", **kwargs: Any
+) -> Any:
     """``json.loads(text, **kwargs)``, refusing text that nests deeper than ``limit`` with
     :class:`JSONDepthError`. Other bad text raises ``ValueError`` as ``json.loads`` does
     (``UnicodeDecodeError`` included, for bytes).
@@ -253,8 +271,9 @@ def _walk(value: Any, level: int, limit: int, heights: dict[int, int]) -> int:
     return tallest + 1
 
 
-def check_depth(value: Any, *, limit: int = MAX_DEPTH, level: int = 1, path: str = "$",
-                what: str = "value") -> None:
+def check_depth(
+    value: Any, *, limit: int = MAX_DEPTH, level: int = 1, path: str = "$", what: str = "value"
+) -> None:
     """Raise :class:`JSONDepthError` if ``value`` (counted as being at ``level``: 1 for a
     document's root) nests its dicts, lists and tuples past ``limit``; ``path`` is where the
     value sits, for the error. Recursion is bounded by ``limit``; shared sub-values are walked
@@ -266,5 +285,10 @@ def check_depth(value: Any, *, limit: int = MAX_DEPTH, level: int = 1, path: str
     except _TooDeep as exc:
         height = measure_depth(value)
         depth = None if height is None else height + level - 1
-        raise JSONDepthError(depth=depth, limit=limit, what=what, cyclic=height is None,
-                             path=short_path(exc.segments[::-1], path)) from None
+        raise JSONDepthError(
+            depth=depth,
+            limit=limit,
+            what=what,
+            cyclic=height is None,
+            path=short_path(exc.segments[::-1], path),
+        ) from None

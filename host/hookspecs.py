@@ -81,9 +81,7 @@ def reflow_resolve_pack(name: str, version: str | None) -> Path | None:
 
 
 @hookspec
-def reflow_before_pack_load(
-    manifest: PackManifest, source: str, signer: str | None
-) -> str | None:
+def reflow_before_pack_load(manifest: PackManifest, source: str, signer: str | None) -> str | None:
     """Called after a pack verified and before any of its code is loaded. Return a reason
     (a string) to veto the load; ``None`` to allow it. ``signer`` is the trusted key id, or
     ``None`` for a pack loaded with ``allow_unsigned=True``."""

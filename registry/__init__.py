@@ -62,9 +62,14 @@ _LAZY = {
 }
 
 
-def load_from_registry(spec: str, registry: str, *, trust: Any = None,
-                       client_options: dict[str, Any] | None = None,
-                       **load_options: Any) -> Any:
+def load_from_registry(
+    spec: str,
+    registry: str,
+    *,
+    trust: Any = None,
+    client_options: dict[str, Any] | None = None,
+    **load_options: Any,
+) -> Any:
     """``load_pack("ns/name@range", registry=...)``: install (or take from the cache) the
     variant for this host, then load it with :func:`reflow.load_pack` (which verifies it once
     more against the same trust store). Returns the ``LoadedPack``.

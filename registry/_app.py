@@ -63,8 +63,12 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 async def _auth_denied(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthDenied)
-    return error_response(exc.status, exc.code, str(exc),
-                  {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+    return error_response(
+        exc.status,
+        exc.code,
+        str(exc),
+        {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None,
+    )
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -112,8 +116,11 @@ class _BodyDeadline:
             with anyio.move_on_after(max(0.0, deadline - now)):
                 message = await receive()
             if message is None:
-                raise APIError(408, "request_timeout", _too_slow(got, time.monotonic() - start,
-                                                                  timeout, min_rate))
+                raise APIError(
+                    408,
+                    "request_timeout",
+                    _too_slow(got, time.monotonic() - start, timeout, min_rate),
+                )
             if message["type"] == "http.request":
                 got += len(message.get("body", b""))
                 done = not message.get("more_body", False)
@@ -130,8 +137,10 @@ def _too_slow(got: int, elapsed: float, timeout: float | None, min_rate: int | N
         rules.append(f"no pause longer than {timeout:g} s")
     if min_rate is not None:
         rules.append(f"at least {min_rate} bytes/s after {timeout or 0:g} s")
-    return (f"the request body is too slow: {got} bytes in {elapsed:.1f} s; this registry "
-            f"needs {' and '.join(rules)}")
+    return (
+        f"the request body is too slow: {got} bytes in {elapsed:.1f} s; this registry "
+        f"needs {' and '.join(rules)}"
+    )
 
 
 # -- the app -----------------------------------------------------------------------------------
@@ -156,14 +165,16 @@ ROUTES: list[tuple[str, _Endpoint, list[str]]] = [
 ]
 
 
-def create_app(storage: Storage, config: RegistryConfig | None = None, *,
-               auth: Authenticator | None = None) -> Starlette:
+def create_app(
+    storage: Storage, config: RegistryConfig | None = None, *, auth: Authenticator | None = None
+) -> Starlette:
     """The registry as an ASGI app over ``storage``."""
     config = config or RegistryConfig()
     app = Starlette(
         routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES],
-        middleware=[Middleware(_BodyDeadline, timeout=config.body_timeout,
-                               min_rate=config.min_body_rate)],
+        middleware=[
+            Middleware(_BodyDeadline, timeout=config.body_timeout, min_rate=config.min_body_rate)
+        ],
         exception_handlers={
             APIError: _api_error,
             AuthDenied: _auth_denied,
@@ -172,5 +183,6 @@ def create_app(storage: Storage, config: RegistryConfig | None = None, *,
         },
     )
     app.state.registry = RegistryState(
-        storage, auth or Authenticator(storage, anonymous_read=config.anonymous_read), config)
+        storage, auth or Authenticator(storage, anonymous_read=config.anonymous_read), config
+    )
     return app

@@ -29,8 +29,10 @@ async def create_namespace(request: Request) -> Response:
     except ValueError as exc:
         code = "namespace_exists" if "already exists" in str(exc) else "invalid_name"
         raise APIError(409 if code == "namespace_exists" else 400, code, str(exc)) from exc
-    return JSONResponse({"name": rec.name, "owner": rec.owner,
-                         "created_at": iso_time(rec.created_at)}, status_code=201)
+    return JSONResponse(
+        {"name": rec.name, "owner": rec.owner, "created_at": iso_time(rec.created_at)},
+        status_code=201,
+    )
 
 
 async def namespace_info(request: Request) -> Response:
@@ -40,10 +42,13 @@ async def namespace_info(request: Request) -> Response:
     rec = reg.storage.get_namespace(ns)
     if rec is None:
         raise APIError(404, "namespace_not_found", f"no namespace {ns!r}")
-    keys = [{"key_id": k.key_id, "added_at": iso_time(k.added_at), "pem": k.pem.decode("ascii")}
-            for k in reg.storage.list_keys(ns)]
-    return JSONResponse({"name": rec.name, "owner": rec.owner,
-                         "created_at": iso_time(rec.created_at), "keys": keys})
+    keys = [
+        {"key_id": k.key_id, "added_at": iso_time(k.added_at), "pem": k.pem.decode("ascii")}
+        for k in reg.storage.list_keys(ns)
+    ]
+    return JSONResponse(
+        {"name": rec.name, "owner": rec.owner, "created_at": iso_time(rec.created_at), "keys": keys}
+    )
 
 
 async def add_key(request: Request) -> Response:
@@ -85,10 +90,21 @@ async def create_token(request: Request) -> Response:
         raise APIError(400, "bad_request", "ttl_seconds must be a number of seconds or null")
     try:
         rec, token = reg.auth.create_token(
-            ns, str(doc.get("scope", "")), ttl=float(ttl) if ttl is not None else None,
-            label=str(doc.get("label", ""))[:200], parent=parent)
+            ns,
+            str(doc.get("scope", "")),
+            ttl=float(ttl) if ttl is not None else None,
+            label=str(doc.get("label", ""))[:200],
+            parent=parent,
+        )
     except (TypeError, ValueError, OverflowError) as exc:
         raise APIError(400, "bad_request", str(exc)) from exc
-    return JSONResponse({"token": token, "token_id": rec.token_id, "namespace": rec.namespace,
-                         "scope": rec.scope, "expires_at": iso_time(rec.expires_at)
-                         if rec.expires_at else None}, status_code=201)
+    return JSONResponse(
+        {
+            "token": token,
+            "token_id": rec.token_id,
+            "namespace": rec.namespace,
+            "scope": rec.scope,
+            "expires_at": iso_time(rec.expires_at) if rec.expires_at else None,
+        },
+        status_code=201,
+    )

@@ -73,13 +73,20 @@ async def publish(request: Request) -> Response:
         raise _version_exists(ns, name, ver)  # cannot be the same file: no need to read it
     if declared is not None and declared > limit:
         await _drain(request, declared)
-        raise APIError(413, "too_large", f"the pack is {declared} bytes; this registry "
-                                         f"accepts at most {limit}", limit=limit)
+        raise APIError(
+            413,
+            "too_large",
+            f"the pack is {declared} bytes; this registry accepts at most {limit}",
+            limit=limit,
+        )
     if reg.uploads >= reg.config.max_uploads:
-        raise APIError(503, "too_many_uploads",
-                       f"this registry takes {reg.config.max_uploads} uploads at once and is "
-                       f"busy; retry in {reg.config.retry_after} s",
-                       retry_after=reg.config.retry_after)
+        raise APIError(
+            503,
+            "too_many_uploads",
+            f"this registry takes {reg.config.max_uploads} uploads at once and is "
+            f"busy; retry in {reg.config.retry_after} s",
+            retry_after=reg.config.retry_after,
+        )
     reg.uploads += 1
     try:
         if existing is not None:
@@ -99,19 +106,30 @@ def _declared_length(request: Request) -> int | None:
 
 
 def _version_exists(ns: str, name: str, ver: str) -> APIError:
-    return APIError(409, "version_exists",
-                    f"{ns}/{name} {ver} is already published with different bytes; versions "
-                    "are immutable, publish a new version")
+    return APIError(
+        409,
+        "version_exists",
+        f"{ns}/{name} {ver} is already published with different bytes; versions "
+        "are immutable, publish a new version",
+    )
 
 
 def _no_room(ns: str, name: str, ver: str, exc: StorageFull) -> APIError:
-    return APIError(507, "insufficient_storage",
-                    f"the registry has no room to store {ns}/{name} {ver} ({exc}); nothing "
-                    "was published, try again once its disk has space")
+    return APIError(
+        507,
+        "insufficient_storage",
+        f"the registry has no room to store {ns}/{name} {ver} ({exc}); nothing "
+        "was published, try again once its disk has space",
+    )
 
 
-async def _receive(request: Request, limit: int, write: Callable[[bytes], None],
-                   drop: Callable[[], None], label: tuple[str, str, str]) -> int:
+async def _receive(
+    request: Request,
+    limit: int,
+    write: Callable[[bytes], None],
+    drop: Callable[[], None],
+    label: tuple[str, str, str],
+) -> int:
     """Feed the body to ``write``; the byte count. Over ``limit`` (413) or no room (507):
     ``drop`` what was kept, read what the client still sends (bounded), then raise."""
     size = 0
@@ -121,8 +139,12 @@ async def _receive(request: Request, limit: int, write: Callable[[bytes], None],
             if size > limit:
                 drop()
                 await _drain(request, None)
-                raise APIError(413, "too_large", f"the upload is over this registry's limit "
-                                                 f"of {limit} bytes", limit=limit)
+                raise APIError(
+                    413,
+                    "too_large",
+                    f"the upload is over this registry's limit of {limit} bytes",
+                    limit=limit,
+                )
             try:
                 write(chunk)
             except StorageFull as exc:
@@ -141,32 +163,37 @@ async def _republish(request: Request, reg: RegistryState, existing: VersionReco
     ``unchanged``); anything else is 409. Only hashed, never written to disk."""
     digest = hashlib.sha256()
     ns, name, ver = existing.namespace, existing.name, existing.version
-    size = await _receive(request, reg.config.max_upload, digest.update, lambda: None,
-                          (ns, name, ver))
+    size = await _receive(
+        request, reg.config.max_upload, digest.update, lambda: None, (ns, name, ver)
+    )
     if size != existing.size or digest.hexdigest() != existing.sha256:
         raise _version_exists(ns, name, ver)
     return JSONResponse({**version_doc(request, existing), "unchanged": True})
 
 
-async def _publish_new(request: Request, reg: RegistryState, ns: str, name: str, ver: str,
-                       who: str) -> Response:
+async def _publish_new(
+    request: Request, reg: RegistryState, ns: str, name: str, ver: str, who: str
+) -> Response:
     try:
         upload = reg.storage.new_upload()
     except StorageFull as exc:
         raise _no_room(ns, name, ver, exc) from exc
     try:
-        await _receive(request, reg.config.max_upload, upload.write, upload.discard,
-                       (ns, name, ver))
+        await _receive(
+            request, reg.config.max_upload, upload.write, upload.discard, (ns, name, ver)
+        )
         try:
             upload.finish()
             rec, unchanged = await anyio.to_thread.run_sync(
-                _verify_and_store, reg, upload, ns, name, ver, who)
+                _verify_and_store, reg, upload, ns, name, ver, who
+            )
         except StorageFull as exc:
             raise _no_room(ns, name, ver, exc) from exc
     finally:
         upload.discard()  # a no-op once committed (the file was renamed to its blob)
-    return JSONResponse({**version_doc(request, rec), "unchanged": unchanged},
-                        status_code=200 if unchanged else 201)
+    return JSONResponse(
+        {**version_doc(request, rec), "unchanged": unchanged}, status_code=200 if unchanged else 201
+    )
 
 
 async def _drain(request: Request, declared: int | None) -> None:
@@ -191,8 +218,10 @@ def _variant_members(scan: BundleScan) -> list[tuple[str, set[str]]]:
     present = set(scan.present)
     files = {f.path for f in m.files}
     natives = [t for t in m.triples() if t != PORTABLE_TRIPLE]
-    out = [(t, {a.path for a in m.artifacts if a.triple in (PORTABLE_TRIPLE, t)} | files)
-           for t in natives]
+    out = [
+        (t, {a.path for a in m.artifacts if a.triple in (PORTABLE_TRIPLE, t)} | files)
+        for t in natives
+    ]
     if natives and PORTABLE_TRIPLE in m.triples():
         out.append((PORTABLE_TRIPLE, {a.path for a in m.artifacts if a.portable} | files))
     return [(t, keep & present) for t, keep in out]
@@ -210,8 +239,9 @@ def _write_blob(storage: Storage, chunks: Iterable[bytes]) -> BlobUpload:
     return part
 
 
-def _verify_and_store(reg: RegistryState, upload: BlobUpload, ns: str, name: str, ver: str,
-                      who: str) -> tuple[VersionRecord, bool]:
+def _verify_and_store(
+    reg: RegistryState, upload: BlobUpload, ns: str, name: str, ver: str, who: str
+) -> tuple[VersionRecord, bool]:
     """Verify the uploaded pack, write its variants, commit every blob, then the index row
     (worker thread). Returns the row and whether it was there already, with these bytes
     (a racing publish of the identical file won)."""
@@ -222,21 +252,31 @@ def _verify_and_store(reg: RegistryState, upload: BlobUpload, ns: str, name: str
     try:
         with reg.builds:
             for triple, keep in _variant_members(scan):
-                parts.append((triple, _write_blob(
-                    reg.storage, stream_bundle(upload.path, scan, keep))))
-        variants = tuple(VariantRecord(t, reg.storage.commit_blob(p), p.size)
-                         for t, p in parts)
+                parts.append(
+                    (triple, _write_blob(reg.storage, stream_bundle(upload.path, scan, keep)))
+                )
+        variants = tuple(VariantRecord(t, reg.storage.commit_blob(p), p.size) for t, p in parts)
     finally:
         for _, p in parts:
             p.discard()  # a no-op for those committed
     size = upload.size
     sha = reg.storage.commit_blob(upload)
     rec = VersionRecord(
-        namespace=ns, name=name, version=ver, sha256=sha, size=size,
-        manifest=scan.manifest_bytes, signature=scan.signature_bytes or b"",
-        key_id=signer, abi=m.abi, description=m.description,
-        templates=tuple(t.id for t in m.templates), triples=m.triples(),
-        published_at=time.time(), published_by=who, variants=variants,
+        namespace=ns,
+        name=name,
+        version=ver,
+        sha256=sha,
+        size=size,
+        manifest=scan.manifest_bytes,
+        signature=scan.signature_bytes or b"",
+        key_id=signer,
+        abi=m.abi,
+        description=m.description,
+        templates=tuple(t.id for t in m.templates),
+        triples=m.triples(),
+        published_at=time.time(),
+        published_by=who,
+        variants=variants,
     )
     with reg.publish_lock:
         _refuse_published_elsewhere(reg, scan, ns)
@@ -253,10 +293,14 @@ def _verify_and_store(reg: RegistryState, upload: BlobUpload, ns: str, name: str
 
 
 def _version_conflict(ns: str, name: str, ver: str, existing: str) -> APIError:
-    return APIError(409, "version_conflict",
-                    f"{ns}/{name} {existing} is already published and {ver} has the same "
-                    "version precedence (build metadata does not count), so a range could "
-                    "not tell them apart; publish a higher version", existing=existing)
+    return APIError(
+        409,
+        "version_conflict",
+        f"{ns}/{name} {existing} is already published and {ver} has the same "
+        "version precedence (build metadata does not count), so a range could "
+        "not tell them apart; publish a higher version",
+        existing=existing,
+    )
 
 
 def _refuse_same_precedence(reg: RegistryState, ns: str, name: str, ver: str) -> None:
@@ -276,40 +320,60 @@ def _refuse_published_elsewhere(reg: RegistryState, bundle: BundleScan, ns: str)
         return  # its name fixes its namespace: _verify already checked it
     for other in reg.storage.find_versions(m.name, m.version):
         if other.namespace != ns and other.manifest == bundle.manifest_bytes:
-            raise APIError(409, "published_elsewhere",
-                           f"this signed manifest of {m.name} {m.version} is already "
-                           f"published as {other.full_name}; a pack named without a "
-                           "namespace is published in one namespace only (name it "
-                           f"'{ns}/{m.name}' to publish it here)",
-                           namespace=other.namespace)
+            raise APIError(
+                409,
+                "published_elsewhere",
+                f"this signed manifest of {m.name} {m.version} is already "
+                f"published as {other.full_name}; a pack named without a "
+                "namespace is published in one namespace only (name it "
+                f"'{ns}/{m.name}' to publish it here)",
+                namespace=other.namespace,
+            )
 
 
-def _verify(reg: RegistryState, path: Path, ns: str, name: str, ver: str
-            ) -> tuple[BundleScan, str]:
+def _verify(reg: RegistryState, path: Path, ns: str, name: str, ver: str) -> tuple[BundleScan, str]:
     """The checked pack (streamed: its members are hashed, not kept) and the registered key
     that signed it; APIError if not."""
     label = f"{ns}/{name} {ver}"
     try:
         bundle = scan_bundle(path)
     except PackIntegrityError as exc:
-        raise APIError(422, "integrity_mismatch", f"{label}: {exc}", file=exc.file,
-                       expected=exc.expected, actual=exc.actual) from exc
+        raise APIError(
+            422,
+            "integrity_mismatch",
+            f"{label}: {exc}",
+            file=exc.file,
+            expected=exc.expected,
+            actual=exc.actual,
+        ) from exc
     except PackFormatError as exc:
-        raise APIError(422, "invalid_pack", f"{label}: not a valid .rflpack: "
-                                            f"{str(exc).replace('<bytes>: ', '')}") from exc
+        raise APIError(
+            422,
+            "invalid_pack",
+            f"{label}: not a valid .rflpack: {str(exc).replace('<bytes>: ', '')}",
+        ) from exc
     m = bundle.manifest
     # "acme/tools" publishes only as acme/tools; "tools" (no namespace) as any ns/tools.
     if m.name != f"{ns}/{name}" and m.name != name:
-        raise APIError(400, "name_mismatch", f"the pack's manifest names {m.name!r}, but it "
-                                             f"is being published as {ns}/{name!s}")
+        raise APIError(
+            400,
+            "name_mismatch",
+            f"the pack's manifest names {m.name!r}, but it is being published as {ns}/{name!s}",
+        )
     if m.version != ver:
-        raise APIError(400, "version_mismatch", f"the pack's manifest says version "
-                                                f"{m.version}, but it is being published as "
-                                                f"{ver}")
+        raise APIError(
+            400,
+            "version_mismatch",
+            f"the pack's manifest says version {m.version}, but it is being published as {ver}",
+        )
     if bundle.is_stripped():
-        raise APIError(422, "stripped_pack", f"{label} is stripped (it carries only "
-                                             f"{', '.join(bundle.present_triples())}); publish "
-                                             "the full pack, the registry makes the slim ones")
+        raise APIError(
+            422,
+            "stripped_pack",
+            f"{label} is stripped (it carries only "
+            f"{', '.join(bundle.present_triples())}); publish "
+            "the full pack, the registry makes the slim ones",
+        )
     try:
         check_abi_compatible(m.abi_version, ABI_VERSION, what=f"pack {label}")
     except ABIVersionError as exc:
@@ -321,12 +385,15 @@ def _verify(reg: RegistryState, path: Path, ns: str, name: str, ver: str
     try:
         signer = verify_manifest(bundle.manifest_bytes, bundle.signatures, keys, pack=label)
     except UntrustedKeyError as exc:
-        raise APIError(422, "unregistered_key",
-                       f"{label} is signed by key {', '.join(s.key_id for s in bundle.signatures)}"
-                       f", which is not registered for namespace {ns!r} (registered: "
-                       f"{', '.join(sorted(keys)) or 'none'}); an admin adds it with "
-                       f"'reflow-registry key add --namespace {ns} KEY.pub'",
-                       key_id=exc.key_id) from exc
+        raise APIError(
+            422,
+            "unregistered_key",
+            f"{label} is signed by key {', '.join(s.key_id for s in bundle.signatures)}"
+            f", which is not registered for namespace {ns!r} (registered: "
+            f"{', '.join(sorted(keys)) or 'none'}); an admin adds it with "
+            f"'reflow-registry key add --namespace {ns} KEY.pub'",
+            key_id=exc.key_id,
+        ) from exc
     except PackSignatureError as exc:
         code = "bad_signature" if bundle.signatures else "unsigned"
         raise APIError(422, code, str(exc), key_id=exc.key_id) from exc

@@ -49,11 +49,18 @@ async def whoami(request: Request) -> Response:
     without a namespace goes)."""
     token = registry_of(request).auth.authenticate(request.headers.get("authorization"))
     if token is None:
-        raise AuthDenied(401, "unauthorized", "this needs a token; pass 'Authorization: "
-                                              "Bearer <token>'")
-    return JSONResponse({"token_id": token.token_id, "namespace": token.namespace,
-                         "scope": token.scope, "label": token.label,
-                         "expires_at": iso_time(token.expires_at) if token.expires_at else None})
+        raise AuthDenied(
+            401, "unauthorized", "this needs a token; pass 'Authorization: Bearer <token>'"
+        )
+    return JSONResponse(
+        {
+            "token_id": token.token_id,
+            "namespace": token.namespace,
+            "scope": token.scope,
+            "label": token.label,
+            "expires_at": iso_time(token.expires_at) if token.expires_at else None,
+        }
+    )
 
 
 async def search(request: Request) -> Response:
@@ -71,13 +78,24 @@ async def search(request: Request) -> Response:
     if token is not None and token.namespace != "*" and not reg.config.anonymous_read:
         # A private registry shows a namespaced token only its own namespace.
         found = [r for r in found if r.namespace == token.namespace]
-    return JSONResponse({"query": q, "results": [
-        {"full_name": r.full_name, "namespace": r.namespace, "name": r.name,
-         "version": r.version, "description": r.description, "templates": list(r.templates),
-         "triples": list(r.triples),
-         "url": f"{base_url(request)}/api/v1/packs/{r.namespace}/{r.name}"}
-        for r in found
-    ]})
+    return JSONResponse(
+        {
+            "query": q,
+            "results": [
+                {
+                    "full_name": r.full_name,
+                    "namespace": r.namespace,
+                    "name": r.name,
+                    "version": r.version,
+                    "description": r.description,
+                    "templates": list(r.templates),
+                    "triples": list(r.triples),
+                    "url": f"{base_url(request)}/api/v1/packs/{r.namespace}/{r.name}",
+                }
+                for r in found
+            ],
+        }
+    )
 
 
 async def pack_versions(request: Request) -> Response:
@@ -86,20 +104,34 @@ async def pack_versions(request: Request) -> Response:
     rows = registry_of(request).storage.list_versions(ns, name)
     if not rows:
         raise APIError(404, "pack_not_found", f"no pack {ns}/{name}")
-    return JSONResponse({
-        "full_name": f"{ns}/{name}", "namespace": ns, "name": name,
-        "versions": [{"version": r.version, "yanked": r.yanked, "yank_reason": r.yank_reason,
-                      "published_at": iso_time(r.published_at), "sha256": r.sha256,
-                      "size": r.size, "triples": list(r.triples)} for r in rows],
-    })
+    return JSONResponse(
+        {
+            "full_name": f"{ns}/{name}",
+            "namespace": ns,
+            "name": name,
+            "versions": [
+                {
+                    "version": r.version,
+                    "yanked": r.yanked,
+                    "yank_reason": r.yank_reason,
+                    "published_at": iso_time(r.published_at),
+                    "sha256": r.sha256,
+                    "size": r.size,
+                    "triples": list(r.triples),
+                }
+                for r in rows
+            ],
+        }
+    )
 
 
 async def version_metadata(request: Request) -> Response:
     ns, name, ver = names_of(request, version=True)
     require(request, "read", ns)
     rec = version_or_404(registry_of(request), ns, name, ver)
-    return JSONResponse(version_doc(request, rec),
-                        headers={"ETag": f'"{hashlib.sha256(rec.manifest).hexdigest()}"'})
+    return JSONResponse(
+        version_doc(request, rec), headers={"ETag": f'"{hashlib.sha256(rec.manifest).hexdigest()}"'}
+    )
 
 
 def _pick_variant(rec: VersionRecord, triple: str | None) -> VariantRecord:
@@ -113,9 +145,13 @@ def _pick_variant(rec: VersionRecord, triple: str | None) -> VariantRecord:
     if PORTABLE_TRIPLE in rec.triples:
         # No artifact for this triple: the portable WebAssembly is what it will run.
         return by.get(PORTABLE_TRIPLE, full) if natives else full
-    raise APIError(404, "no_variant",
-                   f"{rec.full_name} {rec.version} has nothing for {triple!r}; it carries "
-                   f"{', '.join(rec.triples)}", available=list(rec.triples))
+    raise APIError(
+        404,
+        "no_variant",
+        f"{rec.full_name} {rec.version} has nothing for {triple!r}; it carries "
+        f"{', '.join(rec.triples)}",
+        available=list(rec.triples),
+    )
 
 
 #: One byte range. ASCII digits only (``str.isdigit`` also takes "²", which ``int`` refuses),
@@ -125,6 +161,7 @@ _RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
 
 def _parse_range(header: str, size: int) -> tuple[int, int]:
     """``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` -> [start, end). Anything else is 416."""
+
     def bad(why: str) -> APIError:
         return APIError(416, "bad_range", f"Range {header[:80]!r}: {why}", size=size)
 
@@ -153,22 +190,24 @@ def _parse_range(header: str, size: int) -> tuple[int, int]:
 class _BlobResponse:
     """Bytes ``[start, end)`` of a local blob file, streamed in chunks (HEAD: headers only)."""
 
-    def __init__(self, path: Path, start: int, end: int, status: int,
-                 headers: dict[str, str]) -> None:
+    def __init__(
+        self, path: Path, start: int, end: int, status: int, headers: dict[str, str]
+    ) -> None:
         self.path, self.start, self.end, self.status = path, start, end, status
-        self.headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                        for k, v in headers.items()]
+        self.headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
         self.headers.append((b"content-length", str(end - start).encode("ascii")))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status,
-                    "headers": self.headers})
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         if scope["method"] == "HEAD" or self.start == self.end:
             await send({"type": "http.response.body", "body": b""})
             return
         # uvicorn drops writes to a client that went away without telling the app: watch
         # for the disconnect so an abandoned download stops reading its file.
         async with anyio.create_task_group() as tg:
+
             async def watch() -> None:
                 while (await receive())["type"] != "http.disconnect":
                     pass
@@ -189,8 +228,7 @@ class _BlobResponse:
                 if not chunk:
                     raise RuntimeError(f"blob {self.path.name} is shorter than recorded")
                 left -= len(chunk)
-                await send({"type": "http.response.body", "body": chunk,
-                            "more_body": left > 0})
+                await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
 
 
 async def download(request: Request) -> Response | _BlobResponse:
@@ -213,8 +251,10 @@ async def download(request: Request) -> Response | _BlobResponse:
     }
     inm = request.headers.get("if-none-match")
     if inm is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
-        return Response(status_code=304, headers={k: v for k, v in headers.items()
-                                                  if k in ("ETag", "Cache-Control")})
+        return Response(
+            status_code=304,
+            headers={k: v for k, v in headers.items() if k in ("ETag", "Cache-Control")},
+        )
     path = reg.storage.blob_path(variant.sha256)
     rng = request.headers.get("range")
     if_range = request.headers.get("if-range")

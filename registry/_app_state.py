@@ -64,8 +64,6 @@ class APIError(Exception):
 
 
 @dataclass(frozen=True)
-
-
 class RegistryConfig:
     """Server settings.
 
@@ -91,13 +89,11 @@ class RegistryConfig:
         for name in ("max_upload", "max_uploads", "max_builds", "retry_after"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"RegistryConfig.{name} must be a positive integer, not "
-                                 f"{value!r}")
+                raise ValueError(f"RegistryConfig.{name} must be a positive integer, not {value!r}")
         for name in ("body_timeout", "min_body_rate"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not value > 0):
-                raise ValueError(f"RegistryConfig.{name} must be positive or None, not "
-                                 f"{value!r}")
+                raise ValueError(f"RegistryConfig.{name} must be positive or None, not {value!r}")
 
 
 @dataclass
@@ -121,10 +117,12 @@ def registry_of(request: Request) -> RegistryState:
     return reg
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-           **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **extra}},
-                        status_code=status, headers=headers)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers
+    )
 
 
 def names_of(request: Request, *, version: bool = False) -> tuple[str, str, str]:
@@ -132,9 +130,12 @@ def names_of(request: Request, *, version: bool = False) -> tuple[str, str, str]
     ns, name, ver = p.get("ns", ""), p.get("name", ""), p.get("version", "")
     for key, label, value in (("ns", "namespace", ns), ("name", "pack name", name)):
         if key in p and not is_valid_name(value):
-            raise APIError(400, "invalid_name",
-                           f"{value!r} is not a valid {label} (lowercase letters, digits, "
-                           "._-, starting with a letter or digit, at most 64 characters)")
+            raise APIError(
+                400,
+                "invalid_name",
+                f"{value!r} is not a valid {label} (lowercase letters, digits, "
+                "._-, starting with a letter or digit, at most 64 characters)",
+            )
     if version and not Version.is_valid(ver):
         raise APIError(400, "invalid_version", f"{ver!r} is not a semantic version")
     return ns, name, ver
@@ -142,8 +143,9 @@ def names_of(request: Request, *, version: bool = False) -> tuple[str, str, str]
 
 def require(request: Request, scope: str, namespace: str | None = "*") -> str:
     """Check the token; return who is acting (token id, or "anonymous")."""
-    token = registry_of(request).auth.require(request.headers.get("authorization"), scope,
-                                              namespace)
+    token = registry_of(request).auth.require(
+        request.headers.get("authorization"), scope, namespace
+    )
     return token.token_id if token else "anonymous"
 
 
@@ -168,8 +170,7 @@ def version_doc(request: Request, r: VersionRecord) -> dict[str, Any]:
     url = f"{base_url(request)}/api/v1/packs/{r.namespace}/{r.name}/{r.version}/download"
     variants = {"full": {"sha256": r.sha256, "size": r.size, "url": url}}
     for v in r.variants:
-        variants[v.triple] = {"sha256": v.sha256, "size": v.size,
-                              "url": f"{url}?triple={v.triple}"}
+        variants[v.triple] = {"sha256": v.sha256, "size": v.size, "url": f"{url}?triple={v.triple}"}
     return {
         "namespace": r.namespace,
         "name": r.name,

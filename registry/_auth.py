@@ -66,8 +66,13 @@ class Authenticator:
     registry turns it off, and then every request needs at least a ``read`` token.
     """
 
-    def __init__(self, storage: Storage, *, anonymous_read: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        anonymous_read: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.storage = storage
         self.anonymous_read = anonymous_read
         self.clock = clock
@@ -75,8 +80,10 @@ class Authenticator:
     # -- issuing ----------------------------------------------------------------------------
     def create_namespace(self, name: str, owner: str) -> NamespaceRecord:
         if not is_valid_name(name):
-            raise ValueError(f"{name!r} is not a namespace name (lowercase letters, digits, "
-                             "._-, at most 64 characters)")
+            raise ValueError(
+                f"{name!r} is not a namespace name (lowercase letters, digits, "
+                "._-, at most 64 characters)"
+            )
         if not owner.strip():
             raise ValueError("a namespace needs an owner")
         try:
@@ -84,9 +91,15 @@ class Authenticator:
         except StorageConflict:
             raise ValueError(f"namespace {name!r} already exists") from None
 
-    def create_token(self, namespace: str, scope: str, *, ttl: float | None = None,
-                     label: str = "", parent: TokenRecord | None = None
-                     ) -> tuple[TokenRecord, str]:
+    def create_token(
+        self,
+        namespace: str,
+        scope: str,
+        *,
+        ttl: float | None = None,
+        label: str = "",
+        parent: TokenRecord | None = None,
+    ) -> tuple[TokenRecord, str]:
         """A new token; returns its record and the token string (shown once, never stored).
         ``ttl`` in seconds (None: it does not expire). ``parent``: the token creating it
         (over the API); the new token expires no later than an expiring parent (a longer or
@@ -98,20 +111,29 @@ class Authenticator:
                 raise ValueError(f"{namespace!r} is not a namespace name")
             if self.storage.get_namespace(namespace) is None:
                 raise ValueError(f"no namespace {namespace!r}; create it first")
-        if ttl is not None and (isinstance(ttl, bool) or not math.isfinite(ttl) or ttl <= 0
-                                or ttl > MAX_TTL):
-            raise ValueError(f"ttl must be a positive number of seconds, at most {MAX_TTL:.0f} "
-                             f"(100 years), not {ttl!r}; leave it out for no expiry")
+        if ttl is not None and (
+            isinstance(ttl, bool) or not math.isfinite(ttl) or ttl <= 0 or ttl > MAX_TTL
+        ):
+            raise ValueError(
+                f"ttl must be a positive number of seconds, at most {MAX_TTL:.0f} "
+                f"(100 years), not {ttl!r}; leave it out for no expiry"
+            )
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         now = self.clock()
         expires = None if ttl is None else now + ttl
         if parent is not None and parent.expires_at is not None:
             expires = parent.expires_at if expires is None else min(expires, parent.expires_at)
-        record = TokenRecord(token_id=token_id, secret_sha256=_digest(secret),
-                             namespace=namespace, scope=scope, label=label, created_at=now,
-                             expires_at=expires,
-                             parent_id=parent.token_id if parent is not None else None)
+        record = TokenRecord(
+            token_id=token_id,
+            secret_sha256=_digest(secret),
+            namespace=namespace,
+            scope=scope,
+            label=label,
+            created_at=now,
+            expires_at=expires,
+            parent_id=parent.token_id if parent is not None else None,
+        )
         self.storage.add_token(record)
         return record, f"rfl_{token_id}_{secret}"
 
@@ -123,8 +145,9 @@ class Authenticator:
             return None
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            raise AuthDenied(401, "unauthorized", "the Authorization header must be "
-                                                  "'Bearer <token>'")
+            raise AuthDenied(
+                401, "unauthorized", "the Authorization header must be 'Bearer <token>'"
+            )
         parsed = parse_token(value)
         if parsed is None:
             raise AuthDenied(401, "unauthorized", "the token is malformed")
@@ -147,18 +170,26 @@ class Authenticator:
         parent_id = record.parent_id
         while parent_id is not None:
             parent = self.storage.get_token(parent_id)
-            if parent is None or parent.revoked or len(seen) > _MAX_DEPTH or (
-                    parent.expires_at is not None and parent.expires_at <= now):
-                raise AuthDenied(401, "unauthorized",
-                                 f"token {record.token_id} was created by token {parent_id}, "
-                                 "which is revoked, expired or gone")
+            if (
+                parent is None
+                or parent.revoked
+                or len(seen) > _MAX_DEPTH
+                or (parent.expires_at is not None and parent.expires_at <= now)
+            ):
+                raise AuthDenied(
+                    401,
+                    "unauthorized",
+                    f"token {record.token_id} was created by token {parent_id}, "
+                    "which is revoked, expired or gone",
+                )
             if parent.token_id in seen:
                 break
             seen.add(parent.token_id)
             parent_id = parent.parent_id
 
-    def require(self, authorization: str | None, scope: str,
-                namespace: str | None = "*") -> TokenRecord | None:
+    def require(
+        self, authorization: str | None, scope: str, namespace: str | None = "*"
+    ) -> TokenRecord | None:
         """Check that the request may act with ``scope`` in ``namespace`` (``*``: the
         registry as a whole; None: any namespace, e.g. search). Returns the token (None for
         an allowed anonymous read)."""
@@ -166,18 +197,24 @@ class Authenticator:
         if record is None:
             if scope == "read" and self.anonymous_read:
                 return None
-            raise AuthDenied(401, "unauthorized",
-                             f"this needs a token with scope {scope!r}; pass "
-                             "'Authorization: Bearer <token>'")
+            raise AuthDenied(
+                401,
+                "unauthorized",
+                f"this needs a token with scope {scope!r}; pass 'Authorization: Bearer <token>'",
+            )
         if _RANK[record.scope] < _RANK[scope]:
-            raise AuthDenied(403, "forbidden",
-                             f"token {record.token_id} has scope {record.scope!r}; this needs "
-                             f"{scope!r}")
+            raise AuthDenied(
+                403,
+                "forbidden",
+                f"token {record.token_id} has scope {record.scope!r}; this needs {scope!r}",
+            )
         if namespace is None:
             return record
         if record.namespace != "*" and record.namespace != namespace:
             where = "the whole registry" if namespace == "*" else f"namespace {namespace!r}"
-            raise AuthDenied(403, "forbidden",
-                             f"token {record.token_id} is for namespace {record.namespace!r}, "
-                             f"not {where}")
+            raise AuthDenied(
+                403,
+                "forbidden",
+                f"token {record.token_id} is for namespace {record.namespace!r}, not {where}",
+            )
         return record

@@ -53,11 +53,13 @@ def _storage(data: Path) -> LocalStorage:
     if not data.is_dir():
         raise RegistryAdminError(
             f"registry data directory {data} does not exist (a typo? 'reflow-registry init "
-            f"--data {data}' creates it)")
+            f"--data {data}' creates it)"
+        )
     if not (data / _INDEX).is_file():
         raise RegistryAdminError(
             f"{data} is not a registry data directory (it has no {_INDEX}; "
-            f"'reflow-registry init --data {data}' makes it one)")
+            f"'reflow-registry init --data {data}' makes it one)"
+        )
     return LocalStorage(data)
 
 
@@ -65,11 +67,11 @@ def _check_address(host: str, port: int) -> None:
     """Refuse, in one line, an address the server could not bind (uvicorn itself logs a few
     lines and exits); a race with another process is still caught around the server."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
-        raise RegistryAdminError(f"cannot serve on {host}:{port}: unknown address "
-                                 f"({exc})") from None
+        raise RegistryAdminError(
+            f"cannot serve on {host}:{port}: unknown address ({exc})"
+        ) from None
     family, kind, proto, _, addr = infos[0]
     with socket.socket(family, kind, proto) as probe:
         if os.name != "nt":  # as asyncio does for a server socket
@@ -77,15 +79,21 @@ def _check_address(host: str, port: int) -> None:
         try:
             probe.bind(addr)
         except OSError as exc:
-            why = ("is already in use (another registry or server listens there; pick "
-                   "another --port)" if exc.errno == errno.EADDRINUSE
-                   else f"cannot be bound: {exc.strerror or exc}")
+            why = (
+                "is already in use (another registry or server listens there; pick another --port)"
+                if exc.errno == errno.EADDRINUSE
+                else f"cannot be bound: {exc.strerror or exc}"
+            )
             raise RegistryAdminError(f"address {host}:{port} {why}") from None
 
 
 _data = click.option(
-    "--data", "data", type=click.Path(file_okay=False, path_type=Path),
-    envvar="REFLOW_REGISTRY_DATA", default=Path("registry-data"), show_default=True,
+    "--data",
+    "data",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="REFLOW_REGISTRY_DATA",
+    default=Path("registry-data"),
+    show_default=True,
     help="Registry data directory (index + blobs); env REFLOW_REGISTRY_DATA.",
 )
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors too).")
@@ -109,8 +117,11 @@ def _ensure_namespace(auth: Authenticator, name: str, owner: str | None) -> None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True,
-              help="Show tracebacks on errors (accepted anywhere on the command line).")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show tracebacks on errors (accepted anywhere on the command line).",
+)
 @click.version_option(package_name="reflow", prog_name="reflow-registry")
 def main(debug: bool) -> None:
     """Run and administer a private reflow pack registry.
@@ -129,8 +140,8 @@ def init(data: Path, as_json: bool) -> None:
     fresh = not (data / _INDEX).is_file()
     if fresh and data.is_dir() and any(data.iterdir()):
         raise RegistryAdminError(
-            f"{data} is not empty and holds no registry ({_INDEX}); pick an empty or new "
-            "directory")
+            f"{data} is not empty and holds no registry ({_INDEX}); pick an empty or new directory"
+        )
     with LocalStorage(data) as storage:
         root = storage.root
     if as_json:
@@ -159,60 +170,124 @@ _POSITIVE = click.IntRange(min=1)
 @_data
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--max-upload", default="256M", show_default=True,
-              help="Largest pack accepted (bytes, or with K/M/G).")
-@click.option("--private", is_flag=True,
-              help="Require a read token for search and downloads too.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-@click.option("--header-timeout", default=10.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
-              help="Seconds a request head may take to arrive (else 408).")
-@click.option("--body-timeout", default="30", show_default=True,
-              help="Longest pause in seconds within a request body (else 408); 'off'.")
-@click.option("--min-body-rate", default="16K", show_default=True,
-              help="Bytes/s a body must average after --body-timeout seconds of grace "
-                   "(else 408); 0 for none.")
-@click.option("--keep-alive", default=5.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
-              help="Seconds an idle connection stays open.")
-@click.option("--max-connections", default=512, show_default=True, type=_POSITIVE,
-              help="Open connections at once (more: 503).")
-@click.option("--backlog", default=128, show_default=True, type=_POSITIVE,
-              help="Listen queue, and connections accepted per turn of the event loop.")
-@click.option("--max-uploads", default=16, show_default=True, type=_POSITIVE,
-              help="Publishes in progress at once (more: 503 with Retry-After).")
-@click.option("--max-builds", default=2, show_default=True, type=_POSITIVE,
-              help="Publishes building slim variants at once (~64 MiB each; more wait).")
-def serve(data: Path, host: str, port: int, max_upload: str, private: bool,
-          log_level: str, header_timeout: float, body_timeout: str, min_body_rate: str,
-          keep_alive: float, max_connections: int, backlog: int, max_uploads: int,
-          max_builds: int) -> None:
+@click.option(
+    "--max-upload",
+    default="256M",
+    show_default=True,
+    help="Largest pack accepted (bytes, or with K/M/G).",
+)
+@click.option("--private", is_flag=True, help="Require a read token for search and downloads too.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request head may take to arrive (else 408).",
+)
+@click.option(
+    "--body-timeout",
+    default="30",
+    show_default=True,
+    help="Longest pause in seconds within a request body (else 408); 'off'.",
+)
+@click.option(
+    "--min-body-rate",
+    default="16K",
+    show_default=True,
+    help="Bytes/s a body must average after --body-timeout seconds of grace "
+    "(else 408); 0 for none.",
+)
+@click.option(
+    "--keep-alive",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds an idle connection stays open.",
+)
+@click.option(
+    "--max-connections",
+    default=512,
+    show_default=True,
+    type=_POSITIVE,
+    help="Open connections at once (more: 503).",
+)
+@click.option(
+    "--backlog",
+    default=128,
+    show_default=True,
+    type=_POSITIVE,
+    help="Listen queue, and connections accepted per turn of the event loop.",
+)
+@click.option(
+    "--max-uploads",
+    default=16,
+    show_default=True,
+    type=_POSITIVE,
+    help="Publishes in progress at once (more: 503 with Retry-After).",
+)
+@click.option(
+    "--max-builds",
+    default=2,
+    show_default=True,
+    type=_POSITIVE,
+    help="Publishes building slim variants at once (~64 MiB each; more wait).",
+)
+def serve(
+    data: Path,
+    host: str,
+    port: int,
+    max_upload: str,
+    private: bool,
+    log_level: str,
+    header_timeout: float,
+    body_timeout: str,
+    min_body_rate: str,
+    keep_alive: float,
+    max_connections: int,
+    backlog: int,
+    max_uploads: int,
+    max_builds: int,
+) -> None:
     """Serve the registry in DATA over HTTP (uvicorn); creates DATA if it is missing."""
     from ._app import RegistryConfig, create_app
     from ._serve import ServerLimits
     from ._serve import serve as run_server
 
     rate = _size(min_body_rate)
-    config = RegistryConfig(max_upload=_size(max_upload), anonymous_read=not private,
-                            max_uploads=max_uploads, max_builds=max_builds,
-                            body_timeout=_seconds(body_timeout), min_body_rate=rate or None)
-    limits = ServerLimits(header_timeout=header_timeout, keep_alive=keep_alive,
-                          max_connections=max_connections, backlog=backlog)
+    config = RegistryConfig(
+        max_upload=_size(max_upload),
+        anonymous_read=not private,
+        max_uploads=max_uploads,
+        max_builds=max_builds,
+        body_timeout=_seconds(body_timeout),
+        min_body_rate=rate or None,
+    )
+    limits = ServerLimits(
+        header_timeout=header_timeout,
+        keep_alive=keep_alive,
+        max_connections=max_connections,
+        backlog=backlog,
+    )
     _check_address(host, port)  # before DATA is created: a busy port leaves nothing behind
     storage = LocalStorage(data)
     temps, blobs = storage.collect_garbage()
     if temps or blobs:
-        echo(f"removed {temps} abandoned upload(s) and {blobs} unreferenced blob(s)",
-                   err=True)
+        echo(f"removed {temps} abandoned upload(s) and {blobs} unreferenced blob(s)", err=True)
     app = create_app(storage, config)
     echo(f"reflow registry on http://{host}:{port} (data: {storage.root})", err=True)
     try:
         run_server(app, host=host, port=port, limits=limits, log_level=log_level)
     except SystemExit as exc:  # uvicorn gives up with sys.exit(1) (it logged why)
         if exc.code:
-            raise RegistryAdminError(f"the server on {host}:{port} could not start (uvicorn "
-                                     f"exit status {exc.code})") from None
+            raise RegistryAdminError(
+                f"the server on {host}:{port} could not start (uvicorn exit status {exc.code})"
+            ) from None
         raise
     finally:
         storage.close()
@@ -230,27 +305,45 @@ def token() -> None:
 @_data
 @click.option("--namespace", required=True, help="Namespace the token acts in ('*': all).")
 @click.option("--scope", type=click.Choice(SCOPES), required=True)
-@click.option("--ttl-days", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Expire after this many days.")
+@click.option(
+    "--ttl-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Expire after this many days.",
+)
 @click.option("--label", default="", help="What the token is for (shown by 'token list').")
 @click.option("--owner", default=None, help="Owner if the namespace must be created.")
 @_json
-def token_create(data: Path, namespace: str, scope: str, ttl_days: float | None, label: str,
-                 owner: str | None, as_json: bool) -> None:
+def token_create(
+    data: Path,
+    namespace: str,
+    scope: str,
+    ttl_days: float | None,
+    label: str,
+    owner: str | None,
+    as_json: bool,
+) -> None:
     """Create a token and print it (once: only its hash is stored)."""
     with _storage(data) as storage:
         auth = Authenticator(storage)
         _ensure_namespace(auth, namespace, owner)
-        rec, secret = auth.create_token(namespace, scope, label=label,
-                                        ttl=ttl_days * 86400 if ttl_days else None)
+        rec, secret = auth.create_token(
+            namespace, scope, label=label, ttl=ttl_days * 86400 if ttl_days else None
+        )
     if as_json:
-        echo_json({"id": rec.token_id, "token": secret, "namespace": namespace,
-                   "scope": scope, "expires_at": rec.expires_at, "label": label})
+        echo_json(
+            {
+                "id": rec.token_id,
+                "token": secret,
+                "namespace": namespace,
+                "scope": scope,
+                "expires_at": rec.expires_at,
+                "label": label,
+            }
+        )
         return
-    expiry = time.strftime("%Y-%m-%d", time.gmtime(rec.expires_at)) if rec.expires_at else \
-        "never"
-    echo(f"token {rec.token_id}: scope {scope} in {namespace}, expires {expiry}",
-               err=True)
+    expiry = time.strftime("%Y-%m-%d", time.gmtime(rec.expires_at)) if rec.expires_at else "never"
+    echo(f"token {rec.token_id}: scope {scope} in {namespace}, expires {expiry}", err=True)
     echo(secret)
 
 
@@ -263,17 +356,33 @@ def token_list(data: Path, as_json: bool) -> None:
     with _storage(data) as storage:
         tokens = storage.list_tokens()
         if as_json:
-            echo_json([{"id": t.token_id, "namespace": t.namespace, "scope": t.scope,
-                        "revoked": bool(t.revoked), "expires_at": t.expires_at,
-                        "label": t.label, "parent": t.parent_id} for t in tokens])
+            echo_json(
+                [
+                    {
+                        "id": t.token_id,
+                        "namespace": t.namespace,
+                        "scope": t.scope,
+                        "revoked": bool(t.revoked),
+                        "expires_at": t.expires_at,
+                        "label": t.label,
+                        "parent": t.parent_id,
+                    }
+                    for t in tokens
+                ]
+            )
             return
         for t in tokens:
-            state = "revoked" if t.revoked else (
-                "expired" if t.expires_at and t.expires_at <= now else "active")
+            state = (
+                "revoked"
+                if t.revoked
+                else ("expired" if t.expires_at and t.expires_at <= now else "active")
+            )
             exp = time.strftime("%Y-%m-%d", time.gmtime(t.expires_at)) if t.expires_at else "-"
             made_by = f" (made by {t.parent_id})" if t.parent_id else ""
-            echo(f"{t.token_id}  {t.namespace:<16} {t.scope:<8} {state:<8} "
-                       f"expires {exp:<10} {t.label}{made_by}")
+            echo(
+                f"{t.token_id}  {t.namespace:<16} {t.scope:<8} {state:<8} "
+                f"expires {exp:<10} {t.label}{made_by}"
+            )
 
 
 @token.command("revoke")
@@ -305,8 +414,7 @@ def key() -> None:
 @click.option("--owner", default=None, help="Owner if the namespace must be created.")
 @click.argument("public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_json
-def key_add(data: Path, namespace: str, owner: str | None, public_key: Path,
-            as_json: bool) -> None:
+def key_add(data: Path, namespace: str, owner: str | None, public_key: Path, as_json: bool) -> None:
     """Accept packs signed by PUBLIC_KEY (a .pub PEM file) in NAMESPACE."""
     from ..abi._signing import key_id, load_public_key, public_key_pem
 

@@ -182,29 +182,43 @@ class RegistryClient(_PackCache):
         except httpx.InvalidURL as exc:
             raise RegistrySpecError(f"{url!r} is not a registry URL: {exc}") from exc
         if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise RegistrySpecError(
-                f"{url!r} is not a registry URL (e.g. http://127.0.0.1:8700)")
+            raise RegistrySpecError(f"{url!r} is not a registry URL (e.g. http://127.0.0.1:8700)")
         for label, value, least in (
-                ("deadline", deadline, 0), ("timeout", timeout, 0), ("rate_window", rate_window, 0),
-                ("min_rate", min_rate, -1), ("backoff", backoff, -1),
-                ("max_backoff", max_backoff, -1), ("max_retry_after", max_retry_after, -1)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value <= least or value < 0:
+            ("deadline", deadline, 0),
+            ("timeout", timeout, 0),
+            ("rate_window", rate_window, 0),
+            ("min_rate", min_rate, -1),
+            ("backoff", backoff, -1),
+            ("max_backoff", max_backoff, -1),
+            ("max_retry_after", max_retry_after, -1),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value <= least
+                or value < 0
+            ):
                 raise RegistrySpecError(
                     f"RegistryClient({label}=...) must be a finite number "
-                    f"{'above' if least == 0 else 'of at least'} 0, not {value!r}")
-        for label, count in (("retries", retries), ("max_metadata", max_metadata),
-                             ("max_download", max_download)):
+                    f"{'above' if least == 0 else 'of at least'} 0, not {value!r}"
+                )
+        for label, count in (
+            ("retries", retries),
+            ("max_metadata", max_metadata),
+            ("max_download", max_download),
+        ):
             if isinstance(count, bool) or not isinstance(count, int) or count < 0:
                 raise RegistrySpecError(
-                    f"RegistryClient({label}=...) must be a whole number >= 0, not {count!r}")
+                    f"RegistryClient({label}=...) must be a whole number >= 0, not {count!r}"
+                )
         token = token if token is not None else os.environ.get("REFLOW_REGISTRY_TOKEN")
-        if token and parsed.scheme == "http" and not is_loopback(parsed.host) \
-                and not insecure:
+        if token and parsed.scheme == "http" and not is_loopback(parsed.host) and not insecure:
             raise RegistrySpecError(
                 f"refusing to send the registry token to {self.url} over plain http: anyone "
                 "on the way could read it and act as you. Use the registry's https:// URL, "
-                "or pass --insecure (RegistryClient(insecure=True)) on a network you trust")
+                "or pass --insecure (RegistryClient(insecure=True)) on a network you trust"
+            )
         headers = {"User-Agent": "reflow-registry-client/1", "Accept-Encoding": "identity"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -212,7 +226,8 @@ class RegistryClient(_PackCache):
         self.insecure = insecure
         self._pace = Pace(float(deadline), float(min_rate), float(rate_window))
         self._http: httpx.Client | None = httpx.Client(
-            base_url=self.url, headers=headers,
+            base_url=self.url,
+            headers=headers,
             transport=transport if transport is not None else PacedTransport(self._pace),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         )
@@ -244,15 +259,18 @@ class RegistryClient(_PackCache):
     def search(self, query: str = "", *, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
         """Packs whose name, description or templates contain ``query`` (hints, unsigned)."""
         path = "/api/v1/search"
-        doc = self._json("GET", path, cache=True,
-                         params={"q": query, "limit": str(limit), "offset": str(offset)})
+        doc = self._json(
+            "GET", path, cache=True, params={"q": query, "limit": str(limit), "offset": str(offset)}
+        )
         results = doc.get("results") if isinstance(doc, dict) else None
         if not isinstance(results, list) or not all(
-                isinstance(r, dict) and all(isinstance(r.get(k), str)
-                                            for k in ("full_name", "version", "description"))
-                for r in results):
-            raise self._shape("GET", path, "search results (full_name, version, "
-                              "description of each)")
+            isinstance(r, dict)
+            and all(isinstance(r.get(k), str) for k in ("full_name", "version", "description"))
+            for r in results
+        ):
+            raise self._shape(
+                "GET", path, "search results (full_name, version, description of each)"
+            )
         return [dict(r) for r in results]
 
     @_operation
@@ -266,8 +284,11 @@ class RegistryClient(_PackCache):
         doc = self._json("GET", path, cache=cache, ns=ns)
         listed = doc.get("versions") if isinstance(doc, dict) else None
         if not isinstance(listed, list) or not all(
-                isinstance(v, dict) and isinstance(v.get("version"), str)
-                and isinstance(v.get("yanked"), bool) for v in listed):
+            isinstance(v, dict)
+            and isinstance(v.get("version"), str)
+            and isinstance(v.get("yanked"), bool)
+            for v in listed
+        ):
             raise self._shape("GET", path, "a version list (version and yanked of each)")
         return [dict(v) for v in listed]
 
@@ -297,18 +318,29 @@ class RegistryClient(_PackCache):
 
     def _resolve(self, ns: str, short: str, rng: VersionRange, *, cache: bool) -> str:
         listed = self._versions(ns, short, cache=cache)
-        found = pick_version(rng, [v["version"] for v in listed],
-                             [v["version"] for v in listed if v["yanked"]])
+        found = pick_version(
+            rng, [v["version"] for v in listed], [v["version"] for v in listed if v["yanked"]]
+        )
         if found is None:
-            raise no_match(ns, short, rng, [v["version"] for v in listed],
-                            f"{self.url}/api/v1/packs/{ns}/{short}")
+            raise no_match(
+                ns,
+                short,
+                rng,
+                [v["version"] for v in listed],
+                f"{self.url}/api/v1/packs/{ns}/{short}",
+            )
         return found
 
     # -- publishing --------------------------------------------------------------------------
 
     @_operation
-    def publish(self, path: str | os.PathLike[str], *, namespace: str | None = None,
-                progress: Progress | None = None) -> dict[str, Any]:
+    def publish(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        namespace: str | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
         """Upload a full ``.rflpack``; returns the published version's metadata. Publishing
         the identical file again is not an error (a retried upload may have landed): the answer
         then has ``"unchanged": True``.
@@ -339,17 +371,25 @@ class RegistryClient(_PackCache):
 
         route = f"/api/v1/packs/{ns}/{short}/{version}"
         try:
-            doc = self._json("PUT", route, content=body, ok=(200, 201), scope="publish",
-                             ns=ns, headers={"Content-Type": "application/vnd.reflow.rflpack",
-                                             "Content-Length": str(size)})
+            doc = self._json(
+                "PUT",
+                route,
+                content=body,
+                ok=(200, 201),
+                scope="publish",
+                ns=ns,
+                headers={
+                    "Content-Type": "application/vnd.reflow.rflpack",
+                    "Content-Length": str(size),
+                },
+            )
         except RegistryHTTPError as exc:
             if exc.code != "version_exists":
                 raise
             existing = self._metadata(ns, short, version, cache=False)
             if existing.get("sha256") != sha:
                 raise
-            return {**self._check_meta("GET", route, existing, published=True),
-                    "unchanged": True}
+            return {**self._check_meta("GET", route, existing, published=True), "unchanged": True}
         checked = self._check_meta("PUT", route, doc, published=True)
         if isinstance(doc, dict) and doc.get("unchanged") is True:  # 200: identical re-publish
             checked = {**checked, "unchanged": True}
@@ -361,13 +401,15 @@ class RegistryClient(_PackCache):
         if namespace is not None and not is_valid_name(namespace):
             raise RegistrySpecError(
                 f"{namespace!r} is not a valid namespace (lowercase letters, digits and ._-, "
-                "starting with a letter or digit)")
+                "starting with a letter or digit)"
+            )
         if "/" in pack_name:
             ns, short, _ = parse_spec(pack_name)
             if namespace is not None and namespace != ns:
                 raise RegistrySpecError(
                     f"the pack is named {pack_name!r}, so it is published in namespace "
-                    f"{ns!r}, not {namespace!r}; drop --namespace or rename the pack")
+                    f"{ns!r}, not {namespace!r}; drop --namespace or rename the pack"
+                )
             return ns, short
         if not is_valid_name(pack_name):
             raise RegistrySpecError(f"{pack_name!r} is not a valid pack name")
@@ -376,22 +418,24 @@ class RegistryClient(_PackCache):
         if not self.has_token:
             raise RegistrySpecError(
                 f"the pack is named {pack_name!r}, without a namespace: pass --namespace NS "
-                f"(and a publish token: {TOKEN_HINT})")
+                f"(and a publish token: {TOKEN_HINT})"
+            )
         try:
             token_ns = self.whoami()["namespace"]
         except RegistryNotFoundError as exc:
             raise RegistrySpecError(
                 f"the pack is named {pack_name!r}, without a namespace, and this registry "
-                "does not say which namespace the token is for: pass --namespace NS") from exc
+                "does not say which namespace the token is for: pass --namespace NS"
+            ) from exc
         except KeyError as exc:
             raise self._shape("GET", "/api/v1/token", "a token description") from exc
         if token_ns == "*":
             raise RegistrySpecError(
                 f"the pack is named {pack_name!r}, without a namespace, and the token is for "
-                "every namespace ('*'): pass --namespace NS to choose one")
+                "every namespace ('*'): pass --namespace NS to choose one"
+            )
         if not isinstance(token_ns, str) or not is_valid_name(token_ns):
-            raise self._shape("GET", "/api/v1/token", "a token description with a valid "
-                              "namespace")
+            raise self._shape("GET", "/api/v1/token", "a token description with a valid namespace")
         return token_ns, pack_name
 
     @_operation
@@ -399,21 +443,32 @@ class RegistryClient(_PackCache):
         """Withdraw ``namespace/name@version``: ranges skip it; exact pins still install."""
         ns, short, version = self._exact(spec)
         path = f"/api/v1/packs/{ns}/{short}/{version}/yank"
-        return self._check_yank("POST", path, self._json(
-            "POST", path, content=lambda: json.dumps({"reason": reason}).encode(),
-            headers={"Content-Type": "application/json"}, scope="publish", ns=ns))
+        return self._check_yank(
+            "POST",
+            path,
+            self._json(
+                "POST",
+                path,
+                content=lambda: json.dumps({"reason": reason}).encode(),
+                headers={"Content-Type": "application/json"},
+                scope="publish",
+                ns=ns,
+            ),
+        )
 
     @_operation
     def unyank(self, spec: str) -> dict[str, Any]:
         ns, short, version = self._exact(spec)
         path = f"/api/v1/packs/{ns}/{short}/{version}/yank"
-        return self._check_yank("DELETE", path,
-                                self._json("DELETE", path, scope="publish", ns=ns))
+        return self._check_yank("DELETE", path, self._json("DELETE", path, scope="publish", ns=ns))
 
     def _check_yank(self, method: str, path: str, doc: Any) -> dict[str, Any]:
-        if not (isinstance(doc, dict) and isinstance(doc.get("yanked"), bool)
-                and isinstance(doc.get("full_name"), str)
-                and isinstance(doc.get("version"), str)):
+        if not (
+            isinstance(doc, dict)
+            and isinstance(doc.get("yanked"), bool)
+            and isinstance(doc.get("full_name"), str)
+            and isinstance(doc.get("version"), str)
+        ):
             raise self._shape(method, path, "a yank state (full_name, version, yanked)")
         return dict(doc)
 
@@ -421,15 +476,15 @@ class RegistryClient(_PackCache):
     def _exact(spec: str) -> tuple[str, str, str]:
         ns, short, rng = parse_spec(spec)
         if rng.exact is None:
-            raise RegistrySpecError(
-                f"{spec!r}: name one exact version, e.g. {ns}/{short}@1.2.0")
+            raise RegistrySpecError(f"{spec!r}: name one exact version, e.g. {ns}/{short}@1.2.0")
         return ns, short, str(rng.exact)
 
     # -- installing --------------------------------------------------------------------------
 
     @_operation
-    def install(self, spec: str, *, triple: str | None = None,
-                progress: Progress | None = None) -> InstalledPack:
+    def install(
+        self, spec: str, *, triple: str | None = None, progress: Progress | None = None
+    ) -> InstalledPack:
         """Resolve ``namespace/name@range``, download the variant for ``triple`` (default:
         this host's), verify it and cache it. When the registry cannot answer (unreachable,
         timeouts, 429, 5xx) a verified cached version that satisfies the range answers
@@ -448,7 +503,8 @@ class RegistryClient(_PackCache):
                     f"asked the registry for {ns}/{short} {version}, it answered with "
                     f"{clean(served[0], 64)}/{clean(served[1], 64)} {clean(served[2], 64)}:"
                     " refusing a mixed-up pack",
-                    url=f"{self.url}/api/v1/packs/{ns}/{short}/{version}")
+                    url=f"{self.url}/api/v1/packs/{ns}/{short}/{version}",
+                )
             return self._fetch(meta, triple, progress)
         except RegistryError as exc:
             if not falls_back(exc):

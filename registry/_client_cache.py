@@ -62,15 +62,13 @@ class InstalledPack:
     from_cache: bool
 
 
-
 class _PackCache(_Exchange):
     """Fetching, verifying and re-verifying cached packs (attributes set by ``RegistryClient``)."""
 
     trust: TrustStore
     max_download: int
 
-    def _fetch(self, meta: dict[str, Any], triple: str,
-               progress: Progress | None) -> InstalledPack:
+    def _fetch(self, meta: dict[str, Any], triple: str, progress: Progress | None) -> InstalledPack:
         ns, short, version = meta["namespace"], meta["name"], meta["version"]
         url = f"{self.url}/api/v1/packs/{ns}/{short}/{version}"
         manifest, signer = self._verify_meta(meta, url)
@@ -86,14 +84,21 @@ class _PackCache(_Exchange):
                 final.unlink(missing_ok=True)  # damaged in the cache: fetch it again
         d.mkdir(parents=True, exist_ok=True)
         part = final.with_name(final.name + ".part")
-        self._download(f"/api/v1/packs/{ns}/{short}/{version}/download",
-                       {} if variant == "full" else {"triple": variant}, part,
-                       int(expect["size"]), f'"{expect["sha256"]}"', progress, ns)
+        self._download(
+            f"/api/v1/packs/{ns}/{short}/{version}/download",
+            {} if variant == "full" else {"triple": variant},
+            part,
+            int(expect["size"]),
+            f'"{expect["sha256"]}"',
+            progress,
+            ns,
+        )
         self._check_file(part, expect, manifest, f"{url}/download")
         (d / "metadata.json").write_text(json.dumps(meta, sort_keys=True))
         os.replace(part, final)
-        return InstalledPack(f"{ns}/{short}", version, variant, final, expect["sha256"],
-                             signer, from_cache=False)
+        return InstalledPack(
+            f"{ns}/{short}", version, variant, final, expect["sha256"], signer, from_cache=False
+        )
 
     def _variant(self, meta: dict[str, Any], triple: str) -> str:
         variants = meta["variants"]
@@ -120,19 +125,24 @@ class _PackCache(_Exchange):
             signer = self.trust.verify(manifest, sigs, pack=f"{full} {version}")
             parsed = parse_manifest(manifest)
         except PackSignatureError as exc:
-            raise RegistrySignatureError(f"{clean(exc, 400)} (from {url})",
-                                         key_id=exc.key_id, url=url) from exc
+            raise RegistrySignatureError(
+                f"{clean(exc, 400)} (from {url})", key_id=exc.key_id, url=url
+            ) from exc
         except (PackFormatError, ValueError, KeyError, TypeError) as exc:
-            raise RegistrySignatureError(f"{full} {version}: the published manifest or "
-                                         f"signature is unreadable: {clean(exc)}",
-                                         url=url) from exc
+            raise RegistrySignatureError(
+                f"{full} {version}: the published manifest or "
+                f"signature is unreadable: {clean(exc)}",
+                url=url,
+            ) from exc
         short_ok = "/" not in parsed.name and parsed.name == meta["name"]
-        if (parsed.name != f"{meta['namespace']}/{meta['name']}" and not short_ok) \
-                or parsed.version != meta["version"]:
+        if (
+            parsed.name != f"{meta['namespace']}/{meta['name']}" and not short_ok
+        ) or parsed.version != meta["version"]:
             raise RegistrySignatureError(
                 f"the registry served the signed manifest of {clean(parsed.name, 140)} "
                 f"{clean(parsed.version, 64)} as {full} {version}: refusing a mixed-up pack",
-                url=url)
+                url=url,
+            )
         return manifest, signer
 
     def _check_expect(self, expect: Any, url: str) -> None:
@@ -143,21 +153,40 @@ class _PackCache(_Exchange):
         if not isinstance(sha, str) or SHA256_HEX.fullmatch(sha) is None:
             raise RegistryIntegrityError(
                 f"{url}: the registry published {clean(repr(sha), 80)} as the sha256",
-                what="sha256", expected="64 lowercase hex digits", actual=repr(sha)[:80],
-                url=url)
+                what="sha256",
+                expected="64 lowercase hex digits",
+                actual=repr(sha)[:80],
+                url=url,
+            )
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise RegistryIntegrityError(
                 f"{url}: the registry published {clean(repr(size), 80)} as the size",
-                what="size", expected="a byte count", actual=repr(size)[:80], url=url)
+                what="size",
+                expected="a byte count",
+                actual=repr(size)[:80],
+                url=url,
+            )
         if size > self.max_download:
             raise RegistryIntegrityError(
                 f"{url}: the registry says the pack is {size} bytes, over this client's "
                 f"limit of {self.max_download} (RegistryClient(max_download=...)); refusing "
-                "to download it", what="size", expected=f"<= {self.max_download}",
-                actual=str(size), url=url)
+                "to download it",
+                what="size",
+                expected=f"<= {self.max_download}",
+                actual=str(size),
+                url=url,
+            )
 
-    def _download(self, path: str, params: dict[str, str], part: Path, size: int,
-                  etag: str, progress: Progress | None, ns: str) -> None:
+    def _download(
+        self,
+        path: str,
+        params: dict[str, str],
+        part: Path,
+        size: int,
+        etag: str,
+        progress: Progress | None,
+        ns: str,
+    ) -> None:
         """Fill ``part`` with the file, resuming from what it already holds (the registry's
         ETag is the blob's sha256, so ``If-Range`` never splices two different files).
         Each attempt resumes where the last one stopped; retried like every request.
@@ -187,14 +216,20 @@ class _PackCache(_Exchange):
                             f"{url}: asked for the whole file, the registry answered 206 "
                             "with Content-Range "
                             f"{clean(repr(resp.headers.get('content-range')), 80)}",
-                            what="size", expected=f"bytes 0-{size - 1}/{size}",
-                            actual=str(resp.headers.get("content-range"))[:80], url=url)
+                            what="size",
+                            expected=f"bytes 0-{size - 1}/{size}",
+                            actual=str(resp.headers.get("content-range"))[:80],
+                            url=url,
+                        )
                 encoding = resp.headers.get("content-encoding", "identity").strip().lower()
                 if encoding not in ("", "identity"):
                     raise RegistryHTTPError(
                         f"GET {url}: the registry sent a {clean(encoding, 40)!r}-encoded "
                         "download, although the client asked for 'identity'",
-                        status=resp.status_code, code="bad_response", url=url)
+                        status=resp.status_code,
+                        code="bad_response",
+                        url=url,
+                    )
                 mode = "ab" if resp.status_code == 206 else "wb"
                 done = have if resp.status_code == 206 else 0
                 with part.open(mode) as fh:
@@ -204,9 +239,12 @@ class _PackCache(_Exchange):
                             part.unlink(missing_ok=True)
                             raise RegistryIntegrityError(
                                 f"{url}: the download is longer than the {size} bytes the "
-                                "registry published; stopped", what="size",
-                                expected=str(size), actual=f">{size} ({done + len(chunk)} "
-                                "so far)", url=url)
+                                "registry published; stopped",
+                                what="size",
+                                expected=str(size),
+                                actual=f">{size} ({done + len(chunk)} so far)",
+                                url=url,
+                            )
                         fh.write(chunk)
                         done += len(chunk)
                         self._pace.check_deadline()
@@ -217,48 +255,63 @@ class _PackCache(_Exchange):
 
         self._retrying("GET", path, attempt)
 
-    def _get_from(self, path: str, params: dict[str, str], have: int,
-                  etag: str, ns: str) -> httpx.Response:
+    def _get_from(
+        self, path: str, params: dict[str, str], have: int, etag: str, ns: str
+    ) -> httpx.Response:
         headers = {"Range": f"bytes={have}-", "If-Range": etag} if have else {}
-        return self._exchange("GET", path, params=params, headers=headers, ok=(200, 206),
-                              ns=ns)
+        return self._exchange("GET", path, params=params, headers=headers, ok=(200, 206), ns=ns)
 
-    def _check_file(self, path: Path, expect: dict[str, Any], manifest: bytes,
-                    url: str) -> str:
+    def _check_file(self, path: Path, expect: dict[str, Any], manifest: bytes, url: str) -> str:
         """Size, sha256, then the bundle itself against the signed manifest; return the
         signer. A file that fails is deleted."""
         try:
             size = path.stat().st_size
             if size != int(expect["size"]):
                 raise RegistryIntegrityError(
-                    f"{url}: downloaded {size} bytes, the registry published "
-                    f"{expect['size']}", what="size", expected=str(expect["size"]),
-                    actual=str(size), url=url)
+                    f"{url}: downloaded {size} bytes, the registry published {expect['size']}",
+                    what="size",
+                    expected=str(expect["size"]),
+                    actual=str(size),
+                    url=url,
+                )
             sha = sha256_file(path)
             if sha != expect["sha256"]:
                 raise RegistryIntegrityError(
                     f"{url}: sha256 of the download is {sha}, the registry published "
-                    f"{expect['sha256']}", what="sha256", expected=expect["sha256"],
-                    actual=sha, url=url)
+                    f"{expect['sha256']}",
+                    what="sha256",
+                    expected=expect["sha256"],
+                    actual=sha,
+                    url=url,
+                )
             try:
                 bundle = read_bundle(path)
             except PackIntegrityError as exc:
-                raise RegistryIntegrityError(f"{url}: {exc}", what="sha256",
-                                             expected=exc.expected, actual=exc.actual,
-                                             url=url) from exc
+                raise RegistryIntegrityError(
+                    f"{url}: {exc}",
+                    what="sha256",
+                    expected=exc.expected,
+                    actual=exc.actual,
+                    url=url,
+                ) from exc
             except PackFormatError as exc:
-                raise RegistryIntegrityError(f"{url}: not a valid pack: {exc}", what="format",
-                                             expected=".rflpack", actual="garbage",
-                                             url=url) from exc
+                raise RegistryIntegrityError(
+                    f"{url}: not a valid pack: {exc}",
+                    what="format",
+                    expected=".rflpack",
+                    actual="garbage",
+                    url=url,
+                ) from exc
             if bundle.manifest_bytes != manifest:
                 raise RegistrySignatureError(
-                    f"{url}: the file's manifest is not the one its publisher signed", url=url)
+                    f"{url}: the file's manifest is not the one its publisher signed", url=url
+                )
             try:
-                return self.trust.verify(bundle.manifest_bytes, bundle.signatures,
-                                         pack=bundle.manifest.name)
+                return self.trust.verify(
+                    bundle.manifest_bytes, bundle.signatures, pack=bundle.manifest.name
+                )
             except PackSignatureError as exc:
-                raise RegistrySignatureError(f"{url}: {exc}", key_id=exc.key_id,
-                                             url=url) from exc
+                raise RegistrySignatureError(f"{url}: {exc}", key_id=exc.key_id, url=url) from exc
         except RegistryError:
             path.unlink(missing_ok=True)
             raise
@@ -275,19 +328,31 @@ class _PackCache(_Exchange):
         url = f"cache:{d}"
         meta = self._cached_meta(d)
         if meta is None or not isinstance(meta["variants"].get(variant), dict):
-            raise RegistryIntegrityError(f"{url}: the cached metadata.json is unreadable",
-                                         what="format", expected="version metadata",
-                                         actual="unreadable", url=url)
+            raise RegistryIntegrityError(
+                f"{url}: the cached metadata.json is unreadable",
+                what="format",
+                expected="version metadata",
+                actual="unreadable",
+                url=url,
+            )
         manifest, _ = self._verify_meta(meta, url)
         path = d / f"{variant}.rflpack"
         expect = meta["variants"][variant]
         self._check_expect(expect, url)
         signer = self._check_file(path, expect, manifest, url)
-        return InstalledPack(f"{meta['namespace']}/{meta['name']}", meta["version"], variant,
-                             path, expect["sha256"], signer, from_cache=from_cache)
+        return InstalledPack(
+            f"{meta['namespace']}/{meta['name']}",
+            meta["version"],
+            variant,
+            path,
+            expect["sha256"],
+            signer,
+            from_cache=from_cache,
+        )
 
-    def _from_cache(self, ns: str, short: str, rng: VersionRange, triple: str,
-                    cause: RegistryError | None) -> InstalledPack:
+    def _from_cache(
+        self, ns: str, short: str, rng: VersionRange, triple: str, cause: RegistryError | None
+    ) -> InstalledPack:
         base = self.cache / ns / short
         metas: dict[str, dict[str, Any]] = {}
         if base.is_dir():
@@ -304,7 +369,8 @@ class _PackCache(_Exchange):
             raise RegistryUnavailableError(
                 f"{'offline' if cause is None else why_unavailable(cause)}, and no cached "
                 f"version of {ns}/{short} matches {rng}{why}; cached: {listed}{more}",
-                url=self.url) from cause
+                url=self.url,
+            ) from cause
         d = self._dir(ns, short, found)
         got = self._check_cached(d, self._variant(metas[found], triple), from_cache=True)
         if cause is not None:
@@ -312,6 +378,8 @@ class _PackCache(_Exchange):
                 age = describe_age(time.time() - (d / "metadata.json").stat().st_mtime)
             except OSError:
                 age = "an unknown time"
-            self._note(f"{why_unavailable(cause)} ({cause}); using cached {ns}/{short} {found} "
-                       f"({got.variant}) from {age} ago")
+            self._note(
+                f"{why_unavailable(cause)} ({cause}); using cached {ns}/{short} {found} "
+                f"({got.variant}) from {age} ago"
+            )
         return got

@@ -76,7 +76,7 @@ class _Exchange:
     # -- one request, retried ------------------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.backoff * 2 ** attempt * (0.5 + random.random()), self.max_backoff)
+        return min(self.backoff * 2**attempt * (0.5 + random.random()), self.max_backoff)
 
     def _retrying(self, method: str, path: str, attempt: Callable[[], _T]) -> _T:
         """Run ``attempt`` (one request and the reading of its answer) until it succeeds,
@@ -90,7 +90,9 @@ class _Exchange:
             if (left := self._pace.left()) is not None and left <= 0:
                 raise RegistryUnavailableError(
                     f"{method} {url}: no answer within the {self._pace.deadline:g} s deadline "
-                    "(RegistryClient(deadline=...))", url=url)
+                    "(RegistryClient(deadline=...))",
+                    url=url,
+                )
             try:
                 return attempt()
             except DeadlineExceeded as exc:
@@ -98,7 +100,9 @@ class _Exchange:
             except httpx.TransportError as exc:
                 error: RegistryError = RegistryUnavailableError(
                     f"{method} {url}: cannot reach the registry after {n + 1} attempt"
-                    f"{'s' if n else ''}: {type(exc).__name__}: {clean(exc)}", url=url)
+                    f"{'s' if n else ''}: {type(exc).__name__}: {clean(exc)}",
+                    url=url,
+                )
                 if last:
                     raise error from exc
                 why = f"cannot reach the registry ({type(exc).__name__}: {clean(exc, 80)})"
@@ -109,8 +113,11 @@ class _Exchange:
                     raise RegistryHTTPError(
                         f"{r.error}; it asks to retry after {r.retry_after:g} s, longer than "
                         f"this client waits ({self.max_retry_after:g} s, "
-                        "RegistryClient(max_retry_after=...))", status=r.error.status,
-                        code=r.error.code, url=url) from None
+                        "RegistryClient(max_retry_after=...))",
+                        status=r.error.status,
+                        code=r.error.code,
+                        url=url,
+                    ) from None
                 if last:
                     raise r.error from None
                 error, cause = r.error, r.error
@@ -121,27 +128,43 @@ class _Exchange:
                 raise RegistryUnavailableError(
                     f"{error}; not retrying: waiting {wait:.1f} s would pass the "
                     f"{self._pace.deadline:g} s deadline (RegistryClient(deadline=...))",
-                    url=url) from cause
+                    url=url,
+                ) from cause
             self._note(f"{why}; retrying in {wait:.1f} s (attempt {n + 2} of {attempts})")
             self._sleep(wait)
         raise AssertionError("unreachable")
 
     def _exchange(
-        self, method: str, path: str, *, content: Callable[[], Any] | None = None,
-        headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
-        ok: tuple[int, ...] = (200,), scope: str = "read", ns: str | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        content: Callable[[], Any] | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+        scope: str = "read",
+        ns: str | None = None,
     ) -> httpx.Response:
         """One request; its answer streamed (the caller reads and closes it). 429/5xx raise
         :class:`RetryAnswer`, any other status outside ``ok`` its RegistryHTTPError."""
         self._pace.new_exchange()
-        req = self.http.build_request(method, path, headers=headers, params=params,
-                                      content=content() if content else None)
+        req = self.http.build_request(
+            method, path, headers=headers, params=params, content=content() if content else None
+        )
         resp = self.http.send(req, stream=True)
         if resp.status_code in ok:
             return resp
         try:
-            error = http_error(method, f"{self.url}{path}", resp, read_some(resp),
-                                scope=scope, ns=ns, has_token=self.has_token)
+            error = http_error(
+                method,
+                f"{self.url}{path}",
+                resp,
+                read_some(resp),
+                scope=scope,
+                ns=ns,
+                has_token=self.has_token,
+            )
         finally:
             resp.close()
         if resp.status_code in RETRY_STATUS:
@@ -153,28 +176,39 @@ class _Exchange:
         url = f"{self.url}{path}"
 
         def bad(why: str, code: str = "bad_response") -> RegistryHTTPError:
-            return RegistryHTTPError(f"{method} {url}: {why}", status=resp.status_code,
-                                     code=code, url=url)
+            return RegistryHTTPError(
+                f"{method} {url}: {why}", status=resp.status_code, code=code, url=url
+            )
 
         cap = self.max_metadata
         try:
             encoding = resp.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
-                raise bad(f"the registry sent a {clean(encoding, 40)!r}-encoded answer, "
-                          "although the client asked for 'identity'")
+                raise bad(
+                    f"the registry sent a {clean(encoding, 40)!r}-encoded answer, "
+                    "although the client asked for 'identity'"
+                )
             declared = resp.headers.get("content-length", "").strip()
-            if declared.isascii() and declared.isdigit() and (
-                    len(declared) > 19 or int(declared) > cap):
-                raise bad(f"the registry announces a {clean(declared, 24)}-byte answer, over "
-                          f"the {cap}-byte limit for metadata "
-                          "(RegistryClient(max_metadata=...)); not reading it", "too_large")
+            if (
+                declared.isascii()
+                and declared.isdigit()
+                and (len(declared) > 19 or int(declared) > cap)
+            ):
+                raise bad(
+                    f"the registry announces a {clean(declared, 24)}-byte answer, over "
+                    f"the {cap}-byte limit for metadata "
+                    "(RegistryClient(max_metadata=...)); not reading it",
+                    "too_large",
+                )
             body = bytearray()
             for chunk in raw_bytes(resp):
                 body += chunk
                 if len(body) > cap:
-                    raise bad(f"the answer passed the {cap}-byte limit for metadata "
-                              "(RegistryClient(max_metadata=...)); stopped reading it",
-                              "too_large")
+                    raise bad(
+                        f"the answer passed the {cap}-byte limit for metadata "
+                        "(RegistryClient(max_metadata=...)); stopped reading it",
+                        "too_large",
+                    )
                 self._pace.check_deadline()
         finally:
             resp.close()
@@ -183,16 +217,20 @@ class _Exchange:
         except RecursionError:
             raise bad("the registry answered with JSON nested too deeply") from None
         except ValueError as exc:
-            raise bad(f"the registry answered with something that is not JSON "
-                      f"({clean(exc, 80)})") from None
+            raise bad(
+                f"the registry answered with something that is not JSON ({clean(exc, 80)})"
+            ) from None
 
     def _json(self, method: str, path: str, *, cache: bool = False, **kw: Any) -> Any:
         """``method path`` answered with JSON, retried. ``cache``: keep the answer in the
         index cache, and answer from it (saying so) when the registry cannot."""
         key = index_key(path, kw.get("params"))
         try:
-            doc = self._retrying(method, path, lambda: self._read_json(
-                method, path, self._exchange(method, path, **kw)))
+            doc = self._retrying(
+                method,
+                path,
+                lambda: self._read_json(method, path, self._exchange(method, path, **kw)),
+            )
         except RegistryError as exc:
             if not cache or not falls_back(exc):
                 raise
@@ -200,8 +238,9 @@ class _Exchange:
             if hit is None:
                 raise
             doc, age = hit
-            self._note(f"{why_unavailable(exc)} ({exc}); using cached index from "
-                       f"{describe_age(age)} ago")
+            self._note(
+                f"{why_unavailable(exc)} ({exc}); using cached index from {describe_age(age)} ago"
+            )
             return doc
         if cache:
             self._index_put(key, doc)
@@ -209,27 +248,38 @@ class _Exchange:
 
     # -- the answers' shapes -------------------------------------------------------------------
 
-    def _check_meta(self, method: str, path: str, doc: Any, *,
-                    published: bool = False) -> dict[str, Any]:
+    def _check_meta(
+        self, method: str, path: str, doc: Any, *, published: bool = False
+    ) -> dict[str, Any]:
         """A version's metadata with the fields the client uses, of the types it uses
         (``published``: also those a publish reports)."""
         strings = ("namespace", "name", "version", "manifest_b64", "signature_b64") + (
-            ("full_name", "key_id") if published else ())
-        if not (isinstance(doc, dict)
-                and all(isinstance(doc.get(k), str) for k in strings)
-                and (not published or isinstance(doc.get("size"), int))
-                and isinstance(doc.get("yanked", False), bool)
-                and isinstance(doc.get("variants"), dict)
-                and all(isinstance(k, str) and isinstance(v, dict)
-                        for k, v in doc["variants"].items())):
-            raise self._shape(method, path, "version metadata (namespace, name, version, "
-                              "manifest_b64, signature_b64, variants, ...)")
+            ("full_name", "key_id") if published else ()
+        )
+        if not (
+            isinstance(doc, dict)
+            and all(isinstance(doc.get(k), str) for k in strings)
+            and (not published or isinstance(doc.get("size"), int))
+            and isinstance(doc.get("yanked", False), bool)
+            and isinstance(doc.get("variants"), dict)
+            and all(isinstance(k, str) and isinstance(v, dict) for k, v in doc["variants"].items())
+        ):
+            raise self._shape(
+                method,
+                path,
+                "version metadata (namespace, name, version, "
+                "manifest_b64, signature_b64, variants, ...)",
+            )
         return dict(doc)
 
     def _shape(self, method: str, path: str, expected: str) -> RegistryHTTPError:
         url = f"{self.url}{path}"
-        return RegistryHTTPError(f"{method} {url}: the registry's answer is not {expected}",
-                                 status=200, code="bad_response", url=url)
+        return RegistryHTTPError(
+            f"{method} {url}: the registry's answer is not {expected}",
+            status=200,
+            code="bad_response",
+            url=url,
+        )
 
     # -- the index cache: the last answer to each search and version list -----------------------
 

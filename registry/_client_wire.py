@@ -72,8 +72,12 @@ def clean(text: object, limit: int = QUOTE) -> str:
     over = len(s) - limit
     if over > 0:
         s = s[:limit]
-    out = "".join(ch if unicodedata.category(ch)[0] != "C" and ch not in "\u2028\u2029"
-                  else ch.encode("unicode_escape").decode("ascii") for ch in s)
+    out = "".join(
+        ch
+        if unicodedata.category(ch)[0] != "C" and ch not in "\u2028\u2029"
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in s
+    )
     return f"{out}… ({over} more characters)" if over > 0 else out
 
 
@@ -176,31 +180,46 @@ def resumes_at(resp: httpx.Response, offset: int, size: int) -> bool:
     """Whether a 206's ``Content-Range`` is ``bytes offset-(size-1)/size`` (the total may be
     ``*``): the rest of this file, from where the part file ends."""
     m = CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())
-    return (m is not None and int(m[1]) == offset and int(m[2]) == size - 1
-            and m[3] in ("*", str(size)))
+    return (
+        m is not None and int(m[1]) == offset and int(m[2]) == size - 1 and m[3] in ("*", str(size))
+    )
 
 
-def no_match(ns: str, short: str, rng: VersionRange, versions: list[str],
-              url: str) -> RegistryNotFoundError:
+def no_match(
+    ns: str, short: str, rng: VersionRange, versions: list[str], url: str
+) -> RegistryNotFoundError:
     shown = ", ".join(clean(v, 64) for v in versions[-20:]) or "none"
     more = f" (and {len(versions) - 20} older)" if len(versions) > 20 else ""
     return RegistryNotFoundError(
         f"no version of {ns}/{short} matches {rng}; published: {shown}{more} "
         "(yanked versions need an exact pin)",
-        status=404, code="no_matching_version", url=url)
+        status=404,
+        code="no_matching_version",
+        url=url,
+    )
 
 
-def http_error(method: str, url: str, resp: httpx.Response, body: bytes, *,
-                scope: str = "read", ns: str | None = None,
-                has_token: bool = False) -> RegistryHTTPError:
+def http_error(
+    method: str,
+    url: str,
+    resp: httpx.Response,
+    body: bytes,
+    *,
+    scope: str = "read",
+    ns: str | None = None,
+    has_token: bool = False,
+) -> RegistryHTTPError:
     """The error an error answer is: its code and message (quoted at most ~200 characters,
     control characters escaped) and, for 401/403, what to do about it on the command line."""
     code, message = f"http_{resp.status_code}", clean(resp.reason_phrase, 80)
     try:
         err = json.loads(body)["error"]
         if isinstance(err, dict) and isinstance(err.get("code"), str):
-            code = err["code"] if re.fullmatch(r"[a-z0-9_]{1,40}", err["code"]) \
+            code = (
+                err["code"]
+                if re.fullmatch(r"[a-z0-9_]{1,40}", err["code"])
                 else f"http_{resp.status_code}"
+            )
             message = clean(err.get("message", ""))
     except (ValueError, KeyError, TypeError, IndexError, RecursionError):
         pass
@@ -216,8 +235,10 @@ def http_error(method: str, url: str, resp: httpx.Response, body: bytes, *,
             text = f"{method} {url}: 401 {code}: this needs {need}; {TOKEN_HINT}"
         elif status == 401:
             said = "" if "authorization" in message.lower() else f" ({message})"
-            text = (f"{method} {url}: 401 {code}: the registry refused the token{said}; "
-                    f"this needs {need}: {TOKEN_HINT}")
+            text = (
+                f"{method} {url}: 401 {code}: the registry refused the token{said}; "
+                f"this needs {need}: {TOKEN_HINT}"
+            )
         else:
             text = f"{text}; this needs {need}: {TOKEN_HINT}"
     elif status == 404:

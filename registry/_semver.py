@@ -32,6 +32,7 @@ class RegistrySpecError(RegistryError, ValueError):
     cannot use. A :class:`~reflow._errors.ReflowError` (command lines print it as one line)
     and a ``ValueError`` (what it used to be)."""
 
+
 # ASCII digits only: ``\d`` would also take U+0660 ARABIC-INDIC DIGIT ZERO (and every other
 # Unicode decimal digit), which int() reads as 0, so "1.0.1" + U+0660 would be a second
 # spelling of 1.0.10.
@@ -39,8 +40,10 @@ _VERSION = re.compile(
     r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
     r"(?:-([0-9A-Za-z.-]{1,64}))?(?:\+([0-9A-Za-z.-]{1,64}))?"
 )
-_PARTIAL = re.compile(r"(0|[1-9][0-9]{0,8})(?:\.(0|[1-9][0-9]{0,8}))?"
-                      r"(?:\.(0|[1-9][0-9]{0,8}))?(?:-([0-9A-Za-z.-]{1,64}))?")
+_PARTIAL = re.compile(
+    r"(0|[1-9][0-9]{0,8})(?:\.(0|[1-9][0-9]{0,8}))?"
+    r"(?:\.(0|[1-9][0-9]{0,8}))?(?:-([0-9A-Za-z.-]{1,64}))?"
+)
 # What versions looked like before the ASCII-only rule: only to compare new versions with
 # rows an older registry may have stored (see :func:`precedence`).
 _LEGACY_VERSION = re.compile(
@@ -73,9 +76,11 @@ class Version:
 
     def key(self) -> tuple[object, ...]:
         # A release sorts after its pre-releases; numeric identifiers before alphanumeric.
-        pre: tuple[tuple[int, int | str], ...] = tuple(
-            (0, int(p)) if p.isdigit() else (1, p) for p in self.pre.split(".")
-        ) if self.pre else ()
+        pre: tuple[tuple[int, int | str], ...] = (
+            tuple((0, int(p)) if p.isdigit() else (1, p) for p in self.pre.split("."))
+            if self.pre
+            else ()
+        )
         return (self.major, self.minor, self.patch, not self.pre, pre)
 
     def __lt__(self, other: Version) -> bool:
@@ -92,7 +97,8 @@ class Version:
 
     def __str__(self) -> str:
         return self.text or f"{self.major}.{self.minor}.{self.patch}" + (
-            f"-{self.pre}" if self.pre else "")
+            f"-{self.pre}" if self.pre else ""
+        )
 
 
 def precedence(text: str) -> tuple[object, ...] | None:
@@ -140,7 +146,7 @@ class VersionRange:
             if not raw:
                 continue
             op = next((o for o in _OPS if raw.startswith(o)), "")
-            body = raw[len(op):]
+            body = raw[len(op) :]
             try:
                 v, parts = _partial(body)
             except ValueError:
@@ -206,7 +212,8 @@ def parse_spec(spec: str) -> tuple[str, str, VersionRange]:
         if not is_valid_name(part):
             raise RegistrySpecError(
                 f"{spec!r} is not 'namespace/name[@range]': {part!r} is not a valid {label} "
-                "(lowercase letters, digits and ._-, starting with a letter or digit)")
+                "(lowercase letters, digits and ._-, starting with a letter or digit)"
+            )
     try:
         return ns, short, VersionRange.parse(rng)
     except ValueError as exc:

@@ -49,12 +49,10 @@ class ServerLimits:
     backlog: int = 128
 
     def __post_init__(self) -> None:
-        for name in ("header_timeout", "keep_alive", "max_connections", "max_head",
-                     "backlog"):
+        for name in ("header_timeout", "keep_alive", "max_connections", "max_head", "backlog"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"ServerLimits.{name} must be a positive number, not "
-                                 f"{value!r}")
+                raise ValueError(f"ServerLimits.{name} must be a positive number, not {value!r}")
 
 
 class _GuardedH11Protocol(H11Protocol):
@@ -69,9 +67,13 @@ class _GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            self._answer(503, "too_many_connections",
-                         f"this registry serves at most {self.limits.max_connections} "
-                         "connections at once; retry shortly", ("Retry-After", "1"))
+            self._answer(
+                503,
+                "too_many_connections",
+                f"this registry serves at most {self.limits.max_connections} "
+                "connections at once; retry shortly",
+                ("Retry-After", "1"),
+            )
             return
         self._arm()
 
@@ -98,8 +100,9 @@ class _GuardedH11Protocol(H11Protocol):
 
     def _arm(self) -> None:
         if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.limits.header_timeout,
-                                                    self._head_timed_out)
+            self._head_timer = self.loop.call_later(
+                self.limits.header_timeout, self._head_timed_out
+            )
 
     def _disarm(self) -> None:
         if self._head_timer is not None:
@@ -111,20 +114,25 @@ class _GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing() or not self._awaiting_head():
             return
         if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
-            self._answer(408, "request_timeout",
-                         "the request head did not arrive within "
-                         f"{self.limits.header_timeout:g} s")
+            self._answer(
+                408,
+                "request_timeout",
+                f"the request head did not arrive within {self.limits.header_timeout:g} s",
+            )
         else:
             self.transport.close()
 
-    def _answer(self, status: int, code: str, message: str,
-                *headers: tuple[str, str]) -> None:
+    def _answer(self, status: int, code: str, message: str, *headers: tuple[str, str]) -> None:
         """Write a JSON error and close. Written raw: h11 can only send a response to a
         request it has parsed, and here there is none."""
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
-        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-                 "Content-Type: application/json", f"Content-Length: {len(body)}",
-                 "Connection: close", *(f"{k}: {v}" for k, v in headers)]
+        lines = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in headers),
+        ]
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body)
         self.transport.close()
 
@@ -134,20 +142,39 @@ def protocol_class(limits: ServerLimits) -> type[H11Protocol]:
     return type("RegistryH11Protocol", (_GuardedH11Protocol,), {"limits": limits})
 
 
-def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 8700,
-                  limits: ServerLimits | None = None, log_level: str = "info") -> uvicorn.Config:
+def server_config(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8700,
+    limits: ServerLimits | None = None,
+    log_level: str = "info",
+) -> uvicorn.Config:
     """The uvicorn configuration ``reflow-registry serve`` runs ``app`` with."""
     limits = limits or ServerLimits()
     return uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, access_log=False,
-        http=protocol_class(limits), ws="none",
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        http=protocol_class(limits),
+        ws="none",
         timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]  # a float works
-        h11_max_incomplete_event_size=limits.max_head, backlog=int(limits.backlog),
+        h11_max_incomplete_event_size=limits.max_head,
+        backlog=int(limits.backlog),
     )
 
 
-def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8700,
-          limits: ServerLimits | None = None, log_level: str = "info") -> None:
+def serve(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8700,
+    limits: ServerLimits | None = None,
+    log_level: str = "info",
+) -> None:
     """Run ``app`` until interrupted."""
-    uvicorn.Server(server_config(app, host=host, port=port, limits=limits,
-                                 log_level=log_level)).run()
+    uvicorn.Server(
+        server_config(app, host=host, port=port, limits=limits, log_level=log_level)
+    ).run()

@@ -77,8 +77,10 @@ _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 def _no_room(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno in _NO_ROOM
-    return isinstance(exc, sqlite3.Error) and getattr(
-        exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return (
+        isinstance(exc, sqlite3.Error)
+        and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    )
 
 
 def _full(exc: BaseException, what: str) -> StorageFull:
@@ -285,8 +287,9 @@ class Storage(ABC):
         be published in several)."""
 
     @abstractmethod
-    def set_yanked(self, namespace: str, name: str, version: str, yanked: bool,
-                   reason: str = "") -> bool: ...
+    def set_yanked(
+        self, namespace: str, name: str, version: str, yanked: bool, reason: str = ""
+    ) -> bool: ...
 
     @abstractmethod
     def search(self, query: str, limit: int, offset: int) -> list[VersionRecord]:
@@ -321,11 +324,14 @@ CREATE TABLE IF NOT EXISTS variants (
     PRIMARY KEY (namespace, name, version, triple));
 """
 
-_TOKEN_COLS = ("token_id, secret_sha256, namespace, scope, label, created_at, expires_at, "
-               "revoked, parent_id")
-_VERSION_COLS = ("namespace, name, version, sha256, size, manifest, signature, key_id, abi, "
-                 "description, templates, triples, published_at, published_by, yanked, "
-                 "yank_reason")
+_TOKEN_COLS = (
+    "token_id, secret_sha256, namespace, scope, label, created_at, expires_at, revoked, parent_id"
+)
+_VERSION_COLS = (
+    "namespace, name, version, sha256, size, manifest, signature, key_id, abi, "
+    "description, templates, triples, published_at, published_by, yanked, "
+    "yank_reason"
+)
 
 
 class LocalStorage(Storage):
@@ -339,7 +345,9 @@ class LocalStorage(Storage):
             d.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = sqlite3.connect(
-            self.root / "index.sqlite3", check_same_thread=False, isolation_level=None,
+            self.root / "index.sqlite3",
+            check_same_thread=False,
+            isolation_level=None,
             timeout=30,
         )
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -458,58 +466,93 @@ class LocalStorage(Storage):
         return rec
 
     def get_namespace(self, name: str) -> NamespaceRecord | None:
-        rows = self._query("SELECT name, owner, created_at FROM namespaces WHERE name = ?",
-                           (name,))
+        rows = self._query("SELECT name, owner, created_at FROM namespaces WHERE name = ?", (name,))
         return NamespaceRecord(*rows[0]) if rows else None
 
     def list_namespaces(self) -> list[NamespaceRecord]:
-        return [NamespaceRecord(*r) for r in
-                self._query("SELECT name, owner, created_at FROM namespaces ORDER BY name")]
+        return [
+            NamespaceRecord(*r)
+            for r in self._query("SELECT name, owner, created_at FROM namespaces ORDER BY name")
+        ]
 
     def add_key(self, namespace: str, key_id: str, pem: bytes) -> KeyRecord:
         rec = KeyRecord(namespace, key_id, pem, time.time())
-        self._write("INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?)",
-                    (namespace, key_id, pem, rec.added_at))
+        self._write(
+            "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?)",
+            (namespace, key_id, pem, rec.added_at),
+        )
         return rec
 
     def list_keys(self, namespace: str) -> list[KeyRecord]:
-        return [KeyRecord(r[0], r[1], bytes(r[2]), r[3]) for r in self._query(
-            "SELECT namespace, key_id, pem, added_at FROM keys WHERE namespace = ? "
-            "ORDER BY key_id", (namespace,))]
+        return [
+            KeyRecord(r[0], r[1], bytes(r[2]), r[3])
+            for r in self._query(
+                "SELECT namespace, key_id, pem, added_at FROM keys WHERE namespace = ? "
+                "ORDER BY key_id",
+                (namespace,),
+            )
+        ]
 
     def remove_key(self, namespace: str, key_id: str) -> bool:
-        return self._write("DELETE FROM keys WHERE namespace = ? AND key_id = ?",
-                           (namespace, key_id)) > 0
+        return (
+            self._write("DELETE FROM keys WHERE namespace = ? AND key_id = ?", (namespace, key_id))
+            > 0
+        )
 
     # -- tokens -----------------------------------------------------------------------------
     def add_token(self, record: TokenRecord) -> None:
         r = record
-        self._write(f"INSERT INTO tokens ({_TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (r.token_id, r.secret_sha256, r.namespace, r.scope, r.label, r.created_at,
-                     r.expires_at, int(r.revoked), r.parent_id))
+        self._write(
+            f"INSERT INTO tokens ({_TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                r.token_id,
+                r.secret_sha256,
+                r.namespace,
+                r.scope,
+                r.label,
+                r.created_at,
+                r.expires_at,
+                int(r.revoked),
+                r.parent_id,
+            ),
+        )
 
     def _token(self, row: tuple[Any, ...]) -> TokenRecord:
-        return TokenRecord(token_id=row[0], secret_sha256=row[1], namespace=row[2],
-                           scope=row[3], label=row[4], created_at=row[5], expires_at=row[6],
-                           revoked=bool(row[7]), parent_id=row[8])
+        return TokenRecord(
+            token_id=row[0],
+            secret_sha256=row[1],
+            namespace=row[2],
+            scope=row[3],
+            label=row[4],
+            created_at=row[5],
+            expires_at=row[6],
+            revoked=bool(row[7]),
+            parent_id=row[8],
+        )
 
     def get_token(self, token_id: str) -> TokenRecord | None:
-        rows = self._query(f"SELECT {_TOKEN_COLS} FROM tokens WHERE token_id = ?",
-                           (token_id,))
+        rows = self._query(f"SELECT {_TOKEN_COLS} FROM tokens WHERE token_id = ?", (token_id,))
         return self._token(rows[0]) if rows else None
 
     def list_tokens(self) -> list[TokenRecord]:
-        return [self._token(r) for r in self._query(
-            f"SELECT {_TOKEN_COLS} FROM tokens ORDER BY created_at")]
+        return [
+            self._token(r)
+            for r in self._query(f"SELECT {_TOKEN_COLS} FROM tokens ORDER BY created_at")
+        ]
 
     def revoke_token(self, token_id: str) -> bool:
         # UNION (not UNION ALL) stops at a token already seen, so even a cycle ends.
         # (The statement starts with UPDATE so sqlite3 reports its rowcount.)
-        return self._write(
-            "UPDATE tokens SET revoked = 1 WHERE token_id IN ("
-            "WITH RECURSIVE tree(id) AS (SELECT token_id FROM tokens WHERE token_id = ? "
-            "UNION SELECT t.token_id FROM tokens t JOIN tree ON t.parent_id = tree.id) "
-            "SELECT id FROM tree)", (token_id,)) > 0
+        return (
+            self._write(
+                "UPDATE tokens SET revoked = 1 WHERE token_id IN ("
+                "WITH RECURSIVE tree(id) AS (SELECT token_id FROM tokens WHERE token_id = ? "
+                "UNION SELECT t.token_id FROM tokens t JOIN tree ON t.parent_id = tree.id) "
+                "SELECT id FROM tree)",
+                (token_id,),
+            )
+            > 0
+        )
 
     # -- versions ---------------------------------------------------------------------------
     def add_version(self, record: VersionRecord) -> None:
@@ -523,59 +566,100 @@ class LocalStorage(Storage):
                 db.execute("BEGIN IMMEDIATE")
                 mine = precedence(r.version)
                 for (other,) in db.execute(
-                        "SELECT version FROM versions WHERE namespace = ? AND name = ?",
-                        (r.namespace, r.name)).fetchall():
+                    "SELECT version FROM versions WHERE namespace = ? AND name = ?",
+                    (r.namespace, r.name),
+                ).fetchall():
                     if other != r.version and mine is not None and precedence(other) == mine:
                         raise VersionConflict(
                             f"{r.namespace}/{r.name} {other} is already published, and "
-                            f"{r.version} has the same version precedence", other)
+                            f"{r.version} has the same version precedence",
+                            other,
+                        )
                 db.execute(
                     f"INSERT INTO versions ({_VERSION_COLS}) VALUES "
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (r.namespace, r.name, r.version, r.sha256, r.size, r.manifest, r.signature,
-                     r.key_id, r.abi, r.description, json.dumps(list(r.templates)),
-                     json.dumps(list(r.triples)), r.published_at, r.published_by,
-                     int(r.yanked), r.yank_reason),
+                    (
+                        r.namespace,
+                        r.name,
+                        r.version,
+                        r.sha256,
+                        r.size,
+                        r.manifest,
+                        r.signature,
+                        r.key_id,
+                        r.abi,
+                        r.description,
+                        json.dumps(list(r.templates)),
+                        json.dumps(list(r.triples)),
+                        r.published_at,
+                        r.published_by,
+                        int(r.yanked),
+                        r.yank_reason,
+                    ),
                 )
                 db.executemany(
                     "INSERT INTO variants VALUES (?, ?, ?, ?, ?, ?)",
-                    [(r.namespace, r.name, r.version, v.triple, v.sha256, v.size)
-                     for v in r.variants],
+                    [
+                        (r.namespace, r.name, r.version, v.triple, v.sha256, v.size)
+                        for v in r.variants
+                    ],
                 )
                 db.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
                 _rollback(db)
                 raise StorageConflict(
-                    f"{r.namespace}/{r.name} {r.version} is already published") from exc
+                    f"{r.namespace}/{r.name} {r.version} is already published"
+                ) from exc
             except BaseException as exc:
                 _rollback(db)
                 if _no_room(exc):
-                    raise _full(exc, f"the index row of {r.namespace}/{r.name} "
-                                     f"{r.version}") from exc
+                    raise _full(
+                        exc, f"the index row of {r.namespace}/{r.name} {r.version}"
+                    ) from exc
                 raise
 
     def _versions(self, where: str, args: Sequence[Any]) -> list[VersionRecord]:
         with self._lock:
-            rows = self.db.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE {where}",
-                                   args).fetchall()
+            rows = self.db.execute(
+                f"SELECT {_VERSION_COLS} FROM versions WHERE {where}", args
+            ).fetchall()
             out = []
             for row in rows:
-                variants = tuple(VariantRecord(*v) for v in self.db.execute(
-                    "SELECT triple, sha256, size FROM variants WHERE namespace = ? AND "
-                    "name = ? AND version = ? ORDER BY triple", row[:3]).fetchall())
-                out.append(VersionRecord(
-                    namespace=row[0], name=row[1], version=row[2], sha256=row[3], size=row[4],
-                    manifest=bytes(row[5]), signature=bytes(row[6]), key_id=row[7],
-                    abi=row[8], description=row[9], templates=tuple(json.loads(row[10])),
-                    triples=tuple(json.loads(row[11])), published_at=row[12],
-                    published_by=row[13], yanked=bool(row[14]), yank_reason=row[15],
-                    variants=variants,
-                ))
+                variants = tuple(
+                    VariantRecord(*v)
+                    for v in self.db.execute(
+                        "SELECT triple, sha256, size FROM variants WHERE namespace = ? AND "
+                        "name = ? AND version = ? ORDER BY triple",
+                        row[:3],
+                    ).fetchall()
+                )
+                out.append(
+                    VersionRecord(
+                        namespace=row[0],
+                        name=row[1],
+                        version=row[2],
+                        sha256=row[3],
+                        size=row[4],
+                        manifest=bytes(row[5]),
+                        signature=bytes(row[6]),
+                        key_id=row[7],
+                        abi=row[8],
+                        description=row[9],
+                        templates=tuple(json.loads(row[10])),
+                        triples=tuple(json.loads(row[11])),
+                        published_at=row[12],
+                        published_by=row[13],
+                        yanked=bool(row[14]),
+                        yank_reason=row[15],
+                        variants=variants,
+                    )
+                )
             return out
 
     def get_version(self, namespace: str, name: str, version: str) -> VersionRecord | None:
-        found = self._versions("namespace = ? AND name = ? AND version = ?",
-                               (namespace, name, version))
+        found = self._versions(
+            "namespace = ? AND name = ? AND version = ?", (namespace, name, version)
+        )
         return found[0] if found else None
 
     def list_versions(self, namespace: str, name: str) -> list[VersionRecord]:
@@ -585,16 +669,22 @@ class LocalStorage(Storage):
     def find_versions(self, name: str, version: str) -> list[VersionRecord]:
         return self._versions("name = ? AND version = ?", (name, version))
 
-    def set_yanked(self, namespace: str, name: str, version: str, yanked: bool,
-                   reason: str = "") -> bool:
-        return self._write(
-            "UPDATE versions SET yanked = ?, yank_reason = ? WHERE namespace = ? AND name = ? "
-            "AND version = ?", (int(yanked), reason if yanked else "", namespace, name, version),
-        ) > 0
+    def set_yanked(
+        self, namespace: str, name: str, version: str, yanked: bool, reason: str = ""
+    ) -> bool:
+        return (
+            self._write(
+                "UPDATE versions SET yanked = ?, yank_reason = ? WHERE namespace = ? AND name = ? "
+                "AND version = ?",
+                (int(yanked), reason if yanked else "", namespace, name, version),
+            )
+            > 0
+        )
 
     def search(self, query: str, limit: int, offset: int) -> list[VersionRecord]:
-        like = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
-            "_", "\\_") + "%"
+        like = (
+            "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
         rows = self._versions(
             "yanked = 0 AND (lower(namespace || '/' || name) LIKE ? ESCAPE '\\' OR "
             "lower(description) LIKE ? ESCAPE '\\' OR lower(templates) LIKE ? ESCAPE '\\')",
@@ -610,7 +700,7 @@ class LocalStorage(Storage):
             if cur is None or rank > cur[0]:
                 newest[(r.namespace, r.name)] = (rank, r)
         ordered = [newest[k][1] for k in sorted(newest)]
-        return ordered[offset:offset + limit]
+        return ordered[offset : offset + limit]
 
     def iter_blob_files(self) -> Iterator[Path]:
         """Every committed blob file (for tests and maintenance)."""

@@ -81,7 +81,8 @@ class Pace:
         if left is not None and left <= 0:
             raise DeadlineExceeded(
                 f"the operation did not finish within its {self.deadline:g} s deadline "
-                "(RegistryClient(deadline=...))")
+                "(RegistryClient(deadline=...))"
+            )
 
     # -- one exchange (request + answer) ------------------------------------------------------
 
@@ -128,8 +129,7 @@ class Pace:
         self.check_deadline()
         if shortened:
             st = self._state
-            raise self._stalled(direction, st.moved, max(time.monotonic() - st.since,
-                                                         self.window))
+            raise self._stalled(direction, st.moved, max(time.monotonic() - st.since, self.window))
 
     def piece(self) -> int:
         """The largest write that must complete within one window at the minimum rate."""
@@ -139,7 +139,8 @@ class Pace:
         verb = "sent" if direction == _READ else "accepted"
         return TransferStalled(
             f"the registry {verb} {moved} bytes in {seconds:.1f} s, below the minimum of "
-            f"{self.min_rate:g} bytes/s (RegistryClient(min_rate=..., rate_window=...))")
+            f"{self.min_rate:g} bytes/s (RegistryClient(min_rate=..., rate_window=...))"
+        )
 
 
 class _PacedStream(httpcore.NetworkStream):
@@ -161,7 +162,7 @@ class _PacedStream(httpcore.NetworkStream):
         view = memoryview(buffer)
         step = self._pace.piece()
         for at in range(0, len(view), step):
-            piece = view[at:at + step]
+            piece = view[at : at + step]
             self._pace.starting(_WRITE)
             t, shortened = self._pace.io_timeout(timeout, _WRITE)
             try:
@@ -174,8 +175,9 @@ class _PacedStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
         t, _ = self._pace.io_timeout(timeout, "tls")
         try:
             inner = self._inner.start_tls(ssl_context, server_hostname, t)
@@ -193,9 +195,14 @@ class _PacedBackend(httpcore.NetworkBackend):
         self._inner = httpcore.SyncBackend()
         self._pace = pace
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
         t, _ = self._pace.io_timeout(timeout, "connect")
         try:
             stream = self._inner.connect_tcp(host, port, t, local_address, socket_options)
@@ -204,9 +211,9 @@ class _PacedBackend(httpcore.NetworkBackend):
             raise
         return _PacedStream(stream, self._pace)
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None
-                            ) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
         t, _ = self._pace.io_timeout(timeout, "connect")
         return _PacedStream(self._inner.connect_unix_socket(path, t, socket_options), self._pace)
 
@@ -222,8 +229,12 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
     except httpcore.TimeoutException as exc:
         cls = getattr(httpx, type(exc).__name__, httpx.TimeoutException)
         raise cls(str(exc), request=request) from exc
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError,
-            httpcore.UnsupportedProtocol) as exc:
+    except (
+        httpcore.NetworkError,
+        httpcore.ProtocolError,
+        httpcore.ProxyError,
+        httpcore.UnsupportedProtocol,
+    ) as exc:
         cls = getattr(httpx, type(exc).__name__, httpx.TransportError)
         if not (isinstance(cls, type) and issubclass(cls, httpx.TransportError)):
             cls = httpx.TransportError
@@ -249,20 +260,33 @@ class PacedTransport(httpx.BaseTransport):
     def __init__(self, pace: Pace, *, verify: Any = True) -> None:
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify),
-            network_backend=_PacedBackend(pace), max_connections=10,
-            max_keepalive_connections=10, keepalive_expiry=5.0)
+            network_backend=_PacedBackend(pace),
+            max_connections=10,
+            max_keepalive_connections=10,
+            keepalive_expiry=5.0,
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         req = httpcore.Request(
             method=request.method,
-            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
-                             port=request.url.port, target=request.url.raw_path),
-            headers=request.headers.raw, content=request.stream,
-            extensions=request.extensions)
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
         with _httpx_errors(request):
             resp = self._pool.handle_request(req)
-        return httpx.Response(resp.status, headers=resp.headers, stream=_Body(resp, request),
-                              extensions=resp.extensions)
+        return httpx.Response(
+            resp.status,
+            headers=resp.headers,
+            stream=_Body(resp, request),
+            extensions=resp.extensions,
+        )
 
     def close(self) -> None:
         self._pool.close()

@@ -317,8 +317,7 @@ def test_config_is_copied_at_add_node() -> None:
     cfg = {"k": 1}
     seen: list[Any] = []
     net = Network()
-    net.register_actor("t", make_actor(lambda ctx: (seen.append(ctx.config), ctx.done()),
-                                       "inline"))
+    net.register_actor("t", make_actor(lambda ctx: (seen.append(ctx.config), ctx.done()), "inline"))
     net.add_node("n", "t", cfg)
     cfg["k"] = 2
     net.add_initial("n", "in", Message.flow())
@@ -412,8 +411,9 @@ def pool_body(ctx: Any) -> None:
         ctx.pool_clear("seen")
     copy = ctx.pool("seen")
     copy["mutated"] = True  # a copy: the pool is unchanged
-    ctx.done({"out": Message.object({"count": ctx.pool_count("seen"),
-                                     "keys": sorted(ctx.pool("seen"))})})
+    ctx.done(
+        {"out": Message.object({"count": ctx.pool_count("seen"), "keys": sorted(ctx.pool("seen"))})}
+    )
 
 
 def test_pools_persist_across_ticks(mode: str) -> None:

@@ -71,10 +71,14 @@ NEEDS_ZIG = {"bench_packs", "bench_wasm"}
 
 
 def _run(args: list[str], tmp: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REFLOW_CACHE_DIR": str(tmp / "cache"),
-           "REFLOW_TRUST_DIR": str(tmp / "trust")}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        "REFLOW_CACHE_DIR": str(tmp / "cache"),
+        "REFLOW_TRUST_DIR": str(tmp / "trust"),
+    }
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def ratio_rows(stdout: str) -> list[tuple[str, float]]:
@@ -82,7 +86,7 @@ def ratio_rows(stdout: str) -> list[tuple[str, float]]:
     lines = stdout.splitlines()
     assert HEADER in lines, f"no ratios block in:\n{stdout[-2000:]}"
     rows = []
-    for line in lines[lines.index(HEADER) + 1:]:
+    for line in lines[lines.index(HEADER) + 1 :]:
         match = _ROW.match(line)
         assert match, f"not a ratio row after {HEADER!r}: {line!r}"
         rows.append((match.group(1), float(match.group(2))))
@@ -114,7 +118,8 @@ def test_run_all_runs_the_named_benchmarks_and_reports_each(tmp_path: Path) -> N
     assert proc.stdout.startswith("== bench_core.py\n")
     assert re.search(r"^== bench_core\.py: ok in \d+\.\d s$", proc.stdout, re.M)
     assert [n for n, _ in ratio_rows(proc.stdout.split("== bench_core.py: ok")[0])] == RATIOS[
-        "bench_core"]
+        "bench_core"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -126,8 +131,9 @@ def test_run_all_runs_the_named_benchmarks_and_reports_each(tmp_path: Path) -> N
         (["tests/bench/bench_wasm.py", "--fast"], 2, "unknown: --fast"),
     ],
 )
-def test_bad_benchmark_arguments_exit_2(args: list[str], code: int, fragment: str,
-                                        tmp_path: Path) -> None:
+def test_bad_benchmark_arguments_exit_2(
+    args: list[str], code: int, fragment: str, tmp_path: Path
+) -> None:
     proc = _run(args, tmp_path, timeout=60)
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert fragment in proc.stderr

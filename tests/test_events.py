@@ -77,11 +77,11 @@ def test_unfiltered_stream_sees_every_event_in_causal_order() -> None:
     # per node right after NetworkStarted, before any tick
     nodes = {"a", "b", "c", "s"} & {e.get("actorId") for e in events}
     assert kinds[0] == "NetworkStarted"
-    assert kinds[1:1 + len(nodes)] == ["ActorStarted"] * len(nodes)
-    assert {e["actorId"] for e in events[1:1 + len(nodes)]} == nodes
+    assert kinds[1 : 1 + len(nodes)] == ["ActorStarted"] * len(nodes)
+    assert {e["actorId"] for e in events[1 : 1 + len(nodes)]} == nodes
     # then, node a: every tick's Started is followed by its Completed/Failed before the next
     open_tick = False
-    for e in events[1 + len(nodes):]:
+    for e in events[1 + len(nodes) :]:
         if e.get("actorId") == "a":
             if e["_type"] == "ActorStarted":
                 assert not open_tick

@@ -33,8 +33,16 @@ ANY = {"type": "any"}
 
 def edge(node: str = "", port: str = "", **kw: Any) -> dict[str, Any]:
     """A complete verbose edge, as offbit_reflow writes it."""
-    out = {"data": None, "expose": False, "index": None, "metadata": None, "nodeId": node,
-           "portId": port, "portName": "", "portType": ANY}
+    out = {
+        "data": None,
+        "expose": False,
+        "index": None,
+        "metadata": None,
+        "nodeId": node,
+        "portId": port,
+        "portName": "",
+        "portType": ANY,
+    }
     out.update(kw)
     return out
 
@@ -44,11 +52,19 @@ OFFBIT_DUMP: dict[str, Any] = {
     "caseSensitive": False,
     "connections": [
         {"data": None, "from": edge("a", "out"), "metadata": None, "to": edge("b", "in")},
-        {"data": {"data": 1, "type": "Integer"}, "from": edge(), "metadata": None,
-         "to": edge("a", "in", index=0)},
+        {
+            "data": {"data": 1, "type": "Integer"},
+            "from": edge(),
+            "metadata": None,
+            "to": edge("a", "in", index=0),
+        },
         # an initial packet sent through the exported inport "pub" (offbit's add_graph_initial)
-        {"data": 9, "from": edge(), "metadata": {"mm": 2},
-         "to": edge("a", "pub", portName="x", index=0)},
+        {
+            "data": 9,
+            "from": edge(),
+            "metadata": {"mm": 2},
+            "to": edge("a", "pub", portName="x", index=0),
+        },
     ],
     "groups": [{"id": "grp", "metadata": None, "nodes": ["a", "b"]}],
     "inports": {"in": edge("a", "in", portName="in"), "pub": edge("a", "pub", portName="x")},
@@ -69,13 +85,22 @@ CLASSIC: dict[str, Any] = {
         "show": {"component": "core/Output"},
     },
     "connections": [
-        {"src": {"process": "read", "port": "out"}, "tgt": {"process": "split", "port": "in"},
-         "metadata": {"route": 3, "capacity": 8}},
-        {"src": {"process": "split", "port": "out", "index": 0},
-         "tgt": {"process": "show", "port": "in", "portType": {"type": "string"}}, "x": [1]},
+        {
+            "src": {"process": "read", "port": "out"},
+            "tgt": {"process": "split", "port": "in"},
+            "metadata": {"route": 3, "capacity": 8},
+        },
+        {
+            "src": {"process": "split", "port": "out", "index": 0},
+            "tgt": {"process": "show", "port": "in", "portType": {"type": "string"}},
+            "x": [1],
+        },
         {"data": "file.txt", "tgt": {"process": "read", "port": "path"}},
-        {"data": {"type": "Integer", "data": 4}, "tgt": {"process": "split", "port": "n",
-                                                        "index": 2}, "metadata": None},
+        {
+            "data": {"type": "Integer", "data": 4},
+            "tgt": {"process": "split", "port": "n", "index": 2},
+            "metadata": None,
+        },
     ],
     "inports": {"path": {"process": "read", "port": "path", "metadata": {"x": 1}}},
     "outports": {"out": {"process": "show", "port": "out"}},
@@ -114,7 +139,9 @@ def test_graph_initial_through_inport_is_understood() -> None:
     g = Graph.from_json(OFFBIT_DUMP)
     inits = g.initializers()
     assert [(i["to"]["nodeId"], i["data"]) for i in inits] == [
-        ("a", {"data": 1, "type": "Integer"}), ("a", 9)]
+        ("a", {"data": 1, "type": "Integer"}),
+        ("a", 9),
+    ]
     spec = graph_to_network_spec(g)
     assert spec.initials[1] == InitialSpec("a", "x", 9, 0)  # the node port, not the inport name
     g.rename_inport("pub", "pub2")
@@ -124,9 +151,15 @@ def test_graph_initial_through_inport_is_understood() -> None:
 
 
 def test_sparse_verbose_input_is_completed_and_then_stable() -> None:
-    doc = {"processes": {"a": {"id": "a", "component": "t"}, "b": {"id": "b", "component": "t"}},
-           "connections": [{"from": {"nodeId": "a", "portId": "out"},
-                            "to": {"nodeId": "b", "portId": "in", "zz": 1}}]}
+    doc = {
+        "processes": {"a": {"id": "a", "component": "t"}, "b": {"id": "b", "component": "t"}},
+        "connections": [
+            {
+                "from": {"nodeId": "a", "portId": "out"},
+                "to": {"nodeId": "b", "portId": "in", "zz": 1},
+            }
+        ],
+    }
     once = Graph.from_json(doc).to_json()
     assert once["processes"]["a"] == {"id": "a", "component": "t", "metadata": None}
     assert once["connections"][0]["to"] == edge("b", "in", zz=1)
@@ -135,14 +168,32 @@ def test_sparse_verbose_input_is_completed_and_then_stable() -> None:
 
 def test_api_graph_writes_what_offbit_reads() -> None:
     out = small_graph().to_json()
-    assert set(out) == {"caseSensitive", "properties", "processes", "connections", "inports",
-                        "outports", "groups"}
-    assert out["processes"]["a"] == {"id": "a", "component": "tpl_a",
-                                     "metadata": {"config": {"k": 1}}}
-    assert out["connections"][0] == {"from": edge("a", "out"), "to": edge("b", "in"),
-                                     "metadata": None, "data": None}
-    assert out["connections"][2] == {"from": edge(), "to": edge("a", "in"), "metadata": None,
-                                     "data": 5}
+    assert set(out) == {
+        "caseSensitive",
+        "properties",
+        "processes",
+        "connections",
+        "inports",
+        "outports",
+        "groups",
+    }
+    assert out["processes"]["a"] == {
+        "id": "a",
+        "component": "tpl_a",
+        "metadata": {"config": {"k": 1}},
+    }
+    assert out["connections"][0] == {
+        "from": edge("a", "out"),
+        "to": edge("b", "in"),
+        "metadata": None,
+        "data": None,
+    }
+    assert out["connections"][2] == {
+        "from": edge(),
+        "to": edge("a", "in"),
+        "metadata": None,
+        "data": 5,
+    }
     assert out["inports"] == {"start": edge("a", "start", portName="in")}
     assert out["groups"] == [{"id": "grp", "nodes": ["a", "b"], "metadata": {"color": "red"}}]
     assert out["properties"] == {"name": "g"}
@@ -154,8 +205,10 @@ def test_elements_added_to_a_classic_graph_are_classic() -> None:
     g.add_connection("show", "out", "n", "in")
     out = g.to_json()
     assert out["processes"]["n"] == {"component": "t"}
-    assert out["connections"][-1] == {"src": {"process": "show", "port": "out"},
-                                      "tgt": {"process": "n", "port": "in"}}
+    assert out["connections"][-1] == {
+        "src": {"process": "show", "port": "out"},
+        "tgt": {"process": "n", "port": "in"},
+    }
 
 
 def test_to_json_returns_a_copy() -> None:
@@ -178,11 +231,19 @@ JSONV = st.recursive(
     ),
     max_leaves=6,
 )
-META = st.one_of(st.none(), st.dictionaries(st.sampled_from(["x", "y", "label"]), JSONV,
-                                            max_size=2))
-PTYPE = st.sampled_from([None, ANY, {"type": "integer"}, {"type": "string"},
-                         {"type": "array", "value": {"type": "float"}},
-                         {"type": "object", "value": "User"}])
+META = st.one_of(
+    st.none(), st.dictionaries(st.sampled_from(["x", "y", "label"]), JSONV, max_size=2)
+)
+PTYPE = st.sampled_from(
+    [
+        None,
+        ANY,
+        {"type": "integer"},
+        {"type": "string"},
+        {"type": "array", "value": {"type": "float"}},
+        {"type": "object", "value": "User"},
+    ]
+)
 EXTRA = st.dictionaries(st.sampled_from(["x-a", "x-b"]), JSONV, max_size=1)
 
 
@@ -212,9 +273,14 @@ def graph_docs(draw: st.DrawFn) -> dict[str, Any]:
             maybe(e, "index", st.one_of(st.none(), st.integers(0, 3)))
             maybe(e, "portType", PTYPE)
         else:
-            e = edge(node, port, index=draw(st.one_of(st.none(), st.integers(0, 3))),
-                     portType=draw(PTYPE) or ANY, metadata=draw(META),
-                     expose=draw(st.booleans()))
+            e = edge(
+                node,
+                port,
+                index=draw(st.one_of(st.none(), st.integers(0, 3))),
+                portType=draw(PTYPE) or ANY,
+                metadata=draw(META),
+                expose=draw(st.booleans()),
+            )
         e.update(draw(EXTRA))
         return e
 
@@ -229,8 +295,12 @@ def graph_docs(draw: st.DrawFn) -> dict[str, Any]:
                 c: dict[str, Any] = {"data": data, "tgt": end(tgt_node, tgt_port)}
                 maybe(c, "metadata", META)
             else:
-                c = {"from": edge(), "to": end(tgt_node, tgt_port), "metadata": draw(META),
-                     "data": data}
+                c = {
+                    "from": edge(),
+                    "to": end(tgt_node, tgt_port),
+                    "metadata": draw(META),
+                    "data": data,
+                }
         else:
             src_node, src_port = draw(st.sampled_from(ids)), draw(ports)
             if (src_node, src_port, tgt_node, tgt_port) in seen:
@@ -251,16 +321,18 @@ def graph_docs(draw: st.DrawFn) -> dict[str, Any]:
 
     def exported() -> dict[str, Any]:
         out = {}
-        for name in draw(st.lists(st.sampled_from(["in", "out", "go", "n"]), unique=True,
-                                  max_size=3)):
+        for name in draw(
+            st.lists(st.sampled_from(["in", "out", "go", "n"]), unique=True, max_size=3)
+        ):
             node, port = draw(st.sampled_from(ids)), draw(ports)
             if classic:
                 e: dict[str, Any] = {"process": node, "port": port}
                 maybe(e, "metadata", META)
                 maybe(e, "portType", PTYPE)
             else:
-                e = edge(node, name, portName=port, portType=draw(PTYPE) or ANY,
-                         metadata=draw(META))
+                e = edge(
+                    node, name, portName=port, portType=draw(PTYPE) or ANY, metadata=draw(META)
+                )
             e.update(draw(EXTRA))
             out[name] = e
         return out
@@ -315,9 +387,12 @@ def test_edited_graphs_stay_stable(doc: dict[str, Any], data: st.DataObject) -> 
     out = g.to_json()
     assert Graph.from_json(out).to_json() == out
     assert victim not in out["processes"]
-    touched = [c for c in out["connections"]
-               for end in (c.get("src") or c.get("from") or {}, c.get("tgt") or c.get("to"))
-               if victim in (end.get("process"), end.get("nodeId"))]
+    touched = [
+        c
+        for c in out["connections"]
+        for end in (c.get("src") or c.get("from") or {}, c.get("tgt") or c.get("to"))
+        if victim in (end.get("process"), end.get("nodeId"))
+    ]
     assert touched == []
     for table in (out["inports"], out["outports"]):
         assert all(victim not in (p.get("process"), p.get("nodeId")) for p in table.values())
@@ -341,8 +416,11 @@ CONN = {"src": {"process": "a", "port": "out"}, "tgt": {"process": "b", "port": 
 BAD_DOCS = [
     ([1, 2], "must be a JSON object", "$"),
     ("{not json", "not valid JSON", "$"),
-    ('{"processes": {"a": {"component": "t"}, "a": {"component": "u"}}}',
-     "more than once", "$.processes.a"),
+    (
+        '{"processes": {"a": {"component": "t"}, "a": {"component": "u"}}}',
+        "more than once",
+        "$.processes.a",
+    ),
     (doc_with(caseSensitive="yes"), "caseSensitive", "$.caseSensitive"),
     (doc_with(processes=[]), "processes must be an object", "$.processes"),
     (doc_with(processes={"a": 3}), "must be an object", "$.processes.a"),
@@ -351,79 +429,167 @@ BAD_DOCS = [
     (doc_with(processes={"a": {"component": ""}}), "must not be empty", "$.processes.a.component"),
     (doc_with(processes={"a b": {"component": 1}}), "string", '$.processes["a b"].component'),
     (doc_with(processes={"": {"component": "t"}}), "must not be empty", '$.processes[""]'),
-    (doc_with(processes={"a": {"id": "b", "component": "t"}}), "does not match",
-     "$.processes.a.id"),
-    (doc_with(processes={"a": {"component": "t", "metadata": [1]}}), "metadata",
-     "$.processes.a.metadata"),
+    (
+        doc_with(processes={"a": {"id": "b", "component": "t"}}),
+        "does not match",
+        "$.processes.a.id",
+    ),
+    (
+        doc_with(processes={"a": {"component": "t", "metadata": [1]}}),
+        "metadata",
+        "$.processes.a.metadata",
+    ),
     (doc_with(connections={}), "connections must be an array", "$.connections"),
     (doc_with(connections=[CONN, 5]), "must be an object", "$.connections[1]"),
     (doc_with(connections=[{"metadata": {}}]), "needs", "$.connections[0]"),
     (doc_with(connections=[{"src": CONN["src"], "to": {}}]), "not both", "$.connections[0]"),
-    (doc_with(connections=[CONN, {"src": CONN["src"], "tgt": {"process": "zz", "port": "in"}}]),
-     "unknown process 'zz'", "$.connections[1].tgt.process"),
-    (doc_with(connections=[{"src": {"process": "a"}, "tgt": CONN["tgt"]}]), "port",
-     "$.connections[0].src.port"),
-    (doc_with(connections=[{"src": {"process": "a", "port": 3}, "tgt": CONN["tgt"]}]),
-     "must be a string", "$.connections[0].src.port"),
+    (
+        doc_with(connections=[CONN, {"src": CONN["src"], "tgt": {"process": "zz", "port": "in"}}]),
+        "unknown process 'zz'",
+        "$.connections[1].tgt.process",
+    ),
+    (
+        doc_with(connections=[{"src": {"process": "a"}, "tgt": CONN["tgt"]}]),
+        "port",
+        "$.connections[0].src.port",
+    ),
+    (
+        doc_with(connections=[{"src": {"process": "a", "port": 3}, "tgt": CONN["tgt"]}]),
+        "must be a string",
+        "$.connections[0].src.port",
+    ),
     (doc_with(connections=[{"src": CONN["src"]}]), "target", "$.connections[0].tgt"),
-    (doc_with(connections=[{"src": "a.out", "tgt": CONN["tgt"]}]), "must be an object",
-     "$.connections[0].src"),
+    (
+        doc_with(connections=[{"src": "a.out", "tgt": CONN["tgt"]}]),
+        "must be an object",
+        "$.connections[0].src",
+    ),
     (doc_with(connections=[{**CONN, "data": 1}]), "cannot also carry", "$.connections[0].data"),
     (doc_with(connections=[{"tgt": CONN["tgt"]}]), '"src"', "$.connections[0].src"),
-    (doc_with(connections=[{"src": {**CONN["src"], "index": -1}, "tgt": CONN["tgt"]}]),
-     "non-negative", "$.connections[0].src.index"),
-    (doc_with(connections=[{"src": {**CONN["src"], "index": True}, "tgt": CONN["tgt"]}]),
-     "non-negative", "$.connections[0].src.index"),
+    (
+        doc_with(connections=[{"src": {**CONN["src"], "index": -1}, "tgt": CONN["tgt"]}]),
+        "non-negative",
+        "$.connections[0].src.index",
+    ),
+    (
+        doc_with(connections=[{"src": {**CONN["src"], "index": True}, "tgt": CONN["tgt"]}]),
+        "non-negative",
+        "$.connections[0].src.index",
+    ),
     (doc_with(connections=[{**CONN, "metadata": "x"}]), "metadata", "$.connections[0].metadata"),
     (doc_with(connections=[CONN, {"x": 1}, copy.deepcopy(CONN)]), "needs", "$.connections[1]"),
-    (doc_with(connections=[CONN, dict(CONN, metadata={"m": 1})]), "duplicate connection a.out",
-     "$.connections[1]"),
-    (doc_with(connections=[{"data": {"type": "Nope", "data": 1}, "tgt": CONN["tgt"]}]),
-     "unknown message type", "$.connections[0].data.type"),
-    (doc_with(connections=[{"data": {"type": "Integer", "data": "x"}, "tgt": CONN["tgt"]}]),
-     "not a valid message", "$.connections[0].data.data"),
-    (doc_with(connections=[{"tgt": {**CONN["tgt"], "portType": {"type": "int"}}, "data": 1}]),
-     "unknown port type 'int'", "$.connections[0].tgt.portType.type"),
-    (doc_with(connections=[{"tgt": {**CONN["tgt"], "portType": "integer"}, "data": 1}]),
-     "port type must be an object", "$.connections[0].tgt.portType"),
-    (doc_with(connections=[{"tgt": {**CONN["tgt"], "portType": {"type": "array"}}, "data": 1}]),
-     "needs a 'value'", "$.connections[0].tgt.portType.value"),
+    (
+        doc_with(connections=[CONN, dict(CONN, metadata={"m": 1})]),
+        "duplicate connection a.out",
+        "$.connections[1]",
+    ),
+    (
+        doc_with(connections=[{"data": {"type": "Nope", "data": 1}, "tgt": CONN["tgt"]}]),
+        "unknown message type",
+        "$.connections[0].data.type",
+    ),
+    (
+        doc_with(connections=[{"data": {"type": "Integer", "data": "x"}, "tgt": CONN["tgt"]}]),
+        "not a valid message",
+        "$.connections[0].data.data",
+    ),
+    (
+        doc_with(connections=[{"tgt": {**CONN["tgt"], "portType": {"type": "int"}}, "data": 1}]),
+        "unknown port type 'int'",
+        "$.connections[0].tgt.portType.type",
+    ),
+    (
+        doc_with(connections=[{"tgt": {**CONN["tgt"], "portType": "integer"}, "data": 1}]),
+        "port type must be an object",
+        "$.connections[0].tgt.portType",
+    ),
+    (
+        doc_with(connections=[{"tgt": {**CONN["tgt"], "portType": {"type": "array"}}, "data": 1}]),
+        "needs a 'value'",
+        "$.connections[0].tgt.portType.value",
+    ),
     # verbose connections
-    (doc_with(connections=[{"from": edge("a", "out"), "to": edge("zz", "in")}]),
-     "unknown process 'zz'", "$.connections[0].to.nodeId"),
+    (
+        doc_with(connections=[{"from": edge("a", "out"), "to": edge("zz", "in")}]),
+        "unknown process 'zz'",
+        "$.connections[0].to.nodeId",
+    ),
     (doc_with(connections=[{"from": edge("a", "out")}]), "target", "$.connections[0].to"),
-    (doc_with(connections=[{"from": edge("a", ""), "to": edge("b", "in")}]), "must not be empty",
-     "$.connections[0].from.portId"),
-    (doc_with(connections=[{"from": edge("a", "out"), "to": edge("b", "in"), "data": 3}]),
-     "cannot also carry", "$.connections[0].data"),
-    (doc_with(connections=[{"from": edge("a", "out"), "to": edge("b", "in", expose="no")}]),
-     "expose", "$.connections[0].to.expose"),
-    (doc_with(connections=[{"from": edge("a", "out"), "to": edge("b", "in", portName=4)}]),
-     "portName", "$.connections[0].to.portName"),
-    (doc_with(connections=[{"from": edge(), "to": edge("b", "in"),
-                            "data": {"type": "Float", "data": "x"}}]),
-     "not a valid message", "$.connections[0].data.data"),
+    (
+        doc_with(connections=[{"from": edge("a", ""), "to": edge("b", "in")}]),
+        "must not be empty",
+        "$.connections[0].from.portId",
+    ),
+    (
+        doc_with(connections=[{"from": edge("a", "out"), "to": edge("b", "in"), "data": 3}]),
+        "cannot also carry",
+        "$.connections[0].data",
+    ),
+    (
+        doc_with(connections=[{"from": edge("a", "out"), "to": edge("b", "in", expose="no")}]),
+        "expose",
+        "$.connections[0].to.expose",
+    ),
+    (
+        doc_with(connections=[{"from": edge("a", "out"), "to": edge("b", "in", portName=4)}]),
+        "portName",
+        "$.connections[0].to.portName",
+    ),
+    (
+        doc_with(
+            connections=[
+                {"from": edge(), "to": edge("b", "in"), "data": {"type": "Float", "data": "x"}}
+            ]
+        ),
+        "not a valid message",
+        "$.connections[0].data.data",
+    ),
     # exported ports
     (doc_with(inports=[]), "inports must be an object", "$.inports"),
-    (doc_with(inports={"in": {"process": "zz", "port": "in"}}), "unknown process 'zz'",
-     "$.inports.in.process"),
+    (
+        doc_with(inports={"in": {"process": "zz", "port": "in"}}),
+        "unknown process 'zz'",
+        "$.inports.in.process",
+    ),
     (doc_with(outports={"out": {"process": "a"}}), "port", "$.outports.out.port"),
-    (doc_with(inports={"in": edge("zz", "in", portName="in")}), "unknown process",
-     "$.inports.in.nodeId"),
-    (doc_with(inports={"in": {"process": "a", "port": "x"}, "IN": {"process": "a", "port": "y"}}),
-     "clashes with 'in'", "$.inports.IN"),
-    (doc_with(inports={"in": {"process": "a", "port": "x", "portType": {"type": "x"}}}),
-     "unknown port type", "$.inports.in.portType.type"),
+    (
+        doc_with(inports={"in": edge("zz", "in", portName="in")}),
+        "unknown process",
+        "$.inports.in.nodeId",
+    ),
+    (
+        doc_with(
+            inports={"in": {"process": "a", "port": "x"}, "IN": {"process": "a", "port": "y"}}
+        ),
+        "clashes with 'in'",
+        "$.inports.IN",
+    ),
+    (
+        doc_with(inports={"in": {"process": "a", "port": "x", "portType": {"type": "x"}}}),
+        "unknown port type",
+        "$.inports.in.portType.type",
+    ),
     # groups
     (doc_with(groups={}), "groups must be an array", "$.groups"),
     (doc_with(groups=[{"nodes": ["a"]}]), "group id", "$.groups[0].id"),
     (doc_with(groups=[{"id": "g", "nodes": "a"}]), "nodes must be an array", "$.groups[0].nodes"),
-    (doc_with(groups=[{"id": "g", "nodes": ["a", "zz"]}]), "unknown process 'zz'",
-     "$.groups[0].nodes[1]"),
+    (
+        doc_with(groups=[{"id": "g", "nodes": ["a", "zz"]}]),
+        "unknown process 'zz'",
+        "$.groups[0].nodes[1]",
+    ),
     (doc_with(groups=[{"id": "g", "nodes": ["a", "a"]}]), "listed twice", "$.groups[0].nodes[1]"),
-    (doc_with(groups=[{"id": "g", "nodes": []}, {"name": "h", "nodes": []},
-                      {"name": "g", "nodes": []}]),
-     "duplicate group id 'g'", "$.groups[2].name"),
+    (
+        doc_with(
+            groups=[
+                {"id": "g", "nodes": []},
+                {"name": "h", "nodes": []},
+                {"name": "g", "nodes": []},
+            ]
+        ),
+        "duplicate group id 'g'",
+        "$.groups[2].name",
+    ),
     (doc_with(properties=[]), "properties must be an object", "$.properties"),
 ]
 
@@ -438,8 +604,10 @@ def test_bad_documents_are_refused_with_their_path(doc: Any, fragment: str, path
 
 
 def test_case_sensitive_graph_keeps_both_port_spellings() -> None:
-    doc = doc_with(caseSensitive=True, inports={"in": {"process": "a", "port": "x"},
-                                                "IN": {"process": "a", "port": "y"}})
+    doc = doc_with(
+        caseSensitive=True,
+        inports={"in": {"process": "a", "port": "x"}, "IN": {"process": "a", "port": "y"}},
+    )
     assert Graph.from_json(doc).to_json()["inports"].keys() == {"in", "IN"}
 
 
@@ -481,8 +649,11 @@ API_ERRORS = [
     (lambda g: g.remove_connection("a", "out", "c", "in"), GraphError, "no connection a.out"),
     (lambda g: g.set_connection_metadata("a", "x", "b", "in", {}), GraphError, "no connection"),
     (lambda g: g.add_initial("zz", "in", 1), UnknownNodeError, "zz"),
-    (lambda g: g.add_initial("a", "in", {"type": "Integer", "data": "x"}), GraphFormatError,
-     "not a valid message"),
+    (
+        lambda g: g.add_initial("a", "in", {"type": "Integer", "data": "x"}),
+        GraphFormatError,
+        "not a valid message",
+    ),
     (lambda g: g.add_initial_index("a", "in", 1, -2), GraphFormatError, "non-negative"),
     (lambda g: g.remove_initial("b", "in"), GraphError, "no initial packet for b.in"),
     (lambda g: g.add_graph_initial("nope", 1), GraphError, "exported inports: start"),
@@ -493,8 +664,11 @@ API_ERRORS = [
     (lambda g: g.remove_inport("nope"), GraphError, "no exported inport 'nope'"),
     (lambda g: g.remove_outport("start"), GraphError, "no exported outport"),
     (lambda g: g.rename_inport("start", "other") or g.rename_inport("x", "y"), GraphError, "'x'"),
-    (lambda g: g.add_inport("other", "b", "in") or g.rename_inport("start", "other"), GraphError,
-     "already exists"),
+    (
+        lambda g: g.add_inport("other", "b", "in") or g.rename_inport("start", "other"),
+        GraphError,
+        "already exists",
+    ),
     (lambda g: g.add_group("grp", []), GraphError, "already exists"),
     (lambda g: g.add_group("g2", ["a", "zz"]), UnknownNodeError, "group 'g2'"),
     (lambda g: g.add_to_group("nope", "a"), GraphError, "no group 'nope'; groups: grp"),
@@ -524,7 +698,8 @@ def test_add_node_and_accessors() -> None:
     conn = g.get_connection("b", "out", "c", "in")
     assert conn is not None and conn["metadata"] == {"capacity": 2}
     assert [(i["to"]["nodeId"], i["to"]["portId"], i["data"]) for i in g.initializers()] == [
-        ("a", "in", 5)]
+        ("a", "in", 5)
+    ]
     assert g.outports()["result"]["nodeId"] == "c"
     assert g.groups() == [{"id": "grp", "nodes": ["a", "b"], "metadata": {"color": "red"}}]
     assert g.properties() == {"name": "g"}
@@ -590,7 +765,9 @@ def test_case_insensitive_graph_lower_cases_ports_not_ids() -> None:
     out = g.to_json()
     assert list(out["processes"]) == ["Alpha", "Beta"]
     assert (out["connections"][0]["from"]["portId"], out["connections"][0]["to"]["portId"]) == (
-        "out", "in")
+        "out",
+        "in",
+    )
     assert out["connections"][1]["to"]["portId"] == "in"
     assert out["inports"] == {"in": edge("Alpha", "in", portName="in")}
     assert list(out["outports"]) == ["out"]
@@ -647,7 +824,9 @@ def test_exported_ports_rename_remove_and_order() -> None:
     out = g.to_json()
     # the packets stay, now addressed to the node port itself
     assert [(c["to"]["portId"], c["to"]["portName"]) for c in out["connections"][3:]] == [
-        ("in", ""), ("in", "")]
+        ("in", ""),
+        ("in", ""),
+    ]
     g.rename_outport("result", "res")
     g.remove_outport("res")
     assert g.outports() == {}
@@ -702,10 +881,14 @@ def test_port_types_compatible(out_t: Any, in_t: Any, ok: bool) -> None:
 
 
 def typed_doc(out_type: Any, in_type: Any) -> dict[str, Any]:
-    return doc_with(connections=[{
-        "src": {"process": "a", "port": "out", "portType": out_type},
-        "tgt": {"process": "b", "port": "in", "portType": in_type},
-    }])
+    return doc_with(
+        connections=[
+            {
+                "src": {"process": "a", "port": "out", "portType": out_type},
+                "tgt": {"process": "b", "port": "in", "portType": in_type},
+            }
+        ]
+    )
 
 
 def test_type_mismatch_raises_naming_both_ends() -> None:
@@ -752,8 +935,10 @@ def test_network_spec_of_a_graph() -> None:
         NodeSpec("b", "tpl_b", {}, {}),
         NodeSpec("c", "tpl_c", {}, {}),
     ]
-    assert spec.connections == [ConnectionSpec("a", "out", "b", "in", None),
-                                ConnectionSpec("b", "out", "c", "in", 2)]
+    assert spec.connections == [
+        ConnectionSpec("a", "out", "b", "in", None),
+        ConnectionSpec("b", "out", "c", "in", 2),
+    ]
     assert spec.initials == [InitialSpec("a", "in", 5, None)]
     assert spec.inports == {"start": ("a", "in")}
     assert spec.outports == {"result": ("c", "out")}
@@ -766,22 +951,36 @@ def test_network_spec_of_classic_document() -> None:
     spec = graph_to_network_spec(Graph.from_json(CLASSIC))
     assert spec.nodes[1].config == {"sep": ","}
     assert spec.connections[0].capacity == 8
-    assert spec.initials == [InitialSpec("read", "path", "file.txt", None),
-                             InitialSpec("split", "n", {"type": "Integer", "data": 4}, 2)]
+    assert spec.initials == [
+        InitialSpec("read", "path", "file.txt", None),
+        InitialSpec("split", "n", {"type": "Integer", "data": 4}, 2),
+    ]
     assert spec.port_types == {("show", "in", "in"): {"type": "string"}}
 
 
 @pytest.mark.parametrize(
     ("change", "fragment", "path"),
     [
-        (lambda g: g.set_node_metadata("a", {"config": [1]}), "config of node 'a'",
-         "$.processes.a.metadata.config"),
-        (lambda g: g.set_connection_metadata("b", "out", "c", "in", {"capacity": 0}),
-         "positive integer", "$.connections[1].metadata.capacity"),
-        (lambda g: g.set_connection_metadata("a", "out", "b", "in", {"capacity": "9"}),
-         "b.in must be a positive", "$.connections[0].metadata.capacity"),
-        (lambda g: g.set_connection_metadata("a", "out", "b", "in", {"capacity": True}),
-         "positive integer", "$.connections[0].metadata.capacity"),
+        (
+            lambda g: g.set_node_metadata("a", {"config": [1]}),
+            "config of node 'a'",
+            "$.processes.a.metadata.config",
+        ),
+        (
+            lambda g: g.set_connection_metadata("b", "out", "c", "in", {"capacity": 0}),
+            "positive integer",
+            "$.connections[1].metadata.capacity",
+        ),
+        (
+            lambda g: g.set_connection_metadata("a", "out", "b", "in", {"capacity": "9"}),
+            "b.in must be a positive",
+            "$.connections[0].metadata.capacity",
+        ),
+        (
+            lambda g: g.set_connection_metadata("a", "out", "b", "in", {"capacity": True}),
+            "positive integer",
+            "$.connections[0].metadata.capacity",
+        ),
     ],
 )
 def test_network_spec_errors(change: Any, fragment: str, path: str) -> None:
@@ -805,9 +1004,13 @@ def member(name: str) -> dict[str, Any]:
 def composition(**kw: Any) -> dict[str, Any]:
     comp: dict[str, Any] = {
         "graphs": [member("left"), member("right")],
-        "connections": [{"from": {"process": "left/c", "port": "out"},
-                         "to": {"process": "right/a", "port": "in"},
-                         "metadata": {"capacity": 4}}],
+        "connections": [
+            {
+                "from": {"process": "left/c", "port": "out"},
+                "to": {"process": "right/a", "port": "in"},
+                "metadata": {"capacity": 4},
+            }
+        ],
         "shared_resources": [],
         "properties": {"name": "pipeline"},
         "case_sensitive": False,
@@ -818,30 +1021,41 @@ def composition(**kw: Any) -> dict[str, Any]:
 
 def test_compose_namespaces_and_connects() -> None:
     out = compose_graphs(composition())
-    assert list(out["processes"]) == ["left/a", "left/b", "left/c", "right/a", "right/b",
-                                      "right/c"]
-    assert out["processes"]["left/a"] == {"id": "left/a", "component": "tpl_a",
-                                          "metadata": {"config": {"k": 1}}}
+    assert list(out["processes"]) == ["left/a", "left/b", "left/c", "right/a", "right/b", "right/c"]
+    assert out["processes"]["left/a"] == {
+        "id": "left/a",
+        "component": "tpl_a",
+        "metadata": {"config": {"k": 1}},
+    }
     assert out["properties"] == {"name": "pipeline"}
-    assert out["inports"] == {"left/start": edge("left/a", "left/start", portName="in"),
-                              "right/start": edge("right/a", "right/start", portName="in")}
+    assert out["inports"] == {
+        "left/start": edge("left/a", "left/start", portName="in"),
+        "right/start": edge("right/a", "right/start", portName="in"),
+    }
     assert list(out["outports"]) == ["left/result", "right/result"]
     assert [grp["id"] for grp in out["groups"]] == ["left/grp", "right/grp"]
     assert out["groups"][1]["nodes"] == ["right/a", "right/b"]
     spec = graph_to_network_spec(Graph.from_json(out))
     assert ConnectionSpec("left/c", "out", "right/a", "in", 4) in spec.connections
     assert ConnectionSpec("right/b", "out", "right/c", "in", 2) in spec.connections
-    assert spec.initials == [InitialSpec("left/a", "in", 5, None),
-                             InitialSpec("right/a", "in", 5, None)]
+    assert spec.initials == [
+        InitialSpec("left/a", "in", 5, None),
+        InitialSpec("right/a", "in", 5, None),
+    ]
     assert Graph.from_json(out).to_json() == out
 
 
 def test_compose_accepts_classic_members_and_graph_objects() -> None:
     classic = copy.deepcopy(CLASSIC)
-    out = compose_graphs({"graphs": [classic, Graph.from_json(member("m"))],
-                          "shared_resources": ["cache"]})
-    assert out["processes"]["classic/split"] == {"id": "classic/split", "component": "text/Split",
-                                                 "metadata": {"config": {"sep": ","}}, "z": 1}
+    out = compose_graphs(
+        {"graphs": [classic, Graph.from_json(member("m"))], "shared_resources": ["cache"]}
+    )
+    assert out["processes"]["classic/split"] == {
+        "id": "classic/split",
+        "component": "text/Split",
+        "metadata": {"config": {"sep": ","}},
+        "z": 1,
+    }
     first = out["connections"][0]
     assert (first["from"]["nodeId"], first["to"]["nodeId"]) == ("classic/read", "classic/split")
     assert out["inports"]["classic/path"]["nodeId"] == "classic/read"
@@ -859,26 +1073,68 @@ def nameless() -> dict[str, Any]:
 BAD_COMPOSITIONS = [
     ([1], "must be an object", "$"),
     ({"graphs": []}, "non-empty array", "$.graphs"),
-    (composition(graphs=[member("left"), member("left")]), "namespace 'left' is used",
-     "$.graphs[1].properties.name"),
-    (composition(graphs=[member("left"), nameless()]), "needs a non-empty properties.name",
-     "$.graphs[1].properties.name"),
-    (composition(graphs=[member("left"), {"processes": {"a": {}}}]), "component",
-     "$.graphs[1].processes.a.component"),
-    (composition(connections=[{"from": {"process": "left/zz", "port": "out"},
-                               "to": {"process": "right/a", "port": "in"}}]),
-     "unknown process 'left/zz'", "$.connections[0].from.process"),
-    (composition(connections=[{"from": {"process": "left/c", "port": "out"},
-                               "to": {"process": "a", "port": "in"}}]),
-     "'namespace/node'", "$.connections[0].to.process"),
-    (composition(connections=[{"from": {"process": "left/c"},
-                               "to": {"process": "right/a", "port": "in"}}]),
-     "port", "$.connections[0].from.port"),
-    (composition(connections=[{"to": {"process": "right/a", "port": "in"}}]),
-     '"from" must be an object', "$.connections[0].from"),
-    (composition(connections=[{"from": {"process": "left/a", "port": "out"},
-                               "to": {"process": "left/b", "port": "in"}}]),
-     "duplicate connection", "$.connections[0]"),
+    (
+        composition(graphs=[member("left"), member("left")]),
+        "namespace 'left' is used",
+        "$.graphs[1].properties.name",
+    ),
+    (
+        composition(graphs=[member("left"), nameless()]),
+        "needs a non-empty properties.name",
+        "$.graphs[1].properties.name",
+    ),
+    (
+        composition(graphs=[member("left"), {"processes": {"a": {}}}]),
+        "component",
+        "$.graphs[1].processes.a.component",
+    ),
+    (
+        composition(
+            connections=[
+                {
+                    "from": {"process": "left/zz", "port": "out"},
+                    "to": {"process": "right/a", "port": "in"},
+                }
+            ]
+        ),
+        "unknown process 'left/zz'",
+        "$.connections[0].from.process",
+    ),
+    (
+        composition(
+            connections=[
+                {"from": {"process": "left/c", "port": "out"}, "to": {"process": "a", "port": "in"}}
+            ]
+        ),
+        "'namespace/node'",
+        "$.connections[0].to.process",
+    ),
+    (
+        composition(
+            connections=[
+                {"from": {"process": "left/c"}, "to": {"process": "right/a", "port": "in"}}
+            ]
+        ),
+        "port",
+        "$.connections[0].from.port",
+    ),
+    (
+        composition(connections=[{"to": {"process": "right/a", "port": "in"}}]),
+        '"from" must be an object',
+        "$.connections[0].from",
+    ),
+    (
+        composition(
+            connections=[
+                {
+                    "from": {"process": "left/a", "port": "out"},
+                    "to": {"process": "left/b", "port": "in"},
+                }
+            ]
+        ),
+        "duplicate connection",
+        "$.connections[0]",
+    ),
     (composition(case_sensitive=1), "case_sensitive", "$.case_sensitive"),
     (composition(shared_resources="x"), "shared_resources", "$.shared_resources"),
 ]

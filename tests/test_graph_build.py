@@ -79,8 +79,7 @@ class Join(Actor):
 
 def _net() -> Network:
     net = Network()
-    for tid, actor in (("inc", Inc()), ("emit", Emit()), ("ainc", AsyncInc()),
-                       ("join", Join())):
+    for tid, actor in (("inc", Inc()), ("emit", Emit()), ("ainc", AsyncInc()), ("join", Join())):
         net.register_actor(tid, actor)
     return net
 
@@ -307,8 +306,10 @@ def _imported(g: Graph) -> None:
     ],
 )
 def test_the_graphs_connection_index_follows_edits(
-    edit: Callable[[Graph], None] | None, call: tuple[str, str, str, str],
-    error: type[Exception] | None, fragment: str,
+    edit: Callable[[Graph], None] | None,
+    call: tuple[str, str, str, str],
+    error: type[Exception] | None,
+    fragment: str,
 ) -> None:
     g = _graph()
     if edit is not None:
@@ -324,9 +325,12 @@ def test_the_graphs_connection_index_follows_edits(
 
 
 def test_a_connection_read_from_json_is_found_by_its_ports() -> None:
-    doc = {"processes": {"a": {"component": "inc"}, "b": {"component": "inc"}},
-           "connections": [{"src": {"process": "a", "port": "Out"},
-                            "tgt": {"process": "b", "port": "IN"}}]}
+    doc = {
+        "processes": {"a": {"component": "inc"}, "b": {"component": "inc"}},
+        "connections": [
+            {"src": {"process": "a", "port": "Out"}, "tgt": {"process": "b", "port": "IN"}}
+        ],
+    }
     g = Graph.from_json(doc)
     assert g.get_connection("a", "out", "b", "in") is not None
     with pytest.raises(GraphError, match="already exists"):
@@ -340,8 +344,10 @@ def test_a_duplicate_cross_connection_in_a_composition() -> None:
     left.add_node("src", "emit")
     right = Graph("right")
     right.add_node("sink", "inc")
-    link = {"from": {"process": "left/src", "port": "out"},
-            "to": {"process": "right/sink", "port": "in"}}
+    link = {
+        "from": {"process": "left/src", "port": "out"},
+        "to": {"process": "right/sink", "port": "in"},
+    }
     with pytest.raises(GraphFormatError, match="duplicate connection") as info:
         compose_graphs({"graphs": [left, right], "connections": [link, dict(link)]})
     assert info.value.path == "$.connections[1]"
@@ -349,14 +355,18 @@ def test_a_duplicate_cross_connection_in_a_composition() -> None:
 
 def _typed_chain(n: int, clash: bool = False) -> dict[str, Any]:
     integer = {"type": "integer"}
-    doc: dict[str, Any] = {"processes": {f"n{i}": {"component": "inc"} for i in range(n)},
-                           "connections": []}
+    doc: dict[str, Any] = {
+        "processes": {f"n{i}": {"component": "inc"} for i in range(n)},
+        "connections": [],
+    }
     for i in range(1, n):
         in_type = {"type": "string"} if clash and i == n - 1 else integer
-        doc["connections"].append({"src": {"process": f"n{i - 1}", "port": "out",
-                                           "portType": integer},
-                                   "tgt": {"process": f"n{i}", "port": "in",
-                                           "portType": in_type}})
+        doc["connections"].append(
+            {
+                "src": {"process": f"n{i - 1}", "port": "out", "portType": integer},
+                "tgt": {"process": f"n{i}", "port": "in", "portType": in_type},
+            }
+        )
     return doc
 
 
@@ -382,8 +392,11 @@ def test_a_type_clash_at_the_end_of_a_big_graph_is_named() -> None:
     from reflow import PortTypeError
 
     g = Graph.from_json(_typed_chain(2000, clash=True))
-    with pytest.raises(PortTypeError, match=r"cannot connect n1998\.out \(integer\) to "
-                                            r"n1999\.in \(string\)"):
+    with pytest.raises(
+        PortTypeError,
+        match=r"cannot connect n1998\.out \(integer\) to "
+        r"n1999\.in \(string\)",
+    ):
         graph_to_network_spec(g)
 
 
@@ -456,6 +469,7 @@ def test_a_threshold_someone_else_set_is_kept() -> None:
 
 def test_a_build_gives_the_same_network_with_the_collector_off() -> None:
     """The hold changes when memory is reclaimed, never what is built."""
+
     def build() -> list[Any]:
         net = _net()
         net.add_node("src", "emit")
@@ -504,8 +518,9 @@ def test_an_idle_node_costs_at_most_2_kib() -> None:
         gc.collect()
         print(json.dumps((psutil.Process().memory_info().rss - rss0) / n))
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
     per_node = json.loads(out.stdout)
     assert 0 < per_node <= 2048, per_node
 
@@ -535,11 +550,14 @@ def test_the_network_observer_is_called_once_per_network(
 
 
 def test_importing_reflow_loads_neither_the_loader_nor_pluggy() -> None:
-    script = ("import sys, reflow\n"
-              "print(sorted(m for m in sys.modules if m.startswith(('pluggy', 'reflow._loader',"
-              " 'reflow._sandbox'))))\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, check=True)
+    script = (
+        "import sys, reflow\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pluggy', 'reflow._loader',"
+        " 'reflow._sandbox'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == "[]"
 
 

@@ -96,8 +96,7 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.perf_counter() - t0
 
 
-def expect(fn: Callable[[], Any], error: type[Exception], fragments: tuple[str, ...]
-           ) -> Exception:
+def expect(fn: Callable[[], Any], error: type[Exception], fragments: tuple[str, ...]) -> Exception:
     result, elapsed = timed(fn)
     assert isinstance(result, error), f"expected {error.__name__}, got {result!r}"
     for fragment in fragments:
@@ -113,55 +112,138 @@ LIMIT = f"deeper than {MAX_DEPTH} (the limit)"
 
 MESSAGE_ROWS: list[tuple[str, Callable[[], Any], tuple[str, ...], str]] = [
     # id, call, message fragments, start of the error's .path
-    ("text [[[ unterminated", lambda: Message.from_json("[" * DEEP),
-     (f"nests {DEEP} levels deep", LIMIT, "line 1 column 201"), "$[0][0]"),
-    ("text [[[ ]]] balanced", lambda: Message.from_json("[" * DEEP + "]" * DEEP),
-     (f"nests {DEEP} levels deep", LIMIT), "$[0]"),
-    ("text {{{ objects", lambda: Message.from_json('{"a":' * DEEP + "1" + "}" * DEEP),
-     (f"nests {DEEP} levels deep", LIMIT), "$.a.a"),
-    ("text mixed [{", lambda: Message.from_json('[{"k":' * (DEEP // 2)),
-     (f"nests {DEEP} levels deep", LIMIT), '$[0].k[0].k'),
-    ("text as bytes", lambda: Message.from_json(b"[" * DEEP), (f"nests {DEEP} levels", LIMIT),
-     "$[0]"),
-    ("text Object data deep",
-     lambda: Message.from_json('{"type":"Object","data":' + '{"x":' * DEEP),
-     (f"nests {DEEP + 1} levels deep", LIMIT), "$.data.x.x"),
-    ("text odd keys", lambda: Message.from_json('{"a b":' * 300),
-     ("nests 300 levels deep", LIMIT), '$["a b"]["a b"]'),
-    ("text 900 nested Any", lambda: Message.from_json(json.dumps(nested_messages(900))),
-     ("nests 901 levels deep", LIMIT), "$.data.data"),
-    ("dict 900 nested Any", lambda: Message.from_json(nested_messages(900)),
-     ("nests 901 levels deep", LIMIT), "$.data.data.data"),
-    ("dict 900 nested Optional", lambda: Message.from_json(nested_messages(900, "Optional")),
-     ("nests 901 levels deep", LIMIT), "$.data.data"),
-    ("dict Object data 10^5", lambda: Message.from_json(
-        {"type": "Object", "data": nested_dicts(DEEP)}), (f"nests {DEEP + 1} levels", LIMIT),
-     "$.data.a.a"),
-    ("dict Array data 10^5", lambda: Message.from_json(
-        {"type": "Array", "data": nested_lists(DEEP)}), (f"nests {DEEP + 1} levels", LIMIT),
-     "$.data[0][0]"),
-    ("dict Any data mixed", lambda: Message.from_json(
-        {"type": "Any", "data": nested_mixed(1000)}), ("nests 1001 levels", LIMIT),
-     "$.data[0].k[0]"),
-    ("dict Event data", lambda: Message.event(nested_dicts(500)), ("nests 501 levels", LIMIT),
-     "$.data.a"),
-    ("from_value lists 10^5", lambda: Message.from_value(nested_lists(DEEP)),
-     (f"nests {DEEP + 1} levels deep", LIMIT), "$.data[0]"),
-    ("from_value dicts 10^5", lambda: Message.from_value(nested_dicts(DEEP)),
-     (f"nests {DEEP + 1} levels deep", LIMIT), "$.data.a"),
-    ("from_value tuples", lambda: Message.from_value(tuple(nested_lists(1000))),
-     ("nests 1001 levels deep", LIMIT), "$.data[0]"),
-    ("from_value mixed", lambda: Message.from_value(nested_mixed(DEEP)),
-     (f"nests {DEEP + 1} levels deep", LIMIT), "$.data"),
-    ("from_value cycle", lambda: Message.from_value(cyclic_list()),
-     ("nests without end (it contains itself)", LIMIT), "$.data[0][0]"),
-    ("Message.array cycle", lambda: Message.array([1, cyclic_list()]),
-     ("contains itself",), "$.data[1][0]"),
-    ("Message.object cycle through dict", lambda: (lambda d: (d.__setitem__("me", d),
-                                                              Message.object(d)))({})[1],
-     ("contains itself",), "$.data.me.me"),
-    ("Array around deep built Messages", lambda: _deep_built(150),
-     ("nests 202 levels deep", LIMIT), "$.data[0][0]"),
+    (
+        "text [[[ unterminated",
+        lambda: Message.from_json("[" * DEEP),
+        (f"nests {DEEP} levels deep", LIMIT, "line 1 column 201"),
+        "$[0][0]",
+    ),
+    (
+        "text [[[ ]]] balanced",
+        lambda: Message.from_json("[" * DEEP + "]" * DEEP),
+        (f"nests {DEEP} levels deep", LIMIT),
+        "$[0]",
+    ),
+    (
+        "text {{{ objects",
+        lambda: Message.from_json('{"a":' * DEEP + "1" + "}" * DEEP),
+        (f"nests {DEEP} levels deep", LIMIT),
+        "$.a.a",
+    ),
+    (
+        "text mixed [{",
+        lambda: Message.from_json('[{"k":' * (DEEP // 2)),
+        (f"nests {DEEP} levels deep", LIMIT),
+        "$[0].k[0].k",
+    ),
+    (
+        "text as bytes",
+        lambda: Message.from_json(b"[" * DEEP),
+        (f"nests {DEEP} levels", LIMIT),
+        "$[0]",
+    ),
+    (
+        "text Object data deep",
+        lambda: Message.from_json('{"type":"Object","data":' + '{"x":' * DEEP),
+        (f"nests {DEEP + 1} levels deep", LIMIT),
+        "$.data.x.x",
+    ),
+    (
+        "text odd keys",
+        lambda: Message.from_json('{"a b":' * 300),
+        ("nests 300 levels deep", LIMIT),
+        '$["a b"]["a b"]',
+    ),
+    (
+        "text 900 nested Any",
+        lambda: Message.from_json(json.dumps(nested_messages(900))),
+        ("nests 901 levels deep", LIMIT),
+        "$.data.data",
+    ),
+    (
+        "dict 900 nested Any",
+        lambda: Message.from_json(nested_messages(900)),
+        ("nests 901 levels deep", LIMIT),
+        "$.data.data.data",
+    ),
+    (
+        "dict 900 nested Optional",
+        lambda: Message.from_json(nested_messages(900, "Optional")),
+        ("nests 901 levels deep", LIMIT),
+        "$.data.data",
+    ),
+    (
+        "dict Object data 10^5",
+        lambda: Message.from_json({"type": "Object", "data": nested_dicts(DEEP)}),
+        (f"nests {DEEP + 1} levels", LIMIT),
+        "$.data.a.a",
+    ),
+    (
+        "dict Array data 10^5",
+        lambda: Message.from_json({"type": "Array", "data": nested_lists(DEEP)}),
+        (f"nests {DEEP + 1} levels", LIMIT),
+        "$.data[0][0]",
+    ),
+    (
+        "dict Any data mixed",
+        lambda: Message.from_json({"type": "Any", "data": nested_mixed(1000)}),
+        ("nests 1001 levels", LIMIT),
+        "$.data[0].k[0]",
+    ),
+    (
+        "dict Event data",
+        lambda: Message.event(nested_dicts(500)),
+        ("nests 501 levels", LIMIT),
+        "$.data.a",
+    ),
+    (
+        "from_value lists 10^5",
+        lambda: Message.from_value(nested_lists(DEEP)),
+        (f"nests {DEEP + 1} levels deep", LIMIT),
+        "$.data[0]",
+    ),
+    (
+        "from_value dicts 10^5",
+        lambda: Message.from_value(nested_dicts(DEEP)),
+        (f"nests {DEEP + 1} levels deep", LIMIT),
+        "$.data.a",
+    ),
+    (
+        "from_value tuples",
+        lambda: Message.from_value(tuple(nested_lists(1000))),
+        ("nests 1001 levels deep", LIMIT),
+        "$.data[0]",
+    ),
+    (
+        "from_value mixed",
+        lambda: Message.from_value(nested_mixed(DEEP)),
+        (f"nests {DEEP + 1} levels deep", LIMIT),
+        "$.data",
+    ),
+    (
+        "from_value cycle",
+        lambda: Message.from_value(cyclic_list()),
+        ("nests without end (it contains itself)", LIMIT),
+        "$.data[0][0]",
+    ),
+    (
+        "Message.array cycle",
+        lambda: Message.array([1, cyclic_list()]),
+        ("contains itself",),
+        "$.data[1][0]",
+    ),
+    (
+        "Message.object cycle through dict",
+        lambda: (lambda d: (d.__setitem__("me", d), Message.object(d)))({})[1],
+        ("contains itself",),
+        "$.data.me.me",
+    ),
+    (
+        "Array around deep built Messages",
+        lambda: _deep_built(150),
+        ("nests 202 levels deep", LIMIT),
+        "$.data[0][0]",
+    ),
 ]
 
 
@@ -174,10 +256,12 @@ def _deep_built(n: int) -> Message:
     return Message.array(nested_lists(50, msg))
 
 
-@pytest.mark.parametrize(("call", "fragments", "path"),
-                         [pytest.param(*row[1:], id=row[0]) for row in MESSAGE_ROWS])
-def test_deep_messages_are_refused(call: Callable[[], Any], fragments: tuple[str, ...],
-                                   path: str) -> None:
+@pytest.mark.parametrize(
+    ("call", "fragments", "path"), [pytest.param(*row[1:], id=row[0]) for row in MESSAGE_ROWS]
+)
+def test_deep_messages_are_refused(
+    call: Callable[[], Any], fragments: tuple[str, ...], path: str
+) -> None:
     err = expect(call, MessageError, fragments)
     assert err.path.startswith(path), err.path  # type: ignore[attr-defined]
 
@@ -197,8 +281,9 @@ def test_message_any_chain_built_by_constructors_stops_at_the_limit() -> None:
     "value",
     [
         pytest.param(lambda: "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1), id="text lists"),
-        pytest.param(lambda: {"type": "Array", "data": nested_lists(MAX_DEPTH - 2)},
-                     id="dict Array data"),
+        pytest.param(
+            lambda: {"type": "Array", "data": nested_lists(MAX_DEPTH - 2)}, id="dict Array data"
+        ),
         pytest.param(lambda: nested_messages(MAX_DEPTH - 1), id="nested Any"),
     ],
 )
@@ -222,15 +307,26 @@ def test_one_level_past_the_limit_is_refused_in_text_and_values() -> None:
 @pytest.mark.parametrize(
     ("text", "kind"),
     [
-        pytest.param('{"type":"String","data":"' + "[" * DEEP + '"}', "String",
-                     id="brackets inside a string"),
-        pytest.param('{"type":"String","data":"' + '\\"[{' * DEEP + '"}', "String",
-                     id="escaped quotes and brackets inside a string"),
-        pytest.param('{"type":"Array","data":[' + ",".join(["[1]"] * 200_000) + "]}", "Array",
-                     id="200000 shallow items"),
-        pytest.param('{"type":"Object","data":{' + ",".join(f'"k{i}":{{"v":[{i}]}}'
-                                                             for i in range(50_000)) + "}}",
-                     "Object", id="50000 shallow keys"),
+        pytest.param(
+            '{"type":"String","data":"' + "[" * DEEP + '"}', "String", id="brackets inside a string"
+        ),
+        pytest.param(
+            '{"type":"String","data":"' + '\\"[{' * DEEP + '"}',
+            "String",
+            id="escaped quotes and brackets inside a string",
+        ),
+        pytest.param(
+            '{"type":"Array","data":[' + ",".join(["[1]"] * 200_000) + "]}",
+            "Array",
+            id="200000 shallow items",
+        ),
+        pytest.param(
+            '{"type":"Object","data":{'
+            + ",".join(f'"k{i}":{{"v":[{i}]}}' for i in range(50_000))
+            + "}}",
+            "Object",
+            id="50000 shallow keys",
+        ),
     ],
 )
 def test_huge_but_shallow_messages_are_fine(text: str, kind: str) -> None:
@@ -244,8 +340,9 @@ def test_shared_sub_values_are_checked_once() -> None:
     # 2**60 paths through 60 lists: a tree walk would never end, a checked-once walk is instant
     msg, elapsed = timed(lambda: Message.from_value(shared_dag(60)))
     assert isinstance(msg, Message) and elapsed < BOUND_S
-    err = expect(lambda: Message.from_value(shared_dag(300)), MessageError,
-                 ("nests 302 levels deep", LIMIT))  # 301 lists in an Array message
+    err = expect(
+        lambda: Message.from_value(shared_dag(300)), MessageError, ("nests 302 levels deep", LIMIT)
+    )  # 301 lists in an Array message
     assert err.path.startswith("$.data[0]")  # type: ignore[attr-defined]
 
 
@@ -256,8 +353,7 @@ def test_shared_sub_values_are_checked_once() -> None:
         ('{"type":"Float","data":' + "9" * 400 + "}", "Float data must fit a 64-bit float"),
         ('{"type":"Integer","data":' + "9" * 5000 + "}", "not valid JSON"),
         ({"type": nested_dicts(DEEP)}, "unknown message type {'a': {'a': {"),
-        ({"type": "Integer", "data": 1, **{f"x{i}": 0 for i in range(1000)}},
-         "(and 995 more)"),
+        ({"type": "Integer", "data": 1, **{f"x{i}": 0 for i in range(1000)}}, "(and 995 more)"),
         (b"\xff\xfe\x00[", "not valid JSON"),
     ],
 )
@@ -265,14 +361,22 @@ def test_other_message_input_that_used_to_leak(value: Any, fragment: str) -> Non
     expect(lambda: Message.from_json(value), MessageError, (fragment,))
 
 
-_JSONISH = st.text(alphabet=st.sampled_from('[]{}",:\\ 0123456789.eE-+truefalsn\n'
-                                             "Integer type data Array Any Object"),
-                   max_size=400)
+_JSONISH = st.text(
+    alphabet=st.sampled_from(
+        '[]{}",:\\ 0123456789.eE-+truefalsn\nInteger type data Array Any Object'
+    ),
+    max_size=400,
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(st.text(max_size=300), _JSONISH,
-                 st.builds(lambda n, s: "[" * n + s, st.integers(0, 3000), _JSONISH)))
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        _JSONISH,
+        st.builds(lambda n, s: "[" * n + s, st.integers(0, 3000), _JSONISH),
+    )
+)
 def test_from_json_on_any_text_raises_only_message_error(text: str) -> None:
     with contextlib.suppress(MessageError):
         Message.from_json(text)
@@ -289,8 +393,10 @@ def test_graph_from_json_on_any_text_raises_only_graph_format_error(text: str) -
 
 _JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(alphabet='ab"\\[]{}:,', max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.text(alphabet='k"\\[{', max_size=3), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(alphabet='k"\\[{', max_size=3), inner, max_size=3)
+    ),
     max_leaves=30,
 )
 
@@ -320,10 +426,10 @@ def _graph_text(where: str, deep_json: str) -> str:
     docs = {
         "metadata": '{"processes":{"n":{"component":"c","metadata":%s}}}',
         "iip": '{"processes":{"n":{"component":"c"}},"connections":[{"data":%s,'
-               '"tgt":{"process":"n","port":"in"}}]}',
+        '"tgt":{"process":"n","port":"in"}}]}',
         "properties": '{"properties":{"name":"g","x":%s}}',
         "group": '{"processes":{"n":{"component":"c"}},'
-                 '"groups":[{"name":"g","nodes":["n"],"metadata":%s}]}',
+        '"groups":[{"name":"g","nodes":["n"],"metadata":%s}]}',
         "unknown key": '{"extra":%s}',
         "root": "%s",
     }
@@ -331,77 +437,193 @@ def _graph_text(where: str, deep_json: str) -> str:
 
 
 GRAPH_ROWS: list[tuple[str, Callable[[], Any], tuple[str, ...], str]] = [
-    ("text metadata {{{", lambda: Graph.from_json(_graph_text("metadata", '{"a":' * DEEP)),
-     (f"graph JSON nests {DEEP + 3} levels deep", GLIMIT, "line 1 column"),
-     "$.processes.n.metadata.a"),
+    (
+        "text metadata {{{",
+        lambda: Graph.from_json(_graph_text("metadata", '{"a":' * DEEP)),
+        (f"graph JSON nests {DEEP + 3} levels deep", GLIMIT, "line 1 column"),
+        "$.processes.n.metadata.a",
+    ),
     # the arrays never close, so the "tgt" object after them is one level deeper still
-    ("text iip [[[", lambda: Graph.from_json(_graph_text("iip", "[" * DEEP)),
-     (f"nests {DEEP + 4} levels deep", GLIMIT), "$.connections[0].data[0]"),
-    ("text properties mixed", lambda: Graph.from_json(
-        _graph_text("properties", '[{"k":' * 5000)),
-     ("nests 10002 levels deep", GLIMIT), "$.properties.x[0].k"),
-    ("text group metadata", lambda: Graph.from_json(_graph_text("group", '{"a":' * 500)),
-     ("nests 503 levels deep", GLIMIT), "$.groups[0].metadata.a"),
-    ("text unknown key", lambda: Graph.from_json(_graph_text("unknown key", "[" * DEEP)),
-     (f"nests {DEEP + 1} levels deep", GLIMIT), "$.extra[0]"),
-    ("text root [[[", lambda: Graph.from_json("[" * DEEP), (f"nests {DEEP} levels deep",),
-     "$[0]"),
-    ("bytes", lambda: Graph.from_json(_graph_text("metadata", '{"a":' * DEEP).encode()),
-     (f"nests {DEEP + 3} levels deep",), "$.processes.n.metadata"),
-    ("dict metadata", lambda: Graph.from_json(
-        {"processes": {"n": {"component": "c", "metadata": nested_dicts(DEEP)}}}),
-     (f"graph nests {DEEP + 3} levels deep", GLIMIT), "$.processes.n.metadata.a"),
-    ("dict iip data cycle", lambda: Graph.from_json(
-        {"processes": {"n": {"component": "c"}},
-         "connections": [{"data": cyclic_list(), "tgt": {"process": "n", "port": "in"}}]}),
-     ("without end (it contains itself)",), "$.connections[0].data[0]"),
-    ("dict port type", lambda: Graph.from_json(
-        {"processes": {"n": {"component": "c"}},
-         "inports": {"in": {"process": "n", "port": "in",
-                            "portType": nested_dicts(DEEP, "value")}}}),
-     (f"nests {DEEP + 3} levels",), "$.inports.in.portType.value"),
+    (
+        "text iip [[[",
+        lambda: Graph.from_json(_graph_text("iip", "[" * DEEP)),
+        (f"nests {DEEP + 4} levels deep", GLIMIT),
+        "$.connections[0].data[0]",
+    ),
+    (
+        "text properties mixed",
+        lambda: Graph.from_json(_graph_text("properties", '[{"k":' * 5000)),
+        ("nests 10002 levels deep", GLIMIT),
+        "$.properties.x[0].k",
+    ),
+    (
+        "text group metadata",
+        lambda: Graph.from_json(_graph_text("group", '{"a":' * 500)),
+        ("nests 503 levels deep", GLIMIT),
+        "$.groups[0].metadata.a",
+    ),
+    (
+        "text unknown key",
+        lambda: Graph.from_json(_graph_text("unknown key", "[" * DEEP)),
+        (f"nests {DEEP + 1} levels deep", GLIMIT),
+        "$.extra[0]",
+    ),
+    ("text root [[[", lambda: Graph.from_json("[" * DEEP), (f"nests {DEEP} levels deep",), "$[0]"),
+    (
+        "bytes",
+        lambda: Graph.from_json(_graph_text("metadata", '{"a":' * DEEP).encode()),
+        (f"nests {DEEP + 3} levels deep",),
+        "$.processes.n.metadata",
+    ),
+    (
+        "dict metadata",
+        lambda: Graph.from_json(
+            {"processes": {"n": {"component": "c", "metadata": nested_dicts(DEEP)}}}
+        ),
+        (f"graph nests {DEEP + 3} levels deep", GLIMIT),
+        "$.processes.n.metadata.a",
+    ),
+    (
+        "dict iip data cycle",
+        lambda: Graph.from_json(
+            {
+                "processes": {"n": {"component": "c"}},
+                "connections": [{"data": cyclic_list(), "tgt": {"process": "n", "port": "in"}}],
+            }
+        ),
+        ("without end (it contains itself)",),
+        "$.connections[0].data[0]",
+    ),
+    (
+        "dict port type",
+        lambda: Graph.from_json(
+            {
+                "processes": {"n": {"component": "c"}},
+                "inports": {
+                    "in": {"process": "n", "port": "in", "portType": nested_dicts(DEEP, "value")}
+                },
+            }
+        ),
+        (f"nests {DEEP + 3} levels",),
+        "$.inports.in.portType.value",
+    ),
     ("Graph.import_graph", lambda: Graph().import_graph("[" * DEEP), ("nests",), "$[0]"),
-    ("add_initial", lambda: _graph().add_initial("n", "in", nested_lists(DEEP)),
-     ("initial packet nests", GLIMIT), "$.connections[0].data[0]"),
-    ("add_initial message-shaped", lambda: _graph().add_initial("n", "in", nested_messages(900)),
-     ("initial packet nests", GLIMIT), "$.connections[0].data.data"),
-    ("add_node metadata", lambda: _graph().add_node("m", "c", nested_dicts(DEEP)),
-     ("metadata nests", GLIMIT), "$.processes.m.metadata.a"),
-    ("set_node_metadata", lambda: _graph().set_node_metadata("n", nested_dicts(DEEP)),
-     ("metadata nests", GLIMIT), "$.processes.n.metadata.a"),
-    ("add_connection metadata", lambda: _graph().add_connection(
-        "n", "out", "n", "in", nested_mixed(DEEP)), ("metadata nests",), "$.connections[0]"),
-    ("add_group metadata", lambda: _graph().add_group("g", ["n"], nested_dicts(DEEP)),
-     ("metadata nests",), "$.groups[0].metadata.a"),
-    ("add_inport port type", lambda: _graph().add_inport(
-        "in", "n", "in", nested_dicts(DEEP, "value")), ("port type nests",),
-     "$.inports.in.portType.value"),
-    ("set_properties", lambda: _graph().set_properties({"x": nested_lists(DEEP)}),
-     ("properties nests", GLIMIT), "$.properties.x[0]"),
-    ("compose_graphs member text", lambda: compose_graphs({"graphs": [
-        _graph_text("properties", "[" * DEEP)]}), ("graph JSON nests",),
-     "$.graphs[0].properties.x[0]"),
-    ("compose_graphs member dict", lambda: compose_graphs({"graphs": [
-        {"properties": {"name": "a"}, "processes": {"n": {"component": "c",
-                                                          "metadata": nested_dicts(DEEP)}}}]}),
-     ("graph nests",), "$.graphs[0].processes.n.metadata.a"),
-    ("compose_graphs properties", lambda: compose_graphs(
-        {"graphs": [{"properties": {"name": "a"}}], "properties": nested_dicts(DEEP)}),
-     ("composition nests", GLIMIT), "$.properties.a"),
-    ("compose_graphs connection metadata", lambda: compose_graphs(
-        {"graphs": [{"properties": {"name": "a"}}],
-         "connections": [{"metadata": nested_lists(DEEP)}]}),
-     ("composition nests",), "$.connections[0].metadata[0]"),
-    ("Network.from_graph text", lambda: Network.from_graph(_graph_text("iip", "[" * DEEP)),
-     ("graph JSON nests",), "$.connections[0].data"),
-    ("Network.from_graph dict", lambda: Network.from_graph(
-        {"processes": {"n": {"component": "c", "metadata": nested_mixed(DEEP)}}}),
-     ("graph nests",), "$.processes.n.metadata"),
-    ("SubgraphBuilder text", lambda: SubgraphBuilder(_graph_text("metadata", '{"a":' * DEEP)),
-     ("graph JSON nests",), "$.processes.n.metadata.a"),
-    ("SubgraphBuilder dict", lambda: SubgraphBuilder(
-        {"processes": {"n": {"component": "c", "metadata": cyclic_list()}}}),
-     ("contains itself",), "$.processes.n.metadata[0]"),
+    (
+        "add_initial",
+        lambda: _graph().add_initial("n", "in", nested_lists(DEEP)),
+        ("initial packet nests", GLIMIT),
+        "$.connections[0].data[0]",
+    ),
+    (
+        "add_initial message-shaped",
+        lambda: _graph().add_initial("n", "in", nested_messages(900)),
+        ("initial packet nests", GLIMIT),
+        "$.connections[0].data.data",
+    ),
+    (
+        "add_node metadata",
+        lambda: _graph().add_node("m", "c", nested_dicts(DEEP)),
+        ("metadata nests", GLIMIT),
+        "$.processes.m.metadata.a",
+    ),
+    (
+        "set_node_metadata",
+        lambda: _graph().set_node_metadata("n", nested_dicts(DEEP)),
+        ("metadata nests", GLIMIT),
+        "$.processes.n.metadata.a",
+    ),
+    (
+        "add_connection metadata",
+        lambda: _graph().add_connection("n", "out", "n", "in", nested_mixed(DEEP)),
+        ("metadata nests",),
+        "$.connections[0]",
+    ),
+    (
+        "add_group metadata",
+        lambda: _graph().add_group("g", ["n"], nested_dicts(DEEP)),
+        ("metadata nests",),
+        "$.groups[0].metadata.a",
+    ),
+    (
+        "add_inport port type",
+        lambda: _graph().add_inport("in", "n", "in", nested_dicts(DEEP, "value")),
+        ("port type nests",),
+        "$.inports.in.portType.value",
+    ),
+    (
+        "set_properties",
+        lambda: _graph().set_properties({"x": nested_lists(DEEP)}),
+        ("properties nests", GLIMIT),
+        "$.properties.x[0]",
+    ),
+    (
+        "compose_graphs member text",
+        lambda: compose_graphs({"graphs": [_graph_text("properties", "[" * DEEP)]}),
+        ("graph JSON nests",),
+        "$.graphs[0].properties.x[0]",
+    ),
+    (
+        "compose_graphs member dict",
+        lambda: compose_graphs(
+            {
+                "graphs": [
+                    {
+                        "properties": {"name": "a"},
+                        "processes": {"n": {"component": "c", "metadata": nested_dicts(DEEP)}},
+                    }
+                ]
+            }
+        ),
+        ("graph nests",),
+        "$.graphs[0].processes.n.metadata.a",
+    ),
+    (
+        "compose_graphs properties",
+        lambda: compose_graphs(
+            {"graphs": [{"properties": {"name": "a"}}], "properties": nested_dicts(DEEP)}
+        ),
+        ("composition nests", GLIMIT),
+        "$.properties.a",
+    ),
+    (
+        "compose_graphs connection metadata",
+        lambda: compose_graphs(
+            {
+                "graphs": [{"properties": {"name": "a"}}],
+                "connections": [{"metadata": nested_lists(DEEP)}],
+            }
+        ),
+        ("composition nests",),
+        "$.connections[0].metadata[0]",
+    ),
+    (
+        "Network.from_graph text",
+        lambda: Network.from_graph(_graph_text("iip", "[" * DEEP)),
+        ("graph JSON nests",),
+        "$.connections[0].data",
+    ),
+    (
+        "Network.from_graph dict",
+        lambda: Network.from_graph(
+            {"processes": {"n": {"component": "c", "metadata": nested_mixed(DEEP)}}}
+        ),
+        ("graph nests",),
+        "$.processes.n.metadata",
+    ),
+    (
+        "SubgraphBuilder text",
+        lambda: SubgraphBuilder(_graph_text("metadata", '{"a":' * DEEP)),
+        ("graph JSON nests",),
+        "$.processes.n.metadata.a",
+    ),
+    (
+        "SubgraphBuilder dict",
+        lambda: SubgraphBuilder(
+            {"processes": {"n": {"component": "c", "metadata": cyclic_list()}}}
+        ),
+        ("contains itself",),
+        "$.processes.n.metadata[0]",
+    ),
 ]
 
 
@@ -411,10 +633,12 @@ def _graph() -> Graph:
     return g
 
 
-@pytest.mark.parametrize(("call", "fragments", "path"),
-                         [pytest.param(*row[1:], id=row[0]) for row in GRAPH_ROWS])
-def test_deep_graphs_are_refused(call: Callable[[], Any], fragments: tuple[str, ...],
-                                 path: str) -> None:
+@pytest.mark.parametrize(
+    ("call", "fragments", "path"), [pytest.param(*row[1:], id=row[0]) for row in GRAPH_ROWS]
+)
+def test_deep_graphs_are_refused(
+    call: Callable[[], Any], fragments: tuple[str, ...], path: str
+) -> None:
     err = expect(call, GraphFormatError, fragments)
     assert err.path.startswith(path), err.path  # type: ignore[attr-defined]
     assert str(err).startswith(err.path + ": ")  # type: ignore[attr-defined]
@@ -440,18 +664,31 @@ def test_network_add_initial_deep_data_is_a_message_error() -> None:
     with Network() as net:
         net.register_actor("c", template_actor("tpl_flow_passthrough"))
         net.add_node("n", "c")
-        expect(lambda: net.add_initial("n", "in", {"type": "Array", "data": nested_lists(DEEP)}),
-               MessageError, (f"nests {DEEP + 1} levels deep",))
-        expect(lambda: net.add_initial("n", "in", nested_messages(900)), MessageError,
-               ("nests 901 levels deep",))
+        expect(
+            lambda: net.add_initial("n", "in", {"type": "Array", "data": nested_lists(DEEP)}),
+            MessageError,
+            (f"nests {DEEP + 1} levels deep",),
+        )
+        expect(
+            lambda: net.add_initial("n", "in", nested_messages(900)),
+            MessageError,
+            ("nests 901 levels deep",),
+        )
 
 
 def test_huge_but_shallow_graph_is_fine() -> None:
-    doc = {"processes": {f"n{i}": {"component": "c", "metadata": {"x": [i, {"y": i}]}}
-                         for i in range(20_000)},
-           "connections": [{"src": {"process": f"n{i}", "port": "out"},
-                            "tgt": {"process": f"n{i + 1}", "port": "in"}}
-                           for i in range(19_999)]}
+    doc = {
+        "processes": {
+            f"n{i}": {"component": "c", "metadata": {"x": [i, {"y": i}]}} for i in range(20_000)
+        },
+        "connections": [
+            {
+                "src": {"process": f"n{i}", "port": "out"},
+                "tgt": {"process": f"n{i + 1}", "port": "in"},
+            }
+            for i in range(19_999)
+        ],
+    }
     g, elapsed = timed(lambda: Graph.from_json(json.dumps(doc)))
     assert isinstance(g, Graph), g
     assert len(g.nodes()) == 20_000 and elapsed < 20 * BOUND_S
@@ -469,8 +706,9 @@ def test_huge_but_shallow_graph_is_fine() -> None:
     ],
 )
 def test_json_parse_actor(text: str, fragment: str | None) -> None:
-    result, elapsed = timed(lambda: run_tick(template_actor("tpl_json_parse"),
-                                             {"in": Message.string(text)}))
+    result, elapsed = timed(
+        lambda: run_tick(template_actor("tpl_json_parse"), {"in": Message.string(text)})
+    )
     assert elapsed < BOUND_S
     if fragment is None:
         assert result.failures == [] and result.values("out")
@@ -485,8 +723,10 @@ def _wat_bytes(raw: bytes) -> str:
 
 def _http_guest(request: bytes) -> bytes:
     """A guest whose tick calls http_request with ``request`` (hand-written WAT)."""
-    describe = (b'{"abi":"1.0","templates":[{"id":"deep/http","inports":["in"],'
-                b'"outports":[],"capabilities":["http"]}]}')
+    describe = (
+        b'{"abi":"1.0","templates":[{"id":"deep/http","inports":["in"],'
+        b'"outports":[],"capabilities":["http"]}]}'
+    )
     done = f"(i64.const {(3 << 32) | 3000})"
     pages = len(request) // 65536 + 2
     return wasmtime.wat2wasm(f"""(module
@@ -511,8 +751,11 @@ def _http_guest(request: bytes) -> bytes:
 def test_guest_http_request_too_deep_fails_its_tick(request_text: bytes) -> None:
     from reflow import default_engine
 
-    actor = default_engine().load(_http_guest(request_text)).actor(
-        grants=GuestGrants(http_hosts=("*",)))
+    actor = (
+        default_engine()
+        .load(_http_guest(request_text))
+        .actor(grants=GuestGrants(http_hosts=("*",)))
+    )
     with Network() as net:
         net.register_actor("deep/http", actor)
         net.add_node("g", "deep/http")
@@ -547,8 +790,9 @@ print(max(0, high_water() - base))
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_a_10mb_bracket_bomb_is_refused_in_bounded_memory() -> None:
-    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     grown = int(proc.stdout.strip())
     # the text itself is 10 MB; the scan makes at most a few copies of it, never a tree

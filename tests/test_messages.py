@@ -62,8 +62,20 @@ def test_message_is_its_json_dict() -> None:
 
 def test_kinds_are_those_of_the_design() -> None:
     assert set(KINDS) == {
-        "Flow", "Event", "Boolean", "Integer", "Float", "String", "Object", "Array",
-        "Bytes", "Stream", "Optional", "Any", "Error", "Null",
+        "Flow",
+        "Event",
+        "Boolean",
+        "Integer",
+        "Float",
+        "String",
+        "Object",
+        "Array",
+        "Bytes",
+        "Stream",
+        "Optional",
+        "Any",
+        "Error",
+        "Null",
     }
 
 

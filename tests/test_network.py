@@ -102,8 +102,13 @@ class Slow(Actor):
 
 def build(capacity: int | None = None) -> Network:
     net = Network(capacity=capacity)
-    for tid, actor in [("count", Count()), ("double", Double()), ("sink", Sink()),
-                       ("typed", Typed()), ("slow", Slow())]:
+    for tid, actor in [
+        ("count", Count()),
+        ("double", Double()),
+        ("sink", Sink()),
+        ("typed", Typed()),
+        ("slow", Slow()),
+    ]:
         net.register_actor(tid, actor)
     return net
 
@@ -136,41 +141,77 @@ def _wired(net: Network) -> Network:
 @pytest.mark.parametrize(
     ("call", "error", "fragment"),
     [
-        (lambda n: n.add_node("x", "no_such_tpl"), UnknownComponentError,
-         "unknown component 'no_such_tpl'"),
+        (
+            lambda n: n.add_node("x", "no_such_tpl"),
+            UnknownComponentError,
+            "unknown component 'no_such_tpl'",
+        ),
         (lambda n: n.add_node("a", "double"), DuplicateNodeError, "node id 'a' is already used"),
         (lambda n: n.add_node("", "double"), GraphError, "node id must be a non-empty string"),
         (lambda n: n.add_node(3, "double"), GraphError, "node id must be a non-empty string"),
         (lambda n: n.add_node("x", "double", [1]), GraphError, "config of node 'x' must be a dict"),
         (lambda n: n.add_connection("zz", "out", "b", "in"), UnknownNodeError, "no node 'zz'"),
-        (lambda n: n.add_connection("a", "out", "zz", "in"), UnknownNodeError,
-         "no node 'zz' (target of connection a.out -> zz.in)"),
-        (lambda n: n.add_connection("a", "nope", "b", "in"), UnknownPortError,
-         "node 'a' has no out port 'nope'; declared out ports: out"),
-        (lambda n: n.add_connection("a", "out", "b", "nope"), UnknownPortError,
-         "node 'b' has no in port 'nope'; declared in ports: in"),
-        (lambda n: n.add_connection("a", "out", "b", "in"), GraphError,
-         "connection a.out -> b.in already exists"),
-        (lambda n: n.add_connection("a", "out", "t", "any", capacity=0), GraphError,
-         "capacity must be a positive integer, got 0"),
-        (lambda n: n.add_connection("a", "out", "t", "any", capacity=2.0), GraphError,
-         "capacity must be a positive integer"),
-        (lambda n: n.add_connection("t", "s", "t2", "i"), PortTypeError,
-         "out-port t.s sends String but in-port t2.i accepts Integer"),
+        (
+            lambda n: n.add_connection("a", "out", "zz", "in"),
+            UnknownNodeError,
+            "no node 'zz' (target of connection a.out -> zz.in)",
+        ),
+        (
+            lambda n: n.add_connection("a", "nope", "b", "in"),
+            UnknownPortError,
+            "node 'a' has no out port 'nope'; declared out ports: out",
+        ),
+        (
+            lambda n: n.add_connection("a", "out", "b", "nope"),
+            UnknownPortError,
+            "node 'b' has no in port 'nope'; declared in ports: in",
+        ),
+        (
+            lambda n: n.add_connection("a", "out", "b", "in"),
+            GraphError,
+            "connection a.out -> b.in already exists",
+        ),
+        (
+            lambda n: n.add_connection("a", "out", "t", "any", capacity=0),
+            GraphError,
+            "capacity must be a positive integer, got 0",
+        ),
+        (
+            lambda n: n.add_connection("a", "out", "t", "any", capacity=2.0),
+            GraphError,
+            "capacity must be a positive integer",
+        ),
+        (
+            lambda n: n.add_connection("t", "s", "t2", "i"),
+            PortTypeError,
+            "out-port t.s sends String but in-port t2.i accepts Integer",
+        ),
         (lambda n: n.add_connection("t", "f", "t2", "i"), PortTypeError, "sends Float"),
         (lambda n: n.add_initial("zz", "in", M.flow()), UnknownNodeError, "no node 'zz'"),
-        (lambda n: n.add_initial("b", "nope", M.flow()), UnknownPortError,
-         "node 'b' has no in port 'nope'"),
-        (lambda n: n.add_initial("b", "in", {"type": "Integer", "data": "x"}), MessageError,
-         "initial packet for b.in is not a valid message: Integer data must be an int"),
-        (lambda n: n.add_initial("b", "in", {"type": "Whatever"}), MessageError,
-         "unknown message type 'Whatever'"),
+        (
+            lambda n: n.add_initial("b", "nope", M.flow()),
+            UnknownPortError,
+            "node 'b' has no in port 'nope'",
+        ),
+        (
+            lambda n: n.add_initial("b", "in", {"type": "Integer", "data": "x"}),
+            MessageError,
+            "initial packet for b.in is not a valid message: Integer data must be an int",
+        ),
+        (
+            lambda n: n.add_initial("b", "in", {"type": "Whatever"}),
+            MessageError,
+            "unknown message type 'Whatever'",
+        ),
         (lambda n: n.add_initial("b", "in", 42), MessageError, "a message must be an object"),
         (lambda n: n.collect("b", "nope"), UnknownPortError, "node 'b' has no in or out port"),
         (lambda n: n.collect("zz", "in"), UnknownNodeError, "no node 'zz'"),
         (lambda n: n.collect("no_export"), UnknownPortError, "no exported out port 'no_export'"),
-        (lambda n: n.register_actor("x", "not an actor"), GraphError,
-         "expects an Actor instance, got str"),
+        (
+            lambda n: n.register_actor("x", "not an actor"),
+            GraphError,
+            "expects an Actor instance, got str",
+        ),
     ],
 )
 def test_building_errors(call: Call, error: type[Exception], fragment: str) -> None:
@@ -249,8 +290,17 @@ def test_network_options_accepted() -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [GraphError, DuplicateNodeError, UnknownNodeError, UnknownPortError, UnknownComponentError,
-     PortTypeError, MessageError, NetworkStateError, RunTimeout],
+    [
+        GraphError,
+        DuplicateNodeError,
+        UnknownNodeError,
+        UnknownPortError,
+        UnknownComponentError,
+        PortTypeError,
+        MessageError,
+        NetworkStateError,
+        RunTimeout,
+    ],
 )
 def test_every_error_is_a_reflow_error(error: type[Exception]) -> None:
     assert issubclass(error, ReflowError)
@@ -327,7 +377,8 @@ def test_run_summary_counts_failures() -> None:
     assert not summary.ok
     assert summary.failure_count == 2
     assert [(f.node, f.component, f.error) for f in summary.failures] == [
-        ("p", "picky", "ValueError: odd")] * 2
+        ("p", "picky", "ValueError: odd")
+    ] * 2
     assert net.failures == summary.failures
     with pytest.raises(ReflowError) as info:
         summary.raise_for_failures()
@@ -532,8 +583,9 @@ USE_AFTER_SHUTDOWN: list[tuple[str, Call]] = [
 
 
 @pytest.mark.parametrize("started", [False, True], ids=["never-started", "started"])
-@pytest.mark.parametrize(("name", "call"), USE_AFTER_SHUTDOWN,
-                         ids=[u[0] for u in USE_AFTER_SHUTDOWN])
+@pytest.mark.parametrize(
+    ("name", "call"), USE_AFTER_SHUTDOWN, ids=[u[0] for u in USE_AFTER_SHUTDOWN]
+)
 def test_use_after_shutdown(name: str, call: Call, started: bool) -> None:
     net = build()
     net.add_node("d", "double")
@@ -645,15 +697,18 @@ def test_events_of_a_run() -> None:
     assert kinds[-2:] == ["NetworkIdle", "NetworkShutdown"]
     # one ActorStarted per node when the network starts (as offbit_reflow), then one per tick
     nodes = {n["id"] if isinstance(n, dict) else n for n in net.nodes()}
-    assert kinds[1:1 + len(nodes)] == ["ActorStarted"] * len(nodes)
+    assert kinds[1 : 1 + len(nodes)] == ["ActorStarted"] * len(nodes)
     assert kinds.count("ActorStarted") == len(nodes) + kinds.count("ActorCompleted")
     assert kinds.count("ActorCompleted") == 7
     assert "ActorFailed" not in kinds
     for e in events:
         assert isinstance(e["timestamp"], int)
     sent = [e for e in events if e["_type"] == "MessageSent"]
-    assert [(e["fromActor"], e["fromPort"], e["toActor"], e["toPort"], e["message"])
-            for e in sent if e["toActor"] == "d"] == [("c", "out", "d", "in", i) for i in range(3)]
+    assert [
+        (e["fromActor"], e["fromPort"], e["toActor"], e["toPort"], e["message"])
+        for e in sent
+        if e["toActor"] == "d"
+    ] == [("c", "out", "d", "in", i) for i in range(3)]
     assert all(e["size"] == 8 for e in sent)
     done = [e for e in events if e["_type"] == "ActorCompleted"]
     assert {e["actorId"] for e in done} == {"c", "d", "s"}

@@ -66,7 +66,7 @@ class Built:
     key: Any
     pub: Path
     bytes_pack: Path  # reflow/bytes: wasm + 5 native triples
-    math_pack: Path   # reflow/math: wasm only, 4 templates
+    math_pack: Path  # reflow/math: wasm only, 4 templates
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     priv, pub, _ = write_keypair(root / "keys" / "publisher")
     key = load_private_key(priv)
     return Built(
-        key, pub,
+        key,
+        pub,
         build_pack(PACKS / "bytes-native", out_dir=root / "dist", key=key),
         build_pack(PACKS / "math-wasm", out_dir=root / "dist", key=key),
     )
@@ -97,8 +98,9 @@ def trusted(built: Built) -> TrustStore:
     return store
 
 
-def run_one(template: str, inputs: dict[str, Any], config: dict[str, Any] | None = None,
-            out: str = "out") -> list[Any]:
+def run_one(
+    template: str, inputs: dict[str, Any], config: dict[str, Any] | None = None, out: str = "out"
+) -> list[Any]:
     net = Network()
     net.register_actor("t", template_actor(template))
     net.add_node("n", "t", config or {})
@@ -113,8 +115,9 @@ def run_one(template: str, inputs: dict[str, Any], config: dict[str, Any] | None
 # -- round trip ------------------------------------------------------------------------------
 
 
-def test_round_trip_build_strip_verify_load_run(built: Built, trusted: TrustStore,
-                                                 tmp_path: Path) -> None:
+def test_round_trip_build_strip_verify_load_run(
+    built: Built, trusted: TrustStore, tmp_path: Path
+) -> None:
     full = built.bytes_pack
     info = inspect_pack(full)
     assert info.signer == key_id(built.key) and info.signature_status.startswith("valid")
@@ -131,7 +134,8 @@ def test_round_trip_build_strip_verify_load_run(built: Built, trusted: TrustStor
     pack = load_pack(slim)
     assert pack.artifacts["bytes"].kind == "native" and pack.signer == key_id(built.key)
     assert {"reflow/bytes/length", "reflow/bytes/fnv1a", "reflow/bytes/reverse"} <= set(
-        template_list())
+        template_list()
+    )
     assert list_packs() == [pack]
     load_pack(built.math_pack)
 
@@ -152,15 +156,15 @@ def test_round_trip_build_strip_verify_load_run(built: Built, trusted: TrustStor
     assert [m["data"] for m in coll.messages] == [105, 210, 313]
 
 
-def test_wasm_preferred_and_stripped_to_foreign_triple(built: Built, trusted: TrustStore,
-                                                       tmp_path: Path) -> None:
+def test_wasm_preferred_and_stripped_to_foreign_triple(
+    built: Built, trusted: TrustStore, tmp_path: Path
+) -> None:
     foreign = next(t for t in ("aarch64-apple-darwin", "x86_64-apple-darwin") if t != HOST)
     slim = tmp_path / "foreign.rflpack"
     slim.write_bytes(strip_bundle(built.bytes_pack, foreign))
     pack = load_pack(slim)  # no host library in it: falls back to the portable wasm
     assert pack.artifacts["bytes"].kind == "wasm"
-    assert run_one("reflow/bytes/reverse", {"in": Message.string("abc")}) == [
-        Message.bytes(b"cba")]
+    assert run_one("reflow/bytes/reverse", {"in": Message.string("abc")}) == [Message.bytes(b"cba")]
     unload_pack("reflow/bytes")
     pack = load_pack(built.bytes_pack, prefer="wasm")
     assert pack.artifacts["bytes"].kind == "wasm"
@@ -169,24 +173,30 @@ def test_wasm_preferred_and_stripped_to_foreign_triple(built: Built, trusted: Tr
 def test_math_templates_run(built: Built, trusted: TrustStore) -> None:
     load_pack(built.math_pack)
     assert run_one("reflow/math/clamp", {"in": Message.integer(500)}, {"max": 42}) == [
-        Message.integer(42)]
-    assert run_one("reflow/math/multiply", {"a": Message.integer(6), "b": Message.integer(7)}
-                   ) == [Message.integer(42)]
+        Message.integer(42)
+    ]
+    assert run_one("reflow/math/multiply", {"a": Message.integer(6), "b": Message.integer(7)}) == [
+        Message.integer(42)
+    ]
 
 
 # -- keys limited to pack names (trust add --for) ---------------------------------------------
 
 
-@pytest.mark.parametrize("patterns, loads", [
-    (("reflow/*",), True),
-    (("other/tools", "reflow/math"), True),
-    (("*",), True),
-    (("other/*",), False),
-    (("reflow/bytes",), False),
-    (("reflow",), False),
-])
-def test_key_limited_to_pack_names(built: Built, tmp_path: Path,
-                                   patterns: tuple[str, ...], loads: bool) -> None:
+@pytest.mark.parametrize(
+    "patterns, loads",
+    [
+        (("reflow/*",), True),
+        (("other/tools", "reflow/math"), True),
+        (("*",), True),
+        (("other/*",), False),
+        (("reflow/bytes",), False),
+        (("reflow",), False),
+    ],
+)
+def test_key_limited_to_pack_names(
+    built: Built, tmp_path: Path, patterns: tuple[str, ...], loads: bool
+) -> None:
     store = TrustStore(tmp_path / "scoped")
     kid = store.add(built.pub, names=patterns)
     if loads:
@@ -203,9 +213,12 @@ def test_key_limited_to_pack_names(built: Built, tmp_path: Path,
     assert inspect_pack(built.math_pack, trust=store).signer is None
 
 
-def test_unlimited_key_still_loads_and_warns_once(built: Built, trusted: TrustStore,
-                                                  caplog: pytest.LogCaptureFixture,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unlimited_key_still_loads_and_warns_once(
+    built: Built,
+    trusted: TrustStore,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from reflow._loader import _trust
 
     monkeypatch.setattr(_trust, "_warned_unscoped", set())
@@ -233,8 +246,7 @@ def test_a_second_signer_in_scope_is_enough(built: Built, tmp_path: Path) -> Non
 def test_build_is_deterministic(built: Built, tmp_path: Path) -> None:
     again = build_pack(PACKS / "bytes-native", out_dir=tmp_path, key=built.key)
     assert again.read_bytes() == built.bytes_pack.read_bytes()
-    assert strip_bundle(again, PORTABLE_TRIPLE) == strip_bundle(built.bytes_pack,
-                                                                PORTABLE_TRIPLE)
+    assert strip_bundle(again, PORTABLE_TRIPLE) == strip_bundle(built.bytes_pack, PORTABLE_TRIPLE)
 
 
 def test_idempotent_load_and_by_name(built: Built, trusted: TrustStore) -> None:
@@ -251,14 +263,14 @@ def test_idempotent_load_and_by_name(built: Built, trusted: TrustStore) -> None:
         load_pack("reflow/nope")
 
 
-def test_other_version_of_a_loaded_pack(built: Built, trusted: TrustStore,
-                                        tmp_path: Path) -> None:
+def test_other_version_of_a_loaded_pack(built: Built, trusted: TrustStore, tmp_path: Path) -> None:
     load_pack(built.math_pack)
     b = read_bundle(built.math_pack)
     m2 = b.manifest.with_(version="0.2.0").to_toml()
     other = tmp_path / "math-0.2.0.rflpack"
-    other.write_bytes(write_bundle(m2, b.contents, signatures_to_toml(
-        [sign_manifest(m2, built.key)])))
+    other.write_bytes(
+        write_bundle(m2, b.contents, signatures_to_toml([sign_manifest(m2, built.key)]))
+    )
     with pytest.raises(PackError, match=r"'reflow/math' 0\.1\.0 is already loaded"):
         load_pack(other)
 
@@ -298,8 +310,9 @@ def test_veto_and_after_hooks(built: Built, trusted: TrustStore) -> None:
 
     class Policy:
         @hookimpl
-        def reflow_before_pack_load(self, manifest: Any, source: str, signer: str | None
-                                    ) -> str | None:
+        def reflow_before_pack_load(
+            self, manifest: Any, source: str, signer: str | None
+        ) -> str | None:
             return "math is forbidden here" if manifest.name == "reflow/math" else None
 
         @hookimpl
@@ -320,8 +333,9 @@ def test_veto_and_after_hooks(built: Built, trusted: TrustStore) -> None:
 # -- hostile packs -----------------------------------------------------------------------------
 
 
-def resign(b: Any, key: Any, manifest: bytes | None = None,
-           contents: dict[str, bytes] | None = None) -> bytes:
+def resign(
+    b: Any, key: Any, manifest: bytes | None = None, contents: dict[str, bytes] | None = None
+) -> bytes:
     mb = manifest if manifest is not None else b.manifest_bytes
     sig = signatures_to_toml([sign_manifest(mb, key)]) if key is not None else None
     return write_bundle(mb, contents if contents is not None else b.contents, sig)
@@ -343,6 +357,7 @@ def flip_member(member: str) -> Callable[[Built], bytes]:
         data[len(data) // 2] ^= 0x01
         contents[member] = bytes(data)
         return write_bundle(b.manifest_bytes, contents, b.signature_bytes)
+
     return make
 
 
@@ -366,6 +381,7 @@ def abi(version: str) -> Callable[[Built], bytes]:
     def make(bt: Built) -> bytes:
         b = read_bundle(bt.bytes_pack)
         return resign(b, bt.key, b.manifest.with_(abi=version).to_toml())
+
     return make
 
 
@@ -377,8 +393,9 @@ def raw_tar(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     return buf.getvalue()
 
 
-def entry(name: str, data: bytes | None = None, kind: bytes = tarfile.REGTYPE,
-          target: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+def entry(
+    name: str, data: bytes | None = None, kind: bytes = tarfile.REGTYPE, target: str = ""
+) -> tuple[tarfile.TarInfo, bytes | None]:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = target
@@ -386,13 +403,17 @@ def entry(name: str, data: bytes | None = None, kind: bytes = tarfile.REGTYPE,
     return info, data
 
 
-def crafted(extra: Callable[[Any], list[tuple[tarfile.TarInfo, bytes | None]]]
-            ) -> Callable[[Built], bytes]:
+def crafted(
+    extra: Callable[[Any], list[tuple[tarfile.TarInfo, bytes | None]]],
+) -> Callable[[Built], bytes]:
     def make(bt: Built) -> bytes:
         b = read_bundle(bt.bytes_pack)
-        head = [entry("manifest.toml", b.manifest_bytes),
-                entry("signature.toml", b.signature_bytes)]
+        head = [
+            entry("manifest.toml", b.manifest_bytes),
+            entry("signature.toml", b.signature_bytes),
+        ]
         return zstandard.ZstdCompressor(level=1).compress(raw_tar(head + extra(b)))
+
     return make
 
 
@@ -402,13 +423,15 @@ def bomb(bt: Built) -> bytes:
     wasm = f"artifacts/{PORTABLE_TRIPLE}/bytes.wasm"
     m = b.manifest_bytes.replace(str(len(b.contents[wasm])).encode(), str(len(big)).encode())
     sig = signatures_to_toml([sign_manifest(m, bt.key)])  # a trusted publisher gone rogue
-    return zstandard.ZstdCompressor(level=1).compress(raw_tar(
-        [entry("manifest.toml", m), entry("signature.toml", sig), entry(wasm, big)]))
+    return zstandard.ZstdCompressor(level=1).compress(
+        raw_tar([entry("manifest.toml", m), entry("signature.toml", sig), entry(wasm, big)])
+    )
 
 
 def huge_manifest(bt: Built) -> bytes:
     return zstandard.ZstdCompressor(level=1).compress(
-        raw_tar([entry("manifest.toml", b"#" * (100 << 20))]))
+        raw_tar([entry("manifest.toml", b"#" * (100 << 20))])
+    )
 
 
 def corrupt_frame(bt: Built) -> bytes:
@@ -417,48 +440,101 @@ def corrupt_frame(bt: Built) -> bytes:
     return bytes(data)
 
 
-MEMBERS = ["manifest.toml", "signature.toml", f"artifacts/{PORTABLE_TRIPLE}/bytes.wasm",
-           "artifacts/x86_64-unknown-linux-gnu/libbytes.so",
-           "artifacts/aarch64-apple-darwin/libbytes.dylib",
-           "artifacts/x86_64-pc-windows-gnu/bytes.dll", "README.md", "LICENSE"]
+MEMBERS = [
+    "manifest.toml",
+    "signature.toml",
+    f"artifacts/{PORTABLE_TRIPLE}/bytes.wasm",
+    "artifacts/x86_64-unknown-linux-gnu/libbytes.so",
+    "artifacts/aarch64-apple-darwin/libbytes.dylib",
+    "artifacts/x86_64-pc-windows-gnu/bytes.dll",
+    "README.md",
+    "LICENSE",
+]
 
 HOSTILE: list[tuple[str, Callable[[Built], bytes], type[Exception], str]] = [
-    ("flip manifest.toml", flip_member("manifest.toml"), PackSignatureError,
-     "does not match signature.toml"),
-    ("flip signature.toml", flip_member("signature.toml"), PackSignatureError,
-     "manifest or signature was altered"),
-    *[(f"flip {m}", flip_member(m), PackIntegrityError, f"{m} does not match the manifest: "
-       "sha256 expected") for m in MEMBERS[2:]],
+    (
+        "flip manifest.toml",
+        flip_member("manifest.toml"),
+        PackSignatureError,
+        "does not match signature.toml",
+    ),
+    (
+        "flip signature.toml",
+        flip_member("signature.toml"),
+        PackSignatureError,
+        "manifest or signature was altered",
+    ),
+    *[
+        (
+            f"flip {m}",
+            flip_member(m),
+            PackIntegrityError,
+            f"{m} does not match the manifest: sha256 expected",
+        )
+        for m in MEMBERS[2:]
+    ],
     ("flip a compressed byte", corrupt_frame, PackError, ""),
     ("wrong key", wrong_key, UntrustedKeyError, "which is not in the trust store"),
     ("unsigned", unsigned, PackSignatureError, "is not signed"),
     ("missing host triple", no_host_triple, PlatformError, "available triples: "),
-    ("ABI major mismatch", abi("2.0"), ABIVersionError,
-     f"built for guest ABI 2.0 but this host speaks ABI {pack_abi_version()}"),
-    ("ABI minor newer", abi("1.9"), ABIVersionError,
-     f"newer than this host's ABI {pack_abi_version()}"),
-    ("path traversal", crafted(lambda b: [entry("../../escape.so", b"x")]), UnsafeArchiveError,
-     "unsafe path"),
-    ("absolute path", crafted(lambda b: [entry("/tmp/escape.so", b"x")]), UnsafeArchiveError,
-     "unsafe path"),
-    ("symlink entry", crafted(lambda b: [entry("README.md", kind=tarfile.SYMTYPE,
-                                               target="/etc/passwd")]),
-     UnsafeArchiveError, "is a symbolic link"),
-    ("hardlink entry", crafted(lambda b: [entry("README.md", kind=tarfile.LNKTYPE,
-                                                target="manifest.toml")]),
-     UnsafeArchiveError, "is a hard link"),
-    ("duplicate member", crafted(lambda b: [entry("README.md", b.contents["README.md"])] * 2),
-     UnsafeArchiveError, "appears twice"),
+    (
+        "ABI major mismatch",
+        abi("2.0"),
+        ABIVersionError,
+        f"built for guest ABI 2.0 but this host speaks ABI {pack_abi_version()}",
+    ),
+    (
+        "ABI minor newer",
+        abi("1.9"),
+        ABIVersionError,
+        f"newer than this host's ABI {pack_abi_version()}",
+    ),
+    (
+        "path traversal",
+        crafted(lambda b: [entry("../../escape.so", b"x")]),
+        UnsafeArchiveError,
+        "unsafe path",
+    ),
+    (
+        "absolute path",
+        crafted(lambda b: [entry("/tmp/escape.so", b"x")]),
+        UnsafeArchiveError,
+        "unsafe path",
+    ),
+    (
+        "symlink entry",
+        crafted(lambda b: [entry("README.md", kind=tarfile.SYMTYPE, target="/etc/passwd")]),
+        UnsafeArchiveError,
+        "is a symbolic link",
+    ),
+    (
+        "hardlink entry",
+        crafted(lambda b: [entry("README.md", kind=tarfile.LNKTYPE, target="manifest.toml")]),
+        UnsafeArchiveError,
+        "is a hard link",
+    ),
+    (
+        "duplicate member",
+        crafted(lambda b: [entry("README.md", b.contents["README.md"])] * 2),
+        UnsafeArchiveError,
+        "appears twice",
+    ),
     ("zstd bomb", bomb, UnsafeArchiveError, "decompression bomb"),
     ("100 MB manifest", huge_manifest, UnsafeArchiveError, "the manifest declares 104857600"),
 ]
 
 
-@pytest.mark.parametrize(("make", "error", "fragment"), [h[1:] for h in HOSTILE],
-                         ids=[h[0] for h in HOSTILE])
-def test_hostile_packs(built: Built, trusted: TrustStore, tmp_path: Path,
-                       make: Callable[[Built], bytes], error: type[Exception],
-                       fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("make", "error", "fragment"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE]
+)
+def test_hostile_packs(
+    built: Built,
+    trusted: TrustStore,
+    tmp_path: Path,
+    make: Callable[[Built], bytes],
+    error: type[Exception],
+    fragment: str,
+) -> None:
     if HOST is None:
         pytest.skip("no native triple for this machine")
     path = tmp_path / "hostile.rflpack"
@@ -478,14 +554,16 @@ def test_integrity_error_attributes(built: Built, trusted: TrustStore, tmp_path:
     with pytest.raises(PackIntegrityError) as info:
         load_pack(path)
     err = info.value
-    expected = parse_manifest(read_bundle(built.bytes_pack, head_only=True).manifest_bytes
-                              ).members()[member]
+    expected = parse_manifest(
+        read_bundle(built.bytes_pack, head_only=True).manifest_bytes
+    ).members()[member]
     assert (err.file, err.expected) == (member, expected)
     assert err.actual != expected and err.actual in str(err)
 
 
-def test_tampered_is_refused_even_with_allow_unsigned(built: Built, trusted: TrustStore,
-                                                      tmp_path: Path) -> None:
+def test_tampered_is_refused_even_with_allow_unsigned(
+    built: Built, trusted: TrustStore, tmp_path: Path
+) -> None:
     path = tmp_path / "p.rflpack"
     path.write_bytes(flip_member("manifest.toml")(built))
     with warnings.catch_warnings(), pytest.raises(PackSignatureError, match="was altered"):
@@ -493,13 +571,16 @@ def test_tampered_is_refused_even_with_allow_unsigned(built: Built, trusted: Tru
         load_pack(path, allow_unsigned=True)
 
 
-def test_a_pack_cannot_take_another_packs_template_ids(built: Built, trusted: TrustStore,
-                                                       tmp_path: Path) -> None:
+def test_a_pack_cannot_take_another_packs_template_ids(
+    built: Built, trusted: TrustStore, tmp_path: Path
+) -> None:
     # template ids are bound to the signed pack name: a trusted publisher renaming a copy of
     # reflow/math cannot squat 'reflow/math/add'
     b = read_bundle(built.math_pack)
-    with pytest.raises(PackFormatError, match="template id 'reflow/math/add' must be the pack "
-                                              "name or start with 'someone/else/'"):
+    with pytest.raises(
+        PackFormatError,
+        match="template id 'reflow/math/add' must be the pack name or start with 'someone/else/'",
+    ):
         b.manifest.with_(name="someone/else")
     load_pack(built.math_pack)
     assert template_owner("reflow/math/add") == "reflow/math"
@@ -514,8 +595,9 @@ class _Echo(Actor):
         ctx.done({"out": ctx.inputs["in"]})
 
 
-def test_template_id_taken_by_a_python_plugin_is_a_conflict(built: Built, trusted: TrustStore
-                                                            ) -> None:
+def test_template_id_taken_by_a_python_plugin_is_a_conflict(
+    built: Built, trusted: TrustStore
+) -> None:
     register_template("reflow/math/add", _Echo(), owner="plugin:squatter")
     try:
         with pytest.raises(TemplateConflictError, match="'reflow/math/add'") as info:
@@ -525,13 +607,15 @@ def test_template_id_taken_by_a_python_plugin_is_a_conflict(built: Built, truste
         unregister_template("reflow/math/add")
 
 
-def test_manifest_ports_must_match_module(built: Built, trusted: TrustStore,
-                                          tmp_path: Path) -> None:
+def test_manifest_ports_must_match_module(
+    built: Built, trusted: TrustStore, tmp_path: Path
+) -> None:
     b = read_bundle(built.math_pack)
     m = b.manifest
     t0 = m.templates[0]
-    lying = m.with_(templates=(t0.__class__(**{**t0.__dict__, "outports": ("result",)}),
-                               *m.templates[1:])).to_toml()
+    lying = m.with_(
+        templates=(t0.__class__(**{**t0.__dict__, "outports": ("result",)}), *m.templates[1:])
+    ).to_toml()
     path = tmp_path / "lying.rflpack"
     path.write_bytes(resign(b, built.key, lying))
     with pytest.raises(PackFormatError, match=r"declares ports in=\['in'\] out=\['result'\]"):
@@ -545,8 +629,11 @@ def test_inspect_runs_no_code_and_reports_trust(built: Built, tmp_path: Path) ->
     assert d["name"] == "reflow/bytes" and d["abi_compatible"]
     assert d["members"]["manifest.toml"] > 0 and len(d["artifacts"]) == 6
     assert all(a["present"] for a in d["artifacts"])
-    assert [t["id"] for t in d["templates"]] == ["reflow/bytes/length", "reflow/bytes/fnv1a",
-                                                 "reflow/bytes/reverse"]
+    assert [t["id"] for t in d["templates"]] == [
+        "reflow/bytes/length",
+        "reflow/bytes/fnv1a",
+        "reflow/bytes/reverse",
+    ]
     path = tmp_path / "abi2.rflpack"
     path.write_bytes(abi("2.0")(built))
     assert not inspect_pack(path).abi_ok
@@ -586,8 +673,9 @@ def test_tampered_cache_is_refused_by_name(built: Built, trusted: TrustStore) ->
 # -- the engine loads exactly the bytes that were re-hashed (no re-read of the cache) -------
 
 
-def _swap_after_rehash(monkeypatch: pytest.MonkeyPatch, evil: Callable[[bytes], bytes]
-                       ) -> list[Path]:
+def _swap_after_rehash(
+    monkeypatch: pytest.MonkeyPatch, evil: Callable[[bytes], bytes]
+) -> list[Path]:
     """Make rehash_artifact's caller race the worst way: right after the cached artifact
     verified, its file is replaced by other bytes. Returns the files swapped."""
     import reflow._loader._packs as packs
@@ -609,7 +697,8 @@ def _swap_after_rehash(monkeypatch: pytest.MonkeyPatch, evil: Callable[[bytes], 
 
 
 def test_wasm_engine_gets_the_verified_bytes_not_the_swapped_file(
-        built: Built, trusted: TrustStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: Built, trusted: TrustStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from reflow._sandbox._wasm_engine import WasmEngine
 
     received: list[Any] = []
@@ -631,7 +720,8 @@ def test_wasm_engine_gets_the_verified_bytes_not_the_swapped_file(
     actor: Any = pack.templates["reflow/math/add"]
     assert actor.module.sha256 == art.sha256  # what runs is what the manifest signed
     assert run_one("reflow/math/add", {"in": Message.integer(1)}, {"add": 41}) == [
-        Message.integer(42)]
+        Message.integer(42)
+    ]
 
 
 def sha256_of(data: bytes) -> str:
@@ -639,8 +729,8 @@ def sha256_of(data: bytes) -> str:
 
 
 def test_native_library_loads_a_private_copy_of_the_verified_bytes(
-        built: Built, trusted: TrustStore, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    built: Built, trusted: TrustStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if HOST is None:
         pytest.skip("no native triple for this machine")
     import ctypes
@@ -667,8 +757,9 @@ def test_native_library_loads_a_private_copy_of_the_verified_bytes(
     assert os.name != "posix" or mode == 0o700
     actor: Any = pack.templates["reflow/bytes/length"]
     assert actor.library.loaded_from == path and actor.library.path == swapped[0]
-    assert [m["data"] for m in run_one("reflow/bytes/length", {"in": Message.string("hello")})
-            ] == [5]
+    assert [m["data"] for m in run_one("reflow/bytes/length", {"in": Message.string("hello")})] == [
+        5
+    ]
     # the same verified bytes again: the same private copy (and library), not a new one
     unload_pack("reflow/bytes")
     swapped[0].write_bytes(path.read_bytes())  # (the swapped cache file would not verify)
@@ -677,7 +768,8 @@ def test_native_library_loads_a_private_copy_of_the_verified_bytes(
 
 
 def test_extism_engine_loads_the_verified_bytes_not_the_cache_path(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from types import SimpleNamespace
 
     import reflow._sandbox._extism_engine as ext
@@ -694,17 +786,31 @@ def test_extism_engine_loads_the_verified_bytes_not_the_cache_path(
     cached.parent.mkdir()
     cached.write_bytes(b"swapped")
     engine = engine_for("extism")
-    assert engine.load_artifact(cached, artifact=SimpleNamespace(entry="e"), templates=[],
-                                manifest=SimpleNamespace(name="p"), grants=None,
-                                data=b"verified") == {}
+    assert (
+        engine.load_artifact(
+            cached,
+            artifact=SimpleNamespace(entry="e"),
+            templates=[],
+            manifest=SimpleNamespace(name="p"),
+            grants=None,
+            data=b"verified",
+        )
+        == {}
+    )
     assert seen == [b"verified"]
-    engine.load_artifact(cached, artifact=SimpleNamespace(entry="e"), templates=[],
-                         manifest=SimpleNamespace(name="p"), grants=None)
+    engine.load_artifact(
+        cached,
+        artifact=SimpleNamespace(entry="e"),
+        templates=[],
+        manifest=SimpleNamespace(name="p"),
+        grants=None,
+    )
     assert seen[-1] == b"swapped"  # without data=: the path, as before
 
 
-def test_rehash_refuses_links_and_fifos_without_blocking(built: Built, trusted: TrustStore,
-                                                       tmp_path: Path) -> None:
+def test_rehash_refuses_links_and_fifos_without_blocking(
+    built: Built, trusted: TrustStore, tmp_path: Path
+) -> None:
     from reflow._loader._pack_cache import rehash_artifact
 
     pack = load_pack(built.math_pack)

@@ -90,7 +90,7 @@ def flip_readme(b: Built) -> bytes:
 
 
 def cut(at: Callable[[int], int]) -> Callable[[Built], bytes]:
-    return lambda b: b.data[:at(len(b.data))]
+    return lambda b: b.data[: at(len(b.data))]
 
 
 def flip_compressed(b: Built) -> bytes:
@@ -109,8 +109,12 @@ BAD: list[tuple[str, Callable[[Built], bytes], type[ReflowError], str]] = [
     ("one byte short", cut(lambda n: n - 1), PackFormatError, "truncated"),
     ("trailing bytes", lambda b: b.data + b"junk", PackFormatError, "trailing bytes"),
     ("a second frame", lambda b: b.data + b.data, PackFormatError, "a second zstd frame"),
-    ("re-signed by another key", lambda b: resigned(b), PackSignatureError,
-     "not in the trust store"),
+    (
+        "re-signed by another key",
+        lambda b: resigned(b),
+        PackSignatureError,
+        "not in the trust store",
+    ),
 ]
 
 
@@ -122,11 +126,18 @@ def resigned(b: Built) -> bytes:
 
 @pytest.mark.parametrize("state", ["cached", "loaded"])
 @pytest.mark.parametrize("given", ["path", "bytes"])
-@pytest.mark.parametrize(("make", "error", "fragment"), [b[1:] for b in BAD],
-                         ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(
+    ("make", "error", "fragment"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
 def test_a_bad_copy_is_refused_while_the_good_one_is_cached(
-        built: Built, tmp_path: Path, state: str, given: str,
-        make: Callable[[Built], bytes], error: type[ReflowError], fragment: str) -> None:
+    built: Built,
+    tmp_path: Path,
+    state: str,
+    given: str,
+    make: Callable[[Built], bytes],
+    error: type[ReflowError],
+    fragment: str,
+) -> None:
     good = load_pack(built.path)
     if state == "cached":
         unload_pack(good.name)
@@ -175,8 +186,9 @@ def test_a_verified_file_is_recorded_and_not_verified_twice(built: Built) -> Non
 
 
 @pytest.mark.parametrize("tag", ["copied", "missing", "zeros"])
-def test_a_forged_record_does_not_vouch_for_a_tampered_file(built: Built, tmp_path: Path,
-                                                            tag: str) -> None:
+def test_a_forged_record_does_not_vouch_for_a_tampered_file(
+    built: Built, tmp_path: Path, tag: str
+) -> None:
     """Whoever can write the cache cannot make load_pack take a bad file for the good one:
     record entries are authenticated with the user's secret key."""
     pack = load_pack(built.path)
@@ -185,8 +197,10 @@ def test_a_forged_record_does_not_vouch_for_a_tampered_file(built: Built, tmp_pa
     rec_path = pack.directory / ".verified"
     record = json.loads(rec_path.read_text())
     good = record[sha256_hex(built.data)]
-    forged = {"members": good["members"], "tag": {"copied": good["tag"], "missing": None,
-                                                   "zeros": "0" * 64}[tag]}
+    forged = {
+        "members": good["members"],
+        "tag": {"copied": good["tag"], "missing": None, "zeros": "0" * 64}[tag],
+    }
     record[sha256_hex(bad)] = forged
     rec_path.write_text(json.dumps(record))
     p = tmp_path / "bad.rflpack"
@@ -203,35 +217,66 @@ def _artifact(d: Path) -> Path:
 
 
 CACHE_EDITS: list[tuple[str, Callable[[Path], None], type[ReflowError] | None, str]] = [
-    ("artifact modified", lambda d: _artifact(d).write_bytes(
-        bytes(b ^ 1 for b in _artifact(d).read_bytes())), PackIntegrityError,
-     "modified after extraction"),
-    ("artifact is a link", lambda d: (_artifact(d).rename(d / "elsewhere"),
-                                      _artifact(d).symlink_to(d / "elsewhere")),
-     PackIntegrityError, "missing or not a plain file"),
-    ("artifact replaced by a directory", lambda d: (_artifact(d).unlink(),
-                                                    _artifact(d).mkdir()),
-     PackIntegrityError, "missing or not a plain file"),
+    (
+        "artifact modified",
+        lambda d: _artifact(d).write_bytes(bytes(b ^ 1 for b in _artifact(d).read_bytes())),
+        PackIntegrityError,
+        "modified after extraction",
+    ),
+    (
+        "artifact is a link",
+        lambda d: (_artifact(d).rename(d / "elsewhere"), _artifact(d).symlink_to(d / "elsewhere")),
+        PackIntegrityError,
+        "missing or not a plain file",
+    ),
+    (
+        "artifact replaced by a directory",
+        lambda d: (_artifact(d).unlink(), _artifact(d).mkdir()),
+        PackIntegrityError,
+        "missing or not a plain file",
+    ),
     ("artifact deleted", lambda d: _artifact(d).unlink(), None, ""),
-    ("artifact directory deleted", lambda d: __import__("shutil").rmtree(d / "artifacts"),
-     None, ""),
-    ("manifest modified", lambda d: (d / "manifest.toml").write_bytes(
-        (d / "manifest.toml").read_bytes() + b"\n# x\n"), None, ""),
+    (
+        "artifact directory deleted",
+        lambda d: __import__("shutil").rmtree(d / "artifacts"),
+        None,
+        "",
+    ),
+    (
+        "manifest modified",
+        lambda d: (d / "manifest.toml").write_bytes(
+            (d / "manifest.toml").read_bytes() + b"\n# x\n"
+        ),
+        None,
+        "",
+    ),
     ("signature modified", lambda d: (d / "signature.toml").write_bytes(b"junk = ["), None, ""),
     ("signature deleted", lambda d: (d / "signature.toml").unlink(), None, ""),
     ("complete marker deleted", lambda d: (d / ".complete").unlink(), None, ""),
     ("record garbage", lambda d: (d / ".verified").write_bytes(b"[" * 100_000), None, ""),
     ("record not a table", lambda d: (d / ".verified").write_text("[1, 2]"), None, ""),
-    ("record lists a missing member", lambda d: (d / ".verified").write_text(json.dumps(
-        {k: {**v, "members": [*v["members"], "nope.txt"]}
-         for k, v in json.loads((d / ".verified").read_text()).items()})), None, ""),
+    (
+        "record lists a missing member",
+        lambda d: (d / ".verified").write_text(
+            json.dumps(
+                {
+                    k: {**v, "members": [*v["members"], "nope.txt"]}
+                    for k, v in json.loads((d / ".verified").read_text()).items()
+                }
+            )
+        ),
+        None,
+        "",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("edit", "error", "fragment"), [c[1:] for c in CACHE_EDITS],
-                         ids=[c[0] for c in CACHE_EDITS])
-def test_a_cache_changed_on_disk(built: Built, edit: Callable[[Path], None],
-                                 error: type[ReflowError] | None, fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "error", "fragment"), [c[1:] for c in CACHE_EDITS], ids=[c[0] for c in CACHE_EDITS]
+)
+def test_a_cache_changed_on_disk(
+    built: Built, edit: Callable[[Path], None], error: type[ReflowError] | None, fragment: str
+) -> None:
     pack = load_pack(built.path)
     unload_pack(pack.name)
     edit(pack.directory)
@@ -252,7 +297,8 @@ def test_a_cached_manifest_swapped_for_another_signed_one(built: Built) -> None:
     other = b.manifest.with_(version="0.9.0").to_toml()
     (pack.directory / "manifest.toml").write_bytes(other)
     (pack.directory / "signature.toml").write_bytes(
-        signatures_to_toml([sign_manifest(other, built.key)]))
+        signatures_to_toml([sign_manifest(other, built.key)])
+    )
     with pytest.raises(PackIntegrityError, match="not the one the directory was made for"):
         load_pack("reflow/math")
 
@@ -266,8 +312,18 @@ def test_a_cached_manifest_that_is_a_bomb(built: Built) -> None:
     load_pack(built.path)  # the file repairs it
 
 
-NAMES = ["../../etc", "reflow/../../x", "/nonexistent/x", "a\0b", "x" * 5000, "reflow/math@../x",
-         "reflow/math@" + "9" * 5000, "", "C:\\x", "reflow/math/extra"]
+NAMES = [
+    "../../etc",
+    "reflow/../../x",
+    "/nonexistent/x",
+    "a\0b",
+    "x" * 5000,
+    "reflow/math@../x",
+    "reflow/math@" + "9" * 5000,
+    "",
+    "C:\\x",
+    "reflow/math/extra",
+]
 
 
 @pytest.mark.parametrize("name", NAMES, ids=[repr(n)[:20] for n in NAMES])
@@ -289,13 +345,17 @@ def test_a_missing_or_odd_file(tmp_path: Path) -> None:
         load_pack(fifo)
 
 
-@pytest.mark.parametrize(("paths", "fragment"), [
-    (("docs", "docs/x"), "'docs/x' needs 'docs' to be a directory"),
-    (("docs/x", "docs"), "'docs' is a file but also a directory"),
-    (("README.txt", "readme.txt"), "differs only in case"),
-])
+@pytest.mark.parametrize(
+    ("paths", "fragment"),
+    [
+        (("docs", "docs/x"), "'docs/x' needs 'docs' to be a directory"),
+        (("docs/x", "docs"), "'docs' is a file but also a directory"),
+        (("README.txt", "readme.txt"), "differs only in case"),
+    ],
+)
 def test_a_signed_manifest_with_clashing_paths_is_refused_before_extraction(
-        built: Built, tmp_path: Path, paths: tuple[str, ...], fragment: str) -> None:
+    built: Built, tmp_path: Path, paths: tuple[str, ...], fragment: str
+) -> None:
     """A trusted publisher gone rogue: the manifest is signed, its paths would make
     extraction fail (FileExistsError) or collide on a case-insensitive disk."""
     import tomli_w
@@ -313,7 +373,8 @@ def test_a_signed_manifest_with_clashing_paths_is_refused_before_extraction(
 
 
 def test_the_record_secret_is_created_only_by_a_full_verification(
-        built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Looking a record up (every load does, before verifying anything) writes nothing: a
     refused file leaves no trace outside the cache; the first file verified in full creates
     the per-user secret, private to the user."""

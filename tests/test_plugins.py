@@ -53,8 +53,15 @@ class PyEngine:
     def reflow_pack_engine(self, kind: str) -> ArtifactEngine | None:
         return self if kind == self.kind else None
 
-    def load_artifact(self, path: Path, *, artifact: Any, templates: Sequence[TemplateSpec],
-                      manifest: PackManifest, grants: Any) -> Mapping[str, Actor]:
+    def load_artifact(
+        self,
+        path: Path,
+        *,
+        artifact: Any,
+        templates: Sequence[TemplateSpec],
+        manifest: PackManifest,
+        grants: Any,
+    ) -> Mapping[str, Actor]:
         self.loaded.append(path)
         assert path.read_bytes() == b"upper"
         return {t.id: Upper() for t in templates}
@@ -73,12 +80,17 @@ def py_pack(tmp_path: Path, store: TrustStore) -> Path:
     key = generate_key()
     store.add(key.public_key())
     art = artifact_entry("up", PORTABLE_TRIPLE, "pyactor", "artifacts/up.py", b"upper")
-    m = PackManifest(name="acme/upper", version="1.0.0", abi="1.0",
-                     templates=(TemplateSpec("acme/upper", "up", ("in",), ("out",)),),
-                     artifacts=(art,))
+    m = PackManifest(
+        name="acme/upper",
+        version="1.0.0",
+        abi="1.0",
+        templates=(TemplateSpec("acme/upper", "up", ("in",), ("out",)),),
+        artifacts=(art,),
+    )
     path = tmp_path / "upper.rflpack"
-    path.write_bytes(build_bundle(m, {"artifacts/up.py": b"upper"},
-                                  [sign_manifest(m.to_toml(), key)]))
+    path.write_bytes(
+        build_bundle(m, {"artifacts/up.py": b"upper"}, [sign_manifest(m.to_toml(), key)])
+    )
     return path
 
 
@@ -89,8 +101,9 @@ def test_builtin_engines_are_plugins() -> None:
     assert engine_for("wasm").kind == "wasm" and engine_for("native").kind == "native"
     assert isinstance(engine_for("wasm"), ArtifactEngine)
     assert engine_for("extism").kind == "extism"
-    with pytest.raises(PackError, match="no engine for artifacts of kind 'jvm'; engines: "
-                                        "extism, native, wasm"):
+    with pytest.raises(
+        PackError, match="no engine for artifacts of kind 'jvm'; engines: extism, native, wasm"
+    ):
         engine_for("jvm")
 
 
@@ -158,13 +171,13 @@ def test_reflow_templates_hook_and_conflicts() -> None:
 def test_templates_entry_point_group(monkeypatch: pytest.MonkeyPatch) -> None:
     import reflow._loader._plugins as plugins
 
-    ep = EntryPoint(name="demo", value="tests_demo_templates:TEMPLATES",
-                    group="reflow.templates")
+    ep = EntryPoint(name="demo", value="tests_demo_templates:TEMPLATES", group="reflow.templates")
     module = type(__import__("sys"))("tests_demo_templates")
     module.TEMPLATES = {"demo/upper": Upper()}  # type: ignore[attr-defined]
     monkeypatch.setitem(__import__("sys").modules, "tests_demo_templates", module)
-    monkeypatch.setattr(plugins, "entry_points",
-                        lambda group: [ep] if group == "reflow.templates" else [])
+    monkeypatch.setattr(
+        plugins, "entry_points", lambda group: [ep] if group == "reflow.templates" else []
+    )
     try:
         assert "demo/upper" in load_plugin_templates()
         assert template_owner("demo/upper") == "reflow.templates:demo"

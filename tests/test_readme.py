@@ -55,7 +55,7 @@ BLOCKS: list[tuple[str, str]] = [(m.group(1), m.group(2)) for m in _FENCE.findit
 #: (language, marker) -> what covers it. Each marker must pick exactly one block.
 CLAIMS: dict[tuple[str, str], str] = {
     ("sh", "pip install -e"): "skipped: installs into the environment and runs the whole suite "
-                             "(.ci/run does exactly that; reflow-demo is tests/test_demo.py)",
+    "(.ci/run does exactly that; reflow-demo is tests/test_demo.py)",
     ("python", "class Doubler(Actor)"): "test_quick_start_*",
     ("python", 'net.collect("a", "out")'): "test_collect_and_run",
     ("python", "class Sum(Actor)"): "test_actor_sum_*",
@@ -70,7 +70,7 @@ CLAIMS: dict[tuple[str, str], str] = {
     ("sh", "reflow-registry serve"): "test_registry_blocks",
     ("python", 'registry="http://127.0.0.1:8700"'): "test_registry_blocks",
     ("sh", "tests/bench/run_all.py"): "tests/test_bench_smoke.py runs every benchmark with "
-                                      "--smoke, and run_all.py itself",
+    "--smoke, and run_all.py itself",
 }
 
 
@@ -90,8 +90,7 @@ def test_every_readme_block_is_claimed() -> None:
     for lang, marker in CLAIMS:
         code = block(lang, marker)
         claimed.add((lang, code))
-    unclaimed = [f"```{lg}\n{code[:80]}..." for (lg, code) in BLOCKS
-                 if (lg, code) not in claimed]
+    unclaimed = [f"```{lg}\n{code[:80]}..." for (lg, code) in BLOCKS if (lg, code) not in claimed]
     assert not unclaimed, "README blocks no test covers (add them to CLAIMS):\n" + "\n".join(
         unclaimed
     )
@@ -197,8 +196,11 @@ def test_actor_sum_checks_inport_types_when_connected() -> None:
 
 def test_actor_sum_async_variant() -> None:
     # "# or: async def run(self, ctx)"
-    code = replaced(block("python", "class Sum(Actor)"), "    def run(self, ctx):",
-                    "    async def run(self, ctx):")
+    code = replaced(
+        block("python", "class Sum(Actor)"),
+        "    def run(self, ctx):",
+        "    async def run(self, ctx):",
+    )
     ns, _ = run_block(code, {"Actor": Actor, "Message": Message})
     with Network() as net:
         net.register_actor("sum", ns["Sum"]())
@@ -223,7 +225,8 @@ def _stream_net(frames: list[bytes], consumer: str) -> dict[str, Any]:
     producer_code = PRODUCER
     if len(frames) > 2:
         producer_code = replaced(
-            producer_code, "s.send_bytes(frame1); s.send_bytes(frame2); s.end()",
+            producer_code,
+            "s.send_bytes(frame1); s.send_bytes(frame2); s.end()",
             "for f in frames: s.send_bytes(f)\ns.end()",
         )
     seen: dict[str, Any] = {}
@@ -234,18 +237,27 @@ def _stream_net(frames: list[bytes], consumer: str) -> dict[str, Any]:
         outports = ["out"]
 
         def run(self, ctx: Any) -> None:
-            ns = {"Stream": Stream, "ctx": ctx, "frames": frames, "frame1": frames[0],
-                  "frame2": frames[1]}
+            ns = {
+                "Stream": Stream,
+                "ctx": ctx,
+                "frames": frames,
+                "frame1": frames[0],
+                "frame2": frames[1],
+            }
             exec(compile(producer_code, "README.md", "exec"), ns)
             ctx.done()
 
     consumer_code = CONSUMER
     if consumer == "async":
-        consumer_code = replaced(consumer_code, "for chunk in reader: ...",
-                                 "async for chunk in reader: chunks.append(chunk)")
+        consumer_code = replaced(
+            consumer_code,
+            "for chunk in reader: ...",
+            "async for chunk in reader: chunks.append(chunk)",
+        )
     else:
-        consumer_code = replaced(consumer_code, "for chunk in reader: ...",
-                                 "for chunk in reader: chunks.append(chunk)")
+        consumer_code = replaced(
+            consumer_code, "for chunk in reader: ...", "for chunk in reader: chunks.append(chunk)"
+        )
 
     class Viewer(Actor):
         component = "viewer"
@@ -257,8 +269,7 @@ def _stream_net(frames: list[bytes], consumer: str) -> dict[str, Any]:
             return {"ctx": ctx, "chunks": []}
 
         def _keep(self, ns: dict[str, Any], ctx: Any) -> None:
-            seen.update(frame=ns["frame"], chunks=ns["chunks"],
-                        after=ns["reader"].recv(0)["kind"])
+            seen.update(frame=ns["frame"], chunks=ns["chunks"], after=ns["reader"].recv(0)["kind"])
             ctx.done()
 
     if consumer == "async":
@@ -344,8 +355,9 @@ def test_streams_sync_consumer_of_a_sync_producer_fails_instead_of_hanging(home:
     code = code.replace("net.run(timeout=3)", "summary = net.run(timeout=3)")
     code += "print(summary.failures[0].error)\n"
     try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=30)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("hung: neither finished nor raised RunTimeout")
     assert proc.returncode == 0, proc.stderr
@@ -391,8 +403,14 @@ class Workspace:
     env: dict[str, str]
 
     def sh(self, line: str, *, ok: bool = True, timeout: float = 120) -> str:
-        proc = subprocess.run(["bash", "-c", line], cwd=self.root, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            ["bash", "-c", line],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if ok:
             assert proc.returncode == 0, f"$ {line}\n{proc.stdout}{proc.stderr}"
         else:
@@ -400,9 +418,14 @@ class Workspace:
         return proc.stdout + proc.stderr
 
     def python(self, code: str, env: dict[str, str] | None = None) -> str:
-        proc = subprocess.run([sys.executable, "-c", code], cwd=self.root,
-                              env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, f"{code}\n{proc.stdout}{proc.stderr}"
         return proc.stdout
 
@@ -459,11 +482,26 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 def test_cli_block(workspace: Workspace) -> None:
     # the fixture ran every line and checked its exit status; the stripped pack holds the
     # portable module and the named triple (all this test's build made, so nothing was cut)
-    info = json.loads(workspace.sh(
-        "reflow-pack inspect dist/my-pack-0.1.0-x86_64-unknown-linux-gnu.rflpack --json"))
+    info = json.loads(
+        workspace.sh(
+            "reflow-pack inspect dist/my-pack-0.1.0-x86_64-unknown-linux-gnu.rflpack --json"
+        )
+    )
     assert info["present_triples"] == [PORTABLE, STRIP_TRIPLE]
-    for verb in ("new", "keygen", "build", "strip", "inspect", "trust", "verify", "sign",
-                 "publish", "search", "install", "yank"):
+    for verb in (
+        "new",
+        "keygen",
+        "build",
+        "strip",
+        "inspect",
+        "trust",
+        "verify",
+        "sign",
+        "publish",
+        "search",
+        "install",
+        "yank",
+    ):
         workspace.sh(f"reflow-pack {verb} --help")
     err = workspace.sh("reflow-pack verify no-such.rflpack", ok=False)
     assert "Traceback" not in err
@@ -486,8 +524,13 @@ def _free_port() -> int:
 def _server(ws: Workspace, line: str) -> Iterator[str]:
     port = _free_port()
     line = replaced(line, "--port 8700", f"--port {port}") + " --log-level warning"
-    proc = subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=ws.root, env=ws.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["bash", "-c", f"exec {line}"],
+        cwd=ws.root,
+        env=ws.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 15
@@ -522,8 +565,10 @@ def test_registry_blocks(workspace: Workspace) -> None:
         # 8700) is; this one runs elsewhere, so point the documented $REFLOW_REGISTRY at it
         ws.env["REFLOW_REGISTRY"] = url
         token = ""
-        check = (f"import reflow\np = reflow.load_pack('acme/my-pack@^0.1', registry={url!r})\n"
-                 "print(p.templates)")
+        check = (
+            f"import reflow\np = reflow.load_pack('acme/my-pack@^0.1', registry={url!r})\n"
+            "print(p.templates)"
+        )
         for line in lines:
             line = line.replace("http://127.0.0.1:8700", url).replace("rfl_…", token)
             if line.startswith("reflow-pack yank"):
@@ -541,8 +586,10 @@ def test_registry_blocks(workspace: Workspace) -> None:
                 assert out.startswith("installed acme/my-pack 0.1.0"), out
         # yanked: a range no longer picks it, an exact pin does
         ws.sh(f"reflow-pack install acme/my-pack@^0.1 --registry {url}", ok=False)
-        ws.sh(f"REFLOW_CACHE_DIR=$PWD/cache-pinned reflow-pack install acme/my-pack@0.1.0 "
-              f"--registry {url}")
+        ws.sh(
+            f"REFLOW_CACHE_DIR=$PWD/cache-pinned reflow-pack install acme/my-pack@0.1.0 "
+            f"--registry {url}"
+        )
     # "later: works offline": the server is gone, the cache answers
     out = ws.python(check, fresh)
     assert "my-pack/add" in out
@@ -556,7 +603,7 @@ def test_messages_print_as_the_readme_says() -> None:
     shown, text = "{'type': 'Integer', 'data': 42}", '{"type":"Integer","data":42}'
     assert str(msg) == repr(msg) == shown
     assert msg.to_json_string() == text
-    section = README[README.index("### Messages"):README.index("### Actors")]
+    section = README[README.index("### Messages") : README.index("### Actors")]
     assert f"`print(msg)` shows the dict,\n`{shown}`" in section
     assert f"`msg.to_json_string()` is its JSON text, `{text}`" in section
     assert "prints as its JSON" not in README
@@ -591,30 +638,46 @@ def _at(lang: str, marker: str) -> int:
 @pytest.mark.parametrize(
     ("first", "then", "why"),
     [
-        (("python", "class Doubler(Actor)"), ("python", 'net.collect("a", "out")'),
-         "uses Doubler and Log"),
-        (("python", "class Doubler(Actor)"), ("python", "from reflow.testing import run_tick"),
-         "uses Doubler"),
+        (
+            ("python", "class Doubler(Actor)"),
+            ("python", 'net.collect("a", "out")'),
+            "uses Doubler and Log",
+        ),
+        (
+            ("python", "class Doubler(Actor)"),
+            ("python", "from reflow.testing import run_tick"),
+            "uses Doubler",
+        ),
         (("c", "acme/doubler"), ("python", "build_guest("), "builds doubler.c"),
         (("python", "build_guest("), ("python", "default_engine().load("), "uses built"),
-        (("sh", "reflow-pack new my-pack"), ("python", 'reflow.load_pack("dist/'),
-         "loads the pack the CLI builds"),
-        (("sh", "reflow-pack new my-pack"), ("sh", "reflow-registry serve"),
-         "publishes the pack and key the CLI made"),
-        (("sh", "reflow-registry serve"), ("python", 'registry="http://127.0.0.1:8700"'),
-         "installs from the registry"),
+        (
+            ("sh", "reflow-pack new my-pack"),
+            ("python", 'reflow.load_pack("dist/'),
+            "loads the pack the CLI builds",
+        ),
+        (
+            ("sh", "reflow-pack new my-pack"),
+            ("sh", "reflow-registry serve"),
+            "publishes the pack and key the CLI made",
+        ),
+        (
+            ("sh", "reflow-registry serve"),
+            ("python", 'registry="http://127.0.0.1:8700"'),
+            "installs from the registry",
+        ),
     ],
 )
-def test_blocks_come_after_what_they_use(first: tuple[str, str], then: tuple[str, str],
-                                         why: str) -> None:
+def test_blocks_come_after_what_they_use(
+    first: tuple[str, str], then: tuple[str, str], why: str
+) -> None:
     assert _at(*first) < _at(*then), f"{then} {why}, so it must come after {first}"
 
 
 def test_building_says_it_needs_the_build_extra() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    extras = pyproject[pyproject.index("[project.optional-dependencies]"):]
-    build_extra = extras[extras.index("build = ["):]
-    assert "ziglang" in build_extra[:build_extra.index("]")]
+    extras = pyproject[pyproject.index("[project.optional-dependencies]") :]
+    build_extra = extras[extras.index("build = [") :]
+    assert "ziglang" in build_extra[: build_extra.index("]")]
     first_build = _at("python", "build_guest(")
     said = README.index('pip install "reflow[build]"')
     assert said < first_build, "the [build] extra must be named before the first build"

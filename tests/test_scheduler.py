@@ -119,8 +119,9 @@ class AsyncRelay(Relay):
         path = data["path"]
         self.rec.record(ctx.node, path, data["seq"])
         if len(path) < ctx.config["hops"]:
-            await ctx.asend({"out": Message.object({"seq": data["seq"],
-                                                    "path": [*path, ctx.node]})})
+            await ctx.asend(
+                {"out": Message.object({"seq": data["seq"], "path": [*path, ctx.node]})}
+            )
         ctx.done()
 
 
@@ -163,8 +164,12 @@ def build(spec: Spec) -> tuple[Network, Recorder]:
     rec = Recorder()
     net = Network(capacity=spec.capacity, workers=spec.workers)
     templates: dict[str, Actor] = {
-        "src-inline": Source(), "src-async": AsyncSource(), "src-worker": WorkerSource(),
-        "rel-inline": Relay(rec), "rel-async": AsyncRelay(rec), "rel-worker": WorkerRelay(rec),
+        "src-inline": Source(),
+        "src-async": AsyncSource(),
+        "src-worker": WorkerSource(),
+        "rel-inline": Relay(rec),
+        "rel-async": AsyncRelay(rec),
+        "rel-worker": WorkerRelay(rec),
     }
     for tid, actor in templates.items():
         net.register_actor(tid, actor)
@@ -193,8 +198,10 @@ def run_guarded(net: Network, timeout: float) -> Any:
     t.start()
     t.join(timeout + 10)
     if t.is_alive():
-        pytest.fail(f"run(timeout={timeout}) did not return {timeout + 10} s later: the "
-                    f"scheduler is stuck inside a tick; pending {net._sched.pending()}")
+        pytest.fail(
+            f"run(timeout={timeout}) did not return {timeout + 10} s later: the "
+            f"scheduler is stuck inside a tick; pending {net._sched.pending()}"
+        )
     net.shutdown()
     if "error" in box:
         raise box["error"]
@@ -223,21 +230,20 @@ def specs(draw: Any) -> Spec:
     relays = [f"r{i}" for i in range(n_rel)]
     pairs: list[tuple[str, str]] = []
     for s in sources:  # fan-out from sources, fan-in at relays
-        targets = draw(st.lists(st.sampled_from(relays), min_size=1, max_size=n_rel,
-                                unique=True))
+        targets = draw(st.lists(st.sampled_from(relays), min_size=1, max_size=n_rel, unique=True))
         pairs += [(s, t) for t in targets]
     for i, a in enumerate(relays):
         for j, b in enumerate(relays):
             if (j > i or cyclic) and draw(st.booleans()):
                 pairs.append((a, b))
     edge_cap = st.none() | st.integers(1, 8)
+
     def mode_and_style(styles: list[str]) -> tuple[str, str]:
         mode = draw(st.sampled_from(MODES))
         return mode, draw(st.sampled_from(styles + (["asend"] if mode == "async" else [])))
 
     return Spec(
-        sources={s: (*mode_and_style(["send", "emit"]), draw(st.integers(0, 6)))
-                 for s in sources},
+        sources={s: (*mode_and_style(["send", "emit"]), draw(st.integers(0, 6))) for s in sources},
         relays={r: mode_and_style(["done", "emit", "send"]) for r in relays},
         edges=[(a, b, draw(edge_cap)) for a, b in pairs],
         capacity=draw(st.integers(1, 8)),
@@ -248,8 +254,12 @@ def specs(draw: Any) -> Spec:
 
 # No shrinking: a deadlock shows as a run timeout, and shrinking would repeat it many times;
 # the graphs drawn are small enough to read as they are.
-@settings(max_examples=200, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=200,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(specs())
 def test_generated_graphs_deliver_exactly_once_in_order(spec: Spec) -> None:
     run_spec(spec, timeout=5)
@@ -265,25 +275,39 @@ MODE_STYLES = [(m, s) for m in MODES for s in ("done", "emit", "send")] + [("asy
 def test_capacity_one_everywhere(mode: str, style: str) -> None:
     """A diamond with a fan-in relay and a cycle back, every edge of capacity 1."""
     sync_style = "send" if style == "asend" else style
-    summary = run_spec(Spec(
-        sources={"s": (mode, "asend" if style == "asend" else "send", 300)},
-        relays={"a": (mode, style), "b": ("inline", sync_style), "j": (mode, "done"),
-                "k": ("inline", sync_style)},
-        edges=[("s", "a", None), ("s", "b", None), ("a", "j", None), ("b", "j", None),
-               ("j", "k", None), ("k", "a", None)],
-        capacity=1,
-        hops=5,
-    ))
+    summary = run_spec(
+        Spec(
+            sources={"s": (mode, "asend" if style == "asend" else "send", 300)},
+            relays={
+                "a": (mode, style),
+                "b": ("inline", sync_style),
+                "j": (mode, "done"),
+                "k": ("inline", sync_style),
+            },
+            edges=[
+                ("s", "a", None),
+                ("s", "b", None),
+                ("a", "j", None),
+                ("b", "j", None),
+                ("j", "k", None),
+                ("k", "a", None),
+            ],
+            capacity=1,
+            hops=5,
+        )
+    )
     assert summary.node_ticks["s"] == 1
 
 
 @pytest.mark.parametrize(("mode", "style"), [(m, "send") for m in MODES] + [("async", "asend")])
 def test_fan_in_of_ten_producers_into_one_capacity_one_port(mode: str, style: str) -> None:
-    run_spec(Spec(
-        sources={f"p{i}": (mode, style, 100) for i in range(10)},
-        relays={"k": ("inline", "done")},
-        edges=[(f"p{i}", "k", 1) for i in range(10)],
-    ))
+    run_spec(
+        Spec(
+            sources={f"p{i}": (mode, style, 100) for i in range(10)},
+            relays={"k": ("inline", "done")},
+            edges=[(f"p{i}", "k", 1) for i in range(10)],
+        )
+    )
 
 
 @pytest.mark.parametrize(("mode", "style"), MODE_STYLES)
@@ -455,8 +479,9 @@ def test_join_fed_by_one_tick_that_sends_everything_on_one_port_first(mode: str)
     class WorkerBoth(Both):
         execution = "worker"
 
-    src = {"inline": Both, "async": AsyncBoth, "worker": WorkerBoth,
-           "async-asend": AsyncSendBoth}[mode]
+    src = {"inline": Both, "async": AsyncBoth, "worker": WorkerBoth, "async-asend": AsyncSendBoth}[
+        mode
+    ]
     net = Network(capacity=1)
     net.register_actor("both", src())
     net.register_actor("join", Join())
@@ -733,8 +758,15 @@ def test_non_await_node_takes_one_packet_per_tick_round_robin() -> None:
             net.add_initial("n", port, Message.string(f"{port}{i}"))
     assert net.run(timeout=10).ok
     net.shutdown()
-    assert ticks == [{"a": "a0"}, {"b": "b0"}, {"c": "c0"}, {"a": "a1"}, {"c": "c1"},
-                     {"a": "a2"}, {"c": "c2"}]
+    assert ticks == [
+        {"a": "a0"},
+        {"b": "b0"},
+        {"c": "c0"},
+        {"a": "a1"},
+        {"c": "c1"},
+        {"a": "a2"},
+        {"c": "c2"},
+    ]
 
 
 def test_await_all_fires_when_every_connected_port_has_a_packet() -> None:
@@ -949,7 +981,8 @@ def test_failing_node_does_not_stop_the_rest(mode: str) -> None:
     assert from_bad.values() == [i for i in range(30) if i % 3]
     assert summary.failure_count == 10
     assert [f.error for f in summary.failures] == [
-        f"ZeroDivisionError: bad packet {i}" for i in range(0, 30, 3)]
+        f"ZeroDivisionError: bad packet {i}" for i in range(0, 30, 3)
+    ]
     assert all(f.node == "bad" and f.component == "bad" for f in summary.failures)
     assert all("in tick" in f.traceback for f in summary.failures)
     failed = [e for e in stream.drain() if e["_type"] == "ActorFailed"]

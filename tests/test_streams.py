@@ -610,6 +610,7 @@ def test_async_iteration_raises_on_error_frame() -> None:
 
 # -- streams travelling through a network ---------------------------------------------------
 
+
 def _stream_graph(producer_execution: str, consumer_kind: str, frames: int) -> list[int]:
     from reflow import Actor, Message, Network
 

@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"host": "reflow", "abi": "reflow.abi", "registry": "reflow.registry",
-            "tools": "reflow.tools"}
+PACKAGES = {
+    "host": "reflow",
+    "abi": "reflow.abi",
+    "registry": "reflow.registry",
+    "tools": "reflow.tools",
+}
 
 
 def _module_name(path: Path, root: Path = ROOT) -> str:
@@ -136,14 +140,19 @@ def test_the_core_imports_nothing_above_it() -> None:
         ("from .. import _jsonread", False),
     ],
 )
-def test_the_upward_import_check_sees_every_form(
-    tmp_path: Path, source: str, upward: bool
-) -> None:
+def test_the_upward_import_check_sees_every_form(tmp_path: Path, source: str, upward: bool) -> None:
     """The check above reads relative imports the way ``_imports`` does: deferred and
     type-only ones, ``from .. import module`` included."""
-    modules = ["host/_errors.py", "host/_jsonread.py", "host/_core/_nodes.py",
-               "host/_loader/_plugins.py", "host/_loader/_packs.py",
-               "host/_sandbox/_wasm_engine.py", "registry/_client.py", "tools/_cli.py"]
+    modules = [
+        "host/_errors.py",
+        "host/_jsonread.py",
+        "host/_core/_nodes.py",
+        "host/_loader/_plugins.py",
+        "host/_loader/_packs.py",
+        "host/_sandbox/_wasm_engine.py",
+        "registry/_client.py",
+        "tools/_cli.py",
+    ]
     for module in modules:
         path = tmp_path / module
         path.parent.mkdir(parents=True, exist_ok=True)

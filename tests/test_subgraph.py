@@ -87,14 +87,26 @@ def test_two_nodes_of_one_subgraph_are_separate() -> None:
 @pytest.mark.parametrize(
     ("action", "error", "fragment"),
     [
-        (lambda: SubgraphBuilder(two_scales().to_json()).build(), UnknownComponentError,
-         "tpl_scale"),
-        (lambda: SubgraphBuilder(two_scales().to_json()).register_actor("tpl_scale", 42),
-         GraphError, "expects an Actor instance, got int"),
-        (lambda: _connect_unknown_port(), UnknownPortError,
-         "node 's' has no exported out port 'nope'; declared exported out ports: result"),
-        (lambda: _initial_on_unknown_port(), UnknownPortError,
-         "node 's' has no exported in port 'nope'; declared exported in ports: value"),
+        (
+            lambda: SubgraphBuilder(two_scales().to_json()).build(),
+            UnknownComponentError,
+            "tpl_scale",
+        ),
+        (
+            lambda: SubgraphBuilder(two_scales().to_json()).register_actor("tpl_scale", 42),
+            GraphError,
+            "expects an Actor instance, got int",
+        ),
+        (
+            lambda: _connect_unknown_port(),
+            UnknownPortError,
+            "node 's' has no exported out port 'nope'; declared exported out ports: result",
+        ),
+        (
+            lambda: _initial_on_unknown_port(),
+            UnknownPortError,
+            "node 's' has no exported in port 'nope'; declared exported in ports: value",
+        ),
     ],
 )
 def test_bad_subgraphs(action: Any, error: type[Exception], fragment: str) -> None:

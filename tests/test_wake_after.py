@@ -69,9 +69,11 @@ def _net(actor: Actor) -> tuple[Network, Sink]:
     return net, sink
 
 
-@pytest.mark.parametrize("make", [lambda: Debounce(), lambda: AsyncDebounce(),
-                                  lambda: Debounce(execution="worker")],
-                         ids=["inline", "async", "worker"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: Debounce(), lambda: AsyncDebounce(), lambda: Debounce(execution="worker")],
+    ids=["inline", "async", "worker"],
+)
 def test_run_waits_for_the_wake_and_the_woken_tick_has_empty_inputs(make: Any) -> None:
     net, sink = _net(make())
     for i in range(5):

@@ -39,11 +39,14 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-_json = click.option("--json", "as_json", is_flag=True,
-                     help="Print the result as JSON on stdout (errors too).")
+_json = click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (errors too)."
+)
 
 _trust_dir = click.option(
-    "--trust-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--trust-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Trust store directory (default: $REFLOW_TRUST_DIR or ~/.config/reflow/trust).",
 )
 
@@ -58,8 +61,13 @@ def main(debug: bool) -> None:
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--name", help="Pack name (default: the directory name).")
-@click.option("--lang", type=click.Choice(["c"]), default="c", show_default=True,
-              help="Language of the starter actor.")
+@click.option(
+    "--lang",
+    type=click.Choice(["c"]),
+    default="c",
+    show_default=True,
+    help="Language of the starter actor.",
+)
 @_json
 def new(directory: Path, name: str | None, lang: str, as_json: bool) -> None:
     """Create a working pack project in DIRECTORY."""
@@ -73,49 +81,89 @@ def new(directory: Path, name: str | None, lang: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("project", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                default=Path("."))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("dist"), show_default=True, help="Output directory.")
-@click.option("--sign", "key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Private key to sign the pack with.")
-@click.option("--triple", "triples", multiple=True, type=click.Choice(KNOWN_TRIPLES),
-              help="Build only these triples (repeatable; default: the project's targets).")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Parallel compiler processes.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds one compiler run may take (default: $REFLOW_BUILD_TIMEOUT or 300; "
-                   "a target's first build on this machine, which fills zig's cache, gets at "
-                   "least $REFLOW_FIRST_BUILD_TIMEOUT or 900).")
+@click.argument(
+    "project", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path(".")
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dist"),
+    show_default=True,
+    help="Output directory.",
+)
+@click.option(
+    "--sign",
+    "key_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Private key to sign the pack with.",
+)
+@click.option(
+    "--triple",
+    "triples",
+    multiple=True,
+    type=click.Choice(KNOWN_TRIPLES),
+    help="Build only these triples (repeatable; default: the project's targets).",
+)
+@click.option(
+    "--jobs", type=click.IntRange(min=1), default=None, help="Parallel compiler processes."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds one compiler run may take (default: $REFLOW_BUILD_TIMEOUT or 300; "
+    "a target's first build on this machine, which fills zig's cache, gets at "
+    "least $REFLOW_FIRST_BUILD_TIMEOUT or 900).",
+)
 @_json
-def build(project: Path, out_dir: Path, key_path: Path | None,
-          triples: tuple[str, ...], jobs: int | None, timeout: float | None,
-          as_json: bool) -> None:
+def build(
+    project: Path,
+    out_dir: Path,
+    key_path: Path | None,
+    triples: tuple[str, ...],
+    jobs: int | None,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
     """Compile PROJECT's modules with the guest SDK and write a .rflpack."""
     from ._pack_build import build_pack
 
     key = load_private_key(key_path) if key_path else None
-    path = build_pack(project, out_dir=out_dir, key=key, triples=triples or None,
-                      progress=lambda m: echo(m, err=True), jobs=jobs, timeout=timeout)
+    path = build_pack(
+        project,
+        out_dir=out_dir,
+        key=key,
+        triples=triples or None,
+        progress=lambda m: echo(m, err=True),
+        jobs=jobs,
+        timeout=timeout,
+    )
     if as_json:
         echo_json({"path": str(path), "signed": key is not None})
         return
     if key is None:
-        echo("warning: the pack is unsigned; load_pack refuses it by default "
-                   "(sign it with 'reflow-pack sign')", err=True)
+        echo(
+            "warning: the pack is unsigned; load_pack refuses it by default "
+            "(sign it with 'reflow-pack sign')",
+            err=True,
+        )
     echo(str(path))
 
 
 @main.command()
 @click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--triple", required=True, help="The triple to keep (portable parts are kept).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file (default: PACK with -TRIPLE before .rflpack).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file (default: PACK with -TRIPLE before .rflpack).",
+)
 @_json
 def strip(pack: Path, triple: str, out: Path | None, as_json: bool) -> None:
     """Keep the portable artifacts plus one TRIPLE; the signature stays valid."""
     data = strip_bundle(pack, triple)
-    stem = pack.name[:-len(".rflpack")] if pack.name.endswith(".rflpack") else pack.name
+    stem = pack.name[: -len(".rflpack")] if pack.name.endswith(".rflpack") else pack.name
     out = out or pack.with_name(f"{stem}-{triple}.rflpack")
     was = pack.stat().st_size
     _write(out, data)
@@ -146,8 +194,10 @@ def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
         ("authors", ", ".join(m.authors)),
         ("abi", f"{m.abi} ({'ok' if info.abi_ok else info.abi_message})"),
         ("signature", info.signature_status),
-        ("capabilities", ", ".join(f"{k}: {', '.join(v)}" for k, v in m.capabilities.items())
-         or "none"),
+        (
+            "capabilities",
+            ", ".join(f"{k}: {', '.join(v)}" for k, v in m.capabilities.items()) or "none",
+        ),
         ("loads as", ", ".join(f"{k}: {v}" for k, v in info.loads_as.items())),
     ]
     width = max(len(k) for k, _ in rows)
@@ -156,8 +206,12 @@ def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
         echo(sanitize(f"{k:<{width}}  {v}"))
     echo("\ntemplates:")
     for t in m.templates:
-        echo(sanitize(f"  {t.id:<32} in={','.join(t.inports) or '-'} "
-                      f"out={','.join(t.outports) or '-'}  [{t.entry}]  {t.description}"))
+        echo(
+            sanitize(
+                f"  {t.id:<32} in={','.join(t.inports) or '-'} "
+                f"out={','.join(t.outports) or '-'}  [{t.entry}]  {t.description}"
+            )
+        )
     echo("\nartifacts:")
     for a in m.artifacts:
         here = "present" if a.path in info.members else "stripped"
@@ -165,8 +219,12 @@ def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
 
 
 @main.command()
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Private key file to write (the public key goes to OUT.pub).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key file to write (the public key goes to OUT.pub).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing key.")
 @_json
 def keygen(out: Path, force: bool, as_json: bool) -> None:
@@ -175,17 +233,26 @@ def keygen(out: Path, force: bool, as_json: bool) -> None:
     if as_json:
         echo_json({"key_id": kid, "private_key": str(priv), "public_key": str(pub)})
         return
-    echo(f"key id {kid}\nprivate key {priv} (keep it secret)\npublic key  {pub} "
-               "(share it: 'reflow-pack trust add')")
+    echo(
+        f"key id {kid}\nprivate key {priv} (keep it secret)\npublic key  {pub} "
+        "(share it: 'reflow-pack trust add')"
+    )
 
 
 @main.command()
 @click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--key", "key_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Private key to sign with.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file (default: sign PACK in place).")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Private key to sign with.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file (default: sign PACK in place).",
+)
 @_json
 def sign(pack: Path, key_path: Path, out: Path | None, as_json: bool) -> None:
     """Sign PACK's manifest (other signatures are kept)."""
@@ -202,8 +269,12 @@ def sign(pack: Path, key_path: Path, out: Path | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--key", "pub_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Verify against this public key instead of the trust store.")
+@click.option(
+    "--key",
+    "pub_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Verify against this public key instead of the trust store.",
+)
 @_trust_dir
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (errors too).")
 def verify(pack: Path, pub_path: Path | None, trust_dir: Path | None, as_json: bool) -> None:
@@ -212,19 +283,31 @@ def verify(pack: Path, pub_path: Path | None, trust_dir: Path | None, as_json: b
     m = b.manifest
     if pub_path is not None:
         pub = load_public_key(pub_path)
-        signer = verify_manifest(b.manifest_bytes, b.signatures, {key_id(pub): pub},
-                                 pack=f"pack {m.name!r}")
+        signer = verify_manifest(
+            b.manifest_bytes, b.signatures, {key_id(pub): pub}, pack=f"pack {m.name!r}"
+        )
     else:
-        signer = TrustStore(trust_dir).verify(b.manifest_bytes, b.signatures,
-                                              pack=f"pack {m.name!r}")
+        signer = TrustStore(trust_dir).verify(
+            b.manifest_bytes, b.signatures, pack=f"pack {m.name!r}"
+        )
     check_abi_compatible(m.abi_version, ABI_VERSION, what=f"pack {m.name!r} {m.version}")
     if as_json:
-        echo_json({"ok": True, "name": m.name, "version": m.version, "signer": signer,
-                   "members": len(b.contents), "present_triples": b.present_triples()})
+        echo_json(
+            {
+                "ok": True,
+                "name": m.name,
+                "version": m.version,
+                "signer": signer,
+                "members": len(b.contents),
+                "present_triples": b.present_triples(),
+            }
+        )
         return
     present = ", ".join(b.present_triples())
-    echo(f"OK {m.name} {m.version}: signed by {signer}, {len(b.contents)} members "
-               f"match the manifest, triples present: {present}")
+    echo(
+        f"OK {m.name} {m.version}: signed by {signer}, {len(b.contents)} members "
+        f"match the manifest, triples present: {present}"
+    )
 
 
 @main.group()
@@ -234,15 +317,24 @@ def trust() -> None:
 
 @trust.command("add")
 @click.argument("key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--for", "names", multiple=True, metavar="PATTERN",
-              help="Trust the key only for packs whose name matches PATTERN (fnmatch-style, "
-                   "e.g. 'acme/*'); repeatable, added to the key's existing patterns.")
-@click.option("--any-name", is_flag=True,
-              help="Trust the key for packs of ANY name (it can then sign as any publisher).")
+@click.option(
+    "--for",
+    "names",
+    multiple=True,
+    metavar="PATTERN",
+    help="Trust the key only for packs whose name matches PATTERN (fnmatch-style, "
+    "e.g. 'acme/*'); repeatable, added to the key's existing patterns.",
+)
+@click.option(
+    "--any-name",
+    is_flag=True,
+    help="Trust the key for packs of ANY name (it can then sign as any publisher).",
+)
 @_trust_dir
 @_json
-def trust_add(key: Path, names: tuple[str, ...], any_name: bool,
-              trust_dir: Path | None, as_json: bool) -> None:
+def trust_add(
+    key: Path, names: tuple[str, ...], any_name: bool, trust_dir: Path | None, as_json: bool
+) -> None:
     """Trust the public key in KEY (a .pub file) for the pack names given with --for
     (or, explicitly, for any name with --any-name)."""
     if not names and not any_name:
@@ -261,8 +353,11 @@ def trust_add(key: Path, names: tuple[str, ...], any_name: bool,
     if as_json:
         echo_json({"key_id": kid, "names": list(entry.names or ()), "path": str(store.path)})
         return
-    where = ("for ANY pack name (limit it with --for 'namespace/*')" if entry.any_name
-             else f"for {', '.join(entry.names or ()) or 'no pack names'}")
+    where = (
+        "for ANY pack name (limit it with --for 'namespace/*')"
+        if entry.any_name
+        else f"for {', '.join(entry.names or ()) or 'no pack names'}"
+    )
     echo(f"trusted key {kid} {where} ({store.path})")
 
 
@@ -274,9 +369,17 @@ def trust_list(trust_dir: Path | None, as_json: bool) -> None:
     store = TrustStore(trust_dir)
     keys = store.list()
     if as_json:
-        echo_json([{"key_id": k.key_id, "path": str(k.path),
+        echo_json(
+            [
+                {
+                    "key_id": k.key_id,
+                    "path": str(k.path),
                     "names": None if k.names is None else list(k.names),
-                    "scoped": k.names is not None} for k in keys])
+                    "scoped": k.names is not None,
+                }
+                for k in keys
+            ]
+        )
         return
     if not keys:
         echo(f"no trusted keys in {store.path}", err=True)

@@ -145,8 +145,9 @@ DEFAULT_TIMEOUT_S = 300.0
 #: ``first_timeout`` or $REFLOW_FIRST_BUILD_TIMEOUT says.
 FIRST_BUILD_TIMEOUT_S = 900.0
 _MAX_TIMEOUT_S = 7 * 86400.0
-_MISSING_TOOLCHAIN = ('the C toolchain is not installed (the "ziglang" package): '
-                      'pip install "reflow[build]"')
+_MISSING_TOOLCHAIN = (
+    'the C toolchain is not installed (the "ziglang" package): pip install "reflow[build]"'
+)
 # Marks, in zig's cache, the targets a build has already filled it for (for the first-build note).
 _SEEN_DIR = "reflow-targets"
 
@@ -165,12 +166,17 @@ def _limit(value: float | None, what: str, env_name: str, default: float) -> flo
         try:
             value = float(raw)
         except ValueError:
-            raise GuestBuildError(f"{what} must be a number of seconds; got {raw[:40]!r}") \
-                from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
-            or not 0 < value <= _MAX_TIMEOUT_S:
-        raise GuestBuildError(f"{what} must be a number of seconds above 0 and at most "
-                              f"{_MAX_TIMEOUT_S:.0f}; got {str(value)[:40]!r}")
+            raise GuestBuildError(f"{what} must be a number of seconds; got {raw[:40]!r}") from None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+        or not 0 < value <= _MAX_TIMEOUT_S
+    ):
+        raise GuestBuildError(
+            f"{what} must be a number of seconds above 0 and at most "
+            f"{_MAX_TIMEOUT_S:.0f}; got {str(value)[:40]!r}"
+        )
     return float(value)
 
 
@@ -191,14 +197,21 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         pass
 
 
-def _run_compiler(cmd: list[str], env: dict[str, str], timeout: float, say: Callable[[str], None],
-                  what: str) -> subprocess.CompletedProcess[str]:
+def _run_compiler(
+    cmd: list[str], env: dict[str, str], timeout: float, say: Callable[[str], None], what: str
+) -> subprocess.CompletedProcess[str]:
     """Run one compiler command for at most ``timeout`` seconds from its own start, saying
     every HEARTBEAT_S seconds that it still runs. Raises _CompilerTimeout past the limit."""
     start = time.monotonic()
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env, errors="replace",
-                          start_new_session=os.name == "posix") as proc:
+    with subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        errors="replace",
+        start_new_session=os.name == "posix",
+    ) as proc:
         while True:
             left = timeout - (time.monotonic() - start)
             try:
@@ -242,11 +255,12 @@ def _build_one(
     except FileNotFoundError as exc:  # pragma: no cover - python itself missing
         raise GuestBuildError(f"cannot run the zig toolchain: {exc}", target=target) from exc
     except _CompilerTimeout as exc:
-        why = ("its first build on this machine, filling zig's cache; " if first else "")
+        why = "its first build on this machine, filling zig's cache; " if first else ""
         raise GuestBuildError(
             f"building {name} for {target} timed out: the compiler ran {exc.elapsed:.1f} s, "
             f"past its limit of {timeout:g} s ({why}raise the limit with --timeout or "
-            "$REFLOW_BUILD_TIMEOUT)", target=target
+            "$REFLOW_BUILD_TIMEOUT)",
+            target=target,
         ) from None
     if proc.returncode != 0:
         stderr = proc.stderr.strip()
@@ -305,8 +319,10 @@ def build_guest(
             known = ", ".join([WASM_TARGET, WASI_TARGET, *NATIVE_TARGETS])
             raise GuestBuildError(f"unknown target {t!r}; known targets: {known}", target=t)
     if not _NAME.fullmatch(name):
-        raise GuestBuildError(f"module name {name[:80]!r} is not a file name stem (letters, "
-                              "digits, _.-, optionally 'namespace/name')")
+        raise GuestBuildError(
+            f"module name {name[:80]!r} is not a file name stem (letters, "
+            "digits, _.-, optionally 'namespace/name')"
+        )
     if optimize not in ("O0", "O1", "O2", "O3", "Os", "Oz"):
         raise GuestBuildError(f"optimize must be one of O0..O3, Os, Oz; got {optimize!r}")
     srcs = [Path(s).resolve() for s in sources]
@@ -317,8 +333,10 @@ def build_guest(
     if not (sdk / "reflow.h").is_file() or not (sdk / "reflow.c").is_file():
         raise GuestBuildError(f"guest SDK not found in {sdk} (expected reflow.h and reflow.c)")
     limit = _limit(timeout, "timeout", "REFLOW_BUILD_TIMEOUT", DEFAULT_TIMEOUT_S)
-    first_limit = max(limit, _limit(first_timeout, "first_timeout",
-                                    "REFLOW_FIRST_BUILD_TIMEOUT", FIRST_BUILD_TIMEOUT_S))
+    first_limit = max(
+        limit,
+        _limit(first_timeout, "first_timeout", "REFLOW_FIRST_BUILD_TIMEOUT", FIRST_BUILD_TIMEOUT_S),
+    )
     if importlib.util.find_spec("ziglang") is None:
         raise GuestBuildError(_MISSING_TOOLCHAIN)
     lock = threading.Lock()
@@ -331,16 +349,27 @@ def build_guest(
     seen = _zig_cache_dir() / _SEEN_DIR
     first = [t for t in wanted if not (seen / t).exists()]
     if first:
-        say(f"note: first build for {', '.join(first)} on this machine: zig fills its cache "
-            f"({_zig_cache_dir()}) once, which can take a few minutes; later builds take seconds")
+        say(
+            f"note: first build for {', '.join(first)} on this machine: zig fills its cache "
+            f"({_zig_cache_dir()}) once, which can take a few minutes; later builds take seconds"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     workers = jobs or min(len(wanted), os.cpu_count() or 1) or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
             t: pool.submit(
-                _build_one, t, srcs, out, name, sdk, optimize, list(extra_flags),
-                first_limit if t in first else limit, say, t in first,
+                _build_one,
+                t,
+                srcs,
+                out,
+                name,
+                sdk,
+                optimize,
+                list(extra_flags),
+                first_limit if t in first else limit,
+                say,
+                t in first,
             )
             for t in wanted
         }

@@ -122,8 +122,9 @@ def read_project(root: str | os.PathLike[str]) -> PackProject:
         with path.open("rb") as fh:
             raw = fh.read(_MAX_PROJECT_FILE + 1)
     except FileNotFoundError:
-        raise PackFormatError(f"{root} is not a pack project: no {PROJECT_FILE} "
-                              "(create one with 'reflow-pack new')") from None
+        raise PackFormatError(
+            f"{root} is not a pack project: no {PROJECT_FILE} (create one with 'reflow-pack new')"
+        ) from None
     except OSError as exc:
         raise _bad(root, f"cannot be read: {exc.strerror}") from exc
     doc = load_toml(raw, str(path), max_size=_MAX_PROJECT_FILE)
@@ -143,24 +144,34 @@ def read_project(root: str | os.PathLike[str]) -> PackProject:
         if not isinstance(mod, dict) or not isinstance(mod.get("name"), str):
             raise _bad(root, f"modules[{i}] needs a name")
         if not _MODULE.fullmatch(mod["name"]):
-            raise _bad(root, f"modules[{i}].name {mod['name'][:80]!r} is not a module name "
-                             "(letters, digits, _.-, optionally 'namespace/name')")
+            raise _bad(
+                root,
+                f"modules[{i}].name {mod['name'][:80]!r} is not a module name "
+                "(letters, digits, _.-, optionally 'namespace/name')",
+            )
         entry = module_entry(mod["name"])
         if entry in entries:
-            raise _bad(root, f"modules[{i}].name {mod['name']!r} gives entry {entry!r}, as "
-                             f"modules[{entries[entry]}] does")
+            raise _bad(
+                root,
+                f"modules[{i}].name {mod['name']!r} gives entry {entry!r}, as "
+                f"modules[{entries[entry]}] does",
+            )
         entries[entry] = i
         if mod.get("language", "c") != "c":
-            raise _bad(root, f"modules[{i}].language {mod.get('language')!r}: only 'c' is "
-                             "supported by this build")
+            raise _bad(
+                root,
+                f"modules[{i}].language {mod.get('language')!r}: only 'c' is "
+                "supported by this build",
+            )
         srcs = mod.get("sources")
         if not isinstance(srcs, list) or not srcs or not all(isinstance(s, str) for s in srcs):
             raise _bad(root, f"modules[{i}].sources must list source files")
         modules.append(PackModule(mod["name"], [root / s for s in srcs]))
     if not modules:
         raise _bad(root, "needs at least one [[modules]] table")
-    return PackProject(root, meta, modules, list(targets), doc.get("capabilities", {}),
-                       doc.get("templates", []))
+    return PackProject(
+        root, meta, modules, list(targets), doc.get("capabilities", {}), doc.get("templates", [])
+    )
 
 
 def _describe(built: dict[str, Path], entry: str) -> list[TemplateSpec]:
@@ -172,7 +183,8 @@ def _describe(built: dict[str, Path], entry: str) -> list[TemplateSpec]:
         try:
             module = engine.load(built[WASM_TARGET].read_bytes(), name=entry)
             return templates_from_describe(
-                sorted(module.templates.values(), key=lambda t: t.index), entry)
+                sorted(module.templates.values(), key=lambda t: t.index), entry
+            )
         finally:
             engine.close()
     for triple in host_triples():
@@ -182,16 +194,22 @@ def _describe(built: dict[str, Path], entry: str) -> list[TemplateSpec]:
 
             lib = NativeLibrary(built[target])
             return templates_from_describe(
-                sorted(lib.templates.values(), key=lambda t: t.index), entry)
+                sorted(lib.templates.values(), key=lambda t: t.index), entry
+            )
     raise GuestBuildError(
         f"cannot read the templates of module {entry!r}: build {PORTABLE_TRIPLE} or this "
         "host's triple, or list [[templates]] in pack.toml"
     )
 
 
-def _compile(mod: PackModule, out: Path, targets: list[str], jobs: int | None,
-             say: Callable[[str], None] | None = None,
-             timeout: float | None = None) -> dict[str, Path]:
+def _compile(
+    mod: PackModule,
+    out: Path,
+    targets: list[str],
+    jobs: int | None,
+    say: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+) -> dict[str, Path]:
     """build_guest, with macOS libraries given a fixed install name: the linker would
     otherwise record the (temporary) output path, and the same sources would not give the
     same bytes."""
@@ -199,12 +217,31 @@ def _compile(mod: PackModule, out: Path, targets: list[str], jobs: int | None,
     others = [t for t in targets if t not in macos]
     built: dict[str, Path] = {}
     if others:
-        built.update(build_guest(mod.sources, out, name=mod.entry, targets=others, jobs=jobs,
-                                 progress=say, timeout=timeout))
+        built.update(
+            build_guest(
+                mod.sources,
+                out,
+                name=mod.entry,
+                targets=others,
+                jobs=jobs,
+                progress=say,
+                timeout=timeout,
+            )
+        )
     if macos:
         flags = [f"-Wl,-install_name,@rpath/{artifact_name(mod.entry, macos[0])}"]
-        built.update(build_guest(mod.sources, out, name=mod.entry, targets=macos, jobs=jobs,
-                                 extra_flags=flags, progress=say, timeout=timeout))
+        built.update(
+            build_guest(
+                mod.sources,
+                out,
+                name=mod.entry,
+                targets=macos,
+                jobs=jobs,
+                extra_flags=flags,
+                progress=say,
+                timeout=timeout,
+            )
+        )
     return built
 
 
@@ -231,8 +268,9 @@ def build_pack(
     wanted = list(triples) if triples else proj.targets
     for t in wanted:
         if t not in BUILD_TARGETS:
-            raise GuestBuildError(f"unknown triple {t!r}; known: {', '.join(KNOWN_TRIPLES)}",
-                                  target=t)
+            raise GuestBuildError(
+                f"unknown triple {t!r}; known: {', '.join(KNOWN_TRIPLES)}", target=t
+            )
     wanted = sorted(set(wanted), key=lambda t: KNOWN_TRIPLES.index(t))
     contents: dict[str, bytes] = {}
     artifacts: list[Artifact] = []
@@ -240,8 +278,9 @@ def build_pack(
     with tempfile.TemporaryDirectory(prefix="reflow-build-") as tmp:
         for mod in proj.modules:
             say(f"compiling {mod.name} for {', '.join(wanted)}")
-            built = _compile(mod, Path(tmp) / mod.entry, [BUILD_TARGETS[t] for t in wanted],
-                             jobs, say, timeout)
+            built = _compile(
+                mod, Path(tmp) / mod.entry, [BUILD_TARGETS[t] for t in wanted], jobs, say, timeout
+            )
             for triple in wanted:
                 target = BUILD_TARGETS[triple]
                 data = built[target].read_bytes()
@@ -264,8 +303,9 @@ def build_pack(
             except PackFormatError as exc:
                 raise _bad(proj.root, f"pack.{key_name}: {exc}") from exc
             except OSError as exc:
-                raise _bad(proj.root, f"pack.{key_name}: cannot read {rel!r}: "
-                                      f"{exc.strerror}") from exc
+                raise _bad(
+                    proj.root, f"pack.{key_name}: cannot read {rel!r}: {exc.strerror}"
+                ) from exc
             contents[rel] = data
             files.append(file_entry(rel, data))
     doc: dict[str, Any] = {
@@ -274,8 +314,7 @@ def build_pack(
         **proj.meta,
         "capabilities": proj.capabilities,
         "templates": [t.to_dict() for t in templates] if templates else proj.templates,
-        "artifacts": [a.to_dict() for a in sorted(artifacts,
-                                                  key=lambda a: (a.entry, a.triple))],
+        "artifacts": [a.to_dict() for a in sorted(artifacts, key=lambda a: (a.entry, a.triple))],
         "files": [f.to_dict() for f in files],
     }
     manifest = manifest_from_dict(doc)
@@ -316,8 +355,13 @@ REFLOW_TEMPLATES(
 """
 
 
-def new_project(directory: str | os.PathLike[str], *, name: str | None = None,
-                lang: str = "c", targets: Iterable[str] | None = None) -> Path:
+def new_project(
+    directory: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    lang: str = "c",
+    targets: Iterable[str] | None = None,
+) -> Path:
     """Scaffold a working pack project in ``directory`` (which must not exist or be empty)."""
     root = Path(directory)
     if lang != "c":
@@ -327,12 +371,25 @@ def new_project(directory: str | os.PathLike[str], *, name: str | None = None,
     name = name or root.name
     module = name.replace("-", "_").replace(".", "_").replace("/", "_")
     # Validate the name the way the manifest will.
-    manifest_from_dict({
-        "format": 1, "name": name, "version": "0.1.0", "abi": pack_abi_version(),
-        "templates": [{"id": f"{name}/add", "entry": module}],
-        "artifacts": [{"entry": module, "triple": PORTABLE_TRIPLE, "kind": "wasm",
-                       "path": "a.wasm", "sha256": "0" * 64, "size": 0}],
-    })
+    manifest_from_dict(
+        {
+            "format": 1,
+            "name": name,
+            "version": "0.1.0",
+            "abi": pack_abi_version(),
+            "templates": [{"id": f"{name}/add", "entry": module}],
+            "artifacts": [
+                {
+                    "entry": module,
+                    "triple": PORTABLE_TRIPLE,
+                    "kind": "wasm",
+                    "path": "a.wasm",
+                    "sha256": "0" * 64,
+                    "size": 0,
+                }
+            ],
+        }
+    )
     (root / "src").mkdir(parents=True, exist_ok=True)
     tlist = ", ".join(f'"{t}"' for t in (targets or KNOWN_TRIPLES))
     (root / PROJECT_FILE).write_text(
@@ -342,10 +399,11 @@ def new_project(directory: str | os.PathLike[str], *, name: str | None = None,
         f'[[modules]]\nname = "{module}"\nlanguage = "c"\nsources = ["src/{module}.c"]\n',
         "utf-8",
     )
-    (root / "src" / f"{module}.c").write_text(_C_TEMPLATE.format(module=module, name=name),
-                                              "utf-8")
+    (root / "src" / f"{module}.c").write_text(_C_TEMPLATE.format(module=module, name=name), "utf-8")
     (root / "README.md").write_text(
         f"# {name}\n\nA reflow pack. Build it with `reflow-pack build .`; its template "
-        f"`{name}/add` adds config `add` to an Integer.\n", "utf-8")
+        f"`{name}/add` adds config `add` to an Integer.\n",
+        "utf-8",
+    )
     (root / "LICENSE").write_text("MIT License\n", "utf-8")
     return root

@@ -26,21 +26,35 @@ __all__ = ["COMMANDS", "add_registry_commands", "install", "main", "publish", "s
 DEFAULT_REGISTRY = "http://127.0.0.1:8700"
 
 _registry = click.option(
-    "--registry", envvar="REFLOW_REGISTRY", default=DEFAULT_REGISTRY, show_default=True,
+    "--registry",
+    envvar="REFLOW_REGISTRY",
+    default=DEFAULT_REGISTRY,
+    show_default=True,
     help="Registry URL (env REFLOW_REGISTRY).",
 )
-_token = click.option("--token", envvar="REFLOW_REGISTRY_TOKEN", default=None,
-                      help="API token (env REFLOW_REGISTRY_TOKEN).")
+_token = click.option(
+    "--token",
+    envvar="REFLOW_REGISTRY_TOKEN",
+    default=None,
+    help="API token (env REFLOW_REGISTRY_TOKEN).",
+)
 _insecure = click.option(
-    "--insecure", is_flag=True, expose_value=False,
+    "--insecure",
+    is_flag=True,
+    expose_value=False,
     callback=lambda ctx, _param, value: ctx.meta.__setitem__("reflow.insecure", value),
-    help="Send the token even over plain http:// to a registry that is not on loopback.")
+    help="Send the token even over plain http:// to a registry that is not on loopback.",
+)
 _trust = click.option(
-    "--trust-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--trust-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Trust store directory (default: $REFLOW_TRUST_DIR or ~/.config/reflow/trust).",
 )
 _cache = click.option(
-    "--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Download cache (default: $REFLOW_CACHE_DIR/registry or ~/.cache/reflow/registry).",
 )
 
@@ -70,8 +84,9 @@ def _progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
         if bar is None:
             if not _isatty(sys.stderr):
                 return  # click would still print the label once: keep logs clean
-            bar = click.progressbar(length=total or 0, label=label, file=sys.stderr,
-                                    show_pos=False, show_percent=True)
+            bar = click.progressbar(
+                length=total or 0, label=label, file=sys.stderr, show_pos=False, show_percent=True
+            )
             bar.__enter__()
         bar.update(done - last)
         last = done
@@ -108,12 +123,17 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors
 @_registry
 @_token
 @_insecure
-@click.option("--namespace", default=None, metavar="NS",
-              help="Namespace for a pack named without one (e.g. 'my-pack'); default: the "
-                   "token's namespace. A pack named 'ns/name' always goes to 'ns'.")
+@click.option(
+    "--namespace",
+    default=None,
+    metavar="NS",
+    help="Namespace for a pack named without one (e.g. 'my-pack'); default: the "
+    "token's namespace. A pack named 'ns/name' always goes to 'ns'.",
+)
 @_json
-def publish(pack: Path, registry: str, token: str | None, namespace: str | None,
-            as_json: bool) -> None:
+def publish(
+    pack: Path, registry: str, token: str | None, namespace: str | None, as_json: bool
+) -> None:
     """Upload PACK (a full, signed .rflpack) to the registry.
 
     A pack named 'acme/my-pack' is published as acme/my-pack. A pack named just 'my-pack'
@@ -126,8 +146,12 @@ def publish(pack: Path, registry: str, token: str | None, namespace: str | None,
         return
     variants = ", ".join(sorted(k for k in doc["variants"] if k != "full")) or "none"
     done = "already published, unchanged:" if doc.get("unchanged") else "published"
-    echo(sanitize(f"{done} {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed "
-                  f"by {doc['key_id']}; slim variants: {variants})"))
+    echo(
+        sanitize(
+            f"{done} {doc['full_name']} {doc['version']} ({doc['size']} bytes, signed "
+            f"by {doc['key_id']}; slim variants: {variants})"
+        )
+    )
 
 
 @click.command()
@@ -135,21 +159,32 @@ def publish(pack: Path, registry: str, token: str | None, namespace: str | None,
 @_registry
 @_token
 @_insecure
-@click.option("--triple", default=None, help="Download the variant for this triple "
-                                             "(default: this machine's).")
+@click.option(
+    "--triple", default=None, help="Download the variant for this triple (default: this machine's)."
+)
 @_trust
 @_cache
 @click.option("--offline", is_flag=True, help="Use only the local cache.")
 @click.option("--load", "do_load", is_flag=True, help="Also load it now (checks it runs here).")
 @_json
-def install(spec: str, registry: str, token: str | None, triple: str | None,
-            trust_dir: Path | None, cache_dir: Path | None, offline: bool,
-            do_load: bool, as_json: bool) -> None:
+def install(
+    spec: str,
+    registry: str,
+    token: str | None,
+    triple: str | None,
+    trust_dir: Path | None,
+    cache_dir: Path | None,
+    offline: bool,
+    do_load: bool,
+    as_json: bool,
+) -> None:
     """Install SPEC (namespace/name@range, e.g. acme/tools@^1.2): resolve, download the
     variant for this machine, verify it against the trust store, and cache it."""
     _spec(spec)
-    with _client(registry, token, trust=trust_dir, cache_dir=cache_dir,
-                 offline=offline) as client, _progress(f"downloading {spec}") as bar:
+    with (
+        _client(registry, token, trust=trust_dir, cache_dir=cache_dir, offline=offline) as client,
+        _progress(f"downloading {spec}") as bar,
+    ):
         got = client.install(spec, triple=triple, progress=bar)
     source = "cache" if got.from_cache else registry
     templates = None
@@ -158,12 +193,24 @@ def install(spec: str, registry: str, token: str | None, triple: str | None,
 
         templates = sorted(load_pack(got.path, trust=trust_dir).templates)
     if as_json:
-        echo_json({"name": got.name, "version": got.version, "variant": got.variant,
-                   "from_cache": got.from_cache, "signer": got.signer, "path": str(got.path),
-                   "templates": templates})
+        echo_json(
+            {
+                "name": got.name,
+                "version": got.version,
+                "variant": got.variant,
+                "from_cache": got.from_cache,
+                "signer": got.signer,
+                "path": str(got.path),
+                "templates": templates,
+            }
+        )
         return
-    echo(sanitize(f"installed {got.name} {got.version} ({got.variant}) from {source}, signed "
-                  f"by {got.signer}: {got.path}"))
+    echo(
+        sanitize(
+            f"installed {got.name} {got.version} ({got.variant}) from {source}, signed "
+            f"by {got.signer}: {got.path}"
+        )
+    )
     if templates is not None:
         echo(sanitize(f"loaded templates: {', '.join(templates)}"))
 
@@ -198,8 +245,9 @@ def search(query: str, registry: str, token: str | None, limit: int, as_json: bo
 @click.option("--reason", default="", help="Why (shown to anyone who looks at the version).")
 @click.option("--undo", is_flag=True, help="Unyank: make the version installable by ranges again.")
 @_json
-def yank(spec: str, registry: str, token: str | None, reason: str, undo: bool,
-         as_json: bool) -> None:
+def yank(
+    spec: str, registry: str, token: str | None, reason: str, undo: bool, as_json: bool
+) -> None:
     """Withdraw SPEC (namespace/name@version): ranges stop choosing it; exact pins still
     install it, so nothing that depends on it breaks."""
     _spec(spec)

@@ -104,8 +104,10 @@ def _message(exc: BaseException) -> tuple[str, list[str]]:
     elif isinstance(exc, (ReflowError, ValueError)):
         text = str(exc)
     else:
-        text = (f"internal error: {type(exc).__name__}: {exc} "
-                "(rerun with --debug for the traceback, and please report it)")
+        text = (
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback, and please report it)"
+        )
     return " ".join(text.split()), []
 
 
@@ -121,8 +123,14 @@ class _WarningLines(logging.Handler):
             self.handleError(record)
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str,
-                  lineno: int, file: Any = None, line: str | None = None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     click.echo(f"warning: {sanitize(' '.join(str(message).split()))}", err=True)
 
 

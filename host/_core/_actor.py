@@ -335,6 +335,7 @@ class BufferedContext(ActorContext):
     def send(self, messages: dict[str, Any]) -> None:
         if self._state:
             self._misuse("send")
-        checked = [(port, as_message(m, f"$.{port}")) for port, m in messages.items()
-                   if m is not None]
+        checked = [
+            (port, as_message(m, f"$.{port}")) for port, m in messages.items() if m is not None
+        ]
         self._sched._send_from_worker(self._node, checked)

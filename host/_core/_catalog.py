@@ -13,8 +13,14 @@ from collections.abc import Callable
 from .._errors import GraphError, UnknownComponentError
 from ._actor import Actor
 
-__all__ = ["lookup_template", "register_template", "template_actor", "template_list",
-           "template_owner", "unregister_template"]
+__all__ = [
+    "lookup_template",
+    "register_template",
+    "template_actor",
+    "template_list",
+    "template_owner",
+    "unregister_template",
+]
 
 _lock = threading.Lock()
 _templates: dict[str, Actor] = {}

@@ -167,9 +167,7 @@ class EventStream:
         self._taken += len(out)
         return out
 
-    def recv_records(
-        self, max_events: int = 1024, timeout_ms: int = 0
-    ) -> list[tuple[Any, ...]]:
+    def recv_records(self, max_events: int = 1024, timeout_ms: int = 0) -> list[tuple[Any, ...]]:
         """``recv_batch`` without the dicts: the events as records ``(type, t, *fields)``
         (see the module docstring; ``EventStream.as_dict(record)`` gives the dict form).
         The cheapest way to read every event of a busy graph."""
@@ -232,22 +230,33 @@ def _ms(t: float) -> int:
 
 def _started(r: tuple[Any, ...]) -> dict[str, Any]:
     _, t, actor, component = r
-    return {"_type": "ActorStarted", "timestamp": _ms(t), "actorId": actor,
-            "component": component}
+    return {"_type": "ActorStarted", "timestamp": _ms(t), "actorId": actor, "component": component}
 
 
 def _completed(r: tuple[Any, ...]) -> dict[str, Any]:
     _, t, actor, component, duration, size = r
-    return {"_type": "ActorCompleted", "timestamp": _ms(t), "actorId": actor,
-            "component": component, "duration": duration, "outputSize": size}
+    return {
+        "_type": "ActorCompleted",
+        "timestamp": _ms(t),
+        "actorId": actor,
+        "component": component,
+        "duration": duration,
+        "outputSize": size,
+    }
 
 
 def _sent(r: tuple[Any, ...]) -> dict[str, Any]:
     _, t, src, src_port, dst, dst_port, msg = r
-    return {"_type": "MessageSent", "timestamp": _ms(t), "fromActor": src,
-            "fromPort": src_port, "toActor": dst, "toPort": dst_port,
-            "message": msg.get("data") if isinstance(msg, dict) else msg,
-            "size": message_size(msg)}
+    return {
+        "_type": "MessageSent",
+        "timestamp": _ms(t),
+        "fromActor": src,
+        "fromPort": src_port,
+        "toActor": dst,
+        "toPort": dst_port,
+        "message": msg.get("data") if isinstance(msg, dict) else msg,
+        "size": message_size(msg),
+    }
 
 
 def _generic(kind: str) -> Any:

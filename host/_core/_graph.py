@@ -142,8 +142,9 @@ class Graph(GraphData):
         """Add a node running ``component``. Raises DuplicateNodeError if ``id`` is taken."""
         building()
         if not isinstance(id, str) or not id:
-            raise GraphFormatError(f"a node id must be a non-empty string, got {id!r}",
-                                   path="$.processes")
+            raise GraphFormatError(
+                f"a node id must be a non-empty string, got {id!r}", path="$.processes"
+            )
         path = key_path("$.processes", id)
         if id in self._nodes:
             raise DuplicateNodeError(id)
@@ -182,8 +183,9 @@ class Graph(GraphData):
         if new_id == old_id:
             return
         if not isinstance(new_id, str) or not new_id:
-            raise GraphFormatError(f"a node id must be a non-empty string, got {new_id!r}",
-                                   path="$.processes")
+            raise GraphFormatError(
+                f"a node id must be a non-empty string, got {new_id!r}", path="$.processes"
+            )
         if new_id in self._nodes:
             raise DuplicateNodeError(new_id)
         node.id = new_id
@@ -205,8 +207,11 @@ class Graph(GraphData):
         node = self._nodes.get(id)
         if node is None:
             return None
-        return {"id": node.id, "component": node.component,
-                "metadata": copy.deepcopy(node.metadata)}
+        return {
+            "id": node.id,
+            "component": node.component,
+            "metadata": copy.deepcopy(node.metadata),
+        }
 
     def set_node_metadata(self, id: str, metadata: dict[str, Any]) -> None:
         """Merge ``metadata`` into the node's (a None value deletes a key; ``{}`` clears)."""
@@ -219,22 +224,30 @@ class Graph(GraphData):
         return [d for d in (self.get_node(n) for n in self._nodes) if d is not None]
 
     # -- connections ------------------------------------------------------------------------
-    def _find_connection(self, out_node: str, out_port: str, in_node: str,
-                         in_port: str) -> ConnectionRecord | None:
+    def _find_connection(
+        self, out_node: str, out_port: str, in_node: str, in_port: str
+    ) -> ConnectionRecord | None:
         if not (isinstance(out_port, str) and isinstance(in_port, str)):
             return None
         fold = self.port_key
         return self._edges().get((out_node, fold(out_port), in_node, fold(in_port)))
 
-    def _need_connection(self, out_node: str, out_port: str, in_node: str,
-                         in_port: str) -> ConnectionRecord:
+    def _need_connection(
+        self, out_node: str, out_port: str, in_node: str, in_port: str
+    ) -> ConnectionRecord:
         conn = self._find_connection(out_node, out_port, in_node, in_port)
         if conn is None:
             raise GraphError(f"no connection {out_node}.{out_port} -> {in_node}.{in_port}")
         return conn
 
-    def add_connection(self, out_node: str, out_port: str, in_node: str, in_port: str,
-                       metadata: dict[str, Any] | None = None) -> None:
+    def add_connection(
+        self,
+        out_node: str,
+        out_port: str,
+        in_node: str,
+        in_port: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         """Connect ``out_node.out_port`` to ``in_node.in_port``.
 
         Raises UnknownNodeError for a missing node and GraphError if the same connection exists.
@@ -260,14 +273,16 @@ class Graph(GraphData):
         self._connections = [c for c in self._connections if c is not conn]
         self._edge_index = None
 
-    def get_connection(self, out_node: str, out_port: str, in_node: str,
-                       in_port: str) -> dict[str, Any] | None:
+    def get_connection(
+        self, out_node: str, out_port: str, in_node: str, in_port: str
+    ) -> dict[str, Any] | None:
         """The connection in the verbose shape, or None if there is none."""
         conn = self._find_connection(out_node, out_port, in_node, in_port)
         return None if conn is None else self._connection_view(conn)
 
-    def set_connection_metadata(self, out_node: str, out_port: str, in_node: str, in_port: str,
-                                metadata: dict[str, Any]) -> None:
+    def set_connection_metadata(
+        self, out_node: str, out_port: str, in_node: str, in_port: str, metadata: dict[str, Any]
+    ) -> None:
         """Merge ``metadata`` into the connection's (a None value deletes; ``{}`` clears)."""
         conn = self._need_connection(out_node, out_port, in_node, in_port)
         conn.metadata = merge_metadata(conn.metadata, self._new_metadata(metadata, "$.metadata"))
@@ -284,26 +299,40 @@ class Graph(GraphData):
         return [self._connection_view(c) for c in self._connections if not c.iip]
 
     # -- initial packets --------------------------------------------------------------------
-    def _add_iip(self, node: str, port: str, data: Any, index: int | None,
-                 metadata: dict[str, Any] | None, via: str | None = None) -> None:
+    def _add_iip(
+        self,
+        node: str,
+        port: str,
+        data: Any,
+        index: int | None,
+        metadata: dict[str, Any] | None,
+        via: str | None = None,
+    ) -> None:
         path = f"$.connections[{len(self._connections)}]"
         bounded(data, f"{path}.data", what="initial packet")
         check_iip_data(data, f"{path}.data")
         tgt = EndRecord(node=node, port=port, index=index_value(index, f"{path}.to.index"), via=via)
-        self._connections.append(ConnectionRecord(
-            tgt=tgt, shape=self._shape, iip=True, data=copy.deepcopy(data),
-            metadata=self._new_metadata(metadata, f"{path}.metadata"),
-        ))
+        self._connections.append(
+            ConnectionRecord(
+                tgt=tgt,
+                shape=self._shape,
+                iip=True,
+                data=copy.deepcopy(data),
+                metadata=self._new_metadata(metadata, f"{path}.metadata"),
+            )
+        )
 
-    def add_initial(self, node: str, port: str, data: Any,
-                    metadata: dict[str, Any] | None = None) -> None:
+    def add_initial(
+        self, node: str, port: str, data: Any, metadata: dict[str, Any] | None = None
+    ) -> None:
         """Send ``data`` to ``node.port`` when the network starts. ``data`` is a tagged message
         (``{"type": "Integer", "data": 1}``, validated now) or plain JSON (wrapped later)."""
         self._need_node(node, f"initial packet for port {port!r}")
         self._add_iip(node, self._port(port), data, None, metadata)
 
-    def add_initial_index(self, node: str, port: str, data: Any, index: int,
-                          metadata: dict[str, Any] | None = None) -> None:
+    def add_initial_index(
+        self, node: str, port: str, data: Any, index: int, metadata: dict[str, Any] | None = None
+    ) -> None:
         """Like :meth:`add_initial`, to slot ``index`` of an array port."""
         self._need_node(node, f"initial packet for port {port!r}")
         self._add_iip(node, self._port(port), data, index, metadata)
@@ -312,22 +341,25 @@ class Graph(GraphData):
         """Remove every initial packet sent to ``node.port``. Raises GraphError if none."""
         self._need_node(node, "remove_initial")
         keep = [
-            c for c in self._connections
+            c
+            for c in self._connections
             if not (c.iip and c.tgt.node == node and self._same_port(c.tgt.port, port))
         ]
         if len(keep) == len(self._connections):
             raise GraphError(f"no initial packet for {node}.{port}")
         self._connections = keep
 
-    def add_graph_initial(self, inport: str, data: Any,
-                          metadata: dict[str, Any] | None = None) -> None:
+    def add_graph_initial(
+        self, inport: str, data: Any, metadata: dict[str, Any] | None = None
+    ) -> None:
         """Send ``data`` into the graph through its exported in-port ``inport``."""
         name = self._need_port(self._inports, inport, "inport")
         port = self._inports[name]
         self._add_iip(port.node, port.port, data, None, metadata, via=name)
 
-    def add_graph_initial_index(self, inport: str, data: Any, index: int,
-                                metadata: dict[str, Any] | None = None) -> None:
+    def add_graph_initial_index(
+        self, inport: str, data: Any, index: int, metadata: dict[str, Any] | None = None
+    ) -> None:
         """Like :meth:`add_graph_initial`, to slot ``index``."""
         name = self._need_port(self._inports, inport, "inport")
         port = self._inports[name]
@@ -343,18 +375,30 @@ class Graph(GraphData):
         out = []
         for conn in self._connections:
             if conn.iip:
-                out.append({
-                    "data": copy.deepcopy(conn.data),
-                    "metadata": copy.deepcopy(conn.metadata),
-                    "to": {k: v for k, v in conn.tgt.to_json("verbose").items()
-                           if k not in conn.tgt.extra},
-                })
+                out.append(
+                    {
+                        "data": copy.deepcopy(conn.data),
+                        "metadata": copy.deepcopy(conn.metadata),
+                        "to": {
+                            k: v
+                            for k, v in conn.tgt.to_json("verbose").items()
+                            if k not in conn.tgt.extra
+                        },
+                    }
+                )
         return out
 
     # -- exported ports ---------------------------------------------------------------------
-    def _add_exported(self, table: dict[str, ExportRecord], direction: str, port_id: str,
-                      node_id: str, port_key: str, port_type: dict[str, Any] | None,
-                      metadata: dict[str, Any] | None) -> None:
+    def _add_exported(
+        self,
+        table: dict[str, ExportRecord],
+        direction: str,
+        port_id: str,
+        node_id: str,
+        port_key: str,
+        port_type: dict[str, Any] | None,
+        metadata: dict[str, Any] | None,
+    ) -> None:
         name = self._port(port_id, f"{direction} name")
         self._need_node(node_id, f"exported {direction} {name!r}")
         if self._find_port(table, name) is not None:
@@ -377,8 +421,9 @@ class Graph(GraphData):
                 if conn.iip and conn.tgt.via == name:
                     conn.tgt.via = None
 
-    def _rename_exported(self, table: dict[str, ExportRecord], direction: str, old: str,
-                         new: str) -> None:
+    def _rename_exported(
+        self, table: dict[str, ExportRecord], direction: str, old: str, new: str
+    ) -> None:
         key = self._need_port(table, old, direction)
         new = self._port(new, f"new {direction} name")
         clash = self._find_port(table, new)
@@ -404,19 +449,29 @@ class Graph(GraphData):
             verbose.port_id = name
         return verbose.to_json()
 
-    def add_inport(self, port_id: str, node_id: str, port_key: str,
-                   port_type: dict[str, Any] | None = None,
-                   metadata: dict[str, Any] | None = None) -> None:
+    def add_inport(
+        self,
+        port_id: str,
+        node_id: str,
+        port_key: str,
+        port_type: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         """Export ``node_id.port_key`` as the graph's in-port ``port_id``."""
-        self._add_exported(self._inports, "inport", port_id, node_id, port_key, port_type,
-                           metadata)
+        self._add_exported(self._inports, "inport", port_id, node_id, port_key, port_type, metadata)
 
-    def add_outport(self, port_id: str, node_id: str, port_key: str,
-                    port_type: dict[str, Any] | None = None,
-                    metadata: dict[str, Any] | None = None) -> None:
+    def add_outport(
+        self,
+        port_id: str,
+        node_id: str,
+        port_key: str,
+        port_type: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         """Export ``node_id.port_key`` as the graph's out-port ``port_id``."""
-        self._add_exported(self._outports, "outport", port_id, node_id, port_key, port_type,
-                           metadata)
+        self._add_exported(
+            self._outports, "outport", port_id, node_id, port_key, port_type, metadata
+        )
 
     def remove_inport(self, port_id: str) -> None:
         self._drop_exported(self._inports, self._need_port(self._inports, port_id, "inport"))
@@ -447,20 +502,28 @@ class Graph(GraphData):
         return {name: self._exported_view(p, name) for name, p in self._outports.items()}
 
     # -- groups -----------------------------------------------------------------------------
-    def add_group(self, group_id: str, nodes: list[str],
-                  metadata: dict[str, Any] | None = None) -> None:
+    def add_group(
+        self, group_id: str, nodes: list[str], metadata: dict[str, Any] | None = None
+    ) -> None:
         """Add a group of existing nodes. Raises GraphError if ``group_id`` is taken."""
         if not isinstance(group_id, str) or not group_id:
-            raise GraphFormatError(f"a group id must be a non-empty string, got {group_id!r}",
-                                   path="$.groups")
+            raise GraphFormatError(
+                f"a group id must be a non-empty string, got {group_id!r}", path="$.groups"
+            )
         if any(g.id == group_id for g in self._groups):
             raise GraphError(f"group {group_id!r} already exists")
         for node in nodes:
             self._need_node(node, f"member of group {group_id!r}")
         members = list(dict.fromkeys(nodes))  # each node once, in the order given
         path = f"$.groups[{len(self._groups)}].metadata"
-        self._groups.append(GroupRecord(id=group_id, nodes=members, shape=self._shape,
-                                        metadata=self._new_metadata(metadata, path)))
+        self._groups.append(
+            GroupRecord(
+                id=group_id,
+                nodes=members,
+                shape=self._shape,
+                metadata=self._new_metadata(metadata, path),
+            )
+        )
 
     def remove_group(self, group_id: str) -> None:
         self._groups.remove(self._need_group(group_id))
@@ -483,8 +546,10 @@ class Graph(GraphData):
 
     def groups(self) -> list[dict[str, Any]]:
         """Every group as ``{"id", "nodes", "metadata"}``, in order."""
-        return [{"id": g.id, "nodes": list(g.nodes), "metadata": copy.deepcopy(g.metadata)}
-                for g in self._groups]
+        return [
+            {"id": g.id, "nodes": list(g.nodes), "metadata": copy.deepcopy(g.metadata)}
+            for g in self._groups
+        ]
 
     # -- properties -------------------------------------------------------------------------
     def set_properties(self, properties: dict[str, Any]) -> None:
@@ -510,7 +575,9 @@ class Graph(GraphData):
 
     @staticmethod
     def _agreed_type(
-        node: str, port: str, direction: Direction,
+        node: str,
+        port: str,
+        direction: Direction,
         declared: Iterable[tuple[str, dict[str, Any] | None]],
     ) -> dict[str, Any] | None:
         """The one type the ``(label, type)`` declarations of a port agree on (a copy)."""
@@ -525,12 +592,14 @@ class Graph(GraphData):
                 raise PortTypeError(
                     f"{direction}-port {node}.{port} is typed {type_label(found)} at {where} "
                     f"but {type_label(port_type)} at {label}",
-                    source=where, target=label,
+                    source=where,
+                    target=label,
                 )
         return copy.deepcopy(found)
 
-    def _declared_types(self, node: str, port: str,
-                        direction: Direction) -> Iterable[tuple[str, dict[str, Any] | None]]:
+    def _declared_types(
+        self, node: str, port: str, direction: Direction
+    ) -> Iterable[tuple[str, dict[str, Any] | None]]:
         key = self.port_key(port)
         for i, conn in enumerate(self._connections):
             end = conn.tgt if direction == "in" else (None if conn.iip else conn.src)
@@ -544,8 +613,7 @@ class Graph(GraphData):
     @staticmethod
     def _end_label(i: int, conn: ConnectionRecord, direction: Direction) -> str:
         verbose = conn.shape == "verbose"
-        side = ("to" if verbose else "tgt") if direction == "in" else (
-            "from" if verbose else "src")
+        side = ("to" if verbose else "tgt") if direction == "in" else ("from" if verbose else "src")
         return f"$.connections[{i}].{side}.portType"
 
     def _typed_ports(self) -> dict[tuple[str, Direction, str], list[tuple[str, Any]]]:
@@ -556,20 +624,25 @@ class Graph(GraphData):
         fold = self.port_key
         for i, conn in enumerate(self._connections):
             ends: tuple[tuple[EndRecord, Direction], ...] = (
-                ((conn.tgt, "in"),) if conn.iip or conn.src is None
+                ((conn.tgt, "in"),)
+                if conn.iip or conn.src is None
                 else ((conn.tgt, "in"), (conn.src, "out"))
             )
             for end, direction in ends:
                 if end.port_type is not None:
                     found.setdefault((end.node, direction, fold(end.port)), []).append(
-                        (self._end_label(i, conn, direction), end.port_type))
+                        (self._end_label(i, conn, direction), end.port_type)
+                    )
         tables: tuple[tuple[dict[str, ExportRecord], Direction], ...] = (
-            (self._inports, "in"), (self._outports, "out"))
+            (self._inports, "in"),
+            (self._outports, "out"),
+        )
         for table, direction in tables:
             for name, exported in table.items():
                 if exported.port_type is not None:
                     found.setdefault((exported.node, direction, fold(exported.port)), []).append(
-                        (f"{key_path(f'$.{direction}ports', name)}.portType", exported.port_type))
+                        (f"{key_path(f'$.{direction}ports', name)}.portType", exported.port_type)
+                    )
         return found
 
     # -- JSON -------------------------------------------------------------------------------

@@ -105,10 +105,17 @@ def compose_graphs(composition: dict[str, Any]) -> dict[str, Any]:
                     path=f"{path}.{side}.process",
                 )
             port = string_field(end, "port", f"{path}.{side}.port", "port")
-            ends.append(EndRecord(node=node, port=port if cs else port.lower(),
-                             index=index_value(end.get("index"), f"{path}.{side}.index")))
+            ends.append(
+                EndRecord(
+                    node=node,
+                    port=port if cs else port.lower(),
+                    index=index_value(end.get("index"), f"{path}.{side}.index"),
+                )
+            )
         conn = ConnectionRecord(
-            tgt=ends[1], src=ends[0], shape="verbose",
+            tgt=ends[1],
+            src=ends[0],
+            shape="verbose",
             metadata=metadata_value(raw.get("metadata"), f"{path}.metadata"),
         )
         if conn.key() in keys:
@@ -127,8 +134,11 @@ def _merge_namespaced(out: Graph, g: Graph, ns: str) -> None:
 
     for node in g._nodes.values():
         out._nodes[q(node.id)] = ProcessRecord(
-            id=q(node.id), component=node.component, metadata=copy.deepcopy(node.metadata),
-            shape="verbose", extra=copy.deepcopy(node.extra),
+            id=q(node.id),
+            component=node.component,
+            metadata=copy.deepcopy(node.metadata),
+            shape="verbose",
+            extra=copy.deepcopy(node.extra),
         )
     for conn in g._connections:
         conn = copy.deepcopy(conn)
@@ -148,7 +158,12 @@ def _merge_namespaced(out: Graph, g: Graph, ns: str) -> None:
             port.node = q(port.node)
             dst[q(name)] = port
     for group in g._groups:
-        out._groups.append(GroupRecord(
-            id=q(group.id), nodes=[q(n) for n in group.nodes], shape="verbose",
-            metadata=copy.deepcopy(group.metadata), extra=copy.deepcopy(group.extra),
-        ))
+        out._groups.append(
+            GroupRecord(
+                id=q(group.id),
+                nodes=[q(n) for n in group.nodes],
+                shape="verbose",
+                metadata=copy.deepcopy(group.metadata),
+                extra=copy.deepcopy(group.extra),
+            )
+        )

@@ -116,9 +116,7 @@ class _GraphReader(Generic[G]):
 
     def __init__(self, doc: Any, make: Callable[..., G]) -> None:
         if not isinstance(doc, dict):
-            raise GraphFormatError(
-                f"a graph must be a JSON object, got {type_name(doc)}", path="$"
-            )
+            raise GraphFormatError(f"a graph must be a JSON object, got {type_name(doc)}", path="$")
         self.doc = doc
         self.classic = False
         self.inport_names: dict[str, str] = {}  # lower-cased exported in-port -> its name
@@ -136,8 +134,7 @@ class _GraphReader(Generic[G]):
             return kind()
         if not isinstance(value, kind):
             want = "an object" if kind is dict else "an array"
-            raise GraphFormatError(f"{key} must be {want}, got {type_name(value)}",
-                                   path=f"$.{key}")
+            raise GraphFormatError(f"{key} must be {want}, got {type_name(value)}", path=f"$.{key}")
         return value
 
     def read(self) -> G:
@@ -234,10 +231,16 @@ class _GraphReader(Generic[G]):
                 extra=extras(raw, CLASSIC_END_KEYS),
             )
         if empty_ok:
-            node = string_field(raw, "nodeId", f"{path}.nodeId", "nodeId", empty=True) \
-                if "nodeId" in raw else ""
-            port = string_field(raw, "portId", f"{path}.portId", "portId", empty=True) \
-                if "portId" in raw else ""
+            node = (
+                string_field(raw, "nodeId", f"{path}.nodeId", "nodeId", empty=True)
+                if "nodeId" in raw
+                else ""
+            )
+            port = (
+                string_field(raw, "portId", f"{path}.portId", "portId", empty=True)
+                if "portId" in raw
+                else ""
+            )
         else:
             node = self.known_node(raw, "nodeId", path)
             port = string_field(raw, "portId", f"{path}.portId", "portId")
@@ -295,21 +298,25 @@ class _GraphReader(Generic[G]):
             if iip:
                 check_iip_data(raw["data"], f"{path}.data")
             return ConnectionRecord(
-                tgt=tgt, src=src, shape="classic", iip=iip,
-                data=copy.deepcopy(raw.get("data")), metadata=metadata,
+                tgt=tgt,
+                src=src,
+                shape="classic",
+                iip=iip,
+                data=copy.deepcopy(raw.get("data")),
+                metadata=metadata,
                 explicit=frozenset(k for k in ("metadata",) if k in raw),
                 extra=extras(raw, ("src", "tgt", "data", "metadata")),
             )
         if "to" not in raw:
             raise GraphFormatError("a connection needs a target", path=f"{path}.to")
         raw_from = raw.get("from")
-        iip = (
-            raw_from is None
-            or (isinstance(raw_from, dict) and not raw_from.get("nodeId"))
-        )
+        iip = raw_from is None or (isinstance(raw_from, dict) and not raw_from.get("nodeId"))
         if iip:
-            src = None if raw_from is None else self.read_end(
-                raw_from, f"{path}.from", "verbose", empty_ok=True)
+            src = (
+                None
+                if raw_from is None
+                else self.read_end(raw_from, f"{path}.from", "verbose", empty_ok=True)
+            )
             tgt = self.read_end(raw["to"], f"{path}.to", "verbose")
             self.resolve_via(tgt)
             check_iip_data(raw.get("data"), f"{path}.data")
@@ -322,8 +329,13 @@ class _GraphReader(Generic[G]):
             src = self.read_end(raw_from, f"{path}.from", "verbose")
             tgt = self.read_end(raw["to"], f"{path}.to", "verbose")
         return ConnectionRecord(
-            tgt=tgt, src=src, shape="verbose", iip=iip, data=copy.deepcopy(raw.get("data")),
-            metadata=metadata, extra=extras(raw, ("from", "to", "data", "metadata")),
+            tgt=tgt,
+            src=src,
+            shape="verbose",
+            iip=iip,
+            data=copy.deepcopy(raw.get("data")),
+            metadata=metadata,
+            extra=extras(raw, ("from", "to", "data", "metadata")),
         )
 
     def resolve_via(self, tgt: EndRecord) -> None:
@@ -352,7 +364,9 @@ class _GraphReader(Generic[G]):
             return ExportRecord(
                 node=self.known_node(raw, "process", path),
                 port=string_field(raw, "port", f"{path}.port", "port"),
-                shape="classic", port_type=port_type, metadata=metadata,
+                shape="classic",
+                port_type=port_type,
+                metadata=metadata,
                 explicit=frozenset(k for k in ("metadata", "portType") if k in raw),
                 extra=extras(raw, ("process", "port", "metadata", "portType")),
             )
@@ -370,10 +384,17 @@ class _GraphReader(Generic[G]):
         if not isinstance(expose, bool):
             raise GraphFormatError("expose must be true or false", path=f"{path}.expose")
         return ExportRecord(
-            node=node, port=port, shape="verbose", port_type=port_type, metadata=metadata,
-            port_id=port_id, port_name_raw=port_name,
-            index=index_value(raw.get("index"), f"{path}.index"), expose=expose,
-            data=copy.deepcopy(raw.get("data")), extra=extras(raw, VERBOSE_EDGE_KEYS),
+            node=node,
+            port=port,
+            shape="verbose",
+            port_type=port_type,
+            metadata=metadata,
+            port_id=port_id,
+            port_name_raw=port_name,
+            index=index_value(raw.get("index"), f"{path}.index"),
+            expose=expose,
+            data=copy.deepcopy(raw.get("data")),
+            extra=extras(raw, VERBOSE_EDGE_KEYS),
         )
 
     def read_group(self, raw: Any, path: str) -> GroupRecord:
@@ -384,25 +405,31 @@ class _GraphReader(Generic[G]):
         group_id = string_field(raw, key, f"{path}.{key}", "group id")
         nodes = raw.get("nodes", [])
         if not isinstance(nodes, list):
-            raise GraphFormatError(f"nodes must be an array, got {type_name(nodes)}",
-                                   path=f"{path}.nodes")
+            raise GraphFormatError(
+                f"nodes must be an array, got {type_name(nodes)}", path=f"{path}.nodes"
+            )
         members: list[str] = []
         listed: set[str] = set()
         for j, node in enumerate(nodes):
             npath = f"{path}.nodes[{j}]"
             if not isinstance(node, str):
-                raise GraphFormatError(f"a group member must be a node id, got {node!r}",
-                                       path=npath)
+                raise GraphFormatError(
+                    f"a group member must be a node id, got {node!r}", path=npath
+                )
             if node not in self.graph._nodes:
-                raise GraphFormatError(f"unknown process {node!r} in group {group_id!r}",
-                                       path=npath)
+                raise GraphFormatError(
+                    f"unknown process {node!r} in group {group_id!r}", path=npath
+                )
             if node in listed:
-                raise GraphFormatError(f"process {node!r} is listed twice in group "
-                                       f"{group_id!r}", path=npath)
+                raise GraphFormatError(
+                    f"process {node!r} is listed twice in group {group_id!r}", path=npath
+                )
             listed.add(node)
             members.append(node)
         return GroupRecord(
-            id=group_id, nodes=members, shape=shape,
+            id=group_id,
+            nodes=members,
+            shape=shape,
             metadata=metadata_value(raw.get("metadata"), f"{path}.metadata"),
             explicit=frozenset(k for k in ("metadata",) if k in raw),
             extra=extras(raw, (key, "nodes", "metadata")),

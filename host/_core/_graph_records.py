@@ -28,8 +28,16 @@ __all__ = [
     "ProcessRecord",
 ]
 
-TOP_KEYS = ("caseSensitive", "properties", "processes", "connections", "inports", "outports",
-            "groups")
+TOP_KEYS = (
+    "caseSensitive",
+    "properties",
+    "processes",
+    "connections",
+    "inports",
+    "outports",
+    "groups",
+)
+
 
 @dataclass
 class ProcessRecord:
@@ -54,8 +62,16 @@ class ProcessRecord:
         return out
 
 
-VERBOSE_EDGE_KEYS = ("nodeId", "portId", "portName", "portType", "index", "expose", "data",
-                     "metadata")
+VERBOSE_EDGE_KEYS = (
+    "nodeId",
+    "portId",
+    "portName",
+    "portType",
+    "index",
+    "expose",
+    "data",
+    "metadata",
+)
 CLASSIC_END_KEYS = ("process", "port", "index", "portType")
 
 

@@ -106,8 +106,9 @@ def _flatten(graph: Graph) -> GraphSpec:
         path = f"$.connections[{i}]"
         if conn.iip or conn.src is None:
             typed(conn.tgt.node, conn.tgt.port, "in")
-            initials.append(InitialSpec(conn.tgt.node, conn.tgt.port, copy.deepcopy(conn.data),
-                                        conn.tgt.index))
+            initials.append(
+                InitialSpec(conn.tgt.node, conn.tgt.port, copy.deepcopy(conn.data), conn.tgt.index)
+            )
             continue
         capacity = (conn.metadata or {}).get("capacity")
         if capacity is not None and (
@@ -123,9 +124,9 @@ def _flatten(graph: Graph) -> GraphSpec:
             source = f"{conn.src.node}.{conn.src.port}"
             target = f"{conn.tgt.node}.{conn.tgt.port}"
             raise PortTypeError(
-                f"cannot connect {source} ({type_label(out_t)}) to {target} "
-                f"({type_label(in_t)})",
-                source=source, target=target,
+                f"cannot connect {source} ({type_label(out_t)}) to {target} ({type_label(in_t)})",
+                source=source,
+                target=target,
             )
         connections.append(
             ConnectionSpec(conn.src.node, conn.src.port, conn.tgt.node, conn.tgt.port, capacity)
@@ -136,5 +137,6 @@ def _flatten(graph: Graph) -> GraphSpec:
         typed(p.node, p.port, "in")
     for p in graph._outports.values():
         typed(p.node, p.port, "out")
-    return GraphSpec(nodes, connections, initials, inports, outports, port_types,
-                     graph.case_sensitive)
+    return GraphSpec(
+        nodes, connections, initials, inports, outports, port_types, graph.case_sensitive
+    )

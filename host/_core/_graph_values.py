@@ -118,8 +118,9 @@ def metadata_value(value: Any, path: str) -> dict[str, Any] | None:
     return copy.deepcopy(value)
 
 
-def string_field(obj: dict[str, Any], key: str, path: str, what: str, *,
-                 empty: bool = False) -> str:
+def string_field(
+    obj: dict[str, Any], key: str, path: str, what: str, *, empty: bool = False
+) -> str:
     if key not in obj:
         raise GraphFormatError(f"{what} is missing (expected key {key!r})", path=path)
     value = obj[key]

@@ -120,9 +120,18 @@ def _too_deep(value: Any, path: str, level: int) -> None:
     except JSONDepthError as exc:
         raise MessageError(str(exc), path=exc.path) from None
     height = measure_depth(value)  # reached through a Message check_depth does not walk
-    raise MessageError(str(JSONDepthError(
-        depth=None if height is None else height + level - 1, limit=MAX_DEPTH, path=path,
-        what="message", cyclic=height is None)), path=shorten_path(path))
+    raise MessageError(
+        str(
+            JSONDepthError(
+                depth=None if height is None else height + level - 1,
+                limit=MAX_DEPTH,
+                path=path,
+                what="message",
+                cyclic=height is None,
+            )
+        ),
+        path=shorten_path(path),
+    )
 
 
 def _coerce_bytes(value: Any, path: str) -> bytes:
@@ -174,8 +183,9 @@ def _validate(kind: str, data: Any, path: str, level: int = 2) -> Any:
             raise MessageError(f"{kind} data must be a str, got {type(data).__name__}", path=path)
     elif kind == "Object" or kind == "Event":
         if not isinstance(data, dict):
-            raise MessageError(f"{kind} data must be an object, got {type(data).__name__}",
-                               path=path)
+            raise MessageError(
+                f"{kind} data must be an object, got {type(data).__name__}", path=path
+            )
         _check_json(data, path, level)
     elif kind == "Array":
         if not isinstance(data, (list, tuple)):
@@ -359,8 +369,7 @@ class Message(dict[str, Any]):
             if kind == "Optional":
                 return Message._make(kind, None)
             raise MessageError(f'a {kind} message needs a "data" field', path=f"{_path}.data")
-        return Message._make(kind, _validate(kind, value.get("data"), f"{_path}.data",
-                                             _level + 1))
+        return Message._make(kind, _validate(kind, value.get("data"), f"{_path}.data", _level + 1))
 
     @staticmethod
     def from_value(value: Any) -> Message:

@@ -119,8 +119,10 @@ class Network(Wiring):
             if hub.active:
                 hub.publish("NetworkStarted")
             if hub.wants_ticks:  # as offbit_reflow: each node's actor starts with the network
-                hub.pending.extend(("ActorStarted", _clock(), node.id, node.component)
-                                   for node in self._sched.nodes.values())
+                hub.pending.extend(
+                    ("ActorStarted", _clock(), node.id, node.component)
+                    for node in self._sched.nodes.values()
+                )
                 hub.flush()
         self._arm_sources_now()
 
@@ -175,14 +177,16 @@ class Network(Wiring):
         self._base = (sched.overflowed, sched.dropped)
         sched.failures.clear()
         self._arm_sources()
-        return (time.perf_counter(), {n.id: n.ticks for n in sched.nodes.values()},
-                sched.failure_count)
+        return (
+            time.perf_counter(),
+            {n.id: n.ticks for n in sched.nodes.values()},
+            sched.failure_count,
+        )
 
     def _timed_out(self, timeout: float | None) -> RunTimeout:
         pending = self._sched.pending()
         return RunTimeout(
-            f"the graph was not idle after {timeout} s; packets still waiting per node: "
-            f"{pending}",
+            f"the graph was not idle after {timeout} s; packets still waiting per node: {pending}",
             pending=pending,
         )
 
@@ -212,9 +216,7 @@ class Network(Wiring):
         """``run()`` for async code: drives the graph on the running event loop."""
         self._check_open()
         if self._thread is not None:
-            return await asyncio.get_running_loop().run_in_executor(
-                None, self._wait_idle, timeout
-            )
+            return await asyncio.get_running_loop().run_in_executor(None, self._wait_idle, timeout)
         self._materialize()
         self._enter_run()
         try:
@@ -236,15 +238,17 @@ class Network(Wiring):
         self._enter_run()
         self._busy = True
         self._t0, self._ticks0, self._fails0 = self._begin()
-        self._thread = threading.Thread(target=self._thread_main, name="reflow-scheduler",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._thread_main, name="reflow-scheduler", daemon=True
+        )
         self._thread.start()
 
     def _thread_main(self) -> None:
         try:
             asyncio.run(
-                self._sched.drive(until_idle=False, on_idle=self._on_idle,
-                                  stop=lambda: self._stop_flag)
+                self._sched.drive(
+                    until_idle=False, on_idle=self._on_idle, stop=lambda: self._stop_flag
+                )
             )
         except BaseException as exc:  # surfaced by run()/shutdown()
             self._thread_error = exc
@@ -258,8 +262,9 @@ class Network(Wiring):
             if self._busy and not self._sched.completions:
                 self._busy = False
                 if self._hub.active:
-                    self._hub.publish("NetworkIdle", sum(n.ticks for n in
-                                                        self._sched.nodes.values()))
+                    self._hub.publish(
+                        "NetworkIdle", sum(n.ticks for n in self._sched.nodes.values())
+                    )
                 self._idle.notify_all()
 
     def _publish_idle(self) -> None:

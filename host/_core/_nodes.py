@@ -96,8 +96,14 @@ class _Node:
         "ticks",
     )
 
-    def __init__(self, node_id: str, component: str, actor: Actor, config: dict[str, Any],
-                 mode: str | None = None):
+    def __init__(
+        self,
+        node_id: str,
+        component: str,
+        actor: Actor,
+        config: dict[str, Any],
+        mode: str | None = None,
+    ):
         # mode: actor._execution(), when the caller knows it already (it costs a microsecond)
         self.id = node_id
         self.component = component

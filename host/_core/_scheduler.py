@@ -181,9 +181,7 @@ class Scheduler:
             return True
         if node.await_all:
             ports = node.await_ports
-            return bool(ports) and all(
-                any(e.queue for e in node.port_edges[p]) for p in ports
-            )
+            return bool(ports) and all(any(e.queue for e in node.port_edges[p]) for p in ports)
         return any(e.queue for e in node.in_edges)
 
     def _pop(self, e: _Edge) -> Message:
@@ -377,8 +375,7 @@ class Scheduler:
                     self._tick_unresolved(node, ctx)
                 else:
                     t1 = clock()  # monotonic: wall-clock steps never show here
-                    hub.pending.append(("ActorCompleted", t1, nid, comp, t1 - t0,
-                                        node.out_count))
+                    hub.pending.append(("ActorCompleted", t1, nid, comp, t1 - t0, node.out_count))
         finally:
             node.busy = False
             node.ticks += n
@@ -420,8 +417,11 @@ class Scheduler:
                     self._tick_unresolved(node, ctx)
                 elif traced:
                     hub.publish(
-                        "ActorCompleted", node.id, node.component,
-                        time.perf_counter() - t0, node.out_count,
+                        "ActorCompleted",
+                        node.id,
+                        node.component,
+                        time.perf_counter() - t0,
+                        node.out_count,
                     )
         finally:
             node.busy = False
@@ -454,9 +454,7 @@ class Scheduler:
                 None,
             )
 
-    def _record_failure(
-        self, node: _Node, error: str, tb: str, exc: BaseException | None
-    ) -> None:
+    def _record_failure(self, node: _Node, error: str, tb: str, exc: BaseException | None) -> None:
         node.failures += 1
         self.failure_count += 1
         failure = ActorFailure(node.id, node.component, error, tb, exc)
@@ -504,8 +502,13 @@ class Scheduler:
                     if ctx._state != 1:
                         self._tick_unresolved(node, ctx)
                     elif hub.wants_ticks:
-                        hub.publish("ActorCompleted", node.id, node.component,
-                                    time.perf_counter() - t0, node.out_count)
+                        hub.publish(
+                            "ActorCompleted",
+                            node.id,
+                            node.component,
+                            time.perf_counter() - t0,
+                            node.out_count,
+                        )
                 if node.nfull or n >= BATCH or self._stopping:
                     break
                 next_inputs = self._take(node)
@@ -567,8 +570,7 @@ class Scheduler:
             except Exception as e:  # the whole batch failed the same way
                 errors = [e] * len(batch)
             dur = (time.perf_counter() - t0) / len(batch)
-            self._post(("ticks", node, [(c, x, dur) for c, x in zip(batch, errors,
-                                                                   strict=True)]))
+            self._post(("ticks", node, [(c, x, dur) for c, x in zip(batch, errors, strict=True)]))
             return
         results = []
         run = node.run
@@ -706,8 +708,7 @@ class Scheduler:
                 self._tick_failed(node, err)
             else:
                 if self.hub.wants_ticks:
-                    self.hub.publish("ActorCompleted", node.id, node.component,
-                                     dur, len(pairs))
+                    self.hub.publish("ActorCompleted", node.id, node.component, dur, len(pairs))
 
     # ------------------------------------------------------------------ nested draining
     def _relieve(self, node: _Node) -> None:
@@ -785,8 +786,7 @@ class Scheduler:
     def _workers_stuck(self) -> bool:
         """No worker tick can finish on its own: each waits for room in send(), or every
         pool thread is taken by such a tick, so the queued batches cannot start."""
-        return (self.worker_inflight == self.blocked_senders
-                or self.blocked_senders >= self._workers)
+        return self.worker_inflight == self.blocked_senders or self.blocked_senders >= self._workers
 
     def _stuck(self) -> bool:
         """Nothing in flight can finish on its own: every in-flight tick waits for room."""
@@ -869,8 +869,11 @@ class Scheduler:
         """``ctx.wake_after``: give ``node`` a tick with empty inputs in ``seconds``
         (thread-safe; counted in ``wakes_pending`` at once, so the network cannot go idle
         between the call and the timer's start)."""
-        if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-                or not 0 <= seconds <= 86_400):
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 <= seconds <= 86_400
+        ):
             raise TickStateError(
                 f"ctx.wake_after({seconds!r}) in node {node.id!r}: expected a number of "
                 f"seconds from 0 to 86400",
@@ -878,8 +881,9 @@ class Scheduler:
                 component=node.component,
             )
         if self._stopping:
-            raise NetworkStateError(f"ctx.wake_after in node {node.id!r}: the network is "
-                                    f"shutting down")
+            raise NetworkStateError(
+                f"ctx.wake_after in node {node.id!r}: the network is shutting down"
+            )
         with self._wake_lock:
             self.wakes_pending += 1
         if self._loop is not None and threading.get_ident() == self._thread_id:

@@ -46,8 +46,7 @@ class SubgraphActor(Actor):
             scoped = f"{prefix}{tid}"
             net.register_actor(scoped, actor)
             local[tid] = scoped
-        net.load_spec(self._spec, prefix=prefix, components=local, configs=config,
-                      as_node=node_id)
+        net.load_spec(self._spec, prefix=prefix, components=local, configs=config, as_node=node_id)
 
 
 class SubgraphBuilder:

@@ -90,9 +90,7 @@ class Wiring:
             raise UnknownComponentError(template_id, [*self._templates, *template_list()])
         return found
 
-    def add_node(
-        self, id: str, template_id: str, config: dict[str, Any] | None = None
-    ) -> None:
+    def add_node(self, id: str, template_id: str, config: dict[str, Any] | None = None) -> None:
         """Add node ``id`` running the actor registered as ``template_id``."""
         if self._running or self._closed:
             self._check_mutable()
@@ -111,8 +109,13 @@ class Wiring:
             return
         actor = template.open_node(id, dict(config) if config else {})
         if actor is template:  # one actor shared by all its nodes: its mode is known
-            node = _Node(id, template.component, actor, dict(config) if config else {},
-                         self._shared_mode(template_id, template))
+            node = _Node(
+                id,
+                template.component,
+                actor,
+                dict(config) if config else {},
+                self._shared_mode(template_id, template),
+            )
         else:
             node = _Node(id, actor.component, actor, dict(config) if config else {})
         node.ctx = ActorContext(self._sched, node)
@@ -123,8 +126,12 @@ class Wiring:
         (the template itself, its ``execution`` and ``run``) stays the same."""
         run = template.run
         seen = self._modes.get(template_id)
-        if seen is not None and seen[0] is template and seen[2] == run \
-                and seen[1] == template.execution:
+        if (
+            seen is not None
+            and seen[0] is template
+            and seen[2] == run
+            and seen[1] == template.execution
+        ):
             return seen[3]
         mode = template._execution()
         self._modes[template_id] = (template, template.execution, run, mode)
@@ -205,8 +212,9 @@ class Wiring:
         else:
             node.routes[port] = [edge]
 
-    def _connected(self, route: list[_Edge], from_actor: str, from_port: str, to_actor: str,
-                   to_port: str) -> bool:
+    def _connected(
+        self, route: list[_Edge], from_actor: str, from_port: str, to_actor: str, to_port: str
+    ) -> bool:
         """Whether ``route`` (the edges of ``from_actor.from_port``) reaches ``to_actor.to_port``
         already. Called before each new edge is added, so a wide route's set stays complete."""
         if len(route) < _WIDE_ROUTE:
@@ -239,8 +247,10 @@ class Wiring:
     def _check_types(src: _Node, from_port: str, dst: _Node, to_port: str) -> None:
         out_t = src.actor.outport_types.get(from_port, "Any")
         in_t = dst.actor.inport_types.get(to_port, "Any")
-        if out_t != in_t and "Any" not in (out_t, in_t) and not (
-            out_t == "Integer" and in_t == "Float"
+        if (
+            out_t != in_t
+            and "Any" not in (out_t, in_t)
+            and not (out_t == "Integer" and in_t == "Float")
         ):
             label = f"connection {src.id}.{from_port} -> {dst.id}.{to_port}"
             raise PortTypeError(
@@ -353,9 +363,7 @@ class Wiring:
                 if edge.src is not None:
                     self._add_route(edge.src, edge.src_port, self._collector_edge(coll))
         else:
-            raise UnknownPortError(
-                node, port, "in or out", [*target.actor.inports, *target.routes]
-            )
+            raise UnknownPortError(node, port, "in or out", [*target.actor.inports, *target.routes])
         return coll
 
     # ------------------------------------------------------------------ state checks
@@ -412,8 +420,14 @@ class Wiring:
         with bulk():
             self._load_spec(spec, prefix, components or {}, configs or {}, as_node)
 
-    def _load_spec(self, spec: Any, prefix: str, components: dict[str, str],
-                   configs: dict[str, dict[str, Any]], as_node: str | None) -> None:
+    def _load_spec(
+        self,
+        spec: Any,
+        prefix: str,
+        components: dict[str, str],
+        configs: dict[str, dict[str, Any]],
+        as_node: str | None,
+    ) -> None:
         from ._graph_values import is_tagged_message
 
         fold = not getattr(spec, "case_sensitive", True)
@@ -426,8 +440,9 @@ class Wiring:
             self.add_node(prefix + node_id, components.get(component, component), merged)
         for src, sport, dst, dport, cap in spec.connections:
             src, dst = prefix + src, prefix + dst
-            self.add_connection(src, port(src, sport, True), dst, port(dst, dport, False),
-                                capacity=cap)
+            self.add_connection(
+                src, port(src, sport, True), dst, port(dst, dport, False), capacity=cap
+            )
         for node_id, name, data, _index in spec.initials:
             # FBP graphs often carry bare JSON values as initial data
             msg = data if is_tagged_message(data) else Message.from_value(data)

@@ -63,8 +63,13 @@ def _safe_write(root: Path, rel: str, data: bytes, *, replace: bool = False) -> 
         raise UnsafeArchiveError(f"member {rel!r} escapes the pack directory", member=rel)
     target.parent.mkdir(parents=True, exist_ok=True)
     dest = target.with_name(f".{target.name}.{os.getpid()}.tmp") if replace else target
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(
-        os, "O_BINARY", 0)
+    flags = (
+        os.O_WRONLY
+        | os.O_CREAT
+        | os.O_EXCL
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_BINARY", 0)
+    )
     if replace and os.path.lexists(dest):
         os.unlink(dest)
     fd = os.open(dest, flags, 0o644)
@@ -81,8 +86,11 @@ def _extract(bundle: Bundle, pack_dir: Path) -> None:
     try:
         _extract_into(bundle, pack_dir)
     except OSError as exc:
-        raise PackError(f"pack {bundle.manifest.name!r}: cannot extract into the cache "
-                        f"{pack_dir}: {exc.strerror or exc}", pack=bundle.manifest.name) from exc
+        raise PackError(
+            f"pack {bundle.manifest.name!r}: cannot extract into the cache "
+            f"{pack_dir}: {exc.strerror or exc}",
+            pack=bundle.manifest.name,
+        ) from exc
 
 
 def _extract_into(bundle: Bundle, pack_dir: Path) -> None:
@@ -115,8 +123,10 @@ def repair_head(pack_dir: Path, head: PackHead) -> None:
     """Put the verified manifest and signature back if the cached copies were altered, so a
     later load by name (which trusts only what verifies) finds the pack again. Best effort:
     a cache that cannot be repaired fails that later load with its own error."""
-    for name, good in ((MANIFEST_NAME, head.manifest_bytes),
-                       (SIGNATURE_NAME, head.signature_bytes)):
+    for name, good in (
+        (MANIFEST_NAME, head.manifest_bytes),
+        (SIGNATURE_NAME, head.signature_bytes),
+    ):
         if good is None:
             continue
         try:
@@ -127,11 +137,17 @@ def repair_head(pack_dir: Path, head: PackHead) -> None:
         try:
             _safe_write(pack_dir, name, good, replace=True)
         except OSError as exc:
-            log.warning("pack %s: cannot repair the cached %s in %s: %s", head.manifest.name,
-                        name, pack_dir, exc)
+            log.warning(
+                "pack %s: cannot repair the cached %s in %s: %s",
+                head.manifest.name,
+                name,
+                pack_dir,
+                exc,
+            )
             continue
-        log.warning("pack %s: repaired the altered cached %s in %s", head.manifest.name, name,
-                    pack_dir)
+        log.warning(
+            "pack %s: repaired the altered cached %s in %s", head.manifest.name, name, pack_dir
+        )
 
 
 def _record_key(create: bool) -> bytes | None:
@@ -185,9 +201,12 @@ def _read_record(pack_dir: Path) -> dict[str, list[str]]:
         if not isinstance(entry, dict):
             continue
         members, tag = entry.get("members"), entry.get("tag")
-        if (isinstance(members, list) and all(isinstance(p, str) for p in members)
-                and isinstance(tag, str) and hmac.compare_digest(
-                    tag, _record_tag(key, pack_dir, digest, members))):
+        if (
+            isinstance(members, list)
+            and all(isinstance(p, str) for p in members)
+            and isinstance(tag, str)
+            and hmac.compare_digest(tag, _record_tag(key, pack_dir, digest, members))
+        ):
             out[digest] = members
     return out
 
@@ -199,13 +218,16 @@ def _write_record(pack_dir: Path, file_digest: str, members: list[str]) -> None:
     record = _read_record(pack_dir)
     record.pop(file_digest, None)
     record[file_digest] = members
-    keep = {d: {"members": m, "tag": _record_tag(key, pack_dir, d, m)}
-            for d, m in list(record.items())[-_RECORD_MAX:]}
+    keep = {
+        d: {"members": m, "tag": _record_tag(key, pack_dir, d, m)}
+        for d, m in list(record.items())[-_RECORD_MAX:]
+    }
     tmp = pack_dir / f"{_RECORD}.{os.getpid()}.tmp"
     try:
         tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
-                     0o644)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644
+        )
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(keep, fh)
         os.replace(tmp, pack_dir / _RECORD)
@@ -222,8 +244,11 @@ def check_file(head: PackHead, pack_dir: Path, limits: BundleLimits) -> set[str]
     refuses it before it loads.)"""
     assert head.data is not None
     members = _read_record(pack_dir).get(head.file_digest)
-    if members is not None and (pack_dir / COMPLETE).is_file() and all(
-            os.path.lexists(pack_dir.joinpath(*p.split("/"))) for p in members):
+    if (
+        members is not None
+        and (pack_dir / COMPLETE).is_file()
+        and all(os.path.lexists(pack_dir.joinpath(*p.split("/"))) for p in members)
+    ):
         return set(members) & set(head.manifest.members())
     bundle = read_bundle(head.data, limits=limits, label=head.label)
     _extract(bundle, pack_dir)
@@ -250,13 +275,21 @@ def rehash_artifact(d: Path, art: Artifact, pack: str) -> bytes:
     def missing() -> PackIntegrityError:
         return PackIntegrityError(
             f"pack {pack!r}: cached artifact {path} is missing or not a plain file",
-            pack=pack, file=str(path), expected=art.sha256, actual="missing",
+            pack=pack,
+            file=str(path),
+            expected=art.sha256,
+            actual="missing",
         )
 
     try:
         # no link followed; a FIFO put there must not block the open
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(
+            path,
+            os.O_RDONLY
+            | getattr(os, "O_NOFOLLOW", 0)
+            | getattr(os, "O_NONBLOCK", 0)
+            | getattr(os, "O_BINARY", 0),
+        )
     except OSError:
         raise missing() from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
@@ -269,6 +302,9 @@ def rehash_artifact(d: Path, art: Artifact, pack: str) -> bytes:
         raise PackIntegrityError(
             f"pack {pack!r}: cached artifact {path} was modified after extraction: sha256 "
             f"expected {art.sha256}, got {actual}; delete {d} and load the pack again",
-            pack=pack, file=str(path), expected=art.sha256, actual=actual,
+            pack=pack,
+            file=str(path),
+            expected=art.sha256,
+            actual=actual,
         )
     return data

@@ -108,26 +108,40 @@ def read_pack_file(path: Path, limits: BundleLimits) -> bytes:
         raise PackFormatError(f"{path} is not a plain file", pack=str(path))
     with os.fdopen(fd, "rb") as fh:
         if st.st_size > limits.max_total:
-            raise UnsafeArchiveError(f"{path} is {st.st_size} bytes, over the limit of "
-                                     f"{limits.max_total}", pack=str(path))
+            raise UnsafeArchiveError(
+                f"{path} is {st.st_size} bytes, over the limit of {limits.max_total}",
+                pack=str(path),
+            )
         try:
             data = fh.read(limits.max_total + 1)
         except OSError as exc:
             raise PackFormatError(f"cannot read {path}: {exc.strerror}", pack=str(path)) from exc
     if len(data) > limits.max_total:
-        raise UnsafeArchiveError(f"{path} grew past the limit of {limits.max_total} bytes "
-                                 "while being read", pack=str(path))
+        raise UnsafeArchiveError(
+            f"{path} grew past the limit of {limits.max_total} bytes while being read",
+            pack=str(path),
+        )
     return data
 
 
 def file_head(data: bytes, source: str, label: str, limits: BundleLimits) -> PackHead:
     b = read_bundle(data, limits=limits, head_only=True, label=label)
-    return PackHead(b.manifest, b.manifest_bytes, b.signatures, source, None, data,
-                 hashlib.sha256(data).hexdigest(), label, b.signature_bytes)
+    return PackHead(
+        b.manifest,
+        b.manifest_bytes,
+        b.signatures,
+        source,
+        None,
+        data,
+        hashlib.sha256(data).hexdigest(),
+        label,
+        b.signature_bytes,
+    )
 
 
-def read_head(path_or_name: str | os.PathLike[str] | bytes, root: Path,
-          limits: BundleLimits) -> PackHead:
+def read_head(
+    path_or_name: str | os.PathLike[str] | bytes, root: Path, limits: BundleLimits
+) -> PackHead:
     if isinstance(path_or_name, (bytes, bytearray, memoryview)):
         return file_head(bytes(path_or_name), "<bytes>", "<bytes>", limits)
     if isinstance(path_or_name, os.PathLike) or looks_like_path(str(path_or_name)):
@@ -160,7 +174,9 @@ def check_cached_dir(head: PackHead, digest: str) -> None:
             f"cached pack {d}: its manifest is that of {m.name!r} {m.version} "
             f"(sha256 {digest[:16]}...), not the one the directory was made for; delete {d} "
             "and load the pack from its file again",
-            pack=m.name, file=str(d / MANIFEST_NAME), expected=d.name,
+            pack=m.name,
+            file=str(d / MANIFEST_NAME),
+            expected=d.name,
             actual=f"{m.version}-{digest[:16]}",
         )
 
@@ -168,8 +184,13 @@ def check_cached_dir(head: PackHead, digest: str) -> None:
 def read_small(path: Path, limit: int, d: Path, member: str) -> bytes:
     """A cached manifest or signature, without following links, at most ``limit`` bytes."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(
+            path,
+            os.O_RDONLY
+            | getattr(os, "O_NOFOLLOW", 0)
+            | getattr(os, "O_NONBLOCK", 0)
+            | getattr(os, "O_BINARY", 0),
+        )
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise OSError(0, "not a plain file")
@@ -178,24 +199,32 @@ def read_small(path: Path, limit: int, d: Path, member: str) -> bytes:
     except OSError as exc:
         raise PackIntegrityError(
             f"cached {member} {path} cannot be read ({exc.strerror}); delete {d} and load "
-            "the pack from its file again", pack=str(d), file=str(path),
-            expected="a plain file", actual="unreadable",
+            "the pack from its file again",
+            pack=str(d),
+            file=str(path),
+            expected="a plain file",
+            actual="unreadable",
         ) from exc
     if len(data) > limit:
-        raise UnsafeArchiveError(f"{path}: cached {member} is over its limit of {limit} bytes",
-                                 pack=str(d), member=member)
+        raise UnsafeArchiveError(
+            f"{path}: cached {member} is over its limit of {limit} bytes",
+            pack=str(d),
+            member=member,
+        )
     return data
 
 
 def read_cached_head(d: Path, limits: BundleLimits) -> PackHead:
     mbytes = read_small(d / MANIFEST_NAME, limits.max_manifest, d, MANIFEST_NAME)
     spath = d / SIGNATURE_NAME
-    sbytes = (read_small(spath, limits.max_signature, d, SIGNATURE_NAME)
-              if os.path.lexists(spath) else None)
+    sbytes = (
+        read_small(spath, limits.max_signature, d, SIGNATURE_NAME)
+        if os.path.lexists(spath)
+        else None
+    )
     try:
         manifest = parse_manifest(mbytes, max_size=limits.max_manifest)
-        sigs = (parse_signatures(sbytes, max_size=limits.max_signature)
-                if sbytes is not None else [])
+        sigs = parse_signatures(sbytes, max_size=limits.max_signature) if sbytes is not None else []
     except PackFormatError as exc:
         exc.pack = str(d)
         exc.args = (f"cached pack {d}: {exc.args[0]}",)
@@ -212,8 +241,7 @@ def installed_dir(name: str, root: Path) -> Path | None:
     version = None
     if "@" in name:
         name, version = name.split("@", 1)
-    if not _PACK_NAME.fullmatch(name) or (version is not None
-                                          and not _PIN.fullmatch(version)):
+    if not _PACK_NAME.fullmatch(name) or (version is not None and not _PIN.fullmatch(version)):
         return None  # not a name a cache directory can have ('..', '/x', NUL, ...)
     base = root / dir_name(name)
     if not base.is_dir():
@@ -240,13 +268,15 @@ def _version_key(v: str) -> tuple[Any, ...]:
 def verify_head(head: PackHead, trust: TrustStore, allow_unsigned: bool) -> str | None:
     name = head.manifest.name
     try:
-        signer = trust.verify(head.manifest_bytes, head.signatures,
-                              pack=f"pack {name!r} ({head.source})")
+        signer = trust.verify(
+            head.manifest_bytes, head.signatures, pack=f"pack {name!r} ({head.source})"
+        )
     except PackSignatureError as exc:
         # a trusted key whose signature does not verify: altered, never loaded. A trusted key
         # not allowed to sign this name counts as untrusted (allow_unsigned may load it).
-        tampered = (bool(exc.key_id) and exc.key_id in trust
-                    and not isinstance(exc, UntrustedKeyError))
+        tampered = (
+            bool(exc.key_id) and exc.key_id in trust and not isinstance(exc, UntrustedKeyError)
+        )
         if not allow_unsigned or tampered:
             raise
         warnings.warn(

@@ -37,6 +37,7 @@ __all__ = [
     "inspect_pack",
 ]
 
+
 def choose_artifacts(
     manifest: PackManifest,
     present: set[str],
@@ -61,10 +62,12 @@ def choose_artifacts(
             chosen[entry] = order[0]
             continue
         listed = sorted({a.triple for a in manifest.artifacts if a.entry == entry})
-        here = sorted({a.triple for a in manifest.artifacts
-                       if a.entry == entry and a.path in present})
-        stripped = f" ({source} carries only: {', '.join(here) or 'none'})" if here != listed \
-            else ""
+        here = sorted(
+            {a.triple for a in manifest.artifacts if a.entry == entry and a.path in present}
+        )
+        stripped = (
+            f" ({source} carries only: {', '.join(here) or 'none'})" if here != listed else ""
+        )
         why = "" if verified else " (native artifacts need a verified signature)"
         raise PlatformError(
             f"pack {manifest.name!r} {manifest.version} has no artifact this host can run for "
@@ -118,8 +121,7 @@ class PackInspection:
             "present_triples": list(self.present_triples),
             "loads_as": self.loads_as,
             "templates": [t.to_dict() for t in m.templates],
-            "artifacts": [{**a.to_dict(), "present": a.path in self.members}
-                          for a in m.artifacts],
+            "artifacts": [{**a.to_dict(), "present": a.path in self.members} for a in m.artifacts],
             "members": self.members,
         }
 
@@ -153,8 +155,9 @@ def inspect_pack(
     except ABIVersionError as exc:
         abi_ok, abi_msg = False, str(exc)
     try:
-        chosen = choose_artifacts(m, set(b.contents), signer is not None, "native", host_triples(),
-                         b.source)
+        chosen = choose_artifacts(
+            m, set(b.contents), signer is not None, "native", host_triples(), b.source
+        )
         loads_as = {e: f"{a.kind} ({a.triple})" for e, a in chosen.items()}
     except PlatformError as exc:
         loads_as = {"error": str(exc)}
@@ -163,9 +166,17 @@ def inspect_pack(
         members[SIGNATURE_NAME] = len(b.signature_bytes)
     members.update({k: len(v) for k, v in sorted(b.contents.items())})
     return PackInspection(
-        path=str(p), size=b.compressed_size, manifest=m,
-        digest=hashlib.sha256(b.manifest_bytes).hexdigest(), members=members,
-        present_triples=b.present_triples(), stripped=b.is_stripped(),
-        signatures=[s.key_id for s in b.signatures], signature_status=status, signer=signer,
-        abi_ok=abi_ok, abi_message=abi_msg, loads_as=loads_as,
+        path=str(p),
+        size=b.compressed_size,
+        manifest=m,
+        digest=hashlib.sha256(b.manifest_bytes).hexdigest(),
+        members=members,
+        present_triples=b.present_triples(),
+        stripped=b.is_stripped(),
+        signatures=[s.key_id for s in b.signatures],
+        signature_status=status,
+        signer=signer,
+        abi_ok=abi_ok,
+        abi_message=abi_msg,
+        loads_as=loads_as,
     )

@@ -101,8 +101,10 @@ class LoadedPack:
     templates: dict[str, Actor] = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        return (f"<LoadedPack {self.name} {self.version} templates={sorted(self.templates)} "
-                f"signer={self.signer}>")
+        return (
+            f"<LoadedPack {self.name} {self.version} templates={sorted(self.templates)} "
+            f"signer={self.signer}>"
+        )
 
 
 def _takes_data(engine: Any) -> bool:
@@ -158,8 +160,7 @@ def load_pack(
             loaded = _loaded.get(str(path_or_name).split("@", 1)[0])
             if loaded is not None and not looks_like_path(str(path_or_name)):
                 return loaded
-        if registry is not None and not given_bytes and not looks_like_path(
-                str(path_or_name)):
+        if registry is not None and not given_bytes and not looks_like_path(str(path_or_name)):
             from ..registry._client import install_pack
 
             options = dict(registry_options or {})
@@ -193,7 +194,9 @@ def load_pack(
                 raise TemplateConflictError(
                     f"pack {m.name!r} provides template {t.id!r}, which {owner} already "
                     "provides; unload one of them first",
-                    pack=m.name, template=t.id, owner=owner,
+                    pack=m.name,
+                    template=t.id,
+                    owner=owner,
                 )
         pack_dir = head.cached_dir or pack_dir_for(root, m, digest)
         carried: set[str] = set()
@@ -202,13 +205,15 @@ def load_pack(
             repair_head(pack_dir, head)
         present = present_in_cache(pack_dir, m) if (pack_dir / COMPLETE).is_file() else set()
         present |= carried  # one the cache lost since is refused by re-hashing, not skipped
-        chosen = choose_artifacts(m, present, signer is not None, prefer, host_triples(),
-                                  head.source)
+        chosen = choose_artifacts(
+            m, present, signer is not None, prefer, host_triples(), head.source
+        )
         actors = _create_actors(m, pack_dir, chosen, grants)
         for tid, actor in actors.items():
             register_template(tid, actor, owner=m.name)
-        pack = LoadedPack(m.name, m.version, m, digest, signer, head.source, pack_dir, chosen,
-                          actors)
+        pack = LoadedPack(
+            m.name, m.version, m, digest, signer, head.source, pack_dir, chosen, actors
+        )
         _loaded[m.name] = pack
     plugin_manager().hook.reflow_after_pack_load(pack=pack)
     return pack
@@ -240,8 +245,12 @@ def _create_actors(
         specs = [t for t in m.templates if t.entry == entry]
         engine = engine_for(art.kind)
         path = pack_dir.joinpath(*art.path.split("/"))
-        kwargs: dict[str, Any] = {"artifact": art, "templates": specs, "manifest": m,
-                                  "grants": effective}
+        kwargs: dict[str, Any] = {
+            "artifact": art,
+            "templates": specs,
+            "manifest": m,
+            "grants": effective,
+        }
         if _takes_data(engine):
             # The engine loads exactly the bytes that were hashed; ``path`` only names them.
             kwargs["data"] = data
@@ -256,20 +265,25 @@ def _create_actors(
         except GuestABIError as exc:
             raise PackFormatError(
                 f"pack {m.name!r}: {art.path} does not match its manifest: {exc}",
-                pack=m.name, member=art.path,
+                pack=m.name,
+                member=art.path,
             ) from exc
         for spec in specs:
             actor = made.get(spec.id)
             if actor is None:
-                raise PackFormatError(f"pack {m.name!r}: the {art.kind} engine made no actor "
-                                      f"for template {spec.id!r}", pack=m.name)
+                raise PackFormatError(
+                    f"pack {m.name!r}: the {art.kind} engine made no actor "
+                    f"for template {spec.id!r}",
+                    pack=m.name,
+                )
             got = (tuple(actor.inports), tuple(actor.outports))
             if got != (spec.inports, spec.outports):
                 raise PackFormatError(
                     f"pack {m.name!r}: template {spec.id!r} declares ports in={list(spec.inports)}"
                     f" out={list(spec.outports)} in the manifest but {art.path} has "
                     f"in={list(got[0])} out={list(got[1])}",
-                    pack=m.name, member=art.path,
+                    pack=m.name,
+                    member=art.path,
                 )
             actors[spec.id] = actor
     return actors

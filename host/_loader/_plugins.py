@@ -131,8 +131,14 @@ class ExtismEnginePlugin(EngineForKind):
     ) -> Mapping[str, Actor]:
         from .._sandbox._extism_engine import load_extism_artifact
 
-        return load_extism_artifact(path, artifact=artifact, templates=templates,
-                                    manifest=manifest, grants=grants, data=data)
+        return load_extism_artifact(
+            path,
+            artifact=artifact,
+            templates=templates,
+            manifest=manifest,
+            grants=grants,
+            data=data,
+        )
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -238,8 +244,12 @@ def _entry_point_templates() -> list[tuple[str, Mapping[str, Actor]]]:
         if isinstance(value, Mapping):
             out.append((f"{TEMPLATES_GROUP}:{ep.name}", value))
         else:
-            log.warning("%s entry point %r gave %s, not a mapping of actors", TEMPLATES_GROUP,
-                        ep.name, type(value).__name__)
+            log.warning(
+                "%s entry point %r gave %s, not a mapping of actors",
+                TEMPLATES_GROUP,
+                ep.name,
+                type(value).__name__,
+            )
     return out
 
 
@@ -259,13 +269,15 @@ def load_plugin_templates() -> list[str]:
     for owner, templates in sources:
         for tid, actor in templates.items():
             if not isinstance(actor, Actor):
-                raise PackError(f"{owner}: template {tid!r} is a {type(actor).__name__}, not "
-                                "an Actor")
+                raise PackError(
+                    f"{owner}: template {tid!r} is a {type(actor).__name__}, not an Actor"
+                )
             prev = template_owner(tid)
             if prev is not None and prev != owner:
                 raise TemplateConflictError(
                     f"template id {tid!r} from {owner} is already provided by {prev}",
-                    template=tid, owner=prev,
+                    template=tid,
+                    owner=prev,
                 )
             register_template(tid, actor, owner=owner)
             added.append(tid)

@@ -34,8 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from .._errors import PackSignatureError, UntrustedKeyError
 from ..abi._signing import Signature, key_id, load_public_key, public_key_pem, verify_manifest
 
-__all__ = ["ANY_NAME", "TrustStore", "TrustedKey", "default_trust_dir",
-           "validate_name_pattern"]
+__all__ = ["ANY_NAME", "TrustStore", "TrustedKey", "default_trust_dir", "validate_name_pattern"]
 
 log = logging.getLogger("reflow.trust")
 
@@ -61,7 +60,10 @@ def _warn_unscoped(kid: str, pack: str) -> None:
         "trusted key %s (which signed %s) was added without pack names, so it may sign packs "
         "of ANY name; bind it to its publisher's packs: "
         "'reflow-pack trust add KEY.pub --for \"NAMESPACE/*\"' (or --any-name to keep this "
-        "on purpose)", kid, pack or "a pack")
+        "on purpose)",
+        kid,
+        pack or "a pack",
+    )
 
 
 def validate_name_pattern(pattern: str) -> str:
@@ -69,11 +71,14 @@ def validate_name_pattern(pattern: str) -> str:
     return it stripped. Raises ``ValueError`` naming the pattern otherwise."""
     p = pattern.strip()
     if len(p) > _MAX_PATTERN:
-        raise ValueError(f"invalid pack-name pattern {pattern[:40]!r}...: over {_MAX_PATTERN} "
-                         "characters")
+        raise ValueError(
+            f"invalid pack-name pattern {pattern[:40]!r}...: over {_MAX_PATTERN} characters"
+        )
     if not _PATTERN.fullmatch(p):
-        raise ValueError(f"invalid pack-name pattern {pattern!r}: use only lowercase letters, "
-                         "digits and . _ / * - (for example 'acme/*')")
+        raise ValueError(
+            f"invalid pack-name pattern {pattern!r}: use only lowercase letters, "
+            "digits and . _ / * - (for example 'acme/*')"
+        )
     return p
 
 
@@ -108,8 +113,13 @@ class TrustStore:
     def __repr__(self) -> str:
         return f"TrustStore({str(self.path)!r})"
 
-    def add(self, key: str | os.PathLike[str] | bytes | Ed25519PublicKey,
-            names: Iterable[str] | None = None, *, any_name: bool = False) -> str:
+    def add(
+        self,
+        key: str | os.PathLike[str] | bytes | Ed25519PublicKey,
+        names: Iterable[str] | None = None,
+        *,
+        any_name: bool = False,
+    ) -> str:
         """Trust a public key (a PEM file, PEM bytes or a key object); return its key id.
         Adding a key twice is harmless.
 
@@ -118,8 +128,9 @@ class TrustStore:
         ``*``: trusted for every pack name, on purpose. With neither, the key's patterns are
         left as they are, so a new key is an unscoped entry (trusted for every name, with one
         warning per process when it is used)."""
-        patterns = [validate_name_pattern(n) for n in ([names] if isinstance(names, str)
-                                                       else names or ())]
+        patterns = [
+            validate_name_pattern(n) for n in ([names] if isinstance(names, str) else names or ())
+        ]
         public = key if isinstance(key, Ed25519PublicKey) else load_public_key(key)
         kid = key_id(public)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -145,8 +156,9 @@ class TrustStore:
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise UntrustedKeyError(f"key {key!r} is not in the trust store {self.path}",
-                                    key_id=key)
+            raise UntrustedKeyError(
+                f"key {key!r} is not in the trust store {self.path}", key_id=key
+            )
         raise PackSignatureError(
             f"key prefix {key!r} matches {len(matches)} keys in {self.path}: "
             f"{', '.join(k.key_id for k in matches)}",
@@ -172,15 +184,20 @@ class TrustStore:
         trusted for every name is absent)."""
         return {k.key_id: k.names for k in self if k.names is not None}
 
-    def verify(self, manifest_bytes: bytes, signatures: Iterable[Signature], *,
-               pack: str = "") -> str:
+    def verify(
+        self, manifest_bytes: bytes, signatures: Iterable[Signature], *, pack: str = ""
+    ) -> str:
         """``verify_manifest`` against this store (one read of it): the key and, for a key
         limited to some pack names, the manifest's name. Returns the signer's key id. An
         unscoped signer (no ``.names`` file) is warned about once per key per process."""
         entries = self.list()
         signer = verify_manifest(
-            manifest_bytes, signatures, {k.key_id: k.public_key for k in entries}, pack=pack,
-            names={k.key_id: k.names for k in entries if k.names is not None})
+            manifest_bytes,
+            signatures,
+            {k.key_id: k.public_key for k in entries},
+            pack=pack,
+            names={k.key_id: k.names for k in entries if k.names is not None},
+        )
         if any(k.key_id == signer and k.names is None for k in entries):
             _warn_unscoped(signer, pack)
         return signer
@@ -208,7 +225,7 @@ def _read_names(path: Path) -> tuple[str, ...] | None:
         with path.open("rb") as fh:
             raw = fh.read(_MAX_NAMES_FILE + 1)
         if len(raw) > _MAX_NAMES_FILE:  # whole lines only: a cut "acme*x" would be "acme*"
-            raw = raw[:raw.rfind(b"\n", 0, _MAX_NAMES_FILE) + 1]
+            raw = raw[: raw.rfind(b"\n", 0, _MAX_NAMES_FILE) + 1]
         text = raw.decode("utf-8", errors="replace")
     except FileNotFoundError:
         return None

@@ -110,8 +110,11 @@ for _op in (0x25, 0x26):
     _TRAPS[_op] = ("TABLE_OUT_OF_BOUNDS", "out-of-bounds table access")
 for _op in (0x10, 0x12):
     # a trap at a call that is not a stack overflow: the callee, an import, failed
-    _TRAPS[_op] = (None, "a host or kernel function it called failed (extism "
-                   "does not say why: e.g. a memory handle that is not a live block)")
+    _TRAPS[_op] = (
+        None,
+        "a host or kernel function it called failed (extism "
+        "does not say why: e.g. a memory handle that is not a live block)",
+    )
 
 
 class _Instance:
@@ -185,11 +188,14 @@ class ExtismModule:
     factory for actors. ``grants`` are those of the load-time probe that reads the metadata.
     """
 
-    def __init__(self, wasm: bytes, *, name: str | None = None,
-                 grants: GuestGrants | None = None) -> None:
+    def __init__(
+        self, wasm: bytes, *, name: str | None = None, grants: GuestGrants | None = None
+    ) -> None:
         if not isinstance(wasm, (bytes, bytearray, memoryview)):
-            raise GuestABIError(f"plugin {name or '?'!r}: expected the bytes of a WebAssembly "
-                                f"module, not {type(wasm).__name__}")
+            raise GuestABIError(
+                f"plugin {name or '?'!r}: expected the bytes of a WebAssembly "
+                f"module, not {type(wasm).__name__}"
+            )
         self.wasm = bytes(wasm)
         self.sha256 = hashlib.sha256(self.wasm).hexdigest()
         self.name = name or self.sha256[:12]
@@ -221,8 +227,13 @@ class ExtismModule:
             probe.close()
 
     @classmethod
-    def load(cls, wasm: bytes | str | os.PathLike[str], *, name: str | None = None,
-             grants: GuestGrants | None = None) -> ExtismModule:
+    def load(
+        cls,
+        wasm: bytes | str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        grants: GuestGrants | None = None,
+    ) -> ExtismModule:
         """Load a plugin from bytes or a ``.wasm`` path. A path that is missing, not a file or
         unreadable, and bytes that are not a WebAssembly module, are a GuestABIError naming
         the path and what was expected."""
@@ -232,19 +243,25 @@ class ExtismModule:
             expected = "expected a WebAssembly module file (.wasm)"
             try:
                 if not path.exists():
-                    raise GuestABIError(f"plugin file {str(path)!r} does not exist; {expected}",
-                                        component=name)
+                    raise GuestABIError(
+                        f"plugin file {str(path)!r} does not exist; {expected}", component=name
+                    )
                 if not path.is_file():
-                    raise GuestABIError(f"plugin path {str(path)!r} is not a regular file; "
-                                        f"{expected}", component=name)
+                    raise GuestABIError(
+                        f"plugin path {str(path)!r} is not a regular file; {expected}",
+                        component=name,
+                    )
                 wasm = path.read_bytes()
             except OSError as exc:
-                raise GuestABIError(f"plugin file {str(path)!r} cannot be read: "
-                                    f"{exc.strerror or exc}; {expected}", component=name) \
-                    from exc
+                raise GuestABIError(
+                    f"plugin file {str(path)!r} cannot be read: {exc.strerror or exc}; {expected}",
+                    component=name,
+                ) from exc
             except ValueError as exc:  # e.g. a NUL byte in the path
-                raise GuestABIError(f"plugin path {str(path)!r} is not a valid path: {exc}; "
-                                    f"{expected}", component=name) from exc
+                raise GuestABIError(
+                    f"plugin path {str(path)!r} is not a valid path: {exc}; {expected}",
+                    component=name,
+                ) from exc
             try:
                 read_wasm(wasm, f"plugin file {str(path)!r}")
             except GuestABIError as exc:
@@ -280,20 +297,32 @@ class ExtismModule:
         who = f"node {host.node!r} ({host.component})" if host.node else f"plugin {self.name!r}"
         wasi = wasi_imports(self.info)
         if wasi and not grants.wasi:
-            raise host.tag(CapabilityError(
-                f"{who} imports WASI ({', '.join(wasi[:3])}{', ...' if len(wasi) > 3 else ''}) "
-                "but was not granted the 'wasi' capability", capability="wasi"))
+            raise host.tag(
+                CapabilityError(
+                    f"{who} imports WASI ({', '.join(wasi[:3])}{', ...' if len(wasi) > 3 else ''}) "
+                    "but was not granted the 'wasi' capability",
+                    capability="wasi",
+                )
+            )
         sdk = _sdk()
         with sdk.cache_lock:
             _point_cache(sdk, who)
             try:
-                return sdk.CompiledPlugin(self._manifest(limits, grants), wasi=bool(grants.wasi),
-                                          functions=sdk.functions(self.bound))
+                return sdk.CompiledPlugin(
+                    self._manifest(limits, grants),
+                    wasi=bool(grants.wasi),
+                    functions=sdk.functions(self.bound),
+                )
             except sdk.extism.Error as exc:
                 raise _translate(exc, "compilation", host, self) from exc
 
-    def actor(self, template: str | None = None, *, limits: GuestLimits | None = None,
-              grants: GuestGrants | None = None) -> ExtismActor:
+    def actor(
+        self,
+        template: str | None = None,
+        *,
+        limits: GuestLimits | None = None,
+        grants: GuestGrants | None = None,
+    ) -> ExtismActor:
         """The Reflow-SDK actor (``get_metadata`` + ``process``) of this plugin."""
         if not self.has_metadata:
             raise GuestABIError(
@@ -324,24 +353,38 @@ class ExtismModule:
         """
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {', '.join(OUTPUT_MODES)}, not {output!r}")
-        probe = _Instance(self, _ExtismHost("", GuestTemplate(id=self.name, inports=(),
-                                                              outports=()),
-                                            GuestLimits(), grants or GuestGrants()), {})
+        probe = _Instance(
+            self,
+            _ExtismHost(
+                "",
+                GuestTemplate(id=self.name, inports=(), outports=()),
+                GuestLimits(),
+                grants or GuestGrants(),
+            ),
+            {},
+        )
         try:
             found = probe.has(export)
         finally:
             probe.close()
         if not found:
-            raise GuestABIError(f"plugin {self.name!r} has no export {export!r}",
-                                component=self.name)
+            raise GuestABIError(
+                f"plugin {self.name!r} has no export {export!r}", component=self.name
+            )
         spec = GuestTemplate(
             id=component or export,
             inports=(inport,),
             outports=(outport,),
             description=f"Extism function {export!r} of {self.name}",
         )
-        return ExtismActor(self, spec, limits or GuestLimits(), grants or GuestGrants(),
-                           export=export, output=output)
+        return ExtismActor(
+            self,
+            spec,
+            limits or GuestLimits(),
+            grants or GuestGrants(),
+            export=export,
+            output=output,
+        )
 
 
 class ExtismNodeActor(GuestNodeActor):
@@ -436,9 +479,16 @@ class ExtismActor(GuestActor):
 
     node_type = ExtismNodeActor
 
-    def __init__(self, module: ExtismModule, template: GuestTemplate, limits: GuestLimits,
-                 grants: GuestGrants, *, export: str | None = None,
-                 output: str = "string") -> None:
+    def __init__(
+        self,
+        module: ExtismModule,
+        template: GuestTemplate,
+        limits: GuestLimits,
+        grants: GuestGrants,
+        *,
+        export: str | None = None,
+        output: str = "string",
+    ) -> None:
         super().__init__(template, limits, grants)
         self.module = module
         #: The wrapped function (a function actor), or None for the Reflow-SDK protocol.
@@ -464,8 +514,9 @@ def load_extism_artifact(
     ``data``: the artifact's verified bytes (the file at ``path`` is not read again then).
     """
     g = grants if isinstance(grants, GuestGrants) else GuestGrants()
-    module = ExtismModule.load(data if data is not None else path,
-                               name=f"{manifest.name}:{artifact.entry}", grants=g)
+    module = ExtismModule.load(
+        data if data is not None else path, name=f"{manifest.name}:{artifact.entry}", grants=g
+    )
     actors: dict[str, Actor] = {}
     for t in templates:
         if module.has_metadata:

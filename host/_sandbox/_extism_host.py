@@ -40,11 +40,19 @@ class _ExtismHost(GuestNodeHost):
     """What a node's host functions act on: the tick's ctx (from GuestNodeHost), the node's
     Reflow-SDK state and the status and headers of its last HTTP response."""
 
-    __slots__ = ("call", "http_headers", "http_status", "passed_through", "state",
-                 "state_bytes", "state_sizes")
+    __slots__ = (
+        "call",
+        "http_headers",
+        "http_status",
+        "passed_through",
+        "state",
+        "state_bytes",
+        "state_sizes",
+    )
 
-    def __init__(self, node: str, template: GuestTemplate, limits: GuestLimits,
-                 grants: GuestGrants) -> None:
+    def __init__(
+        self, node: str, template: GuestTemplate, limits: GuestLimits, grants: GuestGrants
+    ) -> None:
         super().__init__(node, template, limits, grants)
         self.state: Any = {}
         #: Bytes of each state key (its UTF-8 and its JSON value): the state outlives ticks,
@@ -63,12 +71,17 @@ class _ExtismHost(GuestNodeHost):
         sizes = self.state_sizes
         old = sizes.get(key)
         if old is None and len(sizes) + 1 > lim.pool_entries:
-            raise self._limit("pool_entries", len(sizes) + 1, lim.pool_entries,
-                              f"{what}: keys in the node's state")
+            raise self._limit(
+                "pool_entries",
+                len(sizes) + 1,
+                lim.pool_entries,
+                f"{what}: keys in the node's state",
+            )
         total = self.state_bytes - (old or 0) + size
         if total > lim.pool_bytes:
-            raise self._limit("pool_bytes", total, lim.pool_bytes,
-                              f"{what}: bytes in the node's state")
+            raise self._limit(
+                "pool_bytes", total, lim.pool_bytes, f"{what}: bytes in the node's state"
+            )
         sizes[key] = size
         self.state_bytes = total
         self.state[key] = value
@@ -80,15 +93,18 @@ class _ExtismHost(GuestNodeHost):
         if isinstance(state, dict):
             for k, v in state.items():
                 sizes[str(k)] = len(str(k).encode("utf-8", "surrogatepass")) + len(
-                    json.dumps(v, separators=(",", ":")))
+                    json.dumps(v, separators=(",", ":"))
+                )
         total = sum(sizes.values()) if sizes else len(json.dumps(state))
         lim = self.limits
         if len(sizes) > lim.pool_entries:
-            raise self._limit("pool_entries", len(sizes), lim.pool_entries,
-                              "process: keys in the returned state")
+            raise self._limit(
+                "pool_entries", len(sizes), lim.pool_entries, "process: keys in the returned state"
+            )
         if total > lim.pool_bytes:
-            raise self._limit("pool_bytes", total, lim.pool_bytes,
-                              "process: bytes in the returned state")
+            raise self._limit(
+                "pool_bytes", total, lim.pool_bytes, "process: bytes in the returned state"
+            )
         self.state, self.state_sizes, self.state_bytes = state, sizes, total
 
     def declared(self, outputs: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
@@ -102,9 +118,12 @@ class _ExtismHost(GuestNodeHost):
             for port, _ in outputs:
                 if port not in ports:
                     if port not in self.passed_through:
-                        self.log.debug("node %r sent on undeclared out-port %r (not connected; "
-                                       "dropped, as the original Reflow host does)",
-                                       self.node, port)
+                        self.log.debug(
+                            "node %r sent on undeclared out-port %r (not connected; "
+                            "dropped, as the original Reflow host does)",
+                            self.node,
+                            port,
+                        )
                     self.passed_through[port] = self.passed_through.get(port, 0) + 1
         return kept
 
@@ -151,11 +170,16 @@ class _ExtismHost(GuestNodeHost):
             raw_key, raw_value = read(args[0]), read(args[1])
             lim = self.limits
             if len(raw_key) > lim.pool_key_bytes:
-                raise self._limit("pool_key_bytes", len(raw_key), lim.pool_key_bytes,
-                                  f"{name}: bytes in the key")
+                raise self._limit(
+                    "pool_key_bytes", len(raw_key), lim.pool_key_bytes, f"{name}: bytes in the key"
+                )
             if len(raw_value) > lim.pool_value_bytes:
-                raise self._limit("pool_value_bytes", len(raw_value), lim.pool_value_bytes,
-                                  f"{name}: bytes in the value")
+                raise self._limit(
+                    "pool_value_bytes",
+                    len(raw_value),
+                    lim.pool_value_bytes,
+                    f"{name}: bytes in the value",
+                )
             key = _text(raw_key, name)
             value = _loads(raw_value, name)
             if not isinstance(self.state, dict):
@@ -210,9 +234,13 @@ class _ExtismHost(GuestNodeHost):
             )
         left = self.call.remaining() if self.call is not None else self.limits.tick_ms / 1000.0
         if left <= 0:
-            raise self.tag(GuestTimeout(
-                f"{who}: http_request to {url!r} came after the tick's time limit of "
-                f"{self.limits.tick_ms:g} ms", limit_ms=self.limits.tick_ms))
+            raise self.tag(
+                GuestTimeout(
+                    f"{who}: http_request to {url!r} came after the tick's time limit of "
+                    f"{self.limits.tick_ms:g} ms",
+                    limit_ms=self.limits.tick_ms,
+                )
+            )
         timeout = min(self.grants.http_timeout, left)
         self.http_status, self.http_headers, data = _fetch(
             method, url, headers, body, timeout, self.grants.http_max_response, who
@@ -221,8 +249,13 @@ class _ExtismHost(GuestNodeHost):
 
 
 def _fetch(
-    method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float,
-    limit: int, who: str,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    timeout: float,
+    limit: int,
+    who: str,
 ) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request through httpx: status, headers, body (at most ``limit`` bytes)."""
     import httpx

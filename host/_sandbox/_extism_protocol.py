@@ -40,8 +40,7 @@ def _sdk_result(doc: Any) -> Any:
     try:
         raw = base64.b64decode(doc, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise GuestOutputError(f"process returned a JSON string that is not base64: {exc}") \
-            from exc
+        raise GuestOutputError(f"process returned a JSON string that is not base64: {exc}") from exc
     return _loads(raw, "process (base64)")
 
 
@@ -69,22 +68,30 @@ def _to_sdk(msg: Message) -> Any:
 def _guest_message(raw: Any, where: str) -> Message:
     """A tagged message from the guest, validated; the SDK's ``Stream`` of bytes is Bytes."""
     try:
-        if isinstance(raw, dict) and raw.get("type") == "Stream" and isinstance(
-            raw.get("data"), list
+        if (
+            isinstance(raw, dict)
+            and raw.get("type") == "Stream"
+            and isinstance(raw.get("data"), list)
         ):
             return Message.bytes(raw["data"])
         return Message.from_json(raw, _path=where)
     except MessageError as exc:
-        raise GuestOutputError(f"the guest returned an invalid message at {exc.path}: {exc}") \
-            from exc
+        raise GuestOutputError(
+            f"the guest returned an invalid message at {exc.path}: {exc}"
+        ) from exc
 
 
 def _plain_message(value: Any, where: str) -> Message:
     """A plain JSON value from ``__send_output`` as a message (a tagged one is kept)."""
-    if isinstance(value, dict) and isinstance(value.get("type"), str) and set(value) <= {
-        "type",
-        "data",
-    }:
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("type"), str)
+        and set(value)
+        <= {
+            "type",
+            "data",
+        }
+    ):
         return _guest_message(value, where)
     try:
         return Message.from_value(value)
@@ -145,6 +152,5 @@ def parse_metadata(raw: bytes) -> GuestTemplate:
         await_all_inports=bool(doc.get("await_all_inports", False)),
         description=str(doc.get("description", "")),
         config_schema=schema if isinstance(schema, dict) else {},
-        capabilities=tuple(c for c in caps if isinstance(c, str)) if isinstance(caps, list)
-        else (),
+        capabilities=tuple(c for c in caps if isinstance(c, str)) if isinstance(caps, list) else (),
     )

@@ -72,8 +72,12 @@ def _host_failure(host: _ExtismHost, name: str, exc: BaseException) -> BaseExcep
     if isinstance(exc, SandboxError):
         return host.tag(exc)
     if isinstance(exc, Exception) and not isinstance(exc, ReflowError):
-        return host.tag(SandboxError(f"node {host.node!r} ({host.component}): host function "
-                                     f"{name} failed: {type(exc).__name__}: {exc}"))
+        return host.tag(
+            SandboxError(
+                f"node {host.node!r} ({host.component}): host function "
+                f"{name} failed: {type(exc).__name__}: {exc}"
+            )
+        )
     return exc
 
 
@@ -85,10 +89,14 @@ def _return_bytes(host: _ExtismHost, plugin: Any, name: str, data: bytes) -> int
     # extism answers a failed allocation with offset 0; writing there would run past memory
     if not mem.offset or plugin.memory_at_offset(mem.offset).length < len(data):
         limits = host.limits
-        raise host.tag(GuestMemoryError(
-            f"node {host.node!r} ({host.component}): {name} could not hand {len(data)} bytes "
-            f"to the guest: they do not fit in its memory cap of {limits.memory_bytes} bytes "
-            f"({limits.memory_bytes // _PAGE} pages)", limit=limits.memory_bytes))
+        raise host.tag(
+            GuestMemoryError(
+                f"node {host.node!r} ({host.component}): {name} could not hand {len(data)} bytes "
+                f"to the guest: they do not fit in its memory cap of {limits.memory_bytes} bytes "
+                f"({limits.memory_bytes // _PAGE} pages)",
+                limit=limits.memory_bytes,
+            )
+        )
     view = plugin.memory(mem)
     if view is None:
         raise host.tag(SandboxError(f"{name}: the plugin has no memory"))
@@ -120,8 +128,9 @@ class _ExtismSDK:
         """Host functions for the imports of one module, each with the signature it imports."""
         t = self.types
         return [
-            self.extism.Function(ns, name, [t[p] for p in sig[0]], [t[r] for r in sig[1]],
-                                 self.callback, name)
+            self.extism.Function(
+                ns, name, [t[p] for p in sig[0]], [t[r] for r in sig[1]], self.callback, name
+            )
             for ns, name, sig in bound
         ]
 
@@ -171,8 +180,12 @@ def _point_cache(sdk: _ExtismSDK, where: str) -> None:
     except OSError as exc:
         # No cache then (an empty EXTISM_CACHE_CONFIG disables it): slower, never elsewhere.
         if os.environ.get("EXTISM_CACHE_CONFIG") != "":
-            log.warning("%s: cannot use extism's cache %s (%s); compiling without a cache",
-                        where, root, exc.strerror or exc)
+            log.warning(
+                "%s: cannot use extism's cache %s (%s); compiling without a cache",
+                where,
+                root,
+                exc.strerror or exc,
+            )
             os.environ["EXTISM_CACHE_CONFIG"] = ""
         return
     if os.environ.get("EXTISM_CACHE_CONFIG") != str(config):
@@ -185,5 +198,7 @@ def _check_private(path: Path) -> None:
     if stat.S_ISLNK(st.st_mode):
         raise OSError(f"{path} is a symbolic link")
     if os.name == "posix" and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
-        raise OSError(f"{path} is writable by others or not this user's "
-                      f"({stat.filemode(st.st_mode)}, uid {st.st_uid})")
+        raise OSError(
+            f"{path} is writable by others or not this user's "
+            f"({stat.filemode(st.st_mode)}, uid {st.st_uid})"
+        )

@@ -75,8 +75,14 @@ class _GuestReported(Exception):
     """The guest failed the call itself (``error_set`` / a non-zero return code)."""
 
 
-def _translate(exc: BaseException, what: str, host: GuestNodeHost,
-               module: _ModuleBytes | str, *, input_size: int = 0) -> BaseException:
+def _translate(
+    exc: BaseException,
+    what: str,
+    host: GuestNodeHost,
+    module: _ModuleBytes | str,
+    *,
+    input_size: int = 0,
+) -> BaseException:
     """Map an ``extism.Error`` to the SandboxError tree (or to a guest-reported failure).
 
     Extism reports runtime failures as text only: ``timeout`` (an epoch interrupt: our
@@ -115,15 +121,20 @@ def _translate(exc: BaseException, what: str, host: GuestNodeHost,
     if first.startswith("Function not found"):
         return host.tag(GuestABIError(f"{who}: plugin {name!r} has no export {what!r}"))
     if "results, expected 0 or 1" in low or ("expected" in low and "arguments" in low):
-        return host.tag(GuestABIError(
-            f"{who}: export {what!r} of plugin {name!r} has the wrong signature: an "
-            f"Extism function takes no parameters and returns nothing or an i32 ({first})"))
+        return host.tag(
+            GuestABIError(
+                f"{who}: export {what!r} of plugin {name!r} has the wrong signature: an "
+                f"Extism function takes no parameters and returns nothing or an i32 ({first})"
+            )
+        )
     if "unknown import" in low or "incompatible import" in low:
         kind = CapabilityError if "wasi" in low else GuestABIError
         detail = " ".join(line.strip() for line in text.splitlines() if line.strip())
-        message = (f"{who}: plugin {name!r} cannot be linked: {detail}; the host "
-                   f"provides the Extism kernel ({_KERNEL}), WASI with the 'wasi' grant and "
-                   f"the Reflow SDK's {_USER} functions")
+        message = (
+            f"{who}: plugin {name!r} cannot be linked: {detail}; the host "
+            f"provides the Extism kernel ({_KERNEL}), WASI with the 'wasi' grant and "
+            f"the Reflow SDK's {_USER} functions"
+        )
         if kind is CapabilityError:
             return host.tag(CapabilityError(message, capability="wasi"))
         return host.tag(GuestABIError(message))
@@ -142,7 +153,8 @@ def _translate(exc: BaseException, what: str, host: GuestNodeHost,
 def _timeout(host: GuestNodeHost, what: str) -> GuestTimeout:
     who = f"node {host.node!r} ({host.component})" if host.node else "the load-time probe"
     limit = host.limits.tick_ms
-    exc = GuestTimeout(f"{who}: {what} ran past its time limit of {limit:g} ms and was "
-                       "cancelled", limit_ms=limit)
+    exc = GuestTimeout(
+        f"{who}: {what} ran past its time limit of {limit:g} ms and was cancelled", limit_ms=limit
+    )
     host.tag(exc)
     return exc

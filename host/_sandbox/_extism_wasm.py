@@ -20,8 +20,15 @@ _KERNEL = "extism:host/env"
 
 # -- what the module imports (read from its bytes, before extism sees it) ----------------------
 
-_VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128",
-             0x70: "funcref", 0x6F: "externref"}
+_VALTYPES = {
+    0x7F: "i32",
+    0x7E: "i64",
+    0x7D: "f32",
+    0x7C: "f64",
+    0x7B: "v128",
+    0x70: "funcref",
+    0x6F: "externref",
+}
 _KINDS = {0: "function", 1: "table", 2: "memory", 3: "global", 4: "tag"}
 Signature = tuple[tuple[str, ...], tuple[str, ...]]
 
@@ -62,7 +69,7 @@ class _Reader:
         n = self.uleb()
         if n > self.end - self.pos:
             raise _Malformed(f"a name of {n} bytes at offset {self.pos} runs past its section")
-        raw = self.data[self.pos:self.pos + n]
+        raw = self.data[self.pos : self.pos + n]
         self.pos += n
         try:
             return raw.decode("utf-8")
@@ -95,8 +102,12 @@ class WasmInfo:
     its imports (with function signatures where the type section is one this reader knows)
     and where each function body lies (to name a trap's instruction)."""
 
-    def __init__(self, imports: list[tuple[str, str, str, Signature | None]],
-                 func_imports: int, bodies: list[tuple[int, int]]) -> None:
+    def __init__(
+        self,
+        imports: list[tuple[str, str, str, Signature | None]],
+        func_imports: int,
+        bodies: list[tuple[int, int]],
+    ) -> None:
         self.imports = imports
         self.func_imports = func_imports
         self.bodies = bodies
@@ -109,16 +120,20 @@ def read_wasm(wasm: bytes, where: str) -> WasmInfo:
     if not wasm:
         raise GuestABIError(f"{where} is empty; {expected}")
     if wasm[:4] != b"\0asm":
-        raise GuestABIError(f"{where} is not WebAssembly: it starts with {bytes(wasm[:8])!r}; "
-                            f"{expected}")
+        raise GuestABIError(
+            f"{where} is not WebAssembly: it starts with {bytes(wasm[:8])!r}; {expected}"
+        )
     if len(wasm) < 8:
-        raise GuestABIError(f"{where} is truncated: {len(wasm)} bytes, shorter than the "
-                            f"8-byte header; {expected}")
+        raise GuestABIError(
+            f"{where} is truncated: {len(wasm)} bytes, shorter than the 8-byte header; {expected}"
+        )
     version = int.from_bytes(wasm[4:8], "little")
     if version != 1:
         kind = "a WebAssembly component" if wasm[6:8] == b"\x01\x00" else "an unknown version"
-        raise GuestABIError(f"{where} is {kind} (version bytes {bytes(wasm[4:8]).hex()}), not a "
-                            f"core module; {expected}")
+        raise GuestABIError(
+            f"{where} is {kind} (version bytes {bytes(wasm[4:8]).hex()}), not a "
+            f"core module; {expected}"
+        )
     types: list[Signature | None] | None = []
     imports: list[tuple[str, str, str, Signature | None]] = []
     func_imports = 0
@@ -131,8 +146,10 @@ def read_wasm(wasm: bytes, where: str) -> WasmInfo:
                 raise _Malformed(f"unknown section id {sid} at offset {start - 1}")
             size = top.uleb()
             if size > top.end - top.pos:
-                raise _Malformed(f"section {sid} at offset {start - 1} declares {size} bytes "
-                                 f"but only {top.end - top.pos} remain (truncated?)")
+                raise _Malformed(
+                    f"section {sid} at offset {start - 1} declares {size} bytes "
+                    f"but only {top.end - top.pos} remain (truncated?)"
+                )
             sec = _Reader(wasm, top.pos, top.pos + size)
             top.pos += size
             try:
@@ -144,8 +161,9 @@ def read_wasm(wasm: bytes, where: str) -> WasmInfo:
                     for _ in range(sec.count()):
                         n = sec.uleb()
                         if n > sec.end - sec.pos:
-                            raise _Malformed(f"a function body at offset {sec.pos} runs past "
-                                             "the code section")
+                            raise _Malformed(
+                                f"a function body at offset {sec.pos} runs past the code section"
+                            )
                         bodies.append((sec.pos, sec.pos + n))
                         sec.pos += n
             except _Unsupported:
@@ -153,8 +171,9 @@ def read_wasm(wasm: bytes, where: str) -> WasmInfo:
                     types = None  # signatures unknown: extism checks them at link time
                 # an import or body this reader cannot decode: extism has the last word
     except _Malformed as exc:
-        raise GuestABIError(f"{where} is not a valid WebAssembly module: {exc}; {expected}") \
-            from None
+        raise GuestABIError(
+            f"{where} is not a valid WebAssembly module: {exc}; {expected}"
+        ) from None
     return WasmInfo(imports, func_imports, bodies)
 
 
@@ -170,8 +189,11 @@ def _read_types(sec: _Reader) -> list[Signature | None]:
     return types
 
 
-def _read_imports(sec: _Reader, types: list[Signature | None] | None,
-                  out: list[tuple[str, str, str, Signature | None]]) -> int:
+def _read_imports(
+    sec: _Reader,
+    types: list[Signature | None] | None,
+    out: list[tuple[str, str, str, Signature | None]],
+) -> int:
     funcs = 0
     for _ in range(sec.count(3)):
         module, name = sec.name(), sec.name()
@@ -182,8 +204,9 @@ def _read_imports(sec: _Reader, types: list[Signature | None] | None,
             funcs += 1
             if types is not None:
                 if idx >= len(types):
-                    raise _Malformed(f"import {module}.{name} names type {idx}, but the module "
-                                     f"has {len(types)}")
+                    raise _Malformed(
+                        f"import {module}.{name} names type {idx}, but the module has {len(types)}"
+                    )
                 sig = types[idx]
         elif kind == 1:
             sec.valtype()
@@ -237,8 +260,10 @@ def bind_imports(info: WasmInfo, where: str) -> list[tuple[str, str, Signature]]
     for module, name, kind, sig in info.imports:
         label = f"{module}.{name}"
         if kind != "function":
-            raise GuestABIError(f"{where} imports the {kind} {label}; an Extism plugin may "
-                                "import only functions (its memory is its own)")
+            raise GuestABIError(
+                f"{where} imports the {kind} {label}; an Extism plugin may "
+                "import only functions (its memory is its own)"
+            )
         if module == _USER:
             accepted = _USER_SIGNATURES.get(name)
             if accepted is None:
@@ -255,17 +280,22 @@ def bind_imports(info: WasmInfo, where: str) -> list[tuple[str, str, Signature]]
         elif module == _KERNEL:
             want = _KERNEL_OVERRIDES.get(name)
             if want is not None and sig is not None and sig != want:
-                raise GuestABIError(f"{where} imports {label} with signature {_show(sig)}; "
-                                    f"expected {_show(want)}")
+                raise GuestABIError(
+                    f"{where} imports {label} with signature {_show(sig)}; expected {_show(want)}"
+                )
         elif module in _WASI:
             continue  # allowed with the 'wasi' grant (checked per instance)
         elif module == "env" and (name in _USER_SIGNATURES or name.startswith("extism_")):
             if name in _USER_SIGNATURES:
-                hint = (f"the Reflow SDK's host functions are in {_USER} (expected "
-                        f"{_USER}.{name} {_show(_USER_SIGNATURES[name][0])})")
+                hint = (
+                    f"the Reflow SDK's host functions are in {_USER} (expected "
+                    f"{_USER}.{name} {_show(_USER_SIGNATURES[name][0])})"
+                )
             else:
-                hint = ("that is the kernel of Extism before 1.0; rebuild the plugin with an "
-                        f"Extism 1.x PDK (kernel imports in {_KERNEL})")
+                hint = (
+                    "that is the kernel of Extism before 1.0; rebuild the plugin with an "
+                    f"Extism 1.x PDK (kernel imports in {_KERNEL})"
+                )
             raise GuestABIError(f"{where} imports {label}: {hint}")
         else:
             raise GuestABIError(

@@ -49,8 +49,9 @@ class _Watchdog:
         with self._cond:
             self._calls.add(call)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="reflow-extism-watchdog",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="reflow-extism-watchdog", daemon=True
+                )
                 self._thread.start()
             self._cond.notify()
         return call

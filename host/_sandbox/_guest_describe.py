@@ -62,16 +62,19 @@ def read_module_file(
         st = p.stat()
         if not stat.S_ISREG(st.st_mode):
             what = "is a directory" if stat.S_ISDIR(st.st_mode) else "is not a regular file"
-            raise GuestABIError(f"cannot read {shown}: it {what}; expected {expected}",
-                                component=name)
+            raise GuestABIError(
+                f"cannot read {shown}: it {what}; expected {expected}", component=name
+            )
         return p.read_bytes()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise GuestABIError(f"cannot read {shown}: {reason}; expected {expected}",
-                            component=name) from exc
+        raise GuestABIError(
+            f"cannot read {shown}: {reason}; expected {expected}", component=name
+        ) from exc
     except (ValueError, TypeError) as exc:  # a NUL byte in the path, not a path at all
-        raise GuestABIError(f"cannot read {shown}: not a valid path ({exc}); expected "
-                            f"{expected}", component=name) from exc
+        raise GuestABIError(
+            f"cannot read {shown}: not a valid path ({exc}); expected {expected}", component=name
+        ) from exc
 
 
 def parse_describe(

@@ -306,11 +306,19 @@ class GuestNodeHost:
         lim = self.limits
         for part, raw in (("pool name", pool), ("pool id", key)):
             if len(raw) > lim.pool_key_bytes:
-                raise self._limit("pool_key_bytes", len(raw), lim.pool_key_bytes,
-                                  f"pool_upsert: bytes in the {part}")
+                raise self._limit(
+                    "pool_key_bytes",
+                    len(raw),
+                    lim.pool_key_bytes,
+                    f"pool_upsert: bytes in the {part}",
+                )
         if len(msg) > lim.pool_value_bytes:
-            raise self._limit("pool_value_bytes", len(msg), lim.pool_value_bytes,
-                              "pool_upsert: bytes in the encoded value")
+            raise self._limit(
+                "pool_value_bytes",
+                len(msg),
+                lim.pool_value_bytes,
+                "pool_upsert: bytes in the encoded value",
+            )
         p, k = _text(pool), _text(key)
         value = decode_message(msg)
         sizes = self._pool_sizes(ctx, p)
@@ -320,12 +328,20 @@ class GuestNodeHost:
         new_pool = 0 if p in self._pools else _POOL_COST + len(pool)
         entries = self._pool_entries + (old is None)
         if entries > lim.pool_entries:
-            raise self._limit("pool_entries", entries, lim.pool_entries,
-                              f"pool_upsert({_short(p)}, {_short(k)}): entries in the node's pools")
+            raise self._limit(
+                "pool_entries",
+                entries,
+                lim.pool_entries,
+                f"pool_upsert({_short(p)}, {_short(k)}): entries in the node's pools",
+            )
         size = self._pool_size - (old or 0) + cost + new_pool
         if size > lim.pool_bytes:
-            raise self._limit("pool_bytes", size, lim.pool_bytes,
-                              f"pool_upsert({_short(p)}, {_short(k)}): bytes in the node's pools")
+            raise self._limit(
+                "pool_bytes",
+                size,
+                lim.pool_bytes,
+                f"pool_upsert({_short(p)}, {_short(k)}): bytes in the node's pools",
+            )
         ctx.pool_upsert(p, k, value)
         sizes[k] = cost
         self._pools[p] = sizes  # only now: a refused write to a new pool leaves no trace

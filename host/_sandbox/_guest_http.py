@@ -12,8 +12,9 @@ from typing import Any
 from ._guest_limits import GuestGrants
 
 
-def http_fetch(method: str, url: str, headers: dict[str, str], body: Any, grants: GuestGrants
-               ) -> bytes:
+def http_fetch(
+    method: str, url: str, headers: dict[str, str], body: Any, grants: GuestGrants
+) -> bytes:
     """Do one request through httpx; transport errors become ``{"status": 0, "error": ...}``."""
     import httpx
 
@@ -35,9 +36,7 @@ def http_fetch(method: str, url: str, headers: dict[str, str], body: Any, grants
                     )
                 size += len(chunk)
                 if size > grants.http_max_response:
-                    raise httpx.HTTPError(
-                        f"response larger than {grants.http_max_response} bytes"
-                    )
+                    raise httpx.HTTPError(f"response larger than {grants.http_max_response} bytes")
                 chunks.append(chunk)
             data = b"".join(chunks)
             out = {

@@ -111,6 +111,8 @@ class GuestLimits:
                     field=name,
                     value=value,
                 )
+
+
 _FLOAT_LIMITS = frozenset({"tick_ms", "compile_ms"})
 
 

@@ -51,6 +51,7 @@ _u8p = ctypes.c_void_p
 _u32 = ctypes.c_uint32
 _i32 = ctypes.c_int32
 
+
 def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
@@ -164,9 +165,7 @@ def _make_api() -> _HostApi:
         ),
         _POOL2(
             _guarded(
-                lambda pp, pn, ip, in_: _host().host_pool_remove(
-                    _bytes(pp, pn), _bytes(ip, in_)
-                ),
+                lambda pp, pn, ip, in_: _host().host_pool_remove(_bytes(pp, pn), _bytes(ip, in_)),
                 -1,
             )
         ),
@@ -205,8 +204,13 @@ def _private_copy(data: bytes, name: str) -> Path:
             return found
         d = Path(tempfile.mkdtemp(prefix="reflow-native-"))
         target = d / (name or "guest")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(
-            os, "O_BINARY", 0)
+        flags = (
+            os.O_WRONLY
+            | os.O_CREAT
+            | os.O_EXCL
+            | getattr(os, "O_NOFOLLOW", 0)
+            | getattr(os, "O_BINARY", 0)
+        )
         try:
             with os.fdopen(os.open(target, flags, 0o700), "wb") as fh:
                 fh.write(data)
@@ -272,8 +276,12 @@ class NativeLibrary:
                 _drop_private_copy(self.loaded_from)
             raise GuestABIError(
                 f"cannot load native library {self.path}: {exc}; expected {_EXPECTED}"
-                + ("" if data is None else " (loaded from a private copy in the temporary "
-                   "directory: if it is mounted noexec, point TMPDIR elsewhere)"),
+                + (
+                    ""
+                    if data is None
+                    else " (loaded from a private copy in the temporary "
+                    "directory: if it is mounted noexec, point TMPDIR elsewhere)"
+                ),
                 component=self.name,
             ) from exc
         missing = [n for n in _REQUIRED if not hasattr(lib, n)]

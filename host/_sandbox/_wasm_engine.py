@@ -286,7 +286,8 @@ class WasmEngine:
                     self._cache_key_failed = True
                     log.warning(
                         "compiled-module disk cache disabled: cannot use the cache key %s (%s)",
-                        self.cache_key_file, exc,
+                        self.cache_key_file,
+                        exc,
                     )
         return self._cache_key
 
@@ -372,11 +373,16 @@ class WasmEngine:
             if path is None:
                 raise
             shown = repr(str(path))
-            detail = (str(exc) if wasm.startswith(b"\0asm") else
-                      f"it does not start with the WebAssembly magic bytes \\0asm "
-                      f"({len(wasm)} bytes)")
-            raise GuestABIError(f"cannot load {shown}: {detail}; expected a WebAssembly "
-                                f"module (a .wasm file)", component=label) from exc
+            detail = (
+                str(exc)
+                if wasm.startswith(b"\0asm")
+                else f"it does not start with the WebAssembly magic bytes \\0asm "
+                f"({len(wasm)} bytes)"
+            )
+            raise GuestABIError(
+                f"cannot load {shown}: {detail}; expected a WebAssembly module (a .wasm file)",
+                component=label,
+            ) from exc
         module = WasmModule(self, compiled, digest, label, limits)
         with self._lock:
             return self._modules.setdefault(digest, module)
@@ -392,7 +398,6 @@ def _check_module_size(size: int, limits: GuestLimits, name: str) -> None:
             limit=limits.module_bytes,
             component=name,
         )
-
 
 
 _default: WasmEngine | None = None

@@ -87,9 +87,7 @@ def _probe() -> tuple[Any, str]:
         return None, f"libc has no POSIX timers: {exc}"
     create.argtypes = (ctypes.c_int, ctypes.POINTER(_Sigevent), ctypes.POINTER(ctypes.c_void_p))
     create.restype = ctypes.c_int
-    settime.argtypes = (
-        ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(_Itimerspec), ctypes.c_void_p
-    )
+    settime.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(_Itimerspec), ctypes.c_void_p)
     settime.restype = ctypes.c_int
     delete.argtypes = (ctypes.c_void_p,)
     delete.restype = ctypes.c_int

@@ -82,8 +82,9 @@ try:  # every private name used below, resolved once
     )
     _error_new = _fn("wasmtime_error_new", _vp, ctypes.c_char_p)
     #: Address of ``wasmtime_engine_increment_epoch`` (for a timer that calls it from C).
-    INCREMENT_EPOCH: int = ctypes.cast(_fn("wasmtime_engine_increment_epoch", None, _vp),
-                                       _vp).value or 0
+    INCREMENT_EPOCH: int = (
+        ctypes.cast(_fn("wasmtime_engine_increment_epoch", None, _vp), _vp).value or 0
+    )
     if not INCREMENT_EPOCH:
         raise RuntimeError("wasmtime_engine_increment_epoch not found")
     if ctypes.sizeof(_ffi.wasmtime_val_raw_t) != _VAL_RAW_SIZE:
@@ -199,8 +200,9 @@ class FastPath:
 
         cb = _CALLBACK(raw)
         out = _func_t()
-        _func_new_unchecked(self._ctx, ctypes.cast(ty.ptr(), ctypes.c_void_p), cb, None, None,
-                            ctypes.addressof(out))
+        _func_new_unchecked(
+            self._ctx, ctypes.cast(ty.ptr(), ctypes.c_void_p), cb, None, None, ctypes.addressof(out)
+        )
         self._keep.append((cb, out, ty))
         return wasmtime.Func._from_raw(out)
 

@@ -111,7 +111,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-
 class _GuestInstance:
     """One store + instance, and the ways to call into it (fast path or public API)."""
 
@@ -196,9 +195,9 @@ class _GuestInstance:
             else:
                 instance = wasmtime.Instance(self.store, module.module, imports)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
-            raise (_store_limit_error(exc, self.host, limits) or self.translate(
-                exc, "instantiation"
-            )) from exc
+            raise (
+                _store_limit_error(exc, self.host, limits) or self.translate(exc, "instantiation")
+            ) from exc
         exports = instance.exports(self.store)
         init = exports.get("_initialize")
         if isinstance(init, wasmtime.Func):  # a WASI reactor's constructors
@@ -445,8 +444,7 @@ class _GuestInstance:
             limit = self.limits.tick_ms if limit_ms is None else limit_ms
             return host.tag(
                 GuestTimeout(
-                    f"{who}: {what} ran past its time limit of {limit:g} ms "
-                    f"and was interrupted",
+                    f"{who}: {what} ran past its time limit of {limit:g} ms and was interrupted",
                     limit_ms=limit,
                 )
             )

@@ -31,6 +31,7 @@ from ._wasm_node import WasmActor
 
 __all__ = ["WasmModule"]
 
+
 class WasmModule:
     """A validated guest module: its templates and a factory for actors."""
 
@@ -54,9 +55,7 @@ class WasmModule:
         probe = _GuestInstance(self, None, limits, GuestGrants(), "<load>")
         try:
             word = probe.call_i32("reflow_abi_version")
-            self.abi_version = check_abi_compatible(
-                unpack_abi_word(word), what=f"module {name!r}"
-            )
+            self.abi_version = check_abi_compatible(unpack_abi_word(word), what=f"module {name!r}")
             self.templates = parse_describe(self._describe(probe, limits), self.abi_version, limits)
             self.batch = self.has_batch and self.abi_version >= (1, 1)
         except SandboxError as exc:
@@ -138,10 +137,14 @@ class WasmModule:
                     component=self.name,
                 )
             ty = imp.type
-            if not isinstance(ty, wasmtime.FuncType) or (
-                _type_names(ty.params),
-                _type_names(ty.results),
-            ) != spec:
+            if (
+                not isinstance(ty, wasmtime.FuncType)
+                or (
+                    _type_names(ty.params),
+                    _type_names(ty.results),
+                )
+                != spec
+            ):
                 raise GuestABIError(
                     f"module {self.name!r} imports reflow.{imp.name} with the wrong type; "
                     f"expected {spec[0]} -> {spec[1]}",

@@ -40,6 +40,7 @@ _batch_done = struct.Struct("<I").unpack_from
 
 __all__ = ["WasmActor", "WasmNodeActor"]
 
+
 class WasmNodeActor(GuestNodeActor):
     """One node's sandboxed instance (its own store). ``run`` is one tick; ``close`` frees
     the store (see :class:`~reflow._sandbox._guest_host.GuestNodeActor` for why ``run`` takes no
@@ -187,9 +188,7 @@ class WasmNodeActor(GuestNodeActor):
                 for j in range(m):
                     errors[base + j] = exc
                 return m, True
-            exc = inst.translate(
-                failure, f"reflow_tick_batch (tick {done + 1} of {m})", limit_ms
-            )
+            exc = inst.translate(failure, f"reflow_tick_batch (tick {done + 1} of {m})", limit_ms)
             self._deliver_batch(ctxs, errors, base, view, rptr, rptr + rlen, done, host, emitted)
             errors[base + done] = exc
             return done + 1, True

@@ -42,8 +42,7 @@ class _AudioActor(LibraryActor):
     outport_types = {"out": "Bytes"}
     execution = "worker"
 
-    def process(self, ctx: ActorContext, samples: np.ndarray, rate: int
-                ) -> tuple[np.ndarray, int]:
+    def process(self, ctx: ActorContext, samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
         raise NotImplementedError
 
     def run(self, ctx: ActorContext) -> None:
@@ -74,8 +73,10 @@ class AudioFromPcm(LibraryActor):
         data = input_bytes(ctx, "in")
         frame = _PCM[fmt].itemsize * channels
         if len(data) % frame:
-            raise ActorError(f"in-port 'in': {len(data)} bytes is not a whole number of "
-                             f"{channels}-channel {fmt} frames ({frame} bytes each)")
+            raise ActorError(
+                f"in-port 'in': {len(data)} bytes is not a whole number of "
+                f"{channels}-channel {fmt} frames ({frame} bytes each)"
+            )
         pcm = np.frombuffer(data, dtype=_PCM[fmt]).reshape(-1, channels)
         samples = pcm.astype(np.float32) / 32768.0 if fmt == "s16le" else pcm
         ctx.done({"out": encode_audio(samples, rate)})
@@ -103,11 +104,19 @@ class AudioToPcm(LibraryActor):
             pcm = np.rint(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
         else:
             pcm = samples.astype("<f4")
-        ctx.done({
-            "out": Message.bytes(pcm.tobytes()),
-            "format": Message.object({"sample_rate": rate, "channels": samples.shape[1],
-                                      "format": fmt, "frames": samples.shape[0]}),
-        })
+        ctx.done(
+            {
+                "out": Message.bytes(pcm.tobytes()),
+                "format": Message.object(
+                    {
+                        "sample_rate": rate,
+                        "channels": samples.shape[1],
+                        "format": fmt,
+                        "frames": samples.shape[0],
+                    }
+                ),
+            }
+        )
 
 
 class AudioTone(LibraryActor):
@@ -128,10 +137,13 @@ class AudioTone(LibraryActor):
         rate = config_int(ctx, "sample_rate", 48_000, minimum=1, maximum=10_000_000)
         freq = config_number(ctx, "frequency", minimum=0, exclusive_minimum=True)
         if freq > rate / 2:
-            raise ActorError(f"config 'frequency' {freq} Hz is above the Nyquist frequency "
-                             f"({rate / 2} Hz for config 'sample_rate' {rate})")
-        duration = config_number(ctx, "duration_ms", 1000, minimum=0, exclusive_minimum=True,
-                                 maximum=3_600_000)
+            raise ActorError(
+                f"config 'frequency' {freq} Hz is above the Nyquist frequency "
+                f"({rate / 2} Hz for config 'sample_rate' {rate})"
+            )
+        duration = config_number(
+            ctx, "duration_ms", 1000, minimum=0, exclusive_minimum=True, maximum=3_600_000
+        )
         amplitude = config_number(ctx, "amplitude", 0.5, minimum=0, maximum=1)
         channels = config_int(ctx, "channels", 1, minimum=1, maximum=32)
         n = round(rate * duration / 1000)
@@ -150,8 +162,7 @@ class AudioGain(_AudioActor):
 
     component = "tpl_audio_gain"
 
-    def process(self, ctx: ActorContext, samples: np.ndarray, rate: int
-                ) -> tuple[np.ndarray, int]:
+    def process(self, ctx: ActorContext, samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
         has_db = ctx.config.get("gain_db") is not None
         has_lin = ctx.config.get("gain") is not None
         if has_db == has_lin:
@@ -175,14 +186,16 @@ class AudioNormalize(_AudioActor):
 
     component = "tpl_audio_normalize"
 
-    def process(self, ctx: ActorContext, samples: np.ndarray, rate: int
-                ) -> tuple[np.ndarray, int]:
+    def process(self, ctx: ActorContext, samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
         target = 10 ** (config_number(ctx, "target_db", -1.0, minimum=-200, maximum=0) / 20)
         measure = config_choice(ctx, "measure", ("peak", "rms"), "peak")
         if samples.size == 0:
             return samples, rate
-        level = (float(np.max(np.abs(samples))) if measure == "peak"
-                 else float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))))
+        level = (
+            float(np.max(np.abs(samples)))
+            if measure == "peak"
+            else float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+        )
         if level == 0:
             return samples, rate
         return samples * np.float32(target / level), rate
@@ -210,17 +223,22 @@ class AudioMix(LibraryActor):
         gb = config_number(ctx, "gain_b", 1.0)
         for port in self.inports:
             if port not in ctx.inputs:
-                raise ActorError(f"in-port {port!r} is not connected: tpl_audio_mix needs two "
-                                 "signals")
+                raise ActorError(
+                    f"in-port {port!r} is not connected: tpl_audio_mix needs two signals"
+                )
         a, rate_a = decode_audio(ctx.inputs["a"], "a")
         b, rate_b = decode_audio(ctx.inputs["b"], "b")
         if rate_a != rate_b:
-            raise ActorError(f"in-ports 'a' ({rate_a} Hz) and 'b' ({rate_b} Hz) differ in "
-                             "sample rate; resample one with tpl_audio_resample")
+            raise ActorError(
+                f"in-ports 'a' ({rate_a} Hz) and 'b' ({rate_b} Hz) differ in "
+                "sample rate; resample one with tpl_audio_resample"
+            )
         ca, cb = a.shape[1], b.shape[1]
         if ca != cb and 1 not in (ca, cb):
-            raise ActorError(f"in-ports 'a' ({ca} channels) and 'b' ({cb} channels) cannot be "
-                             "mixed; only mono mixes into more channels")
+            raise ActorError(
+                f"in-ports 'a' ({ca} channels) and 'b' ({cb} channels) cannot be "
+                "mixed; only mono mixes into more channels"
+            )
         frames, channels = max(len(a), len(b)), max(ca, cb)
         out = np.zeros((frames, channels), dtype=np.float32)
         out[: len(a)] += a * np.float32(ga)
@@ -247,16 +265,16 @@ class AudioResample(_AudioActor):
 
     component = "tpl_audio_resample"
 
-    def process(self, ctx: ActorContext, samples: np.ndarray, rate: int
-                ) -> tuple[np.ndarray, int]:
+    def process(self, ctx: ActorContext, samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
         new_rate = config_int(ctx, "rate", minimum=1, maximum=10_000_000)
         if new_rate == rate or len(samples) == 0:
             return samples, new_rate
         src = samples.astype(np.float64)
         if new_rate < rate:
             fir = _lowpass_fir(0.45 * new_rate / rate)
-            src = np.stack([np.convolve(src[:, c], fir, mode="same")
-                            for c in range(src.shape[1])], axis=1)
+            src = np.stack(
+                [np.convolve(src[:, c], fir, mode="same") for c in range(src.shape[1])], axis=1
+            )
         frames = max(1, round(len(src) * new_rate / rate))
         t = np.arange(frames) * (rate / new_rate)
         x = np.arange(len(src))
@@ -264,8 +282,9 @@ class AudioResample(_AudioActor):
         return out.astype(np.float32), new_rate
 
 
-def _biquad(samples: np.ndarray, b: tuple[float, float, float],
-            a: tuple[float, float]) -> np.ndarray:
+def _biquad(
+    samples: np.ndarray, b: tuple[float, float, float], a: tuple[float, float]
+) -> np.ndarray:
     # Direct form I, one channel at a time. An IIR filter is sequential by nature; the loop
     # runs on plain floats, which is several times faster than indexing numpy scalars.
     b0, b1, b2 = b
@@ -286,12 +305,13 @@ def _biquad(samples: np.ndarray, b: tuple[float, float, float],
 class _AudioFilter(_AudioActor):
     kind = "lowpass"
 
-    def process(self, ctx: ActorContext, samples: np.ndarray, rate: int
-                ) -> tuple[np.ndarray, int]:
+    def process(self, ctx: ActorContext, samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
         cutoff = config_number(ctx, "cutoff_hz", minimum=0, exclusive_minimum=True)
         if cutoff >= rate / 2:
-            raise ActorError(f"config 'cutoff_hz' {cutoff} Hz must be below the Nyquist "
-                             f"frequency ({rate / 2} Hz) of the audio on in-port 'in'")
+            raise ActorError(
+                f"config 'cutoff_hz' {cutoff} Hz must be below the Nyquist "
+                f"frequency ({rate / 2} Hz) of the audio on in-port 'in'"
+            )
         q = config_number(ctx, "q", 1 / math.sqrt(2), minimum=0, exclusive_minimum=True)
         w0 = 2 * math.pi * cutoff / rate
         cos_w0, alpha = math.cos(w0), math.sin(w0) / (2 * q)
@@ -300,8 +320,9 @@ class _AudioFilter(_AudioActor):
             b = ((1 - cos_w0) / 2, 1 - cos_w0, (1 - cos_w0) / 2)
         else:
             b = ((1 + cos_w0) / 2, -(1 + cos_w0), (1 + cos_w0) / 2)
-        return _biquad(samples, (b[0] / a0, b[1] / a0, b[2] / a0),
-                       (-2 * cos_w0 / a0, (1 - alpha) / a0)), rate
+        return _biquad(
+            samples, (b[0] / a0, b[1] / a0, b[2] / a0), (-2 * cos_w0 / a0, (1 - alpha) / a0)
+        ), rate
 
 
 class AudioLowpass(_AudioFilter):
@@ -357,15 +378,24 @@ class AudioLevel(LibraryActor):
             db = _db(x)
             return -1000.0 if db is None else db
 
-        ctx.done({
-            "rms": Message.float(shown(rms)),
-            "peak": Message.float(shown(peak)),
-            "level": Message.object({
-                "rms": rms, "peak": peak, "rms_db": _db(rms), "peak_db": _db(peak),
-                "frames": samples.shape[0], "channels": samples.shape[1],
-                "sample_rate": rate, "duration_s": samples.shape[0] / rate,
-            }),
-        })
+        ctx.done(
+            {
+                "rms": Message.float(shown(rms)),
+                "peak": Message.float(shown(peak)),
+                "level": Message.object(
+                    {
+                        "rms": rms,
+                        "peak": peak,
+                        "rms_db": _db(rms),
+                        "peak_db": _db(peak),
+                        "frames": samples.shape[0],
+                        "channels": samples.shape[1],
+                        "sample_rate": rate,
+                        "duration_s": samples.shape[0] / rate,
+                    }
+                ),
+            }
+        )
 
 
 class AudioSpectrum(LibraryActor):
@@ -402,15 +432,35 @@ class AudioSpectrum(LibraryActor):
         peak_bin = int(np.argmax(mags[1:]) + 1) if len(mags) > 1 else 0
         if unit == "db":
             mags = 20 * np.log10(np.maximum(mags, 1e-10))
-        ctx.done({"out": Message.object({
-            "sample_rate": rate, "size": size, "bin_hz": rate / size,
-            "magnitudes": [round(float(m), 9) for m in mags],
-            "peak_hz": peak_bin * rate / size, "frames": frames,
-        })})
+        ctx.done(
+            {
+                "out": Message.object(
+                    {
+                        "sample_rate": rate,
+                        "size": size,
+                        "bin_hz": rate / size,
+                        "magnitudes": [round(float(m), 9) for m in mags],
+                        "peak_hz": peak_bin * rate / size,
+                        "frames": frames,
+                    }
+                )
+            }
+        )
 
 
 AUDIO_TEMPLATES: dict[str, type[LibraryActor]] = {
     cls.component: cls
-    for cls in (AudioFromPcm, AudioToPcm, AudioTone, AudioGain, AudioNormalize, AudioMix,
-                AudioResample, AudioLowpass, AudioHighpass, AudioLevel, AudioSpectrum)
+    for cls in (
+        AudioFromPcm,
+        AudioToPcm,
+        AudioTone,
+        AudioGain,
+        AudioNormalize,
+        AudioMix,
+        AudioResample,
+        AudioLowpass,
+        AudioHighpass,
+        AudioLevel,
+        AudioSpectrum,
+    )
 }

@@ -50,8 +50,9 @@ def _linear_to_db(x: np.ndarray) -> np.ndarray:
 def _samples(stream: StreamData, port: str) -> np.ndarray:
     data = stream.data
     if len(data) % 4:
-        raise ActorError(f"in-port {port!r}: {len(data)} bytes is not a whole number of "
-                         "float32 samples")
+        raise ActorError(
+            f"in-port {port!r}: {len(data)} bytes is not a whole number of float32 samples"
+        )
     x = np.frombuffer(data, dtype="<f4").astype(np.float64)
     if not np.isfinite(x).all():
         raise ActorError(f"in-port {port!r}: the samples include NaN or infinity")
@@ -63,23 +64,27 @@ def _pcm_frames(samples: np.ndarray, like: StreamData | None) -> list[bytes]:
     if like is not None and len(data) == sum(len(f) for f in like.frames):
         out, pos = [], 0
         for f in like.frames:
-            out.append(data[pos:pos + len(f)])
+            out.append(data[pos : pos + len(f)])
             pos += len(f)
         return out
     step = 4096 * 4
-    return [data[i:i + step] for i in range(0, len(data), step)]
+    return [data[i : i + step] for i in range(0, len(data), step)]
 
 
 def _rate(ctx: ActorContext) -> float:
-    return float(config_number(ctx, "sampleRate", 44100.0, minimum=0, exclusive_minimum=True,
-                               maximum=10_000_000))
+    return float(
+        config_number(
+            ctx, "sampleRate", 44100.0, minimum=0, exclusive_minimum=True, maximum=10_000_000
+        )
+    )
 
 
 def _frequency(ctx: ActorContext, key: str, default: float, rate: float) -> float:
     f = float(config_number(ctx, key, default, minimum=0, exclusive_minimum=True))
     if f >= rate / 2:
-        raise ActorError(f"config {key!r} ({f} Hz) must be below half of config 'sampleRate' "
-                         f"({rate / 2} Hz)")
+        raise ActorError(
+            f"config {key!r} ({f} Hz) must be below half of config 'sampleRate' ({rate / 2} Hz)"
+        )
     return f
 
 
@@ -99,14 +104,23 @@ def _hop(ctx: ActorContext, default: int, fft: int) -> int:
 
 
 _KINDS = {
-    "lowpass": "lowpass", "lpf": "lowpass", "highpass": "highpass", "hpf": "highpass",
-    "bandpass": "bandpass", "bpf": "bandpass", "notch": "notch", "peaking": "peaking",
-    "eq": "peaking", "lowshelf": "lowshelf", "highshelf": "highshelf",
+    "lowpass": "lowpass",
+    "lpf": "lowpass",
+    "highpass": "highpass",
+    "hpf": "highpass",
+    "bandpass": "bandpass",
+    "bpf": "bandpass",
+    "notch": "notch",
+    "peaking": "peaking",
+    "eq": "peaking",
+    "lowshelf": "lowshelf",
+    "highshelf": "highshelf",
 }
 
 
-def biquad(kind: str, rate: float, freq: float, q: float, gain_db: float
-           ) -> tuple[np.ndarray, np.ndarray]:
+def biquad(
+    kind: str, rate: float, freq: float, q: float, gain_db: float
+) -> tuple[np.ndarray, np.ndarray]:
     """``(b, a)`` of an RBJ cookbook biquad, normalised so ``a[0] == 1``."""
     w0 = 2 * math.pi * freq / rate
     cw, sw = math.cos(w0), math.sin(w0)
@@ -130,18 +144,23 @@ def biquad(kind: str, rate: float, freq: float, q: float, gain_db: float
     else:
         s = 2 * math.sqrt(big_a) * alpha
         sign = 1 if kind == "lowshelf" else -1
-        b = [big_a * ((big_a + 1) - sign * (big_a - 1) * cw + s),
-             sign * 2 * big_a * ((big_a - 1) - sign * (big_a + 1) * cw),
-             big_a * ((big_a + 1) - sign * (big_a - 1) * cw - s)]
-        a = [(big_a + 1) + sign * (big_a - 1) * cw + s,
-             -sign * 2 * ((big_a - 1) + sign * (big_a + 1) * cw),
-             (big_a + 1) + sign * (big_a - 1) * cw - s]
+        b = [
+            big_a * ((big_a + 1) - sign * (big_a - 1) * cw + s),
+            sign * 2 * big_a * ((big_a - 1) - sign * (big_a + 1) * cw),
+            big_a * ((big_a + 1) - sign * (big_a - 1) * cw - s),
+        ]
+        a = [
+            (big_a + 1) + sign * (big_a - 1) * cw + s,
+            -sign * 2 * ((big_a - 1) + sign * (big_a + 1) * cw),
+            (big_a + 1) + sign * (big_a - 1) * cw - s,
+        ]
     bn, an = np.array(b) / a[0], np.array(a) / a[0]
     return bn, an
 
 
 def _filter(x: np.ndarray, ba: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     from scipy.signal import lfilter
+
     return np.asarray(lfilter(ba[0], ba[1], x))
 
 
@@ -149,8 +168,9 @@ def _coeff(ms: float, rate: float) -> float:
     return 0.0 if ms <= 0 else math.exp(-1.0 / (ms * 0.001 * rate))
 
 
-def envelope(x: np.ndarray, attack_ms: float, release_ms: float, rate: float,
-             rms: bool = False) -> np.ndarray:
+def envelope(
+    x: np.ndarray, attack_ms: float, release_ms: float, rate: float, rms: bool = False
+) -> np.ndarray:
     """One-pole attack/release envelope of ``|x|`` (or of ``x²``, square-rooted, for RMS)."""
     att, rel = _coeff(attack_ms, rate), _coeff(release_ms, rate)
     levels = (np.square(x) if rms else np.abs(x)).tolist()
@@ -164,8 +184,9 @@ def envelope(x: np.ndarray, attack_ms: float, release_ms: float, rate: float,
     return np.sqrt(result) if rms else result
 
 
-def compressor_gain(env: np.ndarray, threshold_db: float, ratio: float, knee_db: float
-                    ) -> np.ndarray:
+def compressor_gain(
+    env: np.ndarray, threshold_db: float, ratio: float, knee_db: float
+) -> np.ndarray:
     over = _linear_to_db(env) - threshold_db
     inv = 0.0 if math.isinf(ratio) else 1.0 / ratio
     soft = over * (1 - (over / knee_db if knee_db > 0 else 1.0) * (1 - inv))
@@ -201,8 +222,13 @@ class _PcmTemplate(SdkTemplate):
         y = await asyncio.to_thread(self.process, x, s)
         if not np.isfinite(y).all():
             raise ActorError("the result is not finite (check the filter settings)")
-        ctx.done({"stream": write_stream(ctx, "stream", _pcm_frames(y, stream),
-                                         stream.content_type, stream.metadata)})
+        ctx.done(
+            {
+                "stream": write_stream(
+                    ctx, "stream", _pcm_frames(y, stream), stream.content_type, stream.metadata
+                )
+            }
+        )
 
 
 def _with_rfla(cls: type[_PcmTemplate], legacy: type[LibraryActor], doc: str) -> None:
@@ -227,15 +253,18 @@ class AudioGain(_PcmTemplate):
     def settings(self, ctx: ActorContext) -> float:
         if ctx.config.get("gainLinear") is not None:
             return float(config_number(ctx, "gainLinear", minimum=0, maximum=1e6))
-        return _db_to_linear(float(config_number(ctx, "gainDb", 0.0, minimum=-300,
-                                                 maximum=120)))
+        return _db_to_linear(float(config_number(ctx, "gainDb", 0.0, minimum=-300, maximum=120)))
 
     def process(self, x: np.ndarray, s: float) -> np.ndarray:
         return (x.astype(np.float32) * np.float32(s)).astype(np.float64)
 
 
-_with_rfla(AudioGain, _RflaGain, "The library's own form still works: in ``in`` (RFLA "
-           "audio) → out ``out``, config ``gain_db`` or ``gain``, ``clip``.")
+_with_rfla(
+    AudioGain,
+    _RflaGain,
+    "The library's own form still works: in ``in`` (RFLA "
+    "audio) → out ``out``, config ``gain_db`` or ``gain``, ``clip``.",
+)
 
 
 class AudioNormalize(_PcmTemplate):
@@ -249,8 +278,7 @@ class AudioNormalize(_PcmTemplate):
     config_defaults = {"targetDb": -1.0}
 
     def settings(self, ctx: ActorContext) -> float:
-        return _db_to_linear(float(config_number(ctx, "targetDb", -1.0, minimum=-300,
-                                                 maximum=20)))
+        return _db_to_linear(float(config_number(ctx, "targetDb", -1.0, minimum=-300, maximum=20)))
 
     def process(self, x: np.ndarray, s: float) -> np.ndarray:
         peak = float(np.max(np.abs(x.astype(np.float32)))) if x.size else 0.0
@@ -258,8 +286,12 @@ class AudioNormalize(_PcmTemplate):
         return (x.astype(np.float32) * gain).astype(np.float64)
 
 
-_with_rfla(AudioNormalize, _RflaNormalize, "The library's own form still works: in ``in`` "
-           "(RFLA audio) → out ``out``, config ``target_db``, ``measure``.")
+_with_rfla(
+    AudioNormalize,
+    _RflaNormalize,
+    "The library's own form still works: in ``in`` "
+    "(RFLA audio) → out ``out``, config ``target_db``, ``measure``.",
+)
 
 
 class BiquadFilter(_PcmTemplate):
@@ -273,16 +305,24 @@ class BiquadFilter(_PcmTemplate):
     """
 
     component = "tpl_biquad_filter"
-    config_defaults = {"filterType": "lowpass", "frequency": 1000.0, "q": 0.707, "gainDb": 0.0,
-                       "sampleRate": 44100.0}
+    config_defaults = {
+        "filterType": "lowpass",
+        "frequency": 1000.0,
+        "q": 0.707,
+        "gainDb": 0.0,
+        "sampleRate": 44100.0,
+    }
 
     def settings(self, ctx: ActorContext) -> tuple[np.ndarray, np.ndarray]:
         kind = config_choice(ctx, "filterType", tuple(_KINDS), "lowpass")
         rate = _rate(ctx)
-        return biquad(_KINDS[kind], rate, _frequency(ctx, "frequency", 1000.0, rate),
-                      float(config_number(ctx, "q", 0.707, minimum=0, exclusive_minimum=True,
-                                          maximum=1000)),
-                      float(config_number(ctx, "gainDb", 0.0, minimum=-120, maximum=120)))
+        return biquad(
+            _KINDS[kind],
+            rate,
+            _frequency(ctx, "frequency", 1000.0, rate),
+            float(config_number(ctx, "q", 0.707, minimum=0, exclusive_minimum=True, maximum=1000)),
+            float(config_number(ctx, "gainDb", 0.0, minimum=-120, maximum=120)),
+        )
 
     def process(self, x: np.ndarray, s: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         return _filter(x, s)
@@ -296,16 +336,18 @@ def _bands(ctx: ActorContext) -> list[tuple[str, float, float, float]]:
         except ValueError as exc:
             raise ActorError(f"config 'bands' is not valid JSON: {exc}") from exc
     if not isinstance(raw, list) or len(raw) > 64:
-        raise ActorError("config 'bands' must be a list of at most 64 band objects "
-                         "{type, frequency, gain, q}")
+        raise ActorError(
+            "config 'bands' must be a list of at most 64 band objects {type, frequency, gain, q}"
+        )
     out = []
     for i, band in enumerate(raw):
         if not isinstance(band, dict):
             raise ActorError(f"config 'bands' item {i} must be an object, got {band!r}")
         kind = band.get("type", "peaking")
         if kind not in _KINDS:
-            raise ActorError(f"config 'bands' item {i} 'type' must be one of "
-                             f"{', '.join(_KINDS)}, got {kind!r}")
+            raise ActorError(
+                f"config 'bands' item {i} 'type' must be one of {', '.join(_KINDS)}, got {kind!r}"
+            )
         vals = []
         for key, default in (("frequency", 1000.0), ("gain", 0.0), ("q", 1.0)):
             v = band.get(key, default)
@@ -313,8 +355,9 @@ def _bands(ctx: ActorContext) -> list[tuple[str, float, float, float]]:
                 raise ActorError(f"config 'bands' item {i} {key!r} must be a number, got {v!r}")
             vals.append(float(v))
         if vals[0] <= 0 or vals[2] <= 0 or abs(vals[1]) > 120:
-            raise ActorError(f"config 'bands' item {i}: frequency and q must be > 0 and "
-                             f"|gain| <= 120 dB")
+            raise ActorError(
+                f"config 'bands' item {i}: frequency and q must be > 0 and |gain| <= 120 dB"
+            )
         out.append((_KINDS[kind], vals[0], vals[1], vals[2]))
     return out
 
@@ -336,8 +379,10 @@ class Equalizer(_PcmTemplate):
         filters = []
         for i, (kind, f, g, q) in enumerate(_bands(ctx)):
             if f >= rate / 2:
-                raise ActorError(f"config 'bands' item {i}: frequency {f} Hz is not below "
-                                 "half of config 'sampleRate'")
+                raise ActorError(
+                    f"config 'bands' item {i}: frequency {f} Hz is not below "
+                    "half of config 'sampleRate'"
+                )
             filters.append(biquad(kind, rate, f, q, g))
         return filters
 
@@ -377,17 +422,26 @@ class Compressor(_PcmTemplate):
     """
 
     component = "tpl_compressor"
-    config_defaults = {"thresholdDb": -20.0, "ratio": 4.0, "attackMs": 10.0,
-                       "releaseMs": 100.0, "kneeDb": 6.0, "makeupDb": 0.0,
-                       "sampleRate": 44100.0}
+    config_defaults = {
+        "thresholdDb": -20.0,
+        "ratio": 4.0,
+        "attackMs": 10.0,
+        "releaseMs": 100.0,
+        "kneeDb": 6.0,
+        "makeupDb": 0.0,
+        "sampleRate": 44100.0,
+    }
 
     def settings(self, ctx: ActorContext) -> tuple[float, ...]:
-        return (float(config_number(ctx, "thresholdDb", -20.0, minimum=-150, maximum=20)),
-                float(config_number(ctx, "ratio", 4.0, minimum=1, maximum=1e6)),
-                _ms(ctx, "attackMs", 10.0), _ms(ctx, "releaseMs", 100.0),
-                float(config_number(ctx, "kneeDb", 6.0, minimum=0, maximum=60)),
-                float(config_number(ctx, "makeupDb", 0.0, minimum=-60, maximum=60)),
-                _rate(ctx))
+        return (
+            float(config_number(ctx, "thresholdDb", -20.0, minimum=-150, maximum=20)),
+            float(config_number(ctx, "ratio", 4.0, minimum=1, maximum=1e6)),
+            _ms(ctx, "attackMs", 10.0),
+            _ms(ctx, "releaseMs", 100.0),
+            float(config_number(ctx, "kneeDb", 6.0, minimum=0, maximum=60)),
+            float(config_number(ctx, "makeupDb", 0.0, minimum=-60, maximum=60)),
+            _rate(ctx),
+        )
 
     def process(self, x: np.ndarray, s: tuple[float, ...]) -> np.ndarray:
         thr, ratio, att, rel, knee, makeup, rate = s
@@ -403,12 +457,15 @@ class Limiter(_PcmTemplate):
     """
 
     component = "tpl_limiter"
-    config_defaults = {"ceilingDb": -1.0, "attackMs": 0.1, "releaseMs": 50.0,
-                       "sampleRate": 44100.0}
+    config_defaults = {"ceilingDb": -1.0, "attackMs": 0.1, "releaseMs": 50.0, "sampleRate": 44100.0}
 
     def settings(self, ctx: ActorContext) -> tuple[float, ...]:
-        return (float(config_number(ctx, "ceilingDb", -1.0, minimum=-150, maximum=20)),
-                _ms(ctx, "attackMs", 0.1), _ms(ctx, "releaseMs", 50.0), _rate(ctx))
+        return (
+            float(config_number(ctx, "ceilingDb", -1.0, minimum=-150, maximum=20)),
+            _ms(ctx, "attackMs", 0.1),
+            _ms(ctx, "releaseMs", 50.0),
+            _rate(ctx),
+        )
 
     def process(self, x: np.ndarray, s: tuple[float, ...]) -> np.ndarray:
         ceiling, att, rel, rate = s
@@ -425,13 +482,22 @@ class NoiseGate(_PcmTemplate):
     """
 
     component = "tpl_noise_gate"
-    config_defaults = {"thresholdDb": -40.0, "ratio": 10.0, "attackMs": 1.0,
-                       "releaseMs": 50.0, "sampleRate": 44100.0}
+    config_defaults = {
+        "thresholdDb": -40.0,
+        "ratio": 10.0,
+        "attackMs": 1.0,
+        "releaseMs": 50.0,
+        "sampleRate": 44100.0,
+    }
 
     def settings(self, ctx: ActorContext) -> tuple[float, ...]:
-        return (float(config_number(ctx, "thresholdDb", -40.0, minimum=-150, maximum=20)),
-                float(config_number(ctx, "ratio", 10.0, minimum=1, maximum=1e6)),
-                _ms(ctx, "attackMs", 1.0), _ms(ctx, "releaseMs", 50.0), _rate(ctx))
+        return (
+            float(config_number(ctx, "thresholdDb", -40.0, minimum=-150, maximum=20)),
+            float(config_number(ctx, "ratio", 10.0, minimum=1, maximum=1e6)),
+            _ms(ctx, "attackMs", 1.0),
+            _ms(ctx, "releaseMs", 50.0),
+            _rate(ctx),
+        )
 
     def process(self, x: np.ndarray, s: tuple[float, ...]) -> np.ndarray:
         thr, ratio, att, rel, rate = s
@@ -451,14 +517,21 @@ class DeEsser(_PcmTemplate):
     """
 
     component = "tpl_de_esser"
-    config_defaults = {"frequency": 6000.0, "thresholdDb": -20.0, "ratio": 4.0,
-                       "sampleRate": 44100.0}
+    config_defaults = {
+        "frequency": 6000.0,
+        "thresholdDb": -20.0,
+        "ratio": 4.0,
+        "sampleRate": 44100.0,
+    }
 
     def settings(self, ctx: ActorContext) -> tuple[Any, ...]:
         rate = _rate(ctx)
-        return (biquad("bandpass", rate, _frequency(ctx, "frequency", 6000.0, rate), 2.0, 0.0),
-                float(config_number(ctx, "thresholdDb", -20.0, minimum=-150, maximum=20)),
-                float(config_number(ctx, "ratio", 4.0, minimum=1, maximum=1e6)), rate)
+        return (
+            biquad("bandpass", rate, _frequency(ctx, "frequency", 6000.0, rate), 2.0, 0.0),
+            float(config_number(ctx, "thresholdDb", -20.0, minimum=-150, maximum=20)),
+            float(config_number(ctx, "ratio", 4.0, minimum=1, maximum=1e6)),
+            rate,
+        )
 
     def process(self, x: np.ndarray, s: tuple[Any, ...]) -> np.ndarray:
         ba, thr, ratio, rate = s
@@ -478,12 +551,15 @@ class EnvelopeFollower(_PcmTemplate):
     """
 
     component = "tpl_envelope_follower"
-    config_defaults = {"attackMs": 5.0, "releaseMs": 50.0, "mode": "peak",
-                       "sampleRate": 44100.0}
+    config_defaults = {"attackMs": 5.0, "releaseMs": 50.0, "mode": "peak", "sampleRate": 44100.0}
 
     def settings(self, ctx: ActorContext) -> tuple[Any, ...]:
-        return (_ms(ctx, "attackMs", 5.0), _ms(ctx, "releaseMs", 50.0),
-                config_choice(ctx, "mode", ("peak", "rms"), "peak"), _rate(ctx))
+        return (
+            _ms(ctx, "attackMs", 5.0),
+            _ms(ctx, "releaseMs", 50.0),
+            config_choice(ctx, "mode", ("peak", "rms"), "peak"),
+            _rate(ctx),
+        )
 
     def process(self, x: np.ndarray, s: tuple[Any, ...]) -> np.ndarray:
         att, rel, mode, rate = s
@@ -494,8 +570,13 @@ class EnvelopeFollower(_PcmTemplate):
         stream = await read_stream(ctx, "stream")
         y = await asyncio.to_thread(self.process, _samples(stream, "stream"), s)
         meta = {"attackMs": s[0], "releaseMs": s[1], "mode": s[2], "sampleRate": s[3]}
-        ctx.done({"stream": write_stream(ctx, "stream", _pcm_frames(y, stream),
-                                         "audio/control-signal", meta)})
+        ctx.done(
+            {
+                "stream": write_stream(
+                    ctx, "stream", _pcm_frames(y, stream), "audio/control-signal", meta
+                )
+            }
+        )
 
 
 def _hann(n: int) -> np.ndarray:
@@ -540,14 +621,28 @@ class AudioSpectrum(_PcmTemplate):
         stream = await read_stream(ctx, "stream")
         mags = await asyncio.to_thread(stft_magnitudes, _samples(stream, "stream"), fft, hop)
         bins = fft // 2 + 1
-        meta = {"fftSize": fft, "binCount": bins, "hopSize": hop, "sampleRate": rate,
-                "binResolution": rate / fft}
+        meta = {
+            "fftSize": fft,
+            "binCount": bins,
+            "hopSize": hop,
+            "sampleRate": rate,
+            "binResolution": rate / fft,
+        }
         frames = [row.astype("<f4").tobytes() for row in mags]
-        ctx.done({
-            "stream": write_stream(ctx, "stream", frames, "audio/frequency-bins", meta),
-            "stats": Message.object({"totalSpectrumFrames": len(frames), "fftSize": fft,
-                                     "binCount": bins, "hopSize": hop, "sampleRate": rate}),
-        })
+        ctx.done(
+            {
+                "stream": write_stream(ctx, "stream", frames, "audio/frequency-bins", meta),
+                "stats": Message.object(
+                    {
+                        "totalSpectrumFrames": len(frames),
+                        "fftSize": fft,
+                        "binCount": bins,
+                        "hopSize": hop,
+                        "sampleRate": rate,
+                    }
+                ),
+            }
+        )
 
 
 AudioSpectrum.rfla = _RflaSpectrum
@@ -557,7 +652,8 @@ AudioSpectrum.inport_types = {"stream": "Stream", "in": "Bytes"}
 AudioSpectrum.outport_types = {**AudioSpectrum.outport_types, "out": "Object"}
 AudioSpectrum.__doc__ = (AudioSpectrum.__doc__ or "") + (
     "\n    The library's own form still works: in ``in`` (RFLA audio) → out ``out`` (Object),"
-    " config ``size``, ``unit``.\n    ")
+    " config ``size``, ``unit``.\n    "
+)
 
 
 class Ifft(_PcmTemplate):
@@ -581,19 +677,31 @@ class Ifft(_PcmTemplate):
         x = _samples(stream, "stream")
         bins = fft // 2 + 1
         if len(x) % bins:
-            raise ActorError(f"in-port 'stream': {len(x)} values are not whole frames of "
-                             f"{bins} bins (config 'fftSize' {fft})")
+            raise ActorError(
+                f"in-port 'stream': {len(x)} values are not whole frames of "
+                f"{bins} bins (config 'fftSize' {fft})"
+            )
 
         def synth() -> np.ndarray:
             frames = x.reshape(-1, bins)
             out = np.zeros(len(frames) * hop + fft)
             win = _hann(fft)
             for i, mags in enumerate(frames):
-                out[i * hop:i * hop + fft] += np.fft.irfft(mags, fft) * win
-            return out[:len(frames) * hop]
+                out[i * hop : i * hop + fft] += np.fft.irfft(mags, fft) * win
+            return out[: len(frames) * hop]
+
         y = await asyncio.to_thread(synth)
-        ctx.done({"stream": write_stream(ctx, "stream", _pcm_frames(y, None),
-                                         "audio/raw-pcm-f32", {"fftSize": fft, "hopSize": hop})})
+        ctx.done(
+            {
+                "stream": write_stream(
+                    ctx,
+                    "stream",
+                    _pcm_frames(y, None),
+                    "audio/raw-pcm-f32",
+                    {"fftSize": fft, "hopSize": hop},
+                )
+            }
+        )
 
 
 class NoiseReduction(_PcmTemplate):
@@ -607,16 +715,27 @@ class NoiseReduction(_PcmTemplate):
     """
 
     component = "tpl_noise_reduction"
-    config_defaults = {"fftSize": 2048, "hopSize": 512, "profileMs": 500.0, "strength": 1.0,
-                       "sampleRate": 44100.0}
+    config_defaults = {
+        "fftSize": 2048,
+        "hopSize": 512,
+        "profileMs": 500.0,
+        "strength": 1.0,
+        "sampleRate": 44100.0,
+    }
 
     def settings(self, ctx: ActorContext) -> tuple[Any, ...]:
         fft = _fft_size(ctx, 2048)
-        return (fft, _hop(ctx, 512, fft), _ms(ctx, "profileMs", 500.0),
-                float(config_number(ctx, "strength", 1.0, minimum=0, maximum=10)), _rate(ctx))
+        return (
+            fft,
+            _hop(ctx, 512, fft),
+            _ms(ctx, "profileMs", 500.0),
+            float(config_number(ctx, "strength", 1.0, minimum=0, maximum=10)),
+            _rate(ctx),
+        )
 
     def process(self, x: np.ndarray, s: tuple[Any, ...]) -> np.ndarray:
         from scipy.signal import istft, stft
+
         fft, hop, profile_ms, strength, rate = s
         n_profile = min(len(x), int(profile_ms * rate / 1000))
         head, tail = x[:n_profile], x[n_profile:]
@@ -625,21 +744,35 @@ class NoiseReduction(_PcmTemplate):
             return x
         noise = profile.mean(axis=0) * strength
         window = "hann"
-        _, _, z = stft(tail, nperseg=fft, noverlap=fft - hop, window=window, boundary="zeros",
-                       padded=True, scaling="spectrum")
+        _, _, z = stft(
+            tail,
+            nperseg=fft,
+            noverlap=fft - hop,
+            window=window,
+            boundary="zeros",
+            padded=True,
+            scaling="spectrum",
+        )
         # the profile is unnormalised (as the SDK's), scipy's "spectrum" scaling divides by
         # the window sum: bring the profile to the same scale
         noise = noise / _hann(fft).sum() * np.hanning(fft).sum() / np.hanning(fft).sum()
         mags = np.maximum(np.abs(z) - noise[:, None], 0.0)
-        _, y = istft(mags * np.exp(1j * np.angle(z)), nperseg=fft, noverlap=fft - hop,
-                     window=window, scaling="spectrum")
-        return np.concatenate([head, np.asarray(y)[:len(tail)],
-                               np.zeros(max(0, len(tail) - len(y)))])
+        _, y = istft(
+            mags * np.exp(1j * np.angle(z)),
+            nperseg=fft,
+            noverlap=fft - hop,
+            window=window,
+            scaling="spectrum",
+        )
+        return np.concatenate(
+            [head, np.asarray(y)[: len(tail)], np.zeros(max(0, len(tail) - len(y)))]
+        )
 
 
 def _phase_vocoder(x: np.ndarray, stretch: float, fft: int, hop: int) -> np.ndarray:
     """``x`` stretched in time by ``stretch`` with its pitch kept (phase vocoder)."""
     from scipy.signal import istft, stft
+
     _, _, z = stft(x, nperseg=fft, noverlap=fft - hop, window="hann")
     steps = np.arange(0, z.shape[1], 1 / stretch)
     expected = 2 * np.pi * hop * np.arange(z.shape[0]) / fft
@@ -672,8 +805,11 @@ class PitchShift(_PcmTemplate):
 
     def settings(self, ctx: ActorContext) -> tuple[Any, ...]:
         fft = _fft_size(ctx, 4096)
-        return (float(config_number(ctx, "semitones", 0.0, minimum=-48, maximum=48)), fft,
-                _hop(ctx, 256, fft))
+        return (
+            float(config_number(ctx, "semitones", 0.0, minimum=-48, maximum=48)),
+            fft,
+            _hop(ctx, 256, fft),
+        )
 
     def process(self, x: np.ndarray, s: tuple[Any, ...]) -> np.ndarray:
         semitones, fft, hop = s
@@ -703,8 +839,10 @@ class TimeStretch(_PcmTemplate):
     config_defaults = {"ratio": 1.0, "windowSize": 1024}
 
     def settings(self, ctx: ActorContext) -> tuple[float, int]:
-        return (float(config_number(ctx, "ratio", 1.0, minimum=0.1, maximum=10)),
-                config_int(ctx, "windowSize", 1024, minimum=64, maximum=16384))
+        return (
+            float(config_number(ctx, "ratio", 1.0, minimum=0.1, maximum=10)),
+            config_int(ctx, "windowSize", 1024, minimum=64, maximum=16384),
+        )
 
     def process(self, x: np.ndarray, s: tuple[float, int]) -> np.ndarray:
         ratio, win = s
@@ -726,10 +864,10 @@ class TimeStretch(_PcmTemplate):
                 cands = np.arange(lo, hi + 1)
                 seg = np.lib.stride_tricks.sliding_window_view(x, len(prev_tail))[cands]
                 best = int(cands[np.argmax(seg @ prev_tail)])
-            out[out_pos:out_pos + win] += x[best:best + win] * window
-            norm[out_pos:out_pos + win] += window
+            out[out_pos : out_pos + win] += x[best : best + win] * window
+            norm[out_pos : out_pos + win] += window
             nxt = best + hop_s
-            prev_tail = x[nxt:nxt + min(64, win)] if nxt + 64 <= len(x) else None
+            prev_tail = x[nxt : nxt + min(64, win)] if nxt + 64 <= len(x) else None
             in_pos += hop_a
             out_pos += hop_s
         return out[:n_out] / np.where(norm[:n_out] > 1e-3, norm[:n_out], 1.0)
@@ -756,12 +894,15 @@ class Convolve(_PcmTemplate):
         if "impulse" in ctx.inputs:
             msg = ctx.inputs["impulse"]
             if msg["type"] != "Bytes":
-                raise ActorError(f"in-port 'impulse': expected Bytes of float32 samples, got "
-                                 f"{msg['type']}")
+                raise ActorError(
+                    f"in-port 'impulse': expected Bytes of float32 samples, got {msg['type']}"
+                )
             data = bytes(msg["data"])
             if not data or len(data) % 4:
-                raise ActorError(f"in-port 'impulse': {len(data)} bytes is not a non-empty "
-                                 "whole number of float32 samples")
+                raise ActorError(
+                    f"in-port 'impulse': {len(data)} bytes is not a non-empty "
+                    "whole number of float32 samples"
+                )
             ir = np.frombuffer(data, "<f4").astype(np.float64)
             if not np.isfinite(ir).all():
                 raise ActorError("in-port 'impulse': the samples include NaN or infinity")
@@ -778,10 +919,17 @@ class Convolve(_PcmTemplate):
 
         def conv() -> np.ndarray:
             from scipy.signal import oaconvolve
-            return np.asarray(oaconvolve(x, h))[:len(x)] if len(x) else x
+
+            return np.asarray(oaconvolve(x, h))[: len(x)] if len(x) else x
+
         y = await asyncio.to_thread(conv)
-        ctx.done({"stream": write_stream(ctx, "stream", _pcm_frames(y, stream),
-                                         stream.content_type, stream.metadata)})
+        ctx.done(
+            {
+                "stream": write_stream(
+                    ctx, "stream", _pcm_frames(y, stream), stream.content_type, stream.metadata
+                )
+            }
+        )
 
 
 class Correlator(_PcmTemplate):
@@ -825,23 +973,39 @@ class Correlator(_PcmTemplate):
 
         def corr() -> tuple[np.ndarray, int, float]:
             from scipy.signal import correlate
+
             a1, b1 = a[:n], b[:n]
             full = np.asarray(correlate(b1, a1, mode="full"))  # index n-1 is lag 0
             lags = np.arange(-max_lag, max_lag + 1)
             idx = lags + n - 1
-            vals = np.where((idx >= 0) & (idx < len(full)), full[np.clip(idx, 0,
-                                                                       len(full) - 1)], 0.0)
+            vals = np.where(
+                (idx >= 0) & (idx < len(full)), full[np.clip(idx, 0, len(full) - 1)], 0.0
+            )
             norm = math.sqrt(float(a1 @ a1) / n) * math.sqrt(float(b1 @ b1) / n) * n
             vals = vals / norm if norm > 0 else np.zeros_like(vals)
             best = int(np.argmax(vals))
             return vals, int(lags[best]), float(vals[best])
+
         vals, lag, peak = await asyncio.to_thread(corr)
-        ctx.done({
-            "stream": write_stream(ctx, "stream", vals.astype("<f4").tobytes(),
-                                   "audio/correlation", {"maxLag": max_lag, "sampleRate": rate}),
-            "stats": Message.object({"bestLagSamples": lag, "bestLagMs": lag / rate * 1000,
-                                     "peakCorrelation": peak, "signalLength": n}),
-        })
+        ctx.done(
+            {
+                "stream": write_stream(
+                    ctx,
+                    "stream",
+                    vals.astype("<f4").tobytes(),
+                    "audio/correlation",
+                    {"maxLag": max_lag, "sampleRate": rate},
+                ),
+                "stats": Message.object(
+                    {
+                        "bestLagSamples": lag,
+                        "bestLagMs": lag / rate * 1000,
+                        "peakCorrelation": peak,
+                        "signalLength": n,
+                    }
+                ),
+            }
+        )
 
 
 class Crossover(_PcmTemplate):
@@ -864,24 +1028,26 @@ class Crossover(_PcmTemplate):
         lo = _frequency(ctx, "lowFrequency", 200.0, rate)
         hi = _frequency(ctx, "highFrequency", 4000.0, rate)
         if hi <= lo:
-            raise ActorError(f"config 'highFrequency' ({hi}) must be above 'lowFrequency' "
-                             f"({lo})")
+            raise ActorError(f"config 'highFrequency' ({hi}) must be above 'lowFrequency' ({lo})")
         stream = await read_stream(ctx, "stream")
         x = _samples(stream, "stream")
 
         def split() -> tuple[np.ndarray, ...]:
-            lp1, hp1 = biquad("lowpass", rate, lo, 0.707, 0), biquad("highpass", rate, lo,
-                                                                    0.707, 0)
-            lp2, hp2 = biquad("lowpass", rate, hi, 0.707, 0), biquad("highpass", rate, hi,
-                                                                    0.707, 0)
+            lp1, hp1 = biquad("lowpass", rate, lo, 0.707, 0), biquad("highpass", rate, lo, 0.707, 0)
+            lp2, hp2 = biquad("lowpass", rate, hi, 0.707, 0), biquad("highpass", rate, hi, 0.707, 0)
             low = _filter(_filter(x, lp1), lp1)
             mid_high = _filter(_filter(x, hp1), hp1)
-            return low, _filter(_filter(mid_high, lp2), lp2), _filter(_filter(mid_high, hp2),
-                                                                     hp2)
+            return low, _filter(_filter(mid_high, lp2), lp2), _filter(_filter(mid_high, hp2), hp2)
+
         bands = await asyncio.to_thread(split)
-        ctx.done({port: write_stream(ctx, port, _pcm_frames(y, stream), stream.content_type,
-                                     stream.metadata)
-                  for port, y in zip(("low", "mid", "high"), bands, strict=True)})
+        ctx.done(
+            {
+                port: write_stream(
+                    ctx, port, _pcm_frames(y, stream), stream.content_type, stream.metadata
+                )
+                for port, y in zip(("low", "mid", "high"), bands, strict=True)
+            }
+        )
 
 
 class _Detector(_PcmTemplate):
@@ -897,9 +1063,14 @@ class _Detector(_PcmTemplate):
         s = self.settings(ctx)
         stream = await read_stream(ctx, "stream")
         events = await asyncio.to_thread(self.detect, _samples(stream, "stream"), s)
-        ctx.done({"stream": write_stream(ctx, "stream", stream.frames, stream.content_type,
-                                         stream.metadata),
-                  "events": Message.array(events)})
+        ctx.done(
+            {
+                "stream": write_stream(
+                    ctx, "stream", stream.frames, stream.content_type, stream.metadata
+                ),
+                "events": Message.array(events),
+            }
+        )
 
 
 class SilenceDetect(_Detector):
@@ -918,8 +1089,9 @@ class SilenceDetect(_Detector):
     config_defaults = {"thresholdDb": -40.0, "minDurationMs": 500, "sampleRate": 44100.0}
 
     def settings(self, ctx: ActorContext) -> tuple[float, int, float]:
-        thr = _db_to_linear(float(config_number(ctx, "thresholdDb", -40.0, minimum=-150,
-                                                maximum=20)))
+        thr = _db_to_linear(
+            float(config_number(ctx, "thresholdDb", -40.0, minimum=-150, maximum=20))
+        )
         rate = _rate(ctx)
         return thr, int(_ms(ctx, "minDurationMs", 500) * rate / 1000), rate
 
@@ -934,22 +1106,35 @@ class SilenceDetect(_Detector):
 
         def ms(samples: int) -> int:
             return int(samples / rate * 1000)
+
         for start, end in zip(edges[::2], edges[1::2], strict=True):  # quiet run [start, end)
             if end - start < max(min_samples, 1):
                 continue
             first = int(start) + 1
-            events.append({"event": "silence.start", "sampleOffset": first,
-                           "timeMs": ms(first)})
+            events.append({"event": "silence.start", "sampleOffset": first, "timeMs": ms(first)})
             if end < n:
                 stop = int(end) + 1
-                events.append({"event": "silence.end", "sampleOffset": stop,
-                               "timeMs": ms(stop), "durationMs": ms(stop) - ms(first)})
-                regions.append({"startMs": ms(first), "endMs": ms(stop),
-                                "durationMs": ms(stop) - ms(first)})
+                events.append(
+                    {
+                        "event": "silence.end",
+                        "sampleOffset": stop,
+                        "timeMs": ms(stop),
+                        "durationMs": ms(stop) - ms(first),
+                    }
+                )
+                regions.append(
+                    {"startMs": ms(first), "endMs": ms(stop), "durationMs": ms(stop) - ms(first)}
+                )
             else:
                 silent_at_end = True
-        events.append({"event": "silence.summary", "totalSamples": n,
-                       "silenceRegions": regions, "isSilentAtEnd": silent_at_end})
+        events.append(
+            {
+                "event": "silence.summary",
+                "totalSamples": n,
+                "silenceRegions": regions,
+                "isSilentAtEnd": silent_at_end,
+            }
+        )
         return events
 
 
@@ -964,15 +1149,24 @@ class PeakDetect(_Detector):
     """
 
     component = "tpl_peak_detect"
-    config_defaults = {"sensitivity": 3.0, "windowMs": 50.0, "sampleRate": 44100.0,
-                       "minIntervalMs": 100.0}
+    config_defaults = {
+        "sensitivity": 3.0,
+        "windowMs": 50.0,
+        "sampleRate": 44100.0,
+        "minIntervalMs": 100.0,
+    }
 
     def settings(self, ctx: ActorContext) -> tuple[float, int, int, float]:
         rate = _rate(ctx)
-        sens = float(config_number(ctx, "sensitivity", 3.0, minimum=0, exclusive_minimum=True,
-                                   maximum=1e6))
-        return (sens, int(_ms(ctx, "windowMs", 50.0) * rate / 1000),
-                int(_ms(ctx, "minIntervalMs", 100.0) * rate / 1000), rate)
+        sens = float(
+            config_number(ctx, "sensitivity", 3.0, minimum=0, exclusive_minimum=True, maximum=1e6)
+        )
+        return (
+            sens,
+            int(_ms(ctx, "windowMs", 50.0) * rate / 1000),
+            int(_ms(ctx, "minIntervalMs", 100.0) * rate / 1000),
+            rate,
+        )
 
     def detect(self, x: np.ndarray, s: tuple[float, int, int, float]) -> list[dict[str, Any]]:
         sens, window, min_gap, rate = s
@@ -986,19 +1180,29 @@ class PeakDetect(_Detector):
             running = running * (1 - k) + e * k
             if e > running * factor and i - last >= min_gap:
                 last = i
-                peaks.append({"event": "peak", "sampleOffset": i,
-                              "timeMs": int(i / rate * 1000), "energy": e})
+                peaks.append(
+                    {
+                        "event": "peak",
+                        "sampleOffset": i,
+                        "timeMs": int(i / rate * 1000),
+                        "energy": e,
+                    }
+                )
         return [*peaks, {"event": "summary", "totalPeaks": len(peaks), "peaks": list(peaks)}]
 
 
 def _wav_info(data: bytes) -> dict[str, Any]:
     import wave
+
     try:
         with wave.open(io.BytesIO(data)) as w:
             rate, frames = w.getframerate(), w.getnframes()
-            return {"sampleRate": rate, "channels": w.getnchannels(),
-                    "bitDepth": w.getsampwidth() * 8,
-                    "durationMs": int(frames / rate * 1000) if rate else None}
+            return {
+                "sampleRate": rate,
+                "channels": w.getnchannels(),
+                "bitDepth": w.getsampwidth() * 8,
+                "durationMs": int(frames / rate * 1000) if rate else None,
+            }
     except Exception:  # not a PCM WAV the stdlib reads: no details, as the SDK
         return {}
 
@@ -1021,35 +1225,50 @@ class AudioInput(SdkTemplate):
     component = "tpl_audio_input"
     inports = ["source"]
     outports = ["audioData", "metadata", "error", "bytes"]
-    outport_types = {"audioData": "Object", "metadata": "Object", "error": "Error",
-                     "bytes": "Bytes"}
-    config_defaults = {"acceptedFormats": ["audio/mpeg", "audio/wav", "audio/ogg",
-                                           "audio/webm"],
-                       "maxFileSize": 50, "autoplay": False, "loop": False,
-                       "showWaveform": True, "url": None}
+    outport_types = {
+        "audioData": "Object",
+        "metadata": "Object",
+        "error": "Error",
+        "bytes": "Bytes",
+    }
+    config_defaults = {
+        "acceptedFormats": ["audio/mpeg", "audio/wav", "audio/ogg", "audio/webm"],
+        "maxFileSize": 50,
+        "autoplay": False,
+        "loop": False,
+        "showWaveform": True,
+        "url": None,
+    }
 
     async def tick(self, ctx: ActorContext) -> None:
         accepted = _accepted(ctx, self.config_defaults["acceptedFormats"])
-        flags = {k: ctx.config.get(k, self.config_defaults[k])
-                 for k in ("autoplay", "loop", "showWaveform")}
+        flags = {
+            k: ctx.config.get(k, self.config_defaults[k])
+            for k in ("autoplay", "loop", "showWaveform")
+        }
         for k, v in flags.items():
             if not isinstance(v, bool):
                 raise ActorError(f"config {k!r} must be true or false, got {v!r}")
-        data, ctype, url = await asyncio.to_thread(load_source, ctx,
-                                                   max_file_bytes(ctx, 50))
+        data, ctype, url = await asyncio.to_thread(load_source, ctx, max_file_bytes(ctx, 50))
         from ._image_streams import sniff
+
         base = ctype.split(";")[0].strip()
         if base == "application/octet-stream":
             base = ctype = sniff(data)
-        aliases = {"audio/x-wav": "audio/wav", "audio/wave": "audio/wav",
-                   "audio/mp3": "audio/mpeg"}
+        aliases = {"audio/x-wav": "audio/wav", "audio/wave": "audio/wav", "audio/mp3": "audio/mpeg"}
         if aliases.get(base, base) not in accepted and base not in accepted:
-            raise ActorError(f"config 'acceptedFormats': {base} is not accepted (accepted: "
-                             f"{', '.join(accepted)})")
-        info = {"url": url, "contentType": ctype, "size": len(data), **flags,
-                **_wav_info(data)}
-        ctx.done({"audioData": Message.object(info), "metadata": Message.object(dict(info)),
-                  "bytes": Message.bytes(data)})
+            raise ActorError(
+                f"config 'acceptedFormats': {base} is not accepted (accepted: "
+                f"{', '.join(accepted)})"
+            )
+        info = {"url": url, "contentType": ctype, "size": len(data), **flags, **_wav_info(data)}
+        ctx.done(
+            {
+                "audioData": Message.object(info),
+                "metadata": Message.object(dict(info)),
+                "bytes": Message.bytes(data),
+            }
+        )
 
 
 class AudioStreamDisplay(SdkTemplate):
@@ -1069,10 +1288,20 @@ class AudioStreamDisplay(SdkTemplate):
     outports = ["metadata", "error"]
     inport_types = {"stream": "Stream"}
     outport_types = {"metadata": "Object", "error": "Error"}
-    config_defaults = {"autoplay": False, "loop": False, "showWaveform": True,
-                       "acceptedFormats": ["audio/mpeg", "audio/wav", "audio/ogg",
-                                           "audio/webm", "audio/aac", "audio/flac",
-                                           "audio/raw-pcm"]}
+    config_defaults = {
+        "autoplay": False,
+        "loop": False,
+        "showWaveform": True,
+        "acceptedFormats": [
+            "audio/mpeg",
+            "audio/wav",
+            "audio/ogg",
+            "audio/webm",
+            "audio/aac",
+            "audio/flac",
+            "audio/raw-pcm",
+        ],
+    }
 
     async def tick(self, ctx: ActorContext) -> None:
         flags = {}
@@ -1085,30 +1314,64 @@ class AudioStreamDisplay(SdkTemplate):
         stream = await read_stream(ctx, "stream")
         ct = stream.content_type or "application/octet-stream"
         if not any(ct.startswith(f) for f in accepted):
-            raise ActorError(f"in-port 'stream': content type {ct} is not in config "
-                             "'acceptedFormats'")
+            raise ActorError(
+                f"in-port 'stream': content type {ct} is not in config 'acceptedFormats'"
+            )
         meta = stream.metadata
         total = sum(len(f) for f in stream.frames)
-        rate, channels, bits = (meta.get("sampleRate"), meta.get("channels"),
-                                meta.get("bitDepth"))
+        rate, channels, bits = (meta.get("sampleRate"), meta.get("channels"), meta.get("bitDepth"))
         duration = None
-        if (isinstance(rate, (int, float)) and isinstance(channels, (int, float))
-                and isinstance(bits, (int, float)) and min(rate, channels, bits) > 0):
+        if (
+            isinstance(rate, (int, float))
+            and isinstance(channels, (int, float))
+            and isinstance(bits, (int, float))
+            and min(rate, channels, bits) > 0
+        ):
             duration = int(total / (channels * bits / 8) / rate * 1000)
-        ctx.done({"metadata": Message.object({
-            "contentType": ct, "sizeHint": stream.size_hint, "totalBytes": total,
-            "chunks": len(stream.frames), "sampleRate": rate, "channels": channels,
-            "bitDepth": bits, "durationMs": duration, "playback": flags,
-            "streamMetadata": meta or None,
-        })})
-
+        ctx.done(
+            {
+                "metadata": Message.object(
+                    {
+                        "contentType": ct,
+                        "sizeHint": stream.size_hint,
+                        "totalBytes": total,
+                        "chunks": len(stream.frames),
+                        "sampleRate": rate,
+                        "channels": channels,
+                        "bitDepth": bits,
+                        "durationMs": duration,
+                        "playback": flags,
+                        "streamMetadata": meta or None,
+                    }
+                )
+            }
+        )
 
 
 AUDIO_STREAM_TEMPLATES: dict[str, type[SdkTemplate]] = {
-    cls.component: cls for cls in (
-        AudioGain, AudioNormalize, AudioSpectrum, BiquadFilter, Compressor, Convolve,
-        Correlator, Crossover, DcOffset, DeEsser, EnvelopeFollower, Equalizer, Ifft, Limiter,
-        NoiseGate, NoiseReduction, PeakDetect, PitchShift, SilenceDetect, TimeStretch,
-        AudioInput, AudioStreamDisplay,
+    cls.component: cls
+    for cls in (
+        AudioGain,
+        AudioNormalize,
+        AudioSpectrum,
+        BiquadFilter,
+        Compressor,
+        Convolve,
+        Correlator,
+        Crossover,
+        DcOffset,
+        DeEsser,
+        EnvelopeFollower,
+        Equalizer,
+        Ifft,
+        Limiter,
+        NoiseGate,
+        NoiseReduction,
+        PeakDetect,
+        PitchShift,
+        SilenceDetect,
+        TimeStretch,
+        AudioInput,
+        AudioStreamDisplay,
     )
 }

@@ -128,8 +128,9 @@ def config_bool(ctx: ActorContext, key: str, default: Any = MISSING) -> bool:
     return value
 
 
-def config_choice(ctx: ActorContext, key: str, choices: tuple[str, ...],
-                  default: Any = MISSING) -> str:
+def config_choice(
+    ctx: ActorContext, key: str, choices: tuple[str, ...], default: Any = MISSING
+) -> str:
     value = config_value(ctx, key, default)
     if value not in choices:
         raise ActorError(

@@ -44,19 +44,24 @@ def _size(params: dict[str, Any], key: str, default: int, where: str = "config")
 def _dims(params: dict[str, Any], dw: int, dh: int, where: str = "config") -> tuple[int, int]:
     w, h = _size(params, "width", dw, where), _size(params, "height", dh, where)
     if w * h > MAX_PIXELS:
-        raise ActorError(f"{where} 'width' x 'height' ({w}x{h}) is more than {MAX_PIXELS} "
-                         "pixels")
+        raise ActorError(f"{where} 'width' x 'height' ({w}x{h}) is more than {MAX_PIXELS} pixels")
     return w, h
 
 
 def _rgba255(value: Any, key: str, default: list[int], where: str = "config") -> np.ndarray:
     if value is None:
         value = default
-    if (not isinstance(value, list) or not 3 <= len(value) <= 4
-            or any(isinstance(c, bool) or not isinstance(c, (int, float))
-                   or not 0 <= c <= 255 for c in value)):
-        raise ActorError(f"{where} {key!r} must be [r, g, b] or [r, g, b, a] of 0-255, "
-                         f"got {value!r}")
+    if (
+        not isinstance(value, list)
+        or not 3 <= len(value) <= 4
+        or any(
+            isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 <= c <= 255
+            for c in value
+        )
+    ):
+        raise ActorError(
+            f"{where} {key!r} must be [r, g, b] or [r, g, b, a] of 0-255, got {value!r}"
+        )
     rgba = [*value, 255] if len(value) == 3 else list(value)
     return np.array([int(c) for c in rgba], dtype=np.uint8)
 
@@ -80,14 +85,30 @@ def _raw_image(ctx: ActorContext, port: str, w: int, h: int | None = None) -> np
     if h is None:
         h = len(data) // (w * 4)
     if len(data) != w * h * 4 or h == 0:
-        raise ActorError(f"in-port {port!r}: {len(data)} bytes is not a {w}x{h} RGBA image "
-                         f"({w * max(h, 1) * 4} bytes; check config 'width'/'height')")
+        raise ActorError(
+            f"in-port {port!r}: {len(data)} bytes is not a {w}x{h} RGBA image "
+            f"({w * max(h, 1) * 4} bytes; check config 'width'/'height')"
+        )
     return np.frombuffer(data, np.uint8).reshape(h, w, 4)
 
 
-_MODES = ("normal", "multiply", "screen", "overlay", "add", "softlight", "hardlight",
-          "difference", "exclusion", "colordodge", "colorburn", "darken", "lighten",
-          "subtract", "divide")
+_MODES = (
+    "normal",
+    "multiply",
+    "screen",
+    "overlay",
+    "add",
+    "softlight",
+    "hardlight",
+    "difference",
+    "exclusion",
+    "colordodge",
+    "colorburn",
+    "darken",
+    "lighten",
+    "subtract",
+    "divide",
+)
 _ALIASES = {"lineardodge": "add", "linearburn": "subtract"}
 
 
@@ -123,8 +144,9 @@ def blend(base: np.ndarray, over: np.ndarray, mode: str, opacity: float) -> np.n
         mixed = np.minimum(bi + fi, 255).astype(np.float32)
     elif mode == "softlight":
         d = np.where(b <= 0.25, ((16 * b - 12) * b + 4) * b, np.sqrt(b))
-        mixed = _rounded(np.where(f <= 0.5, b - (1 - 2 * f) * b * (1 - b),
-                                  b + (2 * f - 1) * (d - b)))
+        mixed = _rounded(
+            np.where(f <= 0.5, b - (1 - 2 * f) * b * (1 - b), b + (2 * f - 1) * (d - b))
+        )
     elif mode == "difference":
         mixed = np.abs(bi - fi).astype(np.float32)
     elif mode == "exclusion":
@@ -134,8 +156,9 @@ def blend(base: np.ndarray, over: np.ndarray, mode: str, opacity: float) -> np.n
             mixed = _rounded(np.where(f >= 1, 1.0, np.minimum(b / np.maximum(1 - f, 1e-12), 1)))
     elif mode == "colorburn":
         with np.errstate(divide="ignore", invalid="ignore"):
-            mixed = _rounded(np.where(f <= 0, 0.0,
-                                      1 - np.minimum((1 - b) / np.maximum(f, 1e-12), 1)))
+            mixed = _rounded(
+                np.where(f <= 0, 0.0, 1 - np.minimum((1 - b) / np.maximum(f, 1e-12), 1))
+            )
     elif mode == "darken":
         mixed = np.minimum(bi, fi).astype(np.float32)
     elif mode == "lighten":
@@ -171,24 +194,33 @@ class Background(SyncSdkTemplate):
     inports = ["tick", "params"]
     outports = ["image", "metadata"]
     outport_types = {"image": "Bytes", "metadata": "Object"}
-    config_defaults = {"width": 1280, "height": 720, "type": "solid", "angle": 90.0,
-                       "center": [0.5, 0.5], "radius": 0.8, "from": None, "to": None,
-                       "color": [0, 0, 0, 255]}
+    config_defaults = {
+        "width": 1280,
+        "height": 720,
+        "type": "solid",
+        "angle": 90.0,
+        "center": [0.5, 0.5],
+        "radius": 0.8,
+        "from": None,
+        "to": None,
+        "color": [0, 0, 0, 255],
+    }
 
     def tick(self, ctx: ActorContext) -> None:
         p = _params(ctx)
         w, h = _dims(p, 1280, 720)
         kind = p.get("type", "solid")
         if kind not in ("solid", "linearGradient", "radialGradient"):
-            raise ActorError(f"config 'type' must be solid, linearGradient or radialGradient, "
-                             f"got {kind!r}")
+            raise ActorError(
+                f"config 'type' must be solid, linearGradient or radialGradient, got {kind!r}"
+            )
         if kind == "solid":
-            img = np.broadcast_to(_rgba255(p.get("color"), "color", [0, 0, 0, 255]),
-                                  (h, w, 4))
+            img = np.broadcast_to(_rgba255(p.get("color"), "color", [0, 0, 0, 255]), (h, w, 4))
         else:
             linear = kind == "linearGradient"
-            start = _rgba255(p.get("from"), "from",
-                             [0, 0, 0, 255] if linear else [255, 255, 255, 255])
+            start = _rgba255(
+                p.get("from"), "from", [0, 0, 0, 255] if linear else [255, 255, 255, 255]
+            )
             end = _rgba255(p.get("to"), "to", [255, 255, 255, 255] if linear else [0, 0, 0, 255])
             nx = (np.arange(w) / w)[None, :]
             ny = (np.arange(h) / h)[:, None]
@@ -197,9 +229,11 @@ class Background(SyncSdkTemplate):
                 t = np.clip((nx - 0.5) * math.cos(ang) + (ny - 0.5) * math.sin(ang) + 0.5, 0, 1)
             else:
                 c = p.get("center", [0.5, 0.5])
-                if (not isinstance(c, list) or len(c) != 2
-                        or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                   for v in c)):
+                if (
+                    not isinstance(c, list)
+                    or len(c) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in c)
+                ):
                     raise ActorError(f"config 'center' must be [x, y], got {c!r}")
                 r = _num(p, "radius", 0.8)
                 if r <= 0:
@@ -207,8 +241,12 @@ class Background(SyncSdkTemplate):
                 t = np.clip(np.sqrt((nx - c[0]) ** 2 + (ny - c[1]) ** 2) / r, 0, 1)
             s, e = start.astype(np.float64), end.astype(np.float64)
             img = (s + (e - s) * t[..., None]).astype(np.uint8)
-        ctx.done({"image": Message.bytes(np.ascontiguousarray(img).tobytes()),
-                  "metadata": Message.object({"width": w, "height": h, "type": kind})})
+        ctx.done(
+            {
+                "image": Message.bytes(np.ascontiguousarray(img).tobytes()),
+                "metadata": Message.object({"width": w, "height": h, "type": kind}),
+            }
+        )
 
 
 def _num(p: dict[str, Any], key: str, default: float) -> float:
@@ -245,8 +283,10 @@ class BlendMode(SyncSdkTemplate):
             if port in ctx.inputs:
                 msg = ctx.inputs[port]
                 if msg["type"] != "Bytes" or len(msg["data"]) % 4:
-                    raise ActorError(f"in-port {port!r}: expected RGBA Bytes (4 bytes a "
-                                     f"pixel), got {msg['type']}")
+                    raise ActorError(
+                        f"in-port {port!r}: expected RGBA Bytes (4 bytes a "
+                        f"pixel), got {msg['type']}"
+                    )
                 ctx.pool_upsert("_blend", port, bytes(msg["data"]))
         base, over = ctx.pool_get("_blend", "base"), ctx.pool_get("_blend", "overlay")
         if base is None or over is None:
@@ -256,9 +296,14 @@ class BlendMode(SyncSdkTemplate):
         a = np.frombuffer(base, np.uint8)[:n].reshape(-1, 4)
         b = np.frombuffer(over, np.uint8)[:n].reshape(-1, 4)
         out = blend(a, b, mode, opacity).tobytes() + base[n:]
-        ctx.done({"image": Message.bytes(out),
-                  "metadata": Message.object({"mode": config_value(ctx, "mode", "normal"),
-                                              "opacity": opacity})})
+        ctx.done(
+            {
+                "image": Message.bytes(out),
+                "metadata": Message.object(
+                    {"mode": config_value(ctx, "mode", "normal"), "opacity": opacity}
+                ),
+            }
+        )
 
 
 _LAYER_PORTS = [f"layer{i}" for i in range(8)]
@@ -283,8 +328,7 @@ class Canvas2D(SyncSdkTemplate):
     inports = ["tick", "background", *_LAYER_PORTS]
     outports = ["frame", "metadata"]
     outport_types = {"frame": "Bytes", "metadata": "Object"}
-    config_defaults = {"width": 640, "height": 360, "layers": None,
-                       "background": [0, 0, 0, 255]}
+    config_defaults = {"width": 640, "height": 360, "layers": None, "background": [0, 0, 0, 255]}
 
     def tick(self, ctx: ActorContext) -> None:
         w, h = _dims(ctx.config, 640, 360)
@@ -302,20 +346,24 @@ class Canvas2D(SyncSdkTemplate):
         size = w * h * 4
         stored = ctx.pool("_canvas")
         back = stored.get("background")
-        canvas = (np.frombuffer(back, np.uint8).reshape(h, w, 4).copy()
-                  if back is not None and len(back) == size
-                  else np.broadcast_to(bg, (h, w, 4)).copy())
+        canvas = (
+            np.frombuffer(back, np.uint8).reshape(h, w, 4).copy()
+            if back is not None and len(back) == size
+            else np.broadcast_to(bg, (h, w, 4)).copy()
+        )
         if order is None:
             order = [(name, "normal", 1.0) for name in sorted(stored) if name != "background"]
         for name, mode, opacity in order:
             data = stored.get(name)
             if data is None or len(data) != size:
                 continue
-            canvas = blend(canvas, np.frombuffer(data, np.uint8).reshape(h, w, 4), mode,
-                           opacity)
-        ctx.done({"frame": Message.bytes(canvas.tobytes()),
-                  "metadata": Message.object({"width": w, "height": h,
-                                              "layerCount": len(order)})})
+            canvas = blend(canvas, np.frombuffer(data, np.uint8).reshape(h, w, 4), mode, opacity)
+        ctx.done(
+            {
+                "frame": Message.bytes(canvas.tobytes()),
+                "metadata": Message.object({"width": w, "height": h, "layerCount": len(order)}),
+            }
+        )
 
     def _order(self, ctx: ActorContext) -> list[tuple[str, str, float]] | None:
         layers = ctx.config.get("layers")
@@ -328,16 +376,16 @@ class Canvas2D(SyncSdkTemplate):
             if isinstance(entry, str):
                 out.append((entry, "normal", 1.0))
             elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
-                mode = blend_mode(entry.get("blend", "normal"),
-                                  f"config 'layers' item {i} 'blend'")
+                mode = blend_mode(entry.get("blend", "normal"), f"config 'layers' item {i} 'blend'")
                 op = entry.get("opacity", 1.0)
                 if isinstance(op, bool) or not isinstance(op, (int, float)) or not 0 <= op <= 1:
-                    raise ActorError(f"config 'layers' item {i} 'opacity' must be 0-1, "
-                                     f"got {op!r}")
+                    raise ActorError(f"config 'layers' item {i} 'opacity' must be 0-1, got {op!r}")
                 out.append((entry["name"], mode, float(op)))
             else:
-                raise ActorError(f"config 'layers' item {i} must be a port name or "
-                                 f"{{name, blend, opacity}}, got {entry!r}")
+                raise ActorError(
+                    f"config 'layers' item {i} must be a port name or "
+                    f"{{name, blend, opacity}}, got {entry!r}"
+                )
         return out
 
 
@@ -365,15 +413,22 @@ class GaussianBlur(SyncSdkTemplate):
         out = img
         if radius > 0:
             from scipy.ndimage import correlate1d
+
             sigma = radius / 3
             k = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * sigma * sigma))
             k = (k / k.sum()).astype(np.float32)
-            tmp = np.clip(np.rint(correlate1d(img.astype(np.float32), k, axis=1,
-                                              mode="nearest")), 0, 255)
-            out = np.clip(np.rint(correlate1d(tmp, k, axis=0, mode="nearest")), 0,
-                          255).astype(np.uint8)
-        ctx.done({"image": Message.bytes(out.tobytes()),
-                  "metadata": Message.object({"width": w, "height": h, "radius": radius})})
+            tmp = np.clip(
+                np.rint(correlate1d(img.astype(np.float32), k, axis=1, mode="nearest")), 0, 255
+            )
+            out = np.clip(np.rint(correlate1d(tmp, k, axis=0, mode="nearest")), 0, 255).astype(
+                np.uint8
+            )
+        ctx.done(
+            {
+                "image": Message.bytes(out.tobytes()),
+                "metadata": Message.object({"width": w, "height": h, "radius": radius}),
+            }
+        )
 
 
 _KAPPA = 0.5522847498
@@ -390,22 +445,32 @@ def shape_path(p: dict[str, Any]) -> _paths.Path:
         if r <= 0:
             return [("M", x, y), ("L", x + w, y), ("L", x + w, y + h), ("L", x, y + h), ("Z",)]
         k = _KAPPA * r
-        return [("M", x + r, y), ("L", x + w - r, y),
-                ("C", x + w - r + k, y, x + w, y + r - k, x + w, y + r),
-                ("L", x + w, y + h - r),
-                ("C", x + w, y + h - r + k, x + w - r + k, y + h, x + w - r, y + h),
-                ("L", x + r, y + h), ("C", x + r - k, y + h, x, y + h - r + k, x, y + h - r),
-                ("L", x, y + r), ("C", x, y + r - k, x + r - k, y, x + r, y), ("Z",)]
+        return [
+            ("M", x + r, y),
+            ("L", x + w - r, y),
+            ("C", x + w - r + k, y, x + w, y + r - k, x + w, y + r),
+            ("L", x + w, y + h - r),
+            ("C", x + w, y + h - r + k, x + w - r + k, y + h, x + w - r, y + h),
+            ("L", x + r, y + h),
+            ("C", x + r - k, y + h, x, y + h - r + k, x, y + h - r),
+            ("L", x, y + r),
+            ("C", x, y + r - k, x + r - k, y, x + r, y),
+            ("Z",),
+        ]
     if shape in ("ellipse", "circle"):
         if shape == "circle":
             rx = ry = _num(p, "radius", 50.0)
         else:
             rx, ry = _num(p, "rx", 50.0), _num(p, "ry", 50.0)
         kx, ky = _KAPPA * rx, _KAPPA * ry
-        return [("M", cx + rx, cy), ("C", cx + rx, cy + ky, cx + kx, cy + ry, cx, cy + ry),
-                ("C", cx - kx, cy + ry, cx - rx, cy + ky, cx - rx, cy),
-                ("C", cx - rx, cy - ky, cx - kx, cy - ry, cx, cy - ry),
-                ("C", cx + kx, cy - ry, cx + rx, cy - ky, cx + rx, cy), ("Z",)]
+        return [
+            ("M", cx + rx, cy),
+            ("C", cx + rx, cy + ky, cx + kx, cy + ry, cx, cy + ry),
+            ("C", cx - kx, cy + ry, cx - rx, cy + ky, cx - rx, cy),
+            ("C", cx - rx, cy - ky, cx - kx, cy - ry, cx, cy - ry),
+            ("C", cx + kx, cy - ry, cx + rx, cy - ky, cx + rx, cy),
+            ("Z",),
+        ]
     if shape in ("polygon", "star"):
         if shape == "polygon":
             n = _count(p, "sides", 6, 3)
@@ -420,8 +485,10 @@ def shape_path(p: dict[str, Any]) -> _paths.Path:
             path.append(("M" if i == 0 else "L", cx + r * math.cos(a), cy + r * math.sin(a)))
         return [*path, ("Z",)]
     if shape == "line":
-        return [("M", _num(p, "x1", 0.0), _num(p, "y1", 0.0)),
-                ("L", _num(p, "x2", 100.0), _num(p, "y2", 100.0))]
+        return [
+            ("M", _num(p, "x1", 0.0), _num(p, "y1", 0.0)),
+            ("L", _num(p, "x2", 100.0), _num(p, "y2", 100.0)),
+        ]
     if shape == "path":
         d = p.get("d", "M0,0")
         if not isinstance(d, str):
@@ -430,8 +497,10 @@ def shape_path(p: dict[str, Any]) -> _paths.Path:
             return _paths.parse(d)
         except ValueError as exc:
             raise ActorError(f"config 'd': {exc}") from exc
-    raise ActorError(f"config 'shape' must be one of rect, ellipse, circle, polygon, star, "
-                     f"line, path, got {shape!r}")
+    raise ActorError(
+        f"config 'shape' must be one of rect, ellipse, circle, polygon, star, "
+        f"line, path, got {shape!r}"
+    )
 
 
 def _count(p: dict[str, Any], key: str, default: int, minimum: int) -> int:
@@ -463,11 +532,26 @@ class Shape2D(SyncSdkTemplate):
     inports = ["params"]
     outports = ["path", "metadata"]
     outport_types = {"path": "String", "metadata": "Object"}
-    config_defaults = {"shape": "rect", "cx": 0.0, "cy": 0.0, "width": 100.0,
-                       "height": 100.0, "cornerRadius": 0.0, "rx": 50.0, "ry": 50.0,
-                       "radius": 50.0, "sides": 6, "outerRadius": 50.0, "innerRadius": 25.0,
-                       "points": 5, "x1": 0.0, "y1": 0.0, "x2": 100.0, "y2": 100.0,
-                       "d": "M0,0"}
+    config_defaults = {
+        "shape": "rect",
+        "cx": 0.0,
+        "cy": 0.0,
+        "width": 100.0,
+        "height": 100.0,
+        "cornerRadius": 0.0,
+        "rx": 50.0,
+        "ry": 50.0,
+        "radius": 50.0,
+        "sides": 6,
+        "outerRadius": 50.0,
+        "innerRadius": 25.0,
+        "points": 5,
+        "x1": 0.0,
+        "y1": 0.0,
+        "x2": 100.0,
+        "y2": 100.0,
+        "d": "M0,0",
+    }
 
     def tick(self, ctx: ActorContext) -> None:
         p = _params(ctx)
@@ -476,15 +560,18 @@ class Shape2D(SyncSdkTemplate):
         w, h = x1 - x0, y1 - y0
         cx, cy = _num(p, "cx", 0.0), _num(p, "cy", 0.0)
         meta: dict[str, Any] = {
-            "type": p.get("shape", "rect"), "bounds": [cx - w / 2, cy - h / 2, w, h],
-            "width": w, "height": h, "length": _paths.length(path), "segments": len(path),
+            "type": p.get("shape", "rect"),
+            "bounds": [cx - w / 2, cy - h / 2, w, h],
+            "width": w,
+            "height": h,
+            "length": _paths.length(path),
+            "segments": len(path),
             "closed": bool(path) and path[-1][0] == "Z",
         }
         for key in ("color", "shadow", "border", "index", "cornerRadius"):
             if key in p:
                 meta[key] = p[key]
-        ctx.done({"path": Message.string(_paths.to_svg(path)),
-                  "metadata": Message.object(meta)})
+        ctx.done({"path": Message.string(_paths.to_svg(path)), "metadata": Message.object(meta)})
 
 
 def _color01(value: Any, where: str) -> tuple[int, int, int, int]:
@@ -495,19 +582,24 @@ def _color01(value: Any, where: str) -> tuple[int, int, int, int]:
         try:
             if len(text) not in (6, 8):
                 raise ValueError
-            vals = [int(text[i:i + 2], 16) for i in range(0, len(text), 2)]
+            vals = [int(text[i : i + 2], 16) for i in range(0, len(text), 2)]
         except ValueError:
-            raise ActorError(f"{where} must be \"#rrggbb[aa]\" or [r, g, b, a] in 0-1, "
-                             f"got {value!r}") from None
+            raise ActorError(
+                f'{where} must be "#rrggbb[aa]" or [r, g, b, a] in 0-1, got {value!r}'
+            ) from None
         return (vals[0], vals[1], vals[2], vals[3] if len(vals) == 4 else 255)
     if value is None:
         return (0, 0, 0, 255)
-    if (isinstance(value, list) and 3 <= len(value) <= 4
-            and all(isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1
-                    for c in value)):
+    if (
+        isinstance(value, list)
+        and 3 <= len(value) <= 4
+        and all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1 for c in value
+        )
+    ):
         c = [*value, 1.0][:4]
         return (round(c[0] * 255), round(c[1] * 255), round(c[2] * 255), round(c[3] * 255))
-    raise ActorError(f"{where} must be \"#rrggbb[aa]\" or [r, g, b, a] in 0-1, got {value!r}")
+    raise ActorError(f'{where} must be "#rrggbb[aa]" or [r, g, b, a] in 0-1, got {value!r}')
 
 
 def _style(ctx: ActorContext, port: str) -> dict[str, Any] | None:
@@ -524,8 +616,9 @@ def _style(ctx: ActorContext, port: str) -> dict[str, Any] | None:
     return dict(value)
 
 
-def _dashes(lines: list[list[tuple[float, float]]], intervals: list[float], offset: float
-            ) -> list[list[tuple[float, float]]]:
+def _dashes(
+    lines: list[list[tuple[float, float]]], intervals: list[float], offset: float
+) -> list[list[tuple[float, float]]]:
     """The on-pieces of polylines under a dash pattern."""
     total = sum(intervals)
     out: list[list[tuple[float, float]]] = []
@@ -583,9 +676,16 @@ class VectorRasterize(SyncSdkTemplate):
     inports = ["path", "fill", "stroke", "transform", "tick", "x", "y", "scale", "rotation"]
     outports = ["image", "metadata"]
     outport_types = {"image": "Bytes", "metadata": "Object"}
-    config_defaults = {"width": 512, "height": 512, "antiAlias": True, "fill": None,
-                       "stroke": None, "background": [0, 0, 0, 0], "transformMap": None,
-                       "transform": {}}
+    config_defaults = {
+        "width": 512,
+        "height": 512,
+        "antiAlias": True,
+        "fill": None,
+        "stroke": None,
+        "background": [0, 0, 0, 0],
+        "transformMap": None,
+        "transform": {},
+    }
     _TRIGGERS = ("transform", "tick", "scale", "rotation", "x", "y")
 
     def tick(self, ctx: ActorContext) -> None:
@@ -595,8 +695,9 @@ class VectorRasterize(SyncSdkTemplate):
         if "path" in ctx.inputs:
             msg = ctx.inputs["path"]
             if msg["type"] != "String":
-                raise ActorError(f"in-port 'path': expected SVG path data (String), got "
-                                 f"{msg['type']}")
+                raise ActorError(
+                    f"in-port 'path': expected SVG path data (String), got {msg['type']}"
+                )
             try:
                 ctx.pool_upsert("_raster", "path", _paths.parse(msg["data"]))
             except ValueError as exc:
@@ -609,10 +710,20 @@ class VectorRasterize(SyncSdkTemplate):
         fill, stroke = _style(ctx, "fill"), _style(ctx, "stroke")
         tf = self._transform(ctx)
         image = self._draw(path, w, h, aa, bg, fill, stroke, tf)
-        ctx.done({"image": Message.bytes(image),
-                  "metadata": Message.object({"width": w, "height": h, "format": "rgba",
-                                              "hasFill": fill is not None,
-                                              "hasStroke": stroke is not None})})
+        ctx.done(
+            {
+                "image": Message.bytes(image),
+                "metadata": Message.object(
+                    {
+                        "width": w,
+                        "height": h,
+                        "format": "rgba",
+                        "hasFill": fill is not None,
+                        "hasStroke": stroke is not None,
+                    }
+                ),
+            }
+        )
 
     def _transform_inputs(self, ctx: ActorContext) -> None:
         for port in ("x", "y", "scale", "rotation"):
@@ -649,9 +760,16 @@ class VectorRasterize(SyncSdkTemplate):
         return out[0], out[1], out[2], out[3]
 
     @staticmethod
-    def _draw(path: _paths.Path, w: int, h: int, aa: bool, bg: np.ndarray,
-              fill: dict[str, Any] | None, stroke: dict[str, Any] | None,
-              tf: tuple[float, float, float, float]) -> bytes:
+    def _draw(
+        path: _paths.Path,
+        w: int,
+        h: int,
+        aa: bool,
+        bg: np.ndarray,
+        fill: dict[str, Any] | None,
+        stroke: dict[str, Any] | None,
+        tf: tuple[float, float, float, float],
+    ) -> bytes:
         import aggdraw
 
         tx, ty, rot, s = tf
@@ -670,18 +788,28 @@ class VectorRasterize(SyncSdkTemplate):
         if stroke is not None:
             color = _color01(stroke.get("color"), "stroke 'color'")
             width = stroke.get("width", 1.0)
-            if isinstance(width, bool) or not isinstance(width, (int, float)) \
-                    or not 0 < width <= 10_000:
+            if (
+                isinstance(width, bool)
+                or not isinstance(width, (int, float))
+                or not 0 < width <= 10_000
+            ):
                 raise ActorError(f"stroke 'width' must be a number in (0, 10000], got {width!r}")
             pen = aggdraw.Pen(color[:3], float(width), color[3])
             lines = _paths.flatten(path)
             dash = stroke.get("dashArray")
             if dash:
-                if (not isinstance(dash, list) or not all(
+                if (
+                    not isinstance(dash, list)
+                    or not all(
                         isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
-                        for v in dash) or sum(dash) <= 0):
-                    raise ActorError(f"stroke 'dashArray' must be a list of lengths >= 0 with "
-                                     f"a positive sum, got {dash!r}")
+                        for v in dash
+                    )
+                    or sum(dash) <= 0
+                ):
+                    raise ActorError(
+                        f"stroke 'dashArray' must be a list of lengths >= 0 with "
+                        f"a positive sum, got {dash!r}"
+                    )
                 intervals = [float(v) for v in (dash * 2 if len(dash) % 2 else dash)]
                 offset = stroke.get("dashOffset", 0.0)
                 if isinstance(offset, bool) or not isinstance(offset, (int, float)):
@@ -696,6 +824,6 @@ class VectorRasterize(SyncSdkTemplate):
 
 
 CANVAS_TEMPLATES: dict[str, type[SyncSdkTemplate]] = {
-    cls.component: cls for cls in (Background, BlendMode, Canvas2D, GaussianBlur, Shape2D,
-                                   VectorRasterize)
+    cls.component: cls
+    for cls in (Background, BlendMode, Canvas2D, GaussianBlur, Shape2D, VectorRasterize)
 }

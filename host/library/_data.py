@@ -43,10 +43,16 @@ def _path(ctx: ActorContext, key: str, default: Any = MISSING) -> list[str | int
         raise ActorError(f"config {key!r}: {exc}") from exc
 
 
-def _json_text(value: Any, key: str = "", indent: int | None = None,
-               sort_keys: bool = False) -> str:
-    return json.dumps(value, indent=indent, sort_keys=sort_keys, ensure_ascii=False,
-                      separators=None if indent else (",", ":"))
+def _json_text(
+    value: Any, key: str = "", indent: int | None = None, sort_keys: bool = False
+) -> str:
+    return json.dumps(
+        value,
+        indent=indent,
+        sort_keys=sort_keys,
+        ensure_ascii=False,
+        separators=None if indent else (",", ":"),
+    )
 
 
 # -- JSON ---------------------------------------------------------------------------------------
@@ -101,8 +107,9 @@ class JsonStringify(LibraryActor):
         if msg["type"] == "Stream":
             raise ActorError("in-port 'in': a Stream cannot be written as JSON")
         value = msg.as_json().get("data")
-        ctx.done({"out": Message.string(_json_text(value, indent=indent or None,
-                                                   sort_keys=sort_keys))})
+        ctx.done(
+            {"out": Message.string(_json_text(value, indent=indent or None, sort_keys=sort_keys))}
+        )
 
 
 # -- objects ------------------------------------------------------------------------------------
@@ -243,11 +250,13 @@ class ObjectKeys(LibraryActor):
     def run(self, ctx: ActorContext) -> None:
         obj = input_object(ctx, "in")
         items = sorted(obj.items()) if config_bool(ctx, "sort", False) else list(obj.items())
-        ctx.done({
-            "keys": Message.array([k for k, _ in items]),
-            "values": Message.array([v for _, v in items]),
-            "entries": Message.array([[k, v] for k, v in items]),
-        })
+        ctx.done(
+            {
+                "keys": Message.array([k for k, _ in items]),
+                "values": Message.array([v for _, v in items]),
+                "entries": Message.array([[k, v] for k, v in items]),
+            }
+        )
 
 
 # -- arrays -------------------------------------------------------------------------------------
@@ -268,8 +277,9 @@ class ArrayLength(LibraryActor):
     def run(self, ctx: ActorContext) -> None:
         msg = ctx.inputs["in"]
         if msg["type"] not in ("Array", "String", "Object", "Bytes"):
-            raise ActorError(f"in-port 'in': expected an Array, String, Object or Bytes, "
-                             f"got {msg['type']}")
+            raise ActorError(
+                f"in-port 'in': expected an Array, String, Object or Bytes, got {msg['type']}"
+            )
         ctx.done({"out": Message.integer(len(msg["data"]))})
 
 
@@ -374,6 +384,18 @@ class ArrayPluck(LibraryActor):
 
 DATA_TEMPLATES: dict[str, type[LibraryActor]] = {
     cls.component: cls
-    for cls in (JsonParse, JsonStringify, ObjectGet, ObjectSet, ObjectPick, ObjectMerge,
-                ObjectKeys, ArrayLength, ArraySlice, ArraySort, ArrayConcat, ArrayPluck)
+    for cls in (
+        JsonParse,
+        JsonStringify,
+        ObjectGet,
+        ObjectSet,
+        ObjectPick,
+        ObjectMerge,
+        ObjectKeys,
+        ArrayLength,
+        ArraySlice,
+        ArraySort,
+        ArrayConcat,
+        ArrayPluck,
+    )
 }

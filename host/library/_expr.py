@@ -60,8 +60,9 @@ def _tokens(source: str) -> list[tuple[str, Any]]:
     while pos < len(source):
         m = _TOKEN.match(source, pos)
         if m is None or m.end() == pos:
-            raise ExpressionError(f"unexpected character {source[pos:].lstrip()[:1]!r} at "
-                                  f"position {pos}")
+            raise ExpressionError(
+                f"unexpected character {source[pos:].lstrip()[:1]!r} at position {pos}"
+            )
         pos = m.end()
         if m["num"] is not None:
             text = m["num"]
@@ -208,8 +209,13 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "str": (_to_str, 1, 1),
     "int": (_to_int, 1, 1),
     "float": (_to_float, 1, 1),
-    "round": (lambda v, n=0: round(_num(v, "round"), int(_num(n, "round"))) if n
-              else round(_num(v, "round")), 1, 2),
+    "round": (
+        lambda v, n=0: (
+            round(_num(v, "round"), int(_num(n, "round"))) if n else round(_num(v, "round"))
+        ),
+        1,
+        2,
+    ),
     "abs": (lambda v: abs(_num(v, "abs")), 1, 1),
     "min": (_minmax(min, "min"), 1, 64),
     "max": (_minmax(max, "max"), 1, 64),
@@ -352,8 +358,9 @@ class _Parser:
                     args = self.items(")")
                     _, lo, hi = _FUNCTIONS[value]
                     if not lo <= len(args) <= hi:
-                        raise ExpressionError(f"{value}() takes {lo}..{hi} arguments, "
-                                              f"got {len(args)}")
+                        raise ExpressionError(
+                            f"{value}() takes {lo}..{hi} arguments, got {len(args)}"
+                        )
                     return ("call", value, args)
                 raise ExpressionError(
                     f"unknown name {value!r}; the payload is '$' (e.g. $.{value}); functions: "
@@ -382,8 +389,12 @@ _ABSENT = object()
 def _get(container: Any, key: Any) -> Any:
     if isinstance(container, dict) and isinstance(key, str):
         return container.get(key, _ABSENT)
-    if (isinstance(container, (list, str)) and isinstance(key, int)
-            and not isinstance(key, bool) and -len(container) <= key < len(container)):
+    if (
+        isinstance(container, (list, str))
+        and isinstance(key, int)
+        and not isinstance(key, bool)
+        and -len(container) <= key < len(container)
+    ):
         return container[key]
     return _ABSENT
 
@@ -427,8 +438,14 @@ def _exists(node: Any, data: Any) -> bool:
 
 
 def _truthy(value: Any) -> bool:
-    return value is not None and value is not False and value != 0 and value != "" \
-        and value != [] and value != {}
+    return (
+        value is not None
+        and value is not False
+        and value != 0
+        and value != ""
+        and value != []
+        and value != {}
+    )
 
 
 class Expression:
@@ -473,8 +490,10 @@ def parse_path(path: str) -> list[str | int]:
     while pos < len(text):
         m = _PATH_PART.match(text, pos)
         if m is None or (m[1] is not None and pos > 0 and text[pos] != "."):
-            raise ExpressionError(f"bad path {path!r} at {text[pos:]!r}; "
-                                  "write fields as a.b, indexes as [0], odd keys as [\"k\"]")
+            raise ExpressionError(
+                f"bad path {path!r} at {text[pos:]!r}; "
+                'write fields as a.b, indexes as [0], odd keys as ["k"]'
+            )
         if m[1] is not None:
             parts.append(m[1])
         elif m[2] is not None:

@@ -51,8 +51,9 @@ def _apply(ctx: ActorContext, key: str, port: str, test: bool) -> Any:
     try:
         return expr.test(data) if test else expr.evaluate(data)
     except ExpressionError as exc:
-        raise ActorError(f"config {key!r}: {exc} (evaluating {expr.source!r} on in-port "
-                         f"{port!r})") from exc
+        raise ActorError(
+            f"config {key!r}: {exc} (evaluating {expr.source!r} on in-port {port!r})"
+        ) from exc
 
 
 def _state(ctx: ActorContext, key: str, default: Any) -> Any:
@@ -152,8 +153,9 @@ class Route(LibraryActor):
     def run(self, ctx: ActorContext) -> None:
         routes = config_value(ctx, "routes")
         if not isinstance(routes, list) or not 1 <= len(routes) <= 4:
-            raise ActorError(f"config 'routes' must be a list of 1 to 4 expressions, "
-                             f"got {routes!r}")
+            raise ActorError(
+                f"config 'routes' must be a list of 1 to 4 expressions, got {routes!r}"
+            )
         every = config_bool(ctx, "all", False)
         msg = ctx.inputs["in"]
         data = msg.get("data")
@@ -351,9 +353,11 @@ class Constant(LibraryActor):
         if "value" not in ctx.config:
             raise ActorError("config 'value' is required")
         value = ctx.config["value"]
-        if isinstance(value, dict) and isinstance(value.get("type"), str) and set(value) <= {
-            "type", "data"
-        }:
+        if (
+            isinstance(value, dict)
+            and isinstance(value.get("type"), str)
+            and set(value) <= {"type", "data"}
+        ):
             try:
                 ctx.done({"out": Message.from_json(value)})
             except Exception as exc:
@@ -364,6 +368,19 @@ class Constant(LibraryActor):
 
 FLOW_TEMPLATES: dict[str, type[LibraryActor]] = {
     cls.component: cls
-    for cls in (Passthrough, Gate, Switch, Route, Merge, Split, Collect, Zip, Counter, Once,
-                Filter, Map, Constant)
+    for cls in (
+        Passthrough,
+        Gate,
+        Switch,
+        Route,
+        Merge,
+        Split,
+        Collect,
+        Zip,
+        Counter,
+        Once,
+        Filter,
+        Map,
+        Constant,
+    )
 }

@@ -66,8 +66,12 @@ class HttpRequest(LibraryActor):
     component = "tpl_http_request"
     inports = ["in", "data_in", "headers_in"]
     outports = ["response", "body", "response_out", "error_out"]
-    outport_types = {"response": "Object", "body": "Bytes", "response_out": "Object",
-                     "error_out": "Error"}
+    outport_types = {
+        "response": "Object",
+        "body": "Bytes",
+        "response_out": "Object",
+        "error_out": "Error",
+    }
 
     #: Injectable transport (tests, or a proxy); ``None``: httpx's default network transport.
     transport: httpx.AsyncBaseTransport | None = None
@@ -90,8 +94,9 @@ class HttpRequest(LibraryActor):
             data = msg["data"]
             unknown = set(data) - {"url", "method", "headers", "query", "json", "body"}
             if unknown:
-                raise ActorError(f"in-port 'in': unknown request field(s) "
-                                 f"{', '.join(sorted(unknown))}")
+                raise ActorError(
+                    f"in-port 'in': unknown request field(s) {', '.join(sorted(unknown))}"
+                )
             if "url" in data:
                 if not isinstance(data["url"], str):
                     raise ActorError("in-port 'in': field 'url' must be a string")
@@ -109,11 +114,12 @@ class HttpRequest(LibraryActor):
             if "json" in data:
                 req["json"] = data["json"]
         elif kind not in ("Flow", "Null"):
-            raise ActorError(f"in-port 'in': expected a URL String or a request Object, "
-                             f"got {kind}")
+            raise ActorError(f"in-port 'in': expected a URL String or a request Object, got {kind}")
         if req["method"] not in _METHODS:
-            raise ActorError(f"request method {req['method']!r} is not one of "
-                             f"{', '.join(_METHODS)} (config 'method' or field 'method')")
+            raise ActorError(
+                f"request method {req['method']!r} is not one of "
+                f"{', '.join(_METHODS)} (config 'method' or field 'method')"
+            )
         if not req["url"]:
             raise ActorError("no URL: set config 'url' or send one on in-port 'in'")
         try:
@@ -158,28 +164,35 @@ class HttpRequest(LibraryActor):
             raise ActorError(f"config 'url' {url!r} must be absolute http:// or https://")
         what = f"{method} {url}"
         try:
-            async with httpx.AsyncClient(timeout=timeout_ms / 1000,
-                                         transport=self.transport) as client:
+            async with httpx.AsyncClient(
+                timeout=timeout_ms / 1000, transport=self.transport
+            ) as client:
                 kwargs: dict[str, Any] = {"headers": headers}
                 if has_body:
                     kwargs["json"] = body
-                response = await client.send(client.build_request(method, url, **kwargs),
-                                             stream=True)
+                response = await client.send(
+                    client.build_request(method, url, **kwargs), stream=True
+                )
                 try:
                     raw = bytearray()
                     async for chunk in response.aiter_bytes():
                         raw += chunk
                         if len(raw) > max_bytes:
-                            raise ActorError(f"{what}: response is larger than config "
-                                             f"'max_bytes' ({max_bytes} bytes)")
+                            raise ActorError(
+                                f"{what}: response is larger than config "
+                                f"'max_bytes' ({max_bytes} bytes)"
+                            )
                 finally:
                     await response.aclose()
         except (httpx.HTTPError, ActorError) as exc:
-            text = (f"{what} timed out after {timeout_ms} ms (config 'timeout')"
-                    if isinstance(exc, httpx.TimeoutException) else
-                    str(exc) if isinstance(exc, ActorError) else
-                    f"HTTP request failed: {exc or type(exc).__name__} (url: {url}, method: "
-                    f"{method})")
+            text = (
+                f"{what} timed out after {timeout_ms} ms (config 'timeout')"
+                if isinstance(exc, httpx.TimeoutException)
+                else str(exc)
+                if isinstance(exc, ActorError)
+                else f"HTTP request failed: {exc or type(exc).__name__} (url: {url}, method: "
+                f"{method})"
+            )
             ctx.send({"error_out": Message.error(text)})
             raise ActorError(text) from None
         text = bytes(raw).decode(response.encoding or "utf-8", "replace")
@@ -187,9 +200,19 @@ class HttpRequest(LibraryActor):
             data: Any = loads(text)
         except ValueError:
             data = text
-        ctx.done({"response_out": Message.object({
-            "status": response.status_code, "headers": dict(response.headers.items()),
-            "body": data, "url": url, "method": method})})
+        ctx.done(
+            {
+                "response_out": Message.object(
+                    {
+                        "status": response.status_code,
+                        "headers": dict(response.headers.items()),
+                        "body": data,
+                        "url": url,
+                        "method": method,
+                    }
+                )
+            }
+        )
 
     async def run(self, ctx: ActorContext) -> None:
         if "in" not in ctx.inputs:
@@ -206,8 +229,11 @@ class HttpRequest(LibraryActor):
                 timeout=timeout_ms / 1000, follow_redirects=follow, transport=self.transport
             ) as client:
                 request = client.build_request(
-                    req["method"], req["url"], headers=req["headers"],
-                    params=req["query"] or None, content=req["content"],
+                    req["method"],
+                    req["url"],
+                    headers=req["headers"],
+                    params=req["query"] or None,
+                    content=req["content"],
                     json=req["json"],
                 )
                 response = await client.send(request, stream=True)
@@ -216,13 +242,17 @@ class HttpRequest(LibraryActor):
                     async for chunk in response.aiter_bytes():
                         body += chunk
                         if len(body) > max_bytes:
-                            raise ActorError(f"{what}: response is larger than config "
-                                             f"'max_bytes' ({max_bytes} bytes)")
+                            raise ActorError(
+                                f"{what}: response is larger than config "
+                                f"'max_bytes' ({max_bytes} bytes)"
+                            )
                 finally:
                     await response.aclose()
         except httpx.TimeoutException as exc:
-            raise ActorError(f"{what} timed out after {timeout_ms:g} ms (config 'timeout_ms')"
-                             f" [{type(exc).__name__}]") from exc
+            raise ActorError(
+                f"{what} timed out after {timeout_ms:g} ms (config 'timeout_ms')"
+                f" [{type(exc).__name__}]"
+            ) from exc
         except httpx.TooManyRedirects as exc:
             raise ActorError(f"{what}: too many redirects") from exc
         except httpx.TransportError as exc:
@@ -232,9 +262,11 @@ class HttpRequest(LibraryActor):
         status = response.status_code
         if fail_on_status and status >= 400:
             snippet = bytes(body[:200]).decode("utf-8", "replace")
-            raise ActorError(f"{what} answered {status} {response.reason_phrase}"
-                             + (f": {snippet}" if snippet else "")
-                             + " (set config 'fail_on_status' false to receive it)")
+            raise ActorError(
+                f"{what} answered {status} {response.reason_phrase}"
+                + (f": {snippet}" if snippet else "")
+                + " (set config 'fail_on_status' false to receive it)"
+            )
         raw = bytes(body)
         text = raw.decode(response.encoding or "utf-8", "replace")
         parsed = None
@@ -243,18 +275,23 @@ class HttpRequest(LibraryActor):
                 parsed = loads(text)  # too deep: kept as text, like bad JSON
             except ValueError:
                 parsed = None
-        ctx.done({
-            "response": Message.object({
-                "status": status,
-                "reason": response.reason_phrase,
-                "url": str(response.url),
-                "headers": dict(response.headers.items()),
-                "body": text,
-                "json": parsed,
-            }),
-            "body": Message.bytes(raw),
-        })
+        ctx.done(
+            {
+                "response": Message.object(
+                    {
+                        "status": status,
+                        "reason": response.reason_phrase,
+                        "url": str(response.url),
+                        "headers": dict(response.headers.items()),
+                        "body": text,
+                        "json": parsed,
+                    }
+                ),
+                "body": Message.bytes(raw),
+            }
+        )
 
 
 HTTP_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config(
-    {HttpRequest.component: HttpRequest})
+    {HttpRequest.component: HttpRequest}
+)

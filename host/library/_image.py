@@ -78,19 +78,23 @@ class ImageFromRaw(LibraryActor):
             meta = input_object(ctx, "meta")
             where = "in-port 'meta' field"
         else:
-            meta = {k: config_value(ctx, k, None) for k in ("width", "height", "channels",
-                                                          "dtype")}
+            meta = {k: config_value(ctx, k, None) for k in ("width", "height", "channels", "dtype")}
             where = "config"
         shape = []
         for key in ("width", "height", "channels"):
             value = meta.get(key)
             if value is None and key == "channels":
                 value = 3
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (
-                key == "channels" and value > 4
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < 1
+                or (key == "channels" and value > 4)
             ):
-                raise ActorError(f"{where} {key!r} must be a positive integer"
-                                 f"{' (1-4)' if key == 'channels' else ''}, got {value!r}")
+                raise ActorError(
+                    f"{where} {key!r} must be a positive integer"
+                    f"{' (1-4)' if key == 'channels' else ''}, got {value!r}"
+                )
             shape.append(value)
         dtype = meta.get("dtype") or "uint8"
         if dtype not in ("uint8", "uint16", "float32"):
@@ -102,8 +106,9 @@ class ImageFromRaw(LibraryActor):
         data = input_bytes(ctx, "pixels")
         expected = w * h * c * np_dtype.itemsize
         if len(data) != expected:
-            raise ActorError(f"in-port 'pixels': {w}x{h}x{c} {dtype} needs {expected} bytes, "
-                             f"got {len(data)}")
+            raise ActorError(
+                f"in-port 'pixels': {w}x{h}x{c} {dtype} needs {expected} bytes, got {len(data)}"
+            )
         pixels = np.frombuffer(data, dtype=np_dtype).reshape(h, w, c)
         ctx.done({"out": encode_image(pixels.astype(np.dtype(dtype)))})
 
@@ -125,11 +130,14 @@ class ImageToRaw(LibraryActor):
     def run(self, ctx: ActorContext) -> None:
         image = decode_image(ctx.inputs["in"], "in")
         h, w, c = image.shape
-        ctx.done({
-            "meta": Message.object({"width": w, "height": h, "channels": c,
-                                    "dtype": image.dtype.name}),
-            "pixels": Message.bytes(image.tobytes()),
-        })
+        ctx.done(
+            {
+                "meta": Message.object(
+                    {"width": w, "height": h, "channels": c, "dtype": image.dtype.name}
+                ),
+                "pixels": Message.bytes(image.tobytes()),
+            }
+        )
 
 
 class ImageInfo(LibraryActor):
@@ -150,12 +158,21 @@ class ImageInfo(LibraryActor):
         image = decode_image(ctx.inputs["in"], "in")
         h, w, c = image.shape
         empty = image.size == 0
-        ctx.done({"out": Message.object({
-            "width": w, "height": h, "channels": c, "dtype": image.dtype.name,
-            "min": None if empty else float(image.min()),
-            "max": None if empty else float(image.max()),
-            "mean": None if empty else float(image.mean(dtype=np.float64)),
-        })})
+        ctx.done(
+            {
+                "out": Message.object(
+                    {
+                        "width": w,
+                        "height": h,
+                        "channels": c,
+                        "dtype": image.dtype.name,
+                        "min": None if empty else float(image.min()),
+                        "max": None if empty else float(image.max()),
+                        "mean": None if empty else float(image.mean(dtype=np.float64)),
+                    }
+                )
+            }
+        )
 
 
 class ImageGrayscale(_ImageActor):
@@ -224,8 +241,9 @@ class ImageResize(_ImageActor):
         if h is None:
             h = max(1, round(ih * w / iw))
         if w * h > MAX_PIXELS:
-            raise ActorError(f"config 'width' x 'height' ({w}x{h}) is more than "
-                             f"{MAX_PIXELS} pixels")
+            raise ActorError(
+                f"config 'width' x 'height' ({w}x{h}) is more than {MAX_PIXELS} pixels"
+            )
         if method == "nearest":
             return _resize_nearest(image, h, w)
         return _resize_bilinear(image, h, w)
@@ -306,9 +324,12 @@ class ImageFlip(_ImageActor):
     component = "tpl_image_flip"
 
     def process(self, ctx: ActorContext, image: np.ndarray) -> np.ndarray:
-        mode = config_choice(ctx, "mode", ("horizontal", "vertical", "both", "rotate90",
-                                           "rotate180", "rotate270", "transpose"),
-                             "horizontal")
+        mode = config_choice(
+            ctx,
+            "mode",
+            ("horizontal", "vertical", "both", "rotate90", "rotate180", "rotate270", "transpose"),
+            "horizontal",
+        )
         if mode == "horizontal":
             return image[:, ::-1]
         if mode == "vertical":
@@ -337,9 +358,11 @@ class ImageCrop(_ImageActor):
         h = config_int(ctx, "height", minimum=1)
         ih, iw = image.shape[:2]
         if x + w > iw or y + h > ih:
-            raise ActorError(f"config crop x={x} y={y} width={w} height={h} reaches outside "
-                             f"the {iw}x{ih} image on in-port 'in'")
-        return image[y:y + h, x:x + w]
+            raise ActorError(
+                f"config crop x={x} y={y} width={w} height={h} reaches outside "
+                f"the {iw}x{ih} image on in-port 'in'"
+            )
+        return image[y : y + h, x : x + w]
 
 
 class ImageAdjust(_ImageActor):
@@ -360,14 +383,13 @@ class ImageAdjust(_ImageActor):
         colour = c - 1 if c in (2, 4) else c
         values = image.astype(np.float32)
         mid = top / 2
-        values[:, :, :colour] = (values[:, :, :colour] - mid) * contrast + mid \
-            + brightness * top
+        values[:, :, :colour] = (values[:, :, :colour] - mid) * contrast + mid + brightness * top
         return _to_dtype(values, image.dtype)
 
 
 def _pnm_token(data: bytes, pos: int) -> tuple[bytes, int]:
     while pos < len(data):
-        ch = data[pos:pos + 1]
+        ch = data[pos : pos + 1]
         if ch == b"#":
             end = data.find(b"\n", pos)
             pos = len(data) if end < 0 else end + 1
@@ -376,7 +398,7 @@ def _pnm_token(data: bytes, pos: int) -> tuple[bytes, int]:
         else:
             break
     start = pos
-    while pos < len(data) and not data[pos:pos + 1].isspace() and data[pos:pos + 1] != b"#":
+    while pos < len(data) and not data[pos : pos + 1].isspace() and data[pos : pos + 1] != b"#":
         pos += 1
     return data[start:pos], pos
 
@@ -415,13 +437,13 @@ class ImageDecodePnm(LibraryActor):
         dtype = np.dtype(">u2") if maxval > 255 else np.dtype("u1")
         need = w * h * c * dtype.itemsize
         if len(data) - pos < need:
-            raise ActorError(f"in-port 'in': PNM {w}x{h} needs {need} pixel bytes, "
-                             f"got {len(data) - pos}")
+            raise ActorError(
+                f"in-port 'in': PNM {w}x{h} needs {need} pixel bytes, got {len(data) - pos}"
+            )
         pixels = np.frombuffer(data, dtype=dtype, count=w * h * c, offset=pos).reshape(h, w, c)
         out_dtype = np.dtype(np.uint16 if maxval > 255 else np.uint8)
         if maxval != _range(out_dtype):
-            pixels = _to_dtype(pixels.astype(np.float32) * (_range(out_dtype) / maxval),
-                               out_dtype)
+            pixels = _to_dtype(pixels.astype(np.float32) * (_range(out_dtype) / maxval), out_dtype)
         ctx.done({"out": encode_image(pixels.astype(out_dtype))})
 
 
@@ -454,7 +476,18 @@ class ImageEncodePnm(LibraryActor):
 
 IMAGE_TEMPLATES: dict[str, type[LibraryActor]] = {
     cls.component: cls
-    for cls in (ImageFromRaw, ImageToRaw, ImageInfo, ImageGrayscale, ImageResize, ImageBlur,
-                ImageThreshold, ImageFlip, ImageCrop, ImageAdjust, ImageDecodePnm,
-                ImageEncodePnm)
+    for cls in (
+        ImageFromRaw,
+        ImageToRaw,
+        ImageInfo,
+        ImageGrayscale,
+        ImageResize,
+        ImageBlur,
+        ImageThreshold,
+        ImageFlip,
+        ImageCrop,
+        ImageAdjust,
+        ImageDecodePnm,
+        ImageEncodePnm,
+    )
 }

@@ -30,8 +30,10 @@ from ._sdk import SdkTemplate, StreamData, read_stream, write_stream
 __all__ = ["IMAGE_STREAM_TEMPLATES", "load_source", "pil_image", "raw_image"]
 
 MAX_IMAGE_PIXELS = 1 << 25  # 32 Mpx: a larger image (or decompression bomb) fails its tick
-_STREAM_DOC = ("raw image Stream: ``begin`` metadata ``{width, height, channels, format}``, "
-               "rows of 8-bit pixels")
+_STREAM_DOC = (
+    "raw image Stream: ``begin`` metadata ``{width, height, channels, format}``, "
+    "rows of 8-bit pixels"
+)
 
 
 def pil_image(data: bytes, port: str) -> Any:
@@ -43,19 +45,22 @@ def pil_image(data: bytes, port: str) -> Any:
         with Image.open(io.BytesIO(data)) as probe:
             w, h = probe.size
             if w * h > MAX_IMAGE_PIXELS:
-                raise ActorError(f"in-port {port!r}: image {w}x{h} has more than "
-                                 f"{MAX_IMAGE_PIXELS} pixels")
+                raise ActorError(
+                    f"in-port {port!r}: image {w}x{h} has more than {MAX_IMAGE_PIXELS} pixels"
+                )
             probe.load()
             return probe.copy()
     except ActorError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ActorError(f"in-port {port!r}: the image has more than {MAX_IMAGE_PIXELS} "
-                         f"pixels ({exc})") from exc
+        raise ActorError(
+            f"in-port {port!r}: the image has more than {MAX_IMAGE_PIXELS} pixels ({exc})"
+        ) from exc
     except Exception as exc:  # Pillow raises many kinds (OSError, SyntaxError, ...)
         text = re.sub(r"<[^>]*object at 0x[0-9a-f]+>", "the bytes", str(exc))
-        raise ActorError(f"in-port {port!r}: not a decodable image ({type(exc).__name__}: "
-                         f"{text})") from exc
+        raise ActorError(
+            f"in-port {port!r}: not a decodable image ({type(exc).__name__}: {text})"
+        ) from exc
 
 
 def raw_image(stream: StreamData, port: str, channels_default: int = 4) -> np.ndarray:
@@ -71,23 +76,29 @@ def raw_image(stream: StreamData, port: str, channels_default: int = 4) -> np.nd
         w = h = side
     for key, v in (("width", w), ("height", h)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ActorError(f"in-port {port!r}: stream metadata {key!r} must be an integer "
-                             f">= 0, got {v!r}")
+            raise ActorError(
+                f"in-port {port!r}: stream metadata {key!r} must be an integer >= 0, got {v!r}"
+            )
     assert isinstance(w, int) and isinstance(h, int)
     if w * h > MAX_IMAGE_PIXELS:
-        raise ActorError(f"in-port {port!r}: image {w}x{h} has more than {MAX_IMAGE_PIXELS} "
-                         "pixels")
+        raise ActorError(f"in-port {port!r}: image {w}x{h} has more than {MAX_IMAGE_PIXELS} pixels")
     if len(data) != w * h * c:
-        raise ActorError(f"in-port {port!r}: a {w}x{h} image of {c} channels needs "
-                         f"{w * h * c} bytes, the stream has {len(data)}")
+        raise ActorError(
+            f"in-port {port!r}: a {w}x{h} image of {c} channels needs "
+            f"{w * h * c} bytes, the stream has {len(data)}"
+        )
     return np.frombuffer(data, dtype=np.uint8).reshape(h, w, c)
 
 
 _FORMATS = {1: "Gray8", 2: "GrayAlpha8", 3: "RGB8", 4: "RGBA8"}
 
 
-def image_stream(ctx: ActorContext, pixels: np.ndarray, port: str = "stream",
-                 base_meta: dict[str, Any] | None = None) -> Message:
+def image_stream(
+    ctx: ActorContext,
+    pixels: np.ndarray,
+    port: str = "stream",
+    base_meta: dict[str, Any] | None = None,
+) -> Message:
     """A raw image Stream of ``pixels`` (H, W, C uint8), one data frame per row."""
     h, w, c = pixels.shape
     meta = dict(base_meta or {})
@@ -158,6 +169,7 @@ class ImageDecode(SdkTemplate):
 
         def decode() -> np.ndarray:
             return np.asarray(pil_image(data, "input").convert("RGBA"))
+
         pixels = await asyncio.to_thread(decode)
         ctx.done({"stream": image_stream(ctx, pixels)})
 
@@ -191,12 +203,21 @@ class ImageEncode(SdkTemplate):
             raise ActorError("in-port 'stream': cannot encode an empty image")
         encoded = await asyncio.to_thread(encode_pixels, pixels, fmt, quality)
         mime = {"png": "image/png", "webp": "image/webp"}.get(fmt, "image/jpeg")
-        ctx.done({
-            "output": Message.bytes(encoded),
-            "metadata": Message.object({"format": fmt, "mimeType": mime, "width": w,
-                                        "height": h, "encodedSize": len(encoded),
-                                        "rawSize": len(stream.data)}),
-        })
+        ctx.done(
+            {
+                "output": Message.bytes(encoded),
+                "metadata": Message.object(
+                    {
+                        "format": fmt,
+                        "mimeType": mime,
+                        "width": w,
+                        "height": h,
+                        "encodedSize": len(encoded),
+                        "rawSize": len(stream.data),
+                    }
+                ),
+            }
+        )
 
 
 def encode_pixels(pixels: np.ndarray, fmt: str, quality: int = 90) -> bytes:
@@ -268,9 +289,11 @@ def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     delta = mx - mn
     r, g, b = x[:, :, 0], x[:, :, 1], x[:, :, 2]
     safe = np.where(delta < 1e-6, 1.0, delta)
-    hue = np.where(mx == r, 60.0 * (((g - b) / safe) % 6.0),
-                   np.where(mx == g, 60.0 * ((b - r) / safe + 2.0),
-                            60.0 * ((r - g) / safe + 4.0)))
+    hue = np.where(
+        mx == r,
+        60.0 * (((g - b) / safe) % 6.0),
+        np.where(mx == g, 60.0 * ((b - r) / safe + 2.0), 60.0 * ((r - g) / safe + 4.0)),
+    )
     hue = np.where(delta < 1e-6, 0.0, hue) % 360.0
     sat = np.where(mx < 1e-6, 0.0, delta / np.where(mx < 1e-6, 1.0, mx))
     return hue, sat, mx
@@ -300,17 +323,18 @@ class ChromaKey(_StreamImage):
         rgb, alpha = _rgb_alpha(pixels, "stream")
         if alpha is None:
             alpha = np.full((*rgb.shape[:2], 1), 255, dtype=np.uint8)
-        key = 240.0 if config_choice(ctx, "keyColor", ("green", "blue"), "green") == "blue" \
-            else 120.0
+        key = (
+            240.0 if config_choice(ctx, "keyColor", ("green", "blue"), "green") == "blue" else 120.0
+        )
         tol = float(config_number(ctx, "tolerance", 0.3)) * 100.0
         spill = float(config_number(ctx, "spillSuppression", 0.5))
         hue, sat, val = _hsv(rgb)
         diff = np.abs(hue - key)
         diff = np.where(diff > 180.0, 360.0 - diff, diff)
-        keyed = (diff < tol) & (sat >= 0.2) & (val >= 0.2) if tol > 0 else np.zeros_like(sat,
-                                                                                        bool)
-        strength = np.where(keyed, (1.0 - diff / max(tol, 1e-9))
-                            * np.clip((sat - 0.2) / 0.8, 0.0, 1.0), 0.0)
+        keyed = (diff < tol) & (sat >= 0.2) & (val >= 0.2) if tol > 0 else np.zeros_like(sat, bool)
+        strength = np.where(
+            keyed, (1.0 - diff / max(tol, 1e-9)) * np.clip((sat - 0.2) / 0.8, 0.0, 1.0), 0.0
+        )
         new_alpha = _u8(alpha[:, :, 0].astype(np.float32) * (1.0 - strength))
         if spill > 0:
             gray = _gray8(rgb)[:, :, None]
@@ -369,8 +393,9 @@ class ImageResize(_StreamImage):
             raise ActorError("in-port 'stream': cannot resize an empty image")
         ow, oh = tw or w, th or h
         if ow * oh > MAX_IMAGE_PIXELS:
-            raise ActorError(f"config 'width' x 'height' ({ow}x{oh}) is more than "
-                             f"{MAX_IMAGE_PIXELS} pixels")
+            raise ActorError(
+                f"config 'width' x 'height' ({ow}x{oh}) is more than {MAX_IMAGE_PIXELS} pixels"
+            )
         out = await asyncio.to_thread(resize_align_corners, pixels, ow, oh)
         ctx.done({"stream": image_stream(ctx, out, base_meta=stream.metadata)})
 
@@ -380,16 +405,25 @@ def _accepted(ctx: ActorContext, default: list[str]) -> list[str]:
     if isinstance(value, str):
         value = [f.strip() for f in value.split(",") if f.strip()]
     if not isinstance(value, list) or not all(isinstance(f, str) for f in value):
-        raise ActorError(f"config 'acceptedFormats' must be a list of MIME types or a "
-                         f"comma-separated string, got {value!r}")
+        raise ActorError(
+            f"config 'acceptedFormats' must be a list of MIME types or a "
+            f"comma-separated string, got {value!r}"
+        )
     return value
 
 
 _SNIFF = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"), (b"BM", "image/bmp"),
-    (b"RIFF", "audio/wav"), (b"ID3", "audio/mpeg"), (b"\xff\xfb", "audio/mpeg"),
-    (b"OggS", "audio/ogg"), (b"fLaC", "audio/flac"), (b"\x1aE\xdf\xa3", "video/webm"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"RIFF", "audio/wav"),
+    (b"ID3", "audio/mpeg"),
+    (b"\xff\xfb", "audio/mpeg"),
+    (b"OggS", "audio/ogg"),
+    (b"fLaC", "audio/flac"),
+    (b"\x1aE\xdf\xa3", "video/webm"),
 )
 
 
@@ -405,8 +439,9 @@ def sniff(data: bytes) -> str:
     return "application/octet-stream"
 
 
-def load_source(ctx: ActorContext, max_bytes: int, timeout_s: float = 30.0
-                ) -> tuple[bytes, str, str]:
+def load_source(
+    ctx: ActorContext, max_bytes: int, timeout_s: float = 30.0
+) -> tuple[bytes, str, str]:
     """``(content, content_type, url)`` of what config ``url`` or in-port ``source`` names:
     an http(s) URL (fetched with httpx), a ``data:`` URL, a ``file://`` URL or a local path;
     Bytes on ``source`` are the content itself. More than ``max_bytes`` fails the tick."""
@@ -418,35 +453,43 @@ def load_source(ctx: ActorContext, max_bytes: int, timeout_s: float = 30.0
         if msg["type"] == "Bytes":
             data = bytes(msg["data"])
             if len(data) > max_bytes:
-                raise ActorError(f"in-port 'source': {len(data)} bytes is more than config "
-                                 f"'maxFileSize' allows ({max_bytes} bytes)")
+                raise ActorError(
+                    f"in-port 'source': {len(data)} bytes is more than config "
+                    f"'maxFileSize' allows ({max_bytes} bytes)"
+                )
             return data, sniff(data), ""
         if msg["type"] == "Object" and isinstance(msg["data"].get("url"), str):
             url = msg["data"]["url"]
         elif msg["type"] == "String":
             url = msg["data"]
         else:
-            raise ActorError(f"in-port 'source': expected a URL or path String, an Object "
-                             f"with 'url', or Bytes, got {msg['type']}")
+            raise ActorError(
+                f"in-port 'source': expected a URL or path String, an Object "
+                f"with 'url', or Bytes, got {msg['type']}"
+            )
     if not url:
-        raise ActorError("no source: set config 'url' or send a URL, path or Bytes on "
-                         "in-port 'source'")
+        raise ActorError(
+            "no source: set config 'url' or send a URL, path or Bytes on in-port 'source'"
+        )
     where = "config 'url'" if ctx.config.get("url") is not None else "in-port 'source'"
     if url.startswith(("http://", "https://")):
         import httpx
 
         try:
-            with httpx.Client(timeout=timeout_s, follow_redirects=True) as client, \
-                    client.stream("GET", url) as resp:
+            with (
+                httpx.Client(timeout=timeout_s, follow_redirects=True) as client,
+                client.stream("GET", url) as resp,
+            ):
                 if resp.status_code >= 400:
-                    raise ActorError(f"{where}: fetching {url} answered HTTP "
-                                     f"{resp.status_code}")
+                    raise ActorError(f"{where}: fetching {url} answered HTTP {resp.status_code}")
                 buf = bytearray()
                 for chunk in resp.iter_bytes():
                     buf += chunk
                     if len(buf) > max_bytes:
-                        raise ActorError(f"{where}: {url} is larger than config 'maxFileSize'"
-                                         f" allows ({max_bytes} bytes)")
+                        raise ActorError(
+                            f"{where}: {url} is larger than config 'maxFileSize'"
+                            f" allows ({max_bytes} bytes)"
+                        )
                 ctype = resp.headers.get("content-type", "") or sniff(bytes(buf))
                 return bytes(buf), ctype, url
         except httpx.HTTPError as exc:
@@ -454,20 +497,25 @@ def load_source(ctx: ActorContext, max_bytes: int, timeout_s: float = 30.0
     if url.startswith("data:"):
         head, _, body = url.partition(",")
         try:
-            data = (base64.b64decode(body, validate=True) if head.endswith(";base64")
-                    else body.encode())
+            data = (
+                base64.b64decode(body, validate=True) if head.endswith(";base64") else body.encode()
+            )
         except ValueError as exc:
             raise ActorError(f"{where}: bad base64 in the data: URL") from exc
         if len(data) > max_bytes:
-            raise ActorError(f"{where}: {len(data)} bytes is more than config 'maxFileSize' "
-                             f"allows ({max_bytes} bytes)")
+            raise ActorError(
+                f"{where}: {len(data)} bytes is more than config 'maxFileSize' "
+                f"allows ({max_bytes} bytes)"
+            )
         return data, head[5:].split(";")[0] or sniff(data), url
     path = Path(url[7:] if url.startswith("file://") else url)
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise ActorError(f"{where}: {path} ({size} bytes) is larger than config "
-                             f"'maxFileSize' allows ({max_bytes} bytes)")
+            raise ActorError(
+                f"{where}: {path} ({size} bytes) is larger than config "
+                f"'maxFileSize' allows ({max_bytes} bytes)"
+            )
         with path.open("rb") as f:
             data = f.read(max_bytes + 1)
     except OSError as exc:
@@ -478,8 +526,9 @@ def load_source(ctx: ActorContext, max_bytes: int, timeout_s: float = 30.0
 
 
 def max_file_bytes(ctx: ActorContext, default_mb: int) -> int:
-    return int(config_number(ctx, "maxFileSize", default_mb, minimum=0, maximum=1 << 20)
-               * 1024 * 1024)
+    return int(
+        config_number(ctx, "maxFileSize", default_mb, minimum=0, maximum=1 << 20) * 1024 * 1024
+    )
 
 
 class ImageInput(SdkTemplate):
@@ -499,11 +548,18 @@ class ImageInput(SdkTemplate):
     component = "tpl_image_input"
     inports = ["source"]
     outports = ["imageData", "metadata", "error", "bytes"]
-    outport_types = {"imageData": "Object", "metadata": "Object", "error": "Error",
-                     "bytes": "Bytes"}
-    config_defaults = {"acceptedFormats": ["image/jpeg", "image/png", "image/gif",
-                                           "image/webp"],
-                       "maxFileSize": 10, "displayMode": "contain", "url": None}
+    outport_types = {
+        "imageData": "Object",
+        "metadata": "Object",
+        "error": "Error",
+        "bytes": "Bytes",
+    }
+    config_defaults = {
+        "acceptedFormats": ["image/jpeg", "image/png", "image/gif", "image/webp"],
+        "maxFileSize": 10,
+        "displayMode": "contain",
+        "url": None,
+    }
 
     async def tick(self, ctx: ActorContext) -> None:
         accepted = _accepted(ctx, self.config_defaults["acceptedFormats"])
@@ -514,8 +570,10 @@ class ImageInput(SdkTemplate):
         if base == "application/octet-stream":
             base = ctype = sniff(data)
         if base not in accepted:
-            raise ActorError(f"config 'acceptedFormats': {base} is not accepted (accepted: "
-                             f"{', '.join(accepted)})")
+            raise ActorError(
+                f"config 'acceptedFormats': {base} is not accepted (accepted: "
+                f"{', '.join(accepted)})"
+            )
         from PIL import Image
 
         width: int | None = None
@@ -525,10 +583,21 @@ class ImageInput(SdkTemplate):
                 width, height = probe.size
         except Exception:  # not readable: the SDK reports no dimensions either
             pass
-        info = {"url": url, "contentType": ctype, "size": len(data), "displayMode": mode,
-                "width": width, "height": height}
-        ctx.done({"imageData": Message.object(info), "metadata": Message.object(dict(info)),
-                  "bytes": Message.bytes(data)})
+        info = {
+            "url": url,
+            "contentType": ctype,
+            "size": len(data),
+            "displayMode": mode,
+            "width": width,
+            "height": height,
+        }
+        ctx.done(
+            {
+                "imageData": Message.object(info),
+                "metadata": Message.object(dict(info)),
+                "bytes": Message.bytes(data),
+            }
+        )
 
 
 class ImageStreamDisplay(SdkTemplate):
@@ -546,9 +615,17 @@ class ImageStreamDisplay(SdkTemplate):
     outports = ["metadata", "error"]
     inport_types = {"stream": "Stream"}
     outport_types = {"metadata": "Object", "error": "Error"}
-    config_defaults = {"displayMode": "contain",
-                       "acceptedFormats": ["image/jpeg", "image/png", "image/gif",
-                                           "image/webp", "image/raw-rgba", "image/raw-gray"]}
+    config_defaults = {
+        "displayMode": "contain",
+        "acceptedFormats": [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "image/raw-rgba",
+            "image/raw-gray",
+        ],
+    }
 
     async def tick(self, ctx: ActorContext) -> None:
         mode = config_str(ctx, "displayMode", "contain")
@@ -556,21 +633,39 @@ class ImageStreamDisplay(SdkTemplate):
         stream = await read_stream(ctx, "stream")
         ct = stream.content_type or "application/octet-stream"
         if not any(ct.startswith(f) for f in accepted):
-            raise ActorError(f"in-port 'stream': content type {ct} is not in config "
-                             "'acceptedFormats'")
+            raise ActorError(
+                f"in-port 'stream': content type {ct} is not in config 'acceptedFormats'"
+            )
         meta = stream.metadata
-        ctx.done({"metadata": Message.object({
-            "contentType": ct, "sizeHint": stream.size_hint,
-            "totalBytes": sum(len(f) for f in stream.frames), "chunks": len(stream.frames),
-            "width": meta.get("width"), "height": meta.get("height"),
-            "format": meta.get("format", "unknown"), "displayMode": mode,
-            "streamMetadata": meta or None,
-        })})
+        ctx.done(
+            {
+                "metadata": Message.object(
+                    {
+                        "contentType": ct,
+                        "sizeHint": stream.size_hint,
+                        "totalBytes": sum(len(f) for f in stream.frames),
+                        "chunks": len(stream.frames),
+                        "width": meta.get("width"),
+                        "height": meta.get("height"),
+                        "format": meta.get("format", "unknown"),
+                        "displayMode": mode,
+                        "streamMetadata": meta or None,
+                    }
+                )
+            }
+        )
 
 
 IMAGE_STREAM_TEMPLATES: dict[str, type[SdkTemplate]] = {
-    cls.component: cls for cls in (
-        ImageDecode, ImageEncode, GrayscaleFilter, BrightnessContrast, ChromaKey, ImageResize,
-        ImageInput, ImageStreamDisplay,
+    cls.component: cls
+    for cls in (
+        ImageDecode,
+        ImageEncode,
+        GrayscaleFilter,
+        BrightnessContrast,
+        ChromaKey,
+        ImageResize,
+        ImageInput,
+        ImageStreamDisplay,
     )
 }

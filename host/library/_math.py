@@ -44,9 +44,9 @@ def _number_message(value: Number, integer: bool) -> Message:
 
 def round_to(value: float, decimals: int) -> float:
     """``value`` rounded to ``decimals`` places, halves away from zero (as offbit_reflow)."""
-    factor = 10.0 ** decimals
+    factor = 10.0**decimals
     scaled = value * factor
-    if not math.isfinite(scaled) or abs(scaled) >= 2.0 ** 52:
+    if not math.isfinite(scaled) or abs(scaled) >= 2.0**52:
         return value
     return math.copysign(math.floor(abs(scaled) + 0.5), scaled) / factor
 
@@ -62,8 +62,9 @@ def _operand(ctx: ActorContext, port: str) -> Number:
             except ValueError:
                 value = math.nan
             if not math.isfinite(value):
-                raise reject(ctx, f"in-port {port!r}: expected a number, got the String "
-                                  f"{data[:40]!r}")
+                raise reject(
+                    ctx, f"in-port {port!r}: expected a number, got the String {data[:40]!r}"
+                )
             return int(value) if value.is_integer() and "." not in data else value
     return input_number(ctx, port)
 
@@ -130,11 +131,17 @@ _LEGACY_DOC = """{what}.
     """
 
 
-def _binary(name: str, op: Callable[[Any, Any], Any], what: str, result: str,
-            exact: bool = True, check: Callable[[Number, Number], None] | None = None,
-            sdk_op: Callable[[float, float], float] | None = None,
-            zero_error: str | None = None,
-            sdk_ports: tuple[str, str] | None = None) -> type[_Binary]:
+def _binary(
+    name: str,
+    op: Callable[[Any, Any], Any],
+    what: str,
+    result: str,
+    exact: bool = True,
+    check: Callable[[Number, Number], None] | None = None,
+    sdk_op: Callable[[float, float], float] | None = None,
+    zero_error: str | None = None,
+    sdk_ports: tuple[str, str] | None = None,
+) -> type[_Binary]:
     extra_in = extra_out = ""
     attrs: dict[str, Any] = {
         "component": f"tpl_math_{name}",
@@ -150,10 +157,13 @@ def _binary(name: str, op: Callable[[Any, Any], Any], what: str, result: str,
         extra_out = f", ``error`` (Error {zero_error!r} when b is 0; the tick fails too)"
     if sdk_ports:
         attrs["inports"] = ["a", "b", *sdk_ports]
-        extra_in = (f"; or ``{sdk_ports[0]}``, ``{sdk_ports[1]}`` (offbit_reflow's names, "
-                    f"for ``a`` and ``b``)")
-    attrs["__doc__"] = _BINARY_DOC.format(what=what, result=result, extra_in=extra_in,
-                                          extra_out=extra_out)
+        extra_in = (
+            f"; or ``{sdk_ports[0]}``, ``{sdk_ports[1]}`` (offbit_reflow's names, "
+            f"for ``a`` and ``b``)"
+        )
+    attrs["__doc__"] = _BINARY_DOC.format(
+        what=what, result=result, extra_in=extra_in, extra_out=extra_out
+    )
     if check is not None:
         attrs["check"] = lambda self, a, b: check(a, b)
     return type(f"Math{name.title()}", (_Binary,), attrs)
@@ -170,7 +180,7 @@ def _power_ok(a: Number, b: Number) -> None:
 
 def _power(a: Number, b: Number) -> Number:
     if isinstance(a, int) and isinstance(b, int) and b >= 0:
-        return a ** b
+        return a**b
     return float(a) ** float(b)
 
 
@@ -178,14 +188,33 @@ _INT_OR_FLOAT = "Integer when both are Integer, else Float"
 MathAdd = _binary("add", operator.add, "Adds ``a + b``", _INT_OR_FLOAT)
 MathSubtract = _binary("subtract", operator.sub, "Subtracts ``a - b``", _INT_OR_FLOAT)
 MathMultiply = _binary("multiply", operator.mul, "Multiplies ``a * b``", _INT_OR_FLOAT)
-MathDivide = _binary("divide", operator.truediv, "Divides ``a / b``; b = 0 fails the tick",
-                     "Float", exact=False, zero_error="Division by zero")
-MathModulo = _binary("modulo", operator.mod,
-                     "Remainder of ``a / b`` (on ``out`` with Python's sign rule, on "
-                     "``result`` with the dividend's sign, as offbit_reflow); b = 0 fails the "
-                     "tick", _INT_OR_FLOAT, sdk_op=math.fmod, zero_error="Modulo by zero")
-MathPower = _binary("power", _power, "Raises ``a ** b``", _INT_OR_FLOAT, check=_power_ok,
-                    sdk_op=lambda a, b: float(_power(a, b)), sdk_ports=("base", "exponent"))
+MathDivide = _binary(
+    "divide",
+    operator.truediv,
+    "Divides ``a / b``; b = 0 fails the tick",
+    "Float",
+    exact=False,
+    zero_error="Division by zero",
+)
+MathModulo = _binary(
+    "modulo",
+    operator.mod,
+    "Remainder of ``a / b`` (on ``out`` with Python's sign rule, on "
+    "``result`` with the dividend's sign, as offbit_reflow); b = 0 fails the "
+    "tick",
+    _INT_OR_FLOAT,
+    sdk_op=math.fmod,
+    zero_error="Modulo by zero",
+)
+MathPower = _binary(
+    "power",
+    _power,
+    "Raises ``a ** b``",
+    _INT_OR_FLOAT,
+    check=_power_ok,
+    sdk_op=lambda a, b: float(_power(a, b)),
+    sdk_ports=("base", "exponent"),
+)
 MathMin = _binary("min", min, "The smaller of ``a`` and ``b``", _INT_OR_FLOAT)
 MathMax = _binary("max", max, "The larger of ``a`` and ``b``", _INT_OR_FLOAT)
 for _legacy in (MathMin, MathMax):  # not offbit_reflow templates (it has tpl_math_min_max)
@@ -194,8 +223,12 @@ for _legacy in (MathMin, MathMax):  # not offbit_reflow templates (it has tpl_ma
 
 
 _COMPARE = {
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt,
-    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 
 
@@ -240,7 +273,10 @@ class MathRound(LibraryActor):
             prec = precision(ctx)
             x = float(_operand(ctx, "input"))
             whole: dict[str, Callable[[float], float]] = {
-                "floor": math.floor, "ceil": math.ceil, "trunc": math.trunc}
+                "floor": math.floor,
+                "ceil": math.ceil,
+                "trunc": math.trunc,
+            }
             value = whole.get(mode, lambda v: round_to(v, prec))(x) if math.isfinite(x) else x
             ctx.done({"result": _number_message(round_to(float(value), prec), False)})
             return
@@ -254,7 +290,10 @@ class MathRound(LibraryActor):
             ctx.done({"out": Message.float(round(x, digits))})
             return
         rounders: dict[str, Callable[[Any], Any]] = {
-            "round": round, "floor": math.floor, "ceil": math.ceil, "trunc": math.trunc,
+            "round": round,
+            "floor": math.floor,
+            "ceil": math.ceil,
+            "trunc": math.trunc,
         }
         fn = rounders[mode]
         ctx.done({"out": Message.integer(int(fn(x)))})
@@ -379,14 +418,24 @@ class MathStats(LibraryActor):
         mean = total / len(values)
         std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
         lo, hi = min(values), max(values)
-        ctx.done({
-            "sum": _number_message(total, True),
-            "mean": Message.float(float(mean)),
-            "min": _number_message(lo, True),
-            "max": _number_message(hi, True),
-            "stats": Message.object({"count": len(values), "sum": total, "mean": mean,
-                                     "min": lo, "max": hi, "std": std}),
-        })
+        ctx.done(
+            {
+                "sum": _number_message(total, True),
+                "mean": Message.float(float(mean)),
+                "min": _number_message(lo, True),
+                "max": _number_message(hi, True),
+                "stats": Message.object(
+                    {
+                        "count": len(values),
+                        "sum": total,
+                        "mean": mean,
+                        "min": lo,
+                        "max": hi,
+                        "std": std,
+                    }
+                ),
+            }
+        )
 
 
 class MathRandom(LibraryActor):
@@ -462,8 +511,12 @@ class MathMinMax(_Binary):
     def run(self, ctx: ActorContext) -> None:
         prec = precision(ctx)
         a, b = (float(v) for v in self.operands(ctx))
-        ctx.done({"min": _number_message(round_to(min(a, b), prec), False),
-                  "max": _number_message(round_to(max(a, b), prec), False)})
+        ctx.done(
+            {
+                "min": _number_message(round_to(min(a, b), prec), False),
+                "max": _number_message(round_to(max(a, b), prec), False),
+            }
+        )
 
 
 def _values(ctx: ActorContext) -> list[float]:
@@ -524,8 +577,14 @@ class MathStatistics(LibraryActor):
     inports = ["values"]
     outports = ["mean", "median", "stddev", "min", "max", "count"]
     inport_types = {"values": "Array"}
-    outport_types = {"mean": "Float", "median": "Float", "stddev": "Float", "min": "Float",
-                     "max": "Float", "count": "Integer"}
+    outport_types = {
+        "mean": "Float",
+        "median": "Float",
+        "stddev": "Float",
+        "min": "Float",
+        "max": "Float",
+        "count": "Integer",
+    }
 
     def run(self, ctx: ActorContext) -> None:
         prec = precision(ctx)
@@ -542,8 +601,16 @@ class MathStatistics(LibraryActor):
         def out(v: float) -> Message:
             return _number_message(round_to(v, prec), False)
 
-        ctx.done({"mean": out(mean), "median": out(median), "stddev": out(std),
-                  "min": out(values[0]), "max": out(values[-1]), "count": Message.integer(n)})
+        ctx.done(
+            {
+                "mean": out(mean),
+                "median": out(median),
+                "stddev": out(std),
+                "min": out(values[0]),
+                "max": out(values[-1]),
+                "count": Message.integer(n),
+            }
+        )
 
 
 class MathExpression(LibraryActor):
@@ -568,8 +635,7 @@ class MathExpression(LibraryActor):
         if not isinstance(source, str):
             raise ActorError(f"config 'expression' must be a string, got {source!r}")
         if len(source) > 10_000:
-            raise ActorError(f"config 'expression' is {len(source)} characters long "
-                             f"(limit 10000)")
+            raise ActorError(f"config 'expression' is {len(source)} characters long (limit 10000)")
         x = 0.0
         if "$input" in source or "$x" in source:
             x = float(_operand(ctx, "input")) if "input" in ctx.inputs else 0.0
@@ -599,8 +665,7 @@ class _ArithmeticParser:
     def parse(self) -> float:
         value = self.additive()
         if self.pos < len(self.text):
-            raise _ArithmeticError(f"unexpected {self.text[self.pos]!r} at position "
-                                   f"{self.pos}")
+            raise _ArithmeticError(f"unexpected {self.text[self.pos]!r} at position {self.pos}")
         return value
 
     def peek(self) -> str:
@@ -623,8 +688,9 @@ class _ArithmeticParser:
             right = self.power()
             if op != "*" and right == 0:
                 raise _ArithmeticError("Division by zero" if op == "/" else "Modulo by zero")
-            left = left * right if op == "*" else left / right if op == "/" else math.fmod(
-                left, right)
+            left = (
+                left * right if op == "*" else left / right if op == "/" else math.fmod(left, right)
+            )
         return left
 
     def power(self) -> float:
@@ -666,15 +732,36 @@ class _ArithmeticParser:
         while self.peek() and (self.peek().isdigit() or self.peek() == "."):
             self.pos += 1
         try:
-            return float(self.text[start:self.pos])
+            return float(self.text[start : self.pos])
         except ValueError:
             raise _ArithmeticError(f"expected a number at position {start}") from None
 
 
-MATH_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
-    cls.component: cls
-    for cls in (MathAdd, MathSubtract, MathMultiply, MathDivide, MathModulo, MathPower,
-                MathMin, MathMax, MathCompare, MathRound, MathAbs, MathClamp, MathSqrt,
-                MathStats, MathRandom, MathAbsolute, MathMinMax, MathSum, MathAverage,
-                MathStatistics, MathExpression)
-})
+MATH_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config(
+    {
+        cls.component: cls
+        for cls in (
+            MathAdd,
+            MathSubtract,
+            MathMultiply,
+            MathDivide,
+            MathModulo,
+            MathPower,
+            MathMin,
+            MathMax,
+            MathCompare,
+            MathRound,
+            MathAbs,
+            MathClamp,
+            MathSqrt,
+            MathStats,
+            MathRandom,
+            MathAbsolute,
+            MathMinMax,
+            MathSum,
+            MathAverage,
+            MathStatistics,
+            MathExpression,
+        )
+    }
+)

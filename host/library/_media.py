@@ -45,7 +45,9 @@ __all__ = ["decode_audio", "decode_image", "encode_audio", "encode_image"]
 _HEADER = struct.Struct("<4sBBBBII")
 _VERSION = 1
 _IMAGE_DTYPES: dict[int, np.dtype[Any]] = {
-    1: np.dtype("<u1"), 2: np.dtype("<u2"), 3: np.dtype("<f4"),
+    1: np.dtype("<u1"),
+    2: np.dtype("<u2"),
+    3: np.dtype("<f4"),
 }
 _DTYPE_CODES = {"uint8": 1, "uint16": 2, "float32": 3}
 _AUDIO_DTYPE = 3
@@ -59,8 +61,7 @@ def encode_image(pixels: np.ndarray) -> Message:
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or not 1 <= a.shape[2] <= 4:
-        raise ActorError(f"an image must be shaped (height, width[, 1..4 channels]), "
-                         f"got {a.shape}")
+        raise ActorError(f"an image must be shaped (height, width[, 1..4 channels]), got {a.shape}")
     if a.dtype.kind == "f" and a.dtype != np.float32:
         a = a.astype(np.float32)
     name = a.dtype.name
@@ -76,8 +77,9 @@ def encode_image(pixels: np.ndarray) -> Message:
 def _payload(value: Any, port: str) -> bytes:
     if isinstance(value, dict) and "type" in value:
         if value["type"] != "Bytes":
-            raise ActorError(f"in-port {port!r}: expected an image/audio Bytes message, "
-                             f"got {value['type']}")
+            raise ActorError(
+                f"in-port {port!r}: expected an image/audio Bytes message, got {value['type']}"
+            )
         value = value["data"]
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise ActorError(f"in-port {port!r}: expected Bytes, got {type(value).__name__}")
@@ -88,19 +90,22 @@ def decode_image(message: Any, port: str = "in") -> np.ndarray:
     """The (H, W, C) array of an image message (read-only view of its bytes)."""
     data = _payload(message, port)
     if len(data) < _HEADER.size or data[:4] != b"RFLI":
-        raise ActorError(f"in-port {port!r}: not an image (expected the RFLI header; convert "
-                         "raw pixels with tpl_image_from_raw)")
+        raise ActorError(
+            f"in-port {port!r}: not an image (expected the RFLI header; convert "
+            "raw pixels with tpl_image_from_raw)"
+        )
     _, version, code, c, _, w, h = _HEADER.unpack_from(data)
     if version != _VERSION:
         raise ActorError(f"in-port {port!r}: image format version {version} is not supported")
     dtype = _IMAGE_DTYPES.get(code)
     if dtype is None or not 1 <= c <= 4:
-        raise ActorError(f"in-port {port!r}: bad image header (dtype code {code}, "
-                         f"{c} channels)")
+        raise ActorError(f"in-port {port!r}: bad image header (dtype code {code}, {c} channels)")
     expected = w * h * c * dtype.itemsize
     if len(data) - _HEADER.size != expected:
-        raise ActorError(f"in-port {port!r}: image {w}x{h}x{c} {dtype.name} needs {expected} "
-                         f"pixel bytes, got {len(data) - _HEADER.size}")
+        raise ActorError(
+            f"in-port {port!r}: image {w}x{h}x{c} {dtype.name} needs {expected} "
+            f"pixel bytes, got {len(data) - _HEADER.size}"
+        )
     return np.frombuffer(data, dtype=dtype, offset=_HEADER.size).reshape(h, w, c)
 
 
@@ -114,8 +119,7 @@ def encode_audio(samples: np.ndarray, sample_rate: int) -> Message:
     if not 1 <= int(sample_rate) <= 10_000_000:
         raise ActorError(f"sample rate must be 1..10000000 Hz, got {sample_rate}")
     frames, channels = a.shape
-    header = _HEADER.pack(b"RFLA", _VERSION, _AUDIO_DTYPE, channels, 0, int(sample_rate),
-                          frames)
+    header = _HEADER.pack(b"RFLA", _VERSION, _AUDIO_DTYPE, channels, 0, int(sample_rate), frames)
     return Message.bytes(header + np.ascontiguousarray(a, dtype="<f4").tobytes())
 
 
@@ -123,14 +127,20 @@ def decode_audio(message: Any, port: str = "in") -> tuple[np.ndarray, int]:
     """``(samples, sample_rate)`` of an audio message; samples shaped (frames, channels)."""
     data = _payload(message, port)
     if len(data) < _HEADER.size or data[:4] != b"RFLA":
-        raise ActorError(f"in-port {port!r}: not audio (expected the RFLA header; convert "
-                         "PCM with tpl_audio_from_pcm)")
+        raise ActorError(
+            f"in-port {port!r}: not audio (expected the RFLA header; convert "
+            "PCM with tpl_audio_from_pcm)"
+        )
     _, version, code, c, _, rate, frames = _HEADER.unpack_from(data)
     if version != _VERSION or code != _AUDIO_DTYPE or not 1 <= c <= 32 or rate < 1:
-        raise ActorError(f"in-port {port!r}: bad audio header (version {version}, dtype "
-                         f"{code}, {c} channels, {rate} Hz)")
+        raise ActorError(
+            f"in-port {port!r}: bad audio header (version {version}, dtype "
+            f"{code}, {c} channels, {rate} Hz)"
+        )
     expected = frames * c * 4
     if len(data) - _HEADER.size != expected:
-        raise ActorError(f"in-port {port!r}: audio of {frames} frames x {c} channels needs "
-                         f"{expected} sample bytes, got {len(data) - _HEADER.size}")
+        raise ActorError(
+            f"in-port {port!r}: audio of {frames} frames x {c} channels needs "
+            f"{expected} sample bytes, got {len(data) - _HEADER.size}"
+        )
     return np.frombuffer(data, dtype="<f4", offset=_HEADER.size).reshape(frames, c), rate

@@ -13,8 +13,7 @@ import re
 from itertools import pairwise
 from typing import Any
 
-__all__ = ["MAX_COMMANDS", "Path", "bounds", "fmt", "length", "parse", "to_cubics",
-           "to_svg"]
+__all__ = ["MAX_COMMANDS", "Path", "bounds", "fmt", "length", "parse", "to_cubics", "to_svg"]
 
 MAX_PATH_CHARS = 1 << 20
 MAX_COMMANDS = 100_000
@@ -44,7 +43,7 @@ def _tokens(d: str) -> list[str]:
             rest = d[pos:].strip(" ,\t\r\n")
             if not rest:
                 break
-            raise ValueError(f"unexpected {d[pos:pos + 10]!r} at character {pos}")
+            raise ValueError(f"unexpected {d[pos : pos + 10]!r} at character {pos}")
         out.append(m.group(1))
         pos = m.end()
     return out
@@ -76,9 +75,9 @@ def parse(d: str) -> Path:
             cmd = ""
             continue
         k = _ARITY[up]
-        if i + k > len(toks) or any(t.isalpha() for t in toks[i:i + k]):
+        if i + k > len(toks) or any(t.isalpha() for t in toks[i : i + k]):
             raise ValueError(f"command {cmd!r} needs {k} numbers")
-        nums = [float(t) for t in toks[i:i + k]]
+        nums = [float(t) for t in toks[i : i + k]]
         if not all(math.isfinite(v) for v in nums):
             raise ValueError(f"command {cmd!r} has a number that is not finite")
         i += k
@@ -99,18 +98,30 @@ def parse(d: str) -> Path:
             last_ctrl = None
         elif up in ("C", "S"):
             if up == "S":
-                c1 = (2 * cur[0] - last_ctrl[0], 2 * cur[1] - last_ctrl[1]) \
-                    if last_ctrl and last_op in "CS" else cur
+                c1 = (
+                    (2 * cur[0] - last_ctrl[0], 2 * cur[1] - last_ctrl[1])
+                    if last_ctrl and last_op in "CS"
+                    else cur
+                )
                 nums = [*c1, nums[0] + ox, nums[1] + oy, nums[2] + ox, nums[3] + oy]
             else:
-                nums = [nums[0] + ox, nums[1] + oy, nums[2] + ox, nums[3] + oy,
-                        nums[4] + ox, nums[5] + oy]
+                nums = [
+                    nums[0] + ox,
+                    nums[1] + oy,
+                    nums[2] + ox,
+                    nums[3] + oy,
+                    nums[4] + ox,
+                    nums[5] + oy,
+                ]
             path.append(("C", *nums))
             last_ctrl, cur = (nums[2], nums[3]), (nums[4], nums[5])
         elif up in ("Q", "T"):
             if up == "T":
-                c = (2 * cur[0] - last_ctrl[0], 2 * cur[1] - last_ctrl[1]) \
-                    if last_ctrl and last_op in "QT" else cur
+                c = (
+                    (2 * cur[0] - last_ctrl[0], 2 * cur[1] - last_ctrl[1])
+                    if last_ctrl and last_op in "QT"
+                    else cur
+                )
                 nums = [*c, nums[0] + ox, nums[1] + oy]
             else:
                 nums = [nums[0] + ox, nums[1] + oy, nums[2] + ox, nums[3] + oy]
@@ -118,8 +129,17 @@ def parse(d: str) -> Path:
             last_ctrl, cur = (nums[0], nums[1]), (nums[2], nums[3])
         else:  # A rx ry rotation large sweep x y
             end = (nums[5] + ox, nums[6] + oy)
-            path.append(("A", abs(nums[0]), abs(nums[1]), nums[2], float(nums[3] != 0),
-                         float(nums[4] != 0), *end))
+            path.append(
+                (
+                    "A",
+                    abs(nums[0]),
+                    abs(nums[1]),
+                    nums[2],
+                    float(nums[3] != 0),
+                    float(nums[4] != 0),
+                    *end,
+                )
+            )
             cur, last_ctrl = end, None
         last_op = up
         if len(path) > MAX_COMMANDS:
@@ -132,8 +152,9 @@ def to_svg(path: Path) -> str:
     for op, *v in path:
         if op == "A":
             rx, ry, rot, large, sweep, x, y = v
-            parts.append(f"A{fmt(rx)},{fmt(ry)} {fmt(rot)} {int(large)} {int(sweep)} "
-                         f"{fmt(x)},{fmt(y)}")
+            parts.append(
+                f"A{fmt(rx)},{fmt(ry)} {fmt(rot)} {int(large)} {int(sweep)} {fmt(x)},{fmt(y)}"
+            )
         elif op == "Z":
             parts.append("Z")
         else:
@@ -142,8 +163,15 @@ def to_svg(path: Path) -> str:
     return " ".join(parts)
 
 
-def _arc_cubics(p0: tuple[float, float], rx: float, ry: float, rot: float, large: bool,
-                sweep: bool, p1: tuple[float, float]) -> Path:
+def _arc_cubics(
+    p0: tuple[float, float],
+    rx: float,
+    ry: float,
+    rot: float,
+    large: bool,
+    sweep: bool,
+    p1: tuple[float, float],
+) -> Path:
     """An SVG elliptical arc as cubic Béziers (the endpoint-to-centre conversion of SVG 1.1
     appendix F.6)."""
     if rx == 0 or ry == 0 or p0 == p1:
@@ -182,11 +210,13 @@ def _arc_cubics(p0: tuple[float, float], rx: float, ry: float, rot: float, large
     def deriv(t: float) -> tuple[float, float]:
         x, y = -rx * math.sin(t), ry * math.cos(t)
         return cp * x - sp * y, sp * x + cp * y
+
     for j in range(n):
         a, b = t1 + j * step, t1 + (j + 1) * step
         pa, pb, da, db = point(a), point(b), deriv(a), deriv(b)
-        out.append(("C", pa[0] + k * da[0], pa[1] + k * da[1], pb[0] - k * db[0],
-                    pb[1] - k * db[1], *pb))
+        out.append(
+            ("C", pa[0] + k * da[0], pa[1] + k * da[1], pb[0] - k * db[0], pb[1] - k * db[1], *pb)
+        )
     out[-1] = (*out[-1][:5], p1[0], p1[1])
     return out
 
@@ -197,8 +227,7 @@ def to_cubics(path: Path) -> Path:
     cur = start = (0.0, 0.0)
     for op, *v in path:
         if op == "A":
-            out.extend(_arc_cubics(cur, v[0], v[1], v[2], bool(v[3]), bool(v[4]),
-                                   (v[5], v[6])))
+            out.extend(_arc_cubics(cur, v[0], v[1], v[2], bool(v[3]), bool(v[4]), (v[5], v[6])))
         else:
             out.append((op, *v))
         if op == "M":
@@ -228,15 +257,27 @@ def flatten(path: Path, steps: int = 32) -> list[list[tuple[float, float]]]:
         if op == "L":
             pts = [(v[0], v[1])]
         elif op == "Q":
-            pts = [((1 - t) ** 2 * cur[0] + 2 * (1 - t) * t * v[0] + t * t * v[2],
-                    (1 - t) ** 2 * cur[1] + 2 * (1 - t) * t * v[1] + t * t * v[3])
-                   for t in (i / steps for i in range(1, steps + 1))]
+            pts = [
+                (
+                    (1 - t) ** 2 * cur[0] + 2 * (1 - t) * t * v[0] + t * t * v[2],
+                    (1 - t) ** 2 * cur[1] + 2 * (1 - t) * t * v[1] + t * t * v[3],
+                )
+                for t in (i / steps for i in range(1, steps + 1))
+            ]
         else:
-            pts = [((1 - t) ** 3 * cur[0] + 3 * (1 - t) ** 2 * t * v[0]
-                    + 3 * (1 - t) * t * t * v[2] + t ** 3 * v[4],
-                    (1 - t) ** 3 * cur[1] + 3 * (1 - t) ** 2 * t * v[1]
-                    + 3 * (1 - t) * t * t * v[3] + t ** 3 * v[5])
-                   for t in (i / steps for i in range(1, steps + 1))]
+            pts = [
+                (
+                    (1 - t) ** 3 * cur[0]
+                    + 3 * (1 - t) ** 2 * t * v[0]
+                    + 3 * (1 - t) * t * t * v[2]
+                    + t**3 * v[4],
+                    (1 - t) ** 3 * cur[1]
+                    + 3 * (1 - t) ** 2 * t * v[1]
+                    + 3 * (1 - t) * t * t * v[3]
+                    + t**3 * v[5],
+                )
+                for t in (i / steps for i in range(1, steps + 1))
+            ]
         lines[-1].extend(pts)
         cur = pts[-1]
     return lines

@@ -54,8 +54,12 @@ def value_noise(x: Any, y: Any, z: Any) -> np.ndarray:
     fx, fy, fz = _smooth(x - ix), _smooth(y - iy), _smooth(z - iz)
 
     def layer(zz: np.ndarray) -> np.ndarray:
-        return _lerp(_lerp(_hash3(ix, iy, zz), _hash3(ix + 1, iy, zz), fx),
-                     _lerp(_hash3(ix, iy + 1, zz), _hash3(ix + 1, iy + 1, zz), fx), fy)
+        return _lerp(
+            _lerp(_hash3(ix, iy, zz), _hash3(ix + 1, iy, zz), fx),
+            _lerp(_hash3(ix, iy + 1, zz), _hash3(ix + 1, iy + 1, zz), fx),
+            fy,
+        )
+
     return _lerp(layer(iz), layer(iz + 1), fz)
 
 
@@ -67,10 +71,13 @@ def _perlin(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     def grad(gx: np.ndarray, gy: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
-            h = ((gx * np.int64(374761393) + gy * np.int64(668265263)).view(np.uint64)
-                 * np.uint64(1274126177)) >> np.uint64(30)
+            h = (
+                (gx * np.int64(374761393) + gy * np.int64(668265263)).view(np.uint64)
+                * np.uint64(1274126177)
+            ) >> np.uint64(30)
         h = (h & np.uint64(3)).astype(np.int64)
         return np.select([h == 0, h == 1, h == 2], [dx + dy, -dx + dy, dx - dy], -dx - dy)
+
     n00 = grad(ix, iy, fx, fy)
     n10 = grad(ix + 1, iy, fx - 1, fy)
     n01 = grad(ix, iy + 1, fx, fy - 1)
@@ -78,8 +85,18 @@ def _perlin(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return _lerp(_lerp(n00, n10, ux), _lerp(n01, n11, ux), uy)
 
 
-_GRAD2 = np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [0.707, 0.707], [-0.707, 0.707],
-                   [0.707, -0.707], [-0.707, -0.707]])
+_GRAD2 = np.array(
+    [
+        [1, 0],
+        [-1, 0],
+        [0, 1],
+        [0, -1],
+        [0.707, 0.707],
+        [-0.707, 0.707],
+        [0.707, -0.707],
+        [-0.707, -0.707],
+    ]
+)
 
 
 def _simplex(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -90,13 +107,16 @@ def _simplex(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     x0, y0 = x - (i - t), y - (j - t)
     i1 = (x0 > y0).astype(np.float64)
     j1 = 1.0 - i1
-    corners = [(i, j, x0, y0), (i + i1, j + j1, x0 - i1 + g2, y0 - j1 + g2),
-               (i + 1, j + 1, x0 - 1 + 2 * g2, y0 - 1 + 2 * g2)]
+    corners = [
+        (i, j, x0, y0),
+        (i + i1, j + j1, x0 - i1 + g2, y0 - j1 + g2),
+        (i + 1, j + 1, x0 - 1 + 2 * g2, y0 - 1 + 2 * g2),
+    ]
     total = np.zeros_like(x)
     for ci, cj, dx, dy in corners:
         g = _GRAD2[(_hash3(ci, cj, np.zeros_like(ci)) * 8).astype(np.int64) % 8]
         tt = 0.5 - dx * dx - dy * dy
-        total += np.where(tt < 0, 0.0, tt ** 4 * (g[..., 0] * dx + g[..., 1] * dy))
+        total += np.where(tt < 0, 0.0, tt**4 * (g[..., 0] * dx + g[..., 1] * dy))
     return 70.0 * total
 
 
@@ -113,8 +133,9 @@ def _worley(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.sqrt(best)
 
 
-def _fbm(fn: Any, x: np.ndarray, y: np.ndarray, octaves: int, lac: float, pers: float
-         ) -> np.ndarray:
+def _fbm(
+    fn: Any, x: np.ndarray, y: np.ndarray, octaves: int, lac: float, pers: float
+) -> np.ndarray:
     value, amp, freq, total = np.zeros_like(x), 1.0, 1.0, 0.0
     for _ in range(octaves):
         value = value + amp * fn(x * freq, y * freq)
@@ -124,8 +145,9 @@ def _fbm(fn: Any, x: np.ndarray, y: np.ndarray, octaves: int, lac: float, pers: 
     return value / total if total else value
 
 
-def _ridged(fn: Any, x: np.ndarray, y: np.ndarray, octaves: int, lac: float, pers: float
-            ) -> np.ndarray:
+def _ridged(
+    fn: Any, x: np.ndarray, y: np.ndarray, octaves: int, lac: float, pers: float
+) -> np.ndarray:
     value, amp, freq, weight = np.zeros_like(x), 1.0, 1.0, np.ones_like(x)
     for _ in range(octaves):
         sig = (1.0 - np.abs(fn(x * freq, y * freq))) ** 2 * weight
@@ -179,16 +201,24 @@ class NoiseGenerator(SyncSdkTemplate):
     inports = ["scale", "seed", "offsetX", "offsetY"]
     outports = ["output", "metadata"]
     outport_types = {"output": "Bytes", "metadata": "Object"}
-    config_defaults = {"noiseType": "perlin", "width": 256, "height": 256, "octaves": 6,
-                       "lacunarity": 2.0, "persistence": 0.5, "scale": 4.0, "offsetX": 0.0,
-                       "offsetY": 0.0, "seed": 0.0}
+    config_defaults = {
+        "noiseType": "perlin",
+        "width": 256,
+        "height": 256,
+        "octaves": 6,
+        "lacunarity": 2.0,
+        "persistence": 0.5,
+        "scale": 4.0,
+        "offsetX": 0.0,
+        "offsetY": 0.0,
+        "seed": 0.0,
+    }
 
     def tick(self, ctx: ActorContext) -> None:
         kind = config_choice(ctx, "noiseType", _NOISE_TYPES, "perlin")
         w, h = _grid_dims(ctx)
         scale = _number(ctx, "scale", 4.0, "scale")
-        ox, oy = _number(ctx, "offsetX", 0.0, "offsetX"), _number(ctx, "offsetY", 0.0,
-                                                                  "offsetY")
+        ox, oy = _number(ctx, "offsetX", 0.0, "offsetX"), _number(ctx, "offsetY", 0.0, "offsetY")
         seed = _number(ctx, "seed", 0.0, "seed")
         octaves = config_int(ctx, "octaves", 6, minimum=1, maximum=16)
         lac = float(config_number(ctx, "lacunarity", 2.0, minimum=0, maximum=16))
@@ -210,9 +240,23 @@ class NoiseGenerator(SyncSdkTemplate):
                 grid = _worley(x, y)
             else:
                 grid = value_noise(x, y, np.zeros_like(x))
-        ctx.done({"output": Message.bytes(_f64(grid)), "metadata": Message.object({
-            "width": w, "height": h, "noiseType": kind, "scale": scale, "octaves": octaves,
-            "min": float(grid.min()), "max": float(grid.max()), "dataType": "f64"})})
+        ctx.done(
+            {
+                "output": Message.bytes(_f64(grid)),
+                "metadata": Message.object(
+                    {
+                        "width": w,
+                        "height": h,
+                        "noiseType": kind,
+                        "scale": scale,
+                        "octaves": octaves,
+                        "min": float(grid.min()),
+                        "max": float(grid.max()),
+                        "dataType": "f64",
+                    }
+                ),
+            }
+        )
 
 
 class Voronoi(SyncSdkTemplate):
@@ -231,15 +275,22 @@ class Voronoi(SyncSdkTemplate):
     inports = ["seed"]
     outports = ["distance", "cell_id", "metadata"]
     outport_types = {"distance": "Bytes", "cell_id": "Bytes", "metadata": "Object"}
-    config_defaults = {"width": 256, "height": 256, "cellCount": 32, "seed": 0.0,
-                       "mode": "distance"}
+    config_defaults = {
+        "width": 256,
+        "height": 256,
+        "cellCount": 32,
+        "seed": 0.0,
+        "mode": "distance",
+    }
 
     def tick(self, ctx: ActorContext) -> None:
         w, h = _grid_dims(ctx)
         n = config_int(ctx, "cellCount", 32, minimum=1, maximum=4096)
         if n * w * h > MAX_VORONOI_WORK:
-            raise ActorError(f"config 'cellCount' x 'width' x 'height' ({n}x{w}x{h}) is more "
-                             f"than {MAX_VORONOI_WORK} distance evaluations")
+            raise ActorError(
+                f"config 'cellCount' x 'width' x 'height' ({n}x{w}x{h}) is more "
+                f"than {MAX_VORONOI_WORK} distance evaluations"
+            )
         seed = _number(ctx, "seed", 0.0, "seed")
         config_choice(ctx, "mode", ("distance", "cell_id"), "distance")
         idx = np.arange(n, dtype=np.float64)
@@ -255,10 +306,15 @@ class Voronoi(SyncSdkTemplate):
             closer = d < best
             best = np.where(closer, d, best)
             ids[closer] = i
-        ctx.done({"distance": Message.bytes(_f64(best)),
-                  "cell_id": Message.bytes(ids.astype("<u4").tobytes()),
-                  "metadata": Message.object({"width": w, "height": h, "cellCount": n,
-                                              "dataType": "f64"})})
+        ctx.done(
+            {
+                "distance": Message.bytes(_f64(best)),
+                "cell_id": Message.bytes(ids.astype("<u4").tobytes()),
+                "metadata": Message.object(
+                    {"width": w, "height": h, "cellCount": n, "dataType": "f64"}
+                ),
+            }
+        )
 
 
 MAX_LSYSTEM = 1 << 22  # symbols of the rewritten string
@@ -281,8 +337,13 @@ class LSystem(SyncSdkTemplate):
     inports = ["axiom"]
     outports = ["output", "points", "metadata"]
     outport_types = {"output": "String", "points": "Bytes", "metadata": "Object"}
-    config_defaults = {"axiom": "F", "iterations": 4, "angle": 25.0, "stepLength": 1.0,
-                       "rules": "F=F+F-F-FF+F+F-F"}
+    config_defaults = {
+        "axiom": "F",
+        "iterations": 4,
+        "angle": 25.0,
+        "stepLength": 1.0,
+        "rules": "F=F+F-F-FF+F+F-F",
+    }
 
     def tick(self, ctx: ActorContext) -> None:
         msg = ctx.inputs.get("axiom")
@@ -307,8 +368,10 @@ class LSystem(SyncSdkTemplate):
         for i in range(iterations):
             lengths = {c: len(rules.get(c, c)) for c in set(text)}
             if sum(lengths[c] * text.count(c) for c in lengths) > MAX_LSYSTEM:
-                raise ActorError(f"config 'iterations': after {i} rewrites the string would "
-                                 f"be longer than {MAX_LSYSTEM} symbols")
+                raise ActorError(
+                    f"config 'iterations': after {i} rewrites the string would "
+                    f"be longer than {MAX_LSYSTEM} symbols"
+                )
             text = text.translate(table)
         rad = math.radians(angle)
         x = y = 0.0
@@ -330,11 +393,20 @@ class LSystem(SyncSdkTemplate):
             elif ch == "]" and stack:
                 x, y, heading = stack.pop()
                 points.append((x, y))
-        ctx.done({"output": Message.string(text),
-                  "points": Message.bytes(np.array(points, dtype="<f8").tobytes()),
-                  "metadata": Message.object({"stringLength": len(text.encode()),
-                                              "pointCount": len(points),
-                                              "iterations": iterations, "angle": angle})})
+        ctx.done(
+            {
+                "output": Message.string(text),
+                "points": Message.bytes(np.array(points, dtype="<f8").tobytes()),
+                "metadata": Message.object(
+                    {
+                        "stringLength": len(text.encode()),
+                        "pointCount": len(points),
+                        "iterations": iterations,
+                        "angle": angle,
+                    }
+                ),
+            }
+        )
 
 
 class ParticleEmitter(SyncSdkTemplate):
@@ -353,8 +425,14 @@ class ParticleEmitter(SyncSdkTemplate):
     inports = ["count", "trigger"]
     outports = ["particles", "metadata"]
     outport_types = {"particles": "Bytes", "metadata": "Object"}
-    config_defaults = {"count": 1000, "shape": "sphere", "radius": 1.0, "speed": 1.0,
-                       "lifetime": 5.0, "seed": 0.0}
+    config_defaults = {
+        "count": 1000,
+        "shape": "sphere",
+        "radius": 1.0,
+        "speed": 1.0,
+        "lifetime": 5.0,
+        "seed": 0.0,
+    }
 
     def tick(self, ctx: ActorContext) -> None:
         msg = ctx.inputs.get("count")
@@ -367,9 +445,10 @@ class ParticleEmitter(SyncSdkTemplate):
         else:
             count = config_int(ctx, "count", 1000, minimum=0, maximum=1 << 22)
         shape = config_choice(ctx, "shape", ("sphere", "cube", "disc"), "sphere")
-        radius, speed, life, seed = (float(config_number(ctx, k, d, minimum=-1e9, maximum=1e9))
-                                     for k, d in (("radius", 1.0), ("speed", 1.0),
-                                                  ("lifetime", 5.0), ("seed", 0.0)))
+        radius, speed, life, seed = (
+            float(config_number(ctx, k, d, minimum=-1e9, maximum=1e9))
+            for k, d in (("radius", 1.0), ("speed", 1.0), ("lifetime", 5.0), ("seed", 0.0))
+        )
         i = np.arange(count, dtype=np.float64)
         z = np.zeros(count)
         r1 = value_noise(i * 1.37 + seed, z, z)
@@ -382,18 +461,41 @@ class ParticleEmitter(SyncSdkTemplate):
             px, py, pz = np.cos(a) * r, z, np.sin(a) * r
         else:
             theta, phi, r = r1 * math.tau, np.arccos(1 - 2 * r2), np.cbrt(r3) * radius
-            px, py, pz = r * np.sin(phi) * np.cos(theta), r * np.cos(phi), \
-                r * np.sin(phi) * np.sin(theta)
+            px, py, pz = (
+                r * np.sin(phi) * np.cos(theta),
+                r * np.cos(phi),
+                r * np.sin(phi) * np.sin(theta),
+            )
         n = np.maximum(np.sqrt(px * px + py * py + pz * pz), 0.001)
-        data = np.stack([px, py, pz, px / n * speed * (0.5 + r1 * 0.5),
-                         py / n * speed * (0.5 + r2 * 0.5), pz / n * speed * (0.5 + r3 * 0.5),
-                         life * (0.5 + r1 * 0.5), z], axis=1)
-        ctx.done({"particles": Message.bytes(data.astype("<f4").tobytes()),
-                  "metadata": Message.object({"count": count, "shape": shape,
-                                              "radius": radius, "speed": speed,
-                                              "lifetime": life,
-                                              "format": "pos3_vel3_life_age_f32",
-                                              "stride": 32})})
+        data = np.stack(
+            [
+                px,
+                py,
+                pz,
+                px / n * speed * (0.5 + r1 * 0.5),
+                py / n * speed * (0.5 + r2 * 0.5),
+                pz / n * speed * (0.5 + r3 * 0.5),
+                life * (0.5 + r1 * 0.5),
+                z,
+            ],
+            axis=1,
+        )
+        ctx.done(
+            {
+                "particles": Message.bytes(data.astype("<f4").tobytes()),
+                "metadata": Message.object(
+                    {
+                        "count": count,
+                        "shape": shape,
+                        "radius": radius,
+                        "speed": speed,
+                        "lifetime": life,
+                        "format": "pos3_vel3_life_age_f32",
+                        "stride": 32,
+                    }
+                ),
+            }
+        )
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -427,13 +529,14 @@ class ImageToHeightmap(SyncSdkTemplate):
         raw = pixels is None
         if pixels is None:
             total = len(data) // channels
-            w = config_int(ctx, "width", max(1, math.isqrt(total)), minimum=1,
-                           maximum=1 << 16)
+            w = config_int(ctx, "width", max(1, math.isqrt(total)), minimum=1, maximum=1 << 16)
             h = total // w
             if h == 0 or w * h > MAX_GRID:
-                raise ActorError(f"in-port 'input': {len(data)} bytes make no {w}-wide image "
-                                 f"of {channels}-byte pixels (config 'width', 'channels')")
-            pixels = np.frombuffer(data, np.uint8)[:w * h * channels].reshape(h, w, channels)
+                raise ActorError(
+                    f"in-port 'input': {len(data)} bytes make no {w}-wide image "
+                    f"of {channels}-byte pixels (config 'width', 'channels')"
+                )
+            pixels = np.frombuffer(data, np.uint8)[: w * h * channels].reshape(h, w, channels)
         grid = _luma(pixels[..., :3].astype(np.float64) / 255.0)
         h, w = grid.shape
         meta: dict[str, Any] = {"width": w, "height": h, "dataType": "f64"}
@@ -448,8 +551,10 @@ class ImageToHeightmap(SyncSdkTemplate):
         try:
             with Image.open(io.BytesIO(data)) as probe:
                 if probe.size[0] * probe.size[1] > MAX_IMAGE_PIXELS:
-                    raise ActorError(f"in-port 'input': image {probe.size[0]}x{probe.size[1]}"
-                                     f" has more than {MAX_IMAGE_PIXELS} pixels")
+                    raise ActorError(
+                        f"in-port 'input': image {probe.size[0]}x{probe.size[1]}"
+                        f" has more than {MAX_IMAGE_PIXELS} pixels"
+                    )
                 return np.asarray(probe.convert("RGBA"))
         except ActorError:
             raise
@@ -462,8 +567,10 @@ def _terrain(norm: np.ndarray) -> np.ndarray:
     out = np.zeros((*norm.shape, 3))
     water, grass, rock = norm < 0.3, (norm >= 0.3) & (norm < 0.6), (norm >= 0.6) & (norm < 0.85)
     snow = norm >= 0.85
-    out[water] = np.stack([np.full(water.sum(), 30.0), np.full(water.sum(), 80.0),
-                           180.0 + norm[water] * 200.0], axis=1)
+    out[water] = np.stack(
+        [np.full(water.sum(), 30.0), np.full(water.sum(), 80.0), 180.0 + norm[water] * 200.0],
+        axis=1,
+    )
     t = (norm[grass] - 0.3) / 0.3
     out[grass] = np.stack([30.0 + t * 100, 120.0 + t * 60, 40.0 + t * 30], axis=1)
     t = (norm[rock] - 0.6) / 0.25
@@ -496,7 +603,7 @@ class HeightmapToImage(SyncSdkTemplate):
             raise ActorError(f"in-port 'input': expected Bytes of float64, got {msg['type']}")
         data = bytes(msg["data"])
         mode = config_choice(ctx, "colorMode", ("grayscale", "terrain"), "grayscale")
-        grid = np.frombuffer(data[:len(data) // 8 * 8], "<f8")
+        grid = np.frombuffer(data[: len(data) // 8 * 8], "<f8")
         total = len(grid)
         if total > MAX_GRID:
             raise ActorError(f"in-port 'input': more than {MAX_GRID} cells")
@@ -505,8 +612,7 @@ class HeightmapToImage(SyncSdkTemplate):
         w = config_int(ctx, "width", max(1, math.isqrt(total)), minimum=1, maximum=1 << 16)
         h = total // w
         if h == 0:
-            raise ActorError(f"in-port 'input': {total} cells make no row of config 'width' "
-                             f"{w}")
+            raise ActorError(f"in-port 'input': {total} cells make no row of config 'width' {w}")
         lo, hi = (float(grid.min()), float(grid.max())) if total else (0.0, 0.0)
         span = hi - lo if abs(hi - lo) > 1e-10 else 1.0
         norm = np.clip((grid - lo) / span, 0, 1)
@@ -516,11 +622,24 @@ class HeightmapToImage(SyncSdkTemplate):
             v = np.trunc(norm * 255)
             rgb = np.stack([v, v, v], axis=1)
         rgba = np.concatenate([rgb, np.full((total, 1), 255.0)], axis=1).astype(np.uint8)
-        ctx.done({"output": Message.bytes(rgba.tobytes()), "metadata": Message.object({
-            "width": w, "height": h, "format": "RGBA8", "channels": 4, "colorMode": mode})})
+        ctx.done(
+            {
+                "output": Message.bytes(rgba.tobytes()),
+                "metadata": Message.object(
+                    {"width": w, "height": h, "format": "RGBA8", "channels": 4, "colorMode": mode}
+                ),
+            }
+        )
 
 
 PROCEDURAL_TEMPLATES: dict[str, type[SyncSdkTemplate]] = {
-    cls.component: cls for cls in (NoiseGenerator, Voronoi, LSystem, ParticleEmitter,
-                                   ImageToHeightmap, HeightmapToImage)
+    cls.component: cls
+    for cls in (
+        NoiseGenerator,
+        Voronoi,
+        LSystem,
+        ParticleEmitter,
+        ImageToHeightmap,
+        HeightmapToImage,
+    )
 }

@@ -103,8 +103,7 @@ async def read_stream(ctx: ActorContext, port: str) -> StreamData:
     if msg is None:
         raise ActorError(f"in-port {port!r} has no packet")
     if msg["type"] != "Stream":
-        raise ActorError(f"in-port {port!r}: expected a Stream (StreamHandle), got "
-                         f"{msg['type']}")
+        raise ActorError(f"in-port {port!r}: expected a Stream (StreamHandle), got {msg['type']}")
     try:
         reader = msg.take_stream()
     except Exception as exc:
@@ -118,8 +117,10 @@ async def read_stream(ctx: ActorContext, port: str) -> StreamData:
             if kind == "data":
                 total += len(frame["data"])
                 if total > limit:
-                    raise ActorError(f"in-port {port!r}: stream {reader.stream_id} is longer "
-                                     f"than config 'maxBytes' ({limit} bytes)")
+                    raise ActorError(
+                        f"in-port {port!r}: stream {reader.stream_id} is longer "
+                        f"than config 'maxBytes' ({limit} bytes)"
+                    )
                 out.frames.append(bytes(frame["data"]))
             elif kind == "begin":
                 out.content_type = frame.get("content_type")
@@ -128,19 +129,28 @@ async def read_stream(ctx: ActorContext, port: str) -> StreamData:
             elif kind == "end":
                 return out
             elif kind == "timeout":
-                raise ActorError(f"in-port {port!r}: stream {reader.stream_id} sent nothing "
-                                 f"for {timeout_ms} ms (config 'timeoutMs')")
+                raise ActorError(
+                    f"in-port {port!r}: stream {reader.stream_id} sent nothing "
+                    f"for {timeout_ms} ms (config 'timeoutMs')"
+                )
             elif kind == "error":
-                raise ActorError(f"in-port {port!r}: stream {reader.stream_id} failed: "
-                                 f"{frame['error']}")
+                raise ActorError(
+                    f"in-port {port!r}: stream {reader.stream_id} failed: {frame['error']}"
+                )
             else:
-                raise ActorError(f"in-port {port!r}: stream {reader.stream_id} was closed by "
-                                 "its producer before end")
+                raise ActorError(
+                    f"in-port {port!r}: stream {reader.stream_id} was closed by "
+                    "its producer before end"
+                )
 
 
-def write_stream(ctx: ActorContext, port: str, chunks: list[bytes] | bytes,
-                 content_type: str | None = None,
-                 metadata: dict[str, Any] | None = None) -> Message:
+def write_stream(
+    ctx: ActorContext,
+    port: str,
+    chunks: list[bytes] | bytes,
+    content_type: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Message:
     """A finished Stream message of ``chunks`` (all queued: they are in memory already)."""
     if isinstance(chunks, (bytes, bytearray)):
         chunks = [bytes(chunks)]

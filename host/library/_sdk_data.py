@@ -53,8 +53,9 @@ class DataEmit(LibraryActor):
         oneshot = config_bool(ctx, "oneshot", True)
         port = ctx.config.get("port")
         if port is not None and port != "output":
-            raise ActorError(f"config 'port' must be 'output' (the only out-port of "
-                             f"tpl_data_emit), got {port!r}")
+            raise ActorError(
+                f"config 'port' must be 'output' (the only out-port of tpl_data_emit), got {port!r}"
+            )
         if (oneshot and ctx.pool_get("_emit", "done")) or "data" not in ctx.config:
             ctx.done()
             return
@@ -63,8 +64,16 @@ class DataEmit(LibraryActor):
         ctx.done({"output": _data_message(ctx.config["data"])})
 
 
-_TRANSFORMS = ("passthrough", "to_uppercase", "to_lowercase", "to_json", "from_json",
-               "extract_field", "set_field", "template")
+_TRANSFORMS = (
+    "passthrough",
+    "to_uppercase",
+    "to_lowercase",
+    "to_json",
+    "from_json",
+    "extract_field",
+    "set_field",
+    "template",
+)
 
 
 def _compact(value: Any) -> str:
@@ -94,8 +103,9 @@ class DataTransformer(LibraryActor):
         config = ctx.config
         kind = config.get("transform_type", config.get("operation", "passthrough"))
         if kind not in _TRANSFORMS:
-            raise ActorError(f"config 'transform_type' must be one of {', '.join(_TRANSFORMS)}"
-                             f", got {kind!r}")
+            raise ActorError(
+                f"config 'transform_type' must be one of {', '.join(_TRANSFORMS)}, got {kind!r}"
+            )
         msg = ctx.inputs["input"]
         data = payload(msg)
         field = config.get("field_name", config.get("field"))
@@ -113,8 +123,11 @@ class DataTransformer(LibraryActor):
                 raise reject(ctx, f"in-port 'input': JSON parse error: {exc}") from None
         elif kind == "extract_field" and field is not None and msg["type"] == "Object":
             out = value_message(data[field]) if field in data else Message.optional(None)
-        elif kind == "set_field" and field is not None and (
-                "field_value" in config or "value" in config):
+        elif (
+            kind == "set_field"
+            and field is not None
+            and ("field_value" in config or "value" in config)
+        ):
             value = config.get("field_value", config.get("value"))
             base = dict(data) if msg["type"] == "Object" else {}
             out = Message.object({**base, field: value})
@@ -125,12 +138,19 @@ class DataTransformer(LibraryActor):
         ctx.done({"output": out})
 
 
-_JS = [(re.compile(r"===?"), "=="), (re.compile(r"!=="), "!="), (re.compile(r"&&"), " and "),
-       (re.compile(r"\|\|"), " or "), (re.compile(r"!(?!=)"), " not "),
-       (re.compile(r"\b(?:item|data)\b(?=\s*[.\[])"), "$"),
-       (re.compile(r"\b(?:item|data)\b"), "$")]
-_TEMPLATE = re.compile(r"\$\{\s*input\.get\(\s*['\"]([A-Za-z0-9_\-]+)['\"]\s*\)"
-                       r"((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)\s*\}")
+_JS = [
+    (re.compile(r"===?"), "=="),
+    (re.compile(r"!=="), "!="),
+    (re.compile(r"&&"), " and "),
+    (re.compile(r"\|\|"), " or "),
+    (re.compile(r"!(?!=)"), " not "),
+    (re.compile(r"\b(?:item|data)\b(?=\s*[.\[])"), "$"),
+    (re.compile(r"\b(?:item|data)\b"), "$"),
+]
+_TEMPLATE = re.compile(
+    r"\$\{\s*input\.get\(\s*['\"]([A-Za-z0-9_\-]+)['\"]\s*\)"
+    r"((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)\s*\}"
+)
 
 
 class DataOperations(LibraryActor):
@@ -166,8 +186,9 @@ class DataOperations(LibraryActor):
         for s, op_set in enumerate(sets):
             ops = op_set.get("operations") if isinstance(op_set, Mapping) else None
             if not isinstance(ops, list):
-                raise ActorError(f"config 'dataOperations'[{s}].operations must be a list, "
-                                 f"got {ops!r}")
+                raise ActorError(
+                    f"config 'dataOperations'[{s}].operations must be a list, got {ops!r}"
+                )
             value = payload(msg)
             for o, op in enumerate(ops):
                 where = f"'dataOperations'[{s}].operations[{o}]"
@@ -183,18 +204,20 @@ class DataOperations(LibraryActor):
         ctx.done()
 
     @staticmethod
-    def _expr(ctx: ActorContext, op: Mapping[str, Any], key: str, where: str
-              ) -> Expression | None:
+    def _expr(ctx: ActorContext, op: Mapping[str, Any], key: str, where: str) -> Expression | None:
         source = op.get(key)
         if source is None or source == "":
             return None
         if not isinstance(source, str):
             raise ActorError(f"config {where}.{key} must be a string, got {source!r}")
+
         def port_value(m: re.Match[str]) -> str:
             port_msg = ctx.inputs.get(m[1])
-            found = get_path(payload(port_msg), parse_path(m[2].removeprefix(".data")
-                                                           .lstrip("."))
-                             ) if port_msg is not None and m[2].startswith(".data") else None
+            found = (
+                get_path(payload(port_msg), parse_path(m[2].removeprefix(".data").lstrip(".")))
+                if port_msg is not None and m[2].startswith(".data")
+                else None
+            )
             return _compact(found)
 
         text = _TEMPLATE.sub(port_value, source)
@@ -211,8 +234,10 @@ class DataOperations(LibraryActor):
             expr = self._expr(ctx, op, "transformExpression", where)
             return value if expr is None else expr.evaluate(value)
         if kind not in ("map", "filter", "sort", "group", "aggregate"):
-            raise ActorError(f"config {where}.type must be one of map, filter, sort, "
-                             f"transform, group, aggregate; got {kind!r}")
+            raise ActorError(
+                f"config {where}.type must be one of map, filter, sort, "
+                f"transform, group, aggregate; got {kind!r}"
+            )
         if not isinstance(value, list):
             return value
         if kind == "map":
@@ -226,16 +251,15 @@ class DataOperations(LibraryActor):
                 return value
             direction = op.get("sortDirection", "asc")
             if direction not in ("asc", "desc"):
-                raise ActorError(f"config {where}.sortDirection must be 'asc' or 'desc', "
-                                 f"got {direction!r}")
+                raise ActorError(
+                    f"config {where}.sortDirection must be 'asc' or 'desc', got {direction!r}"
+                )
             keys = [expr.evaluate(item) for item in value]
-            numbers = [k for k in keys if isinstance(k, (int, float))
-                       and not isinstance(k, bool)]
+            numbers = [k for k in keys if isinstance(k, (int, float)) and not isinstance(k, bool)]
             strings = [k for k in keys if isinstance(k, str)]
             if len(numbers) != len(keys) and len(strings) != len(keys):
                 return value  # mixed keys compare equal, as offbit_reflow's stable sort
-            order = sorted(range(len(value)), key=lambda i: keys[i],
-                           reverse=direction == "desc")
+            order = sorted(range(len(value)), key=lambda i: keys[i], reverse=direction == "desc")
             return [value[i] for i in order]
         if kind == "group":
             expr = self._expr(ctx, op, "groupByField", where)
@@ -244,14 +268,22 @@ class DataOperations(LibraryActor):
             groups: dict[str, list[Any]] = {}
             for item in value:
                 k = expr.evaluate(item)
-                name = (k if isinstance(k, str) else str(k).lower() if isinstance(k, bool)
-                        else _compact(k) if isinstance(k, (int, float)) else "undefined")
+                name = (
+                    k
+                    if isinstance(k, str)
+                    else str(k).lower()
+                    if isinstance(k, bool)
+                    else _compact(k)
+                    if isinstance(k, (int, float))
+                    else "undefined"
+                )
                 groups.setdefault(name, []).append(item)
             return groups
         return self._aggregate(ctx, op, value, where)
 
-    def _map(self, ctx: ActorContext, op: Mapping[str, Any], items: list[Any], where: str
-             ) -> list[Any]:
+    def _map(
+        self, ctx: ActorContext, op: Mapping[str, Any], items: list[Any], where: str
+    ) -> list[Any]:
         mappings = op.get("mapping")
         if mappings is None:
             return items
@@ -268,28 +300,38 @@ class DataOperations(LibraryActor):
                 if not source or not target or not isinstance(item, dict):
                     continue
                 expr = self._expr(ctx, mapping, "transform", at) or self._expr(
-                    ctx, {"sourceField": source if source.startswith(("$", "item", "data"))
-                          else f"$.{source}"}, "sourceField", at)
+                    ctx,
+                    {
+                        "sourceField": source
+                        if source.startswith(("$", "item", "data"))
+                        else f"$.{source}"
+                    },
+                    "sourceField",
+                    at,
+                )
                 assert expr is not None
                 item[str(target)] = expr.evaluate(item)
             out.append(item)
         return out
 
-    def _aggregate(self, ctx: ActorContext, op: Mapping[str, Any], items: list[Any],
-                   where: str) -> Any:
+    def _aggregate(
+        self, ctx: ActorContext, op: Mapping[str, Any], items: list[Any], where: str
+    ) -> Any:
         expr = self._expr(ctx, op, "aggregateField", where)
         if expr is None:
             return {"count": len(items)}
         fn = op.get("aggregateFunction", "sum")
         fns = ("sum", "avg", "count", "min", "max", "first", "last")
         if fn not in fns:
-            raise ActorError(f"config {where}.aggregateFunction must be one of "
-                             f"{', '.join(fns)}, got {fn!r}")
+            raise ActorError(
+                f"config {where}.aggregateFunction must be one of {', '.join(fns)}, got {fn!r}"
+            )
         values = []
         for item in items:
             v = expr.evaluate(item)
-            values.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
-                          else 0.0)
+            values.append(
+                float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
+            )
         result = {
             "sum": lambda: sum(values),
             "avg": lambda: sum(values) / len(values) if values else 0.0,
@@ -344,8 +386,7 @@ class _Params:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _MAX_ITEMS:
-            raise ActorError(f"config {key!r} must be an integer from 0 to {_MAX_ITEMS}, "
-                             f"got {v!r}")
+            raise ActorError(f"config {key!r} must be an integer from 0 to {_MAX_ITEMS}, got {v!r}")
         return v
 
 
@@ -371,11 +412,14 @@ class Generator(LibraryActor):
         p = _Params(ctx)
         kind = p.values.get("type", "range")
         if kind not in _GENERATORS:
-            raise ActorError(f"config 'type' must be one of {', '.join(_GENERATORS)}, "
-                             f"got {kind!r}")
+            raise ActorError(f"config 'type' must be one of {', '.join(_GENERATORS)}, got {kind!r}")
         items = getattr(self, f"_{kind}")(p)
-        ctx.done({"output": Message.array(items),
-                  "metadata": Message.object({"type": kind, "count": len(items)})})
+        ctx.done(
+            {
+                "output": Message.array(items),
+                "metadata": Message.object({"type": kind, "count": len(items)}),
+            }
+        )
 
     @staticmethod
     def _range(p: _Params) -> list[Any]:
@@ -383,8 +427,7 @@ class Generator(LibraryActor):
         if step == 0 or (end - start) / step < 0:
             return []
         if (end - start) / step > _MAX_ITEMS:
-            raise ActorError(f"config 'start', 'end', 'step' give more than {_MAX_ITEMS} "
-                             f"items")
+            raise ActorError(f"config 'start', 'end', 'step' give more than {_MAX_ITEMS} items")
         items, v = [], start
         while (v < end) if step > 0 else (v > end):
             items.append(v)
@@ -412,8 +455,9 @@ class Generator(LibraryActor):
     def _grid(p: _Params) -> list[Any]:
         w, h, d = p.count("width", 4), p.count("height", 4), p.count("depth", 1)
         if w * h * d > _MAX_ITEMS:
-            raise ActorError(f"config 'width' * 'height' * 'depth' is {w * h * d} points "
-                             f"(limit {_MAX_ITEMS})")
+            raise ActorError(
+                f"config 'width' * 'height' * 'depth' is {w * h * d} points (limit {_MAX_ITEMS})"
+            )
         spacing = p.number("spacing", 1.0)
         center = p.values.get("center", True)
         if not isinstance(center, bool):
@@ -483,8 +527,7 @@ class RegexMatcher(LibraryActor):
     component = "tpl_regex_matcher"
     inports = ["input"]
     outports = ["matched", "matches", "groups", "error"]
-    outport_types = {"matched": "Boolean", "matches": "Array", "groups": "Object",
-                     "error": "Error"}
+    outport_types = {"matched": "Boolean", "matches": "Array", "groups": "Object", "error": "Error"}
 
     def run(self, ctx: ActorContext) -> None:
         source = config_str(ctx, "pattern", ".*")
@@ -499,21 +542,32 @@ class RegexMatcher(LibraryActor):
             raise reject(ctx, f"in-port 'input': expected a String, got {msg['type']}")
         text = msg["data"]
         if len(text) > limit:
-            raise reject(ctx, f"in-port 'input': text of {len(text)} characters is longer "
-                              f"than config 'max_length' ({limit})")
+            raise reject(
+                ctx,
+                f"in-port 'input': text of {len(text)} characters is longer "
+                f"than config 'max_length' ({limit})",
+            )
         first = rx.search(text)
         if first is None:
             ctx.done({"matched": Message.boolean(False)})
             return
-        found = ([{"index": m.start(), "match": m[0]} for m in rx.finditer(text)]
-                 if every else [first[0]])
-        ctx.done({"matched": Message.boolean(True), "matches": Message.array(found),
-                  "groups": Message.object(first.groupdict())})
+        found = (
+            [{"index": m.start(), "match": m[0]} for m in rx.finditer(text)]
+            if every
+            else [first[0]]
+        )
+        ctx.done(
+            {
+                "matched": Message.boolean(True),
+                "matches": Message.array(found),
+                "groups": Message.object(first.groupdict()),
+            }
+        )
 
 
-SDK_DATA_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
-    cls.component: cls for cls in (DataEmit, DataOperations, DataTransformer, Generator)
-})
-SDK_TEXT_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
-    cls.component: cls for cls in (JsonParser, RegexMatcher)
-})
+SDK_DATA_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config(
+    {cls.component: cls for cls in (DataEmit, DataOperations, DataTransformer, Generator)}
+)
+SDK_TEXT_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config(
+    {cls.component: cls for cls in (JsonParser, RegexMatcher)}
+)

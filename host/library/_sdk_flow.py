@@ -130,8 +130,10 @@ class Filter(LibraryActor):
     def run(self, ctx: ActorContext) -> None:
         condition = config_str(ctx, "condition", "truthy")
         if condition not in _FILTER_CONDITIONS:
-            raise ActorError(f"config 'condition' must be one of "
-                             f"{', '.join(_FILTER_CONDITIONS)}, got {condition!r}")
+            raise ActorError(
+                f"config 'condition' must be one of "
+                f"{', '.join(_FILTER_CONDITIONS)}, got {condition!r}"
+            )
         field = config_str(ctx, "field", "")
         expected = ctx.config.get("value")
         kept: list[Any] = []
@@ -155,8 +157,7 @@ class Filter(LibraryActor):
 
 
 def _json_text(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"),
-                                                   ensure_ascii=False)
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), ensure_ascii=False)
 
 
 class Map(LibraryActor):
@@ -178,8 +179,9 @@ class Map(LibraryActor):
         operation = config_str(ctx, "operation", "identity")
         ops = ("identity", "to_string", "to_number", "extract_field")
         if operation not in ops:
-            raise ActorError(f"config 'operation' must be one of {', '.join(ops)}, "
-                             f"got {operation!r}")
+            raise ActorError(
+                f"config 'operation' must be one of {', '.join(ops)}, got {operation!r}"
+            )
         field = config_str(ctx, "field", "")
         out: list[Any] = []
         for i, item in enumerate(_array(ctx, "input")):
@@ -194,8 +196,9 @@ class Map(LibraryActor):
                 except ValueError:
                     out.append(None)
                 if out[-1] is None:
-                    raise reject(ctx, f"in-port 'input': item [{i}] is not a number: "
-                                      f"{_json_text(item)[:60]}")
+                    raise reject(
+                        ctx, f"in-port 'input': item [{i}] is not a number: {_json_text(item)[:60]}"
+                    )
             elif operation == "extract_field":
                 out.append(item.get(field) if isinstance(item, dict) else None)
             else:
@@ -225,14 +228,16 @@ class Reduce(LibraryActor):
     def run(self, ctx: ActorContext) -> None:
         op = config_str(ctx, "operation", "sum")
         if op not in _REDUCE_OPS:
-            raise ActorError(f"config 'operation' must be one of {', '.join(_REDUCE_OPS)}, "
-                             f"got {op!r}")
+            raise ActorError(
+                f"config 'operation' must be one of {', '.join(_REDUCE_OPS)}, got {op!r}"
+            )
         items = _array(ctx, "input")
         if not items:
             ctx.done({"output": Message.float(0.0)})
             return
-        numbers = [float(v) for v in items
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        numbers = [
+            float(v) for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
         if op == "sum":
             result = Message.float(float(sum(numbers)))
         elif op == "product":
@@ -329,8 +334,9 @@ def _flat_condition(ctx: ActorContext, data: Any, kind: str) -> bool:
     config = ctx.config
     ctype = config.get("condition_type", "equals")
     if ctype not in _CONDITIONS:
-        raise ActorError(f"config 'condition_type' must be one of {', '.join(_CONDITIONS)}, "
-                         f"got {ctype!r}")
+        raise ActorError(
+            f"config 'condition_type' must be one of {', '.join(_CONDITIONS)}, got {ctype!r}"
+        )
     has_value = "condition_value" in config or "value" in config
     expected = config.get("condition_value", config.get("value"))
     field = config.get("condition_field", config.get("field"))
@@ -339,11 +345,18 @@ def _flat_condition(ctx: ActorContext, data: Any, kind: str) -> bool:
     if ctype == "equals":
         if field is None:
             return has_value and json_equal(data, expected)
-        return (isinstance(data, dict) and field in data and has_value
-                and json_equal(data[field], expected))
+        return (
+            isinstance(data, dict)
+            and field in data
+            and has_value
+            and json_equal(data[field], expected)
+        )
     if ctype in ("greater_than", "less_than"):
-        if kind not in ("Integer", "Float") or isinstance(expected, bool) or not isinstance(
-                expected, (int, float)):
+        if (
+            kind not in ("Integer", "Float")
+            or isinstance(expected, bool)
+            or not isinstance(expected, (int, float))
+        ):
             return False
         return data > expected if ctype == "greater_than" else data < expected
     if ctype == "contains":
@@ -351,10 +364,10 @@ def _flat_condition(ctx: ActorContext, data: Any, kind: str) -> bool:
             return isinstance(expected, str) and expected in data
         return kind == "Array" and any(json_equal(x, expected) for x in data)
     if ctype == "is_empty":
-        return (kind in ("String", "Array") and not data) or (kind == "Optional"
-                                                              and data is None)
+        return (kind in ("String", "Array") and not data) or (kind == "Optional" and data is None)
     return kind in ("Boolean", "Integer", "Float", "String", "Array", "Optional") and (
-        data is not None and _truthy(data) if kind != "Array" else bool(data))
+        data is not None and _truthy(data) if kind != "Array" else bool(data)
+    )
 
 
 class IfBranch(LibraryActor):
@@ -456,16 +469,20 @@ class RulesEngine(LibraryActor):
         result = dict(data) if isinstance(data, dict) else data
         for i, prop in enumerate(actions.get("setProperty") or []):
             if not isinstance(prop, Mapping) or not isinstance(prop.get("key"), str):
-                raise ActorError(f"config {key!r}.actions.setProperty[{i}] must be "
-                                 f'{{"key": <string>, "value": …}}, got {prop!r}')
+                raise ActorError(
+                    f"config {key!r}.actions.setProperty[{i}] must be "
+                    f'{{"key": <string>, "value": …}}, got {prop!r}'
+                )
             if isinstance(result, dict) and "value" in prop:
                 result[prop["key"]] = prop["value"]
         for i, target in enumerate(actions.get("setOutput") or []):
             port = target.get("port") if isinstance(target, Mapping) else None
             if port not in self.outports:
-                raise ActorError(f"config {key!r}.actions.setOutput[{i}].port: {port!r} is "
-                                 f"not an out-port of tpl_rules_engine (output, matched, "
-                                 f"unmatched)")
+                raise ActorError(
+                    f"config {key!r}.actions.setOutput[{i}].port: {port!r} is "
+                    f"not an out-port of tpl_rules_engine (output, matched, "
+                    f"unmatched)"
+                )
             out[port] = value_message(target.get("value"))
         out["matched"] = value_message(result)
         ctx.done(out)
@@ -591,12 +608,31 @@ class HitTest(LibraryActor):
             ctx.done()
             return
         ctx.pool_upsert("_ht", "inside", inside)
-        ctx.done({"enter": Message.string("HOVER")} if inside
-                 else {"leave": Message.string("LEAVE")})
+        ctx.done(
+            {"enter": Message.string("HOVER")} if inside else {"leave": Message.string("LEAVE")}
+        )
 
 
-SDK_FLOW_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
-    cls.component: cls
-    for cls in (Collect, Filter, Fsm, Gate, HitTest, IfBranch, Loop, Map, Merge, Passthrough,
-                Reduce, RulesEngine, Signal, Split, Subscriber, Switch)
-})
+SDK_FLOW_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config(
+    {
+        cls.component: cls
+        for cls in (
+            Collect,
+            Filter,
+            Fsm,
+            Gate,
+            HitTest,
+            IfBranch,
+            Loop,
+            Map,
+            Merge,
+            Passthrough,
+            Reduce,
+            RulesEngine,
+            Signal,
+            Split,
+            Subscriber,
+            Switch,
+        )
+    }
+)

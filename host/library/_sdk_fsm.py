@@ -58,8 +58,7 @@ class _Machine:
         field = rule.get("field") if isinstance(rule, Mapping) else None
         if field is None:
             return evaluate_rule(rule, scope, f"'guards'.{name}")
-        return evaluate_rule(rule, scope.get(field), f"'guards'.{name}",
-                             present=field in scope)
+        return evaluate_rule(rule, scope.get(field), f"'guards'.{name}", present=field in scope)
 
     def pick(self, spec: Any, scope: dict[str, Any], where: str) -> str | None:
         """The target of a transition spec: a state name, ``{"target", "guard"?}`` or a list
@@ -70,8 +69,10 @@ class _Machine:
         for i, option in enumerate(options):
             at = f"{where}[{i}]" if isinstance(spec, list) else where
             if not isinstance(option, Mapping):
-                raise ActorError(f"config {at} must be a state name or "
-                                 f'{{"target": …, "guard": …}}, got {option!r}')
+                raise ActorError(
+                    f"config {at} must be a state name or "
+                    f'{{"target": …, "guard": …}}, got {option!r}'
+                )
             if "guard" in option and not self.guard(option["guard"], scope, f"{at}.guard"):
                 if isinstance(spec, list):
                     continue
@@ -97,17 +98,24 @@ class _Machine:
                 continue
             op = change.get("op", "set")
             if op not in _ASSIGN_OPS:
-                raise ActorError(f"config {where}.assign.{name}.op must be one of "
-                                 f"{', '.join(_ASSIGN_OPS)}, got {op!r}")
+                raise ActorError(
+                    f"config {where}.assign.{name}.op must be one of "
+                    f"{', '.join(_ASSIGN_OPS)}, got {op!r}"
+                )
             amount = change.get("value", 1.0)
             if isinstance(amount, bool) or not isinstance(amount, (int, float)):
                 amount = 1.0
             now = self.ctx.pool_get("_fsm_ctx", name, 0.0)
             if isinstance(now, bool) or not isinstance(now, (int, float)):
                 now = 0.0
-            new = {"set": amount, "increment": now + amount, "decrement": now - amount,
-                   "add": now + amount, "multiply": now * amount,
-                   "toggle": 1.0 if now == 0 else 0.0}[op]
+            new = {
+                "set": amount,
+                "increment": now + amount,
+                "decrement": now - amount,
+                "add": now + amount,
+                "multiply": now * amount,
+                "toggle": 1.0 if now == 0 else 0.0,
+            }[op]
             self.ctx.pool_upsert("_fsm_ctx", name, float(new))
 
 
@@ -135,8 +143,14 @@ class Fsm(LibraryActor):
     component = "tpl_fsm"
     inports = ["event", "tick", "control", "data"]
     outports = ["state", "transition", "context", "done", "emit", "data"]
-    outport_types = {"state": "String", "transition": "Object", "context": "Object",
-                     "done": "Flow", "emit": "Object", "data": "Object"}
+    outport_types = {
+        "state": "String",
+        "transition": "Object",
+        "context": "Object",
+        "done": "Flow",
+        "emit": "Object",
+        "data": "Object",
+    }
 
     def run(self, ctx: ActorContext) -> None:
         machine = _Machine(ctx)
@@ -190,8 +204,10 @@ class Fsm(LibraryActor):
                 return
             delay = timeout.get("delay", 1.0) if isinstance(timeout, Mapping) else 1.0
             if isinstance(delay, bool) or not isinstance(delay, (int, float)):
-                raise ActorError(f"config 'states'.{current}.on._timeout.delay must be a "
-                                 f"number of seconds, got {delay!r}")
+                raise ActorError(
+                    f"config 'states'.{current}.on._timeout.delay must be a "
+                    f"number of seconds, got {delay!r}"
+                )
             elapsed = ctx.pool_get("_fsm", "timeout_elapsed", 0.0) + dt
             if elapsed < delay:
                 ctx.pool_upsert("_fsm", "timeout_elapsed", elapsed)
@@ -209,8 +225,7 @@ class Fsm(LibraryActor):
             return
         ctx.done(self._transition(machine, current, target, event))
 
-    def _transition(self, m: _Machine, start: str, target: str, event: str
-                    ) -> dict[str, Message]:
+    def _transition(self, m: _Machine, start: str, target: str, event: str) -> dict[str, Message]:
         ctx = m.ctx
         out: dict[str, Message] = {}
         emitted: dict[str, Any] = {}

@@ -24,9 +24,15 @@ from ._sdk_support import payload, reject
 __all__ = ["SDK_IO_TEMPLATES"]
 
 _MIME = {
-    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-    ".gif": "image/gif", ".wav": "audio/wav", ".mp3": "audio/mpeg",
-    ".json": "application/json", ".txt": "text/plain",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".json": "application/json",
+    ".txt": "text/plain",
 }
 
 
@@ -40,8 +46,9 @@ def _path(ctx: ActorContext) -> str:
 
 
 def _os_error(ctx: ActorContext, what: str, path: str, exc: OSError) -> ActorError:
-    return reject(ctx, f"cannot {what} {path!r} (config 'path'): "
-                       f"{exc.strerror or type(exc).__name__}")
+    return reject(
+        ctx, f"cannot {what} {path!r} (config 'path'): {exc.strerror or type(exc).__name__}"
+    )
 
 
 class FileLoad(LibraryActor):
@@ -72,8 +79,11 @@ class FileLoad(LibraryActor):
             if not stat.S_ISREG(info.st_mode):
                 raise reject(ctx, f"config 'path' {path!r} is not a regular file")
             if info.st_size > limit:
-                raise reject(ctx, f"file {path!r} is {info.st_size} bytes, larger than config "
-                                  f"'maxBytes' ({limit})")
+                raise reject(
+                    ctx,
+                    f"file {path!r} is {info.st_size} bytes, larger than config "
+                    f"'maxBytes' ({limit})",
+                )
             with os.fdopen(fd, "rb", closefd=False) as f:
                 data = f.read(limit + 1)
         except OSError as exc:
@@ -83,8 +93,12 @@ class FileLoad(LibraryActor):
         if len(data) > limit:  # grew while being read
             raise reject(ctx, f"file {path!r} is larger than config 'maxBytes' ({limit})")
         mime = _MIME.get(Path(path).suffix.lower(), "application/octet-stream")
-        ctx.done({"output": Message.bytes(data), "metadata": Message.object(
-            {"path": path, "size": len(data), "mimeType": mime})})
+        ctx.done(
+            {
+                "output": Message.bytes(data),
+                "metadata": Message.object({"path": path, "size": len(data), "mimeType": mime}),
+            }
+        )
 
 
 class FileSave(LibraryActor):
@@ -123,8 +137,12 @@ class FileSave(LibraryActor):
                 f.write(data)
         except OSError as exc:
             raise _os_error(ctx, "write", path, exc) from None
-        ctx.done({"path": Message.string(path), "metadata": Message.object(
-            {"path": path, "size": len(data), "written": True})})
+        ctx.done(
+            {
+                "path": Message.string(path),
+                "metadata": Message.object({"path": path, "size": len(data), "written": True}),
+            }
+        )
 
 
 def _object_config(ctx: ActorContext, key: str) -> Any:
@@ -149,8 +167,7 @@ class ServerRequest(LibraryActor):
     component = "tpl_server_request"
     inports: list[str] = []
     outports = ["body", "headers", "params", "method", "url"]
-    outport_types = {"headers": "Object", "params": "Object", "method": "String",
-                     "url": "String"}
+    outport_types = {"headers": "Object", "params": "Object", "method": "String", "url": "String"}
 
     def run(self, ctx: ActorContext) -> None:
         body = ctx.config.get("body")
@@ -163,8 +180,12 @@ class ServerRequest(LibraryActor):
             if not isinstance(value, str):
                 raise ActorError(f"config {key!r} must be a string, got {value!r}")
         out: dict[str, Message] = {
-            "body": Message.object(body) if isinstance(body, dict) else
-            Message.object({}) if body is None else Message.from_value(body)}
+            "body": Message.object(body)
+            if isinstance(body, dict)
+            else Message.object({})
+            if body is None
+            else Message.from_value(body)
+        }
         if headers is not None:
             out["headers"] = Message.object(headers)
         if params is not None:
@@ -198,8 +219,10 @@ class ServerResponse(LibraryActor):
         given = ctx.inputs.get("status")
         if given is not None:
             if given["type"] != "Integer" or not 100 <= given["data"] <= 599:
-                raise ActorError(f"in-port 'status': expected an Integer HTTP status "
-                                 f"100-599, got {given['type']} {given.get('data')!r}")
+                raise ActorError(
+                    f"in-port 'status': expected an Integer HTTP status "
+                    f"100-599, got {given['type']} {given.get('data')!r}"
+                )
             status = given["data"]
         msg = ctx.inputs.get("body")
         if msg is None:
@@ -208,17 +231,17 @@ class ServerResponse(LibraryActor):
             body = msg["data"]
         else:
             body = None
-        response: dict[str, Any] = {"statusCode": status, "contentType": content_type,
-                                    "body": body}
+        response: dict[str, Any] = {"statusCode": status, "contentType": content_type, "body": body}
         headers = ctx.inputs.get("headers")
         if headers is not None:
             if headers["type"] != "Object" or not all(
-                    isinstance(v, str) for v in headers["data"].values()):
+                isinstance(v, str) for v in headers["data"].values()
+            ):
                 raise ActorError("in-port 'headers': expected an Object of header strings")
             response["headers"] = dict(headers["data"])
         ctx.done({"response": Message.object(response)})
 
 
-SDK_IO_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
-    cls.component: cls for cls in (FileLoad, FileSave, ServerRequest, ServerResponse)
-})
+SDK_IO_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config(
+    {cls.component: cls for cls in (FileLoad, FileSave, ServerRequest, ServerResponse)}
+)

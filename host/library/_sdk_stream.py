@@ -50,14 +50,18 @@ async def _frames(reader: Any, timeout_ms: int) -> AsyncIterator[dict[str, Any]]
         elif kind == "end":
             return
         elif kind == "timeout":
-            raise ActorError(f"in-port 'stream': stream {reader.stream_id} sent nothing for "
-                             f"{timeout_ms} ms (config 'timeoutMs')")
+            raise ActorError(
+                f"in-port 'stream': stream {reader.stream_id} sent nothing for "
+                f"{timeout_ms} ms (config 'timeoutMs')"
+            )
         elif kind == "error":
-            raise ActorError(f"in-port 'stream': stream {reader.stream_id} failed: "
-                             f"{frame['error']}")
+            raise ActorError(
+                f"in-port 'stream': stream {reader.stream_id} failed: {frame['error']}"
+            )
         else:
-            raise ActorError(f"in-port 'stream': stream {reader.stream_id} was closed by its "
-                             f"producer before end")
+            raise ActorError(
+                f"in-port 'stream': stream {reader.stream_id} was closed by its producer before end"
+            )
 
 
 async def _push(out: Stream, data: bytes) -> bool:
@@ -90,8 +94,11 @@ class _Forward(LibraryActor):
 
     async def run(self, ctx: ActorContext) -> None:
         timeout_ms = config_int(ctx, "timeoutMs", _TIMEOUT_MS, minimum=1)
-        depth = config_int(ctx, "bufferSize", 64, minimum=1, maximum=1 << 16) if (
-            "bufferSize" in self.config_schema) else _OUT_FRAMES
+        depth = (
+            config_int(ctx, "bufferSize", 64, minimum=1, maximum=1 << 16)
+            if ("bufferSize" in self.config_schema)
+            else _OUT_FRAMES
+        )
         self.check_config(ctx)
         reader = _reader(ctx)
         source = reader._channel
@@ -99,11 +106,11 @@ class _Forward(LibraryActor):
         # bounded stream nobody reads would stall the forwarding for good.
         routes = getattr(ctx._node, "routes")  # noqa: B009
         ports = [p for p in self.out_ports if routes.get(p)]
-        outs = [Stream.create(depth, ctx.node, port, content_type=source.content_type)
-                for port in ports]
+        outs = [
+            Stream.create(depth, ctx.node, port, content_type=source.content_type) for port in ports
+        ]
         if outs:
-            await ctx.asend({port: s.into_message() for port, s in zip(ports, outs,
-                                                                      strict=True)})
+            await ctx.asend({port: s.into_message() for port, s in zip(ports, outs, strict=True)})
         stats: dict[str, Any] = {"totalBytes": 0, "dataFrames": 0, "sizeHint": None}
         started = time.monotonic()
         batch_size, pending = self.batch(ctx), bytearray()
@@ -113,8 +120,11 @@ class _Forward(LibraryActor):
                     if frame["kind"] == "begin":
                         stats["sizeHint"] = frame.get("size_hint")
                         for s in outs:
-                            s.send_begin(frame.get("content_type"), frame.get("size_hint"),
-                                         frame.get("metadata") or None)
+                            s.send_begin(
+                                frame.get("content_type"),
+                                frame.get("size_hint"),
+                                frame.get("metadata") or None,
+                            )
                         continue
                     data = frame["data"]
                     stats["totalBytes"] += len(data)
@@ -147,8 +157,9 @@ class _Forward(LibraryActor):
     def check_config(self, ctx: ActorContext) -> None:
         """Validate config before anything is read."""
 
-    def finish(self, ctx: ActorContext, stats: dict[str, Any], elapsed_ms: int,
-               content_type: str | None) -> None:
+    def finish(
+        self, ctx: ActorContext, stats: dict[str, Any], elapsed_ms: int, content_type: str | None
+    ) -> None:
         ctx.done()
 
 
@@ -185,14 +196,23 @@ class StreamStats(_Forward):
     outports = ["stream", "stats", "error"]
     outport_types = {"stream": "Stream", "stats": "Object", "error": "Error"}
 
-    def finish(self, ctx: ActorContext, stats: dict[str, Any], elapsed_ms: int,
-               content_type: str | None) -> None:
+    def finish(
+        self, ctx: ActorContext, stats: dict[str, Any], elapsed_ms: int, content_type: str | None
+    ) -> None:
         total, frames = stats["totalBytes"], stats["dataFrames"]
-        ctx.done({"stats": Message.object({
-            **stats, "durationMs": elapsed_ms,
-            "throughputBytesPerSec": total * 1000 // elapsed_ms if elapsed_ms else 0,
-            "avgFrameBytes": total // frames if frames else 0, "contentType": content_type,
-        })})
+        ctx.done(
+            {
+                "stats": Message.object(
+                    {
+                        **stats,
+                        "durationMs": elapsed_ms,
+                        "throughputBytesPerSec": total * 1000 // elapsed_ms if elapsed_ms else 0,
+                        "avgFrameBytes": total // frames if frames else 0,
+                        "contentType": content_type,
+                    }
+                )
+            }
+        )
 
 
 class StreamTee(_Forward):
@@ -265,7 +285,7 @@ class BytesToStream(LibraryActor):
         stream.send_begin(size_hint=len(data))
         view = memoryview(data)
         for start in range(0, len(data), size):
-            stream.send_bytes(view[start:start + size])
+            stream.send_bytes(view[start : start + size])
         stream.end()
         ctx.done({"stream": stream.into_message()})
 
@@ -300,16 +320,32 @@ class StreamToBytes(LibraryActor):
                         continue
                     buf += frame["data"]
                     if len(buf) > limit:
-                        raise ActorError(f"in-port 'stream': stream {reader.stream_id} is "
-                                         f"longer than config 'maxBytes' ({limit} bytes)")
+                        raise ActorError(
+                            f"in-port 'stream': stream {reader.stream_id} is "
+                            f"longer than config 'maxBytes' ({limit} bytes)"
+                        )
         except ActorError as exc:
             raise reject(ctx, str(exc)) from None
-        ctx.done({"output": Message.bytes(bytes(buf)), "metadata": Message.object({
-            "contentType": content_type, "size": len(buf), "streamMetadata": meta})})
+        ctx.done(
+            {
+                "output": Message.bytes(bytes(buf)),
+                "metadata": Message.object(
+                    {"contentType": content_type, "size": len(buf), "streamMetadata": meta}
+                ),
+            }
+        )
 
 
-SDK_STREAM_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config({
-    cls.component: cls
-    for cls in (BytesToStream, StreamBuffer, StreamStats, StreamTee, StreamThrottle,
-                StreamToBytes)
-})
+SDK_STREAM_TEMPLATES: dict[str, type[LibraryActor]] = with_sdk_config(
+    {
+        cls.component: cls
+        for cls in (
+            BytesToStream,
+            StreamBuffer,
+            StreamStats,
+            StreamTee,
+            StreamThrottle,
+            StreamToBytes,
+        )
+    }
+)

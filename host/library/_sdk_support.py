@@ -114,24 +114,43 @@ def _empty(v: Any) -> bool:
 def _ordered(op: str, a: Any, b: Any) -> bool:
     if not (_is_number(a) and _is_number(b)):
         return False
-    return {"greater_than": a > b, "less_than": a < b,
-            "greater_equal": a >= b, "less_equal": a <= b}[op]
+    return {
+        "greater_than": a > b,
+        "less_than": a < b,
+        "greater_equal": a >= b,
+        "less_equal": a <= b,
+    }[op]
 
 
 def _between(v: Any, bounds: Any) -> bool:
-    return (_is_number(v) and isinstance(bounds, list) and len(bounds) == 2
-            and all(_is_number(x) for x in bounds) and bounds[0] <= v <= bounds[1])
+    return (
+        _is_number(v)
+        and isinstance(bounds, list)
+        and len(bounds) == 2
+        and all(_is_number(x) for x in bounds)
+        and bounds[0] <= v <= bounds[1]
+    )
 
 
 #: Rule operators and their aliases (the FSM's guards also take gt/lt/gte/lte).
 RULE_OPERATORS = {
-    "is": "is", "is_not": "is_not", "contains": "contains", "not_contains": "not_contains",
-    "greater_than": "greater_than", "gt": "greater_than",
-    "less_than": "less_than", "lt": "less_than",
-    "greater_equal": "greater_equal", "gte": "greater_equal",
-    "less_equal": "less_equal", "lte": "less_equal",
-    "empty": "empty", "not_empty": "not_empty", "between": "between",
-    "in": "in", "not_in": "not_in",
+    "is": "is",
+    "is_not": "is_not",
+    "contains": "contains",
+    "not_contains": "not_contains",
+    "greater_than": "greater_than",
+    "gt": "greater_than",
+    "less_than": "less_than",
+    "lt": "less_than",
+    "greater_equal": "greater_equal",
+    "gte": "greater_equal",
+    "less_equal": "less_equal",
+    "lte": "less_equal",
+    "empty": "empty",
+    "not_empty": "not_empty",
+    "between": "between",
+    "in": "in",
+    "not_in": "not_in",
 }
 
 
@@ -141,13 +160,17 @@ def evaluate_rule(rule: Any, value: Any, where: str, *, present: bool = True) ->
     (``present`` false) satisfies only ``empty`` and ``not_contains``-style negations' opposite:
     it fails every rule but ``empty``."""
     if not isinstance(rule, Mapping):
-        raise ActorError(f"config {where} must be an object like "
-                         f'{{"field": …, "operator": …, "value": …}}, got {rule!r}')
+        raise ActorError(
+            f"config {where} must be an object like "
+            f'{{"field": …, "operator": …, "value": …}}, got {rule!r}'
+        )
     name = rule.get("operator", "is")
     op = RULE_OPERATORS.get(name) if isinstance(name, str) else None
     if op is None:
-        raise ActorError(f"config {where}.operator: unknown operator {name!r}; expected one "
-                         f"of {', '.join(sorted(RULE_OPERATORS))}")
+        raise ActorError(
+            f"config {where}.operator: unknown operator {name!r}; expected one "
+            f"of {', '.join(sorted(RULE_OPERATORS))}"
+        )
     expected = rule.get("value")
     if not present:
         return op == "empty"
@@ -179,8 +202,9 @@ def _field(data: Any, rule: Any) -> tuple[bool, Any]:
     return False, None
 
 
-def rule_groups_match(spec: Mapping[str, Any], data: Any, key: str,
-                      default_type: str = "IF") -> bool:
+def rule_groups_match(
+    spec: Mapping[str, Any], data: Any, key: str, default_type: str = "IF"
+) -> bool:
     """Whether ``data`` (a payload) satisfies a Zeal rule set ``{"type": "IF"|"OR", "groups":
     [{"connector": "AND"|"OR", "rules": [...]}]}``: IF needs every group, OR any one."""
     kind = spec.get("type", default_type)
@@ -196,8 +220,7 @@ def rule_groups_match(spec: Mapping[str, Any], data: Any, key: str,
             raise ActorError(f"config {where} must be an object, got {group!r}")
         connector = group.get("connector", "AND")
         if connector not in ("AND", "OR"):
-            raise ActorError(f"config {where}.connector must be 'AND' or 'OR', "
-                             f"got {connector!r}")
+            raise ActorError(f"config {where}.connector must be 'AND' or 'OR', got {connector!r}")
         rules = group.get("rules", [])
         if not isinstance(rules, list):
             raise ActorError(f"config {where}.rules must be a list, got {rules!r}")
@@ -228,10 +251,14 @@ def sdk_number(ctx: ActorContext, port: str, *, required: bool = True) -> float:
         else:
             if math.isfinite(value):
                 return value
-        raise reject(ctx, f"in-port {port!r}: expected a number, got the String "
-                          f"{json.dumps(data[:40])}")
-    raise reject(ctx, f"in-port {port!r}: expected a number (Integer, Float or numeric "
-                      f"String), got {msg['type']}")
+        raise reject(
+            ctx, f"in-port {port!r}: expected a number, got the String {json.dumps(data[:40])}"
+        )
+    raise reject(
+        ctx,
+        f"in-port {port!r}: expected a number (Integer, Float or numeric "
+        f"String), got {msg['type']}",
+    )
 
 
 def precision(ctx: ActorContext) -> int:

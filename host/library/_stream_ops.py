@@ -40,13 +40,16 @@ async def _chunks(ctx: ActorContext, reader: Any, timeout_ms: int) -> Any:
         elif kind == "end":
             return
         elif kind == "timeout":
-            raise ActorError(f"in-port 'in': stream {reader.stream_id} sent nothing for "
-                             f"{timeout_ms} ms (config 'timeout_ms')")
+            raise ActorError(
+                f"in-port 'in': stream {reader.stream_id} sent nothing for "
+                f"{timeout_ms} ms (config 'timeout_ms')"
+            )
         elif kind == "error":
             raise ActorError(f"in-port 'in': stream {reader.stream_id} failed: {frame['error']}")
         else:
-            raise ActorError(f"in-port 'in': stream {reader.stream_id} was closed by its "
-                             "producer before end")
+            raise ActorError(
+                f"in-port 'in': stream {reader.stream_id} was closed by its producer before end"
+            )
 
 
 class StreamCollect(LibraryActor):
@@ -72,8 +75,10 @@ class StreamCollect(LibraryActor):
             async for chunk in _chunks(ctx, reader, timeout_ms):
                 buf += chunk
                 if len(buf) > limit:
-                    raise ActorError(f"in-port 'in': stream {reader.stream_id} is longer than "
-                                     f"config 'max_bytes' ({limit} bytes)")
+                    raise ActorError(
+                        f"in-port 'in': stream {reader.stream_id} is longer than "
+                        f"config 'max_bytes' ({limit} bytes)"
+                    )
         ctx.done({"out": Message.bytes(bytes(buf))})
 
 
@@ -109,7 +114,7 @@ class StreamChunk(LibraryActor):
             stream.send_begin(size_hint=len(data))
         view = memoryview(data)
         for start in range(0, len(data), size):
-            stream.send_bytes(view[start:start + size])
+            stream.send_bytes(view[start : start + size])
         stream.end()
         ctx.done({"out": stream.into_message()})
 
@@ -157,19 +162,22 @@ class StreamLines(LibraryActor):
                 try:
                     pending += decoder.decode(chunk)
                 except UnicodeDecodeError as exc:
-                    raise ActorError(f"in-port 'in': stream {reader.stream_id} is not valid "
-                                     f"{encoding}: {exc}") from exc
+                    raise ActorError(
+                        f"in-port 'in': stream {reader.stream_id} is not valid {encoding}: {exc}"
+                    ) from exc
                 *lines, pending = pending.split("\n")
                 for line in lines:
                     await emit(line + "\n")
                 if len(pending) > max_line:
-                    raise ActorError(f"in-port 'in': a line is longer than config 'max_line' "
-                                     f"({max_line})")
+                    raise ActorError(
+                        f"in-port 'in': a line is longer than config 'max_line' ({max_line})"
+                    )
             try:
                 pending += decoder.decode(b"", final=True)
             except UnicodeDecodeError as exc:
-                raise ActorError(f"in-port 'in': stream {reader.stream_id} ends inside a "
-                                 f"{encoding} character") from exc
+                raise ActorError(
+                    f"in-port 'in': stream {reader.stream_id} ends inside a {encoding} character"
+                ) from exc
             if pending:
                 await emit(pending)
         ctx.done({"done": Message.integer(count)})

@@ -69,8 +69,10 @@ class TextTemplate(LibraryActor):
             if value is _ABSENT:
                 if missing == "empty":
                     return ""
-                raise ActorError(f"config 'template': placeholder {m[0]} names a field that "
-                                 "in-port 'in' does not have")
+                raise ActorError(
+                    f"config 'template': placeholder {m[0]} names a field that "
+                    "in-port 'in' does not have"
+                )
             return value if isinstance(value, str) else _json_text(value)
 
         ctx.done({"out": Message.string(_PLACEHOLDER.sub(fill, template))})
@@ -94,8 +96,11 @@ class TextCase(LibraryActor):
         "title": str.title,
         "capitalize": str.capitalize,
         "trim": str.strip,
-        "snake": lambda s: re.sub(r"[^0-9a-zA-Z]+", "_",
-                                  re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", s)).strip("_").lower(),
+        "snake": lambda s: (
+            re.sub(r"[^0-9a-zA-Z]+", "_", re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", s))
+            .strip("_")
+            .lower()
+        ),
     }
 
     def run(self, ctx: ActorContext) -> None:
@@ -198,8 +203,11 @@ class TextEncode(LibraryActor):
                 ctx.done({"out": Message.string(text)})
                 return
             try:
-                raw = (base64.b64decode(data, validate=True) if encoding == "base64"
-                       else bytes.fromhex(data))
+                raw = (
+                    base64.b64decode(data, validate=True)
+                    if encoding == "base64"
+                    else bytes.fromhex(data)
+                )
             except (binascii.Error, ValueError) as exc:
                 raise ActorError(f"in-port 'in': not valid {encoding}: {exc}") from exc
             ctx.done({"out": Message.bytes(raw)})
@@ -240,14 +248,21 @@ def _regex_input(ctx: ActorContext) -> str:
     text = input_text(ctx, "in")
     limit = config_int(ctx, "max_length", 1 << 20, minimum=0)
     if len(text) > limit:
-        raise ActorError(f"in-port 'in': text of {len(text)} characters is longer than config "
-                         f"'max_length' ({limit})")
+        raise ActorError(
+            f"in-port 'in': text of {len(text)} characters is longer than config "
+            f"'max_length' ({limit})"
+        )
     return text
 
 
 def _match_object(m: re.Match[str]) -> dict[str, Any]:
-    return {"match": m[0], "start": m.start(), "end": m.end(), "groups": list(m.groups()),
-            "named": m.groupdict()}
+    return {
+        "match": m[0],
+        "start": m.start(),
+        "end": m.end(),
+        "groups": list(m.groups()),
+        "named": m.groupdict(),
+    }
 
 
 class RegexMatch(LibraryActor):
@@ -272,8 +287,7 @@ class RegexMatch(LibraryActor):
         if m is None:
             ctx.done({"unmatched": ctx.inputs["in"], "result": Message.boolean(False)})
         else:
-            ctx.done({"matched": Message.object(_match_object(m)),
-                      "result": Message.boolean(True)})
+            ctx.done({"matched": Message.object(_match_object(m)), "result": Message.boolean(True)})
 
 
 class RegexExtract(LibraryActor):
@@ -336,6 +350,15 @@ class RegexReplace(LibraryActor):
 
 TEXT_TEMPLATES: dict[str, type[LibraryActor]] = {
     cls.component: cls
-    for cls in (TextTemplate, TextCase, TextSplit, TextJoin, TextReplace, TextEncode,
-                RegexMatch, RegexExtract, RegexReplace)
+    for cls in (
+        TextTemplate,
+        TextCase,
+        TextSplit,
+        TextJoin,
+        TextReplace,
+        TextEncode,
+        RegexMatch,
+        RegexExtract,
+        RegexReplace,
+    )
 }

@@ -157,8 +157,9 @@ class TimerNow(LibraryActor):
         elif fmt == "unix_ms":
             out = Message.integer(int(now * 1000))
         else:
-            out = Message.string(dt.datetime.fromtimestamp(now, dt.UTC)
-                                 .isoformat(timespec="milliseconds"))
+            out = Message.string(
+                dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds")
+            )
         ctx.done({"out": out})
 
 
@@ -167,8 +168,13 @@ class TimerNow(LibraryActor):
 # waiting node holds no thread, later packets are not stuck behind a sleep, and shutdown()
 # cancels what is pending.
 
-_UNITS_MS = {"milliseconds": 1, "seconds": 1_000, "minutes": 60_000, "hours": 3_600_000,
-             "days": 86_400_000}
+_UNITS_MS = {
+    "milliseconds": 1,
+    "seconds": 1_000,
+    "minutes": 60_000,
+    "hours": 3_600_000,
+    "days": 86_400_000,
+}
 
 
 def _now_utc() -> dt.datetime:
@@ -275,17 +281,26 @@ class CronSchedule:
     0-7 (0 and 7 are Sunday). As in cron, when both day fields are restricted a day matching
     either one matches."""
 
-    _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-               ("day of week", 0, 7))
+    _FIELDS = (
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 7),
+    )
 
     def __init__(self, expr: str) -> None:
         parts = expr.split()
         if len(parts) != 5:
-            raise ActorError(f"config 'cronExpression': {expr!r} must have 5 fields "
-                             f"(minute hour day-of-month month day-of-week), got {len(parts)}")
+            raise ActorError(
+                f"config 'cronExpression': {expr!r} must have 5 fields "
+                f"(minute hour day-of-month month day-of-week), got {len(parts)}"
+            )
         self.expr = expr
-        sets = [self._field(p, name, lo, hi) for p, (name, lo, hi) in
-                zip(parts, self._FIELDS, strict=True)]
+        sets = [
+            self._field(p, name, lo, hi)
+            for p, (name, lo, hi) in zip(parts, self._FIELDS, strict=True)
+        ]
         self.minutes, self.hours, self.days, self.months, dows = sets
         self.dows = {d % 7 for d in dows}
         self.any_day = parts[2] == "*"
@@ -308,11 +323,11 @@ class CronSchedule:
                     if step_text:
                         b = hi
             except ValueError:
-                raise ActorError(f"config 'cronExpression': {item!r} is not a valid "
-                                 f"{name} field") from None
+                raise ActorError(
+                    f"config 'cronExpression': {item!r} is not a valid {name} field"
+                ) from None
             if step < 1 or not lo <= a <= b <= hi:
-                raise ActorError(f"config 'cronExpression': {item!r} is outside {name} "
-                                 f"{lo}-{hi}")
+                raise ActorError(f"config 'cronExpression': {item!r} is outside {name} {lo}-{hi}")
             out.update(range(a, b + 1, step))
         return out
 
@@ -340,8 +355,9 @@ class CronSchedule:
                     for minute in sorted(self.minutes):
                         if first is not None and hour == first.hour and minute < first.minute:
                             continue
-                        return dt.datetime(day.year, day.month, day.day, hour, minute,
-                                           tzinfo=dt.UTC)
+                        return dt.datetime(
+                            day.year, day.month, day.day, hour, minute, tzinfo=dt.UTC
+                        )
             day += dt.timedelta(days=1)
         raise ActorError(f"config 'cronExpression': {self.expr!r} never matches")
 
@@ -367,21 +383,26 @@ class CronTrigger(_Timed):
         "commonSchedules": {"type": "string", "default": "Custom"},
         "cronExpression": {"type": "string", "default": "0 * * * *"},
         "maxExecutions": {"type": "integer", "default": 0},
-        "payload": {"type": "string",
-                    "default": '{"timestamp": "${timestamp}", "schedule": "${schedule}"}'},
+        "payload": {
+            "type": "string",
+            "default": '{"timestamp": "${timestamp}", "schedule": "${schedule}"}',
+        },
     }
     wall_clock: Callable[[], dt.datetime] = staticmethod(_now_utc)
 
     def run(self, ctx: ActorContext) -> None:
         preset = config_str(ctx, "commonSchedules", "Custom")
         if preset != "Custom" and preset not in _PRESETS:
-            raise ActorError(f"config 'commonSchedules' must be Custom or one of "
-                             f"{', '.join(map(repr, _PRESETS))}, got {preset!r}")
+            raise ActorError(
+                f"config 'commonSchedules' must be Custom or one of "
+                f"{', '.join(map(repr, _PRESETS))}, got {preset!r}"
+            )
         expr = _PRESETS.get(preset) or config_str(ctx, "cronExpression", "0 * * * *")
         schedule = CronSchedule(expr)
         limit = config_int(ctx, "maxExecutions", 0, minimum=0)
         template = config_str(
-            ctx, "payload", '{"timestamp": "${timestamp}", "schedule": "${schedule}"}')
+            ctx, "payload", '{"timestamp": "${timestamp}", "schedule": "${schedule}"}'
+        )
         state = ctx.pool_get("_cron", "state")
         if (state is None) != bool(ctx.inputs):  # a packet once running, or a stray wake
             ctx.done()
@@ -392,8 +413,10 @@ class CronTrigger(_Timed):
         due = state["due"]
         if due is not None and now >= due - dt.timedelta(seconds=1):  # a due minute came
             state["count"] += 1
-            ctx.emit("trigger", _trigger_payload(
-                template, {"timestamp": now.isoformat(), "schedule": expr}))
+            ctx.emit(
+                "trigger",
+                _trigger_payload(template, {"timestamp": now.isoformat(), "schedule": expr}),
+            )
             after = max(now, due)  # a timer a little early must not fire this minute twice
         if limit and state["count"] >= limit:
             state["due"] = None
@@ -449,8 +472,12 @@ class DateTime(LibraryActor):
     component = "tpl_date_time"
     inports: list[str] = []
     outports = ["output", "timestamp", "formatted", "error"]
-    outport_types = {"output": "Object", "timestamp": "Integer", "formatted": "String",
-                     "error": "Error"}
+    outport_types = {
+        "output": "Object",
+        "timestamp": "Integer",
+        "formatted": "String",
+        "error": "Error",
+    }
     config_schema = {
         "operation": {"type": "string", "default": "now"},
         "format": {"type": "string", "default": "%Y-%m-%dT%H:%M:%S%.3fZ"},
@@ -469,20 +496,38 @@ class DateTime(LibraryActor):
             return
         millis = int(now.timestamp() * 1000)
         text = now.strftime(fmt.replace("%.3f", f".{now.microsecond // 1000:03d}"))
-        ctx.done({
-            "timestamp": Message.integer(millis),
-            "formatted": Message.string(text),
-            "output": Message.object({
-                "timestamp": millis, "iso": now.isoformat(), "formatted": text,
-                "year": now.strftime("%Y"), "month": now.strftime("%m"),
-                "day": now.strftime("%d"), "hour": now.strftime("%H"),
-                "minute": now.strftime("%M"), "second": now.strftime("%S"),
-            }),
-        })
+        ctx.done(
+            {
+                "timestamp": Message.integer(millis),
+                "formatted": Message.string(text),
+                "output": Message.object(
+                    {
+                        "timestamp": millis,
+                        "iso": now.isoformat(),
+                        "formatted": text,
+                        "year": now.strftime("%Y"),
+                        "month": now.strftime("%m"),
+                        "day": now.strftime("%d"),
+                        "hour": now.strftime("%H"),
+                        "minute": now.strftime("%M"),
+                        "second": now.strftime("%S"),
+                    }
+                ),
+            }
+        )
 
 
 TIME_TEMPLATES: dict[str, type[LibraryActor]] = {
     cls.component: cls
-    for cls in (TimerInterval, TimerDelay, TimerDebounce, TimerThrottle, TimerNow,
-                IntervalTrigger, CronTrigger, Delay, DateTime)
+    for cls in (
+        TimerInterval,
+        TimerDelay,
+        TimerDebounce,
+        TimerThrottle,
+        TimerNow,
+        IntervalTrigger,
+        CronTrigger,
+        Delay,
+        DateTime,
+    )
 }

@@ -74,8 +74,15 @@ class CameraCapture(SdkTemplate):
     inports = ["start", "stop"]
     outports = ["stream", "metadata", "error"]
     outport_types = {"stream": "Stream", "metadata": "Object", "error": "Error"}
-    config_defaults = {"backend": "mock", "width": 640, "height": 480, "fps": 30,
-                       "frameCount": None, "bufferSize": 4, "deviceId": None}
+    config_defaults = {
+        "backend": "mock",
+        "width": 640,
+        "height": 480,
+        "fps": 30,
+        "frameCount": None,
+        "bufferSize": 4,
+        "deviceId": None,
+    }
 
     async def tick(self, ctx: ActorContext) -> None:
         if "stop" in ctx.inputs and _truthy(ctx.inputs["stop"]):
@@ -83,24 +90,37 @@ class CameraCapture(SdkTemplate):
             return
         backend = config_str(ctx, "backend", "mock").lower()
         if backend in ("native", "nokhwa", "auto"):
-            raise ActorError(f"config 'backend' {backend!r}: there is no camera device on "
-                             "this host; use backend 'mock' (a test pattern)")
+            raise ActorError(
+                f"config 'backend' {backend!r}: there is no camera device on "
+                "this host; use backend 'mock' (a test pattern)"
+            )
         if backend not in ("mock", "test-pattern", "test_pattern"):
-            raise ActorError(f"config 'backend' must be 'mock' (or 'test-pattern'), got "
-                             f"{backend!r}")
+            raise ActorError(
+                f"config 'backend' must be 'mock' (or 'test-pattern'), got {backend!r}"
+            )
         w = config_int(ctx, "width", 640, minimum=1, maximum=16384)
         h = config_int(ctx, "height", 480, minimum=1, maximum=16384)
         if w * h > MAX_FRAME_PIXELS:
-            raise ActorError(f"config 'width' x 'height' ({w}x{h}) is more than "
-                             f"{MAX_FRAME_PIXELS} pixels")
+            raise ActorError(
+                f"config 'width' x 'height' ({w}x{h}) is more than {MAX_FRAME_PIXELS} pixels"
+            )
         fps = config_int(ctx, "fps", 30, minimum=1, maximum=1000)
         count = config_int(ctx, "frameCount", 1, minimum=0, maximum=1 << 31)
         buffer = config_int(ctx, "bufferSize", 4, minimum=1, maximum=4096)
         device = config_str(ctx, "deviceId", "mock-camera")
         self._stop(ctx)
-        meta = {"source": "camera", "backend": backend, "deviceId": device, "width": w,
-                "height": h, "fps": fps, "format": "rgba8", "contentType": "video/raw-rgba",
-                "frameCount": count, "timestampMicros": time.time_ns() // 1000}
+        meta = {
+            "source": "camera",
+            "backend": backend,
+            "deviceId": device,
+            "width": w,
+            "height": h,
+            "fps": fps,
+            "format": "rgba8",
+            "contentType": "video/raw-rgba",
+            "frameCount": count,
+            "timestampMicros": time.time_ns() // 1000,
+        }
         stream = Stream.create(buffer, ctx.node, "stream", content_type="video/raw-rgba")
         stream.send_begin("video/raw-rgba", w * h * 4 * count if count else None, meta)
         message = stream.into_message()
@@ -160,8 +180,13 @@ class RenderFrameCollector(SyncSdkTemplate):
     inports = ["frame", "frame_number", "done"]
     outports = ["stream", "progress", "error"]
     outport_types = {"stream": "Stream", "progress": "Object", "error": "Error"}
-    config_defaults = {"logProgress": False, "totalFrames": 0, "width": 512, "height": 512,
-                       "fps": 30}
+    config_defaults = {
+        "logProgress": False,
+        "totalFrames": 0,
+        "width": 512,
+        "height": 512,
+        "fps": 30,
+    }
 
     def tick(self, ctx: ActorContext) -> None:
         log = config_bool(ctx, "logProgress", False)
@@ -176,16 +201,21 @@ class RenderFrameCollector(SyncSdkTemplate):
             if msg["type"] != "Bytes":
                 raise ActorError(f"in-port 'frame': expected RGBA Bytes, got {msg['type']}")
             if len(msg["data"]) != w * h * 4:
-                raise ActorError(f"in-port 'frame': {len(msg['data'])} bytes is not a {w}x{h} "
-                                 f"RGBA frame ({w * h * 4} bytes; config 'width'/'height')")
+                raise ActorError(
+                    f"in-port 'frame': {len(msg['data'])} bytes is not a {w}x{h} "
+                    f"RGBA frame ({w * h * 4} bytes; config 'width'/'height')"
+                )
             frame = bytes(msg["data"])
         state = ctx.pool_get(_POOL, "collector")
         outputs: dict[str, Message] = {}
         if frame is not None:
             if state is None:
                 stream = Stream.create(0, ctx.node, "stream", content_type="video/raw-rgba")
-                stream.send_begin("video/raw-rgba", total * w * h * 4 or None,
-                                  {"width": w, "height": h, "fps": fps, "totalFrames": total})
+                stream.send_begin(
+                    "video/raw-rgba",
+                    total * w * h * 4 or None,
+                    {"width": w, "height": h, "fps": fps, "totalFrames": total},
+                )
                 state = [stream, 0]
                 ctx.pool_upsert(_POOL, "collector", state)
                 outputs["stream"] = stream.into_message()
@@ -235,18 +265,28 @@ class VideoInput(SdkTemplate):
     inports = ["source"]
     outports = ["videoData", "metadata", "error"]
     outport_types = {"videoData": "Object", "metadata": "Object", "error": "Error"}
-    config_defaults = {"source": "url", "acceptedFormats": ["video/mp4", "video/webm",
-                                                            "video/ogg"],
-                       "maxFileSize": 100, "autoplay": False, "loop": False, "muted": False,
-                       "showControls": True, "streamType": "auto", "url": None}
+    config_defaults = {
+        "source": "url",
+        "acceptedFormats": ["video/mp4", "video/webm", "video/ogg"],
+        "maxFileSize": 100,
+        "autoplay": False,
+        "loop": False,
+        "muted": False,
+        "showControls": True,
+        "streamType": "auto",
+        "url": None,
+    }
 
     async def tick(self, ctx: ActorContext) -> None:
         mode = config_str(ctx, "source", "url")
         if mode not in ("url", "upload", "stream", "youtube", "vimeo"):
-            raise ActorError(f"config 'source' must be url, upload, stream, youtube or vimeo, "
-                             f"got {mode!r}")
-        playback = {k: config_bool(ctx, k, self.config_defaults[k])
-                    for k in ("autoplay", "loop", "muted", "showControls")}
+            raise ActorError(
+                f"config 'source' must be url, upload, stream, youtube or vimeo, got {mode!r}"
+            )
+        playback = {
+            k: config_bool(ctx, k, self.config_defaults[k])
+            for k in ("autoplay", "loop", "muted", "showControls")
+        }
         url = self._url(ctx)
         data: dict[str, Any]
         meta: dict[str, Any]
@@ -254,11 +294,19 @@ class VideoInput(SdkTemplate):
             vid = _youtube_id(url) if mode == "youtube" else _vimeo_id(url)
             if vid is None:
                 raise ActorError(f"in-port 'source'/config 'url': no {mode} video id in {url!r}")
-            embed = (f"https://www.youtube.com/embed/{vid}" if mode == "youtube"
-                     else f"https://player.vimeo.com/video/{vid}")
+            embed = (
+                f"https://www.youtube.com/embed/{vid}"
+                if mode == "youtube"
+                else f"https://player.vimeo.com/video/{vid}"
+            )
             data = {"embedUrl": embed, "videoId": vid, "platform": mode, "playback": playback}
-            meta = {"source": mode, "url": url, "videoId": vid, "embedUrl": embed,
-                    "playback": playback}
+            meta = {
+                "source": mode,
+                "url": url,
+                "videoId": vid,
+                "embedUrl": embed,
+                "playback": playback,
+            }
         elif mode == "stream":
             kind = config_str(ctx, "streamType", "auto")
             if kind not in ("auto", "hls", "dash"):
@@ -268,22 +316,33 @@ class VideoInput(SdkTemplate):
                 kind = "hls" if ".m3u8" in low else "dash" if ".mpd" in low else "auto"
             reachable = (await asyncio.to_thread(self._head, url, True))[0]
             data = {"url": url, "streamType": kind, "playback": playback}
-            meta = {"url": url, "source": "stream", "streamType": kind,
-                    "reachable": reachable, "playback": playback}
+            meta = {
+                "url": url,
+                "source": "stream",
+                "streamType": kind,
+                "reachable": reachable,
+                "playback": playback,
+            }
         else:
             accepted = _accepted(ctx, self.config_defaults["acceptedFormats"])
             limit = max_file_bytes(ctx, 100)
             _, ctype, size = await asyncio.to_thread(self._head, url, False)
             base = ctype.split(";")[0].strip()
             if base not in accepted:
-                raise ActorError(f"config 'acceptedFormats': {base} is not accepted (accepted:"
-                                 f" {', '.join(accepted)})")
+                raise ActorError(
+                    f"config 'acceptedFormats': {base} is not accepted (accepted:"
+                    f" {', '.join(accepted)})"
+                )
             if size is not None and size > limit:
-                raise ActorError(f"config 'maxFileSize': {url} is {size} bytes, more than "
-                                 f"{limit}")
+                raise ActorError(f"config 'maxFileSize': {url} is {size} bytes, more than {limit}")
             data = {"url": url, "contentType": ctype, "size": size, "playback": playback}
-            meta = {"contentType": ctype, "size": size, "url": url, "source": mode,
-                    "playback": playback}
+            meta = {
+                "contentType": ctype,
+                "size": size,
+                "url": url,
+                "source": mode,
+                "playback": playback,
+            }
         ctx.done({"videoData": Message.object(data), "metadata": Message.object(meta)})
 
     @staticmethod
@@ -293,12 +352,13 @@ class VideoInput(SdkTemplate):
         msg = ctx.inputs.get("source")
         if msg is not None and msg["type"] == "String" and msg["data"]:
             return str(msg["data"])
-        if msg is not None and msg["type"] == "Object" and isinstance(msg["data"].get("url"),
-                                                                      str):
+        if msg is not None and msg["type"] == "Object" and isinstance(msg["data"].get("url"), str):
             return str(msg["data"]["url"])
         if msg is not None and msg["type"] not in ("Flow", "Null", "String"):
-            raise ActorError(f"in-port 'source': expected a URL String or an Object with "
-                             f"'url', got {msg['type']}")
+            raise ActorError(
+                f"in-port 'source': expected a URL String or an Object with "
+                f"'url', got {msg['type']}"
+            )
         raise ActorError("no video URL: set config 'url' or send one on in-port 'source'")
 
     @staticmethod
@@ -308,6 +368,7 @@ class VideoInput(SdkTemplate):
 
         if url.startswith(("http://", "https://")):
             import httpx
+
             try:
                 with httpx.Client(timeout=30.0, follow_redirects=True) as client:
                     resp = client.head(url)
@@ -320,8 +381,11 @@ class VideoInput(SdkTemplate):
                     return False, "", None
                 raise ActorError(f"{url} answered HTTP {resp.status_code}")
             length = resp.headers.get("content-length")
-            return (True, resp.headers.get("content-type", "application/octet-stream"),
-                    int(length) if length and length.isdigit() else None)
+            return (
+                True,
+                resp.headers.get("content-type", "application/octet-stream"),
+                int(length) if length and length.isdigit() else None,
+            )
         path = Path(url[7:] if url.startswith("file://") else url)
         try:
             size = path.stat().st_size
@@ -337,7 +401,6 @@ class VideoInput(SdkTemplate):
         if head.startswith(b"OggS"):
             ctype = "video/ogg"
         return True, ctype, size
-
 
 
 VIDEO_TEMPLATES: dict[str, type[SdkTemplate]] = {

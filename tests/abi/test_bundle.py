@@ -23,8 +23,13 @@ from reflow.abi._bundle import (
 from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
 from reflow.abi._signing import generate_key, key_id, sign_manifest, verify_manifest
 
-TRIPLES = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x86_64-apple-darwin",
-           "aarch64-apple-darwin", "x86_64-pc-windows-gnu"]
+TRIPLES = [
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-gnu",
+    "x86_64-apple-darwin",
+    "aarch64-apple-darwin",
+    "x86_64-pc-windows-gnu",
+]
 
 
 def fake_pack() -> tuple[PackManifest, dict[str, bytes]]:
@@ -36,9 +41,12 @@ def fake_pack() -> tuple[PackManifest, dict[str, bytes]]:
         arts.append(artifact_entry("m", t, "native", path, data))
     contents["README.md"] = b"# m\n"
     manifest = PackManifest(
-        name="acme/m", version="0.1.0", abi="1.0",
+        name="acme/m",
+        version="0.1.0",
+        abi="1.0",
         templates=(TemplateSpec("acme/m/t", "m", ("in",), ("out",)),),
-        artifacts=tuple(arts), files=(file_entry("README.md", contents["README.md"]),),
+        artifacts=tuple(arts),
+        files=(file_entry("README.md", contents["README.md"]),),
         readme="README.md",
     )
     return manifest, contents
@@ -152,8 +160,9 @@ def bomb() -> bytes:
     """A pack whose manifest claims a 64 MiB artifact of zeros: a few KB compressed."""
     big = bytes(64 << 20)
     arts = (artifact_entry("m", PORTABLE_TRIPLE, "wasm", "big.wasm", big),)
-    m = PackManifest(name="b", version="0.1.0", abi="1.0",
-                     templates=(TemplateSpec("b/t", "m"),), artifacts=arts)
+    m = PackManifest(
+        name="b", version="0.1.0", abi="1.0", templates=(TemplateSpec("b/t", "m"),), artifacts=arts
+    )
     cctx = zstandard.ZstdCompressor(level=1)
     return cctx.compress(raw_tar([reg("manifest.toml", m.to_toml()), reg("big.wasm", big)]))
 
@@ -170,46 +179,95 @@ def signed_size(size_field: bytes) -> bytes:
     raw[148:155] = b"%06o\0" % sum(raw[:512])
     return z(bytes(raw[:512]) + bytes(64 << 20), level=1)
 
+
 HOSTILE = [
     ("negative size", signed_size(b"-1"), PackFormatError, "malformed size"),
     ("signed size", signed_size(b"+7"), PackFormatError, "malformed size"),
     ("traversal", hostile([reg("../../etc/evil", b"x")]), UnsafeArchiveError, "unsafe path"),
     ("absolute", hostile([reg("/etc/evil", b"x")]), UnsafeArchiveError, "unsafe path"),
-    ("symlink", hostile([link("README.md", "/etc/passwd")]), UnsafeArchiveError,
-     "is a symbolic link (to '/etc/passwd')"),
-    ("hardlink", hostile([link("README.md", "manifest.toml", tarfile.LNKTYPE)]),
-     UnsafeArchiveError, "is a hard link"),
-    ("directory", hostile([link("artifacts", "", tarfile.DIRTYPE)]), UnsafeArchiveError,
-     "tar type '5'"),
+    (
+        "symlink",
+        hostile([link("README.md", "/etc/passwd")]),
+        UnsafeArchiveError,
+        "is a symbolic link (to '/etc/passwd')",
+    ),
+    (
+        "hardlink",
+        hostile([link("README.md", "manifest.toml", tarfile.LNKTYPE)]),
+        UnsafeArchiveError,
+        "is a hard link",
+    ),
+    (
+        "directory",
+        hostile([link("artifacts", "", tarfile.DIRTYPE)]),
+        UnsafeArchiveError,
+        "tar type '5'",
+    ),
     ("fifo", hostile([link("fifo", "", tarfile.FIFOTYPE)]), UnsafeArchiveError, "tar type '6'"),
-    ("unlisted member", hostile([reg("extra.txt", b"x")]), UnsafeArchiveError,
-     "'extra.txt' is not listed in the manifest"),
-    ("duplicate", hostile([reg("README.md", b"# m\n"), reg("README.md", b"# m\n")]),
-     UnsafeArchiveError, "appears twice"),
-    ("oversize member", hostile([reg("README.md", b"# m\n" * 10)]), UnsafeArchiveError,
-     "member 'README.md' declares 40 bytes, over its limit of 4"),
-    ("manifest not first", hostile([reg("README.md", b"# m\n"), reg("manifest.toml",
-                                                                    MANIFEST_OK)], first=False),
-     PackFormatError, "first member must be manifest.toml"),
-    ("signature not second", hostile([reg("README.md", b"# m\n"), reg("signature.toml", b"")]),
-     PackFormatError, "must directly follow"),
-    ("100 MB manifest", z(raw_tar([reg("manifest.toml", b"#" * (100 << 20))]), 1),
-     UnsafeArchiveError, "the manifest declares 104857600 bytes, over its limit"),
+    (
+        "unlisted member",
+        hostile([reg("extra.txt", b"x")]),
+        UnsafeArchiveError,
+        "'extra.txt' is not listed in the manifest",
+    ),
+    (
+        "duplicate",
+        hostile([reg("README.md", b"# m\n"), reg("README.md", b"# m\n")]),
+        UnsafeArchiveError,
+        "appears twice",
+    ),
+    (
+        "oversize member",
+        hostile([reg("README.md", b"# m\n" * 10)]),
+        UnsafeArchiveError,
+        "member 'README.md' declares 40 bytes, over its limit of 4",
+    ),
+    (
+        "manifest not first",
+        hostile([reg("README.md", b"# m\n"), reg("manifest.toml", MANIFEST_OK)], first=False),
+        PackFormatError,
+        "first member must be manifest.toml",
+    ),
+    (
+        "signature not second",
+        hostile([reg("README.md", b"# m\n"), reg("signature.toml", b"")]),
+        PackFormatError,
+        "must directly follow",
+    ),
+    (
+        "100 MB manifest",
+        z(raw_tar([reg("manifest.toml", b"#" * (100 << 20))]), 1),
+        UnsafeArchiveError,
+        "the manifest declares 104857600 bytes, over its limit",
+    ),
     ("zstd bomb", bomb(), UnsafeArchiveError, "decompression bomb"),
     ("not zstd", b"PK\x03\x04 zip file", PackFormatError, "no zstd frame"),
-    ("corrupt zstd", hostile([])[:20] + b"\xff" * 8 + hostile([])[28:], PackFormatError,
-     "zstd stream is corrupt"),
+    (
+        "corrupt zstd",
+        hostile([])[:20] + b"\xff" * 8 + hostile([])[28:],
+        PackFormatError,
+        "zstd stream is corrupt",
+    ),
     ("truncated", hostile([reg("README.md", b"# m\n")])[:-30], PackFormatError, ""),
     ("empty", z(b"\0" * 1024), PackFormatError, "empty archive"),
-    ("flipped artifact", hostile([reg("README.md", b"# M\n")]), PackIntegrityError,
-     "README.md does not match the manifest: sha256 expected"),
-    ("bad manifest", z(raw_tar([reg("manifest.toml", b"format = 1\n")])), PackFormatError,
-     "manifest field templates: is required"),
+    (
+        "flipped artifact",
+        hostile([reg("README.md", b"# M\n")]),
+        PackIntegrityError,
+        "README.md does not match the manifest: sha256 expected",
+    ),
+    (
+        "bad manifest",
+        z(raw_tar([reg("manifest.toml", b"format = 1\n")])),
+        PackFormatError,
+        "manifest field templates: is required",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("data", "error", "fragment"), [h[1:] for h in HOSTILE],
-                         ids=[h[0] for h in HOSTILE])
+@pytest.mark.parametrize(
+    ("data", "error", "fragment"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE]
+)
 def test_hostile_containers(data: bytes, error: type[Exception], fragment: str) -> None:
     with pytest.raises(error) as info:
         read_bundle(data)

@@ -117,9 +117,7 @@ def test_encode_rejects(message: Message, fragment: str) -> None:
         encode_message(message)
 
 
-@pytest.mark.parametrize(
-    ("port", "fragment"), [("", "1..255 bytes"), ("p" * 256, "1..255 bytes")]
-)
+@pytest.mark.parametrize(("port", "fragment"), [("", "1..255 bytes"), ("p" * 256, "1..255 bytes")])
 def test_port_name_limits(port: str, fragment: str) -> None:
     with pytest.raises(MessageError, match=fragment):
         encode_tick_input({port: Message.integer(1)})
@@ -143,8 +141,9 @@ def test_fail_text_with_bad_utf8_is_refused() -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 _messages = st.one_of(
@@ -233,11 +232,7 @@ def test_tick_codec_decodes_result_vectors_like_decode_result(vector: dict[str, 
     full = decode_result(raw)
     ports = [p for p, _ in full.outputs]
     got = _decode_single(TickCodec([], ports), raw)
-    hot = (
-        full.ok
-        and len(full.outputs) == 1
-        and full.outputs[0][1].kind in ("Integer", "Bytes")
-    )
+    hot = full.ok and len(full.outputs) == 1 and full.outputs[0][1].kind in ("Integer", "Bytes")
     if hot:
         assert got == dict(full.outputs)
         assert all(type(m) is Message for m in got.values())

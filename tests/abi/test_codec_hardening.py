@@ -53,8 +53,14 @@ def fail(text: bytes) -> bytes:
 
 
 def open_frame(config: bytes, template: bytes = b"t/x", node: bytes = b"n") -> bytes:
-    return (bytes((len(template),)) + template + bytes((len(node),)) + node
-            + U32.pack(len(config)) + config)
+    return (
+        bytes((len(template),))
+        + template
+        + bytes((len(node),))
+        + node
+        + U32.pack(len(config))
+        + config
+    )
 
 
 def nested_any(levels: int) -> str:
@@ -74,52 +80,109 @@ _NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999", "-1e400", "1" + "0" * 40
 def _rows() -> list[Any]:
     rows: list[Any] = [
         # depth: nested messages, nested objects and arrays, in every JSON-carrying kind
-        pytest.param(done(text_msg(ANY, nested_any(900))), decode_result,
-                     f"nests 900 levels deep; the limit is {MAX_JSON_DEPTH}", id="any-900"),
-        pytest.param(done(text_msg(OPTIONAL, nested_any(65))), decode_result,
-                     f"nests 65 levels deep; the limit is {MAX_JSON_DEPTH}", id="optional-65"),
-        pytest.param(done(text_msg(OBJECT, nested_objects(900))), decode_result,
-                     "nests 900 levels deep", id="object-900"),
-        pytest.param(done(text_msg(ARRAY, "[" * 200_000 + "]" * 200_000)), decode_result,
-                     f"limit of {MAX_JSON_DEPTH} levels", id="array-200k"),
-        pytest.param(done(text_msg(EVENT, "{" + '"a":[' * 100_000)), decode_result,
-                     "Event data", id="event-unclosed-deep"),
-        pytest.param(open_frame(nested_objects(MAX_JSON_DEPTH + 1).encode()), decode_open,
-                     f"config nests {MAX_JSON_DEPTH + 1} levels deep", id="open-config-deep"),
-        pytest.param(text_msg(ANY, nested_any(300)), decode_message, "nests 300 levels deep",
-                     id="message-any-300"),
+        pytest.param(
+            done(text_msg(ANY, nested_any(900))),
+            decode_result,
+            f"nests 900 levels deep; the limit is {MAX_JSON_DEPTH}",
+            id="any-900",
+        ),
+        pytest.param(
+            done(text_msg(OPTIONAL, nested_any(65))),
+            decode_result,
+            f"nests 65 levels deep; the limit is {MAX_JSON_DEPTH}",
+            id="optional-65",
+        ),
+        pytest.param(
+            done(text_msg(OBJECT, nested_objects(900))),
+            decode_result,
+            "nests 900 levels deep",
+            id="object-900",
+        ),
+        pytest.param(
+            done(text_msg(ARRAY, "[" * 200_000 + "]" * 200_000)),
+            decode_result,
+            f"limit of {MAX_JSON_DEPTH} levels",
+            id="array-200k",
+        ),
+        pytest.param(
+            done(text_msg(EVENT, "{" + '"a":[' * 100_000)),
+            decode_result,
+            "Event data",
+            id="event-unclosed-deep",
+        ),
+        pytest.param(
+            open_frame(nested_objects(MAX_JSON_DEPTH + 1).encode()),
+            decode_open,
+            f"config nests {MAX_JSON_DEPTH + 1} levels deep",
+            id="open-config-deep",
+        ),
+        pytest.param(
+            text_msg(ANY, nested_any(300)),
+            decode_message,
+            "nests 300 levels deep",
+            id="message-any-300",
+        ),
         # text fields that are not UTF-8
-        pytest.param(b"\x02\x00\x03o\xffu\x00", decode_outputs, "not valid UTF-8",
-                     id="port-name"),
-        pytest.param(open_frame(b"{}", template=b"t\xff"), decode_open, "not valid UTF-8",
-                     id="open-template-id"),
-        pytest.param(open_frame(b"{}", node=b"n\xc0"), decode_open, "not valid UTF-8",
-                     id="open-node-id"),
-        pytest.param(open_frame(b'{"a":"\xff"}'), decode_open, "not valid UTF-8",
-                     id="open-config"),
-        pytest.param(open_frame(b"[1]"), decode_open, "config must be a JSON object",
-                     id="open-config-not-object"),
-        pytest.param(open_frame(b'{"a":NaN}'), decode_open, "NaN is not JSON",
-                     id="open-config-nan"),
+        pytest.param(b"\x02\x00\x03o\xffu\x00", decode_outputs, "not valid UTF-8", id="port-name"),
+        pytest.param(
+            open_frame(b"{}", template=b"t\xff"),
+            decode_open,
+            "not valid UTF-8",
+            id="open-template-id",
+        ),
+        pytest.param(
+            open_frame(b"{}", node=b"n\xc0"), decode_open, "not valid UTF-8", id="open-node-id"
+        ),
+        pytest.param(open_frame(b'{"a":"\xff"}'), decode_open, "not valid UTF-8", id="open-config"),
+        pytest.param(
+            open_frame(b"[1]"),
+            decode_open,
+            "config must be a JSON object",
+            id="open-config-not-object",
+        ),
+        pytest.param(
+            open_frame(b'{"a":NaN}'), decode_open, "NaN is not JSON", id="open-config-nan"
+        ),
         pytest.param(b"\x08\x00\x00", decode_batch_head, "24-byte header", id="batch-head"),
     ]
     for i, raw in enumerate(_BAD_UTF8):
         rows.append(pytest.param(fail(raw), decode_result, "not valid UTF-8", id=f"fail-{i}"))
         for kind in (5, 7):  # String, Error
-            rows.append(pytest.param(done(text_msg(kind, raw)), decode_result,
-                                     "not valid UTF-8", id=f"kind{kind}-{i}"))
+            rows.append(
+                pytest.param(
+                    done(text_msg(kind, raw)),
+                    decode_result,
+                    "not valid UTF-8",
+                    id=f"kind{kind}-{i}",
+                )
+            )
         for kind in JSON_KINDS:
-            rows.append(pytest.param(done(text_msg(kind, b'["' + raw + b'"]')), decode_result,
-                                     "not valid UTF-8", id=f"json{kind}-{i}"))
+            rows.append(
+                pytest.param(
+                    done(text_msg(kind, b'["' + raw + b'"]')),
+                    decode_result,
+                    "not valid UTF-8",
+                    id=f"json{kind}-{i}",
+                )
+            )
     for i, num in enumerate(_NON_FINITE):
         word = "overflows a 64-bit float" if num[-1].isdigit() or "." in num else "is not JSON"
         for kind in JSON_KINDS:
             body = f'{{"x":{num}}}' if kind in (OBJECT, EVENT, OPTIONAL, ANY) else f"[{num}]"
-            rows.append(pytest.param(done(text_msg(kind, body)), decode_result, word,
-                                     id=f"nonfinite{kind}-{i}"))
+            rows.append(
+                pytest.param(
+                    done(text_msg(kind, body)), decode_result, word, id=f"nonfinite{kind}-{i}"
+                )
+            )
         # a Float inside a nested message is JSON text too
-        rows.append(pytest.param(done(text_msg(ANY, f'{{"type":"Float","data":{num}}}')),
-                                 decode_result, word, id=f"nested-float-{i}"))
+        rows.append(
+            pytest.param(
+                done(text_msg(ANY, f'{{"type":"Float","data":{num}}}')),
+                decode_result,
+                word,
+                id=f"nested-float-{i}",
+            )
+        )
     return rows
 
 
@@ -168,12 +231,20 @@ def test_encoding_too_deep_host_data_is_a_message_error() -> None:
 
 # -- fuzz: only the codec's error class, on any bytes, in bounded time ---------------------
 
-_SEEDS = [bytes.fromhex(f["hex"]) for f in
-          json.loads((VECTORS_DIR / "frames.json").read_text(encoding="utf-8"))["frames"]]
-_SEEDS += [bytes.fromhex(m["hex"]) for m in
-           json.loads((VECTORS_DIR / "messages.json").read_text(encoding="utf-8"))["messages"]]
-_SEEDS += [done(text_msg(ANY, nested_any(3))), done(text_msg(OBJECT, '{"a":[1,2.5,"x"]}')),
-           open_frame(b'{"k":[1,{"z":null}]}'), fail(b"boom")]
+_SEEDS = [
+    bytes.fromhex(f["hex"])
+    for f in json.loads((VECTORS_DIR / "frames.json").read_text(encoding="utf-8"))["frames"]
+]
+_SEEDS += [
+    bytes.fromhex(m["hex"])
+    for m in json.loads((VECTORS_DIR / "messages.json").read_text(encoding="utf-8"))["messages"]
+]
+_SEEDS += [
+    done(text_msg(ANY, nested_any(3))),
+    done(text_msg(OBJECT, '{"a":[1,2.5,"x"]}')),
+    open_frame(b'{"k":[1,{"z":null}]}'),
+    fail(b"boom"),
+]
 
 _CODEC = TickCodec(["in"], ["out"])
 
@@ -192,8 +263,15 @@ def _decode_batch(raw: bytes) -> Any:
 
 
 DECODERS: list[Callable[[bytes], Any]] = [
-    decode_message, decode_outputs, decode_tick_input, decode_result, decode_open,
-    decode_batch_head, _batch_results, _decode_single, _decode_batch,
+    decode_message,
+    decode_outputs,
+    decode_tick_input,
+    decode_result,
+    decode_open,
+    decode_batch_head,
+    _batch_results,
+    _decode_single,
+    _decode_batch,
 ]
 
 

@@ -33,15 +33,32 @@ def manifest_doc() -> dict[str, Any]:
         "readme": "README.md",
         "capabilities": {"http": ["api.example.com"]},
         "templates": [
-            {"id": "acme/tools/double", "entry": "tools", "inports": ["in"], "outports": ["out"],
-             "config_schema": {"type": "object"}},
+            {
+                "id": "acme/tools/double",
+                "entry": "tools",
+                "inports": ["in"],
+                "outports": ["out"],
+                "config_schema": {"type": "object"},
+            },
             {"id": "acme/tools/count", "entry": "tools", "engine": "wasm", "inports": ["in"]},
         ],
         "artifacts": [
-            {"entry": "tools", "triple": PORTABLE_TRIPLE, "kind": "wasm",
-             "path": "artifacts/wasm32-unknown-unknown/tools.wasm", "sha256": SHA, "size": 10},
-            {"entry": "tools", "triple": "x86_64-unknown-linux-gnu", "kind": "native",
-             "path": "artifacts/x86_64-unknown-linux-gnu/libtools.so", "sha256": SHA, "size": 9},
+            {
+                "entry": "tools",
+                "triple": PORTABLE_TRIPLE,
+                "kind": "wasm",
+                "path": "artifacts/wasm32-unknown-unknown/tools.wasm",
+                "sha256": SHA,
+                "size": 10,
+            },
+            {
+                "entry": "tools",
+                "triple": "x86_64-unknown-linux-gnu",
+                "kind": "native",
+                "path": "artifacts/x86_64-unknown-linux-gnu/libtools.so",
+                "sha256": SHA,
+                "size": 9,
+            },
         ],
         "files": [{"path": "README.md", "sha256": SHA, "size": 3}],
     }
@@ -65,8 +82,13 @@ def test_built_in_code_validates_too() -> None:
     art = Artifact("m", PORTABLE_TRIPLE, "wasm", "a/m.wasm", SHA, 1)
     with pytest.raises(PackFormatError, match=r"templates.*at least one"):
         PackManifest(name="x", version="0.1.0", abi="1.0", templates=(), artifacts=(art,))
-    m = PackManifest(name="x", version="0.1.0", abi="1.0",
-                     templates=(TemplateSpec("x/t", "m"),), artifacts=(art,))
+    m = PackManifest(
+        name="x",
+        version="0.1.0",
+        abi="1.0",
+        templates=(TemplateSpec("x/t", "m"),),
+        artifacts=(art,),
+    )
     assert m.with_(version="0.2.0").version == "0.2.0"
     with pytest.raises(PackFormatError, match="version"):
         m.with_(version="two")
@@ -97,8 +119,12 @@ BAD = [
     ("templates", [], "templates", "at least one"),
     ("templates.0.id", "", "templates[0].id", "not a template id"),
     ("templates.1.id", "acme/tools/double", "templates[1].id", "appears twice"),
-    ("templates.0.id", "other/tools/double", "templates[0].id",
-     "must be the pack name or start with 'acme/tools/'"),
+    (
+        "templates.0.id",
+        "other/tools/double",
+        "templates[0].id",
+        "must be the pack name or start with 'acme/tools/'",
+    ),
     ("version", "1.0.1\u0660", "version", "version"),
     ("templates.0.entry", "nope", "templates[0].entry", "names no artifact entry"),
     ("templates.0.inports", ["in", "in"], "templates[0].inports", "lists 'in' twice"),
@@ -110,8 +136,12 @@ BAD = [
     ("artifacts.0.path", "../evil.wasm", "artifacts[0].path", "not a safe relative path"),
     ("artifacts.0.path", "/etc/passwd", "artifacts[0].path", "not a safe relative path"),
     ("artifacts.0.path", "manifest.toml", "artifacts[0].path", "reserved"),
-    ("artifacts.1.path", "artifacts/wasm32-unknown-unknown/tools.wasm", "artifacts[1].path",
-     "already used"),
+    (
+        "artifacts.1.path",
+        "artifacts/wasm32-unknown-unknown/tools.wasm",
+        "artifacts[1].path",
+        "already used",
+    ),
     ("artifacts.0.sha256", "xyz", "artifacts[0].sha256", "64 lowercase hex"),
     ("artifacts.0.size", -1, "artifacts[0].size", "negative"),
     ("artifacts.0.size", True, "artifacts[0].size", "must be a integer"),
@@ -138,10 +168,13 @@ def test_duplicate_entry_triple_pair() -> None:
         parse_manifest(tomli_w.dumps(doc))
 
 
-@pytest.mark.parametrize(("data", "fragment"), [
-    (b"\xff\xfe", "not UTF-8"),
-    (b"name = ", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"\xff\xfe", "not UTF-8"),
+        (b"name = ", "not valid TOML"),
+    ],
+)
 def test_not_toml(data: bytes, fragment: str) -> None:
     with pytest.raises(PackFormatError, match=fragment):
         parse_manifest(data)

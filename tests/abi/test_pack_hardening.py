@@ -32,12 +32,22 @@ README = b"# m\n"
 def manifest_doc(**extra_files: bytes) -> dict[str, Any]:
     files = {"README.md": README, **extra_files}
     return {
-        "format": 1, "name": "acme/m", "version": "0.1.0", "abi": "1.0",
+        "format": 1,
+        "name": "acme/m",
+        "version": "0.1.0",
+        "abi": "1.0",
         "templates": [{"id": "acme/m/t", "entry": "m", "inports": ["in"], "outports": ["out"]}],
-        "artifacts": [{"entry": "m", "triple": PORTABLE_TRIPLE, "kind": "wasm",
-                       "path": "a/m.wasm", "sha256": sha256_hex(WASM), "size": len(WASM)}],
-        "files": [{"path": p, "sha256": sha256_hex(d), "size": len(d)}
-                  for p, d in files.items()],
+        "artifacts": [
+            {
+                "entry": "m",
+                "triple": PORTABLE_TRIPLE,
+                "kind": "wasm",
+                "path": "a/m.wasm",
+                "sha256": sha256_hex(WASM),
+                "size": len(WASM),
+            }
+        ],
+        "files": [{"path": p, "sha256": sha256_hex(d), "size": len(d)} for p, d in files.items()],
     }
 
 
@@ -50,7 +60,7 @@ MANIFEST = tomli_w.dumps(manifest_doc()).encode()
 def ustar(name: bytes, data: bytes, kind: bytes = b"0", prefix: bytes = b"") -> bytes:
     """One ustar header (written field by field) plus the data, padded to 512."""
     h = bytearray(512)
-    h[0:len(name)] = name
+    h[0 : len(name)] = name
     h[100:108] = b"0000644\0"
     h[108:116] = b"0000000\0"
     h[116:124] = b"0000000\0"
@@ -59,7 +69,7 @@ def ustar(name: bytes, data: bytes, kind: bytes = b"0", prefix: bytes = b"") -> 
     h[148:156] = b" " * 8
     h[156:157] = kind
     h[257:265] = b"ustar\x0000"
-    h[345:345 + len(prefix)] = prefix
+    h[345 : 345 + len(prefix)] = prefix
     h[148:156] = b"%06o\0 " % sum(h)
     return bytes(h) + data + b"\0" * (-len(data) % 512)
 
@@ -68,8 +78,7 @@ def tar(*members: bytes, end: bytes = b"\0" * 1024) -> bytes:
     return b"".join(members) + end
 
 
-def good_tar(manifest: bytes = MANIFEST, signature: bytes | None = None,
-             **extra: bytes) -> bytes:
+def good_tar(manifest: bytes = MANIFEST, signature: bytes | None = None, **extra: bytes) -> bytes:
     parts = [ustar(b"manifest.toml", manifest)]
     if signature is not None:
         parts.append(ustar(b"signature.toml", signature))
@@ -78,14 +87,20 @@ def good_tar(manifest: bytes = MANIFEST, signature: bytes | None = None,
     return tar(*parts)
 
 
-def frame(content: bytes, *, size: int | None = -1, block: int = 100_000,
-          window_log: int = 20, dict_id: int = 0) -> bytes:
+def frame(
+    content: bytes,
+    *,
+    size: int | None = -1,
+    block: int = 100_000,
+    window_log: int = 20,
+    dict_id: int = 0,
+) -> bytes:
     """A zstd frame of raw blocks, by hand. ``size=None``: no content size recorded (then a
     window descriptor); ``size=N``: record N whatever the content is."""
     fcs = len(content) if size == -1 else size
     out = bytearray(b"\x28\xb5\x2f\xfd")
     if fcs is None:
-        out.append(0x01 if dict_id else 0x00)       # FCS flag 0, no single segment
+        out.append(0x01 if dict_id else 0x00)  # FCS flag 0, no single segment
         out.append((window_log - 10) << 3)
         if dict_id:
             out.append(dict_id)
@@ -95,7 +110,7 @@ def frame(content: bytes, *, size: int | None = -1, block: int = 100_000,
         if dict_id:
             out.append(dict_id)
         out += fcs.to_bytes(8, "little")
-    chunks = [content[i:i + block] for i in range(0, len(content), block)] or [b""]
+    chunks = [content[i : i + block] for i in range(0, len(content), block)] or [b""]
     for n, chunk in enumerate(chunks):
         last = n == len(chunks) - 1
         out += ((len(chunk) << 3) | int(last)).to_bytes(3, "little") + chunk
@@ -128,42 +143,95 @@ FRAMES: list[tuple[str, bytes, type[Exception], str]] = [
     ("trailing bytes", GOOD + b"junk", PackFormatError, "trailing bytes after the zstd frame"),
     ("trailing zeros", GOOD + b"\0" * 4, PackFormatError, "trailing bytes after the zstd"),
     ("second frame", GOOD + frame(b"\0" * 1024), PackFormatError, "a second zstd frame"),
-    ("second frame, compressed", GOOD + Z.compress(b"x" * 100), PackFormatError,
-     "a second zstd frame"),
+    (
+        "second frame, compressed",
+        GOOD + Z.compress(b"x" * 100),
+        PackFormatError,
+        "a second zstd frame",
+    ),
     ("skippable frame after", GOOD + skippable(), PackFormatError, "a skippable zstd frame after"),
-    ("skippable frame first", skippable() + GOOD, PackFormatError,
-     "starts with a skippable zstd frame"),
-    ("no content size", frame(good_tar(), size=None), PackFormatError,
-     "does not record its content size"),
-    ("content size over max_total", frame(good_tar(), size=(1 << 30) + 1), UnsafeArchiveError,
-     "over the limit of 1073741824"),
-    ("content size larger than content", frame(good_tar(), size=len(good_tar()) + 512),
-     PackFormatError, "zstd stream is corrupt"),
-    ("content size smaller than content", frame(good_tar(), size=len(good_tar()) - 512),
-     PackFormatError, "zstd stream is corrupt"),
+    (
+        "skippable frame first",
+        skippable() + GOOD,
+        PackFormatError,
+        "starts with a skippable zstd frame",
+    ),
+    (
+        "no content size",
+        frame(good_tar(), size=None),
+        PackFormatError,
+        "does not record its content size",
+    ),
+    (
+        "content size over max_total",
+        frame(good_tar(), size=(1 << 30) + 1),
+        UnsafeArchiveError,
+        "over the limit of 1073741824",
+    ),
+    (
+        "content size larger than content",
+        frame(good_tar(), size=len(good_tar()) + 512),
+        PackFormatError,
+        "zstd stream is corrupt",
+    ),
+    (
+        "content size smaller than content",
+        frame(good_tar(), size=len(good_tar()) - 512),
+        PackFormatError,
+        "zstd stream is corrupt",
+    ),
     ("dictionary", frame(good_tar(), dict_id=7), PackFormatError, "needs dictionary 7"),
-    ("window over 32 MiB", frame(good_tar(), window_log=26), UnsafeArchiveError,
-     "window, over the limit of 33554432"),
-    ("reserved block type", GOOD[:14] + bytes([GOOD[14] | 0x06]) + GOOD[15:], PackFormatError,
-     "zstd stream is corrupt"),
+    (
+        "window over 32 MiB",
+        frame(good_tar(), window_log=26),
+        UnsafeArchiveError,
+        "window, over the limit of 33554432",
+    ),
+    (
+        "reserved block type",
+        GOOD[:14] + bytes([GOOD[14] | 0x06]) + GOOD[15:],
+        PackFormatError,
+        "zstd stream is corrupt",
+    ),
     ("tiny blocks", frame(good_tar(), block=8), UnsafeArchiveError, "blocks for"),
-    ("no end-of-archive marker", frame(good_tar()[:-1024]), PackFormatError,
-     "without the end-of-archive marker"),
-    ("half an end marker", frame(good_tar()[:-512]), PackFormatError,
-     "end-of-archive marker is not two zero blocks"),
-    ("data after the end marker", frame(good_tar() + b"\0" * 511 + b"x"), PackFormatError,
-     "data after the tar end-of-archive marker"),
-    ("end marker of junk", frame(good_tar()[:-512] + b"x" * 512), PackFormatError,
-     "end-of-archive marker is not two zero blocks"),
-    ("checksum flipped", (lambda d: d[:-1] + bytes([d[-1] ^ 1]))(Z.compress(good_tar())),
-     PackFormatError, "zstd stream is corrupt"),
+    (
+        "no end-of-archive marker",
+        frame(good_tar()[:-1024]),
+        PackFormatError,
+        "without the end-of-archive marker",
+    ),
+    (
+        "half an end marker",
+        frame(good_tar()[:-512]),
+        PackFormatError,
+        "end-of-archive marker is not two zero blocks",
+    ),
+    (
+        "data after the end marker",
+        frame(good_tar() + b"\0" * 511 + b"x"),
+        PackFormatError,
+        "data after the tar end-of-archive marker",
+    ),
+    (
+        "end marker of junk",
+        frame(good_tar()[:-512] + b"x" * 512),
+        PackFormatError,
+        "end-of-archive marker is not two zero blocks",
+    ),
+    (
+        "checksum flipped",
+        (lambda d: d[:-1] + bytes([d[-1] ^ 1]))(Z.compress(good_tar())),
+        PackFormatError,
+        "zstd stream is corrupt",
+    ),
     ("empty file", b"", PackFormatError, "no zstd frame at the start"),
     ("magic only", b"\x28\xb5\x2f\xfd", PackFormatError, "frame header is truncated"),
 ]
 
 
-@pytest.mark.parametrize(("data", "error", "fragment"), [f[1:] for f in FRAMES],
-                         ids=[f[0] for f in FRAMES])
+@pytest.mark.parametrize(
+    ("data", "error", "fragment"), [f[1:] for f in FRAMES], ids=[f[0] for f in FRAMES]
+)
 def test_frames(data: bytes, error: type[Exception], fragment: str) -> None:
     with pytest.raises(error) as info:
         read_bundle(data)
@@ -176,15 +244,25 @@ def test_zero_padding_after_the_end_marker_is_accepted() -> None:
     assert read_bundle(frame(padded)).contents["README.md"] == README
 
 
-SIGNED = write_bundle(MANIFEST, {"README.md": README, "a/m.wasm": WASM},
-                      signatures_to_toml([sign_manifest(MANIFEST, generate_key())]))
+SIGNED = write_bundle(
+    MANIFEST,
+    {"README.md": README, "a/m.wasm": WASM},
+    signatures_to_toml([sign_manifest(MANIFEST, generate_key())]),
+)
 
 
 def cut_points() -> list[tuple[str, int]]:
     n = len(SIGNED)
-    return [("in the magic", 2), ("in the frame header", 6), ("after the frame header", 14),
-            ("in the first block", 40), ("in the middle", n // 2),
-            ("in the checksum", n - 2), ("before the checksum", n - 4), ("one byte short", n - 1)]
+    return [
+        ("in the magic", 2),
+        ("in the frame header", 6),
+        ("after the frame header", 14),
+        ("in the first block", 40),
+        ("in the middle", n // 2),
+        ("in the checksum", n - 2),
+        ("before the checksum", n - 4),
+        ("one byte short", n - 1),
+    ]
 
 
 @pytest.mark.parametrize("cut", [c[1] for c in cut_points()], ids=[c[0] for c in cut_points()])
@@ -196,8 +274,10 @@ def test_truncated_anywhere(cut: int, head_only: bool) -> None:
 
 def test_every_cut_of_a_hand_made_pack_is_refused() -> None:
     """All cut points of a small pack, both on a block boundary and inside one."""
-    data = frame(good_tar(signature=signatures_to_toml(
-        [sign_manifest(MANIFEST, generate_key())])), block=1000)
+    data = frame(
+        good_tar(signature=signatures_to_toml([sign_manifest(MANIFEST, generate_key())])),
+        block=1000,
+    )
     t0 = time.perf_counter()
     for cut in range(len(data)):
         with pytest.raises(PackFormatError):
@@ -258,8 +338,7 @@ def test_decompression_streams_with_bounded_memory() -> None:
             sampler.join()
         print(len(data), peak[0] - rss)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     compressed, grew = map(int, out.stdout.split())
     assert compressed < 1 << 20
@@ -271,18 +350,29 @@ def test_decompression_streams_with_bounded_memory() -> None:
 BIG = 1 << 20
 TOML_BOMBS: list[tuple[str, str, str]] = [
     ("100k nested arrays", "x = " + "[" * 100_000 + "]" * 100_000, "field x: nests deeper"),
-    ("50k nested inline tables", "x = " + "{a = " * 50_000 + "1" + "}" * 50_000,
-     "field x: nests deeper"),
+    (
+        "50k nested inline tables",
+        "x = " + "{a = " * 50_000 + "1" + "}" * 50_000,
+        "field x: nests deeper",
+    ),
     ("50k nested table header", "[" + ".".join(["t"] * 50_000) + "]\n", "t.t.t.t"),
-    ("50k nested array-of-tables header", "[[" + ".".join(["t"] * 50_000) + "]]\n",
-     "nests deeper"),
+    ("50k nested array-of-tables header", "[[" + ".".join(["t"] * 50_000) + "]]\n", "nests deeper"),
     ("50k dotted key", ".".join(["k"] * 50_000) + " = 1\n", "field k.k.k"),
-    ("dotted key in an inline table", "x = {" + ".".join(["k"] * 50_000) + " = 1}\n",
-     "field x: nests deeper"),
-    ("arrays after a table", "[[templates]]\nconfig_schema = " + "[" * 5000,
-     "field templates[0].config_schema: nests deeper"),
-    ("5000-digit integer", "[[templates]]\nid = 'a'\n[[templates]]\nsize = " + "9" * 5000,
-     "field templates[1].size: has a number of more than 100 digits"),
+    (
+        "dotted key in an inline table",
+        "x = {" + ".".join(["k"] * 50_000) + " = 1}\n",
+        "field x: nests deeper",
+    ),
+    (
+        "arrays after a table",
+        "[[templates]]\nconfig_schema = " + "[" * 5000,
+        "field templates[0].config_schema: nests deeper",
+    ),
+    (
+        "5000-digit integer",
+        "[[templates]]\nid = 'a'\n[[templates]]\nsize = " + "9" * 5000,
+        "field templates[1].size: has a number of more than 100 digits",
+    ),
     ("5000-digit float", "x = 1." + "9" * 5000, "more than 100 digits"),
     ("one level too deep", "x = " + "[" * MAX_DEPTH + "]" * MAX_DEPTH, "nests deeper than 64"),
     ("not TOML", "x = = 1", "not valid TOML"),
@@ -295,10 +385,10 @@ def _bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-@pytest.mark.parametrize(("text", "fragment"), [b[1:] for b in TOML_BOMBS],
-                         ids=[b[0] for b in TOML_BOMBS])
-@pytest.mark.parametrize("reader", ["manifest", "signature", "bundle manifest",
-                                    "bundle signature"])
+@pytest.mark.parametrize(
+    ("text", "fragment"), [b[1:] for b in TOML_BOMBS], ids=[b[0] for b in TOML_BOMBS]
+)
+@pytest.mark.parametrize("reader", ["manifest", "signature", "bundle manifest", "bundle signature"])
 def test_toml_bombs(reader: str, text: str, fragment: str) -> None:
     data = _bytes(text)
     member = "signature.toml" if "signature" in reader else "manifest.toml"
@@ -314,8 +404,9 @@ def test_toml_bombs(reader: str, text: str, fragment: str) -> None:
         elif reader == "bundle manifest":
             read_bundle(frame(tar(ustar(b"manifest.toml", data))))
         else:
-            read_bundle(frame(tar(ustar(b"manifest.toml", MANIFEST),
-                                  ustar(b"signature.toml", data))))
+            read_bundle(
+                frame(tar(ustar(b"manifest.toml", MANIFEST), ustar(b"signature.toml", data)))
+            )
     assert time.perf_counter() - t0 < 2.0
     err = info.value
     assert fragment in str(err)
@@ -325,13 +416,15 @@ def test_toml_bombs(reader: str, text: str, fragment: str) -> None:
 def test_valid_deep_nesting_still_parses() -> None:
     text = "x = " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n"
     assert load_toml(text, "m.toml", max_size=BIG)["x"]
-    tricky = ('a = "[[[[[[[[{{{{{{ # \\" ]"\n'
-              "b = '''\n[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[['''\n"
-              'c = """x\\""""\n'
-              'd = """ok"""""\n'
-              "[t.'dotted.in.quotes'.u]\n"
-              "e = 1.5e10  # [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n"
-              "f = [ {g.h = [1, 2]}, {i = 'x'} ]\n")
+    tricky = (
+        'a = "[[[[[[[[{{{{{{ # \\" ]"\n'
+        "b = '''\n[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[['''\n"
+        'c = """x\\""""\n'
+        'd = """ok"""""\n'
+        "[t.'dotted.in.quotes'.u]\n"
+        "e = 1.5e10  # [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n"
+        "f = [ {g.h = [1, 2]}, {i = 'x'} ]\n"
+    )
     doc = load_toml(tricky, "m.toml", max_size=BIG)
     assert doc["c"] == 'x"' and doc["d"] == 'ok""' and doc["t"]["dotted.in.quotes"]["u"]["f"]
 
@@ -341,7 +434,7 @@ def test_worst_case_manifest_is_bounded_in_time() -> None:
     parses or is refused in bounded time."""
     line = ".".join(["k"] * (MAX_DEPTH - 2))
     text = "".join(f"{line}.z{i} = 1\n" for i in range(BIG // (len(line) + 12)))[:BIG]
-    text = text[:text.rfind("\n") + 1]
+    text = text[: text.rfind("\n") + 1]
     t0 = time.perf_counter()
     with pytest.raises(PackFormatError, match="unknown key"):
         parse_manifest(text.encode())
@@ -357,8 +450,9 @@ JSON_BOMBS = [
 ]
 
 
-@pytest.mark.parametrize(("text", "fragment"), [b[1:] for b in JSON_BOMBS],
-                         ids=[b[0] for b in JSON_BOMBS])
+@pytest.mark.parametrize(
+    ("text", "fragment"), [b[1:] for b in JSON_BOMBS], ids=[b[0] for b in JSON_BOMBS]
+)
 def test_json_bombs(text: str, fragment: str) -> None:
     with pytest.raises(PackFormatError, match=fragment) as info:
         load_json(text, "describe.json", max_size=BIG)
@@ -418,8 +512,14 @@ def raw_name_member(name: bytes) -> Callable[[], bytes]:
 
 
 TAR_NAMES = [
-    ("dot-dot", b"../x"), ("absolute", b"/x"), ("backslash", b"a\\b"), ("NUL prefix", b"\0x"),
-    ("not UTF-8", b"\xff"), ("hidden", b".x"), ("trailing dot", b"x."), ("device", b"nul"),
+    ("dot-dot", b"../x"),
+    ("absolute", b"/x"),
+    ("backslash", b"a\\b"),
+    ("NUL prefix", b"\0x"),
+    ("not UTF-8", b"\xff"),
+    ("hidden", b".x"),
+    ("trailing dot", b"x."),
+    ("device", b"nul"),
 ]
 
 
@@ -435,15 +535,25 @@ def test_tar_prefix_field_names_the_full_path() -> None:
     doc = manifest_doc()
     doc["artifacts"][0]["path"] = path
     m = tomli_w.dumps(doc).encode()
-    data = frame(tar(ustar(b"manifest.toml", m), ustar(b"README.md", README),
-                     ustar(b"m.wasm", WASM, prefix=long_dir.encode())))
+    data = frame(
+        tar(
+            ustar(b"manifest.toml", m),
+            ustar(b"README.md", README),
+            ustar(b"m.wasm", WASM, prefix=long_dir.encode()),
+        )
+    )
     assert read_bundle(data).contents[path] == WASM
     assert read_bundle(write_bundle(m, {path: WASM, "README.md": README})).contents[path] == WASM
 
 
 def test_duplicate_and_unlisted_members_in_the_tar() -> None:
-    twice = frame(tar(ustar(b"manifest.toml", MANIFEST), ustar(b"README.md", README),
-                      ustar(b"README.md", README)))
+    twice = frame(
+        tar(
+            ustar(b"manifest.toml", MANIFEST),
+            ustar(b"README.md", README),
+            ustar(b"README.md", README),
+        )
+    )
     with pytest.raises(UnsafeArchiveError, match=r"'README\.md' appears twice"):
         read_bundle(twice)
     case = frame(tar(ustar(b"manifest.toml", MANIFEST), ustar(b"readme.md", README)))
@@ -456,14 +566,18 @@ def test_limits_still_configurable() -> None:
         read_bundle(frame(good_tar(), window_log=20), limits=BundleLimits(max_window=1 << 19))
 
 
-@pytest.mark.parametrize(("manifest", "fragment"), [
-    (b"x = " + b"[" * 100_000 + b"]" * 100_000, "manifest.toml: field x: nests deeper"),
-    (b"format = " + b"9" * 5000, "field format: has a number of more than 100 digits"),
-    (b"[" + b".".join([b"t"] * 50_000) + b"]\n", "manifest.toml: field t.t.t"),
-])
+@pytest.mark.parametrize(
+    ("manifest", "fragment"),
+    [
+        (b"x = " + b"[" * 100_000 + b"]" * 100_000, "manifest.toml: field x: nests deeper"),
+        (b"format = " + b"9" * 5000, "field format: has a number of more than 100 digits"),
+        (b"[" + b".".join([b"t"] * 50_000) + b"]\n", "manifest.toml: field t.t.t"),
+    ],
+)
 @pytest.mark.parametrize("command", ["verify", "inspect"])
-def test_cli_reports_bombs_in_one_line(tmp_path: Any, command: str, manifest: bytes,
-                                       fragment: str) -> None:
+def test_cli_reports_bombs_in_one_line(
+    tmp_path: Any, command: str, manifest: bytes, fragment: str
+) -> None:
     from click.testing import CliRunner
 
     from reflow.tools._cli import main

@@ -29,8 +29,7 @@ from reflow.abi._signing import (
 
 def test_key_id_is_sha256_prefix_of_raw_public_key() -> None:
     key = generate_key()
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                        serialization.PublicFormat.Raw)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert key_id(key) == key_id(key.public_key()) == hashlib.sha256(raw).hexdigest()[:16]
 
 
@@ -76,21 +75,27 @@ def test_verify_failures() -> None:
 
 
 def _sig_doc(**kw: str) -> bytes:
-    fields = {"algorithm": "ed25519", "key_id": "0" * 16,
-              "signature": base64.b64encode(b"x" * 64).decode()}
+    fields = {
+        "algorithm": "ed25519",
+        "key_id": "0" * 16,
+        "signature": base64.b64encode(b"x" * 64).decode(),
+    }
     fields.update(kw)
     body = "".join(f'{k} = "{v}"\n' for k, v in fields.items())
     return f"[[signatures]]\n{body}".encode()
 
 
-@pytest.mark.parametrize(("data", "fragment"), [
-    (b"\xff", "not valid TOML"),
-    (b"", "needs 1..16"),
-    (_sig_doc(algorithm="rsa"), "not supported"),
-    (_sig_doc(key_id="XYZ"), "16 lowercase hex"),
-    (_sig_doc(signature="!!"), "not base64"),
-    (_sig_doc(signature=base64.b64encode(b"x").decode()), "must be 64 bytes"),
-])
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"\xff", "not valid TOML"),
+        (b"", "needs 1..16"),
+        (_sig_doc(algorithm="rsa"), "not supported"),
+        (_sig_doc(key_id="XYZ"), "16 lowercase hex"),
+        (_sig_doc(signature="!!"), "not base64"),
+        (_sig_doc(signature=base64.b64encode(b"x").decode()), "must be 64 bytes"),
+    ],
+)
 def test_bad_signature_member(data: bytes, fragment: str) -> None:
     with pytest.raises(PackFormatError, match=fragment):
         parse_signatures(data)
@@ -103,8 +108,9 @@ def test_bad_key_files(tmp_path: Path) -> None:
     with pytest.raises(PackSignatureError, match="cannot read"):
         load_private_key(tmp_path / "missing")
     ec = generate_private_key(SECP256R1())
-    pem = ec.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                           serialization.NoEncryption())
+    pem = ec.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     (tmp_path / "ec").write_bytes(pem)
     with pytest.raises(PackSignatureError, match="not an Ed25519 key"):
         load_private_key(tmp_path / "ec")

@@ -268,9 +268,16 @@ def build_from_graph(n: int) -> float:
     """Seconds to read an ``n``-node chain's FBP JSON and build its network from it."""
     from reflow import Graph
 
-    doc = {"processes": {f"n{i}": {"component": "inc"} for i in range(n)},
-           "connections": [{"src": {"process": f"n{i - 1}", "port": "out"},
-                            "tgt": {"process": f"n{i}", "port": "in"}} for i in range(1, n)]}
+    doc = {
+        "processes": {f"n{i}": {"component": "inc"} for i in range(n)},
+        "connections": [
+            {
+                "src": {"process": f"n{i - 1}", "port": "out"},
+                "tgt": {"process": f"n{i}", "port": "in"},
+            }
+            for i in range(1, n)
+        ],
+    }
     text = json.dumps(doc)
     gc.collect()
     t0 = time.perf_counter()
@@ -293,8 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=1_000_000, help="packets per case")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes, one repeat: checks the cases run, measures nothing")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, one repeat: checks the cases run, measures nothing",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.n, args.repeat = 4000, 1
@@ -302,52 +312,70 @@ def main(argv: list[str] | None = None) -> int:
     base = best(bare_chain, n, repeat=args.repeat)
     print(f"bare loop, 3 run() calls/item : {base:12,.0f} items/s  {3 * base:12,.0f} calls/s")
     rate = best(chain, n, repeat=args.repeat)
-    print(f"chain src->inc->inc->sink      : {rate:12,.0f} items/s  {3 * rate:12,.0f} hops/s"
-          f"  ratio to bare loop {rate / base:.2f}")
+    print(
+        f"chain src->inc->inc->sink      : {rate:12,.0f} items/s  {3 * rate:12,.0f} hops/s"
+        f"  ratio to bare loop {rate / base:.2f}"
+    )
     rate1 = best(chain, n, 1, repeat=1)
     print(f"same chain, capacity 1         : {rate1:12,.0f} items/s  ratio {rate1 / base:.2f}")
     traced = best(chain, n // 4, 64, True, repeat=1)
     print(f"same chain, events subscribed  : {traced:12,.0f} items/s  ratio {traced / base:.2f}")
     fan = best(fan_out_in, n // 2, repeat=args.repeat)
-    print(f"fan-out 2 / fan-in (join)      : {fan:12,.0f} items/s  ratio {fan / base:.2f}"
-          f"  ({5 * fan:,.0f} hops/s)")
+    print(
+        f"fan-out 2 / fan-in (join)      : {fan:12,.0f} items/s  ratio {fan / base:.2f}"
+        f"  ({5 * fan:,.0f} hops/s)"
+    )
     m = max(n // 20, 1000)
     abase = best(bare_async, m, repeat=args.repeat)
     arate = best(async_chain, m, repeat=args.repeat)
-    print(f"async actor chain              : {arate:12,.0f} items/s  ratio to bare async "
-          f"loop {arate / abase:.2f}")
+    print(
+        f"async actor chain              : {arate:12,.0f} items/s  ratio to bare async "
+        f"loop {arate / abase:.2f}"
+    )
     drained = best(drained_chain, n // 4, repeat=1)
-    print(f"same chain, a thread reads all : {drained:12,.0f} items/s  ratio {drained / base:.2f}"
-          "  (records)")
+    print(
+        f"same chain, a thread reads all : {drained:12,.0f} items/s  ratio {drained / base:.2f}"
+        "  (records)"
+    )
     as_dicts = best(drained_chain, n // 4, None, True, repeat=1)
-    print(f"  ... reads all as dicts       : {as_dicts:12,.0f} items/s  "
-          f"ratio {as_dicts / base:.2f}")
+    print(
+        f"  ... reads all as dicts       : {as_dicts:12,.0f} items/s  ratio {as_dicts / base:.2f}"
+    )
     done_only = best(drained_chain, n // 4, ["ActorCompleted", "ActorFailed"], repeat=1)
-    print(f"  ... reads only tick results  : {done_only:12,.0f} items/s  "
-          f"ratio {done_only / base:.2f}")
+    print(
+        f"  ... reads only tick results  : {done_only:12,.0f} items/s  ratio {done_only / base:.2f}"
+    )
     small, big = max(n // 100, 1000), max(n // 10, 10000)
     t_small, _ = build_chain(small)  # too small for RSS to show (freed memory is reused)
     t_big, per_big = build_chain(big)
     print(f"build a {small:,}-node chain     : {t_small * 1000:8.1f} ms")
-    print(f"build a {big:,}-node chain    : {t_big * 1000:8.1f} ms  "
-          f"{per_big / 1024:.2f} KiB RSS per idle node")
+    print(
+        f"build a {big:,}-node chain    : {t_big * 1000:8.1f} ms  "
+        f"{per_big / 1024:.2f} KiB RSS per idle node"
+    )
     g_small, g_big = build_from_graph(small), build_from_graph(big)
-    print(f"same from FBP JSON, {small:,} / {big:,} : {g_small * 1000:8.1f} ms / "
-          f"{g_big * 1000:.1f} ms")
-    print_ratios([
-        ("chain, capacity 64 / bare loop", rate / base),
-        ("chain, capacity 1 / bare loop", rate1 / base),
-        ("chain, events subscribed / bare loop", traced / base),
-        ("fan-out/fan-in / bare loop", fan / base),
-        ("async chain / bare async loop", arate / abase),
-        ("chain, a thread reading every event / bare loop", drained / base),
-        ("chain, a thread reading every event as dicts / bare", as_dicts / base),
-        ("chain, a thread reading tick results / bare loop", done_only / base),
-        # 1.0 is linear in nodes; a build that slows as the graph grows shows above 1
-        (f"build time per node, {big:,} / {small:,} nodes", (t_big / big) / (t_small / small)),
-        (f"build from graph JSON per node, {big:,} / {small:,} nodes",
-         (g_big / big) / (g_small / small)),
-    ])
+    print(
+        f"same from FBP JSON, {small:,} / {big:,} : {g_small * 1000:8.1f} ms / "
+        f"{g_big * 1000:.1f} ms"
+    )
+    print_ratios(
+        [
+            ("chain, capacity 64 / bare loop", rate / base),
+            ("chain, capacity 1 / bare loop", rate1 / base),
+            ("chain, events subscribed / bare loop", traced / base),
+            ("fan-out/fan-in / bare loop", fan / base),
+            ("async chain / bare async loop", arate / abase),
+            ("chain, a thread reading every event / bare loop", drained / base),
+            ("chain, a thread reading every event as dicts / bare", as_dicts / base),
+            ("chain, a thread reading tick results / bare loop", done_only / base),
+            # 1.0 is linear in nodes; a build that slows as the graph grows shows above 1
+            (f"build time per node, {big:,} / {small:,} nodes", (t_big / big) / (t_small / small)),
+            (
+                f"build from graph JSON per node, {big:,} / {small:,} nodes",
+                (g_big / big) / (g_small / small),
+            ),
+        ]
+    )
     return 0
 
 

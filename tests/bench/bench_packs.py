@@ -46,8 +46,9 @@ def make_project(root: Path, triples: tuple[str, ...] = KNOWN_TRIPLES) -> Path:
             f"  return reflow_done(ctx); }}\n"
         )
         # a template id is the pack name or starts with it (PACK_FORMAT.md)
-        table.append(f'{{.id = "bench/ten/t{i}", .inports = "in", .outports = "out", '
-                     f'.tick = t{i}}}')
+        table.append(
+            f'{{.id = "bench/ten/t{i}", .inports = "in", .outports = "out", .tick = t{i}}}'
+        )
     src.append("REFLOW_TEMPLATES(" + ",\n".join(table) + ",)\n")
     (root / "src").mkdir(parents=True)
     (root / "src" / "bench.c").write_text("".join(src))
@@ -71,9 +72,11 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--smoke", action="store_true",
-                    help="portable + host triple only, one repeat: checks it runs, measures "
-                         "nothing")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="portable + host triple only, one repeat: checks it runs, measures nothing",
+    )
     args = ap.parse_args(argv)
     r = 1 if args.smoke else args.repeat
     host = host_triples()[0] if host_triples() else PORTABLE_TRIPLE
@@ -90,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         full = build_pack(project, out_dir=base / "dist", key=key)
         first_build = (time.perf_counter() - t0) * 1000
-        build_ms = median_ms(lambda: build_pack(project, out_dir=base / "dist", key=key),
-                             1 if args.smoke else max(3, r // 5))
+        build_ms = median_ms(
+            lambda: build_pack(project, out_dir=base / "dist", key=key),
+            1 if args.smoke else max(3, r // 5),
+        )
         strip_ms = median_ms(lambda: strip_bundle(full, host), r)
         slim = base / "slim.rflpack"
         slim.write_bytes(strip_bundle(full, host))
@@ -99,15 +104,19 @@ def main(argv: list[str] | None = None) -> int:
         baseline = median_ms(lambda: hashlib.sha256(full.read_bytes()).hexdigest(), r)
 
         print(f"pack: {N_TEMPLATES} templates, {len(triples) - 1} native triple(s) + wasm")
-        print(f"  size full {len(raw)} B, stripped to {host}: {slim.stat().st_size} B "
-              f"(ratio {slim.stat().st_size / len(raw):.2f}; target <= 0.33)")
+        print(
+            f"  size full {len(raw)} B, stripped to {host}: {slim.stat().st_size} B "
+            f"(ratio {slim.stat().st_size / len(raw):.2f}; target <= 0.33)"
+        )
         print(f"  baseline: read + sha256 of the full pack file: {baseline:.3f} ms")
         print(f"  build (first run in process, zig cache as found): {first_build:.0f} ms")
         print(f"  build (median): {build_ms:.0f} ms  = {build_ms / baseline:.0f}x baseline")
         print(f"  strip (median): {strip_ms:.2f} ms  = {strip_ms / baseline:.1f}x baseline")
-        rows += [("stripped size / full size", slim.stat().st_size / len(raw)),
-                 ("build / read+sha256 of the pack", build_ms / baseline),
-                 ("strip / read+sha256 of the pack", strip_ms / baseline)]
+        rows += [
+            ("stripped size / full size", slim.stat().st_size / len(raw)),
+            ("build / read+sha256 of the pack", build_ms / baseline),
+            ("strip / read+sha256 of the pack", strip_ms / baseline),
+        ]
 
         for prefer in ("native", "wasm"):
             counter = iter(range(10**6))
@@ -115,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
 
             def cold() -> None:
                 nonlocal first
-                pack = load_pack(full, trust=trust, prefer=prefer,  # noqa: B023
-                                 cache_dir=base / f"cold-{prefer}-{next(counter)}")  # noqa: B023
+                pack = load_pack(
+                    full,
+                    trust=trust,
+                    prefer=prefer,  # noqa: B023
+                    cache_dir=base / f"cold-{prefer}-{next(counter)}",  # noqa: B023
+                )
                 unload_pack(pack.name)
 
             t0 = time.perf_counter()
@@ -128,20 +141,30 @@ def main(argv: list[str] | None = None) -> int:
             unload_pack("bench/ten")
 
             def warm() -> None:
-                pack = load_pack(full, trust=trust, prefer=prefer,  # noqa: B023
-                                 cache_dir=warm_dir)  # noqa: B023
+                pack = load_pack(
+                    full,
+                    trust=trust,
+                    prefer=prefer,  # noqa: B023
+                    cache_dir=warm_dir,  # noqa: B023
+                )
                 unload_pack(pack.name)
 
             warm_ms = median_ms(warm, r)
             print(f"load_pack prefer={prefer}:")
             print(f"  first ever (includes engine compile): {first:.1f} ms")
-            print(f"  cold (extract + re-hash + load): {cold_ms:.2f} ms = "
-                  f"{cold_ms / baseline:.1f}x baseline")
-            print(f"  warm (cached, re-hashed): {warm_ms:.2f} ms = {warm_ms / baseline:.1f}x "
-                  f"baseline; cold/warm = {cold_ms / warm_ms:.1f}x; target <= 20 ms: "
-                  f"{'met' if warm_ms <= 20 else 'MISSED'}")
-            rows += [(f"load_pack {prefer} cold / read+sha256", cold_ms / baseline),
-                     (f"load_pack {prefer} warm / read+sha256", warm_ms / baseline)]
+            print(
+                f"  cold (extract + re-hash + load): {cold_ms:.2f} ms = "
+                f"{cold_ms / baseline:.1f}x baseline"
+            )
+            print(
+                f"  warm (cached, re-hashed): {warm_ms:.2f} ms = {warm_ms / baseline:.1f}x "
+                f"baseline; cold/warm = {cold_ms / warm_ms:.1f}x; target <= 20 ms: "
+                f"{'met' if warm_ms <= 20 else 'MISSED'}"
+            )
+            rows += [
+                (f"load_pack {prefer} cold / read+sha256", cold_ms / baseline),
+                (f"load_pack {prefer} warm / read+sha256", warm_ms / baseline),
+            ]
     print_ratios(rows)
     return 0
 

@@ -52,8 +52,13 @@ def free_port() -> int:
 def pack(name: str, version: str, key: object, size: int) -> bytes:
     data = os.urandom(size)  # incompressible: the pack is as big as its artifact
     art = artifact_entry("m", PORTABLE_TRIPLE, "wasm", "artifacts/m.wasm", data)
-    m = PackManifest(name=name, version=version, abi="1.0", artifacts=(art,),
-                     templates=(TemplateSpec(id=f"{name}/t", entry="m"),))
+    m = PackManifest(
+        name=name,
+        version=version,
+        abi="1.0",
+        artifacts=(art,),
+        templates=(TemplateSpec(id=f"{name}/t", entry="m"),),
+    )
     mbytes = m.to_toml()
     return build_bundle(mbytes, {art.path: data}, [sign_manifest(mbytes, key)])  # type: ignore[arg-type]
 
@@ -71,8 +76,7 @@ def start(args: list[str], url: str) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{args[:3]} did not start")
 
 
-def throughput(url: str, size: int, repeat: int, headers: dict[str, str] | None = None
-               ) -> float:
+def throughput(url: str, size: int, repeat: int, headers: dict[str, str] | None = None) -> float:
     """Median MB/s of ``repeat`` full downloads (after one warm-up)."""
     rates = []
     with httpx.Client(timeout=60, headers=headers) as c:
@@ -94,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mb", type=float, default=20)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--smoke", action="store_true",
-                    help="a 1 MB pack, one download each: checks it runs, measures nothing")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a 1 MB pack, one download each: checks it runs, measures nothing",
+    )
     opts = ap.parse_args(argv)
     if opts.smoke:
         opts.size_mb, opts.repeat = 1, 1
@@ -115,17 +122,48 @@ def main(argv: list[str] | None = None) -> int:
         try:
             port = free_port()
             reg = f"http://127.0.0.1:{port}"
-            procs.append(start([sys.executable, "-m", "reflow.registry._cli", "serve",
-                                "--data", str(root / "data"), "--port", str(port),
-                                "--max-upload", "1G", "--log-level", "warning"],
-                               f"{reg}/api/v1/health"))
+            procs.append(
+                start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "reflow.registry._cli",
+                        "serve",
+                        "--data",
+                        str(root / "data"),
+                        "--port",
+                        str(port),
+                        "--max-upload",
+                        "1G",
+                        "--log-level",
+                        "warning",
+                    ],
+                    f"{reg}/api/v1/health",
+                )
+            )
             sport = free_port()
-            procs.append(start([sys.executable, "-c", _STATIC, str(static_dir), str(sport)],
-                               f"http://127.0.0.1:{sport}/big.rflpack"))
+            procs.append(
+                start(
+                    [sys.executable, "-c", _STATIC, str(static_dir), str(sport)],
+                    f"http://127.0.0.1:{sport}/big.rflpack",
+                )
+            )
             hport = free_port()
-            procs.append(start([sys.executable, "-m", "http.server", str(hport), "--bind",
-                                "127.0.0.1", "--directory", str(static_dir)],
-                               f"http://127.0.0.1:{hport}/"))
+            procs.append(
+                start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "http.server",
+                        str(hport),
+                        "--bind",
+                        "127.0.0.1",
+                        "--directory",
+                        str(static_dir),
+                    ],
+                    f"http://127.0.0.1:{hport}/",
+                )
+            )
             auth_header = {"Authorization": f"Bearer {token}"}
 
             with httpx.Client(base_url=reg, headers=auth_header, timeout=120) as c:
@@ -142,10 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 
             size = len(big)
             mb = size / (1 << 20)
-            rate_reg = throughput(f"{reg}/api/v1/packs/bench/big/1.0.0/download", size,
-                                  opts.repeat)
-            rate_static = throughput(f"http://127.0.0.1:{sport}/big.rflpack", size,
-                                     opts.repeat)
+            rate_reg = throughput(f"{reg}/api/v1/packs/bench/big/1.0.0/download", size, opts.repeat)
+            rate_static = throughput(f"http://127.0.0.1:{sport}/big.rflpack", size, opts.repeat)
             rate_http = throughput(f"http://127.0.0.1:{hport}/big.rflpack", size, opts.repeat)
         finally:
             for p in procs:
@@ -153,15 +189,23 @@ def main(argv: list[str] | None = None) -> int:
                 p.wait(10)
     print(f"download of a {mb:.1f} MB pack over 127.0.0.1 (median of {opts.repeat}):")
     print(f"  registry                    {rate_reg:8.0f} MB/s")
-    print(f"  uvicorn + StaticFiles       {rate_static:8.0f} MB/s   "
-          f"ratio registry/static = {rate_reg / rate_static:.2f}  (target >= 0.50)")
-    print(f"  python -m http.server       {rate_http:8.0f} MB/s   "
-          f"ratio registry/http.server = {rate_reg / rate_http:.2f}")
+    print(
+        f"  uvicorn + StaticFiles       {rate_static:8.0f} MB/s   "
+        f"ratio registry/static = {rate_reg / rate_static:.2f}  (target >= 0.50)"
+    )
+    print(
+        f"  python -m http.server       {rate_http:8.0f} MB/s   "
+        f"ratio registry/http.server = {rate_reg / rate_http:.2f}"
+    )
     print("publish latency (verify, slim variants, fsync, index commit):")
     print(f"  {mb:.1f} MB pack             {big_ms:8.1f} ms")
     print(f"  20 KB pack (median of {len(small)})  {statistics.median(small):8.1f} ms")
-    print_ratios([("registry download / uvicorn StaticFiles", rate_reg / rate_static),
-                  ("registry download / python -m http.server", rate_reg / rate_http)])
+    print_ratios(
+        [
+            ("registry download / uvicorn StaticFiles", rate_reg / rate_static),
+            ("registry download / python -m http.server", rate_reg / rate_http),
+        ]
+    )
     return 0
 
 

@@ -22,7 +22,7 @@ import time
 from _ratios import print_ratios
 
 #: The program, run by each interpreter with the module to import as argv[1].
-PROGRAM = r'''
+PROGRAM = r"""
 import importlib, json, sys, threading, time
 r = importlib.import_module(sys.argv[1])
 n, k = int(sys.argv[2]), int(sys.argv[3])
@@ -57,13 +57,14 @@ ok = done.wait(120)
 dt = time.perf_counter() - t0
 net.shutdown()
 print(json.dumps({"ok": ok, "received": count[0], "seconds": dt}))
-'''
+"""
 
 
 def run_chain(python: str, module: str, n: int, k: int) -> float:
     """Hop messages/s (n packets x k passthrough nodes) of the program under ``python``."""
-    proc = subprocess.run([python, "-c", PROGRAM, module, str(n), str(k)], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [python, "-c", PROGRAM, module, str(n), str(k)], capture_output=True, text=True, timeout=300
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{module} under {python} failed:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -91,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="a tiny chain here only")
     ap.add_argument("--n", type=int, default=5000, help="initial packets (default 5000)")
     ap.add_argument("--k", type=int, default=3, help="passthrough nodes (default 3)")
-    ap.add_argument("--sdk", default=os.environ.get("REFLOW_SDK_PYTHON"),
-                    help="a python with offbit_reflow importable")
+    ap.add_argument(
+        "--sdk",
+        default=os.environ.get("REFLOW_SDK_PYTHON"),
+        help="a python with offbit_reflow importable",
+    )
     args = ap.parse_args(argv)
     n, k = (200, 3) if args.smoke else (args.n, args.k)
     ours = max(run_chain(sys.executable, "reflow", n, k) for _ in range(1 if args.smoke else 3))

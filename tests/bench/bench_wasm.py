@@ -248,34 +248,45 @@ def bench_wasm_ticks(guests: dict[str, Path], n: int) -> list[tuple[str, float]]
         raw_batch_node = actor.open_node("raw-batch", {})
         fast, public = passthrough(frame)
         per_tick = 1 / WORKER_BATCH
-        t = paired({
-            "tick": ticks(net, "n", inputs, n),
-            "batched": batched_ticks(net, "n", inputs, n),
-            "raw": calls(fast, n),
-            "same": calls(same_guest(raw_node, frame), n),
-            "same_batched": calls(same_guest_batched(raw_batch_node, frame),
-                                  max(n // WORKER_BATCH, 1)),
-            "public": calls(public, max(n // 20, 50)),
-        })
+        t = paired(
+            {
+                "tick": ticks(net, "n", inputs, n),
+                "batched": batched_ticks(net, "n", inputs, n),
+                "raw": calls(fast, n),
+                "same": calls(same_guest(raw_node, frame), n),
+                "same_batched": calls(
+                    same_guest_batched(raw_batch_node, frame), max(n // WORKER_BATCH, 1)
+                ),
+                "public": calls(public, max(n // 20, 50)),
+            }
+        )
         tick, batched, raw, same = t["tick"], t["batched"], t["raw"], t["same"]
         same_b = t["same_batched"] * per_tick
         print(f"  {len(frame)} B input frame:")
         print(f"    raw passthrough, unchecked call + copy : {raw * 1e6:6.2f} us")
         print(f"    raw same guest, unchecked call + copy  : {same * 1e6:6.2f} us")
-        print(f"    raw same guest, 1 batch call of {WORKER_BATCH}     : {same_b * 1e6:6.2f} us "
-              f"per tick")
+        print(
+            f"    raw same guest, 1 batch call of {WORKER_BATCH}     : {same_b * 1e6:6.2f} us "
+            f"per tick"
+        )
         print(f"    raw passthrough, public Func call      : {t['public'] * 1e6:6.2f} us")
         print(f"    {label}:")
-        print(f"      single-tick path (ABI 1.0 guest)     : {tick * 1e6:6.2f} us   ratio "
-              f"{tick / raw:4.2f}x raw passthrough (target <= 2x), {tick / same:4.2f}x raw "
-              f"same guest, {tick / t['public']:4.2f}x public")
-        print(f"      batched, run_batch of {WORKER_BATCH} (ABI 1.1)   : {batched * 1e6:6.2f} us   "
-              f"ratio {batched / raw:4.2f}x raw passthrough (target <= 2x), "
-              f"{batched / same_b:4.2f}x raw same guest batched")
-        rows += [(f"wasm {name} single / raw passthrough", tick / raw),
-                 (f"wasm {name} batched / raw passthrough", batched / raw),
-                 (f"wasm {name} single / raw same guest", tick / same),
-                 (f"wasm {name} batched / raw same batched", batched / same_b)]
+        print(
+            f"      single-tick path (ABI 1.0 guest)     : {tick * 1e6:6.2f} us   ratio "
+            f"{tick / raw:4.2f}x raw passthrough (target <= 2x), {tick / same:4.2f}x raw "
+            f"same guest, {tick / t['public']:4.2f}x public"
+        )
+        print(
+            f"      batched, run_batch of {WORKER_BATCH} (ABI 1.1)   : {batched * 1e6:6.2f} us   "
+            f"ratio {batched / raw:4.2f}x raw passthrough (target <= 2x), "
+            f"{batched / same_b:4.2f}x raw same guest batched"
+        )
+        rows += [
+            (f"wasm {name} single / raw passthrough", tick / raw),
+            (f"wasm {name} batched / raw passthrough", batched / raw),
+            (f"wasm {name} single / raw same guest", tick / same),
+            (f"wasm {name} batched / raw same batched", batched / same_b),
+        ]
         raw_node.close()
         raw_batch_node.close()
         net.shutdown()
@@ -298,7 +309,7 @@ def bench_native(native: dict[str, Path], n: int) -> list[tuple[str, float]]:
         ptr = tick(handle, frame, len(frame), ref)
         return memory[ptr : ptr + out_len.value].tobytes()
 
-    assert bare()[-len(KIB):] == KIB
+    assert bare()[-len(KIB) :] == KIB
     batch_frame = (ctypes.c_ubyte * (24 + WORKER_BATCH * (4 + len(frame))))()
     batch_frame[:] = encode_batch([frame] * WORKER_BATCH)
     tick_batch = lib._batch_unchecked  # reflow_tick_batch, called like reflow_tick
@@ -309,27 +320,37 @@ def bench_native(native: dict[str, Path], n: int) -> list[tuple[str, float]]:
 
     assert len(decode_batch_results(bare_batch(), WORKER_BATCH)) == WORKER_BATCH
     net = network_node(lib.actor())
-    t = paired({
-        "tick": ticks(net, "n", inputs, n),
-        "batched": batched_ticks(net, "n", inputs, n),
-        "bare": calls(bare, n),
-        "bare_batch": calls(bare_batch, max(n // WORKER_BATCH, 1)),
-    })
+    t = paired(
+        {
+            "tick": ticks(net, "n", inputs, n),
+            "batched": batched_ticks(net, "n", inputs, n),
+            "bare": calls(bare, n),
+            "bare_batch": calls(bare_batch, max(n // WORKER_BATCH, 1)),
+        }
+    )
     net.shutdown()
     node.close()
     tick, batched, bare_t = t["tick"], t["batched"], t["bare"]
     bare_b = t["bare_batch"] / WORKER_BATCH
     print("Native tick vs a bare ctypes call with the same data (same run):")
     print(f"  bare ctypes reflow_tick + copy, 1 KiB           : {bare_t * 1e6:6.2f} us")
-    print(f"  bare ctypes reflow_tick_batch of {WORKER_BATCH} + copy      : {bare_b * 1e6:6.2f} us "
-          f"per tick")
-    print(f"  native engine, single-tick path (ABI 1.0 guest) : {tick * 1e6:6.2f} us   "
-          f"ratio {tick / bare_t:4.2f}x bare call   (target <= 3x)")
-    print(f"  native engine, batched run_batch of {WORKER_BATCH} (ABI 1.1): "
-          f"{batched * 1e6:6.2f} us   ratio {batched / bare_t:4.2f}x bare call   (target <= 3x), "
-          f"{batched / bare_b:4.2f}x bare batch call")
-    return [("native echo single / bare ctypes", tick / bare_t),
-            ("native echo batched / bare ctypes", batched / bare_t)]
+    print(
+        f"  bare ctypes reflow_tick_batch of {WORKER_BATCH} + copy      : {bare_b * 1e6:6.2f} us "
+        f"per tick"
+    )
+    print(
+        f"  native engine, single-tick path (ABI 1.0 guest) : {tick * 1e6:6.2f} us   "
+        f"ratio {tick / bare_t:4.2f}x bare call   (target <= 3x)"
+    )
+    print(
+        f"  native engine, batched run_batch of {WORKER_BATCH} (ABI 1.1): "
+        f"{batched * 1e6:6.2f} us   ratio {batched / bare_t:4.2f}x bare call   (target <= 3x), "
+        f"{batched / bare_b:4.2f}x bare batch call"
+    )
+    return [
+        ("native echo single / bare ctypes", tick / bare_t),
+        ("native echo batched / bare ctypes", batched / bare_t),
+    ]
 
 
 BUSY_WAT = """(module (memory (export "memory") 1)
@@ -406,8 +427,10 @@ def bench_parallel(ticks: int, iterations: int, samples: int = 3) -> list[tuple[
     print("2 CPU-bound WASM nodes in parallel vs 1 (Network, worker pool):")
     print(f"  1 node : {one:8.1f} ticks/s")
     print(f"  2 nodes: {two:8.1f} ticks/s   speed-up {two / one:4.2f}x   (target >= 1.7x)")
-    print(f"  control: 2 threads of GIL-free sha256 vs 1 on this machine now: {control:4.2f}x "
-          f"(if this is low, other processes are using the cores)")
+    print(
+        f"  control: 2 threads of GIL-free sha256 vs 1 on this machine now: {control:4.2f}x "
+        f"(if this is low, other processes are using the cores)"
+    )
     eng.close()
     return [("2 nodes / 1 node throughput", two / one)]
 
@@ -417,8 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     unknown = set(args) - {"--quick", "--smoke"}
     if unknown:
-        print(f"usage: bench_wasm.py [--quick | --smoke]; unknown: {' '.join(sorted(unknown))}",
-              file=sys.stderr)
+        print(
+            f"usage: bench_wasm.py [--quick | --smoke]; unknown: {' '.join(sorted(unknown))}",
+            file=sys.stderr,
+        )
         return 2
     smoke = "--smoke" in args
     quick = "--quick" in args

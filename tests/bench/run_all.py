@@ -27,19 +27,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks each one runs")
     ap.add_argument("only", nargs="*", help="benchmark names to run (default: all), e.g. core")
     args = ap.parse_args(argv)
-    chosen = [p for p in benchmarks()
-              if not args.only or p.stem.removeprefix("bench_") in args.only or p.stem in args.only]
+    chosen = [
+        p
+        for p in benchmarks()
+        if not args.only or p.stem.removeprefix("bench_") in args.only or p.stem in args.only
+    ]
     if not chosen:
-        print(f"no benchmark named {', '.join(args.only)}; have: "
-              f"{', '.join(p.stem for p in benchmarks())}", file=sys.stderr)
+        print(
+            f"no benchmark named {', '.join(args.only)}; have: "
+            f"{', '.join(p.stem for p in benchmarks())}",
+            file=sys.stderr,
+        )
         return 2
     failed = []
     for path in chosen:
         print(f"== {path.name}", flush=True)
         t0 = time.perf_counter()
         rc = subprocess.call([sys.executable, str(path), *(["--smoke"] if args.smoke else [])])
-        print(f"== {path.name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in "
-              f"{time.perf_counter() - t0:.1f} s\n", flush=True)
+        print(
+            f"== {path.name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in "
+            f"{time.perf_counter() - t0:.1f} s\n",
+            flush=True,
+        )
         if rc:
             failed.append(path.name)
     if failed:

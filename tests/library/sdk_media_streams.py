@@ -11,12 +11,16 @@ from reflow import Message
 from reflow._core._streams import Stream
 
 
-def image_stream(pixels: np.ndarray, meta: dict[str, Any] | None = None,
-                 content_type: str = "image/raw-rgba") -> Message:
+def image_stream(
+    pixels: np.ndarray, meta: dict[str, Any] | None = None, content_type: str = "image/raw-rgba"
+) -> Message:
     h, w, c = pixels.shape
     s = Stream.create(0, content_type=content_type)
-    s.send_begin(content_type, pixels.nbytes,
-                 {"width": w, "height": h, "channels": c} if meta is None else meta)
+    s.send_begin(
+        content_type,
+        pixels.nbytes,
+        {"width": w, "height": h, "channels": c} if meta is None else meta,
+    )
     for y in range(h):
         s.send_bytes(pixels[y].tobytes())
     s.end()
@@ -28,7 +32,7 @@ def pcm_stream(samples: Any, frame: int = 256, meta: dict[str, Any] | None = Non
     s = Stream.create(0, content_type="audio/raw-pcm")
     s.send_begin("audio/raw-pcm", len(data), meta or {})
     for i in range(0, len(data), frame * 4):
-        s.send_bytes(data[i:i + frame * 4])
+        s.send_bytes(data[i : i + frame * 4])
     s.end()
     return s.into_message()
 
@@ -69,14 +73,14 @@ def collect(msg: Any) -> tuple[bytes, dict[str, Any], str | None]:
                 return
             else:
                 raise AssertionError(f)
+
     asyncio.run(read())
     return bytes(data), meta, ctype
 
 
 def pixels_of(msg: Any) -> np.ndarray:
     data, meta, _ = collect(msg)
-    return np.frombuffer(data, np.uint8).reshape(meta["height"], meta["width"],
-                                                 meta["channels"])
+    return np.frombuffer(data, np.uint8).reshape(meta["height"], meta["width"], meta["channels"])
 
 
 def samples_of(msg: Any) -> np.ndarray:

@@ -30,8 +30,9 @@ def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x.astype(np.float64)))))
 
 
-def tick(tid: str, x: Any, config: dict[str, Any] | None = None, port: str = "stream",
-         **extra: Any) -> Any:
+def tick(
+    tid: str, x: Any, config: dict[str, Any] | None = None, port: str = "stream", **extra: Any
+) -> Any:
     r = run_tick(template_actor(tid), {"stream": pcm_stream(x), **extra}, config)
     r.raise_for_failures()
     return r.outputs if port == "*" else r.outputs[port][0]
@@ -39,11 +40,14 @@ def tick(tid: str, x: Any, config: dict[str, Any] | None = None, port: str = "st
 
 def test_gain_and_normalize() -> None:
     x = sine(440)
-    np.testing.assert_allclose(samples_of(tick("tpl_audio_gain", x, {"gainDb": 6.0})),
-                               x * 10 ** (6 / 20), rtol=1e-6)
-    np.testing.assert_allclose(samples_of(tick("tpl_audio_gain", x, {"gainDb": 6,
-                                                                     "gainLinear": 0.25})),
-                               x * 0.25, rtol=1e-6)
+    np.testing.assert_allclose(
+        samples_of(tick("tpl_audio_gain", x, {"gainDb": 6.0})), x * 10 ** (6 / 20), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        samples_of(tick("tpl_audio_gain", x, {"gainDb": 6, "gainLinear": 0.25})),
+        x * 0.25,
+        rtol=1e-6,
+    )
     y = samples_of(tick("tpl_audio_normalize", x, {"targetDb": -6.0}))
     assert np.max(np.abs(y)) == pytest.approx(10 ** (-6 / 20), rel=1e-6)
     zeros = np.zeros(100, np.float32)
@@ -58,8 +62,11 @@ def test_frames_and_metadata_are_kept() -> None:
 
 def test_legacy_rfla_forms_still_work() -> None:
     audio = encode_audio(sine(440)[:, None], RATE)
-    for tid, config in (("tpl_audio_gain", {"gain": 2.0}), ("tpl_audio_normalize", None),
-                        ("tpl_audio_spectrum", None)):
+    for tid, config in (
+        ("tpl_audio_gain", {"gain": 2.0}),
+        ("tpl_audio_normalize", None),
+        ("tpl_audio_spectrum", None),
+    ):
         r = run_tick(template_actor(tid), {"in": audio}, config)
         r.raise_for_failures()
         assert "out" in r.outputs, tid
@@ -71,13 +78,21 @@ def _gain_at(tid: str, config: dict[str, Any], freq: float, port: str = "stream"
     return rms(y[4000:]) / rms(x[4000:])
 
 
-@pytest.mark.parametrize(("kind", "freq", "q", "gain_db"), [
-    ("lowpass", 1000, 0.707, 0), ("highpass", 500, 0.707, 0), ("bandpass", 1200, 2.0, 0),
-    ("notch", 1000, 5.0, 0), ("peaking", 900, 1.0, 6), ("lowshelf", 300, 0.707, -6),
-    ("highshelf", 2000, 0.707, 9),
-])
-def test_biquad_matches_its_analytic_response(kind: str, freq: float, q: float,
-                                              gain_db: float) -> None:
+@pytest.mark.parametrize(
+    ("kind", "freq", "q", "gain_db"),
+    [
+        ("lowpass", 1000, 0.707, 0),
+        ("highpass", 500, 0.707, 0),
+        ("bandpass", 1200, 2.0, 0),
+        ("notch", 1000, 5.0, 0),
+        ("peaking", 900, 1.0, 6),
+        ("lowshelf", 300, 0.707, -6),
+        ("highshelf", 2000, 0.707, 9),
+    ],
+)
+def test_biquad_matches_its_analytic_response(
+    kind: str, freq: float, q: float, gain_db: float
+) -> None:
     cfg = {"filterType": kind, "frequency": freq, "q": q, "gainDb": gain_db}
     w = 2 * np.pi * freq / RATE
     # the RBJ design's magnitude response at a few test tones, from its own formula
@@ -102,20 +117,31 @@ def _rbj_response(kind: str, w0: float, q: float, gain_db: float, w: float) -> f
     elif kind == "notch":
         b, a = [1, -2 * c, 1], [1 + alpha, -2 * c, 1 - alpha]
     elif kind == "peaking":
-        b, a = [1 + alpha * a_, -2 * c, 1 - alpha * a_], [1 + alpha / a_, -2 * c,
-                                                          1 - alpha / a_]
+        b, a = [1 + alpha * a_, -2 * c, 1 - alpha * a_], [1 + alpha / a_, -2 * c, 1 - alpha / a_]
     else:
         s = 2 * math.sqrt(a_) * alpha
         if kind == "lowshelf":
-            b = [a_ * ((a_ + 1) - (a_ - 1) * c + s), 2 * a_ * ((a_ - 1) - (a_ + 1) * c),
-                 a_ * ((a_ + 1) - (a_ - 1) * c - s)]
-            a = [(a_ + 1) + (a_ - 1) * c + s, -2 * ((a_ - 1) + (a_ + 1) * c),
-                 (a_ + 1) + (a_ - 1) * c - s]
+            b = [
+                a_ * ((a_ + 1) - (a_ - 1) * c + s),
+                2 * a_ * ((a_ - 1) - (a_ + 1) * c),
+                a_ * ((a_ + 1) - (a_ - 1) * c - s),
+            ]
+            a = [
+                (a_ + 1) + (a_ - 1) * c + s,
+                -2 * ((a_ - 1) + (a_ + 1) * c),
+                (a_ + 1) + (a_ - 1) * c - s,
+            ]
         else:
-            b = [a_ * ((a_ + 1) + (a_ - 1) * c + s), -2 * a_ * ((a_ - 1) + (a_ + 1) * c),
-                 a_ * ((a_ + 1) + (a_ - 1) * c - s)]
-            a = [(a_ + 1) - (a_ - 1) * c + s, 2 * ((a_ - 1) - (a_ + 1) * c),
-                 (a_ + 1) - (a_ - 1) * c - s]
+            b = [
+                a_ * ((a_ + 1) + (a_ - 1) * c + s),
+                -2 * a_ * ((a_ - 1) + (a_ + 1) * c),
+                a_ * ((a_ + 1) + (a_ - 1) * c - s),
+            ]
+            a = [
+                (a_ + 1) - (a_ - 1) * c + s,
+                2 * ((a_ - 1) - (a_ + 1) * c),
+                (a_ + 1) - (a_ - 1) * c - s,
+            ]
     z = np.exp(-1j * w * np.arange(3))
     return float(abs(np.dot(b, z) / np.dot(a, z)))
 
@@ -123,8 +149,11 @@ def _rbj_response(kind: str, w0: float, q: float, gain_db: float, w: float) -> f
 def test_lowpass_equals_scipy_butterworth() -> None:
     # a Q = 1/sqrt(2) RBJ low-pass is the bilinear 2nd-order Butterworth
     x = np.random.default_rng(0).normal(size=4000).astype(np.float32) * 0.1
-    y = samples_of(tick("tpl_biquad_filter", x, {"frequency": 1000.0, "q": 1 / math.sqrt(2),
-                                                 "sampleRate": RATE}))
+    y = samples_of(
+        tick(
+            "tpl_biquad_filter", x, {"frequency": 1000.0, "q": 1 / math.sqrt(2), "sampleRate": RATE}
+        )
+    )
     b, a = signal.butter(2, 1000, fs=RATE)
     np.testing.assert_allclose(y, signal.lfilter(b, a, x.astype(np.float64)), atol=1e-5)
 
@@ -132,15 +161,20 @@ def test_lowpass_equals_scipy_butterworth() -> None:
 def test_equalizer_dc_offset_and_crossover() -> None:
     bands = [{"type": "peaking", "frequency": 1000, "gain": 12, "q": 1}]
     assert _gain_at("tpl_equalizer", {"bands": bands}, 1000) == pytest.approx(
-        10 ** (12 / 20), rel=0.03)
+        10 ** (12 / 20), rel=0.03
+    )
     assert _gain_at("tpl_equalizer", {"bands": "[]"}, 1000) == pytest.approx(1.0)
     x = sine(200, 16000) + np.float32(0.3)
     y = samples_of(tick("tpl_dc_offset", x, {"sampleRate": RATE, "cutoffHz": 5.0}))
     assert abs(float(np.mean(y[8000:]))) < 5e-3
     assert rms(y[8000:]) == pytest.approx(rms(sine(200, 16000)[8000:]), rel=0.02)
     noise = np.random.default_rng(1).normal(size=16000).astype(np.float32) * 0.1
-    out = tick("tpl_crossover", noise, {"sampleRate": RATE, "lowFrequency": 300,
-                                        "highFrequency": 2000}, "*")
+    out = tick(
+        "tpl_crossover",
+        noise,
+        {"sampleRate": RATE, "lowFrequency": 300, "highFrequency": 2000},
+        "*",
+    )
     low, mid, high = (samples_of(out[p][0]) for p in ("low", "mid", "high"))
     f, pl = signal.welch(low, fs=RATE)
     _, ph = signal.welch(high, fs=RATE)
@@ -167,16 +201,25 @@ def test_envelope_follower() -> None:
     assert ctype == "audio/control-signal" and meta["mode"] == "peak"
     env = samples_of(tick("tpl_envelope_follower", x, {"sampleRate": RATE}))
     np.testing.assert_allclose(env, _envelope_reference(x, 5, 50, RATE), atol=1e-6)
-    rms_env = samples_of(tick("tpl_envelope_follower", sine(300, 4000, 0.8),
-                              {"sampleRate": RATE, "mode": "rms", "attackMs": 20,
-                               "releaseMs": 20}))
+    rms_env = samples_of(
+        tick(
+            "tpl_envelope_follower",
+            sine(300, 4000, 0.8),
+            {"sampleRate": RATE, "mode": "rms", "attackMs": 20, "releaseMs": 20},
+        )
+    )
     assert float(rms_env[-1]) == pytest.approx(0.8 / math.sqrt(2), rel=0.05)
 
 
 def test_compressor_limiter_gate() -> None:
     loud = sine(200, 8000, 0.9)
-    y = samples_of(tick("tpl_compressor", loud, {"sampleRate": RATE, "kneeDb": 0,
-                                                 "thresholdDb": -20, "ratio": 4}))
+    y = samples_of(
+        tick(
+            "tpl_compressor",
+            loud,
+            {"sampleRate": RATE, "kneeDb": 0, "thresholdDb": -20, "ratio": 4},
+        )
+    )
     env = _envelope_reference(loud, 10, 100, RATE)
     over = 20 * np.log10(env[-1]) + 20
     expected_gain = 10 ** ((over / 4 - over) / 20)
@@ -186,14 +229,16 @@ def test_compressor_limiter_gate() -> None:
     assert np.all(np.abs(y) <= np.maximum(np.abs(loud), 10 ** (-6 / 20)) + 1e-6)
     assert float(np.max(np.abs(y[4000:]))) <= 10 ** (-6 / 20) * 1.15
     quiet = sine(200, 4000, 0.001)
-    y = samples_of(tick("tpl_noise_gate", quiet, {"sampleRate": RATE, "thresholdDb": -40,
-                                                  "ratio": 10}))
+    y = samples_of(
+        tick("tpl_noise_gate", quiet, {"sampleRate": RATE, "thresholdDb": -40, "ratio": 10})
+    )
     env = _envelope_reference(quiet, 1, 50, RATE)
     gain = 10 ** (-(-40 - 20 * np.log10(np.maximum(env, 1e-12))) * 0.9 / 20)
     np.testing.assert_allclose(y, quiet * np.where(env < 0.01, gain, 1.0), atol=1e-7)
     assert rms(y[2000:]) < rms(quiet[2000:]) * 0.2
-    assert samples_of(tick("tpl_noise_gate", loud, {"sampleRate": RATE}))[4000:] == \
-        pytest.approx(loud[4000:], abs=1e-6)
+    assert samples_of(tick("tpl_noise_gate", loud, {"sampleRate": RATE}))[4000:] == pytest.approx(
+        loud[4000:], abs=1e-6
+    )
 
 
 def test_de_esser_reduces_sibilance_only() -> None:
@@ -206,17 +251,16 @@ def test_de_esser_reduces_sibilance_only() -> None:
 
 def test_spectrum_and_ifft() -> None:
     x = sine(1000, 4096, 1.0)
-    out = tick("tpl_audio_spectrum", x, {"fftSize": 256, "hopSize": 128, "sampleRate": RATE},
-               "*")
+    out = tick("tpl_audio_spectrum", x, {"fftSize": 256, "hopSize": 128, "sampleRate": RATE}, "*")
     data, meta, ctype = collect(out["stream"][0])
     assert ctype == "audio/frequency-bins" and meta["binCount"] == 129
     frames = np.frombuffer(data, "<f4").reshape(-1, 129)
-    assert len(frames) == (4096 - 256) // 128 + 1 == out["stats"][0]["data"][
-        "totalSpectrumFrames"]
+    assert len(frames) == (4096 - 256) // 128 + 1 == out["stats"][0]["data"]["totalSpectrumFrames"]
     assert int(np.argmax(frames[3])) == round(1000 / (RATE / 256))
     window = 0.5 * (1 - np.cos(2 * np.pi * np.arange(256) / 255))
-    np.testing.assert_allclose(frames[2], np.abs(np.fft.rfft(x[256:512] * window)),
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        frames[2], np.abs(np.fft.rfft(x[256:512] * window)), rtol=1e-4, atol=1e-3
+    )
     mags = np.zeros((3, 129), np.float32)
     mags[:, 0] = 256.0  # a DC bin: each frame synthesises the window
     y = samples_of(tick("tpl_ifft", mags.flatten(), {"fftSize": 256, "hopSize": 64}))
@@ -230,8 +274,13 @@ def test_noise_reduction() -> None:
     noise = rng.normal(size=16000).astype(np.float32) * 0.05
     x = noise.copy()
     x[8000:] += sine(440, 8000, 0.5)
-    y = samples_of(tick("tpl_noise_reduction", x, {"sampleRate": RATE, "profileMs": 900,
-                                                   "fftSize": 512, "hopSize": 128}))
+    y = samples_of(
+        tick(
+            "tpl_noise_reduction",
+            x,
+            {"sampleRate": RATE, "profileMs": 900, "fftSize": 512, "hopSize": 128},
+        )
+    )
     assert len(y) == len(x)
     assert y[:7200].tolist() == pytest.approx(x[:7200].tolist())
     residual = y[9000:15000] - sine(440, 16000, 0.5)[9000:15000]
@@ -245,8 +294,7 @@ def _dominant(x: np.ndarray, rate: int = RATE) -> float:
 
 def test_pitch_shift_and_time_stretch() -> None:
     x = sine(400, 8000, 0.5)
-    y = samples_of(tick("tpl_pitch_shift", x, {"semitones": 12, "fftSize": 1024,
-                                               "hopSize": 256}))
+    y = samples_of(tick("tpl_pitch_shift", x, {"semitones": 12, "fftSize": 1024, "hopSize": 256}))
     assert len(y) == len(x)
     assert _dominant(y[1000:7000]) == pytest.approx(800, rel=0.03)
     assert samples_of(tick("tpl_pitch_shift", x)).tolist() == x.tolist()
@@ -262,19 +310,24 @@ def test_convolve() -> None:
     y = samples_of(tick("tpl_convolve", x, impulse=Message.bytes(h.tobytes())))
     np.testing.assert_allclose(y, np.convolve(x, h)[:1000], atol=1e-5)
     # the impulse may come first, in a tick of its own
-    r = run_ticks(template_actor("tpl_convolve"),
-                  [{"impulse": Message.bytes(h.tobytes())}, {"stream": pcm_stream(x)}])
+    r = run_ticks(
+        template_actor("tpl_convolve"),
+        [{"impulse": Message.bytes(h.tobytes())}, {"stream": pcm_stream(x)}],
+    )
     r.raise_for_failures()
-    np.testing.assert_allclose(samples_of(r.outputs["stream"][0]), np.convolve(x, h)[:1000],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        samples_of(r.outputs["stream"][0]), np.convolve(x, h)[:1000], atol=1e-5
+    )
 
 
 def test_correlator_finds_the_delay() -> None:
     a = np.random.default_rng(4).normal(size=2000).astype(np.float32)
     b = np.concatenate([np.zeros(37, np.float32), a[:-37]])
-    r = run_ticks(template_actor("tpl_correlator"),
-                  [{"stream_a": pcm_stream(a)}, {"stream_b": pcm_stream(b)}],
-                  {"sampleRate": RATE, "maxLagMs": 10})
+    r = run_ticks(
+        template_actor("tpl_correlator"),
+        [{"stream_a": pcm_stream(a)}, {"stream_b": pcm_stream(b)}],
+        {"sampleRate": RATE, "maxLagMs": 10},
+    )
     r.raise_for_failures()
     stats = r.outputs["stats"][0]["data"]
     assert stats["bestLagSamples"] == 37 and stats["signalLength"] == 2000
@@ -343,74 +396,100 @@ def test_audio_input_and_display(tmp_path: Path) -> None:
 BAD: list[tuple[str, dict[str, Any], dict[str, Any] | None, str]] = [
     ("tpl_audio_gain", {"stream": Message.bytes(b"\0\0\0\0")}, None, "in-port 'stream'"),
     ("tpl_audio_gain", {"stream": bytes_stream([b"\0\0\0"])}, None, "float32"),
-    ("tpl_audio_gain", {"stream": bytes_stream([np.array([np.nan], "<f4").tobytes()])}, None,
-     "NaN"),
+    (
+        "tpl_audio_gain",
+        {"stream": bytes_stream([np.array([np.nan], "<f4").tobytes()])},
+        None,
+        "NaN",
+    ),
     ("tpl_audio_gain", {"stream": broken_stream("error")}, None, "producer failed"),
     ("tpl_audio_gain", {"stream": broken_stream("closed")}, None, "closed"),
     ("tpl_audio_gain", {"stream": pcm_stream([0.1])}, {"gainLinear": -1}, "config 'gainLinear'"),
-    ("tpl_audio_gain", {"stream": pcm_stream([0.1] * 300)}, {"maxBytes": 100},
-     "config 'maxBytes'"),
-    ("tpl_audio_normalize", {"stream": pcm_stream([0.1])}, {"targetDb": "x"},
-     "config 'targetDb'"),
-    ("tpl_biquad_filter", {"stream": pcm_stream([0.1])}, {"filterType": "comb"},
-     "config 'filterType'"),
-    ("tpl_biquad_filter", {"stream": pcm_stream([0.1])}, {"frequency": 30000},
-     "config 'frequency'"),
+    ("tpl_audio_gain", {"stream": pcm_stream([0.1] * 300)}, {"maxBytes": 100}, "config 'maxBytes'"),
+    ("tpl_audio_normalize", {"stream": pcm_stream([0.1])}, {"targetDb": "x"}, "config 'targetDb'"),
+    (
+        "tpl_biquad_filter",
+        {"stream": pcm_stream([0.1])},
+        {"filterType": "comb"},
+        "config 'filterType'",
+    ),
+    (
+        "tpl_biquad_filter",
+        {"stream": pcm_stream([0.1])},
+        {"frequency": 30000},
+        "config 'frequency'",
+    ),
     ("tpl_biquad_filter", {"stream": pcm_stream([0.1])}, {"q": 0}, "config 'q'"),
-    ("tpl_biquad_filter", {"stream": pcm_stream([0.1])}, {"sampleRate": -1},
-     "config 'sampleRate'"),
+    ("tpl_biquad_filter", {"stream": pcm_stream([0.1])}, {"sampleRate": -1}, "config 'sampleRate'"),
     ("tpl_equalizer", {"stream": pcm_stream([0.1])}, {"bands": "[{"}, "config 'bands'"),
-    ("tpl_equalizer", {"stream": pcm_stream([0.1])}, {"bands": [{"type": "x"}]},
-     "config 'bands' item 0 'type'"),
-    ("tpl_equalizer", {"stream": pcm_stream([0.1])}, {"bands": [{"q": "1"}]},
-     "config 'bands' item 0 'q'"),
+    (
+        "tpl_equalizer",
+        {"stream": pcm_stream([0.1])},
+        {"bands": [{"type": "x"}]},
+        "config 'bands' item 0 'type'",
+    ),
+    (
+        "tpl_equalizer",
+        {"stream": pcm_stream([0.1])},
+        {"bands": [{"q": "1"}]},
+        "config 'bands' item 0 'q'",
+    ),
     ("tpl_equalizer", {"stream": pcm_stream([0.1])}, {"bands": [{}] * 65}, "config 'bands'"),
     ("tpl_compressor", {"stream": pcm_stream([0.1])}, {"ratio": 0.5}, "config 'ratio'"),
     ("tpl_compressor", {"stream": pcm_stream([0.1])}, {"attackMs": -1}, "config 'attackMs'"),
     ("tpl_limiter", {"stream": pcm_stream([0.1])}, {"releaseMs": [1]}, "config 'releaseMs'"),
-    ("tpl_noise_gate", {"stream": pcm_stream([0.1])}, {"thresholdDb": 99},
-     "config 'thresholdDb'"),
+    ("tpl_noise_gate", {"stream": pcm_stream([0.1])}, {"thresholdDb": 99}, "config 'thresholdDb'"),
     ("tpl_envelope_follower", {"stream": pcm_stream([0.1])}, {"mode": "avg"}, "config 'mode'"),
     ("tpl_audio_spectrum", {"stream": pcm_stream([0.1])}, {"fftSize": 1000}, "config 'fftSize'"),
     ("tpl_audio_spectrum", {"stream": pcm_stream([0.1])}, {"hopSize": 0}, "config 'hopSize'"),
-    ("tpl_ifft", {"stream": pcm_stream([0.1] * 10)}, {"fftSize": 16, "hopSize": 4},
-     "whole frames"),
-    ("tpl_noise_reduction", {"stream": pcm_stream([0.1])}, {"strength": 11},
-     "config 'strength'"),
+    ("tpl_ifft", {"stream": pcm_stream([0.1] * 10)}, {"fftSize": 16, "hopSize": 4}, "whole frames"),
+    ("tpl_noise_reduction", {"stream": pcm_stream([0.1])}, {"strength": 11}, "config 'strength'"),
     ("tpl_pitch_shift", {"stream": pcm_stream([0.1])}, {"semitones": 100}, "config 'semitones'"),
     ("tpl_time_stretch", {"stream": pcm_stream([0.1])}, {"ratio": 0}, "config 'ratio'"),
-    ("tpl_time_stretch", {"stream": pcm_stream([0.1])}, {"windowSize": 1 << 30},
-     "config 'windowSize'"),
+    (
+        "tpl_time_stretch",
+        {"stream": pcm_stream([0.1])},
+        {"windowSize": 1 << 30},
+        "config 'windowSize'",
+    ),
     ("tpl_convolve", {"impulse": Message.bytes(b"\0\0")}, None, "in-port 'impulse'"),
     ("tpl_convolve", {"impulse": Message.string("x")}, None, "in-port 'impulse'"),
-    ("tpl_correlator", {"stream_a": pcm_stream([]), "stream_b": pcm_stream([])}, None,
-     "empty"),
+    ("tpl_correlator", {"stream_a": pcm_stream([]), "stream_b": pcm_stream([])}, None, "empty"),
     ("tpl_correlator", {"stream_a": Message.integer(1)}, None, "in-port 'stream_a'"),
-    ("tpl_crossover", {"stream": pcm_stream([0.1])}, {"lowFrequency": 5000,
-                                                      "highFrequency": 1000},
-     "config 'highFrequency'"),
-    ("tpl_silence_detect", {"stream": pcm_stream([0.1])}, {"minDurationMs": "1"},
-     "config 'minDurationMs'"),
-    ("tpl_peak_detect", {"stream": pcm_stream([0.1])}, {"sensitivity": 0},
-     "config 'sensitivity'"),
+    (
+        "tpl_crossover",
+        {"stream": pcm_stream([0.1])},
+        {"lowFrequency": 5000, "highFrequency": 1000},
+        "config 'highFrequency'",
+    ),
+    (
+        "tpl_silence_detect",
+        {"stream": pcm_stream([0.1])},
+        {"minDurationMs": "1"},
+        "config 'minDurationMs'",
+    ),
+    ("tpl_peak_detect", {"stream": pcm_stream([0.1])}, {"sensitivity": 0}, "config 'sensitivity'"),
     ("tpl_dc_offset", {"stream": pcm_stream([0.1])}, {"cutoffHz": 0}, "config 'cutoffHz'"),
-    ("tpl_de_esser", {"stream": pcm_stream([0.1])}, {"frequency": 23000},
-     "config 'frequency'"),
+    ("tpl_de_esser", {"stream": pcm_stream([0.1])}, {"frequency": 23000}, "config 'frequency'"),
     ("tpl_audio_input", {"source": Message.bytes(b"hello")}, None, "config 'acceptedFormats'"),
     ("tpl_audio_input", {"source": Message.flow()}, None, "in-port 'source'"),
     ("tpl_audio_input", {"source": Message.string("")}, None, "no source"),
-    ("tpl_audio_input", {"source": Message.string("x")}, {"autoplay": "yes"},
-     "config 'autoplay'"),
-    ("tpl_audio_stream_display", {"stream": bytes_stream([b"x"], "video/mp4")}, None,
-     "config 'acceptedFormats'"),
+    ("tpl_audio_input", {"source": Message.string("x")}, {"autoplay": "yes"}, "config 'autoplay'"),
+    (
+        "tpl_audio_stream_display",
+        {"stream": bytes_stream([b"x"], "video/mp4")},
+        None,
+        "config 'acceptedFormats'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("tid", "inputs", "config", "fragment"), BAD,
-                         ids=[f"{r[0]}-{i}" for i, r in enumerate(BAD)])
-def test_bad_input_and_config_fail_the_tick(tid: str, inputs: dict[str, Any],
-                                            config: dict[str, Any] | None, fragment: str
-                                            ) -> None:
+@pytest.mark.parametrize(
+    ("tid", "inputs", "config", "fragment"), BAD, ids=[f"{r[0]}-{i}" for i, r in enumerate(BAD)]
+)
+def test_bad_input_and_config_fail_the_tick(
+    tid: str, inputs: dict[str, Any], config: dict[str, Any] | None, fragment: str
+) -> None:
     r = run_tick(template_actor(tid), inputs, config, timeout=20)
     assert len(r.failures) == 1, r.failures
     assert "ActorError" in r.failures[0].error and fragment in r.failures[0].error

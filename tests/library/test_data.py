@@ -49,9 +49,15 @@ def only(result: TickResult, port: str = "out") -> Any:
 
 @pytest.mark.parametrize(
     ("text", "kind", "value"),
-    [('{"a": [1, 2]}', "Object", {"a": [1, 2]}), ("[1]", "Array", [1]), ("3", "Integer", 3),
-     ("2.5", "Float", 2.5), ('"s"', "String", "s"), ("true", "Boolean", True),
-     ("null", "Null", None)],
+    [
+        ('{"a": [1, 2]}', "Object", {"a": [1, 2]}),
+        ("[1]", "Array", [1]),
+        ("3", "Integer", 3),
+        ("2.5", "Float", 2.5),
+        ('"s"', "String", "s"),
+        ("true", "Boolean", True),
+        ("null", "Null", None),
+    ],
 )
 def test_json_parse(text: str, kind: str, value: Any) -> None:
     msg = only(run_tick(JsonParse(), {"in": S(text)}))
@@ -61,8 +67,9 @@ def test_json_parse(text: str, kind: str, value: Any) -> None:
 
 def test_json_stringify() -> None:
     assert only(run_tick(JsonStringify(), {"in": Obj({"b": 1, "a": "é"})})) == S('{"b":1,"a":"é"}')
-    pretty = only(run_tick(JsonStringify(), {"in": Obj({"b": 1, "a": 2})},
-                           {"indent": 2, "sort_keys": True}))
+    pretty = only(
+        run_tick(JsonStringify(), {"in": Obj({"b": 1, "a": 2})}, {"indent": 2, "sort_keys": True})
+    )
     assert pretty == S('{\n  "a": 2,\n  "b": 1\n}')
     assert only(run_tick(JsonStringify(), {"in": Message.bytes(b"\x01")})) == S("[1]")
 
@@ -84,25 +91,34 @@ def test_object_get() -> None:
 def test_object_set_from_config_and_port() -> None:
     out = only(run_tick(ObjectSet(), {"in": Obj(USER)}, {"path": "user.age", "value": 36}))
     assert out["data"]["user"]["age"] == 36 and "age" not in USER["user"]
-    out = only(run_tick(ObjectSet(), {"in": Obj({}), "value": Message.bytes(b"\x02")},
-                        {"path": "a.b"}))
+    out = only(
+        run_tick(ObjectSet(), {"in": Obj({}), "value": Message.bytes(b"\x02")}, {"path": "a.b"})
+    )
     assert out["data"] == {"a": {"b": [2]}}
 
 
 def test_object_pick_and_omit() -> None:
     obj = {"a": 1, "b": 2, "c": 3}
-    assert only(run_tick(ObjectPick(), {"in": Obj(obj)}, {"keys": ["a", "c", "z"]}))["data"] \
-        == {"a": 1, "c": 3}
-    assert only(run_tick(ObjectPick(), {"in": Obj(obj)}, {"omit": ["a"]}))["data"] \
-        == {"b": 2, "c": 3}
+    assert only(run_tick(ObjectPick(), {"in": Obj(obj)}, {"keys": ["a", "c", "z"]}))["data"] == {
+        "a": 1,
+        "c": 3,
+    }
+    assert only(run_tick(ObjectPick(), {"in": Obj(obj)}, {"omit": ["a"]}))["data"] == {
+        "b": 2,
+        "c": 3,
+    }
 
 
 def test_object_merge_shallow_and_deep() -> None:
     a, b = {"x": {"p": 1}, "k": 1}, {"x": {"q": 2}}
-    assert only(run_tick(ObjectMerge(), {"a": Obj(a), "b": Obj(b)}))["data"] \
-        == {"x": {"q": 2}, "k": 1}
-    assert only(run_tick(ObjectMerge(), {"a": Obj(a), "b": Obj(b)}, {"deep": True}))["data"] \
-        == {"x": {"p": 1, "q": 2}, "k": 1}
+    assert only(run_tick(ObjectMerge(), {"a": Obj(a), "b": Obj(b)}))["data"] == {
+        "x": {"q": 2},
+        "k": 1,
+    }
+    assert only(run_tick(ObjectMerge(), {"a": Obj(a), "b": Obj(b)}, {"deep": True}))["data"] == {
+        "x": {"p": 1, "q": 2},
+        "k": 1,
+    }
 
 
 def test_object_keys() -> None:
@@ -142,8 +158,9 @@ def test_array_concat_and_pluck() -> None:
     assert only(run_tick(ArrayConcat(), {"a": A([1]), "b": A([2, 3])}))["data"] == [1, 2, 3]
     items = A([{"id": 1}, {}, {"id": 3}])
     assert only(run_tick(ArrayPluck(), {"in": items}, {"path": "id"}))["data"] == [1, None, 3]
-    assert only(run_tick(ArrayPluck(), {"in": items}, {"path": "id", "skip_missing": True})
-                )["data"] == [1, 3]
+    assert only(run_tick(ArrayPluck(), {"in": items}, {"path": "id", "skip_missing": True}))[
+        "data"
+    ] == [1, 3]
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -151,18 +168,25 @@ def test_array_concat_and_pluck() -> None:
 
 def test_text_template() -> None:
     cfg = {"template": "Hi {user.name}, {{literal}} {user.emails[0]} {n} {user.emails}"}
-    assert only(run_tick(TextTemplate(), {"in": Obj(USER)}, cfg)) \
-        == S('Hi Ada, {literal} a@x 1 ["a@x","b@x"]')
+    assert only(run_tick(TextTemplate(), {"in": Obj(USER)}, cfg)) == S(
+        'Hi Ada, {literal} a@x 1 ["a@x","b@x"]'
+    )
     assert only(run_tick(TextTemplate(), {"in": S("x")}, {"template": "<{}>"})) == S("<x>")
-    assert only(run_tick(TextTemplate(), {"in": Obj({})}, {"template": "[{a}]",
-                                                          "missing": "empty"})) == S("[]")
+    assert only(
+        run_tick(TextTemplate(), {"in": Obj({})}, {"template": "[{a}]", "missing": "empty"})
+    ) == S("[]")
 
 
 @pytest.mark.parametrize(
     ("mode", "text", "expected"),
-    [("upper", "abc", "ABC"), ("lower", "ABC", "abc"), ("title", "a b", "A B"),
-     ("capitalize", "ab cd", "Ab cd"), ("trim", "  x  ", "x"),
-     ("snake", "HelloWorld-again now", "hello_world_again_now")],
+    [
+        ("upper", "abc", "ABC"),
+        ("lower", "ABC", "abc"),
+        ("title", "a b", "A B"),
+        ("capitalize", "ab cd", "Ab cd"),
+        ("trim", "  x  ", "x"),
+        ("snake", "HelloWorld-again now", "hello_world_again_now"),
+    ],
 )
 def test_text_case(mode: str, text: str, expected: str) -> None:
     assert only(run_tick(TextCase(), {"in": S(text)}, {"mode": mode})) == S(expected)
@@ -170,28 +194,37 @@ def test_text_case(mode: str, text: str, expected: str) -> None:
 
 def test_text_split_join_replace() -> None:
     assert only(run_tick(TextSplit(), {"in": S(" a  b c ")}))["data"] == ["a", "b", "c"]
-    assert only(run_tick(TextSplit(), {"in": S("a, b,,c")}, {"separator": ",", "trim": True})
-                )["data"] == ["a", "b", "c"]
-    assert only(run_tick(TextSplit(), {"in": S("a:b:c")}, {"separator": ":", "limit": 1})
-                )["data"] == ["a", "b:c"]
-    assert only(run_tick(TextJoin(), {"in": A(["a", 1, None])}, {"separator": "-"})) \
-        == S("a-1-null")
-    assert only(run_tick(TextReplace(), {"in": S("a.b.c")}, {"find": ".", "replace": "/",
-                                                             "count": 1})) == S("a/b.c")
+    assert only(run_tick(TextSplit(), {"in": S("a, b,,c")}, {"separator": ",", "trim": True}))[
+        "data"
+    ] == ["a", "b", "c"]
+    assert only(run_tick(TextSplit(), {"in": S("a:b:c")}, {"separator": ":", "limit": 1}))[
+        "data"
+    ] == ["a", "b:c"]
+    assert only(run_tick(TextJoin(), {"in": A(["a", 1, None])}, {"separator": "-"})) == S(
+        "a-1-null"
+    )
+    assert only(
+        run_tick(TextReplace(), {"in": S("a.b.c")}, {"find": ".", "replace": "/", "count": 1})
+    ) == S("a/b.c")
 
 
 def test_text_encode_round_trips() -> None:
     assert only(run_tick(TextEncode(), {"in": S("é")})) == Message.bytes("é".encode())
-    assert only(run_tick(TextEncode(), {"in": Message.bytes(b"\xe9")}, {"encoding": "latin-1"})) \
-        == S("é")
-    assert only(run_tick(TextEncode(), {"in": Message.bytes(b"hi")}, {"encoding": "base64"})) \
-        == S("aGk=")
-    assert only(run_tick(TextEncode(), {"in": S("aGk=")}, {"encoding": "base64"})) \
-        == Message.bytes(b"hi")
-    assert only(run_tick(TextEncode(), {"in": S("6869")}, {"encoding": "hex"})) \
-        == Message.bytes(b"hi")
-    assert only(run_tick(TextEncode(), {"in": Message.bytes(b"\xff")}, {"errors": "replace"})) \
-        == S("\ufffd")
+    assert only(
+        run_tick(TextEncode(), {"in": Message.bytes(b"\xe9")}, {"encoding": "latin-1"})
+    ) == S("é")
+    assert only(run_tick(TextEncode(), {"in": Message.bytes(b"hi")}, {"encoding": "base64"})) == S(
+        "aGk="
+    )
+    assert only(run_tick(TextEncode(), {"in": S("aGk=")}, {"encoding": "base64"})) == Message.bytes(
+        b"hi"
+    )
+    assert only(run_tick(TextEncode(), {"in": S("6869")}, {"encoding": "hex"})) == Message.bytes(
+        b"hi"
+    )
+    assert only(run_tick(TextEncode(), {"in": Message.bytes(b"\xff")}, {"errors": "replace"})) == S(
+        "\ufffd"
+    )
 
 
 # -- regex -----------------------------------------------------------------------------------
@@ -201,8 +234,15 @@ def test_regex_match() -> None:
     cfg = {"pattern": r"(?P<user>\w+)@(\w+)\.com"}
     r = run_tick(RegexMatch(), {"in": S("mail ada@example.com now")}, cfg)
     r.raise_for_failures()
-    assert r.values("matched") == [{"match": "ada@example.com", "start": 5, "end": 20,
-                                    "groups": ["ada", "example"], "named": {"user": "ada"}}]
+    assert r.values("matched") == [
+        {
+            "match": "ada@example.com",
+            "start": 5,
+            "end": 20,
+            "groups": ["ada", "example"],
+            "named": {"user": "ada"},
+        }
+    ]
     assert r.values("result") == [True]
     r = run_tick(RegexMatch(), {"in": S("mail ada@example.com now")}, {**cfg, "full": True})
     assert r.values("unmatched") == ["mail ada@example.com now"]
@@ -213,18 +253,26 @@ def test_regex_match() -> None:
 
 def test_regex_extract() -> None:
     text = S("a1 b22 c333")
-    assert only(run_tick(RegexExtract(), {"in": text}, {"pattern": r"\d+"}))["data"] \
-        == ["1", "22", "333"]
-    assert only(run_tick(RegexExtract(), {"in": text}, {"pattern": r"(\w)(\d+)", "group": 1})
-                )["data"] == ["a", "b", "c"]
+    assert only(run_tick(RegexExtract(), {"in": text}, {"pattern": r"\d+"}))["data"] == [
+        "1",
+        "22",
+        "333",
+    ]
+    assert only(run_tick(RegexExtract(), {"in": text}, {"pattern": r"(\w)(\d+)", "group": 1}))[
+        "data"
+    ] == ["a", "b", "c"]
     detail = only(run_tick(RegexExtract(), {"in": text}, {"pattern": r"b\d+", "detail": True}))
     assert detail["data"][0]["start"] == 3
 
 
 def test_regex_replace() -> None:
-    assert only(run_tick(RegexReplace(), {"in": S("2026-01-02")},
-                         {"pattern": r"(\d+)-(\d+)-(\d+)", "replace": r"\3/\2/\1"})) \
-        == S("02/01/2026")
+    assert only(
+        run_tick(
+            RegexReplace(),
+            {"in": S("2026-01-02")},
+            {"pattern": r"(\d+)-(\d+)-(\d+)", "replace": r"\3/\2/\1"},
+        )
+    ) == S("02/01/2026")
 
 
 @pytest.mark.parametrize(
@@ -238,10 +286,18 @@ def test_regex_replace() -> None:
         (ObjectGet(), {"in": Obj({})}, {"path": "a..b"}, "config 'path': bad path"),
         (ObjectSet(), {"in": Obj({})}, {"path": "a"}, "config 'value' is not set"),
         (ObjectSet(), {"in": Obj({})}, {"path": "", "value": 1}, "config 'path' must name a field"),
-        (ObjectSet(), {"in": Obj({"a": 1})}, {"path": "a.b", "value": 1},
-         "cannot set field 'b' on a int"),
-        (ObjectSet(), {"in": S("x")}, {"path": "a", "value": 1},
-         "in-port 'in': expected an Object, got String"),
+        (
+            ObjectSet(),
+            {"in": Obj({"a": 1})},
+            {"path": "a.b", "value": 1},
+            "cannot set field 'b' on a int",
+        ),
+        (
+            ObjectSet(),
+            {"in": S("x")},
+            {"path": "a", "value": 1},
+            "in-port 'in': expected an Object, got String",
+        ),
         (ObjectPick(), {"in": Obj({})}, None, "config 'keys' or 'omit' is required"),
         (ObjectPick(), {"in": Obj({})}, {"keys": "a"}, "config 'keys' must be a list"),
         (ObjectMerge(), {"a": Obj({}), "b": A([])}, None, "in-port 'b': expected an Object"),
@@ -250,8 +306,12 @@ def test_regex_replace() -> None:
         (ArraySort(), {"in": Obj({})}, None, "in-port 'in': expected an Array, got Object"),
         (ArrayPluck(), {"in": A([])}, None, "config 'path' is required"),
         (TextTemplate(), {"in": Obj({})}, None, "config 'template' is required"),
-        (TextTemplate(), {"in": Obj({})}, {"template": "{a}"},
-         "placeholder {a} names a field that in-port 'in' does not have"),
+        (
+            TextTemplate(),
+            {"in": Obj({})},
+            {"template": "{a}"},
+            "placeholder {a} names a field that in-port 'in' does not have",
+        ),
         (TextTemplate(), {"in": Obj({})}, {"template": "{a b}"}, "placeholder {a b}: bad path"),
         (TextCase(), {"in": S("x")}, {"mode": "shout"}, "config 'mode' must be one of"),
         (TextSplit(), {"in": A([])}, None, "in-port 'in': expected a String, got Array"),
@@ -263,15 +323,24 @@ def test_regex_replace() -> None:
         (RegexMatch(), {"in": S("x")}, {"pattern": "("}, "config 'pattern': invalid regular"),
         (RegexMatch(), {"in": S("x")}, None, "config 'pattern' is required"),
         (RegexMatch(), {"in": S("x")}, {"pattern": "x", "flags": "q"}, "config 'flags'"),
-        (RegexMatch(), {"in": S("xxxx")}, {"pattern": "x", "max_length": 2},
-         "longer than config 'max_length' (2)"),
-        (RegexExtract(), {"in": S("x")}, {"pattern": "x", "group": 3},
-         "config 'group': the pattern has no group 3"),
+        (
+            RegexMatch(),
+            {"in": S("xxxx")},
+            {"pattern": "x", "max_length": 2},
+            "longer than config 'max_length' (2)",
+        ),
+        (
+            RegexExtract(),
+            {"in": S("x")},
+            {"pattern": "x", "group": 3},
+            "config 'group': the pattern has no group 3",
+        ),
         (RegexReplace(), {"in": S("x")}, {"pattern": "x", "replace": r"\9"}, "config 'replace'"),
     ],
 )
-def test_bad_input_fails_the_tick(actor: Any, inputs: dict[str, Any],
-                                  config: dict[str, Any] | None, fragment: str) -> None:
+def test_bad_input_fails_the_tick(
+    actor: Any, inputs: dict[str, Any], config: dict[str, Any] | None, fragment: str
+) -> None:
     r = run_tick(actor, inputs, config)
     assert not r.ok
     assert fragment in r.failures[0].error

@@ -10,8 +10,13 @@ from reflow import ReflowError
 from reflow.library import Expression, ExpressionError
 from reflow.library._expr import get_path, parse_path, set_path
 
-DATA = {"user": {"name": "Ada", "tags": ["x", "y"], "age": 36}, "n": 5, "odd key": 1,
-        "items": [{"id": 1}, {"id": 2}], "flag": False}
+DATA = {
+    "user": {"name": "Ada", "tags": ["x", "y"], "age": 36},
+    "n": 5,
+    "odd key": 1,
+    "items": [{"id": 1}, {"id": 2}],
+    "flag": False,
+}
 
 
 @pytest.mark.parametrize(
@@ -107,8 +112,16 @@ def test_bad_values_raise_expression_error(source: str, fragment: str) -> None:
 
 
 def test_truth_of_test() -> None:
-    for value, truth in [(0, False), ("", False), ([], False), ({}, False), (None, False),
-                         (1, True), ("a", True), ([0], True)]:
+    for value, truth in [
+        (0, False),
+        ("", False),
+        ([], False),
+        ({}, False),
+        (None, False),
+        (1, True),
+        ("a", True),
+        ([0], True),
+    ]:
         assert Expression("$").test(value) is truth
 
 

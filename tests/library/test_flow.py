@@ -45,19 +45,29 @@ def test_passthrough_forwards_the_same_message() -> None:
 
 
 def test_gate_drops_while_closed_and_passes_when_open() -> None:
-    r = ok(run_ticks(Gate(), [
-        {"in": Int(1)},
-        {"control": Message.boolean(True)},
-        {"in": Int(2)},
-        {"control": Message.boolean(False)},
-        {"in": Int(3)},
-    ]))
+    r = ok(
+        run_ticks(
+            Gate(),
+            [
+                {"in": Int(1)},
+                {"control": Message.boolean(True)},
+                {"in": Int(2)},
+                {"control": Message.boolean(False)},
+                {"in": Int(3)},
+            ],
+        )
+    )
     assert r.values("out") == [2]
 
 
 def test_gate_buffer_releases_held_packets_in_order() -> None:
-    r = ok(run_ticks(Gate(), [{"in": Int(1)}, {"in": Int(2)}, {"in": Int(3)},
-                              {"control": Message.boolean(True)}], {"buffer": 2}))
+    r = ok(
+        run_ticks(
+            Gate(),
+            [{"in": Int(1)}, {"in": Int(2)}, {"in": Int(3)}, {"control": Message.boolean(True)}],
+            {"buffer": 2},
+        )
+    )
     assert r.values("out") == [2, 3]
 
 
@@ -67,12 +77,18 @@ def test_gate_starts_open_from_config() -> None:
 
 @pytest.mark.parametrize(
     ("value", "port"),
-    [({"status": "ok", "size": 11}, "true"), ({"status": "ok", "size": 3}, "false"),
-     ({"size": 99}, "false")],
+    [
+        ({"status": "ok", "size": 11}, "true"),
+        ({"status": "ok", "size": 3}, "false"),
+        ({"size": 99}, "false"),
+    ],
 )
 def test_switch_routes_by_predicate(value: dict[str, Any], port: str) -> None:
-    r = ok(run_tick(Switch(), {"in": Message.object(value)},
-                    {"when": '$.status == "ok" and $.size > 10'}))
+    r = ok(
+        run_tick(
+            Switch(), {"in": Message.object(value)}, {"when": '$.status == "ok" and $.size > 10'}
+        )
+    )
     assert r.values(port) == [value]
 
 
@@ -82,8 +98,11 @@ def test_route_first_match_and_default() -> None:
     assert first.outputs.keys() == {"out0"}
     second = ok(run_tick(Route(), {"in": Message.object({"kind": "b", "n": 5})}, cfg))
     assert second.outputs.keys() == {"out1"}
-    r = ok(run_tick(Route(), {"in": Message.object({"kind": "z", "n": 0})},
-                    {"routes": ["$.kind == 'a'"]}))
+    r = ok(
+        run_tick(
+            Route(), {"in": Message.object({"kind": "z", "n": 0})}, {"routes": ["$.kind == 'a'"]}
+        )
+    )
     assert r.outputs.keys() == {"default"}
 
 
@@ -99,8 +118,7 @@ def test_merge_forwards_from_every_port() -> None:
 
 def test_split_sends_items_then_done() -> None:
     r = ok(run_tick(Split(), {"in": Message.array([1, "x", {"k": 2}, None, 1.5])}))
-    assert [m["type"] for m in r.outputs["out"]] == ["Integer", "String", "Object", "Null",
-                                                     "Float"]
+    assert [m["type"] for m in r.outputs["out"]] == ["Integer", "String", "Object", "Null", "Float"]
     assert r.values("out") == [1, "x", {"k": 2}, None, 1.5]
     assert [m["type"] for m in r.outputs["done"]] == ["Flow"]
 
@@ -134,37 +152,66 @@ def test_zip_array_form() -> None:
 
 
 def test_counter_counts_and_resets() -> None:
-    r = ok(run_ticks(Counter(), [{"in": Message.flow()}, {"in": Int(9)}, {"reset": Message.flow()},
-                                 {"in": Message.flow()}], {"start": 10, "step": 5}))
+    r = ok(
+        run_ticks(
+            Counter(),
+            [
+                {"in": Message.flow()},
+                {"in": Int(9)},
+                {"reset": Message.flow()},
+                {"in": Message.flow()},
+            ],
+            {"start": 10, "step": 5},
+        )
+    )
     assert r.values("count") == [15, 20, 15]
 
 
 def test_once_passes_first_until_reset() -> None:
-    r = ok(run_ticks(Once(), [{"in": Int(1)}, {"in": Int(2)}, {"reset": Message.flow()},
-                              {"in": Int(3)}, {"in": Int(4)}]))
+    r = ok(
+        run_ticks(
+            Once(),
+            [
+                {"in": Int(1)},
+                {"in": Int(2)},
+                {"reset": Message.flow()},
+                {"in": Int(3)},
+                {"in": Int(4)},
+            ],
+        )
+    )
     assert r.values("out") == [1, 3]
 
 
 def test_filter_splits_kept_and_rejected() -> None:
     cfg = {"where": '$.price < 10 and "sale" in $.tags'}
-    items = [{"price": 5, "tags": ["sale"]}, {"price": 5, "tags": []}, {"price": 50,
-                                                                        "tags": ["sale"]}]
+    items = [
+        {"price": 5, "tags": ["sale"]},
+        {"price": 5, "tags": []},
+        {"price": 50, "tags": ["sale"]},
+    ]
     r = ok(run_ticks(Filter(), [{"in": Message.object(i)} for i in items], cfg))
     assert r.values("out") == [items[0]]
     assert r.values("rejected") == items[1:]
 
 
 def test_map_builds_a_new_payload() -> None:
-    r = ok(run_tick(Map(), {"in": Message.object({"name": "ada", "age": 36})},
-                    {"expr": '{"name": upper($.name), "next": $.age + 1, "ok": $.age >= 18}'}))
+    r = ok(
+        run_tick(
+            Map(),
+            {"in": Message.object({"name": "ada", "age": 36})},
+            {"expr": '{"name": upper($.name), "next": $.age + 1, "ok": $.age >= 18}'},
+        )
+    )
     assert r.values("out") == [{"name": "ADA", "next": 37, "ok": True}]
     r = ok(run_tick(Map(), {"in": Int(4)}, {"expr": "$ * 2.5"}))
     assert r.outputs["out"][0] == Message.float(10.0)
 
 
 def test_constant_sends_config_value() -> None:
-    assert ok(run_tick(Constant(), {"in": Message.flow()}, {"value": {"a": 1}})).values("out") \
-        == [{"a": 1}]
+    assert ok(run_tick(Constant(), {"in": Message.flow()}, {"value": {"a": 1}})).values("out") == [
+        {"a": 1}
+    ]
     r = ok(run_tick(Constant(), {"in": Int(1)}, {"value": {"type": "Flow"}}))
     assert r.outputs["out"][0]["type"] == "Flow"
 
@@ -177,8 +224,12 @@ def test_constant_sends_config_value() -> None:
         (Switch(), {"in": Int(1)}, None, "config 'when' is required"),
         (Switch(), {"in": Int(1)}, {"when": "$ >"}, "config 'when': unexpected end"),
         (Switch(), {"in": Int(1)}, {"when": "import os"}, "config 'when': unknown name 'import'"),
-        (Switch(), {"in": Message.string("x")}, {"when": "$ - 1"},
-         "config 'when': '-' needs numbers"),
+        (
+            Switch(),
+            {"in": Message.string("x")},
+            {"when": "$ - 1"},
+            "config 'when': '-' needs numbers",
+        ),
         (Route(), {"in": Int(1)}, {"routes": []}, "config 'routes' must be a list of 1 to 4"),
         (Route(), {"in": Int(1)}, {"routes": ["$ ==", "true"]}, "config 'routes'[0]"),
         (Split(), {"in": Int(1)}, None, "in-port 'in': expected an Array, got Integer"),
@@ -189,11 +240,10 @@ def test_constant_sends_config_value() -> None:
         (Map(), {"in": Int(1)}, {"expr": "$ / 0"}, "config 'expr': division by zero"),
         (Map(), {"in": Int(1)}, None, "config 'expr' is required"),
         (Constant(), {"in": Int(1)}, None, "config 'value' is required"),
-        (Constant(), {"in": Int(1)}, {"value": {"type": "Integer", "data": "x"}},
-         "config 'value'"),
+        (Constant(), {"in": Int(1)}, {"value": {"type": "Integer", "data": "x"}}, "config 'value'"),
     ],
 )
-def test_bad_input_fails_the_tick(actor: Any, inputs: dict[str, Any],
-                                  config: dict[str, Any] | None, fragment: str) -> None:
+def test_bad_input_fails_the_tick(
+    actor: Any, inputs: dict[str, Any], config: dict[str, Any] | None, fragment: str
+) -> None:
     assert fragment in error_of(run_tick(actor, inputs, config))
-

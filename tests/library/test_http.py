@@ -22,8 +22,13 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def reply(self, status: int, body: bytes, ctype: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def reply(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -38,9 +43,13 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if url.path == "/echo":
-            info = {"method": self.command, "query": parse_qs(url.query),
-                    "body": body.decode(), "ctype": self.headers.get("Content-Type"),
-                    "token": self.headers.get("X-Token")}
+            info = {
+                "method": self.command,
+                "query": parse_qs(url.query),
+                "body": body.decode(),
+                "ctype": self.headers.get("Content-Type"),
+                "token": self.headers.get("X-Token"),
+            }
             self.reply(200, json.dumps(info).encode())
         elif url.path == "/text":
             self.reply(200, "héllo".encode(), "text/plain; charset=utf-8")
@@ -95,10 +104,16 @@ def test_get_a_url_string(server: str) -> None:
 
 
 def test_request_object_overrides_config(server: str) -> None:
-    req = {"url": "/echo", "method": "post", "json": {"a": [1, 2]}, "query": {"q": "x y"},
-           "headers": {"X-Token": "t1"}}
-    r = run_tick(HttpRequest(), {"in": Message.object(req)},
-                 {"url": server + "/", "query": {"page": 2}})
+    req = {
+        "url": "/echo",
+        "method": "post",
+        "json": {"a": [1, 2]},
+        "query": {"q": "x y"},
+        "headers": {"X-Token": "t1"},
+    }
+    r = run_tick(
+        HttpRequest(), {"in": Message.object(req)}, {"url": server + "/", "query": {"page": 2}}
+    )
     echoed = response(r)["json"]
     assert echoed["method"] == "POST"
     assert json.loads(echoed["body"]) == {"a": [1, 2]}
@@ -108,25 +123,39 @@ def test_request_object_overrides_config(server: str) -> None:
 
 
 def test_flow_trigger_uses_config_only(server: str) -> None:
-    r = run_tick(HttpRequest(), {"in": Message.flow()},
-                 {"url": f"{server}/echo", "method": "PUT", "headers": {"X-Token": "cfg"}})
+    r = run_tick(
+        HttpRequest(),
+        {"in": Message.flow()},
+        {"url": f"{server}/echo", "method": "PUT", "headers": {"X-Token": "cfg"}},
+    )
     assert response(r)["json"]["token"] == "cfg"
-    r = run_tick(HttpRequest(), {"in": Message.object({"body": "raw"})},
-                 {"url": f"{server}/echo", "method": "POST"})
+    r = run_tick(
+        HttpRequest(),
+        {"in": Message.object({"body": "raw"})},
+        {"url": f"{server}/echo", "method": "POST"},
+    )
     assert response(r)["json"]["body"] == "raw"
 
 
 def test_redirects_are_followed(server: str) -> None:
     resp = response(run_tick(HttpRequest(), {"in": Message.string(f"{server}/redirect")}))
     assert resp["status"] == 200 and resp["url"].endswith("/text")
-    resp = response(run_tick(HttpRequest(), {"in": Message.string(f"{server}/redirect")},
-                             {"follow_redirects": False, "fail_on_status": False}))
+    resp = response(
+        run_tick(
+            HttpRequest(),
+            {"in": Message.string(f"{server}/redirect")},
+            {"follow_redirects": False, "fail_on_status": False},
+        )
+    )
     assert resp["status"] == 302
 
 
 def test_error_status_can_be_received(server: str) -> None:
-    resp = response(run_tick(HttpRequest(), {"in": Message.string(f"{server}/status/503")},
-                             {"fail_on_status": False}))
+    resp = response(
+        run_tick(
+            HttpRequest(), {"in": Message.string(f"{server}/status/503")}, {"fail_on_status": False}
+        )
+    )
     assert resp["status"] == 503 and resp["body"] == "nope"
 
 
@@ -139,26 +168,42 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     ("inputs", "config", "fragment"),
     [
-        ({"in": Message.string("/status/404")}, None,
-         "GET {server}/status/404 answered 404 Not Found: nope"),
-        ({"in": Message.string("/slow")}, {"timeout_ms": 100},
-         "GET {server}/slow timed out after 100 ms (config 'timeout_ms')"),
-        ({"in": Message.string("/big")}, {"max_bytes": 1000},
-         "response is larger than config 'max_bytes' (1000 bytes)"),
+        (
+            {"in": Message.string("/status/404")},
+            None,
+            "GET {server}/status/404 answered 404 Not Found: nope",
+        ),
+        (
+            {"in": Message.string("/slow")},
+            {"timeout_ms": 100},
+            "GET {server}/slow timed out after 100 ms (config 'timeout_ms')",
+        ),
+        (
+            {"in": Message.string("/big")},
+            {"max_bytes": 1000},
+            "response is larger than config 'max_bytes' (1000 bytes)",
+        ),
         ({"in": Message.flow()}, {"url": ""}, "no URL: set config 'url'"),
         ({"in": Message.integer(1)}, None, "in-port 'in': expected a URL String"),
         ({"in": Message.object({"uri": "/x"})}, None, "in-port 'in': unknown request field(s) uri"),
-        ({"in": Message.object({"headers": {"a": [1]}})}, None,
-         "in-port 'in': field 'headers' must be an object of string values"),
+        (
+            {"in": Message.object({"headers": {"a": [1]}})},
+            None,
+            "in-port 'in': field 'headers' must be an object of string values",
+        ),
         ({"in": Message.string("/x")}, {"method": "BREW"}, "request method 'BREW' is not one"),
-        ({"in": Message.string("ftp://127.0.0.1/x")}, {"url": ""},
-         "must be absolute http:// or https://"),
+        (
+            {"in": Message.string("ftp://127.0.0.1/x")},
+            {"url": ""},
+            "must be absolute http:// or https://",
+        ),
         ({"in": Message.string("/x")}, {"timeout_ms": 0}, "config 'timeout_ms' must be > 0"),
         ({"in": Message.string("/x")}, {"headers": "x"}, "config 'headers' must be an object"),
     ],
 )
-def test_failures_name_the_request(server: str, inputs: dict[str, Any],
-                                   config: dict[str, Any] | None, fragment: str) -> None:
+def test_failures_name_the_request(
+    server: str, inputs: dict[str, Any], config: dict[str, Any] | None, fragment: str
+) -> None:
     cfg = {"url": server + "/", **(config or {})}
     r = run_tick(HttpRequest(), inputs, cfg)
     assert not r.ok

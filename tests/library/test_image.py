@@ -43,11 +43,15 @@ def test_raw_round_trip_through_meta_and_pixels() -> None:
     r.raise_for_failures()
     meta = r.values("meta")[0]
     assert meta == {"width": 2, "height": 2, "channels": 3, "dtype": "uint8"}
-    back = image_out(run_tick(ImageFromRaw(), {"pixels": r.outputs["pixels"][0],
-                                               "meta": r.outputs["meta"][0]}))
+    back = image_out(
+        run_tick(ImageFromRaw(), {"pixels": r.outputs["pixels"][0], "meta": r.outputs["meta"][0]})
+    )
     np.testing.assert_array_equal(back, RGB)
-    from_config = image_out(run_tick(ImageFromRaw(), {"pixels": Message.bytes(RGB.tobytes())},
-                                     {"width": 2, "height": 2}))
+    from_config = image_out(
+        run_tick(
+            ImageFromRaw(), {"pixels": Message.bytes(RGB.tobytes())}, {"width": 2, "height": 2}
+        )
+    )
     np.testing.assert_array_equal(from_config, RGB)
 
 
@@ -70,8 +74,12 @@ def test_grayscale_uses_bt601_weights() -> None:
 def test_resize_nearest_and_bilinear() -> None:
     small = np.array([[0, 100], [200, 255]], dtype=np.uint8)
     big = run(ImageResize(), small, {"width": 4, "height": 4, "method": "nearest"})
-    assert big[:, :, 0].tolist() == [[0, 0, 100, 100], [0, 0, 100, 100],
-                                     [200, 200, 255, 255], [200, 200, 255, 255]]
+    assert big[:, :, 0].tolist() == [
+        [0, 0, 100, 100],
+        [0, 0, 100, 100],
+        [200, 200, 255, 255],
+        [200, 200, 255, 255],
+    ]
     smooth = run(ImageResize(), small, {"width": 4, "height": 4})
     assert smooth[0, 0, 0] == 0 and smooth[3, 3, 0] == 255
     assert 0 < smooth[0, 1, 0] < 100  # interpolated
@@ -104,10 +112,15 @@ def test_threshold() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "expected"),
-    [("horizontal", [[2, 1], [4, 3]]), ("vertical", [[3, 4], [1, 2]]),
-     ("both", [[4, 3], [2, 1]]), ("rotate180", [[4, 3], [2, 1]]),
-     ("rotate90", [[2, 4], [1, 3]]), ("rotate270", [[3, 1], [4, 2]]),
-     ("transpose", [[1, 3], [2, 4]])],
+    [
+        ("horizontal", [[2, 1], [4, 3]]),
+        ("vertical", [[3, 4], [1, 2]]),
+        ("both", [[4, 3], [2, 1]]),
+        ("rotate180", [[4, 3], [2, 1]]),
+        ("rotate90", [[2, 4], [1, 3]]),
+        ("rotate270", [[3, 1], [4, 2]]),
+        ("transpose", [[1, 3], [2, 4]]),
+    ],
 )
 def test_flip(mode: str, expected: list[list[int]]) -> None:
     img = np.array([[1, 2], [3, 4]], np.uint8)
@@ -135,8 +148,9 @@ def test_pnm_round_trip() -> None:
     r.raise_for_failures()
     ppm = r.values("out")[0]
     assert ppm.startswith(b"P6\n2 2\n255\n")
-    np.testing.assert_array_equal(image_out(run_tick(ImageDecodePnm(),
-                                                     {"in": Message.bytes(ppm)})), RGB)
+    np.testing.assert_array_equal(
+        image_out(run_tick(ImageDecodePnm(), {"in": Message.bytes(ppm)})), RGB
+    )
     pgm = b"P5 # comment\n3 1\n# another\n15\n" + bytes([0, 5, 15])
     gray = image_out(run_tick(ImageDecodePnm(), {"in": Message.bytes(pgm)}))
     assert gray[:, :, 0].tolist() == [[0, 85, 255]]  # scaled from maxval 15
@@ -152,8 +166,12 @@ def test_media_nodes_run_on_the_worker_pool() -> None:
 
 def test_a_pipeline_of_image_nodes() -> None:
     net = Network()
-    for tid, actor in [("raw", ImageFromRaw()), ("gray", ImageGrayscale()),
-                       ("resize", ImageResize()), ("out", ImageToRaw())]:
+    for tid, actor in [
+        ("raw", ImageFromRaw()),
+        ("gray", ImageGrayscale()),
+        ("resize", ImageResize()),
+        ("out", ImageToRaw()),
+    ]:
         net.register_actor(tid, actor)
     net.add_node("raw", "raw", {"width": 4, "height": 2})
     net.add_node("gray", "gray")
@@ -176,41 +194,75 @@ IMG = encode_image(RGB)
 @pytest.mark.parametrize(
     ("actor", "inputs", "config", "fragment"),
     [
-        (ImageGrayscale(), {"in": Message.bytes(b"png?")}, None,
-         "in-port 'in': not an image (expected the RFLI header"),
+        (
+            ImageGrayscale(),
+            {"in": Message.bytes(b"png?")},
+            None,
+            "in-port 'in': not an image (expected the RFLI header",
+        ),
         (ImageGrayscale(), {"in": Message.string("x")}, None, "in-port 'in': expected"),
-        (ImageFromRaw(), {"pixels": Message.bytes(b"abc")}, {"width": 2, "height": 2},
-         "in-port 'pixels': 2x2x3 uint8 needs 12 bytes, got 3"),
-        (ImageFromRaw(), {"pixels": Message.bytes(b"abc")}, {"height": 1},
-         "config 'width' must be a positive integer"),
-        (ImageFromRaw(), {"pixels": Message.bytes(b"abc"),
-                          "meta": Message.object({"width": 1, "height": 1, "dtype": "int8"})},
-         None, "in-port 'meta' field 'dtype' must be uint8, uint16 or float32"),
+        (
+            ImageFromRaw(),
+            {"pixels": Message.bytes(b"abc")},
+            {"width": 2, "height": 2},
+            "in-port 'pixels': 2x2x3 uint8 needs 12 bytes, got 3",
+        ),
+        (
+            ImageFromRaw(),
+            {"pixels": Message.bytes(b"abc")},
+            {"height": 1},
+            "config 'width' must be a positive integer",
+        ),
+        (
+            ImageFromRaw(),
+            {
+                "pixels": Message.bytes(b"abc"),
+                "meta": Message.object({"width": 1, "height": 1, "dtype": "int8"}),
+            },
+            None,
+            "in-port 'meta' field 'dtype' must be uint8, uint16 or float32",
+        ),
         (ImageResize(), {"in": IMG}, None, "config 'width' or 'height' is required"),
         (ImageResize(), {"in": IMG}, {"width": 0}, "config 'width' must be >= 1"),
         (ImageResize(), {"in": IMG}, {"width": 2, "method": "cubic"}, "config 'method'"),
-        (ImageResize(), {"in": IMG}, {"width": 100000, "height": 100000},
-         "config 'width' x 'height' (100000x100000) is more than"),
+        (
+            ImageResize(),
+            {"in": IMG},
+            {"width": 100000, "height": 100000},
+            "config 'width' x 'height' (100000x100000) is more than",
+        ),
         (ImageBlur(), {"in": IMG}, {"sigma": 0}, "config 'sigma' must be > 0"),
         (ImageBlur(), {"in": IMG}, {"method": "box", "radius": 65}, "config 'radius' must be <="),
         (ImageThreshold(), {"in": IMG}, None, "config 'threshold' is required"),
         (ImageThreshold(), {"in": IMG}, {"threshold": 300}, "config 'threshold' must be <= 255"),
         (ImageFlip(), {"in": IMG}, {"mode": "diagonal"}, "config 'mode' must be one of"),
-        (ImageCrop(), {"in": IMG}, {"width": 3, "height": 1},
-         "config crop x=0 y=0 width=3 height=1 reaches outside the 2x2 image on in-port 'in'"),
+        (
+            ImageCrop(),
+            {"in": IMG},
+            {"width": 3, "height": 1},
+            "config crop x=0 y=0 width=3 height=1 reaches outside the 2x2 image on in-port 'in'",
+        ),
         (ImageCrop(), {"in": IMG}, {"width": 1}, "config 'height' is required"),
         (ImageAdjust(), {"in": IMG}, {"brightness": 2}, "config 'brightness' must be <= 1"),
         (ImageAdjust(), {"in": IMG}, {"contrast": -1}, "config 'contrast' must be >= 0"),
-        (ImageDecodePnm(), {"in": Message.bytes(b"P3\n1 1\n255\n0 0 0")}, None,
-         "not a binary PGM/PPM file"),
-        (ImageDecodePnm(), {"in": Message.bytes(b"P6\n2 2\n255\n" + bytes(3))}, None,
-         "PNM 2x2 needs 12 pixel bytes, got 3"),
-        (ImageDecodePnm(), {"in": Message.bytes(b"P5\nx 2\n255\n")}, None,
-         "bad PNM header field"),
+        (
+            ImageDecodePnm(),
+            {"in": Message.bytes(b"P3\n1 1\n255\n0 0 0")},
+            None,
+            "not a binary PGM/PPM file",
+        ),
+        (
+            ImageDecodePnm(),
+            {"in": Message.bytes(b"P6\n2 2\n255\n" + bytes(3))},
+            None,
+            "PNM 2x2 needs 12 pixel bytes, got 3",
+        ),
+        (ImageDecodePnm(), {"in": Message.bytes(b"P5\nx 2\n255\n")}, None, "bad PNM header field"),
     ],
 )
-def test_bad_input_fails_the_tick(actor: Any, inputs: dict[str, Any],
-                                  config: dict[str, Any] | None, fragment: str) -> None:
+def test_bad_input_fails_the_tick(
+    actor: Any, inputs: dict[str, Any], config: dict[str, Any] | None, fragment: str
+) -> None:
     r = run_tick(actor, inputs, config)
     assert not r.ok
     assert fragment in r.failures[0].error

@@ -55,8 +55,7 @@ def test_decode_then_encode_round_trips() -> None:
 
 def test_decode_jpeg_and_gray_png() -> None:
     gray = RNG.integers(0, 256, size=(4, 4), dtype=np.uint8)
-    px = pixels_of(tick("tpl_image_decode", {"input": Message.bytes(png(gray, "L"))})
-                   ["stream"][0])
+    px = pixels_of(tick("tpl_image_decode", {"input": Message.bytes(png(gray, "L"))})["stream"][0])
     assert px[:, :, 0].tolist() == gray.tolist() and (px[:, :, 3] == 255).all()
 
 
@@ -80,26 +79,40 @@ def _reference_adjust(px: np.ndarray, b: float, c: float, s: float) -> np.ndarra
     return out
 
 
-@pytest.mark.parametrize(("b", "c", "s"), [(1.0, 1.0, 1.0), (1.5, 1.0, 1.0),
-                                           (1.0, 0.5, 1.0), (0.8, 1.3, 0.0),
-                                           (1.0, 1.0, 2.0)])
+@pytest.mark.parametrize(
+    ("b", "c", "s"),
+    [(1.0, 1.0, 1.0), (1.5, 1.0, 1.0), (1.0, 0.5, 1.0), (0.8, 1.3, 0.0), (1.0, 1.0, 2.0)],
+)
 def test_brightness_contrast(b: float, c: float, s: float) -> None:
-    out = pixels_of(tick("tpl_brightness_contrast", {"stream": image_stream(RGBA)},
-                         {"brightness": b, "contrast": c, "saturation": s})["stream"][0])
+    out = pixels_of(
+        tick(
+            "tpl_brightness_contrast",
+            {"stream": image_stream(RGBA)},
+            {"brightness": b, "contrast": c, "saturation": s},
+        )["stream"][0]
+    )
     expected = _reference_adjust(RGBA, b, c, s)
     assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
     assert out[:, :, 3].tolist() == RGBA[:, :, 3].tolist()
 
 
-@pytest.mark.parametrize(("rgb", "key", "keyed"), [
-    ((0, 255, 0), "green", True), ((20, 200, 40), "green", True), ((255, 0, 0), "green", False),
-    ((0, 0, 255), "blue", True), ((0, 255, 0), "blue", False), ((10, 20, 10), "green", False),
-    ((40, 60, 40), "green", True),
-])
+@pytest.mark.parametrize(
+    ("rgb", "key", "keyed"),
+    [
+        ((0, 255, 0), "green", True),
+        ((20, 200, 40), "green", True),
+        ((255, 0, 0), "green", False),
+        ((0, 0, 255), "blue", True),
+        ((0, 255, 0), "blue", False),
+        ((10, 20, 10), "green", False),
+        ((40, 60, 40), "green", True),
+    ],
+)
 def test_chroma_key(rgb: tuple[int, int, int], key: str, keyed: bool) -> None:
     px = np.array([[[*rgb, 255]]], dtype=np.uint8)
-    out = pixels_of(tick("tpl_chroma_key", {"stream": image_stream(px)},
-                         {"keyColor": key})["stream"][0])
+    out = pixels_of(
+        tick("tpl_chroma_key", {"stream": image_stream(px)}, {"keyColor": key})["stream"][0]
+    )
     h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))
     target = 120 if key == "green" else 240
     d = abs(h * 360 - target)
@@ -113,8 +126,11 @@ def test_chroma_key(rgb: tuple[int, int, int], key: str, keyed: bool) -> None:
 
 def test_resize_streams_and_legacy_form() -> None:
     px = RNG.integers(0, 256, size=(4, 6, 4), dtype=np.uint8)
-    out = pixels_of(tick("tpl_image_resize", {"stream": image_stream(px)},
-                         {"width": 11, "height": 7})["stream"][0])
+    out = pixels_of(
+        tick("tpl_image_resize", {"stream": image_stream(px)}, {"width": 11, "height": 7})[
+            "stream"
+        ][0]
+    )
     assert out.shape == (7, 11, 4)
     # corners map onto corners; the middle of an exact 2x-1 grid is the mean of neighbours
     for y, x in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
@@ -144,6 +160,7 @@ def test_image_input_from_path_bytes_and_data_url(tmp_path: Path) -> None:
     out = tick("tpl_image_input", {"source": Message.bytes(png(RGBA))})
     assert out["metadata"][0]["data"]["size"] == len(png(RGBA))
     import base64
+
     url = "data:image/png;base64," + base64.b64encode(png(RGBA)).decode()
     out = tick("tpl_image_input", {"source": Message.flow()}, {"url": url})
     assert out["imageData"][0]["data"]["width"] == 7
@@ -155,11 +172,16 @@ def _png_header(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 BOMB = _png_header(100_000, 100_000)
@@ -167,50 +189,93 @@ BOMB = _png_header(100_000, 100_000)
 
 BAD: list[tuple[str, dict[str, Any], dict[str, Any] | None, str]] = [
     ("tpl_image_decode", {"input": Message.string("x")}, None, "in-port 'input'"),
-    ("tpl_image_decode", {"input": Message.bytes(b"\x89PNG\r\n\x1a\nxx")}, None,
-     "in-port 'input': not a decodable image"),
+    (
+        "tpl_image_decode",
+        {"input": Message.bytes(b"\x89PNG\r\n\x1a\nxx")},
+        None,
+        "in-port 'input': not a decodable image",
+    ),
     ("tpl_image_decode", {"input": Message.bytes(BOMB)}, None, "more than"),
     ("tpl_image_decode", {"input": Message.bytes(_png_header(9000, 9000))}, None, "more than"),
-    ("tpl_image_decode", {"input": Message.bytes(_png_header(16, 16))}, None,
-     "not a decodable image"),
+    (
+        "tpl_image_decode",
+        {"input": Message.bytes(_png_header(16, 16))},
+        None,
+        "not a decodable image",
+    ),
     ("tpl_image_decode", {"input": Message.bytes(b"")}, None, "in-port 'input'"),
     ("tpl_image_encode", {"stream": Message.bytes(b"x")}, None, "in-port 'stream'"),
     ("tpl_image_encode", {"stream": image_stream(RGBA)}, {"format": "gif"}, "config 'format'"),
     ("tpl_image_encode", {"stream": image_stream(RGBA)}, {"quality": 0}, "config 'quality'"),
-    ("tpl_image_encode", {"stream": image_stream(RGBA, {"width": 9, "height": 5})}, None,
-     "needs 180 bytes"),
-    ("tpl_image_encode", {"stream": image_stream(RGBA, {"width": -1, "height": 5})}, None,
-     "'width'"),
-    ("tpl_image_encode", {"stream": image_stream(RGBA, {"width": 7, "height": 5,
-                                                        "channels": 9})}, None, "'channels'"),
+    (
+        "tpl_image_encode",
+        {"stream": image_stream(RGBA, {"width": 9, "height": 5})},
+        None,
+        "needs 180 bytes",
+    ),
+    (
+        "tpl_image_encode",
+        {"stream": image_stream(RGBA, {"width": -1, "height": 5})},
+        None,
+        "'width'",
+    ),
+    (
+        "tpl_image_encode",
+        {"stream": image_stream(RGBA, {"width": 7, "height": 5, "channels": 9})},
+        None,
+        "'channels'",
+    ),
     ("tpl_grayscale_filter", {"stream": broken_stream("error")}, None, "producer failed"),
     ("tpl_grayscale_filter", {"stream": broken_stream("closed")}, None, "closed"),
-    ("tpl_grayscale_filter", {"stream": image_stream(RGBA[:, :, :2].copy())}, None,
-     "RGB or RGBA"),
-    ("tpl_brightness_contrast", {"stream": image_stream(RGBA)}, {"contrast": -1},
-     "config 'contrast'"),
-    ("tpl_brightness_contrast", {"stream": image_stream(RGBA)}, {"brightness": "x"},
-     "config 'brightness'"),
+    ("tpl_grayscale_filter", {"stream": image_stream(RGBA[:, :, :2].copy())}, None, "RGB or RGBA"),
+    (
+        "tpl_brightness_contrast",
+        {"stream": image_stream(RGBA)},
+        {"contrast": -1},
+        "config 'contrast'",
+    ),
+    (
+        "tpl_brightness_contrast",
+        {"stream": image_stream(RGBA)},
+        {"brightness": "x"},
+        "config 'brightness'",
+    ),
     ("tpl_chroma_key", {"stream": image_stream(RGBA)}, {"keyColor": "red"}, "config 'keyColor'"),
-    ("tpl_image_resize", {"stream": image_stream(RGBA)}, {"width": 1 << 20, "height": 1 << 20},
-     "pixels"),
+    (
+        "tpl_image_resize",
+        {"stream": image_stream(RGBA)},
+        {"width": 1 << 20, "height": 1 << 20},
+        "pixels",
+    ),
     ("tpl_image_resize", {"stream": bytes_stream([b"\1\2\3"])}, None, "in-port 'stream'"),
-    ("tpl_image_stream_display", {"stream": bytes_stream([b"x"], "text/plain")}, None,
-     "config 'acceptedFormats'"),
+    (
+        "tpl_image_stream_display",
+        {"stream": bytes_stream([b"x"], "text/plain")},
+        None,
+        "config 'acceptedFormats'",
+    ),
     ("tpl_image_input", {"source": Message.integer(3)}, None, "in-port 'source'"),
-    ("tpl_image_input", {"source": Message.string("/nonexistent/x.png")}, None,
-     "in-port 'source': cannot read"),
+    (
+        "tpl_image_input",
+        {"source": Message.string("/nonexistent/x.png")},
+        None,
+        "in-port 'source': cannot read",
+    ),
     ("tpl_image_input", {"source": Message.bytes(b"hello")}, None, "config 'acceptedFormats'"),
-    ("tpl_image_input", {"source": Message.bytes(b"\x89PNG" + b"\0" * 2_000_000)},
-     {"maxFileSize": 1}, "config 'maxFileSize'"),
+    (
+        "tpl_image_input",
+        {"source": Message.bytes(b"\x89PNG" + b"\0" * 2_000_000)},
+        {"maxFileSize": 1},
+        "config 'maxFileSize'",
+    ),
     ("tpl_image_input", {"source": Message.flow()}, {"url": "data:;base64,@@"}, "config 'url'"),
 ]
 
 
 @pytest.mark.parametrize(("tid", "inputs", "config", "fragment"), BAD)
-def test_bad_input_and_config_fail_the_tick(tid: str, inputs: dict[str, Any],
-                                            config: dict[str, Any] | None, fragment: str
-                                            ) -> None:
+def test_bad_input_and_config_fail_the_tick(
+    tid: str, inputs: dict[str, Any], config: dict[str, Any] | None, fragment: str
+) -> None:
     r = run_tick(template_actor(tid), inputs, config, timeout=20)
     assert len(r.failures) == 1, r.failures
     assert "ActorError" in r.failures[0].error and fragment in r.failures[0].error
@@ -219,7 +284,7 @@ def test_bad_input_and_config_fail_the_tick(tid: str, inputs: dict[str, Any],
     assert not r.outputs.get("stream") and not r.outputs.get("output")
 
 
-MEMORY_CHILD = r'''
+MEMORY_CHILD = r"""
 import resource, struct, sys, zlib
 from reflow import Message, template_actor
 from reflow.testing import run_tick
@@ -238,15 +303,16 @@ r = run_tick(template_actor("tpl_image_decode"), {"input": Message.bytes(png)})
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 assert r.failures and "more than" in r.failures[0].error, r.failures
 print(len(png), (after - before) // 1024)
-'''
+"""
 
 
 def test_a_compressed_bomb_is_refused_before_it_is_inflated() -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", MEMORY_CHILD], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     size, grown_mib = (int(v) for v in done.stdout.split()[-2:])
     assert size < 1 << 20  # a few hundred KiB that would inflate to 144 MB of pixels

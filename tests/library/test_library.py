@@ -15,11 +15,37 @@ from reflow._loader._plugins import load_plugin_templates, plugin_manager, regis
 from reflow.library import BuiltinLibraryPlugin, builtin_templates, describe_template
 from reflow.testing import run_tick
 
-FAMILIES = ("flow", "math", "json", "object", "array", "text", "regex", "timer", "http",
-            "stream", "image", "audio")
+FAMILIES = (
+    "flow",
+    "math",
+    "json",
+    "object",
+    "array",
+    "text",
+    "regex",
+    "timer",
+    "http",
+    "stream",
+    "image",
+    "audio",
+)
 TEMPLATES = builtin_templates()
-VALID_TYPES = {"Flow", "Event", "Boolean", "Integer", "Float", "String", "Object", "Array",
-               "Bytes", "Stream", "Optional", "Any", "Error", "Null"}
+VALID_TYPES = {
+    "Flow",
+    "Event",
+    "Boolean",
+    "Integer",
+    "Float",
+    "String",
+    "Object",
+    "Array",
+    "Bytes",
+    "Stream",
+    "Optional",
+    "Any",
+    "Error",
+    "Null",
+}
 
 
 def test_library_size_and_families() -> None:

@@ -79,8 +79,14 @@ def test_binary_waits_for_both_ports() -> None:
 
 @pytest.mark.parametrize(
     ("op", "a", "b", "expected"),
-    [("==", 1, 1.0, True), ("!=", 1, 2, True), ("<", 1, 2, True), ("<=", 2, 2, True),
-     (">", 1, 2, False), (">=", 3, 2, True)],
+    [
+        ("==", 1, 1.0, True),
+        ("!=", 1, 2, True),
+        ("<", 1, 2, True),
+        ("<=", 2, 2, True),
+        (">", 1, 2, False),
+        (">=", 3, 2, True),
+    ],
 )
 def test_compare(op: str, a: int, b: float, expected: bool) -> None:
     msg = only(run_tick(MathCompare(), {"a": Int(a), "b": Flt(b)}, {"op": op}))
@@ -89,13 +95,25 @@ def test_compare(op: str, a: int, b: float, expected: bool) -> None:
 
 @pytest.mark.parametrize(
     ("x", "config", "expected"),
-    [(2.5, {}, Int(2)), (3.5, {}, Int(4)), (2.7, {"mode": "floor"}, Int(2)),
-     (2.1, {"mode": "ceil"}, Int(3)), (-2.7, {"mode": "trunc"}, Int(-2)),
-     (3.14159, {"digits": 2}, Flt(3.14)), (7, {}, Int(7))],
+    [
+        (2.5, {}, Int(2)),
+        (3.5, {}, Int(4)),
+        (2.7, {"mode": "floor"}, Int(2)),
+        (2.1, {"mode": "ceil"}, Int(3)),
+        (-2.7, {"mode": "trunc"}, Int(-2)),
+        (3.14159, {"digits": 2}, Flt(3.14)),
+        (7, {}, Int(7)),
+    ],
 )
 def test_round(x: float, config: dict[str, Any], expected: Message) -> None:
-    assert only(run_tick(MathRound(), {"in": Message.float(x) if isinstance(x, float)
-                                       else Int(x)}, config)) == expected
+    assert (
+        only(
+            run_tick(
+                MathRound(), {"in": Message.float(x) if isinstance(x, float) else Int(x)}, config
+            )
+        )
+        == expected
+    )
 
 
 def test_unary_operations() -> None:
@@ -143,8 +161,12 @@ def test_typed_ports_refuse_a_string_producer() -> None:
 @pytest.mark.parametrize(
     ("actor", "inputs", "config", "fragment"),
     [
-        (MathAdd(), {"a": Message.string("one"), "b": Int(1)}, None,
-         "in-port 'a': expected a number, got the String"),
+        (
+            MathAdd(),
+            {"a": Message.string("one"), "b": Int(1)},
+            None,
+            "in-port 'a': expected a number, got the String",
+        ),
         (MathAdd(), {"a": Int(1)}, None, "config 'b' is required"),
         (MathAdd(), {"a": Int(1)}, {"b": "2"}, "config 'b' must be a number"),
         (MathDivide(), {"a": Int(1), "b": Int(0)}, None, "in-port 'b' (or config 'b') is zero"),
@@ -166,8 +188,9 @@ def test_typed_ports_refuse_a_string_producer() -> None:
         (MathRandom(), {"in": Int(1)}, {"seed": "x"}, "config 'seed' must be an integer"),
     ],
 )
-def test_bad_input_fails_the_tick(actor: Any, inputs: dict[str, Any],
-                                  config: dict[str, Any] | None, fragment: str) -> None:
+def test_bad_input_fails_the_tick(
+    actor: Any, inputs: dict[str, Any], config: dict[str, Any] | None, fragment: str
+) -> None:
     r = run_tick(actor, inputs, config)
     assert not r.ok
     assert fragment in r.failures[0].error

@@ -51,15 +51,23 @@ def test_audio_round_trip() -> None:
         (lambda: encode_image(np.zeros((2, 2), np.int32)), "dtype must be uint8"),
         (lambda: decode_image(Message.bytes(b"nope")), "not an image"),
         (lambda: decode_image(Message.string("x")), "expected an image/audio Bytes message"),
-        (lambda: decode_image(Message.bytes(encode_image(np.zeros((2, 2), np.uint8))["data"]
-                                            [:-1])), "needs 4 pixel bytes, got 3"),
-        (lambda: decode_image(Message.bytes(b"RFLI" + bytes([9, 1, 1, 0]) + bytes(8))),
-         "format version 9"),
+        (
+            lambda: decode_image(
+                Message.bytes(encode_image(np.zeros((2, 2), np.uint8))["data"][:-1])
+            ),
+            "needs 4 pixel bytes, got 3",
+        ),
+        (
+            lambda: decode_image(Message.bytes(b"RFLI" + bytes([9, 1, 1, 0]) + bytes(8))),
+            "format version 9",
+        ),
         (lambda: encode_audio(np.zeros((2, 2, 2)), 8000), "audio must be shaped"),
         (lambda: encode_audio(np.zeros(2), 0), "sample rate must be"),
         (lambda: decode_audio(encode_image(np.zeros((1, 1), np.uint8))), "not audio"),
-        (lambda: decode_audio(Message.bytes(encode_audio(np.zeros(4), 8000)["data"][:-4])),
-         "needs 16 sample bytes, got 12"),
+        (
+            lambda: decode_audio(Message.bytes(encode_audio(np.zeros(4), 8000)["data"][:-4])),
+            "needs 16 sample bytes, got 12",
+        ),
     ],
 )
 def test_bad_media_raise_actor_error(call: object, fragment: str) -> None:

@@ -33,13 +33,18 @@ def _out(r: Any) -> dict[str, list[Any]]:
 
 # -- streams ------------------------------------------------------------------------------------
 
-def _chain(config: dict[str, dict[str, Any]], data: bytes,
-           tail: str = "tpl_stream_to_bytes") -> tuple[Any, dict[str, Any]]:
+
+def _chain(
+    config: dict[str, dict[str, Any]], data: bytes, tail: str = "tpl_stream_to_bytes"
+) -> tuple[Any, dict[str, Any]]:
     """bytes_to_stream -> <nodes in config order> -> stream_to_bytes; returns the run summary
     and the collected out-ports."""
     net = reflow.Network()
-    nodes = [("src", "tpl_bytes_to_stream", config.pop("src", {"chunkSize": 1000})),
-             *[(tid, tid, cfg) for tid, cfg in config.items()], ("sink", tail, {})]
+    nodes = [
+        ("src", "tpl_bytes_to_stream", config.pop("src", {"chunkSize": 1000})),
+        *[(tid, tid, cfg) for tid, cfg in config.items()],
+        ("sink", tail, {}),
+    ]
     for node, tid, cfg in nodes:
         net.register_actor(tid, TEMPLATES[tid])
         net.add_node(node, tid, cfg)
@@ -57,21 +62,27 @@ def _chain(config: dict[str, dict[str, Any]], data: bytes,
 DATA = bytes(range(256)) * 64  # 16 KiB
 
 
-@pytest.mark.parametrize("middle", [
-    {},
-    {"tpl_stream_buffer": {"bufferBytes": 4096}},
-    {"tpl_stream_stats": {}},
-    {"tpl_stream_throttle": {"delayMs": 0}},
-    {"tpl_stream_tee": {"bufferSize": 1}},
-    {"tpl_stream_buffer": {"bufferBytes": 1}, "tpl_stream_stats": {},
-     "tpl_stream_throttle": {"bytesPerSecond": 10_000_000}},
-], ids=lambda m: "+".join(m) or "direct")
+@pytest.mark.parametrize(
+    "middle",
+    [
+        {},
+        {"tpl_stream_buffer": {"bufferBytes": 4096}},
+        {"tpl_stream_stats": {}},
+        {"tpl_stream_throttle": {"delayMs": 0}},
+        {"tpl_stream_tee": {"bufferSize": 1}},
+        {
+            "tpl_stream_buffer": {"bufferBytes": 1},
+            "tpl_stream_stats": {},
+            "tpl_stream_throttle": {"bytesPerSecond": 10_000_000},
+        },
+    ],
+    ids=lambda m: "+".join(m) or "direct",
+)
 def test_stream_chain_keeps_every_byte(middle: dict[str, Any]) -> None:
     summary, got = _chain(dict(middle), DATA)
     assert not summary.failures, summary.failures
     assert got["bytes"].values() == [DATA]
-    assert got["meta"].values() == [{"contentType": None, "size": len(DATA),
-                                     "streamMetadata": {}}]
+    assert got["meta"].values() == [{"contentType": None, "size": len(DATA), "streamMetadata": {}}]
     if "stats" in got:
         stats = got["stats"].values()[0]
         assert stats["totalBytes"] == len(DATA) and stats["dataFrames"] == 17
@@ -118,8 +129,9 @@ def test_stream_tee_gives_both_readers_everything() -> None:
 
 def test_stream_throttle_slows_down() -> None:
     start = time.monotonic()
-    summary, got = _chain({"src": {"chunkSize": 4096},
-                           "tpl_stream_throttle": {"delayMs": 50}}, DATA)
+    summary, got = _chain(
+        {"src": {"chunkSize": 4096}, "tpl_stream_throttle": {"delayMs": 50}}, DATA
+    )
     assert not summary.failures and got["bytes"].values() == [DATA]
     assert time.monotonic() - start >= 0.15  # four frames, 50 ms after each
 
@@ -139,24 +151,51 @@ def test_a_failing_stream_fails_the_tick_and_reaches_downstream() -> None:
     assert frame["kind"] == "error" and "boom" in frame["error"]
 
 
-@pytest.mark.parametrize(("tid", "config", "inputs", "fragment"), [
-    ("tpl_bytes_to_stream", None, {"input": M.integer(1)}, "in-port 'input': expected Bytes"),
-    ("tpl_bytes_to_stream", {"chunkSize": 0}, {"input": M.bytes(b"x")},
-     "config 'chunkSize' must be >= 1"),
-    ("tpl_bytes_to_stream", {"contentType": 5}, {"input": M.bytes(b"x")},
-     "config 'contentType' must be a string"),
-    ("tpl_stream_to_bytes", None, {"stream": M.bytes(b"x")},
-     "in-port 'stream': expected a Stream (StreamHandle), got Bytes"),
-    ("tpl_stream_buffer", None, {"stream": M.string("x")}, "in-port 'stream': expected a "),
-    ("tpl_stream_buffer", {"bufferBytes": -1}, {"stream": M.string("x")},
-     "config 'bufferBytes' must be >= 1"),
-    ("tpl_stream_stats", None, {"stream": M.flow()}, "in-port 'stream': expected a Stream"),
-    ("tpl_stream_tee", {"bufferSize": 0}, {"stream": M.flow()}, "config 'bufferSize'"),
-    ("tpl_stream_throttle", {"delayMs": 10 ** 9}, {"stream": M.flow()},
-     "config 'delayMs' must be <= 60000"),
-    ("tpl_stream_throttle", {"bytesPerSecond": 0}, {"stream": M.flow()},
-     "config 'bytesPerSecond' must be >= 1"),
-])
+@pytest.mark.parametrize(
+    ("tid", "config", "inputs", "fragment"),
+    [
+        ("tpl_bytes_to_stream", None, {"input": M.integer(1)}, "in-port 'input': expected Bytes"),
+        (
+            "tpl_bytes_to_stream",
+            {"chunkSize": 0},
+            {"input": M.bytes(b"x")},
+            "config 'chunkSize' must be >= 1",
+        ),
+        (
+            "tpl_bytes_to_stream",
+            {"contentType": 5},
+            {"input": M.bytes(b"x")},
+            "config 'contentType' must be a string",
+        ),
+        (
+            "tpl_stream_to_bytes",
+            None,
+            {"stream": M.bytes(b"x")},
+            "in-port 'stream': expected a Stream (StreamHandle), got Bytes",
+        ),
+        ("tpl_stream_buffer", None, {"stream": M.string("x")}, "in-port 'stream': expected a "),
+        (
+            "tpl_stream_buffer",
+            {"bufferBytes": -1},
+            {"stream": M.string("x")},
+            "config 'bufferBytes' must be >= 1",
+        ),
+        ("tpl_stream_stats", None, {"stream": M.flow()}, "in-port 'stream': expected a Stream"),
+        ("tpl_stream_tee", {"bufferSize": 0}, {"stream": M.flow()}, "config 'bufferSize'"),
+        (
+            "tpl_stream_throttle",
+            {"delayMs": 10**9},
+            {"stream": M.flow()},
+            "config 'delayMs' must be <= 60000",
+        ),
+        (
+            "tpl_stream_throttle",
+            {"bytesPerSecond": 0},
+            {"stream": M.flow()},
+            "config 'bytesPerSecond' must be >= 1",
+        ),
+    ],
+)
 def test_bad_stream_input(tid: str, config: Any, inputs: dict[str, Any], fragment: str) -> None:
     r = run_tick(TEMPLATES[tid], inputs, config)
     assert not r.ok and fragment in r.failures[0].error, r.failures
@@ -167,16 +206,18 @@ def test_stream_to_bytes_refuses_a_stream_past_max_bytes() -> None:
     for _ in range(10):
         src.send_bytes(b"x" * 1000)
     src.end()
-    r = run_tick(TEMPLATES["tpl_stream_to_bytes"], {"stream": src.into_message()},
-                 {"maxBytes": 4096})
+    r = run_tick(
+        TEMPLATES["tpl_stream_to_bytes"], {"stream": src.into_message()}, {"maxBytes": 4096}
+    )
     assert not r.ok and "longer than config 'maxBytes' (4096 bytes)" in r.failures[0].error
 
 
 def test_a_silent_stream_times_out() -> None:
     src = Stream.create(0)
     start = time.monotonic()
-    r = run_tick(TEMPLATES["tpl_stream_to_bytes"], {"stream": src.into_message()},
-                 {"timeoutMs": 200})
+    r = run_tick(
+        TEMPLATES["tpl_stream_to_bytes"], {"stream": src.into_message()}, {"timeoutMs": 200}
+    )
     assert not r.ok and "sent nothing for 200 ms" in r.failures[0].error
     assert time.monotonic() - start < 5
     src.close()
@@ -184,24 +225,30 @@ def test_a_silent_stream_times_out() -> None:
 
 # -- files --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "mime"), [("a.png", "image/png"), ("b.JSON", "application/json"),
-                                            ("c.bin", "application/octet-stream")])
+
+@pytest.mark.parametrize(
+    ("name", "mime"),
+    [("a.png", "image/png"), ("b.JSON", "application/json"), ("c.bin", "application/octet-stream")],
+)
 def test_file_save_then_load(tmp_path: Path, name: str, mime: str) -> None:
     path = str(tmp_path / "sub" / "dir" / name)
-    r = run_tick(TEMPLATES["tpl_file_save"], {"input": M.bytes(b"\x00\x01data")},
-                 {"path": path})
-    assert _out(r) == {"path": [path], "metadata": [{"path": path, "size": 6,
-                                                     "written": True}]}
+    r = run_tick(TEMPLATES["tpl_file_save"], {"input": M.bytes(b"\x00\x01data")}, {"path": path})
+    assert _out(r) == {"path": [path], "metadata": [{"path": path, "size": 6, "written": True}]}
     r = run_tick(TEMPLATES["tpl_file_load"], {"trigger": M.flow()}, {"path": path})
-    assert _out(r) == {"output": [b"\x00\x01data"],
-                       "metadata": [{"path": path, "size": 6, "mimeType": mime}]}
+    assert _out(r) == {
+        "output": [b"\x00\x01data"],
+        "metadata": [{"path": path, "size": 6, "mimeType": mime}],
+    }
 
 
-@pytest.mark.parametrize(("message", "written"), [
-    (M.string("héllo"), "héllo".encode()),
-    (M.object({"a": [1]}), json.dumps({"a": [1]}, indent=2).encode()),
-    (M.integer(3), b"3"),
-])
+@pytest.mark.parametrize(
+    ("message", "written"),
+    [
+        (M.string("héllo"), "héllo".encode()),
+        (M.object({"a": [1]}), json.dumps({"a": [1]}, indent=2).encode()),
+        (M.integer(3), b"3"),
+    ],
+)
 def test_file_save_encodes_by_kind(tmp_path: Path, message: Any, written: bytes) -> None:
     path = tmp_path / "out.txt"
     assert run_tick(TEMPLATES["tpl_file_save"], {"input": message}, {"path": str(path)}).ok
@@ -217,25 +264,61 @@ def _file_cases(tmp: Path) -> list[tuple[str, dict[str, Any], dict[str, Any], st
     return [
         ("tpl_file_load", {}, {"trigger": M.flow()}, "config 'path' is required"),
         ("tpl_file_load", {"path": 5}, {"trigger": M.flow()}, "config 'path' must be a file"),
-        ("tpl_file_load", {"path": str(tmp / "missing.txt")}, {"trigger": M.flow()},
-         f"cannot open {str(tmp / 'missing.txt')!r} (config 'path'): No such file"),
-        ("tpl_file_load", {"path": str(tmp / "folder")}, {"trigger": M.flow()},
-         f"config 'path' {str(tmp / 'folder')!r} is not a regular file"),
-        ("tpl_file_load", {"path": "/dev/zero"}, {"trigger": M.flow()},
-         "'/dev/zero' is not a regular file"),
-        ("tpl_file_load", {"path": str(big), "maxBytes": 4096}, {"trigger": M.flow()},
-         f"file {str(big)!r} is 5000 bytes, larger than config 'maxBytes' (4096)"),
-        ("tpl_file_load", {"path": "a\x00b"}, {"trigger": M.flow()},
-         "config 'path' must be a file path"),
+        (
+            "tpl_file_load",
+            {"path": str(tmp / "missing.txt")},
+            {"trigger": M.flow()},
+            f"cannot open {str(tmp / 'missing.txt')!r} (config 'path'): No such file",
+        ),
+        (
+            "tpl_file_load",
+            {"path": str(tmp / "folder")},
+            {"trigger": M.flow()},
+            f"config 'path' {str(tmp / 'folder')!r} is not a regular file",
+        ),
+        (
+            "tpl_file_load",
+            {"path": "/dev/zero"},
+            {"trigger": M.flow()},
+            "'/dev/zero' is not a regular file",
+        ),
+        (
+            "tpl_file_load",
+            {"path": str(big), "maxBytes": 4096},
+            {"trigger": M.flow()},
+            f"file {str(big)!r} is 5000 bytes, larger than config 'maxBytes' (4096)",
+        ),
+        (
+            "tpl_file_load",
+            {"path": "a\x00b"},
+            {"trigger": M.flow()},
+            "config 'path' must be a file path",
+        ),
         ("tpl_file_save", {}, {"input": M.bytes(b"x")}, "config 'path' is required"),
-        ("tpl_file_save", {"path": str(tmp / "folder")}, {"input": M.bytes(b"x")},
-         "is a folder, not a file"),
-        ("tpl_file_save", {"path": str(blocker / "x.txt")}, {"input": M.bytes(b"x")},
-         f"cannot write {str(blocker / 'x.txt')!r} (config 'path')"),
-        ("tpl_file_save", {"path": str(tmp / "new" / "x.txt"), "createDirs": False},
-         {"input": M.bytes(b"x")}, "No such file or directory"),
-        ("tpl_file_save", {"path": str(tmp / "x"), "createDirs": "yes"},
-         {"input": M.bytes(b"x")}, "config 'createDirs' must be true or false"),
+        (
+            "tpl_file_save",
+            {"path": str(tmp / "folder")},
+            {"input": M.bytes(b"x")},
+            "is a folder, not a file",
+        ),
+        (
+            "tpl_file_save",
+            {"path": str(blocker / "x.txt")},
+            {"input": M.bytes(b"x")},
+            f"cannot write {str(blocker / 'x.txt')!r} (config 'path')",
+        ),
+        (
+            "tpl_file_save",
+            {"path": str(tmp / "new" / "x.txt"), "createDirs": False},
+            {"input": M.bytes(b"x")},
+            "No such file or directory",
+        ),
+        (
+            "tpl_file_save",
+            {"path": str(tmp / "x"), "createDirs": "yes"},
+            {"input": M.bytes(b"x")},
+            "config 'createDirs' must be true or false",
+        ),
     ]
 
 
@@ -262,56 +345,113 @@ def test_file_load_does_not_hang_on_a_fifo(tmp_path: Path) -> None:
 
 # -- webhook request / response -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("config", "expected"), [
-    ({}, {"body": [{}], "method": ["POST"], "url": ["/webhook"]}),
-    ({"body": {"a": 1}, "headers": {"x": "1"}, "query": {"q": "v"}, "params": {"p": 1},
-      "method": "GET", "path": "/hook"},
-     {"body": [{"a": 1}], "headers": [{"x": "1"}], "params": [{"q": "v"}],
-      "method": ["GET"], "url": ["/hook"]}),
-    ({"params": {"p": 1}, "body": "text"},
-     {"body": ["text"], "params": [{"p": 1}], "method": ["POST"], "url": ["/webhook"]}),
-])
-def test_server_request_sends_its_config(config: dict[str, Any],
-                                         expected: dict[str, Any]) -> None:
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, {"body": [{}], "method": ["POST"], "url": ["/webhook"]}),
+        (
+            {
+                "body": {"a": 1},
+                "headers": {"x": "1"},
+                "query": {"q": "v"},
+                "params": {"p": 1},
+                "method": "GET",
+                "path": "/hook",
+            },
+            {
+                "body": [{"a": 1}],
+                "headers": [{"x": "1"}],
+                "params": [{"q": "v"}],
+                "method": ["GET"],
+                "url": ["/hook"],
+            },
+        ),
+        (
+            {"params": {"p": 1}, "body": "text"},
+            {"body": ["text"], "params": [{"p": 1}], "method": ["POST"], "url": ["/webhook"]},
+        ),
+    ],
+)
+def test_server_request_sends_its_config(config: dict[str, Any], expected: dict[str, Any]) -> None:
     assert _out(run_tick(TEMPLATES["tpl_server_request"], {}, config)) == expected
 
 
-@pytest.mark.parametrize(("config", "inputs", "expected"), [
-    (None, {"body": M.object({"ok": True})},
-     {"statusCode": 200, "contentType": "application/json", "body": {"ok": True}}),
-    ({"statusCode": 201, "contentType": "text/plain"}, {"body": M.string("hi")},
-     {"statusCode": 201, "contentType": "text/plain", "body": "hi"}),
-    (None, {"status": M.integer(404)},
-     {"statusCode": 404, "contentType": "application/json", "body": {}}),
-    (None, {"body": M.array([1])}, {"statusCode": 200, "contentType": "application/json",
-                                     "body": None}),
-    (None, {"headers": M.object({"X-A": "1"})},
-     {"statusCode": 200, "contentType": "application/json", "body": {},
-      "headers": {"X-A": "1"}}),
-])
-def test_server_response_shapes_the_reply(config: Any, inputs: dict[str, Any],
-                                          expected: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("config", "inputs", "expected"),
+    [
+        (
+            None,
+            {"body": M.object({"ok": True})},
+            {"statusCode": 200, "contentType": "application/json", "body": {"ok": True}},
+        ),
+        (
+            {"statusCode": 201, "contentType": "text/plain"},
+            {"body": M.string("hi")},
+            {"statusCode": 201, "contentType": "text/plain", "body": "hi"},
+        ),
+        (
+            None,
+            {"status": M.integer(404)},
+            {"statusCode": 404, "contentType": "application/json", "body": {}},
+        ),
+        (
+            None,
+            {"body": M.array([1])},
+            {"statusCode": 200, "contentType": "application/json", "body": None},
+        ),
+        (
+            None,
+            {"headers": M.object({"X-A": "1"})},
+            {
+                "statusCode": 200,
+                "contentType": "application/json",
+                "body": {},
+                "headers": {"X-A": "1"},
+            },
+        ),
+    ],
+)
+def test_server_response_shapes_the_reply(
+    config: Any, inputs: dict[str, Any], expected: dict[str, Any]
+) -> None:
     assert _out(run_tick(TEMPLATES["tpl_server_response"], inputs, config)) == {
-        "response": [expected]}
+        "response": [expected]
+    }
 
 
-@pytest.mark.parametrize(("tid", "config", "inputs", "fragment"), [
-    ("tpl_server_request", {"headers": [1]}, {}, "config 'headers' must be an object"),
-    ("tpl_server_request", {"method": 5}, {}, "config 'method' must be a string"),
-    ("tpl_server_response", {"statusCode": 99}, {"body": M.flow()},
-     "config 'statusCode' must be >= 100"),
-    ("tpl_server_response", None, {"status": M.string("200")},
-     "in-port 'status': expected an Integer HTTP status"),
-    ("tpl_server_response", None, {"headers": M.object({"a": 1})},
-     "in-port 'headers': expected an Object of header strings"),
-])
-def test_bad_webhook_config(tid: str, config: Any, inputs: dict[str, Any],
-                            fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("tid", "config", "inputs", "fragment"),
+    [
+        ("tpl_server_request", {"headers": [1]}, {}, "config 'headers' must be an object"),
+        ("tpl_server_request", {"method": 5}, {}, "config 'method' must be a string"),
+        (
+            "tpl_server_response",
+            {"statusCode": 99},
+            {"body": M.flow()},
+            "config 'statusCode' must be >= 100",
+        ),
+        (
+            "tpl_server_response",
+            None,
+            {"status": M.string("200")},
+            "in-port 'status': expected an Integer HTTP status",
+        ),
+        (
+            "tpl_server_response",
+            None,
+            {"headers": M.object({"a": 1})},
+            "in-port 'headers': expected an Object of header strings",
+        ),
+    ],
+)
+def test_bad_webhook_config(tid: str, config: Any, inputs: dict[str, Any], fragment: str) -> None:
     r = run_tick(TEMPLATES[tid], inputs, config)
     assert not r.ok and fragment in r.failures[0].error
 
 
 # -- HTTP against uvicorn ------------------------------------------------------------------
+
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
@@ -334,11 +474,22 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         status, ctype, out = 404, b"application/json", b'{"error": "no"}'
     else:
         status, ctype = 200, b"application/json"
-        out = json.dumps({"method": scope["method"], "body": body.decode(),
-                          "ctype": headers.get("content-type"),
-                          "token": headers.get("x-token"), "who": headers.get("x-who")}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", ctype), (b"x-served", b"yes")]})
+        out = json.dumps(
+            {
+                "method": scope["method"],
+                "body": body.decode(),
+                "ctype": headers.get("content-type"),
+                "token": headers.get("x-token"),
+                "who": headers.get("x-who"),
+            }
+        ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", ctype), (b"x-served", b"yes")],
+        }
+    )
     await send({"type": "http.response.body", "body": out})
 
 
@@ -362,9 +513,11 @@ def server() -> Iterator[str]:
 
 
 def test_http_request_zeal_ports(server: str) -> None:
-    r = run_tick(TEMPLATES["tpl_http_request"],
-                 {"data_in": M.object({"n": 1})},
-                 {"url": f"{server}/echo", "method": "post", "headers": {"X-Token": "t"}})
+    r = run_tick(
+        TEMPLATES["tpl_http_request"],
+        {"data_in": M.object({"n": 1})},
+        {"url": f"{server}/echo", "method": "post", "headers": {"X-Token": "t"}},
+    )
     (resp,) = _out(r)["response_out"]
     assert resp["status"] == 200 and resp["method"] == "POST"
     assert resp["url"] == f"{server}/echo" and resp["headers"]["x-served"] == "yes"
@@ -373,43 +526,52 @@ def test_http_request_zeal_ports(server: str) -> None:
 
 
 def test_http_request_headers_in_and_text_and_status(server: str) -> None:
-    r = run_tick(TEMPLATES["tpl_http_request"], {"headers_in": M.object({"X-Who": "me"})},
-                 {"url": f"{server}/echo"})
+    r = run_tick(
+        TEMPLATES["tpl_http_request"],
+        {"headers_in": M.object({"X-Who": "me"})},
+        {"url": f"{server}/echo"},
+    )
     (resp,) = _out(r)["response_out"]
     assert resp["body"]["who"] == "me" and resp["body"]["method"] == "GET"
-    r = run_tick(TEMPLATES["tpl_http_request"], {"data_in": M.flow()},
-                 {"url": f"{server}/text", "body": {"b": 2}})
+    r = run_tick(
+        TEMPLATES["tpl_http_request"],
+        {"data_in": M.flow()},
+        {"url": f"{server}/text", "body": {"b": 2}},
+    )
     assert _out(r)["response_out"][0]["body"] == "plain words"
-    r = run_tick(TEMPLATES["tpl_http_request"], {"data_in": M.flow()},
-                 {"url": f"{server}/missing"})
+    r = run_tick(TEMPLATES["tpl_http_request"], {"data_in": M.flow()}, {"url": f"{server}/missing"})
     assert _out(r)["response_out"][0]["status"] == 404
 
 
-@pytest.mark.parametrize(("config", "fragment"), [
-    ({}, "config 'url' is required"),
-    ({"url": "ftp://x/y"}, "must be absolute http:// or https://"),
-    ({"url": "{server}/echo", "method": "BREW"}, "config 'method': 'BREW' is not one of"),
-    ({"url": "{server}/slow", "timeout": 200}, "timed out after 200 ms (config 'timeout')"),
-    ({"url": "{server}/big", "max_bytes": 1000}, "larger than config 'max_bytes' (1000"),
-    ({"url": "http://127.0.0.1:9/nothing"}, "HTTP request failed"),
-    ({"url": "{server}/echo", "headers": {"a": [1]}}, "config 'headers' must be an object"),
-])
-def test_http_request_failures_fail_the_tick(server: str, config: dict[str, Any],
-                                             fragment: str) -> None:
-    config = {k: v.format(server=server) if isinstance(v, str) else v
-              for k, v in config.items()}
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ({}, "config 'url' is required"),
+        ({"url": "ftp://x/y"}, "must be absolute http:// or https://"),
+        ({"url": "{server}/echo", "method": "BREW"}, "config 'method': 'BREW' is not one of"),
+        ({"url": "{server}/slow", "timeout": 200}, "timed out after 200 ms (config 'timeout')"),
+        ({"url": "{server}/big", "max_bytes": 1000}, "larger than config 'max_bytes' (1000"),
+        ({"url": "http://127.0.0.1:9/nothing"}, "HTTP request failed"),
+        ({"url": "{server}/echo", "headers": {"a": [1]}}, "config 'headers' must be an object"),
+    ],
+)
+def test_http_request_failures_fail_the_tick(
+    server: str, config: dict[str, Any], fragment: str
+) -> None:
+    config = {k: v.format(server=server) if isinstance(v, str) else v for k, v in config.items()}
     start = time.monotonic()
     r = run_tick(TEMPLATES["tpl_http_request"], {"data_in": M.flow()}, config)
     assert time.monotonic() - start < 10
     assert not r.ok and fragment in r.failures[0].error, r.failures
-    if "url" in config and "method" not in config and "headers" not in config and (
-            "ftp" not in config["url"]):
+    if (
+        "url" in config
+        and "method" not in config
+        and "headers" not in config
+        and ("ftp" not in config["url"])
+    ):
         assert [m["type"] for m in r.outputs["error_out"]] == ["Error"]
 
 
 def test_http_request_legacy_port_still_works(server: str) -> None:
     r = run_tick(TEMPLATES["tpl_http_request"], {"in": M.string(f"{server}/text")})
     assert _out(r)["response"][0]["body"] == "plain words"
-
-
-

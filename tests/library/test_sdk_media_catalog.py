@@ -43,8 +43,14 @@ def test_counts() -> None:
     counts: dict[str, int] = {}
     for t in ENTRIES:
         counts[t["family"]] = counts.get(t["family"], 0) + 1
-    assert counts == {"vector-math": 25, "audio": 22, "image": 8, "video": 3,
-                      "vector-2d": 6, "procedural": 6}
+    assert counts == {
+        "vector-math": 25,
+        "audio": 22,
+        "image": 8,
+        "video": 3,
+        "vector-2d": 6,
+        "procedural": 6,
+    }
 
 
 def test_every_id_is_listed() -> None:

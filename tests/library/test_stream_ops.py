@@ -35,8 +35,11 @@ def test_collect_joins_all_data_frames() -> None:
 
 
 def test_chunk_splits_bytes_and_text() -> None:
-    r = run_tick(StreamChunk(), {"in": Message.bytes(b"abcdefg")},
-                 {"chunk_size": 3, "content_type": "text/plain"})
+    r = run_tick(
+        StreamChunk(),
+        {"in": Message.bytes(b"abcdefg")},
+        {"chunk_size": 3, "content_type": "text/plain"},
+    )
     r.raise_for_failures()
     reader = r.outputs["out"][0].take_stream()
     begin = reader.recv(0)
@@ -82,29 +85,62 @@ def test_chunk_then_lines_then_collect_in_a_graph() -> None:
 @pytest.mark.parametrize(
     ("actor", "inputs", "config", "fragment"),
     [
-        (StreamCollect(), {"in": Message.bytes(b"x")}, None,
-         "in-port 'in': expected a Stream, got Bytes"),
+        (
+            StreamCollect(),
+            {"in": Message.bytes(b"x")},
+            None,
+            "in-port 'in': expected a Stream, got Bytes",
+        ),
         (StreamCollect(), {"in": stream_of(b"x", end="error")}, None, "failed: disk on fire"),
-        (StreamCollect(), {"in": stream_of(b"x", end="close")}, None,
-         "was closed by its producer before end"),
-        (StreamCollect(), {"in": stream_of(b"x", end="open")}, {"timeout_ms": 50},
-         "sent nothing for 50 ms (config 'timeout_ms')"),
-        (StreamCollect(), {"in": stream_of(b"12345")}, {"max_bytes": 4},
-         "longer than config 'max_bytes' (4 bytes)"),
-        (StreamChunk(), {"in": Message.integer(1)}, None,
-         "in-port 'in': expected Bytes or a String, got Integer"),
-        (StreamChunk(), {"in": Message.bytes(b"x")}, {"chunk_size": 0},
-         "config 'chunk_size' must be >= 1"),
+        (
+            StreamCollect(),
+            {"in": stream_of(b"x", end="close")},
+            None,
+            "was closed by its producer before end",
+        ),
+        (
+            StreamCollect(),
+            {"in": stream_of(b"x", end="open")},
+            {"timeout_ms": 50},
+            "sent nothing for 50 ms (config 'timeout_ms')",
+        ),
+        (
+            StreamCollect(),
+            {"in": stream_of(b"12345")},
+            {"max_bytes": 4},
+            "longer than config 'max_bytes' (4 bytes)",
+        ),
+        (
+            StreamChunk(),
+            {"in": Message.integer(1)},
+            None,
+            "in-port 'in': expected Bytes or a String, got Integer",
+        ),
+        (
+            StreamChunk(),
+            {"in": Message.bytes(b"x")},
+            {"chunk_size": 0},
+            "config 'chunk_size' must be >= 1",
+        ),
         (StreamLines(), {"in": stream_of(b"\xff\n")}, None, "is not valid utf-8"),
         (StreamLines(), {"in": stream_of(b"ok\n\xc3")}, None, "ends inside a utf-8 character"),
-        (StreamLines(), {"in": stream_of(b"x")}, {"encoding": "nope"},
-         "config 'encoding': unknown encoding"),
-        (StreamLines(), {"in": stream_of(b"abcdef")}, {"max_line": 3},
-         "longer than config 'max_line' (3)"),
+        (
+            StreamLines(),
+            {"in": stream_of(b"x")},
+            {"encoding": "nope"},
+            "config 'encoding': unknown encoding",
+        ),
+        (
+            StreamLines(),
+            {"in": stream_of(b"abcdef")},
+            {"max_line": 3},
+            "longer than config 'max_line' (3)",
+        ),
     ],
 )
-def test_bad_input_fails_the_tick(actor: Any, inputs: dict[str, Any],
-                                  config: dict[str, Any] | None, fragment: str) -> None:
+def test_bad_input_fails_the_tick(
+    actor: Any, inputs: dict[str, Any], config: dict[str, Any] | None, fragment: str
+) -> None:
     r = run_tick(actor, inputs, config)
     assert not r.ok
     assert fragment in r.failures[0].error

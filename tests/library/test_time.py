@@ -60,8 +60,11 @@ def test_interval_immediate_and_real_sleep() -> None:
 
 def test_delay_waits_then_forwards() -> None:
     clock = FakeClock()
-    r = run_ticks(faked(TimerDelay(), clock), [{"in": Message.integer(1)},
-                                              {"in": Message.integer(2)}], {"delay_ms": 40})
+    r = run_ticks(
+        faked(TimerDelay(), clock),
+        [{"in": Message.integer(1)}, {"in": Message.integer(2)}],
+        {"delay_ms": 40},
+    )
     r.raise_for_failures()
     assert r.values("out") == [1, 2]
     assert clock.sleeps == [0.04, 0.04]
@@ -101,8 +104,9 @@ def test_throttle_wait_mode_spaces_packets() -> None:
     assert clock.sleeps == [0.1, 0.1]
 
 
-@pytest.mark.parametrize(("fmt", "kind"), [("unix", "Float"), ("unix_ms", "Integer"),
-                                           ("iso", "String")])
+@pytest.mark.parametrize(
+    ("fmt", "kind"), [("unix", "Float"), ("unix_ms", "Integer"), ("iso", "String")]
+)
 def test_now(fmt: str, kind: str) -> None:
     before = time.time()
     r = run_tick(TimerNow(), {"in": Message.flow()}, {"format": fmt})
@@ -110,8 +114,11 @@ def test_now(fmt: str, kind: str) -> None:
     (msg,) = r.outputs["out"]
     assert msg["type"] == kind
     value = msg["data"]
-    seconds = {"unix": lambda v: v, "unix_ms": lambda v: v / 1000,
-               "iso": lambda v: dt.datetime.fromisoformat(v).timestamp()}[fmt](value)
+    seconds = {
+        "unix": lambda v: v,
+        "unix_ms": lambda v: v / 1000,
+        "iso": lambda v: dt.datetime.fromisoformat(v).timestamp(),
+    }[fmt](value)
     assert before - 1 <= seconds <= time.time() + 1
 
 
@@ -123,16 +130,25 @@ def test_now(fmt: str, kind: str) -> None:
         (TimerInterval(), None, {"interval_ms": 10}, "config 'count' is required"),
         (TimerInterval(), None, {"interval_ms": 10, "count": 0}, "config 'count' must be >= 1"),
         (TimerDelay(), {"in": Message.flow()}, {"delay_ms": -1}, "config 'delay_ms' must be >= 0"),
-        (TimerDelay(), {"in": Message.flow()}, {"delay_ms": "1s"},
-         "config 'delay_ms' must be a number"),
+        (
+            TimerDelay(),
+            {"in": Message.flow()},
+            {"delay_ms": "1s"},
+            "config 'delay_ms' must be a number",
+        ),
         (TimerDebounce(), {"in": Message.flow()}, None, "config 'wait_ms' is required"),
-        (TimerThrottle(), {"in": Message.flow()}, {"interval_ms": 10, "mode": "queue"},
-         "config 'mode' must be one of 'drop', 'wait'"),
+        (
+            TimerThrottle(),
+            {"in": Message.flow()},
+            {"interval_ms": 10, "mode": "queue"},
+            "config 'mode' must be one of 'drop', 'wait'",
+        ),
         (TimerNow(), {"in": Message.flow()}, {"format": "rfc"}, "config 'format' must be one of"),
     ],
 )
-def test_bad_config_fails_the_tick(actor: Any, inputs: dict[str, Any] | None,
-                                   config: dict[str, Any], fragment: str) -> None:
+def test_bad_config_fails_the_tick(
+    actor: Any, inputs: dict[str, Any] | None, config: dict[str, Any], fragment: str
+) -> None:
     r = run_tick(actor, inputs, config)
     assert not r.ok
     assert fragment in r.failures[0].error

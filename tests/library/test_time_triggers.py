@@ -34,8 +34,12 @@ class Sink(Actor):
         ctx.done()
 
 
-def graph(actor: Actor, config: dict[str, Any], outs: list[str],
-          initial: tuple[str, Message] | None = None) -> tuple[Network, dict[str, Sink]]:
+def graph(
+    actor: Actor,
+    config: dict[str, Any],
+    outs: list[str],
+    initial: tuple[str, Message] | None = None,
+) -> tuple[Network, dict[str, Sink]]:
     net = Network()
     net.register_actor("under_test", actor)
     net.add_node("t", "under_test", config)
@@ -52,10 +56,15 @@ def graph(actor: Actor, config: dict[str, Any], outs: list[str],
 
 # -- tpl_interval_trigger ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("immediately", [True, False])
 def test_interval_trigger_counts_then_says_done(immediately: bool) -> None:
-    config = {"interval": 10, "maxExecutions": 3, "startImmediately": immediately,
-              "payload": '{"n": ${executionCount}, "at": "${timestamp}"}'}
+    config = {
+        "interval": 10,
+        "maxExecutions": 3,
+        "startImmediately": immediately,
+        "payload": '{"n": ${executionCount}, "at": "${timestamp}"}',
+    }
     net, sinks = graph(IntervalTrigger(), config, ["trigger", "done"], ("start", Message.flow()))
     summary = net.run(timeout=30)
     net.shutdown()
@@ -67,9 +76,12 @@ def test_interval_trigger_counts_then_says_done(immediately: bool) -> None:
 
 
 def test_interval_trigger_ignores_later_start_packets_and_plain_text_payloads() -> None:
-    net, sinks = graph(IntervalTrigger(), {"interval": 5, "maxExecutions": 2,
-                                           "payload": "tick ${executionCount}"},
-                       ["trigger", "done"], ("start", Message.flow()))
+    net, sinks = graph(
+        IntervalTrigger(),
+        {"interval": 5, "maxExecutions": 2, "payload": "tick ${executionCount}"},
+        ["trigger", "done"],
+        ("start", Message.flow()),
+    )
     net.add_initial("t", "start", Message.integer(2))
     assert net.run(timeout=30).ok
     net.shutdown()
@@ -80,8 +92,12 @@ def test_interval_trigger_ignores_later_start_packets_and_plain_text_payloads() 
 def test_interval_units_scale_the_period() -> None:
     """1 'seconds' is a 1 s period: after the immediate trigger the node waits (the network
     is still busy a moment later), and shutdown cancels the wait."""
-    net, sinks = graph(IntervalTrigger(), {"interval": 1, "intervalUnit": "seconds"},
-                       ["trigger", "done"], ("start", Message.flow()))
+    net, sinks = graph(
+        IntervalTrigger(),
+        {"interval": 1, "intervalUnit": "seconds"},
+        ["trigger", "done"],
+        ("start", Message.flow()),
+    )
     from reflow import RunTimeout
 
     with pytest.raises(RunTimeout):
@@ -110,8 +126,9 @@ NEXT = [
 ]
 
 
-@pytest.mark.parametrize(("expr", "after", "expected"), NEXT,
-                         ids=[f"{e} after {a}" for e, a, _ in NEXT])
+@pytest.mark.parametrize(
+    ("expr", "after", "expected"), NEXT, ids=[f"{e} after {a}" for e, a, _ in NEXT]
+)
 def test_cron_next_due_minute(expr: str, after: str, expected: str) -> None:
     assert CronSchedule(expr).next_after(at(after)) == at(expected)
 
@@ -148,10 +165,15 @@ def test_cron_trigger_fires_at_due_minutes_and_stops_at_max() -> None:
     actor = CronTrigger()
     # start 2 s before 12:01; woken at 12:01 (fires), the clock then jumps to just before
     # 12:02 so the test does not wait a minute; woken at 12:02 (fires, the last)
-    actor.wall_clock = fake_wall(["2026-12-06T12:00:59.990", "2026-12-06T12:01:59.995",
-                                  "2026-12-06T12:02:00.000"])
-    net, sinks = graph(actor, {"commonSchedules": "Every minute", "maxExecutions": 2},
-                       ["trigger"], ("start", Message.flow()))
+    actor.wall_clock = fake_wall(
+        ["2026-12-06T12:00:59.990", "2026-12-06T12:01:59.995", "2026-12-06T12:02:00.000"]
+    )
+    net, sinks = graph(
+        actor,
+        {"commonSchedules": "Every minute", "maxExecutions": 2},
+        ["trigger"],
+        ("start", Message.flow()),
+    )
     net.add_initial("t", "start", Message.flow())  # ignored: already running
     assert net.run(timeout=30).ok
     net.shutdown()
@@ -161,14 +183,16 @@ def test_cron_trigger_fires_at_due_minutes_and_stops_at_max() -> None:
 
 
 def test_cron_trigger_refuses_an_unknown_preset() -> None:
-    net, _ = graph(CronTrigger(), {"commonSchedules": "Weekly"}, ["trigger"],
-                   ("start", Message.flow()))
+    net, _ = graph(
+        CronTrigger(), {"commonSchedules": "Weekly"}, ["trigger"], ("start", Message.flow())
+    )
     summary = net.run(timeout=30)
     net.shutdown()
     assert "commonSchedules" in str(summary.failures[0].exception)
 
 
 # -- tpl_delay --------------------------------------------------------------------------------
+
 
 def test_delay_forwards_every_packet_in_order_after_its_delay() -> None:
     net, sinks = graph(Delay(), {"delayMs": 15}, ["output"])
@@ -182,6 +206,7 @@ def test_delay_forwards_every_packet_in_order_after_its_delay() -> None:
 
 # -- tpl_date_time ----------------------------------------------------------------------------
 
+
 def test_date_time_now() -> None:
     actor = DateTime()
     actor.wall_clock = lambda: at("2026-12-06T21:05:15.123456")
@@ -192,17 +217,25 @@ def test_date_time_now() -> None:
     assert [m["data"] for m in sinks["timestamp"].got] == [millis]
     assert [m["data"] for m in sinks["formatted"].got] == ["2026-12-06T21:05:15.123Z"]
     out = sinks["output"].got[0]["data"]
-    assert (out["year"], out["month"], out["day"], out["hour"], out["minute"],
-            out["second"]) == ("2026", "12", "06", "21", "05", "15")
+    assert (out["year"], out["month"], out["day"], out["hour"], out["minute"], out["second"]) == (
+        "2026",
+        "12",
+        "06",
+        "21",
+        "05",
+        "15",
+    )
     assert sinks["error"].got == []
 
 
-@pytest.mark.parametrize(("config", "port", "expected"), [
-    ({"operation": "epoch"}, "timestamp",
-     int(at("2026-12-06T21:05:15").timestamp())),
-    ({"format": "%d/%m/%Y"}, "formatted", "06/12/2026"),
-    ({"operation": "parse"}, "error", "Unknown operation: parse"),
-])
+@pytest.mark.parametrize(
+    ("config", "port", "expected"),
+    [
+        ({"operation": "epoch"}, "timestamp", int(at("2026-12-06T21:05:15").timestamp())),
+        ({"format": "%d/%m/%Y"}, "formatted", "06/12/2026"),
+        ({"operation": "parse"}, "error", "Unknown operation: parse"),
+    ],
+)
 def test_date_time_operations(config: dict[str, Any], port: str, expected: Any) -> None:
     actor = DateTime()
     actor.wall_clock = lambda: at("2026-12-06T21:05:15")
@@ -228,10 +261,14 @@ BAD_CONFIG = [
 ]
 
 
-@pytest.mark.parametrize(("cls", "config", "port", "key"), BAD_CONFIG,
-                         ids=[f"{c.component}-{k}" for c, _, _, k in BAD_CONFIG])
-def test_bad_config_names_the_key(cls: type[Actor], config: dict[str, Any], port: str | None,
-                                  key: str) -> None:
+@pytest.mark.parametrize(
+    ("cls", "config", "port", "key"),
+    BAD_CONFIG,
+    ids=[f"{c.component}-{k}" for c, _, _, k in BAD_CONFIG],
+)
+def test_bad_config_names_the_key(
+    cls: type[Actor], config: dict[str, Any], port: str | None, key: str
+) -> None:
     net, _ = graph(cls(), config, [], None if port is None else (port, Message.flow()))
     summary = net.run(timeout=30)
     net.shutdown()
@@ -241,17 +278,25 @@ def test_bad_config_names_the_key(cls: type[Actor], config: dict[str, Any], port
 
 # -- the catalog's ids, ports and config ---------------------------------------------------------
 
+
 def test_the_time_family_matches_offbit_reflows_catalog() -> None:
     import json
     from pathlib import Path
 
     from reflow import template_actor, template_list
 
-    catalog = json.loads((Path(__file__).resolve().parents[3] / "shared" / "anchor-catalog" /
-                          "catalog.json").read_text())
+    catalog = json.loads(
+        (
+            Path(__file__).resolve().parents[3] / "shared" / "anchor-catalog" / "catalog.json"
+        ).read_text()
+    )
     family = [t for t in catalog if t["family"] == "time"]
-    assert {t["id"] for t in family} == {"tpl_cron_trigger", "tpl_date_time", "tpl_delay",
-                                         "tpl_interval_trigger"}
+    assert {t["id"] for t in family} == {
+        "tpl_cron_trigger",
+        "tpl_date_time",
+        "tpl_delay",
+        "tpl_interval_trigger",
+    }
     ids = template_list()
     for t in family:
         assert t["id"] in ids
@@ -260,4 +305,5 @@ def test_the_time_family_matches_offbit_reflows_catalog() -> None:
         assert list(actor.outports) == [p["name"] for p in t["outports"]], t["id"]
         schema = type(actor).config_schema
         assert {c["name"]: c["default"] for c in t["config"]} == {
-            k: v["default"] for k, v in schema.items()}, t["id"]
+            k: v["default"] for k, v in schema.items()
+        }, t["id"]

@@ -46,7 +46,7 @@ def make_pack(
         kind = "wasm" if triple == PORTABLE_TRIPLE else "native"
         path = f"artifacts/{triple}/tools.{'wasm' if kind == 'wasm' else 'so'}"
         seed = f"{name}{version}{triple}".encode()
-        data = (seed * (artifact_size // len(seed) + 1))[:artifact_size - 1] + bytes([i])
+        data = (seed * (artifact_size // len(seed) + 1))[: artifact_size - 1] + bytes([i])
         if noise:
             data = os.urandom(artifact_size)
         contents[path] = data
@@ -54,10 +54,15 @@ def make_pack(
     readme = f"# {name}\n".encode()
     contents["README.md"] = readme
     manifest = PackManifest(
-        name=name, version=version, abi=abi, description=f"{name} test pack with image tools",
-        license="MIT", readme="README.md",
-        templates=(TemplateSpec(id=f"{name}/double", entry="tools", inports=("in",),
-                                outports=("out",)),),
+        name=name,
+        version=version,
+        abi=abi,
+        description=f"{name} test pack with image tools",
+        license="MIT",
+        readme="README.md",
+        templates=(
+            TemplateSpec(id=f"{name}/double", entry="tools", inports=("in",), outports=("out",)),
+        ),
         artifacts=tuple(sorted(artifacts, key=lambda a: (a.entry, a.triple))),
         files=(file_entry("README.md", readme),),
     )
@@ -81,12 +86,16 @@ class Registry:
 
     def aclient(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
-                                 base_url="http://registry.test", headers=headers)
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://registry.test",
+            headers=headers,
+        )
 
 
-def setup_registry(root: Path, *, max_upload: int = 8 << 20,
-                   anonymous_read: bool = True) -> Registry:
+def setup_registry(
+    root: Path, *, max_upload: int = 8 << 20, anonymous_read: bool = True
+) -> Registry:
     storage = LocalStorage(root)
     auth = Authenticator(storage, anonymous_read=anonymous_read)
     auth.create_namespace("acme", "acme team")
@@ -98,8 +107,9 @@ def setup_registry(root: Path, *, max_upload: int = 8 << 20,
     _, admin = auth.create_token("*", "admin", label="admin")
     _, pub = auth.create_token("acme", "publish", label="ci")
     _, read = auth.create_token("acme", "read", label="reader")
-    app = create_app(storage, RegistryConfig(max_upload=max_upload,
-                                             anonymous_read=anonymous_read), auth=auth)
+    app = create_app(
+        storage, RegistryConfig(max_upload=max_upload, anonymous_read=anonymous_read), auth=auth
+    )
     return Registry(storage, auth, app, key, admin, pub, read, root)
 
 
@@ -130,10 +140,25 @@ class Server:
         log = self.data.parent / f"server-{self.port}.log"
         with log.open("ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "reflow.registry._cli", "serve", "--data",
-                 str(self.data), "--host", "127.0.0.1", "--port", str(self.port),
-                 "--max-upload", str(self.max_upload), "--log-level", "warning"],
-                env=env, stdout=subprocess.DEVNULL, stderr=err,
+                [
+                    sys.executable,
+                    "-m",
+                    "reflow.registry._cli",
+                    "serve",
+                    "--data",
+                    str(self.data),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--max-upload",
+                    str(self.max_upload),
+                    "--log-level",
+                    "warning",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -173,8 +198,7 @@ class SyncASGITransport(httpx.BaseTransport):
         body = request.read()
 
         async def go() -> tuple[int, httpx.Headers, bytes]:
-            req = httpx.Request(request.method, request.url, headers=request.headers,
-                                content=body)
+            req = httpx.Request(request.method, request.url, headers=request.headers, content=body)
             resp = await self._asgi.handle_async_request(req)
             return resp.status_code, resp.headers, await resp.aread()
 
@@ -206,79 +230,192 @@ _DL = f"{_V}/0.1.0/download"
 FAILURE_TABLE = [
     Row("wrong token", "PUT", f"{_V}/0.2.0", "bad", "good:0.2.0", 401, "unauthorized"),
     Row("no token", "PUT", f"{_V}/0.2.0", None, "good:0.2.0", 401, "unauthorized"),
-    Row("read token cannot publish", "PUT", f"{_V}/0.2.0", "read", "good:0.2.0", 403,
-        "forbidden"),
-    Row("wrong namespace", "PUT", "/api/v1/packs/other/tools/0.1.0", "publish", "other-ns",
-        403, "forbidden"),
-    Row("unknown namespace", "PUT", "/api/v1/packs/nope/tools/0.1.0", "admin", "nope-ns", 404,
-        "namespace_not_found"),
-    Row("unregistered key", "PUT", f"{_V}/0.2.0", "publish", "foreign-key", 422,
-        "unregistered_key"),
+    Row("read token cannot publish", "PUT", f"{_V}/0.2.0", "read", "good:0.2.0", 403, "forbidden"),
+    Row(
+        "wrong namespace",
+        "PUT",
+        "/api/v1/packs/other/tools/0.1.0",
+        "publish",
+        "other-ns",
+        403,
+        "forbidden",
+    ),
+    Row(
+        "unknown namespace",
+        "PUT",
+        "/api/v1/packs/nope/tools/0.1.0",
+        "admin",
+        "nope-ns",
+        404,
+        "namespace_not_found",
+    ),
+    Row(
+        "unregistered key", "PUT", f"{_V}/0.2.0", "publish", "foreign-key", 422, "unregistered_key"
+    ),
     Row("unsigned pack", "PUT", f"{_V}/0.2.0", "publish", "unsigned", 422, "unsigned"),
-    Row("tampered member", "PUT", f"{_V}/0.2.0", "publish", "tampered-member", 422,
-        "integrity_mismatch"),
-    Row("tampered manifest", "PUT", f"{_V}/0.2.0", "publish", "tampered-manifest", 422,
-        "bad_signature"),
+    Row(
+        "tampered member",
+        "PUT",
+        f"{_V}/0.2.0",
+        "publish",
+        "tampered-member",
+        422,
+        "integrity_mismatch",
+    ),
+    Row(
+        "tampered manifest",
+        "PUT",
+        f"{_V}/0.2.0",
+        "publish",
+        "tampered-manifest",
+        422,
+        "bad_signature",
+    ),
     Row("truncated upload", "PUT", f"{_V}/0.2.0", "publish", "truncated", 422, "invalid_pack"),
     Row("oversized upload", "PUT", f"{_V}/0.2.0", "publish", "oversize", 413, "too_large"),
-    Row("duplicate version", "PUT", f"{_V}/0.1.0", "publish", "good:0.1.0", 409,
-        "version_exists"),
+    Row("duplicate version", "PUT", f"{_V}/0.1.0", "publish", "good:0.1.0", 409, "version_exists"),
     Row("garbage body", "PUT", f"{_V}/0.2.0", "publish", "garbage", 422, "invalid_pack"),
     Row("empty body", "PUT", f"{_V}/0.2.0", "publish", "empty", 400, "empty_body"),
-    Row("name mismatch", "PUT", "/api/v1/packs/acme/other/0.2.0", "publish", "good:0.2.0",
-        400, "name_mismatch"),
-    Row("version mismatch", "PUT", f"{_V}/0.3.0", "publish", "good:0.2.0", 400,
-        "version_mismatch"),
-    Row("ABI major mismatch", "PUT", f"{_V}/0.2.0", "publish", "abi2", 422,
-        "abi_incompatible"),
+    Row(
+        "name mismatch",
+        "PUT",
+        "/api/v1/packs/acme/other/0.2.0",
+        "publish",
+        "good:0.2.0",
+        400,
+        "name_mismatch",
+    ),
+    Row("version mismatch", "PUT", f"{_V}/0.3.0", "publish", "good:0.2.0", 400, "version_mismatch"),
+    Row("ABI major mismatch", "PUT", f"{_V}/0.2.0", "publish", "abi2", 422, "abi_incompatible"),
     Row("stripped pack", "PUT", f"{_V}/0.2.0", "publish", "stripped", 422, "stripped_pack"),
-    Row("traversal: %2e%2e namespace", "PUT", "/api/v1/packs/%2e%2e/tools/0.2.0", "admin",
-        "good:0.2.0", 400, "invalid_name"),
-    Row("traversal: dot name", "GET", "/api/v1/packs/acme/..tools/0.1.0", None, None, 400,
-        "invalid_name"),
-    Row("traversal: encoded slashes", "GET", "/api/v1/packs/acme/..%2f..%2fetc/0.1.0/download",
-        None, None, 404, "not_found"),
-    Row("traversal: version", "GET", f"{_V}/..%2e/download", None, None, 400,
-        "invalid_version"),
-    Row("uppercase namespace", "GET", "/api/v1/packs/ACME/tools", None, None, 400,
-        "invalid_name"),
-    Row("range: not a number", "GET", _DL, None, None, 416, "bad_range",
-        (("Range", "bytes=abc-"),)),
-    Row("range: ends before start", "GET", _DL, None, None, 416, "bad_range",
-        (("Range", "bytes=50-10"),)),
-    Row("range: multiple", "GET", _DL, None, None, 416, "bad_range",
-        (("Range", "bytes=0-1,4-5"),)),
-    Row("range: past the end", "GET", _DL, None, None, 416, "bad_range",
-        (("Range", "bytes=99999999-"),)),
-    Row("range: other unit", "GET", _DL, None, None, 416, "bad_range",
-        (("Range", "items=0-5"),)),
-    Row("range: empty suffix", "GET", _DL, None, None, 416, "bad_range",
-        (("Range", "bytes=-0"),)),
+    Row(
+        "traversal: %2e%2e namespace",
+        "PUT",
+        "/api/v1/packs/%2e%2e/tools/0.2.0",
+        "admin",
+        "good:0.2.0",
+        400,
+        "invalid_name",
+    ),
+    Row(
+        "traversal: dot name",
+        "GET",
+        "/api/v1/packs/acme/..tools/0.1.0",
+        None,
+        None,
+        400,
+        "invalid_name",
+    ),
+    Row(
+        "traversal: encoded slashes",
+        "GET",
+        "/api/v1/packs/acme/..%2f..%2fetc/0.1.0/download",
+        None,
+        None,
+        404,
+        "not_found",
+    ),
+    Row("traversal: version", "GET", f"{_V}/..%2e/download", None, None, 400, "invalid_version"),
+    Row("uppercase namespace", "GET", "/api/v1/packs/ACME/tools", None, None, 400, "invalid_name"),
+    Row(
+        "range: not a number", "GET", _DL, None, None, 416, "bad_range", (("Range", "bytes=abc-"),)
+    ),
+    Row(
+        "range: ends before start",
+        "GET",
+        _DL,
+        None,
+        None,
+        416,
+        "bad_range",
+        (("Range", "bytes=50-10"),),
+    ),
+    Row("range: multiple", "GET", _DL, None, None, 416, "bad_range", (("Range", "bytes=0-1,4-5"),)),
+    Row(
+        "range: past the end",
+        "GET",
+        _DL,
+        None,
+        None,
+        416,
+        "bad_range",
+        (("Range", "bytes=99999999-"),),
+    ),
+    Row("range: other unit", "GET", _DL, None, None, 416, "bad_range", (("Range", "items=0-5"),)),
+    Row("range: empty suffix", "GET", _DL, None, None, 416, "bad_range", (("Range", "bytes=-0"),)),
     # str.isdigit() takes these and int() does not: was an unhandled ValueError (500)
-    Row("range: superscript digit start", "GET", _DL, None, None, 416, "bad_range",
-        (("Range", "bytes=\u00b2-".encode("latin-1")),)),
-    Row("range: superscript digit end", "GET", _DL, None, None, 416, "bad_range",
-        (("Range", "bytes=0-\u00b9".encode("latin-1")),)),
-    Row("range: 5000 digits", "GET", _DL, None, None, 416, "bad_range",
-        (("Range", "bytes=" + "9" * 5000 + "-"),)),
-    Row("version: same precedence as a published one", "PUT", f"{_V}/0.1.0+rebuild",
-        "publish", "good:0.1.0+rebuild", 409, "version_conflict"),
-    Row("version: non-ASCII digit", "GET", f"{_V}/0.1.1%D9%A0", None, None, 400,
-        "invalid_version"),
-    Row("token: infinite ttl", "POST", "/api/v1/tokens", "admin", "token-inf", 400,
-        "bad_request"),
-    Row("token: ttl not a number", "POST", "/api/v1/tokens", "admin", "token-str", 400,
-        "bad_request"),
+    Row(
+        "range: superscript digit start",
+        "GET",
+        _DL,
+        None,
+        None,
+        416,
+        "bad_range",
+        (("Range", "bytes=\u00b2-".encode("latin-1")),),
+    ),
+    Row(
+        "range: superscript digit end",
+        "GET",
+        _DL,
+        None,
+        None,
+        416,
+        "bad_range",
+        (("Range", "bytes=0-\u00b9".encode("latin-1")),),
+    ),
+    Row(
+        "range: 5000 digits",
+        "GET",
+        _DL,
+        None,
+        None,
+        416,
+        "bad_range",
+        (("Range", "bytes=" + "9" * 5000 + "-"),),
+    ),
+    Row(
+        "version: same precedence as a published one",
+        "PUT",
+        f"{_V}/0.1.0+rebuild",
+        "publish",
+        "good:0.1.0+rebuild",
+        409,
+        "version_conflict",
+    ),
+    Row("version: non-ASCII digit", "GET", f"{_V}/0.1.1%D9%A0", None, None, 400, "invalid_version"),
+    Row("token: infinite ttl", "POST", "/api/v1/tokens", "admin", "token-inf", 400, "bad_request"),
+    Row(
+        "token: ttl not a number",
+        "POST",
+        "/api/v1/tokens",
+        "admin",
+        "token-str",
+        400,
+        "bad_request",
+    ),
     Row("unknown version", "GET", f"{_V}/9.9.9", None, None, 404, "version_not_found"),
-    Row("unknown pack", "GET", "/api/v1/packs/acme/nothing", None, None, 404,
-        "pack_not_found"),
+    Row("unknown pack", "GET", "/api/v1/packs/acme/nothing", None, None, 404, "pack_not_found"),
     Row("bad JSON", "POST", "/api/v1/namespaces", "admin", "json-bad", 400, "bad_json"),
-    Row("namespace exists", "POST", "/api/v1/namespaces", "admin", "ns-exists", 409,
-        "namespace_exists"),
-    Row("publish token cannot create namespaces", "POST", "/api/v1/namespaces", "publish",
-        "ns-new", 403, "forbidden"),
-    Row("bad search limit", "GET", "/api/v1/search?limit=1000", None, None, 400,
-        "bad_request"),
+    Row(
+        "namespace exists",
+        "POST",
+        "/api/v1/namespaces",
+        "admin",
+        "ns-exists",
+        409,
+        "namespace_exists",
+    ),
+    Row(
+        "publish token cannot create namespaces",
+        "POST",
+        "/api/v1/namespaces",
+        "publish",
+        "ns-new",
+        403,
+        "forbidden",
+    ),
+    Row("bad search limit", "GET", "/api/v1/search?limit=1000", None, None, 400, "bad_request"),
 ]
 
 
@@ -316,8 +453,8 @@ def body_for(kind: str | None, key: Ed25519PrivateKey) -> bytes:
         "garbage": lambda: b"this is not a pack\n" * 100,
         "abi2": lambda: make_pack("acme/tools", "0.2.0", key, abi="2.0"),
         "stripped": lambda: strip_bundle(
-            make_pack("acme/tools", "0.2.0", key, triples=(PORTABLE_TRIPLE, NATIVE, OTHER)),
-            NATIVE),
+            make_pack("acme/tools", "0.2.0", key, triples=(PORTABLE_TRIPLE, NATIVE, OTHER)), NATIVE
+        ),
         "json-bad": lambda: b"{",
         "ns-exists": lambda: b'{"name": "acme", "owner": "x"}',
         "ns-new": lambda: b'{"name": "fresh", "owner": "x"}',
@@ -331,6 +468,10 @@ def body_for(kind: str | None, key: Ed25519PrivateKey) -> bytes:
 def token_for(reg: Registry, which: str | None) -> dict[str, str]:
     if which is None:
         return {}
-    token = {"admin": reg.admin, "publish": reg.publish, "read": reg.read,
-             "bad": "rfl_0123456789abcdef_" + "A" * 43}[which]
+    token = {
+        "admin": reg.admin,
+        "publish": reg.publish,
+        "read": reg.read,
+        "bad": "rfl_0123456789abcdef_" + "A" * 43,
+    }[which]
     return {"Authorization": f"Bearer {token}"}

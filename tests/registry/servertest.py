@@ -43,16 +43,32 @@ class LimitedServer:
         fsize = self.fsize
         preexec: Callable[[], None] | None = None
         if fsize is not None:
+
             def preexec() -> None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
         log = self.data.parent / f"server-{self.port}.log"
         with log.open("ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "reflow.registry._cli", "serve", "--data",
-                 str(self.data), "--host", "127.0.0.1", "--port", str(self.port),
-                 "--log-level", "warning", *self.options],
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-                stderr=err, preexec_fn=preexec,
+                [
+                    sys.executable,
+                    "-m",
+                    "reflow.registry._cli",
+                    "serve",
+                    "--data",
+                    str(self.data),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                    *self.options,
+                ],
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=preexec,
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -33,12 +33,14 @@ V = "/api/v1/packs/acme/tools"
 
 def client(reg: Registry, token: str | None = None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(transport=SyncASGITransport(reg.app), base_url="http://registry.test",
-                        headers=headers)
+    return httpx.Client(
+        transport=SyncASGITransport(reg.app), base_url="http://registry.test", headers=headers
+    )
 
 
-def publish(reg: Registry, data: bytes, version: str = "0.1.0",
-            name: str = "tools") -> httpx.Response:
+def publish(
+    reg: Registry, data: bytes, version: str = "0.1.0", name: str = "tools"
+) -> httpx.Response:
     with client(reg, reg.publish) as c:
         return c.put(f"/api/v1/packs/acme/{name}/{version}", content=data)
 
@@ -78,8 +80,9 @@ def test_versions_and_search(published: tuple[Registry, bytes]) -> None:
 
 
 @pytest.mark.parametrize("triple", [NATIVE, OTHER, PORTABLE_TRIPLE, "riscv64gc-unknown-linux-gnu"])
-def test_slim_variant_verifies_without_resigning(published: tuple[Registry, bytes],
-                                                  triple: str) -> None:
+def test_slim_variant_verifies_without_resigning(
+    published: tuple[Registry, bytes], triple: str
+) -> None:
     reg, data = published
     with client(reg) as c:
         r = c.get(f"{V}/0.1.0/download", params={"triple": triple})
@@ -88,8 +91,9 @@ def test_slim_variant_verifies_without_resigning(published: tuple[Registry, byte
     assert r.headers["x-reflow-variant"] == want
     assert r.headers["etag"] == f'"{hashlib.sha256(r.content).hexdigest()}"'
     b = read_bundle(r.content)
-    assert b.present_triples() == ((PORTABLE_TRIPLE, want) if want != PORTABLE_TRIPLE
-                                   else (PORTABLE_TRIPLE,))
+    assert b.present_triples() == (
+        (PORTABLE_TRIPLE, want) if want != PORTABLE_TRIPLE else (PORTABLE_TRIPLE,)
+    )
     assert len(r.content) < len(data)
     verify_manifest(b.manifest_bytes, b.signatures, {key_id(reg.key): reg.key.public_key()})
 
@@ -145,14 +149,19 @@ def test_yank_and_unyank(published: tuple[Registry, bytes]) -> None:
 def test_namespace_key_and_token_api(registry: Registry) -> None:
     key = generate_key()
     with client(registry, registry.admin) as c:
-        assert c.post("/api/v1/namespaces", json={"name": "beta", "owner": "b team"}
-                      ).status_code == 201
+        assert (
+            c.post("/api/v1/namespaces", json={"name": "beta", "owner": "b team"}).status_code
+            == 201
+        )
         r = c.post("/api/v1/namespaces/beta/keys", content=public_key_pem(key))
         assert r.status_code == 201 and r.json()["key_id"] == key_id(key)
-        assert c.post("/api/v1/namespaces/beta/keys", content=b"junk").json()["error"][
-            "code"] == "invalid_key"
-        r = c.post("/api/v1/tokens", json={"namespace": "beta", "scope": "publish",
-                                           "ttl_seconds": 600})
+        assert (
+            c.post("/api/v1/namespaces/beta/keys", content=b"junk").json()["error"]["code"]
+            == "invalid_key"
+        )
+        r = c.post(
+            "/api/v1/tokens", json={"namespace": "beta", "scope": "publish", "ttl_seconds": 600}
+        )
         token = r.json()["token"]
         assert r.status_code == 201 and r.json()["expires_at"]
         info = c.get("/api/v1/namespaces/beta").json()
@@ -203,8 +212,12 @@ def test_failure_table(tmp_path: Path, row: Row) -> None:
     reg = setup_registry(tmp_path / "d", max_upload=TABLE_MAX_UPLOAD)
     assert publish(reg, published_pack(reg.key)).status_code == 201
     with client(reg) as c:
-        r = c.request(row.method, row.path, content=body_for(row.body, reg.key),
-                      headers={**token_for(reg, row.token), **dict(row.headers)})
+        r = c.request(
+            row.method,
+            row.path,
+            content=body_for(row.body, reg.key),
+            headers={**token_for(reg, row.token), **dict(row.headers)},
+        )
     assert (r.status_code, r.json()["error"]["code"]) == (row.status, row.code), r.text
     assert r.json()["error"]["message"]
     reg.storage.close()

@@ -36,19 +36,23 @@ def test_token_is_stored_hashed(auth: Authenticator) -> None:
     assert auth.require(f"Bearer {token}", "publish", "acme") == rec
 
 
-@pytest.mark.parametrize(("header", "scope", "ns", "status", "fragment"), [
-    (None, "publish", "acme", 401, "needs a token"),
-    ("Basic abc", "read", "acme", 401, "Bearer"),
-    ("Bearer nope", "read", "acme", 401, "malformed"),
-    ("Bearer rfl_0000000000000000_" + "a" * 43, "read", "acme", 401, "not valid"),
-    ("WRONGSECRET", "read", "acme", 401, "not valid"),
-    ("READ", "publish", "acme", 403, "scope 'read'"),
-    ("PUBLISH", "publish", "other", 403, "namespace 'acme'"),
-    ("PUBLISH", "admin", "acme", 403, "needs 'admin'"),
-    ("PUBLISH", "publish", "*", 403, "whole registry"),
-])
-def test_denials(auth: Authenticator, header: str | None, scope: str, ns: str, status: int,
-                 fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("header", "scope", "ns", "status", "fragment"),
+    [
+        (None, "publish", "acme", 401, "needs a token"),
+        ("Basic abc", "read", "acme", 401, "Bearer"),
+        ("Bearer nope", "read", "acme", 401, "malformed"),
+        ("Bearer rfl_0000000000000000_" + "a" * 43, "read", "acme", 401, "not valid"),
+        ("WRONGSECRET", "read", "acme", 401, "not valid"),
+        ("READ", "publish", "acme", 403, "scope 'read'"),
+        ("PUBLISH", "publish", "other", 403, "namespace 'acme'"),
+        ("PUBLISH", "admin", "acme", 403, "needs 'admin'"),
+        ("PUBLISH", "publish", "*", 403, "whole registry"),
+    ],
+)
+def test_denials(
+    auth: Authenticator, header: str | None, scope: str, ns: str, status: int, fragment: str
+) -> None:
     _, read = auth.create_token("acme", "read")
     _, pub = auth.create_token("acme", "publish")
     if header == "READ":
@@ -90,15 +94,18 @@ def test_anonymous_read_is_configurable(auth: Authenticator) -> None:
     assert info.value.status == 401
 
 
-@pytest.mark.parametrize(("call", "fragment"), [
-    (lambda a: a.create_token("acme", "root"), "scope must be"),
-    (lambda a: a.create_token("nope", "read"), "no namespace"),
-    (lambda a: a.create_token("../x", "read"), "not a namespace"),
-    (lambda a: a.create_token("acme", "read", ttl=-1), "positive"),
-    (lambda a: a.create_namespace("acme", "x"), "already exists"),
-    (lambda a: a.create_namespace("Bad!", "x"), "not a namespace"),
-    (lambda a: a.create_namespace("fine", " "), "owner"),
-])
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda a: a.create_token("acme", "root"), "scope must be"),
+        (lambda a: a.create_token("nope", "read"), "no namespace"),
+        (lambda a: a.create_token("../x", "read"), "not a namespace"),
+        (lambda a: a.create_token("acme", "read", ttl=-1), "positive"),
+        (lambda a: a.create_namespace("acme", "x"), "already exists"),
+        (lambda a: a.create_namespace("Bad!", "x"), "not a namespace"),
+        (lambda a: a.create_namespace("fine", " "), "owner"),
+    ],
+)
 def test_bad_requests(auth: Authenticator, call: object, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         call(auth)  # type: ignore[operator]

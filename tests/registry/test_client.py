@@ -65,14 +65,27 @@ def trust(tmp_path: Path, registry: Registry) -> TrustStore:
     return store
 
 
-def make_client(reg: Registry, tmp_path: Path, trust: TrustStore, *, token: str | None = None,
-                fault: Fault | None = None, **kw: object) -> tuple[RegistryClient,
-                                                                    FaultyTransport, Sleeps]:
+def make_client(
+    reg: Registry,
+    tmp_path: Path,
+    trust: TrustStore,
+    *,
+    token: str | None = None,
+    fault: Fault | None = None,
+    **kw: object,
+) -> tuple[RegistryClient, FaultyTransport, Sleeps]:
     transport = FaultyTransport(reg.app, fault)
     sleeps = Sleeps()
-    client = RegistryClient("http://registry.test", token=token or reg.publish,
-                            transport=transport, trust=trust, cache_dir=tmp_path / "cache",
-                            sleep=sleeps, insecure=True, **kw)  # type: ignore[arg-type]
+    client = RegistryClient(
+        "http://registry.test",
+        token=token or reg.publish,
+        transport=transport,
+        trust=trust,
+        cache_dir=tmp_path / "cache",
+        sleep=sleeps,
+        insecure=True,
+        **kw,
+    )  # type: ignore[arg-type]
     return client, transport, sleeps
 
 
@@ -81,15 +94,17 @@ def packs(tmp_path: Path, registry: Registry) -> dict[str, Path]:
     out = {}
     for v in ["0.1.0", "0.1.5", "0.2.0", "1.0.0"]:
         p = tmp_path / f"tools-{v}.rflpack"
-        p.write_bytes(make_pack("acme/tools", v, registry.key,
-                                triples=(PORTABLE_TRIPLE, NATIVE, OTHER)))
+        p.write_bytes(
+            make_pack("acme/tools", v, registry.key, triples=(PORTABLE_TRIPLE, NATIVE, OTHER))
+        )
         out[v] = p
     return out
 
 
 @pytest.fixture
-def client(registry: Registry, tmp_path: Path, trust: TrustStore,
-           packs: dict[str, Path]) -> Iterator[RegistryClient]:
+def client(
+    registry: Registry, tmp_path: Path, trust: TrustStore, packs: dict[str, Path]
+) -> Iterator[RegistryClient]:
     c, _, _ = make_client(registry, tmp_path, trust)
     for p in packs.values():
         c.publish(p)
@@ -107,8 +122,9 @@ def test_publish_search_install(client: RegistryClient, packs: dict[str, Path]) 
     assert not list(got.path.parent.glob("*.part"))
 
 
-def test_second_install_comes_from_cache(registry: Registry, tmp_path: Path, trust: TrustStore,
-                                         client: RegistryClient) -> None:
+def test_second_install_comes_from_cache(
+    registry: Registry, tmp_path: Path, trust: TrustStore, client: RegistryClient
+) -> None:
     client.install("acme/tools@0.2.0", triple=NATIVE)
     c, transport, _ = make_client(registry, tmp_path, trust)
     again = c.install("acme/tools@0.2.0", triple=NATIVE)
@@ -120,8 +136,9 @@ def test_unknown_triple_gets_portable_variant(client: RegistryClient) -> None:
     assert got.variant == PORTABLE_TRIPLE
 
 
-def test_offline_from_cache(registry: Registry, tmp_path: Path, trust: TrustStore,
-                            client: RegistryClient) -> None:
+def test_offline_from_cache(
+    registry: Registry, tmp_path: Path, trust: TrustStore, client: RegistryClient
+) -> None:
     client.install("acme/tools@^0.1", triple=NATIVE)
     off, transport, _ = make_client(registry, tmp_path, trust, offline=True)
     assert off.install("acme/tools@^0.1", triple=NATIVE).version == "0.1.5"
@@ -130,11 +147,13 @@ def test_offline_from_cache(registry: Registry, tmp_path: Path, trust: TrustStor
         off.install("acme/tools@^1", triple=NATIVE)
 
 
-def test_unreachable_falls_back_to_cache(registry: Registry, tmp_path: Path, trust: TrustStore,
-                                         client: RegistryClient) -> None:
+def test_unreachable_falls_back_to_cache(
+    registry: Registry, tmp_path: Path, trust: TrustStore, client: RegistryClient
+) -> None:
     client.install("acme/tools@0.2.0", triple=NATIVE)
-    down, _, sleeps = make_client(registry, tmp_path, trust,
-                                  fault=lambda r, n: httpx.ConnectError("refused"))
+    down, _, sleeps = make_client(
+        registry, tmp_path, trust, fault=lambda r, n: httpx.ConnectError("refused")
+    )
     got = down.install("acme/tools@~0.2", triple=NATIVE)
     assert got.from_cache and got.version == "0.2.0"
     assert len(sleeps) == 4  # retried with backoff before giving up
@@ -144,8 +163,9 @@ def test_unreachable_falls_back_to_cache(registry: Registry, tmp_path: Path, tru
     assert isinstance(info.value.__cause__, RegistryUnavailableError)
 
 
-def test_retry_after_is_honoured(registry: Registry, tmp_path: Path, trust: TrustStore,
-                                 client: RegistryClient) -> None:
+def test_retry_after_is_honoured(
+    registry: Registry, tmp_path: Path, trust: TrustStore, client: RegistryClient
+) -> None:
     def fault(r: httpx.Request, n: int) -> httpx.Response | None:
         if n == 1:
             return httpx.Response(503, headers={"Retry-After": "3"})
@@ -158,18 +178,21 @@ def test_retry_after_is_honoured(registry: Registry, tmp_path: Path, trust: Trus
     assert sleeps == [3.0, 1.5]
 
 
-def test_5xx_after_all_retries_is_an_http_error(registry: Registry, tmp_path: Path,
-                                                trust: TrustStore) -> None:
-    c, transport, sleeps = make_client(registry, tmp_path, trust, retries=2,
-                                       fault=lambda r, n: httpx.Response(500))
+def test_5xx_after_all_retries_is_an_http_error(
+    registry: Registry, tmp_path: Path, trust: TrustStore
+) -> None:
+    c, transport, sleeps = make_client(
+        registry, tmp_path, trust, retries=2, fault=lambda r, n: httpx.Response(500)
+    )
     with pytest.raises(RegistryHTTPError) as info:
         c.search("x")
     assert (info.value.status, info.value.code) == (500, "http_500")
     assert len(transport.requests) == 3 and len(sleeps) == 2
 
 
-def test_resume_after_dropped_connection(registry: Registry, tmp_path: Path, trust: TrustStore,
-                                         client: RegistryClient) -> None:
+def test_resume_after_dropped_connection(
+    registry: Registry, tmp_path: Path, trust: TrustStore, client: RegistryClient
+) -> None:
     class Cut(httpx.SyncByteStream):
         def __init__(self, data: bytes) -> None:
             self.data = data
@@ -188,8 +211,9 @@ def test_resume_after_dropped_connection(registry: Registry, tmp_path: Path, tru
 
     progress: list[tuple[int, int | None]] = []
     c, transport, _ = make_client(registry, tmp_path, trust, fault=fault)
-    got = c.install("acme/tools@1.0.0", triple=NATIVE, progress=lambda d, t: progress.append(
-        (d, t)))
+    got = c.install(
+        "acme/tools@1.0.0", triple=NATIVE, progress=lambda d, t: progress.append((d, t))
+    )
     dl = transport.downloads()
     assert len(dl) == 2 and dl[1].headers["range"] == "bytes=300-"
     assert dl[1].headers["if-range"] == f'"{got.sha256}"'
@@ -219,15 +243,24 @@ def _mangle(registry: Registry, how: str) -> Fault:
     return fault
 
 
-@pytest.mark.parametrize(("how", "error", "attr"), [
-    ("truncate", RegistryIntegrityError, ("what", "size")),
-    ("flip", RegistryIntegrityError, ("what", "sha256")),
-    ("404", RegistryNotFoundError, ("code", "blob_missing")),
-    ("html404", RegistryNotFoundError, ("code", "http_404")),
-])
-def test_download_failures_are_distinct(registry: Registry, tmp_path: Path, trust: TrustStore,
-                                        client: RegistryClient, how: str, error: type,
-                                        attr: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("how", "error", "attr"),
+    [
+        ("truncate", RegistryIntegrityError, ("what", "size")),
+        ("flip", RegistryIntegrityError, ("what", "sha256")),
+        ("404", RegistryNotFoundError, ("code", "blob_missing")),
+        ("html404", RegistryNotFoundError, ("code", "http_404")),
+    ],
+)
+def test_download_failures_are_distinct(
+    registry: Registry,
+    tmp_path: Path,
+    trust: TrustStore,
+    client: RegistryClient,
+    how: str,
+    error: type,
+    attr: tuple[str, str],
+) -> None:
     c, _, _ = make_client(registry, tmp_path, trust, fault=_mangle(registry, how))
     with pytest.raises(error) as info:
         c.install("acme/tools@1.0.0", triple=NATIVE)
@@ -238,23 +271,24 @@ def test_download_failures_are_distinct(registry: Registry, tmp_path: Path, trus
     assert cached == []  # nothing unverified is left in the cache
 
 
-def test_untrusted_publisher_is_refused_before_download(registry: Registry, tmp_path: Path,
-                                                        client: RegistryClient) -> None:
+def test_untrusted_publisher_is_refused_before_download(
+    registry: Registry, tmp_path: Path, client: RegistryClient
+) -> None:
     c, transport, _ = make_client(registry, tmp_path, TrustStore(tmp_path / "empty"))
     with pytest.raises(RegistrySignatureError, match="not in the trust store") as info:
         c.install("acme/tools@1.0.0")
     assert info.value.key_id and transport.downloads() == []
 
 
-def test_mixed_up_metadata_is_refused(registry: Registry, tmp_path: Path, trust: TrustStore,
-                                      client: RegistryClient) -> None:
+def test_mixed_up_metadata_is_refused(
+    registry: Registry, tmp_path: Path, trust: TrustStore, client: RegistryClient
+) -> None:
     inner = SyncASGITransport(registry.app)
 
     def fault(r: httpx.Request, n: int) -> httpx.Response | None:
         if r.url.path == "/api/v1/packs/acme/tools/1.0.0":
             # a registry serving 0.1.0's (validly signed) manifest as 1.0.0: a rollback
-            old = inner.handle_request(httpx.Request("GET", str(r.url).replace("1.0.0",
-                                                                                  "0.1.0")))
+            old = inner.handle_request(httpx.Request("GET", str(r.url).replace("1.0.0", "0.1.0")))
             doc = old.json()
             doc["version"] = "1.0.0"
             return httpx.Response(200, json=doc)
@@ -281,10 +315,9 @@ def test_no_matching_version(client: RegistryClient) -> None:
     assert info.value.code == "no_matching_version"
 
 
-def test_publish_is_idempotent_but_versions_immutable(client: RegistryClient,
-                                                      packs: dict[str, Path],
-                                                      registry: Registry,
-                                                      tmp_path: Path) -> None:
+def test_publish_is_idempotent_but_versions_immutable(
+    client: RegistryClient, packs: dict[str, Path], registry: Registry, tmp_path: Path
+) -> None:
     assert client.publish(packs["0.2.0"])["version"] == "0.2.0"
     other = tmp_path / "other.rflpack"
     other.write_bytes(make_pack("acme/tools", "0.2.0", registry.key, artifact_size=999))
@@ -293,16 +326,18 @@ def test_publish_is_idempotent_but_versions_immutable(client: RegistryClient,
     assert (info.value.status, info.value.code) == (409, "version_exists")
 
 
-def test_auth_errors(registry: Registry, tmp_path: Path, trust: TrustStore,
-                     packs: dict[str, Path]) -> None:
+def test_auth_errors(
+    registry: Registry, tmp_path: Path, trust: TrustStore, packs: dict[str, Path]
+) -> None:
     c, _, _ = make_client(registry, tmp_path, trust, token=registry.read)
     with pytest.raises(RegistryAuthError) as info:
         c.publish(packs["0.1.0"])
     assert (info.value.status, info.value.code) == (403, "forbidden")
 
 
-def test_publish_progress_and_foreign_signer(registry: Registry, tmp_path: Path,
-                                             trust: TrustStore) -> None:
+def test_publish_progress_and_foreign_signer(
+    registry: Registry, tmp_path: Path, trust: TrustStore
+) -> None:
     c, _, _ = make_client(registry, tmp_path, trust)
     p = tmp_path / "x.rflpack"
     p.write_bytes(make_pack("acme/x", "1.0.0", generate_key()))
@@ -321,27 +356,34 @@ def test_closed_client_raises(registry: Registry, tmp_path: Path, trust: TrustSt
         c.search()
 
 
-def test_resolver_plugin_supplies_load_pack(registry: Registry, tmp_path: Path,
-                                            trust: TrustStore, client: RegistryClient) -> None:
+def test_resolver_plugin_supplies_load_pack(
+    registry: Registry, tmp_path: Path, trust: TrustStore, client: RegistryClient
+) -> None:
     """reflow_resolve_pack: a registry name resolves to a verified file; names without a
     namespace and unknown packs are None (load_pack then says PackNotFoundError)."""
     from reflow.registry import RegistryResolver
 
     transport = FaultyTransport(registry.app)
-    resolver = RegistryResolver("http://registry.test", transport=transport, trust=trust,
-                                cache_dir=tmp_path / "cache2")
+    resolver = RegistryResolver(
+        "http://registry.test", transport=transport, trust=trust, cache_dir=tmp_path / "cache2"
+    )
     path = resolver.reflow_resolve_pack(name="acme/tools", version="^0.1")
     assert path is not None and read_bundle(path).manifest.version == "0.1.5"
     assert resolver.reflow_resolve_pack(name="tools", version=None) is None
     assert resolver.reflow_resolve_pack(name="acme/nothing", version=None) is None
-    bad = RegistryResolver("http://registry.test", transport=transport,
-                           trust=TrustStore(tmp_path / "empty"), cache_dir=tmp_path / "c3")
+    bad = RegistryResolver(
+        "http://registry.test",
+        transport=transport,
+        trust=TrustStore(tmp_path / "empty"),
+        cache_dir=tmp_path / "c3",
+    )
     with pytest.raises(RegistrySignatureError):
         bad.reflow_resolve_pack(name="acme/tools", version="1.0.0")
 
 
-def test_key_not_bound_to_the_pack_name_is_refused(registry: Registry, tmp_path: Path,
-                                                   client: RegistryClient) -> None:
+def test_key_not_bound_to_the_pack_name_is_refused(
+    registry: Registry, tmp_path: Path, client: RegistryClient
+) -> None:
     """poc3: Alice's key is trusted (for alice/*); a registry serves an ``acme/tools`` that
     Alice signed. Trusting a key for some names only refuses it, before any download."""
     import base64
@@ -351,12 +393,16 @@ def test_key_not_bound_to_the_pack_name_is_refused(registry: Registry, tmp_path:
     alice = generate_key()
     evil = make_pack("acme/tools", "9.0.0", alice)
     mbytes = read_bundle_bytes(evil, tmp_path)
-    meta = {"namespace": "acme", "name": "tools", "version": "9.0.0",
-            "manifest_b64": base64.b64encode(mbytes).decode(),
-            "signature_b64": base64.b64encode(
-                signatures_to_toml([sign_manifest(mbytes, alice)])).decode(),
-            "variants": {"full": {"sha256": hashlib.sha256(evil).hexdigest(),
-                                  "size": len(evil)}}}
+    meta = {
+        "namespace": "acme",
+        "name": "tools",
+        "version": "9.0.0",
+        "manifest_b64": base64.b64encode(mbytes).decode(),
+        "signature_b64": base64.b64encode(
+            signatures_to_toml([sign_manifest(mbytes, alice)])
+        ).decode(),
+        "variants": {"full": {"sha256": hashlib.sha256(evil).hexdigest(), "size": len(evil)}},
+    }
 
     def fault(r: httpx.Request, n: int) -> httpx.Response | None:
         if r.url.path.endswith("/9.0.0/download"):
@@ -364,8 +410,15 @@ def test_key_not_bound_to_the_pack_name_is_refused(registry: Registry, tmp_path:
         if r.url.path == "/api/v1/packs/acme/tools/9.0.0":
             return httpx.Response(200, json=meta)
         if r.url.path == "/api/v1/packs/acme/tools":
-            return httpx.Response(200, json={"versions": [
-                {"version": "1.0.0", "yanked": False}, {"version": "9.0.0", "yanked": False}]})
+            return httpx.Response(
+                200,
+                json={
+                    "versions": [
+                        {"version": "1.0.0", "yanked": False},
+                        {"version": "9.0.0", "yanked": False},
+                    ]
+                },
+            )
         return None
 
     unbound = TrustStore(tmp_path / "unbound")  # the old flat store: the attack works

@@ -68,8 +68,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         trust = TrustStore(root / "trust")
         trust.add(reg.key.public_key())
         with httpx.Client(base_url=server.url) as c:
-            r = c.put("/api/v1/packs/acme/tools/0.1.0", content=published_pack(reg.key),
-                      headers={"Authorization": f"Bearer {reg.publish}"})
+            r = c.put(
+                "/api/v1/packs/acme/tools/0.1.0",
+                content=published_pack(reg.key),
+                headers={"Authorization": f"Bearer {reg.publish}"},
+            )
             assert r.status_code == 201, r.text
         yield Live(reg, server, trust)
     finally:
@@ -106,37 +109,40 @@ def test_publish_search_install_load_run(tmp_path: Path) -> None:
         bytes_pack = build_pack(PACKS / "bytes-native", out_dir=dist, key=reg.key)
         math_pack = build_pack(PACKS / "math-wasm", out_dir=dist, key=reg.key)
         opts = {"cache_dir": tmp_path / "rc", "retries": 1, "backoff": 0.01}
-        with RegistryClient(server.url, token=token, trust=trust,
-                            cache_dir=tmp_path / "rc") as client:
+        with RegistryClient(
+            server.url, token=token, trust=trust, cache_dir=tmp_path / "rc"
+        ) as client:
             doc = client.publish(bytes_pack)
             assert len(doc["variants"]) == 7  # full + 5 native triples + portable
             client.publish(math_pack)
             assert "reflow/bytes" in [h["full_name"] for h in client.search("bytes")]
             installed = client.install("reflow/bytes@^0.1")
             assert installed.variant == (host_triples() or ("wasm32-unknown-unknown",))[0]
-        pack = load_from_registry("reflow/bytes@^0.1", server.url, trust=trust,
-                                  client_options=opts)
+        pack = load_from_registry("reflow/bytes@^0.1", server.url, trust=trust, client_options=opts)
         assert pack.artifacts["bytes"].kind == ("native" if host_triples() else "wasm")
-        assert run_one("reflow/bytes/length", "in", Message.string("hello")) == [
-            Message.integer(5)]
+        assert run_one("reflow/bytes/length", "in", Message.string("hello")) == [Message.integer(5)]
         load_from_registry("reflow/math@~0.1", server.url, trust=trust, client_options=opts)
         assert run_one("reflow/math/add", "in", Message.integer(41)) == [Message.integer(42)]
         # load_pack(..., registry=URL) downloads, verifies and loads in one call
         unload_pack("reflow/math")
-        loaded = load_pack("reflow/math@^0.1", registry=server.url, trust=trust,
-                           registry_options=opts)
+        loaded = load_pack(
+            "reflow/math@^0.1", registry=server.url, trust=trust, registry_options=opts
+        )
         assert loaded.version == "0.1.0"
         assert run_one("reflow/math/add", "in", Message.integer(2)) == [Message.integer(3)]
     finally:
         server.stop()
     # ... and a second call in a process that has not loaded it works from the cache
     unload_pack("reflow/math")
-    assert load_pack("reflow/math@^0.1", registry=server.url, trust=trust,
-                     registry_options=opts).version == "0.1.0"
+    assert (
+        load_pack(
+            "reflow/math@^0.1", registry=server.url, trust=trust, registry_options=opts
+        ).version
+        == "0.1.0"
+    )
     # The registry is gone: the second call works from the cache, verified again.
     unload_pack("reflow/bytes")
-    pack = load_from_registry("reflow/bytes@^0.1", server.url, trust=trust,
-                              client_options=opts)
+    pack = load_from_registry("reflow/bytes@^0.1", server.url, trust=trust, client_options=opts)
     assert run_one("reflow/bytes/length", "in", Message.string("héllo")) == [Message.integer(6)]
     with pytest.raises(RegistryUnavailableError, match="no cached version"):
         load_from_registry("reflow/bytes@^2", server.url, trust=trust, client_options=opts)
@@ -154,8 +160,12 @@ def test_publish_search_install_load_run(tmp_path: Path) -> None:
 @pytest.mark.parametrize("row", FAILURE_TABLE, ids=[r.id for r in FAILURE_TABLE])
 def test_failure_table_over_http(live: Live, row: Row) -> None:
     with httpx.Client(base_url=live.server.url, timeout=30) as c:
-        r = c.request(row.method, row.path, content=body_for(row.body, live.reg.key),
-                      headers={**token_for(live.reg, row.token), **dict(row.headers)})
+        r = c.request(
+            row.method,
+            row.path,
+            content=body_for(row.body, live.reg.key),
+            headers={**token_for(live.reg, row.token), **dict(row.headers)},
+        )
     assert (r.status_code, r.json()["error"]["code"]) == (row.status, row.code), r.text
 
 
@@ -167,16 +177,22 @@ def test_kill_mid_upload_leaves_no_partial_version(tmp_path: Path) -> None:
 
     def slow_body() -> Iterator[bytes]:
         for i in range(0, len(data), 64 << 10):
-            yield data[i:i + (64 << 10)]
+            yield data[i : i + (64 << 10)]
             if i >= len(data) // 2:
                 sent.set()
                 time.sleep(0.2)  # stall half way: the server is killed now
 
     def upload() -> None:
         try:
-            r = httpx.put(f"{server.url}/api/v1/packs/acme/big/1.0.0", content=slow_body(),
-                          headers={"Authorization": f"Bearer {reg.publish}",
-                                   "Content-Length": str(len(data))}, timeout=30)
+            r = httpx.put(
+                f"{server.url}/api/v1/packs/acme/big/1.0.0",
+                content=slow_body(),
+                headers={
+                    "Authorization": f"Bearer {reg.publish}",
+                    "Content-Length": str(len(data)),
+                },
+                timeout=30,
+            )
             outcome.append(r.status_code)
         except httpx.HTTPError as exc:
             outcome.append(exc)
@@ -200,8 +216,11 @@ def test_kill_mid_upload_leaves_no_partial_version(tmp_path: Path) -> None:
             blobs = list((tmp_path / "data" / "blobs").rglob("*"))
             assert [b for b in blobs if b.is_file()] == []
             assert list(tmp.iterdir()) == []
-            r = c.put("/api/v1/packs/acme/big/1.0.0", content=data,
-                      headers={"Authorization": f"Bearer {reg.publish}"})
+            r = c.put(
+                "/api/v1/packs/acme/big/1.0.0",
+                content=data,
+                headers={"Authorization": f"Bearer {reg.publish}"},
+            )
             assert r.status_code == 201, r.text
             dl = c.get("/api/v1/packs/acme/big/1.0.0/download")
             assert hashlib.sha256(dl.content).hexdigest() == r.json()["sha256"]
@@ -214,19 +233,28 @@ def test_load_100_downloaders_10_publishers(live: Live, tmp_path: Path) -> None:
     versions = [f"0.{i}.0" for i in range(1, 4)]
     with httpx.Client(base_url=live.server.url) as c:
         for v in versions:
-            r = c.put(f"/api/v1/packs/acme/load/{v}",
-                      content=make_pack("acme/load", v, live.reg.key, artifact_size=200_000),
-                      headers={"Authorization": f"Bearer {live.reg.publish}"})
+            r = c.put(
+                f"/api/v1/packs/acme/load/{v}",
+                content=make_pack("acme/load", v, live.reg.key, artifact_size=200_000),
+                headers={"Authorization": f"Bearer {live.reg.publish}"},
+            )
             assert r.status_code == 201, r.text
     trust = live.trust
     sleeps: list[float] = []
-    bodies = {f"1.{p}.{i}": make_pack(f"acme/pub{p}", f"1.{p}.{i}", live.reg.key,
-                                      artifact_size=50_000)
-              for p in range(10) for i in range(3)}
+    bodies = {
+        f"1.{p}.{i}": make_pack(f"acme/pub{p}", f"1.{p}.{i}", live.reg.key, artifact_size=50_000)
+        for p in range(10)
+        for i in range(3)
+    }
 
     def downloader(n: int) -> int:
-        with RegistryClient(live.server.url, trust=trust, cache_dir=tmp_path / f"c{n}",
-                            sleep=sleeps.append, timeout=30) as client:
+        with RegistryClient(
+            live.server.url,
+            trust=trust,
+            cache_dir=tmp_path / f"c{n}",
+            sleep=sleeps.append,
+            timeout=30,
+        ) as client:
             done = 0
             for v in versions:
                 got = client.install(f"acme/load@{v}")
@@ -236,8 +264,13 @@ def test_load_100_downloaders_10_publishers(live: Live, tmp_path: Path) -> None:
             return done
 
     def publisher(p: int) -> int:
-        with RegistryClient(live.server.url, token=live.reg.publish, trust=trust,
-                            cache_dir=tmp_path / f"p{p}", sleep=sleeps.append) as client:
+        with RegistryClient(
+            live.server.url,
+            token=live.reg.publish,
+            trust=trust,
+            cache_dir=tmp_path / f"p{p}",
+            sleep=sleeps.append,
+        ) as client:
             for i in range(3):
                 path = tmp_path / f"pub{p}-{i}.rflpack"
                 path.write_bytes(bodies[f"1.{p}.{i}"])
@@ -258,12 +291,17 @@ def test_load_100_downloaders_10_publishers(live: Live, tmp_path: Path) -> None:
 def test_chunked_oversized_upload_is_413(live: Live) -> None:
     """No Content-Length: the limit is enforced while streaming, and the client still gets
     a JSON 413 rather than a reset connection."""
+
     def chunks() -> Iterator[bytes]:
         for _ in range((TABLE_MAX_UPLOAD >> 16) + 16):
             yield b"x" * (64 << 10)
 
-    r = httpx.put(f"{live.server.url}/api/v1/packs/acme/tools/0.9.0", content=chunks(),
-                  headers={"Authorization": f"Bearer {live.reg.publish}"}, timeout=30)
+    r = httpx.put(
+        f"{live.server.url}/api/v1/packs/acme/tools/0.9.0",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {live.reg.publish}"},
+        timeout=30,
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (413, "too_large")
     assert r.json()["error"]["limit"] == TABLE_MAX_UPLOAD
 
@@ -271,12 +309,17 @@ def test_chunked_oversized_upload_is_413(live: Live) -> None:
 def test_racing_publishes_of_one_version(live: Live) -> None:
     """Ten clients publish the same new version at once: exactly one wins, the rest get 409,
     and what is served is the winner's file."""
-    bodies = [make_pack("acme/race", "1.0.0", live.reg.key, artifact_size=3000 + i)
-              for i in range(10)]
+    bodies = [
+        make_pack("acme/race", "1.0.0", live.reg.key, artifact_size=3000 + i) for i in range(10)
+    ]
 
     def put(body: bytes) -> int:
-        r = httpx.put(f"{live.server.url}/api/v1/packs/acme/race/1.0.0", content=body,
-                      headers={"Authorization": f"Bearer {live.reg.publish}"}, timeout=30)
+        r = httpx.put(
+            f"{live.server.url}/api/v1/packs/acme/race/1.0.0",
+            content=body,
+            headers={"Authorization": f"Bearer {live.reg.publish}"},
+            timeout=30,
+        )
         return r.status_code
 
     with ThreadPoolExecutor(max_workers=10) as pool:
@@ -290,8 +333,14 @@ def test_racing_publishes_of_one_version(live: Live) -> None:
 def test_abandoned_download_leaves_server_healthy(live: Live) -> None:
     body = make_pack("acme/abandon", "1.0.0", live.reg.key, artifact_size=1 << 20, noise=True)
     with httpx.Client(base_url=live.server.url, timeout=30) as c:
-        assert c.put("/api/v1/packs/acme/abandon/1.0.0", content=body, headers={
-            "Authorization": f"Bearer {live.reg.publish}"}).status_code == 201
+        assert (
+            c.put(
+                "/api/v1/packs/acme/abandon/1.0.0",
+                content=body,
+                headers={"Authorization": f"Bearer {live.reg.publish}"},
+            ).status_code
+            == 201
+        )
         for _ in range(5):
             with c.stream("GET", "/api/v1/packs/acme/abandon/1.0.0/download") as r:
                 next(r.iter_raw(16 << 10))  # read a little, then hang up

@@ -40,10 +40,12 @@ def trust(tmp_path: Path, registry: Registry) -> TrustStore:
 
 @pytest.fixture
 def published(registry: Registry) -> Registry:
-    with httpx.Client(transport=SyncASGITransport(registry.app), base_url="http://r",
-                      headers={"Authorization": f"Bearer {registry.publish}"}) as c:
-        data = make_pack("acme/tools", "1.0.0", registry.key,
-                         triples=(PORTABLE_TRIPLE, NATIVE))
+    with httpx.Client(
+        transport=SyncASGITransport(registry.app),
+        base_url="http://r",
+        headers={"Authorization": f"Bearer {registry.publish}"},
+    ) as c:
+        data = make_pack("acme/tools", "1.0.0", registry.key, triples=(PORTABLE_TRIPLE, NATIVE))
         assert c.put(f"{V}/1.0.0", content=data).status_code == 201
     return registry
 
@@ -55,8 +57,9 @@ def _part_files(tmp_path: Path) -> list[Path]:
 # -- 1. the client's download ------------------------------------------------------------------
 
 
-def test_endless_download_stops_at_the_published_size(published: Registry, tmp_path: Path,
-                                                      trust: TrustStore) -> None:
+def test_endless_download_stops_at_the_published_size(
+    published: Registry, tmp_path: Path, trust: TrustStore
+) -> None:
     sent: list[int] = []
 
     class Endless(httpx.SyncByteStream):
@@ -73,16 +76,18 @@ def test_endless_download_stops_at_the_published_size(published: Registry, tmp_p
     written: list[int] = []
     c, _, _ = make_client(published, tmp_path, trust, fault=fault, retries=0)
     with pytest.raises(RegistryIntegrityError) as info:
-        c.install("acme/tools@1.0.0", triple=NATIVE,
-                  progress=lambda done, total: written.append(done))
+        c.install(
+            "acme/tools@1.0.0", triple=NATIVE, progress=lambda done, total: written.append(done)
+        )
     assert info.value.what == "size"
     size = int(info.value.expected)
     assert len(sent) == 1 and all(w <= size for w in written)
     assert _part_files(tmp_path) == []  # nothing past the size, not even a .part
 
 
-def test_body_one_byte_too_long_is_refused(published: Registry, tmp_path: Path,
-                                           trust: TrustStore) -> None:
+def test_body_one_byte_too_long_is_refused(
+    published: Registry, tmp_path: Path, trust: TrustStore
+) -> None:
     inner = SyncASGITransport(published.app)
 
     def fault(r: httpx.Request, n: int) -> httpx.Response | None:
@@ -99,7 +104,8 @@ def test_body_one_byte_too_long_is_refused(published: Registry, tmp_path: Path,
 
 @pytest.mark.parametrize("size", [BundleLimits().max_total + 1, 1 << 62, -1, "12", True])
 def test_oversized_or_bogus_metadata_size_is_refused_before_download(
-        published: Registry, tmp_path: Path, trust: TrustStore, size: object) -> None:
+    published: Registry, tmp_path: Path, trust: TrustStore, size: object
+) -> None:
     inner = SyncASGITransport(published.app)
 
     def fault(r: httpx.Request, n: int) -> httpx.Response | None:
@@ -118,8 +124,9 @@ def test_oversized_or_bogus_metadata_size_is_refused_before_download(
         assert "over this client's limit" in str(info.value)
 
 
-def test_max_download_is_configurable(published: Registry, tmp_path: Path,
-                                      trust: TrustStore) -> None:
+def test_max_download_is_configurable(
+    published: Registry, tmp_path: Path, trust: TrustStore
+) -> None:
     c, transport, _ = make_client(published, tmp_path, trust, max_download=100)
     with pytest.raises(RegistryIntegrityError, match="limit of 100"):
         c.install("acme/tools@1.0.0", triple=NATIVE)
@@ -128,10 +135,13 @@ def test_max_download_is_configurable(published: Registry, tmp_path: Path,
     read_bundle(c2.install("acme/tools@1.0.0", triple=NATIVE).path)
 
 
-@pytest.mark.parametrize("content_range", ["bytes 0-{last}/{size}", "bytes 7-{last}/{size}",
-                                           "bytes 300-{last}/{other}", None])
-def test_misplaced_206_restarts_from_zero(published: Registry, tmp_path: Path,
-                                          trust: TrustStore, content_range: str | None) -> None:
+@pytest.mark.parametrize(
+    "content_range",
+    ["bytes 0-{last}/{size}", "bytes 7-{last}/{size}", "bytes 300-{last}/{other}", None],
+)
+def test_misplaced_206_restarts_from_zero(
+    published: Registry, tmp_path: Path, trust: TrustStore, content_range: str | None
+) -> None:
     """The resume asks for bytes=300-; a 206 for any other place (or none) is not appended."""
     inner = SyncASGITransport(published.app)
 
@@ -149,15 +159,18 @@ def test_misplaced_206_restarts_from_zero(published: Registry, tmp_path: Path,
         full = inner.handle_request(httpx.Request("GET", r.url))
         data = full.content
         if n == 3:  # the first download: cut after 300 bytes
-            return httpx.Response(200, headers={"etag": full.headers["etag"]},
-                                  stream=Cut(data))
+            return httpx.Response(200, headers={"etag": full.headers["etag"]}, stream=Cut(data))
         if "range" in r.headers:  # the resume: a 206 that is not the rest of the file
             headers = {}
             if content_range is not None:
                 headers["content-range"] = content_range.format(
-                    last=len(data) - 1, size=len(data), other=len(data) + 5)
-            start = 0 if content_range is None else int(headers["content-range"].split()[1]
-                                                       .split("-")[0])
+                    last=len(data) - 1, size=len(data), other=len(data) + 5
+                )
+            start = (
+                0
+                if content_range is None
+                else int(headers["content-range"].split()[1].split("-")[0])
+            )
             return httpx.Response(206, headers=headers, content=data[start:])
         return None
 
@@ -172,20 +185,25 @@ def test_misplaced_206_restarts_from_zero(published: Registry, tmp_path: Path,
 
 
 def _mint(reg: Registry, token: str, **body: object) -> httpx.Response:
-    with httpx.Client(transport=SyncASGITransport(reg.app), base_url="http://r",
-                      headers={"Authorization": f"Bearer {token}"}) as c:
+    with httpx.Client(
+        transport=SyncASGITransport(reg.app),
+        base_url="http://r",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as c:
         return c.post("/api/v1/tokens", json={"namespace": "acme", "scope": "admin", **body})
 
 
 def _whoami(reg: Registry, token: str) -> int:
-    with httpx.Client(transport=SyncASGITransport(reg.app), base_url="http://r",
-                      headers={"Authorization": f"Bearer {token}"}) as c:
+    with httpx.Client(
+        transport=SyncASGITransport(reg.app),
+        base_url="http://r",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as c:
         return c.get("/api/v1/token").status_code
 
 
 @pytest.mark.parametrize("ttl", [None, 3600, 59, 60])
-def test_expiring_token_cannot_mint_a_longer_lived_one(registry: Registry,
-                                                       ttl: int | None) -> None:
+def test_expiring_token_cannot_mint_a_longer_lived_one(registry: Registry, ttl: int | None) -> None:
     now = [1_000_000.0]
     registry.auth.clock = lambda: now[0]
     parent, short_lived = registry.auth.create_token("acme", "admin", ttl=60)
@@ -193,8 +211,7 @@ def test_expiring_token_cannot_mint_a_longer_lived_one(registry: Registry,
     assert r.status_code == 201, r.text
     child = registry.storage.get_token(r.json()["token_id"])
     assert child is not None and child.parent_id == parent.token_id
-    assert child.expires_at == (now[0] + ttl if ttl is not None and ttl < 60
-                                else parent.expires_at)
+    assert child.expires_at == (now[0] + ttl if ttl is not None and ttl < 60 else parent.expires_at)
     assert r.json()["expires_at"] is not None
     now[0] += 61
     assert _whoami(registry, r.json()["token"]) == 401
@@ -211,8 +228,7 @@ def test_revoking_a_token_revokes_what_it_created(registry: Registry) -> None:
     grandchild = _mint(registry, child["token"]).json()
     sibling = _mint(registry, registry.admin).json()  # made by another token: unaffected
     assert all(_whoami(registry, t["token"]) == 200 for t in (child, grandchild, sibling))
-    assert registry.storage.revoke_token(registry.auth.authenticate(
-        f"Bearer {root}").token_id)  # type: ignore[union-attr]
+    assert registry.storage.revoke_token(registry.auth.authenticate(f"Bearer {root}").token_id)  # type: ignore[union-attr]
     assert _whoami(registry, child["token"]) == 401
     assert _whoami(registry, grandchild["token"]) == 401
     assert _whoami(registry, sibling["token"]) == 200
@@ -225,8 +241,9 @@ def test_token_made_while_its_parent_was_revoked_is_refused(registry: Registry) 
     """The race: the child row lands after the cascade ran. authenticate() walks ancestors."""
     parent, secret = registry.auth.create_token("acme", "admin")
     child = _mint(registry, secret).json()
-    registry.storage.db.execute("UPDATE tokens SET revoked = 1 WHERE token_id = ?",
-                                (parent.token_id,))  # the parent only, no cascade
+    registry.storage.db.execute(
+        "UPDATE tokens SET revoked = 1 WHERE token_id = ?", (parent.token_id,)
+    )  # the parent only, no cascade
     with pytest.raises(AuthDenied, match="created by token"):
         registry.auth.authenticate(f"Bearer {child['token']}")
 
@@ -245,8 +262,10 @@ def test_old_index_gains_parent_column(tmp_path: Path) -> None:
             expires_at REAL, revoked INTEGER NOT NULL DEFAULT 0);
     """)
     secret = "S" * 43
-    db.execute("INSERT INTO tokens VALUES (?, ?, '*', 'admin', 'old', ?, NULL, 0)",
-               ("0123456789abcdef", hashlib.sha256(secret.encode()).hexdigest(), time.time()))
+    db.execute(
+        "INSERT INTO tokens VALUES (?, ?, '*', 'admin', 'old', ?, NULL, 0)",
+        ("0123456789abcdef", hashlib.sha256(secret.encode()).hexdigest(), time.time()),
+    )
     db.commit()
     db.close()
     for _ in range(2):  # idempotent
@@ -273,8 +292,9 @@ def test_bad_ttls_are_refused(registry: Registry, ttl: float) -> None:
 # -- 4. versions -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["1.0.1\u0660", "\u0661.0.0", "1.\u0662.0", "1.0.0-\u0661",
-                                  "1.0.\U0001d7ce"])
+@pytest.mark.parametrize(
+    "text", ["1.0.1\u0660", "\u0661.0.0", "1.\u0662.0", "1.0.0-\u0661", "1.0.\U0001d7ce"]
+)
 def test_non_ascii_digits_are_not_versions(text: str) -> None:
     assert not Version.is_valid(text)
     with pytest.raises(ValueError):
@@ -309,7 +329,10 @@ def test_storage_refuses_same_precedence(tmp_path: Path) -> None:
     storage.add_version(version(storage, "1.0.10-rc.1"))  # a pre-release is another version
     storage.add_version(version(storage, "1.0.11+build.5"))
     assert [r.version for r in storage.list_versions("acme", "tools")] == [
-        "1.0.10-rc.1", "1.0.10", "1.0.11+build.5"]
+        "1.0.10-rc.1",
+        "1.0.10",
+        "1.0.11+build.5",
+    ]
     storage.close()
 
 
@@ -319,22 +342,24 @@ def test_legacy_non_ascii_row_still_lists_and_still_conflicts(tmp_path: Path) ->
     storage = LocalStorage(tmp_path / "data")
     storage.create_namespace("acme", "team")
     legacy = version(storage, "1.0.1\u0660")
-    storage.db.execute("INSERT INTO versions (namespace, name, version, sha256, size, "
-                       "manifest, signature, key_id, abi, description, templates, triples, "
-                       "published_at, published_by) VALUES ('acme', 'tools', ?, ?, 1, x'', "
-                       "x'', 'k', '1.0', 'image tools', '[]', '[]', 0, 't')",
-                       (legacy.version, legacy.sha256))
+    storage.db.execute(
+        "INSERT INTO versions (namespace, name, version, sha256, size, "
+        "manifest, signature, key_id, abi, description, templates, triples, "
+        "published_at, published_by) VALUES ('acme', 'tools', ?, ?, 1, x'', "
+        "x'', 'k', '1.0', 'image tools', '[]', '[]', 0, 't')",
+        (legacy.version, legacy.sha256),
+    )
     storage.add_version(version(storage, "0.9.0"))
-    assert [r.version for r in storage.list_versions("acme", "tools")] == [
-        "0.9.0", "1.0.1\u0660"]
+    assert [r.version for r in storage.list_versions("acme", "tools")] == ["0.9.0", "1.0.1\u0660"]
     assert [r.version for r in storage.search("image", 10, 0)] == ["0.9.0"]
     with pytest.raises(VersionConflict):
         storage.add_version(version(storage, "1.0.10"))
     storage.close()
 
 
-def test_publish_conflict_over_the_api_and_client(published: Registry, tmp_path: Path,
-                                                  trust: TrustStore) -> None:
+def test_publish_conflict_over_the_api_and_client(
+    published: Registry, tmp_path: Path, trust: TrustStore
+) -> None:
     c, _, _ = make_client(published, tmp_path, trust)
     p = tmp_path / "rebuild.rflpack"
     p.write_bytes(make_pack("acme/tools", "1.0.0+rebuild", published.key))
@@ -350,12 +375,19 @@ def test_publish_conflict_over_the_api_and_client(published: Registry, tmp_path:
 
 @pytest.mark.parametrize("declared", ["\u00b2".encode("latin-1"), b"9" * 5000, b"12x"])
 def test_content_length_must_be_ascii_digits(registry: Registry, declared: bytes) -> None:
-    """"²".isdigit() is True and int("²") raises; 5000 digits pass isdigit() and int()
+    """ "²".isdigit() is True and int("²") raises; 5000 digits pass isdigit() and int()
     refuses them too: both were unhandled ValueErrors (500)."""
+
     async def go() -> httpx.Response:
-        req = httpx.Request("PUT", f"http://r{V}/0.2.0", content=b"abc", headers=[
-            (b"authorization", f"Bearer {registry.publish}".encode()),
-            (b"content-length", declared)])
+        req = httpx.Request(
+            "PUT",
+            f"http://r{V}/0.2.0",
+            content=b"abc",
+            headers=[
+                (b"authorization", f"Bearer {registry.publish}".encode()),
+                (b"content-length", declared),
+            ],
+        )
         resp = await httpx.ASGITransport(app=registry.app).handle_async_request(req)
         await resp.aread()
         return resp

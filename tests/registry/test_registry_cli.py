@@ -32,8 +32,12 @@ def ok(result: object) -> str:
 
 
 def test_admin_commands(runner: CliRunner, tmp_path: Path) -> None:
-    out = ok(runner.invoke(registry_cli, ["token", "create", "--namespace", "acme",
-                                          "--scope", "publish", "--ttl-days", "30"]))
+    out = ok(
+        runner.invoke(
+            registry_cli,
+            ["token", "create", "--namespace", "acme", "--scope", "publish", "--ttl-days", "30"],
+        )
+    )
     token = out.strip()
     assert token.startswith("rfl_") and "\n" not in token
     listed = ok(runner.invoke(registry_cli, ["token", "list"]))
@@ -43,20 +47,26 @@ def test_admin_commands(runner: CliRunner, tmp_path: Path) -> None:
     ok(runner.invoke(registry_cli, ["namespace", "create", "beta", "--owner", "b team"]))
     assert "b team" in ok(runner.invoke(registry_cli, ["namespace", "list"]))
     _, pub, kid = write_keypair(tmp_path / "k" / "me")
-    assert ok(runner.invoke(registry_cli, ["key", "add", "--namespace", "beta", str(pub)])
-              ).strip() == kid
+    assert (
+        ok(runner.invoke(registry_cli, ["key", "add", "--namespace", "beta", str(pub)])).strip()
+        == kid
+    )
     assert kid in ok(runner.invoke(registry_cli, ["key", "list", "--namespace", "beta"]))
     ok(runner.invoke(registry_cli, ["key", "remove", "--namespace", "beta", kid]))
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["token", "revoke", "nope"], "no token 'nope'"),
-    (["token", "create", "--namespace", "Bad!", "--scope", "read"], "not a namespace"),
-    (["namespace", "create", "x", "--owner", " "], "owner"),
-    (["key", "remove", "--namespace", "acme", "abcd"], "no key"),
-])
-def test_admin_errors_are_one_line(runner: CliRunner, args: list[str], fragment: str,
-                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["token", "revoke", "nope"], "no token 'nope'"),
+        (["token", "create", "--namespace", "Bad!", "--scope", "read"], "not a namespace"),
+        (["namespace", "create", "x", "--owner", " "], "owner"),
+        (["key", "remove", "--namespace", "acme", "abcd"], "no key"),
+    ],
+)
+def test_admin_errors_are_one_line(
+    runner: CliRunner, args: list[str], fragment: str, tmp_path: Path
+) -> None:
     r = runner.invoke(registry_cli, args)
     assert r.exit_code == 1 and r.stderr.startswith("error: ") and fragment in r.stderr
     assert r.stderr.count("\n") == 1
@@ -64,8 +74,11 @@ def test_admin_errors_are_one_line(runner: CliRunner, args: list[str], fragment:
 
 def test_readme_sequence(runner: CliRunner, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    token = ok(runner.invoke(registry_cli, ["token", "create", "--namespace", "acme",
-                                            "--scope", "publish"])).strip()
+    token = ok(
+        runner.invoke(
+            registry_cli, ["token", "create", "--namespace", "acme", "--scope", "publish"]
+        )
+    ).strip()
     priv, pub, _ = write_keypair(tmp_path / "keys" / "me")
     from reflow.abi._signing import load_private_key
 
@@ -88,11 +101,14 @@ def test_readme_sequence(runner: CliRunner, tmp_path: Path) -> None:
         TrustStore(tmp_path / "trust").add(pub)
         out = ok(runner.invoke(pack_cli, ["install", "acme/my-pack@^0.1", *reg]))
         assert "installed acme/my-pack 0.1.0 (full)" in out  # wasm only: nothing to strip
-        r = runner.invoke(pack_cli, ["yank", "acme/my-pack@0.1.0", "--reason", "bad build",
-                                     *reg])
+        r = runner.invoke(pack_cli, ["yank", "acme/my-pack@0.1.0", "--reason", "bad build", *reg])
         assert r.exit_code == 1 and "unauthorized" in r.stderr  # yank needs the token
-        out = ok(runner.invoke(pack_cli, ["yank", "acme/my-pack@0.1.0", "--reason",
-                                          "bad build", *reg, "--token", token]))
+        out = ok(
+            runner.invoke(
+                pack_cli,
+                ["yank", "acme/my-pack@0.1.0", "--reason", "bad build", *reg, "--token", token],
+            )
+        )
         assert out.startswith("yanked")
         r = runner.invoke(pack_cli, ["install", "acme/my-pack@^0.1", *reg])
         assert r.exit_code == 1 and "no version of acme/my-pack matches ^0.1" in r.stderr
@@ -114,9 +130,21 @@ def test_bad_spec_is_a_usage_error(runner: CliRunner) -> None:
 
 def test_token_with_a_negative_ttl_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    result = CliRunner().invoke(registry_cli, ["token", "create", "--data", str(data),
-                                               "--namespace", "zz", "--scope", "read",
-                                               "--ttl-days", "-1"])
+    result = CliRunner().invoke(
+        registry_cli,
+        [
+            "token",
+            "create",
+            "--data",
+            str(data),
+            "--namespace",
+            "zz",
+            "--scope",
+            "read",
+            "--ttl-days",
+            "-1",
+        ],
+    )
     assert result.exit_code == 2
     assert "--ttl-days" in result.output
     assert not data.exists()

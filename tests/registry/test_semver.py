@@ -6,29 +6,42 @@ import pytest
 
 from reflow.registry._semver import Version, VersionRange, parse_spec, pick_version
 
-AVAILABLE = ["0.1.0", "0.1.5", "0.2.0", "0.2.3", "1.0.0-rc.1", "1.0.0", "1.4.2", "2.0.0-beta",
-             "2.0.0", "2.1.0"]
+AVAILABLE = [
+    "0.1.0",
+    "0.1.5",
+    "0.2.0",
+    "0.2.3",
+    "1.0.0-rc.1",
+    "1.0.0",
+    "1.4.2",
+    "2.0.0-beta",
+    "2.0.0",
+    "2.1.0",
+]
 
 
-@pytest.mark.parametrize(("rng", "picked"), [
-    ("", "2.1.0"),
-    ("*", "2.1.0"),
-    ("^0.1", "0.1.5"),
-    ("^0.2.1", "0.2.3"),
-    ("^1", "1.4.2"),
-    ("^1.0.0", "1.4.2"),
-    ("~1.4", "1.4.2"),
-    ("~0.2.0", "0.2.3"),
-    (">=1.0,<2.0", "1.4.2"),
-    (">=1.0 <2.0.0", "1.4.2"),
-    ("<2", "1.4.2"),  # 2.0.0-beta is not below 2 for a range
-    ("1.0.0", "1.0.0"),
-    ("=0.1.0", "0.1.0"),
-    ("1.0.0-rc.1", "1.0.0-rc.1"),  # pre-releases only when pinned
-    ("2.0", "2.0.0"),
-    ("^3", None),
-    (">2.1.0", None),
-])
+@pytest.mark.parametrize(
+    ("rng", "picked"),
+    [
+        ("", "2.1.0"),
+        ("*", "2.1.0"),
+        ("^0.1", "0.1.5"),
+        ("^0.2.1", "0.2.3"),
+        ("^1", "1.4.2"),
+        ("^1.0.0", "1.4.2"),
+        ("~1.4", "1.4.2"),
+        ("~0.2.0", "0.2.3"),
+        (">=1.0,<2.0", "1.4.2"),
+        (">=1.0 <2.0.0", "1.4.2"),
+        ("<2", "1.4.2"),  # 2.0.0-beta is not below 2 for a range
+        ("1.0.0", "1.0.0"),
+        ("=0.1.0", "0.1.0"),
+        ("1.0.0-rc.1", "1.0.0-rc.1"),  # pre-releases only when pinned
+        ("2.0", "2.0.0"),
+        ("^3", None),
+        (">2.1.0", None),
+    ],
+)
 def test_pick(rng: str, picked: str | None) -> None:
     assert pick_version(VersionRange.parse(rng), AVAILABLE) == picked
 
@@ -39,16 +52,29 @@ def test_yanked_only_when_pinned() -> None:
 
 
 def test_precedence() -> None:
-    order = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
-             "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.10.0"]
+    order = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.0.1",
+        "1.10.0",
+    ]
     parsed = [Version.parse(v) for v in order]
     assert sorted(reversed(parsed)) == parsed
 
 
-@pytest.mark.parametrize(("bad", "fragment"), [
-    ("^x", "not a version range"),
-    (">=1.0,<banana", "not a version range"),
-])
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        ("^x", "not a version range"),
+        (">=1.0,<banana", "not a version range"),
+    ],
+)
 def test_bad_ranges(bad: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         VersionRange.parse(bad)
@@ -74,8 +100,8 @@ def test_public_names_and_light_client_import() -> None:
 
     for name in r.__all__:
         assert getattr(r, name) is not None
-    code = ("import sys; from reflow.registry import RegistryClient; "
-            "print('starlette' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys; from reflow.registry import RegistryClient; print('starlette' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -17,15 +17,31 @@ from reflow.registry._storage import (
 )
 
 
-def version(storage: LocalStorage, ver: str, name: str = "tools", yanked: bool = False,
-            description: str = "image tools") -> VersionRecord:
+def version(
+    storage: LocalStorage,
+    ver: str,
+    name: str = "tools",
+    yanked: bool = False,
+    description: str = "image tools",
+) -> VersionRecord:
     sha = storage.put_blob(f"{name}{ver}".encode())
     slim = storage.put_blob(f"{name}{ver}slim".encode())
     return VersionRecord(
-        namespace="acme", name=name, version=ver, sha256=sha, size=len(f"{name}{ver}"),
-        manifest=b"m", signature=b"s", key_id="0" * 16, abi="1.0", description=description,
-        templates=(f"acme/{name}/double",), triples=("wasm32-unknown-unknown",),
-        published_at=time.time(), published_by="t", yanked=yanked,
+        namespace="acme",
+        name=name,
+        version=ver,
+        sha256=sha,
+        size=len(f"{name}{ver}"),
+        manifest=b"m",
+        signature=b"s",
+        key_id="0" * 16,
+        abi="1.0",
+        description=description,
+        templates=(f"acme/{name}/double",),
+        triples=("wasm32-unknown-unknown",),
+        published_at=time.time(),
+        published_by="t",
+        yanked=yanked,
         variants=(VariantRecord("x86_64-unknown-linux-gnu", slim, 8),),
     )
 
@@ -78,7 +94,11 @@ def test_versions_sorted_by_semver(storage: LocalStorage) -> None:
     for v in ["0.10.0", "0.2.0", "1.0.0-rc.1", "1.0.0"]:
         storage.add_version(version(storage, v))
     assert [r.version for r in storage.list_versions("acme", "tools")] == [
-        "0.2.0", "0.10.0", "1.0.0-rc.1", "1.0.0"]
+        "0.2.0",
+        "0.10.0",
+        "1.0.0-rc.1",
+        "1.0.0",
+    ]
 
 
 def test_yank_and_search(storage: LocalStorage) -> None:

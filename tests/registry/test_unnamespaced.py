@@ -58,9 +58,20 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     key = root / "keys" / "me"
     ok(runner.invoke(reflow_pack, ["keygen", "--out", str(key)]))
     triples = [PORTABLE_TRIPLE, *host_triples()[:1]]
-    ok(runner.invoke(reflow_pack, ["build", str(root / "my-pack"), "--sign", str(key),
-                                   "--out", str(root / "dist"),
-                                   *[a for t in triples for a in ("--triple", t)]]))
+    ok(
+        runner.invoke(
+            reflow_pack,
+            [
+                "build",
+                str(root / "my-pack"),
+                "--sign",
+                str(key),
+                "--out",
+                str(root / "dist"),
+                *[a for t in triples for a in ("--triple", t)],
+            ],
+        )
+    )
     pack = root / "dist" / "my-pack-0.1.0.rflpack"
     from reflow.abi._bundle import read_bundle
 
@@ -96,25 +107,34 @@ def run_one(template: str, port: str, msg: Message) -> list[Message]:
 def test_readme_sequence_with_a_pack_from_reflow_pack_new(built: Built, env: Path) -> None:
     """The issue's exact sequence, each step the real command line, the server uvicorn."""
     runner = CliRunner()
-    token = ok(runner.invoke(registry_cli, ["token", "create", "--namespace", "acme",
-                                            "--scope", "publish"])).strip()
+    token = ok(
+        runner.invoke(
+            registry_cli, ["token", "create", "--namespace", "acme", "--scope", "publish"]
+        )
+    ).strip()
     ok(runner.invoke(registry_cli, ["key", "add", "--namespace", "acme", f"{built.key}.pub"]))
     server = Server(env / "data", free_port()).start()
     try:
         reg = ["--registry", server.url]
-        out = ok(runner.invoke(reflow_pack, ["publish", str(built.pack), *reg,
-                                             "--token", token]))
+        out = ok(runner.invoke(reflow_pack, ["publish", str(built.pack), *reg, "--token", token]))
         assert out.startswith("published acme/my-pack 0.1.0 ")
         # a retried upload of the identical file is fine
-        assert "acme/my-pack 0.1.0" in ok(runner.invoke(
-            reflow_pack, ["publish", str(built.pack), *reg, "--token", token]))
-        doc = json.loads(ok(runner.invoke(
-            reflow_pack, ["publish", str(built.pack), *reg, "--token", token, "--json"])))
+        assert "acme/my-pack 0.1.0" in ok(
+            runner.invoke(reflow_pack, ["publish", str(built.pack), *reg, "--token", token])
+        )
+        doc = json.loads(
+            ok(
+                runner.invoke(
+                    reflow_pack, ["publish", str(built.pack), *reg, "--token", token, "--json"]
+                )
+            )
+        )
         assert doc["full_name"] == "acme/my-pack" and doc["unchanged"] is True
         assert "acme/my-pack" in ok(runner.invoke(reflow_pack, ["search", "my-pack", *reg]))
         ok(runner.invoke(reflow_pack, ["trust", "add", f"{built.key}.pub", "--for", "my-pack"]))
-        doc = json.loads(ok(runner.invoke(
-            reflow_pack, ["install", "acme/my-pack@^0.1", *reg, "--json"])))
+        doc = json.loads(
+            ok(runner.invoke(reflow_pack, ["install", "acme/my-pack@^0.1", *reg, "--json"]))
+        )
         assert doc["name"] == "acme/my-pack" and doc["version"] == "0.1.0"
         assert Path(doc["path"]).is_file() and doc["templates"] is None
         out = ok(runner.invoke(reflow_pack, ["install", "acme/my-pack@^0.1", *reg, "--load"]))
@@ -124,8 +144,10 @@ def test_readme_sequence_with_a_pack_from_reflow_pack_new(built: Built, env: Pat
         r = runner.invoke(reflow_pack, ["install", "my-pack@^0.1", *reg])
         one_line_error(r, "acme/my-pack@^0.1", status=2)
         # ... and so is --namespace disagreeing with the token (the server says 403)
-        r = runner.invoke(reflow_pack, ["publish", str(built.pack), *reg, "--token", token,
-                                        "--namespace", "other"])
+        r = runner.invoke(
+            reflow_pack,
+            ["publish", str(built.pack), *reg, "--token", token, "--namespace", "other"],
+        )
         one_line_error(r, "403 forbidden")
     finally:
         server.stop()
@@ -133,8 +155,9 @@ def test_readme_sequence_with_a_pack_from_reflow_pack_new(built: Built, env: Pat
 
 def test_star_token_needs_namespace(built: Built, env: Path) -> None:
     runner = CliRunner()
-    star = ok(runner.invoke(registry_cli, ["token", "create", "--namespace", "*",
-                                           "--scope", "publish"])).strip()
+    star = ok(
+        runner.invoke(registry_cli, ["token", "create", "--namespace", "*", "--scope", "publish"])
+    ).strip()
     ok(runner.invoke(registry_cli, ["key", "add", "--namespace", "acme", f"{built.key}.pub"]))
     server = Server(env / "data", free_port()).start()
     try:
@@ -146,8 +169,9 @@ def test_star_token_needs_namespace(built: Built, env: Path) -> None:
 
         r = runner.invoke(registry_verbs, ["publish", str(built.pack), *reg])
         one_line_error(r, "pass --namespace")
-        out = ok(runner.invoke(reflow_pack, ["publish", str(built.pack), *reg,
-                                             "--namespace", "acme"]))
+        out = ok(
+            runner.invoke(reflow_pack, ["publish", str(built.pack), *reg, "--namespace", "acme"])
+        )
         assert out.startswith("published acme/my-pack 0.1.0 ")
         # no token, no namespace: says what to pass instead of failing later
         r = runner.invoke(reflow_pack, ["publish", str(built.pack), "--registry", server.url])
@@ -168,16 +192,16 @@ def test_load_pack_from_registry_with_unnamespaced_manifest(built: Built, env: P
     try:
         with RegistryClient(server.url, token=reg.publish, trust=trust) as client:
             assert client.publish(built.pack)["full_name"] == "acme/my-pack"
-        loaded = load_pack("acme/my-pack@^0.1", registry=server.url, trust=trust,
-                           registry_options=opts)
+        loaded = load_pack(
+            "acme/my-pack@^0.1", registry=server.url, trust=trust, registry_options=opts
+        )
         assert (loaded.name, loaded.version) == ("my-pack", "0.1.0")
         assert run_one("my-pack/add", "in", Message.integer(41)) == [Message.integer(42)]
     finally:
         server.stop()
     # the registry is gone: the second call in a fresh state works from the cache
     unload_pack("my-pack")
-    loaded = load_pack("acme/my-pack@^0.1", registry=server.url, trust=trust,
-                       registry_options=opts)
+    loaded = load_pack("acme/my-pack@^0.1", registry=server.url, trust=trust, registry_options=opts)
     assert loaded.version == "0.1.0"
     assert run_one("my-pack/add", "in", Message.integer(1)) == [Message.integer(2)]
 
@@ -186,8 +210,7 @@ def test_load_pack_from_registry_with_unnamespaced_manifest(built: Built, env: P
 
 
 def _put(reg: Registry, path: str, body: bytes, token: str) -> httpx.Response:
-    with httpx.Client(transport=SyncASGITransport(reg.app),
-                      base_url="http://registry.test") as c:
+    with httpx.Client(transport=SyncASGITransport(reg.app), base_url="http://registry.test") as c:
         return c.put(path, content=body, headers={"Authorization": f"Bearer {token}"})
 
 
@@ -201,8 +224,7 @@ def test_server_rules_for_unnamespaced_names(registry: Registry) -> None:
     r = _put(reg, "/api/v1/packs/acme/my-pack/0.1.0", body, reg.publish)
     assert r.status_code == 201, r.text
     doc = r.json()
-    assert (doc["namespace"], doc["name"], doc["full_name"]) == ("acme", "my-pack",
-                                                                 "acme/my-pack")
+    assert (doc["namespace"], doc["name"], doc["full_name"]) == ("acme", "my-pack", "acme/my-pack")
     # anyone who registers the author's (public) key elsewhere cannot re-publish it there
     reg.storage.add_key("other", key_id(reg.key), public_key_pem(reg.key))
     r = _put(reg, "/api/v1/packs/other/my-pack/0.1.0", body, other_pub)
@@ -212,23 +234,31 @@ def test_server_rules_for_unnamespaced_names(registry: Registry) -> None:
     # another signed manifest with the same short name is another pack: allowed
     other_key = generate_key()
     reg.storage.add_key("other", key_id(other_key), public_key_pem(other_key))
-    r = _put(reg, "/api/v1/packs/other/my-pack/0.1.0", make_pack("my-pack", "0.1.0", other_key,
-                                                                   artifact_size=999),
-             other_pub)
+    r = _put(
+        reg,
+        "/api/v1/packs/other/my-pack/0.1.0",
+        make_pack("my-pack", "0.1.0", other_key, artifact_size=999),
+        other_pub,
+    )
     assert r.status_code == 201, r.text
     # a namespaced manifest still publishes only under its own namespace
-    r = _put(reg, "/api/v1/packs/other/tools/0.1.0", make_pack("acme/tools", "0.1.0", reg.key),
-             reg.admin)
+    r = _put(
+        reg, "/api/v1/packs/other/tools/0.1.0", make_pack("acme/tools", "0.1.0", reg.key), reg.admin
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (400, "name_mismatch")
 
 
 def test_whoami(registry: Registry) -> None:
-    with httpx.Client(transport=SyncASGITransport(registry.app),
-                      base_url="http://registry.test") as c:
+    with httpx.Client(
+        transport=SyncASGITransport(registry.app), base_url="http://registry.test"
+    ) as c:
         r = c.get("/api/v1/token", headers={"Authorization": f"Bearer {registry.publish}"})
         assert r.status_code == 200
         assert {k: r.json()[k] for k in ("namespace", "scope", "label")} == {
-            "namespace": "acme", "scope": "publish", "label": "ci"}
+            "namespace": "acme",
+            "scope": "publish",
+            "label": "ci",
+        }
         assert r.json()["token_id"] == registry.publish.split("_")[1]
         assert "secret" not in r.text and registry.publish not in r.text
         r = c.get("/api/v1/token", headers={"Authorization": f"Bearer {registry.admin}"})
@@ -240,9 +270,14 @@ def test_whoami(registry: Registry) -> None:
 
 
 def _client(reg: Registry, tmp_path: Path, token: str | None, **kw: object) -> RegistryClient:
-    return RegistryClient("http://registry.test", token=token, insecure=True,
-                          transport=SyncASGITransport(reg.app), cache_dir=tmp_path / "cache",
-                          **kw)  # type: ignore[arg-type]
+    return RegistryClient(
+        "http://registry.test",
+        token=token,
+        insecure=True,
+        transport=SyncASGITransport(reg.app),
+        cache_dir=tmp_path / "cache",
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_client_publish_target(registry: Registry, tmp_path: Path) -> None:
@@ -259,16 +294,21 @@ def test_client_publish_target(registry: Registry, tmp_path: Path) -> None:
         with pytest.raises(RegistrySpecError, match=r"every namespace \('\*'\)"):
             c.publish_target("my-pack")
         assert c.publish_target("my-pack", "acme") == ("acme", "my-pack")
-    with _client(registry, tmp_path, None) as c, pytest.raises(RegistrySpecError,
-                                                               match="--namespace"):
+    with (
+        _client(registry, tmp_path, None) as c,
+        pytest.raises(RegistrySpecError, match="--namespace"),
+    ):
         c.publish_target("my-pack")
-    with _client(registry, tmp_path, "rfl_0123456789abcdef_" + "A" * 43) as c, \
-            pytest.raises(RegistryAuthError):
+    with (
+        _client(registry, tmp_path, "rfl_0123456789abcdef_" + "A" * 43) as c,
+        pytest.raises(RegistryAuthError),
+    ):
         c.publish_target("my-pack")
 
 
-def test_client_accepts_only_the_short_name_or_the_full_name(registry: Registry,
-                                                             tmp_path: Path) -> None:
+def test_client_accepts_only_the_short_name_or_the_full_name(
+    registry: Registry, tmp_path: Path
+) -> None:
     trust = TrustStore(tmp_path / "trust")
     trust.add(registry.key.public_key())
     for name, version in (("my-pack", "0.1.0"), ("other-pack", "0.1.0")):
@@ -289,17 +329,24 @@ def test_client_accepts_only_the_short_name_or_the_full_name(registry: Registry,
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             if request.url.path == "/api/v1/packs/acme/my-pack/0.1.0":
-                doc = inner.handle_request(httpx.Request(
-                    "GET", str(request.url).replace("my-pack", "other-pack"))).json()
+                doc = inner.handle_request(
+                    httpx.Request("GET", str(request.url).replace("my-pack", "other-pack"))
+                ).json()
                 if self.rename:
                     doc["name"] = "my-pack"  # claims to be what was asked for
                 return httpx.Response(200, json=doc)
             return inner.handle_request(request)
 
     for rename in (True, False):
-        with RegistryClient("http://registry.test", transport=Swap(rename), trust=trust,
-                            cache_dir=tmp_path / f"c-{rename}") as c, \
-                pytest.raises(RegistrySignatureError, match="mixed-up"):
+        with (
+            RegistryClient(
+                "http://registry.test",
+                transport=Swap(rename),
+                trust=trust,
+                cache_dir=tmp_path / f"c-{rename}",
+            ) as c,
+            pytest.raises(RegistrySignatureError, match="mixed-up"),
+        ):
             c.install("acme/my-pack@0.1.0")
 
 

@@ -40,9 +40,9 @@ def guest_native(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         pytest.skip("no native target for this machine")
     out = tmp_path_factory.mktemp("native")
     return {
-        name: build_guest(
-            [SDK_DIR / "examples" / f"{name}.c"], out, name=name, targets=[target]
-        )[target]
+        name: build_guest([SDK_DIR / "examples" / f"{name}.c"], out, name=name, targets=[target])[
+            target
+        ]
         for name in EXAMPLES
     }
 

@@ -66,8 +66,9 @@ LOADERS: list[tuple[str, Any]] = [
 
 @pytest.mark.parametrize("loader", [fn for _, fn in LOADERS], ids=[n for n, _ in LOADERS])
 @pytest.mark.parametrize("make, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_module_input_is_a_reflow_error(tmp_path: Path, loader: Any, make: Any,
-                                            fragment: str) -> None:
+def test_bad_module_input_is_a_reflow_error(
+    tmp_path: Path, loader: Any, make: Any, fragment: str
+) -> None:
     path = make(tmp_path)
     with pytest.raises(ReflowError) as info:
         loader(path)

@@ -229,9 +229,7 @@ def test_output_over_the_cap_fails_only_its_tick(
     guest_wasm: dict[str, Path],
     native: Callable[[], dict[str, Path]],
 ) -> None:
-    node = open_node(
-        kind, "echo", engine, guest_wasm, native, limits=GuestLimits(output_bytes=600)
-    )
+    node = open_node(kind, "echo", engine, guest_wasm, native, limits=GuestLimits(output_bytes=600))
     sizes = [10, 1000, 20, 700, 30]
     ctxs = [TickCtx({"in": M.bytes(b"x" * n)}) for n in sizes]
     errors = batched(node, ctxs)
@@ -290,13 +288,17 @@ def misbehave(value: str) -> str:
 
 
 def batch_guest(
-    *, abi: int = 0x10001, batch: bool = True, report_done: str = "(local.get $i)",
+    *,
+    abi: int = 0x10001,
+    batch: bool = True,
+    report_done: str = "(local.get $i)",
     extra: str = "",
 ) -> bytes:
     doc = describe(f"{abi >> 16}.{abi & 0xFFFF}")
     hexdoc = "".join(f"\\{b:02x}" for b in doc)
     head = f"(select (i64.const {HEAD_BAD}) (i64.const {HEAD_OK}) (i64.eq $V (i64.const 7)))"
-    batch_func = f"""
+    batch_func = (
+        f"""
   (func (export "reflow_tick_batch") (param i32 i32) (result i64)
     (local $n i32) (local $i i32) (local $v i64) (local $r i32)
     (local.set $n (i32.load (local.get 0)))
@@ -316,8 +318,12 @@ def batch_guest(
       (i32.store offset=4 (local.get 0) {report_done})
       (br $next)))
     (i64.or (i64.shl (i64.extend_i32_u (i32.mul (local.get $n) (i32.const 20))) (i64.const 32))
-            (i64.const {RESULTS})))""" if batch else ""
-    return bytes(wasmtime.wat2wasm(f"""(module
+            (i64.const {RESULTS})))"""
+        if batch
+        else ""
+    )
+    return bytes(
+        wasmtime.wat2wasm(f"""(module
   (memory (export "memory") 1)
   (data (i32.const 1024) "{hexdoc}")
   (data (i32.const 3000) "\\00\\00\\00")
@@ -330,7 +336,8 @@ def batch_guest(
     {misbehave("(local.get $v)")}
     (i64.store (i32.const {RESULTS}) {head.replace("$V", "(local.get $v)")})
     (i64.store (i32.const {RESULTS + 8}) (local.get $v))
-    (i64.const {(16 << 32) | RESULTS})){batch_func}{extra})"""))
+    (i64.const {(16 << 32) | RESULTS})){batch_func}{extra})""")
+    )
 
 
 def run_values(

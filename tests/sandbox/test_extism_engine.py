@@ -289,8 +289,19 @@ def sdk_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = out / "sdk_guest.c"
     src.write_text(SDK_GUEST_C)
     wasm = out / "sdk_guest.wasm"
-    cmd = [sys.executable, "-m", "ziglang", "cc", "--target=wasm32-freestanding", "-O2",
-           "-nostdlib", "-Wl,--no-entry", "-o", str(wasm), str(src)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ziglang",
+        "cc",
+        "--target=wasm32-freestanding",
+        "-O2",
+        "-nostdlib",
+        "-Wl,--no-entry",
+        "-o",
+        str(wasm),
+        str(src),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return wasm
@@ -334,8 +345,11 @@ def test_get_metadata_becomes_the_template(sdk_module: ExtismModule) -> None:
     assert t.config_schema == {"type": "object"}
     actor = sdk_module.actor()
     assert isinstance(actor, ExtismActor)
-    assert (actor.component, actor.inports, actor.outports) == ("sdk/scale", ["in"],
-                                                                 ["out", "count"])
+    assert (actor.component, actor.inports, actor.outports) == (
+        "sdk/scale",
+        ["in"],
+        ["out", "count"],
+    )
     assert actor.execution == "worker" and not actor.await_all_inports
 
 
@@ -408,8 +422,9 @@ SDK_HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize(("value", "error", "fragment"), [r[1:] for r in SDK_HOSTILE],
-                         ids=[r[0] for r in SDK_HOSTILE])
+@pytest.mark.parametrize(
+    ("value", "error", "fragment"), [r[1:] for r in SDK_HOSTILE], ids=[r[0] for r in SDK_HOSTILE]
+)
 def test_hostile_sdk_tick_fails_and_the_node_keeps_working(
     sdk_module: ExtismModule, value: int, error: type[SandboxError], fragment: str
 ) -> None:
@@ -474,8 +489,9 @@ def test_function_actor_modes(
 def test_function_actor_in_a_network(fn_module: ExtismModule) -> None:
     net = Network()
     net.register_actor("py/text", PyText())
-    net.register_actor("text/upper", fn_module.function_actor("upper", component="text/upper",
-                                                              limits=LIMITS))
+    net.register_actor(
+        "text/upper", fn_module.function_actor("upper", component="text/upper", limits=LIMITS)
+    )
     net.add_node("src", "py/text")
     net.add_node("up", "text/upper")
     net.add_connection("src", "out", "up", "in")
@@ -500,23 +516,48 @@ def test_node_config_is_the_extism_config(fn_module: ExtismModule) -> None:
 # id, export, output mode, limits, error class, message fragment
 FN_HOSTILE: list[tuple[str, str, str, GuestLimits, type[SandboxError], str]] = [
     ("trap", "trap", "string", LIMITS, GuestTrap, "guest trapped in trap"),
-    ("infinite_loop", "spin", "string", GuestLimits(tick_ms=100), GuestTimeout,
-     "time limit of 100 ms"),
-    ("memory_past_cap", "hog", "string", GuestLimits(memory_bytes=2 * MIB), GuestMemoryError,
-     "ran out of memory"),
+    (
+        "infinite_loop",
+        "spin",
+        "string",
+        GuestLimits(tick_ms=100),
+        GuestTimeout,
+        "time limit of 100 ms",
+    ),
+    (
+        "memory_past_cap",
+        "hog",
+        "string",
+        GuestLimits(memory_bytes=2 * MIB),
+        GuestMemoryError,
+        "ran out of memory",
+    ),
     ("not_utf8", "badutf8", "string", LIMITS, GuestOutputError, "not UTF-8 text"),
     ("not_json", "upper", "json", LIMITS, GuestOutputError, "not valid UTF-8 JSON"),
     ("not_a_message", "echo", "message", LIMITS, GuestOutputError, "unknown message type"),
-    ("output_past_cap", "big", "bytes", GuestLimits(output_bytes=100_000), OutputLimitError,
-     "the limit is 100000"),
+    (
+        "output_past_cap",
+        "big",
+        "bytes",
+        GuestLimits(output_bytes=100_000),
+        OutputLimitError,
+        "the limit is 100000",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("export", "output", "limits", "error", "fragment"),
-                         [r[1:] for r in FN_HOSTILE], ids=[r[0] for r in FN_HOSTILE])
+@pytest.mark.parametrize(
+    ("export", "output", "limits", "error", "fragment"),
+    [r[1:] for r in FN_HOSTILE],
+    ids=[r[0] for r in FN_HOSTILE],
+)
 def test_hostile_function_tick_fails_and_the_node_keeps_working(
-    fn_module: ExtismModule, export: str, output: str, limits: GuestLimits,
-    error: type[SandboxError], fragment: str,
+    fn_module: ExtismModule,
+    export: str,
+    output: str,
+    limits: GuestLimits,
+    error: type[SandboxError],
+    fragment: str,
 ) -> None:
     given = M.string('{"type":"Nope"}') if export == "echo" else M.string("x")
     node = fn_module.function_actor(export, output=output, limits=limits).open_node("f", {})
@@ -584,8 +625,9 @@ def _get(hostport: str, path: str) -> Message:
 def test_http_to_a_granted_host(fn_module: ExtismModule, http_server: str) -> None:
     grants = GuestGrants(http_hosts=(http_server,))
     fetch = fn_module.function_actor("fetch", grants=grants).open_node("h", {})
-    status = fn_module.function_actor("fetch_status", output="bytes",
-                                      grants=grants).open_node("s", {})
+    status = fn_module.function_actor("fetch_status", output="bytes", grants=grants).open_node(
+        "s", {}
+    )
     try:
         fetch.run(ctx := TickCtx({"in": _get(http_server, "/ping")}))
         assert ctx.outputs == [("out", M.string("pong /ping"))]
@@ -664,7 +706,8 @@ def test_bad_plugins_are_refused_at_load(wasm: bytes, error: type, fragment: str
 def test_wasi_only_with_the_grant() -> None:
     module = ExtismModule(_wat(WASI_WAT), name="wasi", grants=GuestGrants(wasi=True))
     node = module.function_actor("f", output="bytes", grants=GuestGrants(wasi=True)).open_node(
-        "w", {})
+        "w", {}
+    )
     try:
         node.run(ctx := TickCtx({"in": M.flow()}))
         assert ctx.outputs == [("out", M.bytes(b""))]
@@ -695,8 +738,10 @@ def test_allowed_hosts_come_only_from_grants(fn_module: ExtismModule) -> None:
 
 
 def test_parse_metadata_accepts_names_and_port_objects() -> None:
-    t = parse_metadata(b'{"component": "c", "inports": ["a", {"name": "b"}], '
-                       b'"outports": [], "await_all_inports": true}')
+    t = parse_metadata(
+        b'{"component": "c", "inports": ["a", {"name": "b"}], '
+        b'"outports": [], "await_all_inports": true}'
+    )
     assert (t.id, t.inports, t.await_all_inports) == ("c", ("a", "b"), True)
     with pytest.raises(GuestABIError, match="lists a port twice"):
         parse_metadata(b'{"component": "c", "inports": ["a", "a"]}')
@@ -714,18 +759,23 @@ def test_parse_metadata_accepts_names_and_port_objects() -> None:
         ("oom", GuestMemoryError),
         ("Function not found: nope", GuestABIError),
         ("error while executing at wasm backtrace:\n    0: 0x1 - <unknown>!f", GuestTrap),
-        ("Unable to create Extism plugin: unknown import: `a::b` has not been defined",
-         GuestABIError),
-        ("Unable to create Extism plugin: unknown import: `wasi_snapshot_preview1::x`",
-         CapabilityError),
+        (
+            "Unable to create Extism plugin: unknown import: `a::b` has not been defined",
+            GuestABIError,
+        ),
+        (
+            "Unable to create Extism plugin: unknown import: `wasi_snapshot_preview1::x`",
+            CapabilityError,
+        ),
         ("Unable to compile Extism plugin: unexpected end-of-file", GuestABIError),
         ("whatever the guest said", _GuestReported),
         ("Error code: 3", _GuestReported),
     ],
 )
 def test_translate(text: str, expected: type) -> None:
-    host = GuestNodeHost("n", GuestTemplate(id="t", inports=(), outports=()), GuestLimits(),
-                         GuestGrants())
+    host = GuestNodeHost(
+        "n", GuestTemplate(id="t", inports=(), outports=()), GuestLimits(), GuestGrants()
+    )
     got = _translate(extism.Error(text), "f", host, "m")
     assert type(got) is expected
     if isinstance(got, SandboxError):
@@ -743,16 +793,29 @@ def test_engine_plugin_builds_actors_for_both_kinds(
     assert engine.reflow_pack_engine(kind="wasm") is None
     manifest = SimpleNamespace(name="pk")
     sdk = engine.load_artifact(
-        sdk_wasm, artifact=SimpleNamespace(entry="scale"), manifest=manifest,
-        templates=[TemplateSpec(id="sdk/scale", entry="scale", engine="extism")], grants=None,
+        sdk_wasm,
+        artifact=SimpleNamespace(entry="scale"),
+        manifest=manifest,
+        templates=[TemplateSpec(id="sdk/scale", entry="scale", engine="extism")],
+        grants=None,
     )
     assert isinstance(sdk["sdk/scale"], ExtismActor) and sdk["sdk/scale"].export is None
     fn_path = tmp_path / "fn.wasm"
     fn_path.write_bytes(fn_module.wasm)
-    spec = TemplateSpec(id="text/shout", entry="fn", inports=("text",), outports=("loud",),
-                        config_schema={"x-extism": {"export": "upper", "output": "string"}})
-    fns = engine.load_artifact(fn_path, artifact=SimpleNamespace(entry="fn"), manifest=manifest,
-                               templates=[spec], grants=GuestGrants())
+    spec = TemplateSpec(
+        id="text/shout",
+        entry="fn",
+        inports=("text",),
+        outports=("loud",),
+        config_schema={"x-extism": {"export": "upper", "output": "string"}},
+    )
+    fns = engine.load_artifact(
+        fn_path,
+        artifact=SimpleNamespace(entry="fn"),
+        manifest=manifest,
+        templates=[spec],
+        grants=GuestGrants(),
+    )
     node = fns["text/shout"].open_node("s", {})
     try:
         node.run(ctx := TickCtx({"text": M.string("hey")}))
@@ -771,9 +834,10 @@ def test_engine_plugin_through_the_plugin_manager() -> None:
 
 
 def test_importing_the_engine_does_not_load_extism() -> None:
-    code = ("import sys, reflow._sandbox._extism_engine, reflow._loader._plugins as p; "
-            "p.ExtismEnginePlugin(); "
-            "assert 'extism' not in sys.modules and 'extism_sys' not in sys.modules")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    code = (
+        "import sys, reflow._sandbox._extism_engine, reflow._loader._plugins as p; "
+        "p.ExtismEnginePlugin(); "
+        "assert 'extism' not in sys.modules and 'extism_sys' not in sys.modules"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

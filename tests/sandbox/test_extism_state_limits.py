@@ -92,11 +92,12 @@ ROWS: list[tuple[str, str, dict[str, Any], str, int]] = [
 ]
 
 
-@pytest.mark.parametrize(("export", "limits", "resource", "value"), [r[1:] for r in ROWS],
-                         ids=[r[0] for r in ROWS])
-def test_state_is_held_to_the_pool_limits(module: ExtismModule, export: str,
-                                          limits: dict[str, Any], resource: str,
-                                          value: int) -> None:
+@pytest.mark.parametrize(
+    ("export", "limits", "resource", "value"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS]
+)
+def test_state_is_held_to_the_pool_limits(
+    module: ExtismModule, export: str, limits: dict[str, Any], resource: str, value: int
+) -> None:
     lim = GuestLimits(**limits)
     node = module.function_actor(export, limits=lim).open_node("stateful", {})
     try:

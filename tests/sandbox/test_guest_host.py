@@ -91,8 +91,10 @@ def test_log_reaches_the_node_logger(engine: WasmEngine, caplog: pytest.LogCaptu
 
 def test_output_cap_counts_emitted_and_returned_bytes(engine: WasmEngine) -> None:
     # each part alone is under 1000 bytes; together they are over
-    node = engine.load(_logging_guest()).actor(limits=GuestLimits(output_bytes=1000)).open_node(
-        "l", {}
+    node = (
+        engine.load(_logging_guest())
+        .actor(limits=GuestLimits(output_bytes=1000))
+        .open_node("l", {})
     )
     with pytest.raises(OutputLimitError, match="the limit is 1000") as info:
         node.run(TickCtx({"in": M.flow()}))

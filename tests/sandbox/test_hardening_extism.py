@@ -155,21 +155,36 @@ def guest() -> ExtismModule:
     return ExtismModule(bytes(wasmtime.wat2wasm(GUEST_WAT)), name="hostile")
 
 
-def _node(module: ExtismModule, export: str, limits: GuestLimits,
-          grants: GuestGrants | None = None, output: str = "string") -> Any:
-    return module.function_actor(export, limits=limits, grants=grants,
-                                 output=output).open_node(f"n-{export}", {})
+def _node(
+    module: ExtismModule,
+    export: str,
+    limits: GuestLimits,
+    grants: GuestGrants | None = None,
+    output: str = "string",
+) -> Any:
+    return module.function_actor(export, limits=limits, grants=grants, output=output).open_node(
+        f"n-{export}", {}
+    )
 
 
 # -- row 1: the tick limit bounds the guest's own time ----------------------------------------
 
-HOST_CALL_LOOPS = ["loop_get_state", "loop_set_state", "loop_send_empty", "loop_config",
-                   "loop_var", "loop_log", "loop_alloc", "spin"]
+HOST_CALL_LOOPS = [
+    "loop_get_state",
+    "loop_set_state",
+    "loop_send_empty",
+    "loop_config",
+    "loop_var",
+    "loop_log",
+    "loop_alloc",
+    "spin",
+]
 
 
 @pytest.mark.parametrize("export", HOST_CALL_LOOPS)
 def test_a_guest_looping_over_cheap_host_calls_is_stopped_at_the_limit(
-        guest: ExtismModule, export: str) -> None:
+    guest: ExtismModule, export: str
+) -> None:
     limits = GuestLimits(tick_ms=250)
     node = _node(guest, export, limits)
     try:
@@ -192,7 +207,8 @@ def test_a_guest_looping_over_cheap_host_calls_is_stopped_at_the_limit(
 
 
 def test_one_nodes_deadline_does_not_stop_another_node_of_the_same_plugin(
-        guest: ExtismModule) -> None:
+    guest: ExtismModule,
+) -> None:
     """Node A spins into its 300 ms deadline while node B of the same template is inside a
     tick (parked in a send, which is not its time). A's cancel must reach only A."""
     limits = GuestLimits(tick_ms=300)
@@ -297,18 +313,24 @@ def big_server() -> Iterator[str]:
 CAP = GuestLimits(memory_bytes=2 * MIB, tick_ms=5000)
 # id, export, input, fragments
 MEMORY_ROWS = [
-    ("input_past_cap", "noop", M.bytes(b"x" * (3 * MIB)),
-     ["does not fit", "memory cap of 2097152 bytes (32 pages)", "3145728 bytes"]),
+    (
+        "input_past_cap",
+        "noop",
+        M.bytes(b"x" * (3 * MIB)),
+        ["does not fit", "memory cap of 2097152 bytes (32 pages)", "3145728 bytes"],
+    ),
     ("one_big_alloc", "alloc_3mb", M.string("x"), ["cap of 2097152 bytes (32 pages)"]),
     ("alloc_loop", "alloc_loop", M.string("x"), ["cap of 2097152 bytes (32 pages)"]),
     ("memory_grow_loop", "grow_loop", M.string("x"), ["cap of 2097152 bytes (32 pages)"]),
 ]
 
 
-@pytest.mark.parametrize(("export", "given", "fragments"), [r[1:] for r in MEMORY_ROWS],
-                         ids=[r[0] for r in MEMORY_ROWS])
+@pytest.mark.parametrize(
+    ("export", "given", "fragments"), [r[1:] for r in MEMORY_ROWS], ids=[r[0] for r in MEMORY_ROWS]
+)
 def test_memory_past_the_cap_is_a_guest_memory_error(
-        guest: ExtismModule, export: str, given: Message, fragments: list[str]) -> None:
+    guest: ExtismModule, export: str, given: Message, fragments: list[str]
+) -> None:
     node = _node(guest, export, CAP, output="bytes")
     try:
         with pytest.raises(GuestMemoryError) as info:
@@ -328,7 +350,8 @@ def test_memory_past_the_cap_is_a_guest_memory_error(
 
 
 def test_a_host_result_past_the_cap_is_a_guest_memory_error(
-        guest: ExtismModule, big_server: str) -> None:
+    guest: ExtismModule, big_server: str
+) -> None:
     grants = GuestGrants(http_hosts=(big_server,), http_max_response=8 * MIB)
     node = _node(guest, "fetch", CAP, grants=grants, output="bytes")
     request = json.dumps({"url": f"http://{big_server}/big", "method": "GET"})
@@ -348,15 +371,19 @@ TRAP_ROWS = [
     ("out_of_bounds", "t_oob", "MEMORY_OUT_OF_BOUNDS", "out-of-bounds memory access"),
     ("stack_overflow", "t_stack", "STACK_OVERFLOW", "call stack exhausted"),
     ("null_table_entry", "t_null_call", "BAD_SIGNATURE", "indirect call"),
-    ("bad_conversion", "t_conversion", "BAD_CONVERSION_TO_INTEGER",
-     "invalid float-to-integer conversion"),
+    (
+        "bad_conversion",
+        "t_conversion",
+        "BAD_CONVERSION_TO_INTEGER",
+        "invalid float-to-integer conversion",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("export", "code", "fragment"), [r[1:] for r in TRAP_ROWS],
-                         ids=[r[0] for r in TRAP_ROWS])
-def test_a_trap_names_its_cause(guest: ExtismModule, export: str, code: str,
-                                fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("export", "code", "fragment"), [r[1:] for r in TRAP_ROWS], ids=[r[0] for r in TRAP_ROWS]
+)
+def test_a_trap_names_its_cause(guest: ExtismModule, export: str, code: str, fragment: str) -> None:
     node = _node(guest, export, GuestLimits(tick_ms=5000))
     try:
         with pytest.raises(GuestTrap) as info:
@@ -372,8 +399,11 @@ def test_a_trap_names_its_cause(guest: ExtismModule, export: str, code: str,
 
 # -- row 18: bad paths and bytes -----------------------------------------------------------------
 
-VALID = bytes(wasmtime.wat2wasm('(module (memory (export "memory") 1)'
-                                ' (func (export "f") (result i32) (i32.const 0)))'))
+VALID = bytes(
+    wasmtime.wat2wasm(
+        '(module (memory (export "memory") 1) (func (export "f") (result i32) (i32.const 0)))'
+    )
+)
 
 
 def _bad_path(tmp: Path, case: str) -> Any:
@@ -445,7 +475,7 @@ def test_not_bytes_is_a_clear_error(value: Any) -> None:
 
 # -- row 4: engines write only under reflow's cache dir ---------------------------------------
 
-_CHILD = textwrap.dedent('''
+_CHILD = textwrap.dedent("""
     import os, sys, wasmtime
     from pathlib import Path
     from reflow import load_pack, Message
@@ -485,7 +515,7 @@ _CHILD = textwrap.dedent('''
             refusals += 1
             print("refused:", type(exc).__name__, exc)
     print("refusals", refusals)
-''')
+""")
 
 ECHO_WAT = f"""(module {_IMPORTS}
   (memory (export "memory") 1)
@@ -497,11 +527,15 @@ def test_loading_extism_packs_writes_only_under_reflows_cache(tmp_path: Path) ->
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REFLOW_", "XDG_", "EXTISM_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REFLOW_", "XDG_", "EXTISM_"))}
     env["HOME"] = str(home)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(work), ECHO_WAT], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(work), ECHO_WAT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "refusals 2" in proc.stdout, proc.stdout
     assert "UntrustedKeyError" in proc.stdout or "PackSignatureError" in proc.stdout
@@ -509,37 +543,39 @@ def test_loading_extism_packs_writes_only_under_reflows_cache(tmp_path: Path) ->
     # the one file allowed elsewhere: the per-user secret that authenticates the cache's
     # records, created once the good pack was verified in full (a refused one creates nothing)
     secret = home / ".config" / "reflow" / "cache.key"
-    outside = [p for p in home.rglob("*")
-               if p.is_file() and cache not in p.parents and p != secret]
+    outside = [p for p in home.rglob("*") if p.is_file() and cache not in p.parents and p != secret]
     assert outside == [], f"written outside reflow's cache: {outside}"
     assert any((cache / "extism" / "wasmtime").rglob("*")), "the wasmtime cache is reflow's"
     assert not (home / ".cache" / "wasmtime").exists()
 
 
-def test_the_extism_cache_dir_follows_reflow_cache_dir(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_extism_cache_dir_follows_reflow_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path / "rc"))
     module = ExtismModule(VALID, name="cache-probe")
     node = module.function_actor("f").open_node("c", {})
     node.close()
-    assert os.environ["EXTISM_CACHE_CONFIG"] == str(tmp_path / "rc" / "extism" /
-                                                    "wasmtime-cache.toml")
+    assert os.environ["EXTISM_CACHE_CONFIG"] == str(
+        tmp_path / "rc" / "extism" / "wasmtime-cache.toml"
+    )
     assert (tmp_path / "rc" / "extism" / "wasmtime").is_dir()
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 @pytest.mark.parametrize("which", ["root", "wasmtime", "config"])
 def test_an_extism_cache_others_can_write_is_not_used(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-        which: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, which: str
+) -> None:
     """wasmtime loads compiled code from extism's cache as it finds it: a cache directory (or
     its configuration) that others can write is not used; the plugin still compiles and runs."""
     monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path / "rc"))
     monkeypatch.setenv("EXTISM_CACHE_CONFIG", "unset")
     root = tmp_path / "rc" / "extism"
     ExtismModule(VALID, name="warm").function_actor("f").open_node("w", {}).close()
-    target = {"root": root, "wasmtime": root / "wasmtime",
-              "config": root / "wasmtime-cache.toml"}[which]
+    target = {"root": root, "wasmtime": root / "wasmtime", "config": root / "wasmtime-cache.toml"}[
+        which
+    ]
     target.chmod(target.stat().st_mode | 0o002)
     try:
         with caplog.at_level("WARNING", logger="reflow"):
@@ -552,9 +588,12 @@ def test_an_extism_cache_others_can_write_is_not_used(
 
 
 def test_wasi_without_the_grant_names_the_import() -> None:
-    wasm = bytes(wasmtime.wat2wasm(
-        '(module (import "wasi_snapshot_preview1" "fd_write" '
-        '(func (param i32 i32 i32 i32) (result i32))) (memory (export "memory") 1))'))
+    wasm = bytes(
+        wasmtime.wat2wasm(
+            '(module (import "wasi_snapshot_preview1" "fd_write" '
+            '(func (param i32 i32 i32 i32) (result i32))) (memory (export "memory") 1))'
+        )
+    )
     with pytest.raises(CapabilityError) as info:
         ExtismModule(wasm, name="w")
     assert "wasi_snapshot_preview1.fd_write" in str(info.value)

@@ -35,9 +35,7 @@ from reflow._sandbox._wasm_engine import WasmEngine
 
 MIB = 1024 * 1024
 HERE = Path(__file__).parent
-DESCRIBE = (
-    b'{"abi":"1.0","templates":[{"id":"limits/x","inports":["in"],"outports":["out"]}]}'
-)
+DESCRIBE = b'{"abi":"1.0","templates":[{"id":"limits/x","inports":["in"],"outports":["out"]}]}'
 DONE_EMPTY = f"(i64.const {(3 << 32) | 3000})"  # a 3-byte done frame at 3000
 POOL_AT = 65536
 
@@ -85,9 +83,7 @@ def _pages(n: int) -> int:
 
 # -- pools ------------------------------------------------------------------------------------
 
-UPSERT = (
-    '(import "reflow" "pool_upsert" (func $up (param i32 i32 i32 i32 i32 i32) (result i32)))'
-)
+UPSERT = '(import "reflow" "pool_upsert" (func $up (param i32 i32 i32 i32 i32 i32) (result i32)))'
 # A counter written into the first 3 bytes of the id, 7 bits a byte (so it stays UTF-8).
 KEY_COUNTER = """
   (global $c (mut i32) (i32.const 0))
@@ -117,8 +113,13 @@ def pool_guest(pool_len: int, key_len: int, value: bytes, value_len: int, per_ti
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br_if $l (i32.lt_u (local.get $i) (i32.const {per_tick}))))
       {DONE_EMPTY}"""
-    return wat_guest(tick, imports=UPSERT, extra=KEY_COUNTER, memory=_pages(val_at + value_len),
-                     data=((val_at, value),))
+    return wat_guest(
+        tick,
+        imports=UPSERT,
+        extra=KEY_COUNTER,
+        memory=_pages(val_at + value_len),
+        data=((val_at, value),),
+    )
 
 
 def _bytes_value(n: int) -> tuple[bytes, int]:
@@ -134,25 +135,81 @@ def _json_value(kind: int, text: bytes) -> tuple[bytes, int]:
 DICTS = b"[" + b",".join([b"{}"] * 100_000) + b"]"  # 300 KB of text, ~7 MB once parsed
 
 # id, (pool_len, key_len, value, per_tick), limits, failing tick, resource, value, fragment
-POOL_ROWS: list[tuple[str, tuple[int, int, tuple[bytes, int], int], dict[str, Any], int, str,
-                      int | None, str]] = [
-    ("key_of_1_mib", (1, MIB, _bytes_value(8), 1), {}, 0, "pool_key_bytes", MIB,
-     "bytes in the pool id: 1048576 exceeds the limit GuestLimits.pool_key_bytes=1024"),
-    ("key_just_over", (1, 65, _bytes_value(8), 1), {"pool_key_bytes": 64}, 0,
-     "pool_key_bytes", 65, "pool_key_bytes=64"),
-    ("pool_name_over", (5000, 4, _bytes_value(8), 1), {}, 0, "pool_key_bytes", 5000,
-     "bytes in the pool name: 5000"),
-    ("value_over", (1, 4, _bytes_value(2 * MIB), 1), {}, 0, "pool_value_bytes", 2 * MIB + 5,
-     "GuestLimits.pool_value_bytes=1048576"),
-    ("entries_over", (1, 8, _bytes_value(8), 100), {"pool_entries": 250}, 2, "pool_entries",
-     251, "entries in the node's pools: 251 exceeds the limit GuestLimits.pool_entries=250"),
-    ("bytes_over", (1, 8, _bytes_value(64 * 1024), 8), {"pool_bytes": MIB}, 1, "pool_bytes",
-     None, "bytes in the node's pools"),
-    ("json_is_charged_parsed", (1, 8, _json_value(9, DICTS), 1), {"pool_bytes": 4 * MIB}, 0,
-     "pool_bytes", None, "GuestLimits.pool_bytes=4194304"),
-    ("non_ascii_string_is_charged_wide",
-     (1, 8, _json_value(5, "\u00e9".encode() * 200_000), 3), {"pool_bytes": 4 * MIB}, 0,
-     "pool_bytes", None, "GuestLimits.pool_bytes=4194304"),
+POOL_ROWS: list[
+    tuple[str, tuple[int, int, tuple[bytes, int], int], dict[str, Any], int, str, int | None, str]
+] = [
+    (
+        "key_of_1_mib",
+        (1, MIB, _bytes_value(8), 1),
+        {},
+        0,
+        "pool_key_bytes",
+        MIB,
+        "bytes in the pool id: 1048576 exceeds the limit GuestLimits.pool_key_bytes=1024",
+    ),
+    (
+        "key_just_over",
+        (1, 65, _bytes_value(8), 1),
+        {"pool_key_bytes": 64},
+        0,
+        "pool_key_bytes",
+        65,
+        "pool_key_bytes=64",
+    ),
+    (
+        "pool_name_over",
+        (5000, 4, _bytes_value(8), 1),
+        {},
+        0,
+        "pool_key_bytes",
+        5000,
+        "bytes in the pool name: 5000",
+    ),
+    (
+        "value_over",
+        (1, 4, _bytes_value(2 * MIB), 1),
+        {},
+        0,
+        "pool_value_bytes",
+        2 * MIB + 5,
+        "GuestLimits.pool_value_bytes=1048576",
+    ),
+    (
+        "entries_over",
+        (1, 8, _bytes_value(8), 100),
+        {"pool_entries": 250},
+        2,
+        "pool_entries",
+        251,
+        "entries in the node's pools: 251 exceeds the limit GuestLimits.pool_entries=250",
+    ),
+    (
+        "bytes_over",
+        (1, 8, _bytes_value(64 * 1024), 8),
+        {"pool_bytes": MIB},
+        1,
+        "pool_bytes",
+        None,
+        "bytes in the node's pools",
+    ),
+    (
+        "json_is_charged_parsed",
+        (1, 8, _json_value(9, DICTS), 1),
+        {"pool_bytes": 4 * MIB},
+        0,
+        "pool_bytes",
+        None,
+        "GuestLimits.pool_bytes=4194304",
+    ),
+    (
+        "non_ascii_string_is_charged_wide",
+        (1, 8, _json_value(5, "\u00e9".encode() * 200_000), 3),
+        {"pool_bytes": 4 * MIB},
+        0,
+        "pool_bytes",
+        None,
+        "GuestLimits.pool_bytes=4194304",
+    ),
 ]
 
 
@@ -169,14 +226,21 @@ def eng() -> Any:
     ids=[r[0] for r in POOL_ROWS],
 )
 def test_pool_caps_refuse_the_write_and_fail_only_that_tick(
-    eng: WasmEngine, shape: Any, limits: dict[str, Any], failing: int, resource: str,
-    value: int | None, fragment: str,
+    eng: WasmEngine,
+    shape: Any,
+    limits: dict[str, Any],
+    failing: int,
+    resource: str,
+    value: int | None,
+    fragment: str,
 ) -> None:
     pool_len, key_len, (head, value_len), per_tick = shape
     lim = GuestLimits(**limits)
-    node = eng.load(pool_guest(pool_len, key_len, head, value_len, per_tick)).actor(
-        limits=lim
-    ).open_node("pooler", {})
+    node = (
+        eng.load(pool_guest(pool_len, key_len, head, value_len, per_tick))
+        .actor(limits=lim)
+        .open_node("pooler", {})
+    )
     pools: dict[str, dict[str, Any]] = {}
     for tick in range(failing):
         ctx = TickCtx({"in": Message.integer(tick)}, pools=pools, node="pooler")
@@ -208,8 +272,12 @@ def test_pool_caps_refuse_the_write_and_fail_only_that_tick(
 def test_pool_room_comes_back_after_remove_and_clear() -> None:
     """The accounting follows pool_remove/pool_clear, and charges entries a pool already
     held (filled before the node ran) once it is touched."""
-    host = GuestNodeHost("n", GuestTemplate(id="t", inports=(), outports=()),
-                         GuestLimits(pool_entries=3), GuestGrants())
+    host = GuestNodeHost(
+        "n",
+        GuestTemplate(id="t", inports=(), outports=()),
+        GuestLimits(pool_entries=3),
+        GuestGrants(),
+    )
     value = b"\x03" + struct.pack("<q", 7)
     ctx = TickCtx(pools={"p": {"old": Message.integer(1)}})
     host.begin(ctx)
@@ -233,8 +301,12 @@ def test_cycling_pool_names_is_bounded() -> None:
     any ctx) and keeps its name charged until pool_clear, so the names are bounded by
     pool_bytes; a refused write to a new name leaves no accounting behind."""
     limit = 64 * 1024
-    host = GuestNodeHost("n", GuestTemplate(id="t", inports=(), outports=()),
-                         GuestLimits(pool_bytes=limit), GuestGrants())
+    host = GuestNodeHost(
+        "n",
+        GuestTemplate(id="t", inports=(), outports=()),
+        GuestLimits(pool_bytes=limit),
+        GuestGrants(),
+    )
     ctx = TickCtx()
     host.begin(ctx)
     refused = 0
@@ -282,22 +354,45 @@ ONE_INTEGER = b"\x00" + struct.pack("<H", 1) + b"\x03out\x03" + struct.pack("<q"
 
 
 PACKET_ROWS = [
-    ("emitted_mid_tick", {"tick": _emit_loop(50), "imports": EMIT,
-                          "data": ((EMIT_AT, ONE_PACKET),)}, 20, 21),
+    (
+        "emitted_mid_tick",
+        {"tick": _emit_loop(50), "imports": EMIT, "data": ((EMIT_AT, ONE_PACKET),)},
+        20,
+        21,
+    ),
     # emits exactly the cap, then returns one more packet through the hot single-output path
-    ("emitted_then_returned",
-     {"tick": _emit_loop(20).replace(DONE_EMPTY, _slice(EMIT_AT + 512, len(ONE_INTEGER))),
-      "imports": EMIT, "data": ((EMIT_AT, ONE_PACKET), (EMIT_AT + 512, ONE_INTEGER))}, 20, 21),
-    ("result_frame", {"tick": _slice(EMIT_AT, len(_many_outputs(30))),
-                      "data": ((EMIT_AT, _many_outputs(30)),)}, 20, 30),
-    ("result_frame_of_max_entries",
-     {"tick": _slice(EMIT_AT, len(_many_outputs(65535))), "memory": 8,
-      "data": ((EMIT_AT, _many_outputs(65535)),)}, 10_000, 65535),
+    (
+        "emitted_then_returned",
+        {
+            "tick": _emit_loop(20).replace(DONE_EMPTY, _slice(EMIT_AT + 512, len(ONE_INTEGER))),
+            "imports": EMIT,
+            "data": ((EMIT_AT, ONE_PACKET), (EMIT_AT + 512, ONE_INTEGER)),
+        },
+        20,
+        21,
+    ),
+    (
+        "result_frame",
+        {"tick": _slice(EMIT_AT, len(_many_outputs(30))), "data": ((EMIT_AT, _many_outputs(30)),)},
+        20,
+        30,
+    ),
+    (
+        "result_frame_of_max_entries",
+        {
+            "tick": _slice(EMIT_AT, len(_many_outputs(65535))),
+            "memory": 8,
+            "data": ((EMIT_AT, _many_outputs(65535)),),
+        },
+        10_000,
+        65535,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "limit", "value"), [r[1:] for r in PACKET_ROWS],
-                         ids=[r[0] for r in PACKET_ROWS])
+@pytest.mark.parametrize(
+    ("kwargs", "limit", "value"), [r[1:] for r in PACKET_ROWS], ids=[r[0] for r in PACKET_ROWS]
+)
 def test_packets_per_tick_are_capped(
     eng: WasmEngine, kwargs: dict[str, Any], limit: int, value: int
 ) -> None:
@@ -309,7 +404,11 @@ def test_packets_per_tick_are_capped(
             node.run(ctx)
         err = info.value
         assert (err.resource, err.value, err.limit, err.node) == (
-            "output_packets", value, limit, "chatty")
+            "output_packets",
+            value,
+            limit,
+            "chatty",
+        )
         assert f"GuestLimits.output_packets={limit}" in str(err)
         assert len(ctx.sent) <= limit
     node.close()
@@ -327,14 +426,17 @@ def test_packets_under_the_cap_are_delivered(eng: WasmEngine) -> None:
 
 # -- store contents: tables, instances, memories -----------------------------------------------
 
-TABLE_GROW = """(local $n i32)
+TABLE_GROW = (
+    """(local $n i32)
   (block $full
     (loop $l
       (br_if $full (i32.eq (table.grow $t (ref.null func) (i32.const 4096)) (i32.const -1)))
       (local.set $n (i32.add (local.get $n) (i32.const 1)))
       (br_if $l (i32.lt_u (local.get $n) (i32.const 100000)))))
   (if (i32.gt_u (table.size $t) (i32.const LIMIT)) (then unreachable))
-  """ + DONE_EMPTY
+  """
+    + DONE_EMPTY
+)
 
 
 def test_table_grow_stops_at_table_elements(eng: WasmEngine) -> None:
@@ -350,23 +452,55 @@ def test_table_grow_stops_at_table_elements(eng: WasmEngine) -> None:
 
 
 STORE_ROWS = [
-    ("table_minimum", "(table 100000 funcref)", {"table_elements": 1000}, "table_elements",
-     100000, "needs 100000 table elements but GuestLimits.table_elements=1000"),
-    ("too_many_tables", "(table 1 funcref) (table 1 funcref)", {"tables": 1}, "tables", 2,
-     "needs 2 tables but GuestLimits.tables=1"),
-    ("second_memory", "(memory 1)", {}, "memories", 2, "needs 2 memories but "
-     "GuestLimits.memories=1"),
-    ("default_table_cap", "(table 1000000 funcref)", {}, "table_elements", 1000000,
-     "GuestLimits.table_elements=65536"),
+    (
+        "table_minimum",
+        "(table 100000 funcref)",
+        {"table_elements": 1000},
+        "table_elements",
+        100000,
+        "needs 100000 table elements but GuestLimits.table_elements=1000",
+    ),
+    (
+        "too_many_tables",
+        "(table 1 funcref) (table 1 funcref)",
+        {"tables": 1},
+        "tables",
+        2,
+        "needs 2 tables but GuestLimits.tables=1",
+    ),
+    (
+        "second_memory",
+        "(memory 1)",
+        {},
+        "memories",
+        2,
+        "needs 2 memories but GuestLimits.memories=1",
+    ),
+    (
+        "default_table_cap",
+        "(table 1000000 funcref)",
+        {},
+        "table_elements",
+        1000000,
+        "GuestLimits.table_elements=65536",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("extra", "limits", "resource", "value", "fragment"),
-                         [r[1:] for r in STORE_ROWS], ids=[r[0] for r in STORE_ROWS])
+@pytest.mark.parametrize(
+    ("extra", "limits", "resource", "value", "fragment"),
+    [r[1:] for r in STORE_ROWS],
+    ids=[r[0] for r in STORE_ROWS],
+)
 @pytest.mark.parametrize("stage", ["load", "open"])
 def test_store_limits_refuse_instantiation(
-    eng: WasmEngine, extra: str, limits: dict[str, Any], resource: str, value: int,
-    fragment: str, stage: str,
+    eng: WasmEngine,
+    extra: str,
+    limits: dict[str, Any],
+    resource: str,
+    value: int,
+    fragment: str,
+    stage: str,
 ) -> None:
     wasm = wat_guest(extra=extra)
     lim = GuestLimits(**limits)
@@ -402,17 +536,36 @@ def nested_ifs(depth: int) -> bytes:
 
 
 COMPILE_ROWS = [
-    ("nested_blocks", "blocks", 40_000, {"compile_memory_bytes": 128 * MIB},
-     "compile_memory_bytes", "GuestLimits.compile_memory_bytes=134217728"),
-    ("slow_nested_ifs", "ifs", 40_000, {"compile_ms": 300}, "compile_ms",
-     "past GuestLimits.compile_ms=300"),
+    (
+        "nested_blocks",
+        "blocks",
+        40_000,
+        {"compile_memory_bytes": 128 * MIB},
+        "compile_memory_bytes",
+        "GuestLimits.compile_memory_bytes=134217728",
+    ),
+    (
+        "slow_nested_ifs",
+        "ifs",
+        40_000,
+        {"compile_ms": 300},
+        "compile_ms",
+        "past GuestLimits.compile_ms=300",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("shape", "depth", "limits", "resource", "fragment"),
-                         [r[1:] for r in COMPILE_ROWS], ids=[r[0] for r in COMPILE_ROWS])
+@pytest.mark.parametrize(
+    ("shape", "depth", "limits", "resource", "fragment"),
+    [r[1:] for r in COMPILE_ROWS],
+    ids=[r[0] for r in COMPILE_ROWS],
+)
 def test_compile_bombs_stop_at_their_limit(
-    shape: str, depth: int, limits: dict[str, Any], resource: str, fragment: str,
+    shape: str,
+    depth: int,
+    limits: dict[str, Any],
+    resource: str,
+    fragment: str,
     guest_wasm: dict[str, Path],
 ) -> None:
     eng = WasmEngine(cache_dir=False)
@@ -460,24 +613,51 @@ def describe_doc(n: int, extra: str = "") -> bytes:
 
 # kwargs of wat_guest; "templates": n stands for a describe document listing n templates.
 DESCRIBE_ROWS = [
-    pytest.param({"templates": 800_000}, {}, "describe_bytes",
-                 "more than GuestLimits.describe_bytes=1048576", id="800k_templates",
-                 marks=pytest.mark.slow),  # 36 MB of WAT text to assemble
-    pytest.param({"describe_body": _slice(0, 60 * MIB), "memory": 1000}, {}, "describe_bytes",
-                 "document of 62914560 bytes", id="claims_60_mib"),
-    pytest.param({"templates": 2000}, {}, "describe_templates",
-                 "lists 2000 templates, more than GuestLimits.describe_templates=1024",
-                 id="2000_templates"),
-    pytest.param({"templates": 3}, {"describe_templates": 2}, "describe_templates",
-                 "GuestLimits.describe_templates=2", id="templates_over_custom"),
-    pytest.param({"templates": 3}, {"describe_bytes": 40}, "describe_bytes",
-                 "GuestLimits.describe_bytes=40", id="bytes_over_custom"),
+    pytest.param(
+        {"templates": 800_000},
+        {},
+        "describe_bytes",
+        "more than GuestLimits.describe_bytes=1048576",
+        id="800k_templates",
+        marks=pytest.mark.slow,
+    ),  # 36 MB of WAT text to assemble
+    pytest.param(
+        {"describe_body": _slice(0, 60 * MIB), "memory": 1000},
+        {},
+        "describe_bytes",
+        "document of 62914560 bytes",
+        id="claims_60_mib",
+    ),
+    pytest.param(
+        {"templates": 2000},
+        {},
+        "describe_templates",
+        "lists 2000 templates, more than GuestLimits.describe_templates=1024",
+        id="2000_templates",
+    ),
+    pytest.param(
+        {"templates": 3},
+        {"describe_templates": 2},
+        "describe_templates",
+        "GuestLimits.describe_templates=2",
+        id="templates_over_custom",
+    ),
+    pytest.param(
+        {"templates": 3},
+        {"describe_bytes": 40},
+        "describe_bytes",
+        "GuestLimits.describe_bytes=40",
+        id="bytes_over_custom",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("kwargs", "limits", "resource", "fragment"), DESCRIBE_ROWS)
 def test_describe_document_is_bounded(
-    eng: WasmEngine, kwargs: dict[str, Any], limits: dict[str, Any], resource: str,
+    eng: WasmEngine,
+    kwargs: dict[str, Any],
+    limits: dict[str, Any],
+    resource: str,
     fragment: str,
 ) -> None:
     if "templates" in kwargs:
@@ -535,8 +715,11 @@ LIMITS_ROWS = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "field", "fragment"), LIMITS_ROWS,
-                         ids=[r[1] + "-" + repr(next(iter(r[0].values()))) for r in LIMITS_ROWS])
+@pytest.mark.parametrize(
+    ("kwargs", "field", "fragment"),
+    LIMITS_ROWS,
+    ids=[r[1] + "-" + repr(next(iter(r[0].values()))) for r in LIMITS_ROWS],
+)
 def test_guest_limits_validate(kwargs: dict[str, Any], field: str, fragment: str) -> None:
     with pytest.raises(InvalidLimitsError) as info:
         GuestLimits(**kwargs)
@@ -587,42 +770,90 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _measure(tmp_path: Path, wasm: bytes, limits: dict[str, Any], ticks: int,
-             warm: Path) -> dict[str, Any]:
+def _measure(
+    tmp_path: Path, wasm: bytes, limits: dict[str, Any], ticks: int, warm: Path
+) -> dict[str, Any]:
     path = tmp_path / "m.wasm"
     path.write_bytes(wasm)
     spec = {"wasm": str(path), "limits": limits, "ticks": ticks, "warm": str(warm)}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(HERE), json.dumps(spec)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(HERE), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 MEMORY_ROWS = [
     # 1 MiB ids and values, 100 upserts a tick for 8 ticks: 1.6 GB unbounded.
-    ("pool_huge_keys", lambda: pool_guest(1, MIB, *_bytes_value(MIB - 16), 100),
-     {"pool_key_bytes": 2 * MIB, "pool_bytes": 64 * MIB}, 8, "pool_bytes", 64 * MIB),
-    ("pool_huge_keys_default_limits", lambda: pool_guest(1, MIB, *_bytes_value(16), 100),
-     {}, 8, "pool_key_bytes", 16 * MIB),
-    ("pool_json_values", lambda: pool_guest(1, 8, *_json_value(9, DICTS), 50),
-     {"pool_bytes": 32 * MIB}, 8, "pool_bytes", 32 * MIB),
-    ("table_grow", lambda: wat_guest(TABLE_GROW.replace("LIMIT", "65536"),
-                                     extra="(table $t 1 funcref)"),
-     {}, 4, None, 16 * 65536),
-    ("describe_800k_templates", lambda: wat_guest(describe=describe_doc(800_000)),
-     {}, 0, "describe_bytes", MIB),
-    ("compile_nested_blocks", lambda: nested_blocks(40_000),
-     {"compile_memory_bytes": 256 * MIB}, 0, "compile_memory_bytes", 256 * MIB),
+    (
+        "pool_huge_keys",
+        lambda: pool_guest(1, MIB, *_bytes_value(MIB - 16), 100),
+        {"pool_key_bytes": 2 * MIB, "pool_bytes": 64 * MIB},
+        8,
+        "pool_bytes",
+        64 * MIB,
+    ),
+    (
+        "pool_huge_keys_default_limits",
+        lambda: pool_guest(1, MIB, *_bytes_value(16), 100),
+        {},
+        8,
+        "pool_key_bytes",
+        16 * MIB,
+    ),
+    (
+        "pool_json_values",
+        lambda: pool_guest(1, 8, *_json_value(9, DICTS), 50),
+        {"pool_bytes": 32 * MIB},
+        8,
+        "pool_bytes",
+        32 * MIB,
+    ),
+    (
+        "table_grow",
+        lambda: wat_guest(TABLE_GROW.replace("LIMIT", "65536"), extra="(table $t 1 funcref)"),
+        {},
+        4,
+        None,
+        16 * 65536,
+    ),
+    (
+        "describe_800k_templates",
+        lambda: wat_guest(describe=describe_doc(800_000)),
+        {},
+        0,
+        "describe_bytes",
+        MIB,
+    ),
+    (
+        "compile_nested_blocks",
+        lambda: nested_blocks(40_000),
+        {"compile_memory_bytes": 256 * MIB},
+        0,
+        "compile_memory_bytes",
+        256 * MIB,
+    ),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
-@pytest.mark.parametrize(("make", "limits", "ticks", "resource", "bound"),
-                         [r[1:] for r in MEMORY_ROWS], ids=[r[0] for r in MEMORY_ROWS])
+@pytest.mark.parametrize(
+    ("make", "limits", "ticks", "resource", "bound"),
+    [r[1:] for r in MEMORY_ROWS],
+    ids=[r[0] for r in MEMORY_ROWS],
+)
 def test_host_memory_stays_bounded(
-    tmp_path: Path, guest_wasm: dict[str, Path], make: Any, limits: dict[str, Any],
-    ticks: int, resource: str | None, bound: int,
+    tmp_path: Path,
+    guest_wasm: dict[str, Path],
+    make: Any,
+    limits: dict[str, Any],
+    ticks: int,
+    resource: str | None,
+    bound: int,
 ) -> None:
     got = _measure(tmp_path, make(), limits, ticks, guest_wasm["doubler"])
     if resource is None:

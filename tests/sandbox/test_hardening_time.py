@@ -25,7 +25,7 @@ M = Message
 LIMIT_MS = 250
 BOUND_S = 2.0  # "stopped within ~2 s" for a 250 ms limit: proves bounded, not fast
 
-DESCRIBE = (b'{"abi":"1.1","templates":[{"id":"hard/x","inports":["in"],"outports":["out"]}]}')
+DESCRIBE = b'{"abi":"1.1","templates":[{"id":"hard/x","inports":["in"],"outports":["out"]}]}'
 IMPORTS = """
   (import "reflow" "log" (func $log (param i32 i32 i32)))
   (import "reflow" "emit" (func $emit (param i32 i32) (result i32)))
@@ -50,7 +50,8 @@ def _hex(raw: bytes) -> str:
 
 def guest(tick: str, batch: str = "") -> bytes:
     """A module with every import, whose reflow_tick body is ``tick`` (written by hand)."""
-    return bytes(wasmtime.wat2wasm(f"""(module {IMPORTS}
+    return bytes(
+        wasmtime.wat2wasm(f"""(module {IMPORTS}
   (memory (export "memory") 1)
   (data (i32.const 1024) "{_hex(DESCRIBE)}")
   (data (i32.const 3000) "\\00\\00\\00")
@@ -65,7 +66,8 @@ def guest(tick: str, batch: str = "") -> bytes:
   (func (export "reflow_describe") (result i64) (i64.const {(len(DESCRIBE) << 32) | 1024}))
   (func (export "reflow_open") (param i32 i32) (result i64) {DONE_EMPTY})
   (func (export "reflow_tick") (param i32 i32) (result i64) {tick})
-  {batch})"""))
+  {batch})""")
+    )
 
 
 def forever(body: str) -> str:
@@ -74,21 +76,23 @@ def forever(body: str) -> str:
 
 def spin(n: int) -> str:
     """Guest work: a counting loop of ``n`` iterations."""
-    return (f"(local.set 0 (i32.const {n})) (block $b (loop $s "
-            f"(br_if $b (i32.eqz (local.get 0))) "
-            f"(local.set 0 (i32.sub (local.get 0) (i32.const 1))) (br $s)))")
+    return (
+        f"(local.set 0 (i32.const {n})) (block $b (loop $s "
+        f"(br_if $b (i32.eqz (local.get 0))) "
+        f"(local.set 0 (i32.sub (local.get 0) (i32.const 1))) (br $s)))"
+    )
 
 
 CALLS = {
     "log": f"(call $log (i32.const 1) (i32.const {TEXT}) (i32.const 5))",
     "log-empty": f"(call $log (i32.const 0) (i32.const {TEXT}) (i32.const 0))",
     "pool_get": f"(drop (call $pool_get (i32.const {POOL}) (i32.const 1) (i32.const {KEY}) "
-                f"(i32.const 1)))",
+    f"(i32.const 1)))",
     "pool_upsert": f"(drop (call $pool_upsert (i32.const {POOL}) (i32.const 1) "
-                   f"(i32.const {KEY}) (i32.const 1) (i32.const {MSG}) "
-                   f"(i32.const {len(MSG_BYTES)})))",
+    f"(i32.const {KEY}) (i32.const 1) (i32.const {MSG}) "
+    f"(i32.const {len(MSG_BYTES)})))",
     "pool_remove": f"(drop (call $pool_remove (i32.const {POOL}) (i32.const 1) "
-                   f"(i32.const {KEY}) (i32.const 1)))",
+    f"(i32.const {KEY}) (i32.const 1)))",
     "pool_count": f"(drop (call $pool_count (i32.const {POOL}) (i32.const 1)))",
     "pool_clear": f"(drop (call $pool_clear (i32.const {POOL}) (i32.const 1)))",
     "result_read": f"(drop (call $result_read (i32.const {SCRATCH}) (i32.const 16)))",
@@ -98,9 +102,9 @@ CALLS = {
     + f"(drop (call $emit (i32.const {EMPTY}) (i32.const {len(EMPTY_FRAME)})))",
     "work-then-log": spin(200_000) + f"(call $log (i32.const 1) (i32.const {TEXT}) (i32.const 5))",
     "pool-mix": f"(drop (call $pool_upsert (i32.const {POOL}) (i32.const 1) (i32.const {KEY}) "
-                f"(i32.const 1) (i32.const {MSG}) (i32.const {len(MSG_BYTES)}))) "
-                f"(drop (call $pool_get (i32.const {POOL}) (i32.const 1) (i32.const {KEY}) "
-                f"(i32.const 1))) (drop (call $result_read (i32.const {SCRATCH}) (i32.const 9)))",
+    f"(i32.const 1) (i32.const {MSG}) (i32.const {len(MSG_BYTES)}))) "
+    f"(drop (call $pool_get (i32.const {POOL}) (i32.const 1) (i32.const {KEY}) "
+    f"(i32.const 1))) (drop (call $result_read (i32.const {SCRATCH}) (i32.const 9)))",
 }
 
 
@@ -138,10 +142,14 @@ def test_a_guest_looping_on_a_host_call_is_stopped_at_the_limit(
 
 def test_only_the_looping_tick_fails(time_engine: WasmEngine) -> None:
     # Loops on log when the input is 1, else returns done: the next tick is unaffected.
-    body = (f"(if (i64.eq (i64.load offset=6 (local.get 0)) (i64.const 1)) "
-            f"(then {forever(CALLS['log'])} (drop))) {DONE_EMPTY}")
-    node = time_engine.load(guest(body)).actor(limits=GuestLimits(tick_ms=LIMIT_MS)).open_node(
-        "once", {}
+    body = (
+        f"(if (i64.eq (i64.load offset=6 (local.get 0)) (i64.const 1)) "
+        f"(then {forever(CALLS['log'])} (drop))) {DONE_EMPTY}"
+    )
+    node = (
+        time_engine.load(guest(body))
+        .actor(limits=GuestLimits(tick_ms=LIMIT_MS))
+        .open_node("once", {})
     )
     with pytest.raises(GuestTimeout):
         node.run(TickCtx({"in": M.integer(1)}))
@@ -152,6 +160,7 @@ def test_only_the_looping_tick_fails(time_engine: WasmEngine) -> None:
 
 
 # -- batches: each tick has its own budget ---------------------------------------------------
+
 
 def batch_export(body: str) -> str:
     return f'(func (export "reflow_tick_batch") (param i32 i32) (result i64) (local i32) {body})'
@@ -166,9 +175,13 @@ def batch_export(body: str) -> str:
         ("first-tick-logs", forever(CALLS["log"])),
         # counts its progress counter up without finishing anything: every tick index gets
         # at most one budget, so the whole call is bounded by 32 x tick_ms; here by 3
-        ("progress-counter-games", forever(
-            "(i32.store offset=4 (local.get 0) (i32.and (i32.add (i32.load offset=4 "
-            "(local.get 0)) (i32.const 1)) (i32.const 1)))")),
+        (
+            "progress-counter-games",
+            forever(
+                "(i32.store offset=4 (local.get 0) (i32.and (i32.add (i32.load offset=4 "
+                "(local.get 0)) (i32.const 1)) (i32.const 1)))"
+            ),
+        ),
     ],
 )
 def test_a_batch_tick_gets_one_tick_budget(name: str, batch_body: str) -> None:
@@ -188,8 +201,9 @@ def test_a_batch_tick_gets_one_tick_budget(name: str, batch_body: str) -> None:
             assert isinstance(errors[0], GuestOutputError), errors[0]
             first = 2
         assert isinstance(errors[first - 1], GuestTimeout), errors[first - 1]
-        assert (f"reflow_tick_batch (tick {first} of 32) ran past its time limit of "
-                f"{LIMIT_MS} ms") in str(errors[first - 1])
+        assert (
+            f"reflow_tick_batch (tick {first} of 32) ran past its time limit of {LIMIT_MS} ms"
+        ) in str(errors[first - 1])
         # the others ran one call each through reflow_tick and delivered
         assert errors[first:] == [None] * (32 - first)
         assert all(c.outputs == [] for c in ctxs[first:])
@@ -200,6 +214,7 @@ def test_a_batch_tick_gets_one_tick_budget(name: str, batch_body: str) -> None:
 
 
 # -- in a network: the wait on a full edge is the host's time ---------------------------------
+
 
 class SlowSink(Actor):
     component = "test/slow_sink"
@@ -227,8 +242,10 @@ def test_waiting_on_a_full_edge_is_not_the_guests_time() -> None:
     eng = WasmEngine(cache_dir=False)
     net = Network()
     try:
-        net.register_actor("hard/x", eng.load(guest(_emit_n(24, DONE_EMPTY))).actor(
-            limits=GuestLimits(tick_ms=LIMIT_MS)))
+        net.register_actor(
+            "hard/x",
+            eng.load(guest(_emit_n(24, DONE_EMPTY))).actor(limits=GuestLimits(tick_ms=LIMIT_MS)),
+        )
         net.register_actor("test/slow_sink", SlowSink())
         net.add_node("src", "hard/x")
         net.add_node("sink", "test/slow_sink")
@@ -251,8 +268,12 @@ def test_a_guest_that_waits_and_then_loops_is_still_stopped() -> None:
     eng = WasmEngine(cache_dir=False)
     net = Network()
     try:
-        net.register_actor("hard/x", eng.load(guest(_emit_n(8, forever(CALLS["log"])))).actor(
-            limits=GuestLimits(tick_ms=LIMIT_MS)))
+        net.register_actor(
+            "hard/x",
+            eng.load(guest(_emit_n(8, forever(CALLS["log"])))).actor(
+                limits=GuestLimits(tick_ms=LIMIT_MS)
+            ),
+        )
         net.register_actor("test/slow_sink", SlowSink())
         net.add_node("src", "hard/x")
         net.add_node("sink", "test/slow_sink")
@@ -323,8 +344,13 @@ def test_an_emit_loop_in_a_network_is_bounded_in_time_and_memory() -> None:
     from pathlib import Path
 
     here = str(Path(__file__).parent)
-    out = subprocess.run([sys.executable, "-c", _CHILD, here], capture_output=True, text=True,
-                         timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, here],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     # stopped by its time limit or by GuestLimits.output_packets, whichever comes first
     assert result["failures"] in (["GuestTimeout"], ["GuestLimitError"]), result

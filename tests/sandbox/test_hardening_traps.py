@@ -40,7 +40,8 @@ def _hex(raw: bytes) -> str:
 
 def guest(bad: str, *, imports: str = "", extra: str = "", open_body: str = DONE_EMPTY) -> bytes:
     """reflow_tick misbehaves (``bad``) when the input Integer is 1, else returns done."""
-    return bytes(wasmtime.wat2wasm(f"""(module {imports}
+    return bytes(
+        wasmtime.wat2wasm(f"""(module {imports}
   (memory (export "memory") 1)
   (table 2 funcref)
   (data (i32.const 1024) "{_hex(DESCRIBE)}")
@@ -55,46 +56,118 @@ def guest(bad: str, *, imports: str = "", extra: str = "", open_body: str = DONE
   (func (export "reflow_open") (param i32 i32) (result i64) {open_body})
   (func (export "reflow_tick") (param i32 i32) (result i64)
     (if (i64.eq (i64.load offset=6 (local.get 0)) (i64.const 1)) (then {bad}))
-    {DONE_EMPTY}))"""))
+    {DONE_EMPTY}))""")
+    )
 
 
-GC_TYPES = "(type $bytes (array (mut i8))) (type $refs (array (mut anyref))) " \
-           "(type $box (struct (field i32))) (global $keep (mut anyref) (ref.null any))"
+GC_TYPES = (
+    "(type $bytes (array (mut i8))) (type $refs (array (mut anyref))) "
+    "(type $box (struct (field i32))) (global $keep (mut anyref) (ref.null any))"
+)
 
 # id, misbehaviour (WAT), extra, imports, error class, cause fragment
 TRAPS = [
     ("unreachable", "unreachable", "", "", GuestTrap, "unreachable"),
-    ("divide-by-zero", "(drop (i32.div_u (i32.const 1) (i32.const 0)))", "", "", GuestTrap,
-     "divide by zero"),
-    ("integer-overflow", "(drop (i32.div_s (i32.const 0x80000000) (i32.const -1)))", "", "",
-     GuestTrap, "overflow"),
-    ("bad-conversion", "(drop (i32.trunc_f32_s (f32.const nan)))", "", "", GuestTrap,
-     "conversion"),
-    ("memory-out-of-bounds", "(drop (i32.load (i32.const 0x7ffffff0)))", "", "", GuestTrap,
-     "out of bounds memory access"),
-    ("table-out-of-bounds", "(call_indirect (i32.const 7))", "", "", GuestTrap,
-     "undefined element"),
-    ("null-indirect", "(call_indirect (i32.const 1))", "", "", GuestTrap,
-     "uninitialized element"),
-    ("bad-signature", "(drop (call_indirect (result i32) (i32.const 0)))", "", "", GuestTrap,
-     "indirect call type mismatch"),
+    (
+        "divide-by-zero",
+        "(drop (i32.div_u (i32.const 1) (i32.const 0)))",
+        "",
+        "",
+        GuestTrap,
+        "divide by zero",
+    ),
+    (
+        "integer-overflow",
+        "(drop (i32.div_s (i32.const 0x80000000) (i32.const -1)))",
+        "",
+        "",
+        GuestTrap,
+        "overflow",
+    ),
+    ("bad-conversion", "(drop (i32.trunc_f32_s (f32.const nan)))", "", "", GuestTrap, "conversion"),
+    (
+        "memory-out-of-bounds",
+        "(drop (i32.load (i32.const 0x7ffffff0)))",
+        "",
+        "",
+        GuestTrap,
+        "out of bounds memory access",
+    ),
+    (
+        "table-out-of-bounds",
+        "(call_indirect (i32.const 7))",
+        "",
+        "",
+        GuestTrap,
+        "undefined element",
+    ),
+    ("null-indirect", "(call_indirect (i32.const 1))", "", "", GuestTrap, "uninitialized element"),
+    (
+        "bad-signature",
+        "(drop (call_indirect (result i32) (i32.const 0)))",
+        "",
+        "",
+        GuestTrap,
+        "indirect call type mismatch",
+    ),
     ("stack-overflow", "(drop (call $deep (i32.const 0)))", "", "", GuestTrap, "stack overflow"),
-    ("null-reference", "(drop (ref.as_non_null (ref.null $box)))", GC_TYPES, "", GuestTrap,
-     "null reference"),
-    ("array-out-of-bounds",
-     "(drop (array.get_u $bytes (array.new_default $bytes (i32.const 4)) (i32.const 9)))",
-     GC_TYPES, "", GuestTrap, "out of bounds array access"),
-    ("bad-cast", "(drop (ref.cast (ref $bytes) (struct.new $box (i32.const 1))))", GC_TYPES,
-     "", GuestTrap, "cast failure"),
-    ("gc-heap-one-huge", "(drop (array.new_default $bytes (i32.const 0x7fffffff)))", GC_TYPES,
-     "", GuestMemoryError, "GC heap out of memory"),
-    ("gc-heap-chain",
-     "(loop $l (global.set $keep (array.new $refs (global.get $keep) (i32.const 1000000))) "
-     "(br $l))", GC_TYPES, "", GuestMemoryError, "GC heap out of memory"),
-    ("proc-exit-3", "(call $exit (i32.const 3))", "", EXIT_IMPORT, GuestTrap,
-     "proc_exit with status 3"),
-    ("proc-exit-0", "(call $exit (i32.const 0))", "", EXIT_IMPORT, GuestTrap,
-     "proc_exit with status 0"),
+    (
+        "null-reference",
+        "(drop (ref.as_non_null (ref.null $box)))",
+        GC_TYPES,
+        "",
+        GuestTrap,
+        "null reference",
+    ),
+    (
+        "array-out-of-bounds",
+        "(drop (array.get_u $bytes (array.new_default $bytes (i32.const 4)) (i32.const 9)))",
+        GC_TYPES,
+        "",
+        GuestTrap,
+        "out of bounds array access",
+    ),
+    (
+        "bad-cast",
+        "(drop (ref.cast (ref $bytes) (struct.new $box (i32.const 1))))",
+        GC_TYPES,
+        "",
+        GuestTrap,
+        "cast failure",
+    ),
+    (
+        "gc-heap-one-huge",
+        "(drop (array.new_default $bytes (i32.const 0x7fffffff)))",
+        GC_TYPES,
+        "",
+        GuestMemoryError,
+        "GC heap out of memory",
+    ),
+    (
+        "gc-heap-chain",
+        "(loop $l (global.set $keep (array.new $refs (global.get $keep) (i32.const 1000000))) "
+        "(br $l))",
+        GC_TYPES,
+        "",
+        GuestMemoryError,
+        "GC heap out of memory",
+    ),
+    (
+        "proc-exit-3",
+        "(call $exit (i32.const 3))",
+        "",
+        EXIT_IMPORT,
+        GuestTrap,
+        "proc_exit with status 3",
+    ),
+    (
+        "proc-exit-0",
+        "(call $exit (i32.const 0))",
+        "",
+        EXIT_IMPORT,
+        GuestTrap,
+        "proc_exit with status 0",
+    ),
 ]
 
 
@@ -138,8 +211,9 @@ def test_a_trap_keeps_its_cause_and_fails_only_its_tick(
 
 
 def test_proc_exit_during_open_names_the_status(trap_engine: WasmEngine) -> None:
-    wasm = guest("unreachable", imports=EXIT_IMPORT,
-                 open_body=f"(call $exit (i32.const 42)) {DONE_EMPTY}")
+    wasm = guest(
+        "unreachable", imports=EXIT_IMPORT, open_body=f"(call $exit (i32.const 42)) {DONE_EMPTY}"
+    )
     actor = trap_engine.load(wasm).actor(grants=GuestGrants(wasi=True))
     with pytest.raises(GuestTrap) as info:
         actor.open_node("x", {})
@@ -150,9 +224,12 @@ def test_proc_exit_during_open_names_the_status(trap_engine: WasmEngine) -> None
 def test_the_public_api_fallback_keeps_the_cause_too() -> None:
     eng = WasmEngine(cache_dir=False, fast_path=False)
     try:
-        for _, bad, extra, imports, cls, fragment in TRAPS[:: 3]:
-            node = eng.load(guest(bad, imports=imports, extra=extra)).actor(
-                grants=GuestGrants(wasi=True)).open_node("x", {})
+        for _, bad, extra, imports, cls, fragment in TRAPS[::3]:
+            node = (
+                eng.load(guest(bad, imports=imports, extra=extra))
+                .actor(grants=GuestGrants(wasi=True))
+                .open_node("x", {})
+            )
             with pytest.raises(cls) as info:
                 node.run(TickCtx({"in": M.integer(1)}))
             _check_message(info.value, fragment)
@@ -162,6 +239,7 @@ def test_the_public_api_fallback_keeps_the_cause_too() -> None:
 
 
 # -- row 18: loading a bad path --------------------------------------------------------------
+
 
 def _bad_paths(tmp: Path) -> dict[str, tuple[Path | str, str]]:
     text = tmp / "notes.wasm"
@@ -186,8 +264,16 @@ def _bad_paths(tmp: Path) -> dict[str, tuple[Path | str, str]]:
     }
 
 
-ROW_IDS = ["missing", "relative-missing", "directory", "text", "empty", "truncated",
-           "wasm-as-library", "nul-in-name"]
+ROW_IDS = [
+    "missing",
+    "relative-missing",
+    "directory",
+    "text",
+    "empty",
+    "truncated",
+    "wasm-as-library",
+    "nul-in-name",
+]
 
 
 @pytest.mark.parametrize("row", ROW_IDS)

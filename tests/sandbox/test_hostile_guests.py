@@ -69,14 +69,13 @@ def guest(
 ) -> bytes:
     """A module that implements the ABI correctly except where a row says otherwise."""
     funcs = {
-        "reflow_abi_version": f"(func (export \"reflow_abi_version\") (result i32) "
+        "reflow_abi_version": f'(func (export "reflow_abi_version") (result i32) '
         f"(i32.const {abi}))",
-        "reflow_alloc": f"(func (export \"reflow_alloc\") (param i32) (result i32) {alloc_body})",
-        "reflow_describe": "(func (export \"reflow_describe\") (result i64) "
+        "reflow_alloc": f'(func (export "reflow_alloc") (param i32) (result i32) {alloc_body})',
+        "reflow_describe": '(func (export "reflow_describe") (result i64) '
         f"{describe_body or _slice(1024, len(describe))})",
-        "reflow_open": f"(func (export \"reflow_open\") (param i32 i32) (result i64) "
-        f"{open_body})",
-        "reflow_tick": f"(func (export \"reflow_tick\") (param i32 i32) (result i64) {tick})",
+        "reflow_open": f'(func (export "reflow_open") (param i32 i32) (result i64) {open_body})',
+        "reflow_tick": f'(func (export "reflow_tick") (param i32 i32) (result i64) {tick})',
     }
     body = "\n".join(f for name, f in funcs.items() if name not in omit)
     wat = f"""(module
@@ -98,88 +97,276 @@ MIB = 1024 * 1024
 
 # id, guest kwargs, limits, grants, stage, error class, message fragment
 ROWS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], str, type, str]] = [
-    ("infinite_loop", {"tick": "(loop $l (br $l)) (i64.const 0)"}, {"tick_ms": 50}, {},
-     "tick", GuestTimeout, "time limit of 50 ms"),
-    ("memory_growth_past_cap",
-     {"tick": "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) "
-              "unreachable"},
-     {"memory_bytes": 2 * MIB}, {}, "tick", GuestMemoryError, "ran out of memory"),
+    (
+        "infinite_loop",
+        {"tick": "(loop $l (br $l)) (i64.const 0)"},
+        {"tick_ms": 50},
+        {},
+        "tick",
+        GuestTimeout,
+        "time limit of 50 ms",
+    ),
+    (
+        "memory_growth_past_cap",
+        {
+            "tick": "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) "
+            "unreachable"
+        },
+        {"memory_bytes": 2 * MIB},
+        {},
+        "tick",
+        GuestMemoryError,
+        "ran out of memory",
+    ),
     ("trap_unreachable", {"tick": "unreachable"}, {}, {}, "tick", GuestTrap, "unreachable"),
-    ("trap_divide_by_zero",
-     {"tick": "(i64.extend_i32_u (i32.div_u (i32.const 1) "
-              "(i32.sub (local.get 1) (local.get 1))))"},
-     {}, {}, "tick", GuestTrap, "divide by zero"),
-    ("stack_overflow",
-     {"extra": "(func $r (param i32) (result i32) "
-               "(i32.add (call $r (local.get 0)) (i32.const 1)))",
-      "tick": "(i64.extend_i32_u (call $r (i32.const 0)))"},
-     {}, {}, "tick", GuestTrap, "stack overflow"),
-    ("missing_export", {"omit": ("reflow_tick",)}, {}, {}, "load", GuestABIError,
-     "reflow_tick (a function)"),
-    ("missing_memory_export", {"memory": "1", "extra": "", "omit": ()}, {}, {}, "ok", object,
-     ""),
-    ("wrong_abi_major", {"abi": 0x20000}, {}, {}, "load", ABIVersionError,
-     "built for guest ABI 2.0 but this host speaks ABI 1.1"),
-    ("newer_abi_minor", {"abi": 0x10002}, {}, {}, "load", ABIVersionError,
-     "guest ABI 1.2, newer than this host's ABI 1.1"),
-    ("invalid_output_encoding", {"data": b"\x07", "tick": _slice(DATA, 1)}, {}, {}, "tick",
-     GuestOutputError, "status byte must be 0 (done) or 1 (fail), got 7"),
-    ("truncated_output", {"data": NOPE[:-3], "tick": _slice(DATA, len(NOPE) - 3)}, {}, {},
-     "tick", GuestOutputError, "invalid output encoding"),
-    ("undeclared_port", {"data": NOPE, "tick": _slice(DATA, len(NOPE))}, {}, {}, "tick",
-     GuestOutputError, "undeclared out-port 'nope'"),
-    ("emit_undeclared_port",
-     {"imports": '(import "reflow" "emit" (func $emit (param i32 i32) (result i32)))',
-      "data": EMIT_NOPE,
-      "tick": f"(drop (call $emit (i32.const {DATA}) (i32.const {len(EMIT_NOPE)}))) "
-              f"{DONE_EMPTY}"},
-     {}, {}, "tick", GuestOutputError, "undeclared out-port 'nope'"),
-    ("output_over_size_cap", {"memory": "64", "tick": _slice(0, 3 * MIB)},
-     {"output_bytes": MIB}, {}, "tick", OutputLimitError, "the limit is 1048576"),
-    ("http_without_capability",
-     {"imports": HTTP_IMPORT, "data": HTTP_REQ, "tick": CALL_HTTP}, {}, {}, "tick",
-     CapabilityError, "not granted the 'http' capability"),
-    ("http_host_not_allowed",
-     {"imports": HTTP_IMPORT, "data": HTTP_REQ, "tick": CALL_HTTP}, {},
-     {"http_hosts": ("allowed.example",)}, "tick", CapabilityError,
-     "may not reach host '127.0.0.1:9'"),
-    ("http_not_declared_by_template",
-     {"imports": HTTP_IMPORT, "data": HTTP_REQ, "tick": CALL_HTTP, "describe": UNDECLARED_HTTP},
-     {}, {"http_hosts": ("*",)}, "tick", CapabilityError,
-     "template does not declare the 'http' capability"),
-    ("length_with_the_high_bit_set", {"tick": _slice(3000, 0xFFFFFFF0)}, {}, {}, "tick",
-     OutputLimitError, "4294967280 output bytes"),
-    ("pointer_outside_memory", {"tick": _slice(0xFFFF0000, 16)}, {}, {}, "tick",
-     GuestOutputError, "outside the guest's linear memory"),
-    ("import_pointer_outside_memory",
-     {"imports": '(import "reflow" "log" (func $log (param i32 i32 i32)))',
-      "tick": f"(call $log (i32.const 1) (i32.const 2147483392) (i32.const 100)) {DONE_EMPTY}"},
-     {}, {}, "tick", GuestOutputError, "outside its linear memory"),
-    ("wasi_without_grant",
-     {"imports": '(import "wasi_snapshot_preview1" "fd_write" '
-                 "(func (param i32 i32 i32 i32) (result i32)))"},
-     {}, {}, "open", CapabilityError, "not granted the 'wasi' capability"),
-    ("other_wasi_module",
-     {"imports": '(import "wasi_unstable" "fd_write" '
-                 "(func (param i32 i32 i32 i32) (result i32)))"},
-     {}, {}, "load", GuestABIError, "imports wasi_unstable.fd_write"),
-    ("unknown_reflow_import",
-     {"imports": '(import "reflow" "spawn_process" (func (param i32)))'},
-     {}, {}, "load", GuestABIError, "imports reflow.spawn_process"),
-    ("mistyped_import",
-     {"imports": '(import "reflow" "emit" (func (param i64) (result i32)))'},
-     {}, {}, "load", GuestABIError, "reflow.emit with the wrong type"),
-    ("describe_not_json", {"describe": b"not json"}, {}, {}, "load", GuestABIError,
-     "describe document is not valid"),
-    ("describe_loops", {"describe_body": "(loop $l (br $l)) (i64.const 0)"}, {}, {}, "load",
-     GuestTimeout, "time limit"),
-    ("alloc_returns_zero", {"alloc_body": "(i32.const 0)"}, {}, {}, "open", GuestMemoryError,
-     "reflow_alloc(")
-    ,
-    ("alloc_outside_memory", {"alloc_body": "(i32.const -16)"}, {}, {}, "open",
-     GuestOutputError, "outside the guest's linear memory"),
-    ("memory_minimum_over_cap", {"memory": "2000"}, {}, {}, "load", GuestMemoryError,
-     "more linear memory than the cap"),
+    (
+        "trap_divide_by_zero",
+        {
+            "tick": "(i64.extend_i32_u (i32.div_u (i32.const 1) "
+            "(i32.sub (local.get 1) (local.get 1))))"
+        },
+        {},
+        {},
+        "tick",
+        GuestTrap,
+        "divide by zero",
+    ),
+    (
+        "stack_overflow",
+        {
+            "extra": "(func $r (param i32) (result i32) "
+            "(i32.add (call $r (local.get 0)) (i32.const 1)))",
+            "tick": "(i64.extend_i32_u (call $r (i32.const 0)))",
+        },
+        {},
+        {},
+        "tick",
+        GuestTrap,
+        "stack overflow",
+    ),
+    (
+        "missing_export",
+        {"omit": ("reflow_tick",)},
+        {},
+        {},
+        "load",
+        GuestABIError,
+        "reflow_tick (a function)",
+    ),
+    ("missing_memory_export", {"memory": "1", "extra": "", "omit": ()}, {}, {}, "ok", object, ""),
+    (
+        "wrong_abi_major",
+        {"abi": 0x20000},
+        {},
+        {},
+        "load",
+        ABIVersionError,
+        "built for guest ABI 2.0 but this host speaks ABI 1.1",
+    ),
+    (
+        "newer_abi_minor",
+        {"abi": 0x10002},
+        {},
+        {},
+        "load",
+        ABIVersionError,
+        "guest ABI 1.2, newer than this host's ABI 1.1",
+    ),
+    (
+        "invalid_output_encoding",
+        {"data": b"\x07", "tick": _slice(DATA, 1)},
+        {},
+        {},
+        "tick",
+        GuestOutputError,
+        "status byte must be 0 (done) or 1 (fail), got 7",
+    ),
+    (
+        "truncated_output",
+        {"data": NOPE[:-3], "tick": _slice(DATA, len(NOPE) - 3)},
+        {},
+        {},
+        "tick",
+        GuestOutputError,
+        "invalid output encoding",
+    ),
+    (
+        "undeclared_port",
+        {"data": NOPE, "tick": _slice(DATA, len(NOPE))},
+        {},
+        {},
+        "tick",
+        GuestOutputError,
+        "undeclared out-port 'nope'",
+    ),
+    (
+        "emit_undeclared_port",
+        {
+            "imports": '(import "reflow" "emit" (func $emit (param i32 i32) (result i32)))',
+            "data": EMIT_NOPE,
+            "tick": f"(drop (call $emit (i32.const {DATA}) (i32.const {len(EMIT_NOPE)}))) "
+            f"{DONE_EMPTY}",
+        },
+        {},
+        {},
+        "tick",
+        GuestOutputError,
+        "undeclared out-port 'nope'",
+    ),
+    (
+        "output_over_size_cap",
+        {"memory": "64", "tick": _slice(0, 3 * MIB)},
+        {"output_bytes": MIB},
+        {},
+        "tick",
+        OutputLimitError,
+        "the limit is 1048576",
+    ),
+    (
+        "http_without_capability",
+        {"imports": HTTP_IMPORT, "data": HTTP_REQ, "tick": CALL_HTTP},
+        {},
+        {},
+        "tick",
+        CapabilityError,
+        "not granted the 'http' capability",
+    ),
+    (
+        "http_host_not_allowed",
+        {"imports": HTTP_IMPORT, "data": HTTP_REQ, "tick": CALL_HTTP},
+        {},
+        {"http_hosts": ("allowed.example",)},
+        "tick",
+        CapabilityError,
+        "may not reach host '127.0.0.1:9'",
+    ),
+    (
+        "http_not_declared_by_template",
+        {"imports": HTTP_IMPORT, "data": HTTP_REQ, "tick": CALL_HTTP, "describe": UNDECLARED_HTTP},
+        {},
+        {"http_hosts": ("*",)},
+        "tick",
+        CapabilityError,
+        "template does not declare the 'http' capability",
+    ),
+    (
+        "length_with_the_high_bit_set",
+        {"tick": _slice(3000, 0xFFFFFFF0)},
+        {},
+        {},
+        "tick",
+        OutputLimitError,
+        "4294967280 output bytes",
+    ),
+    (
+        "pointer_outside_memory",
+        {"tick": _slice(0xFFFF0000, 16)},
+        {},
+        {},
+        "tick",
+        GuestOutputError,
+        "outside the guest's linear memory",
+    ),
+    (
+        "import_pointer_outside_memory",
+        {
+            "imports": '(import "reflow" "log" (func $log (param i32 i32 i32)))',
+            "tick": "(call $log (i32.const 1) (i32.const 2147483392) (i32.const 100)) "
+            + DONE_EMPTY,
+        },
+        {},
+        {},
+        "tick",
+        GuestOutputError,
+        "outside its linear memory",
+    ),
+    (
+        "wasi_without_grant",
+        {
+            "imports": '(import "wasi_snapshot_preview1" "fd_write" '
+            "(func (param i32 i32 i32 i32) (result i32)))"
+        },
+        {},
+        {},
+        "open",
+        CapabilityError,
+        "not granted the 'wasi' capability",
+    ),
+    (
+        "other_wasi_module",
+        {
+            "imports": '(import "wasi_unstable" "fd_write" '
+            "(func (param i32 i32 i32 i32) (result i32)))"
+        },
+        {},
+        {},
+        "load",
+        GuestABIError,
+        "imports wasi_unstable.fd_write",
+    ),
+    (
+        "unknown_reflow_import",
+        {"imports": '(import "reflow" "spawn_process" (func (param i32)))'},
+        {},
+        {},
+        "load",
+        GuestABIError,
+        "imports reflow.spawn_process",
+    ),
+    (
+        "mistyped_import",
+        {"imports": '(import "reflow" "emit" (func (param i64) (result i32)))'},
+        {},
+        {},
+        "load",
+        GuestABIError,
+        "reflow.emit with the wrong type",
+    ),
+    (
+        "describe_not_json",
+        {"describe": b"not json"},
+        {},
+        {},
+        "load",
+        GuestABIError,
+        "describe document is not valid",
+    ),
+    (
+        "describe_loops",
+        {"describe_body": "(loop $l (br $l)) (i64.const 0)"},
+        {},
+        {},
+        "load",
+        GuestTimeout,
+        "time limit",
+    ),
+    (
+        "alloc_returns_zero",
+        {"alloc_body": "(i32.const 0)"},
+        {},
+        {},
+        "open",
+        GuestMemoryError,
+        "reflow_alloc(",
+    ),
+    (
+        "alloc_outside_memory",
+        {"alloc_body": "(i32.const -16)"},
+        {},
+        {},
+        "open",
+        GuestOutputError,
+        "outside the guest's linear memory",
+    ),
+    (
+        "memory_minimum_over_cap",
+        {"memory": "2000"},
+        {},
+        {},
+        "load",
+        GuestMemoryError,
+        "more linear memory than the cap",
+    ),
     ("trap_in_open", {"open_body": "unreachable"}, {}, {}, "open", GuestTrap, "unreachable"),
 ]
 ROWS = [r for r in ROWS if r[4] != "ok"]
@@ -262,8 +449,10 @@ def test_a_tick_over_the_output_cap_does_not_count_against_the_next(
     hostile_engine: WasmEngine,
 ) -> None:
     # Big input -> a result slice over the cap; small input -> an empty done frame.
-    tick = (f"(if (result i64) (i32.gt_u (local.get 1) (i32.const 100)) "
-            f"(then {_slice(0, 2 * MIB)}) (else {DONE_EMPTY}))")
+    tick = (
+        f"(if (result i64) (i32.gt_u (local.get 1) (i32.const 100)) "
+        f"(then {_slice(0, 2 * MIB)}) (else {DONE_EMPTY}))"
+    )
     actor = hostile_engine.load(guest(tick=tick, memory="64")).actor(
         limits=GuestLimits(output_bytes=MIB)
     )

@@ -107,25 +107,42 @@ def counter_wat(imports: str, component: str, *, base64_result: bool = False) ->
     reads "count" through ``__get_state``, adds one, stores it with ``__set_state``, sends
     ``{"status": ..., "count": n}`` through ``__send_output`` (ports the metadata does not
     declare) and returns ``value`` and ``operation`` with the new state."""
-    meta = json.dumps({
-        "component": component,
-        "description": "Stateful counter (original Reflow SDK)",
-        "inports": [{"name": "operation", "description": "operation", "port_type": "String",
-                     "required": False}],
-        "outports": [{"name": n, "description": n, "port_type": t, "required": False}
-                     for n, t in (("value", "Integer"), ("operation", "String"),
-                                  ("count_changed", "Event"))],
-        "config_schema": None,
-    }, separators=(",", ":"))
-    data, at = _layout({
-        "key": "count",
-        "meta": meta,
-        "async_a": '{"status":"Processing complete","count":',
-        "async_b": "}",
-        "res_a": '{"outputs":{"value":{"type":"Integer","data":',
-        "res_b": '},"operation":{"type":"String","data":"increment"}},"state":{"count":',
-        "res_c": "}}",
-    }, base=0)
+    meta = json.dumps(
+        {
+            "component": component,
+            "description": "Stateful counter (original Reflow SDK)",
+            "inports": [
+                {
+                    "name": "operation",
+                    "description": "operation",
+                    "port_type": "String",
+                    "required": False,
+                }
+            ],
+            "outports": [
+                {"name": n, "description": n, "port_type": t, "required": False}
+                for n, t in (
+                    ("value", "Integer"),
+                    ("operation", "String"),
+                    ("count_changed", "Event"),
+                )
+            ],
+            "config_schema": None,
+        },
+        separators=(",", ":"),
+    )
+    data, at = _layout(
+        {
+            "key": "count",
+            "meta": meta,
+            "async_a": '{"status":"Processing complete","count":',
+            "async_b": "}",
+            "res_a": '{"outputs":{"value":{"type":"Integer","data":',
+            "res_b": '},"operation":{"type":"String","data":"increment"}},"state":{"count":',
+            "res_c": "}}",
+        },
+        base=0,
+    )
 
     def put(key: str) -> str:
         off, n = at[key]
@@ -276,8 +293,11 @@ class Sink(Actor):
 
 @pytest.mark.parametrize(
     ("wasm", "component"),
-    [(GO_COUNTER, "GoCounterWithState"), (RUST_EARLY_COUNTER, "RustCounter"),
-     (GO_BASE64_COUNTER, "GoBase64Counter")],
+    [
+        (GO_COUNTER, "GoCounterWithState"),
+        (RUST_EARLY_COUNTER, "RustCounter"),
+        (GO_BASE64_COUNTER, "GoBase64Counter"),
+    ],
     ids=["go_sdk", "rust_sdk_early_signatures", "go_sdk_base64_result"],
 )
 def test_original_sdk_counter_runs_every_tick(wasm: bytes, component: str) -> None:
@@ -292,7 +312,8 @@ def test_original_sdk_counter_runs_every_tick(wasm: bytes, component: str) -> No
             # status/count went to undeclared ports: passed through, not a failure, and the
             # tick's declared outputs are all there
             assert sorted(ctx.outputs or []) == sorted(
-                [("value", M.integer(n)), ("operation", M.string("increment"))])
+                [("value", M.integer(n)), ("operation", M.string("increment"))]
+            )
             assert ctx.sent == []
         assert node._inst is not None
         assert node._inst.host.passed_through == {"status": 3, "count": 3}
@@ -318,8 +339,9 @@ def test_original_sdk_counter_in_a_network() -> None:
 
 
 def test_reflow_abi_guests_keep_the_strict_port_check() -> None:
-    host = GuestNodeHost("n", GuestTemplate(id="t", inports=(), outports=("out",)),
-                         GuestLimits(), GuestGrants())
+    host = GuestNodeHost(
+        "n", GuestTemplate(id="t", inports=(), outports=("out",)), GuestLimits(), GuestGrants()
+    )
     with pytest.raises(GuestOutputError, match="undeclared out-port 'count'"):
         host.check_ports([("out", M.integer(1)), ("count", M.integer(2))])
 
@@ -340,31 +362,61 @@ def _module_with(imp: str) -> bytes:
 
 # id, import declaration, message fragments
 BAD_IMPORTS = [
-    ("send_output_i32", '(import "extism:host/user" "__send_output" (func (param i32)))',
-     ["extism:host/user.__send_output", "signature (i32) -> ()",
-      "expected (i64) -> () or (i64) -> (i64)"]),
-    ("set_state_one_param",
-     '(import "extism:host/user" "__set_state" (func (param i64) (result i64)))',
-     ["extism:host/user.__set_state", "(i64) -> (i64)", "(i64, i64) -> ()"]),
-    ("get_state_no_result", '(import "extism:host/user" "__get_state" (func (param i64)))',
-     ["extism:host/user.__get_state", "(i64) -> ()", "expected (i64) -> (i64)"]),
-    ("unknown_user_function", '(import "extism:host/user" "__emit" (func (param i64)))',
-     ["extism:host/user.__emit", "does not provide", "extism:host/user.__send_output"]),
-    ("sdk_function_in_env", '(import "env" "__send_output" (func (param i64)))',
-     ["env.__send_output", "are in extism:host/user"]),
-    ("pre_1_0_kernel", '(import "env" "extism_alloc" (func (param i64) (result i64)))',
-     ["env.extism_alloc", "before 1.0"]),
-    ("unknown_namespace", '(import "reflow" "emit" (func (param i32 i32) (result i32)))',
-     ["reflow.emit", "does not provide"]),
-    ("memory_import", '(import "extism:host/user" "mem" (memory 1))',
-     ["the memory extism:host/user.mem", "only functions"]),
-    ("kernel_http_mistyped", '(import "extism:host/env" "http_request" (func (param i64)))',
-     ["extism:host/env.http_request", "(i64) -> ()", "expected (i64, i64) -> (i64)"]),
+    (
+        "send_output_i32",
+        '(import "extism:host/user" "__send_output" (func (param i32)))',
+        [
+            "extism:host/user.__send_output",
+            "signature (i32) -> ()",
+            "expected (i64) -> () or (i64) -> (i64)",
+        ],
+    ),
+    (
+        "set_state_one_param",
+        '(import "extism:host/user" "__set_state" (func (param i64) (result i64)))',
+        ["extism:host/user.__set_state", "(i64) -> (i64)", "(i64, i64) -> ()"],
+    ),
+    (
+        "get_state_no_result",
+        '(import "extism:host/user" "__get_state" (func (param i64)))',
+        ["extism:host/user.__get_state", "(i64) -> ()", "expected (i64) -> (i64)"],
+    ),
+    (
+        "unknown_user_function",
+        '(import "extism:host/user" "__emit" (func (param i64)))',
+        ["extism:host/user.__emit", "does not provide", "extism:host/user.__send_output"],
+    ),
+    (
+        "sdk_function_in_env",
+        '(import "env" "__send_output" (func (param i64)))',
+        ["env.__send_output", "are in extism:host/user"],
+    ),
+    (
+        "pre_1_0_kernel",
+        '(import "env" "extism_alloc" (func (param i64) (result i64)))',
+        ["env.extism_alloc", "before 1.0"],
+    ),
+    (
+        "unknown_namespace",
+        '(import "reflow" "emit" (func (param i32 i32) (result i32)))',
+        ["reflow.emit", "does not provide"],
+    ),
+    (
+        "memory_import",
+        '(import "extism:host/user" "mem" (memory 1))',
+        ["the memory extism:host/user.mem", "only functions"],
+    ),
+    (
+        "kernel_http_mistyped",
+        '(import "extism:host/env" "http_request" (func (param i64)))',
+        ["extism:host/env.http_request", "(i64) -> ()", "expected (i64, i64) -> (i64)"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("decl", "fragments"), [r[1:] for r in BAD_IMPORTS],
-                         ids=[r[0] for r in BAD_IMPORTS])
+@pytest.mark.parametrize(
+    ("decl", "fragments"), [r[1:] for r in BAD_IMPORTS], ids=[r[0] for r in BAD_IMPORTS]
+)
 def test_a_missing_or_mistyped_import_is_named(decl: str, fragments: list[str]) -> None:
     with pytest.raises(GuestABIError) as info:
         ExtismModule(_module_with(decl), name="bad-imports")
@@ -378,12 +430,15 @@ def test_a_missing_or_mistyped_import_is_named(decl: str, fragments: list[str]) 
     ("decl", "sig"),
     [
         ('(import "extism:host/user" "__send_output" (func (param i64)))', ((("i64",), ()))),
-        ('(import "extism:host/user" "__send_output" (func (param i64) (result i64)))',
-         (("i64",), ("i64",))),
-        ('(import "extism:host/user" "__set_state" (func (param i64 i64)))',
-         (("i64", "i64"), ())),
-        ('(import "extism:host/user" "__set_state" (func (param i64 i64) (result i64)))',
-         (("i64", "i64"), ("i64",))),
+        (
+            '(import "extism:host/user" "__send_output" (func (param i64) (result i64)))',
+            (("i64",), ("i64",)),
+        ),
+        ('(import "extism:host/user" "__set_state" (func (param i64 i64)))', (("i64", "i64"), ())),
+        (
+            '(import "extism:host/user" "__set_state" (func (param i64 i64) (result i64)))',
+            (("i64", "i64"), ("i64",)),
+        ),
     ],
     ids=["send_go", "send_rust_early", "set_go", "set_rust_early"],
 )

@@ -29,8 +29,10 @@ LOG = '(import "reflow" "log" (func $log (param i32 i32 i32)))'
 HTTP = '(import "reflow" "http_request" (func $http (param i32 i32) (result i32)))'
 FRAME = encode_outputs([("out", M.integer(7))])
 CALL_EMIT = f"(drop (call $emit (i32.const {DATA}) (i32.const {len(FRAME)})))"
-SPIN = ("(local.set $i (i32.const 0)) (loop $s (local.set $i (i32.add (local.get $i) "
-        "(i32.const 1))) (br_if $s (i32.lt_u (local.get $i) (i32.const {n}))))")
+SPIN = (
+    "(local.set $i (i32.const 0)) (loop $s (local.set $i (i32.add (local.get $i) "
+    "(i32.const 1))) (br_if $s (i32.lt_u (local.get $i) (i32.const {n}))))"
+)
 LOCAL = "(local $i i32) (local $k i32)"
 
 
@@ -61,9 +63,16 @@ class Slow(Actor):
         ctx.done()
 
 
-def run_guest(engine: WasmEngine, wasm: bytes, *, tick_ms: float, sink: Actor | None = None,
-              capacity: int = 64, grants: GuestGrants | None = None,
-              execution: str | None = None) -> tuple[Network, float]:
+def run_guest(
+    engine: WasmEngine,
+    wasm: bytes,
+    *,
+    tick_ms: float,
+    sink: Actor | None = None,
+    capacity: int = 64,
+    grants: GuestGrants | None = None,
+    execution: str | None = None,
+) -> tuple[Network, float]:
     # output caps far away: the time limit is what must stop these guests
     limits = GuestLimits(tick_ms=tick_ms, output_bytes=1 << 30, output_packets=1 << 30)
     actor = engine.load(wasm).actor(limits=limits, grants=grants or GuestGrants())
@@ -86,18 +95,26 @@ def run_guest(engine: WasmEngine, wasm: bytes, *, tick_ms: float, sink: Actor | 
 STRETCHERS = [
     ("emit_between_bursts_of_work", forever(f"{CALL_EMIT} {SPIN.format(n=300_000)}"), FRAME),
     ("tight_emit_loop", forever(CALL_EMIT), FRAME),
-    ("tight_pool_count_loop",
-     forever(f"(drop (call $pc (i32.const {DATA}) (i32.const 4)))"), b"pool"),
-    ("log_between_bursts",
-     forever(f"(call $log (i32.const 0) (i32.const {DATA}) (i32.const 2)) "
-             f"{SPIN.format(n=100_000)}"), b"hi"),
+    (
+        "tight_pool_count_loop",
+        forever(f"(drop (call $pc (i32.const {DATA}) (i32.const 4)))"),
+        b"pool",
+    ),
+    (
+        "log_between_bursts",
+        forever(
+            f"(call $log (i32.const 0) (i32.const {DATA}) (i32.const 2)) {SPIN.format(n=100_000)}"
+        ),
+        b"hi",
+    ),
 ]
 
 
 @pytest.mark.parametrize("execution", ["inline", "worker"])
 @pytest.mark.parametrize("body, data", [r[1:] for r in STRETCHERS], ids=[r[0] for r in STRETCHERS])
-def test_host_calls_do_not_stretch_the_limit(engine: WasmEngine, body: str, data: bytes,
-                                             execution: str) -> None:
+def test_host_calls_do_not_stretch_the_limit(
+    engine: WasmEngine, body: str, data: bytes, execution: str
+) -> None:
     wasm = guest(body, imports=f"{EMIT} {POOL_COUNT} {LOG}", data=data)
     net, took = run_guest(engine, wasm, tick_ms=250, execution=execution)
     (failure,) = net.failures
@@ -111,14 +128,15 @@ def test_waiting_on_a_full_edge_is_the_hosts_time(engine: WasmEngine) -> None:
     """8 packets into a capacity-1 edge whose consumer takes 80 ms each: ~600 ms of waiting
     under a 150 ms limit. The guest computes almost nothing, so the tick succeeds."""
     n = 8
-    body = (f"{LOCAL} (local.set $k (i32.const 0)) (loop $l {CALL_EMIT} "
-            f"(local.set $k (i32.add (local.get $k) (i32.const 1))) "
-            f"(br_if $l (i32.lt_u (local.get $k) (i32.const {n})))) {DONE_EMPTY}")
+    body = (
+        f"{LOCAL} (local.set $k (i32.const 0)) (loop $l {CALL_EMIT} "
+        f"(local.set $k (i32.add (local.get $k) (i32.const 1))) "
+        f"(br_if $l (i32.lt_u (local.get $k) (i32.const {n})))) {DONE_EMPTY}"
+    )
     wasm = guest(body, imports=EMIT, data=FRAME)
     for execution in ("inline", "worker"):
         sink = Slow(0.08)
-        net, took = run_guest(engine, wasm, tick_ms=150, sink=sink, capacity=1,
-                              execution=execution)
+        net, took = run_guest(engine, wasm, tick_ms=150, sink=sink, capacity=1, execution=execution)
         failures = net.failures
         net.shutdown()
         assert failures == [], failures
@@ -179,8 +197,9 @@ def test_one_slow_http_call_is_given_back(engine: WasmEngine, slow_server: str) 
     assert took >= 0.3
 
 
-def test_http_waits_are_given_back_only_up_to_http_timeout(engine: WasmEngine,
-                                                           slow_server: str) -> None:
+def test_http_waits_are_given_back_only_up_to_http_timeout(
+    engine: WasmEngine, slow_server: str
+) -> None:
     wasm = _http_guest(slow_server, LOCAL + " (loop $l {call} (br $l)) (i64.const 0)")
     grants = GuestGrants(http_hosts=("127.0.0.1",), http_timeout=1.0)
     net, took = run_guest(engine, wasm, tick_ms=100, grants=grants)

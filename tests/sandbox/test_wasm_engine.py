@@ -118,9 +118,19 @@ def test_await_all_template(engine: WasmEngine, guest_wasm: dict[str, Path]) -> 
 def test_echo_carries_every_kind(engine: WasmEngine, guest_wasm: dict[str, Path]) -> None:
     node = engine.load(guest_wasm["echo"]).actor().open_node("e", {})
     msgs = [
-        M.null(), M.flow(), M.boolean(True), M.integer(-7), M.float(3.5), M.string("héllo"),
-        M.bytes(bytes(range(256)) * 8), M.error("bad"), M.object({"a": [1, {"b": None}]}),
-        M.array([1, "x"]), M.event({"e": 1}), M.optional(None), M.any(5),
+        M.null(),
+        M.flow(),
+        M.boolean(True),
+        M.integer(-7),
+        M.float(3.5),
+        M.string("héllo"),
+        M.bytes(bytes(range(256)) * 8),
+        M.error("bad"),
+        M.object({"a": [1, {"b": None}]}),
+        M.array([1, "x"]),
+        M.event({"e": 1}),
+        M.optional(None),
+        M.any(5),
     ]
     for m in msgs:
         ctx = TickCtx({"in": m})

@@ -20,8 +20,11 @@ from reflow._sandbox._wasm_engine import WasmEngine
 LOOP_WAT = '(module (func (export "spin") (loop $l (br $l))))'
 
 BACKENDS = [
-    pytest.param(True, id="posix-timer", marks=pytest.mark.skipif(
-        not _wasm_epoch.NATIVE, reason=_wasm_epoch.NATIVE_REASON)),
+    pytest.param(
+        True,
+        id="posix-timer",
+        marks=pytest.mark.skipif(not _wasm_epoch.NATIVE, reason=_wasm_epoch.NATIVE_REASON),
+    ),
     pytest.param(False, id="python-thread"),
 ]
 
@@ -83,8 +86,12 @@ def test_native_ticker_runs_no_python_thread() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "fragment"),
     [
-        pytest.param({"native_ticker": True}, SandboxError, "no native epoch ticker",
-                     marks=pytest.mark.skipif(_wasm_epoch.NATIVE, reason="native ticker here")),
+        pytest.param(
+            {"native_ticker": True},
+            SandboxError,
+            "no native epoch ticker",
+            marks=pytest.mark.skipif(_wasm_epoch.NATIVE, reason="native ticker here"),
+        ),
     ],
 )
 def test_native_ticker_refused_where_missing(kwargs: dict, error: type, fragment: str) -> None:
@@ -103,8 +110,9 @@ LOOP_GUEST = """(module (memory (export "memory") 1)
 
 def _loop_guest() -> bytes:
     describe = b'{"abi":"1.0","templates":[{"id":"t/loop","inports":["in"],"outports":[]}]}'
-    wat = LOOP_GUEST.format(describe="".join(f"\\{b:02x}" for b in describe),
-                            slice=(len(describe) << 32) | 1024)
+    wat = LOOP_GUEST.format(
+        describe="".join(f"\\{b:02x}" for b in describe), slice=(len(describe) << 32) | 1024
+    )
     return bytes(wasmtime.wat2wasm(wat))
 
 
@@ -142,7 +150,7 @@ def test_forked_child_keeps_deadlines() -> None:
         pytest.skip("no fork here")
     code = textwrap.dedent(f"""
         import os, sys, time
-        sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
+        sys.path.insert(0, {str(__file__.rsplit("/", 1)[0])!r})
         from test_wasm_epoch import _loop_guest, _Ctx
         from reflow import GuestLimits, GuestTimeout
         from reflow._sandbox._wasm_engine import WasmEngine
@@ -160,8 +168,7 @@ def test_forked_child_keeps_deadlines() -> None:
         _, status = os.waitpid(pid, 0)
         sys.exit(os.waitstatus_to_exitcode(status))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -172,8 +179,13 @@ def test_subprocess_with_preexec_fn_does_not_hang_on_the_ticker() -> None:
     eng._ensure_ticker()
     try:
         for _ in range(3):
-            proc = subprocess.run([sys.executable, "-c", "print('ok')"], preexec_fn=lambda: None,
-                                  timeout=30, capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-c", "print('ok')"],
+                preexec_fn=lambda: None,
+                timeout=30,
+                capture_output=True,
+                text=True,
+            )
             assert proc.stdout.strip() == "ok"
     finally:
         eng.close()

@@ -47,8 +47,9 @@ def test_namespaced_pack_and_module_build_load_and_run(tmp_path: Path) -> None:
     targets = [PORTABLE_TRIPLE, *([HOST] if HOST else [])]
     proj = namespaced_project(tmp_path / "proj", "acme/my-pack", targets)
     priv, pub, _ = write_keypair(tmp_path / "keys" / "me")
-    result = CliRunner().invoke(main, ["build", str(proj), "--out", str(tmp_path / "dist"),
-                                       "--sign", str(priv)])
+    result = CliRunner().invoke(
+        main, ["build", str(proj), "--out", str(tmp_path / "dist"), "--sign", str(priv)]
+    )
     assert result.exit_code == 0, result.output
     out = tmp_path / "dist" / "acme-my-pack-0.1.0.rflpack"
     assert out.is_file()
@@ -96,10 +97,12 @@ BAD_MODULES = [
 ]
 
 
-@pytest.mark.parametrize(("module", "fragment"), [b[1:] for b in BAD_MODULES],
-                         ids=[b[0] for b in BAD_MODULES])
-def test_bad_module_names_are_refused_before_compiling(tmp_path: Path, module: str,
-                                                       fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("module", "fragment"), [b[1:] for b in BAD_MODULES], ids=[b[0] for b in BAD_MODULES]
+)
+def test_bad_module_names_are_refused_before_compiling(
+    tmp_path: Path, module: str, fragment: str
+) -> None:
     proj = namespaced_project(tmp_path / "proj", module, [PORTABLE_TRIPLE])
     t0 = time.perf_counter()
     with pytest.raises(PackFormatError, match=fragment) as info:
@@ -112,17 +115,22 @@ def test_bad_module_names_are_refused_before_compiling(tmp_path: Path, module: s
 def test_two_modules_with_one_entry(tmp_path: Path) -> None:
     proj = namespaced_project(tmp_path / "proj", "acme/x", [PORTABLE_TRIPLE])
     toml = proj / "pack.toml"
-    toml.write_text(toml.read_text() + '\n[[modules]]\nname = "acme-x"\nlanguage = "c"\n'
-                                       'sources = ["src/acme_my_pack.c"]\n')
+    toml.write_text(
+        toml.read_text() + '\n[[modules]]\nname = "acme-x"\nlanguage = "c"\n'
+        'sources = ["src/acme_my_pack.c"]\n'
+    )
     with pytest.raises(PackFormatError, match="gives entry 'acme-x', as modules\\[0\\] does"):
         read_project(proj)
 
 
-@pytest.mark.parametrize(("readme", "fragment"), [
-    ('"../../etc/passwd"', "is not a safe relative path"),
-    ('"missing.md"', "cannot read 'missing.md'"),
-    ("3", "must be a path"),
-])
+@pytest.mark.parametrize(
+    ("readme", "fragment"),
+    [
+        ('"../../etc/passwd"', "is not a safe relative path"),
+        ('"missing.md"', "cannot read 'missing.md'"),
+        ("3", "must be a path"),
+    ],
+)
 def test_bad_readme_paths(tmp_path: Path, readme: str, fragment: str) -> None:
     proj = namespaced_project(tmp_path / "proj", "m", [PORTABLE_TRIPLE])
     toml = proj / "pack.toml"
@@ -131,11 +139,14 @@ def test_bad_readme_paths(tmp_path: Path, readme: str, fragment: str) -> None:
         build_pack(proj, out_dir=tmp_path / "dist")
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("[pack]\nx = " + "[" * 100_000, "nests deeper than 64"),
-    ("[pack]\nx = " + "9" * 5000, "more than 100 digits"),
-    ("#" * ((1 << 20) + 1), "over its limit"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[pack]\nx = " + "[" * 100_000, "nests deeper than 64"),
+        ("[pack]\nx = " + "9" * 5000, "more than 100 digits"),
+        ("#" * ((1 << 20) + 1), "over its limit"),
+    ],
+)
 def test_pack_toml_bombs(tmp_path: Path, text: str, fragment: str) -> None:
     (tmp_path / "pack.toml").write_text(text)
     with pytest.raises(PackFormatError, match=fragment) as info:

@@ -16,8 +16,7 @@ def test_progress_names_targets_and_files(tmp_path: Path) -> None:
     src = SDK_DIR / "examples"
     source = sorted(src.glob("*.c"))[0]
     lines: list[str] = []
-    built = build_guest([source], tmp_path, name="p", targets=[WASM_TARGET],
-                        progress=lines.append)
+    built = build_guest([source], tmp_path, name="p", targets=[WASM_TARGET], progress=lines.append)
     assert built[WASM_TARGET].is_file()
     text = "\n".join(lines)
     assert WASM_TARGET in text and source.name in text, text
@@ -30,12 +29,18 @@ from reflow.tools._cli import main
 main(["build", sys.argv[1]])
 """
 
+
 def test_without_the_toolchain_build_says_how_to_get_it(tmp_path: Path) -> None:
     proj = tmp_path / "p"
-    subprocess.run([sys.executable, "-m", "reflow.tools._cli", "new", str(proj)], check=True,
-                   capture_output=True, timeout=120)
-    proc = subprocess.run([sys.executable, "-c", BLOCK_ZIG, str(proj)], capture_output=True,
-                          text=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "reflow.tools._cli", "new", str(proj)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_ZIG, str(proj)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1, proc.stderr
     assert 'pip install "reflow[build]"' in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -72,31 +72,48 @@ def warm(root: Path, *targets: str) -> None:
 
 
 def test_each_target_gets_its_full_limit_after_a_slow_one(
-        fake_cc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_cc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One worker, two targets of 1.5 s each, a 2.5 s limit: a deadline shared across the
     targets would stop the second at 1 s; a limit per compiler run lets both finish."""
     warm(fake_cc, WASM_TARGET, NATIVE)
     delays(monkeypatch, wasm32=1.5, x86_64_linux_gnu=1.5)
     start = time.monotonic()
-    built = build_guest([source()], fake_cc / "out", name="d", targets=[WASM_TARGET, NATIVE],
-                        jobs=1, timeout=2.5)
+    built = build_guest(
+        [source()], fake_cc / "out", name="d", targets=[WASM_TARGET, NATIVE], jobs=1, timeout=2.5
+    )
     assert time.monotonic() - start >= 3.0  # they did run one after the other
     assert set(built) == {WASM_TARGET, NATIVE} and all(p.is_file() for p in built.values())
 
 
-@pytest.mark.parametrize(("first", "warm_targets", "timeout", "first_timeout", "ok"), [
-    # (target built before here?, limit, first-build limit) -> finishes a 1.5 s compile?
-    (WASM_TARGET, (), 0.5, 4.0, True),  # cold: the first-build limit applies
-    (WASM_TARGET, (WASM_TARGET,), 0.5, 4.0, False),  # warm: the ordinary limit
-    (WASM_TARGET, (), 4.0, 0.5, True),  # the first-build limit never lowers the limit
-])
+@pytest.mark.parametrize(
+    ("first", "warm_targets", "timeout", "first_timeout", "ok"),
+    [
+        # (target built before here?, limit, first-build limit) -> finishes a 1.5 s compile?
+        (WASM_TARGET, (), 0.5, 4.0, True),  # cold: the first-build limit applies
+        (WASM_TARGET, (WASM_TARGET,), 0.5, 4.0, False),  # warm: the ordinary limit
+        (WASM_TARGET, (), 4.0, 0.5, True),  # the first-build limit never lowers the limit
+    ],
+)
 def test_first_build_gets_the_generous_limit(
-        fake_cc: Path, monkeypatch: pytest.MonkeyPatch, first: str,
-        warm_targets: tuple[str, ...], timeout: float, first_timeout: float, ok: bool) -> None:
+    fake_cc: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    first: str,
+    warm_targets: tuple[str, ...],
+    timeout: float,
+    first_timeout: float,
+    ok: bool,
+) -> None:
     warm(fake_cc, *warm_targets)
     delays(monkeypatch, wasm32=1.5)
-    call = lambda: build_guest([source()], fake_cc / "out", name="d",  # noqa: E731
-                               targets=[first], timeout=timeout, first_timeout=first_timeout)
+    call = lambda: build_guest(  # noqa: E731
+        [source()],
+        fake_cc / "out",
+        name="d",
+        targets=[first],
+        timeout=timeout,
+        first_timeout=first_timeout,
+    )
     if ok:
         assert call()[first].is_file()
     else:
@@ -104,22 +121,30 @@ def test_first_build_gets_the_generous_limit(
             call()
 
 
-def test_a_run_past_its_limit_is_killed_and_named(fake_cc: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_past_its_limit_is_killed_and_named(
+    fake_cc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     warm(fake_cc, WASM_TARGET, NATIVE)
     delays(monkeypatch, wasm32=0.1, x86_64_linux_gnu=60)
     start = time.monotonic()
     with pytest.raises(GuestBuildError) as info:
-        build_guest([source()], fake_cc / "out", name="d", targets=[WASM_TARGET, NATIVE],
-                    jobs=2, timeout=1.0)
+        build_guest(
+            [source()],
+            fake_cc / "out",
+            name="d",
+            targets=[WASM_TARGET, NATIVE],
+            jobs=2,
+            timeout=1.0,
+        )
     took = time.monotonic() - start
     assert took < 20  # bounded: the 60 s compiler was stopped near its 1 s limit
     msg = str(info.value)
     assert info.value.target == NATIVE and f"building d for {NATIVE} timed out" in msg
     assert "the compiler ran 1." in msg and "limit of 1 s" in msg and "--timeout" in msg
     # the compiler and the child it started are gone (its whole process group was killed)
-    pids = [int(p) for line in (fake_cc / "pids").read_text().split("\n") if line
-            for p in line.split()]
+    pids = [
+        int(p) for line in (fake_cc / "pids").read_text().split("\n") if line for p in line.split()
+    ]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.05)
@@ -133,17 +158,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize(("env", "value", "fragment"), [
-    ("REFLOW_BUILD_TIMEOUT", "soon", "$REFLOW_BUILD_TIMEOUT must be a number of seconds"),
-    ("REFLOW_BUILD_TIMEOUT", "0", "above 0"),
-    ("REFLOW_BUILD_TIMEOUT", "-5", "above 0"),
-    ("REFLOW_BUILD_TIMEOUT", "nan", "above 0"),
-    ("REFLOW_BUILD_TIMEOUT", "inf", "above 0"),
-    ("REFLOW_BUILD_TIMEOUT", "1e400", "above 0"),
-    ("REFLOW_FIRST_BUILD_TIMEOUT", "x" * 10_000, "$REFLOW_FIRST_BUILD_TIMEOUT must be"),
-])
-def test_bad_limits_in_the_environment(fake_cc: Path, monkeypatch: pytest.MonkeyPatch,
-                                       env: str, value: str, fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("env", "value", "fragment"),
+    [
+        ("REFLOW_BUILD_TIMEOUT", "soon", "$REFLOW_BUILD_TIMEOUT must be a number of seconds"),
+        ("REFLOW_BUILD_TIMEOUT", "0", "above 0"),
+        ("REFLOW_BUILD_TIMEOUT", "-5", "above 0"),
+        ("REFLOW_BUILD_TIMEOUT", "nan", "above 0"),
+        ("REFLOW_BUILD_TIMEOUT", "inf", "above 0"),
+        ("REFLOW_BUILD_TIMEOUT", "1e400", "above 0"),
+        ("REFLOW_FIRST_BUILD_TIMEOUT", "x" * 10_000, "$REFLOW_FIRST_BUILD_TIMEOUT must be"),
+    ],
+)
+def test_bad_limits_in_the_environment(
+    fake_cc: Path, monkeypatch: pytest.MonkeyPatch, env: str, value: str, fragment: str
+) -> None:
     monkeypatch.setenv(env, value)
     delays(monkeypatch)
     with pytest.raises(GuestBuildError) as info:
@@ -171,8 +200,9 @@ def test_cli_build_timeout(fake_cc: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert CliRunner().invoke(pack_cli, ["new", "p"]).exit_code == 0
     warm(fake_cc, WASM_TARGET)
     delays(monkeypatch, wasm32=5)
-    result = CliRunner().invoke(pack_cli, ["build", "p", "--triple", "wasm32-unknown-unknown",
-                                           "--timeout", "0.5"])
+    result = CliRunner().invoke(
+        pack_cli, ["build", "p", "--triple", "wasm32-unknown-unknown", "--timeout", "0.5"]
+    )
     assert result.exit_code == 1, result.output
     err = result.stderr.splitlines()
     assert err[-1].startswith("error: building p for wasm32 timed out: the compiler ran 0.")

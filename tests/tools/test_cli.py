@@ -14,8 +14,19 @@ from click.testing import CliRunner
 
 from reflow.tools._cli import main
 
-VERBS = ["new", "build", "strip", "inspect", "keygen", "sign", "verify", "trust",
-         "trust add", "trust list", "trust remove"]
+VERBS = [
+    "new",
+    "build",
+    "strip",
+    "inspect",
+    "keygen",
+    "sign",
+    "verify",
+    "trust",
+    "trust add",
+    "trust list",
+    "trust remove",
+]
 
 
 @pytest.fixture
@@ -52,9 +63,21 @@ def test_issue_command_sequence(runner: CliRunner, tmp_path: Path) -> None:
     ok(runner, "new", "my-pack", "--lang", "c")
     assert (tmp_path / "my-pack" / "pack.toml").is_file()
     assert "key id" in ok(runner, "keygen", "--out", "keys/me")
-    result = runner.invoke(main, ["build", "my-pack", "--sign", "keys/me",
-                                  "--triple", "wasm32-unknown-unknown", "--triple", host,
-                                  "--triple", "aarch64-apple-darwin"])
+    result = runner.invoke(
+        main,
+        [
+            "build",
+            "my-pack",
+            "--sign",
+            "keys/me",
+            "--triple",
+            "wasm32-unknown-unknown",
+            "--triple",
+            host,
+            "--triple",
+            "aarch64-apple-darwin",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "compiling my_pack" in result.stderr  # progress on stderr
     full = Path(result.stdout.strip())
@@ -96,17 +119,21 @@ def test_sign_unsigned_pack(runner: CliRunner) -> None:
     assert ok(runner, "verify", pack).startswith("OK p 0.1.0")
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["inspect", "pack.toml"], "not a .rflpack"),
-    (["build", "."], "pack.toml: not valid TOML"),
-    (["build", "k.pub"], "is a file"),
-    (["keygen", "--out", "k"], "already exists"),
-    (["trust", "remove", "abcdef"], "not in the trust store"),
-    (["trust", "add", "k", "--any-name"], None),
-    (["new", "Bad Name"], "not a pack name"),
-])
-def test_errors_are_one_line(runner: CliRunner, tmp_path: Path, args: list[str],
-                             fragment: str | None) -> None:
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["inspect", "pack.toml"], "not a .rflpack"),
+        (["build", "."], "pack.toml: not valid TOML"),
+        (["build", "k.pub"], "is a file"),
+        (["keygen", "--out", "k"], "already exists"),
+        (["trust", "remove", "abcdef"], "not in the trust store"),
+        (["trust", "add", "k", "--any-name"], None),
+        (["new", "Bad Name"], "not a pack name"),
+    ],
+)
+def test_errors_are_one_line(
+    runner: CliRunner, tmp_path: Path, args: list[str], fragment: str | None
+) -> None:
     (tmp_path / "pack.toml").write_bytes(b"not zstd")
     ok(runner, "keygen", "--out", "k")
     if fragment is None:  # a private key file is accepted: its public half is trusted
@@ -127,31 +154,37 @@ def test_debug_shows_the_traceback(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_strip_unknown_triple_and_usage_errors(runner: CliRunner) -> None:
     ok(runner, "new", "p")
-    pack = runner.invoke(main, ["build", "p", "--triple", "wasm32-unknown-unknown"]
-                         ).stdout.strip()
-    assert "lists: wasm32-unknown-unknown" in fails(runner, "strip", pack, "--triple",
-                                                    "x86_64-apple-darwin")
+    pack = runner.invoke(main, ["build", "p", "--triple", "wasm32-unknown-unknown"]).stdout.strip()
+    assert "lists: wasm32-unknown-unknown" in fails(
+        runner, "strip", pack, "--triple", "x86_64-apple-darwin"
+    )
     assert runner.invoke(main, ["strip", pack]).exit_code == 2  # missing --triple
 
 
 def test_real_subprocess(tmp_path: Path) -> None:
     env = {**os.environ, "REFLOW_TRUST_DIR": str(tmp_path / "trust")}
     cli = [sys.executable, "-m", "reflow.tools._cli"]
-    subprocess.run([*cli, "new", str(tmp_path / "p")], check=True, env=env,
-                   capture_output=True)
-    built = subprocess.run([*cli, "build", str(tmp_path / "p"), "--triple",
-                            "wasm32-unknown-unknown"], env=env, capture_output=True, text=True,
-                           cwd=tmp_path)
+    subprocess.run([*cli, "new", str(tmp_path / "p")], check=True, env=env, capture_output=True)
+    built = subprocess.run(
+        [*cli, "build", str(tmp_path / "p"), "--triple", "wasm32-unknown-unknown"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert built.returncode == 0, built.stderr
     pack = str(tmp_path / built.stdout.strip())
-    shown = subprocess.run([*cli, "inspect", "--json", pack], env=env, capture_output=True,
-                           text=True, check=True)
+    shown = subprocess.run(
+        [*cli, "inspect", "--json", pack], env=env, capture_output=True, text=True, check=True
+    )
     assert json.loads(shown.stdout)["templates"][0]["id"] == "p/add"
     bad = subprocess.run([*cli, "verify", pack], env=env, capture_output=True, text=True)
     assert bad.returncode == 1
     assert bad.stderr.strip() == f"error: pack 'p' ({Path(pack).name}) is not signed" or (
-        bad.stderr.startswith("error: ") and "not signed" in bad.stderr
-        and bad.stderr.count("\n") == 1)
+        bad.stderr.startswith("error: ")
+        and "not signed" in bad.stderr
+        and bad.stderr.count("\n") == 1
+    )
 
 
 def test_trust_add_for_and_list(runner: CliRunner, tmp_path: Path) -> None:

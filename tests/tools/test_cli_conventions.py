@@ -47,7 +47,10 @@ def hostile_pack(tmp: Path) -> Path:
     wasm = b"\0asm\x01\0\0\0"
     path = f"artifacts/{PORTABLE_TRIPLE}/m.wasm"
     manifest = PackManifest(
-        name="acme/m", version="0.1.0", abi="1.0", description=HOSTILE,
+        name="acme/m",
+        version="0.1.0",
+        abi="1.0",
+        description=HOSTILE,
         templates=(TemplateSpec("acme/m/t", "m", ("in",), ("out",), description=HOSTILE),),
         artifacts=(artifact_entry("m", PORTABLE_TRIPLE, "wasm", path, wasm),),
     )
@@ -57,25 +60,32 @@ def hostile_pack(tmp: Path) -> Path:
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "reflow.tools._cli", *args],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "reflow.tools._cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
-@pytest.mark.parametrize("text, shown", [
-    ("plain text", "plain text"),
-    ("\x1b]0;title\x07after", "after"),
-    ("\x1b[2J\x1b[1;31mred\x1b[0m", "red"),
-    ("a\u202eb", "a\\u202eb"),
-    ("a\u2066b\u2069", "a\\u2066b\\u2069"),
-    ("zero\u200bwidth", "zero\\u200bwidth"),
-    ("nul\x00bell\x07", "nul\\u0000bell\\u0007"),
-    ("c1\x9b31mx", "c1x"),
-    ("tab\tkept", "tab\tkept"),
-    ("line\nbreak", "line\\u000abreak"),
-    ("dangling \x1b", "dangling "),
-    ("ünïcödé ok", "ünïcödé ok"),
-])
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("plain text", "plain text"),
+        ("\x1b]0;title\x07after", "after"),
+        ("\x1b[2J\x1b[1;31mred\x1b[0m", "red"),
+        ("a\u202eb", "a\\u202eb"),
+        ("a\u2066b\u2069", "a\\u2066b\\u2069"),
+        ("zero\u200bwidth", "zero\\u200bwidth"),
+        ("nul\x00bell\x07", "nul\\u0000bell\\u0007"),
+        ("c1\x9b31mx", "c1x"),
+        ("tab\tkept", "tab\tkept"),
+        ("line\nbreak", "line\\u000abreak"),
+        ("dangling \x1b", "dangling "),
+        ("ünïcödé ok", "ünïcödé ok"),
+    ],
+)
 def test_sanitize(text: str, shown: str) -> None:
     assert sanitize(text) == shown
 
@@ -101,23 +111,33 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     store = TrustStore(tmp_path / "trust")
     for _ in range(1500):  # > 64 KiB of listing: the writer meets a closed pipe
         store.add(generate_key().public_key(), names=["acme/*"])
-    cmd = (f"{sys.executable} -m reflow.tools._cli trust list --trust-dir {tmp_path / 'trust'}"
-           " | head -1; echo status=${PIPESTATUS[0]}")
+    cmd = (
+        f"{sys.executable} -m reflow.tools._cli trust list --trust-dir {tmp_path / 'trust'}"
+        " | head -1; echo status=${PIPESTATUS[0]}"
+    )
     proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
     lines = proc.stdout.splitlines()
     assert len(lines) == 2 and lines[1] == "status=141", proc.stdout
     assert proc.stderr == "", proc.stderr  # no "error: [Errno 32] Broken pipe", no traceback
 
 
-@pytest.mark.parametrize("args", [
-    ["--debug", "inspect", "junk.rflpack"],
-    ["inspect", "junk.rflpack", "--debug"],
-    ["inspect", "--debug", "junk.rflpack"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--debug", "inspect", "junk.rflpack"],
+        ["inspect", "junk.rflpack", "--debug"],
+        ["inspect", "--debug", "junk.rflpack"],
+    ],
+)
 def test_debug_anywhere_shows_the_traceback(tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "junk.rflpack").write_bytes(b"junk")
-    proc = subprocess.run([sys.executable, "-m", "reflow.tools._cli", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "reflow.tools._cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "PackFormatError" in proc.stderr
 
@@ -130,15 +150,20 @@ RUNNER_ERRORS = [
     (pack_main, ["trust", "remove", "abcdef"], 1, "not in the trust store"),
     (pack_main, ["trust", "add", "junk.rflpack"], 2, "--for PATTERN"),
     (registry_main, ["token", "list", "--data", "typo-dir"], 1, "does not exist"),
-    (registry_main, ["key", "list", "--namespace", "x", "--data", "typo-dir"], 1,
-     "does not exist"),
+    (registry_main, ["key", "list", "--namespace", "x", "--data", "typo-dir"], 1, "does not exist"),
     (registry_main, ["namespace", "list", "--data", "typo-dir"], 1, "does not exist"),
 ]
 
 
 @pytest.mark.parametrize("main, args, status, fragment", RUNNER_ERRORS)
-def test_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, main: object,
-                             args: list[str], status: int, fragment: str) -> None:
+def test_errors_are_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    main: object,
+    args: list[str],
+    status: int,
+    fragment: str,
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REFLOW_TRUST_DIR", str(tmp_path / "trust"))
     (tmp_path / "junk.rflpack").write_bytes(b"junk")
@@ -151,12 +176,16 @@ def test_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ma
     assert not (tmp_path / "typo-dir").exists()  # a mistyped --data creates nothing
 
 
-@pytest.mark.parametrize("args", [
-    ["verify", "junk.rflpack", "--json"],
-    ["inspect", "--json", "junk.rflpack"],
-])
-def test_json_errors_are_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                              args: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["verify", "junk.rflpack", "--json"],
+        ["inspect", "--json", "junk.rflpack"],
+    ],
+)
+def test_json_errors_are_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "junk.rflpack").write_bytes(b"junk")
     result = CliRunner().invoke(pack_main, args)
@@ -172,8 +201,13 @@ def test_json_output_of_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     result = CliRunner().invoke(pack_main, ["trust", "list", "--json", "--trust-dir", "trust"])
     assert result.exit_code == 0
     assert json.loads(result.stdout) == [
-        {"key_id": kid, "path": str(Path("trust") / f"{kid}.pub"), "names": ["acme/*"],
-         "scoped": True}]
+        {
+            "key_id": kid,
+            "path": str(Path("trust") / f"{kid}.pub"),
+            "names": ["acme/*"],
+            "scoped": True,
+        }
+    ]
     assert CliRunner().invoke(registry_main, ["init", "--data", "reg"]).exit_code == 0
     for args in (["token", "list"], ["namespace", "list"], ["key", "list", "--namespace", "a"]):
         result = CliRunner().invoke(registry_main, [*args, "--json", "--data", "reg"])
@@ -184,12 +218,18 @@ def test_json_output_of_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 # -- h/cli's table: every command, plain and --json, against a real server ----------------
 
 
-def make_pack(path: Path, name: str = "acme/tool", templates: int = 1,
-              description: str = "A tool.", key: object = None) -> Path:
+def make_pack(
+    path: Path,
+    name: str = "acme/tool",
+    templates: int = 1,
+    description: str = "A tool.",
+    key: object = None,
+) -> Path:
     """A pack written by hand: manifest TOML, one empty wasm module, signed with ``key``."""
     wasm = wasmtime.wat2wasm("(module)")
     entry = name.rsplit("/", 1)[-1]
-    tpl = "".join(f"""
+    tpl = "".join(
+        f"""
 [[templates]]
 id = "{name}/t{i}"
 entry = "{entry}"
@@ -197,7 +237,9 @@ engine = "wasm"
 description = {json.dumps(description)}
 inports = ["in"]
 outports = ["out"]
-""" for i in range(templates))
+"""
+        for i in range(templates)
+    )
     manifest = f"""format = 1
 name = "{name}"
 version = "1.0.0"
@@ -217,8 +259,9 @@ sha256 = "{hashlib.sha256(wasm).hexdigest()}"
 size = {len(wasm)}
 """.encode()
     sigs = signatures_to_toml([sign_manifest(manifest, key)]) if key is not None else None
-    path.write_bytes(write_bundle(
-        manifest, {f"artifacts/wasm32-unknown-unknown/{entry}.wasm": wasm}, sigs))
+    path.write_bytes(
+        write_bundle(manifest, {f"artifacts/wasm32-unknown-unknown/{entry}.wasm": wasm}, sigs)
+    )
     return path
 
 
@@ -243,9 +286,20 @@ def free_port() -> int:
 def server_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     data = tmp_path_factory.mktemp("registry") / "data"
     port = free_port()
-    proc = subprocess.Popen([*REGISTRY_CLI, "serve", "--data", str(data), "--port", str(port),
-                             "--log-level", "warning"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            *REGISTRY_CLI,
+            "serve",
+            "--data",
+            str(data),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -263,8 +317,7 @@ def server_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        server_data: tuple[Path, str]) -> Env:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server_data: tuple[Path, str]) -> Env:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REFLOW_TRUST_DIR", str(tmp_path / "trust"))
     monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path / "cache"))
@@ -279,8 +332,15 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     key = load_private_key(priv)
     (tmp_path / "junk.rflpack").write_bytes(b"not a pack")
     (tmp_path / "notdata").mkdir()
-    return Env(tmp_path, priv, make_pack(tmp_path / "tool.rflpack", key=key),
-               make_pack(tmp_path / "unsigned.rflpack"), tmp_path / "junk.rflpack", data, url)
+    return Env(
+        tmp_path,
+        priv,
+        make_pack(tmp_path / "tool.rflpack", key=key),
+        make_pack(tmp_path / "unsigned.rflpack"),
+        tmp_path / "junk.rflpack",
+        data,
+        url,
+    )
 
 
 def run(cli: object, args: list[str]) -> tuple[int, str, str]:
@@ -303,8 +363,7 @@ ERRORS = [
     ("pack", "build {root}/notdata", 1, "pack.toml", None),
     ("pack", "trust add {key}.pub", 2, "--for PATTERN", "UsageError"),
     ("pack", "trust add {key}.pub --for acme/* --any-name", 2, "exclude", "UsageError"),
-    ("pack", "trust add {key}.pub --for Acme/[x]", 2, "invalid pack-name pattern",
-     "UsageError"),
+    ("pack", "trust add {key}.pub --for Acme/[x]", 2, "invalid pack-name pattern", "UsageError"),
     ("pack", "trust remove abcdef", 1, "not in the trust store", "UntrustedKeyError"),
     ("pack", "inspect {root}/missing.rflpack", 2, "does not exist", "UsageError"),
     ("pack", "publish {pack}", 1, "token", "RegistryAuthError"),
@@ -313,25 +372,52 @@ ERRORS = [
     ("pack", "yank acme/tool@1.0.0", 1, "token", "RegistryAuthError"),
     ("pack", "search x --registry http://[::1", 1, "", None),
     ("registry", "token list --data {root}/typo", 1, "does not exist", "RegistryAdminError"),
-    ("registry", "token create --data {root}/typo --namespace a --scope read", 1,
-     "does not exist", "RegistryAdminError"),
-    ("registry", "token revoke x --data {root}/typo", 1, "does not exist",
-     "RegistryAdminError"),
-    ("registry", "key list --namespace a --data {root}/typo", 1, "does not exist",
-     "RegistryAdminError"),
-    ("registry", "key add --namespace a --data {root}/typo {key}.pub", 1, "does not exist",
-     "RegistryAdminError"),
-    ("registry", "key remove --namespace a --data {root}/typo x", 1, "does not exist",
-     "RegistryAdminError"),
-    ("registry", "namespace list --data {root}/typo", 1, "does not exist",
-     "RegistryAdminError"),
-    ("registry", "namespace create n --owner o --data {root}/typo", 1, "does not exist",
-     "RegistryAdminError"),
-    ("registry", "token list --data {root}/notdata", 1, "not a registry data directory",
-     "RegistryAdminError"),
+    (
+        "registry",
+        "token create --data {root}/typo --namespace a --scope read",
+        1,
+        "does not exist",
+        "RegistryAdminError",
+    ),
+    ("registry", "token revoke x --data {root}/typo", 1, "does not exist", "RegistryAdminError"),
+    (
+        "registry",
+        "key list --namespace a --data {root}/typo",
+        1,
+        "does not exist",
+        "RegistryAdminError",
+    ),
+    (
+        "registry",
+        "key add --namespace a --data {root}/typo {key}.pub",
+        1,
+        "does not exist",
+        "RegistryAdminError",
+    ),
+    (
+        "registry",
+        "key remove --namespace a --data {root}/typo x",
+        1,
+        "does not exist",
+        "RegistryAdminError",
+    ),
+    ("registry", "namespace list --data {root}/typo", 1, "does not exist", "RegistryAdminError"),
+    (
+        "registry",
+        "namespace create n --owner o --data {root}/typo",
+        1,
+        "does not exist",
+        "RegistryAdminError",
+    ),
+    (
+        "registry",
+        "token list --data {root}/notdata",
+        1,
+        "not a registry data directory",
+        "RegistryAdminError",
+    ),
     ("registry", "token revoke nope", 1, "no token 'nope'", "RegistryAdminError"),
-    ("registry", "namespace create Bad! --owner o", 1, "not a namespace",
-     "RegistryAdminError"),
+    ("registry", "namespace create Bad! --owner o", 1, "not a namespace", "RegistryAdminError"),
     ("registry", "key remove --namespace acme abcd", 1, "no key", "RegistryAdminError"),
     ("registry", "serve --port 70000", 2, "70000", "-"),  # serve runs; it has no --json
     ("registry", "init --data {key}", 2, "is a file", "UsageError"),
@@ -339,14 +425,17 @@ ERRORS = [
 
 
 def fill(line: str, env: Env) -> list[str]:
-    return line.format(root=env.root, key=env.key, pack=env.pack, unsigned=env.unsigned,
-                       junk=env.junk).split()
+    return line.format(
+        root=env.root, key=env.key, pack=env.pack, unsigned=env.unsigned, junk=env.junk
+    ).split()
 
 
-@pytest.mark.parametrize(("cli", "line", "status", "fragment", "kind"), ERRORS,
-                         ids=[f"{r[0]}: {r[1]}" for r in ERRORS])
-def test_every_error_is_one_line_and_json_with_json(env: Env, cli: str, line: str, status: int,
-                                                    fragment: str, kind: str | None) -> None:
+@pytest.mark.parametrize(
+    ("cli", "line", "status", "fragment", "kind"), ERRORS, ids=[f"{r[0]}: {r[1]}" for r in ERRORS]
+)
+def test_every_error_is_one_line_and_json_with_json(
+    env: Env, cli: str, line: str, status: int, fragment: str, kind: str | None
+) -> None:
     main = pack_cli if cli == "pack" else registry_cli
     args = fill(line, env)
     code, out, err = run(main, args)
@@ -386,8 +475,10 @@ def test_every_command_reports_json(env: Env) -> None:
     assert listed[0]["key_id"] == kid and listed[0]["scoped"]  # type: ignore[index]
     assert _json(pack_cli, "verify {pack}", env)["signer"] == kid  # type: ignore[index]
     assert _json(pack_cli, "inspect {pack}", env)["name"] == "acme/tool"  # type: ignore[index]
-    assert _json(pack_cli, "strip {pack} --triple wasm32-unknown-unknown --out s.rflpack",
-                 env)["path"] == "s.rflpack"  # type: ignore[index]
+    assert (
+        _json(pack_cli, "strip {pack} --triple wasm32-unknown-unknown --out s.rflpack", env)["path"]
+        == "s.rflpack"
+    )  # type: ignore[index]
     assert _json(pack_cli, "sign {unsigned} --key {key}", env)["key_id"] == kid  # type: ignore[index]
     assert _json(pack_cli, "keygen --out k2", env)["key_id"]  # type: ignore[index]
     assert _json(pack_cli, "new {root}/proj", env)["created"]  # type: ignore[index]
@@ -400,8 +491,12 @@ def test_every_command_reports_json(env: Env) -> None:
     assert tok["token"].startswith("rfl_")  # type: ignore[index]
     assert tok["id"] in [t["id"] for t in _json(reg, "token list", env)]  # type: ignore[attr-defined, index]
     # the registry verbs, against the running server (uvicorn on 127.0.0.1)
-    pack = make_pack(env.root / "p.rflpack", name=f"{ns}/tool",
-                     description="\x1b]8;;https://evil/\x1b\\tool\u202e", key=_key(env))
+    pack = make_pack(
+        env.root / "p.rflpack",
+        name=f"{ns}/tool",
+        description="\x1b]8;;https://evil/\x1b\\tool\u202e",
+        key=_key(env),
+    )
     os.environ["REFLOW_REGISTRY_TOKEN"] = tok["token"]  # type: ignore[index]
     try:
         doc = _json(pack_cli, f"publish {pack}", env)
@@ -428,21 +523,27 @@ def _key(env: Env) -> object:
     return load_private_key(env.key)
 
 
-@pytest.mark.parametrize("args", [
-    ["inspect", "{junk}", "--debug"],
-    ["--debug", "inspect", "{junk}"],
-    ["inspect", "--debug", "{junk}"],
-    ["trust", "--debug", "remove", "abcdef"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["inspect", "{junk}", "--debug"],
+        ["--debug", "inspect", "{junk}"],
+        ["inspect", "--debug", "{junk}"],
+        ["trust", "--debug", "remove", "abcdef"],
+    ],
+)
 def test_debug_is_accepted_anywhere(env: Env, args: list[str]) -> None:
     result = CliRunner().invoke(pack_cli, fill(" ".join(args), env))
     assert result.exit_code == 1 and type(result.exception).__name__ in (
-        "PackFormatError", "UntrustedKeyError")
+        "PackFormatError",
+        "UntrustedKeyError",
+    )
 
 
 def test_registry_debug_anywhere(env: Env) -> None:
-    result = CliRunner().invoke(registry_cli, ["token", "list", "--data",
-                                               str(env.root / "typo"), "--debug"])
+    result = CliRunner().invoke(
+        registry_cli, ["token", "list", "--data", str(env.root / "typo"), "--debug"]
+    )
     assert type(result.exception).__name__ == "RegistryAdminError"
     assert not (env.root / "typo").exists()
 
@@ -464,9 +565,12 @@ def test_admin_commands_do_not_create_a_data_directory(env: Env) -> None:
 def test_closed_stdout_exits_quietly(tmp_path: Path) -> None:
     """The reader is gone before the command writes: status 141, nothing on stderr."""
     pack = make_pack(tmp_path / "big.rflpack", templates=300, description="d" * 300)
-    proc = subprocess.Popen([*PACK_CLI, "inspect", str(pack)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE,
-                            env={**os.environ, "REFLOW_TRUST_DIR": str(tmp_path / "t")})
+    proc = subprocess.Popen(
+        [*PACK_CLI, "inspect", str(pack)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "REFLOW_TRUST_DIR": str(tmp_path / "t")},
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
     err = proc.stderr.read()
@@ -476,9 +580,13 @@ def test_closed_stdout_exits_quietly(tmp_path: Path) -> None:
 def test_pipe_into_head(tmp_path: Path) -> None:
     pack = make_pack(tmp_path / "big.rflpack", templates=300, description="d" * 300)
     cmd = " ".join([*PACK_CLI, "inspect", str(pack)])
-    proc = subprocess.run(["bash", "-c", f'{cmd} | head -1; echo "status=${{PIPESTATUS[0]}}"'],
-                          capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "REFLOW_TRUST_DIR": str(tmp_path / "t")})
+    proc = subprocess.run(
+        ["bash", "-c", f'{cmd} | head -1; echo "status=${{PIPESTATUS[0]}}"'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "REFLOW_TRUST_DIR": str(tmp_path / "t")},
+    )
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("pack ") and lines[-1] in ("status=141", "status=0")
     assert proc.stderr == "", proc.stderr
@@ -489,9 +597,12 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run([*REGISTRY_CLI, "serve", "--data", str(tmp_path / "d"),
-                               "--port", str(port)], capture_output=True, text=True,
-                              timeout=60)
+        proc = subprocess.run(
+            [*REGISTRY_CLI, "serve", "--data", str(tmp_path / "d"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"error: address 127.0.0.1:{port} is already in use")
@@ -499,18 +610,42 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
 
 
 def test_serve_on_an_unknown_host_is_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run([*REGISTRY_CLI, "serve", "--data", str(tmp_path / "d"),
-                           "--host", "no-such-host.invalid", "--port", "8700"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            *REGISTRY_CLI,
+            "serve",
+            "--data",
+            str(tmp_path / "d"),
+            "--host",
+            "no-such-host.invalid",
+            "--port",
+            "8700",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("error: cannot serve on no-such-host.invalid:8700")
 
 
 def test_keyboard_interrupt_is_not_a_traceback(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([*REGISTRY_CLI, "serve", "--data", str(tmp_path / "d"), "--port",
-                             str(port), "--log-level", "critical"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *REGISTRY_CLI,
+            "serve",
+            "--data",
+            str(tmp_path / "d"),
+            "--port",
+            str(port),
+            "--log-level",
+            "critical",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -528,10 +663,14 @@ def test_keyboard_interrupt_is_not_a_traceback(tmp_path: Path) -> None:
 
 def test_missing_toolchain_is_one_line(tmp_path: Path) -> None:
     subprocess.run([*PACK_CLI, "new", str(tmp_path / "p")], check=True, capture_output=True)
-    code = ("import sys; sys.modules['ziglang'] = None; from reflow.tools._cli import main; "
-            "main()")
-    proc = subprocess.run([sys.executable, "-c", code, "build", str(tmp_path / "p")],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    code = "import sys; sys.modules['ziglang'] = None; from reflow.tools._cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "build", str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and 'pip install "reflow[build]"' in last
@@ -542,21 +681,26 @@ def test_compiler_diagnostics_keep_their_lines(tmp_path: Path) -> None:
     subprocess.run([*PACK_CLI, "new", str(tmp_path / "p")], check=True, capture_output=True)
     src = next((tmp_path / "p" / "src").glob("*.c"))
     src.write_text(src.read_text() + "\nint broken( {\n  return 1 +;\n}\n\x1b[2J\n")
-    proc = subprocess.run([*PACK_CLI, "build", str(tmp_path / "p"), "--triple",
-                           "wasm32-unknown-unknown"], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [*PACK_CLI, "build", str(tmp_path / "p"), "--triple", "wasm32-unknown-unknown"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     lines = proc.stderr.splitlines()
     first = next(i for i, ln in enumerate(lines) if ln.startswith("error: "))
     assert lines[first].startswith("error: building p for wasm32 failed")
-    detail = lines[first + 1:]
+    detail = lines[first + 1 :]
     assert len(detail) >= 3 and all(ln.startswith("    ") for ln in detail)
     assert any("error: expected" in ln for ln in detail)
     assert "\x1b" not in proc.stderr
 
 
 def test_build_progress_names_targets_files_and_first_build(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(_guest_build, "_SEEN_DIR", f"reflow-test-seen-{os.getpid()}")
     monkeypatch.setattr(_guest_build, "HEARTBEAT_S", 0.05)
