@@ -29,7 +29,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     "member",
     [
         "reflow/__init__.py",
-        "reflow/_scheduler.py",
+        "reflow/_core/__init__.py",
+        "reflow/_core/_scheduler.py",
+        "reflow/_sandbox/__init__.py",
+        "reflow/_sandbox/_wasm_engine.py",
+        "reflow/_loader/__init__.py",
+        "reflow/_loader/_packs.py",
         "reflow/py.typed",
         "reflow/abi/__init__.py",
         "reflow/abi/ABI.md",
@@ -45,6 +50,28 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
 )
 def test_wheel_carries(wheel: zipfile.ZipFile, member: str) -> None:
     assert member in wheel.namelist()
+
+
+#: wheel folders -> source folders (pyproject's package-dir)
+_SOURCES = {
+    "reflow/abi/": "abi/",
+    "reflow/registry/": "registry/",
+    "reflow/tools/": "tools/",
+    "reflow/sdk_guest/": "sdk-guest/",
+    "reflow/": "host/",
+}
+
+
+def test_every_module_in_the_wheel_has_its_source(wheel: zipfile.ZipFile) -> None:
+    """No module from a stale build folder (one that moved or was deleted) rides along."""
+    stale = []
+    for name in wheel.namelist():
+        if not name.startswith("reflow/") or not name.endswith(".py"):
+            continue
+        prefix = next(p for p in _SOURCES if name.startswith(p))
+        if not (ROOT / (_SOURCES[prefix] + name[len(prefix) :])).is_file():
+            stale.append(name)
+    assert stale == []
 
 
 def test_wheel_declares_console_scripts(wheel: zipfile.ZipFile) -> None:

@@ -279,17 +279,24 @@ def test_bad_config_names_the_key(
 # -- the catalog's ids, ports and config ---------------------------------------------------------
 
 
+def _catalog_path() -> Any:
+    from pathlib import Path
+
+    here = Path(__file__).resolve()
+    for base in here.parents:  # ../shared/ next to the checkout, wherever it was cloned
+        path = base / "shared" / "anchor-catalog" / "catalog.json"
+        if path.is_file():
+            return path
+    return None
+
+
+@pytest.mark.skipif(_catalog_path() is None, reason="shared/anchor-catalog not found")
 def test_the_time_family_matches_offbit_reflows_catalog() -> None:
     import json
-    from pathlib import Path
 
     from reflow import template_actor, template_list
 
-    catalog = json.loads(
-        (
-            Path(__file__).resolve().parents[3] / "shared" / "anchor-catalog" / "catalog.json"
-        ).read_text()
-    )
+    catalog = json.loads(_catalog_path().read_text())
     family = [t for t in catalog if t["family"] == "time"]
     assert {t["id"] for t in family} == {
         "tpl_cron_trigger",
