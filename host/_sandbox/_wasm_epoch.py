@@ -9,8 +9,9 @@ notify function *is* ``wasmtime_engine_increment_epoch``, its argument the engin
 ``void f(union sigval)`` and ``void f(const wasm_engine_t *)`` take their one word in the same
 register on the 64-bit Linux ABIs this is enabled for (x86_64, aarch64). libc runs the notify
 function on a thread of its own (glibc starts one per expiry, musl keeps one per timer); no
-Python code and no GIL are involved. Elsewhere (macOS has no POSIX timers, Windows, a
-wasmtime-py without the fast path's bindings) a daemon Python thread does the same job.
+Python code and no GIL are involved. It is used when ``REFLOW_EPOCH_TICKER=posix`` (see
+:data:`DEFAULT_NATIVE`); otherwise, and wherever it cannot be (macOS has no POSIX timers,
+Windows, a wasmtime-py without the fast path's bindings), a daemon Python thread does the job.
 
 Nobody reads the engine's epoch counter back (the C API has no getter): the engine's hot
 path only needs to know whether a deadline it armed may have been eaten into since, which
@@ -95,8 +96,15 @@ def _probe() -> tuple[Any, str]:
 
 
 _LIBC, NATIVE_REASON = _probe()
-#: Whether tickers run without the GIL (a POSIX timer); else each is a Python thread.
+#: Whether the POSIX timer can be used here (``EpochTicker(native=True)``).
 NATIVE = _LIBC is not None
+#: Whether tickers use it unless told (``native=None``): only with
+#: ``REFLOW_EPOCH_TICKER=posix``. A clean-clone run of the suite once ended in a segfault
+#: that this ticker is the likeliest cause of (a notify thread of libc's racing an engine's
+#: release during garbage collection, which __del__ order does not rule out) and no same-run
+#: ratio showed it faster than the thread, so the Python thread is the default until that
+#: is ruled out.
+DEFAULT_NATIVE = NATIVE and os.environ.get("REFLOW_EPOCH_TICKER", "") == "posix"
 
 _live: weakref.WeakSet[EpochTicker] = weakref.WeakSet()
 _retired: list[tuple[float, Any]] = []  # (when, engine) kept alive for _GRACE_S
@@ -105,14 +113,14 @@ _registry_lock = threading.Lock()
 
 class EpochTicker:
     """Increments ``engine``'s epoch every ``period_s`` seconds from :meth:`start` until
-    :meth:`close`. ``native``: use the POSIX timer (``None`` = wherever :data:`NATIVE`)."""
+    :meth:`close`. ``native``: use the POSIX timer (``None`` = :data:`DEFAULT_NATIVE`)."""
 
     def __init__(self, engine: wasmtime.Engine, period_s: float, native: bool | None = None):
         if native and not NATIVE:
             raise RuntimeError(f"no native epoch ticker here: {NATIVE_REASON}")
         self.engine = engine
         self.period_s = float(period_s)
-        self.native = NATIVE if native is None else bool(native)
+        self.native = DEFAULT_NATIVE if native is None else bool(native)
         self._timer: ctypes.c_void_p | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
