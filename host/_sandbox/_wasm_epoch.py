@@ -86,6 +86,16 @@ def _probe() -> tuple[Any, str]:
         create, settime, delete = libc.timer_create, libc.timer_settime, libc.timer_delete
     except (OSError, AttributeError) as exc:
         return None, f"libc has no POSIX timers: {exc}"
+    try:  # the timer holds an engine reference of its own (see EpochTicker._start_timer)
+        from wasmtime import _ffi
+
+        clone, drop = _ffi.dll.wasmtime_engine_clone, _ffi.dll.wasm_engine_delete
+    except (ImportError, AttributeError) as exc:
+        return None, f"wasmtime has no wasmtime_engine_clone: {exc}"
+    clone.argtypes, clone.restype = (ctypes.c_void_p,), ctypes.c_void_p
+    drop.argtypes, drop.restype = (ctypes.c_void_p,), None
+    setattr(libc, "reflow_engine_clone", clone)  # noqa: B010 - kept with the timer functions
+    setattr(libc, "reflow_engine_delete", drop)  # noqa: B010
     create.argtypes = (ctypes.c_int, ctypes.POINTER(_Sigevent), ctypes.POINTER(ctypes.c_void_p))
     create.restype = ctypes.c_int
     settime.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(_Itimerspec), ctypes.c_void_p)
@@ -99,15 +109,17 @@ _LIBC, NATIVE_REASON = _probe()
 #: Whether the POSIX timer can be used here (``EpochTicker(native=True)``).
 NATIVE = _LIBC is not None
 #: Whether tickers use it unless told (``native=None``): only with
-#: ``REFLOW_EPOCH_TICKER=posix``. A clean-clone run of the suite once ended in a segfault
-#: that this ticker is the likeliest cause of (a notify thread of libc's racing an engine's
-#: release during garbage collection, which __del__ order does not rule out) and no same-run
-#: ratio showed it faster than the thread, so the Python thread is the default until that
-#: is ruled out.
+#: ``REFLOW_EPOCH_TICKER=posix``. Its first version crashed when an engine that was never
+#: closed was freed by garbage collection before the ticker's ``__del__`` deleted the timer
+#: (a notify thread then incremented a freed engine); the timer now holds an engine reference
+#: of its own (``wasmtime_engine_clone``), released only after the timer is deleted and its
+#: grace period passed. No same-run ratio showed it faster than the thread, so the thread
+#: stays the default until the fix has had more runs.
 DEFAULT_NATIVE = NATIVE and os.environ.get("REFLOW_EPOCH_TICKER", "") == "posix"
 
 _live: weakref.WeakSet[EpochTicker] = weakref.WeakSet()
-_retired: list[tuple[float, Any]] = []  # (when, engine) kept alive for _GRACE_S
+#: (when, engine handle) of deleted timers: each handle is released once _GRACE_S passed
+_retired: list[tuple[float, int]] = []
 _registry_lock = threading.Lock()
 
 
@@ -122,6 +134,7 @@ class EpochTicker:
         self.period_s = float(period_s)
         self.native = DEFAULT_NATIVE if native is None else bool(native)
         self._timer: ctypes.c_void_p | None = None
+        self._handle = 0  # the timer's own engine reference (wasmtime_engine_clone)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
@@ -153,13 +166,19 @@ class EpochTicker:
 
     def _start_timer(self) -> None:
         assert _LIBC is not None
+        # The notify thread gets an engine reference of its own, so garbage collection freeing
+        # the wasmtime.Engine (in any order with this ticker's __del__) leaves it valid.
+        handle = _LIBC.reflow_engine_clone(fastcall.engine_address(self.engine)) or 0
+        if not handle:
+            raise OSError("wasmtime_engine_clone failed")
         ev = _Sigevent()
         ev.sigev_notify = _SIGEV_THREAD
-        ev.sigev_value = fastcall.engine_address(self.engine)
+        ev.sigev_value = handle
         ev.sigev_notify_function = fastcall.INCREMENT_EPOCH
         timer = ctypes.c_void_p()
         if _LIBC.timer_create(_CLOCK_MONOTONIC, ctypes.byref(ev), ctypes.byref(timer)) != 0:
             err = ctypes.get_errno()
+            _LIBC.reflow_engine_delete(handle)
             raise OSError(err, f"timer_create failed: {os.strerror(err)}")
         ns = max(1, round(self.period_s * 1e9))
         span = _Timespec(ns // 1_000_000_000, ns % 1_000_000_000)
@@ -167,8 +186,10 @@ class EpochTicker:
         if _LIBC.timer_settime(timer, 0, ctypes.byref(spec), None) != 0:
             err = ctypes.get_errno()
             _LIBC.timer_delete(timer)
+            _LIBC.reflow_engine_delete(handle)
             raise OSError(err, f"timer_settime failed: {os.strerror(err)}")
         self._timer = timer
+        self._handle = handle
 
     def _start_thread(self) -> None:
         stop, period, engine = self._stop, self.period_s, self.engine
@@ -186,10 +207,14 @@ class EpochTicker:
         if timer is not None:
             assert _LIBC is not None
             _LIBC.timer_delete(timer)
+            handle, self._handle = self._handle, 0
             now = time.monotonic()
             with _registry_lock:
-                _retired[:] = [(t, e) for t, e in _retired if now - t < _GRACE_S]
-                _retired.append((now, self.engine))
+                due = [h for t, h in _retired if now - t >= _GRACE_S]
+                _retired[:] = [(t, h) for t, h in _retired if now - t < _GRACE_S]
+                _retired.append((now, handle))
+            for h in due:  # no notify thread can still be about to use these
+                _LIBC.reflow_engine_delete(h)
         thread, self._thread = self._thread, None
         if thread is not None:
             self._stop.set()
@@ -203,8 +228,9 @@ class EpochTicker:
             self._halt()
 
     def __del__(self) -> None:
-        if self._timer is not None:  # never leave a timer pointing at a freed engine
+        if self._timer is not None:  # never leave a timer running for nobody
             self._halt()
+        self._stop.set()  # a ticker thread (which holds only the engine) ends too
 
     def _after_fork(self) -> None:
         # A child inherits no timers and no threads: forget them. Nothing is started here —

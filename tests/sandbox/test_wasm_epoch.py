@@ -189,3 +189,48 @@ def test_subprocess_with_preexec_fn_does_not_hang_on_the_ticker() -> None:
             assert proc.stdout.strip() == "ok"
     finally:
         eng.close()
+
+
+_DROPPED = textwrap.dedent("""
+    import gc, sys, threading, time
+    from reflow._sandbox._wasm_engine import WasmEngine
+    native = sys.argv[1] == "posix"
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 3.0:
+        eng = WasmEngine(cache_dir=False, native_ticker=native)
+        eng._ensure_ticker()
+        box = [eng]
+        box.append(box)  # a cycle: garbage collection frees engine and ticker in any order
+        del eng, box
+        n += 1
+        if n % 25 == 0:
+            gc.collect()
+    gc.collect()
+    time.sleep(0.1)  # the dropped tickers' threads see their stop within a period
+    print(n, threading.active_count())
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            "posix",
+            marks=pytest.mark.skipif(not _wasm_epoch.NATIVE, reason=_wasm_epoch.NATIVE_REASON),
+        ),
+        "thread",
+    ],
+)
+def test_engines_dropped_without_close_neither_crash_nor_leak_threads(backend: str) -> None:
+    """Regression: the timer's notify thread used the engine pointer of a wasmtime.Engine
+    that garbage collection could free first (a segfault within seconds of this loop); a
+    thread ticker of an engine dropped without close() ran forever."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _DROPPED, backend], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    made, threads = map(int, proc.stdout.split())
+    assert made > 50, made
+    assert threads < 20, f"{threads} threads left after dropping {made} engines"
