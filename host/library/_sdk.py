@@ -37,7 +37,8 @@ class SdkTemplate(LibraryActor):
     @classmethod
     def describe(cls) -> dict[str, Any]:
         info = super().describe()
-        info["config"] = {k: v for k, v in cls.config_defaults.items()}
+        # the same shape as every other template's (LibraryActor.config_schema)
+        info["config"] = {k: _schema(v) for k, v in cls.config_defaults.items()}
         return info
 
     def tick(self, ctx: ActorContext) -> Any:
@@ -70,6 +71,24 @@ class SyncSdkTemplate(SdkTemplate):
             if "error" in self.outports:
                 ctx.send({"error": Message.error(str(exc))})
             raise
+
+
+_JSON_TYPES = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
+def _schema(default: Any) -> dict[str, Any]:
+    """``{"type", "default"}`` of a catalog default (no type for a ``None`` default)."""
+    for py, name in _JSON_TYPES:
+        if isinstance(default, py):
+            return {"type": name, "default": default}
+    return {"default": default}
 
 
 def _unexpected(exc: Exception) -> ActorError:

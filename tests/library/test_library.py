@@ -125,3 +125,12 @@ def test_a_graph_of_library_templates_runs() -> None:
     net.run(timeout=10).raise_for_failures()
     net.shutdown()
     assert out.values() == [[1, 9, 25]]
+
+
+@pytest.mark.parametrize("tid", sorted(TEMPLATES))
+def test_described_config_has_one_shape(tid: str) -> None:
+    """Every template describes its config keys alike: ``{key: {"type"?, "default"}}``."""
+    config = describe_template(tid).get("config", {})
+    for key, entry in config.items():
+        assert isinstance(entry, dict) and "default" in entry, (tid, key, entry)
+        assert set(entry) <= {"type", "default"}, (tid, key, entry)

@@ -74,6 +74,6 @@ def test_ports_and_config_match_catalog(entry: dict[str, Any]) -> None:
     assert set(config) >= {c["name"] for c in entry["config"]}
     for c in entry["config"]:
         if c["default"] is not None:
-            assert config[c["name"]] == c["default"], f"config {c['name']}"
+            assert config[c["name"]]["default"] == c["default"], f"config {c['name']}"
     assert info["doc"], "documented"
     assert info["await_all_inports"] == entry["await_all_inports"]
