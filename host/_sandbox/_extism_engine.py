@@ -440,7 +440,7 @@ class ExtismNodeActor(GuestNodeActor):
         except GuestOutputError as exc:
             raise host.tag(GuestOutputError(f"{self._who()}: {exc}")) from exc
         if doc.get("state") is not None:
-            host.replace_state(doc["state"])
+            host.replace_state(doc["state"], len(raw))
         return dict(host.declared(outputs))
 
     def _function(self, ctx: Any, inst: _Instance, host: _ExtismHost) -> dict[str, Message]:

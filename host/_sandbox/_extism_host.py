@@ -57,7 +57,7 @@ class _ExtismHost(GuestNodeHost):
         self.state: Any = {}
         #: Bytes of each state key (its UTF-8 and its JSON value): the state outlives ticks,
         #: so it is held to the pool limits (GuestLimits.pool_*), like a wasm guest's pools.
-        self.state_sizes: dict[str, int] = {}
+        self.state_sizes: dict[str, int] | None = {}
         self.state_bytes = 0
         self.http_status = 0
         self.http_headers: dict[str, str] = {}
@@ -68,6 +68,8 @@ class _ExtismHost(GuestNodeHost):
     def put_state(self, key: str, value: Any, size: int, what: str) -> None:
         """Set one state key, held to GuestLimits.pool_entries and pool_bytes."""
         lim = self.limits
+        if self.state_sizes is None:  # after a replace_state: measured on first use
+            self.state_sizes, self.state_bytes = _state_sizes(self.state)
         sizes = self.state_sizes
         old = sizes.get(key)
         if old is None and len(sizes) + 1 > lim.pool_entries:
@@ -86,25 +88,25 @@ class _ExtismHost(GuestNodeHost):
         self.state_bytes = total
         self.state[key] = value
 
-    def replace_state(self, state: Any) -> None:
-        """The state a process result hands back (already bounded by output_bytes), held to
-        the same limits as state set key by key."""
-        sizes: dict[str, int] = {}
-        if isinstance(state, dict):
-            for k, v in state.items():
-                sizes[str(k)] = len(str(k).encode("utf-8", "surrogatepass")) + len(
-                    json.dumps(v, separators=(",", ":"))
-                )
-        total = sum(sizes.values()) if sizes else len(json.dumps(state))
+    def replace_state(self, state: Any, result_bytes: int) -> None:
+        """The state a process result of ``result_bytes`` hands back (already bounded by
+        output_bytes), held to the same limits as state set key by key. Its JSON is part of
+        the result, so a result within pool_bytes needs no measuring: the per-key sizes are
+        then measured only if __set_state comes (every tick re-encodes the state anyway)."""
         lim = self.limits
-        if len(sizes) > lim.pool_entries:
+        keys = len(state) if isinstance(state, dict) else 0
+        if keys > lim.pool_entries:
             raise self._limit(
-                "pool_entries", len(sizes), lim.pool_entries, "process: keys in the returned state"
+                "pool_entries", keys, lim.pool_entries, "process: keys in the returned state"
             )
-        if total > lim.pool_bytes:
-            raise self._limit(
-                "pool_bytes", total, lim.pool_bytes, "process: bytes in the returned state"
-            )
+        sizes: dict[str, int] | None = None
+        total = 0
+        if result_bytes > lim.pool_bytes:
+            sizes, total = _state_sizes(state)
+            if total > lim.pool_bytes:
+                raise self._limit(
+                    "pool_bytes", total, lim.pool_bytes, "process: bytes in the returned state"
+                )
         self.state, self.state_sizes, self.state_bytes = state, sizes, total
 
     def declared(self, outputs: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
@@ -281,3 +283,15 @@ def _fetch(
         raise SandboxError(
             f"{who}: HTTP request to {url!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _state_sizes(state: Any) -> tuple[dict[str, int], int]:
+    """Bytes of each key of a state (its UTF-8 and its JSON value), and their total."""
+    sizes: dict[str, int] = {}
+    if isinstance(state, dict):
+        for k, v in state.items():
+            sizes[str(k)] = len(str(k).encode("utf-8", "surrogatepass")) + len(
+                json.dumps(v, separators=(",", ":"))
+            )
+        return sizes, sum(sizes.values())
+    return sizes, len(json.dumps(state))

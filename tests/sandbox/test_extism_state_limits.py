@@ -121,3 +121,51 @@ def test_rewriting_one_key_does_not_grow_the_state(module: ExtismModule) -> None
             assert ctx.error is None
     finally:
         node.close()
+
+
+# -- the state a process result hands back ---------------------------------------------------
+
+
+def _host(**limits: Any) -> Any:
+    from reflow._sandbox._extism_host import _ExtismHost
+    from reflow._sandbox._guest_describe import GuestTemplate
+    from reflow._sandbox._guest_host import GuestGrants
+
+    tmpl = GuestTemplate(id="t/state", inports=("in",), outports=("out",))
+    return _ExtismHost("n", tmpl, GuestLimits(**limits), GuestGrants())
+
+
+def _result_size(state: Any) -> int:
+    return len(json.dumps({"outputs": {}, "state": state}))
+
+
+REPLACED: list[tuple[str, dict[str, Any], Any, str]] = [
+    ("too many keys", {"pool_entries": 2}, {"a": 1, "b": 2, "c": 3}, "pool_entries"),
+    ("too many bytes", {"pool_bytes": 40}, {"k": "x" * 64}, "pool_bytes"),
+]
+
+
+@pytest.mark.parametrize(
+    ("limits", "state", "resource"), [r[1:] for r in REPLACED], ids=[r[0] for r in REPLACED]
+)
+def test_a_returned_state_is_held_to_the_pool_limits(
+    limits: dict[str, Any], state: Any, resource: str
+) -> None:
+    host = _host(**limits)
+    with pytest.raises(GuestLimitError) as info:
+        host.replace_state(state, _result_size(state))
+    assert info.value.resource == resource and "returned state" in str(info.value)
+
+
+def test_keys_set_after_a_returned_state_count_what_it_held() -> None:
+    """A small result is not measured at once; the first __set_state measures it, so the
+    returned keys still count toward the caps."""
+    host = _host(pool_entries=3, pool_bytes=1000)
+    state = {"a": 1, "b": 2}
+    host.replace_state(state, _result_size(state))
+    host.put_state("c", 3, 2, "__set_state")  # the third key: allowed
+    with pytest.raises(GuestLimitError) as info:
+        host.put_state("d", 4, 2, "__set_state")
+    assert (info.value.resource, info.value.value) == ("pool_entries", 4)
+    host.put_state("a", 9, 2, "__set_state")  # rewriting a returned key: no new entry
+    assert host.state == {"a": 9, "b": 2, "c": 3}
