@@ -17,6 +17,7 @@ import asyncio
 import datetime as dt
 import json
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -447,13 +448,15 @@ class Delay(_Timed):
     def run(self, ctx: ActorContext) -> None:
         delay = config_int(ctx, "delayMs", 1000, minimum=0, maximum=86_400_000) / 1000.0
         now = self.clock()
-        waiting = ctx.pool_get("_delay", "queue") or []
+        waiting = ctx.pool_get("_delay", "queue")
+        if waiting is None:  # packets in arrival order, each with when it is due
+            waiting = deque()
+            ctx.pool_upsert("_delay", "queue", waiting)
         if "input" in ctx.inputs:
             waiting.append((now + delay, ctx.inputs["input"]))
             ctx.wake_after(delay)
         while waiting and waiting[0][0] <= now + 1e-9:
-            ctx.emit("output", waiting.pop(0)[1])
-        ctx.pool_upsert("_delay", "queue", waiting)
+            ctx.emit("output", waiting.popleft()[1])
         ctx.done()
 
 
