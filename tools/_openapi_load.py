@@ -52,6 +52,7 @@ class LoadLimits:
     max_files: int = 20_000
     max_depth: int = 128
     max_aliases: int = 100_000
+    max_yaml_nodes: int = 5_000_000
     max_ref_chain: int = 32
 
 
@@ -95,37 +96,53 @@ _DataLoader.add_constructor("tag:yaml.org,2002:set", _DataLoader._set)
 
 def _yaml_precheck(data: bytes, file: str, limits: LoadLimits) -> None:
     """One pass over libyaml's events (its parser is iterative; its composer and PyYAML's
-    constructor recurse): nesting depth, the number of aliases, and aliases into their own
-    anchor (a recursive structure no JSON walker could finish)."""
-    depth = 0
+    constructor recurse): nesting depth, the number of aliases, how many nodes the document
+    holds once every alias is expanded (a "billion laughs" document is tiny until a walker
+    expands it), and aliases into their own anchor (a structure no walker could finish)."""
+    sizes: dict[str, int] = {}
+    counts: list[int] = [0]  # nodes under each open collection, the document at the bottom
+    anchors: list[str | None] = []
     aliases = 0
-    open_anchors: list[str | None] = []
     try:
         for ev in yaml.parse(data, Loader=yaml.CSafeLoader):
             if isinstance(ev, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > limits.max_depth:
+                if len(anchors) >= limits.max_depth:
                     raise OpenApiError(
                         f"nests deeper than {limits.max_depth} levels "
                         f"(line {ev.start_mark.line + 1})",
                         file=file,
                     )
-                open_anchors.append(ev.anchor)
+                anchors.append(ev.anchor)
+                counts.append(1)
             elif isinstance(ev, yaml.CollectionEndEvent):
-                depth -= 1
-                open_anchors.pop()
+                size = counts.pop()
+                anchor = anchors.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+                counts[-1] += size
+            elif isinstance(ev, yaml.ScalarEvent):
+                counts[-1] += 1
+                if ev.anchor is not None:
+                    sizes[ev.anchor] = 1
             elif isinstance(ev, yaml.AliasEvent):
                 aliases += 1
                 if aliases > limits.max_aliases:
                     raise OpenApiError(
                         f"uses more than {limits.max_aliases} YAML aliases", file=file
                     )
-                if ev.anchor in open_anchors:
+                if ev.anchor in anchors:
                     raise OpenApiError(
                         f"YAML alias *{ev.anchor} refers to its own enclosing anchor "
                         f"(line {ev.start_mark.line + 1}): a recursive structure",
                         file=file,
                     )
+                counts[-1] += sizes.get(ev.anchor or "", 1)
+            if counts[-1] > limits.max_yaml_nodes:
+                raise OpenApiError(
+                    f"holds more than {limits.max_yaml_nodes} values once its YAML aliases "
+                    "are expanded",
+                    file=file,
+                )
     except yaml.YAMLError as exc:
         raise OpenApiError(f"is not valid YAML: {_one_line(exc)}", file=file) from exc
 
