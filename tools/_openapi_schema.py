@@ -90,6 +90,7 @@ class SchemaConverter:
         self._keys: dict[str, str] = {}  # absolute uri -> key
         self._owner: dict[str, str] = {}  # key -> absolute uri
         self._pending: list[tuple[str, str, str]] = []  # (key, absolute uri, where)
+        self._inlining: list[str] = []  # maps given by $ref, being converted
 
     # -- references ------------------------------------------------------------------------
 
@@ -193,13 +194,11 @@ class SchemaConverter:
                 continue
             at = f"{where}{segment(key)}"
             if key in _MAPS:
-                mbase = base
                 if isinstance(value, dict) and set(value) == {"$ref"}:  # a whole map by $ref
-                    value, mbase = self.spec.deref(value, base, at)
-                if isinstance(value, dict):
+                    out[key] = self._inline_map(value, base, at)
+                elif isinstance(value, dict):
                     out[key] = {
-                        str(k): self.convert(v, mbase, f"{at}{segment(k)}")
-                        for k, v in value.items()
+                        str(k): self.convert(v, base, f"{at}{segment(k)}") for k, v in value.items()
                     }
                 else:
                     self._drop(where, key, "not a mapping")
@@ -266,6 +265,31 @@ class SchemaConverter:
         if node.get("nullable") is True:
             out = self._nullable(out)
         return out
+
+    def _inline_map(self, node: dict[str, Any], base: str, where: str) -> Any:
+        """A ``properties`` (or similar) map given as a ``$ref``: converted in place; a
+        reference back into one being converted is a cycle, and the nesting is bounded."""
+        ref = node["$ref"]
+        absolute = urljoin(base, ref) if not ref.startswith("#") else base + ref
+        if absolute in self._inlining or len(self._inlining) >= self.spec.limits.max_ref_chain:
+            raise OpenApiError(
+                f"$ref cycle: {ref!r} is used inside its own target"
+                if absolute in self._inlining
+                else f"$ref chain longer than {self.spec.limits.max_ref_chain} references",
+                file=self.spec.shown(base),
+                path=where,
+            )
+        value, mbase = self.spec.deref(node, base, where)
+        if not isinstance(value, dict):
+            self._drop(where, "", "not a mapping")
+            return {}
+        self._inlining.append(absolute)
+        try:
+            return {
+                str(k): self.convert(v, mbase, f"{where}{segment(k)}") for k, v in value.items()
+            }
+        finally:
+            self._inlining.pop()
 
     def _type(self, out: dict[str, Any], value: Any, where: str) -> None:
         types = value if isinstance(value, list) else [value]

@@ -518,7 +518,9 @@ class _Builder:
         found: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = []
         for path, raw in self.mapping(self.root.get("paths"), "$.paths").items():
             at = f"$.paths{segment(path)}"
-            if not isinstance(path, str) or not path.startswith("/"):
+            if path.startswith("x-"):
+                continue
+            if not path.startswith("/"):
                 self.note(f"{at}: a path must start with '/'; dropped")
                 continue
             node, ibase = self.spec.deref(raw, self.base, at)

@@ -137,6 +137,16 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("ref chain too long", {"api.json": _chain(40)}, "$ref chain longer than 32"),
     (
+        "properties map by $ref inside itself",
+        {
+            "api.json": _schema_op(
+                {"properties": {"$ref": "#/x-props"}},
+            )
+            | {"x-props": {"a": {"type": "object", "properties": {"$ref": "#/x-props"}}}}
+        },
+        "is used inside its own target",
+    ),
+    (
         "bad file in the tree",
         {"api.json": _op_with_params([{"$ref": "p.yaml"}]), "p.yaml": "a: [\n"},
         "p.yaml: is not valid YAML",
@@ -272,6 +282,13 @@ def test_unresolvable_reference_becomes_empty_and_is_reported(
     else:
         assert op["responses"]["200"]["content"]["application/json"]["schema"] == {}
     assert gen.table["schemas"] == {}
+
+
+def test_a_schema_that_is_not_a_mapping_is_dropped_and_reported(tmp_path: Path) -> None:
+    root = _write(tmp_path, {"api.json": _schema_op({"$ref": "#/components/schemas/L"}, L=[1, 2])})
+    gen = build_table(load_spec(root), name="acme/t")
+    assert gen.table["schemas"] == {"L": {}}
+    assert any("a schema must be a mapping, not list" in line for line in gen.report)
 
 
 def test_refs_inside_examples_are_data(tmp_path: Path) -> None:
