@@ -194,7 +194,12 @@ class SchemaConverter:
                 continue
             at = f"{where}{segment(key)}"
             if key in _MAPS:
-                if isinstance(value, dict) and set(value) == {"$ref"}:  # a whole map by $ref
+                if (
+                    isinstance(value, dict)
+                    and set(value) == {"$ref"}
+                    and isinstance(value["$ref"], str)
+                ):
+                    # a whole map given by $ref
                     out[key] = self._inline_map(value, base, at)
                 elif isinstance(value, dict):
                     out[key] = {
