@@ -33,6 +33,8 @@ one boundary per dependency and chained with ``raise ... from exc``::
     │                             describe document (.resource, .value, .limit)
     ├── InvalidLimitsError        a GuestLimits field with an unusable value (.field, .value)
     ├── GuestBuildError           compiling a guest from source failed (.target, .stderr)
+    ├── OpenApiError              an OpenAPI / Swagger description cannot be read or turned
+    │                             into an operation table (.file, .path)
     ├── PackError                 a pack cannot be built, read, verified or loaded (.pack)
     │   ├── PackFormatError       not a valid .rflpack or manifest (.member, .field)
     │   │   └── UnsafeArchiveError traversal, link, duplicate, oversize entry, bomb (.member)
@@ -74,6 +76,7 @@ __all__ = [
     "MessageError",
     "NetworkError",
     "NetworkStateError",
+    "OpenApiError",
     "OutputLimitError",
     "PackError",
     "PackFormatError",
@@ -360,6 +363,19 @@ class GuestBuildError(ReflowError):
         super().__init__(message)
         self.target = target
         self.stderr = stderr
+
+
+class OpenApiError(ReflowError):
+    """An OpenAPI 3.x / Swagger 2.0 description cannot be read or normalized (issue 11).
+    ``file`` is the file at fault and ``path`` the JSON path inside it (``$.paths["/x"].get``),
+    when known."""
+
+    def __init__(self, message: str, *, file: str = "", path: str = "") -> None:
+        where = ": ".join(p for p in (file, path) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.file = file
+        self.path = path
+        self.reason = message
 
 
 # -- packs and trust (issue 4) ------------------------------------------------------------------

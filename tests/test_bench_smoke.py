@@ -36,6 +36,10 @@ RATIOS: dict[str, list[str]] = {
         "build time per node, 10,000 / 1,000 nodes",
         "build from graph JSON per node, 10,000 / 1,000 nodes",
     ],
+    "bench_openapi": [
+        "generate + sign all / parse the same files",
+        "tomllib largest manifest / json.loads same data",
+    ],
     "bench_packs": [
         "stripped size / full size",
         "build / read+sha256 of the pack",

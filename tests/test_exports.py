@@ -46,6 +46,7 @@ EXPECTED = [
     "Network",
     "NetworkError",
     "NetworkStateError",
+    "OpenApiError",
     "OutputLimitError",
     "PackError",
     "PackFormatError",
