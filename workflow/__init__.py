@@ -119,6 +119,39 @@ class Workflow(Flow):
         at the first failure) or ``"continue"`` (run what does not depend on a failure and
         return the report); ``on_network`` is called with the compiled :class:`Network`
         before it runs (to subscribe to its events)."""
+        return self.run(
+            run_dir,
+            backend="local",
+            params=params,
+            max_workers=max_workers,
+            processes=processes,
+            force=force,
+            verify=verify,
+            on_error=on_error,
+            timeout=timeout,
+            on_network=on_network,
+        )
+
+    def run(
+        self,
+        run_dir: str | Path,
+        *,
+        backend: str = "local",
+        address: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        max_workers: int | None = None,
+        processes: bool = False,
+        force: bool | Sequence[str] = False,
+        verify: bool = False,
+        on_error: str = "stop",
+        timeout: float | None = None,
+        on_network: Callable[[Network], None] | None = None,
+    ) -> RunReport:
+        """Run on a backend: ``"local"`` (as :meth:`run_local`) or ``"ray"`` — every call a
+        Ray task with the job's ``cpus``/``mem`` as its resources, on the cluster at
+        ``address`` (``"auto"``, ``"ray://host:10001"``, ``"127.0.0.1:6379"``; ``None`` starts
+        a local one unless Ray is already initialised). The graph itself runs here; results
+        come back to this process, so the cache and the report work as locally."""
         plan: Plan = self.plan()
         values = resolve_params(plan, params)
         return run_plan(
@@ -127,6 +160,8 @@ class Workflow(Flow):
             Path(run_dir),
             max_workers=max_workers,
             processes=processes,
+            backend=backend,
+            address=address,
             force=force,
             verify=verify,
             on_error=on_error,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ._backends import parse_memory
 from ._errors import WorkflowDefinitionError
 from ._types import Param, Result, RunDir, literal_choices, markers, strip, type_hints
 
@@ -63,6 +64,7 @@ class JobSpec:
     time: str | None = None
     array_limit: int | None = None
     retries: int = 0
+    memory: int | None = None  # mem in bytes
     code_hash: str = field(default="", compare=False)
 
     @property
@@ -221,5 +223,6 @@ def analyse_job(
         time=time,
         array_limit=array_limit,
         retries=int(retries),
+        memory=parse_memory(mem, step),
         code_hash=code_hash(fn, version),
     )

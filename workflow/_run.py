@@ -6,11 +6,12 @@ step has finished (``await_all_inports``), so the network's events, failures and
 those of the workflow. A packet between two nodes is a small ``Object`` naming the step whose
 results are ready — the values themselves stay in the run (they need not be JSON).
 
-An array job's elements run on an executor (threads by default, processes with
-``processes=True``), at most ``max_workers`` at a time and at most the job's ``array_limit``;
-elements go to the executor in chunks so that ten thousand trivial elements do not cost ten
-thousand event-loop wake-ups. Every element and every job result has a Merkle key
-(see ``_cache``); with ``cache=True`` a job reuses stored results whose key is unchanged.
+An array job's elements run on a backend (``_backends``: threads by default, processes with
+``processes=True``, or Ray tasks with ``backend="ray"``), at most ``max_workers`` (Ray: the
+cluster's CPUs) at a time and at most the job's ``array_limit``; elements go to the backend in
+chunks so that ten thousand trivial elements do not cost ten thousand wake-ups or tasks.
+Every element and every job result has a Merkle key (see ``_cache``); with ``cache=True`` a
+job reuses stored results whose key is unchanged.
 
 ``on_error="stop"`` (the default) stops at the first failure — elements not yet started are
 not started, steps not yet run are skipped — and ``run_local`` raises
@@ -22,10 +23,8 @@ skipped, and the report says what happened.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import os
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 from .._core._actor import Actor
 from .._core._messages import Message
 from .._core._network import Network
+from ._backends import Backend, LocalBackend, RayBackend
 from ._cache import MISS, ResultCache, merkle, value_digest
 from ._errors import ParamError, WorkflowError, WorkflowFailed
 from ._flow import Plan, Wire
@@ -94,30 +94,6 @@ def _check_value(key: str, p: ParamInput, v: Any) -> None:
         )
 
 
-def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
-    for attempt in range(retries + 1):
-        try:
-            return fn(**kwargs)
-        except Exception:
-            if attempt == retries:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _run_chunk(
-    fn: Callable[..., Any], calls: list[tuple[int, dict[str, Any]]], retries: int
-) -> list[tuple[int, bool, Any]]:
-    """Run several elements in one executor task; each result is ``(index, ok, value)``, the
-    value of a failure being its formatted exception (tracebacks do not pickle)."""
-    out: list[tuple[int, bool, Any]] = []
-    for i, kwargs in calls:
-        try:
-            out.append((i, True, _call(fn, kwargs, retries)))
-        except Exception as exc:
-            out.append((i, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
-    return out
-
-
 class _StepState:
     __slots__ = ("elements", "key", "keys", "value")
 
@@ -135,8 +111,7 @@ class _Run:
         params: dict[str, Any],
         run_dir: Path,
         *,
-        executor: cf.Executor,
-        workers: int,
+        backend: Backend,
         cache: ResultCache | None,
         force: set[str],
         on_error: str,
@@ -144,8 +119,7 @@ class _Run:
         self.plan = plan
         self.params = params
         self.run_dir = run_dir
-        self.executor = executor
-        self.workers = workers
+        self.backend = backend
         self.cache = cache
         self.force = force
         self.on_error = on_error
@@ -230,6 +204,7 @@ class _Run:
             return
         t0 = time.perf_counter()
         try:
+            self.backend.check(step, spec.cpus, spec.memory)
             if spec.array:
                 await self._array(spec, rep)
             else:
@@ -244,6 +219,9 @@ class _Run:
             ctx.fail(f"job {step!r} failed: {first.splitlines()[0] if first else ''}")
             return
         ctx.done({"out": Message.object({"step": step, "status": rep.status})})
+
+    def _opts(self, spec: JobSpec) -> dict[str, Any]:
+        return {"retries": spec.retries, "cpus": spec.cpus, "memory": spec.memory}
 
     def _rundir(self, spec: JobSpec, index: int | None) -> Path:
         d = self.run_dir / spec.name if index is None else self.run_dir / spec.name / str(index)
@@ -277,8 +255,8 @@ class _Run:
         for i in spec.inputs:
             if isinstance(i, RunDirInput):
                 kwargs[i.name] = self._rundir(spec, None)
-        [(_, ok, value)] = await loop.run_in_executor(
-            self.executor, _run_chunk, spec.fn, [(0, kwargs)], spec.retries
+        [(_, ok, value)] = await self.backend.submit(
+            spec.name, spec.fn, [(0, kwargs)], **self._opts(spec)
         )
         rep.ran = 1
         if not ok:
@@ -366,7 +344,8 @@ class _Run:
             return
         loop = asyncio.get_running_loop()
         st = self.state[spec.name]
-        limit = min(spec.array_limit or self.workers, self.workers)
+        slots = self.backend.slots
+        limit = min(spec.array_limit or slots, slots)
         # one element per task under an explicit limit (it bounds what runs at once), else
         # chunks: a few tasks per worker, so trivial elements cost few event-loop wake-ups
         chunk = 1 if spec.array_limit is not None else max(1, min(256, len(todo) // (limit * 8)))
@@ -383,7 +362,7 @@ class _Run:
                 return False
             pending.add(
                 asyncio.ensure_future(
-                    loop.run_in_executor(self.executor, _run_chunk, spec.fn, part, spec.retries)
+                    self.backend.submit(spec.name, spec.fn, part, **self._opts(spec))
                 )
             )
             return True
@@ -466,6 +445,8 @@ def run_plan(
     *,
     max_workers: int | None,
     processes: bool,
+    backend: str = "local",
+    address: str | None = None,
     force: bool | Sequence[str],
     verify: bool,
     on_error: str,
@@ -474,9 +455,12 @@ def run_plan(
 ) -> RunReport:
     if on_error not in ("stop", "continue"):
         raise WorkflowError(f"on_error must be 'stop' or 'continue', got {on_error!r}")
-    workers = max_workers if max_workers is not None else (os.cpu_count() or 1)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if max_workers is not None and (
+        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+    ):
         raise WorkflowError(f"max_workers must be an integer >= 1, got {max_workers!r}")
+    if backend not in ("local", "ray"):
+        raise WorkflowError(f"backend must be 'local' or 'ray', got {backend!r}")
     if force is True:
         forced = set(plan.order)
     elif force is False or force is None:
@@ -489,18 +473,17 @@ def run_plan(
     run_dir.mkdir(parents=True, exist_ok=True)
     uses_cache = any(plan.jobs[n].cache for n in plan.order)
     cache = ResultCache(run_dir / ".reflow-cache", verify=verify) if uses_cache else None
-    pool: cf.Executor = (
-        cf.ProcessPoolExecutor(max_workers=workers)
-        if processes
-        else cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reflow-wf")
+    pool: Backend = (
+        RayBackend(address, workers=max_workers)
+        if backend == "ray"
+        else LocalBackend(max_workers or os.cpu_count() or 1, processes=processes)
     )
     t0 = time.perf_counter()
     run = _Run(
         plan,
         params,
         run_dir,
-        executor=pool,
-        workers=workers,
+        backend=pool,
         cache=cache,
         force=forced,
         on_error=on_error,
@@ -519,7 +502,7 @@ def run_plan(
         net.run(timeout=timeout)
     finally:
         net.shutdown(wait=0)
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close()
     for name in plan.order:
         rep = run.report[name]
         if rep.status == "pending":
