@@ -69,6 +69,9 @@ RATIOS: dict[str, list[str]] = {
         "native echo batched / bare ctypes",
         "2 nodes / 1 node throughput",
     ],
+    "bench_workflow": [
+        "workflow array job / bare executor map, per element",
+    ],
 }
 #: benchmarks that compile guests (ziglang; a cold zig cache makes them slow)
 NEEDS_ZIG = {"bench_packs", "bench_wasm"}

@@ -71,6 +71,7 @@ CLAIMS: dict[tuple[str, str], str] = {
     ("python", 'registry="http://127.0.0.1:8700"'): "test_registry_blocks",
     ("sh", "reflow-pack openapi"): "tests/tools/test_openapi_pack.py runs the same verb "
     "and flags (one spec with --sign; --all over ../shared/openapi with --auth bearer)",
+    ("python", "from reflow.workflow import Workflow"): "test_workflow_snippet",
     ("sh", "tests/bench/run_all.py"): "tests/test_bench_smoke.py runs every benchmark with "
     "--smoke, and run_all.py itself",
 }
@@ -609,6 +610,22 @@ def test_messages_print_as_the_readme_says() -> None:
     assert f"`print(msg)` shows the dict,\n`{shown}`" in section
     assert f"`msg.to_json_string()` is its JSON text, `{text}`" in section
     assert "prints as its JSON" not in README
+
+
+def test_workflow_snippet(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "wordcount.py"
+    script.write_text(block("python", "from reflow.workflow import Workflow"))
+    (tmp_path / "book.txt").write_text("One two\nthree Four five\n\nsix\n")
+    args = [sys.executable, str(script), "-s", "book.txt", "--case", "keep"]
+    first = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "runs" / "wordcount" / "total" / "total.txt").read_text() == "6"
+    assert "words  done, 4 elements" in first.stdout
+    again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "words  cached, 4 elements, 4 cached" in again.stdout, again.stdout
 
 
 def test_compose_graphs_snippet() -> None:

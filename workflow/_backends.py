@@ -1,0 +1,273 @@
+"""Where a workflow's calls run: this machine's threads or processes, or a Ray cluster.
+
+A backend takes one *chunk* — a job's function and a list of ``(index, kwargs)`` calls — and
+returns an awaitable of ``[(index, ok, value)]``. The run (``_run``) decides chunk sizes and how
+many chunks are in flight (``slots``); the backend only carries them out.
+
+Ray (``pip install 'reflow[ray]'``): every chunk is one Ray task whose resources are the job's
+``cpus`` and ``mem``, so Ray places it on a node with room. Job functions travel by value
+(cloudpickle) unless their module is importable on the workers. A cluster that fails while a
+chunk runs (a node dies, the head goes away) fails that chunk's elements with an error that
+says so; it never hangs the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import logging
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._errors import WorkflowDefinitionError, WorkflowError
+
+__all__ = ["Backend", "LocalBackend", "RayBackend", "parse_memory", "run_chunk"]
+
+Calls = list[tuple[int, dict[str, Any]]]
+#: how often a backend waiting on Ray checks that the cluster is still there, and for how long
+#: it may be unreachable before the run fails
+WATCH_S = 1.0
+LOST_AFTER_S = float(os.environ.get("REFLOW_RAY_LOST_AFTER_S", "10"))
+#: how long an address is tried before ray.init is called at all
+CONNECT_S = 5.0
+Results = list[tuple[int, bool, Any]]
+
+
+def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
+    for attempt in range(retries + 1):
+        try:
+            return fn(**kwargs)
+        except Exception:
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
+
+
+def run_chunk(fn: Callable[..., Any], calls: Calls, retries: int) -> Results:
+    """Run several elements in one task; each result is ``(index, ok, value)``, the value of a
+    failure being its formatted exception (tracebacks do not pickle)."""
+    out: Results = []
+    for i, kwargs in calls:
+        try:
+            out.append((i, True, _call(fn, kwargs, retries)))
+        except Exception as exc:
+            out.append((i, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    return out
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_memory(text: str | None, step: str) -> int | None:
+    """``"512M"``, ``"4GB"``, ``"1.5g"`` → bytes (binary units); ``None`` stays ``None``."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise WorkflowDefinitionError(
+            f"job {step!r}: mem must look like '512M' or '4GB', got {text!r}", step=step
+        )
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+class Backend:
+    name = "backend"
+    #: how many chunks may be in flight at once
+    slots: int = 1
+
+    def submit(
+        self, step: str, fn: Callable[..., Any], calls: Calls, **opts: Any
+    ) -> Awaitable[Results]:
+        raise NotImplementedError
+
+    def check(self, step: str, cpus: float, memory: int | None) -> None:
+        """Raise :class:`WorkflowError` when no worker could ever run a call needing this."""
+
+    def close(self) -> None:
+        pass
+
+
+class LocalBackend(Backend):
+    def __init__(self, workers: int, *, processes: bool) -> None:
+        self.name = "processes" if processes else "threads"
+        self.slots = workers
+        self._pool: cf.Executor = (
+            cf.ProcessPoolExecutor(max_workers=workers)
+            if processes
+            else cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reflow-wf")
+        )
+
+    def submit(
+        self, step: str, fn: Callable[..., Any], calls: Calls, **opts: Any
+    ) -> Awaitable[Results]:
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._pool, run_chunk, fn, calls, opts.get("retries", 0))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayBackend(Backend):
+    name = "ray"
+
+    def __init__(self, address: str | None, *, workers: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise WorkflowError("backend='ray' needs Ray: pip install 'reflow[ray]'") from exc
+        self._ray = ray
+        self._owned = False
+        if not ray.is_initialized():
+            target = _host_port(address) if address and "://" not in address else None
+            if target is not None and not _wait_reachable(target, CONNECT_S):
+                raise WorkflowError(
+                    f"cannot connect to the Ray cluster at {address}: nothing answers there "
+                    f"(tried for {CONNECT_S:g} s); start one with `ray start --head`"
+                )
+            # Ray ends a driver whose cluster stays unreachable for a minute (os-level exit, no
+            # exception to catch); this backend watches the cluster itself and fails the run
+            # with an error instead, so it asks Ray to wait longer than that
+            os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "3600")
+            try:
+                ray.init(
+                    address=address,
+                    ignore_reinit_error=True,
+                    log_to_driver=False,
+                    include_dashboard=False,
+                    logging_level=logging.ERROR,
+                )
+            except Exception as exc:
+                where = address or "a new local cluster"
+                raise WorkflowError(
+                    f"cannot connect to the Ray cluster at {where}: {type(exc).__name__}: {exc}"
+                ) from exc
+            self._owned = True
+        self.address = address
+        self._gcs = _host_port(ray.get_runtime_context().gcs_address)
+        self._lost_since: float | None = None
+        self.dead = False
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.slots = max(1, min(workers, cpus) if workers else cpus)
+        self._remote = ray.remote(run_chunk)
+        self._by_value: set[str] = set()
+
+    def check(self, step: str, cpus: float, memory: int | None) -> None:
+        """A call needing more CPUs or memory than the largest node has would wait forever
+        for a node that never comes: refuse it."""
+        nodes = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
+        most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
+        most_mem = max((r.get("memory", 0) for r in nodes), default=0)
+        if cpus > most_cpu:
+            raise WorkflowError(
+                f"job {step!r} asks for cpus={cpus:g} but the largest node of the Ray cluster "
+                f"has {most_cpu:g}",
+                step=step,
+            )
+        if memory and memory > most_mem:
+            raise WorkflowError(
+                f"job {step!r} asks for {memory} bytes of memory but the largest node of the "
+                f"Ray cluster has {int(most_mem)}",
+                step=step,
+            )
+
+    def _ship(self, fn: Callable[..., Any]) -> None:
+        """Send a job's module by value unless it is importable everywhere (installed)."""
+        name = getattr(fn, "__module__", None)
+        if not name or name in self._by_value:
+            return
+        mod = sys.modules.get(name)
+        path = getattr(mod, "__file__", None) or ""
+        installed = (
+            "site-packages" in path
+            or "dist-packages" in path
+            or path.startswith(sys.base_prefix + os.sep + "lib")
+        )
+        if mod is not None and not installed and name != "__main__":
+            from ray import cloudpickle
+
+            cloudpickle.register_pickle_by_value(mod)
+        self._by_value.add(name)
+
+    def submit(
+        self, step: str, fn: Callable[..., Any], calls: Calls, **opts: Any
+    ) -> Awaitable[Results]:
+        self._ship(fn)
+        options: dict[str, Any] = {"num_cpus": opts.get("cpus", 1), "max_retries": 0}
+        mem = opts.get("memory")
+        if mem:
+            options["memory"] = mem
+        ref = self._remote.options(**options).remote(fn, calls, opts.get("retries", 0))
+        return self._await(step, ref, calls)
+
+    def _reachable(self) -> bool:
+        if self._gcs is None:
+            return True
+        try:
+            with socket.create_connection(self._gcs, timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    async def _await(self, step: str, ref: Any, calls: Calls) -> Results:
+        ray = self._ray
+        fut = asyncio.wrap_future(ref.future())
+        try:
+            while True:
+                done, _ = await asyncio.wait({fut}, timeout=WATCH_S)
+                if done:
+                    return fut.result()
+                if self.dead:
+                    break
+                if await asyncio.to_thread(self._reachable):
+                    self._lost_since = None
+                    continue
+                now = time.monotonic()
+                self._lost_since = self._lost_since or now
+                if now - self._lost_since >= LOST_AFTER_S:
+                    self.dead = True
+                    break
+            where = f"{self._gcs[0]}:{self._gcs[1]}" if self._gcs else "?"
+            text = (
+                f"the Ray cluster at {where} went away while job {step!r} was running "
+                f"(unreachable for {LOST_AFTER_S:g} s)"
+            )
+            return [(i, False, text) for i, _ in calls]
+        except ray.exceptions.RayError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            text = (
+                f"the Ray cluster failed while running job {step!r}: {type(exc).__name__}: {first}"
+            )
+            return [(i, False, text) for i, _ in calls]
+
+    def close(self) -> None:
+        if not self._owned:
+            return
+        if self.dead:
+            # shutting down against a dead cluster can block: do it in the background
+            threading.Thread(target=self._ray.shutdown, daemon=True).start()
+            return
+        self._ray.shutdown()
+
+
+def _wait_reachable(target: tuple[str, int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(target, timeout=1.0):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.25)
+
+
+def _host_port(address: Any) -> tuple[str, int] | None:
+    host, _, port = str(address or "").rpartition(":")
+    return (host, int(port)) if host and port.isdigit() else None

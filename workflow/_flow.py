@@ -1,0 +1,339 @@
+"""``Flow`` (a reusable set of jobs) and the plan a workflow compiles to: every step in an order
+that respects its dependencies, and for every ``Result`` parameter the wire mode its types
+imply.
+
+Wire modes, decided from the upstream step's return type (its element type for an array job)
+and the parameter's type:
+
+====================  =======================  ============================================
+downstream            upstream                 mode
+====================  =======================  ============================================
+job                   job returning ``T``      **direct**: the value
+job                   array job of ``T``       **gather**: ``list[T]`` in element order
+array job             job returning ``list[T]``  **fan-out**: one element per item
+array job             array job of ``T``       **chain**: element *i* gets upstream element *i*
+array job             job returning ``T``      **broadcast**: every element gets the value
+array job             array job of ``T``,      **gather** (broadcast): every element gets the
+                      parameter ``list[T]``    whole ``list[T]``
+either                ``Result(steps=[…])``    **concat**: the steps' results (lists, arrays or
+                                               single values) joined in order
+====================  =======================  ============================================
+
+An array job iterates over its fan-out, chain and concat inputs (they must have the same
+length) and repeats its broadcast inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import (
+    StepNotFoundError,
+    WireTypeError,
+    WorkflowCycleError,
+    WorkflowDefinitionError,
+)
+from ._job import JobSpec, ParamInput, ResultInput, analyse_job, check_name
+from ._types import describe_type, element_type, fits, strip
+
+__all__ = ["Flow", "Plan", "Wire"]
+
+
+@dataclass(frozen=True)
+class Wire:
+    """How one ``Result`` parameter is fed. ``parts`` has one ``(step, how)`` per source, how
+    being ``"value"`` (a job's result), ``"list"`` (a job's list result, spread) or
+    ``"array"`` (an array job's elements)."""
+
+    param: str
+    mode: str  # direct | gather | fanout | chain | broadcast | concat
+    parts: tuple[tuple[str, str], ...]
+
+    @property
+    def iterates(self) -> bool:
+        return self.mode in ("fanout", "chain", "concat-iterate")
+
+
+@dataclass(frozen=True)
+class Plan:
+    order: tuple[str, ...]
+    jobs: dict[str, JobSpec]
+    wires: dict[str, tuple[Wire, ...]]
+    params: dict[str, tuple[ParamInput, tuple[str, ...]]]  # key -> (input, jobs using it)
+
+    def downstream(self, step: str) -> list[str]:
+        return [n for n in self.order if step in self.jobs[n].upstream()]
+
+
+class Flow:
+    """A named set of jobs. ``@flow.job(...)`` adds one; ``flow.include(other, prefix="x")``
+    adds another flow's jobs as ``x.<job>``. A :class:`~reflow.workflow.Workflow` is a flow
+    that runs."""
+
+    def __init__(self, name: str = "flow") -> None:
+        self.name = check_name(name, "flow")
+        self._jobs: dict[str, JobSpec] = {}
+
+    def job(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        array: bool = False,
+        cache: bool = False,
+        version: str = "",
+        after: Sequence[Any] = (),
+        cpus: float = 1,
+        mem: str | None = None,
+        time: str | None = None,
+        array_limit: int | None = None,
+        retries: int = 0,
+    ) -> Any:
+        """Decorate a function as a job (``@wf.job`` or ``@wf.job(array=True, cache=True)``).
+
+        ``array``: run once per element of its iterated inputs; ``array_limit``: at most that
+        many elements at once; ``cache``: reuse results whose Merkle key (code, version,
+        inputs, parameters) is unchanged; ``version``: bump to invalidate; ``after``: steps
+        that must finish first without passing data; ``cpus``/``mem``/``time``: resources
+        (used as Ray resources by a distributed backend; recorded locally); ``retries``: calls
+        retried after an exception."""
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            spec = analyse_job(
+                f,
+                name=name,
+                array=array,
+                cache=cache,
+                version=version,
+                after=after,
+                cpus=cpus,
+                mem=mem,
+                time=time,
+                array_limit=array_limit,
+                retries=retries,
+            )
+            self._add(spec)
+            with contextlib.suppress(AttributeError, TypeError):
+                f.__reflow_step__ = spec.name  # type: ignore[attr-defined]
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def _add(self, spec: JobSpec) -> None:
+        if spec.name in self._jobs:
+            raise WorkflowDefinitionError(
+                f"{self.name}: a step named {spec.name!r} already exists", step=spec.name
+            )
+        self._jobs[spec.name] = spec
+
+    def include(self, flow: Flow, prefix: str | None = None) -> None:
+        """Add ``flow``'s jobs, named ``<prefix>.<job>`` (``prefix`` defaults to the flow's
+        name). References between the included jobs follow the rename; references to steps
+        the flow does not define are left as they are (they name this flow's steps)."""
+        if not isinstance(flow, Flow):
+            raise WorkflowDefinitionError(f"include() takes a Flow, got {flow!r}")
+        prefix = check_name(prefix if prefix is not None else flow.name, "prefix")
+        inner = set(flow._jobs)
+
+        def rename(s: str) -> str:
+            return f"{prefix}.{s}" if s in inner else s
+
+        for spec in flow._jobs.values():
+            self._add(spec.renamed(rename(spec.name), rename))
+
+    @property
+    def steps(self) -> list[str]:
+        return list(self._jobs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+    def __iter__(self) -> Iterator[JobSpec]:
+        return iter(self._jobs.values())
+
+    # ------------------------------------------------------------------ planning
+
+    def plan(self) -> Plan:
+        """Check the whole flow and return its plan; every definition error is raised here,
+        before anything runs."""
+        jobs = dict(self._jobs)
+        if not jobs:
+            raise WorkflowDefinitionError(f"{self.name}: the workflow has no jobs")
+        for spec in jobs.values():
+            for s in spec.upstream():
+                if s not in jobs:
+                    close = difflib.get_close_matches(s, list(jobs), n=1, cutoff=0.6)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise StepNotFoundError(
+                        f"job {spec.name!r} names step {s!r}, which does not exist{hint}",
+                        name=s,
+                        suggestion=close[0] if close else None,
+                        step=spec.name,
+                    )
+                if s == spec.name:
+                    raise WorkflowCycleError(f"job {s!r} depends on itself", cycle=[s, s])
+        order = _topological(jobs)
+        wires = {name: tuple(_wires(jobs, jobs[name])) for name in order}
+        params = _params(jobs, order)
+        return Plan(order=tuple(order), jobs=jobs, wires=wires, params=params)
+
+
+def _topological(jobs: dict[str, JobSpec]) -> list[str]:
+    """Definition order where it allows, every step after what it depends on; a cycle is an
+    error naming it."""
+    state: dict[str, int] = {}
+    order: list[str] = []
+    for root in jobs:
+        if root in state:
+            continue
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(jobs[root].upstream()))]
+        state[root] = 1
+        path = [root]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                order.append(node)
+                continue
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt]
+                cycle.reverse()
+                raise WorkflowCycleError(
+                    "the steps depend on each other in a circle: " + " → ".join(cycle),
+                    cycle=cycle,
+                )
+            if nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, iter(jobs[nxt].upstream())))
+    return order
+
+
+def _returns(spec: JobSpec) -> str:
+    what = describe_type(spec.returns)
+    return (
+        f"array job {spec.name!r} (elements {what})"
+        if spec.array
+        else (f"job {spec.name!r} (returns {what})")
+    )
+
+
+def _wires(jobs: dict[str, JobSpec], spec: JobSpec) -> Iterator[Wire]:
+    iterating = 0
+    for r in spec.results:
+        wire = _concat(jobs, spec, r) if r.concat else _single(jobs, spec, r)
+        iterating += wire.iterates
+        yield wire
+    if spec.array and not iterating:
+        raise WireTypeError(
+            f"array job {spec.name!r} has nothing to iterate over: bind a parameter to a "
+            "job returning a list (fan-out) or to an array job (chain)",
+            step=spec.name,
+        )
+
+
+def _single(jobs: dict[str, JobSpec], spec: JobSpec, r: ResultInput) -> Wire:
+    up = jobs[r.steps[0]]
+    u_t, p_t = up.returns, r.type
+    u_elem, p_elem = element_type(u_t), element_type(p_t)
+    if u_elem is None and strip(u_t) is Any:
+        u_elem = Any  # an untyped result may be a list: an array job iterates over it
+    target = f"parameter {r.name!r} of {'array job' if spec.array else 'job'} {spec.name!r}"
+    if spec.array:
+        if up.array:
+            if fits(u_t, p_t):
+                return Wire(r.name, "chain", ((up.name, "array"),))
+            if p_elem is not None and fits(u_t, p_elem):
+                return Wire(r.name, "gather", ((up.name, "array"),))
+        else:
+            if u_elem is not None and fits(u_elem, p_t):
+                return Wire(r.name, "fanout", ((up.name, "list"),))
+            if fits(u_t, p_t):
+                return Wire(r.name, "broadcast", ((up.name, "value"),))
+    else:
+        if up.array:
+            if p_elem is not None and fits(u_t, p_elem):
+                return Wire(r.name, "gather", ((up.name, "array"),))
+            if fits(u_t, p_t):
+                raise WireTypeError(
+                    f"{target} ({describe_type(p_t)}) takes one value but {_returns(up)} "
+                    f"makes many: declare it list[{describe_type(u_t)}] to gather them, or "
+                    f"make {spec.name!r} an array job to chain",
+                    step=spec.name,
+                    param=r.name,
+                )
+        elif fits(u_t, p_t):
+            return Wire(r.name, "direct", ((up.name, "value"),))
+    raise WireTypeError(
+        f"{target} is {describe_type(p_t)}, but {_returns(up)} fits no wire mode "
+        "(direct, gather, fan-out, chain, broadcast)",
+        step=spec.name,
+        param=r.name,
+    )
+
+
+def _concat(jobs: dict[str, JobSpec], spec: JobSpec, r: ResultInput) -> Wire:
+    elem = r.type if spec.array else element_type(r.type)
+    target = f"parameter {r.name!r} of job {spec.name!r}"
+    if elem is None:
+        raise WireTypeError(
+            f"{target} concatenates steps {list(r.steps)} and must be a list, got "
+            f"{describe_type(r.type)}",
+            step=spec.name,
+            param=r.name,
+        )
+    parts: list[tuple[str, str]] = []
+    for s in r.steps:
+        up = jobs[s]
+        u_elem = element_type(up.returns)
+        if up.array and fits(up.returns, elem):
+            parts.append((s, "array"))
+        elif not up.array and u_elem is not None and fits(u_elem, elem):
+            parts.append((s, "list"))
+        elif not up.array and fits(up.returns, elem):
+            parts.append((s, "value"))
+        else:
+            raise WireTypeError(
+                f"{target} concatenates items of {describe_type(elem)}, but {_returns(up)} "
+                "gives neither such items nor a list of them",
+                step=spec.name,
+                param=r.name,
+            )
+    return Wire(r.name, "concat-iterate" if spec.array else "concat", tuple(parts))
+
+
+def _params(
+    jobs: dict[str, JobSpec], order: list[str]
+) -> dict[str, tuple[ParamInput, tuple[str, ...]]]:
+    found: dict[str, tuple[ParamInput, tuple[str, ...]]] = {}
+    for name in order:
+        for p in jobs[name].params:
+            key = p.key(name)
+            if key in found:
+                first, users = found[key]
+                if first.type != p.type or first.choices != p.choices:
+                    raise WorkflowDefinitionError(
+                        f"parameter {key!r} is {describe_type(first.type)} in job {users[0]!r} "
+                        f"but {describe_type(p.type)} in job {name!r}: rename one or make it "
+                        "Param(namespace='local')",
+                        step=name,
+                        param=p.name,
+                    )
+                if first.default != p.default or first.required != p.required:
+                    raise WorkflowDefinitionError(
+                        f"parameter {key!r} has different defaults in jobs {users[0]!r} and "
+                        f"{name!r}",
+                        step=name,
+                        param=p.name,
+                    )
+                found[key] = (first, (*users, name))
+            else:
+                found[key] = (p, (name,))
+    return found

@@ -1,0 +1,228 @@
+"""A job as the decorator records it: the function, its resources and options, and what each
+of its parameters is bound to (a step's result, a run-time parameter, its run directory)."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._backends import parse_memory
+from ._errors import WorkflowDefinitionError
+from ._types import Param, Result, RunDir, literal_choices, markers, strip, type_hints
+
+__all__ = ["JobSpec", "ParamInput", "ResultInput", "RunDirInput", "analyse_job"]
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+@dataclass(frozen=True)
+class ResultInput:
+    name: str
+    type: Any
+    steps: tuple[str, ...]
+    concat: bool
+
+
+@dataclass(frozen=True)
+class ParamInput:
+    name: str
+    type: Any
+    param: Param
+    default: Any
+    required: bool
+    choices: tuple[Any, ...] | None
+
+    def key(self, job: str) -> str:
+        """The key of ``run_local(params=...)``: the name, or ``job.name`` when local."""
+        return f"{job}.{self.name}" if self.param.namespace == "local" else self.name
+
+
+@dataclass(frozen=True)
+class RunDirInput:
+    name: str
+
+
+Input = ResultInput | ParamInput | RunDirInput
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    fn: Callable[..., Any]
+    inputs: tuple[Input, ...]
+    returns: Any
+    array: bool = False
+    cache: bool = False
+    version: str = ""
+    after: tuple[str, ...] = ()
+    cpus: float = 1
+    mem: str | None = None
+    time: str | None = None
+    array_limit: int | None = None
+    retries: int = 0
+    memory: int | None = None  # mem in bytes
+    code_hash: str = field(default="", compare=False)
+
+    @property
+    def results(self) -> tuple[ResultInput, ...]:
+        return tuple(i for i in self.inputs if isinstance(i, ResultInput))
+
+    @property
+    def params(self) -> tuple[ParamInput, ...]:
+        return tuple(i for i in self.inputs if isinstance(i, ParamInput))
+
+    def upstream(self) -> tuple[str, ...]:
+        """Every step this job waits for: its results' steps, then ``after``, each once."""
+        seen: dict[str, None] = {}
+        for r in self.results:
+            for s in r.steps:
+                seen.setdefault(s)
+        for s in self.after:
+            seen.setdefault(s)
+        return tuple(seen)
+
+    def renamed(self, name: str, rename: Callable[[str], str]) -> JobSpec:
+        """This job under another name, its step references renamed (``Flow`` prefixes)."""
+        inputs = tuple(
+            replace(i, steps=tuple(rename(s) for s in i.steps)) if isinstance(i, ResultInput) else i
+            for i in self.inputs
+        )
+        return replace(self, name=name, inputs=inputs, after=tuple(rename(s) for s in self.after))
+
+
+def check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS:
+        raise WorkflowDefinitionError(
+            f"{what} {name!r} is not a valid step name: use letters, digits, '_', '-', '.'",
+            step=name if isinstance(name, str) else None,
+        )
+    return name
+
+
+def code_hash(fn: Callable[..., Any], version: str) -> str:
+    """What the cache keys a job's code on: its source (dedented) when Python can find it,
+    else its bytecode and constants; plus ``version``, so a bump invalidates old results."""
+    h = hashlib.sha256()
+    h.update(f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}\0".encode())
+    try:
+        h.update(textwrap.dedent(inspect.getsource(fn)).encode())
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            h.update(code.co_code)
+            h.update(repr(code.co_consts).encode())
+        else:
+            h.update(repr(fn).encode())
+    h.update(b"\0version=" + version.encode())
+    return h.hexdigest()
+
+
+def analyse_job(
+    fn: Callable[..., Any],
+    *,
+    name: str | None,
+    array: bool,
+    cache: bool,
+    version: str,
+    after: Sequence[Any],
+    cpus: float,
+    mem: str | None,
+    time: str | None,
+    array_limit: int | None,
+    retries: int,
+) -> JobSpec:
+    if not callable(fn):
+        raise WorkflowDefinitionError(f"a job must be a function, got {fn!r}")
+    step = check_name(str(name or getattr(fn, "__name__", "")), "job")
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise WorkflowDefinitionError(
+            f"job {step!r}: a generator cannot be a job; return a list instead", step=step
+        )
+    for what, value in (("cpus", cpus), ("retries", retries)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise WorkflowDefinitionError(
+                f"job {step!r}: {what} must be a number >= 0, got {value!r}", step=step
+            )
+    if array_limit is not None and (
+        isinstance(array_limit, bool) or not isinstance(array_limit, int) or array_limit < 1
+    ):
+        raise WorkflowDefinitionError(
+            f"job {step!r}: array_limit must be an integer >= 1, got {array_limit!r}", step=step
+        )
+    if not isinstance(version, str):
+        raise WorkflowDefinitionError(
+            f"job {step!r}: version must be a string, got {version!r}", step=step
+        )
+    hints = type_hints(fn)
+    sig = inspect.signature(fn)
+    inputs: list[Input] = []
+    for p in sig.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise WorkflowDefinitionError(
+                f"job {step!r}: parameter {p.name!r}: *args/**kwargs cannot be wired",
+                step=step,
+                param=p.name,
+            )
+        t = hints.get(p.name, p.annotation)
+        marks = markers(t)
+        results = [m for m in marks if isinstance(m, Result)]
+        params = [m for m in marks if isinstance(m, Param)]
+        rundirs = [m for m in marks if isinstance(m, RunDir) or m is RunDir]
+        if len(results) + len(params) + len(rundirs) > 1:
+            raise WorkflowDefinitionError(
+                f"job {step!r}: parameter {p.name!r} has more than one of Result/Param/RunDir",
+                step=step,
+                param=p.name,
+            )
+        if results:
+            if p.default is not p.empty:
+                raise WorkflowDefinitionError(
+                    f"job {step!r}: parameter {p.name!r} is a Result and cannot have a default",
+                    step=step,
+                    param=p.name,
+                )
+            inputs.append(ResultInput(p.name, strip(t), results[0].steps, results[0].concat))
+        elif rundirs or strip(t) is RunDir:
+            inputs.append(RunDirInput(p.name))
+        else:
+            param = params[0] if params else Param()
+            choices = param.choices or literal_choices(t)
+            inputs.append(
+                ParamInput(
+                    p.name,
+                    strip(t),
+                    param,
+                    None if p.default is p.empty else p.default,
+                    p.default is p.empty,
+                    tuple(choices) if choices else None,
+                )
+            )
+    after_names = []
+    for a in after:
+        a_name = a if isinstance(a, str) else getattr(a, "__reflow_step__", None)
+        if not isinstance(a_name, str):
+            raise WorkflowDefinitionError(
+                f"job {step!r}: after= takes step names or jobs, got {a!r}", step=step
+            )
+        after_names.append(a_name)
+    return JobSpec(
+        name=step,
+        fn=fn,
+        inputs=tuple(inputs),
+        returns=strip(hints.get("return", sig.return_annotation)),
+        array=bool(array),
+        cache=bool(cache),
+        version=version,
+        after=tuple(after_names),
+        cpus=cpus,
+        mem=mem,
+        time=time,
+        array_limit=array_limit,
+        retries=int(retries),
+        memory=parse_memory(mem, step),
+        code_hash=code_hash(fn, version),
+    )

@@ -1,0 +1,98 @@
+"""What a workflow run returns: per step its status, element counts, failures and results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import WorkflowError, WorkflowFailed
+
+__all__ = ["RunReport", "StepReport"]
+
+#: done: ran (or came from the cache) completely; partial: an array job with failed or skipped
+#: elements (``on_error="continue"``); failed; skipped: never ran because something it needs
+#: failed or the run stopped; cached: every result came from the cache.
+STATUSES = ("done", "cached", "partial", "failed", "skipped", "pending")
+
+
+@dataclass
+class StepReport:
+    name: str
+    array: bool
+    status: str = "pending"
+    elements: int = 0
+    cached: int = 0
+    ran: int = 0
+    failures: dict[int, str] = field(default_factory=dict)  # element index (0 for a job) -> error
+    skipped: list[int] = field(default_factory=list)
+    reason: str = ""
+    elapsed: float = 0.0
+
+    def describe(self) -> str:
+        parts = [self.status]
+        if self.array:
+            parts.append(f"{self.elements} elements")
+        if self.cached:
+            parts.append(f"{self.cached} cached")
+        if self.failures:
+            parts.append(f"{len(self.failures)} failed")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        if self.reason:
+            parts.append(self.reason)
+        return ", ".join(parts)
+
+
+class RunReport:
+    def __init__(self, steps: dict[str, StepReport], results: dict[str, Any], elapsed: float):
+        self.steps = steps
+        self._results = results
+        self.elapsed = elapsed
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status in ("done", "cached") for s in self.steps.values())
+
+    @property
+    def failures(self) -> list[tuple[str, int, str]]:
+        return [(name, i, err) for name, s in self.steps.items() for i, err in s.failures.items()]
+
+    def result(self, step: str) -> Any:
+        """A step's result: its return value, or the list of an array job's element results
+        (``None`` where an element failed or was skipped)."""
+        if step not in self.steps:
+            raise WorkflowError(f"no step named {step!r} in this run", step=step)
+        s = self.steps[step]
+        if s.status not in ("done", "cached", "partial"):
+            raise WorkflowError(
+                f"step {step!r} has no result: it is {s.status}"
+                + (f" ({s.reason})" if s.reason else ""),
+                step=step,
+            )
+        return self._results[step]
+
+    def __getitem__(self, step: str) -> Any:
+        return self.result(step)
+
+    def raise_for_failures(self) -> None:
+        if not self.ok:
+            raise WorkflowFailed(self.summary_line(), report=self)
+
+    def summary_line(self) -> str:
+        bad = [
+            f"{n}: {s.describe()}"
+            for n, s in self.steps.items()
+            if s.status not in ("done", "cached")
+        ]
+        if not bad:
+            return f"all {len(self.steps)} steps done"
+        first = next(iter(self.failures), None)
+        cause = f"; first failure: {first[0]}[{first[1]}]: {first[2]}" if first else ""
+        return "; ".join(bad) + cause
+
+    def table(self) -> str:
+        width = max(len(n) for n in self.steps) if self.steps else 4
+        return "\n".join(f"{n:<{width}}  {s.describe()}" for n, s in self.steps.items())
+
+    def __repr__(self) -> str:
+        return f"<RunReport ok={self.ok} steps={len(self.steps)} elapsed={self.elapsed:.3f}s>"

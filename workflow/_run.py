@@ -1,0 +1,515 @@
+"""Running a workflow's plan on the reflow runtime, on this machine.
+
+Each job becomes one node of a :class:`~reflow.Network` (component ``workflow:<step>``), with
+one in-port per step it waits for and an ``out`` port; a node's tick runs when every upstream
+step has finished (``await_all_inports``), so the network's events, failures and summaries are
+those of the workflow. A packet between two nodes is a small ``Object`` naming the step whose
+results are ready — the values themselves stay in the run (they need not be JSON).
+
+An array job's elements run on a backend (``_backends``: threads by default, processes with
+``processes=True``, or Ray tasks with ``backend="ray"``), at most ``max_workers`` (Ray: the
+cluster's CPUs) at a time and at most the job's ``array_limit``; elements go to the backend in
+chunks so that ten thousand trivial elements do not cost ten thousand wake-ups or tasks.
+Every element and every job result has a Merkle key (see ``_cache``); with ``cache=True`` a
+job reuses stored results whose key is unchanged.
+
+``on_error="stop"`` (the default) stops at the first failure — elements not yet started are
+not started, steps not yet run are skipped — and ``run_local`` raises
+:class:`WorkflowFailed` with the report. ``on_error="continue"`` keeps going: an array job's
+failed element fails only the elements chained to it, a step that needs a failed result is
+skipped, and the report says what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._core._actor import Actor
+from .._core._messages import Message
+from .._core._network import Network
+from ._backends import Backend, LocalBackend, RayBackend
+from ._cache import MISS, ResultCache, merkle, value_digest
+from ._errors import ParamError, WorkflowError, WorkflowFailed
+from ._flow import Plan, Wire
+from ._job import JobSpec, ParamInput, RunDirInput
+from ._report import RunReport, StepReport
+from ._types import describe_type, fits, strip
+
+__all__ = ["resolve_params", "run_plan"]
+
+_FAILED = object()  # an element slot whose call failed or was skipped
+
+
+def resolve_params(plan: Plan, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check ``given`` against the plan's parameters: every key known, every required one
+    present, every value of the declared type and among its choices; defaults filled in."""
+    given = dict(given or {})
+    import difflib
+
+    for key in given:
+        if key not in plan.params:
+            close = difflib.get_close_matches(key, list(plan.params), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(sorted(plan.params)) or "none"
+            raise ParamError(f"unknown parameter {key!r}{hint} (parameters: {known})", param=key)
+    values: dict[str, Any] = {}
+    for key, (p, users) in plan.params.items():
+        if key in given:
+            v = given[key]
+        elif p.required:
+            raise ParamError(
+                f"parameter {key!r} ({describe_type(p.type)}) is required by "
+                f"{', '.join(repr(u) for u in users)} and was not given",
+                param=key,
+            )
+        else:
+            v = p.default
+        if key in given:
+            _check_value(key, p, v)
+        values[key] = v
+    return values
+
+
+def _check_value(key: str, p: ParamInput, v: Any) -> None:
+    t = strip(p.type)
+    if p.choices is not None:
+        if v not in p.choices:
+            raise ParamError(
+                f"parameter {key!r} must be one of {list(p.choices)}, got {v!r}", param=key
+            )
+        return
+    if t is Path and isinstance(v, str):
+        return
+    if v is None and not p.required and p.default is None:
+        return
+    if (isinstance(v, bool) and t in (int, float)) or not fits(type(v), t):
+        raise ParamError(
+            f"parameter {key!r} must be {describe_type(t)}, got {type(v).__name__} {v!r}",
+            param=key,
+        )
+
+
+class _StepState:
+    __slots__ = ("elements", "key", "keys", "value")
+
+    def __init__(self) -> None:
+        self.value: Any = None  # a job's result
+        self.elements: list[Any] = []  # an array job's results (_FAILED where none)
+        self.key = ""  # the Merkle key of the whole result
+        self.keys: list[str] = []  # per element
+
+
+class _Run:
+    def __init__(
+        self,
+        plan: Plan,
+        params: dict[str, Any],
+        run_dir: Path,
+        *,
+        backend: Backend,
+        cache: ResultCache | None,
+        force: set[str],
+        on_error: str,
+    ) -> None:
+        self.plan = plan
+        self.params = params
+        self.run_dir = run_dir
+        self.backend = backend
+        self.cache = cache
+        self.force = force
+        self.on_error = on_error
+        self.stopped = False
+        self.state = {n: _StepState() for n in plan.order}
+        self.report = {n: StepReport(n, plan.jobs[n].array) for n in plan.order}
+
+    # ------------------------------------------------------------------ inputs
+
+    def _param_kwargs(self, spec: JobSpec) -> tuple[dict[str, Any], str]:
+        kwargs: dict[str, Any] = {}
+        digests: list[str] = []
+        for p in spec.params:
+            v = self.params[p.key(spec.name)]
+            if strip(p.type) is Path and isinstance(v, str):
+                v = Path(v)
+            kwargs[p.name] = v
+            digests.append(f"{p.name}={value_digest(v)}")
+        return kwargs, merkle(*digests)
+
+    def _whole(self, wire: Wire) -> tuple[Any, str]:
+        """The value and key of a non-iterating wire (direct, broadcast, gather, concat)."""
+        parts: list[Any] = []
+        keys: list[str] = []
+        for step, how in wire.parts:
+            st = self.state[step]
+            if how == "array":
+                parts.extend(st.elements)
+                keys.append(st.key)
+            elif how == "list":
+                parts.extend(_as_list(step, st.value))
+                keys.append(st.key)
+            else:
+                parts.append(st.value)
+                keys.append(st.key)
+        if wire.mode in ("direct", "broadcast"):
+            return parts[0], keys[0]
+        return parts, merkle(wire.mode, *keys)
+
+    def _iterated(self, spec: JobSpec, wire: Wire) -> tuple[list[Any], list[str]]:
+        """The elements and element keys of an iterating wire (fan-out, chain, concat)."""
+        if wire.mode == "chain":
+            st = self.state[wire.parts[0][0]]
+            return st.elements, st.keys
+        values: list[Any] = []
+        whole: list[str] = []
+        for step, how in wire.parts:
+            st = self.state[step]
+            if how == "array":
+                values.extend(st.elements)
+            elif how == "list":
+                values.extend(_as_list(step, st.value, spec.name))
+            else:
+                values.append(st.value)
+            whole.append(st.key)
+        base = merkle(wire.mode, *whole)
+        return values, [merkle(base, str(i)) for i in range(len(values))]
+
+    # ------------------------------------------------------------------ ticks
+
+    def _needs_bad(self, spec: JobSpec) -> str:
+        """Why this step cannot run (an upstream step that failed, was skipped, or is partial
+        where all of it is needed), or ``""``."""
+        iter_steps = {w.parts[0][0] for w in self.plan.wires[spec.name] if w.mode == "chain"}
+        for up in spec.upstream():
+            r = self.report[up]
+            if r.status in ("failed", "skipped"):
+                return f"step {up!r} {r.status}"
+            if r.status == "partial" and up not in iter_steps:
+                return f"step {up!r} has failed elements"
+        if self.stopped:
+            return "the run stopped after a failure"
+        return ""
+
+    async def tick(self, step: str, ctx: Any) -> None:
+        spec = self.plan.jobs[step]
+        rep = self.report[step]
+        why = self._needs_bad(spec)
+        if why:
+            rep.status, rep.reason = "skipped", why
+            ctx.done()
+            return
+        t0 = time.perf_counter()
+        try:
+            self.backend.check(step, spec.cpus, spec.memory)
+            if spec.array:
+                await self._array(spec, rep)
+            else:
+                await self._single(spec, rep)
+        except WorkflowError as exc:
+            rep.status, rep.failures[0] = "failed", str(exc)
+        rep.elapsed = time.perf_counter() - t0
+        if rep.status == "failed":
+            if self.on_error == "stop":
+                self.stopped = True
+            first = next(iter(rep.failures.values()), "failed")
+            ctx.fail(f"job {step!r} failed: {first.splitlines()[0] if first else ''}")
+            return
+        ctx.done({"out": Message.object({"step": step, "status": rep.status})})
+
+    def _opts(self, spec: JobSpec) -> dict[str, Any]:
+        return {"retries": spec.retries, "cpus": spec.cpus, "memory": spec.memory}
+
+    def _rundir(self, spec: JobSpec, index: int | None) -> Path:
+        d = self.run_dir / spec.name if index is None else self.run_dir / spec.name / str(index)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def _lookup(self, spec: JobSpec, key: str) -> Any:
+        if self.cache is None or not spec.cache or spec.name in self.force:
+            return MISS
+        return self.cache.get(key)
+
+    def _store(self, spec: JobSpec, key: str, value: Any) -> None:
+        if self.cache is not None and spec.cache:
+            self.cache.put(key, value)
+
+    async def _single(self, spec: JobSpec, rep: StepReport) -> None:
+        kwargs, pkey = self._param_kwargs(spec)
+        keys = [spec.code_hash, pkey]
+        for wire in self.plan.wires[spec.name]:
+            kwargs[wire.param], k = self._whole(wire)
+            keys.append(f"{wire.param}:{k}")
+        key = merkle(*keys)
+        st = self.state[spec.name]
+        st.key = key
+        rep.elements = 1
+        loop = asyncio.get_running_loop()
+        hit = await loop.run_in_executor(None, self._lookup, spec, key) if spec.cache else MISS
+        if hit is not MISS:
+            st.value, rep.cached, rep.status = hit, 1, "cached"
+            return
+        for i in spec.inputs:
+            if isinstance(i, RunDirInput):
+                kwargs[i.name] = self._rundir(spec, None)
+        [(_, ok, value)] = await self.backend.submit(
+            spec.name, spec.fn, [(0, kwargs)], **self._opts(spec)
+        )
+        rep.ran = 1
+        if not ok:
+            rep.status, rep.failures[0] = "failed", value
+            return
+        st.value, rep.status = value, "done"
+        if spec.cache:
+            await loop.run_in_executor(None, self._store, spec, key, value)
+
+    async def _array(self, spec: JobSpec, rep: StepReport) -> None:
+        base, pkey = self._param_kwargs(spec)
+        fixed_keys = [spec.code_hash, pkey]
+        iterated: list[tuple[str, list[Any], list[str]]] = []
+        lengths: dict[str, int] = {}
+        for wire in self.plan.wires[spec.name]:
+            if wire.iterates:
+                values, keys = self._iterated(spec, wire)
+                iterated.append((wire.param, values, keys))
+                lengths[f"{wire.param} (from {', '.join(s for s, _ in wire.parts)})"] = len(values)
+            else:
+                base[wire.param], k = self._whole(wire)
+                fixed_keys.append(f"{wire.param}:{k}")
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
+            raise WorkflowError(
+                f"array job {spec.name!r} iterates over inputs of different lengths ({detail})",
+                step=spec.name,
+            )
+        n = next(iter(lengths.values()))
+        fixed = merkle(*fixed_keys)
+        st = self.state[spec.name]
+        st.elements = [_FAILED] * n
+        st.keys = [""] * n
+        rep.elements = n
+        rundirs = [i.name for i in spec.inputs if isinstance(i, RunDirInput)]
+        todo: list[tuple[int, dict[str, Any]]] = []
+        for i in range(n):
+            ekeys = [fixed]
+            kwargs = dict(base)
+            bad = False
+            for name, values, keys in iterated:
+                v = values[i]
+                if v is _FAILED:
+                    bad = True
+                kwargs[name] = v
+                ekeys.append(f"{name}:{keys[i]}")
+            st.keys[i] = merkle(*ekeys)
+            if bad:
+                rep.skipped.append(i)
+                continue
+            for r in rundirs:
+                kwargs[r] = self.run_dir / spec.name / str(i)
+            todo.append((i, kwargs))
+        st.key = merkle("array", *st.keys)
+        loop = asyncio.get_running_loop()
+        if spec.cache and self.cache is not None and spec.name not in self.force:
+            hits = await loop.run_in_executor(None, self._lookups, spec, todo, st.keys)
+            rest = []
+            for (i, kwargs), hit in zip(todo, hits, strict=True):
+                if hit is MISS:
+                    rest.append((i, kwargs))
+                else:
+                    st.elements[i] = hit
+            rep.cached = len(todo) - len(rest)
+            todo = rest
+        if rundirs and todo:
+            await loop.run_in_executor(None, _make_dirs, [kw[rundirs[0]] for _, kw in todo])
+        await self._dispatch(spec, rep, todo)
+        rep.ran = len(todo)
+        if rep.failures or rep.skipped:
+            done = n - len(rep.failures) - len(rep.skipped)
+            rep.status = "partial" if done and self.on_error == "continue" else "failed"
+            if not rep.failures:
+                rep.reason = f"{len(rep.skipped)} elements had failed inputs"
+        else:
+            rep.status = "cached" if n and rep.cached == n else "done"
+
+    def _lookups(self, spec: JobSpec, todo: list[tuple[int, Any]], keys: list[str]) -> list[Any]:
+        return [self._lookup(spec, keys[i]) for i, _ in todo]
+
+    async def _dispatch(
+        self, spec: JobSpec, rep: StepReport, todo: list[tuple[int, dict[str, Any]]]
+    ) -> None:
+        if not todo:
+            return
+        loop = asyncio.get_running_loop()
+        st = self.state[spec.name]
+        slots = self.backend.slots
+        limit = min(spec.array_limit or slots, slots)
+        # one element per task under an explicit limit (it bounds what runs at once), else
+        # chunks: a few tasks per worker, so trivial elements cost few event-loop wake-ups
+        chunk = 1 if spec.array_limit is not None else max(1, min(256, len(todo) // (limit * 8)))
+        chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+        it = iter(chunks)
+        pending: set[asyncio.Future[Any]] = set()
+        to_store: list[tuple[str, Any]] = []
+
+        def submit() -> bool:
+            if self.stopped:
+                return False
+            part = next(it, None)
+            if part is None:
+                return False
+            pending.add(
+                asyncio.ensure_future(
+                    self.backend.submit(spec.name, spec.fn, part, **self._opts(spec))
+                )
+            )
+            return True
+
+        while len(pending) < limit and submit():
+            pass
+        while pending:
+            finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for fut in finished:
+                pending.discard(fut)
+                for i, ok, value in fut.result():
+                    if ok:
+                        st.elements[i] = value
+                        if spec.cache:
+                            to_store.append((st.keys[i], value))
+                    else:
+                        rep.failures[i] = value
+                        if self.on_error == "stop":
+                            self.stopped = True
+            while len(pending) < limit and submit():
+                pass
+        if self.stopped:
+            started = {i for i in rep.failures} | {
+                i for i in range(len(st.elements)) if st.elements[i] is not _FAILED
+            }
+            rep.skipped.extend(i for i, _ in todo if i not in started)
+        if to_store and self.cache is not None:
+            cache = self.cache
+            await loop.run_in_executor(None, lambda: [cache.put(k, v) for k, v in to_store])
+
+    # ------------------------------------------------------------------ results
+
+    def results(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.plan.order:
+            st = self.state[name]
+            if self.plan.jobs[name].array:
+                out[name] = [None if v is _FAILED else v for v in st.elements]
+            else:
+                out[name] = st.value
+        return out
+
+
+def _make_dirs(paths: list[Path]) -> None:
+    for p in paths:
+        p.mkdir(parents=True, exist_ok=True)
+
+
+def _as_list(step: str, value: Any, consumer: str | None = None) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    try:
+        if isinstance(value, (str, bytes, dict)):
+            raise TypeError
+        return list(value)
+    except TypeError:
+        to = f" to fan out into {consumer!r}" if consumer else ""
+        raise WorkflowError(
+            f"step {step!r} returned {type(value).__name__}, not a list{to}", step=step
+        ) from None
+
+
+class _JobActor(Actor):
+    def __init__(self, run: _Run, step: str, upstream: Sequence[str]) -> None:
+        self.component = f"workflow:{step}"
+        self.inports = [f"after_{i}" for i in range(len(upstream))]
+        self.outports = ["out"]
+        self.await_all_inports = True
+        self._wf_run = run
+        self._step = step
+
+    async def run(self, ctx: Any) -> None:
+        await self._wf_run.tick(self._step, ctx)
+
+
+def run_plan(
+    plan: Plan,
+    params: dict[str, Any],
+    run_dir: Path,
+    *,
+    max_workers: int | None,
+    processes: bool,
+    backend: str = "local",
+    address: str | None = None,
+    force: bool | Sequence[str],
+    verify: bool,
+    on_error: str,
+    timeout: float | None,
+    on_network: Callable[[Network], None] | None = None,
+) -> RunReport:
+    if on_error not in ("stop", "continue"):
+        raise WorkflowError(f"on_error must be 'stop' or 'continue', got {on_error!r}")
+    if max_workers is not None and (
+        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+    ):
+        raise WorkflowError(f"max_workers must be an integer >= 1, got {max_workers!r}")
+    if backend not in ("local", "ray"):
+        raise WorkflowError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if force is True:
+        forced = set(plan.order)
+    elif force is False or force is None:
+        forced = set()
+    else:
+        forced = {force} if isinstance(force, str) else set(force)
+        unknown = sorted(forced - set(plan.order))
+        if unknown:
+            raise WorkflowError(f"force names steps that do not exist: {unknown}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    uses_cache = any(plan.jobs[n].cache for n in plan.order)
+    cache = ResultCache(run_dir / ".reflow-cache", verify=verify) if uses_cache else None
+    pool: Backend = (
+        RayBackend(address, workers=max_workers)
+        if backend == "ray"
+        else LocalBackend(max_workers or os.cpu_count() or 1, processes=processes)
+    )
+    t0 = time.perf_counter()
+    run = _Run(
+        plan,
+        params,
+        run_dir,
+        backend=pool,
+        cache=cache,
+        force=forced,
+        on_error=on_error,
+    )
+    net = Network()
+    try:
+        for name in plan.order:
+            ups = plan.jobs[name].upstream()
+            net.register_actor(f"workflow:{name}", _JobActor(run, name, ups))
+            net.add_node(name, f"workflow:{name}")
+        for name in plan.order:
+            for i, up in enumerate(plan.jobs[name].upstream()):
+                net.add_connection(up, "out", name, f"after_{i}")
+        if on_network is not None:
+            on_network(net)
+        net.run(timeout=timeout)
+    finally:
+        net.shutdown(wait=0)
+        pool.close()
+    for name in plan.order:
+        rep = run.report[name]
+        if rep.status == "pending":
+            spec = plan.jobs[name]
+            rep.status = "skipped"
+            rep.reason = run._needs_bad(spec) or "not reached"
+    report = RunReport(run.report, run.results(), time.perf_counter() - t0)
+    if on_error == "stop" and not report.ok:
+        raise WorkflowFailed(report.summary_line(), report=report)
+    return report
