@@ -150,7 +150,8 @@ class RayBackend(Backend):
                 ) from exc
             self._owned = True
         self.address = address
-        self._gcs = _host_port(ray.get_runtime_context().gcs_address)
+        given = _host_port(address) if address and "://" not in address else None
+        self._gcs = given or _host_port(ray.get_runtime_context().gcs_address)
         self._lost_since: float | None = None
         self.dead = False
         cpus = int(ray.cluster_resources().get("CPU", 1))
