@@ -12,12 +12,15 @@ WebAssembly lives under :data:`PORTABLE_TRIPLE` (``wasm32-unknown-unknown``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 import platform
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import tomli_w
 
@@ -31,11 +34,13 @@ __all__ = [
     "PORTABLE_TRIPLE",
     "SIGNATURE_NAME",
     "Artifact",
+    "ManifestMemo",
     "PackFile",
     "PackManifest",
     "TemplateSpec",
     "host_triples",
     "parse_manifest",
+    "use_manifest_memo",
 ]
 
 #: Version of the manifest/bundle layout described in PACK_FORMAT.md.
@@ -379,10 +384,54 @@ def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
         raise _fail(f"{where}{extra[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
+class ManifestMemo(Protocol):
+    """Where parsed manifests are remembered between processes (installed by the pack loader:
+    an authenticated store in the pack cache). ``get`` returns the parsed TOML document of the
+    manifest whose bytes have this SHA-256, or ``None``; ``put`` remembers one. A memo must
+    only ever answer with what ``put`` was given for exactly those bytes."""
+
+    def get(self, digest: str) -> Mapping[str, Any] | None: ...
+
+    def put(self, digest: str, doc: Mapping[str, Any]) -> None: ...
+
+
+_memo: contextvars.ContextVar[ManifestMemo | None] = contextvars.ContextVar(
+    "reflow_manifest_memo", default=None
+)
+
+
+@contextlib.contextmanager
+def use_manifest_memo(memo: ManifestMemo | None) -> Iterator[None]:
+    """Within the block, ``parse_manifest`` (in this thread or task) consults ``memo``."""
+    token = _memo.set(memo)
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
 def parse_manifest(data: bytes | str, *, max_size: int = MAX_MANIFEST) -> PackManifest:
     """Parse and validate manifest TOML; raises PackFormatError naming the field at fault.
-    The document is size- and depth-checked before ``tomllib`` sees it (``_bounded``)."""
-    return manifest_from_dict(load_toml(data, MANIFEST_NAME, max_size=max_size))
+    The document is size- and depth-checked before ``tomllib`` sees it (``_bounded``).
+
+    Inside ``use_manifest_memo(memo)``, a manifest whose exact bytes were parsed
+    before skips the scan and ``tomllib`` (the slow part for a pack of a thousand templates)
+    and is rebuilt from the remembered document — validated again like any other."""
+    memo = _memo.get()
+    if memo is None or len(data) > max_size:
+        return manifest_from_dict(load_toml(data, MANIFEST_NAME, max_size=max_size))
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    digest = hashlib.sha256(raw).hexdigest()
+    doc = memo.get(digest)
+    if doc is not None:
+        try:
+            return manifest_from_dict(doc)
+        except PackFormatError:
+            pass  # not what this version accepts any more: parse the bytes
+    doc = load_toml(raw, MANIFEST_NAME, max_size=max_size)
+    manifest = manifest_from_dict(doc)
+    memo.put(digest, doc)
+    return manifest
 
 
 def manifest_from_dict(doc: Mapping[str, Any]) -> PackManifest:

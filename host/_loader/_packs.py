@@ -54,8 +54,10 @@ from ..abi._manifest import (
     Artifact,
     PackManifest,
     host_triples,
+    use_manifest_memo,
 )
 from ..abi._version import ABI_VERSION, check_abi_compatible
+from ._manifest_memo import CachedManifests
 from ._pack_cache import check_file, pack_dir_for, present_in_cache, rehash_artifact, repair_head
 from ._pack_head import (
     COMPLETE,
@@ -155,7 +157,7 @@ def load_pack(
     root = cache_root(cache_dir)
     limits = limits or BundleLimits()
     given_bytes = isinstance(path_or_name, (bytes, bytearray, memoryview))
-    with _lock:
+    with _lock, use_manifest_memo(CachedManifests(root)):
         if not given_bytes and not isinstance(path_or_name, os.PathLike):
             loaded = _loaded.get(str(path_or_name).split("@", 1)[0])
             if loaded is not None and not looks_like_path(str(path_or_name)):
