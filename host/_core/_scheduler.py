@@ -54,6 +54,7 @@ BATCH = 256  # ticks one node runs before the scheduler looks at other nodes
 SLICE = 64  # node batches between two yields to the event loop
 WORKER_BATCH = 32  # ticks of one worker node handed to a thread at once
 MAX_NESTING = 48  # depth of nested draining from ctx.send inside a sync tick
+ASYNC_WAIT_S = 0.001  # longest the driver sleeps on output of async ticks still running
 FAILURES_KEPT = 1000
 
 
@@ -80,7 +81,12 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_evt: asyncio.Event | None = None
         self._sleeping = False
+        #: The driver was woken since it last went to sleep: senders on other threads wake
+        #: it once per sleep, not once per packet (each wake is a write to the loop's pipe).
+        self._wake_sent = False
+        #: Set for ``_relieve`` waiting on a worker: only then is a completion signalled.
         self._completion_evt = threading.Event()
+        self._relieving = 0
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._thread_id = 0
@@ -635,9 +641,13 @@ class Scheduler:
                 return
 
     def _post(self, item: tuple[Any, ...]) -> None:
+        """Hand ``item`` to the scheduler thread (thread-safe). Signals only whoever waits:
+        a ``_relieve`` blocked on a worker, or the driver asleep (once per sleep)."""
         self.completions.append(item)
-        self._completion_evt.set()
-        if self._sleeping:
+        if self._relieving:
+            self._completion_evt.set()
+        if self._sleeping and not self._wake_sent:
+            self._wake_sent = True
             self.wake()
 
     def wake(self) -> None:
@@ -657,7 +667,6 @@ class Scheduler:
         comps = self.completions
         if not comps:
             return False
-        self._completion_evt.clear()
         while comps:
             item = comps.popleft()
             if item[0] == "ticks":
@@ -723,13 +732,24 @@ class Scheduler:
                 if self._step():
                     continue
                 if not self._workers_stuck():
-                    self._completion_evt.wait(0.05)
+                    self._await_completion()
                     continue
                 self.overflowed += 1  # nothing else can make room: let this edge grow
                 return
         finally:
             self._nesting -= 1
             node.blocked_s += time.perf_counter() - t0
+
+    def _await_completion(self) -> None:
+        """Block (at most 50 ms) until a worker posts a completion. ``_relieving`` is raised
+        before the queue is looked at, so a post either is seen here or sets the event."""
+        self._relieving += 1
+        try:
+            self._completion_evt.clear()
+            if not self.completions:
+                self._completion_evt.wait(0.05)
+        finally:
+            self._relieving -= 1
 
     def _help(self) -> bool:
         """Wait hook for blocking calls made inside a sync tick (Stream send/recv): run one
@@ -815,17 +835,21 @@ class Scheduler:
     # The run loop, one pass per iteration:
     #   1. completions posted by worker threads are handled first (they free nodes, add input);
     #   2. up to SLICE ready nodes get a batch each, then the event loop runs once, so async
-    #      ticks and thread-safe calls interleave with sync batches;
+    #      ticks and thread-safe calls interleave with sync batches — unless the slice left
+    #      nothing ready while async ticks run: then straight on to 3 and 4, so that the
+    #      output of async ticks is taken in batches, not one packet per loop iteration;
     #   3. with nothing ready: if every in-flight tick waits for room, one parked node is let
     #      past its capacity (the only place capacity is exceeded); with nothing in flight the
     #      network is idle;
     #   4. otherwise sleep until a completion, an injected packet or a finished async tick
-    #      wakes the loop (``_sleeping`` tells senders on other threads to wake it).
+    #      wakes the loop (``_sleeping`` tells senders on other threads to wake it). An async
+    #      tick's done() adds work without a wake, so while async ticks run the sleep lasts
+    #      at most ASYNC_WAIT_S.
     # Invariants at the top of each pass: a node is in ``ready`` at most once (``queued``); a
     # node with a full out-edge is never in ``ready`` on its own account (it is ``parked``);
     # ``busy`` nodes are skipped by ``_run`` and re-queued by whoever ends their tick.
     async def _drive(self, until_idle: bool, on_idle: Any, stop: Any) -> None:
-        assert self._wake_evt is not None
+        assert self._wake_evt is not None and self._loop is not None
         ready = self.ready
         while True:
             if stop is not None and stop():
@@ -838,8 +862,9 @@ class Scheduler:
                     node = ready.popleft()
                     node.queued = False
                     self._run(node)
-                await asyncio.sleep(0)
-                continue
+                if ready or not self.async_inflight:
+                    await asyncio.sleep(0)
+                    continue
             if not self.completions and self._stuck():
                 if self._break_deadlock():
                     continue
@@ -850,13 +875,20 @@ class Scheduler:
                         return
             # nothing runnable now: sleep until a tick completes or work is injected
             self._wake_evt.clear()
+            self._wake_sent = False
             self._sleeping = True
             try:
                 if self.completions or ready or (stop is not None and stop()):
+                    await asyncio.sleep(0)
                     continue
                 if self.inflight == 0 and until_idle and not self.wakes_pending:
                     continue
-                await self._wake_evt.wait()
+                if self.async_inflight:
+                    timer = self._loop.call_later(ASYNC_WAIT_S, self._wake_evt.set)
+                    await self._wake_evt.wait()
+                    timer.cancel()
+                else:
+                    await self._wake_evt.wait()
             finally:
                 self._sleeping = False
 
