@@ -188,7 +188,10 @@ class Scheduler:
         if node.await_all:
             ports = node.await_ports
             return bool(ports) and all(any(e.queue for e in node.port_edges[p]) for p in ports)
-        return any(e.queue for e in node.in_edges)
+        for e in node.in_edges:  # a loop, not any(): this runs at the end of most batches
+            if e.queue:
+                return True
+        return False
 
     def _pop(self, e: _Edge) -> Message:
         q = e.queue
@@ -306,19 +309,25 @@ class Scheduler:
         ctx = node.ctx
         assert ctx is not None
         run = node.run
-        i = node.rr
+        i = node.rr % k
         n = 0
         node.busy = True
         try:
             while n < BATCH and not node.nfull:
-                for j in range(k):
-                    e = edges[(i + j) % k]
-                    q = e.queue
-                    if q:
+                e = edges[i]  # the edge whose turn it is; the others only if it is empty
+                q = e.queue
+                if not q:
+                    for j in range(1, k):
+                        e = edges[(i + j) % k]
+                        q = e.queue
+                        if q:
+                            i = (i + j) % k
+                            break
+                    else:
                         break
-                else:
-                    break
-                i = (i + j + 1) % k
+                i += 1
+                if i == k:
+                    i = 0
                 msg = q.popleft()
                 if len(q) == e.capacity - 1:
                     self._unfull(e.src)
