@@ -54,7 +54,7 @@ BATCH = 256  # ticks one node runs before the scheduler looks at other nodes
 SLICE = 64  # node batches between two yields to the event loop
 WORKER_BATCH = 32  # ticks of one worker node handed to a thread at once
 MAX_NESTING = 48  # depth of nested draining from ctx.send inside a sync tick
-ASYNC_WAIT_S = 0.001  # longest the driver sleeps on output of async ticks still running
+ASYNC_WAIT_S = 0.001  # longest the output of a running async tick waits for the driver
 FAILURES_KEPT = 1000
 
 
@@ -497,6 +497,8 @@ class Scheduler:
         room, up to ``BATCH`` (a task per tick would cost more than most ticks do). The node
         stays busy and in flight for the whole run, as for a single tick."""
         hub = self.hub
+        loop = self._loop
+        assert loop is not None
         n = 0
         try:
             while True:
@@ -524,6 +526,11 @@ class Scheduler:
                             time.perf_counter() - t0,
                             node.out_count,
                         )
+                if self._sleeping and not self._wake_sent and self.ready:
+                    # this tick gave the sleeping driver work: have it come soon, not at
+                    # once, so that it takes the output of several ticks in one pass
+                    self._wake_sent = True
+                    loop.call_later(ASYNC_WAIT_S, self.wake)
                 if node.nfull or n >= BATCH or self._stopping:
                     break
                 next_inputs = self._take(node)
@@ -852,8 +859,8 @@ class Scheduler:
     #      network is idle;
     #   4. otherwise sleep until a completion, an injected packet or a finished async tick
     #      wakes the loop (``_sleeping`` tells senders on other threads to wake it). An async
-    #      tick's done() adds work without a wake, so while async ticks run the sleep lasts
-    #      at most ASYNC_WAIT_S.
+    #      tick's done() adds work without a wake of its own: the tick's task then wakes the
+    #      loop ASYNC_WAIT_S later, so that work waits no longer than that.
     # Invariants at the top of each pass: a node is in ``ready`` at most once (``queued``); a
     # node with a full out-edge is never in ``ready`` on its own account (it is ``parked``);
     # ``busy`` nodes are skipped by ``_run`` and re-queued by whoever ends their tick.
@@ -892,12 +899,7 @@ class Scheduler:
                     continue
                 if self.inflight == 0 and until_idle and not self.wakes_pending:
                     continue
-                if self.async_inflight:
-                    timer = self._loop.call_later(ASYNC_WAIT_S, self._wake_evt.set)
-                    await self._wake_evt.wait()
-                    timer.cancel()
-                else:
-                    await self._wake_evt.wait()
+                await self._wake_evt.wait()
             finally:
                 self._sleeping = False
 
