@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from collections import deque
@@ -157,30 +158,35 @@ class EventStream:
         """Wait up to ``timeout_ms`` for events; return every buffered one, oldest first, up
         to ``max_events`` (``[]`` on timeout). A reader that keeps up with a busy graph pays
         one wake-up per batch instead of one per event."""
-        buf = self._buf
-        if not buf and timeout_ms > 0 and not self.closed:
-            self._wait(timeout_ms)
         convert = _CONVERT
-        return [convert[r[0]](r) for r in self._take(max_events)]
+        return [convert[r[0]](r) for r in self._take(max_events, timeout_ms)]
 
     def recv_records(self, max_events: int = 1024, timeout_ms: int = 0) -> list[tuple[Any, ...]]:
         """``recv_batch`` without the dicts: the events as records ``(type, t, *fields)``
         (see the module docstring; ``EventStream.as_dict(record)`` gives the dict form).
         The cheapest way to read every event of a busy graph."""
-        buf = self._buf
-        if not buf and timeout_ms > 0 and not self.closed:
-            self._wait(timeout_ms)
-        return self._take(max_events)
+        return self._take(max_events, timeout_ms)
 
-    def _take(self, max_events: int) -> list[tuple[Any, ...]]:
-        """Up to ``max_events`` buffered records, oldest first, removed from the buffer.
+    def _take(self, max_events: int, timeout_ms: float) -> list[tuple[Any, ...]]:
+        """Wait up to ``timeout_ms`` for a record; then up to ``max_events`` buffered records,
+        oldest first, removed from the buffer.
 
         The pops run in C, one call for the whole batch (the reader shares the GIL with the
         graph, so its cost per event counts). Only the writer appends, and a full buffer
         drops from the left without getting shorter, so ``len`` records are there to take,
         unless another thread reads the same stream at once: then ``extend`` keeps what was
         popped before the buffer ran dry."""
+        if type(max_events) is not int or max_events < 0:
+            raise NetworkStateError(
+                f"max_events={max_events!r}: expected a whole number of events, 0 or more"
+            )
+        if type(timeout_ms) not in (int, float) or not 0 <= timeout_ms < math.inf:
+            raise NetworkStateError(
+                f"timeout_ms={timeout_ms!r}: expected a finite number of milliseconds, 0 or more"
+            )
         buf = self._buf
+        if not buf and timeout_ms > 0 and not self.closed:
+            self._wait(timeout_ms)
         out: list[tuple[Any, ...]] = []
         with contextlib.suppress(IndexError):
             out.extend(map(_call, repeat(buf.popleft, min(max_events, len(buf)))))
