@@ -336,9 +336,9 @@ def _instructions(case: str, n: int) -> int:
     """Instructions (all threads) of one process running ``case`` on ``n`` items."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
+        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
         subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-            + [sys.executable, __file__, "--case", case, "--n", str(n)],
+            [*valgrind, sys.executable, __file__, "--case", case, "--n", str(n)],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -358,9 +358,7 @@ def callgrind(n: int, only: list[str] | None) -> int:
     for case in [c for c in CASES if c in needed]:
         per_item[case] = (_instructions(case, 2 * n) - _instructions(case, n)) / n
         print(f"{case:16s}: {per_item[case]:10,.0f} instructions/item", flush=True)
-    print_ratios(
-        [(name, per_item[b] / per_item[c]) for name, c, b in CG_ROWS if c in per_item]
-    )
+    print_ratios([(name, per_item[b] / per_item[c]) for name, c, b in CG_ROWS if c in per_item])
     return 0
 
 
