@@ -170,7 +170,8 @@ class ActorContext:
             # call costs as much as the rest of it. Keep the two in step.
             node = self._node
             routes = node.routes
-            for port, msg in outputs.items():
+            for port in outputs:  # keys, then a lookup: cheaper than items() for one or two
+                msg = outputs[port]
                 if msg is None:
                     continue
                 if type(msg) is not Message:

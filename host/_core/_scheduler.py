@@ -54,6 +54,7 @@ BATCH = 256  # ticks one node runs before the scheduler looks at other nodes
 SLICE = 64  # node batches between two yields to the event loop
 WORKER_BATCH = 32  # ticks of one worker node handed to a thread at once
 MAX_NESTING = 48  # depth of nested draining from ctx.send inside a sync tick
+ASYNC_WAIT_S = 0.001  # longest the output of a running async tick waits for the driver
 FAILURES_KEPT = 1000
 
 
@@ -80,7 +81,12 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_evt: asyncio.Event | None = None
         self._sleeping = False
+        #: The driver was woken since it last went to sleep: senders on other threads wake
+        #: it once per sleep, not once per packet (each wake is a write to the loop's pipe).
+        self._wake_sent = False
+        #: Set for ``_relieve`` waiting on a worker: only then is a completion signalled.
         self._completion_evt = threading.Event()
+        self._relieving = 0
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._thread_id = 0
@@ -182,7 +188,10 @@ class Scheduler:
         if node.await_all:
             ports = node.await_ports
             return bool(ports) and all(any(e.queue for e in node.port_edges[p]) for p in ports)
-        return any(e.queue for e in node.in_edges)
+        for e in node.in_edges:  # noqa: SIM110 -- not any(): no generator at each batch's end
+            if e.queue:
+                return True
+        return False
 
     def _pop(self, e: _Edge) -> Message:
         q = e.queue
@@ -300,19 +309,25 @@ class Scheduler:
         ctx = node.ctx
         assert ctx is not None
         run = node.run
-        i = node.rr
+        i = node.rr % k
         n = 0
         node.busy = True
         try:
             while n < BATCH and not node.nfull:
-                for j in range(k):
-                    e = edges[(i + j) % k]
-                    q = e.queue
-                    if q:
+                e = edges[i]  # the edge whose turn it is; the others only if it is empty
+                q = e.queue
+                if not q:
+                    for j in range(1, k):
+                        e = edges[(i + j) % k]
+                        q = e.queue
+                        if q:
+                            i = (i + j) % k
+                            break
+                    else:
                         break
-                else:
-                    break
-                i = (i + j + 1) % k
+                i += 1
+                if i == k:
+                    i = 0
                 msg = q.popleft()
                 if len(q) == e.capacity - 1:
                     self._unfull(e.src)
@@ -482,6 +497,8 @@ class Scheduler:
         room, up to ``BATCH`` (a task per tick would cost more than most ticks do). The node
         stays busy and in flight for the whole run, as for a single tick."""
         hub = self.hub
+        loop = self._loop
+        assert loop is not None
         n = 0
         try:
             while True:
@@ -509,6 +526,11 @@ class Scheduler:
                             time.perf_counter() - t0,
                             node.out_count,
                         )
+                if self._sleeping and not self._wake_sent and self.ready:
+                    # this tick gave the sleeping driver work: have it come soon, not at
+                    # once, so that it takes the output of several ticks in one pass
+                    self._wake_sent = True
+                    loop.call_later(ASYNC_WAIT_S, self.wake)
                 if node.nfull or n >= BATCH or self._stopping:
                     break
                 next_inputs = self._take(node)
@@ -635,9 +657,13 @@ class Scheduler:
                 return
 
     def _post(self, item: tuple[Any, ...]) -> None:
+        """Hand ``item`` to the scheduler thread (thread-safe). Signals only whoever waits:
+        a ``_relieve`` blocked on a worker, or the driver asleep (once per sleep)."""
         self.completions.append(item)
-        self._completion_evt.set()
-        if self._sleeping:
+        if self._relieving:
+            self._completion_evt.set()
+        if self._sleeping and not self._wake_sent:
+            self._wake_sent = True
             self.wake()
 
     def wake(self) -> None:
@@ -657,7 +683,6 @@ class Scheduler:
         comps = self.completions
         if not comps:
             return False
-        self._completion_evt.clear()
         while comps:
             item = comps.popleft()
             if item[0] == "ticks":
@@ -723,13 +748,24 @@ class Scheduler:
                 if self._step():
                     continue
                 if not self._workers_stuck():
-                    self._completion_evt.wait(0.05)
+                    self._await_completion()
                     continue
                 self.overflowed += 1  # nothing else can make room: let this edge grow
                 return
         finally:
             self._nesting -= 1
             node.blocked_s += time.perf_counter() - t0
+
+    def _await_completion(self) -> None:
+        """Block (at most 50 ms) until a worker posts a completion. ``_relieving`` is raised
+        before the queue is looked at, so a post either is seen here or sets the event."""
+        self._relieving += 1
+        try:
+            self._completion_evt.clear()
+            if not self.completions:
+                self._completion_evt.wait(0.05)
+        finally:
+            self._relieving -= 1
 
     def _help(self) -> bool:
         """Wait hook for blocking calls made inside a sync tick (Stream send/recv): run one
@@ -815,17 +851,21 @@ class Scheduler:
     # The run loop, one pass per iteration:
     #   1. completions posted by worker threads are handled first (they free nodes, add input);
     #   2. up to SLICE ready nodes get a batch each, then the event loop runs once, so async
-    #      ticks and thread-safe calls interleave with sync batches;
+    #      ticks and thread-safe calls interleave with sync batches — unless the slice left
+    #      nothing ready while async ticks run: then straight on to 3 and 4, so that the
+    #      output of async ticks is taken in batches, not one packet per loop iteration;
     #   3. with nothing ready: if every in-flight tick waits for room, one parked node is let
     #      past its capacity (the only place capacity is exceeded); with nothing in flight the
     #      network is idle;
     #   4. otherwise sleep until a completion, an injected packet or a finished async tick
-    #      wakes the loop (``_sleeping`` tells senders on other threads to wake it).
+    #      wakes the loop (``_sleeping`` tells senders on other threads to wake it). An async
+    #      tick's done() adds work without a wake of its own: the tick's task then wakes the
+    #      loop ASYNC_WAIT_S later, so that work waits no longer than that.
     # Invariants at the top of each pass: a node is in ``ready`` at most once (``queued``); a
     # node with a full out-edge is never in ``ready`` on its own account (it is ``parked``);
     # ``busy`` nodes are skipped by ``_run`` and re-queued by whoever ends their tick.
     async def _drive(self, until_idle: bool, on_idle: Any, stop: Any) -> None:
-        assert self._wake_evt is not None
+        assert self._wake_evt is not None and self._loop is not None
         ready = self.ready
         while True:
             if stop is not None and stop():
@@ -838,8 +878,9 @@ class Scheduler:
                     node = ready.popleft()
                     node.queued = False
                     self._run(node)
-                await asyncio.sleep(0)
-                continue
+                if ready or not self.async_inflight:
+                    await asyncio.sleep(0)
+                    continue
             if not self.completions and self._stuck():
                 if self._break_deadlock():
                     continue
@@ -850,9 +891,11 @@ class Scheduler:
                         return
             # nothing runnable now: sleep until a tick completes or work is injected
             self._wake_evt.clear()
+            self._wake_sent = False
             self._sleeping = True
             try:
                 if self.completions or ready or (stop is not None and stop()):
+                    await asyncio.sleep(0)
                     continue
                 if self.inflight == 0 and until_idle and not self.wakes_pending:
                     continue

@@ -3,6 +3,12 @@
 Run: ``python tests/bench/bench_core.py`` (add ``--n 200000`` for a quicker run; ``--smoke``
 runs every case on a few thousand packets, only to show they all still work).
 
+``--callgrind`` counts instructions instead of timing (the repeatable measure on a busy
+machine): each scheduler case and its baseline runs under ``valgrind --tool=callgrind`` at
+``--cg-n`` and twice that many items, and the difference divided by the extra items is its
+cost per item, so interpreter start-up and graph building cancel out. Threads are counted
+together (the reader's cost counts); time spent waiting is not counted at all.
+
 Each case prints its throughput and the ratio to a baseline measured in the same process: a
 bare Python loop that calls the same ``run`` functions per item through a minimal context.
 """
@@ -13,7 +19,11 @@ import argparse
 import asyncio
 import gc
 import json
+import os
+import re
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -296,6 +306,62 @@ def best(fn: Any, *args: Any, repeat: int = 3) -> float:
     return max(results)
 
 
+#: The scheduler cases by name: (function, extra arguments), for
+#: ``--case`` and ``--callgrind``. Each ratio row compares a case with its baseline.
+CASES: dict[str, tuple[Any, tuple[Any, ...]]] = {
+    "bare": (bare_chain, ()),
+    "chain": (chain, ()),
+    "capacity1": (chain, (1,)),
+    "subscribed": (chain, (64, True)),
+    "fan": (fan_out_in, ()),
+    "bare_async": (bare_async, ()),
+    "async": (async_chain, ()),
+    "drained": (drained_chain, ()),
+    "drained_dicts": (drained_chain, (None, True)),
+    "drained_results": (drained_chain, (["ActorCompleted", "ActorFailed"],)),
+}
+CG_ROWS = [
+    ("chain, capacity 64 / bare loop", "chain", "bare"),
+    ("chain, capacity 1 / bare loop", "capacity1", "bare"),
+    ("chain, events subscribed / bare loop", "subscribed", "bare"),
+    ("fan-out/fan-in / bare loop", "fan", "bare"),
+    ("async chain / bare async loop", "async", "bare_async"),
+    ("chain, a thread reading every event / bare loop", "drained", "bare"),
+    ("chain, a thread reading every event as dicts / bare", "drained_dicts", "bare"),
+    ("chain, a thread reading tick results / bare loop", "drained_results", "bare"),
+]
+
+
+def _instructions(case: str, n: int) -> int:
+    """Instructions (all threads) of one process running ``case`` on ``n`` items."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        subprocess.run(
+            [*valgrind, sys.executable, __file__, "--case", case, "--n", str(n)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        total = 0
+        for name in os.listdir(tmp):  # one file per thread with --separate-threads only
+            with open(os.path.join(tmp, name)) as f:
+                m = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
+            total += int(m.group(1)) if m else 0
+        return total
+
+
+def callgrind(n: int, only: list[str] | None) -> int:
+    """Instructions per item of each case, and each row's ratio (baseline / case)."""
+    needed = {c for row in CG_ROWS for c in row[1:] if not only or row[1] in only}
+    per_item: dict[str, float] = {}
+    for case in [c for c in CASES if c in needed]:
+        per_item[case] = (_instructions(case, 2 * n) - _instructions(case, n)) / n
+        print(f"{case:16s}: {per_item[case]:10,.0f} instructions/item", flush=True)
+    print_ratios([(name, per_item[b] / per_item[c]) for name, c, b in CG_ROWS if c in per_item])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=1_000_000, help="packets per case")
@@ -305,7 +371,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="tiny sizes, one repeat: checks the cases run, measures nothing",
     )
+    parser.add_argument("--case", choices=sorted(CASES), help="run one case once, print items/s")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="instruction counts under valgrind, see above"
+    )
+    parser.add_argument("--cg-n", type=int, default=20_000, help="items per --callgrind run")
+    parser.add_argument("--only", nargs="*", help="with --callgrind: these cases only")
     args = parser.parse_args(argv)
+    if args.case:
+        fn, extra = CASES[args.case]
+        cpu = time.process_time()  # every thread's, kernel time included: less noisy than wall
+        rate = fn(args.n, *extra)
+        cpu = time.process_time() - cpu
+        print(f"{args.case}: {rate:,.0f} items/s  {args.n / cpu:,.0f} items per CPU second")
+        return 0
+    if args.callgrind:
+        return callgrind(args.cg_n, args.only)
     if args.smoke:
         args.n, args.repeat = 4000, 1
     n = args.n
