@@ -46,6 +46,7 @@ __all__ = [
     "encode_result_done",
     "encode_result_fail",
     "encode_tick_input",
+    "tick_codec",
 ]
 
 #: Kind byte of every message kind. Stream (13) is reserved: ABI 1.0 cannot carry a live
@@ -381,9 +382,14 @@ class TickCodec:
             done = self._encode_uniform(inputs, buf, offset, capacity)
             if done is not None:
                 return done
-        pos = offset + BATCH_HEAD
+        return self._encode_batch_from(inputs, buf, offset, capacity, 0, offset + BATCH_HEAD)
+
+    def _encode_batch_from(
+        self, inputs: list[dict[str, Any]], buf: Any, offset: int, capacity: int, m: int, pos: int
+    ) -> tuple[int, int, bool]:
+        """:meth:`encode_batch_into` from tick ``m`` on, whose frame goes at ``pos`` (the
+        ticks before it are written already)."""
         end = offset + capacity
-        m = 0
         total = len(inputs)
         full = False
         specs = self._batch_inputs
@@ -618,6 +624,38 @@ class TickCodec:
             m["data"] = view[pos + spec[1] : end].tobytes()
             self._last_bytes = (n, self._with_payload(spec[0], value), value, spec[3])
         return {spec[3]: m}
+
+
+class _CompiledTickCodec(TickCodec):
+    """A :class:`TickCodec` whose hot methods are the compiled module's (``abi/_ccodec``):
+    instance attributes that shadow the Python methods, so a call costs no Python frame.
+    What the C code does not write or read exactly it hands back to the Python methods."""
+
+    def __init__(self, inports: Any, outports: Any, compiled: Any) -> None:
+        super().__init__(inports, outports)
+        c = compiled.Codec(
+            list(outports),
+            super().encode_into,
+            super()._encode_batch_from,
+        )
+        self.encode_into = c.encode_into  # type: ignore[method-assign]
+        self.encode_batch_into = c.encode_batch_into  # type: ignore[method-assign]
+        self.decode_single = c.decode_single  # type: ignore[method-assign]
+        self.decode_batch = c.decode_batch  # type: ignore[method-assign]
+
+
+def tick_codec(inports: Any, outports: Any, compiled: bool | None = None) -> TickCodec:
+    """The :class:`TickCodec` of a node: the compiled one when ``abi/_ccodec`` has it
+    (``compiled=None``: when it is built; ``False``: never; ``True``: build it or raise
+    SandboxError), else the Python one. Both give the same bytes, Messages and errors."""
+    from . import _ccodec
+
+    if compiled is False:
+        return TickCodec(inports, outports)
+    mod = _ccodec.require() if compiled else _ccodec.get()
+    if mod is None or len(outports) > 64:
+        return TickCodec(inports, outports)
+    return _CompiledTickCodec(inports, outports, mod)
 
 
 def encode_outputs(outputs: Any) -> bytes:

@@ -39,13 +39,13 @@ from .._errors import (
 from .._jsonread import loads
 from ..abi._codec import (
     BATCH_HEAD,
-    TickCodec,
     decode_message,
     decode_outputs,
     decode_result,
     encode_batch,
     encode_message,
     encode_tick_input,
+    tick_codec,
 )
 from ._guest_describe import GuestTemplate, parse_describe, pick_template, read_module_file
 from ._guest_http import http_fetch
@@ -520,7 +520,7 @@ class GuestNodeActor(Actor):
         self.outports = list(t.outports)
         self.await_all_inports = t.await_all_inports
         self.node = node_id
-        self.codec = TickCodec(t.inports, t.outports)
+        self.codec = tick_codec(t.inports, t.outports)
         self._running = False
         self._closing = False
         self._owned: list[Any] = []  # the guest-side node; popped by exactly one releaser
