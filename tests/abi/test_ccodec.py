@@ -140,7 +140,7 @@ def test_uniform_batches_same_as_python(values: list[int], payload: bytes) -> No
 
 
 def _result_frames() -> st.SearchStrategy[bytes]:
-    out = st.tuples(st.sampled_from(OUTPORTS + ["zz", "ou"]), _kinds())
+    out = st.tuples(st.sampled_from([*OUTPORTS, "zz", "ou"]), _kinds())
 
     def done(entries: list[tuple[str, Any]]) -> bytes:
         try:
@@ -302,8 +302,7 @@ def _child(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 _WHICH = (
-    "from reflow.abi._codec import tick_codec;"
-    "print(type(tick_codec(['in'], ['out'])).__name__)"
+    "from reflow.abi._codec import tick_codec;print(type(tick_codec(['in'], ['out'])).__name__)"
 )
 
 
