@@ -642,6 +642,8 @@ class _CompiledTickCodec(TickCodec):
         self.encode_batch_into = c.encode_batch_into  # type: ignore[method-assign]
         self.decode_single = c.decode_single  # type: ignore[method-assign]
         self.decode_batch = c.decode_batch  # type: ignore[method-assign]
+        #: A wasmtime node's whole single tick (see ``WasmNodeActor._tick``).
+        self.tick = c.tick
 
 
 def tick_codec(inports: Any, outports: Any, compiled: bool | None = None) -> TickCodec:

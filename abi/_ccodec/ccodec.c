@@ -406,6 +406,77 @@ fail:
     return NULL;
 }
 
+/* tick(inputs, view, in_ptr, in_cap, args, call, trap, out_limit)
+ *
+ * The single-tick path of a wasmtime node in one call: encode the input frame into linear
+ * memory at in_ptr (as encode_into), put (in_ptr, n) in the i64 slots args[0] and args[2],
+ * call() (the bound unchecked call: it releases the GIL), then read the result slice the
+ * guest returned in args[0]. Returns
+ *   {port: message}  a hot result, inside the view and within out_limit bytes;
+ *   an int           the raw result: anything else, for the Python code to check and decode;
+ *   a 1-tuple (e,)   the call failed: e is what call() returned (the trap is in trap);
+ *   None             nothing was called: the frame needs more than in_cap bytes.
+ */
+static PyObject *Codec_tick(Codec *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "tick(inputs, view, in_ptr, in_cap, args, call, trap, out_limit)");
+        return NULL;
+    }
+    PyObject *n_obj = Codec_encode_into(self, args, 4);
+    if (n_obj == NULL) return NULL;
+    Py_ssize_t n = PyLong_AsSsize_t(n_obj);
+    Py_DECREF(n_obj);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 0) Py_RETURN_NONE;
+    Py_ssize_t in_ptr = PyLong_AsSsize_t(args[2]);
+    long long out_limit = PyLong_AsLongLong(args[7]);
+    if (PyErr_Occurred()) return NULL;
+    Py_buffer slots;
+    if (PyObject_GetBuffer(args[4], &slots, PyBUF_WRITABLE) < 0) return NULL;
+    if (slots.len < 24) {
+        PyBuffer_Release(&slots);
+        PyErr_SetString(PyExc_ValueError, "args must hold at least three i64 slots");
+        return NULL;
+    }
+    wr64((unsigned char *)slots.buf, (uint64_t)in_ptr);
+    wr64((unsigned char *)slots.buf + 16, (uint64_t)n);
+    PyBuffer_Release(&slots); /* the call runs Python code (the deadline callback) */
+    PyObject *e = PyObject_CallNoArgs(args[5]);
+    if (e == NULL) return NULL;
+    Py_buffer trap;
+    if (PyObject_GetBuffer(args[6], &trap, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(e);
+        return NULL;
+    }
+    int trapped = 0;
+    for (Py_ssize_t i = 0; i < trap.len; i++) trapped |= ((unsigned char *)trap.buf)[i];
+    PyBuffer_Release(&trap);
+    if (e != Py_None || trapped) {
+        PyObject *t = PyTuple_Pack(1, e);
+        Py_DECREF(e);
+        return t;
+    }
+    Py_DECREF(e);
+    if (PyObject_GetBuffer(args[4], &slots, PyBUF_SIMPLE) < 0) return NULL;
+    uint64_t raw = rd64((const unsigned char *)slots.buf);
+    PyBuffer_Release(&slots);
+    Py_ssize_t ptr = (Py_ssize_t)(raw & 0xFFFFFFFFu), ln = (Py_ssize_t)(raw >> 32);
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *out = NULL;
+    if ((long long)ln <= out_limit && ptr <= view.len && ln <= view.len - ptr) {
+        out = hot(self, (const unsigned char *)view.buf + ptr, ln);
+        if (out == NULL && PyErr_Occurred()) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    PyBuffer_Release(&view);
+    if (out != NULL) return out;
+    return PyLong_FromLongLong((long long)raw); /* args[0] is a signed i64, as ctypes reads it */
+}
+
 /* -- the Codec type: one node's declared out-ports ------------------------------------------ */
 
 static int Codec_traverse(Codec *self, visitproc visit, void *arg) {
@@ -474,6 +545,8 @@ fail:
 }
 
 static PyMethodDef Codec_methods[] = {
+    {"tick", (PyCFunction)(void (*)(void))Codec_tick, METH_FASTCALL,
+     "tick(inputs, view, in_ptr, in_cap, args, call, trap, out_limit): one wasmtime tick"},
     {"encode_into", (PyCFunction)(void (*)(void))Codec_encode_into, METH_FASTCALL,
      "encode_into(inputs, buf, offset, capacity) -> bytes written (see TickCodec)"},
     {"encode_batch_into", (PyCFunction)(void (*)(void))Codec_encode_batch_into, METH_FASTCALL,
