@@ -382,13 +382,20 @@ class TickCodec:
             done = self._encode_uniform(inputs, buf, offset, capacity)
             if done is not None:
                 return done
-        return self._encode_batch_from(inputs, buf, offset, capacity, 0, offset + BATCH_HEAD)
+        return self._encode_batch_loop(inputs, buf, offset, capacity, 0, offset + BATCH_HEAD)
 
     def _encode_batch_from(
         self, inputs: list[dict[str, Any]], buf: Any, offset: int, capacity: int, m: int, pos: int
     ) -> tuple[int, int, bool]:
         """:meth:`encode_batch_into` from tick ``m`` on, whose frame goes at ``pos`` (the
-        ticks before it are written already)."""
+        ticks before it are written already): where the compiled codec hands over."""
+        if m == 0:
+            return TickCodec.encode_batch_into(self, inputs, buf, offset, capacity)
+        return self._encode_batch_loop(inputs, buf, offset, capacity, m, pos)
+
+    def _encode_batch_loop(
+        self, inputs: list[dict[str, Any]], buf: Any, offset: int, capacity: int, m: int, pos: int
+    ) -> tuple[int, int, bool]:
         end = offset + capacity
         total = len(inputs)
         full = False
@@ -459,6 +466,26 @@ class TickCodec:
         if m:
             _BATCH_HEAD.pack_into(buf, offset, m, 0, 0, 0, 0)
         return m, pos - offset if m else 0, full
+
+    def encode_ctxs_into(
+        self, ctxs: list[Any], buf: Any, offset: int, capacity: int
+    ) -> tuple[int, int, bool]:
+        """:meth:`encode_batch_into` of the ``inputs`` of each of ``ctxs``."""
+        return self.encode_batch_into([c.inputs for c in ctxs], buf, offset, capacity)
+
+    def deliver_batch(
+        self, view: Any, pos: int, end: int, count: int, limit: int, ctxs: list[Any]
+    ) -> tuple[int, list[Any]]:
+        """:meth:`decode_batch`, then ``ctxs[j].done(frames[j])`` for the leading frames that
+        are hot; returns (how many were ended, the frames)."""
+        frames = self.decode_batch(view, pos, end, count, limit)
+        j = 0
+        for ctx, out in zip(ctxs, frames, strict=False):
+            if type(out) is not dict:
+                break
+            ctx.done(out)
+            j += 1
+        return j, frames
 
     def decode_batch(self, view: Any, pos: int, end: int, count: int, limit: int) -> list[Any]:
         """The ``count`` result frames of a batch at ``view[pos:end]`` (each ``u32 n`` +
@@ -642,6 +669,8 @@ class _CompiledTickCodec(TickCodec):
         self.encode_batch_into = c.encode_batch_into  # type: ignore[method-assign]
         self.decode_single = c.decode_single  # type: ignore[method-assign]
         self.decode_batch = c.decode_batch  # type: ignore[method-assign]
+        self.encode_ctxs_into = c.encode_ctxs_into  # type: ignore[method-assign]
+        self.deliver_batch = c.deliver_batch  # type: ignore[method-assign]
         #: A wasmtime node's whole single tick (see ``WasmNodeActor._tick``).
         self.tick = c.tick
 

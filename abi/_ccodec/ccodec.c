@@ -26,7 +26,7 @@
 #include <string.h>
 
 static PyObject *MessageType;  /* reflow.Message, set by init() */
-static PyObject *s_type, *s_data;
+static PyObject *s_type, *s_data, *s_inputs, *s_done;
 static PyObject *k_names[8];  /* "Null" .. "Error": kind names of codes 0..7 */
 
 #define MAX_PORTS 64
@@ -247,10 +247,18 @@ static PyObject *Codec_encode_into(Codec *self, PyObject *const *args, Py_ssize_
  * when ticks > 0), as TickCodec.encode_batch_into. From the first tick this encoder does not
  * write, or that does not fit, the Python encoder carries on (TickCodec._encode_batch_from)
  * and its result is returned. */
-static PyObject *Codec_encode_batch_into(Codec *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4 || !PyList_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "encode_batch_into(inputs: list, buf, offset, capacity)");
+static PyObject *batch_into(Codec *self, PyObject *const *args, Py_ssize_t nargs, int of_ctxs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "encode_batch_into(inputs, buf, offset, capacity)");
         return NULL;
+    }
+    if (!PyList_CheckExact(args[0])) { /* any sequence, as a list */
+        PyObject *list = PySequence_List(args[0]);
+        if (list == NULL) return NULL;
+        PyObject *again[4] = {list, args[1], args[2], args[3]};
+        PyObject *r = batch_into(self, again, 4, of_ctxs);
+        Py_DECREF(list);
+        return r;
     }
     Py_ssize_t offset = PyLong_AsSsize_t(args[2]);
     Py_ssize_t capacity = PyLong_AsSsize_t(args[3]);
@@ -265,7 +273,16 @@ static PyObject *Codec_encode_batch_into(Codec *self, PyObject *const *args, Py_
     for (; m < total && end - pos >= 4; m++) {
         Py_ssize_t start = pos + 4;
         Py_ssize_t at = start;
-        int r = put_frame(PyList_GET_ITEM(args[0], m), buf, &at, end);
+        PyObject *inputs = PyList_GET_ITEM(args[0], m);
+        if (of_ctxs) {
+            inputs = PyObject_GetAttr(inputs, s_inputs);
+            if (inputs == NULL) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+        }
+        int r = put_frame(inputs, buf, &at, end);
+        if (of_ctxs) Py_DECREF(inputs);
         if (r == ENC_ERR) {
             PyBuffer_Release(&view);
             return NULL;
@@ -280,13 +297,38 @@ static PyObject *Codec_encode_batch_into(Codec *self, PyObject *const *args, Py_
     }
     PyBuffer_Release(&view);
     if (m < total) {
-        PyObject *rest = Py_BuildValue("(OOOOnn)", args[0], args[1], args[2], args[3], m, pos);
+        PyObject *list = args[0];
+        if (of_ctxs) { /* the Python encoder takes the inputs */
+            list = PyList_New(total);
+            if (list == NULL) return NULL;
+            for (Py_ssize_t i = 0; i < total; i++) {
+                PyObject *inputs = PyObject_GetAttr(PyList_GET_ITEM(args[0], i), s_inputs);
+                if (inputs == NULL) {
+                    Py_DECREF(list);
+                    return NULL;
+                }
+                PyList_SET_ITEM(list, i, inputs);
+            }
+        } else {
+            Py_INCREF(list);
+        }
+        PyObject *rest = Py_BuildValue("(OOOOnn)", list, args[1], args[2], args[3], m, pos);
+        Py_DECREF(list);
         if (rest == NULL) return NULL;
         PyObject *r = PyObject_Call(self->batch_fallback, rest, NULL);
         Py_DECREF(rest);
         return r;
     }
     return Py_BuildValue("(nnO)", m, m ? pos - offset : (Py_ssize_t)0, Py_False);
+}
+
+static PyObject *Codec_encode_batch_into(Codec *self, PyObject *const *args, Py_ssize_t nargs) {
+    return batch_into(self, args, nargs, 0);
+}
+
+/* encode_ctxs_into(ctxs, buf, offset, capacity): encode_batch_into of [c.inputs for c in ctxs] */
+static PyObject *Codec_encode_ctxs_into(Codec *self, PyObject *const *args, Py_ssize_t nargs) {
+    return batch_into(self, args, nargs, 1);
 }
 
 /* -- decoding (guest -> host: every byte untrusted) ------------------------------------------ */
@@ -477,6 +519,41 @@ static PyObject *Codec_tick(Codec *self, PyObject *const *args, Py_ssize_t nargs
     return PyLong_FromLongLong((long long)raw); /* args[0] is a signed i64, as ctypes reads it */
 }
 
+/* deliver_batch(view, pos, end, count, limit, ctxs) -> (delivered, frames)
+ *
+ * decode_batch, then ctxs[j].done(frames[j]) for the leading frames that are hot: the hot
+ * loop of GuestNodeActor._deliver_batch. ``delivered`` says how many were ended. */
+static PyObject *Codec_deliver_batch(Codec *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "deliver_batch(view, pos, end, count, limit, ctxs)");
+        return NULL;
+    }
+    PyObject *ctxs = PySequence_Fast(args[5], "ctxs must be a sequence");
+    if (ctxs == NULL) return NULL;
+    PyObject *frames = Codec_decode_batch(self, args, 5);
+    if (frames == NULL) {
+        Py_DECREF(ctxs);
+        return NULL;
+    }
+    Py_ssize_t j = 0, n = PyList_GET_SIZE(frames);
+    for (; j < n && j < PySequence_Fast_GET_SIZE(ctxs); j++) {
+        PyObject *out = PyList_GET_ITEM(frames, j);
+        if (!PyDict_CheckExact(out)) break;
+        PyObject *ctx = PySequence_Fast_GET_ITEM(ctxs, j);
+        Py_INCREF(ctx);
+        PyObject *r = PyObject_CallMethodOneArg(ctx, s_done, out);
+        Py_DECREF(ctx);
+        if (r == NULL) {
+            Py_DECREF(ctxs);
+            Py_DECREF(frames);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(ctxs);
+    return Py_BuildValue("(nN)", j, frames);
+}
+
 /* -- the Codec type: one node's declared out-ports ------------------------------------------ */
 
 static int Codec_traverse(Codec *self, visitproc visit, void *arg) {
@@ -551,6 +628,10 @@ static PyMethodDef Codec_methods[] = {
      "encode_into(inputs, buf, offset, capacity) -> bytes written (see TickCodec)"},
     {"encode_batch_into", (PyCFunction)(void (*)(void))Codec_encode_batch_into, METH_FASTCALL,
      "encode_batch_into(inputs, buf, offset, capacity) -> (ticks, bytes, full)"},
+    {"encode_ctxs_into", (PyCFunction)(void (*)(void))Codec_encode_ctxs_into, METH_FASTCALL,
+     "encode_ctxs_into(ctxs, buf, offset, capacity): encode_batch_into of their inputs"},
+    {"deliver_batch", (PyCFunction)(void (*)(void))Codec_deliver_batch, METH_FASTCALL,
+     "deliver_batch(view, pos, end, count, limit, ctxs) -> (delivered, frames)"},
     {"decode_single", (PyCFunction)(void (*)(void))Codec_decode_single, METH_FASTCALL,
      "decode_single(view, pos, end) -> {port: message} of a hot result frame, or None"},
     {"decode_batch", (PyCFunction)(void (*)(void))Codec_decode_batch, METH_FASTCALL,
@@ -597,7 +678,9 @@ PyMODINIT_FUNC PyInit_reflow_ccodec(void) {
                                    "Float", "String", "Bytes",   "Error"};
     s_type = PyUnicode_InternFromString("type");
     s_data = PyUnicode_InternFromString("data");
-    if (s_type == NULL || s_data == NULL) return NULL;
+    s_inputs = PyUnicode_InternFromString("inputs");
+    s_done = PyUnicode_InternFromString("done");
+    if (s_type == NULL || s_data == NULL || s_inputs == NULL || s_done == NULL) return NULL;
     for (int i = 0; i < 8; i++)
         if ((k_names[i] = PyUnicode_InternFromString(names[i])) == NULL) return NULL;
     if (PyType_Ready(&CodecType) < 0) return NULL;

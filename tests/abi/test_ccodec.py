@@ -295,7 +295,8 @@ def pair_codecs() -> tuple[TickCodec, TickCodec]:
 
 
 def _child(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, **env}
+    full = {k: v for k, v in os.environ.items() if k != "REFLOW_CCODEC"}
+    full.update(env)
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=120
     )
