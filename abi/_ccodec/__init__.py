@@ -126,23 +126,40 @@ def build(timeout: float = BUILD_TIMEOUT_S) -> Path:
 
 
 def _take_lock(path: Path, deadline: float) -> int:
-    """An exclusive lock file (O_EXCL); a stale one (older than the build timeout) is taken
-    over."""
+    """An exclusive lock file (O_EXCL) holding this process's id; one left by a process that
+    is gone, or older than the build timeout, is taken over."""
     while True:
         try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, str(os.getpid()).encode())
+            return fd
         except FileExistsError:
-            try:
-                if time.time() - path.stat().st_mtime > BUILD_TIMEOUT_S:
-                    path.unlink(missing_ok=True)
-                    continue
-            except OSError:
+            if _stale(path):
+                path.unlink(missing_ok=True)
                 continue
             if time.monotonic() > deadline:
                 raise SandboxError(
                     f"building the compiled codec: {path} is held by another build"
                 ) from None
             time.sleep(0.05)
+
+
+def _stale(path: Path) -> bool:
+    try:
+        if time.time() - path.stat().st_mtime > BUILD_TIMEOUT_S:
+            return True
+        pid = int(path.read_text().strip() or "0")
+    except (OSError, ValueError):
+        return False  # being written or just removed: look again
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _load(path: Path) -> ModuleType:

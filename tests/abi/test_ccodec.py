@@ -400,3 +400,18 @@ def test_the_sandbox_tests_pass_under_the_other_codec() -> None:
         timeout=900,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def test_a_lock_left_by_a_dead_build_is_taken_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    out = _ccodec.module_path()
+    out.parent.mkdir(mode=0o700, parents=True)
+    out.with_suffix(".lock").write_text(dead.stdout.strip())
+    t0 = time.monotonic()
+    assert _ccodec.build(timeout=120) == out and out.is_file()
+    assert time.monotonic() - t0 < 120
+    assert not out.with_suffix(".lock").exists()
