@@ -29,7 +29,9 @@ sampled in turns (``paired``), so load from other processes lands on both sides 
      ``WORKER_BATCH`` such inputs + copy of the results out, per tick (the host's overhead alone
      for the batched path).
    The public ``Func.__call__`` + ``Memory.write/read`` is shown for reference.
-   Target: tick <= 2x raw passthrough.
+   Targets (issue #9): single-tick path <= 2x raw passthrough; batched <= 3x raw same guest
+   batched. The first line printed says which tick codec ran (``REFLOW_CCODEC``: 0 the
+   pure-Python one, 1 the compiled one, built first if need be).
 2. Native tick (1 KiB passthrough) vs a bare ctypes call of the same entry point with the same
    pre-encoded frame, with the cheapest primitives (no argtypes, prebuilt arguments, copy out
    through the same memoryview the engine uses). Target: single-tick path <= 2x.
