@@ -46,6 +46,7 @@ __all__ = [
     "encode_result_done",
     "encode_result_fail",
     "encode_tick_input",
+    "tick_codec",
 ]
 
 #: Kind byte of every message kind. Stream (13) is reserved: ABI 1.0 cannot carry a live
@@ -381,9 +382,21 @@ class TickCodec:
             done = self._encode_uniform(inputs, buf, offset, capacity)
             if done is not None:
                 return done
-        pos = offset + BATCH_HEAD
+        return self._encode_batch_loop(inputs, buf, offset, capacity, 0, offset + BATCH_HEAD)
+
+    def _encode_batch_from(
+        self, inputs: list[dict[str, Any]], buf: Any, offset: int, capacity: int, m: int, pos: int
+    ) -> tuple[int, int, bool]:
+        """:meth:`encode_batch_into` from tick ``m`` on, whose frame goes at ``pos`` (the
+        ticks before it are written already): where the compiled codec hands over."""
+        if m == 0:
+            return TickCodec.encode_batch_into(self, inputs, buf, offset, capacity)
+        return self._encode_batch_loop(inputs, buf, offset, capacity, m, pos)
+
+    def _encode_batch_loop(
+        self, inputs: list[dict[str, Any]], buf: Any, offset: int, capacity: int, m: int, pos: int
+    ) -> tuple[int, int, bool]:
         end = offset + capacity
-        m = 0
         total = len(inputs)
         full = False
         specs = self._batch_inputs
@@ -453,6 +466,26 @@ class TickCodec:
         if m:
             _BATCH_HEAD.pack_into(buf, offset, m, 0, 0, 0, 0)
         return m, pos - offset if m else 0, full
+
+    def encode_ctxs_into(
+        self, ctxs: list[Any], buf: Any, offset: int, capacity: int
+    ) -> tuple[int, int, bool]:
+        """:meth:`encode_batch_into` of the ``inputs`` of each of ``ctxs``."""
+        return self.encode_batch_into([c.inputs for c in ctxs], buf, offset, capacity)
+
+    def deliver_batch(
+        self, view: Any, pos: int, end: int, count: int, limit: int, ctxs: list[Any]
+    ) -> tuple[int, list[Any]]:
+        """:meth:`decode_batch`, then ``ctxs[j].done(frames[j])`` for the leading frames that
+        are hot; returns (how many were ended, the frames)."""
+        frames = self.decode_batch(view, pos, end, count, limit)
+        j = 0
+        for ctx, out in zip(ctxs, frames, strict=False):
+            if type(out) is not dict:
+                break
+            ctx.done(out)
+            j += 1
+        return j, frames
 
     def decode_batch(self, view: Any, pos: int, end: int, count: int, limit: int) -> list[Any]:
         """The ``count`` result frames of a batch at ``view[pos:end]`` (each ``u32 n`` +
@@ -618,6 +651,42 @@ class TickCodec:
             m["data"] = view[pos + spec[1] : end].tobytes()
             self._last_bytes = (n, self._with_payload(spec[0], value), value, spec[3])
         return {spec[3]: m}
+
+
+class _CompiledTickCodec(TickCodec):
+    """A :class:`TickCodec` whose hot methods are the compiled module's (``abi/_ccodec``):
+    instance attributes that shadow the Python methods, so a call costs no Python frame.
+    What the C code does not write or read exactly it hands back to the Python methods."""
+
+    def __init__(self, inports: Any, outports: Any, compiled: Any) -> None:
+        super().__init__(inports, outports)
+        c = compiled.Codec(
+            list(outports),
+            super().encode_into,
+            super()._encode_batch_from,
+        )
+        self.encode_into = c.encode_into  # type: ignore[method-assign]
+        self.encode_batch_into = c.encode_batch_into  # type: ignore[method-assign]
+        self.decode_single = c.decode_single  # type: ignore[method-assign]
+        self.decode_batch = c.decode_batch  # type: ignore[method-assign]
+        self.encode_ctxs_into = c.encode_ctxs_into  # type: ignore[method-assign]
+        self.deliver_batch = c.deliver_batch  # type: ignore[method-assign]
+        #: A wasmtime node's whole single tick (see ``WasmNodeActor._tick``).
+        self.tick = c.tick
+
+
+def tick_codec(inports: Any, outports: Any, compiled: bool | None = None) -> TickCodec:
+    """The :class:`TickCodec` of a node: the compiled one when ``abi/_ccodec`` has it
+    (``compiled=None``: when it is built; ``False``: never; ``True``: build it or raise
+    SandboxError), else the Python one. Both give the same bytes, Messages and errors."""
+    from . import _ccodec
+
+    if compiled is False:
+        return TickCodec(inports, outports)
+    mod = _ccodec.require() if compiled else _ccodec.get()
+    if mod is None or len(outports) > 64:
+        return TickCodec(inports, outports)
+    return _CompiledTickCodec(inports, outports, mod)
 
 
 def encode_outputs(outputs: Any) -> bytes:

@@ -39,13 +39,13 @@ from .._errors import (
 from .._jsonread import loads
 from ..abi._codec import (
     BATCH_HEAD,
-    TickCodec,
     decode_message,
     decode_outputs,
     decode_result,
     encode_batch,
     encode_message,
     encode_tick_input,
+    tick_codec,
 )
 from ._guest_describe import GuestTemplate, parse_describe, pick_template, read_module_file
 from ._guest_http import http_fetch
@@ -520,7 +520,7 @@ class GuestNodeActor(Actor):
         self.outports = list(t.outports)
         self.await_all_inports = t.await_all_inports
         self.node = node_id
-        self.codec = TickCodec(t.inports, t.outports)
+        self.codec = tick_codec(t.inports, t.outports)
         self._running = False
         self._closing = False
         self._owned: list[Any] = []  # the guest-side node; popped by exactly one releaser
@@ -613,10 +613,10 @@ class GuestNodeActor(Actor):
         its buffer and copy (a batch frame grows the buffer to about ``_BATCH_BYTES`` at most:
         beyond that, batches get shorter). A tick whose inputs cannot cross the boundary ends
         the batch before it; if it is the first, its MessageError is raised."""
-        inputs = [c.inputs for c in ctxs]
-        m, size, full = self.codec.encode_batch_into(inputs, buf, offset, capacity)
+        m, size, full = self.codec.encode_ctxs_into(ctxs, buf, offset, capacity)
         if m and (not full or capacity >= _BATCH_BYTES):
             return m, size, None
+        inputs = [c.inputs for c in ctxs]
         room = max(_BATCH_BYTES, capacity)
         frames: list[bytes] = []
         total = BATCH_HEAD
@@ -653,14 +653,13 @@ class GuestNodeActor(Actor):
         tick already emitted, which counts toward its cap. ``end`` must lie inside ``view``."""
         limit = host.limits.output_bytes
         # With bytes emitted mid-tick, every frame takes the full path, which counts them.
-        frames = self.codec.decode_batch(view, pos, end, count, -1 if emitted else limit)
-        hot = 0
-        if not failed:  # the hot loop
-            for ctx, out in zip(ctxs, frames, strict=False):
-                if type(out) is not dict:
-                    break
-                ctx.done(out)
-                hot += 1
+        if failed:
+            frames = self.codec.decode_batch(view, pos, end, count, -1 if emitted else limit)
+            hot = 0
+        else:  # the hot loop: the leading hot frames end their ticks
+            hot, frames = self.codec.deliver_batch(
+                view, pos, end, count, -1 if emitted else limit, ctxs
+            )
         for j in range(hot, count):
             ctx, out = ctxs[j], frames[j]
             if failed and j in failed:

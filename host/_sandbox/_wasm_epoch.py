@@ -9,9 +9,10 @@ notify function *is* ``wasmtime_engine_increment_epoch``, its argument the engin
 ``void f(union sigval)`` and ``void f(const wasm_engine_t *)`` take their one word in the same
 register on the 64-bit Linux ABIs this is enabled for (x86_64, aarch64). libc runs the notify
 function on a thread of its own (glibc starts one per expiry, musl keeps one per timer); no
-Python code and no GIL are involved. It is used when ``REFLOW_EPOCH_TICKER=posix`` (see
-:data:`DEFAULT_NATIVE`); otherwise, and wherever it cannot be (macOS has no POSIX timers,
-Windows, a wasmtime-py without the fast path's bindings), a daemon Python thread does the job.
+Python code and no GIL are involved. It is the default (see :data:`DEFAULT_NATIVE`;
+``REFLOW_EPOCH_TICKER=thread`` opts out); wherever it cannot be (macOS has no POSIX timers,
+Windows, a wasmtime-py without the fast path's bindings, ``timer_create`` failing), a daemon
+Python thread does the job.
 
 Nobody reads the engine's epoch counter back (the C API has no getter): the engine's hot
 path only needs to know whether a deadline it armed may have been eaten into since, which
@@ -108,14 +109,14 @@ def _probe() -> tuple[Any, str]:
 _LIBC, NATIVE_REASON = _probe()
 #: Whether the POSIX timer can be used here (``EpochTicker(native=True)``).
 NATIVE = _LIBC is not None
-#: Whether tickers use it unless told (``native=None``): only with
-#: ``REFLOW_EPOCH_TICKER=posix``. Its first version crashed when an engine that was never
-#: closed was freed by garbage collection before the ticker's ``__del__`` deleted the timer
-#: (a notify thread then incremented a freed engine); the timer now holds an engine reference
-#: of its own (``wasmtime_engine_clone``), released only after the timer is deleted and its
-#: grace period passed. No same-run ratio showed it faster than the thread, so the thread
-#: stays the default until the fix has had more runs.
-DEFAULT_NATIVE = NATIVE and os.environ.get("REFLOW_EPOCH_TICKER", "") == "posix"
+#: Whether tickers use it unless told (``native=None``): wherever it can be, unless
+#: ``REFLOW_EPOCH_TICKER=thread``. Its first version crashed when an engine that was never
+#: closed was freed by garbage collection before the ticker's ``__del__`` deleted the timer;
+#: the timer now holds an engine reference of its own (``wasmtime_engine_clone``), released
+#: only after the timer is deleted and its grace period passed. The time-limit, epoch and
+#: batch test files passed with it in repeated runs on a loaded machine, so it is the default;
+#: a timer that cannot be created at run time falls back to the thread.
+DEFAULT_NATIVE = NATIVE and os.environ.get("REFLOW_EPOCH_TICKER", "").strip() != "thread"
 
 _live: weakref.WeakSet[EpochTicker] = weakref.WeakSet()
 #: (when, engine handle) of deleted timers: each handle is released once _GRACE_S passed
@@ -133,6 +134,7 @@ class EpochTicker:
         self.engine = engine
         self.period_s = float(period_s)
         self.native = DEFAULT_NATIVE if native is None else bool(native)
+        self._asked = native  # None: the default, which may fall back to the thread
         self._timer: ctypes.c_void_p | None = None
         self._handle = 0  # the timer's own engine reference (wasmtime_engine_clone)
         self._thread: threading.Thread | None = None
@@ -158,7 +160,13 @@ class EpochTicker:
             if self._closed or self.running:
                 return
             if self.native:
-                self._start_timer()
+                try:
+                    self._start_timer()
+                except OSError:
+                    if self._asked:  # asked for by name: say why not
+                        raise
+                    self.native = False  # e.g. a process out of timers: the thread does it
+                    self._start_thread()
             else:
                 self._start_thread()
             with _registry_lock:

@@ -234,3 +234,59 @@ def test_engines_dropped_without_close_neither_crash_nor_leak_threads(backend: s
     made, threads = map(int, proc.stdout.split())
     assert made > 50, made
     assert threads < 20, f"{threads} threads left after dropping {made} engines"
+
+
+_DEFAULT = (
+    "from reflow._sandbox._wasm_engine import WasmEngine;"
+    "print(WasmEngine(cache_dir=False).native_ticker)"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "want"),
+    [("", _wasm_epoch.NATIVE), ("thread", False), ("posix", _wasm_epoch.NATIVE)],
+)
+def test_the_posix_timer_is_the_default_where_it_can_be(env: str, want: bool) -> None:
+    import os
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _DEFAULT],
+        env={**os.environ, "REFLOW_EPOCH_TICKER": env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stdout.split() == [str(want)], proc.stderr[-2000:]
+
+
+def test_a_default_timer_that_cannot_start_falls_back_to_the_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """timer_create can fail at run time (a process out of timers): the default ticker then
+    runs as a thread and deadlines still hold; a timer asked for by name raises."""
+    if not _wasm_epoch.NATIVE:
+        pytest.skip(_wasm_epoch.NATIVE_REASON)
+
+    def refuse(self: _wasm_epoch.EpochTicker) -> None:
+        raise OSError(11, "timer_create failed: Resource temporarily unavailable")
+
+    monkeypatch.setattr(_wasm_epoch.EpochTicker, "_start_timer", refuse)
+    config = wasmtime.Config()
+    config.epoch_interruption = True
+    engine = wasmtime.Engine(config)
+    ticker = _wasm_epoch.EpochTicker(engine, 0.005, None)
+    ticker.start()
+    try:
+        assert ticker.running and not ticker.native
+        store, spin = _spinner(engine)
+        store.set_epoch_deadline(4)
+        t0 = time.perf_counter()
+        with pytest.raises(wasmtime.Trap):
+            spin(store)
+        assert time.perf_counter() - t0 < 2.0
+    finally:
+        ticker.close()
+    named = _wasm_epoch.EpochTicker(engine, 0.005, True)
+    with pytest.raises(OSError, match="timer_create failed"):
+        named.start()
+    named.close()
