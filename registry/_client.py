@@ -698,7 +698,10 @@ class RegistryClient(_PackCache):
         except RegistryError as exc:
             if not falls_back(exc):
                 raise
-            targets, age = self.tuf.offline_namespace(ns)
+            try:
+                targets, age = self.tuf.offline_namespace(ns)
+            except RegistryError:
+                raise exc from None  # nothing verified is cached: the registry's failure
             self._note(f"{exc}; using the {age}")
             return self._from_signed_cache(ns, short, rng, triple, targets, exc)
         version = pick_version(rng, list(signed), yanked)

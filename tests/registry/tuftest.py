@@ -30,7 +30,9 @@ class Uvicorn:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -79,7 +81,10 @@ class Proxy:
         }
         async with httpx.AsyncClient(base_url=self.upstream) as client:
             resp = await client.request(
-                scope["method"], path + (f"?{query}" if query else ""), headers=headers, content=body
+                scope["method"],
+                path + (f"?{query}" if query else ""),
+                headers=headers,
+                content=body,
             )
         status, out_headers, out = resp.status_code, dict(resp.headers), resp.content
         for rule in self.rules:
@@ -98,9 +103,7 @@ class Proxy:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [
-                    (k.encode(), v.encode()) for k, v in out_headers.items() if k != "etag"
-                ]
+                "headers": [(k.encode(), v.encode()) for k, v in out_headers.items() if k != "etag"]
                 + [(b"content-length", str(len(out)).encode())],
             }
         )
