@@ -66,9 +66,11 @@ from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tuf.api.metadata import Metadata, Targets
 
 from .._errors import (
     PackFormatError,
+    ReflowError,
     RegistryError,
     RegistryHTTPError,
     RegistryNotFoundError,
@@ -102,7 +104,7 @@ from ._names import is_valid_name
 from ._semver import RegistrySpecError, VersionRange, parse_spec, pick_version, precedence
 from ._transport import Pace, PacedTransport
 from ._tuf_client import TrustedMetadata, signed_versions, yank_of
-from ._tuf_errors import TargetMismatchError
+from ._tuf_errors import KeyRevokedError, MetadataError, TargetMismatchError
 from ._tuf_publish import next_namespace_metadata, target_file
 from ._tuf_repo import target_path
 from ._variants import variant_digests
@@ -461,7 +463,7 @@ class RegistryClient(_PackCache):
             return key
         try:
             return load_private_key(key)
-        except (OSError, ValueError, PackFormatError) as exc:
+        except (OSError, ValueError, ReflowError) as exc:
             raise RegistrySpecError(f"cannot read the publisher key {key}: {exc}") from exc
 
     def _sign_release(
@@ -508,7 +510,10 @@ class RegistryClient(_PackCache):
         """Upload the namespace's next targets metadata with ``changes(current)`` applied
         (retried when another publisher signed a version in between). Its version."""
         for attempt in range(3):
-            current = self.tuf.namespace(ns)
+            try:
+                current = self.tuf.namespace(ns)
+            except KeyRevokedError:
+                current = self._revoked_namespace(ns)
             todo = changes(current)
             if not todo:
                 return int(current.version) if current is not None else 0
@@ -606,6 +611,29 @@ class RegistryClient(_PackCache):
             return self._signed_yank(ns, short, version, False, "", signing)
         path = f"/api/v1/packs/{ns}/{short}/{version}/yank"
         return self._check_yank("DELETE", path, self._json("DELETE", path, scope="publish", ns=ns))
+
+    def _revoked_namespace(self, ns: str) -> Any:
+        """The namespace's current targets, signed by a key no longer delegated to it (a
+        rotation or revocation): the base this publisher re-signs, saying so."""
+        snap = self.tuf._local("snapshot")
+        if snap is None or f"{ns}.json" not in snap.signed.meta:
+            return None
+        route = f"/tuf/{snap.signed.meta[f'{ns}.json'].version}.{ns}.json"
+        doc = self._json("GET", route)
+        try:
+            signed = Metadata.from_dict(doc).signed
+            if not isinstance(signed, Targets):
+                raise ValueError(f"{signed.type} metadata")
+        except Exception as exc:  # python-tuf's ValueError, KeyError, TypeError, ...
+            raise MetadataError(
+                f"{self.url}{route}: not targets metadata: {clean(exc)}", role=ns, url=self.url
+            ) from exc
+        self._note(
+            f"namespace {ns!r} was signed by a key no longer delegated to it; re-signing its "
+            f"{len(signed.targets)} targets with this key (after a key compromise, review "
+            "them and yank what you did not publish)"
+        )
+        return signed
 
     def _signed_yank(
         self, ns: str, short: str, version: str, yanked: bool, reason: str, key: Ed25519PrivateKey

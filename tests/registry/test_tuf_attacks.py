@@ -26,7 +26,6 @@ from reflow._loader._trust import TrustStore
 from reflow.abi._signing import generate_key
 from reflow.registry._tuf_errors import (
     FreezeError,
-    KeyRevokedError,
     MetadataError,
     RollbackError,
     TargetMismatchError,
@@ -270,7 +269,7 @@ def test_endless_data(w: World, tmp_path: Path, target: str, fragment: str) -> N
 def test_slow_retrieval(w: World, tmp_path: Path) -> None:
     w.proxy.rules.append(lambda p, s, h, b: _drip() if p == "/tuf/timestamp.json" else None)
     start = time.monotonic()
-    with pytest.raises(RegistryUnavailableError, match="slow|too slow|stalled|deadline|timed"):
+    with pytest.raises(RegistryUnavailableError, match=r"in time|slow|below the minimum|deadline"):
         _install(w, tmp_path, min_rate=1000, rate_window=1, deadline=10)
     assert time.monotonic() - start < 15
 

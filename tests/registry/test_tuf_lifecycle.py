@@ -13,8 +13,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from regtest import make_pack
-from tuftest import Proxy, SignedRegistry, Uvicorn, client, signed_registry
 from tuf.api.metadata import Metadata, MetaFile, TargetFile, Targets
+from tuftest import Proxy, SignedRegistry, Uvicorn, client, signed_registry
 
 from reflow._errors import RegistryHTTPError, RegistryNotFoundError
 from reflow._loader._trust import TrustStore
@@ -89,15 +89,26 @@ def test_publisher_key_rotation_and_revocation(tmp_path: Path) -> None:
         path.write_bytes(make_pack("acme/tools", "6.6.6", old_key))
         with (
             client(up.url, tmp_path / "evil", s.root, token=s.reg.publish) as c,
-            pytest.raises(RegistryHTTPError, match="unregistered|not registered"),
+            pytest.raises(RegistryHTTPError, match=r"unregistered|not registered"),
         ):
             c.publish(path, key=old_key)
         # clients refuse the namespace until its (new) publisher re-signs it
         with (
             client(up.url, tmp_path / "c", s.root, trust=trust) as c,
-            pytest.raises(KeyRevokedError, match="acme.*not signed by the publisher keys"),
+            pytest.raises(KeyRevokedError, match=r"acme.*not signed by the publisher keys"),
         ):
             c.install("acme/tools@*")
+        # the namespace's publisher re-signs with the new key: clients follow
+        lines: list[str] = []
+        path = tmp_path / "good.rflpack"
+        path.write_bytes(make_pack("acme/tools", "0.2.0", new_key_))
+        with client(up.url, tmp_path / "pub2", s.root, token=s.reg.publish) as c:
+            c._notify = lines.append
+            c.publish(path, key=new_key_)
+        assert any("re-signing its 1 targets" in line for line in lines), lines
+        with client(up.url, tmp_path / "c1", s.root, trust=trust) as c:
+            assert c.install("acme/tools@*").version == "0.2.0"
+            assert c.install("acme/tools@0.1.0").version == "0.1.0"
         # the registry itself (online keys) forging acme's metadata with the old key
         current = s.repo.load("acme")
         assert current is not None
