@@ -271,9 +271,9 @@ class _Translate:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None or isinstance(exc, RegistryError) or not isinstance(exc, Exception):
-            return False
+            return
         raise self.translate(exc) from exc
 
     def translate(self, exc: Exception) -> RegistryError:
