@@ -256,7 +256,13 @@ def _drip() -> Any:
 
 @pytest.mark.parametrize(
     ("target", "fragment"),
-    [("/tuf/timestamp.json", "timestamp"), (".snapshot.json", "snapshot"), (".acme.json", "acme")],
+    [
+        ("/tuf/timestamp.json", "timestamp"),
+        (".snapshot.json", "snapshot"),
+        (".targets.json", "targets"),
+        (".acme.json", "acme"),
+        ("/tuf/2.root.json", "root"),
+    ],
 )
 def test_endless_data(w: World, tmp_path: Path, target: str, fragment: str) -> None:
     w.proxy.rules.append(lambda p, s, h, b: _flood(200 << 20) if p.endswith(target) else None)
@@ -264,6 +270,25 @@ def test_endless_data(w: World, tmp_path: Path, target: str, fragment: str) -> N
     with pytest.raises(MetadataError, match=f"{fragment}.*endless data"):
         _install(w, tmp_path)
     assert time.monotonic() - start < 20
+
+
+@pytest.mark.parametrize(
+    ("target", "body", "error", "fragment"),
+    [
+        ("/tuf/2.root.json", "root-v1", RollbackError, "root"),
+        ("/tuf/timestamp.json", b"{not json", MetadataError, "not valid signed metadata"),
+        ("/tuf/timestamp.json", b"[" * 15000 + b"]" * 15000, MetadataError, "timestamp"),
+        (".snapshot.json", b'{"signed": {}, "signatures": []}', MetadataError, "snapshot"),
+        (".acme.json", b"\x00\xff" * 100, MetadataError, "acme"),
+    ],
+)
+def test_malformed_and_replayed_metadata(
+    w: World, tmp_path: Path, target: str, body: Any, error: type, fragment: str
+) -> None:
+    data = w.signed.root if body == "root-v1" else body
+    w.proxy.rules.append(lambda p, s, h, b: (200, data) if p.endswith(target) else None)
+    with pytest.raises(error, match=fragment):
+        _install(w, tmp_path)
 
 
 def test_slow_retrieval(w: World, tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ class Uvicorn:
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
+        self.server.force_exit = True  # a dripping answer must not hold the shutdown
         self.thread.join(10)
 
 
