@@ -13,7 +13,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from regtest import make_pack
-from tuf.api.metadata import Metadata, MetaFile, TargetFile, Targets
+from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuftest import Proxy, SignedRegistry, Uvicorn, client, signed_registry
 
 from reflow._errors import RegistryHTTPError, RegistryNotFoundError
@@ -48,7 +48,6 @@ def test_root_rotation_reaches_a_client_on_its_next_refresh(tmp_path: Path) -> N
         trust = _trust(tmp_path, s.reg.key)
         with client(up.url, tmp_path / "c", s.root, trust=trust) as c:
             assert c.install("acme/tools@*").version == "0.1.0"
-            new = load_signer(tmp_path / "offline-keys" / "root.pem")  # placeholder, replaced
             from reflow.registry._tuf_repo import new_key
 
             new = new_key(tmp_path / "new-root.pem")
@@ -384,4 +383,3 @@ def test_cli_tuf_init_delegate_rotate(tmp_path: Path) -> None:
         registry_cli, ["tuf", "delegate", "--data", str(data), "--keys", str(tmp_path / "k2")]
     )
     assert run.exit_code == 1 and "error:" in run.output
-    assert MetaFile  # imported for the table above
