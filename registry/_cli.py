@@ -43,6 +43,10 @@ class _Group(ReflowGroup):
     damaged index (``sqlite3.Error``) shown as the administration errors they are."""
 
     def translate(self, exc: Exception) -> Exception:
+        from ._tuf_repo import RepositoryRefusal
+
+        if isinstance(exc, RepositoryRefusal):  # the signed metadata's refusals (tuf ...)
+            return RegistryAdminError(str(exc))
         if isinstance(exc, (ValueError, sqlite3.Error)) and not isinstance(exc, RegistryError):
             return RegistryAdminError(str(exc))
         return exc

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from ..tools._term import echo, echo_json
+from ._storage import LocalStorage
 from ._tuf_repo import ONLINE_DIR, RepositoryRefusal, TufPolicy, TufRepository, load_signer, new_key
 
 __all__ = ["tuf"]
@@ -32,15 +33,16 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors
 
 
 def _repo(data: Path, policy: TufPolicy | None = None) -> TufRepository:
-    from ._cli import _storage
-
-    return TufRepository(_storage(data), data / ONLINE_DIR, policy)
-
-
-def _refused(exc: RepositoryRefusal) -> Exception:
-    from ._cli import RegistryAdminError
-
-    return RegistryAdminError(str(exc))
+    """The repository of the registry in ``data``, which must exist. Refusals are
+    :class:`RepositoryRefusal`; ``reflow-registry`` shows them as one ``error:`` line."""
+    if not (data / "index.sqlite3").is_file():
+        raise RepositoryRefusal(
+            404,
+            "not_a_registry",
+            f"{data} is not a registry data directory ('reflow-registry init --data {data}' "
+            "makes it one)",
+        )
+    return TufRepository(LocalStorage(data), data / ONLINE_DIR, policy)
 
 
 @click.group()
@@ -65,8 +67,6 @@ def tuf_init(data: Path, keys: Path, root_expiry: float, as_json: bool) -> None:
     repo = _repo(data, TufPolicy(root=root_expiry, targets=root_expiry))
     try:
         root = repo.init(keys)
-    except RepositoryRefusal as exc:
-        raise _refused(exc) from exc
     finally:
         repo.storage.close()
     (keys / "root.json").write_bytes(root)
@@ -94,8 +94,6 @@ def tuf_delegate(data: Path, keys: Path, as_json: bool) -> None:
     repo = _repo(data)
     try:
         version = repo.delegate(load_signer(keys / "targets.pem"))
-    except RepositoryRefusal as exc:
-        raise _refused(exc) from exc
     finally:
         repo.storage.close()
     if as_json:
@@ -127,12 +125,8 @@ def tuf_rotate_root(data: Path, keys: Path, new_keys: Path, as_json: bool) -> No
         new_keys.mkdir(parents=True, exist_ok=True)
         fresh = new_key(new_keys / "root.pem")
         root = repo.rotate_root([old], [fresh])
-    except (RepositoryRefusal, FileExistsError) as exc:
-        if isinstance(exc, FileExistsError):
-            raise _refused(
-                RepositoryRefusal(409, "key_exists", f"{new_keys}/root.pem exists")
-            ) from exc
-        raise _refused(exc) from exc
+    except FileExistsError as exc:
+        raise RepositoryRefusal(409, "key_exists", f"{new_keys}/root.pem exists") from exc
     finally:
         repo.storage.close()
     (new_keys / "root.json").write_bytes(root)
