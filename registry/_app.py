@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -40,6 +41,7 @@ from ._app_state import (
     RegistryState,
     error_response,
 )
+from ._app_tuf import namespace_metadata, tuf_file, tuf_target
 from ._auth import AuthDenied, Authenticator
 from ._storage import (
     Storage,
@@ -162,13 +164,22 @@ ROUTES: list[tuple[str, _Endpoint, list[str]]] = [
     ("/api/v1/namespaces/{ns}/keys", add_key, ["POST"]),
     ("/api/v1/namespaces/{ns}/keys/{key_id}", remove_key, ["DELETE"]),
     ("/api/v1/tokens", create_token, ["POST"]),
+    ("/api/v1/namespaces/{ns}/metadata", namespace_metadata, ["PUT"]),
+    ("/tuf/{file}", tuf_file, ["GET"]),
+    ("/tuf/targets/{ns}/{name}/{version}/{file}", tuf_target, ["GET"]),
 ]
 
 
 def create_app(
-    storage: Storage, config: RegistryConfig | None = None, *, auth: Authenticator | None = None
+    storage: Storage,
+    config: RegistryConfig | None = None,
+    *,
+    auth: Authenticator | None = None,
+    tuf: Any = None,
 ) -> Starlette:
-    """The registry as an ASGI app over ``storage``."""
+    """The registry as an ASGI app over ``storage``. ``tuf``: its signed metadata (a
+    :class:`~reflow.registry._tuf_repo.TufRepository`; default: the one kept in
+    ``storage``, with the online keys under its data directory)."""
     config = config or RegistryConfig()
     app = Starlette(
         routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES],
@@ -182,7 +193,11 @@ def create_app(
             Exception: _internal,
         },
     )
+    if tuf is None and isinstance(getattr(storage, "root", None), Path):
+        from ._tuf_repo import ONLINE_DIR, TufRepository
+
+        tuf = TufRepository(storage, storage.root / ONLINE_DIR)  # type: ignore[attr-defined]
     app.state.registry = RegistryState(
-        storage, auth or Authenticator(storage, anonymous_read=config.anonymous_read), config
+        storage, auth or Authenticator(storage, anonymous_read=config.anonymous_read), config, tuf
     )
     return app

@@ -29,7 +29,6 @@ from .._errors import (
     UntrustedKeyError,
 )
 from ..abi._bundle import BundleScan, scan_bundle, stream_bundle
-from ..abi._manifest import PORTABLE_TRIPLE
 from ..abi._signing import key_id as key_id_of
 from ..abi._signing import load_public_key, verify_manifest
 from ..abi._version import ABI_VERSION, check_abi_compatible
@@ -54,6 +53,7 @@ from ._storage import (
     VersionConflict,
     VersionRecord,
 )
+from ._variants import variant_members
 
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
 
@@ -211,22 +211,6 @@ async def _drain(request: Request, declared: int | None) -> None:
         return
 
 
-def _variant_members(scan: BundleScan) -> list[tuple[str, set[str]]]:
-    """Each slim variant's triple and the members it keeps: one per native triple (its own
-    and the portable artifacts), and a portable-only one when the pack has both kinds."""
-    m = scan.manifest
-    present = set(scan.present)
-    files = {f.path for f in m.files}
-    natives = [t for t in m.triples() if t != PORTABLE_TRIPLE]
-    out = [
-        (t, {a.path for a in m.artifacts if a.triple in (PORTABLE_TRIPLE, t)} | files)
-        for t in natives
-    ]
-    if natives and PORTABLE_TRIPLE in m.triples():
-        out.append((PORTABLE_TRIPLE, {a.path for a in m.artifacts if a.portable} | files))
-    return [(t, keep & present) for t, keep in out]
-
-
 def _write_blob(storage: Storage, chunks: Iterable[bytes]) -> BlobUpload:
     part = storage.new_upload()
     try:
@@ -251,7 +235,7 @@ def _verify_and_store(
     parts: list[tuple[str, BlobUpload]] = []
     try:
         with reg.builds:
-            for triple, keep in _variant_members(scan):
+            for triple, keep in variant_members(scan):
                 parts.append(
                     (triple, _write_blob(reg.storage, stream_bundle(upload.path, scan, keep)))
                 )

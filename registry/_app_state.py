@@ -101,6 +101,8 @@ class RegistryState:
     storage: Storage
     auth: Authenticator
     config: RegistryConfig
+    #: The signed metadata (a ``TufRepository``), or None for a registry without it.
+    tuf: Any = None
     #: Held from the "not published elsewhere" check to the index commit (publishes run in
     #: worker threads), so two namespaces cannot both take the same un-namespaced manifest.
     publish_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -43,6 +43,10 @@ class _Group(ReflowGroup):
     damaged index (``sqlite3.Error``) shown as the administration errors they are."""
 
     def translate(self, exc: Exception) -> Exception:
+        from ._tuf_repo import RepositoryRefusal
+
+        if isinstance(exc, RepositoryRefusal):  # the signed metadata's refusals (tuf ...)
+            return RegistryAdminError(str(exc))
         if isinstance(exc, (ValueError, sqlite3.Error)) and not isinstance(exc, RegistryError):
             return RegistryAdminError(str(exc))
         return exc
@@ -238,6 +242,20 @@ _POSITIVE = click.IntRange(min=1)
     type=_POSITIVE,
     help="Publishes building slim variants at once (~64 MiB each; more wait).",
 )
+@click.option(
+    "--timestamp-expiry",
+    default=86400.0,
+    show_default=True,
+    type=click.FloatRange(min=2),
+    help="Seconds a signed timestamp stays valid (re-signed at half-life).",
+)
+@click.option(
+    "--snapshot-expiry",
+    default=7 * 86400.0,
+    show_default=True,
+    type=click.FloatRange(min=2),
+    help="Seconds a signed snapshot stays valid.",
+)
 def serve(
     data: Path,
     host: str,
@@ -253,6 +271,8 @@ def serve(
     backlog: int,
     max_uploads: int,
     max_builds: int,
+    timestamp_expiry: float,
+    snapshot_expiry: float,
 ) -> None:
     """Serve the registry in DATA over HTTP (uvicorn); creates DATA if it is missing."""
     from ._app import RegistryConfig, create_app
@@ -279,7 +299,10 @@ def serve(
     temps, blobs = storage.collect_garbage()
     if temps or blobs:
         echo(f"removed {temps} abandoned upload(s) and {blobs} unreferenced blob(s)", err=True)
-    app = create_app(storage, config)
+    from ._tuf_repo import ONLINE_DIR, TufPolicy, TufRepository
+
+    policy = TufPolicy(timestamp=timestamp_expiry, snapshot=snapshot_expiry)
+    app = create_app(storage, config, tuf=TufRepository(storage, data / ONLINE_DIR, policy))
     echo(f"reflow registry on http://{host}:{port} (data: {storage.root})", err=True)
     try:
         run_server(app, host=host, port=port, limits=limits, log_level=log_level)
@@ -496,6 +519,14 @@ def namespace_list(data: Path, as_json: bool) -> None:
         for ns in spaces:
             echo(f"{ns.name:<24} {ns.owner}")
 
+
+def _add_tuf() -> None:
+    from ._cli_tuf import tuf
+
+    main.add_command(tuf)
+
+
+_add_tuf()
 
 if __name__ == "__main__":
     main()

@@ -68,11 +68,19 @@ class _PackCache(_Exchange):
     trust: TrustStore
     max_download: int
 
-    def _fetch(self, meta: dict[str, Any], triple: str, progress: Progress | None) -> InstalledPack:
+    def _fetch(
+        self,
+        meta: dict[str, Any],
+        triple: str,
+        progress: Progress | None,
+        *,
+        variant: str | None = None,
+    ) -> InstalledPack:
+        """``variant``: the one to fetch (default: the best for ``triple`` in ``meta``)."""
         ns, short, version = meta["namespace"], meta["name"], meta["version"]
         url = f"{self.url}/api/v1/packs/{ns}/{short}/{version}"
         manifest, signer = self._verify_meta(meta, url)
-        variant = self._variant(meta, triple)
+        variant = variant or self._variant(meta, triple)
         expect = meta["variants"][variant]
         self._check_expect(expect, f"{url}/download")
         d = self._dir(ns, short, version)

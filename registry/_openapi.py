@@ -87,6 +87,33 @@ def openapi_document(max_upload: int) -> dict[str, Any]:
                 )
             },
             "/api/v1/packs/{ns}/{name}": {"get": _op("list a pack's versions", params=pkg)},
+            "/api/v1/namespaces/{ns}/metadata": {
+                "put": _op(
+                    "store the namespace's next TUF targets metadata, signed by its "
+                    "publisher key (body: the signed JSON); bumps snapshot and timestamp",
+                    params=[_NS],
+                    ok="201",
+                    ok_desc="stored",
+                    security=True,
+                    errors=("400", "401", "403", "404", "409", "413", "422"),
+                    body={"required": True, "content": {"application/json": {}}},
+                )
+            },
+            "/tuf/{file}": {
+                "get": _op(
+                    "signed TUF metadata: timestamp.json, {version}.{role}.json",
+                    params=[{**_NS, "name": "file"}],
+                    errors=("404",),
+                )
+            },
+            "/tuf/targets/{ns}/{name}/{version}/{file}": {
+                "get": _op(
+                    "a TUF target by its hash-prefixed name ({sha256}.{variant}.rflpack)",
+                    params=[*ver, {**_NS, "name": "file"}],
+                    content="application/vnd.reflow.rflpack",
+                    errors=("404",),
+                )
+            },
             "/api/v1/packs/{ns}/{name}/{version}": {
                 "get": _op(
                     "version metadata: the signed manifest and signature, variants", params=ver

@@ -296,6 +296,17 @@ class Storage(ABC):
         """The newest non-yanked version of each pack whose name, description or template
         ids contain ``query`` (case-insensitive), ordered by name."""
 
+    # -- signed metadata (TUF): each role's versions, as signed bytes --
+    def put_metadata(self, files: Sequence[tuple[str, int, bytes]]) -> None:
+        """Store ``(role, version, signed bytes)`` rows in one transaction: all or none. A
+        role version that exists already is a :class:`StorageConflict` (two writers racing
+        for the next snapshot: one wins)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no signed metadata")
+
+    def get_metadata(self, role: str, version: int | None = None) -> tuple[int, bytes] | None:
+        """``(version, bytes)`` of ``role`` at ``version`` (None: the newest), or None."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no signed metadata")
+
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release resources (idempotent)."""
 
@@ -322,6 +333,9 @@ CREATE TABLE IF NOT EXISTS variants (
     namespace TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, triple TEXT NOT NULL,
     sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     PRIMARY KEY (namespace, name, version, triple));
+CREATE TABLE IF NOT EXISTS tuf_metadata (
+    role TEXT NOT NULL, version INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (role, version));
 """
 
 _TOKEN_COLS = (
@@ -553,6 +567,40 @@ class LocalStorage(Storage):
             )
             > 0
         )
+
+    # -- signed metadata ----------------------------------------------------------------------
+    def put_metadata(self, files: Sequence[tuple[str, int, bytes]]) -> None:
+        with self._lock:
+            db = self.db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT INTO tuf_metadata (role, version, data) VALUES (?, ?, ?)",
+                    [(role, int(version), bytes(data)) for role, version, data in files],
+                )
+            except sqlite3.IntegrityError as exc:
+                _rollback(db)
+                raise StorageConflict(f"signed metadata version exists: {exc}") from exc
+            except BaseException as exc:
+                _rollback(db)
+                if _no_room(exc):
+                    raise _full(exc, "signed metadata") from exc
+                raise
+            db.execute("COMMIT")
+
+    def get_metadata(self, role: str, version: int | None = None) -> tuple[int, bytes] | None:
+        if version is None:
+            rows = self._query(
+                "SELECT version, data FROM tuf_metadata WHERE role = ? "
+                "ORDER BY version DESC LIMIT 1",
+                (role,),
+            )
+        else:
+            rows = self._query(
+                "SELECT version, data FROM tuf_metadata WHERE role = ? AND version = ?",
+                (role, int(version)),
+            )
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
 
     # -- versions ---------------------------------------------------------------------------
     def add_version(self, record: VersionRecord) -> None:

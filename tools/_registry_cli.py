@@ -116,6 +116,13 @@ def _spec(spec: str) -> str:
 
 
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors too).")
+_key = click.option(
+    "--key",
+    "key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Publisher private key: signs the namespace's metadata on a registry with a pinned root.",
+)
 
 
 @click.command()
@@ -130,17 +137,28 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors
     help="Namespace for a pack named without one (e.g. 'my-pack'); default: the "
     "token's namespace. A pack named 'ns/name' always goes to 'ns'.",
 )
+@_key
+@_cache
 @_json
 def publish(
-    pack: Path, registry: str, token: str | None, namespace: str | None, as_json: bool
+    pack: Path,
+    registry: str,
+    token: str | None,
+    namespace: str | None,
+    key: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
 ) -> None:
     """Upload PACK (a full, signed .rflpack) to the registry.
 
     A pack named 'acme/my-pack' is published as acme/my-pack. A pack named just 'my-pack'
     (as 'reflow-pack new' makes it) is published in --namespace, else in the namespace of
     the token; namespaced names are recommended for published packs (see registry/API.md)."""
-    with _client(registry, token) as client, _progress(f"uploading {pack.name}") as bar:
-        doc = client.publish(pack, namespace=namespace, progress=bar)
+    with (
+        _client(registry, token, cache_dir=cache_dir) as client,
+        _progress(f"uploading {pack.name}") as bar,
+    ):
+        doc = client.publish(pack, namespace=namespace, progress=bar, key=key)
     if as_json:
         echo_json({**doc, "unchanged": bool(doc.get("unchanged"))})
         return
@@ -244,16 +262,25 @@ def search(query: str, registry: str, token: str | None, limit: int, as_json: bo
 @_insecure
 @click.option("--reason", default="", help="Why (shown to anyone who looks at the version).")
 @click.option("--undo", is_flag=True, help="Unyank: make the version installable by ranges again.")
+@_key
+@_cache
 @_json
 def yank(
-    spec: str, registry: str, token: str | None, reason: str, undo: bool, as_json: bool
+    spec: str,
+    registry: str,
+    token: str | None,
+    reason: str,
+    undo: bool,
+    key: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
 ) -> None:
     """Withdraw SPEC (namespace/name@version): ranges stop choosing it; exact pins still
     install it, so nothing that depends on it breaks."""
     _spec(spec)
-    with _client(registry, token) as client:
+    with _client(registry, token, cache_dir=cache_dir) as client:
         try:
-            doc = client.unyank(spec) if undo else client.yank(spec, reason)
+            doc = client.unyank(spec, key=key) if undo else client.yank(spec, reason, key=key)
         except ValueError as exc:
             raise _BadSpec(str(exc), param_hint="SPEC") from None
     if as_json:
@@ -263,7 +290,45 @@ def yank(
     echo(sanitize(f"{state} {doc['full_name']} {doc['version']}"))
 
 
-COMMANDS: tuple[click.Command, ...] = (publish, install, search, yank)
+@click.group("registry")
+def registry_group() -> None:
+    """Registries this machine trusts (their signed metadata's root)."""
+
+
+@registry_group.command("add")
+@click.argument("url")
+@click.option(
+    "--root",
+    "root",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The registry's root.json, from its operator ('reflow-registry tuf init' wrote it).",
+)
+@click.option("--replace", is_flag=True, help="Replace a different root pinned before.")
+@_cache
+@_json
+def registry_add(
+    url: str, root: Path, replace: bool, cache_dir: Path | None, as_json: bool
+) -> None:
+    """Pin ROOT as the trusted root of the registry at URL: from now on versions, yanks and
+    downloads from it are checked against its signed metadata. The root is never taken
+    from the network; rotations signed by it reach this machine by themselves."""
+    from ..registry._client import RegistryClient
+
+    with RegistryClient(url, cache_dir=cache_dir) as client:
+        doc = client.pin_root(root.read_bytes(), replace=replace)
+    if as_json:
+        echo_json(doc)
+        return
+    echo(
+        sanitize(
+            f"trusting {doc['url']}: root version {doc['root_version']}, expires "
+            f"{doc['expires']}, root keys {', '.join(k[:16] for k in doc['keys'])}"
+        )
+    )
+
+
+COMMANDS: tuple[click.Command, ...] = (publish, install, search, yank, registry_group)
 
 
 def add_registry_commands(group: click.Group) -> None:

@@ -9,6 +9,11 @@ same server stack without the registry's auth, index lookup and headers) and
 ``python -m http.server``. Every server runs in its own process; the client streams each
 download with httpx and discards it. Target (issue 5): registry throughput >= 50% of the
 static server's.
+
+Also: an ``install`` of a pack that is cached and up to date, with the registry's signed
+metadata (TUF, a pinned root) against the same install without it (unsigned version list):
+the round trips each costs (target, issue 12: <= 3 for the metadata refresh) and the median
+time, as a ratio.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from pathlib import Path
 import httpx
 from _ratios import print_ratios
 
+from reflow._loader._trust import TrustStore
 from reflow.abi._bundle import artifact_entry, build_bundle
 from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
 from reflow.abi._signing import generate_key, key_id, public_key_pem, sign_manifest
 from reflow.registry._auth import Authenticator
+from reflow.registry._client import RegistryClient
 from reflow.registry._storage import LocalStorage
+from reflow.registry._tuf_repo import ONLINE_DIR, TufRepository
 
 _STATIC = (
     "import sys, uvicorn\n"
@@ -94,6 +102,36 @@ def throughput(url: str, size: int, repeat: int, headers: dict[str, str] | None 
     return statistics.median(rates)
 
 
+def cached_installs(
+    reg: str, token: str, root: Path, key: object, pack_path: Path, root_json: bytes, repeat: int
+) -> tuple[dict[str, int], dict[str, list[float]]]:
+    """Publish ``pack_path`` with signed metadata, install it once, then time installs of
+    the cached pack with a pinned root and without one; count each one's requests."""
+    trust = TrustStore(root / "trust")
+    trust.add(key.public_key())  # type: ignore[attr-defined]
+    with RegistryClient(reg, token=token, cache_dir=root / "pub", notify=None) as pub:
+        pub.pin_root(root_json)
+        pub.publish(pack_path, key=key)
+    trips: dict[str, int] = {}
+    times: dict[str, list[float]] = {}
+    for label, cache in (("signed", root / "signed-cache"), ("unsigned", root / "plain-cache")):
+        with RegistryClient(reg, cache_dir=cache, trust=trust, notify=None) as c:
+            if label == "signed":
+                c.pin_root(root_json)
+            c.install("bench/signed@*")
+            seen: list[str] = []
+            c.http.event_hooks["request"].append(lambda r, seen=seen: seen.append(r.url.path))
+            times[label] = []
+            for _ in range(repeat * 4):
+                seen.clear()
+                t0 = time.perf_counter()
+                got = c.install("bench/signed@*")
+                times[label].append((time.perf_counter() - t0) * 1000)
+                assert got.from_cache
+            trips[label] = len(seen)
+    return trips, times
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mb", type=float, default=20)
@@ -115,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             auth.create_namespace("bench", "bench")
             storage.add_key("bench", key_id(key), public_key_pem(key))
             _, token = auth.create_token("bench", "publish")
+            root_json = TufRepository(storage, root / "data" / ONLINE_DIR).init(root / "keys")
         big = pack("bench/big", "1.0.0", key, int(opts.size_mb * (1 << 20)))
         static_dir = root / "static"
         static_dir.mkdir()
@@ -178,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
                     c.put(f"/api/v1/packs/bench/small/1.0.{i}", content=body).raise_for_status()
                     small.append((time.perf_counter() - t0) * 1000)
 
+            signed_small = root / "signed.rflpack"
+            signed_small.write_bytes(pack("bench/signed", "1.0.0", key, 20_000))
+            trips, times = cached_installs(
+                reg, token, root, key, signed_small, root_json, opts.repeat
+            )
             size = len(big)
             mb = size / (1 << 20)
             rate_reg = throughput(f"{reg}/api/v1/packs/bench/big/1.0.0/download", size, opts.repeat)
@@ -200,6 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     print("publish latency (verify, slim variants, fsync, index commit):")
     print(f"  {mb:.1f} MB pack             {big_ms:8.1f} ms")
     print(f"  20 KB pack (median of {len(small)})  {statistics.median(small):8.1f} ms")
+    print("install of a cached, up-to-date pack (median of", f"{opts.repeat * 4}):")
+    for label in ("signed", "unsigned"):
+        print(
+            f"  {label + ' metadata':<24} {trips[label]:3d} round trips  "
+            f"{statistics.median(times[label]):8.1f} ms"
+        )
+    print(f"  signed: round trips for the metadata refresh = {trips['signed']} (target <= 3)")
+    signed_ratio = statistics.median(times["signed"]) / statistics.median(times["unsigned"])
+    print(f"  ratio signed / unsigned (time) = {signed_ratio:.2f}")
     print_ratios(
         [
             ("registry download / uvicorn StaticFiles", rate_reg / rate_static),
