@@ -122,7 +122,9 @@ class _Handlers:
                 if not raw:
                     raise UnprocessableError("the upload is empty; send a .rflpack", path="$")
                 pack = await run_in_threadpool(lambda: load_pack(raw, trust=self._trust()))
-        except RequestError:
+        except RequestError as exc:
+            if exc.path is None:
+                exc.path = "$.name"
             raise
         except ReflowError as exc:
             raise UnprocessableError(

@@ -88,7 +88,7 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-def check_graph_size(graph: Any, limits: ServerLimits, path: str = "$.graph") -> None:
+def check_graph_size(graph: Any, limits: ServerLimits, path: str = "$") -> None:
     """Refuse (422) a graph with more nodes or connections than the limits allow; counts only,
     the graph reader checks the shapes."""
     if not isinstance(graph, dict):
