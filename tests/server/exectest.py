@@ -76,7 +76,7 @@ def counter_graph(count: int = 10) -> dict[str, Any]:
     """generate ``count`` numbers, split them into packets, count them."""
     return {
         "processes": {
-            "gen": {"component": "tpl_generator", "metadata": {"config": {"count": count}}},
+            "gen": {"component": "tpl_generator", "metadata": {"config": {"end": count}}},
             "split": {"component": "tpl_flow_split"},
             "count": {"component": "tpl_flow_counter"},
         },
