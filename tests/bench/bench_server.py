@@ -72,11 +72,13 @@ async def wait(client: httpx.AsyncClient, eid: str) -> dict[str, Any]:
         await asyncio.sleep(0.02)
 
 
-async def watch(ws_url: str, eid: str) -> tuple[int, bool]:
+async def watch(ws_url: str, eid: str, connected: asyncio.Event | None = None) -> tuple[int, bool]:
     """Events received, and whether they were complete and in order."""
     url = f"{ws_url}/api/v1/executions/{eid}/events?access_token={TOKEN}"
     n, ok, last = 0, True, 0
     async with websockets.connect(url, max_queue=None) as ws:
+        if connected is not None:
+            connected.set()
         async for frame in ws:
             ev = json.loads(frame)
             n += 1
@@ -103,10 +105,20 @@ async def concurrent(
 ) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=120) as c:
         t0 = time.perf_counter()
-        ids = await asyncio.gather(*(create(c, packets) for _ in range(executions)))
+        # each watched execution gets its watcher before the next one is created, so the
+        # watchers keep up from the start (a late one gets the kept history, then a gap)
+        tasks, ids = [], []
+        for _ in range(watchers):
+            eid = await create(c, packets)
+            ids.append(eid)
+            if eid is not None:
+                connected = asyncio.Event()
+                tasks.append(asyncio.ensure_future(watch(ws_url, eid, connected)))
+                await connected.wait()
+        ids += await asyncio.gather(*(create(c, packets) for _ in range(executions - watchers)))
         errors = sum(1 for i in ids if i is None)
         good = [i for i in ids if i is not None]
-        seen = await asyncio.gather(*(watch(ws_url, eid) for eid in good[:watchers]))
+        seen = await asyncio.gather(*tasks)
         bodies = await asyncio.gather(*(wait(c, eid) for eid in good))
         wall = time.perf_counter() - t0
     errors += sum(1 for _, ok in seen if not ok)

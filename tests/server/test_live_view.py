@@ -49,9 +49,9 @@ def test_static_files_are_served_without_a_token(srv: RunningServer) -> None:
 @pytest.mark.slow
 def test_run_a_failing_graph_from_the_page(srv: RunningServer, page: Page) -> None:
     page.goto(srv.url + "/")
-    expect(page.locator('[data-node="div"]')).to_be_visible()  # drawn before it runs
     page.fill("#token", TOKEN)
     page.select_option("#example", "a failing node")
+    expect(page.locator('[data-node="div"]')).to_be_visible()  # drawn before it runs
     page.click("#run")
     expect(page.locator("#state")).to_have_text("failed", timeout=15000)
     failed = page.locator('[data-node="div"].failed')
