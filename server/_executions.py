@@ -89,7 +89,7 @@ class Execution:
         self.summary: dict[str, Any] | None = None
         self.nodes = net.nodes()
         self.bridge = EventBridge(limits.history, limits.client_queue)
-        self._stream = net.events(maxlen=1 << 16)
+        self._stream = net.events(maxlen=1 << 17)
         self._cancel = threading.Event()
         self._cancel_reason = ""
         self.thread: threading.Thread | None = None

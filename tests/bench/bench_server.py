@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             ("run time with one watcher / without (bridging)", statistics.median(bridged) / single),
             (
-                "50 concurrent wall / 50 x one execution",
+                "concurrent wall / (executions x one execution)",
                 result["wall"] / (opts.executions * single),
             ),
         ]
