@@ -69,7 +69,7 @@ CLAIMS: dict[tuple[str, str], str] = {
     ("sh", "reflow-pack new my-pack"): "test_cli_block",
     ("sh", "reflow-registry serve"): "test_registry_blocks",
     ("python", 'registry="http://127.0.0.1:8700"'): "test_registry_blocks",
-    ("sh", "reflow-server --token"): "tests/server/test_cli.py starts this command (with a "
+    ("sh", "reflow-server --token"): "tests/server/test_server_cli.py starts this command (with a "
     "fixed token and a free port)",
     ("sh", "tests/bench/run_all.py"): "tests/test_bench_smoke.py runs every benchmark with "
     "--smoke, and run_all.py itself",
