@@ -53,6 +53,10 @@ RATIOS: dict[str, list[str]] = {
         "registry download / uvicorn StaticFiles",
         "registry download / python -m http.server",
     ],
+    "bench_server": [
+        "run time with one watcher / without (bridging)",
+        "concurrent wall / (executions x one execution)",
+    ],
     "bench_sdk": [
         "passthrough chain / bare loop of the same calls",
     ],

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["host", "abi", "registry", "tools", "workflow", "tests"]
+SOURCES = ["host", "abi", "registry", "tools", "workflow", "server", "tests"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,7 +29,7 @@ def test_ruff_check_is_clean() -> None:
 def test_ruff_format_is_clean() -> None:
     proc = _run("ruff", "format", "--check", "--no-cache", *SOURCES)
     assert proc.returncode == 0, (
-        proc.stdout + proc.stderr + "\nrun: ruff format host abi registry tools workflow tests"
+        proc.stdout + proc.stderr + "\nrun: ruff format host abi registry tools workflow server tests"
     )
 
 

@@ -43,6 +43,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
         "reflow/registry/__init__.py",
         "reflow/library/__init__.py",
         "reflow/tools/__init__.py",
+        "reflow/server/__init__.py",
+        "reflow/server/static/index.html",
+        "reflow/server/static/app.js",
         "reflow/sdk_guest/reflow.h",
         "reflow/sdk_guest/reflow.c",
         "reflow/sdk_guest/examples/doubler.c",
@@ -57,6 +60,7 @@ _SOURCES = {
     "reflow/abi/": "abi/",
     "reflow/registry/": "registry/",
     "reflow/tools/": "tools/",
+    "reflow/server/": "server/",
     "reflow/sdk_guest/": "sdk-guest/",
     "reflow/": "host/",
 }

@@ -72,6 +72,8 @@ CLAIMS: dict[tuple[str, str], str] = {
     ("sh", "reflow-pack openapi"): "tests/tools/test_openapi_pack.py runs the same verb "
     "and flags (one spec with --sign; --all over ../shared/openapi with --auth bearer)",
     ("python", "from reflow.workflow import Workflow"): "test_workflow_snippet",
+    ("sh", "reflow-server --token"): "tests/server/test_server_cli.py starts this command (with a "
+    "fixed token and a free port)",
     ("sh", "tests/bench/run_all.py"): "tests/test_bench_smoke.py runs every benchmark with "
     "--smoke, and run_all.py itself",
 }
