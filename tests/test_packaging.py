@@ -46,6 +46,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
         "reflow/server/__init__.py",
         "reflow/server/static/index.html",
         "reflow/server/static/app.js",
+        "reflow/workflow/__init__.py",
+        "reflow/abi/_ccodec/ccodec.c",
         "reflow/sdk_guest/reflow.h",
         "reflow/sdk_guest/reflow.c",
         "reflow/sdk_guest/examples/doubler.c",
@@ -61,6 +63,7 @@ _SOURCES = {
     "reflow/registry/": "registry/",
     "reflow/tools/": "tools/",
     "reflow/server/": "server/",
+    "reflow/workflow/": "workflow/",
     "reflow/sdk_guest/": "sdk-guest/",
     "reflow/": "host/",
 }
