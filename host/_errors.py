@@ -33,6 +33,9 @@ one boundary per dependency and chained with ``raise ... from exc``::
     │                             describe document (.resource, .value, .limit)
     ├── InvalidLimitsError        a GuestLimits field with an unusable value (.field, .value)
     ├── GuestBuildError           compiling a guest from source failed (.target, .stderr)
+    ├── HttpApiError              an API-service operation failed or was refused before it was
+    │                             sent: bad key, host not granted, error status, transport
+    │                             (.operation, .key, .status)
     ├── PackError                 a pack cannot be built, read, verified or loaded (.pack)
     │   ├── PackFormatError       not a valid .rflpack or manifest (.member, .field)
     │   │   └── UnsafeArchiveError traversal, link, duplicate, oversize entry, bomb (.member)
@@ -70,6 +73,7 @@ __all__ = [
     "GuestOutputError",
     "GuestTimeout",
     "GuestTrap",
+    "HttpApiError",
     "InvalidLimitsError",
     "MessageError",
     "NetworkError",
@@ -360,6 +364,22 @@ class GuestBuildError(ReflowError):
         super().__init__(message)
         self.target = target
         self.stderr = stderr
+
+
+# -- API-service packs (issue 11) --------------------------------------------------------------
+
+
+class HttpApiError(ReflowError):
+    """An operation of an API-service pack (``kind = "http-api"``) failed, or was refused
+    before anything was sent. ``operation`` names the template, ``key`` the parameter or
+    body field at fault (when one is), ``status`` the HTTP status (when one came back).
+    Its message never holds a credential."""
+
+    def __init__(self, message: str, *, operation: str = "", key: str = "", status: int = 0) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.key = key
+        self.status = status
 
 
 # -- packs and trust (issue 4) ------------------------------------------------------------------
