@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EngineForKind",
     "ExtismEnginePlugin",
+    "HttpApiEnginePlugin",
     "NativeEnginePlugin",
     "WasmEnginePlugin",
     "engine_for",
@@ -141,6 +142,34 @@ class ExtismEnginePlugin(EngineForKind):
         )
 
 
+class HttpApiEnginePlugin(EngineForKind):
+    """Built-in engine for ``kind = "http-api"``: operation tables of API-service packs
+    (reflow._services; abi/HTTP_API.md)."""
+
+    kind = "http-api"
+
+    def load_artifact(
+        self,
+        path: Path,
+        *,
+        artifact: Artifact,
+        templates: Sequence[TemplateSpec],
+        manifest: PackManifest,
+        grants: Any,
+        data: bytes | None = None,
+    ) -> Mapping[str, Actor]:
+        from .._services import HttpApiEngine
+
+        return HttpApiEngine().load_artifact(
+            path,
+            artifact=artifact,
+            templates=templates,
+            manifest=manifest,
+            grants=grants,
+            data=data,
+        )
+
+
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager (built-in engines and entry-point plugins loaded)."""
     global _pm
@@ -151,6 +180,7 @@ def plugin_manager() -> pluggy.PluginManager:
             pm.register(WasmEnginePlugin(), name="reflow.engine.wasm")
             pm.register(NativeEnginePlugin(), name="reflow.engine.native")
             pm.register(ExtismEnginePlugin(), name="reflow.engine.extism")
+            pm.register(HttpApiEnginePlugin(), name="reflow.engine.http-api")
             from ..library import BuiltinLibraryPlugin  # numpy/httpx load on first use
 
             pm.register(BuiltinLibraryPlugin(), name="reflow.library")

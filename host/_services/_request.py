@@ -225,7 +225,7 @@ def encode_form(body: Mapping[str, Any], encoding: Mapping[str, Any] | None = No
     encoding = encoding or {}
     out: list[tuple[str, str]] = []
     for k, v in body.items():
-        enc = encoding.get(k) if isinstance(encoding.get(k), dict) else {}
+        enc: dict[str, Any] = e if isinstance(e := encoding.get(k), dict) else {}
         name = _enc(str(k))
         if isinstance(v, dict) or (
             isinstance(v, list) and any(isinstance(i, (dict, list)) for i in v)
@@ -439,7 +439,7 @@ def _encode_body(op: Operation, body: Any, req: PreparedRequest) -> None:
         encoding = entry.get("encoding") or {}
         parts: list[tuple[str, str | None, str | None, bytes]] = []
         for k, v in body.items():
-            enc = encoding.get(k) if isinstance(encoding.get(k), dict) else {}
+            enc: dict[str, Any] = e if isinstance(e := encoding.get(k), dict) else {}
             if isinstance(v, bytes):
                 ctype = str(enc.get("contentType") or "application/octet-stream")
                 parts.append((str(k), str(k), ctype, v))
