@@ -135,6 +135,8 @@ class ApiResult:
     headers: dict[str, str]
     body: Any
     stream: Stream | None = None
+    #: Feeds ``stream`` from the response; the tick awaits it after sending the stream on.
+    pump: Any = None
 
     def as_object(self) -> dict[str, Any]:
         return {"status": self.status, "headers": self.headers, "body": self.body}
@@ -303,24 +305,20 @@ def _streamed(
 
     async def pump() -> None:
         try:
-            if head:
-                await _push(stream, head)
+            if head and not await _push(stream, head):
+                return
             async for chunk in iterator or resp.aiter_bytes():
                 if not await _push(stream, chunk):
                     break
             stream.end()
         except httpx.HTTPError:
             stream.error(f"{op.template_id}: the response body broke off")
+        except StreamError:
+            pass  # the stream was closed: nobody wants the rest
         finally:
             await resp.aclose()
 
-    task = asyncio.get_running_loop().create_task(pump())
-    _PUMPS.add(task)
-    task.add_done_callback(_PUMPS.discard)
-    return ApiResult(resp.status_code, headers, None, stream)
-
-
-_PUMPS: set[asyncio.Task[None]] = set()
+    return ApiResult(resp.status_code, headers, None, stream, pump)
 
 
 async def _push(stream: Stream, chunk: bytes) -> bool:

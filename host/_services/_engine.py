@@ -251,10 +251,17 @@ async def emit_result(
 ) -> bool:
     """Send one result on ``response`` (2xx) or ``error``; False when it was an error."""
     ok = 200 <= result.status < 300
+    if result.stream is not None and (ok or error_wired):
+        # The stream goes on at once; the tick lasts while the body is fed into it.
+        await ctx.asend({"response" if ok else "error": result.stream.into_message()})
+        await result.pump()
+        if final:
+            ctx.done()
+        return ok
     if result.stream is not None:
-        message = result.stream.into_message()
-    else:
-        message = Message.object(result.as_object())
+        result.stream.close()
+        await result.pump()
+    message = Message.object(result.as_object())
     if ok:
         if final:
             ctx.done({"response": message})
@@ -267,8 +274,6 @@ async def emit_result(
         else:
             await ctx.asend({"error": message})
         return False
-    if result.stream is not None:
-        result.stream.close()
     raise HttpApiError(
         f"{op.template_id} ({op.method} {op.path}) answered {result.status}"
         + _snippet(result.body),
