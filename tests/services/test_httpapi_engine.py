@@ -111,7 +111,7 @@ def test_validation_fails_before_sending(
     t = petstore()
     with spec_server(t) as srv:
         packs.load(with_server(t, srv.url), srv.url)
-        out, failures = run_node("acme/svc/show_pet_by_id", config)
+        _out, failures = run_node("acme/svc/show_pet_by_id", config)
         assert failures and fragment in str(failures[0]), failures
         assert srv.total == 0
 
@@ -236,7 +236,7 @@ def test_twilio_path_level_servers_and_grants(packs: Packs) -> None:
         )
         assert pack.templates
         # the path-level server is used unless a granted base_url is named
-        out, failures = run_node("acme/svc/list_calls", {"_http": {"base_url": srv.url}})
+        _out, failures = run_node("acme/svc/list_calls", {"_http": {"base_url": srv.url}})
         assert not failures, failures
         assert srv.log[-1]["path"] == "/2010-04-01/Calls.json"
 
@@ -298,7 +298,7 @@ def test_multipart_upload_with_bytes(packs: Packs) -> None:
     )
     with spec_server(t) as srv:
         packs.load(with_server(t, srv.url), srv.url)
-        out, failures = run_node(
+        _out, failures = run_node(
             "acme/svc/create_file",
             {"purpose": "fine-tune"},
             initial={"file": Message.bytes(b"\x00abc")},
@@ -323,7 +323,7 @@ def test_429_retry_after_is_honoured(packs: Packs, retry_after: str) -> None:
         )
         srv.fail_next(1, 429, value)
         t0 = time.monotonic()
-        out, failures = run_node("acme/svc/show_pet_by_id", {"pet_id": 3})
+        _out, failures = run_node("acme/svc/show_pet_by_id", {"pet_id": 3})
         waited = time.monotonic() - t0
         assert not failures, failures
         assert srv.requests["show_pet_by_id"] == 2
@@ -351,11 +351,11 @@ def test_rate_limit_per_service(packs: Packs) -> None:
             with_server(t, srv.url), srv.url, grants=HttpApiGrants(rate_limit=10, rate_burst=1)
         )
         t0 = time.monotonic()
-        out, failures = run_node(
+        _out, _failures = run_node(
             "acme/svc/show_pet_by_id", {"pet_id": 3}, initial={"trigger": Message.flow()}
         )
         for _ in range(4):
-            out2, f2 = run_node("acme/svc/show_pet_by_id", {"pet_id": 3})
+            _out2, _f2 = run_node("acme/svc/show_pet_by_id", {"pet_id": 3})
         assert time.monotonic() - t0 >= 0.35 and srv.total == 5
 
 
@@ -422,5 +422,5 @@ def test_missing_credential_names_the_variable(packs: Packs) -> None:
     t = slack()
     with spec_server(t) as srv:
         packs.load(with_server(t, srv.url), srv.url)
-        out, failures = run_node("acme/svc/chat_post_message", {"channel": "C"})
+        _out, failures = run_node("acme/svc/chat_post_message", {"channel": "C"})
         assert "REFLOW_SECRET_ACME_SVC_SLACKAUTH" in str(failures[0]) and srv.total == 0
