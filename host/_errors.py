@@ -375,7 +375,9 @@ class HttpApiError(ReflowError):
     body field at fault (when one is), ``status`` the HTTP status (when one came back).
     Its message never holds a credential."""
 
-    def __init__(self, message: str, *, operation: str = "", key: str = "", status: int = 0) -> None:
+    def __init__(
+        self, message: str, *, operation: str = "", key: str = "", status: int = 0
+    ) -> None:
         super().__init__(message)
         self.operation = operation
         self.key = key

@@ -36,6 +36,12 @@ RATIOS: dict[str, list[str]] = {
         "build time per node, 10,000 / 1,000 nodes",
         "build from graph JSON per node, 10,000 / 1,000 nodes",
     ],
+    "bench_httpapi": [
+        "template sequential / bare httpx loop (req/s)",
+        "50 nodes / bare httpx gather of 50 (req/s)",
+        "memory per in-flight request / bare httpx",
+        "load_pack warm 1,123 ops / read+sha256 of the pack",
+    ],
     "bench_packs": [
         "stripped size / full size",
         "build / read+sha256 of the pack",

@@ -17,6 +17,7 @@ loads in a few milliseconds and a pack pays only for the operations its graphs u
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -26,7 +27,7 @@ from typing import Any
 import httpx
 
 from .._errors import PackFormatError
-from .._jsonread import JSONDepthError, loads
+from .._jsonread import JSONDepthError, check_depth
 
 __all__ = [
     "FORMAT",
@@ -281,10 +282,12 @@ def load_table(
     size = len(data)
     if size > MAX_TABLE_BYTES:
         raise _fail("$", f"is {size} bytes, more than the limit of {MAX_TABLE_BYTES}", pack)
+    # The C parser's own recursion guard bounds depth at load; each operation's depth is
+    # checked against MAX_TABLE_DEPTH when it is first used (so loading walks nothing twice).
     try:
-        doc = loads(data, limit=MAX_TABLE_DEPTH, what="operation table")
-    except JSONDepthError as exc:
-        raise _fail("$", f"nests too deep: {exc}", pack) from None
+        doc = json.loads(data)
+    except RecursionError:
+        raise _fail("$", "nests too deep to parse", pack) from None
     except (ValueError, UnicodeError) as exc:
         raise _fail("$", f"is not UTF-8 JSON: {str(exc)[:200]}", pack) from None
     r = _Reader(pack)
@@ -431,6 +434,10 @@ def _security(r: _Reader, value: Any, where: str, schemes: Mapping[str, Any]) ->
 def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
     r = _Reader(table.pack)
     w = f"operations.{suffix}"
+    try:
+        check_depth(raw, limit=MAX_TABLE_DEPTH, what=f"operation {suffix}")
+    except JSONDepthError as exc:
+        raise r.fail(w, f"nests too deep: {exc}") from None
     path = raw["path"]
     params = []
     seen_keys: set[str] = set()
