@@ -1,5 +1,6 @@
 """Helpers for the http-api engine tests (imported by tests/services/*): hand-written
-operation tables modelled on the shared specs, and signed packs built from them (real Ed25519 signatures, real bundles)."""
+operation tables modelled on the shared specs, and signed packs built from them (real
+Ed25519 signatures, real bundles)."""
 
 from __future__ import annotations
 
