@@ -159,7 +159,9 @@ class HttpApiEnginePlugin(EngineForKind):
         data: bytes | None = None,
     ) -> Mapping[str, Actor]:
         from .._services import HttpApiEngine
+        from .._services._auth import set_secret_hook
 
+        set_secret_hook(_ask_secret_hooks)
         return HttpApiEngine().load_artifact(
             path,
             artifact=artifact,
@@ -168,6 +170,11 @@ class HttpApiEnginePlugin(EngineForKind):
             grants=grants,
             data=data,
         )
+
+
+def _ask_secret_hooks(pack: str, scheme: str) -> str | None:
+    value = plugin_manager().hook.reflow_secret(pack=pack, scheme=scheme)
+    return value if isinstance(value, str) else None
 
 
 def plugin_manager() -> pluggy.PluginManager:

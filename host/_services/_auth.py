@@ -20,7 +20,7 @@ import base64
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "env_name",
     "lookup_secret",
     "plan_auth",
+    "set_secret_hook",
 ]
 
 AUTH_EXTENSION = "reflow.auth"
@@ -49,13 +50,20 @@ def env_name(pack: str, scheme: str) -> str:
     return f"REFLOW_SECRET_{part(pack)}_{part(scheme)}"
 
 
+#: Asks the ``reflow_secret`` plugins (set by the engine plugin, which holds the plugin
+#: manager: this package never imports the loader above it).
+SecretHook = Callable[[str, str], "str | None"]
+_hook: list[SecretHook] = []
+
+
+def set_secret_hook(hook: SecretHook | None) -> None:
+    _hook[:] = [hook] if hook is not None else []
+
+
 def lookup_secret(pack: str, scheme: str) -> str | None:
     """The secret for ``scheme`` of ``pack``: plugins first, then the environment."""
-    from .._loader._plugins import plugin_manager
-
-    hook = getattr(plugin_manager().hook, "reflow_secret", None)
-    if hook is not None:
-        value = hook(pack=pack, scheme=scheme)
+    for hook in _hook:
+        value = hook(pack, scheme)
         if isinstance(value, str) and value:
             return value
     value = os.environ.get(env_name(pack, scheme))

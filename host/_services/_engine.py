@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._core._actor import Actor, ActorContext
-from .._core._messages import Message
 from .._errors import HttpApiError, PackFormatError
 from ._client import RateLimiter, read_result, send_operation
+from ._outputs import emit_result
 from ._paginate import paginate
 from ._request import prepare
 from ._table import ApiTable, Operation, load_table
@@ -244,49 +244,6 @@ class OperationNode(OperationTemplate):
         resp = await send_operation(table, op, req, http, limiter=self.service.limiter)
         result = await read_result(resp, op, ctx.node)
         await emit_result(ctx, op, result, error_wired, final=True)
-
-
-async def emit_result(
-    ctx: ActorContext, op: Operation, result: Any, error_wired: bool, *, final: bool
-) -> bool:
-    """Send one result on ``response`` (2xx) or ``error``; False when it was an error."""
-    ok = 200 <= result.status < 300
-    if result.stream is not None and (ok or error_wired):
-        # The stream goes on at once; the tick lasts while the body is fed into it.
-        await ctx.asend({"response" if ok else "error": result.stream.into_message()})
-        await result.pump()
-        if final:
-            ctx.done()
-        return ok
-    if result.stream is not None:
-        result.stream.close()
-        await result.pump()
-    message = Message.object(result.as_object())
-    if ok:
-        if final:
-            ctx.done({"response": message})
-        else:
-            await ctx.asend({"response": message})
-        return True
-    if error_wired:
-        if final:
-            ctx.done({"error": message})
-        else:
-            await ctx.asend({"error": message})
-        return False
-    raise HttpApiError(
-        f"{op.template_id} ({op.method} {op.path}) answered {result.status}"
-        + _snippet(result.body),
-        operation=op.template_id,
-        status=result.status,
-    )
-
-
-def _snippet(body: Any) -> str:
-    if body is None:
-        return ""
-    text = body if isinstance(body, str) else repr(body)
-    return ": " + (text[:200] + "…" if len(text) > 200 else text)
 
 
 class HttpApiEngine:

@@ -17,6 +17,7 @@ from .._core._actor import ActorContext
 from .._core._messages import Message
 from .._errors import HttpApiError
 from ._client import read_result, send_operation
+from ._outputs import emit_result
 from ._request import PreparedRequest, _enc
 from ._table import Operation
 
@@ -73,8 +74,6 @@ async def paginate(
     mode: Any,
     error_wired: bool,
 ) -> None:
-    from ._engine import emit_result
-
     if mode not in ("pages", "items"):
         raise HttpApiError(
             f"{op.template_id}: '_http.paginate' must be 'pages' or 'items', got {mode!r}",
