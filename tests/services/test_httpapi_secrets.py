@@ -106,3 +106,30 @@ def test_a_thousand_requests_in_flight_use_few_threads(packs: Packs) -> None:
     assert not fails, fails[:500]
     assert srv.total == n and len([o for o in outs if "200" in o]) == n
     assert peak[0] - before < 20, (before, peak[0])
+
+
+def test_reflow_secret_plugin_comes_before_the_environment(
+    packs: Packs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reflow._loader._plugins import register_plugin, unregister_plugin
+    from reflow.hookspecs import hookimpl
+
+    asked: list[tuple[str, str]] = []
+
+    class Vault:
+        @hookimpl
+        def reflow_secret(self, pack: str, scheme: str) -> str | None:
+            asked.append((pack, scheme))
+            return SECRET
+
+    monkeypatch.setenv("REFLOW_SECRET_ACME_SVC_KEY", "env-value-loses")
+    t = keyed("header")
+    with spec_server(t, secrets={"key": SECRET}) as srv:
+        t["servers"] = [{"url": srv.url}]
+        packs.load(t, srv.url)
+        name = register_plugin(Vault())
+        try:
+            _outs, _, fails = run_all("acme/svc/get_thing", [{"id": 1}])
+        finally:
+            unregister_plugin(name)
+    assert not fails and asked == [("acme/svc", "key")]
