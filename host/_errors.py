@@ -35,6 +35,9 @@ one boundary per dependency and chained with ``raise ... from exc``::
     ├── GuestBuildError           compiling a guest from source failed (.target, .stderr)
     ├── OpenApiError              an OpenAPI / Swagger description cannot be read or turned
     │                             into an operation table (.file, .path)
+    ├── HttpApiError              an API-service operation failed or was refused before it was
+    │                             sent: bad key, host not granted, error status, transport
+    │                             (.operation, .key, .status)
     ├── PackError                 a pack cannot be built, read, verified or loaded (.pack)
     │   ├── PackFormatError       not a valid .rflpack or manifest (.member, .field)
     │   │   └── UnsafeArchiveError traversal, link, duplicate, oversize entry, bomb (.member)
@@ -72,6 +75,7 @@ __all__ = [
     "GuestOutputError",
     "GuestTimeout",
     "GuestTrap",
+    "HttpApiError",
     "InvalidLimitsError",
     "MessageError",
     "NetworkError",
@@ -376,6 +380,24 @@ class OpenApiError(ReflowError):
         self.file = file
         self.path = path
         self.reason = message
+
+
+# -- API-service packs (issue 11) --------------------------------------------------------------
+
+
+class HttpApiError(ReflowError):
+    """An operation of an API-service pack (``kind = "http-api"``) failed, or was refused
+    before anything was sent. ``operation`` names the template, ``key`` the parameter or
+    body field at fault (when one is), ``status`` the HTTP status (when one came back).
+    Its message never holds a credential."""
+
+    def __init__(
+        self, message: str, *, operation: str = "", key: str = "", status: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.key = key
+        self.status = status
 
 
 # -- packs and trust (issue 4) ------------------------------------------------------------------

@@ -32,6 +32,7 @@ __all__ = [
     "reflow_network_event",
     "reflow_pack_engine",
     "reflow_resolve_pack",
+    "reflow_secret",
     "reflow_templates",
 ]
 
@@ -78,6 +79,15 @@ def reflow_resolve_pack(name: str, version: str | None) -> Path | None:
     """``load_pack(name)`` or ``load_pack("name@range")`` found no installed pack: return the
     path of a ``.rflpack`` to load (a registry client downloads it here), or ``None``. The
     file is verified like any other."""
+
+
+@hookspec(firstresult=True)
+def reflow_secret(pack: str, scheme: str) -> str | None:
+    """Return the secret of security scheme ``scheme`` for API-service pack ``pack`` (an API
+    key, a token, ``user:password`` for basic, ``client_id:client_secret`` for OAuth2 client
+    credentials), or ``None`` to let the next provider answer (at last the environment
+    variable ``REFLOW_SECRET_<PACK>_<SCHEME>``). The value never reaches pack code, messages,
+    events or logs."""
 
 
 @hookspec

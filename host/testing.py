@@ -19,7 +19,7 @@ from ._core._network import Network
 from ._core._nodes import ActorFailure
 from ._errors import ActorError
 
-__all__ = ["TickResult", "run_tick", "run_ticks"]
+__all__ = ["TickResult", "run_tick", "run_ticks", "spec_server"]
 
 
 @dataclass
@@ -80,3 +80,11 @@ def run_tick(
 ) -> TickResult:
     """Run one tick of ``actor`` with ``inputs`` ({port: message}); see :func:`run_ticks`."""
     return run_ticks(actor, [inputs or {}], config, timeout=timeout)
+
+
+def spec_server(table: Any, **kwargs: Any) -> Any:
+    """A local server implementing an http-api operation table on 127.0.0.1 (a context
+    manager whose value has ``.url``); see ``reflow._services._spec_server``."""
+    from ._services._spec_server import spec_server as serve
+
+    return serve(table, **kwargs)

@@ -40,6 +40,12 @@ RATIOS: dict[str, list[str]] = {
         "generate + sign all / parse the same files",
         "tomllib largest manifest / json.loads same data",
     ],
+    "bench_httpapi": [
+        "template sequential / bare httpx loop (req/s)",
+        "50 nodes / bare httpx gather of 50 (req/s)",
+        "memory per in-flight request / bare httpx",
+        "load_pack warm 1,123 ops / read+sha256 of the pack",
+    ],
     "bench_packs": [
         "stripped size / full size",
         "build / read+sha256 of the pack",

@@ -37,6 +37,7 @@ EXPECTED = [
     "GuestOutputError",
     "GuestTimeout",
     "GuestTrap",
+    "HttpApiError",
     "InvalidLimitsError",
     "LoadedPack",
     "Message",

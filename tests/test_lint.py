@@ -29,7 +29,9 @@ def test_ruff_check_is_clean() -> None:
 def test_ruff_format_is_clean() -> None:
     proc = _run("ruff", "format", "--check", "--no-cache", *SOURCES)
     assert proc.returncode == 0, (
-        proc.stdout + proc.stderr + "\nrun: ruff format host abi registry tools workflow server tests"
+        proc.stdout
+        + proc.stderr
+        + "\nrun: ruff format host abi registry tools workflow server tests"
     )
 
 

@@ -102,7 +102,8 @@ def test_builtin_engines_are_plugins() -> None:
     assert isinstance(engine_for("wasm"), ArtifactEngine)
     assert engine_for("extism").kind == "extism"
     with pytest.raises(
-        PackError, match="no engine for artifacts of kind 'jvm'; engines: extism, native, wasm"
+        PackError,
+        match="no engine for artifacts of kind 'jvm'; engines: extism, http-api, native, wasm",
     ):
         engine_for("jvm")
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EngineForKind",
     "ExtismEnginePlugin",
+    "HttpApiEnginePlugin",
     "NativeEnginePlugin",
     "WasmEnginePlugin",
     "engine_for",
@@ -141,6 +142,41 @@ class ExtismEnginePlugin(EngineForKind):
         )
 
 
+class HttpApiEnginePlugin(EngineForKind):
+    """Built-in engine for ``kind = "http-api"``: operation tables of API-service packs
+    (reflow._services; abi/HTTP_API.md)."""
+
+    kind = "http-api"
+
+    def load_artifact(
+        self,
+        path: Path,
+        *,
+        artifact: Artifact,
+        templates: Sequence[TemplateSpec],
+        manifest: PackManifest,
+        grants: Any,
+        data: bytes | None = None,
+    ) -> Mapping[str, Actor]:
+        from .._services import HttpApiEngine
+        from .._services._auth import set_secret_hook
+
+        set_secret_hook(_ask_secret_hooks)
+        return HttpApiEngine().load_artifact(
+            path,
+            artifact=artifact,
+            templates=templates,
+            manifest=manifest,
+            grants=grants,
+            data=data,
+        )
+
+
+def _ask_secret_hooks(pack: str, scheme: str) -> str | None:
+    value = plugin_manager().hook.reflow_secret(pack=pack, scheme=scheme)
+    return value if isinstance(value, str) else None
+
+
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager (built-in engines and entry-point plugins loaded)."""
     global _pm
@@ -151,6 +187,7 @@ def plugin_manager() -> pluggy.PluginManager:
             pm.register(WasmEnginePlugin(), name="reflow.engine.wasm")
             pm.register(NativeEnginePlugin(), name="reflow.engine.native")
             pm.register(ExtismEnginePlugin(), name="reflow.engine.extism")
+            pm.register(HttpApiEnginePlugin(), name="reflow.engine.http-api")
             from ..library import BuiltinLibraryPlugin  # numpy/httpx load on first use
 
             pm.register(BuiltinLibraryPlugin(), name="reflow.library")

@@ -87,8 +87,17 @@ def builtin_templates() -> dict[str, Actor]:
 
 
 def describe_template(template_id: str) -> dict[str, Any]:
-    """Ports, port types and documentation of a built-in template; KeyError if unknown."""
-    return _template_classes()[template_id].describe()
+    """Ports, port types and documentation of a built-in template, or of a catalog template
+    whose actor describes itself (an API-service operation); KeyError if unknown."""
+    classes = _template_classes()
+    if template_id not in classes:
+        from .._core._catalog import lookup_template
+
+        actor = lookup_template(template_id)
+        describe = getattr(actor, "describe", None)
+        if callable(describe):
+            return dict(describe())
+    return classes[template_id].describe()
 
 
 class BuiltinLibraryPlugin:

@@ -1,0 +1,272 @@
+"""Credentials for API-service packs: where they come from and where they are put.
+
+A table never says where a secret comes from (abi/HTTP_API.md, "Credentials"): for each scheme
+the engine asks ``reflow_secret`` plugins, then the environment variable
+``REFLOW_SECRET_<PACK>_<SCHEME>`` — both derived from the pack's name and the scheme's name, so
+a pack cannot name a variable of its own choosing.
+
+The secret is put on the request **inside the transport** (:class:`CredentialTransport`), on a
+copy that only the connection sees: the request object that httpx logs, that a response points
+back to and that an error message could name stays free of it. :class:`Credential` holds a
+secret behind a ``repr`` that hides it. OAuth2 client-credentials tokens are fetched from the
+table's ``tokenUrl``, cached per pack and scheme until they expire, and fetched again after a
+401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .._errors import HttpApiError
+from ._table import ApiTable, Operation
+
+__all__ = [
+    "AUTH_EXTENSION",
+    "AuthPlan",
+    "Credential",
+    "CredentialTransport",
+    "TokenCache",
+    "env_name",
+    "lookup_secret",
+    "plan_auth",
+    "set_secret_hook",
+]
+
+AUTH_EXTENSION = "reflow.auth"
+
+
+def env_name(pack: str, scheme: str) -> str:
+    """``REFLOW_SECRET_<PACK>_<SCHEME>``: upper case, every run of other characters -> ``_``."""
+    part = lambda s: re.sub(r"[^A-Z0-9]+", "_", s.upper()).strip("_")  # noqa: E731
+    return f"REFLOW_SECRET_{part(pack)}_{part(scheme)}"
+
+
+#: Asks the ``reflow_secret`` plugins (set by the engine plugin, which holds the plugin
+#: manager: this package never imports the loader above it).
+SecretHook = Callable[[str, str], "str | None"]
+_hook: list[SecretHook] = []
+
+
+def set_secret_hook(hook: SecretHook | None) -> None:
+    _hook[:] = [hook] if hook is not None else []
+
+
+def lookup_secret(pack: str, scheme: str) -> str | None:
+    """The secret for ``scheme`` of ``pack``: plugins first, then the environment."""
+    for hook in _hook:
+        value = hook(pack, scheme)
+        if isinstance(value, str) and value:
+            return value
+    value = os.environ.get(env_name(pack, scheme))
+    return value or None
+
+
+class Credential:
+    """A secret; its ``repr`` and ``str`` never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<Credential hidden>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Credential cannot be pickled")
+
+
+@dataclass
+class _Token:
+    value: Credential
+    expires: float
+
+
+@dataclass
+class TokenCache:
+    """OAuth2 access tokens by (pack, scheme); one fetch at a time per key."""
+
+    tokens: dict[tuple[str, str], _Token] = field(default_factory=dict)
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+
+    def forget(self, pack: str, scheme: str) -> None:
+        self.tokens.pop((pack, scheme), None)
+
+
+@dataclass
+class AuthPlan:
+    """What to add to one request: ``(scheme dict, credential)`` pairs. Its repr hides them."""
+
+    parts: list[tuple[str, dict[str, Any], Credential]] = field(default_factory=list)
+    oauth: list[str] = field(default_factory=list)  # scheme names using OAuth2 tokens
+
+    def __repr__(self) -> str:
+        return f"<AuthPlan schemes={[name for name, _, _ in self.parts]}>"
+
+
+def _fail(op: Operation, message: str) -> HttpApiError:
+    return HttpApiError(f"{op.template_id}: {message}", operation=op.template_id, key="_auth")
+
+
+async def plan_auth(
+    table: ApiTable,
+    op: Operation,
+    security: list[dict[str, list[str]]],
+    client: httpx.AsyncClient,
+    tokens: TokenCache,
+) -> AuthPlan:
+    """The first security alternative whose every secret is available; no requirement (or
+    an empty alternative) needs none. None available: HttpApiError naming what to set."""
+    if not security:
+        return AuthPlan()
+    wanted: list[str] = []
+    for alternative in security:
+        if not alternative:
+            return AuthPlan()
+        plan = AuthPlan()
+        for name in alternative:
+            scheme = table.security_schemes.get(name, {})
+            secret = lookup_secret(table.pack, name)
+            if secret is None:
+                wanted.append(name)
+                break
+            if scheme.get("type") == "oauth2":
+                token = await _token(table, op, name, scheme, secret, client, tokens)
+                plan.parts.append((name, {"type": "http", "scheme": "bearer"}, token))
+                plan.oauth.append(name)
+            else:
+                plan.parts.append((name, scheme, Credential(secret)))
+        else:
+            return plan
+    names = ", ".join(f"{n} ({env_name(table.pack, n)})" for n in dict.fromkeys(wanted))
+    raise _fail(
+        op,
+        f"no credential for security scheme {names}: set the environment variable or give it "
+        "through a reflow_secret plugin",
+    )
+
+
+async def _token(
+    table: ApiTable,
+    op: Operation,
+    name: str,
+    scheme: Mapping[str, Any],
+    secret: str,
+    client: httpx.AsyncClient,
+    tokens: TokenCache,
+) -> Credential:
+    flows = scheme.get("flows") or {}
+    cc = flows.get("clientCredentials")
+    if not isinstance(cc, dict):
+        # Other flows need a user in the loop: the secret given is the access token itself.
+        return Credential(secret)
+    key = (table.pack, name)
+    lock = tokens.locks.setdefault(key, asyncio.Lock())
+    async with lock:
+        have = tokens.tokens.get(key)
+        if have is not None and have.expires > time.monotonic():
+            return have.value
+        client_id, sep, client_secret = secret.partition(":")
+        if not sep:
+            raise _fail(
+                op, f"the secret for OAuth2 scheme {name!r} must be 'client_id:client_secret'"
+            )
+        url = str(cc["tokenUrl"])
+        basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        data = {"grant_type": "client_credentials"}
+        scopes = sorted(cc.get("scopes") or {})
+        if scopes:
+            data["scope"] = " ".join(scopes)
+        try:
+            request = client.build_request("POST", url, data=data)
+            request.extensions[AUTH_EXTENSION] = AuthPlan(
+                [(name, {"type": "http", "scheme": "basic-raw"}, Credential(basic))]
+            )
+            resp = await client.send(request)
+        except httpx.HTTPError as exc:
+            # ``from None``: the exception holds the credentialed request.
+            raise _fail(
+                op, f"fetching an OAuth2 token for {name!r} failed: {type(exc).__name__}"
+            ) from None
+        if resp.status_code != 200:
+            raise HttpApiError(
+                f"{op.template_id}: the token endpoint for {name!r} answered {resp.status_code}",
+                operation=op.template_id,
+                key="_auth",
+                status=resp.status_code,
+            )
+        try:
+            doc = resp.json()
+            access = doc["access_token"]
+            expires_in = float(doc.get("expires_in") or 3600)
+        except (ValueError, KeyError, TypeError):
+            raise _fail(op, f"the token endpoint for {name!r} gave no access_token") from None
+        if not isinstance(access, str) or not access:
+            raise _fail(op, f"the token endpoint for {name!r} gave no access_token")
+        token = _Token(Credential(access), time.monotonic() + max(0.0, expires_in - 5))
+        tokens.tokens[key] = token
+        return token.value
+
+
+def apply_plan(request: httpx.Request, plan: AuthPlan) -> httpx.Request:
+    """A copy of ``request`` with the plan's credentials; the original is left as it was."""
+    url = request.url
+    headers = request.headers.copy()
+    cookies: list[str] = []
+    for _name, scheme, cred in plan.parts:
+        secret = cred.reveal()
+        kind = scheme.get("type")
+        if kind == "apiKey":
+            where = scheme.get("in")
+            if where == "header":
+                headers[str(scheme["name"])] = secret
+            elif where == "query":
+                url = url.copy_add_param(str(scheme["name"]), secret)
+            else:
+                cookies.append(f"{scheme['name']}={secret}")
+        elif kind == "http":
+            sch = str(scheme.get("scheme", "")).lower()
+            if sch == "basic":
+                raw = secret.encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+            elif sch == "basic-raw":
+                headers["Authorization"] = "Basic " + secret
+            else:
+                headers["Authorization"] = "Bearer " + secret
+    if cookies:
+        prior = headers.get("Cookie")
+        headers["Cookie"] = "; ".join([*([prior] if prior else []), *cookies])
+    return httpx.Request(
+        request.method, url, headers=headers, stream=request.stream, extensions=request.extensions
+    )
+
+
+class CredentialTransport(httpx.AsyncBaseTransport):
+    """Puts a request's :class:`AuthPlan` (its ``reflow.auth`` extension) on a copy of it,
+    just before the connection sends it."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        plan = request.extensions.get(AUTH_EXTENSION)
+        if isinstance(plan, AuthPlan) and plan.parts:
+            request = apply_plan(request, plan)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -1,0 +1,580 @@
+"""Reading an operation table (``abi/HTTP_API.md``): untrusted JSON in, checked records out.
+
+A table comes from a signed pack, and a signed pack can still be hostile, so everything here
+is bounded: the text's size and nesting depth are checked before it is parsed, every field is
+checked for its type and shape, every server's host must be one the pack requested in its
+``http`` capability (or one the user granted), and every path template must name exactly the
+operation's path parameters. Each problem raises :class:`~reflow.PackFormatError` naming the
+field (``operations.list_pets.parameters[2].style``) and what was expected.
+
+Loading is cheap and lazy: :func:`load_table` checks the service, the servers, the security
+schemes and, for each operation, only its method and path; an :class:`Operation` is built,
+fully checked, the first time a template asks for it (:meth:`ApiTable.operation`), and its
+JSON Schema validator the first time a request is validated. So a table of 1,123 operations
+loads in a few milliseconds and a pack pays only for the operations its graphs use.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .._errors import PackFormatError
+from .._jsonread import JSONDepthError, check_depth
+
+__all__ = [
+    "FORMAT",
+    "MAX_TABLE_BYTES",
+    "ApiTable",
+    "BodySpec",
+    "Operation",
+    "Parameter",
+    "Server",
+    "host_allowed",
+    "load_table",
+]
+
+FORMAT = "reflow-http-api/1"
+#: Largest table text accepted (the Kubernetes table is a few MiB).
+MAX_TABLE_BYTES = 64 << 20
+#: Deepest nesting of the table's JSON (schemas included).
+MAX_TABLE_DEPTH = 64
+MAX_DESCRIPTION = 4096
+MAX_URL = 2048
+MAX_SERVER_COMBINATIONS = 256
+
+METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"})
+STYLES = {
+    "path": frozenset({"simple", "label", "matrix"}),
+    "query": frozenset({"form", "spaceDelimited", "pipeDelimited", "deepObject"}),
+    "header": frozenset({"simple"}),
+    "cookie": frozenset({"form"}),
+}
+DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
+RESERVED_KEYS = frozenset({"trigger", "request", "body", "_http"})
+KEY_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
+_TEMPLATE_VAR = re.compile(r"\{([^{}]*)\}")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_MEDIA = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+*-]+(;.*)?\Z")
+PAGINATION = {
+    "link": (),
+    "cursor": ("param", "next"),
+    "token": ("param", "next"),
+    "page": ("param",),
+}
+
+
+def _fail(where: str, message: str, pack: str) -> PackFormatError:
+    return PackFormatError(
+        f"pack {pack!r}: operation table: {where}: {message}", pack=pack, field=where
+    )
+
+
+class _Reader:
+    """Typed field access that names the field in every error."""
+
+    def __init__(self, pack: str) -> None:
+        self.pack = pack
+
+    def fail(self, where: str, message: str) -> PackFormatError:
+        return _fail(where, message, self.pack)
+
+    def obj(self, value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected an object, got {_kind(value)}")
+        return value
+
+    def get(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        types: type | tuple[type, ...],
+        where: str,
+        default: Any = ...,
+        *,
+        max_len: int | None = None,
+    ) -> Any:
+        if key not in d or (d[key] is None and default is not ...):
+            if default is ...:
+                raise self.fail(f"{where}.{key}", "is required")
+            return default
+        value = d[key]
+        if isinstance(value, bool) and bool not in _as_tuple(types):
+            raise self.fail(f"{where}.{key}", f"expected {_names(types)}, got a boolean")
+        if not isinstance(value, types):
+            raise self.fail(f"{where}.{key}", f"expected {_names(types)}, got {_kind(value)}")
+        if max_len is not None and isinstance(value, str) and len(value) > max_len:
+            raise self.fail(f"{where}.{key}", f"is {len(value)} characters, at most {max_len}")
+        return value
+
+    def strings(self, value: Any, where: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(where, f"expected an array of strings, got {_kind(value)}")
+        return value
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _names(types: type | tuple[type, ...]) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    names.update({int: "an integer", float: "a number", type(None): "null"})
+    return " or ".join(names.get(t, t.__name__) for t in _as_tuple(types))
+
+
+def _kind(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def host_allowed(url: httpx.URL, hosts: Iterable[str]) -> bool:
+    """Whether ``url``'s host (or ``host:port``) is one of ``hosts`` (``"*"``: any)."""
+    host = (url.host or "").lower()
+    if not host:
+        return False
+    netloc = f"{host}:{url.port}" if url.port is not None else host
+    for h in hosts:
+        h = h.lower()
+        if h in ("*", host, netloc):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    variables: dict[str, dict[str, Any]]
+    description: str = ""
+
+    def expand(self, values: Mapping[str, Any] | None = None) -> str:
+        """The URL with its variables filled in (``values`` override the defaults)."""
+        values = values or {}
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            var = self.variables.get(name, {})
+            return str(values.get(name, var.get("default", "")))
+
+        return _TEMPLATE_VAR.sub(sub, self.url)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    location: str
+    key: str
+    required: bool
+    schema: Any
+    style: str
+    explode: bool
+    allow_reserved: bool = False
+    description: str = ""
+    deprecated: bool = False
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    required: bool
+    description: str
+    content: dict[str, dict[str, Any]]
+    fields: tuple[tuple[str, str, bool], ...]  # (key, property, required)
+
+    @property
+    def media_type(self) -> str:
+        """The media type requests are sent as: JSON first, then forms, then the first."""
+        order = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+        for m in order:
+            if m in self.content:
+                return m
+        for m in self.content:
+            if m.split(";")[0].strip().endswith("+json"):
+                return m
+        return next(iter(self.content))
+
+
+@dataclass
+class Operation:
+    """One operation of a table, fully checked. ``validator`` is built on first use."""
+
+    suffix: str
+    template_id: str
+    operation_id: str | None
+    method: str
+    path: str
+    summary: str
+    description: str
+    servers: tuple[Server, ...] | None
+    security: list[dict[str, list[str]]] | None
+    parameters: tuple[Parameter, ...]
+    body: BodySpec | None
+    responses: dict[str, Any]
+    pagination: dict[str, Any] | None
+    deprecated: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _validator: Any = field(default=None, repr=False)
+
+    @property
+    def keys(self) -> dict[str, Parameter]:
+        return {p.key: p for p in self.parameters}
+
+    def field_keys(self) -> dict[str, str]:
+        """Body field key -> body property, for fields not shadowed by a parameter key."""
+        if self.body is None:
+            return {}
+        params = {p.key for p in self.parameters}
+        return {k: prop for k, prop, _ in self.body.fields if k not in params}
+
+
+@dataclass
+class ApiTable:
+    """A checked table. ``operation(suffix)`` builds and caches one operation on demand."""
+
+    pack: str
+    service: dict[str, Any]
+    servers: tuple[Server, ...]
+    security_schemes: dict[str, dict[str, Any]]
+    security: list[dict[str, list[str]]]
+    schemas: dict[str, Any]
+    hosts: tuple[str, ...]
+    _raw: dict[str, Any] = field(repr=False)
+    _ops: dict[str, Operation] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def suffixes(self) -> list[str]:
+        return list(self._raw)
+
+    def operation(self, suffix: str) -> Operation:
+        op = self._ops.get(suffix)
+        if op is not None:
+            return op
+        with self._lock:
+            op = self._ops.get(suffix)
+            if op is None:
+                if suffix not in self._raw:
+                    raise _fail(f"operations.{suffix}", "no such operation in the table", self.pack)
+                op = _operation(self, suffix, self._raw[suffix])
+                self._ops[suffix] = op
+            return op
+
+
+def load_table(
+    data: bytes | str, *, pack: str, hosts: Iterable[str] = (), granted: Iterable[str] = ()
+) -> ApiTable:
+    """Check and read a table. ``hosts``: the pack's requested ``http`` capability; every
+    absolute server URL (and OAuth2 token URL) must be on one of them or on ``granted``
+    (hosts of base URLs the user granted)."""
+    size = len(data)
+    if size > MAX_TABLE_BYTES:
+        raise _fail("$", f"is {size} bytes, more than the limit of {MAX_TABLE_BYTES}", pack)
+    # The C parser's own recursion guard bounds depth at load; each operation's depth is
+    # checked against MAX_TABLE_DEPTH when it is first used (so loading walks nothing twice).
+    try:
+        doc = json.loads(data)
+    except RecursionError:
+        raise _fail("$", "nests too deep to parse", pack) from None
+    except (ValueError, UnicodeError) as exc:
+        raise _fail("$", f"is not UTF-8 JSON: {str(exc)[:200]}", pack) from None
+    r = _Reader(pack)
+    doc = r.obj(doc, "$")
+    fmt = r.get(doc, "format", str, "$")
+    if fmt != FORMAT:
+        raise r.fail("format", f"{fmt[:80]!r} is not a known table format; expected {FORMAT!r}")
+    allowed = tuple(hosts) + tuple(granted)
+    service = r.obj(r.get(doc, "service", dict, "$"), "service")
+    r.get(service, "name", str, "service", max_len=200)
+    servers = _servers(r, doc.get("servers", []), "servers", allowed)
+    schemes = r.get(doc, "security_schemes", dict, "$", {})
+    for name, scheme in schemes.items():
+        _scheme(r, scheme, f"security_schemes.{name}", allowed)
+    security = _security(r, doc.get("security", []), "security", schemes)
+    schemas = r.get(doc, "schemas", dict, "$", {})
+    ops = r.get(doc, "operations", dict, "$")
+    for suffix, raw in ops.items():
+        where = f"operations.{suffix}"
+        if not KEY_RE.fullmatch(suffix) or len(suffix) > 200:
+            raise r.fail(where, "an operation suffix must match [a-z][a-z0-9_]* (200 at most)")
+        raw = r.obj(raw, where)
+        method = r.get(raw, "method", str, where)
+        if method not in METHODS:
+            raise r.fail(
+                f"{where}.method", f"{method[:40]!r} is not one of {', '.join(sorted(METHODS))}"
+            )
+        path = r.get(raw, "path", str, where, max_len=MAX_URL)
+        if not path.startswith("/"):
+            raise r.fail(f"{where}.path", f"{path[:80]!r} must start with '/'")
+    return ApiTable(
+        pack=pack,
+        service=service,
+        servers=servers,
+        security_schemes=schemes,
+        security=security,
+        schemas=schemas,
+        hosts=allowed,
+        _raw=ops,
+    )
+
+
+def _servers(r: _Reader, value: Any, where: str, allowed: tuple[str, ...]) -> tuple[Server, ...]:
+    if not isinstance(value, list):
+        raise r.fail(where, f"expected an array of servers, got {_kind(value)}")
+    out = []
+    for i, raw in enumerate(value):
+        w = f"{where}[{i}]"
+        raw = r.obj(raw, w)
+        url = r.get(raw, "url", str, w, max_len=MAX_URL)
+        variables = r.get(raw, "variables", dict, w, {})
+        for name, var in variables.items():
+            vw = f"{w}.variables.{name}"
+            var = r.obj(var, vw)
+            r.get(var, "default", str, vw)
+            if "enum" in var and var["enum"] is not None:
+                r.strings(var["enum"], f"{vw}.enum")
+        for name in _TEMPLATE_VAR.findall(url):
+            if name not in variables:
+                raise r.fail(f"{w}.url", f"names variable {{{name}}} that 'variables' lacks")
+        server = Server(url, variables, str(raw.get("description") or "")[:MAX_DESCRIPTION])
+        _check_server_hosts(r, server, f"{w}.url", allowed)
+        out.append(server)
+    return tuple(out)
+
+
+def _check_server_hosts(r: _Reader, server: Server, where: str, allowed: tuple[str, ...]) -> None:
+    names = list(server.variables)
+    choices = [
+        list(server.variables[n].get("enum") or [server.variables[n]["default"]]) for n in names
+    ]
+    count = 1
+    for c in choices:
+        count *= max(1, len(c))
+        if count > MAX_SERVER_COMBINATIONS:
+            raise r.fail(where, f"server variables allow more than {MAX_SERVER_COMBINATIONS} URLs")
+    for combo in itertools.product(*choices):
+        url = server.expand(dict(zip(names, combo, strict=True)))
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            raise r.fail(where, f"{url[:120]!r} is not a URL: {exc}") from None
+        if not parsed.is_absolute_url:
+            if url.startswith("/") or not url:
+                continue  # relative: only usable with a granted base_url
+            raise r.fail(where, f"{url[:120]!r} is neither absolute nor a path")
+        if parsed.scheme not in ("http", "https"):
+            raise r.fail(where, f"{url[:120]!r}: the scheme must be http or https")
+        if not host_allowed(parsed, allowed):
+            raise r.fail(
+                where,
+                f"host {parsed.host!r} of {url[:120]!r} is not in the pack's http capability "
+                f"({', '.join(allowed) or 'none requested'})",
+            )
+
+
+def _scheme(r: _Reader, value: Any, where: str, allowed: tuple[str, ...]) -> None:
+    scheme = r.obj(value, where)
+    kind = r.get(scheme, "type", str, where)
+    if kind == "apiKey":
+        loc = r.get(scheme, "in", str, where)
+        if loc not in ("header", "query", "cookie"):
+            raise r.fail(f"{where}.in", f"{loc[:40]!r} is not header, query or cookie")
+        name = r.get(scheme, "name", str, where, max_len=200)
+        if loc == "header" and not _HEADER_NAME.fullmatch(name):
+            raise r.fail(f"{where}.name", f"{name[:60]!r} is not a header name")
+    elif kind == "http":
+        sch = r.get(scheme, "scheme", str, where).lower()
+        if sch not in ("basic", "bearer"):
+            raise r.fail(f"{where}.scheme", f"{sch[:40]!r} is not basic or bearer")
+    elif kind == "oauth2":
+        flows = r.get(scheme, "flows", dict, where)
+        cc = flows.get("clientCredentials")
+        if cc is not None:
+            cw = f"{where}.flows.clientCredentials"
+            cc = r.obj(cc, cw)
+            token_url = r.get(cc, "tokenUrl", str, cw, max_len=MAX_URL)
+            try:
+                parsed = httpx.URL(token_url)
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise r.fail(f"{cw}.tokenUrl", f"is not a URL: {exc}") from None
+            if parsed.is_absolute_url and not host_allowed(parsed, allowed):
+                raise r.fail(
+                    f"{cw}.tokenUrl",
+                    f"host {parsed.host!r} is not in the pack's http capability "
+                    f"({', '.join(allowed) or 'none requested'})",
+                )
+    elif kind != "openIdConnect":
+        raise r.fail(f"{where}.type", f"{kind[:40]!r} is not apiKey, http, oauth2 or openIdConnect")
+
+
+def _security(r: _Reader, value: Any, where: str, schemes: Mapping[str, Any]) -> Any:
+    if not isinstance(value, list):
+        raise r.fail(where, f"expected an array of requirements, got {_kind(value)}")
+    for i, req in enumerate(value):
+        req = r.obj(req, f"{where}[{i}]")
+        for name, scopes in req.items():
+            if name not in schemes:
+                raise r.fail(f"{where}[{i}]", f"names scheme {name[:60]!r} that is not defined")
+            r.strings(scopes, f"{where}[{i}].{name}")
+    return value
+
+
+def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
+    r = _Reader(table.pack)
+    w = f"operations.{suffix}"
+    try:
+        check_depth(raw, limit=MAX_TABLE_DEPTH, what=f"operation {suffix}")
+    except JSONDepthError as exc:
+        raise r.fail(w, f"nests too deep: {exc}") from None
+    path = raw["path"]
+    params = []
+    seen_keys: set[str] = set()
+    seen_names: set[tuple[str, str]] = set()
+    plist = r.get(raw, "parameters", list, w, [])
+    for i, p in enumerate(plist):
+        pw = f"{w}.parameters[{i}]"
+        p = r.obj(p, pw)
+        name = r.get(p, "name", str, pw, max_len=200)
+        loc = r.get(p, "in", str, pw)
+        if loc not in STYLES:
+            raise r.fail(f"{pw}.in", f"{loc[:40]!r} is not path, query, header or cookie")
+        key = r.get(p, "key", str, pw)
+        if not KEY_RE.fullmatch(key) or len(key) > 100:
+            raise r.fail(f"{pw}.key", f"{key[:60]!r} is not an identifier [a-z][a-z0-9_]*")
+        if key in RESERVED_KEYS:
+            raise r.fail(f"{pw}.key", f"{key!r} is reserved (trigger, request, body, _http)")
+        if key in seen_keys:
+            raise r.fail(f"{pw}.key", f"{key!r} is used twice in this operation")
+        if (loc, name) in seen_names:
+            raise r.fail(f"{pw}.name", f"{loc} parameter {name!r} is declared twice")
+        if loc == "header" and not _HEADER_NAME.fullmatch(name):
+            raise r.fail(f"{pw}.name", f"{name[:60]!r} is not a header name")
+        seen_keys.add(key)
+        seen_names.add((loc, name))
+        style = r.get(p, "style", str, pw, DEFAULT_STYLE[loc])
+        if style not in STYLES[loc]:
+            raise r.fail(
+                f"{pw}.style",
+                f"{style[:40]!r} is not a {loc} style ({', '.join(sorted(STYLES[loc]))})",
+            )
+        explode = r.get(p, "explode", bool, pw, style == "form")
+        required = r.get(p, "required", bool, pw, False)
+        if loc == "path" and not required:
+            raise r.fail(f"{pw}.required", "a path parameter must be required")
+        schema = p.get("schema", {})
+        if not isinstance(schema, (dict, bool)):
+            raise r.fail(f"{pw}.schema", f"expected a JSON Schema, got {_kind(schema)}")
+        params.append(
+            Parameter(
+                name=name,
+                location=loc,
+                key=key,
+                required=required,
+                schema=schema,
+                style=style,
+                explode=explode,
+                allow_reserved=r.get(p, "allow_reserved", bool, pw, False),
+                description=r.get(p, "description", str, pw, "")[:MAX_DESCRIPTION],
+                deprecated=r.get(p, "deprecated", bool, pw, False),
+            )
+        )
+    in_path = _TEMPLATE_VAR.findall(path)
+    declared = {p.name for p in params if p.location == "path"}
+    for name in in_path:
+        if name not in declared:
+            raise r.fail(f"{w}.path", f"template {{{name}}} has no path parameter of that name")
+    if len(set(in_path)) != len(in_path):
+        raise r.fail(f"{w}.path", "names a path parameter twice")
+    for name in declared - set(in_path):
+        raise r.fail(f"{w}.parameters", f"path parameter {name!r} is not in the path {path!r}")
+    if "{" in _TEMPLATE_VAR.sub("", path) or "}" in _TEMPLATE_VAR.sub("", path):
+        raise r.fail(f"{w}.path", "has an unbalanced '{' or '}'")
+    body = _body(r, raw.get("body"), f"{w}.body")
+    servers = raw.get("servers")
+    servers_t = None if servers is None else _servers(r, servers, f"{w}.servers", table.hosts)
+    security = raw.get("security")
+    if security is not None:
+        security = _security(r, security, f"{w}.security", table.security_schemes)
+    responses = r.get(raw, "responses", dict, w, {})
+    for status, resp in responses.items():
+        if not re.fullmatch(r"[1-5](\d\d|XX)|default", status):
+            raise r.fail(f"{w}.responses", f"{status[:20]!r} is not a status, NXX or default")
+        r.obj(resp, f"{w}.responses.{status}")
+    pagination = raw.get("pagination")
+    if pagination is not None:
+        pagination = r.obj(pagination, f"{w}.pagination")
+        style = r.get(pagination, "style", str, f"{w}.pagination")
+        if style not in PAGINATION:
+            raise r.fail(
+                f"{w}.pagination.style", f"{style[:40]!r} is not link, cursor, token or page"
+            )
+        for k in PAGINATION[style]:
+            r.get(pagination, k, str, f"{w}.pagination")
+        for k in ("next", "has_more", "items"):
+            v = pagination.get(k)
+            if v is not None and (not isinstance(v, str) or (v and not v.startswith("/"))):
+                raise r.fail(f"{w}.pagination.{k}", "expected a JSON pointer ('' or '/...')")
+    op_id = raw.get("operation_id")
+    if op_id is not None and not isinstance(op_id, str):
+        raise r.fail(f"{w}.operation_id", f"expected a string or null, got {_kind(op_id)}")
+    return Operation(
+        suffix=suffix,
+        template_id=f"{table.pack}/{suffix}",
+        operation_id=op_id,
+        method=raw["method"],
+        path=path,
+        summary=r.get(raw, "summary", str, w, "")[:MAX_DESCRIPTION],
+        description=r.get(raw, "description", str, w, "")[:MAX_DESCRIPTION],
+        servers=servers_t,
+        security=security,
+        parameters=tuple(params),
+        body=body,
+        responses=responses,
+        pagination=pagination,
+        deprecated=r.get(raw, "deprecated", bool, w, False),
+    )
+
+
+def _body(r: _Reader, value: Any, where: str) -> BodySpec | None:
+    if value is None:
+        return None
+    raw = r.obj(value, where)
+    content = r.get(raw, "content", dict, where)
+    if not content:
+        raise r.fail(f"{where}.content", "names no media type")
+    for media, entry in content.items():
+        if not _MEDIA.fullmatch(media) or len(media) > 200:
+            raise r.fail(f"{where}.content", f"{media[:60]!r} is not a media type")
+        entry = r.obj(entry, f"{where}.content.{media}")
+        schema = entry.get("schema", {})
+        if not isinstance(schema, (dict, bool)):
+            raise r.fail(f"{where}.content.{media}.schema", "expected a JSON Schema")
+        r.get(entry, "encoding", dict, f"{where}.content.{media}", {})
+    fields = []
+    keys: set[str] = set()
+    for i, f in enumerate(r.get(raw, "fields", list, where, [])):
+        fw = f"{where}.fields[{i}]"
+        f = r.obj(f, fw)
+        key = r.get(f, "key", str, fw)
+        if not KEY_RE.fullmatch(key) or key in RESERVED_KEYS or key in keys:
+            raise r.fail(f"{fw}.key", f"{key[:60]!r} is not a unique, unreserved identifier")
+        keys.add(key)
+        fields.append((key, r.get(f, "property", str, fw), r.get(f, "required", bool, fw, False)))
+    return BodySpec(
+        required=r.get(raw, "required", bool, where, False),
+        description=r.get(raw, "description", str, where, "")[:MAX_DESCRIPTION],
+        content=content,
+        fields=tuple(fields),
+    )

@@ -1,0 +1,180 @@
+"""API-service pack benchmarks (issue 11): one operation template against the local spec
+server vs a bare ``httpx.AsyncClient`` loop making the same requests in the same run, memory
+per in-flight request, and ``load_pack`` of a Kubernetes-sized (1,123 operations) table.
+
+Run: ``python tests/bench/bench_httpapi.py`` (``--smoke``: tiny sizes, only to show it runs).
+Everything runs in this process on 127.0.0.1 (the server too, so memory figures include the
+server's share for both the engine and the baseline). Targets: template throughput >= 0.5x
+the bare loop's; ``load_pack`` warm <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from _ratios import print_ratios
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
+from svctest import Packs, op, param, table
+
+from reflow import Message, Network
+from reflow._core._catalog import template_actor
+from reflow._loader._packs import load_pack, unload_pack
+from reflow._loader._trust import TrustStore
+from reflow.testing import spec_server
+
+
+def pet_table(url: str = "https://api.example.com") -> dict[str, Any]:
+    return table(
+        {"get_pet": op("GET", "/pets/{id}", [param("id", "path", {"type": "integer"})])},
+        servers=[{"url": url}],
+    )
+
+
+def graph_run(nodes: int, per_node: int) -> float:
+    net = Network()
+    net.register_actor("t", template_actor("acme/svc/get_pet"))
+    for i in range(nodes):
+        net.add_node(f"n{i}", "t", {"id": i + 1})
+        net.collect(f"n{i}", "response")
+        for _ in range(per_node):
+            net.add_initial(f"n{i}", "trigger", Message.flow())
+    t0 = time.perf_counter()
+    summary = net.run(timeout=600)
+    elapsed = time.perf_counter() - t0
+    net.shutdown()
+    assert not summary.failures, summary.failures[:3]
+    return elapsed
+
+
+def bare_run(url: str, nodes: int, per_node: int) -> float:
+    async def main() -> float:
+        limits = httpx.Limits(max_connections=None)
+        async with httpx.AsyncClient(limits=limits) as client:
+
+            async def one(i: int) -> None:
+                for _ in range(per_node):
+                    r = await client.get(f"{url}/pets/{i + 1}")
+                    r.json()
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(nodes)))
+            return time.perf_counter() - t0
+
+    return asyncio.run(main())
+
+
+def peak_rss(fn: Any) -> int:
+    proc = psutil.Process()
+    peak = [proc.memory_info().rss]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.005)
+
+    th = threading.Thread(target=watch, daemon=True)
+    th.start()
+    before = proc.memory_info().rss
+    fn()
+    stop.set()
+    th.join()
+    return max(1, peak[0] - before)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--inflight", type=int, default=1000)
+    args = ap.parse_args()
+    n = 40 if args.smoke else args.requests
+    inflight = 20 if args.smoke else args.inflight
+    tmp = Path(tempfile.mkdtemp(prefix="bench-httpapi-"))
+    os.environ.setdefault("REFLOW_CACHE_DIR", str(tmp / "cache"))
+    packs = Packs(tmp, TrustStore(tmp / "trust"))
+    rows: list[tuple[str, float]] = []
+    with spec_server(pet_table()) as srv:
+        packs.load(pet_table(srv.url), srv.url)
+        bare_run(srv.url, 4, 5)
+        graph_run(4, 5)  # warm both
+        seq_bare = bare_run(srv.url, 1, n // 4)
+        seq_node = graph_run(1, n // 4)
+        conc_bare = bare_run(srv.url, 50, max(1, n // 50))
+        conc_node = graph_run(50, max(1, n // 50))
+        print(
+            f"one node, sequential: {n // 4 / seq_node:8.0f} req/s; bare loop "
+            f"{n // 4 / seq_bare:8.0f} req/s"
+        )
+        print(
+            f"50 nodes:             {n / conc_node:8.0f} req/s; bare gather(50) "
+            f"{n / conc_bare:8.0f} req/s"
+        )
+        rows.append(("template sequential / bare httpx loop (req/s)", seq_bare / seq_node))
+        rows.append(("50 nodes / bare httpx gather of 50 (req/s)", conc_bare / conc_node))
+        srv.hold_until(inflight)
+        mem_node = peak_rss(lambda: graph_run(inflight, 1))
+        srv.hold_until(inflight)
+        srv._released = None
+        mem_bare = peak_rss(lambda: bare_run(srv.url, inflight, 1))
+        print(
+            f"memory per in-flight request: template {mem_node / inflight / 1024:.1f} KiB, "
+            f"bare httpx {mem_bare / inflight / 1024:.1f} KiB (incl. the in-process server)"
+        )
+        rows.append(("memory per in-flight request / bare httpx", mem_node / mem_bare))
+    ops = {
+        f"op_{i}": op(
+            "GET",
+            f"/apis/v{i}/{{name}}",
+            [
+                param("name", "path", {"type": "string"}),
+                param("watch", "query", {"type": "boolean"}),
+                param("limit", "query", {"type": "integer"}),
+            ],
+            description="x" * 200,
+        )
+        for i in range(1123)
+    }
+    big = table(
+        ops,
+        schemas={
+            f"S{i}": {"type": "object", "properties": {"a": {"type": "string"}}} for i in range(500)
+        },
+    )
+    path = packs.build(big, ["api.example.com"], name="acme/k8s")
+    raw = path.read_bytes()
+    load_pack(path, trust=packs.store)
+    unload_pack("acme/k8s")
+    reps = 3 if args.smoke else 10
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        load_pack(path, trust=packs.store)
+        unload_pack("acme/k8s")
+    warm = (time.perf_counter() - t0) / reps
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        hashlib.sha256(path.read_bytes()).digest()
+    base = (time.perf_counter() - t0) / reps
+    print(
+        f"load_pack warm, 1,123 operations ({len(json.dumps(big)) >> 10} KiB table, "
+        f"{len(raw) >> 10} KiB pack): {warm * 1000:.1f} ms"
+    )
+    rows.append(("load_pack warm 1,123 ops / read+sha256 of the pack", warm / base))
+    print_ratios(rows)
+
+
+if __name__ == "__main__":
+    main()

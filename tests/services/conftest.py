@@ -1,0 +1,3 @@
+from svctest import packs
+
+__all__ = ["packs"]
