@@ -100,7 +100,6 @@ __all__ = [
     "GuestTimeout",
     "GuestTrap",
     "HttpApiError",
-    "HttpApiError",
     "InvalidLimitsError",
     "LoadedPack",
     "Message",
