@@ -46,6 +46,9 @@ def _tag(key: bytes, digest: str, body: bytes) -> str:
 class CachedManifests:
     def __init__(self, root: Path) -> None:
         self.root = root / _DIR
+        #: documents parsed before the per-user key existed (a first load): written by
+        #: :meth:`flush` once a full verification has created it, never by a refused file
+        self._pending: dict[str, Mapping[str, Any]] = {}
 
     def _path(self, digest: str) -> Path | None:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -75,9 +78,26 @@ class CachedManifests:
 
     def put(self, digest: str, doc: Mapping[str, Any]) -> None:
         path = self._path(digest)
-        key = _record_key(create=True)
-        if path is None or key is None:
+        if path is None:
             return
+        key = _record_key(create=False)
+        if key is None:
+            self._pending[digest] = doc
+            return
+        self._write(path, key, digest, doc)
+
+    def flush(self) -> None:
+        """Write what was parsed before the key existed, if it exists now."""
+        key = _record_key(create=False) if self._pending else None
+        if key is None:
+            return
+        pending, self._pending = self._pending, {}
+        for digest, doc in pending.items():
+            path = self._path(digest)
+            if path is not None:
+                self._write(path, key, digest, doc)
+
+    def _write(self, path: Path, key: bytes, digest: str, doc: Mapping[str, Any]) -> None:
         try:
             body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         except (TypeError, ValueError):

@@ -157,7 +157,8 @@ def load_pack(
     root = cache_root(cache_dir)
     limits = limits or BundleLimits()
     given_bytes = isinstance(path_or_name, (bytes, bytearray, memoryview))
-    with _lock, use_manifest_memo(CachedManifests(root)):
+    memo = CachedManifests(root)
+    with _lock, use_manifest_memo(memo):
         if not given_bytes and not isinstance(path_or_name, os.PathLike):
             loaded = _loaded.get(str(path_or_name).split("@", 1)[0])
             if loaded is not None and not looks_like_path(str(path_or_name)):
@@ -217,6 +218,7 @@ def load_pack(
             m.name, m.version, m, digest, signer, head.source, pack_dir, chosen, actors
         )
         _loaded[m.name] = pack
+        memo.flush()  # verified and loaded: what was parsed on the way may be remembered
     plugin_manager().hook.reflow_after_pack_load(pack=pack)
     return pack
 
