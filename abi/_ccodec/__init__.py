@@ -1,6 +1,6 @@
 """The compiled tick codec: ``ccodec.c`` built on first use, and loaded if it can be.
 
-:class:`~reflow.abi._codec.TickCodec` asks :func:`get` for the module once per node; ``None``
+:class:`~reflow.abi._tick_codec.TickCodec` asks :func:`get` for the module once per node; ``None``
 means the pure-Python codec (same bytes, same Messages, same errors: the C module only takes
 the inputs and result frames it can do exactly, and hands everything else back).
 
