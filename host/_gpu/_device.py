@@ -119,7 +119,8 @@ def _find_adapter(wgpu: Any, wanted: str) -> Any:
     if wanted and found:
         raise NoGpuAdapterError(
             f"no GPU adapter matches REFLOW_GPU_ADAPTER={wanted!r}; adapters found: "
-            f"{'; '.join(found)}",
+            f"{'; '.join(found)} (set REFLOW_GPU_ADAPTER to a part of one of those names, or "
+            f"'high-performance' / 'low-power')",
             wanted=wanted,
         )
     raise NoGpuAdapterError(
@@ -140,8 +141,9 @@ def shared_device() -> GpuDevice:
             return _device
         if not _enabled():
             raise GpuUnavailableError(
-                "the GPU is switched off (REFLOW_GPU=off or configure_gpu(enabled=False)); "
-                "no GPU adapter is used"
+                "the GPU is switched off (REFLOW_GPU=off or configure_gpu(enabled=False)), "
+                "so no GPU adapter is used; unset REFLOW_GPU to use one, or give the node "
+                "fallback='cpu' to run its numpy twin"
             )
         try:
             import wgpu
