@@ -78,7 +78,7 @@ def _count(up: bool, nbytes: int) -> TickTransfers | None:
 class GpuBuffer:
     """A float32 array on ``device`` with its host metadata; see the module docstring.
 
-    ``shape`` is the logical shape (H, W, C for images, frames × channels for audio);
+    ``shape`` is the logical shape (H, W, C for images, frames x channels for audio);
     ``dtype`` the host dtype ``to_numpy()`` returns; ``meta`` codec details (``sampleRate``).
     """
 

@@ -15,6 +15,7 @@ and handles made on the old one raise :class:`GpuBufferError`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -271,10 +272,8 @@ class GpuDevice:
             return
         self.closed = True
         self._waiter.stop()
-        try:
+        with contextlib.suppress(Exception):  # already lost: nothing more to release
             self.device.destroy()
-        except Exception:  # already lost: nothing more to release
-            pass
 
 
 def translate(exc: BaseException, what: str) -> GpuError:

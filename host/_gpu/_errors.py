@@ -5,7 +5,8 @@
         ├── NoGpuAdapterError     no WebGPU adapter (or none matching REFLOW_GPU_ADAPTER)
         ├── GpuUnavailableError   wgpu is not installed, or REFLOW_GPU=off
         ├── GpuKernelError        a WGSL kernel that wgpu refuses (.kernel)
-        ├── GpuLimitError         a dispatch or buffer past the device's limits (.limit, .value, .maximum)
+        ├── GpuLimitError         a dispatch or buffer past the device's limits
+        │                         (.limit, .value, .maximum)
         ├── GpuTimeoutError       a dispatch that did not finish within its time limit (.limit_s)
         └── GpuBufferError        a GpuBuffer handle used after its device was reset or closed
 

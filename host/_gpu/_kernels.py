@@ -35,7 +35,9 @@ class ComputeKernel:
 
     def __init__(self, source: str, *, name: str, entry: str = "main") -> None:
         if not isinstance(source, str) or not source.strip():
-            raise GpuKernelError(f"kernel {name!r}: WGSL source must be non-empty text", kernel=name)
+            raise GpuKernelError(
+                f"kernel {name!r}: WGSL source must be non-empty text", kernel=name
+            )
         self.source = source
         self.name = name
         self.entry = entry
@@ -89,7 +91,7 @@ def check_workgroups(device: GpuDevice, workgroups: Sequence[int], what: str) ->
             value=len(counts),
             maximum=3,
         )
-    for axis, n in zip("xyz", counts):
+    for axis, n in zip("xyz", counts, strict=True):
         if not 1 <= n <= limit:
             raise GpuLimitError(
                 f"{what}: {n} workgroups along {axis} is outside 1..{limit} "

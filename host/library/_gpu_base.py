@@ -59,7 +59,7 @@ fn quantise(v: f32, mode: u32, top: f32) -> f32 {
 }
 """
 
-_FALLBACK_CONFIG = {
+_FALLBACK_CONFIG: dict[str, dict[str, Any]] = {
     "fallback": {"type": "string", "default": "none", "enum": ["none", "cpu"]},
     "gpuTimeout": {"type": "number", "default": DEFAULT_LIMIT_S},
 }
@@ -120,7 +120,7 @@ class GpuActor(LibraryActor):
 
     execution = "worker"
     cpu_twin: ClassVar[type[LibraryActor] | None] = None
-    config_schema: ClassVar[dict[str, dict[str, Any]]] = dict(_FALLBACK_CONFIG)
+    config_schema: dict[str, dict[str, Any]] = dict(_FALLBACK_CONFIG)
 
     def run_gpu(self, ctx: ActorContext, device: GpuDevice) -> dict[str, Message]:
         raise NotImplementedError

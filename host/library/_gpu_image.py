@@ -158,9 +158,22 @@ def _uniform_for(device: GpuDevice, src: GpuBuffer, n: int, op: int, **kw: float
     return uniform(
         device,
         params(
-            h, w, c, n, int(kw.get("mode", mode)), op, int(kw.get("b", 0)), 0,
-            float(top), float(kw.get("f0", 0.0)), float(kw.get("f1", 0.0)), 0.0,
-            int(kw.get("oh", h)), int(kw.get("ow", w)), int(kw.get("oc", c)), 0,
+            h,
+            w,
+            c,
+            n,
+            int(kw.get("mode", mode)),
+            op,
+            int(kw.get("b", 0)),
+            0,
+            float(top),
+            float(kw.get("f0", 0.0)),
+            float(kw.get("f1", 0.0)),
+            0.0,
+            int(kw.get("oh", h)),
+            int(kw.get("ow", w)),
+            int(kw.get("oc", c)),
+            0,
         ),
     )
 
@@ -230,11 +243,11 @@ class GpuImageResize(GpuImageActor):
             raise ActorError("config 'width' or 'height' is required")
         if ih == 0 or iw == 0:
             raise ActorError("in-port 'in': cannot resize an empty image")
-        w = config_int(ctx, "width", minimum=1) if has_w else None
-        h = config_int(ctx, "height", minimum=1) if has_h else None
-        if w is None:
+        w = config_int(ctx, "width", minimum=1) if has_w else 0
+        h = config_int(ctx, "height", minimum=1) if has_h else 0
+        if not w:
             w = max(1, round(iw * h / ih))
-        if h is None:
+        if not h:
             h = max(1, round(ih * w / iw))
         if w * h > MAX_PIXELS:
             raise ActorError(
@@ -243,7 +256,13 @@ class GpuImageResize(GpuImageActor):
         out = new_image(device, h, w, c, src.dtype)
         n = h * w * c
         block = _uniform_for(device, src, n, 1 if method == "nearest" else 0, oh=h, ow=w)
-        run_1d(ctx, device, _RESIZE, n, [("read", src.buffer), ("write", out.buffer), ("uniform", block)])
+        run_1d(
+            ctx,
+            device,
+            _RESIZE,
+            n,
+            [("read", src.buffer), ("write", out.buffer), ("uniform", block)],
+        )
         return out
 
 
@@ -264,7 +283,13 @@ class _GpuPixelActor(GpuImageActor):
         n = h * w * oc
         if n:
             block = _uniform_for(device, src, n, self.op, oc=oc, **kw)
-            run_1d(ctx, device, _PIXEL, n, [("read", src.buffer), ("write", out.buffer), ("uniform", block)])
+            run_1d(
+                ctx,
+                device,
+                _PIXEL,
+                n,
+                [("read", src.buffer), ("write", out.buffer), ("uniform", block)],
+            )
         return out
 
 
@@ -280,13 +305,19 @@ class GpuImageGrayscale(_GpuPixelActor):
     op = 0
 
     def process(self, ctx: ActorContext, device: GpuDevice, src: GpuBuffer) -> GpuBuffer:
-        if src.shape[2] <= 2:  # as the numpy twin: channel 0 as it is (threshold op at -inf)
-            h, w, c = src.shape
+        if src.shape[2] <= 2:  # as the numpy twin: channel 0 as it is
+            h, w = src.shape[:2]
             out = new_image(device, h, w, 1, src.dtype)
             if h * w:
                 block = _uniform_for(device, src, h * w, 1, oc=1, f0=1.0, f1=0.0, mode=0)
                 # brightness/contrast with contrast 1 on channel 0 of a 1-2 channel image
-                run_1d(ctx, device, _PIXEL, h * w, [("read", src.buffer), ("write", out.buffer), ("uniform", block)])
+                run_1d(
+                    ctx,
+                    device,
+                    _PIXEL,
+                    h * w,
+                    [("read", src.buffer), ("write", out.buffer), ("uniform", block)],
+                )
             return out
         return super().process(ctx, device, src)
 

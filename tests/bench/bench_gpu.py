@@ -30,8 +30,8 @@ from _ratios import print_ratios
 
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="reflow-bench-xdg-"))
 
-from reflow import Network, template_actor  # noqa: E402
-from reflow.library import decode_image, encode_image  # noqa: E402
+from reflow import Network, template_actor
+from reflow.library import decode_image, encode_image
 
 
 def _chain(prefix: str, steps: list[tuple[str, dict[str, Any]]]) -> tuple[Network, Any]:
@@ -45,7 +45,9 @@ def _chain(prefix: str, steps: list[tuple[str, dict[str, Any]]]) -> tuple[Networ
     return net, net.collect(f"n{len(steps) - 1}", "out")
 
 
-def _time_chain(prefix: str, steps: list[tuple[str, dict[str, Any]]], image: Any, reps: int) -> float:
+def _time_chain(
+    prefix: str, steps: list[tuple[str, dict[str, Any]]], image: Any, reps: int
+) -> float:
     best = float("inf")
     net, out = _chain(prefix, steps)
     try:
@@ -63,7 +65,7 @@ def _time_chain(prefix: str, steps: list[tuple[str, dict[str, Any]]], image: Any
 
 
 def _per_tick(prefix: str, image: Any, ticks: int) -> float:
-    net, out = _chain(prefix, [("image_grayscale", {})])
+    net, _ = _chain(prefix, [("image_grayscale", {})])
     try:
         net.add_initial("n0", "in", image)
         net.run(timeout=600).raise_for_failures()  # warm: device, kernel compile
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         from reflow._gpu import shared_device
 
         print(f"adapter: {shared_device().name}")
-    except Exception as exc:  # noqa: BLE001 - reported, then the fallback runs
+    except Exception as exc:
         print(f"adapter: none ({exc}); GPU nodes run their numpy fallback")
     rng = np.random.default_rng(0)
     h, w = (144, 256) if args.smoke else (2160, 3840)
@@ -95,8 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     floats = encode_image(rng.random((fh, fw, 4), dtype=np.float32))
     tiny = encode_image(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8))  # 1 KiB
     blur = [("image_blur", {"sigma": 3.0})]
-    chain = [("image_blur", {"sigma": 2.0}), ("image_adjust", {"contrast": 1.2}),
-             ("image_resize", {"width": w // 2})]
+    chain = [
+        ("image_blur", {"sigma": 2.0}),
+        ("image_adjust", {"contrast": 1.2}),
+        ("image_resize", {"width": w // 2}),
+    ]
     adjust = [("image_adjust", {"brightness": 0.1, "contrast": 1.3})]
     rows = []
     for row, label, steps, image in (

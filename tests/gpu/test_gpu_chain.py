@@ -3,6 +3,7 @@ CPU node consumes the result; the transfers appear as GpuTransfer events."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ def _net(prefix: str, consumers: list[str]) -> tuple[Network, list[Any]]:
     for nid, tid, cfg in ids:
         net.register_actor(f"{prefix}{tid}", template_actor(tid.replace("tpl_gpu_", prefix)))
         net.add_node(nid, f"{prefix}{tid}", cfg)
-    for a, b in zip(ids, ids[1:]):
+    for a, b in itertools.pairwise(ids):
         net.add_connection(a[0], "out", b[0], "in")
     colls = []
     for i, tid in enumerate(consumers):
@@ -37,7 +38,9 @@ def _net(prefix: str, consumers: list[str]) -> tuple[Network, list[Any]]:
     return net, colls
 
 
-@pytest.mark.parametrize("consumers", [["tpl_image_info"], ["tpl_image_info", "tpl_image_grayscale"]])
+@pytest.mark.parametrize(
+    "consumers", [["tpl_image_info"], ["tpl_image_info", "tpl_image_grayscale"]]
+)
 def test_three_gpu_nodes_upload_once_and_read_back_once(device: Any, consumers: list[str]) -> None:
     net, colls = _net("tpl_gpu_", consumers)
     events = net.events()

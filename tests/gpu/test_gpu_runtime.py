@@ -77,8 +77,11 @@ def test_adapter_by_name_or_power(fresh: Any, device: Any, wanted: str) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
-    [({"adapter": ""}, "non-empty string"), ({"adapter": 3}, "non-empty string"),
-     ({"enabled": "yes"}, "True or False")],
+    [
+        ({"adapter": ""}, "non-empty string"),
+        ({"adapter": 3}, "non-empty string"),
+        ({"enabled": "yes"}, "True or False"),
+    ],
 )
 def test_configure_gpu_refuses(kwargs: dict[str, Any], fragment: str) -> None:
     with pytest.raises(GpuError, match=fragment):
@@ -154,8 +157,11 @@ _OUT = "@group(0) @binding(0) var<storage, read_write> dst: array<f32>;\n"
         (_OUT + "@compute @workgroup_size(2000) fn main() { dst[0] = 1.0; }", "refused"),
         (_OUT + "@compute @workgroup_size(1) fn other() { dst[0] = 1.0; }", "refused"),
         (_OUT + "fn main() { dst[0] = 1.0; }", "refused"),
-        ("@group(0) @binding(0) var<storage, read_write> dst: array<i32>;\n"
-         "@compute @workgroup_size(1) fn main() { dst[0] = 1.5; }", "refused"),
+        (
+            "@group(0) @binding(0) var<storage, read_write> dst: array<i32>;\n"
+            "@compute @workgroup_size(1) fn main() { dst[0] = 1.5; }",
+            "refused",
+        ),
     ],
 )
 def test_bad_kernels_are_refused(device: Any, source: str, fragment: str) -> None:
@@ -165,8 +171,9 @@ def test_bad_kernels_are_refused(device: Any, source: str, fragment: str) -> Non
         dispatch(device, ComputeKernel(source, name="bad"), [("write", out.buffer)], (1,))
     assert time.perf_counter() - t0 < 10
     # the device still works afterwards
-    good = ComputeKernel(_OUT + "@compute @workgroup_size(1) fn main() { dst[0] = 2.0; }",
-                         name="good")
+    good = ComputeKernel(
+        _OUT + "@compute @workgroup_size(1) fn main() { dst[0] = 2.0; }", name="good"
+    )
     dispatch(device, good, [("write", out.buffer)], (1,))
     assert out.to_numpy()[0] == 2.0
 
@@ -185,8 +192,9 @@ def test_bad_kernels_are_refused(device: Any, source: str, fragment: str) -> Non
 def test_dispatch_size_is_bounded(device: Any, groups: tuple[int, ...], fragment: str) -> None:
     if device.limits["max-compute-workgroups-per-dimension"] != 65535:
         fragment = fragment.split(" is outside")[0]
-    kernel = ComputeKernel(_OUT + "@compute @workgroup_size(1) fn main() { dst[0] = 1.0; }",
-                           name="tiny")
+    kernel = ComputeKernel(
+        _OUT + "@compute @workgroup_size(1) fn main() { dst[0] = 1.0; }", name="tiny"
+    )
     out = GpuBuffer.empty(device, (4,), "float32")
     with pytest.raises(GpuLimitError, match=fragment) as info:
         dispatch(device, kernel, [("write", out.buffer)], groups)
@@ -212,15 +220,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 
 @pytest.mark.slow
-def test_a_dispatch_past_its_time_limit_fails_and_the_device_is_reset(fresh: Any, device: Any) -> None:
+def test_a_dispatch_past_its_time_limit_fails_and_the_device_is_reset(
+    fresh: Any, device: Any
+) -> None:
     # llvmpipe caps one invocation's loops at 65535 iterations, so the work is spread over
     # many invocations: about 2-3 s here, against a 250 ms limit
     out = GpuBuffer.empty(device, (64 * 300,), "float32")
     block = uniform(device, params(60000, 0, 0, 0))
     t0 = time.perf_counter()
-    with pytest.raises(GpuTimeoutError, match="time limit of 0.25 s") as info:
-        dispatch(device, ComputeKernel(_SPIN, name="spin"), [("write", out.buffer), ("uniform", block)],
-                 (300,), limit_s=0.25)
+    with pytest.raises(GpuTimeoutError, match=r"time limit of 0\.25 s") as info:
+        dispatch(
+            device,
+            ComputeKernel(_SPIN, name="spin"),
+            [("write", out.buffer), ("uniform", block)],
+            (300,),
+            limit_s=0.25,
+        )
     assert time.perf_counter() - t0 < 2.0
     assert info.value.limit_s == 0.25
     with pytest.raises(GpuBufferError, match="was reset"):
@@ -234,7 +249,8 @@ def test_a_dispatch_past_its_time_limit_fails_and_the_device_is_reset(fresh: Any
 
 def test_gpu_timeout_config_fails_the_tick(fresh: Any, device: Any) -> None:
     big = encode_image(np.zeros((1200, 1200, 4), dtype=np.uint8))
-    result = run_tick(template_actor("tpl_gpu_image_blur"), {"in": big},
-                      {"sigma": 20, "gpuTimeout": 0.001})
+    result = run_tick(
+        template_actor("tpl_gpu_image_blur"), {"in": big}, {"sigma": 20, "gpuTimeout": 0.001}
+    )
     assert len(result.failures) == 1
     assert "GpuTimeoutError" in result.failures[0].error
