@@ -60,7 +60,7 @@ fn quantise(v: f32, mode: u32, top: f32) -> f32 {
 """
 
 _FALLBACK_CONFIG: dict[str, dict[str, Any]] = {
-    "fallback": {"type": "string", "default": "none", "enum": ["none", "cpu"]},
+    "fallback": {"type": "string", "default": "none"},
     "gpuTimeout": {"type": "number", "default": DEFAULT_LIMIT_S},
 }
 _warned: set[tuple[str, str]] = set()
