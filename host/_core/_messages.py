@@ -317,6 +317,10 @@ class Message(dict[str, Any]):
         """A ``Gpu`` message around a device-resident ``GpuBuffer`` (see ``reflow._gpu``): the
         device form of a Bytes message, passed by reference; a host-only kind (not in
         ``KINDS``, never read from JSON), read back to Bytes only by a node that reads Bytes."""
+        if not callable(getattr(handle, "to_message", None)):
+            raise MessageError(
+                f"Gpu data must be a GpuBuffer handle, got {type(handle).__name__}", path="$.data"
+            )
         m = _new(Message)
         m["type"] = "Gpu"
         m["data"] = handle

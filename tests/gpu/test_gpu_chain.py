@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reflow import Network, template_actor
+from reflow import Message, MessageError, Network, template_actor
 from reflow._gpu import GpuBuffer, gpu_counters
 from reflow.library import decode_image, encode_image
 
@@ -83,3 +83,17 @@ def test_gpu_output_collected_directly_is_a_handle(device: Any) -> None:
     assert np.array_equal(decode_image(msg), first)
     assert gpu_counters().readbacks == 1
     assert "GpuBuffer image 24x32x4 uint8" in msg.to_json_string()
+
+
+@pytest.mark.parametrize(
+    ("build", "fragment"),
+    [
+        (lambda: Message.gpu("not a handle"), "Gpu data must be a GpuBuffer handle, got str"),
+        (lambda: Message.gpu(None), "got NoneType"),
+        (lambda: Message.from_json({"type": "Gpu", "data": {}}), "unknown message type 'Gpu'"),
+        (lambda: Message.from_json('{"type": "Gpu"}'), "unknown message type"),
+    ],
+)
+def test_gpu_messages_are_built_only_around_handles(build: Any, fragment: str) -> None:
+    with pytest.raises(MessageError, match=fragment):
+        build()
