@@ -36,6 +36,12 @@ RATIOS: dict[str, list[str]] = {
         "build time per node, 10,000 / 1,000 nodes",
         "build from graph JSON per node, 10,000 / 1,000 nodes",
     ],
+    "bench_gpu": [
+        "4K RGBA gaussian blur: numpy / GPU",
+        "3-node image chain: numpy / GPU",
+        "16 M-value elementwise: numpy / GPU",
+        "GPU node tick on 1 KiB / numpy node tick",
+    ],
     "bench_openapi": [
         "generate + sign all / parse the same files",
         "tomllib largest manifest / json.loads same data",

@@ -41,6 +41,7 @@ EVENT_TYPES = (
     "MessageSent",
     "NetworkIdle",
     "NetworkShutdown",
+    "GpuTransfer",
 )
 
 #: Field names per event type, in the order they follow ``(type, t)`` in a record.
@@ -52,6 +53,8 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "MessageSent": ("fromActor", "fromPort", "toActor", "toPort", "message"),
     "NetworkIdle": ("ticks",),
     "NetworkShutdown": ("dropped",),
+    # host<->GPU copies of one GPU node's tick, or a lazy readback of its output (reflow._gpu)
+    "GpuTransfer": ("actorId", "component", "uploads", "readbacks", "bytesUp", "bytesDown"),
 }
 
 

@@ -313,6 +313,20 @@ class Message(dict[str, Any]):
         return m
 
     @staticmethod
+    def gpu(handle: Any) -> Message:
+        """A ``Gpu`` message around a device-resident ``GpuBuffer`` (see ``reflow._gpu``): the
+        device form of a Bytes message, passed by reference; a host-only kind (not in
+        ``KINDS``, never read from JSON), read back to Bytes only by a node that reads Bytes."""
+        if not callable(getattr(handle, "to_message", None)):
+            raise MessageError(
+                f"Gpu data must be a GpuBuffer handle, got {type(handle).__name__}", path="$.data"
+            )
+        m = _new(Message)
+        m["type"] = "Gpu"
+        m["data"] = handle
+        return m
+
+    @staticmethod
     def from_json(value: Any, _path: str = "$", _level: int = 1) -> Message:
         """Parse the tagged JSON form (a dict, or a JSON string) and validate it.
 
@@ -425,6 +439,8 @@ class Message(dict[str, Any]):
         data = self["data"]
         if kind == "Bytes":
             data = list(data)
+        elif kind == "Gpu":
+            data = repr(data)
         elif kind == "Stream":
             data = data.locator()
         elif isinstance(data, Message):

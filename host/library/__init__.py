@@ -58,6 +58,8 @@ _FAMILIES = (
     ("_canvas", "CANVAS_TEMPLATES"),
     ("_procedural", "PROCEDURAL_TEMPLATES"),
     ("_video", "VIDEO_TEMPLATES"),
+    ("_gpu_image", "GPU_IMAGE_TEMPLATES"),
+    ("_gpu_stats", "GPU_STATS_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None

@@ -76,6 +76,8 @@ def encode_image(pixels: np.ndarray) -> Message:
 
 def _payload(value: Any, port: str) -> bytes:
     if isinstance(value, dict) and "type" in value:
+        if value["type"] == "Gpu":  # a GPU node's output: read back here, once (reflow._gpu)
+            value = value["data"].to_message()
         if value["type"] != "Bytes":
             raise ActorError(
                 f"in-port {port!r}: expected an image/audio Bytes message, got {value['type']}"

@@ -1,0 +1,125 @@
+"""GPU templates against their numpy twins (issue #16), on whatever adapter wgpu picks here
+(llvmpipe, a CPU Vulkan driver, in CI; the adapter's name is printed first).
+
+Run: ``python tests/bench/bench_gpu.py`` (``--smoke``: tiny sizes). Each case runs the same
+graph twice, once with the ``tpl_gpu_*`` templates and once with the numpy ones, from a Bytes
+image in to a host array out, so the GPU side pays its upload and its one readback; the best
+of a few repetitions is kept. Rows (a ratio above 1 means the GPU side is faster):
+
+- a 4K RGBA gaussian blur (sigma 3) (``--smoke``: 256x144, and so on: the row names keep the
+  full sizes);
+- a 3-node chain, blur -> adjust -> resize to half size;
+- a 16 M-value elementwise operation (brightness/contrast on a 2048x2048 RGBA float image);
+- the per-tick cost of a GPU node on a 1 KiB image against its numpy twin's (absolute
+  microseconds are printed too).
+
+Without wgpu or an adapter the GPU nodes run their numpy fallback and the ratios say ~1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+from _ratios import print_ratios
+
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="reflow-bench-xdg-"))
+
+from reflow import Network, template_actor
+from reflow.library import decode_image, encode_image
+
+
+def _chain(prefix: str, steps: list[tuple[str, dict[str, Any]]]) -> tuple[Network, Any]:
+    net = Network()
+    for i, (name, config) in enumerate(steps):
+        tid = f"{prefix}{name}"
+        net.register_actor(f"a{i}", template_actor(tid))
+        net.add_node(f"n{i}", f"a{i}", {**config, "fallback": "cpu"} if "gpu" in prefix else config)
+        if i:
+            net.add_connection(f"n{i - 1}", "out", f"n{i}", "in")
+    return net, net.collect(f"n{len(steps) - 1}", "out")
+
+
+def _time_chain(
+    prefix: str, steps: list[tuple[str, dict[str, Any]]], image: Any, reps: int
+) -> float:
+    best = float("inf")
+    net, out = _chain(prefix, steps)
+    try:
+        for rep in range(reps + 1):  # the first warms up: device, kernel compile
+            out.messages.clear()
+            t0 = time.perf_counter()
+            net.add_initial("n0", "in", image)
+            net.run(timeout=600).raise_for_failures()
+            decode_image(out.messages[0])  # the one readback on the GPU side
+            if rep:
+                best = min(best, time.perf_counter() - t0)
+    finally:
+        net.shutdown()
+    return best
+
+
+def _per_tick(prefix: str, image: Any, ticks: int) -> float:
+    net, _ = _chain(prefix, [("image_grayscale", {})])
+    try:
+        net.add_initial("n0", "in", image)
+        net.run(timeout=600).raise_for_failures()  # warm: device, kernel compile
+        t0 = time.perf_counter()
+        for _ in range(ticks):
+            net.add_initial("n0", "in", image)
+        net.run(timeout=600).raise_for_failures()
+        return (time.perf_counter() - t0) / ticks
+    finally:
+        net.shutdown()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (the suite's smoke run)")
+    args = parser.parse_args(argv)
+    try:
+        from reflow._gpu import shared_device
+
+        print(f"adapter: {shared_device().name}")
+    except Exception as exc:
+        print(f"adapter: none ({exc}); GPU nodes run their numpy fallback")
+    rng = np.random.default_rng(0)
+    h, w = (144, 256) if args.smoke else (2160, 3840)
+    fh, fw = (128, 128) if args.smoke else (2048, 2048)
+    reps = 1 if args.smoke else 3
+    ticks = 20 if args.smoke else 300
+    rgba = encode_image(rng.integers(0, 256, (h, w, 4), dtype=np.uint8))
+    floats = encode_image(rng.random((fh, fw, 4), dtype=np.float32))
+    tiny = encode_image(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8))  # 1 KiB
+    blur = [("image_blur", {"sigma": 3.0})]
+    chain = [
+        ("image_blur", {"sigma": 2.0}),
+        ("image_adjust", {"contrast": 1.2}),
+        ("image_resize", {"width": w // 2}),
+    ]
+    adjust = [("image_adjust", {"brightness": 0.1, "contrast": 1.3})]
+    rows = []
+    for row, label, steps, image in (
+        ("4K RGBA gaussian blur", f"{w}x{h} RGBA blur", blur, rgba),
+        ("3-node image chain", f"3-node chain on {w}x{h}", chain, rgba),
+        ("16 M-value elementwise", f"{fh * fw * 4:,}-value elementwise", adjust, floats),
+    ):
+        cpu = _time_chain("tpl_", steps, image, reps)
+        gpu = _time_chain("tpl_gpu_", steps, image, reps)
+        print(f"{label}: numpy {cpu * 1e3:.1f} ms, GPU {gpu * 1e3:.1f} ms")
+        rows.append((f"{row}: numpy / GPU", cpu / gpu))
+    cpu_tick = _per_tick("tpl_", tiny, ticks)
+    gpu_tick = _per_tick("tpl_gpu_", tiny, ticks)
+    print(f"1 KiB tick: numpy {cpu_tick * 1e6:.0f} us, GPU {gpu_tick * 1e6:.0f} us")
+    rows.append(("GPU node tick on 1 KiB / numpy node tick", gpu_tick / cpu_tick))
+    sys.stdout.flush()
+    print_ratios(rows)
+
+
+if __name__ == "__main__":
+    main()
