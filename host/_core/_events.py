@@ -41,6 +41,12 @@ EVENT_TYPES = (
     "MessageSent",
     "NetworkIdle",
     "NetworkShutdown",
+    "PolicyRetry",
+    "CircuitStateChanged",
+    "CacheHit",
+    "RateLimited",
+    "TickTimedOut",
+    "DeadLetter",
 )
 
 #: Field names per event type, in the order they follow ``(type, t)`` in a record.
@@ -52,6 +58,13 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "MessageSent": ("fromActor", "fromPort", "toActor", "toPort", "message"),
     "NetworkIdle": ("ticks",),
     "NetworkShutdown": ("dropped",),
+    # node policies (``_policies*``): published only while somebody subscribes
+    "PolicyRetry": ("actorId", "attempt", "delay", "error"),
+    "CircuitStateChanged": ("actorId", "old", "new"),
+    "CacheHit": ("actorId",),
+    "RateLimited": ("actorId", "waited_s"),
+    "TickTimedOut": ("actorId", "limit_s"),
+    "DeadLetter": ("actorId", "error"),
 }
 
 
