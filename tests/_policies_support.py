@@ -28,7 +28,7 @@ class Scripted(Actor):
 
     ``ok`` done({"out": input}); ``raise:Class:text``; ``fail:text``; ``emit-raise`` emit then
     raise; ``send-raise`` send mid-tick then raise; ``stream-raise`` done() with a Stream, then
-    raise; ``sleep:s`` sleep s seconds, then ok; ``block`` wait for ``release`` then ok;
+    raise; ``send-ok``, ``stream-ok`` as their names say; ``sleep:s`` sleep s seconds, then ok; ``block`` wait for ``release`` then ok;
     ``late-send`` block, then send (after a timeout: refused).
     """
 
@@ -73,6 +73,13 @@ class Scripted(Actor):
             ctx.done({"out": stream.into_message()})
             stream.end()
             raise RuntimeError("after stream")
+        elif kind == "send-ok":
+            ctx.send({"out": Message.string("sent")})
+            ctx.done({"out": data})
+        elif kind == "stream-ok":
+            stream = Stream.create()
+            ctx.done({"out": stream.into_message()})
+            stream.end()
         elif kind == "sleep":
             time.sleep(float(rest))
             ctx.done({"out": data})
