@@ -28,8 +28,9 @@ class Scripted(Actor):
 
     ``ok`` done({"out": input}); ``raise:Class:text``; ``fail:text``; ``emit-raise`` emit then
     raise; ``send-raise`` send mid-tick then raise; ``stream-raise`` done() with a Stream, then
-    raise; ``send-ok``, ``stream-ok`` as their names say; ``sleep:s`` sleep s seconds, then ok; ``block`` wait for ``release`` then ok;
-    ``late-send`` block, then send (after a timeout: refused).
+    raise; ``send-ok``, ``stream-ok`` as their names say; ``sleep:s`` sleep s seconds, then
+    ok; ``block`` wait for ``release`` then ok; ``late-send`` block, then send (after a
+    timeout: refused).
     """
 
     component = "scripted"

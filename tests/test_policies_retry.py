@@ -91,9 +91,9 @@ def test_dead_letter_port_carries_the_packet_and_the_error(mode: str) -> None:
     with net:
         net.run(timeout=10)
     assert [m["data"] for m in dead.messages] == [
-        {"node": "n", "error": "nope", "attempts": 2, "inputs": {"in": {"type": "Integer", "data": 5}}},
-        {"node": "n", "error": "nope", "attempts": 2, "inputs": {"in": {"type": "Integer", "data": 6}}},
-    ]  # fmt: skip
+        {"node": "n", "error": "nope", "attempts": 2, "inputs": {"in": Message.integer(v)}}
+        for v in (5, 6)
+    ]
 
 
 def test_dead_letter_port_can_be_connected_to_a_node() -> None:
@@ -121,7 +121,8 @@ def test_dead_letter_port_can_be_connected_to_a_node() -> None:
 
 def test_backoff_is_bounded_by_max_delay() -> None:
     actor = scripted("inline", ["raise:RuntimeError:x"] * 4)
-    net, out = one_node(actor, {"retry": {"attempts": 5, "backoff_s": 0.005, "max_delay_s": 0.01}}, 1)
+    retry = {"attempts": 5, "backoff_s": 0.005, "max_delay_s": 0.01}
+    net, out = one_node(actor, {"retry": retry}, 1)
     ev = net.events(kinds=["PolicyRetry"])
     with net:
         net.run(timeout=10)
