@@ -181,6 +181,11 @@ class Tally(Policy):
         return {"ticks": self.ticks}
 
 
+class Garbage(Policy):
+    async def around(self, call: TickCall, proceed: Proceed) -> TickOutcome:
+        return 42  # type: ignore[return-value]
+
+
 class TallyPlugin:
     made: list[Tally] = []
 
@@ -194,6 +199,8 @@ class TallyPlugin:
             return policy
         if name == "not_a_policy":
             return object()
+        if name == "garbage":
+            return Garbage()
         if name == "broken":
             raise KeyError("oops")
         return None
@@ -220,6 +227,15 @@ def test_a_plugin_policy_wraps_each_tick(plugin: type[TallyPlugin]) -> None:
     assert datas(out) == ["t:1", "t:2"]
     assert plugin.made[0].ticks == 2 and actor.calls == 3  # outside the retries
     assert state == {"tally": {"ticks": 2}}
+
+
+def test_a_plugin_policy_returning_garbage_fails_the_tick(plugin: type[TallyPlugin]) -> None:
+    net, out = one_node(scripted("inline"), {"garbage": {}}, 1)
+    with net:
+        summary = net.run(timeout=10)
+    assert datas(out) == [] and summary.failure_count == 1
+    assert isinstance(summary.failures[0].exception, PolicyError)
+    assert "policy 'garbage' of node 'n': around() returned a int" in summary.failures[0].error
 
 
 @pytest.mark.parametrize(

@@ -251,8 +251,8 @@ class PolicyRunner:
             step = self._wrap(self._guarded, step)
         if spec.retry is not None:
             step = self._wrap(self._retried, step)
-        for _key, policy in reversed(spec.plugins):
-            step = self._wrap(policy.around, step)
+        for key, policy in reversed(spec.plugins):
+            step = self._wrap(self._plugin_layer(key, policy), step)
         if self.cache is not None:
             step = self._wrap(self._cached, step)
         return step
@@ -265,6 +265,24 @@ class PolicyRunner:
             return await layer(call, inner)
 
         return step
+
+    def _plugin_layer(
+        self, key: str, policy: Any
+    ) -> Callable[[TickCall, Proceed], Awaitable[TickOutcome]]:
+        node = self.node
+
+        async def layer(call: TickCall, proceed: Proceed) -> TickOutcome:
+            outcome = await policy.around(call, proceed)
+            if not isinstance(outcome, TickOutcome):
+                raise PolicyError(
+                    f"policy {key!r} of node {node.id!r}: around() returned a "
+                    f"{type(outcome).__name__}, expected a TickOutcome",
+                    node=node.id,
+                    key=key,
+                )
+            return outcome
+
+        return layer
 
     async def run(self, ctx: ActorContext) -> None:
         """The node's ``run`` while it has policies: one tick, all policies applied."""
