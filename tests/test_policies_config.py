@@ -321,3 +321,37 @@ def test_dead_letters_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     with net:
         net.run(timeout=10)
     assert len(net.dead_letters()) == 10 and net._policy_host.dead_letters_dropped == 40
+
+
+# -- subgraphs --------------------------------------------------------------------------------
+
+
+def _subgraph(inner_policies: Any) -> Any:
+    from reflow import SubgraphBuilder
+
+    g = Graph("inner")
+    g.add_node("x", "tpl_t", {"config": {}, "policies": inner_policies})
+    g.add_inport("value", "x", "in")
+    g.add_outport("result", "x", "out")
+    sb = SubgraphBuilder(g.to_json())
+    sb.register_actor("tpl_t", scripted("inline", ["raise:RuntimeError:x"]))
+    return sb.build()
+
+
+def test_policies_on_a_subgraph_node_are_refused() -> None:
+    net = Network()
+    net.register_actor("sub", _subgraph(None))
+    with pytest.raises(PolicyError, match="a subgraph node cannot have policies") as info:
+        net.add_node("s", "sub", policies={"retry": 2})
+    assert info.value.node == "s"
+
+
+def test_policies_inside_a_subgraph_apply_to_its_inner_node() -> None:
+    net = Network()
+    net.register_actor("sub", _subgraph({"retry": {"attempts": 2, "backoff_s": 0.001}}))
+    net.add_node("s", "sub")
+    out = net.collect("s", "result")
+    net.add_initial("s", "value", Message.integer(3))
+    with net:
+        summary = net.run(timeout=10)
+    assert summary.failure_count == 0 and datas(out) == [3]
