@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._core import _catalog, _network
+from ._core import _catalog, _network, _policies
 from ._core._actor import Actor, ActorCallContext, ActorContext
 from ._core._catalog import register_template, template_actor, template_list
 from ._core._events import EventStream
@@ -24,6 +24,7 @@ from ._errors import (
     ABIVersionError,
     ActorError,
     CapabilityError,
+    CircuitOpenError,
     DuplicateNodeError,
     GraphError,
     GraphFormatError,
@@ -48,6 +49,7 @@ from ._errors import (
     PackSignatureError,
     PackVetoError,
     PlatformError,
+    PolicyError,
     PortTypeError,
     ReflowError,
     RegistryAuthError,
@@ -62,6 +64,7 @@ from ._errors import (
     StreamError,
     TemplateConflictError,
     TickStateError,
+    TickTimeoutError,
     UnknownComponentError,
     UnknownNodeError,
     UnknownPortError,
@@ -82,6 +85,7 @@ __all__ = [
     "ActorError",
     "ActorFailure",
     "CapabilityError",
+    "CircuitOpenError",
     "Collector",
     "DuplicateNodeError",
     "EventStream",
@@ -119,6 +123,7 @@ __all__ = [
     "PackSignatureError",
     "PackVetoError",
     "PlatformError",
+    "PolicyError",
     "PortTypeError",
     "ReflowError",
     "RegistryAuthError",
@@ -138,6 +143,7 @@ __all__ = [
     "SubgraphBuilder",
     "TemplateConflictError",
     "TickStateError",
+    "TickTimeoutError",
     "TrustStore",
     "UnknownComponentError",
     "UnknownNodeError",
@@ -203,6 +209,16 @@ def _observe_network(subscribe: Callable[[], EventStream]) -> None:
 
 _catalog.set_plugin_loader(_load_plugin_templates)
 _network.set_network_observer(_observe_network)
+
+
+def _plugin_policy(name: str, config: object) -> object:
+    """A plugin's policy object for an unknown node-policy key (``reflow_policy`` hook)."""
+    from ._loader._plugins import plugin_manager
+
+    return plugin_manager().hook.reflow_policy(name=name, config=config)
+
+
+_policies.set_policy_plugins(_plugin_policy)
 
 
 def __getattr__(name: str) -> object:

@@ -14,7 +14,11 @@ one boundary per dependency and chained with ``raise ... from exc``::
     │   ├── UnknownComponentError a template id nobody registered (.component)
     │   └── PortTypeError         typed ports that cannot be connected (.source, .target)
     ├── ActorError                one tick of one node went wrong (.node, .component)
-    │   └── TickStateError        done()/fail() misuse inside a tick
+    │   ├── TickStateError        done()/fail() misuse inside a tick
+    │   ├── TickTimeoutError      a tick ran past its node's timeout policy (.limit_s)
+    │   └── CircuitOpenError      a node's circuit breaker is open: the tick failed fast
+    │                             (.retry_after_s)
+    ├── PolicyError               a node's policy declaration is invalid (.node, .key)
     ├── NetworkError              the network as a whole
     │   ├── NetworkStateError     a call that the network's state does not allow
     │   └── RunTimeout            run(timeout=...) expired before the graph went idle
@@ -65,6 +69,7 @@ __all__ = [
     "ABIVersionError",
     "ActorError",
     "CapabilityError",
+    "CircuitOpenError",
     "DuplicateNodeError",
     "GraphError",
     "GraphFormatError",
@@ -89,6 +94,7 @@ __all__ = [
     "PackSignatureError",
     "PackVetoError",
     "PlatformError",
+    "PolicyError",
     "PortTypeError",
     "ReflowError",
     "RegistryAuthError",
@@ -103,6 +109,7 @@ __all__ = [
     "StreamError",
     "TemplateConflictError",
     "TickStateError",
+    "TickTimeoutError",
     "UnknownComponentError",
     "UnknownNodeError",
     "UnknownPortError",
@@ -205,6 +212,36 @@ class ActorError(ReflowError):
 
 class TickStateError(ActorError):
     """done()/fail()/emit() called when the tick does not allow it."""
+
+
+class TickTimeoutError(ActorError, TimeoutError):
+    """A tick ran longer than its node's ``timeout_s`` policy allows."""
+
+    def __init__(self, message: str, *, node: str = "", component: str = "", limit_s: float = 0.0):
+        super().__init__(message, node=node, component=component)
+        self.limit_s = limit_s
+
+
+class CircuitOpenError(ActorError):
+    """The node's circuit breaker is open: the tick failed at once, without running.
+    ``retry_after_s``: seconds until the breaker lets one probe tick through."""
+
+    def __init__(
+        self, message: str, *, node: str = "", component: str = "", retry_after_s: float = 0.0
+    ):
+        super().__init__(message, node=node, component=component)
+        self.retry_after_s = retry_after_s
+
+
+class PolicyError(ReflowError, ValueError):
+    """A node's policies (retry, timeout, breaker, rate limit, cache, dead letters) are
+    declared wrongly. ``node`` names the node, ``key`` the policy key at fault
+    (``"retry.attempts"``)."""
+
+    def __init__(self, message: str, *, node: str = "", key: str = "") -> None:
+        super().__init__(message)
+        self.node = node
+        self.key = key
 
 
 class NetworkError(ReflowError):

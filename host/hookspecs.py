@@ -20,6 +20,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from ._core._actor import Actor
+    from ._core._policies_base import Policy
     from .abi._manifest import Artifact, PackManifest, TemplateSpec
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "reflow_before_pack_load",
     "reflow_network_event",
     "reflow_pack_engine",
+    "reflow_policy",
     "reflow_resolve_pack",
     "reflow_secret",
     "reflow_templates",
@@ -112,3 +114,11 @@ def reflow_network_event(event: dict[str, Any]) -> None:
     """Observe one network trace event (``{"_type": "ActorCompleted", ...}``). Called from a
     forwarding thread, never from the scheduler: a slow observer loses events, it does not
     slow the graph."""
+
+
+@hookspec(firstresult=True)
+def reflow_policy(name: str, config: Any) -> Policy | None:
+    """Return a policy object (a ``reflow._core._policies_base.Policy``) for a node policy
+    key reflow does not know, ``name``, declared with ``config`` (the key's value), or
+    ``None`` if ``name`` is not yours. Raise ``PolicyError`` for a config you cannot use. Its
+    ``around(call, proceed)`` wraps each tick of the node, inside the cache, outside retries."""

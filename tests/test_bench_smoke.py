@@ -61,6 +61,11 @@ RATIOS: dict[str, list[str]] = {
         "load_pack wasm cold / read+sha256",
         "load_pack wasm warm / read+sha256",
     ],
+    "bench_policies": [
+        "chain, no policies / bare loop",
+        "chain, policies={} on 2 nodes / no policies",
+        "chain, no-op retry on 2 nodes / no policies",
+    ],
     "bench_registry": [
         "registry download / uvicorn StaticFiles",
         "registry download / python -m http.server",

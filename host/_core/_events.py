@@ -42,6 +42,12 @@ EVENT_TYPES = (
     "NetworkIdle",
     "NetworkShutdown",
     "GpuTransfer",
+    "PolicyRetry",
+    "CircuitStateChanged",
+    "CacheHit",
+    "RateLimited",
+    "TickTimedOut",
+    "DeadLetter",
 )
 
 #: Field names per event type, in the order they follow ``(type, t)`` in a record.
@@ -55,6 +61,13 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "NetworkShutdown": ("dropped",),
     # host<->GPU copies of one GPU node's tick, or a lazy readback of its output (reflow._gpu)
     "GpuTransfer": ("actorId", "component", "uploads", "readbacks", "bytesUp", "bytesDown"),
+    # node policies (``_policies*``): published only while somebody subscribes
+    "PolicyRetry": ("actorId", "attempt", "delay", "error"),
+    "CircuitStateChanged": ("actorId", "old", "new"),
+    "CacheHit": ("actorId",),
+    "RateLimited": ("actorId", "waited_s"),
+    "TickTimedOut": ("actorId", "limit_s"),
+    "DeadLetter": ("actorId", "error"),
 }
 
 

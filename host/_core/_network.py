@@ -316,6 +316,8 @@ class Network(Wiring):
                 task.cancel()
             self._loop.run_until_complete(asyncio.sleep(0))
             self._loop.close()
+        if self._policy_host is not None:
+            self._policy_host.close()
         for node in self._sched.nodes.values():
             try:
                 node.actor.close()
@@ -335,6 +337,13 @@ class Network(Wiring):
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+    def dead_letters(self) -> list[Any]:
+        """The packets whose ticks failed for good on nodes with a ``retry`` or
+        ``dead_letter`` policy (the first 10,000): ``DeadLetter(node, inputs, error,
+        attempts)``, oldest first."""
+        host = self._policy_host
+        return [] if host is None else list(host.dead_letters)
 
     @property
     def failures(self) -> list[ActorFailure]:

@@ -62,6 +62,7 @@ class Wiring:
         self._exported_out: dict[str, tuple[str, str]] = {}
         self._subgraph_nodes: set[str] = set()
         self._pending_spec: Any = None  # a graph spec applied on first need (from_graph)
+        self._policy_host: Any = None  # made with the first node that declares policies
         self._running = False
         self._closed = False
 
@@ -90,8 +91,17 @@ class Wiring:
             raise UnknownComponentError(template_id, [*self._templates, *template_list()])
         return found
 
-    def add_node(self, id: str, template_id: str, config: dict[str, Any] | None = None) -> None:
-        """Add node ``id`` running the actor registered as ``template_id``."""
+    def add_node(
+        self,
+        id: str,
+        template_id: str,
+        config: dict[str, Any] | None = None,
+        policies: dict[str, Any] | None = None,
+    ) -> None:
+        """Add node ``id`` running the actor registered as ``template_id``.
+
+        ``policies``: retry, timeout, circuit breaker, rate limit, cache and dead letters for
+        this node's ticks (see ``reflow._core._policies``); a bad one raises PolicyError."""
         if self._running or self._closed:
             self._check_mutable()
         building()
@@ -104,6 +114,15 @@ class Wiring:
             raise GraphError(f"config of node {id!r} must be a dict, got {type(config).__name__}")
         template = self._templates.get(template_id) or self._template(template_id)
         if template._expands:  # a subgraph: its inner nodes join this network
+            if policies:
+                from .._errors import PolicyError
+
+                raise PolicyError(
+                    f"policy 'policies' of node {id!r}: a subgraph node cannot have policies; "
+                    f"declare them on its inner nodes",
+                    node=id,
+                    key="policies",
+                )
             self._subgraph_nodes.add(id)
             template.expand_into(self, id, dict(config or {}))
             return
@@ -119,6 +138,15 @@ class Wiring:
         else:
             node = _Node(id, actor.component, actor, dict(config) if config else {})
         node.ctx = ActorContext(self._sched, node)
+        if policies is not None:  # checked before the node joins: a bad policy adds nothing
+            from ._policies_runner import attach_policies
+
+            try:
+                attach_policies(self, node, policies)
+            except BaseException:
+                if actor is not template:  # what open_node acquired for this node
+                    actor.close()
+                raise
         nodes[id] = node
 
     def _shared_mode(self, template_id: str, template: Actor) -> str:
@@ -435,9 +463,14 @@ class Wiring:
         def port(node_id: str, name: str, out: bool) -> str:
             return self._port_name(node_id, name, out) if fold else name
 
-        for node_id, component, config, _meta in spec.nodes:
+        for node_id, component, config, meta in spec.nodes:
             merged = {**config, **configs.get(node_id, {})}
-            self.add_node(prefix + node_id, components.get(component, component), merged)
+            self.add_node(
+                prefix + node_id,
+                components.get(component, component),
+                merged,
+                meta.get("policies") if meta else None,
+            )
         for src, sport, dst, dport, cap in spec.connections:
             src, dst = prefix + src, prefix + dst
             self.add_connection(
