@@ -319,10 +319,13 @@ def choose_base_url(
             )
         url = base
     else:
-        servers = op.servers or table.servers
+        servers = op.servers if op.servers is not None else table.servers
         if not servers:
             raise _fail(
-                op, "the table names no server: set '_http.base_url' (granted at load)", "_http"
+                op,
+                "the table names no usable server for this operation: set '_http.base_url' "
+                "(granted at load)",
+                "_http",
             )
         server = servers[0]
         chosen = http.get("server_variables") or {}

@@ -30,12 +30,13 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import uvicorn
+from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ._instances import instance_for
+from ._instances import _resolve, instance_for
 from ._table import ApiTable, Operation, Parameter, load_table
 from ._validate import operation_validator
 
@@ -174,14 +175,60 @@ def _matcher(op: Operation) -> re.Pattern[str]:
     return re.compile(rx + r"/?\Z")
 
 
-def _check_auth(server: SpecServer, op: Operation, request: Request) -> str | None:
+async def _form_pairs(request: Request) -> dict[str, str]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        return dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+    if media == "multipart/form-data":
+        form = await request.form()
+        return {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    return {}
+
+
+def _carried(
+    server: SpecServer, op: Operation, name: str, request: Request, form: dict[str, str]
+) -> bool:
+    """Every credential carrier of scheme ``name`` holds the scheme's secret."""
+    expected = server.secrets.get(name)
+    scheme = server.table.security_schemes.get(name, {})
+    cc = (
+        (scheme.get("flows") or {}).get("clientCredentials")
+        if scheme.get("type") == "oauth2"
+        else None
+    )
+    for where, carrier, sname in op.credentials:
+        if sname != name:
+            continue
+        src: Any = {
+            "header": request.headers,
+            "query": request.query_params,
+            "cookie": request.cookies,
+            "body": form,
+        }[where]
+        got = src.get(carrier)
+        if not got:
+            return False
+        if cc is not None:
+            if got not in server._tokens:
+                return False
+        elif expected is not None and got != expected:
+            return False
+    return True
+
+
+async def _check_auth(server: SpecServer, op: Operation, request: Request) -> str | None:
     table = server.table
     security = table.security if op.security is None else op.security
     if not security:
         return None
     reasons = []
+    form = await _form_pairs(request) if any(c[0] == "body" for c in op.credentials) else {}
     for alternative in security:
-        missing = [n for n in alternative if not _has(server, n, request)]
+        missing = [
+            n
+            for n in alternative
+            if not _has(server, n, request) or not _carried(server, op, n, request, form)
+        ]
         if not missing:
             return None
         reasons.append(", ".join(missing))
@@ -235,7 +282,7 @@ async def _answer(
     if failure is not None:
         headers = {"Retry-After": failure[1]} if failure[1] is not None else {}
         return JSONResponse({"error": "scripted failure"}, failure[0], headers=headers)
-    reason = _check_auth(server, op, request)
+    reason = await _check_auth(server, op, request)
     if reason is not None:
         return JSONResponse({"error": reason}, 401)
     pairs = parse_qsl(request.url.query, keep_blank_values=True)
@@ -284,6 +331,9 @@ async def _answer(
                 values["body"] = body_raw
         except (ValueError, UnicodeError) as exc:
             return JSONResponse({"error": f"body is not {media}: {exc}"}, 400)
+    carried = {c[1] for c in op.credentials if c[0] == "body"}
+    if carried and isinstance(values.get("body"), dict):
+        values["body"] = {k: v for k, v in values["body"].items() if k not in carried}
     errors = list(operation_validator(table, op).iter_errors(values))
     if errors:
         e = errors[0]
@@ -315,7 +365,7 @@ def _synthesize(
     headers: dict[str, str] = {}
     pag = op.pagination
     if pag is not None:
-        value, headers = _page(server, pag, pairs, value, request)
+        value, headers = _page(server, pag, pairs, value, request, schema)
     if code == 204:
         return Response(status_code=204)
     if media.startswith("text/"):
@@ -340,20 +390,64 @@ def _set(doc: Any, pointer: str, value: Any) -> Any:
     return root
 
 
+def _schema_at(schema: Any, pointer: str, schemas: dict[str, Any]) -> Any:
+    """The sub-schema that describes ``pointer`` of an instance (through properties,
+    ``$ref`` and ``allOf``); ``{}`` where it cannot be told."""
+    schema = _resolve(schema, schemas)
+    for part in [p for p in pointer.split("/")[1:]]:
+        found: Any = {}
+        for s in [schema, *(schema.get("allOf") or [] if isinstance(schema, dict) else [])]:
+            s = _resolve(s, schemas)
+            props = s.get("properties") if isinstance(s, dict) else None
+            if isinstance(props, dict) and part in props:
+                found = _resolve(props[part], schemas)
+                break
+        schema = found
+    return schema
+
+
+def _items_schema(schema: Any, pointer: str, schemas: dict[str, Any]) -> Any:
+    array = _schema_at(schema, pointer, schemas)
+    return _resolve(array.get("items", {}), schemas) if isinstance(array, dict) else {}
+
+
+def _item(schema: Any, page: int, i: int, schemas: dict[str, Any]) -> Any:
+    """One item of a page: valid against the item schema, marked with its page and index
+    where the schema allows those keys (so tests can tell the pages apart)."""
+    value = instance_for(schema, schemas)
+    if not isinstance(value, dict):
+        return value
+    marked = {**value, "page": page, "i": i}
+    validator = Draft202012Validator(
+        {**(schema if isinstance(schema, dict) else {}), "schemas": schemas}
+    )
+    try:
+        return marked if validator.is_valid(marked) else value
+    except Exception:  # a schema jsonschema cannot evaluate: keep the plain instance
+        return value
+
+
 def _page(
     server: SpecServer,
     pag: dict[str, Any],
     pairs: list[tuple[str, str]],
     value: Any,
     request: Request,
+    schema: Any = None,
 ) -> tuple[Any, dict[str, str]]:
     style = pag["style"]
     param = pag.get("param", "page")
     given = dict(pairs).get(param if style != "link" else "page", "")
     n = int(given[1:] if given[:1] == "c" else given) if given.lstrip("c").isdigit() else 1
-    items = [{"page": n, "i": i} for i in range(2)] if n <= server.pages else []
-    headers: dict[str, str] = {}
     ptr = pag.get("items")
+    item_schema = _items_schema(schema, ptr or "", server.table.schemas)
+    items = [_item(item_schema, n, i, server.table.schemas) for i in range(2)]
+    array = _schema_at(schema, ptr or "", server.table.schemas)
+    if isinstance(array, dict) and array.get("uniqueItems") and items[0] == items[1]:
+        items = items[:1]
+    if n > server.pages:
+        items = []
+    headers: dict[str, str] = {}
     value = items if not ptr else _set(value, ptr, items)
     if style == "link" and n < server.pages:
         nxt = request.url.include_query_params(page=str(n + 1))
@@ -390,8 +484,10 @@ async def _token(server: SpecServer, request: Request) -> Response:
 
 
 def _app(server: SpecServer) -> Starlette:
-    ops = [(server.table.operation(s), None) for s in server.table.suffixes]
-    routes = [(op, _matcher(op)) for op, _ in ops]
+    ops = [server.table.operation(s) for s in server.table.suffixes]
+    # A literal segment beats a template (``/user/login`` before ``/user/{username}``).
+    ops.sort(key=lambda op: [(part.startswith("{"), part) for part in op.path.split("/")])
+    routes = [(op, _matcher(op)) for op in ops]
 
     async def dispatch(request: Request) -> Response:
         if server._hold and server._released is None:

@@ -225,6 +225,8 @@ class Operation:
     responses: dict[str, Any]
     pagination: dict[str, Any] | None
     deprecated: bool = False
+    #: Credential carriers: ``(in, name, scheme)`` the host fills with the scheme's secret.
+    credentials: tuple[tuple[str, str, str], ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _validator: Any = field(default=None, repr=False)
 
@@ -526,6 +528,22 @@ def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
             v = pagination.get(k)
             if v is not None and (not isinstance(v, str) or (v and not v.startswith("/"))):
                 raise r.fail(f"{w}.pagination.{k}", "expected a JSON pointer ('' or '/...')")
+    credentials = []
+    for i, c in enumerate(r.get(raw, "credentials", list, w, [])):
+        cw = f"{w}.credentials[{i}]"
+        c = r.obj(c, cw)
+        loc = r.get(c, "in", str, cw)
+        if loc not in ("header", "query", "cookie", "body"):
+            raise r.fail(f"{cw}.in", f"{loc[:40]!r} is not header, query, cookie or body")
+        cname = r.get(c, "name", str, cw, max_len=200)
+        if loc == "header" and not _HEADER_NAME.fullmatch(cname):
+            raise r.fail(f"{cw}.name", f"{cname[:60]!r} is not a header name")
+        if any(p.location == loc and p.name == cname for p in params):
+            raise r.fail(f"{cw}.name", f"{loc} {cname!r} is also a parameter the graph sets")
+        sname = r.get(c, "scheme", str, cw, max_len=200)
+        if sname not in table.security_schemes:
+            raise r.fail(f"{cw}.scheme", f"names scheme {sname[:60]!r} that is not defined")
+        credentials.append((loc, cname, sname))
     op_id = raw.get("operation_id")
     if op_id is not None and not isinstance(op_id, str):
         raise r.fail(f"{w}.operation_id", f"expected a string or null, got {_kind(op_id)}")
@@ -544,6 +562,7 @@ def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
         responses=responses,
         pagination=pagination,
         deprecated=r.get(raw, "deprecated", bool, w, False),
+        credentials=tuple(credentials),
     )
 
 
