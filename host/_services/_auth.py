@@ -129,6 +129,7 @@ async def plan_auth(
     security: list[dict[str, list[str]]],
     client: httpx.AsyncClient,
     tokens: TokenCache,
+    base: str = "",
 ) -> AuthPlan:
     """The first security alternative whose every secret is available; no requirement (or
     an empty alternative) needs none. None available: HttpApiError naming what to set."""
@@ -146,7 +147,7 @@ async def plan_auth(
                 wanted.append(name)
                 break
             if scheme.get("type") == "oauth2":
-                cred = await _token(table, op, name, scheme, secret, client, tokens)
+                cred = await _token(table, op, name, scheme, secret, client, tokens, base)
                 plan.parts.append((name, {"type": "http", "scheme": "bearer"}, cred))
                 plan.oauth.append(name)
             else:
@@ -175,6 +176,7 @@ async def _token(
     secret: str,
     client: httpx.AsyncClient,
     tokens: TokenCache,
+    base: str = "",
 ) -> Credential:
     flows = scheme.get("flows") or {}
     cc = flows.get("clientCredentials")
@@ -193,6 +195,10 @@ async def _token(
                 op, f"the secret for OAuth2 scheme {name!r} must be 'client_id:client_secret'"
             )
         url = str(cc["tokenUrl"])
+        if not httpx.URL(url).is_absolute_url and base:
+            # A relative tokenUrl (PayPal's /v1/oauth2/token) is on the request's own server:
+            # the table's, or the base URL the user granted.
+            url = str(httpx.URL(base).join(url))
         basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         data = {"grant_type": "client_credentials"}
         scopes = sorted(cc.get("scopes") or {})

@@ -200,7 +200,7 @@ async def send_operation(
     refreshed = False
     attempt = 0
     while True:
-        plan = await plan_auth(table, op, req.security, client, tokens)
+        plan = await plan_auth(table, op, req.security, client, tokens, req.url)
         if limiter is not None:
             await limiter.acquire()
         last = attempt >= retries

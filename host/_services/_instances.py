@@ -19,6 +19,8 @@ try:  # the stdlib's own regex parser (``sre_parse`` before 3.11)
 except ImportError:  # pragma: no cover
     import sre_parse as _sre  # type: ignore[no-redef]
 
+from jsonschema import Draft202012Validator
+
 __all__ = ["instance_for", "string_matching"]
 
 MAX_DEPTH = 8
@@ -150,6 +152,28 @@ def _resolve(schema: Any, schemas: dict[str, Any], seen: int = 0) -> Any:
     return schema
 
 
+def _valid(schema: Any, value: Any, schemas: dict[str, Any]) -> bool:
+    try:
+        root = {**schema, "schemas": schemas} if isinstance(schema, dict) else schema
+        return bool(Draft202012Validator(root).is_valid(value))
+    except Exception:  # a schema jsonschema cannot evaluate: take the value as it is
+        return True
+
+
+def _first_branch(schema: dict[str, Any], key: str, schemas: dict[str, Any], depth: int) -> Any:
+    """The first ``oneOf``/``anyOf`` branch that, joined with the rest of the schema (its
+    type, properties, an enclosing ``allOf``), gives a value the whole schema accepts."""
+    rest = {k: v for k, v in schema.items() if k != key}
+    first = None
+    for branch in schema[key][:8]:
+        value = instance_for({"allOf": [rest, branch]} if rest else branch, schemas, depth + 1)
+        if first is None:
+            first = value
+        if _valid(schema, value, schemas):
+            return value
+    return first
+
+
 def instance_for(schema: Any, schemas: dict[str, Any] | None = None, depth: int = 0) -> Any:
     """A value valid against ``schema`` (best effort for exotic keywords)."""
     schemas = schemas or {}
@@ -164,8 +188,8 @@ def instance_for(schema: Any, schemas: dict[str, Any] | None = None, depth: int 
         return schema["default"]
     if isinstance(schema.get("allOf"), list):
         merged: dict[str, Any] = {}
-        props: dict[str, Any] = {}
-        required: list[str] = []
+        props: dict[str, Any] = dict(schema.get("properties") or {})
+        required: list[str] = list(schema.get("required") or [])
         for part in schema["allOf"]:
             part = _resolve(part, schemas)
             if isinstance(part, dict):
@@ -180,7 +204,7 @@ def instance_for(schema: Any, schemas: dict[str, Any] | None = None, depth: int 
         )
     for key in ("oneOf", "anyOf"):
         if isinstance(schema.get(key), list) and schema[key]:
-            return instance_for(schema[key][0], schemas, depth + 1)
+            return _first_branch(schema, key, schemas, depth)
     kind = schema.get("type")
     if isinstance(kind, list):
         kinds = [k for k in kind if k != "null"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.policy
 import json
 import re
 import threading
@@ -26,6 +27,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -53,6 +55,8 @@ class SpecServer:
     requests: dict[str, int] = field(default_factory=dict)
     log: list[dict[str, Any]] = field(default_factory=list)
     sse_events: int = 3
+    #: The response media type to answer with when the operation offers it (else the first).
+    prefer_media: str | None = None
     pages: int = 3
     _fail: list[tuple[int, str | None]] = field(default_factory=list)
     _tokens: set[str] = field(default_factory=set)
@@ -180,9 +184,28 @@ async def _form_pairs(request: Request) -> dict[str, str]:
     if media == "application/x-www-form-urlencoded":
         return dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     if media == "multipart/form-data":
-        form = await request.form()
-        return {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        parts = _multipart(request.headers.get("content-type", ""), await request.body())
+        return {k: v for k, v in parts.items() if isinstance(v, str)}
     return {}
+
+
+def _multipart(ctype: str, body: bytes) -> dict[str, Any]:
+    """The parts of a ``multipart/form-data`` body (stdlib ``email`` parser): text parts as
+    str, file parts (with a filename) as bytes."""
+    msg = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not msg.is_multipart():
+        raise ValueError("no multipart parts")
+    out: dict[str, Any] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        data = part.get_payload(decode=True) or b""
+        is_file = part.get_filename() is not None
+        out[name] = data if is_file else data.decode("utf-8", "replace")
+    return out
 
 
 def _carried(
@@ -322,10 +345,8 @@ async def _answer(
                 nested = _form_nested(parse_qsl(body_raw.decode(), keep_blank_values=True))
                 values["body"] = _coerce_body(schema, nested, table.schemas)
             elif media == "multipart/form-data":
-                form = await request.form()
-                out: dict[str, Any] = {}
-                for k, v in form.multi_items():
-                    out[k] = await v.read() if hasattr(v, "read") else v
+                ctype = request.headers.get("content-type", "")
+                out = _multipart(ctype, body_raw)
                 values["body"] = _coerce_body(schema, out, table.schemas)
             else:
                 values["body"] = body_raw
@@ -350,6 +371,8 @@ def _synthesize(
     resp = op.responses.get(status) or {}
     content = resp.get("content") or {}
     media = next(iter(content), "application/json")
+    if server.prefer_media in content:
+        media = server.prefer_media
     schema = (content.get(media) or {}).get("schema", {})
     if media == "text/event-stream":
         n = server.sse_events
@@ -448,7 +471,10 @@ def _page(
     if n > server.pages:
         items = []
     headers: dict[str, str] = {}
-    value = items if not ptr else _set(value, ptr, items)
+    if ptr:
+        value = _set(value, ptr, items)
+    elif isinstance(value, list):  # the body itself is the page; else only the Link pages
+        value = items
     if style == "link" and n < server.pages:
         nxt = request.url.include_query_params(page=str(n + 1))
         headers["Link"] = f'<{nxt}>; rel="next", <{request.url}>; rel="self"'
@@ -488,12 +514,18 @@ def _app(server: SpecServer) -> Starlette:
     # A literal segment beats a template (``/user/login`` before ``/user/{username}``).
     ops.sort(key=lambda op: [(part.startswith("{"), part) for part in op.path.split("/")])
     routes = [(op, _matcher(op)) for op in ops]
+    token_paths = {
+        str(cc["tokenUrl"])
+        for sch in server.table.security_schemes.values()
+        if isinstance(cc := (sch.get("flows") or {}).get("clientCredentials"), dict)
+        and str(cc.get("tokenUrl", "")).startswith("/")
+    }
 
     async def dispatch(request: Request) -> Response:
         if server._hold and server._released is None:
             server._released = asyncio.Event()
         path = request.url.path
-        if path == "/oauth/token" and request.method == "POST":
+        if request.method == "POST" and (path == "/oauth/token" or path in token_paths):
             return await _token(server, request)
         for op, rx in routes:
             m = rx.match(path)

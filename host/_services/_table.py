@@ -61,8 +61,9 @@ DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie"
 RESERVED_KEYS = frozenset({"trigger", "request", "body", "_http"})
 KEY_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
 _TEMPLATE_VAR = re.compile(r"\{([^{}]*)\}")
+_DNS_OR_IP = re.compile(r"[A-Za-z0-9._:\[\]-]{1,253}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-_MEDIA = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+*-]+(;.*)?\Z")
+_MEDIA = re.compile(r"[A-Za-z0-9!#$&^_.+*-]+/[A-Za-z0-9!#$&^_.+*-]+(;.*)?\Z")
 PAGINATION = {
     "link": (),
     "cursor": ("param", "next"),
@@ -378,6 +379,8 @@ def _check_server_hosts(r: _Reader, server: Server, where: str, allowed: tuple[s
             raise r.fail(where, f"{url[:120]!r} is neither absolute nor a path")
         if parsed.scheme not in ("http", "https"):
             raise r.fail(where, f"{url[:120]!r}: the scheme must be http or https")
+        if not _DNS_OR_IP.fullmatch(parsed.host or ""):
+            continue  # a placeholder ({your-agent-url}): usable only through a granted base_url
         if not host_allowed(parsed, allowed):
             raise r.fail(
                 where,
