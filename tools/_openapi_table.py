@@ -472,6 +472,23 @@ class _Builder:
             ]
         )
         plist = [x for p, b, w in params if (x := self.parameter(p, b, w)) is not None]
+        declared = {p["name"] for p in plist if p["in"] == "path"}
+        for name in dict.fromkeys(re.findall(r"\{([^{}]*)\}", path)):
+            if name not in declared:  # a template the description forgot to declare
+                self.note(f"{where}: path template {{{name}}} is not declared; taken as a string")
+                plist.append(
+                    {
+                        "name": name,
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "style": "simple",
+                        "explode": False,
+                        "allow_reserved": False,
+                        "description": "",
+                        "deprecated": False,
+                    }
+                )
         for p, k in zip(plist, param_keys((p["name"], p["in"]) for p in plist), strict=True):
             p["key"] = k
         if self.v2:

@@ -426,7 +426,14 @@ def _encode_body(op: Operation, body: Any, req: PreparedRequest) -> None:
     media = op.body.media_type
     entry = op.body.content[media]
     base = media.split(";")[0].strip().lower()
-    if base == "application/json" or base.endswith("+json"):
+    if (
+        base == "application/json"
+        or base.endswith("+json")
+        or (base.endswith("/*") and not isinstance(body, (bytes, str)))
+    ):
+        # A wildcard (``*/*``: Kubernetes) takes any media type: structured values go as JSON.
+        if base.endswith("/*"):
+            media = "application/json"
         req.content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         req.headers["Content-Type"] = media
     elif base == "application/x-www-form-urlencoded":

@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from typing import Any
@@ -156,10 +156,44 @@ def _listify(value: Any) -> Any:
 
 
 def _coerce_body(schema: Any, value: Any, schemas: dict[str, Any]) -> Any:
-    if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
-        schema = schemas.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    """Form and multipart values are text: give them back the types their schema says (a
+    lone repeated field is still an array; a JSON part of an object is an object)."""
+    schema = _resolve(schema, schemas)
     if not isinstance(schema, dict):
         return value
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        if isinstance(branches, list) and branches:
+            kinds = [_resolve(b, schemas) for b in branches]
+            for b in kinds:  # the first branch whose type fits the value's shape
+                t = b.get("type") if isinstance(b, dict) else None
+                shape = (
+                    "object"
+                    if isinstance(value, dict)
+                    else "array"
+                    if isinstance(value, list)
+                    else None
+                )
+                if shape is not None and t == shape:
+                    return _coerce_body(b, value, schemas)
+            for b in kinds:
+                t = b.get("type") if isinstance(b, dict) else None
+                if isinstance(value, str) and t in ("integer", "number", "boolean"):
+                    got = _coerce(b, value, schemas)
+                    if not isinstance(got, str):
+                        return got
+            if isinstance(value, str) and any(
+                isinstance(b, dict) and b.get("type") == "array" for b in kinds
+            ):
+                return _coerce_body(
+                    next(b for b in kinds if b.get("type") == "array"), value, schemas
+                )
+    kind = schema.get("type")
+    if isinstance(value, str) and kind in ("object", "array") and value[:1] in ("{", "["):
+        with suppress(ValueError):
+            value = json.loads(value)
+    if kind == "array" and not isinstance(value, list):
+        value = [value]
     if isinstance(value, dict):
         props = schema.get("properties") or {}
         return {k: _coerce_body(props.get(k), v, schemas) for k, v in value.items()}
