@@ -507,7 +507,9 @@ def _page(
     headers: dict[str, str] = {}
     if ptr:
         value = _set(value, ptr, items)
-    elif isinstance(value, list):  # the body itself is the page; else only the Link pages
+    elif isinstance(value, list) or not value:
+        # the body itself is the page (an array, or a schema that says nothing of its shape);
+        # an object with its own properties pages only through the Link header
         value = items
     if style == "link" and n < server.pages:
         nxt = request.url.include_query_params(page=str(n + 1))
