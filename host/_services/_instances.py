@@ -17,7 +17,7 @@ from typing import Any
 try:  # the stdlib's own regex parser (``sre_parse`` before 3.11)
     import re._parser as _sre
 except ImportError:  # pragma: no cover
-    import sre_parse as _sre  # type: ignore[no-redef]
+    import sre_parse as _sre
 
 from jsonschema import Draft202012Validator
 

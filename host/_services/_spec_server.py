@@ -236,7 +236,8 @@ def _multipart(ctype: str, body: bytes) -> dict[str, Any]:
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue
-        data = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         is_file = part.get_filename() is not None
         out[name] = data if is_file else data.decode("utf-8", "replace")
     return out
