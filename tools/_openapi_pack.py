@@ -100,6 +100,7 @@ def build_openapi_pack(
     spec = load_spec(spec_path, tree=tree, limits=limits or LoadLimits())
     gen = build_table(spec, name=name, auth=auth)
     table = gen.to_bytes()
+    _check_with_engine(table, name, str(spec_path))
     if len(gen.ports) > MAX_TEMPLATES:
         raise OpenApiError(
             f"{len(gen.ports)} operations, over the limit of {MAX_TEMPLATES} templates a pack "
@@ -159,6 +160,22 @@ def build_openapi_pack(
         seconds=time.perf_counter() - start,
         report=list(gen.report),
     )
+
+
+def _check_with_engine(table: bytes, name: str, spec: str) -> None:
+    """Read every operation back with the engine's own checks, so a table the engine would
+    refuse at run time is an error here, at generation."""
+    from .._errors import PackFormatError
+    from .._services._table import load_table
+
+    try:
+        checked = load_table(table, pack=name, hosts=("*",))
+        for suffix in checked.suffixes:
+            checked.operation(suffix)
+    except PackFormatError as exc:
+        raise OpenApiError(
+            f"the generated table is not one the engine accepts: {exc}", file=spec
+        ) from None
 
 
 def _slug(text: str) -> str:

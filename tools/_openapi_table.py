@@ -167,6 +167,10 @@ class _Builder:
                 server["variables"] = variables
             if isinstance(s.get("description"), str):
                 server["description"] = _one_line(s["description"], 400)
+            problem = _unusable_server(server)
+            if problem is not None:
+                self.note(f"{where}[{i}]: {problem}; dropped")
+                continue
             out.append(server)
         return out
 
@@ -468,6 +472,23 @@ class _Builder:
             ]
         )
         plist = [x for p, b, w in params if (x := self.parameter(p, b, w)) is not None]
+        declared = {p["name"] for p in plist if p["in"] == "path"}
+        for name in dict.fromkeys(re.findall(r"\{([^{}]*)\}", path)):
+            if name not in declared:  # a template the description forgot to declare
+                self.note(f"{where}: path template {{{name}}} is not declared; taken as a string")
+                plist.append(
+                    {
+                        "name": name,
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "style": "simple",
+                        "explode": False,
+                        "allow_reserved": False,
+                        "description": "",
+                        "deprecated": False,
+                    }
+                )
         for p, k in zip(plist, param_keys((p["name"], p["in"]) for p in plist), strict=True):
             p["key"] = k
         if self.v2:
@@ -483,6 +504,8 @@ class _Builder:
         if not self.v2:
             raw = op.get("servers") or item["node"].get("servers")
             servers = self.servers(raw, f"{where}.servers") if raw else None
+            # Declared but none usable (DigitalOcean's presigned ``https://``): [] — the
+            # operation then needs a granted base_url, not the service's default server.
         tags = op.get("tags")
         result: dict[str, Any] = {
             "operation_id": op["operationId"] if isinstance(op.get("operationId"), str) else None,
@@ -538,6 +561,7 @@ class _Builder:
         ports: dict[str, tuple[list[str], list[str], str]] = {}
         for suffix, (path, method, op, obase, item) in zip(suffixes, found, strict=True):
             entry = self.operation(path, method, op, obase, item)
+            credential_carriers(entry, schemes, security)
             ops[suffix] = entry
             keys = [p["key"] for p in entry["parameters"]]
             inports = ["trigger", "request", *keys, *(["body"] if entry["body"] else [])]
@@ -571,6 +595,80 @@ class _Builder:
             "operations": ops,
         }
         return OperationTable(table=table, hosts=hosts, report=self.report, ports=ports)
+
+
+#: Names that carry a bearer-type credential (OAuth2, OpenID Connect, HTTP bearer) when a
+#: parameter or form field is called so: RFC 6750's ``access_token`` and the short ``token``.
+TOKEN_CARRIERS = frozenset({"token", "access_token"})
+_BEARER_LIKE = ("oauth2", "openIdConnect")
+
+
+def _carrier_scheme(name: str, where: str, names: list[str], schemes: dict[str, Any]) -> str | None:
+    low = name.lower()
+    for sname in names:
+        scheme = schemes.get(sname) or {}
+        kind = scheme.get("type")
+        if kind == "apiKey":
+            if str(scheme.get("name", "")).lower() == low and scheme.get("in") == where:
+                return sname
+        elif low in TOKEN_CARRIERS and (
+            kind in _BEARER_LIKE
+            or (kind == "http" and str(scheme.get("scheme", "")).lower() == "bearer")
+        ):
+            return sname
+    return None
+
+
+def credential_carriers(
+    entry: dict[str, Any], schemes: dict[str, Any], default: list[dict[str, list[str]]]
+) -> None:
+    """Take credential-carrying parameters and form fields out of the graph's keys
+    (abi/HTTP_API.md, "Credential carriers"): the host fills them from the secret."""
+    security = default if entry["security"] is None else entry["security"]
+    names = list(dict.fromkeys(n for req in security for n in req))
+    if not names:
+        return
+    carriers: list[dict[str, str]] = []
+    kept = []
+    for p in entry["parameters"]:
+        sname = _carrier_scheme(p["name"], p["in"], names, schemes)
+        if sname is None or p["in"] == "path":
+            kept.append(p)
+        else:
+            carriers.append({"in": p["in"], "name": p["name"], "scheme": sname})
+    entry["parameters"] = kept
+    body = entry.get("body")
+    if body:
+        media = next(iter(body["content"]))
+        base = media.split(";")[0].strip().lower()
+        if base in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            schema = body["content"][media].get("schema")
+            props = schema.get("properties") if isinstance(schema, dict) else None
+            for prop in list(props or {}):
+                sname = _carrier_scheme(prop, "body", names, schemes)
+                if sname is None:
+                    continue
+                carriers.append({"in": "body", "name": prop, "scheme": sname})
+                assert isinstance(schema, dict)
+                schema["properties"] = {k: v for k, v in schema["properties"].items() if k != prop}
+                if isinstance(schema.get("required"), list):
+                    schema["required"] = [r for r in schema["required"] if r != prop]
+                body["fields"] = [f for f in body.get("fields", []) if f["property"] != prop]
+    if carriers:
+        entry["credentials"] = carriers
+
+
+def _unusable_server(server: dict[str, Any]) -> str | None:
+    """Why the engine would refuse ``server`` (checked by the engine's own reader, so the
+    two never disagree), or None."""
+    from .._errors import PackFormatError
+    from .._services._table import _Reader, _servers
+
+    try:
+        _servers(_Reader("generator"), [server], "server", ("*",))
+    except PackFormatError as exc:
+        return str(exc).split(": ", 3)[-1]
+    return None
 
 
 def server_hosts(server: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -128,6 +129,7 @@ async def plan_auth(
     security: list[dict[str, list[str]]],
     client: httpx.AsyncClient,
     tokens: TokenCache,
+    base: str = "",
 ) -> AuthPlan:
     """The first security alternative whose every secret is available; no requirement (or
     an empty alternative) needs none. None available: HttpApiError naming what to set."""
@@ -145,11 +147,17 @@ async def plan_auth(
                 wanted.append(name)
                 break
             if scheme.get("type") == "oauth2":
-                token = await _token(table, op, name, scheme, secret, client, tokens)
-                plan.parts.append((name, {"type": "http", "scheme": "bearer"}, token))
+                cred = await _token(table, op, name, scheme, secret, client, tokens, base)
+                plan.parts.append((name, {"type": "http", "scheme": "bearer"}, cred))
                 plan.oauth.append(name)
             else:
-                plan.parts.append((name, scheme, Credential(secret)))
+                cred = Credential(secret)
+                plan.parts.append((name, scheme, cred))
+            for where, carrier, sname in op.credentials:
+                if sname == name:
+                    plan.parts.append(
+                        (name, {"type": "carrier", "in": where, "name": carrier}, cred)
+                    )
         else:
             return plan
     names = ", ".join(f"{n} ({env_name(table.pack, n)})" for n in dict.fromkeys(wanted))
@@ -168,6 +176,7 @@ async def _token(
     secret: str,
     client: httpx.AsyncClient,
     tokens: TokenCache,
+    base: str = "",
 ) -> Credential:
     flows = scheme.get("flows") or {}
     cc = flows.get("clientCredentials")
@@ -186,6 +195,10 @@ async def _token(
                 op, f"the secret for OAuth2 scheme {name!r} must be 'client_id:client_secret'"
             )
         url = str(cc["tokenUrl"])
+        if not httpx.URL(url).is_absolute_url and base:
+            # A relative tokenUrl (PayPal's /v1/oauth2/token) is on the request's own server:
+            # the table's, or the base URL the user granted.
+            url = str(httpx.URL(base).join(url))
         basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         data = {"grant_type": "client_credentials"}
         scopes = sorted(cc.get("scopes") or {})
@@ -227,9 +240,17 @@ def apply_plan(request: httpx.Request, plan: AuthPlan) -> httpx.Request:
     url = request.url
     headers = request.headers.copy()
     cookies: list[str] = []
+    content: bytes | None = None
     for _name, scheme, cred in plan.parts:
         secret = cred.reveal()
         kind = scheme.get("type")
+        if kind == "carrier" and scheme.get("in") == "body":
+            if content is None:
+                content = request.content
+            content = _add_form_field(headers, content, str(scheme["name"]), secret)
+            continue
+        if kind == "carrier":
+            kind, scheme = "apiKey", {**scheme, "type": "apiKey"}
         if kind == "apiKey":
             where = scheme.get("in")
             if where == "header":
@@ -250,9 +271,40 @@ def apply_plan(request: httpx.Request, plan: AuthPlan) -> httpx.Request:
     if cookies:
         prior = headers.get("Cookie")
         headers["Cookie"] = "; ".join([*([prior] if prior else []), *cookies])
+    if content is not None:
+        headers["Content-Length"] = str(len(content))
+        return httpx.Request(
+            request.method, url, headers=headers, content=content, extensions=request.extensions
+        )
     return httpx.Request(
         request.method, url, headers=headers, stream=request.stream, extensions=request.extensions
     )
+
+
+def _add_form_field(headers: httpx.Headers, content: bytes, name: str, secret: str) -> bytes:
+    """``content`` with one more form field (urlencoded or multipart; a request without a
+    form body gets a urlencoded one)."""
+    ctype = headers.get("content-type", "")
+    base = ctype.split(";")[0].strip().lower()
+    if base == "multipart/form-data" and "boundary=" in ctype:
+        boundary = ctype.split("boundary=", 1)[1].split(";")[0].strip().strip('"').encode()
+        end = b"--" + boundary + b"--"
+        part = (
+            b"--"
+            + boundary
+            + b'\r\nContent-Disposition: form-data; name="'
+            + name.replace('"', "%22").encode()
+            + b'"\r\n\r\n'
+            + secret.encode()
+            + b"\r\n"
+        )
+        at = content.rfind(end)
+        return content[:at] + part + content[at:] if at >= 0 else content
+    pair = f"{quote(name, safe='-._~')}={quote(secret, safe='-._~')}".encode()
+    if base != "application/x-www-form-urlencoded":
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return pair
+    return content + b"&" + pair if content else pair
 
 
 class CredentialTransport(httpx.AsyncBaseTransport):

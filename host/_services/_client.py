@@ -200,7 +200,7 @@ async def send_operation(
     refreshed = False
     attempt = 0
     while True:
-        plan = await plan_auth(table, op, req.security, client, tokens)
+        plan = await plan_auth(table, op, req.security, client, tokens, req.url)
         if limiter is not None:
             await limiter.acquire()
         last = attempt >= retries
@@ -272,7 +272,16 @@ async def read_result(resp: httpx.Response, op: Operation, node: str) -> ApiResu
         ) from None
     await resp.aclose()
     raw = bytes(chunks)
-    return ApiResult(resp.status_code, headers, _parse(raw, media, resp.encoding))
+    body = _parse(raw, media, resp.encoding)
+    if isinstance(body, bytes):
+        # A message cannot hold bytes inside an object: binary answers go on as a Stream.
+        return _streamed(resp, headers, media, op, node, raw, _nothing())
+    return ApiResult(resp.status_code, headers, body)
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
 
 
 def _parse(raw: bytes, media: str, encoding: str | None) -> Any:

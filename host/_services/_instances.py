@@ -3,16 +3,25 @@
 Used by the local spec server to answer an operation with a body its response schema accepts.
 It covers what API descriptions use: ``type`` (or type lists), ``enum``/``const``,
 ``default``, ``properties``/``required``, ``items``/``minItems``, ``minLength``/``maxLength``,
-``minimum``/``maximum``, common ``format`` values, ``allOf`` (merged), ``oneOf``/``anyOf``
+``minimum``/``maximum``, common ``format`` values, ``pattern`` (a shortest match built from
+the regex's parse tree, checked with ``re.search``), ``allOf`` (merged), ``oneOf``/``anyOf``
 (the first branch) and ``$ref`` into the table's shared schemas. Recursion stops at a fixed
 depth with the smallest value of the type. The same schema always gives the same value.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-__all__ = ["instance_for"]
+try:  # the stdlib's own regex parser (``sre_parse`` before 3.11)
+    import re._parser as _sre
+except ImportError:  # pragma: no cover
+    import sre_parse as _sre
+
+from jsonschema import Draft202012Validator
+
+__all__ = ["instance_for", "string_matching"]
 
 MAX_DEPTH = 8
 _FORMATS = {
@@ -30,6 +39,107 @@ _FORMATS = {
 }
 
 
+_POOL = "a0A_-. x"
+_CATEGORY = {
+    "CATEGORY_DIGIT": "0",
+    "CATEGORY_NOT_DIGIT": "a",
+    "CATEGORY_WORD": "a",
+    "CATEGORY_NOT_WORD": "-",
+    "CATEGORY_SPACE": " ",
+    "CATEGORY_NOT_SPACE": "a",
+}
+_MAX_PATTERN = 1000
+_MAX_OUT = 4096
+
+
+def _in_set(ch: str, items: list[Any]) -> bool:
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL" and ord(ch) == arg:
+            return True
+        if name == "RANGE" and arg[0] <= ord(ch) <= arg[1]:
+            return True
+        if name == "CATEGORY":
+            cat = str(arg)
+            hit = {
+                "CATEGORY_DIGIT": ch.isdigit(),
+                "CATEGORY_WORD": ch.isalnum() or ch == "_",
+                "CATEGORY_SPACE": ch.isspace(),
+            }
+            base = cat.replace("_NOT", "")
+            if base in hit and hit[base] != ("_NOT" in cat):
+                return True
+    return False
+
+
+def _set_char(items: list[Any]) -> str:
+    if items and str(items[0][0]) == "NEGATE":
+        rest = items[1:]
+        return next((c for c in _POOL if not _in_set(c, rest)), "~")
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL":
+            return chr(arg)
+        if name == "RANGE":
+            return chr(arg[0])
+        if name == "CATEGORY":
+            return _CATEGORY.get(str(arg), "a")
+    return "a"
+
+
+def _emit(tree: Any, extra: int, out: list[str]) -> None:
+    for op, arg in tree:
+        if len(out) > _MAX_OUT:
+            raise ValueError("too long")
+        name = str(op)
+        if name == "LITERAL":
+            out.append(chr(arg))
+        elif name == "NOT_LITERAL":
+            out.append(next(c for c in _POOL if ord(c) != arg))
+        elif name == "ANY":
+            out.append("a")
+        elif name == "IN":
+            out.append(_set_char(arg))
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            lo, hi, sub = arg
+            n = lo + extra if hi is _sre.MAXREPEAT else min(hi, lo + extra)
+            for _ in range(n):
+                _emit(sub, extra, out)
+        elif name in ("SUBPATTERN", "ATOMIC_GROUP"):
+            _emit(arg[-1], extra, out)
+        elif name == "BRANCH":
+            _emit(arg[1][0], extra, out)
+        elif name in ("AT", "ASSERT", "ASSERT_NOT", "GROUPREF", "GROUPREF_EXISTS"):
+            continue
+        else:
+            raise ValueError(f"unsupported regex node {name}")
+
+
+def string_matching(pattern: str, min_len: int = 0, max_len: int | None = None) -> str | None:
+    """A short string that ``re.search(pattern, ...)`` accepts within the length bounds, or
+    None when none is found (a pattern Python cannot parse, or one this walk cannot meet)."""
+    if not isinstance(pattern, str) or len(pattern) > _MAX_PATTERN:
+        return None
+    try:
+        tree = _sre.parse(pattern)
+        compiled = re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return None
+    for extra in (0, 1, 2, max(0, min_len), max(0, min_len) * 2):
+        out: list[str] = []
+        try:
+            _emit(tree, extra, out)
+        except (ValueError, RecursionError, StopIteration):
+            return None
+        text = "".join(out)
+        if len(text) < min_len and compiled.search(text + "a" * (min_len - len(text))):
+            text += "a" * (min_len - len(text))
+        ok_len = len(text) >= min_len and (max_len is None or len(text) <= max_len)
+        if ok_len and compiled.search(text):
+            return text
+    return None
+
+
 def _resolve(schema: Any, schemas: dict[str, Any], seen: int = 0) -> Any:
     while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and seen < 32:
         ref = schema["$ref"]
@@ -40,6 +150,28 @@ def _resolve(schema: Any, schemas: dict[str, Any], seen: int = 0) -> Any:
         schema = {**target, **rest} if rest and isinstance(target, dict) else target
         seen += 1
     return schema
+
+
+def _valid(schema: Any, value: Any, schemas: dict[str, Any]) -> bool:
+    try:
+        root = {**schema, "schemas": schemas} if isinstance(schema, dict) else schema
+        return bool(Draft202012Validator(root).is_valid(value))
+    except Exception:  # a schema jsonschema cannot evaluate: take the value as it is
+        return True
+
+
+def _first_branch(schema: dict[str, Any], key: str, schemas: dict[str, Any], depth: int) -> Any:
+    """The first ``oneOf``/``anyOf`` branch that, joined with the rest of the schema (its
+    type, properties, an enclosing ``allOf``), gives a value the whole schema accepts."""
+    rest = {k: v for k, v in schema.items() if k != key}
+    first = None
+    for branch in schema[key][:8]:
+        value = instance_for({"allOf": [rest, branch]} if rest else branch, schemas, depth + 1)
+        if first is None:
+            first = value
+        if _valid(schema, value, schemas):
+            return value
+    return first
 
 
 def instance_for(schema: Any, schemas: dict[str, Any] | None = None, depth: int = 0) -> Any:
@@ -56,8 +188,8 @@ def instance_for(schema: Any, schemas: dict[str, Any] | None = None, depth: int 
         return schema["default"]
     if isinstance(schema.get("allOf"), list):
         merged: dict[str, Any] = {}
-        props: dict[str, Any] = {}
-        required: list[str] = []
+        props: dict[str, Any] = dict(schema.get("properties") or {})
+        required: list[str] = list(schema.get("required") or [])
         for part in schema["allOf"]:
             part = _resolve(part, schemas)
             if isinstance(part, dict):
@@ -72,7 +204,7 @@ def instance_for(schema: Any, schemas: dict[str, Any] | None = None, depth: int 
         )
     for key in ("oneOf", "anyOf"):
         if isinstance(schema.get(key), list) and schema[key]:
-            return instance_for(schema[key][0], schemas, depth + 1)
+            return _first_branch(schema, key, schemas, depth)
     kind = schema.get("type")
     if isinstance(kind, list):
         kinds = [k for k in kind if k != "null"]
@@ -103,6 +235,11 @@ def instance_for(schema: Any, schemas: dict[str, Any] | None = None, depth: int 
         text = _FORMATS.get(str(fmt), "string")
         min_len = int(schema.get("minLength") or 0)
         max_len = schema.get("maxLength")
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str) and not re.search(pattern, text):
+            found = string_matching(pattern, min_len, max_len if isinstance(max_len, int) else None)
+            if found is not None:
+                return found
         if len(text) < min_len:
             text = text + "x" * (min_len - len(text))
         if isinstance(max_len, int) and len(text) > max_len:

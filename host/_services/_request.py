@@ -319,10 +319,13 @@ def choose_base_url(
             )
         url = base
     else:
-        servers = op.servers or table.servers
+        servers = op.servers if op.servers is not None else table.servers
         if not servers:
             raise _fail(
-                op, "the table names no server: set '_http.base_url' (granted at load)", "_http"
+                op,
+                "the table names no usable server for this operation: set '_http.base_url' "
+                "(granted at load)",
+                "_http",
             )
         server = servers[0]
         chosen = http.get("server_variables") or {}
@@ -423,7 +426,14 @@ def _encode_body(op: Operation, body: Any, req: PreparedRequest) -> None:
     media = op.body.media_type
     entry = op.body.content[media]
     base = media.split(";")[0].strip().lower()
-    if base == "application/json" or base.endswith("+json"):
+    if (
+        base == "application/json"
+        or base.endswith("+json")
+        or (base.endswith("/*") and not isinstance(body, (bytes, str)))
+    ):
+        # A wildcard (``*/*``: Kubernetes) takes any media type: structured values go as JSON.
+        if base.endswith("/*"):
+            media = "application/json"
         req.content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         req.headers["Content-Type"] = media
     elif base == "application/x-www-form-urlencoded":

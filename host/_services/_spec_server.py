@@ -19,23 +19,26 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.policy
 import json
 import re
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import uvicorn
+from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ._instances import instance_for
+from ._instances import _resolve, instance_for
 from ._table import ApiTable, Operation, Parameter, load_table
 from ._validate import operation_validator
 
@@ -52,6 +55,8 @@ class SpecServer:
     requests: dict[str, int] = field(default_factory=dict)
     log: list[dict[str, Any]] = field(default_factory=list)
     sse_events: int = 3
+    #: The response media type to answer with when the operation offers it (else the first).
+    prefer_media: str | None = None
     pages: int = 3
     _fail: list[tuple[int, str | None]] = field(default_factory=list)
     _tokens: set[str] = field(default_factory=set)
@@ -151,10 +156,44 @@ def _listify(value: Any) -> Any:
 
 
 def _coerce_body(schema: Any, value: Any, schemas: dict[str, Any]) -> Any:
-    if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
-        schema = schemas.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    """Form and multipart values are text: give them back the types their schema says (a
+    lone repeated field is still an array; a JSON part of an object is an object)."""
+    schema = _resolve(schema, schemas)
     if not isinstance(schema, dict):
         return value
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        if isinstance(branches, list) and branches:
+            kinds = [_resolve(b, schemas) for b in branches]
+            for b in kinds:  # the first branch whose type fits the value's shape
+                t = b.get("type") if isinstance(b, dict) else None
+                shape = (
+                    "object"
+                    if isinstance(value, dict)
+                    else "array"
+                    if isinstance(value, list)
+                    else None
+                )
+                if shape is not None and t == shape:
+                    return _coerce_body(b, value, schemas)
+            for b in kinds:
+                t = b.get("type") if isinstance(b, dict) else None
+                if isinstance(value, str) and t in ("integer", "number", "boolean"):
+                    got = _coerce(b, value, schemas)
+                    if not isinstance(got, str):
+                        return got
+            if isinstance(value, str) and any(
+                isinstance(b, dict) and b.get("type") == "array" for b in kinds
+            ):
+                return _coerce_body(
+                    next(b for b in kinds if b.get("type") == "array"), value, schemas
+                )
+    kind = schema.get("type")
+    if isinstance(value, str) and kind in ("object", "array") and value[:1] in ("{", "["):
+        with suppress(ValueError):
+            value = json.loads(value)
+    if kind == "array" and not isinstance(value, list):
+        value = [value]
     if isinstance(value, dict):
         props = schema.get("properties") or {}
         return {k: _coerce_body(props.get(k), v, schemas) for k, v in value.items()}
@@ -174,14 +213,80 @@ def _matcher(op: Operation) -> re.Pattern[str]:
     return re.compile(rx + r"/?\Z")
 
 
-def _check_auth(server: SpecServer, op: Operation, request: Request) -> str | None:
+async def _form_pairs(request: Request) -> dict[str, str]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        return dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+    if media == "multipart/form-data":
+        parts = _multipart(request.headers.get("content-type", ""), await request.body())
+        return {k: v for k, v in parts.items() if isinstance(v, str)}
+    return {}
+
+
+def _multipart(ctype: str, body: bytes) -> dict[str, Any]:
+    """The parts of a ``multipart/form-data`` body (stdlib ``email`` parser): text parts as
+    str, file parts (with a filename) as bytes."""
+    msg = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not msg.is_multipart():
+        raise ValueError("no multipart parts")
+    out: dict[str, Any] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        is_file = part.get_filename() is not None
+        out[name] = data if is_file else data.decode("utf-8", "replace")
+    return out
+
+
+def _carried(
+    server: SpecServer, op: Operation, name: str, request: Request, form: dict[str, str]
+) -> bool:
+    """Every credential carrier of scheme ``name`` holds the scheme's secret."""
+    expected = server.secrets.get(name)
+    scheme = server.table.security_schemes.get(name, {})
+    cc = (
+        (scheme.get("flows") or {}).get("clientCredentials")
+        if scheme.get("type") == "oauth2"
+        else None
+    )
+    for where, carrier, sname in op.credentials:
+        if sname != name:
+            continue
+        src: Any = {
+            "header": request.headers,
+            "query": request.query_params,
+            "cookie": request.cookies,
+            "body": form,
+        }[where]
+        got = src.get(carrier)
+        if not got:
+            return False
+        if cc is not None:
+            if got not in server._tokens:
+                return False
+        elif expected is not None and got != expected:
+            return False
+    return True
+
+
+async def _check_auth(server: SpecServer, op: Operation, request: Request) -> str | None:
     table = server.table
     security = table.security if op.security is None else op.security
     if not security:
         return None
     reasons = []
+    form = await _form_pairs(request) if any(c[0] == "body" for c in op.credentials) else {}
     for alternative in security:
-        missing = [n for n in alternative if not _has(server, n, request)]
+        missing = [
+            n
+            for n in alternative
+            if not _has(server, n, request) or not _carried(server, op, n, request, form)
+        ]
         if not missing:
             return None
         reasons.append(", ".join(missing))
@@ -235,7 +340,7 @@ async def _answer(
     if failure is not None:
         headers = {"Retry-After": failure[1]} if failure[1] is not None else {}
         return JSONResponse({"error": "scripted failure"}, failure[0], headers=headers)
-    reason = _check_auth(server, op, request)
+    reason = await _check_auth(server, op, request)
     if reason is not None:
         return JSONResponse({"error": reason}, 401)
     pairs = parse_qsl(request.url.query, keep_blank_values=True)
@@ -275,15 +380,16 @@ async def _answer(
                 nested = _form_nested(parse_qsl(body_raw.decode(), keep_blank_values=True))
                 values["body"] = _coerce_body(schema, nested, table.schemas)
             elif media == "multipart/form-data":
-                form = await request.form()
-                out: dict[str, Any] = {}
-                for k, v in form.multi_items():
-                    out[k] = await v.read() if hasattr(v, "read") else v
+                ctype = request.headers.get("content-type", "")
+                out = _multipart(ctype, body_raw)
                 values["body"] = _coerce_body(schema, out, table.schemas)
             else:
                 values["body"] = body_raw
         except (ValueError, UnicodeError) as exc:
             return JSONResponse({"error": f"body is not {media}: {exc}"}, 400)
+    carried = {c[1] for c in op.credentials if c[0] == "body"}
+    if carried and isinstance(values.get("body"), dict):
+        values["body"] = {k: v for k, v in values["body"].items() if k not in carried}
     errors = list(operation_validator(table, op).iter_errors(values))
     if errors:
         e = errors[0]
@@ -300,6 +406,8 @@ def _synthesize(
     resp = op.responses.get(status) or {}
     content = resp.get("content") or {}
     media = next(iter(content), "application/json")
+    if server.prefer_media in content:
+        media = server.prefer_media
     schema = (content.get(media) or {}).get("schema", {})
     if media == "text/event-stream":
         n = server.sse_events
@@ -315,7 +423,7 @@ def _synthesize(
     headers: dict[str, str] = {}
     pag = op.pagination
     if pag is not None:
-        value, headers = _page(server, pag, pairs, value, request)
+        value, headers = _page(server, pag, pairs, value, request, schema)
     if code == 204:
         return Response(status_code=204)
     if media.startswith("text/"):
@@ -340,21 +448,70 @@ def _set(doc: Any, pointer: str, value: Any) -> Any:
     return root
 
 
+def _schema_at(schema: Any, pointer: str, schemas: dict[str, Any]) -> Any:
+    """The sub-schema that describes ``pointer`` of an instance (through properties,
+    ``$ref`` and ``allOf``); ``{}`` where it cannot be told."""
+    schema = _resolve(schema, schemas)
+    for part in [p for p in pointer.split("/")[1:]]:
+        found: Any = {}
+        for s in [schema, *(schema.get("allOf") or [] if isinstance(schema, dict) else [])]:
+            s = _resolve(s, schemas)
+            props = s.get("properties") if isinstance(s, dict) else None
+            if isinstance(props, dict) and part in props:
+                found = _resolve(props[part], schemas)
+                break
+        schema = found
+    return schema
+
+
+def _items_schema(schema: Any, pointer: str, schemas: dict[str, Any]) -> Any:
+    array = _schema_at(schema, pointer, schemas)
+    return _resolve(array.get("items", {}), schemas) if isinstance(array, dict) else {}
+
+
+def _item(schema: Any, page: int, i: int, schemas: dict[str, Any]) -> Any:
+    """One item of a page: valid against the item schema, marked with its page and index
+    where the schema allows those keys (so tests can tell the pages apart)."""
+    value = instance_for(schema, schemas)
+    if not isinstance(value, dict):
+        return value
+    marked = {**value, "page": page, "i": i}
+    validator = Draft202012Validator(
+        {**(schema if isinstance(schema, dict) else {}), "schemas": schemas}
+    )
+    try:
+        return marked if validator.is_valid(marked) else value
+    except Exception:  # a schema jsonschema cannot evaluate: keep the plain instance
+        return value
+
+
 def _page(
     server: SpecServer,
     pag: dict[str, Any],
     pairs: list[tuple[str, str]],
     value: Any,
     request: Request,
+    schema: Any = None,
 ) -> tuple[Any, dict[str, str]]:
     style = pag["style"]
     param = pag.get("param", "page")
     given = dict(pairs).get(param if style != "link" else "page", "")
     n = int(given[1:] if given[:1] == "c" else given) if given.lstrip("c").isdigit() else 1
-    items = [{"page": n, "i": i} for i in range(2)] if n <= server.pages else []
-    headers: dict[str, str] = {}
     ptr = pag.get("items")
-    value = items if not ptr else _set(value, ptr, items)
+    item_schema = _items_schema(schema, ptr or "", server.table.schemas)
+    items = [_item(item_schema, n, i, server.table.schemas) for i in range(2)]
+    array = _schema_at(schema, ptr or "", server.table.schemas)
+    if isinstance(array, dict) and array.get("uniqueItems") and items[0] == items[1]:
+        items = items[:1]
+    if n > server.pages:
+        items = []
+    headers: dict[str, str] = {}
+    if ptr:
+        value = _set(value, ptr, items)
+    elif isinstance(value, list) or not value:
+        # the body itself is the page (an array, or a schema that says nothing of its shape);
+        # an object with its own properties pages only through the Link header
+        value = items
     if style == "link" and n < server.pages:
         nxt = request.url.include_query_params(page=str(n + 1))
         headers["Link"] = f'<{nxt}>; rel="next", <{request.url}>; rel="self"'
@@ -390,14 +547,22 @@ async def _token(server: SpecServer, request: Request) -> Response:
 
 
 def _app(server: SpecServer) -> Starlette:
-    ops = [(server.table.operation(s), None) for s in server.table.suffixes]
-    routes = [(op, _matcher(op)) for op, _ in ops]
+    ops = [server.table.operation(s) for s in server.table.suffixes]
+    # A literal segment beats a template (``/user/login`` before ``/user/{username}``).
+    ops.sort(key=lambda op: [(part.startswith("{"), part) for part in op.path.split("/")])
+    routes = [(op, _matcher(op)) for op in ops]
+    token_paths = {
+        str(cc["tokenUrl"])
+        for sch in server.table.security_schemes.values()
+        if isinstance(cc := (sch.get("flows") or {}).get("clientCredentials"), dict)
+        and str(cc.get("tokenUrl", "")).startswith("/")
+    }
 
     async def dispatch(request: Request) -> Response:
         if server._hold and server._released is None:
             server._released = asyncio.Event()
         path = request.url.path
-        if path == "/oauth/token" and request.method == "POST":
+        if request.method == "POST" and (path == "/oauth/token" or path in token_paths):
             return await _token(server, request)
         for op, rx in routes:
             m = rx.match(path)

@@ -61,8 +61,9 @@ DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie"
 RESERVED_KEYS = frozenset({"trigger", "request", "body", "_http"})
 KEY_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
 _TEMPLATE_VAR = re.compile(r"\{([^{}]*)\}")
+_DNS_OR_IP = re.compile(r"[A-Za-z0-9._:\[\]-]{1,253}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-_MEDIA = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+*-]+(;.*)?\Z")
+_MEDIA = re.compile(r"[A-Za-z0-9!#$&^_.+*-]+/[A-Za-z0-9!#$&^_.+*-]+(;.*)?\Z")
 PAGINATION = {
     "link": (),
     "cursor": ("param", "next"),
@@ -225,6 +226,8 @@ class Operation:
     responses: dict[str, Any]
     pagination: dict[str, Any] | None
     deprecated: bool = False
+    #: Credential carriers: ``(in, name, scheme)`` the host fills with the scheme's secret.
+    credentials: tuple[tuple[str, str, str], ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _validator: Any = field(default=None, repr=False)
 
@@ -376,6 +379,8 @@ def _check_server_hosts(r: _Reader, server: Server, where: str, allowed: tuple[s
             raise r.fail(where, f"{url[:120]!r} is neither absolute nor a path")
         if parsed.scheme not in ("http", "https"):
             raise r.fail(where, f"{url[:120]!r}: the scheme must be http or https")
+        if not _DNS_OR_IP.fullmatch(parsed.host or ""):
+            continue  # a placeholder ({your-agent-url}): usable only through a granted base_url
         if not host_allowed(parsed, allowed):
             raise r.fail(
                 where,
@@ -526,6 +531,22 @@ def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
             v = pagination.get(k)
             if v is not None and (not isinstance(v, str) or (v and not v.startswith("/"))):
                 raise r.fail(f"{w}.pagination.{k}", "expected a JSON pointer ('' or '/...')")
+    credentials = []
+    for i, c in enumerate(r.get(raw, "credentials", list, w, [])):
+        cw = f"{w}.credentials[{i}]"
+        c = r.obj(c, cw)
+        loc = r.get(c, "in", str, cw)
+        if loc not in ("header", "query", "cookie", "body"):
+            raise r.fail(f"{cw}.in", f"{loc[:40]!r} is not header, query, cookie or body")
+        cname = r.get(c, "name", str, cw, max_len=200)
+        if loc == "header" and not _HEADER_NAME.fullmatch(cname):
+            raise r.fail(f"{cw}.name", f"{cname[:60]!r} is not a header name")
+        if any(p.location == loc and p.name == cname for p in params):
+            raise r.fail(f"{cw}.name", f"{loc} {cname!r} is also a parameter the graph sets")
+        sname = r.get(c, "scheme", str, cw, max_len=200)
+        if sname not in table.security_schemes:
+            raise r.fail(f"{cw}.scheme", f"names scheme {sname[:60]!r} that is not defined")
+        credentials.append((loc, cname, sname))
     op_id = raw.get("operation_id")
     if op_id is not None and not isinstance(op_id, str):
         raise r.fail(f"{w}.operation_id", f"expected a string or null, got {_kind(op_id)}")
@@ -544,6 +565,7 @@ def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
         responses=responses,
         pagination=pagination,
         deprecated=r.get(raw, "deprecated", bool, w, False),
+        credentials=tuple(credentials),
     )
 
 
