@@ -193,10 +193,10 @@ def create_app(
             Exception: _internal,
         },
     )
-    if tuf is None and isinstance(getattr(storage, "root", None), Path):
+    if tuf is None and isinstance(storage.root, Path):
         from ._tuf_repo import ONLINE_DIR, TufRepository
 
-        tuf = TufRepository(storage, storage.root / ONLINE_DIR)  # type: ignore[attr-defined]
+        tuf = TufRepository(storage, storage.root / ONLINE_DIR)
     app.state.registry = RegistryState(
         storage, auth or Authenticator(storage, anonymous_read=config.anonymous_read), config, tuf
     )

@@ -57,6 +57,7 @@ __all__ = [
     "VariantRecord",
     "VersionConflict",
     "VersionRecord",
+    "open_storage",
 ]
 
 
@@ -263,6 +264,13 @@ class BlobStore(ABC):
         """A local file with the blob's bytes (only stores that keep blobs as files)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no blobs as local files")
 
+    #: Where uploads in progress are spooled (emptied by :meth:`collect_garbage`).
+    spool: Path
+
+    @abstractmethod
+    def list_blobs(self) -> list[str]:
+        """The sha256 of every committed blob (maintenance and tests)."""
+
     @abstractmethod
     def collect_garbage(self, used: set[str]) -> tuple[int, int]:
         """Remove abandoned uploads and blobs not in ``used`` (a shared store only those
@@ -365,8 +373,10 @@ class Storage:
     blocking and thread-safe; the index methods are the index's, the blob methods the
     store's, and :meth:`add_version` checks that every blob a row names is committed."""
 
-    def __init__(self, index: Index, blob_store: BlobStore) -> None:
+    def __init__(self, index: Index, blob_store: BlobStore, root: Path | None = None) -> None:
         self.index, self.blob_store = index, blob_store
+        #: The local data directory (online TUF keys, upload spool), when there is one.
+        self.root = root
 
     def __repr__(self) -> str:
         return f"Storage({self.index!r}, {self.blob_store!r})"
@@ -399,6 +409,13 @@ class Storage:
 
     def read_blob(self, sha256: str, start: int, end: int) -> Iterator[bytes]:
         return self.blob_store.read_blob(sha256, start, end)
+
+    @property
+    def spool(self) -> Path:
+        return self.blob_store.spool
+
+    def list_blobs(self) -> list[str]:
+        return self.blob_store.list_blobs()
 
     def collect_garbage(self) -> tuple[int, int]:
         """Remove abandoned uploads and unreferenced blobs (the server does at start-up).
@@ -508,6 +525,39 @@ def check_sha256(sha256: str) -> str:
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise ValueError(f"{sha256!r} is not a sha256 hex digest")
     return sha256
+
+
+def open_storage(data: Path, index: str | None = None, blobs: str | None = None) -> Storage:
+    """The storage a registry serves: the embedded default (SQLite + blob files under
+    ``data``) unless ``index`` (``postgresql://user@host:port/db``) or ``blobs``
+    (``s3://bucket/prefix?endpoint=...``) name other backends. ``data`` still holds what is
+    local to one process: its upload spool (and the online TUF keys)."""
+    data = Path(data).expanduser()
+    if index is None and blobs is None:
+        from ._storage_sqlite import LocalStorage
+
+        return LocalStorage(data)
+    from ._storage_files import LocalBlobs
+    from ._storage_sqlite import SQLiteIndex
+
+    data.mkdir(parents=True, exist_ok=True)
+    if blobs is None:
+        store: BlobStore = LocalBlobs(data)
+    else:
+        from ._storage_s3 import S3Blobs
+
+        store = S3Blobs(blobs, data / "tmp")
+    try:
+        if index is None:
+            idx: Index = SQLiteIndex(data / "index.sqlite3")
+        else:
+            from ._storage_pg import PostgresIndex
+
+            idx = PostgresIndex(index)
+    except BaseException:
+        store.close()
+        raise
+    return Storage(idx, store, data)
 
 
 def __getattr__(name: str) -> Any:

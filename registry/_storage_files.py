@@ -21,7 +21,7 @@ class LocalBlobs(BlobStore):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser()
         self.blobs = self.root / "blobs" / "sha256"
-        self.tmp = self.root / "tmp"
+        self.tmp = self.spool = self.root / "tmp"
         for d in (self.blobs, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
 
@@ -65,6 +65,9 @@ class LocalBlobs(BlobStore):
                     raise RuntimeError(f"blob {sha256} is shorter than recorded")
                 left -= len(chunk)
                 yield chunk
+
+    def list_blobs(self) -> list[str]:
+        return sorted(p.name for p in self.blobs.glob("*/*"))
 
     def collect_garbage(self, used: set[str]) -> tuple[int, int]:
         """Run it only while nothing publishes into this directory (the server does at

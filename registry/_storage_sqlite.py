@@ -408,7 +408,8 @@ class LocalStorage(Storage):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser()
         files = LocalBlobs(self.root)
-        super().__init__(SQLiteIndex(self.root / "index.sqlite3"), files)
+        super().__init__(SQLiteIndex(self.root / "index.sqlite3"), files, self.root)
+        self.root: Path
         self.blobs, self.tmp = files.blobs, files.tmp
         self.sqlite: SQLiteIndex = self.index  # type: ignore[assignment]
 
