@@ -39,11 +39,15 @@ from typing import IO, Any
 from .._errors import RegistryError
 from ._semver import Version, precedence
 
+#: Environment variables naming the index and blob backends (``--index`` / ``--blobs``).
+INDEX_ENV, BLOBS_ENV = "REFLOW_REGISTRY_INDEX", "REFLOW_REGISTRY_BLOBS"
 #: Largest chunk a blob read yields.
 CHUNK = 256 << 10
 
 __all__ = [
+    "BLOBS_ENV",
     "CHUNK",
+    "INDEX_ENV",
     "BlobStore",
     "BlobUpload",
     "Index",

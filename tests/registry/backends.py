@@ -107,8 +107,20 @@ def start_postgres() -> Postgres:
         "-c max_connections=200 -c shared_buffers=32MB"
     )
     subprocess.run(
-        [*as_user, pg_ctl, "-D", str(db), "-o", opts, "-l", str(root / "log"), "-w", "-t", "120",
-         "start"],
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(db),
+            "-o",
+            opts,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-t",
+            "120",
+            "start",
+        ],
         check=True,
         capture_output=True,
         timeout=180,
@@ -155,8 +167,18 @@ def start_s3() -> S3Server:
     root = Path(tempfile.mkdtemp(prefix="reflow-s3-"))
     port = free_port()
     proc = subprocess.Popen(
-        [exe, "-d", str(root), "-a", "127.0.0.1", "-p", str(port), "-s",
-         "--configure-bucket", BUCKET],
+        [
+            exe,
+            "-d",
+            str(root),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-s",
+            "--configure-bucket",
+            BUCKET,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

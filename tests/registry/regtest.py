@@ -135,13 +135,15 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     max_upload: int = 8 << 20
+    #: Extra environment (``REFLOW_REGISTRY_INDEX`` / ``REFLOW_REGISTRY_BLOBS``: backends).
+    env: dict[str, str] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Server:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         log = self.data.parent / f"server-{self.port}.log"
         with log.open("ab") as err:
             self.proc = subprocess.Popen(

@@ -1,0 +1,266 @@
+"""Storage on existing engines: a real PostgreSQL index and blobs on a real S3 server
+(``backends.py``). Two registry processes sharing one database and one bucket serve
+consistently; racing publishers of one version (or of one precedence) through either
+process: exactly one wins; bad ``--index`` / ``--blobs`` locations are refused with a
+clear error, in bounded time."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from backends import BUCKET, Postgres, S3Server
+from regtest import Registry, Server, free_port, make_pack, setup_registry
+from test_storage import version
+
+from reflow._loader._trust import TrustStore
+from reflow.registry import RegistryClient
+from reflow.registry._storage import (
+    Storage,
+    StorageConfigError,
+    StorageConflict,
+    VersionConflict,
+    open_storage,
+)
+
+# -- the storage layer: racing writers on two connections of their own -------------------------
+
+
+@pytest.mark.parametrize(
+    ("versions", "wins", "loser"),
+    [
+        (["1.0.0"] * 8, 1, StorageConflict),  # the same version: the primary key decides
+        ([f"1.0.0+b{i}" for i in range(8)], 1, VersionConflict),  # one precedence: the lock
+        ([f"1.0.{i}" for i in range(8)], 8, None),  # distinct versions all commit
+    ],
+    ids=["same-version", "same-precedence", "distinct"],
+)
+def test_racing_add_version_on_separate_storages(
+    tmp_path: Path,
+    storage_factory: Callable[[Path], Storage],
+    backend: str,
+    versions: list[str],
+    wins: int,
+    loser: type[Exception] | None,
+) -> None:
+    """Each writer has its own Storage (as two processes would): exactly ``wins`` commit."""
+    first = storage_factory(tmp_path / "d0")
+    first.create_namespace("acme", "team")
+    stores = [first] + [storage_factory(tmp_path / f"d{i}") for i in range(1, len(versions))]
+    if backend == "local":  # one SQLite file shared by every writer, as processes would
+        stores = [first] + [open_storage(tmp_path / "d0") for _ in versions[1:]]
+    records = [version(s, v) for s, v in zip(stores, versions, strict=True)]
+    gate = threading.Barrier(len(stores))
+
+    def add(i: int) -> Exception | None:
+        gate.wait(10)
+        try:
+            stores[i].add_version(records[i])
+        except StorageConflict as exc:
+            return exc
+        return None
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        outcomes = list(pool.map(add, range(len(stores))))
+    assert sum(o is None for o in outcomes) == wins
+    if loser is not None:
+        assert all(type(o) is loser for o in outcomes if o is not None), outcomes
+    listed = [r.version for r in first.list_versions("acme", "tools")]
+    assert len(listed) == wins
+    for s in stores:
+        s.close()
+
+
+# -- two registry processes on one PostgreSQL and one bucket -----------------------------------
+
+
+@dataclass
+class Shared:
+    reg: Registry
+    a: Server
+    b: Server
+    trust: TrustStore
+
+
+@pytest.fixture(scope="module")
+def shared(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: Postgres, s3_server: S3Server
+) -> Iterator[Shared]:
+    root = tmp_path_factory.mktemp("shared")
+    index, blobs = pg_server.new_database(), s3_server.new_prefix()
+    reg = setup_registry(root / "a", storage=open_storage(root / "a", index, blobs))
+    reg.storage.close()
+    env = {"REFLOW_REGISTRY_INDEX": index, "REFLOW_REGISTRY_BLOBS": blobs}
+    a = Server(root / "a", free_port(), env=env).start()
+    try:
+        b = Server(root / "b", free_port(), env=env).start()
+    except BaseException:
+        a.stop()
+        raise
+    trust = TrustStore(root / "trust")
+    trust.add(reg.key.public_key())
+    try:
+        yield Shared(reg, a, b, trust)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def _put(url: str, token: str, name: str, ver: str, body: bytes) -> httpx.Response:
+    return httpx.put(
+        f"{url}/api/v1/packs/acme/{name}/{ver}",
+        content=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+
+
+@pytest.mark.slow
+def test_publish_on_one_install_from_the_other(shared: Shared, tmp_path: Path) -> None:
+    body = make_pack("acme/shared", "0.1.0", shared.reg.key, artifact_size=300_000, noise=True)
+    r = _put(shared.a.url, shared.reg.publish, "shared", "0.1.0", body)
+    assert r.status_code == 201, r.text
+    with RegistryClient(shared.b.url, trust=shared.trust, cache_dir=tmp_path / "c") as client:
+        got = client.install("acme/shared@^0.1")
+        assert hashlib.sha256(got.path.read_bytes()).hexdigest() == got.sha256
+        assert "acme/shared" in [h["full_name"] for h in client.search("shared")]
+    full = httpx.get(f"{shared.b.url}/api/v1/packs/acme/shared/0.1.0/download", timeout=30)
+    assert full.content == body
+    part = httpx.get(  # a range, served from the bucket by the other process
+        f"{shared.b.url}/api/v1/packs/acme/shared/0.1.0/download",
+        headers={"Range": "bytes=1000-1999"},
+        timeout=30,
+    )
+    assert (part.status_code, part.content) == (206, body[1000:2000])
+    # a yank through B is what A serves
+    y = httpx.post(
+        f"{shared.b.url}/api/v1/packs/acme/shared/0.1.0/yank",
+        json={"reason": "bad build"},
+        headers={"Authorization": f"Bearer {shared.reg.publish}"},
+        timeout=30,
+    )
+    assert y.status_code == 200, y.text
+    doc = httpx.get(f"{shared.a.url}/api/v1/packs/acme/shared/0.1.0", timeout=30).json()
+    assert doc["yanked"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("versions", "code"),
+    [
+        (["2.0.0"] * 8, "version_exists"),
+        ([f"2.0.0+b{i}" for i in range(8)], "version_conflict"),
+    ],
+    ids=["same-version", "same-precedence"],
+)
+def test_racing_publishes_through_both_processes(
+    shared: Shared, versions: list[str], code: str
+) -> None:
+    """Eight publishers, alternately through A and B: exactly one 201, seven 409 with the
+    code for the case, and both processes serve the winner's bytes."""
+    name = f"race{len(code)}"
+    bodies = [
+        make_pack(f"acme/{name}", v, shared.reg.key, artifact_size=4000 + i)
+        for i, v in enumerate(versions)
+    ]
+    gate = threading.Barrier(len(bodies))
+
+    def put(i: int) -> httpx.Response:
+        gate.wait(10)
+        url = (shared.a if i % 2 else shared.b).url
+        return _put(url, shared.reg.publish, name, versions[i], bodies[i])
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        results = list(pool.map(put, range(len(bodies))))
+    statuses = [r.status_code for r in results]
+    assert sorted(statuses) == [201] + [409] * (len(bodies) - 1), [r.text for r in results]
+    assert {r.json()["error"]["code"] for r in results if r.status_code == 409} == {code}
+    won = statuses.index(201)
+    for server in (shared.a, shared.b):
+        got = httpx.get(
+            f"{server.url}/api/v1/packs/acme/{name}/{versions[won]}/download", timeout=30
+        )
+        assert got.content == bodies[won]
+
+
+# -- bad locations: a clear error naming the location, in bounded time -------------------------
+
+
+def _rows(pg: Postgres, s3: S3Server) -> list[tuple[dict[str, str], str]]:
+    dead = free_port()
+    ep = s3.endpoint
+    return [
+        ({"index": f"postgresql://reflow:hunter2@127.0.0.1:{pg.port}/postgres"}, "PGPASSWORD"),
+        ({"index": "mysql://127.0.0.1/db"}, "expected postgresql://"),
+        ({"index": "postgresql://127.0.0.1:99999999/db"}, "malformed"),
+        ({"index": f"postgresql://reflow@127.0.0.1:{dead}/db"}, "cannot reach the PostgreSQL"),
+        ({"index": pg.url("no_such_db")}, "cannot reach the PostgreSQL"),
+        ({"blobs": f"s3://key:secret@{BUCKET}/p?endpoint={ep}"}, "AWS_ACCESS_KEY_ID"),
+        ({"blobs": f"s3://{BUCKET}/p?endpoint={ep}&acl=public"}, "unknown option(s) acl"),
+        ({"blobs": f"s3://{BUCKET}/p?endpoint=ftp://x"}, "expected http(s)://"),
+        ({"blobs": f"gs://{BUCKET}/p"}, "expected s3://bucket"),
+        ({"blobs": f"s3://no-such-bucket/p?endpoint={ep}"}, "reach bucket 'no-such-bucket'"),
+        ({"blobs": f"s3://{BUCKET}/p?endpoint=http://127.0.0.1:{dead}"}, "reach bucket"),
+    ]
+
+
+_ROW_IDS = [
+    "pg-password-in-url",
+    "pg-wrong-scheme",
+    "pg-bad-port",
+    "pg-nothing-listens",
+    "pg-no-such-database",
+    "s3-credentials-in-url",
+    "s3-unknown-option",
+    "s3-bad-endpoint",
+    "s3-wrong-scheme",
+    "s3-no-such-bucket",
+    "s3-nothing-listens",
+]
+
+
+@pytest.mark.parametrize("row", range(len(_ROW_IDS)), ids=_ROW_IDS)
+def test_bad_locations_are_refused(
+    tmp_path: Path, pg_server: Postgres, s3_server: S3Server, row: int
+) -> None:
+    where, fragment = _rows(pg_server, s3_server)[row]
+    start = time.monotonic()
+    with pytest.raises(StorageConfigError) as info:
+        open_storage(tmp_path / "d", where.get("index"), where.get("blobs"))
+    assert fragment in str(info.value)
+    assert "hunter2" not in str(info.value) and "secret" not in str(info.value)
+    assert time.monotonic() - start < 60  # bounded: connect timeouts, limited retries
+
+
+@pytest.mark.slow
+def test_serve_refuses_a_bad_location_with_one_line(tmp_path: Path, pg_server: Postgres) -> None:
+    url = f"postgresql://reflow:hunter2@127.0.0.1:{pg_server.port}/postgres"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reflow.registry._cli",
+            "serve",
+            "--data",
+            str(tmp_path / "d"),
+            "--index",
+            url,
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: index URL") and "PGPASSWORD" in proc.stderr
+    assert "hunter2" not in proc.stderr and "Traceback" not in proc.stderr
