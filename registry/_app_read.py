@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from email.utils import formatdate
 
 import anyio
@@ -207,10 +208,20 @@ class _BlobResponse:
         self.headers.append((b"content-length", str(end - start).encode("ascii")))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         if scope["method"] == "HEAD" or self.start == self.end:
+            await send(
+                {"type": "http.response.start", "status": self.status, "headers": self.headers}
+            )
             await send({"type": "http.response.body", "body": b""})
             return
+        # Opened before the status line: a blob store that is gone is still a 503 answer.
+        if self.storage.local_reads:
+            chunks = self.storage.read_blob(self.sha256, self.start, self.end)
+        else:
+            chunks = await anyio.to_thread.run_sync(
+                self.storage.read_blob, self.sha256, self.start, self.end
+            )
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         # uvicorn drops writes to a client that went away without telling the app: watch
         # for the disconnect so an abandoned download stops reading its blob.
         async with anyio.create_task_group() as tg:
@@ -221,11 +232,10 @@ class _BlobResponse:
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
-            await self._body(send)
+            await self._body(send, chunks)
             tg.cancel_scope.cancel()
 
-    async def _body(self, send: Send) -> None:
-        chunks = self.storage.read_blob(self.sha256, self.start, self.end)
+    async def _body(self, send: Send, chunks: Iterator[bytes]) -> None:
         # Local blobs are immutable files, usually in the page cache: reading a chunk inline
         # costs less than a hop to a worker thread per chunk. A remote store's reads block
         # on the network: they run in a worker thread.

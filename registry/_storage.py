@@ -57,6 +57,7 @@ __all__ = [
     "StorageConfigError",
     "StorageConflict",
     "StorageFull",
+    "StorageUnavailable",
     "TokenRecord",
     "VariantRecord",
     "VersionConflict",
@@ -84,7 +85,13 @@ class StorageFull(Exception):
     ``OSError`` or ``sqlite3`` error."""
 
 
-class StorageConfigError(RegistryError):
+class StorageUnavailable(RegistryError):
+    """The index or blob store could not be reached or answered with an error (a database
+    or an S3 server that went away): the message names the location (never its
+    credentials). The app answers ``503 storage_unavailable``."""
+
+
+class StorageConfigError(StorageUnavailable):
     """An ``--index`` or ``--blobs`` location is malformed, unreachable or refuses us:
     the message names the location (never its credentials) and what was expected."""
 

@@ -30,6 +30,7 @@ from ._storage import (
     NamespaceRecord,
     StorageConfigError,
     StorageConflict,
+    StorageUnavailable,
     TokenRecord,
     VariantRecord,
     VersionConflict,
@@ -115,6 +116,20 @@ def _check_url(url: str) -> None:
         )
 
 
+def _unmatchable(args: Sequence[Any]) -> bool:
+    """Whether a text argument holds what PostgreSQL text cannot (NUL, lone surrogates):
+    nothing stored can equal or contain it."""
+    for a in args:
+        if isinstance(a, str):
+            if "\x00" in a:
+                return True
+            try:
+                a.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
 class PostgresIndex(Index):
     """The index in the PostgreSQL database at ``url`` (libpq URL, no password in it).
     Holds up to ``pool_size`` connections, opened as needed."""
@@ -170,6 +185,12 @@ class PostgresIndex(Index):
                 conn = self._connect()
             try:
                 yield conn
+            except self._psycopg.OperationalError as exc:  # the server went away mid-use
+                conn.close()
+                raise StorageUnavailable(
+                    f"the PostgreSQL index {redact(self.url)!r} failed: "
+                    f"{str(exc).strip()[:300] or type(exc).__name__}"
+                ) from exc
             except BaseException:
                 if conn.closed or conn.info.transaction_status != 0:  # not IDLE: unusable
                     conn.close()
@@ -204,10 +225,14 @@ class PostgresIndex(Index):
                 )
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if _unmatchable(args):
+            return []
         with self._conn() as conn:
             return list(conn.execute(sql, args).fetchall())
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> int:
+        if _unmatchable(args):
+            raise ValueError("PostgreSQL text cannot hold NUL characters or unpaired surrogates")
         with self._conn() as conn:
             try:
                 cur = conn.execute(sql, args)
@@ -408,6 +433,8 @@ class PostgresIndex(Index):
                 ) from exc
 
     def _versions(self, where: str, args: Sequence[Any]) -> list[VersionRecord]:
+        if _unmatchable(args):
+            return []  # no stored text holds it
         with self._conn() as conn:
             rows = conn.execute(
                 f"SELECT {_VERSION_COLS} FROM versions WHERE {where}", args

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ._storage import CHUNK, BlobStore, BlobUpload, StorageConfigError, check_sha256
+from ._storage import (
+    CHUNK,
+    BlobStore,
+    BlobUpload,
+    StorageConfigError,
+    StorageUnavailable,
+    check_sha256,
+)
 
 __all__ = ["PART_SIZE", "S3Blobs"]
 
@@ -114,16 +121,20 @@ class S3Blobs(BlobStore):
         ep = f"?endpoint={self.endpoint}" if self.endpoint else ""
         return f"s3://{self.bucket}/{self.prefix}{ep}"
 
-    def _fail(self, exc: Exception, what: str) -> StorageConfigError:
+    def _fail(
+        self, exc: Exception, what: str, kind: type[StorageUnavailable] = StorageUnavailable
+    ) -> StorageUnavailable:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return StorageConfigError(f"S3 blob store {self.url}: cannot {what}: {detail}")
+        return kind(f"S3 blob store {self.url}: cannot {what}: {detail[:300]}")
 
     def _check_bucket(self) -> None:
         try:
             self._s3.head_bucket(Bucket=self.bucket)
         except self._errors as exc:
             raise self._fail(
-                exc, f"reach bucket {self.bucket!r} (does it exist, and do the credentials fit?)"
+                exc,
+                f"reach bucket {self.bucket!r} (does it exist, and do the credentials fit?)",
+                StorageConfigError,
             ) from None
 
     def key(self, sha256: str) -> str:
@@ -171,17 +182,20 @@ class S3Blobs(BlobStore):
         return self._size_is(sha256, None)
 
     def read_blob(self, sha256: str, start: int, end: int) -> Iterator[bytes]:
+        """The ranged GET is made here, before the first chunk is asked for: a store that is
+        gone fails the call (and the app can still answer 503), not the stream."""
         if end <= start:
-            return
+            return iter(())
         try:
             got = self._s3.get_object(
                 Bucket=self.bucket, Key=self.key(sha256), Range=f"bytes={start}-{end - 1}"
             )
         except self._errors as exc:
             raise self._fail(exc, f"read blob {sha256}") from exc
-        body = got["Body"]
+        return self._stream(sha256, got["Body"], end - start)
+
+    def _stream(self, sha256: str, body: Any, left: int) -> Iterator[bytes]:
         try:
-            left = end - start
             for chunk in body.iter_chunks(CHUNK):
                 chunk = chunk[:left]
                 left -= len(chunk)

@@ -264,3 +264,147 @@ def test_serve_refuses_a_bad_location_with_one_line(tmp_path: Path, pg_server: P
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: index URL") and "PGPASSWORD" in proc.stderr
     assert "hunter2" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- text an index cannot keep: the same answer on every backend --------------------------------
+
+_NUL_ROWS = [
+    # (method, path, JSON body as raw bytes, status, code, message fragment)
+    (
+        "POST",
+        "/api/v1/packs/acme/tools/0.1.0/yank",
+        b'{"reason": "a\\u0000b"}',
+        400,
+        "bad_json",
+        "NUL character",
+    ),
+    (
+        "POST",
+        "/api/v1/packs/acme/tools/0.1.0/yank",
+        b'{"reason": "\\ud800"}',
+        400,
+        "bad_json",
+        "unpaired surrogate",
+    ),
+    (
+        "POST",
+        "/api/v1/namespaces",
+        b'{"name": "zed", "owner": "x\\u0000"}',
+        400,
+        "bad_json",
+        "field 'owner'",
+    ),
+    (
+        "POST",
+        "/api/v1/tokens",
+        b'{"namespace": "acme", "scope": "read", "label": "\\udfff"}',
+        400,
+        "bad_json",
+        "field 'label'",
+    ),
+    ("POST", "/api/v1/tokens", b'{"\\u0000": 1}', 400, "bad_json", "a field name"),
+    ("POST", "/api/v1/namespaces", b"[" * 60_000, 400, "bad_json", "nested too deeply"),
+]
+
+
+@pytest.mark.parametrize("row", _NUL_ROWS, ids=[f"{i}" for i in range(len(_NUL_ROWS))])
+def test_unstorable_text_is_refused(
+    registry: Registry, row: tuple[str, str, bytes, int, str, str]
+) -> None:
+    method, path, body, status, code, fragment = row
+    client = httpx.Client(
+        transport=_sync(registry),
+        base_url="http://registry.test",
+        headers={"Authorization": f"Bearer {registry.admin}"},
+    )
+    with client as c:
+        assert (
+            c.put(
+                "/api/v1/packs/acme/tools/0.1.0",
+                content=make_pack("acme/tools", "0.1.0", registry.key),
+                headers={"Authorization": f"Bearer {registry.publish}"},
+            ).status_code
+            == 201
+        )
+        r = c.request(method, path, content=body, headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+    assert fragment in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("query", ["\x00", "a\x00b", "%00"])
+def test_lookups_of_unstorable_text_find_nothing(registry: Registry, query: str) -> None:
+    s = registry.storage
+    assert s.get_token(query) is None and s.get_namespace(query) is None
+    assert s.search(query, 10, 0) == [] and s.list_versions("acme", query) == []
+    with httpx.Client(transport=_sync(registry), base_url="http://registry.test") as c:
+        r = c.get("/api/v1/search", params={"q": query})
+    assert r.status_code == 200 and r.json()["results"] == [], r.text
+
+
+def _sync(registry: Registry) -> httpx.BaseTransport:
+    from regtest import SyncASGITransport
+
+    return SyncASGITransport(registry.app)
+
+
+# -- a backend that goes away: 503 storage_unavailable, bounded, then it recovers -------------
+
+
+def test_index_connections_cut_are_503_then_recover(
+    tmp_path: Path, pg_server: Postgres, s3_server: S3Server
+) -> None:
+    import psycopg
+
+    index = pg_server.new_database()
+    data = tmp_path / "d"
+    reg = setup_registry(data, storage=open_storage(data, index, s3_server.new_prefix()))
+    with httpx.Client(transport=_sync(reg), base_url="http://registry.test") as c:
+        assert c.get("/api/v1/packs/acme/tools").status_code == 404  # a pooled connection
+        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (index.rsplit("/", 1)[1],),
+            )
+        start = time.monotonic()
+        r = c.get("/api/v1/packs/acme/tools")
+        assert time.monotonic() - start < 30
+        assert (r.status_code, r.json()["error"]["code"]) == (503, "storage_unavailable"), r.text
+        assert "PostgreSQL index" in r.json()["error"]["message"]
+        assert r.headers["retry-after"] == "5"
+        assert c.get("/api/v1/packs/acme/tools").status_code == 404  # a fresh connection
+    reg.storage.close()
+
+
+@pytest.mark.slow
+def test_blob_store_gone_is_503(tmp_path: Path, pg_server: Postgres, s3_server: S3Server) -> None:
+    from backends import start_s3
+
+    own = start_s3()  # a server of its own, to stop
+    try:
+        data = tmp_path / "d"
+        reg = setup_registry(
+            data, storage=open_storage(data, pg_server.new_database(), own.new_prefix())
+        )
+        with httpx.Client(transport=_sync(reg), base_url="http://registry.test") as c:
+            put = c.put(
+                "/api/v1/packs/acme/tools/0.1.0",
+                content=make_pack("acme/tools", "0.1.0", reg.key),
+                headers={"Authorization": f"Bearer {reg.publish}"},
+            )
+            assert put.status_code == 201, put.text
+            own.stop()
+            start = time.monotonic()
+            r = c.get("/api/v1/packs/acme/tools/0.1.0/download")
+            assert time.monotonic() - start < 60  # a few retries, never a hang
+            assert (r.status_code, r.json()["error"]["code"]) == (503, "storage_unavailable")
+            assert "S3 blob store" in r.json()["error"]["message"]
+            r = c.put(
+                "/api/v1/packs/acme/tools/0.2.0",
+                content=make_pack("acme/tools", "0.2.0", reg.key),
+                headers={"Authorization": f"Bearer {reg.publish}"},
+            )
+            assert (r.status_code, r.json()["error"]["code"]) == (503, "storage_unavailable")
+            assert list(reg.storage.spool.iterdir()) == []  # the spooled upload was removed
+        assert reg.storage.get_version("acme", "tools", "0.2.0") is None
+    finally:
+        own.stop()
