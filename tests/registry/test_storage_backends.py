@@ -7,6 +7,7 @@ clear error, in bounded time."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import threading
@@ -31,6 +32,7 @@ from reflow.registry._storage import (
     VersionConflict,
     open_storage,
 )
+from reflow.registry._tuf_repo import ONLINE_DIR, TufRepository
 
 # -- the storage layer: racing writers on two connections of their own -------------------------
 
@@ -89,6 +91,7 @@ class Shared:
     a: Server
     b: Server
     trust: TrustStore
+    root_json: bytes
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +101,9 @@ def shared(
     root = tmp_path_factory.mktemp("shared")
     index, blobs = pg_server.new_database(), s3_server.new_prefix()
     reg = setup_registry(root / "a", storage=open_storage(root / "a", index, blobs))
+    # Signed metadata in the shared index; each server gets a copy of the online keys.
+    root_json = TufRepository(reg.storage, root / "a" / ONLINE_DIR).init(root / "keys")
+    shutil.copytree(root / "a" / ONLINE_DIR, root / "b" / ONLINE_DIR)
     reg.storage.close()
     env = {"REFLOW_REGISTRY_INDEX": index, "REFLOW_REGISTRY_BLOBS": blobs}
     a = Server(root / "a", free_port(), env=env).start()
@@ -109,7 +115,7 @@ def shared(
     trust = TrustStore(root / "trust")
     trust.add(reg.key.public_key())
     try:
-        yield Shared(reg, a, b, trust)
+        yield Shared(reg, a, b, trust, root_json)
     finally:
         a.stop()
         b.stop()
@@ -151,6 +157,29 @@ def test_publish_on_one_install_from_the_other(shared: Shared, tmp_path: Path) -
     assert y.status_code == 200, y.text
     doc = httpx.get(f"{shared.a.url}/api/v1/packs/acme/shared/0.1.0", timeout=30).json()
     assert doc["yanked"] is True
+
+
+@pytest.mark.slow
+def test_signed_metadata_is_shared_by_both_processes(shared: Shared, tmp_path: Path) -> None:
+    """Publish with signed metadata through A, install through B with the pinned root:
+    B serves the snapshot and timestamp A's publish made (one index), signed with the same
+    online keys."""
+    path = tmp_path / "signed.rflpack"
+    path.write_bytes(make_pack("acme/signed", "0.4.0", shared.reg.key))
+    with RegistryClient(
+        shared.a.url, token=shared.reg.publish, trust=shared.trust, cache_dir=tmp_path / "p"
+    ) as pub:
+        pub.pin_root(shared.root_json)
+        pub.publish(path, key=shared.reg.key)
+    stamps = [
+        httpx.get(f"{s.url}/tuf/timestamp.json", timeout=30).json() for s in (shared.a, shared.b)
+    ]
+    assert stamps[0]["signed"]["version"] == stamps[1]["signed"]["version"]
+    with RegistryClient(shared.b.url, trust=shared.trust, cache_dir=tmp_path / "c") as client:
+        client.pin_root(shared.root_json)
+        got = client.install("acme/signed@^0.4")
+        assert got.version == "0.4.0"
+        assert hashlib.sha256(got.path.read_bytes()).hexdigest() == got.sha256
 
 
 @pytest.mark.slow
