@@ -499,3 +499,36 @@ def test_big_blob_multipart_round_trip_in_bounded_memory(
     edge = bytes.fromhex(got["edge"])  # the 8th MiB ends with byte 7 (S3: part 1 ends there)
     assert len(edge) == 6 and edge[2] == 7
     assert got["peak"] < size // 2, got  # streamed: never the whole blob in memory
+
+
+@pytest.mark.slow
+def test_admin_commands_use_the_backends_from_the_environment(
+    tmp_path: Path, pg_server: Postgres, s3_server: S3Server
+) -> None:
+    import json
+    import os
+
+    env = {
+        **os.environ,
+        "REFLOW_REGISTRY_INDEX": pg_server.new_database(),
+        "REFLOW_REGISTRY_BLOBS": s3_server.new_prefix(),
+        "REFLOW_REGISTRY_DATA": str(tmp_path / "d"),
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "reflow.registry._cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+
+    made = cli("namespace", "create", "acme", "--owner", "team", "--json")
+    assert made.returncode == 0, made.stderr
+    tok = cli("token", "create", "--namespace", "acme", "--scope", "read", "--json")
+    assert tok.returncode == 0, tok.stderr
+    listed = json.loads(cli("namespace", "list", "--json").stdout)
+    assert [n["name"] for n in listed] == ["acme"], listed
+    # the rows are in PostgreSQL, not in an SQLite file under --data
+    assert not (tmp_path / "d" / "index.sqlite3").exists()
