@@ -16,6 +16,7 @@ same bytes) is not sent again. Downloads are ranged GETs, streamed in chunks.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -41,6 +42,10 @@ PART_SIZE = 8 << 20
 GC_GRACE = 3600.0
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_SEGMENT = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,200}")
+
+
 def _parse(url: str) -> tuple[str, str, dict[str, str]]:
     try:
         parts = urlsplit(url)
@@ -54,6 +59,17 @@ def _parse(url: str) -> tuple[str, str, dict[str, str]]:
         raise StorageConfigError(
             "blob store URL has credentials in it; pass them in AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY (or a profile) instead"
+        )
+    bucket, prefix = parts.netloc, parts.path.strip("/")  # netloc: not case-folded
+    if not _BUCKET.fullmatch(bucket):
+        raise StorageConfigError(
+            f"blob store URL: {bucket[:70]!r} is not a bucket name (3-63 lowercase letters, "
+            "digits, dots and hyphens)"
+        )
+    if prefix and not all(_SEGMENT.fullmatch(seg) for seg in prefix.split("/")):
+        raise StorageConfigError(
+            f"blob store URL: prefix {prefix[:100]!r} must be /-separated names of letters, "
+            "digits and ._- (no empty, '.' or '..' parts)"
         )
     query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     unknown = sorted(set(query) - {"endpoint", "region"})
@@ -69,7 +85,7 @@ def _parse(url: str) -> tuple[str, str, dict[str, str]]:
             raise StorageConfigError(
                 f"blob store endpoint {endpoint[:200]!r}: expected http(s)://host[:port]"
             )
-    return parts.hostname, parts.path.strip("/"), query
+    return bucket, prefix, query
 
 
 class S3Blobs(BlobStore):

@@ -237,6 +237,11 @@ def _rows(pg: Postgres, s3: S3Server) -> list[tuple[dict[str, str], str]]:
         ({"blobs": f"s3://{BUCKET}/p?endpoint={ep}&acl=public"}, "unknown option(s) acl"),
         ({"blobs": f"s3://{BUCKET}/p?endpoint=ftp://x"}, "expected http(s)://"),
         ({"blobs": f"gs://{BUCKET}/p"}, "expected s3://bucket"),
+        ({"blobs": f"s3://{BUCKET}/a/../b?endpoint={ep}"}, "no empty, '.' or '..' parts"),
+        ({"blobs": f"s3://{BUCKET}/a//b?endpoint={ep}"}, "no empty, '.' or '..' parts"),
+        ({"blobs": f"s3://{BUCKET}/a%00b?endpoint={ep}"}, "must be /-separated names"),
+        ({"blobs": f"s3://Bad_Bucket/p?endpoint={ep}"}, "is not a bucket name"),
+        ({"blobs": f"s3://MyBucket/p?endpoint={ep}"}, "'MyBucket' is not a bucket name"),
         ({"blobs": f"s3://no-such-bucket/p?endpoint={ep}"}, "reach bucket 'no-such-bucket'"),
         ({"blobs": f"s3://{BUCKET}/p?endpoint=http://127.0.0.1:{dead}"}, "reach bucket"),
     ]
@@ -252,6 +257,11 @@ _ROW_IDS = [
     "s3-unknown-option",
     "s3-bad-endpoint",
     "s3-wrong-scheme",
+    "s3-prefix-dotdot",
+    "s3-prefix-empty-part",
+    "s3-prefix-odd-character",
+    "s3-bad-bucket-name",
+    "s3-uppercase-bucket",
     "s3-no-such-bucket",
     "s3-nothing-listens",
 ]
