@@ -58,6 +58,7 @@ _SOURCES = {
     "reflow/registry/": "registry/",
     "reflow/tools/": "tools/",
     "reflow/sdk_guest/": "sdk-guest/",
+    "reflow/workflow/": "workflow/",
     "reflow/": "host/",
 }
 
