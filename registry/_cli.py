@@ -31,7 +31,8 @@ import click
 from .._errors import RegistryError
 from ..tools._term import ReflowGroup, echo, echo_json
 from ._auth import SCOPES, Authenticator
-from ._storage import BLOBS_ENV, INDEX_ENV, Storage, open_storage
+from ._storage import BLOBS_ENV, INDEX_ENV, Storage
+from ._storage_open import open_storage
 
 __all__ = ["RegistryAdminError", "main"]
 

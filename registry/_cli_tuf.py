@@ -18,7 +18,8 @@ from pathlib import Path
 import click
 
 from ..tools._term import echo, echo_json
-from ._storage import BLOBS_ENV, INDEX_ENV, open_storage
+from ._storage import BLOBS_ENV, INDEX_ENV
+from ._storage_open import open_storage
 from ._tuf_repo import ONLINE_DIR, RepositoryRefusal, TufPolicy, TufRepository, load_signer, new_key
 
 __all__ = ["tuf"]

@@ -13,7 +13,8 @@ blobs  ``_storage_files.LocalBlobs`` (default)    ``_storage_s3.S3Blobs``
     data/blobs/sha256/ab/abcd...   immutable blobs, named by their sha256
     data/tmp/                      uploads in progress (emptied at start-up)
 
-:func:`open_storage` picks the backends from ``--index`` / ``--blobs`` URLs.
+:func:`~reflow.registry._storage_open.open_storage` picks the backends from ``--index`` /
+``--blobs`` URLs; :class:`LocalStorage` lives in :mod:`._storage_sqlite`.
 
 Durability promise: a blob is spooled to a temp file, made durable under its content address
 (local: fsynced, renamed, directory fsynced; S3: one PUT or a completed multipart upload,
@@ -34,7 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from .._errors import RegistryError
 from ._semver import Version, precedence
@@ -62,7 +63,6 @@ __all__ = [
     "VariantRecord",
     "VersionConflict",
     "VersionRecord",
-    "open_storage",
 ]
 
 
@@ -536,45 +536,3 @@ def check_sha256(sha256: str) -> str:
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise ValueError(f"{sha256!r} is not a sha256 hex digest")
     return sha256
-
-
-def open_storage(data: Path, index: str | None = None, blobs: str | None = None) -> Storage:
-    """The storage a registry serves: the embedded default (SQLite + blob files under
-    ``data``) unless ``index`` (``postgresql://user@host:port/db``) or ``blobs``
-    (``s3://bucket/prefix?endpoint=...``) name other backends. ``data`` still holds what is
-    local to one process: its upload spool (and the online TUF keys)."""
-    data = Path(data).expanduser()
-    if index is None and blobs is None:
-        from ._storage_sqlite import LocalStorage
-
-        return LocalStorage(data)
-    from ._storage_files import LocalBlobs
-    from ._storage_sqlite import SQLiteIndex
-
-    data.mkdir(parents=True, exist_ok=True)
-    if blobs is None:
-        store: BlobStore = LocalBlobs(data)
-    else:
-        from ._storage_s3 import S3Blobs
-
-        store = S3Blobs(blobs, data / "tmp")
-    try:
-        if index is None:
-            idx: Index = SQLiteIndex(data / "index.sqlite3")
-        else:
-            from ._storage_pg import PostgresIndex
-
-            idx = PostgresIndex(index)
-    except BaseException:
-        store.close()
-        raise
-    return Storage(idx, store, data)
-
-
-def __getattr__(name: str) -> Any:
-    # LocalStorage lives with the SQLite index (it imports this module).
-    if name == "LocalStorage":
-        from ._storage_sqlite import LocalStorage
-
-        return LocalStorage
-    raise AttributeError(name)

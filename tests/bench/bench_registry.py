@@ -43,7 +43,9 @@ from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
 from reflow.abi._signing import generate_key, key_id, public_key_pem, sign_manifest
 from reflow.registry._auth import Authenticator
 from reflow.registry._client import RegistryClient
-from reflow.registry._storage import LocalStorage, Storage, open_storage
+from reflow.registry._storage import Storage
+from reflow.registry._storage_open import open_storage
+from reflow.registry._storage_sqlite import LocalStorage
 from reflow.registry._tuf_repo import ONLINE_DIR, TufRepository
 
 _STATIC = (

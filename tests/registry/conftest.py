@@ -15,7 +15,8 @@ import pytest
 from backends import S3_ENV, Postgres, S3Server, start_postgres, start_s3
 from regtest import Registry, setup_registry
 
-from reflow.registry._storage import Storage, open_storage
+from reflow.registry._storage import Storage
+from reflow.registry._storage_open import open_storage
 
 BACKENDS = ("local", "pg-s3")
 BACKEND_MODULES = {"test_app", "test_storage", "test_storage_backends"}

@@ -21,7 +21,8 @@ from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
 from reflow.abi._signing import generate_key, public_key_pem, sign_manifest
 from reflow.registry._app import RegistryConfig, create_app
 from reflow.registry._auth import Authenticator
-from reflow.registry._storage import LocalStorage, Storage
+from reflow.registry._storage import Storage
+from reflow.registry._storage_sqlite import LocalStorage
 
 NATIVE = "x86_64-unknown-linux-gnu"
 OTHER = "aarch64-apple-darwin"

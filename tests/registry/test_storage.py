@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from reflow.registry._storage import (
-    LocalStorage,
     Storage,
     StorageConflict,
     TokenRecord,
     VariantRecord,
     VersionRecord,
 )
+from reflow.registry._storage_sqlite import LocalStorage
 
 
 def version(

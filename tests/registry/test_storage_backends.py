@@ -30,8 +30,8 @@ from reflow.registry._storage import (
     StorageConfigError,
     StorageConflict,
     VersionConflict,
-    open_storage,
 )
+from reflow.registry._storage_open import open_storage
 from reflow.registry._tuf_repo import ONLINE_DIR, TufRepository
 
 # -- the storage layer: racing writers on two connections of their own -------------------------
@@ -454,7 +454,7 @@ def test_blob_store_gone_is_503(tmp_path: Path, pg_server: Postgres, s3_server: 
 _BIG_CHILD = r"""
 import hashlib, json, os, sys, psutil
 from pathlib import Path
-from reflow.registry._storage import open_storage
+from reflow.registry._storage_open import open_storage
 data, index, blobs, size = sys.argv[1], sys.argv[2] or None, sys.argv[3] or None, int(sys.argv[4])
 proc = psutil.Process()
 s = open_storage(Path(data), index, blobs)
