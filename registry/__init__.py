@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     )
     from ._resolver import RegistryResolver
     from ._semver import Version, VersionRange, parse_spec
-    from ._storage import LocalStorage, Storage
+    from ._storage import Storage
+    from ._storage_sqlite import LocalStorage
 
 __all__ = [
     "SCOPES",
@@ -48,7 +49,7 @@ _LAZY = {
     "SCOPES": "._auth",
     "Authenticator": "._auth",
     "InstalledPack": "._client",
-    "LocalStorage": "._storage",
+    "LocalStorage": "._storage_sqlite",
     "RegistryClient": "._client",
     "RegistryConfig": "._app",
     "RegistryResolver": "._resolver",

@@ -45,6 +45,7 @@ from ._app_tuf import namespace_metadata, tuf_file, tuf_target
 from ._auth import AuthDenied, Authenticator
 from ._storage import (
     Storage,
+    StorageUnavailable,
 )
 
 __all__ = ["APIError", "RegistryConfig", "create_app"]
@@ -77,6 +78,10 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     code = {404: "not_found", 405: "method_not_allowed"}.get(status, f"http_{status}")
     return error_response(status, code, str(getattr(exc, "detail", "")) or code)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    return error_response(503, "storage_unavailable", str(exc), {"Retry-After": "5"})
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
@@ -190,13 +195,14 @@ def create_app(
             APIError: _api_error,
             AuthDenied: _auth_denied,
             HTTPException: _http_exception,
+            StorageUnavailable: _unavailable,
             Exception: _internal,
         },
     )
-    if tuf is None and isinstance(getattr(storage, "root", None), Path):
+    if tuf is None and isinstance(storage.root, Path):
         from ._tuf_repo import ONLINE_DIR, TufRepository
 
-        tuf = TufRepository(storage, storage.root / ONLINE_DIR)  # type: ignore[attr-defined]
+        tuf = TufRepository(storage, storage.root / ONLINE_DIR)
     app.state.registry = RegistryState(
         storage, auth or Authenticator(storage, anonymous_read=config.anonymous_read), config, tuf
     )

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from email.utils import formatdate
-from pathlib import Path
 
 import anyio
 from starlette.requests import Request
@@ -17,7 +17,6 @@ from starlette.types import Receive, Scope, Send
 from ..abi._manifest import PORTABLE_TRIPLE
 from ..abi._version import ABI_VERSION
 from ._app_state import (
-    CHUNK,
     PACK_MEDIA_TYPE,
     APIError,
     base_url,
@@ -31,6 +30,7 @@ from ._app_state import (
 from ._auth import AuthDenied
 from ._openapi import openapi_document
 from ._storage import (
+    Storage,
     VariantRecord,
     VersionRecord,
 )
@@ -188,24 +188,42 @@ def _parse_range(header: str, size: int) -> tuple[int, int]:
 
 
 class _BlobResponse:
-    """Bytes ``[start, end)`` of a local blob file, streamed in chunks (HEAD: headers only)."""
+    """Bytes ``[start, end)`` of a blob, streamed in chunks from the blob store (HEAD:
+    headers only)."""
 
     def __init__(
-        self, path: Path, start: int, end: int, status: int, headers: dict[str, str]
+        self,
+        storage: Storage,
+        sha256: str,
+        start: int,
+        end: int,
+        status: int,
+        headers: dict[str, str],
     ) -> None:
-        self.path, self.start, self.end, self.status = path, start, end, status
+        self.storage, self.sha256 = storage, sha256
+        self.start, self.end, self.status = start, end, status
         self.headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
         ]
         self.headers.append((b"content-length", str(end - start).encode("ascii")))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         if scope["method"] == "HEAD" or self.start == self.end:
+            await send(
+                {"type": "http.response.start", "status": self.status, "headers": self.headers}
+            )
             await send({"type": "http.response.body", "body": b""})
             return
+        # Opened before the status line: a blob store that is gone is still a 503 answer.
+        if self.storage.local_reads:
+            chunks = self.storage.read_blob(self.sha256, self.start, self.end)
+        else:
+            chunks = await anyio.to_thread.run_sync(
+                self.storage.read_blob, self.sha256, self.start, self.end
+            )
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         # uvicorn drops writes to a client that went away without telling the app: watch
-        # for the disconnect so an abandoned download stops reading its file.
+        # for the disconnect so an abandoned download stops reading its blob.
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
@@ -214,21 +232,30 @@ class _BlobResponse:
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
-            await self._body(send)
+            await self._body(send, chunks)
             tg.cancel_scope.cancel()
 
-    async def _body(self, send: Send) -> None:
-        # Blobs are immutable local files, usually in the page cache: reading a chunk
-        # inline costs less than a hop to a worker thread per chunk.
-        with open(self.path, "rb") as fh:
-            fh.seek(self.start)
+    async def _body(self, send: Send, chunks: Iterator[bytes]) -> None:
+        # Local blobs are immutable files, usually in the page cache: reading a chunk inline
+        # costs less than a hop to a worker thread per chunk. A remote store's reads block
+        # on the network: they run in a worker thread.
+        inline = self.storage.local_reads
+        try:
             left = self.end - self.start
             while left > 0:
-                chunk = fh.read(min(CHUNK, left))
+                chunk = (
+                    next(chunks, b"")
+                    if inline
+                    else await anyio.to_thread.run_sync(next, chunks, b"")
+                )
                 if not chunk:
-                    raise RuntimeError(f"blob {self.path.name} is shorter than recorded")
+                    raise RuntimeError(f"blob {self.sha256} is shorter than recorded")
                 left -= len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
 
 async def download(request: Request) -> Response | _BlobResponse:
@@ -255,11 +282,10 @@ async def download(request: Request) -> Response | _BlobResponse:
             status_code=304,
             headers={k: v for k, v in headers.items() if k in ("ETag", "Cache-Control")},
         )
-    path = reg.storage.blob_path(variant.sha256)
     rng = request.headers.get("range")
     if_range = request.headers.get("if-range")
     if rng is not None and (if_range is None or if_range.strip() == etag):
         start, end = _parse_range(rng, variant.size)
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{variant.size}"
-        return _BlobResponse(path, start, end, 206, headers)
-    return _BlobResponse(path, 0, variant.size, 200, headers)
+        return _BlobResponse(reg.storage, variant.sha256, start, end, 206, headers)
+    return _BlobResponse(reg.storage, variant.sha256, 0, variant.size, 200, headers)

@@ -205,8 +205,30 @@ async def json_body(request: Request, limit: int = 64 << 10) -> dict[str, Any]:
         return {}
     try:
         doc = json.loads(body)
+    except RecursionError:
+        raise APIError(400, "bad_json", "the body is not JSON: nested too deeply") from None
     except ValueError as exc:
         raise APIError(400, "bad_json", f"the body is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise APIError(400, "bad_json", "the body must be a JSON object")
+    for key, value in doc.items():
+        # Text an index cannot keep (PostgreSQL has no NUL in text; UTF-8 has no lone
+        # surrogates): refused here, the same on every backend.
+        for what, text in (("a field name", key), (f"field {key[:50]!r}", value)):
+            if isinstance(text, str) and not _storable(text):
+                raise APIError(
+                    400,
+                    "bad_json",
+                    f"{what} holds a NUL character or an unpaired surrogate; expected plain text",
+                )
     return doc
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
+from ._app_read import _BlobResponse
 from ._app_state import APIError, names_of, registry_of, require
 from ._tuf_repo import MAX_NAMESPACE_METADATA, RepositoryRefusal, TufRepository
 
@@ -44,19 +45,23 @@ async def tuf_file(request: Request) -> Response:
     return Response(data, media_type="application/json", headers={"Cache-Control": cache})
 
 
-async def tuf_target(request: Request) -> Response:
+async def tuf_target(request: Request) -> _BlobResponse:
     ns, name, version = names_of(request, version=True)
     _repo(request)
     reg = registry_of(request)
     sha, _, rest = request.path_params["file"].partition(".")
     variant = rest.removesuffix(".rflpack")
     rec = reg.storage.get_version(ns, name, version)
-    found = None
+    found: dict[str, tuple[str, int]] = {}
     if rec is not None:
-        found = {"full": rec.sha256} | {v.triple: v.sha256 for v in rec.variants}
-    if found is None or found.get(variant) != sha or not rest.endswith(".rflpack"):
+        found = {"full": (rec.sha256, rec.size)} | {
+            v.triple: (v.sha256, v.size) for v in rec.variants
+        }
+    got = found.get(variant)
+    if got is None or got[0] != sha or not rest.endswith(".rflpack"):
         raise APIError(404, "not_found", "no such target")
-    return FileResponse(reg.storage.blob_path(sha), media_type="application/vnd.reflow.rflpack")
+    headers = {"Content-Type": "application/vnd.reflow.rflpack", "Accept-Ranges": "none"}
+    return _BlobResponse(reg.storage, sha, 0, got[1], 200, headers)
 
 
 async def namespace_metadata(request: Request) -> Response:

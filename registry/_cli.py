@@ -1,8 +1,12 @@
 """``reflow-registry``: run a registry and administer its data directory.
 
 ``serve`` runs the app with uvicorn on the embedded defaults (SQLite + blobs under
-``--data``). ``token``, ``key`` and ``namespace`` work directly on the data directory, so
-they need no running server (and are safe while one runs: SQLite in WAL mode). The data
+``--data``), or with the index on PostgreSQL (``--index postgresql://...``) and the blobs on
+S3-compatible storage (``--blobs s3://...``); credentials come from the backends' usual
+environment variables, never from the command line. ``token``, ``key`` and ``namespace``
+work directly on the storage (``$REFLOW_REGISTRY_INDEX`` / ``$REFLOW_REGISTRY_BLOBS`` name
+the same backends as ``serve``'s flags), so they need no running server (and are safe while
+one runs: SQLite in WAL mode, PostgreSQL transactions). The data
 directory is ``--data``, else ``$REFLOW_REGISTRY_DATA``, else ``./registry-data``. Only
 ``init`` and ``serve`` create a missing data directory; every other command refuses one, and
 a directory that holds no registry index (a typo must not start an empty registry).
@@ -18,6 +22,7 @@ import errno
 import os
 import socket
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -26,7 +31,8 @@ import click
 from .._errors import RegistryError
 from ..tools._term import ReflowGroup, echo, echo_json
 from ._auth import SCOPES, Authenticator
-from ._storage import LocalStorage
+from ._storage import BLOBS_ENV, INDEX_ENV, Storage
+from ._storage_open import open_storage
 
 __all__ = ["RegistryAdminError", "main"]
 
@@ -49,11 +55,22 @@ class _Group(ReflowGroup):
             return RegistryAdminError(str(exc))
         if isinstance(exc, (ValueError, sqlite3.Error)) and not isinstance(exc, RegistryError):
             return RegistryAdminError(str(exc))
+        psycopg = sys.modules.get("psycopg")
+        if psycopg is not None and isinstance(exc, psycopg.Error):  # a PostgreSQL index
+            return RegistryAdminError(f"the PostgreSQL index failed: {str(exc).strip()[:500]}")
         return exc
 
 
-def _storage(data: Path) -> LocalStorage:
-    """The registry in ``data``, which must exist (only ``init`` and ``serve`` create one)."""
+def _backends() -> tuple[str | None, str | None]:
+    return os.environ.get(INDEX_ENV) or None, os.environ.get(BLOBS_ENV) or None
+
+
+def _storage(data: Path) -> Storage:
+    """The registry in ``data``, which must exist (only ``init`` and ``serve`` create one),
+    or on the backends ``$REFLOW_REGISTRY_INDEX`` / ``$REFLOW_REGISTRY_BLOBS`` name."""
+    index, blobs = _backends()
+    if index is not None:
+        return open_storage(data, index, blobs)
     if not data.is_dir():
         raise RegistryAdminError(
             f"registry data directory {data} does not exist (a typo? 'reflow-registry init "
@@ -64,7 +81,7 @@ def _storage(data: Path) -> LocalStorage:
             f"{data} is not a registry data directory (it has no {_INDEX}; "
             f"'reflow-registry init --data {data}' makes it one)"
         )
-    return LocalStorage(data)
+    return open_storage(data, None, blobs)
 
 
 def _check_address(host: str, port: int) -> None:
@@ -98,7 +115,27 @@ _data = click.option(
     envvar="REFLOW_REGISTRY_DATA",
     default=Path("registry-data"),
     show_default=True,
-    help="Registry data directory (index + blobs); env REFLOW_REGISTRY_DATA.",
+    help="Registry data directory (index + blobs; with --index/--blobs: the upload spool "
+    "and online TUF keys); env REFLOW_REGISTRY_DATA.",
+)
+_index = click.option(
+    "--index",
+    "index",
+    envvar=INDEX_ENV,
+    default=None,
+    metavar="URL",
+    help="Keep the index in PostgreSQL: postgresql://user@host:port/dbname (password from "
+    f"PGPASSWORD or ~/.pgpass); default: SQLite under --data; env {INDEX_ENV}.",
+)
+_blobs = click.option(
+    "--blobs",
+    "blobs",
+    envvar=BLOBS_ENV,
+    default=None,
+    metavar="URL",
+    help="Keep pack blobs on S3-compatible storage: s3://bucket/prefix?endpoint=URL&region=R "
+    "(credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a profile); default: "
+    f"files under --data; env {BLOBS_ENV}.",
 )
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors too).")
 
@@ -146,7 +183,8 @@ def init(data: Path, as_json: bool) -> None:
         raise RegistryAdminError(
             f"{data} is not empty and holds no registry ({_INDEX}); pick an empty or new directory"
         )
-    with LocalStorage(data) as storage:
+    index, blobs = _backends()
+    with open_storage(data, index, blobs) as storage:
         root = storage.root
     if as_json:
         echo_json({"data": str(root), "created": fresh})
@@ -172,6 +210,8 @@ _POSITIVE = click.IntRange(min=1)
 
 @main.command()
 @_data
+@_index
+@_blobs
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
@@ -258,6 +298,8 @@ _POSITIVE = click.IntRange(min=1)
 )
 def serve(
     data: Path,
+    index: str | None,
+    blobs: str | None,
     host: str,
     port: int,
     max_upload: str,
@@ -274,7 +316,9 @@ def serve(
     timestamp_expiry: float,
     snapshot_expiry: float,
 ) -> None:
-    """Serve the registry in DATA over HTTP (uvicorn); creates DATA if it is missing."""
+    """Serve the registry in DATA (or on --index / --blobs) over HTTP (uvicorn); creates
+    DATA if it is missing. Several processes may serve one PostgreSQL index and one bucket,
+    each with a --data of its own holding the same online TUF keys."""
     from ._app import RegistryConfig, create_app
     from ._serve import ServerLimits
     from ._serve import serve as run_server
@@ -295,15 +339,16 @@ def serve(
         backlog=backlog,
     )
     _check_address(host, port)  # before DATA is created: a busy port leaves nothing behind
-    storage = LocalStorage(data)
-    temps, blobs = storage.collect_garbage()
-    if temps or blobs:
-        echo(f"removed {temps} abandoned upload(s) and {blobs} unreferenced blob(s)", err=True)
+    storage = open_storage(data, index, blobs)
+    temps, dropped = storage.collect_garbage()
+    if temps or dropped:
+        echo(f"removed {temps} abandoned upload(s) and {dropped} unreferenced blob(s)", err=True)
     from ._tuf_repo import ONLINE_DIR, TufPolicy, TufRepository
 
     policy = TufPolicy(timestamp=timestamp_expiry, snapshot=snapshot_expiry)
     app = create_app(storage, config, tuf=TufRepository(storage, data / ONLINE_DIR, policy))
-    echo(f"reflow registry on http://{host}:{port} (data: {storage.root})", err=True)
+    where = f"data: {storage.root}" if index is None and blobs is None else repr(storage)
+    echo(f"reflow registry on http://{host}:{port} ({where})", err=True)
     try:
         run_server(app, host=host, port=port, limits=limits, log_level=log_level)
     except SystemExit as exc:  # uvicorn gives up with sys.exit(1) (it logged why)

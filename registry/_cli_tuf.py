@@ -12,12 +12,14 @@ change reaches clients at their next refresh.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from ..tools._term import echo, echo_json
-from ._storage import LocalStorage
+from ._storage import BLOBS_ENV, INDEX_ENV
+from ._storage_open import open_storage
 from ._tuf_repo import ONLINE_DIR, RepositoryRefusal, TufPolicy, TufRepository, load_signer, new_key
 
 __all__ = ["tuf"]
@@ -35,6 +37,9 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors
 def _repo(data: Path, policy: TufPolicy | None = None) -> TufRepository:
     """The repository of the registry in ``data``, which must exist. Refusals are
     :class:`RepositoryRefusal`; ``reflow-registry`` shows them as one ``error:`` line."""
+    index, blobs = os.environ.get(INDEX_ENV) or None, os.environ.get(BLOBS_ENV) or None
+    if index is not None:  # the index on PostgreSQL: the online keys stay under data
+        return TufRepository(open_storage(data, index, blobs), data / ONLINE_DIR, policy)
     if not (data / "index.sqlite3").is_file():
         raise RepositoryRefusal(
             404,
@@ -42,7 +47,7 @@ def _repo(data: Path, policy: TufPolicy | None = None) -> TufRepository:
             f"{data} is not a registry data directory ('reflow-registry init --data {data}' "
             "makes it one)",
         )
-    return TufRepository(LocalStorage(data), data / ONLINE_DIR, policy)
+    return TufRepository(open_storage(data, None, blobs), data / ONLINE_DIR, policy)
 
 
 @click.group()

@@ -65,6 +65,7 @@ _SOURCES = {
     "reflow/server/": "server/",
     "reflow/workflow/": "workflow/",
     "reflow/sdk_guest/": "sdk-guest/",
+    "reflow/workflow/": "workflow/",
     "reflow/": "host/",
 }
 

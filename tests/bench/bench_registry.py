@@ -14,6 +14,12 @@ Also: an ``install`` of a pack that is cached and up to date, with the registry'
 metadata (TUF, a pinned root) against the same install without it (unsigned version list):
 the round trips each costs (target, issue 12: <= 3 for the metadata refresh) and the median
 time, as a ratio.
+
+``--load``: instead, 100 downloaders (each installs three versions of a 200 KB pack) and 10
+publishers (three 50 KB packs each) at once against one server; prints the errors (failed
+requests and client retries: target 0) and p50/p99 latency of installs and publishes.
+``--backend pg-s3`` runs the server on a PostgreSQL index and S3 blobs (a PostgreSQL cluster
+and s3rver started for the run, as in the tests; ``local``: SQLite + blob files).
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
 from reflow.abi._signing import generate_key, key_id, public_key_pem, sign_manifest
 from reflow.registry._auth import Authenticator
 from reflow.registry._client import RegistryClient
-from reflow.registry._storage import LocalStorage
+from reflow.registry._storage import Storage
+from reflow.registry._storage_open import open_storage
+from reflow.registry._storage_sqlite import LocalStorage
 from reflow.registry._tuf_repo import ONLINE_DIR, TufRepository
 
 _STATIC = (
@@ -132,6 +140,141 @@ def cached_installs(
     return trips, times
 
 
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def load(backend: str, downloaders: int, publishers: int) -> int:
+    """The 100-downloader + 10-publisher load on ``backend``; prints errors and p50/p99."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "registry"))
+    import backends  # the tests' PostgreSQL and s3rver fixtures, as plain functions
+
+    with tempfile.TemporaryDirectory(prefix="reflow-bench-load-") as tmp:
+        root = Path(tmp)
+        stops = []
+        env: dict[str, str] = {}
+        try:
+            index = blobs = None
+            if backend == "pg-s3":
+                os.environ.update(backends.S3_ENV)
+                pg = backends.start_postgres()
+                stops.append(pg.stop)
+                s3 = backends.start_s3()
+                stops.append(s3.stop)
+                index, blobs = pg.new_database(), s3.new_prefix()
+                env = {"REFLOW_REGISTRY_INDEX": index, "REFLOW_REGISTRY_BLOBS": blobs}
+            key = generate_key()
+            storage: Storage = open_storage(root / "data", index, blobs)
+            with storage:
+                auth = Authenticator(storage)
+                auth.create_namespace("acme", "acme")
+                storage.add_key("acme", key_id(key), public_key_pem(key))
+                _, token = auth.create_token("acme", "publish")
+            port = free_port()
+            reg = f"http://127.0.0.1:{port}"
+            cmd = [
+                sys.executable,
+                "-m",
+                "reflow.registry._cli",
+                "serve",
+                "--data",
+                str(root / "data"),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ]
+            os.environ.update(env)
+            proc = start(cmd, f"{reg}/api/v1/health")
+            stops.insert(0, lambda: (proc.terminate(), proc.wait(10)))
+            versions = ["0.1.0", "0.2.0", "0.3.0"]
+            with httpx.Client(base_url=reg, timeout=60) as c:
+                for v in versions:
+                    c.put(
+                        f"/api/v1/packs/acme/load/{v}",
+                        content=pack("acme/load", v, key, 200_000),
+                        headers={"Authorization": f"Bearer {token}"},
+                    ).raise_for_status()
+            trust = TrustStore(root / "trust")
+            trust.add(key.public_key())
+            bodies = {
+                (p, i): pack(f"acme/pub{p}", f"1.{p}.{i}", key, 50_000)
+                for p in range(publishers)
+                for i in range(3)
+            }
+            retries: list[float] = []
+            errors: list[str] = []
+            installs: list[float] = []
+            publishes: list[float] = []
+
+            def downloader(n: int) -> None:
+                with RegistryClient(
+                    reg,
+                    trust=trust,
+                    cache_dir=root / f"c{n}",
+                    sleep=retries.append,
+                    timeout=60,
+                    notify=None,
+                ) as client:
+                    for v in versions:
+                        t0 = time.perf_counter()
+                        try:
+                            client.install(f"acme/load@{v}")
+                        except Exception as exc:  # counted, not hidden
+                            errors.append(f"install: {exc}")
+                            continue
+                        installs.append((time.perf_counter() - t0) * 1000)
+
+            def publisher(p: int) -> None:
+                with RegistryClient(
+                    reg,
+                    token=token,
+                    trust=trust,
+                    cache_dir=root / f"p{p}",
+                    sleep=retries.append,
+                    timeout=60,
+                    notify=None,
+                ) as client:
+                    for i in range(3):
+                        path = root / f"pub{p}-{i}.rflpack"
+                        path.write_bytes(bodies[(p, i)])
+                        t0 = time.perf_counter()
+                        try:
+                            client.publish(path)
+                        except Exception as exc:
+                            errors.append(f"publish: {exc}")
+                            continue
+                        publishes.append((time.perf_counter() - t0) * 1000)
+
+            t0 = time.monotonic()
+            with ThreadPoolExecutor(max_workers=downloaders + publishers) as pool:
+                futures = [pool.submit(downloader, n) for n in range(downloaders)]
+                futures += [pool.submit(publisher, p) for p in range(publishers)]
+                for f in futures:
+                    f.result(timeout=600)
+            wall = time.monotonic() - t0
+        finally:
+            for stop in stops:
+                stop()
+    print(
+        f"load on backend {backend}: {downloaders} downloaders x 3 installs + "
+        f"{publishers} publishers x 3 publishes, {wall:.1f} s"
+    )
+    print(f"  errors {len(errors)}, client retries {len(retries)}  (target 0)")
+    for label, values in (("install", installs), ("publish", publishes)):
+        if values:
+            print(
+                f"  {label:<8} n={len(values):4d}  p50 {_pct(values, 0.5):8.1f} ms  "
+                f"p99 {_pct(values, 0.99):8.1f} ms"
+            )
+    for e in errors[:5]:
+        print("  error:", e[:300])
+    return 1 if errors or retries else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mb", type=float, default=20)
@@ -141,7 +284,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a 1 MB pack, one download each: checks it runs, measures nothing",
     )
+    ap.add_argument(
+        "--load",
+        action="store_true",
+        help="100 downloaders + 10 publishers at once: errors and p50/p99 latency",
+    )
+    ap.add_argument(
+        "--backend",
+        choices=("local", "pg-s3"),
+        default="local",
+        help="storage for --load: SQLite + files, or PostgreSQL + S3 (s3rver)",
+    )
+    ap.add_argument("--downloaders", type=int, default=100, help="for --load")
+    ap.add_argument("--publishers", type=int, default=10, help="for --load")
     opts = ap.parse_args(argv)
+    if opts.load:
+        return load(opts.backend, opts.downloaders, opts.publishers)
     if opts.smoke:
         opts.size_mb, opts.repeat = 1, 1
     procs: list[subprocess.Popen[bytes]] = []

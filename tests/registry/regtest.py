@@ -21,7 +21,8 @@ from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
 from reflow.abi._signing import generate_key, public_key_pem, sign_manifest
 from reflow.registry._app import RegistryConfig, create_app
 from reflow.registry._auth import Authenticator
-from reflow.registry._storage import LocalStorage
+from reflow.registry._storage import Storage
+from reflow.registry._storage_sqlite import LocalStorage
 
 NATIVE = "x86_64-unknown-linux-gnu"
 OTHER = "aarch64-apple-darwin"
@@ -75,7 +76,7 @@ def make_pack(
 class Registry:
     """An in-process registry: storage, auth, the app and tokens for namespace ``acme``."""
 
-    storage: LocalStorage
+    storage: Storage
     auth: Authenticator
     app: Any
     key: Ed25519PrivateKey
@@ -94,9 +95,14 @@ class Registry:
 
 
 def setup_registry(
-    root: Path, *, max_upload: int = 8 << 20, anonymous_read: bool = True
+    root: Path,
+    *,
+    max_upload: int = 8 << 20,
+    anonymous_read: bool = True,
+    storage: Storage | None = None,
 ) -> Registry:
-    storage = LocalStorage(root)
+    """A prepared registry on ``storage`` (default: the embedded one under ``root``)."""
+    storage = storage if storage is not None else LocalStorage(root)
     auth = Authenticator(storage, anonymous_read=anonymous_read)
     auth.create_namespace("acme", "acme team")
     auth.create_namespace("other", "other team")
@@ -130,13 +136,15 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     max_upload: int = 8 << 20
+    #: Extra environment (``REFLOW_REGISTRY_INDEX`` / ``REFLOW_REGISTRY_BLOBS``: backends).
+    env: dict[str, str] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Server:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         log = self.data.parent / f"server-{self.port}.log"
         with log.open("ab") as err:
             self.proc = subprocess.Popen(

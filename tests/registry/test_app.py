@@ -200,11 +200,11 @@ def test_private_registry_needs_read_token(tmp_path: Path) -> None:
 
 
 def test_failed_publish_leaves_nothing(registry: Registry) -> None:
-    before = set(registry.storage.iter_blob_files())
+    before = set(registry.storage.list_blobs())
     r = publish(registry, body_for("tampered-member", registry.key), "0.2.0")
     assert r.status_code == 422
-    assert set(registry.storage.iter_blob_files()) == before
-    assert list(registry.storage.tmp.iterdir()) == []
+    assert set(registry.storage.list_blobs()) == before
+    assert list(registry.storage.spool.iterdir()) == []
 
 
 @pytest.mark.parametrize("row", FAILURE_TABLE, ids=[r.id for r in FAILURE_TABLE])

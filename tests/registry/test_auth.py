@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reflow.registry._auth import AuthDenied, Authenticator, parse_token
-from reflow.registry._storage import LocalStorage
+from reflow.registry._storage_sqlite import LocalStorage
 
 
 class Clock:

@@ -26,7 +26,8 @@ from reflow.abi._bundle import BundleLimits, read_bundle
 from reflow.abi._manifest import PORTABLE_TRIPLE
 from reflow.registry._auth import AuthDenied, Authenticator
 from reflow.registry._semver import Version, VersionRange, pick_version, precedence
-from reflow.registry._storage import LocalStorage, VersionConflict
+from reflow.registry._storage import VersionConflict
+from reflow.registry._storage_sqlite import LocalStorage
 
 V = "/api/v1/packs/acme/tools"
 

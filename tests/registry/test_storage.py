@@ -1,24 +1,27 @@
-"""reflow.registry._storage: the SQLite index and the content-addressed blob store."""
+"""reflow.registry._storage: the index and the content-addressed blob store, on every backend
+(``backend``: SQLite + blob files, PostgreSQL + S3; see conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from reflow.registry._storage import (
-    LocalStorage,
+    Storage,
     StorageConflict,
     TokenRecord,
     VariantRecord,
     VersionRecord,
 )
+from reflow.registry._storage_sqlite import LocalStorage
 
 
 def version(
-    storage: LocalStorage,
+    storage: Storage,
     ver: str,
     name: str = "tools",
     yanked: bool = False,
@@ -47,33 +50,47 @@ def version(
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> LocalStorage:
-    s = LocalStorage(tmp_path / "data")
+def storage(tmp_path: Path, storage_factory: Callable[[Path], Storage]) -> Storage:
+    s = storage_factory(tmp_path / "data")
     s.create_namespace("acme", "team")
+    if not isinstance(s, LocalStorage):  # S3: no grace period for the GC test
+        s.blob_store.gc_grace = 0.0  # type: ignore[attr-defined]
     return s
 
 
-def test_blob_is_content_addressed_and_durable(storage: LocalStorage) -> None:
+def drop_blob(storage: Storage, sha: str) -> None:
+    if isinstance(storage, LocalStorage):
+        storage.blob_path(sha).unlink()
+    else:
+        storage.blob_store.delete_blob(sha)  # type: ignore[attr-defined]
+
+
+def test_blob_is_content_addressed_and_durable(storage: Storage) -> None:
     sha = storage.put_blob(b"hello")
     assert sha == hashlib.sha256(b"hello").hexdigest()
-    assert storage.blob_path(sha).read_bytes() == b"hello"
+    assert b"".join(storage.read_blob(sha, 0, 5)) == b"hello"
+    assert b"".join(storage.read_blob(sha, 1, 4)) == b"ell"  # a range
     assert storage.put_blob(b"hello") == sha  # same content, same blob
-    assert list(storage.tmp.iterdir()) == []
+    assert storage.list_blobs() == [sha]
+    assert list(storage.spool.iterdir()) == []
 
 
-def test_upload_discard_leaves_nothing(storage: LocalStorage) -> None:
+def test_upload_discard_leaves_nothing(storage: Storage) -> None:
     up = storage.new_upload()
     up.write(b"partial")
     up.discard()
-    assert list(storage.tmp.iterdir()) == [] and list(storage.iter_blob_files()) == []
+    assert list(storage.spool.iterdir()) == [] and storage.list_blobs() == []
 
 
-def test_blob_address_rejects_non_digests(storage: LocalStorage) -> None:
-    with pytest.raises(ValueError):
-        storage.blob_path("../../etc/passwd")
+def test_blob_address_rejects_non_digests(storage: Storage) -> None:
+    for bad in ("../../etc/passwd", "A" * 64, "0" * 63):
+        with pytest.raises(ValueError, match="not a sha256"):
+            storage.has_blob(bad)
+        with pytest.raises(ValueError, match="not a sha256"):
+            list(storage.read_blob(bad, 0, 1))
 
 
-def test_version_round_trip_and_conflict(storage: LocalStorage) -> None:
+def test_version_round_trip_and_conflict(storage: Storage) -> None:
     rec = version(storage, "0.1.0")
     storage.add_version(rec)
     got = storage.get_version("acme", "tools", "0.1.0")
@@ -82,15 +99,15 @@ def test_version_round_trip_and_conflict(storage: LocalStorage) -> None:
         storage.add_version(version(storage, "0.1.0"))
 
 
-def test_row_needs_committed_blobs(storage: LocalStorage) -> None:
+def test_row_needs_committed_blobs(storage: Storage) -> None:
     rec = version(storage, "0.1.0")
-    storage.blob_path(rec.sha256).unlink()
+    drop_blob(storage, rec.sha256)
     with pytest.raises(ValueError, match="not committed"):
         storage.add_version(rec)
     assert storage.get_version("acme", "tools", "0.1.0") is None
 
 
-def test_versions_sorted_by_semver(storage: LocalStorage) -> None:
+def test_versions_sorted_by_semver(storage: Storage) -> None:
     for v in ["0.10.0", "0.2.0", "1.0.0-rc.1", "1.0.0"]:
         storage.add_version(version(storage, v))
     assert [r.version for r in storage.list_versions("acme", "tools")] == [
@@ -101,7 +118,7 @@ def test_versions_sorted_by_semver(storage: LocalStorage) -> None:
     ]
 
 
-def test_yank_and_search(storage: LocalStorage) -> None:
+def test_yank_and_search(storage: Storage) -> None:
     storage.add_version(version(storage, "0.1.0"))
     storage.add_version(version(storage, "0.2.0"))
     storage.add_version(version(storage, "0.3.0-rc.1"))
@@ -115,7 +132,7 @@ def test_yank_and_search(storage: LocalStorage) -> None:
     assert storage.search("100%_", 10, 0) == []  # LIKE wildcards are escaped
 
 
-def test_garbage_collection_removes_orphans_only(storage: LocalStorage) -> None:
+def test_garbage_collection_removes_orphans_only(storage: Storage) -> None:
     rec = version(storage, "0.1.0")
     storage.add_version(rec)
     orphan = storage.put_blob(b"orphan")
@@ -127,7 +144,7 @@ def test_garbage_collection_removes_orphans_only(storage: LocalStorage) -> None:
     assert storage.has_blob(rec.sha256) and storage.has_blob(rec.variants[0].sha256)
 
 
-def test_tokens_namespaces_keys(storage: LocalStorage) -> None:
+def test_tokens_namespaces_keys(storage: Storage) -> None:
     with pytest.raises(StorageConflict):
         storage.create_namespace("acme", "someone")
     rec = TokenRecord("ab" * 8, "0" * 64, "acme", "read", "x", time.time(), None)
