@@ -65,7 +65,6 @@ _SOURCES = {
     "reflow/server/": "server/",
     "reflow/workflow/": "workflow/",
     "reflow/sdk_guest/": "sdk-guest/",
-    "reflow/workflow/": "workflow/",
     "reflow/": "host/",
 }
 
