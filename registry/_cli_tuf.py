@@ -13,6 +13,8 @@ change reaches clients at their next refresh.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -31,12 +33,29 @@ _keys = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory of the offline keys (root.pem, targets.pem).",
 )
+_data = click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="REFLOW_REGISTRY_DATA",
+    default=Path("registry-data"),
+    help="The registry's data directory.",
+)
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors too).")
 
 
-def _repo(data: Path, policy: TufPolicy | None = None) -> TufRepository:
-    """The repository of the registry in ``data``, which must exist. Refusals are
-    :class:`RepositoryRefusal`; ``reflow-registry`` shows them as one ``error:`` line."""
+@contextmanager
+def _repo(data: Path, policy: TufPolicy | None = None) -> Iterator[TufRepository]:
+    """The repository of the registry in ``data``, which must exist, closed afterwards.
+    Refusals are :class:`RepositoryRefusal`; ``reflow-registry`` shows them as one ``error:``
+    line."""
+    repo = _open(data, policy)
+    try:
+        yield repo
+    finally:
+        repo.storage.close()
+
+
+def _open(data: Path, policy: TufPolicy | None) -> TufRepository:
     index, blobs = os.environ.get(INDEX_ENV) or None, os.environ.get(BLOBS_ENV) or None
     if index is not None:  # the index on PostgreSQL: the online keys stay under data
         return TufRepository(open_storage(data, index, blobs), data / ONLINE_DIR, policy)
@@ -56,12 +75,7 @@ def tuf() -> None:
 
 
 @tuf.command("init")
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="REFLOW_REGISTRY_DATA",
-    default=Path("registry-data"),
-)
+@_data
 @_keys
 @click.option(
     "--root-expiry", default=365 * 86400, type=click.FloatRange(min=60), show_default=True
@@ -69,11 +83,8 @@ def tuf() -> None:
 @_json
 def tuf_init(data: Path, keys: Path, root_expiry: float, as_json: bool) -> None:
     """Start signing this registry's metadata; write the offline keys to --keys."""
-    repo = _repo(data, TufPolicy(root=root_expiry, targets=root_expiry))
-    try:
+    with _repo(data, TufPolicy(root=root_expiry, targets=root_expiry)) as repo:
         root = repo.init(keys)
-    finally:
-        repo.storage.close()
     (keys / "root.json").write_bytes(root)
     if as_json:
         echo_json({"root": str(keys / "root.json"), "keys": str(keys)})
@@ -85,22 +96,14 @@ def tuf_init(data: Path, keys: Path, root_expiry: float, as_json: bool) -> None:
 
 
 @tuf.command("delegate")
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="REFLOW_REGISTRY_DATA",
-    default=Path("registry-data"),
-)
+@_data
 @_keys
 @_json
 def tuf_delegate(data: Path, keys: Path, as_json: bool) -> None:
     """Re-sign the namespace delegations to the publisher keys registered now (after 'key
     add' or 'key remove': rotation and revocation)."""
-    repo = _repo(data)
-    try:
+    with _repo(data) as repo:
         version = repo.delegate(load_signer(keys / "targets.pem"))
-    finally:
-        repo.storage.close()
     if as_json:
         echo_json({"targets_version": version})
         return
@@ -108,12 +111,7 @@ def tuf_delegate(data: Path, keys: Path, as_json: bool) -> None:
 
 
 @tuf.command("rotate-root")
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="REFLOW_REGISTRY_DATA",
-    default=Path("registry-data"),
-)
+@_data
 @_keys
 @click.option(
     "--new-keys",
@@ -124,16 +122,14 @@ def tuf_delegate(data: Path, keys: Path, as_json: bool) -> None:
 @_json
 def tuf_rotate_root(data: Path, keys: Path, new_keys: Path, as_json: bool) -> None:
     """Replace the root key: root N+1, signed by the old and the new key."""
-    repo = _repo(data)
-    try:
+    with _repo(data) as repo:
         old = load_signer(keys / "root.pem")
         new_keys.mkdir(parents=True, exist_ok=True)
-        fresh = new_key(new_keys / "root.pem")
+        try:
+            fresh = new_key(new_keys / "root.pem")
+        except FileExistsError as exc:
+            raise RepositoryRefusal(409, "key_exists", f"{new_keys}/root.pem exists") from exc
         root = repo.rotate_root([old], [fresh])
-    except FileExistsError as exc:
-        raise RepositoryRefusal(409, "key_exists", f"{new_keys}/root.pem exists") from exc
-    finally:
-        repo.storage.close()
     (new_keys / "root.json").write_bytes(root)
     if as_json:
         echo_json({"root": str(new_keys / "root.json")})

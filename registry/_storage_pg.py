@@ -14,30 +14,28 @@ reads ``PGPASSWORD``, ``~/.pgpass`` or ``PGPASSFILE``, like every PostgreSQL cli
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._semver import precedence
 from ._storage import (
-    Index,
-    KeyRecord,
-    NamespaceRecord,
     StorageConfigError,
     StorageConflict,
     StorageUnavailable,
-    TokenRecord,
     VariantRecord,
-    VersionConflict,
     VersionRecord,
-    like_pattern,
-    newest_per_pack,
-    sort_key,
+)
+from ._storage_sql import (
+    VERSION_COLS,
+    VERSION_VALUES,
+    SqlIndex,
+    check_precedence,
+    variant_rows,
+    version_record,
+    version_row,
 )
 
 __all__ = ["PostgresIndex", "redact"]
@@ -77,14 +75,6 @@ CREATE TABLE IF NOT EXISTS tuf_metadata (
     PRIMARY KEY (role, version));
 """
 
-_TOKEN_COLS = (
-    "token_id, secret_sha256, namespace, scope, label, created_at, expires_at, revoked, parent_id"
-)
-_VERSION_COLS = (
-    "namespace, name, version, sha256, size, manifest, signature, key_id, abi, "
-    "description, templates, triples, published_at, published_by, yanked, yank_reason"
-)
-
 
 def redact(url: str) -> str:
     """``url`` without any password (for messages)."""
@@ -116,6 +106,11 @@ def _check_url(url: str) -> None:
         )
 
 
+def _pg(sql: str) -> str:
+    """A statement written with ``?`` placeholders (see ``_storage_sql``) in psycopg's style."""
+    return sql.replace("?", "%s")
+
+
 def _unmatchable(args: Sequence[Any]) -> bool:
     """Whether a text argument holds what PostgreSQL text cannot (NUL, lone surrogates):
     nothing stored can equal or contain it."""
@@ -130,9 +125,11 @@ def _unmatchable(args: Sequence[Any]) -> bool:
     return False
 
 
-class PostgresIndex(Index):
+class PostgresIndex(SqlIndex):
     """The index in the PostgreSQL database at ``url`` (libpq URL, no password in it).
     Holds up to ``pool_size`` connections, opened as needed."""
+
+    _COLLATE = ' COLLATE "C"'
 
     def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 10.0) -> None:
         _check_url(url)
@@ -228,123 +225,17 @@ class PostgresIndex(Index):
         if _unmatchable(args):
             return []
         with self._conn() as conn:
-            return list(conn.execute(sql, args).fetchall())
+            return list(conn.execute(_pg(sql), args).fetchall())
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> int:
         if _unmatchable(args):
             raise ValueError("PostgreSQL text cannot hold NUL characters or unpaired surrogates")
         with self._conn() as conn:
             try:
-                cur = conn.execute(sql, args)
+                cur = conn.execute(_pg(sql), args)
             except self._psycopg.errors.IntegrityError as exc:
                 raise StorageConflict(str(exc).strip()) from exc
             return int(cur.rowcount)
-
-    def used_blobs(self) -> set[str]:
-        used = {r[0] for r in self._query("SELECT sha256 FROM versions")}
-        return used | {r[0] for r in self._query("SELECT sha256 FROM variants")}
-
-    # -- namespaces and keys ----------------------------------------------------------------
-    def create_namespace(self, name: str, owner: str) -> NamespaceRecord:
-        rec = NamespaceRecord(name, owner, time.time())
-        self._write("INSERT INTO namespaces VALUES (%s, %s, %s)", (name, owner, rec.created_at))
-        return rec
-
-    def get_namespace(self, name: str) -> NamespaceRecord | None:
-        rows = self._query(
-            "SELECT name, owner, created_at FROM namespaces WHERE name = %s", (name,)
-        )
-        return NamespaceRecord(*rows[0]) if rows else None
-
-    def list_namespaces(self) -> list[NamespaceRecord]:
-        return [
-            NamespaceRecord(*r)
-            for r in self._query(
-                'SELECT name, owner, created_at FROM namespaces ORDER BY name COLLATE "C"'
-            )
-        ]
-
-    def add_key(self, namespace: str, key_id: str, pem: bytes) -> KeyRecord:
-        rec = KeyRecord(namespace, key_id, pem, time.time())
-        self._write(
-            "INSERT INTO keys VALUES (%s, %s, %s, %s) ON CONFLICT (namespace, key_id) "
-            "DO UPDATE SET pem = EXCLUDED.pem, added_at = EXCLUDED.added_at",
-            (namespace, key_id, pem, rec.added_at),
-        )
-        return rec
-
-    def list_keys(self, namespace: str) -> list[KeyRecord]:
-        return [
-            KeyRecord(r[0], r[1], bytes(r[2]), r[3])
-            for r in self._query(
-                "SELECT namespace, key_id, pem, added_at FROM keys WHERE namespace = %s "
-                'ORDER BY key_id COLLATE "C"',
-                (namespace,),
-            )
-        ]
-
-    def remove_key(self, namespace: str, key_id: str) -> bool:
-        return (
-            self._write(
-                "DELETE FROM keys WHERE namespace = %s AND key_id = %s", (namespace, key_id)
-            )
-            > 0
-        )
-
-    # -- tokens -----------------------------------------------------------------------------
-    def add_token(self, record: TokenRecord) -> None:
-        r = record
-        self._write(
-            f"INSERT INTO tokens ({_TOKEN_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                r.token_id,
-                r.secret_sha256,
-                r.namespace,
-                r.scope,
-                r.label,
-                r.created_at,
-                r.expires_at,
-                int(r.revoked),
-                r.parent_id,
-            ),
-        )
-
-    @staticmethod
-    def _token(row: tuple[Any, ...]) -> TokenRecord:
-        return TokenRecord(
-            token_id=row[0],
-            secret_sha256=row[1],
-            namespace=row[2],
-            scope=row[3],
-            label=row[4],
-            created_at=row[5],
-            expires_at=row[6],
-            revoked=bool(row[7]),
-            parent_id=row[8],
-        )
-
-    def get_token(self, token_id: str) -> TokenRecord | None:
-        rows = self._query(f"SELECT {_TOKEN_COLS} FROM tokens WHERE token_id = %s", (token_id,))
-        return self._token(rows[0]) if rows else None
-
-    def list_tokens(self) -> list[TokenRecord]:
-        return [
-            self._token(r)
-            for r in self._query(f"SELECT {_TOKEN_COLS} FROM tokens ORDER BY created_at")
-        ]
-
-    def revoke_token(self, token_id: str) -> bool:
-        # UNION (not UNION ALL) stops at a token already seen, so even a cycle ends.
-        return (
-            self._write(
-                "UPDATE tokens SET revoked = 1 WHERE token_id IN ("
-                "WITH RECURSIVE tree(id) AS (SELECT token_id FROM tokens WHERE token_id = %s "
-                "UNION SELECT t.token_id FROM tokens t JOIN tree ON t.parent_id = tree.id) "
-                "SELECT id FROM tree)",
-                (token_id,),
-            )
-            > 0
-        )
 
     # -- signed metadata ----------------------------------------------------------------------
     def put_metadata(self, files: Sequence[tuple[str, int, bytes]]) -> None:
@@ -357,20 +248,6 @@ class PostgresIndex(Index):
                     )
             except self._psycopg.errors.IntegrityError as exc:
                 raise StorageConflict(f"signed metadata version exists: {exc}") from exc
-
-    def get_metadata(self, role: str, version: int | None = None) -> tuple[int, bytes] | None:
-        if version is None:
-            rows = self._query(
-                "SELECT version, data FROM tuf_metadata WHERE role = %s "
-                "ORDER BY version DESC LIMIT 1",
-                (role,),
-            )
-        else:
-            rows = self._query(
-                "SELECT version, data FROM tuf_metadata WHERE role = %s AND version = %s",
-                (role, int(version)),
-            )
-        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
 
     # -- versions ---------------------------------------------------------------------------
     def add_version(self, record: VersionRecord) -> None:
@@ -385,47 +262,20 @@ class PostgresIndex(Index):
                         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                         (f"{r.namespace}/{r.name}",),
                     )
-                    mine = precedence(r.version)
-                    for (other,) in conn.execute(
+                    published = conn.execute(
                         "SELECT version FROM versions WHERE namespace = %s AND name = %s",
                         (r.namespace, r.name),
-                    ).fetchall():
-                        if other != r.version and mine is not None and precedence(other) == mine:
-                            raise VersionConflict(
-                                f"{r.namespace}/{r.name} {other} is already published, and "
-                                f"{r.version} has the same version precedence",
-                                other,
-                            )
+                    ).fetchall()
+                    check_precedence(r, (v for (v,) in published))
                     conn.execute(
-                        f"INSERT INTO versions ({_VERSION_COLS}) VALUES "
-                        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                        (
-                            r.namespace,
-                            r.name,
-                            r.version,
-                            r.sha256,
-                            r.size,
-                            r.manifest,
-                            r.signature,
-                            r.key_id,
-                            r.abi,
-                            r.description,
-                            json.dumps(list(r.templates)),
-                            json.dumps(list(r.triples)),
-                            r.published_at,
-                            r.published_by,
-                            int(r.yanked),
-                            r.yank_reason,
-                        ),
+                        f"INSERT INTO versions ({VERSION_COLS}) VALUES {_pg(VERSION_VALUES)}",
+                        version_row(r),
                     )
                     if r.variants:
                         with conn.cursor() as cur:
                             cur.executemany(
                                 "INSERT INTO variants VALUES (%s, %s, %s, %s, %s, %s)",
-                                [
-                                    (r.namespace, r.name, r.version, v.triple, v.sha256, v.size)
-                                    for v in r.variants
-                                ],
+                                variant_rows(r),
                             )
             except errors.IntegrityError as exc:
                 raise StorageConflict(
@@ -437,7 +287,7 @@ class PostgresIndex(Index):
             return []  # no stored text holds it
         with self._conn() as conn:
             rows = conn.execute(
-                f"SELECT {_VERSION_COLS} FROM versions WHERE {where}", args
+                f"SELECT {VERSION_COLS} FROM versions WHERE {_pg(where)}", args
             ).fetchall()
             if not rows:
                 return []
@@ -450,59 +300,4 @@ class PostgresIndex(Index):
                 ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
             ).fetchall():
                 found.setdefault((ns, name, ver), []).append(VariantRecord(triple, sha, size))
-        return [
-            VersionRecord(
-                namespace=row[0],
-                name=row[1],
-                version=row[2],
-                sha256=row[3],
-                size=row[4],
-                manifest=bytes(row[5]),
-                signature=bytes(row[6]),
-                key_id=row[7],
-                abi=row[8],
-                description=row[9],
-                templates=tuple(json.loads(row[10])),
-                triples=tuple(json.loads(row[11])),
-                published_at=row[12],
-                published_by=row[13],
-                yanked=bool(row[14]),
-                yank_reason=row[15],
-                variants=tuple(found.get((row[0], row[1], row[2]), ())),
-            )
-            for row in rows
-        ]
-
-    def get_version(self, namespace: str, name: str, version: str) -> VersionRecord | None:
-        found = self._versions(
-            "namespace = %s AND name = %s AND version = %s", (namespace, name, version)
-        )
-        return found[0] if found else None
-
-    def list_versions(self, namespace: str, name: str) -> list[VersionRecord]:
-        found = self._versions("namespace = %s AND name = %s", (namespace, name))
-        return sorted(found, key=lambda r: sort_key(r.version))
-
-    def find_versions(self, name: str, version: str) -> list[VersionRecord]:
-        return self._versions("name = %s AND version = %s", (name, version))
-
-    def set_yanked(
-        self, namespace: str, name: str, version: str, yanked: bool, reason: str = ""
-    ) -> bool:
-        return (
-            self._write(
-                "UPDATE versions SET yanked = %s, yank_reason = %s WHERE namespace = %s AND "
-                "name = %s AND version = %s",
-                (int(yanked), reason if yanked else "", namespace, name, version),
-            )
-            > 0
-        )
-
-    def search(self, query: str, limit: int, offset: int) -> list[VersionRecord]:
-        like = like_pattern(query)
-        rows = self._versions(
-            "yanked = 0 AND (lower(namespace || '/' || name) LIKE %s ESCAPE '\\' OR "
-            "lower(description) LIKE %s ESCAPE '\\' OR lower(templates) LIKE %s ESCAPE '\\')",
-            (like, like, like),
-        )
-        return newest_per_pack(rows, limit, offset)
+        return [version_record(row, found.get((row[0], row[1], row[2]), ())) for row in rows]

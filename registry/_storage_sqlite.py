@@ -5,33 +5,31 @@ plus :class:`~reflow.registry._storage_files.LocalBlobs` under one data director
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._semver import precedence
 from ._storage import (
-    Index,
-    KeyRecord,
-    NamespaceRecord,
     Storage,
     StorageConflict,
-    TokenRecord,
     VariantRecord,
-    VersionConflict,
     VersionRecord,
     _full,
     _no_room,
-    like_pattern,
-    newest_per_pack,
-    sort_key,
 )
 from ._storage_files import LocalBlobs
+from ._storage_sql import (
+    VERSION_COLS,
+    VERSION_VALUES,
+    SqlIndex,
+    check_precedence,
+    variant_rows,
+    version_record,
+    version_row,
+)
 
 __all__ = ["LocalStorage", "SQLiteIndex"]
 
@@ -63,17 +61,8 @@ CREATE TABLE IF NOT EXISTS tuf_metadata (
     PRIMARY KEY (role, version));
 """
 
-_TOKEN_COLS = (
-    "token_id, secret_sha256, namespace, scope, label, created_at, expires_at, revoked, parent_id"
-)
-_VERSION_COLS = (
-    "namespace, name, version, sha256, size, manifest, signature, key_id, abi, "
-    "description, templates, triples, published_at, published_by, yanked, "
-    "yank_reason"
-)
 
-
-class SQLiteIndex(Index):
+class SQLiteIndex(SqlIndex):
     """The index in the SQLite file ``path`` (created, or migrated, if needed)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -134,105 +123,6 @@ class SQLiteIndex(Index):
                 raise StorageConflict(str(exc)) from exc
             return cur.rowcount
 
-    def used_blobs(self) -> set[str]:
-        used = {r[0] for r in self._query("SELECT sha256 FROM versions")}
-        return used | {r[0] for r in self._query("SELECT sha256 FROM variants")}
-
-    # -- namespaces and keys ----------------------------------------------------------------
-    def create_namespace(self, name: str, owner: str) -> NamespaceRecord:
-        rec = NamespaceRecord(name, owner, time.time())
-        self._write("INSERT INTO namespaces VALUES (?, ?, ?)", (name, owner, rec.created_at))
-        return rec
-
-    def get_namespace(self, name: str) -> NamespaceRecord | None:
-        rows = self._query("SELECT name, owner, created_at FROM namespaces WHERE name = ?", (name,))
-        return NamespaceRecord(*rows[0]) if rows else None
-
-    def list_namespaces(self) -> list[NamespaceRecord]:
-        return [
-            NamespaceRecord(*r)
-            for r in self._query("SELECT name, owner, created_at FROM namespaces ORDER BY name")
-        ]
-
-    def add_key(self, namespace: str, key_id: str, pem: bytes) -> KeyRecord:
-        rec = KeyRecord(namespace, key_id, pem, time.time())
-        self._write(
-            "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?)",
-            (namespace, key_id, pem, rec.added_at),
-        )
-        return rec
-
-    def list_keys(self, namespace: str) -> list[KeyRecord]:
-        return [
-            KeyRecord(r[0], r[1], bytes(r[2]), r[3])
-            for r in self._query(
-                "SELECT namespace, key_id, pem, added_at FROM keys WHERE namespace = ? "
-                "ORDER BY key_id",
-                (namespace,),
-            )
-        ]
-
-    def remove_key(self, namespace: str, key_id: str) -> bool:
-        return (
-            self._write("DELETE FROM keys WHERE namespace = ? AND key_id = ?", (namespace, key_id))
-            > 0
-        )
-
-    # -- tokens -----------------------------------------------------------------------------
-    def add_token(self, record: TokenRecord) -> None:
-        r = record
-        self._write(
-            f"INSERT INTO tokens ({_TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                r.token_id,
-                r.secret_sha256,
-                r.namespace,
-                r.scope,
-                r.label,
-                r.created_at,
-                r.expires_at,
-                int(r.revoked),
-                r.parent_id,
-            ),
-        )
-
-    def _token(self, row: tuple[Any, ...]) -> TokenRecord:
-        return TokenRecord(
-            token_id=row[0],
-            secret_sha256=row[1],
-            namespace=row[2],
-            scope=row[3],
-            label=row[4],
-            created_at=row[5],
-            expires_at=row[6],
-            revoked=bool(row[7]),
-            parent_id=row[8],
-        )
-
-    def get_token(self, token_id: str) -> TokenRecord | None:
-        rows = self._query(f"SELECT {_TOKEN_COLS} FROM tokens WHERE token_id = ?", (token_id,))
-        return self._token(rows[0]) if rows else None
-
-    def list_tokens(self) -> list[TokenRecord]:
-        return [
-            self._token(r)
-            for r in self._query(f"SELECT {_TOKEN_COLS} FROM tokens ORDER BY created_at")
-        ]
-
-    def revoke_token(self, token_id: str) -> bool:
-        # UNION (not UNION ALL) stops at a token already seen, so even a cycle ends.
-        # (The statement starts with UPDATE so sqlite3 reports its rowcount.)
-        return (
-            self._write(
-                "UPDATE tokens SET revoked = 1 WHERE token_id IN ("
-                "WITH RECURSIVE tree(id) AS (SELECT token_id FROM tokens WHERE token_id = ? "
-                "UNION SELECT t.token_id FROM tokens t JOIN tree ON t.parent_id = tree.id) "
-                "SELECT id FROM tree)",
-                (token_id,),
-            )
-            > 0
-        )
-
     # -- signed metadata ----------------------------------------------------------------------
     def put_metadata(self, files: Sequence[tuple[str, int, bytes]]) -> None:
         with self._lock:
@@ -253,20 +143,6 @@ class SQLiteIndex(Index):
                 raise
             db.execute("COMMIT")
 
-    def get_metadata(self, role: str, version: int | None = None) -> tuple[int, bytes] | None:
-        if version is None:
-            rows = self._query(
-                "SELECT version, data FROM tuf_metadata WHERE role = ? "
-                "ORDER BY version DESC LIMIT 1",
-                (role,),
-            )
-        else:
-            rows = self._query(
-                "SELECT version, data FROM tuf_metadata WHERE role = ? AND version = ?",
-                (role, int(version)),
-            )
-        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
-
     # -- versions ---------------------------------------------------------------------------
     def add_version(self, record: VersionRecord) -> None:
         r = record
@@ -274,46 +150,16 @@ class SQLiteIndex(Index):
             db = self.db
             try:
                 db.execute("BEGIN IMMEDIATE")
-                mine = precedence(r.version)
-                for (other,) in db.execute(
+                published = db.execute(
                     "SELECT version FROM versions WHERE namespace = ? AND name = ?",
                     (r.namespace, r.name),
-                ).fetchall():
-                    if other != r.version and mine is not None and precedence(other) == mine:
-                        raise VersionConflict(
-                            f"{r.namespace}/{r.name} {other} is already published, and "
-                            f"{r.version} has the same version precedence",
-                            other,
-                        )
+                ).fetchall()
+                check_precedence(r, (v for (v,) in published))
                 db.execute(
-                    f"INSERT INTO versions ({_VERSION_COLS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        r.namespace,
-                        r.name,
-                        r.version,
-                        r.sha256,
-                        r.size,
-                        r.manifest,
-                        r.signature,
-                        r.key_id,
-                        r.abi,
-                        r.description,
-                        json.dumps(list(r.templates)),
-                        json.dumps(list(r.triples)),
-                        r.published_at,
-                        r.published_by,
-                        int(r.yanked),
-                        r.yank_reason,
-                    ),
+                    f"INSERT INTO versions ({VERSION_COLS}) VALUES {VERSION_VALUES}",
+                    version_row(r),
                 )
-                db.executemany(
-                    "INSERT INTO variants VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (r.namespace, r.name, r.version, v.triple, v.sha256, v.size)
-                        for v in r.variants
-                    ],
-                )
+                db.executemany("INSERT INTO variants VALUES (?, ?, ?, ?, ?, ?)", variant_rows(r))
                 db.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
                 _rollback(db)
@@ -331,74 +177,22 @@ class SQLiteIndex(Index):
     def _versions(self, where: str, args: Sequence[Any]) -> list[VersionRecord]:
         with self._lock:
             rows = self.db.execute(
-                f"SELECT {_VERSION_COLS} FROM versions WHERE {where}", args
+                f"SELECT {VERSION_COLS} FROM versions WHERE {where}", args
             ).fetchall()
-            out = []
-            for row in rows:
-                variants = tuple(
-                    VariantRecord(*v)
-                    for v in self.db.execute(
-                        "SELECT triple, sha256, size FROM variants WHERE namespace = ? AND "
-                        "name = ? AND version = ? ORDER BY triple",
-                        row[:3],
-                    ).fetchall()
+            return [
+                version_record(
+                    row,
+                    (
+                        VariantRecord(*v)
+                        for v in self.db.execute(
+                            "SELECT triple, sha256, size FROM variants WHERE namespace = ? AND "
+                            "name = ? AND version = ? ORDER BY triple",
+                            row[:3],
+                        ).fetchall()
+                    ),
                 )
-                out.append(
-                    VersionRecord(
-                        namespace=row[0],
-                        name=row[1],
-                        version=row[2],
-                        sha256=row[3],
-                        size=row[4],
-                        manifest=bytes(row[5]),
-                        signature=bytes(row[6]),
-                        key_id=row[7],
-                        abi=row[8],
-                        description=row[9],
-                        templates=tuple(json.loads(row[10])),
-                        triples=tuple(json.loads(row[11])),
-                        published_at=row[12],
-                        published_by=row[13],
-                        yanked=bool(row[14]),
-                        yank_reason=row[15],
-                        variants=variants,
-                    )
-                )
-            return out
-
-    def get_version(self, namespace: str, name: str, version: str) -> VersionRecord | None:
-        found = self._versions(
-            "namespace = ? AND name = ? AND version = ?", (namespace, name, version)
-        )
-        return found[0] if found else None
-
-    def list_versions(self, namespace: str, name: str) -> list[VersionRecord]:
-        found = self._versions("namespace = ? AND name = ?", (namespace, name))
-        return sorted(found, key=lambda r: sort_key(r.version))
-
-    def find_versions(self, name: str, version: str) -> list[VersionRecord]:
-        return self._versions("name = ? AND version = ?", (name, version))
-
-    def set_yanked(
-        self, namespace: str, name: str, version: str, yanked: bool, reason: str = ""
-    ) -> bool:
-        return (
-            self._write(
-                "UPDATE versions SET yanked = ?, yank_reason = ? WHERE namespace = ? AND name = ? "
-                "AND version = ?",
-                (int(yanked), reason if yanked else "", namespace, name, version),
-            )
-            > 0
-        )
-
-    def search(self, query: str, limit: int, offset: int) -> list[VersionRecord]:
-        like = like_pattern(query)
-        rows = self._versions(
-            "yanked = 0 AND (lower(namespace || '/' || name) LIKE ? ESCAPE '\\' OR "
-            "lower(description) LIKE ? ESCAPE '\\' OR lower(templates) LIKE ? ESCAPE '\\')",
-            (like, like, like),
-        )
-        return newest_per_pack(rows, limit, offset)
+                for row in rows
+            ]
 
 
 class LocalStorage(Storage):

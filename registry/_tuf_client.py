@@ -209,25 +209,42 @@ class TrustedMetadata:
             top = self._local("targets")
             if root is None or ts is None or snap is None or top is None:
                 raise MetadataError(
-                    f"no verified metadata of {self.client.url} is cached yet: install once "
-                    "online first",
+                    f"no verified metadata of {self.client.url} is cached yet, so namespace "
+                    f"{ns!r} cannot be resolved without the network (offline, or the registry "
+                    "is unavailable): install once online first",
                     role="timestamp",
                 )
             root.verify_delegate("timestamp", ts)
             root.verify_delegate("snapshot", snap)
             root.verify_delegate("targets", top)
             if ts.signed.snapshot_meta.version != snap.signed.version:
-                raise MetadataError("cached snapshot is not the one the timestamp lists")
+                raise MetadataError(
+                    f"the cached snapshot of {self.client.url} is not the one its cached "
+                    "timestamp lists (a cache changed or half-written): refresh online",
+                    role="snapshot",
+                )
             if snap.signed.meta["targets.json"].version != top.signed.version:
-                raise MetadataError("cached targets are not the ones the snapshot lists")
+                raise MetadataError(
+                    f"the cached targets of {self.client.url} are not the ones its cached "
+                    "snapshot lists (a cache changed or half-written): refresh online",
+                    role="targets",
+                )
             mine = None
             if f"{ns}.json" in snap.signed.meta:
                 md = self._local(ns)
                 if md is None:
-                    raise MetadataError(f"namespace {ns!r} metadata is not cached", role=ns)
+                    raise MetadataError(
+                        f"namespace {ns!r} of {self.client.url} has no verified metadata "
+                        "cached: install from it once online first",
+                        role=ns,
+                    )
                 top.verify_delegate(ns, md)
                 if md.signed.version != snap.signed.meta[f"{ns}.json"].version:
-                    raise MetadataError(f"cached {ns!r} metadata is not what the snapshot lists")
+                    raise MetadataError(
+                        f"the cached {ns!r} metadata of {self.client.url} is not what its "
+                        "cached snapshot lists (a cache changed or half-written): refresh online",
+                        role=ns,
+                    )
                 mine = md.signed
         except MetadataError:
             raise
