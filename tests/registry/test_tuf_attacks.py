@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -14,7 +13,16 @@ from typing import Any
 
 import pytest
 from regtest import make_pack
-from tuftest import Proxy, SignedRegistry, Uvicorn, client, signed_registry
+from tuftest import (
+    Proxy,
+    SignedRegistry,
+    Uvicorn,
+    client,
+    drip,
+    flood,
+    json_api_agrees_with,
+    signed_registry,
+)
 
 from reflow._errors import (
     RegistryError,
@@ -129,21 +137,8 @@ def test_arbitrary_installation_bytes_replaced(w: World, tmp_path: Path) -> None
 
 def test_arbitrary_installation_metadata_and_bytes_replaced(w: World, tmp_path: Path) -> None:
     """The proxy makes the JSON API agree with its pack: the signed target still does not."""
-    import hashlib
-
     evil = make_pack("acme/tools", "0.3.0", w.signed.reg.key, artifact_size=3000)
-
-    def rule(p: str, s: int, h: dict[str, str], b: bytes) -> Any:
-        if p.endswith("/download"):
-            return 200, evil
-        if p == "/api/v1/packs/acme/tools/0.3.0":
-            doc = json.loads(b)
-            for v in doc["variants"].values():
-                v["sha256"], v["size"] = hashlib.sha256(evil).hexdigest(), len(evil)
-            return 200, json.dumps(doc).encode()
-        return None
-
-    w.proxy.rules.append(rule)
+    w.proxy.rules.append(json_api_agrees_with(evil))
     with pytest.raises(TargetMismatchError, match="did not sign") as info:
         _install(w, tmp_path)
     assert info.value.path.startswith("acme/tools/0.3.0/")
@@ -225,35 +220,6 @@ def test_offline_install_says_how_old_the_metadata_is(w: World, tmp_path: Path) 
 # -- endless data, slow retrieval ------------------------------------------------------------
 
 
-def _flood(send_total: int) -> Any:
-    async def go(send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        chunk = b"{" + b" " * (64 << 10)
-        sent = 0
-        try:
-            while sent < send_total:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sent += len(chunk)
-            await send({"type": "http.response.body", "body": b""})
-        except Exception:
-            return
-
-    return go
-
-
-def _drip() -> Any:
-    async def go(send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        try:
-            for _ in range(600):
-                await send({"type": "http.response.body", "body": b" ", "more_body": True})
-                await asyncio.sleep(1)
-        except Exception:
-            return
-
-    return go
-
-
 @pytest.mark.parametrize(
     ("target", "fragment"),
     [
@@ -265,7 +231,7 @@ def _drip() -> Any:
     ],
 )
 def test_endless_data(w: World, tmp_path: Path, target: str, fragment: str) -> None:
-    w.proxy.rules.append(lambda p, s, h, b: _flood(200 << 20) if p.endswith(target) else None)
+    w.proxy.rules.append(lambda p, s, h, b: flood(200 << 20) if p.endswith(target) else None)
     start = time.monotonic()
     with pytest.raises(MetadataError, match=f"{fragment}.*endless data"):
         _install(w, tmp_path)
@@ -292,7 +258,7 @@ def test_malformed_and_replayed_metadata(
 
 
 def test_slow_retrieval(w: World, tmp_path: Path) -> None:
-    w.proxy.rules.append(lambda p, s, h, b: _drip() if p == "/tuf/timestamp.json" else None)
+    w.proxy.rules.append(lambda p, s, h, b: drip() if p == "/tuf/timestamp.json" else None)
     start = time.monotonic()
     with pytest.raises(RegistryUnavailableError, match=r"in time|slow|below the minimum|deadline"):
         _install(w, tmp_path, min_rate=1000, rate_window=1, deadline=10)

@@ -5,9 +5,6 @@ subclass, with a message naming what was refused, in bounded time."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +13,16 @@ from typing import Any
 
 import pytest
 from regtest import make_pack
-from tuftest import Proxy, SignedRegistry, Uvicorn, client, signed_registry
+from tuftest import (
+    Proxy,
+    SignedRegistry,
+    Uvicorn,
+    client,
+    drip,
+    flood,
+    json_api_agrees_with,
+    signed_registry,
+)
 
 from reflow._errors import RegistryError, RegistryIntegrityError, RegistryUnavailableError
 from reflow._loader._trust import TrustStore
@@ -189,18 +195,7 @@ def test_json_api_agreeing_with_a_pack_for_another_name(w: World, tmp_path: Path
     """The proxy serves a trusted-key pack of another name, with the JSON API rewritten to
     match it: the signed target for acme/tools still refuses it."""
     evil = make_pack("acme/other", "0.3.0", w.signed.reg.key)
-
-    def rule(p: str, s: int, h: dict[str, str], b: bytes) -> Any:
-        if p.endswith("/download"):
-            return 200, evil
-        if p == "/api/v1/packs/acme/tools/0.3.0":
-            doc = json.loads(b)
-            for v in doc["variants"].values():
-                v["sha256"], v["size"] = hashlib.sha256(evil).hexdigest(), len(evil)
-            return 200, json.dumps(doc).encode()
-        return None
-
-    w.proxy.rules.append(rule)
+    w.proxy.rules.append(json_api_agrees_with(evil))
     with pytest.raises(TargetMismatchError, match="did not sign"):
         _install(w, tmp_path)
 
@@ -208,35 +203,11 @@ def test_json_api_agreeing_with_a_pack_for_another_name(w: World, tmp_path: Path
 # -- endless data and slow retrieval on the pack download ----------------------------------
 
 
-def _flood() -> Any:
-    async def go(send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        chunk = b"\0" * (64 << 10)
-        try:
-            for _ in range(4000):  # 250 MiB
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        except Exception:
-            return
-
-    return go
-
-
-def _drip() -> Any:
-    async def go(send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        try:
-            for _ in range(600):
-                await send({"type": "http.response.body", "body": b"\0", "more_body": True})
-                await asyncio.sleep(1)
-        except Exception:
-            return
-
-    return go
-
-
 def test_endless_pack_download_stops_at_the_signed_length(w: World, tmp_path: Path) -> None:
-    w.proxy.rules.append(lambda p, s, h, b: _flood() if p.endswith("/download") else None)
+    zeros = b"\0" * (64 << 10)
+    w.proxy.rules.append(
+        lambda p, s, h, b: flood(250 << 20, zeros) if p.endswith("/download") else None
+    )
     start = time.monotonic()
     with pytest.raises(RegistryError, match=r"download|size|bytes") as info:
         _install(w, tmp_path)
@@ -246,7 +217,7 @@ def test_endless_pack_download_stops_at_the_signed_length(w: World, tmp_path: Pa
 
 @pytest.mark.parametrize("target", ["/download", ".snapshot.json", ".acme.json"])
 def test_slow_retrieval_of_each_file(w: World, tmp_path: Path, target: str) -> None:
-    w.proxy.rules.append(lambda p, s, h, b: _drip() if p.endswith(target) else None)
+    w.proxy.rules.append(lambda p, s, h, b: drip(b"\0") if p.endswith(target) else None)
     start = time.monotonic()
     with pytest.raises(RegistryUnavailableError, match=r"in time|slow|below the minimum|deadline"):
         _install(w, tmp_path, min_rate=1000, rate_window=1, deadline=10)

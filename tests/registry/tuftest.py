@@ -5,6 +5,8 @@ replays, withholds, drips or floods what the registry answers."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -134,3 +136,53 @@ def client(url: str, tmp: Path, root: bytes | None, **kw: Any) -> RegistryClient
     if root is not None:
         c.pin_root(root)
     return c
+
+
+def flood(send_total: int, chunk: bytes = b"{" + b" " * (64 << 10)) -> Any:
+    """A proxy answer (see :class:`Proxy`) that streams ``chunk`` until ``send_total`` bytes
+    have gone (or the client hangs up): endless data."""
+
+    async def go(send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        sent = 0
+        try:
+            while sent < send_total:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
+            await send({"type": "http.response.body", "body": b""})
+        except Exception:
+            return
+
+    return go
+
+
+def drip(byte: bytes = b" ", seconds: int = 600) -> Any:
+    """A proxy answer that sends one ``byte`` a second: slow retrieval."""
+
+    async def go(send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            for _ in range(seconds):
+                await send({"type": "http.response.body", "body": byte, "more_body": True})
+                await asyncio.sleep(1)
+        except Exception:
+            return
+
+    return go
+
+
+def json_api_agrees_with(evil: bytes, pack: str = "acme/tools", version: str = "0.3.0") -> Rule:
+    """A proxy rule serving ``evil`` as the download of ``pack`` ``version``, with the JSON
+    API's sizes and hashes rewritten to match it (only signed metadata can still tell)."""
+
+    def rule(p: str, s: int, h: dict[str, str], b: bytes) -> Any:
+        if p.endswith("/download"):
+            return 200, evil
+        if p == f"/api/v1/packs/{pack}/{version}":
+            doc = json.loads(b)
+            for v in doc["variants"].values():
+                v["sha256"], v["size"] = hashlib.sha256(evil).hexdigest(), len(evil)
+            return 200, json.dumps(doc).encode()
+        return None
+
+    return rule
