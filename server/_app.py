@@ -53,6 +53,7 @@ from ._events_ws import events_endpoint
 from ._executions import ExecutionRegistry
 from ._limits import ServerLimits, read_body
 from ._openapi import openapi_document
+from ._tracing import server_tracing
 
 __all__ = ["ServerConfig", "create_app", "error_response"]
 
@@ -72,6 +73,10 @@ class ServerConfig:
     trust: str | None = None
     registry: str | None = None
     registry_token: str | None = None
+    #: OpenTelemetry: an OTLP/HTTP endpoint traces go to (``None``: the ``OTEL_*`` variables
+    #: decide; see ``reflow.server._tracing``), or a ``TracerProvider`` to use instead.
+    otlp: str | None = None
+    tracer_provider: Any = None
 
 
 def _json_body(raw: bytes) -> Any:
@@ -85,7 +90,8 @@ class _Handlers:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.limits = config.limits
-        self.executions = ExecutionRegistry(self.limits, self._load_named_pack)
+        self.tracing = server_tracing(config.otlp, config.tracer_provider)
+        self.executions = ExecutionRegistry(self.limits, self._load_named_pack, self.tracing)
 
     # ------------------------------------------------------------------ packs
     def _trust(self) -> Any:
@@ -248,6 +254,8 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
             yield
         finally:
             await run_in_threadpool(h.executions.close)
+            if h.tracing is not None:
+                await run_in_threadpool(h.tracing.close)
 
     routes = [
         Route("/api/v1/executions", h.create, methods=["POST"]),

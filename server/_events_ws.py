@@ -118,6 +118,7 @@ class EventBridge:
         self.lost = 0  # events the host stream dropped before the bridge read them
         self._clients: list[_Client] = []
         self.finished = False
+        self.watched = False  # a client has attached (``await_watcher`` runs wait for it)
         self.terminal = ""
         #: per node: ticks completed, ticks failed, the last error; per edge: packets sent
         self.node_ticks: dict[str, int] = {}
@@ -176,6 +177,7 @@ class EventBridge:
         """A new client: the kept history, a marker for what it missed since, then live."""
         client = _Client(loop, self._client_cap)
         with self._lock:
+            self.watched = True
             client.add(self.history)
             missed = self.published - len(self.history)
             if missed > 0:
