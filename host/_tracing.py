@@ -89,9 +89,9 @@ _SECRET_TEXT = [
         re.compile(
             r"(?i)\b((?:x-)?api[_-]?key|access[_-]?token|refresh[_-]?token|client[_-]?secret"
             r"|authorization|password|passwd|secret|token|apikey|signature)"
-            r"""(["']?\s*[:=]\s*["']?)([^\s"'&,;}]+)"""
+            r"""(["']?\s*[:=]\s*["']?)((?:bearer|basic|token)\s+)?([^\s"'&,;}]+)"""
         ),
-        r"\1\2[redacted]",
+        r"\1\2\3[redacted]",
     ),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@"), r"\1[redacted]@"),
 ]
