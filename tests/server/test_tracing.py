@@ -289,7 +289,7 @@ def test_a_slow_receiver_drops_spans_logs_once_and_never_stalls(
 ) -> None:
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "64")
     caplog.set_level(logging.WARNING, logger="reflow.tracing")
-    with receiver(delay=3.0) as (rec, url), traced_server(url) as srv:
+    with receiver(delay=3.0) as (_rec, url), traced_server(url) as srv:
         t0 = time.perf_counter()
         done = run(srv, counter_graph(3000), trace="ticks")  # ~6000 spans into a 64-span queue
         took = time.perf_counter() - t0
@@ -476,8 +476,7 @@ def test_the_cli_exports_traces_to_the_otlp_url() -> None:
     with receiver() as (rec, url):
         port = _free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "reflow.server._cli", "--port", str(port)]
-            + ["--token", TOKEN, "--otlp", url],
+            [sys.executable, "-m", "reflow.server._cli", "--port", str(port), "--token", TOKEN, "--otlp", url],
             stderr=subprocess.PIPE,
             text=True,
         )
