@@ -475,8 +475,9 @@ def test_cli_refuses_a_bad_otlp_url() -> None:
 def test_the_cli_exports_traces_to_the_otlp_url() -> None:
     with receiver() as (rec, url):
         port = _free_port()
+        argv = [sys.executable, "-m", "reflow.server._cli", "--port", str(port)]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "reflow.server._cli", "--port", str(port), "--token", TOKEN, "--otlp", url],
+            [*argv, "--token", TOKEN, "--otlp", url],
             stderr=subprocess.PIPE,
             text=True,
         )
