@@ -261,13 +261,23 @@ _PATHS: dict[str, Any] = {
         },
     },
     "/api/v1/executions/{id}/events": {
-        "parameters": _ID,
+        "parameters": [
+            *_ID,
+            {
+                "name": "batch",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
+            },
+        ],
         "get": {
             "summary": "WebSocket: the execution's events, one JSON object (Event) per frame",
             "description": "Upgrade to a WebSocket. Token: the Authorization header or "
             "?access_token=. Frames: the first events kept, EventsDropped where this client "
             "lost some, then live events and a terminal Completed/Failed/Cancelled; then the "
-            "server closes with 1000. Unknown execution: close 4404; bad token: close 4401.",
+            "server closes with 1000. ?batch=N (1 to 1000, default 1): each frame is a JSON "
+            "array of up to N events instead, for clients that read busy graphs. Unknown "
+            "execution: close 4404; bad token: close 4401; bad batch: close 4400.",
             "responses": {"101": {"description": "switching protocols", **_json("Event")}},
         },
     },
