@@ -183,8 +183,13 @@ class _Handlers:
             options["token"] = self.config.registry_token
         if self.config.registry_cache:
             options["cache_dir"] = self.config.registry_cache
-        options["trust"] = self._trust()
-        return load_pack(name, trust=options["trust"], registry=url, registry_options=options)
+        trust = options["trust"] = self._trust()
+        # The registry resolves the range every time (load_pack alone would answer a pack
+        # of that name loaded already, whatever the range), and the client verifies the
+        # download against this server's trust store before load_pack verifies it again.
+        from reflow.registry._client import install_pack
+
+        return load_pack(install_pack(name, url, **options).path, trust=trust)
 
     async def load_pack_route(self, request: Request) -> Response:
         from reflow import load_pack
