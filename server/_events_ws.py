@@ -7,6 +7,12 @@ place and reaches the client as ``{"_type": "EventsDropped", "count": n}`` where
 so what it receives stays in order and it knows how much it missed. Publishing never waits for
 a client; the graph is never slowed by a slow reader beyond the encoding it shares.
 
+A client reads one event per text frame, or with ``?batch=N`` a JSON array of up to N per
+frame: the encoded texts joined, so a busy graph costs the event loop one send per batch
+instead of one per event (the benchmark's watchers deliver about twice the events per second
+that way). A client that must see the very first events has its execution created with
+``await_watcher``: the run waits for the first :meth:`EventBridge.attach`.
+
 The first ``history`` events are kept, so a client that connects late (or after the run)
 still sees the start, then an ``EventsDropped`` for what it missed, then the live events.
 The terminal event (``Completed``, ``Failed`` or ``Cancelled``, with totals) is never dropped.

@@ -10,6 +10,12 @@ died) or ``cancelled`` (``DELETE``, the run-time limit, or the server stopping; 
 says which). A runner thread per execution starts the network, feeds its events to the
 :class:`~._events_ws.EventBridge` and watches for idle, cancel and the deadline, so a
 cancel takes effect within one poll (25 ms) plus the tick that is running.
+
+``await_watcher`` (seconds) keeps a queued execution from starting until its first WebSocket
+client is attached, so that client sees every event. When the server exports traces, the
+runner also feeds the events to the execution's :class:`~reflow._tracing.RunTracer`
+(``trace``: ``nodes``, the default, ``ticks`` or ``off``); its root span opens when the
+execution is created, so the 201 answer carries the ``trace_id``.
 """
 
 from __future__ import annotations
