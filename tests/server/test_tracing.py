@@ -505,3 +505,26 @@ def test_the_cli_exports_traces_to_the_otlp_url() -> None:
             proc.terminate()
             _, err = proc.communicate(timeout=30)
         assert "exporting a trace per execution" in err
+
+
+@pytest.mark.parametrize(
+    ("code", "fragment"),
+    [
+        (
+            "from reflow.tracing import otlp_tracer_provider\notlp_tracer_provider()",
+            "TraceConfigError: tracing needs OpenTelemetry: pip install 'reflow[otel]'",
+        ),
+        (
+            "from reflow.server._cli import main\n"
+            "main(['--token', 'x' * 20, '--otlp', 'http://127.0.0.1:4318'])",
+            "error: tracing needs OpenTelemetry",
+        ),
+    ],
+)
+def test_without_the_otel_extra_tracing_says_what_to_install(code: str, fragment: str) -> None:
+    hide = "import sys\nsys.modules['opentelemetry'] = None\n"  # as if it were not installed
+    out = subprocess.run(
+        [sys.executable, "-c", hide + code], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode != 0
+    assert fragment in out.stderr, out.stderr
