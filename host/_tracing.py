@@ -200,20 +200,31 @@ class BoundedSpanProcessor:
     def _on_ending(self, span: Any) -> None:
         pass
 
+    @property
+    def full(self) -> bool:
+        """The queue is full: a span ended now would be dropped (a tracer may skip making
+        per-tick spans while this holds, and :meth:`drop` them instead)."""
+        return self._waiting >= self.max_queue_size
+
+    def drop(self, n: int = 1) -> None:
+        """Count ``n`` spans dropped; the first drop ever is logged."""
+        with self._lock:
+            first = self.dropped == 0
+            self.dropped += n
+        if first:
+            log.warning(
+                "trace spans are being dropped: %d wait for the OTLP exporter already "
+                "(the receiver is slow or down); later drops are counted, not logged",
+                self.max_queue_size,
+            )
+
     def on_end(self, span: Any) -> None:
         with self._lock:
             full = self._waiting >= self.max_queue_size
-            if full:
-                self.dropped += 1
-            else:
+            if not full:
                 self._waiting += 1
         if full:
-            if self.dropped == 1:
-                log.warning(
-                    "trace spans are being dropped: %d wait for the OTLP exporter already "
-                    "(the receiver is slow or down); later drops are counted, not logged",
-                    self.max_queue_size,
-                )
+            self.drop()
             return
         self._inner.on_end(span)
 
@@ -271,7 +282,9 @@ def otlp_tracer_provider(
         resource = resource.merge(Resource({"service.name": "reflow"}))
     exporter = OTLPSpanExporter(endpoint=url, headers=dict(headers) if headers else None)
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BoundedSpanProcessor(exporter, max_queue_size=queue))  # type: ignore[arg-type]
+    processor = BoundedSpanProcessor(exporter, max_queue_size=queue)
+    provider.add_span_processor(processor)  # type: ignore[arg-type]
+    provider.reflow_processor = processor  # type: ignore[attr-defined]  # RunTracer's gate
     return provider
 
 
@@ -317,8 +330,12 @@ class RunTracer:
         mode: str = "nodes",
         name: str = "reflow.run",
         attributes: Mapping[str, Any] | None = None,
+        gate: BoundedSpanProcessor | None = None,
     ) -> None:
         self.mode = check_mode(mode)
+        #: While ``gate`` is full, tick spans are counted as dropped instead of made (making
+        #: one costs ~15 us in the SDK, only for the queue to refuse it).
+        self._gate = gate
         self.ticks = mode == "ticks"
         self._trace = _otel()
         self._tracer = tracer
@@ -383,6 +400,10 @@ class RunTracer:
                 node.ticks += 1
                 node.end = end
                 if ticks:
+                    gate = self._gate
+                    if gate is not None and gate.full:
+                        gate.drop()
+                        continue
                     self._tracer.start_span(
                         f"tick {nid}",
                         context=node.ctx,
@@ -404,7 +425,7 @@ class RunTracer:
         error = redact(str(r[4]))
         if node.error is None:
             node.error = error
-        if self.ticks:
+        if self.ticks:  # never gated: a failed tick's span is worth its cost
             span = self._tracer.start_span(
                 f"tick {nid}", context=node.ctx, start_time=start, attributes={}
             )
@@ -534,5 +555,6 @@ def trace_network(
     owned = provider is None
     if owned:
         provider = otlp_tracer_provider()
-    tracer = RunTracer(provider.get_tracer("reflow"), mode, name, attributes)
+    gate = getattr(provider, "reflow_processor", None)
+    tracer = RunTracer(provider.get_tracer("reflow"), mode, name, attributes, gate)
     return NetworkTrace(net, tracer, provider, owned)

@@ -30,6 +30,7 @@ class ServerTracing:
         self.provider = provider
         self._owned = owned
         self._tracer = provider.get_tracer("reflow.server")
+        self._gate = getattr(provider, "reflow_processor", None)
 
     def run_tracer(self, mode: str, execution_id: str, nodes: int) -> RunTracer:
         return RunTracer(
@@ -41,6 +42,7 @@ class ServerTracing:
                 "reflow.trace.mode": mode,
                 "reflow.graph.nodes": nodes,
             },
+            gate=self._gate,
         )
 
     def close(self, timeout: float = 5.0) -> None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -528,3 +529,41 @@ def test_without_the_otel_extra_tracing_says_what_to_install(code: str, fragment
     )
     assert out.returncode != 0
     assert fragment in out.stderr, out.stderr
+
+
+_BOUNDED = """
+import gc, os, sys, time, psutil
+sys.path.insert(0, {here!r})
+from test_tracing import _net
+from reflow.tracing import close_provider, otlp_tracer_provider, trace_network
+
+os.environ["REFLOW_SECRET_ACME_KEY"] = "unused-here"
+proc = psutil.Process()
+def run(n):
+    provider = otlp_tracer_provider({dead!r})
+    net = _net(n)
+    t0 = time.perf_counter()
+    with trace_network(net, provider=provider, mode="ticks"):
+        net.run(timeout=120)
+    net.shutdown()
+    took = time.perf_counter() - t0
+    close_provider(provider, timeout=2)
+    gc.collect()
+    return took
+run(2_000)  # warm: imports, first spans
+base = proc.memory_info().rss
+took = run({n})
+print(took, (proc.memory_info().rss - base) / 2**20)
+"""
+
+
+@pytest.mark.slow
+def test_ticks_mode_memory_stays_bounded_with_a_dead_receiver() -> None:
+    """100 000 tick spans nobody receives: the queue holds 2048 at most, so the traced run's
+    process grows by a few MiB, not by the spans (each ~2 KiB), and it ends in bounded time."""
+    here = str(Path(__file__).resolve().parent)
+    code = _BOUNDED.format(here=here, dead=f"http://127.0.0.1:{_free_port()}", n=100_000)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    took, grew = map(float, out.stdout.split()[-2:])
+    assert took < 120 and grew < 64, (took, grew)
