@@ -6,6 +6,7 @@ from __future__ import annotations
 from ._app import ServerConfig, create_app
 from ._errors import (
     AuthError,
+    BadGatewayError,
     BadRequestError,
     NotFoundError,
     PayloadTooLargeError,
@@ -20,6 +21,7 @@ from ._openapi import openapi_document
 
 __all__ = [
     "AuthError",
+    "BadGatewayError",
     "BadRequestError",
     "NotFoundError",
     "PayloadTooLargeError",

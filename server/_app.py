@@ -42,6 +42,7 @@ from reflow._jsonread import loads as bounded_loads
 
 from ._auth import BearerAuth
 from ._errors import (
+    BadGatewayError,
     BadRequestError,
     NotFoundError,
     PayloadTooLargeError,
@@ -53,6 +54,7 @@ from ._events_ws import events_endpoint
 from ._executions import ExecutionRegistry
 from ._limits import ServerLimits, read_body
 from ._openapi import openapi_document
+from ._tracing import server_tracing
 
 __all__ = ["ServerConfig", "create_app", "error_response"]
 
@@ -72,6 +74,77 @@ class ServerConfig:
     trust: str | None = None
     registry: str | None = None
     registry_token: str | None = None
+    #: where the registry client caches packs it fetched (``None``: its default cache)
+    registry_cache: str | None = None
+    #: OpenTelemetry: an OTLP/HTTP endpoint traces go to (``None``: the ``OTEL_*`` variables
+    #: decide; see ``reflow.server._tracing``), or a ``TracerProvider`` to use instead.
+    otlp: str | None = None
+    tracer_provider: Any = None
+
+
+#: How the server's registry client behaves: no progress lines on stderr, few retries, and a
+#: deadline, so a registry that is down or stalls costs a request seconds, not minutes.
+_REGISTRY_OPTIONS: dict[str, Any] = {
+    "notify": None,
+    "retries": 1,
+    "backoff": 0.1,
+    "timeout": 10.0,
+    "deadline": 30.0,
+}
+_REF_KEYS = {"name", "pack", "registry"}
+
+
+def _pack_reference(body: Any) -> tuple[str, str | None, str]:
+    """``(pack spec, registry URL or None, the body key that named the pack)`` from
+    ``{"name": spec}`` or ``{"registry": URL, "pack": spec}``."""
+    expected = 'expected {"registry": "http://host:port", "pack": "namespace/name@range"}'
+    if not isinstance(body, dict):
+        raise UnprocessableError(f"{expected}; got a JSON {type(body).__name__}", path="$")
+    key = "pack" if "pack" in body or "registry" in body else "name"
+    if "pack" not in body and "name" not in body:
+        raise UnprocessableError(f"{expected}; no 'pack' in the request", path=f"$.{key}")
+    unknown = sorted(set(body) - _REF_KEYS)
+    if unknown:
+        raise UnprocessableError(f"unknown key {unknown[0]!r}; {expected}", path="$")
+    if "pack" in body and "name" in body:
+        raise UnprocessableError("give the pack as 'pack' or 'name', not both", path="$.name")
+    name = body.get(key)
+    if not isinstance(name, str) or not name.strip():
+        raise UnprocessableError(f"{expected}; {key!r} must name a pack", path=f"$.{key}")
+    if "/" not in name or len(name) > 300:
+        raise UnprocessableError(
+            f"pack {name[:300]!r} is not a registry name: expected namespace/name[@range]",
+            path=f"$.{key}",
+        )
+    registry = body.get("registry")
+    if registry is not None and (not isinstance(registry, str) or not registry.strip()):
+        raise UnprocessableError(f"{expected}; 'registry' must be a URL", path="$.registry")
+    if isinstance(registry, str) and len(registry) > 2000:
+        raise UnprocessableError("'registry' is over 2000 characters", path="$.registry")
+    return name, registry, key
+
+
+def _registry_error(exc: ReflowError, name: str, registry: str | None, key: str) -> RequestError:
+    """The answer for a pack the registry could not give: the pack, the registry, the cause."""
+    from reflow import (
+        RegistryAuthError,
+        RegistryNotFoundError,
+        RegistryUnavailableError,
+    )
+
+    where = f"pack {name!r} from {registry}" if registry else f"pack {name!r}"
+    text = f"{where}: {exc}"
+    kind = type(exc).__name__
+    if isinstance(exc, RegistryNotFoundError) or type(exc).__name__ == "PackNotFoundError":
+        return NotFoundError(text, path=f"$.{key}", type_name=kind)
+    if isinstance(exc, RegistryUnavailableError):
+        return BadGatewayError(text, path="$.registry", type_name=kind)
+    if isinstance(exc, RegistryAuthError):
+        return BadGatewayError(text, path="$.registry", type_name=kind)
+    if kind == "RegistrySpecError":
+        path = "$.registry" if "registry URL" in str(exc) else f"$.{key}"
+        return UnprocessableError(text, path=path, type_name=kind)
+    return UnprocessableError(text, path=f"$.{key}", type_name=kind)
 
 
 def _json_body(raw: bytes) -> Any:
@@ -85,7 +158,8 @@ class _Handlers:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.limits = config.limits
-        self.executions = ExecutionRegistry(self.limits, self._load_named_pack)
+        self.tracing = server_tracing(config.otlp, config.tracer_provider)
+        self.executions = ExecutionRegistry(self.limits, self._load_named_pack, self.tracing)
 
     # ------------------------------------------------------------------ packs
     def _trust(self) -> Any:
@@ -93,45 +167,52 @@ class _Handlers:
 
         return TrustStore(self.config.trust)
 
-    def _load_named_pack(self, name: str) -> Any:
+    def _load_named_pack(self, name: str, registry: str | None = None) -> Any:
+        """Fetch ``name`` (``namespace/pack@range``) from ``registry`` (default: the server's
+        ``--registry``) through the registry client — verified, cached, bounded in time —
+        and load it, verified again against the server's trust store."""
         from reflow import load_pack
 
-        if self.config.registry is None:
+        url = registry or self.config.registry
+        if url is None:
             raise UnprocessableError(
                 f"cannot resolve pack {name!r}: this server has no registry (--registry)"
             )
-        options = {"token": self.config.registry_token} if self.config.registry_token else {}
-        return load_pack(
-            name, trust=self._trust(), registry=self.config.registry, registry_options=options
-        )
+        options: dict[str, Any] = dict(_REGISTRY_OPTIONS)
+        if self.config.registry_token and url == self.config.registry:
+            options["token"] = self.config.registry_token
+        if self.config.registry_cache:
+            options["cache_dir"] = self.config.registry_cache
+        trust = options["trust"] = self._trust()
+        # The registry resolves the range every time (load_pack alone would answer a pack
+        # of that name loaded already, whatever the range), and the client verifies the
+        # download against this server's trust store before load_pack verifies it again.
+        from reflow.registry._client import install_pack
+
+        return load_pack(install_pack(name, url, **options).path, trust=trust)
 
     async def load_pack_route(self, request: Request) -> Response:
         from reflow import load_pack
 
         raw = await read_body(request, self.limits.max_pack_bytes, self.limits.body_timeout)
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
-        try:
-            if ctype == "application/json":
-                body = _json_body(raw)
-                if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-                    raise UnprocessableError(
-                        'expected {"name": "namespace/pack@range"}', path="$.name"
-                    )
-                pack = await run_in_threadpool(self._load_named_pack, body["name"])
-            else:
-                if not raw:
-                    raise UnprocessableError("the upload is empty; send a .rflpack", path="$")
+        if ctype == "application/json":
+            name, registry, key = _pack_reference(_json_body(raw))
+            try:
+                pack = await run_in_threadpool(self._load_named_pack, name, registry)
+            except RequestError as exc:
+                if exc.path is None:
+                    exc.path = f"$.{key}"
+                raise
+            except ReflowError as exc:
+                raise _registry_error(exc, name, registry or self.config.registry, key) from exc
+        else:
+            if not raw:
+                raise UnprocessableError("the upload is empty; send a .rflpack", path="$")
+            try:
                 pack = await run_in_threadpool(lambda: load_pack(raw, trust=self._trust()))
-        except RequestError as exc:
-            if exc.path is None:
-                exc.path = "$.name"
-            raise
-        except ReflowError as exc:
-            raise UnprocessableError(
-                str(exc),
-                path="$" if ctype != "application/json" else "$.name",
-                type_name=type(exc).__name__,
-            ) from exc
+            except ReflowError as exc:
+                raise UnprocessableError(str(exc), path="$", type_name=type(exc).__name__) from exc
         return JSONResponse(
             {
                 "name": pack.name,
@@ -248,6 +329,8 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
             yield
         finally:
             await run_in_threadpool(h.executions.close)
+            if h.tracing is not None:
+                await run_in_threadpool(h.tracing.close)
 
     routes = [
         Route("/api/v1/executions", h.create, methods=["POST"]),
@@ -273,4 +356,5 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     )
     app.state.executions = h.executions
     app.state.config = config
+    app.state.tracing = h.tracing
     return app

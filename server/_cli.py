@@ -3,7 +3,8 @@
 It binds 127.0.0.1:8765 unless told otherwise. The bearer token is ``--token``, the first line
 of ``--token-file`` or ``$REFLOW_SERVER_TOKEN``; with none of them a random token is made and
 printed. ``--no-auth`` is refused unless the address is loopback. A refusal prints one line,
-``error: ...``, and exits 2.
+``error: ...``, and exits 2. ``--otlp URL`` (or the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``)
+exports a trace per execution over OTLP/HTTP.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ __all__ = ["main"]
 @click.option("--no-auth", is_flag=True, help="no token at all (loopback addresses only)")
 @click.option("--trust", default=None, help="trust store directory packs are verified against")
 @click.option("--registry", default=None, help="pack registry URL for packs given by name")
+@click.option(
+    "--otlp",
+    default=None,
+    metavar="URL",
+    help="export a trace per execution to this OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318; "
+    "default: $OTEL_EXPORTER_OTLP_ENDPOINT, else no traces)",
+)
 @click.option("--max-running", default=ServerLimits.max_running, show_default=True, type=int)
 @click.option("--max-queued", default=ServerLimits.max_queued, show_default=True, type=int)
 @click.option(
@@ -53,6 +61,7 @@ def main(
     no_auth: bool,
     trust: str | None,
     registry: str | None,
+    otlp: str | None,
     max_running: int,
     max_queued: int,
     max_run_seconds: float,
@@ -79,7 +88,9 @@ def main(
             max_edges=max_edges,
             client_queue=client_queue,
         )
-        app = create_app(ServerConfig(token=chosen, limits=limits, trust=trust, registry=registry))
+        app = create_app(
+            ServerConfig(token=chosen, limits=limits, trust=trust, registry=registry, otlp=otlp)
+        )
     except ReflowError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -91,6 +102,8 @@ def main(
         click.echo(f"reflow-server: token (made for this run): {chosen}", err=True)
     elif no_auth:
         click.echo("reflow-server: auth is off (loopback only)", err=True)
+    if app.state.tracing is not None:
+        click.echo("reflow-server: exporting a trace per execution over OTLP/HTTP", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", ws=ws_protocol())
 
 

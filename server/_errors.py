@@ -11,7 +11,8 @@ They join the one tree of :mod:`reflow._errors` under :class:`ServerError`::
             ├── NotFoundError        404: no such execution or template
             ├── PayloadTooLargeError 413: a body past the server's byte limit (.limit)
             ├── UnprocessableError   422: a graph, pack or template reference that cannot run
-            └── ServerBusyError      429: the server runs (and queues) all it is allowed to
+            ├── ServerBusyError      429: the server runs (and queues) all it is allowed to
+            └── BadGatewayError      502: a registry the request named could not be reached
 
 The body of every error answer is ``{"error": {"type", "message", "path"}}``: ``type`` is the
 class name of the error behind it (a graph's ``GraphFormatError`` keeps its own name),
@@ -28,6 +29,7 @@ from reflow import ReflowError
 
 __all__ = [
     "AuthError",
+    "BadGatewayError",
     "BadRequestError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -92,6 +94,10 @@ class UnprocessableError(RequestError):
 
 class ServerBusyError(RequestError):
     status = 429
+
+
+class BadGatewayError(RequestError):
+    status = 502
 
 
 def error_response(err: RequestError) -> JSONResponse:

@@ -10,6 +10,12 @@ died) or ``cancelled`` (``DELETE``, the run-time limit, or the server stopping; 
 says which). A runner thread per execution starts the network, feeds its events to the
 :class:`~._events_ws.EventBridge` and watches for idle, cancel and the deadline, so a
 cancel takes effect within one poll (25 ms) plus the tick that is running.
+
+``await_watcher`` (seconds) keeps a queued execution from starting until its first WebSocket
+client is attached, so that client sees every event. When the server exports traces, the
+runner also feeds the events to the execution's :class:`~reflow._tracing.RunTracer`
+(``trace``: ``nodes``, the default, ``ticks`` or ``off``); its root span opens when the
+execution is created, so the 201 answer carries the ``trace_id``.
 """
 
 from __future__ import annotations
@@ -39,16 +45,19 @@ from reflow import (
     UnknownNodeError,
     UnknownPortError,
 )
+from reflow._tracing import TRACE_MODES, RunTracer
 
 from ._errors import BadRequestError, NotFoundError, ServerBusyError, UnprocessableError
 from ._events_ws import EventBridge
 from ._limits import ServerLimits, check_graph_size
+from ._tracing import ServerTracing
 
 __all__ = ["STATES", "Execution", "ExecutionRegistry"]
 
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 _POLL_MS = 25
-_BODY_KEYS = {"graph", "initial", "packs", "timeout"}
+_BODY_KEYS = {"graph", "initial", "packs", "timeout", "trace", "await_watcher"}
+_MAX_AWAIT_WATCHER = 60.0
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -77,7 +86,15 @@ class Execution:
     """One graph run. Its fields are read by request handlers while the runner writes them;
     each is replaced whole, never mutated in place."""
 
-    def __init__(self, net: Network, timeout: float, limits: ServerLimits) -> None:
+    def __init__(
+        self,
+        net: Network,
+        timeout: float,
+        limits: ServerLimits,
+        tracing: ServerTracing | None = None,
+        trace: str = "nodes",
+        await_watcher: float = 0.0,
+    ) -> None:
         self.id = secrets.token_hex(8)
         self.net = net
         self.timeout = timeout
@@ -93,6 +110,11 @@ class Execution:
         self._cancel = threading.Event()
         self._cancel_reason = ""
         self.thread: threading.Thread | None = None
+        self.await_watcher = await_watcher
+        self.tracer: RunTracer | None = None
+        if tracing is not None and trace != "off":
+            self.tracer = tracing.run_tracer(trace, self.id, len(self.nodes))
+            self.tracer.begin()  # its trace id is in the 201 answer; the queued time is in it
 
     @property
     def done(self) -> bool:
@@ -115,6 +137,7 @@ class Execution:
             "nodes": list(self.nodes),
             "summary": self.summary,
             "counts": self.bridge.snapshot(),
+            "trace_id": self.tracer.trace_id if self.tracer is not None else None,
         }
 
     # ------------------------------------------------------------------ the runner thread
@@ -124,9 +147,21 @@ class Execution:
                 self._end("cancelled", self._cancel_reason, None, 0.0)
                 return
         try:
+            if self.await_watcher and not self._await_watcher():
+                return
             self._run()
         finally:
             slots.release()
+
+    def _await_watcher(self) -> bool:
+        """Hold the run until a WebSocket client watches (or ``await_watcher`` s pass), so a
+        client that connects right after creating it sees every event. False if cancelled."""
+        deadline = time.monotonic() + self.await_watcher
+        while not self.bridge.watched and time.monotonic() < deadline:
+            if self._cancel.wait(_POLL_MS / 1000):
+                self._end("cancelled", self._cancel_reason, None, 0.0)
+                return False
+        return True
 
     def _pump(self, timeout_ms: int) -> None:
         stream = self._stream
@@ -135,6 +170,8 @@ class Execution:
         lost = stream.lost - lost
         if records or lost:
             self.bridge.publish(records, lost)
+            if self.tracer is not None:
+                self.tracer.feed(records, lost)
 
     def _run(self) -> None:
         self.started = time.time()
@@ -210,6 +247,8 @@ class Execution:
         self.reason = reason
         self.finished = time.time()
         self.state = state
+        if self.tracer is not None:
+            self.tracer.finish(state, reason)
         self.bridge.finish(
             {
                 "_type": {"completed": "Completed", "failed": "Failed"}.get(state, "Cancelled"),
@@ -232,9 +271,11 @@ class ExecutionRegistry:
         self,
         limits: ServerLimits,
         load_pack: Callable[[str], object] | None = None,
+        tracing: ServerTracing | None = None,
     ) -> None:
         self.limits = limits
         self._load_pack = load_pack
+        self._tracing = tracing
         self._lock = threading.Lock()
         self._items: dict[str, Execution] = {}
         self._slots = threading.Semaphore(limits.max_running)
@@ -289,7 +330,8 @@ class ExecutionRegistry:
         unknown = sorted(set(body) - _BODY_KEYS)
         if unknown:
             raise UnprocessableError(
-                f"unknown key {unknown[0]!r}; expected graph, initial, packs, timeout",
+                f"unknown key {unknown[0]!r}; expected graph, initial, packs, timeout, "
+                "trace, await_watcher",
                 path=_key("$", unknown[0]),
             )
         if "graph" not in body:
@@ -304,6 +346,23 @@ class ExecutionRegistry:
                 f"timeout {timeout} s is over this server's limit of "
                 f"{self.limits.max_run_seconds} s",
                 path="$.timeout",
+            )
+        trace = body.get("trace", "nodes")
+        if not isinstance(trace, str) or trace not in TRACE_MODES:
+            raise UnprocessableError(
+                f"trace must be one of {', '.join(map(repr, TRACE_MODES))}, got {trace!r}",
+                path="$.trace",
+            )
+        wait = body.get("await_watcher", 0)
+        if (
+            isinstance(wait, bool)
+            or not isinstance(wait, (int, float))
+            or not 0 <= wait <= _MAX_AWAIT_WATCHER
+        ):
+            raise UnprocessableError(
+                "await_watcher must be a number of seconds from 0 to "
+                f"{_MAX_AWAIT_WATCHER:g}, got {wait!r}",
+                path="$.await_watcher",
             )
         self._load_packs(body.get("packs", []))
         graph_doc = body["graph"]
@@ -327,7 +386,7 @@ class ExecutionRegistry:
         try:
             for i, item in enumerate(initial):
                 _add_initial(net, item, f"$.initial[{i}]")
-            return Execution(net, float(timeout), self.limits)
+            return Execution(net, float(timeout), self.limits, self._tracing, trace, float(wait))
         except BaseException:
             net.shutdown(wait=0)
             raise

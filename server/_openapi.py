@@ -54,6 +54,18 @@ _SCHEMAS: dict[str, Any] = {
             },
             "packs": {"type": "array", "items": _STR, "description": "names to load first"},
             "timeout": {**_NUM, "exclusiveMinimum": 0},
+            "trace": {
+                "enum": ["off", "nodes", "ticks"],
+                "description": "when the server exports traces (--otlp): a span per node "
+                "(default), per node and per tick, or none for this execution",
+            },
+            "await_watcher": {
+                **_NUM,
+                "minimum": 0,
+                "maximum": 60,
+                "description": "seconds the run waits for its first WebSocket client before "
+                "it starts, so that client sees every event (default 0: start at once)",
+            },
         },
         ["graph"],
         additionalProperties=False,
@@ -99,6 +111,11 @@ _SCHEMAS: dict[str, Any] = {
             "nodes": {"type": "array", "items": _STR},
             "summary": {"oneOf": [{"type": "null"}, _ref("Summary")]},
             "counts": _ref("Counts"),
+            "trace_id": {
+                **_NSTR,
+                "description": "the execution's OpenTelemetry trace id (32 hex digits), "
+                "null when it is not traced",
+            },
         },
         additionalProperties=False,
     ),
@@ -244,13 +261,23 @@ _PATHS: dict[str, Any] = {
         },
     },
     "/api/v1/executions/{id}/events": {
-        "parameters": _ID,
+        "parameters": [
+            *_ID,
+            {
+                "name": "batch",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
+            },
+        ],
         "get": {
             "summary": "WebSocket: the execution's events, one JSON object (Event) per frame",
             "description": "Upgrade to a WebSocket. Token: the Authorization header or "
             "?access_token=. Frames: the first events kept, EventsDropped where this client "
             "lost some, then live events and a terminal Completed/Failed/Cancelled; then the "
-            "server closes with 1000. Unknown execution: close 4404; bad token: close 4401.",
+            "server closes with 1000. ?batch=N (1 to 1000, default 1): each frame is a JSON "
+            "array of up to N events instead, for clients that read busy graphs. Unknown "
+            "execution: close 4404; bad token: close 4401; bad batch: close 4400.",
             "responses": {"101": {"description": "switching protocols", **_json("Event")}},
         },
     },
@@ -278,14 +305,33 @@ _PATHS: dict[str, Any] = {
                 "required": True,
                 "content": {
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                    "application/json": {"schema": _obj({"name": _STR})},
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                _obj(
+                                    {"registry": _STR, "pack": _STR},
+                                    ["pack"],
+                                    additionalProperties=False,
+                                    description="a pack from a registry: 'namespace/name@range'"
+                                    " from 'registry' (default: the server's --registry)",
+                                ),
+                                _obj(
+                                    {"name": _STR},
+                                    additionalProperties=False,
+                                    description="a pack from the server's --registry",
+                                ),
+                            ]
+                        }
+                    },
                 },
             },
             "responses": {
                 **_answer("201", "Pack", "verified against the trust store and loaded"),
                 **_ERR,
                 **_answer("413", "Error", "the upload is over the server's limit"),
+                **_answer("404", "Error", "the registry has no such pack or version"),
                 **_answer("422", "Error", "unsigned, untrusted, tampered or malformed"),
+                **_answer("502", "Error", "the registry could not be reached or refused us"),
             },
         }
     },

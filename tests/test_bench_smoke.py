@@ -72,6 +72,8 @@ RATIOS: dict[str, list[str]] = {
     ],
     "bench_server": [
         "run time with one watcher / without (bridging)",
+        "run time traced per node / untraced",
+        "run time traced per tick / untraced",
         "concurrent wall / (executions x one execution)",
     ],
     "bench_sdk": [

@@ -77,6 +77,8 @@ CLAIMS: dict[tuple[str, str], str] = {
     ("python", "from reflow.workflow import Workflow"): "test_workflow_snippet",
     ("sh", "reflow-server --token"): "tests/server/test_server_cli.py starts this command (with a "
     "fixed token and a free port)",
+    ("sh", "reflow-server --otlp"): "tests/server/test_tracing.py starts reflow-server --otlp "
+    "against its OTLP/HTTP receiver (test_the_cli_exports_traces_to_the_otlp_url)",
     ("sh", "tests/bench/run_all.py"): "tests/test_bench_smoke.py runs every benchmark with "
     "--smoke, and run_all.py itself",
 }
