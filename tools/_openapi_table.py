@@ -65,6 +65,8 @@ _COLLECTION = {
 MAX_SERVER_COMBOS = 64
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 MAX_PORTS = 1024
+#: Statuses whose answers carry no content (RFC 9110 15.3.5, 15.3.6, 15.4.5).
+NO_CONTENT = frozenset({"204", "205", "304"})
 
 
 def parse_auth(text: str) -> tuple[str, dict[str, Any]]:
@@ -446,6 +448,9 @@ class _Builder:
                 )
             else:
                 resp["content"] = self.media(r.get("content"), rbase, f"{at}.content")
+            if str(code) in NO_CONTENT and resp["content"]:
+                self.note(f"{at}: a {code} answer has no content (RFC 9110); its schema dropped")
+                resp["content"] = {}
             headers = {}
             for hname, h in self.mapping(r.get("headers"), f"{at}.headers", rbase).items():
                 hat = f"{at}.headers{segment(hname)}"

@@ -126,7 +126,9 @@ _key = click.option(
 
 
 @click.command()
-@click.argument("pack", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "packs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @_registry
 @_token
 @_insecure
@@ -141,7 +143,7 @@ _key = click.option(
 @_cache
 @_json
 def publish(
-    pack: Path,
+    packs: tuple[Path, ...],
     registry: str,
     token: str | None,
     namespace: str | None,
@@ -149,11 +151,17 @@ def publish(
     cache_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Upload PACK (a full, signed .rflpack) to the registry.
+    """Upload PACKS (full, signed .rflpack files, e.g. dist/*.rflpack) to the registry.
 
     A pack named 'acme/my-pack' is published as acme/my-pack. A pack named just 'my-pack'
     (as 'reflow-pack new' makes it) is published in --namespace, else in the namespace of
-    the token; namespaced names are recommended for published packs (see registry/API.md)."""
+    the token; namespaced names are recommended for published packs (see registry/API.md).
+    With several PACKS each is tried: a failure is one 'error: FILE: ...' line, the others
+    still go, and the exit status is 1 (publishing again is safe: unchanged packs say so)."""
+    if len(packs) > 1:
+        _publish_many(packs, registry, token, namespace, key, cache_dir, as_json)
+        return
+    (pack,) = packs
     with (
         _client(registry, token, cache_dir=cache_dir) as client,
         _progress(f"uploading {pack.name}") as bar,
@@ -162,6 +170,46 @@ def publish(
     if as_json:
         echo_json({**doc, "unchanged": bool(doc.get("unchanged"))})
         return
+    _say_published(doc)
+
+
+def _publish_many(
+    packs: tuple[Path, ...],
+    registry: str,
+    token: str | None,
+    namespace: str | None,
+    key: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+) -> None:
+    from .._errors import ReflowError
+
+    results: list[dict[str, Any]] = []
+    with _client(registry, token, cache_dir=cache_dir) as client:
+        for pack in packs:
+            try:
+                with _progress(f"uploading {pack.name}") as bar:
+                    doc = client.publish(pack, namespace=namespace, progress=bar, key=key)
+            except ReflowError as exc:
+                results.append(
+                    {"path": str(pack), "error": {"type": type(exc).__name__, "message": str(exc)}}
+                )
+                if not as_json:
+                    echo(f"error: {sanitize(f'{pack}: {exc}')}", err=True)
+                continue
+            results.append({"path": str(pack), **doc, "unchanged": bool(doc.get("unchanged"))})
+            if not as_json:
+                _say_published(doc)
+    failed = sum(1 for r in results if "error" in r)
+    if as_json:
+        echo_json(results)
+    elif failed:
+        echo(f"error: {failed} of {len(packs)} packs not published", err=True)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _say_published(doc: dict[str, Any]) -> None:
     variants = ", ".join(sorted(k for k in doc["variants"] if k != "full")) or "none"
     done = "already published, unchanged:" if doc.get("unchanged") else "published"
     echo(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import time
@@ -168,6 +169,29 @@ async def plan_auth(
     )
 
 
+def token_url(table: ApiTable, op: Operation, url: str, base: str) -> str:
+    """Where to fetch the token for a request to ``base``. A relative tokenUrl (PayPal's
+    ``/v1/oauth2/token``) is on the request's own server: the table's, or the base URL the
+    user granted. An absolute one on a host of the spec's own servers (Discord's
+    ``https://discord.com/api/oauth2/token``) follows the request to a granted base URL
+    (a proxy, a self-hosted install, a local spec server): same path, the base's origin."""
+    if not base:
+        return url
+    try:
+        target, here = httpx.URL(url), httpx.URL(base)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return url
+    if not target.is_absolute_url:
+        return str(here.join(url))
+    spec_hosts = set()
+    for server in (*table.servers, *(op.servers or ())):
+        with contextlib.suppress(httpx.InvalidURL, ValueError, TypeError):
+            spec_hosts.add(httpx.URL(server.expand()).host)
+    if target.host in spec_hosts and here.host not in spec_hosts:
+        return str(target.copy_with(scheme=here.scheme, host=here.host, port=here.port))
+    return url
+
+
 async def _token(
     table: ApiTable,
     op: Operation,
@@ -194,11 +218,7 @@ async def _token(
             raise _fail(
                 op, f"the secret for OAuth2 scheme {name!r} must be 'client_id:client_secret'"
             )
-        url = str(cc["tokenUrl"])
-        if not httpx.URL(url).is_absolute_url and base:
-            # A relative tokenUrl (PayPal's /v1/oauth2/token) is on the request's own server:
-            # the table's, or the base URL the user granted.
-            url = str(httpx.URL(base).join(url))
+        url = token_url(table, op, str(cc["tokenUrl"]), base)
         basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         data = {"grant_type": "client_credentials"}
         scopes = sorted(cc.get("scopes") or {})

@@ -29,16 +29,16 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import uvicorn
-from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ._instances import _resolve, instance_for
+from ._instances import _merge, _parts, _resolve, instance_for
+from ._spec_pages import page_answer
 from ._table import ApiTable, Operation, Parameter, load_table
 from ._validate import operation_validator
 
@@ -119,11 +119,31 @@ def _parse_param(p: Parameter, raw: list[str], pairs: list[tuple[str, str]], sch
             k: _coerce(props.get(k), v, schemas) if isinstance(v, str) else v
             for k, v in out.items()
         }
+    if p.style == "form" and not p.explode and raw and _object_names(schema, schemas) is not None:
+        parts = raw[-1].split(",")  # name=k1,v1,k2,v2
+        return _coerce_body(schema, dict(zip(parts[::2], parts[1::2], strict=False)), schemas)
     if kind == "array":
         sep = {"spaceDelimited": " ", "pipeDelimited": "|"}.get(p.style, ",")
         items = raw if p.explode and p.location == "query" else raw[0].split(sep) if raw else []
         return [_coerce(schema.get("items"), i, schemas) for i in items]
     return _coerce(schema, raw[-1], schemas) if raw else None
+
+
+def _object_names(schema: Any, schemas: dict[str, Any], depth: int = 0) -> set[str] | None:
+    """The property names an object schema names (through refs, ``allOf``, ``oneOf`` and
+    ``anyOf``), or None when the schema does not describe an object."""
+    schema = _resolve(schema, schemas)
+    if not isinstance(schema, dict) or depth > 8:
+        return None
+    names: set[str] | None = None
+    if schema.get("type") == "object" or isinstance(schema.get("properties"), dict):
+        names = set(schema.get("properties") or {})
+    for key in ("allOf", "oneOf", "anyOf"):
+        for sub in schema.get(key) or []:
+            more = _object_names(sub, schemas, depth + 1)
+            if more is not None:
+                names = (names or set()) | more
+    return names
 
 
 def _form_nested(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -188,7 +208,11 @@ def _coerce_body(schema: Any, value: Any, schemas: dict[str, Any]) -> Any:
                 return _coerce_body(
                     next(b for b in kinds if b.get("type") == "array"), value, schemas
                 )
+    if isinstance(schema.get("allOf"), list):
+        schema = _merge(_parts(schema, schemas))
     kind = schema.get("type")
+    if kind is None and (isinstance(value, str) and value[:1] == "{") and "properties" in schema:
+        kind = "object"
     if isinstance(value, str) and kind in ("object", "array") and value[:1] in ("{", "["):
         with suppress(ValueError):
             value = json.loads(value)
@@ -358,6 +382,12 @@ async def _answer(
             raw = [c] if c is not None else []
         if raw or (p.style == "deepObject" and any(k.startswith(p.name + "[") for k, _ in pairs)):
             values[p.key] = _parse_param(p, raw, pairs, table.schemas)
+        elif p.location == "query" and p.style == "form" and p.explode:
+            # an exploded form object: its properties are the query's own names
+            names = _object_names(p.schema, table.schemas)
+            found = {k: v for k, v in pairs if names and k in names}
+            if found:
+                values[p.key] = _coerce_body(p.schema, found, table.schemas)
     body_raw = await request.body()
     server.log.append(
         {
@@ -370,7 +400,8 @@ async def _answer(
         }
     )
     del server.log[:-50]
-    if op.body is not None and body_raw:
+    # an empty body is still a body when its media type is declared (a zero-byte upload)
+    if op.body is not None and (body_raw or request.headers.get("content-type")):
         media = request.headers.get("content-type", "").split(";")[0].strip()
         schema = op.body.content[op.body.media_type].get("schema")
         try:
@@ -423,7 +454,9 @@ def _synthesize(
     headers: dict[str, str] = {}
     pag = op.pagination
     if pag is not None:
-        value, headers = _page(server, pag, pairs, value, request, schema)
+        value, headers = page_answer(
+            server.table.schemas, server.pages, pag, pairs, value, request, schema
+        )
     if code == 204:
         return Response(status_code=204)
     if media.startswith("text/"):
@@ -431,97 +464,6 @@ def _synthesize(
     if not (media == "application/json" or media.endswith("+json")):
         return Response(b"\x00\x01binary", code, media_type=media)
     return JSONResponse(value, code, headers=headers, media_type=media)
-
-
-def _set(doc: Any, pointer: str, value: Any) -> Any:
-    if pointer == "":
-        return value
-    parts = pointer.lstrip("/").split("/")
-    cur = doc if isinstance(doc, dict) else {}
-    root = cur
-    for part in parts[:-1]:
-        nxt = cur.get(part)
-        if not isinstance(nxt, dict):
-            nxt = cur[part] = {}
-        cur = nxt
-    cur[parts[-1]] = value
-    return root
-
-
-def _schema_at(schema: Any, pointer: str, schemas: dict[str, Any]) -> Any:
-    """The sub-schema that describes ``pointer`` of an instance (through properties,
-    ``$ref`` and ``allOf``); ``{}`` where it cannot be told."""
-    schema = _resolve(schema, schemas)
-    for part in [p for p in pointer.split("/")[1:]]:
-        found: Any = {}
-        for s in [schema, *(schema.get("allOf") or [] if isinstance(schema, dict) else [])]:
-            s = _resolve(s, schemas)
-            props = s.get("properties") if isinstance(s, dict) else None
-            if isinstance(props, dict) and part in props:
-                found = _resolve(props[part], schemas)
-                break
-        schema = found
-    return schema
-
-
-def _items_schema(schema: Any, pointer: str, schemas: dict[str, Any]) -> Any:
-    array = _schema_at(schema, pointer, schemas)
-    return _resolve(array.get("items", {}), schemas) if isinstance(array, dict) else {}
-
-
-def _item(schema: Any, page: int, i: int, schemas: dict[str, Any]) -> Any:
-    """One item of a page: valid against the item schema, marked with its page and index
-    where the schema allows those keys (so tests can tell the pages apart)."""
-    value = instance_for(schema, schemas)
-    if not isinstance(value, dict):
-        return value
-    marked = {**value, "page": page, "i": i}
-    validator = Draft202012Validator(
-        {**(schema if isinstance(schema, dict) else {}), "schemas": schemas}
-    )
-    try:
-        return marked if validator.is_valid(marked) else value
-    except Exception:  # a schema jsonschema cannot evaluate: keep the plain instance
-        return value
-
-
-def _page(
-    server: SpecServer,
-    pag: dict[str, Any],
-    pairs: list[tuple[str, str]],
-    value: Any,
-    request: Request,
-    schema: Any = None,
-) -> tuple[Any, dict[str, str]]:
-    style = pag["style"]
-    param = pag.get("param", "page")
-    given = dict(pairs).get(param if style != "link" else "page", "")
-    n = int(given[1:] if given[:1] == "c" else given) if given.lstrip("c").isdigit() else 1
-    ptr = pag.get("items")
-    item_schema = _items_schema(schema, ptr or "", server.table.schemas)
-    items = [_item(item_schema, n, i, server.table.schemas) for i in range(2)]
-    array = _schema_at(schema, ptr or "", server.table.schemas)
-    if isinstance(array, dict) and array.get("uniqueItems") and items[0] == items[1]:
-        items = items[:1]
-    if n > server.pages:
-        items = []
-    headers: dict[str, str] = {}
-    if ptr:
-        value = _set(value, ptr, items)
-    elif isinstance(value, list) or not value:
-        # the body itself is the page (an array, or a schema that says nothing of its shape);
-        # an object with its own properties pages only through the Link header
-        value = items
-    if style == "link" and n < server.pages:
-        nxt = request.url.include_query_params(page=str(n + 1))
-        headers["Link"] = f'<{nxt}>; rel="next", <{request.url}>; rel="self"'
-    elif style in ("cursor", "token"):
-        more = n < server.pages
-        if pag.get("next") and not pag["next"].startswith(ptr or "\x00"):
-            value = _set(value, pag["next"], f"c{n + 1}" if more else "")
-        if pag.get("has_more"):
-            value = _set(value, pag["has_more"], more)
-    return value, headers
 
 
 async def _token(server: SpecServer, request: Request) -> Response:
@@ -551,12 +493,14 @@ def _app(server: SpecServer) -> Starlette:
     # A literal segment beats a template (``/user/login`` before ``/user/{username}``).
     ops.sort(key=lambda op: [(part.startswith("{"), part) for part in op.path.split("/")])
     routes = [(op, _matcher(op)) for op in ops]
+    # Relative token URLs, and the path of absolute ones (the engine sends those to a
+    # granted base URL, this server, when they are on the spec's own hosts).
     token_paths = {
-        str(cc["tokenUrl"])
+        urlsplit(str(cc["tokenUrl"])).path
         for sch in server.table.security_schemes.values()
         if isinstance(cc := (sch.get("flows") or {}).get("clientCredentials"), dict)
-        and str(cc.get("tokenUrl", "")).startswith("/")
-    }
+        and isinstance(cc.get("tokenUrl"), str)
+    } - {""}
 
     async def dispatch(request: Request) -> Response:
         if server._hold and server._released is None:
