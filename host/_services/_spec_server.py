@@ -9,7 +9,8 @@ security; a request that breaks the spec gets a 400 (401 for auth) with the reas
 (:mod:`._instances`), valid against it.
 
 Scripted behaviours for tests: ``fail_next(n, status, retry_after)``, ``expire_tokens()``,
-``sse_events`` (the number of events an event-stream response sends), ``hold_until(n)``
+``sse_events`` (the number of events an event-stream response sends), ``answers`` (a body
+per operation instead of a synthesized one), ``hold_until(n)``
 (requests wait until ``n`` have arrived), ``pages`` (pages a paginated list has). A
 ``POST /oauth/token`` endpoint issues client-credentials tokens. ``.requests`` counts what
 arrived per operation; ``.log`` keeps the last requests (method, path, query, headers, body).
@@ -58,6 +59,8 @@ class SpecServer:
     #: The response media type to answer with when the operation offers it (else the first).
     prefer_media: str | None = None
     pages: int = 3
+    #: A body to answer an operation (by suffix) with, once its request validated.
+    answers: dict[str, Any] = field(default_factory=dict)
     _fail: list[tuple[int, str | None]] = field(default_factory=list)
     _tokens: set[str] = field(default_factory=set)
     _hold: int = 0
@@ -409,6 +412,8 @@ def _synthesize(
     if server.prefer_media in content:
         media = server.prefer_media
     schema = (content.get(media) or {}).get("schema", {})
+    if op.suffix in server.answers:
+        return JSONResponse(server.answers[op.suffix], code)
     if media == "text/event-stream":
         n = server.sse_events
 
