@@ -59,7 +59,8 @@ class SpecServer:
     #: The response media type to answer with when the operation offers it (else the first).
     prefer_media: str | None = None
     pages: int = 3
-    #: A body to answer an operation (by suffix) with, once its request validated.
+    #: An answer per operation suffix, once its request validated: a JSON body, or a
+    #: callable taking the request's keys and returning a body or a Starlette Response.
     answers: dict[str, Any] = field(default_factory=dict)
     _fail: list[tuple[int, str | None]] = field(default_factory=list)
     _tokens: set[str] = field(default_factory=set)
@@ -398,6 +399,10 @@ async def _answer(
         e = errors[0]
         where = "/".join(str(x) for x in e.absolute_path) or "request"
         return JSONResponse({"error": f"{where}: {e.message}"}, 400)
+    if op.suffix in server.answers:  # a body, or a callable(values) -> body or Response
+        made = server.answers[op.suffix]
+        made = made(values) if callable(made) else made
+        return made if isinstance(made, Response) else JSONResponse(made)
     return _synthesize(server, op, request, pairs)
 
 
@@ -412,8 +417,6 @@ def _synthesize(
     if server.prefer_media in content:
         media = server.prefer_media
     schema = (content.get(media) or {}).get("schema", {})
-    if op.suffix in server.answers:
-        return JSONResponse(server.answers[op.suffix], code)
     if media == "text/event-stream":
         n = server.sse_events
 
