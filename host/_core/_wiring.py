@@ -392,7 +392,8 @@ class Wiring:
         coll = Collector(f"{node}.{port}")
         if port in target.routes:
             self._add_route(target, port, self._collector_edge(coll))
-        elif port in target.actor.inports:
+        elif port in target.actor.inports or port in target.port_edges:
+            # (an undeclared in-port counts once something is connected to it)
             self._taps.setdefault((node, port), []).append(coll)
             for edge in target.port_edges.get(port, ()):
                 if edge.src is not None:
