@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from sdk_tutorial import OPENAPI, needs
 
 from reflow import Actor, Message, Network, template_actor
-from reflow.library import describe_template
 from reflow._core._catalog import register_template, template_owner, unregister_template
 from reflow._errors import OpenApiError, UnknownComponentError
 from reflow._loader._packs import load_pack, unload_pack
@@ -24,6 +23,7 @@ from reflow._loader._trust import TrustStore
 from reflow.abi._bundle import artifact_entry, build_bundle
 from reflow.abi._manifest import PORTABLE_TRIPLE, PackManifest, TemplateSpec
 from reflow.abi._signing import generate_key, sign_manifest
+from reflow.library import describe_template
 from reflow.testing import spec_server
 from reflow.tools._cli import main as pack_cli
 from reflow.tools._openapi_sdk_alias import build_sdk_api_services_pack, sdk_service_tables
@@ -106,7 +106,10 @@ def test_a_bare_id_someone_else_owns_is_not_taken(
 
 def _other_pack(tmp: Path, key: Any, name: str) -> Path:
     table = sdk_service_tables(OPENAPI)["github"]
-    table = {**table, "operations": {"api_x_list_issues": table["operations"]["api_github_list_issues"]}}
+    table = {
+        **table,
+        "operations": {"api_x_list_issues": table["operations"]["api_github_list_issues"]},
+    }
     data = json.dumps(table).encode()
     path_in = f"artifacts/{PORTABLE_TRIPLE}/api.json"
     m = PackManifest(
@@ -114,7 +117,9 @@ def _other_pack(tmp: Path, key: Any, name: str) -> Path:
         version="1.0.0",
         abi="1.0",
         templates=(
-            TemplateSpec(f"{name}/api_x_list_issues", "api", ("trigger",), ("response",), engine="http-api"),
+            TemplateSpec(
+                f"{name}/api_x_list_issues", "api", ("trigger",), ("response",), engine="http-api"
+            ),
         ),
         artifacts=(artifact_entry("api", PORTABLE_TRIPLE, "http-api", path_in, data),),
         capabilities={"http": ("api.github.com",)},
