@@ -77,6 +77,9 @@ CLAIMS: dict[tuple[str, str], str] = {
     ("python", "from reflow.workflow import Workflow"): "test_workflow_snippet",
     ("sh", "reflow-server --token"): "tests/server/test_server_cli.py starts this command (with a "
     "fixed token and a free port)",
+    ("sh", "reflow-pack compat api-services"): "tests/compat/test_sdk_api_ids.py runs the "
+    "verb; tests/compat/test_sdk_tutorials.py builds that pack, trusts its key and runs "
+    "tutorial 07's pipeline.py with REFLOW_PACK_API_SERVICES",
     ("sh", "tests/bench/run_all.py"): "tests/test_bench_smoke.py runs every benchmark with "
     "--smoke, and run_all.py itself",
 }
