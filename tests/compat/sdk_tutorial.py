@@ -60,7 +60,7 @@ def trusting(tmp: Path) -> tuple[Path, dict[str, str]]:
 def run_script(
     folder: Path, argv: list[str], env: dict[str, str], timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    full = {**os.environ, **env}
     for k in ("REFLOW_TUT07_LIVE", "GITHUB_API_KEY", "SLACK_API_KEY"):
         if k not in env:
             full.pop(k, None)
