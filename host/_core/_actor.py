@@ -130,7 +130,7 @@ def threads_under_start(actor: Actor) -> bool:
         return False
     for cls in type(actor).__mro__:
         if cls is Actor:
-            return "execution" not in vars(actor)
+            return "execution" not in getattr(actor, "__dict__", {})
         if "execution" in vars(cls):
             return False
     return False
