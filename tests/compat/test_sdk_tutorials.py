@@ -145,22 +145,22 @@ def test_tutorial_03_streams_tokens_and_runs_the_specialists_concurrently(
             "REFLOW_MODEL": "local-model",
             "PYTHONUNBUFFERED": "1",
         }
-        proc = subprocess.Popen(
+        reads: list[tuple[float, bytes]] = []
+        with subprocess.Popen(
             [sys.executable, "run.py", "the history of zero"],
             cwd=folder,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-        )
-        assert proc.stdout is not None and proc.stderr is not None
-        reads: list[tuple[float, bytes]] = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            chunk = proc.stdout.read1(65536)
-            if not chunk:
-                break
-            reads.append((time.monotonic(), chunk))
-        assert proc.wait(30) == 0, proc.stderr.read().decode()[-4000:]
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                chunk = proc.stdout.read1(65536)
+                if not chunk:
+                    break
+                reads.append((time.monotonic(), chunk))
+            assert proc.wait(30) == 0, proc.stderr.read().decode()[-4000:]
     out = b"".join(c for _, c in reads).decode()
     assert srv.requests == {"create_chat_completion": 4}
     by_caller = {r.caller.split()[-1].rstrip("."): r for r in answer.streams}
