@@ -56,7 +56,7 @@ def test_constructors(msg: Message, kind: str, data: Any) -> None:
 def test_message_is_its_json_dict() -> None:
     m = Message.integer(21)
     assert m == {"type": "Integer", "data": 21}
-    assert repr(m) == "{'type': 'Integer', 'data': 21}"
+    assert repr(m) == "{'data': 21, 'type': 'Integer'}"  # as offbit_reflow prints it
     assert json.loads(json.dumps(m)) == {"type": "Integer", "data": 21}
 
 

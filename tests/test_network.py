@@ -57,6 +57,7 @@ class Sink(Actor):
     component = "sink"
     inports = ["in"]
     outports: list[str] = []
+    accept_undeclared_inports = False  # strict: the building-error rows refuse 'nope'
 
     def run(self, ctx: Any) -> None:
         ctx.done()

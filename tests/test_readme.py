@@ -79,6 +79,9 @@ CLAIMS: dict[tuple[str, str], str] = {
     "fixed token and a free port)",
     ("sh", "reflow-server --otlp"): "tests/server/test_tracing.py starts reflow-server --otlp "
     "against its OTLP/HTTP receiver (test_the_cli_exports_traces_to_the_otlp_url)",
+    ("sh", "reflow-pack compat api-services"): "tests/compat/test_sdk_api_ids.py runs the "
+    "verb; tests/compat/test_sdk_tutorials.py builds that pack, trusts its key and runs "
+    "tutorial 07's pipeline.py with REFLOW_PACK_API_SERVICES",
     ("sh", "tests/bench/run_all.py"): "tests/test_bench_smoke.py runs every benchmark with "
     "--smoke, and run_all.py itself",
 }
@@ -138,14 +141,14 @@ def test_quick_start_prints_42_once_the_graph_had_time_to_run() -> None:
     # "# ... later:" -- here: wait for idle (run() on a started network waits for it)
     code = replaced(QUICK_START, "# ... later:", "net.run(timeout=10)")
     ns, printed = run_block(code)
-    assert printed == "got: {'type': 'Integer', 'data': 42}\n"
+    assert printed == "got: {'data': 42, 'type': 'Integer'}\n"
     ns["net"].shutdown()  # idempotent: the block already called it
 
 
 def test_quick_start_as_written_prints_42() -> None:
     for _ in range(20):
         _, printed = run_block(QUICK_START)
-        assert printed == "got: {'type': 'Integer', 'data': 42}\n"
+        assert printed == "got: {'data': 42, 'type': 'Integer'}\n"
 
 
 def test_collect_and_run() -> None:
@@ -153,7 +156,7 @@ def test_collect_and_run() -> None:
     ns, _ = run_block(QUICK_START)
     ns, printed = run_block(block("python", 'net.collect("a", "out")'), ns)
     try:
-        assert printed == "got: {'type': 'Integer', 'data': 42}\n[42] 2 []\n"
+        assert printed == "got: {'data': 42, 'type': 'Integer'}\n[42] 2 []\n"
         assert "# [42] 2 []" in block("python", 'net.collect("a", "out")')
         summary = ns["summary"]
         assert summary.ok and summary.node_ticks == {"a": 1, "b": 1}
@@ -610,7 +613,7 @@ def test_registry_blocks(workspace: Workspace) -> None:
 
 def test_messages_print_as_the_readme_says() -> None:
     msg = Message.integer(42)
-    shown, text = "{'type': 'Integer', 'data': 42}", '{"type":"Integer","data":42}'
+    shown, text = "{'data': 42, 'type': 'Integer'}", '{"type":"Integer","data":42}'
     assert str(msg) == repr(msg) == shown
     assert msg.to_json_string() == text
     section = README[README.index("### Messages") : README.index("### Actors")]

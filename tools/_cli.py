@@ -26,6 +26,7 @@ from ..abi._signing import (
     write_keypair,
 )
 from ..abi._version import ABI_VERSION, check_abi_compatible
+from ._openapi_sdk_alias import add_compat_commands
 from ._registry_cli import add_registry_commands
 from ._term import ReflowGroup, echo, echo_json, sanitize
 
@@ -503,6 +504,7 @@ def trust_remove(key_id: str, trust_dir: Path | None, as_json: bool) -> None:
 
 
 add_registry_commands(main)  # publish, install, search, yank (reflow.registry client)
+add_compat_commands(main)  # compat api-services (offbit_reflow's api_* ids)
 
 if __name__ == "__main__":  # python -m reflow.tools._cli
     sys.exit(main())

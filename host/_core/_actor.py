@@ -68,6 +68,10 @@ class Actor:
     outport_types: dict[str, str] = {}
     #: Where ticks run: "inline", "async" (implied by ``async def run``) or "worker".
     execution: str = "inline"
+    #: Whether a connection or initial packet may target an in-port this actor does not
+    #: declare (delivered in ``ctx.inputs`` under that name, as offbit_reflow does). ``None``:
+    #: yes for actors written outside reflow, no for reflow's own templates and engines.
+    accept_undeclared_inports: bool | None = None
     #: True for composite actors (subgraphs): a network adds their inner nodes with
     #: ``expand_into(net, node_id, config)`` instead of one node running ``run``.
     _expands: bool = False
@@ -103,6 +107,33 @@ class Actor:
                 component=self.component,
             )
         return mode
+
+
+def user_actor(actor: Actor) -> bool:
+    """Whether ``actor``'s class was written outside reflow (a program's own Python actor)."""
+    mod = type(actor).__module__ or ""
+    return mod != "reflow" and not mod.startswith("reflow.")
+
+
+def accepts_undeclared(actor: Actor) -> bool:
+    """Whether ``actor`` takes packets on in-ports it does not declare (see
+    ``Actor.accept_undeclared_inports``)."""
+    flag = getattr(actor, "accept_undeclared_inports", None)
+    return user_actor(actor) if flag is None else bool(flag)
+
+
+def threads_under_start(actor: Actor) -> bool:
+    """Whether ``Network.start()`` runs ``actor``'s ticks on worker threads: a program's own
+    sync actor that does not choose its ``execution`` (offbit_reflow runs every Python
+    actor's tick on a thread of its own, so blocking ticks overlap)."""
+    if not user_actor(actor) or inspect.iscoroutinefunction(actor.run):
+        return False
+    for cls in type(actor).__mro__:
+        if cls is Actor:
+            return "execution" not in getattr(actor, "__dict__", {})
+        if "execution" in vars(cls):
+            return False
+    return False
 
 
 _OPEN, _DONE, _FAILED = 0, 1, 2

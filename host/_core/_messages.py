@@ -218,6 +218,23 @@ def _check_message_depth(msg: Message, path: str, level: int) -> None:
         raise MessageError(str(exc), path=exc.path) from None
 
 
+def _sorted_view(value: Any, seen: set[int], depth: int) -> Any:
+    """``value`` with every dict's keys sorted, for ``Message.__repr__`` (a cycle, or nesting
+    past the message depth limit, shows as ``...`` instead of recursing)."""
+    if isinstance(value, (dict, list)):
+        if id(value) in seen or depth > MAX_DEPTH:
+            return ...
+        seen.add(id(value))
+        try:
+            if isinstance(value, dict):
+                keys = sorted(value, key=lambda k: (not isinstance(k, str), str(k)))
+                return {k: _sorted_view(value[k], seen, depth + 1) for k in keys}
+            return [_sorted_view(v, seen, depth + 1) for v in value]
+        finally:
+            seen.discard(id(value))
+    return value
+
+
 class Message(dict[str, Any]):
     """One message: ``{"type": kind, "data": payload}``.
 
@@ -484,9 +501,10 @@ class Message(dict[str, Any]):
         return channel.take_reader()
 
     def __repr__(self) -> str:
-        # The dict's repr, as the plain dicts offbit_reflow hands to actors print (programs
-        # written for it print the same); to_json_string() is the JSON text.
-        return dict.__repr__(self)
+        # As the dicts offbit_reflow hands to actors print (programs written for it print the
+        # same): keys in sorted order, those of objects inside too (its JSON maps are sorted).
+        # Only the text: the payload keeps its own order. to_json_string() is the JSON text.
+        return repr(_sorted_view(self, set(), 0))
 
     def __copy__(self) -> Message:
         return self

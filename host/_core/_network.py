@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._errors import GraphError, NetworkStateError, RunTimeout
+from ._actor import threads_under_start
 from ._events import EventHub, EventStream, _clock
 from ._gcdefer import built
 from ._messages import Message
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 __all__ = ["Collector", "Network", "RunSummary", "set_network_observer"]
 
 log = logging.getLogger("reflow")
+
+#: Most worker threads ``start()`` adds for a program's blocking Python actors.
+_START_THREADS = 32
 
 # Set by the package (``reflow/__init__``): called once per network, on its first run, with
 # the network's ``events`` method, to hand its events to whoever observes networks (plugins'
@@ -235,6 +239,7 @@ class Network(Wiring):
         """Start running in a background thread and return at once (SDK-compatible).
         Use :meth:`run` to wait for idle, :meth:`shutdown` to stop."""
         self._materialize()
+        self._thread_python_actors()
         self._enter_run()
         self._busy = True
         self._t0, self._ticks0, self._fails0 = self._begin()
@@ -242,6 +247,20 @@ class Network(Wiring):
             target=self._thread_main, name="reflow-scheduler", daemon=True
         )
         self._thread.start()
+
+    def _thread_python_actors(self) -> None:
+        """Under ``start()``, a program's own sync actors run their ticks on worker threads,
+        as offbit_reflow runs each Python actor's tick on a thread: ticks that block (an
+        HTTP call, a model's token stream) overlap instead of taking turns. An actor that
+        sets ``execution`` itself keeps it; ``run()`` keeps every sync actor inline."""
+        sched = self._sched
+        threaded = 0
+        for node in sched.nodes.values():
+            if node.mode == "inline" and not node.busy and threads_under_start(node.actor):
+                node.mode = "worker"
+                threaded += 1
+        if threaded and sched._executor is None:
+            sched._workers = max(sched._workers, min(threaded, _START_THREADS))
 
     def _thread_main(self) -> None:
         try:

@@ -73,6 +73,7 @@ class _Node:
         "component",
         "config",
         "ctx",
+        "extra_in",
         "failures",
         "id",
         "in_edges",
@@ -117,6 +118,9 @@ class _Node:
         self.await_ports: list[str] = []
         self.in_edges: list[_Edge] = []
         self.port_edges: dict[str, list[_Edge]] = {}
+        #: edges into in-ports the actor does not declare (Python actors only; see
+        #: Actor.accept_undeclared_inports): an await-all tick takes them along
+        self.extra_in: tuple[_Edge, ...] = ()
         # an out-port with no edge yet shares the empty tuple; the network swaps in a list
         self.routes: dict[str, list[_Edge]] = dict.fromkeys(actor.outports, _NO_QUEUE)
         self.nfull = 0

@@ -216,7 +216,12 @@ class Scheduler:
                     return None
             if not chosen:
                 return None
-            return {e.dst_port: self._pop(e) for e in chosen}
+            taken = {e.dst_port: self._pop(e) for e in chosen}
+            if node.extra_in:  # packets on undeclared in-ports ride along (as offbit_reflow)
+                for e in node.extra_in:
+                    if e.queue and e.dst_port not in taken:
+                        taken[e.dst_port] = self._pop(e)
+            return taken
         edges = node.in_edges
         n = len(edges)
         start = node.rr

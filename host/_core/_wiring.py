@@ -24,7 +24,7 @@ from .._errors import (
     UnknownNodeError,
     UnknownPortError,
 )
-from ._actor import Actor, ActorContext
+from ._actor import Actor, ActorContext, accepts_undeclared
 from ._gcdefer import building, bulk
 from ._messages import Message, as_message
 from ._nodes import _NEVER, _Edge, _Node, _Sink
@@ -211,7 +211,7 @@ class Wiring:
         route = src.routes.get(from_port) if isinstance(from_port, str) else None
         if route is None:
             raise UnknownPortError(from_actor, from_port, "out", list(src.routes))
-        if to_port not in dst.actor.inports:
+        if to_port not in dst.actor.inports and not accepts_undeclared(dst.actor):
             raise UnknownPortError(to_actor, to_port, "in", list(dst.actor.inports))
         if src.actor.outport_types or dst.actor.inport_types:
             self._check_types(src, from_port, dst, to_port)
@@ -292,21 +292,28 @@ class Wiring:
         port = edge.dst_port
         edges = dst.port_edges.get(port)
         if edges is None:
-            if not dst.in_edges and len(dst.actor.inports) == 1:
+            declared = dst.actor.inports
+            if not dst.in_edges and len(declared) == 1 and port == declared[0]:
                 # one in-port: its edges are all the node's in-edges, so one list is both
                 dst.in_edges = dst.port_edges[port] = [edge]
             else:
+                if port not in declared:  # an undeclared in-port (accept_undeclared_inports)
+                    if any(lst is dst.in_edges for lst in dst.port_edges.values()):
+                        dst.in_edges = list(dst.in_edges)  # no longer one port's list
+                    dst.extra_in = (*dst.extra_in, edge)
                 dst.in_edges.append(edge)
                 dst.port_edges[port] = [edge]
             # the in-ports that have an edge, in declaration order: changes only here
             if len(dst.port_edges) == 1:
-                dst.await_ports = [port]
+                dst.await_ports = [port] if port in declared else []
             else:
-                dst.await_ports = [p for p in dst.actor.inports if p in dst.port_edges]
+                dst.await_ports = [p for p in declared if p in dst.port_edges]
         else:
             edges.append(edge)
             if edges is not dst.in_edges:
                 dst.in_edges.append(edge)
+            if dst.extra_in and port not in dst.actor.inports:
+                dst.extra_in = (*dst.extra_in, edge)
         if edge.queue and not dst.queued:
             dst.queued = True
             self._sched.ready.append(dst)
@@ -320,7 +327,7 @@ class Wiring:
             self._materialize()
         actor, port = self._resolve(actor, port, out=False)
         node = self._node(actor, f"initial packet for {actor}.{port}")
-        if port not in node.actor.inports:
+        if port not in node.actor.inports and not accepts_undeclared(node.actor):
             raise UnknownPortError(actor, port, "in", list(node.actor.inports))
         try:
             msg = as_message(message)
@@ -385,7 +392,8 @@ class Wiring:
         coll = Collector(f"{node}.{port}")
         if port in target.routes:
             self._add_route(target, port, self._collector_edge(coll))
-        elif port in target.actor.inports:
+        elif port in target.actor.inports or port in target.port_edges:
+            # (an undeclared in-port counts once something is connected to it)
             self._taps.setdefault((node, port), []).append(coll)
             for edge in target.port_edges.get(port, ()):
                 if edge.src is not None:

@@ -188,6 +188,9 @@ def plugin_manager() -> pluggy.PluginManager:
             pm.register(NativeEnginePlugin(), name="reflow.engine.native")
             pm.register(ExtismEnginePlugin(), name="reflow.engine.extism")
             pm.register(HttpApiEnginePlugin(), name="reflow.engine.http-api")
+            from ._sdk_ids import SdkAliasPlugin  # offbit_reflow's api_* ids
+
+            pm.register(SdkAliasPlugin(), name="reflow.compat.sdk-api-ids")
             from ..library import BuiltinLibraryPlugin  # numpy/httpx load on first use
 
             pm.register(BuiltinLibraryPlugin(), name="reflow.library")

@@ -132,7 +132,9 @@ class OperationTemplate(Actor):
 
     def open_node(self, node_id: str, config: dict[str, Any]) -> Actor:
         self.operation()
-        return OperationNode(self.service, self.spec, self.suffix)
+        node = OperationNode(self.service, self.spec, self.suffix)
+        node.accept_undeclared_inports = self.accept_undeclared_inports  # compat ids only
+        return node
 
     def describe(self) -> dict[str, Any]:
         """Ports, parameters and documentation, for ``describe_template``."""

@@ -9,7 +9,8 @@ security; a request that breaks the spec gets a 400 (401 for auth) with the reas
 (:mod:`._instances`), valid against it.
 
 Scripted behaviours for tests: ``fail_next(n, status, retry_after)``, ``expire_tokens()``,
-``sse_events`` (the number of events an event-stream response sends), ``hold_until(n)``
+``sse_events`` (the number of events an event-stream response sends), ``answers`` (a body
+per operation instead of a synthesized one), ``hold_until(n)``
 (requests wait until ``n`` have arrived), ``pages`` (pages a paginated list has). A
 ``POST /oauth/token`` endpoint issues client-credentials tokens. ``.requests`` counts what
 arrived per operation; ``.log`` keeps the last requests (method, path, query, headers, body).
@@ -58,6 +59,9 @@ class SpecServer:
     #: The response media type to answer with when the operation offers it (else the first).
     prefer_media: str | None = None
     pages: int = 3
+    #: An answer per operation suffix, once its request validated: a JSON body, or a
+    #: callable taking the request's keys and returning a body or a Starlette Response.
+    answers: dict[str, Any] = field(default_factory=dict)
     _fail: list[tuple[int, str | None]] = field(default_factory=list)
     _tokens: set[str] = field(default_factory=set)
     _hold: int = 0
@@ -426,6 +430,10 @@ async def _answer(
         e = errors[0]
         where = "/".join(str(x) for x in e.absolute_path) or "request"
         return JSONResponse({"error": f"{where}: {e.message}"}, 400)
+    if op.suffix in server.answers:  # a body, or a callable(values) -> body or Response
+        made = server.answers[op.suffix]
+        made = made(values) if callable(made) else made
+        return made if isinstance(made, Response) else JSONResponse(made)
     return _synthesize(server, op, request, pairs)
 
 
