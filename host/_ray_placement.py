@@ -178,5 +178,10 @@ def _memory(v: Any, node: str, where: str = "Ray placement") -> int:
 
 
 def _show(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A short, safe rendering of a user's value (no user ``__repr__`` runs)."""
+    if isinstance(v, str):
+        return repr(v[:60]) + ("..." if len(v) > 60 else "")
+    if v is None or isinstance(v, (bool, int, float)):
+        text = repr(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return f"a {type(v).__name__}"
