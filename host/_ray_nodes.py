@@ -157,7 +157,9 @@ def _connect(address: str | None, node: str) -> _Cluster:
         gcs = _host_port(ray.get_runtime_context().gcs_address)
         cluster = _clusters.get(gcs)
         if cluster is None or cluster.ray is not ray:
-            cluster = _clusters[gcs] = _Cluster(ray, gcs)
+            # watched at the address the user gave when there is one: the GCS may report an
+            # address of the machine that this process does not reach it by
+            cluster = _clusters[gcs] = _Cluster(ray, asked or gcs)
         if cluster.dead:
             raise PlacementError(
                 f"node {node!r}: the Ray cluster at {cluster.where} went away earlier in this "
@@ -568,12 +570,15 @@ def _host_port(address: Any) -> tuple[str, int] | None:
 
 
 def _same(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Whether two GCS addresses can be the same cluster: the same port, and the same host
+    or one of them this machine's loopback (a GCS reports the machine's own address)."""
     if a[1] != b[1]:
         return False
     try:
-        return socket.gethostbyname(a[0]) == socket.gethostbyname(b[0])
+        ha, hb = socket.gethostbyname(a[0]), socket.gethostbyname(b[0])
     except OSError:
-        return a[0] == b[0]
+        ha, hb = a[0], b[0]
+    return ha == hb or ha.startswith("127.") or hb.startswith("127.")
 
 
 def _answers(target: tuple[str, int], timeout: float) -> bool:
