@@ -7,6 +7,7 @@ Used by ``test_workflow_ray.py`` and ``test_ray_nodes*.py``; each module starts 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 RAY = str(Path(sys.executable).parent / "ray")
@@ -40,9 +42,32 @@ def _start(*args: str) -> None:
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def cluster_processes(temp: str) -> list[psutil.Process]:
+    """This cluster's processes: those naming its temp dir, and their children (Ray's agents
+    rename themselves, ``ray::DashboardAgent``, so only their parents name it)."""
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(temp in part for part in proc.info["cmdline"] or ()):
+                found[proc.pid] = proc
+                for child in proc.children(recursive=True):
+                    found[child.pid] = child
+        except psutil.Error:
+            continue
+    found.pop(os.getpid(), None)
+    return list(found.values())
+
+
+def kill_cluster(temp: str) -> None:
+    """Kill -9 this cluster's processes (its head going away at once, as a crash would)."""
+    for proc in cluster_processes(temp):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
 def stop_cluster(temp: str) -> None:
     # `ray stop` would stop every cluster on the machine: end only this one's processes
-    subprocess.run(["pkill", "-9", "-f", temp], check=False)
+    kill_cluster(temp)
     shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -78,4 +103,8 @@ def cluster_fixture(workers: int = 1) -> Iterator[str]:
         wait_nodes(address, workers + 1)
         yield address
     finally:
+        # this process's Ray connection goes with the cluster: the next module's is new
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
         stop_cluster(temp)

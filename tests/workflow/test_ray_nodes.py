@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from raycluster import ENV, cluster_fixture, start_cluster, stop_cluster
+from raycluster import ENV, cluster_fixture, kill_cluster, start_cluster, stop_cluster
 
 from reflow import (
     Actor,
@@ -515,7 +515,7 @@ def test_a_cluster_that_goes_away_mid_run_fails_the_run_clearly() -> None:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("STARTED")
         time.sleep(4)  # a few ticks
-        subprocess.run(["pkill", "-9", "-f", temp], check=False)
+        kill_cluster(temp)
         out, err = proc.communicate(timeout=120)
     finally:
         stop_cluster(temp)

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated
 
 import pytest
-from raycluster import ENV, cluster_fixture, free_port, start_cluster, stop_cluster
+from raycluster import (
+    ENV,
+    cluster_fixture,
+    free_port,
+    kill_cluster,
+    start_cluster,
+    stop_cluster,
+)
 
 from reflow.workflow import Result, Workflow, WorkflowError, WorkflowFailed
 
@@ -165,7 +172,7 @@ def test_a_cluster_that_goes_away_mid_run_fails_the_run_clearly(tmp_path: Path) 
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("STARTED")
         time.sleep(6)  # ray.init and a few elements
-        subprocess.run(["pkill", "-9", "-f", temp], check=False)
+        kill_cluster(temp)
         out, err = proc.communicate(timeout=120)
     finally:
         stop_cluster(temp)
