@@ -42,15 +42,15 @@ def _start(*args: str) -> None:
     assert p.returncode == 0, p.stdout + p.stderr
 
 
-def cluster_processes(temp: str) -> list[psutil.Process]:
-    """This cluster's processes: those naming its temp dir, and their children (Ray's agents
-    rename themselves, ``ray::DashboardAgent``, so only their parents name it)."""
+def cluster_processes(temp: str, *, children: bool) -> list[psutil.Process]:
+    """This cluster's processes: those naming its temp dir, and with ``children`` their
+    descendants too (Ray's agents and workers rename themselves, ``ray::IDLE``)."""
     found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter(["cmdline"]):
         try:
             if any(temp in part for part in proc.info["cmdline"] or ()):
                 found[proc.pid] = proc
-                for child in proc.children(recursive=True):
+                for child in proc.children(recursive=True) if children else ():
                     found[child.pid] = child
         except psutil.Error:
             continue
@@ -59,15 +59,19 @@ def cluster_processes(temp: str) -> list[psutil.Process]:
 
 
 def kill_cluster(temp: str) -> None:
-    """Kill -9 this cluster's processes (its head going away at once, as a crash would)."""
-    for proc in cluster_processes(temp):
+    """Kill -9 the cluster's own processes (head, raylets), as a crash of the machines would;
+    the workers notice on their own."""
+    for proc in cluster_processes(temp, children=False):
         with contextlib.suppress(psutil.Error):
             proc.kill()
 
 
 def stop_cluster(temp: str) -> None:
-    # `ray stop` would stop every cluster on the machine: end only this one's processes
-    kill_cluster(temp)
+    # `ray stop` would stop every cluster on the machine: end only this one's processes,
+    # leaving none of its renamed children behind
+    for proc in cluster_processes(temp, children=True):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
     shutil.rmtree(temp, ignore_errors=True)
 
 
