@@ -243,7 +243,9 @@ class NodeHost:
             "outports": list(self._actor.outports),
         }
 
-    def call(self, seq: int, inputs: dict[str, Any] | None = None, refusal: str | None = None):  # type: ignore[no-untyped-def]
+    def call(
+        self, seq: int, inputs: dict[str, Any] | None = None, refusal: str | None = None
+    ) -> tuple[Any, ...]:
         """Start tick ``seq`` (with ``inputs``) or let it go on after a send; return its next
         event."""
         with self._cond:

@@ -137,6 +137,7 @@ class Wiring:
             self._subgraph_nodes.add(id)
             template.expand_into(self, id, dict(config or {}))
             return
+        actor: Actor
         if placement is not None:
             from .._ray_nodes import placed_actor
 
