@@ -525,3 +525,18 @@ def test_a_cluster_that_goes_away_mid_run_fails_the_run_clearly() -> None:
     failed = int(out.split("FAILED")[1].split()[0])
     ticks = int(out.split("TICKS")[1].split()[0])
     assert failed >= 1 and ticks == 40, "every tick ran or failed: none is left hanging"
+
+
+def test_a_stream_packet_fails_the_placed_tick_before_it_travels(cluster: str) -> None:
+    net = _chain(Triple(), Ray(address=cluster, num_cpus=0.5))
+    net.add_initial("m", "in", Message._stream("a local channel"))
+    net.add_initial("m", "in", Message.integer(2))
+    out = net.collect("m", "out")
+    summary = net.run(timeout=60)
+    net.shutdown()
+    (failure,) = summary.failures
+    assert failure.error.startswith(
+        "StreamError: node 'm' is placed on a Ray actor: a Stream input on in-port 'in' cannot "
+        "cross processes"
+    ), failure.error
+    assert [v["v"] for v in out.values()] == [6]
