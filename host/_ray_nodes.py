@@ -6,10 +6,11 @@ the host's scheduler, so the host keeps the node's edges, their capacities and t
 rules (a node is not ticked while an out-edge is full; one batch of ticks at a time per node).
 Each tick's inputs go to a Ray actor that holds the real actor, built there once; its
 ``done``/``emit`` packets, ``fail`` text or exception (type, text, remote traceback) come back
-and are delivered, recorded and evented as any tick's. At most ``max_inflight`` ticks are in
-the Ray actor at once, numbered so it runs them in order. A remote ``ctx.send`` waits until the
-host has put its packets on the bounded edge (a placed node's sends never take the worker's
-send window), so a remote producer holds at most capacity + ``max_inflight`` packets in flight.
+and are delivered, recorded and evented as any tick's. Up to ``max_inflight`` ticks go in one
+Ray call (never more are in the Ray actor at once), numbered so it runs them in order. A
+remote ``ctx.send`` waits until the host has put its packets on the bounded edge (a placed
+node's sends never take the worker's send window), so a remote producer holds at most
+capacity + ``max_inflight`` packets in flight.
 
 Ray is imported only here and only when a node is placed: ``import reflow`` does not import it.
 The actor travels as: a Python ``Actor`` registered on the network, pickled with cloudpickle
@@ -32,7 +33,6 @@ import socket
 import sys
 import threading
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -437,46 +437,25 @@ class RayNodeActor(Actor):
         return self._ticks(ctxs)
 
     def _ticks(self, ctxs: list[Any]) -> list[BaseException | None]:
-        """Run ``ctxs`` in the Ray actor, in order, at most ``max_inflight`` there at once."""
+        """Run ``ctxs`` in the Ray actor, in order, ``max_inflight`` of them per Ray call."""
         with self._lock:
             errors: list[BaseException | None] = [None] * len(ctxs)
-            inflight: deque[tuple[int, int, Any]] = deque()
-            todo = iter(range(len(ctxs)))
             k = self.placement.max_inflight
-
-            def submit() -> bool:
-                for i in todo:
+            i = 0
+            while i < len(ctxs):
+                group: list[int] = []
+                while i < len(ctxs) and len(group) < k:
                     try:
-                        inflight.append((i, *self._begin(ctxs[i])))
-                        return True
+                        self._check_tick(ctxs[i])
+                        group.append(i)
                     except Exception as exc:
                         errors[i] = exc
-                return False
-
-            while len(inflight) < k and submit():
-                pass
-            while inflight:
-                i, seq, ref = inflight.popleft()
-                try:
-                    self._follow(ctxs[i], seq, ref)
-                except WorkerLostError as exc:
-                    errors[i] = exc
-                    self._lost()
-                    for j, _, _ in inflight:  # they were in the dead actor too
-                        errors[j] = WorkerLostError(
-                            f"{exc} (a later tick, queued there)",
-                            node=exc.node,
-                            component=exc.component,
-                            cause=exc.cause,
-                        )
-                    inflight.clear()
-                except Exception as exc:
-                    errors[i] = exc
-                while len(inflight) < k and submit():
-                    pass
+                    i += 1
+                if group:
+                    self._run_group(ctxs, group, errors)
             return errors
 
-    def _begin(self, ctx: Any) -> tuple[int, Any]:
+    def _check_tick(self, ctx: Any) -> None:
         if self._closed:
             raise TickStateError(
                 f"node {self._node_id!r}: its Ray actor was closed",
@@ -484,42 +463,71 @@ class RayNodeActor(Actor):
                 component=self.component,
             )
         _no_streams(ctx.inputs.items(), self._node_id, "input on in-port")
-        if self._handle is None:
-            if self._cluster.dead:
-                raise self._cluster.lost(self._node_id, self.component)
-            self._start()  # the first tick after a lost actor: a new one
-        seq = self._seq
-        self._seq += 1
-        return seq, self._handle.call.remote(seq, dict(ctx.inputs))
 
-    def _follow(self, ctx: Any, seq: int, ref: Any) -> None:
-        """Relay one remote tick's events to ``ctx`` until it ends."""
-        while True:
-            event = self._get(ref)
-            if event[0] == "send":
-                refusal = None
-                try:
-                    _no_streams(event[1].items(), self._node_id, "packet sent on out-port")
-                    ctx.send(event[1])  # returns once the packets are on the edges
-                except Exception as exc:
-                    refusal = f"{type(exc).__name__}: {exc}"
-                ref = self._handle.call.remote(seq, None, refusal)
-                continue
-            _, state, pairs, error, tb = event
-            if state == -1:
-                kind = error.split(":", 1)[0]
-                raise RemoteTickError(
-                    error, node=self._node_id, component=self.component,
-                    remote_type=kind, remote_traceback=tb,
-                )  # fmt: skip
-            if state == 2:
-                ctx.fail(error)
-            elif state == 1:
-                _no_streams(pairs, self._node_id, "output on out-port")
-                for port, msg in pairs:
-                    ctx.emit(port, msg)
-                ctx.done()
+    def _run_group(
+        self, ctxs: list[Any], group: list[int], errors: list[BaseException | None]
+    ) -> None:
+        """One Ray call for the ticks ``group`` (more only for ticks that send mid-tick)."""
+        try:
+            if self._handle is None:
+                if self._cluster.dead:
+                    raise self._cluster.lost(self._node_id, self.component)
+                self._start()  # the first tick after a lost actor: a new one
+            seq0 = self._seq
+            self._seq += len(group)
+            ref = self._handle.start.remote(seq0, [dict(ctxs[i].inputs) for i in group])
+            events = self._get(ref)
+        except Exception as exc:
+            for i in group:
+                errors[i] = exc
+            if isinstance(exc, WorkerLostError):
+                self._lost()
             return
+        for n, i in enumerate(group):
+            try:
+                if n < len(events):
+                    event = events[n]
+                else:  # a tick queued behind one that sent: its first event now
+                    event = self._get(self._handle.call.remote(seq0 + n, False))
+                self._follow(ctxs[i], seq0 + n, event)
+            except WorkerLostError as exc:
+                errors[i] = exc
+                self._lost()
+                for j in group[n + 1 :]:  # they were in the dead actor too
+                    errors[j] = WorkerLostError(
+                        f"{exc} (a later tick, queued there)",
+                        node=exc.node,
+                        component=exc.component,
+                        cause=exc.cause,
+                    )
+                return
+            except Exception as exc:
+                errors[i] = exc
+
+    def _follow(self, ctx: Any, seq: int, event: tuple[Any, ...]) -> None:
+        """Relay one remote tick's events to ``ctx`` until it ends."""
+        while event[0] == "send":
+            refusal = None
+            try:
+                _no_streams(event[1].items(), self._node_id, "packet sent on out-port")
+                ctx.send(event[1])  # returns once the packets are on the edges
+            except Exception as exc:
+                refusal = f"{type(exc).__name__}: {exc}"
+            event = self._get(self._handle.call.remote(seq, True, refusal))
+        _, state, pairs, error, tb = event
+        if state == -1:
+            kind = error.split(":", 1)[0]
+            raise RemoteTickError(
+                error, node=self._node_id, component=self.component,
+                remote_type=kind, remote_traceback=tb,
+            )  # fmt: skip
+        if state == 2:
+            ctx.fail(error)
+        elif state == 1:
+            _no_streams(pairs, self._node_id, "output on out-port")
+            for port, msg in pairs:
+                ctx.emit(port, msg)
+            ctx.done()
 
     def _lost(self) -> None:
         handle, self._handle = self._handle, None

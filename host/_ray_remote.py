@@ -5,12 +5,14 @@ what the host sent, taken from the catalog, or from a pack whose bytes the host 
 process verifies itself — and runs its ticks one at a time, in the order the host numbered
 them, on one thread of its own.
 
-The host drives a tick with ``call(seq, inputs)``, which answers with the tick's first event:
-``("send", messages)`` when the tick called ``ctx.send`` (the tick then waits), or
-``("end", state, pairs, error, traceback)`` when it ended. After a ``send`` the host calls
-``call(seq)`` once it has delivered those packets into its bounded edges, which lets the tick
-go on and answers with its next event. So a remote tick never has more than one ``send`` the
-host has not accepted: backpressure holds across the process boundary.
+The host hands over up to ``max_inflight`` ticks at once with ``start(seq, [inputs, ...])``,
+which answers with their events in order: ``("end", state, pairs, error, traceback)`` for each
+tick that ended, up to the first ``("send", messages)`` (a tick that called ``ctx.send``, and
+now waits). After a ``send`` the host calls ``call(seq)`` once it has delivered those packets
+into its bounded edges, which lets the tick go on and answers with its next event; the first
+event of a later tick of the same ``start`` is fetched with ``call(seq, ack=False)``. So a
+remote tick never has more than one ``send`` the host has not accepted: backpressure holds
+across the process boundary.
 
 Imports only the runtime's plain modules at import time (no Ray): this module is imported in
 Ray worker processes, which have ``reflow`` installed like the host.
@@ -243,20 +245,33 @@ class NodeHost:
             "outports": list(self._actor.outports),
         }
 
-    def call(
-        self, seq: int, inputs: dict[str, Any] | None = None, refusal: str | None = None
-    ) -> tuple[Any, ...]:
-        """Start tick ``seq`` (with ``inputs``) or let it go on after a send; return its next
-        event."""
+    def start(self, seq: int, inputs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Queue ticks ``seq, seq + 1, ...`` with these inputs; return their events in order,
+        up to the first that is not an end (a tick that sent: it waits for ``call``)."""
         with self._cond:
-            if inputs is not None:
-                tick = self._ticks[seq] = _Tick(inputs)
-                self._cond.notify_all()
-            else:
-                tick = self._ticks[seq]
-        if inputs is None:
+            ticks = [_Tick(i) for i in inputs]
+            for n, tick in enumerate(ticks):
+                self._ticks[seq + n] = tick
+            self._cond.notify_all()
+        events = []
+        for n, tick in enumerate(ticks):
+            event = self._next_event(seq + n, tick)
+            events.append(event)
+            if event[0] != "end":
+                break
+        return events
+
+    def call(self, seq: int, ack: bool = True, refusal: str | None = None) -> tuple[Any, ...]:
+        """The next event of tick ``seq``: with ``ack``, after letting it go on from the send
+        the host has now delivered (``refusal``: why the host could not)."""
+        with self._cond:
+            tick = self._ticks[seq]
+        if ack:
             tick.refusal = refusal
             tick.ack.release()
+        return self._next_event(seq, tick)
+
+    def _next_event(self, seq: int, tick: _Tick) -> tuple[Any, ...]:
         event = tick.events.get()
         if event[0] == "end":
             with self._cond:
