@@ -525,8 +525,10 @@ class RayNodeActor(Actor):
             ctx.fail(error)
         elif state == 1:
             _no_streams(pairs, self._node_id, "output on out-port")
+            # delivered now, as sends, not when the batch ends: a later tick of the batch may
+            # send mid-tick, and its packets must not pass this tick's
             for port, msg in pairs:
-                ctx.emit(port, msg)
+                ctx.send({port: msg})
             ctx.done()
 
     def _lost(self) -> None:

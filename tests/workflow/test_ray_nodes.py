@@ -540,3 +540,37 @@ def test_a_stream_packet_fails_the_placed_tick_before_it_travels(cluster: str) -
         "cross processes"
     ), failure.error
     assert [v["v"] for v in out.values()] == [6]
+
+
+class Splitter(Actor):
+    """Sends two packets mid-tick, then ends with a third."""
+
+    component = "splitter"
+    inports = ["in"]
+    outports = ["out"]
+
+    def run(self, ctx: Any) -> None:
+        v = ctx.inputs["in"]["data"]
+        ctx.send({"out": Message.integer(10 * v)})
+        ctx.send({"out": Message.integer(10 * v + 1)})
+        ctx.done({"out": Message.integer(10 * v + 2)})
+
+
+@pytest.mark.parametrize("inflight", [1, 4])
+def test_mid_tick_sends_of_batched_remote_ticks_keep_their_order(
+    cluster: str, inflight: int
+) -> None:
+    net = Network(capacity=2)
+    net.register_actor("src", Numbers(30))
+    net.register_actor("split", Splitter())
+    net.register_actor("sink", Collect(delay=0.001))
+    net.add_node("s", "src")
+    net.add_node("p", "split", placement=Ray(address=cluster, num_cpus=0.5, max_inflight=inflight))
+    net.add_node("k", "sink")
+    net.add_connection("s", "out", "p", "in")
+    net.add_connection("p", "out", "k", "in")
+    out = net.collect("p", "out")
+    summary = net.run(timeout=120)
+    net.shutdown()
+    assert summary.ok, summary.failures
+    assert out.values() == [10 * v + j for v in range(30) for j in range(3)]
