@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  workflow array job            {w_best * 1e6 / n:8.2f} us/element")
     rows = [("workflow array job / bare executor map, per element", w_best / b_best)]
     if args.ray and not args.smoke:
-        rows += _ray_rows(min(n, 2000), 16)
+        rows += _ray_rows(min(n, 2000), 32)
     rows += _node_rows(200 if args.smoke else min(n, 3000))
     print_ratios(rows)
     return 0
