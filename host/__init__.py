@@ -48,6 +48,7 @@ from ._errors import (
     PackNotFoundError,
     PackSignatureError,
     PackVetoError,
+    PlacementError,
     PlatformError,
     PolicyError,
     PortTypeError,
@@ -59,6 +60,7 @@ from ._errors import (
     RegistryNotFoundError,
     RegistrySignatureError,
     RegistryUnavailableError,
+    RemoteTickError,
     RunTimeout,
     SandboxError,
     StreamError,
@@ -70,7 +72,9 @@ from ._errors import (
     UnknownPortError,
     UnsafeArchiveError,
     UntrustedKeyError,
+    WorkerLostError,
 )
+from ._ray_placement import Ray
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -122,9 +126,11 @@ __all__ = [
     "PackNotFoundError",
     "PackSignatureError",
     "PackVetoError",
+    "PlacementError",
     "PlatformError",
     "PolicyError",
     "PortTypeError",
+    "Ray",
     "ReflowError",
     "RegistryAuthError",
     "RegistryError",
@@ -133,6 +139,7 @@ __all__ = [
     "RegistryNotFoundError",
     "RegistrySignatureError",
     "RegistryUnavailableError",
+    "RemoteTickError",
     "RunSummary",
     "RunTimeout",
     "SandboxError",
@@ -153,6 +160,7 @@ __all__ = [
     "WasmActor",
     "WasmEngine",
     "WasmModule",
+    "WorkerLostError",
     "__version__",
     "compose_graphs",
     "default_engine",

@@ -16,9 +16,15 @@ one boundary per dependency and chained with ``raise ... from exc``::
     ├── ActorError                one tick of one node went wrong (.node, .component)
     │   ├── TickStateError        done()/fail() misuse inside a tick
     │   ├── TickTimeoutError      a tick ran past its node's timeout policy (.limit_s)
-    │   └── CircuitOpenError      a node's circuit breaker is open: the tick failed fast
+    │   ├── CircuitOpenError      a node's circuit breaker is open: the tick failed fast
     │                             (.retry_after_s)
+    │   ├── RemoteTickError       a tick on a Ray actor raised; the remote traceback is its
+    │                             note (.remote_type, .remote_traceback)
+    │   └── WorkerLostError       the Ray actor running a node's tick died, or its cluster went
+    │                             away (.cause)
     ├── PolicyError               a node's policy declaration is invalid (.node, .key)
+    ├── PlacementError            a node cannot be placed where asked: bad Ray(...) settings,
+    │                             an unreachable cluster, an actor that cannot travel (.node, .key)
     ├── NetworkError              the network as a whole
     │   ├── NetworkStateError     a call that the network's state does not allow
     │   └── RunTimeout            run(timeout=...) expired before the graph went idle
@@ -93,6 +99,7 @@ __all__ = [
     "PackNotFoundError",
     "PackSignatureError",
     "PackVetoError",
+    "PlacementError",
     "PlatformError",
     "PolicyError",
     "PortTypeError",
@@ -104,6 +111,7 @@ __all__ = [
     "RegistryNotFoundError",
     "RegistrySignatureError",
     "RegistryUnavailableError",
+    "RemoteTickError",
     "RunTimeout",
     "SandboxError",
     "StreamError",
@@ -115,6 +123,7 @@ __all__ = [
     "UnknownPortError",
     "UnsafeArchiveError",
     "UntrustedKeyError",
+    "WorkerLostError",
 ]
 
 
@@ -231,6 +240,48 @@ class CircuitOpenError(ActorError):
     ):
         super().__init__(message, node=node, component=component)
         self.retry_after_s = retry_after_s
+
+
+class RemoteTickError(ActorError):
+    """A tick of a node placed on a Ray actor raised there. The message is the remote
+    exception's type and text; ``remote_traceback`` (also a note on this exception, so it
+    shows in the ``ActorFailed`` traceback) is the remote traceback as text."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node: str = "",
+        component: str = "",
+        remote_type: str = "",
+        remote_traceback: str = "",
+    ) -> None:
+        super().__init__(message, node=node, component=component)
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+        if remote_traceback:
+            self.add_note(f"remote traceback (on the Ray actor):\n{remote_traceback.rstrip()}")
+
+
+class WorkerLostError(ActorError):
+    """The process running a placed node's tick is gone: its Ray actor died (killed, out of
+    memory, its machine lost) or the whole Ray cluster went away. ``cause`` says which."""
+
+    def __init__(self, message: str, *, node: str = "", component: str = "", cause: str = ""):
+        super().__init__(message, node=node, component=component)
+        self.cause = cause
+
+
+class PlacementError(GraphError):
+    """A node cannot be placed where its placement asks: unknown or bad ``Ray(...)``
+    settings, Ray not installed, a cluster that cannot be reached or has no node with the
+    resources, an actor or template that cannot travel to another process, or Stream ports.
+    ``node`` names the node, ``key`` the placement setting at fault (``"num_cpus"``)."""
+
+    def __init__(self, message: str, *, node: str = "", key: str = "") -> None:
+        super().__init__(message)
+        self.node = node
+        self.key = key
 
 
 class PolicyError(ReflowError, ValueError):

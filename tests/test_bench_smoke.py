@@ -94,6 +94,8 @@ RATIOS: dict[str, list[str]] = {
     ],
     "bench_workflow": [
         "workflow array job / bare executor map, per element",
+        "3-node chain msg/s, all local / middle on Ray",
+        "3-node chain msg/s, all local / Ray max_inflight 8",
     ],
 }
 #: benchmarks that compile guests (ziglang; a cold zig cache makes them slow)

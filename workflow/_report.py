@@ -27,6 +27,8 @@ class StepReport:
     skipped: list[int] = field(default_factory=list)
     reason: str = ""
     elapsed: float = 0.0
+    #: array jobs: chunks of elements finished, each a packet on the node's "elements" port
+    chunks: int = 0
 
     def describe(self) -> str:
         parts = [self.status]

@@ -10,8 +10,13 @@ An array job's elements run on a backend (``_backends``: threads by default, pro
 ``processes=True``, or Ray tasks with ``backend="ray"``), at most ``max_workers`` (Ray: the
 cluster's CPUs) at a time and at most the job's ``array_limit``; elements go to the backend in
 chunks so that ten thousand trivial elements do not cost ten thousand wake-ups or tasks.
-Every element and every job result has a Merkle key (see ``_cache``); with ``cache=True`` a
-job reuses stored results whose key is unchanged.
+Each finished chunk is a packet on the array node's ``elements`` out-port (an ``Object``:
+``{"step", "indices", "failed"}``, the element indices it finished and those of them that
+failed), so a subscriber sees a ``MessageSent`` per chunk while the job runs, and
+``RunReport.steps[step].chunks`` counts them. Every element and every job result has a Merkle
+key (see ``_cache``); with ``cache=True`` a job reuses stored results whose key is unchanged,
+and an array job stores each chunk's results as the chunk finishes, so a run that is killed
+resumes from the chunks it finished, not from the job's start.
 
 ``on_error="stop"`` (the default) stops at the first failure — elements not yet started are
 not started, steps not yet run are skipped — and ``run_local`` raises
@@ -206,7 +211,7 @@ class _Run:
         try:
             self.backend.check(step, spec.cpus, spec.memory)
             if spec.array:
-                await self._array(spec, rep)
+                await self._array(spec, rep, ctx)
             else:
                 await self._single(spec, rep)
         except WorkflowError as exc:
@@ -266,7 +271,7 @@ class _Run:
         if spec.cache:
             await loop.run_in_executor(None, self._store, spec, key, value)
 
-    async def _array(self, spec: JobSpec, rep: StepReport) -> None:
+    async def _array(self, spec: JobSpec, rep: StepReport, ctx: Any) -> None:
         base, pkey = self._param_kwargs(spec)
         fixed_keys = [spec.code_hash, pkey]
         iterated: list[tuple[str, list[Any], list[str]]] = []
@@ -324,7 +329,7 @@ class _Run:
             todo = rest
         if rundirs and todo:
             await loop.run_in_executor(None, _make_dirs, [kw[rundirs[0]] for _, kw in todo])
-        await self._dispatch(spec, rep, todo)
+        await self._dispatch(spec, rep, todo, ctx)
         rep.ran = len(todo)
         if rep.failures or rep.skipped:
             done = n - len(rep.failures) - len(rep.skipped)
@@ -338,7 +343,7 @@ class _Run:
         return [self._lookup(spec, keys[i]) for i, _ in todo]
 
     async def _dispatch(
-        self, spec: JobSpec, rep: StepReport, todo: list[tuple[int, dict[str, Any]]]
+        self, spec: JobSpec, rep: StepReport, todo: list[tuple[int, dict[str, Any]]], ctx: Any
     ) -> None:
         if not todo:
             return
@@ -352,7 +357,8 @@ class _Run:
         chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
         it = iter(chunks)
         pending: set[asyncio.Future[Any]] = set()
-        to_store: list[tuple[str, Any]] = []
+        stores: list[asyncio.Future[Any]] = []
+        cache = self.cache if spec.cache else None
 
         def submit() -> bool:
             if self.stopped:
@@ -373,15 +379,25 @@ class _Run:
             finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for fut in finished:
                 pending.discard(fut)
+                to_store: list[tuple[str, Any]] = []
+                indices: list[int] = []
+                failed: list[int] = []
                 for i, ok, value in fut.result():
+                    indices.append(i)
                     if ok:
                         st.elements[i] = value
-                        if spec.cache:
+                        if cache is not None:
                             to_store.append((st.keys[i], value))
                     else:
+                        failed.append(i)
                         rep.failures[i] = value
                         if self.on_error == "stop":
                             self.stopped = True
+                if to_store and cache is not None:
+                    stores.append(loop.run_in_executor(None, _put_all, cache, to_store))
+                rep.chunks += 1
+                chunk_packet = {"step": spec.name, "indices": indices, "failed": failed}
+                await ctx.asend({"elements": Message.object(chunk_packet)})
             while len(pending) < limit and submit():
                 pass
         if self.stopped:
@@ -389,9 +405,8 @@ class _Run:
                 i for i in range(len(st.elements)) if st.elements[i] is not _FAILED
             }
             rep.skipped.extend(i for i, _ in todo if i not in started)
-        if to_store and self.cache is not None:
-            cache = self.cache
-            await loop.run_in_executor(None, lambda: [cache.put(k, v) for k, v in to_store])
+        if stores:
+            await asyncio.gather(*stores)
 
     # ------------------------------------------------------------------ results
 
@@ -404,6 +419,11 @@ class _Run:
             else:
                 out[name] = st.value
         return out
+
+
+def _put_all(cache: ResultCache, items: list[tuple[str, Any]]) -> None:
+    for key, value in items:
+        cache.put(key, value)
 
 
 def _make_dirs(paths: list[Path]) -> None:
@@ -426,10 +446,10 @@ def _as_list(step: str, value: Any, consumer: str | None = None) -> list[Any]:
 
 
 class _JobActor(Actor):
-    def __init__(self, run: _Run, step: str, upstream: Sequence[str]) -> None:
+    def __init__(self, run: _Run, step: str, upstream: Sequence[str], array: bool) -> None:
         self.component = f"workflow:{step}"
         self.inports = [f"after_{i}" for i in range(len(upstream))]
-        self.outports = ["out"]
+        self.outports = ["out", "elements"] if array else ["out"]
         self.await_all_inports = True
         self._wf_run = run
         self._step = step
@@ -492,8 +512,11 @@ def run_plan(
     try:
         for name in plan.order:
             ups = plan.jobs[name].upstream()
-            net.register_actor(f"workflow:{name}", _JobActor(run, name, ups))
+            array = plan.jobs[name].array
+            net.register_actor(f"workflow:{name}", _JobActor(run, name, ups, array))
             net.add_node(name, f"workflow:{name}")
+            if array:
+                net.collect(name, "elements")  # the chunk packets' consumer (see above)
         for name in plan.order:
             for i, up in enumerate(plan.jobs[name].upstream()):
                 net.add_connection(up, "out", name, f"after_{i}")

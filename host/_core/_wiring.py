@@ -97,11 +97,15 @@ class Wiring:
         template_id: str,
         config: dict[str, Any] | None = None,
         policies: dict[str, Any] | None = None,
+        placement: Any = None,
     ) -> None:
         """Add node ``id`` running the actor registered as ``template_id``.
 
         ``policies``: retry, timeout, circuit breaker, rate limit, cache and dead letters for
-        this node's ticks (see ``reflow._core._policies``); a bad one raises PolicyError."""
+        this node's ticks (see ``reflow._core._policies``); a bad one raises PolicyError.
+        ``placement``: ``reflow.Ray(...)`` (or ``{"ray": {...}}``) runs the node's actor in a
+        Ray actor in another process or machine (see ``reflow._ray_nodes``); a bad one, or a
+        cluster that cannot be reached, raises PlacementError."""
         if self._running or self._closed:
             self._check_mutable()
         building()
@@ -114,6 +118,13 @@ class Wiring:
             raise GraphError(f"config of node {id!r} must be a dict, got {type(config).__name__}")
         template = self._templates.get(template_id) or self._template(template_id)
         if template._expands:  # a subgraph: its inner nodes join this network
+            if placement is not None:
+                from .._errors import PlacementError
+
+                raise PlacementError(
+                    f"node {id!r}: a subgraph node cannot be placed; place its inner nodes",
+                    node=id,
+                )
             if policies:
                 from .._errors import PolicyError
 
@@ -126,7 +137,20 @@ class Wiring:
             self._subgraph_nodes.add(id)
             template.expand_into(self, id, dict(config or {}))
             return
-        actor = template.open_node(id, dict(config) if config else {})
+        actor: Actor
+        if placement is not None:
+            from .._ray_nodes import placed_actor
+
+            actor = placed_actor(
+                id,
+                template_id,
+                template,
+                dict(config or {}),
+                placement,
+                registered=template_id in self._templates,
+            )
+        else:
+            actor = template.open_node(id, dict(config) if config else {})
         if actor is template:  # one actor shared by all its nodes: its mode is known
             node = _Node(
                 id,
@@ -138,6 +162,8 @@ class Wiring:
         else:
             node = _Node(id, actor.component, actor, dict(config) if config else {})
         node.ctx = ActorContext(self._sched, node)
+        if placement is not None:
+            node.send_window = -1  # each remote send waits until its packets are on the edges
         if policies is not None:  # checked before the node joins: a bad policy adds nothing
             from ._policies_runner import attach_policies
 
@@ -478,6 +504,7 @@ class Wiring:
                 components.get(component, component),
                 merged,
                 meta.get("policies") if meta else None,
+                meta.get("placement") if meta else None,
             )
         for src, sport, dst, dport, cap in spec.connections:
             src, dst = prefix + src, prefix + dst

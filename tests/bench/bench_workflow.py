@@ -6,24 +6,33 @@ of workers, in the same run. Target: the workflow's time per element ≤ 3x the 
 With ``--ray`` it also starts a Ray cluster on 127.0.0.1 (a head and a worker node, one CPU
 each; ``ray`` must be installed: ``pip install 'reflow[ray]'``) and measures, in the same run,
 ``backend="ray"`` against bare ``ray.remote`` calls of the same trivial function (target: ≤ 1.5x
-per task), and a CPU-bound array job on one worker against two (target: ≥ 1.7x faster).
+per task), and a CPU-bound array job on one worker against two (target: ≥ 1.7x faster), by wall
+time and by the CPU seconds each worker spent (the busiest worker's CPU time is what the wall
+time comes to on a machine with a free core per worker; a loaded machine shows a lower wall
+ratio, the CPU ratio stays).
+
+Always (``--smoke`` too; needs ``ray``): messages per second through a 3-node chain, all local
+against the middle node placed on a Ray actor (a head node on 127.0.0.1), max_inflight 1 and 8.
 
 Run: ``python tests/bench/bench_workflow.py [--n 10000] [--workers 2] [--repeat 3] [--ray]``;
-``--smoke`` runs a tiny size (without Ray).
+``--smoke`` runs tiny sizes (the Ray array rows only with ``--ray``).
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from _ratios import print_ratios
 
+from reflow import Actor, Message, Network
 from reflow.workflow import Result, Workflow
 
 
@@ -71,12 +80,16 @@ def burn(x: int) -> int:
     return s
 
 
-def _ray_rows(n: int, cpu_n: int) -> list[tuple[str, float]]:
+@contextlib.contextmanager
+def _ray_cluster(workers: int) -> Iterator[str]:
+    """A head and ``workers`` worker nodes on 127.0.0.1 (one CPU each), this process
+    connected to it; everything is ended afterwards."""
     import os
     import shutil
     import socket
     import subprocess
 
+    import psutil
     import ray
 
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -86,33 +99,51 @@ def _ray_rows(n: int, cpu_n: int) -> list[tuple[str, float]]:
         port = s.getsockname()[1]
     temp = tempfile.mkdtemp(prefix="reflow-bench-ray-")
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    head = ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"]
     try:
-        subprocess.run(
-            [
-                exe,
-                "start",
-                "--head",
-                f"--port={port}",
-                "--include-dashboard=false",
-                f"--temp-dir={temp}",
-                *common,
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        subprocess.run(
-            [exe, "start", f"--address=127.0.0.1:{port}", *common],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        for args in [head] + [[f"--address=127.0.0.1:{port}"]] * workers:
+            subprocess.run(
+                [exe, "start", *args, *common],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
         address = f"127.0.0.1:{port}"
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        while sum(1 for nd in ray.nodes() if nd["Alive"]) < 2:
+        while sum(1 for nd in ray.nodes() if nd["Alive"]) < workers + 1:
             time.sleep(0.5)
+        yield address
+    finally:
+        ray.shutdown()
+        # only this cluster's processes (and their renamed children), never `ray stop`
+        procs: dict[int, Any] = {}
+        for proc in psutil.process_iter(["cmdline"]):
+            try:
+                if any(temp in part for part in proc.info["cmdline"] or ()):
+                    procs[proc.pid] = proc
+                    procs.update((c.pid, c) for c in proc.children(recursive=True))
+            except psutil.Error:
+                continue
+        for proc in procs.values():
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def heavy_timed(x: int) -> tuple[int, int, float]:
+    """``burn`` with the worker's pid and the CPU seconds the call took there."""
+    import os
+
+    c0 = time.process_time()
+    v = burn(x)
+    return v, os.getpid(), time.process_time() - c0
+
+
+def _ray_rows(n: int, cpu_n: int) -> list[tuple[str, float]]:
+    import ray
+
+    with _ray_cluster(workers=1) as address:
         f = ray.remote(work)
         ray.get([f.remote(x) for x in range(50)])  # warm the workers
         t0 = time.perf_counter()
@@ -123,7 +154,8 @@ def _ray_rows(n: int, cpu_n: int) -> list[tuple[str, float]]:
             t0 = time.perf_counter()
             wf.run(tmp, backend="ray", address=address)
             wf_s = time.perf_counter() - t0
-        times = {}
+        times: dict[int, float] = {}
+        cpu: dict[int, dict[int, float]] = {}
         for workers in (1, 2):
             wf2 = Workflow("burn")
 
@@ -132,26 +164,125 @@ def _ray_rows(n: int, cpu_n: int) -> list[tuple[str, float]]:
                 return list(range(cpu_n))
 
             @wf2.job(array=True, array_limit=workers)
-            def heavy(x: Annotated[int, Result(step="items")]) -> int:
-                return burn(x)
+            def heavy(x: Annotated[int, Result(step="items")]) -> tuple[int, int, float]:
+                return heavy_timed(x)
 
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
-                wf2.run(tmp, backend="ray", address=address, max_workers=workers)
+                report = wf2.run(tmp, backend="ray", address=address, max_workers=workers)
                 times[workers] = time.perf_counter() - t0
-        print(
-            f"ray: {n} trivial tasks bare {bare_s * 1e6 / n:.1f} us/task, "
-            f"workflow {wf_s * 1e6 / n:.1f} us/element; {cpu_n} CPU-bound elements "
-            f"1 worker {times[1]:.2f} s, 2 workers {times[2]:.2f} s"
-        )
-        return [
-            ("ray workflow / bare ray.remote, per element", wf_s / bare_s),
-            ("ray CPU-bound array, 1 worker / 2 workers (speed-up)", times[1] / times[2]),
-        ]
-    finally:
-        ray.shutdown()
-        subprocess.run(["pkill", "-9", "-f", temp], check=False)
-        shutil.rmtree(temp, ignore_errors=True)
+            per: dict[int, float] = {}
+            for _, pid, seconds in report["heavy"]:
+                per[pid] = per.get(pid, 0.0) + seconds
+            cpu[workers] = per
+    # On a machine with a free core per worker, the wall time of a run is the CPU time of its
+    # busiest worker: the CPU-time ratio is what a quiet machine's wall ratio comes to; on a
+    # loaded one the wall ratio is lower, the CPU ratio stays.
+    cpu_1 = sum(cpu[1].values())
+    cpu_2 = max(cpu[2].values())
+    print(
+        f"ray: {n} trivial tasks bare {bare_s * 1e6 / n:.1f} us/task, "
+        f"workflow {wf_s * 1e6 / n:.1f} us/element; {cpu_n} CPU-bound elements "
+        f"1 worker {times[1]:.2f} s wall / {cpu_1:.2f} s CPU, 2 workers {times[2]:.2f} s wall / "
+        f"{sum(cpu[2].values()):.2f} s CPU on {len(cpu[2])} workers (busiest "
+        f"{cpu_2:.2f} s); this machine: {_cores()} cores, load {_load()}"
+    )
+    return [
+        ("ray workflow / bare ray.remote, per element", wf_s / bare_s),
+        ("ray CPU-bound array, 1 worker / 2 workers (speed-up)", times[1] / times[2]),
+        ("ray CPU-bound array speed-up by worker CPU time", cpu_1 / cpu_2),
+    ]
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def _load() -> str:
+    import os
+
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+class _Count(Actor):
+    """A source of ``n`` packets, streamed with ctx.send."""
+
+    component = "bench_count"
+    inports: list[str] = []
+    outports = ["out"]
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run(self, ctx: Any) -> None:
+        for i in range(self.n):
+            ctx.send({"out": Message.integer(i)})
+        ctx.done()
+
+
+class _Pass(Actor):
+    component = "bench_pass"
+    inports = ["in"]
+    outports = ["out"]
+
+    def run(self, ctx: Any) -> None:
+        ctx.done({"out": ctx.inputs["in"]})
+
+
+class _Sink(Actor):
+    component = "bench_sink"
+    inports = ["in"]
+    outports: list[str] = []
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def run(self, ctx: Any) -> None:
+        self.seen += 1
+        ctx.done()
+
+
+def chain_rate(n: int, placement: Any) -> float:
+    """Messages per second through source -> pass -> sink, ``pass`` placed as given."""
+    sink = _Sink()
+    net = Network()
+    net.register_actor("count", _Count(n))
+    net.register_actor("pass", _Pass())
+    net.register_actor("sink", sink)
+    net.add_node("c", "count")
+    net.add_node("p", "pass", placement=placement)
+    net.add_node("s", "sink")
+    net.add_connection("c", "out", "p", "in")
+    net.add_connection("p", "out", "s", "in")
+    t0 = time.perf_counter()
+    summary = net.run(timeout=600)
+    dt = time.perf_counter() - t0
+    net.shutdown()
+    if not summary.ok or sink.seen != n:
+        raise SystemExit(f"error: chain lost packets ({sink.seen} of {n}): {summary.failures}")
+    return n / dt
+
+
+def _node_rows(n: int) -> list[tuple[str, float]]:
+    """A 3-node chain with its middle node on a Ray actor, against the same chain all local,
+    in the same run (the Ray actor on a head node of this machine: a process hop per tick)."""
+    from reflow import Ray
+
+    local = max(chain_rate(n, None) for _ in range(3))
+    with _ray_cluster(workers=0) as address:
+        chain_rate(min(n, 200), Ray(address=address))  # start-up and warm-up
+        remote_1 = chain_rate(n, Ray(address=address))
+        remote_8 = chain_rate(n, Ray(address=address, max_inflight=8))
+    print(
+        f"3-node chain, {n} messages: all local {local:,.0f} msg/s; middle on a Ray actor "
+        f"{remote_1:,.0f} msg/s (max_inflight 1), {remote_8:,.0f} msg/s (max_inflight 8)"
+    )
+    return [
+        ("3-node chain msg/s, all local / middle on Ray", local / remote_1),
+        ("3-node chain msg/s, all local / Ray max_inflight 8", local / remote_8),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  workflow array job            {w_best * 1e6 / n:8.2f} us/element")
     rows = [("workflow array job / bare executor map, per element", w_best / b_best)]
     if args.ray and not args.smoke:
-        rows += _ray_rows(min(n, 2000), 16)
+        rows += _ray_rows(min(n, 2000), 32)
+    rows += _node_rows(200 if args.smoke else min(n, 3000))
     print_ratios(rows)
     return 0
 

@@ -4,17 +4,22 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import pytest
+from raycluster import (
+    ENV,
+    cluster_fixture,
+    free_port,
+    kill_cluster,
+    start_cluster,
+    stop_cluster,
+)
 
 from reflow.workflow import Result, Workflow, WorkflowError, WorkflowFailed
 
@@ -22,62 +27,10 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'refl
 
 pytestmark = pytest.mark.slow
 
-RAY = str(Path(sys.executable).parent / "ray")
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(*args: str) -> None:
-    p = subprocess.run([RAY, "start", *args], env=ENV, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stdout + p.stderr
-
-
-def _stop(temp: str) -> None:
-    # `ray stop` would stop every cluster on the machine: end only this one's processes
-    subprocess.run(["pkill", "-9", "-f", temp], check=False)
-    shutil.rmtree(temp, ignore_errors=True)
-
-
-def _cluster(workers: int) -> tuple[str, str]:
-    temp = tempfile.mkdtemp(prefix="reflow-ray-")
-    port = _free_port()
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    _start("--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *common)
-    for _ in range(workers):
-        _start(f"--address=127.0.0.1:{port}", *common)
-    return f"127.0.0.1:{port}", temp
-
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    if not Path(RAY).exists():
-        pytest.skip(f"no ray command next to {sys.executable}")
-    address, temp = _cluster(workers=1)
-    try:
-        deadline = time.monotonic() + 60
-        while True:  # wait until both nodes have joined
-            probe = subprocess.run(
-                [sys.executable, "-c", PROBE, address], env=ENV, capture_output=True, text=True
-            )
-            if probe.stdout.strip() == "2" or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        assert probe.stdout.strip() == "2", probe.stdout + probe.stderr
-        yield address
-    finally:
-        _stop(temp)
-
-
-PROBE = """
-import sys, ray
-ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
-print(sum(1 for n in ray.nodes() if n["Alive"]))
-"""
+    yield from cluster_fixture(workers=1)
 
 
 def _work_flow() -> Workflow:
@@ -160,7 +113,7 @@ def test_resources_no_node_has_are_refused_not_waited_for(
 def test_an_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     wf = Workflow("nowhere")
     wf.job(lambda: 1, name="one")
-    port = _free_port()
+    port = free_port()
     code = (
         "import sys\n"
         "from reflow.workflow import Workflow, WorkflowError\n"
@@ -206,7 +159,7 @@ print("SECONDS", time.time() - t0, flush=True)
 
 
 def test_a_cluster_that_goes_away_mid_run_fails_the_run_clearly(tmp_path: Path) -> None:
-    address, temp = _cluster(workers=0)
+    address, temp = start_cluster(workers=0)
     try:
         env = {**ENV, "REFLOW_RAY_LOST_AFTER_S": "3"}
         proc = subprocess.Popen(
@@ -219,10 +172,10 @@ def test_a_cluster_that_goes_away_mid_run_fails_the_run_clearly(tmp_path: Path) 
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("STARTED")
         time.sleep(6)  # ray.init and a few elements
-        subprocess.run(["pkill", "-9", "-f", temp], check=False)
+        kill_cluster(temp)
         out, err = proc.communicate(timeout=120)
     finally:
-        _stop(temp)
+        stop_cluster(temp)
     assert "FAILED" in out, out + err
     assert f"the Ray cluster at {address} went away while job 'nap' was running" in out
     assert proc.returncode == 0, err
