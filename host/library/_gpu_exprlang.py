@@ -173,8 +173,9 @@ class _Lowering:
                     f"config 'expression': the number {value!r} does not fit float32 "
                     f"(in {self.source[:80]!r})"
                 )
-            self.literals.append(float(value))
-            return ("lit", len(self.literals) - 1, ())
+            if float(value) not in self.literals:  # one slot per distinct number
+                self.literals.append(float(value))
+            return ("lit", self.literals.index(float(value)), ())
         if tag == "input":
             raise _unsupported("'$' on its own (name an in-port: $.a)", self.source)
         if tag == "get":
