@@ -161,7 +161,8 @@ class GpuAudioGain(GpuActor):
             factor = config_number(ctx, "gain", minimum=0)
         clip = config_bool(ctx, "clip", False)
         src = audio_buffer(ctx, device, "in")
-        out = new_audio(device, *src.shape, src.meta["sampleRate"])
+        frames, ch = src.shape
+        out = new_audio(device, frames, ch, src.meta["sampleRate"])
         if out.size:
             _mix_pass(ctx, device, src, out, float(factor), first=True, clip=clip)
         return {"out": Message.gpu(out)}

@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     ticks = 20 if args.smoke else 300
     rgba = encode_image(rng.integers(0, 256, (h, w, 4), dtype=np.uint8))
     tiny = encode_image(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8))  # 1 KiB
-    blur = [("image_blur", {"sigma": 3.0})]
-    chain = [
+    blur: list[tuple[str, dict[str, Any]]] = [("image_blur", {"sigma": 3.0})]
+    chain: list[tuple[str, dict[str, Any]]] = [
         ("image_blur", {"sigma": 2.0}),
         ("image_adjust", {"contrast": 1.2}),
         ("image_resize", {"width": w // 2}),

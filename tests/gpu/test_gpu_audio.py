@@ -211,7 +211,7 @@ def test_mix_without_any_signal_fails(device: Any) -> None:
 
     ctx = type("Ctx", (), {"inputs": {}, "config": {}})()
     with pytest.raises(ActorError, match="no signal on any in-port"):
-        mix_gains(ctx)  # type: ignore[arg-type]
+        mix_gains(ctx)
 
 
 @pytest.mark.parametrize(

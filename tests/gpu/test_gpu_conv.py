@@ -22,7 +22,7 @@ from reflow.library import decode_image, encode_image
 from reflow.testing import run_tick
 
 _RNG = np.random.default_rng(1616)
-_IMAGES = {
+_IMAGES: dict[str, np.ndarray] = {
     "rgba8": _RNG.integers(0, 256, (29, 41, 4), dtype=np.uint8),
     "rgb16": _RNG.integers(0, 65536, (17, 23, 3), dtype=np.uint16),
     "gray8": _RNG.integers(0, 256, (11, 9, 1), dtype=np.uint8),
@@ -86,7 +86,7 @@ def test_numpy_convolve_matches_an_independent_reference(edge: str) -> None:
     """The twin itself against np.pad + a float64 sliding sum (scipy's modes, by name)."""
     image = _IMAGES["rgb16"]
     kernel = np.asarray(_RANDOM5, dtype=np.float64).reshape(5, 5)
-    pad = {"clamp": "edge", "zero": "constant", "wrap": "wrap", "reflect": "reflect"}[edge]
+    pad: Any = {"clamp": "edge", "zero": "constant", "wrap": "wrap", "reflect": "reflect"}[edge]
     padded = np.pad(image.astype(np.float64), ((2, 2), (2, 2), (0, 0)), mode=pad)
     h, w, _ = image.shape
     ref = sum(kernel[i, j] * padded[i : i + h, j : j + w] for i in range(5) for j in range(5))
@@ -139,7 +139,7 @@ def test_numpy_chroma_key_is_tpl_chroma_keys_math() -> None:
     ctx = type("Ctx", (), {"config": {}})()
     assert np.array_equal(
         decode_image(result.outputs["out"][0]),
-        ChromaKey().process(ctx, image),  # type: ignore[arg-type]
+        ChromaKey().process(ctx, image),
     )
 
 
