@@ -80,10 +80,10 @@ class GpuArrayExpression(GpuActor):
     """GPU twin of ``tpl_array_expression``: the expression as one WGSL kernel, one
     invocation per element.
 
-    Ports: in ``a`` … ``d`` (float32 arrays of one length: Bytes or Gpu) → out ``out`` (Gpu
-    array). Config: ``expression`` (required; see ``tpl_array_expression``: unsupported
-    constructs fail when the node is made, naming the construct), ``constants``,
-    ``fallback``, ``gpuTimeout``.
+    Ports: in ``a``, ``b``, ``c``, ``d`` (float32 arrays of one length: Bytes or Gpu) →
+    out ``out`` (Gpu array). Config: ``expression`` (required; see
+    ``tpl_array_expression``: unsupported constructs fail when the node is made, naming
+    the construct), ``constants``, ``fallback``, ``gpuTimeout``.
     """
 
     component = "tpl_gpu_array_expression"

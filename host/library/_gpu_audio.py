@@ -172,9 +172,9 @@ class GpuAudioMix(GpuActor):
     """GPU twin of ``tpl_audio_mix_n`` (and of ``tpl_audio_mix`` for ``a`` and ``b``):
     ``out = Σ in_p * gain_p`` over the connected in-ports, one pass per input.
 
-    Ports: in ``a`` … ``h`` (audio, Bytes or Gpu; waits for every connected one) → out
-    ``out`` (Gpu audio). Config: ``gain_a`` … ``gain_h`` (default 1), ``clip`` (bool),
-    ``fallback``, ``gpuTimeout``. One sample rate; mono spreads over channels; shorter
+    Ports: in ``a``, ``b``, ``c``, ``d``, ``e``, ``f``, ``g``, ``h`` (audio, Bytes or Gpu;
+    waits for every connected one) → out ``out`` (Gpu audio). Config: ``gain_a`` …
+    ``gain_h`` (default 1), ``clip`` (bool), ``fallback``, ``gpuTimeout``. One sample rate; mono spreads over channels; shorter
     signals are padded with silence.
     """
 

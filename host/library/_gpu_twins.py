@@ -394,9 +394,9 @@ class AudioMixN(LibraryActor):
     """``tpl_audio_mix`` over up to eight signals: ``out = Σ in_p * gain_p``.
 
     The same sample rate everywhere; mono signals spread over the others' channels; shorter
-    ones padded with silence. Ports: in ``a`` … ``h`` (audio; waits for every connected
-    one) → out ``out`` (audio). Config: ``gain_a`` … ``gain_h`` (numbers, default 1),
-    ``clip`` (bool, default false).
+    ones padded with silence. Ports: in ``a``, ``b``, ``c``, ``d``, ``e``, ``f``, ``g``,
+    ``h`` (audio; waits for every connected one) → out ``out`` (audio). Config: ``gain_a``
+    … ``gain_h`` (numbers, default 1), ``clip`` (bool, default false).
     """
 
     component = "tpl_audio_mix_n"
