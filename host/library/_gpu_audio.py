@@ -174,8 +174,8 @@ class GpuAudioMix(GpuActor):
 
     Ports: in ``a``, ``b``, ``c``, ``d``, ``e``, ``f``, ``g``, ``h`` (audio, Bytes or Gpu;
     waits for every connected one) → out ``out`` (Gpu audio). Config: ``gain_a`` …
-    ``gain_h`` (default 1), ``clip`` (bool), ``fallback``, ``gpuTimeout``. One sample rate; mono spreads over channels; shorter
-    signals are padded with silence.
+    ``gain_h`` (default 1), ``clip`` (bool), ``fallback``, ``gpuTimeout``. One sample
+    rate; mono spreads over channels; shorter signals are padded with silence.
     """
 
     component = "tpl_gpu_audio_mix"
