@@ -37,12 +37,17 @@ from reflow import Message, Network, template_actor
 from reflow.library import decode_image, encode_image
 
 
+#: GPU nodes' extra config: the numpy fallback where there is no adapter, and a time limit
+#: per dispatch that a 4K pass on a software driver (llvmpipe, minutes on a busy CPU) fits.
+_GPU = {"fallback": "cpu", "gpuTimeout": 600}
+
+
 def _chain(prefix: str, steps: list[tuple[str, dict[str, Any]]]) -> tuple[Network, Any]:
     net = Network()
     for i, (name, config) in enumerate(steps):
         tid = f"{prefix}{name}"
         net.register_actor(f"a{i}", template_actor(tid))
-        net.add_node(f"n{i}", f"a{i}", {**config, "fallback": "cpu"} if "gpu" in prefix else config)
+        net.add_node(f"n{i}", f"a{i}", {**config, **_GPU} if "gpu" in prefix else config)
         if i:
             net.add_connection(f"n{i - 1}", "out", f"n{i}", "in")
     return net, net.collect(f"n{len(steps) - 1}", "out")
@@ -74,7 +79,7 @@ def _time_array(
     best, value = float("inf"), None
     net = Network()
     net.register_actor("a0", template_actor(tid))
-    net.add_node("n0", "a0", {**config, "fallback": "cpu"} if "gpu" in tid else config)
+    net.add_node("n0", "a0", {**config, **_GPU} if "gpu" in tid else config)
     out = net.collect("n0", "out")
     try:
         for rep in range(reps + 1):  # the first warms up
