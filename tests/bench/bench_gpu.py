@@ -36,7 +36,6 @@ os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="reflow-bench-x
 from reflow import Message, Network, template_actor
 from reflow.library import decode_image, encode_image
 
-
 #: GPU nodes' extra config: the numpy fallback where there is no adapter, and a time limit
 #: per dispatch that a 4K pass on a software driver (llvmpipe, minutes on a busy CPU) fits.
 _GPU = {"fallback": "cpu", "gpuTimeout": 600}
