@@ -313,11 +313,15 @@ def _wgsl(ops: list[tuple[str, Any, tuple[int, ...]]], ports: tuple[str, ...]) -
     return "\n".join(lines) + "\n"
 
 
-@functools.lru_cache(maxsize=256)
-def compile_expression(source: str) -> Program:
+def compile_expression(source: Any) -> Program:
     """The program of ``source`` (cached per text); ActorError naming what is wrong."""
     if not isinstance(source, str):
-        raise ActorError(f"config 'expression' must be a string, got {source!r}")
+        raise ActorError(f"config 'expression' must be a string, got {str(source)[:60]}")
+    return _compile(source)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(source: str) -> Program:
     try:
         tree = Expression(source)._tree
     except ExpressionError as exc:

@@ -230,3 +230,44 @@ def test_fallback_cpu_runs_the_twin(
     want = run_tick(twin, inputs, config)
     gpu.raise_for_failures()
     assert gpu.outputs["out"][0]["data"] == want.outputs["out"][0]["data"]
+
+
+def _gpu_output(tid: str, inputs: dict, config: dict) -> Message:
+    result = run_tick(template_actor(tid), inputs, config)
+    result.raise_for_failures()
+    return result.outputs["out"][0]
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "port", "fragment"),
+    [
+        ("audio", "tpl_gpu_image_convolve", "in", "in-port 'in': expected a GPU image"),
+        ("audio", "tpl_gpu_image_blend", "base", "in-port 'base': expected a GPU image"),
+        ("image", "tpl_gpu_audio_gain", "in", "in-port 'in': expected GPU audio"),
+        ("image", "tpl_gpu_audio_mix", "c", "in-port 'c': expected GPU audio"),
+        ("audio", "tpl_gpu_array_expression", "a", "in-port 'a': expected a GPU array"),
+        ("image", "tpl_gpu_array_reduce", "in", "in-port 'in': expected a GPU array"),
+        ("image", "tpl_array_reduce", "in", "in-port 'in': expected a GPU array"),
+    ],
+)
+def test_a_gpu_handle_of_another_kind_is_refused_naming_the_port(
+    device: Any, source: str, target: str, port: str, fragment: str
+) -> None:
+    from reflow.library import encode_image
+
+    if source == "audio":
+        msg = _gpu_output("tpl_gpu_audio_gain", {"in": encode_audio(_STEREO, 8000)}, {"gain": 1})
+    else:
+        image = np.zeros((4, 4, 4), dtype=np.uint8)
+        msg = _gpu_output("tpl_gpu_image_grayscale", {"in": encode_image(image)}, {})
+    config = {
+        "tpl_gpu_image_convolve": {"kernel": [1] * 9},
+        "tpl_gpu_audio_gain": {"gain": 1},
+        "tpl_gpu_array_expression": {"expression": "$.a"},
+    }.get(target, {})
+    inputs = {port: msg}
+    if target == "tpl_gpu_image_blend":
+        inputs["overlay"] = msg
+    result = run_tick(template_actor(target), inputs, config)
+    assert len(result.failures) == 1
+    assert fragment in result.failures[0].error.splitlines()[0]

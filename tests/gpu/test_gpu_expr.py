@@ -186,6 +186,8 @@ def test_unsupported_construct_fails_when_the_node_is_made(
     [
         ({}, "config 'expression' is required"),
         ({"expression": 3}, "config 'expression' must be a string"),
+        ({"expression": ["$.a"]}, "config 'expression' must be a string"),
+        ({"expression": {"x": 1}}, "config 'expression' must be a string"),
         ({"expression": "$.a * $.k", "constants": [1]}, "config 'constants' must be an object"),
         ({"expression": "$.a * $.k", "constants": {"k": "2"}}, "'k' must be a number"),
         ({"expression": "$.a * $.k", "constants": {"k": True}}, "'k' must be a number"),
@@ -264,6 +266,26 @@ def test_empty_reductions(device: Any, op: str, fragment: str) -> None:
         "config 'op' must be one of 'sum', 'min', 'max', 'mean', got 'median'"
         in bad.failures[0].error
     )
+
+
+def test_one_gpu_array_on_two_ports(device: Any) -> None:
+    """A fan-out of one device array into ports a and b binds the same buffer twice."""
+    net = Network()
+    for tid in ("tpl_gpu_array_expression", "tpl_array_reduce"):
+        net.register_actor(tid, template_actor(tid))
+    net.add_node("square", "tpl_gpu_array_expression", {"expression": "$.a * 2"})
+    net.add_node("mul", "tpl_gpu_array_expression", {"expression": "$.a * $.b - $.a"})
+    net.add_node("sum", "tpl_array_reduce")
+    net.add_connection("square", "out", "mul", "a")
+    net.add_connection("square", "out", "mul", "b")
+    net.add_connection("mul", "out", "sum", "in")
+    out = net.collect("sum", "out")
+    net.add_initial("square", "a", _arr(_B))
+    net.run(timeout=60).raise_for_failures()
+    net.shutdown()
+    twice = (_B * 2).astype(np.float64)
+    assert out.messages[0]["data"] == pytest.approx(float((twice * twice - twice).sum()), rel=1e-5)
+    assert (gpu_counters().uploads, gpu_counters().readbacks) == (1, 1)
 
 
 def test_expression_into_reduction_stays_on_the_device(device: Any) -> None:
