@@ -8,7 +8,7 @@ error naming the construct):
 - ``$.a`` … ``$.d``: the arrays on in-ports ``a`` … ``d`` (float32, all the same length);
   ``$.<name>``: a number from config ``constants``;
 - number literals, ``true`` / ``false`` (1 / 0);
-- ``+ - * /``, ``%`` (floored, as Python's and ``numpy.mod``), unary ``-``;
+- ``+ - * /``, ``%`` (floored, as Python's: ``x - y * floor(x / y)``), unary ``-``;
 - ``== != < <= > >=`` (1 where true, else 0), ``and`` / ``or`` / ``not`` (on "not 0");
 - ``abs(x)``, ``min(x, y, …)``, ``max(x, y, …)``, ``round(x)`` (half to even), ``int(x)``
   (toward zero), ``float(x)``.
