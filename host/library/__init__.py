@@ -60,6 +60,10 @@ _FAMILIES = (
     ("_video", "VIDEO_TEMPLATES"),
     ("_gpu_image", "GPU_IMAGE_TEMPLATES"),
     ("_gpu_stats", "GPU_STATS_TEMPLATES"),
+    ("_gpu_twins", "GPU_TWIN_TEMPLATES"),
+    ("_gpu_filters", "GPU_FILTER_TEMPLATES"),
+    ("_gpu_audio", "GPU_AUDIO_TEMPLATES"),
+    ("_gpu_array", "GPU_ARRAY_TEMPLATES"),
 )
 
 _classes: dict[str, type[LibraryActor]] | None = None

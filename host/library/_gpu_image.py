@@ -30,7 +30,7 @@ from ._gpu_base import (
 from ._image import ImageAdjust, ImageBlur, ImageGrayscale, ImageResize, ImageThreshold
 from ._media import MAX_PIXELS
 
-__all__ = ["GPU_IMAGE_TEMPLATES"]
+__all__ = ["GPU_IMAGE_TEMPLATES", "pixel_pass"]
 
 _HEAD = """
 struct P { h: u32, w: u32, c: u32, n: u32, mode: u32, a: u32, b: u32, d: u32,
@@ -178,6 +178,31 @@ def _uniform_for(device: GpuDevice, src: GpuBuffer, n: int, op: int, **kw: float
     )
 
 
+def pixel_pass(
+    ctx: ActorContext,
+    device: GpuDevice,
+    kernel: ComputeKernel,
+    src: GpuBuffer,
+    out: GpuBuffer,
+    op: int,
+    **kw: float | int,
+) -> GpuBuffer:
+    """One pass of ``kernel`` from ``src`` into ``out`` (one invocation per output value):
+    the uniform block of :func:`_uniform_for` with ``op`` and ``kw``, then the dispatch.
+    Nothing runs for an empty output."""
+    n = out.size
+    if n:
+        block = _uniform_for(device, src, n, op, **kw)
+        run_1d(
+            ctx,
+            device,
+            kernel,
+            n,
+            [("read", src.buffer), ("write", out.buffer), ("uniform", block)],
+        )
+    return out
+
+
 def _gaussian(ctx: ActorContext) -> np.ndarray:
     """The blur kernel the numpy template uses, from the same config."""
     method = config_choice(ctx, "method", ("gaussian", "box"), "gaussian")
@@ -254,16 +279,8 @@ class GpuImageResize(GpuImageActor):
                 f"config 'width' x 'height' ({w}x{h}) is more than {MAX_PIXELS} pixels"
             )
         out = new_image(device, h, w, c, src.dtype)
-        n = h * w * c
-        block = _uniform_for(device, src, n, 1 if method == "nearest" else 0, oh=h, ow=w)
-        run_1d(
-            ctx,
-            device,
-            _RESIZE,
-            n,
-            [("read", src.buffer), ("write", out.buffer), ("uniform", block)],
-        )
-        return out
+        op = 1 if method == "nearest" else 0
+        return pixel_pass(ctx, device, _RESIZE, src, out, op, oh=h, ow=w)
 
 
 class _GpuPixelActor(GpuImageActor):
@@ -280,17 +297,7 @@ class _GpuPixelActor(GpuImageActor):
         kw = self.settings(ctx, src)
         oc = self.out_channels(c)
         out = new_image(device, h, w, oc, src.dtype)
-        n = h * w * oc
-        if n:
-            block = _uniform_for(device, src, n, self.op, oc=oc, **kw)
-            run_1d(
-                ctx,
-                device,
-                _PIXEL,
-                n,
-                [("read", src.buffer), ("write", out.buffer), ("uniform", block)],
-            )
-        return out
+        return pixel_pass(ctx, device, _PIXEL, src, out, self.op, oc=oc, **kw)
 
 
 class GpuImageGrayscale(_GpuPixelActor):
@@ -308,17 +315,8 @@ class GpuImageGrayscale(_GpuPixelActor):
         if src.shape[2] <= 2:  # as the numpy twin: channel 0 as it is
             h, w = src.shape[:2]
             out = new_image(device, h, w, 1, src.dtype)
-            if h * w:
-                block = _uniform_for(device, src, h * w, 1, oc=1, f0=1.0, f1=0.0, mode=0)
-                # brightness/contrast with contrast 1 on channel 0 of a 1-2 channel image
-                run_1d(
-                    ctx,
-                    device,
-                    _PIXEL,
-                    h * w,
-                    [("read", src.buffer), ("write", out.buffer), ("uniform", block)],
-                )
-            return out
+            # brightness/contrast with contrast 1 on channel 0 of a 1-2 channel image
+            return pixel_pass(ctx, device, _PIXEL, src, out, 1, oc=1, f0=1.0, f1=0.0, mode=0)
         return super().process(ctx, device, src)
 
 

@@ -9,7 +9,10 @@ of a few repetitions is kept. Rows (a ratio above 1 means the GPU side is faster
 - a 4K RGBA gaussian blur (sigma 3) (``--smoke``: 256x144, and so on: the row names keep the
   full sizes);
 - a 3-node chain, blur -> adjust -> resize to half size;
-- a 16 M-value elementwise operation (brightness/contrast on a 2048x2048 RGBA float image);
+- a 16 M-value elementwise expression (``tpl_gpu_array_expression`` against
+  ``tpl_array_expression``: ``$.a * $.b + abs($.a - 0.5) * $.k`` over two float32 arrays);
+- a 16 M-value sum reduction (``tpl_gpu_array_reduce`` against ``tpl_array_reduce``), with
+  the GPU sum's relative difference from numpy's float64 sum;
 - the per-tick cost of a GPU node on a 1 KiB image against its numpy twin's (absolute
   microseconds are printed too).
 
@@ -30,8 +33,12 @@ from _ratios import print_ratios
 
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="reflow-bench-xdg-"))
 
-from reflow import Network, template_actor
+from reflow import Message, Network, template_actor
 from reflow.library import decode_image, encode_image
+
+#: GPU nodes' extra config: the numpy fallback where there is no adapter, and a time limit
+#: per dispatch that a 4K pass on a software driver (llvmpipe, minutes on a busy CPU) fits.
+_GPU = {"fallback": "cpu", "gpuTimeout": 600}
 
 
 def _chain(prefix: str, steps: list[tuple[str, dict[str, Any]]]) -> tuple[Network, Any]:
@@ -39,7 +46,7 @@ def _chain(prefix: str, steps: list[tuple[str, dict[str, Any]]]) -> tuple[Networ
     for i, (name, config) in enumerate(steps):
         tid = f"{prefix}{name}"
         net.register_actor(f"a{i}", template_actor(tid))
-        net.add_node(f"n{i}", f"a{i}", {**config, "fallback": "cpu"} if "gpu" in prefix else config)
+        net.add_node(f"n{i}", f"a{i}", {**config, **_GPU} if "gpu" in prefix else config)
         if i:
             net.add_connection(f"n{i - 1}", "out", f"n{i}", "in")
     return net, net.collect(f"n{len(steps) - 1}", "out")
@@ -62,6 +69,31 @@ def _time_chain(
     finally:
         net.shutdown()
     return best
+
+
+def _time_array(
+    tid: str, inputs: dict[str, Any], config: dict[str, Any], reps: int
+) -> tuple[float, Any]:
+    """Best time of one node from Bytes arrays in to a host value out (the readback)."""
+    best, value = float("inf"), None
+    net = Network()
+    net.register_actor("a0", template_actor(tid))
+    net.add_node("n0", "a0", {**config, **_GPU} if "gpu" in tid else config)
+    out = net.collect("n0", "out")
+    try:
+        for rep in range(reps + 1):  # the first warms up
+            out.messages.clear()
+            t0 = time.perf_counter()
+            for port, msg in inputs.items():
+                net.add_initial("n0", port, msg)
+            net.run(timeout=600).raise_for_failures()
+            msg = out.messages[0]
+            value = msg["data"].to_message() if msg["type"] == "Gpu" else msg
+            if rep:
+                best = min(best, time.perf_counter() - t0)
+    finally:
+        net.shutdown()
+    return best, value
 
 
 def _per_tick(prefix: str, image: Any, ticks: int) -> float:
@@ -94,25 +126,43 @@ def main(argv: list[str] | None = None) -> None:
     reps = 1 if args.smoke else 3
     ticks = 20 if args.smoke else 300
     rgba = encode_image(rng.integers(0, 256, (h, w, 4), dtype=np.uint8))
-    floats = encode_image(rng.random((fh, fw, 4), dtype=np.float32))
     tiny = encode_image(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8))  # 1 KiB
-    blur = [("image_blur", {"sigma": 3.0})]
-    chain = [
+    blur: list[tuple[str, dict[str, Any]]] = [("image_blur", {"sigma": 3.0})]
+    chain: list[tuple[str, dict[str, Any]]] = [
         ("image_blur", {"sigma": 2.0}),
         ("image_adjust", {"contrast": 1.2}),
         ("image_resize", {"width": w // 2}),
     ]
-    adjust = [("image_adjust", {"brightness": 0.1, "contrast": 1.3})]
     rows = []
     for row, label, steps, image in (
         ("4K RGBA gaussian blur", f"{w}x{h} RGBA blur", blur, rgba),
         ("3-node image chain", f"3-node chain on {w}x{h}", chain, rgba),
-        ("16 M-value elementwise", f"{fh * fw * 4:,}-value elementwise", adjust, floats),
     ):
         cpu = _time_chain("tpl_", steps, image, reps)
         gpu = _time_chain("tpl_gpu_", steps, image, reps)
         print(f"{label}: numpy {cpu * 1e3:.1f} ms, GPU {gpu * 1e3:.1f} ms")
         rows.append((f"{row}: numpy / GPU", cpu / gpu))
+    n = fh * fw * 4
+    a = rng.random(n, dtype=np.float32)
+    arrays = {
+        "a": Message.bytes(a.tobytes()),
+        "b": Message.bytes(rng.random(n, dtype=np.float32).tobytes()),
+    }
+    expression = {"expression": "$.a * $.b + abs($.a - 0.5) * $.k", "constants": {"k": 0.25}}
+    cpu, _ = _time_array("tpl_array_expression", arrays, expression, reps)
+    gpu, _ = _time_array("tpl_gpu_array_expression", arrays, expression, reps)
+    print(f"{n:,}-value expression: numpy {cpu * 1e3:.1f} ms, GPU {gpu * 1e3:.1f} ms")
+    rows.append(("16 M-value elementwise: numpy / GPU", cpu / gpu))
+    one = {"in": arrays["a"]}
+    cpu, want = _time_array("tpl_array_reduce", one, {"op": "sum"}, reps)
+    gpu, got = _time_array("tpl_gpu_array_reduce", one, {"op": "sum"}, reps)
+    exact = float(a.astype(np.float64).sum())
+    print(
+        f"{n:,}-value sum: numpy {cpu * 1e3:.1f} ms, GPU {gpu * 1e3:.1f} ms; GPU sum vs "
+        f"float64: {abs(got['data'] - exact) / exact:.2e} relative (numpy twin: "
+        f"{abs(want['data'] - exact) / exact:.2e})"
+    )
+    rows.append(("16 M-value sum reduction: numpy / GPU", cpu / gpu))
     cpu_tick = _per_tick("tpl_", tiny, ticks)
     gpu_tick = _per_tick("tpl_gpu_", tiny, ticks)
     print(f"1 KiB tick: numpy {cpu_tick * 1e6:.0f} us, GPU {gpu_tick * 1e6:.0f} us")
