@@ -169,11 +169,23 @@ def _values(
             raise _bad(ctx, f"{what}: an Array of numbers is expected")
         if b.element == "vec4<f32>" and len(flat) % 4:
             raise _bad(ctx, f"{what}: {len(flat)} numbers is not a whole number of vec4<f32>")
-        try:
-            return np.asarray(flat, dtype=_NUMPY[b.element])
-        except (OverflowError, ValueError) as exc:
-            raise _bad(ctx, f"{what}: a value does not fit {b.element}: {exc}") from None
+        return _as_element(ctx, flat, b.element, what)
     raise _bad(ctx, f"{what}: expected Bytes, an Array of numbers or a Gpu message, got {kind!r}")
+
+
+def _as_element(ctx: ActorContext, values: list[Any], element: str, what: str) -> np.ndarray:
+    """Python numbers as the element type, refusing what it cannot hold (no silent wrap or
+    overflow to infinity)."""
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            arr = np.asarray(values, dtype=_NUMPY[element])
+    except (OverflowError, ValueError, FloatingPointError, TypeError) as exc:
+        raise _bad(ctx, f"{what}: a value does not fit {element}: {exc}") from None
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise _bad(ctx, f"{what}: a value does not fit {element} (finite, |v| < 3.4e38)")
+    if arr.dtype.kind in "iu" and any(isinstance(v, float) and v != int(v) for v in values):
+        raise _bad(ctx, f"{what}: {element} values must be whole numbers")
+    return arr
 
 
 def bind_input(ctx: ActorContext, device: GpuDevice, b: WgslBinding, limits: TickLimits) -> _Bound:
@@ -263,10 +275,7 @@ def _uniform(
             f"config {b.config!r} (uniform @group({b.group}) @binding({b.binding}), "
             f"{b.element}) must be a number or a list of numbers, got {value!r}",
         )
-    try:
-        data = np.asarray(values, dtype=_NUMPY[b.element]).tobytes()
-    except (OverflowError, ValueError) as exc:
-        raise _bad(ctx, f"config {b.config!r} does not fit {b.element}: {exc}") from None
+    data = _as_element(ctx, values, b.element, f"config {b.config!r}").tobytes()
     if len(data) > _MAX_UNIFORM:
         raise _bad(
             ctx, f"config {b.config!r} is {len(data)} bytes, over a uniform's {_MAX_UNIFORM}"
