@@ -285,3 +285,33 @@ def test_chain_with_library_gpu_templates_uploads_once_and_reads_back_once(
         ("again", 0, 1),  # read back by the CPU node, named after the GPU node it came from
     ]
     assert info.messages[0]["data"]["width"] == 40
+
+
+def _readme_blocks() -> dict[str, list[str]]:
+    text = (Path(__file__).resolve().parents[2] / "sdk-guest" / "README.md").read_text("utf-8")
+    section = text.split("## Write a WGSL kernel", 1)[1]
+    blocks: dict[str, list[str]] = {}
+    for chunk in section.split("```")[1::2]:
+        lang, _, body = chunk.partition("\n")
+        blocks.setdefault(lang.strip(), []).append(body)
+    return blocks
+
+
+def test_the_sdk_guide_kernel_builds_loads_and_runs(
+    device: Any, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "Write a WGSL kernel" section of sdk-guest/README.md, as written."""
+    blocks = _readme_blocks()
+    root = tmp_path / "my-pack"
+    (root / "kernels").mkdir(parents=True)
+    (root / "kernels" / "scale.wgsl").write_text(blocks["wgsl"][0], "utf-8")
+    head = '[pack]\nname = "my-pack"\nversion = "0.1.0"\ntargets = []\n\n'
+    (root / "pack.toml").write_text(head + blocks["toml"][0], "utf-8")
+    build_pack(root, key=keys.key)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("REFLOW_TRUST_DIR", str(keys.store.path))
+    scope: dict[str, Any] = {}
+    code = blocks["python"][0]
+    exec(compile(code, "sdk-guest/README.md", "exec"), scope)
+    values = scope["out"].messages[0]["data"].to_numpy()
+    np.testing.assert_array_equal(values, np.full(4, 3.0, np.float32))

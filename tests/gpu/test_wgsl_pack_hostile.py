@@ -250,7 +250,7 @@ def test_a_long_kernel_is_stopped_at_its_time_limit(keys: Keys, device: Any) -> 
     bindings[1]["element"] = "u32"
     wgsl = _wgsl(dispatch=[256 * 64], bindings=bindings)
     start = time.perf_counter()
-    out, failures, _ = run_beside_healthy(keys, LONG, wgsl, {"x": f32(X)}, {"gpuTimeout": 0.5})
+    _, failures, _ = run_beside_healthy(keys, LONG, wgsl, {"x": f32(X)}, {"gpuTimeout": 0.5})
     elapsed = time.perf_counter() - start
     (failure,) = failures
     assert isinstance(failure.exception, GpuTimeoutError), failure.error
