@@ -450,5 +450,11 @@ def check_wgsl_template(
                     "an image output takes its shape from an image input: "
                     "size = 'in:<image in-port>'",
                 )
+            if src.element != b.element:
+                raise _fail(
+                    f"{w}.bindings[{i}].element",
+                    f"an image output holds what its input {src.inport!r} holds "
+                    f"({src.element}), not {b.element}",
+                )
     for i, rule in enumerate(spec.dispatch):
         _check_rule(rule, f"{w}.dispatch[{i}]", inputs)

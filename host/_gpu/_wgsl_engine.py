@@ -50,7 +50,7 @@ GPU_CONFIG: dict[str, dict[str, Any]] = {
 
 
 class WgslTemplate(Actor):
-    """One manifest template run by a WGSL kernel; every node of it shares this actor."""
+    """One manifest template run by a WGSL kernel (and, from ``open_node``, one node of it)."""
 
     execution = "worker"
 
@@ -68,6 +68,11 @@ class WgslTemplate(Actor):
 
     def __repr__(self) -> str:
         return f"<WgslTemplate {self.component!r} of {self.source.pack!r}>"
+
+    def open_node(self, node_id: str, config: dict[str, Any]) -> Actor:
+        """Each node gets its own actor: its CPU fallback (opened on first use) and its
+        one-time warning belong to that node alone."""
+        return WgslTemplate(self.spec, self.kernel, self.source)
 
     def describe(self) -> dict[str, Any]:
         """Ports, config and the kernel's bindings (``describe_template`` shows this)."""

@@ -212,6 +212,8 @@ def bind_input(ctx: ActorContext, device: GpuDevice, b: WgslBinding, limits: Tic
             )
         if b.format == "image" and handle.codec != "image":
             raise _bad(ctx, f"{what}: expected a GPU image, got {handle!r}")
+        if b.format == "image" and b.element == "vec4<f32>" and handle.shape[-1:] != (4,):
+            raise _bad(ctx, f"{what}: a vec4<f32> image binding needs RGBA, got {handle!r}")
         if handle.device is device:
             _check_bytes(handle.nbytes, limits, what)
             if handle.size % width:

@@ -315,3 +315,28 @@ def test_the_sdk_guide_kernel_builds_loads_and_runs(
     exec(compile(code, "sdk-guest/README.md", "exec"), scope)
     values = scope["out"].messages[0]["data"].to_numpy()
     np.testing.assert_array_equal(values, np.full(4, 3.0, np.float32))
+
+
+@pytest.mark.parametrize("upstream", [None, "tpl_gpu_image_grayscale"])
+def test_a_vec4_image_kernel_refuses_images_without_four_channels(
+    device: Any, keys: Keys, example: Path, upstream: str | None
+) -> None:
+    """RGB Bytes, or a 1-channel GPU image from a library template (4 x 8 x 4 values would
+    pass a plain divisibility check): the tick fails naming the port, nothing is misread."""
+    load_pack(example, trust=keys.store)
+    net = Network()
+    net.register_actor("inv", template_actor("wgsl-kernels/invert"))
+    net.add_node("inv", "inv")
+    image = IMAGE[:8, :16, :3] if upstream is None else IMAGE[:8, :16]
+    first = "inv"
+    if upstream is not None:
+        net.register_actor(upstream, template_actor(upstream))
+        net.add_node("up", upstream)
+        net.add_connection("up", "out", "inv", "in")
+        first = "up"
+    net.add_initial(first, "in", encode_image(np.ascontiguousarray(image)))
+    result = net.run(timeout=60)
+    net.shutdown()
+    (failure,) = result.failures
+    assert failure.node == "inv" and "in-port 'in'" in failure.error
+    assert "needs RGBA" in failure.error

@@ -97,6 +97,11 @@ def _image_out_of_array(w: dict[str, Any]) -> None:
     w["bindings"][1]["format"] = "image"
 
 
+def _image_elements_differ(w: dict[str, Any]) -> None:
+    w["bindings"][0]["format"] = w["bindings"][1]["format"] = "image"
+    w["bindings"][1]["element"] = "vec4<f32>"
+
+
 BAD_MANIFESTS = [
     (_binding(0, type="texture"), "templates[0].wgsl.bindings[0].type", "not one of storage"),
     (_binding(0, element="f64"), "templates[0].wgsl.bindings[0].element", "not one of f32"),
@@ -125,6 +130,7 @@ BAD_MANIFESTS = [
     (_binding(0, format="png"), "templates[0].wgsl.bindings[0].format", "not one of array"),
     (_binding(0, format="image", element="u32"), "bindings[0].format", "f32 or vec4<f32>"),
     (_wgsl(_image_out_of_array), "templates[0].wgsl.bindings[1].size", "image input"),
+    (_wgsl(_image_elements_differ), "templates[0].wgsl.bindings[1].element", "holds what"),
     (_binding(0, colour="red"), "templates[0].wgsl.bindings[0].colour", "unknown key"),
     (_set(workgroup_size=[512]), "templates[0].wgsl.workgroup_size[0]", "outside 1..256"),
     (_set(workgroup_size=[1, 1, 65]), "templates[0].wgsl.workgroup_size[2]", "outside 1..64"),
