@@ -292,8 +292,11 @@ def _uniform(
 
 
 def _pipeline(
-    device: GpuDevice, source: KernelSource, spec: WgslKernelSpec
+    device: GpuDevice, source: KernelSource, spec: WgslKernelSpec, limit_s: float
 ) -> tuple[Any, list[Any]]:
+    """The kernel's compiled pipeline on ``device`` (cached). Compiling runs under the tick's
+    time limit, like the dispatch: a software driver compiles on the CPU, and a kernel that
+    takes it past the limit fails its tick (GpuTimeoutError; the device is reset)."""
     groups = max(b.group for b in spec.bindings) + 1
     sig = ";".join(b.describe() for b in spec.bindings)
     key = (source.sha256, f"wgsl|{spec.entry_point}|{sig}")
@@ -306,33 +309,40 @@ def _pipeline(
         ("storage", "read_write"): wgpu.BufferBindingType.storage,
         ("uniform", ""): wgpu.BufferBindingType.uniform,
     }
-    try:
-        module = device.device.create_shader_module(code=source.text, label=source.template)
-        layouts = [
-            device.device.create_bind_group_layout(
-                entries=[
-                    {
-                        "binding": b.binding,
-                        "visibility": wgpu.ShaderStage.COMPUTE,
-                        "buffer": {"type": kinds[(b.type, b.access)]},
-                    }
-                    for b in spec.bindings
-                    if b.group == g
-                ]
+
+    def build() -> tuple[Any, Any]:
+        try:
+            module = device.device.create_shader_module(code=source.text, label=source.template)
+            layouts = [
+                device.device.create_bind_group_layout(
+                    entries=[
+                        {
+                            "binding": b.binding,
+                            "visibility": wgpu.ShaderStage.COMPUTE,
+                            "buffer": {"type": kinds[(b.type, b.access)]},
+                        }
+                        for b in spec.bindings
+                        if b.group == g
+                    ]
+                )
+                for g in range(groups)
+            ]
+            pipeline = device.device.create_compute_pipeline(
+                layout=device.device.create_pipeline_layout(bind_group_layouts=layouts),
+                compute={"module": module, "entry_point": spec.entry_point},
             )
-            for g in range(groups)
-        ]
-        pipeline = device.device.create_compute_pipeline(
-            layout=device.device.create_pipeline_layout(bind_group_layouts=layouts),
-            compute={"module": module, "entry_point": spec.entry_point},
-        )
-    except Exception as exc:  # naga parse/validation, layout mismatch: the kernel's fault
+        except Exception as exc:  # naga parse/validation, layout mismatch: the kernel's fault
+            return None, exc
+        return (pipeline, layouts), None
+
+    built, error = device.wait(build, limit_s, f"compiling {source.what}")
+    if error is not None:
         raise GpuKernelError(
-            f"{source.what} was refused by wgpu: {str(exc).strip()[:2000]}",
+            f"{source.what} was refused by wgpu: {str(error).strip()[:2000]}",
             kernel=f"{source.pack}:{source.template}",
-        ) from exc
-    device.pipelines[key] = (pipeline, layouts)
-    return pipeline, layouts
+        ) from error
+    device.pipelines[key] = built
+    return built
 
 
 def run_kernel(
@@ -416,7 +426,7 @@ def _dispatch(
 ) -> None:
     with device.lock:
         device.check_open()
-        pipeline, layouts = _pipeline(device, source, spec)
+        pipeline, layouts = _pipeline(device, source, spec, limit_s)
         try:
             groups = [
                 device.device.create_bind_group(

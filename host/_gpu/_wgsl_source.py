@@ -22,6 +22,19 @@ __all__ = ["MAX_SOURCE", "ShaderBinding", "ShaderInfo", "check_against_manifest"
 
 #: Largest WGSL kernel a pack may carry (bytes); real kernels are a few KiB.
 MAX_SOURCE = 1 << 20
+#: Shape limits, far above real kernels and far below what takes wgpu-native down: naga's
+#: parser recurses on nested expressions and types (a process-killing stack overflow at a
+#: few thousand levels), and llvmpipe inlines every call (a chain of 2000 small functions
+#: took 9 s and 3.3 GB to compile here).
+MAX_NESTING = 64  # open ( [ { at once
+MAX_TYPE_NESTING = 16  # array<vec4<...>> inside one another
+MAX_STATEMENT = 4096  # tokens between two of ; { }
+MAX_INLINED = 1 << 15  # tokens of a function with every call inlined
+MAX_FUNCTIONS = 128  # llvmpipe's compile memory grows with the square of the count
+_GENERICS = frozenset(
+    {"array", "vec2", "vec3", "vec4", "ptr", "atomic", "binding_array"}
+    | {f"mat{c}x{r}" for c in "234" for r in "234"}
+)
 _TOKEN = re.compile(r"\s+|[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9A-Za-z_.]*|\S")
 _INT = re.compile(r"(0|[1-9][0-9]{0,9})[iu]?")
 
@@ -117,9 +130,102 @@ def decode_source(data: bytes, what: str) -> str:
     return text
 
 
+def check_shape(toks: list[tuple[str, int]], what: str) -> None:
+    """Refuse kernels whose nesting, statement length or inlined size passes the limits
+    above (one pass over the tokens, then one over the call graph)."""
+
+    def bad(line: int, why: str) -> GpuKernelError:
+        return GpuKernelError(f"{what}: line {line}: {why}", kernel=what)
+
+    opened: list[str] = []
+    generic = statement = 0
+    pending: str | None = None  # a function whose body has not opened yet
+    current: str | None = None
+    body_depth = 0
+    own: dict[str, int] = {}
+    calls: dict[str, dict[str, int]] = {}
+    n = len(toks)
+    for i, (tok, line) in enumerate(toks):
+        if tok in ("(", "[", "{"):
+            opened.append(tok)
+            if len(opened) > MAX_NESTING:
+                raise bad(line, f"brackets nest deeper than {MAX_NESTING} levels")
+            if tok == "{" and pending is not None and current is None:
+                current, pending, body_depth = pending, None, len(opened)
+                own.setdefault(current, 0)
+                calls.setdefault(current, {})
+        elif tok in (")", "]", "}") and opened:
+            opened.pop()
+            if tok == "}" and current is not None and len(opened) < body_depth:
+                current = None
+        if tok == "<" and i and toks[i - 1][0] in _GENERICS:
+            generic += 1
+            if generic > MAX_TYPE_NESTING:
+                raise bad(line, f"types nest deeper than {MAX_TYPE_NESTING} levels")
+        elif tok == ">" and generic:
+            generic -= 1
+        statement = 0 if tok in (";", "{", "}") else statement + 1
+        if statement > MAX_STATEMENT:
+            raise bad(line, f"a statement of more than {MAX_STATEMENT} tokens")
+        if tok == "fn" and i + 1 < n and current is None:
+            pending = toks[i + 1][0]
+            if len(own) >= MAX_FUNCTIONS:
+                raise bad(line, f"more than {MAX_FUNCTIONS} functions")
+        if current is not None:
+            own[current] += 1
+            if i + 1 < n and toks[i + 1][0] == "(" and (tok[0].isalpha() or tok[0] == "_"):
+                callee = calls[current]
+                callee[tok] = callee.get(tok, 0) + 1
+    _check_inlined(own, calls, what)
+
+
+def _check_inlined(own: dict[str, int], calls: dict[str, dict[str, int]], what: str) -> None:
+    """Each function's size with every call inlined (saturating at the limit); WGSL has no
+    recursion, so a cycle is refused here rather than followed."""
+    size: dict[str, int] = {}
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    for root in own:
+        if root in size:
+            continue
+        stack = [(root, iter(calls[root].items()))]
+        state[root] = 1
+        while stack:
+            fn, it = stack[-1]
+            step = next(it, None)
+            if step is None:
+                total = own[fn]
+                for callee, times in calls[fn].items():
+                    if callee in size:
+                        total = min(MAX_INLINED + 1, total + times * size[callee])
+                size[fn] = total
+                state[fn] = 2
+                stack.pop()
+                if total > MAX_INLINED:
+                    raise GpuKernelError(
+                        f"{what}: function {fn!r} is over {MAX_INLINED} tokens with its "
+                        "calls inlined (as GPU compilers do); split the work across "
+                        "dispatches or simplify the kernel",
+                        kernel=what,
+                    )
+                continue
+            callee = step[0]
+            if callee not in own:
+                continue  # a builtin or a type constructor
+            if state.get(callee) == 1:
+                raise GpuKernelError(
+                    f"{what}: function {callee!r} calls itself through {fn!r}; WGSL has no "
+                    "recursion",
+                    kernel=what,
+                )
+            if state.get(callee) != 2:
+                state[callee] = 1
+                stack.append((callee, iter(calls[callee].items())))
+
+
 def read_shader(text: str, what: str) -> ShaderInfo:
     """The resource declarations and compute entry points of WGSL ``text``."""
     toks = _tokens(_strip_comments(text, what))
+    check_shape(toks, what)
     bindings: dict[tuple[int, int], ShaderBinding] = {}
     entries: dict[str, tuple[int, int, int] | None] = {}
     attrs: dict[str, list[str]] = {}
