@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..abi._manifest_wgsl import ELEMENTS, WgslBinding, WgslKernelSpec
 from ._errors import GpuKernelError
+from ._wgsl_arrays import check_arrays
 
 __all__ = ["MAX_SOURCE", "ShaderBinding", "ShaderInfo", "check_against_manifest", "read_shader"]
 
@@ -31,6 +32,7 @@ MAX_TYPE_NESTING = 16  # array<vec4<...>> inside one another
 MAX_STATEMENT = 4096  # tokens between two of ; { }
 MAX_INLINED = 1 << 15  # tokens of a function with every call inlined
 MAX_FUNCTIONS = 128  # llvmpipe's compile memory grows with the square of the count
+MAX_ELSE_IF = 256  # each "else if" nests one level deeper in naga (20 000 overflowed it)
 _GENERICS = frozenset(
     {"array", "vec2", "vec3", "vec4", "ptr", "atomic", "binding_array"}
     | {f"mat{c}x{r}" for c in "234" for r in "234"}
@@ -138,7 +140,7 @@ def check_shape(toks: list[tuple[str, int]], what: str) -> None:
         return GpuKernelError(f"{what}: line {line}: {why}", kernel=what)
 
     opened: list[str] = []
-    generic = statement = 0
+    generic = statement = else_if = 0
     pending: str | None = None  # a function whose body has not opened yet
     current: str | None = None
     body_depth = 0
@@ -167,6 +169,10 @@ def check_shape(toks: list[tuple[str, int]], what: str) -> None:
         statement = 0 if tok in (";", "{", "}") else statement + 1
         if statement > MAX_STATEMENT:
             raise bad(line, f"a statement of more than {MAX_STATEMENT} tokens")
+        if tok == "else" and i + 1 < n and toks[i + 1][0] == "if":
+            else_if += 1
+            if else_if > MAX_ELSE_IF:
+                raise bad(line, f"more than {MAX_ELSE_IF} 'else if' branches")
         if tok == "fn" and i + 1 < n and current is None:
             pending = toks[i + 1][0]
             if len(own) >= MAX_FUNCTIONS:
@@ -226,6 +232,7 @@ def read_shader(text: str, what: str) -> ShaderInfo:
     """The resource declarations and compute entry points of WGSL ``text``."""
     toks = _tokens(_strip_comments(text, what))
     check_shape(toks, what)
+    check_arrays(toks, what)
     bindings: dict[tuple[int, int], ShaderBinding] = {}
     entries: dict[str, tuple[int, int, int] | None] = {}
     attrs: dict[str, list[str]] = {}

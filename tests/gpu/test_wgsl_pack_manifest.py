@@ -289,6 +289,49 @@ HOSTILE_TEXT = [
     (_chain(2000), False, "more than 128 functions"),
     (_chain(12, calls=4), False, "with its calls inlined"),  # 4^12 copies once inlined
     (_chain(3, calls=2), True, ""),
+    # local arrays: llvmpipe took 27 s for one array<vec4<f32>, 1024>, 16 GB for 16 M
+    (
+        _in_main(b"var big: array<vec4<f32>, 1024>; big[i % 7u] = vec4f(x[i]); out[i] = big[3].x;"),
+        False,
+        "over 1024 scalars",
+    ),
+    (b"var<private> big: array<f32, 16777216>;\n" + DOUBLE, False, "over 1024 scalars"),
+    (
+        b"alias A = array<f32, 100>;\nvar<private> big: array<A, 100>;\n" + DOUBLE,
+        False,
+        "over 1024",
+    ),
+    (
+        b"struct S { a: array<f32, 600> }\nvar<private> p: S;\nvar<private> q: S;\n" + DOUBLE,
+        False,
+        "over 1024",
+    ),
+    (b"const N = 5000u;\nvar<private> big: array<f32, N>;\n" + DOUBLE, False, "over 1024"),
+    (
+        b"override N: u32 = 4u;\nvar<private> big: array<f32, N>;\n" + DOUBLE,
+        False,
+        "integer literal or a const",
+    ),
+    (
+        b"struct A { b: B }\nstruct B { a: A }\nvar<private> p: A;\n" + DOUBLE,
+        False,
+        "contains itself",
+    ),
+    (b"const W = array<f32, 9>(1, 2, 1, 2, 4, 2, 1, 2, 1);\n" + DOUBLE, True, ""),
+    (
+        b"@group(1) @binding(0) var<uniform> lut: array<vec4<f32>, 4096>;\n" + DOUBLE,
+        False,
+        "the shader declares @group(1)",
+    ),
+    (
+        _in_main(
+            b"var v = x[i]; if (v > 1.0) { v = 1.0; }"
+            + b" else if (v > 1.0) { v = 1.0; }" * 20_000
+            + b" out[i] = v;"
+        ),
+        False,
+        "more than 256 'else if'",
+    ),
     (
         b"fn a(v: f32) -> f32 { return b(v); }\nfn b(v: f32) -> f32 { return a(v); }\n" + DOUBLE,
         False,
