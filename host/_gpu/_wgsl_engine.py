@@ -194,8 +194,17 @@ class WgslEngine:
         grants: Any,
         data: bytes | None = None,
     ) -> Mapping[str, Actor]:
-        raw = data if data is not None else path.read_bytes()
         what = f"pack {manifest.name!r} kernel {artifact.path}"
+        if data is None:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise PackFormatError(
+                    f"{what}: cannot read {path}: {exc.strerror}",
+                    pack=manifest.name,
+                    member=artifact.path,
+                ) from exc
+        raw = data
         text = decode_source(raw, what)
         info = read_shader(text, what)
         sha = hashlib.sha256(raw).hexdigest()

@@ -13,6 +13,7 @@ without a GPU. Group, binding and workgroup-size arguments must be integer liter
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..abi._manifest_wgsl import ELEMENTS, WgslBinding, WgslKernelSpec
@@ -300,12 +301,11 @@ def read_shader(text: str, what: str) -> ShaderInfo:
                         dims = []
                         break
                     dims.append(int(m.group(1)))
-                wg = (
-                    (*dims, *(1,) * (3 - len(dims)))
-                    if 1 <= len(dims) <= 3 and len(dims) == len(size)
-                    else None
-                )
-                entries[toks[i + 1][0]] = wg  # type: ignore[assignment]
+                wg: tuple[int, int, int] | None = None
+                if 1 <= len(dims) <= 3 and len(dims) == len(size):
+                    dims += [1] * (3 - len(dims))
+                    wg = (dims[0], dims[1], dims[2])
+                entries[toks[i + 1][0]] = wg
             attrs, attr_line = {}, 0
             i += 2
             continue
@@ -315,12 +315,14 @@ def read_shader(text: str, what: str) -> ShaderInfo:
     return ShaderInfo(bindings, entries)
 
 
-def _literal(args: list[str] | None, attr: str, bad: object, line: int) -> int:
+def _literal(
+    args: list[str] | None, attr: str, bad: Callable[[int, str], GpuKernelError], line: int
+) -> int:
     if args is None:
-        raise bad(line, f"a resource declaration without @{attr}(...)")  # type: ignore[operator]
+        raise bad(line, f"a resource declaration without @{attr}(...)")
     m = _INT.fullmatch(args[0]) if len(args) == 1 else None
     if m is None:
-        raise bad(  # type: ignore[operator]
+        raise bad(
             line,
             f"@{attr}({','.join(args)}) is not an integer literal; a pack kernel writes "
             f"@{attr}(<integer>) so its manifest can be checked",

@@ -466,3 +466,19 @@ def test_a_kernel_project_builds_without_a_compiler(tmp_path: Path) -> None:
         artifact_entry("k", "wasm32-unknown-unknown", "wgsl", KERNEL_PATH, DOUBLE).to_dict()
     ]
     assert copy.deepcopy(m.templates[0].wgsl) == m.templates[0].wgsl
+
+
+@pytest.mark.parametrize(
+    ("attr", "size"),
+    [
+        (b"@workgroup_size(8, 8)", (8, 8, 1)),
+        (b"@workgroup_size(8u, 4i, 2)", (8, 4, 2)),
+        (b"@workgroup_size( 256 )", (256, 1, 1)),
+        (b"@workgroup_size(4 * 4)", None),
+    ],
+)
+def test_workgroup_sizes_are_read_from_literals(attr: bytes, size: Any) -> None:
+    from reflow._gpu._wgsl_source import read_shader
+
+    text = DOUBLE.replace(b"@workgroup_size(64)", attr).decode()
+    assert read_shader(text, "k").entry_points == {"main": size}
