@@ -26,6 +26,7 @@ import tomli_w
 
 from .._errors import PackFormatError
 from ._bounded import MAX_DEPTH, load_toml
+from ._manifest_wgsl import WgslKernelSpec, check_wgsl_artifact, check_wgsl_template, parse_wgsl
 
 __all__ = [
     "FORMAT_VERSION",
@@ -151,6 +152,8 @@ class TemplateSpec:
     engine: str = "auto"
     capabilities: tuple[str, ...] = ()
     config_schema: Mapping[str, Any] = field(default_factory=dict)
+    #: The kernel contract of a template whose entry is a ``wgsl`` artifact (§3.1).
+    wgsl: WgslKernelSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -165,6 +168,8 @@ class TemplateSpec:
         }
         if self.config_schema:
             d["config_schema"] = dict(self.config_schema)
+        if self.wgsl is not None:
+            d["wgsl"] = self.wgsl.to_dict()
         return d
 
 
@@ -322,6 +327,7 @@ _TEMPLATE_KEYS = {
     "await_all_inports",
     "capabilities",
     "config_schema",
+    "wgsl",
 }
 _ARTIFACT_KEYS = {"entry", "triple", "kind", "path", "sha256", "size"}
 _FILE_KEYS = {"path", "sha256", "size"}
@@ -461,6 +467,7 @@ def manifest_from_dict(doc: Mapping[str, Any]) -> PackManifest:
                 await_all_inports=_get(t, "await_all_inports", bool, where, False),
                 capabilities=_strs(t, "capabilities", where),
                 config_schema=_get(t, "config_schema", dict, where, {}),
+                wgsl=parse_wgsl(t["wgsl"], f"{where}wgsl") if "wgsl" in t else None,
             )
         )
     artifacts = []
@@ -593,6 +600,7 @@ def _validate(m: PackManifest) -> None:
             raise _fail(f"{w}.kind", f"a native artifact cannot be under {PORTABLE_TRIPLE}")
         if a.kind == "wasm" and not a.portable:
             raise _fail(f"{w}.triple", f"a wasm artifact belongs under {PORTABLE_TRIPLE}")
+        check_wgsl_artifact(a.kind, a.portable, w)
         if (a.entry, a.triple) in seen:
             raise _fail(w, f"a second artifact for entry {a.entry!r} and triple {a.triple!r}")
         seen.add((a.entry, a.triple))
@@ -609,6 +617,9 @@ def _validate(m: PackManifest) -> None:
         raise _fail("templates", "a pack needs at least one template")
     entries = {a.entry for a in m.artifacts}
     kinds = {(a.entry, a.kind) for a in m.artifacts}
+    entry_kinds: dict[str, set[str]] = {}
+    for e, k in kinds:
+        entry_kinds.setdefault(e, set()).add(k)
     ids: set[str] = set()
     for i, t in enumerate(m.templates):
         w = f"templates[{i}]"
@@ -637,6 +648,14 @@ def _validate(m: PackManifest) -> None:
                     raise _fail(f"{w}.{port_key}", f"{p!r} is not a port name")
         if t.config_schema:
             _check_json_like(t.config_schema, f"{w}.config_schema")
+        check_wgsl_template(
+            t.wgsl,
+            template_id=t.id,
+            inports=t.inports,
+            outports=t.outports,
+            entry_kinds=entry_kinds.get(t.entry, set()),
+            where=w,
+        )
 
 
 def _check_json_like(doc: Any, where: str) -> None:

@@ -309,6 +309,17 @@ def inspect(pack: Path, as_json: bool, trust_dir: Path | None) -> None:
                 f"out={','.join(t.outports) or '-'}  [{t.entry}]  {t.description}"
             )
         )
+        if t.wgsl is not None:  # a WGSL kernel: how it is dispatched and what it binds
+            k = t.wgsl
+            rules = ", ".join(str(r) for r in k.to_dict()["dispatch"])
+            echo(
+                sanitize(
+                    f"    wgsl {k.entry_point} @workgroup_size"
+                    f"({','.join(map(str, k.workgroup_size))}) dispatch=[{rules}]"
+                )
+            )
+            for b in k.bindings:
+                echo(sanitize(f"      {b.describe()}"))
     echo("\nartifacts:")
     for a in m.artifacts:
         here = "present" if a.path in info.members else "stripped"

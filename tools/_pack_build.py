@@ -20,6 +20,10 @@ A project's ``pack.toml`` (PACK_FORMAT.md §6)::
     language = "c"
     sources = ["src/my_pack.c"]
 
+    [[kernels]]                     # a WGSL compute kernel (PACK_FORMAT.md §3.1)
+    name = "saxpy"
+    source = "kernels/saxpy.wgsl"   # its templates are listed in [[templates]]
+
 Templates (ids, ports, config schema) come from the module itself — its describe document,
 read from the freshly built WebAssembly (or the host's native library) — unless the project
 lists ``[[templates]]`` explicitly. Building the same sources twice gives the same bytes.
@@ -108,6 +112,19 @@ class PackProject:
     targets: list[str]
     capabilities: dict[str, list[str]] = field(default_factory=dict)
     templates: list[dict[str, Any]] = field(default_factory=list)
+    kernels: list[PackKernel] = field(default_factory=list)
+
+
+@dataclass
+class PackKernel:
+    """A ``[[kernels]]`` table: WGSL source shipped as an artifact of kind ``wgsl``."""
+
+    name: str
+    source: Path
+
+    @property
+    def entry(self) -> str:
+        return module_entry(self.name)
 
 
 def _bad(project: Path, what: str) -> PackFormatError:
@@ -128,7 +145,7 @@ def read_project(root: str | os.PathLike[str]) -> PackProject:
     except OSError as exc:
         raise _bad(root, f"cannot be read: {exc.strerror}") from exc
     doc = load_toml(raw, str(path), max_size=_MAX_PROJECT_FILE)
-    extra = sorted(set(doc) - {"pack", "capabilities", "modules", "templates"})
+    extra = sorted(set(doc) - {"pack", "capabilities", "modules", "templates", "kernels"})
     if extra:
         raise _bad(root, f"unknown table [{extra[0]}]")
     meta = doc.get("pack")
@@ -167,11 +184,81 @@ def read_project(root: str | os.PathLike[str]) -> PackProject:
         if not isinstance(srcs, list) or not srcs or not all(isinstance(s, str) for s in srcs):
             raise _bad(root, f"modules[{i}].sources must list source files")
         modules.append(PackModule(mod["name"], [root / s for s in srcs]))
-    if not modules:
-        raise _bad(root, "needs at least one [[modules]] table")
+    kernels = _read_kernels(root, doc.get("kernels", []), entries)
+    if not modules and not kernels:
+        raise _bad(root, "needs at least one [[modules]] or [[kernels]] table")
+    templates = doc.get("templates", [])
+    if kernels and not templates:
+        raise _bad(
+            root,
+            f"kernel {kernels[0].name!r} needs its templates listed in [[templates]] "
+            f"(entry = {kernels[0].entry!r}, with a [templates.wgsl] table)",
+        )
     return PackProject(
-        root, meta, modules, list(targets), doc.get("capabilities", {}), doc.get("templates", [])
+        root, meta, modules, list(targets), doc.get("capabilities", {}), templates, kernels
     )
+
+
+def _read_kernels(root: Path, raw: Any, entries: dict[str, int]) -> list[PackKernel]:
+    kernels = []
+    for i, k in enumerate(raw if isinstance(raw, list) else [raw]):
+        if not isinstance(k, dict) or not isinstance(k.get("name"), str):
+            raise _bad(root, f"kernels[{i}] needs a name")
+        extra = sorted(set(k) - {"name", "source"})
+        if extra:
+            raise _bad(root, f"kernels[{i}].{extra[0]}: unknown key (allowed: name, source)")
+        if not _MODULE.fullmatch(k["name"]):
+            raise _bad(root, f"kernels[{i}].name {k['name'][:80]!r} is not a module name")
+        entry = module_entry(k["name"])
+        if entry in entries:
+            raise _bad(root, f"kernels[{i}].name {k['name']!r} gives entry {entry!r} twice")
+        entries[entry] = i
+        src = k.get("source")
+        if not isinstance(src, str) or not src.endswith(".wgsl"):
+            raise _bad(root, f"kernels[{i}].source must name a .wgsl file")
+        try:
+            check_member_path(src, f"kernels[{i}].source")
+        except PackFormatError as exc:
+            raise _bad(root, str(exc)) from exc
+        kernels.append(PackKernel(k["name"], root / src))
+    return kernels
+
+
+def _kernel_artifacts(
+    proj: PackProject, contents: dict[str, bytes], say: Callable[[str], None]
+) -> list[Artifact]:
+    """Every ``[[kernels]]`` source as a portable ``wgsl`` artifact, read within its limit."""
+    from .._gpu._wgsl_source import MAX_SOURCE, decode_source, read_shader
+
+    out = []
+    for kernel in proj.kernels:
+        try:
+            with kernel.source.open("rb") as fh:
+                data = fh.read(MAX_SOURCE + 1)
+        except OSError as exc:
+            raise _bad(
+                proj.root, f"kernel {kernel.name!r}: cannot read {kernel.source}: {exc.strerror}"
+            ) from exc
+        read_shader(decode_source(data, f"kernel {kernel.name!r}"), f"kernel {kernel.name!r}")
+        path = f"artifacts/{PORTABLE_TRIPLE}/{kernel.entry}.wgsl"
+        contents[path] = data
+        out.append(artifact_entry(kernel.entry, PORTABLE_TRIPLE, "wgsl", path, data))
+        say(f"  {path} ({len(data)} bytes)")
+    return out
+
+
+def _check_kernels(manifest: PackManifest, contents: dict[str, bytes]) -> None:
+    """Each kernel's declarations against its templates' wgsl tables, as load_pack will."""
+    from .._gpu._wgsl_source import check_against_manifest, read_shader
+
+    for art in manifest.artifacts:
+        if art.kind != "wgsl":
+            continue
+        what = f"kernel {art.path}"
+        info = read_shader(contents[art.path].decode("utf-8"), what)
+        for t in manifest.templates:
+            if t.entry == art.entry and t.wgsl is not None:
+                check_against_manifest(info, t.wgsl, f"{what} (template {t.id!r})")
 
 
 def _describe(built: dict[str, Path], entry: str) -> list[TemplateSpec]:
@@ -291,6 +378,7 @@ def build_pack(
                 say(f"  {path} ({len(data)} bytes)")
             if not proj.templates:
                 templates += _describe(built, mod.entry)
+        artifacts += _kernel_artifacts(proj, contents, say)
     files: list[PackFile] = []
     for key_name in ("readme", "license_file"):
         rel = proj.meta.get(key_name)
@@ -318,6 +406,7 @@ def build_pack(
         "files": [f.to_dict() for f in files],
     }
     manifest = manifest_from_dict(doc)
+    _check_kernels(manifest, contents)
     mbytes = manifest.to_toml()
     sigs = [sign_manifest(mbytes, key)] if key is not None else []
     data = build_bundle(mbytes, contents, sigs)

@@ -35,6 +35,7 @@ __all__ = [
     "HttpApiEnginePlugin",
     "NativeEnginePlugin",
     "WasmEnginePlugin",
+    "WgslEnginePlugin",
     "engine_for",
     "forward_network_events",
     "load_plugin_templates",
@@ -172,6 +173,34 @@ class HttpApiEnginePlugin(EngineForKind):
         )
 
 
+class WgslEnginePlugin(EngineForKind):
+    """Built-in engine for ``kind = "wgsl"``: WGSL compute kernels run on the GPU
+    (reflow._gpu._wgsl_engine; PACK_FORMAT.md §3.1). Loading needs no GPU; a tick does."""
+
+    kind = "wgsl"
+
+    def load_artifact(
+        self,
+        path: Path,
+        *,
+        artifact: Artifact,
+        templates: Sequence[TemplateSpec],
+        manifest: PackManifest,
+        grants: Any,
+        data: bytes | None = None,
+    ) -> Mapping[str, Actor]:
+        from .._gpu._wgsl_engine import WgslEngine
+
+        return WgslEngine().load_artifact(
+            path,
+            artifact=artifact,
+            templates=templates,
+            manifest=manifest,
+            grants=grants,
+            data=data,
+        )
+
+
 def _ask_secret_hooks(pack: str, scheme: str) -> str | None:
     value = plugin_manager().hook.reflow_secret(pack=pack, scheme=scheme)
     return value if isinstance(value, str) else None
@@ -188,6 +217,7 @@ def plugin_manager() -> pluggy.PluginManager:
             pm.register(NativeEnginePlugin(), name="reflow.engine.native")
             pm.register(ExtismEnginePlugin(), name="reflow.engine.extism")
             pm.register(HttpApiEnginePlugin(), name="reflow.engine.http-api")
+            pm.register(WgslEnginePlugin(), name="reflow.engine.wgsl")
             from ._sdk_ids import SdkAliasPlugin  # offbit_reflow's api_* ids
 
             pm.register(SdkAliasPlugin(), name="reflow.compat.sdk-api-ids")
