@@ -68,6 +68,10 @@ class Actor:
     outport_types: dict[str, str] = {}
     #: Where ticks run: "inline", "async" (implied by ``async def run``) or "worker".
     execution: str = "inline"
+    #: True: each tick gets ``ctx.seq``, the node's tick sequence number (0, 1, 2, ...), kept
+    #: in a durable run's checkpoints, so a tick run again after a resume has the number it
+    #: had before the crash (the way to deduplicate effects; see README "Durable runs").
+    sequenced: bool = False
     #: True for composite actors (subgraphs): a network adds their inner nodes with
     #: ``expand_into(net, node_id, config)`` instead of one node running ``run``.
     _expands: bool = False
@@ -116,7 +120,7 @@ class ActorContext:
     ``fail(message)`` ends it as failed; ``send(...)`` delivers packets at once, mid-tick.
     """
 
-    __slots__ = ("_emitted", "_error", "_hub", "_node", "_sched", "_state", "inputs")
+    __slots__ = ("_emitted", "_error", "_hub", "_node", "_sched", "_seq", "_state", "inputs")
 
     def __init__(self, sched: Any, node: _Node) -> None:
         self._sched = sched
@@ -126,6 +130,7 @@ class ActorContext:
         self._state = _OPEN
         self._emitted: list[tuple[str, Message]] | None = None
         self._error: str | None = None
+        self._seq = -1
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -145,6 +150,21 @@ class ActorContext:
         return self._node.log
 
     logger = log
+
+    @property
+    def seq(self) -> int:
+        """This tick's sequence number in its node (0 for the first tick), for actors that
+        declare ``sequenced = True``. After a durable run resumes, the ticks after its last
+        checkpoint run again with the numbers they had: effects keyed by ``seq`` are not
+        done twice."""
+        if self._seq < 0:
+            raise TickStateError(
+                f"ctx.seq in node {self._node.id!r} ({self._node.component}): its actor does "
+                f"not declare sequenced = True",
+                node=self._node.id,
+                component=self._node.component,
+            )
+        return self._seq
 
     # -- ending the tick ------------------------------------------------------------------
     def done(self, outputs: dict[str, Any] | None = None) -> None:
@@ -303,6 +323,7 @@ class BufferedContext(ActorContext):
         self._state = _OPEN
         self._emitted = None
         self._error = None
+        self._seq = -1
         self._outputs: Any = ()
 
     def done(self, outputs: dict[str, Any] | None = None) -> None:

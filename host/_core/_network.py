@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._errors import GraphError, NetworkStateError, RunTimeout
+from .._errors import CheckpointConfigError, GraphError, NetworkStateError, RunTimeout
 from ._events import EventHub, EventStream, _clock
 from ._gcdefer import built
 from ._messages import Message
@@ -90,6 +90,7 @@ class Network(Wiring):
         self._busy = False
         self._thread_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._durable: Any = None  # the durable run (``_checkpoint.Durable``), once asked for
 
     # ------------------------------------------------------------------ initial packets
     def _deliver_initial(self, node: _Node, port: str, msg: Message) -> None:
@@ -170,6 +171,63 @@ class Network(Wiring):
                 )
             self._running = True
 
+    def _durable_run(
+        self, run_id: str | None, checkpoint: Any, resume: Any, every: Any
+    ) -> None:
+        """Set up (or go on with) the durable run that ``run``/``start`` were asked for;
+        resuming applies the run's last checkpoint before anything runs."""
+        if checkpoint is None:
+            if run_id is not None or resume is not False or every is not None:
+                raise CheckpointConfigError(
+                    "run_id, resume and checkpoint_every need checkpoint= (a CheckpointStore "
+                    "or a store URL such as 'sqlite:///tmp/run.db')"
+                )
+            return
+        from ._checkpoint import RESUME_MODES, Durable, Every
+        from ._checkpoint_store import check_run_id, open_store
+
+        run_id = check_run_id(run_id)
+        if not any(resume is m for m in RESUME_MODES):
+            raise CheckpointConfigError(
+                f"resume={resume!r:.60}: expected False, True or 'if-exists'", run_id=run_id
+            )
+        if every is None:
+            every = Every()
+        elif not isinstance(every, Every):
+            raise CheckpointConfigError(
+                f"checkpoint_every={every!r:.60}: expected Every(ticks=..., seconds=...)",
+                run_id=run_id,
+            )
+        if self._durable is not None:
+            if self._durable.run_id != run_id or resume is not False:
+                raise CheckpointConfigError(
+                    f"this network already runs durably as run {self._durable.run_id!r}; a "
+                    f"network is one run: build a new one to resume or to start run {run_id!r}",
+                    run_id=run_id,
+                )
+            self._durable.every = every
+            return
+        store, owned = open_store(checkpoint)
+        durable = Durable(self, store, owned, run_id, every)
+        try:
+            if resume is not False:
+                if self._announced or any(n.ticks for n in self._sched.nodes.values()):
+                    raise CheckpointConfigError(
+                        f"resume of run {run_id!r} on a network that has run already; "
+                        f"resume into a newly built network",
+                        run_id=run_id,
+                    )
+                plan = durable.load(required=resume is True)
+                if plan is not None:
+                    plan.apply(self)
+            else:
+                store.delete(run_id)  # resume=False starts the run over
+        except BaseException:
+            durable.close()
+            raise
+        durable.arm()
+        self._durable = durable
+
     def _begin(self) -> tuple[float, dict[str, int], int]:
         """Mark the start of a run: the baselines its summary is measured against."""
         built()  # the graph is built: full collections of the collector may run again
@@ -177,6 +235,20 @@ class Network(Wiring):
         self._base = (sched.overflowed, sched.dropped)
         sched.failures.clear()
         self._arm_sources()
+        durable = self._durable
+        if durable is not None:
+            from ._checkpoint import install_sequence
+
+            for node in sched.nodes.values():
+                install_sequence(node)
+            if durable.seq == 0:
+                durable.write()  # where a run that crashes before its first step resumes
+        else:
+            for node in sched.nodes.values():
+                if node.actor.sequenced:
+                    from ._checkpoint import install_sequence
+
+                    install_sequence(node)
         return (
             time.perf_counter(),
             {n.id: n.ticks for n in sched.nodes.values()},
@@ -190,16 +262,33 @@ class Network(Wiring):
             pending=pending,
         )
 
-    def run(self, timeout: float | None = None) -> RunSummary:
+    def run(
+        self,
+        timeout: float | None = None,
+        *,
+        run_id: str | None = None,
+        checkpoint: Any = None,
+        resume: bool | str = False,
+        checkpoint_every: Any = None,
+    ) -> RunSummary:
         """Run until the graph is idle — nothing queued, nothing running — and return a
         :class:`RunSummary`. Raises :class:`~reflow.RunTimeout` if ``timeout`` seconds pass
-        first; the network keeps its state and a later ``run()`` goes on from there."""
+        first; the network keeps its state and a later ``run()`` goes on from there.
+
+        A durable run (README "Durable runs"): ``checkpoint`` (a
+        :class:`~reflow.CheckpointStore` or a URL: ``sqlite:///path``, ``postgresql://...``,
+        ``redis://...``) keeps checkpoints of run ``run_id`` at tick boundaries, as often as
+        ``checkpoint_every`` (:class:`~reflow.Every`; default every 1,000 ticks).
+        ``resume=True`` first restores the run's last checkpoint — in a newly built network of
+        the same graph, typically in a new process after a crash; ``"if-exists"`` restores it
+        if there is one and starts afresh otherwise; ``False`` starts the run over."""
         self._check_open()
         if self._thread is not None:
             return self._wait_idle(timeout)
         self._materialize()
         self._enter_run()
         try:
+            self._durable_run(run_id, checkpoint, resume, checkpoint_every)
             t0, ticks0, fails0 = self._begin()
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
@@ -212,7 +301,15 @@ class Network(Wiring):
             self._running = False
         return self._summary(t0, ticks0, fails0)
 
-    async def arun(self, timeout: float | None = None) -> RunSummary:
+    async def arun(
+        self,
+        timeout: float | None = None,
+        *,
+        run_id: str | None = None,
+        checkpoint: Any = None,
+        resume: bool | str = False,
+        checkpoint_every: Any = None,
+    ) -> RunSummary:
         """``run()`` for async code: drives the graph on the running event loop."""
         self._check_open()
         if self._thread is not None:
@@ -220,6 +317,7 @@ class Network(Wiring):
         self._materialize()
         self._enter_run()
         try:
+            self._durable_run(run_id, checkpoint, resume, checkpoint_every)
             t0, ticks0, fails0 = self._begin()
             try:
                 await asyncio.wait_for(
@@ -231,11 +329,24 @@ class Network(Wiring):
             self._running = False
         return self._summary(t0, ticks0, fails0)
 
-    def start(self) -> None:
+    def start(
+        self,
+        *,
+        run_id: str | None = None,
+        checkpoint: Any = None,
+        resume: bool | str = False,
+        checkpoint_every: Any = None,
+    ) -> None:
         """Start running in a background thread and return at once (SDK-compatible).
-        Use :meth:`run` to wait for idle, :meth:`shutdown` to stop."""
+        Use :meth:`run` to wait for idle, :meth:`shutdown` to stop. The keywords make it a
+        durable run, as for :meth:`run`."""
         self._materialize()
         self._enter_run()
+        try:
+            self._durable_run(run_id, checkpoint, resume, checkpoint_every)
+        except BaseException:
+            self._running = False
+            raise
         self._busy = True
         self._t0, self._ticks0, self._fails0 = self._begin()
         self._thread = threading.Thread(
@@ -260,6 +371,8 @@ class Network(Wiring):
     def _on_idle(self) -> None:
         with self._idle:
             if self._busy and not self._sched.completions:
+                if self._durable is not None:
+                    self._durable.at_idle()
                 self._busy = False
                 if self._hub.active:
                     self._hub.publish(
@@ -268,6 +381,8 @@ class Network(Wiring):
                 self._idle.notify_all()
 
     def _publish_idle(self) -> None:
+        if self._durable is not None:
+            self._durable.at_idle()
         if self._hub.active:
             self._hub.publish("NetworkIdle", sum(n.ticks for n in self._sched.nodes.values()))
 
@@ -318,6 +433,8 @@ class Network(Wiring):
             self._loop.close()
         if self._policy_host is not None:
             self._policy_host.close()
+        if self._durable is not None:
+            self._durable.close()
         for node in self._sched.nodes.values():
             try:
                 node.actor.close()

@@ -96,6 +96,14 @@ class Scheduler:
         self.wakes_pending = 0
         self._wake_handles: set[asyncio.TimerHandle] = set()
         self._wake_lock = threading.Lock()
+        #: Durable runs (``_checkpoint``): the run's checkpointer, asked once per step at the
+        #: top level whether a checkpoint is due; and, while it is set, the inputs of every
+        #: async or worker tick in flight per node with the ticks that node's batch finished
+        #: (a checkpoint records those inputs as not yet consumed). None: not durable.
+        self.durable: Any = None
+        self.tracking: dict[_Node, tuple[list[dict[str, Message]], int]] | None = None
+        #: pending ctx.wake_after timers per node id (a checkpoint turns them into ticks due)
+        self.wakes_by_node: dict[str, int] = {}
 
     # ------------------------------------------------------------------ delivery (hot path)
     def _deliver(self, node: _Node, pairs: Iterable[tuple[str, Any]]) -> None:
@@ -487,6 +495,8 @@ class Scheduler:
         assert self._loop is not None
         node.busy = True
         self.async_inflight += 1
+        if self.tracking is not None:
+            self.tracking[node] = ([inputs], 0)
         task = self._loop.create_task(self._async_ticks(node, inputs))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -500,8 +510,11 @@ class Scheduler:
         loop = self._loop
         assert loop is not None
         n = 0
+        track = self.tracking
         try:
             while True:
+                if track is not None:
+                    track[node] = ([inputs], n)
                 ctx = ActorContext(self, node)
                 ctx.inputs = inputs
                 n += 1
@@ -538,6 +551,8 @@ class Scheduler:
                     break
                 inputs = next_inputs
         finally:
+            if track is not None:
+                track.pop(node, None)
             node.busy = False
             node.ticks += n
             self.async_inflight -= 1
@@ -573,6 +588,8 @@ class Scheduler:
             return False
         node.busy = True
         self.worker_inflight += 1
+        if self.tracking is not None:
+            self.tracking[node] = ([c.inputs for c in batch], 0)
         if self.hub.wants_ticks:
             self.hub.publish("ActorStarted", node.id, node.component)
         self._pool().submit(lambda: self._worker_ticks(node, batch))
@@ -688,6 +705,8 @@ class Scheduler:
             if item[0] == "ticks":
                 _, node, results = item
                 self.worker_inflight -= 1
+                if self.tracking is not None:
+                    self.tracking.pop(node, None)
                 node.busy = False
                 node.ticks += len(results)
                 for ctx, exc, dur in results:
@@ -872,12 +891,15 @@ class Scheduler:
                 return
             self._drain_completions()
             if ready:
+                durable = self.durable
                 for _ in range(SLICE):
                     if not ready:
                         break
                     node = ready.popleft()
                     node.queued = False
                     self._run(node)
+                    if durable is not None:  # the one check per step a durable run costs
+                        durable.step()
                 if ready or not self.async_inflight:
                     await asyncio.sleep(0)
                     continue
@@ -929,6 +951,7 @@ class Scheduler:
             )
         with self._wake_lock:
             self.wakes_pending += 1
+            self.wakes_by_node[node.id] = self.wakes_by_node.get(node.id, 0) + 1
         if self._loop is not None and threading.get_ident() == self._thread_id:
             self._arm_wake(node, float(seconds))
         else:
@@ -945,6 +968,11 @@ class Scheduler:
         self._wake_handles.discard(box[0])
         with self._wake_lock:
             self.wakes_pending -= 1
+            left = self.wakes_by_node.get(node.id, 1) - 1
+            if left:
+                self.wakes_by_node[node.id] = left
+            else:
+                self.wakes_by_node.pop(node.id, None)
         if self._stopping:
             return
         node.source_pending += 1  # one more tick with empty inputs (as a source's first)
@@ -968,6 +996,7 @@ class Scheduler:
             handle.cancel()
         self._wake_handles.clear()
         self.wakes_pending = 0
+        self.wakes_by_node.clear()
         if self._executor is not None:
             self._executor.close()
             self._executor = None

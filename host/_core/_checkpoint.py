@@ -1,0 +1,505 @@
+"""Durable runs: checkpoints of a running network at tick boundaries, and resuming from one.
+
+What a checkpoint holds (``capture``): per node its tick count (the ``ctx.seq`` of its next
+tick), failures, round-robin position, pools, ticks due with empty inputs (a source's first
+tick not yet run, pending ``ctx.wake_after`` timers), its actor's ``checkpoint_state(node_id)``
+if the actor has one, and its policy state (breaker, tokens, in-memory cache); every packet
+queued on every edge, initial packets included; the inputs of async and worker ticks in
+flight, recorded as not yet consumed; the run's counters.
+
+When (``step``): the scheduler asks once per top-level step — between two node batches, when
+no sync tick is running — whether ``Every(ticks=, seconds=)`` has come round. That is a
+consistent cut: sync ticks are whole, async and worker ticks in flight will run again from
+their recorded inputs, and packets they already sent stay delivered. A checkpoint that would
+have to hold a live Stream or a GPU buffer is put off until none is in transit (streams are
+never checkpointed mid-stream); a tick that streams packets through ``ctx.send`` is never cut
+in the middle, so a source that emits everything from one tick is checkpointed only after
+it. Resumable sources emit a chunk per tick (``ctx.wake_after(0)`` for the next one) and
+keep their position in a pool or in ``checkpoint_state``.
+
+Resuming (``load`` then ``apply``): the checkpoint is decoded and checked against the rebuilt
+graph completely — digest, format version, graph shape, every message — before anything of
+the network is changed, so a refused checkpoint leaves the network as it was built.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import (
+    CheckpointConfigError,
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    CheckpointStateError,
+)
+from ._checkpoint_format import (
+    Unstorable,
+    decode,
+    describe,
+    differences,
+    encode,
+    message_in,
+    message_out,
+    shown,
+    value_in,
+    value_out,
+)
+from ._checkpoint_store import CheckpointStore
+from ._messages import Message
+from ._nodes import _NEVER, _NO_QUEUE, _Edge, _Node
+
+__all__ = ["Durable", "Every", "install_sequence"]
+
+RESUME_MODES = (False, True, "if-exists")
+_POSTPONE_STEPS = 64  # steps before trying again a checkpoint a stream in transit put off
+
+
+@dataclass(frozen=True)
+class Every:
+    """How often a durable run writes a checkpoint: after every ``ticks`` ticks (all nodes
+    together) and/or every ``seconds`` seconds, whichever comes first; ``None`` turns one
+    off. A checkpoint is also written when the run starts and each time it goes idle."""
+
+    ticks: int | None = 1000
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        t, s = self.ticks, self.seconds
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not 1 <= t):
+            raise CheckpointConfigError(
+                f"checkpoint_every ticks={t!r}: expected a positive integer or None"
+            )
+        if s is not None and (
+            isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 86_400
+        ):
+            raise CheckpointConfigError(
+                f"checkpoint_every seconds={s!r}: expected a number of seconds in (0, 86400] "
+                f"or None"
+            )
+        if t is None and s is None:
+            raise CheckpointConfigError(
+                "checkpoint_every: ticks and seconds are both None; expected at least one"
+            )
+
+
+# -- ctx.seq -----------------------------------------------------------------------------------
+class _Sequenced:
+    """A sequenced node's ``run``: numbers each tick (``ctx.seq``) before the actor runs it."""
+
+    __slots__ = ("inner", "n")
+
+    def __init__(self, inner: Any, n: int) -> None:
+        self.inner = inner
+        self.n = n
+
+    def __call__(self, ctx: Any) -> Any:
+        ctx._seq = self.n
+        self.n += 1
+        return self.inner(ctx)
+
+
+class _AsyncSequenced(_Sequenced):
+    __slots__ = ()
+
+    async def __call__(self, ctx: Any) -> Any:  # type: ignore[override]
+        ctx._seq = self.n
+        self.n += 1
+        return await self.inner(ctx)
+
+
+class _BatchSequenced(_Sequenced):
+    __slots__ = ()
+
+    def __call__(self, ctxs: Any) -> Any:
+        for ctx in ctxs:
+            ctx._seq = self.n
+            self.n += 1
+        return self.inner(ctxs)
+
+
+def install_sequence(node: _Node) -> None:
+    """Number the ticks of a node whose actor declares ``sequenced = True`` (idempotent;
+    the count starts at the node's ticks, which a resume restored)."""
+    if not getattr(node.actor, "sequenced", False) or isinstance(node.run, _Sequenced):
+        return
+    cls = _AsyncSequenced if node.mode == "async" else _Sequenced
+    node.run = cls(node.run, node.ticks)
+    if node.run_batch is not None:
+        node.run_batch = _BatchSequenced(node.run_batch, node.ticks)
+
+
+def _set_sequence(node: _Node, n: int) -> None:
+    for fn in (node.run, node.run_batch):
+        if isinstance(fn, _Sequenced):
+            fn.n = n
+
+
+# -- the checkpointer --------------------------------------------------------------------------
+class Durable:
+    """One network's durable run: its store, run id, checkpoint sequence and schedule."""
+
+    def __init__(
+        self, net: Any, store: CheckpointStore, owned: bool, run_id: str, every: Every
+    ) -> None:
+        self.net = net
+        self.sched = net._sched
+        self.store = store
+        self.owned = owned
+        self.run_id = run_id
+        self.every = every
+        self.seq = 0
+        self.bytes = 0  # size of the last checkpoint written
+        self._at_ticks = 0
+        self._at_time = time.monotonic()
+        self._wait_steps = 0
+        self._nodes: list[_Node] = []
+
+    # -- when ------------------------------------------------------------------------------
+    def arm(self) -> None:
+        """Start tracking in-flight ticks (before the run's first step)."""
+        sched = self.sched
+        if sched.tracking is None:
+            sched.tracking = {}
+        sched.durable = self
+        self._nodes = list(sched.nodes.values())
+
+    def _ticks(self) -> int:
+        t = 0
+        for n in self._nodes:
+            t += n.ticks
+        return t
+
+    def step(self) -> None:
+        """Called by the scheduler between two top-level node batches."""
+        if self._wait_steps:
+            self._wait_steps -= 1
+            return
+        every = self.every
+        if every.ticks is not None and self._ticks() - self._at_ticks >= every.ticks:
+            self.write()
+        elif every.seconds is not None and time.monotonic() - self._at_time >= every.seconds:
+            self.write()
+
+    def at_idle(self) -> None:
+        """The run went idle: record where it stands, if anything ran since the last one."""
+        if self._ticks() != self._at_ticks or self.seq == 0:
+            self.write()
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self) -> bool:
+        """Take and store a checkpoint now; False if a stream in transit put it off."""
+        t0 = time.perf_counter()
+        self.sched._drain_completions()
+        try:
+            body, ticks = self.capture()
+        except Unstorable:
+            self._wait_steps = _POSTPONE_STEPS
+            return False
+        seq = self.seq + 1
+        body["seq"] = seq
+        data = encode(self.run_id, seq, body)
+        self.store.put(self.run_id, seq, data)
+        self.seq = seq
+        self.bytes = len(data)
+        self._at_ticks = ticks
+        self._at_time = time.monotonic()
+        hub = self.sched.hub
+        if hub.active:
+            hub.publish(
+                "CheckpointWritten", self.run_id, seq, ticks, len(data), time.perf_counter() - t0
+            )
+        return True
+
+    def capture(self) -> tuple[dict[str, Any], int]:
+        """The body of a checkpoint of the network as it stands, and its tick count."""
+        sched = self.sched
+        net = self.net
+        tracking = sched.tracking or {}
+        runners = net._policy_host.runners if net._policy_host is not None else {}
+        wakes = sched.wakes_by_node
+        nodes: dict[str, Any] = {}
+        queues: list[Any] = []
+        redeliver: list[Any] = []
+        total = 0
+        for node in sched.nodes.values():
+            nid = node.id
+            ticks = node.ticks
+            flight = tracking.get(node)
+            if flight is not None:
+                inputs, done = flight
+                ticks += done
+                redeliver.append(
+                    [nid, [{p: message_out(m) for p, m in i.items()} for i in inputs]]
+                )
+            total += ticks
+            entry: dict[str, Any] = {
+                "ticks": ticks,
+                "failures": node.failures,
+                "rr": node.rr,
+                "due": int(node.source_pending) + wakes.get(nid, 0),
+            }
+            if node.pools:
+                entry["pools"] = value_out(node.pools, f"node {nid!r}: pools")
+            state_of = getattr(node.actor, "checkpoint_state", None)
+            if state_of is not None:
+                try:
+                    state = state_of(nid)
+                except Exception as exc:
+                    raise CheckpointStateError(
+                        f"run {self.run_id!r}: node {nid!r} ({node.component}): "
+                        f"checkpoint_state() raised {type(exc).__name__}: {exc}",
+                        run_id=self.run_id,
+                    ) from exc
+                entry["state"] = value_out(state, f"node {nid!r}: checkpoint_state()")
+            runner = runners.get(nid)
+            if runner is not None:
+                entry["policy"] = value_out(runner.snapshot(), f"node {nid!r}: policy state")
+            nodes[nid] = entry
+            for e in node.in_edges:
+                q = e.queue
+                if q:
+                    src = e.src
+                    queues.append(
+                        [
+                            "" if src is None else src.id,
+                            e.src_port,
+                            nid,
+                            e.dst_port,
+                            [message_out(m) for m in q],
+                        ]
+                    )
+        body = {
+            "run_id": self.run_id,
+            "graph": describe(sched.nodes),
+            "counters": {
+                "overflowed": sched.overflowed,
+                "dropped": sched.dropped,
+                "failure_count": sched.failure_count,
+            },
+            "nodes": nodes,
+            "queues": queues,
+            "redeliver": redeliver,
+            "written": time.time(),
+        }
+        return body, total
+
+    # -- resuming --------------------------------------------------------------------------
+    def load(self, required: bool) -> _Plan | None:
+        """Read and check the run's latest checkpoint against the network; None if there is
+        none and ``required`` is false. Changes nothing."""
+        found = self.store.latest(self.run_id)
+        if found is None:
+            if not required:
+                return None
+            raise CheckpointNotFoundError(
+                f"resume=True, but checkpoint store {self.store.name} holds no checkpoint for "
+                f"run {self.run_id!r}; start it with resume=False, or pass "
+                f"resume='if-exists' to start afresh when there is none",
+                run_id=self.run_id,
+            )
+        body = decode(self.run_id, found.seq, found.data)
+        return _Plan.read(self, found.seq, body)
+
+    def close(self) -> None:
+        sched = self.sched
+        if sched.durable is self:
+            sched.durable = None
+            sched.tracking = None
+        if self.owned:
+            self.store.close()
+
+
+def _bad(durable: Durable, seq: int, why: str) -> CheckpointCorruptError:
+    return CheckpointCorruptError(
+        f"checkpoint {seq} of run {durable.run_id!r} is corrupt: {why}; it was not applied",
+        run_id=durable.run_id,
+    )
+
+
+def _count(value: Any, durable: Durable, seq: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _bad(durable, seq, f"{what} is {value!r:.40}, expected a count")
+    return value
+
+
+class _Plan:
+    """A checked checkpoint, every value parsed, ready to apply without failing."""
+
+    def __init__(self, durable: Durable, seq: int) -> None:
+        self.durable = durable
+        self.seq = seq
+        self.nodes: dict[_Node, dict[str, Any]] = {}
+        self.queues: list[tuple[_Edge | tuple[_Node, str], list[Message]]] = []
+        self.redeliver: list[tuple[_Node, dict[str, Message]]] = []
+        self.counters: dict[str, int] = {}
+        self.packets = 0
+
+    @classmethod
+    def read(cls, durable: Durable, seq: int, body: dict[str, Any]) -> _Plan:
+        plan = cls(durable, seq)
+        run_id = durable.run_id
+        sched = durable.sched
+        diffs = differences(body.get("graph"), describe(sched.nodes))
+        if diffs:
+            raise CheckpointMismatchError(
+                f"checkpoint {seq} of run {run_id!r} was written by another graph, so the run "
+                f"cannot resume in this one: {shown(diffs)}",
+                run_id=run_id,
+                differences=diffs,
+            )
+        counters = body.get("counters")
+        nodes = body.get("nodes")
+        queues = body.get("queues")
+        redeliver = body.get("redeliver")
+        if not (
+            isinstance(counters, dict)
+            and isinstance(nodes, dict)
+            and isinstance(queues, list)
+            and isinstance(redeliver, list)
+        ):
+            raise _bad(durable, seq, "counters, nodes, queues or redeliver is missing")
+        for key in ("overflowed", "dropped", "failure_count"):
+            plan.counters[key] = _count(counters.get(key), durable, seq, f"counter {key}")
+        for nid, node in sched.nodes.items():
+            entry = nodes.get(nid)
+            if not isinstance(entry, dict):
+                raise _bad(durable, seq, f"node {nid!r} has no entry")
+            where = f"node {nid!r}"
+            parsed: dict[str, Any] = {
+                k: _count(entry.get(k), durable, seq, f"{where} {k}")
+                for k in ("ticks", "failures", "rr", "due")
+            }
+            pools = value_in(entry.get("pools", {}), where)
+            if not isinstance(pools, dict) or not all(isinstance(p, dict) for p in pools.values()):
+                raise _bad(durable, seq, f"{where} pools are not maps of maps")
+            parsed["pools"] = pools
+            for k in ("state", "policy"):
+                if k in entry:
+                    parsed[k] = value_in(entry[k], f"{where} {k}")
+            plan.nodes[node] = parsed
+        for row in queues:
+            if not (isinstance(row, list) and len(row) == 5 and isinstance(row[4], list)):
+                raise _bad(durable, seq, "a queue row is not [src, port, dst, port, packets]")
+            src_id, src_port, dst_id, dst_port, packets = row
+            target = _edge(sched.nodes, src_id, src_port, dst_id, dst_port)
+            if target is None:
+                raise _bad(durable, seq, f"queue {src_id}.{src_port}->{dst_id}.{dst_port}")
+            where = f"queue {src_id or '<initial>'}.{src_port}->{dst_id}.{dst_port}"
+            msgs = [message_in(m, where) for m in packets]
+            plan.queues.append((target, msgs))
+            plan.packets += len(msgs)
+        for row in redeliver:
+            if not (isinstance(row, list) and len(row) == 2 and isinstance(row[1], list)):
+                raise _bad(durable, seq, "a redelivery row is not [node, inputs]")
+            nid, ticks = row
+            node = sched.nodes.get(nid) if isinstance(nid, str) else None
+            if node is None:
+                raise _bad(durable, seq, f"redelivery to unknown node {nid!r:.80}")
+            for inputs in ticks:
+                if not isinstance(inputs, dict) or not all(
+                    p in node.actor.inports for p in inputs
+                ):
+                    raise _bad(durable, seq, f"redelivery inputs of node {nid!r}")
+                msgs_in = {p: message_in(m, f"redelivery to {nid!r}") for p, m in inputs.items()}
+                if inputs and not all(node.port_edges.get(p) for p in msgs_in):
+                    raise _bad(durable, seq, f"redelivery to an unconnected port of {nid!r}")
+                plan.redeliver.append((node, msgs_in))
+                plan.packets += len(msgs_in)
+        return plan
+
+    def apply(self, net: Any) -> None:
+        """Put the network in the checkpoint's state (its graph built, never run)."""
+        durable = self.durable
+        sched = net._sched
+        runners = net._policy_host.runners if net._policy_host is not None else {}
+        # first what runs user or policy code (the only steps that can fail)
+        for node, parsed in self.nodes.items():
+            try:
+                if "policy" in parsed and node.id in runners:
+                    runners[node.id].restore(parsed["policy"])
+                restore = getattr(node.actor, "restore_state", None)
+                if "state" in parsed and restore is not None:
+                    restore(node.id, parsed["state"])
+            except Exception as exc:
+                raise CheckpointError(
+                    f"run {durable.run_id!r}: restoring node {node.id!r} ({node.component}) "
+                    f"from checkpoint {self.seq} failed: {type(exc).__name__}: {exc}",
+                    run_id=durable.run_id,
+                ) from exc
+        for node in sched.nodes.values():
+            for e in node.in_edges:
+                if e.queue:
+                    e.queue = deque() if e.src is None else _NO_QUEUE
+        for target, msgs in self.queues:
+            if isinstance(target, tuple):  # an initial-packet edge this build has not made
+                node, port = target
+                for m in msgs:
+                    net._queue_initial(node, port, m)
+                continue
+            target.queue = deque(msgs)
+        for node, inputs in self.redeliver:
+            if not inputs:
+                self.nodes[node]["due"] += 1  # a source's tick that was in flight
+                continue
+            for port, msg in inputs.items():
+                e = node.port_edges[port][0]
+                q = e.queue
+                if not q:
+                    q = e.queue = deque()
+                q.appendleft(msg)
+        for node, parsed in self.nodes.items():
+            node.ticks = parsed["ticks"]
+            node.failures = parsed["failures"]
+            node.rr = parsed["rr"]
+            node.source_pending = parsed["due"]
+            node.pools = parsed["pools"]
+            _set_sequence(node, node.ticks)
+        sched.overflowed = self.counters["overflowed"]
+        sched.dropped = self.counters["dropped"]
+        sched.failure_count = self.counters["failure_count"]
+        net._armed.update(sched.nodes)  # sources start from their restored state, not afresh
+        sched.ready.clear()
+        for node in sched.nodes.values():
+            node.queued = node.parked = False
+            node.nfull = sum(
+                1
+                for route in node.routes.values()
+                for e in route
+                if e.capacity != _NEVER and len(e.queue) >= e.capacity
+            )
+        for node in sched.nodes.values():
+            if sched._has_input(node):
+                if node.nfull:
+                    node.parked = True
+                else:
+                    node.queued = True
+                    sched.ready.append(node)
+        durable.seq = self.seq
+        durable._at_ticks = sum(n.ticks for n in sched.nodes.values())
+        hub = sched.hub
+        if hub.active:
+            hub.publish("RunResumed", durable.run_id, self.seq, self.packets)
+
+
+def _edge(
+    nodes: dict[str, _Node], src_id: Any, src_port: Any, dst_id: Any, dst_port: Any
+) -> _Edge | tuple[_Node, str] | None:
+    if not all(isinstance(x, str) for x in (src_id, src_port, dst_id, dst_port)):
+        return None
+    dst = nodes.get(dst_id)
+    if dst is None:
+        return None
+    for e in dst.port_edges.get(dst_port, ()):
+        src = e.src
+        if (src is None and src_id == "") or (
+            src is not None and src.id == src_id and e.src_port == src_port
+        ):
+            return e
+    if src_id == "" and dst_port in dst.actor.inports:
+        return (dst, dst_port)
+    return None
