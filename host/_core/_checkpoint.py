@@ -55,7 +55,6 @@ from ._nodes import _NEVER, _NO_QUEUE, _Edge, _Node
 
 __all__ = ["Durable", "Every", "install_sequence"]
 
-RESUME_MODES = (False, True, "if-exists")
 _POSTPONE_STEPS = 64  # steps before trying again a checkpoint a stream in transit put off
 
 

@@ -245,10 +245,12 @@ def open_store(spec: Any) -> tuple[CheckpointStore, bool]:
     Returns the store and whether it was opened here (and is to be closed by the caller)."""
     if isinstance(spec, CheckpointStore):
         return spec, False
+    if isinstance(spec, os.PathLike):
+        return SqliteCheckpointStore(spec), True
     if not isinstance(spec, str):
         raise CheckpointConfigError(
-            f"checkpoint={type(spec).__name__}: expected a CheckpointStore or a store URL "
-            f"({', '.join(SCHEMES)})"
+            f"checkpoint={type(spec).__name__}: expected a CheckpointStore, a pathlib.Path "
+            f"(a SQLite file) or a store URL ({', '.join(SCHEMES)})"
         )
     scheme = spec.split("://", 1)[0].lower() if "://" in spec else ""
     if scheme == "sqlite":

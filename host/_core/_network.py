@@ -183,11 +183,11 @@ class Network(Wiring):
                     "or a store URL such as 'sqlite:///tmp/run.db')"
                 )
             return
-        from ._checkpoint import RESUME_MODES, Durable, Every
+        from ._checkpoint import Durable, Every
         from ._checkpoint_store import check_run_id, open_store
 
         run_id = check_run_id(run_id)
-        if not any(resume is m for m in RESUME_MODES):
+        if not (resume is True or resume is False or resume == "if-exists"):
             raise CheckpointConfigError(
                 f"resume={resume!r:.60}: expected False, True or 'if-exists'", run_id=run_id
             )
