@@ -1,7 +1,8 @@
 """A durable source -> transform -> sink run, as a user's program: the subprocess the durable
 tests start, resume and kill.
 
-``python tests/_durable_chain.py CKPT EFFECTS N [--dedupe] [--every TICKS] [--resume MODE]``
+``python tests/_durable_chain.py CKPT EFFECTS N [--dedupe] [--every TICKS] [--resume MODE]
+[--crash-at SEQ]`` (CKPT: a store URL; ``--crash-at``: the process exits at that sink tick)
 
 The source emits ``N`` integers, ``CHUNK`` per tick (its position in a pool, the next chunk
 through ``ctx.wake_after(0)``); ``inc`` adds one; the sink (``sequenced = True``) writes each
@@ -58,7 +59,8 @@ class EffectSink(Actor):
     outports: list[str] = []
     sequenced = True
 
-    def __init__(self, path: str, dedupe: bool) -> None:
+    def __init__(self, path: str, dedupe: bool, crash_at: int = -1) -> None:
+        self.crash_at = crash_at
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=OFF")  # a killed process loses nothing the OS has
@@ -71,15 +73,17 @@ class EffectSink(Actor):
         self.pid = os.getpid()
 
     def run(self, ctx: Any) -> None:
+        if ctx.seq == self.crash_at:
+            os._exit(3)  # the process dies mid-run, as a crash would
         self.db.execute(self.sql, (ctx.seq, ctx.inputs["in"]["data"], self.pid))
         ctx.done()
 
 
-def build(n: int, effects: str, dedupe: bool) -> Network:
+def build(n: int, effects: str, dedupe: bool, crash_at: int = -1) -> Network:
     net = Network()
     net.register_actor("src", ChunkSource(n))
     net.register_actor("inc", Inc())
-    net.register_actor("sink", EffectSink(effects, dedupe))
+    net.register_actor("sink", EffectSink(effects, dedupe, crash_at))
     net.add_node("source", "src")
     net.add_node("inc", "inc")
     net.add_node("sink", "sink")
@@ -97,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--resume", default="if-exists", choices=["if-exists", "true", "false"])
     p.add_argument("--run-id", default="chain")
+    p.add_argument("--crash-at", type=int, default=-1, help="exit(3) at this sink tick")
     args = p.parse_args(argv)
     resume: bool | str = {"if-exists": "if-exists", "true": True, "false": False}[args.resume]
-    net = build(args.n, args.effects, args.dedupe)
+    net = build(args.n, args.effects, args.dedupe, args.crash_at)
     print("running", flush=True)
     summary = net.run(
         run_id=args.run_id,

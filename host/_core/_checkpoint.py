@@ -32,7 +32,6 @@ from typing import Any
 from .._errors import (
     CheckpointConfigError,
     CheckpointCorruptError,
-    CheckpointError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
     CheckpointStateError,
@@ -321,7 +320,7 @@ def _bad(durable: Durable, seq: int, why: str) -> CheckpointCorruptError:
 
 
 def _count(value: Any, durable: Durable, seq: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
         raise _bad(durable, seq, f"{what} is {value!r:.40}, expected a count")
     return value
 
@@ -340,6 +339,17 @@ class _Plan:
 
     @classmethod
     def read(cls, durable: Durable, seq: int, body: dict[str, Any]) -> _Plan:
+        try:
+            return cls._read(durable, seq, body)
+        except CheckpointCorruptError as exc:
+            if exc.run_id:
+                raise
+            raise _bad(durable, seq, str(exc)) from exc  # a value's own check: name the run
+        except RecursionError:
+            raise _bad(durable, seq, "a value nests too deep") from None
+
+    @classmethod
+    def _read(cls, durable: Durable, seq: int, body: dict[str, Any]) -> _Plan:
         plan = cls(durable, seq)
         run_id = durable.run_id
         sched = durable.sched
@@ -416,18 +426,28 @@ class _Plan:
         durable = self.durable
         sched = net._sched
         runners = net._policy_host.runners if net._policy_host is not None else {}
-        # first what runs user or policy code (the only steps that can fail)
+        # First what runs policy or actor code, the only steps that can fail: if one does,
+        # the states taken before are put back, so the refusal leaves the network as built.
+        undo: list[Any] = []
         for node, parsed in self.nodes.items():
+            runner = runners.get(node.id)
+            restore = getattr(node.actor, "restore_state", None)
+            save = getattr(node.actor, "checkpoint_state", None)
             try:
-                if "policy" in parsed and node.id in runners:
-                    runners[node.id].restore(parsed["policy"])
-                restore = getattr(node.actor, "restore_state", None)
+                if "policy" in parsed and runner is not None:
+                    undo.append((runner.restore, runner.snapshot()))
+                    runner.restore(parsed["policy"])
                 if "state" in parsed and restore is not None:
+                    if save is not None:
+                        undo.append((lambda st, f=restore, i=node.id: f(i, st), save(node.id)))
                     restore(node.id, parsed["state"])
             except Exception as exc:
-                raise CheckpointError(
-                    f"run {durable.run_id!r}: restoring node {node.id!r} ({node.component}) "
-                    f"from checkpoint {self.seq} failed: {type(exc).__name__}: {exc}",
+                for put_back, state in reversed(undo):
+                    put_back(state)
+                raise CheckpointCorruptError(
+                    f"checkpoint {self.seq} of run {durable.run_id!r} could not be applied: "
+                    f"restoring node {node.id!r} ({node.component}) failed: "
+                    f"{type(exc).__name__}: {exc}; nothing of it was applied",
                     run_id=durable.run_id,
                 ) from exc
         for node in sched.nodes.values():
