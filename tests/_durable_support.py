@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).with_name("registry")))
-from backends import Postgres, _missing, free_port, start_postgres  # noqa: E402
+from backends import Postgres, _missing, free_port, start_postgres
 
 BACKENDS = ["sqlite", "postgres", "redis"]
 

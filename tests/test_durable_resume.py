@@ -150,9 +150,7 @@ def test_resume_in_a_new_process(tmp_path: Path) -> None:
     base = [sys.executable, str(SCRIPT), url, str(effects), "2000", "--every", "50", "--dedupe"]
     died = subprocess.run([*base, "--resume", "false", "--crash-at", "1234"], timeout=120)
     assert died.returncode == 3
-    done = subprocess.run(
-        [*base, "--resume", "true"], timeout=120, capture_output=True, text=True
-    )
+    done = subprocess.run([*base, "--resume", "true"], timeout=120, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "finished" in done.stdout
     rows = sqlite3.connect(effects).execute("SELECT seq, id FROM effects ORDER BY seq").fetchall()
@@ -421,51 +419,128 @@ DAMAGED: list[tuple[str, Any, type[CheckpointError], str]] = [
     ("foreign bytes", lambda b, raw: b"PK\x03\x04" * 40, CheckpointCorruptError, "start with"),
     ("truncated header", lambda b, raw: raw[:20], CheckpointCorruptError, "header line"),
     ("truncated body", lambda b, raw: raw[: len(raw) - 7], CheckpointCorruptError, "bytes, the"),
-    ("one byte flipped", lambda b, raw: raw[:-3] + bytes([raw[-3] ^ 1]) + raw[-2:],
-     CheckpointCorruptError, "sha256"),
+    (
+        "one byte flipped",
+        lambda b, raw: raw[:-3] + bytes([raw[-3] ^ 1]) + raw[-2:],
+        CheckpointCorruptError,
+        "sha256",
+    ),
     ("header not JSON", lambda b, raw: MAGIC + b"{nope\n{}", CheckpointCorruptError, "not JSON"),
     ("header a list", lambda b, raw: MAGIC + b"[1]\n{}", CheckpointCorruptError, "JSON object"),
-    ("no digest", lambda b, raw: _blob({"format": 1, "size": 2}, b"{}"),
-     CheckpointCorruptError, "no size or sha256"),
-    ("format 2", lambda b, raw: _signed(b"{}", format=2), CheckpointVersionError,
-     "format 2; this host reads format 1"),
-    ("format missing", lambda b, raw: _blob({"size": 2}, b"{}"), CheckpointVersionError,
-     "format None"),
-    ("body not JSON", lambda b, raw: _signed(b"{\"nodes\": [1, 2"), CheckpointCorruptError,
-     "not valid JSON"),
-    ("body deeply nested", lambda b, raw: _signed(b"[" * 100_000 + b"]" * 100_000),
-     CheckpointCorruptError, "not valid JSON"),
+    (
+        "no digest",
+        lambda b, raw: _blob({"format": 1, "size": 2}, b"{}"),
+        CheckpointCorruptError,
+        "no size or sha256",
+    ),
+    (
+        "format 2",
+        lambda b, raw: _signed(b"{}", format=2),
+        CheckpointVersionError,
+        "format 2; this host reads format 1",
+    ),
+    (
+        "format missing",
+        lambda b, raw: _blob({"size": 2}, b"{}"),
+        CheckpointVersionError,
+        "format None",
+    ),
+    (
+        "body not JSON",
+        lambda b, raw: _signed(b'{"nodes": [1, 2'),
+        CheckpointCorruptError,
+        "not valid JSON",
+    ),
+    (
+        "body deeply nested",
+        lambda b, raw: _signed(b"[" * 100_000 + b"]" * 100_000),
+        CheckpointCorruptError,
+        "not valid JSON",
+    ),
     ("body a list", lambda b, raw: _signed(b"[]"), CheckpointCorruptError, "not a JSON object"),
-    ("other run's", lambda b, raw: _signed(json.dumps(b).encode(), run_id="x"),
-     CheckpointCorruptError, "written for run 'x'"),
-    ("nodes missing", lambda b, raw: _edit(b, ("nodes",), None), CheckpointCorruptError,
-     "missing"),
-    ("node entry missing", lambda b, raw: _edit(b, ("nodes", "inc"), 5), CheckpointCorruptError,
-     "node 'inc' has no entry"),
-    ("negative ticks", lambda b, raw: _edit(b, ("nodes", "sink", "ticks"), -4),
-     CheckpointCorruptError, "ticks is -4"),
-    ("ticks a string", lambda b, raw: _edit(b, ("nodes", "sink", "ticks"), "7"),
-     CheckpointCorruptError, "expected a count"),
-    ("pools not maps", lambda b, raw: _edit(b, ("nodes", "src", "pools"), {"p": 3}),
-     CheckpointCorruptError, "pools are not maps"),
-    ("queue row short", lambda b, raw: _edit(b, ("queues",), [["src", "out"]]),
-     CheckpointCorruptError, "queue row"),
-    ("queue to nowhere", lambda b, raw: _edit(b, ("queues",), [["a", "b", "c", "d", []]]),
-     CheckpointCorruptError, "queue a.b->c.d"),
-    ("bad message", lambda b, raw: _edit(b, ("queues",),
-     [["src", "out", "inc", "in", [{"type": "Integer", "data": "x"}]]]),
-     CheckpointCorruptError, "not a message"),
-    ("unknown kind", lambda b, raw: _edit(b, ("queues",),
-     [["src", "out", "inc", "in", [{"type": "Bogus"}]]]), CheckpointCorruptError,
-     "unknown message type"),
-    ("redelivery to unknown", lambda b, raw: _edit(b, ("redeliver",), [["ghost", [{}]]]),
-     CheckpointCorruptError, "unknown node 'ghost'"),
-    ("redelivery bad port", lambda b, raw: _edit(b, ("redeliver",),
-     [["inc", [{"nope": {"type": "Null"}}]]]), CheckpointCorruptError, "redelivery inputs"),
-    ("bad base64", lambda b, raw: _edit(b, ("nodes", "src", "pools"),
-     {"p": {"x": {"$reflow": "bytes", "b64": "!!"}}}), CheckpointCorruptError, "base64"),
-    ("counter missing", lambda b, raw: _edit(b, ("counters",), {}), CheckpointCorruptError,
-     "counter overflowed"),
+    (
+        "other run's",
+        lambda b, raw: _signed(json.dumps(b).encode(), run_id="x"),
+        CheckpointCorruptError,
+        "written for run 'x'",
+    ),
+    ("nodes missing", lambda b, raw: _edit(b, ("nodes",), None), CheckpointCorruptError, "missing"),
+    (
+        "node entry missing",
+        lambda b, raw: _edit(b, ("nodes", "inc"), 5),
+        CheckpointCorruptError,
+        "node 'inc' has no entry",
+    ),
+    (
+        "negative ticks",
+        lambda b, raw: _edit(b, ("nodes", "sink", "ticks"), -4),
+        CheckpointCorruptError,
+        "ticks is -4",
+    ),
+    (
+        "ticks a string",
+        lambda b, raw: _edit(b, ("nodes", "sink", "ticks"), "7"),
+        CheckpointCorruptError,
+        "expected a count",
+    ),
+    (
+        "pools not maps",
+        lambda b, raw: _edit(b, ("nodes", "src", "pools"), {"p": 3}),
+        CheckpointCorruptError,
+        "pools are not maps",
+    ),
+    (
+        "queue row short",
+        lambda b, raw: _edit(b, ("queues",), [["src", "out"]]),
+        CheckpointCorruptError,
+        "queue row",
+    ),
+    (
+        "queue to nowhere",
+        lambda b, raw: _edit(b, ("queues",), [["a", "b", "c", "d", []]]),
+        CheckpointCorruptError,
+        "queue a.b->c.d",
+    ),
+    (
+        "bad message",
+        lambda b, raw: _edit(
+            b, ("queues",), [["src", "out", "inc", "in", [{"type": "Integer", "data": "x"}]]]
+        ),
+        CheckpointCorruptError,
+        "not a message",
+    ),
+    (
+        "unknown kind",
+        lambda b, raw: _edit(b, ("queues",), [["src", "out", "inc", "in", [{"type": "Bogus"}]]]),
+        CheckpointCorruptError,
+        "unknown message type",
+    ),
+    (
+        "redelivery to unknown",
+        lambda b, raw: _edit(b, ("redeliver",), [["ghost", [{}]]]),
+        CheckpointCorruptError,
+        "unknown node 'ghost'",
+    ),
+    (
+        "redelivery bad port",
+        lambda b, raw: _edit(b, ("redeliver",), [["inc", [{"nope": {"type": "Null"}}]]]),
+        CheckpointCorruptError,
+        "redelivery inputs",
+    ),
+    (
+        "bad base64",
+        lambda b, raw: _edit(
+            b, ("nodes", "src", "pools"), {"p": {"x": {"$reflow": "bytes", "b64": "!!"}}}
+        ),
+        CheckpointCorruptError,
+        "base64",
+    ),
+    (
+        "counter missing",
+        lambda b, raw: _edit(b, ("counters",), {}),
+        CheckpointCorruptError,
+        "counter overflowed",
+    ),
 ]
 
 

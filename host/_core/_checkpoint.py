@@ -68,7 +68,7 @@ class Every:
 
     def __post_init__(self) -> None:
         t, s = self.ticks, self.seconds
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not 1 <= t):
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not t >= 1):
             raise CheckpointConfigError(
                 f"checkpoint_every ticks={t!r}: expected a positive integer or None"
             )
@@ -104,7 +104,7 @@ class _Sequenced:
 class _AsyncSequenced(_Sequenced):
     __slots__ = ()
 
-    async def __call__(self, ctx: Any) -> Any:  # type: ignore[override]
+    async def __call__(self, ctx: Any) -> Any:
         ctx._seq = self.n
         self.n += 1
         return await self.inner(ctx)
@@ -178,9 +178,10 @@ class Durable:
             self._wait_steps -= 1
             return
         every = self.every
-        if every.ticks is not None and self._ticks() - self._at_ticks >= every.ticks:
-            self.write()
-        elif every.seconds is not None and time.monotonic() - self._at_time >= every.seconds:
+        ticks, seconds = every.ticks, every.seconds
+        if (ticks is not None and self._ticks() - self._at_ticks >= ticks) or (
+            seconds is not None and time.monotonic() - self._at_time >= seconds
+        ):
             self.write()
 
     def at_idle(self) -> None:
@@ -231,9 +232,7 @@ class Durable:
             if flight is not None:
                 inputs, done = flight
                 ticks += done
-                redeliver.append(
-                    [nid, [{p: message_out(m) for p, m in i.items()} for i in inputs]]
-                )
+                redeliver.append([nid, [{p: message_out(m) for p, m in i.items()} for i in inputs]])
             total += ticks
             entry: dict[str, Any] = {
                 "ticks": ticks,
@@ -410,9 +409,7 @@ class _Plan:
             if node is None:
                 raise _bad(durable, seq, f"redelivery to unknown node {nid!r:.80}")
             for inputs in ticks:
-                if not isinstance(inputs, dict) or not all(
-                    p in node.actor.inports for p in inputs
-                ):
+                if not isinstance(inputs, dict) or not all(p in node.actor.inports for p in inputs):
                     raise _bad(durable, seq, f"redelivery inputs of node {nid!r}")
                 msgs_in = {p: message_in(m, f"redelivery to {nid!r}") for p, m in inputs.items()}
                 if inputs and not all(node.port_edges.get(p) for p in msgs_in):

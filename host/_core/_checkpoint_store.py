@@ -116,9 +116,7 @@ class CheckpointStore(ABC):
         )
 
     def _closed(self) -> CheckpointStoreError:
-        return CheckpointStoreError(
-            f"checkpoint store {self.name} is closed", store=self.name
-        )
+        return CheckpointStoreError(f"checkpoint store {self.name} is closed", store=self.name)
 
 
 _SCHEMA = """

@@ -171,9 +171,7 @@ class Network(Wiring):
                 )
             self._running = True
 
-    def _durable_run(
-        self, run_id: str | None, checkpoint: Any, resume: Any, every: Any
-    ) -> None:
+    def _durable_run(self, run_id: str | None, checkpoint: Any, resume: Any, every: Any) -> None:
         """Set up (or go on with) the durable run that ``run``/``start`` were asked for;
         resuming applies the run's last checkpoint before anything runs."""
         if checkpoint is None:
