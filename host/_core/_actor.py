@@ -130,7 +130,6 @@ class ActorContext:
         self._state = _OPEN
         self._emitted: list[tuple[str, Message]] | None = None
         self._error: str | None = None
-        self._seq = -1
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -157,14 +156,16 @@ class ActorContext:
         declare ``sequenced = True``. After a durable run resumes, the ticks after its last
         checkpoint run again with the numbers they had: effects keyed by ``seq`` are not
         done twice."""
-        if self._seq < 0:
+        # ``_seq`` is set by the sequencing wrapper only (unset costs no store per tick)
+        seq = getattr(self, "_seq", -1)
+        if seq < 0:
             raise TickStateError(
                 f"ctx.seq in node {self._node.id!r} ({self._node.component}): its actor does "
                 f"not declare sequenced = True",
                 node=self._node.id,
                 component=self._node.component,
             )
-        return self._seq
+        return seq
 
     # -- ending the tick ------------------------------------------------------------------
     def done(self, outputs: dict[str, Any] | None = None) -> None:
@@ -323,7 +324,6 @@ class BufferedContext(ActorContext):
         self._state = _OPEN
         self._emitted = None
         self._error = None
-        self._seq = -1
         self._outputs: Any = ()
 
     def done(self, outputs: dict[str, Any] | None = None) -> None:

@@ -156,6 +156,7 @@ class Durable:
         self._at_time = time.monotonic()
         self._wait_steps = 0
         self._nodes: list[_Node] = []
+        self._graph: dict[str, Any] = {}
 
     # -- when ------------------------------------------------------------------------------
     def arm(self) -> None:
@@ -164,7 +165,13 @@ class Durable:
         if sched.tracking is None:
             sched.tracking = {}
         sched.durable = self
+        self.refresh()
+
+    def refresh(self) -> None:
+        """The graph may have grown between two runs: what a checkpoint describes."""
+        sched = self.sched
         self._nodes = list(sched.nodes.values())
+        self._graph = describe(sched.nodes)
 
     def _ticks(self) -> int:
         t = 0
@@ -220,7 +227,7 @@ class Durable:
         net = self.net
         tracking = sched.tracking or {}
         runners = net._policy_host.runners if net._policy_host is not None else {}
-        wakes = sched.wakes_by_node
+        wakes = sched.wakes_by_node or {}
         nodes: dict[str, Any] = {}
         queues: list[Any] = []
         redeliver: list[Any] = []
@@ -272,7 +279,7 @@ class Durable:
                     )
         body = {
             "run_id": self.run_id,
-            "graph": describe(sched.nodes),
+            "graph": self._graph,
             "counters": {
                 "overflowed": sched.overflowed,
                 "dropped": sched.dropped,

@@ -73,11 +73,9 @@ class PostgresCheckpointStore(CheckpointStore):
                         "ON CONFLICT (run_id, seq) DO UPDATE SET data = EXCLUDED.data",
                         (run_id, seq, data),
                     )
-                    db.execute(
-                        "DELETE FROM reflow_checkpoints WHERE run_id = %s AND seq NOT IN "
-                        "(SELECT seq FROM reflow_checkpoints WHERE run_id = %s "
-                        "ORDER BY seq DESC LIMIT %s)",
-                        (run_id, run_id, self.keep),
+                    db.execute(  # the newest ``keep`` stay: sequence numbers only grow
+                        "DELETE FROM reflow_checkpoints WHERE run_id = %s AND seq <= %s",
+                        (run_id, seq - self.keep),
                     )
             except self._errors as exc:
                 raise self._fail("writing a checkpoint", exc, run_id) from exc

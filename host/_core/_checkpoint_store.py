@@ -174,11 +174,9 @@ class SqliteCheckpointStore(CheckpointStore):
                         "INSERT OR REPLACE INTO reflow_checkpoints VALUES (?, ?, ?)",
                         (run_id, seq, data),
                     )
-                    db.execute(
-                        "DELETE FROM reflow_checkpoints WHERE run_id = ? AND seq NOT IN "
-                        "(SELECT seq FROM reflow_checkpoints WHERE run_id = ? "
-                        "ORDER BY seq DESC LIMIT ?)",
-                        (run_id, run_id, self.keep),
+                    db.execute(  # the newest ``keep`` stay: sequence numbers only grow
+                        "DELETE FROM reflow_checkpoints WHERE run_id = ? AND seq <= ?",
+                        (run_id, seq - self.keep),
                     )
                 except BaseException:
                     db.execute("ROLLBACK")

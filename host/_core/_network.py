@@ -239,6 +239,7 @@ class Network(Wiring):
 
             for node in sched.nodes.values():
                 install_sequence(node)
+            durable.refresh()
             if durable.seq == 0:
                 durable.write()  # where a run that crashes before its first step resumes
         else:

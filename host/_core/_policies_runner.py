@@ -288,7 +288,7 @@ class PolicyRunner:
     async def run(self, ctx: ActorContext) -> None:
         """The node's ``run`` while it has policies: one tick, all policies applied."""
         node = self.node
-        self.tick_seq = ctx._seq
+        self.tick_seq = getattr(ctx, "_seq", -1)
         call = TickCall(node.id, node.component, ctx.inputs, node.config)
         outcome = await self._chain(call)
         if outcome.ok:

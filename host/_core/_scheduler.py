@@ -96,14 +96,17 @@ class Scheduler:
         self.wakes_pending = 0
         self._wake_handles: set[asyncio.TimerHandle] = set()
         self._wake_lock = threading.Lock()
-        #: Durable runs (``_checkpoint``): the run's checkpointer, asked once per step at the
-        #: top level whether a checkpoint is due; and, while it is set, the inputs of every
-        #: async or worker tick in flight per node with the ticks that node's batch finished
-        #: (a checkpoint records those inputs as not yet consumed). None: not durable.
-        self.durable: Any = None
-        self.tracking: dict[_Node, tuple[list[dict[str, Message]], int]] | None = None
-        #: pending ctx.wake_after timers per node id (a checkpoint turns them into ticks due)
-        self.wakes_by_node: dict[str, int] = {}
+
+    #: Durable runs (``_checkpoint``): the run's checkpointer, asked once per step at the top
+    #: level whether a checkpoint is due; and, while it is set, the inputs of every async or
+    #: worker tick in flight per node with the ticks that node's batch finished (a checkpoint
+    #: records those inputs as not yet consumed). None: not durable. Class-level defaults,
+    #: set on the instance only by a durable run: every attribute more in the instance's dict
+    #: costs the hot path's ``self.`` lookups (measured with ``bench_core.py --callgrind``).
+    durable: Any = None
+    tracking: dict[_Node, tuple[list[dict[str, Message]], int]] | None = None
+    #: pending ctx.wake_after timers per node id (a checkpoint turns them into ticks due)
+    wakes_by_node: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ delivery (hot path)
     def _deliver(self, node: _Node, pairs: Iterable[tuple[str, Any]]) -> None:
@@ -951,7 +954,10 @@ class Scheduler:
             )
         with self._wake_lock:
             self.wakes_pending += 1
-            self.wakes_by_node[node.id] = self.wakes_by_node.get(node.id, 0) + 1
+            wakes = self.wakes_by_node
+            if wakes is None:
+                wakes = self.wakes_by_node = {}
+            wakes[node.id] = wakes.get(node.id, 0) + 1
         if self._loop is not None and threading.get_ident() == self._thread_id:
             self._arm_wake(node, float(seconds))
         else:
@@ -968,11 +974,13 @@ class Scheduler:
         self._wake_handles.discard(box[0])
         with self._wake_lock:
             self.wakes_pending -= 1
-            left = self.wakes_by_node.get(node.id, 1) - 1
-            if left:
-                self.wakes_by_node[node.id] = left
-            else:
-                self.wakes_by_node.pop(node.id, None)
+            wakes = self.wakes_by_node
+            if wakes is not None:
+                left = wakes.get(node.id, 1) - 1
+                if left:
+                    wakes[node.id] = left
+                else:
+                    wakes.pop(node.id, None)
         if self._stopping:
             return
         node.source_pending += 1  # one more tick with empty inputs (as a source's first)
@@ -996,7 +1004,7 @@ class Scheduler:
             handle.cancel()
         self._wake_handles.clear()
         self.wakes_pending = 0
-        self.wakes_by_node.clear()
+        self.wakes_by_node = None
         if self._executor is not None:
             self._executor.close()
             self._executor = None
