@@ -21,7 +21,7 @@ from reflow import (
     Network,
     SqliteCheckpointStore,
 )
-from reflow._core._checkpoint_store import open_store
+from reflow._core._checkpoint_open import open_store
 
 
 def _open(url: str) -> CheckpointStore:

@@ -121,6 +121,7 @@ class ActorContext:
     """
 
     __slots__ = ("_emitted", "_error", "_hub", "_node", "_sched", "_seq", "_state", "inputs")
+    _seq: int  # set only by a sequenced node's wrapper (``_checkpoint``), else unset
 
     def __init__(self, sched: Any, node: _Node) -> None:
         self._sched = sched

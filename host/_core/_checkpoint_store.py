@@ -8,8 +8,7 @@ psycopg, redis) are translated here and in ``_checkpoint_remote`` into
 :class:`~reflow.CheckpointStoreError` naming the store, and every call is bounded in time
 (connect and lock timeouts).
 
-:func:`open_store` turns ``"sqlite:///path"``, ``"postgresql://..."`` and ``"redis://..."``
-into a store.
+:func:`~reflow._core._checkpoint_open.open_store` turns a URL into a store.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import CheckpointConfigError, CheckpointStoreError
 
-__all__ = ["CheckpointStore", "SqliteCheckpointStore", "StoredCheckpoint", "open_store"]
+__all__ = ["CheckpointStore", "SqliteCheckpointStore", "StoredCheckpoint", "check_run_id", "redact"]
 
 #: Longest a store waits to connect, or for a lock another writer holds, in seconds.
 STORE_TIMEOUT_S = 5.0
@@ -231,40 +230,3 @@ class SqliteCheckpointStore(CheckpointStore):
             if self._db is not None:
                 self._db.close()
                 self._db = None
-
-
-SCHEMES = ("sqlite:///path", "postgresql://...", "redis://...")
-
-
-def open_store(spec: Any) -> tuple[CheckpointStore, bool]:
-    """A store for ``checkpoint=``: a :class:`CheckpointStore` as it is, or a URL string.
-    Returns the store and whether it was opened here (and is to be closed by the caller)."""
-    if isinstance(spec, CheckpointStore):
-        return spec, False
-    if isinstance(spec, os.PathLike):
-        return SqliteCheckpointStore(spec), True
-    if not isinstance(spec, str):
-        raise CheckpointConfigError(
-            f"checkpoint={type(spec).__name__}: expected a CheckpointStore, a pathlib.Path "
-            f"(a SQLite file) or a store URL ({', '.join(SCHEMES)})"
-        )
-    scheme = spec.split("://", 1)[0].lower() if "://" in spec else ""
-    if scheme == "sqlite":
-        path = spec[len("sqlite://") :]
-        if not path:
-            raise CheckpointConfigError(
-                f"checkpoint URL {spec!r}: expected a file path, e.g. sqlite:///tmp/run.db"
-            )
-        return SqliteCheckpointStore(path), True
-    if scheme in ("postgresql", "postgres"):
-        from ._checkpoint_remote import PostgresCheckpointStore
-
-        return PostgresCheckpointStore(spec), True
-    if scheme in ("redis", "rediss"):
-        from ._checkpoint_remote import RedisCheckpointStore
-
-        return RedisCheckpointStore(spec), True
-    raise CheckpointConfigError(
-        f"checkpoint URL {redact(spec)!r:.200}: unknown scheme {scheme or '(none)'!r}; "
-        f"expected one of {', '.join(SCHEMES)}"
-    )

@@ -182,7 +182,8 @@ class Network(Wiring):
                 )
             return
         from ._checkpoint import Durable, Every
-        from ._checkpoint_store import check_run_id, open_store
+        from ._checkpoint_open import open_store
+        from ._checkpoint_store import check_run_id
 
         run_id = check_run_id(run_id)
         if not (resume is True or resume is False or resume == "if-exists"):
