@@ -516,16 +516,16 @@ DAMAGED: list[tuple[str, Any, type[CheckpointError], str]] = [
         "unknown message type",
     ),
     (
-        "redelivery to unknown",
-        lambda b, raw: _edit(b, ("redeliver",), [["ghost", [{}]]]),
+        "queue from a wrong port",
+        lambda b, raw: _edit(b, ("queues",), [["src", "err", "inc", "in", []]]),
         CheckpointCorruptError,
-        "unknown node 'ghost'",
+        "queue src.err->inc.in",
     ),
     (
-        "redelivery bad port",
-        lambda b, raw: _edit(b, ("redeliver",), [["inc", [{"nope": {"type": "Null"}}]]]),
+        "queues not a list",
+        lambda b, raw: _edit(b, ("queues",), {"a": 1}),
         CheckpointCorruptError,
-        "redelivery inputs",
+        "queues is missing",
     ),
     (
         "bad base64",

@@ -4,13 +4,15 @@ What a checkpoint holds (``capture``): per node its tick count (the ``ctx.seq`` 
 tick), failures, round-robin position, pools, ticks due with empty inputs (a source's first
 tick not yet run, pending ``ctx.wake_after`` timers), its actor's ``checkpoint_state(node_id)``
 if the actor has one, and its policy state (breaker, tokens, in-memory cache); every packet
-queued on every edge, initial packets included; the inputs of async and worker ticks in
-flight, recorded as not yet consumed; the run's counters.
+queued on every edge, initial packets included; the run's counters.
 
 When (``step``): the scheduler asks once per top-level step — between two node batches, when
-no sync tick is running — whether ``Every(ticks=, seconds=)`` has come round. That is a
-consistent cut: sync ticks are whole, async and worker ticks in flight will run again from
-their recorded inputs, and packets they already sent stay delivered. A checkpoint that would
+no sync tick is running — whether ``Every(ticks=, seconds=)`` has come round. The checkpoint
+is taken when no tick at all is in flight, so every node's state is whole: if async or worker
+ticks are running, it *holds* — no new async or worker tick starts (sync nodes go on) — until
+they have finished (``settle``). If the graph cannot finish them while holding (ticks that
+wait for room from held nodes), the hold is lifted and the checkpoint tried again later. A
+checkpoint that would
 have to hold a live Stream or a GPU buffer is put off until none is in transit (streams are
 never checkpointed mid-stream); a tick that streams packets through ``ctx.send`` is never cut
 in the middle, so a source that emits everything from one tick is checkpointed only after
@@ -110,13 +112,20 @@ class _AsyncSequenced(_Sequenced):
         return await self.inner(ctx)
 
 
-class _BatchSequenced(_Sequenced):
-    __slots__ = ()
+class _BatchSequenced:
+    """``run_batch`` of a sequenced node: numbers from the same count as its ``run``."""
+
+    __slots__ = ("inner", "owner")
+
+    def __init__(self, inner: Any, owner: _Sequenced) -> None:
+        self.inner = inner
+        self.owner = owner
 
     def __call__(self, ctxs: Any) -> Any:
+        owner = self.owner
         for ctx in ctxs:
-            ctx._seq = self.n
-            self.n += 1
+            ctx._seq = owner.n
+            owner.n += 1
         return self.inner(ctxs)
 
 
@@ -126,15 +135,15 @@ def install_sequence(node: _Node) -> None:
     if not getattr(node.actor, "sequenced", False) or isinstance(node.run, _Sequenced):
         return
     cls = _AsyncSequenced if node.mode == "async" else _Sequenced
-    node.run = cls(node.run, node.ticks)
+    wrapper = cls(node.run, node.ticks)
+    node.run = wrapper
     if node.run_batch is not None:
-        node.run_batch = _BatchSequenced(node.run_batch, node.ticks)
+        node.run_batch = _BatchSequenced(node.run_batch, wrapper)
 
 
 def _set_sequence(node: _Node, n: int) -> None:
-    for fn in (node.run, node.run_batch):
-        if isinstance(fn, _Sequenced):
-            fn.n = n
+    if isinstance(node.run, _Sequenced):
+        node.run.n = n
 
 
 # -- the checkpointer --------------------------------------------------------------------------
@@ -157,14 +166,15 @@ class Durable:
         self._wait_steps = 0
         self._nodes: list[_Node] = []
         self._graph: dict[str, Any] = {}
+        #: A checkpoint is due and waits for async/worker ticks in flight; ``_held``: the
+        #: nodes not started meanwhile, queued again when it is written or given up.
+        self.holding = False
+        self._held: list[_Node] = []
 
     # -- when ------------------------------------------------------------------------------
     def arm(self) -> None:
-        """Start tracking in-flight ticks (before the run's first step)."""
-        sched = self.sched
-        if sched.tracking is None:
-            sched.tracking = {}
-        sched.durable = self
+        """Be asked at every step from now on (before the run's first step)."""
+        self.sched.durable = self
         self.refresh()
 
     def refresh(self) -> None:
@@ -181,6 +191,10 @@ class Durable:
 
     def step(self) -> None:
         """Called by the scheduler between two top-level node batches."""
+        if self.holding:
+            if self.sched.inflight == 0:
+                self.write()
+            return
         if self._wait_steps:
             self._wait_steps -= 1
             return
@@ -189,7 +203,40 @@ class Durable:
         if (ticks is not None and self._ticks() - self._at_ticks >= ticks) or (
             seconds is not None and time.monotonic() - self._at_time >= seconds
         ):
+            if self.sched.inflight == 0:
+                self.write()
+            else:
+                self.holding = True
+
+    def hold(self, node: _Node) -> bool:
+        """The scheduler would start an async or worker tick of ``node`` while holding."""
+        if not node.queued:
+            node.queued = True  # deliveries do not queue it again meanwhile
+            self._held.append(node)
+        return False
+
+    def release(self) -> None:
+        self.holding = False
+        sched = self.sched
+        held, self._held = self._held, []
+        for node in held:
+            node.queued = False
+            sched._requeue(node)
+
+    def settle(self) -> bool:
+        """Nothing can run but ticks in flight while holding: write the checkpoint if none
+        is left, give up if they cannot finish. True if the hold ended."""
+        sched = self.sched
+        if sched.completions:
+            return False
+        if sched.inflight == 0:
             self.write()
+            return True
+        if sched._stuck():
+            self.release()
+            self._wait_steps = _POSTPONE_STEPS
+            return True
+        return False
 
     def at_idle(self) -> None:
         """The run went idle: record where it stands, if anything ran since the last one."""
@@ -198,11 +245,16 @@ class Durable:
 
     # -- writing ---------------------------------------------------------------------------
     def write(self) -> bool:
-        """Take and store a checkpoint now; False if a stream in transit put it off."""
+        """Take and store a checkpoint now (no tick may be in flight); False if a stream in
+        transit put it off. Ends a hold either way."""
         t0 = time.perf_counter()
         self.sched._drain_completions()
         try:
-            body, ticks = self.capture()
+            try:
+                body, ticks = self.capture()
+            finally:
+                if self.holding:
+                    self.release()
         except Unstorable:
             self._wait_steps = _POSTPONE_STEPS
             return False
@@ -225,21 +277,14 @@ class Durable:
         """The body of a checkpoint of the network as it stands, and its tick count."""
         sched = self.sched
         net = self.net
-        tracking = sched.tracking or {}
         runners = net._policy_host.runners if net._policy_host is not None else {}
         wakes = sched.wakes_by_node or {}
         nodes: dict[str, Any] = {}
         queues: list[Any] = []
-        redeliver: list[Any] = []
         total = 0
         for node in sched.nodes.values():
             nid = node.id
             ticks = node.ticks
-            flight = tracking.get(node)
-            if flight is not None:
-                inputs, done = flight
-                ticks += done
-                redeliver.append([nid, [{p: message_out(m) for p, m in i.items()} for i in inputs]])
             total += ticks
             entry: dict[str, Any] = {
                 "ticks": ticks,
@@ -287,7 +332,6 @@ class Durable:
             },
             "nodes": nodes,
             "queues": queues,
-            "redeliver": redeliver,
             "written": time.time(),
         }
         return body, total
@@ -313,7 +357,6 @@ class Durable:
         sched = self.sched
         if sched.durable is self:
             sched.durable = None
-            sched.tracking = None
         if self.owned:
             self.store.close()
 
@@ -339,7 +382,6 @@ class _Plan:
         self.seq = seq
         self.nodes: dict[_Node, dict[str, Any]] = {}
         self.queues: list[tuple[_Edge | tuple[_Node, str], list[Message]]] = []
-        self.redeliver: list[tuple[_Node, dict[str, Message]]] = []
         self.counters: dict[str, int] = {}
         self.packets = 0
 
@@ -370,14 +412,10 @@ class _Plan:
         counters = body.get("counters")
         nodes = body.get("nodes")
         queues = body.get("queues")
-        redeliver = body.get("redeliver")
-        if not (
-            isinstance(counters, dict)
-            and isinstance(nodes, dict)
-            and isinstance(queues, list)
-            and isinstance(redeliver, list)
-        ):
-            raise _bad(durable, seq, "counters, nodes, queues or redeliver is missing")
+        if not isinstance(counters, dict) or not isinstance(nodes, dict):
+            raise _bad(durable, seq, "counters, nodes or queues is missing")
+        if not isinstance(queues, list):
+            raise _bad(durable, seq, "counters, nodes or queues is missing")
         for key in ("overflowed", "dropped", "failure_count"):
             plan.counters[key] = _count(counters.get(key), durable, seq, f"counter {key}")
         for nid, node in sched.nodes.items():
@@ -408,21 +446,6 @@ class _Plan:
             msgs = [message_in(m, where) for m in packets]
             plan.queues.append((target, msgs))
             plan.packets += len(msgs)
-        for row in redeliver:
-            if not (isinstance(row, list) and len(row) == 2 and isinstance(row[1], list)):
-                raise _bad(durable, seq, "a redelivery row is not [node, inputs]")
-            nid, ticks = row
-            node = sched.nodes.get(nid) if isinstance(nid, str) else None
-            if node is None:
-                raise _bad(durable, seq, f"redelivery to unknown node {nid!r:.80}")
-            for inputs in ticks:
-                if not isinstance(inputs, dict) or not all(p in node.actor.inports for p in inputs):
-                    raise _bad(durable, seq, f"redelivery inputs of node {nid!r}")
-                msgs_in = {p: message_in(m, f"redelivery to {nid!r}") for p, m in inputs.items()}
-                if inputs and not all(node.port_edges.get(p) for p in msgs_in):
-                    raise _bad(durable, seq, f"redelivery to an unconnected port of {nid!r}")
-                plan.redeliver.append((node, msgs_in))
-                plan.packets += len(msgs_in)
         return plan
 
     def apply(self, net: Any) -> None:
@@ -465,16 +488,6 @@ class _Plan:
                     net._queue_initial(node, port, m)
                 continue
             target.queue = deque(msgs)
-        for node, inputs in self.redeliver:
-            if not inputs:
-                self.nodes[node]["due"] += 1  # a source's tick that was in flight
-                continue
-            for port, msg in inputs.items():
-                e = node.port_edges[port][0]
-                q = e.queue
-                if not q:
-                    q = e.queue = deque()
-                q.appendleft(msg)
         for node, parsed in self.nodes.items():
             node.ticks = parsed["ticks"]
             node.failures = parsed["failures"]
@@ -485,7 +498,7 @@ class _Plan:
         sched.overflowed = self.counters["overflowed"]
         sched.dropped = self.counters["dropped"]
         sched.failure_count = self.counters["failure_count"]
-        net._armed.update(sched.nodes)  # sources start from their restored state, not afresh
+        net._resumed = True  # sources go on from their restored ticks due, not afresh
         sched.ready.clear()
         for node in sched.nodes.values():
             node.queued = node.parked = False

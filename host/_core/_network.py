@@ -91,6 +91,7 @@ class Network(Wiring):
         self._thread_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._durable: Any = None  # the durable run (``_checkpoint.Durable``), once asked for
+        self._resumed = False  # a checkpoint was applied: its sources' ticks due are restored
 
     # ------------------------------------------------------------------ initial packets
     def _deliver_initial(self, node: _Node, port: str, msg: Message) -> None:
@@ -131,19 +132,21 @@ class Network(Wiring):
         """Nodes that declare no in-ports (sources) run one tick, with empty inputs, on the
         network's first run."""
         feeding_async: set[str] | None = None  # worked out once, when first needed
+        resumed, self._resumed = self._resumed, False
         for node in self._sched.nodes.values():
             if node.id in self._armed:
                 continue
             self._armed.add(node.id)
             if not node.in_edges and not node.actor.inports:
-                node.source_pending = True
+                if not resumed:
+                    node.source_pending = True
                 if node.mode == "inline" and feeding_async is None:
                     feeding_async = _upstream_of_async(self._sched.nodes.values())
                 if node.mode == "inline" and node.id in (feeding_async or ()):
                     # Its send() must be able to wait for async consumers, which need the
                     # scheduler's loop: run this source's tick on a worker thread instead.
                     node.mode = "worker"
-                if not node.queued:
+                if node.source_pending and not node.queued:
                     node.queued = True
                     self._sched.ready.append(node)
 

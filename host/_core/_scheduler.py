@@ -97,14 +97,13 @@ class Scheduler:
         self._wake_handles: set[asyncio.TimerHandle] = set()
         self._wake_lock = threading.Lock()
 
-    #: Durable runs (``_checkpoint``): the run's checkpointer, asked once per step at the top
-    #: level whether a checkpoint is due; and, while it is set, the inputs of every async or
-    #: worker tick in flight per node with the ticks that node's batch finished (a checkpoint
-    #: records those inputs as not yet consumed). None: not durable. Class-level defaults,
-    #: set on the instance only by a durable run: every attribute more in the instance's dict
-    #: costs the hot path's ``self.`` lookups (measured with ``bench_core.py --callgrind``).
+    #: Durable runs (``_checkpoint.Durable``): asked once per top-level step whether a
+    #: checkpoint is due. While one waits for async and worker ticks in flight to finish
+    #: (``durable.holding``), no new async or worker tick starts. None: not durable. A
+    #: class-level default, set on the instance only by a durable run: every attribute more
+    #: in the instance's dict costs the hot path's ``self.`` lookups (``bench_core.py
+    #: --callgrind`` measured it).
     durable: Any = None
-    tracking: dict[_Node, tuple[list[dict[str, Message]], int]] | None = None
     #: pending ctx.wake_after timers per node id (a checkpoint turns them into ticks due)
     wakes_by_node: dict[str, int] | None = None
 
@@ -492,14 +491,15 @@ class Scheduler:
 
     # -- async ticks ------------------------------------------------------------------------
     def _start_async(self, node: _Node) -> bool:
+        durable = self.durable
+        if durable is not None and durable.holding:
+            return durable.hold(node)
         inputs = self._take(node)
         if inputs is None:
             return False
         assert self._loop is not None
         node.busy = True
         self.async_inflight += 1
-        if self.tracking is not None:
-            self.tracking[node] = ([inputs], 0)
         task = self._loop.create_task(self._async_ticks(node, inputs))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -513,11 +513,9 @@ class Scheduler:
         loop = self._loop
         assert loop is not None
         n = 0
-        track = self.tracking
+        durable = self.durable
         try:
             while True:
-                if track is not None:
-                    track[node] = ([inputs], n)
                 ctx = ActorContext(self, node)
                 ctx.inputs = inputs
                 n += 1
@@ -549,13 +547,13 @@ class Scheduler:
                     loop.call_later(ASYNC_WAIT_S, self.wake)
                 if node.nfull or n >= BATCH or self._stopping:
                     break
+                if durable is not None and durable.holding:  # a checkpoint waits for this
+                    break
                 next_inputs = self._take(node)
                 if next_inputs is None:
                     break
                 inputs = next_inputs
         finally:
-            if track is not None:
-                track.pop(node, None)
             node.busy = False
             node.ticks += n
             self.async_inflight -= 1
@@ -571,6 +569,9 @@ class Scheduler:
     def _start_worker(self, node: _Node) -> bool:
         """Hand a batch of ``node``'s ticks to a worker thread: as many as have input, up
         to WORKER_BATCH and to the room left on its out-edges (one at a time when traced)."""
+        durable = self.durable
+        if durable is not None and durable.holding:
+            return durable.hold(node)
         limit = 1
         if not self.hub.wants_ticks:
             limit = WORKER_BATCH
@@ -591,8 +592,6 @@ class Scheduler:
             return False
         node.busy = True
         self.worker_inflight += 1
-        if self.tracking is not None:
-            self.tracking[node] = ([c.inputs for c in batch], 0)
         if self.hub.wants_ticks:
             self.hub.publish("ActorStarted", node.id, node.component)
         self._pool().submit(lambda: self._worker_ticks(node, batch))
@@ -708,8 +707,6 @@ class Scheduler:
             if item[0] == "ticks":
                 _, node, results = item
                 self.worker_inflight -= 1
-                if self.tracking is not None:
-                    self.tracking.pop(node, None)
                 node.busy = False
                 node.ticks += len(results)
                 for ctx, exc, dur in results:
@@ -906,6 +903,8 @@ class Scheduler:
                 if ready or not self.async_inflight:
                     await asyncio.sleep(0)
                     continue
+            if self.durable is not None and self.durable.holding and self.durable.settle():
+                continue  # the checkpoint that waited was written, or gave up: nodes released
             if not self.completions and self._stuck():
                 if self._break_deadlock():
                     continue
