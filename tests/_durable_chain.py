@@ -2,7 +2,8 @@
 tests start, resume and kill.
 
 ``python tests/_durable_chain.py CKPT EFFECTS N [--dedupe] [--every TICKS] [--resume MODE]
-[--crash-at SEQ]`` (CKPT: a store URL; ``--crash-at``: the process exits at that sink tick)
+[--crash-at SEQ] [--mid inline|async|worker]`` (CKPT: a store URL; ``--crash-at``: the
+process exits at that sink tick; ``--mid``: where ``inc``'s ticks run)
 
 The source emits ``N`` integers, ``CHUNK`` per tick (its position in a pool, the next chunk
 through ``ctx.wake_after(0)``); ``inc`` adds one; the sink (``sequenced = True``) writes each
@@ -53,6 +54,21 @@ class Inc(Actor):
         ctx.done({"out": Message.integer(ctx.inputs["in"]["data"] + 1)})
 
 
+class AsyncInc(Inc):
+    component = "durable_async_inc"
+
+    async def run(self, ctx: Any) -> None:  # type: ignore[override]
+        ctx.done({"out": Message.integer(ctx.inputs["in"]["data"] + 1)})
+
+
+class WorkerInc(Inc):
+    component = "durable_worker_inc"
+    execution = "worker"
+
+
+MIDDLES = {"inline": Inc, "async": AsyncInc, "worker": WorkerInc}
+
+
 class EffectSink(Actor):
     component = "durable_sink"
     inports = ["in"]
@@ -79,10 +95,10 @@ class EffectSink(Actor):
         ctx.done()
 
 
-def build(n: int, effects: str, dedupe: bool, crash_at: int = -1) -> Network:
+def build(n: int, effects: str, dedupe: bool, crash_at: int = -1, mid: str = "inline") -> Network:
     net = Network()
     net.register_actor("src", ChunkSource(n))
-    net.register_actor("inc", Inc())
+    net.register_actor("inc", MIDDLES[mid]())
     net.register_actor("sink", EffectSink(effects, dedupe, crash_at))
     net.add_node("source", "src")
     net.add_node("inc", "inc")
@@ -102,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", default="if-exists", choices=["if-exists", "true", "false"])
     p.add_argument("--run-id", default="chain")
     p.add_argument("--crash-at", type=int, default=-1, help="exit(3) at this sink tick")
+    p.add_argument("--mid", default="inline", choices=sorted(MIDDLES), help="inc's execution")
     args = p.parse_args(argv)
     resume: bool | str = {"if-exists": "if-exists", "true": True, "false": False}[args.resume]
-    net = build(args.n, args.effects, args.dedupe, args.crash_at)
+    net = build(args.n, args.effects, args.dedupe, args.crash_at, args.mid)
     print("running", flush=True)
     summary = net.run(
         run_id=args.run_id,

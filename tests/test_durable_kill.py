@@ -43,9 +43,9 @@ def _sink_ticks(ckpt: Path) -> int:
     return int(decode(RUN, found.seq, found.data)["nodes"]["sink"]["ticks"])
 
 
-def _start(ckpt: Path, effects: Path, n: int, dedupe: bool) -> subprocess.Popen[str]:
+def _start(ckpt: Path, effects: Path, n: int, dedupe: bool, mid: str) -> subprocess.Popen[str]:
     url = f"sqlite://{ckpt}"
-    args = [sys.executable, str(SCRIPT), url, str(effects), str(n), "--every", "40"]
+    args = [sys.executable, str(SCRIPT), url, str(effects), str(n), "--every", "40", "--mid", mid]
     if dedupe:
         args.append("--dedupe")
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -59,7 +59,9 @@ def _rows(effects: Path) -> list[tuple[int, int, int]]:
         db.close()
 
 
-def crash_and_resume(tmp: Path, n: int, kills: int, dedupe: bool, seed: int) -> dict[str, int]:
+def crash_and_resume(
+    tmp: Path, n: int, kills: int, dedupe: bool, seed: int, mid: str = "inline"
+) -> dict[str, int]:
     rng = random.Random(seed)
     ckpt, effects = tmp / "ckpt.db", tmp / "effects.db"
     starts: dict[int, int] = {}  # pid -> the sink tick count it resumed from
@@ -67,13 +69,13 @@ def crash_and_resume(tmp: Path, n: int, kills: int, dedupe: bool, seed: int) -> 
     finished = False
     while not finished:
         resume_at = _sink_ticks(ckpt)
-        proc = _start(ckpt, effects, n, dedupe)
+        proc = _start(ckpt, effects, n, dedupe, mid)
         starts[proc.pid] = resume_at
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert first.startswith("running"), (seed, first, proc.stderr and proc.stderr.read())
         if done < kills:
-            time.sleep(rng.uniform(0.0, 0.03))
+            time.sleep(rng.uniform(0.0, 0.02))
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 done += 1
@@ -108,21 +110,30 @@ def _seed() -> int:
     return int(os.environ.get("REFLOW_DURABLE_SEED", random.randrange(1 << 30)))
 
 
-@pytest.mark.parametrize("dedupe", [True, False], ids=["dedupe-by-seq", "at-least-once"])
-def test_kill_and_resume_loses_nothing(tmp_path: Path, dedupe: bool) -> None:
+@pytest.mark.parametrize(
+    ("dedupe", "mid"),
+    [(True, "inline"), (False, "worker")],
+    ids=["dedupe-by-seq", "at-least-once-worker"],
+)
+def test_kill_and_resume_loses_nothing(tmp_path: Path, dedupe: bool, mid: str) -> None:
+    """16 crash points in all (8 per row)."""
     seed = _seed()
     print(f"seed {seed} (REFLOW_DURABLE_SEED={seed} reruns it)")
-    got = crash_and_resume(tmp_path, 3000, 8, dedupe, seed)
+    got = crash_and_resume(tmp_path, 3000, 8, dedupe, seed, mid)
     print(got)
     assert got["kills"] >= 1, (seed, got)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dedupe", [True, False], ids=["dedupe-by-seq", "at-least-once"])
-def test_kill_and_resume_at_many_points(tmp_path: Path, dedupe: bool) -> None:
-    """100 kills per mode, 200 crash points in all, over a run of 20,000 packets."""
+@pytest.mark.parametrize(
+    ("dedupe", "mid", "kills"),
+    [(True, "inline", 100), (False, "inline", 100), (True, "async", 40), (False, "worker", 40)],
+    ids=["dedupe-by-seq", "at-least-once", "dedupe-async", "at-least-once-worker"],
+)
+def test_kill_and_resume_at_many_points(tmp_path: Path, dedupe: bool, mid: str, kills: int) -> None:
+    """280 crash points in all, each row over a run of 20,000 packets."""
     seed = _seed()
     print(f"seed {seed} (REFLOW_DURABLE_SEED={seed} reruns it)")
-    got = crash_and_resume(tmp_path, 20_000, 100, dedupe, seed)
+    got = crash_and_resume(tmp_path, 20_000, kills, dedupe, seed, mid)
     print(got)
-    assert got["kills"] >= 90, (seed, got)
+    assert got["kills"] >= kills * 9 // 10, (seed, got)  # a life may finish before its kill
