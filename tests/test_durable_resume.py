@@ -689,3 +689,39 @@ def test_state_that_does_not_restore_is_refused_and_rolled_back(
     assert actor.total["st"] == 7  # put back
     assert net._policy_host.runners["st"].cache.entries == {}
     assert net.run().ok and len(sink.seen) == 100
+
+
+class StreamingWorkerSource(Actor):
+    """One worker tick that streams 300 packets through ctx.send (it waits for room)."""
+
+    component = "durable_streaming_worker"
+    inports: list[str] = []
+    outports = ["out"]
+    execution = "worker"
+
+    def run(self, ctx: Any) -> None:
+        for i in range(300):
+            ctx.send({"out": Message.integer(i)})
+        ctx.done()
+
+
+def test_a_hold_that_would_deadlock_is_lifted(tmp_path: Path) -> None:
+    """A checkpoint is due while a worker tick streams into an async node it needs to run:
+    holding would stop that node, so the hold is lifted; the run ends, nothing lost."""
+    sink = Keep()
+    net = Network(capacity=1)
+    net.register_actor("src", StreamingWorkerSource())
+    net.register_actor("inc", AsyncInc())
+    net.register_actor("keep", sink)
+    net.add_node("src", "src")
+    net.add_node("inc", "inc")
+    net.add_node("sink", "keep")
+    net.add_connection("src", "out", "inc", "in")
+    net.add_connection("inc", "out", "sink", "in")
+    written = net.events(kinds=["CheckpointWritten"])
+    summary = net.run(
+        timeout=60, run_id="r", checkpoint=tmp_path / "c.db", checkpoint_every=Every(ticks=1)
+    )
+    assert summary.ok
+    assert sink.seen == {i: i + 1 for i in range(300)}
+    assert len(written.drain()) >= 2  # the first and the idle one at least
