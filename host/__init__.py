@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 from ._core import _catalog, _network, _policies
 from ._core._actor import Actor, ActorCallContext, ActorContext
 from ._core._catalog import register_template, template_actor, template_list
+from ._core._checkpoint import Every
+from ._core._checkpoint_remote import PostgresCheckpointStore, RedisCheckpointStore
+from ._core._checkpoint_store import CheckpointStore, SqliteCheckpointStore
 from ._core._events import EventStream
 from ._core._graph import Graph
 from ._core._graph_compose import compose_graphs
@@ -24,6 +27,14 @@ from ._errors import (
     ABIVersionError,
     ActorError,
     CapabilityError,
+    CheckpointConfigError,
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    CheckpointStateError,
+    CheckpointStoreError,
+    CheckpointVersionError,
     CircuitOpenError,
     DuplicateNodeError,
     GraphError,
@@ -89,10 +100,20 @@ __all__ = [
     "ActorError",
     "ActorFailure",
     "CapabilityError",
+    "CheckpointConfigError",
+    "CheckpointCorruptError",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "CheckpointStateError",
+    "CheckpointStore",
+    "CheckpointStoreError",
+    "CheckpointVersionError",
     "CircuitOpenError",
     "Collector",
     "DuplicateNodeError",
     "EventStream",
+    "Every",
     "ExtismActor",
     "ExtismModule",
     "Graph",
@@ -130,7 +151,9 @@ __all__ = [
     "PlatformError",
     "PolicyError",
     "PortTypeError",
+    "PostgresCheckpointStore",
     "Ray",
+    "RedisCheckpointStore",
     "ReflowError",
     "RegistryAuthError",
     "RegistryError",
@@ -143,6 +166,7 @@ __all__ = [
     "RunSummary",
     "RunTimeout",
     "SandboxError",
+    "SqliteCheckpointStore",
     "Stream",
     "StreamError",
     "StreamReader",

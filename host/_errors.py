@@ -25,6 +25,14 @@ one boundary per dependency and chained with ``raise ... from exc``::
     ├── PolicyError               a node's policy declaration is invalid (.node, .key)
     ├── PlacementError            a node cannot be placed where asked: bad Ray(...) settings,
     │                             an unreachable cluster, an actor that cannot travel (.node, .key)
+    ├── CheckpointError           a durable run's checkpoint cannot be written or resumed (.run_id)
+    │   ├── CheckpointConfigError bad run_id / checkpoint / checkpoint_every / store URL
+    │   ├── CheckpointStoreError  the checkpoint store cannot be reached or fails (.store)
+    │   ├── CheckpointNotFoundError resume=True, but the store has no checkpoint for the run
+    │   ├── CheckpointMismatchError the checkpoint is of another graph (.differences)
+    │   ├── CheckpointVersionError written in another checkpoint format (.found, .expected)
+    │   ├── CheckpointCorruptError truncated, not JSON, digest mismatch: refused, not applied
+    │   └── CheckpointStateError  the run's state cannot be written (a pool value, a stream)
     ├── NetworkError              the network as a whole
     │   ├── NetworkStateError     a call that the network's state does not allow
     │   └── RunTimeout            run(timeout=...) expired before the graph went idle
@@ -75,6 +83,14 @@ __all__ = [
     "ABIVersionError",
     "ActorError",
     "CapabilityError",
+    "CheckpointConfigError",
+    "CheckpointCorruptError",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "CheckpointStateError",
+    "CheckpointStoreError",
+    "CheckpointVersionError",
     "CircuitOpenError",
     "DuplicateNodeError",
     "GraphError",
@@ -293,6 +309,59 @@ class PolicyError(ReflowError, ValueError):
         super().__init__(message)
         self.node = node
         self.key = key
+
+
+class CheckpointError(ReflowError):
+    """A durable run's checkpoint cannot be written, read or resumed from. ``run_id`` names
+    the run (empty when the error is about the arguments before any run is named)."""
+
+    def __init__(self, message: str, *, run_id: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class CheckpointConfigError(CheckpointError, ValueError):
+    """``run_id``, ``checkpoint``, ``checkpoint_every``, ``resume`` or a store URL is unusable."""
+
+
+class CheckpointStoreError(CheckpointError):
+    """The checkpoint store cannot be reached, or failed a read or a write. ``store`` names
+    it (its URL or path, without a password)."""
+
+    def __init__(self, message: str, *, run_id: str = "", store: str = "") -> None:
+        super().__init__(message, run_id=run_id)
+        self.store = store
+
+
+class CheckpointNotFoundError(CheckpointError, LookupError):
+    """``resume=True`` but the store holds no checkpoint for ``run_id``."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint was written by another graph. ``differences`` lists what differs."""
+
+    def __init__(self, message: str, *, run_id: str = "", differences: list[str] | None = None):
+        super().__init__(message, run_id=run_id)
+        self.differences = differences or []
+
+
+class CheckpointVersionError(CheckpointError):
+    """The checkpoint is in a format version this host does not read (``found``, ``expected``)."""
+
+    def __init__(self, message: str, *, run_id: str = "", found: object = None, expected: int = 0):
+        super().__init__(message, run_id=run_id)
+        self.found = found
+        self.expected = expected
+
+
+class CheckpointCorruptError(CheckpointError):
+    """The checkpoint's bytes are damaged (truncated, not JSON, digest mismatch, a value that
+    is not what the format says). It is refused before anything of it is applied."""
+
+
+class CheckpointStateError(CheckpointError):
+    """The run's state cannot be put in a checkpoint (a pool value that is not JSON, an
+    actor's ``checkpoint_state()`` that failed). The run stops; the last checkpoint stays."""
 
 
 class NetworkError(ReflowError):

@@ -36,6 +36,10 @@ RATIOS: dict[str, list[str]] = {
         "build time per node, 10,000 / 1,000 nodes",
         "build from graph JSON per node, 10,000 / 1,000 nodes",
     ],
+    "bench_durable": [
+        "checkpoint every 1,000 ticks / no checkpoint",
+        "checkpoint every 10,000 ticks / no checkpoint",
+    ],
     "bench_gpu": [
         "4K RGBA gaussian blur: numpy / GPU",
         "3-node image chain: numpy / GPU",

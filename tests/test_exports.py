@@ -105,6 +105,16 @@ EXPECTED = [
     "template_list",
     "unload_pack",
 ]
+# durable runs (issue 14): the checkpoint stores, Every, the CheckpointError family
+EXPECTED = sorted(
+    [
+        *EXPECTED,
+        *("CheckpointStore", "SqliteCheckpointStore", "PostgresCheckpointStore"),
+        *("RedisCheckpointStore", "Every", "CheckpointError", "CheckpointConfigError"),
+        *("CheckpointStoreError", "CheckpointNotFoundError", "CheckpointMismatchError"),
+        *("CheckpointVersionError", "CheckpointCorruptError", "CheckpointStateError"),
+    ]
+)
 
 
 def test_all_is_pinned() -> None:

@@ -58,6 +58,7 @@ CLAIMS: dict[tuple[str, str], str] = {
     "(.ci/run does exactly that; reflow-demo is tests/test_demo.py)",
     ("python", "class Doubler(Actor)"): "test_quick_start_*",
     ("python", "class Lookup(Actor)"): "tests/test_policies_readme.py",
+    ("python", "class Ledger(Actor)"): "tests/test_durable_readme.py",
     ("bash", "export PGPASSWORD"): "tests/registry/test_storage_backends.py (serve on "
     "PostgreSQL + S3, against servers the tests start)",
     ("python", 'net.collect("a", "out")'): "test_collect_and_run",

@@ -72,6 +72,10 @@ class Actor:
     #: declare (delivered in ``ctx.inputs`` under that name, as offbit_reflow does). ``None``:
     #: yes for actors written outside reflow, no for reflow's own templates and engines.
     accept_undeclared_inports: bool | None = None
+    #: True: each tick gets ``ctx.seq``, the node's tick sequence number (0, 1, 2, ...), kept
+    #: in a durable run's checkpoints, so a tick run again after a resume has the number it
+    #: had before the crash (the way to deduplicate effects; see README "Durable runs").
+    sequenced: bool = False
     #: True for composite actors (subgraphs): a network adds their inner nodes with
     #: ``expand_into(net, node_id, config)`` instead of one node running ``run``.
     _expands: bool = False
@@ -147,7 +151,8 @@ class ActorContext:
     ``fail(message)`` ends it as failed; ``send(...)`` delivers packets at once, mid-tick.
     """
 
-    __slots__ = ("_emitted", "_error", "_hub", "_node", "_sched", "_state", "inputs")
+    __slots__ = ("_emitted", "_error", "_hub", "_node", "_sched", "_seq", "_state", "inputs")
+    _seq: int  # set only by a sequenced node's wrapper (``_checkpoint``), else unset
 
     def __init__(self, sched: Any, node: _Node) -> None:
         self._sched = sched
@@ -176,6 +181,23 @@ class ActorContext:
         return self._node.log
 
     logger = log
+
+    @property
+    def seq(self) -> int:
+        """This tick's sequence number in its node (0 for the first tick), for actors that
+        declare ``sequenced = True``. After a durable run resumes, the ticks after its last
+        checkpoint run again with the numbers they had: effects keyed by ``seq`` are not
+        done twice."""
+        # ``_seq`` is set by the sequencing wrapper only (unset costs no store per tick)
+        seq = getattr(self, "_seq", -1)
+        if seq < 0:
+            raise TickStateError(
+                f"ctx.seq in node {self._node.id!r} ({self._node.component}): its actor does "
+                f"not declare sequenced = True",
+                node=self._node.id,
+                component=self._node.component,
+            )
+        return seq
 
     # -- ending the tick ------------------------------------------------------------------
     def done(self, outputs: dict[str, Any] | None = None) -> None:

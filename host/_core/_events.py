@@ -48,6 +48,8 @@ EVENT_TYPES = (
     "RateLimited",
     "TickTimedOut",
     "DeadLetter",
+    "CheckpointWritten",
+    "RunResumed",
 )
 
 #: Field names per event type, in the order they follow ``(type, t)`` in a record.
@@ -68,6 +70,9 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "RateLimited": ("actorId", "waited_s"),
     "TickTimedOut": ("actorId", "limit_s"),
     "DeadLetter": ("actorId", "error"),
+    # durable runs (``_checkpoint``): published only while somebody subscribes
+    "CheckpointWritten": ("runId", "seq", "ticks", "bytes", "seconds"),
+    "RunResumed": ("runId", "seq", "packets"),
 }
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._errors import GraphError, NetworkStateError, RunTimeout
+from .._errors import CheckpointConfigError, GraphError, NetworkStateError, RunTimeout
 from ._actor import threads_under_start
 from ._events import EventHub, EventStream, _clock
 from ._gcdefer import built
@@ -94,6 +94,8 @@ class Network(Wiring):
         self._busy = False
         self._thread_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._durable: Any = None  # the durable run (``_checkpoint.Durable``), once asked for
+        self._resumed = False  # a checkpoint was applied: its sources' ticks due are restored
 
     # ------------------------------------------------------------------ initial packets
     def _deliver_initial(self, node: _Node, port: str, msg: Message) -> None:
@@ -134,19 +136,21 @@ class Network(Wiring):
         """Nodes that declare no in-ports (sources) run one tick, with empty inputs, on the
         network's first run."""
         feeding_async: set[str] | None = None  # worked out once, when first needed
+        resumed, self._resumed = self._resumed, False
         for node in self._sched.nodes.values():
             if node.id in self._armed:
                 continue
             self._armed.add(node.id)
             if not node.in_edges and not node.actor.inports:
-                node.source_pending = True
+                if not resumed:
+                    node.source_pending = True
                 if node.mode == "inline" and feeding_async is None:
                     feeding_async = _upstream_of_async(self._sched.nodes.values())
                 if node.mode == "inline" and node.id in (feeding_async or ()):
                     # Its send() must be able to wait for async consumers, which need the
                     # scheduler's loop: run this source's tick on a worker thread instead.
                     node.mode = "worker"
-                if not node.queued:
+                if node.source_pending and not node.queued:
                     node.queued = True
                     self._sched.ready.append(node)
 
@@ -174,6 +178,62 @@ class Network(Wiring):
                 )
             self._running = True
 
+    def _durable_run(self, run_id: str | None, checkpoint: Any, resume: Any, every: Any) -> None:
+        """Set up (or go on with) the durable run that ``run``/``start`` were asked for;
+        resuming applies the run's last checkpoint before anything runs."""
+        if checkpoint is None:
+            if run_id is not None or resume is not False or every is not None:
+                raise CheckpointConfigError(
+                    "run_id, resume and checkpoint_every need checkpoint= (a CheckpointStore "
+                    "or a store URL such as 'sqlite:///tmp/run.db')"
+                )
+            return
+        from ._checkpoint import Durable, Every
+        from ._checkpoint_open import open_store
+        from ._checkpoint_store import check_run_id
+
+        run_id = check_run_id(run_id)
+        if not (resume is True or resume is False or resume == "if-exists"):
+            raise CheckpointConfigError(
+                f"resume={resume!r:.60}: expected False, True or 'if-exists'", run_id=run_id
+            )
+        if every is None:
+            every = Every()
+        elif not isinstance(every, Every):
+            raise CheckpointConfigError(
+                f"checkpoint_every={every!r:.60}: expected Every(ticks=..., seconds=...)",
+                run_id=run_id,
+            )
+        if self._durable is not None:
+            if self._durable.run_id != run_id or resume is not False:
+                raise CheckpointConfigError(
+                    f"this network already runs durably as run {self._durable.run_id!r}; a "
+                    f"network is one run: build a new one to resume or to start run {run_id!r}",
+                    run_id=run_id,
+                )
+            self._durable.every = every
+            return
+        store, owned = open_store(checkpoint)
+        durable = Durable(self, store, owned, run_id, every)
+        try:
+            if resume is not False:
+                if self._announced or any(n.ticks for n in self._sched.nodes.values()):
+                    raise CheckpointConfigError(
+                        f"resume of run {run_id!r} on a network that has run already; "
+                        f"resume into a newly built network",
+                        run_id=run_id,
+                    )
+                plan = durable.load(required=resume is True)
+                if plan is not None:
+                    plan.apply(self)
+            else:
+                store.delete(run_id)  # resume=False starts the run over
+        except BaseException:
+            durable.close()
+            raise
+        durable.arm()
+        self._durable = durable
+
     def _begin(self) -> tuple[float, dict[str, int], int]:
         """Mark the start of a run: the baselines its summary is measured against."""
         built()  # the graph is built: full collections of the collector may run again
@@ -181,6 +241,21 @@ class Network(Wiring):
         self._base = (sched.overflowed, sched.dropped)
         sched.failures.clear()
         self._arm_sources()
+        durable = self._durable
+        if durable is not None:
+            from ._checkpoint import install_sequence
+
+            for node in sched.nodes.values():
+                install_sequence(node)
+            durable.refresh()
+            if durable.seq == 0:
+                durable.write()  # where a run that crashes before its first step resumes
+        else:
+            for node in sched.nodes.values():
+                if node.actor.sequenced:
+                    from ._checkpoint import install_sequence
+
+                    install_sequence(node)
         return (
             time.perf_counter(),
             {n.id: n.ticks for n in sched.nodes.values()},
@@ -194,16 +269,33 @@ class Network(Wiring):
             pending=pending,
         )
 
-    def run(self, timeout: float | None = None) -> RunSummary:
+    def run(
+        self,
+        timeout: float | None = None,
+        *,
+        run_id: str | None = None,
+        checkpoint: Any = None,
+        resume: bool | str = False,
+        checkpoint_every: Any = None,
+    ) -> RunSummary:
         """Run until the graph is idle — nothing queued, nothing running — and return a
         :class:`RunSummary`. Raises :class:`~reflow.RunTimeout` if ``timeout`` seconds pass
-        first; the network keeps its state and a later ``run()`` goes on from there."""
+        first; the network keeps its state and a later ``run()`` goes on from there.
+
+        A durable run (README "Durable runs"): ``checkpoint`` (a
+        :class:`~reflow.CheckpointStore` or a URL: ``sqlite:///path``, ``postgresql://...``,
+        ``redis://...``) keeps checkpoints of run ``run_id`` at tick boundaries, as often as
+        ``checkpoint_every`` (:class:`~reflow.Every`; default every 1,000 ticks).
+        ``resume=True`` first restores the run's last checkpoint — in a newly built network of
+        the same graph, typically in a new process after a crash; ``"if-exists"`` restores it
+        if there is one and starts afresh otherwise; ``False`` starts the run over."""
         self._check_open()
         if self._thread is not None:
             return self._wait_idle(timeout)
         self._materialize()
         self._enter_run()
         try:
+            self._durable_run(run_id, checkpoint, resume, checkpoint_every)
             t0, ticks0, fails0 = self._begin()
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
@@ -216,7 +308,15 @@ class Network(Wiring):
             self._running = False
         return self._summary(t0, ticks0, fails0)
 
-    async def arun(self, timeout: float | None = None) -> RunSummary:
+    async def arun(
+        self,
+        timeout: float | None = None,
+        *,
+        run_id: str | None = None,
+        checkpoint: Any = None,
+        resume: bool | str = False,
+        checkpoint_every: Any = None,
+    ) -> RunSummary:
         """``run()`` for async code: drives the graph on the running event loop."""
         self._check_open()
         if self._thread is not None:
@@ -224,6 +324,7 @@ class Network(Wiring):
         self._materialize()
         self._enter_run()
         try:
+            self._durable_run(run_id, checkpoint, resume, checkpoint_every)
             t0, ticks0, fails0 = self._begin()
             try:
                 await asyncio.wait_for(
@@ -235,12 +336,25 @@ class Network(Wiring):
             self._running = False
         return self._summary(t0, ticks0, fails0)
 
-    def start(self) -> None:
+    def start(
+        self,
+        *,
+        run_id: str | None = None,
+        checkpoint: Any = None,
+        resume: bool | str = False,
+        checkpoint_every: Any = None,
+    ) -> None:
         """Start running in a background thread and return at once (SDK-compatible).
-        Use :meth:`run` to wait for idle, :meth:`shutdown` to stop."""
+        Use :meth:`run` to wait for idle, :meth:`shutdown` to stop. The keywords make it a
+        durable run, as for :meth:`run`."""
         self._materialize()
         self._thread_python_actors()
         self._enter_run()
+        try:
+            self._durable_run(run_id, checkpoint, resume, checkpoint_every)
+        except BaseException:
+            self._running = False
+            raise
         self._busy = True
         self._t0, self._ticks0, self._fails0 = self._begin()
         self._thread = threading.Thread(
@@ -279,6 +393,8 @@ class Network(Wiring):
     def _on_idle(self) -> None:
         with self._idle:
             if self._busy and not self._sched.completions:
+                if self._durable is not None:
+                    self._durable.at_idle()
                 self._busy = False
                 if self._hub.active:
                     self._hub.publish(
@@ -287,6 +403,8 @@ class Network(Wiring):
                 self._idle.notify_all()
 
     def _publish_idle(self) -> None:
+        if self._durable is not None:
+            self._durable.at_idle()
         if self._hub.active:
             self._hub.publish("NetworkIdle", sum(n.ticks for n in self._sched.nodes.values()))
 
@@ -337,6 +455,8 @@ class Network(Wiring):
             self._loop.close()
         if self._policy_host is not None:
             self._policy_host.close()
+        if self._durable is not None:
+            self._durable.close()
         for node in self._sched.nodes.values():
             try:
                 node.actor.close()

@@ -171,6 +171,7 @@ class PolicyRunner:
         self._lane: _Lane | None = None
         self._stuck: threading.Event | None = None  # set when a timed-out sync call returns
         self.timed_out = 0
+        self.tick_seq = -1  # ctx.seq of the tick running (durable runs), given to each attempt
         self.retries = 0
         self.cache_hits = 0
         hub = sched.hub
@@ -287,6 +288,7 @@ class PolicyRunner:
     async def run(self, ctx: ActorContext) -> None:
         """The node's ``run`` while it has policies: one tick, all policies applied."""
         node = self.node
+        self.tick_seq = getattr(ctx, "_seq", -1)
         call = TickCall(node.id, node.component, ctx.inputs, node.config)
         outcome = await self._chain(call)
         if outcome.ok:
@@ -406,6 +408,7 @@ class PolicyRunner:
                 delay = min(delay * 2, 0.05)
             self._stuck = None
         actx = _Attempt(self.sched, node, self.on_thread)
+        actx._seq = self.tick_seq
         actx.inputs = call.inputs
         limit = self.spec.timeout_s
         exc: BaseException | None
