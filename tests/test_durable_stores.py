@@ -19,6 +19,8 @@ from reflow import (
     Every,
     Message,
     Network,
+    PostgresCheckpointStore,
+    RedisCheckpointStore,
     SqliteCheckpointStore,
 )
 from reflow._core._checkpoint_open import open_store
@@ -177,3 +179,20 @@ def test_sqlite_store_options_are_checked(tmp_path: Path) -> None:
         SqliteCheckpointStore(tmp_path / "a.db", synchronous="OFF")
     with pytest.raises(CheckpointConfigError, match="keep"):
         SqliteCheckpointStore(tmp_path / "a.db", keep=0)
+
+
+@pytest.mark.parametrize("keep", [0, -1, 1001, True, 2.5, "2"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda keep, tmp: SqliteCheckpointStore(tmp / "a.db", keep=keep),
+        lambda keep, tmp: PostgresCheckpointStore("postgresql://127.0.0.1:1/x", keep=keep),
+        lambda keep, tmp: RedisCheckpointStore("redis://127.0.0.1:1/0", keep=keep),
+    ],
+    ids=["sqlite", "postgresql", "redis"],
+)
+def test_every_store_checks_keep_before_connecting(make: Any, keep: Any, tmp_path: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(CheckpointConfigError, match=r"keep=.*expected 1 to 1000"):
+        make(keep, tmp_path)
+    assert time.monotonic() - start < 2  # refused up front, not after a connect timeout

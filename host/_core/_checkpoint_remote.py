@@ -13,7 +13,14 @@ import threading
 from typing import Any
 
 from .._errors import CheckpointStoreError
-from ._checkpoint_store import STORE_TIMEOUT_S, CheckpointStore, StoredCheckpoint, redact
+from ._checkpoint_store import (
+    STORE_TIMEOUT_S,
+    CheckpointStore,
+    SqlCheckpointStore,
+    StoredCheckpoint,
+    check_keep,
+    redact,
+)
 
 __all__ = ["PostgresCheckpointStore", "RedisCheckpointStore"]
 
@@ -35,11 +42,14 @@ CREATE TABLE IF NOT EXISTS reflow_checkpoints (
 """
 
 
-class PostgresCheckpointStore(CheckpointStore):
+class PostgresCheckpointStore(SqlCheckpointStore):
     """Checkpoints in a PostgreSQL table ``reflow_checkpoints`` (made if missing)."""
+
+    _PH = "%s"
 
     def __init__(self, dsn: str, *, keep: int = 2) -> None:
         self.name = redact(dsn)
+        check_keep(keep)
         self.keep = keep
         self._lock = threading.Lock()
         try:
@@ -58,11 +68,6 @@ class PostgresCheckpointStore(CheckpointStore):
                 store=self.name,
             ) from exc
 
-    def _conn(self) -> Any:
-        if self._db is None:
-            raise self._closed()
-        return self._db
-
     def put(self, run_id: str, seq: int, data: bytes) -> None:
         with self._lock:
             db = self._conn()
@@ -80,53 +85,6 @@ class PostgresCheckpointStore(CheckpointStore):
             except self._errors as exc:
                 raise self._fail("writing a checkpoint", exc, run_id) from exc
 
-    def latest(self, run_id: str) -> StoredCheckpoint | None:
-        with self._lock:
-            try:
-                row = (
-                    self._conn()
-                    .execute(
-                        "SELECT seq, data FROM reflow_checkpoints WHERE run_id = %s "
-                        "ORDER BY seq DESC LIMIT 1",
-                        (run_id,),
-                    )
-                    .fetchone()
-                )
-            except self._errors as exc:
-                raise self._fail("reading a checkpoint", exc, run_id) from exc
-        return None if row is None else StoredCheckpoint(run_id, int(row[0]), bytes(row[1]))
-
-    def list(self, run_id: str) -> list[int]:
-        with self._lock:
-            try:
-                rows = (
-                    self._conn()
-                    .execute(
-                        "SELECT seq FROM reflow_checkpoints WHERE run_id = %s ORDER BY seq",
-                        (run_id,),
-                    )
-                    .fetchall()
-                )
-            except self._errors as exc:
-                raise self._fail("listing checkpoints", exc, run_id) from exc
-        return [int(r[0]) for r in rows]
-
-    def delete(self, run_id: str) -> int:
-        with self._lock:
-            try:
-                cur = self._conn().execute(
-                    "DELETE FROM reflow_checkpoints WHERE run_id = %s", (run_id,)
-                )
-            except self._errors as exc:
-                raise self._fail("deleting checkpoints", exc, run_id) from exc
-        return int(cur.rowcount)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
 
 class RedisCheckpointStore(CheckpointStore):
     """Checkpoints in Redis: ``{prefix}{run_id}`` is a sorted set of sequence numbers and
@@ -135,6 +93,7 @@ class RedisCheckpointStore(CheckpointStore):
 
     def __init__(self, url: str, *, keep: int = 2, prefix: str = "reflow:ckpt:") -> None:
         self.name = redact(url)
+        check_keep(keep)
         self.keep = keep
         self.prefix = prefix
         try:

@@ -128,7 +128,85 @@ CREATE TABLE IF NOT EXISTS reflow_checkpoints (
 """
 
 
-class SqliteCheckpointStore(CheckpointStore):
+def check_keep(keep: Any) -> None:
+    """``keep`` (how many checkpoints per run a store keeps) must be 1 to 1000."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= 1000:
+        raise CheckpointConfigError(f"checkpoint store keep={keep!r}: expected 1 to 1000")
+
+
+class SqlCheckpointStore(CheckpointStore):
+    """What the SQL stores share: the ``reflow_checkpoints`` table read and pruned with the
+    same statements, written with ``?`` placeholders (``_PH`` is the engine's own), engine
+    errors (``_errors``) translated into :class:`CheckpointStoreError`. A store sets ``_db``,
+    ``_lock`` and ``keep``, and writes its own ``put`` (transactions differ)."""
+
+    _PH = "?"
+    _errors: Any = sqlite3.Error
+    _db: Any
+    _lock: threading.Lock
+    keep: int
+
+    def _sql(self, statement: str) -> str:
+        return statement if self._PH == "?" else statement.replace("?", self._PH)
+
+    def _conn(self) -> Any:
+        if self._db is None:
+            raise self._closed()
+        return self._db
+
+    def latest(self, run_id: str) -> StoredCheckpoint | None:
+        with self._lock:
+            try:
+                row = (
+                    self._conn()
+                    .execute(
+                        self._sql(
+                            "SELECT seq, data FROM reflow_checkpoints WHERE run_id = ? "
+                            "ORDER BY seq DESC LIMIT 1"
+                        ),
+                        (run_id,),
+                    )
+                    .fetchone()
+                )
+            except self._errors as exc:
+                raise self._fail("reading a checkpoint", exc, run_id) from exc
+        return None if row is None else StoredCheckpoint(run_id, int(row[0]), bytes(row[1]))
+
+    def list(self, run_id: str) -> list[int]:
+        with self._lock:
+            try:
+                rows = (
+                    self._conn()
+                    .execute(
+                        self._sql(
+                            "SELECT seq FROM reflow_checkpoints WHERE run_id = ? ORDER BY seq"
+                        ),
+                        (run_id,),
+                    )
+                    .fetchall()
+                )
+            except self._errors as exc:
+                raise self._fail("listing checkpoints", exc, run_id) from exc
+        return [int(r[0]) for r in rows]
+
+    def delete(self, run_id: str) -> int:
+        with self._lock:
+            try:
+                cur = self._conn().execute(
+                    self._sql("DELETE FROM reflow_checkpoints WHERE run_id = ?"), (run_id,)
+                )
+            except self._errors as exc:
+                raise self._fail("deleting checkpoints", exc, run_id) from exc
+        return int(cur.rowcount)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+class SqliteCheckpointStore(SqlCheckpointStore):
     """Checkpoints in a SQLite file (the default store): WAL journal, one transaction per
     checkpoint. ``synchronous="NORMAL"`` (the default) survives a crash of the process, as
     ``kill -9``; ``"FULL"`` also a power cut, at an fsync per checkpoint. Thread-safe."""
@@ -138,14 +216,13 @@ class SqliteCheckpointStore(CheckpointStore):
             raise CheckpointConfigError(
                 f"SqliteCheckpointStore synchronous={synchronous!r}: expected 'NORMAL' or 'FULL'"
             )
-        if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= 1000:
-            raise CheckpointConfigError(f"checkpoint store keep={keep!r}: expected 1 to 1000")
+        check_keep(keep)
         self.path = os.fspath(path)
         self.name = f"sqlite:///{self.path}" if os.path.isabs(self.path) else self.path
         self.keep = keep
         self._lock = threading.Lock()
         try:
-            self._db: sqlite3.Connection | None = sqlite3.connect(
+            self._db = sqlite3.connect(
                 self.path, timeout=STORE_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -157,11 +234,6 @@ class SqliteCheckpointStore(CheckpointStore):
                 f"SQLite file in an existing directory)",
                 store=self.name,
             ) from exc
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise self._closed()
-        return self._db
 
     def put(self, run_id: str, seq: int, data: bytes) -> None:
         with self._lock:
@@ -183,50 +255,3 @@ class SqliteCheckpointStore(CheckpointStore):
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise self._fail("writing a checkpoint", exc, run_id) from exc
-
-    def latest(self, run_id: str) -> StoredCheckpoint | None:
-        with self._lock:
-            try:
-                row = (
-                    self._conn()
-                    .execute(
-                        "SELECT seq, data FROM reflow_checkpoints WHERE run_id = ? "
-                        "ORDER BY seq DESC LIMIT 1",
-                        (run_id,),
-                    )
-                    .fetchone()
-                )
-            except sqlite3.Error as exc:
-                raise self._fail("reading a checkpoint", exc, run_id) from exc
-        return None if row is None else StoredCheckpoint(run_id, int(row[0]), bytes(row[1]))
-
-    def list(self, run_id: str) -> list[int]:
-        with self._lock:
-            try:
-                rows = (
-                    self._conn()
-                    .execute(
-                        "SELECT seq FROM reflow_checkpoints WHERE run_id = ? ORDER BY seq",
-                        (run_id,),
-                    )
-                    .fetchall()
-                )
-            except sqlite3.Error as exc:
-                raise self._fail("listing checkpoints", exc, run_id) from exc
-        return [int(r[0]) for r in rows]
-
-    def delete(self, run_id: str) -> int:
-        with self._lock:
-            try:
-                cur = self._conn().execute(
-                    "DELETE FROM reflow_checkpoints WHERE run_id = ?", (run_id,)
-                )
-            except sqlite3.Error as exc:
-                raise self._fail("deleting checkpoints", exc, run_id) from exc
-        return int(cur.rowcount)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
