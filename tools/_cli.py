@@ -26,6 +26,7 @@ from ..abi._signing import (
     write_keypair,
 )
 from ..abi._version import ABI_VERSION, check_abi_compatible
+from ._cli_options import out_dir_option, sign_option
 from ._openapi_sdk_alias import add_compat_commands
 from ._registry_cli import add_registry_commands
 from ._term import ReflowGroup, echo, echo_json, sanitize
@@ -85,20 +86,8 @@ def new(directory: Path, name: str | None, lang: str, as_json: bool) -> None:
 @click.argument(
     "project", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path(".")
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("dist"),
-    show_default=True,
-    help="Output directory.",
-)
-@click.option(
-    "--sign",
-    "key_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Private key to sign the pack with.",
-)
+@out_dir_option
+@sign_option()
 @click.option(
     "--triple",
     "triples",
@@ -164,21 +153,9 @@ def build(
 @click.option(
     "--namespace", help="With --all: the namespace of every pack (acme -> acme/<service>)."
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("dist"),
-    show_default=True,
-    help="Output directory.",
-)
+@out_dir_option
 @click.option("--version", "pack_version", help="Pack version (default: from info.version).")
-@click.option(
-    "--sign",
-    "key_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Private key to sign the pack(s) with.",
-)
+@sign_option("Private key to sign the pack(s) with.")
 @click.option(
     "--auth",
     multiple=True,

@@ -28,6 +28,7 @@ from ..abi._bundle import artifact_entry, build_bundle
 from ..abi._manifest import PORTABLE_TRIPLE, manifest_from_dict
 from ..abi._signing import load_private_key, sign_manifest
 from ..abi._version import pack_abi_version
+from ._cli_options import out_dir_option, sign_option
 from ._openapi_load import LoadLimits, dumps_json, load_spec
 from ._openapi_pack import OpenApiPack, _check_with_engine
 from ._openapi_table import build_table, server_hosts
@@ -227,20 +228,8 @@ def add_compat_commands(main: click.Group) -> None:
         show_default=True,
         help="Folder holding github/ and slack/ descriptions.",
     )
-    @click.option(
-        "--out",
-        "out_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path("dist"),
-        show_default=True,
-        help="Output directory.",
-    )
-    @click.option(
-        "--sign",
-        "key_path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Private key to sign the pack with.",
-    )
+    @out_dir_option
+    @sign_option()
     @click.option(
         "--server",
         "server_opts",
