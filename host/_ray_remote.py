@@ -31,6 +31,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ._core._actor import NodePools
+
 __all__ = ["NodeHost", "RemoteContext"]
 
 log = logging.getLogger("reflow.ray")
@@ -65,7 +67,7 @@ class _NodeView:
         )
 
 
-class RemoteContext:
+class RemoteContext(NodePools):
     """The ``ctx`` a placed node's tick gets in the Ray actor: the same calls as on the host.
     Pools live in the Ray actor (a new actor after a crash starts with empty pools)."""
 
@@ -159,28 +161,6 @@ class RemoteContext:
             node=self._node.id,
             component=self._node.component,
         )
-
-    # pools: per-node maps that outlive ticks, kept in this Ray actor
-    def pool_upsert(self, pool_name: str, id: str, value: Any) -> None:
-        self._node.pools.setdefault(pool_name, {})[id] = value
-
-    def pool_remove(self, pool_name: str, id: str) -> None:
-        pool = self._node.pools.get(pool_name)
-        if pool is not None:
-            pool.pop(id, None)
-
-    def pool(self, pool_name: str) -> dict[str, Any]:
-        return dict(self._node.pools.get(pool_name, ()))
-
-    def pool_get(self, pool_name: str, id: str, default: Any = None) -> Any:
-        pool = self._node.pools.get(pool_name)
-        return default if pool is None else pool.get(id, default)
-
-    def pool_count(self, pool_name: str) -> int:
-        return len(self._node.pools.get(pool_name, ()))
-
-    def pool_clear(self, pool_name: str) -> None:
-        self._node.pools.pop(pool_name, None)
 
 
 def _build(payload: tuple[Any, ...]) -> Any:

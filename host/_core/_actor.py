@@ -143,7 +143,36 @@ def threads_under_start(actor: Actor) -> bool:
 _OPEN, _DONE, _FAILED = 0, 1, 2
 
 
-class ActorContext:
+class NodePools:
+    """``ctx.pool_*``: per-node ``{id: value}`` maps that outlive ticks, kept in
+    ``self._node.pools`` (the scheduler's node, or a Ray actor's copy of it)."""
+
+    _node: Any
+
+    def pool_upsert(self, pool_name: str, id: str, value: Any) -> None:
+        self._node.pools.setdefault(pool_name, {})[id] = value
+
+    def pool_remove(self, pool_name: str, id: str) -> None:
+        pool = self._node.pools.get(pool_name)
+        if pool is not None:
+            pool.pop(id, None)
+
+    def pool(self, pool_name: str) -> dict[str, Any]:
+        return dict(self._node.pools.get(pool_name, ()))
+
+    def pool_get(self, pool_name: str, id: str, default: Any = None) -> Any:
+        """One entry of a pool (``default`` if absent), without copying the pool."""
+        pool = self._node.pools.get(pool_name)
+        return default if pool is None else pool.get(id, default)
+
+    def pool_count(self, pool_name: str) -> int:
+        return len(self._node.pools.get(pool_name, ()))
+
+    def pool_clear(self, pool_name: str) -> None:
+        self._node.pools.pop(pool_name, None)
+
+
+class ActorContext(NodePools):
     """What ``run(ctx)`` receives. Also exported as ``ActorCallContext`` (the SDK's name).
 
     ``inputs`` maps in-port names to messages; ``config`` is the node's configuration.
@@ -312,29 +341,6 @@ class ActorContext:
         pending the network is not idle (``run()`` waits for it); ``shutdown()`` cancels
         every pending wake. ``seconds``: a finite number, 0 to one day."""
         self._sched.wake_after(self._node, seconds)
-
-    # -- pools: per-node {id: value} maps that outlive ticks -------------------------------
-    def pool_upsert(self, pool_name: str, id: str, value: Any) -> None:
-        self._node.pools.setdefault(pool_name, {})[id] = value
-
-    def pool_remove(self, pool_name: str, id: str) -> None:
-        pool = self._node.pools.get(pool_name)
-        if pool is not None:
-            pool.pop(id, None)
-
-    def pool(self, pool_name: str) -> dict[str, Any]:
-        return dict(self._node.pools.get(pool_name, ()))
-
-    def pool_get(self, pool_name: str, id: str, default: Any = None) -> Any:
-        """One entry of a pool (``default`` if absent), without copying the pool."""
-        pool = self._node.pools.get(pool_name)
-        return default if pool is None else pool.get(id, default)
-
-    def pool_count(self, pool_name: str) -> int:
-        return len(self._node.pools.get(pool_name, ()))
-
-    def pool_clear(self, pool_name: str) -> None:
-        self._node.pools.pop(pool_name, None)
 
 
 ActorCallContext = ActorContext
