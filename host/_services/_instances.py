@@ -1,12 +1,17 @@
 """A small deterministic generator of JSON values valid against a JSON Schema.
 
-Used by the local spec server to answer an operation with a body its response schema accepts.
-It covers what API descriptions use: ``type`` (or type lists), ``enum``/``const``,
-``default``, ``properties``/``required``, ``items``/``minItems``, ``minLength``/``maxLength``,
-``minimum``/``maximum``, common ``format`` values, ``pattern`` (a shortest match built from
-the regex's parse tree, checked with ``re.search``), ``allOf`` (merged), ``oneOf``/``anyOf``
-(the first branch) and ``$ref`` into the table's shared schemas. Recursion stops at a fixed
-depth with the smallest value of the type. The same schema always gives the same value.
+Used by the local spec server to answer an operation with a body its response schema accepts
+(and by tests for minimal valid requests). It covers what API descriptions use: ``type`` (or
+type lists), ``enum``/``const`` and ``default`` (each used only where it fits the schema's own
+type and bounds), ``properties``/``required``/``minProperties`` (more keys from the optional
+properties, ``propertyNames`` or ``additionalProperties``), ``items``/``minItems`` (distinct
+items under ``uniqueItems``), string and number bounds, common ``format`` values, ``pattern``
+(a shortest match built from the regex's parse tree, checked with ``re.search``), ``allOf``
+(merged: same-named properties joined, types and enums intersected, bounds tightened),
+``oneOf``/``anyOf`` (the first branch that validates) and ``$ref`` into the table's shared
+schemas. A value that still breaks its schema (``not``, contradicting parts) then loses the
+optional properties and array items that the validator points at, while that lowers the
+error count. Recursion stops at a fixed depth. The same schema always gives the same value.
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ Scripted behaviours for tests: ``fail_next(n, status, retry_after)``, ``expire_t
 ``sse_events`` (the number of events an event-stream response sends), ``answers`` (a body
 per operation instead of a synthesized one), ``hold_until(n)``
 (requests wait until ``n`` have arrived), ``pages`` (pages a paginated list has). A
-``POST /oauth/token`` endpoint issues client-credentials tokens. ``.requests`` counts what
-arrived per operation; ``.log`` keeps the last requests (method, path, query, headers, body).
+``POST /oauth/token`` endpoint (and the path of every client-credentials ``tokenUrl`` of the
+table) issues client-credentials tokens. Paginated answers come from :mod:`._spec_pages`.
+``.requests`` counts what arrived per operation; ``.log`` keeps the last requests (method,
+path, query, headers, body).
 """
 
 from __future__ import annotations

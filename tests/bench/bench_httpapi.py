@@ -1,11 +1,14 @@
-"""API-service pack benchmarks (issue 11): one operation template against the local spec
-server vs a bare ``httpx.AsyncClient`` loop making the same requests in the same run, memory
-per in-flight request, and ``load_pack`` of a Kubernetes-sized (1,123 operations) table.
+"""API-service pack benchmarks (issue 11): one operation template of a pack generated from a
+shared spec (``petstore/petstore.json``'s ``show_pet_by_id``, ``GET /pets/{petId}``) against
+the local spec server serving that pack's own table, vs a bare ``httpx.AsyncClient`` loop
+making the same requests in the same run; memory per in-flight request; and ``load_pack`` of
+a Kubernetes-sized (1,123 operations) table.
 
-Run: ``python tests/bench/bench_httpapi.py`` (``--smoke``: tiny sizes, only to show it runs).
-Everything runs in this process on 127.0.0.1 (the server too, so memory figures include the
-server's share for both the engine and the baseline). Targets: template throughput >= 0.5x
-the bare loop's; ``load_pack`` warm <= 50 ms.
+Run: ``python tests/bench/bench_httpapi.py`` (``--smoke``: tiny sizes, only to show it runs;
+``--specs DIR``: the shared specs, default ``../shared/openapi``; a built-in description of
+the same shape stands in when they are absent). Everything runs in this process on 127.0.0.1
+(the server too, so memory figures include the server's share for both the engine and the
+baseline). Targets: template throughput >= 0.5x the bare loop's; ``load_pack`` warm <= 50 ms.
 """
 
 from __future__ import annotations
@@ -27,27 +30,75 @@ import psutil
 from _ratios import print_ratios
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
+from allops import pack_table
 from svctest import Packs, op, param, table
 
 from reflow import Message, Network
 from reflow._core._catalog import template_actor
 from reflow._loader._packs import load_pack, unload_pack
 from reflow._loader._trust import TrustStore
+from reflow._services import HttpApiGrants
+from reflow.abi._signing import generate_key
 from reflow.testing import spec_server
+from reflow.tools._openapi_pack import build_openapi_pack
+
+ROOT = Path(__file__).resolve().parents[2]
+PACK = "acme/petstore-json"
+OPERATION = "show_pet_by_id"
+#: Stands in for petstore/petstore.json when the shared specs are not next to the checkout.
+BUILTIN = {
+    "openapi": "3.0.0",
+    "info": {"title": "Pets", "version": "1.0.0"},
+    "servers": [{"url": "http://petstore.swagger.io/v1"}],
+    "paths": {
+        "/pets/{petId}": {
+            "get": {
+                "operationId": "showPetById",
+                "parameters": [
+                    {"name": "petId", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "a pet",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["id", "name"],
+                                    "properties": {
+                                        "id": {"type": "integer"},
+                                        "name": {"type": "string"},
+                                        "tag": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        }
+    },
+}
 
 
-def pet_table(url: str = "https://api.example.com") -> dict[str, Any]:
-    return table(
-        {"get_pet": op("GET", "/pets/{id}", [param("id", "path", {"type": "integer"})])},
-        servers=[{"url": url}],
-    )
+def generated_pack(specs: Path, out: Path, store: TrustStore) -> Path:
+    """The petstore pack, generated and signed as ``reflow-pack openapi`` does."""
+    spec = specs / "petstore" / "petstore.json"
+    if not spec.is_file():
+        print(f"{spec} not found: using a built-in description", file=sys.stderr)
+        spec = out / "petstore.json"
+        spec.parent.mkdir(parents=True, exist_ok=True)
+        spec.write_text(json.dumps(BUILTIN))
+    key = generate_key()
+    store.add(key.public_key(), names=("acme/*",))
+    return build_openapi_pack(spec, name=PACK, out_dir=out, key=key).path
 
 
 def graph_run(nodes: int, per_node: int) -> float:
     net = Network()
-    net.register_actor("t", template_actor("acme/svc/get_pet"))
+    net.register_actor("t", template_actor(f"{PACK}/{OPERATION}"))
     for i in range(nodes):
-        net.add_node(f"n{i}", "t", {"id": i + 1})
+        net.add_node(f"n{i}", "t", {"pet_id": str(i + 1), "_http": {"base_url": URL[0]}})
         net.collect(f"n{i}", "response")
         for _ in range(per_node):
             net.add_initial(f"n{i}", "trigger", Message.flow())
@@ -57,6 +108,9 @@ def graph_run(nodes: int, per_node: int) -> float:
     net.shutdown()
     assert not summary.failures, summary.failures[:3]
     return elapsed
+
+
+URL = [""]  # the spec server's URL, once it runs
 
 
 def bare_run(url: str, nodes: int, per_node: int) -> float:
@@ -100,15 +154,20 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--inflight", type=int, default=1000)
+    ap.add_argument("--specs", type=Path, default=ROOT.parent / "shared" / "openapi")
     args = ap.parse_args()
     n = 40 if args.smoke else args.requests
     inflight = 20 if args.smoke else args.inflight
     tmp = Path(tempfile.mkdtemp(prefix="bench-httpapi-"))
     os.environ.setdefault("REFLOW_CACHE_DIR", str(tmp / "cache"))
-    packs = Packs(tmp, TrustStore(tmp / "trust"))
+    store = TrustStore(tmp / "trust")
+    packs = Packs(tmp, store)
     rows: list[tuple[str, float]] = []
-    with spec_server(pet_table()) as srv:
-        packs.load(pet_table(srv.url), srv.url)
+    generated = generated_pack(args.specs, tmp / "dist", store)
+    with spec_server(pack_table(generated), pack=PACK) as srv:
+        URL[0] = srv.url
+        load_pack(generated, trust=store, grants=HttpApiGrants(base_urls=(srv.url,)))
+        print(f"{PACK}/{OPERATION} (generated from the spec) against its spec server {srv.url}")
         bare_run(srv.url, 4, 5)
         graph_run(4, 5)  # warm both
         seq_bare = bare_run(srv.url, 1, n // 4)
