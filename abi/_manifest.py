@@ -394,11 +394,18 @@ class ManifestMemo(Protocol):
     """Where parsed manifests are remembered between processes (installed by the pack loader:
     an authenticated store in the pack cache). ``get`` returns the parsed TOML document of the
     manifest whose bytes have this SHA-256, or ``None``; ``put`` remembers one. A memo must
-    only ever answer with what ``put`` was given for exactly those bytes."""
+    only ever answer with what ``put`` was given for exactly those bytes. ``validated`` and
+    ``remember`` do the same for the validated :class:`PackManifest` itself (in memory), so
+    one load that reads a manifest twice (the bundle's head, a scoped signer's name) builds
+    it once."""
 
     def get(self, digest: str) -> Mapping[str, Any] | None: ...
 
     def put(self, digest: str, doc: Mapping[str, Any]) -> None: ...
+
+    def validated(self, digest: str) -> PackManifest | None: ...
+
+    def remember(self, digest: str, manifest: PackManifest) -> None: ...
 
 
 _memo: contextvars.ContextVar[ManifestMemo | None] = contextvars.ContextVar(
@@ -422,21 +429,29 @@ def parse_manifest(data: bytes | str, *, max_size: int = MAX_MANIFEST) -> PackMa
 
     Inside ``use_manifest_memo(memo)``, a manifest whose exact bytes were parsed
     before skips the scan and ``tomllib`` (the slow part for a pack of a thousand templates)
-    and is rebuilt from the remembered document — validated again like any other."""
+    and is rebuilt from the remembered document — validated again like any other — or, when
+    the memo holds the manifest those bytes gave already (validated), is that manifest."""
     memo = _memo.get()
     if memo is None or len(data) > max_size:
         return manifest_from_dict(load_toml(data, MANIFEST_NAME, max_size=max_size))
     raw = data.encode() if isinstance(data, str) else bytes(data)
     digest = hashlib.sha256(raw).hexdigest()
+    known = memo.validated(digest)
+    if known is not None:
+        return known
     doc = memo.get(digest)
     if doc is not None:
         try:
-            return manifest_from_dict(doc)
+            manifest = manifest_from_dict(doc)
         except PackFormatError:
             pass  # not what this version accepts any more: parse the bytes
+        else:
+            memo.remember(digest, manifest)
+            return manifest
     doc = load_toml(raw, MANIFEST_NAME, max_size=max_size)
     manifest = manifest_from_dict(doc)
     memo.put(digest, doc)
+    memo.remember(digest, manifest)
     return manifest
 
 

@@ -170,6 +170,7 @@ def _check_with_engine(table: bytes, name: str, spec: str) -> None:
 
     try:
         checked = load_table(table, pack=name, hosts=("*",))
+        _ = checked.schemas  # decoded lazily by the engine: checked here, at generation
         for suffix in checked.suffixes:
             checked.operation(suffix)
     except PackFormatError as exc:

@@ -24,6 +24,7 @@ import click
 
 from .._errors import OpenApiError
 from .._loader._sdk_ids import ALIASES, SDK_PACK, SERVICES, SdkAlias
+from .._services._table_shared import share_table
 from ..abi._bundle import artifact_entry, build_bundle
 from ..abi._manifest import PORTABLE_TRIPLE, manifest_from_dict
 from ..abi._signing import load_private_key, sign_manifest
@@ -133,7 +134,7 @@ def build_sdk_api_services_pack(
         table, ports, svc_hosts = _service_table(
             root, service, aliases, servers.get(service), report
         )
-        data = dumps_json(table)
+        data = dumps_json(share_table(table))
         _check_with_engine(data, SDK_PACK, str(root / SERVICES[service].spec))
         path = f"artifacts/{PORTABLE_TRIPLE}/{service}.json"
         files[path] = data

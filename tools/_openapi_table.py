@@ -32,6 +32,8 @@ from ._openapi_security import (
 
 __all__ = ["FORMAT", "OperationTable", "build_table", "parse_auth"]
 
+#: The expanded form :attr:`OperationTable.table` holds; :meth:`~OperationTable.to_bytes`
+#: writes format 2 (``host/_services/_table_shared.py``).
 FORMAT = "reflow-http-api/1"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _IN = ("path", "query", "header", "cookie")
@@ -77,8 +79,11 @@ class OperationTable:
     ports: dict[str, tuple[list[str], list[str], str]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
+        """The table as the pack carries it: format 2, repeated entries shared."""
+        from .._services._table_shared import share_table
+
         try:
-            return dumps_json(self.table)
+            return dumps_json(share_table(self.table))
         except (TypeError, ValueError) as exc:  # pragma: no cover - the loader keeps JSON
             raise OpenApiError(f"the table is not JSON: {exc}") from exc
 

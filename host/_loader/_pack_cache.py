@@ -157,7 +157,7 @@ def _record_key(create: bool) -> bytes | None:
     Only a file verified in full creates it (``create``): looking records up, as every load
     does before it has verified anything, writes nothing."""
     try:
-        from .._sandbox._wasm_engine import default_cache_key_file, load_cache_key
+        from .._sandbox._wasm_cache import default_cache_key_file, load_cache_key
 
         path = default_cache_key_file()
         key = _record_keys.get(str(path))

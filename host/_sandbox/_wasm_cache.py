@@ -16,8 +16,6 @@ import stat
 import time
 from pathlib import Path
 
-import wasmtime
-
 __all__ = ["default_cache_key_file", "load_cache_key"]
 
 _CACHE_FORMAT = "cwasm-hmac-v1"
@@ -31,7 +29,9 @@ def _wasmtime_version() -> str:
 
     try:
         return metadata.version("wasmtime")
-    except metadata.PackageNotFoundError:  # pragma: no cover - wasmtime imported above
+    except metadata.PackageNotFoundError:  # pragma: no cover - wasmtime is a dependency
+        import wasmtime  # here, not above: loading a pack reads the key without wasmtime
+
         return getattr(wasmtime, "__version__", "unknown")
 
 

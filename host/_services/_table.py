@@ -28,6 +28,7 @@ import httpx
 
 from .._errors import PackFormatError
 from .._jsonread import JSONDepthError, check_depth
+from ._table_shared import FORMAT_2, FORMATS, SharedSections, _kind, check_shared, resolve_operation
 
 __all__ = [
     "FORMAT",
@@ -41,7 +42,8 @@ __all__ = [
     "load_table",
 ]
 
-FORMAT = "reflow-http-api/1"
+#: The format generated tables have; ``reflow-http-api/1`` (no shared sections) is still read.
+FORMAT = FORMAT_2
 #: Largest table text accepted (the Kubernetes table is a few MiB).
 MAX_TABLE_BYTES = 64 << 20
 #: Deepest nesting of the table's JSON (schemas included).
@@ -129,18 +131,6 @@ def _names(types: type | tuple[type, ...]) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
     names.update({int: "an integer", float: "a number", type(None): "null"})
     return " or ".join(names.get(t, t.__name__) for t in _as_tuple(types))
-
-
-def _kind(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
 
 
 def host_allowed(url: httpx.URL, hosts: Iterable[str]) -> bool:
@@ -252,15 +242,30 @@ class ApiTable:
     servers: tuple[Server, ...]
     security_schemes: dict[str, dict[str, Any]]
     security: list[dict[str, list[str]]]
-    schemas: dict[str, Any]
     hosts: tuple[str, ...]
     _raw: dict[str, Any] = field(repr=False)
+    #: the shared schemas: an object, or (format 2) its JSON text, decoded at first use
+    _schemas: dict[str, Any] | str = field(default_factory=dict, repr=False)
+    _shared: SharedSections = field(default_factory=SharedSections, repr=False)
     _ops: dict[str, Operation] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def suffixes(self) -> list[str]:
         return list(self._raw)
+
+    @property
+    def schemas(self) -> dict[str, Any]:
+        """The shared schemas (``#/schemas/<key>``), decoded and checked the first time they
+        are asked for (validating a request, describing a template); a bad text fails that
+        use with a :class:`~reflow.PackFormatError` naming ``schemas``."""
+        value = self._schemas
+        if isinstance(value, dict):
+            return value
+        with self._lock:
+            if isinstance(self._schemas, str):
+                self._schemas = _decode_schemas(self._schemas, self.pack)
+            return self._schemas
 
     def operation(self, suffix: str) -> Operation:
         op = self._ops.get(suffix)
@@ -271,7 +276,8 @@ class ApiTable:
             if op is None:
                 if suffix not in self._raw:
                     raise _fail(f"operations.{suffix}", "no such operation in the table", self.pack)
-                op = _operation(self, suffix, self._raw[suffix])
+                raw = resolve_operation(self._raw[suffix], self._shared)
+                op = _operation(self, suffix, raw)
                 self._ops[suffix] = op
             return op
 
@@ -296,8 +302,9 @@ def load_table(
     r = _Reader(pack)
     doc = r.obj(doc, "$")
     fmt = r.get(doc, "format", str, "$")
-    if fmt != FORMAT:
-        raise r.fail("format", f"{fmt[:80]!r} is not a known table format; expected {FORMAT!r}")
+    if fmt not in FORMATS:
+        known = " or ".join(repr(f) for f in FORMATS)
+        raise r.fail("format", f"{fmt[:80]!r} is not a known table format; expected {known}")
     allowed = tuple(hosts) + tuple(granted)
     service = r.obj(r.get(doc, "service", dict, "$"), "service")
     r.get(service, "name", str, "service", max_len=200)
@@ -306,7 +313,7 @@ def load_table(
     for name, scheme in schemes.items():
         _scheme(r, scheme, f"security_schemes.{name}", allowed)
     security = _security(r, doc.get("security", []), "security", schemes)
-    schemas = r.get(doc, "schemas", dict, "$", {})
+    schemas = r.get(doc, "schemas", (dict, str) if fmt == FORMAT_2 else dict, "$", {})
     ops = r.get(doc, "operations", dict, "$")
     for suffix, raw in ops.items():
         where = f"operations.{suffix}"
@@ -321,16 +328,36 @@ def load_table(
         path = r.get(raw, "path", str, where, max_len=MAX_URL)
         if not path.startswith("/"):
             raise r.fail(f"{where}.path", f"{path[:80]!r} must start with '/'")
+    shared = check_shared(doc, fmt, ops, r.fail)
     return ApiTable(
         pack=pack,
         service=service,
         servers=servers,
         security_schemes=schemes,
         security=security,
-        schemas=schemas,
         hosts=allowed,
         _raw=ops,
+        _schemas=schemas,
+        _shared=shared,
     )
+
+
+def _decode_schemas(text: str, pack: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _fail("schemas", "nests too deep to parse", pack) from None
+    except ValueError as exc:
+        raise _fail(
+            "schemas", f"is not the JSON text of an object: {str(exc)[:200]}", pack
+        ) from None
+    if not isinstance(value, dict):
+        raise _fail("schemas", f"is the JSON text of {_kind(value)}, not of an object", pack)
+    try:
+        check_depth(value, limit=MAX_TABLE_DEPTH, what="the shared schemas")
+    except JSONDepthError as exc:
+        raise _fail("schemas", f"nests too deep: {exc}", pack) from None
+    return value
 
 
 def _servers(r: _Reader, value: Any, where: str, allowed: tuple[str, ...]) -> tuple[Server, ...]:

@@ -23,13 +23,14 @@ from reflow._services._auth import env_name
 from reflow._services._instances import instance_for
 from reflow._services._spec_server import SpecServer, spec_server
 from reflow._services._table import ApiTable, Operation, load_table
+from reflow._services._table_shared import expand_table
 from reflow.abi._bundle import read_bundle
 
 TABLE = "artifacts/wasm32-unknown-unknown/api.json"
 
 
 def pack_table(path: Path) -> dict[str, Any]:
-    return json.loads(read_bundle(path).contents[TABLE])
+    return expand_table(json.loads(read_bundle(path).contents[TABLE]))
 
 
 def secrets_for(table: dict[str, Any]) -> dict[str, str]:

@@ -42,8 +42,8 @@ LOAD_ROWS = [
     (b'{"format": "reflow-http-api/1"', "not UTF-8 JSON"),
     (b"[]", "$: expected an object"),
     (
-        edit("format", "reflow-http-api/2"),
-        "format: 'reflow-http-api/2' is not a known table format",
+        edit("format", "reflow-http-api/3"),
+        "format: 'reflow-http-api/3' is not a known table format",
     ),
     (edit("format", 7), "format: expected a string, got an integer"),
     (edit("servers", [{"url": "https://evil.example.com"}]), "host 'evil.example.com'"),

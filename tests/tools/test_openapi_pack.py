@@ -103,7 +103,7 @@ def test_cli_builds_a_signed_pack_that_inspects_and_verifies(
     assert templates["acme/tiny/create_item"]["inports"] == ["trigger", "request", "body"]
     assert "OK acme/tiny 2.1.0" in _ok(runner, "verify", str(pack))
     table = json.loads(read_bundle(pack).contents["artifacts/wasm32-unknown-unknown/api.json"])
-    assert table["format"] == "reflow-http-api/1"
+    assert table["format"] == "reflow-http-api/2"
     assert table["operations"]["list_items"]["pagination"] == {"style": "link"}
 
 
