@@ -8,10 +8,13 @@ operation's path parameters. Each problem raises :class:`~reflow.PackFormatError
 field (``operations.list_pets.parameters[2].style``) and what was expected.
 
 Loading is cheap and lazy: :func:`load_table` checks the service, the servers, the security
-schemes and, for each operation, only its method and path; an :class:`Operation` is built,
-fully checked, the first time a template asks for it (:meth:`ApiTable.operation`), and its
-JSON Schema validator the first time a request is validated. So a table of 1,123 operations
-loads in a few milliseconds and a pack pays only for the operations its graphs use.
+schemes, the shared sections' references (:mod:`._table_shared`) and, for each operation,
+only its method and path; an :class:`Operation` is built, fully checked, the first time a
+template asks for it (:meth:`ApiTable.operation`), the shared schemas (format 2: their JSON
+text) are decoded the first time they are asked for (:attr:`ApiTable.schemas`), and an
+operation's JSON Schema validator is built the first time a request is validated. So loading
+the Kubernetes table (1,123 operations) costs little more than parsing its 1.9 MB, and a pack
+pays only for the operations its graphs use. Formats ``reflow-http-api/2`` (generated) and ``/1`` (no shared sections) are read.
 """
 
 from __future__ import annotations

@@ -2,17 +2,19 @@
 
 A generated table repeats itself: Kubernetes' 1,123 operations hold 8,849 parameters of only
 129 kinds (the same ``$ref``'d ``pretty``, ``namespace``, ``fieldManager`` ... copied into
-hundreds of operations) and 2,788 responses of 392. Format 2 keeps each distinct parameter
-and response once, in the table's ``parameters`` and ``responses`` arrays, and an operation
-names them by index. :func:`share_table` writes that form from the expanded one (the
-generator's); :func:`check_shared` checks, at load, that both sections are arrays of objects
-and that every index an operation holds is an integer naming one of them, so a bad reference
-is a load-time error, never a tick-time one; :func:`resolve_operation` gives an operation's
-expanded form when it is first used (its entries are then checked like inline ones).
+hundreds of operations), 2,788 responses of 392 and 533 bodies of 99. Format 2 keeps each
+distinct parameter, response and body once, in the table's ``parameters``, ``responses`` and
+``bodies`` arrays, an operation names them by index, operation fields holding the default
+are left out, and the shared schemas are kept as their JSON text (decoded on first use by
+:attr:`~._table.ApiTable.schemas`). :func:`share_table` writes that form from the expanded
+one (the generator's); :func:`check_shared` checks, at load, that the sections are arrays of
+objects and that every index an operation holds is an integer naming one of them, so a bad
+reference is a load-time error, never a tick-time one; :func:`resolve_operation` gives an
+operation with its entries in place when it is first used (they are then checked like
+inline ones); :func:`expand_table` gives the whole expanded form back, for tools and tests.
 
-Shared entries cannot refer to other shared entries (an entry must be an object, not an
-index), so references cannot form cycles. Format 1 tables have no shared sections and are
-still read: an index in one is refused.
+A shared entry must be an object, never an index, so references cannot form cycles. Format 1
+tables have no shared sections and are still read: an index in one is refused.
 """
 
 from __future__ import annotations
