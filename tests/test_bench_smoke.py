@@ -56,6 +56,8 @@ RATIOS: dict[str, list[str]] = {
         "50 nodes / bare httpx gather of 50 (req/s)",
         "memory per in-flight request / bare httpx",
         "load_pack warm 1,123 ops / read+sha256 of the pack",
+        "load_pack warm generated pack, same process / read+sha256",
+        "load_pack warm generated pack, fresh process / read+sha256",
     ],
     "bench_packs": [
         "stripped size / full size",
