@@ -14,7 +14,8 @@ template asks for it (:meth:`ApiTable.operation`), the shared schemas (format 2:
 text) are decoded the first time they are asked for (:attr:`ApiTable.schemas`), and an
 operation's JSON Schema validator is built the first time a request is validated. So loading
 the Kubernetes table (1,123 operations) costs little more than parsing its 1.9 MB, and a pack
-pays only for the operations its graphs use. Formats ``reflow-http-api/2`` (generated) and ``/1`` (no shared sections) are read.
+pays only for the operations its graphs use. Formats ``reflow-http-api/2`` (generated) and
+``/1`` (no shared sections) are read.
 """
 
 from __future__ import annotations
