@@ -250,6 +250,7 @@ class ApiTable:
     _raw: dict[str, Any] = field(repr=False)
     #: the shared schemas: an object, or (format 2) its JSON text, decoded at first use
     _schemas: dict[str, Any] | str = field(default_factory=dict, repr=False)
+    _schemas_error: str | None = field(default=None, repr=False)
     _shared: SharedSections = field(default_factory=SharedSections, repr=False)
     _ops: dict[str, Operation] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -268,7 +269,13 @@ class ApiTable:
             return value
         with self._lock:
             if isinstance(self._schemas, str):
-                self._schemas = _decode_schemas(self._schemas, self.pack)
+                if self._schemas_error is None:
+                    try:
+                        self._schemas = _decode_schemas(self._schemas, self.pack)
+                        return self._schemas
+                    except PackFormatError as exc:
+                        self._schemas_error = exc.args[0]  # decoded once, refused every time
+                raise PackFormatError(self._schemas_error, pack=self.pack, field="schemas")
             return self._schemas
 
     def operation(self, suffix: str) -> Operation:

@@ -266,6 +266,27 @@ def test_bad_schema_text_fails_its_first_use(text: str, fragment: str) -> None:
     assert time.monotonic() - t0 < 2
 
 
+def test_bad_schema_text_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused schemas text is not parsed again by every later tick."""
+    from reflow._services import _table
+
+    t = load_table(
+        _text(_v2(schemas='{"a": ' + " " * 1_000_000 + "]")), pack="acme/svc", hosts=HOSTS
+    )
+    calls: list[int] = []
+    real = _table.json.loads
+
+    def counting(*a: Any, **k: Any) -> Any:
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(_table.json, "loads", counting)
+    for _ in range(5):
+        with pytest.raises(PackFormatError, match="schemas: is not the JSON text"):
+            _ = t.schemas
+    assert len(calls) == 1
+
+
 LAZY_ENTRIES = [
     (
         _v2(op_parameters=[0], parameters=[{"name": "id", "in": "body", "key": "id"}]),
