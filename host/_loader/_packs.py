@@ -164,6 +164,7 @@ def load_pack(
         if not given_bytes and not isinstance(path_or_name, os.PathLike):
             loaded = _loaded.get(str(path_or_name).split("@", 1)[0])
             if loaded is not None and not looks_like_path(str(path_or_name)):
+                _check_loaded_range(loaded, str(path_or_name))
                 return loaded
         if registry is not None and not given_bytes and not looks_like_path(str(path_or_name)):
             from ..registry._client import install_pack
@@ -223,6 +224,27 @@ def load_pack(
         memo.flush()  # verified and loaded: what was parsed on the way may be remembered
     plugin_manager().hook.reflow_after_pack_load(pack=pack)
     return pack
+
+
+def _check_loaded_range(loaded: LoadedPack, spec: str) -> None:
+    """``"ns/x@range"`` asked while ``ns/x`` is loaded: the loaded version must satisfy the
+    range (another version of a pack cannot be loaded next to it)."""
+    if "@" not in spec:
+        return
+    from ..registry._semver import RegistrySpecError, Version, parse_spec
+
+    _ns, _short, rng = parse_spec(spec)
+    try:
+        version = Version.parse(loaded.version)
+    except (RegistrySpecError, ValueError):
+        version = None
+    if version is None or not rng.matches(version):
+        raise PackError(
+            f"pack {loaded.name!r} {loaded.version} is loaded (from {loaded.source}) and does "
+            f"not satisfy {str(rng)!r}; call unload_pack({loaded.name!r}) before loading "
+            f"{spec!r}",
+            pack=loaded.name,
+        )
 
 
 @contextlib.contextmanager
