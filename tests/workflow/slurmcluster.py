@@ -20,6 +20,10 @@ systemd and no cgroup v1/v2 delegation):
   hostname need not resolve; ``SlurmctldHost=localhost``.
 - non-default ``SlurmctldPort``/``SlurmdPort`` (free ports), so it does not clash with another
   Slurm on the machine; every pid, log, state and spool path in the temp dir.
+- ``SchedulerParameters=sched_min_interval=100000``: the main scheduler may run every 0.1 s,
+  not every 2 s, so array tasks start as soon as a CPU is free; ``DefMemPerCPU=256``: under
+  ``CR_Core_Memory`` a job without ``--mem`` would otherwise get the whole node's memory, and
+  only one would run at a time.
 - ``MinJobAge=600``: with no ``slurmdbd`` there is no ``sacct``, so a finished job's state
   (``FAILED``, ``TIMEOUT``...) is read from ``squeue --states=all``, which keeps it that long.
 - ``KillWait=2`` and ``OverTimeLimit=0``: a job over its ``--time`` ends within seconds of it
@@ -137,6 +141,8 @@ JobAcctGatherParams=OverMemoryKill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+SchedulerParameters=sched_min_interval=100000,batch_sched_delay=0
+DefMemPerCPU=256
 ReturnToService=2
 MinJobAge=600
 KillWait=2
