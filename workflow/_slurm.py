@@ -438,6 +438,11 @@ class SlurmBackend(Backend):
                 results = [(i, False, text) for i, _ in task.calls]
             if any(not ok for _, ok, _ in results):
                 sub.failed = True
+                where = f"Slurm job {sub.label(k)}: "
+                results = [
+                    (i, ok, v if ok or str(v).startswith("Slurm job") else where + str(v))
+                    for i, ok, v in results
+                ]
             self._resolve(sub, k, results)
             found = True
         return found
@@ -469,6 +474,7 @@ class SlurmBackend(Backend):
             return True
         sub.lost_since = None
         states: dict[int, tuple[str, str]] = {}
+        rest = ("", "")
         for line in p.stdout.splitlines():
             bits = line.strip().split("|")
             if len(bits) != 3:
@@ -477,13 +483,16 @@ class SlurmBackend(Backend):
             base, _, idx = jid.partition("_")
             if base != sub.job_id:
                 continue
-            if not sub.array:
-                states[0] = (state.split()[0], reason)
-            elif idx.isdigit():
-                states[int(idx)] = (state.split()[0], reason)
+            if sub.array and not idx:
+                # the array's record of the tasks not listed on their own (cancelled while
+                # pending, the whole array ended...): it stands for every task not listed
+                rest = (state.split()[0], reason)
+                continue
+            for k in _indices(idx) if sub.array else [0]:
+                states[k] = (state.split()[0], reason)
         changed = False
         for k in list(sub.tasks):
-            state, reason = states.get(k, ("", ""))
+            state, reason = states.get(k, rest)
             task = sub.tasks[k]
             if state in _RUNNING:
                 if state == "PENDING" and reason in _NEVER:
@@ -552,6 +561,18 @@ class SlurmBackend(Backend):
         self._subs.clear()
         if ids:
             self._cmd("scancel", *ids, timeout=10)
+
+
+def _indices(text: str) -> list[int]:
+    """The task ids of squeue's ``%i`` suffix: ``4``, or ``[1-5%2]``/``[1,3,7-9]`` for the
+    tasks it still lists as one record (pending, or cancelled while pending)."""
+    body = text.strip().strip("[]").split("%")[0]
+    out: list[int] = []
+    for part in body.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (not hi or hi.isdigit()):
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def _set(fut: asyncio.Future[Results], results: Results) -> None:

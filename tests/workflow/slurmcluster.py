@@ -49,6 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "scancel")
@@ -113,6 +114,22 @@ class SlurmCluster:
                 self.run("scancel", "--user=root", timeout=10)
         for name in ("slurmd", "slurmctld", "munged"):
             self.kill(name)
+        # slurmstepd and the job scripts under it are not children of slurmd (it double
+        # forks): they are the processes that carry this cluster's SLURM_CONF
+        for proc in self.jobs():
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+    def jobs(self) -> list[psutil.Process]:
+        mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.pid not in mine and proc.environ().get("SLURM_CONF") == str(self.conf):
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        return found
 
 
 CONF = """\
