@@ -28,8 +28,11 @@ line), every 0.25 s growing to ``POLL_MAX_S``. A task that ends ``FAILED``, ``TI
 ``OUT_OF_MEMORY``, ``CANCELLED``, ``NODE_FAIL`` (any end but ``COMPLETED``) without a result
 file fails its elements with an error naming the Slurm job id, the state and the tail of its
 stderr file; a task pending for a reason that never clears (``PartitionTimeLimit``...) is
-cancelled and fails the same way. With ``on_error="stop"`` the first failure cancels the
-array's pending tasks (their elements are reported skipped). A controller that stays
+cancelled and fails the same way. A job killed for its memory says so (``OUT_OF_MEMORY`` where
+cgroups enforce ``--mem``; ``FAILED`` plus slurmstepd's "exceeded memory limit" on stderr where
+``jobacct_gather``'s ``OverMemoryKill`` does, as on a cluster without cgroups). With
+``on_error="stop"`` the first failure cancels the array's pending tasks (their elements are
+reported skipped). A controller that stays
 unreachable for ``LOST_AFTER_S`` fails every element still out, naming it; a job Slurm no
 longer knows fails after ``GONE_AFTER_S``.
 
@@ -532,11 +535,13 @@ class SlurmBackend(Backend):
 
     def _fail_task(self, sub: _Submission, k: int, why: str) -> None:
         extra = ""
+        tail = _tail(sub.dir / f"{k}.err")
         if "TIMEOUT" in why and sub.time:
             extra = f" (its time limit: {sub.time})"
-        elif "OUT_OF_MEMORY" in why and sub.mem:
-            extra = f" (its memory limit: {math.ceil(sub.mem / 2**20)} MiB)"
-        tail = _tail(sub.dir / f"{k}.err")
+        elif sub.mem and ("OUT_OF_MEMORY" in why or "exceeded memory limit" in tail.lower()):
+            # OUT_OF_MEMORY where a cgroup enforces --mem; FAILED, with slurmstepd saying so
+            # on stderr, where jobacct_gather's OverMemoryKill does
+            extra = f" (over its memory limit: {math.ceil(sub.mem / 2**20)} MiB)"
         text = f"Slurm job {sub.label(k)} of job {sub.step!r} {why}{extra}"
         text += (
             f"; the end of its stderr ({sub.dir / f'{k}.err'}):\n{tail}"
