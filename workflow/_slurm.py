@@ -37,9 +37,10 @@ unreachable for ``LOST_AFTER_S`` fails every element still out, naming it; a job
 longer knows fails after ``GONE_AFTER_S``.
 
 Up front. ``sbatch`` missing or the controller unreachable at the start is a
-:class:`WorkflowError` within ``CMD_TIMEOUT_S``; a bad partition or ``time`` too, before
-anything is submitted; ``check`` refuses a job asking for more CPUs or memory than any node of
-its partition has (``sinfo``), which would pend forever. Ending the run (done, Ctrl-C, its
+:class:`WorkflowError` within ``CMD_TIMEOUT_S``; a bad partition or ``time``, or a ``time``
+above the partition's ``MaxTime``, too, before anything is submitted; ``check`` refuses a job
+asking for more CPUs or memory than any node of its partition has (``sinfo``), which would
+pend forever. Ending the run (done, Ctrl-C, its
 ``timeout``) ``scancel``s its jobs still pending or running.
 """
 
@@ -100,17 +101,44 @@ def check_time(value: Any, step: str) -> str | None:
     """A job's ``time`` as ``sbatch --time`` takes it; anything else is a WorkflowError."""
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return str(value)
-    if isinstance(value, str) and (
-        _TIME.fullmatch(value.strip()) or value.strip().upper() in ("INFINITE", "UNLIMITED")
-    ):
-        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
+        return str(value)  # minutes
+    text = value.strip() if isinstance(value, str) and len(value) <= 32 else ""
+    if text and (_TIME.fullmatch(text) or text.upper() in ("INFINITE", "UNLIMITED")):
+        return text
     raise WorkflowError(
         f"job {step!r}: time must be a Slurm time limit — minutes ('30'), 'M:S', 'H:M:S', "
-        f"'D-H', 'D-H:M' or 'D-H:M:S' — got {value!r}",
+        f"'D-H', 'D-H:M' or 'D-H:M:S' — got {_show(value)}",
         step=step,
     )
+
+
+def _show(value: Any) -> str:
+    """``repr`` for a message, bounded (a hostile value may be huge or refuse repr)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _minutes(text: str) -> float | None:
+    """A Slurm time (``check_time``'s, or ``sinfo``'s ``%l``) in minutes; ``None``: no limit."""
+    text = text.strip()
+    if text.upper() in ("INFINITE", "UNLIMITED") or not _TIME.fullmatch(text):
+        return None
+    days, _, rest = text.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:  # D-H, D-H:M, D-H:M:S
+        h, m, sec = [*parts, 0, 0][:3]
+        total = int(days) * 1440 + h * 60 + m + sec / 60
+    elif len(parts) == 1:  # M
+        total = parts[0]
+    elif len(parts) == 2:  # M:S
+        total = parts[0] + parts[1] / 60
+    else:  # H:M:S
+        total = parts[0] * 60 + parts[1] + parts[2] / 60
+    return total or None  # 0: no limit
 
 
 @dataclass
@@ -174,14 +202,23 @@ class SlurmBackend(Backend):
         self._base = run_dir / ".reflow-slurm"
         self._nodes, self._default = self._read_nodes()
         if partition is not None and (not isinstance(partition, str) or not partition):
-            raise WorkflowError(f"the Slurm partition must be a name, got {partition!r}")
+            raise WorkflowError(f"the Slurm partition must be a name, got {_show(partition)}")
         self.partition = partition
         self._partition_of: dict[str, str | None] = {}
+        limits = self._read_limits()
         for spec in jobs:
-            check_time(getattr(spec, "time", None), spec.name)
+            tlimit = check_time(getattr(spec, "time", None), spec.name)
             part = getattr(spec, "partition", None) or partition
             self._partition(part, spec.name)
             self._partition_of[spec.name] = part
+            most = limits.get(part or self._default or "")
+            want = _minutes(tlimit) if tlimit is not None else None
+            if most is not None and want is not None and want > most[0]:
+                raise WorkflowError(
+                    f"job {spec.name!r} asks for time={tlimit} but Slurm partition "
+                    f"{part or self._default!r} allows at most {most[1]}",
+                    step=spec.name,
+                )
         total = sum(n.cpus for n in self._nodes.get(partition or self._default or "", []))
         self.slots = max(1, min(workers, total) if workers else total)
         self._max_array = self._read_max_array()
@@ -243,6 +280,17 @@ class SlurmBackend(Backend):
                 )
         return nodes, default
 
+    def _read_limits(self) -> dict[str, tuple[float, str]]:
+        """Each partition's MaxTime in minutes (and as sinfo prints it); none: no limit."""
+        p = self._cmd("sinfo", "-h", "-o", "%P|%l")
+        out: dict[str, tuple[float, str]] = {}
+        for line in p.stdout.splitlines():
+            part, _, limit = line.strip().partition("|")
+            most = _minutes(limit)
+            if most is not None:
+                out[part.rstrip("*")] = (most, limit.strip())
+        return out
+
     def _read_max_array(self) -> int:
         p = self._cmd("scontrol", "show", "config")
         m = re.search(r"^MaxArraySize\s*=\s*(\d+)", p.stdout, re.MULTILINE)
@@ -252,7 +300,7 @@ class SlurmBackend(Backend):
         name = part or self._default
         if name is None or name not in self._nodes:
             known = ", ".join(sorted(self._nodes)) or "none"
-            what = f"partition {part!r}" if part else "a default partition"
+            what = f"partition {_show(part)}" if part else "a default partition"
             raise WorkflowError(
                 f"job {step!r}: the Slurm cluster has no {what} (partitions: {known})", step=step
             )
@@ -335,11 +383,12 @@ class SlurmBackend(Backend):
                 f"--chdir={os.getcwd()}",
             ]
             many = array or len(group) > 1
+            pat = str(d).replace("%", "%%")  # sbatch expands %-patterns in these paths
             if many:
                 spec = f"0-{len(group) - 1}" + (f"%{limit}" if limit else "")
-                argv += [f"--array={spec}", f"--output={d}/%a.out", f"--error={d}/%a.err"]
+                argv += [f"--array={spec}", f"--output={pat}/%a.out", f"--error={pat}/%a.err"]
             else:
-                argv += [f"--output={d}/0.out", f"--error={d}/0.err"]
+                argv += [f"--output={pat}/0.out", f"--error={pat}/0.err"]
             if memory:
                 argv.append(f"--mem={math.ceil(memory / 2**20)}M")
             if tlimit is not None:
@@ -350,7 +399,7 @@ class SlurmBackend(Backend):
                 argv.append(f"--dependency=afterany:{after}")
             try:
                 job_id = await asyncio.to_thread(
-                    self._sbatch, d, argv, fn, [c for c, _ in group], retries
+                    self._sbatch, step, d, argv, fn, [c for c, _ in group], retries
                 )
             except WorkflowError as exc:
                 for calls, fut in group:
@@ -367,38 +416,63 @@ class SlurmBackend(Backend):
                 self._poller = asyncio.ensure_future(self._poll())
 
     def _sbatch(
-        self, d: Path, argv: list[str], fn: Callable[..., Any], chunks: list[Calls], retries: int
+        self,
+        step: str,
+        d: Path,
+        argv: list[str],
+        fn: Callable[..., Any],
+        chunks: list[Calls],
+        retries: int,
     ) -> str:
-        (d / "in").mkdir(parents=True, exist_ok=True)
-        (d / "out").mkdir(exist_ok=True)
         dumps = _pickler(fn)
-        for k, calls in enumerate(chunks):
-            try:
-                data = dumps((fn, calls, retries))
-            except Exception as exc:
-                hint = (
-                    ""
-                    if _cloudpickle() is not None
-                    else " (install cloudpickle, pip install 'reflow[slurm]', or define the "
-                    "job at module level)"
-                )
-                raise WorkflowError(
-                    f"job {argv[0].split('.', 1)[-1]!r}: its function or inputs do not pickle "
-                    f"for Slurm: {type(exc).__name__}: {exc}{hint}"
-                ) from None
-            (d / "in" / f"{k}.pkl").write_bytes(data)
-        script = d / "job.sh"
-        worker = [sys.executable, "-m", "reflow.workflow._slurm_worker", str(d)]
-        script.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(w) for w in worker) + "\n")
+        try:
+            (d / "in").mkdir(parents=True, exist_ok=True)
+            (d / "out").mkdir(exist_ok=True)
+            for k, calls in enumerate(chunks):
+                try:
+                    data = dumps((fn, calls, retries))
+                except Exception as exc:
+                    hint = (
+                        ""
+                        if _cloudpickle() is not None
+                        else " (install cloudpickle, pip install 'reflow[slurm]', or define "
+                        "the job at module level)"
+                    )
+                    raise WorkflowError(
+                        f"job {step!r}: its function or inputs do not pickle for Slurm: "
+                        f"{type(exc).__name__}: {exc}{hint}",
+                        step=step,
+                    ) from None
+                (d / "in" / f"{k}.pkl").write_bytes(data)
+            script = d / "job.sh"
+            worker = [sys.executable, "-m", "reflow.workflow._slurm_worker", str(d)]
+            script.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(w) for w in worker) + "\n")
+        except OSError as exc:
+            raise WorkflowError(
+                f"job {step!r}: cannot write its Slurm job files under {d}: {exc.strerror or exc}",
+                step=step,
+            ) from None
         p = self._cmd("sbatch", "--parsable", *argv, str(script))
-        if p.returncode != 0:
+        job_id = p.stdout.strip().splitlines()[-1].split(";")[0] if p.stdout.strip() else ""
+        if p.returncode != 0 or not job_id.isdigit():
             text = " ".join(p.stderr.strip().splitlines()[-2:]) or f"exit status {p.returncode}"
-            raise WorkflowError(f"sbatch refused the job ({self._where()}): {text}")
-        return p.stdout.strip().split(";")[0]
+            raise WorkflowError(
+                f"job {step!r}: sbatch did not take it ({self._where()}): {text}", step=step
+            )
+        return job_id
 
     # ------------------------------------------------------------------ watching
 
     async def _poll(self) -> None:
+        try:
+            await self._poll_loop()
+        except Exception as exc:
+            # a poller that died would leave the run waiting forever: fail what is out
+            text = f"watching the Slurm jobs failed: {type(exc).__name__}: {exc}"
+            for sub in self._subs:
+                self._fail_all(sub, text)
+
+    async def _poll_loop(self) -> None:
         interval = POLL_MIN_S
         while any(s.tasks for s in self._subs):
             await asyncio.sleep(interval)
@@ -500,10 +574,10 @@ class SlurmBackend(Backend):
             if state in _RUNNING:
                 if state == "PENDING" and reason in _NEVER:
                     await asyncio.to_thread(self._cmd, "scancel", sub.job_id, timeout=10)
-                    for rest in list(sub.tasks):
+                    for other in list(sub.tasks):
                         self._fail_task(
                             sub,
-                            rest,
+                            other,
                             f"was pending for a reason that never clears "
                             f"({reason}) and was cancelled",
                         )

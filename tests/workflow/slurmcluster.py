@@ -169,10 +169,12 @@ MpiDefault=none
 MailProg=/bin/true
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-"""
+PartitionName=short Nodes=localhost MaxTime=1 State=UP
+{extra}"""
 
 
-def start(root: Path) -> SlurmCluster:
+def start(root: Path, extra: str = "") -> SlurmCluster:
+    """Start the daemons with ``extra`` lines appended to slurm.conf; wait for the node."""
     for d in ("state", "spool", "munge"):
         (root / d).mkdir(parents=True, exist_ok=True)
     key = root / "munge" / "munge.key"
@@ -189,6 +191,7 @@ def start(root: Path) -> SlurmCluster:
             slurmd_port=free_port(),
             cpus=cpus,
             mem_mb=mem_mb,
+            extra=extra,
         )
     )
     env = {**os.environ, "SLURM_CONF": str(conf)}
@@ -227,7 +230,7 @@ def _idle(cluster: SlurmCluster) -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with {proc.returncode}")
     p = cluster.run("sinfo", "-h", "-N", "-o", "%T", timeout=10)
-    return p.returncode == 0 and p.stdout.strip() == "idle"
+    return p.returncode == 0 and set(p.stdout.split()) == {"idle"}
 
 
 def _wait(ok: object, seconds: float, what: str, cluster: SlurmCluster) -> None:
@@ -250,7 +253,7 @@ def _wait(ok: object, seconds: float, what: str, cluster: SlurmCluster) -> None:
     raise RuntimeError(f"waiting for {what} failed {err}\n{logs}\n--- daemons.out\n{out}")
 
 
-def slurm_fixture() -> Iterator[SlurmCluster]:
+def slurm_fixture(extra: str = "") -> Iterator[SlurmCluster]:
     """The body of a module-scoped ``slurm`` fixture: yields the running cluster with
     ``SLURM_CONF`` set in this process's environment (the backend's commands read it)."""
     gone = missing()
@@ -258,7 +261,7 @@ def slurm_fixture() -> Iterator[SlurmCluster]:
         pytest.skip(f"no Slurm here (missing {', '.join(gone)}): apt-get install slurm-wlm munge")
     root = Path(tempfile.mkdtemp(prefix="reflow-slurm-"))
     root.chmod(0o755)
-    cluster = start(root)
+    cluster = start(root, extra)
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(cluster.conf)
     try:

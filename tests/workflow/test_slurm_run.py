@@ -217,7 +217,17 @@ PartitionName=debug Nodes=localhost Default=YES
 @pytest.mark.parametrize(
     ("job", "address", "env", "error", "fragment"),
     [
-        ({}, "nosuch", None, WorkflowError, "has no partition 'nosuch' (partitions: debug)"),
+        ({}, "nosuch", None, WorkflowError, "no partition 'nosuch' (partitions: debug, short)"),
+        ({}, 7, None, WorkflowError, "the Slurm partition must be a name, got 7"),
+        ({"time": "5"}, "short", None, WorkflowError, "partition 'short' allows at most 1:00"),
+        ({"time": "1-0"}, "short", None, WorkflowError, "asks for time=1-0 but Slurm partition"),
+        ({"time": True}, None, None, WorkflowError, "time must be a Slurm time limit"),
+        ({"time": "1:00\n--wrap=x"}, None, None, WorkflowError, "got '1:00\\n--wrap=x'"),
+        ({"time": "9" * 5000}, None, None, WorkflowError, "time must be a Slurm time limit"),
+        ({"time": "99999999"}, "short", None, WorkflowError, "allows at most 1:00"),
+        ({"time": 10**5000}, None, None, WorkflowError, "time must be a Slurm time limit"),
+        ({"time": [1]}, None, None, WorkflowError, "got [1]"),
+        ({}, "p" * 100_000, None, WorkflowError, "has no partition 'ppppp"),
         ({}, "", None, WorkflowError, "the Slurm partition must be a name"),
         ({"time": "1h"}, None, None, WorkflowError, "time must be a Slurm time limit"),
         ({"time": "1:2:3:4"}, None, None, WorkflowError, "got '1:2:3:4'"),
@@ -234,7 +244,7 @@ def test_bad_input(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     job: dict[str, object],
-    address: str | None,
+    address: object,
     env: str | None,
     error: type[Exception],
     fragment: str,
@@ -248,9 +258,10 @@ def test_bad_input(
     before = slurm.run("squeue", "--states=all", "-h", "-o", "%A").stdout.split()
     t0 = time.monotonic()
     with pytest.raises(error) as err:
-        _bad_flow(**job).run(tmp_path / "badrun", backend="slurm", address=address)
+        _bad_flow(**job).run(tmp_path / "badrun", backend="slurm", address=address)  # type: ignore[arg-type]
     assert time.monotonic() - t0 < 40
     text = str(err.value)
+    assert len(text) < 2000  # bounded, whatever the input's size
     if isinstance(err.value, WorkflowFailed):
         text = "\n".join(f for _, _, f in err.value.report.failures)
     assert fragment in text
