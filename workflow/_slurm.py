@@ -294,7 +294,8 @@ class SlurmBackend(Backend):
     def _read_max_array(self) -> int:
         p = self._cmd("scontrol", "show", "config")
         m = re.search(r"^MaxArraySize\s*=\s*(\d+)", p.stdout, re.MULTILINE)
-        return max(1, int(m.group(1)) - 1) if m else 1000
+        # task ids run up to MaxArraySize - 1: that many tasks per array job
+        return max(1, int(m.group(1))) if m else 1001
 
     def _partition(self, part: str | None, step: str) -> list[_Node]:
         name = part or self._default
