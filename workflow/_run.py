@@ -43,6 +43,7 @@ from ._errors import ParamError, WorkflowError, WorkflowFailed
 from ._flow import Plan, Wire
 from ._job import JobSpec, ParamInput, RunDirInput
 from ._report import RunReport, StepReport
+from ._slurm import SlurmBackend
 from ._types import describe_type, fits, strip
 
 __all__ = ["resolve_params", "run_plan"]
@@ -226,7 +227,17 @@ class _Run:
         ctx.done({"out": Message.object({"step": step, "status": rep.status})})
 
     def _opts(self, spec: JobSpec) -> dict[str, Any]:
-        return {"retries": spec.retries, "cpus": spec.cpus, "memory": spec.memory}
+        return {
+            "retries": spec.retries,
+            "cpus": spec.cpus,
+            "memory": spec.memory,
+            # what a batch system needs besides (backend="slurm")
+            "time": spec.time,
+            "array": spec.array,
+            "array_limit": spec.array_limit,
+            "partition": getattr(spec, "partition", None),
+            "on_error": self.on_error,
+        }
 
     def _rundir(self, spec: JobSpec, index: int | None) -> Path:
         d = self.run_dir / spec.name if index is None else self.run_dir / spec.name / str(index)
@@ -355,6 +366,8 @@ class _Run:
         # chunks: a few tasks per worker, so trivial elements cost few event-loop wake-ups
         chunk = 1 if spec.array_limit is not None else max(1, min(256, len(todo) // (limit * 8)))
         chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+        if getattr(self.backend, "whole_arrays", False):
+            limit = len(chunks)  # all in one batch job; the backend applies array_limit
         it = iter(chunks)
         pending: set[asyncio.Future[Any]] = set()
         stores: list[asyncio.Future[Any]] = []
@@ -479,8 +492,8 @@ def run_plan(
         isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
     ):
         raise WorkflowError(f"max_workers must be an integer >= 1, got {max_workers!r}")
-    if backend not in ("local", "ray"):
-        raise WorkflowError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if backend not in ("local", "ray", "slurm"):
+        raise WorkflowError(f"backend must be 'local', 'ray' or 'slurm', got {backend!r}")
     if force is True:
         forced = set(plan.order)
     elif force is False or force is None:
@@ -493,11 +506,13 @@ def run_plan(
     run_dir.mkdir(parents=True, exist_ok=True)
     uses_cache = any(plan.jobs[n].cache for n in plan.order)
     cache = ResultCache(run_dir / ".reflow-cache", verify=verify) if uses_cache else None
-    pool: Backend = (
-        RayBackend(address, workers=max_workers)
-        if backend == "ray"
-        else LocalBackend(max_workers or os.cpu_count() or 1, processes=processes)
-    )
+    pool: Backend
+    if backend == "slurm":  # address: the partition
+        pool = SlurmBackend(address, run_dir=run_dir, jobs=plan.jobs.values(), workers=max_workers)
+    elif backend == "ray":
+        pool = RayBackend(address, workers=max_workers)
+    else:
+        pool = LocalBackend(max_workers or os.cpu_count() or 1, processes=processes)
     t0 = time.perf_counter()
     run = _Run(
         plan,

@@ -1,0 +1,697 @@
+"""``backend="slurm"``: a workflow's calls as Slurm batch jobs, the graph itself driven here.
+
+``wf.run(run_dir, backend="slurm", address=PARTITION)`` submits with the ``sbatch`` found on
+``PATH`` to the cluster that ``SLURM_CONF`` (or Slurm's default config) names; ``address`` is
+the partition (``None``: the cluster's default one). Results come back to this process, so the
+Merkle cache, the events and the report work as with the local backend.
+
+Submission. All chunks of one array job (see ``_run``) become ONE ``sbatch --array=0-K%L``
+job, ``L`` being the job's ``array_limit`` (no ``%L`` without one); a plain job is one plain
+``sbatch`` job. ``K`` above the cluster's ``MaxArraySize`` splits the chunks over several array
+jobs, each after the previous one (``--dependency=afterany``) when there is a limit, so ``L``
+still bounds what runs at once. The decorator's resources map to ``--cpus-per-task`` (``cpus``
+rounded up, at least 1), ``--mem`` (``mem``, in MiB), ``--time`` (``time``, Slurm's own
+formats: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``) and ``--partition``; the
+job name is ``<run dir name>.<step>``.
+
+Files. Each submission has a directory ``<run_dir>/.reflow-slurm/<step>-<n>/`` (the run dir
+must be on a file system the nodes share): ``in/<task>.pkl`` holds ``(fn, calls, retries)``,
+pickled with cloudpickle (``pip install 'reflow[slurm]'``; functions of modules that are not
+installed travel by value, as with Ray), or with plain pickle when cloudpickle is absent, in
+which case job functions must be importable module-level functions; the worker
+(``python -m reflow.workflow._slurm_worker``, this interpreter, ``PYTHONPATH`` set to this
+process's ``sys.path``) writes ``out/<task>.pkl`` atomically; Slurm writes ``<task>.out`` and
+``<task>.err``. A submission that succeeded entirely is removed; a failed one is kept.
+
+Watching. One poller reads the result files and ``squeue --states=all`` (one element per
+line), every 0.25 s growing to ``POLL_MAX_S``. A task that ends ``FAILED``, ``TIMEOUT``,
+``OUT_OF_MEMORY``, ``CANCELLED``, ``NODE_FAIL`` (any end but ``COMPLETED``) without a result
+file fails its elements with an error naming the Slurm job id, the state and the tail of its
+stderr file; a task pending for a reason that never clears (``PartitionTimeLimit``...) is
+cancelled and fails the same way. A job killed for its memory says so (``OUT_OF_MEMORY`` where
+cgroups enforce ``--mem``; ``FAILED`` plus slurmstepd's "exceeded memory limit" on stderr where
+``jobacct_gather``'s ``OverMemoryKill`` does, as on a cluster without cgroups). With
+``on_error="stop"`` the first failure cancels the array's pending tasks (their elements are
+reported skipped). A controller that stays
+unreachable for ``LOST_AFTER_S`` fails every element still out, naming it; a job Slurm no
+longer knows fails after ``GONE_AFTER_S``.
+
+Up front. ``sbatch`` missing or the controller unreachable at the start is a
+:class:`WorkflowError` within ``CMD_TIMEOUT_S``; a bad partition or ``time``, or a ``time``
+above the partition's ``MaxTime``, too, before anything is submitted; ``check`` refuses a job
+asking for more CPUs or memory than any node of its partition has (``sinfo``), which would
+pend forever. Ending the run (done, Ctrl-C, its
+``timeout``) ``scancel``s its jobs still pending or running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import pickle
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._backends import Backend, Calls, Results
+from ._errors import WorkflowError
+
+__all__ = ["SlurmBackend", "check_time"]
+
+POLL_MIN_S = 0.25
+POLL_MAX_S = 2.0
+#: how long one Slurm command may take (sinfo/squeue retry an unreachable controller ~10 s)
+CMD_TIMEOUT_S = 30.0
+#: how long the controller may be unreachable while jobs are out before they fail
+LOST_AFTER_S = float(os.environ.get("REFLOW_SLURM_LOST_AFTER_S", "30"))
+#: how long a task may stay ended (or unknown to Slurm) without its result file
+GONE_AFTER_S = 10.0
+_STATE_TAIL = 2000
+_DONE = {"COMPLETED"}
+_RUNNING = {
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+    "RESV_DEL_HOLD",
+}
+#: pending reasons no scheduling pass will clear
+_NEVER = {"PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints", "InvalidQOS"}
+_TIME = re.compile(r"(?:\d+-\d+(?::\d+){0,2}|\d+(?::\d+){0,2})")
+
+
+def check_time(value: Any, step: str) -> str | None:
+    """A job's ``time`` as ``sbatch --time`` takes it; anything else is a WorkflowError."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
+        return str(value)  # minutes
+    text = value.strip() if isinstance(value, str) and len(value) <= 32 else ""
+    if text and (_TIME.fullmatch(text) or text.upper() in ("INFINITE", "UNLIMITED")):
+        return text
+    raise WorkflowError(
+        f"job {step!r}: time must be a Slurm time limit — minutes ('30'), 'M:S', 'H:M:S', "
+        f"'D-H', 'D-H:M' or 'D-H:M:S' — got {_show(value)}",
+        step=step,
+    )
+
+
+def _show(value: Any) -> str:
+    """``repr`` for a message, bounded (a hostile value may be huge or refuse repr)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _minutes(text: str) -> float | None:
+    """A Slurm time (``check_time``'s, or ``sinfo``'s ``%l``) in minutes; ``None``: no limit."""
+    text = text.strip()
+    if text.upper() in ("INFINITE", "UNLIMITED") or not _TIME.fullmatch(text):
+        return None
+    days, _, rest = text.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:  # D-H, D-H:M, D-H:M:S
+        h, m, sec = [*parts, 0, 0][:3]
+        total = int(days) * 1440 + h * 60 + m + sec / 60
+    elif len(parts) == 1:  # M
+        total = parts[0]
+    elif len(parts) == 2:  # M:S
+        total = parts[0] + parts[1] / 60
+    else:  # H:M:S
+        total = parts[0] * 60 + parts[1] + parts[2] / 60
+    return total or None  # 0: no limit
+
+
+@dataclass
+class _Node:
+    name: str
+    cpus: int
+    mem_mb: int
+    state: str
+
+
+@dataclass
+class _Task:
+    calls: Calls
+    future: asyncio.Future[Results]
+    ended: float | None = None  # when first seen ended (or unknown) without a result
+
+
+@dataclass
+class _Submission:
+    step: str
+    job_id: str
+    dir: Path
+    tasks: dict[int, _Task]
+    array: bool
+    stop_on_error: bool
+    time: str | None
+    mem: int | None
+    stopping: bool = False
+    cancel_pending: bool = False
+    failed: bool = False
+    lost_since: float | None = None
+    cancelled: set[int] = field(default_factory=set)
+
+    def label(self, task: int) -> str:
+        return f"{self.job_id}_{task}" if self.array else self.job_id
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+    #: the run hands this backend all of an array job's chunks at once (one sbatch --array)
+    whole_arrays = True
+
+    def __init__(
+        self,
+        partition: str | None,
+        *,
+        run_dir: Path,
+        jobs: Iterable[Any] = (),
+        workers: int | None = None,
+    ) -> None:
+        self._bin: dict[str, str] = {}
+        for cmd in ("sbatch", "squeue", "scancel", "sinfo", "scontrol"):
+            found = shutil.which(cmd)
+            if found is None:
+                raise WorkflowError(
+                    f"backend='slurm' needs Slurm's {cmd} on PATH and found none "
+                    "(install the Slurm client tools, e.g. Debian's slurm-client)"
+                )
+            self._bin[cmd] = found
+        self._run_dir = run_dir
+        self._base = run_dir / ".reflow-slurm"
+        self._nodes, self._default = self._read_nodes()
+        if partition is not None and (not isinstance(partition, str) or not partition):
+            raise WorkflowError(f"the Slurm partition must be a name, got {_show(partition)}")
+        self.partition = partition
+        self._partition_of: dict[str, str | None] = {}
+        limits = self._read_limits()
+        for spec in jobs:
+            tlimit = check_time(getattr(spec, "time", None), spec.name)
+            part = getattr(spec, "partition", None) or partition
+            self._partition(part, spec.name)
+            self._partition_of[spec.name] = part
+            most = limits.get(part or self._default or "")
+            want = _minutes(tlimit) if tlimit is not None else None
+            if most is not None and want is not None and want > most[0]:
+                raise WorkflowError(
+                    f"job {spec.name!r} asks for time={tlimit} but Slurm partition "
+                    f"{part or self._default!r} allows at most {most[1]}",
+                    step=spec.name,
+                )
+        total = sum(n.cpus for n in self._nodes.get(partition or self._default or "", []))
+        self.slots = max(1, min(workers, total) if workers else total)
+        self._max_array = self._read_max_array()
+        self._batches: dict[tuple[Any, ...], list[tuple[Calls, asyncio.Future[Results]]]] = {}
+        self._launching: set[asyncio.Task[None]] = set()
+        self._subs: list[_Submission] = []
+        self._poller: asyncio.Task[None] | None = None
+        self._count = 0
+        self.submitted = 0  # sbatch calls that made a job
+
+    # ------------------------------------------------------------------ slurm commands
+
+    def _cmd(self, *args: str, timeout: float = CMD_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        argv = [self._bin.get(args[0], args[0]), *args[1:]]
+        try:
+            return subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, env=self._env()
+            )
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(
+                argv, 124, "", f"{args[0]}: no answer in {timeout:g} s"
+            )
+        except OSError as exc:
+            return subprocess.CompletedProcess(argv, 127, "", f"{args[0]}: {exc}")
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        paths = [p for p in sys.path if p and os.path.isdir(p)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        return env
+
+    def _where(self) -> str:
+        return (
+            f"SLURM_CONF={os.environ['SLURM_CONF']}"
+            if "SLURM_CONF" in os.environ
+            else "the default config"
+        )
+
+    def _read_nodes(self) -> tuple[dict[str, list[_Node]], str | None]:
+        p = self._cmd("sinfo", "-h", "-N", "-o", "%P|%n|%c|%m|%T")
+        if p.returncode != 0:
+            first = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+            raise WorkflowError(
+                f"cannot reach the Slurm controller ({self._where()}): sinfo: {first}"
+            )
+        nodes: dict[str, list[_Node]] = {}
+        default = None
+        for line in p.stdout.splitlines():
+            bits = line.strip().split("|")
+            if len(bits) != 5:
+                continue
+            part, name, cpus, mem, state = bits
+            if part.endswith("*"):
+                part = part[:-1]
+                default = part
+            with contextlib.suppress(ValueError):
+                nodes.setdefault(part, []).append(
+                    _Node(name, int(cpus), int(re.sub(r"\D", "", mem) or 0), state)
+                )
+        return nodes, default
+
+    def _read_limits(self) -> dict[str, tuple[float, str]]:
+        """Each partition's MaxTime in minutes (and as sinfo prints it); none: no limit."""
+        p = self._cmd("sinfo", "-h", "-o", "%P|%l")
+        out: dict[str, tuple[float, str]] = {}
+        for line in p.stdout.splitlines():
+            part, _, limit = line.strip().partition("|")
+            most = _minutes(limit)
+            if most is not None:
+                out[part.rstrip("*")] = (most, limit.strip())
+        return out
+
+    def _read_max_array(self) -> int:
+        p = self._cmd("scontrol", "show", "config")
+        m = re.search(r"^MaxArraySize\s*=\s*(\d+)", p.stdout, re.MULTILINE)
+        # task ids run up to MaxArraySize - 1: that many tasks per array job
+        return max(1, int(m.group(1))) if m else 1001
+
+    def _partition(self, part: str | None, step: str) -> list[_Node]:
+        name = part or self._default
+        if name is None or name not in self._nodes:
+            known = ", ".join(sorted(self._nodes)) or "none"
+            what = f"partition {_show(part)}" if part else "a default partition"
+            raise WorkflowError(
+                f"job {step!r}: the Slurm cluster has no {what} (partitions: {known})", step=step
+            )
+        return self._nodes[name]
+
+    # ------------------------------------------------------------------ backend protocol
+
+    def check(self, step: str, cpus: float, memory: int | None) -> None:
+        """A job needing more CPUs or memory than the largest node of its partition has
+        would pend forever: refuse it."""
+        part = self._partition_of.get(step, self.partition)
+        nodes = self._partition(part, step)
+        where = f"partition {part or self._default!r}"
+        most_cpu = max((n.cpus for n in nodes), default=0)
+        most_mem = max((n.mem_mb for n in nodes), default=0)
+        need = max(1, math.ceil(cpus))
+        if need > most_cpu:
+            raise WorkflowError(
+                f"job {step!r} asks for cpus={cpus:g} but the largest node of Slurm {where} "
+                f"has {most_cpu}",
+                step=step,
+            )
+        if memory and math.ceil(memory / 2**20) > most_mem:
+            raise WorkflowError(
+                f"job {step!r} asks for {math.ceil(memory / 2**20)} MiB of memory but the "
+                f"largest node of Slurm {where} has {most_mem} MiB",
+                step=step,
+            )
+
+    def submit(
+        self, step: str, fn: Callable[..., Any], calls: Calls, **opts: Any
+    ) -> Awaitable[Results]:
+        tlimit = check_time(opts.get("time"), step)
+        part = opts.get("partition") or self._partition_of.get(step, self.partition)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Results] = loop.create_future()
+        key = (
+            step,
+            id(fn),
+            part,
+            opts.get("cpus", 1),
+            opts.get("memory"),
+            tlimit,
+            opts.get("retries", 0),
+            opts.get("array_limit"),
+            opts.get("on_error"),
+            bool(opts.get("array")),
+        )
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = []
+            # every chunk of the array is handed over in one go (the run does not await in
+            # between): gather them into one sbatch on the next turn of the loop
+            loop.call_soon(self._flush, key, fn)
+        batch.append((calls, fut))
+        return fut
+
+    def _flush(self, key: tuple[Any, ...], fn: Callable[..., Any]) -> None:
+        batch = self._batches.pop(key)
+        task = asyncio.ensure_future(self._launch(key, fn, batch))
+        self._launching.add(task)
+        task.add_done_callback(self._launching.discard)
+
+    async def _launch(
+        self,
+        key: tuple[Any, ...],
+        fn: Callable[..., Any],
+        batch: list[tuple[Calls, asyncio.Future[Results]]],
+    ) -> None:
+        step, _, part, cpus, memory, tlimit, retries, limit, on_error, array = key
+        groups = [batch[i : i + self._max_array] for i in range(0, len(batch), self._max_array)]
+        after: str | None = None
+        for group in groups:
+            self._count += 1
+            d = self._base / f"{step}-{self._count}"
+            argv = [
+                f"--job-name={self._run_dir.name}.{step}",
+                f"--cpus-per-task={max(1, math.ceil(cpus))}",
+                "--no-requeue",
+                f"--chdir={os.getcwd()}",
+            ]
+            many = array or len(group) > 1
+            pat = str(d).replace("%", "%%")  # sbatch expands %-patterns in these paths
+            if many:
+                spec = f"0-{len(group) - 1}" + (f"%{limit}" if limit else "")
+                argv += [f"--array={spec}", f"--output={pat}/%a.out", f"--error={pat}/%a.err"]
+            else:
+                argv += [f"--output={pat}/0.out", f"--error={pat}/0.err"]
+            if memory:
+                argv.append(f"--mem={math.ceil(memory / 2**20)}M")
+            if tlimit is not None:
+                argv.append(f"--time={tlimit}")
+            if part:
+                argv.append(f"--partition={part}")
+            if after and limit:
+                argv.append(f"--dependency=afterany:{after}")
+            try:
+                job_id = await asyncio.to_thread(
+                    self._sbatch, step, d, argv, fn, [c for c, _ in group], retries
+                )
+            except WorkflowError as exc:
+                for calls, fut in group:
+                    if not fut.done():
+                        fut.set_result([(i, False, str(exc)) for i, _ in calls])
+                continue
+            self.submitted += 1
+            after = job_id
+            tasks = {k: _Task(calls, fut) for k, (calls, fut) in enumerate(group)}
+            self._subs.append(
+                _Submission(step, job_id, d, tasks, many, on_error == "stop", tlimit, memory)
+            )
+            if self._poller is None or self._poller.done():
+                self._poller = asyncio.ensure_future(self._poll())
+
+    def _sbatch(
+        self,
+        step: str,
+        d: Path,
+        argv: list[str],
+        fn: Callable[..., Any],
+        chunks: list[Calls],
+        retries: int,
+    ) -> str:
+        dumps = _pickler(fn)
+        try:
+            (d / "in").mkdir(parents=True, exist_ok=True)
+            (d / "out").mkdir(exist_ok=True)
+            for k, calls in enumerate(chunks):
+                try:
+                    data = dumps((fn, calls, retries))
+                except Exception as exc:
+                    hint = (
+                        ""
+                        if _cloudpickle() is not None
+                        else " (install cloudpickle, pip install 'reflow[slurm]', or define "
+                        "the job at module level)"
+                    )
+                    raise WorkflowError(
+                        f"job {step!r}: its function or inputs do not pickle for Slurm: "
+                        f"{type(exc).__name__}: {exc}{hint}",
+                        step=step,
+                    ) from None
+                (d / "in" / f"{k}.pkl").write_bytes(data)
+            script = d / "job.sh"
+            worker = [sys.executable, "-m", "reflow.workflow._slurm_worker", str(d)]
+            script.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(w) for w in worker) + "\n")
+        except OSError as exc:
+            raise WorkflowError(
+                f"job {step!r}: cannot write its Slurm job files under {d}: {exc.strerror or exc}",
+                step=step,
+            ) from None
+        p = self._cmd("sbatch", "--parsable", *argv, str(script))
+        job_id = p.stdout.strip().splitlines()[-1].split(";")[0] if p.stdout.strip() else ""
+        if p.returncode != 0 or not job_id.isdigit():
+            text = " ".join(p.stderr.strip().splitlines()[-2:]) or f"exit status {p.returncode}"
+            raise WorkflowError(
+                f"job {step!r}: sbatch did not take it ({self._where()}): {text}", step=step
+            )
+        return job_id
+
+    # ------------------------------------------------------------------ watching
+
+    async def _poll(self) -> None:
+        try:
+            await self._poll_loop()
+        except Exception as exc:
+            # a poller that died would leave the run waiting forever: fail what is out
+            text = f"watching the Slurm jobs failed: {type(exc).__name__}: {exc}"
+            for sub in self._subs:
+                self._fail_all(sub, text)
+
+    async def _poll_loop(self) -> None:
+        interval = POLL_MIN_S
+        while any(s.tasks for s in self._subs):
+            await asyncio.sleep(interval)
+            progress = False
+            for sub in list(self._subs):
+                if sub.tasks:
+                    progress |= await asyncio.to_thread(self._collect, sub)
+                if sub.tasks:
+                    progress |= await self._watch(sub)
+                if sub.cancel_pending:
+                    sub.cancel_pending = False
+                    await asyncio.to_thread(
+                        self._cmd, "scancel", "--state=PENDING", sub.job_id, timeout=10
+                    )
+                if not sub.tasks:
+                    self._subs.remove(sub)
+                    if not sub.failed:
+                        shutil.rmtree(sub.dir, ignore_errors=True)
+            interval = POLL_MIN_S if progress else min(POLL_MAX_S, interval * 1.5)
+
+    def _collect(self, sub: _Submission) -> bool:
+        """Resolve the tasks whose result file is there."""
+        try:
+            names = set(os.listdir(sub.dir / "out"))
+        except OSError:
+            return False
+        found = False
+        for k in [k for k in sub.tasks if f"{k}.pkl" in names]:
+            task = sub.tasks[k]
+            try:
+                results = pickle.loads((sub.dir / "out" / f"{k}.pkl").read_bytes())
+                got = {i for i, _, _ in results}
+                if got != {i for i, _ in task.calls}:
+                    raise ValueError("its indices are not those submitted")
+            except Exception as exc:
+                text = (
+                    f"Slurm job {sub.label(k)} ({sub.step!r}) wrote an unreadable result: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                results = [(i, False, text) for i, _ in task.calls]
+            if any(not ok for _, ok, _ in results):
+                sub.failed = True
+                where = f"Slurm job {sub.label(k)}: "
+                results = [
+                    (i, ok, v if ok or str(v).startswith("Slurm job") else where + str(v))
+                    for i, ok, v in results
+                ]
+            self._resolve(sub, k, results)
+            found = True
+        return found
+
+    def _resolve(self, sub: _Submission, k: int, results: Results) -> None:
+        task = sub.tasks.pop(k)
+        fut = task.future
+        if not fut.done():
+            fut.get_loop().call_soon_threadsafe(_set, fut, results)
+        if sub.stop_on_error and sub.failed and not sub.stopping and sub.tasks:
+            sub.stopping = True  # the poller cancels the pending rest (see _poll)
+            sub.cancel_pending = True
+
+    async def _watch(self, sub: _Submission) -> bool:
+        p = await asyncio.to_thread(
+            self._cmd, "squeue", "--states=all", "--array", "-h", "-j", sub.job_id, "-o", "%i|%T|%r"
+        )
+        now = time.monotonic()
+        if p.returncode != 0 and "Invalid job id" not in p.stderr:
+            sub.lost_since = sub.lost_since or now
+            if now - sub.lost_since < LOST_AFTER_S:
+                return False
+            first = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+            text = (
+                f"the Slurm controller ({self._where()}) was unreachable for {LOST_AFTER_S:g} s "
+                f"while job {sub.step!r} ran as Slurm job {sub.job_id}: squeue: {first}"
+            )
+            self._fail_all(sub, text)
+            return True
+        sub.lost_since = None
+        states: dict[int, tuple[str, str]] = {}
+        rest = ("", "")
+        for line in p.stdout.splitlines():
+            bits = line.strip().split("|")
+            if len(bits) != 3:
+                continue
+            jid, state, reason = bits
+            base, _, idx = jid.partition("_")
+            if base != sub.job_id:
+                continue
+            if sub.array and not idx:
+                # the array's record of the tasks not listed on their own (cancelled while
+                # pending, the whole array ended...): it stands for every task not listed
+                rest = (state.split()[0], reason)
+                continue
+            for k in _indices(idx) if sub.array else [0]:
+                states[k] = (state.split()[0], reason)
+        changed = False
+        for k in list(sub.tasks):
+            state, reason = states.get(k, rest)
+            task = sub.tasks[k]
+            if state in _RUNNING:
+                if state == "PENDING" and reason in _NEVER:
+                    await asyncio.to_thread(self._cmd, "scancel", sub.job_id, timeout=10)
+                    for other in list(sub.tasks):
+                        self._fail_task(
+                            sub,
+                            other,
+                            f"was pending for a reason that never clears "
+                            f"({reason}) and was cancelled",
+                        )
+                    return True
+                continue
+            if sub.stopping and state == "CANCELLED":
+                self._resolve(sub, k, [])
+                changed = True
+                continue
+            if state and state not in _DONE:
+                # the result file may have landed between the listing and squeue
+                if await asyncio.to_thread(self._collect, sub) and k not in sub.tasks:
+                    changed = True
+                    continue
+                self._fail_task(sub, k, f"ended {state}")
+                changed = True
+                continue
+            # COMPLETED without a result yet (a shared file system's lag), or unknown to Slurm
+            task.ended = task.ended or now
+            if now - task.ended >= GONE_AFTER_S:
+                why = (
+                    "ended COMPLETED without writing its result"
+                    if state
+                    else ("is no longer known to Slurm and wrote no result")
+                )
+                self._fail_task(sub, k, why)
+                changed = True
+        return changed
+
+    def _fail_task(self, sub: _Submission, k: int, why: str) -> None:
+        extra = ""
+        tail = _tail(sub.dir / f"{k}.err")
+        if "TIMEOUT" in why and sub.time:
+            extra = f" (its time limit: {sub.time})"
+        elif sub.mem and ("OUT_OF_MEMORY" in why or "exceeded memory limit" in tail.lower()):
+            # OUT_OF_MEMORY where a cgroup enforces --mem; FAILED, with slurmstepd saying so
+            # on stderr, where jobacct_gather's OverMemoryKill does
+            extra = f" (over its memory limit: {math.ceil(sub.mem / 2**20)} MiB)"
+        text = f"Slurm job {sub.label(k)} of job {sub.step!r} {why}{extra}"
+        text += (
+            f"; the end of its stderr ({sub.dir / f'{k}.err'}):\n{tail}"
+            if tail
+            else ("; its stderr is empty")
+        )
+        sub.failed = True
+        self._resolve(sub, k, [(i, False, text) for i, _ in sub.tasks[k].calls])
+
+    def _fail_all(self, sub: _Submission, text: str) -> None:
+        sub.failed = True
+        for k in list(sub.tasks):
+            calls = sub.tasks[k].calls
+            self._resolve(sub, k, [(i, False, text) for i, _ in calls])
+
+    def close(self) -> None:
+        """Cancel this run's jobs still out (Ctrl-C, a timeout, a stop after a failure)."""
+        if self._poller is not None:
+            with contextlib.suppress(RuntimeError):  # its loop may be closed already
+                self._poller.cancel()
+        ids = [s.job_id for s in self._subs if s.tasks]
+        self._subs.clear()
+        if ids:
+            self._cmd("scancel", *ids, timeout=10)
+
+
+def _indices(text: str) -> list[int]:
+    """The task ids of squeue's ``%i`` suffix: ``4``, or ``[1-5%2]``/``[1,3,7-9]`` for the
+    tasks it still lists as one record (pending, or cancelled while pending)."""
+    body = text.strip().strip("[]").split("%")[0]
+    out: list[int] = []
+    for part in body.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (not hi or hi.isdigit()):
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _set(fut: asyncio.Future[Results], results: Results) -> None:
+    if not fut.done():
+        fut.set_result(results)
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - _STATE_TAIL))
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _cloudpickle() -> Any:
+    try:
+        import cloudpickle
+
+        return cloudpickle
+    except ImportError:
+        return None
+
+
+def _pickler(fn: Callable[..., Any]) -> Callable[[Any], bytes]:
+    cp = _cloudpickle()
+    if cp is None:
+        return lambda obj: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    name = getattr(fn, "__module__", None)
+    mod = sys.modules.get(name or "")
+    path = getattr(mod, "__file__", None) or ""
+    installed = (
+        "site-packages" in path
+        or "dist-packages" in path
+        or path.startswith(sys.base_prefix + os.sep + "lib")
+    )
+    if mod is not None and not installed and name not in ("__main__", None):
+        cp.register_pickle_by_value(mod)
+    return lambda obj: cp.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
