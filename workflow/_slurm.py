@@ -227,6 +227,7 @@ class SlurmBackend(Backend):
         self._subs: list[_Submission] = []
         self._poller: asyncio.Task[None] | None = None
         self._count = 0
+        self._closed = False
         self.submitted = 0  # sbatch calls that made a job
 
     # ------------------------------------------------------------------ slurm commands
@@ -460,6 +461,9 @@ class SlurmBackend(Backend):
             raise WorkflowError(
                 f"job {step!r}: sbatch did not take it ({self._where()}): {text}", step=step
             )
+        if self._closed:  # the run ended while sbatch ran: nobody waits for this job
+            self._cmd("scancel", job_id, timeout=10)
+            raise WorkflowError(f"job {step!r}: the run ended while it was submitted", step=step)
         return job_id
 
     # ------------------------------------------------------------------ watching
@@ -491,7 +495,7 @@ class SlurmBackend(Backend):
                 if not sub.tasks:
                     self._subs.remove(sub)
                     if not sub.failed:
-                        shutil.rmtree(sub.dir, ignore_errors=True)
+                        await asyncio.to_thread(shutil.rmtree, sub.dir, ignore_errors=True)
             interval = POLL_MIN_S if progress else min(POLL_MAX_S, interval * 1.5)
 
     def _collect(self, sub: _Submission) -> bool:
@@ -634,6 +638,7 @@ class SlurmBackend(Backend):
 
     def close(self) -> None:
         """Cancel this run's jobs still out (Ctrl-C, a timeout, a stop after a failure)."""
+        self._closed = True
         if self._poller is not None:
             with contextlib.suppress(RuntimeError):  # its loop may be closed already
                 self._poller.cancel()
