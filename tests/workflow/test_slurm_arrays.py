@@ -4,6 +4,7 @@ the limit still holds across them; and Ctrl-C on a driver ``scancel``s its jobs.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def test_array_over_max_array_size_is_split_and_limited(
     assert len(job_ids(slurm, "bigrun.hold")) == 3  # 4 + 4 + 2 tasks
     # each array job started after the one before it ended (afterany)
     groups = [rep["hold"][0:4], rep["hold"][4:8], rep["hold"][8:10]]
-    for before, after in zip(groups, groups[1:], strict=False):
+    for before, after in itertools.pairwise(groups):
         assert min(a for _, a, _ in after) >= max(b for _, _, b in before)
 
 
