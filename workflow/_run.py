@@ -7,7 +7,8 @@ those of the workflow. A packet between two nodes is a small ``Object`` naming t
 results are ready — the values themselves stay in the run (they need not be JSON).
 
 An array job's elements run on a backend (``_backends``: threads by default, processes with
-``processes=True``, or Ray tasks with ``backend="ray"``), at most ``max_workers`` (Ray: the
+``processes=True``, or Ray tasks with ``backend="ray"``; ``_slurm``: one Slurm array job with
+``backend="slurm"``, which takes all of a job's chunks at once), at most ``max_workers`` (Ray: the
 cluster's CPUs) at a time and at most the job's ``array_limit``; elements go to the backend in
 chunks so that ten thousand trivial elements do not cost ten thousand wake-ups or tasks.
 Each finished chunk is a packet on the array node's ``elements`` out-port (an ``Object``:

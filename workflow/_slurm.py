@@ -58,7 +58,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,6 @@ class _Submission:
     cancel_pending: bool = False
     failed: bool = False
     lost_since: float | None = None
-    cancelled: set[int] = field(default_factory=set)
 
     def label(self, task: int) -> str:
         return f"{self.job_id}_{task}" if self.array else self.job_id
@@ -199,6 +198,7 @@ class SlurmBackend(Backend):
                 )
             self._bin[cmd] = found
         self._run_dir = run_dir
+        self._job_prefix = run_dir.resolve().name or "reflow"
         self._base = run_dir / ".reflow-slurm"
         self._nodes, self._default = self._read_nodes()
         if partition is not None and (not isinstance(partition, str) or not partition):
@@ -227,6 +227,7 @@ class SlurmBackend(Backend):
         self._subs: list[_Submission] = []
         self._poller: asyncio.Task[None] | None = None
         self._count = 0
+        self._closed = False
         self.submitted = 0  # sbatch calls that made a job
 
     # ------------------------------------------------------------------ slurm commands
@@ -235,7 +236,12 @@ class SlurmBackend(Backend):
         argv = [self._bin.get(args[0], args[0]), *args[1:]]
         try:
             return subprocess.run(
-                argv, capture_output=True, text=True, timeout=timeout, env=self._env()
+                argv,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+                env=self._env(),
             )
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(
@@ -378,7 +384,7 @@ class SlurmBackend(Backend):
             self._count += 1
             d = self._base / f"{step}-{self._count}"
             argv = [
-                f"--job-name={self._run_dir.name}.{step}",
+                f"--job-name={self._job_prefix}.{step}",
                 f"--cpus-per-task={max(1, math.ceil(cpus))}",
                 "--no-requeue",
                 f"--chdir={os.getcwd()}",
@@ -460,6 +466,9 @@ class SlurmBackend(Backend):
             raise WorkflowError(
                 f"job {step!r}: sbatch did not take it ({self._where()}): {text}", step=step
             )
+        if self._closed:  # the run ended while sbatch ran: nobody waits for this job
+            self._cmd("scancel", job_id, timeout=10)
+            raise WorkflowError(f"job {step!r}: the run ended while it was submitted", step=step)
         return job_id
 
     # ------------------------------------------------------------------ watching
@@ -491,7 +500,7 @@ class SlurmBackend(Backend):
                 if not sub.tasks:
                     self._subs.remove(sub)
                     if not sub.failed:
-                        shutil.rmtree(sub.dir, ignore_errors=True)
+                        await asyncio.to_thread(shutil.rmtree, sub.dir, ignore_errors=True)
             interval = POLL_MIN_S if progress else min(POLL_MAX_S, interval * 1.5)
 
     def _collect(self, sub: _Submission) -> bool:
@@ -634,6 +643,7 @@ class SlurmBackend(Backend):
 
     def close(self) -> None:
         """Cancel this run's jobs still out (Ctrl-C, a timeout, a stop after a failure)."""
+        self._closed = True
         if self._poller is not None:
             with contextlib.suppress(RuntimeError):  # its loop may be closed already
                 self._poller.cancel()

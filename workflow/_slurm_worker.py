@@ -4,9 +4,9 @@ It reads ``DIR/in/<task>.pkl`` — ``(fn, calls, retries)``, written by ``_slurm
 cloudpickle — runs the chunk with :func:`~reflow.workflow._backends.run_chunk`, and writes
 ``[(index, ok, value)]`` to ``DIR/out/<task>.pkl`` atomically (a temporary file, then
 ``os.replace``), so the driver never reads half a file. ``<task>`` is ``SLURM_ARRAY_TASK_ID``
-(``0`` for a plain job). A value that does not pickle fails its element with a message
-instead of losing the chunk. Anything else that goes wrong exits non-zero with a message on
-stderr, which the driver quotes with the job's Slurm state.
+(``0`` for a plain job). A value that does not pickle, or a ``SystemExit`` from the job, fails
+its element with a message instead of losing the chunk. Anything else that goes wrong exits
+non-zero with a message on stderr, which the driver quotes with the job's Slurm state.
 """
 
 from __future__ import annotations
@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-    results = _picklable(run_chunk(fn, calls, retries))
+    results: Results = []
+    for call in calls:
+        try:
+            results.extend(run_chunk(fn, [call], retries))
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: fail the element only
+            results.append((call[0], False, f"{type(exc).__name__}: {exc}"))
+    results = _picklable(results)
     out = base / "out" / f"{task}.pkl"
     tmp = out.with_name(f".{task}.{os.getpid()}.tmp")
     data: Any = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)

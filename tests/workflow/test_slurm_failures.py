@@ -36,6 +36,14 @@ def _failing_flow() -> Workflow:
         sys.stderr.flush()
         os._exit(3)
 
+    @wf.job
+    def exits() -> int:
+        sys.exit(4)
+
+    @wf.job
+    def unpicklable() -> object:
+        return threading.Lock()
+
     @wf.job(time="1")
     def slow() -> int:
         time.sleep(300)
@@ -100,6 +108,8 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunRepor
     ("step", "fragments"),
     [
         ("boom", ["Slurm job {id}: ValueError: boom-7", "Traceback"]),
+        ("exits", ["Slurm job {id}: SystemExit: 4"]),
+        ("unpicklable", ["Slurm job {id}: the result of element 0 does not pickle: TypeError"]),
         ("die", ["Slurm job {id} of job 'die' ended FAILED", "dying-now"]),
         (
             "slow",
