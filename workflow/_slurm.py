@@ -56,6 +56,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -170,6 +171,7 @@ class _Submission:
     cancel_pending: bool = False
     failed: bool = False
     lost_since: float | None = None
+    abandoned: bool = False  # its tasks were failed without Slurm saying they ended
 
     def label(self, task: int) -> str:
         return f"{self.job_id}_{task}" if self.array else self.job_id
@@ -228,6 +230,9 @@ class SlurmBackend(Backend):
         self._poller: asyncio.Task[None] | None = None
         self._count = 0
         self._closed = False
+        self._finished: list[Path] = []
+        self._lock = threading.Lock()
+        self._out: set[str] = set()  # job ids submitted and not yet finished
         self.submitted = 0  # sbatch calls that made a job
 
     # ------------------------------------------------------------------ slurm commands
@@ -466,10 +471,14 @@ class SlurmBackend(Backend):
             raise WorkflowError(
                 f"job {step!r}: sbatch did not take it ({self._where()}): {text}", step=step
             )
-        if self._closed:  # the run ended while sbatch ran: nobody waits for this job
-            self._cmd("scancel", job_id, timeout=10)
-            raise WorkflowError(f"job {step!r}: the run ended while it was submitted", step=step)
-        return job_id
+        # known to close() from now on, even before the loop gets to register it
+        with self._lock:
+            if not self._closed:
+                self._out.add(job_id)
+                return job_id
+        # the run ended while sbatch ran: nobody waits for this job
+        self._cmd("scancel", job_id, timeout=10)
+        raise WorkflowError(f"job {step!r}: the run ended while it was submitted", step=step)
 
     # ------------------------------------------------------------------ watching
 
@@ -499,8 +508,11 @@ class SlurmBackend(Backend):
                     )
                 if not sub.tasks:
                     self._subs.remove(sub)
+                    if not sub.abandoned:  # an abandoned one may still run: close cancels it
+                        with self._lock:
+                            self._out.discard(sub.job_id)
                     if not sub.failed:
-                        await asyncio.to_thread(shutil.rmtree, sub.dir, ignore_errors=True)
+                        self._finished.append(sub.dir)  # removed at close
             interval = POLL_MIN_S if progress else min(POLL_MAX_S, interval * 1.5)
 
     def _collect(self, sub: _Submission) -> bool:
@@ -636,21 +648,26 @@ class SlurmBackend(Backend):
         self._resolve(sub, k, [(i, False, text) for i, _ in sub.tasks[k].calls])
 
     def _fail_all(self, sub: _Submission, text: str) -> None:
-        sub.failed = True
+        sub.failed = sub.abandoned = True
         for k in list(sub.tasks):
             calls = sub.tasks[k].calls
             self._resolve(sub, k, [(i, False, text) for i, _ in calls])
 
     def close(self) -> None:
         """Cancel this run's jobs still out (Ctrl-C, a timeout, a stop after a failure)."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            ids = sorted(self._out, key=int)
+            self._out.clear()
         if self._poller is not None:
             with contextlib.suppress(RuntimeError):  # its loop may be closed already
                 self._poller.cancel()
-        ids = [s.job_id for s in self._subs if s.tasks]
         self._subs.clear()
         if ids:
             self._cmd("scancel", *ids, timeout=10)
+        for d in self._finished:
+            shutil.rmtree(d, ignore_errors=True)
+        self._finished.clear()
 
 
 def _indices(text: str) -> list[int]:

@@ -93,5 +93,8 @@ def test_ctrl_c_cancels_the_runs_jobs(slurm: SlurmCluster, tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode != 0, out
-    assert show_job(slurm, jid).get("JobState") == "CANCELLED", out
+    deadline = time.monotonic() + 20
+    while show_job(slurm, jid).get("JobState") != "CANCELLED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert show_job(slurm, jid).get("JobState") == "CANCELLED", (show_job(slurm, jid), out)
     assert "KeyboardInterrupt" in out
