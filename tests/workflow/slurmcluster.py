@@ -6,31 +6,40 @@ What a single-node Slurm 22.05 needs in a container (found by running it here, a
 systemd and no cgroup v1/v2 delegation):
 
 - its own ``munged``: a fresh 1024-byte key (mode 0400), its socket, pid, log and seed files in
-  the temp dir, and ``--force`` (``-f``), since munged refuses to run as root or with a key dir
-  it considers insecure otherwise. ``AuthType=auth/munge`` with ``AuthInfo=socket=<that
-  socket>`` sends the daemons *and* the clients (``sbatch``, ``squeue`` read ``SLURM_CONF``)
-  to it; ``CredType=cred/munge`` follows ``AuthInfo``.
-- ``SlurmUser=root`` and ``SlurmdUser=root``: the tests run as root, and ``slurmctld`` drops
-  to ``SlurmUser`` (default ``slurm``) otherwise, which cannot write the temp dir.
-- no cgroup plugin: ``ProctrackType=proctrack/linuxproc``, ``TaskPlugin=task/none``,
-  ``JobAcctGatherType=jobacct_gather/linux`` (a poll of /proc, no cgroup) with
-  ``JobAcctGatherParams=OverMemoryKill`` so that a job over its ``--mem`` is killed
-  (``OUT_OF_MEMORY``) by that poll; cgroup.conf is never read then.
+  the temp dir, and ``--force`` (``-f``): munged checks the permissions of every directory on
+  its paths and refuses a socket under a 0700 ``mktemp -d`` dir ("Socket is inaccessible:
+  execute permissions for all required on ..."); the fixture makes its dir 0755 as well.
+  ``AuthType=auth/munge`` with ``AuthInfo=socket=<that socket>`` sends the daemons *and* the
+  clients (``sbatch``, ``squeue`` read ``SLURM_CONF``) to it.
+- ``SlurmUser=root`` and ``SlurmdUser=root``: the tests run as root, and the package's
+  ``slurm`` user would need the temp dir's state and spool paths made its own.
+- no cgroup plugin: with ``ProctrackType=proctrack/cgroup`` (or ``task/cgroup``) the node
+  registers, but every batch step dies at once — slurmstepd logs "cgroup namespace 'freezer'
+  not mounted. aborting" / "cannot create proctrack context for proctrack/cgroup" (no cgroup
+  v1 freezer, no delegated v2 tree in the container). So ``ProctrackType=proctrack/linuxproc``,
+  ``TaskPlugin=task/none``, and ``JobAcctGatherType=jobacct_gather/linux`` (a poll of /proc)
+  with ``JobAcctGatherParams=OverMemoryKill``, which kills a job over its ``--mem``; such a
+  job ends ``FAILED`` (not ``OUT_OF_MEMORY``, which needs the cgroup plugin) with
+  slurmstepd's "exceeded memory limit" on its stderr. The ``mpi/pmix`` errors in the logs are
+  harmless (no PMIx library; ``MpiDefault=none``).
 - ``NodeName=localhost NodeAddr=127.0.0.1`` and ``slurmd -N localhost``: the container's
   hostname need not resolve; ``SlurmctldHost=localhost``.
 - non-default ``SlurmctldPort``/``SlurmdPort`` (free ports), so it does not clash with another
   Slurm on the machine; every pid, log, state and spool path in the temp dir.
-- ``SchedulerParameters=sched_min_interval=100000``: the main scheduler may run every 0.1 s,
-  not every 2 s, so array tasks start as soon as a CPU is free; ``DefMemPerCPU=256``: under
-  ``CR_Core_Memory`` a job without ``--mem`` would otherwise get the whole node's memory, and
-  only one would run at a time.
+- ``SchedulerParameters=sched_min_interval=100000,batch_sched_delay=0``: the main scheduler
+  may run every 0.1 s (default 2 s) and batch jobs are not held back (default 3 s), so array
+  tasks start as soon as a CPU is free (a 3-step fan-out of 6 took 15.5 s before, 7.7 s after);
+  ``DefMemPerCPU=256``: under ``CR_Core_Memory`` a job without ``--mem`` would otherwise get
+  the whole node's memory, and only one would run at a time.
 - ``MinJobAge=600``: with no ``slurmdbd`` there is no ``sacct``, so a finished job's state
   (``FAILED``, ``TIMEOUT``...) is read from ``squeue --states=all``, which keeps it that long.
-- ``KillWait=2`` and ``OverTimeLimit=0``: a job over its ``--time`` ends within seconds of it
-  (Slurm checks limits every ~30 s by default; ``SchedulerParameters`` cannot lower that, so
-  a TIMEOUT takes up to about 30 s plus the limit).
-- the daemons run in the foreground (``-D``) as children of the test process, so killing them
-  by pid is exact; ``sinfo`` shows the node ``idle`` some seconds after start.
+- ``KillWait=2``, ``OverTimeLimit=0``: a job over its ``--time`` is killed at slurmctld's next
+  limit check (about every 30 s, not configurable), 2 s after its SIGTERM; one minute being the
+  smallest limit, a TIMEOUT takes 60-90 s.
+- a second partition ``short`` (``MaxTime=1``), for the refusal of a longer ``time``.
+- the daemons run in the foreground (``-D``) as children of the test process, killed by pid;
+  job processes (slurmstepd double-forks, so they are not slurmd's children) are found by the
+  ``SLURM_CONF`` in their environment. ``sinfo`` shows the node ``idle`` 1-2 s after start.
 
 Used by ``test_slurm_*.py`` (module-scoped fixture ``slurm``); skipped, with the reason, when the
 binaries are absent (``.ci/run`` installs ``slurm-wlm munge``).

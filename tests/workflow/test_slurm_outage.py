@@ -55,7 +55,7 @@ def test_controller_killed_mid_run_fails_in_bounded_time(
     assert killed_at, "the job never ran"
     # LOST_AFTER_S plus squeue's own ~10 s of retries against a dead controller, and the
     # scancel at close that cannot reach it either
-    assert done - killed_at[0] < 60
+    assert done - killed_at[0] < 90
     text = err.value.report.steps["long"].failures[0]
     assert "the Slurm controller (SLURM_CONF=" in text
     assert "was unreachable for 3 s while job 'long' ran as Slurm job" in text
