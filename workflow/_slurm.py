@@ -6,13 +6,14 @@ the partition (``None``: the cluster's default one). Results come back to this p
 Merkle cache, the events and the report work as with the local backend.
 
 Submission. All chunks of one array job (see ``_run``) become ONE ``sbatch --array=0-K%L``
-job, ``L`` being the job's ``array_limit`` (no ``%L`` without one); a plain job is one plain
+job, ``L`` being the job's ``array_limit``, else the run's ``max_workers`` (no ``%L``
+without either); a plain job is one plain
 ``sbatch`` job. ``K`` above the cluster's ``MaxArraySize`` splits the chunks over several array
 jobs, each after the previous one (``--dependency=afterany``) when there is a limit, so ``L``
 still bounds what runs at once. The decorator's resources map to ``--cpus-per-task`` (``cpus``
 rounded up, at least 1), ``--mem`` (``mem``, in MiB), ``--time`` (``time``, Slurm's own
-formats: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``) and ``--partition``; the
-job name is ``<run dir name>.<step>``.
+formats: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``) and ``--partition``
+(``"a,b"``: any of them); the job name is ``<run dir name>.<step>``.
 
 Files. Each submission has a directory ``<run_dir>/.reflow-slurm/<step>-<n>/`` (the run dir
 must be on a file system the nodes share): ``in/<task>.pkl`` holds ``(fn, calls, retries)``,
@@ -213,7 +214,9 @@ class SlurmBackend(Backend):
             part = getattr(spec, "partition", None) or partition
             self._partition(part, spec.name)
             self._partition_of[spec.name] = part
-            most = limits.get(part or self._default or "")
+            # the longest MaxTime of the partitions named (one without a limit: none)
+            caps = [limits.get(n) for n in (part or self._default or "").split(",")]
+            most = None if None in caps else max(caps, key=lambda c: c[0] if c else 0)
             want = _minutes(tlimit) if tlimit is not None else None
             if most is not None and want is not None and want > most[0]:
                 raise WorkflowError(
@@ -221,8 +224,9 @@ class SlurmBackend(Backend):
                     f"{part or self._default!r} allows at most {most[1]}",
                     step=spec.name,
                 )
-        total = sum(n.cpus for n in self._nodes.get(partition or self._default or "", []))
+        total = sum(n.cpus for n in self._partition(partition, None))
         self.slots = max(1, min(workers, total) if workers else total)
+        self._workers = workers
         self._max_array = self._read_max_array()
         self._batches: dict[tuple[Any, ...], list[tuple[Calls, asyncio.Future[Results]]]] = {}
         self._launching: set[asyncio.Task[None]] = set()
@@ -308,15 +312,20 @@ class SlurmBackend(Backend):
         # task ids run up to MaxArraySize - 1: that many tasks per array job
         return max(1, int(m.group(1))) if m else 1001
 
-    def _partition(self, part: str | None, step: str) -> list[_Node]:
-        name = part or self._default
-        if name is None or name not in self._nodes:
-            known = ", ".join(sorted(self._nodes)) or "none"
-            what = f"partition {_show(part)}" if part else "a default partition"
-            raise WorkflowError(
-                f"job {step!r}: the Slurm cluster has no {what} (partitions: {known})", step=step
-            )
-        return self._nodes[name]
+    def _partition(self, part: str | None, step: str | None) -> list[_Node]:
+        """The nodes of ``part`` (``"a,b"``: any of them, as sbatch takes it)."""
+        names = (part or self._default or "").split(",")
+        nodes: list[_Node] = []
+        for name in names:
+            if name not in self._nodes:
+                known = ", ".join(sorted(self._nodes)) or "none"
+                what = f"partition {_show(name if part else None)}" if part else "default partition"
+                who = f"job {step!r}: " if step else ""
+                raise WorkflowError(
+                    f"{who}the Slurm cluster has no {what} (partitions: {known})", step=step
+                )
+            nodes.extend(self._nodes[name])
+        return nodes
 
     # ------------------------------------------------------------------ backend protocol
 
@@ -383,6 +392,7 @@ class SlurmBackend(Backend):
         batch: list[tuple[Calls, asyncio.Future[Results]]],
     ) -> None:
         step, _, part, cpus, memory, tlimit, retries, limit, on_error, array = key
+        limit = limit or self._workers  # max_workers bounds what runs at once, as locally
         groups = [batch[i : i + self._max_array] for i in range(0, len(batch), self._max_array)]
         after: str | None = None
         for group in groups:

@@ -130,14 +130,20 @@ class SlurmCluster:
                 proc.kill()
 
     def jobs(self) -> list[psutil.Process]:
+        # /proc/<pid>/environ read raw: slurmstepd rewrites its title over that area, padding
+        # with NULs, and psutil.environ() stops at the first empty entry
         mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+        tag = f"SLURM_CONF={self.conf}".encode() + b"\0"
         found = []
         for proc in psutil.process_iter():
-            try:
-                if proc.pid not in mine and proc.environ().get("SLURM_CONF") == str(self.conf):
-                    found.append(proc)
-            except psutil.Error:
+            if proc.pid in mine:
                 continue
+            try:
+                environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if b"\0" + tag in environ or environ.startswith(tag):
+                found.append(proc)
         return found
 
 

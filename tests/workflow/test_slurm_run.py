@@ -120,20 +120,27 @@ def _timed_flow(limit: int | None) -> Workflow:
     return wf
 
 
-@pytest.mark.parametrize("limit", [1, None])
-def test_array_limit_honoured(slurm: SlurmCluster, tmp_path: Path, limit: int | None) -> None:
-    if limit is None and slurm.cpus < 2:
+@pytest.mark.parametrize(
+    ("limit", "workers", "throttle"),
+    [(1, None, "1"), (None, 1, "1"), (None, None, None)],
+    ids=["array_limit", "max_workers", "none"],
+)
+def test_array_limit_honoured(
+    slurm: SlurmCluster, tmp_path: Path, limit: int | None, workers: int | None, throttle: str
+) -> None:
+    if throttle is None and slurm.cpus < 2:
         pytest.skip("one CPU: nothing to compare the limit with")
-    rep = _timed_flow(limit).run(tmp_path / f"lim{limit}", backend="slurm")
+    name = f"lim{limit}{workers}"
+    rep = _timed_flow(limit).run(tmp_path / name, backend="slurm", max_workers=workers)
     most = _overlap(rep["hold"])
-    (jid,) = job_ids(slurm, f"lim{limit}.hold")
+    (jid,) = job_ids(slurm, f"{name}.hold")
     task = show_job(slurm, f"{jid}_0")
-    if limit is None:
+    if throttle is None:
         assert most >= 2, rep["hold"]
-        assert "ArrayTaskThrottle" not in task or task["ArrayTaskThrottle"] in ("0", "")
+        assert task.get("ArrayTaskThrottle", "0") == "0"
     else:
         assert most == 1, rep["hold"]
-        assert task.get("ArrayTaskThrottle") == "1"
+        assert task.get("ArrayTaskThrottle") == throttle
 
 
 def test_cached_second_run_submits_nothing(slurm: SlurmCluster, tmp_path: Path) -> None:
@@ -219,6 +226,8 @@ PartitionName=debug Nodes=localhost Default=YES
     [
         ({}, "nosuch", None, WorkflowError, "no partition 'nosuch' (partitions: debug, short)"),
         ({}, 7, None, WorkflowError, "the Slurm partition must be a name, got 7"),
+        ({}, "debug,nosuch", None, WorkflowError, "has no partition 'nosuch'"),
+        ({}, "debug,", None, WorkflowError, "has no partition ''"),
         ({"time": "5"}, "short", None, WorkflowError, "partition 'short' allows at most 1:00"),
         ({"time": "1-0"}, "short", None, WorkflowError, "asks for time=1-0 but Slurm partition"),
         ({"time": True}, None, None, WorkflowError, "time must be a Slurm time limit"),
