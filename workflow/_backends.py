@@ -91,27 +91,39 @@ def _interrupt(ident: int | None) -> None:
         )
 
 
+#: how long a process started for a time-limited call may take to start (not counted in the
+#: call's limit)
+START_S = 120.0
+
+
 def _killable_call(conn: Any, fn: Callable[..., Any], calls: Calls, retries: int) -> None:
+    conn.send("started")
     conn.send(run_chunk(fn, calls, retries))
     conn.close()
 
 
 def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: float) -> Any:
-    """One call in a process of its own, killed at ``limit`` seconds: ``None`` then."""
+    """One call in a process of its own, killed ``limit`` seconds after it started: ``None``
+    then."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_killable_call, args=(child, fn, calls, retries), daemon=True)
     proc.start()
     child.close()
+
+    def ended() -> Results:
+        proc.join(5)
+        code = proc.exitcode
+        return [(i, False, f"the worker process ended with exit code {code}") for i, _ in calls]
+
     try:
-        if parent.poll(limit):
-            try:
+        try:
+            if not parent.poll(START_S) or parent.recv() != "started":
+                return ended()
+            if parent.poll(limit):
                 return parent.recv()
-            except EOFError:
-                pass
-            proc.join(5)
-            code = proc.exitcode
-            return [(i, False, f"the worker process ended with exit code {code}") for i, _ in calls]
+        except (EOFError, OSError):
+            return ended()
         return None
     finally:
         if proc.is_alive():

@@ -100,7 +100,7 @@ def _step_state(rep: StepReport, run_cancelled: bool) -> str:
         return "succeeded"
     if rep.status in ("pending", "running"):
         return rep.status
-    if rep.status == "skipped" or (rep.reason == "cancelled" and not rep.failures):
+    if rep.status == "skipped" or (rep.reason.startswith("cancelled") and not rep.failures):
         return "cancelled"
     if run_cancelled and rep.skipped and not rep.failures:
         return "cancelled"
@@ -435,7 +435,8 @@ class Run(RunReport):
                 if st.get(k):
                     counts += f", {st[k]} {k}"
             part = f"  partition={st['partition']}" if st.get("partition") else ""
-            lines.append(f"  {name:<{width}}  {st['state']:<9}  {counts}{part}")
+            why = f"  ({st['reason']})" if st.get("reason") else ""
+            lines.append(f"  {name:<{width}}  {st['state']:<9}  {counts}{part}{why}")
             for e in st.get("errors", []):
                 where = "" if e["index"] is None else f"[{e['index']}]"
                 text = e["error"] if errors else (str(e["error"]).splitlines() or [""])[0]

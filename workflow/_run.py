@@ -270,9 +270,13 @@ class _Run:
         rep.elapsed = time.perf_counter() - t0
         if rep.status == "running":  # cancelled before it could finish
             rep.status = "skipped"
-        if spec.name in self.cancelled_steps or self.cancelled:
+        cancelled = spec.name in self.cancelled_steps or self.cancelled
+        if cancelled:
             rep.reason = rep.reason or "cancelled"
         self.hooks.progress()
+        if rep.status == "failed" and cancelled and not rep.failures:
+            ctx.done({"out": Message.object({"step": step, "status": "cancelled"})})
+            return
         if rep.status == "failed":
             if self.on_error == "stop":
                 self.stopped = True
@@ -417,7 +421,9 @@ class _Run:
         if rep.failures or rep.skipped:
             done = n - len(rep.failures) - len(rep.skipped)
             rep.status = "partial" if done and self.on_error == "continue" else "failed"
-            if not rep.failures:
+            if self.cancelled or spec.name in self.cancelled_steps:
+                rep.reason = f"cancelled: {len(rep.skipped)} elements not run"
+            elif not rep.failures:
                 rep.reason = f"{len(rep.skipped)} elements had failed inputs"
         else:
             rep.status = "cached" if n and rep.cached == n else "done"
