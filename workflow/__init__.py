@@ -376,10 +376,12 @@ class Workflow(Flow):
         first failure) or ``"continue"`` (run what does not depend on a failure and return
         the run); ``on_network`` is called with the compiled :class:`Network` before it runs
         (to subscribe to its events); ``store_path`` the run index file (default
-        ``<cache dir>/workflow-runs.sqlite``)."""
-        return self.run(
+        ``<cache dir>/workflow-runs.sqlite``). A job parameter named like one of
+        :meth:`run`'s options (``backend``, ``address``) is a keyword here too."""
+        return self._new_run(
             run_dir,
             backend="local",
+            address=None,
             params=params,
             max_workers=max_workers,
             processes=processes,
@@ -390,7 +392,8 @@ class Workflow(Flow):
             timeout=timeout,
             on_network=on_network,
             store_path=store_path,
-            **job_params,
+            background=False,
+            job_params=job_params,
         )
 
     def run(
@@ -439,7 +442,7 @@ class Workflow(Flow):
         self,
         run_dir: str | Path | None = None,
         *,
-        executor: str = "local",
+        executor: str | None = "local",
         address: str | None = None,
         params: Mapping[str, Any] | None = None,
         max_workers: int | None = None,
@@ -458,6 +461,8 @@ class Workflow(Flow):
         ``"ray"``, ``"slurm"``); the options and parameters are :meth:`run`'s. Definition and
         parameter errors are raised here, before anything starts; a failure while it runs is
         in its status, and ``wait()`` raises it as :meth:`run` would."""
+        if executor is None:
+            executor = "local"
         if not isinstance(executor, str) or executor not in BACKENDS:
             shown = executor if isinstance(executor, str) else type(executor).__name__
             raise ParamError(

@@ -300,7 +300,7 @@ class Run(RunReport):
             self._last_write = time.monotonic()
             try:
                 self._index.put(self._snapshot(errors=True))
-            except WorkflowError as exc:
+            except Exception as exc:  # a record that cannot be written never fails the run
                 self._index_ok = False
                 log.warning("run %s is not recorded any more: %s", self.run_id, exc)
 
@@ -324,7 +324,7 @@ class Run(RunReport):
                 snap["status"] = "failed"
                 snap["note"] = (
                     f"the process that ran it (pid {owner.get('pid')} on {owner.get('host')}) "
-                    f"is gone; it stopped while {snap.get('status_was', 'running')}"
+                    "is gone: it ended without finishing the run (killed or crashed)"
                 )
                 for step in snap.get("steps", {}).values():
                     if step.get("state") in ("pending", "running"):
@@ -344,10 +344,7 @@ class Run(RunReport):
             if not errors:
                 for step in snap.get("steps", {}).values():
                     for e in step.get("errors", []):
-                        e["error"] = (
-                            str(e.get("error", "")).splitlines()[0:1][0:1]
-                            and str(e.get("error", "")).splitlines()[0]
-                        )
+                        e["error"] = (str(e.get("error", "")).splitlines() or [""])[0]
             return snap
         cancelled = self._cancel_asked
         steps: dict[str, Any] = {}
@@ -356,12 +353,11 @@ class Run(RunReport):
             if task is not None and name != task:
                 continue
             spec = self._plan.jobs[name] if self._plan is not None else None
-            idx: list[int | None] = (
-                sorted(rep.failures) if rep.array else ([None] if rep.failures else [])
-            )
+            failures = dict(rep.failures)  # one C-level copy: the run may be adding to it
+            idx: list[int | None] = sorted(failures) if rep.array else ([None] if failures else [])
             errs = []
             for i in idx[:MAX_ERRORS]:
-                text = rep.failures[0 if i is None else i]
+                text = failures[0 if i is None else i]
                 text = text if errors else (text.splitlines() or [""])[0]
                 errs.append({"index": i, "error": text[:MAX_ERROR_CHARS]})
             total = rep.elements if rep.array else 1
@@ -370,7 +366,7 @@ class Run(RunReport):
                 "array": rep.array,
                 "total": total,
                 "done": rep.done,
-                "failed": len(rep.failures),
+                "failed": len(failures),
                 "skipped": len(rep.skipped) if rep.array else int(rep.status == "skipped"),
                 "cached": rep.cached,
                 "partition": spec.partition if spec is not None else None,
