@@ -160,6 +160,7 @@ class Run(RunReport):
         self._lock = threading.Lock()
         self._last_write = 0.0
         self._cancel_asked = False
+        self._step_cancels: set[str] = set()
         self._foreign: dict[str, Any] | None = None  # the record of a run of another process
         self._prior: dict[str, Any] = {}
         _LIVE[run_id] = self
@@ -177,6 +178,7 @@ class Run(RunReport):
         self._error = None
         self._state = "running"
         self._cancel_asked = False
+        self._step_cancels = set()
         rec = _Recorder(self)
         rec.prior = self._prior or None
         rec.retry_steps = retry_steps
@@ -230,6 +232,8 @@ class Run(RunReport):
     def _live_started(self, run: _Run) -> None:
         self._live = run
         self.steps = run.report
+        for step in self._step_cancels:
+            run.cancel(step)
         if self._cancel_asked:
             run.cancel()
 
@@ -507,8 +511,10 @@ class Run(RunReport):
             self._cancel_asked = True
             if live is not None:
                 live.cancel()
-        elif live is not None:
-            live.cancel(task)
+        else:
+            self._step_cancels.add(task)
+            if live is not None:
+                live.cancel(task)
         self._write(force=True)
 
     def retry(self, *, task: str | None = None) -> Run:
