@@ -358,7 +358,7 @@ class Run(RunReport):
                 continue
             spec = self._plan.jobs[name] if self._plan is not None else None
             failures = dict(rep.failures)  # one C-level copy: the run may be adding to it
-            idx: list[int | None] = sorted(failures) if rep.array else ([None] if failures else [])
+            idx: list[int | None] = [*sorted(failures)] if rep.array else [None] * bool(failures)
             errs = []
             for i in idx[:MAX_ERRORS]:
                 text = failures[0 if i is None else i]

@@ -76,11 +76,12 @@ def _iso(value: datetime | str | None, what: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
+        text = value
         try:
-            value = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(text)
         except ValueError:
             raise RunIndexError(
-                f"{what} must be a datetime or an ISO-8601 date, got {value[:60]!r}", path=""
+                f"{what} must be a datetime or an ISO-8601 date, got {text[:60]!r}", path=""
             ) from None
     if not isinstance(value, datetime):
         raise RunIndexError(f"{what} must be a datetime, got {type(value).__name__}", path="")
