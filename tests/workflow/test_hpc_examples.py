@@ -605,3 +605,58 @@ def test_reference_describe_is_json_and_text() -> None:
         "step_a [job]: x: str (param x)",
         "step_b [array job]: item <- fanout step_a",
     ]
+
+
+# ---------------------------------------------------------------------- the Run handle on Ray
+
+
+@pytest.mark.slow
+def test_on_ray_a_call_past_its_time_is_cancelled(ray_cluster: str, tmp_path: Path) -> None:
+    wf = Workflow("raytime")
+
+    @wf.job()
+    def items() -> list[int]:
+        return [0, 1]
+
+    @wf.job(array=True, time="0:2", mem="64M")
+    def spin(x: Annotated[int, Result(step="items")]) -> int:
+        while x == 1:
+            pass
+        return x
+
+    t0 = time.monotonic()
+    run = wf.run(tmp_path, backend="ray", address=ray_cluster, on_error="continue")
+    assert time.monotonic() - t0 < 30
+    assert run["spin"] == [0, None]
+    assert "element 1 of array job 'spin' ran past its time limit '0:2'" in str(
+        run.steps["spin"].failures[1]
+    )
+
+
+@pytest.mark.slow
+def test_on_ray_submit_cancel_and_retry(ray_cluster: str, tmp_path: Path) -> None:
+    wf = Workflow("raysub")
+
+    @wf.job()
+    def items() -> list[int]:
+        return list(range(16))
+
+    @wf.job(array=True, mem="64M")
+    def slow(x: Annotated[int, Result(step="items")]) -> int:
+        time.sleep(0.5)
+        return x
+
+    run = wf.submit(tmp_path, executor="ray", address=ray_cluster)
+    deadline = time.monotonic() + 60
+    while run.status(as_dict=True)["steps"]["slow"]["done"] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    run.cancel()
+    run.wait(30)
+    assert time.monotonic() - t0 < 10
+    snap = run.status(as_dict=True)
+    assert snap["status"] == "cancelled" and snap["backend"] == "ray"
+    assert 2 <= snap["steps"]["slow"]["done"] < 16
+    run.retry().wait(120)
+    assert run.ok and run["slow"] == list(range(16))
