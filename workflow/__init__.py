@@ -300,7 +300,7 @@ class Workflow(Flow):
                 f"timeout must be a number of seconds > 0, got {timeout!r}", param="timeout"
             )
         index: RunIndex | None = RunIndex(store_path)
-        run_id = make_run_id(self.name, index if store_path is not None else None)
+        run_id = make_run_id(self.name, index)
         if run_dir is None:
             path = default_run_dir(run_id)
         elif isinstance(run_dir, (str, os.PathLike)) and str(run_dir):

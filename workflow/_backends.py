@@ -39,7 +39,7 @@ from typing import Any
 
 from ._errors import JobTimeoutError, WorkflowDefinitionError, WorkflowError
 
-__all__ = ["Backend", "LocalBackend", "RayBackend", "parse_memory", "run_chunk"]
+__all__ = ["CANCELLED", "Backend", "LocalBackend", "RayBackend", "parse_memory", "run_chunk"]
 
 Calls = list[tuple[int, dict[str, Any]]]
 #: how often a backend waiting on Ray checks that the cluster is still there, and for how long
@@ -49,6 +49,8 @@ LOST_AFTER_S = float(os.environ.get("REFLOW_RAY_LOST_AFTER_S", "10"))
 #: how long an address is tried before ray.init is called at all
 CONNECT_S = 5.0
 Results = list[tuple[int, bool, Any]]
+#: how the failure of a call stopped by ``cancel()`` begins
+CANCELLED = "cancelled: "
 
 
 def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
@@ -376,7 +378,7 @@ class RayBackend(Backend):
             return [(i, False, text) for i, _ in calls]
         except ray.exceptions.RayError as exc:
             if step in self._cancelled or None in self._cancelled:
-                return [(i, False, f"cancelled: job {step!r}") for i, _ in calls]
+                return [(i, False, f"{CANCELLED}job {step!r}") for i, _ in calls]
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             text = (
                 f"the Ray cluster failed while running job {step!r}: {type(exc).__name__}: {first}"

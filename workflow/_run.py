@@ -38,7 +38,7 @@ from typing import Any
 from .._core._actor import Actor
 from .._core._messages import Message
 from .._core._network import Network
-from ._backends import Backend, LocalBackend, RayBackend
+from ._backends import CANCELLED, Backend, LocalBackend, RayBackend
 from ._cache import MISS, ResultCache, merkle, value_digest
 from ._errors import ParamError, WorkflowError, WorkflowFailed
 from ._flow import Plan, Wire
@@ -442,14 +442,17 @@ class _Run:
         limit = min(spec.array_limit or slots, slots)
         # one element per task under an explicit limit (it bounds what runs at once), else
         # chunks: a few tasks per worker, so trivial elements cost few event-loop wake-ups
-        # (and one per task under a time limit: the limit is each call's)
+        # (and one per task under a time limit, the limit being each call's; a batch system
+        # applies ``time`` to its own tasks)
+        whole = getattr(self.backend, "whole_arrays", False)
+        timed = spec.time_s is not None and not whole
         chunk = (
             1
-            if spec.array_limit is not None or spec.time_s is not None
+            if spec.array_limit is not None or timed
             else max(1, min(256, len(todo) // (limit * 8)))
         )
         chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-        if getattr(self.backend, "whole_arrays", False):
+        if whole:
             limit = len(chunks)  # all in one batch job; the backend applies array_limit
         it = iter(chunks)
         pending: set[asyncio.Future[Any]] = set()
@@ -485,6 +488,12 @@ class _Run:
                         rep.done += 1
                         if cache is not None:
                             to_store.append((st.keys[i], value))
+                    elif (
+                        isinstance(value, str)
+                        and value.startswith(CANCELLED)
+                        and (self.cancelled or spec.name in self.cancelled_steps)
+                    ):
+                        rep.skipped.append(i)  # stopped by cancel(), not a failure
                     else:
                         failed.append(i)
                         rep.failures[i] = value
@@ -502,6 +511,7 @@ class _Run:
             started = {i for i in rep.failures} | {
                 i for i in range(len(st.elements)) if st.elements[i] is not _FAILED
             }
+            started |= set(rep.skipped)
             rep.skipped.extend(i for i, _ in todo if i not in started)
         if stores:
             await asyncio.gather(*stores)

@@ -561,3 +561,21 @@ def test_runs_and_cancel_runs(two_runs: tuple[Workflow, Path], tmp_path: Path) -
     slow.wait(10)
     assert slow.status(as_dict=True)["status"] == "cancelled"
     assert wf.runs(status="succeeded", store_path=idx)[0]["run_id"] == a.run_id
+
+
+def test_partition_is_recorded_and_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wf = Workflow("part")
+
+    @wf.job(partition="gpu")
+    def train() -> int:
+        return 1
+
+    run = wf.run_local(tmp_path)  # locally the partition changes nothing
+    assert run["train"] == 1
+    assert run.status(as_dict=True)["steps"]["train"]["partition"] == "gpu"
+    run.status()
+    assert "partition=gpu" in capsys.readouterr().out
+    assert wf.plan().jobs["train"].partition == "gpu"  # what the Slurm backend reads
+    assert "partition gpu" in str(wf.describe())

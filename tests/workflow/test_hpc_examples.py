@@ -660,3 +660,39 @@ def test_on_ray_submit_cancel_and_retry(ray_cluster: str, tmp_path: Path) -> Non
     assert 2 <= snap["steps"]["slow"]["done"] < 16
     run.retry().wait(120)
     assert run.ok and run["slow"] == list(range(16))
+
+
+@parametrize_backends
+def test_demo_flow_with_array_job(go: Any) -> None:
+    """reflow-hpc's demo_flow.py: ``@wf.array_job(...)``, a RunDir in every task, a 1:1 chain."""
+    wf = Workflow("demo")
+
+    @wf.job()
+    def prepare(
+        start: Annotated[str, Param(help="Start date, ISO-8601")],
+        model: Annotated[Literal["era5", "icon", "cmip6"], Param(help="Model")] = "era5",
+        run_dir: RunDir = RunDir(),  # noqa: B008
+    ) -> list[str]:
+        return [f"{start}-a.nc", f"{start}-b.nc"]
+
+    @wf.array_job(cpus=1, time="00:10:00")
+    def convert(
+        nc_file: Annotated[str, Result(step="prepare")],
+        bucket: Annotated[str, Param(help="Target S3 bucket")],
+        run_dir: RunDir = RunDir(),  # noqa: B008
+    ) -> str:
+        return f"s3://{bucket}/{nc_file}.zarr"
+
+    @wf.array_job()
+    def validate(zarr_path: Annotated[str, Result(step="convert")]) -> str:
+        return f"ok:{zarr_path}"
+
+    @wf.job()
+    def finalize(validated: Annotated[list[str], Result(step="validate")]) -> str:
+        return f"{len(validated)} done"
+
+    run = go(wf, start="2025-01-01", bucket="b")
+    assert run["validate"] == ["ok:s3://b/2025-01-01-a.nc.zarr", "ok:s3://b/2025-01-01-b.nc.zarr"]
+    assert run["finalize"] == "2 done"
+    with pytest.raises(WorkflowDefinitionError, match="takes no array= option"):
+        wf.array_job(array=False)
