@@ -116,11 +116,23 @@ def check_name(name: Any, what: str) -> str:
     return name
 
 
-_WALLTIME = re.compile(r"(?:(\d{1,5})-)?(\d{1,7})(?::(\d{1,2}))?(?::(\d{1,2}))?")
+_WALLTIME = re.compile(r"(?:(\d{1,9})-)?(\d{1,9})(?::(\d{1,2}))?(?::(\d{1,2}))?")
 _WALLTIME_FORMATS = (
     "minutes ('30' or 30), 'M:S', 'H:M:S' ('02:00:00'), 'D-H', 'D-H:M' or 'D-H:M:S' "
-    "('1-12:00:00'), seconds and minutes below 60, hours after a day below 24, more than zero"
+    "('1-12:00:00'), with seconds and minutes below 60, hours after a day below 24, more than "
+    "zero, or 'INFINITE'"
 )
+
+
+def _shown(value: Any) -> str:
+    """``repr`` for a message, bounded (a hostile value may be huge or refuse ``repr``)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"<an int of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_walltime(value: Any, step: str) -> float | None:
@@ -130,15 +142,14 @@ def parse_walltime(value: Any, step: str) -> float | None:
         return None
 
     def bad(why: str = "") -> WorkflowDefinitionError:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         return WorkflowDefinitionError(
-            f"job {step!r}: time={shown} is not a walltime{why}; formats accepted: "
-            f"{_WALLTIME_FORMATS}",
+            f"job {step!r}: time must be a Slurm time limit — {_WALLTIME_FORMATS} — got "
+            f"{_shown(value)}{why}",
             step=step,
         )
 
     if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 < value < 10**7:
+        if not 0 < value < 10**9:
             raise bad(" (minutes must be more than zero)")
         return value * 60.0
     if not isinstance(value, str) or len(value) > 32:

@@ -158,6 +158,10 @@ BAD_WALLTIMES = [
     "1h",
     "2 hours",
     "9" * 40,
+    "9" * 5000,
+    10**5000,
+    "1:00\n--wrap=x",
+    "1-",
     0,
     -5,
     1.5,
@@ -166,7 +170,7 @@ BAD_WALLTIMES = [
 ]
 
 
-@pytest.mark.parametrize("walltime", BAD_WALLTIMES, ids=[repr(w)[:20] for w in BAD_WALLTIMES])
+@pytest.mark.parametrize("walltime", BAD_WALLTIMES, ids=[str(i) for i in range(len(BAD_WALLTIMES))])
 def test_malformed_walltimes_are_refused_at_decoration(walltime: Any) -> None:
     wf = Workflow("wt")
     t0 = time.perf_counter()
@@ -178,8 +182,8 @@ def test_malformed_walltimes_are_refused_at_decoration(walltime: Any) -> None:
 
     assert isinstance(info.value, ValueError)
     text = str(info.value)
-    assert "job 'step'" in text and "not a walltime" in text and "'H:M:S'" in text
-    assert len(text) < 400
+    assert "job 'step': time must be a Slurm time limit" in text and "'H:M:S'" in text
+    assert "got " in text and len(text) < 400
     assert time.perf_counter() - t0 < 1
     assert "step" not in wf
 
