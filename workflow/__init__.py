@@ -53,6 +53,7 @@ from ._errors import (
     WorkflowDefinitionError,
     WorkflowError,
     WorkflowFailed,
+    shown,
 )
 from ._flow import Flow, Plan
 from ._handle import Run, make_run_id
@@ -246,7 +247,7 @@ class Workflow(Flow):
                 hint = f". Did you mean {close[0]!r}?" if close else ""
                 known = ", ".join(sorted(plan.params)) or "none"
                 raise ParamError(
-                    f"{key!r} is neither a run option nor a parameter of workflow "
+                    f"{shown(key)} is neither a run option nor a parameter of workflow "
                     f"{self.name!r}{hint} (parameters: {known}; run options: "
                     f"{', '.join(RUN_OPTIONS)})",
                     param=key,
@@ -282,7 +283,7 @@ class Workflow(Flow):
         values = resolve_params(plan, self._job_params(plan, params, job_params))
         if isinstance(force_tasks, str) or not all(isinstance(t, str) for t in force_tasks or ()):
             raise ParamError(
-                f"force_tasks must be a list of step names, got {force_tasks!r:.80}",
+                f"force_tasks must be a list of step names, got {shown(force_tasks)}",
                 param="force_tasks",
             )
         if force is True or not force_tasks:
@@ -307,7 +308,7 @@ class Workflow(Flow):
             path = Path(run_dir).expanduser()
         else:
             raise ParamError(
-                f"run_dir must be a directory path, got {run_dir!r:.80}", param="run_dir"
+                f"run_dir must be a directory path, got {shown(run_dir)}", param="run_dir"
             )
         if store_path is None:
             # the default index: a run still runs when it cannot be recorded (a read-only home)
@@ -505,6 +506,10 @@ class Workflow(Flow):
     def cancel_runs(self, run_ids: Sequence[str], *, store_path: str | Path | None = None) -> None:
         """Cancel several runs still going (reflow-hpc's ``cancel_runs``); ended ones are
         skipped, an unknown id is a :class:`RunNotFoundError`."""
+        if isinstance(run_ids, str) or not all(isinstance(r, str) for r in run_ids):
+            raise ParamError(
+                f"cancel_runs() takes a list of run ids, got {shown(run_ids)}", param="run_ids"
+            )
         for run_id in run_ids:
             run = Run.attach(self, run_id, store_path=store_path)
             if not run.done():

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed
+from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed, shown
 from ._index import RunIndex, owner_alive
 from ._report import RunReport, StepReport
 from ._run import Hooks, PriorFailure, _Run, run_plan
@@ -454,7 +454,7 @@ class Run(RunReport):
             close = difflib.get_close_matches(str(task), names, n=1, cutoff=0.6)
             hint = f". Did you mean {close[0]!r}?" if close else ""
             raise StepNotFoundError(
-                f"run {self.run_id!r} has no step {task!r}{hint} (steps: {', '.join(names)})",
+                f"run {self.run_id!r} has no step {shown(task)}{hint} (steps: {', '.join(names)})",
                 name=str(task),
                 suggestion=close[0] if close else None,
             )
@@ -470,7 +470,9 @@ class Run(RunReport):
         :class:`RunStateError`); returns this run as its report. A run with
         ``on_error="stop"`` that failed raises :class:`WorkflowFailed`, as ``run_local``
         does."""
-        if timeout is not None and (isinstance(timeout, bool) or not timeout >= 0):
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0
+        ):
             raise RunStateError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
         if self._foreign is not None:
             deadline = None if timeout is None else time.monotonic() + timeout

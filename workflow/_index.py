@@ -114,7 +114,7 @@ class RunIndex:
             if not self._ready:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(where, timeout=BUSY_S, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, ValueError) as exc:
             raise RunIndexError(f"cannot open the run index {where!r}: {exc}", path=where) from exc
         try:
             if not self._ready:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._backends import parse_memory
-from ._errors import WorkflowDefinitionError
+from ._errors import WorkflowDefinitionError, shown
 from ._types import Param, Result, RunDir, literal_choices, markers, strip, type_hints
 
 __all__ = [
@@ -124,17 +124,6 @@ _WALLTIME_FORMATS = (
 )
 
 
-def _shown(value: Any) -> str:
-    """``repr`` for a message, bounded (a hostile value may be huge or refuse ``repr``)."""
-    if isinstance(value, int) and value.bit_length() > 64:
-        return f"<an int of {value.bit_length()} bits>"
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def parse_walltime(value: Any, step: str) -> float | None:
     """A job's ``time`` in seconds, read as Slurm reads ``--time`` (``"INFINITE"``: no limit);
     anything else is a :class:`WorkflowDefinitionError` listing the formats accepted."""
@@ -144,7 +133,7 @@ def parse_walltime(value: Any, step: str) -> float | None:
     def bad(why: str = "") -> WorkflowDefinitionError:
         return WorkflowDefinitionError(
             f"job {step!r}: time must be a Slurm time limit — {_WALLTIME_FORMATS} — got "
-            f"{_shown(value)}{why}",
+            f"{shown(value)}{why}",
             step=step,
         )
 

@@ -29,6 +29,7 @@ skipped, and the report says what happened.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +41,7 @@ from .._core._messages import Message
 from .._core._network import Network
 from ._backends import CANCELLED, Backend, LocalBackend, RayBackend
 from ._cache import MISS, ResultCache, merkle, value_digest
-from ._errors import ParamError, WorkflowError, WorkflowFailed
+from ._errors import ParamError, WorkflowError, WorkflowFailed, shown
 from ._flow import Plan, Wire
 from ._job import JobSpec, ParamInput, RunDirInput
 from ._report import RunReport, StepReport
@@ -86,11 +87,15 @@ def resolve_params(plan: Plan, given: Mapping[str, Any] | None) -> dict[str, Any
     import difflib
 
     for key in given:
+        if not isinstance(key, str):
+            raise ParamError(f"parameter names are strings, got {shown(key)}", param=shown(key))
         if key not in plan.params:
             close = difflib.get_close_matches(key, list(plan.params), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             known = ", ".join(sorted(plan.params)) or "none"
-            raise ParamError(f"unknown parameter {key!r}{hint} (parameters: {known})", param=key)
+            raise ParamError(
+                f"unknown parameter {shown(key)}{hint} (parameters: {known})", param=str(key)
+            )
     values: dict[str, Any] = {}
     for key, (p, users) in plan.params.items():
         if key in given:
@@ -638,10 +643,24 @@ def _forced(plan: Plan, force: bool | Sequence[str] | None) -> set[str]:
         return set(plan.order)
     if force is False or force is None:
         return set()
-    forced = {force} if isinstance(force, str) else set(force)
+    if isinstance(force, str):
+        forced = {force}
+    elif isinstance(force, (list, tuple, set, frozenset)) and all(
+        isinstance(f, str) for f in force
+    ):
+        forced = set(force)
+    else:
+        raise ParamError(
+            f"force must be True, False or a list of step names, got {shown(force)}",
+            param="force",
+        )
     unknown = sorted(forced - set(plan.order))
     if unknown:
-        raise WorkflowError(f"force names steps that do not exist: {unknown}")
+        close = difflib.get_close_matches(unknown[0], list(plan.order), n=1, cutoff=0.6)
+        hint = f". Did you mean {close[0]!r}?" if close else ""
+        raise ParamError(
+            f"force names steps that do not exist: {shown(unknown, 200)}{hint}", param="force"
+        )
     return forced
 
 

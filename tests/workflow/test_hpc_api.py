@@ -583,3 +583,37 @@ def test_partition_is_recorded_and_shown(
     assert "partition=gpu" in capsys.readouterr().out
     assert wf.plan().jobs["train"].partition == "gpu"  # what the Slurm backend reads
     assert "partition gpu" in str(wf.describe())
+
+
+HUGE = "x" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"),
+    [
+        (lambda wf, t: wf.run_local(t, **{HUGE: 1}), ParamError, "is neither a run option"),
+        (lambda wf, t: wf.run_local(t, params={HUGE: 1}), ParamError, "unknown parameter"),
+        (lambda wf, t: wf.run_local(t, params={1: 2}), ParamError, "parameter names are strings"),
+        (lambda wf, t: wf.run_local(t, force=5), ParamError, "force must be True, False"),
+        (lambda wf, t: wf.run_local(t, force=[HUGE]), ParamError, "do not exist"),
+        (lambda wf, t: wf.run_local(t, force=["wrok"]), ParamError, "Did you mean 'work'?"),
+        (lambda wf, t: wf.run_local(t, force_tasks=[3]), ParamError, "force_tasks must be"),
+        (lambda wf, t: wf.run_local(t).status(task=HUGE), StepNotFoundError, "has no step"),
+        (lambda wf, t: wf.run_local(t).wait(timeout="soon"), RunStateError, "timeout must be"),
+        (lambda wf, t: wf.cancel_runs("api-20261207-abcd"), ParamError, "list of run ids"),
+        (lambda wf, t: wf.run_local(t, store_path="/tmp/a\0b"), ReflowError, "run index"),
+        (lambda wf, t: wf.run_local(t, store_path=3), ReflowError, "must be a file path"),
+        (lambda wf, t: Result(steps=5), TypeError, "must be a list of step names"),  # type: ignore[arg-type]
+        (lambda wf, t: Result(step=HUGE * 0 or 7), TypeError, "must be a step name"),  # type: ignore[arg-type]
+    ],
+)
+def test_hostile_inputs_are_bounded_errors(
+    call: Any, error: type[Exception], fragment: str, tmp_path: Path
+) -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(error) as info:
+        call(_wf(), tmp_path / "r")
+    assert isinstance(info.value, ReflowError)
+    assert fragment in str(info.value), str(info.value)[:300]
+    assert len(str(info.value)) < 2000
+    assert time.perf_counter() - t0 < 5
