@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
@@ -34,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed, shown
-from ._index import RunIndex, owner_alive
+from ._index import RunIndex, owner, owner_alive
 from ._report import RunReport, StepReport
 from ._run import Hooks, PriorFailure, _Run, run_plan
 
@@ -152,6 +150,7 @@ class Run(RunReport):
         self._index = index
         self._index_ok = index is not None
         self._created = _now()
+        self._owner = owner()
         self._state = "pending"
         self._note: str | None = None
         self._error: BaseException | None = None
@@ -323,7 +322,7 @@ class Run(RunReport):
         snap = dict(self._foreign)
         if snap.get("status") in ("pending", "running"):
             owner = snap.get("owner") or {}
-            alive = owner_alive(owner.get("host"), owner.get("pid"))
+            alive = owner_alive(owner.get("host"), owner.get("pid"), owner.get("start"))
             if alive is False:
                 snap["status"] = "failed"
                 snap["note"] = (
@@ -394,7 +393,7 @@ class Run(RunReport):
             "options": _json_safe(
                 {k: v for k, v in self._options.items() if k not in ("on_network",)}
             ),
-            "owner": {"host": socket.gethostname(), "pid": os.getpid()},
+            "owner": self._owner,
             "note": self._note,
             "elapsed": round(self.elapsed, 6),
         }
