@@ -220,6 +220,7 @@ class Run(RunReport):
             )
         except WorkflowFailed as exc:
             report = exc.report
+            exc.report = self  # the same report API, and retry() from the exception
             if not self._cancel_asked:
                 self._error = exc
         except BaseException as exc:  # a backend that cannot start, a timeout, Ctrl-C

@@ -617,3 +617,25 @@ def test_hostile_inputs_are_bounded_errors(
     assert fragment in str(info.value), str(info.value)[:300]
     assert len(str(info.value)) < 2000
     assert time.perf_counter() - t0 < 5
+
+
+def test_workflow_failed_carries_the_run_to_retry(tmp_path: Path) -> None:
+    failing = {1}
+    wf = Workflow("wfr")
+
+    @wf.job()
+    def items() -> list[int]:
+        return [0, 1, 2]
+
+    @wf.job(array=True)
+    def work(x: Annotated[int, Result(step="items")]) -> int:
+        if x in failing:
+            raise RuntimeError("one")
+        return x
+
+    with pytest.raises(WorkflowFailed) as info:
+        wf.run_local(tmp_path)
+    run = info.value.report
+    assert isinstance(run, Run) and run.steps["work"].failures
+    failing.clear()
+    assert run.retry().ok and run["work"] == [0, 1, 2]
