@@ -36,6 +36,7 @@ import difflib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,13 @@ from .._core._network import Network
 from ._errors import (
     CacheError,
     JobTimeoutError,
+    MissingParamError,
     ParamError,
     RunIndexError,
     RunNotFoundError,
     RunStateError,
     StepNotFoundError,
+    UnknownExecutorError,
     WireTypeError,
     WorkflowCycleError,
     WorkflowDefinitionError,
@@ -60,6 +63,7 @@ from ._handle import Run, make_run_id
 from ._index import RunIndex, default_index_path
 from ._report import RunReport, StepReport
 from ._run import BACKENDS, check_options, resolve_params
+from ._states import RunState, TaskState
 from ._types import Param, Result, RunDir, describe_type
 
 __all__ = [
@@ -67,6 +71,7 @@ __all__ = [
     "Description",
     "Flow",
     "JobTimeoutError",
+    "MissingParamError",
     "Param",
     "ParamError",
     "Result",
@@ -76,13 +81,17 @@ __all__ = [
     "RunIndexError",
     "RunNotFoundError",
     "RunReport",
+    "RunState",
     "RunStateError",
     "StepNotFoundError",
     "StepReport",
+    "TaskState",
+    "UnknownExecutorError",
     "WireTypeError",
     "Workflow",
     "WorkflowCycleError",
     "WorkflowDefinitionError",
+    "WorkflowDescription",
     "WorkflowError",
     "WorkflowFailed",
 ]
@@ -99,6 +108,47 @@ class Description(dict[str, Any]):
 
     def __str__(self) -> str:
         return self.text
+
+
+@dataclass(frozen=True)
+class WorkflowDescription:
+    """What :meth:`Workflow.describe_typed` returns (reflow-hpc's typed description): the
+    fields of :meth:`Workflow.describe`'s dict, which :meth:`to_dict` gives back."""
+
+    name: str
+    description: str
+    tasks: tuple[dict[str, Any], ...]
+    cli_params: tuple[dict[str, Any], ...]
+    schema_version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "description": self.description,
+            "tasks": [dict(t) for t in self.tasks],
+            "cli_params": [dict(c) for c in self.cli_params],
+        }
+
+
+Store = RunIndex | str | os.PathLike[str]
+
+
+def _store_path(store: Store | None, store_path: str | Path | None) -> str | Path | None:
+    """``store=`` (reflow-hpc's: a :class:`RunIndex` or the index file's path) or
+    ``store_path=``, as the index file's path (``None``: the default index)."""
+    if store is None:
+        return store_path
+    if store_path is not None:
+        raise ParamError("give store= or store_path=, not both", param="store")
+    if isinstance(store, RunIndex):
+        return store.path
+    if isinstance(store, (str, os.PathLike)) and str(store):
+        return Path(store)
+    raise ParamError(
+        f"store must be a RunIndex or the path of a run index file, got {shown(store)}",
+        param="store",
+    )
 
 
 #: the run options of ``run_local``/``run``/``submit`` (anything else given by keyword must be
@@ -118,6 +168,7 @@ RUN_OPTIONS = (
     "timeout",
     "on_network",
     "store_path",
+    "store",
 )
 
 
@@ -224,6 +275,17 @@ class Workflow(Flow):
             "cli_params": cli_params,
         }
         return Description(data, "\n".join(lines))
+
+    def describe_typed(self) -> WorkflowDescription:
+        """:meth:`describe` as a :class:`WorkflowDescription` (reflow-hpc's typed form)."""
+        d = self.describe()
+        return WorkflowDescription(
+            name=d["name"],
+            description=d["description"],
+            tasks=tuple(d["tasks"]),
+            cli_params=tuple(d["cli_params"]),
+            schema_version=d["schema_version"],
+        )
 
     def _job_params(
         self, plan: Plan, params: Mapping[str, Any] | None, job_params: dict[str, Any]
@@ -361,6 +423,7 @@ class Workflow(Flow):
         timeout: float | None = None,
         on_network: Callable[[Network], None] | None = None,
         store_path: str | Path | None = None,
+        store: Store | None = None,
         **job_params: Any,
     ) -> Run:
         """Run every job on this machine; returns the finished :class:`Run` (a
@@ -392,7 +455,7 @@ class Workflow(Flow):
             on_error=on_error,
             timeout=timeout,
             on_network=on_network,
-            store_path=store_path,
+            store_path=_store_path(store, store_path),
             background=False,
             job_params=job_params,
         )
@@ -413,6 +476,7 @@ class Workflow(Flow):
         timeout: float | None = None,
         on_network: Callable[[Network], None] | None = None,
         store_path: str | Path | None = None,
+        store: Store | None = None,
         **job_params: Any,
     ) -> Run:
         """Run on a backend and return the finished :class:`Run`: ``"local"`` (as
@@ -434,7 +498,7 @@ class Workflow(Flow):
             on_error=on_error,
             timeout=timeout,
             on_network=on_network,
-            store_path=store_path,
+            store_path=_store_path(store, store_path),
             background=False,
             job_params=job_params,
         )
@@ -455,6 +519,7 @@ class Workflow(Flow):
         timeout: float | None = None,
         on_network: Callable[[Network], None] | None = None,
         store_path: str | Path | None = None,
+        store: Store | None = None,
         **job_params: Any,
     ) -> Run:
         """Start a run in the background and return its :class:`Run` at once (``status()``,
@@ -466,8 +531,8 @@ class Workflow(Flow):
             executor = "local"
         if not isinstance(executor, str) or executor not in BACKENDS:
             shown = executor if isinstance(executor, str) else type(executor).__name__
-            raise ParamError(
-                f"no executor {shown!r:.60}: this reflow runs workflows on "
+            raise UnknownExecutorError(
+                f"Unknown executor {shown!r:.60}: this reflow runs workflows on "
                 f"{', '.join(_available_backends())} (PBS, LSF, SGE and Flux are not provided)",
                 param="executor",
             )
@@ -484,14 +549,26 @@ class Workflow(Flow):
             on_error=on_error,
             timeout=timeout,
             on_network=on_network,
-            store_path=store_path,
+            store_path=_store_path(store, store_path),
             background=True,
             job_params=job_params,
         )
 
-    def attach(self, run_id: str, *, store_path: str | Path | None = None) -> Run:
+    def attach(
+        self, run_id: str, *, store_path: str | Path | None = None, store: Store | None = None
+    ) -> Run:
         """The :class:`Run` of a recorded run of this workflow (see :meth:`Run.attach`)."""
-        return Run.attach(self, run_id, store_path=store_path)
+        return Run.attach(self, run_id, store_path=_store_path(store, store_path))
+
+    def run_status(
+        self, run_id: str, store: Store | None = None, *, store_path: str | Path | None = None
+    ) -> dict[str, Any]:
+        """The status dict of a recorded run (reflow-hpc's ``run_status``): what
+        ``attach(run_id).status(as_dict=True)`` returns. An unknown id is a
+        :class:`RunNotFoundError` (a ``KeyError``: "Unknown run_id")."""
+        snap = self.attach(run_id, store=store, store_path=store_path).status(as_dict=True)
+        assert snap is not None
+        return snap
 
     def runs(
         self,
@@ -499,21 +576,41 @@ class Workflow(Flow):
         status: str | None = None,
         limit: int | None = None,
         store_path: str | Path | None = None,
+        store: Store | None = None,
     ) -> list[dict[str, Any]]:
-        """This workflow's recorded runs, newest first (their records)."""
-        return RunIndex(store_path).list(workflow=self.name, status=status, limit=limit)
+        """This workflow's recorded runs, newest first (their records); ``status`` is a
+        :class:`RunState` in any case (``"SUCCESS"``, ``"failed"``)."""
+        path = _store_path(store, store_path)
+        return RunIndex(path).list(workflow=self.name, status=status, limit=limit)
 
-    def cancel_runs(self, run_ids: Sequence[str], *, store_path: str | Path | None = None) -> None:
-        """Cancel several runs still going (reflow-hpc's ``cancel_runs``); ended ones are
-        skipped, an unknown id is a :class:`RunNotFoundError`."""
+    def cancel_run(
+        self,
+        run_id: str,
+        store: Store | None = None,
+        *,
+        task: str | None = None,
+        store_path: str | Path | None = None,
+    ) -> int:
+        """Cancel one run (reflow-hpc's ``cancel_run``): :meth:`Run.cancel`'s count."""
+        return self.attach(run_id, store=store, store_path=store_path).cancel(task)
+
+    def cancel_runs(
+        self,
+        run_ids: Sequence[str],
+        store: Store | None = None,
+        *,
+        store_path: str | Path | None = None,
+    ) -> int:
+        """Cancel several runs (reflow-hpc's ``cancel_runs``): the task instances cancelled,
+        all runs together; ended ones count 0, an unknown id is a :class:`RunNotFoundError`
+        (checked for every id before any is cancelled)."""
         if isinstance(run_ids, str) or not all(isinstance(r, str) for r in run_ids):
             raise ParamError(
                 f"cancel_runs() takes a list of run ids, got {shown(run_ids)}", param="run_ids"
             )
-        for run_id in run_ids:
-            run = Run.attach(self, run_id, store_path=store_path)
-            if not run.done():
-                run.cancel()
+        path = _store_path(store, store_path)
+        runs = [Run.attach(self, run_id, store_path=path) for run_id in run_ids]
+        return sum(run.cancel() for run in runs)
 
     def cli(self, argv: Sequence[str] | None = None) -> int:
         """Parse the command line (``sys.argv`` by default) into parameters and run options,

@@ -10,13 +10,16 @@
     │   ├── WireTypeError         upstream and downstream types no wire mode explains
     │   └── WorkflowCycleError    the steps depend on each other in a circle (.cycle)
     ├── ParamError                a parameter value or run option that is missing, unknown or
-    │                             of the wrong type (.param)
+    │   │                         of the wrong type (.param); a ValueError
+    │   └── MissingParamError     a required parameter not given; a TypeError too (reflow-hpc)
     ├── CacheError                the result cache cannot be read or written (.path)
     ├── RunIndexError             the run index (SQLite) cannot be read or written (.path)
     ├── RunNotFoundError          no run with that id in the index (.run_id, .close); a KeyError
+    ├── UnknownExecutorError      submit(executor=) names no executor; a ParamError (ValueError)
     ├── RunStateError             a Run handle asked for what its state does not allow
     ├── JobTimeoutError           a call ran past its job's ``time`` (.limit); a TimeoutError
-    └── WorkflowFailed            one or more jobs failed (.report)
+    └── WorkflowFailed            one or more jobs failed (.report); a RuntimeError, whose
+                                  message starts "task 'x' failed" as reflow-hpc's does
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ __all__ = [
     "CacheError",
     "JobTimeoutError",
     "MarkerError",
+    "MissingParamError",
     "ParamError",
     "RunIndexError",
     "RunNotFoundError",
     "RunStateError",
     "StepNotFoundError",
+    "UnknownExecutorError",
     "WireTypeError",
     "WorkflowCycleError",
     "WorkflowDefinitionError",
@@ -94,6 +99,14 @@ class ParamError(WorkflowError, ValueError):
         self.param = param
 
 
+class MissingParamError(ParamError, TypeError):
+    pass
+
+
+class UnknownExecutorError(ParamError):
+    pass
+
+
 class CacheError(WorkflowError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
@@ -129,7 +142,7 @@ class JobTimeoutError(WorkflowError, TimeoutError):
         self.limit = limit
 
 
-class WorkflowFailed(WorkflowError):
+class WorkflowFailed(WorkflowError, RuntimeError):
     def __init__(self, message: str, *, report: Any) -> None:
         super().__init__(message)
         self.report = report

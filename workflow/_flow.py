@@ -36,6 +36,7 @@ from ._errors import (
     WireTypeError,
     WorkflowCycleError,
     WorkflowDefinitionError,
+    shown,
 )
 from ._job import JobSpec, ParamInput, ResultInput, analyse_job, check_name
 from ._types import describe_type, element_type, fits, strip
@@ -100,7 +101,7 @@ class Flow:
         *,
         name: str | None = None,
         array: bool = False,
-        cache: bool = False,
+        cache: bool = True,
         version: str = "",
         after: Sequence[Any] = (),
         cpus: float = 1,
@@ -116,9 +117,10 @@ class Flow:
 
         ``array``: run once per element of its iterated inputs; ``array_limit``: at most that
         many elements at once (``array_parallelism``: the same, reflow-hpc's name; give one);
-        ``cache``: reuse results whose Merkle key (code, version, inputs, parameters) is
-        unchanged; ``version``: bump to invalidate; ``after``: steps that must finish first
-        without passing data; ``cpus``/``mem``: resources (Ray's and Slurm's; recorded
+        ``cache`` (on by default, as in reflow-hpc; ``cache=False`` always runs it): reuse
+        results whose Merkle key (code, version, inputs, parameters) is unchanged;
+        ``version``: bump to invalidate; ``after``: steps that must finish first without
+        passing data; ``cpus``/``mem``: resources (Ray's and Slurm's; recorded
         locally); ``time``: each call's walltime in Slurm's formats (``"30"``, ``"02:00:00"``,
         ``"1-12"``), enforced locally and on Ray too (a call past it fails with
         :class:`JobTimeoutError`); ``partition``: the scheduler queue (Slurm; recorded and
@@ -168,22 +170,35 @@ class Flow:
     def _add(self, spec: JobSpec) -> None:
         if spec.name in self._jobs:
             raise WorkflowDefinitionError(
-                f"{self.name}: a step named {spec.name!r} already exists", step=spec.name
+                f"{self.name}: a step named {spec.name!r} is already registered (it already "
+                "exists)",
+                step=spec.name,
             )
         self._jobs[spec.name] = spec
 
     def include(self, flow: Flow, prefix: str | None = None) -> None:
-        """Add ``flow``'s jobs, named ``<prefix>.<job>`` (``prefix`` defaults to the flow's
-        name). References between the included jobs follow the rename; references to steps
-        the flow does not define are left as they are (they name this flow's steps)."""
+        """Add ``flow``'s jobs: under their own names, or named ``<prefix>_<job>`` when a
+        ``prefix`` is given (reflow-hpc's rule). References between the included jobs follow
+        the rename; references to steps the flow does not define are left as they are (they
+        name this flow's steps). A name already taken is a :class:`WorkflowDefinitionError`
+        (a ``ValueError``) saying it already exists."""
         if not isinstance(flow, Flow):
-            raise WorkflowDefinitionError(f"include() takes a Flow, got {flow!r}")
-        prefix = check_name(prefix if prefix is not None else flow.name, "prefix")
+            raise WorkflowDefinitionError(f"include() takes a Flow, got {shown(flow)}")
+        if prefix is not None:
+            prefix = check_name(prefix, "prefix")
         inner = set(flow._jobs)
 
         def rename(s: str) -> str:
-            return f"{prefix}.{s}" if s in inner else s
+            return f"{prefix}_{s}" if prefix is not None and s in inner else s
 
+        for spec in flow._jobs.values():
+            new = rename(spec.name)
+            if new in self._jobs:
+                raise WorkflowDefinitionError(
+                    f"cannot include flow {flow.name!r}: step {new!r} already exists in "
+                    f"{self.name!r} (give include() a prefix)",
+                    step=new,
+                )
         for spec in flow._jobs.values():
             self._add(spec.renamed(rename(spec.name), rename))
 
@@ -221,7 +236,7 @@ class Flow:
                         step=spec.name,
                     )
                 if s == spec.name:
-                    raise WorkflowCycleError(f"job {s!r} depends on itself", cycle=[s, s])
+                    raise WorkflowCycleError(f"job {s!r} depends on itself (a cycle)", cycle=[s, s])
         order = _topological(jobs)
         wires = {name: tuple(_wires(jobs, jobs[name])) for name in order}
         params = _params(jobs, order)
@@ -252,7 +267,7 @@ def _topological(jobs: dict[str, JobSpec]) -> list[str]:
                 cycle = [*path[path.index(nxt) :], nxt]
                 cycle.reverse()
                 raise WorkflowCycleError(
-                    "the steps depend on each other in a circle: " + " → ".join(cycle),
+                    "the steps form a cycle (each depends on the next): " + " → ".join(cycle),
                     cycle=cycle,
                 )
             if nxt not in state:

@@ -35,6 +35,7 @@ from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFa
 from ._index import RunIndex, owner, owner_alive
 from ._report import RunReport, StepReport
 from ._run import Hooks, PriorFailure, _Run, run_plan
+from ._states import RunState, TaskState, task_state
 
 if TYPE_CHECKING:
     from . import Workflow
@@ -51,7 +52,9 @@ POLL_S = 0.25
 #: a step's errors kept in the record (the rest counted), and each error's length there
 MAX_ERRORS = 100
 MAX_ERROR_CHARS = 4000
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = (RunState.SUCCESS.value, RunState.FAILED.value, RunState.CANCELLED.value)
+#: an instance still to finish (what cancel() counts)
+ACTIVE = (TaskState.PENDING.value, TaskState.SUBMITTED.value, TaskState.RUNNING.value)
 
 _LIVE: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
 
@@ -95,14 +98,88 @@ def _json_safe(value: Any) -> Any:
 
 def _step_state(rep: StepReport, run_cancelled: bool) -> str:
     if rep.status in ("done", "cached"):
-        return "succeeded"
+        return TaskState.SUCCESS.value
     if rep.status in ("pending", "running"):
-        return rep.status
+        return rep.status.upper()
     if rep.status == "skipped" or (rep.reason.startswith("cancelled") and not rep.failures):
-        return "cancelled"
+        return TaskState.CANCELLED.value
     if run_cancelled and rep.skipped and not rep.failures:
-        return "cancelled"
-    return "failed"
+        return TaskState.CANCELLED.value
+    return TaskState.FAILED.value
+
+
+def _user() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container's bare uid)
+        return None
+
+
+def seed_view(snap: dict[str, Any]) -> dict[str, Any]:
+    """reflow-hpc's ``status(as_dict=True)`` keys for a record: ``run``, ``summary`` (per
+    task, instances per state), ``instances`` and ``failed_instances`` (dicts with
+    ``task_name``, ``array_index``, ``state``, ``job_id``, ``error_text``)."""
+    instances: list[dict[str, Any]] = []
+    summary: dict[str, dict[str, int]] = {}
+    failed_idx = snap.get("failed_indices") or {}
+    for name, st in (snap.get("steps") or {}).items():
+        try:
+            state = task_state(st.get("state")).value
+        except WorkflowError:
+            state = TaskState.FAILED.value
+        errors = {e.get("index"): str(e.get("error", "")) for e in st.get("errors", [])}
+        counts: dict[str, int] = {}
+        if st.get("array"):
+            failed = {i for i in (failed_idx.get(name) or []) if isinstance(i, int)}
+            skipped = {i for i in (st.get("skipped_indices") or []) if isinstance(i, int)}
+            successes = int(st.get("done", 0))
+            rest = TaskState.CANCELLED.value if state in TERMINAL else state
+            for i in range(int(st.get("total", 0))):
+                if i in failed:
+                    s_i = TaskState.FAILED.value
+                elif i in skipped:
+                    s_i = TaskState.CANCELLED.value
+                elif successes > 0:
+                    s_i, successes = TaskState.SUCCESS.value, successes - 1
+                else:
+                    s_i = rest
+                instances.append(_instance(snap, name, i, s_i, errors.get(i)))
+                counts[s_i] = counts.get(s_i, 0) + 1
+        else:
+            instances.append(_instance(snap, name, None, state, errors.get(None)))
+            counts[state] = 1
+        summary[name] = counts
+    status = str(snap.get("status", RunState.FAILED.value))
+    run = {
+        "run_id": snap.get("run_id"),
+        "graph_name": snap.get("workflow"),
+        "user_id": snap.get("user_id"),
+        "created_at": snap.get("created"),
+        "status": status,
+        "parameters": snap.get("params") or {},
+        "run_dir": snap.get("run_dir"),
+    }
+    return {
+        "run": run,
+        "summary": summary,
+        "instances": instances,
+        "failed_instances": [i for i in instances if i["state"] == TaskState.FAILED.value],
+    }
+
+
+def _instance(
+    snap: dict[str, Any], task: str, index: int | None, state: str, error: str | None
+) -> dict[str, Any]:
+    return {
+        "run_id": snap.get("run_id"),
+        "task_name": task,
+        "array_index": index,
+        "state": state,
+        "job_id": None,
+        "error_text": error if state == TaskState.FAILED.value else None,
+    }
 
 
 class _Recorder(Hooks):
@@ -151,7 +228,8 @@ class Run(RunReport):
         self._index_ok = index is not None
         self._created = _now()
         self._owner = owner()
-        self._state = "pending"
+        self._state = RunState.RUNNING.value
+        self._user = _user()
         self._note: str | None = None
         self._error: BaseException | None = None
         self._live: _Run | None = None
@@ -175,7 +253,7 @@ class Run(RunReport):
         assert self._plan is not None
         self._finished.clear()
         self._error = None
-        self._state = "running"
+        self._state = RunState.RUNNING.value
         self._cancel_asked = False
         self._step_cancels = set()
         rec = _Recorder(self)
@@ -246,11 +324,11 @@ class Run(RunReport):
         if live is not None:
             self._keep_prior(live)
         if self._cancel_asked:
-            self._state = "cancelled"
+            self._state = RunState.CANCELLED.value
         elif report is not None and report.ok and self._error is None:
-            self._state = "succeeded"
+            self._state = RunState.SUCCESS.value
         else:
-            self._state = "failed"
+            self._state = RunState.FAILED.value
         self._live = None
         self._write(force=True)
         self._finished.set()
@@ -312,7 +390,7 @@ class Run(RunReport):
 
     def _current_state(self) -> str:
         if self._foreign is not None:
-            return str(self._refresh().get("status", "failed"))
+            return str(self._refresh().get("status", RunState.FAILED.value))
         return self._state
 
     def _refresh(self) -> dict[str, Any]:
@@ -321,18 +399,23 @@ class Run(RunReport):
         with contextlib.suppress(WorkflowError):
             self._foreign = self._index.get(self.run_id)
         snap = dict(self._foreign)
-        if snap.get("status") in ("pending", "running"):
+        if snap.get("status") == RunState.RUNNING.value:
             owner = snap.get("owner") or {}
             alive = owner_alive(owner.get("host"), owner.get("pid"), owner.get("start"))
             if alive is False:
-                snap["status"] = "failed"
+                snap["status"] = RunState.FAILED.value
                 snap["note"] = (
                     f"the process that ran it (pid {owner.get('pid')} on {owner.get('host')}) "
                     "is gone: it ended without finishing the run (killed or crashed)"
                 )
                 for step in snap.get("steps", {}).values():
-                    if step.get("state") in ("pending", "running"):
-                        step["state"] = "failed" if step["state"] == "running" else "cancelled"
+                    state = str(step.get("state", "")).upper()
+                    if state in ACTIVE:
+                        step["state"] = (
+                            TaskState.FAILED.value
+                            if state == TaskState.RUNNING.value
+                            else TaskState.CANCELLED.value
+                        )
             elif alive is None:
                 snap["note"] = f"run by host {owner.get('host')!r}: its owner cannot be checked"
         return snap
@@ -342,8 +425,8 @@ class Run(RunReport):
             snap = self._refresh()
             if task is not None:
                 snap["steps"] = {k: v for k, v in snap.get("steps", {}).items() if k == task}
-                snap["failed_instances"] = {
-                    k: v for k, v in snap.get("failed_instances", {}).items() if k == task
+                snap["failed_indices"] = {
+                    k: v for k, v in snap.get("failed_indices", {}).items() if k == task
                 }
             if not errors:
                 for step in snap.get("steps", {}).values():
@@ -372,6 +455,7 @@ class Run(RunReport):
                 "done": rep.done,
                 "failed": len(failures),
                 "skipped": len(rep.skipped) if rep.array else int(rep.status == "skipped"),
+                "skipped_indices": list(rep.skipped) if rep.array else [],
                 "cached": rep.cached,
                 "partition": spec.partition if spec is not None else None,
                 "reason": rep.reason,
@@ -390,7 +474,8 @@ class Run(RunReport):
             "created": self._created,
             "updated": _now(),
             "steps": steps,
-            "failed_instances": failed,
+            "failed_indices": failed,
+            "user_id": self._user,
             "options": _json_safe(
                 {k: v for k, v in self._options.items() if k not in ("on_network",)}
             ),
@@ -404,14 +489,19 @@ class Run(RunReport):
     def status(
         self, *, as_dict: bool = False, errors: bool = False, task: str | None = None
     ) -> dict[str, Any] | None:
-        """The run's record (``as_dict=True``: JSON-safe, with ``failed_instances``), else a
-        table printed to stdout; ``errors=True`` gives each failure's whole message (else its
-        first line); ``task`` keeps one step."""
+        """The run's record, else a table printed to stdout. ``as_dict=True`` returns it as a
+        JSON-safe dict: reflow-hpc's keys — ``run`` (``run_id``, ``graph_name``, ``status``,
+        ``created_at``, ``parameters``), ``summary`` (per task, its instances per
+        :class:`TaskState`), ``instances`` and ``failed_instances`` (lists of dicts with
+        ``task_name``, ``array_index``, ``state``, ``job_id``, ``error_text``) — and this
+        package's (``status``, ``steps``, ``failed_indices``, ``run_dir``, ``backend``, ...).
+        States are UPPERCASE (:class:`RunState`, :class:`TaskState`). ``errors=True`` gives
+        each failure's whole message (else its first line); ``task`` keeps one step."""
         if task is not None:
             self._check_step(task)
         snap = self._snapshot(errors=errors, task=task)
         if as_dict:
-            return snap
+            return {**snap, **seed_view(snap)}
         print(self._table(snap, errors=errors))
         return None
 
@@ -489,41 +579,52 @@ class Run(RunReport):
             raise self._error
         return self
 
-    def cancel(self, *, task: str | None = None) -> None:
+    def _active(self, snap: dict[str, Any], task: str | None) -> int:
+        """How many instances (of ``task``) are still to finish in a record."""
+        view = seed_view(snap)
+        return sum(
+            1
+            for i in view["instances"]
+            if i["state"] in ACTIVE and (task is None or i["task_name"] == task)
+        )
+
+    def cancel(self, task: str | None = None) -> int:
         """Stop the run (or one step, ``task``): nothing more starts, running Ray tasks are
-        cancelled, running local calls finish; the state becomes ``"cancelled"``. A run that
-        has ended is a :class:`RunStateError`."""
+        cancelled, running local calls finish; the state becomes ``CANCELLED``. Returns how
+        many task instances were still to finish (0 for a run that has ended: nothing to do),
+        and prints ``Cancelled N task instance(s).``, as reflow-hpc does."""
         if task is not None:
             self._check_step(task)
+        n = 0
         if self._foreign is not None:
-            state = self._current_state()
-            if state in TERMINAL:
-                raise RunStateError(
-                    f"run {self.run_id!r} has already ended ({state}): nothing to cancel"
-                )
-            assert self._index is not None
-            self._index.request_cancel(self.run_id)
-            return
-        if self._finished.is_set():
-            raise RunStateError(
-                f"run {self.run_id!r} has already ended ({self._state}): nothing to cancel"
-            )
-        live = self._live
-        if task is None:
-            self._cancel_asked = True
-            if live is not None:
-                live.cancel()
-        else:
-            self._step_cancels.add(task)
-            if live is not None:
-                live.cancel(task)
-        self._write(force=True)
+            snap = self._refresh()
+            if str(snap.get("status")) not in TERMINAL:
+                n = self._active(snap, task)
+                assert self._index is not None
+                self._index.request_cancel(self.run_id)
+        elif not self._finished.is_set():
+            n = self._active(self._snapshot(), task)
+            live = self._live
+            if task is None:
+                self._cancel_asked = True
+                if live is not None:
+                    live.cancel()
+            else:
+                self._step_cancels.add(task)
+                if live is not None:
+                    live.cancel(task)
+            self._write(force=True)
+        print(f"Cancelled {n} task instance(s).")
+        return n
 
-    def retry(self, *, task: str | None = None) -> Run:
-        """Run the failed and cancelled elements again (of ``task`` only: the other steps'
-        failures stay), same id, run directory and parameters; what succeeded is reused. Runs
-        as the run did (``submit``: in the background; else here, returning when it ends).
-        A run still going, or one with nothing to retry, is a :class:`RunStateError`."""
+    def retry(self, task: str | None = None, *, verify: bool = False) -> int:
+        """Run the failed and cancelled instances again (of ``task`` only: the other steps'
+        failures stay), same id, run directory and parameters; what succeeded is reused.
+        Runs as the run did (``submit``: in the background; else here, returning when it
+        ends). Returns how many instances it re-runs (0, doing nothing, for a run with
+        nothing to retry) and prints ``Marked N task instance(s) for retry.``, as
+        reflow-hpc does; ``verify=True`` re-hashes the cached results it reuses. A run still
+        going is a :class:`RunStateError`."""
         if task is not None:
             self._check_step(task)
         if not self.done():
@@ -531,30 +632,30 @@ class Run(RunReport):
                 f"run {self.run_id!r} is still {self._current_state()}: wait() or cancel() first"
             )
         snap = self._snapshot()
-        bad = {
-            n: s
-            for n, s in snap.get("steps", {}).items()
-            if s.get("state") in ("failed", "cancelled")
-        }
-        if snap.get("status") == "succeeded" or (not bad and snap.get("status") != "cancelled"):
-            raise RunStateError(
-                f"run {self.run_id!r} has nothing to retry: it {snap.get('status')}"
-                + (" (every step succeeded)" if snap.get("status") == "succeeded" else "")
-            )
-        if task is not None and task not in bad:
-            raise RunStateError(
-                f"run {self.run_id!r}: step {task!r} has nothing to retry (it "
-                f"{snap['steps'][task]['state']}); steps to retry: {', '.join(bad) or 'none'}"
-            )
+        view = seed_view(snap)
+        bad = {TaskState.FAILED.value, TaskState.CANCELLED.value}
+        n = sum(
+            1
+            for i in view["instances"]
+            if i["state"] in bad and (task is None or i["task_name"] == task)
+        )
+        if n == 0 and (task is not None or snap.get("status") != RunState.CANCELLED.value):
+            print("Marked 0 task instance(s) for retry.")
+            return 0
         if self._foreign is not None:
             self._adopt(snap)
         self._cancel_asked = False
         self._note = None
+        if not isinstance(verify, bool):
+            raise RunStateError(f"retry(verify=) takes True or False, got {shown(verify)}")
+        if verify:
+            self._options["verify"] = True
+        print(f"Marked {n} task instance(s) for retry.")
         self._start(
             background=bool(self._options.get("background")),
             retry_steps=None if task is None else {task},
         )
-        return self
+        return n
 
     def _adopt(self, snap: dict[str, Any]) -> None:
         """Take over a foreign run to retry it here."""
@@ -618,11 +719,14 @@ class Run(RunReport):
             rep.done = int(st.get("done", 0))
             for e in st.get("errors", []):
                 rep.failures[e.get("index") or 0] = str(e.get("error", ""))
+            state = str(st.get("state", "")).upper()
+            state = "SUCCESS" if state == "SUCCEEDED" else state
             rep.status = {
-                "succeeded": "done",
-                "failed": "failed",
-                "cancelled": "skipped",
-            }.get(str(st.get("state")), str(st.get("state")))
+                "SUCCESS": "done",
+                "FAILED": "failed",
+                "CANCELLED": "skipped",
+            }.get(state, state.lower())
+            st["state"] = state
             run.steps[name] = rep
         return run
 

@@ -25,13 +25,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ._errors import RunIndexError, RunNotFoundError
+from ._errors import ParamError, RunIndexError, RunNotFoundError
+from ._states import RunState, run_state
 
 __all__ = ["RunIndex", "default_index_path", "owner", "owner_alive", "process_start"]
 
 #: how long a writer waits for another process's lock before the index is an error
 BUSY_S = 10.0
-STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+STATUSES = tuple(s.value for s in RunState)
+#: what earlier versions wrote in the status column, read as the same states
+_LEGACY = {"SUCCESS": ("succeeded",), "RUNNING": ("running", "pending")}
+
+
+def _status(value: object, path: Path) -> RunState:
+    try:
+        return run_state(value)
+    except ParamError as exc:
+        raise RunIndexError(str(exc), path=str(path)) from None
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -163,12 +175,8 @@ class RunIndex:
             raise RunIndexError(
                 "a run snapshot must be a dict with a string 'run_id'", path=str(self.path)
             )
-        status = snap.get("status")
-        if status not in STATUSES:
-            raise RunIndexError(
-                f"run {snap['run_id']!r}: status must be one of {list(STATUSES)}, got {status!r}",
-                path=str(self.path),
-            )
+        status = _status(snap.get("status"), self.path).value
+        snap = {**snap, "status": status}
         try:
             text = json.dumps(snap, default=str, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -216,7 +224,8 @@ class RunIndex:
             close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise RunNotFoundError(
-                f"no run {run_id[:80]!r} in the run index {str(self.path)!r}{hint} "
+                f"Unknown run_id {run_id[:80]!r}: no such run in the run index "
+                f"{str(self.path)!r}{hint} "
                 f"({len(ids)} runs recorded)",
                 run_id=run_id,
                 close=close,
@@ -233,6 +242,9 @@ class RunIndex:
             ) from exc
         if cancel:
             snap["cancel_requested"] = True
+        if isinstance(snap, dict) and snap.get("status") is not None:
+            with contextlib.suppress(ParamError):  # an earlier version's lowercase words
+                snap["status"] = run_state(snap["status"]).value
         return dict(snap)
 
     def list(
@@ -253,12 +265,10 @@ class RunIndex:
             where.append("workflow = ?")
             args.append(str(workflow))
         if status is not None:
-            if str(status).lower() not in STATUSES:
-                raise RunIndexError(
-                    f"status must be one of {list(STATUSES)}, got {status!r}", path=str(self.path)
-                )
-            where.append("status = ?")
-            args.append(str(status).lower())
+            state = _status(status, self.path).value
+            words = (state, state.lower(), *_LEGACY.get(state, ()))
+            where.append(f"status IN ({', '.join('?' * len(words))})")
+            args.extend(words)
         for op, value, what in ((">=", since, "since"), ("<", until, "until")):
             stamp = _iso(value, what)
             if stamp is not None:

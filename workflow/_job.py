@@ -277,7 +277,7 @@ def analyse_job(
                     p.name, strip(t), results[0].steps, results[0].concat, results[0].broadcast
                 )
             )
-        elif rundirs or strip(t) is RunDir:
+        elif rundirs or strip(t) is RunDir or (p.name == "run_dir" and not params):
             inputs.append(RunDirInput(p.name))
         else:
             param = params[0] if params else Param()

@@ -80,7 +80,7 @@ class RunReport:
 
     def raise_for_failures(self) -> None:
         if not self.ok:
-            raise WorkflowFailed(self.summary_line(), report=self)
+            raise WorkflowFailed(self.failure_message(), report=self)
 
     def summary_line(self) -> str:
         bad = [
@@ -93,6 +93,14 @@ class RunReport:
         first = next(iter(self.failures), None)
         cause = f"; first failure: {first[0]}[{first[1]}]: {first[2]}" if first else ""
         return "; ".join(bad) + cause
+
+    def failure_message(self) -> str:
+        """``task 'x' failed: <summary>`` (reflow-hpc's words, then the summary line)."""
+        bad = [n for n, s in self.steps.items() if s.failures] or [
+            n for n, s in self.steps.items() if s.status not in ("done", "cached")
+        ]
+        head = f"task {bad[0]!r} failed: " if bad else ""
+        return head + self.summary_line()
 
     def table(self) -> str:
         width = max(len(n) for n in self.steps) if self.steps else 4

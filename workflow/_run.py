@@ -41,7 +41,7 @@ from .._core._messages import Message
 from .._core._network import Network
 from ._backends import CANCELLED, Backend, LocalBackend, RayBackend
 from ._cache import MISS, ResultCache, merkle, value_digest
-from ._errors import ParamError, WorkflowError, WorkflowFailed, shown
+from ._errors import MissingParamError, ParamError, WorkflowError, WorkflowFailed, shown
 from ._flow import Plan, Wire
 from ._job import JobSpec, ParamInput, RunDirInput
 from ._report import RunReport, StepReport
@@ -101,9 +101,9 @@ def resolve_params(plan: Plan, given: Mapping[str, Any] | None) -> dict[str, Any
         if key in given:
             v = given[key]
         elif p.required:
-            raise ParamError(
-                f"parameter {key!r} ({describe_type(p.type)}) is required by "
-                f"{', '.join(repr(u) for u in users)} and was not given",
+            raise MissingParamError(
+                f"missing required parameter {key!r} ({describe_type(p.type)}): it is required "
+                f"by {', '.join(repr(u) for u in users)} and was not given",
                 param=key,
             )
         else:
@@ -305,9 +305,11 @@ class _Run:
         }
 
     def _rundir(self, spec: JobSpec, index: int | None) -> Path:
-        d = self.run_dir / spec.name if index is None else self.run_dir / spec.name / str(index)
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        # reflow-hpc's contract: every job, and every element of an array job, gets the one
+        # shared run directory (``index`` is kept for the callers)
+        del spec, index
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return self.run_dir
 
     def _lookup(self, spec: JobSpec, key: str) -> Any:
         hit = self.prior.get(key, MISS)
@@ -400,7 +402,7 @@ class _Run:
                 rep.skipped.append(i)
                 continue
             for r in rundirs:
-                kwargs[r] = self.run_dir / spec.name / str(i)
+                kwargs[r] = self.run_dir
             todo.append((i, kwargs))
         st.key = merkle("array", *st.keys)
         loop = asyncio.get_running_loop()
@@ -700,5 +702,5 @@ def _execute(
             rep.reason = run._needs_bad(spec) or "not reached"
     report = RunReport(run.report, run.results(), time.perf_counter() - t0)
     if on_error == "stop" and not report.ok:
-        raise WorkflowFailed(report.summary_line(), report=report)
+        raise WorkflowFailed(report.failure_message(), report=report)
     return report

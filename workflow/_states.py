@@ -1,0 +1,87 @@
+"""The state vocabulary of runs and their task instances: reflow-hpc's, UPPERCASE ``str`` enums.
+
+A run is ``RUNNING``, then ``SUCCESS``, ``FAILED`` or ``CANCELLED``; a task instance (a job, or
+one element of an array job) is ``PENDING``, ``RUNNING``, then ``SUCCESS``, ``FAILED`` or
+``CANCELLED`` (``SUBMITTED`` and ``RETRYING`` are reflow-hpc's too: a scheduler's queue, a retry
+asked for). The values compare equal to their names as strings (``RunState.SUCCESS ==
+"SUCCESS"``), so records written as JSON read back the same. Input is accepted in any case and
+in this package's earlier words (``succeeded``, ``canceled``): :func:`run_state`,
+:func:`task_state`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ._errors import ParamError, shown
+
+__all__ = ["RunState", "TaskState", "run_state", "task_state"]
+
+
+class TaskState(enum.StrEnum):
+    """The state of one task instance (a job, or one element of an array job)."""
+
+    PENDING = "PENDING"
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    RETRYING = "RETRYING"
+
+
+class RunState(enum.StrEnum):
+    """The state of a whole run."""
+
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+#: the words accepted besides the names themselves (any case)
+_ALIASES = {
+    "SUCCEEDED": "SUCCESS",
+    "SUCCESSFUL": "SUCCESS",
+    "DONE": "SUCCESS",
+    "CANCELED": "CANCELLED",
+    "PENDING": "PENDING",
+}
+
+TERMINAL_RUN = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED})
+
+
+def _parse(value: object, enum_cls: type[enum.Enum], what: str) -> enum.Enum:
+    if isinstance(value, enum_cls):
+        return value
+    if isinstance(value, str) and len(value) <= 40:
+        word = value.strip().upper()
+        word = _ALIASES.get(word, word)
+        if enum_cls is RunState and word == "PENDING":
+            word = "RUNNING"  # a run about to start is running, as reflow-hpc records it
+        try:
+            return enum_cls(word)
+        except ValueError:
+            pass
+    names = ", ".join(str(m.value) for m in enum_cls)
+    raise ParamError(
+        f"unknown {what} {shown(value)}: expected one of {names} (any case; "
+        "'succeeded' reads as SUCCESS)",
+        param="status" if enum_cls is RunState else "state",
+    )
+
+
+def run_state(value: object) -> RunState:
+    """``value`` as a :class:`RunState` (any case, or an earlier word); else a
+    :class:`~reflow.workflow.ParamError` naming the states."""
+    out = _parse(value, RunState, "run status")
+    assert isinstance(out, RunState)
+    return out
+
+
+def task_state(value: object) -> TaskState:
+    """``value`` as a :class:`TaskState` (any case, or an earlier word); else a
+    :class:`~reflow.workflow.ParamError` naming the states."""
+    out = _parse(value, TaskState, "task state")
+    assert isinstance(out, TaskState)
+    return out
