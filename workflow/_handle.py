@@ -568,9 +568,7 @@ class Run(RunReport):
             deadline = None if timeout is None else time.monotonic() + timeout
             while not self.done():
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise RunStateError(
-                        f"run {self.run_id!r} is still {self._current_state()} after {timeout:g} s"
-                    )
+                    raise RunStateError(f"run {self.run_id!r} is still running after {timeout:g} s")
                 time.sleep(POLL_S)
             return self
         if not self._finished.wait(timeout):
@@ -621,24 +619,33 @@ class Run(RunReport):
         """Run the failed and cancelled instances again (of ``task`` only: the other steps'
         failures stay), same id, run directory and parameters; what succeeded is reused.
         Runs as the run did (``submit``: in the background; else here, returning when it
-        ends). Returns how many instances it re-runs (0, doing nothing, for a run with
-        nothing to retry) and prints ``Marked N task instance(s) for retry.``, as
-        reflow-hpc does; ``verify=True`` re-hashes the cached results it reuses. A run still
-        going is a :class:`RunStateError`."""
+        ends). Returns how many failed instances it re-runs (of a cancelled run: the
+        cancelled ones too; 0, doing nothing, for a run with nothing to retry) and prints
+        ``Marked N task instance(s) for retry.``, as reflow-hpc does; ``verify=True``
+        re-hashes the cached results it reuses. A run still going is a :class:`RunStateError`."""
+        if not isinstance(verify, bool):
+            raise RunStateError(f"retry(verify=) takes True or False, got {shown(verify)}")
         if task is not None:
             self._check_step(task)
         if not self.done():
-            raise RunStateError(
-                f"run {self.run_id!r} is still {self._current_state()}: wait() or cancel() first"
-            )
+            raise RunStateError(f"run {self.run_id!r} is still running: wait() or cancel() first")
         snap = self._snapshot()
         view = seed_view(snap)
-        bad = {TaskState.FAILED.value, TaskState.CANCELLED.value}
-        n = sum(
-            1
-            for i in view["instances"]
-            if i["state"] in bad and (task is None or i["task_name"] == task)
-        )
+
+        # what failed; for a run that was cancelled, what the cancel stopped too (the
+        # instances skipped because something they need failed are re-run, not counted)
+        def count(states: set[str]) -> int:
+            return sum(
+                1
+                for i in view["instances"]
+                if i["state"] in states and (task is None or i["task_name"] == task)
+            )
+
+        n = count({TaskState.FAILED.value})
+        if snap.get("status") == RunState.CANCELLED.value or (
+            n == 0 and snap.get("status") == RunState.FAILED.value
+        ):  # what a cancel, a timeout or a backend failure stopped
+            n = count({TaskState.FAILED.value, TaskState.CANCELLED.value})
         if n == 0 and (task is not None or snap.get("status") != RunState.CANCELLED.value):
             print("Marked 0 task instance(s) for retry.")
             return 0
@@ -646,8 +653,6 @@ class Run(RunReport):
             self._adopt(snap)
         self._cancel_asked = False
         self._note = None
-        if not isinstance(verify, bool):
-            raise RunStateError(f"retry(verify=) takes True or False, got {shown(verify)}")
         if verify:
             self._options["verify"] = True
         print(f"Marked {n} task instance(s) for retry.")
@@ -680,9 +685,7 @@ class Run(RunReport):
 
     def result(self, step: str) -> Any:
         if not self.done():
-            raise RunStateError(
-                f"run {self.run_id!r} is still {self._current_state()}: wait() for its results"
-            )
+            raise RunStateError(f"run {self.run_id!r} is still running: wait() for its results")
         if self._foreign is not None:
             raise RunStateError(
                 f"the results of run {self.run_id!r} are in the process that ran it; "

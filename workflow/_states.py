@@ -43,7 +43,6 @@ class RunState(enum.StrEnum):
 _ALIASES = {
     "SUCCEEDED": "SUCCESS",
     "SUCCESSFUL": "SUCCESS",
-    "DONE": "SUCCESS",
     "CANCELED": "CANCELLED",
     "PENDING": "PENDING",
 }
@@ -65,8 +64,8 @@ def _parse(value: object, enum_cls: type[enum.Enum], what: str) -> enum.Enum:
             pass
     names = ", ".join(str(m.value) for m in enum_cls)
     raise ParamError(
-        f"unknown {what} {shown(value)}: expected one of {names} (any case; "
-        "'succeeded' reads as SUCCESS)",
+        f"{what[2:]} must be one of {names} (any case; 'succeeded' reads as SUCCESS), got "
+        f"{shown(value)}",
         param="status" if enum_cls is RunState else "state",
     )
 
@@ -74,7 +73,7 @@ def _parse(value: object, enum_cls: type[enum.Enum], what: str) -> enum.Enum:
 def run_state(value: object) -> RunState:
     """``value`` as a :class:`RunState` (any case, or an earlier word); else a
     :class:`~reflow.workflow.ParamError` naming the states."""
-    out = _parse(value, RunState, "run status")
+    out = _parse(value, RunState, "a run status")
     assert isinstance(out, RunState)
     return out
 
@@ -82,6 +81,6 @@ def run_state(value: object) -> RunState:
 def task_state(value: object) -> TaskState:
     """``value`` as a :class:`TaskState` (any case, or an earlier word); else a
     :class:`~reflow.workflow.ParamError` naming the states."""
-    out = _parse(value, TaskState, "task state")
+    out = _parse(value, TaskState, "a task state")
     assert isinstance(out, TaskState)
     return out

@@ -133,7 +133,7 @@ def test_an_executor_nothing_provides_is_refused_listing_what_is(
     with pytest.raises(ParamError) as info:
         _wf().submit(tmp_path / "r", executor=executor)
     text = str(info.value)
-    assert "no executor" in text and "local" in text and "ray" in text and "slurm" in text
+    assert "Unknown executor" in text and "local" in text and "ray" in text and "slurm" in text
     assert not (tmp_path / "r").exists()
 
 
@@ -364,13 +364,14 @@ def test_status_table_and_dict(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert snap is not None and json.loads(json.dumps(snap)) == snap
     assert set(snap) >= {
         "run_id", "workflow", "run_dir", "params", "backend", "status",
-        "created", "updated", "steps", "failed_instances",
+        "created", "updated", "steps", "failed_indices",
+        "run", "summary", "instances", "failed_instances",
     }  # fmt: skip
     assert snap["params"] == {"source": "s", "n": 5} and snap["backend"] == "local"
-    assert snap["failed_instances"] == {"work": [2]}
+    assert snap["failed_indices"] == {"work": [2]}
     assert snap["steps"]["work"] == {
         **snap["steps"]["work"],
-        "state": "failed",
+        "state": "FAILED",
         "total": 5,
         "done": 4,
         "failed": 1,
@@ -415,13 +416,13 @@ def test_retry_reruns_only_what_failed(tmp_path: Path) -> None:
     first_id = run.run_id
     calls.clear()
     failing.clear()
-    assert run.retry() is run
+    assert run.retry() == 2  # the two failed elements (reflow-hpc's count)
     assert sorted(calls) == [1, 3], "only the failed elements ran again"
     assert run.run_id == first_id and run.run_dir == tmp_path
     assert run.ok and run["total"] == 10
-    assert run.status(as_dict=True)["status"] == "succeeded"
-    with pytest.raises(RunStateError, match="nothing to retry"):
-        run.retry()
+    assert run.status(as_dict=True)["status"] == "SUCCESS"
+    calls.clear()
+    assert run.retry() == 0 and calls == [], "a run that succeeded has nothing to retry"
 
 
 def test_retry_of_one_task_leaves_the_other_failures(tmp_path: Path) -> None:
@@ -449,10 +450,10 @@ def test_retry_of_one_task_leaves_the_other_failures(tmp_path: Path) -> None:
     run.retry(task="b")
     assert calls == ["b"]
     snap = run.status(as_dict=True)
-    assert snap["steps"]["b"]["state"] == "succeeded" and snap["steps"]["a"]["state"] == "failed"
+    assert snap["steps"]["b"]["state"] == "SUCCESS" and snap["steps"]["a"]["state"] == "FAILED"
     assert "a broke" in snap["steps"]["a"]["errors"][0]["error"]
-    with pytest.raises(RunStateError, match="step 'b' has nothing to retry"):
-        run.retry(task="b")
+    calls.clear()
+    assert run.retry(task="b") == 0 and calls == []
     with pytest.raises(StepNotFoundError, match="Did you mean 'a'"):
         run.retry(task="aa")
     run.retry(task="a")
@@ -465,7 +466,7 @@ def test_submit_returns_at_once_and_wait_gives_the_run(tmp_path: Path) -> None:
     run = wf.submit(tmp_path, n=6, max_workers=2)
     assert time.monotonic() - t0 < 2
     assert not run.done()
-    assert run.status(as_dict=True)["status"] == "running"
+    assert run.status(as_dict=True)["status"] == "RUNNING"
     with pytest.raises(RunStateError, match="still running"):
         run["total"]
     with pytest.raises(RunStateError, match="still running"):
@@ -473,18 +474,18 @@ def test_submit_returns_at_once_and_wait_gives_the_run(tmp_path: Path) -> None:
     with pytest.raises(RunStateError, match="still running after"):
         run.wait(0.01)
     assert run.wait(30) is run and run.done()
-    assert run["total"] == 150 and run.status(as_dict=True)["status"] == "succeeded"
+    assert run["total"] == 150 and run.status(as_dict=True)["status"] == "SUCCESS"
 
 
 def test_a_failed_submit_raises_on_wait_as_run_local_does(tmp_path: Path) -> None:
     run = _wf(fail={0}).submit(tmp_path)
     with pytest.raises(WorkflowFailed, match="element 0 refused"):
         run.wait(30)
-    assert run.status(as_dict=True)["status"] == "failed"
-    assert run.status(as_dict=True)["failed_instances"] == {"work": [0]}
+    assert run.status(as_dict=True)["status"] == "FAILED"
+    assert run.status(as_dict=True)["failed_indices"] == {"work": [0]}
 
 
-def test_cancel_stops_a_run_and_cancel_of_a_finished_run_is_refused(tmp_path: Path) -> None:
+def test_cancel_stops_a_run_and_cancel_of_a_finished_run_does_nothing(tmp_path: Path) -> None:
     wf = _wf(delay=0.2)
     run = wf.submit(tmp_path, n=40, max_workers=2)
     deadline = time.monotonic() + 30
@@ -492,19 +493,19 @@ def test_cancel_stops_a_run_and_cancel_of_a_finished_run_is_refused(tmp_path: Pa
         assert time.monotonic() < deadline
         time.sleep(0.02)
     t0 = time.monotonic()
-    run.cancel()
+    assert 0 < run.cancel() <= 41, "the instances still to finish (reflow-hpc's count)"
     run.wait(10)
     assert time.monotonic() - t0 < 3, "running calls finish, nothing more starts"
     snap = run.status(as_dict=True)
-    assert snap["status"] == "cancelled"
-    assert snap["steps"]["work"]["state"] == "cancelled"
+    assert snap["status"] == "CANCELLED"
+    assert snap["steps"]["work"]["state"] == "CANCELLED"
     assert 0 < snap["steps"]["work"]["done"] < 40
-    assert snap["steps"]["total"]["state"] == "cancelled"
-    with pytest.raises(RunStateError, match="already ended \\(cancelled\\): nothing to cancel"):
-        run.cancel()
+    assert snap["steps"]["total"]["state"] == "CANCELLED"
+    assert run.cancel() == 0, "an ended run has nothing to cancel (reflow-hpc returns 0)"
     # a cancelled run's elements run again (in the background, as submitted); what finished
     # is reused
-    assert run.retry().wait(30) is run
+    assert run.retry() > 0
+    assert run.wait(30) is run
     assert run.ok and run["total"] == sum(x * 10 for x in range(40))
 
 
@@ -532,8 +533,8 @@ def test_cancel_of_one_task(tmp_path: Path) -> None:
     run.wait(20)
     snap = run.status(as_dict=True)
     assert (
-        snap["steps"]["slow"]["state"] == "cancelled"
-        and snap["steps"]["other"]["state"] == "succeeded"
+        snap["steps"]["slow"]["state"] == "CANCELLED"
+        and snap["steps"]["other"]["state"] == "SUCCESS"
     )
     with pytest.raises(StepNotFoundError):
         run.cancel(task="nope")
@@ -546,7 +547,7 @@ def test_attach_to_an_unknown_run_id(run_id: str, tmp_path: Path) -> None:
     with pytest.raises(RunNotFoundError) as info:
         Run.attach(wf, run_id, store_path=tmp_path / "i.sqlite")
     assert isinstance(info.value, KeyError) and isinstance(info.value, WorkflowError)
-    assert str(info.value).startswith("no run ")
+    assert str(info.value).startswith("Unknown run_id ")
     assert len(str(info.value)) < 400
     close = Run.attach
     del close
@@ -564,9 +565,10 @@ def test_runs_and_cancel_runs(two_runs: tuple[Workflow, Path], tmp_path: Path) -
     a = wf.run_local(tmp_path / "a", n=1, store_path=idx)
     slow = _wf(delay=0.3).submit(tmp_path / "b", n=20, max_workers=1, store_path=idx)
     assert [r["run_id"] for r in wf.runs(store_path=idx)][:2] == [slow.run_id, a.run_id]
-    wf.cancel_runs([a.run_id, slow.run_id], store_path=idx)  # the ended one is left alone
+    n = wf.cancel_runs([a.run_id, slow.run_id], store_path=idx)  # the ended one counts 0
+    assert isinstance(n, int) and n > 0
     slow.wait(10)
-    assert slow.status(as_dict=True)["status"] == "cancelled"
+    assert slow.status(as_dict=True)["status"] == "CANCELLED"
     assert wf.runs(status="succeeded", store_path=idx)[0]["run_id"] == a.run_id
 
 
@@ -641,4 +643,4 @@ def test_workflow_failed_carries_the_run_to_retry(tmp_path: Path) -> None:
     run = info.value.report
     assert isinstance(run, Run) and run.steps["work"].failures
     failing.clear()
-    assert run.retry().ok and run["work"] == [0, 1, 2]
+    assert run.retry() == 1 and run.ok and run["work"] == [0, 1, 2]

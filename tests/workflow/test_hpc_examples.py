@@ -411,10 +411,10 @@ def test_flow_include_with_prefix(go: Any) -> None:
     wf = Workflow("pipeline")
     wf.include(ingestion, prefix="raw")
     wf.include(ingestion, prefix="clean")  # several flows, each with its own prefix
-    # ours: "<prefix>.<task>" (reflow-hpc: "<prefix>_<task>")
-    assert wf.steps == ["raw.download", "raw.validate", "clean.download", "clean.validate"]
+    # reflow-hpc's names: "<prefix>_<task>"
+    assert wf.steps == ["raw_download", "raw_validate", "clean_download", "clean_validate"]
     run = go(wf)
-    assert run["raw.validate"] == run["clean.validate"] == ["file_1!", "file_2!"]
+    assert run["raw_validate"] == run["clean_validate"] == ["file_1!", "file_2!"]
 
 
 # ---------------------------------------------------------------------- local execution
@@ -446,11 +446,11 @@ def test_run_local_options_and_on_error_continue(go: Any) -> None:
     assert isinstance(run, Run) and isinstance(run, RunReport)
     assert not run.ok
     snap = run.status(as_dict=True)
-    assert snap["status"] == "failed"
-    assert snap["failed_instances"] == {"work": [1]}
-    assert snap["steps"]["work"]["state"] == "failed"
+    assert snap["status"] == "FAILED"
+    assert snap["failed_indices"] == {"work": [1]}
+    assert snap["steps"]["work"]["state"] == "FAILED"
     assert snap["steps"]["work"]["done"] == 2 and snap["steps"]["work"]["failed"] == 1
-    assert snap["steps"]["summary"]["state"] == "cancelled"  # downstream of a failure: skipped
+    assert snap["steps"]["summary"]["state"] == "CANCELLED"  # downstream of a failure: skipped
     assert "failed elements" in snap["steps"]["summary"]["reason"]
     assert run["unrelated"] == "ran"
     assert run["work"] == ["DATA.CSV", None, "C"]
@@ -534,7 +534,7 @@ def test_getting_started(go: Any) -> None:
     run = go(wf)
     assert re.fullmatch(r"demo-\d{8}-[0-9a-f]{4}", run.run_id)
     snap = run.status(as_dict=True)
-    assert snap["run_id"] == run.run_id and snap["status"] == "succeeded"
+    assert snap["run_id"] == run.run_id and snap["status"] == "SUCCESS"
     assert json.loads(json.dumps(snap)) == snap
     assert run["summarize"] == "3 greetings sent"
     assert go(wf, count=10)["summarize"] == "10 greetings sent"
@@ -574,7 +574,7 @@ def test_reference_run_local_and_submit(tmp_path: Path) -> None:
     )
     assert sub.run_dir == tmp_path / "run1"
     assert sub.wait(60)["step_b"] == ["HELLO", "HELLO_COPY"]
-    assert sub.status(as_dict=True)["status"] == "succeeded"
+    assert sub.status(as_dict=True)["status"] == "SUCCESS"
 
 
 def test_reference_validate_raises_value_errors() -> None:
@@ -656,7 +656,7 @@ def test_on_ray_submit_cancel_and_retry(ray_cluster: str, tmp_path: Path) -> Non
     run.wait(30)
     assert time.monotonic() - t0 < 10
     snap = run.status(as_dict=True)
-    assert snap["status"] == "cancelled" and snap["backend"] == "ray"
+    assert snap["status"] == "CANCELLED" and snap["backend"] == "ray"
     assert 2 <= snap["steps"]["slow"]["done"] < 16
     run.retry().wait(120)
     assert run.ok and run["slow"] == list(range(16))

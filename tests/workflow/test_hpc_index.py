@@ -109,7 +109,7 @@ def test_put_get_and_list_filters(tmp_path: Path) -> None:
     ("call", "error", "fragment"),
     [
         (lambda i: i.get("wf-20260101-abcx"), RunNotFoundError, "did you mean 'wf-20260101-abcd'"),
-        (lambda i: i.get("zzz"), RunNotFoundError, "no run 'zzz'"),
+        (lambda i: i.get("zzz"), RunNotFoundError, "Unknown run_id 'zzz'"),
         (lambda i: i.get(42), RunNotFoundError, "a run id is a string"),
         (lambda i: i.list(status="DONE"), RunIndexError, "status must be one of"),
         (lambda i: i.list(limit=-1), RunIndexError, "limit must be an integer >= 0"),
@@ -217,7 +217,7 @@ def test_two_processes_writing_and_reading_at_once(tmp_path: Path) -> None:
         assert p.returncode == 0, err.decode()
     idx = RunIndex(path)
     assert len(idx.list(workflow="p")) == len(idx.list(workflow="q")) == 150
-    assert {r["status"] for r in idx.list()} == {"succeeded"}
+    assert {r["status"] for r in idx.list()} == {"SUCCESS"}
 
 
 ATTACH = """
@@ -239,12 +239,12 @@ def test_attach_from_another_process_reads_status_and_retries(tmp_path: Path) ->
     idx = tmp_path / "i.sqlite"
     run = flow().run_local(tmp_path / "r", fail=2, on_error="continue", store_path=idx)
     snap = json.loads(_child(ATTACH, run.run_id, str(idx), "status"))
-    assert snap["status"] == "failed" and snap["failed_instances"] == {"work": [2]}
+    assert snap["status"] == "FAILED" and snap["failed_indices"] == {"work": [2]}
     assert snap["params"] == {"n": 4, "sleep": 0.0, "fail": 2}
     assert "element 2 failed" in snap["steps"]["work"]["errors"][0]["error"]
     # retried there with the same parameters: it fails the same way, same id, same dir
     again = json.loads(_child(ATTACH, run.run_id, str(idx), "retry").splitlines()[-1])
-    assert again == {"status": "failed", "work": [1, 2, None, 4]}
+    assert again == {"status": "FAILED", "work": [1, 2, None, 4]}
     assert RunIndex(idx).get(run.run_id)["run_dir"] == str(tmp_path / "r")
 
 
@@ -264,7 +264,7 @@ def _start_long(tmp_path: Path) -> tuple[Any, str, Path]:
         if idx.exists():
             runs = RunIndex(idx).list()
             items = runs[0]["steps"].get("items", {}) if runs else {}
-            if items.get("state") == "running":  # the job has started (a later write)
+            if items.get("state") == "RUNNING":  # the job has started (a later write)
                 return proc, runs[0]["run_id"], idx
         time.sleep(0.1)
     proc.kill()
@@ -275,15 +275,15 @@ def test_a_run_whose_owner_was_killed_reads_as_failed(tmp_path: Path) -> None:
     proc, run_id, idx = _start_long(tmp_path)
     try:
         live = Run.attach(flow(), run_id, store_path=idx)
-        assert live.status(as_dict=True)["status"] == "running" and not live.done()
+        assert live.status(as_dict=True)["status"] == "RUNNING" and not live.done()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         snap = live.status(as_dict=True)
-        assert snap["status"] == "failed"
+        assert snap["status"] == "FAILED"
         assert f"pid {proc.pid}" in snap["note"] and "is gone" in snap["note"]
-        assert snap["steps"]["items"]["state"] == "failed"
+        assert snap["steps"]["items"]["state"] == "FAILED"
         assert live.done()
-        assert RunIndex(idx).get(run_id)["status"] == "running", "the record is left as found"
+        assert RunIndex(idx).get(run_id)["status"] == "RUNNING", "the record is left as found"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -312,7 +312,7 @@ def test_attach_in_the_owning_process_gives_the_live_handle(tmp_path: Path) -> N
     assert Run.attach(flow(), run.run_id, store_path=idx) is run
     run.wait(30)
     rec = RunIndex(idx).get(run.run_id)
-    assert rec["status"] == "succeeded" and rec["owner"]["pid"] == os.getpid()
+    assert rec["status"] == "SUCCESS" and rec["owner"]["pid"] == os.getpid()
 
 
 def test_attach_to_a_run_of_another_workflow_is_refused(tmp_path: Path) -> None:
@@ -363,7 +363,7 @@ def test_the_record_of_a_run_with_many_large_failures_is_bounded(tmp_path: Path)
     assert time.monotonic() - t0 < 60
     rec = RunIndex(idx).get(run.run_id)
     step = rec["steps"]["bad"]
-    assert step["failed"] == 2000 and len(rec["failed_instances"]["bad"]) == 2000
+    assert step["failed"] == 2000 and len(rec["failed_indices"]["bad"]) == 2000
     assert len(step["errors"]) == 100 and step["errors_left_out"] == 1900
     assert all(len(e["error"]) <= 4000 for e in step["errors"])
     assert len(json.dumps(rec)) < 1_000_000

@@ -159,7 +159,7 @@ def test_an_unpicklable_result_is_not_cached_and_the_run_still_works(tmp_path: P
     def make() -> Any:
         return threading.Lock()
 
-    @wf.job
+    @wf.job(cache=False)  # cache=True is the default: this one's result would be cached
     def use(x: Annotated[Any, Result(step="make")]) -> str:
         return type(x).__name__
 
