@@ -633,7 +633,7 @@ def test_workflow_snippet(tmp_path: Path) -> None:
     args = [sys.executable, str(script), "-s", "book.txt", "--case", "keep"]
     first = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
-    assert (tmp_path / "runs" / "wordcount" / "total" / "total.txt").read_text() == "6"
+    assert (tmp_path / "runs" / "wordcount" / "total.txt").read_text() == "6"  # the shared RunDir
     assert "words  done, 4 elements" in first.stdout
     again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert "words  cached, 4 elements, 4 cached" in again.stdout, again.stdout

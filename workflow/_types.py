@@ -5,7 +5,8 @@ A parameter is one of three things:
 
 - ``Annotated[T, Result(step="load")]`` — data from another step (``steps=[...]`` concatenates
   several);
-- ``Annotated[Path, RunDir()]`` (or annotated ``RunDir``) — the job's own working directory;
+- ``Annotated[Path, RunDir()]`` (or annotated ``RunDir``, or a parameter named ``run_dir``) —
+  the run's shared working directory;
 - anything else is a ``Param``: a value given to ``run_local(params=...)`` or on the command
   line; ``Annotated[T, Param(help=..., short="-s", namespace="local")]`` documents it.
 
@@ -105,10 +106,10 @@ class Param:
 
 
 class RunDir(type(Path())):  # type: ignore[misc]
-    """The job's working directory (a ``Path``): ``<run_dir>/<step>``, or
-    ``<run_dir>/<step>/<index>`` for an element of an array job; created before the call.
-    Use it as the annotation (``out: RunDir``) or as a marker
-    (``Annotated[Path, RunDir()]``)."""
+    """The run's working directory (a ``Path``), created before the call: one directory
+    shared by every job and every element of an array job (reflow-hpc's contract; elements
+    should name their files by element). Use it as the annotation (``out: RunDir``), as a
+    marker (``Annotated[Path, RunDir()]``), or name the parameter ``run_dir``."""
 
     def __new__(cls, *args: Any) -> RunDir:
         return super().__new__(cls, *(args or (".",)))
