@@ -230,7 +230,8 @@ class Flow:
                         " (after=)",
                     )
                     raise StepNotFoundError(
-                        f"job {spec.name!r}{where} names step {s!r}, which does not exist{hint}",
+                        f"job {spec.name!r}{where} references unknown task {s!r} (no step "
+                        f"of that name){hint}",
                         name=s,
                         suggestion=close[0] if close else None,
                         step=spec.name,
