@@ -143,7 +143,7 @@ def _check_shape(info: dict[str, Any]) -> None:
     assert {"run", "summary", "instances", "failed_instances"} <= set(info)
     assert {"run_id", "graph_name", "status", "created_at", "parameters"} <= set(info["run"])
     for inst in info["instances"] + info["failed_instances"]:
-        assert INSTANCE_KEYS <= set(inst)
+        assert set(inst) >= INSTANCE_KEYS
         assert inst["state"] in {s.value for s in TaskState}
 
 
