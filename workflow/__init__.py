@@ -367,7 +367,12 @@ class Workflow(Flow):
         if run_dir is None:
             path = default_run_dir(run_id)
         elif isinstance(run_dir, (str, os.PathLike)) and str(run_dir):
-            path = Path(run_dir).expanduser().absolute()  # the record is read from anywhere
+            try:  # absolute, as reflow-hpc resolves it: the record is read from anywhere
+                path = Path(run_dir).expanduser().resolve()
+            except (OSError, RuntimeError, ValueError) as exc:  # a loop, a NUL, no home
+                raise ParamError(
+                    f"run_dir {shown(run_dir)} cannot be resolved: {exc}", param="run_dir"
+                ) from None
         else:
             raise ParamError(
                 f"run_dir must be a directory path, got {shown(run_dir)}", param="run_dir"

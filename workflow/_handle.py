@@ -487,7 +487,7 @@ class Run(RunReport):
     # ------------------------------------------------------------------ API
 
     def status(
-        self, *, as_dict: bool = False, errors: bool = False, task: str | None = None
+        self, task: str | None = None, as_dict: bool = False, errors: bool = False
     ) -> dict[str, Any] | None:
         """The run's record, else a table printed to stdout. ``as_dict=True`` returns it as a
         JSON-safe dict: reflow-hpc's keys — ``run`` (``run_id``, ``graph_name``, ``status``,

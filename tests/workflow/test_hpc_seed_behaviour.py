@@ -494,3 +494,22 @@ def test_status_of_a_large_array_is_bounded(tmp_path: Path) -> None:
     assert info["summary"]["work"] == {"SUCCESS": 19_980, "FAILED": 20}
     assert len(info["failed_instances"]) == 20
     assert len(json.dumps(info)) < 40_000_000
+
+
+def test_run_dir_is_expanded_and_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    wf = _greet()
+    assert wf.run_local("~/r", name="x").run_dir == (tmp_path / "home" / "r").resolve()
+    assert wf.run_local(tmp_path / "link" / "." / "r", name="x").run_dir == tmp_path / "real" / "r"
+
+
+@pytest.mark.parametrize(
+    ("run_dir", "fragment"),
+    [("a\x00b", "cannot be resolved"), ("~no-such-user-x/r", "cannot be resolved"), ("", "path")],
+    ids=["nul", "unknown-user", "empty"],
+)
+def test_a_bad_run_dir_is_refused(run_dir: str, fragment: str, tmp_path: Path) -> None:
+    with pytest.raises(ParamError, match=fragment):
+        _greet().run_local(run_dir, name="x")
