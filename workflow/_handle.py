@@ -11,8 +11,8 @@ parameters — what succeeded is reused, not recomputed.
 A finished ``Run`` is a :class:`~reflow.workflow.RunReport` as well (``run.ok``,
 ``run["step"]``, ``run.steps``, ``run.failures``, ``run.table()``), so code written against the
 report keeps working. ``Run.attach(wf, run_id)`` gives the handle of a run recorded by another
-process (or an earlier one): its status comes from the index; a run left ``running`` by a
-process that no longer exists reads as ``failed``, with a note saying so; its results stay in
+process (or an earlier one): its status comes from the index; a run left ``RUNNING`` by a
+process that no longer exists reads as ``FAILED``, with a note saying so; its results stay in
 the process that computed them (``retry()`` of such a run runs it again, the Merkle cache
 sparing the ``cache=True`` steps).
 """
@@ -394,7 +394,7 @@ class Run(RunReport):
         return self._state
 
     def _refresh(self) -> dict[str, Any]:
-        """A foreign run's record, re-read; a ``running`` one whose owner is gone is failed."""
+        """A foreign run's record, re-read; a ``RUNNING`` one whose owner is gone is failed."""
         assert self._foreign is not None and self._index is not None
         with contextlib.suppress(WorkflowError):
             self._foreign = self._index.get(self.run_id)

@@ -4,7 +4,7 @@ run's status can be read, and the run retried, from another process.
 A row per run, keyed by its id (``<workflow>-<yyyymmdd>-<4 hex>``), holds the run's snapshot
 — the JSON-safe dict :meth:`Run.status(as_dict=True) <reflow.workflow.Run.status>` returns —
 plus the columns the listing filters on and the process that owns the run (host and pid), so
-a run whose owner died while it was ``running`` can be told apart from one still going.
+a run whose owner died while it was ``RUNNING`` can be told apart from one still going.
 
 The file is ``<cache dir>/workflow-runs.sqlite`` by default, the cache dir being
 ``$REFLOW_CACHE_DIR`` or ``~/.cache/reflow`` (as for packs and compiled modules). SQLite's WAL
