@@ -2,9 +2,12 @@
 run's status can be read, and the run retried, from another process.
 
 A row per run, keyed by its id (``<workflow>-<yyyymmdd>-<4 hex>``), holds the run's snapshot
-— the JSON-safe dict :meth:`Run.status(as_dict=True) <reflow.workflow.Run.status>` returns —
+— the JSON-safe record :meth:`Run.status(as_dict=True) <reflow.workflow.Run.status>` returns,
+less reflow-hpc's ``run``/``summary``/``instances`` views, which are computed from it on read —
 plus the columns the listing filters on and the process that owns the run (host and pid), so
-a run whose owner died while it was ``RUNNING`` can be told apart from one still going.
+a run whose owner died while it was ``RUNNING`` can be told apart from one still going. The
+status column holds :class:`~reflow.workflow.RunState` values; the lowercase words earlier
+versions wrote (``succeeded``, ``running``) read as the same states.
 
 The file is ``<cache dir>/workflow-runs.sqlite`` by default, the cache dir being
 ``$REFLOW_CACHE_DIR`` or ``~/.cache/reflow`` (as for packs and compiled modules). SQLite's WAL
