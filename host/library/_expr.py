@@ -14,6 +14,12 @@ logic                  ``and``, ``or``, ``not`` (short-circuit; ``and``/``or`` g
 functions              ``len lower upper trim str int float round abs min max exists``
 =====================  ==========================================================
 
+Limits: an expression is at most 2000 characters and nests at most :data:`MAX_DEPTH` (200)
+levels — each operand of an operator, parenthesised group, index, call argument and array or
+object item is one level deeper than what holds it, while a chain (``a + b + c``,
+``$.a.b[0]``) stays on one level. Past either limit :class:`ExpressionError` says which, and
+where; nothing recurses deeper than the limit, so no input reaches Python's recursion limit.
+
 Paths without an expression (``user.name``, ``items[0].id``, ``$.a``) are parsed by
 :func:`parse_path`, used by the object/JSON templates.
 """
@@ -26,7 +32,7 @@ from typing import Any
 
 from .._errors import ReflowError
 
-__all__ = ["Expression", "ExpressionError", "get_path", "parse_path", "set_path"]
+__all__ = ["MAX_DEPTH", "Expression", "ExpressionError", "get_path", "parse_path", "set_path"]
 
 
 class ExpressionError(ReflowError, ValueError):
