@@ -54,8 +54,9 @@ def _chain(prefix: str, steps: list[tuple[str, dict[str, Any]]]) -> tuple[Networ
 
 def _time_chain(
     prefix: str, steps: list[tuple[str, dict[str, Any]]], image: Any, reps: int
-) -> float:
-    best = float("inf")
+) -> tuple[float, np.ndarray]:
+    """Best time of the chain from a Bytes image in to a host image out, and that image."""
+    best, result = float("inf"), np.zeros(0)
     net, out = _chain(prefix, steps)
     try:
         for rep in range(reps + 1):  # the first warms up: device, kernel compile
@@ -63,12 +64,58 @@ def _time_chain(
             t0 = time.perf_counter()
             net.add_initial("n0", "in", image)
             net.run(timeout=600).raise_for_failures()
-            decode_image(out.messages[0])  # the one readback on the GPU side
+            result = decode_image(out.messages[0])  # the one readback on the GPU side
             if rep:
                 best = min(best, time.perf_counter() - t0)
     finally:
         net.shutdown()
-    return best
+    return best, result
+
+
+def _kernel_time(
+    steps: list[tuple[str, dict[str, Any]]], image: Any, reps: int
+) -> tuple[float, str, int]:
+    """The GPU chain's kernels' own time per run (the least over ``reps`` runs), how it was
+    measured (GPU timestamps, or each kernel dispatched alone with a blocking wait), and how
+    many kernels one run dispatches."""
+    from reflow._gpu._kernels import observe_dispatches
+
+    net, out = _chain("tpl_gpu_", steps)
+    seen: list[tuple[str, float, str]] = []
+    best, how, count = float("inf"), "no GPU: numpy fallback", 0
+    try:
+        net.add_initial("n0", "in", image)
+        net.run(timeout=600).raise_for_failures()  # warm: device, kernel compile
+        previous = observe_dispatches(lambda name, s, method: seen.append((name, s, method)))
+        try:
+            for _ in range(max(1, reps)):
+                seen.clear()
+                out.messages.clear()
+                net.add_initial("n0", "in", image)
+                net.run(timeout=600).raise_for_failures()
+                decode_image(out.messages[0])
+                if seen:
+                    best = min(best, sum(s for _, s, _ in seen))
+                    how, count = seen[0][2], len(seen)
+        finally:
+            observe_dispatches(previous)
+    finally:
+        net.shutdown()
+    return (best if seen else 0.0), how, count
+
+
+def _same_image(label: str, gpu: np.ndarray, cpu: np.ndarray) -> str:
+    """The GPU result against numpy's: same shape, and within 2/255 (float32 rounding of the
+    blur's weights and of the bilinear taps may move a channel by one step)."""
+    if gpu.shape != cpu.shape or gpu.dtype != cpu.dtype:
+        raise AssertionError(
+            f"{label}: GPU {gpu.shape} {gpu.dtype} vs numpy {cpu.shape} {cpu.dtype}"
+        )
+    diff = np.abs(gpu.astype(np.int32) - cpu.astype(np.int32))
+    if int(diff.max(initial=0)) > 2:
+        raise AssertionError(f"{label}: GPU output differs from numpy's by {int(diff.max())}")
+    differ = float((diff > 0).mean()) * 100
+    return f"max |GPU - numpy| {int(diff.max(initial=0))}/255 ({differ:.1f}% of values differ)"
 
 
 def _time_array(
@@ -134,14 +181,31 @@ def main(argv: list[str] | None = None) -> None:
         ("image_resize", {"width": w // 2}),
     ]
     rows = []
+    chain_wall = 0.0
     for row, label, steps, image in (
         ("4K RGBA gaussian blur", f"{w}x{h} RGBA blur", blur, rgba),
         ("3-node image chain", f"3-node chain on {w}x{h}", chain, rgba),
     ):
-        cpu = _time_chain("tpl_", steps, image, reps)
-        gpu = _time_chain("tpl_gpu_", steps, image, reps)
-        print(f"{label}: numpy {cpu * 1e3:.1f} ms, GPU {gpu * 1e3:.1f} ms")
+        cpu, want = _time_chain("tpl_", steps, image, reps)
+        gpu, got = _time_chain("tpl_gpu_", steps, image, reps)
+        same = _same_image(label, got, want)
+        print(f"{label}: numpy {cpu * 1e3:.1f} ms, GPU {gpu * 1e3:.1f} ms; {same}")
         rows.append((f"{row}: numpy / GPU", cpu / gpu))
+        chain_wall = gpu
+    for name, config in chain:  # where the numpy chain's time goes
+        one, _ = _time_chain("tpl_", [(name, config)], rgba, reps)
+        print(f"  numpy {name} alone on {w}x{h}: {one * 1e3:.1f} ms")
+    kernels, how, count = _kernel_time(chain, rgba, reps)
+    print(
+        f"3-node chain: {count} kernels, {kernels * 1e3:.1f} ms of kernel time ({how}) "
+        f"in {chain_wall * 1e3:.1f} ms of chain wall time"
+    )
+    rows.append(
+        (
+            "3-node chain: sum of kernels' device time / chain wall time",
+            (kernels or chain_wall) / chain_wall,
+        )
+    )
     n = fh * fw * 4
     a = rng.random(n, dtype=np.float32)
     arrays = {
