@@ -119,7 +119,11 @@ URL = [""]  # the spec server's URL, once it runs
 def bare_run(url: str, nodes: int, per_node: int) -> float:
     async def main() -> float:
         limits = httpx.Limits(max_connections=None)
-        async with httpx.AsyncClient(limits=limits) as client:
+        # Not httpx's default 5 s: with --inflight 1000 the server holds every request until
+        # the 1,000th arrives (seconds on a busy machine), and one httpcore pool of 1,000
+        # connections then takes ~30 s to hand back the answers (the engine shards its pool,
+        # reflow._services._pool); the baseline must finish, not time out.
+        async with httpx.AsyncClient(limits=limits, timeout=120) as client:
 
             async def one(i: int) -> None:
                 for _ in range(per_node):
