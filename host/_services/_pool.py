@@ -2,12 +2,15 @@
 per-service caps on requests in flight.
 
 Why not one pool: httpcore's pool (1.0.x) rescans all its connections for each idle one
-whenever a request starts or ends, so one pool with 1,000 connections spends seconds per
-request in bookkeeping, and 1,000 concurrent calls to one host took ~30 s and ran into
-timeouts (encode/httpcore#1035). Here each pool holds at most :data:`SHARD_SIZE`
-connections and is given at most that many requests at once, so none ever queues and its
-scans stay short; a request goes to the first pool with room (keeping keep-alive reuse in the
-first pools), and a new pool is made when all are full. There is still no overall cap.
+whenever a request starts or ends, O(idle x connections) per event (encode/httpcore#1035).
+Measured here, 1,000 calls held open together and then answered took 2.6 s to hand the
+answers back through one pool keeping 256 idle connections (25-30 s when keep-alive is
+unlimited), 0.6 s sharded; 3,000: 6.3 s against 2.0 s. Here each pool holds at most
+:data:`SHARD_SIZE` connections and is given at most that many requests at once, so none ever
+queues and its scans stay short; a request goes to the first pool with room (keeping
+keep-alive reuse in the first pools), and a new pool is made when all are full. There is
+still no overall cap, and a sequential caller sees no difference (936 against 937 us a
+request).
 
 A service's cap (``HttpApiGrants(max_connections=N)``) travels with each request as the
 ``reflow.connections`` extension: a :class:`ConnectionLimit`, acquired before the request is
