@@ -3,12 +3,18 @@
 ::
 
     WorkflowError                 defining or running a workflow went wrong (.step)
-    ├── WorkflowDefinitionError   a job, parameter or wire that cannot work (.step, .param)
+    ├── WorkflowDefinitionError   a job, parameter or wire that cannot work (.step, .param);
+    │   │                         also a ValueError, as reflow-hpc raises for these
     │   ├── StepNotFoundError     a Result/after names a missing step (.name, .suggestion)
     │   ├── WireTypeError         upstream and downstream types no wire mode explains
     │   └── WorkflowCycleError    the steps depend on each other in a circle (.cycle)
-    ├── ParamError                a parameter value that is missing or of the wrong type (.param)
+    ├── ParamError                a parameter value or run option that is missing, unknown or
+    │                             of the wrong type (.param)
     ├── CacheError                the result cache cannot be read or written (.path)
+    ├── RunIndexError             the run index (SQLite) cannot be read or written (.path)
+    ├── RunNotFoundError          no run with that id in the index (.run_id, .close); a KeyError
+    ├── RunStateError             a Run handle asked for what its state does not allow
+    ├── JobTimeoutError           a call ran past its job's ``time`` (.limit); a TimeoutError
     └── WorkflowFailed            one or more jobs failed (.report)
 """
 
@@ -20,7 +26,11 @@ from .._errors import ReflowError
 
 __all__ = [
     "CacheError",
+    "JobTimeoutError",
     "ParamError",
+    "RunIndexError",
+    "RunNotFoundError",
+    "RunStateError",
     "StepNotFoundError",
     "WireTypeError",
     "WorkflowCycleError",
@@ -36,7 +46,7 @@ class WorkflowError(ReflowError):
         self.step = step
 
 
-class WorkflowDefinitionError(WorkflowError):
+class WorkflowDefinitionError(WorkflowError, ValueError):
     def __init__(self, message: str, *, step: str | None = None, param: str | None = None) -> None:
         super().__init__(message, step=step)
         self.param = param
@@ -71,6 +81,35 @@ class CacheError(WorkflowError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class RunIndexError(WorkflowError):
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class RunNotFoundError(WorkflowError, KeyError):
+    def __init__(self, message: str, *, run_id: str, close: list[str]) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.close = close
+
+    def __str__(self) -> str:  # KeyError would quote the message otherwise
+        return str(self.args[0])
+
+
+class RunStateError(WorkflowError):
+    pass
+
+
+class JobTimeoutError(WorkflowError, TimeoutError):
+    def __init__(
+        self, message: str, *, step: str, index: int | None = None, limit: float = 0.0
+    ) -> None:
+        super().__init__(message, step=step)
+        self.index = index
+        self.limit = limit
 
 
 class WorkflowFailed(WorkflowError):

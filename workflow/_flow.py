@@ -92,15 +92,20 @@ class Flow:
         time: str | None = None,
         array_limit: int | None = None,
         retries: int = 0,
+        array_parallelism: int | None = None,
+        partition: str | None = None,
     ) -> Any:
         """Decorate a function as a job (``@wf.job`` or ``@wf.job(array=True, cache=True)``).
 
         ``array``: run once per element of its iterated inputs; ``array_limit``: at most that
-        many elements at once; ``cache``: reuse results whose Merkle key (code, version,
-        inputs, parameters) is unchanged; ``version``: bump to invalidate; ``after``: steps
-        that must finish first without passing data; ``cpus``/``mem``/``time``: resources
-        (used as Ray resources by a distributed backend; recorded locally); ``retries``: calls
-        retried after an exception."""
+        many elements at once (``array_parallelism``: the same, reflow-hpc's name; give one);
+        ``cache``: reuse results whose Merkle key (code, version, inputs, parameters) is
+        unchanged; ``version``: bump to invalidate; ``after``: steps that must finish first
+        without passing data; ``cpus``/``mem``: resources (Ray's and Slurm's; recorded
+        locally); ``time``: each call's walltime in Slurm's formats (``"30"``, ``"02:00:00"``,
+        ``"1-12"``), enforced locally and on Ray too (a call past it fails with
+        :class:`JobTimeoutError`); ``partition``: the scheduler queue (Slurm; recorded and
+        shown, ignored locally and on Ray); ``retries``: calls retried after an exception."""
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             spec = analyse_job(
@@ -115,6 +120,8 @@ class Flow:
                 time=time,
                 array_limit=array_limit,
                 retries=retries,
+                array_parallelism=array_parallelism,
+                partition=partition,
             )
             self._add(spec)
             with contextlib.suppress(AttributeError, TypeError):
@@ -167,9 +174,13 @@ class Flow:
             for s in spec.upstream():
                 if s not in jobs:
                     close = difflib.get_close_matches(s, list(jobs), n=1, cutoff=0.6)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    hint = f". Did you mean {close[0]!r}?" if close else ""
+                    where = next(
+                        (f" (parameter {r.name!r})" for r in spec.results if s in r.steps),
+                        " (after=)",
+                    )
                     raise StepNotFoundError(
-                        f"job {spec.name!r} names step {s!r}, which does not exist{hint}",
+                        f"job {spec.name!r}{where} names step {s!r}, which does not exist{hint}",
                         name=s,
                         suggestion=close[0] if close else None,
                         step=spec.name,
@@ -246,6 +257,26 @@ def _single(jobs: dict[str, JobSpec], spec: JobSpec, r: ResultInput) -> Wire:
     if u_elem is None and strip(u_t) is Any:
         u_elem = Any  # an untyped result may be a list: an array job iterates over it
     target = f"parameter {r.name!r} of {'array job' if spec.array else 'job'} {spec.name!r}"
+    if r.broadcast and spec.array:  # the whole value to every element, as the flag says
+        if up.array and (p_elem is None or not fits(u_t, p_elem)) and strip(p_t) is not Any:
+            raise WireTypeError(
+                f"{target} is Result(broadcast=True) of {_returns(up)}: declare it "
+                f"list[{describe_type(u_t)}] to give every element all of them",
+                step=spec.name,
+                param=r.name,
+            )
+        if not up.array and not fits(u_t, p_t):
+            raise WireTypeError(
+                f"{target} ({describe_type(p_t)}) is Result(broadcast=True), but "
+                f"{_returns(up)} does not fit it",
+                step=spec.name,
+                param=r.name,
+            )
+        return Wire(
+            r.name,
+            "gather" if up.array else "broadcast",
+            ((up.name, "array" if up.array else "value"),),
+        )
     if spec.array:
         if up.array:
             if fits(u_t, p_t):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,7 +15,14 @@ from ._backends import parse_memory
 from ._errors import WorkflowDefinitionError
 from ._types import Param, Result, RunDir, literal_choices, markers, strip, type_hints
 
-__all__ = ["JobSpec", "ParamInput", "ResultInput", "RunDirInput", "analyse_job"]
+__all__ = [
+    "JobSpec",
+    "ParamInput",
+    "ResultInput",
+    "RunDirInput",
+    "analyse_job",
+    "parse_walltime",
+]
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -25,6 +33,7 @@ class ResultInput:
     type: Any
     steps: tuple[str, ...]
     concat: bool
+    broadcast: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,10 @@ class JobSpec:
     array_limit: int | None = None
     retries: int = 0
     memory: int | None = None  # mem in bytes
+    #: the scheduler queue (Slurm's ``--partition``); local runs and Ray record it only
+    partition: str | None = None
+    #: ``time`` in seconds (``None``: no limit): each call's wall-clock limit
+    time_s: float | None = None
     code_hash: str = field(default="", compare=False)
 
     @property
@@ -103,6 +116,60 @@ def check_name(name: Any, what: str) -> str:
     return name
 
 
+_WALLTIME = re.compile(r"(?:(\d{1,5})-)?(\d{1,7})(?::(\d{1,2}))?(?::(\d{1,2}))?")
+_WALLTIME_FORMATS = (
+    "minutes ('30' or 30), 'M:S', 'H:M:S' ('02:00:00'), 'D-H', 'D-H:M' or 'D-H:M:S' "
+    "('1-12:00:00'), seconds and minutes below 60, hours after a day below 24, more than zero"
+)
+
+
+def parse_walltime(value: Any, step: str) -> float | None:
+    """A job's ``time`` in seconds, read as Slurm reads ``--time`` (``"INFINITE"``: no limit);
+    anything else is a :class:`WorkflowDefinitionError` listing the formats accepted."""
+    if value is None:
+        return None
+
+    def bad(why: str = "") -> WorkflowDefinitionError:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        return WorkflowDefinitionError(
+            f"job {step!r}: time={shown} is not a walltime{why}; formats accepted: "
+            f"{_WALLTIME_FORMATS}",
+            step=step,
+        )
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 < value < 10**7:
+            raise bad(" (minutes must be more than zero)")
+        return value * 60.0
+    if not isinstance(value, str) or len(value) > 32:
+        raise bad()
+    text = value.strip()
+    if text.upper() in ("INFINITE", "UNLIMITED"):
+        return None
+    m = _WALLTIME.fullmatch(text)
+    if not m:
+        raise bad()
+    days, first, second, third = m.groups()
+    if days is not None:  # D-H[:M[:S]]
+        h, mi, sec = int(first), int(second or 0), int(third or 0)
+        if h >= 24 or mi >= 60 or sec >= 60:
+            raise bad(" (hours after a day below 24, minutes and seconds below 60)")
+        total = int(days) * 86400 + h * 3600 + mi * 60 + sec
+    elif third is not None:  # H:M:S
+        if int(second) >= 60 or int(third) >= 60:
+            raise bad(" (minutes and seconds below 60)")
+        total = int(first) * 3600 + int(second) * 60 + int(third)
+    elif second is not None:  # M:S
+        if int(second) >= 60:
+            raise bad(" (seconds below 60)")
+        total = int(first) * 60 + int(second)
+    else:  # M
+        total = int(first) * 60
+    if total <= 0:
+        raise bad(" (it must be more than zero)")
+    return float(total)
+
+
 def code_hash(fn: Callable[..., Any], version: str) -> str:
     """What the cache keys a job's code on: its source (dedented) when Python can find it,
     else its bytecode and constants; plus ``version``, so a bump invalidates old results."""
@@ -134,6 +201,8 @@ def analyse_job(
     time: str | None,
     array_limit: int | None,
     retries: int,
+    array_parallelism: int | None = None,
+    partition: str | None = None,
 ) -> JobSpec:
     if not callable(fn):
         raise WorkflowDefinitionError(f"a job must be a function, got {fn!r}")
@@ -147,12 +216,30 @@ def analyse_job(
             raise WorkflowDefinitionError(
                 f"job {step!r}: {what} must be a number >= 0, got {value!r}", step=step
             )
+    if array_limit is not None and array_parallelism is not None:
+        raise WorkflowDefinitionError(
+            f"job {step!r}: give array_limit or array_parallelism (reflow-hpc's name for it), "
+            f"not both (got array_limit={array_limit!r}, array_parallelism={array_parallelism!r})",
+            step=step,
+        )
+    limit_name = "array_limit" if array_parallelism is None else "array_parallelism"
+    if array_limit is None:
+        array_limit = array_parallelism
     if array_limit is not None and (
         isinstance(array_limit, bool) or not isinstance(array_limit, int) or array_limit < 1
     ):
         raise WorkflowDefinitionError(
-            f"job {step!r}: array_limit must be an integer >= 1, got {array_limit!r}", step=step
+            f"job {step!r}: {limit_name} must be an integer >= 1, got {array_limit!r}", step=step
         )
+    if partition is not None and (
+        not isinstance(partition, str) or not partition.strip() or len(partition) > 200
+    ):
+        raise WorkflowDefinitionError(
+            f"job {step!r}: partition must be a queue name (a non-empty string), "
+            f"got {partition!r:.60}",
+            step=step,
+        )
+    time_s = parse_walltime(time, step)
     if not isinstance(version, str):
         raise WorkflowDefinitionError(
             f"job {step!r}: version must be a string, got {version!r}", step=step
@@ -185,7 +272,11 @@ def analyse_job(
                     step=step,
                     param=p.name,
                 )
-            inputs.append(ResultInput(p.name, strip(t), results[0].steps, results[0].concat))
+            inputs.append(
+                ResultInput(
+                    p.name, strip(t), results[0].steps, results[0].concat, results[0].broadcast
+                )
+            )
         elif rundirs or strip(t) is RunDir:
             inputs.append(RunDirInput(p.name))
         else:
@@ -220,9 +311,11 @@ def analyse_job(
         after=tuple(after_names),
         cpus=cpus,
         mem=mem,
-        time=time,
+        time=time if not isinstance(time, int) else str(time),
         array_limit=array_limit,
         retries=int(retries),
         memory=parse_memory(mem, step),
+        partition=partition,
+        time_s=time_s,
         code_hash=code_hash(fn, version),
     )

@@ -31,12 +31,21 @@ __all__ = ["Param", "Result", "RunDir", "describe_type", "element_type", "fits"]
 @dataclass(frozen=True, init=False)
 class Result:
     """Marks a parameter as the result of another step: ``Result(step="load")``, or
-    ``Result(steps=["a", "b"])`` to concatenate the results of several steps into a list."""
+    ``Result(steps=["a", "b"])`` to concatenate the results of several steps into a list;
+    ``broadcast=True`` gives every element of an array job the whole value (instead of
+    fanning it out) whatever the types say."""
 
     steps: tuple[str, ...]
     concat: bool
+    broadcast: bool
 
-    def __init__(self, step: str | None = None, *, steps: cabc.Sequence[str] | None = None):
+    def __init__(
+        self,
+        step: str | None = None,
+        *,
+        steps: cabc.Sequence[str] | None = None,
+        broadcast: bool = False,
+    ):
         if (step is None) == (steps is None):
             raise TypeError("Result() takes exactly one of step='name' or steps=[...]")
         if step is not None:
@@ -51,7 +60,12 @@ class Result:
                 raise TypeError("Result(steps=[]) names no step")
             names = tuple(steps)
         object.__setattr__(self, "steps", names)
+        if not isinstance(broadcast, bool):
+            raise TypeError(f"Result(broadcast=...) must be True or False, got {broadcast!r}")
+        if broadcast and steps is not None:
+            raise TypeError("Result(broadcast=True) takes one step=, not steps=[...]")
         object.__setattr__(self, "concat", steps is not None)
+        object.__setattr__(self, "broadcast", broadcast)
 
 
 @dataclass(frozen=True)

@@ -287,8 +287,8 @@ def _wf_empty() -> Workflow:
 @pytest.mark.parametrize(
     ("make", "error", "fragments"),
     [
-        (_wf_missing, StepNotFoundError, ["'use'", "'lod'", "did you mean 'load'"]),
-        (_wf_after_missing, StepNotFoundError, ["'prepare'", "did you mean 'prepair'"]),
+        (_wf_missing, StepNotFoundError, ["'use'", "'lod'", "Did you mean 'load'"]),
+        (_wf_after_missing, StepNotFoundError, ["'prepare'", "Did you mean 'prepair'"]),
         (_wf_mismatch, WireTypeError, ["'x'", "'use'", "int", "'load'", "str"]),
         (_wf_one_of_many, WireTypeError, ["list[int]", "gather", "array job 'each'"]),
         (_wf_cycle, WorkflowCycleError, ["a → b → c → a"]),
