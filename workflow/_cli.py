@@ -347,6 +347,8 @@ def _snap(run: Any) -> dict[str, Any]:
 
 
 def _cmd_run(wf: Workflow, args: argparse.Namespace, dests: dict[str, str]) -> int:
+    for task in args.force_tasks or ():
+        _check_task(wf, task)
     params = _params(wf, args, dests)
     run = wf.submit(
         args.run_dir,
@@ -441,6 +443,10 @@ def _cmd_runs(wf: Workflow, args: argparse.Namespace) -> int:
 def _cmd_retry(wf: Workflow, args: argparse.Namespace) -> int:
     _check_task(wf, args.task)
     run = _attach(wf, args.run_id, args)
+    snap = _snap(run)
+    if snap.get("status") == "succeeded":
+        print(f"run {run.run_id} succeeded: nothing to retry")
+        return 0
     print(f"Retrying run {run.run_id} in {run.run_dir}", flush=True)
     return _finish(run.retry(task=args.task))
 
