@@ -312,7 +312,9 @@ print("not reached")
     ("args", "code"),
     [((), 0), (("--fail",), 1), (("--nope",), 2), (("run", "--fail"), 1), (("stat",), 2)],
 )
-def test_bare_cli_call_exits_with_the_status(tmp_path: Path, args: tuple[str, ...], code: int) -> None:
+def test_bare_cli_call_exits_with_the_status(
+    tmp_path: Path, args: tuple[str, ...], code: int
+) -> None:
     (tmp_path / "bare.py").write_text(BARE)
     env = dict(os.environ, REFLOW_CACHE_DIR=str(tmp_path / "cache"))
     p = subprocess.run(
@@ -341,3 +343,43 @@ def test_cli_with_a_list_returns_the_status(tmp_path: Path) -> None:
     assert wf.cli(["run", "--run-dir", str(tmp_path / "r"), "--fail", "--store-path", store]) == 1
     assert wf.cli(["dag"]) == 0
     assert wf.cli(["status", "inproc-20990101-0000", "--store-path", store]) == 2
+
+
+def test_readme_cli_lines(tmp_path: Path) -> None:
+    """README's workflow CLI block, line by line, against README's wordcount script."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", readme, re.S | re.M)
+    script = [c for lang, c in blocks if lang == "python" and 'wf = Workflow("wordcount")' in c]
+    lines = [c for lang, c in blocks if lang == "sh" and "wordcount.py submit --run-dir" in c]
+    assert len(script) == 1 and len(lines) == 1
+    (tmp_path / "wordcount.py").write_text(script[0])
+    (tmp_path / "book.txt").write_text("one two\nthree\n")
+    env = dict(os.environ, REFLOW_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("REFLOW_STORE_PATH", None)
+    run_id = ""
+    for line in lines[0].splitlines():
+        cmd, _, comment = line.partition("#")
+        argv = cmd.split()
+        assert argv[:2] == ["python", "wordcount.py"], line
+        if run_id:
+            argv = [re.sub(r"wordcount-\d{8}-[0-9a-f]{4}", run_id, a) for a in argv]
+        p = subprocess.run(
+            [sys.executable, *argv[1:]],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert p.returncode == 0, (line, p.stdout, p.stderr)
+        if argv[2] == "submit":
+            m = _CREATED.search(p.stdout)
+            assert m and comment.strip().startswith("Created run wordcount-"), p.stdout
+            run_id = m.group(1)
+            assert m.group(2) == "runs/wc" or m.group(2).endswith("runs/wc"), m.group(2)
+        if argv[2] == "dag":
+            assert p.stdout.strip() == comment.strip()
+        if argv[2] == "describe":
+            assert list(json.loads(p.stdout)["steps"]) == ["lines", "words", "total"]
+        if argv[2] == "runs":
+            assert run_id in p.stdout
