@@ -23,13 +23,18 @@
         raise SystemExit(wf.cli())      # python wordcount.py --source book.txt
 
 How a result reaches a parameter (direct, gather, fan-out, chain, broadcast, concat) is read
-from the types; see ``reflow.workflow._flow``. ``wf.run_local(run_dir, params=...)`` runs it
-here and returns a :class:`RunReport`. Each job is a node of a :class:`reflow.Network`, so the
-network's events and failure reporting apply.
+from the types; see ``reflow.workflow._flow``. ``wf.run_local(run_dir, source="book.txt")``
+runs it here and returns the finished :class:`Run` (a :class:`RunReport` too);
+``wf.submit(run_dir, executor="ray")`` returns it at once while it runs (``_handle``). Every
+run is recorded in the run index (``_index``). Each job is a node of a
+:class:`reflow.Network`, so the network's events and failure reporting apply.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +42,11 @@ from typing import Any
 from .._core._network import Network
 from ._errors import (
     CacheError,
+    JobTimeoutError,
     ParamError,
+    RunIndexError,
+    RunNotFoundError,
+    RunStateError,
     StepNotFoundError,
     WireTypeError,
     WorkflowCycleError,
@@ -46,18 +55,27 @@ from ._errors import (
     WorkflowFailed,
 )
 from ._flow import Flow, Plan
+from ._handle import Run, make_run_id
+from ._index import RunIndex, default_index_path
 from ._report import RunReport, StepReport
-from ._run import resolve_params, run_plan
+from ._run import BACKENDS, check_options, resolve_params
 from ._types import Param, Result, RunDir, describe_type
 
 __all__ = [
     "CacheError",
+    "Description",
     "Flow",
+    "JobTimeoutError",
     "Param",
     "ParamError",
     "Result",
+    "Run",
     "RunDir",
+    "RunIndex",
+    "RunIndexError",
+    "RunNotFoundError",
     "RunReport",
+    "RunStateError",
     "StepNotFoundError",
     "StepReport",
     "WireTypeError",
@@ -69,17 +87,77 @@ __all__ = [
 ]
 
 
+class Description(dict[str, Any]):
+    """What :meth:`Workflow.describe` returns: the JSON-safe dict reflow-hpc's ``describe()``
+    gives (``name``, ``tasks``, ``cli_params``, ...), whose ``str()`` is the text ``--list``
+    prints (one line per step, its wires and parameters)."""
+
+    def __init__(self, data: dict[str, Any], text: str) -> None:
+        super().__init__(data)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+#: the run options of ``run_local``/``run``/``submit`` (anything else given by keyword must be
+#: a job parameter)
+RUN_OPTIONS = (
+    "run_dir",
+    "params",
+    "backend",
+    "executor",
+    "address",
+    "max_workers",
+    "processes",
+    "force",
+    "force_tasks",
+    "verify",
+    "on_error",
+    "timeout",
+    "on_network",
+    "store_path",
+)
+
+
+def default_run_dir(run_id: str) -> Path:
+    """Where a run given no ``run_dir`` works: ``<cache dir>/workflow-runs/<run id>`` (the
+    cache dir being ``$REFLOW_CACHE_DIR`` or ``~/.cache/reflow``)."""
+    return default_index_path().parent / "workflow-runs" / run_id
+
+
+def _available_backends() -> list[str]:
+    import importlib.util
+    import shutil
+
+    out = ["local"]
+    out.append("ray" if importlib.util.find_spec("ray") else "ray (not installed)")
+    out.append("slurm" if shutil.which("sbatch") else "slurm (no sbatch on PATH)")
+    return out
+
+
 class Workflow(Flow):
-    """A flow that runs: ``run_local`` here, ``cli`` from the command line."""
+    """A flow that runs: ``run_local``/``run`` here or on Ray or Slurm, ``submit`` in the
+    background, ``cli`` from the command line."""
 
     def __init__(self, name: str = "workflow", *, description: str = "") -> None:
         super().__init__(name)
         self.description = description
 
-    def describe(self) -> str:
-        """The steps in run order, each with its wires and parameters."""
+    def validate(self) -> None:
+        r"""Check the whole definition (missing steps, cycles, types no wire explains, clashing
+        parameters); the errors are :class:`WorkflowDefinitionError`\ s, ``ValueError``\ s
+        too, as reflow-hpc raises."""
+        self.plan()
+
+    def describe(self) -> Description:
+        """The workflow as a JSON-safe dict (reflow-hpc's shape: ``name``, ``tasks`` in run
+        order, each with ``config``, ``dependencies``, ``result_deps`` and its wire modes,
+        ``cli_params``); its ``str()`` is the steps in run order, each with its wires and
+        parameters (what ``--list`` prints)."""
         plan = self.plan()
         lines = []
+        tasks = []
         for name in plan.order:
             spec = plan.jobs[name]
             kind = "array job" if spec.array else "job"
@@ -92,33 +170,213 @@ class Workflow(Flow):
             ]
             if spec.after:
                 bits.append("after " + ", ".join(spec.after))
+            if spec.partition:
+                bits.append(f"partition {spec.partition}")
             lines.append(f"{name} [{kind}]" + (": " + "; ".join(bits) if bits else ""))
-        return "\n".join(lines)
+            tasks.append(
+                {
+                    "name": name,
+                    "is_array": spec.array,
+                    "config": {
+                        "cpus": spec.cpus,
+                        "time": spec.time,
+                        "mem": spec.mem,
+                        "array": spec.array,
+                        "after": list(spec.after),
+                        "array_parallelism": spec.array_limit,
+                        "version": spec.version,
+                        "cache": spec.cache,
+                        "retries": spec.retries,
+                        "partition": spec.partition,
+                    },
+                    "dependencies": list(spec.upstream()),
+                    "result_deps": {
+                        w.param: {"steps": [s for s, _ in w.parts], "mode": w.mode}
+                        for w in plan.wires[name]
+                    },
+                    "return_type": describe_type(spec.returns),
+                }
+            )
+        cli_params = []
+        for key, (p, users) in plan.params.items():
+            cli_params.append(
+                {
+                    "name": p.name,
+                    "key": key,
+                    "task": users[0] if p.param.namespace == "local" else None,
+                    "tasks": list(users),
+                    "flag": "--" + key.replace(".", "-").replace("_", "-"),
+                    "short": p.param.short,
+                    "type": describe_type(p.type),
+                    "required": p.required,
+                    "default": _json_value(p.default),
+                    "namespace": p.param.namespace or "global",
+                    "help": p.param.help,
+                    "choices": None if p.choices is None else [_json_value(c) for c in p.choices],
+                }
+            )
+        data = {
+            "schema_version": 1,
+            "name": self.name,
+            "description": self.description,
+            "tasks": tasks,
+            "cli_params": cli_params,
+        }
+        return Description(data, "\n".join(lines))
+
+    def _job_params(
+        self, plan: Plan, params: Mapping[str, Any] | None, job_params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``params=`` and the parameters given as keywords, one mapping; a keyword that is
+        neither a run option nor a parameter is an error naming the closest."""
+        if params is not None and not isinstance(params, Mapping):
+            raise ParamError(
+                f"params must be a mapping of parameter names to values, got "
+                f"{type(params).__name__}",
+                param="params",
+            )
+        merged = dict(params or {})
+        # a local parameter "job.name" is the keyword job_name (reflow-hpc's spelling)
+        aliases = {k.replace(".", "_").replace("-", "_"): k for k in plan.params if "." in k}
+        for key, value in job_params.items():
+            target = key if key in plan.params else aliases.get(key)
+            if target is None:
+                names = sorted({*plan.params, *aliases, *RUN_OPTIONS})
+                close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+                hint = f". Did you mean {close[0]!r}?" if close else ""
+                known = ", ".join(sorted(plan.params)) or "none"
+                raise ParamError(
+                    f"{key!r} is neither a run option nor a parameter of workflow "
+                    f"{self.name!r}{hint} (parameters: {known}; run options: "
+                    f"{', '.join(RUN_OPTIONS)})",
+                    param=key,
+                )
+            if target in merged:
+                raise ParamError(
+                    f"parameter {target!r} is given twice (in params= and as {key}=)",
+                    param=target,
+                )
+            merged[target] = value
+        return merged
+
+    def _new_run(
+        self,
+        run_dir: str | Path | None,
+        *,
+        backend: str,
+        address: str | None,
+        params: Mapping[str, Any] | None,
+        max_workers: int | None,
+        processes: bool,
+        force: bool | Sequence[str],
+        force_tasks: Sequence[str],
+        verify: bool,
+        on_error: str,
+        timeout: float | None,
+        on_network: Callable[[Network], None] | None,
+        store_path: str | Path | None,
+        background: bool,
+        job_params: dict[str, Any],
+    ) -> Run:
+        plan = self.plan()
+        values = resolve_params(plan, self._job_params(plan, params, job_params))
+        if isinstance(force_tasks, str) or not all(isinstance(t, str) for t in force_tasks or ()):
+            raise ParamError(
+                f"force_tasks must be a list of step names, got {force_tasks!r:.80}",
+                param="force_tasks",
+            )
+        if force is True or not force_tasks:
+            forced: bool | Sequence[str] = force
+        else:
+            base = [] if not force else ([force] if isinstance(force, str) else list(force))
+            forced = [*base, *force_tasks]
+        check_options(
+            plan, max_workers=max_workers, backend=backend, force=forced, on_error=on_error
+        )
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        ):
+            raise ParamError(
+                f"timeout must be a number of seconds > 0, got {timeout!r}", param="timeout"
+            )
+        index: RunIndex | None = RunIndex(store_path)
+        run_id = make_run_id(self.name, index if store_path is not None else None)
+        if run_dir is None:
+            path = default_run_dir(run_id)
+        elif isinstance(run_dir, (str, os.PathLike)) and str(run_dir):
+            path = Path(run_dir).expanduser()
+        else:
+            raise ParamError(
+                f"run_dir must be a directory path, got {run_dir!r:.80}", param="run_dir"
+            )
+        if store_path is None:
+            # the default index: a run still runs when it cannot be recorded (a read-only home)
+            try:
+                assert index is not None
+                with index._db():
+                    pass
+            except WorkflowError as exc:
+                logging.getLogger("reflow.workflow").warning("runs are not recorded: %s", exc)
+                index = None
+        else:
+            assert index is not None
+            with index._db():  # an explicit index that cannot be used is an error, now
+                pass
+        options = {
+            "max_workers": max_workers,
+            "processes": processes,
+            "address": address,
+            "force": forced,
+            "verify": verify,
+            "on_error": on_error,
+            "timeout": timeout,
+            "on_network": on_network,
+            "background": background,
+        }
+        run = Run(
+            self,
+            run_id,
+            path,
+            index=index,
+            plan=plan,
+            params=values,
+            backend=backend,
+            options=options,
+        )
+        run._start(background=background)
+        return run
 
     def run_local(
         self,
-        run_dir: str | Path,
+        run_dir: str | Path | None = None,
         *,
         params: Mapping[str, Any] | None = None,
         max_workers: int | None = None,
         processes: bool = False,
         force: bool | Sequence[str] = False,
+        force_tasks: Sequence[str] = (),
         verify: bool = False,
         on_error: str = "stop",
         timeout: float | None = None,
         on_network: Callable[[Network], None] | None = None,
-    ) -> RunReport:
-        """Run every job on this machine.
+        store_path: str | Path | None = None,
+        **job_params: Any,
+    ) -> Run:
+        """Run every job on this machine; returns the finished :class:`Run` (a
+        :class:`RunReport` too).
 
-        ``run_dir`` holds the jobs' ``RunDir``s and the result cache; ``params`` the parameter
-        values (``{"source": "data.csv", "count.min": 2}``); ``max_workers`` how many calls
-        run at once (default: the CPU count); ``processes=True`` runs them in worker
-        processes (jobs and their values must pickle); ``force`` recomputes everything
-        (``True``) or the named steps instead of using cached results; ``verify`` re-hashes
-        cached results before use; ``on_error`` is ``"stop"`` (raise :class:`WorkflowFailed`
-        at the first failure) or ``"continue"`` (run what does not depend on a failure and
-        return the report); ``on_network`` is called with the compiled :class:`Network`
-        before it runs (to subscribe to its events)."""
+        ``run_dir`` holds the jobs' ``RunDir``s and the result cache (default: a fresh
+        ``<cache dir>/workflow-runs/<run id>``); the parameters come as ``params={...}``
+        (``{"source": "data.csv", "count.min": 2}``) or as keywords (``source="data.csv"``,
+        ``count_min=2``); ``max_workers`` how many calls run at once (default: the CPU count);
+        ``processes=True`` runs them in worker processes (jobs and their values must pickle);
+        ``force`` recomputes everything (``True``) or the named steps instead of using cached
+        results, ``force_tasks`` names more steps to recompute; ``verify`` re-hashes cached
+        results before use; ``on_error`` is ``"stop"`` (raise :class:`WorkflowFailed` at the
+        first failure) or ``"continue"`` (run what does not depend on a failure and return
+        the run); ``on_network`` is called with the compiled :class:`Network` before it runs
+        (to subscribe to its events); ``store_path`` the run index file (default
+        ``<cache dir>/workflow-runs.sqlite``)."""
         return self.run(
             run_dir,
             backend="local",
@@ -126,15 +384,18 @@ class Workflow(Flow):
             max_workers=max_workers,
             processes=processes,
             force=force,
+            force_tasks=force_tasks,
             verify=verify,
             on_error=on_error,
             timeout=timeout,
             on_network=on_network,
+            store_path=store_path,
+            **job_params,
         )
 
     def run(
         self,
-        run_dir: str | Path,
+        run_dir: str | Path | None = None,
         *,
         backend: str = "local",
         address: str | None = None,
@@ -142,32 +403,107 @@ class Workflow(Flow):
         max_workers: int | None = None,
         processes: bool = False,
         force: bool | Sequence[str] = False,
+        force_tasks: Sequence[str] = (),
         verify: bool = False,
         on_error: str = "stop",
         timeout: float | None = None,
         on_network: Callable[[Network], None] | None = None,
-    ) -> RunReport:
-        """Run on a backend: ``"local"`` (as :meth:`run_local`) or ``"ray"`` — every call a
-        Ray task with the job's ``cpus``/``mem`` as its resources, on the cluster at
-        ``address`` (``"auto"``, ``"ray://host:10001"``, ``"127.0.0.1:6379"``; ``None`` starts
-        a local one unless Ray is already initialised). The graph itself runs here; results
+        store_path: str | Path | None = None,
+        **job_params: Any,
+    ) -> Run:
+        """Run on a backend and return the finished :class:`Run`: ``"local"`` (as
+        :meth:`run_local`), ``"ray"`` — every call a Ray task with the job's ``cpus``/``mem``
+        as its resources, on the cluster at ``address`` (``"auto"``, ``"ray://host:10001"``,
+        ``"127.0.0.1:6379"``; ``None`` starts a local one unless Ray is already initialised)
+        — or ``"slurm"`` (``address``: the partition). The graph itself runs here; results
         come back to this process, so the cache and the report work as locally."""
-        plan: Plan = self.plan()
-        values = resolve_params(plan, params)
-        return run_plan(
-            plan,
-            values,
-            Path(run_dir),
-            max_workers=max_workers,
-            processes=processes,
+        return self._new_run(
+            run_dir,
             backend=backend,
             address=address,
+            params=params,
+            max_workers=max_workers,
+            processes=processes,
             force=force,
+            force_tasks=force_tasks,
             verify=verify,
             on_error=on_error,
             timeout=timeout,
             on_network=on_network,
+            store_path=store_path,
+            background=False,
+            job_params=job_params,
         )
+
+    def submit(
+        self,
+        run_dir: str | Path | None = None,
+        *,
+        executor: str = "local",
+        address: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        max_workers: int | None = None,
+        processes: bool = False,
+        force: bool | Sequence[str] = False,
+        force_tasks: Sequence[str] = (),
+        verify: bool = False,
+        on_error: str = "stop",
+        timeout: float | None = None,
+        on_network: Callable[[Network], None] | None = None,
+        store_path: str | Path | None = None,
+        **job_params: Any,
+    ) -> Run:
+        """Start a run in the background and return its :class:`Run` at once (``status()``,
+        ``wait()``, ``cancel()``). ``executor`` is a backend :meth:`run` takes (``"local"``,
+        ``"ray"``, ``"slurm"``); the options and parameters are :meth:`run`'s. Definition and
+        parameter errors are raised here, before anything starts; a failure while it runs is
+        in its status, and ``wait()`` raises it as :meth:`run` would."""
+        if not isinstance(executor, str) or executor not in BACKENDS:
+            shown = executor if isinstance(executor, str) else type(executor).__name__
+            raise ParamError(
+                f"no executor {shown!r:.60}: this reflow runs workflows on "
+                f"{', '.join(_available_backends())} (PBS, LSF, SGE and Flux are not provided)",
+                param="executor",
+            )
+        return self._new_run(
+            run_dir,
+            backend=executor,
+            address=address,
+            params=params,
+            max_workers=max_workers,
+            processes=processes,
+            force=force,
+            force_tasks=force_tasks,
+            verify=verify,
+            on_error=on_error,
+            timeout=timeout,
+            on_network=on_network,
+            store_path=store_path,
+            background=True,
+            job_params=job_params,
+        )
+
+    def attach(self, run_id: str, *, store_path: str | Path | None = None) -> Run:
+        """The :class:`Run` of a recorded run of this workflow (see :meth:`Run.attach`)."""
+        return Run.attach(self, run_id, store_path=store_path)
+
+    def runs(
+        self,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        store_path: str | Path | None = None,
+    ) -> list[dict[str, Any]]:
+        """This workflow's recorded runs, newest first (their records)."""
+        return RunIndex(store_path).list(workflow=self.name, status=status, limit=limit)
+
+    def cancel_runs(self, run_ids: Sequence[str], *, store_path: str | Path | None = None) -> None:
+        """Cancel several runs still going (reflow-hpc's ``cancel_runs``); ended ones are
+        skipped, an unknown id is a :class:`RunNotFoundError`."""
+        for run_id in run_ids:
+            run = Run.attach(self, run_id, store_path=store_path)
+            if not run.done():
+                run.cancel()
 
     def cli(self, argv: Sequence[str] | None = None) -> int:
         """Parse the command line (``sys.argv`` by default) into parameters and run options,
@@ -181,3 +517,13 @@ class Workflow(Flow):
         if argv is None:
             raise SystemExit(code)
         return code
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)

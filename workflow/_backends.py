@@ -9,13 +9,24 @@ Ray (``pip install 'reflow[ray]'``): every chunk is one Ray task whose resources
 (cloudpickle) unless their module is importable on the workers. A cluster that fails while a
 chunk runs (a node dies, the head goes away) fails that chunk's elements with an error that
 says so; it never hangs the run.
+
+A job's ``time`` is each call's wall-clock limit (one call per task then, so the limit is the
+call's): a call past it fails with a :class:`JobTimeoutError` message naming the step, the
+element and the limit. Ray cancels the task (its worker is killed); in worker processes
+(``processes=True``) each such call runs in a process of its own, killed at the limit; in
+threads the call is interrupted at its next Python instruction (a thread cannot be killed, so a
+call blocked inside C code — a long ``time.sleep``, a socket — finishes in the background, its
+result dropped).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
+import ctypes
 import logging
+import multiprocessing
 import os
 import re
 import socket
@@ -26,7 +37,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._errors import WorkflowDefinitionError, WorkflowError
+from ._errors import JobTimeoutError, WorkflowDefinitionError, WorkflowError
 
 __all__ = ["Backend", "LocalBackend", "RayBackend", "parse_memory", "run_chunk"]
 
@@ -62,6 +73,53 @@ def run_chunk(fn: Callable[..., Any], calls: Calls, retries: int) -> Results:
     return out
 
 
+def timeout_text(step: str, index: int, opts: dict[str, Any]) -> str:
+    """A call's failure when it ran past its job's ``time``: what the report shows."""
+    limit = opts.get("time_s") or 0.0
+    what = f"element {index} of array job {step!r}" if opts.get("array") else f"job {step!r}"
+    return (
+        f"{JobTimeoutError.__name__}: {what} ran past its time limit "
+        f"{opts.get('time')!r} ({limit:g} s) and was stopped"
+    )
+
+
+def _interrupt(ident: int | None) -> None:
+    """Raise TimeoutError in a pool thread at its next Python instruction (best effort)."""
+    if ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(ident), ctypes.py_object(TimeoutError)
+        )
+
+
+def _killable_call(conn: Any, fn: Callable[..., Any], calls: Calls, retries: int) -> None:
+    conn.send(run_chunk(fn, calls, retries))
+    conn.close()
+
+
+def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: float) -> Any:
+    """One call in a process of its own, killed at ``limit`` seconds: ``None`` then."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_killable_call, args=(child, fn, calls, retries), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if parent.poll(limit):
+            try:
+                return parent.recv()
+            except EOFError:
+                pass
+            proc.join(5)
+            code = proc.exitcode
+            return [(i, False, f"the worker process ended with exit code {code}") for i, _ in calls]
+        return None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        parent.close()
+
+
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -90,6 +148,9 @@ class Backend:
     def check(self, step: str, cpus: float, memory: int | None) -> None:
         """Raise :class:`WorkflowError` when no worker could ever run a call needing this."""
 
+    def cancel(self, step: str | None) -> None:
+        """Stop what runs of ``step`` (``None``: of the run) where the backend can."""
+
     def close(self) -> None:
         pass
 
@@ -97,7 +158,9 @@ class Backend:
 class LocalBackend(Backend):
     def __init__(self, workers: int, *, processes: bool) -> None:
         self.name = "processes" if processes else "threads"
+        self.processes = processes
         self.slots = workers
+        self._abandoned = False
         self._pool: cf.Executor = (
             cf.ProcessPoolExecutor(max_workers=workers)
             if processes
@@ -108,7 +171,46 @@ class LocalBackend(Backend):
         self, step: str, fn: Callable[..., Any], calls: Calls, **opts: Any
     ) -> Awaitable[Results]:
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._pool, run_chunk, fn, calls, opts.get("retries", 0))
+        limit = opts.get("time_s")
+        if limit is None:
+            return loop.run_in_executor(self._pool, run_chunk, fn, calls, opts.get("retries", 0))
+        return self._limited(step, fn, calls, float(limit), opts)
+
+    async def _limited(
+        self, step: str, fn: Callable[..., Any], calls: Calls, limit: float, opts: dict[str, Any]
+    ) -> Results:
+        loop = asyncio.get_running_loop()
+        retries = opts.get("retries", 0)
+        if self.processes:
+            out = await asyncio.to_thread(_run_in_process, fn, calls, retries, limit)
+            if out is None:
+                return [(i, False, timeout_text(step, i, opts)) for i, _ in calls]
+            return list(out)
+        ident: list[int] = []
+
+        def call() -> Results:
+            ident.append(threading.get_ident())
+            return run_chunk(fn, calls, retries)
+
+        # a thread of its own: a call that cannot be interrupted does not hold a pool slot
+        fut: cf.Future[Results] = cf.Future()
+
+        def body() -> None:
+            try:
+                fut.set_result(call())
+            except BaseException as exc:  # the interrupt may land outside run_chunk's try
+                if not fut.done():
+                    fut.set_exception(exc)
+
+        threading.Thread(target=body, name=f"reflow-wf-{step}", daemon=True).start()
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut, loop=loop), limit)
+        except TimeoutError:
+            _interrupt(ident[0] if ident else None)
+            self._abandoned = True
+            return [(i, False, timeout_text(step, i, opts)) for i, _ in calls]
+        except BaseException as exc:
+            return [(i, False, f"{type(exc).__name__}: {exc}") for i, _ in calls]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -158,6 +260,8 @@ class RayBackend(Backend):
         self.slots = max(1, min(workers, cpus) if workers else cpus)
         self._remote = ray.remote(run_chunk)
         self._by_value: set[str] = set()
+        self._refs: dict[str, set[Any]] = {}
+        self._cancelled: set[str | None] = set()
 
     def check(self, step: str, cpus: float, memory: int | None) -> None:
         """A call needing more CPUs or memory than the largest node has would wait forever
@@ -205,7 +309,14 @@ class RayBackend(Backend):
         if mem:
             options["memory"] = mem
         ref = self._remote.options(**options).remote(fn, calls, opts.get("retries", 0))
-        return self._await(step, ref, calls)
+        return self._await(step, ref, calls, opts)
+
+    def cancel(self, step: str | None) -> None:
+        self._cancelled.add(step)
+        refs = [r for s, rs in self._refs.items() if step is None or s == step for r in rs]
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                self._ray.cancel(ref, force=True)
 
     def _reachable(self) -> bool:
         if self._gcs is None:
@@ -216,14 +327,25 @@ class RayBackend(Backend):
         except OSError:
             return False
 
-    async def _await(self, step: str, ref: Any, calls: Calls) -> Results:
+    async def _await(
+        self, step: str, ref: Any, calls: Calls, opts: dict[str, Any] | None = None
+    ) -> Results:
         ray = self._ray
+        opts = opts or {}
         fut = asyncio.wrap_future(ref.future())
+        limit = opts.get("time_s")
+        deadline = None if limit is None else time.monotonic() + float(limit)
+        self._refs.setdefault(step, set()).add(ref)
         try:
             while True:
-                done, _ = await asyncio.wait({fut}, timeout=WATCH_S)
+                wait = WATCH_S if deadline is None else min(WATCH_S, deadline - time.monotonic())
+                done, _ = await asyncio.wait({fut}, timeout=max(0.0, wait))
                 if done:
                     return fut.result()
+                if deadline is not None and time.monotonic() >= deadline:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(ref, force=True)
+                    return [(i, False, timeout_text(step, i, opts)) for i, _ in calls]
                 if self.dead:
                     break
                 if await asyncio.to_thread(self._reachable):
@@ -241,11 +363,15 @@ class RayBackend(Backend):
             )
             return [(i, False, text) for i, _ in calls]
         except ray.exceptions.RayError as exc:
+            if step in self._cancelled or None in self._cancelled:
+                return [(i, False, f"cancelled: job {step!r}") for i, _ in calls]
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             text = (
                 f"the Ray cluster failed while running job {step!r}: {type(exc).__name__}: {first}"
             )
             return [(i, False, text) for i, _ in calls]
+        finally:
+            self._refs.get(step, set()).discard(ref)
 
     def close(self) -> None:
         if not self._owned:

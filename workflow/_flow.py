@@ -40,7 +40,23 @@ from ._errors import (
 from ._job import JobSpec, ParamInput, ResultInput, analyse_job, check_name
 from ._types import describe_type, element_type, fits, strip
 
-__all__ = ["Flow", "Plan", "Wire"]
+__all__ = ["JOB_OPTIONS", "Flow", "Plan", "Wire"]
+
+#: what ``@flow.job(...)`` takes
+JOB_OPTIONS = (
+    "name",
+    "array",
+    "cache",
+    "version",
+    "after",
+    "cpus",
+    "mem",
+    "time",
+    "array_limit",
+    "array_parallelism",
+    "retries",
+    "partition",
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,7 @@ class Flow:
         retries: int = 0,
         array_parallelism: int | None = None,
         partition: str | None = None,
+        **unknown: Any,
     ) -> Any:
         """Decorate a function as a job (``@wf.job`` or ``@wf.job(array=True, cache=True)``).
 
@@ -106,6 +123,16 @@ class Flow:
         ``"1-12"``), enforced locally and on Ray too (a call past it fails with
         :class:`JobTimeoutError`); ``partition``: the scheduler queue (Slurm; recorded and
         shown, ignored locally and on Ray); ``retries``: calls retried after an exception."""
+
+        if unknown:
+            key = sorted(unknown)[0]
+            close = difflib.get_close_matches(key, JOB_OPTIONS, n=1, cutoff=0.6)
+            hint = f". Did you mean {close[0]!r}?" if close else ""
+            raise WorkflowDefinitionError(
+                f"{self.name}: job() has no option {key!r}{hint} (options: "
+                f"{', '.join(JOB_OPTIONS)}; other scheduler options are not supported)",
+                step=name,
+            )
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             spec = analyse_job(

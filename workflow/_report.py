@@ -12,7 +12,7 @@ __all__ = ["RunReport", "StepReport"]
 #: done: ran (or came from the cache) completely; partial: an array job with failed or skipped
 #: elements (``on_error="continue"``); failed; skipped: never ran because something it needs
 #: failed or the run stopped; cached: every result came from the cache.
-STATUSES = ("done", "cached", "partial", "failed", "skipped", "pending")
+STATUSES = ("done", "cached", "partial", "failed", "skipped", "pending", "running")
 
 
 @dataclass
@@ -29,6 +29,8 @@ class StepReport:
     elapsed: float = 0.0
     #: array jobs: chunks of elements finished, each a packet on the node's "elements" port
     chunks: int = 0
+    #: elements with a result so far (ran or cached); counts up while the step runs
+    done: int = 0
 
     def describe(self) -> str:
         parts = [self.status]

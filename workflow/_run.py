@@ -47,9 +47,36 @@ from ._report import RunReport, StepReport
 from ._slurm import SlurmBackend
 from ._types import describe_type, fits, strip
 
-__all__ = ["resolve_params", "run_plan"]
+__all__ = ["BACKENDS", "Hooks", "PriorFailure", "check_options", "resolve_params", "run_plan"]
 
 _FAILED = object()  # an element slot whose call failed or was skipped
+
+
+class PriorFailure:
+    """A failure carried over from the run being retried (``Run.retry(task=...)`` re-runs only
+    the named step's failures; the others stay failed without running again)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+class Hooks:
+    """What a :class:`~reflow.workflow.Run` handle gives a run: ``started`` gets the live
+    ``_Run`` (its ``report`` dict is the steps' state), ``progress`` is called after every
+    chunk and step (from the event loop: it must be cheap); ``prior`` maps Merkle keys to the
+    previous attempt's values (or :class:`PriorFailure`) and ``retry_steps`` names the steps
+    whose prior failures run again (``None``: all of them)."""
+
+    prior: dict[str, Any] | None = None
+    retry_steps: set[str] | None = None
+
+    def started(self, run: _Run) -> None:
+        pass
+
+    def progress(self) -> None:
+        pass
 
 
 def resolve_params(plan: Plan, given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -122,7 +149,13 @@ class _Run:
         cache: ResultCache | None,
         force: set[str],
         on_error: str,
+        hooks: Hooks | None = None,
     ) -> None:
+        self.hooks = hooks or Hooks()
+        self.prior = self.hooks.prior or {}
+        self.retry_steps = self.hooks.retry_steps
+        self.cancelled = False
+        self.cancelled_steps: set[str] = set()
         self.plan = plan
         self.params = params
         self.run_dir = run_dir
@@ -197,9 +230,22 @@ class _Run:
                 return f"step {up!r} {r.status}"
             if r.status == "partial" and up not in iter_steps:
                 return f"step {up!r} has failed elements"
+        if self.cancelled:
+            return "the run was cancelled"
+        if spec.name in self.cancelled_steps:
+            return "the step was cancelled"
         if self.stopped:
             return "the run stopped after a failure"
         return ""
+
+    def cancel(self, step: str | None = None) -> None:
+        """Start nothing more (of ``step``, or of the run); what runs finishes or is stopped
+        by the backend (Ray tasks are cancelled)."""
+        if step is None:
+            self.cancelled = self.stopped = True
+        else:
+            self.cancelled_steps.add(step)
+        self.backend.cancel(step)
 
     async def tick(self, step: str, ctx: Any) -> None:
         spec = self.plan.jobs[step]
@@ -207,8 +253,11 @@ class _Run:
         why = self._needs_bad(spec)
         if why:
             rep.status, rep.reason = "skipped", why
+            self.hooks.progress()
             ctx.done()
             return
+        rep.status = "running"
+        self.hooks.progress()
         t0 = time.perf_counter()
         try:
             self.backend.check(step, spec.cpus, spec.memory)
@@ -219,6 +268,11 @@ class _Run:
         except WorkflowError as exc:
             rep.status, rep.failures[0] = "failed", str(exc)
         rep.elapsed = time.perf_counter() - t0
+        if rep.status == "running":  # cancelled before it could finish
+            rep.status = "skipped"
+        if spec.name in self.cancelled_steps or self.cancelled:
+            rep.reason = rep.reason or "cancelled"
+        self.hooks.progress()
         if rep.status == "failed":
             if self.on_error == "stop":
                 self.stopped = True
@@ -234,6 +288,7 @@ class _Run:
             "memory": spec.memory,
             # what a batch system needs besides (backend="slurm")
             "time": spec.time,
+            "time_s": spec.time_s,
             "array": spec.array,
             "array_limit": spec.array_limit,
             "partition": getattr(spec, "partition", None),
@@ -246,6 +301,13 @@ class _Run:
         return d
 
     def _lookup(self, spec: JobSpec, key: str) -> Any:
+        hit = self.prior.get(key, MISS)
+        if isinstance(hit, PriorFailure) and (
+            self.retry_steps is None or spec.name in self.retry_steps
+        ):
+            hit = MISS  # this step's failures run again
+        if hit is not MISS:
+            return hit
         if self.cache is None or not spec.cache or spec.name in self.force:
             return MISS
         return self.cache.get(key)
@@ -265,9 +327,13 @@ class _Run:
         st.key = key
         rep.elements = 1
         loop = asyncio.get_running_loop()
-        hit = await loop.run_in_executor(None, self._lookup, spec, key) if spec.cache else MISS
+        use = spec.cache or bool(self.prior)
+        hit = await loop.run_in_executor(None, self._lookup, spec, key) if use else MISS
+        if isinstance(hit, PriorFailure):
+            rep.status, rep.failures[0] = "failed", hit.error
+            return
         if hit is not MISS:
-            st.value, rep.cached, rep.status = hit, 1, "cached"
+            st.value, rep.cached, rep.status, rep.done = hit, 1, "cached", 1
             return
         for i in spec.inputs:
             if isinstance(i, RunDirInput):
@@ -279,7 +345,7 @@ class _Run:
         if not ok:
             rep.status, rep.failures[0] = "failed", value
             return
-        st.value, rep.status = value, "done"
+        st.value, rep.status, rep.done = value, "done", 1
         if spec.cache:
             await loop.run_in_executor(None, self._store, spec, key, value)
 
@@ -329,15 +395,20 @@ class _Run:
             todo.append((i, kwargs))
         st.key = merkle("array", *st.keys)
         loop = asyncio.get_running_loop()
-        if spec.cache and self.cache is not None and spec.name not in self.force:
+        if (spec.cache and self.cache is not None and spec.name not in self.force) or self.prior:
             hits = await loop.run_in_executor(None, self._lookups, spec, todo, st.keys)
             rest = []
             for (i, kwargs), hit in zip(todo, hits, strict=True):
                 if hit is MISS:
                     rest.append((i, kwargs))
+                elif isinstance(hit, PriorFailure):
+                    rep.failures[i] = hit.error
+                    if self.on_error == "stop":
+                        self.stopped = True
                 else:
                     st.elements[i] = hit
-            rep.cached = len(todo) - len(rest)
+            rep.cached = len(todo) - len(rest) - len(rep.failures)
+            rep.done += rep.cached
             todo = rest
         if rundirs and todo:
             await loop.run_in_executor(None, _make_dirs, [kw[rundirs[0]] for _, kw in todo])
@@ -365,7 +436,12 @@ class _Run:
         limit = min(spec.array_limit or slots, slots)
         # one element per task under an explicit limit (it bounds what runs at once), else
         # chunks: a few tasks per worker, so trivial elements cost few event-loop wake-ups
-        chunk = 1 if spec.array_limit is not None else max(1, min(256, len(todo) // (limit * 8)))
+        # (and one per task under a time limit: the limit is each call's)
+        chunk = (
+            1
+            if spec.array_limit is not None or spec.time_s is not None
+            else max(1, min(256, len(todo) // (limit * 8)))
+        )
         chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
         if getattr(self.backend, "whole_arrays", False):
             limit = len(chunks)  # all in one batch job; the backend applies array_limit
@@ -375,7 +451,7 @@ class _Run:
         cache = self.cache if spec.cache else None
 
         def submit() -> bool:
-            if self.stopped:
+            if self.stopped or spec.name in self.cancelled_steps:
                 return False
             part = next(it, None)
             if part is None:
@@ -400,6 +476,7 @@ class _Run:
                     indices.append(i)
                     if ok:
                         st.elements[i] = value
+                        rep.done += 1
                         if cache is not None:
                             to_store.append((st.keys[i], value))
                     else:
@@ -410,11 +487,12 @@ class _Run:
                 if to_store and cache is not None:
                     stores.append(loop.run_in_executor(None, _put_all, cache, to_store))
                 rep.chunks += 1
+                self.hooks.progress()
                 chunk_packet = {"step": spec.name, "indices": indices, "failed": failed}
                 await ctx.asend({"elements": Message.object(chunk_packet)})
             while len(pending) < limit and submit():
                 pass
-        if self.stopped:
+        if self.stopped or spec.name in self.cancelled_steps:
             started = {i for i in rep.failures} | {
                 i for i in range(len(st.elements)) if st.elements[i] is not _FAILED
             }
@@ -486,24 +564,10 @@ def run_plan(
     on_error: str,
     timeout: float | None,
     on_network: Callable[[Network], None] | None = None,
+    hooks: Hooks | None = None,
 ) -> RunReport:
-    if on_error not in ("stop", "continue"):
-        raise WorkflowError(f"on_error must be 'stop' or 'continue', got {on_error!r}")
-    if max_workers is not None and (
-        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
-    ):
-        raise WorkflowError(f"max_workers must be an integer >= 1, got {max_workers!r}")
-    if backend not in ("local", "ray", "slurm"):
-        raise WorkflowError(f"backend must be 'local', 'ray' or 'slurm', got {backend!r}")
-    if force is True:
-        forced = set(plan.order)
-    elif force is False or force is None:
-        forced = set()
-    else:
-        forced = {force} if isinstance(force, str) else set(force)
-        unknown = sorted(forced - set(plan.order))
-        if unknown:
-            raise WorkflowError(f"force names steps that do not exist: {unknown}")
+    check_options(plan, max_workers=max_workers, backend=backend, force=force, on_error=on_error)
+    forced = _forced(plan, force)
     run_dir.mkdir(parents=True, exist_ok=True)
     uses_cache = any(plan.jobs[n].cache for n in plan.order)
     cache = ResultCache(run_dir / ".reflow-cache", verify=verify) if uses_cache else None
@@ -523,7 +587,58 @@ def run_plan(
         cache=cache,
         force=forced,
         on_error=on_error,
+        hooks=hooks,
     )
+    run.hooks.started(run)
+    return _execute(plan, run, pool, t0, timeout=timeout, on_network=on_network)
+
+
+#: the backends ``run()`` accepts
+BACKENDS = ("local", "ray", "slurm")
+
+
+def check_options(
+    plan: Plan,
+    *,
+    max_workers: int | None,
+    backend: str,
+    force: bool | Sequence[str] | None,
+    on_error: str,
+) -> None:
+    """The run options' errors, raised before anything starts."""
+    if on_error not in ("stop", "continue"):
+        raise WorkflowError(f"on_error must be 'stop' or 'continue', got {on_error!r}")
+    if max_workers is not None and (
+        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+    ):
+        raise WorkflowError(f"max_workers must be an integer >= 1, got {max_workers!r}")
+    if backend not in BACKENDS:
+        raise WorkflowError(f"backend must be 'local', 'ray' or 'slurm', got {backend!r}")
+    _forced(plan, force)
+
+
+def _forced(plan: Plan, force: bool | Sequence[str] | None) -> set[str]:
+    if force is True:
+        return set(plan.order)
+    if force is False or force is None:
+        return set()
+    forced = {force} if isinstance(force, str) else set(force)
+    unknown = sorted(forced - set(plan.order))
+    if unknown:
+        raise WorkflowError(f"force names steps that do not exist: {unknown}")
+    return forced
+
+
+def _execute(
+    plan: Plan,
+    run: _Run,
+    pool: Backend,
+    t0: float,
+    *,
+    timeout: float | None,
+    on_network: Callable[[Network], None] | None,
+) -> RunReport:
+    on_error = run.on_error
     net = Network()
     try:
         for name in plan.order:
@@ -544,7 +659,7 @@ def run_plan(
         pool.close()
     for name in plan.order:
         rep = run.report[name]
-        if rep.status == "pending":
+        if rep.status in ("pending", "running"):
             spec = plan.jobs[name]
             rep.status = "skipped"
             rep.reason = run._needs_bad(spec) or "not reached"

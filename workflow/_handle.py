@@ -1,0 +1,628 @@
+"""``Run``: the handle ``run_local``, ``run`` and ``submit`` return (reflow-hpc's ``Run``).
+
+A run has an id, ``<workflow>-<yyyymmdd>-<4 hex>``, and a record in the run index
+(:class:`~reflow.workflow._index.RunIndex`): written when it starts, at most four times a second
+while its steps and elements finish, and when it ends. ``status()`` prints the steps' states
+(``status(as_dict=True)`` returns the record), ``wait()`` blocks until the run ends and returns
+it, ``cancel()`` starts nothing more and stops what the backend can stop, ``retry()`` runs the
+failed and cancelled elements again under the same id, in the same run directory, with the same
+parameters — what succeeded is reused, not recomputed.
+
+A finished ``Run`` is a :class:`~reflow.workflow.RunReport` as well (``run.ok``,
+``run["step"]``, ``run.steps``, ``run.failures``, ``run.table()``), so code written against the
+report keeps working. ``Run.attach(wf, run_id)`` gives the handle of a run recorded by another
+process (or an earlier one): its status comes from the index; a run left ``running`` by a
+process that no longer exists reads as ``failed``, with a note saying so; its results stay in
+the process that computed them (``retry()`` of such a run runs it again, the Merkle cache
+sparing the ``cache=True`` steps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed
+from ._index import RunIndex, owner_alive
+from ._report import RunReport, StepReport
+from ._run import Hooks, PriorFailure, _Run, run_plan
+
+if TYPE_CHECKING:
+    from . import Workflow
+    from ._flow import Plan
+
+__all__ = ["Run", "make_run_id"]
+
+log = logging.getLogger("reflow.workflow")
+
+#: at most this many index writes a second while a run goes (the first and last always)
+WRITES_PER_S = 4.0
+#: how often a running run looks for a cancel asked by another process
+POLL_S = 0.25
+#: a step's errors kept in the record (the rest counted), and each error's length there
+MAX_ERRORS = 100
+MAX_ERROR_CHARS = 4000
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+_LIVE: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
+
+
+def make_run_id(workflow: str, index: RunIndex | None = None) -> str:
+    """``<workflow>-<yyyymmdd>-<4 hex>`` (UTC date), not one the index already holds."""
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    for _ in range(32):
+        run_id = f"{workflow}-{day}-{uuid.uuid4().hex[:4]}"
+        if run_id in _LIVE:
+            continue
+        if index is None:
+            return run_id
+        try:
+            index.get(run_id)
+        except KeyError:
+            return run_id
+        except WorkflowError:
+            return run_id
+    return f"{workflow}-{day}-{uuid.uuid4().hex[:8]}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_safe(v) for v in value]
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _step_state(rep: StepReport, run_cancelled: bool) -> str:
+    if rep.status in ("done", "cached"):
+        return "succeeded"
+    if rep.status in ("pending", "running"):
+        return rep.status
+    if rep.status == "skipped" or (rep.reason == "cancelled" and not rep.failures):
+        return "cancelled"
+    if run_cancelled and rep.skipped and not rep.failures:
+        return "cancelled"
+    return "failed"
+
+
+class _Recorder(Hooks):
+    """The run's hooks: the live ``_Run``, throttled index writes, cancels from elsewhere."""
+
+    def __init__(self, handle: Run) -> None:
+        self.handle = handle
+        self.live: _Run | None = None
+        self.dirty = threading.Event()
+
+    def started(self, run: _Run) -> None:
+        self.live = run
+        self.handle._live_started(run)
+
+    def progress(self) -> None:
+        self.dirty.set()
+
+
+class Run(RunReport):
+    """The handle of one workflow run (see the module doc)."""
+
+    def __init__(
+        self,
+        wf: Workflow | None,
+        run_id: str,
+        run_dir: Path,
+        *,
+        index: RunIndex | None,
+        plan: Plan | None = None,
+        params: dict[str, Any] | None = None,
+        backend: str = "local",
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        names = list(plan.order) if plan is not None else []
+        steps = {n: StepReport(n, plan.jobs[n].array) for n in names} if plan else {}
+        super().__init__(steps, {}, 0.0)
+        self.workflow = wf.name if wf is not None else ""
+        self.run_id = run_id
+        self.run_dir = Path(run_dir)
+        self._wf = wf
+        self._plan = plan
+        self._params = dict(params or {})
+        self.backend = backend
+        self._options = dict(options or {})
+        self._index = index
+        self._index_ok = index is not None
+        self._created = _now()
+        self._state = "pending"
+        self._note: str | None = None
+        self._error: BaseException | None = None
+        self._live: _Run | None = None
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+        self._last_write = 0.0
+        self._cancel_asked = False
+        self._foreign: dict[str, Any] | None = None  # the record of a run of another process
+        self._prior: dict[str, Any] = {}
+        _LIVE[run_id] = self
+
+    def __repr__(self) -> str:
+        return f"<Run {self.run_id} {self._current_state()} run_dir={str(self.run_dir)!r}>"
+
+    # ------------------------------------------------------------------ running
+
+    def _start(self, *, background: bool, retry_steps: set[str] | None = None) -> None:
+        """Run the plan, here (``background=False``: returns when it ends, raising
+        :class:`WorkflowFailed` as ``run_local`` does) or in a thread."""
+        assert self._plan is not None
+        self._finished.clear()
+        self._error = None
+        self._state = "running"
+        self._cancel_asked = False
+        rec = _Recorder(self)
+        rec.prior = self._prior or None
+        rec.retry_steps = retry_steps
+        if self._index is not None and self._index_ok:
+            with contextlib.suppress(WorkflowError):
+                self._index.clear_cancel(self.run_id)
+        self._write(force=True)
+        watcher = threading.Thread(
+            target=self._watch, args=(rec,), name=f"reflow-run-{self.run_id}", daemon=True
+        )
+        watcher.start()
+        if background:
+            threading.Thread(
+                target=self._body, args=(rec,), name=f"reflow-submit-{self.run_id}", daemon=True
+            ).start()
+            return
+        self._body(rec)
+        if self._error is not None:
+            raise self._error
+
+    def _body(self, rec: _Recorder) -> None:
+        assert self._plan is not None
+        o = self._options
+        report: RunReport | None = None
+        try:
+            report = run_plan(
+                self._plan,
+                self._params,
+                self.run_dir,
+                max_workers=o.get("max_workers"),
+                processes=bool(o.get("processes", False)),
+                backend=self.backend,
+                address=o.get("address"),
+                force=o.get("force", False),
+                verify=bool(o.get("verify", False)),
+                on_error=o.get("on_error", "stop"),
+                timeout=o.get("timeout"),
+                on_network=o.get("on_network"),
+                hooks=rec,
+            )
+        except WorkflowFailed as exc:
+            report = exc.report
+            if not self._cancel_asked:
+                self._error = exc
+        except BaseException as exc:  # a backend that cannot start, a timeout, Ctrl-C
+            self._error = exc
+            self._note = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._end(report, rec)
+
+    def _live_started(self, run: _Run) -> None:
+        self._live = run
+        self.steps = run.report
+        if self._cancel_asked:
+            run.cancel()
+
+    def _end(self, report: RunReport | None, rec: _Recorder) -> None:
+        if report is not None:
+            self.steps = report.steps
+            self._results = report._results
+            self.elapsed = report.elapsed
+        live = self._live
+        if live is not None:
+            self._keep_prior(live)
+        if self._cancel_asked:
+            self._state = "cancelled"
+        elif report is not None and report.ok and self._error is None:
+            self._state = "succeeded"
+        else:
+            self._state = "failed"
+        self._live = None
+        self._write(force=True)
+        self._finished.set()
+        rec.dirty.set()
+
+    def _keep_prior(self, live: _Run) -> None:
+        """What a retry reuses: every element's value, or its failure, by Merkle key."""
+        prior: dict[str, Any] = {}
+        for name, st in live.state.items():
+            rep = live.report[name]
+            if live.plan.jobs[name].array:
+                for i, key in enumerate(st.keys):
+                    if i in rep.failures:
+                        prior[key] = PriorFailure(rep.failures[i])
+                    elif i < len(st.elements) and st.elements[i] is not _failed_marker():
+                        prior[key] = st.elements[i]
+            elif st.key:
+                if 0 in rep.failures:
+                    prior[st.key] = PriorFailure(rep.failures[0])
+                elif rep.status in ("done", "cached"):
+                    prior[st.key] = st.value
+        self._prior = prior
+
+    def _watch(self, rec: _Recorder) -> None:
+        """While the run goes: write the record when something changed (throttled) and look
+        for a cancel asked through the index."""
+        while not self._finished.is_set():
+            rec.dirty.wait(POLL_S)
+            if self._finished.is_set():
+                return
+            if rec.dirty.is_set() and time.monotonic() - self._last_write >= 1 / WRITES_PER_S:
+                rec.dirty.clear()
+                self._write()
+            if self._index is not None and self._index_ok and not self._cancel_asked:
+                try:
+                    asked = self._index.cancel_requested(self.run_id)
+                except WorkflowError:
+                    asked = False
+                if asked:
+                    self._note = "cancelled through the run index"
+                    self.cancel()
+            else:
+                time.sleep(POLL_S / 2)
+
+    def _write(self, *, force: bool = False) -> None:
+        if self._index is None or not self._index_ok:
+            return
+        with self._lock:
+            if not force and time.monotonic() - self._last_write < 1 / WRITES_PER_S:
+                return
+            self._last_write = time.monotonic()
+            try:
+                self._index.put(self._snapshot(errors=True))
+            except WorkflowError as exc:
+                self._index_ok = False
+                log.warning("run %s is not recorded any more: %s", self.run_id, exc)
+
+    # ------------------------------------------------------------------ state
+
+    def _current_state(self) -> str:
+        if self._foreign is not None:
+            return str(self._refresh().get("status", "failed"))
+        return self._state
+
+    def _refresh(self) -> dict[str, Any]:
+        """A foreign run's record, re-read; a ``running`` one whose owner is gone is failed."""
+        assert self._foreign is not None and self._index is not None
+        with contextlib.suppress(WorkflowError):
+            self._foreign = self._index.get(self.run_id)
+        snap = dict(self._foreign)
+        if snap.get("status") in ("pending", "running"):
+            owner = snap.get("owner") or {}
+            alive = owner_alive(owner.get("host"), owner.get("pid"))
+            if alive is False:
+                snap["status"] = "failed"
+                snap["note"] = (
+                    f"the process that ran it (pid {owner.get('pid')} on {owner.get('host')}) "
+                    f"is gone; it stopped while {snap.get('status_was', 'running')}"
+                )
+                for step in snap.get("steps", {}).values():
+                    if step.get("state") in ("pending", "running"):
+                        step["state"] = "failed" if step["state"] == "running" else "cancelled"
+            elif alive is None:
+                snap["note"] = f"run by host {owner.get('host')!r}: its owner cannot be checked"
+        return snap
+
+    def _snapshot(self, *, errors: bool = False, task: str | None = None) -> dict[str, Any]:
+        if self._foreign is not None:
+            snap = self._refresh()
+            if task is not None:
+                snap["steps"] = {k: v for k, v in snap.get("steps", {}).items() if k == task}
+                snap["failed_instances"] = {
+                    k: v for k, v in snap.get("failed_instances", {}).items() if k == task
+                }
+            if not errors:
+                for step in snap.get("steps", {}).values():
+                    for e in step.get("errors", []):
+                        e["error"] = (
+                            str(e.get("error", "")).splitlines()[0:1][0:1]
+                            and str(e.get("error", "")).splitlines()[0]
+                        )
+            return snap
+        cancelled = self._cancel_asked
+        steps: dict[str, Any] = {}
+        failed: dict[str, list[int | None]] = {}
+        for name, rep in list(self.steps.items()):
+            if task is not None and name != task:
+                continue
+            spec = self._plan.jobs[name] if self._plan is not None else None
+            idx: list[int | None] = (
+                sorted(rep.failures) if rep.array else ([None] if rep.failures else [])
+            )
+            errs = []
+            for i in idx[:MAX_ERRORS]:
+                text = rep.failures[0 if i is None else i]
+                text = text if errors else (text.splitlines() or [""])[0]
+                errs.append({"index": i, "error": text[:MAX_ERROR_CHARS]})
+            total = rep.elements if rep.array else 1
+            steps[name] = {
+                "state": _step_state(rep, cancelled),
+                "array": rep.array,
+                "total": total,
+                "done": rep.done,
+                "failed": len(rep.failures),
+                "skipped": len(rep.skipped) if rep.array else int(rep.status == "skipped"),
+                "cached": rep.cached,
+                "partition": spec.partition if spec is not None else None,
+                "reason": rep.reason,
+                "errors": errs,
+                "errors_left_out": max(0, len(idx) - MAX_ERRORS),
+            }
+            if idx:
+                failed[name] = idx
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "run_dir": str(self.run_dir),
+            "params": _json_safe(self._params),
+            "backend": self.backend,
+            "status": self._state,
+            "created": self._created,
+            "updated": _now(),
+            "steps": steps,
+            "failed_instances": failed,
+            "options": _json_safe(
+                {k: v for k, v in self._options.items() if k not in ("on_network",)}
+            ),
+            "owner": {"host": socket.gethostname(), "pid": os.getpid()},
+            "note": self._note,
+            "elapsed": round(self.elapsed, 6),
+        }
+
+    # ------------------------------------------------------------------ API
+
+    def status(
+        self, *, as_dict: bool = False, errors: bool = False, task: str | None = None
+    ) -> dict[str, Any] | None:
+        """The run's record (``as_dict=True``: JSON-safe, with ``failed_instances``), else a
+        table printed to stdout; ``errors=True`` gives each failure's whole message (else its
+        first line); ``task`` keeps one step."""
+        if task is not None:
+            self._check_step(task)
+        snap = self._snapshot(errors=errors, task=task)
+        if as_dict:
+            return snap
+        print(self._table(snap, errors=errors))
+        return None
+
+    def _table(self, snap: dict[str, Any], *, errors: bool) -> str:
+        lines = [
+            f"Run       {snap['run_id']}",
+            f"Workflow  {snap['workflow']}",
+            f"Status    {snap['status']}",
+            f"Backend   {snap['backend']}",
+            f"Run dir   {snap['run_dir']}",
+            f"Created   {snap['created']}",
+        ]
+        if snap.get("note"):
+            lines.append(f"Note      {snap['note']}")
+        steps = snap.get("steps", {})
+        width = max((len(n) for n in steps), default=4)
+        lines.append("")
+        for name, st in steps.items():
+            counts = f"{st['done']}/{st['total']} done"
+            for k in ("failed", "skipped", "cached"):
+                if st.get(k):
+                    counts += f", {st[k]} {k}"
+            part = f"  partition={st['partition']}" if st.get("partition") else ""
+            lines.append(f"  {name:<{width}}  {st['state']:<9}  {counts}{part}")
+            for e in st.get("errors", []):
+                where = "" if e["index"] is None else f"[{e['index']}]"
+                text = e["error"] if errors else (str(e["error"]).splitlines() or [""])[0]
+                body = text.rstrip().replace("\n", "\n      ")
+                lines.append(f"    {where or '-'}  {body}")
+            if st.get("errors_left_out"):
+                lines.append(f"    ... {st['errors_left_out']} more failures")
+        return "\n".join(lines)
+
+    def _check_step(self, task: str) -> None:
+        names = list(self.steps) or list(
+            (self._foreign or {}).get("steps", {}) if self._foreign else []
+        )
+        if task not in names:
+            close = difflib.get_close_matches(str(task), names, n=1, cutoff=0.6)
+            hint = f". Did you mean {close[0]!r}?" if close else ""
+            raise StepNotFoundError(
+                f"run {self.run_id!r} has no step {task!r}{hint} (steps: {', '.join(names)})",
+                name=str(task),
+                suggestion=close[0] if close else None,
+            )
+
+    def done(self) -> bool:
+        """Whether the run has ended (succeeded, failed or cancelled)."""
+        if self._foreign is not None:
+            return self._current_state() in TERMINAL
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> RunReport:
+        """Block until the run ends (at most ``timeout`` seconds: then a
+        :class:`RunStateError`); returns this run as its report. A run with
+        ``on_error="stop"`` that failed raises :class:`WorkflowFailed`, as ``run_local``
+        does."""
+        if timeout is not None and (isinstance(timeout, bool) or not timeout >= 0):
+            raise RunStateError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+        if self._foreign is not None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self.done():
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise RunStateError(
+                        f"run {self.run_id!r} is still {self._current_state()} after {timeout:g} s"
+                    )
+                time.sleep(POLL_S)
+            return self
+        if not self._finished.wait(timeout):
+            raise RunStateError(f"run {self.run_id!r} is still running after {timeout:g} s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def cancel(self, *, task: str | None = None) -> None:
+        """Stop the run (or one step, ``task``): nothing more starts, running Ray tasks are
+        cancelled, running local calls finish; the state becomes ``"cancelled"``. A run that
+        has ended is a :class:`RunStateError`."""
+        if task is not None:
+            self._check_step(task)
+        if self._foreign is not None:
+            state = self._current_state()
+            if state in TERMINAL:
+                raise RunStateError(
+                    f"run {self.run_id!r} has already ended ({state}): nothing to cancel"
+                )
+            assert self._index is not None
+            self._index.request_cancel(self.run_id)
+            return
+        if self._finished.is_set():
+            raise RunStateError(
+                f"run {self.run_id!r} has already ended ({self._state}): nothing to cancel"
+            )
+        live = self._live
+        if task is None:
+            self._cancel_asked = True
+            if live is not None:
+                live.cancel()
+        elif live is not None:
+            live.cancel(task)
+        self._write(force=True)
+
+    def retry(self, *, task: str | None = None) -> Run:
+        """Run the failed and cancelled elements again (of ``task`` only: the other steps'
+        failures stay), same id, run directory and parameters; what succeeded is reused. Runs
+        as the run did (``submit``: in the background; else here, returning when it ends).
+        A run still going, or one with nothing to retry, is a :class:`RunStateError`."""
+        if task is not None:
+            self._check_step(task)
+        if not self.done():
+            raise RunStateError(
+                f"run {self.run_id!r} is still {self._current_state()}: wait() or cancel() first"
+            )
+        snap = self._snapshot()
+        bad = {
+            n: s
+            for n, s in snap.get("steps", {}).items()
+            if s.get("state") in ("failed", "cancelled")
+        }
+        if snap.get("status") == "succeeded" or (not bad and snap.get("status") != "cancelled"):
+            raise RunStateError(
+                f"run {self.run_id!r} has nothing to retry: it {snap.get('status')}"
+                + (" (every step succeeded)" if snap.get("status") == "succeeded" else "")
+            )
+        if task is not None and task not in bad:
+            raise RunStateError(
+                f"run {self.run_id!r}: step {task!r} has nothing to retry (it "
+                f"{snap['steps'][task]['state']}); steps to retry: {', '.join(bad) or 'none'}"
+            )
+        if self._foreign is not None:
+            self._adopt(snap)
+        self._cancel_asked = False
+        self._note = None
+        self._start(
+            background=bool(self._options.get("background")),
+            retry_steps=None if task is None else {task},
+        )
+        return self
+
+    def _adopt(self, snap: dict[str, Any]) -> None:
+        """Take over a foreign run to retry it here."""
+        if self._wf is None:
+            raise RunStateError(f"run {self.run_id!r}: retry() needs its workflow")
+        from ._run import resolve_params
+
+        self._plan = self._wf.plan()
+        self._params = resolve_params(self._plan, snap.get("params") or {})
+        self.backend = str(snap.get("backend", "local"))
+        opts = dict(snap.get("options") or {})
+        self._options = {
+            k: opts[k]
+            for k in ("max_workers", "processes", "address", "verify", "on_error", "background")
+            if k in opts
+        }
+        self._created = str(snap.get("created") or _now())
+        self.steps = {n: StepReport(n, self._plan.jobs[n].array) for n in self._plan.order}
+        self._foreign = None
+
+    # ------------------------------------------------------------------ report API
+
+    def result(self, step: str) -> Any:
+        if not self.done():
+            raise RunStateError(
+                f"run {self.run_id!r} is still {self._current_state()}: wait() for its results"
+            )
+        if self._foreign is not None:
+            raise RunStateError(
+                f"the results of run {self.run_id!r} are in the process that ran it; "
+                "retry() it here (the cache spares cache=True steps) to have them"
+            )
+        return super().result(step)
+
+    @classmethod
+    def attach(cls, wf: Workflow, run_id: str, *, store_path: str | Path | None = None) -> Run:
+        """The handle of a recorded run: the live one when this process runs it, else one
+        reading its record from the index (``store_path``: the index file)."""
+        live = _LIVE.get(run_id) if isinstance(run_id, str) else None
+        if live is not None and (
+            store_path is None
+            or (live._index is not None and live._index.path == Path(store_path).expanduser())
+        ):
+            return live
+        index = RunIndex(store_path)
+        snap = index.get(run_id)
+        if wf is not None and snap.get("workflow") not in (None, "", getattr(wf, "name", None)):
+            raise RunStateError(
+                f"run {run_id!r} is a run of workflow {snap.get('workflow')!r}, not of "
+                f"{getattr(wf, 'name', wf)!r}"
+            )
+        run = cls(wf, run_id, Path(snap.get("run_dir", ".")), index=index)
+        run.backend = str(snap.get("backend", "local"))
+        run._foreign = snap
+        run._created = str(snap.get("created", ""))
+        run._finished.set()
+        for name, st in (snap.get("steps") or {}).items():
+            rep = StepReport(name, bool(st.get("array")))
+            rep.elements = int(st.get("total", 0))
+            rep.cached = int(st.get("cached", 0))
+            rep.done = int(st.get("done", 0))
+            for e in st.get("errors", []):
+                rep.failures[e.get("index") or 0] = str(e.get("error", ""))
+            rep.status = {
+                "succeeded": "done",
+                "failed": "failed",
+                "cancelled": "skipped",
+            }.get(str(st.get("state")), str(st.get("state")))
+            run.steps[name] = rep
+        return run
+
+
+def _failed_marker() -> Any:
+    from ._run import _FAILED
+
+    return _FAILED

@@ -1,0 +1,275 @@
+"""The run index: one SQLite file recording every workflow run (Python API or CLI), so that a
+run's status can be read, and the run retried, from another process.
+
+A row per run, keyed by its id (``<workflow>-<yyyymmdd>-<4 hex>``), holds the run's snapshot
+— the JSON-safe dict :meth:`Run.status(as_dict=True) <reflow.workflow.Run.status>` returns —
+plus the columns the listing filters on and the process that owns the run (host and pid), so
+a run whose owner died while it was ``running`` can be told apart from one still going.
+
+The file is ``<cache dir>/workflow-runs.sqlite`` by default, the cache dir being
+``$REFLOW_CACHE_DIR`` or ``~/.cache/reflow`` (as for packs and compiled modules). SQLite's WAL
+journal and a busy timeout make it safe for several processes writing at once; every call
+opens its own connection, so an index object can be shared between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ._errors import RunIndexError, RunNotFoundError
+
+__all__ = ["RunIndex", "default_index_path", "owner_alive"]
+
+#: how long a writer waits for another process's lock before the index is an error
+BUSY_S = 10.0
+STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    host TEXT,
+    pid INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    snapshot TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+"""
+
+
+def default_index_path() -> Path:
+    """``$REFLOW_CACHE_DIR/workflow-runs.sqlite``, else ``~/.cache/reflow/workflow-runs.sqlite``
+    (the cache dir the pack cache uses)."""
+    from .._loader._pack_head import cache_root
+
+    return cache_root().parent / "workflow-runs.sqlite"
+
+
+def owner_alive(host: str | None, pid: int | None) -> bool | None:
+    """Whether the process that owns a run still exists: ``None`` when it cannot be told (the
+    run belongs to another host, or no owner was recorded)."""
+    if not host or not pid or host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    except OSError:
+        return None
+    return True
+
+
+def _iso(value: datetime | str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise RunIndexError(
+                f"{what} must be a datetime or an ISO-8601 date, got {value[:60]!r}", path=""
+            ) from None
+    if not isinstance(value, datetime):
+        raise RunIndexError(f"{what} must be a datetime, got {type(value).__name__}", path="")
+    if value.tzinfo is None:
+        value = value.astimezone()  # a naive time is this machine's local time
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class RunIndex:
+    """The run record (see the module doc): ``put`` a snapshot, ``get`` one by id, ``list``
+    them newest first."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise RunIndexError(
+                f"the run index path must be a file path, got {type(path).__name__}", path=""
+            )
+        self.path = Path(path).expanduser() if path is not None else default_index_path()
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"RunIndex({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        where = str(self.path)
+        try:
+            if not self._ready:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(where, timeout=BUSY_S, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise RunIndexError(f"cannot open the run index {where!r}: {exc}", path=where) from exc
+        try:
+            if not self._ready:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)
+                self._ready = True
+            yield con
+        except sqlite3.DatabaseError as exc:
+            raise RunIndexError(
+                f"the run index {where!r} cannot be used: {exc} (not a reflow run index, or "
+                "damaged: move it away and a new one is made)",
+                path=where,
+            ) from exc
+        except OSError as exc:
+            raise RunIndexError(f"cannot use the run index {where!r}: {exc}", path=where) from exc
+        finally:
+            con.close()
+
+    # ------------------------------------------------------------------ API
+
+    def put(self, snap: dict[str, Any]) -> None:
+        """Insert or replace the snapshot keyed by ``snap["run_id"]``; the owner (``host``,
+        ``pid``) is taken from the snapshot's ``owner`` entry when it has one."""
+        if not isinstance(snap, dict) or not isinstance(snap.get("run_id"), str):
+            raise RunIndexError(
+                "a run snapshot must be a dict with a string 'run_id'", path=str(self.path)
+            )
+        status = snap.get("status")
+        if status not in STATUSES:
+            raise RunIndexError(
+                f"run {snap['run_id']!r}: status must be one of {list(STATUSES)}, got {status!r}",
+                path=str(self.path),
+            )
+        try:
+            text = json.dumps(snap, default=str, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise RunIndexError(
+                f"run {snap['run_id']!r}: the snapshot is not JSON-safe: {exc}",
+                path=str(self.path),
+            ) from exc
+        owner = snap.get("owner") or {}
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        created = _iso(snap.get("created"), "created") or now
+        with self._db() as con:
+            con.execute(
+                "INSERT INTO runs (run_id, workflow, status, created, updated, host, pid, "
+                "snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET "
+                "workflow=excluded.workflow, status=excluded.status, updated=excluded.updated, "
+                "host=excluded.host, pid=excluded.pid, snapshot=excluded.snapshot",
+                (
+                    snap["run_id"],
+                    str(snap.get("workflow", "")),
+                    status,
+                    created,
+                    _iso(snap.get("updated"), "updated") or now,
+                    owner.get("host"),
+                    owner.get("pid"),
+                    text,
+                ),
+            )
+
+    def get(self, run_id: str) -> dict[str, Any]:
+        """The snapshot of run ``run_id``; an unknown id is a :class:`RunNotFoundError` naming
+        the closest ids recorded."""
+        if not isinstance(run_id, str):
+            raise RunNotFoundError(
+                f"a run id is a string like 'wf-20261207-a1b2', got {type(run_id).__name__}",
+                run_id=repr(run_id),
+                close=[],
+            )
+        with self._db() as con:
+            row = con.execute(
+                "SELECT snapshot, cancel_requested FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                ids = [r[0] for r in con.execute("SELECT run_id FROM runs")]
+        if row is None:
+            close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise RunNotFoundError(
+                f"no run {run_id[:80]!r} in the run index {str(self.path)!r}{hint} "
+                f"({len(ids)} runs recorded)",
+                run_id=run_id,
+                close=close,
+            )
+        return self._load(row[0], bool(row[1]))
+
+    def _load(self, text: str, cancel: bool) -> dict[str, Any]:
+        try:
+            snap = json.loads(text)
+        except ValueError as exc:
+            raise RunIndexError(
+                f"the run index {str(self.path)!r} holds a damaged snapshot: {exc}",
+                path=str(self.path),
+            ) from exc
+        if cancel:
+            snap["cancel_requested"] = True
+        return dict(snap)
+
+    def list(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Snapshots, newest first: of one ``workflow``, in one ``status``, created at or after
+        ``since`` and before ``until`` (datetimes; naive ones are local time), at most
+        ``limit``."""
+        where: list[str] = []
+        args: list[Any] = []
+        if workflow is not None:
+            where.append("workflow = ?")
+            args.append(str(workflow))
+        if status is not None:
+            if str(status).lower() not in STATUSES:
+                raise RunIndexError(
+                    f"status must be one of {list(STATUSES)}, got {status!r}", path=str(self.path)
+                )
+            where.append("status = ?")
+            args.append(str(status).lower())
+        for op, value, what in ((">=", since, "since"), ("<", until, "until")):
+            stamp = _iso(value, what)
+            if stamp is not None:
+                where.append(f"created {op} ?")
+                args.append(stamp)
+        sql = "SELECT snapshot, cancel_requested FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created DESC, rowid DESC"
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise RunIndexError(
+                    f"limit must be an integer >= 0, got {limit!r}", path=str(self.path)
+                )
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._db() as con:
+            rows = con.execute(sql, args).fetchall()
+        return [self._load(text, bool(c)) for text, c in rows]
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask the process running ``run_id`` to cancel it (it polls this flag)."""
+        self.get(run_id)  # an unknown id is an error
+        with self._db() as con:
+            con.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?", (run_id,))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        with self._db() as con:
+            row = con.execute(
+                "SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return bool(row and row[0])
+
+    def clear_cancel(self, run_id: str) -> None:
+        with self._db() as con:
+            con.execute("UPDATE runs SET cancel_requested = 0 WHERE run_id = ?", (run_id,))
