@@ -57,7 +57,7 @@ from ._types import describe_type, strip
 if TYPE_CHECKING:
     from . import Workflow
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "listing", "main"]
 
 COMMANDS = ("submit", "run", "status", "runs", "retry", "cancel", "dag", "describe")
 EXECUTORS = ("local", "ray", "slurm")
@@ -351,7 +351,7 @@ def _cmd_run(wf: Workflow, args: argparse.Namespace, dests: dict[str, str]) -> i
         _check_task(wf, task)
     params = _params(wf, args, dests)
     run = wf.submit(
-        args.run_dir,
+        Path(args.run_dir).expanduser().absolute(),  # so status/retry from elsewhere find it
         executor=getattr(args, "executor", "local"),
         address=getattr(args, "address", None),
         params=params,
@@ -497,38 +497,8 @@ def _cmd_dag(wf: Workflow, args: argparse.Namespace) -> int:
     return 0
 
 
-def manifest(wf: Workflow) -> dict[str, Any]:
-    """The workflow as a JSON-safe dict (``Workflow.describe()`` where that is one)."""
-    described = wf.describe()
-    if isinstance(described, dict):
-        return described
-    plan = wf.plan()
-    steps: dict[str, Any] = {}
-    for name in plan.order:
-        spec = plan.jobs[name]
-        steps[name] = {
-            "array": spec.array,
-            "after": list(spec.after),
-            "inputs": [
-                {"param": w.param, "mode": w.mode, "steps": [s for s, _ in w.parts]}
-                for w in plan.wires[name]
-            ],
-            "params": [p.key(name) for p in spec.params],
-        }
-    params = {
-        key: {
-            "type": describe_type(p.type),
-            "required": p.required,
-            "default": None if p.required else repr(p.default),
-            "used_by": list(users),
-        }
-        for key, (p, users) in plan.params.items()
-    }
-    return {"name": wf.name, "description": wf.description, "steps": steps, "params": params}
-
-
 def _cmd_describe(wf: Workflow, args: argparse.Namespace) -> int:
-    print(json.dumps(manifest(wf), indent=2, default=str))
+    print(json.dumps(dict(wf.describe()), indent=2, default=str))
     return 0
 
 

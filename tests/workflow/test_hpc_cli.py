@@ -103,7 +103,7 @@ def test_dag_and_describe(cli: Cli) -> None:
     assert cli("dag").stdout.strip() == "extract -> transform -> load"
     manifest = json.loads(cli("describe").stdout)
     assert manifest["name"] == "etl"
-    assert list(manifest["steps"]) == ["extract", "transform", "load"]
+    assert [t["name"] for t in manifest["tasks"]] == ["extract", "transform", "load"]
     assert cli("--version").stdout.startswith("pipeline.py (reflow ")
     shown = cli("submit", "--help").stdout
     for frag in ("--source SOURCE", "(required)", "--n N", "(default: 4)", "--force-tasks"):
@@ -235,7 +235,7 @@ def test_flag_only_form_and_run_are_recorded(cli: Cli) -> None:
     [
         (("sbumit",), 2, "unknown subcommand 'sbumit' (did you mean 'submit'?)"),
         (("frobnicate",), 2, "expected one of submit, run, status"),
-        (("submit",), 2, "required: --run-dir"),
+        (("submit",), 2, "required: --source, --run-dir"),
         (("submit", "--run-dir", "r"), 2, "required: --source"),
         (("submit", "--run-dir", "r", "--source", "x", "--executor", "pbs"), 2, "'pbs'"),
         (("submit", "--run-dir", "r", "--source", "x", "--n", "many"), 2, "invalid int"),
@@ -380,6 +380,6 @@ def test_readme_cli_lines(tmp_path: Path) -> None:
         if argv[2] == "dag":
             assert p.stdout.strip() == comment.strip()
         if argv[2] == "describe":
-            assert list(json.loads(p.stdout)["steps"]) == ["lines", "words", "total"]
+            assert [t["name"] for t in json.loads(p.stdout)["tasks"]] == ["lines", "words", "total"]
         if argv[2] == "runs":
             assert run_id in p.stdout
