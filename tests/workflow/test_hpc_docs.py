@@ -79,11 +79,11 @@ def _blocks(page: str, langs: tuple[str, ...]) -> list[str]:
 
 #: the one reason a block needs a batch scheduler
 SCHEDULER = "needs a batch scheduler (PBS/LSF/SGE/Flux executors, Config, the seed's SqliteStore)"
-BROADCAST = "Result(broadcast=True) is not in reflow.workflow yet"
-KWPARAMS = "run_local/submit taking job parameters as keywords (source=...) is not there yet"
-RUNHANDLE = "run_local/submit returning a Run handle (status/cancel/retry) is not there yet"
+RETRY_AFTER_CANCEL = (
+    "Run.retry() straight after cancel() is refused while the cancelled run winds down "
+    "(RunStateError 'still cancelled'; the seed marks the elements for retry at once)"
+)
 UNDERSCORE = "Flow include names the jobs '<prefix>.<job>', the seed '<prefix>_<job>'"
-RESOURCES = "@wf.job(array_parallelism=, partition=) is not accepted yet"
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,6 @@ PY: dict[str, list[Row]] = {
         ),
         Row(
             "def load_config() -> dict:",
-            "xfail",
-            BROADCAST,
             before=FRESH + "@wf.job()\ndef find_files() -> list[str]:\n    return ['a', 'b']\n",
             after="""
                 r = wf.run_local(run_dir=TMP / "bc")
@@ -126,8 +124,6 @@ PY: dict[str, list[Row]] = {
         ),
         Row(
             "run = wf.run_local(",
-            "xfail",
-            KWPARAMS,
             after="""
                 assert run["load"] == "loaded 5 items" and run["ingest"] == "data.csv"
             """,
@@ -142,8 +138,6 @@ PY: dict[str, list[Row]] = {
         Row('if __name__ == "__main__":'),
         Row(
             'run = wf.run_local(run_dir="/tmp/demo")',
-            "xfail",
-            RUNHANDLE,
             after="""
                 assert run["summarize"] == "3 greetings sent"
                 snap = run.status(as_dict=True)
@@ -153,7 +147,7 @@ PY: dict[str, list[Row]] = {
         Row(
             "# Submit to your cluster scheduler",
             "xfail",
-            RUNHANDLE + " (submit's default executor is local here)",
+            RETRY_AFTER_CANCEL,
         ),
         Row(
             "count: Annotated[int",
@@ -236,8 +230,6 @@ PY: dict[str, list[Row]] = {
         ),
         Row(
             '"method": "linear"',
-            "xfail",
-            BROADCAST,
             before=FRESH,
             after="""
                 assert wf.run_local(TMP / "g12")["process"][0] == "a.txt:linear"
@@ -270,8 +262,6 @@ PY: dict[str, list[Row]] = {
         ),
         Row(
             'Result(step="preprae")',
-            "xfail",
-            "Workflow.validate() raising a ValueError subclass is not there yet",
             before=FRESH + "@wf.job()\ndef prepare() -> list[str]:\n    return []\n",
             after="""
                 try:
@@ -292,21 +282,15 @@ PY: dict[str, list[Row]] = {
         ),
         Row(
             'run = wf.run_local(run_dir="/tmp/test")\nprint(',
-            "xfail",
-            RUNHANDLE,
             after='assert run.status(as_dict=True)["status"] == "succeeded"',
         ),
         Row(
             "force=True,              # skip cache",
-            "xfail",
-            KWPARAMS,
             before=FRESH + "@wf.job()\ndef ingest(source: str) -> str:\n    return source\n",
             after='assert run["ingest"] == "data.csv"',
         ),
         Row(
             "array_parallelism=20",
-            "xfail",
-            RESOURCES,
             before=FRESH + "@wf.job()\ndef prepare() -> list[str]:\n    return ['p', 'q']\n",
             after='assert wf.run_local(TMP / "g20")["process"] == ["p", "q"]',
         ),
@@ -314,8 +298,6 @@ PY: dict[str, list[Row]] = {
     "docs/python-reference.md": [
         Row(
             "Workflow,       # main entry point",
-            "xfail",
-            "reflow.workflow has no Run export yet",
             edits=(("    Config,         # user configuration\n", ""),),
         ),
         Row('wf = Workflow("my_pipeline")'),
@@ -323,11 +305,9 @@ PY: dict[str, list[Row]] = {
         Row('executor="pbs",                # scheduler', "skip", SCHEDULER),
         Row(
             'x="hello",                     # same parameters as submit',
-            "xfail",
-            KWPARAMS,
             after='assert run["step_b"] == ["HELLO", "HELLO_COPY"]',
         ),
-        Row("wf.validate()    # raises", "xfail", "Workflow.validate() is not there yet"),
+        Row("wf.validate()    # raises"),
         Row(
             'preprocessing = Flow("preprocess")',
             "xfail",
@@ -338,13 +318,13 @@ PY: dict[str, list[Row]] = {
         Row(
             "wf.describe()          # JSON-safe dict",
             "xfail",
-            "Workflow.describe() returns text, and there is no describe_typed()",
+            "there is no Workflow.describe_typed() (describe() is the JSON-safe dict)",
             after="assert isinstance(wf.describe(), dict) and json.dumps(wf.describe())",
         ),
         Row(
             'run = wf.submit(run_dir="/tmp/r", x="hello")',
             "xfail",
-            RUNHANDLE + "; Run.cancel(task=...) is not in the shared interface",
+            RETRY_AFTER_CANCEL,
             before=FRESH
             + "@wf.job()\ndef step_a(x: str) -> list[str]:\n    return [x]\n"
             + "@wf.job(array=True)\n"
@@ -552,26 +532,21 @@ SCRIPTS: dict[str, tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]] = {
 }
 
 MAIN = 'if __name__ == "__main__":\n    wf.cli()\n'
-CLI_MISSING = "the subcommand CLI (submit/status/runs/...) is not there yet"
 
 SH: dict[str, list[Sh]] = {
     "README.md": [
         Sh("pip install reflow-hpc\n", "skip", "installs the seed", many=True),
         Sh(
             "submit --run-dir /scratch/run1 --source data.csv\nCreated run",
-            "xfail",
-            CLI_MISSING,
             script="etl",
             expect=("Created run etl-", "in ", "load"),
         ),
         Sh(
             "submit --help",
-            "xfail",
-            CLI_MISSING,
             script="etl-ingest",
             expect=("--source SOURCE", "(required)", "--limit LIMIT", "(default: 100)"),
         ),
-        Sh("submit    --run-dir DIR", "xfail", CLI_MISSING, script="etl", synopsis=True),
+        Sh("submit    --run-dir DIR", script="etl", synopsis=True),
         Sh("ensure_config_exists", "skip", SCHEDULER + " (writes ~/.config/reflow)"),
         Sh("git clone", "skip", "clones and tests the seed itself"),
     ],
@@ -579,41 +554,31 @@ SH: dict[str, list[Sh]] = {
         Sh("pip install reflow-hpc", "skip", "installs the seed"),
         Sh(
             "python pipeline.py dag\nprepare -> greet",
-            "xfail",
-            CLI_MISSING,
             script="demo",
             expect=("prepare -> greet -> summarize", "Created run demo-", "summarize"),
         ),
-        Sh("--count 10", "xfail", CLI_MISSING, script="demo-count", expect=("Created run demo-",)),
+        Sh("--count 10", script="demo-count", expect=("Created run demo-",)),
     ],
     "docs/cli-reference.md": [
         Sh(
             "submit --run-dir /scratch/r1 --source data.csv\n",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             expect=("Created run etl-",),
         ),
-        Sh("data.csv --force\n", "xfail", CLI_MISSING, script="etl-flaky", expect=("Created run",)),
+        Sh("data.csv --force\n", script="etl-flaky", expect=("Created run",)),
         Sh(
             "--force-tasks extract transform",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             expect=("Created run",),
         ),
         Sh(
             "status RUN_ID --task process",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             edits=(("--task process", "--task transform"),),
             expect=("transform", "transform"),
         ),
         Sh(
             "FAILED=2, SUCCESS=298",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             files=(("FAIL", ""),),
             setup=(("submit --run-dir /scratch/r-fail --source data.csv", 1),),
@@ -621,29 +586,21 @@ SH: dict[str, list[Sh]] = {
         ),
         Sh(
             "status RUN_ID --errors",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             expect=("[3]", "chunk_3 is bad"),
         ),
         Sh(
             "status RUN_ID --json",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             expect=('"failed_instances"', '"transform"'),
         ),
         Sh(
             "cancel RUN1 RUN2 RUN3 --yes",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             edits=(("--task process", "--task transform"),),
         ),
         Sh(
             "retry RUN_ID --task process",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             files=(("FAIL", None),),
             edits=(("--task process", "--task transform"),),
@@ -651,22 +608,16 @@ SH: dict[str, list[Sh]] = {
         ),
         Sh(
             "runs --since 2025-03-01 --until",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             expect=("etl-", "etl-", "etl-", "No runs found", "etl-", "No runs found"),
         ),
         Sh(
             "python pipeline.py dag\n",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             expect=("extract -> transform -> load",),
         ),
         Sh(
             "python pipeline.py describe",
-            "xfail",
-            CLI_MISSING,
             script="etl-flaky",
             expect=('"etl"', '"transform"'),
         ),
@@ -674,7 +625,7 @@ SH: dict[str, list[Sh]] = {
 }
 
 
-def _script(name: str) -> str:
+def _script(name: str, tmp: Path) -> str:
     page, markers, edits = SCRIPTS[name]
     blocks = _blocks(page, ("python",))
     parts = []
@@ -684,9 +635,9 @@ def _script(name: str) -> str:
             if old in code:
                 code = code.replace(old, new)
         parts.append(code.replace(MAIN, ""))
-    text = PREAMBLE + "\n".join(parts) + "\n" + MAIN
-    for old, _new in edits:
-        assert old not in text and _new in text, f"script {name}: edit {old!r} did not apply"
+    text = PREAMBLE + rewrite("\n".join(parts), tmp) + "\n" + MAIN
+    for _old, new in edits:
+        assert new in text, f"script {name}: edit {_old!r} did not apply"
     return text
 
 
@@ -748,9 +699,9 @@ def _sh_block(page: str, k: int, state: Shell) -> None:
         assert old in text, f"{page}: edit {old!r} no longer applies"
         text = text.replace(old, new)
     where = state.tmp / row.script
-    if not where.exists():
-        where.mkdir()
-        (where / "pipeline.py").write_text(_script(row.script))
+    if not (where / "pipeline.py").exists():
+        where.mkdir(exist_ok=True)
+        (where / "pipeline.py").write_text(_script(row.script, state.tmp))
         for name, data in DATA.items():
             (where / name).write_text(data)
     for name, content in row.files:
@@ -767,7 +718,7 @@ def _sh_block(page: str, k: int, state: Shell) -> None:
         if row.synopsis:
             sub = cmd.split()[2]
             shown = _run(state, where, f"python pipeline.py {sub} --help", 0)
-            for flag in re.findall(r"--[a-z][a-z-]*", cmd):
+            for flag in set(re.findall(r"--[a-z][a-z-]*", cmd)) - {"--param"}:  # a placeholder
                 assert flag in shown, f"{sub} --help does not show {flag}"
             out += shown
         else:
