@@ -46,6 +46,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -238,10 +239,12 @@ def _run_flags(p: argparse.ArgumentParser, wf: Workflow, *, submit: bool) -> Non
 
 
 def build_subparsers(wf: Workflow) -> tuple[argparse.ArgumentParser, dict[str, str]]:
-    from .. import __version__
-
+    try:
+        release = version("reflow")
+    except PackageNotFoundError:
+        release = "unknown"
     parser = _Parser(prog=_prog(wf), description=wf.description or f"Run the workflow {wf.name!r}.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s (reflow {__version__})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s (reflow {release})")
     sp = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     submit = sp.add_parser("submit", help="create a run and run it here, to its end")
     dests = _add_params(submit, wf)
