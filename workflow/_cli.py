@@ -352,20 +352,32 @@ def _snap(run: Any) -> dict[str, Any]:
 def _cmd_run(wf: Workflow, args: argparse.Namespace, dests: dict[str, str]) -> int:
     for task in args.force_tasks or ():
         _check_task(wf, task)
+    if getattr(args, "address", None) is not None and args.executor == "local":
+        raise UsageError("--address is for --executor ray (the cluster) or slurm (the partition)")
     params = _params(wf, args, dests)
-    run = wf.submit(
-        Path(args.run_dir).expanduser().absolute(),  # so status/retry from elsewhere find it
-        executor=getattr(args, "executor", "local"),
-        address=getattr(args, "address", None),
-        params=params,
-        max_workers=args.max_workers,
-        processes=args.processes,
-        force=args.force,
-        force_tasks=tuple(args.force_tasks or ()),
-        verify=args.verify,
-        on_error=args.on_error,
-        store_path=_store(args),
-    )
+    run_dir = Path(args.run_dir).expanduser().absolute()  # status/retry from elsewhere find it
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable", str(run_dir))
+        run = wf.submit(
+            run_dir,
+            executor=getattr(args, "executor", "local"),
+            address=getattr(args, "address", None),
+            params=params,
+            max_workers=args.max_workers,
+            processes=args.processes,
+            force=args.force,
+            force_tasks=tuple(args.force_tasks or ()),
+            verify=args.verify,
+            on_error=args.on_error,
+            store_path=_store(args),
+        )
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(run_dir) else ""
+        raise UsageError(
+            f"cannot use the run dir '{run_dir}': {exc.strerror or exc}{where}"
+        ) from None
     print(f"Created run {run.run_id} in {run.run_dir}", flush=True)
     return _finish(run)
 
@@ -382,7 +394,7 @@ def _check_task(wf: Workflow, task: str | None) -> None:
         close = difflib.get_close_matches(task, steps, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UsageError(
-            f"no task {task!r} in workflow {wf.name!r}{hint}; tasks: {', '.join(steps)}"
+            f"no task {task[:40]!r} in workflow {wf.name!r}{hint}; tasks: {', '.join(steps)}"
         )
 
 
@@ -473,10 +485,13 @@ def _cmd_cancel(wf: Workflow, args: argparse.Namespace) -> int:
             print(f"run {run.run_id} is {state}: nothing to cancel")
             continue
         if args.task is not None:
-            run.cancel(task=args.task)
-        else:
-            run.cancel()
-        print(f"cancelled run {run.run_id}" + (f" (task {args.task})" if args.task else ""))
+            # the index carries a whole-run cancel request only (h/hpc-api's Run.cancel)
+            raise UsageError(
+                f"cancel --task {args.task}: run {run.run_id} runs in another process, and only "
+                "the whole run can be cancelled from here (leave out --task)"
+            )
+        run.cancel()
+        print(f"cancelled run {run.run_id}")
     return 0
 
 
@@ -583,7 +598,8 @@ def main(wf: Workflow, argv: Sequence[str] | None = None) -> int:
     except (WorkflowError, ReflowError) as exc:
         return _err(str(exc)[:500])
     except OSError as exc:
-        return _err(f"{type(exc).__name__}: {exc}"[:500])
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _err(f"{where}{exc.strerror or exc}"[:500])
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130

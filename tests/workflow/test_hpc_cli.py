@@ -35,7 +35,8 @@ def extract(source: Annotated[str, Param(help="Input file path")],
 @wf.job(array=True, cache=True)
 def transform(chunk: Annotated[str, Result(step="extract")],
               nap: Annotated[float, Param(help="seconds each element sleeps")] = 0.0) -> str:
-    time.sleep(nap)
+    if Path("SLOW").exists():
+        time.sleep(nap)
     if Path("FAIL-" + chunk).exists():
         raise RuntimeError(f"{chunk} is bad")
     return chunk.upper()
@@ -159,6 +160,7 @@ def test_failed_run_status_errors_and_retry_from_another_process(cli: Cli) -> No
 
 @pytest.mark.slow
 def test_cancel_a_running_submit_from_another_process(cli: Cli) -> None:
+    (cli.tmp / "SLOW").write_text("")
     proc = subprocess.Popen(
         cli.argv(
             "submit", "--run-dir", "r", "--source", "data.csv", "--nap", "5", "--max-workers", "1"
@@ -199,6 +201,7 @@ def test_cancel_a_running_submit_from_another_process(cli: Cli) -> None:
 
 
 def test_sigterm_cancels_the_run(cli: Cli) -> None:
+    (cli.tmp / "SLOW").write_text("")
     proc = subprocess.Popen(
         cli.argv("submit", "--run-dir", "r", "--source", "data.csv", "--nap", "2", "--n", "1"),
         cwd=cli.tmp,
@@ -261,6 +264,11 @@ def test_flag_only_form_and_run_are_recorded(cli: Cli) -> None:
         (("retry", "{close}"), 2, "did you mean '{id}'"),
         (("cancel", "{id}", "etl-20990101-zzzz", "-y"), 2, "no run 'etl-20990101-zzzz'"),
         (("cancel",), 2, "required: RUN_ID"),
+        (("submit", "--run-dir", "r", "--source", "x", "--address", "a"), 2, "--executor ray"),
+        (("submit", "--run-dir", "/proc/no/such", "--source", "x"), 2, "/proc/no/such"),
+        (("submit", "--run-dir", "pipeline.py", "--source", "x"), 2, "pipeline.py"),
+        (("status", "x" * 100_000), 2, "no run 'xxxx"),
+        (("runs", "--since", "9" * 50_000), 2, "bad date '9999"),
         (("runs", "--since", "yesterday"), 2, "YYYY-MM-DD"),
         (("runs", "--since", "2026-13-45"), 2, "bad date '2026-13-45'"),
         (("runs", "--until", "2026-01-01T25:00"), 2, "YYYY-MM-DDTHH:MM"),
@@ -398,3 +406,33 @@ def test_readme_cli_lines(tmp_path: Path) -> None:
             assert [t["name"] for t in json.loads(p.stdout)["tasks"]] == ["lines", "words", "total"]
         if argv[2] == "runs":
             assert run_id in p.stdout
+
+
+@pytest.mark.slow
+def test_status_of_a_run_whose_process_was_killed(cli: Cli) -> None:
+    (cli.tmp / "SLOW").write_text("")
+    proc = subprocess.Popen(
+        cli.argv("submit", "--run-dir", "r", "--source", "data.csv", "--nap", "30", "--n", "1"),
+        cwd=cli.tmp,
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    m = _CREATED.match(proc.stdout.readline())
+    assert m
+    run_id = m.group(1)
+    deadline = time.monotonic() + 30
+    while cli.snap(run_id)["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    snap = cli.snap(run_id)
+    assert snap["status"] == "failed" and f"pid {proc.pid}" in str(snap.get("note")), snap
+    assert "Note" in cli("status", run_id).stdout
+    assert "nothing to cancel" in cli("cancel", run_id).stdout
+    (cli.tmp / "SLOW").unlink()
+    cli("retry", run_id)  # the retry runs it again here, to its end
+    assert cli.snap(run_id)["status"] == "succeeded"
