@@ -53,6 +53,7 @@ from ._errors import (
     WorkflowDefinitionError,
     WorkflowError,
     WorkflowFailed,
+    shown,
 )
 from ._flow import Flow, Plan
 from ._handle import Run, make_run_id
@@ -246,7 +247,7 @@ class Workflow(Flow):
                 hint = f". Did you mean {close[0]!r}?" if close else ""
                 known = ", ".join(sorted(plan.params)) or "none"
                 raise ParamError(
-                    f"{key!r} is neither a run option nor a parameter of workflow "
+                    f"{shown(key)} is neither a run option nor a parameter of workflow "
                     f"{self.name!r}{hint} (parameters: {known}; run options: "
                     f"{', '.join(RUN_OPTIONS)})",
                     param=key,
@@ -282,7 +283,7 @@ class Workflow(Flow):
         values = resolve_params(plan, self._job_params(plan, params, job_params))
         if isinstance(force_tasks, str) or not all(isinstance(t, str) for t in force_tasks or ()):
             raise ParamError(
-                f"force_tasks must be a list of step names, got {force_tasks!r:.80}",
+                f"force_tasks must be a list of step names, got {shown(force_tasks)}",
                 param="force_tasks",
             )
         if force is True or not force_tasks:
@@ -300,14 +301,14 @@ class Workflow(Flow):
                 f"timeout must be a number of seconds > 0, got {timeout!r}", param="timeout"
             )
         index: RunIndex | None = RunIndex(store_path)
-        run_id = make_run_id(self.name, index if store_path is not None else None)
+        run_id = make_run_id(self.name, index)
         if run_dir is None:
             path = default_run_dir(run_id)
         elif isinstance(run_dir, (str, os.PathLike)) and str(run_dir):
             path = Path(run_dir).expanduser()
         else:
             raise ParamError(
-                f"run_dir must be a directory path, got {run_dir!r:.80}", param="run_dir"
+                f"run_dir must be a directory path, got {shown(run_dir)}", param="run_dir"
             )
         if store_path is None:
             # the default index: a run still runs when it cannot be recorded (a read-only home)
@@ -376,10 +377,12 @@ class Workflow(Flow):
         first failure) or ``"continue"`` (run what does not depend on a failure and return
         the run); ``on_network`` is called with the compiled :class:`Network` before it runs
         (to subscribe to its events); ``store_path`` the run index file (default
-        ``<cache dir>/workflow-runs.sqlite``)."""
-        return self.run(
+        ``<cache dir>/workflow-runs.sqlite``). A job parameter named like one of
+        :meth:`run`'s options (``backend``, ``address``) is a keyword here too."""
+        return self._new_run(
             run_dir,
             backend="local",
+            address=None,
             params=params,
             max_workers=max_workers,
             processes=processes,
@@ -390,7 +393,8 @@ class Workflow(Flow):
             timeout=timeout,
             on_network=on_network,
             store_path=store_path,
-            **job_params,
+            background=False,
+            job_params=job_params,
         )
 
     def run(
@@ -439,7 +443,7 @@ class Workflow(Flow):
         self,
         run_dir: str | Path | None = None,
         *,
-        executor: str = "local",
+        executor: str | None = "local",
         address: str | None = None,
         params: Mapping[str, Any] | None = None,
         max_workers: int | None = None,
@@ -458,6 +462,8 @@ class Workflow(Flow):
         ``"ray"``, ``"slurm"``); the options and parameters are :meth:`run`'s. Definition and
         parameter errors are raised here, before anything starts; a failure while it runs is
         in its status, and ``wait()`` raises it as :meth:`run` would."""
+        if executor is None:
+            executor = "local"
         if not isinstance(executor, str) or executor not in BACKENDS:
             shown = executor if isinstance(executor, str) else type(executor).__name__
             raise ParamError(
@@ -500,6 +506,10 @@ class Workflow(Flow):
     def cancel_runs(self, run_ids: Sequence[str], *, store_path: str | Path | None = None) -> None:
         """Cancel several runs still going (reflow-hpc's ``cancel_runs``); ended ones are
         skipped, an unknown id is a :class:`RunNotFoundError`."""
+        if isinstance(run_ids, str) or not all(isinstance(r, str) for r in run_ids):
+            raise ParamError(
+                f"cancel_runs() takes a list of run ids, got {shown(run_ids)}", param="run_ids"
+            )
         for run_id in run_ids:
             run = Run.attach(self, run_id, store_path=store_path)
             if not run.done():

@@ -39,7 +39,7 @@ from typing import Any
 
 from ._errors import JobTimeoutError, WorkflowDefinitionError, WorkflowError
 
-__all__ = ["Backend", "LocalBackend", "RayBackend", "parse_memory", "run_chunk"]
+__all__ = ["CANCELLED", "Backend", "LocalBackend", "RayBackend", "parse_memory", "run_chunk"]
 
 Calls = list[tuple[int, dict[str, Any]]]
 #: how often a backend waiting on Ray checks that the cluster is still there, and for how long
@@ -49,6 +49,8 @@ LOST_AFTER_S = float(os.environ.get("REFLOW_RAY_LOST_AFTER_S", "10"))
 #: how long an address is tried before ray.init is called at all
 CONNECT_S = 5.0
 Results = list[tuple[int, bool, Any]]
+#: how the failure of a call stopped by ``cancel()`` begins
+CANCELLED = "cancelled: "
 
 
 def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
@@ -91,27 +93,39 @@ def _interrupt(ident: int | None) -> None:
         )
 
 
+#: how long a process started for a time-limited call may take to start (not counted in the
+#: call's limit)
+START_S = 120.0
+
+
 def _killable_call(conn: Any, fn: Callable[..., Any], calls: Calls, retries: int) -> None:
+    conn.send("started")
     conn.send(run_chunk(fn, calls, retries))
     conn.close()
 
 
 def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: float) -> Any:
-    """One call in a process of its own, killed at ``limit`` seconds: ``None`` then."""
+    """One call in a process of its own, killed ``limit`` seconds after it started: ``None``
+    then."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_killable_call, args=(child, fn, calls, retries), daemon=True)
     proc.start()
     child.close()
+
+    def ended() -> Results:
+        proc.join(5)
+        code = proc.exitcode
+        return [(i, False, f"the worker process ended with exit code {code}") for i, _ in calls]
+
     try:
-        if parent.poll(limit):
-            try:
+        try:
+            if not parent.poll(START_S) or parent.recv() != "started":
+                return ended()
+            if parent.poll(limit):
                 return parent.recv()
-            except EOFError:
-                pass
-            proc.join(5)
-            code = proc.exitcode
-            return [(i, False, f"the worker process ended with exit code {code}") for i, _ in calls]
+        except (EOFError, OSError):
+            return ended()
         return None
     finally:
         if proc.is_alive():
@@ -364,7 +378,7 @@ class RayBackend(Backend):
             return [(i, False, text) for i, _ in calls]
         except ray.exceptions.RayError as exc:
             if step in self._cancelled or None in self._cancelled:
-                return [(i, False, f"cancelled: job {step!r}") for i, _ in calls]
+                return [(i, False, f"{CANCELLED}job {step!r}") for i, _ in calls]
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             text = (
                 f"the Ray cluster failed while running job {step!r}: {type(exc).__name__}: {first}"

@@ -6,6 +6,7 @@
     ├── WorkflowDefinitionError   a job, parameter or wire that cannot work (.step, .param);
     │   │                         also a ValueError, as reflow-hpc raises for these
     │   ├── StepNotFoundError     a Result/after names a missing step (.name, .suggestion)
+    │   ├── MarkerError           a Result/Param marker built wrong; a TypeError too
     │   ├── WireTypeError         upstream and downstream types no wire mode explains
     │   └── WorkflowCycleError    the steps depend on each other in a circle (.cycle)
     ├── ParamError                a parameter value or run option that is missing, unknown or
@@ -27,6 +28,7 @@ from .._errors import ReflowError
 __all__ = [
     "CacheError",
     "JobTimeoutError",
+    "MarkerError",
     "ParamError",
     "RunIndexError",
     "RunNotFoundError",
@@ -63,6 +65,21 @@ class StepNotFoundError(WorkflowDefinitionError, LookupError):
 
 class WireTypeError(WorkflowDefinitionError, TypeError):
     pass
+
+
+class MarkerError(WorkflowDefinitionError, TypeError):
+    pass
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr`` for a message, bounded: a hostile value may be huge or refuse ``repr``."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"<an int of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class WorkflowCycleError(WorkflowDefinitionError):

@@ -157,6 +157,14 @@ class Flow:
 
         return register(fn) if fn is not None else register
 
+    def array_job(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """``@flow.array_job(...)``: :meth:`job` with ``array=True`` (reflow-hpc's spelling)."""
+        if "array" in options:
+            raise WorkflowDefinitionError(
+                f"{self.name}: array_job() is always an array job; it takes no array= option"
+            )
+        return self.job(fn, array=True, **options)
+
     def _add(self, spec: JobSpec) -> None:
         if spec.name in self._jobs:
             raise WorkflowDefinitionError(

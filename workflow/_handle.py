@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
@@ -33,8 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed
-from ._index import RunIndex, owner_alive
+from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed, shown
+from ._index import RunIndex, owner, owner_alive
 from ._report import RunReport, StepReport
 from ._run import Hooks, PriorFailure, _Run, run_plan
 
@@ -100,7 +98,7 @@ def _step_state(rep: StepReport, run_cancelled: bool) -> str:
         return "succeeded"
     if rep.status in ("pending", "running"):
         return rep.status
-    if rep.status == "skipped" or (rep.reason == "cancelled" and not rep.failures):
+    if rep.status == "skipped" or (rep.reason.startswith("cancelled") and not rep.failures):
         return "cancelled"
     if run_cancelled and rep.skipped and not rep.failures:
         return "cancelled"
@@ -152,6 +150,7 @@ class Run(RunReport):
         self._index = index
         self._index_ok = index is not None
         self._created = _now()
+        self._owner = owner()
         self._state = "pending"
         self._note: str | None = None
         self._error: BaseException | None = None
@@ -160,6 +159,7 @@ class Run(RunReport):
         self._lock = threading.Lock()
         self._last_write = 0.0
         self._cancel_asked = False
+        self._step_cancels: set[str] = set()
         self._foreign: dict[str, Any] | None = None  # the record of a run of another process
         self._prior: dict[str, Any] = {}
         _LIVE[run_id] = self
@@ -177,6 +177,7 @@ class Run(RunReport):
         self._error = None
         self._state = "running"
         self._cancel_asked = False
+        self._step_cancels = set()
         rec = _Recorder(self)
         rec.prior = self._prior or None
         rec.retry_steps = retry_steps
@@ -219,6 +220,7 @@ class Run(RunReport):
             )
         except WorkflowFailed as exc:
             report = exc.report
+            exc.report = self  # the same report API, and retry() from the exception
             if not self._cancel_asked:
                 self._error = exc
         except BaseException as exc:  # a backend that cannot start, a timeout, Ctrl-C
@@ -230,6 +232,8 @@ class Run(RunReport):
     def _live_started(self, run: _Run) -> None:
         self._live = run
         self.steps = run.report
+        for step in self._step_cancels:
+            run.cancel(step)
         if self._cancel_asked:
             run.cancel()
 
@@ -300,7 +304,7 @@ class Run(RunReport):
             self._last_write = time.monotonic()
             try:
                 self._index.put(self._snapshot(errors=True))
-            except WorkflowError as exc:
+            except Exception as exc:  # a record that cannot be written never fails the run
                 self._index_ok = False
                 log.warning("run %s is not recorded any more: %s", self.run_id, exc)
 
@@ -319,12 +323,12 @@ class Run(RunReport):
         snap = dict(self._foreign)
         if snap.get("status") in ("pending", "running"):
             owner = snap.get("owner") or {}
-            alive = owner_alive(owner.get("host"), owner.get("pid"))
+            alive = owner_alive(owner.get("host"), owner.get("pid"), owner.get("start"))
             if alive is False:
                 snap["status"] = "failed"
                 snap["note"] = (
                     f"the process that ran it (pid {owner.get('pid')} on {owner.get('host')}) "
-                    f"is gone; it stopped while {snap.get('status_was', 'running')}"
+                    "is gone: it ended without finishing the run (killed or crashed)"
                 )
                 for step in snap.get("steps", {}).values():
                     if step.get("state") in ("pending", "running"):
@@ -344,10 +348,7 @@ class Run(RunReport):
             if not errors:
                 for step in snap.get("steps", {}).values():
                     for e in step.get("errors", []):
-                        e["error"] = (
-                            str(e.get("error", "")).splitlines()[0:1][0:1]
-                            and str(e.get("error", "")).splitlines()[0]
-                        )
+                        e["error"] = (str(e.get("error", "")).splitlines() or [""])[0]
             return snap
         cancelled = self._cancel_asked
         steps: dict[str, Any] = {}
@@ -356,12 +357,11 @@ class Run(RunReport):
             if task is not None and name != task:
                 continue
             spec = self._plan.jobs[name] if self._plan is not None else None
-            idx: list[int | None] = (
-                sorted(rep.failures) if rep.array else ([None] if rep.failures else [])
-            )
+            failures = dict(rep.failures)  # one C-level copy: the run may be adding to it
+            idx: list[int | None] = [*sorted(failures)] if rep.array else [None] * bool(failures)
             errs = []
             for i in idx[:MAX_ERRORS]:
-                text = rep.failures[0 if i is None else i]
+                text = failures[0 if i is None else i]
                 text = text if errors else (text.splitlines() or [""])[0]
                 errs.append({"index": i, "error": text[:MAX_ERROR_CHARS]})
             total = rep.elements if rep.array else 1
@@ -370,7 +370,7 @@ class Run(RunReport):
                 "array": rep.array,
                 "total": total,
                 "done": rep.done,
-                "failed": len(rep.failures),
+                "failed": len(failures),
                 "skipped": len(rep.skipped) if rep.array else int(rep.status == "skipped"),
                 "cached": rep.cached,
                 "partition": spec.partition if spec is not None else None,
@@ -394,7 +394,7 @@ class Run(RunReport):
             "options": _json_safe(
                 {k: v for k, v in self._options.items() if k not in ("on_network",)}
             ),
-            "owner": {"host": socket.gethostname(), "pid": os.getpid()},
+            "owner": self._owner,
             "note": self._note,
             "elapsed": round(self.elapsed, 6),
         }
@@ -435,7 +435,8 @@ class Run(RunReport):
                 if st.get(k):
                     counts += f", {st[k]} {k}"
             part = f"  partition={st['partition']}" if st.get("partition") else ""
-            lines.append(f"  {name:<{width}}  {st['state']:<9}  {counts}{part}")
+            why = f"  ({st['reason']})" if st.get("reason") else ""
+            lines.append(f"  {name:<{width}}  {st['state']:<9}  {counts}{part}{why}")
             for e in st.get("errors", []):
                 where = "" if e["index"] is None else f"[{e['index']}]"
                 text = e["error"] if errors else (str(e["error"]).splitlines() or [""])[0]
@@ -453,7 +454,7 @@ class Run(RunReport):
             close = difflib.get_close_matches(str(task), names, n=1, cutoff=0.6)
             hint = f". Did you mean {close[0]!r}?" if close else ""
             raise StepNotFoundError(
-                f"run {self.run_id!r} has no step {task!r}{hint} (steps: {', '.join(names)})",
+                f"run {self.run_id!r} has no step {shown(task)}{hint} (steps: {', '.join(names)})",
                 name=str(task),
                 suggestion=close[0] if close else None,
             )
@@ -469,7 +470,9 @@ class Run(RunReport):
         :class:`RunStateError`); returns this run as its report. A run with
         ``on_error="stop"`` that failed raises :class:`WorkflowFailed`, as ``run_local``
         does."""
-        if timeout is not None and (isinstance(timeout, bool) or not timeout >= 0):
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0
+        ):
             raise RunStateError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
         if self._foreign is not None:
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -510,8 +513,10 @@ class Run(RunReport):
             self._cancel_asked = True
             if live is not None:
                 live.cancel()
-        elif live is not None:
-            live.cancel(task)
+        else:
+            self._step_cancels.add(task)
+            if live is not None:
+                live.cancel(task)
         self._write(force=True)
 
     def retry(self, *, task: str | None = None) -> Run:

@@ -27,7 +27,7 @@ from typing import Any
 
 from ._errors import RunIndexError, RunNotFoundError
 
-__all__ = ["RunIndex", "default_index_path", "owner_alive"]
+__all__ = ["RunIndex", "default_index_path", "owner", "owner_alive", "process_start"]
 
 #: how long a writer waits for another process's lock before the index is an error
 BUSY_S = 10.0
@@ -56,7 +56,24 @@ def default_index_path() -> Path:
     return cache_root().parent / "workflow-runs.sqlite"
 
 
-def owner_alive(host: str | None, pid: int | None) -> bool | None:
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: ``/proc/<pid>/stat``'s start time, in clock
+    ticks since boot), so a pid the system has given to a new process is not taken for the
+    owner; ``None`` where it cannot be read."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            stat = f.read(4096)
+        return stat.rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError, ValueError, OverflowError):
+        return None
+
+
+def owner() -> dict[str, Any]:
+    """This process, as a run's record names its owner."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid())}
+
+
+def owner_alive(host: str | None, pid: int | None, start: str | None = None) -> bool | None:
     """Whether the process that owns a run still exists: ``None`` when it cannot be told (the
     run belongs to another host, or no owner was recorded)."""
     if not host or not pid or host != socket.gethostname():
@@ -65,10 +82,14 @@ def owner_alive(host: str | None, pid: int | None) -> bool | None:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, ValueError):
+    except (PermissionError, OverflowError, ValueError, TypeError):
         return True
     except OSError:
         return None
+    if start is not None:
+        now = process_start(int(pid))
+        if now is not None and now != start:
+            return False  # the pid now names another process
     return True
 
 
@@ -76,11 +97,12 @@ def _iso(value: datetime | str | None, what: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
+        text = value
         try:
-            value = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(text)
         except ValueError:
             raise RunIndexError(
-                f"{what} must be a datetime or an ISO-8601 date, got {value[:60]!r}", path=""
+                f"{what} must be a datetime or an ISO-8601 date, got {text[:60]!r}", path=""
             ) from None
     if not isinstance(value, datetime):
         raise RunIndexError(f"{what} must be a datetime, got {type(value).__name__}", path="")
@@ -113,7 +135,7 @@ class RunIndex:
             if not self._ready:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(where, timeout=BUSY_S, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, ValueError) as exc:
             raise RunIndexError(f"cannot open the run index {where!r}: {exc}", path=where) from exc
         try:
             if not self._ready:

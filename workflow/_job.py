@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._backends import parse_memory
-from ._errors import WorkflowDefinitionError
+from ._errors import WorkflowDefinitionError, shown
 from ._types import Param, Result, RunDir, literal_choices, markers, strip, type_hints
 
 __all__ = [
@@ -116,10 +116,11 @@ def check_name(name: Any, what: str) -> str:
     return name
 
 
-_WALLTIME = re.compile(r"(?:(\d{1,5})-)?(\d{1,7})(?::(\d{1,2}))?(?::(\d{1,2}))?")
+_WALLTIME = re.compile(r"(?:(\d{1,9})-)?(\d{1,9})(?::(\d{1,2}))?(?::(\d{1,2}))?")
 _WALLTIME_FORMATS = (
     "minutes ('30' or 30), 'M:S', 'H:M:S' ('02:00:00'), 'D-H', 'D-H:M' or 'D-H:M:S' "
-    "('1-12:00:00'), seconds and minutes below 60, hours after a day below 24, more than zero"
+    "('1-12:00:00'), with seconds and minutes below 60, hours after a day below 24, more than "
+    "zero, or 'INFINITE'"
 )
 
 
@@ -130,15 +131,14 @@ def parse_walltime(value: Any, step: str) -> float | None:
         return None
 
     def bad(why: str = "") -> WorkflowDefinitionError:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         return WorkflowDefinitionError(
-            f"job {step!r}: time={shown} is not a walltime{why}; formats accepted: "
-            f"{_WALLTIME_FORMATS}",
+            f"job {step!r}: time must be a Slurm time limit — {_WALLTIME_FORMATS} — got "
+            f"{shown(value)}{why}",
             step=step,
         )
 
     if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 < value < 10**7:
+        if not 0 < value < 10**9:
             raise bad(" (minutes must be more than zero)")
         return value * 60.0
     if not isinstance(value, str) or len(value) > 32:

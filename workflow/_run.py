@@ -29,6 +29,7 @@ skipped, and the report says what happened.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,9 +39,9 @@ from typing import Any
 from .._core._actor import Actor
 from .._core._messages import Message
 from .._core._network import Network
-from ._backends import Backend, LocalBackend, RayBackend
+from ._backends import CANCELLED, Backend, LocalBackend, RayBackend
 from ._cache import MISS, ResultCache, merkle, value_digest
-from ._errors import ParamError, WorkflowError, WorkflowFailed
+from ._errors import ParamError, WorkflowError, WorkflowFailed, shown
 from ._flow import Plan, Wire
 from ._job import JobSpec, ParamInput, RunDirInput
 from ._report import RunReport, StepReport
@@ -86,11 +87,15 @@ def resolve_params(plan: Plan, given: Mapping[str, Any] | None) -> dict[str, Any
     import difflib
 
     for key in given:
+        if not isinstance(key, str):
+            raise ParamError(f"parameter names are strings, got {shown(key)}", param=shown(key))
         if key not in plan.params:
             close = difflib.get_close_matches(key, list(plan.params), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             known = ", ".join(sorted(plan.params)) or "none"
-            raise ParamError(f"unknown parameter {key!r}{hint} (parameters: {known})", param=key)
+            raise ParamError(
+                f"unknown parameter {shown(key)}{hint} (parameters: {known})", param=str(key)
+            )
     values: dict[str, Any] = {}
     for key, (p, users) in plan.params.items():
         if key in given:
@@ -270,9 +275,13 @@ class _Run:
         rep.elapsed = time.perf_counter() - t0
         if rep.status == "running":  # cancelled before it could finish
             rep.status = "skipped"
-        if spec.name in self.cancelled_steps or self.cancelled:
+        cancelled = spec.name in self.cancelled_steps or self.cancelled
+        if cancelled:
             rep.reason = rep.reason or "cancelled"
         self.hooks.progress()
+        if rep.status == "failed" and cancelled and not rep.failures:
+            ctx.done({"out": Message.object({"step": step, "status": "cancelled"})})
+            return
         if rep.status == "failed":
             if self.on_error == "stop":
                 self.stopped = True
@@ -417,7 +426,9 @@ class _Run:
         if rep.failures or rep.skipped:
             done = n - len(rep.failures) - len(rep.skipped)
             rep.status = "partial" if done and self.on_error == "continue" else "failed"
-            if not rep.failures:
+            if self.cancelled or spec.name in self.cancelled_steps:
+                rep.reason = f"cancelled: {len(rep.skipped)} elements not run"
+            elif not rep.failures:
                 rep.reason = f"{len(rep.skipped)} elements had failed inputs"
         else:
             rep.status = "cached" if n and rep.cached == n else "done"
@@ -436,14 +447,17 @@ class _Run:
         limit = min(spec.array_limit or slots, slots)
         # one element per task under an explicit limit (it bounds what runs at once), else
         # chunks: a few tasks per worker, so trivial elements cost few event-loop wake-ups
-        # (and one per task under a time limit: the limit is each call's)
+        # (and one per task under a time limit, the limit being each call's; a batch system
+        # applies ``time`` to its own tasks)
+        whole = getattr(self.backend, "whole_arrays", False)
+        timed = spec.time_s is not None and not whole
         chunk = (
             1
-            if spec.array_limit is not None or spec.time_s is not None
+            if spec.array_limit is not None or timed
             else max(1, min(256, len(todo) // (limit * 8)))
         )
         chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-        if getattr(self.backend, "whole_arrays", False):
+        if whole:
             limit = len(chunks)  # all in one batch job; the backend applies array_limit
         it = iter(chunks)
         pending: set[asyncio.Future[Any]] = set()
@@ -479,6 +493,12 @@ class _Run:
                         rep.done += 1
                         if cache is not None:
                             to_store.append((st.keys[i], value))
+                    elif (
+                        isinstance(value, str)
+                        and value.startswith(CANCELLED)
+                        and (self.cancelled or spec.name in self.cancelled_steps)
+                    ):
+                        rep.skipped.append(i)  # stopped by cancel(), not a failure
                     else:
                         failed.append(i)
                         rep.failures[i] = value
@@ -496,6 +516,7 @@ class _Run:
             started = {i for i in rep.failures} | {
                 i for i in range(len(st.elements)) if st.elements[i] is not _FAILED
             }
+            started |= set(rep.skipped)
             rep.skipped.extend(i for i, _ in todo if i not in started)
         if stores:
             await asyncio.gather(*stores)
@@ -622,10 +643,24 @@ def _forced(plan: Plan, force: bool | Sequence[str] | None) -> set[str]:
         return set(plan.order)
     if force is False or force is None:
         return set()
-    forced = {force} if isinstance(force, str) else set(force)
+    if isinstance(force, str):
+        forced = {force}
+    elif isinstance(force, (list, tuple, set, frozenset)) and all(
+        isinstance(f, str) for f in force
+    ):
+        forced = set(force)
+    else:
+        raise ParamError(
+            f"force must be True, False or a list of step names, got {shown(force)}",
+            param="force",
+        )
     unknown = sorted(forced - set(plan.order))
     if unknown:
-        raise WorkflowError(f"force names steps that do not exist: {unknown}")
+        close = difflib.get_close_matches(unknown[0], list(plan.order), n=1, cutoff=0.6)
+        hint = f". Did you mean {close[0]!r}?" if close else ""
+        raise ParamError(
+            f"force names steps that do not exist: {shown(unknown, 200)}{hint}", param="force"
+        )
     return forced
 
 

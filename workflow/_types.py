@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from ._errors import MarkerError, shown
+
 __all__ = ["Param", "Result", "RunDir", "describe_type", "element_type", "fits"]
 
 
@@ -47,23 +49,29 @@ class Result:
         broadcast: bool = False,
     ):
         if (step is None) == (steps is None):
-            raise TypeError("Result() takes exactly one of step='name' or steps=[...]")
+            raise MarkerError("Result() takes exactly one of step='name' or steps=[...]")
         if step is not None:
             if not isinstance(step, str) or not step:
-                raise TypeError(f"Result(step=...) must be a step name, got {step!r}")
+                raise MarkerError(f"Result(step=...) must be a step name, got {shown(step)}")
             names: tuple[str, ...] = (step,)
         else:
             assert steps is not None
-            if isinstance(steps, str) or not all(isinstance(s, str) and s for s in steps):
-                raise TypeError(f"Result(steps=...) must be a list of step names, got {steps!r}")
+            if not isinstance(steps, (list, tuple)) or not all(
+                isinstance(s, str) and s for s in steps
+            ):
+                raise MarkerError(
+                    f"Result(steps=...) must be a list of step names, got {shown(steps)}"
+                )
             if not steps:
-                raise TypeError("Result(steps=[]) names no step")
+                raise MarkerError("Result(steps=[]) names no step")
             names = tuple(steps)
         object.__setattr__(self, "steps", names)
         if not isinstance(broadcast, bool):
-            raise TypeError(f"Result(broadcast=...) must be True or False, got {broadcast!r}")
+            raise MarkerError(
+                f"Result(broadcast=...) must be True or False, got {shown(broadcast)}"
+            )
         if broadcast and steps is not None:
-            raise TypeError("Result(broadcast=True) takes one step=, not steps=[...]")
+            raise MarkerError("Result(broadcast=True) takes one step=, not steps=[...]")
         object.__setattr__(self, "concat", steps is not None)
         object.__setattr__(self, "broadcast", broadcast)
 
@@ -84,7 +92,7 @@ class Param:
 
     def __post_init__(self) -> None:
         if self.namespace not in (None, "global", "local"):
-            raise TypeError(
+            raise MarkerError(
                 f"Param(namespace=...) must be 'global' or 'local', got {self.namespace!r}"
             )
         if self.short is not None and (
@@ -93,7 +101,7 @@ class Param:
             or self.short[0] != "-"
             or not self.short[1].isalpha()
         ):
-            raise TypeError(f"Param(short=...) must look like '-s', got {self.short!r}")
+            raise MarkerError(f"Param(short=...) must look like '-s', got {shown(self.short)}")
 
 
 class RunDir(type(Path())):  # type: ignore[misc]
