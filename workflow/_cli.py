@@ -20,7 +20,10 @@ Subcommands (reflow-hpc's ``docs/cli-reference.md``; every run is recorded in th
 ``submit`` prints ``Created run <id> in <dir>`` as it starts, runs the workflow here to its end
 (on the chosen backend), prints the report and exits 0, or 1 when a job failed or the run was
 cancelled (``cancel`` from another process, Ctrl-C or SIGTERM). ``run`` is the same with the
-local backend and ``--run-dir`` optional (reflow-hpc's ``run_local``).
+local backend and ``--run-dir`` optional (reflow-hpc's ``run_local``). ``cancel`` of several
+runs asks first on a terminal (else needs ``--yes``); one already ended is left as it is; the
+whole run is cancelled (``--task`` is refused for a run of another process: the index carries
+whole-run cancel requests). ``retry`` of a run that succeeded does nothing.
 
 The flag-only form (``python pipeline.py --source data.csv``, ``--list``) runs as ``run`` does.
 Every parameter becomes a flag: a global one ``--name`` (``_`` written ``-``), a local one
@@ -44,7 +47,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -73,6 +76,8 @@ STATES = {
     "canceled": "cancelled",
 }
 DATE_FORMATS = "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] or either with a zone (+01:00, Z)"
+#: how long a cancelled ``submit`` waits for its running calls before it exits
+CANCEL_WAIT_S = 60.0
 #: ``status --errors`` shows the end of each error
 ERROR_LINES = 15
 
@@ -318,11 +323,15 @@ def _finish(run: Any) -> int:
                 report = run.wait()
             except KeyboardInterrupt:
                 sys.stderr.write(f"cancelling run {run.run_id}\n")
-                run.cancel()
+                with suppress(WorkflowError):  # it may have ended meanwhile
+                    run.cancel()
                 try:
-                    report = run.wait(timeout=60)
+                    report = run.wait(timeout=CANCEL_WAIT_S)
                 except WorkflowFailed as exc:
                     report = exc.report
+                except WorkflowError as exc:  # still winding down: its calls end on their own
+                    sys.stderr.write(f"error: {' '.join(str(exc).split())[:300]}\n")
+                    return 1
     except WorkflowFailed as exc:
         report = exc.report
     print(report.table())
@@ -471,6 +480,8 @@ def _cmd_cancel(wf: Workflow, args: argparse.Namespace) -> int:
     ids = list(dict.fromkeys(args.run_ids))
     runs = [_attach(wf, run_id, args) for run_id in ids]  # every id known before any cancel
     if len(runs) > 1 and not args.yes:
+        if not sys.stdin or not sys.stdin.isatty():
+            raise UsageError(f"cancel of {len(runs)} runs: pass --yes (no terminal to ask)")
         print(f"About to cancel {len(runs)} runs: {', '.join(ids)}")
         try:
             answer = input("Proceed? [y/N] ")

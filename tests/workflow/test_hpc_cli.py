@@ -75,6 +75,7 @@ class Cli:
             capture_output=True,
             text=True,
             timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         assert p.returncode == code, f"{args}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
         assert "Traceback" not in p.stderr, p.stderr
@@ -222,8 +223,8 @@ def test_sigterm_cancels_the_run(cli: Cli) -> None:
 
 def test_cancel_several_runs_needs_yes(cli: Cli) -> None:
     a, b = cli.submit(), cli.submit()
-    p = cli("cancel", a, b, code=1)
-    assert "--yes" in p.stderr
+    p = cli("cancel", a, b, code=2)  # stdin is not a terminal: nobody to ask
+    assert "pass --yes" in p.stderr
     p = cli("cancel", a, b, "-y")
     assert p.stdout.count("nothing to cancel") == 2
 
