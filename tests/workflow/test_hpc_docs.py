@@ -23,11 +23,13 @@ Every block of those pages is claimed by exactly one row: run, skip (with its re
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -56,6 +58,7 @@ def _sdist_root() -> Path:
     given = Path(os.environ[SDIST_ENV]).expanduser()
     if given.is_file():
         out = Path(tempfile.mkdtemp(prefix="reflow-hpc-sdist-"))
+        atexit.register(shutil.rmtree, out, True)
         with tarfile.open(given) as tar:
             tar.extractall(out, filter="data")
         given = out
