@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from reflow.workflow import Workflow
 
 SCRIPT = """
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 from reflow.workflow import Workflow, Param, Result
@@ -437,3 +439,37 @@ def test_status_of_a_run_whose_process_was_killed(cli: Cli) -> None:
     (cli.tmp / "SLOW").unlink()
     cli("retry", run_id)  # the retry runs it again here, to its end
     assert cli.snap(run_id)["status"] == "succeeded"
+
+
+# -- the other executors: a real local Ray cluster and a real single-node Slurm ------------------
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    from raycluster import cluster_fixture
+
+    yield from cluster_fixture(workers=1)
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[object]:
+    from slurmcluster import slurm_fixture
+
+    yield from slurm_fixture()
+
+
+@pytest.mark.slow
+def test_submit_on_ray(cli: Cli, ray_address: str) -> None:
+    run_id = cli.submit("--executor", "ray", "--address", ray_address)
+    snap = cli.snap(run_id)
+    assert snap["status"] == "succeeded" and snap["backend"] == "ray", snap
+    assert snap["steps"]["transform"]["done"] == 4  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_submit_on_slurm(cli: Cli, slurm: object) -> None:
+    cli.env["SLURM_CONF"] = os.environ["SLURM_CONF"]
+    run_id = cli.submit("--executor", "slurm", "--n", "3")
+    snap = cli.snap(run_id)
+    assert snap["status"] == "succeeded" and snap["backend"] == "slurm", snap
+    assert snap["steps"]["transform"]["done"] == 3  # type: ignore[index]
