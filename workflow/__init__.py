@@ -305,7 +305,7 @@ class Workflow(Flow):
         if run_dir is None:
             path = default_run_dir(run_id)
         elif isinstance(run_dir, (str, os.PathLike)) and str(run_dir):
-            path = Path(run_dir).expanduser()
+            path = Path(run_dir).expanduser().absolute()  # the record is read from anywhere
         else:
             raise ParamError(
                 f"run_dir must be a directory path, got {shown(run_dir)}", param="run_dir"

@@ -487,7 +487,10 @@ def test_a_failed_submit_raises_on_wait_as_run_local_does(tmp_path: Path) -> Non
 def test_cancel_stops_a_run_and_cancel_of_a_finished_run_is_refused(tmp_path: Path) -> None:
     wf = _wf(delay=0.2)
     run = wf.submit(tmp_path, n=40, max_workers=2)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while run.status(as_dict=True)["steps"]["work"]["done"] < 1:  # some elements finished
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     t0 = time.monotonic()
     run.cancel()
     run.wait(10)

@@ -345,3 +345,26 @@ def test_progress_is_recorded_while_a_run_goes(tmp_path: Path) -> None:
     run.wait(30)
     assert len(seen - {0, 12}) >= 2, f"intermediate counts were recorded: {sorted(seen)}"
     assert RunIndex(idx).get(run.run_id)["steps"]["slow"]["done"] == 12
+
+
+def test_the_record_of_a_run_with_many_large_failures_is_bounded(tmp_path: Path) -> None:
+    idx = tmp_path / "i.sqlite"
+    wf = Workflow("many")
+
+    @wf.job()
+    def items() -> list[int]:
+        return list(range(2000))
+
+    @wf.job(array=True)
+    def bad(x: Annotated[int, Result(step="items")]) -> int:
+        raise ValueError("e" * 10_000)
+
+    t0 = time.monotonic()
+    run = wf.run_local(tmp_path / "r", on_error="continue", store_path=idx)
+    assert time.monotonic() - t0 < 60
+    rec = RunIndex(idx).get(run.run_id)
+    step = rec["steps"]["bad"]
+    assert step["failed"] == 2000 and len(rec["failed_instances"]["bad"]) == 2000
+    assert len(step["errors"]) == 100 and step["errors_left_out"] == 1900
+    assert all(len(e["error"]) <= 4000 for e in step["errors"])
+    assert len(json.dumps(rec)) < 1_000_000
