@@ -53,7 +53,7 @@ class Scheduler(AsyncTicks, WorkerTicks, WakeTimers):
     methods documented as thread-safe (``call_soon``, ``_send_from_worker``, ``wake``).
 
     The state and the steps every tick shares are in ``SchedulerState`` (``_sched_state``);
-    async ticks, worker ticks and ``ctx.wake_after`` timers in the three classes above it.
+    async ticks, worker ticks and ``ctx.wake_after`` timers in the three classes it builds on.
     Here: the sync (inline) tick paths, nested draining, deadlock breaking and the run loop."""
 
     # ------------------------------------------------------------------ running ticks
