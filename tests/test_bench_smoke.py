@@ -85,7 +85,7 @@ RATIOS: dict[str, list[str]] = {
         "concurrent wall / (executions x one execution)",
     ],
     "bench_sdk": [
-        "passthrough chain / bare loop of the same calls",
+        "time per hop: passthrough chain / bare loop of the same calls",
     ],
     "bench_wasm": [
         "wasm doubler single / raw passthrough",
