@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .._errors import PackFormatError, UnsafeArchiveError
-from ._manifest import check_member_path
+from ._manifest_rules import check_member_path
 
 __all__ = ["BLOCK", "ZERO_BLOCK", "header", "parse_header", "tar_stream"]
 

@@ -16,7 +16,6 @@ import contextlib
 import contextvars
 import hashlib
 import platform
-import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,7 +24,28 @@ from typing import Any, Protocol
 import tomli_w
 
 from .._errors import PackFormatError
-from ._bounded import MAX_DEPTH, load_toml
+from ._bounded import load_toml
+from ._manifest_rules import (
+    ABI_RE,
+    ENTRY_RE,
+    KIND_RE,
+    MANIFEST_NAME,
+    MAX_MANIFEST,
+    MAX_MEMBERS,
+    MAX_TEMPLATES,
+    PACK_NAME_RE,
+    PORT_RE,
+    TEMPLATE_ID_RE,
+    TRIPLE_RE,
+    VERSION_RE,
+    check_hash,
+    check_json_like,
+    check_keys,
+    check_member_path,
+    fail,
+    field_strings,
+    field_value,
+)
 from ._manifest_wgsl import WgslKernelSpec, check_wgsl_artifact, check_wgsl_template, parse_wgsl
 
 __all__ = [
@@ -46,8 +66,8 @@ __all__ = [
 
 #: Version of the manifest/bundle layout described in PACK_FORMAT.md.
 FORMAT_VERSION = 1
-#: Member names fixed by the format.
-MANIFEST_NAME = "manifest.toml"
+#: Member names fixed by the format (``MANIFEST_NAME`` is ``_manifest_rules``', which names it
+#: in every failure).
 SIGNATURE_NAME = "signature.toml"
 #: The key under which the portable WebAssembly artifacts live.
 PORTABLE_TRIPLE = "wasm32-unknown-unknown"
@@ -60,31 +80,6 @@ KNOWN_TRIPLES = (
     "aarch64-apple-darwin",
     "x86_64-pc-windows-gnu",
 )
-
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}(/[a-z0-9][a-z0-9._-]{0,63})?")
-_VERSION = re.compile(
-    r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
-    r"(-[0-9A-Za-z.-]{1,64})?(\+[0-9A-Za-z.-]{1,64})?"
-)
-_ABI = re.compile(r"[0-9]{1,5}\.[0-9]{1,5}")
-_TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:-]{0,127}")
-_ENTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_TRIPLE = re.compile(r"[a-z0-9_.]+(-[a-z0-9_.]+){1,3}")
-_PORT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
-_MAX_PATH = 255
-_DEVICES = frozenset(
-    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
-)
-#: Most templates, and most artifacts + files, a manifest may list (bounded validation time;
-#: a bundle holds at most 4096 members anyway).
-MAX_TEMPLATES = 4096
-MAX_MEMBERS = 4096
-#: Most strings in one list field (ports, authors, capabilities, hosts).
-MAX_LIST = 1024
-MAX_MANIFEST = 1 << 20
 
 
 def host_triples() -> tuple[str, ...]:
@@ -104,37 +99,6 @@ def host_triples() -> tuple[str, ...]:
         # A DLL with a C ABI loads the same whichever toolchain built it.
         return (f"{arch}-pc-windows-msvc", f"{arch}-pc-windows-gnu")
     return ()
-
-
-def check_member_path(path: str, where: str) -> str:
-    """``path`` if it is a safe relative POSIX path inside the pack, else PackFormatError.
-
-    Safe on every filesystem the cache may live on: segments of ``[A-Za-z0-9_.+-]`` that do
-    not start or end with ``.`` and are no Windows device name (``con``, ``nul.txt``, ...),
-    at most 255 bytes, and short enough for a ustar header (100 bytes, or a ``/`` splitting
-    it into at most 155 + 100)."""
-    if not isinstance(path, str) or not path:
-        raise _fail(where, "a path must be a non-empty string")
-    if len(path) > _MAX_PATH:
-        raise _fail(where, f"path {path[:40]!r}... is over {_MAX_PATH} chars")
-    for seg in path.split("/"):
-        if seg in ("", ".", "..") or not _SEGMENT.fullmatch(seg) or seg.endswith("."):
-            raise _fail(
-                where,
-                f"{path!r} is not a safe relative path (segments of letters, digits and _.+-, "
-                "not starting or ending with '.', no '..', no leading '/')",
-            )
-        if seg.split(".", 1)[0].lower() in _DEVICES:
-            raise _fail(where, f"{path!r} has segment {seg!r}, a reserved device name on Windows")
-    if len(path) > 100:
-        cut = path.rfind("/", 0, 156)
-        if cut <= 0 or len(path) - cut - 1 > 100:
-            raise _fail(
-                where,
-                f"path {path[:40]!r}... does not fit a ustar header (over 100 "
-                "bytes and no '/' splitting it into at most 155 + 100)",
-            )
-    return path
 
 
 @dataclass(frozen=True)
@@ -333,63 +297,6 @@ _ARTIFACT_KEYS = {"entry", "triple", "kind", "path", "sha256", "size"}
 _FILE_KEYS = {"path", "sha256", "size"}
 
 
-def _fail(where: str, what: str) -> PackFormatError:
-    return PackFormatError(f"manifest field {where}: {what}", member=MANIFEST_NAME, field=where)
-
-
-def _get(
-    table: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str, default: Any = ...
-) -> Any:
-    if key not in table:
-        if default is ...:
-            raise _fail(f"{where}{key}", "is required")
-        return default
-    value = table[key]
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        name = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        raise _fail(
-            f"{where}{key}", f"must be a {_TOML_TYPES.get(name, name)}, got {type(value).__name__}"
-        )
-    return value
-
-
-_TOML_TYPES = {
-    "str": "string",
-    "int": "integer",
-    "bool": "boolean",
-    "list": "array",
-    "dict": "table",
-}
-
-
-def _strs(
-    table: Mapping[str, Any],
-    key: str,
-    where: str,
-    pattern: re.Pattern[str] | None = None,
-    unique: bool = True,
-) -> tuple[str, ...]:
-    items = _get(table, key, list, where, [])
-    if len(items) > MAX_LIST:
-        raise _fail(f"{where}{key}", f"lists {len(items)} items, over the limit of {MAX_LIST}")
-    seen: set[str] = set()
-    for i, v in enumerate(items):
-        if not isinstance(v, str):
-            raise _fail(f"{where}{key}[{i}]", f"must be a string, got {type(v).__name__}")
-        if pattern is not None and not pattern.fullmatch(v):
-            raise _fail(f"{where}{key}[{i}]", f"{v!r} is not a valid name")
-        if unique and v in seen:
-            raise _fail(f"{where}{key}", f"lists {v[:80]!r} twice")
-        seen.add(v)
-    return tuple(items)
-
-
-def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise _fail(f"{where}{extra[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-
 class ManifestMemo(Protocol):
     """Where parsed manifests are remembered between processes (installed by the pack loader:
     an authenticated store in the pack cache). ``get`` returns the parsed TOML document of the
@@ -457,75 +364,75 @@ def parse_manifest(data: bytes | str, *, max_size: int = MAX_MANIFEST) -> PackMa
 
 def manifest_from_dict(doc: Mapping[str, Any]) -> PackManifest:
     """Build a manifest from a parsed TOML document (validated)."""
-    _unknown(doc, _TOP, "")
-    fmt = _get(doc, "format", int, "")
+    check_keys(doc, _TOP, "")
+    fmt = field_value(doc, "format", int, "")
     if fmt != FORMAT_VERSION:
-        raise _fail(
+        raise fail(
             "format",
             f"this reflow reads pack format {FORMAT_VERSION}, not {fmt}; "
             "upgrade reflow to read newer packs",
         )
     templates = []
-    for i, t in enumerate(_get(doc, "templates", list, "")):
+    for i, t in enumerate(field_value(doc, "templates", list, "")):
         where = f"templates[{i}]."
         if not isinstance(t, dict):
-            raise _fail(f"templates[{i}]", "must be a table")
-        _unknown(t, _TEMPLATE_KEYS, where)
+            raise fail(f"templates[{i}]", "must be a table")
+        check_keys(t, _TEMPLATE_KEYS, where)
         templates.append(
             TemplateSpec(
-                id=_get(t, "id", str, where),
-                entry=_get(t, "entry", str, where),
-                engine=_get(t, "engine", str, where, "auto"),
-                description=_get(t, "description", str, where, ""),
-                inports=_strs(t, "inports", where),
-                outports=_strs(t, "outports", where),
-                await_all_inports=_get(t, "await_all_inports", bool, where, False),
-                capabilities=_strs(t, "capabilities", where),
-                config_schema=_get(t, "config_schema", dict, where, {}),
+                id=field_value(t, "id", str, where),
+                entry=field_value(t, "entry", str, where),
+                engine=field_value(t, "engine", str, where, "auto"),
+                description=field_value(t, "description", str, where, ""),
+                inports=field_strings(t, "inports", where),
+                outports=field_strings(t, "outports", where),
+                await_all_inports=field_value(t, "await_all_inports", bool, where, False),
+                capabilities=field_strings(t, "capabilities", where),
+                config_schema=field_value(t, "config_schema", dict, where, {}),
                 wgsl=parse_wgsl(t["wgsl"], f"{where}wgsl") if "wgsl" in t else None,
             )
         )
     artifacts = []
-    for i, a in enumerate(_get(doc, "artifacts", list, "")):
+    for i, a in enumerate(field_value(doc, "artifacts", list, "")):
         where = f"artifacts[{i}]."
         if not isinstance(a, dict):
-            raise _fail(f"artifacts[{i}]", "must be a table")
-        _unknown(a, _ARTIFACT_KEYS, where)
+            raise fail(f"artifacts[{i}]", "must be a table")
+        check_keys(a, _ARTIFACT_KEYS, where)
         artifacts.append(
             Artifact(
-                entry=_get(a, "entry", str, where),
-                triple=_get(a, "triple", str, where),
-                kind=_get(a, "kind", str, where),
-                path=_get(a, "path", str, where),
-                sha256=_get(a, "sha256", str, where),
-                size=_get(a, "size", int, where),
+                entry=field_value(a, "entry", str, where),
+                triple=field_value(a, "triple", str, where),
+                kind=field_value(a, "kind", str, where),
+                path=field_value(a, "path", str, where),
+                sha256=field_value(a, "sha256", str, where),
+                size=field_value(a, "size", int, where),
             )
         )
     files = []
-    for i, f in enumerate(_get(doc, "files", list, "", [])):
+    for i, f in enumerate(field_value(doc, "files", list, "", [])):
         where = f"files[{i}]."
         if not isinstance(f, dict):
-            raise _fail(f"files[{i}]", "must be a table")
-        _unknown(f, _FILE_KEYS, where)
+            raise fail(f"files[{i}]", "must be a table")
+        check_keys(f, _FILE_KEYS, where)
         files.append(
             PackFile(
-                path=_get(f, "path", str, where),
-                sha256=_get(f, "sha256", str, where),
-                size=_get(f, "size", int, where),
+                path=field_value(f, "path", str, where),
+                sha256=field_value(f, "sha256", str, where),
+                size=field_value(f, "size", int, where),
             )
         )
-    caps_doc = _get(doc, "capabilities", dict, "", {})
-    caps = {k: _strs(caps_doc, k, "capabilities.") for k in caps_doc}
+    caps_doc = field_value(doc, "capabilities", dict, "", {})
+    caps = {k: field_strings(caps_doc, k, "capabilities.") for k in caps_doc}
     return PackManifest(
         format=fmt,
-        name=_get(doc, "name", str, ""),
-        version=_get(doc, "version", str, ""),
-        abi=_get(doc, "abi", str, ""),
-        description=_get(doc, "description", str, "", ""),
-        license=_get(doc, "license", str, "", ""),
-        authors=_strs(doc, "authors", "", unique=False),
-        readme=_get(doc, "readme", str, "", ""),
-        license_file=_get(doc, "license_file", str, "", ""),
+        name=field_value(doc, "name", str, ""),
+        version=field_value(doc, "version", str, ""),
+        abi=field_value(doc, "abi", str, ""),
+        description=field_value(doc, "description", str, "", ""),
+        license=field_value(doc, "license", str, "", ""),
+        authors=field_strings(doc, "authors", "", unique=False),
+        readme=field_value(doc, "readme", str, "", ""),
+        license_file=field_value(doc, "license_file", str, "", ""),
         capabilities=caps,
         templates=tuple(templates),
         artifacts=tuple(artifacts),
@@ -535,29 +442,29 @@ def manifest_from_dict(doc: Mapping[str, Any]) -> PackManifest:
 
 def _validate(m: PackManifest) -> None:
     """Checks that do not depend on where the manifest came from (TOML or code)."""
-    if not _NAME.fullmatch(m.name):
-        raise _fail(
+    if not PACK_NAME_RE.fullmatch(m.name):
+        raise fail(
             "name",
             f"{m.name!r} is not a pack name (lowercase letters, digits, ._-, "
             "optionally 'namespace/name', each part at most 64 chars)",
         )
-    if not _VERSION.fullmatch(m.version):
-        raise _fail("version", f"{m.version!r} is not a semantic version (e.g. 1.2.0)")
-    if not _ABI.fullmatch(m.abi):
-        raise _fail("abi", f"{m.abi!r} is not an ABI version 'major.minor' (e.g. '1.0')")
+    if not VERSION_RE.fullmatch(m.version):
+        raise fail("version", f"{m.version!r} is not a semantic version (e.g. 1.2.0)")
+    if not ABI_RE.fullmatch(m.abi):
+        raise fail("abi", f"{m.abi!r} is not an ABI version 'major.minor' (e.g. '1.0')")
     if len(m.description) > 4096:
-        raise _fail("description", "is over 4096 characters")
+        raise fail("description", "is over 4096 characters")
     for key, hosts in m.capabilities.items():
-        if not _KIND.fullmatch(key):
-            raise _fail(f"capabilities.{key}", "is not a capability name")
+        if not KIND_RE.fullmatch(key):
+            raise fail(f"capabilities.{key}", "is not a capability name")
         if not all(isinstance(h, str) and h and len(h) <= 253 for h in hosts):
-            raise _fail(f"capabilities.{key}", "must list non-empty strings")
+            raise fail(f"capabilities.{key}", "must list non-empty strings")
     if len(m.templates) > MAX_TEMPLATES:
-        raise _fail(
+        raise fail(
             "templates", f"lists {len(m.templates)} templates, over the limit of {MAX_TEMPLATES}"
         )
     if len(m.artifacts) + len(m.files) > MAX_MEMBERS:
-        raise _fail(
+        raise fail(
             "artifacts",
             f"artifacts and files list {len(m.artifacts) + len(m.files)} "
             f"paths, over the limit of {MAX_MEMBERS}",
@@ -573,13 +480,13 @@ def _validate(m: PackManifest) -> None:
         check_member_path(path, where)
         folded = path.lower()
         if folded in (MANIFEST_NAME, SIGNATURE_NAME):
-            raise _fail(where, f"{path!r} is reserved for the format")
+            raise fail(where, f"{path!r} is reserved for the format")
         if folded in files:
             other = files[folded]
             how = "is already used by" if other[1] == path else "differs only in case from"
-            raise _fail(where, f"path {path!r} {how} {other[0]} ({other[1]!r})")
+            raise fail(where, f"path {path!r} {how} {other[0]} ({other[1]!r})")
         if folded in dirs:
-            raise _fail(
+            raise fail(
                 where,
                 f"path {path!r} is a file but also a directory of "
                 f"{dirs[folded][0]} ({dirs[folded][1]!r})",
@@ -588,7 +495,7 @@ def _validate(m: PackManifest) -> None:
         for n in range(1, len(parts)):
             prefix = "/".join(parts[:n])
             if prefix in files:
-                raise _fail(
+                raise fail(
                     where,
                     f"path {path!r} needs {prefix!r} to be a directory, but "
                     f"it is the file of {files[prefix][0]}",
@@ -597,39 +504,39 @@ def _validate(m: PackManifest) -> None:
         files[folded] = (where, path)
 
     if not m.artifacts:
-        raise _fail("artifacts", "a pack needs at least one artifact")
+        raise fail("artifacts", "a pack needs at least one artifact")
     seen: set[tuple[str, str]] = set()
     for i, a in enumerate(m.artifacts):
         w = f"artifacts[{i}]"
-        if not _ENTRY.fullmatch(a.entry):
-            raise _fail(f"{w}.entry", f"{a.entry!r} is not a module name")
-        if not _TRIPLE.fullmatch(a.triple):
-            raise _fail(
+        if not ENTRY_RE.fullmatch(a.entry):
+            raise fail(f"{w}.entry", f"{a.entry!r} is not a module name")
+        if not TRIPLE_RE.fullmatch(a.triple):
+            raise fail(
                 f"{w}.triple",
                 f"{a.triple!r} is not a target triple (e.g. "
                 f"x86_64-unknown-linux-gnu or {PORTABLE_TRIPLE})",
             )
-        if not _KIND.fullmatch(a.kind):
-            raise _fail(f"{w}.kind", f"{a.kind!r} is not an artifact kind (e.g. wasm, native)")
+        if not KIND_RE.fullmatch(a.kind):
+            raise fail(f"{w}.kind", f"{a.kind!r} is not an artifact kind (e.g. wasm, native)")
         if a.kind == "native" and a.portable:
-            raise _fail(f"{w}.kind", f"a native artifact cannot be under {PORTABLE_TRIPLE}")
+            raise fail(f"{w}.kind", f"a native artifact cannot be under {PORTABLE_TRIPLE}")
         if a.kind == "wasm" and not a.portable:
-            raise _fail(f"{w}.triple", f"a wasm artifact belongs under {PORTABLE_TRIPLE}")
+            raise fail(f"{w}.triple", f"a wasm artifact belongs under {PORTABLE_TRIPLE}")
         check_wgsl_artifact(a.kind, a.portable, w)
         if (a.entry, a.triple) in seen:
-            raise _fail(w, f"a second artifact for entry {a.entry!r} and triple {a.triple!r}")
+            raise fail(w, f"a second artifact for entry {a.entry!r} and triple {a.triple!r}")
         seen.add((a.entry, a.triple))
         claim(a.path, f"{w}.path")
-        _check_hash(a.sha256, a.size, w)
+        check_hash(a.sha256, a.size, w)
     for i, f in enumerate(m.files):
         claim(f.path, f"files[{i}].path")
-        _check_hash(f.sha256, f.size, f"files[{i}]")
+        check_hash(f.sha256, f.size, f"files[{i}]")
     for key in ("readme", "license_file"):
         ref = getattr(m, key)
         if ref and not any(f.path == ref for f in m.files):
-            raise _fail(key, f"{ref!r} is not listed in [[files]]")
+            raise fail(key, f"{ref!r} is not listed in [[files]]")
     if not m.templates:
-        raise _fail("templates", "a pack needs at least one template")
+        raise fail("templates", "a pack needs at least one template")
     entries = {a.entry for a in m.artifacts}
     kinds = {(a.entry, a.kind) for a in m.artifacts}
     entry_kinds: dict[str, set[str]] = {}
@@ -638,31 +545,31 @@ def _validate(m: PackManifest) -> None:
     ids: set[str] = set()
     for i, t in enumerate(m.templates):
         w = f"templates[{i}]"
-        if not _TEMPLATE_ID.fullmatch(t.id):
-            raise _fail(f"{w}.id", f"{t.id!r} is not a template id (letters, digits, _./:-)")
+        if not TEMPLATE_ID_RE.fullmatch(t.id):
+            raise fail(f"{w}.id", f"{t.id!r} is not a template id (letters, digits, _./:-)")
         if t.id != m.name and not t.id.startswith(m.name + "/"):
             # ids are bound to the (signed) pack name, so no pack can take another's ids
-            raise _fail(
+            raise fail(
                 f"{w}.id", f"template id {t.id!r} must be the pack name or start with '{m.name}/'"
             )
         if t.id in ids:
-            raise _fail(f"{w}.id", f"template id {t.id!r} appears twice")
+            raise fail(f"{w}.id", f"template id {t.id!r} appears twice")
         ids.add(t.id)
         if t.entry not in entries:
-            raise _fail(
+            raise fail(
                 f"{w}.entry",
                 f"{t.entry!r} names no artifact entry; entries: {', '.join(sorted(entries))}",
             )
-        if t.engine != "auto" and not _KIND.fullmatch(t.engine):
-            raise _fail(f"{w}.engine", f"{t.engine!r} is not 'auto' or an artifact kind")
+        if t.engine != "auto" and not KIND_RE.fullmatch(t.engine):
+            raise fail(f"{w}.engine", f"{t.engine!r} is not 'auto' or an artifact kind")
         if t.engine != "auto" and (t.entry, t.engine) not in kinds:
-            raise _fail(f"{w}.engine", f"entry {t.entry!r} has no artifact of kind {t.engine!r}")
+            raise fail(f"{w}.engine", f"entry {t.entry!r} has no artifact of kind {t.engine!r}")
         for port_key in ("inports", "outports"):
             for p in getattr(t, port_key):
-                if not _PORT.fullmatch(p):
-                    raise _fail(f"{w}.{port_key}", f"{p!r} is not a port name")
+                if not PORT_RE.fullmatch(p):
+                    raise fail(f"{w}.{port_key}", f"{p!r} is not a port name")
         if t.config_schema:
-            _check_json_like(t.config_schema, f"{w}.config_schema")
+            check_json_like(t.config_schema, f"{w}.config_schema")
         check_wgsl_template(
             t.wgsl,
             template_id=t.id,
@@ -671,38 +578,6 @@ def _validate(m: PackManifest) -> None:
             entry_kinds=entry_kinds.get(t.entry, set()),
             where=w,
         )
-
-
-def _check_json_like(doc: Any, where: str) -> None:
-    """A config schema is JSON Schema: only values JSON can hold (TOML's dates cannot be),
-    at most MAX_DEPTH deep. Iterative, so no input can exhaust the stack."""
-    todo: list[tuple[Any, str, int]] = [(doc, where, 0)]
-    while todo:
-        obj, at, depth = todo.pop()
-        if depth > MAX_DEPTH:
-            raise _fail(where, f"nests deeper than {MAX_DEPTH} levels")
-        if isinstance(obj, Mapping):
-            for k, v in obj.items():
-                if not isinstance(k, str):
-                    raise _fail(at, f"has a key of type {type(k).__name__}; keys are strings")
-                todo.append((v, f"{at}.{k}" if len(at) < 200 else at, depth + 1))
-        elif isinstance(obj, (list, tuple)):
-            todo.extend(
-                (v, f"{at}[{i}]" if len(at) < 200 else at, depth + 1) for i, v in enumerate(obj)
-            )
-        elif obj is not None and not isinstance(obj, (str, int, float, bool)):
-            raise _fail(
-                at,
-                f"is a {type(obj).__name__}; a config schema holds only JSON "
-                "values (strings, numbers, booleans, arrays, tables)",
-            )
-
-
-def _check_hash(sha: str, size: int, where: str) -> None:
-    if not _HEX64.fullmatch(sha):
-        raise _fail(f"{where}.sha256", "must be 64 lowercase hex digits")
-    if size < 0:
-        raise _fail(f"{where}.size", "must not be negative")
 
 
 def templates_from_describe(describe: Iterable[Any], entry: str) -> list[TemplateSpec]:

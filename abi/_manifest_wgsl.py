@@ -21,7 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import PackFormatError
+from ._manifest_rules import PORT_RE as _PORT
+from ._manifest_rules import TEMPLATE_ID_RE as _TEMPLATE_ID
+from ._manifest_rules import fail as _fail
 
 __all__ = [
     "ELEMENTS",
@@ -68,15 +70,9 @@ _BINDING_KEYS = (
     "size",
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-_PORT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
-_TEMPLATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:-]{0,127}")
 
 #: A size rule: a fixed count, or ("in", port) / ("config", key).
 SizeRule = int | tuple[str, str]
-
-
-def _fail(where: str, what: str) -> PackFormatError:
-    return PackFormatError(f"manifest field {where}: {what}", member="manifest.toml", field=where)
 
 
 def _int(value: Any, where: str, lo: int, hi: int) -> int:

@@ -116,6 +116,12 @@ __all__ = [
     "Every",
     "ExtismActor",
     "ExtismModule",
+    "GpuBufferError",
+    "GpuError",
+    "GpuKernelError",
+    "GpuLimitError",
+    "GpuTimeoutError",
+    "GpuUnavailableError",
     "Graph",
     "GraphError",
     "GraphFormatError",
@@ -129,6 +135,7 @@ __all__ = [
     "GuestTimeout",
     "GuestTrap",
     "HttpApiError",
+    "HttpApiGrants",
     "InvalidLimitsError",
     "LoadedPack",
     "Message",
@@ -138,6 +145,7 @@ __all__ = [
     "Network",
     "NetworkError",
     "NetworkStateError",
+    "NoGpuAdapterError",
     "OpenApiError",
     "OutputLimitError",
     "PackError",
@@ -199,16 +207,25 @@ __all__ = [
     "unload_pack",
 ]
 
-# Engines and pack loading import wasmtime, zstandard, cryptography: load them on first use so
+# Engines and pack loading import wasmtime, zstandard, cryptography; the GPU errors' package
+# numpy (wgpu only when a device is made), HttpApiGrants httpx: load them on first use so
 # ``import reflow`` stays light.
 _LAZY = {
     "ExtismActor": "._sandbox._extism_engine",
     "ExtismModule": "._sandbox._extism_engine",
     "GuestGrants": "._sandbox._guest_host",
     "GuestLimits": "._sandbox._guest_host",
+    "GpuBufferError": "._gpu._errors",
+    "GpuError": "._gpu._errors",
+    "GpuKernelError": "._gpu._errors",
+    "GpuLimitError": "._gpu._errors",
+    "GpuTimeoutError": "._gpu._errors",
+    "GpuUnavailableError": "._gpu._errors",
+    "HttpApiGrants": "._services._engine",
     "LoadedPack": "._loader._packs",
     "NativeActor": "._sandbox._native_engine",
     "NativeLibrary": "._sandbox._native_engine",
+    "NoGpuAdapterError": "._gpu._errors",
     "PackInspection": "._loader._packs",
     "TrustStore": "._loader._trust",
     "WasmActor": "._sandbox._wasm_engine",

@@ -56,6 +56,15 @@ one boundary per dependency and chained with ``raise ... from exc``::
     ├── HttpApiError              an API-service operation failed or was refused before it was
     │                             sent: bad key, host not granted, error status, transport
     │                             (.operation, .key, .status)
+    ├── GpuError                  the GPU runtime could not do what a GPU node asked (defined in
+    │   │                         reflow._gpu._errors, exported lazily: no numpy at import)
+    │   ├── NoGpuAdapterError     no WebGPU adapter (or none matching REFLOW_GPU_ADAPTER) (.wanted)
+    │   │   └── GpuUnavailableError wgpu is not installed, or REFLOW_GPU=off
+    │   ├── GpuKernelError        a WGSL kernel that wgpu refuses (.kernel)
+    │   ├── GpuLimitError         a dispatch or buffer past the device's limits
+    │   │                         (.limit, .value, .maximum)
+    │   ├── GpuTimeoutError       a dispatch that did not finish within its time limit (.limit_s)
+    │   └── GpuBufferError        a GpuBuffer handle used after its device was reset or closed
     ├── PackError                 a pack cannot be built, read, verified or loaded (.pack)
     │   ├── PackFormatError       not a valid .rflpack or manifest (.member, .field)
     │   │   └── UnsafeArchiveError traversal, link, duplicate, oversize entry, bomb (.member)

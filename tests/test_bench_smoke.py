@@ -43,6 +43,7 @@ RATIOS: dict[str, list[str]] = {
     "bench_gpu": [
         "4K RGBA gaussian blur: numpy / GPU",
         "3-node image chain: numpy / GPU",
+        "3-node chain: sum of kernels' device time / chain wall time",
         "16 M-value elementwise: numpy / GPU",
         "16 M-value sum reduction: numpy / GPU",
         "GPU node tick on 1 KiB / numpy node tick",
@@ -84,7 +85,7 @@ RATIOS: dict[str, list[str]] = {
         "concurrent wall / (executions x one execution)",
     ],
     "bench_sdk": [
-        "passthrough chain / bare loop of the same calls",
+        "time per hop: passthrough chain / bare loop of the same calls",
     ],
     "bench_wasm": [
         "wasm doubler single / raw passthrough",

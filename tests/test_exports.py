@@ -115,6 +115,10 @@ EXPECTED = sorted(
         *("CheckpointVersionError", "CheckpointCorruptError", "CheckpointStateError"),
     ]
 )
+# the GPU errors and the http-api grants, exported lazily (review fixes, 2026-12-07)
+GPU_ERRORS = ["GpuBufferError", "GpuError", "GpuKernelError", "GpuLimitError", "GpuTimeoutError"]
+GPU_ERRORS += ["GpuUnavailableError", "NoGpuAdapterError"]
+EXPECTED = sorted([*EXPECTED, *GPU_ERRORS, "HttpApiGrants"])
 
 
 def test_all_is_pinned() -> None:
@@ -170,3 +174,48 @@ def test_import_reflow_stays_light() -> None:
     code = "import sys, reflow; print('wasmtime' in sys.modules, 'zstandard' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_import_reflow_loads_no_gpu_numpy_or_httpx() -> None:
+    """The GPU errors and HttpApiGrants are lazy: ``import reflow`` loads neither their
+    packages nor numpy, httpx or wgpu."""
+    import subprocess
+    import sys
+
+    heavy = ["reflow._gpu", "reflow._services", "numpy", "httpx", "wgpu"]
+    code = f"import sys, reflow; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_gpu_errors_import_without_wgpu() -> None:
+    """With wgpu missing (an import of it fails), every GPU error still resolves from
+    ``reflow``, is a ReflowError, and wgpu was never imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['wgpu'] = None\n"
+        "import reflow\n"
+        f"for name in {GPU_ERRORS!r}:\n"
+        "    assert issubclass(getattr(reflow, name), reflow.GpuError), name\n"
+        "assert issubclass(reflow.GpuUnavailableError, reflow.NoGpuAdapterError)\n"
+        "assert issubclass(reflow.GpuError, reflow.ReflowError)\n"
+        "assert sys.modules['wgpu'] is None\n"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_http_api_grants_is_the_engine_class() -> None:
+    from reflow._services._engine import HttpApiGrants
+
+    assert reflow.HttpApiGrants is HttpApiGrants
+
+
+@pytest.mark.parametrize("name", GPU_ERRORS)
+def test_the_error_tree_docstring_lists_the_gpu_errors(name: str) -> None:
+    import reflow._errors
+
+    assert f"── {name} " in (reflow._errors.__doc__ or "")

@@ -76,6 +76,8 @@ CLAIMS: dict[tuple[str, str], str] = {
     ("sh", "reflow-pack openapi"): "tests/tools/test_openapi_pack.py runs the same verb "
     "and flags (one spec with --sign; --all over ../shared/openapi with --auth bearer)",
     ("python", "from reflow.workflow import Workflow"): "test_workflow_snippet",
+    ("sh", "wordcount.py submit --run-dir"): "tests/workflow/test_hpc_cli.py runs each line "
+    "(test_readme_cli_lines)",
     ("sh", "reflow-server --token"): "tests/server/test_server_cli.py starts this command (with a "
     "fixed token and a free port)",
     ("sh", "reflow-server --otlp"): "tests/server/test_tracing.py starts reflow-server --otlp "

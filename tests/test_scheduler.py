@@ -5,7 +5,8 @@ Packets in the graph tests carry ``{"seq": i, "path": [source, relay, ...]}``: e
 records what it receives and forwards it with its own id appended, until the path is ``hops``
 long (which is what makes cycles terminate). Every walk of the graph then has to deliver the
 source's sequence numbers exactly once and in order, which checks per-edge FIFO order along
-the whole walk.
+the whole walk. What is particular to async ticks and to worker ticks is in
+``test_sched_async.py`` and ``test_sched_workers.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import psutil
 import pytest
+from _sched_support import Counting, run_guarded
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -180,32 +182,6 @@ def build(spec: Spec) -> tuple[Network, Recorder]:
     for src, dst, cap in spec.edges:
         net.add_connection(src, "out", dst, "in", capacity=cap)
     return net, rec
-
-
-def run_guarded(net: Network, timeout: float) -> Any:
-    """``net.run(timeout=...)`` then shutdown, on a helper thread so that a scheduler stuck
-    inside a sync tick (where run's own timeout cannot fire) fails the test instead of
-    hanging the suite. A stuck network is left behind (its threads are daemons)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["summary"] = net.run(timeout=timeout)
-        except BaseException as exc:
-            box["error"] = exc
-
-    t = threading.Thread(target=target, name="run-guarded", daemon=True)
-    t.start()
-    t.join(timeout + 10)
-    if t.is_alive():
-        pytest.fail(
-            f"run(timeout={timeout}) did not return {timeout + 10} s later: the "
-            f"scheduler is stuck inside a tick; pending {net._sched.pending()}"
-        )
-    net.shutdown()
-    if "error" in box:
-        raise box["error"]
-    return box["summary"]
 
 
 def run_spec(spec: Spec, timeout: float = 5) -> Any:
@@ -495,28 +471,6 @@ def test_join_fed_by_one_tick_that_sends_everything_on_one_port_first(mode: str)
     assert got.values() == [[i, i] for i in range(100)]
 
 
-class Counting(Actor):
-    """Sink that checks the integers it gets are 0, 1, 2, ... and does a little work."""
-
-    component = "counting"
-    inports = ["in"]
-    outports = ["out"]
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.in_order = True
-
-    def tick(self, ctx: Any) -> None:
-        if ctx.inputs["in"]["data"] != self.n:
-            self.in_order = False
-        self.n += 1
-        sum(range(ctx.config.get("work", 0)))
-        ctx.done({"out": ctx.inputs["in"]})
-
-    def run(self, ctx: Any) -> None:
-        self.tick(ctx)
-
-
 class AsyncCounting(Counting):
     async def run(self, ctx: Any) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
@@ -617,60 +571,6 @@ def test_million_packet_stream_memory_bounded() -> None:
     peak["rss"] = max(peak["rss"], proc.memory_info().rss)
     assert peak["rss"] - base < 40 * 2**20, f"RSS grew by {(peak['rss'] - base) / 2**20:.1f} MB"
     assert 0 < peak["queue"] <= 64
-
-
-def test_slow_async_actor_does_not_hold_up_sync_nodes() -> None:
-    """An async tick that waits lets the sync branch run meanwhile: the slow actor only
-    finishes once it has seen the sync sink take every packet, so if the scheduler waited
-    for it the run would time out instead."""
-    n_fast = 20_000
-    log: list[str] = []
-    sink = Counting()
-
-    class SlowAsync(Actor):
-        component = "slow_async"
-        inports = ["in"]
-        outports = ["out"]
-
-        async def run(self, ctx: Any) -> None:
-            log.append("slow-start")
-            for _ in range(10_000):  # a bound, not a timing: ~10 s of polling at most
-                if sink.n == n_fast:
-                    break
-                await asyncio.sleep(0.001)
-            log.append(f"slow-end fast={sink.n}")
-            ctx.done({"out": ctx.inputs["in"]})
-
-    class LoggingSink(Counting):
-        def run(self, ctx: Any) -> None:
-            self.tick(ctx)
-            if self.n == n_fast:
-                log.append("fast-end")
-
-    sink = LoggingSink()
-    net = Network(capacity=8)
-    net.register_actor("slow", SlowAsync())
-    net.register_actor("pass", Counting())
-    net.register_actor("sink", sink)
-    net.add_node("w", "slow")
-    net.add_node("a", "pass")
-    net.add_node("b", "pass")
-    net.add_node("k", "sink")
-    net.add_connection("a", "out", "b", "in")
-    net.add_connection("b", "out", "k", "in")
-    done = net.collect("w", "out")
-    stream = net.events(maxlen=10**6)
-    net.add_initial("w", "in", Message.integer(-1))
-    for i in range(n_fast):
-        net.add_initial("a", "in", Message.integer(i))
-    summary = run_guarded(net, 30)
-    assert summary.ok
-    assert done.values() == [-1]
-    assert log == ["slow-start", "fast-end", f"slow-end fast={n_fast}"]
-    # the same story told by the events: the sink's last tick completed before the slow one
-    completed = [e["actorId"] for e in stream.drain() if e["_type"] == "ActorCompleted"]
-    assert completed.count("k") == n_fast
-    assert completed.index("w") > len(completed) - 1 - completed[::-1].index("k")
 
 
 # -- scheduling rules ------------------------------------------------------------------------
@@ -888,53 +788,6 @@ def test_a_node_runs_one_tick_at_a_time(mode: str) -> None:
     assert state["max"] == 1
 
 
-def test_independent_worker_nodes_run_at_the_same_time() -> None:
-    barrier = threading.Barrier(2, timeout=10)
-
-    class Meet(Actor):
-        component = "meet"
-        inports = ["in"]
-        execution = "worker"
-
-        def run(self, ctx: Any) -> None:
-            barrier.wait()  # breaks (and fails the tick) unless both nodes run at once
-            ctx.done()
-
-    net = Network(workers=2)
-    net.register_actor("meet", Meet())
-    net.add_node("x", "meet")
-    net.add_node("y", "meet")
-    net.add_initial("x", "in", Message.flow())
-    net.add_initial("y", "in", Message.flow())
-    summary = run_guarded(net, 20)
-    assert summary.ok, summary.failures
-
-
-def test_async_ticks_of_different_nodes_overlap() -> None:
-    started = {"n": 0}
-
-    class Wait(Actor):
-        component = "wait"
-        inports = ["in"]
-
-        async def run(self, ctx: Any) -> None:
-            started["n"] += 1
-            for _ in range(5000):  # until the other node has started too
-                if started["n"] == 2:
-                    break
-                await asyncio.sleep(0.001)
-            ctx.done() if started["n"] == 2 else ctx.fail("the other node never started")
-
-    net = Network()
-    net.register_actor("wait", Wait())
-    net.add_node("x", "wait")
-    net.add_node("y", "wait")
-    net.add_initial("x", "in", Message.flow())
-    net.add_initial("y", "in", Message.flow())
-    summary = run_guarded(net, 20)
-    assert summary.ok, summary.failures
-
-
 # -- failures --------------------------------------------------------------------------------
 
 
@@ -1010,43 +863,6 @@ def test_failures_kept_are_bounded_but_all_counted() -> None:
     assert len(summary.failures) == 1000
 
 
-@pytest.mark.parametrize("capacity", [1, 4])
-@pytest.mark.parametrize("how", ["send", "asend"])
-def test_packets_sent_by_an_async_tick_flow_while_it_awaits(how: str, capacity: int) -> None:
-    """An async tick that sends and then waits: the packet is processed downstream meanwhile
-    (the tick waits for the sink to have it, so a stall would end as a failed tick)."""
-    sink = Counting()
-
-    class Talker(Actor):
-        component = "talker"
-        inports = ["in"]
-        outports = ["out"]
-
-        async def run(self, ctx: Any) -> None:
-            await asyncio.sleep(0.01)  # let the driver go idle first
-            msg = {"out": Message.integer(0)}
-            if how == "send":
-                ctx.send(msg)
-            else:
-                await ctx.asend(msg)
-            for _ in range(2000):  # a bound, not a timing
-                if sink.n:
-                    break
-                await asyncio.sleep(0.001)
-            ctx.done() if sink.n else ctx.fail("the sent packet was not processed meanwhile")
-
-    net = Network(capacity=capacity)
-    net.register_actor("talker", Talker())
-    net.register_actor("sink", sink)
-    net.add_node("t", "talker")
-    net.add_node("k", "sink")
-    net.add_connection("t", "out", "k", "in")
-    net.add_initial("t", "in", Message.flow())
-    summary = run_guarded(net, 20)
-    assert summary.ok, summary.failures
-    assert sink.n == 1
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_more_blocked_worker_senders_than_pool_threads(workers: int) -> None:
     """Every pool thread holds a worker tick blocked in send() while the consumer's worker
@@ -1059,117 +875,3 @@ def test_more_blocked_worker_senders_than_pool_threads(workers: int) -> None:
         workers=workers,
     )
     run_spec(spec, timeout=5)
-
-
-def test_worker_run_batch_gets_whole_batches_and_reports_each_tick() -> None:
-    """An actor with run_batch receives several ticks per call; a tick it reports as failed
-    fails alone, the others deliver, in order."""
-    sizes: list[int] = []
-
-    class Batched(Actor):
-        component = "batched"
-        inports = ["in"]
-        outports = ["out"]
-        execution = "worker"
-
-        def run(self, ctx: Any) -> None:
-            ctx.done({"out": Message.integer(ctx.inputs["in"]["data"] * 10)})
-
-        def run_batch(self, ctxs: list[Any]) -> list[BaseException | None]:
-            sizes.append(len(ctxs))
-            errors: list[BaseException | None] = []
-            for ctx in ctxs:
-                n = ctx.inputs["in"]["data"]
-                if n == 7:
-                    errors.append(ValueError("seven is refused"))
-                    continue
-                ctx.done({"out": Message.integer(n * 10)})
-                errors.append(None)
-            return errors
-
-    net = Network(capacity=64)
-    net.register_actor("b", Batched())
-    net.add_node("b", "b")
-    out = net.collect("b", "out")
-    for i in range(50):
-        net.add_initial("b", "in", Message.integer(i))
-    summary = net.run(timeout=30)
-    net.shutdown()
-    assert out.values() == [i * 10 for i in range(50) if i != 7]
-    assert summary.failure_count == 1 and "seven is refused" in summary.failures[0].error
-    assert max(sizes) > 1 and sum(sizes) >= 49
-
-
-def test_sync_source_streaming_into_an_async_actor_stays_bounded() -> None:
-    """A sync source feeding async consumers runs its tick on a worker thread, so its send()
-    waits for room instead of growing the edge."""
-
-    class Numbers(Actor):
-        component = "numbers"
-        inports: list[str] = []
-        outports = ["out"]
-
-        def run(self, ctx: Any) -> None:
-            for i in range(3000):
-                ctx.send({"out": Message.integer(i)})
-            ctx.done()
-
-    class SlowInc(Actor):
-        component = "slow_inc"
-        inports = ["in"]
-        outports = ["out"]
-
-        async def run(self, ctx: Any) -> None:
-            await asyncio.sleep(0)
-            ctx.done({"out": Message.integer(ctx.inputs["in"]["data"] + 1)})
-
-    net = Network(capacity=4)
-    net.register_actor("numbers", Numbers())
-    net.register_actor("inc", SlowInc())
-    net.add_node("src", "numbers")
-    net.add_node("inc", "inc")
-    net.add_connection("src", "out", "inc", "in")
-    out = net.collect("inc", "out")
-    summary = net.run(timeout=60)
-    net.shutdown()
-    assert summary.ok
-    assert summary.overflowed == 0
-    assert out.values() == list(range(1, 3001))
-
-
-def test_worker_send_posts_ahead_but_stays_within_twice_the_capacity() -> None:
-    """A worker tick's send() does not wait per packet while there is room, yet the edge
-    never holds more than about twice its capacity."""
-    seen: list[int] = []
-
-    class Numbers(Actor):
-        component = "numbers"
-        inports: list[str] = []
-        outports = ["out"]
-        execution = "worker"
-
-        def run(self, ctx: Any) -> None:
-            for i in range(5000):
-                ctx.send({"out": Message.integer(i)})
-            ctx.done()
-
-    net = Network(capacity=8)
-
-    class Probe(Actor):
-        component = "probe"
-        inports = ["in"]
-        outports: list[str] = []
-
-        def run(self, ctx: Any) -> None:
-            seen.append(len(net._sched.nodes["probe"].in_edges[0].queue))
-            ctx.done()
-
-    net.register_actor("numbers", Numbers())
-    net.register_actor("probe", Probe())
-    net.add_node("src", "numbers")
-    net.add_node("probe", "probe")
-    net.add_connection("src", "out", "probe", "in")
-    summary = net.run(timeout=60)
-    net.shutdown()
-    assert summary.ok and len(seen) == 5000
-    assert max(seen) <= 2 * 8

@@ -18,13 +18,8 @@ from typing import Any
 
 from .._errors import OpenApiError
 from ..abi._bundle import artifact_entry, build_bundle
-from ..abi._manifest import (
-    MAX_LIST,
-    MAX_MANIFEST,
-    MAX_TEMPLATES,
-    PORTABLE_TRIPLE,
-    manifest_from_dict,
-)
+from ..abi._manifest import PORTABLE_TRIPLE, manifest_from_dict
+from ..abi._manifest_rules import MAX_LIST, MAX_MANIFEST, MAX_TEMPLATES
 from ..abi._signing import sign_manifest
 from ..abi._version import pack_abi_version
 from ._openapi_load import LoadLimits, load_spec

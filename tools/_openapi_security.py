@@ -252,10 +252,11 @@ def _unusable_server(server: dict[str, Any]) -> str | None:
     """Why the engine would refuse ``server`` (checked by the engine's own reader, so the
     two never disagree), or None."""
     from .._errors import PackFormatError
-    from .._services._table import _Reader, _servers
+    from .._services._table_reader import TableReader
+    from .._services._table_servers import read_servers
 
     try:
-        _servers(_Reader("generator"), [server], "server", ("*",))
+        read_servers(TableReader("generator"), [server], "server", ("*",))
     except PackFormatError as exc:
         return str(exc).split(": ", 3)[-1]
     return None

@@ -49,11 +49,11 @@ from ..abi._manifest import (
     PackFile,
     PackManifest,
     TemplateSpec,
-    check_member_path,
     host_triples,
     manifest_from_dict,
     templates_from_describe,
 )
+from ..abi._manifest_rules import check_member_path
 from ..abi._signing import sign_manifest
 from ..abi._version import pack_abi_version
 from ._guest_build import NATIVE_TARGETS, WASM_TARGET, artifact_name, build_guest

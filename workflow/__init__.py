@@ -619,10 +619,16 @@ class Workflow(Flow):
 
     def cli(self, argv: Sequence[str] | None = None) -> int:
         """Parse the command line (``sys.argv`` by default) into parameters and run options,
-        run, print the report; returns the exit status (0 ok, 1 a job failed, 2 bad input)."""
+        run, print the report; the exit status (0 ok, 1 a job failed or the run was cancelled,
+        2 bad input). Called bare (``argv`` None: the real command line) it exits the process
+        with that status, so ``wf.cli()`` as a script's last line is enough; given a list it
+        returns the status. See :mod:`reflow.workflow._cli` for the subcommands."""
         from ._cli import main
 
-        return main(self, argv)
+        code = main(self, argv)
+        if argv is None:
+            raise SystemExit(code)
+        return code
 
 
 def _json_value(value: Any) -> Any:

@@ -1,40 +1,111 @@
-"""The command line a workflow gets from its parameters: ``python pipeline.py --source data.csv``.
+"""The command line a workflow gets from ``wf.cli()``: reflow-hpc's subcommands, and the
+flag-only form.
 
+Subcommands (reflow-hpc's ``docs/cli-reference.md``; every run is recorded in the run index,
+``--store-path`` or ``$REFLOW_STORE_PATH`` naming its SQLite file, default
+``$REFLOW_CACHE_DIR/workflow-runs.sqlite``)::
+
+    python pipeline.py submit --run-dir DIR [--source data.csv ...] [--force] [--force-tasks A B]
+                              [--executor local|ray|slurm] [--address A] [--max-workers N]
+                              [--on-error stop|continue] [--processes] [--verify]
+    python pipeline.py run [--run-dir DIR] [params ...]      # in this process, locally
+    python pipeline.py status RUN_ID [--task T] [--errors] [--json]
+    python pipeline.py runs [--last N | --all] [--status S] [--since DATE] [--until DATE]
+    python pipeline.py retry RUN_ID [--task T]
+    python pipeline.py cancel RUN_ID [RUN_ID ...] [--task T] [--yes]
+    python pipeline.py dag
+    python pipeline.py describe                                 # JSON
+    python pipeline.py --version
+
+``submit`` prints ``Created run <id> in <dir>`` as it starts, runs the workflow here to its end
+(on the chosen backend), prints the report and exits 0, or 1 when a job failed or the run was
+cancelled (``cancel`` from another process, Ctrl-C or SIGTERM). ``run`` is the same with the
+local backend and ``--run-dir`` optional (reflow-hpc's ``run_local``). ``cancel`` of several
+runs asks first on a terminal (else needs ``--yes``); one already ended is left as it is; the
+whole run is cancelled (``--task`` is refused for a run of another process: the index carries
+whole-run cancel requests). ``retry`` of a run that succeeded does nothing.
+
+The flag-only form (``python pipeline.py --source data.csv``, ``--list``) runs as ``run`` does.
 Every parameter becomes a flag: a global one ``--name`` (``_`` written ``-``), a local one
 ``--<job>-<name>``; ``Param(short="-s")`` adds a short flag, ``help`` its help text; a
 ``Literal`` or ``choices`` restricts values; ``bool`` becomes ``--flag/--no-flag``; ``int``,
-``float`` and ``Path`` are converted; a parameter without a default is required. Run options:
-``--run-dir``, ``--max-workers``, ``--processes``, ``--force [STEP ...]``, ``--verify``,
-``--on-error``, ``--list`` (the steps and their wires, nothing run).
+``float`` and ``Path`` are converted; a parameter without a default is required.
+
+Exit status: 0 ok; 1 a job failed or the run was cancelled; 2 bad input (an unknown subcommand
+or run id, with the closest names; a bad date; a missing or bad parameter; argparse's own
+errors), always one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import itertools
+import json
+import os
+import re
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import date, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from .._errors import ReflowError
 from ._errors import WorkflowError, WorkflowFailed
 from ._types import describe_type, strip
 
 if TYPE_CHECKING:
     from . import Workflow
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "listing", "main"]
+
+COMMANDS = ("submit", "run", "status", "runs", "retry", "cancel", "dag", "describe")
+EXECUTORS = ("local", "ray", "slurm")
+#: ``runs --status``: ours, and reflow-hpc's names for them
+STATES = {
+    "pending": "pending",
+    "running": "running",
+    "succeeded": "succeeded",
+    "success": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+}
+DATE_FORMATS = "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] or either with a zone (+01:00, Z)"
+#: how long a cancelled ``submit`` waits for its running calls before it exits
+CANCEL_WAIT_S = 60.0
+#: ``status --errors`` shows the end of each error
+ERROR_LINES = 15
+
+
+class UsageError(Exception):
+    """Bad input on the command line: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line on stderr (``<prog>: error: ...``) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
 
 
 def _flag(key: str) -> str:
     return "--" + key.replace(".", "-").replace("_", "-")
 
 
-def build_parser(wf: Workflow) -> tuple[argparse.ArgumentParser, dict[str, str]]:
+def _prog(wf: Workflow) -> str:
+    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else wf.name
+
+
+def _add_params(parser: argparse.ArgumentParser, wf: Workflow) -> dict[str, str]:
+    """A flag per parameter of the workflow; returns dest -> parameter key."""
     plan = wf.plan()
-    parser = argparse.ArgumentParser(
-        prog=Path(sys.argv[0]).name if sys.argv and sys.argv[0] else wf.name,
-        description=wf.description or f"Run the workflow {wf.name!r}.",
-    )
     dests: dict[str, str] = {}
     group = parser.add_argument_group("parameters")
     for key, (p, users) in plan.params.items():
@@ -64,54 +135,482 @@ def build_parser(wf: Workflow) -> tuple[argparse.ArgumentParser, dict[str, str]]
                 kw["required"] = True
             else:
                 kw["default"] = p.default
-                kw["help"] += f" (default: {p.default!r})"
             if p.choices is None:
                 kw["metavar"] = key.replace(".", "_").upper()
+        if p.required:
+            kw["help"] += " (required)"
+        elif t is not bool or p.default is not None:
+            kw["help"] += f" (default: {p.default!r})"
         group.add_argument(*names, **kw)
+    return dests
+
+
+def _params(wf: Workflow, args: argparse.Namespace, dests: dict[str, str]) -> dict[str, Any]:
+    params = {key: getattr(args, dest) for dest, key in dests.items()}
+    plan = wf.plan()
+    return {k: v for k, v in params.items() if v is not None or not plan.params[k][0].required}
+
+
+def build_parser(wf: Workflow) -> tuple[argparse.ArgumentParser, dict[str, str]]:
+    """The flag-only form's parser and its dest -> parameter key map."""
+    parser = _Parser(
+        prog=_prog(wf),
+        description=wf.description or f"Run the workflow {wf.name!r}.",
+        epilog="subcommands (each with --help): " + ", ".join(COMMANDS),
+    )
+    dests = _add_params(parser, wf)
     run = parser.add_argument_group("running")
     run.add_argument("--run-dir", type=Path, default=Path("runs") / wf.name)
-    run.add_argument("--max-workers", type=int, default=None)
+    run.add_argument("--max-workers", type=_positive, default=None)
     run.add_argument("--processes", action="store_true", help="run jobs in worker processes")
     run.add_argument(
         "--force", nargs="*", metavar="STEP", default=None, help="recompute (all, or these steps)"
     )
     run.add_argument("--verify", action="store_true", help="re-hash cached results before use")
     run.add_argument("--on-error", choices=["stop", "continue"], default="stop")
+    run.add_argument("--store-path", default=None, help="the run index (SQLite file)")
     run.add_argument("--list", action="store_true", help="show the steps and exit")
     return parser, dests
 
 
-def main(wf: Workflow, argv: Sequence[str] | None = None) -> int:
+def _positive(text: str) -> int:
     try:
-        parser, dests = build_parser(wf)
-    except WorkflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
+def _when(text: str) -> datetime:
+    """A ``--since``/``--until`` date (ISO-8601: a day, or a time with or without a zone)."""
+    t = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t):
+            return datetime.combine(date.fromisoformat(t), datetime.min.time())
+        if not re.fullmatch(
+            r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+            r"(Z|[+-]\d{2}:?\d{2})?",
+            t,
+        ):
+            raise ValueError(t)
+        return datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith("Z") else t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad date {text[:40]!r}: expected {DATE_FORMATS}"
+        ) from None
+
+
+def _state(text: str) -> str:
+    state = STATES.get(text.strip().lower())
+    if state is None:
+        raise argparse.ArgumentTypeError(
+            f"unknown run status {text[:40]!r}: expected one of "
+            + ", ".join(sorted(set(STATES.values())))
+            + " (or SUCCESS, as reflow-hpc spells succeeded)"
+        )
+    return state
+
+
+def _store_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store-path",
+        default=None,
+        metavar="PATH",
+        help="the run index, a SQLite file (default: $REFLOW_STORE_PATH, else "
+        "$REFLOW_CACHE_DIR/workflow-runs.sqlite)",
+    )
+
+
+def _run_flags(p: argparse.ArgumentParser, wf: Workflow, *, submit: bool) -> None:
+    if submit:
+        p.add_argument("--run-dir", type=Path, required=True, help="the run's working directory")
+        p.add_argument("--executor", choices=EXECUTORS, default="local", help="the backend")
+        p.add_argument(
+            "--address", default=None, help="ray: the cluster address; slurm: the partition"
+        )
+    else:
+        p.add_argument("--run-dir", type=Path, default=Path("runs") / wf.name)
+    _store_flag(p)
+    p.add_argument("--force", action="store_true", help="skip the cache: re-run every task")
+    p.add_argument(
+        "--force-tasks", nargs="+", metavar="TASK", default=None, help="skip the cache for these"
+    )
+    p.add_argument("--max-workers", type=_positive, default=None, help="calls at once")
+    p.add_argument("--on-error", choices=["stop", "continue"], default="stop")
+    p.add_argument("--processes", action="store_true", help="run jobs in worker processes")
+    p.add_argument("--verify", action="store_true", help="re-hash cached results before use")
+
+
+def build_subparsers(wf: Workflow) -> tuple[argparse.ArgumentParser, dict[str, str]]:
+    try:
+        release = version("reflow")
+    except PackageNotFoundError:
+        release = "unknown"
+    parser = _Parser(prog=_prog(wf), description=wf.description or f"Run the workflow {wf.name!r}.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s (reflow {release})")
+    sp = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    submit = sp.add_parser("submit", help="create a run and run it here, to its end")
+    dests = _add_params(submit, wf)
+    _run_flags(submit, wf, submit=True)
+    run = sp.add_parser("run", help="run in this process with the local backend")
+    _add_params(run, wf)
+    _run_flags(run, wf, submit=False)
+    status = sp.add_parser("status", help="a run's status")
+    status.add_argument("run_id", metavar="RUN_ID")
+    status.add_argument("--task", default=None, help="only this task, with each element")
+    status.add_argument("--errors", action="store_true", help="show each failure's error")
+    status.add_argument("--json", action="store_true", help="the run's snapshot as JSON")
+    _store_flag(status)
+    runs = sp.add_parser("runs", help="the runs of this workflow, newest first")
+    runs.add_argument("--last", "-n", type=_positive, default=20, metavar="N")
+    runs.add_argument("--all", action="store_true", help="every run (overrides --last)")
+    runs.add_argument("--status", type=_state, default=None, metavar="STATE")
+    runs.add_argument("--since", type=_when, default=None, metavar="DATE")
+    runs.add_argument("--until", type=_when, default=None, metavar="DATE")
+    runs.add_argument("--json", action="store_true", help="the snapshots as JSON")
+    _store_flag(runs)
+    retry = sp.add_parser("retry", help="re-run a run's failed or cancelled tasks")
+    retry.add_argument("run_id", metavar="RUN_ID")
+    retry.add_argument("--task", default=None, help="only this task's failures")
+    _store_flag(retry)
+    cancel = sp.add_parser("cancel", help="cancel runs still going")
+    cancel.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    cancel.add_argument("--task", default=None, help="only this task")
+    cancel.add_argument("--yes", "-y", action="store_true", help="no prompt for several runs")
+    _store_flag(cancel)
+    sp.add_parser("dag", help="the task graph")
+    sp.add_parser("describe", help="the workflow as JSON")
+    return parser, dests
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+def _err(message: str) -> int:
+    sys.stderr.write("error: " + " ".join(str(message).split()) + "\n")
+    return 2
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM is Ctrl-C while a run goes (so the run is cancelled, not the process killed)."""
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _store(args: argparse.Namespace) -> str | None:
+    return getattr(args, "store_path", None) or os.environ.get("REFLOW_STORE_PATH") or None
+
+
+def _finish(run: Any) -> int:
+    """Wait for a started run; print its report; the exit status."""
+    try:
+        with _interruptible():
+            try:
+                report = run.wait()
+            except KeyboardInterrupt:
+                sys.stderr.write(f"cancelling run {run.run_id}\n")
+                with suppress(WorkflowError):  # it may have ended meanwhile
+                    run.cancel()
+                try:
+                    report = run.wait(timeout=CANCEL_WAIT_S)
+                except WorkflowFailed as exc:
+                    report = exc.report
+                except WorkflowError as exc:  # still winding down: its calls end on their own
+                    sys.stderr.write(f"error: {' '.join(str(exc).split())[:300]}\n")
+                    return 1
+    except WorkflowFailed as exc:
+        report = exc.report
+    print(report.table())
+    state = _snap(run).get("status", "succeeded" if report.ok else "failed")
+    print(f"run {run.run_id}: {state}")
+    if state == "cancelled":
+        sys.stderr.write(f"run {run.run_id} was cancelled\n")
+        return 1
+    if not report.ok:
+        first = next(iter(report.failures), None)
+        what = f" ({first[0]}[{first[1]}]: {_last_line(first[2])})" if first else ""
+        sys.stderr.write(f"error: run {run.run_id} failed{what}\n")
+        return 1
+    return 0
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def _snap(run: Any) -> dict[str, Any]:
+    snap = run.status(as_dict=True)
+    return snap if isinstance(snap, dict) else {}
+
+
+def _cmd_run(wf: Workflow, args: argparse.Namespace, dests: dict[str, str]) -> int:
+    for task in args.force_tasks or ():
+        _check_task(wf, task)
+    if getattr(args, "address", None) is not None and args.executor == "local":
+        raise UsageError("--address is for --executor ray (the cluster) or slurm (the partition)")
+    params = _params(wf, args, dests)
+    run_dir = Path(args.run_dir).expanduser().absolute()  # status/retry from elsewhere find it
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable", str(run_dir))
+        run = wf.submit(
+            run_dir,
+            executor=getattr(args, "executor", "local"),
+            address=getattr(args, "address", None),
+            params=params,
+            max_workers=args.max_workers,
+            processes=args.processes,
+            force=args.force,
+            force_tasks=tuple(args.force_tasks or ()),
+            verify=args.verify,
+            on_error=args.on_error,
+            store_path=_store(args),
+        )
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(run_dir) else ""
+        raise UsageError(
+            f"cannot use the run dir '{run_dir}': {exc.strerror or exc}{where}"
+        ) from None
+    print(f"Created run {run.run_id} in {run.run_dir}", flush=True)
+    return _finish(run)
+
+
+def _attach(wf: Workflow, run_id: str, args: argparse.Namespace) -> Any:
+    from ._handle import Run
+
+    return Run.attach(wf, run_id, store_path=_store(args))
+
+
+def _check_task(wf: Workflow, task: str | None) -> None:
+    steps = list(wf.plan().order)
+    if task is not None and task not in steps:
+        close = difflib.get_close_matches(task, steps, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(
+            f"no task {task[:40]!r} in workflow {wf.name!r}{hint}; tasks: {', '.join(steps)}"
+        )
+
+
+def _cmd_status(wf: Workflow, args: argparse.Namespace) -> int:
+    _check_task(wf, args.task)
+    run = _attach(wf, args.run_id, args)
+    snap = run.status(as_dict=True, errors=args.errors or args.json, task=args.task)
+    if args.json:
+        print(json.dumps(snap, indent=2, default=str))
+        return 0
+    print(f"Run       {snap.get('run_id')}")
+    print(f"Workflow  {snap.get('workflow')}")
+    print(f"Status    {snap.get('status')}")
+    print(f"Run dir   {snap.get('run_dir')}")
+    print(f"Created   {snap.get('created')}")
+    if snap.get("note"):
+        print(f"Note      {snap['note']}")
+    print()
+    failed = snap.get("failed_instances") or {}
+    for name, step in (snap.get("steps") or {}).items():
+        if args.task is not None and name != args.task:
+            continue
+        counts = [f"{step.get('done', 0)}/{step.get('total', 0)} done"]
+        counts += [f"{step[k]} {k}" for k in ("failed", "skipped", "cached") if step.get(k)]
+        print(f"  {name:20s}  {step.get('state', '?'):10s}  {', '.join(counts)}")
+        errors = {e.get("index"): e.get("error", "") for e in step.get("errors") or ()}
+        for index in failed.get(name) or ([None] if step.get("state") == "failed" else []):
+            label = f"[{index}]" if index is not None else "   "
+            print(f"    {label:8s} FAILED")
+            if args.errors and errors.get(index):
+                lines = str(errors[index]).rstrip().splitlines()
+                if len(lines) > ERROR_LINES:
+                    print(f"             ... {len(lines) - ERROR_LINES} lines before")
+                for line in lines[-ERROR_LINES:]:
+                    print(f"             {line}")
+    return 0
+
+
+def _cmd_runs(wf: Workflow, args: argparse.Namespace) -> int:
+    from ._index import RunIndex
+
+    if args.since and args.until and args.since >= args.until:
+        raise UsageError(f"--since {args.since} is not before --until {args.until}")
+    limit = None if args.all else args.last
+    rows = RunIndex(_store(args)).list(
+        workflow=wf.name, status=args.status, since=args.since, until=args.until, limit=limit
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print("No runs found.")
+        return 0
+    for row in rows:
+        print(f"  {row.get('run_id')}  {row.get('status', '?'):10s}  {row.get('created')}")
+    if limit is not None and len(rows) == limit:
+        print(f"  (the last {limit}; --all shows every run)")
+    return 0
+
+
+def _cmd_retry(wf: Workflow, args: argparse.Namespace) -> int:
+    _check_task(wf, args.task)
+    run = _attach(wf, args.run_id, args)
+    snap = _snap(run)
+    if snap.get("status") == "succeeded":
+        print(f"run {run.run_id} succeeded: nothing to retry")
+        return 0
+    print(f"Retrying run {run.run_id} in {run.run_dir}", flush=True)
+    return _finish(run.retry(task=args.task))
+
+
+def _cmd_cancel(wf: Workflow, args: argparse.Namespace) -> int:
+    _check_task(wf, args.task)
+    ids = list(dict.fromkeys(args.run_ids))
+    runs = [_attach(wf, run_id, args) for run_id in ids]  # every id known before any cancel
+    if len(runs) > 1 and not args.yes:
+        if not sys.stdin or not sys.stdin.isatty():
+            raise UsageError(f"cancel of {len(runs)} runs: pass --yes (no terminal to ask)")
+        print(f"About to cancel {len(runs)} runs: {', '.join(ids)}")
+        try:
+            answer = input("Proceed? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            sys.stderr.write("error: not cancelled (answer y, or pass --yes)\n")
+            return 1
+    for run in runs:
+        state = _snap(run).get("status")
+        if state not in ("pending", "running"):
+            print(f"run {run.run_id} is {state}: nothing to cancel")
+            continue
+        if args.task is not None:
+            # the index carries a whole-run cancel request only (h/hpc-api's Run.cancel)
+            raise UsageError(
+                f"cancel --task {args.task}: run {run.run_id} runs in another process, and only "
+                "the whole run can be cancelled from here (leave out --task)"
+            )
+        run.cancel()
+        print(f"cancelled run {run.run_id}")
+    return 0
+
+
+def _cmd_dag(wf: Workflow, args: argparse.Namespace) -> int:
+    plan = wf.plan()
+    order = list(plan.order)
+    ups = {
+        name: sorted(
+            {s for w in plan.wires[name] for s, _ in w.parts} | set(plan.jobs[name].after),
+            key=order.index,
+        )
+        for name in order
+    }
+    chain = all(ups[b] == [a] for a, b in itertools.pairwise(order)) and not ups[order[0]]
+    if chain and all(len(plan.downstream(n)) <= 1 for n in order):
+        print(" -> ".join(order))
+        return 0
+    for name in order:
+        tag = " [array]" if plan.jobs[name].array else ""
+        print(f"{name}{tag}" + (f" <- {', '.join(ups[name])}" if ups[name] else ""))
+    return 0
+
+
+def _cmd_describe(wf: Workflow, args: argparse.Namespace) -> int:
+    print(json.dumps(dict(wf.describe()), indent=2, default=str))
+    return 0
+
+
+def listing(wf: Workflow) -> str:
+    """``--list``: the steps in run order, each with its wires and parameters."""
+    plan = wf.plan()
+    lines = []
+    for name in plan.order:
+        spec = plan.jobs[name]
+        kind = "array job" if spec.array else "job"
+        bits = [
+            f"{w.param} <- {w.mode} " + "+".join(s for s, _ in w.parts) for w in plan.wires[name]
+        ]
+        bits += [f"{p.name}: {describe_type(p.type)} (param {p.key(name)})" for p in spec.params]
+        if spec.after:
+            bits.append("after " + ", ".join(spec.after))
+        lines.append(f"{name} [{kind}]" + (": " + "; ".join(bits) if bits else ""))
+    return "\n".join(lines)
+
+
+def _legacy(wf: Workflow, argv: list[str]) -> int:
+    parser, dests = build_parser(wf)
     args = parser.parse_args(argv)
     if args.list:
-        print(wf.describe())
+        print(listing(wf))
         return 0
-    params = {key: getattr(args, dest) for dest, key in dests.items()}
-    params = {
-        k: v for k, v in params.items() if v is not None or not wf.plan().params[k][0].required
-    }
     force: bool | list[str] = False if args.force is None else (args.force or True)
     try:
         report = wf.run_local(
             args.run_dir,
-            params=params,
+            params=_params(wf, args, dests),
             max_workers=args.max_workers,
             processes=args.processes,
             force=force,
             verify=args.verify,
             on_error=args.on_error,
+            **({"store_path": args.store_path} if args.store_path else {}),
         )
     except WorkflowFailed as exc:
         print(exc.report.table())
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except WorkflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     print(report.table())
     return 0 if report.ok else 1
+
+
+def main(wf: Workflow, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (the command line when ``None``) and do it; the exit status. argparse's
+    own errors and ``--help`` raise :class:`SystemExit` as argparse does."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not args_list or (args_list[0].startswith("-") and args_list[0] != "--version"):
+            return _legacy(wf, args_list)
+        first = args_list[0]
+        if first != "--version" and first not in COMMANDS:
+            close = difflib.get_close_matches(first, COMMANDS, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(
+                f"unknown subcommand {first[:40]!r}{hint}; expected one of {', '.join(COMMANDS)}"
+            )
+        parser, dests = build_subparsers(wf)
+        args = parser.parse_args(args_list)
+        handlers: dict[str, Callable[..., int]] = {
+            "status": _cmd_status,
+            "runs": _cmd_runs,
+            "retry": _cmd_retry,
+            "cancel": _cmd_cancel,
+            "dag": _cmd_dag,
+            "describe": _cmd_describe,
+        }
+        if args.command in ("submit", "run"):
+            return _cmd_run(wf, args, dests)
+        return handlers[args.command](wf, args)
+    except UsageError as exc:
+        return _err(str(exc))
+    except WorkflowFailed as exc:
+        sys.stderr.write(f"error: {' '.join(str(exc).split())[:500]}\n")
+        return 1
+    except (WorkflowError, ReflowError) as exc:
+        return _err(str(exc)[:500])
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _err(f"{where}{exc.strerror or exc}"[:500])
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130

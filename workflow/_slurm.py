@@ -3,7 +3,8 @@
 ``wf.run(run_dir, backend="slurm", address=PARTITION)`` submits with the ``sbatch`` found on
 ``PATH`` to the cluster that ``SLURM_CONF`` (or Slurm's default config) names; ``address`` is
 the partition (``None``: the cluster's default one). Results come back to this process, so the
-Merkle cache, the events and the report work as with the local backend.
+Merkle cache, the events and the report work as with the local backend. This module drives the
+jobs; the command lines it runs and the reading of their output are ``_slurm_cmd``'s.
 
 Submission. All chunks of one array job (see ``_run``) become ONE ``sbatch --array=0-K%L``
 job, ``L`` being the job's ``array_limit``, else the run's ``max_workers`` (no ``%L``
@@ -52,8 +53,6 @@ import contextlib
 import math
 import os
 import pickle
-import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -66,8 +65,28 @@ from typing import Any
 
 from ._backends import Backend, Calls, Results
 from ._errors import WorkflowError
+from ._slurm_cmd import (
+    DONE_STATES,
+    LIMITS_FORMAT,
+    NEVER_CLEARS,
+    NODES_FORMAT,
+    RUNNING_STATES,
+    SQUEUE_FORMAT,
+    SlurmNode,
+    check_time,
+    job_script,
+    last_error,
+    minutes,
+    parse_job_id,
+    parse_max_array,
+    parse_nodes,
+    parse_squeue,
+    parse_time_limits,
+    sbatch_args,
+    show,
+)
 
-__all__ = ["SlurmBackend", "check_time"]
+__all__ = ["SlurmBackend"]
 
 POLL_MIN_S = 0.25
 POLL_MAX_S = 2.0
@@ -78,77 +97,6 @@ LOST_AFTER_S = float(os.environ.get("REFLOW_SLURM_LOST_AFTER_S", "30"))
 #: how long a task may stay ended (or unknown to Slurm) without its result file
 GONE_AFTER_S = 10.0
 _STATE_TAIL = 2000
-_DONE = {"COMPLETED"}
-_RUNNING = {
-    "PENDING",
-    "RUNNING",
-    "CONFIGURING",
-    "COMPLETING",
-    "SUSPENDED",
-    "REQUEUED",
-    "REQUEUE_FED",
-    "REQUEUE_HOLD",
-    "RESIZING",
-    "SIGNALING",
-    "STAGE_OUT",
-    "STOPPED",
-    "RESV_DEL_HOLD",
-}
-#: pending reasons no scheduling pass will clear
-_NEVER = {"PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints", "InvalidQOS"}
-_TIME = re.compile(r"(?:\d+-\d+(?::\d+){0,2}|\d+(?::\d+){0,2})")
-
-
-def check_time(value: Any, step: str) -> str | None:
-    """A job's ``time`` as ``sbatch --time`` takes it; anything else is a WorkflowError."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
-        return str(value)  # minutes
-    text = value.strip() if isinstance(value, str) and len(value) <= 32 else ""
-    if text and (_TIME.fullmatch(text) or text.upper() in ("INFINITE", "UNLIMITED")):
-        return text
-    raise WorkflowError(
-        f"job {step!r}: time must be a Slurm time limit — minutes ('30'), 'M:S', 'H:M:S', "
-        f"'D-H', 'D-H:M' or 'D-H:M:S' — got {_show(value)}",
-        step=step,
-    )
-
-
-def _show(value: Any) -> str:
-    """``repr`` for a message, bounded (a hostile value may be huge or refuse repr)."""
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _minutes(text: str) -> float | None:
-    """A Slurm time (``check_time``'s, or ``sinfo``'s ``%l``) in minutes; ``None``: no limit."""
-    text = text.strip()
-    if text.upper() in ("INFINITE", "UNLIMITED") or not _TIME.fullmatch(text):
-        return None
-    days, _, rest = text.rpartition("-")
-    parts = [int(p) for p in rest.split(":")]
-    if days:  # D-H, D-H:M, D-H:M:S
-        h, m, sec = [*parts, 0, 0][:3]
-        total = int(days) * 1440 + h * 60 + m + sec / 60
-    elif len(parts) == 1:  # M
-        total = parts[0]
-    elif len(parts) == 2:  # M:S
-        total = parts[0] + parts[1] / 60
-    else:  # H:M:S
-        total = parts[0] * 60 + parts[1] + parts[2] / 60
-    return total or None  # 0: no limit
-
-
-@dataclass
-class _Node:
-    name: str
-    cpus: int
-    mem_mb: int
-    state: str
 
 
 @dataclass
@@ -205,7 +153,7 @@ class SlurmBackend(Backend):
         self._base = run_dir / ".reflow-slurm"
         self._nodes, self._default = self._read_nodes()
         if partition is not None and (not isinstance(partition, str) or not partition):
-            raise WorkflowError(f"the Slurm partition must be a name, got {_show(partition)}")
+            raise WorkflowError(f"the Slurm partition must be a name, got {show(partition)}")
         self.partition = partition
         self._partition_of: dict[str, str | None] = {}
         limits = self._read_limits()
@@ -217,7 +165,7 @@ class SlurmBackend(Backend):
             # the longest MaxTime of the partitions named (one without a limit: none)
             caps = [limits.get(n) for n in (part or self._default or "").split(",")]
             most = None if None in caps else max(caps, key=lambda c: c[0] if c else 0)
-            want = _minutes(tlimit) if tlimit is not None else None
+            want = minutes(tlimit) if tlimit is not None else None
             if most is not None and want is not None and want > most[0]:
                 raise WorkflowError(
                     f"job {spec.name!r} asks for time={tlimit} but Slurm partition "
@@ -272,54 +220,30 @@ class SlurmBackend(Backend):
             else "the default config"
         )
 
-    def _read_nodes(self) -> tuple[dict[str, list[_Node]], str | None]:
-        p = self._cmd("sinfo", "-h", "-N", "-o", "%P|%n|%c|%m|%T")
+    def _read_nodes(self) -> tuple[dict[str, list[SlurmNode]], str | None]:
+        p = self._cmd("sinfo", "-h", "-N", "-o", NODES_FORMAT)
         if p.returncode != 0:
-            first = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+            first = last_error(p.stderr, p.returncode)
             raise WorkflowError(
                 f"cannot reach the Slurm controller ({self._where()}): sinfo: {first}"
             )
-        nodes: dict[str, list[_Node]] = {}
-        default = None
-        for line in p.stdout.splitlines():
-            bits = line.strip().split("|")
-            if len(bits) != 5:
-                continue
-            part, name, cpus, mem, state = bits
-            if part.endswith("*"):
-                part = part[:-1]
-                default = part
-            with contextlib.suppress(ValueError):
-                nodes.setdefault(part, []).append(
-                    _Node(name, int(cpus), int(re.sub(r"\D", "", mem) or 0), state)
-                )
-        return nodes, default
+        return parse_nodes(p.stdout)
 
     def _read_limits(self) -> dict[str, tuple[float, str]]:
         """Each partition's MaxTime in minutes (and as sinfo prints it); none: no limit."""
-        p = self._cmd("sinfo", "-h", "-o", "%P|%l")
-        out: dict[str, tuple[float, str]] = {}
-        for line in p.stdout.splitlines():
-            part, _, limit = line.strip().partition("|")
-            most = _minutes(limit)
-            if most is not None:
-                out[part.rstrip("*")] = (most, limit.strip())
-        return out
+        return parse_time_limits(self._cmd("sinfo", "-h", "-o", LIMITS_FORMAT).stdout)
 
     def _read_max_array(self) -> int:
-        p = self._cmd("scontrol", "show", "config")
-        m = re.search(r"^MaxArraySize\s*=\s*(\d+)", p.stdout, re.MULTILINE)
-        # task ids run up to MaxArraySize - 1: that many tasks per array job
-        return max(1, int(m.group(1))) if m else 1001
+        return parse_max_array(self._cmd("scontrol", "show", "config").stdout)
 
-    def _partition(self, part: str | None, step: str | None) -> list[_Node]:
+    def _partition(self, part: str | None, step: str | None) -> list[SlurmNode]:
         """The nodes of ``part`` (``"a,b"``: any of them, as sbatch takes it)."""
         names = (part or self._default or "").split(",")
-        nodes: list[_Node] = []
+        nodes: list[SlurmNode] = []
         for name in names:
             if name not in self._nodes:
                 known = ", ".join(sorted(self._nodes)) or "none"
-                what = f"partition {_show(name if part else None)}" if part else "default partition"
+                what = f"partition {show(name if part else None)}" if part else "default partition"
                 who = f"job {step!r}: " if step else ""
                 raise WorkflowError(
                     f"{who}the Slurm cluster has no {what} (partitions: {known})", step=step
@@ -398,27 +322,20 @@ class SlurmBackend(Backend):
         for group in groups:
             self._count += 1
             d = self._base / f"{step}-{self._count}"
-            argv = [
-                f"--job-name={self._job_prefix}.{step}",
-                f"--cpus-per-task={max(1, math.ceil(cpus))}",
-                "--no-requeue",
-                f"--chdir={os.getcwd()}",
-            ]
             many = array or len(group) > 1
-            pat = str(d).replace("%", "%%")  # sbatch expands %-patterns in these paths
-            if many:
-                spec = f"0-{len(group) - 1}" + (f"%{limit}" if limit else "")
-                argv += [f"--array={spec}", f"--output={pat}/%a.out", f"--error={pat}/%a.err"]
-            else:
-                argv += [f"--output={pat}/0.out", f"--error={pat}/0.err"]
-            if memory:
-                argv.append(f"--mem={math.ceil(memory / 2**20)}M")
-            if tlimit is not None:
-                argv.append(f"--time={tlimit}")
-            if part:
-                argv.append(f"--partition={part}")
-            if after and limit:
-                argv.append(f"--dependency=afterany:{after}")
+            argv = sbatch_args(
+                name=f"{self._job_prefix}.{step}",
+                cpus=cpus,
+                chdir=os.getcwd(),
+                files=str(d),
+                tasks=len(group),
+                array=many,
+                limit=limit,
+                memory=memory,
+                time=tlimit,
+                partition=part,
+                after=after,
+            )
             try:
                 job_id = await asyncio.to_thread(
                     self._sbatch, step, d, argv, fn, [c for c, _ in group], retries
@@ -468,14 +385,14 @@ class SlurmBackend(Backend):
                 (d / "in" / f"{k}.pkl").write_bytes(data)
             script = d / "job.sh"
             worker = [sys.executable, "-m", "reflow.workflow._slurm_worker", str(d)]
-            script.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(w) for w in worker) + "\n")
+            script.write_text(job_script(worker))
         except OSError as exc:
             raise WorkflowError(
                 f"job {step!r}: cannot write its Slurm job files under {d}: {exc.strerror or exc}",
                 step=step,
             ) from None
         p = self._cmd("sbatch", "--parsable", *argv, str(script))
-        job_id = p.stdout.strip().splitlines()[-1].split(";")[0] if p.stdout.strip() else ""
+        job_id = parse_job_id(p.stdout)
         if p.returncode != 0 or not job_id.isdigit():
             text = " ".join(p.stderr.strip().splitlines()[-2:]) or f"exit status {p.returncode}"
             raise WorkflowError(
@@ -567,14 +484,22 @@ class SlurmBackend(Backend):
 
     async def _watch(self, sub: _Submission) -> bool:
         p = await asyncio.to_thread(
-            self._cmd, "squeue", "--states=all", "--array", "-h", "-j", sub.job_id, "-o", "%i|%T|%r"
+            self._cmd,
+            "squeue",
+            "--states=all",
+            "--array",
+            "-h",
+            "-j",
+            sub.job_id,
+            "-o",
+            SQUEUE_FORMAT,
         )
         now = time.monotonic()
         if p.returncode != 0 and "Invalid job id" not in p.stderr:
             sub.lost_since = sub.lost_since or now
             if now - sub.lost_since < LOST_AFTER_S:
                 return False
-            first = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+            first = last_error(p.stderr, p.returncode)
             text = (
                 f"the Slurm controller ({self._where()}) was unreachable for {LOST_AFTER_S:g} s "
                 f"while job {sub.step!r} ran as Slurm job {sub.job_id}: squeue: {first}"
@@ -582,29 +507,13 @@ class SlurmBackend(Backend):
             self._fail_all(sub, text)
             return True
         sub.lost_since = None
-        states: dict[int, tuple[str, str]] = {}
-        rest = ("", "")
-        for line in p.stdout.splitlines():
-            bits = line.strip().split("|")
-            if len(bits) != 3:
-                continue
-            jid, state, reason = bits
-            base, _, idx = jid.partition("_")
-            if base != sub.job_id:
-                continue
-            if sub.array and not idx:
-                # the array's record of the tasks not listed on their own (cancelled while
-                # pending, the whole array ended...): it stands for every task not listed
-                rest = (state.split()[0], reason)
-                continue
-            for k in _indices(idx) if sub.array else [0]:
-                states[k] = (state.split()[0], reason)
+        states, rest = parse_squeue(p.stdout, sub.job_id, sub.array)
         changed = False
         for k in list(sub.tasks):
             state, reason = states.get(k, rest)
             task = sub.tasks[k]
-            if state in _RUNNING:
-                if state == "PENDING" and reason in _NEVER:
+            if state in RUNNING_STATES:
+                if state == "PENDING" and reason in NEVER_CLEARS:
                     await asyncio.to_thread(self._cmd, "scancel", sub.job_id, timeout=10)
                     for other in list(sub.tasks):
                         self._fail_task(
@@ -619,7 +528,7 @@ class SlurmBackend(Backend):
                 self._resolve(sub, k, [])
                 changed = True
                 continue
-            if state and state not in _DONE:
+            if state and state not in DONE_STATES:
                 # the result file may have landed between the listing and squeue
                 if await asyncio.to_thread(self._collect, sub) and k not in sub.tasks:
                     changed = True
@@ -678,18 +587,6 @@ class SlurmBackend(Backend):
         for d in self._finished:
             shutil.rmtree(d, ignore_errors=True)
         self._finished.clear()
-
-
-def _indices(text: str) -> list[int]:
-    """The task ids of squeue's ``%i`` suffix: ``4``, or ``[1-5%2]``/``[1,3,7-9]`` for the
-    tasks it still lists as one record (pending, or cancelled while pending)."""
-    body = text.strip().strip("[]").split("%")[0]
-    out: list[int] = []
-    for part in body.split(","):
-        lo, _, hi = part.partition("-")
-        if lo.isdigit() and (not hi or hi.isdigit()):
-            out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def _set(fut: asyncio.Future[Results], results: Results) -> None:

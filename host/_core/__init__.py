@@ -10,6 +10,10 @@ Layers, lowest first (a module imports only those above it in this list, and
 * ``_streams``, ``_events``, ``_workers`` — streams between actors, the trace-event hub, the
   worker threads that run sandboxed ticks off the scheduler thread.
 * ``_nodes`` — a node, its edges and their bounded queues (the scheduler's data).
+* ``_sched_state`` — the scheduler's state and shared steps: delivery onto bounded edges,
+  taking inputs, failure records, the hand-off from other threads.
+* ``_sched_async``, ``_sched_workers``, ``_sched_wakes`` — async ticks on the loop, worker
+  ticks on the thread pool, ``ctx.wake_after`` timers (each builds on ``_sched_state``).
 * ``_scheduler`` — the run loop: who ticks next, backpressure, completion.
 * ``_graph_values``, ``_graph_records``, ``_graph_reader`` — the values a graph document
   holds, its records (each written back in its own dialect), reading FBP JSON into them.

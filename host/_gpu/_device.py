@@ -207,8 +207,14 @@ class GpuDevice:
         self.name: str = adapter.summary
         self.info: dict[str, Any] = dict(adapter.info)
         wanted = {k: adapter.limits[k] for k in _RAISED_LIMITS if k in adapter.limits}
+        # Asked for where offered, so a profiler can time passes (no cost unless it does).
+        features = [f for f in ("timestamp-query",) if f in adapter.features]
+        #: Whether passes can carry GPU timestamps (see ``_kernels.observe_dispatches``).
+        self.timestamps = bool(features)
         try:
-            self.device = adapter.request_device_sync(required_limits=wanted)
+            self.device = adapter.request_device_sync(
+                required_features=features, required_limits=wanted
+            )
         except Exception as exc:
             raise NoGpuAdapterError(
                 f"the GPU adapter {self.name!r} did not give a device "

@@ -3,14 +3,15 @@
     ReflowError
     └── GpuError                  the GPU runtime could not do what a GPU node asked
         ├── NoGpuAdapterError     no WebGPU adapter (or none matching REFLOW_GPU_ADAPTER)
-        ├── GpuUnavailableError   wgpu is not installed, or REFLOW_GPU=off
+        │   └── GpuUnavailableError wgpu is not installed, or REFLOW_GPU=off
         ├── GpuKernelError        a WGSL kernel that wgpu refuses (.kernel)
         ├── GpuLimitError         a dispatch or buffer past the device's limits
         │                         (.limit, .value, .maximum)
         ├── GpuTimeoutError       a dispatch that did not finish within its time limit (.limit_s)
         └── GpuBufferError        a GpuBuffer handle used after its device was reset or closed
 
-Errors from wgpu are translated here and nowhere else (see ``_device.translate``).
+``reflow`` exports them all (lazily). Errors from wgpu are translated here and nowhere else
+(see ``_device.translate``).
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import PackError
-from ..abi._manifest import MAX_MANIFEST, PackManifest
+from ..abi._manifest import PackManifest
+from ..abi._manifest_rules import MAX_MANIFEST
 from ._pack_cache import _record_key
 from ._pack_head import read_small
 

@@ -31,8 +31,8 @@ from ..abi._manifest import (
     SIGNATURE_NAME,
     Artifact,
     PackManifest,
-    check_member_path,
 )
+from ..abi._manifest_rules import check_member_path
 from ._pack_head import COMPLETE, PackHead, dir_name, read_small
 
 __all__ = [

@@ -29,13 +29,13 @@ from .._errors import (
     UntrustedKeyError,
 )
 from ..abi._bundle import BundleLimits, read_bundle
-from ..abi._manifest import _NAME as _PACK_NAME
 from ..abi._manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     PackManifest,
     parse_manifest,
 )
+from ..abi._manifest_rules import PACK_NAME_RE as _PACK_NAME
 from ..abi._signing import Signature, parse_signatures
 from ._plugins import plugin_manager
 from ._trust import TrustStore

@@ -1,9 +1,11 @@
 """Running other people's code: the guest engines behind one node interface.
 
 * ``_guest_host`` — what every engine shares: the host functions a guest may call (emit,
-  pools, log, HTTP), the per-node actor protocol; over ``_guest_limits``
-  (:class:`~reflow.GuestLimits`, :class:`~reflow.GuestGrants`), ``_guest_describe``
-  (describe documents, templates, module files) and ``_guest_http`` (the request itself).
+  pools, log, HTTP); over ``_guest_limits`` (:class:`~reflow.GuestLimits`,
+  :class:`~reflow.GuestGrants`), ``_guest_describe`` (describe documents, templates, module
+  files) and ``_guest_http`` (the request itself).
+* ``_guest_actor`` — the per-node actor protocol on top of it: the template and node actors
+  every engine subclasses (ports, tick codec, batches, a close safe while a tick runs).
 * ``_wasm_engine`` — WebAssembly guests of the reflow ABI (``abi/ABI.md``), sandboxed: the
   engine and its compiled-module cache; below it, one job each: ``_wasm_module`` (checking a
   module at load), ``_wasm_node`` (the node actor and its hot tick path), ``_wasm_instance``

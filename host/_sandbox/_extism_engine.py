@@ -75,14 +75,8 @@ from ._extism_sdk import _point_cache, _sdk
 from ._extism_traps import _TRAPS, _GuestReported, _timeout, _translate
 from ._extism_wasm import _PAGE, bind_imports, read_wasm, wasi_imports
 from ._extism_watchdog import _watchdog
-from ._guest_host import (
-    GuestActor,
-    GuestGrants,
-    GuestLimits,
-    GuestNodeActor,
-    GuestTemplate,
-    pick_template,
-)
+from ._guest_actor import GuestActor, GuestNodeActor
+from ._guest_host import GuestGrants, GuestLimits, GuestTemplate, pick_template
 
 if TYPE_CHECKING:
     import extism
@@ -389,7 +383,7 @@ class ExtismModule:
 
 class ExtismNodeActor(GuestNodeActor):
     """One node: its own plugin instance. ``run`` is one tick; ``close`` frees the instance
-    (the close protocol of :class:`~reflow._sandbox._guest_host.GuestNodeActor`)."""
+    (the close protocol of :class:`~reflow._sandbox._guest_actor.GuestNodeActor`)."""
 
     def __init__(self, owner: ExtismActor, node_id: str, config: dict[str, Any]) -> None:
         super().__init__(owner, node_id, config)

@@ -33,14 +33,12 @@ from .._core._messages import Message
 from .._errors import GuestABIError, GuestOutputError, SandboxError
 from ..abi._codec import decode_batch_head, decode_result, encode_open
 from ..abi._version import ABI_VERSION, check_abi_compatible, pack_abi_word, unpack_abi_word
+from ._guest_actor import GuestActor, GuestNodeActor, batch_progress
 from ._guest_host import (
-    GuestActor,
     GuestGrants,
     GuestLimits,
-    GuestNodeActor,
     GuestNodeHost,
     GuestTemplate,
-    batch_progress,
     parse_describe,
     pick_template,
 )
@@ -345,7 +343,7 @@ class NativeLibrary:
 
 class NativeNodeActor(GuestNodeActor):
     """One node of a native library: a guest-side handle plus the host functions' state.
-    ``run`` takes no lock: see :class:`~reflow._sandbox._guest_host.GuestNodeActor`."""
+    ``run`` takes no lock: see :class:`~reflow._sandbox._guest_actor.GuestNodeActor`."""
 
     def __init__(self, owner: NativeActor, node_id: str, config: dict[str, Any]) -> None:
         super().__init__(owner, node_id, config)

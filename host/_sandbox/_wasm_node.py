@@ -1,7 +1,7 @@
 """A node of a WebAssembly guest: the actor a network ticks, and its hot path.
 
 :class:`WasmActor` is a template of a loaded module; each node built from it
-(:meth:`~reflow._sandbox._guest_host.GuestActor.open_node`) is a :class:`WasmNodeActor` with
+(:meth:`~reflow._sandbox._guest_actor.GuestActor.open_node`) is a :class:`WasmNodeActor` with
 its own :class:`~reflow._sandbox._wasm_instance._GuestInstance`. ``_tick`` (one guest call per
 tick) and ``_tick_batch`` (one ``reflow_tick_batch`` call for many, ABI 1.1) are kept flat on
 purpose: they are what a sandboxed tick costs beyond the guest's own work.
@@ -24,14 +24,8 @@ from ..abi._codec import (
     encode_open,
     encode_tick_input,
 )
-from ._guest_host import (
-    GuestActor,
-    GuestGrants,
-    GuestLimits,
-    GuestNodeActor,
-    GuestTemplate,
-    batch_progress,
-)
+from ._guest_actor import GuestActor, GuestNodeActor, batch_progress
+from ._guest_host import GuestGrants, GuestLimits, GuestTemplate
 from ._wasm_instance import _GuestInstance
 
 _MASK32 = 0xFFFFFFFF
@@ -43,7 +37,7 @@ __all__ = ["WasmActor", "WasmNodeActor"]
 
 class WasmNodeActor(GuestNodeActor):
     """One node's sandboxed instance (its own store). ``run`` is one tick; ``close`` frees
-    the store (see :class:`~reflow._sandbox._guest_host.GuestNodeActor` for why ``run`` takes no
+    the store (see :class:`~reflow._sandbox._guest_actor.GuestNodeActor` for why ``run`` takes no
     lock)."""
 
     def __init__(self, owner: WasmActor, node_id: str, config: dict[str, Any]) -> None:

@@ -3,7 +3,9 @@
 One job per module, imports running downward (``_engine`` → ``_paginate`` →
 ``_outputs``/``_client`` → ``_auth``/``_request`` → ``_validate`` → ``_table``):
 
-* ``_table`` — reading and checking a table (bounded, lazy per operation);
+* ``_table`` — reading and checking a table (bounded, lazy per operation); below it
+  ``_table_servers`` (servers, hosts, security schemes), ``_table_reader`` (typed field access)
+  and ``_table_shared`` (format 2's shared sections);
 * ``_validate`` — JSON Schema validation of a request's keys, one cached validator per operation;
 * ``_request`` — keys → URL, headers, cookies and body per style/explode and media type;
 * ``_auth`` — credentials: providers, the transport that adds them, OAuth2 tokens;

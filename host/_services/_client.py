@@ -3,7 +3,10 @@ pagination and reading responses by media type.
 
 Everything here is ``async`` on the scheduler's event loop, so a request in flight costs a
 coroutine and a socket, never a thread. The client (:func:`shared_client`) is one
-``httpx.AsyncClient`` per loop with no connection cap, behind :class:`CredentialTransport`.
+``httpx.AsyncClient`` per loop with no overall connection cap, behind
+:class:`CredentialTransport`, over small connection pools made as concurrency grows (see
+:mod:`._pool`: one big httpcore pool slows down quadratically past a few hundred connections);
+a service granted ``max_connections`` has at most that many requests in flight per loop.
 
 Retries: a 429, 502, 503 or 504 answer (and 500 for idempotent methods), a timeout or a failed
 connection is tried again up to ``_http.retries`` times (default 2), waiting what
@@ -31,6 +34,7 @@ from .._core._streams import Stream
 from .._errors import HttpApiError, StreamError
 from .._jsonread import loads
 from ._auth import AUTH_EXTENSION, AuthPlan, CredentialTransport, TokenCache, plan_auth
+from ._pool import CONNECTIONS_EXTENSION, ConnectionLimit, ShardedTransport
 from ._request import PreparedRequest
 from ._table import ApiTable, Operation, host_allowed
 
@@ -68,8 +72,7 @@ def shared_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-        transport = CredentialTransport(httpx.AsyncHTTPTransport(limits=limits))
+        transport = CredentialTransport(ShardedTransport())
         client = httpx.AsyncClient(transport=transport, follow_redirects=False, timeout=None)
         _clients[loop] = client
         _tokens[loop] = TokenCache()
@@ -157,12 +160,22 @@ def _what(op: Operation) -> str:
     return f"{op.template_id} ({op.method} {op.path})"
 
 
+def _host(url: str) -> str:
+    """``host[:port]`` of ``url`` (never its path or query, which may hold a key)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):
+        return "its host"
+    return f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
+
+
 async def _send_once(
     client: httpx.AsyncClient,
     req: PreparedRequest,
     url: str,
     plan: AuthPlan,
     timeout: float,
+    connections: ConnectionLimit | None,
 ) -> httpx.Response:
     headers = dict(req.headers)
     if req.cookies:
@@ -171,6 +184,8 @@ async def _send_once(
         req.method, url, headers=headers, content=req.content, timeout=timeout or None
     )
     request.extensions[AUTH_EXTENSION] = plan
+    if connections is not None:
+        request.extensions[CONNECTIONS_EXTENSION] = connections
     return await client.send(request, stream=True)
 
 
@@ -181,11 +196,13 @@ async def send_operation(
     http: dict[str, Any],
     *,
     limiter: RateLimiter | None = None,
+    connections: ConnectionLimit | None = None,
     url: str | None = None,
     allowed_hosts: tuple[str, ...] = (),
 ) -> httpx.Response:
     """Send ``req`` (or ``url`` instead of its own, for a next page) with retries; returns the
-    response, its body not read yet (the caller reads or streams it)."""
+    response, its body not read yet (the caller reads or streams it). ``connections``: the
+    service's cap on requests in flight, held until the response is closed."""
     client = shared_client()
     tokens = _token_cache()
     timeout = _setting(http, "timeout_s", DEFAULT_TIMEOUT_S, op)
@@ -205,7 +222,7 @@ async def send_operation(
             await limiter.acquire()
         last = attempt >= retries
         try:
-            resp = await _send_once(client, req, target, plan, timeout)
+            resp = await _send_once(client, req, target, plan, timeout, connections)
         except httpx.TimeoutException:
             if not last:
                 await asyncio.sleep(_backoff(attempt))
@@ -213,8 +230,8 @@ async def send_operation(
                 continue
             # ``from None`` here and below: httpx's exception holds the credentialed request.
             raise HttpApiError(
-                f"{_what(op)} timed out after {timeout:g} s ('_http.timeout_s'), "
-                f"{attempt + 1} attempt(s)",
+                f"{_what(op)} on {_host(target)} timed out after {timeout:g} s "
+                f"('_http.timeout_s'), {attempt + 1} attempt(s)",
                 operation=op.template_id,
             ) from None
         except httpx.TransportError as exc:
@@ -223,8 +240,8 @@ async def send_operation(
                 attempt += 1
                 continue
             raise HttpApiError(
-                f"{_what(op)}: connection failed after {attempt + 1} attempt(s): "
-                f"{type(exc).__name__}",
+                f"{_what(op)}: connection to {_host(target)} failed after {attempt + 1} "
+                f"attempt(s): {type(exc).__name__}",
                 operation=op.template_id,
             ) from None
         status = resp.status_code

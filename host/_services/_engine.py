@@ -10,7 +10,8 @@ config ← remembered ← this tick's packets, prepares and validates the reques
 ``response`` per page, or each ``item``, when ``_http.paginate`` asks).
 
 The user grants extra base URLs and a per-service rate limit at ``load_pack``:
-``grants=HttpApiGrants(base_urls=("https://ghe.example.com/api/v3",), rate_limit=10)``.
+``grants=HttpApiGrants(base_urls=("https://ghe.example.com/api/v3",), rate_limit=10)``, and
+a cap on its requests in flight at once (``max_connections``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .._errors import HttpApiError, PackFormatError
 from ._client import RateLimiter, read_result, send_operation
 from ._outputs import emit_result
 from ._paginate import paginate
+from ._pool import ConnectionLimit
 from ._request import prepare
 from ._table import ApiTable, Operation, load_table
 
@@ -41,13 +43,17 @@ _OUTPORTS = frozenset({"response", "error", "item"})
 @dataclass(frozen=True)
 class HttpApiGrants:
     """What a user grants an API-service pack at ``load_pack``: ``base_urls`` it may use
-    instead of its spec's servers (``_http.base_url``), and a per-service ``rate_limit``
-    (requests per second, bursts of ``rate_burst``; ``None``: unlimited)."""
+    instead of its spec's servers (``_http.base_url``), a per-service ``rate_limit``
+    (requests per second, bursts of ``rate_burst``; ``None``: unlimited), and
+    ``max_connections``: at most that many of its requests in flight at once on a network's
+    loop, the others waiting in line (their ``_http.timeout_s`` starts when sent; ``None``:
+    no cap)."""
 
     base_urls: tuple[str, ...] = ()
     rate_limit: float | None = None
     rate_burst: int = 1
     http_hosts: tuple[str, ...] = ()
+    max_connections: int | None = None
 
 
 def _grant_fields(grants: Any) -> tuple[tuple[str, ...], float | None, int]:
@@ -62,15 +68,41 @@ def _grant_fields(grants: Any) -> tuple[tuple[str, ...], float | None, int]:
     return tuple(str(u) for u in base_urls), rate, int(burst)
 
 
+def _max_connections(grants: Any, pack: str) -> int | None:
+    """The granted ``max_connections``: None, or an int from 1 to 1,000,000."""
+    if grants is None:
+        return None
+    if isinstance(grants, Mapping):
+        value = grants.get("max_connections")
+    else:
+        value = getattr(grants, "max_connections", None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise PackFormatError(
+            f"pack {pack!r}: grants max_connections must be an int from 1 to 1000000 or "
+            f"None, got {value!r:.60}",
+            pack=pack,
+            field="grants.max_connections",
+        )
+    return value
+
+
 class Service:
     """One loaded table with what the user granted it; shared by its templates."""
 
     def __init__(
-        self, table: ApiTable, base_urls: tuple[str, ...], rate: float | None, burst: int
+        self,
+        table: ApiTable,
+        base_urls: tuple[str, ...],
+        rate: float | None,
+        burst: int,
+        max_connections: int | None = None,
     ) -> None:
         self.table = table
         self.base_urls = base_urls
         self.limiter = RateLimiter(rate, burst) if rate else None
+        self.connections = ConnectionLimit(max_connections) if max_connections else None
         hosts = []
         for u in base_urls:
             try:
@@ -243,7 +275,9 @@ class OperationNode(OperationTemplate):
         if mode is not None:
             await paginate(self, ctx, op, req, http, mode, error_wired)
             return
-        resp = await send_operation(table, op, req, http, limiter=self.service.limiter)
+        resp = await send_operation(
+            table, op, req, http, limiter=self.service.limiter, connections=self.service.connections
+        )
         result = await read_result(resp, op, ctx.node)
         await emit_result(ctx, op, result, error_wired, final=True)
 
@@ -290,7 +324,7 @@ class HttpApiEngine:
             pack=manifest.name,
             hosts=tuple(manifest.capabilities.get("http", ())),
         )
-        service = Service(table, base_urls, rate, burst)
+        service = Service(table, base_urls, rate, burst, _max_connections(grants, manifest.name))
         known = set(table.suffixes)
         out: dict[str, Actor] = {}
         prefix = manifest.name + "/"

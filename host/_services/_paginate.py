@@ -115,6 +115,7 @@ async def paginate(
             req,
             http,
             limiter=service.limiter,
+            connections=service.connections,
             url=url,
             allowed_hosts=service.allowed_hosts,
         )

@@ -15,23 +15,32 @@ text) are decoded the first time they are asked for (:attr:`ApiTable.schemas`), 
 operation's JSON Schema validator is built the first time a request is validated. So loading
 the Kubernetes table (1,123 operations) costs little more than parsing its 1.9 MB, and a pack
 pays only for the operations its graphs use. Formats ``reflow-http-api/2`` (generated) and
-``/1`` (no shared sections) are read.
+``/1`` (no shared sections) are read by the same checks; what format 2 adds is
+:mod:`._table_shared`'s. The servers and security schemes are checked in
+:mod:`._table_servers`, with the typed field access of :mod:`._table_reader`; ``Server`` and
+``host_allowed`` stay importable from here, as part of what a table is.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from .._errors import PackFormatError
 from .._jsonread import JSONDepthError, check_depth
+from ._table_reader import (
+    HEADER_NAME,
+    MAX_DESCRIPTION,
+    MAX_URL,
+    TEMPLATE_VAR,
+    TableReader,
+    table_error,
+)
+from ._table_servers import Server, check_scheme, check_security, host_allowed, read_servers
 from ._table_shared import FORMAT_2, FORMATS, SharedSections, _kind, check_shared, resolve_operation
 
 __all__ = [
@@ -52,9 +61,6 @@ FORMAT = FORMAT_2
 MAX_TABLE_BYTES = 64 << 20
 #: Deepest nesting of the table's JSON (schemas included).
 MAX_TABLE_DEPTH = 64
-MAX_DESCRIPTION = 4096
-MAX_URL = 2048
-MAX_SERVER_COMBINATIONS = 256
 
 METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"})
 STYLES = {
@@ -66,9 +72,6 @@ STYLES = {
 DEFAULT_STYLE = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
 RESERVED_KEYS = frozenset({"trigger", "request", "body", "_http"})
 KEY_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
-_TEMPLATE_VAR = re.compile(r"\{([^{}]*)\}")
-_DNS_OR_IP = re.compile(r"[A-Za-z0-9._:\[\]-]{1,253}")
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _MEDIA = re.compile(r"[A-Za-z0-9!#$&^_.+*-]+/[A-Za-z0-9!#$&^_.+*-]+(;.*)?\Z")
 PAGINATION = {
     "link": (),
@@ -76,96 +79,6 @@ PAGINATION = {
     "token": ("param", "next"),
     "page": ("param",),
 }
-
-
-def _fail(where: str, message: str, pack: str) -> PackFormatError:
-    return PackFormatError(
-        f"pack {pack!r}: operation table: {where}: {message}", pack=pack, field=where
-    )
-
-
-class _Reader:
-    """Typed field access that names the field in every error."""
-
-    def __init__(self, pack: str) -> None:
-        self.pack = pack
-
-    def fail(self, where: str, message: str) -> PackFormatError:
-        return _fail(where, message, self.pack)
-
-    def obj(self, value: Any, where: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"expected an object, got {_kind(value)}")
-        return value
-
-    def get(
-        self,
-        d: Mapping[str, Any],
-        key: str,
-        types: type | tuple[type, ...],
-        where: str,
-        default: Any = ...,
-        *,
-        max_len: int | None = None,
-    ) -> Any:
-        if key not in d or (d[key] is None and default is not ...):
-            if default is ...:
-                raise self.fail(f"{where}.{key}", "is required")
-            return default
-        value = d[key]
-        if isinstance(value, bool) and bool not in _as_tuple(types):
-            raise self.fail(f"{where}.{key}", f"expected {_names(types)}, got a boolean")
-        if not isinstance(value, types):
-            raise self.fail(f"{where}.{key}", f"expected {_names(types)}, got {_kind(value)}")
-        if max_len is not None and isinstance(value, str) and len(value) > max_len:
-            raise self.fail(f"{where}.{key}", f"is {len(value)} characters, at most {max_len}")
-        return value
-
-    def strings(self, value: Any, where: str) -> list[str]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(where, f"expected an array of strings, got {_kind(value)}")
-        return value
-
-
-def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
-    return types if isinstance(types, tuple) else (types,)
-
-
-def _names(types: type | tuple[type, ...]) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    names.update({int: "an integer", float: "a number", type(None): "null"})
-    return " or ".join(names.get(t, t.__name__) for t in _as_tuple(types))
-
-
-def host_allowed(url: httpx.URL, hosts: Iterable[str]) -> bool:
-    """Whether ``url``'s host (or ``host:port``) is one of ``hosts`` (``"*"``: any)."""
-    host = (url.host or "").lower()
-    if not host:
-        return False
-    netloc = f"{host}:{url.port}" if url.port is not None else host
-    for h in hosts:
-        h = h.lower()
-        if h in ("*", host, netloc):
-            return True
-    return False
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str
-    variables: dict[str, dict[str, Any]]
-    description: str = ""
-
-    def expand(self, values: Mapping[str, Any] | None = None) -> str:
-        """The URL with its variables filled in (``values`` override the defaults)."""
-        values = values or {}
-
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
-            var = self.variables.get(name, {})
-            return str(values.get(name, var.get("default", "")))
-
-        return _TEMPLATE_VAR.sub(sub, self.url)
 
 
 @dataclass(frozen=True)
@@ -286,7 +199,9 @@ class ApiTable:
             op = self._ops.get(suffix)
             if op is None:
                 if suffix not in self._raw:
-                    raise _fail(f"operations.{suffix}", "no such operation in the table", self.pack)
+                    raise table_error(
+                        f"operations.{suffix}", "no such operation in the table", self.pack
+                    )
                 raw = resolve_operation(self._raw[suffix], self._shared)
                 op = _operation(self, suffix, raw)
                 self._ops[suffix] = op
@@ -301,16 +216,16 @@ def load_table(
     (hosts of base URLs the user granted)."""
     size = len(data)
     if size > MAX_TABLE_BYTES:
-        raise _fail("$", f"is {size} bytes, more than the limit of {MAX_TABLE_BYTES}", pack)
+        raise table_error("$", f"is {size} bytes, more than the limit of {MAX_TABLE_BYTES}", pack)
     # The C parser's own recursion guard bounds depth at load; each operation's depth is
     # checked against MAX_TABLE_DEPTH when it is first used (so loading walks nothing twice).
     try:
         doc = json.loads(data)
     except RecursionError:
-        raise _fail("$", "nests too deep to parse", pack) from None
+        raise table_error("$", "nests too deep to parse", pack) from None
     except (ValueError, UnicodeError) as exc:
-        raise _fail("$", f"is not UTF-8 JSON: {str(exc)[:200]}", pack) from None
-    r = _Reader(pack)
+        raise table_error("$", f"is not UTF-8 JSON: {str(exc)[:200]}", pack) from None
+    r = TableReader(pack)
     doc = r.obj(doc, "$")
     fmt = r.get(doc, "format", str, "$")
     if fmt not in FORMATS:
@@ -319,11 +234,11 @@ def load_table(
     allowed = tuple(hosts) + tuple(granted)
     service = r.obj(r.get(doc, "service", dict, "$"), "service")
     r.get(service, "name", str, "service", max_len=200)
-    servers = _servers(r, doc.get("servers", []), "servers", allowed)
+    servers = read_servers(r, doc.get("servers", []), "servers", allowed)
     schemes = r.get(doc, "security_schemes", dict, "$", {})
     for name, scheme in schemes.items():
-        _scheme(r, scheme, f"security_schemes.{name}", allowed)
-    security = _security(r, doc.get("security", []), "security", schemes)
+        check_scheme(r, scheme, f"security_schemes.{name}", allowed)
+    security = check_security(r, doc.get("security", []), "security", schemes)
     schemas = r.get(doc, "schemas", (dict, str) if fmt == FORMAT_2 else dict, "$", {})
     ops = r.get(doc, "operations", dict, "$")
     for suffix, raw in ops.items():
@@ -357,125 +272,22 @@ def _decode_schemas(text: str, pack: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except RecursionError:
-        raise _fail("schemas", "nests too deep to parse", pack) from None
+        raise table_error("schemas", "nests too deep to parse", pack) from None
     except ValueError as exc:
-        raise _fail(
+        raise table_error(
             "schemas", f"is not the JSON text of an object: {str(exc)[:200]}", pack
         ) from None
     if not isinstance(value, dict):
-        raise _fail("schemas", f"is the JSON text of {_kind(value)}, not of an object", pack)
+        raise table_error("schemas", f"is the JSON text of {_kind(value)}, not of an object", pack)
     try:
         check_depth(value, limit=MAX_TABLE_DEPTH, what="the shared schemas")
     except JSONDepthError as exc:
-        raise _fail("schemas", f"nests too deep: {exc}", pack) from None
-    return value
-
-
-def _servers(r: _Reader, value: Any, where: str, allowed: tuple[str, ...]) -> tuple[Server, ...]:
-    if not isinstance(value, list):
-        raise r.fail(where, f"expected an array of servers, got {_kind(value)}")
-    out = []
-    for i, raw in enumerate(value):
-        w = f"{where}[{i}]"
-        raw = r.obj(raw, w)
-        url = r.get(raw, "url", str, w, max_len=MAX_URL)
-        variables = r.get(raw, "variables", dict, w, {})
-        for name, var in variables.items():
-            vw = f"{w}.variables.{name}"
-            var = r.obj(var, vw)
-            r.get(var, "default", str, vw)
-            if "enum" in var and var["enum"] is not None:
-                r.strings(var["enum"], f"{vw}.enum")
-        for name in _TEMPLATE_VAR.findall(url):
-            if name not in variables:
-                raise r.fail(f"{w}.url", f"names variable {{{name}}} that 'variables' lacks")
-        server = Server(url, variables, str(raw.get("description") or "")[:MAX_DESCRIPTION])
-        _check_server_hosts(r, server, f"{w}.url", allowed)
-        out.append(server)
-    return tuple(out)
-
-
-def _check_server_hosts(r: _Reader, server: Server, where: str, allowed: tuple[str, ...]) -> None:
-    names = list(server.variables)
-    choices = [
-        list(server.variables[n].get("enum") or [server.variables[n]["default"]]) for n in names
-    ]
-    count = 1
-    for c in choices:
-        count *= max(1, len(c))
-        if count > MAX_SERVER_COMBINATIONS:
-            raise r.fail(where, f"server variables allow more than {MAX_SERVER_COMBINATIONS} URLs")
-    for combo in itertools.product(*choices):
-        url = server.expand(dict(zip(names, combo, strict=True)))
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, ValueError, TypeError) as exc:
-            raise r.fail(where, f"{url[:120]!r} is not a URL: {exc}") from None
-        if not parsed.is_absolute_url:
-            if url.startswith("/") or not url:
-                continue  # relative: only usable with a granted base_url
-            raise r.fail(where, f"{url[:120]!r} is neither absolute nor a path")
-        if parsed.scheme not in ("http", "https"):
-            raise r.fail(where, f"{url[:120]!r}: the scheme must be http or https")
-        if not _DNS_OR_IP.fullmatch(parsed.host or ""):
-            continue  # a placeholder ({your-agent-url}): usable only through a granted base_url
-        if not host_allowed(parsed, allowed):
-            raise r.fail(
-                where,
-                f"host {parsed.host!r} of {url[:120]!r} is not in the pack's http capability "
-                f"({', '.join(allowed) or 'none requested'})",
-            )
-
-
-def _scheme(r: _Reader, value: Any, where: str, allowed: tuple[str, ...]) -> None:
-    scheme = r.obj(value, where)
-    kind = r.get(scheme, "type", str, where)
-    if kind == "apiKey":
-        loc = r.get(scheme, "in", str, where)
-        if loc not in ("header", "query", "cookie"):
-            raise r.fail(f"{where}.in", f"{loc[:40]!r} is not header, query or cookie")
-        name = r.get(scheme, "name", str, where, max_len=200)
-        if loc == "header" and not _HEADER_NAME.fullmatch(name):
-            raise r.fail(f"{where}.name", f"{name[:60]!r} is not a header name")
-    elif kind == "http":
-        sch = r.get(scheme, "scheme", str, where).lower()
-        if sch not in ("basic", "bearer"):
-            raise r.fail(f"{where}.scheme", f"{sch[:40]!r} is not basic or bearer")
-    elif kind == "oauth2":
-        flows = r.get(scheme, "flows", dict, where)
-        cc = flows.get("clientCredentials")
-        if cc is not None:
-            cw = f"{where}.flows.clientCredentials"
-            cc = r.obj(cc, cw)
-            token_url = r.get(cc, "tokenUrl", str, cw, max_len=MAX_URL)
-            try:
-                parsed = httpx.URL(token_url)
-            except (httpx.InvalidURL, ValueError) as exc:
-                raise r.fail(f"{cw}.tokenUrl", f"is not a URL: {exc}") from None
-            if parsed.is_absolute_url and not host_allowed(parsed, allowed):
-                raise r.fail(
-                    f"{cw}.tokenUrl",
-                    f"host {parsed.host!r} is not in the pack's http capability "
-                    f"({', '.join(allowed) or 'none requested'})",
-                )
-    elif kind != "openIdConnect":
-        raise r.fail(f"{where}.type", f"{kind[:40]!r} is not apiKey, http, oauth2 or openIdConnect")
-
-
-def _security(r: _Reader, value: Any, where: str, schemes: Mapping[str, Any]) -> Any:
-    if not isinstance(value, list):
-        raise r.fail(where, f"expected an array of requirements, got {_kind(value)}")
-    for i, req in enumerate(value):
-        req = r.obj(req, f"{where}[{i}]")
-        for name, scopes in req.items():
-            if name not in schemes:
-                raise r.fail(f"{where}[{i}]", f"names scheme {name[:60]!r} that is not defined")
-            r.strings(scopes, f"{where}[{i}].{name}")
+        raise table_error("schemas", f"nests too deep: {exc}", pack) from None
     return value
 
 
 def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
-    r = _Reader(table.pack)
+    r = TableReader(table.pack)
     w = f"operations.{suffix}"
     try:
         check_depth(raw, limit=MAX_TABLE_DEPTH, what=f"operation {suffix}")
@@ -502,7 +314,7 @@ def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
             raise r.fail(f"{pw}.key", f"{key!r} is used twice in this operation")
         if (loc, name) in seen_names:
             raise r.fail(f"{pw}.name", f"{loc} parameter {name!r} is declared twice")
-        if loc == "header" and not _HEADER_NAME.fullmatch(name):
+        if loc == "header" and not HEADER_NAME.fullmatch(name):
             raise r.fail(f"{pw}.name", f"{name[:60]!r} is not a header name")
         seen_keys.add(key)
         seen_names.add((loc, name))
@@ -533,7 +345,7 @@ def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
                 deprecated=r.get(p, "deprecated", bool, pw, False),
             )
         )
-    in_path = _TEMPLATE_VAR.findall(path)
+    in_path = TEMPLATE_VAR.findall(path)
     declared = {p.name for p in params if p.location == "path"}
     for name in in_path:
         if name not in declared:
@@ -542,14 +354,14 @@ def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
         raise r.fail(f"{w}.path", "names a path parameter twice")
     for name in declared - set(in_path):
         raise r.fail(f"{w}.parameters", f"path parameter {name!r} is not in the path {path!r}")
-    if "{" in _TEMPLATE_VAR.sub("", path) or "}" in _TEMPLATE_VAR.sub("", path):
+    if "{" in TEMPLATE_VAR.sub("", path) or "}" in TEMPLATE_VAR.sub("", path):
         raise r.fail(f"{w}.path", "has an unbalanced '{' or '}'")
     body = _body(r, raw.get("body"), f"{w}.body")
     servers = raw.get("servers")
-    servers_t = None if servers is None else _servers(r, servers, f"{w}.servers", table.hosts)
+    servers_t = None if servers is None else read_servers(r, servers, f"{w}.servers", table.hosts)
     security = raw.get("security")
     if security is not None:
-        security = _security(r, security, f"{w}.security", table.security_schemes)
+        security = check_security(r, security, f"{w}.security", table.security_schemes)
     responses = r.get(raw, "responses", dict, w, {})
     for status, resp in responses.items():
         if not re.fullmatch(r"[1-5](\d\d|XX)|default", status):
@@ -577,7 +389,7 @@ def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
         if loc not in ("header", "query", "cookie", "body"):
             raise r.fail(f"{cw}.in", f"{loc[:40]!r} is not header, query, cookie or body")
         cname = r.get(c, "name", str, cw, max_len=200)
-        if loc == "header" and not _HEADER_NAME.fullmatch(cname):
+        if loc == "header" and not HEADER_NAME.fullmatch(cname):
             raise r.fail(f"{cw}.name", f"{cname[:60]!r} is not a header name")
         if any(p.location == loc and p.name == cname for p in params):
             raise r.fail(f"{cw}.name", f"{loc} {cname!r} is also a parameter the graph sets")
@@ -607,7 +419,7 @@ def _operation(table: ApiTable, suffix: str, raw: dict[str, Any]) -> Operation:
     )
 
 
-def _body(r: _Reader, value: Any, where: str) -> BodySpec | None:
+def _body(r: TableReader, value: Any, where: str) -> BodySpec | None:
     if value is None:
         return None
     raw = r.obj(value, where)

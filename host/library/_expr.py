@@ -14,6 +14,12 @@ logic                  ``and``, ``or``, ``not`` (short-circuit; ``and``/``or`` g
 functions              ``len lower upper trim str int float round abs min max exists``
 =====================  ==========================================================
 
+Limits: an expression is at most 2000 characters and nests at most :data:`MAX_DEPTH` (200)
+levels — each operand of an operator, parenthesised group, index, call argument and array or
+object item is one level deeper than what holds it, while a chain (``a + b + c``,
+``$.a.b[0]``) stays on one level. Past either limit :class:`ExpressionError` says which, and
+where; nothing recurses deeper than the limit, so no input reaches Python's recursion limit.
+
 Paths without an expression (``user.name``, ``items[0].id``, ``$.a``) are parsed by
 :func:`parse_path`, used by the object/JSON templates.
 """
@@ -26,7 +32,7 @@ from typing import Any
 
 from .._errors import ReflowError
 
-__all__ = ["Expression", "ExpressionError", "get_path", "parse_path", "set_path"]
+__all__ = ["MAX_DEPTH", "Expression", "ExpressionError", "get_path", "parse_path", "set_path"]
 
 
 class ExpressionError(ReflowError, ValueError):
@@ -46,6 +52,10 @@ _TOKEN = re.compile(
 _KEYWORDS = {"true": True, "false": False, "null": None}
 _MISSING_FIELD = None
 _MAX_LEN = 2000
+#: How deeply an expression may nest (see :class:`_Parser` for what one level is). The parser
+#: refuses one level more before it descends, and everything that walks the tree it makes
+#: recurses at most this deep, so no input reaches Python's recursion limit.
+MAX_DEPTH = 200
 
 
 def _unquote(text: str) -> str:
@@ -53,8 +63,10 @@ def _unquote(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]), body)
 
 
-def _tokens(source: str) -> list[tuple[str, Any]]:
+def _tokens(source: str) -> tuple[list[tuple[str, Any]], list[int]]:
+    """The tokens of ``source`` and where each starts (the end token: at the end)."""
     out: list[tuple[str, Any]] = []
+    starts: list[int] = []
     pos = 0
     source = source.rstrip()
     while pos < len(source):
@@ -63,6 +75,7 @@ def _tokens(source: str) -> list[tuple[str, Any]]:
             raise ExpressionError(
                 f"unexpected character {source[pos:].lstrip()[:1]!r} at position {pos}"
             )
+        starts.append(m.start(m.lastgroup or 0))
         pos = m.end()
         if m["num"] is not None:
             text = m["num"]
@@ -74,7 +87,8 @@ def _tokens(source: str) -> list[tuple[str, Any]]:
         else:
             out.append(("name", m["name"]))
     out.append(("end", None))
-    return out
+    starts.append(len(source))
+    return out, starts
 
 
 def _num(v: Any, op: str) -> int | float:
@@ -222,13 +236,37 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
 }
 
 
+_OR, _AND, _NOT, _COMPARE, _SUM, _PRODUCT = range(1, 7)
+_BINARY_PREC = {
+    ("name", "or"): _OR,
+    ("name", "and"): _AND,
+    **{("op", op): _COMPARE for op in ("==", "!=", "<", "<=", ">", ">=")},
+    ("name", "in"): _COMPARE,
+    ("op", "+"): _SUM,
+    ("op", "-"): _SUM,
+    ("op", "*"): _PRODUCT,
+    ("op", "/"): _PRODUCT,
+    ("op", "%"): _PRODUCT,
+}
+_NO_LIMIT = _PRODUCT + 1
+
+
 class _Parser:
+    """Precedence climbing over the token list.
+
+    Every parse call carries the nesting depth of what it parses and refuses one deeper than
+    :data:`MAX_DEPTH` before it descends, so the parser recurses at most a few frames per
+    level. A chain ``a + b + c`` or ``$.a.b[0]`` is one level (it is built in a loop, and
+    the evaluator walks it in a loop); what is nested inside another construct — an
+    operand of an operator, a parenthesised group, an index, call arguments, the items of
+    an array or object — is one level deeper.
+    """
+
     def __init__(self, source: str) -> None:
         if len(source) > _MAX_LEN:
             raise ExpressionError(f"expression is longer than {_MAX_LEN} characters")
-        self.toks = _tokens(source)
+        self.toks, self.starts = _tokens(source)
         self.i = 0
-        self.depth = 0
 
     def peek(self) -> tuple[str, Any]:
         return self.toks[self.i]
@@ -249,137 +287,134 @@ class _Parser:
             kind, got = self.peek()
             raise ExpressionError(f"expected {value!r}, got {'end' if kind == 'end' else got!r}")
 
+    def check(self, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise ExpressionError(
+                f"expression nests too deeply: nesting deeper than {MAX_DEPTH} levels at "
+                f"position {self.starts[self.i - 1]}"
+            )
+
     def parse(self) -> Any:
-        tree = self.or_()
+        tree = self.binary(_OR, 0)
         kind, got = self.peek()
         if kind != "end":
             raise ExpressionError(f"unexpected {got!r} after a complete expression")
         return tree
 
-    def or_(self) -> Any:
-        left = self.and_()
-        while self.accept("name", "or"):
-            left = ("or", left, self.and_())
-        return left
-
-    def and_(self) -> Any:
-        left = self.not_()
-        while self.accept("name", "and"):
-            left = ("and", left, self.not_())
-        return left
-
-    def not_(self) -> Any:
-        if self.accept("name", "not"):
-            return ("not", self.not_())
-        return self.compare()
-
-    def compare(self) -> Any:
-        left = self.sum()
-        kind, op = self.peek()
-        if (kind == "op" and op in ("==", "!=", "<", "<=", ">", ">=")) or (
-            kind == "name" and op == "in"
-        ):
-            self.next()
-            return ("bin", op, left, self.sum())
-        return left
-
-    def sum(self) -> Any:
-        left = self.product()
-        while self.peek() in (("op", "+"), ("op", "-")):
-            left = ("bin", self.next()[1], left, self.product())
-        return left
-
-    def product(self) -> Any:
-        left = self.unary()
-        while self.peek() in (("op", "*"), ("op", "/"), ("op", "%")):
-            left = ("bin", self.next()[1], left, self.unary())
-        return left
-
-    def unary(self) -> Any:
-        if self.accept("op", "-"):
-            return ("neg", self.unary())
-        return self.postfix(self.atom())
-
-    def postfix(self, node: Any) -> Any:
+    def binary(self, min_prec: int, depth: int) -> Any:
+        """An expression of operators binding at least as tightly as ``min_prec``."""
+        limit = _NO_LIMIT  # operators at or above this may not follow (``not``, comparisons)
+        nots = 0
+        if min_prec <= _NOT:
+            while self.accept("name", "not"):
+                nots += 1
+                self.check(depth + nots)
+        if nots:
+            left = self.binary(_COMPARE, depth + nots)
+            for _ in range(nots):
+                left = ("not", left)
+            limit = _NOT
+        else:  # unary minuses, an atom, its fields and indexes: loops, not recursion
+            negs = 0
+            while self.accept("op", "-"):
+                negs += 1
+                self.check(depth + negs)
+            inner = depth + negs
+            left = self.atom(inner)
+            while True:
+                if self.accept("op", "."):
+                    kind, name = self.next()
+                    if kind != "name":
+                        raise ExpressionError(f"expected a field name after '.', got {name!r}")
+                    left = ("get", left, ("lit", name))
+                elif self.accept("op", "["):
+                    left = ("get", left, self.binary(_OR, self.deeper(inner)))
+                    self.expect("]")
+                else:
+                    break
+            for _ in range(negs):
+                left = ("neg", left)
         while True:
-            if self.accept("op", "."):
-                kind, name = self.next()
-                if kind != "name":
-                    raise ExpressionError(f"expected a field name after '.', got {name!r}")
-                node = ("get", node, ("lit", name))
-            elif self.accept("op", "["):
-                node = ("get", node, self.or_())
-                self.expect("]")
+            prec = _BINARY_PREC.get(self.peek())
+            if prec is None or not min_prec <= prec < limit:
+                return left
+            _, op = self.next()
+            right = self.binary(prec + 1, self.deeper(depth))
+            if prec == _OR:
+                left = ("or", left, right)
+            elif prec == _AND:
+                left = ("and", left, right)
             else:
-                return node
+                left = ("bin", op, left, right)
+            if prec == _COMPARE:  # comparisons do not chain: a < b < c is refused
+                limit = _COMPARE
 
-    def atom(self) -> Any:
-        self.depth += 1
-        if self.depth > 100:
-            raise ExpressionError("expression nests too deeply")
-        try:
-            kind, value = self.next()
-            if kind == "lit":
-                return ("lit", value)
-            if kind == "op" and value == "$":
-                return ("input",)
-            if kind == "op" and value == "(":
-                inner = self.or_()
+    def deeper(self, depth: int) -> int:
+        """``depth + 1``, refused past :data:`MAX_DEPTH` (checked before descending)."""
+        self.check(depth + 1)
+        return depth + 1
+
+    def atom(self, depth: int) -> Any:
+        kind, value = self.next()
+        if kind == "lit":
+            return ("lit", value)
+        if kind == "op" and value == "$":
+            return ("input",)
+        if kind == "op" and value == "(":
+            inner = self.binary(_OR, self.deeper(depth))
+            self.expect(")")
+            return inner
+        if kind == "op" and value == "[":
+            return ("list", self.items("]", depth))
+        if kind == "op" and value == "{":
+            return ("dict", self.pairs(depth))
+        if kind == "name":
+            if value in _KEYWORDS:
+                return ("lit", _KEYWORDS[value])
+            if value == "exists":
+                self.expect("(")
+                arg = self.binary(_OR, self.deeper(depth))
                 self.expect(")")
-                return inner
-            if kind == "op" and value == "[":
-                items = self.items("]")
-                return ("list", items)
-            if kind == "op" and value == "{":
-                pairs = []
-                if not self.accept("op", "}"):
-                    while True:
-                        k_kind, key = self.next()
-                        if k_kind == "name":
-                            key = str(key)
-                        elif k_kind != "lit" or not isinstance(key, str):
-                            raise ExpressionError(f"object keys must be strings, got {key!r}")
-                        self.expect(":")
-                        pairs.append((key, self.or_()))
-                        if self.accept("op", "}"):
-                            break
-                        self.expect(",")
-                return ("dict", pairs)
-            if kind == "name":
-                if value in _KEYWORDS:
-                    return ("lit", _KEYWORDS[value])
-                if value == "exists":
-                    self.expect("(")
-                    arg = self.or_()
-                    self.expect(")")
-                    return ("exists", arg)
-                if value in _FUNCTIONS:
-                    self.expect("(")
-                    args = self.items(")")
-                    _, lo, hi = _FUNCTIONS[value]
-                    if not lo <= len(args) <= hi:
-                        raise ExpressionError(
-                            f"{value}() takes {lo}..{hi} arguments, got {len(args)}"
-                        )
-                    return ("call", value, args)
-                raise ExpressionError(
-                    f"unknown name {value!r}; the payload is '$' (e.g. $.{value}); functions: "
-                    f"{', '.join(sorted([*_FUNCTIONS, 'exists']))}"
-                )
+                return ("exists", arg)
+            if value in _FUNCTIONS:
+                self.expect("(")
+                args = self.items(")", depth)
+                _, lo, hi = _FUNCTIONS[value]
+                if not lo <= len(args) <= hi:
+                    raise ExpressionError(f"{value}() takes {lo}..{hi} arguments, got {len(args)}")
+                return ("call", value, args)
             raise ExpressionError(
-                "unexpected end of expression" if kind == "end" else f"unexpected {value!r}"
+                f"unknown name {value!r}; the payload is '$' (e.g. $.{value}); functions: "
+                f"{', '.join(sorted([*_FUNCTIONS, 'exists']))}"
             )
-        finally:
-            self.depth -= 1
+        raise ExpressionError(
+            "unexpected end of expression" if kind == "end" else f"unexpected {value!r}"
+        )
 
-    def items(self, close: str) -> list[Any]:
+    def items(self, close: str, depth: int) -> list[Any]:
         items: list[Any] = []
         if self.accept("op", close):
             return items
         while True:
-            items.append(self.or_())
+            items.append(self.binary(_OR, self.deeper(depth)))
             if self.accept("op", close):
                 return items
+            self.expect(",")
+
+    def pairs(self, depth: int) -> list[tuple[str, Any]]:
+        pairs: list[tuple[str, Any]] = []
+        if self.accept("op", "}"):
+            return pairs
+        while True:
+            k_kind, key = self.next()
+            if k_kind == "name":
+                key = str(key)
+            elif k_kind != "lit" or not isinstance(key, str):
+                raise ExpressionError(f"object keys must be strings, got {key!r}")
+            self.expect(":")
+            pairs.append((key, self.binary(_OR, self.deeper(depth))))
+            if self.accept("op", "}"):
+                return pairs
             self.expect(",")
 
 
@@ -399,21 +434,27 @@ def _get(container: Any, key: Any) -> Any:
     return _ABSENT
 
 
+_CHAINS = ("bin", "and", "or", "get")
+
+
 def _eval(node: Any, data: Any) -> Any:
     tag = node[0]
+    if tag in _CHAINS:
+        # A chain (a + b - c, $.a.b[0], x and y and z) nests to the left: walk down its left
+        # spine in a loop and fold back up, so only right operands recurse (the parser
+        # counts those as nesting).
+        spine = []
+        while node[0] in _CHAINS:
+            spine.append(node)
+            node = node[2] if node[0] == "bin" else node[1]
+        acc = _eval(node, data)
+        for link in reversed(spine):
+            acc = _link(link, acc, data)
+        return acc
     if tag == "lit":
         return node[1]
     if tag == "input":
         return data
-    if tag == "get":
-        value = _get(_eval(node[1], data), _eval(node[2], data))
-        return None if value is _ABSENT else value
-    if tag == "bin":
-        return _BINARY[node[1]](_eval(node[2], data), _eval(node[3], data))
-    if tag == "and":
-        return _truthy(_eval(node[1], data)) and _truthy(_eval(node[2], data))
-    if tag == "or":
-        return _truthy(_eval(node[1], data)) or _truthy(_eval(node[2], data))
     if tag == "not":
         return not _truthy(_eval(node[1], data))
     if tag == "neg":
@@ -428,6 +469,19 @@ def _eval(node: Any, data: Any) -> Any:
         fn = _FUNCTIONS[node[1]][0]
         return fn(*[_eval(arg, data) for arg in node[2]])
     raise AssertionError(tag)
+
+
+def _link(node: Any, left: Any, data: Any) -> Any:
+    """One step of a chain, given the value of its left side."""
+    tag = node[0]
+    if tag == "get":
+        value = _get(left, _eval(node[2], data))
+        return None if value is _ABSENT else value
+    if tag == "bin":
+        return _BINARY[node[1]](left, _eval(node[3], data))
+    if tag == "and":
+        return _truthy(left) and _truthy(_eval(node[2], data))
+    return _truthy(left) or _truthy(_eval(node[2], data))
 
 
 def _exists(node: Any, data: Any) -> bool:
@@ -466,8 +520,8 @@ class Expression:
     def evaluate(self, data: Any) -> Any:
         try:
             return _eval(self._tree, data)
-        except RecursionError as exc:  # pragma: no cover - guarded by the parser's depth
-            raise ExpressionError("expression nests too deeply") from exc
+        except RecursionError as exc:  # a payload nested past Python's limit (== on it)
+            raise ExpressionError("the value is nested too deeply to compare") from exc
 
     def test(self, data: Any) -> bool:
         """The expression's truth: false, null, 0, "", [] and {} are false."""
@@ -482,6 +536,8 @@ def parse_path(path: str) -> list[str | int]:
     ``""`` and ``"$"`` name the whole value."""
     if not isinstance(path, str):
         raise ExpressionError(f"a path must be a string, got {path!r}")
+    if len(path) > _MAX_LEN:
+        raise ExpressionError(f"path is longer than {_MAX_LEN} characters")
     text = path.strip()
     if text.startswith("$"):
         text = text[1:]
@@ -516,19 +572,23 @@ def get_path(value: Any, parts: list[str | int], default: Any = None) -> Any:
 def set_path(value: Any, parts: list[str | int], new: Any) -> Any:
     """A copy of ``value`` with ``new`` at ``parts`` (objects created on the way as needed);
     the input is not modified."""
-    if not parts:
-        return new
-    head, rest = parts[0], parts[1:]
-    if isinstance(head, int):
-        if not isinstance(value, list) or not -len(value) <= head < len(value):
-            raise ExpressionError(f"index [{head}] is out of range")
-        out = list(value)
-        out[head] = set_path(out[head], rest, new)
-        return out
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise ExpressionError(f"cannot set field {head!r} on a {type(value).__name__}")
-    out_d = dict(value)
-    out_d[head] = set_path(out_d.get(head), rest, new)
-    return out_d
+    # Copy each container on the way down, then put them back together from the bottom up
+    # (a loop: a path may have any number of parts).
+    copies: list[Any] = []
+    for head in parts:
+        if isinstance(head, int):
+            if not isinstance(value, list) or not -len(value) <= head < len(value):
+                raise ExpressionError(f"index [{head}] is out of range")
+            copies.append(list(value))
+            value = value[head]
+        else:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ExpressionError(f"cannot set field {head!r} on a {type(value).__name__}")
+            copies.append(dict(value))
+            value = value.get(head)
+    for container, head in zip(reversed(copies), reversed(parts), strict=True):
+        container[head] = new
+        new = container
+    return new

@@ -326,8 +326,6 @@ def _compile(source: str) -> Program:
         tree = Expression(source)._tree
     except ExpressionError as exc:
         raise ActorError(f"config 'expression': {exc} (in {source[:80]!r})") from None
-    except RecursionError:  # the parser's unary minus / not recurse without its depth limit
-        raise ActorError(f"config 'expression' nests too deeply (in {source[:80]!r})") from None
     low = _Lowering(source)
     low.lower(tree)
     if not low.ports:

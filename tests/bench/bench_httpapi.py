@@ -118,8 +118,14 @@ URL = [""]  # the spec server's URL, once it runs
 
 def bare_run(url: str, nodes: int, per_node: int) -> float:
     async def main() -> float:
-        limits = httpx.Limits(max_connections=None)
-        async with httpx.AsyncClient(limits=limits) as client:
+        # Keep-alive bounded as the engine's pools are: httpx.Limits(max_connections=None)
+        # also lifts max_keepalive_connections, and httpcore 1.0's pool then rescans every
+        # connection for each idle one on every request event, so 1,000 answers took 25-30 s
+        # to hand back. And not httpx's default 5 s timeout: the server holds each request
+        # until the --inflight'th arrives (seconds on a busy machine). Together those were
+        # the ReadTimeout of the default run.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+        async with httpx.AsyncClient(limits=limits, timeout=120) as client:
 
             async def one(i: int) -> None:
                 for _ in range(per_node):

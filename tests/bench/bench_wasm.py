@@ -56,7 +56,7 @@ from _ratios import print_ratios
 
 from reflow import Message, Network
 from reflow._core._actor import Actor, BufferedContext
-from reflow._core._scheduler import WORKER_BATCH
+from reflow._core._sched_workers import WORKER_BATCH
 from reflow._sandbox import _wasm_fastcall as fastcall
 from reflow._sandbox._native_engine import _PROCESS_MEMORY, NativeLibrary
 from reflow._sandbox._wasm_engine import WasmEngine

@@ -35,6 +35,9 @@ from _ratios import print_ratios
 from reflow import Actor, Message, Network
 from reflow.workflow import Result, Workflow
 
+# the Ray cluster helper of the workflow tests (tests/workflow/raycluster.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+
 
 def work(x: int) -> int:
     return x * 2 + 1
@@ -83,52 +86,14 @@ def burn(x: int) -> int:
 @contextlib.contextmanager
 def _ray_cluster(workers: int) -> Iterator[str]:
     """A head and ``workers`` worker nodes on 127.0.0.1 (one CPU each), this process
-    connected to it; everything is ended afterwards."""
-    import os
-    import shutil
-    import socket
-    import subprocess
-
-    import psutil
+    connected to it; everything is ended afterwards (``tests/workflow/raycluster.py``, the
+    tests' own cluster, which kills only this cluster's processes, never ``ray stop``)."""
     import ray
+    from raycluster import running_cluster
 
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    exe = str(Path(sys.executable).parent / "ray")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    temp = tempfile.mkdtemp(prefix="reflow-bench-ray-")
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    head = ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"]
-    try:
-        for args in [head] + [[f"--address=127.0.0.1:{port}"]] * workers:
-            subprocess.run(
-                [exe, "start", *args, *common],
-                env=env,
-                check=True,
-                capture_output=True,
-                timeout=120,
-            )
-        address = f"127.0.0.1:{port}"
+    with running_cluster(workers) as address:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        while sum(1 for nd in ray.nodes() if nd["Alive"]) < workers + 1:
-            time.sleep(0.5)
         yield address
-    finally:
-        ray.shutdown()
-        # only this cluster's processes (and their renamed children), never `ray stop`
-        procs: dict[int, Any] = {}
-        for proc in psutil.process_iter(["cmdline"]):
-            try:
-                if any(temp in part for part in proc.info["cmdline"] or ()):
-                    procs[proc.pid] = proc
-                    procs.update((c.pid, c) for c in proc.children(recursive=True))
-            except psutil.Error:
-                continue
-        for proc in procs.values():
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def heavy_timed(x: int) -> tuple[int, int, float]:

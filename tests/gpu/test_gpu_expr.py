@@ -158,8 +158,11 @@ _UNSUPPORTED = [
     ("1 + 2", "reads no in-port"),
     ("$.a * $.missing", "names $.missing, which is neither an in-port"),
     ("$.a + 1e39", "the number 1e+39 does not fit float32"),
-    ("(" * 150 + "$.a" + ")" * 150, "nests too deeply"),
-    ("-" * 600 + "$.a + " + "-" * 600 + "$.b", "needs more than 1024 operations"),
+    ("(" * 201 + "$.a" + ")" * 201, "nesting deeper than 200 levels"),
+    (
+        "+".join("-" * 199 + f"$.{p}" for p in "abcd") + "".join(f"+{i}" for i in range(1, 150)),
+        "needs more than 1024 operations",
+    ),
     ("-" * 1500 + "$.a", "nests too deeply"),
     ("$.a" + " " * 2001, "longer than 2000 characters"),
 ]

@@ -79,7 +79,7 @@ def test_expressions(source: str, expected: Any) -> None:
         ("$.a; 1", "unexpected character ';'"),
         ("len(1, 2)", "len() takes 1..1 arguments"),
         ("{1: 2}", "object keys must be strings"),
-        ("(" * 150 + "1" + ")" * 150, "nests too deeply"),
+        ("(" * 201 + "1" + ")" * 201, "nesting deeper than 200 levels at position 200"),
         ("1" * 3000, "longer than 2000 characters"),
     ],
 )

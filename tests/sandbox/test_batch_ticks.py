@@ -23,7 +23,8 @@ from reflow._errors import (
     GuestTrap,
     OutputLimitError,
 )
-from reflow._sandbox._guest_host import GuestGrants, GuestLimits, GuestNodeActor
+from reflow._sandbox._guest_actor import GuestNodeActor
+from reflow._sandbox._guest_host import GuestGrants, GuestLimits
 from reflow._sandbox._native_engine import NativeLibrary
 from reflow._sandbox._wasm_engine import WasmEngine
 from reflow.abi import VECTORS_DIR

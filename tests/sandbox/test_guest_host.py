@@ -14,14 +14,8 @@ from sandbox_helpers import TickCtx
 
 from reflow._core._messages import Message
 from reflow._errors import GuestABIError, OutputLimitError
-from reflow._sandbox._guest_host import (
-    GuestActor,
-    GuestGrants,
-    GuestLimits,
-    GuestNodeActor,
-    GuestTemplate,
-    parse_describe,
-)
+from reflow._sandbox._guest_actor import GuestActor, GuestNodeActor
+from reflow._sandbox._guest_host import GuestGrants, GuestLimits, GuestTemplate, parse_describe
 from reflow._sandbox._native_engine import NativeLibrary
 from reflow._sandbox._wasm_engine import WasmEngine
 from reflow.abi import encode_outputs

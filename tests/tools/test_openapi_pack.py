@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from reflow.abi._bundle import read_bundle
-from reflow.abi._manifest import MAX_LIST, MAX_MANIFEST, MAX_TEMPLATES
+from reflow.abi._manifest_rules import MAX_LIST, MAX_MANIFEST, MAX_TEMPLATES
 from reflow.abi._signing import generate_key, key_id, load_public_key, verify_manifest
 from reflow.tools._cli import main
 from reflow.tools._openapi_pack import build_openapi_pack, find_specs, pack_version

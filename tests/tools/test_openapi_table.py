@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reflow.abi._manifest import _TEMPLATE_ID
+from reflow.abi._manifest_rules import TEMPLATE_ID_RE
 from reflow.tools._openapi_ids import assign_suffixes, param_keys, snake, suffix_from_path
 from reflow.tools._openapi_load import load_spec
 from reflow.tools._openapi_table import OperationTable, build_table
@@ -583,7 +583,7 @@ def test_duplicates_and_long_ids_are_deterministic() -> None:
     assert got[3] == "same_post_a" and got[0] == "same_post_b"
     assert len(got[2]) == 60 and got[2][-8:].isalnum() and got[2][-9] == "_"
     assert got == assign_suffixes(list(ops), 60)
-    assert all(_TEMPLATE_ID.fullmatch(f"acme/t/{s}") for s in got)
+    assert all(TEMPLATE_ID_RE.fullmatch(f"acme/t/{s}") for s in got)
 
 
 def test_param_key_rules() -> None:

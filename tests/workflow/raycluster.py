@@ -2,7 +2,8 @@
 ``ray start`` (one process each, one CPU each), and ended by killing only its own processes.
 
 Used by ``test_workflow_ray.py`` and ``test_ray_nodes*.py``; each module starts one cluster
-(module-scoped fixture ``cluster``), since a start takes 10-20 s.
+(module-scoped fixture ``cluster``), since a start takes 10-20 s. ``tests/bench/bench_workflow.py``
+starts its clusters with ``running_cluster`` too (it puts this folder on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -98,17 +99,25 @@ def wait_nodes(address: str, n: int, seconds: float = 60) -> None:
     assert probe.stdout.strip() == str(n), probe.stdout + probe.stderr
 
 
-def cluster_fixture(workers: int = 1) -> Iterator[str]:
-    """The body of a module-scoped ``cluster`` fixture: yields the head's address."""
-    if not Path(RAY).exists():
-        pytest.skip(f"no ray command next to {sys.executable}")
+@contextlib.contextmanager
+def running_cluster(workers: int) -> Iterator[str]:
+    """A head and ``workers`` worker nodes, all up, for the ``with`` block: yields the head's
+    address; afterwards this process's Ray connection and the cluster's processes end."""
     address, temp = start_cluster(workers)
     try:
         wait_nodes(address, workers + 1)
         yield address
     finally:
-        # this process's Ray connection goes with the cluster: the next module's is new
+        # this process's Ray connection goes with the cluster: the next one's is new
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():
             ray.shutdown()
         stop_cluster(temp)
+
+
+def cluster_fixture(workers: int = 1) -> Iterator[str]:
+    """The body of a module-scoped ``cluster`` fixture: yields the head's address."""
+    if not Path(RAY).exists():
+        pytest.skip(f"no ray command next to {sys.executable}")
+    with running_cluster(workers) as address:
+        yield address
