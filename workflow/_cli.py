@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._errors import ReflowError
 from ._errors import WorkflowError, WorkflowFailed
+from ._states import RunState, TaskState, run_state
 from ._types import describe_type, strip
 
 if TYPE_CHECKING:
@@ -65,16 +66,6 @@ __all__ = ["COMMANDS", "build_parser", "listing", "main"]
 
 COMMANDS = ("submit", "run", "status", "runs", "retry", "cancel", "dag", "describe")
 EXECUTORS = ("local", "ray", "slurm")
-#: ``runs --status``: ours, and reflow-hpc's names for them
-STATES = {
-    "pending": "pending",
-    "running": "running",
-    "succeeded": "succeeded",
-    "success": "succeeded",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "canceled": "cancelled",
-}
 DATE_FORMATS = "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] or either with a zone (+01:00, Z)"
 #: how long a cancelled ``submit`` waits for its running calls before it exits
 CANCEL_WAIT_S = 60.0
@@ -203,14 +194,14 @@ def _when(text: str) -> datetime:
 
 
 def _state(text: str) -> str:
-    state = STATES.get(text.strip().lower())
-    if state is None:
+    try:
+        return str(run_state(text))
+    except WorkflowError:
         raise argparse.ArgumentTypeError(
             f"unknown run status {text[:40]!r}: expected one of "
-            + ", ".join(sorted(set(STATES.values())))
-            + " (or SUCCESS, as reflow-hpc spells succeeded)"
-        )
-    return state
+            + ", ".join(s.value for s in RunState)
+            + " (any case; succeeded and canceled are accepted too)"
+        ) from None
 
 
 def _store_flag(p: argparse.ArgumentParser) -> None:
@@ -335,9 +326,9 @@ def _finish(run: Any) -> int:
     except WorkflowFailed as exc:
         report = exc.report
     print(report.table())
-    state = _snap(run).get("status", "succeeded" if report.ok else "failed")
+    state = _snap(run).get("status", RunState.SUCCESS if report.ok else RunState.FAILED)
     print(f"run {run.run_id}: {state}")
-    if state == "cancelled":
+    if state == RunState.CANCELLED:
         sys.stderr.write(f"run {run.run_id} was cancelled\n")
         return 1
     if not report.ok:
@@ -422,7 +413,7 @@ def _cmd_status(wf: Workflow, args: argparse.Namespace) -> int:
     if snap.get("note"):
         print(f"Note      {snap['note']}")
     print()
-    failed = snap.get("failed_instances") or {}
+    failed = snap.get("failed_indices") or {}
     for name, step in (snap.get("steps") or {}).items():
         if args.task is not None and name != args.task:
             continue
@@ -430,7 +421,7 @@ def _cmd_status(wf: Workflow, args: argparse.Namespace) -> int:
         counts += [f"{step[k]} {k}" for k in ("failed", "skipped", "cached") if step.get(k)]
         print(f"  {name:20s}  {step.get('state', '?'):10s}  {', '.join(counts)}")
         errors = {e.get("index"): e.get("error", "") for e in step.get("errors") or ()}
-        for index in failed.get(name) or ([None] if step.get("state") == "failed" else []):
+        for index in failed.get(name) or ([None] if step.get("state") == TaskState.FAILED else []):
             label = f"[{index}]" if index is not None else "   "
             print(f"    {label:8s} FAILED")
             if args.errors and errors.get(index):
@@ -468,11 +459,13 @@ def _cmd_retry(wf: Workflow, args: argparse.Namespace) -> int:
     _check_task(wf, args.task)
     run = _attach(wf, args.run_id, args)
     snap = _snap(run)
-    if snap.get("status") == "succeeded":
+    if snap.get("status") == RunState.SUCCESS:
         print(f"run {run.run_id} succeeded: nothing to retry")
         return 0
     print(f"Retrying run {run.run_id} in {run.run_dir}", flush=True)
-    return _finish(run.retry(task=args.task))
+    if run.retry(task=args.task) == 0 and run.done():
+        return 0
+    return _finish(run)
 
 
 def _cmd_cancel(wf: Workflow, args: argparse.Namespace) -> int:
@@ -492,7 +485,7 @@ def _cmd_cancel(wf: Workflow, args: argparse.Namespace) -> int:
             return 1
     for run in runs:
         state = _snap(run).get("status")
-        if state not in ("pending", "running"):
+        if state not in (RunState.RUNNING, "PENDING"):
             print(f"run {run.run_id} is {state}: nothing to cancel")
             continue
         if args.task is not None:

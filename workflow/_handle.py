@@ -48,6 +48,8 @@ log = logging.getLogger("reflow.workflow")
 #: at most this many index writes a second while a run goes (the first and last always)
 WRITES_PER_S = 4.0
 #: how often a running run looks for a cancel asked by another process
+#: how long ``retry()`` right after ``cancel()`` waits for the cancelled calls to end
+RETRY_AFTER_CANCEL_S = 60.0
 POLL_S = 0.25
 #: a step's errors kept in the record (the rest counted), and each error's length there
 MAX_ERRORS = 100
@@ -622,13 +624,30 @@ class Run(RunReport):
         ends). Returns how many failed instances it re-runs (of a cancelled run: the
         cancelled ones too; 0, doing nothing, for a run with nothing to retry) and prints
         ``Marked N task instance(s) for retry.``, as reflow-hpc does; ``verify=True``
-        re-hashes the cached results it reuses. A run still going is a :class:`RunStateError`."""
+        re-hashes the cached results it reuses. Right after :meth:`cancel` it waits for the run
+        to end first; a run still going returns 0 while nothing of it failed, and is a
+        :class:`RunStateError` once something did."""
         if not isinstance(verify, bool):
             raise RunStateError(f"retry(verify=) takes True or False, got {shown(verify)}")
         if task is not None:
             self._check_step(task)
+        if not self.done() and (self._cancel_asked or self._step_cancels):
+            # retry straight after cancel(), as reflow-hpc allows: let the run end first
+            with contextlib.suppress(WorkflowError):
+                self.wait(timeout=RETRY_AFTER_CANCEL_S)
         if not self.done():
-            raise RunStateError(f"run {self.run_id!r} is still running: wait() or cancel() first")
+            failed = sum(
+                1
+                for i in seed_view(self._snapshot())["failed_instances"]
+                if task is None or i["task_name"] == task
+            )
+            if failed == 0:  # nothing to mark yet, as reflow-hpc answers for an active run
+                print("Marked 0 task instance(s) for retry.")
+                return 0
+            raise RunStateError(
+                f"run {self.run_id!r} is still running ({failed} failed instance(s) so far): "
+                "wait() or cancel() first"
+            )
         snap = self._snapshot()
         view = seed_view(snap)
 

@@ -469,8 +469,7 @@ def test_submit_returns_at_once_and_wait_gives_the_run(tmp_path: Path) -> None:
     assert run.status(as_dict=True)["status"] == "RUNNING"
     with pytest.raises(RunStateError, match="still running"):
         run["total"]
-    with pytest.raises(RunStateError, match="still running"):
-        run.retry()
+    assert run.retry() == 0  # nothing failed yet: nothing to mark, as reflow-hpc answers
     with pytest.raises(RunStateError, match="still running after"):
         run.wait(0.01)
     assert run.wait(30) is run and run.done()

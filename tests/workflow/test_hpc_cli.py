@@ -125,10 +125,10 @@ def test_submit_then_status_runs_and_force_from_other_processes(cli: Cli) -> Non
     first = cli.submit()
     assert re.fullmatch(r"etl-\d{8}-[0-9a-f]{4}", first), first
     snap = cli.snap(first)
-    assert snap["status"] == "succeeded" and snap["run_dir"] == str(cli.tmp / "r")
+    assert snap["status"] == "SUCCESS" and snap["run_dir"] == str(cli.tmp / "r")
     assert snap["steps"]["transform"]["total"] == 4  # type: ignore[index]
     text = cli("status", first).stdout
-    assert "succeeded" in text and "transform" in text
+    assert "SUCCESS" in text and "transform" in text
     again = cli.submit()
     assert cli.snap(again)["steps"]["transform"]["cached"] == 4  # type: ignore[index]
     forced = cli.submit("--force-tasks", "transform")
@@ -146,8 +146,9 @@ def test_failed_run_status_errors_and_retry_from_another_process(cli: Cli) -> No
     (cli.tmp / "FAIL-data_2").write_text("")
     run_id = cli.submit("--on-error", "continue", code=1)
     snap = cli.snap(run_id)
-    assert snap["status"] == "failed"
-    assert snap["failed_instances"] == {"transform": [2]}
+    assert snap["status"] == "FAILED"
+    assert snap["failed_indices"] == {"transform": [2]}
+    assert [(i["task_name"], i["array_index"]) for i in snap["failed_instances"]] == [("transform", 2)]
     shown = cli("status", run_id, "--errors").stdout
     assert "[2]" in shown and "data_2 is bad" in shown
     assert "data_2 is bad" not in cli("status", run_id).stdout
@@ -157,7 +158,7 @@ def test_failed_run_status_errors_and_retry_from_another_process(cli: Cli) -> No
     (cli.tmp / "FAIL-data_2").unlink()
     cli("retry", run_id, "--task", "transform")
     snap = cli.snap(run_id)
-    assert snap["status"] == "succeeded" and snap["failed_instances"] in ({}, {"transform": []})
+    assert snap["status"] == "SUCCESS" and snap["failed_instances"] == []
     assert "nothing to retry" in cli("retry", run_id).stdout
 
 
@@ -180,7 +181,7 @@ def test_cancel_a_running_submit_from_another_process(cli: Cli) -> None:
         assert m, "no 'Created run' line"
         run_id = m.group(1)
         deadline = time.monotonic() + 30
-        while cli.snap(run_id)["status"] != "running":
+        while cli.snap(run_id)["status"] != "RUNNING":
             assert time.monotonic() < deadline
             time.sleep(0.2)
         t0 = time.monotonic()
@@ -197,7 +198,7 @@ def test_cancel_a_running_submit_from_another_process(cli: Cli) -> None:
     # far less than the 4 x 5 s the whole run takes
     assert took < 15, took
     snap = cli.snap(run_id)
-    assert snap["status"] == "cancelled"
+    assert snap["status"] == "CANCELLED"
     assert snap["steps"]["transform"]["done"] < 4  # type: ignore[index]
     assert "nothing to cancel" in cli("cancel", run_id).stdout
     assert cli("runs", "--status", "cancelled").stdout.count(run_id) == 1
@@ -220,7 +221,7 @@ def test_sigterm_cancels_the_run(cli: Cli) -> None:
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, (out, err)
-    assert cli.snap(m.group(1))["status"] == "cancelled"
+    assert cli.snap(m.group(1))["status"] == "CANCELLED"
 
 
 def test_cancel_several_runs_needs_yes(cli: Cli) -> None:
@@ -261,16 +262,16 @@ def test_flag_only_form_and_run_are_recorded(cli: Cli) -> None:
         (("submit", "--run-dir", "r", "--source", "x", "--max-workers", "0"), 2, ">= 1"),
         (("submit", "--run-dir", "r", "--source", "x", "--force-tasks", "lod"), 2, "'load'"),
         (("status",), 2, "required: RUN_ID"),
-        (("status", "etl-20990101-zzzz"), 2, "no run 'etl-20990101-zzzz'"),
+        (("status", "etl-20990101-zzzz"), 2, "Unknown run_id 'etl-20990101-zzzz'"),
         (("status", "{close}"), 2, "did you mean '{id}'"),
         (("status", "{id}", "--task", "trnsform"), 2, "did you mean 'transform'"),
         (("retry", "{close}"), 2, "did you mean '{id}'"),
-        (("cancel", "{id}", "etl-20990101-zzzz", "-y"), 2, "no run 'etl-20990101-zzzz'"),
+        (("cancel", "{id}", "etl-20990101-zzzz", "-y"), 2, "Unknown run_id 'etl-20990101-zzzz'"),
         (("cancel",), 2, "required: RUN_ID"),
         (("submit", "--run-dir", "r", "--source", "x", "--address", "a"), 2, "--executor ray"),
         (("submit", "--run-dir", "/proc/no/such", "--source", "x"), 2, "/proc/no/such"),
         (("submit", "--run-dir", "pipeline.py", "--source", "x"), 2, "pipeline.py"),
-        (("status", "x" * 100_000), 2, "no run 'xxxx"),
+        (("status", "x" * 100_000), 2, "Unknown run_id 'xxxx"),
         (("runs", "--since", "9" * 50_000), 2, "bad date '9999"),
         (("runs", "--since", "yesterday"), 2, "YYYY-MM-DD"),
         (("runs", "--since", "2026-13-45"), 2, "bad date '2026-13-45'"),
@@ -278,7 +279,7 @@ def test_flag_only_form_and_run_are_recorded(cli: Cli) -> None:
         (("runs", "--since", "2026-02-01", "--until", "2026-01-01"), 2, "is not before"),
         (("runs", "--last", "0"), 2, ">= 1"),
         (("runs", "--last", "x" * 5000), 2, ">= 1"),
-        (("runs", "--status", "weird"), 2, "succeeded"),
+        (("runs", "--status", "weird"), 2, "SUCCESS"),
         (("--source", "x", "--bogus"), 2, "unrecognized arguments: --bogus"),
     ],
 )
@@ -427,18 +428,18 @@ def test_status_of_a_run_whose_process_was_killed(cli: Cli) -> None:
     assert m
     run_id = m.group(1)
     deadline = time.monotonic() + 30
-    while cli.snap(run_id)["status"] != "running":
+    while cli.snap(run_id)["status"] != "RUNNING":
         assert time.monotonic() < deadline
         time.sleep(0.2)
     proc.kill()
     proc.wait()
     snap = cli.snap(run_id)
-    assert snap["status"] == "failed" and f"pid {proc.pid}" in str(snap.get("note")), snap
+    assert snap["status"] == "FAILED" and f"pid {proc.pid}" in str(snap.get("note")), snap
     assert "Note" in cli("status", run_id).stdout
     assert "nothing to cancel" in cli("cancel", run_id).stdout
     (cli.tmp / "SLOW").unlink()
     cli("retry", run_id)  # the retry runs it again here, to its end
-    assert cli.snap(run_id)["status"] == "succeeded"
+    assert cli.snap(run_id)["status"] == "SUCCESS"
 
 
 # -- the other executors: a real local Ray cluster and a real single-node Slurm ------------------
@@ -462,7 +463,7 @@ def slurm() -> Iterator[object]:
 def test_submit_on_ray(cli: Cli, ray_address: str) -> None:
     run_id = cli.submit("--executor", "ray", "--address", ray_address)
     snap = cli.snap(run_id)
-    assert snap["status"] == "succeeded" and snap["backend"] == "ray", snap
+    assert snap["status"] == "SUCCESS" and snap["backend"] == "ray", snap
     assert snap["steps"]["transform"]["done"] == 4  # type: ignore[index]
 
 
@@ -471,5 +472,5 @@ def test_submit_on_slurm(cli: Cli, slurm: object) -> None:
     cli.env["SLURM_CONF"] = os.environ["SLURM_CONF"]
     run_id = cli.submit("--executor", "slurm", "--n", "3")
     snap = cli.snap(run_id)
-    assert snap["status"] == "succeeded" and snap["backend"] == "slurm", snap
+    assert snap["status"] == "SUCCESS" and snap["backend"] == "slurm", snap
     assert snap["steps"]["transform"]["done"] == 3  # type: ignore[index]

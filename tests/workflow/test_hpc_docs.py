@@ -82,11 +82,6 @@ def _blocks(page: str, langs: tuple[str, ...]) -> list[str]:
 
 #: the one reason a block needs a batch scheduler
 SCHEDULER = "needs a batch scheduler (PBS/LSF/SGE/Flux executors, Config, the seed's SqliteStore)"
-RETRY_AFTER_CANCEL = (
-    "Run.retry() straight after cancel() is refused while the cancelled run winds down "
-    "(RunStateError 'still cancelled'; the seed marks the elements for retry at once)"
-)
-UNDERSCORE = "Flow include names the jobs '<prefix>.<job>', the seed '<prefix>_<job>'"
 
 
 @dataclass(frozen=True)
@@ -144,13 +139,11 @@ PY: dict[str, list[Row]] = {
             after="""
                 assert run["summarize"] == "3 greetings sent"
                 snap = run.status(as_dict=True)
-                assert snap["status"] == "succeeded" and snap["steps"]["greet"]["done"] == 3
+                assert snap["status"] == "SUCCESS" and snap["steps"]["greet"]["done"] == 3
             """,
         ),
         Row(
             "# Submit to your cluster scheduler",
-            "xfail",
-            RETRY_AFTER_CANCEL,
         ),
         Row(
             "count: Annotated[int",
@@ -277,15 +270,13 @@ PY: dict[str, list[Row]] = {
         ),
         Row(
             'ingestion = Flow("ingest")',
-            "xfail",
-            UNDERSCORE,
             after="""
                 assert sorted(wf.plan().order) == ["raw_download", "raw_validate"]
             """,
         ),
         Row(
             'run = wf.run_local(run_dir="/tmp/test")\nprint(',
-            after='assert run.status(as_dict=True)["status"] == "succeeded"',
+            after='assert run.status(as_dict=True)["status"] == "SUCCESS"',
         ),
         Row(
             "force=True,              # skip cache",
@@ -313,21 +304,15 @@ PY: dict[str, list[Row]] = {
         Row("wf.validate()    # raises"),
         Row(
             'preprocessing = Flow("preprocess")',
-            "xfail",
-            UNDERSCORE,
             after='assert "pre_download" in wf.plan().order',
         ),
         Row('if __name__ == "__main__":'),
         Row(
             "wf.describe()          # JSON-safe dict",
-            "xfail",
-            "there is no Workflow.describe_typed() (describe() is the JSON-safe dict)",
             after="assert isinstance(wf.describe(), dict) and json.dumps(wf.describe())",
         ),
         Row(
             'run = wf.submit(run_dir="/tmp/r", x="hello")',
-            "xfail",
-            RETRY_AFTER_CANCEL,
             before=FRESH
             + "@wf.job()\ndef step_a(x: str) -> list[str]:\n    return [x]\n"
             + "@wf.job(array=True)\n"
