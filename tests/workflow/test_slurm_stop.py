@@ -1,0 +1,253 @@
+"""``backend="slurm"``'s stop policy on a real single-node Slurm (``slurmcluster``, 2 CPUs here):
+under ``on_error="stop"`` the first failure ``scancel``s every job of the run still pending or
+running, of every step, and their elements are reported skipped with a reason naming that
+failure; under ``"continue"`` the independent steps finish; ``Run.cancel()`` of one of two
+runs going at once cancels that run's jobs and no others; and bad input is refused before
+anything is submitted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+from slurmcluster import SlurmCluster, slurm_fixture
+from test_slurm_run import job_ids
+
+from reflow.workflow import (
+    Result,
+    RunStateError,
+    StepNotFoundError,
+    Workflow,
+    WorkflowError,
+    WorkflowFailed,
+)
+
+pytestmark = pytest.mark.slow
+
+#: how long the run's jobs may still be pending or running after it raised (scancel, then
+#: slurmstepd's SIGTERM and KillWait=2 before SIGKILL)
+GONE_S = 20.0
+#: how long a stopped run may take from its start: submission, the failing element, the poll
+STOP_S = 60.0
+#: a partition whose cores up to 4 jobs share: on 2 CPUs the failing element, the other
+#: array's task and the plain job all run at once (the order Slurm starts them in does not
+#: decide what the test sees)
+WIDE = "wide"
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[SlurmCluster]:
+    yield from slurm_fixture(
+        f"PartitionName={WIDE} Nodes=localhost OverSubscribe=FORCE:4 State=UP\n"
+    )
+
+
+def _live(slurm: SlurmCluster, prefix: str) -> list[str]:
+    """The run's jobs Slurm still holds pending or running (squeue's default states)."""
+    p = slurm.run("squeue", "-h", "-r", "-o", "%j|%i|%T")
+    return [line for line in p.stdout.split() if line.startswith(prefix + ".")]
+
+
+def _wait_gone(slurm: SlurmCluster, prefix: str) -> list[str]:
+    deadline = time.monotonic() + GONE_S
+    while (left := _live(slurm, prefix)) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return left
+
+
+def _two_arrays(sleep_b: float, sleep_c: float) -> Workflow:
+    """``a``'s element 0 fails at once; ``b`` (an independent array) and ``c`` (an independent
+    plain job) sleep."""
+    wf = Workflow("stopper")
+
+    @wf.job
+    def items() -> list[int]:
+        return [0, 1, 2]
+
+    @wf.job(array=True, array_limit=1)
+    def a(x: Annotated[int, Result(step="items")]) -> int:
+        if x == 0:
+            raise ValueError(f"a-bad-{x}")
+        time.sleep(sleep_b)
+        return x
+
+    @wf.job(array=True, array_limit=1)
+    def b(x: Annotated[int, Result(step="items")]) -> int:
+        time.sleep(sleep_b)
+        return x * 10
+
+    @wf.job
+    def c() -> str:
+        time.sleep(sleep_c)
+        return "c"
+
+    @wf.job
+    def after_b(xs: Annotated[list[int], Result(step="b")]) -> int:
+        return sum(xs)
+
+    return wf
+
+
+def test_stop_cancels_every_job_of_the_run(slurm: SlurmCluster, tmp_path: Path) -> None:
+    wf = _two_arrays(sleep_b=120, sleep_c=120)
+    t0 = time.monotonic()
+    with pytest.raises(WorkflowFailed) as err:
+        wf.run(
+            tmp_path / "stopall", backend="slurm", address=WIDE, store_path=tmp_path / "runs.sqlite"
+        )
+    elapsed = time.monotonic() - t0
+    assert elapsed < STOP_S, f"the stopped run took {elapsed:.1f} s"
+    assert _wait_gone(slurm, "stopall") == []
+    (aid,) = job_ids(slurm, "stopall.a")
+    (bid,) = job_ids(slurm, "stopall.b")
+    cause = f"element 0 of 'a' failed: Slurm job {aid}_0: ValueError: a-bad-0"
+    assert f"first failure: a[0]: Slurm job {aid}_0: ValueError: a-bad-0" in str(err.value)
+    steps = err.value.report.steps
+    assert list(steps["a"].failures) == [0]
+    assert sorted(steps["a"].skipped) == [1, 2]
+    # the other array: none of it failed, all of it was stopped, and the report says why
+    assert steps["b"].failures == {}
+    assert sorted(steps["b"].skipped) == [0, 1, 2]
+    assert steps["b"].reason == f"3 elements not run: the run stopped after {cause}"
+    assert (steps["c"].status, steps["c"].reason) == ("skipped", f"the run stopped after {cause}")
+    assert steps["after_b"].status == "skipped"
+    # Slurm cancelled them: b's running task and its pending rest, c
+    states = slurm.run("squeue", "--states=all", "-r", "-h", "-j", bid, "-o", "%T").stdout.split()
+    assert states and set(states) == {"CANCELLED"}, states
+    (cid,) = job_ids(slurm, "stopall.c")
+    cstate = slurm.run("squeue", "--states=all", "-h", "-j", cid, "-o", "%T").stdout.split()
+    assert cstate == ["CANCELLED"]
+    # the run's record says the same
+    snap = err.value.report.status(as_dict=True)  # type: ignore[attr-defined]
+    assert snap["status"] == "failed"
+    assert snap["steps"]["b"]["skipped"] == 3 and snap["steps"]["b"]["failed"] == 0
+    assert snap["steps"]["c"]["state"] == "cancelled"
+
+
+def test_continue_lets_the_independent_steps_finish(slurm: SlurmCluster, tmp_path: Path) -> None:
+    wf = _two_arrays(sleep_b=0.5, sleep_c=0.5)
+    run = wf.run(
+        tmp_path / "goon",
+        backend="slurm",
+        address=WIDE,
+        on_error="continue",
+        store_path=tmp_path / "runs.sqlite",
+    )
+    assert run.steps["a"].status == "partial" and list(run.steps["a"].failures) == [0]
+    assert run["a"] == [None, 1, 2]
+    assert (run.steps["b"].status, run["b"]) == ("done", [0, 10, 20])
+    assert (run.steps["c"].status, run["c"]) == ("done", "c")
+    assert run["after_b"] == 30
+    for step in ("b", "c"):
+        (jid,) = job_ids(slurm, f"goon.{step}")
+        states = slurm.run("squeue", "--states=all", "-r", "-h", "-j", jid, "-o", "%T")
+        assert set(states.stdout.split()) == {"COMPLETED"}, states.stdout
+
+
+def _sleepy(seconds: float) -> Workflow:
+    wf = Workflow("sleeper")
+
+    @wf.job
+    def items() -> list[int]:
+        return [0, 1]
+
+    @wf.job(array=True)
+    def nap(x: Annotated[int, Result(step="items")]) -> int:
+        time.sleep(seconds)
+        return x + 1
+
+    return wf
+
+
+def test_cancel_one_of_two_runs(slurm: SlurmCluster, tmp_path: Path) -> None:
+    store = tmp_path / "runs.sqlite"
+    doomed = _sleepy(120).submit(
+        tmp_path / "doomed", executor="slurm", address=WIDE, store_path=store
+    )
+    kept = _sleepy(3).submit(tmp_path / "kept", executor="slurm", address=WIDE, store_path=store)
+    deadline = time.monotonic() + 60
+    while not (job_ids(slurm, "doomed.nap") and job_ids(slurm, "kept.nap")):
+        assert time.monotonic() < deadline, "the runs' array jobs were never submitted"
+        time.sleep(0.25)
+    t0 = time.monotonic()
+    doomed.cancel()
+    doomed.wait(timeout=30)
+    assert time.monotonic() - t0 < 30
+    assert _wait_gone(slurm, "doomed") == []
+    snap = doomed.status(as_dict=True)
+    assert snap is not None and snap["status"] == "cancelled"
+    assert snap["steps"]["nap"]["state"] == "cancelled"
+    assert snap["steps"]["nap"]["skipped"] == 2 and snap["steps"]["nap"]["failed"] == 0
+    # the other run was not touched: it finishes, every task of it COMPLETED
+    kept.wait(timeout=90)
+    assert kept.ok and kept["nap"] == [1, 2]
+    (kid,) = job_ids(slurm, "kept.nap")
+    states = slurm.run("squeue", "--states=all", "-r", "-h", "-j", kid, "-o", "%T").stdout
+    assert set(states.split()) == {"COMPLETED"}, states
+
+
+def _bad_on_error(wf: Workflow, d: Path) -> Any:
+    return wf.run(d / "bad1", backend="slurm", on_error="halt", store_path=d / "r.sqlite")
+
+
+def _bad_submit_on_error(wf: Workflow, d: Path) -> Any:
+    return wf.submit(d / "bad2", executor="slurm", on_error=None, store_path=d / "r.sqlite")
+
+
+def _cancel_unknown_step(wf: Workflow, d: Path) -> Any:
+    run = wf.submit(d / "bad3", executor="slurm", address=WIDE, store_path=d / "r.sqlite")
+    try:
+        run.cancel(task="napp")
+    finally:
+        run.cancel()
+        run.wait(timeout=30)
+
+
+def _cancel_finished(wf: Workflow, d: Path) -> Any:
+    run = wf.submit(d / "bad4", executor="slurm", address=WIDE, store_path=d / "r.sqlite")
+    run.cancel()
+    run.wait(timeout=30)
+    run.cancel()
+
+
+def _wait_bad_timeout(wf: Workflow, d: Path) -> Any:
+    run = wf.submit(d / "bad5", executor="slurm", address=WIDE, store_path=d / "r.sqlite")
+    try:
+        run.wait(timeout=-1)
+    finally:
+        run.cancel()
+        run.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment", "submits"),
+    [
+        (_bad_on_error, WorkflowError, "on_error must be 'stop' or 'continue', got 'halt'", False),
+        (_bad_submit_on_error, WorkflowError, "on_error must be 'stop' or 'continue'", False),
+        (_cancel_unknown_step, StepNotFoundError, "has no step 'napp'. Did you mean 'nap'?", True),
+        (_cancel_finished, RunStateError, "already ended (cancelled): nothing to cancel", True),
+        (_wait_bad_timeout, RunStateError, "timeout must be a number of seconds >= 0", True),
+    ],
+)
+def test_bad_input(
+    slurm: SlurmCluster,
+    tmp_path: Path,
+    call: Callable[[Workflow, Path], Any],
+    error: type[Exception],
+    fragment: str,
+    submits: bool,
+) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(error) as err:
+        call(_sleepy(120), tmp_path)
+    assert fragment in str(err.value)
+    assert time.monotonic() - t0 < 30
+    # nothing of these runs is left pending or running
+    for d in ("bad1", "bad2", "bad3", "bad4", "bad5"):
+        assert _wait_gone(slurm, d) == []
+    if not submits:
+        assert not job_ids(slurm, "bad1.items") and not job_ids(slurm, "bad2.items")
