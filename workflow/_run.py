@@ -247,7 +247,7 @@ class _Run:
         """Why the run stopped: its first failure (in step order), named."""
         for name, r in self.report.items():
             for i, err in r.failures.items():
-                where = f"element {i} of {name!r}" if r.array else repr(name)
+                where = f"element {i} of {name!r}" if r.array and r.elements else repr(name)
                 first = (err.splitlines() or [""])[0][:300]
                 return f"the run stopped after {where} failed: {first}"
         return "the run stopped after a failure"

@@ -32,11 +32,18 @@ file fails its elements with an error naming the Slurm job id, the state and the
 stderr file; a task pending for a reason that never clears (``PartitionTimeLimit``...) is
 cancelled and fails the same way. A job killed for its memory says so (``OUT_OF_MEMORY`` where
 cgroups enforce ``--mem``; ``FAILED`` plus slurmstepd's "exceeded memory limit" on stderr where
-``jobacct_gather``'s ``OverMemoryKill`` does, as on a cluster without cgroups). With
-``on_error="stop"`` the first failure cancels the array's pending tasks (their elements are
-reported skipped). A controller that stays
-unreachable for ``LOST_AFTER_S`` fails every element still out, naming it; a job Slurm no
-longer knows fails after ``GONE_AFTER_S``.
+``jobacct_gather``'s ``OverMemoryKill`` does, as on a cluster without cgroups). A controller
+that stays unreachable for ``LOST_AFTER_S`` fails every element still out, naming it; a job
+Slurm no longer knows fails after ``GONE_AFTER_S``.
+
+Stopping. With ``on_error="stop"`` the first failure — an element's, seen here, or one the run
+saw (``stop()``, called by the run) — stops the run: the poller ``scancel``s every job of this
+run still pending or running, of every step, takes the results that landed meanwhile, and
+resolves every other task as cancelled (:data:`~._backends.CANCELLED` and the first failure,
+named), which the run reports as skipped elements; nothing more is submitted (a job whose
+``sbatch`` was under way is cancelled at once). ``cancel(step)`` (``Run.cancel()``, from any
+thread) does the same for one step's jobs or the run's. Only job ids this backend submitted
+are ever cancelled, so a second run at once is not touched.
 
 Up front. ``sbatch`` missing or the controller unreachable at the start is a
 :class:`WorkflowError` within ``CMD_TIMEOUT_S``; a bad partition or ``time``, or a ``time``
@@ -534,7 +541,7 @@ class SlurmBackend(Backend):
             text = str(value)
             if not ok and not text.startswith(CANCELLED):
                 # the run's first failure: the poller stops every job of the run (_halt)
-                what = f"element {i} of job {sub.step!r}" if sub.array else f"job {sub.step!r}"
+                what = f"element {i} of {sub.step!r}" if sub.array else repr(sub.step)
                 first = (text.strip().splitlines() or [""])[0][:_CAUSE_CHARS]
                 self.stop(f"the run stopped after {what} failed: {first}")
                 return

@@ -8,6 +8,7 @@ anything is submitted.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,30 +60,54 @@ def _wait_gone(slurm: SlurmCluster, prefix: str) -> list[str]:
     return left
 
 
-def _two_arrays(sleep_b: float, sleep_c: float) -> Workflow:
-    """``a``'s element 0 fails at once; ``b`` (an independent array) and ``c`` (an independent
-    plain job) sleep."""
+def _flow(how: str, sleep: float) -> Workflow:
+    """``a`` fails (``how``: an element raises, an element's worker dies, a plain job raises, or
+    the run finds ``a``'s input is not a list) while ``b`` (an independent array) and ``c`` (an
+    independent plain job) sleep ``sleep`` seconds each; ``after_b`` needs all of ``b``."""
     wf = Workflow("stopper")
 
     @wf.job
     def items() -> list[int]:
         return [0, 1, 2]
 
-    @wf.job(array=True, array_limit=1)
-    def a(x: Annotated[int, Result(step="items")]) -> int:
-        if x == 0:
-            raise ValueError(f"a-bad-{x}")
-        time.sleep(sleep_b)
-        return x
+    if how in ("raises", "dies"):
+
+        @wf.job(array=True, array_limit=1)
+        def a(x: Annotated[int, Result(step="items")]) -> int:
+            time.sleep(1)  # b's sbatch, in flight with a's, is done by then
+            if x == 0 and how == "raises":
+                raise ValueError(f"a-bad-{x}")
+            if x == 0:
+                os._exit(3)
+            time.sleep(sleep)
+            return x
+
+    elif how == "plain":
+
+        @wf.job
+        def a(xs: Annotated[list[int], Result(step="items")]) -> int:
+            time.sleep(1)
+            raise ValueError("a-bad")
+
+    else:
+
+        @wf.job
+        def notalist() -> Any:  # wired as a list, found not to be one at run time
+            time.sleep(4)  # b and c are out by then
+            return 3
+
+        @wf.job(array=True)
+        def a(x: Annotated[int, Result(step="notalist")]) -> int:
+            return x
 
     @wf.job(array=True, array_limit=1)
     def b(x: Annotated[int, Result(step="items")]) -> int:
-        time.sleep(sleep_b)
+        time.sleep(sleep)
         return x * 10
 
     @wf.job
     def c() -> str:
-        time.sleep(sleep_c)
+        time.sleep(sleep)
         return "c"
 
     @wf.job
@@ -92,35 +117,44 @@ def _two_arrays(sleep_b: float, sleep_c: float) -> Workflow:
     return wf
 
 
-def test_stop_cancels_every_job_of_the_run(slurm: SlurmCluster, tmp_path: Path) -> None:
-    wf = _two_arrays(sleep_b=120, sleep_c=120)
+@pytest.mark.parametrize(
+    ("how", "cause", "a_skipped"),
+    [
+        ("raises", "element 0 of 'a' failed: Slurm job {a}_0: ValueError: a-bad-0", [1, 2]),
+        ("dies", "element 0 of 'a' failed: Slurm job {a}_0 of job 'a' ended FAILED", [1, 2]),
+        ("plain", "'a' failed: Slurm job {a}: ValueError: a-bad", []),
+        # found by the run, not by Slurm: the run tells the backend to stop
+        ("not_a_list", "'a' failed: step 'notalist' returned int, not a list", []),
+    ],
+)
+def test_stop_cancels_every_job_of_the_run(
+    slurm: SlurmCluster, tmp_path: Path, how: str, cause: str, a_skipped: list[int]
+) -> None:
+    wf = _flow(how, sleep=120)
+    name = f"stop{how.replace('_', '')}"
     t0 = time.monotonic()
     with pytest.raises(WorkflowFailed) as err:
-        wf.run(
-            tmp_path / "stopall", backend="slurm", address=WIDE, store_path=tmp_path / "runs.sqlite"
-        )
+        wf.run(tmp_path / name, backend="slurm", address=WIDE, store_path=tmp_path / "r.sqlite")
     elapsed = time.monotonic() - t0
     assert elapsed < STOP_S, f"the stopped run took {elapsed:.1f} s"
-    assert _wait_gone(slurm, "stopall") == []
-    (aid,) = job_ids(slurm, "stopall.a")
-    (bid,) = job_ids(slurm, "stopall.b")
-    cause = f"element 0 of 'a' failed: Slurm job {aid}_0: ValueError: a-bad-0"
-    assert f"first failure: a[0]: Slurm job {aid}_0: ValueError: a-bad-0" in str(err.value)
+    assert _wait_gone(slurm, name) == [], "the run's jobs are still pending or running"
+    ids = {s: (job_ids(slurm, f"{name}.{s}") or ["-"])[0] for s in ("a", "b", "c")}
+    why = "the run stopped after " + cause.format(**ids)
+    assert "first failure: a[0]: " + cause.split(" failed: ")[1].format(**ids) in str(err.value)
     steps = err.value.report.steps
     assert list(steps["a"].failures) == [0]
-    assert sorted(steps["a"].skipped) == [1, 2]
+    assert sorted(steps["a"].skipped) == a_skipped
     # the other array: none of it failed, all of it was stopped, and the report says why
     assert steps["b"].failures == {}
     assert sorted(steps["b"].skipped) == [0, 1, 2]
-    assert steps["b"].reason == f"3 elements not run: the run stopped after {cause}"
-    assert (steps["c"].status, steps["c"].reason) == ("skipped", f"the run stopped after {cause}")
+    assert steps["b"].reason.startswith(f"3 elements not run: {why}"), steps["b"].reason
+    assert steps["c"].status == "skipped"
+    assert steps["c"].reason.startswith(why), steps["c"].reason
     assert steps["after_b"].status == "skipped"
     # Slurm cancelled them: b's running task and its pending rest, c
-    states = slurm.run("squeue", "--states=all", "-r", "-h", "-j", bid, "-o", "%T").stdout.split()
-    assert states and set(states) == {"CANCELLED"}, states
-    (cid,) = job_ids(slurm, "stopall.c")
-    cstate = slurm.run("squeue", "--states=all", "-h", "-j", cid, "-o", "%T").stdout.split()
-    assert cstate == ["CANCELLED"]
+    for step in ("b", "c"):
+        p = slurm.run("squeue", "--states=all", "-r", "-h", "-j", ids[step], "-o", "%T")
+        assert p.stdout.split() and set(p.stdout.split()) == {"CANCELLED"}, (step, p.stdout)
     # the run's record says the same
     snap = err.value.report.status(as_dict=True)  # type: ignore[attr-defined]
     assert snap["status"] == "failed"
@@ -129,7 +163,7 @@ def test_stop_cancels_every_job_of_the_run(slurm: SlurmCluster, tmp_path: Path) 
 
 
 def test_continue_lets_the_independent_steps_finish(slurm: SlurmCluster, tmp_path: Path) -> None:
-    wf = _two_arrays(sleep_b=0.5, sleep_c=0.5)
+    wf = _flow("raises", sleep=0.5)
     run = wf.run(
         tmp_path / "goon",
         backend="slurm",
