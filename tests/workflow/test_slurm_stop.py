@@ -9,6 +9,9 @@ anything is submitted.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -285,3 +288,87 @@ def test_bad_input(
         assert _wait_gone(slurm, d) == []
     if not submits:
         assert not job_ids(slurm, "bad1.items") and not job_ids(slurm, "bad2.items")
+
+
+def test_cancel_of_one_step_leaves_the_others(slurm: SlurmCluster, tmp_path: Path) -> None:
+    wf = _flow("raises", sleep=120)  # a fails at once, but under "continue"; b, c sleep
+    run = wf.submit(
+        tmp_path / "onestep",
+        executor="slurm",
+        address=WIDE,
+        on_error="continue",
+        store_path=tmp_path / "r.sqlite",
+    )
+    deadline = time.monotonic() + 60
+    while not job_ids(slurm, "onestep.b"):
+        assert time.monotonic() < deadline, "b was never submitted"
+        time.sleep(0.25)
+    run.cancel(task="b")
+    deadline = time.monotonic() + GONE_S
+    while [j for j in _live(slurm, "onestep") if j.startswith("onestep.b|")]:
+        assert time.monotonic() < deadline, _live(slurm, "onestep")
+        time.sleep(0.25)
+    # c (another step of the same run) still runs: cancel() named b only
+    assert [j for j in _live(slurm, "onestep") if j.startswith("onestep.c|")]
+    run.cancel()
+    run.wait(timeout=30)
+    assert _wait_gone(slurm, "onestep") == []
+    snap = run.status(as_dict=True)
+    assert snap is not None and snap["status"] == "cancelled"
+    assert snap["steps"]["b"]["state"] == "cancelled" and snap["steps"]["b"]["skipped"] == 3
+
+
+DRIVER = """
+import sys, time
+from typing import Annotated
+from reflow.workflow import Result, Workflow
+
+wf = Workflow("intr")
+SLEEP = float(sys.argv[2])  # read here: the job runs in a worker with argv of its own
+
+@wf.job
+def items() -> list[int]:
+    return [0, 1]
+
+@wf.job(array=True)
+def nap(x: Annotated[int, Result(step="items")]) -> int:
+    time.sleep(SLEEP)
+    return x
+
+print(wf.run(sys.argv[1], backend="slurm", address="wide", store_path=sys.argv[3])["nap"])
+"""
+
+
+def test_ctrl_c_on_one_of_two_drivers(slurm: SlurmCluster, tmp_path: Path) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    store = str(tmp_path / "r.sqlite")
+
+    def start(name: str, sleep: float) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / name), str(sleep), store],
+            env=slurm.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    doomed, kept = start("intrdoomed", 120), start("intrkept", 4)
+    try:
+        deadline = time.monotonic() + 60
+        while not (job_ids(slurm, "intrdoomed.nap") and job_ids(slurm, "intrkept.nap")):
+            assert time.monotonic() < deadline, "the drivers' array jobs were never submitted"
+            time.sleep(0.25)
+        doomed.send_signal(signal.SIGINT)
+        out, _ = doomed.communicate(timeout=30)
+        assert doomed.returncode != 0 and "KeyboardInterrupt" in out, out
+        assert _wait_gone(slurm, "intrdoomed") == []
+        kept_out, _ = kept.communicate(timeout=90)
+        assert kept.returncode == 0 and "[0, 1]" in kept_out, kept_out
+    finally:
+        for proc in (doomed, kept):
+            if proc.poll() is None:
+                proc.kill()
+    (kid,) = job_ids(slurm, "intrkept.nap")
+    states = slurm.run("squeue", "--states=all", "-r", "-h", "-j", kid, "-o", "%T").stdout
+    assert set(states.split()) == {"COMPLETED"}, states
