@@ -240,8 +240,17 @@ class _Run:
         if spec.name in self.cancelled_steps:
             return "the step was cancelled"
         if self.stopped:
-            return "the run stopped after a failure"
+            return self.stop_reason()
         return ""
+
+    def stop_reason(self) -> str:
+        """Why the run stopped: its first failure (in step order), named."""
+        for name, r in self.report.items():
+            for i, err in r.failures.items():
+                where = f"element {i} of {name!r}" if r.array and r.elements else repr(name)
+                first = (err.splitlines() or [""])[0][:300]
+                return f"the run stopped after {where} failed: {first}"
+        return "the run stopped after a failure"
 
     def cancel(self, step: str | None = None) -> None:
         """Start nothing more (of ``step``, or of the run); what runs finishes or is stopped
@@ -285,6 +294,9 @@ class _Run:
         if rep.status == "failed":
             if self.on_error == "stop":
                 self.stopped = True
+                stop = getattr(self.backend, "stop", None)  # a batch system: cancel its jobs
+                if stop is not None:
+                    stop(self.stop_reason())
             first = next(iter(rep.failures.values()), "failed")
             ctx.fail(f"job {step!r} failed: {first.splitlines()[0] if first else ''}")
             return
@@ -353,6 +365,9 @@ class _Run:
             spec.name, spec.fn, [(0, kwargs)], **self._opts(spec)
         )
         rep.ran = 1
+        if not ok and self.stopped and not self.cancelled and str(value).startswith(CANCELLED):
+            rep.status, rep.reason = "skipped", self.stop_reason()  # stopped by the backend
+            return
         if not ok:
             rep.status, rep.failures[0] = "failed", value
             return
@@ -430,6 +445,8 @@ class _Run:
             rep.status = "partial" if done and self.on_error == "continue" else "failed"
             if self.cancelled or spec.name in self.cancelled_steps:
                 rep.reason = f"cancelled: {len(rep.skipped)} elements not run"
+            elif self.stopped and not rep.failures:
+                rep.reason = f"{len(rep.skipped)} elements not run: {self.stop_reason()}"
             elif not rep.failures:
                 rep.reason = f"{len(rep.skipped)} elements had failed inputs"
         else:
@@ -498,9 +515,9 @@ class _Run:
                     elif (
                         isinstance(value, str)
                         and value.startswith(CANCELLED)
-                        and (self.cancelled or spec.name in self.cancelled_steps)
+                        and (self.cancelled or self.stopped or spec.name in self.cancelled_steps)
                     ):
-                        rep.skipped.append(i)  # stopped by cancel(), not a failure
+                        rep.skipped.append(i)  # stopped by cancel() or the stop, not a failure
                     else:
                         failed.append(i)
                         rep.failures[i] = value

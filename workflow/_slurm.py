@@ -32,11 +32,18 @@ file fails its elements with an error naming the Slurm job id, the state and the
 stderr file; a task pending for a reason that never clears (``PartitionTimeLimit``...) is
 cancelled and fails the same way. A job killed for its memory says so (``OUT_OF_MEMORY`` where
 cgroups enforce ``--mem``; ``FAILED`` plus slurmstepd's "exceeded memory limit" on stderr where
-``jobacct_gather``'s ``OverMemoryKill`` does, as on a cluster without cgroups). With
-``on_error="stop"`` the first failure cancels the array's pending tasks (their elements are
-reported skipped). A controller that stays
-unreachable for ``LOST_AFTER_S`` fails every element still out, naming it; a job Slurm no
-longer knows fails after ``GONE_AFTER_S``.
+``jobacct_gather``'s ``OverMemoryKill`` does, as on a cluster without cgroups). A controller
+that stays unreachable for ``LOST_AFTER_S`` fails every element still out, naming it; a job
+Slurm no longer knows fails after ``GONE_AFTER_S``.
+
+Stopping. With ``on_error="stop"`` the first failure — an element's, seen here, or one the run
+saw (``stop()``, called by the run) — stops the run: the poller ``scancel``s every job of this
+run still pending or running, of every step, takes the results that landed meanwhile, and
+resolves every other task as cancelled (:data:`~._backends.CANCELLED` and the first failure,
+named), which the run reports as skipped elements; nothing more is submitted (a job whose
+``sbatch`` was under way is cancelled at once). ``cancel(step)`` (``Run.cancel()``, from any
+thread) does the same for one step's jobs or the run's. Only job ids this backend submitted
+are ever cancelled, so a second run at once is not touched.
 
 Up front. ``sbatch`` missing or the controller unreachable at the start is a
 :class:`WorkflowError` within ``CMD_TIMEOUT_S``; a bad partition or ``time``, or a ``time``
@@ -63,7 +70,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._backends import Backend, Calls, Results
+from ._backends import CANCELLED, Backend, Calls, Results
 from ._errors import WorkflowError
 from ._slurm_cmd import (
     DONE_STATES,
@@ -97,6 +104,8 @@ LOST_AFTER_S = float(os.environ.get("REFLOW_SLURM_LOST_AFTER_S", "30"))
 #: how long a task may stay ended (or unknown to Slurm) without its result file
 GONE_AFTER_S = 10.0
 _STATE_TAIL = 2000
+#: how much of the first failure's first line a stop's reason quotes
+_CAUSE_CHARS = 300
 
 
 @dataclass
@@ -116,8 +125,6 @@ class _Submission:
     stop_on_error: bool
     time: str | None
     mem: int | None
-    stopping: bool = False
-    cancel_pending: bool = False
     failed: bool = False
     lost_since: float | None = None
     abandoned: bool = False  # its tasks were failed without Slurm saying they ended
@@ -184,7 +191,11 @@ class SlurmBackend(Backend):
         self._closed = False
         self._finished: list[Path] = []
         self._lock = threading.Lock()
-        self._out: set[str] = set()  # job ids submitted and not yet finished
+        self._out: dict[str, str] = {}  # job id -> step, submitted and not yet finished
+        #: why the run stopped (on_error="stop": its first failure), once it has
+        self._stop_cause: str | None = None
+        #: steps cancel() stopped (None: the whole run)
+        self._cancels: set[str | None] = set()
         self.submitted = 0  # sbatch calls that made a job
 
     # ------------------------------------------------------------------ slurm commands
@@ -282,6 +293,11 @@ class SlurmBackend(Backend):
         part = opts.get("partition") or self._partition_of.get(step, self.partition)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Results] = loop.create_future()
+        with self._lock:
+            why = self._halted(step)
+        if why is not None:  # the run stopped or was cancelled: this is not submitted
+            fut.set_result(_cancelled(calls, f"job {step!r} was not submitted: {why}"))
+            return fut
         key = (
             step,
             id(fn),
@@ -320,6 +336,12 @@ class SlurmBackend(Backend):
         groups = [batch[i : i + self._max_array] for i in range(0, len(batch), self._max_array)]
         after: str | None = None
         for group in groups:
+            with self._lock:
+                why = self._halted(step)
+            if why is not None:
+                for calls, fut in group:
+                    _set(fut, _cancelled(calls, f"job {step!r} was not submitted: {why}"))
+                continue
             self._count += 1
             d = self._base / f"{step}-{self._count}"
             many = array or len(group) > 1
@@ -340,6 +362,10 @@ class SlurmBackend(Backend):
                 job_id = await asyncio.to_thread(
                     self._sbatch, step, d, argv, fn, [c for c, _ in group], retries
                 )
+            except _Halted as exc:
+                for calls, fut in group:
+                    _set(fut, _cancelled(calls, str(exc)))
+                continue
             except WorkflowError as exc:
                 for calls, fut in group:
                     if not fut.done():
@@ -398,13 +424,16 @@ class SlurmBackend(Backend):
             raise WorkflowError(
                 f"job {step!r}: sbatch did not take it ({self._where()}): {text}", step=step
             )
-        # known to close() from now on, even before the loop gets to register it
+        # known to close(), stop and cancel() from now on, even before the loop registers it
         with self._lock:
-            if not self._closed:
-                self._out.add(job_id)
+            why = self._halted(step)
+            if not self._closed and why is None:
+                self._out[job_id] = step
                 return job_id
-        # the run ended while sbatch ran: nobody waits for this job
+        # the run ended, stopped or was cancelled while sbatch ran: nobody waits for this job
         self._cmd("scancel", job_id, timeout=10)
+        if why is not None:
+            raise _Halted(f"Slurm job {job_id} of job {step!r} was cancelled at once: {why}")
         raise WorkflowError(f"job {step!r}: the run ended while it was submitted", step=step)
 
     # ------------------------------------------------------------------ watching
@@ -422,25 +451,53 @@ class SlurmBackend(Backend):
         interval = POLL_MIN_S
         while any(s.tasks for s in self._subs):
             await asyncio.sleep(interval)
-            progress = False
+            progress = await self._halt()
             for sub in list(self._subs):
                 if sub.tasks:
                     progress |= await asyncio.to_thread(self._collect, sub)
                 if sub.tasks:
                     progress |= await self._watch(sub)
-                if sub.cancel_pending:
-                    sub.cancel_pending = False
-                    await asyncio.to_thread(
-                        self._cmd, "scancel", "--state=PENDING", sub.job_id, timeout=10
-                    )
-                if not sub.tasks:
-                    self._subs.remove(sub)
-                    if not sub.abandoned:  # an abandoned one may still run: close cancels it
-                        with self._lock:
-                            self._out.discard(sub.job_id)
-                    if not sub.failed:
-                        self._finished.append(sub.dir)  # removed at close
+                # a failure just seen under on_error="stop" stops every job, not only this one
+                progress |= await self._halt()
+            for sub in [s for s in self._subs if not s.tasks]:
+                self._subs.remove(sub)
+                if not sub.abandoned:  # an abandoned one may still run: close cancels it
+                    with self._lock:
+                        self._out.pop(sub.job_id, None)
+                if not sub.failed:
+                    self._finished.append(sub.dir)  # removed at close
             interval = POLL_MIN_S if progress else min(POLL_MAX_S, interval * 1.5)
+
+    def _halted(self, step: str) -> str | None:
+        """Why nothing more of ``step`` may run, or ``None`` (the caller holds the lock)."""
+        if self._stop_cause is not None:
+            return self._stop_cause
+        if None in self._cancels:
+            return "the run was cancelled"
+        if step in self._cancels:
+            return f"job {step!r} was cancelled"
+        return None
+
+    async def _halt(self) -> bool:
+        """Carry out a stop (every job of the run) or a ``cancel()`` (the jobs of the steps it
+        named): ``scancel`` them, pending or running, collect the results that landed, and
+        resolve every other task as cancelled, saying why. ``False``: nothing to do."""
+        with self._lock:
+            whys = {s.job_id: self._halted(s.step) for s in self._subs if s.tasks}
+        hit = [s for s in self._subs if s.tasks and whys.get(s.job_id)]
+        if not hit:
+            return False
+        ids = sorted({s.job_id for s in hit}, key=int)
+        p = await asyncio.to_thread(self._cmd, "scancel", *ids, timeout=10)
+        for sub in hit:
+            if p.returncode != 0:
+                sub.abandoned = True  # still out as far as we know: close() tries again
+            await asyncio.to_thread(self._collect, sub)
+            sub.failed = True  # kept: its files say what ran
+            for k in list(sub.tasks):
+                text = f"Slurm job {sub.label(k)} of job {sub.step!r} was cancelled: "
+                self._resolve(sub, k, _cancelled(sub.tasks[k].calls, text + str(whys[sub.job_id])))
+        return True
 
     def _collect(self, sub: _Submission) -> bool:
         """Resolve the tasks whose result file is there."""
@@ -478,9 +535,16 @@ class SlurmBackend(Backend):
         fut = task.future
         if not fut.done():
             fut.get_loop().call_soon_threadsafe(_set, fut, results)
-        if sub.stop_on_error and sub.failed and not sub.stopping and sub.tasks:
-            sub.stopping = True  # the poller cancels the pending rest (see _poll)
-            sub.cancel_pending = True
+        if not sub.stop_on_error:
+            return
+        for i, ok, value in results:
+            text = str(value)
+            if not ok and not text.startswith(CANCELLED):
+                # the run's first failure: the poller stops every job of the run (_halt)
+                what = f"element {i} of {sub.step!r}" if sub.array else repr(sub.step)
+                first = (text.strip().splitlines() or [""])[0][:_CAUSE_CHARS]
+                self.stop(f"the run stopped after {what} failed: {first}")
+                return
 
     async def _watch(self, sub: _Submission) -> bool:
         p = await asyncio.to_thread(
@@ -523,10 +587,6 @@ class SlurmBackend(Backend):
                             f"({reason}) and was cancelled",
                         )
                     return True
-                continue
-            if sub.stopping and state == "CANCELLED":
-                self._resolve(sub, k, [])
-                changed = True
                 continue
             if state and state not in DONE_STATES:
                 # the result file may have landed between the listing and squeue
@@ -572,6 +632,23 @@ class SlurmBackend(Backend):
             calls = sub.tasks[k].calls
             self._resolve(sub, k, [(i, False, text) for i, _ in calls])
 
+    def stop(self, why: str) -> None:
+        """``on_error="stop"`` and a failure (seen here or by the run): every job of this run
+        still pending or running is cancelled by the poller, nothing more is submitted."""
+        with self._lock:
+            if self._stop_cause is None:
+                self._stop_cause = why
+
+    def cancel(self, step: str | None) -> None:
+        """``Run.cancel()`` (from any thread): nothing more of ``step`` (``None``: of the
+        run) is submitted, and its jobs still out are ``scancel``ed now; the poller reports
+        their elements as cancelled."""
+        with self._lock:
+            self._cancels.add(step)
+            ids = sorted((j for j, s in self._out.items() if step in (None, s)), key=int)
+        if ids:
+            self._cmd("scancel", *ids, timeout=10)
+
     def close(self) -> None:
         """Cancel this run's jobs still out (Ctrl-C, a timeout, a stop after a failure)."""
         with self._lock:
@@ -587,6 +664,14 @@ class SlurmBackend(Backend):
         for d in self._finished:
             shutil.rmtree(d, ignore_errors=True)
         self._finished.clear()
+
+
+class _Halted(Exception):
+    """A job submitted as the run stopped or was cancelled: cancelled at once."""
+
+
+def _cancelled(calls: Calls, why: str) -> Results:
+    return [(i, False, f"{CANCELLED}{why}") for i, _ in calls]
 
 
 def _set(fut: asyncio.Future[Results], results: Results) -> None:
