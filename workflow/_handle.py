@@ -590,9 +590,10 @@ class Run(RunReport):
 
     def cancel(self, task: str | None = None) -> int:
         """Stop the run (or one step, ``task``): nothing more starts, running Ray tasks are
-        cancelled, running local calls finish; the state becomes ``CANCELLED``. Returns how
-        many task instances were still to finish (0 for a run that has ended: nothing to do),
-        and prints ``Cancelled N task instance(s).``, as reflow-hpc does."""
+        cancelled, this run's Slurm jobs are ``scancel``led, running local calls finish; the
+        state becomes ``CANCELLED``. Returns how many task instances were still to finish (0
+        for a run that has ended: nothing to do), and prints ``Cancelled N task
+        instance(s).``, as reflow-hpc does."""
         if task is not None:
             self._check_step(task)
         n = 0

@@ -148,7 +148,9 @@ def test_failed_run_status_errors_and_retry_from_another_process(cli: Cli) -> No
     snap = cli.snap(run_id)
     assert snap["status"] == "FAILED"
     assert snap["failed_indices"] == {"transform": [2]}
-    assert [(i["task_name"], i["array_index"]) for i in snap["failed_instances"]] == [("transform", 2)]
+    assert [(i["task_name"], i["array_index"]) for i in snap["failed_instances"]] == [
+        ("transform", 2)
+    ]
     shown = cli("status", run_id, "--errors").stdout
     assert "[2]" in shown and "data_2 is bad" in shown
     assert "data_2 is bad" not in cli("status", run_id).stdout
