@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -262,6 +263,21 @@ class Network(Wiring):
             sched.failure_count,
         )
 
+    @staticmethod
+    def _check_seconds(name: str, value: Any) -> None:
+        """Refuse a wait that is not ``None`` or a finite number of seconds, 0 or more,
+        before anything runs (``asyncio.wait_for`` would take ``-1`` as "already late")."""
+        if value is None:
+            return
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 <= value < math.inf
+        ):
+            raise NetworkStateError(
+                f"{name}={value!r}: expected None or a finite number of seconds, 0 or more"
+            )
+
     def _timed_out(self, timeout: float | None) -> RunTimeout:
         pending = self._sched.pending()
         return RunTimeout(
@@ -290,6 +306,7 @@ class Network(Wiring):
         the same graph, typically in a new process after a crash; ``"if-exists"`` restores it
         if there is one and starts afresh otherwise; ``False`` starts the run over."""
         self._check_open()
+        self._check_seconds("timeout", timeout)
         if self._thread is not None:
             return self._wait_idle(timeout)
         self._materialize()
@@ -319,6 +336,7 @@ class Network(Wiring):
     ) -> RunSummary:
         """``run()`` for async code: drives the graph on the running event loop."""
         self._check_open()
+        self._check_seconds("timeout", timeout)
         if self._thread is not None:
             return await asyncio.get_running_loop().run_in_executor(None, self._wait_idle, timeout)
         self._materialize()
@@ -432,6 +450,7 @@ class Network(Wiring):
         event and logged."""
         if self._closed:
             return
+        self._check_seconds("wait", wait)
         built()
         if self._thread is not None and self._thread.is_alive() and wait != 0:
             try:
