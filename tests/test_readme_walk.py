@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
+import time
 from typing import Any
 
 import pytest
 
-from reflow import Actor, Message, Network, NetworkStateError
+from reflow import Actor, Message, Network, NetworkStateError, Stream, StreamError
 
 
 class Doubler(Actor):
@@ -77,3 +79,66 @@ def test_run_timeout_accepts_seconds(timeout: Any) -> None:
     net.run(timeout=timeout)
     assert out.values() == [42]
     net.shutdown()
+
+
+# -- Streams: a wait that is not a finite number is refused at once, never hangs ---------------
+
+BAD_WAITS = [
+    pytest.param(math.nan, StreamError, "finite number", id="nan"),
+    pytest.param(math.inf, StreamError, "finite number", id="inf"),
+    pytest.param(-math.inf, StreamError, "finite number", id="-inf"),
+    pytest.param(-1, StreamError, "finite number", id="negative"),
+    pytest.param("5", StreamError, "must be a number", id="text"),
+    pytest.param(True, StreamError, "must be a number", id="bool"),
+]
+
+
+def _reader() -> tuple[Stream, Any]:
+    stream = Stream.create(buffer_size=1)
+    return stream, stream.into_message().take_stream()
+
+
+@pytest.mark.parametrize(("wait", "error", "fragment"), BAD_WAITS)
+def test_stream_recv_wait_is_checked(wait: Any, error: type[Exception], fragment: str) -> None:
+    _, reader = _reader()
+    t0 = time.monotonic()
+    with pytest.raises(error, match=fragment) as info:
+        reader.recv(wait)
+    assert "timeout_ms" in str(info.value)
+    with pytest.raises(error, match=fragment):
+        asyncio.run(reader.arecv(wait))
+    assert time.monotonic() - t0 < 2
+
+
+@pytest.mark.parametrize(("wait", "error", "fragment"), BAD_WAITS)
+def test_stream_send_wait_is_checked(wait: Any, error: type[Exception], fragment: str) -> None:
+    stream, _ = _reader()
+    stream.send_bytes(b"a")  # full now: a send would wait
+    t0 = time.monotonic()
+    with pytest.raises(error, match=fragment) as info:
+        stream.send_bytes(b"b", timeout=wait)
+    assert "timeout" in str(info.value)
+    assert time.monotonic() - t0 < 2
+
+
+def test_stream_huge_wait_is_a_long_wait_not_an_overflow() -> None:
+    stream, reader = _reader()
+    stream.send_bytes(b"a")
+    assert reader.recv(1e300) == {"kind": "data", "data": b"a"}
+    stream.end()
+    assert reader.recv(1e300)["kind"] == "end"
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda: Stream.create(buffer_size="4"), "buffer_size must be an int"),
+        (lambda: Stream.create(buffer_size=4, content_type=5), "content_type must be a str"),
+        (lambda: Stream.create(buffer_size=4).send_bytes("text"), "send_bytes() takes bytes"),
+        (lambda: Stream.create(buffer_size=4).send_begin(metadata=[1]), "metadata must be a dict"),
+    ],
+)
+def test_stream_argument_kinds_raise_stream_errors(call: Any, fragment: str) -> None:
+    with pytest.raises(StreamError, match=re.escape(fragment)) as info:
+        call()
+    assert isinstance(info.value, TypeError)  # what these calls raised before, still caught
