@@ -11,7 +11,17 @@ from typing import Any
 
 import pytest
 
-from reflow import Actor, Message, Network, NetworkStateError, Stream, StreamError
+from reflow import (
+    Actor,
+    Message,
+    Network,
+    NetworkStateError,
+    Stream,
+    StreamError,
+    UnknownComponentError,
+)
+from reflow._core._catalog import register_template, unregister_template
+from reflow.library import describe_template
 
 
 class Doubler(Actor):
@@ -142,3 +152,36 @@ def test_stream_argument_kinds_raise_stream_errors(call: Any, fragment: str) -> 
     with pytest.raises(StreamError, match=re.escape(fragment)) as info:
         call()
     assert isinstance(info.value, TypeError)  # what these calls raised before, still caught
+
+
+# -- Built-in actors: describe_template of an unknown id, or of a plain Python template ---------
+
+
+@pytest.mark.parametrize("template_id", ["tpl_nope", "acme/none", "", 5, None])
+def test_describe_unknown_template_names_it(template_id: Any) -> None:
+    with pytest.raises(UnknownComponentError, match="unknown component") as info:
+        describe_template(template_id)
+    assert repr(str(template_id)) in str(info.value)
+    assert isinstance(info.value, KeyError)  # what it raised before, still caught
+
+
+class Described(Actor):
+    """Doubles what it gets."""
+
+    component = "described"
+    inports = ["in"]
+    outports = ["out"]
+
+    def run(self, ctx: Any) -> None:
+        ctx.done()
+
+
+def test_describe_a_python_template_by_its_ports() -> None:
+    register_template("walk/described", Described())
+    try:
+        info = describe_template("walk/described")
+    finally:
+        unregister_template("walk/described")
+    assert info["inports"] == ["in"] and info["outports"] == ["out"]
+    assert info["doc"] == "Doubles what it gets."
+    assert describe_template("tpl_flow_filter")["outports"] == ["out", "rejected"]
