@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -185,3 +187,24 @@ def test_describe_a_python_template_by_its_ports() -> None:
     assert info["inports"] == ["in"] and info["outports"] == ["out"]
     assert info["doc"] == "Doubles what it gets."
     assert describe_template("tpl_flow_filter")["outports"] == ["out", "rejected"]
+
+
+# -- Set up: reflow-demo --help says what it does instead of running the demo ------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "fragment"),
+    [
+        (["--help"], 0, "usage: reflow-demo"),
+        (["-h"], 0, "It takes no arguments"),
+        (["--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["extra"], 2, "unrecognized arguments: extra"),
+    ],
+)
+def test_demo_help_and_usage(args: list[str], status: int, fragment: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reflow", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == status, done.stderr
+    assert fragment in done.stdout + done.stderr
+    assert "square #" not in done.stdout  # the demo did not run
