@@ -15,6 +15,8 @@ import pytest
 
 from reflow import (
     Actor,
+    GuestGrants,
+    InvalidLimitsError,
     Message,
     Network,
     NetworkStateError,
@@ -208,3 +210,45 @@ def test_demo_help_and_usage(args: list[str], status: int, fragment: str) -> Non
     assert done.returncode == status, done.stderr
     assert fragment in done.stdout + done.stderr
     assert "square #" not in done.stdout  # the demo did not run
+
+
+# -- Guest actors: GuestGrants takes what the README shows, and says what it expected ----------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "fragment"),
+    [
+        ({"http_hosts": 5}, "http_hosts", "must be host names"),
+        ({"http_hosts": ("ok.example", 5)}, "http_hosts", "must be host names"),
+        ({"http_hosts": ("",)}, "http_hosts", "must be host names"),
+        ({"http_hosts": (" a.example",)}, "http_hosts", "must be host names"),
+        ({"http_hosts": ("a\nb",)}, "http_hosts", "must be host names"),
+        ({"http_timeout": 0}, "http_timeout", "positive, finite number of seconds"),
+        ({"http_timeout": math.nan}, "http_timeout", "positive, finite number of seconds"),
+        ({"http_timeout": "10"}, "http_timeout", "positive, finite number of seconds"),
+        ({"http_max_response": 0}, "http_max_response", "positive number of bytes"),
+        ({"http_max_response": 1.5}, "http_max_response", "positive number of bytes"),
+        ({"wasi": "yes"}, "wasi", "True or False"),
+    ],
+)
+def test_guest_grants_refuse_bad_values(kwargs: dict[str, Any], field: str, fragment: str) -> None:
+    with pytest.raises(InvalidLimitsError, match=re.escape(fragment)) as info:
+        GuestGrants(**kwargs)
+    assert info.value.field == field
+    assert f"GuestGrants.{field}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "expected"),
+    [
+        ("api.example.com", ("api.example.com",)),  # the README's tuple without its comma
+        (["a.example", "b.example:8080"], ("a.example", "b.example:8080")),
+        (("*",), ("*",)),
+        ((), ()),
+    ],
+)
+def test_guest_grants_hosts_become_a_tuple(hosts: Any, expected: tuple[str, ...]) -> None:
+    grants = GuestGrants(http_hosts=hosts)
+    assert grants.http_hosts == expected
+    assert grants.allows_http() is bool(expected)
+    hash(grants)
