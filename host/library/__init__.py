@@ -109,6 +109,10 @@ def describe_template(template_id: str) -> dict[str, Any]:
     describe = getattr(actor, "describe", None)
     if callable(describe):
         return dict(describe())
+    # A guest's template (wasm, native, extism) carries its pack's description and schema.
+    spec = getattr(actor, "template", None)
+    schema = getattr(spec, "config_schema", None)
+    properties = schema.get("properties") if isinstance(schema, dict) else None
     return {
         "component": actor.component,
         "inports": list(actor.inports),
@@ -116,8 +120,8 @@ def describe_template(template_id: str) -> dict[str, Any]:
         "inport_types": dict(getattr(actor, "inport_types", None) or {}),
         "outport_types": dict(getattr(actor, "outport_types", None) or {}),
         "await_all_inports": bool(actor.await_all_inports),
-        "config": {},
-        "doc": inspect.cleandoc(type(actor).__doc__ or ""),
+        "config": dict(properties) if isinstance(properties, dict) else {},
+        "doc": getattr(spec, "description", None) or inspect.cleandoc(type(actor).__doc__ or ""),
     }
 
 
