@@ -219,7 +219,9 @@ class _SignedClient(_PackCache):
             return self._from_signed_cache(ns, short, rng, triple, targets, exc)
         version = pick_version(rng, list(signed), yanked)
         if version is None:
-            raise no_match(ns, short, rng, list(signed), f"{self.url}/tuf (signed targets)")
+            raise no_match(
+                ns, short, rng, list(signed), f"{self.url}/tuf (signed targets)", signed=True
+            )
         variant = self._variant({"variants": signed[version]}, triple)
         target = signed[version][variant]
         d = self._dir(ns, short, version)

@@ -39,3 +39,23 @@ def test_first_signing_keeps_an_earlier_yank(tmp_path: Path, reason: str) -> Non
                 c.install("acme/tools@~0.1", triple="wasm32-unknown-unknown")
             assert c.install("acme/tools@0.1.0", triple="wasm32-unknown-unknown").version == "0.1.0"
     s.reg.storage.close()
+
+
+@pytest.mark.parametrize("spec", ["acme/tools@^0.1", "acme/tools@0.1.0", "acme/tools@*"])
+def test_unsigned_version_says_the_publisher_must_sign_it(tmp_path: Path, spec: str) -> None:
+    s = signed_registry(tmp_path)
+    path = tmp_path / "tools-0.1.0.rflpack"
+    path.write_bytes(make_pack("acme/tools", "0.1.0", s.reg.key))
+    with Uvicorn(s.app) as up:
+        with client(up.url, tmp_path / "old", None, token=s.reg.publish) as c:
+            c.publish(path)  # in the index, but in no signed metadata
+        with (
+            client(up.url, tmp_path / "user", s.root) as c,
+            pytest.raises(RegistryNotFoundError) as info,
+        ):
+            c.install(spec, triple="wasm32-unknown-unknown")
+    message = str(info.value)
+    assert "published: none" in message
+    assert "reflow-pack publish --key KEY" in message
+    assert "yanked versions" not in message
+    s.reg.storage.close()
