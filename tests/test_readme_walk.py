@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from reflow import (
     UnknownComponentError,
 )
 from reflow._core._catalog import register_template, unregister_template
+from reflow._loader._packs import LoadedPack
 from reflow.library import describe_template
 
 
@@ -252,3 +254,29 @@ def test_guest_grants_hosts_become_a_tuple(hosts: Any, expected: tuple[str, ...]
     assert grants.http_hosts == expected
     assert grants.allows_http() is bool(expected)
     hash(grants)
+
+
+# -- API-service packs: printing a loaded pack of hundreds of operations stays one short line --
+
+
+@pytest.mark.parametrize(
+    ("count", "shown", "tail"), [(3, 3, "]"), (8, 8, "]"), (174, 8, "(174 in all)]")]
+)
+def test_loaded_pack_repr_is_bounded(count: int, shown: int, tail: str) -> None:
+    ids = [f"acme/slack/op_{i:03d}" for i in range(count)]
+    pack = LoadedPack(
+        name="acme/slack",
+        version="1.7.0",
+        manifest=None,
+        digest="",
+        signer="292ec52845c8f6b5",
+        source="",
+        directory=Path("."),
+        artifacts={},
+        templates=dict.fromkeys(ids, Described()),
+    )
+    text = repr(pack)
+    assert text.startswith("<LoadedPack acme/slack 1.7.0 templates=[")
+    assert text.count("acme/slack/op_") == shown
+    assert f"{tail} signer=292ec52845c8f6b5>" in text
+    assert len(text) < 600
