@@ -280,3 +280,21 @@ def test_loaded_pack_repr_is_bounded(count: int, shown: int, tail: str) -> None:
     assert text.count("acme/slack/op_") == shown
     assert f"{tail} signer=292ec52845c8f6b5>" in text
     assert len(text) < 600
+
+
+# -- Benchmarks: an explicit --specs that is not a folder is an error, not a silent fallback ---
+
+
+@pytest.mark.parametrize("specs", ["/nonexistent/openapi", "README.md"])
+def test_bench_openapi_refuses_a_missing_specs_folder(specs: str) -> None:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "tests/bench/bench_openapi.py", "--specs", specs, "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"--specs {specs}: not a folder of OpenAPI descriptions" in done.stderr
+    assert "built-in spec" not in done.stderr
