@@ -298,3 +298,45 @@ def test_bench_openapi_refuses_a_missing_specs_folder(specs: str) -> None:
     assert done.returncode == 2, done.stderr
     assert f"--specs {specs}: not a folder of OpenAPI descriptions" in done.stderr
     assert "built-in spec" not in done.stderr
+
+
+# -- Network events: recv's wait and events' maxlen are checked like recv_batch's -------------
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda ev: ev.recv(-1), "timeout_ms=-1: expected a finite number of milliseconds"),
+        (lambda ev: ev.recv(math.nan), "timeout_ms=nan"),
+        (lambda ev: ev.recv(math.inf), "timeout_ms=inf"),
+        (lambda ev: ev.recv("10"), "timeout_ms='10'"),
+        (lambda ev: ev.recv(True), "timeout_ms=True"),
+        (lambda ev: ev.recv_batch(10, -1), "timeout_ms=-1"),
+    ],
+)
+def test_event_waits_are_checked(call: Any, fragment: str) -> None:
+    net = _net()
+    events = net.events()
+    t0 = time.monotonic()
+    with pytest.raises(NetworkStateError, match=re.escape(fragment)):
+        call(events)
+    assert time.monotonic() - t0 < 2
+    net.shutdown()
+
+
+@pytest.mark.parametrize("maxlen", [-1, "100", 1.5, True])
+def test_events_maxlen_is_checked(maxlen: Any) -> None:
+    net = _net()
+    with pytest.raises(NetworkStateError, match=re.escape(f"events(maxlen={maxlen!r})")):
+        net.events(maxlen=maxlen)
+    net.shutdown()
+
+
+@pytest.mark.parametrize("wait", [0, 1, 2.5])
+def test_event_recv_still_takes_numbers(wait: Any) -> None:
+    net = _net()
+    events = net.events(maxlen=10, kinds=["ActorCompleted"])
+    net.run(timeout=10)
+    assert events.recv(wait)["_type"] == "ActorCompleted"
+    assert events.recv(0) is None
+    net.shutdown()

@@ -115,6 +115,13 @@ class Network(Wiring):
         ``kinds``: event type names to receive (e.g. ``["ActorFailed"]``); ``None`` = all.
         Per-tick and per-packet events are not even made while no subscriber wants them."""
         self._check_open()
+        if maxlen is not None and (
+            isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 0
+        ):
+            raise NetworkStateError(
+                f"events(maxlen={maxlen!r}): expected None or a whole number of events, 0 or "
+                "more (0 and None: the network's default buffer)"
+            )
         return self._hub.subscribe(maxlen or self._event_buffer, kinds)
 
     def _arm_sources(self) -> None:
