@@ -16,11 +16,13 @@ import pytest
 
 from reflow import (
     Actor,
+    CheckpointStoreError,
     GuestGrants,
     InvalidLimitsError,
     Message,
     Network,
     NetworkStateError,
+    SqliteCheckpointStore,
     Stream,
     StreamError,
     UnknownComponentError,
@@ -339,4 +341,24 @@ def test_event_recv_still_takes_numbers(wait: Any) -> None:
     net.run(timeout=10)
     assert events.recv(wait)["_type"] == "ActorCompleted"
     assert events.recv(0) is None
+    net.shutdown()
+
+
+# -- Durable runs: the store's name is the URL the README writes (sqlite:///abs/path.db) ------
+
+
+@pytest.mark.parametrize("where", ["missing", "ok"])
+def test_sqlite_store_named_by_its_url(tmp_path: Path, where: str) -> None:
+    path = tmp_path / ("nonexistent-dir" if where == "missing" else "") / "run.db"
+    url = f"sqlite://{path}"  # path is absolute: sqlite:///tmp/...
+    assert url.startswith("sqlite:///") and not url.startswith("sqlite:////")
+    net = _net()
+    if where == "missing":
+        with pytest.raises(CheckpointStoreError) as info:
+            net.run(timeout=10, run_id="walk", checkpoint=url)
+        assert f"checkpoint store {url} cannot be opened" in str(info.value)
+    else:
+        store = SqliteCheckpointStore(path)
+        assert store.name == url
+        store.close()
     net.shutdown()
