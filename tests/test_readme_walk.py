@@ -20,6 +20,7 @@ from reflow import (
     GuestGrants,
     InvalidLimitsError,
     Message,
+    MessageError,
     Network,
     NetworkStateError,
     SqliteCheckpointStore,
@@ -362,3 +363,40 @@ def test_sqlite_store_named_by_its_url(tmp_path: Path, where: str) -> None:
         assert store.name == url
         store.close()
     net.shutdown()
+
+
+# -- Messages: the typed constructors refuse a value of another kind ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "value", "fragment"),
+    [
+        (Message.integer, "42", "Integer data must be an int, got str"),
+        (Message.integer, 1.5, "Integer data must be an int, got float"),
+        (Message.integer, True, "Integer data must be an int, got bool"),
+        (Message.integer, None, "Integer data must be an int, got NoneType"),
+        (Message.integer, [1], "Integer data must be an int, got list"),
+        (Message.float, "1.5", "Float data must be a number, got str"),
+        (Message.float, False, "Float data must be a number, got bool"),
+        (Message.float, None, "Float data must be a number, got NoneType"),
+        (Message.float, 1j, "Float data must be a number, got complex"),
+        (Message.string, 3, "String data must be a str, got int"),
+        (Message.string, b"x", "String data must be a str, got bytes"),
+        (Message.string, None, "String data must be a str, got NoneType"),
+    ],
+)
+def test_typed_constructors_refuse_other_kinds(make: Any, value: Any, fragment: str) -> None:
+    with pytest.raises(MessageError, match=re.escape(fragment)) as info:
+        make(value)
+    assert info.value.path == "$.data"
+
+
+def test_typed_constructors_take_integer_and_real_likes() -> None:
+    import numpy as np
+
+    assert Message.integer(np.int64(3)) == {"type": "Integer", "data": 3}
+    assert type(Message.integer(np.int64(3))["data"]) is int
+    assert Message.float(np.float32(1.5)) == {"type": "Float", "data": 1.5}
+    assert type(Message.float(np.float32(1.5))["data"]) is float
+    assert Message.float(2)["data"] == 2
+    assert Message.string("x") == {"type": "String", "data": "x"}
