@@ -11,13 +11,14 @@ validation, pools and the execution mode (inline, async, worker) are exactly tho
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._core._actor import Actor
 from ._core._network import Network
 from ._core._nodes import ActorFailure
-from ._errors import ActorError
+from ._errors import ActorError, PackFormatError
 
 __all__ = ["TickResult", "run_tick", "run_ticks", "spec_server"]
 
@@ -84,7 +85,31 @@ def run_tick(
 
 def spec_server(table: Any, **kwargs: Any) -> Any:
     """A local server implementing an http-api operation table on 127.0.0.1 (a context
-    manager whose value has ``.url``); see ``reflow._services._spec_server``."""
+    manager whose value has ``.url``); see ``reflow._services._spec_server``.
+
+    ``table`` is the table (a dict or its JSON text) or a ``pathlib.Path`` of an API-service
+    pack, whose table it serves (read as data, not verified: nothing of it runs)."""
     from ._services._spec_server import spec_server as serve
 
+    if isinstance(table, os.PathLike):
+        table, name = _pack_table(table)
+        kwargs.setdefault("pack", name)
     return serve(table, **kwargs)
+
+
+def _pack_table(path: os.PathLike[str]) -> tuple[dict[str, Any], str]:
+    """The operation table of the API-service pack at ``path``, and the pack's name."""
+    import json
+
+    from ._services._table_shared import expand_table
+    from .abi._bundle import read_bundle
+
+    bundle = read_bundle(path)
+    tables = [a.path for a in bundle.manifest.artifacts if a.kind == "http-api"]
+    if not tables or tables[0] not in bundle.contents:
+        raise PackFormatError(
+            f"{os.fspath(path)}: pack {bundle.manifest.name} has no http-api operation table "
+            "(spec_server serves API-service packs, made by reflow-pack openapi)",
+            pack=bundle.manifest.name,
+        )
+    return expand_table(json.loads(bundle.contents[tables[0]])), bundle.manifest.name

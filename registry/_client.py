@@ -342,7 +342,9 @@ class RegistryClient(_SignedClient):
             signed, yanked = self._signed(ns, short)
             found = pick_version(rng, list(signed), yanked)
             if found is None:
-                raise no_match(ns, short, rng, list(signed), f"{self.url}/tuf (signed targets)")
+                raise no_match(
+                    ns, short, rng, list(signed), f"{self.url}/tuf (signed targets)", signed=True
+                )
             return found
         listed = self._versions(ns, short, cache=cache)
         found = pick_version(

@@ -96,13 +96,20 @@ class _SignedClient(_PackCache):
                 actual=clean(sorted(served.items())),
             )
 
+        # A version first signed now keeps the yank the registry already holds (one made
+        # before the registry had signed metadata): signing it as not yanked would undo it.
+        yanked = doc.get("yanked") is True
+        reason = (
+            doc.get("yank_reason") if yanked and isinstance(doc.get("yank_reason"), str) else ""
+        )
+
         def changes(current: Any) -> dict[str, Any]:
             have = current.targets if current is not None else {}
             out = {}
             for variant, (sha, size) in digests.items():
                 path = target_path(ns, short, version, variant)
                 if path not in have:
-                    out[path] = target_file(path, sha, size, False, "")
+                    out[path] = target_file(path, sha, size, yanked, str(reason)[:1000])
             return out
 
         return self._sign_namespace(ns, changes, key)
@@ -212,7 +219,9 @@ class _SignedClient(_PackCache):
             return self._from_signed_cache(ns, short, rng, triple, targets, exc)
         version = pick_version(rng, list(signed), yanked)
         if version is None:
-            raise no_match(ns, short, rng, list(signed), f"{self.url}/tuf (signed targets)")
+            raise no_match(
+                ns, short, rng, list(signed), f"{self.url}/tuf (signed targets)", signed=True
+            )
         variant = self._variant({"variants": signed[version]}, triple)
         target = signed[version][variant]
         d = self._dir(ns, short, version)

@@ -186,13 +186,18 @@ def resumes_at(resp: httpx.Response, offset: int, size: int) -> bool:
 
 
 def no_match(
-    ns: str, short: str, rng: VersionRange, versions: list[str], url: str
+    ns: str, short: str, rng: VersionRange, versions: list[str], url: str, *, signed: bool = False
 ) -> RegistryNotFoundError:
     shown = ", ".join(clean(v, 64) for v in versions[-20:]) or "none"
     more = f" (and {len(versions) - 20} older)" if len(versions) > 20 else ""
+    hint = "yanked versions need an exact pin"
+    if signed and not versions:  # published, maybe, but not yet in the publisher's metadata
+        hint = (
+            f"the registry's signed metadata lists none: a version shows once the {ns} "
+            "publisher signs it with 'reflow-pack publish --key KEY'"
+        )
     return RegistryNotFoundError(
-        f"no version of {ns}/{short} matches {rng}; published: {shown}{more} "
-        "(yanked versions need an exact pin)",
+        f"no version of {ns}/{short} matches {rng}; published: {shown}{more} ({hint})",
         status=404,
         code="no_matching_version",
         url=url,

@@ -9,6 +9,8 @@ exports a trace per execution over OTLP/HTTP.
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 
 import click
@@ -17,9 +19,29 @@ from reflow import ReflowError
 
 from ._app import ServerConfig, create_app
 from ._auth import check_bind, resolve_token
+from ._errors import ServerConfigError
 from ._limits import ServerLimits, ws_protocol
 
 __all__ = ["main"]
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse, in one ``error:`` line and before the banner, an address that cannot be bound
+    (uvicorn would print its own lines after ours and exit 3)."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ServerConfigError(f"cannot serve on {host}:{port}: unknown address ({exc})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            busy = exc.errno == errno.EADDRINUSE
+            why = "is already in use; pick another --port" if busy else f"cannot be bound: {exc}"
+            raise ServerConfigError(f"address {host}:{port} {why}", option="--port") from None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,6 +96,7 @@ def main(
     """Run graphs over HTTP, stream their events over WebSocket, watch them at /."""
     try:
         check_bind(host, no_auth)
+        _check_port(host, port)
         made = False
         chosen: str | None = None
         if not no_auth:

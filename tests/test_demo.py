@@ -8,7 +8,7 @@ from reflow import _demo
 
 
 def test_demo_prints_every_stage(capsys: pytest.CaptureFixture[str]) -> None:
-    _demo.main()
+    _demo.main([])
     out = capsys.readouterr().out
     assert "square #5: {'value': 16, 'even': True}" in out
     assert "0 failures" in out

@@ -218,7 +218,7 @@ class SqliteCheckpointStore(SqlCheckpointStore):
             )
         check_keep(keep)
         self.path = os.fspath(path)
-        self.name = f"sqlite:///{self.path}" if os.path.isabs(self.path) else self.path
+        self.name = f"sqlite://{self.path}" if os.path.isabs(self.path) else self.path
         self.keep = keep
         self._lock = threading.Lock()
         try:

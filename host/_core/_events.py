@@ -82,6 +82,13 @@ TICK_EVENTS = frozenset({"ActorStarted", "ActorCompleted"})
 SENT_EVENTS = frozenset({"MessageSent"})
 
 
+def _check_timeout(timeout_ms: Any) -> None:
+    if type(timeout_ms) not in (int, float) or not 0 <= timeout_ms < math.inf:
+        raise NetworkStateError(
+            f"timeout_ms={timeout_ms!r}: expected a finite number of milliseconds, 0 or more"
+        )
+
+
 def check_kinds(kinds: Any) -> frozenset[str] | None:
     """Validate an ``events(kinds=...)`` filter: ``None`` (every type) or event type names."""
     if kinds is None:
@@ -165,6 +172,8 @@ class EventStream:
 
     def recv(self, timeout_ms: int = 0) -> dict[str, Any] | None:
         """Wait up to ``timeout_ms`` for the next event; ``None`` on timeout."""
+        if timeout_ms.__class__ is not int or timeout_ms < 0:  # one check on the hot path
+            _check_timeout(timeout_ms)
         buf = self._buf
         if not buf and timeout_ms > 0 and not self.closed:
             self._wait(timeout_ms)
@@ -201,10 +210,7 @@ class EventStream:
             raise NetworkStateError(
                 f"max_events={max_events!r}: expected a whole number of events, 0 or more"
             )
-        if type(timeout_ms) not in (int, float) or not 0 <= timeout_ms < math.inf:
-            raise NetworkStateError(
-                f"timeout_ms={timeout_ms!r}: expected a finite number of milliseconds, 0 or more"
-            )
+        _check_timeout(timeout_ms)
         buf = self._buf
         if not buf and timeout_ms > 0 and not self.closed:
             self._wait(timeout_ms)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import numbers
+import operator
 import reprlib
 from typing import Any
 
@@ -158,6 +160,30 @@ def _coerce_bytes(value: Any, path: str) -> bytes:
     )
 
 
+def _integer_data(v: Any) -> int:
+    """``Message.integer``'s argument when it is not an ``int``: an integer-like value (a
+    numpy integer, an ``int`` subclass) as an ``int``; anything else refused."""
+    if not isinstance(v, bool):
+        try:
+            return operator.index(v)
+        except TypeError:
+            pass
+    raise MessageError(f"Integer data must be an int, got {type(v).__name__}", path="$.data")
+
+
+def _float_data(v: Any) -> Any:
+    """``Message.float``'s argument when it is not a ``float``: an ``int`` as it is, another
+    real number (a numpy float) as a ``float``; anything else refused."""
+    if v.__class__ is int:
+        return v
+    if not isinstance(v, bool) and isinstance(v, numbers.Real):
+        try:
+            return builtins.float(v)
+        except (OverflowError, ValueError):
+            pass
+    raise MessageError(f"Float data must be a number, got {type(v).__name__}", path="$.data")
+
+
 def _validate(kind: str, data: Any, path: str, level: int = 2) -> Any:
     """Check ``data`` (at ``level`` of the message's JSON; the message itself is level 1)
     against ``kind``; return the stored form (bytes for Bytes)."""
@@ -247,6 +273,8 @@ class Message(dict[str, Any]):
     # -- constructors (no validation beyond what the type guarantees: hot path) --------------
     @staticmethod
     def integer(v: int) -> Message:
+        if v.__class__ is not int:  # the one check the hot path pays
+            v = _integer_data(v)
         m = _new(Message)
         m["type"] = "Integer"
         m["data"] = v
@@ -254,6 +282,8 @@ class Message(dict[str, Any]):
 
     @staticmethod
     def float(v: float) -> Message:
+        if v.__class__ is not builtins.float:
+            v = _float_data(v)
         m = _new(Message)
         m["type"] = "Float"
         m["data"] = v
@@ -261,6 +291,8 @@ class Message(dict[str, Any]):
 
     @staticmethod
     def string(v: str) -> Message:
+        if v.__class__ is not str and not isinstance(v, str):
+            raise MessageError(f"String data must be a str, got {type(v).__name__}", path="$.data")
         m = _new(Message)
         m["type"] = "String"
         m["data"] = v

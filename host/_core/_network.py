@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -114,6 +115,13 @@ class Network(Wiring):
         ``kinds``: event type names to receive (e.g. ``["ActorFailed"]``); ``None`` = all.
         Per-tick and per-packet events are not even made while no subscriber wants them."""
         self._check_open()
+        if maxlen is not None and (
+            isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 0
+        ):
+            raise NetworkStateError(
+                f"events(maxlen={maxlen!r}): expected None or a whole number of events, 0 or "
+                "more (0 and None: the network's default buffer)"
+            )
         return self._hub.subscribe(maxlen or self._event_buffer, kinds)
 
     def _arm_sources(self) -> None:
@@ -262,6 +270,21 @@ class Network(Wiring):
             sched.failure_count,
         )
 
+    @staticmethod
+    def _check_seconds(name: str, value: Any) -> None:
+        """Refuse a wait that is not ``None`` or a finite number of seconds, 0 or more,
+        before anything runs (``asyncio.wait_for`` would take ``-1`` as "already late")."""
+        if value is None:
+            return
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 <= value < math.inf
+        ):
+            raise NetworkStateError(
+                f"{name}={value!r}: expected None or a finite number of seconds, 0 or more"
+            )
+
     def _timed_out(self, timeout: float | None) -> RunTimeout:
         pending = self._sched.pending()
         return RunTimeout(
@@ -290,6 +313,7 @@ class Network(Wiring):
         the same graph, typically in a new process after a crash; ``"if-exists"`` restores it
         if there is one and starts afresh otherwise; ``False`` starts the run over."""
         self._check_open()
+        self._check_seconds("timeout", timeout)
         if self._thread is not None:
             return self._wait_idle(timeout)
         self._materialize()
@@ -319,6 +343,7 @@ class Network(Wiring):
     ) -> RunSummary:
         """``run()`` for async code: drives the graph on the running event loop."""
         self._check_open()
+        self._check_seconds("timeout", timeout)
         if self._thread is not None:
             return await asyncio.get_running_loop().run_in_executor(None, self._wait_idle, timeout)
         self._materialize()
@@ -432,6 +457,7 @@ class Network(Wiring):
         event and logged."""
         if self._closed:
             return
+        self._check_seconds("wait", wait)
         built()
         if self._thread is not None and self._thread.is_alive() and wait != 0:
             try:

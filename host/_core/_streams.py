@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import threading
 import time
 import weakref
@@ -38,6 +39,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._errors import StreamError
+
+# A longer wait is no limit in practice, and longer ones overflow the platform's clock.
+_MAX_WAIT_S = 30 * 86400.0
 
 if TYPE_CHECKING:
     from ._messages import Message
@@ -82,19 +86,34 @@ def _wait(cond: threading.Condition, lock: Any, remaining: float | None) -> None
         cond.wait(0.005 if remaining is None else min(remaining, 0.005))
 
 
-def _seconds(timeout_ms: int | None, stream_id: int) -> float | None:
-    if timeout_ms is None:
+class StreamArgumentError(StreamError, TypeError):
+    """An argument of the wrong kind: a :class:`~reflow.StreamError` that ``except TypeError``
+    (what these calls raised before) still catches."""
+
+
+def _wait_seconds(
+    value: Any, name: str, unit: str, per_second: float, stream_id: int
+) -> float | None:
+    """``value`` (``None`` or a number of ``unit``) as seconds, or a StreamError naming it.
+
+    NaN and infinities are refused: a NaN deadline never passes, so the call would hang."""
+    if value is None:
         return None
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
-        raise TypeError(
-            f"timeout_ms must be a number of milliseconds, got {type(timeout_ms).__name__}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StreamArgumentError(
+            f"stream {stream_id}: {name} must be a number of {unit} or None, "
+            f"got {type(value).__name__}"
         )
-    if timeout_ms < 0:
+    if not 0 <= value < math.inf:
         raise StreamError(
-            f"stream {stream_id}: timeout_ms must be >= 0 (or None to wait without limit), "
-            f"got {timeout_ms}"
+            f"stream {stream_id}: {name} must be a finite number of {unit}, 0 or more "
+            f"(or None to wait without limit), got {value!r}"
         )
-    return timeout_ms / 1000.0
+    return min(value / per_second, _MAX_WAIT_S)
+
+
+def _seconds(timeout_ms: int | None, stream_id: int) -> float | None:
+    return _wait_seconds(timeout_ms, "timeout_ms", "milliseconds", 1000.0, stream_id)
 
 
 def _as_bytes(data: Any) -> bytes:
@@ -102,7 +121,9 @@ def _as_bytes(data: Any) -> bytes:
         return data
     if isinstance(data, (bytearray, memoryview)):
         return bytes(data)
-    raise TypeError(f"send_bytes() takes bytes, bytearray or memoryview, got {type(data).__name__}")
+    raise StreamArgumentError(
+        f"send_bytes() takes bytes, bytearray or memoryview, got {type(data).__name__}"
+    )
 
 
 class StreamChannel:
@@ -122,7 +143,9 @@ class StreamChannel:
         content_type: str | None = None,
     ) -> None:
         if isinstance(buffer_size, bool) or not isinstance(buffer_size, int):
-            raise TypeError(f"buffer_size must be an int, got {type(buffer_size).__name__}")
+            raise StreamArgumentError(
+                f"buffer_size must be an int, got {type(buffer_size).__name__}"
+            )
         if buffer_size < 0:
             raise StreamError(f"buffer_size must be >= 0 (0 means unbounded), got {buffer_size}")
         for name, value in (
@@ -131,7 +154,9 @@ class StreamChannel:
             ("content_type", content_type),
         ):
             if value is not None and not isinstance(value, str):
-                raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+                raise StreamArgumentError(
+                    f"{name} must be a str or None, got {type(value).__name__}"
+                )
         self.stream_id: int = next(_stream_ids)
         self.buffer_size = buffer_size
         self.origin_actor = origin_actor
@@ -453,7 +478,7 @@ class Stream:
         ``content_type`` defaults to the stream's.
         """
         if content_type is not None and not isinstance(content_type, str):
-            raise TypeError(
+            raise StreamArgumentError(
                 f"content_type must be a str or None, got {type(content_type).__name__}"
             )
         if size_hint is not None and (
@@ -463,7 +488,9 @@ class Stream:
                 f"stream {self.stream_id}: size_hint must be an int >= 0 or None, got {size_hint!r}"
             )
         if metadata is not None and not isinstance(metadata, dict):
-            raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+            raise StreamArgumentError(
+                f"metadata must be a dict or None, got {type(metadata).__name__}"
+            )
         ch = self._channel
         frame = {
             "kind": "begin",
@@ -481,11 +508,8 @@ class Stream:
         ``timeout`` (seconds, ``None``: no limit) bounds the wait; when it expires, or the reader
         is closed meanwhile, raises :class:`~reflow.StreamError` and nothing is queued.
         """
-        if timeout is not None and timeout < 0:
-            raise StreamError(
-                f"stream {self.stream_id}: timeout must be >= 0 seconds or None, got {timeout}"
-            )
-        self._channel._push({"kind": "data", "data": _as_bytes(data)}, True, timeout)
+        wait = _wait_seconds(timeout, "timeout", "seconds", 1.0, self.stream_id)
+        self._channel._push({"kind": "data", "data": _as_bytes(data)}, True, wait)
 
     def send_bytes_nowait(self, data: bytes | bytearray | memoryview) -> None:
         """Queue one data frame, or raise :class:`~reflow.StreamError` if the stream is full."""
@@ -527,7 +551,9 @@ class Stream:
 def take_stream(channel: StreamChannel) -> StreamReader:
     """The one reader of ``channel`` (what ``Message.take_stream()`` does)."""
     if not isinstance(channel, StreamChannel):
-        raise TypeError(f"take_stream() needs a StreamChannel, got {type(channel).__name__}")
+        raise StreamArgumentError(
+            f"take_stream() needs a StreamChannel, got {type(channel).__name__}"
+        )
     return channel.take_reader()
 
 

@@ -89,6 +89,16 @@ log = logging.getLogger("reflow.packs")
 _lock = threading.RLock()
 _loaded: dict[str, LoadedPack] = {}
 
+#: How many template ids a LoadedPack's repr shows (an API-service pack has hundreds).
+_REPR_TEMPLATES = 8
+
+
+def _shown(ids: list[str]) -> str:
+    if len(ids) <= _REPR_TEMPLATES:
+        return repr(ids)
+    head = ", ".join(repr(i) for i in ids[:_REPR_TEMPLATES])
+    return f"[{head}, ... ({len(ids)} in all)]"
+
 
 @dataclass
 class LoadedPack:
@@ -106,7 +116,7 @@ class LoadedPack:
 
     def __repr__(self) -> str:
         return (
-            f"<LoadedPack {self.name} {self.version} templates={sorted(self.templates)} "
+            f"<LoadedPack {self.name} {self.version} templates={_shown(sorted(self.templates))} "
             f"signer={self.signer}>"
         )
 

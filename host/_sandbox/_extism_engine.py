@@ -111,6 +111,10 @@ for _op in (0x10, 0x12):
     )
 
 
+class OutputModeError(SandboxError, ValueError):
+    """``function_actor(output=...)`` names no output mode; still the ``ValueError`` it was."""
+
+
 class _Instance:
     """One extism plugin instance and its host side (one per node, or a load-time probe).
     Each instance has its own compiled plugin, so its own wasmtime engine: the epoch
@@ -346,7 +350,10 @@ class ExtismModule:
         message ``{"type": ..., "data": ...}``).
         """
         if output not in OUTPUT_MODES:
-            raise ValueError(f"output must be one of {', '.join(OUTPUT_MODES)}, not {output!r}")
+            raise OutputModeError(
+                f"function_actor({export!r}): output must be one of {', '.join(OUTPUT_MODES)}, "
+                f"not {output!r}"
+            )
         probe = _Instance(
             self,
             _ExtismHost(

@@ -132,5 +132,45 @@ class GuestGrants:
     #: node's logger. Clocks and random numbers are what it gains.
     wasi: bool = False
 
+    def __post_init__(self) -> None:
+        hosts = self.http_hosts
+        if isinstance(hosts, str):  # GuestGrants(http_hosts="api.example.com"): one host
+            hosts = (hosts,)
+        if not isinstance(hosts, (tuple, list, set, frozenset)) or not all(
+            isinstance(h, str) and h and h == h.strip() and h.isprintable() for h in hosts
+        ):
+            raise InvalidLimitsError(
+                f"GuestGrants.http_hosts must be host names (or 'host:port', or '*'), "
+                f"not {self.http_hosts!r}",
+                field="http_hosts",
+                value=self.http_hosts,
+            )
+        object.__setattr__(self, "http_hosts", tuple(hosts))
+        timeout = self.http_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not (timeout > 0 and math.isfinite(timeout))
+        ):
+            raise InvalidLimitsError(
+                f"GuestGrants.http_timeout must be a positive, finite number of seconds, "
+                f"not {timeout!r}",
+                field="http_timeout",
+                value=timeout,
+            )
+        size = self.http_max_response
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidLimitsError(
+                f"GuestGrants.http_max_response must be a positive number of bytes, not {size!r}",
+                field="http_max_response",
+                value=size,
+            )
+        if not isinstance(self.wasi, bool):
+            raise InvalidLimitsError(
+                f"GuestGrants.wasi must be True or False, not {self.wasi!r}",
+                field="wasi",
+                value=self.wasi,
+            )
+
     def allows_http(self) -> bool:
         return bool(self.http_hosts)

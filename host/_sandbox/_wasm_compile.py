@@ -22,6 +22,7 @@ Protocol on the child's stdin/stdout: request = ``u32 n`` + JSON header (``confi
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import struct
@@ -163,11 +164,21 @@ class _Timeout(Exception):
     pass
 
 
+def _readable(fd: int, timeout_s: float) -> bool:
+    """Whether ``fd`` has data (or EOF) within ``timeout_s``. ``poll`` where there is one:
+    ``select`` refuses a descriptor numbered 1024 or more, which a busy host reaches."""
+    if not hasattr(select, "poll"):
+        return bool(select.select([fd], [], [], timeout_s)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(max(1, math.ceil(timeout_s * 1000))))
+
+
 def _read(fd: int, n: int, deadline: float) -> bytes:
     chunks: list[bytes] = []
     while n > 0:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        if left <= 0 or not _readable(fd, left):
             raise _Timeout
         chunk = os.read(fd, min(n, 1 << 20))
         if not chunk:

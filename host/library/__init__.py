@@ -12,6 +12,7 @@ Every template class documents its ports and config in its docstring;
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -93,17 +94,35 @@ def builtin_templates() -> dict[str, Actor]:
 
 
 def describe_template(template_id: str) -> dict[str, Any]:
-    """Ports, port types and documentation of a built-in template, or of a catalog template
-    whose actor describes itself (an API-service operation); KeyError if unknown."""
+    """Ports, port types and documentation of a built-in template, or of any catalog template
+    (an API-service operation describes itself; another actor by its declared ports);
+    :class:`~reflow.UnknownComponentError` (a ``KeyError``) naming an unknown id."""
     classes = _template_classes()
-    if template_id not in classes:
-        from .._core._catalog import lookup_template
+    if template_id in classes:
+        return classes[template_id].describe()
+    from .._core._catalog import lookup_template, template_list
+    from .._errors import UnknownComponentError
 
-        actor = lookup_template(template_id)
-        describe = getattr(actor, "describe", None)
-        if callable(describe):
-            return dict(describe())
-    return classes[template_id].describe()
+    actor = lookup_template(template_id) if isinstance(template_id, str) else None
+    if actor is None:
+        raise UnknownComponentError(str(template_id), template_list())
+    describe = getattr(actor, "describe", None)
+    if callable(describe):
+        return dict(describe())
+    # A guest's template (wasm, native, extism) carries its pack's description and schema.
+    spec = getattr(actor, "template", None)
+    schema = getattr(spec, "config_schema", None)
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    return {
+        "component": actor.component,
+        "inports": list(actor.inports),
+        "outports": list(actor.outports),
+        "inport_types": dict(getattr(actor, "inport_types", None) or {}),
+        "outport_types": dict(getattr(actor, "outport_types", None) or {}),
+        "await_all_inports": bool(actor.await_all_inports),
+        "config": dict(properties) if isinstance(properties, dict) else {},
+        "doc": getattr(spec, "description", None) or inspect.cleandoc(type(actor).__doc__ or ""),
+    }
 
 
 class BuiltinLibraryPlugin:

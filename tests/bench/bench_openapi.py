@@ -90,10 +90,14 @@ def _warm_load_ms(pack: Any, key: Any, tmp: Path, repeat: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--specs", type=Path, default=ROOT.parent / "shared" / "openapi")
+    ap.add_argument("--specs", type=Path, default=None, help="default: ../shared/openapi")
     ap.add_argument("--smoke", action="store_true", help="small specs only, timed once")
     ap.add_argument("--repeat", type=int, default=20, help="tomllib parses to time")
     args = ap.parse_args(argv)
+    if args.specs is None:  # only the default folder may be missing: then a built-in spec
+        args.specs = ROOT.parent / "shared" / "openapi"
+    elif not args.specs.is_dir():
+        ap.error(f"--specs {args.specs}: not a folder of OpenAPI descriptions")
     key = generate_key()
     with tempfile.TemporaryDirectory(prefix="reflow-bench-openapi-") as tmp:
         out = Path(tmp) / "dist"
