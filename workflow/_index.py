@@ -208,6 +208,12 @@ class RunIndex:
                 ),
             )
 
+    def has(self, run_id: str) -> bool:
+        """Whether run ``run_id`` is recorded (cheap: no close-match search)."""
+        with self._db() as con:
+            row = con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row is not None
+
     def get(self, run_id: str) -> dict[str, Any]:
         """The snapshot of run ``run_id``; an unknown id is a :class:`RunNotFoundError` naming
         the closest ids recorded."""

@@ -323,12 +323,18 @@ class _Run:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         return self.run_dir
 
-    def _lookup(self, spec: JobSpec, key: str) -> Any:
-        hit = self.prior.get(key, MISS)
+    def _lookup_prior(self, spec: JobSpec, key: str) -> Any:
+        """What the run being retried left under ``key`` (a result or a failure kept), else
+        :data:`MISS`."""
+        hit = self.prior.get(key, MISS) if self.prior else MISS
         if isinstance(hit, PriorFailure) and (
             self.retry_steps is None or spec.name in self.retry_steps
         ):
-            hit = MISS  # this step's failures run again
+            return MISS  # this step's failures run again
+        return hit
+
+    def _lookup(self, spec: JobSpec, key: str) -> Any:
+        hit = self._lookup_prior(spec, key)
         if hit is not MISS:
             return hit
         if self.cache is None or not spec.cache or spec.name in self.force:
@@ -453,7 +459,14 @@ class _Run:
             rep.status = "cached" if n and rep.cached == n else "done"
 
     def _lookups(self, spec: JobSpec, todo: list[tuple[int, Any]], keys: list[str]) -> list[Any]:
-        return [self._lookup(spec, keys[i]) for i, _ in todo]
+        wanted = [keys[i] for i, _ in todo]
+        hits = [self._lookup_prior(spec, k) for k in wanted]
+        if self.cache is None or not spec.cache or spec.name in self.force:
+            return hits
+        missing = [n for n, h in enumerate(hits) if h is MISS]
+        for n, got in zip(missing, self.cache.get_many([wanted[n] for n in missing]), strict=True):
+            hits[n] = got
+        return hits
 
     async def _dispatch(
         self, spec: JobSpec, rep: StepReport, todo: list[tuple[int, dict[str, Any]]], ctx: Any
@@ -554,8 +567,7 @@ class _Run:
 
 
 def _put_all(cache: ResultCache, items: list[tuple[str, Any]]) -> None:
-    for key, value in items:
-        cache.put(key, value)
+    cache.put_many(items)
 
 
 def _make_dirs(paths: list[Path]) -> None:

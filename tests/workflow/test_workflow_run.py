@@ -3,11 +3,15 @@ array limits, retries and the command line."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -124,16 +128,25 @@ def test_force_naming_a_missing_step_is_refused(tmp_path: Path) -> None:
         _pipeline({}).run_local(tmp_path, force=["nope"])
 
 
+@contextlib.contextmanager
+def _results_db(run_dir: Path) -> Iterator[sqlite3.Connection]:
+    """The run directory's result cache, opened as a user (or an attacker) could."""
+    db = sqlite3.connect(run_dir / ".reflow-cache" / "results.sqlite", isolation_level=None)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
 def test_verify_recomputes_a_tampered_result_and_counts_it(tmp_path: Path) -> None:
     calls: dict[str, int] = {}
     _pipeline(calls).run_local(tmp_path)
-    entries = sorted((tmp_path / ".reflow-cache").rglob("*.pkl"))
-    assert len(entries) == 1 + 4 + 4 + 1
-    import pickle
-
-    for e in entries:  # make every cached total wrong, keeping it valid pickle
-        if pickle.loads(e.read_bytes()) == 12:
-            e.write_bytes(pickle.dumps(999))
+    with _results_db(tmp_path) as db:
+        rows = db.execute("SELECT key, data FROM results").fetchall()
+        assert len(rows) == 1 + 4 + 4 + 1
+        for key, data in rows:  # make every cached total wrong, keeping it valid pickle
+            if pickle.loads(data) == 12:
+                db.execute("UPDATE results SET data = ? WHERE key = ?", (pickle.dumps(999), key))
     calls.clear()
     unverified = _pipeline(calls).run_local(tmp_path)
     assert unverified["total"] == 999, "without verify the store is trusted"
@@ -145,8 +158,8 @@ def test_verify_recomputes_a_tampered_result_and_counts_it(tmp_path: Path) -> No
 def test_a_damaged_cache_entry_is_a_miss_not_a_crash(tmp_path: Path) -> None:
     calls: dict[str, int] = {}
     _pipeline(calls).run_local(tmp_path)
-    for e in (tmp_path / ".reflow-cache").rglob("*.pkl"):
-        e.write_bytes(b"\x80\x05garbage")
+    with _results_db(tmp_path) as db:
+        db.execute("UPDATE results SET data = ?", (b"\x80\x05garbage",))
     calls.clear()
     r = _pipeline(calls).run_local(tmp_path)
     assert r["total"] == 12 and calls == {"load": 1, "count": 4, "scale": 4, "total": 1}
@@ -165,7 +178,8 @@ def test_an_unpicklable_result_is_not_cached_and_the_run_still_works(tmp_path: P
 
     r = wf.run_local(tmp_path)
     assert r["use"] == "lock"
-    assert not list((tmp_path / ".reflow-cache").rglob("*.pkl"))
+    with _results_db(tmp_path) as db:
+        assert db.execute("SELECT count(*) FROM results").fetchone() == (0,)
 
 
 def _failing(on: set[int]) -> Workflow:
