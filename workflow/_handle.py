@@ -68,7 +68,12 @@ def make_run_id(workflow: str, index: RunIndex | None = None) -> str:
         run_id = f"{workflow}-{day}-{uuid.uuid4().hex[:4]}"
         if run_id in _LIVE:
             continue
-        if index is None or not index.has(run_id):
+        if index is None:
+            return run_id
+        try:
+            if not index.has(run_id):
+                return run_id
+        except WorkflowError:  # an index that cannot be used does not stop the run
             return run_id
     return f"{workflow}-{day}-{uuid.uuid4().hex[:8]}"
 
