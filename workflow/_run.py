@@ -337,9 +337,14 @@ class _Run:
         hit = self._lookup_prior(spec, key)
         if hit is not MISS:
             return hit
+        cache = self._cache_for(spec)
+        return MISS if cache is None else cache.get(key)
+
+    def _cache_for(self, spec: JobSpec) -> ResultCache | None:
+        """The cache ``spec``'s results are looked up in (``None``: not cached or forced)."""
         if self.cache is None or not spec.cache or spec.name in self.force:
-            return MISS
-        return self.cache.get(key)
+            return None
+        return self.cache
 
     def _store(self, spec: JobSpec, key: str, value: Any) -> None:
         if self.cache is not None and spec.cache:
@@ -461,10 +466,11 @@ class _Run:
     def _lookups(self, spec: JobSpec, todo: list[tuple[int, Any]], keys: list[str]) -> list[Any]:
         wanted = [keys[i] for i, _ in todo]
         hits = [self._lookup_prior(spec, k) for k in wanted]
-        if self.cache is None or not spec.cache or spec.name in self.force:
+        cache = self._cache_for(spec)
+        if cache is None:
             return hits
         missing = [n for n, h in enumerate(hits) if h is MISS]
-        for n, got in zip(missing, self.cache.get_many([wanted[n] for n in missing]), strict=True):
+        for n, got in zip(missing, cache.get_many([wanted[n] for n in missing]), strict=True):
             hits[n] = got
         return hits
 

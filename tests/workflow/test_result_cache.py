@@ -100,3 +100,32 @@ def test_a_cache_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / ".reflow-cache").write_text("not a directory")
     with pytest.raises(CacheError, match="cannot create the result cache"):
         _array(3, []).run_local(tmp_path)
+
+
+def test_the_run_watcher_does_not_spin_while_chunks_keep_it_busy(tmp_path: Path) -> None:
+    # every chunk marks the run record dirty; the watcher thread that writes it (at most 4
+    # times a second) once looped on that flag and burnt a core for the whole run
+    import time
+
+    import psutil
+
+    seen: dict[str, float | None] = {}
+    wf = Workflow("calm")
+
+    @wf.job
+    def items() -> list[int]:
+        return list(range(40))
+
+    @wf.job(array=True, array_limit=1)
+    def nap(x: Annotated[int, Result(step="items")]) -> int:
+        time.sleep(0.02)
+        if x == 39:
+            watcher = next(t for t in threading.enumerate() if t.name.startswith("reflow-run-"))
+            cpu = {t.id: t.user_time + t.system_time for t in psutil.Process().threads()}
+            seen["cpu"] = cpu.get(watcher.native_id or -1)
+        return x
+
+    run = wf.run_local(tmp_path / "r", store_path=tmp_path / "runs.sqlite", max_workers=1)
+    assert run.ok and seen.get("cpu") is not None
+    # 40 chunks of 20 ms: a spinning watcher takes most of that ~0.8 s; a waiting one, ~0
+    assert seen["cpu"] < 0.25, seen
