@@ -185,3 +185,21 @@ def test_readme_names_the_one_command_that_runs_them_all() -> None:
     assert "python tests/bench/run_all.py" in readme
     for name in RATIOS:
         assert f"tests/bench/{name}.py" in readme, f"README does not describe {name}"
+
+
+def test_workflow_benchmark_ray_array_rows_smoke(tmp_path: Path) -> None:
+    """``bench_workflow --smoke --ray``: the Ray array rows (per-task overhead, the CPU-bound
+    speed-up and bare Ray's own speed-up beside it) run tiny on a real local cluster."""
+    pytest.importorskip("ray")
+    proc = _run(["tests/bench/bench_workflow.py", "--smoke", "--ray"], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = ratio_rows(proc.stdout)
+    assert [n for n, _ in rows] == [
+        RATIOS["bench_workflow"][0],
+        "ray workflow / bare ray.remote, per element",
+        "ray CPU-bound array, 1 worker / 2 workers (speed-up)",
+        "bare ray.remote CPU-bound, 1 / 2 in flight (speed-up)",
+        "ray CPU-bound array speed-up by worker CPU time",
+        *RATIOS["bench_workflow"][1:],
+    ]
+    assert all(r > 0 for _, r in rows), rows
