@@ -64,6 +64,7 @@ from ._index import RunIndex, default_index_path
 from ._report import RunReport, StepReport
 from ._run import BACKENDS, check_options, resolve_params
 from ._states import RunState, TaskState
+from ._store import SqliteStore
 from ._types import Param, Result, RunDir, describe_type
 
 __all__ = [
@@ -83,6 +84,7 @@ __all__ = [
     "RunReport",
     "RunState",
     "RunStateError",
+    "SqliteStore",
     "StepNotFoundError",
     "StepReport",
     "TaskState",
