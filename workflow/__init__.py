@@ -591,6 +591,8 @@ class Workflow(Flow):
         :class:`RunNotFoundError` (a ``KeyError``: "Unknown run_id")."""
         snap = self.attach(run_id, store=store, store_path=store_path).status(as_dict=True)
         assert snap is not None
+        if isinstance(store, SqliteStore):  # instances written through reflow-hpc's store calls
+            snap.update(store.instance_view(run_id) or {})
         return snap
 
     def runs(

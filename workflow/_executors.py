@@ -474,6 +474,11 @@ def resolve_executor(executor: object, address: str | None) -> tuple[str, str | 
             "submit(resources, command) does not give)",
             param="executor",
         )
+    if isinstance(executor, type) and issubclass(executor, Executor):
+        raise UnknownExecutorError(
+            f"executor= takes an executor object, {executor.__name__}(...), not the class",
+            param="executor",
+        )
     raise UnknownExecutorError(
         f"executor must be {_NAMES}, got {shown(executor)}", param="executor"
     )

@@ -362,6 +362,19 @@ class SqliteStore(RunIndex):
         got = self.list_task_instances(run_id, task_name)
         return bool(got) and all(i["state"] == TaskState.SUCCESS.value for i in got)
 
+    def instance_view(self, run_id: str) -> dict[str, Any] | None:
+        """``summary``, ``instances`` and ``failed_instances`` of the instances written
+        through this store for ``run_id`` (``None``: none were), which the run's status
+        reads instead of its record's."""
+        if not self._query("SELECT 1 FROM task_instances WHERE run_id = ? LIMIT 1", (run_id,)):
+            return None
+        instances = self.list_task_instances(run_id)
+        return {
+            "summary": self.task_state_summary(run_id),
+            "instances": instances,
+            "failed_instances": [i for i in instances if i["state"] == TaskState.FAILED.value],
+        }
+
     def _successes(self, run_id: str, task_name: str) -> list[dict[str, Any]]:
         return self.list_task_instances(run_id, task_name, [TaskState.SUCCESS])
 
