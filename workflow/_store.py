@@ -279,8 +279,25 @@ class SqliteStore(RunIndex):
             (*args, _now(), instance_id, *where_args),
         )
 
-    def update_task_submitted(self, instance_id: int, job_id: str) -> None:
-        self._set(instance_id, "state = ?, job_id = ?", (TaskState.SUBMITTED.value, str(job_id)))
+    def update_task_submitted(self, run_id: str, task_name: str, job_id: str) -> None:
+        """``SUBMITTED`` as scheduler job ``job_id``: the task's instances still to start
+        (``PENDING``, ``RETRYING``)."""
+        self.get(run_id)
+        _text(task_name, "task_name")
+        _text(job_id, "job_id")
+        self._query(
+            "UPDATE task_instances SET state = ?, job_id = ?, updated_at = ? WHERE run_id = ? "
+            "AND task_name = ? AND state IN (?, ?)",
+            (
+                TaskState.SUBMITTED.value,
+                job_id,
+                _now(),
+                run_id,
+                task_name,
+                TaskState.PENDING.value,
+                TaskState.RETRYING.value,
+            ),
+        )
 
     def update_task_running(self, instance_id: int) -> None:
         self._set(instance_id, "state = ?", (TaskState.RUNNING.value,))

@@ -359,6 +359,8 @@ def test_store_instances(tmp_path: Path) -> None:
     store.insert_run("r1", "g", "alice", {"x": 1})
     a = store.insert_task_instance("r1", "t", 0, TaskState.PENDING, {"a": 1})
     b = store.insert_task_instance("r1", "t", 1, "pending", {})
+    store.update_task_submitted("r1", "t", "4242")
+    assert {i["job_id"] for i in store.list_task_instances("r1", "t")} == {"4242"}
     store.update_task_running(a)
     store.update_task_success(a, ["out.nc"], "h1")
     store.update_task_failed(b, "boom")
