@@ -117,7 +117,7 @@ def absent(name, reason):
 
 def public(name):
     """``from reflow import name``: ours, or a stand-in saying it is missing."""
-    if hasattr(PUBLIC, name):
+    if name in PUBLIC.__all__:
         return getattr(PUBLIC, name)
     why = f" ({WHY[name]})" if name in WHY else ""
     return absent(name, f"missing: {name}{why}")
