@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed, shown
 from ._index import RunIndex, owner, owner_alive
+from ._params import resolve_params
 from ._report import RunReport, StepReport
-from ._run import Hooks, PriorFailure, _Run, run_plan
+from ._run import _Run, run_plan
+from ._run_hooks import FAILED, Hooks, PriorFailure
 from ._states import RunState, TaskState, task_state
 
 if TYPE_CHECKING:
@@ -344,7 +346,7 @@ class Run(RunReport):
                 for i, key in enumerate(st.keys):
                     if i in rep.failures:
                         prior[key] = PriorFailure(rep.failures[i])
-                    elif i < len(st.elements) and st.elements[i] is not _failed_marker():
+                    elif i < len(st.elements) and st.elements[i] is not FAILED:
                         prior[key] = st.elements[i]
             elif st.key:
                 if 0 in rep.failures:
@@ -690,8 +692,6 @@ class Run(RunReport):
         """Take over a foreign run to retry it here."""
         if self._wf is None:
             raise RunStateError(f"run {self.run_id!r}: retry() needs its workflow")
-        from ._run import resolve_params
-
         self._plan = self._wf.plan()
         self._params = resolve_params(self._plan, snap.get("params") or {})
         self.backend = str(snap.get("backend", "local"))
@@ -756,9 +756,3 @@ class Run(RunReport):
             st["state"] = state
             run.steps[name] = rep
         return run
-
-
-def _failed_marker() -> Any:
-    from ._run import _FAILED
-
-    return _FAILED
