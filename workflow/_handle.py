@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed, shown
-from ._index import RunIndex, owner
+from ._index import IndexConnection, RunIndex, owner
 from ._params import resolve_params
 from ._report import RunReport, StepReport
 from ._run import _Run, run_plan
@@ -136,6 +136,7 @@ class Run(RunReport):
         self.backend = backend
         self._options = dict(options or {})
         self._index = index
+        self._conn: IndexConnection | None = None  # the watcher's, while a run goes
         self._index_ok = index is not None
         self._created = now()
         self._owner = owner()
@@ -265,7 +266,32 @@ class Run(RunReport):
 
     def _watch(self, rec: _Recorder) -> None:
         """While the run goes: write the record when something changed (throttled) and look
-        for a cancel asked through the index."""
+        for a cancel asked through the index (another process's: this one's cancel() acts at
+        once), both through one connection kept open until the run ends."""
+        conn = self._connect()
+        try:
+            self._watch_loop(rec)
+        finally:
+            with self._lock:
+                if self._conn is conn:
+                    self._conn = None
+            if conn is not None:
+                conn.close()
+
+    def _connect(self) -> IndexConnection | None:
+        """The watcher's connection, also the one :meth:`_write` uses while it is open
+        (``None``: the index cannot be used; each write and poll opens its own, as before)."""
+        if self._index is None or not self._index_ok:
+            return None
+        try:
+            conn = self._index.connect()
+        except WorkflowError:
+            return None
+        with self._lock:
+            self._conn = conn
+        return conn
+
+    def _watch_loop(self, rec: _Recorder) -> None:
         while not self._finished.is_set():
             rec.dirty.wait(POLL_S)
             if self._finished.is_set():
@@ -280,7 +306,8 @@ class Run(RunReport):
                 self._write()
             if self._index is not None and self._index_ok and not self._cancel_asked:
                 try:
-                    asked = self._index.cancel_requested(self.run_id)
+                    with self._lock:
+                        asked = (self._conn or self._index).cancel_requested(self.run_id)
                 except WorkflowError:
                     asked = False
                 if asked:
@@ -297,7 +324,7 @@ class Run(RunReport):
                 return
             self._last_write = time.monotonic()
             try:
-                self._index.put(self._snapshot(errors=True))
+                (self._conn or self._index).put(self._snapshot(errors=True))
             except Exception as exc:  # a record that cannot be written never fails the run
                 self._index_ok = False
                 log.warning("run %s is not recorded any more: %s", self.run_id, exc)
