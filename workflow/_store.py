@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ParamError, RunIndexError, WorkflowError, shown
-from ._handle import seed_view
 from ._index import RunIndex, default_index_path
+from ._snapshot import seed_view
 from ._states import RunState, TaskState, run_state, task_state
 
 __all__ = ["SqliteStore"]
