@@ -468,7 +468,7 @@ def resolve_executor(executor: object, address: str | None) -> tuple[str, str | 
     if isinstance(executor, Executor):
         what = type(executor).__name__
         raise UnknownExecutorError(
-            f"executor {what} is not one reflow.workflow runs: it runs workflows on {_NAMES} "
+            f"Unknown executor {what}: not one reflow.workflow runs; it runs workflows on {_NAMES} "
             "(PBS, LSF, SGE, Flux and Executor subclasses of your own are not provided: the "
             "graph runs here and needs each element's result back, which a bare "
             "submit(resources, command) does not give)",
@@ -476,9 +476,10 @@ def resolve_executor(executor: object, address: str | None) -> tuple[str, str | 
         )
     if isinstance(executor, type) and issubclass(executor, Executor):
         raise UnknownExecutorError(
-            f"executor= takes an executor object, {executor.__name__}(...), not the class",
+            f"Unknown executor: executor= takes an executor object, {executor.__name__}(...), "
+            "not the class",
             param="executor",
         )
     raise UnknownExecutorError(
-        f"executor must be {_NAMES}, got {shown(executor)}", param="executor"
+        f"Unknown executor {shown(executor)}: executor must be {_NAMES}", param="executor"
     )

@@ -117,11 +117,19 @@ def _run(backend: object, **kw: Any) -> Any:
 
 
 REFUSED = [
-    (lambda p: _submit(SiteScheduler(), run_dir=p), UnknownExecutorError, "SiteScheduler is not"),
+    (
+        lambda p: _submit(SiteScheduler(), run_dir=p),
+        UnknownExecutorError,
+        "Unknown executor SiteScheduler: not one",
+    ),
     (lambda p: _submit(PBSExecutor(), run_dir=p), UnknownExecutorError, "PBS, LSF, SGE, Flux"),
     (lambda p: _run(SiteScheduler(), run_dir=p), UnknownExecutorError, "Executor subclasses"),
     (lambda p: _submit("pbs", run_dir=p), UnknownExecutorError, "Unknown executor 'pbs'"),
-    (lambda p: _submit(5, run_dir=p), UnknownExecutorError, "executor must be 'local'"),
+    (
+        lambda p: _submit(5, run_dir=p),
+        UnknownExecutorError,
+        "executor must be 'local', 'ray', 'slurm'",
+    ),
     (lambda p: _submit(LocalExecutor, run_dir=p), UnknownExecutorError, "not the class"),
     (lambda p: _run(object(), run_dir=p), UnknownExecutorError, "LocalExecutor() or"),
     (
