@@ -256,7 +256,7 @@ BAD_ADDRESSES = [
     ("debug?account", "malformed"),
     ("debug?mem=1G", "set by reflow"),
     ("debug?Bad=1", "not an sbatch option"),
-    ("de bug", "partition must be a name"),
+    ("debug?account=a&account", "malformed"),
     ("debug?a=b\nc", "must be a string"),
 ]
 
