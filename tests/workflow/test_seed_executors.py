@@ -435,3 +435,15 @@ def test_store_given_to_workflow_calls(tmp_path: Path) -> None:
     assert wf.attach(run.run_id, store=store).status(as_dict=True)["status"] == "SUCCESS"
     with pytest.raises(ParamError, match="store must be a RunIndex"):
         wf.run_local(tmp_path / "x", store=3)
+
+
+@pytest.mark.parametrize(
+    "content", [b"not a database at all" * 50, b"SQLite format 3\x00" + b"\xff" * 4000]
+)
+def test_store_on_a_file_that_is_not_one(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(content)
+    store = SqliteStore(path)
+    for call in (store.init, lambda: store.list_runs(), lambda: store.insert_run("r", "g")):
+        with pytest.raises(RunIndexError, match=r"cannot be used|cannot open"):
+            call()
