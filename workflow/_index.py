@@ -50,6 +50,12 @@ STATUSES = tuple(s.value for s in RunState)
 _LEGACY = {"SUCCESS": ("succeeded",), "RUNNING": ("running", "pending")}
 
 
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 def _status(value: object, path: Path) -> RunState:
     try:
         return run_state(value)
@@ -189,6 +195,18 @@ class RunIndex:
         where = str(self.path)
         try:
             yield
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise RunIndexError(
+                    f"the run index {where!r} cannot be used: {exc} (not a reflow run index, "
+                    "or damaged: move it away and a new one is made)",
+                    path=where,
+                ) from exc
+            raise RunIndexError(
+                f"the run index {where!r} is locked by another process, still after "
+                f"{BUSY_S:g} s (one holding a write transaction open): try again when it ends",
+                path=where,
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise RunIndexError(
                 f"the run index {where!r} cannot be used: {exc} (not a reflow run index, or "
