@@ -40,7 +40,11 @@ _OPEN_PROCS = {*UNPICKLABLE, "str-raises", "KeyboardInterrupt", "SystemExit", "G
 
 
 def _xfail(open_: bool) -> list[pytest.MarkDecorator]:
-    return [pytest.mark.xfail(strict=True, run=False, reason="lost or leaked until the fix")] if open_ else []
+    return (
+        [pytest.mark.xfail(strict=True, run=False, reason="lost or leaked until the fix")]
+        if open_
+        else []
+    )
 
 
 @pytest.mark.parametrize("kind", UNPICKLABLE)
@@ -112,7 +116,9 @@ def test_a_single_job_failing_oddly_stops_the_run_with_workflow_failed(
     assert info.value.report.steps["after"].status == "skipped"
 
 
-@pytest.mark.xfail(strict=True, run=False, reason="a broken process pool reads 'not reached' until the fix")
+@pytest.mark.xfail(
+    strict=True, run=False, reason="a broken process pool reads 'not reached' until the fix"
+)
 def test_os_exit_in_a_worker_process_fails_the_job_by_name(tmp_path: Path) -> None:
     t0 = time.perf_counter()
     with pytest.raises(WorkflowFailed) as info:
