@@ -208,7 +208,8 @@ def _resolve(func: Any, call: ast.Call, owner: type | None) -> Any:
     target: Any = None
     if isinstance(fn, ast.Name):
         code = getattr(func, "__code__", None)
-        cells = dict(zip(code.co_freevars, func.__closure__ or ())) if code is not None else {}
+        free = code.co_freevars if code is not None else ()
+        cells = dict(zip(free, func.__closure__ or (), strict=False))
         if fn.id in cells:  # a closure's function (a template built by a factory)
             try:
                 target = cells[fn.id].cell_contents
@@ -241,7 +242,7 @@ def _parse_lambda(text: str) -> ast.Module | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scan_function(func: Any) -> _FunctionScan:
     tree: ast.Module | None = None
     try:
@@ -253,7 +254,7 @@ def _scan_function(func: Any) -> _FunctionScan:
     except SyntaxError:
         if "lambda" in source:  # a lambda inside a larger expression: parse it alone
             tree = _parse_lambda(source[source.index("lambda") :])
-    node = tree.body[0] if tree is not None and tree.body else None
+    node: ast.AST | None = tree.body[0] if tree is not None and tree.body else None
     if func.__name__ == "<lambda>" and tree is not None:
         # the source of a lambda is its whole line: take the first lambda on it
         node = next((n for n in ast.walk(tree) if isinstance(n, ast.Lambda)), None)
@@ -309,10 +310,16 @@ def _walk(func: Any, owner: type | None, out: ConfigScan, seen: set[Any]) -> Non
         _walk(target, owner, out, seen)
 
 
-@functools.lru_cache(maxsize=None)
+_SCANNED: dict[int, tuple[type, ConfigScan]] = {}
+
+
 def scan_class(cls: type) -> ConfigScan:
     """Every config key that ``cls`` (a template class) reads, and whether it is open."""
+    cached = _SCANNED.get(id(cls))
+    if cached is not None and cached[0] is cls:
+        return cached[1]
     out = ConfigScan()
+    _SCANNED[id(cls)] = (cls, out)  # a delegate naming ``cls`` again finds it here
     seen: set[Any] = set()
     for klass in cls.__mro__:
         if klass.__module__ == f"{_LIBRARY}._base" or not klass.__module__.startswith(_LIBRARY):
