@@ -9,6 +9,7 @@ without bound. Each row runs rounds of held-open bursts, each against a new spec
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 
 import pytest
@@ -40,7 +41,7 @@ def test_bursts_of_calls_leave_the_fd_count_flat(packs: Packs, burst: int, round
         gc.collect()
         counts.append(_fds())
     kept = KEEPALIVE_SHARDS * SHARD_SIZE  # idle connections the pools may keep, at most
-    steps = [b - a for a, b in zip(counts, counts[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(counts)]
     assert max(steps) <= kept + 16, counts  # was one socket per call (a burst: +200)
     if counts[-1] - counts[1] > 16:
         # each run's event loop has its own client, never closed when the loop ends
