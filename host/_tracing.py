@@ -374,13 +374,12 @@ def otlp_tracer_provider(
         for v in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
     ):
         timeout = _EXPORT_TIMEOUT_S  # a dead collector holds the export thread this long
-    exporter = OTLPSpanExporter(
+    otlp = OTLPSpanExporter(
         endpoint=url, headers=dict(headers) if headers else None, timeout=timeout
     )
-    shown = str(getattr(exporter, "_endpoint", None) or url or "http://localhost:4318/v1/traces")
-    exporter = QuietExporter(exporter, redact(shown))
+    shown = str(getattr(otlp, "_endpoint", None) or url or "http://localhost:4318/v1/traces")
     provider = TracerProvider(resource=resource)
-    processor = BoundedSpanProcessor(exporter, max_queue_size=queue)
+    processor = BoundedSpanProcessor(QuietExporter(otlp, redact(shown)), max_queue_size=queue)
     provider.add_span_processor(processor)  # type: ignore[arg-type]
     provider.reflow_processor = processor  # type: ignore[attr-defined]  # RunTracer's gate
     return provider
