@@ -111,6 +111,8 @@ class _Visitor(ast.NodeVisitor):
             self.loops[target.id] = []
             return
         values = _literal(it)
+        if values is None and isinstance(it, ast.Name):  # a module constant (MIX_PORTS)
+            values = getattr(self.func, "__globals__", {}).get(it.id)
         if isinstance(values, (tuple, list)) and all(isinstance(v, str) for v in values):
             self.loops[target.id] = list(values)
 
@@ -124,6 +126,12 @@ class _Visitor(ast.NodeVisitor):
             if value is not None and entry["default"] is None:
                 entry["default"] = value
             return
+        if isinstance(key_node, ast.JoinedStr):  # f"gain_{p}" over a loop of literal keys
+            expanded = self._expand(key_node)
+            if expanded is not None:
+                for key in expanded:
+                    self._read(ast.Constant(key), type_, default)
+                return
         if isinstance(key_node, ast.Name) and key_node.id in self.loops:
             for key in self.loops[key_node.id]:  # ``for k in ("width", "height")``
                 self._read(ast.Constant(key), type_, default)
@@ -140,6 +148,33 @@ class _Visitor(ast.NodeVisitor):
                 self.out.reader = reader
             return
         self.out.open = True
+
+    def _expand(self, node: ast.JoinedStr) -> list[str] | None:
+        """The keys an f-string of constants and one loop name makes, or None."""
+        names = {
+            v.value.id
+            for v in node.values
+            if isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name)
+        }
+        if len(names) != 1 or next(iter(names)) not in self.loops:
+            return None
+        keys = []
+        for bound in self.loops[next(iter(names))]:
+            parts = []
+            for v in node.values:
+                if isinstance(v, ast.Constant) and isinstance(v.value, str):
+                    parts.append(v.value)
+                elif (
+                    isinstance(v, ast.FormattedValue)
+                    and isinstance(v.value, ast.Name)
+                    and v.conversion == -1
+                    and v.format_spec is None
+                ):
+                    parts.append(bound)
+                else:
+                    return None
+            keys.append("".join(parts))
+        return keys
 
     # -- visiting --------------------------------------------------------------------
     def visit_Assign(self, node: ast.Assign) -> None:

@@ -132,3 +132,62 @@ def test_known_keys_and_open_templates_are_accepted(
 ) -> None:
     net = reflow.Network()
     net.add_node("n", template_id, config)
+
+
+class _Spy(dict[str, Any]):
+    """A node's config that records every key the template's code asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+
+_SAMPLES = [
+    reflow.Message.integer(3),
+    reflow.Message.from_value({"x": 1, "y": 2, "z": 3}),
+    reflow.Message.string("a b"),
+    reflow.Message.from_value([1, 2, 3]),
+]
+
+
+@pytest.mark.slow
+def test_every_key_a_tick_reads_is_reported() -> None:
+    """Each template runs a tick per sample message on every in-port, its config a spy; a
+    key it reads that describe() does not report is a miss (its tick may fail: the keys it
+    read until then still count)."""
+    missed: dict[str, set[str]] = {}
+    for tid in sorted(CLASSES):
+        reported = set(describe_template(tid)["config"])
+        for sample in _SAMPLES:
+            actor = reflow.template_actor(tid)
+            net = reflow.Network()
+            net.register_actor("t", actor)
+            try:
+                net.add_node("n", "t", {})
+            except reflow.ReflowError:
+                break  # a template that checks its config when the node is made
+            spy = _Spy()
+            net._sched.nodes["n"].config = spy
+            for port in actor.inports:
+                net.add_initial("n", port, sample)
+            try:
+                net.run(timeout=1)
+            except reflow.ReflowError:
+                pass
+            finally:
+                net.shutdown(wait=0)
+            if spy.read - reported:
+                missed.setdefault(tid, set()).update(spy.read - reported)
+    assert not missed
