@@ -87,6 +87,12 @@ class LibraryActor(Actor):
         if not config or scan_class(type(self)).open:
             return
         known = self.config_keys()
+        # a CPU twin takes its GPU template's config as it is (the same graph, GPU off)
+        from . import _template_classes
+
+        for other in _template_classes().values():
+            if getattr(other, "cpu_twin", None) is type(self):
+                known = {**other.config_keys(), **known}
         for key in config:
             if key in known:
                 continue

@@ -278,7 +278,8 @@ def _parse_lambda(text: str) -> ast.Module | None:
 
 
 @functools.cache
-def _scan_function(func: Any) -> _FunctionScan:
+def _scan_function(func: Any, alias: str | None = None) -> _FunctionScan:
+    """What ``func`` reads; ``alias``: a parameter that is handed a node's config."""
     tree: ast.Module | None = None
     try:
         source = textwrap.dedent(inspect.getsource(func))
@@ -299,6 +300,8 @@ def _scan_function(func: Any) -> _FunctionScan:
     if params and params[0] in ("self", "cls"):
         params = params[1:]
     visitor = _Visitor(func, params)
+    if alias is not None:
+        visitor.aliases.add(alias)
     for stmt in node.body if isinstance(node.body, list) else [node.body]:
         visitor.visit(stmt)
     return visitor.out
@@ -317,21 +320,59 @@ def _merge(into: dict[str, dict[str, Any]], key: str, entry: dict[str, Any]) -> 
             have[name] = entry[name]
 
 
-def _walk(func: Any, owner: type | None, out: ConfigScan, seen: set[Any]) -> None:
-    if func in seen:
+def _delegate_class(func: Any, call: ast.Call) -> type | None:
+    """The template class this call makes (``_RfliResize()``), if it names one."""
+    if not isinstance(call.func, ast.Name):
+        return None
+    found = getattr(func, "__globals__", {}).get(call.func.id)
+    if isinstance(found, type) and hasattr(found, "config_schema") and hasattr(found, "run"):
+        return found
+    return None
+
+
+def _config_param(call: ast.Call, target: Any, alias: str | None) -> str | None:
+    """The parameter of ``target`` that this call hands the node's config, if any."""
+    try:
+        names = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return None
+    if names and names[0] in ("self", "cls") and isinstance(call.func, ast.Attribute):
+        names = names[1:]
+    aliases = {alias} if alias else set()
+    for pos, arg in enumerate(call.args):
+        if _is_config_expr(arg, aliases) and pos < len(names):
+            return names[pos]
+    for kw in call.keywords:
+        if kw.arg is not None and _is_config_expr(kw.value, aliases):
+            return kw.arg
+    return None
+
+
+def _walk(
+    func: Any, owner: type | None, out: ConfigScan, seen: set[Any], alias: str | None = None
+) -> None:
+    if (func, alias) in seen:
         return
-    seen.add(func)
-    scan = _scan_function(func)
+    seen.add((func, alias))
+    scan = _scan_function(func, alias)
     out.open = out.open or scan.open
     for key, entry in scan.reads.items():
         _merge(out.keys, key, entry)
     for call in scan.calls:
+        delegate = _delegate_class(func, call)
+        if delegate is not None:  # ``_RfliResize().run(ctx)``: that template's keys too
+            inner = scan_class(delegate)
+            out.open = out.open or inner.open
+            for key, entry in inner.keys.items():
+                _merge(out.keys, key, entry)
+            continue
         target = _resolve(func, call, owner)
         if target is None:
             if _hands_on_config(call):
                 out.open = True
             continue
-        callee = _scan_function(target)
+        handed = _config_param(call, target, alias)
+        callee = _scan_function(target, handed)
         reader = callee.reader
         if reader is not None:
             key_node = _arg(call, reader.key_pos, reader.key_name)
@@ -342,7 +383,7 @@ def _walk(func: Any, owner: type | None, out: ConfigScan, seen: set[Any]) -> Non
                 _merge(out.keys, key_node.value, {"type": reader.type, "default": default})
             elif key_node is not None and not isinstance(key_node, ast.Name):
                 out.open = True
-        _walk(target, owner, out, seen)
+        _walk(target, owner, out, seen, handed)
 
 
 _SCANNED: dict[int, tuple[type, ConfigScan]] = {}
