@@ -7,13 +7,18 @@ call (followed by name through the function's globals), and collects each key th
 as a literal:
 
 - ``config_int(ctx, "count", 10)`` and its siblings in ``_base`` (the type is the helper's,
-  the default its third argument, the choices of ``config_choice``);
+  the default the argument it takes as the default; the catalog shape has no room for
+  ``config_choice``'s choices: the docstring and the error name them);
 - ``ctx.config.get("key", default)``, ``ctx.config["key"]``, ``"key" in ctx.config`` (also on
   a local name bound to ``ctx.config`` or on a parameter called ``config``);
 - a call of a helper whose parameter is used as the key of such a read, with a literal
-  at that position (``_ms(ctx, "delay", 100)``): its type and default follow the helper.
+  at that position (``_ms(ctx, "delay", 100)``): its type and default follow the helper;
+- the node's config handed to a library helper under any parameter name
+  (``constants_of(ctx.config, ...)``), a key looped over a literal or module-constant tuple
+  (``for k in ("width", "height")``, ``f"gain_{p}" for p in MIX_PORTS``), and a template made
+  and run inside another (``_RfliResize().run(ctx)``, a class attribute such as ``rfla``).
 
-A read whose key is not a literal (``ctx.config.get(f"gain_{band}")``) or that copies the
+A read whose key is none of these (``ctx.config.get(f"{name}Ms")``) or that copies the
 whole config (``dict(ctx.config)``) makes the template *open*: its unknown keys cannot be
 refused. The scan is cached per class; without source (a frozen install) it finds nothing
 and the template stays open.
