@@ -88,9 +88,7 @@ class LibraryActor(Actor):
             return
         known = self.config_keys()
         # a CPU twin takes its GPU template's config as it is (the same graph, GPU off)
-        from . import _template_classes
-
-        for other in _template_classes().values():
+        for other in _subclasses(LibraryActor):
             if getattr(other, "cpu_twin", None) is type(self):
                 known = {**other.config_keys(), **known}
         for key in config:
@@ -104,6 +102,17 @@ class LibraryActor(Actor):
             )
             what = "reads no config" if not known else "has no config key"
             raise GraphError(f"node {node!r}: template {self.component!r} {what} {key!r}{hint}")
+
+
+def _subclasses(cls: type[LibraryActor]) -> list[type[LibraryActor]]:
+    found: list[type[LibraryActor]] = []
+    todo: list[type[LibraryActor]] = [cls]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found.append(sub)
+                todo.append(sub)
+    return found
 
 
 def _kind(value: Any) -> str:
