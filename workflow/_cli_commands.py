@@ -93,16 +93,19 @@ def _finish(run: Any) -> int:
         sys.stderr.write(f"run {run.run_id} was cancelled\n")
         return 1
     if not report.ok:
-        first = next(iter(report.failures), None)
-        what = f" ({first[0]}[{first[1]}]: {_last_line(first[2])})" if first else ""
+        # each failed element was one warning line above (RunReport.log_failures)
+        failures = report.failures
+        where = ", ".join(f"{n}[{i}]" for n, i, _ in failures[:3])
+        more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
+        what = (
+            f": {len(failures)} failed ({where}{more}); 'status {run.run_id} --errors' shows "
+            "the tracebacks"
+            if failures
+            else ""
+        )
         sys.stderr.write(f"error: run {run.run_id} failed{what}\n")
         return 1
     return 0
-
-
-def _last_line(text: str) -> str:
-    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else ""
 
 
 def _snap(run: Any) -> dict[str, Any]:

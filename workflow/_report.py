@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import WorkflowError, WorkflowFailed
 
-__all__ = ["RunReport", "StepReport"]
+__all__ = ["RunReport", "StepReport", "failure_headline"]
+
+log = logging.getLogger("reflow.workflow")
+#: failures logged one line each at the end of a run; the rest are counted in one more line
+FAILURES_LOGGED = 20
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def failure_headline(text: str) -> str:
+    """A failure's text without its traceback, on one line (``ValueError: bad value 3``)."""
+    head = str(text).split(_TRACEBACK, 1)[0]
+    return " ".join(head.split())[:500] or " ".join(str(text).split())[-500:]
+
+
+def debug_wanted() -> bool:
+    """``$REFLOW_DEBUG`` asks for each failure's traceback where a failure is reported."""
+    return os.environ.get("REFLOW_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
 
 #: done: ran (or came from the cache) completely; partial: an array job with failed or skipped
 #: elements (``on_error="continue"``); failed; skipped: never ran because something it needs
@@ -91,8 +110,26 @@ class RunReport:
         if not bad:
             return f"all {len(self.steps)} steps done"
         first = next(iter(self.failures), None)
-        cause = f"; first failure: {first[0]}[{first[1]}]: {first[2]}" if first else ""
+        cause = (
+            f"; first failure: {first[0]}[{first[1]}]: {failure_headline(first[2])}"
+            if first
+            else ""
+        )
         return "; ".join(bad) + cause
+
+    def log_failures(self) -> None:
+        """One warning per failed element, ``job 'x'[3] failed: ValueError: ...``, without
+        the traceback (``$REFLOW_DEBUG`` adds it; the report and ``status(errors=True)``
+        keep it)."""
+        failures = self.failures
+        debug = debug_wanted()
+        for name, i, err in failures[:FAILURES_LOGGED]:
+            log.warning("job %r[%d] failed: %s", name, i, err if debug else failure_headline(err))
+        if len(failures) > FAILURES_LOGGED:
+            log.warning(
+                "... and %d more failed elements (status(errors=True) lists them all)",
+                len(failures) - FAILURES_LOGGED,
+            )
 
     def failure_message(self) -> str:
         """``task 'x' failed: <summary>`` (reflow-hpc's words, then the summary line)."""

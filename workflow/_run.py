@@ -33,6 +33,7 @@ retried attempt's results and the result cache, is looked up through ``_reuse``;
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +54,20 @@ from ._reuse import Reuse
 from ._run_hooks import FAILED, Hooks, PriorFailure
 from ._slurm import SlurmBackend
 from ._types import strip
+
+
+class _JobTickFailures(logging.Filter):
+    """Drops the scheduler's "tick failed" line of a job's node: the run reports each failed
+    element itself, once, with its index (``RunReport.log_failures``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "tick failed: %s" or not isinstance(record.args, tuple):
+            return True
+        failure = record.args[0] if record.args else None
+        return not str(getattr(failure, "component", "")).startswith("workflow:")
+
+
+logging.getLogger("reflow").addFilter(_JobTickFailures())
 
 # BACKENDS, check_options and resolve_params moved to ``_params``; the package imports them
 # from here
@@ -573,6 +588,7 @@ def _execute(
             rep.status = "skipped"
             rep.reason = run._needs_bad(spec) or "not reached"
     report = RunReport(run.report, run.results(), time.perf_counter() - t0)
+    report.log_failures()
     if on_error == "stop" and not report.ok:
         raise WorkflowFailed(report.failure_message(), report=report)
     return report

@@ -23,6 +23,7 @@ from .._errors import CheckpointConfigError, GraphError, NetworkStateError, RunT
 from ._actor import threads_under_start
 from ._events import EventHub, EventStream, _clock
 from ._gcdefer import built
+from ._loop_close import aclose_loop_resources
 from ._messages import Message
 from ._nodes import ActorFailure, _Node
 from ._results import Collector, RunSummary
@@ -401,13 +402,17 @@ class Network(Wiring):
         if threaded and sched._executor is None:
             sched._workers = max(sched._workers, min(threaded, _START_THREADS))
 
+    async def _drive_in_thread(self) -> None:
+        try:
+            await self._sched.drive(
+                until_idle=False, on_idle=self._on_idle, stop=lambda: self._stop_flag
+            )
+        finally:
+            await aclose_loop_resources()
+
     def _thread_main(self) -> None:
         try:
-            asyncio.run(
-                self._sched.drive(
-                    until_idle=False, on_idle=self._on_idle, stop=lambda: self._stop_flag
-                )
-            )
+            asyncio.run(self._drive_in_thread())
         except BaseException as exc:  # surfaced by run()/shutdown()
             self._thread_error = exc
         finally:
@@ -478,6 +483,7 @@ class Network(Wiring):
             for task in asyncio.all_tasks(self._loop):
                 task.cancel()
             self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.run_until_complete(aclose_loop_resources())
             self._loop.close()
         if self._policy_host is not None:
             self._policy_host.close()

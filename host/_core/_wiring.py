@@ -137,6 +137,9 @@ class Wiring:
             self._subgraph_nodes.add(id)
             template.expand_into(self, id, dict(config or {}))
             return
+        refuse = getattr(template, "refuse_unknown_config", None)
+        if config and callable(refuse):  # a built-in template names the keys it reads
+            refuse(id, config)
         actor: Actor
         if placement is not None:
             from .._ray_nodes import placed_actor

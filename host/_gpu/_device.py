@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import stat
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,9 +97,46 @@ def _enabled() -> bool:
     return os.environ.get("REFLOW_GPU", "").strip().lower() not in ("off", "0", "false", "no")
 
 
+def _runtime_dir_usable(path: str) -> bool:
+    """``path`` is what the XDG spec asks of ``$XDG_RUNTIME_DIR``: a directory this user owns,
+    mode 0700 (Mesa's Vulkan window-system code checks that and prints an error otherwise)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and (st.st_mode & 0o077) == 0
+
+
+@contextlib.contextmanager
+def _private_runtime_dir() -> Iterator[None]:
+    """While the adapter is requested, a missing or unusable ``$XDG_RUNTIME_DIR`` is a fresh
+    private (0700) temporary directory, removed afterwards and the variable put back as it
+    was: Mesa's software Vulkan then prints no "XDG_RUNTIME_DIR is invalid or not set" line,
+    and nothing else in the process sees the change after the request (a GPU device opens
+    no window, so nothing it keeps needs that directory)."""
+    if not hasattr(os, "getuid") or _runtime_dir_usable(os.environ.get("XDG_RUNTIME_DIR", "")):
+        yield
+        return
+    before = os.environ.get("XDG_RUNTIME_DIR")
+    with tempfile.TemporaryDirectory(prefix="reflow-xdg-") as private:  # mkdtemp: 0700
+        os.environ["XDG_RUNTIME_DIR"] = private
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("XDG_RUNTIME_DIR", None)
+            else:
+                os.environ["XDG_RUNTIME_DIR"] = before
+
+
 def _find_adapter(wgpu: Any, wanted: str) -> Any:
     """The adapter ``wanted`` names (power preference, name substring, or "" for wgpu's
     default choice); NoGpuAdapterError saying what was looked for and what exists."""
+    with _private_runtime_dir():
+        return _request_adapter(wgpu, wanted)
+
+
+def _request_adapter(wgpu: Any, wanted: str) -> Any:
     try:
         if wanted.lower() in ("", *_POWER):
             adapter = wgpu.gpu.request_adapter_sync(

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from .._core._loop_close import close_with_loop
 from .._core._streams import Stream
 from .._errors import HttpApiError, StreamError
 from .._jsonread import loads
@@ -68,13 +69,15 @@ _tokens: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TokenCache] = (
 
 
 def shared_client() -> httpx.AsyncClient:
-    """The running loop's client (created on first use, closed with the loop)."""
+    """The running loop's client (created on first use, closed before its loop is: see
+    ``reflow._core._loop_close``)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
         transport = CredentialTransport(ShardedTransport())
         client = httpx.AsyncClient(transport=transport, follow_redirects=False, timeout=None)
         _clients[loop] = client
+        close_with_loop(client.aclose)  # its pooled sockets go when the loop's owner ends it
         _tokens[loop] = TokenCache()
     return client
 

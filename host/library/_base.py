@@ -8,13 +8,14 @@ in-port or config key at fault, so a user can find it in a graph.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 from typing import Any
 
 from .._core._actor import Actor, ActorContext
 from .._core._messages import Message
-from .._errors import ActorError, MessageError
+from .._errors import ActorError, GraphError, MessageError
 
 __all__ = [
     "MISSING",
@@ -55,9 +56,63 @@ class LibraryActor(Actor):
             "inport_types": dict(cls.inport_types),
             "outport_types": dict(cls.outport_types),
             "await_all_inports": cls.await_all_inports,
-            "config": {k: dict(v) for k, v in cls.config_schema.items()},
+            "config": cls.config_keys(),
             "doc": inspect.cleandoc(cls.__doc__ or ""),
         }
+
+    @classmethod
+    def declared_config(cls) -> dict[str, dict[str, Any]]:
+        """The keys the template declares (``config_schema``), before the code scan."""
+        return {k: dict(v) for k, v in cls.config_schema.items()}
+
+    @classmethod
+    def config_keys(cls) -> dict[str, dict[str, Any]]:
+        """Every config key: the declared ones, then each key the code reads (found by
+        :func:`~reflow.library._config_scan.scan_class`, with the type and default the
+        reading code applies)."""
+        from ._config_scan import scan_class
+
+        keys = cls.declared_config()
+        for key, entry in scan_class(cls).keys.items():
+            if key not in keys:
+                keys[key] = dict(entry)
+        return keys
+
+    def refuse_unknown_config(self, node: str, config: dict[str, Any]) -> None:
+        """Raise :class:`~reflow.GraphError` naming a key of ``config`` that this template
+        never reads, with the closest known key; a template whose code reads keys it does
+        not name (an open scan) accepts any."""
+        from ._config_scan import scan_class
+
+        if not config or scan_class(type(self)).open:
+            return
+        known = self.config_keys()
+        # a CPU twin takes its GPU template's config as it is (the same graph, GPU off)
+        for other in _subclasses(LibraryActor):
+            if getattr(other, "cpu_twin", None) is type(self):
+                known = {**other.config_keys(), **known}
+        for key in config:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else (f"; it reads {', '.join(map(repr, sorted(known)))}" if known else "")
+            )
+            what = "reads no config" if not known else "has no config key"
+            raise GraphError(f"node {node!r}: template {self.component!r} {what} {key!r}{hint}")
+
+
+def _subclasses(cls: type[LibraryActor]) -> list[type[LibraryActor]]:
+    found: list[type[LibraryActor]] = []
+    todo: list[type[LibraryActor]] = [cls]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found.append(sub)
+                todo.append(sub)
+    return found
 
 
 def _kind(value: Any) -> str:

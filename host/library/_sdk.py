@@ -35,11 +35,9 @@ class SdkTemplate(LibraryActor):
     config_defaults: ClassVar[dict[str, Any]] = {}
 
     @classmethod
-    def describe(cls) -> dict[str, Any]:
-        info = super().describe()
+    def declared_config(cls) -> dict[str, dict[str, Any]]:
         # the same shape as every other template's (LibraryActor.config_schema)
-        info["config"] = {k: _schema(v) for k, v in cls.config_defaults.items()}
-        return info
+        return {k: _schema(v) for k, v in cls.config_defaults.items()}
 
     def tick(self, ctx: ActorContext) -> Any:
         raise NotImplementedError
