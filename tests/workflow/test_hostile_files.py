@@ -224,7 +224,7 @@ RUN_DIRS = [
     ("bytes", ParamError, "run_dir"),
     ("an int", ParamError, "run_dir"),
 ]
-_OPEN_RUN_DIRS = {"a file", "under a file", "5000 chars", "a 300-char part"}
+_OPEN_RUN_DIRS: set[str] = set()
 
 
 @pytest.mark.parametrize(
@@ -321,7 +321,7 @@ CLI = [
     (["\udcff"], "unknown subcommand"),
     (["--run-dir", "/dev/null/x"], "run_dir"),
 ]
-_OPEN_CLI = {"--n twice", "1 MB int", "--run-dir /dev/null/x"}
+_OPEN_CLI = {"--n twice", "1 MB int"}
 
 
 def _cli_id(argv: list[str]) -> str:
