@@ -157,20 +157,8 @@ DEFINITIONS += [
 ]
 
 
-#: rows that fail until the fix in _job.py lands (after the h/seed-api merge)
-_OPEN: set[str] = {
-    "positional-only",
-    "positional-only required",
-    "default of wrong type",
-    "default str for list",
-    "default bool for int",
-    "default not a choice",
-    "empty Literal",
-    "Param choices default",
-    "name int",
-    "name 5000 chars",
-    "flow 5000 chars",
-}
+#: rows that still fail (none: each was a failure class fixed in _job.py / _types.py)
+_OPEN: set[str] = set()
 _ROWS = [
     pytest.param(
         *row,
