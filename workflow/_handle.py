@@ -424,6 +424,8 @@ class Run(RunReport):
                 if deadline is not None and time.monotonic() >= deadline:
                     raise RunStateError(f"run {self.run_id!r} is still running after {timeout:g} s")
                 time.sleep(POLL_S)
+            if self._foreign is not None:
+                self._load_steps(self._foreign)
             return self
         if not self._finished.wait(timeout):
             raise RunStateError(f"run {self.run_id!r} is still running after {timeout:g} s")
@@ -576,6 +578,13 @@ class Run(RunReport):
         run._foreign = snap
         run._created = str(snap.get("created", ""))
         run._finished.set()
+        run._load_steps(snap)
+        return run
+
+    def _load_steps(self, snap: dict[str, Any]) -> None:
+        """A foreign run's steps as its record says (at attach, and again when wait() sees
+        it end: a handle must not report what it read before another process retried it)."""
+        self.steps = {}
         for name, st in (snap.get("steps") or {}).items():
             rep = StepReport(name, bool(st.get("array")))
             rep.elements = int(st.get("total", 0))
@@ -591,5 +600,4 @@ class Run(RunReport):
                 "CANCELLED": "skipped",
             }.get(state, state.lower())
             st["state"] = state
-            run.steps[name] = rep
-        return run
+            self.steps[name] = rep

