@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._errors import JobTimeoutError, WorkflowDefinitionError, WorkflowError
+from ._signals import TaskInterrupted, job_call
 
 __all__ = ["CANCELLED", "Backend", "LocalBackend", "RayBackend", "parse_memory", "run_chunk"]
 
@@ -56,7 +57,10 @@ CANCELLED = "cancelled: "
 def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
     for attempt in range(retries + 1):
         try:
-            return fn(**kwargs)
+            with job_call():  # what SIGTERM interrupts (``_signals``)
+                return fn(**kwargs)
+        except TaskInterrupted:
+            raise  # not retried: the process is being stopped
         except Exception:
             if attempt == retries:
                 raise

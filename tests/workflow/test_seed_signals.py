@@ -1,0 +1,150 @@
+"""``TaskInterrupted`` (reflow-hpc's graceful shutdown): a real SIGTERM/SIGINT sent to a real
+process running a workflow raises ``TaskInterrupted`` inside the running job, which can clean
+up; the element is reported failed with that reason, nothing more is started, and the process
+ends within a bounded time with a one-line error, not a bare traceback."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from reflow.workflow import TaskInterrupted, WorkflowError
+from reflow.workflow._signals import graceful_shutdown
+
+#: from the signal to the process's end (generous: a loaded 2-core box)
+END_S = 20.0
+#: from the start to the job writing its "started" file
+START_S = 60.0
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from typing import Annotated
+    from reflow.workflow import Result, TaskInterrupted, Workflow, WorkflowFailed
+
+    MARK = Path(sys.argv[2])
+    wf = Workflow("sig")
+
+    @wf.job
+    def items() -> list[int]:
+        return [0, 1, 2, 3, 4, 5]
+
+    @wf.job(array=True, cache=False)
+    def slow(i: Annotated[int, Result(step="items")]) -> int:
+        (MARK / f"started-{i}").write_text("x")
+        try:
+            for _ in range(2400):  # two minutes, in steps a thread can be interrupted between
+                time.sleep(0.05)
+        except TaskInterrupted as exc:
+            (MARK / f"cleaned-{i}").write_text(exc.signal_name)
+            raise
+        return i
+
+    @wf.job
+    def total(xs: Annotated[list[int], Result(step="slow")]) -> int:
+        (MARK / "total").write_text("ran")
+        return sum(xs)
+
+    if __name__ == "__main__":
+        mode = sys.argv[1]
+        run_dir = MARK / "run"
+        if mode in ("local", "processes"):
+            try:
+                wf.run_local(run_dir, max_workers=2, processes=mode == "processes")
+            except WorkflowFailed as exc:
+                print("FAILED:", exc.report.failure_message().splitlines()[0])
+                sys.exit(1)
+            sys.exit(0)
+        sys.exit(wf.cli(["run", "--run-dir", str(run_dir), "--max-workers", "2"]))
+    """
+)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"ended before {path.name}: {out}\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no {path.name} after {seconds} s")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("mode", "signum"),
+    [
+        ("local", signal.SIGTERM),
+        ("local", signal.SIGINT),
+        ("processes", signal.SIGTERM),
+        ("cli", signal.SIGTERM),
+        ("cli", signal.SIGINT),
+    ],
+    ids=["run_local-TERM", "run_local-INT", "processes-TERM", "cli-TERM", "cli-INT"],
+)
+def test_signal_interrupts_the_running_job(tmp_path: Path, mode: str, signum: int) -> None:
+    script = tmp_path / "sig.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "REFLOW_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), mode, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    _wait_for(tmp_path / "started-0", proc, START_S)
+    _wait_for(tmp_path / "started-1", proc, START_S)
+    t0 = time.monotonic()
+    proc.send_signal(signum)
+    try:
+        out, err = proc.communicate(timeout=END_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"still running {END_S} s after the signal: {out}\n{err}") from None
+    took = time.monotonic() - t0
+    name = signal.Signals(signum).name
+    assert proc.returncode == 1, (proc.returncode, out, err)
+    assert took < END_S
+    # both running elements saw TaskInterrupted and cleaned up; nothing else started
+    for i in (0, 1):
+        assert (tmp_path / f"cleaned-{i}").read_text() == name
+    assert not (tmp_path / "started-2").exists() and not (tmp_path / "total").exists()
+    text = out + err
+    assert "TaskInterrupted" in text and name in text, text
+    assert "Traceback (most recent call last)" not in err, err
+
+
+def test_task_interrupted_itself() -> None:
+    exc = TaskInterrupted(signal.SIGINT)
+    assert (exc.signal_number, exc.signal_name) == (signal.SIGINT, "SIGINT")
+    assert str(exc) == "Task interrupted by SIGINT (signal 2)"
+    assert isinstance(exc, WorkflowError)
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is TaskInterrupted and back.signal_number == signal.SIGINT
+    assert TaskInterrupted().signal_name == "SIGTERM"
+    assert "signal 999" in TaskInterrupted(999).signal_name
+
+
+def test_graceful_shutdown_in_this_process() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+    with pytest.raises(TaskInterrupted) as info, graceful_shutdown():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # interrupted at once: the main thread's sleep
+        finally:
+            cleaned.append(True)
+    assert info.value.signal_name == "SIGTERM" and cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
