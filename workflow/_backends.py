@@ -230,6 +230,11 @@ class LocalBackend(Backend):
         except BaseException as exc:
             return [(i, False, f"{type(exc).__name__}: {exc}") for i, _ in calls]
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes' pids (``processes=True``), to forward a signal to."""
+        procs = getattr(self._pool, "_processes", None) or {}
+        return [p.pid for p in list(procs.values()) if p.pid is not None]
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 

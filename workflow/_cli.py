@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._errors import ReflowError
 from ._errors import WorkflowError, WorkflowFailed
+from ._signals import interrupt_all
 from ._states import RunState, TaskState, run_state
 from ._types import describe_type, strip
 
@@ -284,12 +285,17 @@ def _err(message: str) -> int:
     return 2
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, as ``_interruptible`` raises it."""
+
+
 @contextmanager
 def _interruptible() -> Iterator[None]:
     """SIGTERM is Ctrl-C while a run goes (so the run is cancelled, not the process killed)."""
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        interrupt_all(signum)  # the running calls see TaskInterrupted (reflow-hpc's)
+        raise _Terminated
 
     try:
         old = signal.signal(signal.SIGTERM, on_term)
@@ -312,7 +318,9 @@ def _finish(run: Any) -> int:
         with _interruptible():
             try:
                 report = run.wait()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
+                if not isinstance(exc, _Terminated):  # Ctrl-C
+                    interrupt_all(signal.SIGINT)
                 sys.stderr.write(f"cancelling run {run.run_id}\n")
                 with suppress(WorkflowError):  # it may have ended meanwhile
                     run.cancel()

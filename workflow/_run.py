@@ -31,10 +31,11 @@ from __future__ import annotations
 import asyncio
 import difflib
 import os
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from .._core._actor import Actor
 from .._core._messages import Message
@@ -45,6 +46,7 @@ from ._errors import MissingParamError, ParamError, WorkflowError, WorkflowFaile
 from ._flow import Plan, Wire
 from ._job import JobSpec, ParamInput, RunDirInput
 from ._report import RunReport, StepReport
+from ._signals import interrupts, running
 from ._slurm import SlurmBackend
 from ._types import describe_type, fits, strip
 
@@ -155,8 +157,11 @@ class _Run:
         force: set[str],
         on_error: str,
         hooks: Hooks | None = None,
+        verify: bool = False,
     ) -> None:
         self.hooks = hooks or Hooks()
+        self.verify = verify  # ask each job's verify= (or check its Path results) on a hit
+        self.interrupted: str | None = None  # the signal that stopped the run
         self.prior = self.hooks.prior or {}
         self.retry_steps = self.hooks.retry_steps
         self.cancelled = False
@@ -245,12 +250,21 @@ class _Run:
 
     def stop_reason(self) -> str:
         """Why the run stopped: its first failure (in step order), named."""
+        if self.interrupted:
+            return f"the run was interrupted by {self.interrupted}"
         for name, r in self.report.items():
             for i, err in r.failures.items():
                 where = f"element {i} of {name!r}" if r.array and r.elements else repr(name)
                 first = (err.splitlines() or [""])[0][:300]
                 return f"the run stopped after {where} failed: {first}"
         return "the run stopped after a failure"
+
+    def interrupt(self, signum: int) -> None:
+        """A SIGTERM/SIGINT reached the process (``_signals``): the running calls see
+        :class:`TaskInterrupted`; nothing more starts. Called from a signal handler: it only
+        sets flags."""
+        self.interrupted = signal.Signals(signum).name
+        self.stopped = True
 
     def cancel(self, step: str | None = None) -> None:
         """Start nothing more (of ``step``, or of the run); what runs finishes or is stopped
@@ -335,10 +349,27 @@ class _Run:
 
     def _lookup(self, spec: JobSpec, key: str) -> Any:
         hit = self._lookup_prior(spec, key)
-        if hit is not MISS:
+        if hit is MISS:
+            cache = self._cache_for(spec)
+            hit = MISS if cache is None else cache.get(key)
+        return self._verified(spec, hit)
+
+    def _verified(self, spec: JobSpec, hit: Any) -> Any:
+        """``hit``, or :data:`MISS` when a ``verify=True`` run finds it no longer valid
+        (reflow-hpc's rule: the job's ``verify(value)``, else for a ``Path`` or
+        ``list[Path]`` result whether the files exist); a ``verify`` that raises fails the
+        job with a :class:`WorkflowError` naming it."""
+        if not self.verify or hit is MISS or isinstance(hit, PriorFailure):
             return hit
-        cache = self._cache_for(spec)
-        return MISS if cache is None else cache.get(key)
+        try:
+            ok = bool(spec.verify(hit)) if spec.verify is not None else _paths_exist(spec, hit)
+        except Exception as exc:
+            raise WorkflowError(
+                f"job {spec.name!r}: verify({shown(hit)}) raised {type(exc).__name__}: "
+                f"{shown(exc, 200)}",
+                step=spec.name,
+            ) from None
+        return hit if ok else MISS
 
     def _cache_for(self, spec: JobSpec) -> ResultCache | None:
         """The cache ``spec``'s results are looked up in (``None``: not cached or forced)."""
@@ -468,11 +499,11 @@ class _Run:
         hits = [self._lookup_prior(spec, k) for k in wanted]
         cache = self._cache_for(spec)
         if cache is None:
-            return hits
+            return [self._verified(spec, h) for h in hits] if self.verify else hits
         missing = [n for n, h in enumerate(hits) if h is MISS]
         for n, got in zip(missing, cache.get_many([wanted[n] for n in missing]), strict=True):
             hits[n] = got
-        return hits
+        return [self._verified(spec, h) for h in hits] if self.verify else hits
 
     async def _dispatch(
         self, spec: JobSpec, rep: StepReport, todo: list[tuple[int, dict[str, Any]]], ctx: Any
@@ -572,6 +603,20 @@ class _Run:
         return out
 
 
+def _paths_exist(spec: JobSpec, value: Any) -> bool:
+    """reflow-hpc's check of a cached ``Path``/``list[Path]`` result: every file exists (a
+    value that is not a path is trusted)."""
+    t = strip(spec.returns)
+    try:
+        if t is Path:
+            return Path(value).exists()
+        if get_origin(t) is list and [strip(a) for a in get_args(t)] == [Path]:
+            return all(Path(p).exists() for p in value)
+    except (TypeError, ValueError, OSError):
+        return True
+    return True
+
+
 def _put_all(cache: ResultCache, items: list[tuple[str, Any]]) -> None:
     cache.put_many(items)
 
@@ -646,9 +691,13 @@ def run_plan(
         force=forced,
         on_error=on_error,
         hooks=hooks,
+        verify=verify,
     )
     run.hooks.started(run)
-    return _execute(plan, run, pool, t0, timeout=timeout, on_network=on_network)
+    # a SIGTERM/SIGINT: TaskInterrupted in the running calls (the handlers are installed
+    # where this runs in the main thread; the command line's own handler calls interrupt_all)
+    with running(run.interrupt, children=getattr(pool, "worker_pids", None)), interrupts():
+        return _execute(plan, run, pool, t0, timeout=timeout, on_network=on_network)
 
 
 #: the backends ``run()`` accepts

@@ -28,7 +28,15 @@ from typing import Any
 
 from ._errors import WorkflowError
 
-__all__ = ["Interrupts", "TaskInterrupted", "graceful_shutdown", "interrupts", "job_call"]
+__all__ = [
+    "Interrupts",
+    "TaskInterrupted",
+    "graceful_shutdown",
+    "interrupt_all",
+    "interrupts",
+    "job_call",
+    "running",
+]
 
 #: the signals turned into :class:`TaskInterrupted`
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -105,16 +113,52 @@ def _raise_in(ident: int, kind: type[BaseException]) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(kind))
 
 
+_runs: dict[int, tuple[Callable[[int], None], Callable[[], list[int]] | None]] = {}
+
+
 @contextlib.contextmanager
-def interrupts(
-    on_signal: Callable[[int], None] | None = None,
-    *,
-    children: Callable[[], list[int]] | None = None,
-) -> Iterator[Interrupts]:
-    """Turn the first SIGTERM/SIGINT into :class:`TaskInterrupted` in the job calls running
-    (see the module docstring), then call ``on_signal(signum)`` and forward the signal to the
-    pids ``children()`` lists. Outside the main thread it does nothing (Python lets only the
-    main thread set handlers)."""
+def running(
+    on_signal: Callable[[int], None], *, children: Callable[[], list[int]] | None = None
+) -> Iterator[None]:
+    """While inside, :func:`interrupt_all` calls ``on_signal(signum)`` (a run stops starting
+    calls) and forwards the signal to the pids ``children()`` lists (worker processes)."""
+    key = id(on_signal)
+    with _lock:
+        _runs[key] = (on_signal, children)
+    try:
+        yield
+    finally:
+        with _lock:
+            _runs.pop(key, None)
+
+
+def interrupt_all(signum: int) -> bool:
+    """Raise :class:`TaskInterrupted` in every other thread running a job call, forward the
+    signal to the runs' worker processes and tell the runs; whether this thread is in a job
+    call itself (the caller raises there). Safe in a signal handler: it only sets flags and
+    sends signals."""
+    here = threading.get_ident()
+    with _lock:
+        others = [t for t in _calls if t != here]
+        mine = here in _calls
+        hooks = list(_runs.values())
+    kind = _kind(signum)
+    for ident in others:
+        _raise_in(ident, kind)
+    for on_signal, children in hooks:
+        if children is not None:
+            for pid in children():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signum)
+        on_signal(signum)
+    return mine
+
+
+@contextlib.contextmanager
+def interrupts() -> Iterator[Interrupts]:
+    """Turn the first SIGTERM/SIGINT into :func:`interrupt_all` (and :class:`TaskInterrupted`
+    here when this thread runs a job call), then put the old handlers back. Outside the main
+    thread it does nothing (Python lets only the main thread set handlers)."""
     state = Interrupts()
     if threading.current_thread() is not threading.main_thread():
         yield state
@@ -129,26 +173,14 @@ def interrupts(
 
     def handler(signum: int, frame: Any) -> None:
         del frame
-        if os.getpid() != owner:  # a forked worker: the job runs in this very thread
+        if os.getpid() != owner:  # a forked worker process: the job runs in this thread
             if threading.get_ident() in _calls:
                 raise _kind(signum)()
             return
         if state.signal_number is None:
             state.signal_number = signum
         restore()  # a second signal acts as it would have
-        here = threading.get_ident()
-        with _lock:
-            others = [t for t in _calls if t != here]
-            mine = here in _calls
-        for ident in others:
-            _raise_in(ident, _kind(signum))
-        if children is not None:
-            for pid in children():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signum)
-        if on_signal is not None:
-            on_signal(signum)
-        if mine:
+        if interrupt_all(signum):
             raise _kind(signum)()
 
     for s in SIGNALS:
