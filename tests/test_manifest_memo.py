@@ -9,32 +9,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _signed_pack_support import isolated_pack_env, signed_math_pack, trusting
 
 import reflow.abi._bounded as bounded
 from reflow._loader._packs import list_packs, load_pack, unload_pack
-from reflow._loader._trust import TrustStore
 from reflow.abi._manifest import parse_manifest, use_manifest_memo
-from reflow.abi._signing import load_private_key, write_keypair
-from reflow.tools._pack_build import build_pack
-
-PACKS = Path(__file__).resolve().parent.parent / "packs"
 
 
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("memo")
-    priv, pub, _ = write_keypair(root / "keys" / "publisher")
-    return build_pack(PACKS / "math-wasm", out_dir=root / "dist", key=load_private_key(priv)), pub
+    return signed_math_pack(tmp_path_factory.mktemp("memo"))
 
 
 @pytest.fixture(autouse=True)
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("REFLOW_TRUST_DIR", str(tmp_path / "trust"))
-    monkeypatch.setenv("REFLOW_CONFIG_DIR", str(tmp_path / "config"))
-    yield
-    for p in list_packs():
-        unload_pack(p.name)
+    yield from isolated_pack_env(tmp_path, monkeypatch, config=True)
 
 
 @pytest.fixture
@@ -59,9 +48,7 @@ def _entries(tmp_path: Path) -> list[Path]:
 
 
 def _load(pack: Path, pub: Path) -> None:
-    store = TrustStore()
-    store.add(pub)
-    load_pack(pack, trust=store)
+    load_pack(pack, trust=trusting(pub))
 
 
 def _manifest_size(pack: Path) -> int:

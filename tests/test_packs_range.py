@@ -8,30 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _signed_pack_support import isolated_pack_env, signed_math_pack, trusting
 
 from reflow._errors import PackError, ReflowError
-from reflow._loader._packs import list_packs, load_pack, unload_pack
-from reflow._loader._trust import TrustStore
-from reflow.abi._signing import load_private_key, write_keypair
-from reflow.tools._pack_build import build_pack
-
-PACKS = Path(__file__).resolve().parent.parent / "packs"
+from reflow._loader._packs import list_packs, load_pack
 
 
 @pytest.fixture(scope="module")
 def math_pack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("range")
-    priv, pub, _ = write_keypair(root / "keys" / "publisher")
-    return build_pack(PACKS / "math-wasm", out_dir=root / "dist", key=load_private_key(priv)), pub
+    return signed_math_pack(tmp_path_factory.mktemp("range"))
 
 
 @pytest.fixture(autouse=True)
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("REFLOW_TRUST_DIR", str(tmp_path / "trust"))
-    yield
-    for p in list_packs():
-        unload_pack(p.name)
+    yield from isolated_pack_env(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -48,8 +38,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 )
 def test_loaded_version_in_range_is_returned(math_pack: tuple[Path, Path], spec: str) -> None:
     path, pub = math_pack
-    store = TrustStore()
-    store.add(pub)
+    store = trusting(pub)
     loaded = load_pack(path, trust=store)
     assert load_pack(spec, trust=store) is loaded
 
@@ -70,8 +59,7 @@ def test_loaded_version_out_of_range_is_refused(
     math_pack: tuple[Path, Path], spec: str, error: type[Exception], fragment: str
 ) -> None:
     path, pub = math_pack
-    store = TrustStore()
-    store.add(pub)
+    store = trusting(pub)
     load_pack(path, trust=store)
     with pytest.raises(error, match=fragment):
         load_pack(spec, trust=store)
@@ -81,8 +69,7 @@ def test_loaded_version_out_of_range_is_refused(
 
 def test_registry_given_does_not_bypass_the_range(math_pack: tuple[Path, Path]) -> None:
     path, pub = math_pack
-    store = TrustStore()
-    store.add(pub)
+    store = trusting(pub)
     load_pack(path, trust=store)
     # refused before any connection is tried: nothing listens on this port
     with pytest.raises(PackError, match=r"does not satisfy '\^2'"):

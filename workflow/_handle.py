@@ -26,16 +26,28 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed, shown
-from ._index import RunIndex, owner, owner_alive
+from ._index import IndexConnection, RunIndex, owner
+from ._params import resolve_params
 from ._report import RunReport, StepReport
-from ._run import Hooks, PriorFailure, _Run, run_plan
-from ._states import RunState, TaskState, task_state
+from ._run import _Run, run_plan
+from ._run_hooks import FAILED, Hooks, PriorFailure
+from ._snapshot import (
+    TERMINAL,
+    active_count,
+    json_safe,
+    now,
+    record_view,
+    seed_view,
+    settled,
+    status_table,
+    steps_record,
+)
+from ._states import RunState, TaskState
 
 if TYPE_CHECKING:
     from . import Workflow
@@ -51,12 +63,6 @@ WRITES_PER_S = 4.0
 #: how long ``retry()`` right after ``cancel()`` waits for the cancelled calls to end
 RETRY_AFTER_CANCEL_S = 60.0
 POLL_S = 0.25
-#: a step's errors kept in the record (the rest counted), and each error's length there
-MAX_ERRORS = 100
-MAX_ERROR_CHARS = 4000
-TERMINAL = (RunState.SUCCESS.value, RunState.FAILED.value, RunState.CANCELLED.value)
-#: an instance still to finish (what cancel() counts)
-ACTIVE = (TaskState.PENDING.value, TaskState.SUBMITTED.value, TaskState.RUNNING.value)
 
 _LIVE: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
 
@@ -78,37 +84,6 @@ def make_run_id(workflow: str, index: RunIndex | None = None) -> str:
     return f"{workflow}-{day}-{uuid.uuid4().hex[:8]}"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else str(value)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_json_safe(v) for v in value]
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _step_state(rep: StepReport, run_cancelled: bool) -> str:
-    if rep.status in ("done", "cached"):
-        return TaskState.SUCCESS.value
-    if rep.status in ("pending", "running"):
-        return rep.status.upper()
-    if rep.status == "skipped" or (rep.reason.startswith("cancelled") and not rep.failures):
-        return TaskState.CANCELLED.value
-    if run_cancelled and rep.skipped and not rep.failures:
-        return TaskState.CANCELLED.value
-    return TaskState.FAILED.value
-
-
 def _user() -> str | None:
     import getpass
 
@@ -116,71 +91,6 @@ def _user() -> str | None:
         return getpass.getuser()
     except Exception:  # no login name (a container's bare uid)
         return None
-
-
-def seed_view(snap: dict[str, Any]) -> dict[str, Any]:
-    """reflow-hpc's ``status(as_dict=True)`` keys for a record: ``run``, ``summary`` (per
-    task, instances per state), ``instances`` and ``failed_instances`` (dicts with
-    ``task_name``, ``array_index``, ``state``, ``job_id``, ``error_text``)."""
-    instances: list[dict[str, Any]] = []
-    summary: dict[str, dict[str, int]] = {}
-    failed_idx = snap.get("failed_indices") or {}
-    for name, st in (snap.get("steps") or {}).items():
-        try:
-            state = task_state(st.get("state")).value
-        except WorkflowError:
-            state = TaskState.FAILED.value
-        errors = {e.get("index"): str(e.get("error", "")) for e in st.get("errors", [])}
-        counts: dict[str, int] = {}
-        if st.get("array"):
-            failed = {i for i in (failed_idx.get(name) or []) if isinstance(i, int)}
-            skipped = {i for i in (st.get("skipped_indices") or []) if isinstance(i, int)}
-            successes = int(st.get("done", 0))
-            rest = TaskState.CANCELLED.value if state in TERMINAL else state
-            for i in range(int(st.get("total", 0))):
-                if i in failed:
-                    s_i = TaskState.FAILED.value
-                elif i in skipped:
-                    s_i = TaskState.CANCELLED.value
-                elif successes > 0:
-                    s_i, successes = TaskState.SUCCESS.value, successes - 1
-                else:
-                    s_i = rest
-                instances.append(_instance(snap, name, i, s_i, errors.get(i)))
-                counts[s_i] = counts.get(s_i, 0) + 1
-        else:
-            instances.append(_instance(snap, name, None, state, errors.get(None)))
-            counts[state] = 1
-        summary[name] = counts
-    status = str(snap.get("status", RunState.FAILED.value))
-    run = {
-        "run_id": snap.get("run_id"),
-        "graph_name": snap.get("workflow"),
-        "user_id": snap.get("user_id"),
-        "created_at": snap.get("created"),
-        "status": status,
-        "parameters": snap.get("params") or {},
-        "run_dir": snap.get("run_dir"),
-    }
-    return {
-        "run": run,
-        "summary": summary,
-        "instances": instances,
-        "failed_instances": [i for i in instances if i["state"] == TaskState.FAILED.value],
-    }
-
-
-def _instance(
-    snap: dict[str, Any], task: str, index: int | None, state: str, error: str | None
-) -> dict[str, Any]:
-    return {
-        "run_id": snap.get("run_id"),
-        "task_name": task,
-        "array_index": index,
-        "state": state,
-        "job_id": None,
-        "error_text": error if state == TaskState.FAILED.value else None,
-    }
 
 
 class _Recorder(Hooks):
@@ -226,8 +136,9 @@ class Run(RunReport):
         self.backend = backend
         self._options = dict(options or {})
         self._index = index
+        self._conn: IndexConnection | None = None  # the watcher's, while a run goes
         self._index_ok = index is not None
-        self._created = _now()
+        self._created = now()
         self._owner = owner()
         self._state = RunState.RUNNING.value
         self._user = _user()
@@ -344,7 +255,7 @@ class Run(RunReport):
                 for i, key in enumerate(st.keys):
                     if i in rep.failures:
                         prior[key] = PriorFailure(rep.failures[i])
-                    elif i < len(st.elements) and st.elements[i] is not _failed_marker():
+                    elif i < len(st.elements) and st.elements[i] is not FAILED:
                         prior[key] = st.elements[i]
             elif st.key:
                 if 0 in rep.failures:
@@ -355,7 +266,32 @@ class Run(RunReport):
 
     def _watch(self, rec: _Recorder) -> None:
         """While the run goes: write the record when something changed (throttled) and look
-        for a cancel asked through the index."""
+        for a cancel asked through the index (another process's: this one's cancel() acts at
+        once), both through one connection kept open until the run ends."""
+        conn = self._connect()
+        try:
+            self._watch_loop(rec)
+        finally:
+            with self._lock:
+                if self._conn is conn:
+                    self._conn = None
+            if conn is not None:
+                conn.close()
+
+    def _connect(self) -> IndexConnection | None:
+        """The watcher's connection, also the one :meth:`_write` uses while it is open
+        (``None``: the index cannot be used; each write and poll opens its own, as before)."""
+        if self._index is None or not self._index_ok:
+            return None
+        try:
+            conn = self._index.connect()
+        except WorkflowError:
+            return None
+        with self._lock:
+            self._conn = conn
+        return conn
+
+    def _watch_loop(self, rec: _Recorder) -> None:
         while not self._finished.is_set():
             rec.dirty.wait(POLL_S)
             if self._finished.is_set():
@@ -370,7 +306,8 @@ class Run(RunReport):
                 self._write()
             if self._index is not None and self._index_ok and not self._cancel_asked:
                 try:
-                    asked = self._index.cancel_requested(self.run_id)
+                    with self._lock:
+                        asked = (self._conn or self._index).cancel_requested(self.run_id)
                 except WorkflowError:
                     asked = False
                 if asked:
@@ -387,7 +324,7 @@ class Run(RunReport):
                 return
             self._last_write = time.monotonic()
             try:
-                self._index.put(self._snapshot(errors=True))
+                (self._conn or self._index).put(self._snapshot(errors=True))
             except Exception as exc:  # a record that cannot be written never fails the run
                 self._index_ok = False
                 log.warning("run %s is not recorded any more: %s", self.run_id, exc)
@@ -404,85 +341,27 @@ class Run(RunReport):
         assert self._foreign is not None and self._index is not None
         with contextlib.suppress(WorkflowError):
             self._foreign = self._index.get(self.run_id)
-        snap = dict(self._foreign)
-        if snap.get("status") == RunState.RUNNING.value:
-            owner = snap.get("owner") or {}
-            alive = owner_alive(owner.get("host"), owner.get("pid"), owner.get("start"))
-            if alive is False:
-                snap["status"] = RunState.FAILED.value
-                snap["note"] = (
-                    f"the process that ran it (pid {owner.get('pid')} on {owner.get('host')}) "
-                    "is gone: it ended without finishing the run (killed or crashed)"
-                )
-                for step in snap.get("steps", {}).values():
-                    state = str(step.get("state", "")).upper()
-                    if state in ACTIVE:
-                        step["state"] = (
-                            TaskState.FAILED.value
-                            if state == TaskState.RUNNING.value
-                            else TaskState.CANCELLED.value
-                        )
-            elif alive is None:
-                snap["note"] = f"run by host {owner.get('host')!r}: its owner cannot be checked"
-        return snap
+        return settled(self._foreign)
 
     def _snapshot(self, *, errors: bool = False, task: str | None = None) -> dict[str, Any]:
         if self._foreign is not None:
-            snap = self._refresh()
-            if task is not None:
-                snap["steps"] = {k: v for k, v in snap.get("steps", {}).items() if k == task}
-                snap["failed_indices"] = {
-                    k: v for k, v in snap.get("failed_indices", {}).items() if k == task
-                }
-            if not errors:
-                for step in snap.get("steps", {}).values():
-                    for e in step.get("errors", []):
-                        e["error"] = (str(e.get("error", "")).splitlines() or [""])[0]
-            return snap
-        cancelled = self._cancel_asked
-        steps: dict[str, Any] = {}
-        failed: dict[str, list[int | None]] = {}
-        for name, rep in list(self.steps.items()):
-            if task is not None and name != task:
-                continue
-            spec = self._plan.jobs[name] if self._plan is not None else None
-            failures = dict(rep.failures)  # one C-level copy: the run may be adding to it
-            idx: list[int | None] = [*sorted(failures)] if rep.array else [None] * bool(failures)
-            errs = []
-            for i in idx[:MAX_ERRORS]:
-                text = failures[0 if i is None else i]
-                text = text if errors else (text.splitlines() or [""])[0]
-                errs.append({"index": i, "error": text[:MAX_ERROR_CHARS]})
-            total = rep.elements if rep.array else 1
-            steps[name] = {
-                "state": _step_state(rep, cancelled),
-                "array": rep.array,
-                "total": total,
-                "done": rep.done,
-                "failed": len(failures),
-                "skipped": len(rep.skipped) if rep.array else int(rep.status == "skipped"),
-                "skipped_indices": list(rep.skipped) if rep.array else [],
-                "cached": rep.cached,
-                "partition": spec.partition if spec is not None else None,
-                "reason": rep.reason,
-                "errors": errs,
-                "errors_left_out": max(0, len(idx) - MAX_ERRORS),
-            }
-            if idx:
-                failed[name] = idx
+            return record_view(self._refresh(), errors=errors, task=task)
+        steps, failed = steps_record(
+            self.steps, self._plan, cancelled=self._cancel_asked, errors=errors, task=task
+        )
         return {
             "run_id": self.run_id,
             "workflow": self.workflow,
             "run_dir": str(self.run_dir),
-            "params": _json_safe(self._params),
+            "params": json_safe(self._params),
             "backend": self.backend,
             "status": self._state,
             "created": self._created,
-            "updated": _now(),
+            "updated": now(),
             "steps": steps,
             "failed_indices": failed,
             "user_id": self._user,
-            "options": _json_safe(
+            "options": json_safe(
                 {k: v for k, v in self._options.items() if k not in ("on_network",)}
             ),
             "owner": self._owner,
@@ -508,39 +387,8 @@ class Run(RunReport):
         snap = self._snapshot(errors=errors, task=task)
         if as_dict:
             return {**snap, **seed_view(snap)}
-        print(self._table(snap, errors=errors))
+        print(status_table(snap, errors=errors))
         return None
-
-    def _table(self, snap: dict[str, Any], *, errors: bool) -> str:
-        lines = [
-            f"Run       {snap['run_id']}",
-            f"Workflow  {snap['workflow']}",
-            f"Status    {snap['status']}",
-            f"Backend   {snap['backend']}",
-            f"Run dir   {snap['run_dir']}",
-            f"Created   {snap['created']}",
-        ]
-        if snap.get("note"):
-            lines.append(f"Note      {snap['note']}")
-        steps = snap.get("steps", {})
-        width = max((len(n) for n in steps), default=4)
-        lines.append("")
-        for name, st in steps.items():
-            counts = f"{st['done']}/{st['total']} done"
-            for k in ("failed", "skipped", "cached"):
-                if st.get(k):
-                    counts += f", {st[k]} {k}"
-            part = f"  partition={st['partition']}" if st.get("partition") else ""
-            why = f"  ({st['reason']})" if st.get("reason") else ""
-            lines.append(f"  {name:<{width}}  {st['state']:<9}  {counts}{part}{why}")
-            for e in st.get("errors", []):
-                where = "" if e["index"] is None else f"[{e['index']}]"
-                text = e["error"] if errors else (str(e["error"]).splitlines() or [""])[0]
-                body = text.rstrip().replace("\n", "\n      ")
-                lines.append(f"    {where or '-'}  {body}")
-            if st.get("errors_left_out"):
-                lines.append(f"    ... {st['errors_left_out']} more failures")
-        return "\n".join(lines)
 
     def _check_step(self, task: str) -> None:
         names = list(self.steps) or list(
@@ -583,15 +431,6 @@ class Run(RunReport):
             raise self._error
         return self
 
-    def _active(self, snap: dict[str, Any], task: str | None) -> int:
-        """How many instances (of ``task``) are still to finish in a record."""
-        view = seed_view(snap)
-        return sum(
-            1
-            for i in view["instances"]
-            if i["state"] in ACTIVE and (task is None or i["task_name"] == task)
-        )
-
     def cancel(self, task: str | None = None) -> int:
         """Stop the run (or one step, ``task``): nothing more starts, running Ray tasks are
         cancelled, this run's Slurm jobs are ``scancel``led, running local calls finish; the
@@ -604,11 +443,11 @@ class Run(RunReport):
         if self._foreign is not None:
             snap = self._refresh()
             if str(snap.get("status")) not in TERMINAL:
-                n = self._active(snap, task)
+                n = active_count(snap, task)
                 assert self._index is not None
                 self._index.request_cancel(self.run_id)
         elif not self._finished.is_set():
-            n = self._active(self._snapshot(), task)
+            n = active_count(self._snapshot(), task)
             live = self._live
             if task is None:
                 self._cancel_asked = True
@@ -690,8 +529,6 @@ class Run(RunReport):
         """Take over a foreign run to retry it here."""
         if self._wf is None:
             raise RunStateError(f"run {self.run_id!r}: retry() needs its workflow")
-        from ._run import resolve_params
-
         self._plan = self._wf.plan()
         self._params = resolve_params(self._plan, snap.get("params") or {})
         self.backend = str(snap.get("backend", "local"))
@@ -701,7 +538,7 @@ class Run(RunReport):
             for k in ("max_workers", "processes", "address", "verify", "on_error", "background")
             if k in opts
         }
-        self._created = str(snap.get("created") or _now())
+        self._created = str(snap.get("created") or now())
         self.steps = {n: StepReport(n, self._plan.jobs[n].array) for n in self._plan.order}
         self._foreign = None
 
@@ -756,9 +593,3 @@ class Run(RunReport):
             st["state"] = state
             run.steps[name] = rep
         return run
-
-
-def _failed_marker() -> Any:
-    from ._run import _FAILED
-
-    return _FAILED

@@ -12,7 +12,10 @@ versions wrote (``succeeded``, ``running``) read as the same states.
 The file is ``<cache dir>/workflow-runs.sqlite`` by default, the cache dir being
 ``$REFLOW_CACHE_DIR`` or ``~/.cache/reflow`` (as for packs and compiled modules). SQLite's WAL
 journal and a busy timeout make it safe for several processes writing at once; every call
-opens its own connection, so an index object can be shared between threads.
+opens its own connection, so an index object can be shared between threads. A running run keeps
+one :meth:`RunIndex.connect`-ed :class:`IndexConnection` instead, for the record writes and the
+cancel polls of its whole run (a connection per poll cost an open, a WAL check and a close
+four to eight times a second).
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from typing import Any
 from ._errors import ParamError, RunIndexError, RunNotFoundError
 from ._states import RunState, run_state
 
-__all__ = ["RunIndex", "default_index_path", "owner", "owner_alive", "process_start"]
+__all__ = [
+    "IndexConnection",
+    "RunIndex",
+    "default_index_path",
+    "owner",
+    "owner_alive",
+    "process_start",
+]
 
 #: how long a writer waits for another process's lock before the index is an error
 BUSY_S = 10.0
@@ -61,6 +71,13 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
 """
+_PUT = (
+    "INSERT INTO runs (run_id, workflow, status, created, updated, host, pid, snapshot) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET "
+    "workflow=excluded.workflow, status=excluded.status, updated=excluded.updated, "
+    "host=excluded.host, pid=excluded.pid, snapshot=excluded.snapshot"
+)
+_CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
 
 
 def default_index_path() -> Path:
@@ -143,37 +160,69 @@ class RunIndex:
 
     # ------------------------------------------------------------------ plumbing
 
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _open(self, *, threads: bool = False) -> sqlite3.Connection:
+        """A new connection, the file and its schema made the first time (``threads``: one
+        that several threads use in turn, under their own lock)."""
         where = str(self.path)
         try:
             if not self._ready:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(where, timeout=BUSY_S, isolation_level=None)
+            con = sqlite3.connect(
+                where, timeout=BUSY_S, isolation_level=None, check_same_thread=not threads
+            )
         except (OSError, sqlite3.Error, ValueError) as exc:
             raise RunIndexError(f"cannot open the run index {where!r}: {exc}", path=where) from exc
         try:
-            if not self._ready:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
-                self._ready = True
-            yield con
+            with self._using():
+                if not self._ready:
+                    con.execute("PRAGMA journal_mode=WAL")
+                    con.executescript(_SCHEMA)
+                    self._ready = True
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[None]:
+        """SQLite's and the file system's errors as :class:`RunIndexError` naming the file."""
+        where = str(self.path)
+        try:
+            yield
         except sqlite3.DatabaseError as exc:
             raise RunIndexError(
                 f"the run index {where!r} cannot be used: {exc} (not a reflow run index, or "
                 "damaged: move it away and a new one is made)",
                 path=where,
             ) from exc
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise RunIndexError(f"cannot use the run index {where!r}: {exc}", path=where) from exc
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        con = self._open()
+        try:
+            with self._using():
+                yield con
         finally:
             con.close()
+
+    def connect(self) -> IndexConnection:
+        """One connection kept open for a run's writes and cancel polls (see the module
+        doc); close it when the run ends."""
+        return IndexConnection(self, self._open(threads=True))
 
     # ------------------------------------------------------------------ API
 
     def put(self, snap: dict[str, Any]) -> None:
         """Insert or replace the snapshot keyed by ``snap["run_id"]``; the owner (``host``,
         ``pid``) is taken from the snapshot's ``owner`` entry when it has one."""
+        row = self._row(snap)
+        with self._db() as con:
+            con.execute(_PUT, row)
+
+    def _row(self, snap: dict[str, Any]) -> tuple[Any, ...]:
+        """The ``runs`` row :meth:`put` writes for ``snap`` (its errors raised here)."""
         if not isinstance(snap, dict) or not isinstance(snap.get("run_id"), str):
             raise RunIndexError(
                 "a run snapshot must be a dict with a string 'run_id'", path=str(self.path)
@@ -190,23 +239,16 @@ class RunIndex:
         owner = snap.get("owner") or {}
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         created = _iso(snap.get("created"), "created") or now
-        with self._db() as con:
-            con.execute(
-                "INSERT INTO runs (run_id, workflow, status, created, updated, host, pid, "
-                "snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET "
-                "workflow=excluded.workflow, status=excluded.status, updated=excluded.updated, "
-                "host=excluded.host, pid=excluded.pid, snapshot=excluded.snapshot",
-                (
-                    snap["run_id"],
-                    str(snap.get("workflow", "")),
-                    status,
-                    created,
-                    _iso(snap.get("updated"), "updated") or now,
-                    owner.get("host"),
-                    owner.get("pid"),
-                    text,
-                ),
-            )
+        return (
+            snap["run_id"],
+            str(snap.get("workflow", "")),
+            status,
+            created,
+            _iso(snap.get("updated"), "updated") or now,
+            owner.get("host"),
+            owner.get("pid"),
+            text,
+        )
 
     def has(self, run_id: str) -> bool:
         """Whether run ``run_id`` is recorded (cheap: no close-match search)."""
@@ -306,11 +348,52 @@ class RunIndex:
 
     def cancel_requested(self, run_id: str) -> bool:
         with self._db() as con:
-            row = con.execute(
-                "SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
+            row = con.execute(_CANCEL_REQUESTED, (run_id,)).fetchone()
         return bool(row and row[0])
 
     def clear_cancel(self, run_id: str) -> None:
         with self._db() as con:
             con.execute("UPDATE runs SET cancel_requested = 0 WHERE run_id = ?", (run_id,))
+
+
+class IndexConnection:
+    """One open connection to a :class:`RunIndex` (:meth:`RunIndex.connect`): ``put`` and
+    ``cancel_requested`` as the index's, without opening a connection each. Several threads
+    may use it in turn, never at once (the caller holds a lock); ``close()`` is idempotent,
+    and a closed one is a :class:`RunIndexError`."""
+
+    def __init__(self, index: RunIndex, con: sqlite3.Connection) -> None:
+        self.index = index
+        self._con: sqlite3.Connection | None = con
+
+    def __repr__(self) -> str:
+        state = "closed" if self._con is None else "open"
+        return f"<IndexConnection {str(self.index.path)!r} {state}>"
+
+    def _live(self) -> sqlite3.Connection:
+        if self._con is None:
+            where = str(self.index.path)
+            raise RunIndexError(f"the connection to the run index {where!r} is closed", path=where)
+        return self._con
+
+    def put(self, snap: dict[str, Any]) -> None:
+        row = self.index._row(snap)
+        with self.index._using():
+            self._live().execute(_PUT, row)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        with self.index._using():
+            row = self._live().execute(_CANCEL_REQUESTED, (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def close(self) -> None:
+        con, self._con = self._con, None
+        if con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                con.close()
+
+    def __enter__(self) -> IndexConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

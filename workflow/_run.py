@@ -29,110 +29,32 @@ skipped, and the report says what happened.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any
 
 from .._core._actor import Actor
 from .._core._messages import Message
 from .._core._network import Network
 from ._backends import CANCELLED, Backend, LocalBackend, RayBackend
 from ._cache import MISS, ResultCache, merkle, value_digest
-from ._errors import MissingParamError, ParamError, WorkflowError, WorkflowFailed, shown
+from ._errors import WorkflowError, WorkflowFailed
 from ._flow import Plan, Wire
-from ._job import JobSpec, ParamInput, RunDirInput
+from ._job import JobSpec, RunDirInput
+from ._params import BACKENDS, check_options, forced_steps, resolve_params
 from ._report import RunReport, StepReport
+from ._reuse import Reuse
+from ._run_hooks import FAILED, Hooks, PriorFailure
 from ._signals import interrupts, running
 from ._slurm import SlurmBackend
-from ._types import describe_type, fits, strip
+from ._types import strip
 
-__all__ = ["BACKENDS", "Hooks", "PriorFailure", "check_options", "resolve_params", "run_plan"]
-
-_FAILED = object()  # an element slot whose call failed or was skipped
-
-
-class PriorFailure:
-    """A failure carried over from the run being retried (``Run.retry(task=...)`` re-runs only
-    the named step's failures; the others stay failed without running again)."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: str) -> None:
-        self.error = error
-
-
-class Hooks:
-    """What a :class:`~reflow.workflow.Run` handle gives a run: ``started`` gets the live
-    ``_Run`` (its ``report`` dict is the steps' state), ``progress`` is called after every
-    chunk and step (from the event loop: it must be cheap); ``prior`` maps Merkle keys to the
-    previous attempt's values (or :class:`PriorFailure`) and ``retry_steps`` names the steps
-    whose prior failures run again (``None``: all of them)."""
-
-    prior: dict[str, Any] | None = None
-    retry_steps: set[str] | None = None
-
-    def started(self, run: _Run) -> None:
-        pass
-
-    def progress(self) -> None:
-        pass
-
-
-def resolve_params(plan: Plan, given: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check ``given`` against the plan's parameters: every key known, every required one
-    present, every value of the declared type and among its choices; defaults filled in."""
-    given = dict(given or {})
-    import difflib
-
-    for key in given:
-        if not isinstance(key, str):
-            raise ParamError(f"parameter names are strings, got {shown(key)}", param=shown(key))
-        if key not in plan.params:
-            close = difflib.get_close_matches(key, list(plan.params), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(sorted(plan.params)) or "none"
-            raise ParamError(
-                f"unknown parameter {shown(key)}{hint} (parameters: {known})", param=str(key)
-            )
-    values: dict[str, Any] = {}
-    for key, (p, users) in plan.params.items():
-        if key in given:
-            v = given[key]
-        elif p.required:
-            raise MissingParamError(
-                f"missing required parameter {key!r} ({describe_type(p.type)}): it is required "
-                f"by {', '.join(repr(u) for u in users)} and was not given",
-                param=key,
-            )
-        else:
-            v = p.default
-        if key in given:
-            _check_value(key, p, v)
-        values[key] = v
-    return values
-
-
-def _check_value(key: str, p: ParamInput, v: Any) -> None:
-    t = strip(p.type)
-    if p.choices is not None:
-        if v not in p.choices:
-            raise ParamError(
-                f"parameter {key!r} must be one of {list(p.choices)}, got {v!r}", param=key
-            )
-        return
-    if t is Path and isinstance(v, str):
-        return
-    if v is None and not p.required and p.default is None:
-        return
-    if (isinstance(v, bool) and t in (int, float)) or not fits(type(v), t):
-        raise ParamError(
-            f"parameter {key!r} must be {describe_type(t)}, got {type(v).__name__} {v!r}",
-            param=key,
-        )
+# BACKENDS, check_options and resolve_params moved to ``_params``; the package imports them
+# from here
+__all__ = ["BACKENDS", "check_options", "resolve_params", "run_plan"]
 
 
 class _StepState:
@@ -140,7 +62,7 @@ class _StepState:
 
     def __init__(self) -> None:
         self.value: Any = None  # a job's result
-        self.elements: list[Any] = []  # an array job's results (_FAILED where none)
+        self.elements: list[Any] = []  # an array job's results (FAILED where none)
         self.key = ""  # the Merkle key of the whole result
         self.keys: list[str] = []  # per element
 
@@ -160,18 +82,20 @@ class _Run:
         verify: bool = False,
     ) -> None:
         self.hooks = hooks or Hooks()
-        self.verify = verify  # ask each job's verify= (or check its Path results) on a hit
-        self.interrupted: str | None = None  # the signal that stopped the run
-        self.prior = self.hooks.prior or {}
-        self.retry_steps = self.hooks.retry_steps
+        self.reuse = Reuse(
+            prior=self.hooks.prior or {},
+            retry_steps=self.hooks.retry_steps,
+            cache=cache,
+            force=force,
+            verify=verify,
+        )
+        self.interrupted: str | None = None  # the signal that stopped the run (``_signals``)
         self.cancelled = False
         self.cancelled_steps: set[str] = set()
         self.plan = plan
         self.params = params
         self.run_dir = run_dir
         self.backend = backend
-        self.cache = cache
-        self.force = force
         self.on_error = on_error
         self.stopped = False
         self.state = {n: _StepState() for n in plan.order}
@@ -260,9 +184,8 @@ class _Run:
         return "the run stopped after a failure"
 
     def interrupt(self, signum: int) -> None:
-        """A SIGTERM/SIGINT reached the process (``_signals``): the running calls see
-        :class:`TaskInterrupted`; nothing more starts. Called from a signal handler: it only
-        sets flags."""
+        """A SIGTERM/SIGINT reached the process: the running calls see ``TaskInterrupted``
+        (``_signals``), nothing more starts. Called from a signal handler: it sets flags."""
         self.interrupted = signal.Signals(signum).name
         self.stopped = True
 
@@ -337,50 +260,6 @@ class _Run:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         return self.run_dir
 
-    def _lookup_prior(self, spec: JobSpec, key: str) -> Any:
-        """What the run being retried left under ``key`` (a result or a failure kept), else
-        :data:`MISS`."""
-        hit = self.prior.get(key, MISS) if self.prior else MISS
-        if isinstance(hit, PriorFailure) and (
-            self.retry_steps is None or spec.name in self.retry_steps
-        ):
-            return MISS  # this step's failures run again
-        return hit
-
-    def _lookup(self, spec: JobSpec, key: str) -> Any:
-        hit = self._lookup_prior(spec, key)
-        if hit is MISS:
-            cache = self._cache_for(spec)
-            hit = MISS if cache is None else cache.get(key)
-        return self._verified(spec, hit)
-
-    def _verified(self, spec: JobSpec, hit: Any) -> Any:
-        """``hit``, or :data:`MISS` when a ``verify=True`` run finds it no longer valid
-        (reflow-hpc's rule: the job's ``verify(value)``, else for a ``Path`` or
-        ``list[Path]`` result whether the files exist); a ``verify`` that raises fails the
-        job with a :class:`WorkflowError` naming it."""
-        if not self.verify or hit is MISS or isinstance(hit, PriorFailure):
-            return hit
-        try:
-            ok = bool(spec.verify(hit)) if spec.verify is not None else _paths_exist(spec, hit)
-        except Exception as exc:
-            raise WorkflowError(
-                f"job {spec.name!r}: verify({shown(hit)}) raised {type(exc).__name__}: "
-                f"{shown(exc, 200)}",
-                step=spec.name,
-            ) from None
-        return hit if ok else MISS
-
-    def _cache_for(self, spec: JobSpec) -> ResultCache | None:
-        """The cache ``spec``'s results are looked up in (``None``: not cached or forced)."""
-        if self.cache is None or not spec.cache or spec.name in self.force:
-            return None
-        return self.cache
-
-    def _store(self, spec: JobSpec, key: str, value: Any) -> None:
-        if self.cache is not None and spec.cache:
-            self.cache.put(key, value)
-
     async def _single(self, spec: JobSpec, rep: StepReport) -> None:
         kwargs, pkey = self._param_kwargs(spec)
         keys = [spec.code_hash, pkey]
@@ -392,8 +271,8 @@ class _Run:
         st.key = key
         rep.elements = 1
         loop = asyncio.get_running_loop()
-        use = spec.cache or bool(self.prior)
-        hit = await loop.run_in_executor(None, self._lookup, spec, key) if use else MISS
+        use = self.reuse.wanted(spec)
+        hit = await loop.run_in_executor(None, self.reuse.lookup, spec, key) if use else MISS
         if isinstance(hit, PriorFailure):
             rep.status, rep.failures[0] = "failed", hit.error
             return
@@ -415,7 +294,7 @@ class _Run:
             return
         st.value, rep.status, rep.done = value, "done", 1
         if spec.cache:
-            await loop.run_in_executor(None, self._store, spec, key, value)
+            await loop.run_in_executor(None, self.reuse.store, spec, key, value)
 
     async def _array(self, spec: JobSpec, rep: StepReport, ctx: Any) -> None:
         base, pkey = self._param_kwargs(spec)
@@ -439,7 +318,7 @@ class _Run:
         n = next(iter(lengths.values()))
         fixed = merkle(*fixed_keys)
         st = self.state[spec.name]
-        st.elements = [_FAILED] * n
+        st.elements = [FAILED] * n
         st.keys = [""] * n
         rep.elements = n
         rundirs = [i.name for i in spec.inputs if isinstance(i, RunDirInput)]
@@ -450,7 +329,7 @@ class _Run:
             bad = False
             for name, values, keys in iterated:
                 v = values[i]
-                if v is _FAILED:
+                if v is FAILED:
                     bad = True
                 kwargs[name] = v
                 ekeys.append(f"{name}:{keys[i]}")
@@ -463,8 +342,9 @@ class _Run:
             todo.append((i, kwargs))
         st.key = merkle("array", *st.keys)
         loop = asyncio.get_running_loop()
-        if (spec.cache and self.cache is not None and spec.name not in self.force) or self.prior:
-            hits = await loop.run_in_executor(None, self._lookups, spec, todo, st.keys)
+        if self.reuse.wanted(spec):
+            wanted = [st.keys[i] for i, _ in todo]
+            hits = await loop.run_in_executor(None, self.reuse.lookup_many, spec, wanted)
             rest = []
             for (i, kwargs), hit in zip(todo, hits, strict=True):
                 if hit is MISS:
@@ -494,17 +374,6 @@ class _Run:
         else:
             rep.status = "cached" if n and rep.cached == n else "done"
 
-    def _lookups(self, spec: JobSpec, todo: list[tuple[int, Any]], keys: list[str]) -> list[Any]:
-        wanted = [keys[i] for i, _ in todo]
-        hits = [self._lookup_prior(spec, k) for k in wanted]
-        cache = self._cache_for(spec)
-        if cache is None:
-            return [self._verified(spec, h) for h in hits] if self.verify else hits
-        missing = [n for n, h in enumerate(hits) if h is MISS]
-        for n, got in zip(missing, cache.get_many([wanted[n] for n in missing]), strict=True):
-            hits[n] = got
-        return [self._verified(spec, h) for h in hits] if self.verify else hits
-
     async def _dispatch(
         self, spec: JobSpec, rep: StepReport, todo: list[tuple[int, dict[str, Any]]], ctx: Any
     ) -> None:
@@ -531,7 +400,7 @@ class _Run:
         it = iter(chunks)
         pending: set[asyncio.Future[Any]] = set()
         stores: list[asyncio.Future[Any]] = []
-        cache = self.cache if spec.cache else None
+        cache = self.reuse.store_for(spec)
 
         def submit() -> bool:
             if self.stopped or spec.name in self.cancelled_steps:
@@ -574,7 +443,7 @@ class _Run:
                         if self.on_error == "stop":
                             self.stopped = True
                 if to_store and cache is not None:
-                    stores.append(loop.run_in_executor(None, _put_all, cache, to_store))
+                    stores.append(loop.run_in_executor(None, cache.put_many, to_store))
                 rep.chunks += 1
                 self.hooks.progress()
                 chunk_packet = {"step": spec.name, "indices": indices, "failed": failed}
@@ -583,7 +452,7 @@ class _Run:
                 pass
         if self.stopped or spec.name in self.cancelled_steps:
             started = {i for i in rep.failures} | {
-                i for i in range(len(st.elements)) if st.elements[i] is not _FAILED
+                i for i in range(len(st.elements)) if st.elements[i] is not FAILED
             }
             started |= set(rep.skipped)
             rep.skipped.extend(i for i, _ in todo if i not in started)
@@ -597,28 +466,10 @@ class _Run:
         for name in self.plan.order:
             st = self.state[name]
             if self.plan.jobs[name].array:
-                out[name] = [None if v is _FAILED else v for v in st.elements]
+                out[name] = [None if v is FAILED else v for v in st.elements]
             else:
                 out[name] = st.value
         return out
-
-
-def _paths_exist(spec: JobSpec, value: Any) -> bool:
-    """reflow-hpc's check of a cached ``Path``/``list[Path]`` result: every file exists (a
-    value that is not a path is trusted)."""
-    t = strip(spec.returns)
-    try:
-        if t is Path:
-            return Path(value).exists()
-        if get_origin(t) is list and [strip(a) for a in get_args(t)] == [Path]:
-            return all(Path(p).exists() for p in value)
-    except (TypeError, ValueError, OSError):
-        return True
-    return True
-
-
-def _put_all(cache: ResultCache, items: list[tuple[str, Any]]) -> None:
-    cache.put_many(items)
 
 
 def _make_dirs(paths: list[Path]) -> None:
@@ -670,7 +521,7 @@ def run_plan(
     hooks: Hooks | None = None,
 ) -> RunReport:
     check_options(plan, max_workers=max_workers, backend=backend, force=force, on_error=on_error)
-    forced = _forced(plan, force)
+    forced = forced_steps(plan, force)
     run_dir.mkdir(parents=True, exist_ok=True)
     uses_cache = any(plan.jobs[n].cache for n in plan.order)
     cache = ResultCache(run_dir / ".reflow-cache", verify=verify) if uses_cache else None
@@ -694,60 +545,11 @@ def run_plan(
         verify=verify,
     )
     run.hooks.started(run)
-    # a SIGTERM/SIGINT: TaskInterrupted in the running calls (the handlers are installed
-    # where this runs in the main thread; the command line's own handler calls interrupt_all)
-    with running(run.interrupt, children=getattr(pool, "worker_pids", None)), interrupts():
+    # a SIGTERM/SIGINT: TaskInterrupted in the running calls; the handlers are installed where
+    # this runs in the main thread (else the command line's own handler calls interrupt_all)
+    children = pool.worker_pids if isinstance(pool, LocalBackend) else None
+    with running(run.interrupt, children=children), interrupts():
         return _execute(plan, run, pool, t0, timeout=timeout, on_network=on_network)
-
-
-#: the backends ``run()`` accepts
-BACKENDS = ("local", "ray", "slurm")
-
-
-def check_options(
-    plan: Plan,
-    *,
-    max_workers: int | None,
-    backend: str,
-    force: bool | Sequence[str] | None,
-    on_error: str,
-) -> None:
-    """The run options' errors, raised before anything starts."""
-    if on_error not in ("stop", "continue"):
-        raise WorkflowError(f"on_error must be 'stop' or 'continue', got {on_error!r}")
-    if max_workers is not None and (
-        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
-    ):
-        raise WorkflowError(f"max_workers must be an integer >= 1, got {max_workers!r}")
-    if backend not in BACKENDS:
-        raise WorkflowError(f"backend must be 'local', 'ray' or 'slurm', got {backend!r}")
-    _forced(plan, force)
-
-
-def _forced(plan: Plan, force: bool | Sequence[str] | None) -> set[str]:
-    if force is True:
-        return set(plan.order)
-    if force is False or force is None:
-        return set()
-    if isinstance(force, str):
-        forced = {force}
-    elif isinstance(force, (list, tuple, set, frozenset)) and all(
-        isinstance(f, str) for f in force
-    ):
-        forced = set(force)
-    else:
-        raise ParamError(
-            f"force must be True, False or a list of step names, got {shown(force)}",
-            param="force",
-        )
-    unknown = sorted(forced - set(plan.order))
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], list(plan.order), n=1, cutoff=0.6)
-        hint = f". Did you mean {close[0]!r}?" if close else ""
-        raise ParamError(
-            f"force names steps that do not exist: {shown(unknown, 200)}{hint}", param="force"
-        )
-    return forced
 
 
 def _execute(

@@ -24,6 +24,7 @@ which case job functions must be importable module-level functions; the worker
 (``python -m reflow.workflow._slurm_worker``, this interpreter, ``PYTHONPATH`` set to this
 process's ``sys.path``) writes ``out/<task>.pkl`` atomically; Slurm writes ``<task>.out`` and
 ``<task>.err``. A submission that succeeded entirely is removed; a failed one is kept.
+Writing and reading these files is ``_slurm_files``'s.
 
 Watching. One poller reads the result files and ``squeue --states=all`` (one element per
 line), every 0.25 s growing to ``POLL_MAX_S``. A task that ends ``FAILED``, ``TIMEOUT``,
@@ -59,7 +60,6 @@ import asyncio
 import contextlib
 import math
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -81,7 +81,6 @@ from ._slurm_cmd import (
     SQUEUE_FORMAT,
     SlurmNode,
     check_time,
-    job_script,
     last_error,
     minutes,
     parse_job_id,
@@ -92,6 +91,7 @@ from ._slurm_cmd import (
     sbatch_args,
     show,
 )
+from ._slurm_files import read_results, stderr_tail, write_inputs
 
 __all__ = ["SlurmBackend"]
 
@@ -103,7 +103,6 @@ CMD_TIMEOUT_S = 30.0
 LOST_AFTER_S = float(os.environ.get("REFLOW_SLURM_LOST_AFTER_S", "30"))
 #: how long a task may stay ended (or unknown to Slurm) without its result file
 GONE_AFTER_S = 10.0
-_STATE_TAIL = 2000
 #: how much of the first failure's first line a stop's reason quotes
 _CAUSE_CHARS = 300
 
@@ -389,34 +388,7 @@ class SlurmBackend(Backend):
         chunks: list[Calls],
         retries: int,
     ) -> str:
-        dumps = _pickler(fn)
-        try:
-            (d / "in").mkdir(parents=True, exist_ok=True)
-            (d / "out").mkdir(exist_ok=True)
-            for k, calls in enumerate(chunks):
-                try:
-                    data = dumps((fn, calls, retries))
-                except Exception as exc:
-                    hint = (
-                        ""
-                        if _cloudpickle() is not None
-                        else " (install cloudpickle, pip install 'reflow[slurm]', or define "
-                        "the job at module level)"
-                    )
-                    raise WorkflowError(
-                        f"job {step!r}: its function or inputs do not pickle for Slurm: "
-                        f"{type(exc).__name__}: {exc}{hint}",
-                        step=step,
-                    ) from None
-                (d / "in" / f"{k}.pkl").write_bytes(data)
-            script = d / "job.sh"
-            worker = [sys.executable, "-m", "reflow.workflow._slurm_worker", str(d)]
-            script.write_text(job_script(worker))
-        except OSError as exc:
-            raise WorkflowError(
-                f"job {step!r}: cannot write its Slurm job files under {d}: {exc.strerror or exc}",
-                step=step,
-            ) from None
+        script = write_inputs(step, d, fn, chunks, retries)
         p = self._cmd("sbatch", "--parsable", *argv, str(script))
         job_id = parse_job_id(p.stdout)
         if p.returncode != 0 or not job_id.isdigit():
@@ -507,25 +479,9 @@ class SlurmBackend(Backend):
             return False
         found = False
         for k in [k for k in sub.tasks if f"{k}.pkl" in names]:
-            task = sub.tasks[k]
-            try:
-                results = pickle.loads((sub.dir / "out" / f"{k}.pkl").read_bytes())
-                got = {i for i, _, _ in results}
-                if got != {i for i, _ in task.calls}:
-                    raise ValueError("its indices are not those submitted")
-            except Exception as exc:
-                text = (
-                    f"Slurm job {sub.label(k)} ({sub.step!r}) wrote an unreadable result: "
-                    f"{type(exc).__name__}: {exc}"
-                )
-                results = [(i, False, text) for i, _ in task.calls]
+            results = read_results(sub.dir, k, sub.tasks[k].calls, sub.label(k), sub.step)
             if any(not ok for _, ok, _ in results):
                 sub.failed = True
-                where = f"Slurm job {sub.label(k)}: "
-                results = [
-                    (i, ok, v if ok or str(v).startswith("Slurm job") else where + str(v))
-                    for i, ok, v in results
-                ]
             self._resolve(sub, k, results)
             found = True
         return found
@@ -610,7 +566,7 @@ class SlurmBackend(Backend):
 
     def _fail_task(self, sub: _Submission, k: int, why: str) -> None:
         extra = ""
-        tail = _tail(sub.dir / f"{k}.err")
+        tail = stderr_tail(sub.dir / f"{k}.err")
         if "TIMEOUT" in why and sub.time:
             extra = f" (its time limit: {sub.time})"
         elif sub.mem and ("OUT_OF_MEMORY" in why or "exceeded memory limit" in tail.lower()):
@@ -677,40 +633,3 @@ def _cancelled(calls: Calls, why: str) -> Results:
 def _set(fut: asyncio.Future[Results], results: Results) -> None:
     if not fut.done():
         fut.set_result(results)
-
-
-def _tail(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - _STATE_TAIL))
-            return f.read().decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _cloudpickle() -> Any:
-    try:
-        import cloudpickle
-
-        return cloudpickle
-    except ImportError:
-        return None
-
-
-def _pickler(fn: Callable[..., Any]) -> Callable[[Any], bytes]:
-    cp = _cloudpickle()
-    if cp is None:
-        return lambda obj: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    name = getattr(fn, "__module__", None)
-    mod = sys.modules.get(name or "")
-    path = getattr(mod, "__file__", None) or ""
-    installed = (
-        "site-packages" in path
-        or "dist-packages" in path
-        or path.startswith(sys.base_prefix + os.sep + "lib")
-    )
-    if mod is not None and not installed and name not in ("__main__", None):
-        cp.register_pickle_by_value(mod)
-    return lambda obj: cp.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)

@@ -16,86 +16,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import _hpc_support as hpc
 import pytest
+from _hpc_support import CREATED, Cli
 
 from reflow.workflow import Workflow
 
-SCRIPT = """
-import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated
-from reflow.workflow import Workflow, Param, Result
-
-wf = Workflow("etl")
-
-@wf.job
-def extract(source: Annotated[str, Param(help="Input file path")],
-            n: Annotated[int, Param(help="how many chunks")] = 4) -> list[str]:
-    return [f"{Path(source).stem}_{i}" for i in range(n)]
-
-@wf.job(array=True, cache=True)
-def transform(chunk: Annotated[str, Result(step="extract")],
-              nap: Annotated[float, Param(help="seconds each element sleeps")] = 0.0) -> str:
-    if Path("SLOW").exists():
-        time.sleep(nap)
-    if Path("FAIL-" + chunk).exists():
-        raise RuntimeError(f"{chunk} is bad")
-    return chunk.upper()
-
-@wf.job
-def load(results: Annotated[list[str], Result(step="transform")]) -> str:
-    return f"loaded {len(results)} items"
-
-if __name__ == "__main__":
-    wf.cli()
-"""
-
-_CREATED = re.compile(r"^Created run (\S+) in (.+)$", re.M)
-
-
-class Cli:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.store = tmp / "index" / "runs.sqlite"
-        (tmp / "pipeline.py").write_text(SCRIPT)
-        (tmp / "data.csv").write_text("a\n")
-        self.env = dict(os.environ, REFLOW_CACHE_DIR=str(tmp / "cache"))
-        self.env.pop("REFLOW_STORE_PATH", None)
-
-    def argv(self, *args: str, store: bool = True) -> list[str]:
-        extra = ["--store-path", str(self.store)] if store and args and args[0] in _STORED else []
-        return [sys.executable, "pipeline.py", *args, *extra]
-
-    def __call__(
-        self, *args: str, code: int = 0, store: bool = True, timeout: float = 90
-    ) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run(
-            self.argv(*args, store=store),
-            cwd=self.tmp,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        assert p.returncode == code, f"{args}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
-        assert "Traceback" not in p.stderr, p.stderr
-        return p
-
-    def submit(self, *args: str, code: int = 0) -> str:
-        p = self("submit", "--run-dir", "r", "--source", "data.csv", *args, code=code)
-        m = _CREATED.search(p.stdout)
-        assert m, p.stdout
-        return m.group(1)
-
-    def snap(self, run_id: str) -> dict[str, object]:
-        snap = json.loads(self("status", run_id, "--json").stdout)
-        assert isinstance(snap, dict)
-        return snap
-
-
-_STORED = {"submit", "run", "status", "runs", "retry", "cancel"}
+ray_cluster = hpc.ray_cluster
 
 
 @pytest.fixture
@@ -179,7 +106,7 @@ def test_cancel_a_running_submit_from_another_process(cli: Cli) -> None:
     )
     try:
         assert proc.stdout is not None
-        m = _CREATED.match(proc.stdout.readline())
+        m = CREATED.match(proc.stdout.readline())
         assert m, "no 'Created run' line"
         run_id = m.group(1)
         deadline = time.monotonic() + 30
@@ -217,7 +144,7 @@ def test_sigterm_cancels_the_run(cli: Cli) -> None:
         text=True,
     )
     assert proc.stdout is not None
-    m = _CREATED.match(proc.stdout.readline())
+    m = CREATED.match(proc.stdout.readline())
     assert m
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
@@ -238,7 +165,7 @@ def test_store_path_from_the_environment(cli: Cli) -> None:
     env_store = cli.tmp / "elsewhere.sqlite"
     cli.env["REFLOW_STORE_PATH"] = str(env_store)
     p = cli("submit", "--run-dir", "r", "--source", "data.csv", store=False)
-    run_id = _CREATED.search(p.stdout).group(1)  # type: ignore[union-attr]
+    run_id = CREATED.search(p.stdout).group(1)  # type: ignore[union-attr]
     assert env_store.is_file()
     assert run_id in cli("runs", store=False).stdout
     cli("status", run_id, code=2)  # not in the --store-path index
@@ -247,7 +174,7 @@ def test_store_path_from_the_environment(cli: Cli) -> None:
 def test_flag_only_form_and_run_are_recorded(cli: Cli) -> None:
     cli("--source", "data.csv", "--store-path", str(cli.store), store=False)
     p = cli("run", "--source", "data.csv", "--n", "2")
-    run_id = _CREATED.search(p.stdout).group(1)  # type: ignore[union-attr]
+    run_id = CREATED.search(p.stdout).group(1)  # type: ignore[union-attr]
     assert cli.snap(run_id)["steps"]["transform"]["total"] == 2  # type: ignore[index]
     assert len(re.findall(r"etl-\S+", cli("runs").stdout)) == 2
 
@@ -402,7 +329,7 @@ def test_readme_cli_lines(tmp_path: Path) -> None:
         )
         assert p.returncode == 0, (line, p.stdout, p.stderr)
         if argv[2] == "submit":
-            m = _CREATED.search(p.stdout)
+            m = CREATED.search(p.stdout)
             assert m and comment.strip().startswith("Created run wordcount-"), p.stdout
             run_id = m.group(1)
             assert m.group(2) == "runs/wc" or m.group(2).endswith("runs/wc"), m.group(2)
@@ -426,7 +353,7 @@ def test_status_of_a_run_whose_process_was_killed(cli: Cli) -> None:
         text=True,
     )
     assert proc.stdout is not None
-    m = _CREATED.match(proc.stdout.readline())
+    m = CREATED.match(proc.stdout.readline())
     assert m
     run_id = m.group(1)
     deadline = time.monotonic() + 30
@@ -448,13 +375,6 @@ def test_status_of_a_run_whose_process_was_killed(cli: Cli) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_address() -> Iterator[str]:
-    from raycluster import cluster_fixture
-
-    yield from cluster_fixture(workers=1)
-
-
-@pytest.fixture(scope="module")
 def slurm() -> Iterator[object]:
     from slurmcluster import slurm_fixture
 
@@ -462,8 +382,8 @@ def slurm() -> Iterator[object]:
 
 
 @pytest.mark.slow
-def test_submit_on_ray(cli: Cli, ray_address: str) -> None:
-    run_id = cli.submit("--executor", "ray", "--address", ray_address)
+def test_submit_on_ray(cli: Cli, ray_cluster: str) -> None:
+    run_id = cli.submit("--executor", "ray", "--address", ray_cluster)
     snap = cli.snap(run_id)
     assert snap["status"] == "SUCCESS" and snap["backend"] == "ray", snap
     assert snap["steps"]["transform"]["done"] == 4  # type: ignore[index]

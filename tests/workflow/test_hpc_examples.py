@@ -9,11 +9,12 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import _hpc_support as hpc
 import pytest
+from _hpc_support import parametrize_backends
 
 from reflow.workflow import (
     Flow,
@@ -28,39 +29,9 @@ from reflow.workflow import (
     WorkflowDefinitionError,
 )
 
-BACKENDS = ["local", pytest.param("ray", marks=pytest.mark.slow)]
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[str]:
-    pytest.importorskip("ray", reason="Ray is not installed: pip install 'reflow[ray]'")
-    from raycluster import cluster_fixture
-
-    yield from cluster_fixture(workers=1)
-
-
-@pytest.fixture
-def go(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """``go(wf, **kwargs)``: run ``wf`` on the row's backend, as the guide runs it."""
-    backend = request.param
-
-    def run(wf: Workflow, **kwargs: Any) -> Run:
-        if backend == "local":
-            return wf.run_local(run_dir=tmp_path / "run", **kwargs)
-        address = request.getfixturevalue("ray_cluster")
-        return wf.run(tmp_path / "run", backend="ray", address=address, **kwargs)
-
-    run.backend = backend  # type: ignore[attr-defined]
-    return run
-
-
-def parametrize_backends(fn: Any) -> Any:
-    return pytest.mark.parametrize("go", BACKENDS, indirect=True)(fn)
+_cache_dir = hpc.cache_dir
+ray_cluster = hpc.ray_cluster
+go = hpc.go
 
 
 # ---------------------------------------------------------------------- tasks and resources

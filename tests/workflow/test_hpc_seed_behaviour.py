@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import _hpc_support as hpc
 import pytest
+from _hpc_support import BACKENDS
 
 from reflow import ReflowError
 from reflow.workflow import (
@@ -38,35 +40,12 @@ from reflow.workflow import (
     WorkflowFailed,
 )
 
-BACKENDS = ["local", pytest.param("ray", marks=pytest.mark.slow)]
 INSTANCE_KEYS = {"task_name", "array_index", "state", "job_id", "error_text"}
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REFLOW_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[str]:
-    pytest.importorskip("ray", reason="Ray is not installed: pip install 'reflow[ray]'")
-    from raycluster import cluster_fixture
-
-    yield from cluster_fixture(workers=1)
-
-
-@pytest.fixture
-def go(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Run]:
-    """``go(wf, **kwargs)``: run ``wf`` on the row's backend in ``tmp_path / "run"``."""
-    backend = request.param
-
-    def run(wf: Workflow, **kwargs: Any) -> Run:
-        if backend == "local":
-            return wf.run_local(run_dir=tmp_path / "run", **kwargs)
-        address = request.getfixturevalue("ray_cluster")
-        return wf.run(tmp_path / "run", backend="ray", address=address, **kwargs)
-
-    return run
+_cache_dir = hpc.cache_dir
+ray_cluster = hpc.ray_cluster
+go = hpc.go
 
 
 # ---------------------------------------------------------------------- workflows of the rows
