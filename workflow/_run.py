@@ -250,6 +250,8 @@ class _Run:
             "array": spec.array,
             "array_limit": spec.array_limit,
             "partition": getattr(spec, "partition", None),
+            "account": spec.account,
+            "submit_options": spec.submit_options,
             "on_error": self.on_error,
         }
 
@@ -548,6 +550,8 @@ def run_plan(
     # a SIGTERM/SIGINT: TaskInterrupted in the running calls; the handlers are installed where
     # this runs in the main thread (else the command line's own handler calls interrupt_all)
     children = pool.worker_pids if isinstance(pool, LocalBackend) else None
+    if isinstance(pool, SlurmBackend):  # each element's Slurm job id, for status()
+        pool.on_job_ids = lambda step, ids: run.report[step].job_ids.update(ids)
     with running(run.interrupt, children=children), interrupts():
         return _execute(plan, run, pool, t0, timeout=timeout, on_network=on_network)
 

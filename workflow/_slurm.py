@@ -136,6 +136,8 @@ class SlurmBackend(Backend):
     name = "slurm"
     #: the run hands this backend all of an array job's chunks at once (one sbatch --array)
     whole_arrays = True
+    #: told each submission's element -> Slurm job id (``<job>_<task>``), for ``status()``
+    on_job_ids: Callable[[str, dict[int, str]], None] | None = None
 
     def __init__(
         self,
@@ -308,6 +310,8 @@ class SlurmBackend(Backend):
             opts.get("array_limit"),
             opts.get("on_error"),
             bool(opts.get("array")),
+            opts.get("account"),
+            tuple(opts.get("submit_options") or ()),
         )
         batch = self._batches.get(key)
         if batch is None:
@@ -330,7 +334,7 @@ class SlurmBackend(Backend):
         fn: Callable[..., Any],
         batch: list[tuple[Calls, asyncio.Future[Results]]],
     ) -> None:
-        step, _, part, cpus, memory, tlimit, retries, limit, on_error, array = key
+        step, _, part, cpus, memory, tlimit, retries, limit, on_error, array, account, options = key
         limit = limit or self._workers  # max_workers bounds what runs at once, as locally
         groups = [batch[i : i + self._max_array] for i in range(0, len(batch), self._max_array)]
         after: str | None = None
@@ -356,6 +360,8 @@ class SlurmBackend(Backend):
                 time=tlimit,
                 partition=part,
                 after=after,
+                account=account,
+                options=options,
             )
             try:
                 job_id = await asyncio.to_thread(
@@ -373,9 +379,11 @@ class SlurmBackend(Backend):
             self.submitted += 1
             after = job_id
             tasks = {k: _Task(calls, fut) for k, (calls, fut) in enumerate(group)}
-            self._subs.append(
-                _Submission(step, job_id, d, tasks, many, on_error == "stop", tlimit, memory)
-            )
+            sub = _Submission(step, job_id, d, tasks, many, on_error == "stop", tlimit, memory)
+            self._subs.append(sub)
+            if self.on_job_ids is not None:
+                ids = {i: sub.label(k) for k, t in tasks.items() for i, _ in t.calls}
+                self.on_job_ids(step, ids)
             if self._poller is None or self._poller.done():
                 self._poller = asyncio.ensure_future(self._poll())
 

@@ -13,10 +13,11 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Annotated, Any
 
 import pytest
 
-from reflow.workflow import TaskInterrupted, WorkflowError
+from reflow.workflow import Result, TaskInterrupted, Workflow, WorkflowError
 from reflow.workflow._signals import graceful_shutdown
 
 #: from the signal to the process's end (generous: a loaded 2-core box)
@@ -148,3 +149,55 @@ def test_graceful_shutdown_in_this_process() -> None:
             cleaned.append(True)
     assert info.value.signal_name == "SIGTERM" and cleaned == [True]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Any:
+    from slurmcluster import slurm_fixture
+
+    yield from slurm_fixture()
+
+
+@pytest.mark.slow
+def test_slurm_task_sees_task_interrupted(slurm: Any, tmp_path: Path) -> None:
+    """Slurm's warning before the time limit (``--signal``), sent here at once with ``scancel
+    --batch --signal=TERM``: the task's job sees TaskInterrupted, cleans up, and its element
+    fails with that reason while the others finish."""
+    mark = tmp_path / "marks"
+    mark.mkdir()
+    wf = Workflow("slsig")
+
+    @wf.job
+    def items() -> list[int]:
+        return [0, 1]
+
+    @wf.job(array=True, signal="B:TERM@30", time="5")
+    def slow(i: Annotated[int, Result(step="items")]) -> int:
+        if i == 0:
+            return 0
+        (mark / "started").write_text("x")
+        try:
+            time.sleep(120)
+        except TaskInterrupted as exc:
+            (mark / "cleaned").write_text(exc.signal_name)
+            raise
+        return i
+
+    run = wf.submit(tmp_path / "slsig", executor="slurm", on_error="continue")
+    deadline = time.monotonic() + START_S
+    while not (mark / "started").exists():
+        assert time.monotonic() < deadline, "the task did not start"
+        time.sleep(0.1)
+    ids = {
+        (i["task_name"], i["array_index"]): i["job_id"]
+        for i in run.status(as_dict=True)["instances"]
+    }
+    job = ids[("slow", 1)]
+    assert job and "_" in job
+    p = slurm.run("scancel", "--batch", "--signal=TERM", job)
+    assert p.returncode == 0, p.stderr
+    report = run.wait(timeout=60)
+    assert (mark / "cleaned").read_text() == "SIGTERM"
+    assert report["slow"][0] == 0
+    err = report.steps["slow"].failures[1]
+    assert err.startswith(f"Slurm job {job}: TaskInterrupted: Task interrupted by SIGTERM"), err

@@ -327,3 +327,113 @@ def test_codec_refuses_payloads(why: str, payload: Any, fragment: str) -> None:
             codec.load_value(payload)
     assert fragment in str(info.value), (why, str(info.value))
     assert time.perf_counter() - t0 < 5
+
+
+# ---------------------------------------------------------------------- to sbatch
+
+
+@pytest.mark.parametrize(
+    ("account", "options", "expected", "absent"),
+    [
+        ("proj", (), ["--account=proj"], []),
+        (None, (("qos", "high"),), ["--qos=high"], ["--account"]),
+        (
+            None,
+            (("mail_user", "u@e.org"), ("mail_type", "FAIL")),
+            ["--mail-user=u@e.org", "--mail-type=FAIL"],
+            [],
+        ),
+        (None, (("exclusive", "true"),), ["--exclusive"], ["--exclusive=true"]),
+        (None, (("signal", "B:INT@60"),), ["--signal=B:INT@60"], []),
+    ],
+)
+def test_sbatch_args_carry_the_options(
+    account: str | None,
+    options: tuple[tuple[str, str], ...],
+    expected: list[str],
+    absent: list[str],
+) -> None:
+    from reflow.workflow._slurm_cmd import sbatch_args
+
+    argv = sbatch_args(
+        name="r.s",
+        cpus=1,
+        chdir="/tmp",
+        files="/tmp/f",
+        tasks=1,
+        array=False,
+        limit=None,
+        memory=None,
+        time=None,
+        partition="debug",
+        after=None,
+        account=account,
+        options=options,
+    )
+    for flag in expected:
+        assert flag in argv
+    for flag in absent:
+        assert not any(a.startswith(flag) for a in argv if a not in expected)
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Any:
+    from slurmcluster import slurm_fixture
+
+    yield from slurm_fixture()
+
+
+def _squeue(slurm: Any, name: str, fmt: str) -> list[str]:
+    p = slurm.run("squeue", "--states=all", "-h", "-r", "-n", name, "-o", fmt)
+    return sorted(set(p.stdout.split()))
+
+
+@pytest.mark.slow
+def test_account_and_options_reach_slurm(slurm: Any, tmp_path: Path) -> None:
+    cfg_wf = Workflow(
+        "acct",
+        config=__import__("reflow.workflow", fromlist=["Config"]).Config(
+            {"executor": {"submit_options": {"account": "from-config", "comment": "cfg"}}}
+        ),
+    )
+
+    @cfg_wf.job(account="proj-a", array=False)
+    def items() -> list[int]:
+        return [1, 2, 3]
+
+    @cfg_wf.job(array=True, qos="normal")
+    def double(x: Annotated[int, Result(step="items")]) -> int:
+        return 2 * x
+
+    run = cfg_wf.run(tmp_path / "acctrun", backend="slurm")
+    assert run["double"] == [2, 4, 6]
+    # the job's own account wins; the config's fills in where a job gives none
+    assert _squeue(slurm, "acctrun.items", "%a") == ["proj-a"]
+    assert _squeue(slurm, "acctrun.double", "%a") == ["from-config"]
+    assert _squeue(slurm, "acctrun.double", "%k") == ["cfg"]  # --comment
+    # status() names each element's Slurm job: <array>_<index>
+    inst = run.status(as_dict=True)["instances"]
+    (array_id,) = _squeue(slurm, "acctrun.double", "%F")
+    ids = {(i["task_name"], i["array_index"]): i["job_id"] for i in inst}
+    assert ids[("double", 0)] == f"{array_id}_0" and ids[("double", 2)] == f"{array_id}_2"
+    (items_id,) = _squeue(slurm, "acctrun.items", "%F")
+    assert ids[("items", None)] == items_id
+    # local runs have no scheduler job
+    local = cfg_wf.run_local(tmp_path / "local")
+    assert {i["job_id"] for i in local.status(as_dict=True)["instances"]} == {None}
+
+
+@pytest.mark.slow
+def test_sbatch_refusing_an_option_is_a_clear_error(slurm: Any, tmp_path: Path) -> None:
+    from reflow.workflow import WorkflowFailed
+
+    wf = Workflow("badopt")
+
+    @wf.job(submit_options={"gres": "nosuchgres:9"})
+    def one() -> int:
+        return 1
+
+    with pytest.raises(WorkflowFailed) as info:
+        wf.run(tmp_path / "badopt", backend="slurm")
+    text = str(info.value)
+    assert "sbatch did not take it" in text and "one" in text, text
