@@ -167,8 +167,8 @@ class Flow:
                     f"{self.name}: job() {what} has {len(opts)} options; at most 100",
                     step=name,
                 )
-            merged.update(opts)
-        merged.update(scheduler)
+            merged = _merge_options(self.name, name, merged, opts, what)
+        merged = _merge_options(self.name, name, merged, scheduler, "keywords")
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             spec = analyse_job(
@@ -285,6 +285,22 @@ class Flow:
         wires = {name: tuple(_wires(jobs, jobs[name])) for name in order}
         params = _params(jobs, order)
         return Plan(order=tuple(order), jobs=jobs, wires=wires, params=params)
+
+
+def _merge_options(
+    flow: str, step: str | None, into: dict[str, Any], more: Mapping[str, Any], what: str
+) -> dict[str, Any]:
+    """``into`` with ``more``'s options; one given twice with two values is an error."""
+    out = dict(into)
+    for key, value in more.items():
+        if key in out and out[key] != value:
+            raise WorkflowDefinitionError(
+                f"{flow}: job() scheduler option {shown(key)} is given twice "
+                f"({shown(out[key])} and {shown(value)} in {what})",
+                step=step,
+            )
+        out[key] = value
+    return out
 
 
 def _scheduler_keywords(flow: str, step: str | None, given: dict[str, Any]) -> dict[str, Any]:

@@ -145,6 +145,8 @@ BAD_JOBS: list[tuple[dict[str, Any], list[str]]] = [
     ({"backend": 3}, ["backend must be a backend name"]),
     ({"qso": "high"}, ["no option 'qso'", "Did you mean 'qos'?", "submit_options={'qso'"]),
     ({"acount": "x"}, ["Did you mean 'account'?"]),
+    ({"submit_options": {"qos": "a"}, "qos": "b"}, ["'qos' is given twice", "keywords"]),
+    ({"submit_options": {"qos": "a"}, "extra": {"qos": "b"}}, ["'qos' is given twice"]),
 ]
 
 
