@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._errors import JobTimeoutError, WorkflowDefinitionError, WorkflowError
-from ._signals import TaskInterrupted, job_call
+from ._signals import TaskInterrupted, interrupts, job_call
 
 __all__ = ["CANCELLED", "Backend", "LocalBackend", "RayBackend", "parse_memory", "run_chunk"]
 
@@ -104,8 +104,13 @@ START_S = 120.0
 
 def _killable_call(conn: Any, fn: Callable[..., Any], calls: Calls, retries: int) -> None:
     conn.send("started")
-    conn.send(run_chunk(fn, calls, retries))
+    with interrupts():  # a SIGTERM forwarded by the run: TaskInterrupted in the call
+        conn.send(run_chunk(fn, calls, retries))
     conn.close()
+
+
+#: the processes started for time-limited calls (``_run_in_process``), to forward signals to
+_SPAWNED: set[int] = set()
 
 
 def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: float) -> Any:
@@ -115,6 +120,8 @@ def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: f
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_killable_call, args=(child, fn, calls, retries), daemon=True)
     proc.start()
+    if proc.pid is not None:
+        _SPAWNED.add(proc.pid)
     child.close()
 
     def ended() -> Results:
@@ -136,6 +143,7 @@ def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: f
             proc.kill()
         proc.join(5)
         parent.close()
+        _SPAWNED.discard(proc.pid or 0)
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -233,7 +241,7 @@ class LocalBackend(Backend):
     def worker_pids(self) -> list[int]:
         """The worker processes' pids (``processes=True``), to forward a signal to."""
         procs = getattr(self._pool, "_processes", None) or {}
-        return [p.pid for p in list(procs.values()) if p.pid is not None]
+        return [p.pid for p in list(procs.values()) if p.pid is not None] + list(_SPAWNED)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

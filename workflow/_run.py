@@ -90,6 +90,7 @@ class _Run:
             verify=verify,
         )
         self.interrupted: str | None = None  # the signal that stopped the run (``_signals``)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the network's, once it ticks
         self.cancelled = False
         self.cancelled_steps: set[str] = set()
         self.plan = plan
@@ -188,6 +189,10 @@ class _Run:
         (``_signals``), nothing more starts. Called from a signal handler: it sets flags."""
         self.interrupted = signal.Signals(signum).name
         self.stopped = True
+        stop = getattr(self.backend, "stop", None)  # a batch system: cancel its jobs
+        if stop is not None and self.loop is not None:
+            # not from the handler itself: the backend's lock may be held by this thread
+            self.loop.call_soon_threadsafe(stop, self.stop_reason())
 
     def cancel(self, step: str | None = None) -> None:
         """Start nothing more (of ``step``, or of the run); what runs finishes or is stopped
@@ -199,6 +204,7 @@ class _Run:
         self.backend.cancel(step)
 
     async def tick(self, step: str, ctx: Any) -> None:
+        self.loop = asyncio.get_running_loop()
         spec = self.plan.jobs[step]
         rep = self.report[step]
         why = self._needs_bad(spec)

@@ -77,7 +77,8 @@ def _kind(signum: int) -> type[TaskInterrupted]:
     return kind
 
 
-_lock = threading.Lock()
+# reentrant: a signal handler may run in a thread that holds it (entering a job call)
+_lock = threading.RLock()
 _calls: dict[int, int] = {}  # thread ident -> how many job calls it is inside
 
 

@@ -33,13 +33,16 @@ SCRIPT = textwrap.dedent(
     from reflow.workflow import Result, TaskInterrupted, Workflow, WorkflowFailed
 
     MARK = Path(sys.argv[2])
+    MODE = sys.argv[1]
+    BACKEND = "slurm" if MODE == "slurm" else "local"
     wf = Workflow("sig")
 
     @wf.job
     def items() -> list[int]:
         return [0, 1, 2, 3, 4, 5]
 
-    @wf.job(array=True, cache=False)
+    # "-timed": a time limit (each call alone: its own thread, or process with processes=True)
+    @wf.job(array=True, cache=False, time="10" if MODE.endswith("-timed") else None)
     def slow(i: Annotated[int, Result(step="items")]) -> int:
         (MARK / f"started-{i}").write_text("x")
         try:
@@ -56,11 +59,12 @@ SCRIPT = textwrap.dedent(
         return sum(xs)
 
     if __name__ == "__main__":
-        mode = sys.argv[1]
+        mode = MODE
         run_dir = MARK / "run"
-        if mode in ("local", "processes"):
+        if mode != "cli":
             try:
-                wf.run_local(run_dir, max_workers=2, processes=mode == "processes")
+                wf.run(run_dir, max_workers=2, processes=mode.startswith("processes"),
+                       backend=BACKEND)
             except WorkflowFailed as exc:
                 print("FAILED:", exc.report.failure_message().splitlines()[0])
                 sys.exit(1)
@@ -82,18 +86,7 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], seconds: float) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize(
-    ("mode", "signum"),
-    [
-        ("local", signal.SIGTERM),
-        ("local", signal.SIGINT),
-        ("processes", signal.SIGTERM),
-        ("cli", signal.SIGTERM),
-        ("cli", signal.SIGINT),
-    ],
-    ids=["run_local-TERM", "run_local-INT", "processes-TERM", "cli-TERM", "cli-INT"],
-)
-def test_signal_interrupts_the_running_job(tmp_path: Path, mode: str, signum: int) -> None:
+def _run_and_signal(tmp_path: Path, mode: str, signum: int, end_s: float) -> tuple[str, str]:
     script = tmp_path / "sig.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "REFLOW_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
@@ -109,15 +102,42 @@ def test_signal_interrupts_the_running_job(tmp_path: Path, mode: str, signum: in
     t0 = time.monotonic()
     proc.send_signal(signum)
     try:
-        out, err = proc.communicate(timeout=END_S)
+        out, err = proc.communicate(timeout=end_s)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(f"still running {END_S} s after the signal: {out}\n{err}") from None
-    took = time.monotonic() - t0
-    name = signal.Signals(signum).name
+        raise AssertionError(f"still running {end_s} s after the signal: {out}\n{err}") from None
+    assert time.monotonic() - t0 < end_s
     assert proc.returncode == 1, (proc.returncode, out, err)
-    assert took < END_S
+    return out, err
+
+
+@pytest.mark.parametrize(
+    ("mode", "signum"),
+    [
+        ("local", signal.SIGTERM),
+        ("local", signal.SIGINT),
+        ("processes", signal.SIGTERM),
+        ("processes", signal.SIGINT),
+        ("processes-timed", signal.SIGTERM),
+        ("local-timed", signal.SIGTERM),
+        ("cli", signal.SIGTERM),
+        ("cli", signal.SIGINT),
+    ],
+    ids=[
+        "run_local-TERM",
+        "run_local-INT",
+        "processes-TERM",
+        "processes-INT",
+        "processes-timed-TERM",
+        "threads-timed-TERM",
+        "cli-TERM",
+        "cli-INT",
+    ],
+)
+def test_signal_interrupts_the_running_job(tmp_path: Path, mode: str, signum: int) -> None:
+    out, err = _run_and_signal(tmp_path, mode, signum, END_S)
+    name = signal.Signals(signum).name
     # both running elements saw TaskInterrupted and cleaned up; nothing else started
     for i in (0, 1):
         assert (tmp_path / f"cleaned-{i}").read_text() == name
@@ -201,3 +221,21 @@ def test_slurm_task_sees_task_interrupted(slurm: Any, tmp_path: Path) -> None:
     assert report["slow"][0] == 0
     err = report.steps["slow"].failures[1]
     assert err.startswith(f"Slurm job {job}: TaskInterrupted: Task interrupted by SIGTERM"), err
+
+
+@pytest.mark.slow
+def test_slurm_driver_signal_cancels_its_jobs(slurm: Any, tmp_path: Path) -> None:
+    """SIGTERM to a process running ``wf.run(backend="slurm")``: its Slurm jobs are
+    ``scancel``ed (their tasks see TaskInterrupted) and it ends within bounds, none left."""
+    _run_and_signal(tmp_path, "slurm", signal.SIGTERM, 60.0)
+    for i in (0, 1):
+        assert (tmp_path / f"cleaned-{i}").read_text() == "SIGTERM"
+    assert not (tmp_path / "total").exists()
+    deadline = time.monotonic() + 20
+    while True:
+        p = slurm.run("squeue", "-h", "-o", "%j|%T")
+        live = [ln for ln in p.stdout.split() if ln.startswith("run.")]
+        if not live:
+            break
+        assert time.monotonic() < deadline, live
+        time.sleep(0.5)
