@@ -222,7 +222,7 @@ def _checked(data: Any, where: str) -> dict[str, dict[str, Any]]:
                 continue
             number = (section, key) in _NUMBERS
             ok = isinstance(value, str) or (
-                number and isinstance(value, int) and not isinstance(value, bool)
+                number and isinstance(value, (int, float)) and not isinstance(value, bool)
             )
             if not ok:
                 want = "a number or a string" if number else "a string"

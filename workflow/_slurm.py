@@ -66,7 +66,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,8 @@ from ._slurm_files import read_results, stderr_tail, write_inputs
 
 __all__ = ["SlurmBackend"]
 
+#: what a failure raised by ``TaskInterrupted`` in the task says
+_INTERRUPTED = "TaskInterrupted: Task interrupted by"
 POLL_MIN_S = 0.25
 POLL_MAX_S = 2.0
 #: how long one Slurm command may take (sinfo/squeue retry an unreachable controller ~10 s)
@@ -127,6 +129,8 @@ class _Submission:
     failed: bool = False
     lost_since: float | None = None
     abandoned: bool = False  # its tasks were failed without Slurm saying they ended
+    #: how squeue says a task ended ("": not known to it), once it has
+    ended_state: dict[int, str] = field(default_factory=dict)
 
     def label(self, task: int) -> str:
         return f"{self.job_id}_{task}" if self.array else self.job_id
@@ -488,6 +492,11 @@ class SlurmBackend(Backend):
         found = False
         for k in [k for k in sub.tasks if f"{k}.pkl" in names]:
             results = read_results(sub.dir, k, sub.tasks[k].calls, sub.label(k), sub.step)
+            if any(not ok and _INTERRUPTED in str(v) for _, ok, v in results):
+                # a task stopped by a signal (its time limit, scancel): say how it ended
+                if k not in sub.ended_state:
+                    continue  # squeue says it on the next look
+                results = self._interrupted(sub, k, results)
             if any(not ok for _, ok, _ in results):
                 sub.failed = True
             self._resolve(sub, k, results)
@@ -538,8 +547,15 @@ class SlurmBackend(Backend):
         states, rest = parse_squeue(p.stdout, sub.job_id, sub.array)
         changed = False
         for k in list(sub.tasks):
+            if k not in sub.tasks:  # resolved by a collect above
+                continue
             state, reason = states.get(k, rest)
             task = sub.tasks[k]
+            if state not in RUNNING_STATES:
+                sub.ended_state[k] = state
+                if k in self._held(sub) and await asyncio.to_thread(self._collect, sub):
+                    changed = True
+                    continue
             if state in RUNNING_STATES:
                 if state == "PENDING" and reason in NEVER_CLEARS:
                     await asyncio.to_thread(self._cmd, "scancel", sub.job_id, timeout=10)
@@ -571,6 +587,35 @@ class SlurmBackend(Backend):
                 self._fail_task(sub, k, why)
                 changed = True
         return changed
+
+    @staticmethod
+    def _held(sub: _Submission) -> set[int]:
+        """The tasks still waited for whose result file is there (held back for their end
+        state, or landed since the last look)."""
+        try:
+            names = set(os.listdir(sub.dir / "out"))
+        except OSError:
+            return set()
+        return {k for k in sub.tasks if f"{k}.pkl" in names}
+
+    def _interrupted(self, sub: _Submission, k: int, results: Results) -> Results:
+        """A signalled task's failures, led by how Slurm says it ended (``TIMEOUT`` and the
+        limit: the time limit's SIGTERM) when that is not ``COMPLETED``."""
+        state = sub.ended_state.get(k, "")
+        if not state or state in DONE_STATES:
+            return results
+        extra = f" (its time limit: {sub.time})" if "TIMEOUT" in state and sub.time else ""
+        lead = f"Slurm job {sub.label(k)} of job {sub.step!r} ended {state}{extra}: "
+        own = f"Slurm job {sub.label(k)}: "
+        tail = stderr_tail(sub.dir / f"{k}.err")
+        end = f"\nthe end of its stderr ({sub.dir / f'{k}.err'}):\n{tail}" if tail else ""
+        out: Results = []
+        for i, ok, v in results:
+            if not ok:
+                text = str(v)
+                v = lead + (text[len(own) :] if text.startswith(own) else text) + end
+            out.append((i, ok, v))
+        return out
 
     def _fail_task(self, sub: _Submission, k: int, why: str) -> None:
         extra = ""
