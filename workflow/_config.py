@@ -234,17 +234,15 @@ def _checked(data: Any, where: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _options(value: Any, name: str, bad: Any) -> dict[str, str]:
+def _options(value: Any, name: str, bad: Any) -> dict[str, str | int | float | bool]:
     if not isinstance(value, Mapping):
         raise bad(name, f"expected a table of scheduler options, got {shown(value)}")
-    out: dict[str, str] = {}
+    out: dict[str, str | int | float | bool] = {}
     for k, v in value.items():
         if not isinstance(k, str) or not _OPTION_NAME.fullmatch(k):
             raise bad(f"{name}.{k}", "expected an option name (letters, digits, '_', '-')")
-        if isinstance(v, bool):
-            out[k] = "true" if v else "false"
-        elif isinstance(v, (str, int, float)):
-            out[k] = str(v)
+        if isinstance(v, (str, int, float, bool)):  # a bool: a bare flag, or left out
+            out[k] = v
         else:
             raise bad(f"{name}.{k}", f"expected a string, number or boolean, got {shown(v)}")
     return out
@@ -259,7 +257,7 @@ class Config:
         self.path = path
         self._data = _checked(data or {}, path or "config")
         #: the file's ``[executor.submit_options]``, as given
-        self.submit_options: dict[str, str] = dict(
+        self.submit_options: dict[str, Any] = dict(
             self._data.get("executor", {}).get("submit_options", {})
         )
 
@@ -278,7 +276,8 @@ class Config:
         """A submit option under the active scheduler's name for it (``REFLOW_<NAME>`` wins)."""
         name = "queue" if key == "partition" and self.executor_mode in _QUEUE_MODES else key
         env = os.environ.get(f"REFLOW_{name.upper()}")
-        return env if env else self.submit_options.get(name)
+        got = env if env else self.submit_options.get(name)
+        return None if got is None else str(got)
 
     def _command(self, name: str) -> str | None:
         return self._get("executor", name, f"REFLOW_{name.upper()}")
@@ -343,7 +342,7 @@ class Config:
         }
         return {k: v for k, v in pairs.items() if v is not None}
 
-    def job_defaults(self) -> dict[str, str]:
+    def job_defaults(self) -> dict[str, Any]:
         """What a Slurm job gets from this config when it does not say: the file's
         ``[executor.submit_options]`` (every flag in it) with the environment's overrides and
         the notifications, by option name."""

@@ -154,6 +154,21 @@ def test_bad_config_dict(data: Any, fragment: str) -> None:
         Config(data)
 
 
+def test_numbers_where_numbers_fit() -> None:
+    assert Config({"dispatch": {"cpus": 1.5}}).dispatch_cpus == "1.5"
+    assert Config({"dispatch": {"cpus": 4}}).dispatch_cpus == "4"
+    opts = Config({"executor": {"submit_options": {"nodes": 2, "exclusive": False}}})
+    assert opts.job_defaults() == {"nodes": 2, "exclusive": False}
+    wf = Workflow("flags", config=opts)
+
+    @wf.job
+    def one() -> int:
+        return 1
+
+    spec = wf._configured(wf.plan(), "slurm").jobs["one"]
+    assert spec.submit_options == (("nodes", "2"),)  # False: the flag is left out
+
+
 def test_bad_mode_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REFLOW_MODE", "qsub")
     with pytest.raises(ConfigError, match="REFLOW_MODE: expected one of sbatch"):
@@ -237,7 +252,7 @@ url = "https://r.example.org"
         "mail_user": "u@example.org",
         "mail_type": "FAIL",
     }
-    assert cfg.job_defaults()["qos"] == "high" and cfg.job_defaults()["exclusive"] == "true"
+    assert cfg.job_defaults()["qos"] == "high" and cfg.job_defaults()["exclusive"] is True
     assert (cfg.dispatch_cpus, cfg.dispatch_time, cfg.dispatch_mem) == ("2", "01:00:00", "4G")
     assert cfg.dispatch_submit_options == {"partition": "debug", "account": "dacc"}
     assert cfg.default_run_dir == "/scratch/runs"
