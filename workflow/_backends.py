@@ -57,8 +57,7 @@ CANCELLED = "cancelled: "
 def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
     for attempt in range(retries + 1):
         try:
-            with job_call():  # what SIGTERM interrupts (``_signals``)
-                return fn(**kwargs)
+            return fn(**kwargs)
         except TaskInterrupted:
             raise  # not retried: the process is being stopped
         except Exception:
@@ -69,13 +68,21 @@ def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
 
 def run_chunk(fn: Callable[..., Any], calls: Calls, retries: int) -> Results:
     """Run several elements in one task; each result is ``(index, ok, value)``, the value of a
-    failure being its formatted exception (tracebacks do not pickle)."""
+    failure being its formatted exception (tracebacks do not pickle). The chunk is a job call
+    (``_signals``): a SIGTERM/SIGINT raises ``TaskInterrupted`` in the call running, and the
+    calls after it fail as not run."""
     out: Results = []
-    for i, kwargs in calls:
-        try:
-            out.append((i, True, _call(fn, kwargs, retries)))
-        except Exception as exc:
-            out.append((i, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    with job_call():
+        for n, (i, kwargs) in enumerate(calls):
+            try:
+                out.append((i, True, _call(fn, kwargs, retries)))
+            except TaskInterrupted as exc:
+                out.append((i, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+                why = f"not run: the task was interrupted by {exc.signal_name}"
+                out.extend((j, False, why) for j, _ in calls[n + 1 :])
+                break
+            except Exception as exc:
+                out.append((i, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     return out
 
 

@@ -82,19 +82,22 @@ _lock = threading.RLock()
 _calls: dict[int, int] = {}  # thread ident -> how many job calls it is inside
 
 
-@contextlib.contextmanager
-def job_call() -> Iterator[None]:
-    """Mark this thread as running a job call (what a signal interrupts)."""
-    ident = threading.get_ident()
-    with _lock:
-        _calls[ident] = _calls.get(ident, 0) + 1
-    try:
-        yield
-    finally:
+class job_call:
+    """Mark this thread as running job calls (what a signal interrupts); a class, not a
+    generator, as it wraps every chunk."""
+
+    __slots__ = ("_ident",)
+
+    def __enter__(self) -> None:
+        self._ident = ident = threading.get_ident()
         with _lock:
-            n = _calls.pop(ident, 1) - 1
+            _calls[ident] = _calls.get(ident, 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        with _lock:
+            n = _calls.pop(self._ident, 1) - 1
             if n > 0:
-                _calls[ident] = n
+                _calls[self._ident] = n
 
 
 class Interrupts:

@@ -239,3 +239,38 @@ def test_slurm_driver_signal_cancels_its_jobs(slurm: Any, tmp_path: Path) -> Non
             break
         assert time.monotonic() < deadline, live
         time.sleep(0.5)
+
+
+def test_a_chunk_stops_at_the_interrupted_call() -> None:
+    """A real SIGTERM to this process while a pool thread runs a chunk of calls: the running
+    call sees TaskInterrupted, the calls after it in the chunk are not started."""
+    import threading
+
+    from reflow.workflow._backends import run_chunk
+    from reflow.workflow._signals import interrupts
+
+    started = threading.Event()
+    ran: list[int] = []
+
+    def job(i: int) -> int:
+        ran.append(i)
+        started.set()
+        for _ in range(400):
+            time.sleep(0.01)
+        return i
+
+    out: list[object] = []
+    with interrupts() as state:
+        t = threading.Thread(
+            target=lambda: out.extend(run_chunk(job, [(k, {"i": k}) for k in range(5)], 2))
+        )
+        t.start()
+        assert started.wait(10)
+        os.kill(os.getpid(), signal.SIGTERM)
+        t.join(10)
+    assert not t.is_alive() and state.signal_name == "SIGTERM"
+    assert ran == [0]  # not retried (retries=2), nothing after it started
+    first = out[0]
+    assert isinstance(first, tuple) and first[1] is False
+    assert str(first[2]).startswith("TaskInterrupted: Task interrupted by SIGTERM")
+    assert [r[2] for r in out[1:]] == ["not run: the task was interrupted by SIGTERM"] * 4  # type: ignore[index]
