@@ -151,6 +151,13 @@ class Flow:
         that says whether it is still valid (asked by ``verify=True`` runs); ``backend``:
         a hint, recorded."""
 
+        if isinstance(fn, str):  # reflow-hpc's @wf.job("name"): the name comes first there
+            if name is not None:
+                raise WorkflowDefinitionError(
+                    f"{self.name}: job() got the name twice ({fn!r} and name={name!r})",
+                    step=fn,
+                )
+            fn, name = None, fn
         scheduler = _scheduler_keywords(self.name, name, unknown)
         merged: dict[str, Any] = {}
         for what, opts in (("submit_options", submit_options), ("extra", extra)):

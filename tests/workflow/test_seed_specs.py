@@ -90,6 +90,23 @@ def test_flow_tasks_and_include() -> None:
     assert f.tasks["step"].name == "step"
 
 
+def test_name_first_as_in_reflow_hpc(tmp_path: Path) -> None:
+    wf = Workflow("named")
+
+    @wf.job("first")
+    def f() -> list[int]:
+        return [1, 2]
+
+    @wf.array_job("second", account="x")
+    def g(v: Annotated[int, Result(step="first")]) -> int:
+        return 10 * v
+
+    assert list(wf.tasks) == ["first", "second"] and wf.tasks["second"].config.array
+    assert wf.run_local(tmp_path)["second"] == [10, 20]
+    with pytest.raises(WorkflowDefinitionError, match="got the name twice"):
+        wf.job("a", name="b")
+
+
 def test_unknown_task_names_the_closest() -> None:
     wf = _wf()
     with pytest.raises(KeyError) as info:
