@@ -16,6 +16,7 @@ PACKAGES = {
     "abi": "reflow.abi",
     "registry": "reflow.registry",
     "tools": "reflow.tools",
+    "workflow": "reflow.workflow",
 }
 
 

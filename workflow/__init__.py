@@ -69,6 +69,7 @@ from ._errors import (
     WorkflowFailed,
     shown,
 )
+from ._executors import Executor, JobResources, LocalExecutor, SlurmExecutor, resolve_executor
 from ._flow import Flow, Plan
 from ._handle import Run, make_run_id
 from ._index import RunIndex, default_index_path
@@ -79,6 +80,7 @@ from ._run import BACKENDS, check_options, resolve_params
 from ._signals import TaskInterrupted
 from ._specs import JobConfig, TaskSpec
 from ._states import RunState, TaskState
+from ._store import SqliteStore
 from ._types import Param, Result, RunDir, describe_type
 
 __all__ = [
@@ -86,9 +88,12 @@ __all__ = [
     "Config",
     "ConfigError",
     "Description",
+    "Executor",
     "Flow",
     "JobConfig",
+    "JobResources",
     "JobTimeoutError",
+    "LocalExecutor",
     "ManifestCodec",
     "MissingParamError",
     "Param",
@@ -102,6 +107,8 @@ __all__ = [
     "RunReport",
     "RunState",
     "RunStateError",
+    "SlurmExecutor",
+    "SqliteStore",
     "StepNotFoundError",
     "StepReport",
     "TaskInterrupted",
@@ -547,7 +554,8 @@ class Workflow(Flow):
         self,
         run_dir: str | Path | None = None,
         *,
-        backend: str = "local",
+        backend: str | Executor = "local",
+        executor: str | Executor | None = None,
         address: str | None = None,
         params: Mapping[str, Any] | None = None,
         max_workers: int | None = None,
@@ -567,7 +575,14 @@ class Workflow(Flow):
         as its resources, on the cluster at ``address`` (``"auto"``, ``"ray://host:10001"``,
         ``"127.0.0.1:6379"``; ``None`` starts a local one unless Ray is already initialised)
         — or ``"slurm"`` (``address``: the partition). The graph itself runs here; results
-        come back to this process, so the cache and the report work as locally."""
+        come back to this process, so the cache and the report work as locally.
+        ``backend`` (or ``executor``, reflow-hpc's name) may be an executor object instead:
+        ``LocalExecutor()``, ``SlurmExecutor(partition=..., account=...)``."""
+        if executor is not None:
+            if backend != "local":
+                raise ParamError("give backend= or executor=, not both", param="executor")
+            backend = executor
+        backend, address = resolve_executor(backend, address)
         return self._new_run(
             run_dir,
             backend=backend,
@@ -590,7 +605,7 @@ class Workflow(Flow):
         self,
         run_dir: str | Path | None = None,
         *,
-        executor: str | None = "local",
+        executor: str | Executor | None = "local",
         address: str | None = None,
         params: Mapping[str, Any] | None = None,
         max_workers: int | None = None,
@@ -607,21 +622,24 @@ class Workflow(Flow):
     ) -> Run:
         """Start a run in the background and return its :class:`Run` at once (``status()``,
         ``wait()``, ``cancel()``). ``executor`` is a backend :meth:`run` takes (``"local"``,
-        ``"ray"``, ``"slurm"``); the options and parameters are :meth:`run`'s. Definition and
-        parameter errors are raised here, before anything starts; a failure while it runs is
-        in its status, and ``wait()`` raises it as :meth:`run` would."""
+        ``"ray"``, ``"slurm"``, or an executor object: ``LocalExecutor()``,
+        ``SlurmExecutor(partition=..., account=...)``); the options and parameters are
+        :meth:`run`'s. Definition and parameter errors are raised here, before anything starts;
+        a failure while it runs is in its status, and ``wait()`` raises it as :meth:`run`
+        would."""
         if executor is None:
             executor = "local"
-        if not isinstance(executor, str) or executor not in BACKENDS:
-            shown = executor if isinstance(executor, str) else type(executor).__name__
+        backend, address = resolve_executor(executor, address)
+        if backend not in BACKENDS:
             raise UnknownExecutorError(
-                f"Unknown executor {shown!r:.60}: this reflow runs workflows on "
-                f"{', '.join(_available_backends())} (PBS, LSF, SGE and Flux are not provided)",
+                f"Unknown executor {backend!r:.60}: this reflow runs workflows on "
+                f"{', '.join(_available_backends())}, or an executor object (LocalExecutor(), "
+                "SlurmExecutor(partition=...)); PBS, LSF, SGE and Flux are not provided",
                 param="executor",
             )
         return self._new_run(
             run_dir,
-            backend=executor,
+            backend=backend,
             address=address,
             params=params,
             max_workers=max_workers,
@@ -651,6 +669,8 @@ class Workflow(Flow):
         :class:`RunNotFoundError` (a ``KeyError``: "Unknown run_id")."""
         snap = self.attach(run_id, store=store, store_path=store_path).status(as_dict=True)
         assert snap is not None
+        if isinstance(store, SqliteStore):  # instances written through reflow-hpc's store calls
+            snap.update(store.instance_view(run_id) or {})
         return snap
 
     def runs(

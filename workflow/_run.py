@@ -24,6 +24,10 @@ not started, steps not yet run are skipped — and ``run_local`` raises
 :class:`WorkflowFailed` with the report. ``on_error="continue"`` keeps going: an array job's
 failed element fails only the elements chained to it, a step that needs a failed result is
 skipped, and the report says what happened.
+
+The parameters and options are checked before this runs (``_params``); what a run reuses, a
+retried attempt's results and the result cache, is looked up through ``_reuse``; the hooks a
+``Run`` handle gives it are ``_run_hooks``'s.
 """
 
 from __future__ import annotations

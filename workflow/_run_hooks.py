@@ -2,14 +2,11 @@
 it is told through, the :class:`PriorFailure` a retried run carries over, and the
 :data:`FAILED` marker an array job's element slots hold where no result came.
 
-``_run`` calls these; ``_handle`` implements them. Neither imports the other for them."""
+``_run`` calls these and ``_handle`` implements them; this module imports neither."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._run import _Run
+from typing import Any
 
 __all__ = ["FAILED", "Hooks", "PriorFailure"]
 
@@ -37,7 +34,7 @@ class Hooks:
     prior: dict[str, Any] | None = None
     retry_steps: set[str] | None = None
 
-    def started(self, run: _Run) -> None:
+    def started(self, run: Any) -> None:  # the live ``_run._Run`` (imports run one way)
         pass
 
     def progress(self) -> None:

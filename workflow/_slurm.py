@@ -72,6 +72,7 @@ from typing import Any
 
 from ._backends import CANCELLED, Backend, Calls, Results
 from ._errors import WorkflowError
+from ._executors import parse_slurm_address
 from ._slurm_cmd import (
     DONE_STATES,
     LIMITS_FORMAT,
@@ -166,6 +167,8 @@ class SlurmBackend(Backend):
         self._nodes, self._default = self._read_nodes()
         if partition is not None and (not isinstance(partition, str) or not partition):
             raise WorkflowError(f"the Slurm partition must be a name, got {show(partition)}")
+        # a SlurmExecutor's address: PARTITION?account=...&qos=... (sbatch options for every job)
+        partition, self._extra = parse_slurm_address(partition)
         self.partition = partition
         self._partition_of: dict[str, str | None] = {}
         limits = self._read_limits()
@@ -401,7 +404,7 @@ class SlurmBackend(Backend):
         retries: int,
     ) -> str:
         script = write_inputs(step, d, fn, chunks, retries)
-        p = self._cmd("sbatch", "--parsable", *argv, str(script))
+        p = self._cmd("sbatch", "--parsable", *self._extra, *argv, str(script))
         job_id = parse_job_id(p.stdout)
         if p.returncode != 0 or not job_id.isdigit():
             text = " ".join(p.stderr.strip().splitlines()[-2:]) or f"exit status {p.returncode}"

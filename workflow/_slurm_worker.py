@@ -1,6 +1,6 @@
 """One Slurm array task of ``backend="slurm"``: ``python -m reflow.workflow._slurm_worker DIR``.
 
-It reads ``DIR/in/<task>.pkl`` — ``(fn, calls, retries)``, written by ``_slurm`` with
+It reads ``DIR/in/<task>.pkl`` — ``(fn, calls, retries)``, written by ``_slurm_files`` with
 cloudpickle — runs the chunk with :func:`~reflow.workflow._backends.run_chunk`, and writes
 ``[(index, ok, value)]`` to ``DIR/out/<task>.pkl`` atomically (a temporary file, then
 ``os.replace``), so the driver never reads half a file. ``<task>`` is ``SLURM_ARRAY_TASK_ID``

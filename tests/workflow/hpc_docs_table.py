@@ -261,8 +261,23 @@ PY: dict[str, list[Row]] = {
             + "def step_b(item: Annotated[str, Result(step='step_a')]) -> str:\n"
             + "    return item\n",
         ),
-        Row("wf.cancel_runs(", "skip", SCHEDULER + ": `store` is a SqliteStore object"),
-        Row("store.list_runs(", "skip", SCHEDULER + ": `store` is a SqliteStore object"),
+        Row(
+            "wf.cancel_runs(",
+            before="import tempfile\n"
+            + "from reflow.workflow import SqliteStore\n"
+            + "_tmp = tempfile.mkdtemp()\n"
+            + "store = SqliteStore(_tmp + '/runs.db')\n"
+            + "runs = [wf.submit(run_dir=f'{_tmp}/r{i}', x='hi', store=store) for i in range(3)]\n"
+            + "[r.wait() for r in runs]\n",
+            edits=(('["run-001", "run-002", "run-003"]', "[r.run_id for r in runs]"),),
+            after="assert {r.run_id for r in runs} <= {x['run_id'] for x in store.list_runs()}",
+        ),
+        Row(
+            "store.list_runs(",
+            edits=(('"my_pipeline"', "wf.name"),),
+            after="assert store.list_runs(graph_name=wf.name, limit=2) and not store.list_runs("
+            + "graph_name=wf.name, status='FAILED')",
+        ),
         Row("SlurmExecutor, PBSExecutor", "skip", SCHEDULER),
         Row(
             "from reflow import Config, load_config",

@@ -169,22 +169,37 @@ def test_a_cancel_from_another_process_stops_the_run_in_bounded_time(
 
 
 @pytest.mark.parametrize(
-    ("act", "error", "fragment"),
+    ("closed", "act", "error", "fragment"),
     [
-        (lambda c: c.put({"run_id": "x", "status": "RUNNING"}), RunIndexError, "is closed"),
-        (lambda c: c.cancel_requested("x"), RunIndexError, "is closed"),
-        (lambda c: c.put("not a dict"), RunIndexError, "must be a dict"),
-        (lambda c: c.put({"run_id": 7}), RunIndexError, "string 'run_id'"),
+        (True, lambda c: c.put({"run_id": "x", "status": "RUNNING"}), RunIndexError, "is closed"),
+        (True, lambda c: c.cancel_requested("x"), RunIndexError, "is closed"),
+        (False, lambda c: c.put("not a dict"), RunIndexError, "must be a dict"),
+        (False, lambda c: c.put({"run_id": 7}), RunIndexError, "string 'run_id'"),
+        (False, lambda c: c.put({"run_id": "x", "status": "DONE?"}), RunIndexError, "DONE"),
+        (
+            False,
+            lambda c: c.put({"run_id": "x", "status": "RUNNING", "v": float("nan")}),
+            RunIndexError,
+            "not JSON-safe",
+        ),
     ],
 )
 def test_a_kept_connection_refuses_what_the_index_refuses(
-    tmp_path: Path, act: Callable[[IndexConnection], Any], error: type, fragment: str
+    tmp_path: Path,
+    closed: bool,
+    act: Callable[[IndexConnection], Any],
+    error: type,
+    fragment: str,
 ) -> None:
     conn = RunIndex(tmp_path / "i.sqlite").connect()
-    conn.close()
-    conn.close()  # idempotent
-    with pytest.raises(error, match=fragment):
-        act(conn)
+    if closed:
+        conn.close()
+        conn.close()  # idempotent
+    try:
+        with pytest.raises(error, match=fragment):
+            act(conn)
+    finally:
+        conn.close()
 
 
 def test_a_kept_connection_reads_and_writes_what_the_index_does(tmp_path: Path) -> None:
