@@ -4,7 +4,8 @@ The file is ``$XDG_CONFIG_HOME/reflow/config.toml`` (else ``~/.config/reflow/con
 ``REFLOW_*`` environment variables override what it says. Its tables, as reflow-hpc defines
 them::
 
-    [executor]                 mode, python, and the scheduler commands' paths
+    [executor]                 mode, python, the scheduler commands' paths (and partition,
+                               queue, account, signal, read as submit options)
     [executor.submit_options]  partition/queue, account, signal, and any other scheduler flag
     [notifications]            mail_user, mail_type
     [dispatch]                 cpus, time, mem, partition, account (the coordinator job)
@@ -83,10 +84,12 @@ EXAMPLE_CONFIG = """\
 
 #: the executor modes reflow-hpc names (``[executor] mode``, ``$REFLOW_MODE``)
 MODES = ("sbatch", "qsub-pbs", "bsub", "qsub-sge", "flux", "dry-run")
+#: submit options also read straight from ``[executor]`` (as ``[executor.submit_options]``'s)
+_SUBMIT_KEYS = ("partition", "queue", "account", "signal")
 _COMMANDS = ("sbatch", "scancel", "sacct", "qsub", "qdel", "qstat", "bsub", "bkill", "bjobs")
 #: each table's keys; ``executor.submit_options`` takes any option name
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "executor": ("mode", "python", *_COMMANDS, "flux", "submit_options"),
+    "executor": ("mode", "python", *_COMMANDS, "flux", "submit_options", *_SUBMIT_KEYS),
     "notifications": ("mail_user", "mail_type"),
     "dispatch": ("cpus", "time", "mem", "partition", "account"),
     "defaults": ("run_dir", "store_path"),
@@ -257,9 +260,18 @@ class Config:
         self.path = path
         self._data = _checked(data or {}, path or "config")
         #: the file's ``[executor.submit_options]``, as given
-        self.submit_options: dict[str, Any] = dict(
-            self._data.get("executor", {}).get("submit_options", {})
-        )
+        executor = self._data.get("executor", {})
+        self.submit_options: dict[str, Any] = dict(executor.get("submit_options", {}))
+        for key in _SUBMIT_KEYS:  # [executor] partition = "x": as in submit_options
+            if key in executor:
+                given = self.submit_options.setdefault(key, executor[key])
+                if given != executor[key]:
+                    raise ConfigError(
+                        f"{path or 'config'}: executor.{key}: given twice, as {shown(given)} "
+                        f"in [executor.submit_options] and {shown(executor[key])} in [executor]",
+                        path=path or "config",
+                        key=f"executor.{key}",
+                    )
 
     def __repr__(self) -> str:
         return f"Config(path={self.path!r})"

@@ -154,6 +154,13 @@ def test_bad_config_dict(data: Any, fragment: str) -> None:
         Config(data)
 
 
+def test_submit_options_straight_in_executor() -> None:
+    cfg = Config({"executor": {"partition": "p", "account": "a"}})
+    assert (cfg.executor_partition, cfg.executor_account) == ("p", "a")
+    with pytest.raises(ConfigError, match=r"executor\.account: given twice"):
+        Config({"executor": {"account": "a", "submit_options": {"account": "b"}}})
+
+
 def test_numbers_where_numbers_fit() -> None:
     assert Config({"dispatch": {"cpus": 1.5}}).dispatch_cpus == "1.5"
     assert Config({"dispatch": {"cpus": 4}}).dispatch_cpus == "4"
