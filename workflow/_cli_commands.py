@@ -124,11 +124,16 @@ def cmd_run(wf: Workflow, args: argparse.Namespace, dests: dict[str, str]) -> in
     if getattr(args, "address", None) is not None and args.executor == "local":
         raise UsageError("--address is for --executor ray (the cluster) or slurm (the partition)")
     params = parsed_params(wf, args, dests)
-    run_dir = Path(args.run_dir).expanduser().absolute()  # status/retry from elsewhere find it
+    given = args.run_dir
+    if given is None and not wf.config.default_run_dir:
+        given = Path("runs") / wf.name
+    # status/retry from elsewhere find it; None: the config's run dir, made by submit
+    run_dir = Path(given).expanduser().absolute() if given is not None else None
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(run_dir, os.W_OK | os.X_OK):
-            raise PermissionError(13, "not writable", str(run_dir))
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(run_dir, os.W_OK | os.X_OK):
+                raise PermissionError(13, "not writable", str(run_dir))
         run = wf.submit(
             run_dir,
             executor=getattr(args, "executor", "local"),
@@ -154,7 +159,7 @@ def cmd_run(wf: Workflow, args: argparse.Namespace, dests: dict[str, str]) -> in
 def _attach(wf: Workflow, run_id: str, args: argparse.Namespace) -> Any:
     from ._handle import Run
 
-    return Run.attach(wf, run_id, store_path=_store(args))
+    return Run.attach(wf, run_id, store_path=wf._store(None, _store(args)))
 
 
 def _check_task(wf: Workflow, task: str | None) -> None:
@@ -208,7 +213,7 @@ def _cmd_runs(wf: Workflow, args: argparse.Namespace) -> int:
     if args.since and args.until and args.since >= args.until:
         raise UsageError(f"--since {args.since} is not before --until {args.until}")
     limit = None if args.all else args.last
-    rows = RunIndex(_store(args)).list(
+    rows = RunIndex(wf._store(None, _store(args))).list(
         workflow=wf.name, status=args.status, since=args.since, until=args.until, limit=limit
     )
     if args.json:

@@ -366,3 +366,17 @@ def test_slurm_jobs_get_the_configured_options() -> None:
     # elsewhere the config changes nothing
     local = wf._configured(wf.plan(), "local").jobs["b"]
     assert (local.partition, local.account, local.submit_options) == (None, None, ())
+
+
+def test_command_line_uses_the_configured_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "configured.sqlite"
+    wf = _wf(Config({"defaults": {"store_path": str(store), "run_dir": str(tmp_path / "runs")}}))
+    assert wf.cli(["run"]) == 0
+    run_id = next(iter(r["run_id"] for r in wf.runs()))
+    assert store.is_file() and (tmp_path / "runs" / run_id).is_dir()
+    capsys.readouterr()
+    assert wf.cli(["runs", "--json"]) == 0
+    assert run_id in capsys.readouterr().out
+    assert wf.cli(["status", run_id]) == 0
