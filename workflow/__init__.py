@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from .._core._network import Network
 from ._config import (
@@ -245,12 +246,18 @@ class Workflow(Flow):
             self._config = read_config()
         return self._config
 
-    def _configured(self, plan: Plan, backend: str) -> Plan:
+    def _configured(self, plan: Plan, backend: str, address: str | None = None) -> Plan:
         """``plan`` with the config's submit options filled in where a job gives none
-        (``backend="slurm"`` only: elsewhere they mean nothing)."""
+        (``backend="slurm"`` only: elsewhere they mean nothing). What the run's address names
+        (its partition, a ``SlurmExecutor``'s options) wins over the config."""
         if backend != "slurm":
             return plan
         defaults = self.config.job_defaults()
+        if isinstance(address, str):
+            part, _, query = address.partition("?")
+            given = {k.replace("-", "_") for k, _ in parse_qsl(query, keep_blank_values=True)}
+            for key in given | ({"partition"} if part else set()):
+                defaults.pop(key, None)
         if not defaults:
             return plan
         jobs = {}
@@ -425,7 +432,7 @@ class Workflow(Flow):
         background: bool,
         job_params: dict[str, Any],
     ) -> Run:
-        plan = self._configured(self.plan(), backend)
+        plan = self._configured(self.plan(), backend, address)
         values = resolve_params(plan, self._job_params(plan, params, job_params))
         if isinstance(force_tasks, str) or not all(isinstance(t, str) for t in force_tasks or ()):
             raise ParamError(

@@ -363,6 +363,9 @@ def test_slurm_jobs_get_the_configured_options() -> None:
     assert (ja.partition, ja.account, ja.option("qos")) == ("gpu", "mine", "high")
     assert (jb.partition, jb.account, jb.option("qos")) == ("gpu", "acc", "low")
     assert jb.option("mail_user") == "u@e.org" and jb.option("mail_type") == "FAIL"
+    # the run's own partition, and a SlurmExecutor's options, win over the config
+    over = wf._configured(wf.plan(), "slurm", "debug?qos=normal").jobs["b"]
+    assert (over.partition, over.account, over.option("qos")) == (None, "acc", None)
     # elsewhere the config changes nothing
     local = wf._configured(wf.plan(), "local").jobs["b"]
     assert (local.partition, local.account, local.submit_options) == (None, None, ())
