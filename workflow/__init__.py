@@ -254,9 +254,9 @@ class Workflow(Flow):
             return plan
         defaults = self.config.job_defaults()
         if isinstance(address, str):
-            part, _, query = address.partition("?")
+            named, _, query = address.partition("?")
             given = {k.replace("-", "_") for k, _ in parse_qsl(query, keep_blank_values=True)}
-            for key in given | ({"partition"} if part else set()):
+            for key in given | ({"partition"} if named else set()):
                 defaults.pop(key, None)
         if not defaults:
             return plan
