@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._errors import JobTimeoutError, WorkflowDefinitionError, WorkflowError
+from ._signals import TaskInterrupted, interrupts, job_call
 
 __all__ = ["CANCELLED", "Backend", "LocalBackend", "RayBackend", "parse_memory", "run_chunk"]
 
@@ -57,6 +58,8 @@ def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
     for attempt in range(retries + 1):
         try:
             return fn(**kwargs)
+        except TaskInterrupted:
+            raise  # not retried: the process is being stopped
         except Exception:
             if attempt == retries:
                 raise
@@ -65,13 +68,21 @@ def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
 
 def run_chunk(fn: Callable[..., Any], calls: Calls, retries: int) -> Results:
     """Run several elements in one task; each result is ``(index, ok, value)``, the value of a
-    failure being its formatted exception (tracebacks do not pickle)."""
+    failure being its formatted exception (tracebacks do not pickle). The chunk is a job call
+    (``_signals``): a SIGTERM/SIGINT raises ``TaskInterrupted`` in the call running, and the
+    calls after it fail as not run."""
     out: Results = []
-    for i, kwargs in calls:
-        try:
-            out.append((i, True, _call(fn, kwargs, retries)))
-        except Exception as exc:
-            out.append((i, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    with job_call():
+        for n, (i, kwargs) in enumerate(calls):
+            try:
+                out.append((i, True, _call(fn, kwargs, retries)))
+            except TaskInterrupted as exc:
+                out.append((i, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+                why = f"not run: the task was interrupted by {exc.signal_name}"
+                out.extend((j, False, why) for j, _ in calls[n + 1 :])
+                break
+            except Exception as exc:
+                out.append((i, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     return out
 
 
@@ -100,8 +111,13 @@ START_S = 120.0
 
 def _killable_call(conn: Any, fn: Callable[..., Any], calls: Calls, retries: int) -> None:
     conn.send("started")
-    conn.send(run_chunk(fn, calls, retries))
+    with interrupts():  # a SIGTERM forwarded by the run: TaskInterrupted in the call
+        conn.send(run_chunk(fn, calls, retries))
     conn.close()
+
+
+#: the processes started for time-limited calls (``_run_in_process``), to forward signals to
+_SPAWNED: set[int] = set()
 
 
 def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: float) -> Any:
@@ -111,6 +127,8 @@ def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: f
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_killable_call, args=(child, fn, calls, retries), daemon=True)
     proc.start()
+    if proc.pid is not None:
+        _SPAWNED.add(proc.pid)
     child.close()
 
     def ended() -> Results:
@@ -132,6 +150,7 @@ def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: f
             proc.kill()
         proc.join(5)
         parent.close()
+        _SPAWNED.discard(proc.pid or 0)
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -225,6 +244,11 @@ class LocalBackend(Backend):
             return [(i, False, timeout_text(step, i, opts)) for i, _ in calls]
         except BaseException as exc:
             return [(i, False, f"{type(exc).__name__}: {exc}") for i, _ in calls]
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' pids (``processes=True``), to forward a signal to."""
+        procs = getattr(self._pool, "_processes", None) or {}
+        return [p.pid for p in list(procs.values()) if p.pid is not None] + list(_SPAWNED)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
