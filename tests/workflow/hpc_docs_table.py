@@ -15,7 +15,7 @@ __all__ = ["FRESH", "PY", "SCHEDULER", "SCRIPTS", "SH", "Row", "Sh"]
 # -- python blocks ----------------------------------------------------------------------------
 
 #: the one reason a block needs a batch scheduler
-SCHEDULER = "needs a batch scheduler (PBS/LSF/SGE/Flux executors, the seed's SqliteStore)"
+SCHEDULER = "needs PBS/LSF/SGE/Flux, which reflow.workflow does not drive (refused naming local, ray, slurm)"
 
 
 @dataclass(frozen=True)
