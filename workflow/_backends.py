@@ -28,6 +28,7 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import pickle
 import re
 import socket
 import sys
@@ -40,7 +41,16 @@ from typing import Any
 from ._errors import JobTimeoutError, WorkflowDefinitionError, WorkflowError
 from ._signals import TaskInterrupted, interrupts, job_call
 
-__all__ = ["CANCELLED", "Backend", "LocalBackend", "RayBackend", "parse_memory", "run_chunk"]
+__all__ = [
+    "CANCELLED",
+    "Backend",
+    "LocalBackend",
+    "RayBackend",
+    "exc_text",
+    "parse_memory",
+    "run_chunk",
+    "run_chunk_pickled",
+]
 
 Calls = list[tuple[int, dict[str, Any]]]
 #: how often a backend waiting on Ray checks that the cluster is still there, and for how long
@@ -66,24 +76,67 @@ def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
     raise AssertionError("unreachable")
 
 
+def exc_text(exc: BaseException) -> str:
+    """``"Type: message"`` of any exception, even one whose ``__str__`` raises or is huge."""
+    try:
+        msg = str(exc)
+    except BaseException:  # a hostile __str__ must not turn a failure into a lost element
+        msg = "<its str() raised>"
+    if len(msg) > 20_000:
+        msg = msg[:20_000] + f"... ({len(msg)} characters)"
+    return f"{type(exc).__name__}: {msg}"
+
+
+def _traceback(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(exc))
+    except BaseException:
+        return ""
+
+
 def run_chunk(fn: Callable[..., Any], calls: Calls, retries: int) -> Results:
     """Run several elements in one task; each result is ``(index, ok, value)``, the value of a
     failure being its formatted exception (tracebacks do not pickle). The chunk is a job call
     (``_signals``): a SIGTERM/SIGINT raises ``TaskInterrupted`` in the call running, and the
-    calls after it fail as not run."""
+    calls after it fail as not run. What a job raises that is not an ``Exception``
+    (``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``) is that element's failure too:
+    it must not end the worker nor leave the run."""
     out: Results = []
     with job_call():
         for n, (i, kwargs) in enumerate(calls):
             try:
                 out.append((i, True, _call(fn, kwargs, retries)))
             except TaskInterrupted as exc:
-                out.append((i, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+                out.append((i, False, f"{exc_text(exc)}\n{_traceback(exc)}"))
                 why = f"not run: the task was interrupted by {exc.signal_name}"
                 out.extend((j, False, why) for j, _ in calls[n + 1 :])
                 break
-            except Exception as exc:
-                out.append((i, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+            except BaseException as exc:
+                out.append((i, False, f"{exc_text(exc)}\n{_traceback(exc)}"))
     return out
+
+
+def run_chunk_pickled(fn: Callable[..., Any], calls: Calls, retries: int) -> bytes:
+    """:func:`run_chunk` in a worker process, its results pickled here: a result that cannot
+    be pickled fails its own element, naming why, instead of the whole chunk coming back as
+    the pool's pickling error (or as a worker that died)."""
+    out = run_chunk(fn, calls, retries)
+    try:
+        return pickle.dumps(out, protocol=5)
+    except Exception:
+        pass
+    safe: Results = []
+    for i, ok, value in out:
+        try:
+            pickle.dumps(value, protocol=5)
+        except Exception as exc:
+            what = f"a result of type {type(value).__name__}"
+            safe.append(
+                (i, False, f"{what} cannot be pickled to leave its worker process: {exc_text(exc)}")
+            )
+        else:
+            safe.append((i, ok, value))
+    return pickle.dumps(safe, protocol=5)
 
 
 def timeout_text(step: str, index: int, opts: dict[str, Any]) -> str:
@@ -112,7 +165,7 @@ START_S = 120.0
 def _killable_call(conn: Any, fn: Callable[..., Any], calls: Calls, retries: int) -> None:
     conn.send("started")
     with interrupts():  # a SIGTERM forwarded by the run: TaskInterrupted in the call
-        conn.send(run_chunk(fn, calls, retries))
+        conn.send_bytes(run_chunk_pickled(fn, calls, retries))
     conn.close()
 
 
@@ -141,7 +194,7 @@ def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: f
             if not parent.poll(START_S) or parent.recv() != "started":
                 return ended()
             if parent.poll(limit):
-                return parent.recv()
+                return pickle.loads(parent.recv_bytes())
         except (EOFError, OSError):
             return ended()
         return None
@@ -194,6 +247,7 @@ class LocalBackend(Backend):
         self.processes = processes
         self.slots = workers
         self._abandoned = False
+        self._lock = threading.Lock()
         self._pool: cf.Executor = (
             cf.ProcessPoolExecutor(max_workers=workers)
             if processes
@@ -206,8 +260,34 @@ class LocalBackend(Backend):
         loop = asyncio.get_running_loop()
         limit = opts.get("time_s")
         if limit is None:
+            if self.processes:
+                return self._in_process(step, fn, calls, opts.get("retries", 0))
             return loop.run_in_executor(self._pool, run_chunk, fn, calls, opts.get("retries", 0))
         return self._limited(step, fn, calls, float(limit), opts)
+
+    async def _in_process(
+        self, step: str, fn: Callable[..., Any], calls: Calls, retries: int
+    ) -> Results:
+        """A chunk in the process pool. A worker that dies (``os._exit``, a crash, the OOM
+        killer) breaks the pool: the chunk's elements fail naming that, and a new pool is made
+        for what follows, as a job that cannot travel to a process fails only itself."""
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        try:
+            data = await loop.run_in_executor(pool, run_chunk_pickled, fn, calls, retries)
+            return list(pickle.loads(data))
+        except cf.BrokenExecutor:
+            with self._lock:
+                if self._pool is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = cf.ProcessPoolExecutor(max_workers=self.slots)
+            text = (
+                f"a worker process of job {step!r} ended abruptly (os._exit(), a crash or the "
+                "out-of-memory killer) while running this element or one beside it"
+            )
+        except Exception as exc:  # the job or its arguments cannot travel to the process
+            text = f"job {step!r} could not run in a worker process: {exc_text(exc)}"
+        return [(i, False, text) for i, _ in calls]
 
     async def _limited(
         self, step: str, fn: Callable[..., Any], calls: Calls, limit: float, opts: dict[str, Any]
@@ -243,7 +323,7 @@ class LocalBackend(Backend):
             self._abandoned = True
             return [(i, False, timeout_text(step, i, opts)) for i, _ in calls]
         except BaseException as exc:
-            return [(i, False, f"{type(exc).__name__}: {exc}") for i, _ in calls]
+            return [(i, False, exc_text(exc)) for i, _ in calls]
 
     def worker_pids(self) -> list[int]:
         """The worker processes' pids (``processes=True``), to forward a signal to."""

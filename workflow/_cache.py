@@ -62,6 +62,11 @@ class ResultCache:
 
     #: keys per ``SELECT ... IN (...)``: below SQLite's variable limit
     BATCH = 500
+    #: how long a write waits for another process's lock on the file
+    BUSY_S = 30.0
+    #: pickles from this size on are written and read in pieces of ``PIECE`` bytes
+    STREAM_AT = 8 << 20
+    PIECE = 4 << 20
 
     def __init__(self, root: Path, *, verify: bool = False) -> None:
         self.root = root
@@ -71,7 +76,9 @@ class ResultCache:
         path = root / "results.sqlite"
         try:
             root.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(
+                path, timeout=self.BUSY_S, isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(
@@ -84,6 +91,12 @@ class ResultCache:
                 path=str(root),
             ) from exc
         except sqlite3.Error as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise CacheError(
+                    f"the result cache {str(path)!r} is locked by another process, still after "
+                    f"{self.BUSY_S:g} s: try again when it ends",
+                    path=str(path),
+                ) from exc
             raise CacheError(
                 f"cannot open the result cache {str(path)!r}: {exc} (delete the file to start "
                 "afresh: it only holds results that can be computed again)",
@@ -97,33 +110,56 @@ class ResultCache:
     def get_many(self, keys: Sequence[str]) -> list[Any]:
         """The stored results of ``keys`` in order, :data:`MISS` for each one not stored (or
         unreadable: a warning, and it is computed again)."""
-        rows: dict[str, tuple[str, bytes]] = {}
+        out: dict[str, Any] = {}
         try:
             with self._lock:
                 for i in range(0, len(keys), self.BATCH):
                     part = list(keys[i : i + self.BATCH])
                     marks = ",".join("?" * len(part))
-                    for key, sha, data in self._db.execute(
-                        f"SELECT key, sha256, data FROM results WHERE key IN ({marks})", part
-                    ):
-                        rows[key] = (sha, data)
+                    rows = self._db.execute(
+                        "SELECT key, sha256, CASE WHEN length(data) < ? THEN data END, rowid"
+                        f" FROM results WHERE key IN ({marks})",
+                        [self.STREAM_AT, *part],
+                    ).fetchall()
+                    for key, sha, data, rowid in rows:
+                        out[key] = (
+                            self._decode(key, sha, data)
+                            if data is not None
+                            else self._read_blob(key, sha, rowid)
+                        )
         except sqlite3.Error as exc:
             log.warning("result cache: cannot read %s: %s", self.root, exc)
             return [MISS] * len(keys)
-        return [self._decode(k, rows[k]) if k in rows else MISS for k in keys]
+        return [out.get(k, MISS) for k in keys]
 
-    def _decode(self, key: str, row: tuple[str, bytes]) -> Any:
-        sha, data = row
+    def _decode(self, key: str, sha: str, data: bytes) -> Any:
         if self.verify and hashlib.sha256(data).hexdigest() != sha:
-            self.corrupt += 1
-            log.warning("result cache: %s does not match its checksum; recomputing", key)
-            return MISS
+            return self._damaged(key, "does not match its checksum")
         try:
             return pickle.loads(data)
         except Exception as exc:
-            self.corrupt += 1
-            log.warning("result cache: %s cannot be read back (%s); recomputing", key, exc)
-            return MISS
+            return self._damaged(key, f"cannot be read back ({exc})")
+
+    def _read_blob(self, key: str, sha: str, rowid: int) -> Any:
+        """A large pickle read in pieces (and hashed in pieces under ``verify``), so reading
+        one back holds it once, not the stored bytes besides."""
+        with self._db.blobopen("results", "data", rowid, readonly=True) as blob:
+            if self.verify:
+                h = hashlib.sha256()
+                while piece := blob.read(self.PIECE):
+                    h.update(piece)
+                if h.hexdigest() != sha:
+                    return self._damaged(key, "does not match its checksum")
+                blob.seek(0)
+            try:
+                return pickle.load(_BlobFile(blob))
+            except Exception as exc:
+                return self._damaged(key, f"cannot be read back ({exc})")
+
+    def _damaged(self, key: str, why: str) -> Any:
+        self.corrupt += 1
+        log.warning("result cache: %s %s; recomputing", key, why)
+        return MISS
 
     def put(self, key: str, value: Any) -> bool:
         """Store a result; ``False`` (and a warning) when it cannot be pickled or written."""
@@ -131,27 +167,34 @@ class ResultCache:
 
     def put_many(self, items: Iterable[tuple[str, Any]]) -> int:
         """Store results in one transaction; returns how many were stored (a result that
-        cannot be pickled is left out with a warning; a failed write stores none)."""
-        rows = []
-        for key, value in items:
-            try:
-                data = pickle.dumps(value, protocol=5)
-            except Exception as exc:
-                log.warning(
-                    "result cache: a result of type %s cannot be pickled (%s)", type(value), exc
-                )
-                continue
-            rows.append((key, hashlib.sha256(data).hexdigest(), data))
-        if not rows:
-            return 0
+        cannot be pickled is left out with a warning; a failed write stores none). Each value
+        is pickled and written before the next is pickled: one pickle in memory at a time."""
+        stored = 0
         try:
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO results (key, sha256, data) VALUES (?, ?, ?)",
-                        rows,
-                    )
+                    for key, value in items:
+                        try:
+                            data = pickle.dumps(value, protocol=5)
+                        except Exception as exc:
+                            log.warning(
+                                "result cache: a result of type %s cannot be pickled (%s)",
+                                type(value),
+                                exc,
+                            )
+                            continue
+                        sha = hashlib.sha256(data).hexdigest()
+                        if len(data) < self.STREAM_AT:
+                            self._db.execute(
+                                "INSERT OR REPLACE INTO results (key, sha256, data)"
+                                " VALUES (?, ?, ?)",
+                                (key, sha, data),
+                            )
+                        else:
+                            self._write_blob(key, sha, data)
+                        del data
+                        stored += 1
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
@@ -159,8 +202,43 @@ class ResultCache:
         except sqlite3.Error as exc:
             log.warning("result cache: cannot write to %s: %s", self.root, exc)
             return 0
-        return len(rows)
+        return stored
+
+    def _write_blob(self, key: str, sha: str, data: bytes) -> None:
+        """A large pickle written in pieces into a blob of its size: binding it as a parameter
+        would copy it twice more inside SQLite (4x the value at the peak, measured)."""
+        cur = self._db.execute(
+            "INSERT OR REPLACE INTO results (key, sha256, data) VALUES (?, ?, zeroblob(?))",
+            (key, sha, len(data)),
+        )
+        rowid = cur.lastrowid
+        assert rowid is not None
+        view = memoryview(data)
+        with self._db.blobopen("results", "data", rowid) as blob:
+            for i in range(0, len(view), self.PIECE):
+                blob.write(view[i : i + self.PIECE])
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _BlobFile:
+    """The file API ``pickle.load`` needs over a SQLite blob (``read``, ``readline``)."""
+
+    def __init__(self, blob: sqlite3.Blob) -> None:
+        self._blob = blob
+
+    def read(self, n: int = -1) -> bytes:
+        return self._blob.read(n)
+
+    def readinto(self, buf: Any) -> int:
+        data = self._blob.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readline(self) -> bytes:  # only the text protocols use it; byte by byte is fine
+        line = bytearray()
+        while (c := self._blob.read(1)) and c != b"\n":
+            line += c
+        return bytes(line + c)

@@ -64,13 +64,61 @@ EXECUTORS = ("local", "ray", "slurm")
 DATE_FORMATS = "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] or either with a zone (+01:00, Z)"
 
 
+#: the longest word of an argparse message kept whole: an argument may be megabytes
+_WORD_MAX = 120
+#: the actions whose option given twice is an error (argparse silently keeps the last)
+_SINGLE = (
+    argparse._StoreAction,
+    argparse._StoreConstAction,
+    argparse.BooleanOptionalAction,
+)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line on stderr (``<prog>: error: ...``) and exit 2."""
+    """argparse, but an error is one bounded line on stderr (``<prog>: error: ...``) and exit
+    2, and an option given twice is an error instead of the last one winning silently."""
 
     def error(self, message: str) -> NoReturn:
-        message = " ".join(message.split())
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        words = [
+            w if len(w) <= _WORD_MAX else f"{w[: _WORD_MAX // 2]}...({len(w)} characters)"
+            for w in message.split()
+        ]
+        sys.stderr.write(f"{self.prog}: error: {' '.join(words)} (see --help)\n")
         raise SystemExit(2)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if args is not None:
+            self._refuse_repeats(list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_repeats(self, args: list[str]) -> None:
+        seen: dict[int, str] = {}
+        subcommands = self._subcommands()
+        for token in args:
+            if token == "--":
+                break
+            if not token.startswith("-") or token == "-":
+                if token in subcommands:
+                    break  # the rest is the subcommand's, checked by its own parser
+                continue
+            opt = token.split("=", 1)[0]
+            action = self._option_string_actions.get(opt)
+            if action is None or not isinstance(action, _SINGLE):
+                continue
+            if id(action) in seen:
+                self.error(
+                    f"argument {'/'.join(action.option_strings)}: given more than once "
+                    f"({seen[id(action)]}, then {opt}): give it once"
+                )
+            seen[id(action)] = opt
+
+    def _subcommands(self) -> set[str]:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return set(action.choices)
+        return set()
 
 
 def _flag(key: str) -> str:

@@ -50,6 +50,39 @@ STATUSES = tuple(s.value for s in RunState)
 _LEGACY = {"SUCCESS": ("succeeded",), "RUNNING": ("running", "pending")}
 
 
+def _is_id(run_id: object) -> bool:
+    """Whether ``run_id`` can be looked up at all: text SQLite can store (no lone surrogate,
+    as a run id from undecodable command-line bytes has)."""
+    if not isinstance(run_id, str):
+        return False
+    try:
+        run_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_id(run_id: object) -> None:
+    if _is_id(run_id):
+        return
+    what = (
+        f"text that is not valid UTF-8 ({run_id[:40]!r})"
+        if isinstance(run_id, str)
+        else type(run_id).__name__
+    )
+    raise RunNotFoundError(
+        f"a run id is a string like 'wf-20261207-a1b2', got {what}",
+        run_id=repr(run_id)[:80],
+        close=[],
+    )
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 def _status(value: object, path: Path) -> RunState:
     try:
         return run_state(value)
@@ -189,6 +222,18 @@ class RunIndex:
         where = str(self.path)
         try:
             yield
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise RunIndexError(
+                    f"the run index {where!r} cannot be used: {exc} (not a reflow run index, "
+                    "or damaged: move it away and a new one is made)",
+                    path=where,
+                ) from exc
+            raise RunIndexError(
+                f"the run index {where!r} is locked by another process, still after "
+                f"{BUSY_S:g} s (one holding a write transaction open): try again when it ends",
+                path=where,
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise RunIndexError(
                 f"the run index {where!r} cannot be used: {exc} (not a reflow run index, or "
@@ -252,6 +297,8 @@ class RunIndex:
 
     def has(self, run_id: str) -> bool:
         """Whether run ``run_id`` is recorded (cheap: no close-match search)."""
+        if not _is_id(run_id):
+            return False
         with self._db() as con:
             row = con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return row is not None
@@ -259,12 +306,7 @@ class RunIndex:
     def get(self, run_id: str) -> dict[str, Any]:
         """The snapshot of run ``run_id``; an unknown id is a :class:`RunNotFoundError` naming
         the closest ids recorded."""
-        if not isinstance(run_id, str):
-            raise RunNotFoundError(
-                f"a run id is a string like 'wf-20261207-a1b2', got {type(run_id).__name__}",
-                run_id=repr(run_id),
-                close=[],
-            )
+        _check_id(run_id)
         with self._db() as con:
             row = con.execute(
                 "SELECT snapshot, cancel_requested FROM runs WHERE run_id = ?", (run_id,)
@@ -272,7 +314,10 @@ class RunIndex:
             if row is None:
                 ids = [r[0] for r in con.execute("SELECT run_id FROM runs")]
         if row is None:
-            close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.6)
+            # a run id is short: a long one has no close match worth the search
+            close = (
+                difflib.get_close_matches(run_id, ids, n=3, cutoff=0.6) if len(run_id) < 200 else []
+            )
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise RunNotFoundError(
                 f"Unknown run_id {run_id[:80]!r}: no such run in the run index "
@@ -347,11 +392,14 @@ class RunIndex:
             con.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?", (run_id,))
 
     def cancel_requested(self, run_id: str) -> bool:
+        if not _is_id(run_id):
+            return False
         with self._db() as con:
             row = con.execute(_CANCEL_REQUESTED, (run_id,)).fetchone()
         return bool(row and row[0])
 
     def clear_cancel(self, run_id: str) -> None:
+        _check_id(run_id)
         with self._db() as con:
             con.execute("UPDATE runs SET cancel_requested = 0 WHERE run_id = ?", (run_id,))
 

@@ -9,11 +9,22 @@ import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ._backends import parse_memory
 from ._errors import WorkflowDefinitionError, shown
-from ._types import Param, Result, RunDir, literal_choices, markers, strip, type_hints
+from ._types import (
+    Param,
+    Result,
+    RunDir,
+    describe_type,
+    fits,
+    literal_choices,
+    markers,
+    strip,
+    type_hints,
+)
 
 __all__ = [
     "JobSpec",
@@ -121,11 +132,21 @@ class JobSpec:
         return replace(self, name=name, inputs=inputs, after=tuple(rename(s) for s in self.after))
 
 
+#: the longest step or workflow name: it becomes part of file names (run dirs, Slurm jobs)
+MAX_NAME = 200
+
+
 def check_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS:
         raise WorkflowDefinitionError(
-            f"{what} {name!r} is not a valid step name: use letters, digits, '_', '-', '.'",
-            step=name if isinstance(name, str) else None,
+            f"{what} {shown(name)} is not a valid step name: use letters, digits, '_', '-', '.'",
+            step=name[:MAX_NAME] if isinstance(name, str) else None,
+        )
+    if len(name) > MAX_NAME:
+        raise WorkflowDefinitionError(
+            f"{what} {shown(name)} is {len(name)} characters long: a name has at most "
+            f"{MAX_NAME} (it becomes part of file names)",
+            step=name[:MAX_NAME],
         )
     return name
 
@@ -333,6 +354,39 @@ def code_hash(fn: Callable[..., Any], version: str) -> str:
     return h.hexdigest()
 
 
+def _check_default(step: str, name: str, t: Any, default: Any, choices: Any) -> None:
+    """A parameter's default must be a value the parameter accepts (``None`` always is: it
+    reads as "not given")."""
+    if default is None:
+        return
+    if choices:
+        try:
+            ok = default in choices
+        except Exception:
+            ok = False
+        if not ok:
+            raise WorkflowDefinitionError(
+                f"job {step!r}: parameter {name!r}: default {shown(default)} is not one of "
+                f"{shown(list(choices), 200)}",
+                step=step,
+                param=name,
+            )
+        return
+    if t is Path and isinstance(default, str):
+        return
+    try:
+        bad = (isinstance(default, bool) and t in (int, float)) or not fits(type(default), t)
+    except Exception:  # a type fits() cannot judge: accepted, as a value of it is
+        return
+    if bad:
+        raise WorkflowDefinitionError(
+            f"job {step!r}: parameter {name!r}: default {shown(default)} "
+            f"({type(default).__name__}) is not {describe_type(t)}",
+            step=step,
+            param=name,
+        )
+
+
 def analyse_job(
     fn: Callable[..., Any],
     *,
@@ -354,8 +408,8 @@ def analyse_job(
     backend: Any = None,
 ) -> JobSpec:
     if not callable(fn):
-        raise WorkflowDefinitionError(f"a job must be a function, got {fn!r}")
-    step = check_name(str(name or getattr(fn, "__name__", "")), "job")
+        raise WorkflowDefinitionError(f"a job must be a function, got {shown(fn)}")
+    step = check_name(name if name is not None else getattr(fn, "__name__", ""), "job")
     if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
         raise WorkflowDefinitionError(
             f"job {step!r}: a generator cannot be a job; return a list instead", step=step
@@ -415,12 +469,24 @@ def analyse_job(
             f"job {step!r}: version must be a string, got {version!r}", step=step
         )
     hints = type_hints(fn)
-    sig = inspect.signature(fn)
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:  # a builtin without a signature Python can read
+        raise WorkflowDefinitionError(
+            f"job {step!r}: its signature cannot be read ({exc}); wrap it in a def", step=step
+        ) from None
     inputs: list[Input] = []
     for p in sig.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise WorkflowDefinitionError(
                 f"job {step!r}: parameter {p.name!r}: *args/**kwargs cannot be wired",
+                step=step,
+                param=p.name,
+            )
+        if p.kind is p.POSITIONAL_ONLY:
+            raise WorkflowDefinitionError(
+                f"job {step!r}: parameter {p.name!r} is positional-only ('/' in the "
+                "signature): jobs are called with keywords; drop the '/'",
                 step=step,
                 param=p.name,
             )
@@ -451,7 +517,16 @@ def analyse_job(
             inputs.append(RunDirInput(p.name))
         else:
             param = params[0] if params else Param()
-            choices = param.choices or literal_choices(t)
+            literal = literal_choices(t)
+            if literal == ():
+                raise WorkflowDefinitionError(
+                    f"job {step!r}: parameter {p.name!r} is an empty Literal[]: it allows no value",
+                    step=step,
+                    param=p.name,
+                )
+            choices = param.choices or literal
+            if p.default is not p.empty:
+                _check_default(step, p.name, strip(t), p.default, choices)
             inputs.append(
                 ParamInput(
                     p.name,

@@ -4,6 +4,7 @@ filled in) and ``check_options`` (``on_error``, ``max_workers``, ``backend``, ``
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,17 +38,31 @@ def resolve_params(plan: Plan, given: Mapping[str, Any] | None) -> dict[str, Any
         if key in given:
             v = given[key]
         elif p.required:
+            shown_users = ", ".join(repr(u) for u in users[:5])
+            if len(users) > 5:
+                shown_users += f" and {len(users) - 5} more jobs"
             raise MissingParamError(
                 f"missing required parameter {key!r} ({describe_type(p.type)}): it is required "
-                f"by {', '.join(repr(u) for u in users)} and was not given",
+                f"by {shown_users} and was not given",
                 param=key,
             )
         else:
-            v = p.default
+            v = _fresh(p.default)
         if key in given:
             _check_value(key, p, v)
         values[key] = v
     return values
+
+
+def _fresh(default: Any) -> Any:
+    """A run's own copy of a mutable default: a job that changes its ``[]`` default must not
+    change the next run's value (nor its cache key)."""
+    if default is None or isinstance(default, (str, bytes, int, float, bool, tuple, Path)):
+        return default
+    try:
+        return copy.deepcopy(default)
+    except Exception:  # an object that refuses copying is used as it is
+        return default
 
 
 def _check_value(key: str, p: ParamInput, v: Any) -> None:

@@ -44,9 +44,9 @@ from typing import Any
 from .._core._actor import Actor
 from .._core._messages import Message
 from .._core._network import Network
-from ._backends import CANCELLED, Backend, LocalBackend, RayBackend
+from ._backends import CANCELLED, Backend, LocalBackend, RayBackend, exc_text
 from ._cache import MISS, ResultCache, merkle, value_digest
-from ._errors import WorkflowError, WorkflowFailed
+from ._errors import ParamError, WorkflowError, WorkflowFailed, shown
 from ._flow import Plan, Wire
 from ._job import JobSpec, RunDirInput
 from ._params import BACKENDS, check_options, forced_steps, resolve_params
@@ -243,6 +243,9 @@ class _Run:
                 await self._single(spec, rep)
         except WorkflowError as exc:
             rep.status, rep.failures[0] = "failed", str(exc)
+        except Exception as exc:  # a backend's own failure: this step's, never 'not reached'
+            rep.status = "failed"
+            rep.failures.setdefault(0, f"job {step!r} could not run: {exc_text(exc)}")
         rep.elapsed = time.perf_counter() - t0
         if rep.status == "running":  # cancelled before it could finish
             rep.status = "skipped"
@@ -309,9 +312,12 @@ class _Run:
         for i in spec.inputs:
             if isinstance(i, RunDirInput):
                 kwargs[i.name] = self._rundir(spec, None)
-        [(_, ok, value)] = await self.backend.submit(
-            spec.name, spec.fn, [(0, kwargs)], **self._opts(spec)
-        )
+        try:
+            [(_, ok, value)] = await self.backend.submit(
+                spec.name, spec.fn, [(0, kwargs)], **self._opts(spec)
+            )
+        except Exception as exc:  # as an array chunk's (see _dispatch)
+            ok, value = False, f"job {spec.name!r} could not run: {exc_text(exc)}"
         rep.ran = 1
         if not ok and self.stopped and not self.cancelled and str(value).startswith(CANCELLED):
             rep.status, rep.reason = "skipped", self.stop_reason()  # stopped by the backend
@@ -428,6 +434,17 @@ class _Run:
         pending: set[asyncio.Future[Any]] = set()
         stores: list[asyncio.Future[Any]] = []
         cache = self.reuse.store_for(spec)
+        parts: dict[asyncio.Future[Any], list[tuple[int, dict[str, Any]]]] = {}
+
+        def outcome(fut: asyncio.Future[Any]) -> Any:
+            # a backend that raises instead of failing the elements fails this chunk's
+            # elements, named, so none of them reads 'not reached'
+            part = parts.pop(fut)
+            try:
+                return fut.result()
+            except Exception as exc:
+                text = f"job {spec.name!r} could not run this element: {exc_text(exc)}"
+                return [(i, False, text) for i, _ in part]
 
         def submit() -> bool:
             if self.stopped or spec.name in self.cancelled_steps:
@@ -435,11 +452,11 @@ class _Run:
             part = next(it, None)
             if part is None:
                 return False
-            pending.add(
-                asyncio.ensure_future(
-                    self.backend.submit(spec.name, spec.fn, part, **self._opts(spec))
-                )
+            fut = asyncio.ensure_future(
+                self.backend.submit(spec.name, spec.fn, part, **self._opts(spec))
             )
+            parts[fut] = part
+            pending.add(fut)
             return True
 
         while len(pending) < limit and submit():
@@ -451,7 +468,7 @@ class _Run:
                 to_store: list[tuple[str, Any]] = []
                 indices: list[int] = []
                 failed: list[int] = []
-                for i, ok, value in fut.result():
+                for i, ok, value in outcome(fut):
                     indices.append(i)
                     if ok:
                         st.elements[i] = value
@@ -549,7 +566,14 @@ def run_plan(
 ) -> RunReport:
     check_options(plan, max_workers=max_workers, backend=backend, force=force, on_error=on_error)
     forced = forced_steps(plan, force)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission, a name too long
+        raise ParamError(
+            f"run_dir {shown(str(run_dir), 120)} cannot be made a directory: "
+            f"{exc.strerror or exc} (expected a directory path this process can write)",
+            param="run_dir",
+        ) from None
     uses_cache = any(plan.jobs[n].cache for n in plan.order)
     cache = ResultCache(run_dir / ".reflow-cache", verify=verify) if uses_cache else None
     pool: Backend

@@ -92,6 +92,17 @@ class Param:
     choices: tuple[Any, ...] | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.help, str):
+            raise MarkerError(f"Param(help=...) must be a string, got {shown(self.help)}")
+        if self.choices is not None:
+            if isinstance(self.choices, (str, bytes)) or not isinstance(
+                self.choices, (list, tuple, set, frozenset)
+            ):
+                raise MarkerError(
+                    f"Param(choices=...) must be a list of values, got {shown(self.choices)}"
+                )
+            if not self.choices:
+                raise MarkerError("Param(choices=[]) allows no value: give at least one choice")
         if self.namespace not in (None, "global", "local"):
             raise MarkerError(
                 f"Param(namespace=...) must be 'global' or 'local', got {self.namespace!r}"
@@ -203,13 +214,47 @@ def describe_type(t: Any) -> str:
     return text.replace("collections.abc.", "")
 
 
+#: the names whose presence in an annotation that cannot be evaluated means a wire is lost
+_MARKER_WORDS = ("Result", "Param", "RunDir")
+
+
 def type_hints(fn: Any) -> dict[str, Any]:
     """The function's annotations with ``Annotated`` kept, forward references resolved
-    where they can be (an unresolvable one reads as ``Any``)."""
+    where they can be: each one on its own, so one unresolvable annotation reads as ``Any``
+    without hiding the others' markers. One that cannot be evaluated and names a marker
+    (``Result``, ``Param``, ``RunDir``) is a :class:`MarkerError`: reading it as ``Any``
+    would turn a wire into a parameter."""
     try:
         return typing.get_type_hints(fn, include_extras=True)
     except Exception:
-        return {k: Any for k in getattr(fn, "__annotations__", {})}
+        pass
+    raw = getattr(fn, "__annotations__", None)
+    if not isinstance(raw, dict):
+        return {}
+    hints: dict[str, Any] = {}
+    for name, ann in raw.items():
+        probe = _Probe(fn, name, ann)
+        try:
+            hints[name] = typing.get_type_hints(probe, include_extras=True)[name]
+        except Exception as exc:
+            text = ann if isinstance(ann, str) else shown(ann)
+            if isinstance(text, str) and any(w in text for w in _MARKER_WORDS):
+                raise MarkerError(
+                    f"function {getattr(fn, '__name__', '?')!r}: the annotation of "
+                    f"{name!r} ({shown(text, 120)}) cannot be evaluated "
+                    f"({type(exc).__name__}: {shown(str(exc), 120)}); define the names it "
+                    "uses at module level, or drop `from __future__ import annotations`"
+                ) from None
+            hints[name] = Any
+    return hints
+
+
+class _Probe:
+    """One annotation of a function, with the function's globals, for ``get_type_hints``."""
+
+    def __init__(self, fn: Any, name: str, ann: Any) -> None:
+        self.__annotations__ = {name: ann}
+        self.__globals__ = getattr(fn, "__globals__", {})
 
 
 def markers(t: Any) -> tuple[Any, ...]:
