@@ -15,7 +15,7 @@ __all__ = ["FRESH", "PY", "SCHEDULER", "SCRIPTS", "SH", "Row", "Sh"]
 # -- python blocks ----------------------------------------------------------------------------
 
 #: the one reason a block needs a batch scheduler
-SCHEDULER = "needs PBS/LSF/SGE/Flux, which reflow.workflow does not drive (refused naming local, ray, slurm)"
+SCHEDULER = "needs PBS/LSF/SGE/Flux: reflow.workflow refuses them, naming local, ray, slurm"
 
 
 @dataclass(frozen=True)
