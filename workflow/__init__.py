@@ -32,17 +32,29 @@ run is recorded in the run index (``_index``). Each job is a node of a
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from .._core._network import Network
+from ._config import (
+    Config,
+    config_path,
+    ensure_config_exists,
+    expand,
+    load_config,
+    read_config,
+    write_example_config,
+)
+from ._describe import Description, WorkflowDescription, describe_plan
 from ._errors import (
     CacheError,
+    ConfigError,
     JobTimeoutError,
     MissingParamError,
     ParamError,
@@ -62,20 +74,28 @@ from ._executors import Executor, JobResources, LocalExecutor, SlurmExecutor, re
 from ._flow import Flow, Plan
 from ._handle import Run, make_run_id
 from ._index import RunIndex, default_index_path
+from ._job import scheduler_options
+from ._manifest import ManifestCodec
 from ._report import RunReport, StepReport
 from ._run import BACKENDS, check_options, resolve_params
+from ._signals import TaskInterrupted
+from ._specs import JobConfig, TaskSpec
 from ._states import RunState, TaskState
 from ._store import SqliteStore
-from ._types import Param, Result, RunDir, describe_type
+from ._types import Param, Result, RunDir
 
 __all__ = [
     "CacheError",
+    "Config",
+    "ConfigError",
     "Description",
     "Executor",
     "Flow",
+    "JobConfig",
     "JobResources",
     "JobTimeoutError",
     "LocalExecutor",
+    "ManifestCodec",
     "MissingParamError",
     "Param",
     "ParamError",
@@ -92,6 +112,8 @@ __all__ = [
     "SqliteStore",
     "StepNotFoundError",
     "StepReport",
+    "TaskInterrupted",
+    "TaskSpec",
     "TaskState",
     "UnknownExecutorError",
     "WireTypeError",
@@ -101,41 +123,11 @@ __all__ = [
     "WorkflowDescription",
     "WorkflowError",
     "WorkflowFailed",
+    "config_path",
+    "ensure_config_exists",
+    "load_config",
+    "write_example_config",
 ]
-
-
-class Description(dict[str, Any]):
-    """What :meth:`Workflow.describe` returns: the JSON-safe dict reflow-hpc's ``describe()``
-    gives (``name``, ``tasks``, ``cli_params``, ...), whose ``str()`` is the text ``--list``
-    prints (one line per step, its wires and parameters)."""
-
-    def __init__(self, data: dict[str, Any], text: str) -> None:
-        super().__init__(data)
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-
-@dataclass(frozen=True)
-class WorkflowDescription:
-    """What :meth:`Workflow.describe_typed` returns (reflow-hpc's typed description): the
-    fields of :meth:`Workflow.describe`'s dict, which :meth:`to_dict` gives back."""
-
-    name: str
-    description: str
-    tasks: tuple[dict[str, Any], ...]
-    cli_params: tuple[dict[str, Any], ...]
-    schema_version: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": self.schema_version,
-            "name": self.name,
-            "description": self.description,
-            "tasks": [dict(t) for t in self.tasks],
-            "cli_params": [dict(c) for c in self.cli_params],
-        }
 
 
 Store = RunIndex | str | os.PathLike[str]
@@ -199,9 +191,64 @@ class Workflow(Flow):
     """A flow that runs: ``run_local``/``run`` here or on Ray or Slurm, ``submit`` in the
     background, ``cli`` from the command line."""
 
-    def __init__(self, name: str = "workflow", *, description: str = "") -> None:
+    def __init__(
+        self, name: str = "workflow", *, description: str = "", config: Config | None = None
+    ) -> None:
         super().__init__(name)
         self.description = description
+        if config is not None and not isinstance(config, Config):
+            raise ParamError(
+                f"config must be a reflow.workflow.Config (load_config()), got {shown(config)}",
+                param="config",
+            )
+        self._config = config
+
+    @property
+    def config(self) -> Config:
+        """The user configuration this workflow applies (reflow-hpc's ``wf.config``): the one
+        given, else the config file's (read when first needed; no file: nothing
+        configured)."""
+        if self._config is None:
+            self._config = read_config()
+        return self._config
+
+    def _configured(self, plan: Plan, backend: str, address: str | None = None) -> Plan:
+        """``plan`` with the config's submit options filled in where a job gives none
+        (``backend="slurm"`` only: elsewhere they mean nothing). What the run's address names
+        (its partition, a ``SlurmExecutor``'s options) wins over the config."""
+        if backend != "slurm":
+            return plan
+        defaults = self.config.job_defaults()
+        if isinstance(address, str):
+            named, _, query = address.partition("?")
+            given = {k.replace("-", "_") for k, _ in parse_qsl(query, keep_blank_values=True)}
+            for key in given | ({"partition"} if named else set()):
+                defaults.pop(key, None)
+        if not defaults:
+            return plan
+        jobs = {}
+        for name, spec in plan.jobs.items():
+            own = dict(spec.submit_options)
+            if spec.partition is not None:
+                own["partition"] = spec.partition
+            if spec.account is not None:
+                own["account"] = spec.account
+            merged = {**defaults, **own}
+            part, acct, options = scheduler_options(
+                name, merged.pop("partition", None), merged.pop("account", None), merged
+            )
+            jobs[name] = dataclasses.replace(
+                spec, partition=part, account=acct, submit_options=options
+            )
+        return dataclasses.replace(plan, jobs=jobs)
+
+    def _store(self, store: Store | None, store_path: str | Path | None) -> str | Path | None:
+        """The run index's path: ``store``/``store_path``, else the configured one."""
+        given = _store_path(store, store_path)
+        if given is not None:
+            return given
+        configured = self.config.configured_store_path
+        return None if configured is None else expand(configured)
 
     def validate(self) -> None:
         r"""Check the whole definition (missing steps, cycles, types no wire explains, clashing
@@ -214,74 +261,7 @@ class Workflow(Flow):
         order, each with ``config``, ``dependencies``, ``result_deps`` and its wire modes,
         ``cli_params``); its ``str()`` is the steps in run order, each with its wires and
         parameters (what ``--list`` prints)."""
-        plan = self.plan()
-        lines = []
-        tasks = []
-        for name in plan.order:
-            spec = plan.jobs[name]
-            kind = "array job" if spec.array else "job"
-            bits = [
-                f"{w.param} <- {w.mode} " + "+".join(s for s, _ in w.parts)
-                for w in plan.wires[name]
-            ]
-            bits += [
-                f"{p.name}: {describe_type(p.type)} (param {p.key(name)})" for p in spec.params
-            ]
-            if spec.after:
-                bits.append("after " + ", ".join(spec.after))
-            if spec.partition:
-                bits.append(f"partition {spec.partition}")
-            lines.append(f"{name} [{kind}]" + (": " + "; ".join(bits) if bits else ""))
-            tasks.append(
-                {
-                    "name": name,
-                    "is_array": spec.array,
-                    "config": {
-                        "cpus": spec.cpus,
-                        "time": spec.time,
-                        "mem": spec.mem,
-                        "array": spec.array,
-                        "after": list(spec.after),
-                        "array_parallelism": spec.array_limit,
-                        "version": spec.version,
-                        "cache": spec.cache,
-                        "retries": spec.retries,
-                        "partition": spec.partition,
-                    },
-                    "dependencies": list(spec.upstream()),
-                    "result_deps": {
-                        w.param: {"steps": [s for s, _ in w.parts], "mode": w.mode}
-                        for w in plan.wires[name]
-                    },
-                    "return_type": describe_type(spec.returns),
-                }
-            )
-        cli_params = []
-        for key, (p, users) in plan.params.items():
-            cli_params.append(
-                {
-                    "name": p.name,
-                    "key": key,
-                    "task": users[0] if p.param.namespace == "local" else None,
-                    "tasks": list(users),
-                    "flag": "--" + key.replace(".", "-").replace("_", "-"),
-                    "short": p.param.short,
-                    "type": describe_type(p.type),
-                    "required": p.required,
-                    "default": _json_value(p.default),
-                    "namespace": p.param.namespace or "global",
-                    "help": p.param.help,
-                    "choices": None if p.choices is None else [_json_value(c) for c in p.choices],
-                }
-            )
-        data = {
-            "schema_version": 1,
-            "name": self.name,
-            "description": self.description,
-            "tasks": tasks,
-            "cli_params": cli_params,
-        }
-        return Description(data, "\n".join(lines))
+        return describe_plan(self.plan(), self.name, self.description)
 
     def describe_typed(self) -> WorkflowDescription:
         """:meth:`describe` as a :class:`WorkflowDescription` (reflow-hpc's typed form)."""
@@ -348,7 +328,7 @@ class Workflow(Flow):
         background: bool,
         job_params: dict[str, Any],
     ) -> Run:
-        plan = self.plan()
+        plan = self._configured(self.plan(), backend, address)
         values = resolve_params(plan, self._job_params(plan, params, job_params))
         if isinstance(force_tasks, str) or not all(isinstance(t, str) for t in force_tasks or ()):
             raise ParamError(
@@ -372,7 +352,8 @@ class Workflow(Flow):
         index: RunIndex | None = RunIndex(store_path)
         run_id = make_run_id(self.name, index)
         if run_dir is None:
-            path = default_run_dir(run_id)
+            root = self.config.default_run_dir
+            path = expand(root).resolve() / run_id if root else default_run_dir(run_id)
         elif isinstance(run_dir, (str, os.PathLike)) and str(run_dir):
             try:  # absolute, as reflow-hpc resolves it: the record is read from anywhere
                 path = Path(run_dir).expanduser().resolve()
@@ -467,7 +448,7 @@ class Workflow(Flow):
             on_error=on_error,
             timeout=timeout,
             on_network=on_network,
-            store_path=_store_path(store, store_path),
+            store_path=self._store(store, store_path),
             background=False,
             job_params=job_params,
         )
@@ -518,7 +499,7 @@ class Workflow(Flow):
             on_error=on_error,
             timeout=timeout,
             on_network=on_network,
-            store_path=_store_path(store, store_path),
+            store_path=self._store(store, store_path),
             background=False,
             job_params=job_params,
         )
@@ -572,7 +553,7 @@ class Workflow(Flow):
             on_error=on_error,
             timeout=timeout,
             on_network=on_network,
-            store_path=_store_path(store, store_path),
+            store_path=self._store(store, store_path),
             background=True,
             job_params=job_params,
         )
@@ -581,7 +562,7 @@ class Workflow(Flow):
         self, run_id: str, *, store_path: str | Path | None = None, store: Store | None = None
     ) -> Run:
         """The :class:`Run` of a recorded run of this workflow (see :meth:`Run.attach`)."""
-        return Run.attach(self, run_id, store_path=_store_path(store, store_path))
+        return Run.attach(self, run_id, store_path=self._store(store, store_path))
 
     def run_status(
         self, run_id: str, store: Store | None = None, *, store_path: str | Path | None = None
@@ -605,7 +586,7 @@ class Workflow(Flow):
     ) -> list[dict[str, Any]]:
         """This workflow's recorded runs, newest first (their records); ``status`` is a
         :class:`RunState` in any case (``"SUCCESS"``, ``"failed"``)."""
-        path = _store_path(store, store_path)
+        path = self._store(store, store_path)
         return RunIndex(path).list(workflow=self.name, status=status, limit=limit)
 
     def cancel_run(
@@ -633,7 +614,7 @@ class Workflow(Flow):
             raise ParamError(
                 f"cancel_runs() takes a list of run ids, got {shown(run_ids)}", param="run_ids"
             )
-        path = _store_path(store, store_path)
+        path = self._store(store, store_path)
         runs = [Run.attach(self, run_id, store_path=path) for run_id in run_ids]
         return sum(run.cancel() for run in runs)
 
@@ -649,13 +630,3 @@ class Workflow(Flow):
         if argv is None:
             raise SystemExit(code)
         return code
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    return str(value)

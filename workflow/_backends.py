@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._errors import JobTimeoutError, WorkflowDefinitionError, WorkflowError
+from ._signals import TaskInterrupted, interrupts, job_call
 
 __all__ = [
     "CANCELLED",
@@ -67,6 +68,8 @@ def _call(fn: Callable[..., Any], kwargs: dict[str, Any], retries: int) -> Any:
     for attempt in range(retries + 1):
         try:
             return fn(**kwargs)
+        except TaskInterrupted:
+            raise  # not retried: the process is being stopped
         except Exception:
             if attempt == retries:
                 raise
@@ -93,15 +96,23 @@ def _traceback(exc: BaseException) -> str:
 
 def run_chunk(fn: Callable[..., Any], calls: Calls, retries: int) -> Results:
     """Run several elements in one task; each result is ``(index, ok, value)``, the value of a
-    failure being its formatted exception (tracebacks do not pickle). What a job raises that
-    is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``) is that
-    element's failure too: it must not end the worker nor leave the run."""
+    failure being its formatted exception (tracebacks do not pickle). The chunk is a job call
+    (``_signals``): a SIGTERM/SIGINT raises ``TaskInterrupted`` in the call running, and the
+    calls after it fail as not run. What a job raises that is not an ``Exception``
+    (``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``) is that element's failure too:
+    it must not end the worker nor leave the run."""
     out: Results = []
-    for i, kwargs in calls:
-        try:
-            out.append((i, True, _call(fn, kwargs, retries)))
-        except BaseException as exc:
-            out.append((i, False, f"{exc_text(exc)}\n{_traceback(exc)}"))
+    with job_call():
+        for n, (i, kwargs) in enumerate(calls):
+            try:
+                out.append((i, True, _call(fn, kwargs, retries)))
+            except TaskInterrupted as exc:
+                out.append((i, False, f"{exc_text(exc)}\n{_traceback(exc)}"))
+                why = f"not run: the task was interrupted by {exc.signal_name}"
+                out.extend((j, False, why) for j, _ in calls[n + 1 :])
+                break
+            except BaseException as exc:
+                out.append((i, False, f"{exc_text(exc)}\n{_traceback(exc)}"))
     return out
 
 
@@ -153,8 +164,13 @@ START_S = 120.0
 
 def _killable_call(conn: Any, fn: Callable[..., Any], calls: Calls, retries: int) -> None:
     conn.send("started")
-    conn.send_bytes(run_chunk_pickled(fn, calls, retries))
+    with interrupts():  # a SIGTERM forwarded by the run: TaskInterrupted in the call
+        conn.send_bytes(run_chunk_pickled(fn, calls, retries))
     conn.close()
+
+
+#: the processes started for time-limited calls (``_run_in_process``), to forward signals to
+_SPAWNED: set[int] = set()
 
 
 def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: float) -> Any:
@@ -164,6 +180,8 @@ def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: f
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_killable_call, args=(child, fn, calls, retries), daemon=True)
     proc.start()
+    if proc.pid is not None:
+        _SPAWNED.add(proc.pid)
     child.close()
 
     def ended() -> Results:
@@ -185,6 +203,7 @@ def _run_in_process(fn: Callable[..., Any], calls: Calls, retries: int, limit: f
             proc.kill()
         proc.join(5)
         parent.close()
+        _SPAWNED.discard(proc.pid or 0)
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -305,6 +324,11 @@ class LocalBackend(Backend):
             return [(i, False, timeout_text(step, i, opts)) for i, _ in calls]
         except BaseException as exc:
             return [(i, False, exc_text(exc)) for i, _ in calls]
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' pids (``processes=True``), to forward a signal to."""
+        procs = getattr(self._pool, "_processes", None) or {}
+        return [p.pid for p in list(procs.values()) if p.pid is not None] + list(_SPAWNED)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -251,7 +251,8 @@ def _run_flags(p: argparse.ArgumentParser, wf: Workflow, *, submit: bool) -> Non
             "--address", default=None, help="ray: the cluster address; slurm: the partition"
         )
     else:
-        p.add_argument("--run-dir", type=Path, default=Path("runs") / wf.name)
+        # default: the config's [defaults] run_dir/<run id>, else runs/<workflow> (cmd_run)
+        p.add_argument("--run-dir", type=Path, default=None)
     _store_flag(p)
     p.add_argument("--force", action="store_true", help="skip the cache: re-run every task")
     p.add_argument(

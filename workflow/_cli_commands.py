@@ -20,6 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import WorkflowError, WorkflowFailed
+from ._signals import interrupt_all
 from ._states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -45,12 +46,17 @@ def parsed_params(wf: Workflow, args: argparse.Namespace, dests: dict[str, str])
     return {k: v for k, v in params.items() if v is not None or not plan.params[k][0].required}
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, as ``_interruptible`` raises it."""
+
+
 @contextmanager
 def _interruptible() -> Iterator[None]:
     """SIGTERM is Ctrl-C while a run goes (so the run is cancelled, not the process killed)."""
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        interrupt_all(signum)  # the running calls see TaskInterrupted (reflow-hpc's)
+        raise _Terminated
 
     try:
         old = signal.signal(signal.SIGTERM, on_term)
@@ -73,7 +79,9 @@ def _finish(run: Any) -> int:
         with _interruptible():
             try:
                 report = run.wait()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
+                if not isinstance(exc, _Terminated):  # Ctrl-C
+                    interrupt_all(signal.SIGINT)
                 sys.stderr.write(f"cancelling run {run.run_id}\n")
                 with suppress(WorkflowError):  # it may have ended meanwhile
                     run.cancel()
@@ -119,11 +127,16 @@ def cmd_run(wf: Workflow, args: argparse.Namespace, dests: dict[str, str]) -> in
     if getattr(args, "address", None) is not None and args.executor == "local":
         raise UsageError("--address is for --executor ray (the cluster) or slurm (the partition)")
     params = parsed_params(wf, args, dests)
-    run_dir = Path(args.run_dir).expanduser().absolute()  # status/retry from elsewhere find it
+    given = args.run_dir
+    if given is None and not wf.config.default_run_dir:
+        given = Path("runs") / wf.name
+    # status/retry from elsewhere find it; None: the config's run dir, made by submit
+    run_dir = Path(given).expanduser().absolute() if given is not None else None
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(run_dir, os.W_OK | os.X_OK):
-            raise PermissionError(13, "not writable", str(run_dir))
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(run_dir, os.W_OK | os.X_OK):
+                raise PermissionError(13, "not writable", str(run_dir))
         run = wf.submit(
             run_dir,
             executor=getattr(args, "executor", "local"),
@@ -149,7 +162,7 @@ def cmd_run(wf: Workflow, args: argparse.Namespace, dests: dict[str, str]) -> in
 def _attach(wf: Workflow, run_id: str, args: argparse.Namespace) -> Any:
     from ._handle import Run
 
-    return Run.attach(wf, run_id, store_path=_store(args))
+    return Run.attach(wf, run_id, store_path=wf._store(None, _store(args)))
 
 
 def _check_task(wf: Workflow, task: str | None) -> None:
@@ -203,7 +216,7 @@ def _cmd_runs(wf: Workflow, args: argparse.Namespace) -> int:
     if args.since and args.until and args.since >= args.until:
         raise UsageError(f"--since {args.since} is not before --until {args.until}")
     limit = None if args.all else args.last
-    rows = RunIndex(_store(args)).list(
+    rows = RunIndex(wf._store(None, _store(args))).list(
         workflow=wf.name, status=args.status, since=args.since, until=args.until, limit=limit
     )
     if args.json:

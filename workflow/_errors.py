@@ -13,6 +13,7 @@
     │   │                         of the wrong type (.param); a ValueError
     │   └── MissingParamError     a required parameter not given; a TypeError too (reflow-hpc)
     ├── CacheError                the result cache cannot be read or written (.path)
+    ├── ConfigError               the user's config.toml is wrong (.path, .key); a ValueError
     ├── RunIndexError             the run index (SQLite) cannot be read or written (.path)
     ├── RunNotFoundError          no run with that id in the index (.run_id, .close); a KeyError
     ├── UnknownExecutorError      submit(executor=) names no executor; a ParamError (ValueError)
@@ -30,6 +31,7 @@ from .._errors import ReflowError
 
 __all__ = [
     "CacheError",
+    "ConfigError",
     "JobTimeoutError",
     "MarkerError",
     "MissingParamError",
@@ -111,6 +113,13 @@ class CacheError(WorkflowError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class ConfigError(WorkflowError, ValueError):
+    def __init__(self, message: str, *, path: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.key = key
 
 
 class RunIndexError(WorkflowError):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,15 @@ from ._errors import (
     WorkflowDefinitionError,
     shown,
 )
-from ._job import JobSpec, ParamInput, ResultInput, analyse_job, check_name
+from ._job import (
+    SCHEDULER_KEYWORDS,
+    JobSpec,
+    ParamInput,
+    ResultInput,
+    analyse_job,
+    check_name,
+)
+from ._specs import TaskMap
 from ._types import describe_type, element_type, fits, strip
 
 __all__ = ["JOB_OPTIONS", "Flow", "Plan", "Wire"]
@@ -57,6 +65,11 @@ JOB_OPTIONS = (
     "array_parallelism",
     "retries",
     "partition",
+    "account",
+    "submit_options",
+    "extra",
+    "verify",
+    "backend",
 )
 
 
@@ -111,6 +124,11 @@ class Flow:
         retries: int = 0,
         array_parallelism: int | None = None,
         partition: str | None = None,
+        account: str | None = None,
+        submit_options: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        verify: Callable[[Any], Any] | None = None,
+        backend: str | None = None,
         **unknown: Any,
     ) -> Any:
         """Decorate a function as a job (``@wf.job`` or ``@wf.job(array=True, cache=True)``).
@@ -124,17 +142,40 @@ class Flow:
         locally); ``time``: each call's walltime in Slurm's formats (``"30"``, ``"02:00:00"``,
         ``"1-12"``), enforced locally and on Ray too (a call past it fails with
         :class:`JobTimeoutError`); ``partition``: the scheduler queue (Slurm; recorded and
-        shown, ignored locally and on Ray); ``retries``: calls retried after an exception."""
+        shown, ignored locally and on Ray); ``retries``: calls retried after an exception.
 
-        if unknown:
-            key = sorted(unknown)[0]
-            close = difflib.get_close_matches(key, JOB_OPTIONS, n=1, cutoff=0.6)
-            hint = f". Did you mean {close[0]!r}?" if close else ""
-            raise WorkflowDefinitionError(
-                f"{self.name}: job() has no option {key!r}{hint} (options: "
-                f"{', '.join(JOB_OPTIONS)}; other scheduler options are not supported)",
-                step=name,
-            )
+        reflow-hpc's scheduler options: ``account`` (Slurm's ``--account``), the keywords
+        of ``SCHEDULER_KEYWORDS`` (``qos=``, ``mail_user=``, ``signal=``...) and any other
+        in ``submit_options={...}`` (``extra=``: the same), each passed to ``sbatch`` as
+        ``--name=value`` and recorded elsewhere; ``verify``: a function of a cached result
+        that says whether it is still valid (asked by ``verify=True`` runs); ``backend``:
+        a hint, recorded."""
+
+        if isinstance(fn, str):  # reflow-hpc's @wf.job("name"): the name comes first there
+            if name is not None:
+                raise WorkflowDefinitionError(
+                    f"{self.name}: job() got the name twice ({fn!r} and name={name!r})",
+                    step=fn,
+                )
+            fn, name = None, fn
+        scheduler = _scheduler_keywords(self.name, name, unknown)
+        merged: dict[str, Any] = {}
+        for what, opts in (("submit_options", submit_options), ("extra", extra)):
+            if opts is None:
+                continue
+            if not isinstance(opts, Mapping):
+                raise WorkflowDefinitionError(
+                    f"{self.name}: job() {what} must be a dict of scheduler options, got "
+                    f"{shown(opts)}",
+                    step=name,
+                )
+            if len(opts) > 100:
+                raise WorkflowDefinitionError(
+                    f"{self.name}: job() {what} has {len(opts)} options; at most 100",
+                    step=name,
+                )
+            merged = _merge_options(self.name, name, merged, opts, what)
+        merged = _merge_options(self.name, name, merged, scheduler, "keywords")
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             spec = analyse_job(
@@ -151,6 +192,10 @@ class Flow:
                 retries=retries,
                 array_parallelism=array_parallelism,
                 partition=partition,
+                account=account,
+                submit_options=merged,
+                verify=verify,
+                backend=backend,
             )
             self._add(spec)
             with contextlib.suppress(AttributeError, TypeError):
@@ -206,6 +251,11 @@ class Flow:
     def steps(self) -> list[str]:
         return list(self._jobs)
 
+    @property
+    def tasks(self) -> TaskMap:
+        """reflow-hpc's ``flow.tasks``: step name -> :class:`~reflow.workflow.TaskSpec`."""
+        return TaskMap(lambda: self._jobs)
+
     def __contains__(self, name: object) -> bool:
         return name in self._jobs
 
@@ -242,6 +292,40 @@ class Flow:
         wires = {name: tuple(_wires(jobs, jobs[name])) for name in order}
         params = _params(jobs, order)
         return Plan(order=tuple(order), jobs=jobs, wires=wires, params=params)
+
+
+def _merge_options(
+    flow: str, step: str | None, into: dict[str, Any], more: Mapping[str, Any], what: str
+) -> dict[str, Any]:
+    """``into`` with ``more``'s options; one given twice with two values is an error."""
+    out = dict(into)
+    for key, value in more.items():
+        if key in out and out[key] != value:
+            raise WorkflowDefinitionError(
+                f"{flow}: job() scheduler option {shown(key)} is given twice "
+                f"({shown(out[key])} and {shown(value)} in {what})",
+                step=step,
+            )
+        out[key] = value
+    return out
+
+
+def _scheduler_keywords(flow: str, step: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """The scheduler options given as keywords; any other keyword is an error naming the
+    closest option."""
+    for key in sorted(given):
+        if key in SCHEDULER_KEYWORDS:
+            continue
+        known = (*JOB_OPTIONS, *SCHEDULER_KEYWORDS)
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f". Did you mean {close[0]!r}?" if close else ""
+        raise WorkflowDefinitionError(
+            f"{flow}: job() has no option {key!r}{hint} (options: {', '.join(JOB_OPTIONS)}; "
+            f"scheduler options: {', '.join(SCHEDULER_KEYWORDS)}; any other scheduler option "
+            f"goes in submit_options={{{key!r}: ...}})",
+            step=step,
+        )
+    return dict(given)
 
 
 def _topological(jobs: dict[str, JobSpec]) -> list[str]:

@@ -7,7 +7,7 @@ import hashlib
 import inspect
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,20 @@ class JobSpec:
     #: ``time`` in seconds (``None``: no limit): each call's wall-clock limit
     time_s: float | None = None
     code_hash: str = field(default="", compare=False)
+    #: the account billed (Slurm's ``--account``); local runs and Ray record it only
+    account: str | None = None
+    #: other scheduler options, ``(name, value)`` in the order given (``--name=value``;
+    #: ``"true"``: a bare ``--name``), ``mail_user``/``mail_type``/``signal`` among them
+    submit_options: tuple[tuple[str, str], ...] = ()
+    #: reflow-hpc's ``verify=``: asked, with ``verify=True`` runs, whether a cached result
+    #: is still valid
+    verify: Callable[[Any], Any] | None = field(default=None, compare=False)
+    #: reflow-hpc's backend hint, recorded only
+    backend: str | None = None
+
+    def option(self, name: str) -> str | None:
+        """The submit option ``name`` (``None``: not given)."""
+        return next((v for k, v in self.submit_options if k == name), None)
 
     @property
     def results(self) -> tuple[ResultInput, ...]:
@@ -191,6 +205,137 @@ def parse_walltime(value: Any, step: str) -> float | None:
     return float(total)
 
 
+#: scheduler options a job may give as keywords (``@wf.job(qos="high")``), besides
+#: ``partition``/``account``; any other goes in ``submit_options={...}``
+SCHEDULER_KEYWORDS = (
+    "mail_user",
+    "mail_type",
+    "signal",
+    "qos",
+    "constraint",
+    "exclusive",
+    "gres",
+    "gpus",
+    "reservation",
+    "nodes",
+    "ntasks",
+    "nodelist",
+    "exclude",
+    "licenses",
+    "comment",
+    "queue",
+)
+#: sbatch options reflow sets itself: a job gives them through its own options
+_RESERVED = {
+    "job-name": "name=",
+    "array": "array=",
+    "output": "",
+    "error": "",
+    "chdir": "",
+    "cpus-per-task": "cpus=",
+    "mem": "mem=",
+    "time": "time=",
+    "dependency": "after=",
+    "parsable": "",
+    "wrap": "",
+    "no-requeue": "",
+    "requeue": "",
+}
+_OPTION = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
+def _option_value(step: str, key: str, value: Any) -> str | None:
+    """A scheduler option's value as its flag takes it (``None``: ``False``, left out)."""
+    if value is True:
+        return "true"
+    if value is False or value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, str) and value.strip() and len(value) <= 1000:
+        text = value
+    else:
+        raise WorkflowDefinitionError(
+            f"job {step!r}: scheduler option {key!r} must be a non-empty string, a number or "
+            f"a boolean, got {shown(value)}",
+            step=step,
+            param=key,
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise WorkflowDefinitionError(
+            f"job {step!r}: scheduler option {key!r} has a control character in {shown(text)}",
+            step=step,
+            param=key,
+        )
+    return text
+
+
+def scheduler_options(
+    step: str, partition: Any, account: Any, submit_options: Any
+) -> tuple[str | None, str | None, tuple[tuple[str, str], ...]]:
+    """A job's ``partition``, ``account`` and other scheduler options, checked: names as
+    flags take them, values strings, numbers or booleans, each given once, and none that
+    reflow sets itself (``--time`` is ``time=``)."""
+    if submit_options is None:
+        submit_options = {}
+    if not isinstance(submit_options, Mapping):
+        raise WorkflowDefinitionError(
+            f"job {step!r}: submit_options must be a dict of scheduler options, got "
+            f"{shown(submit_options)}",
+            step=step,
+        )
+    given: dict[str, tuple[str, Any]] = {}  # flag -> (name given, value)
+    pairs = [("partition", partition), ("account", account), *submit_options.items()]
+    for key, value in pairs:
+        if value is None and key in ("partition", "account"):
+            continue
+        if not isinstance(key, str) or not _OPTION.fullmatch(key):
+            raise WorkflowDefinitionError(
+                f"job {step!r}: scheduler option names are words (letters, digits, '_', "
+                f"'-'), got {shown(key)}",
+                step=step,
+            )
+        flag = key.replace("_", "-").lower()
+        if flag == "queue":
+            flag = "partition"
+        if flag in _RESERVED:
+            own = _RESERVED[flag]
+            use = f"give the job's {own} instead" if own else "reflow sets it itself"
+            raise WorkflowDefinitionError(
+                f"job {step!r}: scheduler option {key!r} (--{flag}) cannot be given: {use}",
+                step=step,
+                param=key,
+            )
+        if flag in given and given[flag][1] != value:
+            raise WorkflowDefinitionError(
+                f"job {step!r}: scheduler option --{flag} is given twice ({given[flag][0]}="
+                f"{shown(given[flag][1])} and {key}={shown(value)})",
+                step=step,
+                param=key,
+            )
+        given[flag] = (key, value)
+    out: list[tuple[str, str]] = []
+    part = acct = None
+    for flag, (key, value) in given.items():
+        text = _option_value(step, key, value)
+        if text is None:
+            continue
+        if flag in ("partition", "account"):
+            if text == "true" or len(text) > 200:
+                raise WorkflowDefinitionError(
+                    f"job {step!r}: {flag} must be a name (a non-empty string), got {shown(value)}",
+                    step=step,
+                    param=key,
+                )
+            if flag == "partition":
+                part = text
+            else:
+                acct = text
+            continue
+        out.append((flag.replace("-", "_"), text))
+    return part, acct, tuple(out)
+
+
 def code_hash(fn: Callable[..., Any], version: str) -> str:
     """What the cache keys a job's code on: its source (dedented) when Python can find it,
     else its bytecode and constants; plus ``version``, so a bump invalidates old results."""
@@ -257,6 +402,10 @@ def analyse_job(
     retries: int,
     array_parallelism: int | None = None,
     partition: str | None = None,
+    account: str | None = None,
+    submit_options: Any = None,
+    verify: Any = None,
+    backend: Any = None,
 ) -> JobSpec:
     if not callable(fn):
         raise WorkflowDefinitionError(f"a job must be a function, got {shown(fn)}")
@@ -293,7 +442,28 @@ def analyse_job(
             f"got {partition!r:.60}",
             step=step,
         )
+    if account is not None and (
+        not isinstance(account, str) or not account.strip() or len(account) > 200
+    ):
+        raise WorkflowDefinitionError(
+            f"job {step!r}: account must be an account name (a non-empty string), "
+            f"got {shown(account)}",
+            step=step,
+        )
     time_s = parse_walltime(time, step)
+    partition, account, options = scheduler_options(step, partition, account, submit_options)
+    if verify is not None and not callable(verify):
+        raise WorkflowDefinitionError(
+            f"job {step!r}: verify must be a function of the cached result returning True "
+            f"(still valid) or False, got {shown(verify)}",
+            step=step,
+        )
+    if backend is not None and (not isinstance(backend, str) or not backend.strip()):
+        raise WorkflowDefinitionError(
+            f"job {step!r}: backend must be a backend name (a string) or None, got "
+            f"{shown(backend)}",
+            step=step,
+        )
     if not isinstance(version, str):
         raise WorkflowDefinitionError(
             f"job {step!r}: version must be a string, got {version!r}", step=step
@@ -393,4 +563,8 @@ def analyse_job(
         partition=partition,
         time_s=time_s,
         code_hash=code_hash(fn, version),
+        account=account,
+        submit_options=options,
+        verify=verify,
+        backend=backend,
     )

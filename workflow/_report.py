@@ -50,6 +50,8 @@ class StepReport:
     chunks: int = 0
     #: elements with a result so far (ran or cached); counts up while the step runs
     done: int = 0
+    #: each element's batch-system job id (Slurm's ``<job>_<task>``), where one ran it
+    job_ids: dict[int, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         parts = [self.status]

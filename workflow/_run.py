@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,6 +53,7 @@ from ._params import BACKENDS, check_options, forced_steps, resolve_params
 from ._report import RunReport, StepReport
 from ._reuse import Reuse
 from ._run_hooks import FAILED, Hooks, PriorFailure
+from ._signals import interrupts, running
 from ._slurm import SlurmBackend
 from ._types import strip
 
@@ -96,6 +98,7 @@ class _Run:
         force: set[str],
         on_error: str,
         hooks: Hooks | None = None,
+        verify: bool = False,
     ) -> None:
         self.hooks = hooks or Hooks()
         self.reuse = Reuse(
@@ -103,7 +106,10 @@ class _Run:
             retry_steps=self.hooks.retry_steps,
             cache=cache,
             force=force,
+            verify=verify,
         )
+        self.interrupted: str | None = None  # the signal that stopped the run (``_signals``)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the network's, once it ticks
         self.cancelled = False
         self.cancelled_steps: set[str] = set()
         self.plan = plan
@@ -188,12 +194,24 @@ class _Run:
 
     def stop_reason(self) -> str:
         """Why the run stopped: its first failure (in step order), named."""
+        if self.interrupted:
+            return f"the run was interrupted by {self.interrupted}"
         for name, r in self.report.items():
             for i, err in r.failures.items():
                 where = f"element {i} of {name!r}" if r.array and r.elements else repr(name)
                 first = (err.splitlines() or [""])[0][:300]
                 return f"the run stopped after {where} failed: {first}"
         return "the run stopped after a failure"
+
+    def interrupt(self, signum: int) -> None:
+        """A SIGTERM/SIGINT reached the process: the running calls see ``TaskInterrupted``
+        (``_signals``), nothing more starts. Called from a signal handler: it sets flags."""
+        self.interrupted = signal.Signals(signum).name
+        self.stopped = True
+        stop = getattr(self.backend, "stop", None)  # a batch system: cancel its jobs
+        if stop is not None and self.loop is not None:
+            # not from the handler itself: the backend's lock may be held by this thread
+            self.loop.call_soon_threadsafe(stop, self.stop_reason())
 
     def cancel(self, step: str | None = None) -> None:
         """Start nothing more (of ``step``, or of the run); what runs finishes or is stopped
@@ -205,6 +223,7 @@ class _Run:
         self.backend.cancel(step)
 
     async def tick(self, step: str, ctx: Any) -> None:
+        self.loop = asyncio.get_running_loop()
         spec = self.plan.jobs[step]
         rep = self.report[step]
         why = self._needs_bad(spec)
@@ -259,6 +278,8 @@ class _Run:
             "array": spec.array,
             "array_limit": spec.array_limit,
             "partition": getattr(spec, "partition", None),
+            "account": spec.account,
+            "submit_options": spec.submit_options,
             "on_error": self.on_error,
         }
 
@@ -572,9 +593,16 @@ def run_plan(
         force=forced,
         on_error=on_error,
         hooks=hooks,
+        verify=verify,
     )
     run.hooks.started(run)
-    return _execute(plan, run, pool, t0, timeout=timeout, on_network=on_network)
+    # a SIGTERM/SIGINT: TaskInterrupted in the running calls; the handlers are installed where
+    # this runs in the main thread (else the command line's own handler calls interrupt_all)
+    children = pool.worker_pids if isinstance(pool, LocalBackend) else None
+    if isinstance(pool, SlurmBackend):  # each element's Slurm job id, for status()
+        pool.on_job_ids = lambda step, ids: run.report[step].job_ids.update(ids)
+    with running(run.interrupt, children=children), interrupts():
+        return _execute(plan, run, pool, t0, timeout=timeout, on_network=on_network)
 
 
 def _execute(

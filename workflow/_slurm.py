@@ -66,7 +66,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,8 @@ from ._slurm_files import read_results, stderr_tail, write_inputs
 
 __all__ = ["SlurmBackend"]
 
+#: what a failure raised by ``TaskInterrupted`` in the task says
+_INTERRUPTED = "TaskInterrupted: Task interrupted by"
 POLL_MIN_S = 0.25
 POLL_MAX_S = 2.0
 #: how long one Slurm command may take (sinfo/squeue retry an unreachable controller ~10 s)
@@ -128,6 +130,8 @@ class _Submission:
     failed: bool = False
     lost_since: float | None = None
     abandoned: bool = False  # its tasks were failed without Slurm saying they ended
+    #: how squeue says a task ended ("": not known to it), once it has
+    ended_state: dict[int, str] = field(default_factory=dict)
 
     def label(self, task: int) -> str:
         return f"{self.job_id}_{task}" if self.array else self.job_id
@@ -137,6 +141,8 @@ class SlurmBackend(Backend):
     name = "slurm"
     #: the run hands this backend all of an array job's chunks at once (one sbatch --array)
     whole_arrays = True
+    #: told each submission's element -> Slurm job id (``<job>_<task>``), for ``status()``
+    on_job_ids: Callable[[str, dict[int, str]], None] | None = None
 
     def __init__(
         self,
@@ -311,6 +317,8 @@ class SlurmBackend(Backend):
             opts.get("array_limit"),
             opts.get("on_error"),
             bool(opts.get("array")),
+            opts.get("account"),
+            tuple(opts.get("submit_options") or ()),
         )
         batch = self._batches.get(key)
         if batch is None:
@@ -333,7 +341,7 @@ class SlurmBackend(Backend):
         fn: Callable[..., Any],
         batch: list[tuple[Calls, asyncio.Future[Results]]],
     ) -> None:
-        step, _, part, cpus, memory, tlimit, retries, limit, on_error, array = key
+        step, _, part, cpus, memory, tlimit, retries, limit, on_error, array, account, options = key
         limit = limit or self._workers  # max_workers bounds what runs at once, as locally
         groups = [batch[i : i + self._max_array] for i in range(0, len(batch), self._max_array)]
         after: str | None = None
@@ -359,6 +367,8 @@ class SlurmBackend(Backend):
                 time=tlimit,
                 partition=part,
                 after=after,
+                account=account,
+                options=options,
             )
             try:
                 job_id = await asyncio.to_thread(
@@ -376,9 +386,11 @@ class SlurmBackend(Backend):
             self.submitted += 1
             after = job_id
             tasks = {k: _Task(calls, fut) for k, (calls, fut) in enumerate(group)}
-            self._subs.append(
-                _Submission(step, job_id, d, tasks, many, on_error == "stop", tlimit, memory)
-            )
+            sub = _Submission(step, job_id, d, tasks, many, on_error == "stop", tlimit, memory)
+            self._subs.append(sub)
+            if self.on_job_ids is not None:
+                ids = {i: sub.label(k) for k, t in tasks.items() for i, _ in t.calls}
+                self.on_job_ids(step, ids)
             if self._poller is None or self._poller.done():
                 self._poller = asyncio.ensure_future(self._poll())
 
@@ -483,6 +495,11 @@ class SlurmBackend(Backend):
         found = False
         for k in [k for k in sub.tasks if f"{k}.pkl" in names]:
             results = read_results(sub.dir, k, sub.tasks[k].calls, sub.label(k), sub.step)
+            if any(not ok and _INTERRUPTED in str(v) for _, ok, v in results):
+                # a task stopped by a signal (its time limit, scancel): say how it ended
+                if k not in sub.ended_state:
+                    continue  # squeue says it on the next look
+                results = self._interrupted(sub, k, results)
             if any(not ok for _, ok, _ in results):
                 sub.failed = True
             self._resolve(sub, k, results)
@@ -533,8 +550,15 @@ class SlurmBackend(Backend):
         states, rest = parse_squeue(p.stdout, sub.job_id, sub.array)
         changed = False
         for k in list(sub.tasks):
+            if k not in sub.tasks:  # resolved by a collect above
+                continue
             state, reason = states.get(k, rest)
             task = sub.tasks[k]
+            if state not in RUNNING_STATES:
+                sub.ended_state[k] = state
+                if k in self._held(sub) and await asyncio.to_thread(self._collect, sub):
+                    changed = True
+                    continue
             if state in RUNNING_STATES:
                 if state == "PENDING" and reason in NEVER_CLEARS:
                     await asyncio.to_thread(self._cmd, "scancel", sub.job_id, timeout=10)
@@ -566,6 +590,35 @@ class SlurmBackend(Backend):
                 self._fail_task(sub, k, why)
                 changed = True
         return changed
+
+    @staticmethod
+    def _held(sub: _Submission) -> set[int]:
+        """The tasks still waited for whose result file is there (held back for their end
+        state, or landed since the last look)."""
+        try:
+            names = set(os.listdir(sub.dir / "out"))
+        except OSError:
+            return set()
+        return {k for k in sub.tasks if f"{k}.pkl" in names}
+
+    def _interrupted(self, sub: _Submission, k: int, results: Results) -> Results:
+        """A signalled task's failures, led by how Slurm says it ended (``TIMEOUT`` and the
+        limit: the time limit's SIGTERM) when that is not ``COMPLETED``."""
+        state = sub.ended_state.get(k, "")
+        if not state or state in DONE_STATES:
+            return results
+        extra = f" (its time limit: {sub.time})" if "TIMEOUT" in state and sub.time else ""
+        lead = f"Slurm job {sub.label(k)} of job {sub.step!r} ended {state}{extra}: "
+        own = f"Slurm job {sub.label(k)}: "
+        tail = stderr_tail(sub.dir / f"{k}.err")
+        end = f"\nthe end of its stderr ({sub.dir / f'{k}.err'}):\n{tail}" if tail else ""
+        out: Results = []
+        for i, ok, v in results:
+            if not ok:
+                text = str(v)
+                v = lead + (text[len(own) :] if text.startswith(own) else text) + end
+            out.append((i, ok, v))
+        return out
 
     def _fail_task(self, sub: _Submission, k: int, why: str) -> None:
         extra = ""

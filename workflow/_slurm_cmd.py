@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,10 +228,14 @@ def sbatch_args(
     time: str | None,
     partition: str | None,
     after: str | None,
+    account: str | None = None,
+    options: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """``sbatch``'s options for one submission of ``tasks`` tasks (one array job when
     ``array``, else a plain job) whose output and error files go in the directory ``files``;
-    ``memory`` in bytes; ``after``: the job it waits for (only with a ``limit``)."""
+    ``memory`` in bytes; ``after``: the job it waits for (only with a ``limit``); ``account``
+    is ``--account``; ``options`` the job's other scheduler options, ``(name, value)`` as
+    ``--name=value`` (``_`` written ``-``; the value ``"true"``: a bare ``--name``)."""
     argv = [
         f"--job-name={name}",
         f"--cpus-per-task={max(1, math.ceil(cpus))}",
@@ -249,6 +254,11 @@ def sbatch_args(
         argv.append(f"--time={time}")
     if partition:
         argv.append(f"--partition={partition}")
+    if account:
+        argv.append(f"--account={account}")
+    for name, value in options:
+        flag = "--" + name.replace("_", "-")
+        argv.append(flag if value == "true" else f"{flag}={value}")
     if after and limit:
         argv.append(f"--dependency=afterany:{after}")
     return argv

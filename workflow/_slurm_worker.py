@@ -6,7 +6,10 @@ cloudpickle — runs the chunk with :func:`~reflow.workflow._backends.run_chunk`
 ``os.replace``), so the driver never reads half a file. ``<task>`` is ``SLURM_ARRAY_TASK_ID``
 (``0`` for a plain job). A value that does not pickle, or a ``SystemExit`` from the job, fails
 its element with a message instead of losing the chunk. Anything else that goes wrong exits
-non-zero with a message on stderr, which the driver quotes with the job's Slurm state.
+non-zero with a message on stderr, which the driver quotes with the job's Slurm state. A
+SIGTERM/SIGINT (Slurm's time limit, ``scancel``, a job's ``signal=``) raises
+:class:`~reflow.workflow.TaskInterrupted` in the call running; the calls after it fail as not
+run, and the results are written before the task ends.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ._backends import Results, run_chunk
+from ._signals import interrupts
 
 __all__ = ["main"]
 
@@ -51,11 +55,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 3
     results: Results = []
-    for call in calls:
-        try:
-            results.extend(run_chunk(fn, [call], retries))
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt: fail the element only
-            results.append((call[0], False, f"{type(exc).__name__}: {exc}"))
+    # SIGTERM (the time limit, scancel) or the signal of ``signal=``: TaskInterrupted in the
+    # call running, the calls after it not started, and the results written all the same
+    with interrupts() as stop:
+        for call in calls:
+            if stop.signal_number is not None:
+                text = f"not run: the task was interrupted by {stop.signal_name}"
+                results.append((call[0], False, text))
+                continue
+            try:
+                results.extend(run_chunk(fn, [call], retries))
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: fail the element
+                results.append((call[0], False, f"{type(exc).__name__}: {exc}"))
     results = _picklable(results)
     out = base / "out" / f"{task}.pkl"
     tmp = out.with_name(f".{task}.{os.getpid()}.tmp")

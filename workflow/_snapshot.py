@@ -110,6 +110,8 @@ def steps_record(
             "cached": rep.cached,
             "partition": spec.partition if spec is not None else None,
             "reason": rep.reason,
+            # element index -> Slurm job id (JSON keys are strings)
+            "job_ids": {str(i): j for i, j in dict(rep.job_ids).items()},
             "errors": errs,
             "errors_left_out": max(0, len(idx) - MAX_ERRORS),
         }
@@ -172,6 +174,7 @@ def seed_view(snap: dict[str, Any]) -> dict[str, Any]:
         except WorkflowError:
             state = TaskState.FAILED.value
         errors = {e.get("index"): str(e.get("error", "")) for e in st.get("errors", [])}
+        job_ids = st.get("job_ids") if isinstance(st.get("job_ids"), dict) else {}
         counts: dict[str, int] = {}
         if st.get("array"):
             failed = {i for i in (failed_idx.get(name) or []) if isinstance(i, int)}
@@ -187,10 +190,10 @@ def seed_view(snap: dict[str, Any]) -> dict[str, Any]:
                     s_i, successes = TaskState.SUCCESS.value, successes - 1
                 else:
                     s_i = rest
-                instances.append(_instance(snap, name, i, s_i, errors.get(i)))
+                instances.append(_instance(snap, name, i, s_i, errors.get(i), job_ids.get(str(i))))
                 counts[s_i] = counts.get(s_i, 0) + 1
         else:
-            instances.append(_instance(snap, name, None, state, errors.get(None)))
+            instances.append(_instance(snap, name, None, state, errors.get(None), job_ids.get("0")))
             counts[state] = 1
         summary[name] = counts
     status = str(snap.get("status", RunState.FAILED.value))
@@ -212,14 +215,19 @@ def seed_view(snap: dict[str, Any]) -> dict[str, Any]:
 
 
 def _instance(
-    snap: dict[str, Any], task: str, index: int | None, state: str, error: str | None
+    snap: dict[str, Any],
+    task: str,
+    index: int | None,
+    state: str,
+    error: str | None,
+    job_id: Any = None,
 ) -> dict[str, Any]:
     return {
         "run_id": snap.get("run_id"),
         "task_name": task,
         "array_index": index,
         "state": state,
-        "job_id": None,
+        "job_id": job_id if isinstance(job_id, str) else None,
         "error_text": error if state == TaskState.FAILED.value else None,
     }
 

@@ -15,7 +15,7 @@ __all__ = ["FRESH", "PY", "SCHEDULER", "SCRIPTS", "SH", "Row", "Sh"]
 # -- python blocks ----------------------------------------------------------------------------
 
 #: the one reason a block needs a batch scheduler
-SCHEDULER = "needs a batch scheduler (PBS/LSF/SGE/Flux executors, Config, the seed's SqliteStore)"
+SCHEDULER = "needs PBS/LSF/SGE/Flux: reflow.workflow refuses them, naming local, ray, slurm"
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,17 @@ class Row:
     after: str = ""  # a check run after it (what the prose says)
     edits: tuple[tuple[str, str], ...] = ()  # (old, new) in the block's text, each must apply
 
+
+#: the config blocks write ``$XDG_CONFIG_HOME/reflow/config.toml``: a tmp dir, not ~/.config
+XDG_TMP = (
+    "import os as _os\n"
+    "_xdg_old = _os.environ.get('XDG_CONFIG_HOME')\n"
+    "_os.environ['XDG_CONFIG_HOME'] = str(TMP / 'xdg')\n"
+)
+XDG_BACK = (
+    "if _xdg_old is None:\n    _os.environ.pop('XDG_CONFIG_HOME', None)\n"
+    "else:\n    _os.environ['XDG_CONFIG_HOME'] = _xdg_old\n"
+)
 
 #: a fresh workflow for a block that starts a new example on a page that re-defines job names
 FRESH = 'wf = Workflow("docs")\n'
@@ -224,10 +235,7 @@ PY: dict[str, list[Row]] = {
         ),
     ],
     "docs/python-reference.md": [
-        Row(
-            "Workflow,       # main entry point",
-            edits=(("    Config,         # user configuration\n", ""),),
-        ),
+        Row("Workflow,       # main entry point"),
         Row('wf = Workflow("my_pipeline")'),
         Row('def step_a(x: Annotated[str, Param(help="Input")])'),
         Row('executor="pbs",                # scheduler', "skip", SCHEDULER),
@@ -271,8 +279,17 @@ PY: dict[str, list[Row]] = {
             + "graph_name=wf.name, status='FAILED')",
         ),
         Row("SlurmExecutor, PBSExecutor", "skip", SCHEDULER),
-        Row("from reflow import Config, load_config", "skip", SCHEDULER),
-        Row("ensure_config_exists()", "skip", SCHEDULER + " (writes ~/.config/reflow)"),
+        Row(
+            "from reflow import Config, load_config",
+            before=XDG_TMP,
+            after='assert wf.config is config and (TMP / "xdg/reflow/config.toml").is_file()',
+        ),
+        Row(
+            "ensure_config_exists()",
+            before=XDG_TMP + '(TMP / "xdg/reflow/config.toml").unlink()\n',
+            after='assert "[executor]" in (TMP / "xdg/reflow/config.toml").read_text()\n'
+            + XDG_BACK,
+        ),
     ],
 }
 
@@ -338,7 +355,11 @@ SH: dict[str, list[Sh]] = {
             expect=("--source SOURCE", "(required)", "--limit LIMIT", "(default: 100)"),
         ),
         Sh("submit    --run-dir DIR", script="etl", synopsis=True),
-        Sh("ensure_config_exists", "skip", SCHEDULER + " (writes ~/.config/reflow)"),
+        Sh(
+            "ensure_config_exists",
+            "skip",
+            "a python -c command, not a pipeline's (python-reference.md's block runs it)",
+        ),
         Sh("git clone", "skip", "clones and tests the seed itself"),
     ],
     "docs/getting-started.md": [

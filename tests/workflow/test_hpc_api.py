@@ -223,7 +223,7 @@ def test_walltimes_slurm_takes_are_accepted(walltime: Any, seconds: float | None
         ({"partition": 5}, ["partition must be a queue name"]),
         ({"partiton": "gpu"}, ["no option 'partiton'", "Did you mean 'partition'?"]),
         ({"array_paralelism": 3}, ["Did you mean 'array_parallelism'?"]),
-        ({"account": "x"}, ["no option 'account'", "not supported"]),
+        ({"acount": "x"}, ["no option 'acount'", "Did you mean 'account'?"]),
     ],
 )
 def test_bad_job_options(options: dict[str, Any], fragments: list[str]) -> None:

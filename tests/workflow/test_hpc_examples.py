@@ -85,6 +85,9 @@ def test_every_decorator_option_of_the_guide() -> None:
         "cache": True,
         "retries": 0,
         "partition": "gpu",
+        "account": None,
+        "submit_options": {},
+        "backend": None,
     }
     assert "partition gpu" in str(d)
     assert json.loads(json.dumps(d)) == d
