@@ -7,12 +7,13 @@ cloudpickle — runs the chunk with :func:`~reflow.workflow._backends.run_chunk`
 (``0`` for a plain job), or what the options name for other schedulers (``_batch``):
 ``--task K``, or ``--task-env VAR`` (the variable holding an array element's index, as
 ``PBS_ARRAY_INDEX``); ``--stderr FILE`` sends the worker's own stderr there (appended), and
-``--sys-path A:B`` puts those directories on ``sys.path``, as ``PYTHONPATH`` would. A value
-that does not pickle, or a ``SystemExit`` from the job, fails its element with a message instead of losing the chunk. Anything else that goes wrong exits
-non-zero with a message on stderr, which the driver quotes with the job's Slurm state. A
-SIGTERM/SIGINT (Slurm's time limit, ``scancel``, a job's ``signal=``) raises
-:class:`~reflow.workflow.TaskInterrupted` in the call running; the calls after it fail as not
-run, and the results are written before the task ends.
+``--sys-path A:B`` puts those directories on ``sys.path``, as ``PYTHONPATH`` would.
+A value that does not pickle, or a ``SystemExit`` from the job, fails its element with a message
+instead of losing the chunk. Anything else that goes wrong exits non-zero with a message on
+stderr, which the driver quotes with the job's Slurm state. A SIGTERM/SIGINT (Slurm's time
+limit, ``scancel``, a job's ``signal=``) raises :class:`~reflow.workflow.TaskInterrupted` in the
+call running; the calls after it fail as not run, and the results are written before the task
+ends.
 """
 
 from __future__ import annotations
