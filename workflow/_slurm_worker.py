@@ -62,7 +62,7 @@ def _options(args: list[str]) -> dict[str, str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    opts = _options(args[1:]) if args else None
+    opts = _options(args[1:]) if args and not args[0].startswith("-") else None
     if opts is None:
         print(_USAGE, file=sys.stderr)
         return 2
