@@ -240,11 +240,11 @@ class BatchBackend(Backend):
         self.submitted += 1
         with self._lock:
             self._out[job_id] = step
-        try:
-            results = await self._watch(step, job_id, d, calls, opts)
-        finally:
-            with self._lock:
-                self._out.pop(job_id, None)
+        # a watcher cancelled with the run (its timeout, Ctrl-C) leaves the job in ``_out``:
+        # close() cancels it
+        results = await self._watch(step, job_id, d, calls, opts)
+        with self._lock:
+            self._out.pop(job_id, None)
         if all(ok for _, ok, _ in results):
             self._finished.append(d)  # removed at close; a failed one is kept
         elif opts.get("on_error") == "stop":

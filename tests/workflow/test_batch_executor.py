@@ -26,8 +26,8 @@ from reflow.workflow import (
     Workflow,
     WorkflowError,
     WorkflowFailed,
+    _batch,
 )
-from reflow.workflow import _batch
 
 
 class PopenExecutor(Executor):
@@ -154,8 +154,8 @@ def test_cancel_kills_the_jobs(tmp_path: Path) -> None:
     assert len(ex.alive()) >= 4  # the four elements (``items`` may still be exiting)
     t0 = time.monotonic()
     run.cancel()
-    with pytest.raises((WorkflowFailed, WorkflowError)):
-        run.wait(timeout=60)
+    run.wait(timeout=60)
+    assert sorted(run.steps["square"].skipped) == [0, 1, 2, 3]
     assert time.monotonic() - t0 < 15
     assert not ex.alive(10) and len(ex.cancelled) == 4
 
