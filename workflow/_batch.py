@@ -113,7 +113,8 @@ def executor_for(backend: str, address: str | None) -> Executor:
     }
     if backend not in named:
         raise WorkflowError(f"backend {backend!r} needs an executor object (executor=...)")
-    return named[backend].from_environment()  # type: ignore[no-any-return]
+    executor: Executor = named[backend].from_environment()
+    return executor
 
 
 def _short(exc: BaseException) -> str:
