@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from ._backends import CANCELLED, Backend, Calls, Results
-from ._errors import JobTimeoutError, WorkflowError
+from ._errors import JobTimeoutError, UnknownExecutorError, WorkflowError
 from ._executors import Executor, JobResources
 from ._slurm_files import read_results, stderr_tail, write_inputs
 
-__all__ = ["WAITING", "BatchBackend", "executor_for", "register_executor"]
+__all__ = ["WAITING", "BatchBackend", "check_scheduler", "executor_for", "register_executor"]
 
 POLL_MIN_S = 0.1
 POLL_MAX_S = 2.0
@@ -115,6 +115,27 @@ def executor_for(backend: str, address: str | None) -> Executor:
         raise WorkflowError(f"backend {backend!r} needs an executor object (executor=...)")
     executor: Executor = named[backend].from_environment()
     return executor
+
+
+def check_scheduler(executor: Executor | str) -> None:
+    """Refuse, before anything starts, a PBS/LSF/SGE/Flux executor (or its name) whose submit
+    command is not found (``dry-run`` needs none); a user's own executor is not checked."""
+    from ._batch_executors import _CommandExecutor
+
+    ex = executor_for(executor, None) if isinstance(executor, str) else executor
+    if not isinstance(ex, _CommandExecutor) or ex.mode == "dry-run":
+        return
+    cmd = next(iter(ex.env_commands))  # the submit command: qsub, bsub, flux
+    found = shutil.which(getattr(ex, cmd))
+    if found is None:
+        shown_as = repr(executor) if isinstance(executor, str) else type(ex).__name__
+        raise UnknownExecutorError(
+            f"Unknown executor {shown_as} here: {type(ex).__name__} submits with "
+            f"{getattr(ex, cmd)!r}, which is not on PATH (install the scheduler's client "
+            f"commands, or set {ex.env_commands[cmd]}); this reflow runs workflows on local, "
+            "ray, slurm, pbs, lsf, sge, flux or an Executor object of your own",
+            param="executor",
+        )
 
 
 def _short(exc: BaseException) -> str:

@@ -458,6 +458,10 @@ def resolve_executor(executor: object, address: str | None) -> tuple[str, str | 
     """``executor=``/``backend=`` (a backend name or an :class:`Executor`) and ``address`` as
     the backend name and address a run uses."""
     if isinstance(executor, str):
+        if executor in BATCH_NAMES:
+            from ._batch import check_scheduler
+
+            check_scheduler(executor)
         return executor, address
     if isinstance(executor, Executor) and type(executor) in (LocalExecutor, SlurmExecutor):
         if address is not None:
@@ -474,7 +478,9 @@ def resolve_executor(executor: object, address: str | None) -> tuple[str, str | 
                 f"address= is for a backend named by a string; {executor!r} carries its own",
                 param="address",
             )
-        from ._batch import register_executor  # below this module: _batch imports it
+        from ._batch import check_scheduler, register_executor  # _batch imports this module
+
+        check_scheduler(executor)
 
         # PBS/LSF/SGE/Flux or a user's own: the generic batch backend, driving the object
         name = executor.backend if executor.backend in BATCH_NAMES else "executor"
