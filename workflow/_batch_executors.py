@@ -26,8 +26,6 @@ __all__ = ["FluxExecutor", "LSFExecutor", "PBSExecutor", "SGEExecutor"]
 
 CMD_TIMEOUT_S = 30.0
 DRYRUN = "DRYRUN"
-#: option keys that configure the executor itself, never a scheduler flag
-_INTERNAL = frozenset({"python", "mode"})
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,59}")
 
 
@@ -53,6 +51,8 @@ class _CommandExecutor(Executor):
     env_commands: ClassVar[dict[str, str]] = {}
     #: the scheduler's word for a Slurm user's "partition"
     aliases: ClassVar[dict[str, str]] = {"partition": "queue"}
+    #: option keys that configure the executor itself, never a scheduler flag
+    _internal_keys: ClassVar[frozenset[str]] = frozenset({"python", "mode"})
 
     def __init__(self, mode: str, python: str, commands: Mapping[str, str]) -> None:
         super().__init__(python=python)
@@ -81,17 +81,28 @@ class _CommandExecutor(Executor):
 
     def options(self, resources: JobResources) -> dict[str, Any]:
         """``resources.submit_options`` in this scheduler's words (``partition`` -> its
-        queue), the executor's own keys dropped; a key that is not a name is a ParamError."""
+        queue; the native key wins over its alias), the executor's own keys dropped; a key
+        that is not a name is a ParamError."""
+        return self._normalize_options(resources.submit_options)
+
+    def _normalize_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        # reflow-hpc's name for it, kept for code written against its executors
         out: dict[str, Any] = {}
-        for key, value in resources.submit_options.items():
+        for key, value in options.items():
             if not isinstance(key, str) or not _KEY.fullmatch(key):
                 raise ParamError(
                     f"submit option {shown(key)} is not an option name", param="submit_options"
                 )
-            if key in _INTERNAL or value is None or value is False:
+            if key in self._internal_keys or value is None or value is False:
                 continue
-            out[self.aliases.get(key, key)] = value
+            native = self.aliases.get(key, key)
+            if native != key and native in options:
+                continue  # the scheduler's own word given too: it wins
+            out[native] = value
         return out
+
+    def _render_submit_option(self, key: str, value: Any) -> list[str]:
+        return [] if value is None or value is False else self.flag(key, value)
 
     @staticmethod
     def flag(key: str, value: Any) -> list[str]:
@@ -228,6 +239,8 @@ class PBSExecutor(_CommandExecutor):
                 out += self.flag(key, value)
         return [*out, "--", *command]
 
+    _build_qsub = argv  # reflow-hpc's name
+
     def parse_job_id(self, stdout: str) -> str | None:
         # "1234.server" (an array: "1234[].server"): the whole id, as qstat/qdel take it
         m = re.search(r"^\s*(\d+(?:\[\d*\])?(?:\.[\w.\-]+)?)\s*$", stdout, re.MULTILINE)
@@ -315,6 +328,8 @@ class LSFExecutor(_CommandExecutor):
                 out += self.flag(key, value)
         return [*out, shlex.join(command)]
 
+    _build_bsub = argv  # reflow-hpc's name
+
     def parse_job_id(self, stdout: str) -> str | None:
         m = re.search(r"Job <(\d+)> is submitted", stdout)
         return m.group(1) if m else None
@@ -390,6 +405,8 @@ class SGEExecutor(_CommandExecutor):
             else:
                 out += self.flag(key, value)
         return [*out, "-b", "y", shlex.join(command)]
+
+    _build_qsub = argv  # reflow-hpc's name
 
     def parse_job_id(self, stdout: str) -> str | None:
         m = re.search(r"Your job(?:-array)? (\d+)", stdout)
@@ -475,6 +492,8 @@ class FluxExecutor(_CommandExecutor):
             else:
                 out += self.flag(key, value)
         return [*out, *command]
+
+    _build_submit = argv  # reflow-hpc's name
 
     def parse_job_id(self, stdout: str) -> str | None:
         lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]
