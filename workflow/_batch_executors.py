@@ -93,7 +93,9 @@ class _CommandExecutor(Executor):
                 raise ParamError(
                     f"submit option {shown(key)} is not an option name", param="submit_options"
                 )
-            if key in self._internal_keys or value is None or value is False:
+            if value is None or value is False:
+                continue
+            if key in self._internal_keys or key in self.env_commands:
                 continue
             native = self.aliases.get(key, key)
             if native != key and native in options:
