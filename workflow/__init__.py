@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .._core._network import Network
+from ._batch_executors import FluxExecutor, LSFExecutor, PBSExecutor, SGEExecutor
 from ._config import (
     Config,
     config_path,
@@ -91,12 +92,15 @@ __all__ = [
     "Description",
     "Executor",
     "Flow",
+    "FluxExecutor",
     "JobConfig",
     "JobResources",
     "JobTimeoutError",
+    "LSFExecutor",
     "LocalExecutor",
     "ManifestCodec",
     "MissingParamError",
+    "PBSExecutor",
     "Param",
     "ParamError",
     "Result",
@@ -108,6 +112,7 @@ __all__ = [
     "RunReport",
     "RunState",
     "RunStateError",
+    "SGEExecutor",
     "SlurmExecutor",
     "SqliteStore",
     "StepNotFoundError",
@@ -536,8 +541,9 @@ class Workflow(Flow):
         if backend not in BACKENDS:
             raise UnknownExecutorError(
                 f"Unknown executor {backend!r:.60}: this reflow runs workflows on "
-                f"{', '.join(_available_backends())}, or an executor object (LocalExecutor(), "
-                "SlurmExecutor(partition=...)); PBS, LSF, SGE and Flux are not provided",
+                f"{', '.join(_available_backends())}, 'pbs', 'lsf', 'sge', 'flux', or an "
+                "executor object (LocalExecutor(), SlurmExecutor(partition=...), PBSExecutor(), "
+                "an Executor subclass of your own)",
                 param="executor",
             )
         return self._new_run(

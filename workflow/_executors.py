@@ -15,11 +15,10 @@ Given to ``Workflow.submit(executor=...)``, ``run(backend=...)`` or ``run(execut
   :func:`parse_slurm_address`), so the run's record holds them and ``retry()`` from another
   process submits the same way. Its own ``submit`` is ``sbatch --parsable ... --wrap``.
 
-Other schedulers (PBS, LSF, SGE, Flux) and a user's own :class:`Executor` subclass are not
-run: ``executor=`` given one is an :class:`~reflow.workflow.UnknownExecutorError` saying which
-executors are supported. (The workflow's graph runs in this process and hands elements to a
-backend that reports each result back; a bare ``submit(resources, command)`` has no such
-channel, so it would need a worker protocol per scheduler: not provided.)
+Any other :class:`Executor` — PBS, LSF, SGE, Flux (``_batch_executors``) or a user's own
+subclass — runs the workflow on the generic batch backend (``_batch``): one job per chunk
+through its ``submit``, watched through its ``job_state``, stopped through its ``cancel``.
+The object travels as the run's address ``executor:<n>`` (this process only).
 """
 
 from __future__ import annotations
@@ -446,13 +445,23 @@ def parse_slurm_address(address: str | None) -> tuple[str | None, list[str]]:
     return part or None, sbatch_flags(checked)
 
 
-_NAMES = "'local', 'ray', 'slurm', LocalExecutor() or SlurmExecutor(partition=..., account=...)"
+#: the backends that drive an :class:`Executor` object (``_batch``); the names are strings
+#: ``executor=`` takes too (``from_environment()``)
+BATCH_NAMES = ("pbs", "lsf", "sge", "flux")
+_NAMES = (
+    "'local', 'ray', 'slurm', 'pbs', 'lsf', 'sge', 'flux', or an Executor object "
+    "(LocalExecutor(), SlurmExecutor(partition=...), PBSExecutor(), a subclass of your own)"
+)
 
 
 def resolve_executor(executor: object, address: str | None) -> tuple[str, str | None]:
     """``executor=``/``backend=`` (a backend name or an :class:`Executor`) and ``address`` as
     the backend name and address a run uses."""
     if isinstance(executor, str):
+        if executor in BATCH_NAMES:
+            from ._batch import check_scheduler
+
+            check_scheduler(executor)
         return executor, address
     if isinstance(executor, Executor) and type(executor) in (LocalExecutor, SlurmExecutor):
         if address is not None:
@@ -464,14 +473,18 @@ def resolve_executor(executor: object, address: str | None) -> tuple[str, str | 
         assert executor.backend is not None
         return executor.backend, executor.address()
     if isinstance(executor, Executor):
-        what = type(executor).__name__
-        raise UnknownExecutorError(
-            f"Unknown executor {what}: not one reflow.workflow runs; it runs workflows on {_NAMES} "
-            "(PBS, LSF, SGE, Flux and Executor subclasses of your own are not provided: the "
-            "graph runs here and needs each element's result back, which a bare "
-            "submit(resources, command) does not give)",
-            param="executor",
-        )
+        if address is not None:
+            raise ParamError(
+                f"address= is for a backend named by a string; {executor!r} carries its own",
+                param="address",
+            )
+        from ._batch import check_scheduler, register_executor  # _batch imports this module
+
+        check_scheduler(executor)
+
+        # PBS/LSF/SGE/Flux or a user's own: the generic batch backend, driving the object
+        name = executor.backend if executor.backend in BATCH_NAMES else "executor"
+        return name, register_executor(executor)
     if isinstance(executor, type) and issubclass(executor, Executor):
         raise UnknownExecutorError(
             f"Unknown executor: executor= takes an executor object, {executor.__name__}(...), "

@@ -85,7 +85,7 @@ def _check_value(key: str, p: ParamInput, v: Any) -> None:
 
 
 #: the backends ``run()`` accepts
-BACKENDS = ("local", "ray", "slurm")
+BACKENDS = ("local", "ray", "slurm", "pbs", "lsf", "sge", "flux", "executor")
 
 
 def check_options(
@@ -104,7 +104,10 @@ def check_options(
     ):
         raise WorkflowError(f"max_workers must be an integer >= 1, got {max_workers!r}")
     if backend not in BACKENDS:
-        raise WorkflowError(f"backend must be 'local', 'ray' or 'slurm', got {backend!r}")
+        raise WorkflowError(
+            "backend must be 'local', 'ray', 'slurm', 'pbs', 'lsf', 'sge', 'flux' or an "
+            f"Executor object, got {backend!r:.80}"
+        )
     forced_steps(plan, force)
 
 

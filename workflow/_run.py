@@ -45,6 +45,7 @@ from .._core._actor import Actor
 from .._core._messages import Message
 from .._core._network import Network
 from ._backends import CANCELLED, Backend, LocalBackend, RayBackend, exc_text
+from ._batch import BatchBackend, executor_for
 from ._cache import MISS, ResultCache, merkle, value_digest
 from ._errors import ParamError, WorkflowError, WorkflowFailed, shown
 from ._flow import Plan, Wire
@@ -56,6 +57,9 @@ from ._run_hooks import FAILED, Hooks, PriorFailure
 from ._signals import interrupts, running
 from ._slurm import SlurmBackend
 from ._types import strip
+
+#: the backends of ``_batch`` (an Executor object drives the jobs)
+BATCH_BACKENDS = ("pbs", "lsf", "sge", "flux", "executor")
 
 
 class _JobTickFailures(logging.Filter):
@@ -579,6 +583,9 @@ def run_plan(
     pool: Backend
     if backend == "slurm":  # address: the partition
         pool = SlurmBackend(address, run_dir=run_dir, jobs=plan.jobs.values(), workers=max_workers)
+    elif backend in BATCH_BACKENDS:  # an Executor object, or PBS/LSF/SGE/Flux by name
+        executor = executor_for(backend, address)
+        pool = BatchBackend(executor, run_dir=run_dir, workers=max_workers)
     elif backend == "ray":
         pool = RayBackend(address, workers=max_workers)
     else:

@@ -60,25 +60,24 @@ def write_inputs(
     return script
 
 
-def read_results(d: Path, k: int, calls: Calls, label: str, step: str) -> Results:
+def read_results(
+    d: Path, k: int, calls: Calls, label: str, step: str, kind: str = "Slurm job"
+) -> Results:
     """Task ``k``'s results (its file is there); one that cannot be read, or that is not
     for the calls submitted, fails each of them saying so. A failed element's error names
-    the Slurm task (``label``)."""
+    the task: ``kind`` and ``label`` (``"Slurm job"``, ``"12_3"``)."""
     try:
         results = pickle.loads((d / "out" / f"{k}.pkl").read_bytes())
         got = {i for i, _, _ in results}
         if got != {i for i, _ in calls}:
             raise ValueError("its indices are not those submitted")
     except Exception as exc:
-        text = (
-            f"Slurm job {label} ({step!r}) wrote an unreadable result: {type(exc).__name__}: {exc}"
-        )
+        text = f"{kind} {label} ({step!r}) wrote an unreadable result: {type(exc).__name__}: {exc}"
         results = [(i, False, text) for i, _ in calls]
     if any(not ok for _, ok, _ in results):
-        where = f"Slurm job {label}: "
+        where = f"{kind} {label}: "
         results = [
-            (i, ok, v if ok or str(v).startswith("Slurm job") else where + str(v))
-            for i, ok, v in results
+            (i, ok, v if ok or str(v).startswith(kind) else where + str(v)) for i, ok, v in results
         ]
     return list(results)
 

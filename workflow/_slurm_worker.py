@@ -4,12 +4,16 @@ It reads ``DIR/in/<task>.pkl`` — ``(fn, calls, retries)``, written by ``_slurm
 cloudpickle — runs the chunk with :func:`~reflow.workflow._backends.run_chunk`, and writes
 ``[(index, ok, value)]`` to ``DIR/out/<task>.pkl`` atomically (a temporary file, then
 ``os.replace``), so the driver never reads half a file. ``<task>`` is ``SLURM_ARRAY_TASK_ID``
-(``0`` for a plain job). A value that does not pickle, or a ``SystemExit`` from the job, fails
-its element with a message instead of losing the chunk. Anything else that goes wrong exits
-non-zero with a message on stderr, which the driver quotes with the job's Slurm state. A
-SIGTERM/SIGINT (Slurm's time limit, ``scancel``, a job's ``signal=``) raises
-:class:`~reflow.workflow.TaskInterrupted` in the call running; the calls after it fail as not
-run, and the results are written before the task ends.
+(``0`` for a plain job), or what the options name for other schedulers (``_batch``):
+``--task K``, or ``--task-env VAR`` (the variable holding an array element's index, as
+``PBS_ARRAY_INDEX``); ``--stderr FILE`` sends the worker's own stderr there (appended), and
+``--sys-path A:B`` puts those directories on ``sys.path``, as ``PYTHONPATH`` would.
+A value that does not pickle, or a ``SystemExit`` from the job, fails its element with a message
+instead of losing the chunk. Anything else that goes wrong exits non-zero with a message on
+stderr, which the driver quotes with the job's Slurm state. A SIGTERM/SIGINT (Slurm's time
+limit, ``scancel``, a job's ``signal=``) raises :class:`~reflow.workflow.TaskInterrupted` in the
+call running; the calls after it fail as not run, and the results are written before the task
+ends.
 """
 
 from __future__ import annotations
@@ -38,13 +42,46 @@ def _picklable(results: Results) -> Results:
     return out
 
 
+_USAGE = (
+    "usage: python -m reflow.workflow._slurm_worker DIR [--task K | --task-env VAR] "
+    "[--stderr FILE] [--sys-path PATHS]"
+)
+
+
+def _options(args: list[str]) -> dict[str, str] | None:
+    """``--name value`` pairs after DIR (``None``: not that shape)."""
+    if len(args) % 2:
+        return None
+    opts = dict(zip(args[0::2], args[1::2], strict=True))
+    if not set(opts) <= {"--task", "--task-env", "--stderr", "--sys-path"} or len(opts) * 2 != len(
+        args
+    ):
+        return None
+    return opts
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m reflow.workflow._slurm_worker DIR", file=sys.stderr)
+    opts = _options(args[1:]) if args and not args[0].startswith("-") else None
+    if opts is None:
+        print(_USAGE, file=sys.stderr)
         return 2
     base = Path(args[0])
-    task = os.environ.get("SLURM_ARRAY_TASK_ID", "0")
+    if "--stderr" in opts:  # what goes wrong from here is in the file the driver quotes
+        try:
+            fd = os.open(opts["--stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(fd, 2)
+            os.close(fd)
+        except OSError as exc:
+            print(f"reflow: cannot open {opts['--stderr']}: {exc}", file=sys.stderr)
+    if "--sys-path" in opts:
+        own = set(sys.path)
+        sys.path[1:1] = [p for p in opts["--sys-path"].split(os.pathsep) if p and p not in own]
+    env = opts.get("--task-env", "SLURM_ARRAY_TASK_ID")
+    task = opts.get("--task") or os.environ.get(env, "0")
+    if not task.isdigit() or len(task) > 9:
+        print(f"reflow: the task index must be a number, got {task[:40]!r}", file=sys.stderr)
+        return 2
     try:
         with open(base / "in" / f"{task}.pkl", "rb") as f:
             fn, calls, retries = pickle.load(f)

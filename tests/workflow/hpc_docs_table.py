@@ -14,8 +14,10 @@ __all__ = ["FRESH", "PY", "SCHEDULER", "SCRIPTS", "SH", "Row", "Sh"]
 
 # -- python blocks ----------------------------------------------------------------------------
 
-#: the one reason a block needs a batch scheduler
-SCHEDULER = "needs PBS/LSF/SGE/Flux: reflow.workflow refuses them, naming local, ray, slurm"
+#: the one reason a block needs a batch scheduler: PBSExecutor runs (tests/workflow/
+#: test_batch_schedulers.py drives it through stand-ins of qsub/qstat/qdel), these blocks submit
+#: to a real cluster's paths (/opt/pbs/bin/qsub, /scratch)
+SCHEDULER = "needs a real PBS (these blocks name a cluster's qsub and /scratch)"
 
 
 @dataclass(frozen=True)

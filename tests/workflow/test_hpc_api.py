@@ -138,8 +138,10 @@ def test_an_executor_nothing_provides_is_refused_listing_what_is(
 
 
 def test_run_backend_outside_the_list_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(WorkflowError, match="backend must be 'local', 'ray' or 'slurm'"):
-        _wf().run(tmp_path, backend="pbs")
+    with pytest.raises(WorkflowError, match="backend must be 'local', 'ray', 'slurm', 'pbs'"):
+        _wf().run(tmp_path, backend="torque")
+    with pytest.raises(WorkflowError, match="'qsub', which is not on PATH"):
+        _wf().run(tmp_path, backend="pbs")  # no PBS here: refused before anything starts
 
 
 BAD_WALLTIMES = [
