@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from .. import __version__
 from .._core._network import Network
 from ._batch_executors import FluxExecutor, LSFExecutor, PBSExecutor, SGEExecutor
 from ._config import (

@@ -224,7 +224,7 @@ def _when(text: str) -> datetime:
 
 def _state(text: str) -> str:
     try:
-        return str(run_state(text))
+        return run_state(text).value
     except WorkflowError:
         raise argparse.ArgumentTypeError(
             f"unknown run status {text[:40]!r}: expected one of "

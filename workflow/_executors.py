@@ -311,6 +311,41 @@ class SlurmExecutor(Executor):
         self.qos = _name(qos, "qos")
         self.submit_options = _options(submit_options)
 
+    @classmethod
+    def from_environment(cls, config: object | None = None) -> SlurmExecutor:
+        """reflow-hpc's: the executor the environment and ``config`` (a
+        :class:`~reflow.workflow.Config`; ``None``: :func:`~reflow.workflow.load_config`'s)
+        describe. ``REFLOW_MODE``/``[executor] mode`` (``sbatch`` or ``dry-run``, any case),
+        ``REFLOW_PYTHON``/``python`` and the commands ``REFLOW_SBATCH``/``sbatch``,
+        ``REFLOW_SCANCEL``/``scancel``, ``REFLOW_SACCT``/``sacct``: the variable wins; unset,
+        ``sbatch``, this Python and the bare command names. Another scheduler's mode
+        (``qsub-pbs``, ...) is a :class:`ParamError` naming the two a Slurm executor takes."""
+        from ._config import Config, load_config
+
+        if config is None:
+            config = load_config()
+        if not isinstance(config, Config):
+            raise ParamError(
+                f"SlurmExecutor.from_environment(config=...) takes a Config, got {shown(config)}",
+                param="config",
+            )
+        given = os.environ.get("REFLOW_MODE")
+        mode = (given if given and given.strip() else None) or config.executor_mode or "sbatch"
+        mode = mode.strip().lower()
+        if mode not in ("sbatch", "dry-run"):
+            raise ParamError(
+                f"SlurmExecutor.from_environment: the mode (REFLOW_MODE or [executor] mode) is "
+                f"{shown(mode)}; a SlurmExecutor takes 'sbatch' or 'dry-run'",
+                param="mode",
+            )
+        return cls(
+            mode=mode,
+            sbatch=config.executor_sbatch or "sbatch",
+            scancel=config.executor_scancel or "scancel",
+            sacct=config.executor_sacct or "sacct",
+            python=config.executor_python or "",
+        )
+
     def __repr__(self) -> str:
         bits = [
             f"{k}={v!r}"

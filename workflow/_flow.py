@@ -20,7 +20,8 @@ either                ``Result(steps=[…])``    **concat**: the steps' results 
 ====================  =======================  ============================================
 
 An array job iterates over its fan-out, chain and concat inputs (they must have the same
-length) and repeats its broadcast inputs.
+length) and repeats its broadcast inputs; ``Result(steps=[…], broadcast=True)`` gives each
+element the whole concatenated list.
 """
 
 from __future__ import annotations
@@ -446,7 +447,8 @@ def _single(jobs: dict[str, JobSpec], spec: JobSpec, r: ResultInput) -> Wire:
 
 
 def _concat(jobs: dict[str, JobSpec], spec: JobSpec, r: ResultInput) -> Wire:
-    elem = r.type if spec.array else element_type(r.type)
+    iterate = spec.array and not r.broadcast  # broadcast: every element gets the whole list
+    elem = r.type if iterate else element_type(r.type)
     target = f"parameter {r.name!r} of job {spec.name!r}"
     if elem is None:
         raise WireTypeError(
@@ -472,7 +474,7 @@ def _concat(jobs: dict[str, JobSpec], spec: JobSpec, r: ResultInput) -> Wire:
                 step=spec.name,
                 param=r.name,
             )
-    return Wire(r.name, "concat-iterate" if spec.array else "concat", tuple(parts))
+    return Wire(r.name, "concat-iterate" if iterate else "concat", tuple(parts))
 
 
 def _params(

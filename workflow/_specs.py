@@ -178,7 +178,10 @@ class TaskSpec:
     @cached_property
     def result_deps(self) -> dict[str, Result]:
         return {
-            r.name: Result(steps=list(r.steps), broadcast=r.broadcast) for r in self._job.results
+            r.name: Result(steps=list(r.steps), broadcast=r.broadcast)
+            if r.concat
+            else Result(r.steps[0], broadcast=r.broadcast)
+            for r in self._job.results
         }
 
 

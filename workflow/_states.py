@@ -7,6 +7,15 @@ asked for). The values compare equal to their names as strings (``RunState.SUCCE
 "SUCCESS"``), so records written as JSON read back the same. Input is accepted in any case and
 in this package's earlier words (``succeeded``, ``canceled``): :func:`run_state`,
 :func:`task_state`.
+
+As reflow-hpc's, ``str()`` of a state names its class (``str(TaskState.PENDING) ==
+"TaskState.PENDING"``, the way Python shows an enum member), while formatting, JSON and SQLite
+give the bare value (``f"{TaskState.PENDING}" == "PENDING"``). The groups reflow-hpc's code
+asks about are class methods returning frozensets: :meth:`TaskState.terminal` (will not change
+by itself: ``SUCCESS``, ``FAILED``, ``CANCELLED``), :meth:`TaskState.active` (work still to end:
+``PENDING``, ``SUBMITTED``, ``RUNNING``, ``RETRYING``), :meth:`TaskState.cancellable`
+(``PENDING``, ``SUBMITTED``, ``RUNNING``) and :meth:`TaskState.retriable` (``FAILED``,
+``CANCELLED``).
 """
 
 from __future__ import annotations
@@ -18,7 +27,17 @@ from ._errors import ParamError, shown
 __all__ = ["RunState", "TaskState", "run_state", "task_state"]
 
 
-class TaskState(enum.StrEnum):
+class _State(enum.StrEnum):
+    """A state: ``str()`` is ``Class.NAME`` (reflow-hpc's), ``format()`` the value."""
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class TaskState(_State):
     """The state of one task instance (a job, or one element of an array job)."""
 
     PENDING = "PENDING"
@@ -29,8 +48,29 @@ class TaskState(enum.StrEnum):
     CANCELLED = "CANCELLED"
     RETRYING = "RETRYING"
 
+    @classmethod
+    def terminal(cls) -> frozenset[TaskState]:
+        """The states an instance stays in until someone retries it."""
+        return frozenset({cls.SUCCESS, cls.FAILED, cls.CANCELLED})
 
-class RunState(enum.StrEnum):
+    @classmethod
+    def active(cls) -> frozenset[TaskState]:
+        """The states of an instance whose work has not ended."""
+        return frozenset({cls.PENDING, cls.SUBMITTED, cls.RUNNING, cls.RETRYING})
+
+    @classmethod
+    def cancellable(cls) -> frozenset[TaskState]:
+        """The states a cancel stops (a ``RETRYING`` instance is not started yet by the
+        retry, so there is nothing of it to stop)."""
+        return frozenset({cls.PENDING, cls.SUBMITTED, cls.RUNNING})
+
+    @classmethod
+    def retriable(cls) -> frozenset[TaskState]:
+        """The states a retry runs again."""
+        return frozenset({cls.FAILED, cls.CANCELLED})
+
+
+class RunState(_State):
     """The state of a whole run."""
 
     RUNNING = "RUNNING"

@@ -35,8 +35,10 @@ __all__ = ["Param", "Result", "RunDir", "describe_type", "element_type", "fits"]
 class Result:
     """Marks a parameter as the result of another step: ``Result(step="load")``, or
     ``Result(steps=["a", "b"])`` to concatenate the results of several steps into a list;
-    ``broadcast=True`` gives every element of an array job the whole value (instead of
-    fanning it out) whatever the types say."""
+    ``broadcast=True`` gives every element of an array job the whole value (with ``steps=``:
+    the whole concatenated list) instead of fanning it out, whatever the types say.
+    ``steps`` is a tuple of the names (the marker is frozen: hashable, and not changed after
+    a flow is checked)."""
 
     steps: tuple[str, ...]
     concat: bool
@@ -71,10 +73,14 @@ class Result:
             raise MarkerError(
                 f"Result(broadcast=...) must be True or False, got {shown(broadcast)}"
             )
-        if broadcast and steps is not None:
-            raise MarkerError("Result(broadcast=True) takes one step=, not steps=[...]")
         object.__setattr__(self, "concat", steps is not None)
         object.__setattr__(self, "broadcast", broadcast)
+
+    def __repr__(self) -> str:
+        """The call that makes it (reflow-hpc's): ``Result(step='a')``,
+        ``Result(steps=['a', 'b'], broadcast=True)``."""
+        which = f"steps={list(self.steps)!r}" if self.concat else f"step={self.steps[0]!r}"
+        return f"Result({which}{', broadcast=True' if self.broadcast else ''})"
 
 
 @dataclass(frozen=True)
