@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .._core._network import Network
+from ._batch import check_scheduler
 from ._batch_executors import FluxExecutor, LSFExecutor, PBSExecutor, SGEExecutor
 from ._config import (
     Config,
@@ -452,6 +453,7 @@ class Workflow(Flow):
         check_options(
             plan, max_workers=max_workers, backend=backend, force=forced, on_error=on_error
         )
+        check_scheduler(backend, address)  # PBS/LSF/SGE/Flux: their submit command is here
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
         ):
