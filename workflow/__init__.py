@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl
 
 from .. import __version__
 from .._core._network import Network
+from ._batch import check_scheduler
 from ._batch_executors import FluxExecutor, LSFExecutor, PBSExecutor, SGEExecutor
 from ._config import (
     Config,
@@ -349,6 +350,7 @@ class Workflow(Flow):
         check_options(
             plan, max_workers=max_workers, backend=backend, force=forced, on_error=on_error
         )
+        check_scheduler(backend, address)  # PBS/LSF/SGE/Flux: their submit command is here
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
         ):

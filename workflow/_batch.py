@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import math
 import os
 import shutil
@@ -38,11 +37,18 @@ from pathlib import Path
 from typing import Any
 
 from ._backends import CANCELLED, Backend, Calls, Results
+from ._batch_executors import (
+    FluxExecutor,
+    LSFExecutor,
+    PBSExecutor,
+    SGEExecutor,
+    _CommandExecutor,
+)
 from ._errors import JobTimeoutError, UnknownExecutorError, WorkflowError
-from ._executors import Executor, JobResources
+from ._executors import Executor, JobResources, registered_executor
 from ._slurm_files import read_results, stderr_tail, write_inputs
 
-__all__ = ["WAITING", "BatchBackend", "check_scheduler", "executor_for", "register_executor"]
+__all__ = ["WAITING", "BatchBackend", "check_scheduler", "executor_for"]
 
 POLL_MIN_S = 0.1
 POLL_MAX_S = 2.0
@@ -74,37 +80,18 @@ WAITING = frozenset(
 )
 _NOT_RUNNING = frozenset({"PENDING", "QUEUED", "HELD", "WAITING", "SUBMITTED", "CONFIGURING"})
 
-_REGISTRY: dict[str, Executor] = {}
-_LOCK = threading.Lock()
-_COUNTER = itertools.count(1)
-
-
-def register_executor(executor: Executor) -> str:
-    """The address a run on ``executor`` records: ``executor:<n>``, found again in this
-    process by :func:`executor_for`."""
-    with _LOCK:
-        for token, known in _REGISTRY.items():
-            if known is executor:
-                return token
-        token = f"executor:{next(_COUNTER)}"
-        _REGISTRY[token] = executor
-        return token
-
 
 def executor_for(backend: str, address: str | None) -> Executor:
     """The executor a run on ``backend`` (``"pbs"``... or ``"executor"``) uses: the object
     its address names, else (a name) the scheduler's ``from_environment()``."""
     if address is not None:
-        with _LOCK:
-            found = _REGISTRY.get(address)
+        found = registered_executor(address)
         if found is not None:
             return found
         raise WorkflowError(
             f"the run's executor ({address!r}) was an object of the process that started it; "
             "run it again with the executor object (run(backend=MyExecutor()))"
         )
-    from ._batch_executors import FluxExecutor, LSFExecutor, PBSExecutor, SGEExecutor
-
     named: dict[str, Any] = {
         "pbs": PBSExecutor,
         "lsf": LSFExecutor,
@@ -117,12 +104,14 @@ def executor_for(backend: str, address: str | None) -> Executor:
     return executor
 
 
-def check_scheduler(executor: Executor | str) -> None:
-    """Refuse, before anything starts, a PBS/LSF/SGE/Flux executor (or its name) whose submit
-    command is not found (``dry-run`` needs none); a user's own executor is not checked."""
-    from ._batch_executors import _CommandExecutor
-
-    ex = executor_for(executor, None) if isinstance(executor, str) else executor
+def check_scheduler(backend: str, address: str | None) -> None:
+    """Refuse, before anything starts, a run on a PBS/LSF/SGE/Flux executor (or its name)
+    whose submit command is not found (``dry-run`` needs none); a user's own executor is
+    not checked."""
+    if backend not in ("pbs", "lsf", "sge", "flux", "executor"):
+        return
+    ex = executor_for(backend, address)
+    executor: Executor | str = backend if address is None else ex
     if not isinstance(ex, _CommandExecutor) or ex.mode == "dry-run":
         return
     cmd = next(iter(ex.env_commands))  # the submit command: qsub, bsub, flux

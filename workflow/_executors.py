@@ -24,11 +24,13 @@ The object travels as the run's address ``executor:<n>`` (this process only).
 from __future__ import annotations
 
 import abc
+import itertools
 import os
 import re
 import shlex
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -489,14 +491,32 @@ _NAMES = (
 )
 
 
+_REGISTRY: dict[str, Executor] = {}
+_REGISTRY_LOCK = threading.Lock()
+_TOKENS = itertools.count(1)
+
+
+def register_executor(executor: Executor) -> str:
+    """The address a run on ``executor`` records: ``executor:<n>``, found again in this
+    process by :func:`registered_executor`."""
+    with _REGISTRY_LOCK:
+        for token, known in _REGISTRY.items():
+            if known is executor:
+                return token
+        token = f"executor:{next(_TOKENS)}"
+        _REGISTRY[token] = executor
+        return token
+
+
+def registered_executor(address: str) -> Executor | None:
+    with _REGISTRY_LOCK:
+        return _REGISTRY.get(address)
+
+
 def resolve_executor(executor: object, address: str | None) -> tuple[str, str | None]:
     """``executor=``/``backend=`` (a backend name or an :class:`Executor`) and ``address`` as
     the backend name and address a run uses."""
     if isinstance(executor, str):
-        if executor in BATCH_NAMES:
-            from ._batch import check_scheduler
-
-            check_scheduler(executor)
         return executor, address
     if isinstance(executor, Executor) and type(executor) in (LocalExecutor, SlurmExecutor):
         if address is not None:
@@ -513,9 +533,6 @@ def resolve_executor(executor: object, address: str | None) -> tuple[str, str | 
                 f"address= is for a backend named by a string; {executor!r} carries its own",
                 param="address",
             )
-        from ._batch import check_scheduler, register_executor  # _batch imports this module
-
-        check_scheduler(executor)
 
         # PBS/LSF/SGE/Flux or a user's own: the generic batch backend, driving the object
         name = executor.backend if executor.backend in BATCH_NAMES else "executor"
