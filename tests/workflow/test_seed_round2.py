@@ -16,7 +16,6 @@ from reflow import ReflowError
 from reflow.workflow import (
     Config,
     LocalExecutor,
-
     ParamError,
     Result,
     Run,
