@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .. import __version__ as __version__
+from reflow import __version__ as __version__
+
 from .._core._network import Network
 from ._config import (
     Config,

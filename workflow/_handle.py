@@ -25,7 +25,6 @@ import logging
 import threading
 import time
 import uuid
-import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +48,7 @@ from ._snapshot import (
     steps_record,
 )
 from ._states import RunState, TaskState
-from ._store import SqliteStore
+from ._store import _LIVE, SqliteStore
 
 if TYPE_CHECKING:
     from . import Workflow
@@ -65,8 +64,6 @@ WRITES_PER_S = 4.0
 #: how long ``retry()`` right after ``cancel()`` waits for the cancelled calls to end
 RETRY_AFTER_CANCEL_S = 60.0
 POLL_S = 0.25
-
-_LIVE: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
 
 
 def make_run_id(workflow: str, index: RunIndex | None = None) -> str:
