@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .. import __version__
+from reflow import __version__ as __version__
+
 from .._core._network import Network
 from ._batch import check_scheduler
 from ._batch_executors import FluxExecutor, LSFExecutor, PBSExecutor, SGEExecutor
@@ -602,30 +603,40 @@ class Workflow(Flow):
         self,
         run_id: str,
         store: Store | None = None,
+        task_name: str | None = None,
+        executor: Executor | None = None,
         *,
         task: str | None = None,
         store_path: str | Path | None = None,
     ) -> int:
-        """Cancel one run (reflow-hpc's ``cancel_run``): :meth:`Run.cancel`'s count."""
-        return self.attach(run_id, store=store, store_path=store_path).cancel(task)
+        """Cancel one run (reflow-hpc's ``cancel_run``): :meth:`Run.cancel`'s count.
+        ``task_name`` (or ``task``) cancels one step only, the run going on; ``executor``
+        cancels the scheduler jobs of instances written through a :class:`SqliteStore`."""
+        task = _task_name(task, task_name)
+        return self.attach(run_id, store=store, store_path=store_path).cancel(task, executor)
 
     def cancel_runs(
         self,
         run_ids: Sequence[str],
         store: Store | None = None,
+        task_name: str | None = None,
+        executor: Executor | None = None,
         *,
+        task: str | None = None,
         store_path: str | Path | None = None,
     ) -> int:
         """Cancel several runs (reflow-hpc's ``cancel_runs``): the task instances cancelled,
         all runs together; ended ones count 0, an unknown id is a :class:`RunNotFoundError`
-        (checked for every id before any is cancelled)."""
+        (checked for every id before any is cancelled); ``task_name``/``executor`` as
+        :meth:`cancel_run`'s, for every run."""
         if isinstance(run_ids, str) or not all(isinstance(r, str) for r in run_ids):
             raise ParamError(
                 f"cancel_runs() takes a list of run ids, got {shown(run_ids)}", param="run_ids"
             )
+        task = _task_name(task, task_name)
         path = self._store(store, store_path)
         runs = [Run.attach(self, run_id, store_path=path) for run_id in run_ids]
-        return sum(run.cancel() for run in runs)
+        return sum(run.cancel(task, executor) for run in runs)
 
     def cli(self, argv: Sequence[str] | None = None) -> int:
         """Parse the command line (``sys.argv`` by default) into parameters and run options,
@@ -639,3 +650,16 @@ class Workflow(Flow):
         if argv is None:
             raise SystemExit(code)
         return code
+
+
+def _task_name(task: object, task_name: object) -> str | None:
+    """``task=`` or reflow-hpc's ``task_name=`` (one of them, or the same twice)."""
+    if task is not None and task_name is not None and task != task_name:
+        raise ParamError(
+            f"give task= or task_name=, not both ({shown(task)} and {shown(task_name)})",
+            param="task_name",
+        )
+    name = task if task is not None else task_name
+    if name is not None and not isinstance(name, str):
+        raise ParamError(f"task_name must be a step name, got {shown(name)}", param="task_name")
+    return name

@@ -25,12 +25,12 @@ import logging
 import threading
 import time
 import uuid
-import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed, shown
+from ._executors import Executor, SlurmExecutor
 from ._index import IndexConnection, RunIndex, owner
 from ._params import resolve_params
 from ._report import RunReport, StepReport
@@ -48,6 +48,7 @@ from ._snapshot import (
     steps_record,
 )
 from ._states import RunState, TaskState
+from ._store import _LIVE, SqliteStore
 
 if TYPE_CHECKING:
     from . import Workflow
@@ -63,8 +64,6 @@ WRITES_PER_S = 4.0
 #: how long ``retry()`` right after ``cancel()`` waits for the cancelled calls to end
 RETRY_AFTER_CANCEL_S = 60.0
 POLL_S = 0.25
-
-_LIVE: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
 
 
 def make_run_id(workflow: str, index: RunIndex | None = None) -> str:
@@ -114,16 +113,26 @@ class Run(RunReport):
 
     def __init__(
         self,
-        wf: Workflow | None,
+        workflow: Workflow | None,
         run_id: str,
         run_dir: Path,
+        index: RunIndex | None = None,
         *,
-        index: RunIndex | None,
+        store: RunIndex | None = None,
         plan: Plan | None = None,
         params: dict[str, Any] | None = None,
         backend: str = "local",
         options: dict[str, Any] | None = None,
     ) -> None:
+        if store is not None:  # reflow-hpc's name for the run's index
+            if index is not None and index is not store:
+                raise RunStateError("Run() takes the run index as index= or store=, not both")
+            index = store
+        if index is not None and not isinstance(index, RunIndex):
+            raise RunStateError(
+                f"Run(store=...) must be a SqliteStore or RunIndex, got {shown(index)}"
+            )
+        wf = workflow
         names = list(plan.order) if plan is not None else []
         steps = {n: StepReport(n, plan.jobs[n].array) for n in names} if plan else {}
         super().__init__(steps, {}, 0.0)
@@ -153,9 +162,36 @@ class Run(RunReport):
         self._foreign: dict[str, Any] | None = None  # the record of a run of another process
         self._prior: dict[str, Any] = {}
         _LIVE[run_id] = self
+        if plan is None and index is not None and Path(index.path).is_file():
+            # made by hand (reflow-hpc's Run(wf, run_id, run_dir, store)): a recorded run
+            with contextlib.suppress(WorkflowError):
+                if index.has(run_id):
+                    self._load(index.get(run_id))
 
     def __repr__(self) -> str:
-        return f"<Run {self.run_id} {self._current_state()} run_dir={str(self.run_dir)!r}>"
+        return (
+            f"Run(workflow={self.workflow!r}, run_id={self.run_id!r}, "
+            f"status={self._current_state()!r}, run_dir={str(self.run_dir)!r})"
+        )
+
+    @property
+    def store(self) -> SqliteStore | None:
+        """The run's index (reflow-hpc's ``run.store``), as a :class:`SqliteStore` on its file
+        (so reflow-hpc's store calls read it: ``run.store.get_run_parameters(run.run_id)``);
+        ``None`` for a run recorded nowhere."""
+        if self._index is None or isinstance(self._index, SqliteStore):
+            return self._index
+        return SqliteStore(self._index.path)
+
+    def _hand_written(self) -> SqliteStore | None:
+        """The store holding task instances written through reflow-hpc's store calls for this
+        run (``None``: it has none; its record is all there is)."""
+        st = self._index
+        if isinstance(st, SqliteStore):
+            with contextlib.suppress(WorkflowError):  # a read-only index has none
+                if st.instance_view(self.run_id) is not None:
+                    return st
+        return None
 
     # ------------------------------------------------------------------ running
 
@@ -385,9 +421,20 @@ class Run(RunReport):
         if task is not None:
             self._check_step(task)
         snap = self._snapshot(errors=errors, task=task)
+        hand = self._hand_written()
+        view = hand.instance_view(self.run_id) if hand is not None else None
         if as_dict:
-            return {**snap, **seed_view(snap)}
+            return {**snap, **seed_view(snap), **(view or {})}
+        for key, value in (  # a run recorded through a store's calls has none of these
+            ("workflow", self.workflow),
+            ("backend", self.backend),
+            ("run_dir", str(self.run_dir)),
+            ("created", self._created),
+        ):
+            snap.setdefault(key, value)
         print(status_table(snap, errors=errors))
+        if view is not None:
+            print(_instances_table(view["instances"], task=task, errors=errors))
         return None
 
     def _check_step(self, task: str) -> None:
@@ -433,12 +480,25 @@ class Run(RunReport):
             raise self._error
         return self
 
-    def cancel(self, task: str | None = None) -> int:
+    def cancel(self, task: str | None = None, executor: Executor | None = None) -> int:
         """Stop the run (or one step, ``task``): nothing more starts, running Ray tasks are
         cancelled, this run's Slurm jobs are ``scancel``led, running local calls finish; the
         state becomes ``CANCELLED``. Returns how many task instances were still to finish (0
         for a run that has ended: nothing to do), and prints ``Cancelled N task
-        instance(s).``, as reflow-hpc does."""
+        instance(s).``, as reflow-hpc does. ``executor`` (reflow-hpc's): the scheduler that
+        cancels the jobs of task instances written through a :class:`SqliteStore`'s calls
+        (``None``: :meth:`SlurmExecutor.from_environment`, asked only where one has a job
+        id)."""
+        if executor is not None and not isinstance(executor, Executor):
+            raise RunStateError(
+                f"cancel(executor=...) must be an Executor (LocalExecutor(), "
+                f"SlurmExecutor(...)), got {shown(executor)}"
+            )
+        hand = self._hand_written()
+        if hand is not None:
+            n = _cancel_instances(hand, self.run_id, task, executor)
+            print(f"Cancelled {n} task instance(s).")
+            return n
         if task is not None:
             self._check_step(task)
         n = 0
@@ -566,7 +626,7 @@ class Run(RunReport):
             or (live._index is not None and live._index.path == Path(store_path).expanduser())
         ):
             return live
-        index = RunIndex(store_path)
+        index = SqliteStore(store_path)  # the run index, with reflow-hpc's store calls
         snap = index.get(run_id)
         if wf is not None and snap.get("workflow") not in (None, "", getattr(wf, "name", None)):
             raise RunStateError(
@@ -574,12 +634,16 @@ class Run(RunReport):
                 f"{getattr(wf, 'name', wf)!r}"
             )
         run = cls(wf, run_id, Path(snap.get("run_dir", ".")), index=index)
-        run.backend = str(snap.get("backend", "local"))
-        run._foreign = snap
-        run._created = str(snap.get("created", ""))
-        run._finished.set()
-        run._load_steps(snap)
+        run._load(snap)
         return run
+
+    def _load(self, snap: dict[str, Any]) -> None:
+        """Read a recorded run (another process's, or an earlier one's) into this handle."""
+        self.backend = str(snap.get("backend", "local"))
+        self._foreign = snap
+        self._created = str(snap.get("created", ""))
+        self._finished.set()
+        self._load_steps(snap)
 
     def _load_steps(self, snap: dict[str, Any]) -> None:
         """A foreign run's steps as its record says (at attach, and again when wait() sees
@@ -601,3 +665,49 @@ class Run(RunReport):
             }.get(state, state.lower())
             st["state"] = state
             self.steps[name] = rep
+
+
+def _instances_table(instances: list[dict[str, Any]], *, task: str | None, errors: bool) -> str:
+    """The task instances written through a store's calls, one line each."""
+    lines = ["Instances (written through the store):"]
+    for i in instances:
+        if task is not None and i["task_name"] != task:
+            continue
+        where = i["task_name"] + ("" if i["array_index"] is None else f"[{i['array_index']}]")
+        text = str(i.get("error_text") or "")
+        text = text if errors else (text.splitlines() or [""])[0]
+        job = f" job {i['job_id']}" if i.get("job_id") else ""
+        lines.append(f"  {where:<30} {i['state']:<10}{job}" + (f"  {text}" if text else ""))
+    return "\n".join(lines)
+
+
+def _cancel_instances(
+    store: SqliteStore, run_id: str, task: str | None, executor: Executor | None
+) -> int:
+    """reflow-hpc's cancel over instances written by hand: each cancellable one (of ``task``)
+    ``CANCELLED``, each job id cancelled once, the run ``CANCELLED`` when no task is named;
+    the count."""
+    if task is not None and not any(
+        i["task_name"] == task for i in store.list_task_instances(run_id)
+    ):
+        names = sorted({i["task_name"] for i in store.list_task_instances(run_id)})
+        close = difflib.get_close_matches(str(task), names, n=1, cutoff=0.6)
+        raise StepNotFoundError(
+            f"run {run_id!r} has no task {shown(task)}"
+            + (f". Did you mean {close[0]!r}?" if close else "")
+            + f" (tasks: {', '.join(names)})",
+            name=str(task),
+            suggestion=close[0] if close else None,
+        )
+    todo = store.list_task_instances(run_id, task, TaskState.cancellable())
+    jobs = list(dict.fromkeys(str(i["job_id"]) for i in todo if i.get("job_id")))
+    if jobs and executor is None:
+        executor = SlurmExecutor.from_environment()
+    for job in jobs:
+        assert executor is not None
+        executor.cancel(job)
+    for i in todo:
+        store.update_task_cancelled(int(i["id"]))
+    if task is None:
+        store.update_run_status(run_id, RunState.CANCELLED)
+    return len(todo)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,9 @@ from ._snapshot import seed_view
 from ._states import RunState, TaskState, run_state, task_state
 
 __all__ = ["SqliteStore"]
+
+#: run id -> the live ``Run`` of a run this process runs (``_handle`` registers them)
+_LIVE: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 _INSTANCES = """
 CREATE TABLE IF NOT EXISTS task_instances (
@@ -416,8 +420,6 @@ class SqliteStore(RunIndex):
 def _live_output(run_id: str, instance: dict[str, Any]) -> Any:
     """A successful instance's output, from the run when this process ran it (a run's results
     stay in the process that ran it); else ``None``."""
-    from ._handle import _LIVE
-
     run = _LIVE.get(run_id)
     if run is None or instance["state"] != TaskState.SUCCESS.value or not run.done():
         return None

@@ -259,8 +259,7 @@ def test_array_limit_and_array_parallelism_mean_the_same() -> None:
 def test_result_broadcast_flag_is_checked() -> None:
     with pytest.raises(TypeError, match="broadcast"):
         Result(step="a", broadcast="yes")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="one step="):
-        Result(steps=["a", "b"], broadcast=True)
+    assert Result(steps=["a", "b"], broadcast=True).concat  # the whole list to every element
     wf = Workflow("bc")
 
     @wf.job()
