@@ -182,5 +182,7 @@ def test_a_cluster_that_goes_away_mid_run_fails_the_run_clearly(tmp_path: Path) 
 
 
 def test_bad_backend_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(WorkflowError, match="backend must be 'local', 'ray' or 'slurm'"):
+    with pytest.raises(
+        WorkflowError, match=r"backend must be 'local', 'ray', 'slurm', .*got 'kubernetes'"
+    ):
         _work_flow().run(tmp_path, backend="kubernetes")
