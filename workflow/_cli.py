@@ -312,20 +312,9 @@ def _err(message: str) -> int:
 
 
 def listing(wf: Workflow) -> str:
-    """``--list``: the steps in run order, each with its wires and parameters."""
-    plan = wf.plan()
-    lines = []
-    for name in plan.order:
-        spec = plan.jobs[name]
-        kind = "array job" if spec.array else "job"
-        bits = [
-            f"{w.param} <- {w.mode} " + "+".join(s for s, _ in w.parts) for w in plan.wires[name]
-        ]
-        bits += [f"{p.name}: {describe_type(p.type)} (param {p.key(name)})" for p in spec.params]
-        if spec.after:
-            bits.append("after " + ", ".join(spec.after))
-        lines.append(f"{name} [{kind}]" + (": " + "; ".join(bits) if bits else ""))
-    return "\n".join(lines)
+    """``--list``: the steps in run order, each with its wires and parameters (the text of
+    :meth:`Workflow.describe`)."""
+    return str(wf.describe())
 
 
 def _legacy(wf: Workflow, argv: list[str]) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFailed, shown
-from ._executors import Executor, SlurmExecutor
+from ._executors import Executor
 from ._index import IndexConnection, RunIndex, owner
 from ._params import resolve_params
 from ._report import RunReport, StepReport
@@ -48,7 +48,7 @@ from ._snapshot import (
     steps_record,
 )
 from ._states import RunState, TaskState
-from ._store import _LIVE, SqliteStore
+from ._store import _LIVE, SqliteStore, cancel_instances, instances_table
 
 if TYPE_CHECKING:
     from . import Workflow
@@ -434,7 +434,7 @@ class Run(RunReport):
             snap.setdefault(key, value)
         print(status_table(snap, errors=errors))
         if view is not None:
-            print(_instances_table(view["instances"], task=task, errors=errors))
+            print(instances_table(view["instances"], task=task, errors=errors))
         return None
 
     def _check_step(self, task: str) -> None:
@@ -496,7 +496,7 @@ class Run(RunReport):
             )
         hand = self._hand_written()
         if hand is not None:
-            n = _cancel_instances(hand, self.run_id, task, executor)
+            n = cancel_instances(hand, self.run_id, task, executor)
             print(f"Cancelled {n} task instance(s).")
             return n
         if task is not None:
@@ -665,49 +665,3 @@ class Run(RunReport):
             }.get(state, state.lower())
             st["state"] = state
             self.steps[name] = rep
-
-
-def _instances_table(instances: list[dict[str, Any]], *, task: str | None, errors: bool) -> str:
-    """The task instances written through a store's calls, one line each."""
-    lines = ["Instances (written through the store):"]
-    for i in instances:
-        if task is not None and i["task_name"] != task:
-            continue
-        where = i["task_name"] + ("" if i["array_index"] is None else f"[{i['array_index']}]")
-        text = str(i.get("error_text") or "")
-        text = text if errors else (text.splitlines() or [""])[0]
-        job = f" job {i['job_id']}" if i.get("job_id") else ""
-        lines.append(f"  {where:<30} {i['state']:<10}{job}" + (f"  {text}" if text else ""))
-    return "\n".join(lines)
-
-
-def _cancel_instances(
-    store: SqliteStore, run_id: str, task: str | None, executor: Executor | None
-) -> int:
-    """reflow-hpc's cancel over instances written by hand: each cancellable one (of ``task``)
-    ``CANCELLED``, each job id cancelled once, the run ``CANCELLED`` when no task is named;
-    the count."""
-    if task is not None and not any(
-        i["task_name"] == task for i in store.list_task_instances(run_id)
-    ):
-        names = sorted({i["task_name"] for i in store.list_task_instances(run_id)})
-        close = difflib.get_close_matches(str(task), names, n=1, cutoff=0.6)
-        raise StepNotFoundError(
-            f"run {run_id!r} has no task {shown(task)}"
-            + (f". Did you mean {close[0]!r}?" if close else "")
-            + f" (tasks: {', '.join(names)})",
-            name=str(task),
-            suggestion=close[0] if close else None,
-        )
-    todo = store.list_task_instances(run_id, task, TaskState.cancellable())
-    jobs = list(dict.fromkeys(str(i["job_id"]) for i in todo if i.get("job_id")))
-    if jobs and executor is None:
-        executor = SlurmExecutor.from_environment()
-    for job in jobs:
-        assert executor is not None
-        executor.cancel(job)
-    for i in todo:
-        store.update_task_cancelled(int(i["id"]))
-    if task is None:
-        store.update_run_status(run_id, RunState.CANCELLED)
-    return len(todo)

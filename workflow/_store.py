@@ -24,6 +24,7 @@ that is not JSON-safe) is a :class:`~reflow.workflow.WorkflowError` naming it.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import weakref
@@ -32,7 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ._errors import ParamError, RunIndexError, WorkflowError, shown
+from ._errors import ParamError, RunIndexError, StepNotFoundError, WorkflowError, shown
+from ._executors import Executor, SlurmExecutor
 from ._index import RunIndex, default_index_path
 from ._snapshot import seed_view
 from ._states import RunState, TaskState, run_state, task_state
@@ -454,3 +456,49 @@ def _instance_view(row: tuple[Any, ...]) -> dict[str, Any]:
         except (ValueError, RecursionError):
             out[key] = None
     return out
+
+
+def instances_table(instances: list[dict[str, Any]], *, task: str | None, errors: bool) -> str:
+    """The task instances written through a store's calls, one line each."""
+    lines = ["Instances (written through the store):"]
+    for i in instances:
+        if task is not None and i["task_name"] != task:
+            continue
+        where = i["task_name"] + ("" if i["array_index"] is None else f"[{i['array_index']}]")
+        text = str(i.get("error_text") or "")
+        text = text if errors else (text.splitlines() or [""])[0]
+        job = f" job {i['job_id']}" if i.get("job_id") else ""
+        lines.append(f"  {where:<30} {i['state']:<10}{job}" + (f"  {text}" if text else ""))
+    return "\n".join(lines)
+
+
+def cancel_instances(
+    store: SqliteStore, run_id: str, task: str | None, executor: Executor | None
+) -> int:
+    """reflow-hpc's cancel over instances written by hand: each cancellable one (of ``task``)
+    ``CANCELLED``, each job id cancelled once, the run ``CANCELLED`` when no task is named;
+    the count."""
+    if task is not None and not any(
+        i["task_name"] == task for i in store.list_task_instances(run_id)
+    ):
+        names = sorted({i["task_name"] for i in store.list_task_instances(run_id)})
+        close = difflib.get_close_matches(str(task), names, n=1, cutoff=0.6)
+        raise StepNotFoundError(
+            f"run {run_id!r} has no task {shown(task)}"
+            + (f". Did you mean {close[0]!r}?" if close else "")
+            + f" (tasks: {', '.join(names)})",
+            name=str(task),
+            suggestion=close[0] if close else None,
+        )
+    todo = store.list_task_instances(run_id, task, TaskState.cancellable())
+    jobs = list(dict.fromkeys(str(i["job_id"]) for i in todo if i.get("job_id")))
+    if jobs and executor is None:
+        executor = SlurmExecutor.from_environment()
+    for job in jobs:
+        assert executor is not None
+        executor.cancel(job)
+    for i in todo:
+        store.update_task_cancelled(int(i["id"]))
+    if task is None:
+        store.update_run_status(run_id, RunState.CANCELLED)
+    return len(todo)
