@@ -26,25 +26,12 @@ process's ``sys.path``) writes ``out/<task>.pkl`` atomically; Slurm writes ``<ta
 ``<task>.err``. A submission that succeeded entirely is removed; a failed one is kept.
 Writing and reading these files is ``_slurm_files``'s.
 
-Watching. One poller reads the result files and ``squeue --states=all`` (one element per
-line), every 0.25 s growing to ``POLL_MAX_S``. A task that ends ``FAILED``, ``TIMEOUT``,
-``OUT_OF_MEMORY``, ``CANCELLED``, ``NODE_FAIL`` (any end but ``COMPLETED``) without a result
-file fails its elements with an error naming the Slurm job id, the state and the tail of its
-stderr file; a task pending for a reason that never clears (``PartitionTimeLimit``...) is
-cancelled and fails the same way. A job killed for its memory says so (``OUT_OF_MEMORY`` where
-cgroups enforce ``--mem``; ``FAILED`` plus slurmstepd's "exceeded memory limit" on stderr where
-``jobacct_gather``'s ``OverMemoryKill`` does, as on a cluster without cgroups). A controller
-that stays unreachable for ``LOST_AFTER_S`` fails every element still out, naming it; a job
-Slurm no longer knows fails after ``GONE_AFTER_S``.
-
-Stopping. With ``on_error="stop"`` the first failure — an element's, seen here, or one the run
-saw (``stop()``, called by the run) — stops the run: the poller ``scancel``s every job of this
-run still pending or running, of every step, takes the results that landed meanwhile, and
-resolves every other task as cancelled (:data:`~._backends.CANCELLED` and the first failure,
-named), which the run reports as skipped elements; nothing more is submitted (a job whose
-``sbatch`` was under way is cancelled at once). ``cancel(step)`` (``Run.cancel()``, from any
-thread) does the same for one step's jobs or the run's. Only job ids this backend submitted
-are ever cancelled, so a second run at once is not touched.
+Watching is ``_slurm_poll``'s: one poller over the run's submissions, every 0.25 s growing to
+2 s, failing a task that ends without its result (naming the Slurm job id, its state and the
+tail of its stderr), one pending for a reason that never clears, and every element still out
+when the controller stays unreachable for ``LOST_AFTER_S``. Stopping (``on_error="stop"``,
+``stop()``) and ``cancel()`` are decided by ``_slurm_stop``'s :class:`~._slurm_stop.SlurmStops`
+and carried out by the poller: only job ids this backend submitted are ever cancelled.
 
 Up front. ``sbatch`` missing or the controller unreachable at the start is a
 :class:`WorkflowError` within ``CMD_TIMEOUT_S``; a bad partition or ``time``, or a ``time``
@@ -57,29 +44,21 @@ pend forever. Ending the run (done, Ctrl-C, its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._backends import CANCELLED, Backend, Calls, Results
+from ._backends import Backend, Calls, Results
 from ._errors import WorkflowError
 from ._executors import parse_slurm_address
 from ._slurm_cmd import (
-    DONE_STATES,
     LIMITS_FORMAT,
-    NEVER_CLEARS,
     NODES_FORMAT,
-    RUNNING_STATES,
-    SQUEUE_FORMAT,
     SlurmNode,
     check_time,
     last_error,
@@ -87,54 +66,20 @@ from ._slurm_cmd import (
     parse_job_id,
     parse_max_array,
     parse_nodes,
-    parse_squeue,
     parse_time_limits,
     sbatch_args,
     show,
 )
-from ._slurm_files import read_results, stderr_tail, write_inputs
+from ._slurm_files import write_inputs
+from ._slurm_poll import SlurmPoller, SlurmTask, Submission, settle
+from ._slurm_stop import SlurmStops, cancelled
 
 __all__ = ["SlurmBackend"]
 
-#: what a failure raised by ``TaskInterrupted`` in the task says
-_INTERRUPTED = "TaskInterrupted: Task interrupted by"
-POLL_MIN_S = 0.25
-POLL_MAX_S = 2.0
 #: how long one Slurm command may take (sinfo/squeue retry an unreachable controller ~10 s)
 CMD_TIMEOUT_S = 30.0
 #: how long the controller may be unreachable while jobs are out before they fail
 LOST_AFTER_S = float(os.environ.get("REFLOW_SLURM_LOST_AFTER_S", "30"))
-#: how long a task may stay ended (or unknown to Slurm) without its result file
-GONE_AFTER_S = 10.0
-#: how much of the first failure's first line a stop's reason quotes
-_CAUSE_CHARS = 300
-
-
-@dataclass
-class _Task:
-    calls: Calls
-    future: asyncio.Future[Results]
-    ended: float | None = None  # when first seen ended (or unknown) without a result
-
-
-@dataclass
-class _Submission:
-    step: str
-    job_id: str
-    dir: Path
-    tasks: dict[int, _Task]
-    array: bool
-    stop_on_error: bool
-    time: str | None
-    mem: int | None
-    failed: bool = False
-    lost_since: float | None = None
-    abandoned: bool = False  # its tasks were failed without Slurm saying they ended
-    #: how squeue says a task ended ("": not known to it), once it has
-    ended_state: dict[int, str] = field(default_factory=dict)
-
-    def label(self, task: int) -> str:
-        return f"{self.job_id}_{task}" if self.array else self.job_id
 
 
 class SlurmBackend(Backend):
@@ -193,17 +138,9 @@ class SlurmBackend(Backend):
         self._max_array = self._read_max_array()
         self._batches: dict[tuple[Any, ...], list[tuple[Calls, asyncio.Future[Results]]]] = {}
         self._launching: set[asyncio.Task[None]] = set()
-        self._subs: list[_Submission] = []
-        self._poller: asyncio.Task[None] | None = None
         self._count = 0
-        self._closed = False
-        self._finished: list[Path] = []
-        self._lock = threading.Lock()
-        self._out: dict[str, str] = {}  # job id -> step, submitted and not yet finished
-        #: why the run stopped (on_error="stop": its first failure), once it has
-        self._stop_cause: str | None = None
-        #: steps cancel() stopped (None: the whole run)
-        self._cancels: set[str | None] = set()
+        self._stops = SlurmStops()
+        self._poller = SlurmPoller(self._cmd, self._where, self._stops, lost_after_s=LOST_AFTER_S)
         self.submitted = 0  # sbatch calls that made a job
 
     # ------------------------------------------------------------------ slurm commands
@@ -301,10 +238,9 @@ class SlurmBackend(Backend):
         part = opts.get("partition") or self._partition_of.get(step, self.partition)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Results] = loop.create_future()
-        with self._lock:
-            why = self._halted(step)
+        why = self._stops.halted(step)
         if why is not None:  # the run stopped or was cancelled: this is not submitted
-            fut.set_result(_cancelled(calls, f"job {step!r} was not submitted: {why}"))
+            fut.set_result(cancelled(calls, f"job {step!r} was not submitted: {why}"))
             return fut
         key = (
             step,
@@ -346,11 +282,10 @@ class SlurmBackend(Backend):
         groups = [batch[i : i + self._max_array] for i in range(0, len(batch), self._max_array)]
         after: str | None = None
         for group in groups:
-            with self._lock:
-                why = self._halted(step)
+            why = self._stops.halted(step)
             if why is not None:
                 for calls, fut in group:
-                    _set(fut, _cancelled(calls, f"job {step!r} was not submitted: {why}"))
+                    settle(fut, cancelled(calls, f"job {step!r} was not submitted: {why}"))
                 continue
             self._count += 1
             d = self._base / f"{step}-{self._count}"
@@ -376,7 +311,7 @@ class SlurmBackend(Backend):
                 )
             except _Halted as exc:
                 for calls, fut in group:
-                    _set(fut, _cancelled(calls, str(exc)))
+                    settle(fut, cancelled(calls, str(exc)))
                 continue
             except WorkflowError as exc:
                 for calls, fut in group:
@@ -385,14 +320,12 @@ class SlurmBackend(Backend):
                 continue
             self.submitted += 1
             after = job_id
-            tasks = {k: _Task(calls, fut) for k, (calls, fut) in enumerate(group)}
-            sub = _Submission(step, job_id, d, tasks, many, on_error == "stop", tlimit, memory)
-            self._subs.append(sub)
+            tasks = {k: SlurmTask(calls, fut) for k, (calls, fut) in enumerate(group)}
+            sub = Submission(step, job_id, d, tasks, many, on_error == "stop", tlimit, memory)
             if self.on_job_ids is not None:
                 ids = {i: sub.label(k) for k, t in tasks.items() for i, _ in t.calls}
                 self.on_job_ids(step, ids)
-            if self._poller is None or self._poller.done():
-                self._poller = asyncio.ensure_future(self._poll())
+            self._poller.add(sub)
 
     def _sbatch(
         self,
@@ -412,280 +345,35 @@ class SlurmBackend(Backend):
                 f"job {step!r}: sbatch did not take it ({self._where()}): {text}", step=step
             )
         # known to close(), stop and cancel() from now on, even before the loop registers it
-        with self._lock:
-            why = self._halted(step)
-            if not self._closed and why is None:
-                self._out[job_id] = step
-                return job_id
+        admitted, why = self._stops.admit(job_id, step)
+        if admitted:
+            return job_id
         # the run ended, stopped or was cancelled while sbatch ran: nobody waits for this job
         self._cmd("scancel", job_id, timeout=10)
         if why is not None:
             raise _Halted(f"Slurm job {job_id} of job {step!r} was cancelled at once: {why}")
         raise WorkflowError(f"job {step!r}: the run ended while it was submitted", step=step)
 
-    # ------------------------------------------------------------------ watching
-
-    async def _poll(self) -> None:
-        try:
-            await self._poll_loop()
-        except Exception as exc:
-            # a poller that died would leave the run waiting forever: fail what is out
-            text = f"watching the Slurm jobs failed: {type(exc).__name__}: {exc}"
-            for sub in self._subs:
-                self._fail_all(sub, text)
-
-    async def _poll_loop(self) -> None:
-        interval = POLL_MIN_S
-        while any(s.tasks for s in self._subs):
-            await asyncio.sleep(interval)
-            progress = await self._halt()
-            for sub in list(self._subs):
-                if sub.tasks:
-                    progress |= await asyncio.to_thread(self._collect, sub)
-                if sub.tasks:
-                    progress |= await self._watch(sub)
-                # a failure just seen under on_error="stop" stops every job, not only this one
-                progress |= await self._halt()
-            for sub in [s for s in self._subs if not s.tasks]:
-                self._subs.remove(sub)
-                if not sub.abandoned:  # an abandoned one may still run: close cancels it
-                    with self._lock:
-                        self._out.pop(sub.job_id, None)
-                if not sub.failed:
-                    self._finished.append(sub.dir)  # removed at close
-            interval = POLL_MIN_S if progress else min(POLL_MAX_S, interval * 1.5)
-
-    def _halted(self, step: str) -> str | None:
-        """Why nothing more of ``step`` may run, or ``None`` (the caller holds the lock)."""
-        if self._stop_cause is not None:
-            return self._stop_cause
-        if None in self._cancels:
-            return "the run was cancelled"
-        if step in self._cancels:
-            return f"job {step!r} was cancelled"
-        return None
-
-    async def _halt(self) -> bool:
-        """Carry out a stop (every job of the run) or a ``cancel()`` (the jobs of the steps it
-        named): ``scancel`` them, pending or running, collect the results that landed, and
-        resolve every other task as cancelled, saying why. ``False``: nothing to do."""
-        with self._lock:
-            whys = {s.job_id: self._halted(s.step) for s in self._subs if s.tasks}
-        hit = [s for s in self._subs if s.tasks and whys.get(s.job_id)]
-        if not hit:
-            return False
-        ids = sorted({s.job_id for s in hit}, key=int)
-        p = await asyncio.to_thread(self._cmd, "scancel", *ids, timeout=10)
-        for sub in hit:
-            if p.returncode != 0:
-                sub.abandoned = True  # still out as far as we know: close() tries again
-            await asyncio.to_thread(self._collect, sub)
-            sub.failed = True  # kept: its files say what ran
-            for k in list(sub.tasks):
-                text = f"Slurm job {sub.label(k)} of job {sub.step!r} was cancelled: "
-                self._resolve(sub, k, _cancelled(sub.tasks[k].calls, text + str(whys[sub.job_id])))
-        return True
-
-    def _collect(self, sub: _Submission) -> bool:
-        """Resolve the tasks whose result file is there."""
-        try:
-            names = set(os.listdir(sub.dir / "out"))
-        except OSError:
-            return False
-        found = False
-        for k in [k for k in sub.tasks if f"{k}.pkl" in names]:
-            results = read_results(sub.dir, k, sub.tasks[k].calls, sub.label(k), sub.step)
-            if any(not ok and _INTERRUPTED in str(v) for _, ok, v in results):
-                # a task stopped by a signal (its time limit, scancel): say how it ended
-                if k not in sub.ended_state:
-                    continue  # squeue says it on the next look
-                results = self._interrupted(sub, k, results)
-            if any(not ok for _, ok, _ in results):
-                sub.failed = True
-            self._resolve(sub, k, results)
-            found = True
-        return found
-
-    def _resolve(self, sub: _Submission, k: int, results: Results) -> None:
-        task = sub.tasks.pop(k)
-        fut = task.future
-        if not fut.done():
-            fut.get_loop().call_soon_threadsafe(_set, fut, results)
-        if not sub.stop_on_error:
-            return
-        for i, ok, value in results:
-            text = str(value)
-            if not ok and not text.startswith(CANCELLED):
-                # the run's first failure: the poller stops every job of the run (_halt)
-                what = f"element {i} of {sub.step!r}" if sub.array else repr(sub.step)
-                first = (text.strip().splitlines() or [""])[0][:_CAUSE_CHARS]
-                self.stop(f"the run stopped after {what} failed: {first}")
-                return
-
-    async def _watch(self, sub: _Submission) -> bool:
-        p = await asyncio.to_thread(
-            self._cmd,
-            "squeue",
-            "--states=all",
-            "--array",
-            "-h",
-            "-j",
-            sub.job_id,
-            "-o",
-            SQUEUE_FORMAT,
-        )
-        now = time.monotonic()
-        if p.returncode != 0 and "Invalid job id" not in p.stderr:
-            sub.lost_since = sub.lost_since or now
-            if now - sub.lost_since < LOST_AFTER_S:
-                return False
-            first = last_error(p.stderr, p.returncode)
-            text = (
-                f"the Slurm controller ({self._where()}) was unreachable for {LOST_AFTER_S:g} s "
-                f"while job {sub.step!r} ran as Slurm job {sub.job_id}: squeue: {first}"
-            )
-            self._fail_all(sub, text)
-            return True
-        sub.lost_since = None
-        states, rest = parse_squeue(p.stdout, sub.job_id, sub.array)
-        changed = False
-        for k in list(sub.tasks):
-            if k not in sub.tasks:  # resolved by a collect above
-                continue
-            state, reason = states.get(k, rest)
-            task = sub.tasks[k]
-            if state not in RUNNING_STATES:
-                sub.ended_state[k] = state
-                if k in self._held(sub) and await asyncio.to_thread(self._collect, sub):
-                    changed = True
-                    continue
-            if state in RUNNING_STATES:
-                if state == "PENDING" and reason in NEVER_CLEARS:
-                    await asyncio.to_thread(self._cmd, "scancel", sub.job_id, timeout=10)
-                    for other in list(sub.tasks):
-                        self._fail_task(
-                            sub,
-                            other,
-                            f"was pending for a reason that never clears "
-                            f"({reason}) and was cancelled",
-                        )
-                    return True
-                continue
-            if state and state not in DONE_STATES:
-                # the result file may have landed between the listing and squeue
-                if await asyncio.to_thread(self._collect, sub) and k not in sub.tasks:
-                    changed = True
-                    continue
-                self._fail_task(sub, k, f"ended {state}")
-                changed = True
-                continue
-            # COMPLETED without a result yet (a shared file system's lag), or unknown to Slurm
-            task.ended = task.ended or now
-            if now - task.ended >= GONE_AFTER_S:
-                why = (
-                    "ended COMPLETED without writing its result"
-                    if state
-                    else ("is no longer known to Slurm and wrote no result")
-                )
-                self._fail_task(sub, k, why)
-                changed = True
-        return changed
-
-    @staticmethod
-    def _held(sub: _Submission) -> set[int]:
-        """The tasks still waited for whose result file is there (held back for their end
-        state, or landed since the last look)."""
-        try:
-            names = set(os.listdir(sub.dir / "out"))
-        except OSError:
-            return set()
-        return {k for k in sub.tasks if f"{k}.pkl" in names}
-
-    def _interrupted(self, sub: _Submission, k: int, results: Results) -> Results:
-        """A signalled task's failures, led by how Slurm says it ended (``TIMEOUT`` and the
-        limit: the time limit's SIGTERM) when that is not ``COMPLETED``."""
-        state = sub.ended_state.get(k, "")
-        if not state or state in DONE_STATES:
-            return results
-        extra = f" (its time limit: {sub.time})" if "TIMEOUT" in state and sub.time else ""
-        lead = f"Slurm job {sub.label(k)} of job {sub.step!r} ended {state}{extra}: "
-        own = f"Slurm job {sub.label(k)}: "
-        tail = stderr_tail(sub.dir / f"{k}.err")
-        end = f"\nthe end of its stderr ({sub.dir / f'{k}.err'}):\n{tail}" if tail else ""
-        out: Results = []
-        for i, ok, v in results:
-            if not ok:
-                text = str(v)
-                v = lead + (text[len(own) :] if text.startswith(own) else text) + end
-            out.append((i, ok, v))
-        return out
-
-    def _fail_task(self, sub: _Submission, k: int, why: str) -> None:
-        extra = ""
-        tail = stderr_tail(sub.dir / f"{k}.err")
-        if "TIMEOUT" in why and sub.time:
-            extra = f" (its time limit: {sub.time})"
-        elif sub.mem and ("OUT_OF_MEMORY" in why or "exceeded memory limit" in tail.lower()):
-            # OUT_OF_MEMORY where a cgroup enforces --mem; FAILED, with slurmstepd saying so
-            # on stderr, where jobacct_gather's OverMemoryKill does
-            extra = f" (over its memory limit: {math.ceil(sub.mem / 2**20)} MiB)"
-        text = f"Slurm job {sub.label(k)} of job {sub.step!r} {why}{extra}"
-        text += (
-            f"; the end of its stderr ({sub.dir / f'{k}.err'}):\n{tail}"
-            if tail
-            else ("; its stderr is empty")
-        )
-        sub.failed = True
-        self._resolve(sub, k, [(i, False, text) for i, _ in sub.tasks[k].calls])
-
-    def _fail_all(self, sub: _Submission, text: str) -> None:
-        sub.failed = sub.abandoned = True
-        for k in list(sub.tasks):
-            calls = sub.tasks[k].calls
-            self._resolve(sub, k, [(i, False, text) for i, _ in calls])
-
     def stop(self, why: str) -> None:
         """``on_error="stop"`` and a failure (seen here or by the run): every job of this run
         still pending or running is cancelled by the poller, nothing more is submitted."""
-        with self._lock:
-            if self._stop_cause is None:
-                self._stop_cause = why
+        self._stops.stop(why)
 
     def cancel(self, step: str | None) -> None:
         """``Run.cancel()`` (from any thread): nothing more of ``step`` (``None``: of the
         run) is submitted, and its jobs still out are ``scancel``ed now; the poller reports
         their elements as cancelled."""
-        with self._lock:
-            self._cancels.add(step)
-            ids = sorted((j for j, s in self._out.items() if step in (None, s)), key=int)
+        ids = self._stops.cancel(step)
         if ids:
             self._cmd("scancel", *ids, timeout=10)
 
     def close(self) -> None:
         """Cancel this run's jobs still out (Ctrl-C, a timeout, a stop after a failure)."""
-        with self._lock:
-            self._closed = True
-            ids = sorted(self._out, key=int)
-            self._out.clear()
-        if self._poller is not None:
-            with contextlib.suppress(RuntimeError):  # its loop may be closed already
-                self._poller.cancel()
-        self._subs.clear()
+        ids = self._stops.close()
+        self._poller.close()
         if ids:
             self._cmd("scancel", *ids, timeout=10)
-        for d in self._finished:
-            shutil.rmtree(d, ignore_errors=True)
-        self._finished.clear()
 
 
 class _Halted(Exception):
     """A job submitted as the run stopped or was cancelled: cancelled at once."""
-
-
-def _cancelled(calls: Calls, why: str) -> Results:
-    return [(i, False, f"{CANCELLED}{why}") for i, _ in calls]
-
-
-def _set(fut: asyncio.Future[Results], results: Results) -> None:
-    if not fut.done():
-        fut.set_result(results)
