@@ -17,9 +17,9 @@ configured by the standard ``OTEL_*`` variables, behind :class:`BoundedSpanProce
 ``max_queue_size`` ended spans wait for the exporter; a span that finds the queue full is
 dropped and counted, and the first drop is logged once. A receiver that is slow or down only
 fills that queue: the run never waits for it, and :func:`close_provider` waits a bounded time.
-The exporter's own log line per retry is replaced by one warning naming the endpoint
-(:class:`QuietExporter`); one export with its retries takes at most 5 s unless
-``OTEL_EXPORTER_OTLP_TIMEOUT`` says otherwise.
+The exporter's own log line per retry is replaced by one warning naming the endpoint, and one
+export with its retries takes at most 5 s unless ``OTEL_EXPORTER_OTLP_TIMEOUT`` says
+otherwise (:class:`~._otlp_quiet.QuietExporter`, ``_otlp_quiet``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from ._core._events import _EPOCH, message_size
 from ._errors import ReflowError
+from ._otlp_quiet import QuietExporter, export_timeout
 
 if TYPE_CHECKING:
     from ._core._network import Network
@@ -58,8 +59,6 @@ log = logging.getLogger("reflow.tracing")
 TRACE_MODES = ("off", "nodes", "ticks")
 _EPOCH_NS = int(_EPOCH * 1e9)
 _ERROR_CHARS = 1000  # of an error's text carried by a span
-#: seconds one export (with its retries) may take unless OTEL_EXPORTER_OTLP_*TIMEOUT says
-_EXPORT_TIMEOUT_S = 5.0
 
 
 class TraceConfigError(ReflowError):
@@ -147,88 +146,6 @@ def _env_int(name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) <= 0:
         raise TraceConfigError(f"${name}={raw!r}: expected a positive whole number")
     return int(raw)
-
-
-_EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
-_exporting = threading.local()
-
-
-class _InsideExportFilter(logging.Filter):
-    """Drops the OTLP exporter's own log records while one of our exporters runs its export
-    on this thread (a "Transient error ... retrying" line per retry, then a "Failed to
-    export" line per batch): :class:`QuietExporter` says it once instead. Records of an
-    exporter that is not ours pass."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        sink = getattr(_exporting, "sink", None)
-        if sink is None:
-            return True
-        sink.append(record.getMessage())
-        return False
-
-
-_FILTER = _InsideExportFilter()
-
-
-class QuietExporter:
-    """The OTLP/HTTP exporter, with its per-retry log lines replaced by one warning of ours
-    naming the endpoint when exports start failing (and an info line when they work again)."""
-
-    def __init__(self, inner: Any, endpoint: str) -> None:
-        self._inner = inner
-        self.endpoint = endpoint
-        self.failing = False
-        exporter_log = logging.getLogger(_EXPORTER_LOGGER)
-        if _FILTER not in exporter_log.filters:
-            exporter_log.addFilter(_FILTER)
-
-    def export(self, spans: Sequence[Any]) -> Any:
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
-        said: list[str] = []
-        _exporting.sink = said
-        try:
-            result = self._inner.export(spans)
-        finally:
-            _exporting.sink = None
-        if result == SpanExportResult.SUCCESS:
-            if self.failing:
-                self.failing = False
-                log.info("the OTLP collector at %s accepts spans again", self.endpoint)
-        elif not self.failing:
-            self.failing = True
-            why = _export_reason(said)
-            log.warning(
-                "cannot export trace spans to the OTLP collector at %s%s; the run goes on, "
-                "its spans are dropped while the collector is down (said once)",
-                self.endpoint,
-                f" ({why})" if why else "",
-            )
-        return result
-
-    def shutdown(self, timeout_millis: float = 30_000) -> None:
-        _exporting.sink = []  # "already shutdown" / "aborting retry" lines are not news
-        try:
-            try:
-                self._inner.shutdown(timeout_millis=timeout_millis)
-            except TypeError:
-                self._inner.shutdown()
-        finally:
-            _exporting.sink = None
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return bool(self._inner.force_flush(timeout_millis))
-
-
-def _export_reason(lines: list[str]) -> str:
-    """The cause in the exporter's first line ("Transient error Connection refused ...")."""
-    if not lines:
-        return ""
-    first = lines[0]
-    found = re.match(r"Transient error (.*?) encountered while exporting", first)
-    text = found.group(1) if found else first
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)  # "Connection refused"
-    return (errno.group(1) if errno else text)[:200]
 
 
 class _CountingExporter:
@@ -368,14 +285,8 @@ def otlp_tracer_provider(
     resource = Resource.create(attrs)
     if not service_name and not os.environ.get("OTEL_SERVICE_NAME"):
         resource = resource.merge(Resource({"service.name": "reflow"}))
-    timeout = None
-    if not any(
-        os.environ.get(v, "").strip()
-        for v in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
-    ):
-        timeout = _EXPORT_TIMEOUT_S  # a dead collector holds the export thread this long
     otlp = OTLPSpanExporter(
-        endpoint=url, headers=dict(headers) if headers else None, timeout=timeout
+        endpoint=url, headers=dict(headers) if headers else None, timeout=export_timeout()
     )
     shown = str(getattr(otlp, "_endpoint", None) or url or "http://localhost:4318/v1/traces")
     provider = TracerProvider(resource=resource)
