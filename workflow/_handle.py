@@ -33,9 +33,11 @@ from ._errors import RunStateError, StepNotFoundError, WorkflowError, WorkflowFa
 from ._executors import Executor
 from ._index import IndexConnection, RunIndex, owner
 from ._params import resolve_params
+from ._recorded import cancel_recorded, record_steps, wait_recorded
 from ._report import RunReport, StepReport
+from ._retry import adopted_options, failed_so_far, prior_results, retry_count
 from ._run import _Run, run_plan
-from ._run_hooks import FAILED, Hooks, PriorFailure
+from ._run_hooks import Hooks
 from ._snapshot import (
     TERMINAL,
     active_count,
@@ -47,7 +49,7 @@ from ._snapshot import (
     status_table,
     steps_record,
 )
-from ._states import RunState, TaskState
+from ._states import RunState
 from ._store import _LIVE, SqliteStore, cancel_instances, instances_table
 
 if TYPE_CHECKING:
@@ -60,9 +62,9 @@ log = logging.getLogger("reflow.workflow")
 
 #: at most this many index writes a second while a run goes (the first and last always)
 WRITES_PER_S = 4.0
-#: how often a running run looks for a cancel asked by another process
 #: how long ``retry()`` right after ``cancel()`` waits for the cancelled calls to end
 RETRY_AFTER_CANCEL_S = 60.0
+#: how often a running run looks for a cancel asked by another process
 POLL_S = 0.25
 
 
@@ -270,7 +272,7 @@ class Run(RunReport):
             self.elapsed = report.elapsed
         live = self._live
         if live is not None:
-            self._keep_prior(live)
+            self._prior = prior_results(live)
         if self._cancel_asked:
             self._state = RunState.CANCELLED.value
         elif report is not None and report.ok and self._error is None:
@@ -281,24 +283,6 @@ class Run(RunReport):
         self._write(force=True)
         self._finished.set()
         rec.dirty.set()
-
-    def _keep_prior(self, live: _Run) -> None:
-        """What a retry reuses: every element's value, or its failure, by Merkle key."""
-        prior: dict[str, Any] = {}
-        for name, st in live.state.items():
-            rep = live.report[name]
-            if live.plan.jobs[name].array:
-                for i, key in enumerate(st.keys):
-                    if i in rep.failures:
-                        prior[key] = PriorFailure(rep.failures[i])
-                    elif i < len(st.elements) and st.elements[i] is not FAILED:
-                        prior[key] = st.elements[i]
-            elif st.key:
-                if 0 in rep.failures:
-                    prior[st.key] = PriorFailure(rep.failures[0])
-                elif rep.status in ("done", "cached"):
-                    prior[st.key] = st.value
-        self._prior = prior
 
     def _watch(self, rec: _Recorder) -> None:
         """While the run goes: write the record when something changed (throttled) and look
@@ -466,13 +450,9 @@ class Run(RunReport):
         ):
             raise RunStateError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
         if self._foreign is not None:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while not self.done():
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise RunStateError(f"run {self.run_id!r} is still running after {timeout:g} s")
-                time.sleep(POLL_S)
+            wait_recorded(self.done, self.run_id, timeout)
             if self._foreign is not None:
-                self._load_steps(self._foreign)
+                self.steps = record_steps(self._foreign)
             return self
         if not self._finished.wait(timeout):
             raise RunStateError(f"run {self.run_id!r} is still running after {timeout:g} s")
@@ -503,11 +483,8 @@ class Run(RunReport):
             self._check_step(task)
         n = 0
         if self._foreign is not None:
-            snap = self._refresh()
-            if str(snap.get("status")) not in TERMINAL:
-                n = active_count(snap, task)
-                assert self._index is not None
-                self._index.request_cancel(self.run_id)
+            assert self._index is not None
+            n = cancel_recorded(self._index, self.run_id, self._refresh(), task)
         elif not self._finished.is_set():
             n = active_count(self._snapshot(), task)
             live = self._live
@@ -542,11 +519,7 @@ class Run(RunReport):
             with contextlib.suppress(WorkflowError):
                 self.wait(timeout=RETRY_AFTER_CANCEL_S)
         if not self.done():
-            failed = sum(
-                1
-                for i in seed_view(self._snapshot())["failed_instances"]
-                if task is None or i["task_name"] == task
-            )
+            failed = failed_so_far(self._snapshot(), task)
             if failed == 0:  # nothing to mark yet, as reflow-hpc answers for an active run
                 print("Marked 0 task instance(s) for retry.")
                 return 0
@@ -555,23 +528,8 @@ class Run(RunReport):
                 "wait() or cancel() first"
             )
         snap = self._snapshot()
-        view = seed_view(snap)
-
-        # what failed; for a run that was cancelled, what the cancel stopped too (the
-        # instances skipped because something they need failed are re-run, not counted)
-        def count(states: set[str]) -> int:
-            return sum(
-                1
-                for i in view["instances"]
-                if i["state"] in states and (task is None or i["task_name"] == task)
-            )
-
-        n = count({TaskState.FAILED.value})
-        if snap.get("status") == RunState.CANCELLED.value or (
-            n == 0 and snap.get("status") == RunState.FAILED.value
-        ):  # what a cancel, a timeout or a backend failure stopped
-            n = count({TaskState.FAILED.value, TaskState.CANCELLED.value})
-        if n == 0 and (task is not None or snap.get("status") != RunState.CANCELLED.value):
+        n = retry_count(snap, task)
+        if n is None:
             print("Marked 0 task instance(s) for retry.")
             return 0
         if self._foreign is not None:
@@ -593,14 +551,7 @@ class Run(RunReport):
             raise RunStateError(f"run {self.run_id!r}: retry() needs its workflow")
         self._plan = self._wf.plan()
         self._params = resolve_params(self._plan, snap.get("params") or {})
-        self.backend = str(snap.get("backend", "local"))
-        opts = dict(snap.get("options") or {})
-        self._options = {
-            k: opts[k]
-            for k in ("max_workers", "processes", "address", "verify", "on_error", "background")
-            if k in opts
-        }
-        self._created = str(snap.get("created") or now())
+        self.backend, self._options, self._created = adopted_options(snap)
         self.steps = {n: StepReport(n, self._plan.jobs[n].array) for n in self._plan.order}
         self._foreign = None
 
@@ -643,25 +594,4 @@ class Run(RunReport):
         self._foreign = snap
         self._created = str(snap.get("created", ""))
         self._finished.set()
-        self._load_steps(snap)
-
-    def _load_steps(self, snap: dict[str, Any]) -> None:
-        """A foreign run's steps as its record says (at attach, and again when wait() sees
-        it end: a handle must not report what it read before another process retried it)."""
-        self.steps = {}
-        for name, st in (snap.get("steps") or {}).items():
-            rep = StepReport(name, bool(st.get("array")))
-            rep.elements = int(st.get("total", 0))
-            rep.cached = int(st.get("cached", 0))
-            rep.done = int(st.get("done", 0))
-            for e in st.get("errors", []):
-                rep.failures[e.get("index") or 0] = str(e.get("error", ""))
-            state = str(st.get("state", "")).upper()
-            state = "SUCCESS" if state == "SUCCEEDED" else state
-            rep.status = {
-                "SUCCESS": "done",
-                "FAILED": "failed",
-                "CANCELLED": "skipped",
-            }.get(state, state.lower())
-            st["state"] = state
-            self.steps[name] = rep
+        self.steps = record_steps(snap)
