@@ -25,9 +25,10 @@ not started, steps not yet run are skipped — and ``run_local`` raises
 failed element fails only the elements chained to it, a step that needs a failed result is
 skipped, and the report says what happened.
 
-The parameters and options are checked before this runs (``_params``); what a run reuses, a
-retried attempt's results and the result cache, is looked up through ``_reuse``; the hooks a
-``Run`` handle gives it are ``_run_hooks``'s.
+The parameters and options are checked before this runs (``_params``); what a job's calls
+get, and their Merkle keys, is ``_inputs``'s; what a run reuses, a retried attempt's results
+and the result cache, is looked up through ``_reuse``; the hooks a ``Run`` handle gives it are
+``_run_hooks``'s.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ from .._core._messages import Message
 from .._core._network import Network
 from ._backends import CANCELLED, Backend, LocalBackend, RayBackend, exc_text
 from ._batch import BatchBackend, executor_for
-from ._cache import MISS, ResultCache, merkle, value_digest
+from ._cache import MISS, ResultCache, merkle
 from ._errors import ParamError, WorkflowError, WorkflowFailed, shown
-from ._flow import Plan, Wire
+from ._flow import Plan
+from ._inputs import StepState, array_calls, single_call
 from ._job import JobSpec, RunDirInput
 from ._params import BACKENDS, check_options, forced_steps, resolve_params
 from ._report import RunReport, StepReport
@@ -56,7 +58,6 @@ from ._reuse import Reuse
 from ._run_hooks import FAILED, Hooks, PriorFailure
 from ._signals import interrupts, running
 from ._slurm import SlurmBackend
-from ._types import strip
 
 #: the backends of ``_batch`` (an Executor object drives the jobs)
 BATCH_BACKENDS = ("pbs", "lsf", "sge", "flux", "executor")
@@ -78,16 +79,6 @@ logging.getLogger("reflow").addFilter(_JobTickFailures())
 # BACKENDS, check_options and resolve_params moved to ``_params``; the package imports them
 # from here
 __all__ = ["BACKENDS", "check_options", "resolve_params", "run_plan"]
-
-
-class _StepState:
-    __slots__ = ("elements", "key", "keys", "value")
-
-    def __init__(self) -> None:
-        self.value: Any = None  # a job's result
-        self.elements: list[Any] = []  # an array job's results (FAILED where none)
-        self.key = ""  # the Merkle key of the whole result
-        self.keys: list[str] = []  # per element
 
 
 class _Run:
@@ -122,59 +113,8 @@ class _Run:
         self.backend = backend
         self.on_error = on_error
         self.stopped = False
-        self.state = {n: _StepState() for n in plan.order}
+        self.state = {n: StepState() for n in plan.order}
         self.report = {n: StepReport(n, plan.jobs[n].array) for n in plan.order}
-
-    # ------------------------------------------------------------------ inputs
-
-    def _param_kwargs(self, spec: JobSpec) -> tuple[dict[str, Any], str]:
-        kwargs: dict[str, Any] = {}
-        digests: list[str] = []
-        for p in spec.params:
-            v = self.params[p.key(spec.name)]
-            if strip(p.type) is Path and isinstance(v, str):
-                v = Path(v)
-            kwargs[p.name] = v
-            digests.append(f"{p.name}={value_digest(v)}")
-        return kwargs, merkle(*digests)
-
-    def _whole(self, wire: Wire) -> tuple[Any, str]:
-        """The value and key of a non-iterating wire (direct, broadcast, gather, concat)."""
-        parts: list[Any] = []
-        keys: list[str] = []
-        for step, how in wire.parts:
-            st = self.state[step]
-            if how == "array":
-                parts.extend(st.elements)
-                keys.append(st.key)
-            elif how == "list":
-                parts.extend(_as_list(step, st.value))
-                keys.append(st.key)
-            else:
-                parts.append(st.value)
-                keys.append(st.key)
-        if wire.mode in ("direct", "broadcast"):
-            return parts[0], keys[0]
-        return parts, merkle(wire.mode, *keys)
-
-    def _iterated(self, spec: JobSpec, wire: Wire) -> tuple[list[Any], list[str]]:
-        """The elements and element keys of an iterating wire (fan-out, chain, concat)."""
-        if wire.mode == "chain":
-            st = self.state[wire.parts[0][0]]
-            return st.elements, st.keys
-        values: list[Any] = []
-        whole: list[str] = []
-        for step, how in wire.parts:
-            st = self.state[step]
-            if how == "array":
-                values.extend(st.elements)
-            elif how == "list":
-                values.extend(_as_list(step, st.value, spec.name))
-            else:
-                values.append(st.value)
-            whole.append(st.key)
-        base = merkle(wire.mode, *whole)
-        return values, [merkle(base, str(i)) for i in range(len(values))]
 
     # ------------------------------------------------------------------ ticks
 
@@ -295,12 +235,7 @@ class _Run:
         return self.run_dir
 
     async def _single(self, spec: JobSpec, rep: StepReport) -> None:
-        kwargs, pkey = self._param_kwargs(spec)
-        keys = [spec.code_hash, pkey]
-        for wire in self.plan.wires[spec.name]:
-            kwargs[wire.param], k = self._whole(wire)
-            keys.append(f"{wire.param}:{k}")
-        key = merkle(*keys)
+        kwargs, key = single_call(spec, self.plan.wires[spec.name], self.state, self.params)
         st = self.state[spec.name]
         st.key = key
         rep.elements = 1
@@ -334,49 +269,14 @@ class _Run:
             await loop.run_in_executor(None, self.reuse.store, spec, key, value)
 
     async def _array(self, spec: JobSpec, rep: StepReport, ctx: Any) -> None:
-        base, pkey = self._param_kwargs(spec)
-        fixed_keys = [spec.code_hash, pkey]
-        iterated: list[tuple[str, list[Any], list[str]]] = []
-        lengths: dict[str, int] = {}
-        for wire in self.plan.wires[spec.name]:
-            if wire.iterates:
-                values, keys = self._iterated(spec, wire)
-                iterated.append((wire.param, values, keys))
-                lengths[f"{wire.param} (from {', '.join(s for s, _ in wire.parts)})"] = len(values)
-            else:
-                base[wire.param], k = self._whole(wire)
-                fixed_keys.append(f"{wire.param}:{k}")
-        if len(set(lengths.values())) > 1:
-            detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
-            raise WorkflowError(
-                f"array job {spec.name!r} iterates over inputs of different lengths ({detail})",
-                step=spec.name,
-            )
-        n = next(iter(lengths.values()))
-        fixed = merkle(*fixed_keys)
+        calls = array_calls(spec, self.plan.wires[spec.name], self.state, self.params, self.run_dir)
+        n = len(calls.keys)
         st = self.state[spec.name]
         st.elements = [FAILED] * n
-        st.keys = [""] * n
+        st.keys = calls.keys
         rep.elements = n
-        rundirs = [i.name for i in spec.inputs if isinstance(i, RunDirInput)]
-        todo: list[tuple[int, dict[str, Any]]] = []
-        for i in range(n):
-            ekeys = [fixed]
-            kwargs = dict(base)
-            bad = False
-            for name, values, keys in iterated:
-                v = values[i]
-                if v is FAILED:
-                    bad = True
-                kwargs[name] = v
-                ekeys.append(f"{name}:{keys[i]}")
-            st.keys[i] = merkle(*ekeys)
-            if bad:
-                rep.skipped.append(i)
-                continue
-            for r in rundirs:
-                kwargs[r] = self.run_dir
-            todo.append((i, kwargs))
+        rep.skipped.extend(calls.skipped)
+        rundirs, todo = calls.rundirs, calls.todo
         st.key = merkle("array", *st.keys)
         loop = asyncio.get_running_loop()
         if self.reuse.wanted(spec):
@@ -523,20 +423,6 @@ class _Run:
 def _make_dirs(paths: list[Path]) -> None:
     for p in paths:
         p.mkdir(parents=True, exist_ok=True)
-
-
-def _as_list(step: str, value: Any, consumer: str | None = None) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    try:
-        if isinstance(value, (str, bytes, dict)):
-            raise TypeError
-        return list(value)
-    except TypeError:
-        to = f" to fan out into {consumer!r}" if consumer else ""
-        raise WorkflowError(
-            f"step {step!r} returned {type(value).__name__}, not a list{to}", step=step
-        ) from None
 
 
 class _JobActor(Actor):

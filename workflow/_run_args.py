@@ -24,7 +24,7 @@ from ._errors import ParamError, UnknownExecutorError, WorkflowError, shown
 from ._flow import Plan
 from ._index import RunIndex, default_index_path
 from ._job import scheduler_options
-from ._run import BACKENDS
+from ._params import BACKENDS
 
 __all__ = [
     "RUN_OPTIONS",

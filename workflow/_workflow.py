@@ -20,7 +20,7 @@ from ._executors import Executor, resolve_executor
 from ._flow import Flow, Plan
 from ._handle import Run, make_run_id
 from ._index import RunIndex
-from ._run import check_options, resolve_params
+from ._params import check_options, resolve_params
 from ._run_args import (
     Store,
     check_submit_backend,
