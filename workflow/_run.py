@@ -640,6 +640,8 @@ def _execute(
     finally:
         net.shutdown(wait=0)
         pool.close()
+        if run.reuse.cache is not None:  # released before the run returns, not at GC
+            run.reuse.cache.close()
     for name in plan.order:
         rep = run.report[name]
         if rep.status in ("pending", "running"):
