@@ -38,6 +38,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from . import _exit_guard
 from ._errors import JobTimeoutError, WorkflowDefinitionError, WorkflowError
 from ._signals import TaskInterrupted, interrupts, job_call
 
@@ -274,6 +275,9 @@ class LocalBackend(Backend):
             if processes
             else cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reflow-wf")
         )
+        self._guarded = not processes  # os._exit in a job thread fails its element
+        if self._guarded:
+            _exit_guard.install()
 
     def submit(
         self, step: str, fn: Callable[..., Any], calls: Calls, **opts: Any
@@ -283,7 +287,15 @@ class LocalBackend(Backend):
         if limit is None:
             if self.processes:
                 return self._in_process(step, fn, calls, opts.get("retries", 0))
-            return loop.run_in_executor(self._pool, run_chunk, fn, calls, opts.get("retries", 0))
+            return loop.run_in_executor(
+                self._pool,
+                _exit_guard.job_thread,
+                step,
+                run_chunk,
+                fn,
+                calls,
+                opts.get("retries", 0),
+            )
         return self._limited(step, fn, calls, float(limit), opts)
 
     async def _in_process(
@@ -324,7 +336,7 @@ class LocalBackend(Backend):
 
         def call() -> Results:
             ident.append(threading.get_ident())
-            return run_chunk(fn, calls, retries)
+            return _exit_guard.job_thread(step, run_chunk, fn, calls, retries)
 
         # a thread of its own: a call that cannot be interrupted does not hold a pool slot
         fut: cf.Future[Results] = cf.Future()
@@ -353,6 +365,9 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._guarded:
+            self._guarded = False
+            _exit_guard.release()
 
 
 class RayBackend(Backend):
