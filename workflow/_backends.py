@@ -38,6 +38,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from . import _exit_guard
 from ._errors import JobTimeoutError, WorkflowDefinitionError, WorkflowError
 from ._signals import TaskInterrupted, interrupts, job_call
 
@@ -49,6 +50,7 @@ __all__ = [
     "exc_text",
     "parse_memory",
     "run_chunk",
+    "run_chunk_on_ray",
     "run_chunk_pickled",
 ]
 
@@ -116,27 +118,47 @@ def run_chunk(fn: Callable[..., Any], calls: Calls, retries: int) -> Results:
     return out
 
 
-def run_chunk_pickled(fn: Callable[..., Any], calls: Calls, retries: int) -> bytes:
-    """:func:`run_chunk` in a worker process, its results pickled here: a result that cannot
-    be pickled fails its own element, naming why, instead of the whole chunk coming back as
-    the pool's pickling error (or as a worker that died)."""
+def _dumps(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=5)
+
+
+def run_chunk_pickled(
+    fn: Callable[..., Any],
+    calls: Calls,
+    retries: int,
+    *,
+    where: str = "worker process",
+    dumps: Callable[[Any], bytes] = _dumps,
+) -> bytes:
+    """:func:`run_chunk` in a worker process (or a Ray worker: ``where``, with ``dumps`` Ray's
+    cloudpickle), its results pickled here: a result that cannot be pickled fails its own
+    element, naming why, instead of the whole chunk coming back as the pool's pickling error
+    (or as a worker that died)."""
     out = run_chunk(fn, calls, retries)
     try:
-        return pickle.dumps(out, protocol=5)
+        return dumps(out)
     except Exception:
         pass
     safe: Results = []
     for i, ok, value in out:
         try:
-            pickle.dumps(value, protocol=5)
+            dumps(value)
         except Exception as exc:
             what = f"a result of type {type(value).__name__}"
             safe.append(
-                (i, False, f"{what} cannot be pickled to leave its worker process: {exc_text(exc)}")
+                (i, False, f"{what} cannot be pickled to leave its {where}: {exc_text(exc)}")
             )
         else:
             safe.append((i, ok, value))
-    return pickle.dumps(safe, protocol=5)
+    return dumps(safe)
+
+
+def run_chunk_on_ray(fn: Callable[..., Any], calls: Calls, retries: int) -> bytes:
+    """:func:`run_chunk_pickled` in a Ray worker, with Ray's cloudpickle (a lambda travels):
+    Ray would otherwise fail the whole task on one value it cannot serialize."""
+    from ray import cloudpickle
+
+    return run_chunk_pickled(fn, calls, retries, where="Ray worker", dumps=cloudpickle.dumps)
 
 
 def timeout_text(step: str, index: int, opts: dict[str, Any]) -> str:
@@ -253,6 +275,9 @@ class LocalBackend(Backend):
             if processes
             else cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reflow-wf")
         )
+        self._guarded = not processes  # os._exit in a job thread fails its element
+        if self._guarded:
+            _exit_guard.install()
 
     def submit(
         self, step: str, fn: Callable[..., Any], calls: Calls, **opts: Any
@@ -262,7 +287,15 @@ class LocalBackend(Backend):
         if limit is None:
             if self.processes:
                 return self._in_process(step, fn, calls, opts.get("retries", 0))
-            return loop.run_in_executor(self._pool, run_chunk, fn, calls, opts.get("retries", 0))
+            return loop.run_in_executor(
+                self._pool,
+                _exit_guard.job_thread,
+                step,
+                run_chunk,
+                fn,
+                calls,
+                opts.get("retries", 0),
+            )
         return self._limited(step, fn, calls, float(limit), opts)
 
     async def _in_process(
@@ -303,7 +336,7 @@ class LocalBackend(Backend):
 
         def call() -> Results:
             ident.append(threading.get_ident())
-            return run_chunk(fn, calls, retries)
+            return _exit_guard.job_thread(step, run_chunk, fn, calls, retries)
 
         # a thread of its own: a call that cannot be interrupted does not hold a pool slot
         fut: cf.Future[Results] = cf.Future()
@@ -332,6 +365,9 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._guarded:
+            self._guarded = False
+            _exit_guard.release()
 
 
 class RayBackend(Backend):
@@ -376,7 +412,7 @@ class RayBackend(Backend):
         self.dead = False
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.slots = max(1, min(workers, cpus) if workers else cpus)
-        self._remote = ray.remote(run_chunk)
+        self._remote = ray.remote(run_chunk_on_ray)
         self._by_value: set[str] = set()
         self._refs: dict[str, set[Any]] = {}
         self._cancelled: set[str | None] = set()
@@ -459,7 +495,7 @@ class RayBackend(Backend):
                 wait = WATCH_S if deadline is None else min(WATCH_S, deadline - time.monotonic())
                 done, _ = await asyncio.wait({fut}, timeout=max(0.0, wait))
                 if done:
-                    return fut.result()
+                    return _loaded(step, fut.result(), calls)
                 if deadline is not None and time.monotonic() >= deadline:
                     with contextlib.suppress(Exception):
                         ray.cancel(ref, force=True)
@@ -483,7 +519,14 @@ class RayBackend(Backend):
         except ray.exceptions.RayError as exc:
             if step in self._cancelled or None in self._cancelled:
                 return [(i, False, f"{CANCELLED}job {step!r}") for i, _ in calls]
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            if isinstance(exc, ray.exceptions.WorkerCrashedError):
+                text = (
+                    f"a Ray worker process of job {step!r} died (os._exit(), a crash or the "
+                    "out-of-memory killer) while running this element or one beside it"
+                )
+                return [(i, False, text) for i, _ in calls]
+            lines = _ANSI.sub("", str(exc)).strip().splitlines()
+            first = lines[0] if lines else ""
             text = (
                 f"the Ray cluster failed while running job {step!r}: {type(exc).__name__}: {first}"
             )
@@ -499,6 +542,20 @@ class RayBackend(Backend):
             threading.Thread(target=self._ray.shutdown, daemon=True).start()
             return
         self._ray.shutdown()
+
+
+#: the colour codes Ray puts in its errors' first line (``ray::run_chunk()``)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _loaded(step: str, data: Any, calls: Calls) -> Results:
+    """A chunk's results as :func:`run_chunk_on_ray` pickled them; one that cannot be read
+    back in this process (its class importable only on the workers) fails the chunk, named."""
+    try:
+        return list(pickle.loads(data))
+    except Exception as exc:
+        text = f"the results of job {step!r} cannot be read back from Ray: {exc_text(exc)}"
+        return [(i, False, text) for i, _ in calls]
 
 
 def _wait_reachable(target: tuple[str, int], seconds: float) -> bool:

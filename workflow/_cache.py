@@ -161,14 +161,17 @@ class ResultCache:
         log.warning("result cache: %s %s; recomputing", key, why)
         return MISS
 
-    def put(self, key: str, value: Any) -> bool:
+    def put(self, key: str, value: Any, *, refused: list[str] | None = None) -> bool:
         """Store a result; ``False`` (and a warning) when it cannot be pickled or written."""
-        return self.put_many([(key, value)]) == 1
+        return self.put_many([(key, value)], refused=refused) == 1
 
-    def put_many(self, items: Iterable[tuple[str, Any]]) -> int:
+    def put_many(
+        self, items: Iterable[tuple[str, Any]], *, refused: list[str] | None = None
+    ) -> int:
         """Store results in one transaction; returns how many were stored (a result that
-        cannot be pickled is left out with a warning; a failed write stores none). Each value
-        is pickled and written before the next is pickled: one pickle in memory at a time."""
+        cannot be pickled is left out, why appended to ``refused``, else logged as a warning;
+        a failed write stores none). Each value is pickled and written before the next is
+        pickled: one pickle in memory at a time."""
         stored = 0
         try:
             with self._lock:
@@ -178,11 +181,14 @@ class ResultCache:
                         try:
                             data = pickle.dumps(value, protocol=5)
                         except Exception as exc:
-                            log.warning(
-                                "result cache: a result of type %s cannot be pickled (%s)",
-                                type(value),
-                                exc,
+                            why = (
+                                f"a result of type {type(value).__qualname__} cannot be "
+                                f"pickled ({type(exc).__name__}: {_short(exc)})"
                             )
+                            if refused is None:
+                                log.warning("result cache: %s", why)
+                            else:
+                                refused.append(why)
                             continue
                         sha = hashlib.sha256(data).hexdigest()
                         if len(data) < self.STREAM_AT:
@@ -221,6 +227,14 @@ class ResultCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _short(exc: BaseException) -> str:
+    try:
+        text = " ".join(str(exc).split())
+    except Exception:
+        text = "<its str() raised>"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class _BlobFile:

@@ -20,6 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import WorkflowError, WorkflowFailed
+from ._report import not_cached_text
 from ._signals import interrupt_all
 from ._states import RunState, TaskState
 
@@ -196,6 +197,8 @@ def _cmd_status(wf: Workflow, args: argparse.Namespace) -> int:
             continue
         counts = [f"{step.get('done', 0)}/{step.get('total', 0)} done"]
         counts += [f"{step[k]} {k}" for k in ("failed", "skipped", "cached") if step.get(k)]
+        if step.get("uncached"):
+            counts.append(not_cached_text(int(step["uncached"]), str(step.get("not_cached", ""))))
         print(f"  {name:20s}  {step.get('state', '?'):10s}  {', '.join(counts)}")
         errors = {e.get("index"): e.get("error", "") for e in step.get("errors") or ()}
         for index in failed.get(name) or ([None] if step.get("state") == TaskState.FAILED else []):

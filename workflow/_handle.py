@@ -101,6 +101,10 @@ class _Recorder(Hooks):
         self.handle = handle
         self.live: _Run | None = None
         self.dirty = threading.Event()
+        #: set when the run has ended: the watcher closes its connection and returns, and the
+        #: run is not finished (``_finished``) until it has (nothing holds the index then)
+        self.ended = threading.Event()
+        self.watcher: threading.Thread | None = None
 
     def started(self, run: _Run) -> None:
         self.live = run
@@ -216,6 +220,7 @@ class Run(RunReport):
         watcher = threading.Thread(
             target=self._watch, args=(rec,), name=f"reflow-run-{self.run_id}", daemon=True
         )
+        rec.watcher = watcher
         watcher.start()
         if background:
             threading.Thread(
@@ -281,8 +286,11 @@ class Run(RunReport):
             self._state = RunState.FAILED.value
         self._live = None
         self._write(force=True)
-        self._finished.set()
+        rec.ended.set()
         rec.dirty.set()
+        if rec.watcher is not None and rec.watcher is not threading.current_thread():
+            rec.watcher.join()  # its connection closed: the caller may lock or move the index
+        self._finished.set()
 
     def _watch(self, rec: _Recorder) -> None:
         """While the run goes: write the record when something changed (throttled) and look
@@ -312,15 +320,15 @@ class Run(RunReport):
         return conn
 
     def _watch_loop(self, rec: _Recorder) -> None:
-        while not self._finished.is_set():
+        while not rec.ended.is_set():
             rec.dirty.wait(POLL_S)
-            if self._finished.is_set():
+            if rec.ended.is_set():
                 return
             if rec.dirty.is_set():
                 left = 1 / WRITES_PER_S - (time.monotonic() - self._last_write)
                 # throttled: wait the window out; looping on the flag that stays set spun a
                 # core while every chunk set it (a CPU-bound array on Ray scaled 1.1x, not 1.8x)
-                if left > 0 and self._finished.wait(left):
+                if left > 0 and rec.ended.wait(left):
                     return
                 rec.dirty.clear()
                 self._write()

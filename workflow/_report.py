@@ -9,7 +9,7 @@ from typing import Any
 
 from ._errors import WorkflowError, WorkflowFailed
 
-__all__ = ["RunReport", "StepReport", "failure_headline"]
+__all__ = ["RunReport", "StepReport", "failure_headline", "not_cached_text"]
 
 log = logging.getLogger("reflow.workflow")
 #: failures logged one line each at the end of a run; the rest are counted in one more line
@@ -26,6 +26,12 @@ def failure_headline(text: str) -> str:
 def debug_wanted() -> bool:
     """``$REFLOW_DEBUG`` asks for each failure's traceback where a failure is reported."""
     return os.environ.get("REFLOW_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def not_cached_text(count: int, why: str) -> str:
+    """``"2 not cached: a result of type function cannot be pickled"``: a step's results the
+    cache refused, the first one's reason (``""`` when none was refused)."""
+    return f"{count} not cached: {why}" if count else ""
 
 
 #: done: ran (or came from the cache) completely; partial: an array job with failed or skipped
@@ -52,6 +58,16 @@ class StepReport:
     done: int = 0
     #: each element's batch-system job id (Slurm's ``<job>_<task>``), where one ran it
     job_ids: dict[int, str] = field(default_factory=dict)
+    #: results the cache could not store (``cache=True``: they will be computed again), and
+    #: why the first of them could not (its type and pickle's error)
+    uncached: int = 0
+    not_cached: str = ""
+
+    def refused_by_cache(self, reasons: list[str]) -> None:
+        """Count results the cache did not store; the first reason is the one shown."""
+        if reasons:
+            self.uncached += len(reasons)
+            self.not_cached = self.not_cached or reasons[0]
 
     def describe(self) -> str:
         parts = [self.status]
@@ -63,6 +79,8 @@ class StepReport:
             parts.append(f"{len(self.failures)} failed")
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
+        if self.uncached:
+            parts.append(not_cached_text(self.uncached, self.not_cached))
         if self.reason:
             parts.append(self.reason)
         return ", ".join(parts)

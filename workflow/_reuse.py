@@ -113,12 +113,14 @@ class Reuse:
         """The cache ``spec``'s new results go to (forced steps' too), or ``None``."""
         return self.cache if spec.cache else None
 
-    def store(self, spec: JobSpec, key: str, value: Any) -> None:
-        cache = self.store_for(spec)
-        if cache is not None:
-            cache.put(key, value)
+    def store(self, spec: JobSpec, key: str, value: Any) -> list[str]:
+        """Store a result; returns why it was not (``[]``: stored, or not a cached step)."""
+        return self.store_many(spec, [(key, value)])
 
-    def store_many(self, spec: JobSpec, items: list[tuple[str, Any]]) -> None:
+    def store_many(self, spec: JobSpec, items: list[tuple[str, Any]]) -> list[str]:
+        """Store results; returns why each one not stored was not (its type, pickle's error)."""
+        refused: list[str] = []
         cache = self.store_for(spec)
         if cache is not None:
-            cache.put_many(items)
+            cache.put_many(items, refused=refused)
+        return refused

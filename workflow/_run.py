@@ -266,7 +266,9 @@ class _Run:
             return
         st.value, rep.status, rep.done = value, "done", 1
         if spec.cache:
-            await loop.run_in_executor(None, self.reuse.store, spec, key, value)
+            rep.refused_by_cache(
+                await loop.run_in_executor(None, self.reuse.store, spec, key, value)
+            )
 
     async def _array(self, spec: JobSpec, rep: StepReport, ctx: Any) -> None:
         calls = array_calls(spec, self.plan.wires[spec.name], self.state, self.params, self.run_dir)
@@ -391,7 +393,7 @@ class _Run:
                         if self.on_error == "stop":
                             self.stopped = True
                 if to_store and cache is not None:
-                    stores.append(loop.run_in_executor(None, cache.put_many, to_store))
+                    stores.append(loop.run_in_executor(None, self.reuse.store_many, spec, to_store))
                 rep.chunks += 1
                 self.hooks.progress()
                 chunk_packet = {"step": spec.name, "indices": indices, "failed": failed}
@@ -405,7 +407,8 @@ class _Run:
             started |= set(rep.skipped)
             rep.skipped.extend(i for i, _ in todo if i not in started)
         if stores:
-            await asyncio.gather(*stores)
+            for refused in await asyncio.gather(*stores):
+                rep.refused_by_cache(refused)
 
     # ------------------------------------------------------------------ results
 
@@ -526,6 +529,8 @@ def _execute(
     finally:
         net.shutdown(wait=0)
         pool.close()
+        if run.reuse.cache is not None:  # released before the run returns, not at GC
+            run.reuse.cache.close()
     for name in plan.order:
         rep = run.report[name]
         if rep.status in ("pending", "running"):

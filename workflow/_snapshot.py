@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import WorkflowError
 from ._index import owner_alive
-from ._report import StepReport
+from ._report import StepReport, not_cached_text
 from ._states import RunState, TaskState, task_state
 
 if TYPE_CHECKING:
@@ -108,6 +108,8 @@ def steps_record(
             "skipped": len(rep.skipped) if rep.array else int(rep.status == "skipped"),
             "skipped_indices": list(rep.skipped) if rep.array else [],
             "cached": rep.cached,
+            "uncached": rep.uncached,
+            "not_cached": rep.not_cached,
             "partition": spec.partition if spec is not None else None,
             "reason": rep.reason,
             # element index -> Slurm job id (JSON keys are strings)
@@ -251,6 +253,8 @@ def status_table(snap: dict[str, Any], *, errors: bool) -> str:
         for k in ("failed", "skipped", "cached"):
             if st.get(k):
                 counts += f", {st[k]} {k}"
+        if st.get("uncached"):
+            counts += f", {not_cached_text(int(st['uncached']), str(st.get('not_cached', '')))}"
         part = f"  partition={st['partition']}" if st.get("partition") else ""
         why = f"  ({st['reason']})" if st.get("reason") else ""
         lines.append(f"  {name:<{width}}  {st['state']:<9}  {counts}{part}{why}")

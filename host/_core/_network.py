@@ -23,7 +23,7 @@ from .._errors import CheckpointConfigError, GraphError, NetworkStateError, RunT
 from ._actor import threads_under_start
 from ._events import EventHub, EventStream, _clock
 from ._gcdefer import built
-from ._loop_close import aclose_loop_resources
+from ._loop_close import aclose_loop_resources, borrowed_run, owned
 from ._messages import Message
 from ._nodes import ActorFailure, _Node
 from ._results import Collector, RunSummary
@@ -324,6 +324,7 @@ class Network(Wiring):
             t0, ticks0, fails0 = self._begin()
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
+                owned(self._loop)  # its resources close at shutdown, not after each run
             coro = self._sched.drive(until_idle=True, on_idle=self._publish_idle)
             try:
                 self._loop.run_until_complete(asyncio.wait_for(coro, timeout))
@@ -353,9 +354,10 @@ class Network(Wiring):
             self._durable_run(run_id, checkpoint, resume, checkpoint_every)
             t0, ticks0, fails0 = self._begin()
             try:
-                await asyncio.wait_for(
-                    self._sched.drive(until_idle=True, on_idle=self._publish_idle), timeout
-                )
+                async with borrowed_run():  # the user's loop: clients opened here close after
+                    await asyncio.wait_for(
+                        self._sched.drive(until_idle=True, on_idle=self._publish_idle), timeout
+                    )
             except TimeoutError:
                 raise self._timed_out(timeout) from None
         finally:
@@ -403,6 +405,7 @@ class Network(Wiring):
             sched._workers = max(sched._workers, min(threaded, _START_THREADS))
 
     async def _drive_in_thread(self) -> None:
+        owned(asyncio.get_running_loop())
         try:
             await self._sched.drive(
                 until_idle=False, on_idle=self._on_idle, stop=lambda: self._stop_flag

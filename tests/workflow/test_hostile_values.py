@@ -47,18 +47,45 @@ def _xfail(open_: bool) -> list[pytest.MarkDecorator]:
     )
 
 
+#: the type each unpicklable kind's result is named by when the cache refuses it
+TYPE_NAMES = {
+    "lambda": "function",
+    "generator": "generator",
+    "file": "TextIOWrapper",
+    "lock": "lock",
+}
+
+
 @pytest.mark.parametrize("kind", UNPICKLABLE)
 def test_an_unpicklable_result_is_returned_in_threads_and_not_cached(
-    kind: str, tmp_path: Path
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    store = tmp_path / "runs.sqlite"
     for _ in range(2):
-        r = jobs.wf.run_local(tmp_path, params={"kind": kind}, max_workers=2)
+        r = jobs.wf.run_local(tmp_path / "run", params={"kind": kind}, max_workers=2, store=store)
         assert r.ok and r.steps["each"].status == "done", "computed again: it was not cached"
         assert len(r["each"]) == 2
-    for v in r["each"]:
-        close = getattr(v, "close", None)
-        if close is not None and kind == "file":
-            close()
+        for v in r["each"]:
+            close = getattr(v, "close", None)
+            if close is not None and kind == "file":
+                close()
+    # said, once per step: in the report, its table, status() and the CLI's status
+    step = r.steps["each"]
+    line = f"2 not cached: a result of type {TYPE_NAMES[kind]} cannot be pickled"
+    assert step.uncached == 2 and step.not_cached.startswith(line[len("2 not cached: ") :])
+    assert r.table().count("not cached") == 1 and line in r.table()
+    assert r.steps["kinds"].uncached == 0, "a cache=False step is not refused anything"
+    capsys.readouterr()
+    r.status()
+    assert capsys.readouterr().out.count(line) == 1
+    assert jobs.wf.cli(["status", r.run_id, "--store-path", str(store)]) == 0
+    assert capsys.readouterr().out.count(line) == 1
+
+
+def test_an_unpicklable_single_result_is_said_not_cached(tmp_path: Path) -> None:
+    r = jobs.single.run_local(tmp_path, params={"kind": "lock"})
+    assert r.steps["once"].status == "done" and r["after"] == "lock"
+    assert "1 not cached: a result of type lock cannot be pickled" in r.steps["once"].describe()
 
 
 @pytest.mark.parametrize(

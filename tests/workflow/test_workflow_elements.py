@@ -6,6 +6,7 @@ dies mid-job resumes from the chunks it finished."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -52,7 +53,7 @@ def test_each_finished_chunk_is_a_packet_and_an_event(tmp_path: Path, n: int, wo
 
 
 SCRIPT = """
-import os, sys, time
+import os, signal, sys, time
 from typing import Annotated
 from reflow.workflow import Result, Workflow
 
@@ -65,7 +66,9 @@ def items() -> list[int]:
 @wf.job(array=True, cache=True)
 def slow(x: Annotated[int, Result(step="items")]) -> int:
     if x == 600 and os.environ.get("CRASH"):
-        os._exit(3)  # the whole process dies mid-job, as a killed run would
+        # the whole process dies mid-job, as a killed run would (os._exit in a job's thread
+        # only fails its element: _exit_guard)
+        os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.0005)
     return x * x
 
@@ -86,7 +89,7 @@ def test_a_run_killed_mid_job_resumes_from_the_finished_chunks(tmp_path: Path) -
         text=True,
         timeout=300,
     )
-    assert crashed.returncode == 3, crashed.stdout + crashed.stderr
+    assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
     again = subprocess.run(
         [sys.executable, str(script), str(run_dir)], capture_output=True, text=True, timeout=300
     )
