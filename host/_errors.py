@@ -84,6 +84,10 @@ one boundary per dependency and chained with ``raise ... from exc``::
         ├── RegistrySignatureError a downloaded pack's signature does not verify (.key_id)
         └── RegistryUnavailableError the registry cannot be reached (after retries) and the
                                   cache cannot answer
+
+One warning class, :class:`ConfigKeyWarning` (a ``ReflowError`` and a ``UserWarning``, so one
+turned into an error by ``-W error`` is still caught as a ReflowError): a config key that a
+built-in template does not read, kept in the node's config.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ __all__ = [
     "CheckpointStoreError",
     "CheckpointVersionError",
     "CircuitOpenError",
+    "ConfigKeyWarning",
     "DuplicateNodeError",
     "GraphError",
     "GraphFormatError",
@@ -166,6 +171,11 @@ class MessageError(ReflowError, ValueError):
 
 class GraphError(ReflowError):
     """A graph (or a network being built) is not valid."""
+
+
+class ConfigKeyWarning(ReflowError, UserWarning):
+    """A node's config holds a key its built-in template does not read and that looks like no
+    misspelling of one; the key is kept (``Network(config_check="strict")`` refuses it)."""
 
 
 class GraphFormatError(GraphError, ValueError):

@@ -22,6 +22,7 @@ EXPECTED = [
     "CapabilityError",
     "CircuitOpenError",
     "Collector",
+    "ConfigKeyWarning",
     "DuplicateNodeError",
     "EventStream",
     "ExtismActor",

@@ -1,9 +1,9 @@
 """The scheduler's fast paths behave as its general paths do (issue 9, speed rows).
 
-``ctx.done`` delivers untraced packets itself (``Scheduler._deliver`` inlined); a sync node
-with several in-edges runs on a round-robin fast path; events are flat records. Each row runs
-the same graph untraced (fast paths) and traced (a subscriber forces the general paths) and
-expects the same packets, the same failures and the same messages.
+``ctx.done`` and ``ctx.send`` deliver untraced packets themselves (``Scheduler._deliver``
+inlined); a sync node with several in-edges runs on a round-robin fast path; events are flat
+records. Each row runs the same graph untraced (fast paths) and traced (a subscriber forces
+the general paths) and expects the same packets, the same failures and the same messages.
 """
 
 from __future__ import annotations
@@ -214,3 +214,54 @@ def test_recv_records_takes_at_most_max_events(max_events: int, expect: int | No
     assert len(stream.recv_records(10_000)) == total - len(got)
     assert stream.recv_records(10, timeout_ms=1) == []
     assert stream.lost == 0
+
+
+class SendAll(Actor):
+    """Sends the configured outputs with ``ctx.send`` twice, then ends the tick."""
+
+    component = "hp_send_all"
+    inports: list[str] = []
+    outports = ["out", "spare"]
+
+    def __init__(self, outputs: Any) -> None:
+        self.outputs = outputs
+        self.errors: list[BaseException] = []
+
+    def run(self, ctx: Any) -> None:
+        try:
+            ctx.send(self.outputs)
+            ctx.send(self.outputs)
+        except TickStateError as exc:
+            self.errors.append(exc)
+            raise
+        ctx.done()
+
+
+# the rows of done() whose input send() takes (a dict; send of a non-dict is no API)
+SEND_ROWS = [row for row in DONE_ROWS if isinstance(row[0], dict)]
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["fast", "traced"])
+@pytest.mark.parametrize("outputs, seen, error, fragment", SEND_ROWS)
+def test_send_delivers_or_refuses_the_same_on_both_paths(
+    traced: bool, outputs: Any, seen: list[Any], error: type[Exception] | None, fragment: str
+) -> None:
+    net = Network(capacity=1)  # the second send finds the edge full: it runs the sink first
+    src, sink = SendAll(outputs), Sink()
+    net.register_actor("src", src)
+    net.register_actor("sink", sink)
+    net.add_node("s", "src")
+    net.add_node("k", "sink")
+    net.add_connection("s", "out", "k", "in")
+    stream = net.events() if traced else None
+    summary = net.run(timeout=10)
+    net.shutdown()
+    assert sink.seen == seen
+    if error is None:
+        assert summary.ok, summary.failures
+    else:
+        assert summary.failure_count == 1
+        assert len(src.errors) == 1 and isinstance(src.errors[0], error)
+        assert fragment in str(src.errors[0])
+    if stream is not None:
+        stream.close()

@@ -28,7 +28,7 @@ from ._messages import Message
 from ._nodes import ActorFailure, _Node
 from ._results import Collector, RunSummary
 from ._scheduler import Scheduler
-from ._wiring import DEFAULT_CAPACITY, Wiring, int_option
+from ._wiring import CONFIG_CHECKS, DEFAULT_CAPACITY, Wiring, int_option
 
 if TYPE_CHECKING:
     from ._graph import Graph
@@ -68,13 +68,20 @@ class Network(Wiring):
         *,
         capacity: int | None = None,
         workers: int | None = None,
+        config_check: str | None = None,
     ) -> None:
         config = dict(config or {})
-        unknown = set(config) - {"capacity", "workers", "event_buffer"}
+        unknown = set(config) - {"capacity", "workers", "event_buffer", "config_check"}
         if unknown:
             raise GraphError(
                 f"unknown network config key(s) {', '.join(sorted(unknown))}; "
-                f"expected capacity, workers, event_buffer"
+                f"expected capacity, workers, event_buffer, config_check"
+            )
+        check = config_check if config_check is not None else config.get("config_check", "typos")
+        if check not in CONFIG_CHECKS:
+            raise GraphError(
+                f"network config_check must be one of {', '.join(map(repr, CONFIG_CHECKS))}, "
+                f"got {check!r}"
             )
         cap = int_option(
             capacity if capacity is not None else config.get("capacity", DEFAULT_CAPACITY),
@@ -86,6 +93,7 @@ class Network(Wiring):
         super().__init__(
             Scheduler(self._hub, int_option(w, "workers") if w is not None else None), cap
         )
+        self.config_check = check
         self._armed: set[str] = set()
         self._announced = False
         self._base = (0, 0)  # overflowed, dropped at the start of the current run

@@ -21,9 +21,9 @@ Invariants, in plain words:
 
 Hot paths (each mirrors a general one and must stay in step with it): ``_run_inline_fast``
 (one in-edge), ``_run_inline_rr`` (several, round robin as ``_take``) and
-``_run_inline_traced`` run sync batches; ``ActorContext.done`` inlines ``_deliver``
-(``_sched_state``) while nobody traces packets. ``tests/test_sched_hotpath.py`` runs each
-against its general path.
+``_run_inline_traced`` run sync batches; ``ActorContext.done`` and ``.send`` inline
+``_deliver`` (``_sched_state``) while nobody traces packets. ``tests/test_sched_hotpath.py``
+runs each against its general path.
 """
 
 from __future__ import annotations

@@ -37,6 +37,12 @@ DEFAULT_CAPACITY = 64
 _WIDE_ROUTE = 8  # a route with this many edges keeps a set of its targets (see _connected)
 
 
+#: What ``add_node`` may do with a config key a built-in template never reads (see
+#: ``reflow.library._config_keys``): refuse likely typos and warn about the rest, refuse
+#: all, or keep all silently.
+CONFIG_CHECKS = ("typos", "strict", "off")
+
+
 def int_option(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise GraphError(f"{name} must be a positive integer, got {value!r}")
@@ -65,6 +71,7 @@ class Wiring:
         self._policy_host: Any = None  # made with the first node that declares policies
         self._running = False
         self._closed = False
+        self.config_check = "typos"  # what add_node does with a config key a template never reads
 
     def register_actor(self, template_id: str, actor: Any) -> None:
         """Make ``actor`` (an :class:`Actor` instance) available as ``template_id``."""
@@ -137,9 +144,9 @@ class Wiring:
             self._subgraph_nodes.add(id)
             template.expand_into(self, id, dict(config or {}))
             return
-        refuse = getattr(template, "refuse_unknown_config", None)
-        if config and callable(refuse):  # a built-in template names the keys it reads
-            refuse(id, config)
+        check = getattr(template, "check_config_keys", None)
+        if config and callable(check):  # a built-in template names the keys it reads
+            check(id, config, self.config_check)
         actor: Actor
         if placement is not None:
             from .._ray_nodes import placed_actor

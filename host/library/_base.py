@@ -8,14 +8,13 @@ in-port or config key at fault, so a user can find it in a graph.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from typing import Any
 
 from .._core._actor import Actor, ActorContext
 from .._core._messages import Message
-from .._errors import ActorError, GraphError, MessageError
+from .._errors import ActorError, MessageError
 
 __all__ = [
     "MISSING",
@@ -78,30 +77,23 @@ class LibraryActor(Actor):
                 keys[key] = dict(entry)
         return keys
 
-    def refuse_unknown_config(self, node: str, config: dict[str, Any]) -> None:
-        """Raise :class:`~reflow.GraphError` naming a key of ``config`` that this template
-        never reads, with the closest known key; a template whose code reads keys it does
+    def check_config_keys(self, node: str, config: dict[str, Any], mode: str = "typos") -> None:
+        """Check the keys of ``config`` that this template never reads, by ``mode`` (see
+        :mod:`reflow.library._config_keys`): a likely typo raises :class:`~reflow.GraphError`
+        with the closest known key, any other is kept with a warning (``"typos"``), refused
+        (``"strict"``) or kept silently (``"off"``). A template whose code reads keys it does
         not name (an open scan) accepts any."""
+        from ._config_keys import check_keys
         from ._config_scan import scan_class
 
-        if not config or scan_class(type(self)).open:
+        if not config or mode == "off" or scan_class(type(self)).open:
             return
         known = self.config_keys()
         # a CPU twin takes its GPU template's config as it is (the same graph, GPU off)
         for other in _subclasses(LibraryActor):
             if getattr(other, "cpu_twin", None) is type(self):
                 known = {**other.config_keys(), **known}
-        for key in config:
-            if key in known:
-                continue
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = (
-                f"; did you mean {close[0]!r}?"
-                if close
-                else (f"; it reads {', '.join(map(repr, sorted(known)))}" if known else "")
-            )
-            what = "reads no config" if not known else "has no config key"
-            raise GraphError(f"node {node!r}: template {self.component!r} {what} {key!r}{hint}")
+        check_keys(node, self.component, config, known, mode)
 
 
 def _subclasses(cls: type[LibraryActor]) -> list[type[LibraryActor]]:

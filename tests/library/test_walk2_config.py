@@ -112,8 +112,8 @@ def test_a_reported_default_is_the_one_the_code_applies() -> None:
 def test_an_unknown_config_key_is_refused_naming_it(
     template_id: str, config: dict[str, Any], fragment: str
 ) -> None:
-    net = reflow.Network()
-    with pytest.raises(reflow.GraphError) as info:
+    net = reflow.Network(config_check="strict")  # default: only the likely typos (see
+    with pytest.raises(reflow.GraphError) as info:  # tests/library/test_config_keys.py)
         net.add_node("n", template_id, config)
     assert fragment in str(info.value)
     assert "'n'" in str(info.value)
